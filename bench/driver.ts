@@ -1,0 +1,65 @@
+import { ClaimConflictError, type Repository } from '../src/protocol/index.js';
+
+/**
+ * A minimal agent loop straight on the protocol (subscribe → claim → finish),
+ * so a benchmark can measure a backend without the agent pool's overhead.
+ * Resolves once `expectedNodes` nodes have finished.
+ */
+export async function drainWithDriver(
+  repository: Repository,
+  options: { runtime: string; concurrency: number; expectedNodes: number },
+): Promise<{ finished: number; lostClaims: number }> {
+  const lease = await repository.grantLease(30_000);
+  const ac = new AbortController();
+  const queue: { runId: string; node: string }[] = [];
+  const sleepers: (() => void)[] = [];
+  const wakeOne = () => sleepers.pop()?.();
+  let finished = 0;
+  let lostClaims = 0;
+  const pump = (async () => {
+    for await (const ev of repository.subscribe({ runtimes: [options.runtime], signal: ac.signal })) {
+      if (ev.type !== 'NODE_READY') continue;
+      queue.push({ runId: ev.runId, node: ev.node });
+      wakeOne();
+    }
+  })();
+  const worker = async (i: number) => {
+    while (finished < options.expectedNodes) {
+      const job = queue.pop();
+      if (!job) {
+        await new Promise<void>((r) => {
+          sleepers.push(r);
+          setTimeout(r, 50);
+        });
+        continue;
+      }
+      const claim = await repository.claim({
+        runId: job.runId,
+        node: job.node,
+        leaseId: lease.id,
+        agentId: `bench-${i}`,
+      });
+      if (!claim) {
+        lostClaims++;
+        continue;
+      }
+      try {
+        await repository.finish({
+          runId: job.runId,
+          node: job.node,
+          claimId: claim.claimId,
+          conclusion: 'SUCCESS',
+        });
+        finished++;
+      } catch (e) {
+        if (!(e instanceof ClaimConflictError)) throw e;
+      }
+    }
+    for (const s of sleepers.splice(0)) s();
+  };
+  await Promise.all(Array.from({ length: options.concurrency }, (_, i) => worker(i)));
+  ac.abort();
+  await pump;
+  await repository.revokeLease(lease.id);
+  return { finished, lostClaims };
+}

@@ -1,0 +1,373 @@
+import { randomBytes } from 'node:crypto';
+import { hostname as osHostname } from 'node:os';
+import { type Logger, silentLogger } from '../log.js';
+import {
+  InvalidArgumentError,
+  LeaseExpiredError,
+  NotFoundError,
+  UnavailableError,
+} from '../protocol/errors.js';
+import { DEFAULT_LEASE_TTL_MS, type Lease, type NodeEvent, type Repository } from '../protocol/repository.js';
+import { type Runtime, RuntimeRegistry } from '../runtimes/runtime.js';
+import { sleep } from '../runtimes/sleep.js';
+import { errorMessage } from './attempt.js';
+import { Backoff, type BackoffOptions } from './backoff.js';
+import { type AgentPoolCounters, type Session, type Slot, type Task, type WorkEnv, work } from './work.js';
+
+export type { AgentPoolCounters } from './work.js';
+
+export interface AgentPoolOptions {
+  repository: Repository;
+  runtimes: Runtime[] | RuntimeRegistry;
+  /** Attempts run at once; one registered agent per slot. Default 4. */
+  concurrency?: number;
+  /** TTL of the pool's lease: how soon others recover its work if this process dies. Default 10 s. */
+  leaseTtlMs?: number;
+  /** Default a third of the TTL, so two heartbeats may be lost before the lease lapses. */
+  heartbeatIntervalMs?: number;
+  /** An attempt that runs longer is recorded as ERROR. Default 10 minutes. */
+  runtimeTimeoutMs?: number;
+  hostname?: string;
+  /** Prefix of the agent ids; default `<hostname>-<pid>-<random>`. */
+  id?: string;
+  logger?: Logger;
+  /** On stop, after the grace period, how long aborted work may take to report. Default 2 s. */
+  abortWaitMs?: number;
+  backoff?: BackoffOptions;
+}
+
+type State = 'idle' | 'running' | 'stopping' | 'stopped';
+
+/**
+ * An agent process's workers. One lease for the whole process, kept alive by
+ * heartbeats; one registered agent per slot, so ListAgents shows the capacity
+ * a process offers and each attempt's agent id names the slot that ran it; one
+ * subscription for all its runtimes, whose events feed free slots. Each slot
+ * claims (losing a race just moves on), runs the runtime under a timeout and
+ * finishes with its claim. Store errors are retried, never fatal.
+ */
+export class AgentPool {
+  private readonly repository: Repository;
+  private readonly registry: RuntimeRegistry;
+  private readonly leaseTtlMs: number;
+  private readonly heartbeatIntervalMs: number;
+  private readonly runtimeTimeoutMs: number;
+  private readonly hostname: string;
+  private readonly logger: Logger;
+  private readonly abortWaitMs: number;
+  private readonly backoffOptions: BackoffOptions;
+  private readonly slots: Slot[];
+  /** Events waiting for a free slot, one per node: claims decide ownership, so duplicates add nothing. */
+  private readonly pending = new Map<string, NodeEvent>();
+  private readonly idleWaiters = new Set<() => void>();
+  private readonly counts: AgentPoolCounters = {
+    claimed: 0,
+    orphansRecovered: 0,
+    finished: { SUCCESS: 0, FAIL: 0, ERROR: 0 },
+    conflicts: 0,
+    leasesLost: 0,
+  };
+  private state: State = 'idle';
+  private claiming = false;
+  private session?: Session;
+  private opening?: Promise<Session | undefined>;
+  private stopping?: Promise<void>;
+  /** Aborted at the very end of stop: ends every backoff wait. */
+  private readonly halt = new AbortController();
+  private readonly env: WorkEnv;
+
+  constructor(options: AgentPoolOptions) {
+    this.repository = options.repository;
+    this.registry =
+      options.runtimes instanceof RuntimeRegistry ? options.runtimes : new RuntimeRegistry(options.runtimes);
+    if (this.registry.size === 0) throw new InvalidArgumentError('an agent pool needs at least one runtime');
+    const concurrency = options.concurrency ?? 4;
+    if (!Number.isInteger(concurrency) || concurrency < 1)
+      throw new InvalidArgumentError(`concurrency must be a whole number >= 1, got ${concurrency}`);
+    this.leaseTtlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
+    this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? Math.max(1, Math.floor(this.leaseTtlMs / 3));
+    this.runtimeTimeoutMs = options.runtimeTimeoutMs ?? 10 * 60_000;
+    this.hostname = options.hostname ?? osHostname();
+    this.logger = options.logger ?? silentLogger;
+    this.abortWaitMs = options.abortWaitMs ?? 2000;
+    this.backoffOptions = options.backoff ?? {};
+    const prefix = options.id ?? `${this.hostname}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    this.slots = Array.from({ length: concurrency }, (_, i) => ({ agentId: `${prefix}-${i + 1}` }));
+    this.env = {
+      repository: this.repository,
+      registry: this.registry,
+      logger: this.logger,
+      runtimeTimeoutMs: this.runtimeTimeoutMs,
+      backoff: this.backoffOptions,
+      counts: this.counts,
+      claiming: () => this.claiming,
+      leaseLost: (session, error) => this.leaseLost(session, error),
+    };
+  }
+
+  /** Slots busy with a node (claiming, running or finishing). */
+  get running(): number {
+    return this.slots.filter((s) => s.task).length;
+  }
+
+  get counters(): AgentPoolCounters {
+    return { ...this.counts, finished: { ...this.counts.finished } };
+  }
+
+  get agentIds(): string[] {
+    return this.slots.map((s) => s.agentId);
+  }
+
+  /** The current lease's id; undefined while (re)registering or after stop. */
+  get leaseId(): string | undefined {
+    return this.session?.lease.id;
+  }
+
+  get runtimes(): string[] {
+    return this.registry.names;
+  }
+
+  /** Grants the lease, registers the agents and starts claiming. Retries while the store is unavailable. */
+  async start(): Promise<void> {
+    if (this.state !== 'idle') throw new InvalidArgumentError(`agent pool cannot start: it is ${this.state}`);
+    this.state = 'running';
+    this.claiming = true;
+    try {
+      await this.openSession(false);
+    } catch (e) {
+      this.claiming = false;
+      this.state = 'stopped';
+      throw e;
+    }
+  }
+
+  /**
+   * Stops claiming, lets running work finish within `graceMs`, then aborts the
+   * rest (its runtimes see ctx.signal abort), deregisters and revokes the lease.
+   */
+  stop(options: { graceMs?: number } = {}): Promise<void> {
+    if (this.state === 'idle' || this.state === 'stopped') {
+      this.state = 'stopped';
+      return Promise.resolve();
+    }
+    this.stopping ??= this.shutdown(options.graceMs ?? 10_000);
+    return this.stopping;
+  }
+
+  private async shutdown(graceMs: number): Promise<void> {
+    this.state = 'stopping';
+    this.claiming = false;
+    this.pending.clear();
+    this.logger.debug('agent pool stopping', { running: this.running, graceMs });
+    this.session?.subscription.abort();
+    if (!(await this.waitIdle(graceMs))) {
+      this.logger.info('grace period over; interrupting running work', { running: this.running });
+      for (const s of this.slots) s.task?.controller.abort(new Error('agent shutting down'));
+      if (!(await this.waitIdle(this.abortWaitMs)))
+        for (const s of this.slots) s.task && this.abandon(s.task, new Error('agent shut down'));
+    }
+    this.halt.abort();
+    await this.opening?.catch(() => undefined);
+    const session = this.session;
+    this.session = undefined;
+    if (session) {
+      session.ended.abort();
+      session.subscription.abort();
+      await Promise.allSettled(this.slots.map((s) => this.repository.deregisterAgent(s.agentId)));
+      await this.repository.revokeLease(session.lease.id).catch((e: unknown) => {
+        this.logger.warn('could not revoke lease; it will lapse', {
+          lease: session.lease.id,
+          error: errorMessage(e),
+        });
+      });
+    }
+    this.state = 'stopped';
+    this.logger.debug('agent pool stopped', { counters: this.counters });
+  }
+
+  // ---- lease, registration, heartbeats, subscription
+
+  /** Grants a lease and registers the agents, retrying while the store is away. `background`: retry every error. */
+  private openSession(background: boolean): Promise<Session | undefined> {
+    const opening = (async () => {
+      const backoff = new Backoff(this.backoffOptions);
+      while (this.claiming) {
+        let lease: Lease | undefined;
+        try {
+          lease = await this.repository.grantLease(this.leaseTtlMs);
+          const l = lease;
+          const runtimes = this.registry.names.map((name) => ({ name }));
+          await Promise.all(
+            this.slots.map((s) =>
+              this.repository.registerAgent(l.id, { id: s.agentId, runtimes, hostname: this.hostname }),
+            ),
+          );
+        } catch (e) {
+          if (lease) void this.repository.revokeLease(lease.id).catch(() => undefined);
+          const transient = e instanceof UnavailableError || e instanceof LeaseExpiredError;
+          if (!transient && !background) throw e;
+          this.logger.warn('could not register agents; retrying', { error: errorMessage(e) });
+          await sleep(backoff.next(), this.halt.signal);
+          continue;
+        }
+        if (!this.claiming) {
+          void this.repository.revokeLease(lease.id).catch(() => undefined);
+          return undefined;
+        }
+        const session: Session = {
+          lease,
+          ended: new AbortController(),
+          subscription: new AbortController(),
+          tasks: new Set(),
+        };
+        this.session = session;
+        this.logger.debug('lease granted; agents registered', {
+          lease: lease.id,
+          ttlMs: lease.ttlMs,
+          agents: this.slots.length,
+          runtimes: this.registry.names,
+        });
+        void this.heartbeat(session);
+        void this.subscribe(session);
+        return session;
+      }
+      return undefined;
+    })();
+    this.opening = opening;
+    return opening.finally(() => {
+      if (this.opening === opening) this.opening = undefined;
+    });
+  }
+
+  private async heartbeat(session: Session): Promise<void> {
+    const backoff = new Backoff(this.backoffOptions);
+    let delay = this.heartbeatIntervalMs;
+    while (await sleep(delay, session.ended.signal)) {
+      try {
+        await this.repository.keepAlive(session.lease.id);
+        backoff.reset();
+        delay = this.heartbeatIntervalMs;
+      } catch (e) {
+        if (session.ended.signal.aborted) return;
+        if (e instanceof LeaseExpiredError || e instanceof NotFoundError) return this.leaseLost(session, e);
+        this.logger.warn('heartbeat failed; retrying', { lease: session.lease.id, error: errorMessage(e) });
+        delay = Math.min(backoff.next(), this.heartbeatIntervalMs);
+      }
+    }
+  }
+
+  private async subscribe(session: Session): Promise<void> {
+    const backoff = new Backoff(this.backoffOptions);
+    const signal = session.subscription.signal;
+    while (!signal.aborted) {
+      try {
+        this.logger.debug('subscribed', { runtimes: this.registry.names });
+        for await (const event of this.repository.subscribe({ runtimes: this.registry.names, signal })) {
+          backoff.reset();
+          this.enqueue(event, session);
+        }
+        if (signal.aborted) return;
+        this.logger.debug('subscription ended; resubscribing');
+      } catch (e) {
+        if (signal.aborted) return;
+        this.logger.warn('subscription failed; resubscribing', { error: errorMessage(e) });
+      }
+      // Resubscribing replays every node READY now (rule 8), so nothing is missed meanwhile.
+      await sleep(backoff.next(), signal);
+    }
+  }
+
+  /** The lease lapsed: every claim under it is orphaned already, so drop that work and start over. */
+  private leaseLost(session: Session, error: unknown): void {
+    if (this.session !== session) return;
+    this.session = undefined;
+    this.counts.leasesLost++;
+    this.logger.warn('lease lost; abandoning running work and registering again', {
+      lease: session.lease.id,
+      running: session.tasks.size,
+      error: errorMessage(error),
+    });
+    session.ended.abort();
+    session.subscription.abort();
+    for (const task of [...session.tasks]) this.abandon(task, new Error('agent lost its lease'));
+    this.pending.clear();
+    if (this.claiming)
+      this.openSession(true).catch((e: unknown) =>
+        this.logger.error('could not register agents again', { error: errorMessage(e) }),
+      );
+  }
+
+  // ---- dispatch
+
+  private enqueue(event: NodeEvent, session: Session): void {
+    if (!this.claiming || this.session !== session) return;
+    const key = `${event.runId}\u0000${event.node}`;
+    if (!this.pending.has(key)) this.pending.set(key, event);
+    this.pump();
+  }
+
+  private pump(): void {
+    for (const slot of this.slots) {
+      const session = this.session;
+      if (!this.claiming || !session || this.pending.size === 0) return;
+      if (slot.task) continue;
+      const [key, event] = this.pending.entries().next().value as [string, NodeEvent];
+      this.pending.delete(key);
+      this.launch(slot, event, session);
+    }
+  }
+
+  private launch(slot: Slot, event: NodeEvent, session: Session): void {
+    let resolveAbandoned!: () => void;
+    const task: Task = {
+      slot,
+      session,
+      event,
+      controller: new AbortController(),
+      abandoned: false,
+      abandonedSignal: new AbortController(),
+      abandonedPromise: new Promise<void>((resolve) => {
+        resolveAbandoned = resolve;
+      }),
+      resolveAbandoned: () => resolveAbandoned(),
+    };
+    slot.task = task;
+    session.tasks.add(task);
+    void work(task, this.env)
+      .catch((e: unknown) => this.logger.error('agent task failed unexpectedly', { error: errorMessage(e) }))
+      .finally(() => this.release(task));
+  }
+
+  /** Stop waiting for a task whose result cannot be recorded; its slot is free at once. */
+  private abandon(task: Task, reason: Error): void {
+    if (task.abandoned) return;
+    task.abandoned = true;
+    task.controller.abort(reason);
+    task.abandonedSignal.abort(reason);
+    task.resolveAbandoned();
+    this.release(task);
+  }
+
+  private release(task: Task): void {
+    task.session.tasks.delete(task);
+    if (task.slot.task !== task) return;
+    task.slot.task = undefined;
+    if (this.running === 0) for (const w of [...this.idleWaiters]) w();
+    this.pump();
+  }
+
+  /** True when every slot is free, false after `ms`. */
+  private waitIdle(ms: number): Promise<boolean> {
+    if (this.running === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (idle: boolean) => {
+        clearTimeout(timer);
+        this.idleWaiters.delete(waiter);
+        resolve(idle);
+      };
+      const waiter = () => done(true);
+      const timer = setTimeout(() => done(false), ms);
+      this.idleWaiters.add(waiter);
+    });
+  }
+}

@@ -1,0 +1,184 @@
+import type { Logger } from '../log.js';
+import {
+  ClaimConflictError,
+  LeaseExpiredError,
+  NotFoundError,
+  UnavailableError,
+} from '../protocol/errors.js';
+import type { ClaimedNode, FinishConclusion, Lease, NodeEvent, Repository } from '../protocol/repository.js';
+import type { RuntimeRegistry } from '../runtimes/runtime.js';
+import { sleep } from '../runtimes/sleep.js';
+import { type AttemptOutcome, errorMessage, errorOutcome, runAttempt } from './attempt.js';
+import { Backoff, type BackoffOptions } from './backoff.js';
+
+export interface AgentPoolCounters {
+  claimed: number;
+  /** Orphaned nodes this pool recovered (recorded as ERROR). */
+  orphansRecovered: number;
+  finished: Record<FinishConclusion, number>;
+  /** Results the store refused: the run was cancelled or the claim had lapsed. */
+  conflicts: number;
+  leasesLost: number;
+}
+
+export interface Session {
+  lease: Lease;
+  /** Ends heartbeats and subscription when the lease is gone or the pool stopped. */
+  ended: AbortController;
+  subscription: AbortController;
+  tasks: Set<Task>;
+}
+
+export interface Slot {
+  agentId: string;
+  task?: Task;
+}
+
+export interface Task {
+  slot: Slot;
+  session: Session;
+  event: NodeEvent;
+  /** Aborts the runtime: timeout, shutdown, lease lost. */
+  controller: AbortController;
+  abandoned: boolean;
+  abandonedSignal: AbortController;
+  abandonedPromise: Promise<void>;
+  resolveAbandoned: () => void;
+}
+
+/** What the pool lends each task. */
+export interface WorkEnv {
+  repository: Repository;
+  registry: RuntimeRegistry;
+  logger: Logger;
+  runtimeTimeoutMs: number;
+  backoff: BackoffOptions;
+  counts: AgentPoolCounters;
+  /** False once the pool stops claiming. */
+  claiming(): boolean;
+  /** The store said the session's lease is gone. */
+  leaseLost(session: Session, error: unknown): void;
+}
+
+/**
+ * One node in one slot: claim it (losing the race just ends here), recover it
+ * if it was orphaned, run its runtime under the timeout, finish with the claim.
+ * Store errors that may pass are retried with backoff; the rest are logged.
+ */
+export async function work(task: Task, env: WorkEnv): Promise<void> {
+  const { event, session, slot } = task;
+  let log = env.logger.child({ runId: event.runId, node: event.node, agent: slot.agentId });
+  const claimed = await claim(env, task, log);
+  if (!claimed || task.abandoned) return;
+  env.counts.claimed++;
+  log = log.child({ attempt: claimed.attempt, claim: claimed.claimId });
+  if (claimed.orphan) {
+    // Rule 3: the previous holder's lease lapsed; record that as an ERROR attempt, then rule 5 applies.
+    env.counts.orphansRecovered++;
+    const previousAgent = claimed.previousAgentId;
+    const message =
+      `claim ${claimed.previousClaimId ?? '(unknown)'}${previousAgent ? ` of agent ${previousAgent}` : ''} lapsed: ` +
+      `its agent stopped heartbeating (recovered by agent ${slot.agentId})`;
+    log.debug('orphan claimed', { previousClaim: claimed.previousClaimId });
+    return finish(env, task, claimed, errorOutcome(message), log);
+  }
+  const runtime = env.registry.get(claimed.node.spec.runtime);
+  if (!runtime) {
+    const message = `agent ${slot.agentId} has no runtime "${claimed.node.spec.runtime}"`;
+    return finish(env, task, claimed, errorOutcome(message), log);
+  }
+  log.debug('node claimed', { runtime: runtime.name });
+  const outcome = await runAttempt(
+    runtime,
+    {
+      runId: claimed.runId,
+      node: claimed.node,
+      attempt: claimed.attempt,
+      claimId: claimed.claimId,
+      signal: task.controller.signal,
+      logger: log,
+    },
+    { timeoutMs: env.runtimeTimeoutMs, controller: task.controller, abandoned: task.abandonedPromise },
+  );
+  if (!outcome || task.abandoned) {
+    log.debug('result dropped: the claim was lost with the lease', { lease: session.lease.id });
+    return;
+  }
+  await finish(env, task, claimed, outcome, log);
+}
+
+async function claim(env: WorkEnv, task: Task, log: Logger): Promise<ClaimedNode | undefined> {
+  const { event, session, slot } = task;
+  const backoff = new Backoff(env.backoff);
+  while (env.claiming() && !task.abandoned) {
+    try {
+      const claimed = await env.repository.claim({
+        runId: event.runId,
+        node: event.node,
+        leaseId: session.lease.id,
+        agentId: slot.agentId,
+      });
+      if (!claimed) log.debug('claim lost: node taken or no longer claimable');
+      return claimed;
+    } catch (e) {
+      if (e instanceof LeaseExpiredError) {
+        env.leaseLost(session, e);
+        return undefined;
+      }
+      if (e instanceof NotFoundError) {
+        log.debug('claim skipped: run or node is gone');
+        return undefined;
+      }
+      if (!(e instanceof UnavailableError)) {
+        log.warn('claim failed', { error: errorMessage(e) });
+        return undefined;
+      }
+      log.warn('claim failed; retrying', { error: errorMessage(e) });
+      await sleep(backoff.next(), task.abandonedSignal.signal);
+    }
+  }
+  return undefined;
+}
+
+async function finish(
+  env: WorkEnv,
+  task: Task,
+  claimed: ClaimedNode,
+  outcome: AttemptOutcome,
+  log: Logger,
+): Promise<void> {
+  const backoff = new Backoff(env.backoff);
+  while (!task.abandoned) {
+    try {
+      await env.repository.finish({
+        runId: claimed.runId,
+        node: claimed.node.spec.name,
+        claimId: claimed.claimId,
+        conclusion: outcome.conclusion,
+        output: outcome.output,
+        metadata: outcome.metadata,
+      });
+      env.counts.finished[outcome.conclusion]++;
+      log.debug('node finished', { conclusion: outcome.conclusion });
+      return;
+    } catch (e) {
+      if (e instanceof ClaimConflictError) {
+        env.counts.conflicts++;
+        log.info('result refused: the claim is no longer live (run cancelled or claim lapsed)', {
+          conclusion: outcome.conclusion,
+        });
+        return;
+      }
+      if (e instanceof NotFoundError) {
+        log.info('result dropped: the run is gone');
+        return;
+      }
+      if (!(e instanceof UnavailableError)) {
+        log.error('finish failed', { error: errorMessage(e) });
+        return;
+      }
+      log.warn('finish failed; retrying', { error: errorMessage(e) });
+      await sleep(backoff.next(), task.abandonedSignal.signal);
+    }
+  }
+}

@@ -1,0 +1,1 @@
+export { MemoryRepository, type MemoryRepositoryOptions } from './repository.js';

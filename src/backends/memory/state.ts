@@ -1,0 +1,279 @@
+import {
+  type Attempt,
+  type AttemptConclusion,
+  type Claim,
+  type Edge,
+  emptyNodeCounts,
+  initialStatus,
+  type NodeSpec,
+  type NodeState,
+  type NodeStatus,
+  type Run,
+  type RunConclusion,
+  rfc3339,
+  runConclusion,
+  runStatus,
+  shouldRetry,
+  topology,
+  truncateOutput,
+} from '../../model/index.js';
+import type { Metadata } from '../../model/types.js';
+
+/**
+ * The memory backend's state and every node transition, in one place. All
+ * functions are synchronous, so each transition is atomic in the event loop.
+ * A transition touches its node and direct dependents only (rule 9); it
+ * reports changed nodes through `Hooks` so indexes, counters and streams
+ * follow without rescanning.
+ */
+
+export interface ClaimRecord extends Claim {
+  leaseId: string;
+}
+
+export interface NodeRecord {
+  run: RunRecord;
+  spec: NodeSpec;
+  status: NodeStatus;
+  attempts: Attempt[];
+  startedAt: number;
+  finishedAt: number;
+  inputs: Record<string, Uint8Array>;
+  claim?: ClaimRecord;
+  upstream: NodeRecord[];
+  downstream: NodeRecord[];
+  pendingUpstream: number;
+}
+
+export interface RunRecord {
+  id: string;
+  createdAt: number;
+  nodes: Map<string, NodeRecord>;
+  order: NodeRecord[];
+  edges: Edge[];
+  counts: Record<NodeStatus, number>;
+  cancelled: boolean;
+  conclusion?: RunConclusion;
+}
+
+export interface Hooks {
+  /** Called after every status change, with the status it left (undefined for a new node). */
+  statusChanged(node: NodeRecord, from: NodeStatus | undefined): void;
+  /** Called after any change a watcher should see (status, attempt, claim). */
+  nodeChanged(node: NodeRecord): void;
+  claimReleased(node: NodeRecord, claim: ClaimRecord): void;
+  runCompleted(run: RunRecord): void;
+}
+
+export function createRun(
+  id: string,
+  createdAt: number,
+  spec: { nodes: NodeSpec[]; edges: Edge[] },
+  hooks: Hooks,
+): RunRecord {
+  const run: RunRecord = {
+    id,
+    createdAt,
+    nodes: new Map(),
+    order: [],
+    edges: spec.edges.map((e) => ({ ...e })),
+    counts: emptyNodeCounts(),
+    cancelled: false,
+  };
+  const topo = topology(spec);
+  for (const s of spec.nodes) {
+    const upCount = topo.upstream.get(s.name)!.length;
+    const node: NodeRecord = {
+      run,
+      spec: s,
+      status: initialStatus(upCount),
+      attempts: [],
+      startedAt: 0,
+      finishedAt: 0,
+      inputs: {},
+      upstream: [],
+      downstream: [],
+      pendingUpstream: upCount,
+    };
+    run.nodes.set(s.name, node);
+    run.order.push(node);
+  }
+  for (const e of spec.edges) {
+    const src = run.nodes.get(e.source)!;
+    const dst = run.nodes.get(e.destination)!;
+    src.downstream.push(dst);
+    dst.upstream.push(src);
+  }
+  for (const node of run.order) {
+    run.counts[node.status]++;
+    hooks.statusChanged(node, undefined);
+  }
+  return run;
+}
+
+function setStatus(node: NodeRecord, to: NodeStatus, now: number, hooks: Hooks): void {
+  const from = node.status;
+  node.status = to;
+  node.run.counts[from]--;
+  node.run.counts[to]++;
+  if (to === 'COMPLETED') node.finishedAt = now;
+  hooks.statusChanged(node, from);
+}
+
+function releaseClaim(node: NodeRecord, hooks: Hooks): void {
+  const claim = node.claim;
+  if (!claim) return;
+  node.claim = undefined;
+  hooks.claimReleased(node, claim);
+}
+
+function completeIfDone(run: RunRecord, hooks: Hooks): void {
+  if (run.conclusion || run.counts.COMPLETED !== run.order.length) return;
+  run.conclusion = runConclusion(run.order, run.cancelled);
+  hooks.runCompleted(run);
+}
+
+/** Rule 2 / rule 3's recovery. Returns undefined when the node is neither READY nor orphaned. */
+export function claimNode(
+  node: NodeRecord,
+  claim: ClaimRecord,
+  now: number,
+  hooks: Hooks,
+): { orphan: boolean; previousClaimId?: string; previousAgentId?: string } | undefined {
+  if (node.status === 'READY') {
+    node.claim = claim;
+    node.startedAt = now;
+    node.finishedAt = 0;
+    const inputs: Record<string, Uint8Array> = {};
+    for (const up of node.upstream)
+      inputs[up.spec.name] = up.attempts[up.attempts.length - 1]?.output ?? new Uint8Array();
+    node.inputs = inputs;
+    setStatus(node, 'RUNNING', now, hooks);
+    hooks.nodeChanged(node);
+    return { orphan: false };
+  }
+  if (node.status === 'RUNNING' && node.claim?.orphaned) {
+    const { id: previousClaimId, agentId: previousAgentId } = node.claim;
+    releaseClaim(node, hooks);
+    node.claim = claim;
+    hooks.nodeChanged(node);
+    return { orphan: true, previousClaimId, previousAgentId };
+  }
+  return undefined;
+}
+
+/** Rule 3: the holder's lease lapsed. */
+export function orphanNode(node: NodeRecord, hooks: Hooks): void {
+  if (node.status !== 'RUNNING' || !node.claim || node.claim.orphaned) return;
+  node.claim = { ...node.claim, orphaned: true };
+  hooks.nodeChanged(node);
+}
+
+/** Rules 4 and 5. Returns false when the claim is stale (not the node's live claim). */
+export function finishNode(
+  node: NodeRecord,
+  claimId: string,
+  conclusion: Exclude<AttemptConclusion, 'CANCELLED'>,
+  output: Uint8Array,
+  metadata: Metadata,
+  now: number,
+  hooks: Hooks,
+): boolean {
+  const claim = node.claim;
+  if (node.status !== 'RUNNING' || !claim || claim.id !== claimId || claim.orphaned) return false;
+  const previous = node.attempts;
+  node.attempts = [
+    ...previous,
+    {
+      conclusion,
+      metadata,
+      output: truncateOutput(output),
+      claimId,
+      agentId: claim.agentId,
+      startedAt: rfc3339(node.startedAt),
+      finishedAt: rfc3339(now),
+    },
+  ];
+  releaseClaim(node, hooks);
+  if (conclusion === 'SUCCESS') {
+    setStatus(node, 'COMPLETED', now, hooks);
+    hooks.nodeChanged(node);
+    for (const d of node.downstream) {
+      d.pendingUpstream--;
+      if (d.pendingUpstream === 0 && d.status === 'WAITING') {
+        setStatus(d, 'READY', now, hooks);
+        hooks.nodeChanged(d);
+      }
+    }
+  } else if (shouldRetry(node.spec, conclusion, previous)) {
+    setStatus(node, 'READY', now, hooks);
+    hooks.nodeChanged(node);
+  } else {
+    setStatus(node, 'COMPLETED', now, hooks);
+    hooks.nodeChanged(node);
+    // Unreached: every node downstream completes with no attempt. Each node completes once,
+    // so this walk costs O(1) amortised per node over the run's life.
+    const queue = [...node.downstream];
+    for (let i = 0; i < queue.length; i++) {
+      const d = queue[i]!;
+      if (d.status === 'COMPLETED') continue;
+      setStatus(d, 'COMPLETED', now, hooks);
+      hooks.nodeChanged(d);
+      queue.push(...d.downstream);
+    }
+  }
+  completeIfDone(node.run, hooks);
+  return true;
+}
+
+/** Rule 6. Returns false when the run had already completed. */
+export function cancelRun(run: RunRecord, now: number, hooks: Hooks): boolean {
+  if (run.conclusion) return false;
+  run.cancelled = true;
+  for (const node of run.order) {
+    if (node.status === 'COMPLETED') continue;
+    if (node.status === 'RUNNING' && node.claim) {
+      node.attempts = [
+        ...node.attempts,
+        {
+          conclusion: 'CANCELLED',
+          metadata: {},
+          output: new Uint8Array(),
+          claimId: node.claim.id,
+          agentId: node.claim.agentId,
+          startedAt: rfc3339(node.startedAt),
+          finishedAt: rfc3339(now),
+        },
+      ];
+      releaseClaim(node, hooks);
+    }
+    setStatus(node, 'COMPLETED', now, hooks);
+    hooks.nodeChanged(node);
+  }
+  completeIfDone(run, hooks);
+  return true;
+}
+
+export function nodeSnapshot(node: NodeRecord): NodeState {
+  const c = node.claim;
+  return {
+    spec: node.spec,
+    status: node.status,
+    attempts: node.attempts,
+    startedAt: node.startedAt ? rfc3339(node.startedAt) : '',
+    finishedAt: node.finishedAt ? rfc3339(node.finishedAt) : '',
+    inputs: node.inputs,
+    claim: c ? { id: c.id, agentId: c.agentId, metadata: c.metadata, orphaned: c.orphaned } : undefined,
+  };
+}
+
+export function runSnapshot(run: RunRecord): Run {
+  return {
+    id: run.id,
+    createdAt: rfc3339(run.createdAt),
+    nodes: run.order.map(nodeSnapshot),
+    edges: run.edges.map((e) => ({ ...e })),
+    status: runStatus(run.counts),
+    conclusion: run.conclusion,
+  };
+}

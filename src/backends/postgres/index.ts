@@ -1,0 +1,2 @@
+export { MIGRATIONS } from './migrations.js';
+export { PostgresRepository, type PostgresRepositoryOptions } from './repository.js';

@@ -1,0 +1,93 @@
+import type { Metadata, NodeStatus, RunConclusion, RunStatus } from '../../model/index.js';
+import type { Logger } from '../../log.js';
+import type { Db } from './db.js';
+
+/**
+ * The wake-up sent with NOTIFY once a transaction has committed: one per
+ * transaction and run, small. It carries each changed node's new state minus
+ * the bulky parts (attempt outputs, inputs: immutable once written, so a
+ * watcher reads them later and still gets the state as of this transition),
+ * and the READY / orphaned nodes for subscribers. A lost notice costs a
+ * catch-up query, never correctness: listeners catch up on every (re)LISTEN.
+ */
+export interface NodeDelta {
+  /** Node name. */
+  n: string;
+  /** The node row's version after the change: watchers skip what they have seen. */
+  v: number;
+  s: NodeStatus;
+  /** Number of attempts. */
+  a: number;
+  /** started_at / finished_at, ms. */
+  st?: number | null;
+  ft?: number | null;
+  /** The live claim: id, agent, metadata, orphaned. */
+  c?: { id: string; ag: string; md: Metadata; o?: boolean } | null;
+}
+
+export interface Notice {
+  /** Run id, or '*' for "anything may have changed". */
+  r: string;
+  /** The run's status (and conclusion) right after the transaction. */
+  rs?: RunStatus;
+  rc?: RunConclusion;
+  ch?: NodeDelta[];
+  /** [node, runtime] that became READY. */
+  rd?: [string, string][];
+  /** [node, runtime] whose claim was orphaned. */
+  or?: [string, string][];
+  /** Node changes left out (too many): watchers re-read the run. */
+  all?: 1;
+  /** READY/orphaned nodes left out: subscribers query the run. */
+  cu?: 1;
+}
+
+/** NOTIFY payloads must stay under 8000 bytes; leave room for the channel name. */
+export const MAX_PAYLOAD = 7_000;
+
+/** Drops detail, in stages, until the notice fits. */
+export function encodeNotice(notice: Notice): string {
+  let text = JSON.stringify(notice);
+  if (text.length <= MAX_PAYLOAD) return text;
+  const { ch: _, ...rest } = notice;
+  text = JSON.stringify({ ...rest, all: 1 } satisfies Notice);
+  if (text.length <= MAX_PAYLOAD) return text;
+  return JSON.stringify({ r: notice.r, rs: notice.rs, rc: notice.rc, all: 1, cu: 1 } satisfies Notice);
+}
+
+export function decodeNotice(payload: string | undefined): Notice | undefined {
+  if (!payload) return undefined;
+  try {
+    const n = JSON.parse(payload) as Notice;
+    return typeof n?.r === 'string' ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Sends notices after the transaction that made the change has committed,
+ * in a transaction of their own that does not wait for the WAL flush. A
+ * NOTIFYing transaction holds the server's notify lock until its commit is
+ * flushed, so NOTIFY inside every durable transaction would make them all
+ * queue behind one another's fsync. The price: a process that dies between
+ * the two loses the notice; listeners' periodic catch-up covers that.
+ */
+export async function publish(db: Db, channel: string, notices: Notice[], logger: Logger): Promise<void> {
+  if (notices.length === 0) return;
+  try {
+    await db.query(
+      'notify',
+      'SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload',
+      [channel, notices.map(encodeNotice)],
+      { asyncCommit: true },
+    );
+  } catch (e) {
+    logger.debug('notice not sent; listeners will catch up', { error: (e as Error).message });
+  }
+}
+
+/** A number from a bigint column (pg returns those as strings). */
+export function ms(v: string | number | null | undefined): number | null {
+  return v === null || v === undefined ? null : Number(v);
+}

@@ -1,0 +1,216 @@
+import type pg from 'pg';
+import {
+  type Edge,
+  emptyNodeCounts,
+  type NodeState,
+  type NodeStatus,
+  type Run,
+  type RunConclusion,
+  type RunStatus,
+  type RunSummary,
+  rfc3339,
+  type Stats,
+} from '../../model/index.js';
+import {
+  DEFAULT_LIST_LIMIT,
+  InvalidArgumentError,
+  type ListRunsQuery,
+  MAX_LIST_LIMIT,
+  NotFoundError,
+  type RunPage,
+} from '../../protocol/index.js';
+import type { Db } from './db.js';
+import {
+  ATTEMPT_COLUMNS,
+  type AttemptRow,
+  groupAttempts,
+  inputsOf,
+  NODE_COLUMNS,
+  type NodeRow,
+  RUN_COLUMNS,
+  type RunRow,
+  statusOf,
+  toNodeState,
+} from './rows.js';
+
+/** Everything that only reads: inspect, the watcher's re-reads, listing and stats. */
+
+export interface LoadedRun {
+  run: RunRow & { edges: Edge[] };
+  nodes: NodeState[];
+  /** Each node's row version (see notices.ts). */
+  versions: Map<string, number>;
+  status: RunStatus;
+  conclusion?: RunConclusion;
+}
+
+/**
+ * Reads a run, or only some of its nodes, from one snapshot (REPEATABLE READ)
+ * so the nodes, their attempts and the run's status agree with each other.
+ */
+export async function loadRun(db: Db, runId: string, names?: string[]): Promise<LoadedRun> {
+  return db.tx(
+    'inspect',
+    async (c) => {
+      const runs = await c.query<RunRow & { edges: Edge[] }>(
+        `SELECT ${RUN_COLUMNS}, edges FROM runs WHERE id = $1`,
+        [runId],
+      );
+      const run = runs.rows[0];
+      if (!run) throw new NotFoundError('run', runId);
+      const nodeRows = names
+        ? await c.query<NodeRow>(
+            `SELECT ${NODE_COLUMNS} FROM nodes WHERE run_id = $1 AND name = ANY($2) ORDER BY idx`,
+            [runId, names],
+          )
+        : await c.query<NodeRow>(`SELECT ${NODE_COLUMNS} FROM nodes WHERE run_id = $1 ORDER BY idx`, [runId]);
+      const attempts = await readAttempts(c, runId, names ? withUpstream(nodeRows.rows) : undefined);
+      const byNode = groupAttempts(attempts);
+      const lastOutput = (n: string) => {
+        const list = byNode.get(n);
+        return list?.[list.length - 1]?.output;
+      };
+      const nodes = nodeRows.rows.map((row) =>
+        toNodeState(row, byNode.get(row.name) ?? [], inputsOf(row, lastOutput)),
+      );
+      let anyRunning: boolean;
+      if (!names) anyRunning = nodes.some((n) => n.status === 'RUNNING');
+      else if (run.remaining < run.node_count || nodes.some((n) => n.status === 'RUNNING')) anyRunning = true;
+      else {
+        const r = await c.query(`SELECT 1 FROM nodes WHERE run_id = $1 AND status = 'RUNNING' LIMIT 1`, [
+          runId,
+        ]);
+        anyRunning = r.rowCount! > 0;
+      }
+      const status = statusOf(run, anyRunning);
+      const versions = new Map(nodeRows.rows.map((r) => [r.name, r.version]));
+      return { run, nodes, versions, status, conclusion: run.conclusion ?? undefined };
+    },
+    'REPEATABLE READ READ ONLY',
+  );
+}
+
+function withUpstream(rows: NodeRow[]): string[] {
+  const names = new Set<string>();
+  for (const r of rows) {
+    names.add(r.name);
+    if (r.started_at !== null) for (const u of r.upstream) names.add(u);
+  }
+  return [...names];
+}
+
+async function readAttempts(c: pg.ClientBase, runId: string, names?: string[]): Promise<AttemptRow[]> {
+  if (names && names.length === 0) return [];
+  const { rows } = names
+    ? await c.query<AttemptRow>(
+        `SELECT ${ATTEMPT_COLUMNS} FROM attempts WHERE run_id = $1 AND node = ANY($2)`,
+        [runId, names],
+      )
+    : await c.query<AttemptRow>(`SELECT ${ATTEMPT_COLUMNS} FROM attempts WHERE run_id = $1`, [runId]);
+  return rows;
+}
+
+export async function inspect(db: Db, runId: string): Promise<Run> {
+  const { run, nodes, status, conclusion } = await loadRun(db, runId);
+  return {
+    id: run.id,
+    createdAt: rfc3339(Number(run.created_at)),
+    nodes,
+    edges: run.edges,
+    status,
+    conclusion,
+  };
+}
+
+/** Cursor: "<created_at ms>.<id>" of the last run on the previous page (keyset paging). */
+function parseCursor(cursor: string): [number, string] {
+  const dot = cursor.indexOf('.');
+  const ms = Number(cursor.slice(0, dot));
+  const id = cursor.slice(dot + 1);
+  if (dot < 1 || !Number.isSafeInteger(ms) || !id)
+    throw new InvalidArgumentError(`malformed cursor ${JSON.stringify(cursor)}`);
+  return [ms, id];
+}
+
+export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
+  const limit = query.limit ?? DEFAULT_LIST_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT)
+    throw new InvalidArgumentError(`limit must be a whole number from 1 to ${MAX_LIST_LIMIT}`);
+  const where: string[] = [];
+  const values: unknown[] = [];
+  if (query.since !== undefined) {
+    values.push(Math.floor(query.since));
+    where.push(`created_at >= $${values.length}`);
+  }
+  if (query.until !== undefined) {
+    values.push(Math.floor(query.until));
+    where.push(`created_at < $${values.length}`);
+  }
+  if (query.cursor) {
+    const [ms, id] = parseCursor(query.cursor);
+    values.push(ms, id);
+    where.push(`(created_at, id) < ($${values.length - 1}, $${values.length})`);
+  }
+  values.push(limit + 1);
+  const { rows } = await db.query<RunRow>(
+    'list runs',
+    `SELECT ${RUN_COLUMNS} FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+     ORDER BY created_at DESC, id DESC LIMIT $${values.length}`,
+    values,
+  );
+  const page = rows.slice(0, limit);
+  // Counts of unfinished runs come from their nodes; a finished run's are all COMPLETED.
+  const active = page.filter((r) => r.remaining > 0).map((r) => r.id);
+  const counts = new Map<string, Record<NodeStatus, number>>();
+  if (active.length > 0) {
+    const agg = await db.query<{ run_id: string; status: NodeStatus; n: number }>(
+      'list runs',
+      'SELECT run_id, status, count(*)::int AS n FROM nodes WHERE run_id = ANY($1) GROUP BY run_id, status',
+      [active],
+    );
+    for (const a of agg.rows) {
+      let c = counts.get(a.run_id);
+      if (!c) {
+        c = emptyNodeCounts();
+        counts.set(a.run_id, c);
+      }
+      c[a.status] = a.n;
+    }
+  }
+  const runs: RunSummary[] = page.map((r) => {
+    const nodeCounts = counts.get(r.id) ?? { ...emptyNodeCounts(), COMPLETED: r.node_count };
+    if (r.remaining === 0) nodeCounts.COMPLETED = r.node_count;
+    return {
+      id: r.id,
+      createdAt: rfc3339(Number(r.created_at)),
+      status: statusOf(r, nodeCounts.RUNNING > 0),
+      conclusion: r.conclusion ?? undefined,
+      nodeCounts,
+    };
+  });
+  const last = page[page.length - 1];
+  return { runs, nextCursor: rows.length > limit && last ? `${last.created_at}.${last.id}` : undefined };
+}
+
+/**
+ * Unfinished nodes are counted through the partial indexes (the hot set);
+ * totals come from the sharded counters, so stats cost does not grow with
+ * history.
+ */
+export async function stats(db: Db): Promise<Stats> {
+  const { rows } = await db.query<{ runs: string; nodes: string; w: string; r: string; ru: string }>(
+    'stats',
+    `SELECT (SELECT coalesce(sum(runs), 0) FROM counters) AS runs,
+            (SELECT coalesce(sum(nodes), 0) FROM counters) AS nodes,
+            (SELECT count(*) FROM nodes WHERE status = 'WAITING') AS w,
+            (SELECT count(*) FROM nodes WHERE status = 'READY') AS r,
+            (SELECT count(*) FROM nodes WHERE status = 'RUNNING') AS ru`,
+  );
+  const s = rows[0]!;
+  const counts = emptyNodeCounts();
+  counts.WAITING = Number(s.w);
+  counts.READY = Number(s.r);
+  counts.RUNNING = Number(s.ru);
+  counts.COMPLETED = Number(s.nodes) - counts.WAITING - counts.READY - counts.RUNNING;
+  return { runCount: Number(s.runs), nodeCounts: counts };
+}

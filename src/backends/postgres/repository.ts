@@ -1,0 +1,285 @@
+import { type Logger, silentLogger } from '../../log.js';
+import {
+  type AgentInfo,
+  type Clock,
+  type GraphSpec,
+  type IdSource,
+  type Run,
+  type Stats,
+  systemClock,
+  ulidSource,
+} from '../../model/index.js';
+import {
+  type AgentRegistration,
+  type ClaimedNode,
+  type ClaimRequest,
+  type FinishRequest,
+  InvalidArgumentError,
+  isAdagioError,
+  type Lease,
+  type ListRunsQuery,
+  type NodeEvent,
+  type Repository,
+  type RunPage,
+  type SubscribeOptions,
+  UnavailableError,
+  type WatchEvent,
+} from '../../protocol/index.js';
+import { Db } from './db.js';
+import * as leases from './leases.js';
+import { Listener } from './listener.js';
+import { migrate } from './migrations.js';
+import * as reads from './reads.js';
+import { Streams } from './streams.js';
+import { cancelRun, claimNode, finishNode, startRun, type TransitionContext } from './transitions.js';
+
+export interface PostgresRepositoryOptions {
+  /** libpq-style URL; TLS via its parameters (sslmode, sslrootcert, …). */
+  connectionString: string;
+  /** Schema holding Adagio's tables; created and migrated at start. */
+  schema?: string;
+  poolSize?: number;
+  clock?: Clock;
+  ids?: IdSource;
+  /** How often this process looks for lapsed leases; 0 disables the timer (call reap()). */
+  reaperIntervalMs?: number;
+  /** NOTIFY channel; defaults to "adagio_<schema>" so schemas sharing a database stay apart. */
+  notifyChannel?: string;
+  /** How long an operation retries through connection failures before UnavailableError. */
+  retryForMs?: number;
+  logger?: Logger;
+}
+
+const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+const CHANNEL = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+/**
+ * The Repository protocol on PostgreSQL (DESIGN.md §3). Transitions live in
+ * transitions.ts, leases in leases.ts, reads in reads.ts, streams in
+ * streams.ts; this class wires them and runs the schema migration before the
+ * first operation.
+ */
+export class PostgresRepository implements Repository {
+  private readonly db: Db;
+  private readonly ctx: TransitionContext;
+  private readonly listener: Listener;
+  private readonly streams: Streams;
+  private readonly logger: Logger;
+  private readonly timer?: NodeJS.Timeout;
+  private ready?: Promise<void>;
+  private reaping = false;
+  private closed = false;
+  readonly schema: string;
+  readonly channel: string;
+
+  /** Connects and migrates; throws (UnavailableError when unreachable) instead of deferring to the first call. */
+  static async connect(options: PostgresRepositoryOptions): Promise<PostgresRepository> {
+    const repo = new PostgresRepository(options);
+    try {
+      await repo.ensureReady();
+    } catch (e) {
+      await repo.close();
+      throw e;
+    }
+    return repo;
+  }
+
+  constructor(options: PostgresRepositoryOptions) {
+    if (!options.connectionString) throw new InvalidArgumentError('PostgreSQL connection string is empty');
+    this.schema = options.schema ?? 'adagio';
+    if (!IDENTIFIER.test(this.schema))
+      throw new InvalidArgumentError(
+        `PostgreSQL schema ${JSON.stringify(this.schema)} must be a lowercase identifier (letters, digits, _)`,
+      );
+    this.channel = options.notifyChannel ?? `adagio_${this.schema}`.slice(0, 63);
+    if (!CHANNEL.test(this.channel))
+      throw new InvalidArgumentError(`NOTIFY channel ${JSON.stringify(this.channel)} must be an identifier`);
+    this.logger = options.logger ?? silentLogger;
+    this.db = new Db({
+      connectionString: options.connectionString,
+      schema: this.schema,
+      poolSize: options.poolSize ?? 10,
+      retryForMs: options.retryForMs ?? 15_000,
+      logger: this.logger,
+    });
+    this.ctx = {
+      db: this.db,
+      channel: this.channel,
+      logger: this.logger,
+      clock: options.clock ?? systemClock,
+      ids: options.ids ?? ulidSource(),
+    };
+    this.listener = new Listener(this.db, this.channel, this.logger);
+    this.streams = new Streams(this.db, this.listener, this.logger, () => this.ensureReady());
+    const interval = options.reaperIntervalMs ?? 1_000;
+    if (interval > 0) {
+      this.timer = setInterval(() => void this.reapQuietly(), interval);
+      this.timer.unref();
+    }
+  }
+
+  /** Runs the migrations once; a failure is retried by the next call. */
+  private ensureReady(): Promise<void> {
+    if (this.closed) return Promise.reject(new UnavailableError('PostgreSQL repository is closed'));
+    if (!this.ready) {
+      this.ready = this.db
+        .retrying('schema migration', async () => {
+          const client = await this.db.pool.connect();
+          try {
+            await migrate(client, this.schema);
+          } catch (e) {
+            client.release(e as Error);
+            throw e;
+          }
+          client.release();
+        })
+        .catch((e) => {
+          this.ready = undefined;
+          if (isAdagioError(e)) throw e;
+          throw new UnavailableError(`PostgreSQL schema migration failed: ${(e as Error).message}`, {
+            cause: e,
+          });
+        });
+    }
+    return this.ready;
+  }
+
+  private async run<T>(fn: () => Promise<T>): Promise<T> {
+    await this.ensureReady();
+    return fn();
+  }
+
+  // ---- runs
+
+  start(spec: GraphSpec): Promise<Run> {
+    return this.run(() => startRun(this.ctx, spec));
+  }
+
+  inspect(runId: string): Promise<Run> {
+    return this.run(() => this.db.retrying('inspect', () => reads.inspect(this.db, runId)));
+  }
+
+  listRuns(query: ListRunsQuery = {}): Promise<RunPage> {
+    return this.run(() => this.db.retrying('list runs', () => reads.listRuns(this.db, query)));
+  }
+
+  stats(): Promise<Stats> {
+    return this.run(() => this.db.retrying('stats', () => reads.stats(this.db)));
+  }
+
+  cancel(runId: string): Promise<Run> {
+    return this.run(async () => {
+      await cancelRun(this.ctx, runId);
+      return this.db.retrying('inspect', () => reads.inspect(this.db, runId));
+    });
+  }
+
+  async deleteCompletedRunsBefore(ms: number): Promise<number> {
+    await this.ensureReady();
+    let total = 0;
+    // Batches keep each transaction short; each batch adjusts the counters it deleted.
+    for (;;) {
+      const { rows } = await this.db.retrying('delete completed runs', () =>
+        this.db.query<{ n: number }>(
+          'delete completed runs',
+          `WITH d AS (
+             DELETE FROM runs WHERE id IN (
+               SELECT id FROM runs WHERE created_at < $1 AND conclusion IS NOT NULL LIMIT 500)
+             RETURNING id, node_count
+           ), n AS (DELETE FROM nodes WHERE run_id IN (SELECT id FROM d)),
+           a AS (DELETE FROM attempts WHERE run_id IN (SELECT id FROM d)),
+           c AS (UPDATE counters SET runs = runs - (SELECT count(*) FROM d),
+                   nodes = nodes - (SELECT coalesce(sum(node_count), 0) FROM d)
+                 WHERE shard = 0 AND EXISTS (SELECT 1 FROM d))
+           SELECT count(*)::int AS n FROM d`,
+          [Math.floor(ms)],
+        ),
+      );
+      const n = rows[0]?.n ?? 0;
+      total += n;
+      if (n < 500) return total;
+    }
+  }
+
+  // ---- leases and agents
+
+  grantLease(ttlMs?: number): Promise<Lease> {
+    return this.run(() => leases.grantLease(this.ctx, ttlMs));
+  }
+
+  keepAlive(leaseId: string): Promise<void> {
+    return this.run(() => leases.keepAlive(this.ctx, leaseId));
+  }
+
+  revokeLease(leaseId: string): Promise<void> {
+    return this.run(() => leases.revokeLease(this.ctx, leaseId));
+  }
+
+  registerAgent(leaseId: string, agent: AgentRegistration): Promise<AgentInfo> {
+    return this.run(() => leases.registerAgent(this.ctx, leaseId, agent));
+  }
+
+  deregisterAgent(agentId: string): Promise<void> {
+    return this.run(() => leases.deregisterAgent(this.ctx, agentId));
+  }
+
+  listAgents(): Promise<AgentInfo[]> {
+    return this.run(() => leases.listAgents(this.ctx));
+  }
+
+  /** One reaper pass (lapsed leases, their agents and claims); the timer calls it, tests may too. */
+  reap(): Promise<{ agents: number; orphaned: number }> {
+    return this.run(() => leases.reap(this.ctx));
+  }
+
+  private async reapQuietly(): Promise<void> {
+    if (this.reaping || this.closed) return;
+    this.reaping = true;
+    try {
+      const r = await this.reap();
+      if (r.orphaned > 0) this.logger.debug('orphaned lapsed claims', { count: r.orphaned });
+    } catch (e) {
+      this.logger.debug('reaper pass failed', { error: (e as Error).message });
+    } finally {
+      this.reaping = false;
+    }
+  }
+
+  // ---- claims
+
+  claim(request: ClaimRequest): Promise<ClaimedNode | undefined> {
+    return this.run(() => claimNode(this.ctx, request));
+  }
+
+  finish(request: FinishRequest): Promise<void> {
+    return this.run(() => finishNode(this.ctx, request));
+  }
+
+  // ---- streams
+
+  subscribe(options: SubscribeOptions): AsyncIterable<NodeEvent> {
+    if (this.closed) throw new UnavailableError('PostgreSQL repository is closed');
+    void this.ensureReady().catch(() => {});
+    return this.streams.subscribe(options);
+  }
+
+  watch(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent> {
+    if (this.closed) throw new UnavailableError('PostgreSQL repository is closed');
+    void this.ensureReady().catch(() => {});
+    return this.streams.watch(runId, options);
+  }
+
+  async ping(): Promise<void> {
+    await this.ensureReady();
+    await this.db.query('ping', 'SELECT 1');
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.streams.closeAll();
+    await this.listener.close();
+    await this.db.end();
+  }
+}

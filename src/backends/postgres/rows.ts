@@ -1,0 +1,146 @@
+import {
+  type Attempt,
+  type AttemptConclusion,
+  type Metadata,
+  type NodeSpec,
+  type NodeState,
+  type NodeStatus,
+  type RunConclusion,
+  type RunStatus,
+  rfc3339,
+} from '../../model/index.js';
+
+/** Row shapes as the pg client returns them (bigint arrives as string) and their domain forms. */
+
+export const NODE_COLUMNS = `name, idx, runtime, spec, upstream, status, attempt_count, claim_id, claim_agent,
+  claim_metadata, orphaned, previous_claim_id, started_at, finished_at, version`;
+
+export interface NodeRow {
+  name: string;
+  idx: number;
+  runtime: string;
+  spec: NodeSpec;
+  upstream: string[];
+  status: NodeStatus;
+  attempt_count: number;
+  claim_id: string | null;
+  claim_agent: string | null;
+  claim_metadata: Metadata | null;
+  orphaned: boolean;
+  previous_claim_id: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+  version: number;
+}
+
+export const ATTEMPT_COLUMNS =
+  'node, n, conclusion, metadata, output, claim_id, agent_id, started_at, finished_at';
+
+export interface AttemptRow {
+  node: string;
+  n: number;
+  conclusion: AttemptConclusion;
+  metadata: Metadata;
+  output: Buffer;
+  claim_id: string;
+  agent_id: string;
+  started_at: string | null;
+  finished_at: string;
+}
+
+export interface RunRow {
+  id: string;
+  created_at: string;
+  node_count: number;
+  remaining: number;
+  cancelled: boolean;
+  conclusion: RunConclusion | null;
+}
+
+export const RUN_COLUMNS = 'id, created_at, node_count, remaining, cancelled, conclusion';
+
+/** A copy that is a plain Uint8Array (pg hands out Buffers, often views of a shared slab). */
+export function bytes(b: Buffer | null | undefined): Uint8Array {
+  return b ? new Uint8Array(b) : new Uint8Array();
+}
+
+/** The form pg sends as bytea. */
+export function toBuffer(u: Uint8Array | undefined): Buffer {
+  if (!u) return Buffer.alloc(0);
+  return Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+}
+
+export const time = (ms: string | number | null): string =>
+  ms === null || ms === '' ? '' : rfc3339(Number(ms));
+
+export function toAttempt(row: AttemptRow): Attempt {
+  return {
+    conclusion: row.conclusion,
+    metadata: row.metadata,
+    output: bytes(row.output),
+    claimId: row.claim_id,
+    agentId: row.agent_id,
+    startedAt: time(row.started_at),
+    finishedAt: time(row.finished_at),
+  };
+}
+
+/** Attempt rows grouped by node, each list in attempt order. */
+export function groupAttempts(rows: AttemptRow[]): Map<string, Attempt[]> {
+  const sorted = [...rows].sort((a, b) => (a.node === b.node ? a.n - b.n : a.node < b.node ? -1 : 1));
+  const out = new Map<string, Attempt[]>();
+  for (const r of sorted) {
+    let list = out.get(r.node);
+    if (!list) {
+      list = [];
+      out.set(r.node, list);
+    }
+    list.push(toAttempt(r));
+  }
+  return out;
+}
+
+/**
+ * Inputs are the upstream nodes' last successful outputs at claim time. An
+ * upstream node is COMPLETED with SUCCESS before any dependent is claimed and
+ * never changes afterwards, so they are derived on read instead of copied.
+ */
+export function inputsOf(
+  row: NodeRow,
+  lastOutput: (node: string) => Uint8Array | undefined,
+): Record<string, Uint8Array> {
+  const inputs: Record<string, Uint8Array> = {};
+  if (row.started_at === null) return inputs;
+  for (const up of row.upstream) inputs[up] = lastOutput(up) ?? new Uint8Array();
+  return inputs;
+}
+
+export function toNodeState(
+  row: NodeRow,
+  attempts: Attempt[],
+  inputs: Record<string, Uint8Array>,
+): NodeState {
+  return {
+    spec: row.spec,
+    status: row.status,
+    attempts,
+    startedAt: time(row.started_at),
+    finishedAt: time(row.finished_at),
+    inputs,
+    claim: row.claim_id
+      ? {
+          id: row.claim_id,
+          agentId: row.claim_agent ?? '',
+          metadata: row.claim_metadata ?? {},
+          orphaned: row.orphaned,
+        }
+      : undefined,
+  };
+}
+
+/** Rule 7 from the run row plus whether any node is RUNNING now. */
+export function statusOf(run: Pick<RunRow, 'remaining' | 'node_count'>, anyRunning: boolean): RunStatus {
+  if (run.remaining === 0) return 'COMPLETED';
+  if (run.remaining < run.node_count || anyRunning) return 'RUNNING';
+  return 'WAITING';
+}

@@ -1,0 +1,249 @@
+import type { Logger } from '../../log.js';
+import {
+  type Attempt,
+  type NodeSpec,
+  type NodeState,
+  type RunConclusion,
+  type RunStatus,
+  topology,
+} from '../../model/index.js';
+import { EventQueue, type NodeEvent, type SubscribeOptions, type WatchEvent } from '../../protocol/index.js';
+import { type Db, isConnectionError } from './db.js';
+import type { Listener, NoticeConsumer } from './listener.js';
+import type { NodeDelta, Notice } from './notices.js';
+import { loadRun } from './reads.js';
+import { ATTEMPT_COLUMNS, type AttemptRow, groupAttempts, time } from './rows.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * subscribe() and watch(): notices for wake-ups, queries for truth. Every
+ * stream catches up with a query whenever LISTEN (re)starts, so nothing that
+ * happened while it was not listening is lost.
+ */
+export class Streams {
+  private readonly open = new Set<EventQueue<unknown>>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly listener: Listener,
+    private readonly logger: Logger,
+    /** Resolves once the schema is migrated. */
+    private readonly ready: () => Promise<void>,
+  ) {}
+
+  subscribe(options: SubscribeOptions): AsyncIterable<NodeEvent> {
+    const queue = new EventQueue<NodeEvent>(options.signal);
+    const runtimes = [...new Set(options.runtimes)];
+    const wanted = new Set(runtimes);
+    let chain = Promise.resolve();
+    let fullQueued = false;
+    const catchUp = (runId?: string) => {
+      if (runId === undefined) {
+        if (fullQueued) return; // one full catch-up waiting already covers this
+        fullQueued = true;
+      }
+      chain = chain.then(() =>
+        this.untilDone(queue, async () => {
+          if (runId === undefined) fullQueued = false;
+          for (const e of await this.readyNodes(runtimes, runId)) queue.push(e);
+        }),
+      );
+    };
+    const consumer: NoticeConsumer = {
+      onListening: () => catchUp(),
+      onNotice: (n) => {
+        if (n.r === '*') return catchUp();
+        if (n.cu) return catchUp(n.r);
+        for (const [node, runtime] of n.rd ?? [])
+          if (wanted.has(runtime)) queue.push({ type: 'NODE_READY', runId: n.r, node, runtime });
+        for (const [node, runtime] of n.or ?? [])
+          if (wanted.has(runtime)) queue.push({ type: 'NODE_ORPHANED', runId: n.r, node, runtime });
+      },
+    };
+    return this.attach(queue, consumer);
+  }
+
+  /** READY and orphaned nodes of these runtimes now, oldest run first. */
+  private async readyNodes(runtimes: string[], runId?: string): Promise<NodeEvent[]> {
+    if (runtimes.length === 0) return [];
+    const byRun = runId === undefined ? '' : 'AND run_id = $2';
+    const { rows } = await this.db.query<{
+      run_id: string;
+      name: string;
+      runtime: string;
+      type: NodeEvent['type'];
+    }>(
+      'subscribe catch-up',
+      `SELECT run_id, name, runtime, 'NODE_READY' AS type FROM nodes
+         WHERE status = 'READY' AND runtime = ANY($1) ${byRun}
+       UNION ALL
+       SELECT run_id, name, runtime, 'NODE_ORPHANED' FROM nodes
+         WHERE status = 'RUNNING' AND orphaned AND runtime = ANY($1) ${byRun}
+       ORDER BY run_id`,
+      runId === undefined ? [runtimes] : [runtimes, runId],
+    );
+    return rows.map((r) => ({ type: r.type, runId: r.run_id, node: r.name, runtime: r.runtime }));
+  }
+
+  /**
+   * The snapshot once LISTEN is on, then one event per node transition from
+   * the notices (each carries the node's new state; attempts and inputs are
+   * read, being immutable once written). Versions drop notices the snapshot
+   * already covers; after a reconnect, a re-read reports what changed unseen.
+   */
+  watch(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent> {
+    const queue = new EventQueue<WatchEvent>(options.signal);
+    const seen = new Map<string, number>();
+    const specs = new Map<string, NodeSpec>();
+    let upstream = new Map<string, string[]>();
+    let snapshotSent = false;
+    let chain = Promise.resolve();
+    const enqueue = (fn: () => Promise<void>) => {
+      chain = chain.then(() => this.untilDone(queue, fn));
+    };
+
+    const emit = (
+      nodes: { state: NodeState; version: number }[],
+      status: RunStatus,
+      conclusion?: RunConclusion,
+    ) => {
+      nodes.forEach(({ state, version }, i) => {
+        seen.set(state.spec.name, version);
+        const last = i === nodes.length - 1;
+        // Within one transaction the run completes with its last node, as the memory backend reports it.
+        const runStatus = last || status !== 'COMPLETED' ? status : 'RUNNING';
+        queue.push({
+          type: 'node',
+          runId,
+          node: state,
+          runStatus,
+          runConclusion: runStatus === 'COMPLETED' ? conclusion : undefined,
+        });
+      });
+      if (status === 'COMPLETED') queue.close();
+    };
+
+    const reread = async () => {
+      const loaded = await loadRun(this.db, runId);
+      if (!snapshotSent) {
+        for (const n of loaded.nodes) specs.set(n.spec.name, n.spec);
+        upstream = topology({ nodes: loaded.nodes.map((n) => n.spec), edges: loaded.run.edges }).upstream;
+        for (const [name, v] of loaded.versions) seen.set(name, v);
+        snapshotSent = true;
+        queue.push({
+          type: 'snapshot',
+          run: {
+            id: loaded.run.id,
+            createdAt: time(loaded.run.created_at),
+            nodes: loaded.nodes,
+            edges: loaded.run.edges,
+            status: loaded.status,
+            conclusion: loaded.conclusion,
+          },
+        });
+        if (loaded.status === 'COMPLETED') queue.close();
+        return;
+      }
+      const changed = loaded.nodes
+        .map((state) => ({ state, version: loaded.versions.get(state.spec.name) ?? 0 }))
+        .filter(({ state, version }) => version > (seen.get(state.spec.name) ?? -1));
+      emit(changed, loaded.status, loaded.conclusion);
+    };
+
+    const apply = async (notice: Notice) => {
+      if (notice.all || !snapshotSent) return reread();
+      const fresh = (notice.ch ?? []).filter((d) => specs.has(d.n) && d.v > (seen.get(d.n) ?? -1));
+      if (fresh.length === 0) {
+        if (notice.rs === 'COMPLETED') queue.close();
+        return;
+      }
+      const names = new Set<string>();
+      for (const d of fresh) {
+        if (d.a > 0) names.add(d.n);
+        if (d.st != null) for (const u of upstream.get(d.n) ?? []) names.add(u);
+      }
+      const attempts =
+        names.size === 0
+          ? []
+          : (
+              await this.db.query<AttemptRow>(
+                'watch',
+                `SELECT ${ATTEMPT_COLUMNS} FROM attempts WHERE run_id = $1 AND node = ANY($2)`,
+                [runId, [...names]],
+              )
+            ).rows;
+      const byNode = groupAttempts(attempts);
+      const nodes = fresh.map((d) => ({
+        state: stateAt(d, specs.get(d.n)!, upstream.get(d.n) ?? [], byNode),
+        version: d.v,
+      }));
+      emit(nodes, notice.rs ?? 'RUNNING', notice.rc);
+    };
+
+    const consumer: NoticeConsumer = {
+      onListening: () => enqueue(reread),
+      onNotice: (n) => {
+        if (n.r === '*' || n.r === runId) enqueue(() => apply(n));
+      },
+    };
+    return this.attach(queue, consumer);
+  }
+
+  private attach<T>(queue: EventQueue<T>, consumer: NoticeConsumer): EventQueue<T> {
+    if (queue.isClosed) return queue;
+    this.open.add(queue as EventQueue<unknown>);
+    queue.onClose = () => {
+      this.listener.remove(consumer);
+      this.open.delete(queue as EventQueue<unknown>);
+    };
+    this.listener.add(consumer);
+    return queue;
+  }
+
+  /** Repeats a catch-up through connection failures until it succeeds or the stream ends; other errors end the stream. */
+  private async untilDone(queue: EventQueue<unknown>, fn: () => Promise<void>): Promise<void> {
+    let delay = 50;
+    while (!queue.isClosed) {
+      try {
+        await this.ready();
+        await fn();
+        return;
+      } catch (e) {
+        if (!isConnectionError(e) || this.db.isClosed) {
+          queue.close(this.db.isClosed ? undefined : e);
+          return;
+        }
+        this.logger.debug('stream catch-up failed; retrying', { error: (e as Error).message });
+        await sleep(delay);
+        delay = Math.min(delay * 2, 2_000);
+      }
+    }
+  }
+
+  closeAll(): void {
+    for (const q of [...this.open]) q.close();
+  }
+}
+
+/** A node's state as of the transition a delta describes. */
+function stateAt(
+  d: NodeDelta,
+  spec: NodeSpec,
+  upstream: string[],
+  attempts: Map<string, Attempt[]>,
+): NodeState {
+  const inputs: Record<string, Uint8Array> = {};
+  if (d.st != null) for (const u of upstream) inputs[u] = attempts.get(u)?.at(-1)?.output ?? new Uint8Array();
+  return {
+    spec,
+    status: d.s,
+    attempts: (attempts.get(d.n) ?? []).slice(0, d.a),
+    startedAt: time(d.st ?? null),
+    finishedAt: time(d.ft ?? null),
+    inputs,
+    claim: d.c
+      ? { id: d.c.id, agentId: d.c.ag, metadata: d.c.md ?? {}, orphaned: d.c.o === true }
+      : undefined,
+  };
+}

@@ -1,0 +1,37 @@
+/**
+ * Adagio's public library surface: what a user needs to write workflows, build
+ * their own agents and runtimes, and embed or talk to a backend.
+ */
+
+export { AgentPool, type AgentPoolCounters, type AgentPoolOptions } from './agent/index.js';
+export { MemoryRepository, type MemoryRepositoryOptions } from './backends/memory/index.js';
+export { createLogger, type Logger, type LogLevel, silentLogger } from './log.js';
+export * from './model/index.js';
+export * from './protocol/index.js';
+export {
+  type ArgSpecs,
+  ArgumentError,
+  type ArgValues,
+  arg,
+  type BuiltinRuntimeOptions,
+  builtinRuntimes,
+  type DebugRuntimeOptions,
+  type DefinedRuntime,
+  debugRuntime,
+  defineRuntime,
+  type ExecRuntimeOptions,
+  execRuntime,
+  formatDuration,
+  parseDuration,
+  type Runtime,
+  type RuntimeConclusion,
+  type RuntimeContext,
+  type RuntimeDefinition,
+  RuntimeRegistry,
+  type RuntimeResult,
+  resolveArgs,
+  seededRandom,
+  type TaskArgs,
+  TypedRuntime,
+} from './runtimes/index.js';
+export { debug, exec, NodeBuilder, type Task, task, Workflow, workflow } from './workflow/index.js';

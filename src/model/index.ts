@@ -1,0 +1,6 @@
+export * from './ids.js';
+export * from './limits.js';
+export * from './rules.js';
+export * from './types.js';
+export * from './validate.js';
+export * from './wire.js';

@@ -1,0 +1,29 @@
+/**
+ * Size limits, documented in the README. They bound what one request can make
+ * a backend store, and keep every graph inside one etcd transaction budget
+ * when written in chunks.
+ */
+export const LIMITS = {
+  maxNodes: 20_000,
+  maxEdges: 100_000,
+  /** Node names and runtime names. */
+  maxNameLength: 256,
+  /** Serialized metadata (keys plus values) of one node. */
+  maxNodeMetadataBytes: 64 * 1024,
+  /** An attempt's output; longer outputs are truncated with a marker. */
+  maxOutputBytes: 1024 * 1024,
+  /** Retry max_attempts ceiling. */
+  maxAttempts: 1000,
+} as const;
+
+export const TRUNCATION_MARKER = '\n…[output truncated by adagio]';
+
+/** Truncates an output over the limit, ending it with a marker so the cut is never silent. */
+export function truncateOutput(output: Uint8Array, max = LIMITS.maxOutputBytes): Uint8Array {
+  if (output.byteLength <= max) return output;
+  const marker = new TextEncoder().encode(TRUNCATION_MARKER);
+  const out = new Uint8Array(max);
+  out.set(output.subarray(0, max - marker.byteLength));
+  out.set(marker, max - marker.byteLength);
+  return out;
+}

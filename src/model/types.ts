@@ -1,0 +1,107 @@
+/**
+ * Domain types of Adagio. Plain data: the wire form lives in src/gen and is
+ * converted at process boundaries (see wire.ts).
+ */
+
+/** Arguments and annotations: name → list of strings. */
+export type Metadata = Record<string, string[]>;
+
+export type RetryConclusion = 'fail' | 'error';
+export const RETRY_CONCLUSIONS: readonly RetryConclusion[] = ['fail', 'error'];
+
+export interface RetrySpec {
+  /** Attempts of this conclusion allowed in total (1 means no retry). */
+  maxAttempts: number;
+}
+
+export interface NodeSpec {
+  name: string;
+  runtime: string;
+  metadata: Metadata;
+  retry: Partial<Record<RetryConclusion, RetrySpec>>;
+}
+
+export interface Edge {
+  source: string;
+  destination: string;
+}
+
+export interface GraphSpec {
+  nodes: NodeSpec[];
+  edges: Edge[];
+}
+
+export type NodeStatus = 'WAITING' | 'READY' | 'RUNNING' | 'COMPLETED';
+export type AttemptConclusion = 'SUCCESS' | 'FAIL' | 'ERROR' | 'CANCELLED';
+export type RunStatus = 'WAITING' | 'RUNNING' | 'COMPLETED';
+export type RunConclusion = 'SUCCESS' | 'FAIL' | 'CANCELLED';
+
+export interface Attempt {
+  conclusion: AttemptConclusion;
+  metadata: Metadata;
+  output: Uint8Array;
+  claimId: string;
+  agentId: string;
+  /** RFC 3339; empty when the attempt never started (e.g. cancelled before claim). */
+  startedAt: string;
+  finishedAt: string;
+}
+
+export interface Claim {
+  id: string;
+  agentId: string;
+  metadata: Metadata;
+  /** True once the holder's lease lapsed and no agent has recovered the node yet. */
+  orphaned: boolean;
+}
+
+export interface NodeState {
+  spec: NodeSpec;
+  status: NodeStatus;
+  attempts: Attempt[];
+  /** RFC 3339 of the latest claim, empty before the first. */
+  startedAt: string;
+  finishedAt: string;
+  /** Upstream node name → its last successful output; filled at claim. */
+  inputs: Record<string, Uint8Array>;
+  claim?: Claim;
+}
+
+export interface Run {
+  id: string;
+  /** RFC 3339. */
+  createdAt: string;
+  nodes: NodeState[];
+  edges: Edge[];
+  status: RunStatus;
+  conclusion?: RunConclusion;
+}
+
+/** A run without its nodes: what lists show. */
+export interface RunSummary {
+  id: string;
+  createdAt: string;
+  status: RunStatus;
+  conclusion?: RunConclusion;
+  nodeCounts: Record<NodeStatus, number>;
+}
+
+export interface RuntimeInfo {
+  name: string;
+}
+
+export interface AgentInfo {
+  id: string;
+  runtimes: RuntimeInfo[];
+  startedAt: string;
+  hostname: string;
+}
+
+export interface Stats {
+  runCount: number;
+  nodeCounts: Record<NodeStatus, number>;
+}
+
+export function emptyNodeCounts(): Record<NodeStatus, number> {
+  return { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 0 };
+}

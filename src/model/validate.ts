@@ -1,0 +1,102 @@
+import { LIMITS } from './limits.js';
+import { type GraphSpec, RETRY_CONCLUSIONS } from './types.js';
+
+/**
+ * Checks a graph against protocol rule 1. Returns the problems found, each a
+ * sentence naming what is wrong; an empty list means the graph is valid.
+ * Pure: callers decide how to report (the protocol throws InvalidGraphError).
+ */
+export function validateGraph(spec: GraphSpec): string[] {
+  const problems: string[] = [];
+  if (spec.nodes.length === 0) problems.push('graph has no nodes');
+  if (spec.nodes.length > LIMITS.maxNodes) {
+    problems.push(`graph has ${spec.nodes.length} nodes; the limit is ${LIMITS.maxNodes}`);
+    return problems;
+  }
+  if (spec.edges.length > LIMITS.maxEdges) {
+    problems.push(`graph has ${spec.edges.length} edges; the limit is ${LIMITS.maxEdges}`);
+    return problems;
+  }
+
+  const names = new Set<string>();
+  spec.nodes.forEach((node, i) => {
+    const where = node.name ? `node "${node.name}"` : `node #${i + 1}`;
+    if (!node.name) problems.push(`node #${i + 1} has an empty name`);
+    else if (node.name.length > LIMITS.maxNameLength)
+      problems.push(`${where.slice(0, 40)}…: name longer than ${LIMITS.maxNameLength} characters`);
+    else if (names.has(node.name)) problems.push(`duplicate node name "${node.name}"`);
+    names.add(node.name);
+    if (!node.runtime) problems.push(`${where} has an empty runtime`);
+    else if (node.runtime.length > LIMITS.maxNameLength)
+      problems.push(`${where}: runtime name longer than ${LIMITS.maxNameLength} characters`);
+    let metadataBytes = 0;
+    for (const [key, values] of Object.entries(node.metadata)) {
+      metadataBytes += key.length;
+      for (const v of values) metadataBytes += v.length;
+    }
+    if (metadataBytes > LIMITS.maxNodeMetadataBytes)
+      problems.push(
+        `${where}: metadata is ${metadataBytes} bytes; the limit is ${LIMITS.maxNodeMetadataBytes}`,
+      );
+    for (const [conclusion, retry] of Object.entries(node.retry)) {
+      if (!RETRY_CONCLUSIONS.includes(conclusion as never))
+        problems.push(`${where}: retry key "${conclusion}" is not one of ${RETRY_CONCLUSIONS.join(', ')}`);
+      else if (!retry || !Number.isInteger(retry.maxAttempts) || retry.maxAttempts < 0)
+        problems.push(`${where}: retry.${conclusion}.max_attempts must be a whole number >= 0`);
+      else if (retry.maxAttempts > LIMITS.maxAttempts)
+        problems.push(
+          `${where}: retry.${conclusion}.max_attempts is over the limit of ${LIMITS.maxAttempts}`,
+        );
+    }
+  });
+
+  const seenEdges = new Set<string>();
+  for (const edge of spec.edges) {
+    const label = `edge ${edge.source} -> ${edge.destination}`;
+    if (!names.has(edge.source)) problems.push(`${label}: unknown source node "${edge.source}"`);
+    if (!names.has(edge.destination))
+      problems.push(`${label}: unknown destination node "${edge.destination}"`);
+    if (edge.source === edge.destination) problems.push(`${label}: a node cannot depend on itself`);
+    const key = `${edge.source}\u0000${edge.destination}`;
+    if (seenEdges.has(key)) problems.push(`duplicate ${label}`);
+    seenEdges.add(key);
+  }
+  if (problems.length === 0) {
+    const cycle = findCycle(spec);
+    if (cycle) problems.push(`graph has a cycle: ${cycle.join(' -> ')}`);
+  }
+  return problems;
+}
+
+/** One cycle's nodes in order (first repeated at the end), or undefined for a DAG. Iterative: deep graphs must not overflow the stack. */
+export function findCycle(spec: GraphSpec): string[] | undefined {
+  const out = new Map<string, string[]>();
+  for (const n of spec.nodes) out.set(n.name, []);
+  for (const e of spec.edges) out.get(e.source)?.push(e.destination);
+  const state = new Map<string, 1 | 2>(); // 1 on the stack, 2 done
+  for (const root of out.keys()) {
+    if (state.has(root)) continue;
+    const stack: { name: string; next: number }[] = [{ name: root, next: 0 }];
+    state.set(root, 1);
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      const children = out.get(top.name)!;
+      if (top.next < children.length) {
+        const child = children[top.next++]!;
+        const s = state.get(child);
+        if (s === 1) {
+          const from = stack.findIndex((f) => f.name === child);
+          return [...stack.slice(from).map((f) => f.name), child];
+        }
+        if (s === undefined) {
+          state.set(child, 1);
+          stack.push({ name: child, next: 0 });
+        }
+      } else {
+        state.set(top.name, 2);
+        stack.pop();
+      }
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,295 @@
+import { create, fromJson, type JsonValue, toJson } from '@bufbuild/protobuf';
+import * as pb from '../gen/adagio/v1/adagio_pb.js';
+import {
+  type AgentInfo,
+  type Attempt,
+  type AttemptConclusion,
+  emptyNodeCounts,
+  type GraphSpec,
+  type Metadata,
+  type NodeSpec,
+  type NodeState,
+  type NodeStatus,
+  RETRY_CONCLUSIONS,
+  type RetryConclusion,
+  type Run,
+  type RunConclusion,
+  type RunStatus,
+  type RunSummary,
+  type Stats,
+} from './types.js';
+
+/** Conversions between the domain types and the protobuf wire types, plus graph JSON parsing. */
+
+export class GraphParseError extends Error {}
+
+/**
+ * Parses a graph from its canonical proto3 JSON form (snake_case or camelCase).
+ * Throws GraphParseError naming the problem; does not validate the graph's shape (see validate.ts).
+ */
+export function graphFromJson(json: unknown): GraphSpec {
+  if (json === null || typeof json !== 'object' || Array.isArray(json))
+    throw new GraphParseError('graph must be a JSON object with "nodes" and "edges"');
+  try {
+    return graphFromProto(fromJson(pb.GraphSpecSchema, json as JsonValue));
+  } catch (e) {
+    throw new GraphParseError(`graph JSON: ${(e as Error).message}`);
+  }
+}
+
+export function graphFromJsonText(text: string): GraphSpec {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new GraphParseError(`graph is not valid JSON: ${(e as Error).message}`);
+  }
+  return graphFromJson(json);
+}
+
+export function graphToJson(spec: GraphSpec): JsonValue {
+  return toJson(pb.GraphSpecSchema, graphToProto(spec));
+}
+
+function metadataFromProto(m: { [k: string]: pb.MetadataValues }): Metadata {
+  const out: Metadata = {};
+  for (const [k, v] of Object.entries(m)) out[k] = [...v.values];
+  return out;
+}
+
+function metadataToProto(m: Metadata): { [k: string]: pb.MetadataValues } {
+  const out: { [k: string]: pb.MetadataValues } = {};
+  for (const [k, values] of Object.entries(m)) out[k] = create(pb.MetadataValuesSchema, { values });
+  return out;
+}
+
+export function nodeSpecFromProto(n: pb.NodeSpec): NodeSpec {
+  const retry: NodeSpec['retry'] = {};
+  for (const [k, v] of Object.entries(n.retry)) retry[k as RetryConclusion] = { maxAttempts: v.maxAttempts };
+  return { name: n.name, runtime: n.runtime, metadata: metadataFromProto(n.metadata), retry };
+}
+
+export function nodeSpecToProto(n: NodeSpec): pb.NodeSpec {
+  const retry: { [k: string]: pb.RetrySpec } = {};
+  for (const k of RETRY_CONCLUSIONS) {
+    const r = n.retry[k];
+    if (r) retry[k] = create(pb.RetrySpecSchema, { maxAttempts: r.maxAttempts });
+  }
+  return create(pb.NodeSpecSchema, {
+    name: n.name,
+    runtime: n.runtime,
+    metadata: metadataToProto(n.metadata),
+    retry,
+  });
+}
+
+export function graphFromProto(g: pb.GraphSpec): GraphSpec {
+  return {
+    nodes: g.nodes.map(nodeSpecFromProto),
+    edges: g.edges.map((e) => ({ source: e.source, destination: e.destination })),
+  };
+}
+
+export function graphToProto(g: GraphSpec): pb.GraphSpec {
+  return create(pb.GraphSpecSchema, {
+    nodes: g.nodes.map(nodeSpecToProto),
+    edges: g.edges.map((e) => create(pb.EdgeSchema, e)),
+  });
+}
+
+const NODE_STATUS: Record<NodeStatus, pb.Node_Status> = {
+  WAITING: pb.Node_Status.WAITING,
+  READY: pb.Node_Status.READY,
+  RUNNING: pb.Node_Status.RUNNING,
+  COMPLETED: pb.Node_Status.COMPLETED,
+};
+const ATTEMPT_CONCLUSION: Record<AttemptConclusion, pb.Attempt_Conclusion> = {
+  SUCCESS: pb.Attempt_Conclusion.SUCCESS,
+  FAIL: pb.Attempt_Conclusion.FAIL,
+  ERROR: pb.Attempt_Conclusion.ERROR,
+  CANCELLED: pb.Attempt_Conclusion.CANCELLED,
+};
+const RUN_STATUS: Record<RunStatus, pb.Run_Status> = {
+  WAITING: pb.Run_Status.WAITING,
+  RUNNING: pb.Run_Status.RUNNING,
+  COMPLETED: pb.Run_Status.COMPLETED,
+};
+const RUN_CONCLUSION: Record<RunConclusion, pb.Run_Conclusion> = {
+  SUCCESS: pb.Run_Conclusion.SUCCESS,
+  FAIL: pb.Run_Conclusion.FAIL,
+  CANCELLED: pb.Run_Conclusion.CANCELLED,
+};
+
+function invert<K extends string, V extends number>(m: Record<K, V>): Map<V, K> {
+  return new Map(Object.entries(m).map(([k, v]) => [v as V, k as K]));
+}
+const NODE_STATUS_BACK = invert(NODE_STATUS);
+const ATTEMPT_CONCLUSION_BACK = invert(ATTEMPT_CONCLUSION);
+const RUN_STATUS_BACK = invert(RUN_STATUS);
+const RUN_CONCLUSION_BACK = invert(RUN_CONCLUSION);
+
+export const runStatusToProto = (s: RunStatus) => RUN_STATUS[s];
+export const runConclusionToProto = (c: RunConclusion | undefined) =>
+  c ? RUN_CONCLUSION[c] : pb.Run_Conclusion.UNSPECIFIED;
+
+export function attemptToProto(a: Attempt): pb.Attempt {
+  return create(pb.AttemptSchema, {
+    conclusion: ATTEMPT_CONCLUSION[a.conclusion],
+    metadata: metadataToProto(a.metadata),
+    output: a.output,
+    claimId: a.claimId,
+    agentId: a.agentId,
+    startedAt: a.startedAt,
+    finishedAt: a.finishedAt,
+  });
+}
+
+export function nodeToProto(n: NodeState): pb.Node {
+  return create(pb.NodeSchema, {
+    spec: nodeSpecToProto(n.spec),
+    status: NODE_STATUS[n.status],
+    attempts: n.attempts.map(attemptToProto),
+    startedAt: n.startedAt,
+    finishedAt: n.finishedAt,
+    inputs: { ...n.inputs },
+    claim: n.claim
+      ? create(pb.ClaimSchema, {
+          id: n.claim.id,
+          agentId: n.claim.agentId,
+          metadata: metadataToProto(n.claim.metadata),
+          orphaned: n.claim.orphaned,
+        })
+      : undefined,
+  });
+}
+
+export function nodeFromProto(n: pb.Node): NodeState {
+  return {
+    spec: nodeSpecFromProto(n.spec ?? create(pb.NodeSpecSchema)),
+    status: NODE_STATUS_BACK.get(n.status) ?? 'WAITING',
+    attempts: n.attempts.map((a) => ({
+      conclusion: ATTEMPT_CONCLUSION_BACK.get(a.conclusion) ?? 'ERROR',
+      metadata: metadataFromProto(a.metadata),
+      output: a.output,
+      claimId: a.claimId,
+      agentId: a.agentId,
+      startedAt: a.startedAt,
+      finishedAt: a.finishedAt,
+    })),
+    startedAt: n.startedAt,
+    finishedAt: n.finishedAt,
+    inputs: { ...n.inputs },
+    claim: n.claim
+      ? {
+          id: n.claim.id,
+          agentId: n.claim.agentId,
+          metadata: metadataFromProto(n.claim.metadata),
+          orphaned: n.claim.orphaned,
+        }
+      : undefined,
+  };
+}
+
+export function countNodes(nodes: readonly { status: NodeStatus }[]): Record<NodeStatus, number> {
+  const counts = emptyNodeCounts();
+  for (const n of nodes) counts[n.status]++;
+  return counts;
+}
+
+function countsToProto(c: Record<NodeStatus, number>): pb.NodeCounts {
+  return create(pb.NodeCountsSchema, {
+    waiting: BigInt(c.WAITING),
+    ready: BigInt(c.READY),
+    running: BigInt(c.RUNNING),
+    completed: BigInt(c.COMPLETED),
+  });
+}
+
+export function runToProto(r: Run): pb.Run {
+  return create(pb.RunSchema, {
+    id: r.id,
+    createdAt: r.createdAt,
+    nodes: r.nodes.map(nodeToProto),
+    edges: r.edges.map((e) => create(pb.EdgeSchema, e)),
+    status: RUN_STATUS[r.status],
+    conclusion: runConclusionToProto(r.conclusion),
+    nodeCounts: countsToProto(countNodes(r.nodes)),
+  });
+}
+
+export function runSummaryToProto(r: RunSummary): pb.Run {
+  return create(pb.RunSchema, {
+    id: r.id,
+    createdAt: r.createdAt,
+    status: RUN_STATUS[r.status],
+    conclusion: runConclusionToProto(r.conclusion),
+    nodeCounts: countsToProto(r.nodeCounts),
+  });
+}
+
+export function runFromProto(r: pb.Run): Run {
+  return {
+    id: r.id,
+    createdAt: r.createdAt,
+    nodes: r.nodes.map(nodeFromProto),
+    edges: r.edges.map((e) => ({ source: e.source, destination: e.destination })),
+    status: RUN_STATUS_BACK.get(r.status) ?? 'WAITING',
+    conclusion: RUN_CONCLUSION_BACK.get(r.conclusion),
+  };
+}
+
+export function runSummaryFromProto(r: pb.Run): RunSummary {
+  const c = r.nodeCounts;
+  return {
+    id: r.id,
+    createdAt: r.createdAt,
+    status: RUN_STATUS_BACK.get(r.status) ?? 'WAITING',
+    conclusion: RUN_CONCLUSION_BACK.get(r.conclusion),
+    nodeCounts: {
+      WAITING: Number(c?.waiting ?? 0),
+      READY: Number(c?.ready ?? 0),
+      RUNNING: Number(c?.running ?? 0),
+      COMPLETED: Number(c?.completed ?? 0),
+    },
+  };
+}
+
+export function agentToProto(a: AgentInfo): pb.Agent {
+  return create(pb.AgentSchema, {
+    id: a.id,
+    runtimes: a.runtimes.map((r) => create(pb.RuntimeSchema, r)),
+    startedAt: a.startedAt,
+    hostname: a.hostname,
+  });
+}
+
+export function agentFromProto(a: pb.Agent): AgentInfo {
+  return {
+    id: a.id,
+    runtimes: a.runtimes.map((r) => ({ name: r.name })),
+    startedAt: a.startedAt,
+    hostname: a.hostname,
+  };
+}
+
+export function statsToProto(s: Stats): pb.Stats {
+  return create(pb.StatsSchema, {
+    runCount: BigInt(s.runCount),
+    waitingNodes: BigInt(s.nodeCounts.WAITING),
+    readyNodes: BigInt(s.nodeCounts.READY),
+    runningNodes: BigInt(s.nodeCounts.RUNNING),
+    completedNodes: BigInt(s.nodeCounts.COMPLETED),
+  });
+}
+
+export function statsFromProto(s: pb.Stats): Stats {
+  return {
+    runCount: Number(s.runCount),
+    nodeCounts: {
+      WAITING: Number(s.waitingNodes),
+      READY: Number(s.readyNodes),
+      RUNNING: Number(s.runningNodes),
+      COMPLETED: Number(s.completedNodes),
+    },
+  };
+}

@@ -1,0 +1,85 @@
+/**
+ * Typed errors of the protocol. Each carries the context a user needs; the API
+ * maps `code` to gRPC and HTTP status codes, the CLI prints `message`.
+ */
+export type ErrorCode =
+  | 'invalid_argument'
+  | 'not_found'
+  | 'conflict'
+  | 'unavailable'
+  | 'unauthenticated'
+  | 'too_large'
+  | 'internal';
+
+export abstract class AdagioError extends Error {
+  abstract readonly code: ErrorCode;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The graph breaks rule 1; `problems` lists every problem found. */
+export class InvalidGraphError extends AdagioError {
+  readonly code = 'invalid_argument';
+  constructor(readonly problems: string[]) {
+    super(
+      `invalid graph: ${problems.slice(0, 10).join('; ')}${problems.length > 10 ? `; and ${problems.length - 10} more` : ''}`,
+    );
+  }
+}
+
+/** Any other malformed request: bad JSON, bad arguments, wrong types. */
+export class InvalidArgumentError extends AdagioError {
+  readonly code = 'invalid_argument';
+}
+
+export class NotFoundError extends AdagioError {
+  readonly code = 'not_found';
+  constructor(
+    readonly kind: 'run' | 'node' | 'agent' | 'lease',
+    readonly id: string,
+  ) {
+    super(`${kind} ${JSON.stringify(id)} not found`);
+  }
+}
+
+/**
+ * A claim or finish lost a race: the node is not in the state the caller
+ * expected (already claimed, not READY, or the claim is stale/foreign).
+ */
+export class ClaimConflictError extends AdagioError {
+  readonly code = 'conflict';
+  constructor(
+    message: string,
+    readonly runId: string,
+    readonly node: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The lease is gone: expired or revoked. Its claims are orphaned. */
+export class LeaseExpiredError extends AdagioError {
+  readonly code = 'conflict';
+  constructor(readonly leaseId: string) {
+    super(`lease ${leaseId} has expired or was revoked`);
+  }
+}
+
+/** The backend cannot be reached or refused service; the call may succeed later. */
+export class UnavailableError extends AdagioError {
+  readonly code = 'unavailable';
+}
+
+export class UnauthenticatedError extends AdagioError {
+  readonly code = 'unauthenticated';
+}
+
+export class TooLargeError extends AdagioError {
+  readonly code = 'too_large';
+}
+
+export function isAdagioError(e: unknown): e is AdagioError {
+  return e instanceof AdagioError;
+}

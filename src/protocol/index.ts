@@ -1,0 +1,3 @@
+export * from './errors.js';
+export * from './event-queue.js';
+export * from './repository.js';

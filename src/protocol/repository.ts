@@ -1,0 +1,142 @@
+import type {
+  AgentInfo,
+  GraphSpec,
+  Metadata,
+  NodeState,
+  Run,
+  RunConclusion,
+  RunStatus,
+  RunSummary,
+  RuntimeInfo,
+  Stats,
+} from '../model/types.js';
+
+/**
+ * The Repository protocol: the one contract every backend implements
+ * (DESIGN.md §3). The API and the agents depend on this interface only.
+ *
+ * Errors: InvalidGraphError (start), NotFoundError (unknown run/node/lease),
+ * ClaimConflictError (finish with a stale or foreign claim), LeaseExpiredError
+ * (keepAlive/claim on a dead lease), UnavailableError (store unreachable).
+ */
+export interface Repository {
+  /** Rule 1: validates, stores and returns the new run. */
+  start(spec: GraphSpec): Promise<Run>;
+  inspect(runId: string): Promise<Run>;
+  /** Newest first, within the creation-time window, paged by an opaque cursor. */
+  listRuns(query?: ListRunsQuery): Promise<RunPage>;
+  stats(): Promise<Stats>;
+  /** Rule 6. Idempotent: cancelling a completed run returns it unchanged. */
+  cancel(runId: string): Promise<Run>;
+
+  /** A lease binds an agent process's registrations and claims to its liveness (rule 3). */
+  grantLease(ttlMs?: number): Promise<Lease>;
+  /** Extends the lease by its TTL; LeaseExpiredError when it already lapsed. */
+  keepAlive(leaseId: string): Promise<void>;
+  /** Ends the lease now: its agents disappear and its claims are orphaned. */
+  revokeLease(leaseId: string): Promise<void>;
+  registerAgent(leaseId: string, agent: AgentRegistration): Promise<AgentInfo>;
+  deregisterAgent(agentId: string): Promise<void>;
+  /** Live agents only (those whose lease holds). */
+  listAgents(): Promise<AgentInfo[]>;
+
+  /**
+   * Rule 2 (and rule 3's recovery): claims a READY node, or an orphaned one.
+   * Among concurrent claimers exactly one gets a ClaimedNode; the others get
+   * undefined. A claimed orphan must be finished with ERROR by its claimer.
+   */
+  claim(request: ClaimRequest): Promise<ClaimedNode | undefined>;
+  /** Rules 4 and 5: appends the attempt, fenced by the claim. */
+  finish(request: FinishRequest): Promise<void>;
+
+  /** Rule 8: NODE_READY / NODE_ORPHANED for the given runtimes, current and future, until aborted. */
+  subscribe(options: SubscribeOptions): AsyncIterable<NodeEvent>;
+  /** The run now, then each node transition, ending once the run completes or the signal aborts. */
+  watch(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent>;
+
+  /** Deletes completed runs created before the given time; returns how many. */
+  deleteCompletedRunsBefore(ms: number): Promise<number>;
+  /** Resolves when the store answers; UnavailableError otherwise. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const DEFAULT_LEASE_TTL_MS = 10_000;
+export const DEFAULT_LIST_LIMIT = 100;
+export const MAX_LIST_LIMIT = 1000;
+
+export interface ListRunsQuery {
+  /** Creation window in ms since the epoch: since inclusive, until exclusive. */
+  since?: number;
+  until?: number;
+  /** Page size; default DEFAULT_LIST_LIMIT, at most MAX_LIST_LIMIT. */
+  limit?: number;
+  /** From a previous page's nextCursor. */
+  cursor?: string;
+}
+
+export interface RunPage {
+  runs: RunSummary[];
+  /** Present when more runs match. */
+  nextCursor?: string;
+}
+
+export interface Lease {
+  id: string;
+  ttlMs: number;
+}
+
+export interface AgentRegistration {
+  id: string;
+  runtimes: RuntimeInfo[];
+  hostname?: string;
+}
+
+export interface ClaimRequest {
+  runId: string;
+  node: string;
+  leaseId: string;
+  agentId: string;
+  metadata?: Metadata;
+}
+
+export interface ClaimedNode {
+  runId: string;
+  /** Fencing token and idempotency key of this attempt. */
+  claimId: string;
+  /** 1-based number of the attempt this claim will record. */
+  attempt: number;
+  /** True when this claim recovers an orphaned node: finish it with ERROR. */
+  orphan: boolean;
+  /** The orphaned claim this one replaces, and the agent that held it, when `orphan`. */
+  previousClaimId?: string;
+  previousAgentId?: string;
+  node: NodeState;
+}
+
+export type FinishConclusion = 'SUCCESS' | 'FAIL' | 'ERROR';
+
+export interface FinishRequest {
+  runId: string;
+  node: string;
+  claimId: string;
+  conclusion: FinishConclusion;
+  output?: Uint8Array;
+  metadata?: Metadata;
+}
+
+export interface SubscribeOptions {
+  runtimes: string[];
+  signal: AbortSignal;
+}
+
+export interface NodeEvent {
+  type: 'NODE_READY' | 'NODE_ORPHANED';
+  runId: string;
+  node: string;
+  runtime: string;
+}
+
+export type WatchEvent =
+  | { type: 'snapshot'; run: Run }
+  | { type: 'node'; runId: string; node: NodeState; runStatus: RunStatus; runConclusion?: RunConclusion };

@@ -1,0 +1,221 @@
+import { spawn } from 'node:child_process';
+import { stat } from 'node:fs/promises';
+import { LIMITS, truncateOutput } from '../model/limits.js';
+import { arg } from './args.js';
+import { type DefinedRuntime, defineRuntime } from './define.js';
+import { formatDuration } from './duration.js';
+import type { RuntimeResult } from './runtime.js';
+import { abortReason } from './sleep.js';
+
+/**
+ * `exec`: runs a program without a shell (arguments are passed as they are,
+ * never re-parsed). The attempt's output is stdout and stderr interleaved as
+ * they arrive. Exit 0 → SUCCESS; another exit code or a signal → FAIL; the
+ * program cannot start, times out or is interrupted → ERROR.
+ */
+export const EXEC_ARGS = {
+  command: arg.string({ description: 'program to run, found on PATH unless it contains a slash' }),
+  args: arg.strings({ optional: true }),
+  /** Kill the program after this long; the agent's own runtime timeout applies as well. */
+  timeout: arg.duration({ optional: true }),
+  /** `NAME=value` entries added to the agent's environment. */
+  env: arg.strings({ optional: true }),
+  dir: arg.string({ optional: true, description: 'working directory' }),
+  /** Written to the program's standard input (typically mapped from an upstream output). */
+  stdin: arg.string({ optional: true }),
+};
+
+export interface ExecRuntimeOptions {
+  /** Commands allowed to run, compared exactly with the `command` argument; unset allows any. */
+  allow?: readonly string[];
+  /** Between SIGTERM and SIGKILL when stopping a program. Default 2 s. */
+  killGraceMs?: number;
+  /** Cap on the captured output; default LIMITS.maxOutputBytes. */
+  maxOutputBytes?: number;
+}
+
+export function execRuntime(options: ExecRuntimeOptions = {}): DefinedRuntime<typeof EXEC_ARGS> {
+  const allow = options.allow ? new Set(options.allow) : undefined;
+  const killGraceMs = options.killGraceMs ?? 2000;
+  const maxOutput = options.maxOutputBytes ?? LIMITS.maxOutputBytes;
+  return defineRuntime({
+    name: 'exec',
+    args: EXEC_ARGS,
+    async run(args, ctx) {
+      const { command } = args;
+      if (!command) return { conclusion: 'ERROR', output: 'argument "command" of runtime "exec" is empty' };
+      if (allow && !allow.has(command))
+        return {
+          conclusion: 'ERROR',
+          output: `exec: command "${command}" is not allowed on this agent (allowed: ${[...allow].join(', ') || 'none'})`,
+        };
+      const env: NodeJS.ProcessEnv = { ...process.env };
+      for (const entry of args.env ?? []) {
+        const eq = entry.indexOf('=');
+        if (eq <= 0)
+          return {
+            conclusion: 'ERROR',
+            output: `argument "env" of runtime "exec": "${entry}" is not NAME=value`,
+          };
+        env[entry.slice(0, eq)] = entry.slice(eq + 1);
+      }
+      if (args.dir !== undefined) {
+        const dirError = await checkDir(args.dir);
+        if (dirError)
+          return { conclusion: 'ERROR', output: `exec: working directory "${args.dir}" ${dirError}` };
+      }
+      if (ctx.signal.aborted)
+        return { conclusion: 'ERROR', output: `exec: not started: ${abortReason(ctx.signal)}` };
+      return runProcess({
+        command,
+        argv: args.args ?? [],
+        env,
+        dir: args.dir,
+        stdin: args.stdin,
+        timeoutMs: args.timeout,
+        signal: ctx.signal,
+        killGraceMs,
+        maxOutput,
+      });
+    },
+  });
+}
+
+async function checkDir(dir: string): Promise<string | undefined> {
+  try {
+    return (await stat(dir)).isDirectory() ? undefined : 'is not a directory';
+  } catch {
+    return 'does not exist';
+  }
+}
+
+interface ProcessRequest {
+  command: string;
+  argv: string[];
+  env: NodeJS.ProcessEnv;
+  dir?: string;
+  stdin?: string;
+  timeoutMs?: number;
+  signal: AbortSignal;
+  killGraceMs: number;
+  maxOutput: number;
+}
+
+function runProcess(req: ProcessRequest): Promise<RuntimeResult> {
+  return new Promise((resolve) => {
+    const output = new OutputBuffer(req.maxOutput);
+    // Its own process group, so a timeout also stops what the program started (e.g. a shell's children).
+    const child = spawn(req.command, req.argv, {
+      cwd: req.dir,
+      env: req.env,
+      stdio: [req.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      detached: process.platform !== 'win32',
+    });
+    let stopReason: string | undefined;
+    let killTimer: NodeJS.Timeout | undefined;
+    let drainTimer: NodeJS.Timeout | undefined;
+    let settled = false;
+
+    const kill = (sig: NodeJS.Signals) => {
+      try {
+        if (child.pid !== undefined && process.platform !== 'win32') process.kill(-child.pid, sig);
+        else child.kill(sig);
+      } catch {
+        // already gone
+      }
+    };
+    const stop = (reason: string) => {
+      if (stopReason !== undefined || settled) return;
+      stopReason = reason;
+      kill('SIGTERM');
+      killTimer = setTimeout(() => kill('SIGKILL'), req.killGraceMs);
+      killTimer.unref();
+    };
+    const onAbort = () => stop(`interrupted: ${abortReason(req.signal)}`);
+    req.signal.addEventListener('abort', onAbort, { once: true });
+    const timeoutTimer =
+      req.timeoutMs !== undefined
+        ? setTimeout(() => stop(`timed out after ${formatDuration(req.timeoutMs!)}`), req.timeoutMs)
+        : undefined;
+
+    const settle = (result: RuntimeResult) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timeoutTimer);
+      clearTimeout(killTimer);
+      clearTimeout(drainTimer);
+      req.signal.removeEventListener('abort', onAbort);
+      resolve(result);
+    };
+
+    child.stdout?.on('data', (c: Buffer) => output.add(c));
+    child.stderr?.on('data', (c: Buffer) => output.add(c));
+    if (child.stdin) {
+      child.stdin.on('error', () => {}); // the program may exit without reading its input
+      child.stdin.end(req.stdin);
+    }
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      // Spawn failures (ENOENT, EACCES) arrive here and no 'close' follows reliably.
+      if (child.pid === undefined)
+        settle({
+          conclusion: 'ERROR',
+          output: `exec: cannot start "${req.command}": ${describeSpawnError(err)}`,
+        });
+    });
+    child.on('exit', () => {
+      // A background grandchild may hold the pipes open; do not wait for it forever.
+      drainTimer = setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+      }, 1000);
+      drainTimer.unref();
+    });
+    child.on('close', (code, sig) => {
+      const meta = { 'adagio.exec.exit_code': [code === null ? '' : String(code)] };
+      if (stopReason !== undefined)
+        settle({
+          conclusion: 'ERROR',
+          output: output.result(`exec: "${req.command}" ${stopReason}; killed`),
+        });
+      else if (code === 0) settle({ conclusion: 'SUCCESS', output: output.result(), metadata: meta });
+      else if (code !== null) settle({ conclusion: 'FAIL', output: output.result(), metadata: meta });
+      else settle({ conclusion: 'FAIL', output: output.result(`exec: "${req.command}" killed by ${sig}`) });
+    });
+  });
+}
+
+function describeSpawnError(err: NodeJS.ErrnoException): string {
+  switch (err.code) {
+    case 'ENOENT':
+      return 'no such file or directory (ENOENT)';
+    case 'EACCES':
+      return 'permission denied (EACCES)';
+    default:
+      return err.code ? `${err.message} (${err.code})` : err.message;
+  }
+}
+
+/** Keeps the first `max` bytes (plus one, so a cut is detectable) of a stream. */
+class OutputBuffer {
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+
+  constructor(private readonly max: number) {}
+
+  add(chunk: Buffer): void {
+    const room = this.max + 1 - this.size; // one byte over the cap makes truncateOutput mark the cut
+    if (room <= 0) return;
+    const part = chunk.byteLength <= room ? chunk : chunk.subarray(0, room);
+    this.chunks.push(part);
+    this.size += part.byteLength;
+  }
+
+  /** The output, truncated with a marker when over the cap, with an optional note from adagio at the end. */
+  result(note?: string): Uint8Array {
+    const last = this.chunks[this.chunks.length - 1];
+    const sep = last && last[last.byteLength - 1] !== 0x0a ? '\n' : '';
+    const text = note ? Buffer.from(`${sep}[adagio] ${note}\n`) : Buffer.alloc(0);
+    const body = truncateOutput(Buffer.concat(this.chunks), Math.max(0, this.max - text.byteLength));
+    return new Uint8Array(Buffer.concat([body, text]));
+  }
+}

@@ -1,0 +1,164 @@
+import type { JsonValue } from '@bufbuild/protobuf';
+import type { Edge, GraphSpec, Metadata, NodeSpec, RetrySpec } from '../model/types.js';
+import { validateGraph } from '../model/validate.js';
+import { graphToJson } from '../model/wire.js';
+import { InvalidGraphError } from '../protocol/errors.js';
+import {
+  ARGUMENTS_PREFIX,
+  type ArgSpecs,
+  argumentKey,
+  INPUTS_PREFIX,
+  inputKey,
+  LEGACY_ARGUMENTS_PREFIX,
+  legacyArgumentKey,
+} from '../runtimes/args.js';
+import type { Task } from '../runtimes/task.js';
+
+/**
+ * A fluent, typed way to write a graph spec in TypeScript:
+ *
+ *   const wf = workflow();
+ *   const fetch = wf.node('fetch', exec({ command: 'curl', args: ['-s', url] })).retry({ fail: 3 });
+ *   const count = wf.node('count', exec({ command: 'wc', args: ['-c'] })).argFrom('stdin', fetch);
+ *   const spec = wf.build();
+ *
+ * `build` checks the graph with the same rules as the store (plus arguments a
+ * typed runtime requires) and throws InvalidGraphError listing every problem.
+ */
+export function workflow(): Workflow {
+  return new Workflow();
+}
+
+/** Argument names `argFrom` accepts: the declared ones for a typed runtime, any for a loose one. */
+export type ArgName<A extends ArgSpecs> = string extends keyof A ? string : keyof A & string;
+
+type NodeRef = NodeBuilder<ArgSpecs> | string;
+
+export class Workflow {
+  private readonly nodes: NodeBuilder<ArgSpecs>[] = [];
+  private readonly edges: Edge[] = [];
+  private readonly edgeKeys = new Set<string>();
+
+  /** Adds a node running `task`; chain `dependsOn`, `retry`, `argFrom`, `meta` on the result. */
+  node<A extends ArgSpecs>(name: string, task: Task<A>): NodeBuilder<A> {
+    const builder = new NodeBuilder<A>(this, name, task);
+    this.nodes.push(builder as unknown as NodeBuilder<ArgSpecs>);
+    return builder;
+  }
+
+  /** @internal used by NodeBuilder; an edge given twice is kept once. */
+  addEdge(source: string, destination: string): void {
+    const key = `${source}\u0000${destination}`;
+    if (this.edgeKeys.has(key)) return;
+    this.edgeKeys.add(key);
+    this.edges.push({ source, destination });
+  }
+
+  /** The graph spec; InvalidGraphError listing every problem when it would be refused. */
+  build(): GraphSpec {
+    const spec: GraphSpec = {
+      nodes: this.nodes.map((n) => n.toSpec()),
+      edges: this.edges.map((e) => ({ ...e })),
+    };
+    const problems = [...validateGraph(spec), ...this.nodes.flatMap((n) => n.problems())];
+    if (problems.length > 0) throw new InvalidGraphError(problems);
+    return spec;
+  }
+
+  /** The built spec in its canonical JSON form, as `adagio start` and `PUT /v0/runs` take it. */
+  toJSON(): JsonValue {
+    return graphToJson(this.build());
+  }
+}
+
+export class NodeBuilder<A extends ArgSpecs> {
+  private readonly metadata: Metadata;
+  private readonly retries: NodeSpec['retry'] = {};
+  private readonly declared?: ArgSpecs;
+  private readonly runtime: string;
+
+  constructor(
+    private readonly workflow: Workflow,
+    readonly name: string,
+    task: Task<A>,
+  ) {
+    this.runtime = task.runtime;
+    this.metadata = Object.fromEntries(Object.entries(task.metadata).map(([k, v]) => [k, [...v]]));
+    this.declared = task.args;
+  }
+
+  /** Runs after every given node has succeeded. */
+  dependsOn(...upstream: NodeRef[]): this {
+    for (const u of upstream) this.workflow.addEdge(nameOf(u), this.name);
+    return this;
+  }
+
+  /** Attempts allowed per conclusion, e.g. `{ fail: 3 }`: up to 3 FAIL attempts in total. */
+  retry(policy: { fail?: number; error?: number }): this {
+    const set = (key: 'fail' | 'error', n: number | undefined) => {
+      if (n !== undefined) this.retries[key] = { maxAttempts: n } satisfies RetrySpec;
+    };
+    set('fail', policy.fail);
+    set('error', policy.error);
+    return this;
+  }
+
+  /** Feeds argument `arg` from `upstream`'s output (and makes this node depend on it). */
+  argFrom(arg: ArgName<A>, upstream: NodeRef): this {
+    const source = nameOf(upstream);
+    this.metadata[inputKey(this.runtime, arg)] = [source];
+    this.workflow.addEdge(source, this.name);
+    return this;
+  }
+
+  /** Sets raw metadata, for annotations or runtimes the builder does not know. */
+  meta(key: string, ...values: string[]): this {
+    this.metadata[key] = values;
+    return this;
+  }
+
+  /** @internal */
+  toSpec(): NodeSpec {
+    const retry: NodeSpec['retry'] = {};
+    for (const [k, v] of Object.entries(this.retries)) retry[k as 'fail' | 'error'] = { ...v };
+    return {
+      name: this.name,
+      runtime: this.runtime,
+      metadata: Object.fromEntries(Object.entries(this.metadata).map(([k, v]) => [k, [...v]])),
+      retry,
+    };
+  }
+
+  /** @internal Problems only a typed runtime's declaration can reveal: unknown or missing arguments. */
+  problems(): string[] {
+    const specs = this.declared;
+    if (!specs) return [];
+    const out: string[] = [];
+    const where = `node "${this.name}"`;
+    for (const prefix of [ARGUMENTS_PREFIX, LEGACY_ARGUMENTS_PREFIX, INPUTS_PREFIX]) {
+      const own = `${prefix}${this.runtime}.`;
+      for (const key of Object.keys(this.metadata)) {
+        const arg = key.startsWith(own) ? key.slice(own.length) : undefined;
+        if (arg !== undefined && !Object.hasOwn(specs, arg))
+          out.push(`${where}: runtime "${this.runtime}" has no argument "${arg}"`);
+      }
+    }
+    for (const [arg, spec] of Object.entries(specs)) {
+      if (spec.presence !== 'required') continue;
+      const set = [
+        argumentKey(this.runtime, arg),
+        legacyArgumentKey(this.runtime, arg),
+        inputKey(this.runtime, arg),
+      ].some((k) => (this.metadata[k]?.length ?? 0) > 0);
+      if (!set)
+        out.push(
+          `${where}: runtime "${this.runtime}" needs argument "${arg}" (give it a value or use argFrom)`,
+        );
+    }
+    return out;
+  }
+}
+
+function nameOf(ref: NodeRef): string {
+  return typeof ref === 'string' ? ref : ref.name;
+}

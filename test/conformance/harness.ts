@@ -1,0 +1,358 @@
+/**
+ * The conformance suite's vocabulary: a fresh repository per test, agents
+ * that claim and finish, event collectors over subscribe/watch with bounded
+ * waits. Helpers assert; tests read as the protocol's rules.
+ */
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import type { GraphSpec, Metadata, NodeState, NodeStatus, Run } from '../../src/model/types.js';
+import type {
+  ClaimedNode,
+  FinishConclusion,
+  Lease,
+  NodeEvent,
+  Repository,
+  WatchEvent,
+} from '../../src/protocol/repository.js';
+import { bytes, RUNTIME } from './fixtures.js';
+
+export interface BackendUnderTest {
+  repository: Repository;
+  teardown(): Promise<void>;
+}
+
+export type BackendFactory = () => Promise<BackendUnderTest>;
+
+/** Ordinary agents hold a long lease so slow backends never orphan them by accident. */
+export const LONG_LEASE_MS = 60_000;
+/** Leases meant to lapse. Backends may round up (etcd to ~2 s); waits use the granted TTL. */
+export const SHORT_LEASE_MS = 1_000;
+/** Bound on waiting for an event that must come (a NODE_READY, a lapse noticed). */
+export const EVENT_TIMEOUT_MS = 10_000;
+/** Per-test bound, so a hung backend fails a test instead of stalling the run. */
+export const TEST_TIMEOUT_MS = 60_000;
+
+/** A test body: gets a harness over a fresh repository. */
+export type ConformanceBody = (h: Harness) => Promise<void>;
+export type ConformanceTest = (name: string, body: ConformanceBody) => void;
+
+/** `it`, wrapped: a fresh repository from the factory, disposed and torn down whatever happens. */
+export function conformanceTest(factory: BackendFactory): ConformanceTest {
+  return (name, body) =>
+    it(name, { timeout: TEST_TIMEOUT_MS }, async () => {
+      const backend = await factory();
+      const h = new Harness(backend.repository);
+      try {
+        await body(h);
+      } finally {
+        try {
+          await h.dispose();
+        } finally {
+          await backend.teardown();
+        }
+      }
+    });
+}
+
+export class Harness {
+  private readonly collectors: Collector<unknown>[] = [];
+  private readonly heartbeats: Heartbeat[] = [];
+
+  constructor(readonly repo: Repository) {}
+
+  /** A registered agent with its own lease (or a shared one: one lease per agent process). */
+  async agent(
+    id: string,
+    options: { ttlMs?: number; lease?: Lease; runtimes?: string[] } = {},
+  ): Promise<TestAgent> {
+    const lease = options.lease ?? (await this.repo.grantLease(options.ttlMs ?? LONG_LEASE_MS));
+    await this.repo.registerAgent(lease.id, {
+      id,
+      runtimes: (options.runtimes ?? [RUNTIME]).map((name) => ({ name })),
+      hostname: 'conformance-host',
+    });
+    return new TestAgent(this.repo, id, lease);
+  }
+
+  subscribe(runtimes: string[] = [RUNTIME]): Collector<NodeEvent> {
+    return this.track(new Collector((signal) => this.repo.subscribe({ runtimes, signal })));
+  }
+
+  watch(runId: string): Collector<WatchEvent> {
+    return this.track(new Collector((signal) => this.repo.watch(runId, { signal })));
+  }
+
+  /** Calls keepAlive every quarter TTL until stopped (or the test ends). */
+  heartbeat(lease: Lease): Heartbeat {
+    const hb = new Heartbeat(this.repo, lease);
+    this.heartbeats.push(hb);
+    return hb;
+  }
+
+  async start(spec: GraphSpec): Promise<Run> {
+    return this.repo.start(spec);
+  }
+
+  async node(runId: string, name: string): Promise<NodeState> {
+    const run = await this.repo.inspect(runId);
+    const n = run.nodes.find((x) => x.spec.name === name);
+    assert.ok(n, `run ${runId} has no node ${name}`);
+    return n;
+  }
+
+  /** Node name → status, from a fresh inspect. */
+  async statuses(runId: string): Promise<Record<string, NodeStatus>> {
+    return statusesOf(await this.repo.inspect(runId));
+  }
+
+  /** Names of the run's nodes in a status, sorted. */
+  async namesIn(runId: string, status: NodeStatus): Promise<string[]> {
+    return namesIn(await this.repo.inspect(runId), status);
+  }
+
+  async dispose(): Promise<void> {
+    for (const hb of this.heartbeats) hb.stop();
+    await Promise.allSettled(this.collectors.map((c) => c.stop()));
+  }
+
+  private track<T>(c: Collector<T>): Collector<T> {
+    this.collectors.push(c as Collector<unknown>);
+    return c;
+  }
+}
+
+export function statusesOf(run: Run): Record<string, NodeStatus> {
+  return Object.fromEntries(run.nodes.map((n) => [n.spec.name, n.status]));
+}
+
+export function namesIn(run: Run, status: NodeStatus): string[] {
+  return run.nodes
+    .filter((n) => n.status === status)
+    .map((n) => n.spec.name)
+    .sort();
+}
+
+export class TestAgent {
+  constructor(
+    readonly repo: Repository,
+    readonly id: string,
+    readonly lease: Lease,
+  ) {}
+
+  claim(runId: string, node: string, metadata?: Metadata): Promise<ClaimedNode | undefined> {
+    return this.repo.claim({ runId, node, leaseId: this.lease.id, agentId: this.id, metadata });
+  }
+
+  /** Claims a node that must be claimable. */
+  async mustClaim(runId: string, node: string, metadata?: Metadata): Promise<ClaimedNode> {
+    const claimed = await this.claim(runId, node, metadata);
+    assert.ok(claimed, `${this.id} could not claim ${node}`);
+    assert.equal(claimed.node.spec.name, node);
+    return claimed;
+  }
+
+  /** Tries to claim each named node; returns the ones won, by name. */
+  async claimEach(runId: string, names: string[]): Promise<Map<string, ClaimedNode>> {
+    const won = new Map<string, ClaimedNode>();
+    for (const name of names) {
+      const claimed = await this.claim(runId, name);
+      if (claimed) won.set(name, claimed);
+    }
+    return won;
+  }
+
+  finish(
+    claimed: ClaimedNode,
+    conclusion: FinishConclusion,
+    output = '',
+    metadata: Metadata = {},
+  ): Promise<void> {
+    return this.repo.finish({
+      runId: claimed.runId,
+      node: claimed.node.spec.name,
+      claimId: claimed.claimId,
+      conclusion,
+      output: bytes(output),
+      metadata,
+    });
+  }
+
+  /** Claims a READY node and finishes it in one step. */
+  async run(runId: string, node: string, conclusion: FinishConclusion, output = ''): Promise<ClaimedNode> {
+    const claimed = await this.mustClaim(runId, node);
+    await this.finish(claimed, conclusion, output);
+    return claimed;
+  }
+}
+
+export class Heartbeat {
+  private readonly timer: NodeJS.Timeout;
+  failure?: unknown;
+
+  constructor(repo: Repository, lease: Lease) {
+    this.timer = setInterval(
+      () => {
+        repo.keepAlive(lease.id).catch((e: unknown) => {
+          this.failure ??= e;
+        });
+      },
+      Math.max(50, Math.floor(lease.ttlMs / 4)),
+    );
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+/**
+ * Collects a stream's items as they arrive. `waitFor` awaits a condition over
+ * what was collected, bounded; `stop` aborts and checks the loop ends cleanly.
+ */
+export class Collector<T> {
+  readonly items: T[] = [];
+  /** Set when the stream's loop threw. */
+  error?: unknown;
+  ended = false;
+  private readonly controller = new AbortController();
+  private readonly done: Promise<void>;
+  /** Waiters to wake on each new item or the end; several waits may be pending at once. */
+  private readonly wakers = new Set<() => void>();
+
+  constructor(open: (signal: AbortSignal) => AsyncIterable<T>) {
+    this.done = (async () => {
+      try {
+        for await (const item of open(this.controller.signal)) {
+          this.items.push(item);
+          this.notify();
+        }
+      } catch (e) {
+        this.error = e;
+      } finally {
+        this.ended = true;
+        this.notify();
+      }
+    })();
+  }
+
+  /** The current count: pass as `after` to wait only for items that arrive later. */
+  mark(): number {
+    return this.items.length;
+  }
+
+  /** Waits until `predicate` holds over the items (from `after` on); fails naming `what`. */
+  async waitFor(
+    what: string,
+    predicate: (items: T[]) => boolean,
+    options: { after?: number; timeoutMs?: number } = {},
+  ): Promise<void> {
+    const after = options.after ?? 0;
+    const deadline = Date.now() + (options.timeoutMs ?? EVENT_TIMEOUT_MS);
+    while (!predicate(this.items.slice(after))) {
+      if (this.error !== undefined) throw this.error;
+      const left = deadline - Date.now();
+      if (this.ended || left <= 0)
+        assert.fail(
+          `${this.ended ? 'stream ended' : 'timed out'} waiting for ${what}; got ${JSON.stringify(this.items.slice(after).map(summarise))}`,
+        );
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          this.wakers.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, left);
+        this.wakers.add(wake);
+      });
+    }
+  }
+
+  private notify(): void {
+    for (const wake of [...this.wakers]) wake();
+  }
+
+  /** Waits for one item matching `match` (from `after` on) and returns it. */
+  async waitForItem(
+    what: string,
+    match: (item: T) => boolean,
+    options: { after?: number; timeoutMs?: number } = {},
+  ): Promise<T> {
+    await this.waitFor(what, (items) => items.some(match), options);
+    return this.items.slice(options.after ?? 0).find(match)!;
+  }
+
+  /** Waits for the stream to end by itself (a watch after its run completed). */
+  async waitForEnd(what: string, timeoutMs = EVENT_TIMEOUT_MS): Promise<void> {
+    await withTimeout(this.done, timeoutMs, `${what}: the stream did not end`);
+    if (this.error !== undefined) throw this.error;
+  }
+
+  /** Aborts the stream; the consumer's loop must exit without throwing. */
+  async stop(): Promise<void> {
+    this.controller.abort();
+    await withTimeout(this.done, EVENT_TIMEOUT_MS, 'the stream did not end after its signal aborted');
+    if (this.error !== undefined) throw this.error;
+  }
+}
+
+function summarise(item: unknown): unknown {
+  if (item && typeof item === 'object' && 'type' in item) {
+    const e = item as { type: string; node?: unknown; run?: Run };
+    if (e.type === 'snapshot') return { type: e.type, run: e.run?.id };
+    if (e.node && typeof e.node === 'object')
+      return { type: e.type, node: (e.node as NodeState).spec.name, status: (e.node as NodeState).status };
+  }
+  return item;
+}
+
+export async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new assert.AssertionError({ message })), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Polls `check` until it returns true; fails naming `what` after the timeout. */
+export async function eventually(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs = EVENT_TIMEOUT_MS,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Node names with a NODE_READY (or other `type`) event of the run, deduplicated and sorted. */
+export function eventNodes(
+  events: NodeEvent[],
+  runId: string,
+  type: NodeEvent['type'] = 'NODE_READY',
+): string[] {
+  return [...new Set(events.filter((e) => e.runId === runId && e.type === type).map((e) => e.node))].sort();
+}
+
+/** True when every `want` node has a `type` event of the run. */
+export function sawAll(
+  events: NodeEvent[],
+  runId: string,
+  want: string[],
+  type: NodeEvent['type'] = 'NODE_READY',
+): boolean {
+  const seen = new Set(eventNodes(events, runId, type));
+  return want.every((n) => seen.has(n));
+}
+
+/** Resolves once the wall clock has moved past `ms`, so later records get a later timestamp. */
+export async function clockPast(ms: number): Promise<void> {
+  while (Date.now() <= ms) await new Promise((r) => setTimeout(r, Math.max(1, ms - Date.now() + 1)));
+}

@@ -1,0 +1,178 @@
+/**
+ * Schema management and connection handling: concurrent migrations, schema
+ * isolation, connection options in the URL, clear errors when PostgreSQL
+ * is not there.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import pg from 'pg';
+import { MIGRATIONS, PostgresRepository } from '../../src/backends/postgres/index.js';
+import { InvalidArgumentError, UnavailableError } from '../../src/protocol/index.js';
+import {
+  dropSchema,
+  freePort,
+  POSTGRES_URL,
+  postgresRepository,
+  requirePostgres,
+  uniqueSchema,
+} from '../support/postgres.js';
+
+async function sql<T extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<T[]> {
+  const client = new pg.Client({ connectionString: POSTGRES_URL });
+  await client.connect();
+  try {
+    return (await client.query<T>(text, values)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+describe('PostgreSQL schema and connections', () => {
+  it('eight processes starting at once migrate the schema exactly once', { timeout: 60_000 }, async () => {
+    await requirePostgres();
+    const schema = uniqueSchema();
+    try {
+      const repos = await Promise.all(
+        Array.from({ length: 8 }, () =>
+          PostgresRepository.connect({
+            connectionString: POSTGRES_URL,
+            schema,
+            poolSize: 2,
+            reaperIntervalMs: 0,
+          }),
+        ),
+      );
+      try {
+        const versions = await sql<{ version: number }>(
+          `SELECT version FROM ${schema}.schema_migrations ORDER BY 1`,
+        );
+        assert.deepEqual(
+          versions.map((v) => v.version),
+          MIGRATIONS.map((m) => m.version),
+        );
+        // Every process works on the one schema.
+        const run = await repos[3]!.start({
+          nodes: [{ name: 'a', runtime: 'x', metadata: {}, retry: {} }],
+          edges: [],
+        });
+        assert.equal((await repos[6]!.inspect(run.id)).id, run.id);
+      } finally {
+        await Promise.all(repos.map((r) => r.close()));
+      }
+      // A restart finds the schema current and changes nothing.
+      const again = await PostgresRepository.connect({
+        connectionString: POSTGRES_URL,
+        schema,
+        reaperIntervalMs: 0,
+      });
+      await again.close();
+      const rows = await sql(`SELECT version FROM ${schema}.schema_migrations`);
+      assert.equal(rows.length, MIGRATIONS.length);
+    } finally {
+      await dropSchema(schema);
+    }
+  });
+
+  it('refuses a schema migrated by a newer adagio', async () => {
+    const { schema, teardown } = await postgresRepository({ reaperIntervalMs: 0 });
+    try {
+      await sql(`INSERT INTO ${schema}.schema_migrations (version, name) VALUES (9999, 'from the future')`);
+      await assert.rejects(
+        PostgresRepository.connect({ connectionString: POSTGRES_URL, schema }),
+        (e: Error) => e instanceof UnavailableError && /version 9999, newer than this adagio/.test(e.message),
+      );
+    } finally {
+      await teardown();
+    }
+  });
+
+  it('keeps schemas apart, runs and notices alike', { timeout: 30_000 }, async () => {
+    const one = await postgresRepository({ reaperIntervalMs: 0 });
+    const two = await postgresRepository({ reaperIntervalMs: 0 });
+    try {
+      const ac = new AbortController();
+      const seen: string[] = [];
+      const sub = (async () => {
+        for await (const e of two.repository.subscribe({ runtimes: ['x'], signal: ac.signal }))
+          seen.push(e.runId);
+      })();
+      const r1 = await one.repository.start({
+        nodes: [{ name: 'a', runtime: 'x', metadata: {}, retry: {} }],
+        edges: [],
+      });
+      const r2 = await two.repository.start({
+        nodes: [{ name: 'a', runtime: 'x', metadata: {}, retry: {} }],
+        edges: [],
+      });
+      const deadline = Date.now() + 10_000;
+      while (!seen.includes(r2.id) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      ac.abort();
+      await sub;
+      assert.ok(seen.includes(r2.id));
+      assert.ok(!seen.includes(r1.id), "a schema's subscriber never sees another schema's runs");
+      assert.equal((await one.repository.listRuns()).runs.length, 1);
+      assert.equal((await two.repository.stats()).runCount, 1);
+    } finally {
+      await one.teardown();
+      await two.teardown();
+    }
+  });
+
+  it('merges search_path with options already in the connection string', async () => {
+    const url = new URL(POSTGRES_URL);
+    url.searchParams.set('options', '-c statement_timeout=5000');
+    const { repository, teardown } = await postgresRepository({
+      connectionString: url.toString(),
+      reaperIntervalMs: 0,
+    });
+    try {
+      const run = await repository.start({
+        nodes: [{ name: 'a', runtime: 'x', metadata: {}, retry: {} }],
+        edges: [],
+      });
+      assert.equal((await repository.inspect(run.id)).id, run.id);
+    } finally {
+      await teardown();
+    }
+  });
+
+  it('an unreachable server is UnavailableError naming the operation', { timeout: 30_000 }, async () => {
+    const port = await freePort(); // nothing listens here
+    const repo = new PostgresRepository({
+      connectionString: `postgres://postgres@127.0.0.1:${port}/postgres`,
+      schema: uniqueSchema(),
+      retryForMs: 300,
+      reaperIntervalMs: 0,
+    });
+    try {
+      await assert.rejects(
+        repo.ping(),
+        (e: Error) =>
+          e instanceof UnavailableError &&
+          /PostgreSQL/.test(e.message) &&
+          /ECONNREFUSED|connect/.test(e.message),
+      );
+      await assert.rejects(repo.inspect('x'), UnavailableError);
+    } finally {
+      await repo.close();
+    }
+    await assert.rejects(
+      PostgresRepository.connect({
+        connectionString: `postgres://postgres@127.0.0.1:${port}/postgres`,
+        retryForMs: 200,
+      }),
+      UnavailableError,
+    );
+  });
+
+  it('rejects schema and channel names that are not plain identifiers', () => {
+    assert.throws(
+      () => new PostgresRepository({ connectionString: POSTGRES_URL, schema: 'bad; DROP TABLE x' }),
+      InvalidArgumentError,
+    );
+    assert.throws(
+      () => new PostgresRepository({ connectionString: POSTGRES_URL, schema: 'ok', notifyChannel: 'no"pe' }),
+      InvalidArgumentError,
+    );
+  });
+});

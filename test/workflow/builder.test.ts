@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { graphFromJson } from '../../src/model/wire.js';
+import { InvalidGraphError } from '../../src/protocol/errors.js';
+import { arg } from '../../src/runtimes/args.js';
+import { defineRuntime } from '../../src/runtimes/define.js';
+import { debug, exec, task, workflow } from '../../src/workflow/index.js';
+
+describe('workflow builder', () => {
+  it('produces the graph spec: nodes, arguments, retries, edges, input mappings', () => {
+    const wf = workflow();
+    const fetch = wf
+      .node('fetch', exec({ command: 'curl', args: ['-s', 'http://127.0.0.1/x'], timeout: '30s' }))
+      .retry({ fail: 3, error: 2 });
+    const count = wf.node('count', exec({ command: 'wc', args: ['-c'] })).argFrom('stdin', fetch);
+    wf.node('report', debug({ conclusion: 'success', sleep: 250 }))
+      .dependsOn(count, fetch)
+      .argFrom('chances', 'count');
+    const spec = wf.build();
+    assert.deepEqual(spec, {
+      nodes: [
+        {
+          name: 'fetch',
+          runtime: 'exec',
+          metadata: {
+            'adagio.arguments.exec.command': ['curl'],
+            'adagio.arguments.exec.args': ['-s', 'http://127.0.0.1/x'],
+            'adagio.arguments.exec.timeout': ['30s'],
+          },
+          retry: { fail: { maxAttempts: 3 }, error: { maxAttempts: 2 } },
+        },
+        {
+          name: 'count',
+          runtime: 'exec',
+          metadata: {
+            'adagio.arguments.exec.command': ['wc'],
+            'adagio.arguments.exec.args': ['-c'],
+            'adagio.inputs.exec.stdin': ['fetch'],
+          },
+          retry: {},
+        },
+        {
+          name: 'report',
+          runtime: 'debug',
+          metadata: {
+            'adagio.arguments.debug.conclusion': ['success'],
+            'adagio.arguments.debug.sleep': ['250ms'],
+            'adagio.inputs.debug.chances': ['count'],
+          },
+          retry: {},
+        },
+      ],
+      edges: [
+        { source: 'fetch', destination: 'count' },
+        { source: 'count', destination: 'report' },
+        { source: 'fetch', destination: 'report' },
+      ],
+    });
+  });
+
+  it('round-trips through the canonical JSON form', () => {
+    const wf = workflow();
+    const a = wf.node('a', debug());
+    wf.node('b', task('custom', { n: 3, flags: ['x', 'y'], cfg: { k: 1 } }))
+      .dependsOn(a)
+      .meta('team', 'core');
+    const spec = wf.build();
+    assert.deepEqual(graphFromJson(wf.toJSON()), spec);
+    assert.deepEqual(spec.nodes[1]!.metadata, {
+      'adagio.arguments.custom.n': ['3'],
+      'adagio.arguments.custom.flags': ['x', 'y'],
+      'adagio.arguments.custom.cfg': ['{"k":1}'],
+      team: ['core'],
+    });
+  });
+
+  it('an invalid graph is rejected with every problem named', () => {
+    const wf = workflow();
+    const a = wf.node('a', debug());
+    const b = wf.node('b', debug()).dependsOn(a);
+    a.dependsOn(b);
+    wf.node('a', debug());
+    wf.node('c', debug()).dependsOn('ghost');
+    assert.throws(
+      () => wf.build(),
+      (e: unknown) =>
+        e instanceof InvalidGraphError &&
+        e.problems.some((p) => p.includes('duplicate node name "a"')) &&
+        e.problems.some((p) => p.includes('unknown source node "ghost"')),
+    );
+    const cyclic = workflow();
+    const x = cyclic.node('x', debug());
+    const y = cyclic.node('y', debug()).dependsOn(x);
+    x.dependsOn(y);
+    assert.throws(() => cyclic.build(), /graph has a cycle: x -> y -> x|graph has a cycle: y -> x -> y/);
+  });
+
+  it('a required argument with neither a value nor argFrom is a build problem', () => {
+    const wf = workflow();
+    const up = wf.node('up', exec({ command: 'echo', args: ['ls'] }));
+    wf.node('later', exec.partial({ args: ['-l'] }));
+    assert.throws(() => wf.build(), /node "later": runtime "exec" needs argument "command"/);
+    const ok = workflow();
+    const up2 = ok.node('up', exec({ command: 'echo', args: ['ls'] }));
+    ok.node('later', exec.partial({ args: ['-l'] })).argFrom('command', up2);
+    assert.equal(ok.build().nodes[1]!.metadata['adagio.inputs.exec.command']![0], 'up');
+    void up;
+  });
+
+  it('bad argument values are refused when the node is written', () => {
+    assert.throws(() => debug({ sleep: 'soon' }), /argument "sleep" of runtime "debug".*not a duration/);
+    assert.throws(
+      () => exec({ command: 'x', args: 'not-a-list' as never }),
+      /argument "args".*list of strings/,
+    );
+    assert.throws(() => exec({ command: 'x', nope: 1 } as never), /runtime "exec" has no argument "nope"/);
+  });
+
+  it('a defineRuntime runtime gets a typed builder call', () => {
+    const greet = defineRuntime({
+      name: 'greet',
+      args: { who: arg.string(), times: arg.int({ default: 1 }) },
+      run: (a) => ({ conclusion: 'SUCCESS', output: `hi ${a.who}` }),
+    });
+    const wf = workflow();
+    const src = wf.node('src', debug());
+    wf.node('hello', greet.task({ who: 'world', times: 2 })).dependsOn(src);
+    wf.node('hello2', greet.task.partial()).argFrom('who', src);
+    const spec = wf.build();
+    // The types catch a missing required argument and an unknown argFrom name; build() catches them at run time too.
+    const bad = workflow();
+    // @ts-expect-error `who` is required
+    bad.node('x', greet.task({ times: 2 }));
+    // @ts-expect-error greet has no argument `whom`
+    bad.node('y', greet.task({ who: 'a' })).argFrom('whom', 'x');
+    assert.throws(
+      () => bad.build(),
+      /node "x": runtime "greet" needs argument "who".*node "y": runtime "greet" has no argument "whom"/,
+    );
+    assert.deepEqual(spec.nodes[1]!.metadata, {
+      'adagio.arguments.greet.who': ['world'],
+      'adagio.arguments.greet.times': ['2'],
+    });
+    assert.deepEqual(spec.nodes[2]!.metadata, { 'adagio.inputs.greet.who': ['src'] });
+  });
+});

@@ -1,0 +1,37 @@
+import type { Attempt } from '../../../src/gen/adagio/v1/adagio_pb.js';
+import { bytesToText, conclusionLook, formatDuration, formatTime } from '../api/format.js';
+import { Badge } from './Badge.js';
+import { KeyValues, metadataEntries } from './KeyValues.js';
+
+/** A node's attempts, newest first, each with timing and its output shown as plain text. */
+export function Attempts({ attempts }: { attempts: Attempt[] }) {
+  if (attempts.length === 0) return <p className="muted">No attempts yet.</p>;
+  const numbered = attempts.map((a, i) => ({ a, n: i + 1 })).reverse();
+  return (
+    <ol className="attempts">
+      {numbered.map(({ a, n }) => (
+        <li key={n} className="attempt" data-attempt={n}>
+          <div className="attempt-head">
+            <span className="attempt-number">#{n}</span>
+            <Badge look={conclusionLook(a.conclusion)} />
+            <span className="muted">{formatTime(a.startedAt)}</span>
+            {a.finishedAt && <span className="muted">{formatDuration(a.startedAt, a.finishedAt)}</span>}
+          </div>
+          <div className="attempt-ids muted">
+            {a.agentId && <span>agent {a.agentId}</span>}
+            {a.claimId && <span>claim {a.claimId}</span>}
+          </div>
+          <Output bytes={a.output} />
+          {Object.keys(a.metadata).length > 0 && <KeyValues entries={metadataEntries(a.metadata)} />}
+        </li>
+      ))}
+    </ol>
+  );
+}
+
+/** Bytes as text inside <pre>: React escapes it, so markup in an output is shown, never run. */
+export function Output({ bytes, label = 'output' }: { bytes: Uint8Array; label?: string }) {
+  const text = bytesToText(bytes);
+  if (!text) return <p className="muted">(no {label})</p>;
+  return <pre className="output">{text}</pre>;
+}

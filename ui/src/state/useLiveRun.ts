@@ -1,0 +1,189 @@
+import { Code, ConnectError } from '@connectrpc/connect';
+import { useCallback, useEffect, useRef, useState } from 'react';
+import type { Edge, Node, Run } from '../../../src/gen/adagio/v1/adagio_pb.js';
+import { Run_Conclusion, Run_Status } from '../../../src/gen/adagio/v1/adagio_pb.js';
+import { api, errorMessage, isAbort, isAuthError } from '../api/client.js';
+import { onTokenChange } from '../api/token.js';
+
+/** The parts of a run that never change: they decide the layout, so they keep their identity. */
+export interface RunShape {
+  id: string;
+  createdAt: string;
+  names: string[];
+  edges: Edge[];
+}
+
+export interface LiveRun {
+  shape: RunShape | undefined;
+  /** Node name → latest state. A new Map per update; unchanged nodes keep their object. */
+  nodes: ReadonlyMap<string, Node>;
+  status: Run_Status;
+  conclusion: Run_Conclusion;
+  /** True while the Watch stream is open. */
+  live: boolean;
+  error: string | undefined;
+  authError: boolean;
+  notFound: boolean;
+  /** Applies a run returned by another call (e.g. Cancel) without waiting for the stream. */
+  apply: (run: Run) => void;
+}
+
+// Watch events can arrive in bursts (hundreds per second on a wide run); React
+// renders at most this often, with every change of the interval in one update.
+// A render costs O(nodes) in the graph library, so big runs render less often.
+const FLUSH_MS = 80;
+const BIG_RUN_FLUSH_MS = 300;
+const BIG_RUN = 200;
+
+interface State {
+  shape: RunShape | undefined;
+  nodes: ReadonlyMap<string, Node>;
+  status: Run_Status;
+  conclusion: Run_Conclusion;
+  live: boolean;
+  error: string | undefined;
+  authError: boolean;
+  notFound: boolean;
+}
+
+const initial: State = {
+  shape: undefined,
+  nodes: new Map(),
+  status: Run_Status.NONE,
+  conclusion: Run_Conclusion.UNSPECIFIED,
+  live: false,
+  error: undefined,
+  authError: false,
+  notFound: false,
+};
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+
+/** Follows one run live over the Watch stream, reconnecting (with a fresh snapshot) after failures. */
+export function useLiveRun(runId: string): LiveRun {
+  const [state, setState] = useState<State>(initial);
+  const [tokenTick, setTokenTick] = useState(0);
+  useEffect(() => onTokenChange(() => setTokenTick((t) => t + 1)), []);
+
+  // Changes not yet rendered, merged into state on the next flush.
+  const pending = useRef<{ nodes: Map<string, Node>; run?: Run; patch: Partial<State> }>({
+    nodes: new Map(),
+    patch: {},
+  });
+  const timer = useRef<number | undefined>(undefined);
+  // Node count of the run, known from the first snapshot; picks the flush interval.
+  const size = useRef(0);
+
+  const flush = useCallback(() => {
+    timer.current = undefined;
+    const p = pending.current;
+    pending.current = { nodes: new Map(), patch: {} };
+    setState((s) => {
+      let next: State = { ...s, ...p.patch };
+      if (p.run) next = withSnapshot(next, p.run);
+      if (p.nodes.size > 0) {
+        const nodes = new Map(next.nodes);
+        for (const [name, node] of p.nodes) nodes.set(name, node);
+        next.nodes = nodes;
+      }
+      return next;
+    });
+  }, []);
+
+  const schedule = useCallback(
+    (immediate = false) => {
+      if (immediate) {
+        if (timer.current !== undefined) window.clearTimeout(timer.current);
+        flush();
+      } else if (timer.current === undefined)
+        timer.current = window.setTimeout(flush, size.current > BIG_RUN ? BIG_RUN_FLUSH_MS : FLUSH_MS);
+    },
+    [flush],
+  );
+
+  const apply = useCallback(
+    (run: Run) => {
+      pending.current.run = run;
+      pending.current.nodes.clear();
+      pending.current.patch = { ...pending.current.patch, status: run.status, conclusion: run.conclusion };
+      schedule(true);
+    },
+    [schedule],
+  );
+
+  // biome-ignore lint/correctness/useExhaustiveDependencies: tokenTick restarts the stream with the new token.
+  useEffect(() => {
+    setState(initial);
+    const ctrl = new AbortController();
+    const { signal } = ctrl;
+    const patch = (p: Partial<State>, immediate = false) => {
+      pending.current.patch = { ...pending.current.patch, ...p };
+      schedule(immediate);
+    };
+    void (async () => {
+      let backoff = 500;
+      while (!signal.aborted) {
+        let completed = false;
+        try {
+          for await (const msg of api.watch({ id: runId }, { signal })) {
+            if (msg.run) {
+              size.current = msg.run.nodes.length;
+              pending.current.run = msg.run;
+              pending.current.nodes.clear();
+              completed = msg.run.status === Run_Status.COMPLETED;
+              patch({ live: true, error: undefined, authError: false, status: msg.run.status, conclusion: msg.run.conclusion }, true);
+            } else if (msg.node?.spec) {
+              pending.current.nodes.set(msg.node.spec.name, msg.node);
+              completed = msg.runStatus === Run_Status.COMPLETED;
+              patch({ status: msg.runStatus, conclusion: msg.runConclusion });
+            }
+            backoff = 500;
+          }
+          patch({ live: false }, true);
+          // The stream ends once the run has completed; an early end (daemon restart) reconnects.
+          if (completed) return;
+        } catch (e) {
+          if (signal.aborted || isAbort(e)) return;
+          if (e instanceof ConnectError && e.code === Code.NotFound) {
+            patch({ live: false, notFound: true, error: errorMessage(e) }, true);
+            return;
+          }
+          // No token yet: wait for the user to set one (tokenTick restarts this effect).
+          if (isAuthError(e)) {
+            patch({ live: false, authError: true, error: errorMessage(e) }, true);
+            return;
+          }
+          patch({ live: false, error: `${errorMessage(e)} (reconnecting…)` }, true);
+        }
+        await sleep(backoff, signal);
+        backoff = Math.min(backoff * 2, 10_000);
+      }
+    })();
+    return () => {
+      ctrl.abort();
+      if (timer.current !== undefined) window.clearTimeout(timer.current);
+      timer.current = undefined;
+      pending.current = { nodes: new Map(), patch: {} };
+    };
+  }, [runId, tokenTick, schedule]);
+
+  return { ...state, apply };
+}
+
+/** Replaces every node with the snapshot's; keeps the shape (and so the layout) when it is the same run. */
+function withSnapshot(s: State, run: Run): State {
+  const nodes = new Map<string, Node>();
+  for (const n of run.nodes) if (n.spec) nodes.set(n.spec.name, n);
+  const shape: RunShape =
+    s.shape?.id === run.id && s.shape.names.length === run.nodes.length
+      ? s.shape
+      : { id: run.id, createdAt: run.createdAt, names: [...nodes.keys()], edges: run.edges };
+  return { ...s, shape, nodes, status: run.status, conclusion: run.conclusion };
+}
