@@ -1,0 +1,145 @@
+import type { AgentInfo, GraphSpec, Run, Stats } from '../model/types.js';
+import type { ListRunsQuery, RunPage, WatchEvent } from '../protocol/repository.js';
+import { runDot } from './dot.js';
+import { CliError, EXIT } from './errors.js';
+import { readGraph } from './input.js';
+import type { CliIO } from './io.js';
+import { agentsJson, runJson, runPageJson, statsJson } from './json.js';
+import { agentsTable, runLine, runPretty, runsTable, statsText } from './views.js';
+import { watchRun } from './watch.js';
+
+/**
+ * The commands' actions, independent of argument parsing (program.ts). Each
+ * returns the process exit code; errors are thrown and printed by main.ts.
+ */
+
+/** What the CLI needs of the API: the typed client (src/client) satisfies it. */
+export interface ControlPlane {
+  readonly address: string;
+  stats(): Promise<Stats>;
+  start(spec: GraphSpec): Promise<Run>;
+  listRuns(query?: ListRunsQuery): Promise<RunPage>;
+  inspect(id: string): Promise<Run>;
+  cancel(id: string): Promise<Run>;
+  listAgents(): Promise<AgentInfo[]>;
+  watch(id: string, options?: { signal?: AbortSignal }): AsyncIterable<WatchEvent>;
+}
+
+export interface Context {
+  io: CliIO;
+  client(): ControlPlane;
+  /** Aborted on SIGINT, so a watch can stop cleanly. */
+  signal?: AbortSignal;
+}
+
+export async function runsList(
+  ctx: Context,
+  opts: { query: ListRunsQuery; all: boolean; json: boolean },
+): Promise<number> {
+  const client = ctx.client();
+  let page = await client.listRuns(opts.query);
+  if (opts.all) {
+    // Follow cursors to the end, then print once: a table needs all its rows to size its columns.
+    const runs = [...page.runs];
+    while (page.nextCursor) {
+      page = await client.listRuns({ ...opts.query, cursor: page.nextCursor });
+      runs.push(...page.runs);
+    }
+    page = { runs };
+  }
+  if (opts.json) {
+    ctx.io.stdout.write(runPageJson(page));
+    return EXIT.ok;
+  }
+  if (page.runs.length === 0) {
+    ctx.io.stderr.write('adagio: no runs match\n');
+    return EXIT.ok;
+  }
+  ctx.io.stdout.write(runsTable(page.runs));
+  if (page.nextCursor)
+    ctx.io.stderr.write(
+      `adagio: more runs match; next page: --cursor ${page.nextCursor} (or --all, or a larger --limit)\n`,
+    );
+  return EXIT.ok;
+}
+
+export async function runsStart(
+  ctx: Context,
+  file: string | undefined,
+  opts: { quiet: boolean; watch: boolean; json: boolean; lines: boolean },
+): Promise<number> {
+  const spec = await readGraph(file, ctx.io);
+  const client = ctx.client();
+  const run = await client.start(spec);
+  if (opts.quiet) ctx.io.stdout.write(`${run.id}\n`);
+  else if (opts.json) ctx.io.stdout.write(runJson(run));
+  else ctx.io.stdout.write(`started ${runLine(run)}\n`);
+  if (!opts.watch) return EXIT.ok;
+  return watchRun(client, run.id, ctx.io, {
+    quiet: opts.quiet || opts.json,
+    lines: opts.lines,
+    signal: ctx.signal,
+  });
+}
+
+export type InspectFormat = 'pretty' | 'json' | 'dot';
+
+export async function runsInspect(
+  ctx: Context,
+  id: string,
+  opts: { output: InspectFormat },
+): Promise<number> {
+  const run = await ctx.client().inspect(checkId(id));
+  const out =
+    opts.output === 'json'
+      ? runJson(run)
+      : opts.output === 'dot'
+        ? runDot(run)
+        : runPretty(run, ctx.io.now());
+  ctx.io.stdout.write(out);
+  return EXIT.ok;
+}
+
+export async function runsCancel(
+  ctx: Context,
+  id: string,
+  opts: { json: boolean; quiet: boolean },
+): Promise<number> {
+  const client = ctx.client();
+  const run = await client.cancel(checkId(id));
+  if (opts.json) ctx.io.stdout.write(runJson(run));
+  else if (!opts.quiet) {
+    const note = run.conclusion === 'CANCELLED' ? 'cancelled' : 'already completed, nothing to cancel:';
+    ctx.io.stdout.write(`${note} ${runLine(run)}\n`);
+  }
+  return EXIT.ok;
+}
+
+export async function runsWatch(
+  ctx: Context,
+  id: string,
+  opts: { quiet: boolean; lines: boolean },
+): Promise<number> {
+  return watchRun(ctx.client(), checkId(id), ctx.io, { ...opts, signal: ctx.signal });
+}
+
+export async function agentsList(ctx: Context, opts: { json: boolean }): Promise<number> {
+  const agents = await ctx.client().listAgents();
+  if (opts.json) ctx.io.stdout.write(agentsJson(agents));
+  else if (agents.length === 0) ctx.io.stderr.write('adagio: no agents registered\n');
+  else ctx.io.stdout.write(agentsTable(agents));
+  return EXIT.ok;
+}
+
+export async function stats(ctx: Context, opts: { json: boolean }): Promise<number> {
+  const s = await ctx.client().stats();
+  ctx.io.stdout.write(opts.json ? statsJson(s) : statsText(s));
+  return EXIT.ok;
+}
+
+/** Run ids go into URL paths: refuse the obviously wrong before asking the daemon. */
+function checkId(id: string): string {
+  const trimmed = id.trim();
+  if (!trimmed) throw new CliError('a run id is required (see `adagio runs ls`)');
+  return trimmed;
+}

@@ -1,0 +1,115 @@
+import { readFile } from 'node:fs/promises';
+import type { GraphSpec } from '../model/types.js';
+import { validateGraph } from '../model/validate.js';
+import { GraphParseError, graphFromJsonText } from '../model/wire.js';
+import { InvalidGraphError } from '../protocol/errors.js';
+import { MAX_LIST_LIMIT } from '../protocol/repository.js';
+import { DurationError, parseDuration } from '../runtimes/duration.js';
+import { CliError } from './errors.js';
+import type { CliIO } from './io.js';
+
+/** Everything the CLI reads from its user besides flags: graph files, times, counts, addresses. */
+
+/**
+ * Reads a graph from FILE, or stdin for `-` or no file, and checks it the way
+ * the daemon will (rule 1), so a bad graph is reported before any network
+ * call and with its source named.
+ */
+export async function readGraph(file: string | undefined, io: CliIO): Promise<GraphSpec> {
+  const fromStdin = file === undefined || file === '-';
+  const source = fromStdin ? 'stdin' : file;
+  if (fromStdin && io.stdin.isTTY)
+    io.stderr.write('adagio: reading the graph (JSON) from the terminal; end with Ctrl-D\n');
+  let text: string;
+  try {
+    text = fromStdin ? await readAll(io.stdin) : await readFile(file, 'utf8');
+  } catch (e) {
+    throw new CliError(`cannot read ${source}: ${describeFsError(e)}`);
+  }
+  if (text.trim() === '') throw new CliError(`${source}: empty input; expected a graph in JSON`);
+  let spec: GraphSpec;
+  try {
+    spec = graphFromJsonText(text);
+  } catch (e) {
+    if (e instanceof GraphParseError) throw new CliError(`${source}: ${e.message}`);
+    throw e;
+  }
+  const problems = validateGraph(spec);
+  if (problems.length > 0) throw new CliError(`${source}: ${new InvalidGraphError(problems).message}`);
+  return spec;
+}
+
+async function readAll(stream: AsyncIterable<Uint8Array | string>): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream)
+    chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function describeFsError(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EACCES') return 'permission denied';
+  if (code === 'EISDIR') return 'is a directory';
+  return (e as Error).message;
+}
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2}))?$/;
+
+/**
+ * A point in time for `--since`/`--until`: a duration back from now (`90s`,
+ * `1h`, `2h30m`) or an RFC 3339 time (`2025-06-01T10:00:00Z`, or a date,
+ * taken as midnight UTC). Milliseconds since the epoch.
+ */
+export function parseTimeFlag(flag: string, text: string, now: number): number {
+  const s = text.trim();
+  if (RFC3339.test(s)) {
+    const ms = Date.parse(s.replace(' ', 'T'));
+    if (!Number.isNaN(ms)) return ms;
+  }
+  try {
+    return now - parseDuration(s);
+  } catch (e) {
+    if (!(e instanceof DurationError)) throw e;
+  }
+  throw new CliError(
+    `${flag}: "${text}" is neither a duration (e.g. 30m, 1h, 2h30m) nor an RFC 3339 time (e.g. 2025-06-01T10:00:00Z)`,
+  );
+}
+
+export function parseLimit(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < 1 || n > MAX_LIST_LIMIT)
+    throw new CliError(`--limit: "${text}" is not a whole number from 1 to ${MAX_LIST_LIMIT}`);
+  return n;
+}
+
+export function parseTimeout(text: string): number {
+  try {
+    const ms = parseDuration(text);
+    if (ms > 0) return ms;
+  } catch {
+    // reported below with the flag's name
+  }
+  throw new CliError(`--timeout: "${text}" is not a positive duration (e.g. 5s, 500ms)`);
+}
+
+export const DEFAULT_ADDRESS = 'http://127.0.0.1:7890';
+
+/**
+ * The daemon's address from the flag, ADAGIO_ADDRESS or the default. A bare
+ * `host:port` is taken as http, the scheme people leave out most.
+ */
+export function resolveAddress(flag: string | undefined, env: CliIO['env']): string {
+  const raw = (flag ?? env.ADAGIO_ADDRESS ?? '').trim() || DEFAULT_ADDRESS;
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`;
+  let url: URL;
+  try {
+    url = new URL(withScheme);
+  } catch {
+    throw new CliError(`--address: "${raw}" is not an address (e.g. http://127.0.0.1:7890)`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new CliError(`--address: "${raw}" must be an http:// or https:// address`);
+  return withScheme.replace(/\/+$/, '');
+}

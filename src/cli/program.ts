@@ -1,0 +1,246 @@
+import { Command, CommanderError, Option } from 'commander';
+import { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT } from '../protocol/repository.js';
+import {
+  agentsList,
+  type Context,
+  type ControlPlane,
+  type InspectFormat,
+  runsCancel,
+  runsInspect,
+  runsList,
+  runsStart,
+  runsWatch,
+  stats,
+} from './commands.js';
+import { EXIT } from './errors.js';
+import { DEFAULT_ADDRESS, parseLimit, parseTimeFlag, parseTimeout, resolveAddress } from './input.js';
+import type { CliIO } from './io.js';
+
+/**
+ * The command tree (commander). Parsing only: each action resolves its
+ * options and hands over to commands.ts. Usage errors surface as
+ * CommanderError, which main.ts prints as one `adagio: …` line.
+ */
+
+export interface GlobalOptions {
+  address?: string;
+  token?: string;
+  timeout?: string;
+}
+
+export interface ClientSettings {
+  address: string;
+  token?: string;
+  timeoutMs?: number;
+}
+
+export interface ProgramDeps {
+  io: CliIO;
+  createClient(settings: ClientSettings): ControlPlane;
+  version: string;
+  signal?: AbortSignal;
+  /** Receives each action's exit code. */
+  setExitCode(code: number): void;
+  /** Told which command a usage error is about (e.g. `adagio runs ls`), for the help hint. */
+  setFailingCommand?(path: string): void;
+}
+
+export function buildProgram(deps: ProgramDeps): Command {
+  const { io } = deps;
+  let client: ControlPlane | undefined;
+  const context = (cmd: Command): Context => ({
+    io,
+    signal: deps.signal,
+    client() {
+      if (client) return client;
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const token = g.token ?? io.env.ADAGIO_TOKEN;
+      client = deps.createClient({
+        address: resolveAddress(g.address, io.env),
+        token: token || undefined,
+        timeoutMs: g.timeout === undefined ? undefined : parseTimeout(g.timeout),
+      });
+      return client;
+    },
+  });
+  const act =
+    <A extends unknown[]>(fn: (ctx: Context, ...args: A) => Promise<number>) =>
+    async (...args: unknown[]) => {
+      const cmd = args[args.length - 1] as Command;
+      deps.setExitCode(await fn(context(cmd), ...(args.slice(0, -1) as A)));
+    };
+
+  const program = new Command('adagio')
+    .description(
+      'Command-line client for the Adagio control plane (adagiod): start, follow and inspect workflow runs.',
+    )
+    .version(deps.version, '-V, --version', 'print the version')
+    .option('--address <url>', `control plane address (env ADAGIO_ADDRESS; default ${DEFAULT_ADDRESS})`)
+    .option('--token <token>', 'bearer token for a daemon started with -api-token (env ADAGIO_TOKEN)')
+    .option('--timeout <duration>', 'give up on a request after this long, e.g. 10s (watch streams excepted)')
+    .configureHelp({ showGlobalOptions: true })
+    .addHelpText(
+      'after',
+      `
+Examples:
+  adagio runs start examples/workflows/seven-node.json --watch
+  cat graph.json | adagio runs start -q
+  adagio runs ls --since 1h
+  adagio runs inspect RUN_ID -o dot | dot -Tsvg > run.svg
+
+Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
+3 the daemon refused or could not be reached.`,
+    );
+
+  const runs = program.command('runs').description('start, list, inspect, watch and cancel runs');
+
+  runs
+    .command('ls')
+    .alias('list')
+    .description('list runs, newest first: id, creation time, status and node counts')
+    .option('--limit <n>', `how many runs to show (1 to ${MAX_LIST_LIMIT}; default ${DEFAULT_LIST_LIMIT})`)
+    .option(
+      '--since <time>',
+      'only runs created since: a duration back from now (1h, 30m) or an RFC 3339 time',
+    )
+    .option('--until <time>', 'only runs created before: a duration back from now or an RFC 3339 time')
+    .option('--cursor <cursor>', 'continue a listing from the cursor a previous page printed')
+    .option('--all', 'follow every page to the end')
+    .option('--json', 'print the canonical JSON of the API (ListRunsResponse)')
+    .action(
+      act(
+        (
+          ctx,
+          opts: {
+            limit?: string;
+            since?: string;
+            until?: string;
+            cursor?: string;
+            all?: boolean;
+            json?: boolean;
+          },
+        ) => {
+          const now = ctx.io.now();
+          return runsList(ctx, {
+            query: {
+              limit: opts.limit === undefined ? undefined : parseLimit(opts.limit),
+              since: opts.since === undefined ? undefined : parseTimeFlag('--since', opts.since, now),
+              until: opts.until === undefined ? undefined : parseTimeFlag('--until', opts.until, now),
+              cursor: opts.cursor,
+            },
+            all: Boolean(opts.all),
+            json: Boolean(opts.json),
+          });
+        },
+      ),
+    );
+
+  runs
+    .command('start')
+    .description('start a run of the graph in FILE (JSON), or read from stdin when FILE is - or absent')
+    .argument('[file]', 'graph file in JSON; - or nothing for stdin')
+    .option('-q, --quiet', 'print only the run id')
+    .option('-w, --watch', 'then follow the run until it completes (exit 0 only if it succeeded)')
+    .option('--lines', 'with --watch: one line per transition even on a terminal')
+    .option('--json', 'print the started run as JSON')
+    .action(
+      act(
+        (
+          ctx,
+          file: string | undefined,
+          opts: { quiet?: boolean; watch?: boolean; json?: boolean; lines?: boolean },
+        ) =>
+          runsStart(ctx, file, {
+            quiet: Boolean(opts.quiet),
+            watch: Boolean(opts.watch),
+            json: Boolean(opts.json),
+            lines: Boolean(opts.lines),
+          }),
+      ),
+    );
+
+  runs
+    .command('inspect')
+    .alias('show')
+    .description("show a run: each node's status, conclusion, attempts and timings")
+    .argument('<id>', 'run id')
+    .addOption(
+      new Option('-o, --output <format>', 'pretty, json (canonical API JSON) or dot (Graphviz)')
+        .choices(['pretty', 'json', 'dot'])
+        .default('pretty'),
+    )
+    .action(act((ctx, id: string, opts: { output: InspectFormat }) => runsInspect(ctx, id, opts)));
+
+  runs
+    .command('watch')
+    .description('follow a run live until it completes; exit 0 if every node succeeded, 1 otherwise')
+    .argument('<id>', 'run id')
+    .option('-q, --quiet', 'print nothing; the exit code tells how the run ended')
+    .option('--lines', 'one line per transition even on a terminal')
+    .action(
+      act((ctx, id: string, opts: { quiet?: boolean; lines?: boolean }) =>
+        runsWatch(ctx, id, { quiet: Boolean(opts.quiet), lines: Boolean(opts.lines) }),
+      ),
+    );
+
+  runs
+    .command('cancel')
+    .description('cancel a run: running nodes get a CANCELLED attempt, the rest never start')
+    .argument('<id>', 'run id')
+    .option('-q, --quiet', 'print nothing')
+    .option('--json', 'print the cancelled run as JSON')
+    .action(
+      act((ctx, id: string, opts: { quiet?: boolean; json?: boolean }) =>
+        runsCancel(ctx, id, { quiet: Boolean(opts.quiet), json: Boolean(opts.json) }),
+      ),
+    );
+
+  const agents = program.command('agents').description('list the agents serving the daemon');
+  agents
+    .command('ls')
+    .alias('list')
+    .description('list live agents: id, host, start time and runtimes')
+    .option('--json', 'print the canonical JSON of the API (ListAgentsResponse)')
+    .action(act((ctx, opts: { json?: boolean }) => agentsList(ctx, { json: Boolean(opts.json) })));
+
+  program
+    .command('stats')
+    .description('count runs and nodes by status')
+    .option('--json', 'print the canonical JSON of the API (Stats)')
+    .action(act((ctx, opts: { json?: boolean }) => stats(ctx, { json: Boolean(opts.json) })));
+
+  configureAll(program, deps);
+  return program;
+}
+
+/**
+ * Every command writes through `io`, throws instead of exiting, and reports
+ * usage errors as one line naming the command to ask for help.
+ */
+function configureAll(cmd: Command, deps: ProgramDeps) {
+  cmd.exitOverride();
+  cmd.configureOutput({
+    writeOut: (s) => deps.io.stdout.write(s),
+    writeErr: (s) => deps.io.stderr.write(s),
+    // main.ts prints the one line from the thrown CommanderError; here we only learn whose it is.
+    outputError: () => deps.setFailingCommand?.(commandPath(cmd)),
+  });
+  for (const sub of cmd.commands) configureAll(sub, deps);
+}
+
+function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
+/** Whether a CommanderError is help or version output rather than a failure, and the code to exit with. */
+export function commanderExit(e: CommanderError): { code: number; message?: string } {
+  if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return { code: EXIT.ok };
+  // `adagio` or `adagio runs` alone: commander has printed the help on stderr.
+  if (e.code === 'commander.help' || e.code === 'commander.executeSubCommandAsync')
+    return { code: EXIT.usage };
+  return { code: EXIT.usage, message: e.message.replace(/^error:\s*/, '') };
+}
+
+export { CommanderError };

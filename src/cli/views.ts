@@ -1,0 +1,159 @@
+import type { AgentInfo, Run, RunSummary, Stats } from '../model/types.js';
+import { countNodes } from '../model/wire.js';
+import { formatDuration } from '../runtimes/duration.js';
+import {
+  between,
+  formatAgo,
+  formatTimestamp,
+  keyValues,
+  nodeConclusion,
+  nodeTook,
+  outcomeCounts,
+  outputSummary,
+  runState,
+  table,
+  topologicalOrder,
+} from './format.js';
+
+/** The human-readable views of runs, agents and stats (the JSON views live in json.ts). */
+
+export function runsTable(runs: readonly RunSummary[]): string {
+  return table(
+    ['ID', 'CREATED', 'STATUS', 'WAITING', 'READY', 'RUNNING', 'COMPLETED'],
+    runs.map((r) => [
+      r.id,
+      formatTimestamp(r.createdAt),
+      runState(r.status, r.conclusion),
+      String(r.nodeCounts.WAITING),
+      String(r.nodeCounts.READY),
+      String(r.nodeCounts.RUNNING),
+      String(r.nodeCounts.COMPLETED),
+    ]),
+    ['left', 'left', 'left', 'right', 'right', 'right', 'right'],
+  );
+}
+
+export function agentsTable(agents: readonly AgentInfo[]): string {
+  return table(
+    ['ID', 'HOSTNAME', 'STARTED', 'RUNTIMES'],
+    agents.map((a) => [
+      a.id,
+      a.hostname || '-',
+      formatTimestamp(a.startedAt),
+      a.runtimes.map((r) => r.name).join(', ') || '-',
+    ]),
+  );
+}
+
+export function statsText(stats: Stats): string {
+  const c = stats.nodeCounts;
+  const total = c.WAITING + c.READY + c.RUNNING + c.COMPLETED;
+  return table(
+    ['RUNS', 'NODES', 'WAITING', 'READY', 'RUNNING', 'COMPLETED'],
+    [[stats.runCount, total, c.WAITING, c.READY, c.RUNNING, c.COMPLETED].map(String)],
+    ['right', 'right', 'right', 'right', 'right', 'right'],
+  );
+}
+
+/** Wall time of a run: creation to the last node's finish (completed) or to now. */
+export function runElapsed(run: Run, now: number): number | undefined {
+  if (run.status !== 'COMPLETED') {
+    const created = Date.parse(run.createdAt);
+    return Number.isNaN(created) ? undefined : Math.max(0, now - created);
+  }
+  let last = '';
+  for (const n of run.nodes) {
+    for (const a of n.attempts) if (a.finishedAt > last) last = a.finishedAt;
+    if (n.finishedAt > last) last = n.finishedAt;
+  }
+  return between(run.createdAt, last);
+}
+
+/** `7 nodes: 5 SUCCESS, 1 FAIL (b), 1 UNREACHED (g)`: how the nodes stand, naming the ones that did not succeed. */
+export function nodesSummary(run: Run, nameLimit = 5): string {
+  const groups = outcomeCounts(run);
+  const order = ['SUCCESS', 'FAIL', 'ERROR', 'CANCELLED', 'UNREACHED', 'RUNNING', 'READY', 'WAITING'];
+  const parts = [...groups.entries()]
+    .sort(([a], [b]) => order.indexOf(a) - order.indexOf(b))
+    .map(([key, names]) => {
+      const label = key === 'SUCCESS' ? 'succeeded' : key.toLowerCase();
+      if (key === 'SUCCESS' || key === 'WAITING' || key === 'READY') return `${names.length} ${label}`;
+      const shown = names.slice(0, nameLimit).join(', ');
+      const more = names.length > nameLimit ? `, +${names.length - nameLimit} more` : '';
+      return `${names.length} ${label} (${shown}${more})`;
+    });
+  return `${run.nodes.length} node${run.nodes.length === 1 ? '' : 's'}: ${parts.join(', ')}`;
+}
+
+/** One line about a run, e.g. after `start` or `cancel`. */
+export function runLine(run: Run): string {
+  return `run ${run.id} ${runState(run.status, run.conclusion)}, ${nodesSummary(run)}`;
+}
+
+/**
+ * `runs inspect` in pretty form: the run's header, then one row per node in
+ * topological order with its status, conclusion, attempts and timings
+ * (STARTED is the latest claim's offset from the run's creation), then the
+ * output of every node that did not succeed.
+ */
+export function runPretty(run: Run, now: number): string {
+  const counts = countNodes(run.nodes);
+  const elapsed = runElapsed(run, now);
+  const header: [string, string][] = [
+    ['Run', run.id],
+    ['Created', `${formatTimestamp(run.createdAt)} (${formatAgo(run.createdAt, now)})`],
+    ['Status', runState(run.status, run.conclusion)],
+    ['Nodes', nodesSummary(run)],
+    [
+      'Progress',
+      `${counts.COMPLETED}/${run.nodes.length} completed, ${counts.RUNNING} running, ${counts.READY} ready, ${counts.WAITING} waiting`,
+    ],
+  ];
+  if (elapsed !== undefined)
+    header.push([run.status === 'COMPLETED' ? 'Took' : 'Running for', formatDuration(elapsed)]);
+  const created = Date.parse(run.createdAt);
+  const ordered = topologicalOrder(run.nodes, run.edges);
+  const upstream = new Map<string, string[]>();
+  for (const e of run.edges) upstream.set(e.destination, [...(upstream.get(e.destination) ?? []), e.source]);
+  const rows = ordered.map((n) => {
+    const started = Date.parse(n.startedAt);
+    const offset = n.startedAt && !Number.isNaN(started) && !Number.isNaN(created) ? started - created : NaN;
+    return [
+      n.spec.name,
+      n.spec.runtime,
+      n.status,
+      nodeConclusion(n) || '-',
+      attemptsCell(n.attempts.map((a) => a.conclusion)),
+      Number.isNaN(offset) ? '-' : `+${formatDuration(Math.max(0, offset))}`,
+      nodeTook(n, now) || '-',
+      (upstream.get(n.spec.name) ?? []).join(', ') || '-',
+    ];
+  });
+  let out = keyValues(header);
+  out += `\n${table(['NODE', 'RUNTIME', 'STATUS', 'CONCLUSION', 'ATTEMPTS', 'STARTED', 'TOOK', 'AFTER'], rows)}`;
+  const failures = ordered.filter((n) => {
+    const last = n.attempts[n.attempts.length - 1];
+    return last && last.conclusion !== 'SUCCESS';
+  });
+  if (failures.length > 0) {
+    out += '\nNot successful:\n';
+    out += table(
+      ['NODE', 'ATTEMPT', 'CONCLUSION', 'OUTPUT'],
+      failures.map((n) => {
+        const last = n.attempts[n.attempts.length - 1]!;
+        return [n.spec.name, String(n.attempts.length), last.conclusion, outputSummary(last.output) || '-'];
+      }),
+    )
+      .split('\n')
+      .map((l) => (l ? `  ${l}` : l))
+      .join('\n');
+  }
+  return out;
+}
+
+/** `1`, or `3 (FAIL, ERROR, SUCCESS)` when a node was retried. */
+function attemptsCell(conclusions: readonly string[]): string {
+  if (conclusions.length <= 1) return String(conclusions.length);
+  const shown = conclusions.length > 4 ? ['…', ...conclusions.slice(-3)] : conclusions;
+  return `${conclusions.length} (${shown.join(', ')})`;
+}
