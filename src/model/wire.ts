@@ -131,6 +131,9 @@ const RUN_CONCLUSION_BACK = invert(RUN_CONCLUSION);
 export const runStatusToProto = (s: RunStatus) => RUN_STATUS[s];
 export const runConclusionToProto = (c: RunConclusion | undefined) =>
   c ? RUN_CONCLUSION[c] : pb.Run_Conclusion.UNSPECIFIED;
+export const runStatusFromProto = (s: pb.Run_Status): RunStatus => RUN_STATUS_BACK.get(s) ?? 'WAITING';
+export const runConclusionFromProto = (c: pb.Run_Conclusion): RunConclusion | undefined =>
+  RUN_CONCLUSION_BACK.get(c);
 
 export function attemptToProto(a: Attempt): pb.Attempt {
   return create(pb.AttemptSchema, {

@@ -1,0 +1,173 @@
+import { create } from '@bufbuild/protobuf';
+import { type Client, Code, ConnectError, createClient, type Interceptor } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
+import { connectCodeToErrorCode } from '../api/errors.js';
+import * as cp from '../gen/adagio/rpc/controlplane/controlplane_pb.js';
+import * as pb from '../gen/adagio/v1/adagio_pb.js';
+import type { AgentInfo, GraphSpec, Run, Stats } from '../model/types.js';
+import {
+  agentFromProto,
+  graphToProto,
+  nodeFromProto,
+  runConclusionFromProto,
+  runFromProto,
+  runStatusFromProto,
+  runSummaryFromProto,
+  statsFromProto,
+} from '../model/wire.js';
+import { AdagioError, type ErrorCode } from '../protocol/errors.js';
+import type { ListRunsQuery, RunPage, WatchEvent } from '../protocol/repository.js';
+
+export const DEFAULT_ADDRESS = 'http://127.0.0.1:7890';
+
+export interface ClientOptions {
+  /** Base URL of an adagiod API; default $ADAGIO_ADDRESS, else http://127.0.0.1:7890. */
+  address?: string;
+  /** Bearer token; default $ADAGIO_TOKEN. */
+  token?: string;
+  /** Per unary call; default 30 s. Watch streams have none. */
+  timeoutMs?: number;
+}
+
+/** A failed API call: the server's code and its one-line message. */
+export class ApiError extends AdagioError {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/**
+ * The typed client of the control plane (Connect protocol over HTTP/1.1, so
+ * it passes any proxy), speaking the domain types of src/model.
+ */
+export class AdagioClient {
+  readonly address: string;
+  private readonly rpc: Client<typeof cp.ControlPlane>;
+  private readonly timeoutMs: number;
+
+  constructor(options: ClientOptions = {}) {
+    this.address = normalizeAddress(options.address || process.env.ADAGIO_ADDRESS || DEFAULT_ADDRESS);
+    const token = options.token ?? process.env.ADAGIO_TOKEN;
+    const interceptors: Interceptor[] = [];
+    if (token) {
+      interceptors.push((next) => (req) => {
+        req.header.set('Authorization', `Bearer ${token}`);
+        return next(req);
+      });
+    }
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.rpc = createClient(
+      cp.ControlPlane,
+      createConnectTransport({ baseUrl: this.address, httpVersion: '1.1', interceptors }),
+    );
+  }
+
+  async stats(): Promise<Stats> {
+    const res = await this.call(() => this.rpc.stats({}, this.opts()));
+    return statsFromProto(res.stats ?? create(pb.StatsSchema));
+  }
+
+  async start(spec: GraphSpec): Promise<Run> {
+    const res = await this.call(() => this.rpc.start({ spec: graphToProto(spec) }, this.opts()));
+    return runFromProto(res.run!);
+  }
+
+  async listRuns(query: ListRunsQuery = {}): Promise<RunPage> {
+    const res = await this.call(() =>
+      this.rpc.listRuns(
+        {
+          startNs: query.since !== undefined ? BigInt(query.since) * 1_000_000n : 0n,
+          finishNs: query.until !== undefined ? BigInt(query.until) * 1_000_000n : 0n,
+          limit: query.limit ?? 0,
+          cursor: query.cursor ?? '',
+        },
+        this.opts(),
+      ),
+    );
+    const page: RunPage = { runs: res.runs.map(runSummaryFromProto) };
+    if (res.nextCursor) page.nextCursor = res.nextCursor;
+    return page;
+  }
+
+  async inspect(id: string): Promise<Run> {
+    return runFromProto((await this.call(() => this.rpc.inspect({ id }, this.opts()))).run!);
+  }
+
+  async cancel(id: string): Promise<Run> {
+    return runFromProto((await this.call(() => this.rpc.cancel({ id }, this.opts()))).run!);
+  }
+
+  async listAgents(): Promise<AgentInfo[]> {
+    return (await this.call(() => this.rpc.listAgents({}, this.opts()))).agents.map(agentFromProto);
+  }
+
+  /** The run as it is now, then each node transition; ends when the run completes or the signal aborts. */
+  async *watch(id: string, options: { signal?: AbortSignal } = {}): AsyncIterable<WatchEvent> {
+    try {
+      for await (const msg of this.rpc.watch({ id }, { signal: options.signal })) {
+        if (msg.run) yield { type: 'snapshot', run: runFromProto(msg.run) };
+        else if (msg.node) {
+          const ev: WatchEvent = {
+            type: 'node',
+            runId: id,
+            node: nodeFromProto(msg.node),
+            runStatus: runStatusFromProto(msg.runStatus),
+          };
+          const conclusion = runConclusionFromProto(msg.runConclusion);
+          if (conclusion) ev.runConclusion = conclusion;
+          yield ev;
+        }
+      }
+    } catch (e) {
+      if (options.signal?.aborted) return;
+      throw this.wrap(e);
+    }
+  }
+
+  private opts(): { timeoutMs: number } {
+    return { timeoutMs: this.timeoutMs };
+  }
+
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      throw this.wrap(e);
+    }
+  }
+
+  private wrap(e: unknown): ApiError {
+    if (!(e instanceof ConnectError)) return new ApiError('internal', String(e), { cause: e });
+    if (e.code === Code.Unavailable || e.code === Code.Unknown) {
+      const cause = describeCause(e);
+      if (cause)
+        return new ApiError('unavailable', `cannot reach adagiod at ${this.address}: ${cause}`, { cause: e });
+    }
+    if (e.code === Code.DeadlineExceeded)
+      return new ApiError('unavailable', `adagiod at ${this.address} did not answer in time`, { cause: e });
+    return new ApiError(connectCodeToErrorCode(e.code), e.rawMessage || Code[e.code], { cause: e });
+  }
+}
+
+/** The network-level reason (refused, unknown host, reset) behind a transport error, if any. */
+function describeCause(e: ConnectError): string | undefined {
+  let c: unknown = e.cause;
+  for (let i = 0; i < 5 && c; i++) {
+    const code = (c as NodeJS.ErrnoException).code;
+    if (code === 'ECONNREFUSED') return 'connection refused (is adagiod running?)';
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'unknown host';
+    if (code === 'ECONNRESET' || code === 'EPIPE') return 'connection reset';
+    if (code) return code;
+    c = (c as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+function normalizeAddress(address: string): string {
+  const withScheme = /^[a-z]+:\/\//i.test(address) ? address : `http://${address}`;
+  return withScheme.replace(/\/+$/, '');
+}

@@ -1,0 +1,69 @@
+import { readFileSync } from 'node:fs';
+import { MemoryRepository } from '../backends/memory/index.js';
+import type { Logger } from '../log.js';
+import type { Repository } from '../protocol/repository.js';
+import { ConfigError, type DaemonConfig } from './config.js';
+
+/** Opens the configured backend. Backends other than memory are loaded only when chosen. */
+export async function openRepository(config: DaemonConfig, logger: Logger): Promise<Repository> {
+  switch (config.backendType) {
+    case 'memory':
+      return new MemoryRepository();
+    case 'postgres': {
+      const { PostgresRepository } = await import('../backends/postgres/index.js');
+      return PostgresRepository.connect({
+        connectionString: config.postgres.url!,
+        schema: config.postgres.schema,
+        logger: logger.child({ backend: 'postgres' }),
+      });
+    }
+    case 'etcd': {
+      // Typed loosely until the etcd backend lands in this tree.
+      const mod = (await import('../backends/etcd/index.js' as string)) as {
+        EtcdRepository: { connect(o: Record<string, unknown>): Promise<Repository> };
+      };
+      const e = config.etcd;
+      return mod.EtcdRepository.connect({
+        hosts: e.addresses,
+        namespace: e.namespace,
+        auth: e.username ? { username: e.username, password: e.password ?? '' } : undefined,
+        tls:
+          e.caFile || e.certFile
+            ? { ca: readPem(e.caFile), cert: readPem(e.certFile), key: readPem(e.keyFile) }
+            : undefined,
+        logger: logger.child({ backend: 'etcd' }),
+      });
+    }
+  }
+}
+
+function readPem(path: string | undefined): Buffer | undefined {
+  if (!path) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new ConfigError(
+      `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
+  }
+}
+
+/** Where the backend lives, for the startup log line; never a password. */
+export function describeBackend(config: DaemonConfig): Record<string, unknown> {
+  switch (config.backendType) {
+    case 'memory':
+      return { backend: 'memory' };
+    case 'etcd':
+      return { backend: 'etcd', endpoints: config.etcd.addresses, namespace: config.etcd.namespace };
+    case 'postgres':
+      return {
+        backend: 'postgres',
+        url: redactUrl(config.postgres.url ?? ''),
+        schema: config.postgres.schema,
+      };
+  }
+}
+
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@').replace(/([?&]password=)[^&]*/i, '$1***');
+}

@@ -1,0 +1,314 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseToml } from 'smol-toml';
+import type { LogLevel } from '../log.js';
+import { DurationError, parseDuration } from '../runtimes/duration.js';
+
+/**
+ * adagiod's options: one table, read from flags, env (ADAGIOD_<NAME>), a TOML
+ * file (keys named like the flags) and defaults, in that order of precedence.
+ */
+export class ConfigError extends Error {}
+
+type Kind = 'string' | 'list' | 'int' | 'duration' | 'bool';
+
+export interface OptionDef {
+  name: string;
+  kind: Kind;
+  description: string;
+  default?: string;
+  choices?: readonly string[];
+  /** Never printed: tokens and passwords. */
+  secret?: boolean;
+}
+
+export const BACKENDS = ['memory', 'etcd', 'postgres'] as const;
+export type BackendType = (typeof BACKENDS)[number];
+export const ROLES = ['api', 'agent'] as const;
+export type Role = (typeof ROLES)[number];
+
+export const OPTIONS: readonly OptionDef[] = [
+  {
+    name: 'backend-type',
+    kind: 'string',
+    description: 'where state lives',
+    default: 'memory',
+    choices: BACKENDS,
+  },
+  {
+    name: 'etcd-addresses',
+    kind: 'list',
+    description: 'etcd endpoints, comma-separated',
+    default: 'http://127.0.0.1:2379',
+  },
+  { name: 'etcd-namespace', kind: 'string', description: 'key prefix in etcd', default: 'adagio/v1/' },
+  { name: 'etcd-username', kind: 'string', description: 'etcd user (with -etcd-password)' },
+  { name: 'etcd-password', kind: 'string', description: 'etcd password', secret: true },
+  { name: 'etcd-ca-file', kind: 'string', description: 'PEM CA bundle to verify etcd (enables TLS)' },
+  {
+    name: 'etcd-cert-file',
+    kind: 'string',
+    description: 'PEM client certificate for etcd (with -etcd-key-file)',
+  },
+  { name: 'etcd-key-file', kind: 'string', description: 'PEM client key for etcd' },
+  {
+    name: 'postgres-url',
+    kind: 'string',
+    description: 'PostgreSQL URL; TLS via sslmode=… in it',
+    secret: true,
+  },
+  {
+    name: 'postgres-schema',
+    kind: 'string',
+    description: 'PostgreSQL schema for Adagio’s tables',
+    default: 'adagio',
+  },
+  {
+    name: 'listen',
+    kind: 'string',
+    description: 'API address host:port (api role)',
+    default: '127.0.0.1:7890',
+  },
+  { name: 'api-token', kind: 'string', description: 'bearer token every API call must carry', secret: true },
+  { name: 'agent-token', kind: 'string', description: 'a second accepted token, for agents', secret: true },
+  {
+    name: 'cors-origins',
+    kind: 'list',
+    description: 'browser origins allowed to call the API (* for any)',
+    default: '',
+  },
+  {
+    name: 'max-body-bytes',
+    kind: 'int',
+    description: 'largest API request body',
+    default: String(16 * 1024 * 1024),
+  },
+  { name: 'ui', kind: 'bool', description: 'serve the web UI at / (api role)', default: 'true' },
+  {
+    name: 'agents',
+    kind: 'int',
+    description: 'attempts run at once by this process (agent role)',
+    default: '4',
+  },
+  {
+    name: 'runtimes',
+    kind: 'list',
+    description: 'runtimes this process’s agents run',
+    default: 'exec,debug',
+  },
+  {
+    name: 'exec-allow',
+    kind: 'list',
+    description: 'commands `exec` may run (globs); empty allows any',
+    default: '',
+  },
+  {
+    name: 'lease-ttl',
+    kind: 'duration',
+    description: 'how soon others recover this agent’s work if it dies',
+    default: '10s',
+  },
+  {
+    name: 'runtime-timeout',
+    kind: 'duration',
+    description: 'an attempt running longer is an ERROR',
+    default: '10m',
+  },
+  {
+    name: 'grace-period',
+    kind: 'duration',
+    description: 'on shutdown, how long running work may finish',
+    default: '30s',
+  },
+  {
+    name: 'retention',
+    kind: 'duration',
+    description: 'delete completed runs older than this (0 keeps all)',
+    default: '0',
+  },
+  { name: 'example', kind: 'bool', description: 'start the 7-node example run at boot', default: 'false' },
+  {
+    name: 'log-level',
+    kind: 'string',
+    description: 'debug, info, warn, error',
+    default: 'info',
+    choices: ['debug', 'info', 'warn', 'error'],
+  },
+];
+
+export interface DaemonConfig {
+  roles: Role[];
+  backendType: BackendType;
+  etcd: {
+    addresses: string[];
+    namespace: string;
+    username?: string;
+    password?: string;
+    caFile?: string;
+    certFile?: string;
+    keyFile?: string;
+  };
+  postgres: { url?: string; schema: string };
+  listen: { host: string; port: number };
+  tokens: string[];
+  corsOrigins: string[];
+  maxBodyBytes: number;
+  ui: boolean;
+  agents: number;
+  runtimes: string[];
+  execAllow: string[];
+  leaseTtlMs: number;
+  runtimeTimeoutMs: number;
+  gracePeriodMs: number;
+  retentionMs: number;
+  example: boolean;
+  logLevel: LogLevel;
+}
+
+export type RawValues = Record<string, string | undefined>;
+
+/** Merges the sources (flag > env > file > default) and checks every value. */
+export function resolveConfig(
+  roles: Role[],
+  flags: RawValues,
+  env: NodeJS.ProcessEnv,
+  configFile: string | undefined,
+): DaemonConfig {
+  const file = configFile ? readConfigFile(configFile) : {};
+  const raw: RawValues = {};
+  for (const o of OPTIONS) {
+    raw[o.name] = flags[o.name] ?? env[envName(o.name)] ?? file[o.name] ?? o.default;
+  }
+  const v = new Values(raw);
+  const backendType = v.choice('backend-type') as BackendType;
+  const listen = parseListen(v.string('listen') ?? '');
+  const config: DaemonConfig = {
+    roles: roles.length > 0 ? roles : [...ROLES],
+    backendType,
+    etcd: {
+      addresses: v.list('etcd-addresses'),
+      namespace: v.string('etcd-namespace') ?? 'adagio/v1/',
+      username: v.string('etcd-username'),
+      password: v.string('etcd-password'),
+      caFile: v.string('etcd-ca-file'),
+      certFile: v.string('etcd-cert-file'),
+      keyFile: v.string('etcd-key-file'),
+    },
+    postgres: { url: v.string('postgres-url'), schema: v.string('postgres-schema') ?? 'adagio' },
+    listen,
+    tokens: [v.string('api-token'), v.string('agent-token')].filter((t): t is string => !!t),
+    corsOrigins: v.list('cors-origins'),
+    maxBodyBytes: v.int('max-body-bytes', 1024),
+    ui: v.bool('ui'),
+    agents: v.int('agents', 1),
+    runtimes: v.list('runtimes'),
+    execAllow: v.list('exec-allow'),
+    leaseTtlMs: v.duration('lease-ttl', 1000),
+    runtimeTimeoutMs: v.duration('runtime-timeout', 1),
+    gracePeriodMs: v.duration('grace-period', 0),
+    retentionMs: v.duration('retention', 0),
+    example: v.bool('example'),
+    logLevel: v.choice('log-level') as LogLevel,
+  };
+  if (backendType === 'postgres' && !config.postgres.url)
+    throw new ConfigError('-backend-type postgres needs -postgres-url (or ADAGIOD_POSTGRES_URL)');
+  if (backendType === 'etcd' && config.etcd.addresses.length === 0)
+    throw new ConfigError('-backend-type etcd needs -etcd-addresses');
+  if (backendType === 'memory' && !config.roles.includes('api'))
+    throw new ConfigError(
+      'the memory backend lives inside one process: run `adagiod` (both roles), not `adagiod agent` alone',
+    );
+  if (!!config.etcd.certFile !== !!config.etcd.keyFile)
+    throw new ConfigError('-etcd-cert-file and -etcd-key-file go together');
+  if (config.runtimes.length === 0 && config.roles.includes('agent'))
+    throw new ConfigError('-runtimes must name at least one runtime for the agent role');
+  return config;
+}
+
+export function envName(option: string): string {
+  return `ADAGIOD_${option.toUpperCase().replace(/-/g, '_')}`;
+}
+
+function readConfigFile(path: string): RawValues {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(
+      `cannot read config file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
+  }
+  let table: Record<string, unknown>;
+  try {
+    table = parseToml(text);
+  } catch (e) {
+    throw new ConfigError(`config file ${path} is not valid TOML: ${(e as Error).message.split('\n')[0]}`);
+  }
+  const known = new Set(OPTIONS.map((o) => o.name));
+  const out: RawValues = {};
+  for (const [key, value] of Object.entries(table)) {
+    if (!known.has(key)) throw new ConfigError(`config file ${path}: unknown key "${key}"`);
+    if (Array.isArray(value)) out[key] = value.map(String).join(',');
+    else if (['string', 'number', 'boolean'].includes(typeof value)) out[key] = String(value);
+    else throw new ConfigError(`config file ${path}: "${key}" must be a string, number, boolean or list`);
+  }
+  return out;
+}
+
+function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text.trim());
+  const port = m ? Number(m[3]) : Number.NaN;
+  if (!m || port > 65535) throw new ConfigError(`-listen must be host:port, got "${text}"`);
+  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
+}
+
+/** Typed reads of the merged raw values, each naming the option on error. */
+class Values {
+  constructor(private readonly raw: RawValues) {}
+
+  string(name: string): string | undefined {
+    const v = this.raw[name];
+    return v === undefined || v === '' ? undefined : v;
+  }
+
+  list(name: string): string[] {
+    return (this.raw[name] ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
+  }
+
+  choice(name: string): string {
+    const def = OPTIONS.find((o) => o.name === name)!;
+    const v = this.raw[name] ?? '';
+    if (!def.choices?.includes(v))
+      throw new ConfigError(`-${name} must be one of ${def.choices?.join(', ')}; got "${v}"`);
+    return v;
+  }
+
+  int(name: string, min: number): number {
+    const v = this.raw[name] ?? '';
+    if (!/^\d+$/.test(v) || Number(v) < min)
+      throw new ConfigError(`-${name} must be a whole number >= ${min}; got "${v}"`);
+    return Number(v);
+  }
+
+  duration(name: string, minMs: number): number {
+    const v = this.raw[name] ?? '';
+    let ms: number;
+    try {
+      ms = parseDuration(v);
+    } catch (e) {
+      if (e instanceof DurationError) throw new ConfigError(`-${name}: ${e.message}`);
+      throw e;
+    }
+    if (ms < minMs) throw new ConfigError(`-${name} must be at least ${minMs} ms; got "${v}"`);
+    return ms;
+  }
+
+  bool(name: string): boolean {
+    const v = (this.raw[name] ?? '').toLowerCase();
+    if (['true', '1', 'yes', 'on'].includes(v)) return true;
+    if (['false', '0', 'no', 'off'].includes(v)) return false;
+    throw new ConfigError(`-${name} must be true or false; got "${v}"`);
+  }
+}

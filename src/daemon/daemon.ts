@@ -1,0 +1,115 @@
+import { readFileSync } from 'node:fs';
+import { AgentPool } from '../agent/index.js';
+import { ApiMetrics } from '../api/metrics.js';
+import { ApiServer } from '../api/server.js';
+import type { Logger } from '../log.js';
+import { graphFromJsonText } from '../model/wire.js';
+import type { Repository } from '../protocol/repository.js';
+import { builtinRuntimes } from '../runtimes/index.js';
+import { describeBackend, openRepository } from './backend.js';
+import { ConfigError, type DaemonConfig } from './config.js';
+
+const EXAMPLE = new URL('../../examples/workflows/seven-node.json', import.meta.url);
+const RETENTION_SWEEP_MS = 60_000;
+
+/**
+ * One adagiod process: a backend, and the API server, the agent pool or both
+ * on top of it. Start order is backend → pool → API; stop is the reverse of
+ * what matters for users: stop serving, stop claiming, let work finish.
+ */
+export class Daemon {
+  api: ApiServer | undefined;
+  pool: AgentPool | undefined;
+  repository: Repository | undefined;
+  private retentionTimer: NodeJS.Timeout | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    readonly config: DaemonConfig,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    const c = this.config;
+    const repo = await openRepository(c, this.logger);
+    this.repository = repo;
+    await repo.ping();
+    this.logger.info('backend ready', describeBackend(c));
+    const metrics = new ApiMetrics({ processMetrics: true });
+
+    if (c.roles.includes('agent')) {
+      const all = builtinRuntimes({ execAllow: c.execAllow.length > 0 ? c.execAllow : undefined });
+      const unknown = c.runtimes.filter((r) => !all.get(r));
+      if (unknown.length > 0)
+        throw new ConfigError(
+          `unknown runtime ${unknown.join(', ')}; this build has ${all.names.join(', ')}`,
+        );
+      this.pool = new AgentPool({
+        repository: repo,
+        runtimes: c.runtimes.map((r) => all.get(r)!),
+        concurrency: c.agents,
+        leaseTtlMs: c.leaseTtlMs,
+        runtimeTimeoutMs: c.runtimeTimeoutMs,
+        logger: this.logger.child({ component: 'agent' }),
+      });
+      await this.pool.start();
+      this.logger.info('agents started', {
+        agents: c.agents,
+        runtimes: c.runtimes,
+        lease: this.pool.leaseId,
+      });
+    }
+
+    if (c.roles.includes('api')) {
+      this.api = new ApiServer({
+        repository: repo,
+        logger: this.logger.child({ component: 'api' }),
+        tokens: c.tokens,
+        maxBodyBytes: c.maxBodyBytes,
+        ui: c.ui,
+        corsOrigins: c.corsOrigins,
+        metrics,
+      });
+      const address = await this.api.listen(c.listen.host, c.listen.port);
+      this.logger.info('listening', { address, ui: c.ui ? `${address}/` : false, auth: c.tokens.length > 0 });
+    }
+
+    if (c.retentionMs > 0) {
+      const sweep = () =>
+        repo
+          .deleteCompletedRunsBefore(Date.now() - c.retentionMs)
+          .then((n) => n > 0 && this.logger.info('retention: deleted completed runs', { count: n }))
+          .catch((e) => this.logger.warn('retention sweep failed', { error: (e as Error).message }));
+      void sweep();
+      this.retentionTimer = setInterval(sweep, RETENTION_SWEEP_MS);
+      this.retentionTimer.unref();
+    }
+
+    if (c.example) {
+      const run = await repo.start(graphFromJsonText(readFileSync(EXAMPLE, 'utf8')));
+      this.logger.info('example run started', {
+        run: run.id,
+        ui: this.api ? `${this.api.address}/runs/${run.id}` : undefined,
+      });
+    }
+  }
+
+  /** Idempotent; resolves when everything is closed. */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    clearInterval(this.retentionTimer);
+    this.logger.info('shutting down', { graceMs: this.config.gracePeriodMs });
+    await this.api?.close().catch((e) => this.logger.warn('api close failed', { error: String(e) }));
+    await this.pool
+      ?.stop({ graceMs: this.config.gracePeriodMs })
+      .catch((e) => this.logger.warn('agent pool stop failed', { error: String(e) }));
+    await this.repository
+      ?.close()
+      .catch((e) => this.logger.warn('backend close failed', { error: String(e) }));
+    this.logger.info('stopped');
+  }
+}
