@@ -22,35 +22,56 @@ const encoder = new TextEncoder();
 export interface AttemptOptions {
   timeoutMs: number;
   /** Aborted here on timeout; the caller aborts it on shutdown. `ctx.signal` must be its signal. */
-  controller: AbortController;
-  /** Resolves when the attempt's result can no longer be recorded (lease lost): stop waiting. */
-  abandoned: Promise<void>;
+  controller: { abort(reason?: unknown): void };
+  /**
+   * Receives a function that stops waiting for the runtime (its result can no
+   * longer be recorded: the lease was lost); the attempt then resolves to undefined.
+   */
+  onAbandon?: (stop: () => void) => void;
 }
 
-/** The outcome to record, or undefined when the attempt was abandoned first. */
-export async function runAttempt(
+/** setTimeout fires at once for delays past 2^31-1 ms; longer timeouts are capped there (about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * The outcome to record, or undefined when the attempt was abandoned first.
+ * One promise and one timer per attempt, settled by whichever comes first:
+ * this is the agent's per-node hot path.
+ */
+export function runAttempt(
   runtime: Runtime,
   ctx: RuntimeContext,
   options: AttemptOptions,
 ): Promise<AttemptOutcome | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<AttemptOutcome>((resolve) => {
-    timer = setTimeout(() => {
-      const message = `runtime "${runtime.name}" timed out after ${formatDuration(options.timeoutMs)}`;
-      // Tell the runtime to stop, but do not wait for it: a hung runtime must not hold the slot.
-      options.controller.abort(new Error(message));
-      resolve(errorOutcome(message));
-    }, options.timeoutMs);
+  return new Promise((resolve) => {
+    let settled = false;
+    const settle = (outcome: AttemptOutcome | undefined) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(outcome);
+    };
+    const timer = setTimeout(
+      () => {
+        const message = `runtime "${runtime.name}" timed out after ${formatDuration(options.timeoutMs)}`;
+        // Tell the runtime to stop, but do not wait for it: a hung runtime must not hold the slot.
+        options.controller.abort(new Error(message));
+        settle(errorOutcome(message));
+      },
+      Math.min(options.timeoutMs, MAX_TIMER_MS),
+    );
+    options.onAbandon?.(() => settle(undefined));
+    const failed = (e: unknown) =>
+      settle(errorOutcome(`runtime "${runtime.name}" failed: ${errorMessage(e)}`));
+    let pending: Promise<RuntimeResult> | RuntimeResult;
+    try {
+      pending = runtime.run(ctx);
+    } catch (e) {
+      // A runtime that throws synchronously is no different from one that rejects.
+      return failed(e);
+    }
+    Promise.resolve(pending).then((result) => settle(checkResult(runtime.name, result)), failed);
   });
-  const work = (async () => runtime.run(ctx))().then(
-    (result) => checkResult(runtime.name, result),
-    (e: unknown) => errorOutcome(`runtime "${runtime.name}" failed: ${errorMessage(e)}`),
-  );
-  try {
-    return await Promise.race([work, timedOut, options.abandoned.then(() => undefined)]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 export function errorOutcome(message: string): AttemptOutcome {

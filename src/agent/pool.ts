@@ -12,7 +12,16 @@ import { type Runtime, RuntimeRegistry } from '../runtimes/runtime.js';
 import { sleep } from '../runtimes/sleep.js';
 import { errorMessage } from './attempt.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
-import { type AgentPoolCounters, type Session, type Slot, type Task, type WorkEnv, work } from './work.js';
+import { LazyAbortController } from './lazy-abort.js';
+import {
+  type AgentPoolCounters,
+  abandonTask,
+  type Session,
+  type Slot,
+  type Task,
+  type WorkEnv,
+  work,
+} from './work.js';
 
 export type { AgentPoolCounters } from './work.js';
 
@@ -68,6 +77,8 @@ export class AgentPool {
     leasesLost: 0,
   };
   private state: State = 'idle';
+  /** Slots with a task; kept as a count because the dispatch path reads it per node. */
+  private busy = 0;
   private claiming = false;
   private session?: Session;
   private opening?: Promise<Session | undefined>;
@@ -107,7 +118,7 @@ export class AgentPool {
 
   /** Slots busy with a node (claiming, running or finishing). */
   get running(): number {
-    return this.slots.filter((s) => s.task).length;
+    return this.busy;
   }
 
   get counters(): AgentPoolCounters {
@@ -318,33 +329,23 @@ export class AgentPool {
   }
 
   private launch(slot: Slot, event: NodeEvent, session: Session): void {
-    let resolveAbandoned!: () => void;
-    const task: Task = {
-      slot,
-      session,
-      event,
-      controller: new AbortController(),
-      abandoned: false,
-      abandonedSignal: new AbortController(),
-      abandonedPromise: new Promise<void>((resolve) => {
-        resolveAbandoned = resolve;
-      }),
-      resolveAbandoned: () => resolveAbandoned(),
-    };
+    const task: Task = { slot, session, event, controller: new LazyAbortController(), abandoned: false };
     slot.task = task;
+    this.busy++;
     session.tasks.add(task);
-    void work(task, this.env)
-      .catch((e: unknown) => this.logger.error('agent task failed unexpectedly', { error: errorMessage(e) }))
-      .finally(() => this.release(task));
+    work(task, this.env).then(
+      () => this.release(task),
+      (e: unknown) => {
+        this.logger.error('agent task failed unexpectedly', { error: errorMessage(e) });
+        this.release(task);
+      },
+    );
   }
 
   /** Stop waiting for a task whose result cannot be recorded; its slot is free at once. */
   private abandon(task: Task, reason: Error): void {
     if (task.abandoned) return;
-    task.abandoned = true;
-    task.controller.abort(reason);
-    task.abandonedSignal.abort(reason);
-    task.resolveAbandoned();
+    abandonTask(task, reason);
     this.release(task);
   }
 
@@ -352,7 +353,8 @@ export class AgentPool {
     task.session.tasks.delete(task);
     if (task.slot.task !== task) return;
     task.slot.task = undefined;
-    if (this.running === 0) for (const w of [...this.idleWaiters]) w();
+    this.busy--;
+    if (this.busy === 0) for (const w of [...this.idleWaiters]) w();
     this.pump();
   }
 

@@ -10,6 +10,7 @@ import type { RuntimeRegistry } from '../runtimes/runtime.js';
 import { sleep } from '../runtimes/sleep.js';
 import { type AttemptOutcome, errorMessage, errorOutcome, runAttempt } from './attempt.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
+import type { LazyAbortController } from './lazy-abort.js';
 
 export interface AgentPoolCounters {
   claimed: number;
@@ -39,11 +40,28 @@ export interface Task {
   session: Session;
   event: NodeEvent;
   /** Aborts the runtime: timeout, shutdown, lease lost. */
-  controller: AbortController;
+  controller: LazyAbortController;
+  /** Set once the result can no longer be recorded (lease lost, shutdown past its grace). */
   abandoned: boolean;
-  abandonedSignal: AbortController;
-  abandonedPromise: Promise<void>;
-  resolveAbandoned: () => void;
+  /** Stops the running attempt's wait, when one is running. */
+  stopWaiting?: () => void;
+  /** Ends backoff sleeps on abandonment; made on first use, as most tasks never back off. */
+  abandonedSignal?: AbortController;
+}
+
+/** Marks the task abandoned: its attempt stops being awaited and its backoff sleeps end. */
+export function abandonTask(task: Task, reason: Error): void {
+  if (task.abandoned) return;
+  task.abandoned = true;
+  task.controller.abort(reason);
+  task.abandonedSignal?.abort(reason);
+  task.stopWaiting?.();
+}
+
+function abandonedSignal(task: Task): AbortSignal {
+  task.abandonedSignal ??= new AbortController();
+  if (task.abandoned) task.abandonedSignal.abort();
+  return task.abandonedSignal.signal;
 }
 
 /** What the pool lends each task. */
@@ -95,11 +113,21 @@ export async function work(task: Task, env: WorkEnv): Promise<void> {
       node: claimed.node,
       attempt: claimed.attempt,
       claimId: claimed.claimId,
-      signal: task.controller.signal,
+      // A getter: the controller is made only for runtimes that read the signal.
+      get signal() {
+        return task.controller.signal;
+      },
       logger: log,
     },
-    { timeoutMs: env.runtimeTimeoutMs, controller: task.controller, abandoned: task.abandonedPromise },
+    {
+      timeoutMs: env.runtimeTimeoutMs,
+      controller: task.controller,
+      onAbandon: (stop) => {
+        task.stopWaiting = stop;
+      },
+    },
   );
+  task.stopWaiting = undefined;
   if (!outcome || task.abandoned) {
     log.debug('result dropped: the claim was lost with the lease', { lease: session.lease.id });
     return;
@@ -109,7 +137,7 @@ export async function work(task: Task, env: WorkEnv): Promise<void> {
 
 async function claim(env: WorkEnv, task: Task, log: Logger): Promise<ClaimedNode | undefined> {
   const { event, session, slot } = task;
-  const backoff = new Backoff(env.backoff);
+  let backoff: Backoff | undefined; // made on the first retry: most claims never retry
   while (env.claiming() && !task.abandoned) {
     try {
       const claimed = await env.repository.claim({
@@ -134,7 +162,8 @@ async function claim(env: WorkEnv, task: Task, log: Logger): Promise<ClaimedNode
         return undefined;
       }
       log.warn('claim failed; retrying', { error: errorMessage(e) });
-      await sleep(backoff.next(), task.abandonedSignal.signal);
+      backoff ??= new Backoff(env.backoff);
+      await sleep(backoff.next(), abandonedSignal(task));
     }
   }
   return undefined;
@@ -147,7 +176,7 @@ async function finish(
   outcome: AttemptOutcome,
   log: Logger,
 ): Promise<void> {
-  const backoff = new Backoff(env.backoff);
+  let backoff: Backoff | undefined; // made on the first retry: most finishes never retry
   while (!task.abandoned) {
     try {
       await env.repository.finish({
@@ -178,7 +207,8 @@ async function finish(
         return;
       }
       log.warn('finish failed; retrying', { error: errorMessage(e) });
-      await sleep(backoff.next(), task.abandonedSignal.signal);
+      backoff ??= new Backoff(env.backoff);
+      await sleep(backoff.next(), abandonedSignal(task));
     }
   }
 }

@@ -72,6 +72,18 @@ export function ulidFloor(ms: number): string {
   return `${out}${'0'.repeat(16)}`;
 }
 
+let lastMs = Number.NaN;
+let lastText = '';
+
+/**
+ * RFC 3339 in UTC with milliseconds. Transitions stamp many times within one
+ * millisecond, and formatting a Date is costly next to a transition, so the
+ * last result is reused.
+ */
 export function rfc3339(ms: number): string {
-  return new Date(ms).toISOString();
+  if (ms !== lastMs) {
+    lastText = new Date(ms).toISOString();
+    lastMs = ms;
+  }
+  return lastText;
 }

@@ -49,10 +49,22 @@ describe('PostgreSQL leases and the reaper', () => {
     })();
     const watched: string[] = [];
     const run = await agentSide.start({ nodes: [node('a', { error: { maxAttempts: 2 } })], edges: [] });
+    // watch() returns at once but takes its snapshot only after LISTEN is on (a round trip or two
+    // later); what changed before that is in the snapshot, not in an event. So wait for the snapshot
+    // before changing anything: the claim below is then a transition the watcher must report.
+    let snapshotSeen!: () => void;
+    const snapshot = new Promise<void>((resolve) => {
+      snapshotSeen = resolve;
+    });
     const watch = (async () => {
-      for await (const e of reapers[0]!.watch(run.id, { signal: ac.signal }))
-        if (e.type === 'node') watched.push(`${e.node.status}${e.node.claim?.orphaned ? '/orphaned' : ''}`);
+      for await (const e of reapers[0]!.watch(run.id, { signal: ac.signal })) {
+        if (e.type === 'snapshot') {
+          watched.push(`snapshot ${e.run.nodes[0]!.status}`);
+          snapshotSeen();
+        } else watched.push(`${e.node.status}${e.node.claim?.orphaned ? '/orphaned' : ''}`);
+      }
     })();
+    await snapshot;
 
     const lease = await agentSide.grantLease(300);
     await agentSide.registerAgent(lease.id, { id: 'doomed', runtimes: [{ name: 'work' }] });
@@ -110,7 +122,15 @@ describe('PostgreSQL leases and the reaper', () => {
     await sub;
     // Three reapers raced: the node was orphaned exactly once.
     assert.equal(events.filter((e) => e.type === 'NODE_ORPHANED').length, 1);
-    assert.deepEqual(watched, ['RUNNING', 'RUNNING/orphaned', 'RUNNING', 'READY', 'RUNNING', 'COMPLETED']);
+    assert.deepEqual(watched, [
+      'snapshot READY',
+      'RUNNING',
+      'RUNNING/orphaned',
+      'RUNNING',
+      'READY',
+      'RUNNING',
+      'COMPLETED',
+    ]);
     const final = (await agentSide.inspect(run.id)).nodes[0]!;
     assert.deepEqual(
       final.attempts.map((a) => [a.conclusion, a.agentId]),
