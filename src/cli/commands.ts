@@ -109,7 +109,8 @@ export async function runsCancel(
   const run = await client.cancel(checkId(id));
   if (opts.json) ctx.io.stdout.write(runJson(run));
   else if (!opts.quiet) {
-    const note = run.conclusion === 'CANCELLED' ? 'cancelled' : 'already completed, nothing to cancel:';
+    // Cancel is idempotent: a run that had already ended comes back unchanged.
+    const note = run.conclusion === 'CANCELLED' ? 'cancelled' : 'nothing to cancel, already completed:';
     ctx.io.stdout.write(`${note} ${runLine(run)}\n`);
   }
   return EXIT.ok;

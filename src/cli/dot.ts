@@ -52,6 +52,7 @@ export function runDot(run: Run): string {
     `digraph ${dotString(`run ${run.id}`)} {`,
     `  label=${dotString(`run ${run.id}: ${run.status}${run.conclusion ? ` ${run.conclusion}` : ''}`)};`,
     '  labelloc=t;',
+    '  fontname="Helvetica";',
     '  rankdir=LR;',
     '  node [shape=box, style="rounded,filled", fontname="Helvetica", fillcolor="#ffffff"];',
     '  edge [color="#555555"];',

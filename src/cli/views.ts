@@ -69,25 +69,40 @@ export function runElapsed(run: Run, now: number): number | undefined {
   return between(run.createdAt, last);
 }
 
-/** `7 nodes: 5 SUCCESS, 1 FAIL (b), 1 UNREACHED (g)`: how the nodes stand, naming the ones that did not succeed. */
-export function nodesSummary(run: Run, nameLimit = 5): string {
-  const groups = outcomeCounts(run);
-  const order = ['SUCCESS', 'FAIL', 'ERROR', 'CANCELLED', 'UNREACHED', 'RUNNING', 'READY', 'WAITING'];
-  const parts = [...groups.entries()]
-    .sort(([a], [b]) => order.indexOf(a) - order.indexOf(b))
+const OUTCOME_ORDER = ['SUCCESS', 'FAIL', 'ERROR', 'CANCELLED', 'UNREACHED', 'RUNNING', 'READY', 'WAITING'];
+const OUTCOME_LABEL: Record<string, string> = {
+  SUCCESS: 'succeeded',
+  FAIL: 'failed',
+  ERROR: 'errored',
+  CANCELLED: 'cancelled',
+  UNREACHED: 'unreached',
+};
+
+/**
+ * `5 succeeded, 1 failed (b), 1 unreached (g)`: how the nodes stand, naming
+ * (up to `nameLimit` of) the ones that did not succeed.
+ */
+export function nodesSummary(run: Pick<Run, 'nodes'>, nameLimit = 5): string {
+  return [...outcomeCounts(run).entries()]
+    .sort(([a], [b]) => OUTCOME_ORDER.indexOf(a) - OUTCOME_ORDER.indexOf(b))
     .map(([key, names]) => {
-      const label = key === 'SUCCESS' ? 'succeeded' : key.toLowerCase();
+      const label = OUTCOME_LABEL[key] ?? key.toLowerCase();
       if (key === 'SUCCESS' || key === 'WAITING' || key === 'READY') return `${names.length} ${label}`;
       const shown = names.slice(0, nameLimit).join(', ');
       const more = names.length > nameLimit ? `, +${names.length - nameLimit} more` : '';
       return `${names.length} ${label} (${shown}${more})`;
-    });
-  return `${run.nodes.length} node${run.nodes.length === 1 ? '' : 's'}: ${parts.join(', ')}`;
+    })
+    .join(', ');
+}
+
+/** `7 nodes` */
+export function nodeCount(n: number): string {
+  return `${n} node${n === 1 ? '' : 's'}`;
 }
 
 /** One line about a run, e.g. after `start` or `cancel`. */
 export function runLine(run: Run): string {
-  return `run ${run.id} ${runState(run.status, run.conclusion)}, ${nodesSummary(run)}`;
+  return `run ${run.id} ${runState(run.status, run.conclusion)}: ${nodeCount(run.nodes.length)}, ${nodesSummary(run)}`;
 }
 
 /**
@@ -103,7 +118,7 @@ export function runPretty(run: Run, now: number): string {
     ['Run', run.id],
     ['Created', `${formatTimestamp(run.createdAt)} (${formatAgo(run.createdAt, now)})`],
     ['Status', runState(run.status, run.conclusion)],
-    ['Nodes', nodesSummary(run)],
+    ['Nodes', `${run.nodes.length}: ${nodesSummary(run)}`],
     [
       'Progress',
       `${counts.COMPLETED}/${run.nodes.length} completed, ${counts.RUNNING} running, ${counts.READY} ready, ${counts.WAITING} waiting`,

@@ -3,9 +3,9 @@ import { countNodes } from '../model/wire.js';
 import type { WatchEvent } from '../protocol/repository.js';
 import { formatDuration } from '../runtimes/duration.js';
 import { CliError, EXIT } from './errors.js';
-import { nodeConclusion, runState } from './format.js';
+import { nodeConclusion, runState, topologicalOrder } from './format.js';
 import type { CliIO, OutputStream } from './io.js';
-import { nodesSummary, runElapsed, runLine } from './views.js';
+import { nodeCount, nodesSummary, runElapsed, runLine } from './views.js';
 
 /**
  * `adagio runs watch`: follows a run until it completes. On a terminal one
@@ -119,10 +119,15 @@ function lineRenderer(out: OutputStream, now: () => number): Renderer {
   return {
     snapshot(run) {
       nameWidth = Math.min(32, Math.max(4, ...run.nodes.map((n) => n.spec.name.length)));
-      const c = countNodes(run.nodes);
       out.write(
-        `watching run ${run.id} (${run.status}): ${run.nodes.length} nodes, ${c.COMPLETED} completed, ${c.RUNNING} running, ${c.READY} ready, ${c.WAITING} waiting\n`,
+        `watching run ${run.id} ${runState(run.status, run.conclusion)}: ${nodeCount(run.nodes.length)}\n`,
       );
+      // Where each node already stands, so a watch joined mid-run still tells the whole story.
+      const t = clock(now());
+      for (const n of topologicalOrder(run.nodes, run.edges)) {
+        if (n.status === 'WAITING') continue;
+        out.write(`${t}  ${n.spec.name.padEnd(nameWidth)}  ${describeTransition(undefined, n)}\n`);
+      }
     },
     transition(before, after) {
       const what = describeTransition(before, after);
@@ -138,7 +143,7 @@ function lineRenderer(out: OutputStream, now: () => number): Renderer {
 export function finalLine(run: Run, now: number): string {
   const elapsed = runElapsed(run, now);
   const took = elapsed === undefined ? '' : ` in ${formatDuration(elapsed)}`;
-  return `run ${run.id} ${runState(run.status, run.conclusion)}${took}: ${nodesSummary(run)}`;
+  return `run ${run.id} ${runState(run.status, run.conclusion)}${took}: ${nodeCount(run.nodes.length)}, ${nodesSummary(run)}`;
 }
 
 const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
@@ -162,7 +167,7 @@ function liveRenderer(out: OutputStream, now: () => number): Renderer {
     dirty = false;
     lastDraw = t;
     frame++;
-    out.write(`\r\x1b[2K${progressLine(run, t, SPINNER[frame % SPINNER.length]!, out.columns ?? 80)}`);
+    out.write(`\r\x1b[2K${progressLine(run, t, SPINNER[frame % SPINNER.length]!, out.columns || 80)}`);
   }
   function stop() {
     clearInterval(timer);
