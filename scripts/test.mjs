@@ -3,7 +3,7 @@
 // `npm test -- conformance` runs only files whose path contains "conformance".
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join, relative, sep } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 const filters = process.argv.slice(2).filter((a) => !a.startsWith('-'));
@@ -23,6 +23,12 @@ const files = walk(join(root, 'test'))
 if (files.length === 0) {
   console.error(`no test files match ${filters.join(' ')}`);
   process.exit(1);
+}
+// The UI tests drive the built UI (ui/dist): build it first when it is missing or older
+// than its sources. Other test runs never pay for this.
+if (files.some((f) => f.startsWith(join('test', 'ui') + sep))) {
+  const { ensureUiBuilt } = await import('./ui-build.mjs');
+  if (!ensureUiBuilt(root)) process.exit(1);
 }
 const result = spawnSync(
   process.execPath,
