@@ -1,24 +1,28 @@
 import { create, type JsonValue, toJson } from '@bufbuild/protobuf';
 import {
+  InspectResponseSchema,
   ListAgentsResponseSchema,
   ListRunsResponseSchema,
+  StatsResponseSchema,
 } from '../gen/adagio/rpc/controlplane/controlplane_pb.js';
-import { RunSchema, StatsSchema } from '../gen/adagio/v1/adagio_pb.js';
 import type { AgentInfo, Run, Stats } from '../model/types.js';
 import { agentToProto, runSummaryToProto, runToProto, statsToProto } from '../model/wire.js';
 import type { RunPage } from '../protocol/repository.js';
 
 /**
- * `--json` views: the canonical proto3 JSON of the wire messages, the same
- * shapes the API returns, so output can be piped between the two.
+ * `--json` views: exactly what the matching JSON route returns (the
+ * canonical proto3 JSON of the API's response messages: `{"run": …}`,
+ * `{"runs": […], "nextCursor": …}`, `{"agents": […]}`, `{"stats": …}`), so
+ * scripts can switch between the CLI and the HTTP API without reshaping.
  */
 
 function print(value: JsonValue): string {
   return `${JSON.stringify(value, null, 2)}\n`;
 }
 
+/** A run, as `GET /v0/runs/{id}` (and start, cancel) returns it. Start/Cancel/Inspect responses share one shape. */
 export function runJson(run: Run): string {
-  return print(toJson(RunSchema, runToProto(run)));
+  return print(toJson(InspectResponseSchema, create(InspectResponseSchema, { run: runToProto(run) })));
 }
 
 export function runPageJson(page: RunPage): string {
@@ -30,11 +34,10 @@ export function runPageJson(page: RunPage): string {
 }
 
 export function agentsJson(agents: readonly AgentInfo[]): string {
-  return print(
-    toJson(ListAgentsResponseSchema, create(ListAgentsResponseSchema, { agents: agents.map(agentToProto) })),
-  );
+  const message = create(ListAgentsResponseSchema, { agents: agents.map(agentToProto) });
+  return print(toJson(ListAgentsResponseSchema, message));
 }
 
 export function statsJson(stats: Stats): string {
-  return print(toJson(StatsSchema, statsToProto(stats)));
+  return print(toJson(StatsResponseSchema, create(StatsResponseSchema, { stats: statsToProto(stats) })));
 }

@@ -106,7 +106,7 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
     .option('--until <time>', 'only runs created before: a duration back from now or an RFC 3339 time')
     .option('--cursor <cursor>', 'continue a listing from the cursor a previous page printed')
     .option('--all', 'follow every page to the end')
-    .option('--json', 'print the canonical JSON of the API (ListRunsResponse)')
+    .option('--json', 'print the JSON of GET /v0/runs')
     .action(
       act(
         (
@@ -142,7 +142,7 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
     .option('-q, --quiet', 'print only the run id')
     .option('-w, --watch', 'then follow the run until it completes (exit 0 only if it succeeded)')
     .option('--lines', 'with --watch: one line per transition even on a terminal')
-    .option('--json', 'print the started run as JSON')
+    .option('--json', 'print the started run as JSON (as the API returns it)')
     .action(
       act(
         (
@@ -165,7 +165,7 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
     .description("show a run: each node's status, conclusion, attempts and timings")
     .argument('<id>', 'run id')
     .addOption(
-      new Option('-o, --output <format>', 'pretty, json (canonical API JSON) or dot (Graphviz)')
+      new Option('-o, --output <format>', 'pretty, json (as GET /v0/runs/{id} returns it) or dot (Graphviz)')
         .choices(['pretty', 'json', 'dot'])
         .default('pretty'),
     )
@@ -188,7 +188,7 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
     .description('cancel a run: running nodes get a CANCELLED attempt, the rest never start')
     .argument('<id>', 'run id')
     .option('-q, --quiet', 'print nothing')
-    .option('--json', 'print the cancelled run as JSON')
+    .option('--json', 'print the cancelled run as JSON (as the API returns it)')
     .action(
       act((ctx, id: string, opts: { quiet?: boolean; json?: boolean }) =>
         runsCancel(ctx, id, { quiet: Boolean(opts.quiet), json: Boolean(opts.json) }),
@@ -200,13 +200,13 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
     .command('ls')
     .alias('list')
     .description('list live agents: id, host, start time and runtimes')
-    .option('--json', 'print the canonical JSON of the API (ListAgentsResponse)')
+    .option('--json', 'print the JSON of GET /v0/agents')
     .action(act((ctx, opts: { json?: boolean }) => agentsList(ctx, { json: Boolean(opts.json) })));
 
   program
     .command('stats')
     .description('count runs and nodes by status')
-    .option('--json', 'print the canonical JSON of the API (Stats)')
+    .option('--json', 'print the JSON of GET /v0/stats')
     .action(act((ctx, opts: { json?: boolean }) => stats(ctx, { json: Boolean(opts.json) })));
 
   configureAll(program, deps);

@@ -1,0 +1,273 @@
+/**
+ * `adagio` end to end: a real adagiod (memory backend, in-process exec and
+ * debug agents) on a free port, driven through the CLI binary as a
+ * subprocess. Covers starting (file, stdin), watching, inspecting (pretty,
+ * JSON, dot), listing, cancelling, agents and stats.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { after, before, describe, it } from 'node:test';
+import { AdagioClient } from '../../src/client/index.js';
+import { type RunningDaemon, startDaemon } from '../support/daemon.js';
+import { cli, eventually, SEVEN_NODE } from './helpers.js';
+
+const RUN_ID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
+const NODES = ['a', 'b', 'c', 'd', 'e', 'f', 'g'];
+
+describe('adagio CLI against a real adagiod', () => {
+  let daemon: RunningDaemon;
+  let env: NodeJS.ProcessEnv;
+  let client: AdagioClient;
+  const started: string[] = [];
+  let fromFile = '';
+  let fromStdin = '';
+
+  before(async () => {
+    daemon = await startDaemon();
+    env = { ADAGIO_ADDRESS: daemon.address };
+    client = new AdagioClient({ address: daemon.address });
+  });
+  after(async () => {
+    await daemon?.stop();
+  });
+
+  const getJson = async (path: string) => {
+    const res = await fetch(`${daemon.address}${path}`);
+    assert.equal(res.status, 200, path);
+    return res.json();
+  };
+
+  it('starts the 7-node example from a file and watches it to success (exit 0)', async () => {
+    const r = await cli(['runs', 'start', SEVEN_NODE, '--watch'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, '');
+    const lines = r.stdout.trim().split('\n');
+    const m = /^started run (\S+) (WAITING|RUNNING): 7 nodes, /.exec(lines[0]!);
+    assert.ok(m, lines[0]);
+    fromFile = m[1]!;
+    assert.match(fromFile, RUN_ID);
+    started.push(fromFile);
+    assert.match(lines[1]!, new RegExp(`^watching run ${fromFile} `));
+    assert.match(
+      lines.at(-1)!,
+      new RegExp(`^run ${fromFile} COMPLETED SUCCESS in \\S+: 7 nodes, 7 succeeded$`),
+    );
+    // One line per transition (stdout is a pipe): every node is seen completing, whether it
+    // was already done when the watch joined or finished while it was watched.
+    for (const name of NODES)
+      assert.match(
+        r.stdout,
+        new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{3}  ${name} +COMPLETED  SUCCESS`, 'm'),
+        name,
+      );
+  });
+
+  it('starts from stdin (no FILE, and -) with -q printing only the id; watch exits 0', async () => {
+    const graph = await readFile(SEVEN_NODE, 'utf8');
+    const [implicit, dash] = await Promise.all([
+      cli(['runs', 'start', '-q'], { env, input: graph }),
+      cli(['runs', 'start', '-', '--quiet'], { env, input: graph }),
+    ]);
+    for (const r of [implicit, dash]) {
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^[0-9A-Z]{26}\n$/);
+      started.push(r.stdout.trim());
+    }
+    fromStdin = implicit.stdout.trim();
+    const w = await cli(['runs', 'watch', fromStdin], { env });
+    assert.equal(w.code, 0, w.stderr);
+    assert.match(w.stdout.trim().split('\n').at(-1)!, /COMPLETED SUCCESS in \S+: 7 nodes, 7 succeeded$/);
+    const quiet = await cli(['runs', 'watch', dash.stdout.trim(), '-q'], { env });
+    assert.deepEqual([quiet.code, quiet.stdout, quiet.stderr], [0, '', '']);
+  });
+
+  it('inspect -o pretty shows every node with status, conclusion, attempts and timings', async () => {
+    const r = await cli(['runs', 'inspect', fromFile], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`^Run +${fromFile}$`, 'm'));
+    assert.match(r.stdout, /^Status +COMPLETED SUCCESS$/m);
+    assert.match(r.stdout, /^Nodes +7: 7 succeeded$/m);
+    for (const name of NODES) {
+      const runtime = ['b', 'd', 'f'].includes(name) ? 'debug' : 'exec';
+      assert.match(
+        r.stdout,
+        new RegExp(`^${name} +${runtime} +COMPLETED +SUCCESS +1 +\\+\\d\\S* +\\d\\S* +\\S`, 'm'),
+        name,
+      );
+    }
+    assert.match(r.stdout, /^g +exec +COMPLETED +SUCCESS +1 +\S+ +\S+ +e, f$/m);
+    assert.doesNotMatch(r.stdout, /Not successful/);
+  });
+
+  it('inspect -o json is exactly what GET /v0/runs/{id} returns', async () => {
+    const r = await cli(['runs', 'inspect', fromFile, '-o', 'json'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    const json = JSON.parse(r.stdout);
+    assert.deepEqual(json, await getJson(`/v0/runs/${fromFile}`));
+    assert.equal(json.run.conclusion, 'SUCCESS');
+    const g = json.run.nodes.find((n: { spec: { name: string } }) => n.spec.name === 'g');
+    assert.equal(Buffer.from(g.attempts[0].output, 'base64').toString(), 'ALPHA\n');
+  });
+
+  it('inspect -o dot renders in Graphviz', async () => {
+    const r = await cli(['runs', 'inspect', fromFile, '--output', 'dot'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^digraph "run [0-9A-Z]{26}" \{/);
+    const plain = spawnSync('dot', ['-Tplain'], { input: r.stdout, encoding: 'utf8' });
+    assert.equal(plain.error, undefined, 'Graphviz `dot` must be installed (Debian package graphviz)');
+    assert.equal(plain.status, 0, plain.stderr);
+    const out = plain.stdout.split('\n');
+    assert.deepEqual(
+      out
+        .filter((l) => l.startsWith('node '))
+        .map((l) => l.split(' ')[1])
+        .sort(),
+      NODES,
+    );
+    assert.equal(out.filter((l) => l.startsWith('edge ')).length, 8);
+  });
+
+  it('runs ls lists the runs newest first; --json matches GET /v0/runs; --limit pages', async () => {
+    const r = await cli(['runs', 'ls'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    const [header, ...rows] = r.stdout.trim().split('\n');
+    assert.match(header!, /^ID +CREATED +STATUS +WAITING +READY +RUNNING +COMPLETED$/);
+    assert.deepEqual(
+      rows.map((l) => l.split(/\s+/)[0]).sort(),
+      [...started].sort(),
+      'every started run is listed',
+    );
+    for (const row of rows)
+      assert.match(row, /^\S{26} +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +COMPLETED SUCCESS +0 +0 +0 +7$/);
+
+    const json = await cli(['runs', 'ls', '--json'], { env });
+    assert.deepEqual(JSON.parse(json.stdout), await getJson('/v0/runs'));
+
+    const one = await cli(['runs', 'ls', '--limit', '1'], { env });
+    assert.equal(one.code, 0, one.stderr);
+    assert.equal(one.stdout.trim().split('\n').length, 2, 'a header and one run');
+    const cursor = /--cursor (\S+)/.exec(one.stderr)?.[1];
+    assert.ok(cursor, one.stderr);
+    const next = await cli(['runs', 'ls', '--limit', '1', '--cursor', cursor], { env });
+    assert.equal(next.code, 0, next.stderr);
+    assert.notEqual(next.stdout.split('\n')[1], one.stdout.split('\n')[1], 'the next page holds another run');
+    const all = await cli(['runs', 'ls', '--limit', '1', '--all', '--json'], { env });
+    assert.equal(JSON.parse(all.stdout).runs.length, started.length);
+  });
+
+  it('runs ls --since and --until take durations and RFC 3339 times', async () => {
+    const recent = await cli(['runs', 'ls', '--since', '1h', '--json'], { env });
+    assert.equal(recent.code, 0, recent.stderr);
+    assert.equal(JSON.parse(recent.stdout).runs.length, started.length);
+    const future = new Date(Date.now() + 3_600_000).toISOString();
+    const none = await cli(['runs', 'ls', '--since', future], { env });
+    assert.deepEqual([none.code, none.stdout, none.stderr], [0, '', 'adagio: no runs match\n']);
+    const old = await cli(['runs', 'ls', '--until', '2h30m', '--json'], { env });
+    assert.deepEqual(JSON.parse(old.stdout).runs ?? [], []);
+    const bad = await cli(['runs', 'ls', '--since', 'yesterday'], { env });
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /^adagio: --since: "yesterday" is neither a duration .* nor an RFC 3339 time/);
+  });
+
+  it('a failing run: watch exits 1 and inspect names the failure', async () => {
+    const graph = JSON.stringify({
+      nodes: [
+        { name: 'ok', runtime: 'debug' },
+        {
+          name: 'bad',
+          runtime: 'debug',
+          metadata: { 'adagio.arguments.debug.conclusion': { values: ['fail'] } },
+          retry: { fail: { max_attempts: 2 } },
+        },
+        { name: 'after', runtime: 'debug' },
+      ],
+      edges: [
+        { source: 'ok', destination: 'bad' },
+        { source: 'bad', destination: 'after' },
+      ],
+    });
+    const r = await cli(['runs', 'start', '--watch'], { env, input: graph });
+    assert.equal(r.code, 1, r.stderr);
+    const id = /^started run (\S+)/.exec(r.stdout)![1]!;
+    started.push(id);
+    assert.match(
+      r.stdout.trim().split('\n').at(-1)!,
+      /COMPLETED FAIL in \S+: 3 nodes, 1 succeeded, 1 failed \(bad\), 1 unreached \(after\)$/,
+    );
+    const again = await cli(['runs', 'watch', id], { env });
+    assert.equal(again.code, 1, 'watching a finished failed run also exits 1');
+    const pretty = await cli(['runs', 'inspect', id], { env });
+    assert.match(pretty.stdout, /^bad +debug +COMPLETED +FAIL +2 \(FAIL, FAIL\) /m);
+    assert.match(pretty.stdout, /^after +debug +COMPLETED +UNREACHED +0 +- +- +bad$/m);
+    assert.match(pretty.stdout, /Not successful:\n +NODE .*\n +bad +2 +FAIL +debug: fail\n/);
+  });
+
+  it('cancels a long-running run; its watcher exits 1', async () => {
+    const graph = JSON.stringify({
+      nodes: [
+        {
+          name: 'sleepy',
+          runtime: 'debug',
+          metadata: { 'adagio.arguments.debug.sleep': { values: ['10m'] } },
+        },
+        { name: 'next', runtime: 'debug' },
+      ],
+      edges: [{ source: 'sleepy', destination: 'next' }],
+    });
+    const s = await cli(['runs', 'start', '-q'], { env, input: graph });
+    const id = s.stdout.trim();
+    started.push(id);
+    await eventually(async () =>
+      (await client.inspect(id)).nodes[0]!.status === 'RUNNING' ? true : undefined,
+    );
+    const watching = cli(['runs', 'watch', id], { env });
+    // The watcher has joined once it printed its snapshot; cancel only then, so it sees the transition.
+    await eventually(async () => {
+      const runs = await client.listRuns({ limit: 1 });
+      return runs.runs[0]?.id === id ? true : undefined;
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    const c = await cli(['runs', 'cancel', id], { env });
+    assert.equal(c.code, 0, c.stderr);
+    assert.equal(
+      c.stdout,
+      `cancelled run ${id} COMPLETED CANCELLED: 2 nodes, 1 cancelled (sleepy), 1 unreached (next)\n`,
+    );
+    const w = await watching;
+    assert.equal(w.code, 1, w.stderr);
+    assert.match(
+      w.stdout.trim().split('\n').at(-1)!,
+      new RegExp(
+        `^run ${id} COMPLETED CANCELLED in \\S+: 2 nodes, 1 cancelled \\(sleepy\\), 1 unreached \\(next\\)$`,
+      ),
+    );
+    const again = await cli(['runs', 'cancel', id, '--json'], { env });
+    assert.equal(again.code, 0, 'cancel is idempotent');
+    assert.equal(JSON.parse(again.stdout).run.conclusion, 'CANCELLED');
+  });
+
+  it('agents ls shows the in-process agents and their runtimes', async () => {
+    const r = await cli(['agents', 'ls'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    const [header, ...rows] = r.stdout.trim().split('\n');
+    assert.match(header!, /^ID +HOSTNAME +STARTED +RUNTIMES$/);
+    assert.ok(rows.length >= 1);
+    for (const row of rows) assert.match(row, /\d\dZ +(exec, debug|debug, exec)$/);
+    const json = await cli(['agents', 'ls', '--json'], { env });
+    assert.deepEqual(JSON.parse(json.stdout), await getJson('/v0/agents'));
+  });
+
+  it('stats counts the runs and nodes; --json matches GET /v0/stats', async () => {
+    const r = await cli(['stats'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    const [header, values] = r.stdout.trim().split('\n');
+    assert.match(header!, /^RUNS +NODES +WAITING +READY +RUNNING +COMPLETED$/);
+    const [runs, nodes, waiting, ready, running, completed] = values!.trim().split(/\s+/).map(Number);
+    assert.equal(runs, started.length);
+    assert.equal(nodes, 3 * 7 + 3 + 2);
+    assert.deepEqual([waiting, ready, running, completed], [0, 0, 0, nodes]);
+    const json = await cli(['stats', '--json'], { env });
+    assert.deepEqual(JSON.parse(json.stdout), await getJson('/v0/stats'));
+  });
+});

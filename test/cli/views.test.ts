@@ -1,0 +1,272 @@
+/**
+ * The CLI's text views, on runs built by hand: tables, the pretty inspect
+ * view, summaries, DOT (rendered by the real Graphviz), and the watch lines.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { dotString, runDot } from '../../src/cli/dot.js';
+import { formatTimestamp, keyValues, nodeConclusion, table, topologicalOrder } from '../../src/cli/format.js';
+import { runJson, statsJson } from '../../src/cli/json.js';
+import { nodesSummary, runLine, runPretty, runsTable, statsText } from '../../src/cli/views.js';
+import { describeTransition, finalLine, progressLine } from '../../src/cli/watch.js';
+import type { Attempt, AttemptConclusion, NodeState, NodeStatus, Run } from '../../src/model/types.js';
+
+const T0 = Date.parse('2025-06-01T10:00:00.000Z');
+const at = (ms: number) => new Date(T0 + ms).toISOString();
+const bytes = (s: string) => new TextEncoder().encode(s);
+
+function attempt(conclusion: AttemptConclusion, from: number, to: number, output = ''): Attempt {
+  return {
+    conclusion,
+    metadata: {},
+    output: bytes(output),
+    claimId: 'c',
+    agentId: 'agent-1',
+    startedAt: at(from),
+    finishedAt: at(to),
+  };
+}
+
+function node(name: string, status: NodeStatus, attempts: Attempt[] = [], runtime = 'debug'): NodeState {
+  const last = attempts[attempts.length - 1];
+  return {
+    spec: { name, runtime, metadata: {}, retry: {} },
+    status,
+    attempts,
+    startedAt: last?.startedAt ?? '',
+    finishedAt: status === 'COMPLETED' ? (last?.finishedAt ?? at(200)) : '',
+    inputs: {},
+  };
+}
+
+/** fetch → parse → (report, notify): parse failed twice, so report never ran. */
+function failedRun(): Run {
+  return {
+    id: '01RUN',
+    createdAt: at(0),
+    status: 'COMPLETED',
+    conclusion: 'FAIL',
+    edges: [
+      { source: 'parse', destination: 'report' },
+      { source: 'fetch', destination: 'parse' },
+      { source: 'parse', destination: 'notify "ops"' },
+    ],
+    // Spec order is not topological on purpose: views must sort.
+    nodes: [
+      node('report', 'COMPLETED'),
+      node('parse', 'COMPLETED', [
+        attempt('FAIL', 120, 150, 'bad header\nline 2'),
+        attempt('FAIL', 160, 200, 'bad header again\nline 2'),
+      ]),
+      node('fetch', 'COMPLETED', [attempt('SUCCESS', 10, 110, 'ok')], 'exec'),
+      node('notify "ops"', 'COMPLETED'),
+    ],
+  };
+}
+
+describe('cli text views', () => {
+  it('table aligns columns, right-aligns numbers on request, trims trailing spaces', () => {
+    const out = table(
+      ['NAME', 'N', 'NOTE'],
+      [
+        ['a', '1', ''],
+        ['longer', '100', 'x'],
+      ],
+      ['left', 'right', 'left'],
+    );
+    assert.equal(out, 'NAME      N  NOTE\na         1\nlonger  100  x\n');
+    assert.equal(
+      keyValues([
+        ['Run', 'x'],
+        ['Status', 'y'],
+      ]),
+      'Run     x\nStatus  y\n',
+    );
+  });
+
+  it('timestamps are RFC 3339 UTC to the second; missing ones are a dash', () => {
+    assert.equal(formatTimestamp('2025-06-01T10:00:00.123456Z'), '2025-06-01T10:00:00Z');
+    assert.equal(formatTimestamp('2025-06-01T12:00:00+02:00'), '2025-06-01T10:00:00Z');
+    assert.equal(formatTimestamp(''), '-');
+  });
+
+  it('orders nodes topologically and names unreached nodes', () => {
+    const run = failedRun();
+    assert.deepEqual(
+      topologicalOrder(run.nodes, run.edges).map((n) => n.spec.name),
+      ['fetch', 'parse', 'report', 'notify "ops"'],
+    );
+    assert.equal(nodeConclusion(run.nodes[0]!), 'UNREACHED');
+    assert.equal(nodeConclusion(run.nodes[1]!), 'FAIL');
+    assert.equal(nodeConclusion(node('x', 'RUNNING')), '');
+  });
+
+  it('summaries name the nodes that did not succeed', () => {
+    const run = failedRun();
+    assert.equal(nodesSummary(run), '1 succeeded, 1 failed (parse), 2 unreached (report, notify "ops")');
+    assert.equal(
+      runLine(run),
+      'run 01RUN COMPLETED FAIL: 4 nodes, 1 succeeded, 1 failed (parse), 2 unreached (report, notify "ops")',
+    );
+    assert.equal(
+      finalLine(run, T0 + 5000),
+      'run 01RUN COMPLETED FAIL in 200ms: 4 nodes, 1 succeeded, 1 failed (parse), 2 unreached (report, notify "ops")',
+    );
+  });
+
+  it('pretty inspect shows status, conclusion, attempts and timings per node, then failures', () => {
+    const out = runPretty(failedRun(), T0 + 120_000);
+    const lines = out.split('\n');
+    assert.equal(lines[0], 'Run       01RUN');
+    assert.equal(lines[1], 'Created   2025-06-01T10:00:00Z (2m ago)');
+    assert.equal(lines[2], 'Status    COMPLETED FAIL');
+    assert.match(out, /^Took {6}200ms$/m);
+    const header = lines.find((l) => l.startsWith('NODE'))!;
+    assert.deepEqual(header.split(/\s{2,}/), [
+      'NODE',
+      'RUNTIME',
+      'STATUS',
+      'CONCLUSION',
+      'ATTEMPTS',
+      'STARTED',
+      'TOOK',
+      'AFTER',
+    ]);
+    const row = (name: string) =>
+      lines
+        .find((l) => l.startsWith(`${name} `))!
+        .split(/\s{2,}/)
+        .map((s) => s.trim());
+    assert.deepEqual(row('fetch'), ['fetch', 'exec', 'COMPLETED', 'SUCCESS', '1', '+10ms', '100ms', '-']);
+    assert.deepEqual(row('parse'), [
+      'parse',
+      'debug',
+      'COMPLETED',
+      'FAIL',
+      '2 (FAIL, FAIL)',
+      '+160ms',
+      '40ms',
+      'fetch',
+    ]);
+    assert.deepEqual(row('report'), ['report', 'debug', 'COMPLETED', 'UNREACHED', '0', '-', '-', 'parse']);
+    assert.match(
+      out,
+      /Not successful:\n {2}NODE +ATTEMPT +CONCLUSION +OUTPUT\n {2}parse +2 +FAIL +bad header again …\n/,
+    );
+  });
+
+  it('a running node shows how long it has been running', () => {
+    const run: Run = {
+      id: 'r',
+      createdAt: at(0),
+      status: 'RUNNING',
+      edges: [],
+      nodes: [{ ...node('slow', 'RUNNING'), startedAt: at(1000) }],
+    };
+    assert.match(runPretty(run, T0 + 4000), /^slow +debug +RUNNING +- +0 +\+1s +3s… +-$/m);
+    assert.match(runPretty(run, T0 + 4000), /^Running for {2}4s$/m);
+  });
+
+  it('runs table shows id, creation, status and node counts', () => {
+    const out = runsTable([
+      {
+        id: '01A',
+        createdAt: at(0),
+        status: 'RUNNING',
+        nodeCounts: { WAITING: 3, READY: 1, RUNNING: 2, COMPLETED: 10 },
+      },
+      {
+        id: '01B',
+        createdAt: at(1000),
+        status: 'COMPLETED',
+        conclusion: 'SUCCESS',
+        nodeCounts: { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 7 },
+      },
+    ]);
+    assert.equal(
+      out,
+      [
+        'ID   CREATED               STATUS             WAITING  READY  RUNNING  COMPLETED',
+        '01A  2025-06-01T10:00:00Z  RUNNING                  3      1        2         10',
+        '01B  2025-06-01T10:00:01Z  COMPLETED SUCCESS        0      0        0          7',
+        '',
+      ].join('\n'),
+    );
+    assert.equal(
+      statsText({ runCount: 2, nodeCounts: { WAITING: 3, READY: 1, RUNNING: 2, COMPLETED: 17 } }),
+      'RUNS  NODES  WAITING  READY  RUNNING  COMPLETED\n   2     23        3      1        2         17\n',
+    );
+  });
+
+  it('JSON views are the API response messages in canonical proto3 JSON', () => {
+    const json = JSON.parse(runJson(failedRun()));
+    assert.equal(json.run.id, '01RUN');
+    assert.equal(json.run.createdAt, at(0));
+    assert.equal(json.run.status, 'COMPLETED');
+    assert.equal(json.run.conclusion, 'FAIL');
+    assert.equal(json.run.nodes[1].attempts[0].conclusion, 'FAIL');
+    assert.equal(json.run.nodes[1].attempts[0].output, Buffer.from('bad header\nline 2').toString('base64'));
+    assert.deepEqual(json.run.nodeCounts, { completed: '4' });
+    assert.deepEqual(
+      JSON.parse(statsJson({ runCount: 1, nodeCounts: { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 2 } })),
+      {
+        stats: { runCount: '1', completedNodes: '2' },
+      },
+    );
+  });
+
+  it('DOT strings escape quotes, backslashes and line breaks', () => {
+    assert.equal(dotString('plain'), '"plain"');
+    assert.equal(dotString('say "hi"'), '"say \\"hi\\""');
+    assert.equal(dotString('back\\slash'), '"back\\\\slash"');
+    assert.equal(dotString('trailing\\'), '"trailing\\\\"');
+    assert.equal(dotString('two\nlines'), '"two\\nlines"');
+  });
+
+  it('DOT output renders in Graphviz, with hostile names and colours by outcome', () => {
+    const run = failedRun();
+    run.nodes.push(node('back\\slash "and" quotes\\', 'COMPLETED', [attempt('ERROR', 0, 1)]));
+    run.nodes.push(node('new\nline; -> {x}', 'RUNNING'));
+    run.edges.push({ source: 'fetch', destination: 'back\\slash "and" quotes\\' });
+    run.edges.push({ source: 'back\\slash "and" quotes\\', destination: 'new\nline; -> {x}' });
+    const dot = runDot(run);
+    assert.match(dot, /^ {2}"parse" \[label="parse\\ndebug · FAIL ×2", fillcolor="#f4a6a6"/m);
+    assert.match(dot, /^ {2}"report" \[.*style="rounded,filled,dashed"/m);
+    assert.match(dot, /^ {2}"fetch" -> "parse";$/m);
+    // Graphviz itself is the judge: plain output lists every node and edge it understood.
+    const rendered = spawnSync('dot', ['-Tplain'], { input: dot, encoding: 'utf8' });
+    assert.equal(rendered.error, undefined, 'Graphviz `dot` must be installed (Debian package graphviz)');
+    assert.equal(rendered.status, 0, rendered.stderr);
+    assert.equal(rendered.stderr, '');
+    const lines = rendered.stdout.split('\n');
+    assert.equal(lines.filter((l) => l.startsWith('node ')).length, 6);
+    assert.equal(lines.filter((l) => l.startsWith('edge ')).length, 5);
+    const svg = spawnSync('dot', ['-Tsvg'], { input: dot, encoding: 'utf8' });
+    assert.equal(svg.status, 0, svg.stderr);
+    assert.match(svg.stdout, /back\\slash &quot;and&quot; quotes\\/);
+  });
+
+  it('watch lines describe each change once', () => {
+    const ready = node('a', 'READY');
+    const running = { ...node('a', 'RUNNING'), startedAt: at(0) };
+    const failed = node('a', 'READY', [attempt('FAIL', 0, 10)]);
+    const done = node('a', 'COMPLETED', [attempt('FAIL', 0, 10), attempt('SUCCESS', 20, 45)]);
+    assert.equal(describeTransition(undefined, ready), 'READY');
+    assert.equal(describeTransition(ready, running), 'RUNNING    attempt 1');
+    assert.equal(describeTransition(running, failed), 'READY      retrying after FAIL (attempt 1)');
+    assert.equal(describeTransition(failed, done), 'COMPLETED  SUCCESS in 25ms, 2 attempts');
+    assert.equal(describeTransition(done, done), undefined, 'a repeated event prints nothing');
+    assert.equal(describeTransition(undefined, node('b', 'COMPLETED')), 'COMPLETED  UNREACHED');
+  });
+
+  it('the live progress line fits the terminal', () => {
+    const run = failedRun();
+    run.status = 'RUNNING';
+    run.conclusion = undefined;
+    run.nodes[0] = { ...node('report', 'RUNNING'), startedAt: at(300) };
+    const line = progressLine(run, T0 + 1500, '⠋', 200);
+    assert.equal(line, '⠋ run 01RUN RUNNING [███████████████░░░░░] 3/4 ✓1 ✗2 ▶1 ·0  1.5s  running: report');
+    assert.equal([...progressLine(run, T0 + 1500, '⠋', 40)].length, 39);
+  });
+});
