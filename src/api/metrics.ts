@@ -20,13 +20,13 @@ export class ApiMetrics {
   });
   readonly nodeTransitions = new Counter({
     name: 'adagio_node_transitions_total',
-    help: 'Node attempts finished by this process’s agents, by resulting status and conclusion.',
-    labelNames: ['status', 'conclusion'] as const,
+    help: 'Node transitions made by this process’s agents: claimed (READY → RUNNING) and finished, by conclusion.',
+    labelNames: ['transition', 'conclusion'] as const,
     registers: [this.registry],
   });
   readonly claimLatency = new Histogram({
     name: 'adagio_claim_latency_seconds',
-    help: 'Time from a NODE_READY event reaching an agent to its claim being granted.',
+    help: 'Duration of this process’s claim transactions (won or lost).',
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
     registers: [this.registry],
   });

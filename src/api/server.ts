@@ -2,16 +2,19 @@ import { createServer as createHttp1Server } from 'node:http';
 import { createServer as createHttp2Server } from 'node:http2';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import type { ConnectRouter, Interceptor } from '@connectrpc/connect';
-import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { AgentService } from '../gen/adagio/rpc/agent/agent_pb.js';
 import { ControlPlane } from '../gen/adagio/rpc/controlplane/controlplane_pb.js';
 import { type Logger, silentLogger } from '../log.js';
 import type { Repository } from '../protocol/repository.js';
+import { AGENT_JSON_PREFIX, createAgentJsonRoutes } from './agent-json-routes.js';
+import { agentService } from './agent-service.js';
 import { TokenCheck } from './auth.js';
 import { mapError } from './errors.js';
 import { type Req, type Res, sendJson, sendText } from './http.js';
 import { createJsonRoutes } from './json-routes.js';
 import { dualProtocolListener } from './listener.js';
 import { ApiMetrics } from './metrics.js';
+import { createRpcHandler } from './rpc-handler.js';
 import { controlPlaneService } from './service.js';
 import { createUiHandler } from './ui.js';
 
@@ -65,21 +68,21 @@ export class ApiServer {
     };
     const interceptors = [timing, auth.interceptor()];
     const service = controlPlaneService(repo, this.logger, this.metrics);
+    const agents = agentService(repo, this.logger.child({ api: 'agent' }));
     const ui =
       options.ui === false ? undefined : createUiHandler(typeof options.ui === 'object' ? options.ui : {});
-    const rpc = connectNodeAdapter({
+    const rpc = createRpcHandler({
       routes: (router) => {
         router.service(ControlPlane, service);
+        router.service(AgentService, agents);
         options.routes?.(router, interceptors);
       },
       interceptors,
       readMaxBytes: maxBodyBytes,
-      fallback: (req, res) => {
-        if (ui?.(req as never, res as never)) return;
-        sendJson(res as Res, 404, { code: 'not_found', message: `no route ${req.url}` });
-      },
+      logger: this.logger,
     });
     const json = createJsonRoutes({ service, repository: repo, logger: this.logger, maxBodyBytes });
+    const agentJson = createAgentJsonRoutes({ service: agents, logger: this.logger, maxBodyBytes });
 
     const handle = async (req: Req, res: Res): Promise<void> => {
       const path = (req.url ?? '/').split('?', 1)[0]!;
@@ -99,7 +102,7 @@ export class ApiServer {
       if (path.startsWith('/v0/')) {
         const started = performance.now();
         // Labelled by route name, never by path: ids in paths would grow the series without bound.
-        const route = await json(req, res);
+        const route = path.startsWith(AGENT_JSON_PREFIX) ? await agentJson(req, res) : await json(req, res);
         this.metrics.requestDuration.observe(
           { route: `json.${route}`, code: String(res.statusCode) },
           (performance.now() - started) / 1000,
@@ -113,7 +116,9 @@ export class ApiServer {
           message: `request body exceeds ${maxBodyBytes} bytes`,
         });
       }
-      rpc(req, res);
+      if (rpc(req, res)) return;
+      if (ui?.(req as never, res as never)) return;
+      sendJson(res, 404, { code: 'not_found', message: `no route ${path}` });
     };
 
     const onRequest = (req: Req, res: Res) => {

@@ -17,6 +17,10 @@ export async function openRepository(config: DaemonConfig, logger: Logger): Prom
         logger: logger.child({ backend: 'postgres' }),
       });
     }
+    case 'remote': {
+      const { RemoteRepository } = await import('../backends/remote/index.js');
+      return new RemoteRepository({ address: config.remote.address!, token: config.remote.token });
+    }
     case 'etcd': {
       // Typed loosely until the etcd backend lands in this tree.
       const mod = (await import('../backends/etcd/index.js' as string)) as {
@@ -53,6 +57,8 @@ export function describeBackend(config: DaemonConfig): Record<string, unknown> {
   switch (config.backendType) {
     case 'memory':
       return { backend: 'memory' };
+    case 'remote':
+      return { backend: 'remote', api: config.remote.address };
     case 'etcd':
       return { backend: 'etcd', endpoints: config.etcd.addresses, namespace: config.etcd.namespace };
     case 'postgres':

@@ -21,7 +21,7 @@ export interface OptionDef {
   secret?: boolean;
 }
 
-export const BACKENDS = ['memory', 'etcd', 'postgres'] as const;
+export const BACKENDS = ['memory', 'etcd', 'postgres', 'remote'] as const;
 export type BackendType = (typeof BACKENDS)[number];
 export const ROLES = ['api', 'agent'] as const;
 export type Role = (typeof ROLES)[number];
@@ -39,6 +39,11 @@ export const OPTIONS: readonly OptionDef[] = [
     kind: 'list',
     description: 'etcd endpoints, comma-separated',
     default: 'http://127.0.0.1:2379',
+  },
+  {
+    name: 'api-address',
+    kind: 'string',
+    description: 'adagiod API URL the agents work through (-backend-type remote, agent role)',
   },
   { name: 'etcd-namespace', kind: 'string', description: 'key prefix in etcd', default: 'adagio/v1/' },
   { name: 'etcd-username', kind: 'string', description: 'etcd user (with -etcd-password)' },
@@ -69,7 +74,12 @@ export const OPTIONS: readonly OptionDef[] = [
     default: '127.0.0.1:7890',
   },
   { name: 'api-token', kind: 'string', description: 'bearer token every API call must carry', secret: true },
-  { name: 'agent-token', kind: 'string', description: 'a second accepted token, for agents', secret: true },
+  {
+    name: 'agent-token',
+    kind: 'string',
+    description: 'a second accepted token, for agents; with -backend-type remote, the token sent',
+    secret: true,
+  },
   {
     name: 'cors-origins',
     kind: 'list',
@@ -148,6 +158,8 @@ export interface DaemonConfig {
     keyFile?: string;
   };
   postgres: { url?: string; schema: string };
+  /** -backend-type remote: the API to work through, and the token to send (agent, else API token). */
+  remote: { address?: string; token?: string };
   listen: { host: string; port: number };
   tokens: string[];
   corsOrigins: string[];
@@ -194,6 +206,7 @@ export function resolveConfig(
       keyFile: v.string('etcd-key-file'),
     },
     postgres: { url: v.string('postgres-url'), schema: v.string('postgres-schema') ?? 'adagio' },
+    remote: { address: v.string('api-address'), token: v.string('agent-token') ?? v.string('api-token') },
     listen,
     tokens: [v.string('api-token'), v.string('agent-token')].filter((t): t is string => !!t),
     corsOrigins: v.list('cors-origins'),
@@ -216,6 +229,14 @@ export function resolveConfig(
   if (backendType === 'memory' && !config.roles.includes('api'))
     throw new ConfigError(
       'the memory backend lives inside one process: run `adagiod` (both roles), not `adagiod agent` alone',
+    );
+  if (backendType === 'remote' && !config.remote.address)
+    throw new ConfigError('-backend-type remote needs -api-address (or ADAGIOD_API_ADDRESS)');
+  if (config.remote.address && !/^https?:\/\/[^/]+\/?$/i.test(config.remote.address))
+    throw new ConfigError(`-api-address must be http://host:port, got "${config.remote.address}"`);
+  if (backendType === 'remote' && config.roles.includes('api'))
+    throw new ConfigError(
+      '-backend-type remote runs agents against another adagiod: use `adagiod agent`, not the api role',
     );
   if (!!config.etcd.certFile !== !!config.etcd.keyFile)
     throw new ConfigError('-etcd-cert-file and -etcd-key-file go together');

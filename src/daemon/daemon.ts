@@ -8,6 +8,7 @@ import type { Repository } from '../protocol/repository.js';
 import { builtinRuntimes } from '../runtimes/index.js';
 import { describeBackend, openRepository } from './backend.js';
 import { ConfigError, type DaemonConfig } from './config.js';
+import { instrumentRepository } from './instrument.js';
 
 const EXAMPLE = new URL('../../examples/workflows/seven-node.json', import.meta.url);
 const RETENTION_SWEEP_MS = 60_000;
@@ -45,7 +46,7 @@ export class Daemon {
           `unknown runtime ${unknown.join(', ')}; this build has ${all.names.join(', ')}`,
         );
       this.pool = new AgentPool({
-        repository: repo,
+        repository: instrumentRepository(repo, metrics),
         runtimes: c.runtimes.map((r) => all.get(r)!),
         concurrency: c.agents,
         leaseTtlMs: c.leaseTtlMs,

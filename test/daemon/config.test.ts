@@ -1,0 +1,135 @@
+/**
+ * adagiod's configuration: precedence flag > env > TOML file > default,
+ * both flag spellings, and one clear line with exit 2 for bad configuration.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, resolveConfig } from '../../src/daemon/config.js';
+import { normalizeArgv } from '../../src/daemon/main.js';
+import { ADAGIOD, REPO_ROOT } from '../support/daemon.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'adagiod-config-'));
+function file(name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+function adagiod(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const r = spawnSync(process.execPath, [ADAGIOD, ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  return { code: r.status, stderr: r.stderr, stdout: r.stdout };
+}
+
+describe('adagiod configuration', () => {
+  it('precedence: flag over env over file over default', () => {
+    const toml = file(
+      'a.toml',
+      'backend-type = "etcd"\netcd-addresses = "http://10.0.0.1:2379"\nagents = 7\nlisten = "127.0.0.1:1234"\n',
+    );
+    const fromFile = resolveConfig([], {}, {}, toml);
+    assert.equal(fromFile.backendType, 'etcd');
+    assert.deepEqual(fromFile.etcd.addresses, ['http://10.0.0.1:2379']);
+    assert.equal(fromFile.agents, 7);
+    assert.deepEqual(fromFile.listen, { host: '127.0.0.1', port: 1234 });
+    assert.equal(fromFile.leaseTtlMs, 10_000, 'default');
+
+    const env = { ADAGIOD_AGENTS: '9', ADAGIOD_ETCD_ADDRESSES: 'http://a:1,http://b:2' };
+    const fromEnv = resolveConfig([], {}, env, toml);
+    assert.equal(fromEnv.agents, 9);
+    assert.deepEqual(fromEnv.etcd.addresses, ['http://a:1', 'http://b:2']);
+    assert.equal(fromEnv.backendType, 'etcd', 'the file still fills what env leaves');
+
+    const fromFlag = resolveConfig(
+      ['agent'],
+      { agents: '2', 'backend-type': 'postgres', 'postgres-url': 'postgres://x/y' },
+      env,
+      toml,
+    );
+    assert.equal(fromFlag.agents, 2);
+    assert.equal(fromFlag.backendType, 'postgres');
+    assert.deepEqual(fromFlag.roles, ['agent']);
+  });
+
+  it('both roles when neither is named', () => {
+    assert.deepEqual(resolveConfig([], {}, {}, undefined).roles, ['api', 'agent']);
+  });
+
+  it('bad values name the option', () => {
+    const bad: [Record<string, string>, RegExp][] = [
+      [{ 'backend-type': 'mysql' }, /backend-type must be one of memory, etcd, postgres/],
+      [{ agents: 'lots' }, /agents must be a whole number/],
+      [{ 'lease-ttl': '10' }, /lease-ttl.*not a duration/],
+      [{ listen: 'localhost' }, /listen must be host:port/],
+      [{ 'backend-type': 'postgres' }, /needs -postgres-url/],
+    ];
+    for (const [flags, message] of bad)
+      assert.throws(
+        () => resolveConfig([], flags, {}, undefined),
+        (e: Error) => e instanceof ConfigError && message.test(e.message),
+      );
+    assert.throws(
+      () => resolveConfig([], {}, {}, file('bad.toml', 'nonsense = 1\n')),
+      /unknown key "nonsense"/,
+    );
+    assert.throws(() => resolveConfig([], {}, {}, file('broken.toml', 'agents = \n')), /not valid TOML/);
+    assert.throws(() => resolveConfig([], {}, {}, join(dir, 'missing.toml')), /cannot read config file/);
+  });
+
+  it('Go-style single-dash long flags are read like double-dash ones', () => {
+    assert.deepEqual(
+      normalizeArgv(['-backend-type', 'etcd', '-etcd-addresses=http://x', '-h', '--listen', 'a:1', 'api']),
+      ['--backend-type', 'etcd', '--etcd-addresses=http://x', '-h', '--listen', 'a:1', 'api'],
+    );
+  });
+
+  it('the binary: unknown backend, unknown role, bad config → one line and exit 2; --help exits 0', () => {
+    const unknown = adagiod(['-backend-type', 'mysql']);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /^adagiod: .*mysql/m);
+    assert.doesNotMatch(unknown.stderr, /\n\s+at /, 'no stack trace');
+    const role = adagiod(['scheduler']);
+    assert.equal(role.code, 2);
+    assert.match(role.stderr, /unknown role "scheduler"/);
+    const env = adagiod([], { ADAGIOD_LEASE_TTL: 'soon' });
+    assert.equal(env.code, 2);
+    assert.match(env.stderr, /lease-ttl/);
+    const cfg = adagiod(['-config', join(dir, 'nope.toml')]);
+    assert.equal(cfg.code, 2);
+    assert.match(cfg.stderr, /cannot read config file/);
+    const agentOnly = adagiod(['agent']);
+    assert.equal(agentOnly.code, 2);
+    assert.match(agentOnly.stderr, /memory backend/);
+    const help = adagiod(['--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /-backend-type|--backend-type/);
+    assert.match(help.stdout, /ADAGIOD_BACKEND_TYPE/);
+  });
+
+  it('the binary: a backend that cannot be reached → one line and exit 1', () => {
+    const r = adagiod(
+      [
+        '-backend-type',
+        'postgres',
+        '-postgres-url',
+        'postgres://postgres@127.0.0.1:9/x',
+        '-listen',
+        '127.0.0.1:0',
+      ],
+      {
+        ADAGIOD_LOG_LEVEL: 'error',
+      },
+    );
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /adagiod: /);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  });
+});
