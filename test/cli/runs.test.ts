@@ -32,7 +32,7 @@ describe('adagio CLI against a real adagiod', () => {
     await daemon?.stop();
   });
 
-  const getJson = async (path: string) => {
+  const getJson = async (path: string): Promise<unknown> => {
     const res = await fetch(`${daemon.address}${path}`);
     assert.equal(res.status, 200, path);
     return res.json();
@@ -104,10 +104,10 @@ describe('adagio CLI against a real adagiod', () => {
     const r = await cli(['runs', 'inspect', fromFile, '-o', 'json'], { env });
     assert.equal(r.code, 0, r.stderr);
     const json = JSON.parse(r.stdout);
-    assert.deepEqual(json, await getJson(`/v0/runs/${fromFile}`));
     assert.equal(json.run.conclusion, 'SUCCESS');
     const g = json.run.nodes.find((n: { spec: { name: string } }) => n.spec.name === 'g');
     assert.equal(Buffer.from(g.attempts[0].output, 'base64').toString(), 'ALPHA\n');
+    assert.deepEqual(json, await getJson(`/v0/runs/${fromFile}`));
   });
 
   it('inspect -o dot renders in Graphviz', async () => {
