@@ -60,12 +60,12 @@ export async function watchRun(source: WatchSource, id: string, io: CliIO, optio
     }
   } catch (e) {
     renderer.abort();
-    if (options.signal?.aborted) return EXIT.interrupted;
+    if (options.signal?.aborted) return interrupted(io, id);
     throw e;
   }
   if (options.signal?.aborted) {
     renderer.abort();
-    return EXIT.interrupted;
+    return interrupted(io, id);
   }
   // The stream ends when the run completes; if it ended early (daemon restart), ask once for the truth.
   if (run?.status !== 'COMPLETED') {
@@ -77,6 +77,12 @@ export async function watchRun(source: WatchSource, id: string, io: CliIO, optio
   }
   renderer.finish(run);
   return run.conclusion === 'SUCCESS' ? EXIT.ok : EXIT.failed;
+}
+
+/** Ctrl-C stops the watch, not the run: say so, since users often expect the opposite. */
+function interrupted(io: CliIO, id: string): number {
+  io.stderr.write(`adagio: stopped watching; run ${id} goes on (adagio runs cancel ${id} stops it)\n`);
+  return EXIT.interrupted;
 }
 
 function quietRenderer(): Renderer {
