@@ -135,7 +135,12 @@ export const OPTIONS: readonly OptionDef[] = [
     description: 'delete completed runs older than this (0 keeps all)',
     default: '0',
   },
-  { name: 'example', kind: 'bool', description: 'start the 7-node example run at boot', default: 'false' },
+  {
+    name: 'example',
+    kind: 'bool',
+    description: 'start the demo workflow (examples/workflows/demo.json) at boot',
+    default: 'false',
+  },
   {
     name: 'log-level',
     kind: 'string',

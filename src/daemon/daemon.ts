@@ -10,7 +10,7 @@ import { describeBackend, openRepository } from './backend.js';
 import { ConfigError, type DaemonConfig } from './config.js';
 import { instrumentRepository } from './instrument.js';
 
-const EXAMPLE = new URL('../../examples/workflows/seven-node.json', import.meta.url);
+const EXAMPLE = new URL('../../examples/workflows/demo.json', import.meta.url);
 const RETENTION_SWEEP_MS = 60_000;
 
 /**
