@@ -66,6 +66,49 @@ describe('PostgreSQL LISTEN reconnect', () => {
     }
   });
 
+  it('a READY node whose notice was never sent is still delivered, by the periodic catch-up', {
+    timeout: 60_000,
+  }, async () => {
+    const {
+      repository: repo,
+      schema,
+      teardown,
+    } = await postgresRepository({
+      reaperIntervalMs: 0,
+      catchUpIntervalMs: 200,
+    });
+    const ac = new AbortController();
+    try {
+      const events: NodeEvent[] = [];
+      const sub = (async () => {
+        for await (const e of repo.subscribe({ runtimes: ['work'], signal: ac.signal })) events.push(e);
+      })();
+      const run = await repo.start({
+        nodes: [node('a'), node('b')],
+        edges: [{ source: 'a', destination: 'b' }],
+      });
+      await until('a READY', () => events.some((e) => e.runId === run.id && e.node === 'a'));
+      // What a process that committed a transition and died before its NOTIFY leaves behind:
+      // b READY in the table, and no notice about it.
+      const client = new pg.Client({ connectionString: POSTGRES_URL });
+      await client.connect();
+      try {
+        await client.query(
+          `UPDATE ${schema}.nodes SET status = 'READY', pending_upstream = 0 WHERE run_id = $1 AND name = 'b'`,
+          [run.id],
+        );
+      } finally {
+        await client.end();
+      }
+      await until('b READY without a notice', () => events.some((e) => e.runId === run.id && e.node === 'b'));
+      ac.abort();
+      await sub;
+    } finally {
+      ac.abort();
+      await teardown();
+    }
+  });
+
   it('a watch survives a cut connection and reports what changed meanwhile', {
     timeout: 60_000,
   }, async () => {

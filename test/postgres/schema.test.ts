@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import pg from 'pg';
 import { MIGRATIONS, PostgresRepository } from '../../src/backends/postgres/index.js';
+import { migrate } from '../../src/backends/postgres/migrations.js';
 import { InvalidArgumentError, UnavailableError } from '../../src/protocol/index.js';
 import {
   dropSchema,
@@ -69,6 +70,71 @@ describe('PostgreSQL schema and connections', () => {
       const rows = await sql(`SELECT version FROM ${schema}.schema_migrations`);
       assert.equal(rows.length, MIGRATIONS.length);
     } finally {
+      await dropSchema(schema);
+    }
+  });
+
+  it('upgrades a schema left at version 1; runs in flight carry on', { timeout: 60_000 }, async () => {
+    await requirePostgres();
+    const schema = uniqueSchema();
+    const client = new pg.Client({ connectionString: POSTGRES_URL });
+    await client.connect();
+    try {
+      await migrate(client, schema, MIGRATIONS.slice(0, 1));
+      const old = await sql<{ version: number }>(`SELECT version FROM ${schema}.schema_migrations`);
+      assert.deepEqual(
+        old.map((r) => r.version),
+        [1],
+      );
+      // Connecting upgrades it; finishing (version 2's function) then works on the upgraded schema.
+      const repo = await PostgresRepository.connect({
+        connectionString: POSTGRES_URL,
+        schema,
+        reaperIntervalMs: 0,
+      });
+      try {
+        const versions = await sql<{ version: number }>(
+          `SELECT version FROM ${schema}.schema_migrations ORDER BY 1`,
+        );
+        assert.deepEqual(
+          versions.map((v) => v.version),
+          MIGRATIONS.map((m) => m.version),
+        );
+        const run = await repo.start({
+          nodes: [
+            { name: 'a', runtime: 'x', metadata: {}, retry: { fail: { maxAttempts: 2 } } },
+            { name: 'b', runtime: 'x', metadata: {}, retry: {} },
+          ],
+          edges: [{ source: 'a', destination: 'b' }],
+        });
+        const lease = await repo.grantLease(60_000);
+        const claimAndFinish = async (node: string, conclusion: 'SUCCESS' | 'FAIL') => {
+          const c = await repo.claim({ runId: run.id, node, leaseId: lease.id, agentId: 'up' });
+          assert.ok(c, `${node} is claimable`);
+          await repo.finish({
+            runId: run.id,
+            node,
+            claimId: c.claimId,
+            conclusion,
+            output: new Uint8Array([1]),
+          });
+        };
+        await claimAndFinish('a', 'FAIL');
+        await claimAndFinish('a', 'SUCCESS');
+        await claimAndFinish('b', 'SUCCESS');
+        const done = await repo.inspect(run.id);
+        assert.equal(done.status, 'COMPLETED');
+        assert.equal(done.conclusion, 'SUCCESS');
+        assert.deepEqual(
+          done.nodes.map((n) => n.attempts.map((a) => a.conclusion)),
+          [['FAIL', 'SUCCESS'], ['SUCCESS']],
+        );
+        assert.deepEqual([...done.nodes[1]!.inputs.a!], [1]);
+      } finally {
+        await repo.close();
+      }
+    } finally {
+      await client.end();
       await dropSchema(schema);
     }
   });

@@ -131,13 +131,20 @@ export class Db {
     context: string,
     text: string,
     values?: unknown[],
-    options: { asyncCommit?: boolean } = {},
+    options: { asyncCommit?: boolean; repeatOnDeadlock?: boolean } = {},
   ): Promise<pg.QueryResult<R>> {
     this.assertOpen(context);
-    try {
-      return await (options.asyncCommit ? this.fast : this.pool).query<R>(text, values);
-    } catch (e) {
-      throw isConnectionError(e) ? unavailable(context, e) : e;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await (options.asyncCommit ? this.fast : this.pool).query<R>(text, values);
+      } catch (e) {
+        // A statement that is its own transaction was rolled back whole by a deadlock: run it again.
+        if (options.repeatOnDeadlock && isTransient(e) && attempt < 10) {
+          await sleep(Math.random() * 5 * attempt);
+          continue;
+        }
+        throw isConnectionError(e) ? unavailable(context, e) : e;
+      }
     }
   }
 

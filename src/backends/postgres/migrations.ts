@@ -108,6 +108,140 @@ CREATE TABLE counters (
 INSERT INTO counters (shard) SELECT generate_series(0, 15);
 `,
   },
+  {
+    version: 2,
+    name: 'finish_attempt: rules 4 and 5 in one statement',
+    sql: `
+-- Finishing an attempt (rules 4 and 5) as one server-side call: one round trip
+-- instead of seven, and the run's row lock, which serialises finishes within a
+-- run, is held for the function's run time only, never across client round
+-- trips. Returns {"notice": …} (what changed, for NOTIFY), {"recorded": true}
+-- when a repeated call finds its attempt already stored, or the reason it
+-- refused: {"missing": "run"|"node"} or {"conflict": true, …}.
+CREATE FUNCTION finish_attempt(p_run text, p_node text, p_claim text, p_conclusion text,
+                               p_metadata jsonb, p_output bytea, p_now bigint, p_repeat boolean)
+RETURNS jsonb LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_run record;
+  v_node record;
+  v_max integer;
+  v_retry boolean := false;
+  v_status text;
+  v_changed jsonb;
+  v_notice jsonb;
+  v_extra jsonb;
+  v_ready jsonb;
+  v_unreached integer;
+  v_completed integer := 0;
+  v_failed boolean := false;
+  v_remaining integer;
+BEGIN
+  -- Locking order: the run, then its nodes (as cancel does); claims lock one node row only.
+  SELECT node_count, remaining, failed, cancelled INTO v_run FROM runs WHERE id = p_run FOR NO KEY UPDATE;
+  IF NOT FOUND THEN RETURN jsonb_build_object('missing', 'run'); END IF;
+  SELECT runtime, spec, downstream, status, claim_id, claim_agent, orphaned, attempt_count, fail_count,
+         error_count, started_at, version
+    INTO v_node FROM nodes WHERE run_id = p_run AND name = p_node FOR UPDATE;
+  IF NOT FOUND THEN RETURN jsonb_build_object('missing', 'node'); END IF;
+
+  -- Rule 4: only the node's live claim may finish it.
+  IF v_node.status <> 'RUNNING' OR v_node.claim_id IS DISTINCT FROM p_claim OR v_node.orphaned THEN
+    IF p_repeat AND EXISTS (SELECT 1 FROM attempts WHERE run_id = p_run AND node = p_node
+                              AND claim_id = p_claim AND conclusion = p_conclusion) THEN
+      RETURN jsonb_build_object('recorded', true);
+    END IF;
+    RETURN jsonb_build_object('conflict', true, 'status', v_node.status, 'orphaned', v_node.orphaned,
+                              'cancelled', v_run.cancelled);
+  END IF;
+
+  -- Rule 5: retry[conclusion].maxAttempts counts attempts of that conclusion, this one included.
+  IF p_conclusion IN ('FAIL', 'ERROR') THEN
+    v_max := (v_node.spec -> 'retry' -> lower(p_conclusion) ->> 'maxAttempts')::integer;
+    v_retry := v_max IS NOT NULL AND
+      (CASE p_conclusion WHEN 'FAIL' THEN v_node.fail_count ELSE v_node.error_count END) + 1 < v_max;
+  END IF;
+  v_status := CASE WHEN v_retry THEN 'READY' ELSE 'COMPLETED' END;
+
+  INSERT INTO attempts (run_id, node, n, conclusion, metadata, output, claim_id, agent_id, started_at, finished_at)
+  VALUES (p_run, p_node, v_node.attempt_count + 1, p_conclusion, p_metadata, p_output, p_claim,
+          coalesce(v_node.claim_agent, ''), v_node.started_at, p_now);
+  UPDATE nodes SET status = v_status, attempt_count = attempt_count + 1,
+    fail_count = fail_count + (p_conclusion = 'FAIL')::int, error_count = error_count + (p_conclusion = 'ERROR')::int,
+    claim_id = NULL, claim_agent = NULL, claim_metadata = NULL, lease_id = NULL, orphaned = false,
+    previous_claim_id = NULL, finished_at = CASE WHEN v_status = 'COMPLETED' THEN p_now END,
+    version = version + 1
+  WHERE run_id = p_run AND name = p_node;
+
+  v_changed := jsonb_build_array(jsonb_build_object('n', p_node, 'v', v_node.version + 1, 's', v_status,
+    'a', v_node.attempt_count + 1, 'st', v_node.started_at, 'ft', CASE WHEN v_retry THEN NULL ELSE p_now END));
+  v_notice := jsonb_build_object('r', p_run);
+
+  IF v_retry THEN
+    v_notice := v_notice || jsonb_build_object('rd', jsonb_build_array(jsonb_build_array(p_node, v_node.runtime)));
+  ELSIF p_conclusion = 'SUCCESS' THEN
+    v_completed := 1;
+    IF cardinality(v_node.downstream) > 0 THEN
+      -- Direct dependents only (rule 9); one whose last upstream just succeeded becomes READY.
+      WITH d AS (
+        UPDATE nodes SET pending_upstream = pending_upstream - 1,
+          status = CASE WHEN pending_upstream = 1 AND status = 'WAITING' THEN 'READY' ELSE status END,
+          version = version + 1
+        WHERE run_id = p_run AND name = ANY(v_node.downstream)
+        RETURNING name, runtime, status, version
+      )
+      SELECT coalesce(jsonb_agg(jsonb_build_object('n', name, 'v', version, 's', 'READY', 'a', 0)), '[]'),
+             coalesce(jsonb_agg(jsonb_build_array(name, runtime)), '[]')
+        INTO v_extra, v_ready
+        FROM d WHERE status = 'READY';
+      v_changed := v_changed || v_extra;
+      IF jsonb_array_length(v_ready) > 0 THEN
+        v_notice := v_notice || jsonb_build_object('rd', v_ready);
+      END IF;
+    END IF;
+  ELSE
+    -- Final failure: everything downstream not completed yet completes with no attempt (unreached).
+    -- The walk stops at completed nodes, whose own downstream completed with them.
+    v_failed := true;
+    WITH RECURSIVE walk(name) AS (
+      SELECT unnest(v_node.downstream)
+      UNION
+      SELECT d.name FROM walk w
+        JOIN nodes n ON n.run_id = p_run AND n.name = w.name AND n.status <> 'COMPLETED'
+        CROSS JOIN LATERAL unnest(n.downstream) AS d(name)
+    ), u AS (
+      UPDATE nodes SET status = 'COMPLETED', finished_at = p_now, version = version + 1
+      WHERE run_id = p_run AND name IN (SELECT name FROM walk) AND status <> 'COMPLETED'
+      RETURNING name, version
+    )
+    SELECT count(*)::int,
+           coalesce(jsonb_agg(jsonb_build_object('n', name, 'v', version, 's', 'COMPLETED', 'a', 0, 'ft', p_now)), '[]')
+      INTO v_unreached, v_extra
+      FROM u;
+    v_completed := 1 + v_unreached;
+    v_changed := v_changed || v_extra;
+  END IF;
+
+  -- Rule 7: the run's status after this transition.
+  v_remaining := v_run.remaining - v_completed;
+  IF v_remaining = 0 THEN
+    v_notice := v_notice || jsonb_build_object('rs', 'COMPLETED', 'rc',
+      CASE WHEN v_run.cancelled THEN 'CANCELLED' WHEN v_run.failed OR v_failed THEN 'FAIL' ELSE 'SUCCESS' END);
+  ELSIF v_remaining < v_run.node_count THEN
+    v_notice := v_notice || jsonb_build_object('rs', 'RUNNING');
+  ELSE
+    -- Back to READY with nothing completed yet: the run is RUNNING only if another node is.
+    v_notice := v_notice || jsonb_build_object('rs', CASE WHEN EXISTS (
+      SELECT 1 FROM nodes WHERE run_id = p_run AND status = 'RUNNING') THEN 'RUNNING' ELSE 'WAITING' END);
+  END IF;
+  IF v_completed > 0 THEN
+    UPDATE runs SET remaining = v_remaining, failed = failed OR v_failed, conclusion = v_notice ->> 'rc'
+    WHERE id = p_run;
+  END IF;
+  RETURN jsonb_build_object('notice', v_notice || jsonb_build_object('ch', v_changed));
+END
+$fn$;
+`,
+  },
 ];
 
 export const COUNTER_SHARDS = 16;
@@ -119,7 +253,12 @@ const LOCK_NAMESPACE = 0x41646167; // "Adag"
  * Brings the schema up to date. Safe to call from many processes at once: the
  * advisory lock serialises them and later ones find nothing left to do.
  */
-export async function migrate(client: pg.ClientBase, schema: string): Promise<number> {
+export async function migrate(
+  client: pg.ClientBase,
+  schema: string,
+  /** Tests pass a prefix to build an older schema and upgrade it. */
+  migrations: readonly Migration[] = MIGRATIONS,
+): Promise<number> {
   await client.query('BEGIN');
   try {
     await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [LOCK_NAMESPACE, schema]);
@@ -132,13 +271,13 @@ export async function migrate(client: pg.ClientBase, schema: string): Promise<nu
       `SELECT max(version) AS v FROM ${schema}.schema_migrations`,
     );
     const current = rows[0]?.v ?? 0;
-    const latest = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+    const latest = migrations[migrations.length - 1]!.version;
     if (current > latest)
       throw new Error(
         `PostgreSQL schema "${schema}" is at version ${current}, newer than this adagio understands (${latest}); upgrade adagio`,
       );
     await client.query(`SET LOCAL search_path TO ${schema}`);
-    for (const m of MIGRATIONS) {
+    for (const m of migrations) {
       if (m.version <= current) continue;
       await client.query(m.sql);
       await client.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [

@@ -1,5 +1,5 @@
-import type { Metadata, NodeStatus, RunConclusion, RunStatus } from '../../model/index.js';
 import type { Logger } from '../../log.js';
+import type { Metadata, NodeStatus, RunConclusion, RunStatus } from '../../model/index.js';
 import type { Db } from './db.js';
 
 /**
@@ -71,19 +71,61 @@ export function decodeNotice(payload: string | undefined): Notice | undefined {
  * NOTIFYing transaction holds the server's notify lock until its commit is
  * flushed, so NOTIFY inside every durable transaction would make them all
  * queue behind one another's fsync. The price: a process that dies between
- * the two loses the notice; listeners' periodic catch-up covers that.
+ * the two loses the notice; listeners catch up on every (re)LISTEN, and
+ * subscribers also re-query periodically (Streams), so the node is seen later.
+ *
+ * Notices are coalesced per repository: while one NOTIFY round trip is in
+ * flight, later notices wait and then go together in the next one (one
+ * wake-up per batch, DESIGN.md), in the order they were published. An idle
+ * process pays no delay; a busy one sends far fewer statements than it makes
+ * transitions.
  */
-export async function publish(db: Db, channel: string, notices: Notice[], logger: Logger): Promise<void> {
-  if (notices.length === 0) return;
-  try {
-    await db.query(
-      'notify',
-      'SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload',
-      [channel, notices.map(encodeNotice)],
-      { asyncCommit: true },
-    );
-  } catch (e) {
-    logger.debug('notice not sent; listeners will catch up', { error: (e as Error).message });
+export class Publisher {
+  private pending: string[] = [];
+  private waiters: (() => void)[] = [];
+  private flushing = false;
+
+  constructor(
+    private readonly db: Db,
+    private readonly channel: string,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Resolves once the notices were sent (or sending failed, which is logged: listeners catch up). */
+  publish(notices: Notice[]): Promise<void> {
+    if (notices.length === 0) return Promise.resolve();
+    for (const n of notices) this.pending.push(encodeNotice(n));
+    const sent = new Promise<void>((resolve) => this.waiters.push(resolve));
+    if (!this.flushing) void this.flush();
+    return sent;
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    try {
+      while (this.pending.length > 0) {
+        const payloads = this.pending;
+        const waiters = this.waiters;
+        this.pending = [];
+        this.waiters = [];
+        try {
+          await this.db.query(
+            'notify',
+            'SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload',
+            [this.channel, payloads],
+            { asyncCommit: true },
+          );
+        } catch (e) {
+          this.logger.debug('notices not sent; listeners will catch up', {
+            count: payloads.length,
+            error: (e as Error).message,
+          });
+        }
+        for (const w of waiters) w();
+      }
+    } finally {
+      this.flushing = false;
+    }
   }
 }
 

@@ -29,6 +29,7 @@ import { Db } from './db.js';
 import * as leases from './leases.js';
 import { Listener } from './listener.js';
 import { migrate } from './migrations.js';
+import { Publisher } from './notices.js';
 import * as reads from './reads.js';
 import { Streams } from './streams.js';
 import { cancelRun, claimNode, finishNode, startRun, type TransitionContext } from './transitions.js';
@@ -43,6 +44,12 @@ export interface PostgresRepositoryOptions {
   ids?: IdSource;
   /** How often this process looks for lapsed leases; 0 disables the timer (call reap()). */
   reaperIntervalMs?: number;
+  /**
+   * How often subscriptions re-query READY/orphaned nodes as a safety net for
+   * a notice lost when a process died between commit and NOTIFY. Default
+   * 10 s; 0 disables.
+   */
+  catchUpIntervalMs?: number;
   /** NOTIFY channel; defaults to "adagio_<schema>" so schemas sharing a database stay apart. */
   notifyChannel?: string;
   /** How long an operation retries through connection failures before UnavailableError. */
@@ -105,12 +112,19 @@ export class PostgresRepository implements Repository {
     this.ctx = {
       db: this.db,
       channel: this.channel,
+      publisher: new Publisher(this.db, this.channel, this.logger),
       logger: this.logger,
       clock: options.clock ?? systemClock,
       ids: options.ids ?? ulidSource(),
     };
     this.listener = new Listener(this.db, this.channel, this.logger);
-    this.streams = new Streams(this.db, this.listener, this.logger, () => this.ensureReady());
+    this.streams = new Streams(
+      this.db,
+      this.listener,
+      this.logger,
+      () => this.ensureReady(),
+      options.catchUpIntervalMs,
+    );
     const interval = options.reaperIntervalMs ?? 1_000;
     if (interval > 0) {
       this.timer = setInterval(() => void this.reapQuietly(), interval);

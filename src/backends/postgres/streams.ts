@@ -30,6 +30,13 @@ export class Streams {
     private readonly logger: Logger,
     /** Resolves once the schema is migrated. */
     private readonly ready: () => Promise<void>,
+    /**
+     * How often a subscription re-queries READY and orphaned nodes while
+     * listening. Notices are sent after their transaction commits, so a
+     * process that dies in between loses one; this bounds how long such a
+     * node can wait unseen. 0 disables it.
+     */
+    private readonly catchUpIntervalMs = 10_000,
   ) {}
 
   subscribe(options: SubscribeOptions): AsyncIterable<NodeEvent> {
@@ -61,7 +68,12 @@ export class Streams {
           if (wanted.has(runtime)) queue.push({ type: 'NODE_ORPHANED', runId: n.r, node, runtime });
       },
     };
-    return this.attach(queue, consumer);
+    const timer =
+      this.catchUpIntervalMs > 0
+        ? setInterval(() => this.listener.listening && catchUp(), this.catchUpIntervalMs)
+        : undefined;
+    timer?.unref();
+    return this.attach(queue, consumer, () => clearInterval(timer));
   }
 
   /** READY and orphaned nodes of these runtimes now, oldest run first. */
@@ -190,10 +202,14 @@ export class Streams {
     return this.attach(queue, consumer);
   }
 
-  private attach<T>(queue: EventQueue<T>, consumer: NoticeConsumer): EventQueue<T> {
-    if (queue.isClosed) return queue;
+  private attach<T>(queue: EventQueue<T>, consumer: NoticeConsumer, cleanup?: () => void): EventQueue<T> {
+    if (queue.isClosed) {
+      cleanup?.();
+      return queue;
+    }
     this.open.add(queue as EventQueue<unknown>);
     queue.onClose = () => {
+      cleanup?.();
       this.listener.remove(consumer);
       this.open.delete(queue as EventQueue<unknown>);
     };

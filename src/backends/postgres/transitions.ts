@@ -1,3 +1,4 @@
+import type { Logger } from '../../log.js';
 import {
   type Clock,
   type GraphSpec,
@@ -8,7 +9,6 @@ import {
   type NodeState,
   type Run,
   rfc3339,
-  shouldRetry,
   topology,
   truncateOutput,
   validateGraph,
@@ -22,10 +22,9 @@ import {
   LeaseExpiredError,
   NotFoundError,
 } from '../../protocol/index.js';
-import type { Logger } from '../../log.js';
 import type { Db, Queryable } from './db.js';
 import { COUNTER_SHARDS } from './migrations.js';
-import { MAX_PAYLOAD, ms, type NodeDelta, type Notice, publish } from './notices.js';
+import { MAX_PAYLOAD, ms, type Notice, type Publisher } from './notices.js';
 import {
   ATTEMPT_COLUMNS,
   type AttemptRow,
@@ -50,6 +49,8 @@ import {
 export interface TransitionContext {
   db: Db;
   channel: string;
+  /** Sends notices after their transaction commits, coalescing concurrent ones. */
+  publisher: Publisher;
   logger: Logger;
   clock: Clock;
   ids: IdSource;
@@ -112,17 +113,10 @@ export async function startRun(ctx: TransitionContext, spec: GraphSpec): Promise
          UPDATE counters SET runs = runs + 1, nodes = nodes + $4 WHERE shard = $6 AND EXISTS (SELECT 1 FROM r)
        )
        SELECT count(*) FROM r`,
-      [
-        id,
-        now,
-        JSON.stringify(edges),
-        rows.length,
-        JSON.stringify(rows),
-        shard,
-      ],
+      [id, now, JSON.stringify(edges), rows.length, JSON.stringify(rows), shard],
     ),
   );
-  await publish(ctx.db, ctx.channel, [notice], ctx.logger);
+  await ctx.publisher.publish([notice]);
   return {
     id,
     createdAt: rfc3339(now),
@@ -161,7 +155,7 @@ export async function claimNode(ctx: TransitionContext, req: ClaimRequest): Prom
       if (mine.rows[0]) return claimed(ctx, req.runId, claimId, mine.rows[0]);
     }
     // The notice is built in SQL from the updated row, so claim stays one round trip.
-    const { rows } = await ctx.db.query<NodeRow>(
+    const { rows } = await ctx.db.query<NodeRow & { attempts_json: AttemptJson[] }>(
       'claim',
       `WITH c AS (
          UPDATE nodes SET
@@ -176,7 +170,15 @@ export async function claimNode(ctx: TransitionContext, req: ClaimRequest): Prom
            AND EXISTS (SELECT 1 FROM leases WHERE id = $7 AND expires_at > now())
          RETURNING ${NODE_COLUMNS}
        )
-       SELECT c.*, pg_notify($8, CASE WHEN length(p.payload) <= ${MAX_PAYLOAD} THEN p.payload
+       SELECT c.*,
+         -- The attempts the claimer needs (its own, and its upstream nodes' for inputs), in the same round trip.
+         (SELECT coalesce(json_agg(json_build_object('node', a.node, 'n', a.n, 'conclusion', a.conclusion,
+                   'metadata', a.metadata, 'output', encode(a.output, 'base64'), 'claim_id', a.claim_id,
+                   'agent_id', a.agent_id, 'started_at', a.started_at, 'finished_at', a.finished_at)), '[]')
+          FROM attempts a
+          WHERE a.run_id = $1
+            AND (a.node = ANY(c.upstream) OR (a.node = c.name AND c.attempt_count > 0))) AS attempts_json,
+         pg_notify($8, CASE WHEN length(p.payload) <= ${MAX_PAYLOAD} THEN p.payload
                                  ELSE json_build_object('r', $1::text, 'rs', 'RUNNING', 'all', 1)::text END) AS notified
        FROM c, LATERAL (SELECT json_build_object('r', $1::text, 'rs', 'RUNNING', 'ch', json_build_array(json_build_object(
          'n', c.name, 'v', c.version, 's', 'RUNNING', 'a', c.attempt_count, 'st', c.started_at,
@@ -193,7 +195,7 @@ export async function claimNode(ctx: TransitionContext, req: ClaimRequest): Prom
       ],
       { asyncCommit: true }, // see Db.fast: a lost claim only means the node runs again
     );
-    if (rows[0]) return claimed(ctx, req.runId, claimId, rows[0]);
+    if (rows[0]) return claimedWith(req.runId, claimId, rows[0], attemptsFromJson(rows[0].attempts_json));
     const why = await ctx.db.query<{ lease: boolean; run: boolean; node: boolean }>(
       'claim',
       `SELECT EXISTS (SELECT 1 FROM leases WHERE id = $3 AND expires_at > now()) AS lease,
@@ -209,6 +211,7 @@ export async function claimNode(ctx: TransitionContext, req: ClaimRequest): Prom
   });
 }
 
+/** The node as its claimer sees it, after a retried claim found it had committed: attempts read separately. */
 async function claimed(
   ctx: TransitionContext,
   runId: string,
@@ -226,6 +229,10 @@ async function claimed(
             [runId, names],
           )
         ).rows;
+  return claimedWith(runId, claimId, row, attempts);
+}
+
+function claimedWith(runId: string, claimId: string, row: NodeRow, attempts: AttemptRow[]): ClaimedNode {
   const byNode = groupAttempts(attempts);
   const last = (n: string) => byNode.get(n)?.at(-1)?.output;
   return {
@@ -238,179 +245,59 @@ async function claimed(
   };
 }
 
-interface LockedNode {
-  runtime: string;
-  spec: NodeSpec;
-  downstream: string[];
-  status: string;
-  claim_id: string | null;
-  orphaned: boolean;
-  attempt_count: number;
-  fail_count: number;
-  error_count: number;
-  started_at: string | null;
-  version: number;
+/** An attempt row as json_build_object renders it in the claim statement (bytea as base64). */
+interface AttemptJson extends Omit<AttemptRow, 'output' | 'started_at' | 'finished_at'> {
+  output: string;
+  started_at: number | null;
+  finished_at: number;
 }
 
-/** Rules 4 and 5: fenced by the claim, in one transaction. */
+function attemptsFromJson(rows: AttemptJson[]): AttemptRow[] {
+  return rows.map((a) => ({
+    ...a,
+    output: Buffer.from(a.output, 'base64'),
+    started_at: a.started_at === null ? null : String(a.started_at),
+    finished_at: String(a.finished_at),
+  }));
+}
+
+type FinishResult =
+  | { notice: Notice }
+  | { recorded: true }
+  | { missing: 'run' | 'node' }
+  | { conflict: true; status: string; orphaned: boolean; cancelled: boolean };
+
+/**
+ * Rules 4 and 5: fenced by the claim, in one statement. The transition is
+ * the finish_attempt function (migration 2): one round trip, and the run's
+ * row lock, which serialises finishes within a run, is held only while the
+ * function runs.
+ */
 export async function finishNode(ctx: TransitionContext, req: FinishRequest): Promise<void> {
   const now = ctx.clock.now();
   const output = toBuffer(truncateOutput(req.output ?? new Uint8Array()));
-  const notice = await ctx.db.retrying('finish', (attempt) =>
-    ctx.db.tx('finish', async (c): Promise<Notice | undefined> => {
-      const run = (
-        await c.query<{ node_count: number; remaining: number; failed: boolean; cancelled: boolean }>(
-          'SELECT node_count, remaining, failed, cancelled FROM runs WHERE id = $1 FOR NO KEY UPDATE',
-          [req.runId],
-        )
-      ).rows[0];
-      if (!run) throw new NotFoundError('run', req.runId);
-      const node = (
-        await c.query<LockedNode>(
-          `SELECT runtime, spec, downstream, status, claim_id, orphaned, attempt_count, fail_count, error_count,
-             started_at, version
-           FROM nodes WHERE run_id = $1 AND name = $2 FOR UPDATE`,
-          [req.runId, req.node],
-        )
-      ).rows[0];
-      if (!node) throw new NotFoundError('node', `${req.runId}/${req.node}`);
-      if (node.status !== 'RUNNING' || node.claim_id !== req.claimId || node.orphaned) {
-        if (attempt > 1 && (await alreadyRecorded(c, req))) return undefined;
-        throw new ClaimConflictError(
-          `claim ${req.claimId} on ${req.runId}/${req.node} is not the node's live claim (node ${node.status}${node.orphaned ? ', orphaned' : ''}${run.cancelled ? ', run cancelled' : ''})`,
-          req.runId,
-          req.node,
-        );
-      }
-      const previous = [
-        ...Array.from({ length: node.fail_count }, () => ({ conclusion: 'FAIL' as const })),
-        ...Array.from({ length: node.error_count }, () => ({ conclusion: 'ERROR' as const })),
-      ];
-      const retry = shouldRetry(node.spec, req.conclusion, previous);
-      const status = retry ? 'READY' : 'COMPLETED';
-      const updated = await c.query(
-        `WITH a AS (
-           INSERT INTO attempts (run_id, node, n, conclusion, metadata, output, claim_id, agent_id, started_at, finished_at)
-           SELECT run_id, name, attempt_count + 1, $4, $5, $6, claim_id, claim_agent, started_at, $7
-           FROM nodes WHERE run_id = $1 AND name = $2
-         )
-         UPDATE nodes SET status = $8, attempt_count = attempt_count + 1,
-           fail_count = fail_count + ($4 = 'FAIL')::int, error_count = error_count + ($4 = 'ERROR')::int,
-           claim_id = NULL, claim_agent = NULL, claim_metadata = NULL, lease_id = NULL, orphaned = false,
-           previous_claim_id = NULL, finished_at = CASE WHEN $8 = 'COMPLETED' THEN $7::bigint END,
-           version = version + 1
-         WHERE run_id = $1 AND name = $2 AND claim_id = $3 AND status = 'RUNNING' AND NOT orphaned`,
-        [
-          req.runId,
-          req.node,
-          req.claimId,
-          req.conclusion,
-          JSON.stringify(req.metadata ?? {}),
-          output,
-          now,
-          status,
-        ],
-      );
-      if (updated.rowCount !== 1)
-        throw new ClaimConflictError(
-          `claim ${req.claimId} on ${req.runId}/${req.node} lost its node`,
-          req.runId,
-          req.node,
-        );
-
-      const changed: NodeDelta[] = [
-        {
-          n: req.node,
-          v: node.version + 1,
-          s: status,
-          a: node.attempt_count + 1,
-          st: ms(node.started_at),
-          ft: retry ? null : now,
-        },
-      ];
-      const notice: Notice = { r: req.runId, ch: changed };
-      let completed = 0;
-      let failed = false;
-      if (retry) notice.rd = [[req.node, node.runtime]];
-      else if (req.conclusion === 'SUCCESS') {
-        completed = 1;
-        if (node.downstream.length > 0) {
-          const deps = await c.query<{ name: string; runtime: string; status: string; version: number }>(
-            `UPDATE nodes SET pending_upstream = pending_upstream - 1,
-               status = CASE WHEN pending_upstream = 1 AND status = 'WAITING' THEN 'READY' ELSE status END,
-               version = version + 1
-             WHERE run_id = $1 AND name = ANY($2) RETURNING name, runtime, status, version`,
-            [req.runId, node.downstream],
-          );
-          // A dependent READY now was WAITING before: it has never run.
-          const ready = deps.rows.filter((d) => d.status === 'READY');
-          for (const d of ready) changed.push({ n: d.name, v: d.version, s: 'READY', a: 0 });
-          if (ready.length > 0) notice.rd = ready.map((d) => [d.name, d.runtime]);
-        }
-      } else {
-        // Final failure: the node and everything downstream not yet completed completes (unreached).
-        failed = true;
-        const unreached = await completeDownstream(c, req.runId, node.downstream, now);
-        completed = 1 + unreached.length;
-        for (const u of unreached) changed.push({ n: u.name, v: u.version, s: 'COMPLETED', a: 0, ft: now });
-      }
-      const remaining = run.remaining - completed;
-      if (remaining === 0) {
-        notice.rs = 'COMPLETED';
-        notice.rc = run.cancelled ? 'CANCELLED' : run.failed || failed ? 'FAIL' : 'SUCCESS';
-      } else if (remaining < run.node_count) notice.rs = 'RUNNING';
-      else {
-        // Back to READY with nothing completed yet: the run is RUNNING only if another node is.
-        const r = await c.query(`SELECT 1 FROM nodes WHERE run_id = $1 AND status = 'RUNNING' LIMIT 1`, [
-          req.runId,
-        ]);
-        notice.rs = r.rowCount ? 'RUNNING' : 'WAITING';
-      }
-      await c.query(
-        `UPDATE runs SET remaining = $2, failed = failed OR $3, conclusion = $4 WHERE id = $1 AND $5`,
-        [req.runId, remaining, failed, notice.rc ?? null, completed > 0],
-      );
-      return notice;
-    }),
+  const metadata = JSON.stringify(req.metadata ?? {});
+  const result = await ctx.db.retrying('finish', async (attempt) => {
+    const { rows } = await ctx.db.query<{ r: FinishResult }>(
+      'finish',
+      'SELECT finish_attempt($1, $2, $3, $4, $5, $6, $7, $8) AS r',
+      // A repeated try may find its own attempt stored: the earlier try committed but its reply was lost.
+      [req.runId, req.node, req.claimId, req.conclusion, metadata, output, now, attempt > 1],
+      { repeatOnDeadlock: true },
+    );
+    return rows[0]!.r;
+  });
+  if ('notice' in result) return ctx.publisher.publish([result.notice]);
+  if ('recorded' in result) return;
+  if ('missing' in result)
+    throw result.missing === 'run'
+      ? new NotFoundError('run', req.runId)
+      : new NotFoundError('node', `${req.runId}/${req.node}`);
+  throw new ClaimConflictError(
+    `claim ${req.claimId} on ${req.runId}/${req.node} is not the node's live claim (node ${result.status}${result.orphaned ? ', orphaned' : ''}${result.cancelled ? ', run cancelled' : ''})`,
+    req.runId,
+    req.node,
   );
-  if (notice) await publish(ctx.db, ctx.channel, [notice], ctx.logger);
-}
-
-async function alreadyRecorded(c: Queryable, req: FinishRequest): Promise<boolean> {
-  const r = await c.query(
-    'SELECT 1 FROM attempts WHERE run_id = $1 AND node = $2 AND claim_id = $3 AND conclusion = $4',
-    [req.runId, req.node, req.claimId, req.conclusion],
-  );
-  return (r.rowCount ?? 0) > 0;
-}
-
-/**
- * Completes, with no attempt, every node downstream of a failed one that is
- * not completed yet; the walk stops at completed nodes, whose own downstream
- * was completed when they were. Each node completes once, so the cost is
- * amortised O(1) per node over the run.
- */
-async function completeDownstream(
-  c: Queryable,
-  runId: string,
-  from: string[],
-  now: number,
-): Promise<{ name: string; version: number }[]> {
-  if (from.length === 0) return [];
-  const { rows } = await c.query<{ name: string; version: number }>(
-    `WITH RECURSIVE walk(name) AS (
-       SELECT unnest($2::text[])
-       UNION
-       SELECT d.name FROM walk w
-         JOIN nodes n ON n.run_id = $1 AND n.name = w.name AND n.status <> 'COMPLETED'
-         CROSS JOIN LATERAL unnest(n.downstream) AS d(name)
-     )
-     UPDATE nodes SET status = 'COMPLETED', finished_at = $3, version = version + 1
-     WHERE run_id = $1 AND name IN (SELECT name FROM walk) AND status <> 'COMPLETED'
-     RETURNING name, version`,
-    [runId, from, now],
-  );
-  return rows;
 }
 
 /**
@@ -484,14 +371,15 @@ export async function cancelRun(ctx: TransitionContext, runId: string): Promise<
           ft: now,
         })),
       };
-      await c.query(`UPDATE runs SET remaining = 0, cancelled = true, conclusion = 'CANCELLED' WHERE id = $1`, [
-        runId,
-      ]);
+      await c.query(
+        `UPDATE runs SET remaining = 0, cancelled = true, conclusion = 'CANCELLED' WHERE id = $1`,
+        [runId],
+      );
       return notice;
     }),
   );
   if (!notice) return false;
-  await publish(ctx.db, ctx.channel, [notice], ctx.logger);
+  await ctx.publisher.publish([notice]);
   return true;
 }
 
@@ -546,6 +434,6 @@ export async function orphanLapsedClaims(ctx: TransitionContext): Promise<number
     const notices = byRun.size > 20 ? [{ r: '*', all: 1, cu: 1 } satisfies Notice] : [...byRun.values()];
     return { count: rows.length, notices };
   });
-  await publish(ctx.db, ctx.channel, notices, ctx.logger);
+  await ctx.publisher.publish(notices);
   return count;
 }
