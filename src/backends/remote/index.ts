@@ -1,0 +1,2 @@
+export { NotSupportedError, RemoteApiError } from './errors.js';
+export { RemoteRepository, type RemoteRepositoryOptions } from './repository.js';

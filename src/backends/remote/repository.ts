@@ -1,0 +1,218 @@
+import { type Client, createClient, type Interceptor } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
+import { claimedFromProto, conclusionToProto, metadataToProto } from '../../api/agent-service.js';
+import { AdagioClient } from '../../client/index.js';
+import * as ag from '../../gen/adagio/rpc/agent/agent_pb.js';
+import * as pb from '../../gen/adagio/v1/adagio_pb.js';
+import type { AgentInfo, GraphSpec, Run, Stats } from '../../model/types.js';
+import { agentFromProto } from '../../model/wire.js';
+import { InvalidArgumentError, UnavailableError } from '../../protocol/errors.js';
+import type {
+  AgentRegistration,
+  ClaimedNode,
+  ClaimRequest,
+  FinishRequest,
+  Lease,
+  ListRunsQuery,
+  NodeEvent,
+  Repository,
+  RunPage,
+  SubscribeOptions,
+  WatchEvent,
+} from '../../protocol/repository.js';
+import { type CallContext, fromConnectError, NotSupportedError } from './errors.js';
+
+export interface RemoteRepositoryOptions {
+  /** Base URL of an adagiod API, e.g. http://127.0.0.1:7890. */
+  address: string;
+  /** Bearer token (the API's -agent-token or -api-token). */
+  token?: string;
+  /** Per unary call; default 30 s. The event stream has none. */
+  timeoutMs?: number;
+}
+
+/**
+ * The Repository protocol over the agent API, so the same AgentPool runs
+ * embedded or remote: leases, registration, subscribe, claim and finish go
+ * to adagio.rpc.agent.AgentService; the read/start side goes to the control
+ * plane. The store stays behind the API: this process holds no credentials
+ * but the API token. Errors come back as the protocol's typed errors.
+ */
+export class RemoteRepository implements Repository {
+  readonly address: string;
+  private readonly rpc: Client<typeof ag.AgentService>;
+  private readonly control: AdagioClient;
+  private readonly timeoutMs: number;
+
+  constructor(options: RemoteRepositoryOptions) {
+    this.address = options.address.replace(/\/+$/, '');
+    if (!/^https?:\/\/[^/]+$/i.test(this.address))
+      throw new InvalidArgumentError(`the API address must be http(s)://host:port, got "${options.address}"`);
+    const token = options.token;
+    const interceptors: Interceptor[] = token
+      ? [
+          (next) => (req) => {
+            req.header.set('Authorization', `Bearer ${token}`);
+            return next(req);
+          },
+        ]
+      : [];
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    // Connect over HTTP/1.1: passes any proxy, and server streams work on it too.
+    this.rpc = createClient(
+      ag.AgentService,
+      createConnectTransport({ baseUrl: this.address, httpVersion: '1.1', interceptors }),
+    );
+    this.control = new AdagioClient({ address: this.address, token: token ?? '', timeoutMs: this.timeoutMs });
+  }
+
+  // ---- the agent side: leases, registration, events, claims
+
+  async grantLease(ttlMs?: number): Promise<Lease> {
+    const res = await this.call({}, () => this.rpc.grantLease({ ttlMs: BigInt(ttlMs ?? 0) }, this.opts()));
+    return { id: res.lease!.id, ttlMs: Number(res.lease!.ttlMs) };
+  }
+
+  async keepAlive(leaseId: string): Promise<void> {
+    await this.call({ leaseId }, () => this.rpc.heartbeat({ leaseId }, this.opts()));
+  }
+
+  async revokeLease(leaseId: string): Promise<void> {
+    await this.call({ leaseId }, () => this.rpc.revokeLease({ leaseId }, this.opts()));
+  }
+
+  async registerAgent(leaseId: string, agent: AgentRegistration): Promise<AgentInfo> {
+    const res = await this.call({ leaseId, id: agent.id }, () =>
+      this.rpc.register(
+        { leaseId, agentId: agent.id, runtimes: agent.runtimes, hostname: agent.hostname ?? '' },
+        this.opts(),
+      ),
+    );
+    if (res.agent) return agentFromProto(res.agent);
+    return { id: agent.id, runtimes: agent.runtimes, startedAt: '', hostname: agent.hostname ?? '' };
+  }
+
+  async deregisterAgent(agentId: string): Promise<void> {
+    await this.call({ id: agentId }, () => this.rpc.deregister({ agentId }, this.opts()));
+  }
+
+  async claim(request: ClaimRequest): Promise<ClaimedNode | undefined> {
+    const ctx = { leaseId: request.leaseId, runId: request.runId, node: request.node };
+    const res = await this.call(ctx, () =>
+      this.rpc.claim(
+        {
+          runId: request.runId,
+          nodeName: request.node,
+          leaseId: request.leaseId,
+          agentId: request.agentId,
+          metadata: metadataToProto(request.metadata),
+        },
+        this.opts(),
+      ),
+    );
+    return res.claimed ? claimedFromProto(res.claimed) : undefined;
+  }
+
+  async finish(request: FinishRequest): Promise<void> {
+    await this.call({ runId: request.runId, node: request.node }, () =>
+      this.rpc.finish(
+        {
+          runId: request.runId,
+          nodeName: request.node,
+          claimId: request.claimId,
+          conclusion: conclusionToProto(request.conclusion),
+          output: request.output ?? new Uint8Array(),
+          metadata: metadataToProto(request.metadata),
+        },
+        this.opts(),
+      ),
+    );
+  }
+
+  async *subscribe(options: SubscribeOptions): AsyncIterable<NodeEvent> {
+    const { signal } = options;
+    try {
+      for await (const msg of this.rpc.subscribe({ runtimes: options.runtimes }, { signal })) {
+        const ev = msg.event;
+        if (!ev) continue;
+        yield {
+          type: ev.type === pb.Event_Type.NODE_ORPHANED ? 'NODE_ORPHANED' : 'NODE_READY',
+          runId: ev.runId,
+          node: ev.nodeName,
+          runtime: ev.runtime,
+        };
+      }
+    } catch (e) {
+      if (signal.aborted) return;
+      throw fromConnectError(e, { address: this.address });
+    }
+  }
+
+  // ---- the control-plane side, through the typed client
+
+  start(spec: GraphSpec): Promise<Run> {
+    return this.control.start(spec);
+  }
+  inspect(runId: string): Promise<Run> {
+    return this.control.inspect(runId);
+  }
+  listRuns(query?: ListRunsQuery): Promise<RunPage> {
+    return this.control.listRuns(query);
+  }
+  stats(): Promise<Stats> {
+    return this.control.stats();
+  }
+  cancel(runId: string): Promise<Run> {
+    return this.control.cancel(runId);
+  }
+  listAgents(): Promise<AgentInfo[]> {
+    return this.control.listAgents();
+  }
+  watch(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent> {
+    return this.control.watch(runId, options);
+  }
+
+  async deleteCompletedRunsBefore(_ms: number): Promise<number> {
+    throw new NotSupportedError('deleteCompletedRunsBefore');
+  }
+
+  /** Resolves when the API answers its readiness check (which pings its backend). */
+  async ping(): Promise<void> {
+    let res: Response;
+    try {
+      res = await fetch(`${this.address}/readyz`, { signal: AbortSignal.timeout(this.timeoutMs) });
+    } catch (e) {
+      throw new UnavailableError(`cannot reach the agent API at ${this.address}: ${describe(e)}`, {
+        cause: e,
+      });
+    }
+    if (!res.ok)
+      throw new UnavailableError(`the API at ${this.address} is not ready: ${(await res.text()).trim()}`);
+  }
+
+  async close(): Promise<void> {
+    // Nothing held open beyond pooled keep-alive sockets, which do not keep the process alive.
+  }
+
+  private opts(): { timeoutMs: number } {
+    return { timeoutMs: this.timeoutMs };
+  }
+
+  private async call<T>(ctx: Omit<CallContext, 'address'>, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      throw fromConnectError(e, { ...ctx, address: this.address });
+    }
+  }
+}
+
+function describe(e: unknown): string {
+  let c: unknown = e;
+  for (let i = 0; i < 5 && c; i++) {
+    const code = (c as NodeJS.ErrnoException).code;
+    if (code) return code === 'ECONNREFUSED' ? 'connection refused' : code;
+    c = (c as { cause?: unknown }).cause;
+  }
+  return (e as Error)?.message ?? String(e);
+}
