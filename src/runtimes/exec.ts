@@ -26,7 +26,7 @@ export const EXEC_ARGS = {
 };
 
 export interface ExecRuntimeOptions {
-  /** Commands allowed to run, compared exactly with the `command` argument; unset allows any. */
+  /** Globs (`*`, `?`) the `command` argument must match to run; unset allows any. */
   allow?: readonly string[];
   /** Between SIGTERM and SIGKILL when stopping a program. Default 2 s. */
   killGraceMs?: number;
@@ -35,7 +35,7 @@ export interface ExecRuntimeOptions {
 }
 
 export function execRuntime(options: ExecRuntimeOptions = {}): DefinedRuntime<typeof EXEC_ARGS> {
-  const allow = options.allow ? new Set(options.allow) : undefined;
+  const allow = options.allow ? globMatcher(options.allow) : undefined;
   const killGraceMs = options.killGraceMs ?? 2000;
   const maxOutput = options.maxOutputBytes ?? LIMITS.maxOutputBytes;
   return defineRuntime({
@@ -44,12 +44,19 @@ export function execRuntime(options: ExecRuntimeOptions = {}): DefinedRuntime<ty
     async run(args, ctx) {
       const { command } = args;
       if (!command) return { conclusion: 'ERROR', output: 'argument "command" of runtime "exec" is empty' };
-      if (allow && !allow.has(command))
+      if (allow && !allow(command))
         return {
           conclusion: 'ERROR',
-          output: `exec: command "${command}" is not allowed on this agent (allowed: ${[...allow].join(', ') || 'none'})`,
+          output: `exec: command "${command}" is not allowed on this agent (allowed: ${options.allow!.join(', ') || 'none'})`,
         };
-      const env: NodeJS.ProcessEnv = { ...process.env };
+      // The attempt's identity, so the command can log it or use ADAGIO_CLAIM_ID as an idempotency key.
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        ADAGIO_RUN_ID: ctx.runId,
+        ADAGIO_NODE: ctx.node.spec.name,
+        ADAGIO_ATTEMPT: String(ctx.attempt),
+        ADAGIO_CLAIM_ID: ctx.claimId,
+      };
       for (const entry of args.env ?? []) {
         const eq = entry.indexOf('=');
         if (eq <= 0)
@@ -218,4 +225,22 @@ class OutputBuffer {
     const body = truncateOutput(Buffer.concat(this.chunks), Math.max(0, this.max - text.byteLength));
     return new Uint8Array(Buffer.concat([body, text]));
   }
+}
+
+/**
+ * The allow-list: shell-style globs over the command as written in the graph
+ * (`*` any run of characters, `?` one), e.g. `echo`, `/usr/bin/*`, `make`.
+ */
+export function globMatcher(globs: readonly string[]): (command: string) => boolean {
+  const patterns = globs.map(
+    (g) =>
+      new RegExp(
+        `^${g
+          .split('')
+          .map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.+^${}()|[\]\\]/g, '\\$&')))
+          .join('')}$`,
+        's',
+      ),
+  );
+  return (command) => patterns.some((p) => p.test(command));
 }

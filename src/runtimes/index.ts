@@ -12,7 +12,7 @@ export * from './runtime.js';
 export * from './task.js';
 
 export interface BuiltinRuntimeOptions {
-  /** Commands `exec` may run (exact match); unset allows any. */
+  /** Globs of the commands `exec` may run; unset allows any. */
   execAllow?: string[];
   /** Random source for `debug`'s chances. */
   random?: () => number;

@@ -121,6 +121,29 @@ describe('exec runtime', () => {
     assert.match(text(no.output), /command "rm" is not allowed on this agent \(allowed: echo\)/);
   });
 
+  it('allow-list entries are globs over the command', async () => {
+    const allowed = execRuntime({ allow: ['/bin/ec*', 'tru?'] });
+    const run = (command: string) => allowed.run(context('exec', args('exec', { command })));
+    assert.equal((await run('/bin/echo')).conclusion, 'SUCCESS');
+    assert.equal((await run('true')).conclusion, 'SUCCESS');
+    assert.equal((await run('echo')).conclusion, 'ERROR', 'a glob matches the whole command, not a suffix');
+    assert.equal((await run('truee')).conclusion, 'ERROR');
+  });
+
+  it('the command sees the attempt in ADAGIO_* variables (the claim id is an idempotency key)', async () => {
+    const r = await exec.run(
+      context(
+        'exec',
+        args('exec', {
+          command: 'sh',
+          args: ['-c', 'echo "$ADAGIO_RUN_ID $ADAGIO_NODE $ADAGIO_ATTEMPT $ADAGIO_CLAIM_ID"'],
+        }),
+      ),
+    );
+    const ctx = context('exec');
+    assert.equal(text(r.output).trim(), `${ctx.runId} ${ctx.node.spec.name} ${ctx.attempt} ${ctx.claimId}`);
+  });
+
   it('a missing command argument is ERROR naming it', async () => {
     const r = await exec.run(context('exec', {}));
     assert.equal(r.conclusion, 'ERROR');
