@@ -24,7 +24,7 @@ import {
 } from '../../protocol/index.js';
 import type { Db, Queryable } from './db.js';
 import { COUNTER_SHARDS } from './migrations.js';
-import { MAX_PAYLOAD, ms, type Notice, type Publisher } from './notices.js';
+import { ms, type Notice, type Publisher } from './notices.js';
 import {
   ATTEMPT_COLUMNS,
   type AttemptRow,
@@ -152,9 +152,11 @@ export async function claimNode(ctx: TransitionContext, req: ClaimRequest): Prom
         `SELECT ${NODE_COLUMNS} FROM nodes WHERE run_id = $1 AND name = $2 AND claim_id = $3 AND status = 'RUNNING'`,
         [req.runId, req.node, claimId],
       );
-      if (mine.rows[0]) return claimed(ctx, req.runId, claimId, mine.rows[0]);
+      if (mine.rows[0]) {
+        announceClaim(ctx, req.runId, mine.rows[0]);
+        return claimed(ctx, req.runId, claimId, mine.rows[0]);
+      }
     }
-    // The notice is built in SQL from the updated row, so claim stays one round trip.
     const { rows } = await ctx.db.query<NodeRow & { attempts_json: AttemptJson[] }>(
       'claim',
       `WITH c AS (
@@ -177,25 +179,15 @@ export async function claimNode(ctx: TransitionContext, req: ClaimRequest): Prom
                    'agent_id', a.agent_id, 'started_at', a.started_at, 'finished_at', a.finished_at)), '[]')
           FROM attempts a
           WHERE a.run_id = $1
-            AND (a.node = ANY(c.upstream) OR (a.node = c.name AND c.attempt_count > 0))) AS attempts_json,
-         pg_notify($8, CASE WHEN length(p.payload) <= ${MAX_PAYLOAD} THEN p.payload
-                                 ELSE json_build_object('r', $1::text, 'rs', 'RUNNING', 'all', 1)::text END) AS notified
-       FROM c, LATERAL (SELECT json_build_object('r', $1::text, 'rs', 'RUNNING', 'ch', json_build_array(json_build_object(
-         'n', c.name, 'v', c.version, 's', 'RUNNING', 'a', c.attempt_count, 'st', c.started_at,
-         'c', json_build_object('id', c.claim_id, 'ag', c.claim_agent, 'md', c.claim_metadata))))::text AS payload) p`,
-      [
-        req.runId,
-        req.node,
-        claimId,
-        req.agentId,
-        JSON.stringify(req.metadata ?? {}),
-        now,
-        req.leaseId,
-        ctx.channel,
-      ],
+            AND (a.node = ANY(c.upstream) OR (a.node = c.name AND c.attempt_count > 0))) AS attempts_json
+       FROM c`,
+      [req.runId, req.node, claimId, req.agentId, JSON.stringify(req.metadata ?? {}), now, req.leaseId],
       { asyncCommit: true }, // see Db.fast: a lost claim only means the node runs again
     );
-    if (rows[0]) return claimedWith(req.runId, claimId, rows[0], attemptsFromJson(rows[0].attempts_json));
+    if (rows[0]) {
+      announceClaim(ctx, req.runId, rows[0]);
+      return claimedWith(req.runId, claimId, rows[0], attemptsFromJson(rows[0].attempts_json));
+    }
     const why = await ctx.db.query<{ lease: boolean; run: boolean; node: boolean }>(
       'claim',
       `SELECT EXISTS (SELECT 1 FROM leases WHERE id = $3 AND expires_at > now()) AS lease,
@@ -209,6 +201,32 @@ export async function claimNode(ctx: TransitionContext, req: ClaimRequest): Prom
     if (!w.node) throw new NotFoundError('node', `${req.runId}/${req.node}`);
     return undefined; // lost the race, or not claimable
   });
+}
+
+/**
+ * Tells watchers the node is RUNNING under its new claim (subscribers need
+ * nothing: a claim makes no node READY). Sent after the claim commits, with
+ * the process's other notices, and not awaited: a claim holds no NOTIFY lock
+ * and its caller does not wait for the wake-up. The publisher keeps this
+ * process's notices in order, so the claimer's finish notice comes after it.
+ */
+function announceClaim(ctx: TransitionContext, runId: string, row: NodeRow): void {
+  void ctx.publisher.publish([
+    {
+      r: runId,
+      rs: 'RUNNING',
+      ch: [
+        {
+          n: row.name,
+          v: row.version,
+          s: 'RUNNING',
+          a: row.attempt_count,
+          st: ms(row.started_at),
+          c: { id: row.claim_id!, ag: row.claim_agent ?? '', md: row.claim_metadata ?? {} },
+        },
+      ],
+    },
+  ]);
 }
 
 /** The node as its claimer sees it, after a retried claim found it had committed: attempts read separately. */
