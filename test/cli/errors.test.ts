@@ -9,10 +9,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { CliIO } from '../../src/cli/io.js';
-import { runCli } from '../../src/cli/main.js';
 import { type RunningDaemon, startDaemon } from '../support/daemon.js';
-import { cli, closedPort, oneErrorLine, SEVEN_NODE } from './helpers.js';
+import { cli, cliInProcess, closedPort, oneErrorLine, SEVEN_NODE } from './helpers.js';
 
 const TOKEN = 'cli-test-token';
 
@@ -34,9 +32,11 @@ describe('adagio CLI errors, help and auth', () => {
   });
 
   it('unknown run: one clear line, exit 3, for inspect, watch and cancel', async () => {
-    const results = await Promise.all(
-      ['inspect', 'watch', 'cancel'].map((cmd) => cli(['runs', cmd, '01NOSUCHRUN0000000000000000'], { env })),
-    );
+    const results = await Promise.all([
+      cli(['runs', 'inspect', '01NOSUCHRUN0000000000000000'], { env }),
+      cliInProcess(['runs', 'watch', '01NOSUCHRUN0000000000000000'], { env }),
+      cliInProcess(['runs', 'cancel', '01NOSUCHRUN0000000000000000'], { env }),
+    ]);
     for (const r of results) {
       assert.equal(r.code, 3, r.stderr);
       assert.equal(r.stdout, '');
@@ -67,14 +67,14 @@ describe('adagio CLI errors, help and auth', () => {
     const [missing, bad, shape, invalid, cycle, empty] = await Promise.all([
       cli(['runs', 'start', join(dir, 'nope.json')], { env }),
       cli(['runs', 'start', malformed], { env }),
-      cli(['runs', 'start', wrongShape], { env }),
+      cliInProcess(['runs', 'start', wrongShape], { env }),
       cli(['runs', 'start', cyclic], { env }),
-      cli(['runs', 'start', '-'], {
+      cliInProcess(['runs', 'start', '-'], {
         env,
         input:
           '{"nodes":[{"name":"a","runtime":"x"},{"name":"b","runtime":"x"}],"edges":[{"source":"a","destination":"b"},{"source":"b","destination":"a"}]}',
       }),
-      cli(['runs', 'start'], { env, input: '' }),
+      cliInProcess(['runs', 'start'], { env, input: '' }),
     ]);
     for (const r of [missing, bad, shape, invalid, cycle, empty]) {
       assert.equal(r.code, 2, r.stderr);
@@ -86,7 +86,7 @@ describe('adagio CLI errors, help and auth', () => {
     assert.equal(oneErrorLine(invalid.stderr), `adagio: ${cyclic}: invalid graph: node #3 has an empty name`);
     assert.equal(oneErrorLine(cycle.stderr), 'adagio: stdin: invalid graph: graph has a cycle: a -> b -> a');
     assert.equal(oneErrorLine(empty.stderr), 'adagio: stdin: empty input; expected a graph in JSON');
-    const stats = await cli(['stats', '--json'], { env });
+    const stats = await cliInProcess(['stats', '--json'], { env });
     assert.deepEqual(JSON.parse(stats.stdout), { stats: {} }, 'nothing reached the daemon');
   });
 
@@ -94,7 +94,7 @@ describe('adagio CLI errors, help and auth', () => {
     const port = await closedPort();
     const [flag, fromEnv] = await Promise.all([
       cli(['runs', 'ls', '--address', `http://127.0.0.1:${port}`]),
-      cli(['stats'], { env: { ADAGIO_ADDRESS: `127.0.0.1:${port}` } }),
+      cliInProcess(['stats'], { env: { ADAGIO_ADDRESS: `127.0.0.1:${port}` } }),
     ]);
     for (const r of [flag, fromEnv]) {
       assert.equal(r.code, 3);
@@ -108,10 +108,10 @@ describe('adagio CLI errors, help and auth', () => {
   it('usage errors: exit 2 with one line and where to find help', async () => {
     const [option, choice, missingArg, limit, address] = await Promise.all([
       cli(['runs', 'ls', '--bogus'], { env }),
-      cli(['runs', 'inspect', 'x', '-o', 'yaml'], { env }),
-      cli(['runs', 'inspect'], { env }),
-      cli(['runs', 'ls', '--limit', '0'], { env }),
-      cli(['stats', '--address', 'ftp://example'], { env }),
+      cliInProcess(['runs', 'inspect', 'x', '-o', 'yaml'], { env }),
+      cliInProcess(['runs', 'inspect'], { env }),
+      cliInProcess(['runs', 'ls', '--limit', '0'], { env }),
+      cliInProcess(['stats', '--address', 'ftp://example'], { env }),
     ]);
     for (const r of [option, choice, missingArg, limit, address]) assert.equal(r.code, 2, r.stderr);
     assert.equal(
@@ -136,10 +136,10 @@ describe('adagio CLI errors, help and auth', () => {
   it('auth: a missing or wrong token is refused (exit 3); --token and ADAGIO_TOKEN are sent', async () => {
     const address = daemon.address;
     const [none, wrong, flag, fromEnv] = await Promise.all([
-      cli(['stats'], { env: { ADAGIO_ADDRESS: address } }),
+      cliInProcess(['stats'], { env: { ADAGIO_ADDRESS: address } }),
       cli(['stats', '--token', 'nope'], { env: { ADAGIO_ADDRESS: address } }),
-      cli(['--token', TOKEN, 'stats'], { env: { ADAGIO_ADDRESS: address } }),
-      cli(['stats'], { env }),
+      cliInProcess(['--token', TOKEN, 'stats'], { env: { ADAGIO_ADDRESS: address } }),
+      cliInProcess(['stats'], { env }),
     ]);
     for (const r of [none, wrong]) {
       assert.equal(r.code, 3);
@@ -176,24 +176,16 @@ describe('adagio CLI errors, help and auth', () => {
       ['stats'],
     ];
     for (const path of commands) {
-      const out = { stdout: '', stderr: '' };
-      const io: CliIO = {
-        stdout: { write: (s: string) => (out.stdout += s) },
-        stderr: { write: (s: string) => (out.stderr += s) },
-        stdin: (async function* () {})(),
-        env: {},
-        now: Date.now,
-      };
-      const code = await runCli([...path, '--help'], io);
-      assert.equal(code, 0, path.join(' '));
-      assert.equal(out.stderr, '');
+      const r = await cliInProcess([...path, '--help']);
+      assert.equal(r.code, 0, path.join(' '));
+      assert.equal(r.stderr, '');
       const usage = ['Usage: adagio', ...path].join(' ');
-      assert.ok(out.stdout.startsWith(usage), `${path.join(' ')}: ${out.stdout.slice(0, 80)}`);
+      assert.ok(r.stdout.startsWith(usage), `${path.join(' ')}: ${r.stdout.slice(0, 80)}`);
     }
   });
 
   it('the example graph is accepted as is (sanity for the cases above)', async () => {
-    const r = await cli(['runs', 'start', SEVEN_NODE, '-q', '--watch'], { env });
+    const r = await cliInProcess(['runs', 'start', SEVEN_NODE, '-q', '--watch'], { env });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^[0-9A-Z]{26}\n$/);
   });

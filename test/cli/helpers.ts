@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { runCli } from '../../src/cli/main.js';
 
 /** Drives the real `adagio` binary as a subprocess, the way users and scripts run it. */
 
@@ -48,6 +49,26 @@ export function cli(args: string[], options: CliOptions = {}): Promise<CliResult
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/**
+ * The same CLI program run inside the test process (no node + tsx start-up,
+ * which costs about a second of CPU per call): for the many variations of a
+ * case, while each case is also driven through the binary at least once.
+ */
+export async function cliInProcess(args: string[], options: CliOptions = {}): Promise<CliResult> {
+  const out = { stdout: '', stderr: '' };
+  const input = options.input ?? '';
+  const code = await runCli(args, {
+    stdout: { write: (s: string) => (out.stdout += s) },
+    stderr: { write: (s: string) => (out.stderr += s) },
+    stdin: (async function* () {
+      if (input) yield input;
+    })(),
+    env: { ...options.env },
+    now: Date.now,
+  });
+  return { code, ...out };
 }
 
 /** A loopback port nothing listens on (bound, then released). */

@@ -2,7 +2,9 @@
  * `adagio` end to end: a real adagiod (memory backend, in-process exec and
  * debug agents) on a free port, driven through the CLI binary as a
  * subprocess. Covers starting (file, stdin), watching, inspecting (pretty,
- * JSON, dot), listing, cancelling, agents and stats.
+ * JSON, dot), listing, cancelling, agents and stats. Variations of a case
+ * already driven through the binary run the same program in process, to
+ * keep the suite's CPU bounded.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -10,7 +12,7 @@ import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { AdagioClient } from '../../src/client/index.js';
 import { type RunningDaemon, startDaemon } from '../support/daemon.js';
-import { cli, eventually, SEVEN_NODE } from './helpers.js';
+import { cli, cliInProcess, eventually, SEVEN_NODE } from './helpers.js';
 
 const RUN_ID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 const NODES = ['a', 'b', 'c', 'd', 'e', 'f', 'g'];
@@ -78,7 +80,7 @@ describe('adagio CLI against a real adagiod', () => {
     const w = await cli(['runs', 'watch', fromStdin], { env });
     assert.equal(w.code, 0, w.stderr);
     assert.match(w.stdout.trim().split('\n').at(-1)!, /COMPLETED SUCCESS in \S+: 7 nodes, 7 succeeded$/);
-    const quiet = await cli(['runs', 'watch', dash.stdout.trim(), '-q'], { env });
+    const quiet = await cliInProcess(['runs', 'watch', dash.stdout.trim(), '-q'], { env });
     assert.deepEqual([quiet.code, quiet.stdout, quiet.stderr], [0, '', '']);
   });
 
@@ -101,7 +103,7 @@ describe('adagio CLI against a real adagiod', () => {
   });
 
   it('inspect -o json is exactly what GET /v0/runs/{id} returns', async () => {
-    const r = await cli(['runs', 'inspect', fromFile, '-o', 'json'], { env });
+    const r = await cliInProcess(['runs', 'inspect', fromFile, '-o', 'json'], { env });
     assert.equal(r.code, 0, r.stderr);
     const json = JSON.parse(r.stdout);
     assert.equal(json.run.conclusion, 'SUCCESS');
@@ -141,29 +143,29 @@ describe('adagio CLI against a real adagiod', () => {
     for (const row of rows)
       assert.match(row, /^\S{26} +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +COMPLETED SUCCESS +0 +0 +0 +7$/);
 
-    const json = await cli(['runs', 'ls', '--json'], { env });
+    const json = await cliInProcess(['runs', 'ls', '--json'], { env });
     assert.deepEqual(JSON.parse(json.stdout), await getJson('/v0/runs'));
 
-    const one = await cli(['runs', 'ls', '--limit', '1'], { env });
+    const one = await cliInProcess(['runs', 'ls', '--limit', '1'], { env });
     assert.equal(one.code, 0, one.stderr);
     assert.equal(one.stdout.trim().split('\n').length, 2, 'a header and one run');
     const cursor = /--cursor (\S+)/.exec(one.stderr)?.[1];
     assert.ok(cursor, one.stderr);
-    const next = await cli(['runs', 'ls', '--limit', '1', '--cursor', cursor], { env });
+    const next = await cliInProcess(['runs', 'ls', '--limit', '1', '--cursor', cursor], { env });
     assert.equal(next.code, 0, next.stderr);
     assert.notEqual(next.stdout.split('\n')[1], one.stdout.split('\n')[1], 'the next page holds another run');
-    const all = await cli(['runs', 'ls', '--limit', '1', '--all', '--json'], { env });
+    const all = await cliInProcess(['runs', 'ls', '--limit', '1', '--all', '--json'], { env });
     assert.equal(JSON.parse(all.stdout).runs.length, started.length);
   });
 
   it('runs ls --since and --until take durations and RFC 3339 times', async () => {
-    const recent = await cli(['runs', 'ls', '--since', '1h', '--json'], { env });
+    const recent = await cliInProcess(['runs', 'ls', '--since', '1h', '--json'], { env });
     assert.equal(recent.code, 0, recent.stderr);
     assert.equal(JSON.parse(recent.stdout).runs.length, started.length);
     const future = new Date(Date.now() + 3_600_000).toISOString();
-    const none = await cli(['runs', 'ls', '--since', future], { env });
+    const none = await cliInProcess(['runs', 'ls', '--since', future], { env });
     assert.deepEqual([none.code, none.stdout, none.stderr], [0, '', 'adagio: no runs match\n']);
-    const old = await cli(['runs', 'ls', '--until', '2h30m', '--json'], { env });
+    const old = await cliInProcess(['runs', 'ls', '--until', '2h30m', '--json'], { env });
     assert.deepEqual(JSON.parse(old.stdout).runs ?? [], []);
     const bad = await cli(['runs', 'ls', '--since', 'yesterday'], { env });
     assert.equal(bad.code, 2);
@@ -195,9 +197,9 @@ describe('adagio CLI against a real adagiod', () => {
       r.stdout.trim().split('\n').at(-1)!,
       /COMPLETED FAIL in \S+: 3 nodes, 1 succeeded, 1 failed \(bad\), 1 unreached \(after\)$/,
     );
-    const again = await cli(['runs', 'watch', id], { env });
+    const again = await cliInProcess(['runs', 'watch', id], { env });
     assert.equal(again.code, 1, 'watching a finished failed run also exits 1');
-    const pretty = await cli(['runs', 'inspect', id], { env });
+    const pretty = await cliInProcess(['runs', 'inspect', id], { env });
     assert.match(pretty.stdout, /^bad +debug +COMPLETED +FAIL +2 \(FAIL, FAIL\) /m);
     assert.match(pretty.stdout, /^after +debug +COMPLETED +UNREACHED +0 +- +- +bad$/m);
     assert.match(pretty.stdout, /Not successful:\n +NODE .*\n +bad +2 +FAIL +debug: fail\n/);
@@ -215,7 +217,7 @@ describe('adagio CLI against a real adagiod', () => {
       ],
       edges: [{ source: 'sleepy', destination: 'next' }],
     });
-    const s = await cli(['runs', 'start', '-q'], { env, input: graph });
+    const s = await cliInProcess(['runs', 'start', '-q'], { env, input: graph });
     const id = s.stdout.trim();
     started.push(id);
     await eventually(async () =>
@@ -237,7 +239,7 @@ describe('adagio CLI against a real adagiod', () => {
         `^run ${id} COMPLETED CANCELLED in \\S+: 2 nodes, 1 cancelled \\(sleepy\\), 1 unreached \\(next\\)$`,
       ),
     );
-    const again = await cli(['runs', 'cancel', id, '--json'], { env });
+    const again = await cliInProcess(['runs', 'cancel', id, '--json'], { env });
     assert.equal(again.code, 0, 'cancel is idempotent');
     assert.equal(JSON.parse(again.stdout).run.conclusion, 'CANCELLED');
   });
@@ -249,7 +251,7 @@ describe('adagio CLI against a real adagiod', () => {
     assert.match(header!, /^ID +HOSTNAME +STARTED +RUNTIMES$/);
     assert.ok(rows.length >= 1);
     for (const row of rows) assert.match(row, /\d\dZ +(exec, debug|debug, exec)$/);
-    const json = await cli(['agents', 'ls', '--json'], { env });
+    const json = await cliInProcess(['agents', 'ls', '--json'], { env });
     assert.deepEqual(JSON.parse(json.stdout), await getJson('/v0/agents'));
   });
 
@@ -262,7 +264,7 @@ describe('adagio CLI against a real adagiod', () => {
     assert.equal(runs, started.length);
     assert.equal(nodes, 3 * 7 + 3 + 2);
     assert.deepEqual([waiting, ready, running, completed], [0, 0, 0, nodes]);
-    const json = await cli(['stats', '--json'], { env });
+    const json = await cliInProcess(['stats', '--json'], { env });
     assert.deepEqual(JSON.parse(json.stdout), await getJson('/v0/stats'));
   });
 });
