@@ -72,7 +72,8 @@ export async function main(): Promise<void> {
   process.on('SIGINT', onSigint);
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code === 'EPIPE') process.exit(EXIT.ok);
-    throw e;
+    process.stderr.write(`adagio: cannot write the output: ${e.message}\n`);
+    process.exit(EXIT.failed);
   });
   const code = await runCli(process.argv.slice(2), processIO(), { signal: controller.signal });
   process.off('SIGINT', onSigint);
