@@ -26,7 +26,8 @@ describe('adagio CLI against a real adagiod', () => {
   let fromStdin = '';
 
   before(async () => {
-    daemon = await startDaemon();
+    // A short grace period: the cancelled run's sleeping node may still be running when the suite ends.
+    daemon = await startDaemon(['--grace-period', '1s']);
     env = { ADAGIO_ADDRESS: daemon.address };
     client = new AdagioClient({ address: daemon.address });
   });
