@@ -1,0 +1,1 @@
+export { DEFAULT_ETCD_NAMESPACE, EtcdRepository, type EtcdRepositoryOptions } from './repository.js';

@@ -1,0 +1,165 @@
+/**
+ * The etcd keyspace, under one namespace prefix (default `adagio/v1/`).
+ * Names are URI-encoded so a `/` in a node or runtime name cannot forge
+ * another key. Each family is its own prefix so one range or watch reads
+ * exactly what a question needs:
+ *
+ *   r/<run>                       run record; written last at start (the commit key)
+ *   i/<inverted run id>           newest-first index: ascending ranges with a limit page it
+ *   n/<run>/<node>                node record (status, pending-upstream counter, claim)
+ *   a/<run>/<node>/<000001>       attempt n (immutable once written)
+ *   o/<W|R|U>/<run>/<node>        open nodes by status: count-only ranges give stats
+ *   t/<runtime>/q/<run>/<node>    READY queue of a runtime (subscribe lists and watches it)
+ *   t/<runtime>/u/<run>/<node>    RUNNING nodes of a runtime (orphans = u minus c)
+ *   t/<runtime>/c/<run>/<node>    the claim, bound to the holder's lease
+ *   x/<run>                       a node of the run failed for good
+ *   k/<run>/<item>                follow-up work (cancel, unreached cascade) not yet done
+ *   s/<run>                       a chunked start in progress (garbage if it never commits)
+ *   g/<agent>                     a registered agent, bound to its lease
+ *   ctr/<shard>                   total nodes stored (runs are counted by range)
+ */
+export type OpenStatus = 'W' | 'R' | 'U';
+
+const enc = (s: string) => encodeURIComponent(s);
+
+export class Keys {
+  readonly prefix: string;
+  constructor(namespace: string) {
+    this.prefix = namespace;
+  }
+
+  private k(s: string): Buffer {
+    return Buffer.from(this.prefix + s);
+  }
+
+  runs(): Buffer {
+    return this.k('r/');
+  }
+  run(run: string): Buffer {
+    return this.k(`r/${run}`);
+  }
+  /** The newest-first index: run ids with each character's order reversed, so ascending = newest first. */
+  runIndex(): Buffer {
+    return this.k('i/');
+  }
+  runIndexKey(run: string): Buffer {
+    return this.k(`i/${invert(run)}`);
+  }
+  nodes(run: string): Buffer {
+    return this.k(`n/${run}/`);
+  }
+  node(run: string, node: string): Buffer {
+    return this.k(`n/${run}/${enc(node)}`);
+  }
+  /** Name of the node from a node key. */
+  nodeName(key: Buffer, run: string): string {
+    return decodeURIComponent(key.toString().slice(this.prefix.length + 3 + run.length));
+  }
+  attempts(run: string, node?: string): Buffer {
+    return this.k(node === undefined ? `a/${run}/` : `a/${run}/${enc(node)}/`);
+  }
+  attempt(run: string, node: string, n: number): Buffer {
+    return this.k(`a/${run}/${enc(node)}/${String(n).padStart(6, '0')}`);
+  }
+  open(status: OpenStatus, run?: string): Buffer {
+    return this.k(run === undefined ? `o/${status}/` : `o/${status}/${run}/`);
+  }
+  openNode(status: OpenStatus, run: string, node: string): Buffer {
+    return this.k(`o/${status}/${run}/${enc(node)}`);
+  }
+  runtime(runtime: string): Buffer {
+    return this.k(`t/${enc(runtime)}/`);
+  }
+  queue(runtime: string, run?: string): Buffer {
+    return this.k(run === undefined ? `t/${enc(runtime)}/q/` : `t/${enc(runtime)}/q/${run}/`);
+  }
+  ready(runtime: string, run: string, node: string): Buffer {
+    return this.k(`t/${enc(runtime)}/q/${run}/${enc(node)}`);
+  }
+  runningOf(runtime: string): Buffer {
+    return this.k(`t/${enc(runtime)}/u/`);
+  }
+  running(runtime: string, run: string, node: string): Buffer {
+    return this.k(`t/${enc(runtime)}/u/${run}/${enc(node)}`);
+  }
+  claimsOf(runtime: string): Buffer {
+    return this.k(`t/${enc(runtime)}/c/`);
+  }
+  claim(runtime: string, run: string, node: string): Buffer {
+    return this.k(`t/${enc(runtime)}/c/${run}/${enc(node)}`);
+  }
+  /**
+   * Parses a key under t/<runtime>/: its kind (q, u, c), run and node.
+   * The runtime prefix is known to the caller.
+   */
+  parseRuntimeKey(key: Buffer, runtime: string): { kind: string; run: string; node: string } | undefined {
+    const rest = key.toString().slice(this.prefix.length + 3 + enc(runtime).length);
+    const [kind, run, node] = rest.split('/');
+    if (!kind || !run || node === undefined) return undefined;
+    return { kind, run, node: decodeURIComponent(node) };
+  }
+  failed(run: string): Buffer {
+    return this.k(`x/${run}`);
+  }
+  work(run?: string): Buffer {
+    return this.k(run === undefined ? 'k/' : `k/${run}/`);
+  }
+  workItem(run: string, item: string): Buffer {
+    return this.k(`k/${run}/${enc(item)}`);
+  }
+  /** The run of a work item key. */
+  workRun(key: Buffer): string {
+    return key
+      .toString()
+      .slice(this.prefix.length + 2)
+      .split('/')[0]!;
+  }
+  /** Marks a chunked run's commit in a runtime's prefix, so that runtime's subscribers re-list it. */
+  committed(runtime: string, run: string): Buffer {
+    return this.k(`t/${enc(runtime)}/k/${run}`);
+  }
+  staging(run?: string): Buffer {
+    return this.k(run === undefined ? 's/' : `s/${run}`);
+  }
+  agents(): Buffer {
+    return this.k('g/');
+  }
+  agent(id: string): Buffer {
+    return this.k(`g/${enc(id)}`);
+  }
+  counters(): Buffer {
+    return this.k('ctr/');
+  }
+  counter(shard: number): Buffer {
+    return this.k(`ctr/${shard}`);
+  }
+  all(): Buffer {
+    return this.k('');
+  }
+  /** The id after r/ of a run key. */
+  runId(key: Buffer): string {
+    return key.toString().slice(this.prefix.length + 2);
+  }
+}
+
+/** The exclusive end of a prefix range: the prefix with its last byte incremented. */
+export function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]!++;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}
+
+/** Reverses the order of printable-ASCII strings of equal length (run ids are fixed-length ULIDs). */
+export function invert(id: string): string {
+  let out = '';
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    out += c >= 0x21 && c <= 0x7e ? String.fromCharCode(0x7e - (c - 0x21)) : id[i];
+  }
+  return out;
+}

@@ -1,0 +1,201 @@
+import type { IRequestOp } from 'etcd3';
+import {
+  type Attempt,
+  type Edge,
+  emptyNodeCounts,
+  type NodeState,
+  type NodeStatus,
+  type Run,
+  type RunSummary,
+  rfc3339,
+  runConclusion,
+  runStatus,
+  type Stats,
+  ulidFloor,
+} from '../../model/index.js';
+import { InvalidArgumentError, NotFoundError } from '../../protocol/errors.js';
+import {
+  DEFAULT_LIST_LIMIT,
+  type ListRunsQuery,
+  MAX_LIST_LIMIT,
+  type RunPage,
+} from '../../protocol/repository.js';
+import type { EtcdContext } from './context.js';
+import { invert, prefixEnd } from './keys.js';
+import {
+  attemptOutput,
+  decodeAttempt,
+  decodeJson,
+  type NodeRecord,
+  nodeState,
+  type RunRecord,
+} from './records.js';
+import { countPrefix, get, getPrefix } from './store.js';
+
+/** Everything that only reads: inspect (at one revision), listing and stats. */
+
+export interface LoadedRun {
+  run: Run;
+  record: RunRecord;
+  /** The revision the run was read at. */
+  revision: string;
+  records: Map<string, NodeRecord>;
+}
+
+/** The whole run at one revision (the given one, or the newest). */
+export async function loadRun(ctx: EtcdContext, runId: string, revision?: string): Promise<LoadedRun> {
+  const { keys, store } = ctx;
+  const at = revision ? { revision } : {};
+  const res = await store.txn({
+    success: [
+      { request_range: { key: keys.run(runId), ...at } },
+      getPrefix(keys.nodes(runId), at),
+      getPrefix(keys.attempts(runId), at),
+    ],
+  });
+  const rev = revision ?? res.header.revision;
+  const runKv = res.responses[0]!.response_range.kvs[0];
+  if (!runKv) throw new NotFoundError('run', runId);
+  const record = decodeJson<RunRecord>(runKv.value);
+  const recs = res.responses[1]!.response_range.kvs.map((kv) => decodeJson<NodeRecord>(kv.value)).sort(
+    (a, b) => a.i - b.i,
+  );
+  const attempts = new Map<string, Attempt[]>();
+  const lastOutput = new Map<string, Uint8Array>();
+  const attemptPrefix = keys.attempts(runId).length;
+  for (const kv of res.responses[2]!.response_range.kvs) {
+    const name = decodeURIComponent(kv.key.subarray(attemptPrefix).toString().split('/')[0]!);
+    const list = attempts.get(name) ?? [];
+    attempts.set(name, list);
+    list.push(decodeAttempt(kv.value));
+    lastOutput.set(name, attemptOutput(kv.value));
+  }
+  // Which claims are orphaned: their claim key is gone (lease lapsed). Same revision.
+  const running = recs.filter((r) => r.s === 'RUNNING' && r.c);
+  const live = new Set<string>();
+  if (running.length > 0) {
+    const claims = await store.txn({
+      success: running.map((r) => ({
+        request_range: {
+          key: keys.claim(r.spec.runtime, runId, r.spec.name),
+          revision: rev,
+          count_only: true,
+        },
+      })),
+    });
+    running.forEach((r, i) => {
+      if (Number(claims.responses[i]!.response_range.count) > 0) live.add(r.spec.name);
+    });
+  }
+  const nodes: NodeState[] = recs.map((r) => {
+    const inputs: Record<string, Uint8Array> = {};
+    if (r.st) for (const u of r.up) inputs[u] = lastOutput.get(u) ?? new Uint8Array();
+    return nodeState(r, attempts.get(r.spec.name) ?? [], inputs, r.s === 'RUNNING' && !live.has(r.spec.name));
+  });
+  const edges: Edge[] = [];
+  for (const r of recs) for (const u of r.up) edges.push({ source: u, destination: r.spec.name });
+  const counts = emptyNodeCounts();
+  for (const n of nodes) counts[n.status]++;
+  const status = runStatus(counts);
+  const conclusion =
+    record.conclusion ??
+    (status === 'COMPLETED' ? runConclusion(nodes, record.cancelled === true) : undefined);
+  return {
+    run: { id: runId, createdAt: rfc3339(record.createdAt), nodes, edges, status, conclusion },
+    record,
+    revision: rev,
+    records: new Map(recs.map((r) => [r.spec.name, r])),
+  };
+}
+
+const RUNS_PER_TXN = 40; // three count ranges each: inside etcd's 128 ops per transaction
+
+/** Newest first through the inverted index: an ascending range with a limit, so a page costs its size. */
+export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<RunPage> {
+  const { keys, store } = ctx;
+  const limit = query.limit ?? DEFAULT_LIST_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT)
+    throw new InvalidArgumentError(`limit must be a whole number from 1 to ${MAX_LIST_LIMIT}`);
+  const base = keys.runIndex();
+  const after = (s: string) => Buffer.concat([base, Buffer.from(invert(s)), Buffer.from([0])]);
+  let start = base;
+  let end = prefixEnd(base);
+  // until (exclusive) and the cursor bound the newest end; since (inclusive) the oldest.
+  if (query.until !== undefined) start = maxBuf(start, after(ulidFloor(query.until)));
+  if (query.cursor) start = maxBuf(start, after(query.cursor));
+  if (query.since !== undefined) end = minBuf(end, after(ulidFloor(query.since)));
+  if (Buffer.compare(start, end) >= 0) return { runs: [] };
+  const res = await store.retrying('list runs', () =>
+    store.range({ key: start, range_end: end, limit: limit + 1 }),
+  );
+  const ids = res.kvs.map((kv) => kv.value.toString());
+  const page = ids.slice(0, limit);
+  const summaries: RunSummary[] = [];
+  for (let i = 0; i < page.length; i += RUNS_PER_TXN) {
+    const batch = page.slice(i, i + RUNS_PER_TXN);
+    const ops: IRequestOp[] = [];
+    for (const id of batch)
+      ops.push(
+        get(keys.run(id)),
+        countPrefix(keys.open('W', id)),
+        countPrefix(keys.open('R', id)),
+        countPrefix(keys.open('U', id)),
+      );
+    const r = await store.retrying('list runs', () => store.txn({ success: ops }));
+    batch.forEach((id, j) => {
+      const [runRes, w, rd, u] = r.responses.slice(j * 4, j * 4 + 4).map((x) => x.response_range);
+      const kv = runRes!.kvs[0];
+      if (!kv) return; // deleted in between
+      const rec = decodeJson<RunRecord>(kv.value);
+      const counts: Record<NodeStatus, number> = {
+        WAITING: Number(w!.count),
+        READY: Number(rd!.count),
+        RUNNING: Number(u!.count),
+        COMPLETED: 0,
+      };
+      counts.COMPLETED = rec.n - counts.WAITING - counts.READY - counts.RUNNING;
+      const status = runStatus(counts);
+      summaries.push({
+        id,
+        createdAt: rfc3339(rec.createdAt),
+        status,
+        conclusion:
+          rec.conclusion ?? (status === 'COMPLETED' ? (rec.cancelled ? 'CANCELLED' : undefined) : undefined),
+        nodeCounts: counts,
+      });
+    });
+  }
+  // A completed run not yet sealed (its sealer died): derive the conclusion as inspect does.
+  for (const s of summaries)
+    if (s.status === 'COMPLETED' && !s.conclusion) s.conclusion = (await loadRun(ctx, s.id)).run.conclusion;
+  return { runs: summaries, nextCursor: ids.length > limit ? page[page.length - 1] : undefined };
+}
+
+const maxBuf = (a: Buffer, b: Buffer) => (Buffer.compare(a, b) >= 0 ? a : b);
+const minBuf = (a: Buffer, b: Buffer) => (Buffer.compare(a, b) <= 0 ? a : b);
+
+/** Count-only ranges over the open-node index and the run keys, plus the node-total counters: no node is read. */
+export async function stats(ctx: EtcdContext): Promise<Stats> {
+  const { keys, store } = ctx;
+  const res = await store.retrying('stats', () =>
+    store.txn({
+      success: [
+        countPrefix(keys.runs()),
+        countPrefix(keys.open('W')),
+        countPrefix(keys.open('R')),
+        countPrefix(keys.open('U')),
+        getPrefix(keys.counters()),
+      ],
+    }),
+  );
+  const r = res.responses.map((x) => x.response_range);
+  let total = 0;
+  for (const kv of r[4]!.kvs) total += Number(kv.value.toString());
+  const counts = emptyNodeCounts();
+  counts.WAITING = Number(r[1]!.count);
+  counts.READY = Number(r[2]!.count);
+  counts.RUNNING = Number(r[3]!.count);
+  // A chunked start in progress has open keys before its counter moves: never report less than zero.
+  counts.COMPLETED = Math.max(0, total - counts.WAITING - counts.READY - counts.RUNNING);
+  return { runCount: Number(r[0]!.count), nodeCounts: counts };
+}

@@ -1,0 +1,116 @@
+import type {
+  Attempt,
+  AttemptConclusion,
+  Metadata,
+  NodeSpec,
+  NodeState,
+  NodeStatus,
+  RunConclusion,
+} from '../../model/index.js';
+import { rfc3339 } from '../../model/index.js';
+
+/** What the keys hold, and how it becomes the protocol's types. JSON except attempts (binary output). */
+
+export interface RunRecord {
+  id: string;
+  /** ms since the epoch. */
+  createdAt: number;
+  /** Node count. */
+  n: number;
+  /** Runtimes of its nodes (keys to delete with it). */
+  rts: string[];
+  cancelled?: boolean;
+  /** Written once every node completed (a cache: readers derive it when absent). */
+  conclusion?: RunConclusion;
+}
+
+export interface ClaimRecord {
+  id: string;
+  agent: string;
+  md: Metadata;
+  /** The holder's lease, decimal. The claim key holds `id` under it: finish compares both (fencing). */
+  lease: string;
+}
+
+export interface NodeRecord {
+  /** Position in the run's spec. */
+  i: number;
+  spec: NodeSpec;
+  up: string[];
+  down: string[];
+  s: NodeStatus;
+  /** Upstream nodes not yet succeeded. */
+  p: number;
+  /** Attempts recorded; FAIL and ERROR ones counted apart for the retry rule. */
+  a: number;
+  f: number;
+  e: number;
+  st?: number;
+  ft?: number;
+  c?: ClaimRecord;
+}
+
+export const encodeJson = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
+export const decodeJson = <T>(b: Buffer): T => JSON.parse(b.toString()) as T;
+
+interface AttemptHeader {
+  c: AttemptConclusion;
+  md: Metadata;
+  cl: string;
+  ag: string;
+  st: string;
+  ft: string;
+}
+
+/** An attempt: 4-byte header length, JSON header, raw output (no base64: outputs reach 1 MiB). */
+export function encodeAttempt(a: Attempt): Buffer {
+  const header = Buffer.from(
+    JSON.stringify({
+      c: a.conclusion,
+      md: a.metadata,
+      cl: a.claimId,
+      ag: a.agentId,
+      st: a.startedAt,
+      ft: a.finishedAt,
+    } satisfies AttemptHeader),
+  );
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(header.length);
+  return Buffer.concat([len, header, a.output]);
+}
+
+export function decodeAttempt(b: Buffer): Attempt {
+  const n = b.readUInt32BE(0);
+  const h = JSON.parse(b.subarray(4, 4 + n).toString()) as AttemptHeader;
+  return {
+    conclusion: h.c,
+    metadata: h.md,
+    output: new Uint8Array(b.subarray(4 + n)),
+    claimId: h.cl,
+    agentId: h.ag,
+    startedAt: h.st,
+    finishedAt: h.ft,
+  };
+}
+
+/** The last attempt's output (a successful upstream's result) without decoding the header's JSON. */
+export function attemptOutput(b: Buffer): Uint8Array {
+  return new Uint8Array(b.subarray(4 + b.readUInt32BE(0)));
+}
+
+export function nodeState(
+  rec: NodeRecord,
+  attempts: Attempt[],
+  inputs: Record<string, Uint8Array>,
+  orphaned: boolean,
+): NodeState {
+  return {
+    spec: rec.spec,
+    status: rec.s,
+    attempts,
+    startedAt: rec.st ? rfc3339(rec.st) : '',
+    finishedAt: rec.ft ? rfc3339(rec.ft) : '',
+    inputs,
+    claim: rec.c ? { id: rec.c.id, agentId: rec.c.agent, metadata: rec.c.md, orphaned } : undefined,
+  };
+}

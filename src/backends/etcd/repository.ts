@@ -1,0 +1,231 @@
+import { type Logger, silentLogger } from '../../log.js';
+import {
+  type AgentInfo,
+  type Clock,
+  type GraphSpec,
+  type IdSource,
+  type Run,
+  type Stats,
+  systemClock,
+  ulidFloor,
+  ulidSource,
+} from '../../model/index.js';
+import {
+  type AgentRegistration,
+  type ClaimedNode,
+  type ClaimRequest,
+  DEFAULT_LEASE_TTL_MS,
+  type FinishRequest,
+  InvalidArgumentError,
+  type Lease,
+  type ListRunsQuery,
+  type NodeEvent,
+  type Repository,
+  type RunPage,
+  type SubscribeOptions,
+  UnavailableError,
+  type WatchEvent,
+} from '../../protocol/index.js';
+import { type EtcdContext, TopologyCache } from './context.js';
+import { Keys } from './keys.js';
+import { Leases } from './leases.js';
+import * as reads from './reads.js';
+import { deleteCompletedRunsBefore } from './retention.js';
+import { cancelRun, sweep } from './settle.js';
+import { startRun } from './start.js';
+import { type EtcdConnectionOptions, getPrefix, Store } from './store.js';
+import { Streams } from './streams.js';
+import { claimNode, finishNode } from './transitions.js';
+
+export const DEFAULT_ETCD_NAMESPACE = 'adagio/v1/';
+
+export interface EtcdRepositoryOptions extends EtcdConnectionOptions {
+  /** Key prefix for everything this repository stores; default `adagio/v1/`. */
+  namespace?: string;
+  /** TTL of leases granted without an explicit one; default 10 s. */
+  leaseTtlMs?: number;
+  clock?: Clock;
+  ids?: IdSource;
+  /** How often unfinished work left by dead processes is looked for; 0 disables the timer. Default 5 s. */
+  sweepIntervalMs?: number;
+  logger?: Logger;
+}
+
+/**
+ * The Repository protocol on etcd v3 (DESIGN.md §3). Keyspace in keys.ts,
+ * start in start.ts, claim and finish in transitions.ts, multi-transaction
+ * work in settle.ts, reads in reads.ts, subscribe and watch in streams.ts,
+ * leases and agents in leases.ts.
+ */
+export class EtcdRepository implements Repository {
+  private readonly store: Store;
+  private readonly ctx: EtcdContext;
+  private readonly leases: Leases;
+  private readonly streams: Streams;
+  private readonly timer?: NodeJS.Timeout;
+  private sweeping = false;
+  private closed = false;
+  readonly namespace: string;
+
+  constructor(options: EtcdRepositoryOptions) {
+    if (!options.hosts || options.hosts.length === 0)
+      throw new InvalidArgumentError('etcd needs at least one address');
+    this.namespace = options.namespace ?? DEFAULT_ETCD_NAMESPACE;
+    if (!this.namespace.endsWith('/')) this.namespace += '/';
+    const logger = options.logger ?? silentLogger;
+    this.store = new Store(options, logger);
+    this.ctx = {
+      store: this.store,
+      keys: new Keys(this.namespace),
+      clock: options.clock ?? systemClock,
+      ids: options.ids ?? ulidSource(),
+      logger,
+      topology: new TopologyCache(),
+    };
+    this.leases = new Leases(
+      this.store,
+      this.ctx.keys,
+      this.ctx.clock,
+      options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
+    );
+    this.streams = new Streams(this.ctx);
+    const interval = options.sweepIntervalMs ?? 5_000;
+    if (interval > 0) {
+      this.timer = setInterval(() => void this.sweepQuietly(), interval);
+      this.timer.unref();
+    }
+  }
+
+  // ---- runs
+
+  start(spec: GraphSpec): Promise<Run> {
+    this.assertOpen();
+    return startRun(this.ctx, spec);
+  }
+
+  async inspect(runId: string): Promise<Run> {
+    this.assertOpen();
+    return (await this.store.retrying('inspect', () => reads.loadRun(this.ctx, runId))).run;
+  }
+
+  listRuns(query: ListRunsQuery = {}): Promise<RunPage> {
+    this.assertOpen();
+    return reads.listRuns(this.ctx, query);
+  }
+
+  stats(): Promise<Stats> {
+    this.assertOpen();
+    return reads.stats(this.ctx);
+  }
+
+  async cancel(runId: string): Promise<Run> {
+    this.assertOpen();
+    await cancelRun(this.ctx, runId);
+    return this.inspect(runId);
+  }
+
+  deleteCompletedRunsBefore(ms: number): Promise<number> {
+    this.assertOpen();
+    return deleteCompletedRunsBefore(this.ctx, ulidFloor(ms), ms);
+  }
+
+  // ---- leases and agents
+
+  grantLease(ttlMs?: number): Promise<Lease> {
+    this.assertOpen();
+    return this.leases.grant(ttlMs);
+  }
+
+  keepAlive(leaseId: string): Promise<void> {
+    this.assertOpen();
+    return this.leases.keepAlive(leaseId);
+  }
+
+  revokeLease(leaseId: string): Promise<void> {
+    this.assertOpen();
+    return this.leases.revoke(leaseId);
+  }
+
+  registerAgent(leaseId: string, agent: AgentRegistration): Promise<AgentInfo> {
+    this.assertOpen();
+    return this.leases.register(leaseId, agent);
+  }
+
+  deregisterAgent(agentId: string): Promise<void> {
+    this.assertOpen();
+    return this.leases.deregister(agentId);
+  }
+
+  listAgents(): Promise<AgentInfo[]> {
+    this.assertOpen();
+    return this.leases.list();
+  }
+
+  // ---- claims
+
+  claim(request: ClaimRequest): Promise<ClaimedNode | undefined> {
+    this.assertOpen();
+    return claimNode(this.ctx, request);
+  }
+
+  finish(request: FinishRequest): Promise<void> {
+    this.assertOpen();
+    return finishNode(this.ctx, request);
+  }
+
+  // ---- streams
+
+  subscribe(options: SubscribeOptions): AsyncIterable<NodeEvent> {
+    this.assertOpen();
+    return this.streams.subscribe(options);
+  }
+
+  watch(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent> {
+    this.assertOpen();
+    return this.streams.watch(runId, options);
+  }
+
+  /** One pass of the sweeper (work left by dead processes); the timer calls it, tests may too. */
+  sweep(): Promise<void> {
+    return sweep(this.ctx);
+  }
+
+  private async sweepQuietly(): Promise<void> {
+    if (this.sweeping || this.closed) return;
+    this.sweeping = true;
+    try {
+      await this.sweep();
+    } catch (e) {
+      this.ctx.logger.debug('sweep failed', { error: (e as Error).message });
+    } finally {
+      this.sweeping = false;
+    }
+  }
+
+  async ping(): Promise<void> {
+    this.assertOpen();
+    await this.store.retrying('ping', () =>
+      this.store.range({ key: this.ctx.keys.run('ping'), count_only: true }),
+    );
+  }
+
+  /** Deletes every key under the namespace (tests, and operators retiring a namespace). */
+  async deleteNamespace(): Promise<void> {
+    await this.store.txn({
+      success: [{ request_delete_range: getPrefix(this.ctx.keys.all()).request_range }],
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.streams.closeAll();
+    this.leases.close();
+    this.store.close();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new UnavailableError('etcd repository is closed');
+  }
+}

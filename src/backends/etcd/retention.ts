@@ -1,0 +1,78 @@
+import type { EtcdContext } from './context.js';
+import { decodeJson, type RunRecord } from './records.js';
+import { maybeSeal } from './settle.js';
+import { COUNTER_SHARDS } from './start.js';
+import { del, delPrefix, get, modIs, put } from './store.js';
+
+const PAGE = 200;
+
+/**
+ * Retention: deletes completed runs created before `ms` (oldest first, by
+ * run key, which sorts by creation time) with every key they own, one
+ * transaction per run that compares the run key (still completed) and moves
+ * a node-total counter shard. etcd keeps old revisions until compacted: see
+ * docs/etcd.md for auto-compaction.
+ */
+export async function deleteCompletedRunsBefore(
+  ctx: EtcdContext,
+  floorId: string,
+  ms: number,
+): Promise<number> {
+  const { keys, store } = ctx;
+  let from = keys.runs();
+  const end = keys.run(floorId);
+  let deleted = 0;
+  for (;;) {
+    const page = await store.retrying('delete completed runs', () =>
+      store.range({ key: from, range_end: end, limit: PAGE }),
+    );
+    for (const kv of page.kvs) {
+      let rec = decodeJson<RunRecord>(kv.value);
+      let rev = kv.mod_revision;
+      if (rec.createdAt >= ms) continue;
+      if (!rec.conclusion) {
+        // Completed but never sealed (its sealer died), or still open: seal decides.
+        await maybeSeal(ctx, rec.id);
+        const again = await store.range({ key: kv.key });
+        if (!again.kvs[0]) continue;
+        rec = decodeJson<RunRecord>(again.kvs[0].value);
+        rev = again.kvs[0].mod_revision;
+        if (!rec.conclusion) continue;
+      }
+      if (await deleteRun(ctx, rec, rev)) deleted++;
+    }
+    if (!page.more || page.kvs.length === 0) return deleted;
+    from = Buffer.concat([page.kvs[page.kvs.length - 1]!.key, Buffer.from([0])]);
+  }
+}
+
+async function deleteRun(ctx: EtcdContext, rec: RunRecord, rev: string): Promise<boolean> {
+  const { keys, store } = ctx;
+  const shard = Math.floor(Math.random() * COUNTER_SHARDS);
+  const counterKey = keys.counter(shard);
+  return store.retrying('delete completed runs', async () => {
+    for (;;) {
+      const c = await store.range({ key: counterKey });
+      const ckv = c.kvs[0];
+      const value = ckv ? Number(ckv.value.toString()) : 0;
+      const res = await store.txn({
+        compare: [modIs(keys.run(rec.id), rev), modIs(counterKey, ckv ? ckv.mod_revision : 0)],
+        success: [
+          del(keys.run(rec.id)),
+          del(keys.runIndexKey(rec.id)),
+          delPrefix(keys.nodes(rec.id)),
+          delPrefix(keys.attempts(rec.id)),
+          del(keys.failed(rec.id)),
+          delPrefix(keys.work(rec.id)),
+          ...(rec.rts ?? []).map((rt) => del(keys.committed(rt, rec.id))),
+          // Shards may go below zero individually; only their sum is meaningful.
+          put(counterKey, Buffer.from(String(value - rec.n))),
+        ],
+        failure: [get(keys.run(rec.id))],
+      });
+      if (res.succeeded) return true;
+      const now = res.responses[0]!.response_range.kvs[0];
+      if (!now || now.mod_revision !== rev) return false; // gone or changed: leave it
+    }
+  });
+}

@@ -1,0 +1,150 @@
+import type { IRequestOp } from 'etcd3';
+import {
+  type GraphSpec,
+  initialStatus,
+  type NodeSpec,
+  type NodeState,
+  type Run,
+  rfc3339,
+  topology,
+  validateGraph,
+} from '../../model/index.js';
+import { InvalidGraphError } from '../../protocol/errors.js';
+import type { EtcdContext } from './context.js';
+import { encodeJson, type NodeRecord, type RunRecord } from './records.js';
+import { absent, del, get, modIs, put } from './store.js';
+
+/** etcd's defaults are 128 ops and 1.5 MiB per request; stay well inside both. */
+export const MAX_TXN_OPS = 120;
+export const MAX_TXN_BYTES = 1024 * 1024;
+export const COUNTER_SHARDS = 16;
+
+/**
+ * Rule 1. A run that fits one transaction is written in one. A larger one is
+ * written in bounded chunks first (its node and index keys), then made
+ * visible by one commit transaction that writes its run key: readers reach a
+ * run only through that key, and claims compare it, so a start that dies
+ * half-way leaves nothing usable (s/<run> marks the leftovers for the sweeper).
+ */
+export async function startRun(ctx: EtcdContext, spec: GraphSpec): Promise<Run> {
+  const problems = validateGraph(spec);
+  if (problems.length > 0) throw new InvalidGraphError(problems);
+  const { keys } = ctx;
+  const now = ctx.clock.now();
+  const id = ctx.ids.next(now);
+  const topo = topology(spec);
+  const runtimes = new Set<string>();
+  const ops: IRequestOp[] = [];
+  let bytes = 0;
+  const states: NodeState[] = [];
+  spec.nodes.forEach((n, i) => {
+    const s: NodeSpec = {
+      name: n.name,
+      runtime: n.runtime,
+      metadata: n.metadata ?? {},
+      retry: n.retry ?? {},
+    };
+    const up = topo.upstream.get(n.name)!;
+    const status = initialStatus(up.length);
+    const rec: NodeRecord = {
+      i,
+      spec: s,
+      up,
+      down: topo.downstream.get(n.name)!,
+      s: status,
+      p: up.length,
+      a: 0,
+      f: 0,
+      e: 0,
+    };
+    runtimes.add(s.runtime);
+    const value = encodeJson(rec);
+    bytes += value.length + 200;
+    ops.push(put(keys.node(id, s.name), value));
+    ops.push(put(keys.openNode(status === 'READY' ? 'R' : 'W', id, s.name), Buffer.from(s.runtime)));
+    if (status === 'READY') ops.push(put(keys.ready(s.runtime, id, s.name), Buffer.alloc(0)));
+    ctx.topology.set(id, s.name, { runtime: s.runtime, up: rec.up, down: rec.down });
+    states.push({ spec: s, status, attempts: [], startedAt: '', finishedAt: '', inputs: {} });
+  });
+  const run: RunRecord = { id, createdAt: now, n: spec.nodes.length, rts: [...runtimes] };
+  const chunked = ops.length + 5 > MAX_TXN_OPS || bytes > MAX_TXN_BYTES;
+  if (chunked) await writeChunks(ctx, id, now, [...runtimes], ops);
+  const commitOps = chunked
+    ? [
+        put(keys.run(id), encodeJson(run)),
+        put(keys.runIndexKey(id), Buffer.from(id)),
+        del(keys.staging(id)),
+        // Wakes each runtime's subscribers: this run's READY nodes were written before it was visible.
+        ...[...runtimes].map((rt) => put(keys.committed(rt, id), Buffer.alloc(0))),
+      ]
+    : [put(keys.run(id), encodeJson(run)), put(keys.runIndexKey(id), Buffer.from(id)), ...ops];
+  await commit(ctx, id, spec.nodes.length, commitOps);
+  return {
+    id,
+    createdAt: rfc3339(now),
+    nodes: states,
+    edges: spec.edges.map((e) => ({ source: e.source, destination: e.destination })),
+    status: 'WAITING',
+  };
+}
+
+async function writeChunks(
+  ctx: EtcdContext,
+  id: string,
+  now: number,
+  runtimes: string[],
+  ops: IRequestOp[],
+): Promise<void> {
+  const { store, keys } = ctx;
+  await store.retrying('start (staging)', () =>
+    store.txn({ success: [put(keys.staging(id), encodeJson({ createdAt: now, runtimes }))] }),
+  );
+  let chunk: IRequestOp[] = [];
+  let size = 0;
+  const flush = async () => {
+    if (chunk.length === 0) return;
+    const success = chunk;
+    chunk = [];
+    size = 0;
+    // Plain puts: writing a chunk twice after a lost reply is harmless.
+    await store.retrying('start (chunk)', () => store.txn({ success }));
+  };
+  for (const op of ops) {
+    const n = (op.request_put?.value?.length ?? 0) + (op.request_put?.key?.length ?? 0);
+    if (chunk.length >= MAX_TXN_OPS || size + n > MAX_TXN_BYTES) await flush();
+    chunk.push(op);
+    size += n;
+  }
+  await flush();
+}
+
+/** The commit: run key, counter shard (compare-and-swap), and whatever else `ops` holds, atomically. */
+async function commit(ctx: EtcdContext, id: string, nodes: number, ops: IRequestOp[]): Promise<void> {
+  const { store, keys } = ctx;
+  const shard = Math.floor(Math.random() * COUNTER_SHARDS);
+  const counterKey = keys.counter(shard);
+  let counter = await readCounter(ctx, shard);
+  await store.retrying('start', async (attempt) => {
+    for (;;) {
+      const res = await store.txn({
+        compare: [absent(keys.run(id)), modIs(counterKey, counter.rev)],
+        success: [...ops, put(counterKey, Buffer.from(String(counter.value + nodes)))],
+        failure: [get(keys.run(id)), get(counterKey)],
+      });
+      if (res.succeeded) return;
+      // The run exists: an earlier try committed but its reply was lost.
+      if (res.responses[0]!.response_range.kvs.length > 0) {
+        if (attempt > 1) return;
+        throw new Error(`run id ${id} collided with an existing run`);
+      }
+      const kv = res.responses[1]!.response_range.kvs[0];
+      counter = { rev: kv ? kv.mod_revision : '0', value: kv ? Number(kv.value.toString()) : 0 };
+    }
+  });
+}
+
+async function readCounter(ctx: EtcdContext, shard: number): Promise<{ rev: string; value: number }> {
+  const res = await ctx.store.retrying('start', () => ctx.store.range({ key: ctx.keys.counter(shard) }));
+  const kv = res.kvs[0];
+  return { rev: kv ? kv.mod_revision : '0', value: kv ? Number(kv.value.toString()) : 0 };
+}

@@ -1,0 +1,192 @@
+import { readFileSync } from 'node:fs';
+import {
+  ClientClosedError,
+  Etcd3,
+  EtcdLeaseInvalidError,
+  GRPCGenericError,
+  GRPCInvalidArgumentError,
+  GRPCUnauthenticatedError,
+  type ICompare,
+  type IRangeRequest,
+  type IRangeResponse,
+  type IRequestOp,
+  type ITxnRequest,
+  type ITxnResponse,
+  isRecoverableError,
+} from 'etcd3';
+import type { Logger } from '../../log.js';
+import { TooLargeError, UnauthenticatedError, UnavailableError } from '../../protocol/errors.js';
+import { prefixEnd } from './keys.js';
+
+export interface EtcdConnectionOptions {
+  /** host:port or URLs; http:// is assumed unless TLS options are given. */
+  hosts: string[];
+  username?: string;
+  password?: string;
+  /** PEM files: the CA that signed etcd's certificate, and a client certificate for mutual TLS. */
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
+  /** Per-call deadline. Default 10 s. */
+  callTimeoutMs?: number;
+  /** How long an operation retries through an unreachable cluster before UnavailableError. Default 15 s. */
+  retryForMs?: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The etcd client, reduced to what the backend needs: raw KV transactions and
+ * ranges (so compares can name revisions and leases), with errors mapped to
+ * the protocol's and transient failures retried within a bound.
+ */
+export class Store {
+  readonly client: Etcd3;
+  private readonly retryForMs: number;
+  closed = false;
+
+  constructor(
+    options: EtcdConnectionOptions,
+    private readonly logger: Logger,
+  ) {
+    const tls = options.tls;
+    const secure = tls !== undefined && (tls.caFile !== undefined || tls.certFile !== undefined);
+    const hosts = options.hosts.map((h) =>
+      /^https?:\/\//.test(h) ? h : `${secure ? 'https' : 'http'}://${h}`,
+    );
+    const timeout = options.callTimeoutMs ?? 10_000;
+    this.retryForMs = options.retryForMs ?? 15_000;
+    this.client = new Etcd3({
+      hosts,
+      dialTimeout: 5_000,
+      auth: options.username ? { username: options.username, password: options.password ?? '' } : undefined,
+      credentials: secure
+        ? {
+            rootCertificate: tls.caFile ? readFileSync(tls.caFile) : Buffer.alloc(0),
+            certChain: tls.certFile ? readFileSync(tls.certFile) : undefined,
+            privateKey: tls.keyFile ? readFileSync(tls.keyFile) : undefined,
+          }
+        : undefined,
+      // Streams (watch, keepalive) live long; unary calls get a deadline so a dead member cannot hang them.
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
+      grpcOptions: { 'grpc.max_receive_message_length': 64 * 1024 * 1024 },
+    });
+  }
+
+  async txn(req: ITxnRequest): Promise<ITxnResponse> {
+    try {
+      return await this.client.kv.txn(req);
+    } catch (e) {
+      throw mapError(e);
+    }
+  }
+
+  async range(req: IRangeRequest): Promise<IRangeResponse> {
+    try {
+      return await this.client.kv.range(req);
+    } catch (e) {
+      throw mapError(e);
+    }
+  }
+
+  /**
+   * Runs `fn` again while the cluster is unreachable, with backoff, for up to
+   * retryForMs; then UnavailableError. `attempt` tells a non-idempotent
+   * operation that an earlier try may have committed without its reply.
+   */
+  async retrying<T>(what: string, fn: (attempt: number) => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.retryForMs;
+    let delay = 25;
+    for (let attempt = 1; ; attempt++) {
+      if (this.closed) throw new UnavailableError('etcd repository is closed');
+      try {
+        return await fn(attempt);
+      } catch (e) {
+        if (!isTransient(e) || this.closed) throw e;
+        if (Date.now() + delay > deadline)
+          throw new UnavailableError(`etcd unavailable during ${what}: ${(e as Error).message}`, {
+            cause: e,
+          });
+        this.logger.debug('etcd call failed; retrying', { what, attempt, error: (e as Error).message });
+        await sleep(delay);
+        delay = Math.min(delay * 2, 1_000);
+      }
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    this.client.close();
+  }
+}
+
+/** Transient: the cluster (or this member) is unreachable or between leaders; the call may succeed later. */
+export function isTransient(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  if (e instanceof UnavailableError) return !/closed/.test(e.message);
+  if (e instanceof ClientClosedError) return false;
+  if (e instanceof GRPCInvalidArgumentError || e instanceof GRPCUnauthenticatedError) return false;
+  if (isRecoverableError(e) || e.name === 'BrokenCircuitError' || e.name === 'IsolatedCircuitError')
+    return true;
+  if (e instanceof GRPCGenericError)
+    return /leader|timed out|timeout|unavailable|connect|too many requests|stopped|unhealthy|deadline|No connection/i.test(
+      e.message,
+    );
+  return /ECONNREFUSED|ECONNRESET|EPIPE|socket|No connection established|deadline/i.test(e.message);
+}
+
+function mapError(e: unknown): unknown {
+  if (!(e instanceof Error)) return e;
+  if (/request is too large|too many operations/i.test(e.message))
+    return new TooLargeError(`etcd refused the request: ${e.message}`, { cause: e });
+  if (/authentication failed|invalid auth token|user name not found|permission denied/i.test(e.message))
+    return new UnauthenticatedError(`etcd refused the credentials: ${e.message}`, { cause: e });
+  if (e instanceof ClientClosedError) return new UnavailableError('etcd repository is closed', { cause: e });
+  return e;
+}
+
+export function isLeaseNotFound(e: unknown): boolean {
+  return e instanceof EtcdLeaseInvalidError || (e instanceof Error && /lease not found/.test(e.message));
+}
+
+// ---- request builders
+
+export const put = (key: Buffer, value: Buffer, lease?: string): IRequestOp => ({
+  request_put: { key, value, lease: lease ?? 0 },
+});
+export const del = (key: Buffer): IRequestOp => ({ request_delete_range: { key } });
+export const delPrefix = (prefix: Buffer): IRequestOp => ({
+  request_delete_range: { key: prefix, range_end: prefixEnd(prefix) },
+});
+export const get = (key: Buffer): IRequestOp => ({ request_range: { key } });
+export const getPrefix = (prefix: Buffer, extra: Partial<IRangeRequest> = {}): IRequestOp => ({
+  request_range: { key: prefix, range_end: prefixEnd(prefix), ...extra },
+});
+export const countPrefix = (prefix: Buffer): IRequestOp => getPrefix(prefix, { count_only: true });
+/** The last key under a prefix (e.g. the latest attempt). */
+export const lastUnder = (prefix: Buffer): IRequestOp =>
+  getPrefix(prefix, { limit: 1, sort_order: 'Descend', sort_target: 'Key' });
+
+export const modIs = (key: Buffer, rev: string | number): ICompare => ({
+  key,
+  target: 'Mod',
+  result: 'Equal',
+  mod_revision: rev,
+});
+export const createdAt = (key: Buffer, rev: string | number): ICompare => ({
+  key,
+  target: 'Create',
+  result: 'Equal',
+  create_revision: rev,
+});
+export const absent = (key: Buffer): ICompare => ({ key, target: 'Version', result: 'Equal', version: 0 });
+export const leaseIs = (key: Buffer, lease: string): ICompare => ({
+  key,
+  target: 'Lease',
+  result: 'Equal',
+  lease,
+});
+export const valueIs = (key: Buffer, value: Buffer): ICompare => ({
+  key,
+  target: 'Value',
+  result: 'Equal',
+  value,
+});

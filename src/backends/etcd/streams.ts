@@ -1,0 +1,278 @@
+import type { IKeyValue, IRequestOp, IWatchResponse, Watcher } from 'etcd3';
+import { emptyNodeCounts, type RunConclusion, runStatus } from '../../model/index.js';
+import { NotFoundError } from '../../protocol/errors.js';
+import { EventQueue, type NodeEvent, type SubscribeOptions, type WatchEvent } from '../../protocol/index.js';
+import type { EtcdContext } from './context.js';
+import { loadRun } from './reads.js';
+import {
+  attemptOutput,
+  decodeAttempt,
+  decodeJson,
+  type NodeRecord,
+  nodeState,
+  type RunRecord,
+} from './records.js';
+import { get, getPrefix, lastUnder } from './store.js';
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((r) => {
+    const t = setTimeout(r, ms);
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        r();
+      },
+      { once: true },
+    );
+  });
+
+/**
+ * subscribe() and watch(): list at a revision R, then watch from R+1. etcd3
+ * resumes a dropped watch from the last revision it delivered; when that
+ * revision was compacted away the watcher errors and we list again at a new
+ * revision, so no READY node is ever missed (rule 8).
+ */
+export class Streams {
+  private readonly open = new Set<EventQueue<unknown>>();
+  constructor(private readonly ctx: EtcdContext) {}
+
+  subscribe(options: SubscribeOptions): AsyncIterable<NodeEvent> {
+    const queue = new EventQueue<NodeEvent>(options.signal);
+    if (queue.isClosed) return queue;
+    const ac = new AbortController();
+    this.track(queue, ac);
+    for (const rt of new Set(options.runtimes)) void this.feed(rt, queue, ac.signal);
+    return queue;
+  }
+
+  /** One runtime's READY and orphaned nodes: list, watch, and on a lost watch, list again. */
+  private async feed(runtime: string, queue: EventQueue<NodeEvent>, signal: AbortSignal): Promise<void> {
+    const { keys, store } = this.ctx;
+    let delay = 50;
+    while (!signal.aborted) {
+      try {
+        const res = await store.txn({
+          success: [
+            getPrefix(keys.queue(runtime), { keys_only: true }),
+            getPrefix(keys.runningOf(runtime), { keys_only: true }),
+            getPrefix(keys.claimsOf(runtime), { keys_only: true }),
+          ],
+        });
+        const [ready, running, claims] = res.responses.map((r) => r.response_range.kvs);
+        const emit = (type: NodeEvent['type'], kv: IKeyValue) => {
+          const k = keys.parseRuntimeKey(kv.key, runtime);
+          if (k) queue.push({ type, runId: k.run, node: k.node, runtime });
+        };
+        for (const kv of ready!) emit('NODE_READY', kv);
+        const live = new Set(
+          claims!.map((kv) => keys.parseRuntimeKey(kv.key, runtime)).map((k) => `${k?.run}/${k?.node}`),
+        );
+        for (const kv of running!) {
+          const k = keys.parseRuntimeKey(kv.key, runtime);
+          if (k && !live.has(`${k.run}/${k.node}`)) emit('NODE_ORPHANED', kv);
+        }
+        await this.watchRuntime(runtime, BigInt(res.header.revision) + 1n, queue, signal);
+        delay = 50;
+      } catch (e) {
+        if (signal.aborted) return;
+        this.ctx.logger.debug('subscription lost; listing again', { runtime, error: (e as Error).message });
+        await sleep(delay, signal);
+        delay = Math.min(delay * 2, 2_000);
+      }
+    }
+  }
+
+  /** Resolves when the signal aborts; rejects when the watch is lost for good (e.g. compacted). */
+  private async watchRuntime(
+    runtime: string,
+    from: bigint,
+    queue: EventQueue<NodeEvent>,
+    signal: AbortSignal,
+  ) {
+    const { keys, store } = this.ctx;
+    const onData = (res: IWatchResponse) => {
+      // A revision's events arrive together: a claim key deleted without its running key went with its lease.
+      const runningGone = new Set<string>();
+      for (const ev of res.events) {
+        const k = keys.parseRuntimeKey(ev.kv.key, runtime);
+        if (k?.kind === 'u' && ev.type === 'Delete')
+          runningGone.add(`${ev.kv.mod_revision}/${k.run}/${k.node}`);
+      }
+      for (const ev of res.events) {
+        const k = keys.parseRuntimeKey(ev.kv.key, runtime);
+        if (!k) {
+          // t/<rt>/k/<run>: a chunked run committed; its READY nodes were written before it was visible.
+          const committed = ev.kv.key.toString().slice(keys.runtime(runtime).length);
+          if (committed.startsWith('k/') && ev.type === 'Put') {
+            const run = committed.slice(2);
+            void store
+              .txn({ success: [getPrefix(keys.queue(runtime, run), { keys_only: true })] })
+              .then((r) => {
+                for (const kv of r.responses[0]!.response_range.kvs) {
+                  const q = keys.parseRuntimeKey(kv.key, runtime);
+                  if (q) queue.push({ type: 'NODE_READY', runId: q.run, node: q.node, runtime });
+                }
+              })
+              .catch((e: unknown) =>
+                this.ctx.logger.warn('could not list a committed run', { error: String(e) }),
+              );
+          }
+          continue;
+        }
+        if (k.kind === 'q' && ev.type === 'Put')
+          queue.push({ type: 'NODE_READY', runId: k.run, node: k.node, runtime });
+        else if (
+          k.kind === 'c' &&
+          ev.type === 'Delete' &&
+          !runningGone.has(`${ev.kv.mod_revision}/${k.run}/${k.node}`)
+        )
+          queue.push({ type: 'NODE_ORPHANED', runId: k.run, node: k.node, runtime });
+      }
+    };
+    await this.watchPrefix(keys.runtime(runtime), from, onData, signal);
+  }
+
+  /** Runs an etcd watcher until the signal aborts (resolves) or the watcher fails (rejects). */
+  private async watchPrefix(
+    prefix: Buffer,
+    from: bigint,
+    onData: (res: IWatchResponse) => void,
+    signal: AbortSignal,
+  ): Promise<void> {
+    if (signal.aborted) return;
+    const watcher: Watcher = this.ctx.store.client
+      .watch()
+      .prefix(prefix)
+      .startRevision(from.toString())
+      .watcher();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        watcher.on('data', onData);
+        watcher.on('error', reject);
+        signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+    } finally {
+      watcher.removeAllListeners('data');
+      void watcher.cancel().catch(() => undefined);
+    }
+  }
+
+  /** The snapshot at revision R, then each node key's change from R+1, until the run completes. */
+  watch(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent> {
+    const queue = new EventQueue<WatchEvent>(options.signal);
+    if (queue.isClosed) return queue;
+    const ac = new AbortController();
+    this.track(queue, ac);
+    void this.follow(runId, queue, ac.signal);
+    return queue;
+  }
+
+  private async follow(runId: string, queue: EventQueue<WatchEvent>, signal: AbortSignal): Promise<void> {
+    const { keys } = this.ctx;
+    let revision: string | undefined;
+    let records = new Map<string, NodeRecord>();
+    let delay = 50;
+    while (!signal.aborted && !queue.isClosed) {
+      try {
+        // Changes become events in order, one at a time.
+        let chain = Promise.resolve();
+        const emit = (rec: NodeRecord, rev: string) => {
+          chain = chain.then(async () => {
+            if (!queue.isClosed) await this.nodeEvent(runId, rec, rev, records, queue);
+          });
+        };
+        if (!revision) {
+          const loaded = await loadRun(this.ctx, runId);
+          revision = loaded.revision;
+          records = loaded.records;
+          queue.push({ type: 'snapshot', run: loaded.run });
+          if (loaded.run.status === 'COMPLETED') return queue.close();
+        } else {
+          // After a lost watch: report what changed while we were away, then watch from there.
+          const loaded = await loadRun(this.ctx, runId);
+          const before = records;
+          records = new Map(before);
+          for (const [name, rec] of loaded.records)
+            if (JSON.stringify(rec) !== JSON.stringify(before.get(name))) emit(rec, loaded.revision);
+          revision = loaded.revision;
+          await chain;
+          if (queue.isClosed) return;
+        }
+        const onData = (res: IWatchResponse) => {
+          for (const ev of res.events)
+            if (ev.type === 'Put') emit(decodeJson<NodeRecord>(ev.kv.value), ev.kv.mod_revision);
+        };
+        const from = BigInt(revision) + 1n;
+        await this.watchPrefix(keys.nodes(runId), from, onData, signal);
+        await chain;
+        return;
+      } catch (e) {
+        if (signal.aborted || queue.isClosed) return;
+        if (e instanceof NotFoundError) return queue.close(e);
+        // Compacted past our revision, or the store is away: read again and carry on.
+        this.ctx.logger.debug('watch lost; reading the run again', {
+          run: runId,
+          error: (e as Error).message,
+        });
+        await sleep(delay, signal);
+        delay = Math.min(delay * 2, 2_000);
+      }
+    }
+  }
+
+  /** One node's new state as a watch event, with the run's status as of that revision. */
+  private async nodeEvent(
+    runId: string,
+    rec: NodeRecord,
+    rev: string,
+    records: Map<string, NodeRecord>,
+    queue: EventQueue<WatchEvent>,
+  ): Promise<void> {
+    const { keys, store } = this.ctx;
+    records.set(rec.spec.name, rec);
+    const counts = emptyNodeCounts();
+    for (const r of records.values()) counts[r.s]++;
+    const status = runStatus(counts);
+    const at = (op: IRequestOp): IRequestOp => ({ request_range: { ...op.request_range!, revision: rev } });
+    const ops = [at(getPrefix(keys.attempts(runId, rec.spec.name)))];
+    if (rec.st) for (const u of rec.up) ops.push(at(lastUnder(keys.attempts(runId, u))));
+    ops.push(at(get(keys.run(runId))), at(get(keys.failed(runId))));
+    const r = await store.retrying('watch', () => store.txn({ success: ops }));
+    const attempts = r.responses[0]!.response_range.kvs.map((kv) => decodeAttempt(kv.value));
+    const inputs: Record<string, Uint8Array> = {};
+    if (rec.st)
+      rec.up.forEach((u, i) => {
+        const kv = r.responses[1 + i]!.response_range.kvs[0];
+        inputs[u] = kv ? attemptOutput(kv.value) : new Uint8Array();
+      });
+    let conclusion: RunConclusion | undefined;
+    if (status === 'COMPLETED') {
+      const runKv = r.responses[r.responses.length - 2]!.response_range.kvs[0];
+      const failed = r.responses[r.responses.length - 1]!.response_range.kvs.length > 0;
+      const run = runKv ? decodeJson<RunRecord>(runKv.value) : undefined;
+      conclusion = run?.cancelled ? 'CANCELLED' : failed ? 'FAIL' : 'SUCCESS';
+    }
+    queue.push({
+      type: 'node',
+      runId,
+      // A watcher sees claims as recorded; an orphan shows in inspect (its claim key is gone, the node unchanged).
+      node: nodeState(rec, attempts, inputs, false),
+      runStatus: status,
+      runConclusion: conclusion,
+    });
+    if (status === 'COMPLETED') queue.close();
+  }
+
+  private track(queue: EventQueue<unknown>, ac: AbortController): void {
+    this.open.add(queue);
+    queue.onClose = () => {
+      ac.abort();
+      this.open.delete(queue);
+    };
+  }
+
+  closeAll(): void {
+    for (const q of [...this.open]) q.close();
+  }
+}

@@ -1,0 +1,332 @@
+import type { ICompare, IRequestOp, IResponseOp } from 'etcd3';
+import { rfc3339, shouldRetry, truncateOutput } from '../../model/index.js';
+import {
+  ClaimConflictError,
+  LeaseExpiredError,
+  NotFoundError,
+  UnavailableError,
+} from '../../protocol/errors.js';
+import type { ClaimedNode, ClaimRequest, FinishRequest } from '../../protocol/repository.js';
+import type { EtcdContext } from './context.js';
+import {
+  attemptOutput,
+  type ClaimRecord,
+  decodeAttempt,
+  decodeJson,
+  encodeAttempt,
+  encodeJson,
+  type NodeRecord,
+  nodeState,
+  type RunRecord,
+} from './records.js';
+import { cascade, maybeSeal } from './settle.js';
+import {
+  absent,
+  del,
+  get,
+  getPrefix,
+  isLeaseNotFound,
+  lastUnder,
+  leaseIs,
+  modIs,
+  put,
+  valueIs,
+} from './store.js';
+
+/**
+ * Claim and finish: each one etcd transaction whose compares cover every key
+ * it read (the node, the run, the claim key, the dependents), touching the
+ * node and its direct dependents only (rule 9). A transaction that loses a
+ * race re-reads and decides again.
+ */
+
+const MAX_ROUNDS = 10_000;
+
+interface Read {
+  node?: { rec: NodeRecord; rev: string };
+  run?: { rec: RunRecord; rev: string };
+  claimLive?: boolean;
+  claimValue?: string;
+  deps: Map<string, { rec: NodeRecord; rev: string }>;
+}
+
+/** One read transaction: the node, its run, and (when the topology is known) its claim key and dependents. */
+async function readNode(ctx: EtcdContext, runId: string, name: string, withDeps: boolean): Promise<Read> {
+  const { keys, store } = ctx;
+  let topo = ctx.topology.get(runId, name);
+  const ops: IRequestOp[] = [get(keys.node(runId, name)), get(keys.run(runId))];
+  if (topo) {
+    ops.push(get(keys.claim(topo.runtime, runId, name)));
+    if (withDeps) for (const d of topo.down) ops.push(get(keys.node(runId, d)));
+  }
+  const first = await store.txn({ success: ops });
+  let res = first.responses;
+  const nodeKv = res[0]!.response_range.kvs[0];
+  const runKv = res[1]!.response_range.kvs[0];
+  const out: Read = { deps: new Map() };
+  if (runKv) out.run = { rec: decodeJson<RunRecord>(runKv.value), rev: runKv.mod_revision };
+  if (!nodeKv) return out;
+  const rec = decodeJson<NodeRecord>(nodeKv.value);
+  out.node = { rec, rev: nodeKv.mod_revision };
+  if (!topo) {
+    topo = { runtime: rec.spec.runtime, up: rec.up, down: rec.down };
+    ctx.topology.set(runId, name, topo);
+    const more: IRequestOp[] = [get(keys.claim(topo.runtime, runId, name))];
+    if (withDeps) for (const d of topo.down) more.push(get(keys.node(runId, d)));
+    // Read at the same revision so the node and its dependents agree.
+    const again = await store.txn({
+      success: more.map((op) => ({
+        request_range: { ...op.request_range!, revision: first.header.revision },
+      })),
+    });
+    res = [res[0]!, res[1]!, ...again.responses];
+    // The node may have changed since: the transaction's compare on it catches that.
+  }
+  const claimKv = res[2]!.response_range.kvs[0];
+  out.claimLive = claimKv !== undefined;
+  out.claimValue = claimKv?.value.toString();
+  if (withDeps)
+    topo.down.forEach((d, i) => {
+      const kv = res[3 + i]?.response_range.kvs[0];
+      if (kv) out.deps.set(d, { rec: decodeJson<NodeRecord>(kv.value), rev: kv.mod_revision });
+    });
+  return out;
+}
+
+/** Reads that ride along in the claim transaction: upstream outputs (inputs) and earlier attempts. */
+function claimReads(ctx: EtcdContext, runId: string, rec: NodeRecord): IRequestOp[] {
+  const ops = rec.up.map((u) => lastUnder(ctx.keys.attempts(runId, u)));
+  if (rec.a > 0) ops.push(getPrefix(ctx.keys.attempts(runId, rec.spec.name)));
+  return ops;
+}
+
+function claimedFrom(
+  runId: string,
+  rec: NodeRecord,
+  claim: ClaimRecord,
+  responses: IResponseOp[],
+  previous?: ClaimRecord,
+): ClaimedNode {
+  const inputs: Record<string, Uint8Array> = {};
+  rec.up.forEach((u, i) => {
+    const kv = responses[i]?.response_range.kvs[0];
+    inputs[u] = kv ? attemptOutput(kv.value) : new Uint8Array();
+  });
+  const attempts =
+    rec.a > 0 ? responses[rec.up.length]!.response_range.kvs.map((kv) => decodeAttempt(kv.value)) : [];
+  return {
+    runId,
+    claimId: claim.id,
+    attempt: rec.a + 1,
+    orphan: previous !== undefined,
+    previousClaimId: previous?.id,
+    previousAgentId: previous?.agent,
+    node: nodeState(rec, attempts, inputs, false),
+  };
+}
+
+/** Rule 2, and rule 3's recovery of an orphan (a RUNNING node whose claim key vanished with its lease). */
+export async function claimNode(ctx: EtcdContext, req: ClaimRequest): Promise<ClaimedNode | undefined> {
+  const { keys, store } = ctx;
+  const now = ctx.clock.now();
+  if (!/^[1-9][0-9]*$/.test(req.leaseId)) throw new LeaseExpiredError(req.leaseId);
+  const claim: ClaimRecord = {
+    id: ctx.ids.next(now),
+    agent: req.agentId,
+    md: req.metadata ?? {},
+    lease: req.leaseId,
+  };
+  return store.retrying('claim', async (attempt) => {
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const r = await readNode(ctx, req.runId, req.node, false);
+      if (!r.node) {
+        if (!r.run) throw new NotFoundError('run', req.runId);
+        throw new NotFoundError('node', `${req.runId}/${req.node}`);
+      }
+      if (!r.run || r.run.rec.cancelled) return undefined; // not yet committed, or cancelled
+      const { rec, rev } = r.node;
+      const rt = rec.spec.runtime;
+      const claimKey = keys.claim(rt, req.runId, req.node);
+      let previous: ClaimRecord | undefined;
+      const compare: ICompare[] = [
+        modIs(keys.node(req.runId, req.node), rev),
+        modIs(keys.run(req.runId), r.run.rev),
+      ];
+      const next: NodeRecord = { ...rec, c: claim };
+      const ops: IRequestOp[] = [];
+      if (rec.s === 'READY') {
+        next.s = 'RUNNING';
+        next.st = now;
+        next.ft = undefined;
+        ops.push(
+          del(keys.ready(rt, req.runId, req.node)),
+          put(keys.running(rt, req.runId, req.node), Buffer.alloc(0)),
+          del(keys.openNode('R', req.runId, req.node)),
+          put(keys.openNode('U', req.runId, req.node), Buffer.from(rt)),
+        );
+      } else if (rec.s === 'RUNNING' && rec.c) {
+        if (r.claimLive) {
+          if (attempt > 1 && rec.c.id === claim.id) return ownClaim(ctx, req.runId, rec, claim);
+          return undefined;
+        }
+        previous = rec.c;
+        compare.push(absent(claimKey));
+      } else return undefined;
+      ops.push(
+        put(keys.node(req.runId, req.node), encodeJson(next)),
+        put(claimKey, Buffer.from(claim.id), req.leaseId),
+      );
+      let res: Awaited<ReturnType<typeof store.txn>>;
+      try {
+        res = await store.txn({ compare, success: [...claimReads(ctx, req.runId, rec), ...ops] });
+      } catch (e) {
+        if (isLeaseNotFound(e)) throw new LeaseExpiredError(req.leaseId);
+        throw e;
+      }
+      if (res.succeeded) return claimedFrom(req.runId, next, claim, res.responses, previous);
+    }
+    throw new UnavailableError(`claim of ${req.runId}/${req.node} kept losing races`);
+  });
+}
+
+/** An earlier try of this claim committed but its reply was lost: rebuild what it returned. */
+async function ownClaim(
+  ctx: EtcdContext,
+  runId: string,
+  rec: NodeRecord,
+  claim: ClaimRecord,
+): Promise<ClaimedNode> {
+  const res = await ctx.store.txn({ success: claimReads(ctx, runId, { ...rec, a: rec.a }) });
+  return claimedFrom(runId, rec, claim, res.responses);
+}
+
+/** Rules 4 and 5: the attempt is recorded only while the claim key still holds this claim under its lease. */
+export async function finishNode(ctx: EtcdContext, req: FinishRequest): Promise<void> {
+  const { keys, store } = ctx;
+  const now = ctx.clock.now();
+  const output = Buffer.from(truncateOutput(req.output ?? new Uint8Array()));
+  const success = req.conclusion === 'SUCCESS';
+  const after = await store.retrying('finish', async (attempt) => {
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const r = await readNode(ctx, req.runId, req.node, success);
+      if (!r.node) {
+        if (!r.run) throw new NotFoundError('run', req.runId);
+        throw new NotFoundError('node', `${req.runId}/${req.node}`);
+      }
+      const { rec, rev } = r.node;
+      const c = rec.c;
+      if (
+        rec.s !== 'RUNNING' ||
+        !c ||
+        c.id !== req.claimId ||
+        !r.claimLive ||
+        r.claimValue !== c.id ||
+        !r.run ||
+        r.run.rec.cancelled
+      ) {
+        if (attempt > 1 && (await alreadyRecorded(ctx, req, rec))) return undefined;
+        const why = !r.run?.rec.cancelled
+          ? r.claimLive === false && c?.id === req.claimId
+            ? ', orphaned'
+            : ''
+          : ', run cancelled';
+        throw new ClaimConflictError(
+          `claim ${req.claimId} on ${req.runId}/${req.node} is not the node's live claim (node ${rec.s}${why})`,
+          req.runId,
+          req.node,
+        );
+      }
+      const rt = rec.spec.runtime;
+      const claimKey = keys.claim(rt, req.runId, req.node);
+      const compare: ICompare[] = [
+        modIs(keys.node(req.runId, req.node), rev),
+        modIs(keys.run(req.runId), r.run.rev),
+        valueIs(claimKey, Buffer.from(c.id)),
+        leaseIs(claimKey, c.lease),
+      ];
+      const previous = [
+        ...Array.from({ length: rec.f }, () => ({ conclusion: 'FAIL' as const })),
+        ...Array.from({ length: rec.e }, () => ({ conclusion: 'ERROR' as const })),
+      ];
+      const retry = shouldRetry(rec.spec, req.conclusion, previous);
+      const next: NodeRecord = {
+        ...rec,
+        a: rec.a + 1,
+        f: rec.f + (req.conclusion === 'FAIL' ? 1 : 0),
+        e: rec.e + (req.conclusion === 'ERROR' ? 1 : 0),
+        s: retry ? 'READY' : 'COMPLETED',
+        ft: retry ? undefined : now,
+        c: undefined,
+      };
+      const ops: IRequestOp[] = [
+        put(
+          keys.attempt(req.runId, req.node, next.a),
+          encodeAttempt({
+            conclusion: req.conclusion,
+            metadata: req.metadata ?? {},
+            output,
+            claimId: c.id,
+            agentId: c.agent,
+            startedAt: rec.st ? rfc3339(rec.st) : '',
+            finishedAt: rfc3339(now),
+          }),
+        ),
+        put(keys.node(req.runId, req.node), encodeJson(next)),
+        del(claimKey),
+        del(keys.running(rt, req.runId, req.node)),
+        del(keys.openNode('U', req.runId, req.node)),
+      ];
+      if (retry)
+        ops.push(
+          put(keys.openNode('R', req.runId, req.node), Buffer.from(rt)),
+          put(keys.ready(rt, req.runId, req.node), Buffer.alloc(0)),
+        );
+      let allDepsDone = true;
+      if (success) {
+        for (const d of rec.down) {
+          const dep = r.deps.get(d);
+          if (!dep) throw new NotFoundError('node', `${req.runId}/${d}`);
+          if (dep.rec.s === 'COMPLETED') continue; // unreached via another branch: nothing to count down
+          allDepsDone = false;
+          const nd: NodeRecord = { ...dep.rec, p: dep.rec.p - 1 };
+          compare.push(modIs(keys.node(req.runId, d), dep.rev));
+          if (nd.p === 0 && nd.s === 'WAITING') {
+            nd.s = 'READY';
+            ops.push(
+              del(keys.openNode('W', req.runId, d)),
+              put(keys.openNode('R', req.runId, d), Buffer.from(nd.spec.runtime)),
+              put(keys.ready(nd.spec.runtime, req.runId, d), Buffer.alloc(0)),
+            );
+          }
+          ops.push(put(keys.node(req.runId, d), encodeJson(nd)));
+        }
+      }
+      const failedForGood = !success && !retry;
+      if (failedForGood) {
+        ops.push(put(keys.failed(req.runId), Buffer.from(req.node)));
+        if (rec.down.length > 0)
+          ops.push(put(keys.workItem(req.runId, `f:${req.node}`), encodeJson({ at: now, from: rec.down })));
+      }
+      const res = await store.txn({ compare, success: ops });
+      if (res.succeeded)
+        return {
+          cascadeFrom: failedForGood && rec.down.length > 0 ? rec.down : undefined,
+          sealCheck: !retry && allDepsDone,
+        };
+    }
+    throw new UnavailableError(`finish of ${req.runId}/${req.node} kept losing races`);
+  });
+  if (!after) return;
+  if (after.cascadeFrom) await cascade(ctx, req.runId, `f:${req.node}`, after.cascadeFrom);
+  if (after.sealCheck || after.cascadeFrom) await maybeSeal(ctx, req.runId);
+}
+
+/** After a lost reply: is this claim's attempt, with this conclusion, the one recorded? */
+async function alreadyRecorded(ctx: EtcdContext, req: FinishRequest, rec: NodeRecord): Promise<boolean> {
+  if (rec.a === 0) return false;
+  const res = await ctx.store.range({ key: ctx.keys.attempt(req.runId, req.node, rec.a) });
+  const kv = res.kvs[0];
+  if (!kv) return false;
+  const a = decodeAttempt(kv.value);
+  return a.claimId === req.claimId && a.conclusion === req.conclusion;
+}
