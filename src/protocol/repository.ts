@@ -10,6 +10,7 @@ import type {
   RuntimeInfo,
   Stats,
 } from '../model/types.js';
+import { InvalidArgumentError } from './errors.js';
 
 /**
  * The Repository protocol: the one contract every backend implements
@@ -115,6 +116,15 @@ export interface ClaimedNode {
 }
 
 export type FinishConclusion = 'SUCCESS' | 'FAIL' | 'ERROR';
+const FINISH_CONCLUSIONS: readonly string[] = ['SUCCESS', 'FAIL', 'ERROR'];
+
+/** Finish takes only these conclusions (CANCELLED is cancel's); callers across a process boundary may send anything. */
+export function checkConclusion(conclusion: string): asserts conclusion is FinishConclusion {
+  if (!FINISH_CONCLUSIONS.includes(conclusion))
+    throw new InvalidArgumentError(
+      `conclusion must be SUCCESS, FAIL or ERROR, got ${JSON.stringify(conclusion)}`,
+    );
+}
 
 export interface FinishRequest {
   runId: string;

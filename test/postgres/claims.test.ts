@@ -7,7 +7,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { PostgresRepository } from '../../src/backends/postgres/index.js';
 import type { GraphSpec } from '../../src/model/index.js';
-import { ClaimConflictError, type NodeEvent } from '../../src/protocol/index.js';
+import {
+  ClaimConflictError,
+  InvalidArgumentError,
+  type NodeEvent,
+  NotFoundError,
+} from '../../src/protocol/index.js';
 import { dropSchema, postgresRepository, uniqueSchema } from '../support/postgres.js';
 
 const node = (name: string) => ({ name, runtime: 'work', metadata: {}, retry: {} });
@@ -150,6 +155,57 @@ describe('PostgreSQL claims under contention', () => {
         ['CANCELLED'],
       );
       assert.equal(byName.b!.attempts.length, 0);
+    }
+  });
+  it('concurrent finishes from one process (batched) each get their own answer', {
+    timeout: 60_000,
+  }, async () => {
+    const repo = repos[0]!;
+    const lease = await repo.grantLease(60_000);
+    // Ten runs of three independent nodes each, plus a join: siblings finish together.
+    const spec: GraphSpec = {
+      nodes: [node('x'), node('y'), node('z'), node('join')],
+      edges: ['x', 'y', 'z'].map((s) => ({ source: s, destination: 'join' })),
+    };
+    const runs = await Promise.all(Array.from({ length: 10 }, () => repo.start(spec)));
+    const claims = await Promise.all(
+      runs.flatMap((r) =>
+        ['x', 'y', 'z'].map((n) => repo.claim({ runId: r.id, node: n, leaseId: lease.id, agentId: 'batch' })),
+      ),
+    );
+    assert.ok(claims.every((c) => c !== undefined));
+    const outcomes = await Promise.allSettled([
+      ...claims.map((c, i) =>
+        repo.finish({
+          runId: c!.runId,
+          node: c!.node.spec.name,
+          claimId: c!.claimId,
+          conclusion: 'SUCCESS',
+          output: new TextEncoder().encode(`out-${i}`),
+        }),
+      ),
+      // A stale claim and an unknown run in the same burst: refused, without affecting the others.
+      repo.finish({ runId: runs[0]!.id, node: 'join', claimId: 'stale', conclusion: 'SUCCESS' }),
+      repo.finish({ runId: 'no-such-run', node: 'x', claimId: 'c', conclusion: 'SUCCESS' }),
+      // And a conclusion finish does not take.
+      repo.finish({ runId: runs[1]!.id, node: 'join', claimId: 'c', conclusion: 'CANCELLED' as 'SUCCESS' }),
+    ]);
+    const rejected = outcomes.slice(claims.length);
+    assert.ok(outcomes.slice(0, claims.length).every((o) => o.status === 'fulfilled'));
+    assert.ok(rejected[0]!.status === 'rejected' && rejected[0]!.reason instanceof ClaimConflictError);
+    assert.ok(rejected[1]!.status === 'rejected' && rejected[1]!.reason instanceof NotFoundError);
+    assert.ok(rejected[2]!.status === 'rejected' && rejected[2]!.reason instanceof InvalidArgumentError);
+    for (const [r, run] of runs.entries()) {
+      const state = await repos[2]!.inspect(run.id);
+      const join = state.nodes.find((n) => n.spec.name === 'join')!;
+      assert.equal(join.status, 'READY', `run ${r}: join READY once x, y and z succeeded`);
+      for (const [j, n] of ['x', 'y', 'z'].entries()) {
+        const stored = state.nodes.find((s) => s.spec.name === n)!;
+        assert.deepEqual(
+          stored.attempts.map((a) => [a.conclusion, new TextDecoder().decode(a.output)]),
+          [['SUCCESS', `out-${r * 3 + j}`]],
+        );
+      }
     }
   });
 });

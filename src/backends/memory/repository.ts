@@ -20,6 +20,7 @@ import {
   ClaimConflictError,
   type ClaimedNode,
   type ClaimRequest,
+  checkConclusion,
   DEFAULT_LEASE_TTL_MS,
   DEFAULT_LIST_LIMIT,
   EventQueue,
@@ -290,6 +291,7 @@ export class MemoryRepository implements Repository {
 
   async finish(request: FinishRequest): Promise<void> {
     this.assertOpen();
+    checkConclusion(request.conclusion);
     const node = this.getNode(request.runId, request.node);
     const ok = finishNode(
       node,

@@ -26,6 +26,7 @@ import {
   type WatchEvent,
 } from '../../protocol/index.js';
 import { Db } from './db.js';
+import { FinishBatcher } from './finishes.js';
 import * as leases from './leases.js';
 import { Listener } from './listener.js';
 import { migrate } from './migrations.js';
@@ -113,6 +114,7 @@ export class PostgresRepository implements Repository {
       db: this.db,
       channel: this.channel,
       publisher: new Publisher(this.db, this.channel, this.logger),
+      finishes: new FinishBatcher(this.db),
       logger: this.logger,
       clock: options.clock ?? systemClock,
       ids: options.ids ?? ulidSource(),

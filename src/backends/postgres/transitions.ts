@@ -17,12 +17,14 @@ import {
   ClaimConflictError,
   type ClaimedNode,
   type ClaimRequest,
+  checkConclusion,
   type FinishRequest,
   InvalidGraphError,
   LeaseExpiredError,
   NotFoundError,
 } from '../../protocol/index.js';
-import type { Db, Queryable } from './db.js';
+import type { Db } from './db.js';
+import type { FinishBatcher } from './finishes.js';
 import { COUNTER_SHARDS } from './migrations.js';
 import { ms, type Notice, type Publisher } from './notices.js';
 import {
@@ -51,6 +53,8 @@ export interface TransitionContext {
   channel: string;
   /** Sends notices after their transaction commits, coalescing concurrent ones. */
   publisher: Publisher;
+  /** Runs finishes, batching concurrent ones. */
+  finishes: FinishBatcher;
   logger: Logger;
   clock: Clock;
   ids: IdSource;
@@ -279,31 +283,22 @@ function attemptsFromJson(rows: AttemptJson[]): AttemptRow[] {
   }));
 }
 
-type FinishResult =
-  | { notice: Notice }
-  | { recorded: true }
-  | { missing: 'run' | 'node' }
-  | { conflict: true; status: string; orphaned: boolean; cancelled: boolean };
-
 /**
- * Rules 4 and 5: fenced by the claim, in one statement. The transition is
- * the finish_attempt function (migration 2): one round trip, and the run's
- * row lock, which serialises finishes within a run, is held only while the
- * function runs.
+ * Rules 4 and 5, fenced by the claim: the finish_attempt function (migration
+ * 2) in one round trip, batched with this process's concurrent finishes
+ * (finishes.ts). The run's row lock, which serialises finishes within a
+ * run, is held only while the statement runs and commits.
  */
 export async function finishNode(ctx: TransitionContext, req: FinishRequest): Promise<void> {
-  const now = ctx.clock.now();
-  const output = toBuffer(truncateOutput(req.output ?? new Uint8Array()));
-  const metadata = JSON.stringify(req.metadata ?? {});
-  const result = await ctx.db.retrying('finish', async (attempt) => {
-    const { rows } = await ctx.db.query<{ r: FinishResult }>(
-      'finish',
-      'SELECT finish_attempt($1, $2, $3, $4, $5, $6, $7, $8) AS r',
-      // A repeated try may find its own attempt stored: the earlier try committed but its reply was lost.
-      [req.runId, req.node, req.claimId, req.conclusion, metadata, output, now, attempt > 1],
-      { repeatOnDeadlock: true },
-    );
-    return rows[0]!.r;
+  checkConclusion(req.conclusion);
+  const result = await ctx.finishes.submit({
+    runId: req.runId,
+    node: req.node,
+    claimId: req.claimId,
+    conclusion: req.conclusion,
+    metadata: JSON.stringify(req.metadata ?? {}),
+    output: toBuffer(truncateOutput(req.output ?? new Uint8Array())),
+    now: ctx.clock.now(),
   });
   if ('notice' in result) return ctx.publisher.publish([result.notice]);
   if ('recorded' in result) return;
