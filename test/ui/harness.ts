@@ -46,7 +46,8 @@ export interface WatchedPage {
 }
 
 export async function startUi(daemonArgs: string[] = [], token?: string): Promise<Ui> {
-  const daemon = await startDaemon(['--backend-type', 'memory', ...daemonArgs]);
+  // A short grace period: tests leave cancelled sleepers behind, and stopping should not wait for them.
+  const daemon = await startDaemon(['--backend-type', 'memory', '--grace-period', '1s', ...daemonArgs]);
   let browser: Browser;
   try {
     browser = await chromium.launch({
@@ -148,4 +149,13 @@ export function nodeSelector(name: string, look?: string): string {
 
 function cssString(s: string): string {
   return s.replace(/["\\]/g, (c) => `\\${c}`).replace(/\n/g, '\\a ');
+}
+
+/** Polls `check` until it returns true (a condition, never a fixed sleep), failing after `timeoutMs`. */
+export async function until(what: string, check: () => Promise<boolean>, timeoutMs = WAIT_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }

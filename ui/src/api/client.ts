@@ -11,8 +11,11 @@ const bearer: Interceptor = (next) => async (req) => {
 };
 
 // The UI is served by adagiod itself, so the API is on the same origin.
+// Binary protobuf, not JSON: a big run's snapshot and its stream of node
+// transitions decode several times faster, which keeps the page responsive.
 const transport = createConnectTransport({
   baseUrl: window.location.origin,
+  useBinaryFormat: true,
   interceptors: [bearer],
 });
 

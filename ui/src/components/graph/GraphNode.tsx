@@ -26,7 +26,9 @@ const LABEL: Record<NodeLook, string> = {
 /**
  * One node of the run graph. Memoised: React Flow re-renders it only when its
  * data object changes, i.e. when this node had a transition.
- * Names and runtimes are rendered as text (React escapes them).
+ * Names and runtimes are rendered as text (React escapes them). The handles
+ * are invisible but needed: React Flow measures them whenever a node mounts,
+ * and a node without them would lose its edges.
  */
 function GraphNodeView({ data, selected }: NodeProps<GraphFlowNode>) {
   return (

@@ -4,9 +4,12 @@ import {
   type Edge as FlowEdge,
   MarkerType,
   MiniMap,
+  type NodeHandle,
+  Position,
   ReactFlow,
   ReactFlowProvider,
   useReactFlow,
+  useStore,
 } from '@xyflow/react';
 import { useCallback, useEffect, useMemo, useRef } from 'react';
 import type { Node } from '../../../../src/gen/adagio/v1/adagio_pb.js';
@@ -19,8 +22,16 @@ import { RoutedEdge } from './RoutedEdge.js';
 // Defined once: React Flow warns (and re-mounts nodes) when nodeTypes changes identity.
 const nodeTypes = { adagio: GraphNode };
 const edgeTypes = { routed: RoutedEdge };
-const ARROW = { type: MarkerType.ArrowClosed, width: 16, height: 16 };
+// Darker than React Flow's default grey: edges must stay visible at the zoom a big run opens at.
+const EDGE_COLOUR = '#6b7280';
+const ARROW = { type: MarkerType.ArrowClosed, width: 14, height: 14, color: EDGE_COLOUR };
 const FIT = { maxZoom: 1, minZoom: 0.05 };
+const MEASURED = { width: NODE_WIDTH, height: NODE_HEIGHT };
+// Where edges attach: the middle of the left (in) and right (out) sides, as GraphNode's <Handle>s.
+const HANDLES: NodeHandle[] = [
+  { type: 'target', position: Position.Left, x: 0, y: NODE_HEIGHT / 2 - 0.5, width: 1, height: 1 },
+  { type: 'source', position: Position.Right, x: NODE_WIDTH - 1, y: NODE_HEIGHT / 2 - 0.5, width: 1, height: 1 },
+];
 const PRO = { hideAttribution: true };
 // Module-level so its identity never changes: a new function would re-render every minimap node.
 const miniMapClass = (n: GraphFlowNode) => `mm look-${n.data.look}`;
@@ -94,6 +105,11 @@ function Graph({ shape, nodes, selected, onSelect }: Props) {
   const big = shape.names.length > BIG;
   const onNodeClick = useCallback((_: unknown, n: GraphFlowNode) => onSelect(n.id), [onSelect]);
   const onPaneClick = useCallback(() => onSelect(undefined), [onSelect]);
+  // Set once the user pans or zooms (event is null for the view's own moves): stop re-framing then.
+  const userMoved = useRef(false);
+  const onMoveStart = useCallback((event: unknown) => {
+    if (event) userMoved.current = true;
+  }, []);
   return (
     <div className="run-graph" data-layout={exact ? 'elk' : 'quick'}>
       <ReactFlow<GraphFlowNode>
@@ -113,6 +129,7 @@ function Graph({ shape, nodes, selected, onSelect }: Props) {
         defaultViewport={big ? cornerViewport(positions) : undefined}
         onNodeClick={onNodeClick}
         onPaneClick={onPaneClick}
+        onMoveStart={onMoveStart}
         proOptions={PRO}
       >
         <Background gap={24} />
@@ -120,7 +137,7 @@ function Graph({ shape, nodes, selected, onSelect }: Props) {
         {shape.names.length > 20 && (
           <MiniMap<GraphFlowNode> pannable zoomable nodeClassName={miniMapClass} />
         )}
-        <FitOnLayout positions={positions} big={big} />
+        <FitOnLayout positions={positions} big={big} userMoved={userMoved} />
       </ReactFlow>
     </div>
   );
@@ -138,6 +155,11 @@ function toFlowNode(
     position: pos ?? { x: 0, y: 0 },
     width: NODE_WIDTH,
     height: NODE_HEIGHT,
+    // Size and handles known up front: React Flow otherwise mounts every new or
+    // changed node object (visible or not) just to measure it, which on a
+    // 1,000-node run meant re-mounting every node that had a transition.
+    measured: MEASURED,
+    handles: HANDLES,
     selected,
     data: {
       name,
@@ -160,8 +182,20 @@ function cornerViewport(positions: Positions): { x: number; y: number; zoom: num
   return { x: 40 - minX * BIG_ZOOM, y: 40 - minY * BIG_ZOOM, zoom: BIG_ZOOM };
 }
 
-/** Re-frames the view when the better (ELK) layout replaces the quick one. */
-function FitOnLayout({ positions, big }: { positions: Positions; big: boolean }) {
+/**
+ * Re-frames the view when the better (ELK) layout replaces the quick one, and
+ * (small runs) when the graph area changes size, e.g. the node panel opens, so
+ * the whole run stays in view until the user pans or zooms themselves.
+ */
+function FitOnLayout({
+  positions,
+  big,
+  userMoved,
+}: {
+  positions: Positions;
+  big: boolean;
+  userMoved: { current: boolean };
+}) {
   const flow = useReactFlow();
   const first = useRef(true);
   useEffect(() => {
@@ -176,5 +210,26 @@ function FitOnLayout({ positions, big }: { positions: Positions; big: boolean })
     });
     return () => cancelAnimationFrame(id);
   }, [positions, big, flow]);
+
+  const domNode = useStore((s) => s.domNode);
+  useEffect(() => {
+    if (big || !domNode) return;
+    let frame = 0;
+    let last = '';
+    const observer = new ResizeObserver(([entry]) => {
+      const size = entry ? `${Math.round(entry.contentRect.width)}x${Math.round(entry.contentRect.height)}` : '';
+      if (size === last) return;
+      const initial = last === '';
+      last = size;
+      if (initial || userMoved.current) return;
+      cancelAnimationFrame(frame);
+      frame = requestAnimationFrame(() => void flow.fitView(FIT));
+    });
+    observer.observe(domNode);
+    return () => {
+      observer.disconnect();
+      cancelAnimationFrame(frame);
+    };
+  }, [big, domNode, flow, userMoved]);
   return null;
 }
