@@ -8,6 +8,7 @@ import {
   screenshot,
   startUi,
   type Ui,
+  until,
   WAIT_MS,
 } from './harness.js';
 
@@ -58,6 +59,7 @@ describe('run page', { timeout: 180_000 }, () => {
     );
     const problems = page.getByRole('list', { name: 'problems' });
     await problems.getByText('unknown destination node "ghost"').waitFor();
+    await screenshot(page, 'start-page-invalid-graph');
     assert.equal(await page.getByRole('button', { name: 'Start run' }).isDisabled(), true);
     await editor.fill('{"nodes": [');
     await problems.locator('li').first().waitFor();
@@ -79,7 +81,9 @@ describe('run page', { timeout: 180_000 }, () => {
     const runId = decodeURIComponent(new URL(page.url()).pathname.split('/').pop()!);
 
     // Each step turns green as it finishes; the page follows the Watch stream.
-    for (const name of ['fetch', 'parse', 'report'])
+    await page.locator(nodeSelector('fetch', 'success')).waitFor();
+    await screenshot(page, 'run-page-live'); // mid-run: some green, one running, one waiting
+    for (const name of ['parse', 'report'])
       await page.locator(nodeSelector(name, 'success')).waitFor({ timeout: WAIT_MS });
     await page.locator('.run-head [data-look="fail"]').first().waitFor();
     const looks = await page.evaluate<Record<string, string[]>>('window.__looks');
@@ -103,6 +107,14 @@ describe('run page', { timeout: 180_000 }, () => {
     await panel.locator('.attempt .badge[data-look="fail"]').waitFor();
     const output = await panel.locator('.attempt pre.output').first().textContent();
     assert.match(output ?? '', /^debug: fail \(slept 200ms\)$/);
+    // The graph re-frames beside the panel: no node hides behind it.
+    await until('the graph to fit beside the node panel', async () => {
+      const edge = (await panel.boundingBox())?.x ?? 0;
+      const boxes = await Promise.all(
+        ['fetch', 'parse', 'report', 'broken'].map((n) => page.locator(nodeSelector(n)).boundingBox()),
+      );
+      return boxes.every((b) => b !== null && b.x + b.width <= edge);
+    });
     await panel.getByText('runtime').first().waitFor();
     assert.equal(
       await panel.locator('.kv-row', { hasText: 'conclusion' }).first().locator('code').textContent(),

@@ -106,8 +106,9 @@ function Graph({ shape, nodes, selected, onSelect }: Props) {
   const onNodeClick = useCallback((_: unknown, n: GraphFlowNode) => onSelect(n.id), [onSelect]);
   const onPaneClick = useCallback(() => onSelect(undefined), [onSelect]);
   // Set once the user pans or zooms (event is null for the view's own moves): stop re-framing then.
+  // onMove, not onMoveStart: a plain click on a node starts a pan gesture that never moves.
   const userMoved = useRef(false);
-  const onMoveStart = useCallback((event: unknown) => {
+  const onMove = useCallback((event: unknown) => {
     if (event) userMoved.current = true;
   }, []);
   return (
@@ -129,7 +130,7 @@ function Graph({ shape, nodes, selected, onSelect }: Props) {
         defaultViewport={big ? cornerViewport(positions) : undefined}
         onNodeClick={onNodeClick}
         onPaneClick={onPaneClick}
-        onMoveStart={onMoveStart}
+        onMove={onMove}
         proOptions={PRO}
       >
         <Background gap={24} />
