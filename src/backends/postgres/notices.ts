@@ -91,7 +91,11 @@ export class Publisher {
     private readonly logger: Logger,
   ) {}
 
-  /** Resolves once the notices were sent (or sending failed, which is logged: listeners catch up). */
+  /**
+   * Resolves once the notices were sent (or sending failed, which is logged:
+   * listeners catch up). Transitions on the hot path do not wait for it: the
+   * order of this process's notices is kept either way.
+   */
   publish(notices: Notice[]): Promise<void> {
     if (notices.length === 0) return Promise.resolve();
     for (const n of notices) this.pending.push(encodeNotice(n));
@@ -100,27 +104,36 @@ export class Publisher {
     return sent;
   }
 
+  /** Resolves once every notice published so far has been sent (close() waits for this). */
+  idle(): Promise<void> {
+    if (!this.flushing && this.pending.length === 0) return Promise.resolve();
+    const sent = new Promise<void>((resolve) => this.waiters.push(resolve));
+    if (!this.flushing) void this.flush();
+    return sent;
+  }
+
   private async flush(): Promise<void> {
     this.flushing = true;
     try {
-      while (this.pending.length > 0) {
+      while (this.pending.length > 0 || this.waiters.length > 0) {
         const payloads = this.pending;
         const waiters = this.waiters;
         this.pending = [];
         this.waiters = [];
-        try {
-          await this.db.query(
-            'notify',
-            'SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload',
-            [this.channel, payloads],
-            { asyncCommit: true },
-          );
-        } catch (e) {
-          this.logger.debug('notices not sent; listeners will catch up', {
-            count: payloads.length,
-            error: (e as Error).message,
-          });
-        }
+        if (payloads.length > 0)
+          try {
+            await this.db.query(
+              'notify',
+              'SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload',
+              [this.channel, payloads],
+              { asyncCommit: true },
+            );
+          } catch (e) {
+            this.logger.debug('notices not sent; listeners will catch up', {
+              count: payloads.length,
+              error: (e as Error).message,
+            });
+          }
         for (const w of waiters) w();
       }
     } finally {

@@ -295,6 +295,8 @@ export class PostgresRepository implements Repository {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.streams.closeAll();
+    // Notices of transitions already made still go out: other processes are waiting for them.
+    await this.ctx.publisher.idle();
     await this.listener.close();
     await this.db.end();
   }

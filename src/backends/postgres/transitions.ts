@@ -120,7 +120,8 @@ export async function startRun(ctx: TransitionContext, spec: GraphSpec): Promise
       [id, now, JSON.stringify(edges), rows.length, JSON.stringify(rows), shard],
     ),
   );
-  await ctx.publisher.publish([notice]);
+  // Not awaited: the run is stored; its wake-up follows in this process's next NOTIFY batch.
+  void ctx.publisher.publish([notice]);
   return {
     id,
     createdAt: rfc3339(now),
@@ -300,7 +301,11 @@ export async function finishNode(ctx: TransitionContext, req: FinishRequest): Pr
     output: toBuffer(truncateOutput(req.output ?? new Uint8Array())),
     now: ctx.clock.now(),
   });
-  if ('notice' in result) return ctx.publisher.publish([result.notice]);
+  if ('notice' in result) {
+    // Not awaited: the result is recorded; the wake-up follows in this process's next NOTIFY batch.
+    void ctx.publisher.publish([result.notice]);
+    return;
+  }
   if ('recorded' in result) return;
   if ('missing' in result)
     throw result.missing === 'run'
