@@ -1,0 +1,52 @@
+import { EtcdCluster } from '../support/etcd.js';
+import { PrivatePostgres, uniqueSchema } from '../support/postgres.js';
+import type { ChaosBackend } from './harness.js';
+
+/** A private PostgreSQL server (restartable without touching the shared one); disrupt = restart it. */
+export async function chaosPostgres(): Promise<ChaosBackend> {
+  const pg = await PrivatePostgres.start();
+  return {
+    name: 'postgres',
+    args: [
+      '--backend-type',
+      'postgres',
+      '--postgres-url',
+      pg.url,
+      '--postgres-schema',
+      uniqueSchema('chaos'),
+    ],
+    disrupt: async () => {
+      await pg.restart();
+      return 'PostgreSQL restarted';
+    },
+    teardown: async () => pg.destroy(),
+  };
+}
+
+/** A 3-member etcd cluster on loopback; disrupt = kill -9 one member, then bring it back. */
+export async function chaosEtcd(): Promise<ChaosBackend> {
+  const cluster = await EtcdCluster.start(3);
+  let next = 0;
+  return {
+    name: 'etcd (3 members)',
+    args: [
+      '--backend-type',
+      'etcd',
+      '--etcd-addresses',
+      cluster.endpoints.join(','),
+      '--etcd-namespace',
+      `chaos-${process.pid}/`,
+    ],
+    disrupt: async () => {
+      const i = next++ % cluster.members.length;
+      const member = cluster.members[i]!;
+      await member.kill();
+      // Load goes on against the two survivors for a while before the member returns.
+      await new Promise((r) => setTimeout(r, 1500));
+      member.start('existing');
+      await member.ready();
+      return `etcd member ${member.spec.name} killed -9 and restarted`;
+    },
+    teardown: () => cluster.destroy(),
+  };
+}
