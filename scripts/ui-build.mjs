@@ -2,7 +2,8 @@
 // Used by scripts/test.mjs before the UI tests; `node scripts/ui-build.mjs` runs it alone.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 // What the bundle is made of: the UI itself, plus the generated protobuf code and the
 // model helpers (validation, wire mapping) it imports from src/.
@@ -41,4 +42,5 @@ export function ensureUiBuilt(root) {
   return r.status === 0;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) process.exit(ensureUiBuilt(process.cwd()) ? 0 : 1);
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href)
+  process.exit(ensureUiBuilt(process.cwd()) ? 0 : 1);

@@ -19,6 +19,8 @@ export default defineConfig({
     // The layout engine (elkjs) is large but runs only in the worker; the warning is noise here.
     chunkSizeWarningLimit: 2000,
     reportCompressedSize: false,
+    // elkjs makes the worker transform slow on a loaded machine; the timing warning is noise too.
+    rolldownOptions: { checks: { bundlerTimings: false } },
   },
   worker: { format: 'es' },
   server: {

@@ -41,7 +41,13 @@ describe('UI with the API token on', { timeout: 120_000 }, () => {
     // Start a run and follow it live: Start and the Watch stream carry the token.
     await page.reload();
     await page.getByRole('link', { name: 'Start a run' }).first().click();
-    await page.getByLabel('graph JSON').fill(graphJson(chain(debugNode('one', '300ms'), debugNode('two'))));
+    // This time the graph comes as an uploaded file.
+    await page.locator('input[type="file"]').setInputFiles({
+      name: 'graph.json',
+      mimeType: 'application/json',
+      buffer: Buffer.from(graphJson(chain(debugNode('one', '300ms'), debugNode('two')))),
+    });
+    await page.getByText('Valid graph: 2 nodes, 1 edges.').waitFor();
     await page.getByRole('button', { name: 'Start run' }).click();
     await page.waitForURL(/\/runs\/[0-9A-Z]+$/);
     await page.locator(nodeSelector('two', 'success')).waitFor();
