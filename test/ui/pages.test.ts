@@ -56,6 +56,9 @@ describe('overview and runs list', { timeout: 150_000 }, () => {
     await rows.first().getByRole('link').click();
     await page.waitForURL(`${ui.base}/runs/${ids.running}`);
     await page.locator('.run-title .badge', { hasText: 'running' }).waitFor();
+    // A run that does not exist says so (deep link, served by adagiod as the app).
+    await page.goto(`${ui.base}/runs/01NOSUCHRUN0000000000000000`);
+    await page.getByRole('heading', { name: 'Run not found' }).waitFor();
     assert.deepEqual(w.dialogs, []);
     assert.deepEqual(w.errors, []);
   });
