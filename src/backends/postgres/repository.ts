@@ -36,7 +36,13 @@ import { Streams } from './streams.js';
 import { cancelRun, claimNode, finishNode, startRun, type TransitionContext } from './transitions.js';
 
 export interface PostgresRepositoryOptions {
-  /** libpq-style URL; TLS via its parameters (sslmode, sslrootcert, …). */
+  /**
+   * libpq-style URL. TLS is set by its parameters, for pooled and LISTEN
+   * connections alike: `sslmode=verify-full&sslrootcert=/path/ca.pem` (and
+   * `sslcert`/`sslkey` for client certificates). Note that with this client
+   * `sslmode=require` verifies the certificate too; `sslmode=no-verify`
+   * encrypts without verifying. Tested in test/postgres/tls.test.ts.
+   */
   connectionString: string;
   /** Schema holding Adagio's tables; created and migrated at start. */
   schema?: string;
