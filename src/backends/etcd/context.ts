@@ -1,5 +1,5 @@
 import type { Logger } from '../../log.js';
-import type { Clock, IdSource } from '../../model/index.js';
+import type { Clock, IdSource, NodeSpec } from '../../model/index.js';
 import type { Keys } from './keys.js';
 import type { Store } from './store.js';
 
@@ -14,7 +14,10 @@ export interface EtcdContext {
   topology: TopologyCache;
 }
 
+/** The immutable part of a node (N/<run>/<node>): written once at start. */
 export interface NodeTopology {
+  i: number;
+  spec: NodeSpec;
   runtime: string;
   up: string[];
   down: string[];

@@ -6,7 +6,9 @@
  *
  *   r/<run>                       run record; written last at start (the commit key)
  *   i/<inverted run id>           newest-first index: ascending ranges with a limit page it
- *   n/<run>/<node>                node record (status, pending-upstream counter, claim)
+ *   N/<run>/<node>                node facts: spec, neighbours (immutable, so a dependent's
+ *                                 update never rewrites a join's long upstream list)
+ *   n/<run>/<node>                node state (status, pending-upstream counter, claim)
  *   a/<run>/<node>/<000001>       attempt n (immutable once written)
  *   o/<W|R|U>/<run>/<node>        open nodes by status: count-only ranges give stats
  *   t/<runtime>/q/<run>/<node>    READY queue of a runtime (subscribe lists and watches it)
@@ -44,6 +46,12 @@ export class Keys {
   }
   runIndexKey(run: string): Buffer {
     return this.k(`i/${invert(run)}`);
+  }
+  statics(run: string): Buffer {
+    return this.k(`N/${run}/`);
+  }
+  static(run: string, node: string): Buffer {
+    return this.k(`N/${run}/${enc(node)}`);
   }
   nodes(run: string): Buffer {
     return this.k(`n/${run}/`);

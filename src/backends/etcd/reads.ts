@@ -20,8 +20,9 @@ import {
   MAX_LIST_LIMIT,
   type RunPage,
 } from '../../protocol/repository.js';
-import type { EtcdContext } from './context.js';
+import type { EtcdContext, NodeTopology } from './context.js';
 import { invert, prefixEnd } from './keys.js';
+import { merge, topologyOf } from './nodes.js';
 import {
   attemptOutput,
   decodeAttempt,
@@ -51,15 +52,21 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
       { request_range: { key: keys.run(runId), ...at } },
       getPrefix(keys.nodes(runId), at),
       getPrefix(keys.attempts(runId), at),
+      getPrefix(keys.statics(runId), at),
     ],
   });
   const rev = revision ?? res.header.revision;
   const runKv = res.responses[0]!.response_range.kvs[0];
   if (!runKv) throw new NotFoundError('run', runId);
   const record = decodeJson<RunRecord>(runKv.value);
-  const recs = res.responses[1]!.response_range.kvs.map((kv) => decodeJson<NodeRecord>(kv.value)).sort(
-    (a, b) => a.i - b.i,
-  );
+  const facts = new Map<string, NodeTopology>();
+  const staticPrefix = keys.statics(runId).length;
+  for (const kv of res.responses[3]!.response_range.kvs)
+    facts.set(decodeURIComponent(kv.key.subarray(staticPrefix).toString()), topologyOf(kv.value));
+  const statePrefix = keys.nodes(runId).length;
+  const recs = res.responses[1]!.response_range.kvs.map((kv) =>
+    merge(facts.get(decodeURIComponent(kv.key.subarray(statePrefix).toString()))!, kv.value),
+  ).sort((a, b) => a.i - b.i);
   const attempts = new Map<string, Attempt[]>();
   const lastOutput = new Map<string, Uint8Array>();
   const attemptPrefix = keys.attempts(runId).length;

@@ -67,6 +67,18 @@ export class EtcdRepository implements Repository {
   private closed = false;
   readonly namespace: string;
 
+  /** Creates the repository and checks etcd answers (UnavailableError otherwise). */
+  static async connect(options: EtcdRepositoryOptions): Promise<EtcdRepository> {
+    const repo = new EtcdRepository(options);
+    try {
+      await repo.ping();
+    } catch (e) {
+      await repo.close();
+      throw e;
+    }
+    return repo;
+  }
+
   constructor(options: EtcdRepositoryOptions) {
     if (!options.hosts || options.hosts.length === 0)
       throw new InvalidArgumentError('etcd needs at least one address');

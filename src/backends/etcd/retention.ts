@@ -61,6 +61,7 @@ async function deleteRun(ctx: EtcdContext, rec: RunRecord, rev: string): Promise
           del(keys.run(rec.id)),
           del(keys.runIndexKey(rec.id)),
           delPrefix(keys.nodes(rec.id)),
+          delPrefix(keys.statics(rec.id)),
           delPrefix(keys.attempts(rec.id)),
           del(keys.failed(rec.id)),
           delPrefix(keys.work(rec.id)),

@@ -3,6 +3,7 @@ import { rfc3339 } from '../../model/index.js';
 import { NotFoundError } from '../../protocol/errors.js';
 import type { EtcdContext } from './context.js';
 import type { OpenStatus } from './keys.js';
+import { encodeState, merge, statics } from './nodes.js';
 import { decodeJson, encodeAttempt, encodeJson, type NodeRecord, type RunRecord } from './records.js';
 import { countPrefix, del, delPrefix, get, getPrefix, modIs, put } from './store.js';
 
@@ -20,10 +21,12 @@ const SWEEP_AGE_MS = 5_000;
 const STAGING_AGE_MS = 10 * 60_000;
 
 async function readNodes(ctx: EtcdContext, runId: string, names: string[]) {
+  const facts = await statics(ctx, runId, names);
   const res = await ctx.store.txn({ success: names.map((n) => get(ctx.keys.node(runId, n))) });
   return names.map((name, i) => {
     const kv = res.responses[i]!.response_range.kvs[0];
-    return kv ? { name, rec: decodeJson<NodeRecord>(kv.value), rev: kv.mod_revision } : undefined;
+    const t = facts.get(name);
+    return kv && t ? { name, rec: merge(t, kv.value), rev: kv.mod_revision } : undefined;
   });
 }
 
@@ -46,7 +49,7 @@ export async function cascade(ctx: EtcdContext, runId: string, item: string, fro
         compare.push(modIs(keys.node(runId, n.name), n.rev));
         ops.push(
           ...closeOps(ctx, runId, n.rec),
-          put(keys.node(runId, n.name), encodeJson(completed(n.rec, now))),
+          put(keys.node(runId, n.name), encodeState(completed(n.rec, now))),
         );
         done.push(n.rec);
       }
@@ -150,7 +153,7 @@ async function cancelNodes(ctx: EtcdContext, runId: string): Promise<void> {
               ),
             );
           }
-          ops.push(put(keys.node(runId, n.name), encodeJson(next)));
+          ops.push(put(keys.node(runId, n.name), encodeState(next)));
         }
         if (ops.length === 0) break;
         const res = await store.retrying('cancel', () => store.txn({ compare, success: ops }));
@@ -219,6 +222,7 @@ export async function sweep(ctx: EtcdContext): Promise<void> {
     if (Number(exists.count) === 0)
       ops.push(
         delPrefix(keys.nodes(runId)),
+        delPrefix(keys.statics(runId)),
         delPrefix(keys.open('W', runId)),
         delPrefix(keys.open('R', runId)),
         ...s.runtimes.map((rt) => delPrefix(keys.queue(rt, runId))),

@@ -11,6 +11,7 @@ import {
 } from '../../model/index.js';
 import { InvalidGraphError } from '../../protocol/errors.js';
 import type { EtcdContext } from './context.js';
+import { encodeState, encodeStatic } from './nodes.js';
 import { encodeJson, type NodeRecord, type RunRecord } from './records.js';
 import { absent, del, get, modIs, put } from './store.js';
 
@@ -58,12 +59,13 @@ export async function startRun(ctx: EtcdContext, spec: GraphSpec): Promise<Run> 
       e: 0,
     };
     runtimes.add(s.runtime);
-    const value = encodeJson(rec);
-    bytes += value.length + 200;
-    ops.push(put(keys.node(id, s.name), value));
+    const facts = encodeStatic(rec);
+    const value = encodeState(rec);
+    bytes += facts.length + value.length + 300;
+    ops.push(put(keys.static(id, s.name), facts), put(keys.node(id, s.name), value));
     ops.push(put(keys.openNode(status === 'READY' ? 'R' : 'W', id, s.name), Buffer.from(s.runtime)));
     if (status === 'READY') ops.push(put(keys.ready(s.runtime, id, s.name), Buffer.alloc(0)));
-    ctx.topology.set(id, s.name, { runtime: s.runtime, up: rec.up, down: rec.down });
+    ctx.topology.set(id, s.name, { i, spec: s, runtime: s.runtime, up: rec.up, down: rec.down });
     states.push({ spec: s, status, attempts: [], startedAt: '', finishedAt: '', inputs: {} });
   });
   const run: RunRecord = { id, createdAt: now, n: spec.nodes.length, rts: [...runtimes] };

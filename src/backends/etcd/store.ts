@@ -23,8 +23,13 @@ export interface EtcdConnectionOptions {
   hosts: string[];
   username?: string;
   password?: string;
-  /** PEM files: the CA that signed etcd's certificate, and a client certificate for mutual TLS. */
-  tls?: { caFile?: string; certFile?: string; keyFile?: string };
+  /** Same as username/password. */
+  auth?: { username: string; password: string };
+  /**
+   * PEM files (or their contents): the CA that signed etcd's certificate, and
+   * a client certificate and key for mutual TLS.
+   */
+  tls?: { caFile?: string; certFile?: string; keyFile?: string; ca?: Buffer; cert?: Buffer; key?: Buffer };
   /** Per-call deadline. Default 10 s. */
   callTimeoutMs?: number;
   /** How long an operation retries through an unreachable cluster before UnavailableError. Default 15 s. */
@@ -48,7 +53,13 @@ export class Store {
     private readonly logger: Logger,
   ) {
     const tls = options.tls;
-    const secure = tls !== undefined && (tls.caFile !== undefined || tls.certFile !== undefined);
+    const pem = (file?: string, data?: Buffer) => data ?? (file ? readFileSync(file) : undefined);
+    const ca = pem(tls?.caFile, tls?.ca);
+    const cert = pem(tls?.certFile, tls?.cert);
+    const key = pem(tls?.keyFile, tls?.key);
+    const secure = ca !== undefined || cert !== undefined;
+    const username = options.username ?? options.auth?.username;
+    const password = options.password ?? options.auth?.password;
     const hosts = options.hosts.map((h) =>
       /^https?:\/\//.test(h) ? h : `${secure ? 'https' : 'http'}://${h}`,
     );
@@ -57,13 +68,9 @@ export class Store {
     this.client = new Etcd3({
       hosts,
       dialTimeout: 5_000,
-      auth: options.username ? { username: options.username, password: options.password ?? '' } : undefined,
+      auth: username ? { username, password: password ?? '' } : undefined,
       credentials: secure
-        ? {
-            rootCertificate: tls.caFile ? readFileSync(tls.caFile) : Buffer.alloc(0),
-            certChain: tls.certFile ? readFileSync(tls.certFile) : undefined,
-            privateKey: tls.keyFile ? readFileSync(tls.keyFile) : undefined,
-          }
+        ? { rootCertificate: ca ?? Buffer.alloc(0), certChain: cert, privateKey: key }
         : undefined,
       // Streams (watch, keepalive) live long; unary calls get a deadline so a dead member cannot hang them.
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),

@@ -3,6 +3,7 @@ import { emptyNodeCounts, type RunConclusion, runStatus } from '../../model/inde
 import { NotFoundError } from '../../protocol/errors.js';
 import { EventQueue, type NodeEvent, type SubscribeOptions, type WatchEvent } from '../../protocol/index.js';
 import type { EtcdContext } from './context.js';
+import { merge } from './nodes.js';
 import { loadRun } from './reads.js';
 import {
   attemptOutput,
@@ -201,7 +202,11 @@ export class Streams {
         }
         const onData = (res: IWatchResponse) => {
           for (const ev of res.events)
-            if (ev.type === 'Put') emit(decodeJson<NodeRecord>(ev.kv.value), ev.kv.mod_revision);
+            if (ev.type === 'Put') {
+              const name = decodeURIComponent(ev.kv.key.subarray(keys.nodes(runId).length).toString());
+              const known = records.get(name);
+              if (known) emit(merge(known, ev.kv.value), ev.kv.mod_revision);
+            }
         };
         const from = BigInt(revision) + 1n;
         await this.watchPrefix(keys.nodes(runId), from, onData, signal);

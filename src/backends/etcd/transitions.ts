@@ -7,7 +7,8 @@ import {
   UnavailableError,
 } from '../../protocol/errors.js';
 import type { ClaimedNode, ClaimRequest, FinishRequest } from '../../protocol/repository.js';
-import type { EtcdContext } from './context.js';
+import type { EtcdContext, NodeTopology } from './context.js';
+import { encodeState, merge, statics } from './nodes.js';
 import {
   attemptOutput,
   type ClaimRecord,
@@ -66,11 +67,9 @@ async function readNode(ctx: EtcdContext, runId: string, name: string, withDeps:
   const out: Read = { deps: new Map() };
   if (runKv) out.run = { rec: decodeJson<RunRecord>(runKv.value), rev: runKv.mod_revision };
   if (!nodeKv) return out;
-  const rec = decodeJson<NodeRecord>(nodeKv.value);
-  out.node = { rec, rev: nodeKv.mod_revision };
   if (!topo) {
-    topo = { runtime: rec.spec.runtime, up: rec.up, down: rec.down };
-    ctx.topology.set(runId, name, topo);
+    topo = (await statics(ctx, runId, [name])).get(name);
+    if (!topo) return out; // a half-written chunked start: not there yet
     const more: IRequestOp[] = [get(keys.claim(topo.runtime, runId, name))];
     if (withDeps) for (const d of topo.down) more.push(get(keys.node(runId, d)));
     // Read at the same revision so the node and its dependents agree.
@@ -82,13 +81,16 @@ async function readNode(ctx: EtcdContext, runId: string, name: string, withDeps:
     res = [res[0]!, res[1]!, ...again.responses];
     // The node may have changed since: the transaction's compare on it catches that.
   }
+  out.node = { rec: merge(topo, nodeKv.value), rev: nodeKv.mod_revision };
+  const depFacts = withDeps ? await statics(ctx, runId, topo.down) : new Map<string, NodeTopology>();
   const claimKv = res[2]!.response_range.kvs[0];
   out.claimLive = claimKv !== undefined;
   out.claimValue = claimKv?.value.toString();
   if (withDeps)
     topo.down.forEach((d, i) => {
       const kv = res[3 + i]?.response_range.kvs[0];
-      if (kv) out.deps.set(d, { rec: decodeJson<NodeRecord>(kv.value), rev: kv.mod_revision });
+      const t = depFacts.get(d);
+      if (kv && t) out.deps.set(d, { rec: merge(t, kv.value), rev: kv.mod_revision });
     });
   return out;
 }
@@ -173,7 +175,7 @@ export async function claimNode(ctx: EtcdContext, req: ClaimRequest): Promise<Cl
         compare.push(absent(claimKey));
       } else return undefined;
       ops.push(
-        put(keys.node(req.runId, req.node), encodeJson(next)),
+        put(keys.node(req.runId, req.node), encodeState(next)),
         put(claimKey, Buffer.from(claim.id), req.leaseId),
       );
       let res: Awaited<ReturnType<typeof store.txn>>;
@@ -271,7 +273,7 @@ export async function finishNode(ctx: EtcdContext, req: FinishRequest): Promise<
             finishedAt: rfc3339(now),
           }),
         ),
-        put(keys.node(req.runId, req.node), encodeJson(next)),
+        put(keys.node(req.runId, req.node), encodeState(next)),
         del(claimKey),
         del(keys.running(rt, req.runId, req.node)),
         del(keys.openNode('U', req.runId, req.node)),
@@ -298,7 +300,7 @@ export async function finishNode(ctx: EtcdContext, req: FinishRequest): Promise<
               put(keys.ready(nd.spec.runtime, req.runId, d), Buffer.alloc(0)),
             );
           }
-          ops.push(put(keys.node(req.runId, d), encodeJson(nd)));
+          ops.push(put(keys.node(req.runId, d), encodeState(nd)));
         }
       }
       const failedForGood = !success && !retry;

@@ -1,0 +1,168 @@
+/**
+ * etcd backend faults, against real etcd processes: a 3-member cluster losing
+ * a member mid-load, a single etcd restarted mid-load (the repository and the
+ * AgentPool carry on without being recreated), and a 10,000-node run that
+ * must be written in chunks.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { AgentPool } from '../../src/agent/index.js';
+import { EtcdRepository } from '../../src/backends/etcd/index.js';
+import type { GraphSpec, Run } from '../../src/model/types.js';
+import type { Runtime } from '../../src/runtimes/runtime.js';
+import { EtcdCluster, uniqueNamespace } from '../support/etcd.js';
+
+const noop: Runtime = { name: 'noop', run: async () => ({ conclusion: 'SUCCESS' }) };
+
+function sevenNode(): GraphSpec {
+  const node = (name: string) => ({
+    name,
+    runtime: 'noop',
+    metadata: {},
+    retry: { error: { maxAttempts: 3 } },
+  });
+  return {
+    nodes: [...'abcdefg'].map(node),
+    edges: ['ac', 'ad', 'bd', 'bf', 'ce', 'de', 'eg', 'fg'].map(([s, d]) => ({
+      source: s!,
+      destination: d!,
+    })),
+  };
+}
+
+/** Polls until every run completed; fails naming the stragglers. */
+async function allComplete(repo: EtcdRepository, ids: string[], ms: number): Promise<Run[]> {
+  const deadline = Date.now() + ms;
+  const done = new Map<string, Run>();
+  while (done.size < ids.length) {
+    for (const id of ids) {
+      if (done.has(id)) continue;
+      try {
+        const run = await repo.inspect(id);
+        if (run.status === 'COMPLETED') done.set(id, run);
+      } catch {
+        // the store may be between leaders: ask again
+      }
+    }
+    if (done.size === ids.length) break;
+    if (Date.now() > deadline)
+      assert.fail(`${ids.length - done.size} of ${ids.length} runs did not complete in ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return ids.map((id) => done.get(id)!);
+}
+
+/** Starts runs one by one, retrying through an unavailable store. */
+async function startRuns(repo: EtcdRepository, count: number, ids: string[]): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    for (;;) {
+      try {
+        ids.push((await repo.start(sevenNode())).id);
+        break;
+      } catch {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+}
+
+describe('etcd faults', { concurrency: false, timeout: 240_000 }, () => {
+  const clusters: EtcdCluster[] = [];
+  after(async () => {
+    for (const c of clusters) await c.destroy();
+  });
+
+  it('a 3-member cluster loses a member mid-load: every run completes', async () => {
+    const cluster = await EtcdCluster.start(3);
+    clusters.push(cluster);
+    const repo = new EtcdRepository({
+      hosts: cluster.endpoints,
+      namespace: uniqueNamespace(),
+      retryForMs: 60_000,
+    });
+    const pool = new AgentPool({ repository: repo, runtimes: [noop], concurrency: 8, leaseTtlMs: 5_000 });
+    await pool.start();
+    try {
+      const ids: string[] = [];
+      const starting = startRuns(repo, 100, ids);
+      while (pool.counters.finished.SUCCESS < 100) await new Promise((r) => setTimeout(r, 20));
+      await cluster.members[0]!.kill();
+      await starting;
+      const runs = await allComplete(repo, ids, 120_000);
+      assert.ok(
+        runs.every((r) => r.conclusion === 'SUCCESS'),
+        'every run succeeded',
+      );
+      for (const r of runs) for (const n of r.nodes) assert.equal(n.attempts.at(-1)?.conclusion, 'SUCCESS');
+    } finally {
+      await pool.stop({ graceMs: 2_000 });
+      await repo.close();
+    }
+  });
+
+  it('etcd restarted mid-load: the repository and the agent pool recover by themselves', async () => {
+    const cluster = await EtcdCluster.start(1);
+    clusters.push(cluster);
+    const repo = new EtcdRepository({
+      hosts: cluster.endpoints,
+      namespace: uniqueNamespace(),
+      retryForMs: 60_000,
+    });
+    const pool = new AgentPool({ repository: repo, runtimes: [noop], concurrency: 8, leaseTtlMs: 5_000 });
+    await pool.start();
+    try {
+      const ids: string[] = [];
+      await startRuns(repo, 30, ids);
+      await cluster.restart(0);
+      await startRuns(repo, 30, ids);
+      const runs = await allComplete(repo, ids, 120_000);
+      assert.ok(
+        runs.every((r) => r.conclusion === 'SUCCESS'),
+        'every run succeeded',
+      );
+      const stats = await repo.stats();
+      assert.equal(stats.runCount, 60);
+      assert.deepEqual(stats.nodeCounts, { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 420 });
+    } finally {
+      await pool.stop({ graceMs: 2_000 });
+      await repo.close();
+    }
+  });
+
+  it('a 10,000-node run is written in chunks and runs to completion', async () => {
+    const cluster = await EtcdCluster.start(1);
+    clusters.push(cluster);
+    const repo = new EtcdRepository({ hosts: cluster.endpoints, namespace: uniqueNamespace() });
+    try {
+      // Wide: 9,999 independent nodes joining into one sink.
+      const nodes = Array.from({ length: 10_000 }, (_, i) => ({
+        name: `n${i}`,
+        runtime: 'noop',
+        metadata: {},
+        retry: {},
+      }));
+      const edges = nodes.slice(0, -1).map((n) => ({ source: n.name, destination: 'n9999' }));
+      const run = await repo.start({ nodes, edges });
+      const stored = await repo.inspect(run.id);
+      assert.equal(stored.nodes.length, 10_000);
+      assert.equal(stored.edges.length, 9_999);
+      assert.equal(stored.nodes.filter((n) => n.status === 'READY').length, 9_999);
+      assert.deepEqual((await repo.stats()).nodeCounts, {
+        WAITING: 1,
+        READY: 9_999,
+        RUNNING: 0,
+        COMPLETED: 0,
+      });
+      const pool = new AgentPool({ repository: repo, runtimes: [noop], concurrency: 16 });
+      await pool.start();
+      try {
+        const [done] = await allComplete(repo, [run.id], 180_000);
+        assert.equal(done!.conclusion, 'SUCCESS');
+      } finally {
+        await pool.stop({ graceMs: 2_000 });
+      }
+    } finally {
+      await repo.close();
+    }
+  });
+});
