@@ -4,6 +4,11 @@
  */
 
 export { AgentPool, type AgentPoolCounters, type AgentPoolOptions } from './agent/index.js';
+export {
+  DEFAULT_ETCD_NAMESPACE,
+  EtcdRepository,
+  type EtcdRepositoryOptions,
+} from './backends/etcd/index.js';
 export { MemoryRepository, type MemoryRepositoryOptions } from './backends/memory/index.js';
 export { createLogger, type Logger, type LogLevel, silentLogger } from './log.js';
 export * from './model/index.js';
