@@ -109,6 +109,9 @@ export class EtcdMember {
     proc.stderr?.on('data', (d: Buffer) => {
       this.log = (this.log + d.toString()).slice(-4000);
     });
+    // Never what keeps a test process alive: the exit hook kills it.
+    proc.unref();
+    (proc.stderr as unknown as { unref?: () => void } | null)?.unref?.();
     live.add(proc);
     proc.once('exit', () => live.delete(proc));
     this.proc = proc;

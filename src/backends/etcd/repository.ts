@@ -232,7 +232,7 @@ export class EtcdRepository implements Repository {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
-    this.streams.closeAll();
+    await this.streams.closeAll();
     this.leases.close();
     this.store.close();
   }

@@ -36,6 +36,8 @@ const sleep = (ms: number, signal?: AbortSignal) =>
  */
 export class Streams {
   private readonly open = new Set<EventQueue<unknown>>();
+  /** Watchers being cancelled: the client must outlive them, or etcd3 keeps reconnecting a closed client. */
+  private readonly cancelling = new Set<Promise<unknown>>();
   constructor(private readonly ctx: EtcdContext) {}
 
   subscribe(options: SubscribeOptions): AsyncIterable<NodeEvent> {
@@ -155,7 +157,9 @@ export class Streams {
       });
     } finally {
       watcher.removeAllListeners('data');
-      void watcher.cancel().catch(() => undefined);
+      const c = watcher.cancel().catch(() => undefined);
+      this.cancelling.add(c);
+      void c.finally(() => this.cancelling.delete(c));
     }
   }
 
@@ -277,7 +281,11 @@ export class Streams {
     };
   }
 
-  closeAll(): void {
+  /** Ends every stream and waits (bounded) for their watchers to be cancelled. */
+  async closeAll(): Promise<void> {
     for (const q of [...this.open]) q.close();
+    await new Promise((r) => setImmediate(r));
+    const pending = Promise.allSettled([...this.cancelling]);
+    await Promise.race([pending, new Promise((r) => setTimeout(r, 2_000).unref())]);
   }
 }
