@@ -80,11 +80,12 @@ describe('a 1,000-node run', { timeout: 240_000 }, () => {
 
       // Live: the first node turns green while the page is open, and a click opens a node mid-run.
       await page.locator(nodeSelector('n0-0', 'success')).waitFor();
-      await page.locator(nodeSelector('n1-0')).click();
-      await page
-        .getByRole('complementary', { name: 'node details' })
-        .locator('.panel-title', { hasText: 'n1-0' })
-        .waitFor();
+      // Retried: ELK's layout may move the node between Playwright's aim and its click.
+      const title = page.getByRole('complementary', { name: 'node details' }).locator('.panel-title');
+      await until('a click on n1-0 to open its panel', async () => {
+        await page.locator(nodeSelector('n1-0')).click();
+        return (await title.count()) === 1 && (await title.textContent()) === 'n1-0';
+      });
       await page.getByRole('button', { name: 'close node panel' }).click();
 
       // ELK's layout replaces the quick one, and every node ends green.

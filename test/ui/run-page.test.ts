@@ -65,11 +65,8 @@ describe('run page', { timeout: 180_000 }, () => {
     await problems.locator('li').first().waitFor();
 
     // A good one: three debug steps long enough to watch, and a node that fails.
-    const spec = chain(
-      debugNode('fetch', '1500ms'),
-      debugNode('parse', '1500ms'),
-      debugNode('report', '1500ms'),
-    );
+    // Sleeps long enough that even a loaded machine renders each state (a missed frame would skip one).
+    const spec = chain(debugNode('fetch', '1s'), debugNode('parse', '2s'), debugNode('report', '3s'));
     spec.nodes.push(debugNode('broken', '200ms', 'fail'));
     await editor.fill(graphJson(spec));
     await page.getByText('Valid graph: 4 nodes, 2 edges.').waitFor();
