@@ -75,22 +75,23 @@ export function createAgentJsonRoutes(o: {
       req.method === 'GET'
         ? new URL(req.url ?? '/', 'http://localhost').searchParams.getAll('runtime')
         : (await body(req, ag.SubscribeRequestSchema)).runtimes;
+    // Checked before the status line, so a bad request is a 400 rather than a 200 with an error line.
+    if (!runtimes.some((r) => r !== ''))
+      throw new InvalidArgumentError('runtimes must name at least one runtime');
     const out = res as ServerResponse;
     const signal = clientSignal(res);
     const events = o.service.subscribe!(
       create(ag.SubscribeRequestSchema, { runtimes }),
       signalContext(signal),
     ) as AsyncIterable<ag.SubscribeResponse>;
-    const it = events[Symbol.asyncIterator]();
-    // The first event decides the status line, so a bad request is a 400 rather than a 200 with an error line.
-    const first = await it.next();
+    // Headers now: the client sees the stream open even while nothing is READY.
     out.writeHead(200, {
       'Content-Type': 'application/x-ndjson; charset=utf-8',
       'Cache-Control': 'no-store',
     });
+    out.flushHeaders();
     try {
-      for (let r = first; !r.done; r = await it.next())
-        out.write(`${JSON.stringify(toJson(ag.SubscribeResponseSchema, r.value))}\n`);
+      for await (const ev of events) out.write(`${JSON.stringify(toJson(ag.SubscribeResponseSchema, ev))}\n`);
     } catch (e) {
       if (!signal.aborted) out.write(`${JSON.stringify({ error: mapError(e, o.logger) })}\n`);
     } finally {

@@ -175,6 +175,39 @@ describe('agent API', () => {
     );
   });
 
+  it('subscribe streams NDJSON events: READY nodes now, then new ones', async () => {
+    const run = await start({ nodes: [node('s1', 'events')], edges: [] });
+    const abort = new AbortController();
+    const res = await fetch(`${url}/v0/agent/subscribe?runtime=events`, {
+      headers: { authorization: `Bearer ${AGENT_TOKEN}` },
+      signal: abort.signal,
+    });
+    assert.equal(res.status, 200);
+    const lines: string[] = [];
+    let buffered = '';
+    const decoder = new TextDecoder();
+    const reader = res.body!.getReader();
+    let started = false;
+    while (lines.length < 2) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffered += decoder.decode(value, { stream: true });
+      const parts = buffered.split('\n');
+      buffered = parts.pop()!;
+      lines.push(...parts.filter((l) => l !== ''));
+      if (lines.length >= 1 && !started) {
+        started = true;
+        await start({ nodes: [node('s2', 'events')], edges: [] });
+      }
+    }
+    abort.abort();
+    const events = lines.map((l) => JSON.parse(l).event);
+    assert.deepEqual(events[0], { type: 'NODE_READY', runId: run.id, nodeName: 's1', runtime: 'events' });
+    assert.equal(events[1].nodeName, 's2');
+    const bad = await fetch(`${url}/v0/agent/subscribe`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.equal(bad.status, 400);
+  });
+
   it('refuses bad requests and wrong tokens with the right codes', async () => {
     assert.equal((await post('claim-next', { runtimes: ['x'] })).status, 400);
     assert.equal((await post('register', { runtimes: [] })).status, 400);
