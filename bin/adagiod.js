@@ -1,13 +1,15 @@
 #!/usr/bin/env node
-// The built daemon when `npm run build` has run; otherwise the TypeScript sources through tsx.
+// `adagiod`: the daemon. In a checkout (src/ present) it runs the TypeScript sources through tsx,
+// so a stale build never shadows them; an installed package runs its built dist/.
 import { existsSync } from 'node:fs';
 
-const built = new URL('../dist/src/daemon/main.js', import.meta.url);
-let mod;
-if (existsSync(built)) mod = await import(built.href);
-else {
+const source = new URL('../src/daemon/main.ts', import.meta.url);
+let daemon;
+if (existsSync(source)) {
   const { register } = await import('tsx/esm/api');
   register();
-  mod = await import('../src/daemon/main.ts');
+  daemon = await import(source.href);
+} else {
+  daemon = await import(new URL('../dist/src/daemon/main.js', import.meta.url).href);
 }
-process.exit(await mod.main(process.argv.slice(2)));
+process.exit(await daemon.main(process.argv.slice(2)));

@@ -1,9 +1,8 @@
-import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { packageRoot } from '../package-root.js';
 
 /**
  * Serves the built web UI (ui/dist) next to the API: `/`, `/assets/*`, the
@@ -184,15 +183,4 @@ function sendNotBuilt(res: ServerResponse, req: IncomingMessage, distDir: string
 
 function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
-
-/** The nearest directory above this module with a package.json: the repo in development, the package when installed. */
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    const parent = dirname(dir);
-    if (parent === dir) return process.cwd();
-    dir = parent;
-  }
 }

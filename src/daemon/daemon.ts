@@ -1,16 +1,18 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { AgentPool } from '../agent/index.js';
 import { ApiMetrics } from '../api/metrics.js';
 import { ApiServer } from '../api/server.js';
 import type { Logger } from '../log.js';
 import { graphFromJsonText } from '../model/wire.js';
+import { packageRoot } from '../package-root.js';
 import type { Repository } from '../protocol/repository.js';
 import { builtinRuntimes } from '../runtimes/index.js';
 import { describeBackend, openRepository } from './backend.js';
 import { ConfigError, type DaemonConfig } from './config.js';
 import { instrumentRepository } from './instrument.js';
 
-const EXAMPLE = new URL('../../examples/workflows/demo.json', import.meta.url);
+const EXAMPLE = join(packageRoot(), 'examples', 'workflows', 'demo.json');
 const RETENTION_SWEEP_MS = 60_000;
 
 /**
