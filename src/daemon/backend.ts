@@ -22,12 +22,9 @@ export async function openRepository(config: DaemonConfig, logger: Logger): Prom
       return new RemoteRepository({ address: config.remote.address!, token: config.remote.token });
     }
     case 'etcd': {
-      // Typed loosely until the etcd backend lands in this tree.
-      const mod = (await import('../backends/etcd/index.js' as string)) as {
-        EtcdRepository: { connect(o: Record<string, unknown>): Promise<Repository> };
-      };
+      const { EtcdRepository } = await import('../backends/etcd/index.js');
       const e = config.etcd;
-      return mod.EtcdRepository.connect({
+      return EtcdRepository.connect({
         hosts: e.addresses,
         namespace: e.namespace,
         auth: e.username ? { username: e.username, password: e.password ?? '' } : undefined,
@@ -35,6 +32,7 @@ export async function openRepository(config: DaemonConfig, logger: Logger): Prom
           e.caFile || e.certFile
             ? { ca: readPem(e.caFile), cert: readPem(e.certFile), key: readPem(e.keyFile) }
             : undefined,
+        leaseTtlMs: config.leaseTtlMs,
         logger: logger.child({ backend: 'etcd' }),
       });
     }
