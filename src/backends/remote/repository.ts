@@ -1,3 +1,5 @@
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { type Client, createClient, type Interceptor } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { claimedFromProto, conclusionToProto, metadataToProto } from '../../api/agent-service.js';
@@ -177,17 +179,29 @@ export class RemoteRepository implements Repository {
   }
 
   /** Resolves when the API answers its readiness check (which pings its backend). */
-  async ping(): Promise<void> {
-    let res: Response;
-    try {
-      res = await fetch(`${this.address}/readyz`, { signal: AbortSignal.timeout(this.timeoutMs) });
-    } catch (e) {
-      throw new UnavailableError(`cannot reach the agent API at ${this.address}: ${describe(e)}`, {
-        cause: e,
+  ping(): Promise<void> {
+    // node:http rather than fetch: fetch refuses some ports outright ("bad port").
+    const get = this.address.startsWith('https:') ? httpsGet : httpGet;
+    return new Promise((resolve, reject) => {
+      const req = get(`${this.address}/readyz`, { timeout: this.timeoutMs }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          text += c;
+        });
+        res.on('end', () =>
+          res.statusCode === 200
+            ? resolve()
+            : reject(new UnavailableError(`the API at ${this.address} is not ready: ${text.trim()}`)),
+        );
       });
-    }
-    if (!res.ok)
-      throw new UnavailableError(`the API at ${this.address} is not ready: ${(await res.text()).trim()}`);
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
+      req.on('error', (e) =>
+        reject(
+          new UnavailableError(`cannot reach the agent API at ${this.address}: ${describe(e)}`, { cause: e }),
+        ),
+      );
+    });
   }
 
   async close(): Promise<void> {
