@@ -47,6 +47,14 @@ export async function chaosEtcd(): Promise<ChaosBackend> {
       await member.ready();
       return `etcd member ${member.spec.name} killed -9 and restarted`;
     },
-    teardown: () => cluster.destroy(),
+    teardown: async () => {
+      // The test etcd processes are unref'd; hold the event loop open until they have exited.
+      const hold = setInterval(() => {}, 1000);
+      try {
+        await cluster.destroy();
+      } finally {
+        clearInterval(hold);
+      }
+    },
   };
 }
