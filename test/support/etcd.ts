@@ -122,6 +122,7 @@ export class EtcdMember {
     const p = this.proc;
     if (!p || !this.running) return;
     const exited = new Promise((r) => p.once('exit', r));
+    p.ref(); // keep the loop alive until the exit arrives
     p.kill('SIGKILL');
     await exited;
   }

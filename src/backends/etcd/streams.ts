@@ -153,6 +153,8 @@ export class Streams {
       await new Promise<void>((resolve, reject) => {
         watcher.on('data', onData);
         watcher.on('error', reject);
+        // Our own list-then-watch is correct by construction; etcd3's silent resume after a reconnect is not relied on.
+        watcher.on('disconnected', () => reject(new Error('etcd watch disconnected')));
         signal.addEventListener('abort', () => resolve(), { once: true });
       });
     } finally {
