@@ -1,6 +1,6 @@
 /**
  * `npm run chaos [-- postgres|etcd ...] [--runs N] [--kills N] [--seed N]`:
- * the full chaos suite (default 300 runs and 24 agent disruptions per
+ * the full chaos suite (default 300 runs and 30 agent disruptions per
  * backend, the store disrupted twice), printing its figures. Exits 1 when any
  * promise broke.
  */
@@ -12,7 +12,7 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     runs: { type: 'string', default: '300' },
-    kills: { type: 'string', default: '24' },
+    kills: { type: 'string', default: '30' },
     'store-disruptions': { type: 'string', default: '2' },
     seed: { type: 'string', default: '1' },
   },
