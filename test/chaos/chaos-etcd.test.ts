@@ -1,23 +1,4 @@
-/** The chaos suite, shortened for `npm test` (the full one is `npm run chaos`): etcd. */
-import assert from 'node:assert/strict';
-import { it } from 'node:test';
 import { chaosEtcd } from './backends.js';
-import { formatReport, runChaos } from './harness.js';
+import { shortChaos } from './short.js';
 
-it('chaos on etcd (3 members): agents killed and paused, a member killed; nothing lost, nothing doubled', {
-  timeout: 600_000,
-}, async () => {
-  const backend = await chaosEtcd();
-  try {
-    const r = await runChaos(backend, { runs: 40, kills: 5, storeDisruptions: 1, seed: 12 });
-    console.log(formatReport(r));
-    assert.equal(r.lost, 0, 'every run and node completed');
-    assert.equal(r.doubleFinishes, 0, 'no node has two SUCCESS attempts');
-    assert.equal(r.lapsedAccepted, 0, 'no attempt recorded from a lapsed claim');
-    assert.equal(r.unexecutedSuccesses, 0, 'every recorded success ran exactly once under its claim');
-    assert.ok(r.statsMatch, 'stats agree with the runs');
-    assert.ok(r.kills + r.pauses === 5 && r.storeDisruptions.length === 1);
-  } finally {
-    await backend.teardown();
-  }
-});
+shortChaos('etcd (3 members): agents killed and paused, a member killed', chaosEtcd, 12);
