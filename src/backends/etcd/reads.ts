@@ -81,15 +81,17 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
   const running = recs.filter((r) => r.s === 'RUNNING' && r.c);
   const live = new Set<string>();
   if (running.length > 0) {
-    const claims = await store.txn({
-      success: running.map((r) => ({
-        request_range: {
-          key: keys.claim(r.spec.runtime, runId, r.spec.name),
-          revision: rev,
-          count_only: true,
-        },
-      })),
-    });
+    const claims = {
+      responses: await store.readAll(
+        running.map((r) => ({
+          request_range: {
+            key: keys.claim(r.spec.runtime, runId, r.spec.name),
+            revision: rev,
+            count_only: true,
+          },
+        })),
+      ),
+    };
     running.forEach((r, i) => {
       if (Number(claims.responses[i]!.response_range.count) > 0) live.add(r.spec.name);
     });

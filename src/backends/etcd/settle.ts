@@ -2,6 +2,7 @@ import type { ICompare, IRequestOp } from 'etcd3';
 import { rfc3339 } from '../../model/index.js';
 import { NotFoundError } from '../../protocol/errors.js';
 import type { EtcdContext } from './context.js';
+import { fanOut } from './fanout.js';
 import type { OpenStatus } from './keys.js';
 import { encodeState, merge, statics } from './nodes.js';
 import { decodeJson, encodeAttempt, encodeJson, type NodeRecord, type RunRecord } from './records.js';
@@ -9,7 +10,8 @@ import { countPrefix, del, delPrefix, get, getPrefix, modIs, put } from './store
 
 /**
  * Work that spans more nodes than one transaction may hold: completing the
- * nodes downstream of a final failure (unreached), cancelling a run, and
+ * nodes downstream of a final failure (unreached), cancelling a run,
+ * counting down a wide node's dependents (fanout.ts), and
  * sealing a run's conclusion once nothing is open. Each step is a bounded
  * transaction with compares, safe to repeat and to run in several processes
  * at once; a k/<run>/<item> key records unfinished work so the sweeper of
@@ -20,7 +22,7 @@ const BATCH = 20;
 const SWEEP_AGE_MS = 5_000;
 const STAGING_AGE_MS = 10 * 60_000;
 
-async function readNodes(ctx: EtcdContext, runId: string, names: string[]) {
+export async function readNodes(ctx: EtcdContext, runId: string, names: string[]) {
   const facts = await statics(ctx, runId, names);
   const res = await ctx.store.txn({ success: names.map((n) => get(ctx.keys.node(runId, n))) });
   return names.map((name, i) => {
@@ -210,6 +212,7 @@ export async function sweep(ctx: EtcdContext): Promise<void> {
     const runId = keys.workRun(kv.key);
     const name = decodeURIComponent(kv.key.toString().slice(keys.work(runId).length));
     if (name === 'cancel') await cancelRun(ctx, runId).catch(() => undefined);
+    else if (name.startsWith('d:')) await fanOut(ctx, runId, name.slice(2));
     else await cascade(ctx, runId, name, item.from ?? []);
     await maybeSeal(ctx, runId);
   }

@@ -10,6 +10,7 @@ import {
   type IRangeRequest,
   type IRangeResponse,
   type IRequestOp,
+  type IResponseOp,
   type ITxnRequest,
   type ITxnResponse,
   isRecoverableError,
@@ -35,6 +36,9 @@ export interface EtcdConnectionOptions {
   /** How long an operation retries through an unreachable cluster before UnavailableError. Default 15 s. */
   retryForMs?: number;
 }
+
+/** etcd refuses transactions of more than 128 ops by default. */
+export const READS_PER_TXN = 100;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -84,6 +88,19 @@ export class Store {
     } catch (e) {
       throw mapError(e);
     }
+  }
+
+  /**
+   * Read-only ops in as many transactions as etcd's per-transaction op limit
+   * needs, responses in order. Each op should name a revision when the reads
+   * must agree with each other.
+   */
+  async readAll(ops: IRequestOp[]): Promise<IResponseOp[]> {
+    if (ops.length <= READS_PER_TXN) return (await this.txn({ success: ops })).responses;
+    const out: IResponseOp[] = [];
+    for (let i = 0; i < ops.length; i += READS_PER_TXN)
+      out.push(...(await this.txn({ success: ops.slice(i, i + READS_PER_TXN) })).responses);
+    return out;
   }
 
   async range(req: IRangeRequest): Promise<IRangeResponse> {

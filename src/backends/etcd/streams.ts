@@ -249,7 +249,7 @@ export class Streams {
     const ops = [at(getPrefix(keys.attempts(runId, rec.spec.name)))];
     if (rec.st) for (const u of rec.up) ops.push(at(lastUnder(keys.attempts(runId, u))));
     ops.push(at(get(keys.run(runId))), at(get(keys.failed(runId))));
-    const r = await store.retrying('watch', () => store.txn({ success: ops }));
+    const r = { responses: await store.retrying('watch', () => store.readAll(ops)) };
     const attempts = r.responses[0]!.response_range.kvs.map((kv) => decodeAttempt(kv.value));
     const inputs: Record<string, Uint8Array> = {};
     if (rec.st)

@@ -8,6 +8,7 @@ import {
 } from '../../protocol/errors.js';
 import type { ClaimedNode, ClaimRequest, FinishRequest } from '../../protocol/repository.js';
 import type { EtcdContext, NodeTopology } from './context.js';
+import { countDown, type FanOutItem, fanOut, fanOutItem, INLINE_DEPENDENTS } from './fanout.js';
 import { encodeState, merge, statics } from './nodes.js';
 import {
   attemptOutput,
@@ -42,6 +43,8 @@ import {
  */
 
 const MAX_ROUNDS = 10_000;
+/** Ops a claim transaction may carry, inside etcd's 128. */
+const INLINE_READS = 110;
 
 interface Read {
   node?: { rec: NodeRecord; rev: string };
@@ -53,12 +56,14 @@ interface Read {
 
 /** One read transaction: the node, its run, and (when the topology is known) its claim key and dependents. */
 async function readNode(ctx: EtcdContext, runId: string, name: string, withDeps: boolean): Promise<Read> {
+  // A node with many dependents counts them down after its finish, in chunks (fanout.ts).
   const { keys, store } = ctx;
   let topo = ctx.topology.get(runId, name);
   const ops: IRequestOp[] = [get(keys.node(runId, name)), get(keys.run(runId))];
   if (topo) {
     ops.push(get(keys.claim(topo.runtime, runId, name)));
-    if (withDeps) for (const d of topo.down) ops.push(get(keys.node(runId, d)));
+    if (withDeps && topo.down.length <= INLINE_DEPENDENTS)
+      for (const d of topo.down) ops.push(get(keys.node(runId, d)));
   }
   const first = await store.txn({ success: ops });
   let res = first.responses;
@@ -71,7 +76,8 @@ async function readNode(ctx: EtcdContext, runId: string, name: string, withDeps:
     topo = (await statics(ctx, runId, [name])).get(name);
     if (!topo) return out; // a half-written chunked start: not there yet
     const more: IRequestOp[] = [get(keys.claim(topo.runtime, runId, name))];
-    if (withDeps) for (const d of topo.down) more.push(get(keys.node(runId, d)));
+    if (withDeps && topo.down.length <= INLINE_DEPENDENTS)
+      for (const d of topo.down) more.push(get(keys.node(runId, d)));
     // Read at the same revision so the node and its dependents agree.
     const again = await store.txn({
       success: more.map((op) => ({
@@ -82,6 +88,7 @@ async function readNode(ctx: EtcdContext, runId: string, name: string, withDeps:
     // The node may have changed since: the transaction's compare on it catches that.
   }
   out.node = { rec: merge(topo, nodeKv.value), rev: nodeKv.mod_revision };
+  withDeps &&= topo.down.length <= INLINE_DEPENDENTS;
   const depFacts = withDeps ? await statics(ctx, runId, topo.down) : new Map<string, NodeTopology>();
   const claimKv = res[2]!.response_range.kvs[0];
   out.claimLive = claimKv !== undefined;
@@ -178,14 +185,21 @@ export async function claimNode(ctx: EtcdContext, req: ClaimRequest): Promise<Cl
         put(keys.node(req.runId, req.node), encodeState(next)),
         put(claimKey, Buffer.from(claim.id), req.leaseId),
       );
+      // A join's inputs may outnumber one transaction's ops: then they are read after the claim
+      // (a READY node's upstreams are completed, so their last attempts no longer change).
+      const reads = claimReads(ctx, req.runId, rec);
+      const inline = reads.length + ops.length <= INLINE_READS;
       let res: Awaited<ReturnType<typeof store.txn>>;
       try {
-        res = await store.txn({ compare, success: [...claimReads(ctx, req.runId, rec), ...ops] });
+        res = await store.txn({ compare, success: inline ? [...reads, ...ops] : ops });
       } catch (e) {
         if (isLeaseNotFound(e)) throw new LeaseExpiredError(req.leaseId);
         throw e;
       }
-      if (res.succeeded) return claimedFrom(req.runId, next, claim, res.responses, previous);
+      if (res.succeeded) {
+        const responses = inline ? res.responses : await store.readAll(reads);
+        return claimedFrom(req.runId, next, claim, responses, previous);
+      }
     }
     throw new UnavailableError(`claim of ${req.runId}/${req.node} kept losing races`);
   });
@@ -198,8 +212,7 @@ async function ownClaim(
   rec: NodeRecord,
   claim: ClaimRecord,
 ): Promise<ClaimedNode> {
-  const res = await ctx.store.txn({ success: claimReads(ctx, runId, { ...rec, a: rec.a }) });
-  return claimedFrom(runId, rec, claim, res.responses);
+  return claimedFrom(runId, rec, claim, await ctx.store.readAll(claimReads(ctx, runId, rec)));
 }
 
 /** Rules 4 and 5: the attempt is recorded only while the claim key still holds this claim under its lease. */
@@ -226,7 +239,8 @@ export async function finishNode(ctx: EtcdContext, req: FinishRequest): Promise<
         !r.run ||
         r.run.rec.cancelled
       ) {
-        if (attempt > 1 && (await alreadyRecorded(ctx, req, rec))) return undefined;
+        // An earlier try committed without its reply: its follow-up work may be undone still.
+        if (attempt > 1 && (await alreadyRecorded(ctx, req, rec))) return { resume: true };
         const why = !r.run?.rec.cancelled
           ? r.claimLive === false && c?.id === req.claimId
             ? ', orphaned'
@@ -284,23 +298,23 @@ export async function finishNode(ctx: EtcdContext, req: FinishRequest): Promise<
           put(keys.ready(rt, req.runId, req.node), Buffer.alloc(0)),
         );
       let allDepsDone = true;
-      if (success) {
+      const fanOutLater = success && rec.down.length > INLINE_DEPENDENTS;
+      if (fanOutLater) {
+        allDepsDone = false;
+        ops.push(
+          put(
+            keys.workItem(req.runId, fanOutItem(req.node)),
+            encodeJson({ at: now, done: 0 } satisfies FanOutItem),
+          ),
+        );
+      } else if (success) {
         for (const d of rec.down) {
           const dep = r.deps.get(d);
           if (!dep) throw new NotFoundError('node', `${req.runId}/${d}`);
           if (dep.rec.s === 'COMPLETED') continue; // unreached via another branch: nothing to count down
           allDepsDone = false;
-          const nd: NodeRecord = { ...dep.rec, p: dep.rec.p - 1 };
           compare.push(modIs(keys.node(req.runId, d), dep.rev));
-          if (nd.p === 0 && nd.s === 'WAITING') {
-            nd.s = 'READY';
-            ops.push(
-              del(keys.openNode('W', req.runId, d)),
-              put(keys.openNode('R', req.runId, d), Buffer.from(nd.spec.runtime)),
-              put(keys.ready(nd.spec.runtime, req.runId, d), Buffer.alloc(0)),
-            );
-          }
-          ops.push(put(keys.node(req.runId, d), encodeState(nd)));
+          ops.push(...countDown(ctx, req.runId, dep.rec));
         }
       }
       const failedForGood = !success && !retry;
@@ -313,14 +327,42 @@ export async function finishNode(ctx: EtcdContext, req: FinishRequest): Promise<
       if (res.succeeded)
         return {
           cascadeFrom: failedForGood && rec.down.length > 0 ? rec.down : undefined,
+          fanOut: fanOutLater,
           sealCheck: !retry && allDepsDone,
         };
     }
     throw new UnavailableError(`finish of ${req.runId}/${req.node} kept losing races`);
   });
-  if (!after) return;
-  if (after.cascadeFrom) await cascade(ctx, req.runId, `f:${req.node}`, after.cascadeFrom);
-  if (after.sealCheck || after.cascadeFrom) await maybeSeal(ctx, req.runId);
+  // The result is recorded; what follows is durable work (k/ items) that the
+  // sweeper of any process completes if this fails, so it never fails the finish.
+  try {
+    if ('resume' in after) await resumeNodeWork(ctx, req.runId, req.node);
+    else {
+      if (after.cascadeFrom) await cascade(ctx, req.runId, `f:${req.node}`, after.cascadeFrom);
+      if (after.fanOut) await fanOut(ctx, req.runId, req.node);
+      if (after.sealCheck || after.cascadeFrom || after.fanOut) await maybeSeal(ctx, req.runId);
+    }
+  } catch (e) {
+    ctx.logger.warn('follow-up of a finish left to the sweeper', {
+      run: req.runId,
+      node: req.node,
+      error: (e as Error).message,
+    });
+  }
+}
+
+/** Completes whatever work items a finish of this node left, then seals the run if it is done. */
+async function resumeNodeWork(ctx: EtcdContext, runId: string, node: string): Promise<void> {
+  const { keys, store } = ctx;
+  const res = await store.retrying('finish', () =>
+    store.txn({
+      success: [get(keys.workItem(runId, `f:${node}`)), get(keys.workItem(runId, fanOutItem(node)))],
+    }),
+  );
+  const failed = res.responses[0]!.response_range.kvs[0];
+  if (failed) await cascade(ctx, runId, `f:${node}`, decodeJson<{ from: string[] }>(failed.value).from);
+  if (res.responses[1]!.response_range.kvs[0]) await fanOut(ctx, runId, node);
+  await maybeSeal(ctx, runId);
 }
 
 /** After a lost reply: is this claim's attempt, with this conclusion, the one recorded? */
