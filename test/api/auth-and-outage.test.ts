@@ -61,6 +61,36 @@ describe('API token', () => {
   });
 });
 
+describe('CORS', () => {
+  it('is off by default and answers only the configured origins', async () => {
+    const repository = new MemoryRepository();
+    const closed = new ApiServer({ repository, ui: false });
+    const open = new ApiServer({ repository, ui: false, corsOrigins: ['https://ops.example'] });
+    const [a, b] = [await closed.listen('127.0.0.1', 0), await open.listen('127.0.0.1', 0)];
+    try {
+      const preflight = (base: string, origin: string) =>
+        fetch(`${base}/v0/stats`, {
+          method: 'OPTIONS',
+          headers: { Origin: origin, 'Access-Control-Request-Method': 'GET' },
+        });
+      const off = await preflight(a, 'https://ops.example');
+      assert.equal(off.headers.get('access-control-allow-origin'), null);
+      const on = await preflight(b, 'https://ops.example');
+      assert.equal(on.status, 204);
+      assert.equal(on.headers.get('access-control-allow-origin'), 'https://ops.example');
+      assert.match(on.headers.get('access-control-allow-headers') ?? '', /Authorization/);
+      const other = await preflight(b, 'https://evil.example');
+      assert.equal(other.headers.get('access-control-allow-origin'), null);
+      const get = await fetch(`${b}/v0/stats`, { headers: { Origin: 'https://ops.example' } });
+      assert.equal(get.headers.get('access-control-allow-origin'), 'https://ops.example');
+    } finally {
+      await closed.close();
+      await open.close();
+      await repository.close();
+    }
+  });
+});
+
 describe('backend unreachable', () => {
   // A real PostgreSQL client against a closed port: every operation fails to connect.
   const repository = new PostgresRepository({

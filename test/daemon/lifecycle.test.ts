@@ -58,6 +58,31 @@ describe('adagiod lifecycle (postgres backend)', () => {
     assert.match(d.logs(), /"msg":"shutting down"/);
   });
 
+  it('secrets never reach the log: the API token and the database password', async () => {
+    const url = POSTGRES_URL.replace('postgres://postgres@', 'postgres://postgres:pw-S3CRET@');
+    const d = await startDaemon(
+      [
+        '--backend-type',
+        'postgres',
+        '--postgres-url',
+        url,
+        '--postgres-schema',
+        store.schema,
+        '--api-token',
+        'tok-S3CRET',
+      ],
+      { env: { ADAGIOD_LOG_LEVEL: 'debug' } },
+    );
+    const client = new AdagioClient({ address: d.address, token: 'tok-S3CRET' });
+    const run = await client.start(sleepy('10ms'));
+    for await (const _ of client.watch(run.id)) {
+      // until it completes, so the log has claims and finishes in it
+    }
+    assert.equal(await d.stop(), 0);
+    assert.match(d.logs(), /"msg":"backend ready".*"url":"postgres:\/\/postgres:\*\*\*@/);
+    assert.doesNotMatch(d.logs(), /S3CRET/);
+  });
+
   it('split roles: an api process and an agent process share only the store', async () => {
     const api = await startDaemon(['api', ...backend]);
     const agent = await startDaemon(['agent', ...backend, '--agents', '3', '--runtimes', 'debug']);
