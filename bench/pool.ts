@@ -33,7 +33,8 @@ export async function drainWithPools(
   const deadline = Date.now() + (options.timeoutMs ?? 600_000);
   const finished = () => pools.reduce((n, p) => n + p.counters.finished.SUCCESS, 0);
   while (finished() < options.expectedNodes) {
-    if (Date.now() > deadline) throw new Error(`timed out with ${finished()}/${options.expectedNodes} nodes finished`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out with ${finished()}/${options.expectedNodes} nodes finished`);
     await new Promise((r) => setTimeout(r, 5));
   }
   await Promise.all(pools.map((p) => p.stop({ graceMs: 1000 })));

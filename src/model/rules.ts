@@ -87,7 +87,7 @@ export function runConclusion(
   if (cancelled) return 'CANCELLED';
   for (const n of nodes) {
     const last = n.attempts[n.attempts.length - 1];
-    if (!last || last.conclusion !== 'SUCCESS') return 'FAIL';
+    if (last?.conclusion !== 'SUCCESS') return 'FAIL';
   }
   return 'SUCCESS';
 }
