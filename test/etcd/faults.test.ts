@@ -1,6 +1,7 @@
 /**
  * etcd backend faults, against real etcd processes: a 3-member cluster losing
- * a member mid-load, and a 10,000-node run that must be written in chunks.
+ * a member mid-load, a single member restarted (kill -9) under an agent pool
+ * and under adagiod processes, and a 10,000-node run written in chunks.
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
@@ -9,13 +10,14 @@ import { EtcdRepository } from '../../src/backends/etcd/index.js';
 import type { GraphSpec, Run } from '../../src/model/types.js';
 import type { Runtime } from '../../src/runtimes/runtime.js';
 import { EtcdCluster, uniqueNamespace } from '../support/etcd.js';
+import { allComplete as allCompleteVia, deploy, retrying, startRuns as startRunsVia } from './daemons.js';
 
 const noop: Runtime = { name: 'noop', run: async () => ({ conclusion: 'SUCCESS' }) };
 
-function sevenNode(): GraphSpec {
+function sevenNode(runtime = 'noop'): GraphSpec {
   const node = (name: string) => ({
     name,
-    runtime: 'noop',
+    runtime,
     metadata: {},
     retry: { error: { maxAttempts: 3 } },
   });
@@ -43,8 +45,20 @@ async function allComplete(repo: EtcdRepository, ids: string[], ms: number): Pro
       }
     }
     if (done.size === ids.length) break;
-    if (Date.now() > deadline)
-      assert.fail(`${ids.length - done.size} of ${ids.length} runs did not complete in ${ms} ms`);
+    if (Date.now() > deadline) {
+      // Name what is stuck: which nodes, in what state, under which claim.
+      const stuck: string[] = [];
+      for (const id of ids.filter((i) => !done.has(i)).slice(0, 5)) {
+        const run = await repo.inspect(id).catch(() => undefined);
+        const open = run?.nodes.filter((n) => n.status !== 'COMPLETED') ?? [];
+        stuck.push(
+          `${id}: ${open.map((n) => `${n.spec.name}=${n.status}${n.claim ? `(claim ${n.claim.id}${n.claim.orphaned ? ' orphaned' : ''})` : ''}/${n.attempts.length}`).join(' ')}`,
+        );
+      }
+      assert.fail(
+        `${ids.length - done.size} of ${ids.length} runs did not complete in ${ms} ms\n${stuck.join('\n')}`,
+      );
+    }
     await new Promise((r) => setTimeout(r, 200));
   }
   return ids.map((id) => done.get(id)!);
@@ -95,6 +109,56 @@ describe('etcd faults', { concurrency: false, timeout: 240_000 }, () => {
     } finally {
       await pool.stop({ graceMs: 2_000 });
       await repo.close();
+    }
+  });
+
+  it('etcd restarted (kill -9) mid-load: every run completes without restarting the agents', async () => {
+    const cluster = await EtcdCluster.start(1);
+    clusters.push(cluster);
+    const repo = new EtcdRepository({
+      hosts: cluster.endpoints,
+      namespace: uniqueNamespace(),
+      retryForMs: 60_000,
+    });
+    const pool = new AgentPool({ repository: repo, runtimes: [noop], concurrency: 8, leaseTtlMs: 5_000 });
+    await pool.start();
+    try {
+      const ids: string[] = [];
+      const starting = startRuns(repo, 60, ids);
+      while (pool.counters.finished.SUCCESS < 60) await new Promise((r) => setTimeout(r, 20));
+      await cluster.restart(0);
+      await starting;
+      const runs = await allComplete(repo, ids, 120_000);
+      assert.ok(
+        runs.every((r) => r.conclusion === 'SUCCESS'),
+        'every run succeeded',
+      );
+    } finally {
+      await pool.stop({ graceMs: 2_000 });
+      await repo.close();
+    }
+  });
+
+  it('etcd restarted mid-load under adagiod (api + 2 agents): every run completes, no process restarted', async () => {
+    const cluster = await EtcdCluster.start(1);
+    clusters.push(cluster);
+    const d = await deploy(cluster, 2, ['--agents', '4', '--lease-ttl', '5s']);
+    try {
+      const ids: string[] = [];
+      const starting = startRunsVia(d.client, sevenNode('debug'), 60, ids);
+      // Restart once part of the load has finished and the rest is in flight.
+      while ((await retrying(() => d.client.stats())).nodeCounts.COMPLETED < 100)
+        await new Promise((r) => setTimeout(r, 50));
+      await cluster.restart(0);
+      await starting;
+      const runs = await allCompleteVia(d.client, ids, 120_000);
+      assert.ok(
+        runs.every((r) => r.conclusion === 'SUCCESS'),
+        'every run succeeded',
+      );
+      for (const p of [d.api, ...d.agents]) assert.equal(p.child.exitCode, null, 'the process kept running');
+    } finally {
+      await d.stop();
     }
   });
 

@@ -165,6 +165,20 @@ async function cancelNodes(ctx: EtcdContext, runId: string): Promise<void> {
   }
 }
 
+/** Completes whatever work items a finish of this node left, then seals the run if it is done. */
+export async function resumeNodeWork(ctx: EtcdContext, runId: string, node: string): Promise<void> {
+  const { keys, store } = ctx;
+  const res = await store.retrying('finish', () =>
+    store.txn({
+      success: [get(keys.workItem(runId, `f:${node}`)), get(keys.workItem(runId, `d:${node}`))],
+    }),
+  );
+  const failed = res.responses[0]!.response_range.kvs[0];
+  if (failed) await cascade(ctx, runId, `f:${node}`, decodeJson<{ from: string[] }>(failed.value).from);
+  if (res.responses[1]!.response_range.kvs[0]) await fanOut(ctx, runId, node);
+  await maybeSeal(ctx, runId);
+}
+
 /** Writes the run's conclusion once no node is open. Readers derive it when absent; this makes lists cheap. */
 export async function maybeSeal(ctx: EtcdContext, runId: string): Promise<void> {
   const { keys, store } = ctx;

@@ -148,7 +148,15 @@ export function isTransient(e: unknown): boolean {
   if (e instanceof UnavailableError) return !/closed/.test(e.message);
   if (e instanceof ClientClosedError) return false;
   if (e instanceof GRPCInvalidArgumentError || e instanceof GRPCUnauthenticatedError) return false;
-  if (isRecoverableError(e) || e.name === 'BrokenCircuitError' || e.name === 'IsolatedCircuitError')
+  // etcd3's per-host circuit breaker (cockatiel) opens after failures; its errors keep the
+  // plain name 'Error' and say so by a flag, so a name check alone never matched them.
+  const flagged = e as { isBrokenCircuitError?: boolean; isIsolatedCircuitError?: boolean };
+  if (
+    isRecoverableError(e) ||
+    flagged.isBrokenCircuitError === true ||
+    flagged.isIsolatedCircuitError === true ||
+    /circuit breaker is open/i.test(e.message)
+  )
     return true;
   if (e instanceof GRPCGenericError)
     return /leader|timed out|timeout|unavailable|connect|too many requests|stopped|unhealthy|deadline|No connection/i.test(

@@ -21,13 +21,14 @@ import {
   nodeState,
   type RunRecord,
 } from './records.js';
-import { cascade, maybeSeal } from './settle.js';
+import { cascade, maybeSeal, resumeNodeWork } from './settle.js';
 import {
   absent,
   del,
   get,
   getPrefix,
   isLeaseNotFound,
+  isTransient,
   lastUnder,
   leaseIs,
   modIs,
@@ -145,9 +146,12 @@ export async function claimNode(ctx: EtcdContext, req: ClaimRequest): Promise<Cl
     md: req.metadata ?? {},
     lease: req.leaseId,
   };
-  return store.retrying('claim', async (attempt) => {
+  // Set while a claim transaction with this claim id was sent and no read since told whether it committed.
+  let inDoubt = false;
+  const claiming = store.retrying('claim', async (attempt) => {
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const r = await readNode(ctx, req.runId, req.node, false);
+      inDoubt = false; // what the node holds now says whether an earlier try committed
       if (!r.node) {
         if (!r.run) throw new NotFoundError('run', req.runId);
         throw new NotFoundError('node', `${req.runId}/${req.node}`);
@@ -190,6 +194,7 @@ export async function claimNode(ctx: EtcdContext, req: ClaimRequest): Promise<Cl
       const reads = claimReads(ctx, req.runId, rec);
       const inline = reads.length + ops.length <= INLINE_READS;
       let res: Awaited<ReturnType<typeof store.txn>>;
+      inDoubt = true;
       try {
         res = await store.txn({ compare, success: inline ? [...reads, ...ops] : ops });
       } catch (e) {
@@ -203,6 +208,42 @@ export async function claimNode(ctx: EtcdContext, req: ClaimRequest): Promise<Cl
     }
     throw new UnavailableError(`claim of ${req.runId}/${req.node} kept losing races`);
   });
+  try {
+    return await claiming;
+  } catch (e) {
+    if (!inDoubt || !(e instanceof UnavailableError)) throw e;
+    return resolveClaim(ctx, req, claim);
+  }
+}
+
+/**
+ * The store went away with a claim transaction in flight. Had it committed,
+ * giving up now would leave the node RUNNING under this agent's live lease
+ * with nobody running it: never orphaned, never finished. So the outcome is
+ * learnt before returning, however long the store takes to come back.
+ */
+async function resolveClaim(
+  ctx: EtcdContext,
+  req: ClaimRequest,
+  claim: ClaimRecord,
+): Promise<ClaimedNode | undefined> {
+  ctx.logger.warn('claim outcome unknown; waiting for etcd to learn it', {
+    run: req.runId,
+    node: req.node,
+    claim: claim.id,
+  });
+  for (let delay = 100; ; delay = Math.min(delay * 2, 2_000)) {
+    if (ctx.store.closed) throw new UnavailableError('etcd repository is closed');
+    try {
+      const r = await readNode(ctx, req.runId, req.node, false);
+      const rec = r.node?.rec;
+      if (rec?.s !== 'RUNNING' || rec.c?.id !== claim.id || !r.claimLive) return undefined;
+      return await ownClaim(ctx, req.runId, rec, claim);
+    } catch (e) {
+      if (!isTransient(e)) throw e;
+    }
+    await new Promise((r) => setTimeout(r, delay));
+  }
 }
 
 /** An earlier try of this claim committed but its reply was lost: rebuild what it returned. */
@@ -349,20 +390,6 @@ export async function finishNode(ctx: EtcdContext, req: FinishRequest): Promise<
       error: (e as Error).message,
     });
   }
-}
-
-/** Completes whatever work items a finish of this node left, then seals the run if it is done. */
-async function resumeNodeWork(ctx: EtcdContext, runId: string, node: string): Promise<void> {
-  const { keys, store } = ctx;
-  const res = await store.retrying('finish', () =>
-    store.txn({
-      success: [get(keys.workItem(runId, `f:${node}`)), get(keys.workItem(runId, fanOutItem(node)))],
-    }),
-  );
-  const failed = res.responses[0]!.response_range.kvs[0];
-  if (failed) await cascade(ctx, runId, `f:${node}`, decodeJson<{ from: string[] }>(failed.value).from);
-  if (res.responses[1]!.response_range.kvs[0]) await fanOut(ctx, runId, node);
-  await maybeSeal(ctx, runId);
 }
 
 /** After a lost reply: is this claim's attempt, with this conclusion, the one recorded? */
