@@ -91,11 +91,32 @@ export class PostgresRepository implements Repository {
     const repo = new PostgresRepository(options);
     try {
       await repo.ensureReady();
+      await repo.listenNow();
     } catch (e) {
       await repo.close();
       throw e;
     }
     return repo;
+  }
+
+  /**
+   * Starts LISTEN now and keeps it for the repository's life. A subscription
+   * that had to open LISTEN itself would miss the notices of whatever happens
+   * meanwhile; its catch-up query finds nodes still READY, not one already
+   * claimed. With LISTEN on from connect(), a subscriber hears every notice
+   * sent after subscribe() returns.
+   */
+  private listenNow(timeoutMs = 10_000): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs); // not fatal: subscriptions still catch up by query
+      this.listener.add({
+        onListening: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        onNotice: () => {},
+      });
+    });
   }
 
   constructor(options: PostgresRepositoryOptions) {
