@@ -30,9 +30,11 @@ if (files.some((f) => f.startsWith(join('test', 'ui') + sep))) {
   const { ensureUiBuilt } = await import('./ui-build.mjs');
   if (!ensureUiBuilt(root)) process.exit(1);
 }
+// A default bound per test: a hung test fails (naming itself) instead of stalling the whole run.
+// Tests that need longer say so with their own `timeout` option.
 const result = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=2', ...passthrough, ...files],
+  ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=600000', ...passthrough, ...files],
   { cwd: root, stdio: 'inherit', env: { ...process.env, NODE_ENV: 'test' } },
 );
 process.exit(result.status ?? 1);
