@@ -66,12 +66,19 @@ class StructuredLogger implements Logger {
     const extra = Object.entries(all)
       .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
       .join(' ');
-    this.sink.write(`${time.slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${msg}${extra ? ` ${extra}` : ''}`);
+    this.sink.write(
+      `${time.slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${msg}${extra ? ` ${extra}` : ''}`,
+    );
   }
 }
 
 export function createLogger(
-  options: { level?: LogLevel; json?: boolean; write?: (line: string) => void; fields?: Record<string, unknown> } = {},
+  options: {
+    level?: LogLevel;
+    json?: boolean;
+    write?: (line: string) => void;
+    fields?: Record<string, unknown>;
+  } = {},
 ): Logger {
   const sink: Sink = {
     level: ORDER[options.level ?? 'info'],

@@ -92,12 +92,7 @@ export function createJsonRoutes(o: JsonRoutesOptions): (req: Req, res: Res) => 
           await o.service.cancel!(create(cp.CancelRequestSchema, { id: decode(m[1]!) }), ctx),
         ),
     ],
-    [
-      'GET',
-      /^\/v0\/runs\/([^/]+)\/watch$/,
-      'watch',
-      async (req, res, _u, m) => watch(req, res, decode(m[1]!)),
-    ],
+    ['GET', /^\/v0\/runs\/([^/]+)\/watch$/, 'watch', async (_q, res, _u, m) => watch(res, decode(m[1]!))],
   ];
 
   async function start(req: Req, res: Res): Promise<void> {
@@ -113,7 +108,7 @@ export function createJsonRoutes(o: JsonRoutesOptions): (req: Req, res: Res) => 
     reply(res, cp.StartResponseSchema, await o.service.start!(msg, ctx));
   }
 
-  async function watch(req: Req, res: Res, id: string): Promise<void> {
+  async function watch(res: Res, id: string): Promise<void> {
     // Both response kinds share this subset; their write() overloads just differ in typing.
     const out = res as ServerResponse;
     const abort = new AbortController();
