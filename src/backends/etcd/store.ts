@@ -159,7 +159,7 @@ export function isTransient(e: unknown): boolean {
   )
     return true;
   if (e instanceof GRPCGenericError)
-    return /leader|timed out|timeout|unavailable|connect|too many requests|stopped|unhealthy|deadline|No connection/i.test(
+    return /leader|timed out|timeout|unavailable|connect|too many requests|stopped|unhealthy|deadline|No connection|RST_STREAM/i.test(
       e.message,
     );
   return /ECONNREFUSED|ECONNRESET|EPIPE|socket|No connection established|deadline/i.test(e.message);
