@@ -34,7 +34,14 @@ export class Listener {
     private readonly db: Db,
     private readonly channel: string,
     private readonly logger: Logger,
+    /** This repository's origin id: its own notices were delivered by `deliverLocal` already. */
+    private readonly origin?: string,
   ) {}
+
+  /** A notice this process just published, to its own streams without the round trip through the server. */
+  deliverLocal(notice: Notice): void {
+    this.fanOut(notice);
+  }
 
   add(consumer: NoticeConsumer): void {
     this.consumers.add(consumer);
@@ -112,7 +119,11 @@ export class Listener {
 
   private dispatch(payload: string | undefined): void {
     const notice = decodeNotice(payload);
-    if (!notice) return;
+    if (!notice || (this.origin !== undefined && notice.o === this.origin)) return;
+    this.fanOut(notice);
+  }
+
+  private fanOut(notice: Notice): void {
     for (const c of [...this.consumers]) {
       try {
         c.onNotice(notice);

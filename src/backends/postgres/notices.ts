@@ -28,6 +28,11 @@ export interface NodeDelta {
 export interface Notice {
   /** Run id, or '*' for "anything may have changed". */
   r: string;
+  /**
+   * The sending repository's origin id: it delivered the notice to its own
+   * streams when it published it, so it drops the echo LISTEN brings back.
+   */
+  o?: string;
   /** The run's status (and conclusion) right after the transaction. */
   rs?: RunStatus;
   rc?: RunConclusion;
@@ -42,6 +47,10 @@ export interface Notice {
   cu?: 1;
 }
 
+/** The least time between two NOTIFY statements of one repository while notices keep coming. */
+const NOTIFY_PACE_MS = 4;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 /** NOTIFY payloads must stay under 8000 bytes; leave room for the channel name. */
 export const MAX_PAYLOAD = 7_000;
 
@@ -52,7 +61,14 @@ export function encodeNotice(notice: Notice): string {
   const { ch: _, ...rest } = notice;
   text = JSON.stringify({ ...rest, all: 1 } satisfies Notice);
   if (text.length <= MAX_PAYLOAD) return text;
-  return JSON.stringify({ r: notice.r, rs: notice.rs, rc: notice.rc, all: 1, cu: 1 } satisfies Notice);
+  return JSON.stringify({
+    r: notice.r,
+    o: notice.o,
+    rs: notice.rs,
+    rc: notice.rc,
+    all: 1,
+    cu: 1,
+  } satisfies Notice);
 }
 
 export function decodeNotice(payload: string | undefined): Notice | undefined {
@@ -89,6 +105,10 @@ export class Publisher {
     private readonly db: Db,
     private readonly channel: string,
     private readonly logger: Logger,
+    /** Stamped on every notice sent (see the class comment). */
+    private readonly origin?: string,
+    /** Delivers notices to this process's streams at once. */
+    private readonly local?: (notice: Notice) => void,
   ) {}
 
   /**
@@ -98,7 +118,11 @@ export class Publisher {
    */
   publish(notices: Notice[]): Promise<void> {
     if (notices.length === 0) return Promise.resolve();
-    for (const n of notices) this.pending.push(encodeNotice(n));
+    for (const n of notices) {
+      if (this.origin !== undefined) n.o = this.origin;
+      this.pending.push(encodeNotice(n));
+      this.local?.(n);
+    }
     const sent = new Promise<void>((resolve) => this.waiters.push(resolve));
     if (!this.flushing) void this.flush();
     return sent;
@@ -135,6 +159,9 @@ export class Publisher {
             });
           }
         for (const w of waiters) w();
+        // Busy: let the next batch fill a little. This process's own streams have the notices already
+        // (`local`), so only other processes wait, a few ms; NOTIFY statements stop rivalling transitions.
+        if (payloads.length > 0 && this.pending.length > 0) await sleep(NOTIFY_PACE_MS);
       }
     } finally {
       this.flushing = false;

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { type Logger, silentLogger } from '../../log.js';
 import {
   type AgentInfo,
@@ -25,6 +26,7 @@ import {
   UnavailableError,
   type WatchEvent,
 } from '../../protocol/index.js';
+import { ClaimBatcher } from './claims.js';
 import { Db } from './db.js';
 import { FinishBatcher } from './finishes.js';
 import * as leases from './leases.js';
@@ -137,16 +139,20 @@ export class PostgresRepository implements Repository {
       retryForMs: options.retryForMs ?? 15_000,
       logger: this.logger,
     });
+    // Unique per repository, so two repositories in one process still hear each other through the server.
+    const origin = randomBytes(6).toString('base64url');
+    this.listener = new Listener(this.db, this.channel, this.logger, origin);
+    const listener = this.listener;
     this.ctx = {
       db: this.db,
       channel: this.channel,
-      publisher: new Publisher(this.db, this.channel, this.logger),
+      publisher: new Publisher(this.db, this.channel, this.logger, origin, (n) => listener.deliverLocal(n)),
       finishes: new FinishBatcher(this.db),
+      claims: new ClaimBatcher(this.db),
       logger: this.logger,
       clock: options.clock ?? systemClock,
       ids: options.ids ?? ulidSource(),
     };
-    this.listener = new Listener(this.db, this.channel, this.logger);
     this.streams = new Streams(
       this.db,
       this.listener,

@@ -23,20 +23,12 @@ import {
   LeaseExpiredError,
   NotFoundError,
 } from '../../protocol/index.js';
+import type { AttemptJson, ClaimBatcher } from './claims.js';
 import type { Db } from './db.js';
 import type { FinishBatcher } from './finishes.js';
 import { COUNTER_SHARDS } from './migrations.js';
 import { ms, type Notice, type Publisher } from './notices.js';
-import {
-  ATTEMPT_COLUMNS,
-  type AttemptRow,
-  groupAttempts,
-  inputsOf,
-  NODE_COLUMNS,
-  type NodeRow,
-  toBuffer,
-  toNodeState,
-} from './rows.js';
+import { type AttemptRow, groupAttempts, inputsOf, type NodeRow, toBuffer, toNodeState } from './rows.js';
 
 /**
  * Every state change of a node, in one place. Each transition is one
@@ -55,6 +47,8 @@ export interface TransitionContext {
   publisher: Publisher;
   /** Runs finishes, batching concurrent ones. */
   finishes: FinishBatcher;
+  /** Runs claims, batching concurrent ones. */
+  claims: ClaimBatcher;
   logger: Logger;
   clock: Clock;
   ids: IdSource;
@@ -141,71 +135,41 @@ export async function startRun(ctx: TransitionContext, spec: GraphSpec): Promise
 }
 
 /**
- * Rule 2 and rule 3's recovery, as one statement that cannot double-claim:
- * the row only matches while READY (or RUNNING and orphaned) and the lease
- * is live by the database's clock; concurrent claimers queue on the row
- * lock and re-check, so exactly one matches.
+ * Rule 2 and rule 3's recovery: one statement that cannot double-claim,
+ * shared with this process's concurrent claims (claims.ts). When it did not
+ * claim, one more query tells a lost race from a lapsed lease or a missing
+ * run or node.
  */
 export async function claimNode(ctx: TransitionContext, req: ClaimRequest): Promise<ClaimedNode | undefined> {
   const now = ctx.clock.now();
   const claimId = ctx.ids.next(now);
-  return ctx.db.retrying('claim', async (attempt) => {
-    if (attempt > 1) {
-      // The previous try may have committed before its reply was lost.
-      const mine = await ctx.db.query<NodeRow>(
-        'claim',
-        `SELECT ${NODE_COLUMNS} FROM nodes WHERE run_id = $1 AND name = $2 AND claim_id = $3 AND status = 'RUNNING'`,
-        [req.runId, req.node, claimId],
-      );
-      if (mine.rows[0]) {
-        announceClaim(ctx, req.runId, mine.rows[0]);
-        return claimed(ctx, req.runId, claimId, mine.rows[0]);
-      }
-    }
-    const { rows } = await ctx.db.query<NodeRow & { attempts_json: AttemptJson[] }>(
-      'claim',
-      `WITH c AS (
-         UPDATE nodes SET
-           status = 'RUNNING',
-           previous_claim_id = CASE WHEN status = 'RUNNING' THEN claim_id END,
-           started_at = CASE WHEN status = 'READY' THEN $6::bigint ELSE started_at END,
-           finished_at = CASE WHEN status = 'READY' THEN NULL ELSE finished_at END,
-           claim_id = $3, claim_agent = $4, claim_metadata = $5, lease_id = $7, orphaned = false,
-           version = version + 1
-         WHERE run_id = $1 AND name = $2
-           AND (status = 'READY' OR (status = 'RUNNING' AND orphaned))
-           AND EXISTS (SELECT 1 FROM leases WHERE id = $7 AND expires_at > now())
-         RETURNING ${NODE_COLUMNS}
-       )
-       SELECT c.*,
-         -- The attempts the claimer needs (its own, and its upstream nodes' for inputs), in the same round trip.
-         (SELECT coalesce(json_agg(json_build_object('node', a.node, 'n', a.n, 'conclusion', a.conclusion,
-                   'metadata', a.metadata, 'output', encode(a.output, 'base64'), 'claim_id', a.claim_id,
-                   'agent_id', a.agent_id, 'started_at', a.started_at, 'finished_at', a.finished_at)), '[]')
-          FROM attempts a
-          WHERE a.run_id = $1
-            AND (a.node = ANY(c.upstream) OR (a.node = c.name AND c.attempt_count > 0))) AS attempts_json
-       FROM c`,
-      [req.runId, req.node, claimId, req.agentId, JSON.stringify(req.metadata ?? {}), now, req.leaseId],
-      { asyncCommit: true }, // see Db.fast: a lost claim only means the node runs again
-    );
-    if (rows[0]) {
-      announceClaim(ctx, req.runId, rows[0]);
-      return claimedWith(req.runId, claimId, rows[0], attemptsFromJson(rows[0].attempts_json));
-    }
-    const why = await ctx.db.query<{ lease: boolean; run: boolean; node: boolean }>(
+  const row = await ctx.claims.submit({
+    runId: req.runId,
+    node: req.node,
+    claimId,
+    agentId: req.agentId,
+    metadata: JSON.stringify(req.metadata ?? {}),
+    leaseId: req.leaseId,
+    now,
+  });
+  if (row) {
+    announceClaim(ctx, req.runId, row);
+    return claimedWith(req.runId, claimId, row, attemptsFromJson(row.attempts_json));
+  }
+  const why = await ctx.db.retrying('claim', () =>
+    ctx.db.query<{ lease: boolean; run: boolean; node: boolean }>(
       'claim',
       `SELECT EXISTS (SELECT 1 FROM leases WHERE id = $3 AND expires_at > now()) AS lease,
               EXISTS (SELECT 1 FROM runs WHERE id = $1) AS run,
               EXISTS (SELECT 1 FROM nodes WHERE run_id = $1 AND name = $2) AS node`,
       [req.runId, req.node, req.leaseId],
-    );
-    const w = why.rows[0]!;
-    if (!w.lease) throw new LeaseExpiredError(req.leaseId);
-    if (!w.run) throw new NotFoundError('run', req.runId);
-    if (!w.node) throw new NotFoundError('node', `${req.runId}/${req.node}`);
-    return undefined; // lost the race, or not claimable
-  });
+    ),
+  );
+  const w = why.rows[0]!;
+  if (!w.lease) throw new LeaseExpiredError(req.leaseId);
+  if (!w.run) throw new NotFoundError('run', req.runId);
+  if (!w.node) throw new NotFoundError('node', `${req.runId}/${req.node}`);
+  return undefined; // lost the race, or not claimable
 }
 
 /**
@@ -234,27 +198,6 @@ function announceClaim(ctx: TransitionContext, runId: string, row: NodeRow): voi
   ]);
 }
 
-/** The node as its claimer sees it, after a retried claim found it had committed: attempts read separately. */
-async function claimed(
-  ctx: TransitionContext,
-  runId: string,
-  claimId: string,
-  row: NodeRow,
-): Promise<ClaimedNode> {
-  const names = [...(row.attempt_count > 0 ? [row.name] : []), ...row.upstream];
-  const attempts =
-    names.length === 0
-      ? []
-      : (
-          await ctx.db.query<AttemptRow>(
-            'claim',
-            `SELECT ${ATTEMPT_COLUMNS} FROM attempts WHERE run_id = $1 AND node = ANY($2)`,
-            [runId, names],
-          )
-        ).rows;
-  return claimedWith(runId, claimId, row, attempts);
-}
-
 function claimedWith(runId: string, claimId: string, row: NodeRow, attempts: AttemptRow[]): ClaimedNode {
   const byNode = groupAttempts(attempts);
   const last = (n: string) => byNode.get(n)?.at(-1)?.output;
@@ -266,13 +209,6 @@ function claimedWith(runId: string, claimId: string, row: NodeRow, attempts: Att
     previousClaimId: row.previous_claim_id ?? undefined,
     node: toNodeState(row, byNode.get(row.name) ?? [], inputsOf(row, last)),
   };
-}
-
-/** An attempt row as json_build_object renders it in the claim statement (bytea as base64). */
-interface AttemptJson extends Omit<AttemptRow, 'output' | 'started_at' | 'finished_at'> {
-  output: string;
-  started_at: number | null;
-  finished_at: number;
 }
 
 function attemptsFromJson(rows: AttemptJson[]): AttemptRow[] {
@@ -343,7 +279,7 @@ export async function cancelRun(ctx: TransitionContext, runId: string): Promise<
         attempt_count: number;
       }>(
         `SELECT name, status, claim_id, claim_agent, started_at, attempt_count
-         FROM nodes WHERE run_id = $1 AND status <> 'COMPLETED' FOR UPDATE`,
+         FROM nodes WHERE run_id = $1 AND status <> 'COMPLETED' ORDER BY name FOR UPDATE`,
         [runId],
       );
       const running = open.rows.filter((n) => n.status === 'RUNNING' && n.claim_id);
