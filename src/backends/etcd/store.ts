@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { ConsecutiveBreaker, circuitBreaker, handleWhen } from 'cockatiel';
 import {
   ClientClosedError,
   Etcd3,
@@ -79,6 +80,16 @@ export class Store {
       // Streams (watch, keepalive) live long; unary calls get a deadline so a dead member cannot hang them.
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
       grpcOptions: { 'grpc.max_receive_message_length': 64 * 1024 * 1024 },
+      // etcd3's default breaker opens on 3 consecutive failures for 5 s: on a busy machine a burst of
+      // deadline-exceeded calls then fails everything for seconds. retrying() already backs off, so
+      // the breaker only needs to steer calls away from a member that keeps failing, briefly.
+      faultHandling: {
+        host: () =>
+          circuitBreaker(handleWhen(isRecoverableError), {
+            halfOpenAfter: 1_000,
+            breaker: new ConsecutiveBreaker(20),
+          }),
+      },
     });
   }
 
