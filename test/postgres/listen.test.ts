@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import pg from 'pg';
-import type { PostgresRepository } from '../../src/backends/postgres/index.js';
+import { PostgresRepository } from '../../src/backends/postgres/index.js';
 import type { NodeEvent, WatchEvent } from '../../src/protocol/index.js';
 import { POSTGRES_URL, postgresRepository } from '../support/postgres.js';
 
@@ -27,6 +27,11 @@ async function cutListener(repo: PostgresRepository): Promise<number> {
   }
 }
 
+/** A second repository on the same schema, as another process would have. */
+function otherProcess(schema: string): Promise<PostgresRepository> {
+  return PostgresRepository.connect({ connectionString: POSTGRES_URL, schema, reaperIntervalMs: 0 });
+}
+
 async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
@@ -37,31 +42,34 @@ async function until(what: string, check: () => boolean, timeoutMs = 10_000): Pr
 
 describe('PostgreSQL LISTEN reconnect', () => {
   it('a subscriber whose connection is cut still gets every READY node', { timeout: 60_000 }, async () => {
-    const { repository: repo, teardown } = await postgresRepository({ reaperIntervalMs: 0 });
+    const { repository: repo, schema, teardown } = await postgresRepository({ reaperIntervalMs: 0 });
+    // Runs come from another process: this one's own notices reach its streams without the server.
+    const other = await otherProcess(schema);
     const ac = new AbortController();
     try {
       const events: NodeEvent[] = [];
       const sub = (async () => {
         for await (const e of repo.subscribe({ runtimes: ['work'], signal: ac.signal })) events.push(e);
       })();
-      const first = await repo.start({ nodes: [node('a')], edges: [] });
+      const first = await other.start({ nodes: [node('a')], edges: [] });
       await until('the first NODE_READY', () => events.some((e) => e.runId === first.id));
 
       for (let round = 0; round < 3; round++) {
-        assert.equal(await cutListener(repo), 1, 'one LISTEN connection to cut');
+        assert.equal(await cutListener(repo), 2, "both processes' LISTEN connections (one channel) to cut");
         // Runs started while the listener is down or reconnecting: no notice reaches it.
-        const missed = await repo.start({ nodes: [node('a'), node('b')], edges: [] });
+        const missed = await other.start({ nodes: [node('a'), node('b')], edges: [] });
         await until(`NODE_READY for the run started while disconnected (round ${round})`, () =>
           ['a', 'b'].every((n) => events.some((e) => e.runId === missed.id && e.node === n)),
         );
       }
       // And notices flow again after the reconnects.
-      const later = await repo.start({ nodes: [node('z')], edges: [] });
+      const later = await other.start({ nodes: [node('z')], edges: [] });
       await until('NODE_READY after reconnecting', () => events.some((e) => e.runId === later.id));
       ac.abort();
       await sub;
     } finally {
       ac.abort();
+      await other.close();
       await teardown();
     }
   });
@@ -112,11 +120,13 @@ describe('PostgreSQL LISTEN reconnect', () => {
   it('a watch survives a cut connection and reports what changed meanwhile', {
     timeout: 60_000,
   }, async () => {
-    const { repository: repo, teardown } = await postgresRepository({ reaperIntervalMs: 0 });
+    const { repository: repo, schema, teardown } = await postgresRepository({ reaperIntervalMs: 0 });
+    // The transitions come from another process, so the watcher hears of them only through the server.
+    const other = await otherProcess(schema);
     const ac = new AbortController();
     try {
-      const lease = await repo.grantLease(60_000);
-      const run = await repo.start({
+      const lease = await other.grantLease(60_000);
+      const run = await other.start({
         nodes: [node('a'), node('b')],
         edges: [{ source: 'a', destination: 'b' }],
       });
@@ -125,14 +135,14 @@ describe('PostgreSQL LISTEN reconnect', () => {
         for await (const e of repo.watch(run.id, { signal: ac.signal })) events.push(e);
       })();
       await until('the snapshot', () => events.length > 0);
-      const a = await repo.claim({ runId: run.id, node: 'a', leaseId: lease.id, agentId: 'w' });
+      const a = await other.claim({ runId: run.id, node: 'a', leaseId: lease.id, agentId: 'w' });
       assert.ok(a);
       await until('a RUNNING', () => events.some((e) => e.type === 'node' && e.node.spec.name === 'a'));
       await cutListener(repo);
-      await repo.finish({ runId: run.id, node: 'a', claimId: a.claimId, conclusion: 'SUCCESS' });
-      const b = await repo.claim({ runId: run.id, node: 'b', leaseId: lease.id, agentId: 'w' });
+      await other.finish({ runId: run.id, node: 'a', claimId: a.claimId, conclusion: 'SUCCESS' });
+      const b = await other.claim({ runId: run.id, node: 'b', leaseId: lease.id, agentId: 'w' });
       assert.ok(b);
-      await repo.finish({ runId: run.id, node: 'b', claimId: b.claimId, conclusion: 'SUCCESS' });
+      await other.finish({ runId: run.id, node: 'b', claimId: b.claimId, conclusion: 'SUCCESS' });
       await watch; // ends by itself: the re-read after reconnecting sees the run completed
       const last = events[events.length - 1]!;
       assert.ok(last.type === 'node');
@@ -143,6 +153,7 @@ describe('PostgreSQL LISTEN reconnect', () => {
       assert.deepEqual(Object.fromEntries(final), { a: 'COMPLETED', b: 'COMPLETED' });
     } finally {
       ac.abort();
+      await other.close();
       await teardown();
     }
   });
