@@ -17,16 +17,18 @@ import { EtcdCluster } from '../support/etcd.js';
 import { allComplete, deploy, retrying } from './daemons.js';
 
 const RUNS = 200;
+/** Runs whose d and f are slow, so the victim is caught holding them. */
+const SLOW_RUNS = 10;
 
 /**
  * The example's nodes and edges; every node appends its claim to the ledger.
- * In the first runs d and f take a second, so the killed agent is caught mid-node.
+ * In the first runs d and f take four seconds, so the killed agent is surely caught mid-node.
  */
 function ledgerDag(ledger: string, slowNodes: boolean): GraphSpec {
   const example = JSON.parse(
     readFileSync(join(REPO_ROOT, 'examples/workflows/seven-node.json'), 'utf8'),
   ) as GraphSpec;
-  const slow: Record<string, string> = slowNodes ? { d: 'sleep 1', f: 'sleep 1' } : {};
+  const slow: Record<string, string> = slowNodes ? { d: 'sleep 4', f: 'sleep 4' } : {};
   return {
     nodes: example.nodes.map((n) => ({
       name: n.name,
@@ -61,7 +63,7 @@ describe('etcd: api + 3 agent processes', { timeout: 300_000 }, () => {
       const ids: string[] = [];
       const starting = (async () => {
         for (let i = 0; i < RUNS; i++)
-          ids.push((await retrying(() => d.client.start(ledgerDag(ledger, i < 30)))).id);
+          ids.push((await retrying(() => d.client.start(ledgerDag(ledger, i < SLOW_RUNS)))).id);
       })();
       // Kill an agent once it holds claims (its slots' agent ids carry its pid).
       const victim = d.agents[0]!;
@@ -71,11 +73,13 @@ describe('etcd: api + 3 agent processes', { timeout: 300_000 }, () => {
       while (!held.some((h) => h.node === 'd' || h.node === 'f')) {
         assert.ok(Date.now() < deadline, 'the victim agent claimed a slow node');
         held = [];
-        for (const id of ids.slice(0, 30)) {
+        // Kill as soon as one slow claim is seen: its node sleeps for seconds, far longer than this scan.
+        for (const id of ids.slice(0, SLOW_RUNS)) {
           const run = await d.client.inspect(id);
           for (const n of run.nodes)
             if (n.status === 'RUNNING' && n.claim?.agentId.includes(mark))
               held.push({ runId: id, node: n.spec.name, claim: n.claim.id });
+          if (held.some((h) => h.node === 'd' || h.node === 'f')) break;
         }
         if (held.length === 0) await new Promise((r) => setTimeout(r, 50));
       }
