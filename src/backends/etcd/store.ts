@@ -4,9 +4,15 @@ import {
   ClientClosedError,
   Etcd3,
   EtcdLeaseInvalidError,
+  GRPCAbortedError,
+  GRPCCancelledError,
+  GRPCDeadlineExceededError,
   GRPCGenericError,
+  GRPCInternalError,
   GRPCInvalidArgumentError,
   GRPCUnauthenticatedError,
+  GRPCUnavailableError,
+  GRPCUnknownError,
   type ICompare,
   type IRangeRequest,
   type IRangeResponse,
@@ -167,6 +173,17 @@ export function isTransient(e: unknown): boolean {
     flagged.isBrokenCircuitError === true ||
     flagged.isIsolatedCircuitError === true ||
     /circuit breaker is open/i.test(e.message)
+  )
+    return true;
+  // A member killed mid-call cancels or resets the calls in flight on its connection: the
+  // cluster may still have committed them, and retrying() (with its in-doubt checks) must decide.
+  if (
+    e instanceof GRPCCancelledError ||
+    e instanceof GRPCUnavailableError ||
+    e instanceof GRPCDeadlineExceededError ||
+    e instanceof GRPCInternalError ||
+    e instanceof GRPCUnknownError ||
+    e instanceof GRPCAbortedError
   )
     return true;
   if (e instanceof GRPCGenericError)
