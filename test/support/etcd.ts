@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EtcdRepository, type EtcdRepositoryOptions } from '../../src/backends/etcd/index.js';
+import { freePort } from './ports.js';
 
 /**
  * etcd for tests (DESIGN.md §5): real `etcd` processes from Debian's
@@ -19,18 +19,6 @@ process.once('exit', () => {
   for (const p of live) p.kill('SIGKILL');
   for (const d of scratch) rmSync(d, { recursive: true, force: true });
 });
-
-/** A free loopback TCP port. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** A RAM-backed directory when there is one: etcd fsyncs every commit. */
 function scratchDir(): string {

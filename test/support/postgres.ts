@@ -1,10 +1,12 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chownSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { PostgresRepository, type PostgresRepositoryOptions } from '../../src/backends/postgres/index.js';
+import { freePort } from './ports.js';
+
+export { freePort };
 
 /**
  * PostgreSQL for tests (DESIGN.md §5): ADAGIO_TEST_POSTGRES_URL when set,
@@ -82,18 +84,6 @@ export async function postgresRepository(
       await dropSchema(schema, url);
     },
   };
-}
-
-/** A free loopback TCP port. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 const PG_BIN = '/usr/lib/postgresql/15/bin';
