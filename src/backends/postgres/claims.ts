@@ -36,7 +36,7 @@ const MAX_IN_FLIGHT = 2;
 
 /**
  * Rule 2 (and rule 3's recovery) for this process's concurrent claims as one
- * statement: a busy agent process claims in every free slot at once, and one
+ * call of claim_nodes (migration 3, a prepared statement): a busy agent process claims in every free slot at once, and one
  * round trip (one write, one server wake-up, one commit) for several of them
  * costs the client and the server far less than one each. Each call still
  * gets exactly its own answer, and the statement cannot double-claim: a row
@@ -91,41 +91,7 @@ export class ClaimBatcher {
       const rows = await this.db.retrying('claim', async (attempt) => {
         const { rows } = await this.db.query<ClaimRow & { i: string }>(
           'claim',
-          `WITH x AS (
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::bigint[])
-               WITH ORDINALITY AS x(run, node, claim, agent, md, lease, now, i)
-           ), lk AS (
-             SELECT n.run_id AS l_run, n.name AS l_name, x.claim AS l_claim, x.agent AS l_agent, x.md AS l_md,
-               x.lease AS l_lease, x.now AS l_now, x.i AS l_i
-             FROM x JOIN nodes n ON n.run_id = x.run AND n.name = x.node
-             WHERE (n.status = 'READY' OR (n.status = 'RUNNING' AND n.orphaned)
-                    OR ($8 AND n.status = 'RUNNING' AND n.claim_id = x.claim))
-               AND EXISTS (SELECT 1 FROM leases WHERE id = x.lease AND expires_at > now())
-             ORDER BY n.run_id, n.name
-             FOR UPDATE OF n
-           ), c AS (
-             UPDATE nodes SET
-               status = 'RUNNING',
-               previous_claim_id = CASE WHEN claim_id = l_claim THEN previous_claim_id
-                 WHEN status = 'RUNNING' THEN claim_id END,
-               started_at = CASE WHEN status = 'READY' THEN l_now ELSE started_at END,
-               finished_at = CASE WHEN status = 'READY' THEN NULL ELSE finished_at END,
-               claim_id = l_claim, claim_agent = l_agent, claim_metadata = l_md, lease_id = l_lease,
-               orphaned = false, version = version + 1
-             FROM lk
-             WHERE run_id = l_run AND name = l_name
-               AND (status = 'READY' OR (status = 'RUNNING' AND orphaned) OR claim_id = l_claim)
-             RETURNING l_i AS i, run_id, ${NODE_COLUMNS}
-           )
-           SELECT c.*,
-             -- The attempts the claimer needs (its own, and its upstream nodes' for inputs), in the same round trip.
-             (SELECT coalesce(json_agg(json_build_object('node', a.node, 'n', a.n, 'conclusion', a.conclusion,
-                       'metadata', a.metadata, 'output', encode(a.output, 'base64'), 'claim_id', a.claim_id,
-                       'agent_id', a.agent_id, 'started_at', a.started_at, 'finished_at', a.finished_at)), '[]')
-              FROM attempts a
-              WHERE a.run_id = c.run_id
-                AND (a.node = ANY(c.upstream) OR (a.node = c.name AND c.attempt_count > 0))) AS attempts_json
-           FROM c`,
+          'SELECT * FROM claim_nodes($1, $2, $3, $4, $5, $6, $7, $8)',
           [
             calls.map((c) => c.runId),
             calls.map((c) => c.node),
@@ -137,7 +103,7 @@ export class ClaimBatcher {
             attempt > 1,
           ],
           // See Db.fast: a lost claim only means the node runs again.
-          { asyncCommit: true, repeatOnDeadlock: true },
+          { asyncCommit: true, repeatOnDeadlock: true, prepare: 'adagio_claim_nodes' },
         );
         return rows;
       });

@@ -131,12 +131,20 @@ export class Db {
     context: string,
     text: string,
     values?: unknown[],
-    options: { asyncCommit?: boolean; repeatOnDeadlock?: boolean } = {},
+    options: {
+      asyncCommit?: boolean;
+      repeatOnDeadlock?: boolean;
+      /** Names a prepared statement: parsed once per connection. Only for statements whose generic plan is good. */
+      prepare?: string;
+    } = {},
   ): Promise<pg.QueryResult<R>> {
     this.assertOpen(context);
     for (let attempt = 1; ; attempt++) {
       try {
-        return await (options.asyncCommit ? this.fast : this.pool).query<R>(text, values);
+        const pool = options.asyncCommit ? this.fast : this.pool;
+        return await (options.prepare
+          ? pool.query<R>({ name: options.prepare, text, values })
+          : pool.query<R>(text, values));
       } catch (e) {
         // A statement that is its own transaction was rolled back whole by a deadlock: run it again.
         if (options.repeatOnDeadlock && isTransient(e) && attempt < 10) {

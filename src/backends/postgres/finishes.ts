@@ -86,7 +86,7 @@ export class FinishBatcher {
             // A repeated try may find attempts already stored: the earlier try committed but its reply was lost.
             attempt > 1,
           ],
-          { repeatOnDeadlock: true },
+          { repeatOnDeadlock: true, prepare: 'adagio_finish' },
         );
         return rows.map((row) => row.r);
       });

@@ -242,6 +242,64 @@ END
 $fn$;
 `,
   },
+  {
+    version: 3,
+    name: 'claim_nodes: a batch of claims with cached plans',
+    sql: `
+-- Rule 2 (and rule 3's recovery) for a batch of claims, one row per call that
+-- claimed (i: its 1-based position). A function rather than one big statement
+-- because PL/pgSQL caches the plans of its simple per-node statements, where
+-- the equivalent multi-CTE statement was planned anew on every call and the
+-- planning cost more than the claims. Calls run in (run, node) order so batches
+-- of different processes lock rows in one order. The UPDATE matches a row only
+-- while it is claimable; a concurrent claimer waits on the row lock and then
+-- re-checks the new version, so exactly one wins. p_repeat: a repeated try may
+-- find the node RUNNING under its own claim id (the earlier try committed) and
+-- then returns it unchanged.
+CREATE FUNCTION claim_nodes(p_runs text[], p_nodes text[], p_claims text[], p_agents text[],
+                            p_metadata jsonb[], p_leases text[], p_now bigint[], p_repeat boolean)
+RETURNS TABLE (i integer, run_id text, name text, idx integer, runtime text, spec jsonb, upstream text[],
+               status text, attempt_count integer, claim_id text, claim_agent text, claim_metadata jsonb,
+               orphaned boolean, previous_claim_id text, started_at bigint, finished_at bigint, version integer,
+               attempts_json json)
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+  k integer;
+BEGIN
+  FOR k IN SELECT x.k FROM unnest(p_runs, p_nodes) WITH ORDINALITY AS x(r, n, k)
+           ORDER BY x.r COLLATE "C", x.n COLLATE "C" LOOP
+    CONTINUE WHEN NOT EXISTS (SELECT 1 FROM leases l WHERE l.id = p_leases[k] AND l.expires_at > now());
+    RETURN QUERY
+    WITH c AS (
+      UPDATE nodes n SET
+        status = 'RUNNING',
+        previous_claim_id = CASE WHEN n.claim_id = p_claims[k] THEN n.previous_claim_id
+          WHEN n.status = 'RUNNING' THEN n.claim_id END,
+        started_at = CASE WHEN n.status = 'READY' THEN p_now[k] ELSE n.started_at END,
+        finished_at = CASE WHEN n.status = 'READY' THEN NULL ELSE n.finished_at END,
+        claim_id = p_claims[k], claim_agent = p_agents[k], claim_metadata = p_metadata[k], lease_id = p_leases[k],
+        orphaned = false, version = n.version + 1
+      WHERE n.run_id = p_runs[k] AND n.name = p_nodes[k]
+        AND (n.status = 'READY' OR (n.status = 'RUNNING' AND n.orphaned)
+             OR (p_repeat AND n.status = 'RUNNING' AND n.claim_id = p_claims[k]))
+      RETURNING n.*
+    )
+    SELECT k, c.run_id::text, c.name::text, c.idx, c.runtime, c.spec, c.upstream, c.status, c.attempt_count,
+      c.claim_id::text, c.claim_agent, c.claim_metadata, c.orphaned, c.previous_claim_id, c.started_at,
+      c.finished_at, c.version,
+      -- The attempts the claimer needs (its own, and its upstream nodes' for inputs), in the same round trip.
+      (SELECT coalesce(json_agg(json_build_object('node', a.node, 'n', a.n, 'conclusion', a.conclusion,
+                'metadata', a.metadata, 'output', encode(a.output, 'base64'), 'claim_id', a.claim_id,
+                'agent_id', a.agent_id, 'started_at', a.started_at, 'finished_at', a.finished_at)), '[]')
+       FROM attempts a
+       WHERE a.run_id = c.run_id AND (a.node = ANY(c.upstream) OR (a.node = c.name AND c.attempt_count > 0)))
+    FROM c;
+  END LOOP;
+END
+$fn$;
+`,
+  },
 ];
 
 export const COUNTER_SHARDS = 16;
