@@ -77,7 +77,7 @@ export class AgentPool {
     leasesLost: 0,
   };
   private state: State = 'idle';
-  /** Slots with a task; kept as a count because the dispatch path reads it per node. */
+  /** Nodes in hand: claiming, running or being recorded; a count because the dispatch path reads it per node. */
   private busy = 0;
   private claiming = false;
   private session?: Session;
@@ -113,10 +113,11 @@ export class AgentPool {
       counts: this.counts,
       claiming: () => this.claiming,
       leaseLost: (session, error) => this.leaseLost(session, error),
+      vacate: (task) => this.vacate(task),
     };
   }
 
-  /** Slots busy with a node (claiming, running or finishing). */
+  /** Nodes in hand: being claimed, run, or recorded. */
   get running(): number {
     return this.busy;
   }
@@ -175,7 +176,8 @@ export class AgentPool {
       this.logger.info('grace period over; interrupting running work', { running: this.running });
       for (const s of this.slots) s.task?.controller.abort(new Error('agent shutting down'));
       if (!(await this.waitIdle(this.abortWaitMs)))
-        for (const s of this.slots) s.task && this.abandon(s.task, new Error('agent shut down'));
+        for (const s of this.slots)
+          for (const t of [s.task, s.recording]) t && this.abandon(t, new Error('agent shut down'));
     }
     this.halt.abort();
     await this.opening?.catch(() => undefined);
@@ -349,10 +351,26 @@ export class AgentPool {
     this.release(task);
   }
 
+  /**
+   * The task's runtime is done and its result is being recorded: a round trip
+   * the slot need not sit out, so it takes its next node now. One recording
+   * per slot at a time, so a slow store cannot pile up results in memory.
+   */
+  private vacate(task: Task): void {
+    const slot = task.slot;
+    if (slot.task !== task || slot.recording) return;
+    slot.task = undefined;
+    slot.recording = task;
+    this.pump();
+  }
+
   private release(task: Task): void {
+    if (task.released) return;
+    task.released = true;
     task.session.tasks.delete(task);
-    if (task.slot.task !== task) return;
-    task.slot.task = undefined;
+    const slot = task.slot;
+    if (slot.task === task) slot.task = undefined;
+    else if (slot.recording === task) slot.recording = undefined;
     this.busy--;
     if (this.busy === 0) for (const w of [...this.idleWaiters]) w();
     this.pump();

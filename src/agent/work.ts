@@ -32,7 +32,10 @@ export interface Session {
 
 export interface Slot {
   agentId: string;
+  /** The node this slot is claiming or running. */
   task?: Task;
+  /** The slot's previous node while its result is being recorded (at most one: see WorkEnv.vacate). */
+  recording?: Task;
 }
 
 export interface Task {
@@ -43,6 +46,8 @@ export interface Task {
   controller: LazyAbortController;
   /** Set once the result can no longer be recorded (lease lost, shutdown past its grace). */
   abandoned: boolean;
+  /** Set once the pool has let go of the task (done or abandoned). */
+  released?: boolean;
   /** Stops the running attempt's wait, when one is running. */
   stopWaiting?: () => void;
   /** Ends backoff sleeps on abandonment; made on first use, as most tasks never back off. */
@@ -76,6 +81,8 @@ export interface WorkEnv {
   claiming(): boolean;
   /** The store said the session's lease is gone. */
   leaseLost(session: Session, error: unknown): void;
+  /** The task's result is known and about to be recorded: its slot may take the next node meanwhile. */
+  vacate(task: Task): void;
 }
 
 /**
@@ -176,6 +183,7 @@ async function finish(
   outcome: AttemptOutcome,
   log: Logger,
 ): Promise<void> {
+  env.vacate(task);
   let backoff: Backoff | undefined; // made on the first retry: most finishes never retry
   while (!task.abandoned) {
     try {

@@ -182,6 +182,55 @@ describe('agent pool', () => {
     assert.deepEqual(await repo.listAgents(), []);
   });
 
+  it('a slot takes its next node while its last result is recorded; one recording per slot; stop waits for it', async () => {
+    // A real store behind a slow link for finish only: results wait at the gate until it opens.
+    const memory = new MemoryRepository({ leaseCheckIntervalMs: 20 });
+    let open!: () => void;
+    const gate = new Promise<void>((r) => {
+      open = r;
+    });
+    let held = 0;
+    const slowFinish = new Proxy(memory, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver);
+        if (prop !== 'finish') return typeof value === 'function' ? value.bind(target) : value;
+        return async (...args: Parameters<MemoryRepository['finish']>) => {
+          held++;
+          await gate;
+          return target.finish(...args);
+        };
+      },
+    });
+    const ran: string[] = [];
+    const note = runtime('note', (ctx) => {
+      ran.push(ctx.node.spec.name);
+      return { conclusion: 'SUCCESS' };
+    });
+    const { pool } = setup({ runtimes: [note], concurrency: 1 }, slowFinish);
+    await pool.start();
+    const runs = [];
+    for (const name of ['first', 'second', 'third']) {
+      runs.push(await memory.start(spec([{ name, runtime: 'note' }])));
+      await until(() => ran.length === runs.length || held === 2, `${name} to run or the slot to fill`);
+    }
+    await new Promise((r) => setTimeout(r, 100)); // time enough to (wrongly) take the third
+    assert.deepEqual(ran, ['first', 'second'], "the slot ran the second node while the first's result waited");
+    assert.equal(held, 2, 'both results are waiting to be recorded');
+    assert.equal(pool.running, 2);
+    const stopping = pool.stop({ graceMs: 5_000 });
+    let stopped = false;
+    void stopping.then(() => {
+      stopped = true;
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(stopped, false, 'stop waits for results being recorded');
+    open();
+    await stopping;
+    for (const [i, run] of runs.slice(0, 2).entries())
+      assert.deepEqual(conclusions(node(await memory.inspect(run.id), ['first', 'second'][i]!)), ['SUCCESS']);
+    assert.equal(node(await memory.inspect(runs[2]!.id), 'third').status, 'READY', 'never claimed');
+  });
+
   it('stop past the grace period aborts running work: it reports ERROR, or is left to lapse', async () => {
     const polite = runtime('polite', async (ctx) => {
       await aborted(ctx.signal);
