@@ -32,7 +32,7 @@ interface Waiting {
 
 const MAX_BATCH = 64;
 /** Batches in flight at once: few, so that claims arriving meanwhile fill the next batch. */
-const MAX_IN_FLIGHT = 2;
+const MAX_IN_FLIGHT = 1;
 
 /**
  * Rule 2 (and rule 3's recovery) for this process's concurrent claims as one

@@ -27,7 +27,7 @@ interface Waiting {
 
 const MAX_BATCH = 64;
 /** Batches in flight at once: enough to overlap one's round trip with the next one's commit. */
-const MAX_IN_FLIGHT = 4;
+const MAX_IN_FLIGHT = 1;
 
 /**
  * Finishes are durable (synchronous commit: an accepted result must survive a

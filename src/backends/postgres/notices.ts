@@ -150,7 +150,7 @@ export class Publisher {
               'notify',
               'SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload',
               [this.channel, payloads],
-              { asyncCommit: true },
+              { asyncCommit: true, prepare: 'adagio_notify' },
             );
           } catch (e) {
             this.logger.debug('notices not sent; listeners will catch up', {

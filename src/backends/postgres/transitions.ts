@@ -112,6 +112,7 @@ export async function startRun(ctx: TransitionContext, spec: GraphSpec): Promise
        )
        SELECT count(*) FROM r`,
       [id, now, JSON.stringify(edges), rows.length, JSON.stringify(rows), shard],
+      { prepare: 'adagio_start' },
     ),
   );
   // Not awaited: the run is stored; its wake-up follows in this process's next NOTIFY batch.
