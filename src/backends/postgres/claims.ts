@@ -31,7 +31,7 @@ interface Waiting {
 }
 
 const MAX_BATCH = 64;
-/** Batches in flight at once: few, so that claims arriving meanwhile fill the next batch. */
+/** Batches in flight at once: one, so that claims arriving meanwhile fill the next batch (see finishes.ts). */
 const MAX_IN_FLIGHT = 1;
 
 /**
