@@ -214,7 +214,11 @@ describe('agent pool', () => {
       await until(() => ran.length === runs.length || held === 2, `${name} to run or the slot to fill`);
     }
     await new Promise((r) => setTimeout(r, 100)); // time enough to (wrongly) take the third
-    assert.deepEqual(ran, ['first', 'second'], "the slot ran the second node while the first's result waited");
+    assert.deepEqual(
+      ran,
+      ['first', 'second'],
+      "the slot ran the second node while the first's result waited",
+    );
     assert.equal(held, 2, 'both results are waiting to be recorded');
     assert.equal(pool.running, 2);
     const stopping = pool.stop({ graceMs: 5_000 });
