@@ -208,4 +208,42 @@ describe('PostgreSQL claims under contention', () => {
       }
     }
   });
+
+  it('concurrent starts from one process (batched): every run stored whole, counters exact', {
+    timeout: 60_000,
+  }, async () => {
+    const schemaOwn = uniqueSchema();
+    const { repository: repo } = await postgresRepository({ schema: schemaOwn, poolSize: 4 });
+    try {
+      // Small runs and two large ones, so batches split on the node limit as well as on count.
+      const large = (n: number): GraphSpec => ({
+        nodes: Array.from({ length: n }, (_, i) => node(`n${i}`)),
+        edges: Array.from({ length: n - 1 }, (_, i) => ({ source: `n${i}`, destination: `n${i + 1}` })),
+      });
+      const specs: GraphSpec[] = Array.from({ length: 120 }, (_, i) =>
+        i === 7 || i === 60
+          ? large(1_500)
+          : { nodes: [node('a'), node('b')], edges: [{ source: 'a', destination: 'b' }] },
+      );
+      const runs = await Promise.all(specs.map((s) => repo.start(s)));
+      assert.equal(new Set(runs.map((r) => r.id)).size, specs.length, 'one id per run');
+      for (const [i, run] of runs.entries()) {
+        const stored = await repo.inspect(run.id);
+        assert.equal(stored.nodes.length, specs[i]!.nodes.length, `run ${i}: every node stored`);
+        assert.equal(stored.nodes.filter((n) => n.status === 'READY').length, 1, `run ${i}: its root READY`);
+        assert.deepEqual(stored.edges, specs[i]!.edges);
+      }
+      const stats = await repo.stats();
+      assert.equal(stats.runCount, specs.length);
+      assert.deepEqual(stats.nodeCounts, {
+        WAITING: 118 * 1 + 2 * 1_499,
+        READY: specs.length,
+        RUNNING: 0,
+        COMPLETED: 0,
+      });
+    } finally {
+      await repo.close();
+      await dropSchema(schemaOwn);
+    }
+  });
 });

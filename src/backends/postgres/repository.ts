@@ -34,6 +34,7 @@ import { Listener } from './listener.js';
 import { migrate } from './migrations.js';
 import { Publisher } from './notices.js';
 import * as reads from './reads.js';
+import { StartBatcher } from './starts.js';
 import { Streams } from './streams.js';
 import { cancelRun, claimNode, finishNode, startRun, type TransitionContext } from './transitions.js';
 
@@ -149,6 +150,7 @@ export class PostgresRepository implements Repository {
       publisher: new Publisher(this.db, this.channel, this.logger, origin, (n) => listener.deliverLocal(n)),
       finishes: new FinishBatcher(this.db),
       claims: new ClaimBatcher(this.db),
+      starts: new StartBatcher(this.db),
       logger: this.logger,
       clock: options.clock ?? systemClock,
       ids: options.ids ?? ulidSource(),

@@ -26,9 +26,9 @@ import {
 import type { AttemptJson, ClaimBatcher } from './claims.js';
 import type { Db } from './db.js';
 import type { FinishBatcher } from './finishes.js';
-import { COUNTER_SHARDS } from './migrations.js';
 import { ms, type Notice, type Publisher } from './notices.js';
 import { type AttemptRow, groupAttempts, inputsOf, type NodeRow, toBuffer, toNodeState } from './rows.js';
+import type { StartBatcher } from './starts.js';
 
 /**
  * Every state change of a node, in one place. Each transition is one
@@ -49,6 +49,8 @@ export interface TransitionContext {
   finishes: FinishBatcher;
   /** Runs claims, batching concurrent ones. */
   claims: ClaimBatcher;
+  /** Stores new runs, batching concurrent ones. */
+  starts: StartBatcher;
   logger: Logger;
   clock: Clock;
   ids: IdSource;
@@ -65,7 +67,7 @@ interface StartRow {
   pending: number;
 }
 
-/** Rule 1. One statement: the run, its nodes and the counters, atomically. */
+/** Rule 1. One statement (shared with concurrent starts): the run, its nodes and the counters, atomically. */
 export async function startRun(ctx: TransitionContext, spec: GraphSpec): Promise<Run> {
   const problems = validateGraph(spec);
   if (problems.length > 0) throw new InvalidGraphError(problems);
@@ -94,27 +96,13 @@ export async function startRun(ctx: TransitionContext, spec: GraphSpec): Promise
   const ready = rows.filter((r) => r.status === 'READY');
   const notice: Notice = { r: id, rs: 'WAITING', rd: ready.map((r) => [r.name, r.runtime]) };
   const edges = spec.edges.map((e) => ({ source: e.source, destination: e.destination }));
-  const shard = Math.floor(Math.random() * COUNTER_SHARDS);
-  // ON CONFLICT: a retry after a lost reply finds its own run already stored.
-  await ctx.db.retrying('start', () =>
-    ctx.db.query(
-      'start',
-      `WITH r AS (
-         INSERT INTO runs (id, created_at, edges, node_count, remaining) VALUES ($1, $2, $3, $4, $4)
-         ON CONFLICT (id) DO NOTHING RETURNING id
-       ), n AS (
-         INSERT INTO nodes (run_id, name, idx, runtime, spec, upstream, downstream, status, pending_upstream)
-         SELECT r.id, x.name, x.idx, x.runtime, x.spec, x.upstream, x.downstream, x.status, x.pending
-         FROM r, jsonb_to_recordset($5::jsonb)
-           AS x(name text, idx int, runtime text, spec jsonb, upstream text[], downstream text[], status text, pending int)
-       ), c AS (
-         UPDATE counters SET runs = runs + 1, nodes = nodes + $4 WHERE shard = $6 AND EXISTS (SELECT 1 FROM r)
-       )
-       SELECT count(*) FROM r`,
-      [id, now, JSON.stringify(edges), rows.length, JSON.stringify(rows), shard],
-      { prepare: 'adagio_start' },
-    ),
-  );
+  await ctx.starts.submit({
+    id,
+    createdAt: now,
+    edges: JSON.stringify(edges),
+    nodeCount: rows.length,
+    nodes: JSON.stringify(rows.map((r) => ({ run_id: id, ...r }))),
+  });
   // Not awaited: the run is stored; its wake-up follows in this process's next NOTIFY batch.
   void ctx.publisher.publish([notice]);
   return {

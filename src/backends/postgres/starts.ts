@@ -1,0 +1,75 @@
+import { Batcher } from './batcher.js';
+import type { Db } from './db.js';
+import { COUNTER_SHARDS } from './migrations.js';
+
+/** One run to store, as the batch statement takes it. */
+export interface StartCall {
+  id: string;
+  createdAt: number;
+  /** JSON text of the run's edges. */
+  edges: string;
+  nodeCount: number;
+  /** JSON text of an array of node rows, each naming its run_id. */
+  nodes: string;
+}
+
+/** Nodes written by one statement, at most (a single larger run still goes in one). */
+const MAX_NODES_PER_BATCH = 2_000;
+
+/**
+ * Rule 1 for this process's concurrent starts (an API process under load) as
+ * one statement (see Batcher): each run, its nodes and the counters, all or
+ * nothing per batch. A run that cannot be written fails its whole batch, but
+ * runs reach here validated, so what fails a batch is the store itself.
+ * ON CONFLICT: a retry after a lost reply finds its own runs already stored.
+ */
+export class StartBatcher {
+  private readonly batcher: Batcher<StartCall, undefined>;
+
+  constructor(private readonly db: Db) {
+    this.batcher = new Batcher(
+      { maxCalls: 64, maxWeight: MAX_NODES_PER_BATCH, weight: (c) => c.nodeCount },
+      (calls) => this.send(calls),
+    );
+  }
+
+  async submit(call: StartCall): Promise<void> {
+    await this.batcher.submit(call);
+  }
+
+  private async send(calls: StartCall[]): Promise<undefined[]> {
+    const nodes = calls.map((c) => c.nodes.slice(1, -1)).filter((n) => n.length > 0);
+    await this.db.retrying('start', () =>
+      this.db.query(
+        'start',
+        `WITH r AS (
+           INSERT INTO runs (id, created_at, edges, node_count, remaining)
+           SELECT x.id, x.created_at, x.edges, x.node_count, x.node_count
+           FROM unnest($1::text[], $2::bigint[], $3::jsonb[], $4::int[]) AS x(id, created_at, edges, node_count)
+           ON CONFLICT (id) DO NOTHING RETURNING id, node_count
+         ), n AS (
+           INSERT INTO nodes (run_id, name, idx, runtime, spec, upstream, downstream, status, pending_upstream)
+           SELECT y.run_id, y.name, y.idx, y.runtime, y.spec, y.upstream, y.downstream, y.status, y.pending
+           FROM jsonb_to_recordset($5::jsonb) AS y(run_id text, name text, idx int, runtime text, spec jsonb,
+             upstream text[], downstream text[], status text, pending int)
+           JOIN r ON r.id = y.run_id
+         ), c AS (
+           UPDATE counters SET runs = counters.runs + t.n_runs, nodes = counters.nodes + t.n_nodes
+           FROM (SELECT count(*) AS n_runs, coalesce(sum(node_count), 0) AS n_nodes FROM r) t
+           WHERE shard = $6 AND t.n_runs > 0
+         )
+         SELECT count(*) FROM r`,
+        [
+          calls.map((c) => c.id),
+          calls.map((c) => c.createdAt),
+          calls.map((c) => c.edges),
+          calls.map((c) => c.nodeCount),
+          `[${nodes.join(',')}]`,
+          Math.floor(Math.random() * COUNTER_SHARDS),
+        ],
+        { prepare: 'adagio_start' },
+      ),
+    );
+    return calls.map(() => undefined);
+  }
+}
