@@ -31,14 +31,20 @@ export interface FanOutItem {
   done: number;
 }
 
+/** A dependent after one of its upstream nodes succeeded: one fewer to wait for, READY at zero. */
+export function countedDown(dep: NodeRecord): NodeRecord {
+  const nd: NodeRecord = { ...dep, p: dep.p - 1 };
+  if (nd.p === 0 && nd.s === 'WAITING') nd.s = 'READY';
+  return nd;
+}
+
 /** The ops that make a dependent's counter one smaller, and READY when it reaches zero. */
 export function countDown(ctx: EtcdContext, runId: string, dep: NodeRecord): IRequestOp[] {
   const { keys } = ctx;
   const d = dep.spec.name;
-  const nd: NodeRecord = { ...dep, p: dep.p - 1 };
+  const nd = countedDown(dep);
   const ops: IRequestOp[] = [];
-  if (nd.p === 0 && nd.s === 'WAITING') {
-    nd.s = 'READY';
+  if (nd.s === 'READY' && dep.s === 'WAITING') {
     ops.push(
       del(keys.openNode('W', runId, d)),
       put(keys.openNode('R', runId, d), Buffer.from(nd.spec.runtime)),

@@ -26,7 +26,7 @@ import {
   UnavailableError,
   type WatchEvent,
 } from '../../protocol/index.js';
-import { type EtcdContext, TopologyCache } from './context.js';
+import { type EtcdContext, SeenState, TopologyCache } from './context.js';
 import { Keys } from './keys.js';
 import { Leases } from './leases.js';
 import * as reads from './reads.js';
@@ -93,6 +93,7 @@ export class EtcdRepository implements Repository {
       ids: options.ids ?? ulidSource(),
       logger,
       topology: new TopologyCache(),
+      seen: new SeenState(),
     };
     this.leases = new Leases(
       this.store,

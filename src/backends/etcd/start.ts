@@ -38,6 +38,7 @@ export async function startRun(ctx: EtcdContext, spec: GraphSpec): Promise<Run> 
   const ops: IRequestOp[] = [];
   let bytes = 0;
   const states: NodeState[] = [];
+  const records: NodeRecord[] = [];
   spec.nodes.forEach((n, i) => {
     const s: NodeSpec = {
       name: n.name,
@@ -66,21 +67,28 @@ export async function startRun(ctx: EtcdContext, spec: GraphSpec): Promise<Run> 
     ops.push(put(keys.openNode(status === 'READY' ? 'R' : 'W', id, s.name), Buffer.from(s.runtime)));
     if (status === 'READY') ops.push(put(keys.ready(s.runtime, id, s.name), Buffer.alloc(0)));
     ctx.topology.set(id, s.name, { i, spec: s, runtime: s.runtime, up: rec.up, down: rec.down });
+    records.push(rec);
     states.push({ spec: s, status, attempts: [], startedAt: '', finishedAt: '', inputs: {} });
   });
   const run: RunRecord = { id, createdAt: now, n: spec.nodes.length, rts: [...runtimes] };
+  const runValue = encodeJson(run);
   const chunked = ops.length + 5 > MAX_TXN_OPS || bytes > MAX_TXN_BYTES;
   if (chunked) await writeChunks(ctx, id, now, [...runtimes], ops);
   const commitOps = chunked
     ? [
-        put(keys.run(id), encodeJson(run)),
+        put(keys.run(id), runValue),
         put(keys.runIndexKey(id), Buffer.from(id)),
         del(keys.staging(id)),
         // Wakes each runtime's subscribers: this run's READY nodes were written before it was visible.
         ...[...runtimes].map((rt) => put(keys.committed(rt, id), Buffer.alloc(0))),
       ]
-    : [put(keys.run(id), encodeJson(run)), put(keys.runIndexKey(id), Buffer.from(id)), ...ops];
-  await commit(ctx, id, spec.nodes.length, commitOps);
+    : [put(keys.run(id), runValue), put(keys.runIndexKey(id), Buffer.from(id)), ...ops];
+  const revision = await commit(ctx, id, runValue, spec.nodes.length, commitOps);
+  // The first claims of this run in this process need not read what it just wrote (SeenState).
+  if (revision !== undefined) {
+    ctx.seen.setRun(run, revision);
+    if (!chunked) for (const rec of records) ctx.seen.setNode(id, rec, revision);
+  }
   return {
     id,
     createdAt: rfc3339(now),
@@ -120,27 +128,45 @@ async function writeChunks(
   await flush();
 }
 
-/** The commit: run key, counter shard (compare-and-swap), and whatever else `ops` holds, atomically. */
-async function commit(ctx: EtcdContext, id: string, nodes: number, ops: IRequestOp[]): Promise<void> {
+/**
+ * The commit: run key, counter shard (compare-and-swap), and whatever else
+ * `ops` holds, atomically. Returns the revision it wrote at; undefined when
+ * an earlier try committed without its reply (what it wrote may have changed
+ * since). That try may be one of ours or one the etcd client repeated on its
+ * own after a member failed: the run key holding exactly `runValue` tells.
+ */
+async function commit(
+  ctx: EtcdContext,
+  id: string,
+  runValue: Buffer,
+  nodes: number,
+  ops: IRequestOp[],
+): Promise<string | undefined> {
   const { store, keys } = ctx;
   const shard = Math.floor(Math.random() * COUNTER_SHARDS);
   const counterKey = keys.counter(shard);
-  let counter = await readCounter(ctx, shard);
-  await store.retrying('start', async (attempt) => {
+  // The shard as this process last left it, if it did: a stale one fails the compare and is read afresh.
+  let counter = ctx.seen.counters.get(shard) ?? (await readCounter(ctx, shard));
+  return store.retrying('start', async () => {
     for (;;) {
       const res = await store.txn({
         compare: [absent(keys.run(id)), modIs(counterKey, counter.rev)],
         success: [...ops, put(counterKey, Buffer.from(String(counter.value + nodes)))],
         failure: [get(keys.run(id)), get(counterKey)],
       });
-      if (res.succeeded) return;
+      if (res.succeeded) {
+        ctx.seen.counters.set(shard, { rev: res.header.revision, value: counter.value + nodes });
+        return res.header.revision;
+      }
       // The run exists: an earlier try committed but its reply was lost.
-      if (res.responses[0]!.response_range.kvs.length > 0) {
-        if (attempt > 1) return;
+      const runKv = res.responses[0]!.response_range.kvs[0];
+      if (runKv) {
+        if (runKv.value.equals(runValue)) return undefined;
         throw new Error(`run id ${id} collided with an existing run`);
       }
       const kv = res.responses[1]!.response_range.kvs[0];
       counter = { rev: kv ? kv.mod_revision : '0', value: kv ? Number(kv.value.toString()) : 0 };
+      ctx.seen.counters.set(shard, counter);
     }
   });
 }

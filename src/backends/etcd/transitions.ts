@@ -7,25 +7,23 @@ import {
   UnavailableError,
 } from '../../protocol/errors.js';
 import type { ClaimedNode, ClaimRequest, FinishRequest } from '../../protocol/repository.js';
-import type { EtcdContext, NodeTopology } from './context.js';
-import { countDown, type FanOutItem, fanOut, fanOutItem, INLINE_DEPENDENTS } from './fanout.js';
-import { encodeState, merge, statics } from './nodes.js';
+import type { EtcdContext } from './context.js';
+import { countDown, countedDown, type FanOutItem, fanOut, fanOutItem, INLINE_DEPENDENTS } from './fanout.js';
+import { readNode, seenForClaim, seenForFinish } from './node-read.js';
+import { encodeState } from './nodes.js';
 import {
   attemptOutput,
   type ClaimRecord,
   decodeAttempt,
-  decodeJson,
   encodeAttempt,
   encodeJson,
   type NodeRecord,
   nodeState,
-  type RunRecord,
 } from './records.js';
 import { cascade, maybeSeal, resumeNodeWork } from './settle.js';
 import {
   absent,
   del,
-  get,
   getPrefix,
   isLeaseNotFound,
   isTransient,
@@ -39,69 +37,15 @@ import {
 /**
  * Claim and finish: each one etcd transaction whose compares cover every key
  * it read (the node, the run, the claim key, the dependents), touching the
- * node and its direct dependents only (rule 9). A transaction that loses a
- * race re-reads and decides again.
+ * node and its direct dependents only (rule 9). The first try decides on
+ * what this process last saw of those keys when it can (node-read.ts), so an
+ * uncontended transition is one round trip; a transaction that loses a race
+ * re-reads and decides again.
  */
 
 const MAX_ROUNDS = 10_000;
 /** Ops a claim transaction may carry, inside etcd's 128. */
 const INLINE_READS = 110;
-
-interface Read {
-  node?: { rec: NodeRecord; rev: string };
-  run?: { rec: RunRecord; rev: string };
-  claimLive?: boolean;
-  claimValue?: string;
-  deps: Map<string, { rec: NodeRecord; rev: string }>;
-}
-
-/** One read transaction: the node, its run, and (when the topology is known) its claim key and dependents. */
-async function readNode(ctx: EtcdContext, runId: string, name: string, withDeps: boolean): Promise<Read> {
-  // A node with many dependents counts them down after its finish, in chunks (fanout.ts).
-  const { keys, store } = ctx;
-  let topo = ctx.topology.get(runId, name);
-  const ops: IRequestOp[] = [get(keys.node(runId, name)), get(keys.run(runId))];
-  if (topo) {
-    ops.push(get(keys.claim(topo.runtime, runId, name)));
-    if (withDeps && topo.down.length <= INLINE_DEPENDENTS)
-      for (const d of topo.down) ops.push(get(keys.node(runId, d)));
-  }
-  const first = await store.txn({ success: ops });
-  let res = first.responses;
-  const nodeKv = res[0]!.response_range.kvs[0];
-  const runKv = res[1]!.response_range.kvs[0];
-  const out: Read = { deps: new Map() };
-  if (runKv) out.run = { rec: decodeJson<RunRecord>(runKv.value), rev: runKv.mod_revision };
-  if (!nodeKv) return out;
-  if (!topo) {
-    topo = (await statics(ctx, runId, [name])).get(name);
-    if (!topo) return out; // a half-written chunked start: not there yet
-    const more: IRequestOp[] = [get(keys.claim(topo.runtime, runId, name))];
-    if (withDeps && topo.down.length <= INLINE_DEPENDENTS)
-      for (const d of topo.down) more.push(get(keys.node(runId, d)));
-    // Read at the same revision so the node and its dependents agree.
-    const again = await store.txn({
-      success: more.map((op) => ({
-        request_range: { ...op.request_range!, revision: first.header.revision },
-      })),
-    });
-    res = [res[0]!, res[1]!, ...again.responses];
-    // The node may have changed since: the transaction's compare on it catches that.
-  }
-  out.node = { rec: merge(topo, nodeKv.value), rev: nodeKv.mod_revision };
-  withDeps &&= topo.down.length <= INLINE_DEPENDENTS;
-  const depFacts = withDeps ? await statics(ctx, runId, topo.down) : new Map<string, NodeTopology>();
-  const claimKv = res[2]!.response_range.kvs[0];
-  out.claimLive = claimKv !== undefined;
-  out.claimValue = claimKv?.value.toString();
-  if (withDeps)
-    topo.down.forEach((d, i) => {
-      const kv = res[3 + i]?.response_range.kvs[0];
-      const t = depFacts.get(d);
-      if (kv && t) out.deps.set(d, { rec: merge(t, kv.value), rev: kv.mod_revision });
-    });
-  return out;
-}
 
 /** Reads that ride along in the claim transaction: upstream outputs (inputs) and earlier attempts. */
 function claimReads(ctx: EtcdContext, runId: string, rec: NodeRecord): IRequestOp[] {
@@ -150,8 +94,9 @@ export async function claimNode(ctx: EtcdContext, req: ClaimRequest): Promise<Cl
   let inDoubt = false;
   const claiming = store.retrying('claim', async (attempt) => {
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const r = await readNode(ctx, req.runId, req.node, false);
-      inDoubt = false; // what the node holds now says whether an earlier try committed
+      const seen = attempt === 1 && round === 0 ? seenForClaim(ctx, req.runId, req.node) : undefined;
+      const r = seen ?? (await readNode(ctx, req.runId, req.node, false));
+      inDoubt = false; // what the node holds now (or a first try) says whether an earlier try committed
       if (!r.node) {
         if (!r.run) throw new NotFoundError('run', req.runId);
         throw new NotFoundError('node', `${req.runId}/${req.node}`);
@@ -179,7 +124,9 @@ export async function claimNode(ctx: EtcdContext, req: ClaimRequest): Promise<Cl
         );
       } else if (rec.s === 'RUNNING' && rec.c) {
         if (r.claimLive) {
-          if (attempt > 1 && rec.c.id === claim.id) return ownClaim(ctx, req.runId, rec, claim);
+          // Our claim id (unique to this call): a try committed whose reply was lost, ours or one the
+          // etcd client repeated on its own after a member failed (then the repeat's compare failed).
+          if (rec.c.id === claim.id) return ownClaim(ctx, req.runId, rec, claim);
           return undefined;
         }
         previous = rec.c;
@@ -202,6 +149,7 @@ export async function claimNode(ctx: EtcdContext, req: ClaimRequest): Promise<Cl
         throw e;
       }
       if (res.succeeded) {
+        ctx.seen.setNode(req.runId, next, res.header.revision);
         const responses = inline ? res.responses : await store.readAll(reads);
         return claimedFrom(req.runId, next, claim, responses, previous);
       }
@@ -264,7 +212,8 @@ export async function finishNode(ctx: EtcdContext, req: FinishRequest): Promise<
   const success = req.conclusion === 'SUCCESS';
   const after = await store.retrying('finish', async (attempt) => {
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const r = await readNode(ctx, req.runId, req.node, success);
+      const seen = attempt === 1 && round === 0 ? seenForFinish(ctx, req, success) : undefined;
+      const r = seen ?? (await readNode(ctx, req.runId, req.node, success));
       if (!r.node) {
         if (!r.run) throw new NotFoundError('run', req.runId);
         throw new NotFoundError('node', `${req.runId}/${req.node}`);
@@ -280,8 +229,9 @@ export async function finishNode(ctx: EtcdContext, req: FinishRequest): Promise<
         !r.run ||
         r.run.rec.cancelled
       ) {
-        // An earlier try committed without its reply: its follow-up work may be undone still.
-        if (attempt > 1 && (await alreadyRecorded(ctx, req, rec))) return { resume: true };
+        // An earlier try committed without its reply (ours, or one the etcd client repeated on its own
+        // after a member failed): its follow-up work may be undone still.
+        if (await alreadyRecorded(ctx, req, rec)) return { resume: true };
         const why = !r.run?.rec.cancelled
           ? r.claimLive === false && c?.id === req.claimId
             ? ', orphaned'
@@ -339,6 +289,7 @@ export async function finishNode(ctx: EtcdContext, req: FinishRequest): Promise<
           put(keys.ready(rt, req.runId, req.node), Buffer.alloc(0)),
         );
       let allDepsDone = true;
+      const counted: NodeRecord[] = [];
       const fanOutLater = success && rec.down.length > INLINE_DEPENDENTS;
       if (fanOutLater) {
         allDepsDone = false;
@@ -356,6 +307,7 @@ export async function finishNode(ctx: EtcdContext, req: FinishRequest): Promise<
           allDepsDone = false;
           compare.push(modIs(keys.node(req.runId, d), dep.rev));
           ops.push(...countDown(ctx, req.runId, dep.rec));
+          counted.push(dep.rec);
         }
       }
       const failedForGood = !success && !retry;
@@ -365,12 +317,15 @@ export async function finishNode(ctx: EtcdContext, req: FinishRequest): Promise<
           ops.push(put(keys.workItem(req.runId, `f:${req.node}`), encodeJson({ at: now, from: rec.down })));
       }
       const res = await store.txn({ compare, success: ops });
-      if (res.succeeded)
+      if (res.succeeded) {
+        ctx.seen.setNode(req.runId, next, res.header.revision);
+        for (const dep of counted) ctx.seen.setNode(req.runId, countedDown(dep), res.header.revision);
         return {
           cascadeFrom: failedForGood && rec.down.length > 0 ? rec.down : undefined,
           fanOut: fanOutLater,
           sealCheck: !retry && allDepsDone,
         };
+      }
     }
     throw new UnavailableError(`finish of ${req.runId}/${req.node} kept losing races`);
   });
