@@ -1,7 +1,12 @@
 /** Rules 2 and 4: exclusive claims, and finishes fenced by the claim. */
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
-import { ClaimConflictError, LeaseExpiredError, NotFoundError } from '../../src/protocol/errors.js';
+import {
+  ClaimConflictError,
+  InvalidArgumentError,
+  LeaseExpiredError,
+  NotFoundError,
+} from '../../src/protocol/errors.js';
 import type { ClaimedNode } from '../../src/protocol/repository.js';
 import { graph, independentNodes, node, text } from './fixtures.js';
 import type { ConformanceTest, Harness, TestAgent } from './harness.js';
@@ -129,6 +134,30 @@ export function claimsSpec(test: ConformanceTest): void {
       const second = await alice.mustClaim(run.id, 'a');
       await assert.rejects(alice.finish(first, 'SUCCESS'), ClaimConflictError);
       assert.equal((await h.node(run.id, 'a')).claim?.id, second.claimId);
+    });
+
+    test('a finish with a conclusion other than SUCCESS, FAIL or ERROR is refused and not recorded', async (h) => {
+      const alice = await h.agent('alice');
+      const run = await h.start(graph(['a']));
+      const a = await alice.mustClaim(run.id, 'a');
+      for (const conclusion of ['CANCELLED', 'success', ''])
+        await assert.rejects(
+          h.repo.finish({
+            runId: run.id,
+            node: 'a',
+            claimId: a.claimId,
+            conclusion: conclusion as 'SUCCESS',
+          }),
+          InvalidArgumentError,
+        );
+      const n = await h.node(run.id, 'a');
+      assert.equal(n.status, 'RUNNING');
+      assert.deepEqual(n.attempts, []);
+      await alice.finish(a, 'SUCCESS');
+      assert.deepEqual(
+        (await h.node(run.id, 'a')).attempts.map((x) => x.conclusion),
+        ['SUCCESS'],
+      );
     });
 
     test('claim and finish on an unknown run are NotFoundError', async (h) => {

@@ -26,7 +26,9 @@ import {
   UnavailableError,
   type WatchEvent,
 } from '../../protocol/index.js';
+import { ClaimBatcher } from './claim-batch.js';
 import { type EtcdContext, SeenState, TopologyCache } from './context.js';
+import { FinishBatcher } from './finish-batch.js';
 import { Keys } from './keys.js';
 import { Leases } from './leases.js';
 import * as reads from './reads.js';
@@ -35,7 +37,6 @@ import { cancelRun, sweep } from './settle.js';
 import { startRun } from './start.js';
 import { type EtcdConnectionOptions, getPrefix, Store } from './store.js';
 import { Streams } from './streams.js';
-import { claimNode, finishNode } from './transitions.js';
 
 export const DEFAULT_ETCD_NAMESPACE = 'adagio/v1/';
 
@@ -62,6 +63,8 @@ export class EtcdRepository implements Repository {
   private readonly ctx: EtcdContext;
   private readonly leases: Leases;
   private readonly streams: Streams;
+  private readonly claims: ClaimBatcher;
+  private readonly finishes: FinishBatcher;
   private readonly timer?: NodeJS.Timeout;
   private sweeping = false;
   private closed = false;
@@ -102,6 +105,8 @@ export class EtcdRepository implements Repository {
       options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
     );
     this.streams = new Streams(this.ctx);
+    this.claims = new ClaimBatcher(this.ctx);
+    this.finishes = new FinishBatcher(this.ctx);
     const interval = options.sweepIntervalMs ?? 5_000;
     if (interval > 0) {
       this.timer = setInterval(() => void this.sweepQuietly(), interval);
@@ -178,12 +183,12 @@ export class EtcdRepository implements Repository {
 
   claim(request: ClaimRequest): Promise<ClaimedNode | undefined> {
     this.assertOpen();
-    return claimNode(this.ctx, request);
+    return this.claims.claim(request);
   }
 
   finish(request: FinishRequest): Promise<void> {
     this.assertOpen();
-    return finishNode(this.ctx, request);
+    return this.finishes.finish(request);
   }
 
   // ---- streams

@@ -1,4 +1,4 @@
-import { Batcher } from './batcher.js';
+import { Batcher } from '../batcher.js';
 import type { Db } from './db.js';
 import type { AttemptRow, NodeRow } from './rows.js';
 

@@ -15,14 +15,14 @@ export interface BatcherOptions<C> {
 }
 
 /**
- * A process's concurrent calls of one kind as one statement. One batch is in
- * flight at a time and the calls arriving meanwhile fill the next one: an
- * idle process pays no delay, a busy one sends one round trip (one write, one
- * server wake-up, one commit) for many calls. On this CPU-bound workload that
- * is the cheapest way through the server (npm run bench -- postgres: with
- * more batches in flight they shrink and statements become the bottleneck).
- * Each call still gets exactly its own answer; a failed batch fails each of
- * its calls with the batch's error.
+ * A process's concurrent calls of one kind as one statement or transaction.
+ * One batch is in flight at a time and the calls arriving meanwhile fill the
+ * next one: an idle process pays no delay, a busy one sends one round trip
+ * (one write, one server wake-up, one commit) for many calls. Where the
+ * client or the server is CPU-bound, that is the cheapest way through
+ * (npm run bench -- postgres: with more batches in flight they shrink and
+ * statements become the bottleneck). Each call still gets exactly its own
+ * answer; a failed batch fails each of its calls with the batch's error.
  */
 export class Batcher<C, R> {
   private queue: Waiting<C, R>[] = [];

@@ -1,0 +1,236 @@
+import type { ICompare, IRequestOp } from 'etcd3';
+import { rfc3339, shouldRetry, truncateOutput } from '../../model/index.js';
+import { ClaimConflictError, NotFoundError, UnavailableError } from '../../protocol/errors.js';
+import type { FinishRequest } from '../../protocol/repository.js';
+import type { EtcdContext } from './context.js';
+import { countDown, countedDown, type FanOutItem, fanOut, fanOutItem, INLINE_DEPENDENTS } from './fanout.js';
+import { type Read, readNode, seenForFinish } from './node-read.js';
+import { encodeState } from './nodes.js';
+import { decodeAttempt, encodeAttempt, encodeJson, type NodeRecord } from './records.js';
+import { cascade, maybeSeal, resumeNodeWork } from './settle.js';
+import { del, leaseIs, modIs, put, valueIs } from './store.js';
+import { MAX_ROUNDS } from './transitions.js';
+
+/**
+ * Rules 4 and 5 on etcd: the attempt is recorded only while the claim key
+ * still holds this claim under its lease, in one transaction with the node's
+ * new state and its dependents' counters (rule 9); then durable follow-up
+ * work (a wide fan-out, an unreached cascade, sealing the run).
+ */
+
+/** What is left to do once the finish committed. */
+export type FinishAfter = { resume: true } | { cascadeFrom?: string[]; fanOut: boolean; sealCheck: boolean };
+
+export interface FinishPlan {
+  compare: ICompare[];
+  ops: IRequestOp[];
+  next: NodeRecord;
+  /** Dependents counted down, as they were before. */
+  counted: NodeRecord[];
+  after: FinishAfter;
+}
+
+/**
+ * The finish transaction as `r` says it should be, or 'stale' when `r` shows
+ * the node no longer RUNNING under this live claim (the caller then learns
+ * whether this very result was recorded already).
+ */
+export function planFinish(
+  ctx: EtcdContext,
+  req: FinishRequest,
+  r: Read,
+  now: number,
+  output: Buffer,
+): FinishPlan | 'stale' {
+  const { keys } = ctx;
+  const success = req.conclusion === 'SUCCESS';
+  if (!r.node) {
+    if (!r.run) throw new NotFoundError('run', req.runId);
+    throw new NotFoundError('node', `${req.runId}/${req.node}`);
+  }
+  const { rec, rev } = r.node;
+  const c = rec.c;
+  if (
+    rec.s !== 'RUNNING' ||
+    !c ||
+    c.id !== req.claimId ||
+    !r.claimLive ||
+    r.claimValue !== c.id ||
+    !r.run ||
+    r.run.rec.cancelled
+  )
+    return 'stale';
+  const rt = rec.spec.runtime;
+  const claimKey = keys.claim(rt, req.runId, req.node);
+  const compare: ICompare[] = [
+    modIs(keys.node(req.runId, req.node), rev),
+    modIs(keys.run(req.runId), r.run.rev),
+    valueIs(claimKey, Buffer.from(c.id)),
+    leaseIs(claimKey, c.lease),
+  ];
+  const previous = [
+    ...Array.from({ length: rec.f }, () => ({ conclusion: 'FAIL' as const })),
+    ...Array.from({ length: rec.e }, () => ({ conclusion: 'ERROR' as const })),
+  ];
+  const retry = shouldRetry(rec.spec, req.conclusion, previous);
+  const next: NodeRecord = {
+    ...rec,
+    a: rec.a + 1,
+    f: rec.f + (req.conclusion === 'FAIL' ? 1 : 0),
+    e: rec.e + (req.conclusion === 'ERROR' ? 1 : 0),
+    s: retry ? 'READY' : 'COMPLETED',
+    ft: retry ? undefined : now,
+    c: undefined,
+  };
+  const ops: IRequestOp[] = [
+    put(
+      keys.attempt(req.runId, req.node, next.a),
+      encodeAttempt({
+        conclusion: req.conclusion,
+        metadata: req.metadata ?? {},
+        output,
+        claimId: c.id,
+        agentId: c.agent,
+        startedAt: rec.st ? rfc3339(rec.st) : '',
+        finishedAt: rfc3339(now),
+      }),
+    ),
+    put(keys.node(req.runId, req.node), encodeState(next)),
+    del(claimKey),
+    del(keys.running(rt, req.runId, req.node)),
+    del(keys.openNode('U', req.runId, req.node)),
+  ];
+  if (retry)
+    ops.push(
+      put(keys.openNode('R', req.runId, req.node), Buffer.from(rt)),
+      put(keys.ready(rt, req.runId, req.node), Buffer.alloc(0)),
+    );
+  let allDepsDone = true;
+  const counted: NodeRecord[] = [];
+  const fanOutLater = success && rec.down.length > INLINE_DEPENDENTS;
+  if (fanOutLater) {
+    allDepsDone = false;
+    ops.push(
+      put(
+        keys.workItem(req.runId, fanOutItem(req.node)),
+        encodeJson({ at: now, done: 0 } satisfies FanOutItem),
+      ),
+    );
+  } else if (success) {
+    for (const d of rec.down) {
+      const dep = r.deps.get(d);
+      if (!dep) throw new NotFoundError('node', `${req.runId}/${d}`);
+      if (dep.rec.s === 'COMPLETED') continue; // unreached via another branch: nothing to count down
+      allDepsDone = false;
+      compare.push(modIs(keys.node(req.runId, d), dep.rev));
+      ops.push(...countDown(ctx, req.runId, dep.rec));
+      counted.push(dep.rec);
+    }
+  }
+  const failedForGood = !success && !retry;
+  if (failedForGood) {
+    ops.push(put(keys.failed(req.runId), Buffer.from(req.node)));
+    if (rec.down.length > 0)
+      ops.push(put(keys.workItem(req.runId, `f:${req.node}`), encodeJson({ at: now, from: rec.down })));
+  }
+  const after = {
+    cascadeFrom: failedForGood && rec.down.length > 0 ? rec.down : undefined,
+    fanOut: fanOutLater,
+    sealCheck: !retry && allDepsDone,
+  };
+  return { compare, ops, next, counted, after };
+}
+
+/** A committed plan: remember what it wrote (SeenState), say what is left to do. */
+export function committed(
+  ctx: EtcdContext,
+  req: FinishRequest,
+  plan: FinishPlan,
+  revision: string,
+): FinishAfter {
+  ctx.seen.setNode(req.runId, plan.next, revision);
+  for (const dep of plan.counted) ctx.seen.setNode(req.runId, countedDown(dep), revision);
+  return plan.after;
+}
+
+export interface FinishOptions {
+  /** Decide on a fresh read even on the first try (what this process saw proved stale). */
+  fresh?: boolean;
+}
+
+export async function finishNode(
+  ctx: EtcdContext,
+  req: FinishRequest,
+  options: FinishOptions = {},
+): Promise<void> {
+  const { store } = ctx;
+  const now = ctx.clock.now();
+  const output = finishOutput(req);
+  const success = req.conclusion === 'SUCCESS';
+  const after = await store.retrying('finish', async (attempt) => {
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const first = attempt === 1 && round === 0 && !options.fresh;
+      const seen = first ? seenForFinish(ctx, req, success) : undefined;
+      const r = seen ?? (await readNode(ctx, req.runId, req.node, success));
+      const plan = planFinish(ctx, req, r, now, output);
+      if (plan === 'stale') {
+        // An earlier try committed without its reply (ours, or one the etcd client repeated on its own
+        // after a member failed): its follow-up work may be undone still.
+        if (await alreadyRecorded(ctx, req, r.node!.rec)) return { resume: true } as const;
+        throw notLive(req, r);
+      }
+      const res = await store.txn({ compare: plan.compare, success: plan.ops });
+      if (res.succeeded) return committed(ctx, req, plan, res.header.revision);
+    }
+    throw new UnavailableError(`finish of ${req.runId}/${req.node} kept losing races`);
+  });
+  await followUp(ctx, req, after);
+}
+
+export const finishOutput = (req: FinishRequest): Buffer =>
+  Buffer.from(truncateOutput(req.output ?? new Uint8Array()));
+
+function notLive(req: FinishRequest, r: Read): ClaimConflictError {
+  const rec = r.node!.rec;
+  const why = !r.run?.rec.cancelled
+    ? r.claimLive === false && rec.c?.id === req.claimId
+      ? ', orphaned'
+      : ''
+    : ', run cancelled';
+  return new ClaimConflictError(
+    `claim ${req.claimId} on ${req.runId}/${req.node} is not the node's live claim (node ${rec.s}${why})`,
+    req.runId,
+    req.node,
+  );
+}
+
+/**
+ * The result is recorded; what follows is durable work (k/ items) that the
+ * sweeper of any process completes if this fails, so it never fails the finish.
+ */
+export async function followUp(ctx: EtcdContext, req: FinishRequest, after: FinishAfter): Promise<void> {
+  try {
+    if ('resume' in after) await resumeNodeWork(ctx, req.runId, req.node);
+    else {
+      if (after.cascadeFrom) await cascade(ctx, req.runId, `f:${req.node}`, after.cascadeFrom);
+      if (after.fanOut) await fanOut(ctx, req.runId, req.node);
+      if (after.sealCheck || after.cascadeFrom || after.fanOut) await maybeSeal(ctx, req.runId);
+    }
+  } catch (e) {
+    ctx.logger.warn('follow-up of a finish left to the sweeper', {
+      run: req.runId,
+      node: req.node,
+      error: (e as Error).message,
+    });
+  }
+}
+
+/** After a lost reply: is this claim's attempt, with this conclusion, the one recorded? */
+async function alreadyRecorded(ctx: EtcdContext, req: FinishRequest, rec: NodeRecord): Promise<boolean> {
+  if (rec.a === 0) return false;
+  const res = await ctx.store.range({ key: ctx.keys.attempt(req.runId, req.node, rec.a) });
+  const kv = res.kvs[0];
+  if (!kv) return false;
+  const a = decodeAttempt(kv.value);
+  return a.claimId === req.claimId && a.conclusion === req.conclusion;
+}
