@@ -74,6 +74,7 @@ export class AgentPool {
     orphansRecovered: 0,
     finished: { SUCCESS: 0, FAIL: 0, ERROR: 0 },
     conflicts: 0,
+    claimsLost: 0,
     leasesLost: 0,
   };
   private state: State = 'idle';
@@ -260,6 +261,7 @@ export class AgentPool {
         await this.repository.keepAlive(session.lease.id);
         backoff.reset();
         delay = this.heartbeatIntervalMs;
+        void this.stopLostClaims(session);
       } catch (e) {
         if (session.ended.signal.aborted) return;
         if (e instanceof LeaseExpiredError || e instanceof NotFoundError) return this.leaseLost(session, e);
@@ -288,6 +290,35 @@ export class AgentPool {
       // Resubscribing replays every node READY now (rule 8), so nothing is missed meanwhile.
       await sleep(backoff.next(), signal);
     }
+  }
+
+  /**
+   * With each heartbeat: stops attempts whose claim the store no longer holds
+   * (the run was cancelled, or the claim lapsed and the node moved on). Their
+   * results would be refused, so the runtime is aborted (an exec command is
+   * killed) and the slot freed at once instead of when the work would end.
+   */
+  private async stopLostClaims(session: Session): Promise<void> {
+    const tasks = this.slots.flatMap((s) => (s.task?.claim && s.task.session === session ? [s.task] : []));
+    if (tasks.length === 0) return;
+    let held: boolean[];
+    try {
+      held = await this.repository.claimsHeld(tasks.map((t) => t.claim!));
+    } catch (e) {
+      this.logger.debug('could not check claims; next heartbeat will', { error: errorMessage(e) });
+      return;
+    }
+    tasks.forEach((task, i) => {
+      if (held[i] || task.abandoned || task.slot.task !== task) return;
+      this.counts.claimsLost++;
+      this.logger.info('claim no longer held (run cancelled or claim lapsed): stopping the attempt', {
+        runId: task.claim!.runId,
+        node: task.claim!.node,
+        claim: task.claim!.claimId,
+        agent: task.slot.agentId,
+      });
+      this.abandon(task, new Error('claim no longer held: the run was cancelled or the claim lapsed'));
+    });
   }
 
   /** The lease lapsed: every claim under it is orphaned already, so drop that work and start over. */

@@ -5,7 +5,14 @@ import {
   NotFoundError,
   UnavailableError,
 } from '../protocol/errors.js';
-import type { ClaimedNode, FinishConclusion, Lease, NodeEvent, Repository } from '../protocol/repository.js';
+import type {
+  ClaimedNode,
+  ClaimRef,
+  FinishConclusion,
+  Lease,
+  NodeEvent,
+  Repository,
+} from '../protocol/repository.js';
 import type { RuntimeRegistry } from '../runtimes/runtime.js';
 import { sleep } from '../runtimes/sleep.js';
 import { type AttemptOutcome, errorMessage, errorOutcome, runAttempt } from './attempt.js';
@@ -19,6 +26,8 @@ export interface AgentPoolCounters {
   finished: Record<FinishConclusion, number>;
   /** Results the store refused: the run was cancelled or the claim had lapsed. */
   conflicts: number;
+  /** Attempts stopped while running because their claim was no longer held (run cancelled, claim lapsed). */
+  claimsLost: number;
   leasesLost: number;
 }
 
@@ -48,6 +57,8 @@ export interface Task {
   abandoned: boolean;
   /** Set once the pool has let go of the task (done or abandoned). */
   released?: boolean;
+  /** The task's claim, once it has one. */
+  claim?: ClaimRef;
   /** Stops the running attempt's wait, when one is running. */
   stopWaiting?: () => void;
   /** Ends backoff sleeps on abandonment; made on first use, as most tasks never back off. */
@@ -96,6 +107,7 @@ export async function work(task: Task, env: WorkEnv): Promise<void> {
   const claimed = await claim(env, task, log);
   if (!claimed || task.abandoned) return;
   env.counts.claimed++;
+  task.claim = { runId: claimed.runId, node: claimed.node.spec.name, claimId: claimed.claimId };
   log = log.child({ attempt: claimed.attempt, claim: claimed.claimId });
   if (claimed.orphan) {
     // Rule 3: the previous holder's lease lapsed; record that as an ERROR attempt, then rule 5 applies.

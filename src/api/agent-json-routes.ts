@@ -35,6 +35,11 @@ const UNARY: Record<string, Unary> = {
   'claim-next': { input: ag.ClaimNextRequestSchema, output: ag.ClaimNextResponseSchema, name: 'claimNext' },
   claim: { input: ag.ClaimRequestSchema, output: ag.ClaimResponseSchema, name: 'claim' },
   finish: { input: ag.FinishRequestSchema, output: ag.FinishResponseSchema, name: 'finish' },
+  'claims-held': {
+    input: ag.ClaimsHeldRequestSchema,
+    output: ag.ClaimsHeldResponseSchema,
+    name: 'claimsHeld',
+  },
 };
 
 export const AGENT_JSON_PREFIX = '/v0/agent/';

@@ -143,8 +143,26 @@ export function agentService(repo: Repository, logger: Logger): ServiceImpl<type
         });
         return create(ag.FinishResponseSchema);
       }),
+    claimsHeld: (req) =>
+      guard(async () => {
+        if (req.claims.length > MAX_CLAIMS_HELD)
+          throw new InvalidArgumentError(
+            `claims: at most ${MAX_CLAIMS_HELD} per call, got ${req.claims.length}`,
+          );
+        const held = await repo.claimsHeld(
+          req.claims.map((c) => ({
+            runId: required(c.runId, 'claims[].run_id'),
+            node: required(c.nodeName, 'claims[].node_name'),
+            claimId: required(c.claimId, 'claims[].claim_id'),
+          })),
+        );
+        return create(ag.ClaimsHeldResponseSchema, { held });
+      }),
   };
 }
+
+/** Claims one ClaimsHeld call may ask about: far more than an agent process runs at once. */
+export const MAX_CLAIMS_HELD = 1_000;
 
 /**
  * ClaimNext: subscribe (which replays every READY node, rule 8), try to claim

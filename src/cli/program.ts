@@ -185,7 +185,9 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
 
   runs
     .command('cancel')
-    .description('cancel a run: running nodes get a CANCELLED attempt, the rest never start')
+    .description(
+      'cancel a run: running nodes get a CANCELLED attempt and their work is stopped, the rest never start',
+    )
     .argument('<id>', 'run id')
     .option('-q, --quiet', 'print nothing')
     .option('--json', 'print the cancelled run as JSON (as the API returns it)')

@@ -49,6 +49,13 @@ export interface Repository {
   claim(request: ClaimRequest): Promise<ClaimedNode | undefined>;
   /** Rules 4 and 5: appends the attempt, fenced by the claim. */
   finish(request: FinishRequest): Promise<void>;
+  /**
+   * Which of these claims still hold their node (RUNNING under that claim,
+   * not orphaned), in order; unknown runs and nodes hold nothing. An agent
+   * asks while attempts run and stops those whose result would be refused:
+   * the run was cancelled (rule 6), or the claim lapsed and the node moved on.
+   */
+  claimsHeld(claims: ClaimRef[]): Promise<boolean[]>;
 
   /** Rule 8: NODE_READY / NODE_ORPHANED for the given runtimes, current and future, until aborted. */
   subscribe(options: SubscribeOptions): AsyncIterable<NodeEvent>;
@@ -113,6 +120,13 @@ export interface ClaimedNode {
   previousClaimId?: string;
   previousAgentId?: string;
   node: NodeState;
+}
+
+/** A claim as its holder knows it. */
+export interface ClaimRef {
+  runId: string;
+  node: string;
+  claimId: string;
 }
 
 export type FinishConclusion = 'SUCCESS' | 'FAIL' | 'ERROR';

@@ -120,6 +120,27 @@ describe('agent API', () => {
     assert.equal(gone.body.reason, 'lease_expired');
   });
 
+  it('claims-held tells a client its claim is gone once the run is cancelled; bad requests are 400', async () => {
+    const a = await register('held');
+    const run = await start({ nodes: [node('n', 'held')], edges: [] });
+    const c = await post('claim-next', { ...ids(a), runtimes: ['held'], wait_ms: 5000 });
+    const ref = { run_id: run.id, node_name: 'n', claim_id: c.body.claimed.claimId };
+    const forged = { ...ref, claim_id: 'forged' };
+    const held = await post('claims-held', { claims: [ref, forged] });
+    assert.equal(held.status, 200, JSON.stringify(held.body));
+    assert.deepEqual(held.body.held, [true, false]);
+    await repo.cancel(run.id);
+    assert.deepEqual((await post('claims-held', { claims: [ref] })).body.held, [false]);
+    assert.deepEqual((await post('claims-held', {})).body, {}, 'no claims asked about: none answered');
+    const missing = await post('claims-held', { claims: [{ run_id: run.id, node_name: 'n' }] });
+    assert.equal(missing.status, 400);
+    assert.match(missing.body.message, /claim_id/);
+    const tooMany = await post('claims-held', { claims: Array.from({ length: 1001 }, () => ref) });
+    assert.equal(tooMany.status, 400);
+    assert.match(tooMany.body.message, /at most 1000/);
+    assert.equal((await post('revoke-lease', { lease_id: a.leaseId })).status, 200);
+  });
+
   it('claim-next waits for work and wakes when a node becomes READY; answers {} after its wait', async () => {
     const a = await register('poll');
     const empty = await post('claim-next', { ...ids(a), runtimes: ['poll'], wait_ms: 200 });

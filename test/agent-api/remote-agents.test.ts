@@ -156,6 +156,35 @@ for (const backend of BACKENDS) {
       assert.ok(agents.some((a) => a.runtimes.some((r) => r.name === 'exec')));
     });
 
+    it('cancelling a run kills its running exec command on the remote TypeScript agent', async () => {
+      const pidFile = join(scratch, `cancel-${Date.now()}`);
+      pidFiles.push(pidFile);
+      const run = await client.start(
+        graph([exec('long', 'sh', ['-c', `echo $$ > '${pidFile}'; exec sleep 120`], undefined)], []),
+      );
+      await waitFor(async () => readPids(pidFile).length === 1, 'the command to start');
+      const [pid] = readPids(pidFile) as [number];
+      const alive = () => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      assert.ok(alive());
+      const cancelled = await client.cancel(run.id);
+      assert.equal(cancelled.conclusion, 'CANCELLED');
+      // The agent learns of it with its next heartbeat (every lease TTL / 3) and kills the command.
+      await waitFor(async () => !alive(), 'the cancelled command to be killed', 20_000);
+      const n = (await client.inspect(run.id)).nodes[0]!;
+      assert.deepEqual(
+        n.attempts.map((a) => a.conclusion),
+        ['CANCELLED'],
+        "the killed command's result is not recorded",
+      );
+    });
+
     it('kill -9 of the Python agent mid-node: the retry completes elsewhere, or the node fails per policy', async () => {
       const pidFile = join(scratch, `pids-${Date.now()}`);
       pidFiles.push(pidFile);

@@ -286,6 +286,32 @@ describe('agent pool', () => {
     assert.equal((await completed(repo, next.id)).conclusion, 'SUCCESS');
   });
 
+  it('cancelling a run stops its running attempt within a heartbeat, and the slot takes other work', async () => {
+    let stopped: unknown;
+    const long = runtime('long', async (ctx) => {
+      if (ctx.node.spec.name === 'quick') return { conclusion: 'SUCCESS' };
+      await aborted(ctx.signal);
+      stopped = ctx.signal.reason;
+      return { conclusion: 'SUCCESS', output: 'too late' };
+    });
+    const { repo, pool } = setup({ runtimes: [long], concurrency: 1, heartbeatIntervalMs: 50 });
+    await pool.start();
+    const run = await repo.start(spec([{ name: 'forever', runtime: 'long' }]));
+    await until(() => pool.running === 1, 'the node to be claimed');
+    await repo.cancel(run.id);
+    await until(() => stopped !== undefined, 'the runtime to be told to stop');
+    assert.match((stopped as Error).message, /claim no longer held: the run was cancelled/);
+    assert.equal(pool.counters.claimsLost, 1);
+    const next = await repo.start(spec([{ name: 'quick', runtime: 'long' }]));
+    assert.equal((await completed(repo, next.id)).conclusion, 'SUCCESS', 'the one slot is free again');
+    const state = await repo.inspect(run.id);
+    assert.deepEqual(
+      conclusions(node(state, 'forever')),
+      ['CANCELLED'],
+      'the late result was never recorded',
+    );
+  });
+
   it('a dead agent: its lapsed claim is recovered by a pool as an ERROR attempt, then retried', async () => {
     const { repo, pool } = setup();
     // The "dead agent": claims with a short lease and never heartbeats again.

@@ -82,6 +82,45 @@ export function cancelSpec(test: ConformanceTest): void {
       );
     });
 
+    test('claimsHeld tells an agent which of its claims still hold: not once finished, cancelled or revoked', async (h) => {
+      const lease = await h.repo.grantLease(60_000);
+      const alice = await h.agent('alice', { lease });
+      const run = await h.start(graph(['a', 'b', 'c']));
+      const other = await h.start(graph(['x']));
+      const [a, b, c] = [
+        await alice.mustClaim(run.id, 'a'),
+        await alice.mustClaim(run.id, 'b'),
+        await alice.mustClaim(run.id, 'c'),
+      ];
+      const x = await alice.mustClaim(other.id, 'x');
+      const ref = (k: { runId: string; node: { spec: { name: string } }; claimId: string }) => ({
+        runId: k.runId,
+        node: k.node.spec.name,
+        claimId: k.claimId,
+      });
+      assert.deepEqual(await h.repo.claimsHeld([]), []);
+      assert.deepEqual(
+        await h.repo.claimsHeld([
+          ref(a),
+          ref(b),
+          { ...ref(a), claimId: `${a.claimId}-forged` },
+          { ...ref(a), runId: '01ARZ3NDEKTSV4RRFFQ69G5FAV' },
+          { ...ref(a), node: 'no-such-node' },
+        ]),
+        [true, true, false, false, false],
+      );
+      await alice.finish(a, 'SUCCESS');
+      assert.deepEqual(await h.repo.claimsHeld([ref(a), ref(b), ref(c)]), [false, true, true]);
+      await h.repo.cancel(run.id);
+      assert.deepEqual(
+        await h.repo.claimsHeld([ref(b), ref(c), ref(x)]),
+        [false, false, true],
+        'the cancelled run holds no claim; the other run keeps its own',
+      );
+      await h.repo.revokeLease(lease.id);
+      assert.deepEqual(await h.repo.claimsHeld([ref(x)]), [false], 'an orphaned claim is not held');
+    });
+
     test('cancel of an unknown run is NotFoundError', async (h) => {
       await assert.rejects(h.repo.cancel('01ARZ3NDEKTSV4RRFFQ69G5FAV'), NotFoundError);
     });

@@ -15,6 +15,7 @@ import {
 } from '../../model/index.js';
 import { InvalidArgumentError, NotFoundError } from '../../protocol/errors.js';
 import {
+  type ClaimRef,
   DEFAULT_LIST_LIMIT,
   type ListRunsQuery,
   MAX_LIST_LIMIT,
@@ -22,7 +23,7 @@ import {
 } from '../../protocol/repository.js';
 import type { EtcdContext, NodeTopology } from './context.js';
 import { invert, prefixEnd } from './keys.js';
-import { merge, topologyOf } from './nodes.js';
+import { merge, statics, topologyOf } from './nodes.js';
 import {
   attemptOutput,
   decodeAttempt,
@@ -207,4 +208,27 @@ export async function stats(ctx: EtcdContext): Promise<Stats> {
   // A chunked start in progress has open keys before its counter moves: never report less than zero.
   counts.COMPLETED = Math.max(0, total - counts.WAITING - counts.READY - counts.RUNNING);
   return { runCount: Number(r[0]!.count), nodeCounts: counts };
+}
+
+/** Which claims still hold their node: RUNNING under that claim id, its claim key alive (one read for all). */
+export async function claimsHeld(ctx: EtcdContext, claims: ClaimRef[]): Promise<boolean[]> {
+  const { keys, store } = ctx;
+  if (claims.length === 0) return [];
+  return store.retrying('claims held', async () => {
+    const runtimes = await Promise.all(
+      claims.map(async (c) => (await statics(ctx, c.runId, [c.node])).get(c.node)?.runtime),
+    );
+    const ops = claims.flatMap((c, i) => [
+      get(keys.node(c.runId, c.node)),
+      get(keys.claim(runtimes[i] ?? '', c.runId, c.node)),
+    ]);
+    const res = await store.readAll(ops);
+    return claims.map((c, i) => {
+      const node = res[2 * i]!.response_range.kvs[0];
+      const claim = res[2 * i + 1]!.response_range.kvs[0];
+      if (!node || !claim || runtimes[i] === undefined) return false;
+      const state = decodeJson<Pick<NodeRecord, 's' | 'c'>>(node.value);
+      return state.s === 'RUNNING' && state.c?.id === c.claimId && claim.value.toString() === c.claimId;
+    });
+  });
 }

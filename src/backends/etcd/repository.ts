@@ -13,6 +13,7 @@ import {
 import {
   type AgentRegistration,
   type ClaimedNode,
+  type ClaimRef,
   type ClaimRequest,
   DEFAULT_LEASE_TTL_MS,
   type FinishRequest,
@@ -189,6 +190,11 @@ export class EtcdRepository implements Repository {
   finish(request: FinishRequest): Promise<void> {
     this.assertOpen();
     return this.finishes.finish(request);
+  }
+
+  claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {
+    this.assertOpen();
+    return reads.claimsHeld(this.ctx, claims);
   }
 
   // ---- streams

@@ -19,6 +19,7 @@ import {
   type AgentRegistration,
   ClaimConflictError,
   type ClaimedNode,
+  type ClaimRef,
   type ClaimRequest,
   checkConclusion,
   DEFAULT_LEASE_TTL_MS,
@@ -308,6 +309,14 @@ export class MemoryRepository implements Repository {
         request.runId,
         request.node,
       );
+  }
+
+  async claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {
+    this.assertOpen();
+    return claims.map((c) => {
+      const node = this.runs.get(c.runId)?.nodes.get(c.node);
+      return node?.status === 'RUNNING' && node.claim?.id === c.claimId && !node.claim.orphaned;
+    });
   }
 
   // ---- streams

@@ -12,6 +12,7 @@ import {
   type Stats,
 } from '../../model/index.js';
 import {
+  type ClaimRef,
   DEFAULT_LIST_LIMIT,
   InvalidArgumentError,
   type ListRunsQuery,
@@ -213,4 +214,21 @@ export async function stats(db: Db): Promise<Stats> {
   counts.RUNNING = Number(s.ru);
   counts.COMPLETED = Number(s.nodes) - counts.WAITING - counts.READY - counts.RUNNING;
   return { runCount: Number(s.runs), nodeCounts: counts };
+}
+
+/** Which claims still hold their node: RUNNING under that claim id, not orphaned (one query for all). */
+export async function claimsHeld(db: Db, claims: ClaimRef[]): Promise<boolean[]> {
+  if (claims.length === 0) return [];
+  const { rows } = await db.retrying('claims held', () =>
+    db.query<{ held: boolean }>(
+      'claims held',
+      `SELECT coalesce(n.status = 'RUNNING' AND NOT n.orphaned AND n.claim_id = x.claim, false) AS held
+       FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS x(run, node, claim, i)
+       LEFT JOIN nodes n ON n.run_id = x.run AND n.name = x.node
+       ORDER BY x.i`,
+      [claims.map((c) => c.runId), claims.map((c) => c.node), claims.map((c) => c.claimId)],
+      { prepare: 'adagio_claims_held' },
+    ),
+  );
+  return rows.map((r) => r.held);
 }

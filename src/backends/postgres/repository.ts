@@ -13,6 +13,7 @@ import {
 import {
   type AgentRegistration,
   type ClaimedNode,
+  type ClaimRef,
   type ClaimRequest,
   type FinishRequest,
   InvalidArgumentError,
@@ -304,6 +305,10 @@ export class PostgresRepository implements Repository {
 
   finish(request: FinishRequest): Promise<void> {
     return this.run(() => finishNode(this.ctx, request));
+  }
+
+  claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {
+    return this.run(() => reads.claimsHeld(this.db, claims));
   }
 
   // ---- streams

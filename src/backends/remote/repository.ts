@@ -12,6 +12,7 @@ import { InvalidArgumentError, UnavailableError } from '../../protocol/errors.js
 import type {
   AgentRegistration,
   ClaimedNode,
+  ClaimRef,
   ClaimRequest,
   FinishRequest,
   Lease,
@@ -129,6 +130,17 @@ export class RemoteRepository implements Repository {
         this.opts(),
       ),
     );
+  }
+
+  async claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {
+    if (claims.length === 0) return [];
+    const res = await this.call({}, () =>
+      this.rpc.claimsHeld(
+        { claims: claims.map((c) => ({ runId: c.runId, nodeName: c.node, claimId: c.claimId })) },
+        this.opts(),
+      ),
+    );
+    return res.held;
   }
 
   async *subscribe(options: SubscribeOptions): AsyncIterable<NodeEvent> {
