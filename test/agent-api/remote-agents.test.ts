@@ -164,24 +164,31 @@ for (const backend of BACKENDS) {
       );
       await waitFor(async () => readPids(pidFile).length === 1, 'the command to start');
       const [pid] = readPids(pidFile) as [number];
-      const alive = () => {
-        try {
-          process.kill(pid, 0);
-          return true;
-        } catch {
-          return false;
-        }
-      };
-      assert.ok(alive());
+      assert.ok(isAlive(pid));
       const cancelled = await client.cancel(run.id);
       assert.equal(cancelled.conclusion, 'CANCELLED');
       // The agent learns of it with its next heartbeat (every lease TTL / 3) and kills the command.
-      await waitFor(async () => !alive(), 'the cancelled command to be killed', 20_000);
+      await waitFor(async () => !isAlive(pid), 'the cancelled command to be killed', 20_000);
       const n = (await client.inspect(run.id)).nodes[0]!;
       assert.deepEqual(
         n.attempts.map((a) => a.conclusion),
         ['CANCELLED'],
         "the killed command's result is not recorded",
+      );
+    });
+
+    it('cancelling a run kills its running shell command on the Python agent', async () => {
+      const pidFile = join(scratch, `cancel-py-${Date.now()}`);
+      pidFiles.push(pidFile);
+      const run = await client.start(graph([shell('long', `echo $$ > '${pidFile}'; exec sleep 120`)], []));
+      await waitFor(async () => readPids(pidFile).length === 1, 'the command to start');
+      const [pid] = readPids(pidFile) as [number];
+      await client.cancel(run.id);
+      await waitFor(async () => !isAlive(pid), 'the cancelled command to be killed', 20_000);
+      assert.match(pyAgents[0]!.logs(), /claim no longer held/);
+      assert.deepEqual(
+        (await client.inspect(run.id)).nodes[0]!.attempts.map((a) => a.conclusion),
+        ['CANCELLED'],
       );
     });
 
@@ -322,6 +329,15 @@ function exec(name: string, command: string, args: string[], stdinFrom: string |
   };
   if (stdinFrom) metadata['adagio.inputs.exec.stdin'] = [stdinFrom];
   return { name, runtime: 'exec', metadata, retry: {} };
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function readPids(path: string): number[] {

@@ -8,6 +8,8 @@ It implements a `shell` runtime over the agent API's plain JSON routes
     heartbeat   every ttl/3 from a background thread, also while a node runs
     claim-next  long-poll: returns a claimed node (with its inputs), or {} after the wait
     finish      SUCCESS / FAIL / ERROR with the output, fenced by the claim id
+    claims-held with each heartbeat, for the nodes running: a command whose
+                claim is gone (run cancelled, claim lapsed) is killed
 
 The node's command is `adagio.arguments.shell.command` (run with /bin/sh -c;
 further values become $1, $2, ...). Output is stdout and stderr combined.
@@ -107,8 +109,8 @@ def parse_seconds(text):
     return float(m.group(1)) * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
 
 
-def run_shell(claimed, runtime):
-    """Runs the node's command; returns (conclusion, output bytes)."""
+def run_shell(claimed, runtime, started=lambda proc: None):
+    """Runs the node's command; returns (conclusion, output bytes). `started` gets the process."""
     node = claimed["node"]
     spec = node["spec"]
     inputs = {k: base64.b64decode(v) for k, v in node.get("inputs", {}).items()}
@@ -142,6 +144,7 @@ def run_shell(claimed, runtime):
         )
     except OSError as e:
         return "ERROR", ("cannot start /bin/sh: %s" % e).encode()
+    started(proc)
     try:
         out, _ = proc.communicate(stdin[0].encode() if stdin else b"", timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -151,6 +154,13 @@ def run_shell(claimed, runtime):
     if len(out) > MAX_OUTPUT_BYTES:
         out = out[:MAX_OUTPUT_BYTES]
     return ("SUCCESS" if proc.returncode == 0 else "FAIL"), out
+
+
+def kill_group(proc, sig):
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 class Agent:
@@ -167,6 +177,8 @@ class Agent:
         self.stopping = threading.Event()
         self.busy = 0
         self.idle = threading.Condition(self.lock)
+        # claim id -> {"ref": claim as claims-held takes it, "proc": its command once started}
+        self.running = {}
 
     # ---- lease and registration
 
@@ -227,8 +239,32 @@ class Agent:
                     self.lease_lost(lease)
                 else:
                     log("heartbeat refused", error=str(e))
+                continue
             except Unreachable as e:
                 log("heartbeat failed; retrying", error=str(e))
+                continue
+            self.stop_lost_claims(timeout=interval * 2)
+
+    def stop_lost_claims(self, timeout):
+        """Kills the commands of claims the server no longer holds (run cancelled, claim lapsed)."""
+        with self.lock:
+            entries = [e for e in self.running.values() if e["proc"] is not None]
+        if not entries:
+            return
+        try:
+            held = self.api.call("claims-held", {"claims": [e["ref"] for e in entries]}, timeout=timeout)["held"]
+        except (ApiError, Unreachable) as e:
+            log("cannot check claims; next heartbeat will", error=str(e))
+            return
+        for entry, still in zip(entries, held):
+            proc = entry["proc"]
+            if still or proc.poll() is not None:
+                continue
+            log("claim no longer held (run cancelled or claim lapsed); stopping the command", **entry["ref"])
+            kill_group(proc, signal.SIGTERM)
+            timer = threading.Timer(2.0, lambda p=proc: p.poll() is None and kill_group(p, signal.SIGKILL))
+            timer.daemon = True
+            timer.start()
 
     # ---- work
 
@@ -273,10 +309,22 @@ class Agent:
         name = claimed["node"]["spec"]["name"]
         fields = {"run": claimed["runId"], "node": name, "attempt": claimed.get("attempt", 1), "agent": agent_id}
         log("running node", **fields)
+        claim_id = claimed["claimId"]
+        entry = {"ref": {"run_id": claimed["runId"], "node_name": name, "claim_id": claim_id}, "proc": None}
+        with self.lock:
+            self.running[claim_id] = entry
+
+        def started(proc):
+            with self.lock:
+                entry["proc"] = proc
+
         try:
-            conclusion, output = run_shell(claimed, self.runtime)
+            conclusion, output = run_shell(claimed, self.runtime, started)
         except Exception as e:  # a bug here must not leave the node RUNNING until the lease lapses
             conclusion, output = "ERROR", ("agent error: %r" % e).encode()
+        finally:
+            with self.lock:
+                self.running.pop(claim_id, None)
         body = {
             "run_id": claimed["runId"],
             "node_name": name,
