@@ -1,8 +1,11 @@
 import type { ClaimedNode, ClaimRequest } from '../../protocol/repository.js';
 import { Batcher } from '../batcher.js';
 import type { EtcdContext } from './context.js';
+import { INLINE_DEPENDENTS } from './fanout.js';
 import { seenForClaim } from './node-read.js';
+import { merge } from './nodes.js';
 import type { ClaimRecord } from './records.js';
+import { get } from './store.js';
 import {
   type ClaimPlan,
   claimedByPlan,
@@ -16,6 +19,8 @@ interface Call {
   req: ClaimRequest;
   claim: ClaimRecord;
   plan: ClaimPlan;
+  /** Dependents whose state this process has not seen: read along, so the node's finish need not read first. */
+  unseen: string[];
 }
 
 /** The claimed node, or nothing: the batch did not commit (or may have), so the call goes on alone. */
@@ -38,7 +43,7 @@ export class ClaimBatcher {
       {
         maxCalls: 32,
         maxWeight: INLINE_READS,
-        weight: (c) => c.plan.reads.length + c.plan.ops.length,
+        weight: (c) => c.plan.reads.length + c.unseen.length + c.plan.ops.length,
         key: (c) => `${c.req.runId}\u0000${c.req.node}`,
       },
       (calls) => this.send(calls),
@@ -50,9 +55,13 @@ export class ClaimBatcher {
     const claim = newClaim(this.ctx, req, now);
     const seen = seenForClaim(this.ctx, req.runId, req.node);
     const plan = seen && planClaim(this.ctx, req, seen, claim, now);
-    if (!plan || plan === 'own' || plan.reads.length + plan.ops.length > INLINE_READS)
+    if (!plan || plan === 'own' || plan.reads.length + plan.ops.length + INLINE_DEPENDENTS > INLINE_READS)
       return claimNode(this.ctx, req, { claim });
-    const answer = await this.batcher.submit({ req, claim, plan });
+    const down = plan.next.down.length <= INLINE_DEPENDENTS ? plan.next.down : [];
+    const unseen = down.filter(
+      (d) => !this.ctx.seen.node(req.runId, d) && this.ctx.topology.get(req.runId, d) !== undefined,
+    );
+    const answer = await this.batcher.submit({ req, claim, plan, unseen });
     if ('claimed' in answer) return answer.claimed;
     return claimNode(this.ctx, req, { claim, fresh: true, inDoubt: answer.inDoubt });
   }
@@ -62,7 +71,11 @@ export class ClaimBatcher {
     try {
       res = await this.ctx.store.txn({
         compare: calls.flatMap((c) => c.plan.compare),
-        success: calls.flatMap((c) => [...c.plan.reads, ...c.plan.ops]),
+        success: calls.flatMap((c) => [
+          ...c.plan.reads,
+          ...c.unseen.map((d) => get(this.ctx.keys.node(c.req.runId, d))),
+          ...c.plan.ops,
+        ]),
       });
     } catch {
       // Whatever the error (a lapsed lease, a lost member), each claim learns its own fate alone.
@@ -72,7 +85,13 @@ export class ClaimBatcher {
     let at = 0;
     return calls.map((c) => {
       const responses = res.responses.slice(at, at + c.plan.reads.length);
-      at += c.plan.reads.length + c.plan.ops.length;
+      at += c.plan.reads.length;
+      for (const d of c.unseen) {
+        const kv = res.responses[at++]!.response_range.kvs[0];
+        const t = this.ctx.topology.get(c.req.runId, d);
+        if (kv && t) this.ctx.seen.setNode(c.req.runId, merge(t, kv.value), kv.mod_revision);
+      }
+      at += c.plan.ops.length;
       return { claimed: claimedByPlan(this.ctx, c.req, c.claim, c.plan, res.header.revision, responses) };
     });
   }

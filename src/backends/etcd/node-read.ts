@@ -2,10 +2,10 @@ import type { IRequestOp } from 'etcd3';
 import type { FinishRequest } from '../../protocol/repository.js';
 import type { EtcdContext, NodeTopology } from './context.js';
 import { INLINE_DEPENDENTS } from './fanout.js';
-import { merge, statics } from './nodes.js';
+import { merge, statics, topologyOf } from './nodes.js';
 import type { NodeRecord, RunRecord } from './records.js';
 import { decodeJson } from './records.js';
-import { get } from './store.js';
+import { get, getPrefix } from './store.js';
 
 /**
  * What a transition decides on: a fresh read of the node, its run, its claim
@@ -21,21 +21,32 @@ export interface Read {
   deps: Map<string, { rec: NodeRecord; rev: string }>;
 }
 
+/** Static facts read at once when a run is first met: all of a run this size or smaller. */
+const TOPOLOGY_PREFETCH = 128;
+
 /** One read transaction: the node, its run, and (when the topology is known) its claim key and dependents. */
 export async function readNode(
   ctx: EtcdContext,
   runId: string,
   name: string,
-  withDeps: boolean,
+  /** 'if-known': the dependents too when their facts are cached (a claim reads them for its finish to come). */
+  deps: boolean | 'if-known',
 ): Promise<Read> {
+  const known = (t: NodeTopology) => t.down.every((d) => ctx.topology.get(runId, d) !== undefined);
+  let withDeps = deps === true;
   // A node with many dependents counts them down after its finish, in chunks (fanout.ts).
   const { keys, store } = ctx;
   let topo = ctx.topology.get(runId, name);
+  if (deps === 'if-known' && topo) withDeps = known(topo);
   const ops: IRequestOp[] = [get(keys.node(runId, name)), get(keys.run(runId))];
   if (topo) {
     ops.push(get(keys.claim(topo.runtime, runId, name)));
     if (withDeps && topo.down.length <= INLINE_DEPENDENTS)
       for (const d of topo.down) ops.push(get(keys.node(runId, d)));
+  } else {
+    // This process has not met the run yet (another process started it): its facts are immutable, so
+    // take a small run's whole topology now rather than node by node later.
+    ops.push(getPrefix(keys.statics(runId), { limit: TOPOLOGY_PREFETCH }));
   }
   const first = await store.txn({ success: ops });
   let res = first.responses;
@@ -43,10 +54,14 @@ export async function readNode(
   const runKv = res[1]!.response_range.kvs[0];
   const out: Read = { deps: new Map() };
   if (runKv) out.run = { rec: decodeJson<RunRecord>(runKv.value), rev: runKv.mod_revision };
+  if (!topo)
+    for (const kv of res[2]!.response_range.kvs)
+      ctx.topology.set(runId, keys.nodeName(kv.key, runId), topologyOf(kv.value));
   if (!nodeKv) return out;
   if (!topo) {
     topo = (await statics(ctx, runId, [name])).get(name);
     if (!topo) return out; // a half-written chunked start: not there yet
+    if (deps === 'if-known') withDeps = known(topo);
     const more: IRequestOp[] = [get(keys.claim(topo.runtime, runId, name))];
     if (withDeps && topo.down.length <= INLINE_DEPENDENTS)
       for (const d of topo.down) more.push(get(keys.node(runId, d)));

@@ -155,7 +155,7 @@ export async function claimNode(
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const first = attempt === 1 && round === 0 && !options.fresh;
       const seen = first ? seenForClaim(ctx, req.runId, req.node) : undefined;
-      const r = seen ?? (await readNode(ctx, req.runId, req.node, false));
+      const r = seen ?? (await readNode(ctx, req.runId, req.node, 'if-known'));
       inDoubt = false; // what the node holds now (or a first try) says whether an earlier try committed
       const plan = planClaim(ctx, req, r, claim, now);
       if (plan === 'own') return ownClaim(ctx, req.runId, r.node!.rec, claim);
