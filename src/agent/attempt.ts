@@ -1,5 +1,6 @@
 import { truncateOutput } from '../model/limits.js';
 import type { Metadata } from '../model/types.js';
+import { metadataProblem } from '../model/validate.js';
 import type { FinishConclusion } from '../protocol/repository.js';
 import { formatDuration } from '../runtimes/duration.js';
 import type { Runtime, RuntimeContext, RuntimeResult } from '../runtimes/runtime.js';
@@ -108,5 +109,7 @@ function checkResult(name: string, result: RuntimeResult | undefined): AttemptOu
       return errorOutcome(`runtime "${name}" returned metadata "${k}" that is not a list of strings`);
     metadata[k] = v;
   }
+  const problem = metadataProblem(metadata);
+  if (problem) return errorOutcome(`runtime "${name}" returned ${problem}`);
   return { conclusion: result.conclusion, output: truncateOutput(output), metadata };
 }

@@ -299,7 +299,8 @@ export class AgentPool {
    * killed) and the slot freed at once instead of when the work would end.
    */
   private async stopLostClaims(session: Session): Promise<void> {
-    const tasks = this.slots.flatMap((s) => (s.task?.claim && s.task.session === session ? [s.task] : []));
+    const running = (t: Task | undefined): t is Task => !!t?.claim && !t.finishing && t.session === session;
+    const tasks = this.slots.flatMap((s) => (running(s.task) ? [s.task] : []));
     if (tasks.length === 0) return;
     let held: boolean[];
     try {
@@ -309,7 +310,7 @@ export class AgentPool {
       return;
     }
     tasks.forEach((task, i) => {
-      if (held[i] || task.abandoned || task.slot.task !== task) return;
+      if (held[i] || task.abandoned || task.finishing || task.slot.task !== task) return;
       this.counts.claimsLost++;
       this.logger.info('claim no longer held (run cancelled or claim lapsed): stopping the attempt', {
         runId: task.claim!.runId,

@@ -59,6 +59,8 @@ export interface Task {
   released?: boolean;
   /** The task's claim, once it has one. */
   claim?: ClaimRef;
+  /** Set once its result is being recorded: the claim's fate is the finish's to learn then. */
+  finishing?: boolean;
   /** Stops the running attempt's wait, when one is running. */
   stopWaiting?: () => void;
   /** Ends backoff sleeps on abandonment; made on first use, as most tasks never back off. */
@@ -195,6 +197,7 @@ async function finish(
   outcome: AttemptOutcome,
   log: Logger,
 ): Promise<void> {
+  task.finishing = true;
   env.vacate(task);
   let backoff: Backoff | undefined; // made on the first retry: most finishes never retry
   while (!task.abandoned) {

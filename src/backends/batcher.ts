@@ -12,6 +12,12 @@ export interface BatcherOptions<C> {
   weight?: (call: C) => number;
   /** Calls with the same key never share a batch: the later one waits for the next. */
   key?: (call: C) => string;
+  /**
+   * A failed batch whose error says so is sent again one call at a time, so
+   * one bad call (input the store refuses) fails alone rather than taking its
+   * batch-mates with it. Only for batches that commit all or nothing.
+   */
+  isolate?: (e: unknown) => boolean;
 }
 
 /**
@@ -22,7 +28,8 @@ export interface BatcherOptions<C> {
  * client or the server is CPU-bound, that is the cheapest way through
  * (npm run bench -- postgres: with more batches in flight they shrink and
  * statements become the bottleneck). Each call still gets exactly its own
- * answer; a failed batch fails each of its calls with the batch's error.
+ * answer; a failed batch fails each of its calls with the batch's error
+ * (or, see `isolate`, is sent again call by call).
  */
 export class Batcher<C, R> {
   private queue: Waiting<C, R>[] = [];
@@ -77,7 +84,9 @@ export class Batcher<C, R> {
       const results = await this.send(batch.map((w) => w.call));
       for (const [i, w] of batch.entries()) w.resolve(results[i] as R);
     } catch (e) {
-      for (const w of batch) w.reject(e);
+      if (batch.length > 1 && this.options.isolate?.(e))
+        await Promise.all(batch.map((w) => this.sendBatch([w])));
+      else for (const w of batch) w.reject(e);
     }
   }
 }

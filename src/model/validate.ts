@@ -1,6 +1,32 @@
 import { LIMITS } from './limits.js';
 import { type GraphSpec, RETRY_CONCLUSIONS } from './types.js';
 
+/** NUL, or half of a surrogate pair: text no store keeps as text (PostgreSQL's jsonb and text refuse it). */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding NUL is the point.
+const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Why `s` cannot be stored as text, or undefined when it can. */
+export function textProblem(s: string): string | undefined {
+  const m = UNSTORABLE.exec(s);
+  if (!m) return undefined;
+  return m[0] === '\u0000'
+    ? 'contains a NUL character (U+0000)'
+    : 'contains an unpaired surrogate (not valid Unicode)';
+}
+
+/** The first metadata key or value that cannot be stored as text, as a sentence naming it; undefined when all can. */
+export function metadataProblem(metadata: Record<string, string[]>): string | undefined {
+  for (const [key, values] of Object.entries(metadata)) {
+    const k = textProblem(key);
+    if (k) return `metadata key ${JSON.stringify(key)} ${k}`;
+    for (const v of values) {
+      const p = textProblem(v);
+      if (p) return `metadata "${key}" ${p}`;
+    }
+  }
+  return undefined;
+}
+
 /**
  * Checks a graph against protocol rule 1. Returns the problems found, each a
  * sentence naming what is wrong; an empty list means the graph is valid.
@@ -26,6 +52,12 @@ export function validateGraph(spec: GraphSpec): string[] {
       problems.push(`${where.slice(0, 40)}…: name longer than ${LIMITS.maxNameLength} characters`);
     else if (names.has(node.name)) problems.push(`duplicate node name "${node.name}"`);
     names.add(node.name);
+    const nameProblem = node.name ? textProblem(node.name) : undefined;
+    if (nameProblem) problems.push(`node #${i + 1}: name ${nameProblem}`);
+    const runtimeProblem = node.runtime ? textProblem(node.runtime) : undefined;
+    if (runtimeProblem) problems.push(`${where}: runtime ${runtimeProblem}`);
+    const mdProblem = metadataProblem(node.metadata);
+    if (mdProblem) problems.push(`${where}: ${mdProblem}`);
     if (!node.runtime) problems.push(`${where} has an empty runtime`);
     else if (node.runtime.length > LIMITS.maxNameLength)
       problems.push(`${where}: runtime name longer than ${LIMITS.maxNameLength} characters`);

@@ -10,6 +10,7 @@ import type {
   RuntimeInfo,
   Stats,
 } from '../model/types.js';
+import { metadataProblem } from '../model/validate.js';
 import { InvalidArgumentError } from './errors.js';
 
 /**
@@ -131,6 +132,12 @@ export interface ClaimRef {
 
 export type FinishConclusion = 'SUCCESS' | 'FAIL' | 'ERROR';
 const FINISH_CONCLUSIONS: readonly string[] = ['SUCCESS', 'FAIL', 'ERROR'];
+
+/** Claim and finish metadata must be storable text in every backend (see textProblem). */
+export function checkMetadata(metadata: Metadata | undefined): void {
+  const problem = metadata && metadataProblem(metadata);
+  if (problem) throw new InvalidArgumentError(problem);
+}
 
 /** Finish takes only these conclusions (CANCELLED is cancel's); callers across a process boundary may send anything. */
 export function checkConclusion(conclusion: string): asserts conclusion is FinishConclusion {

@@ -124,6 +124,7 @@ export function claimsSpec(test: ConformanceTest): void {
       const first = await alice.mustClaim(run.id, 'a');
       await alice.finish(first, 'FAIL', 'one');
       await assert.rejects(alice.finish(first, 'SUCCESS', 'two'), ClaimConflictError);
+      await assert.rejects(alice.finish(first, 'FAIL', 'the same conclusion again'), ClaimConflictError);
       const n = await h.node(run.id, 'a');
       assert.equal(n.status, 'READY', 'the refused SUCCESS did not complete the node');
       assert.deepEqual(
@@ -158,6 +159,26 @@ export function claimsSpec(test: ConformanceTest): void {
         (await h.node(run.id, 'a')).attempts.map((x) => x.conclusion),
         ['SUCCESS'],
       );
+    });
+
+    test('claim and finish metadata must be storable text: a NUL is InvalidArgumentError, nothing recorded', async (h) => {
+      const alice = await h.agent('alice');
+      const run = await h.start(graph(['a']));
+      await assert.rejects(alice.claim(run.id, 'a', { k: ['\u0000'] }), InvalidArgumentError);
+      assert.equal((await h.node(run.id, 'a')).status, 'READY');
+      const a = await alice.mustClaim(run.id, 'a');
+      await assert.rejects(
+        h.repo.finish({
+          runId: run.id,
+          node: 'a',
+          claimId: a.claimId,
+          conclusion: 'SUCCESS',
+          metadata: { k: ['\uD800'] },
+        }),
+        InvalidArgumentError,
+      );
+      assert.deepEqual((await h.node(run.id, 'a')).attempts, []);
+      await alice.finish(a, 'SUCCESS');
     });
 
     test('claim and finish on an unknown run are NotFoundError', async (h) => {

@@ -75,6 +75,29 @@ export function startSpec(test: ConformanceTest): void {
       await rejectsGraph((s) => h.start(s), graph([]), /no nodes/i);
     });
 
+    test('rejects text no store can keep: NUL and unpaired surrogates in names, runtimes and metadata', async (h) => {
+      await rejectsGraph((s) => h.start(s), graph([node('a\u0000b')]), /name contains a NUL/);
+      await rejectsGraph(
+        (s) => h.start(s),
+        graph([node('a', { runtime: 'r\uD800' })]),
+        /runtime contains an unpaired/,
+      );
+      await rejectsGraph(
+        (s) => h.start(s),
+        graph([node('a', { metadata: { k: ['ok', 'bad\u0000'] } })]),
+        /metadata "k" contains a NUL/,
+      );
+      await rejectsGraph(
+        (s) => h.start(s),
+        graph([node('a', { metadata: { '\uDC00': [] } })]),
+        /metadata key/,
+      );
+      assert.equal((await h.repo.stats()).runCount, 0);
+      // A well-formed pair (an emoji) is fine.
+      const run = await h.start(graph([node('😀', { metadata: { k: ['😀'] } })]));
+      assert.equal((await h.repo.inspect(run.id)).nodes[0]!.spec.metadata.k![0], '😀');
+    });
+
     test('lists every problem of a graph at once, and stores nothing', async (h) => {
       const spec = graph([node('a'), node('a'), node('b', { runtime: '' })], [['a', 'nowhere']]);
       await rejectsGraph((s) => h.start(s), spec, /duplicate/i, /empty runtime/i, /nowhere/);

@@ -24,15 +24,24 @@ const spec = {
 
 const original = Store.prototype.txn;
 /** Which writing transactions to send twice: by a predicate on their ops. */
-function repeatWrites(which: (ops: string[]) => boolean): { repeated: () => number } {
+function repeatWrites(
+  which: (ops: string[]) => boolean,
+  /** Runs between the two sends, with the store unpatched (as another process would act meanwhile). */
+  between?: (keys: string[]) => Promise<void>,
+): { repeated: () => number } {
   let count = 0;
-  Store.prototype.txn = async function (this: Store, req) {
+  Store.prototype.txn = async function patched(this: Store, req) {
     const keys = (req.success ?? []).flatMap((op) =>
       op.request_put ? [`put ${op.request_put.key?.toString()}`] : [],
     );
     if (keys.length === 0 || !which(keys)) return original.call(this, req);
     count++;
     await original.call(this, req);
+    if (between) {
+      Store.prototype.txn = original;
+      await between(keys);
+      Store.prototype.txn = patched;
+    }
     return original.call(this, req);
   };
   return { repeated: () => count };
@@ -62,6 +71,25 @@ describe('etcd: a committed transaction repeated by the client', { timeout: 60_0
         ['b', 'WAITING'],
       ],
     );
+  });
+
+  it('start returns its run even when it was cancelled before the repeat', async () => {
+    let cancelled = '';
+    repeatWrites(
+      (ops) => ops.some((k) => /r\/[0-9A-Z]{26}$/.test(k)),
+      async (keys) => {
+        cancelled = /r\/([0-9A-Z]{26})$/.exec(keys.find((k) => /r\/[0-9A-Z]{26}$/.test(k))!)![1]!;
+        await repo.cancel(cancelled);
+      },
+    );
+    const run = await repo.start(spec);
+    Store.prototype.txn = original;
+    assert.equal(
+      run.id,
+      cancelled,
+      'the run start wrote, and another process cancelled, is the one returned',
+    );
+    assert.equal((await repo.inspect(run.id)).conclusion, 'CANCELLED');
   });
 
   it('claim returns its own committed claim; finish accepts its own committed result', async () => {

@@ -1,4 +1,4 @@
-import type { ClaimedNode, ClaimRequest } from '../../protocol/repository.js';
+import { type ClaimedNode, type ClaimRequest, checkMetadata } from '../../protocol/repository.js';
 import { Batcher } from '../batcher.js';
 import type { EtcdContext } from './context.js';
 import { INLINE_DEPENDENTS } from './fanout.js';
@@ -24,7 +24,7 @@ interface Call {
 }
 
 /** The claimed node, or nothing: the batch did not commit (or may have), so the call goes on alone. */
-type Answer = { claimed: ClaimedNode } | { alone: true; inDoubt: boolean };
+type Answer = { claimed: ClaimedNode } | { alone: true };
 
 /**
  * This process's concurrent claims as one etcd transaction: each claim's
@@ -51,6 +51,7 @@ export class ClaimBatcher {
   }
 
   async claim(req: ClaimRequest): Promise<ClaimedNode | undefined> {
+    checkMetadata(req.metadata);
     const now = this.ctx.clock.now();
     const claim = newClaim(this.ctx, req, now);
     const seen = seenForClaim(this.ctx, req.runId, req.node);
@@ -63,7 +64,7 @@ export class ClaimBatcher {
     );
     const answer = await this.batcher.submit({ req, claim, plan, unseen });
     if ('claimed' in answer) return answer.claimed;
-    return claimNode(this.ctx, req, { claim, fresh: true, inDoubt: answer.inDoubt });
+    return claimNode(this.ctx, req, { claim, fresh: true, inDoubt: true });
   }
 
   private async send(calls: Call[]): Promise<Answer[]> {
@@ -79,9 +80,10 @@ export class ClaimBatcher {
       });
     } catch {
       // Whatever the error (a lapsed lease, a lost member), each claim learns its own fate alone.
-      return calls.map(() => ({ alone: true, inDoubt: true }));
+      return calls.map(() => ({ alone: true }));
     }
-    if (!res.succeeded) return calls.map(() => ({ alone: true, inDoubt: false }));
+    // Even a batch whose compares failed may have committed: the etcd client repeats a call on its own.
+    if (!res.succeeded) return calls.map(() => ({ alone: true }));
     let at = 0;
     return calls.map((c) => {
       const responses = res.responses.slice(at, at + c.plan.reads.length);

@@ -1,4 +1,4 @@
-import { checkConclusion, type FinishRequest } from '../../protocol/repository.js';
+import { checkConclusion, checkMetadata, type FinishRequest } from '../../protocol/repository.js';
 import { Batcher } from '../batcher.js';
 import type { EtcdContext } from './context.js';
 import {
@@ -39,7 +39,8 @@ export class FinishBatcher {
         // etcd caps compares and ops per transaction alike (128).
         maxWeight: INLINE_READS,
         // Up to 5 ops per dependent counted down inline (fanout.ts), plus the node's own.
-        weight: (c) => 8 + 5 * Math.min(this.ctx.topology.get(c.req.runId, c.req.node)?.down.length ?? 0, 20),
+        weight: (c) =>
+          8 + 5 * Math.min(this.ctx.seen.node(c.req.runId, c.req.node)?.rec.down.length ?? 20, 20),
         key: (c) => c.req.runId,
       },
       (calls) => this.send(calls),
@@ -48,10 +49,12 @@ export class FinishBatcher {
 
   async finish(req: FinishRequest): Promise<void> {
     checkConclusion(req.conclusion);
+    checkMetadata(req.metadata);
     if (!seenForFinish(this.ctx, req, req.conclusion === 'SUCCESS'))
       return finishNode(this.ctx, req, { fresh: true });
     const answer = await this.batcher.submit({ req, now: this.ctx.clock.now(), output: finishOutput(req) });
-    if ('alone' in answer) return finishNode(this.ctx, req, { fresh: true });
+    // A batch that failed its compares may still have committed: the etcd client repeats a call on its own.
+    if ('alone' in answer) return finishNode(this.ctx, req, { fresh: true, inDoubt: true });
     await followUp(this.ctx, req, answer.after);
   }
 

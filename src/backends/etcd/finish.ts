@@ -156,6 +156,8 @@ export function committed(
 export interface FinishOptions {
   /** Decide on a fresh read even on the first try (what this process saw proved stale). */
   fresh?: boolean;
+  /** A transaction with this result may have committed unseen (a batch that failed or threw). */
+  inDoubt?: boolean;
 }
 
 export async function finishNode(
@@ -176,7 +178,11 @@ export async function finishNode(
       if (plan === 'stale') {
         // An earlier try committed without its reply (ours, or one the etcd client repeated on its own
         // after a member failed): its follow-up work may be undone still.
-        if (await alreadyRecorded(ctx, req, r.node!.rec)) return { resume: true } as const;
+        // Only when this call may itself have committed: a second finish with a spent claim is refused
+        // even when it repeats the recorded conclusion (rule 4).
+        const mayHaveCommitted = attempt > 1 || round > 0 || options.inDoubt === true;
+        if (mayHaveCommitted && (await alreadyRecorded(ctx, req, r.node!.rec)))
+          return { resume: true } as const;
         throw notLive(req, r);
       }
       const res = await store.txn({ compare: plan.compare, success: plan.ops });

@@ -221,12 +221,14 @@ export async function claimsHeld(ctx: EtcdContext, claims: ClaimRef[]): Promise<
     const ops = claims.flatMap((c, i) => [
       get(keys.node(c.runId, c.node)),
       get(keys.claim(runtimes[i] ?? '', c.runId, c.node)),
+      get(keys.run(c.runId)),
     ]);
     const res = await store.readAll(ops);
     return claims.map((c, i) => {
-      const node = res[2 * i]!.response_range.kvs[0];
-      const claim = res[2 * i + 1]!.response_range.kvs[0];
-      if (!node || !claim || runtimes[i] === undefined) return false;
+      const [node, claim, run] = [0, 1, 2].map((k) => res[3 * i + k]!.response_range.kvs[0]);
+      if (!node || !claim || !run || runtimes[i] === undefined) return false;
+      // A cancelled run's claims are done for even before cancel has completed its nodes (finish refuses them).
+      if (decodeJson<RunRecord>(run.value).cancelled) return false;
       const state = decodeJson<Pick<NodeRecord, 's' | 'c'>>(node.value);
       return state.s === 'RUNNING' && state.c?.id === c.claimId && claim.value.toString() === c.claimId;
     });

@@ -12,7 +12,7 @@ import {
 import { InvalidGraphError } from '../../protocol/errors.js';
 import type { EtcdContext } from './context.js';
 import { encodeState, encodeStatic } from './nodes.js';
-import { encodeJson, type NodeRecord, type RunRecord } from './records.js';
+import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
 import { absent, del, get, modIs, put } from './store.js';
 
 /** etcd's defaults are 128 ops and 1.5 MiB per request; stay well inside both. */
@@ -133,7 +133,7 @@ async function writeChunks(
  * `ops` holds, atomically. Returns the revision it wrote at; undefined when
  * an earlier try committed without its reply (what it wrote may have changed
  * since). That try may be one of ours or one the etcd client repeated on its
- * own after a member failed: the run key holding exactly `runValue` tells.
+ * own after a member failed: the run key holding our run (by id and creation time) tells.
  */
 async function commit(
   ctx: EtcdContext,
@@ -161,7 +161,7 @@ async function commit(
       // The run exists: an earlier try committed but its reply was lost.
       const runKv = res.responses[0]!.response_range.kvs[0];
       if (runKv) {
-        if (runKv.value.equals(runValue)) return undefined;
+        if (isOurs(runKv.value, runValue)) return undefined;
         throw new Error(`run id ${id} collided with an existing run`);
       }
       const kv = res.responses[1]!.response_range.kvs[0];
@@ -175,4 +175,11 @@ async function readCounter(ctx: EtcdContext, shard: number): Promise<{ rev: stri
   const res = await ctx.store.retrying('start', () => ctx.store.range({ key: ctx.keys.counter(shard) }));
   const kv = res.kvs[0];
   return { rev: kv ? kv.mod_revision : '0', value: kv ? Number(kv.value.toString()) : 0 };
+}
+
+/** The stored run is the one we wrote: same id and creation time (a cancel or a seal may have changed the rest since). */
+function isOurs(stored: Buffer, ours: Buffer): boolean {
+  const a = decodeJson<RunRecord>(stored);
+  const b = decodeJson<RunRecord>(ours);
+  return a.id === b.id && a.createdAt === b.createdAt;
 }

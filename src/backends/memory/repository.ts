@@ -22,6 +22,7 @@ import {
   type ClaimRef,
   type ClaimRequest,
   checkConclusion,
+  checkMetadata,
   DEFAULT_LEASE_TTL_MS,
   DEFAULT_LIST_LIMIT,
   EventQueue,
@@ -267,6 +268,7 @@ export class MemoryRepository implements Repository {
 
   async claim(request: ClaimRequest): Promise<ClaimedNode | undefined> {
     this.assertOpen();
+    checkMetadata(request.metadata);
     const lease = this.liveLease(request.leaseId);
     const node = this.getNode(request.runId, request.node);
     const claim: ClaimRecord = {
@@ -293,6 +295,7 @@ export class MemoryRepository implements Repository {
   async finish(request: FinishRequest): Promise<void> {
     this.assertOpen();
     checkConclusion(request.conclusion);
+    checkMetadata(request.metadata);
     const node = this.getNode(request.runId, request.node);
     const ok = finishNode(
       node,

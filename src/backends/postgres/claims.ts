@@ -1,5 +1,5 @@
 import { Batcher } from '../batcher.js';
-import type { Db } from './db.js';
+import { type Db, isConnectionError } from './db.js';
 import type { AttemptRow, NodeRow } from './rows.js';
 
 /** One claim as the batch statement takes it. */
@@ -43,8 +43,9 @@ export class ClaimBatcher {
   private readonly batcher: Batcher<ClaimCall, ClaimRow | undefined>;
 
   constructor(private readonly db: Db) {
-    this.batcher = new Batcher({ maxCalls: 64, key: (c) => `${c.runId}\u0000${c.node}` }, (calls) =>
-      this.send(calls),
+    this.batcher = new Batcher(
+      { maxCalls: 64, key: (c) => `${c.runId}\u0000${c.node}`, isolate: (e) => !isConnectionError(e) },
+      (calls) => this.send(calls),
     );
   }
 

@@ -1,5 +1,5 @@
 import { Batcher } from '../batcher.js';
-import type { Db } from './db.js';
+import { type Db, isConnectionError } from './db.js';
 import type { Notice } from './notices.js';
 
 /** What finish_attempt (migration 2) answers for one call. */
@@ -34,7 +34,9 @@ export class FinishBatcher {
   private readonly batcher: Batcher<FinishCall, FinishResult>;
 
   constructor(private readonly db: Db) {
-    this.batcher = new Batcher({ maxCalls: 64 }, (calls) => this.send(calls));
+    this.batcher = new Batcher({ maxCalls: 64, isolate: (e) => !isConnectionError(e) }, (calls) =>
+      this.send(calls),
+    );
   }
 
   submit(call: FinishCall): Promise<FinishResult> {

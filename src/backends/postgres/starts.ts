@@ -1,5 +1,5 @@
 import { Batcher } from '../batcher.js';
-import type { Db } from './db.js';
+import { type Db, isConnectionError } from './db.js';
 import { COUNTER_SHARDS } from './migrations.js';
 
 /** One run to store, as the batch statement takes it. */
@@ -28,7 +28,12 @@ export class StartBatcher {
 
   constructor(private readonly db: Db) {
     this.batcher = new Batcher(
-      { maxCalls: 64, maxWeight: MAX_NODES_PER_BATCH, weight: (c) => c.nodeCount },
+      {
+        maxCalls: 64,
+        maxWeight: MAX_NODES_PER_BATCH,
+        weight: (c) => c.nodeCount,
+        isolate: (e) => !isConnectionError(e),
+      },
       (calls) => this.send(calls),
     );
   }

@@ -18,6 +18,7 @@ import {
   type ClaimedNode,
   type ClaimRequest,
   checkConclusion,
+  checkMetadata,
   type FinishRequest,
   InvalidGraphError,
   LeaseExpiredError,
@@ -130,6 +131,7 @@ export async function startRun(ctx: TransitionContext, spec: GraphSpec): Promise
  * run or node.
  */
 export async function claimNode(ctx: TransitionContext, req: ClaimRequest): Promise<ClaimedNode | undefined> {
+  checkMetadata(req.metadata);
   const now = ctx.clock.now();
   const claimId = ctx.ids.next(now);
   const row = await ctx.claims.submit({
@@ -217,6 +219,7 @@ function attemptsFromJson(rows: AttemptJson[]): AttemptRow[] {
  */
 export async function finishNode(ctx: TransitionContext, req: FinishRequest): Promise<void> {
   checkConclusion(req.conclusion);
+  checkMetadata(req.metadata);
   const result = await ctx.finishes.submit({
     runId: req.runId,
     node: req.node,

@@ -140,6 +140,10 @@ export class RemoteRepository implements Repository {
         this.opts(),
       ),
     );
+    if (res.held.length !== claims.length)
+      throw new UnavailableError(
+        `API server at ${this.address} answered ${res.held.length} claims for ${claims.length} asked about`,
+      );
     return res.held;
   }
 

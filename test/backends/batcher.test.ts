@@ -1,0 +1,73 @@
+/** The Batcher shared by the PostgreSQL and etcd backends: what each call gets back, alone or batched. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Batcher } from '../../src/backends/batcher.js';
+
+describe('Batcher', () => {
+  it('one batch in flight; calls arriving meanwhile go together; each gets its own answer', async () => {
+    const batches: number[][] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const b = new Batcher<number, string>({ maxCalls: 10 }, async (calls) => {
+      batches.push(calls);
+      if (batches.length === 1) await gate;
+      return calls.map((c) => `answer ${c}`);
+    });
+    const first = b.submit(0);
+    const rest = [1, 2, 3].map((n) => b.submit(n));
+    await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(batches, [[0]], 'the others wait for the batch in flight');
+    release();
+    assert.deepEqual(await Promise.all([first, ...rest]), ['answer 0', 'answer 1', 'answer 2', 'answer 3']);
+    assert.deepEqual(batches, [[0], [1, 2, 3]]);
+  });
+
+  it('splits on count, weight and key; a call heavier than the limit still goes, alone', async () => {
+    const batches: string[][] = [];
+    let hold = true;
+    const b = new Batcher<string, string>(
+      { maxCalls: 3, maxWeight: 10, weight: (c) => c.length, key: (c) => c[0]! },
+      async (calls) => {
+        while (hold) await new Promise((r) => setTimeout(r, 5));
+        batches.push(calls);
+        return calls;
+      },
+    );
+    const calls = ['a', 'b1', 'b2', 'c', 'd', 'eeeeeeeeeeeeeeee', 'f'];
+    const blocker = b.submit('z');
+    const all = calls.map((c) => b.submit(c));
+    hold = false;
+    await blocker;
+    assert.deepEqual(await Promise.all(all), calls);
+    // A call that does not fit waits for the next batch; later ones that fit go ahead of it.
+    assert.deepEqual(batches, [['z'], ['a', 'b1', 'c'], ['b2', 'd', 'f'], ['eeeeeeeeeeeeeeee']]);
+  });
+
+  it('a failed batch fails its calls; with isolate, each call is sent again alone and only the bad one fails', async () => {
+    const plain = new Batcher<number, number>({ maxCalls: 10 }, async (calls) => {
+      if (calls.includes(13)) throw new Error('store refused 13');
+      return calls;
+    });
+    const isolating = new Batcher<number, number>(
+      { maxCalls: 10, isolate: (e) => (e as Error).message.startsWith('store refused') },
+      async (calls) => {
+        if (calls.includes(13)) throw new Error('store refused 13');
+        return calls;
+      },
+    );
+    for (const [batcher, expected] of [
+      [plain, ['rejected', 'rejected', 'rejected']],
+      [isolating, ['fulfilled', 'rejected', 'fulfilled']],
+    ] as const) {
+      const blocker = batcher.submit(0);
+      const results = await Promise.allSettled([12, 13, 14].map((n) => batcher.submit(n)));
+      await blocker;
+      assert.deepEqual(
+        results.map((r) => r.status),
+        expected,
+      );
+    }
+  });
+});
