@@ -18,19 +18,26 @@ import {
 interface Call {
   req: ClaimRequest;
   claim: ClaimRecord;
+  now: number;
+  /** Ops and reads its plan took when the call arrived (the plan itself is made again as the batch leaves). */
+  weight: number;
+}
+
+interface Planned {
   plan: ClaimPlan;
   /** Dependents whose state this process has not seen: read along, so the node's finish need not read first. */
   unseen: string[];
 }
 
-/** The claimed node, or nothing: the batch did not commit (or may have), so the call goes on alone. */
-type Answer = { claimed: ClaimedNode } | { alone: true };
+/** The claimed node, or nothing: the call goes on alone (`sent`: in a batch that may have committed). */
+type Answer = { claimed: ClaimedNode } | { alone: true; sent: boolean };
 
 /**
  * This process's concurrent claims as one etcd transaction: each claim's
  * compares and writes side by side, so on a busy agent process one round
  * trip (and one raft entry) serves many slots. Only claims this process can
- * decide on what it last saw (a READY node, SeenState) go in a batch; the
+ * decide on what it last saw (a READY node, SeenState) go in a batch, planned
+ * as the batch leaves (the batch before may have changed what they saw); the
  * others, and every claim of a batch that did not commit (one stale compare
  * fails them all) or whose outcome is unknown, go on alone with the same
  * claim id: a fresh read then tells whether the batch made it theirs.
@@ -43,7 +50,7 @@ export class ClaimBatcher {
       {
         maxCalls: 32,
         maxWeight: INLINE_READS,
-        weight: (c) => c.plan.reads.length + c.unseen.length + c.plan.ops.length,
+        weight: (c) => c.weight,
         key: (c) => `${c.req.runId}\u0000${c.req.node}`,
       },
       (calls) => this.send(calls),
@@ -54,47 +61,68 @@ export class ClaimBatcher {
     checkMetadata(req.metadata);
     const now = this.ctx.clock.now();
     const claim = newClaim(this.ctx, req, now);
+    const planned = this.plan(req, claim, now);
+    if (!planned) return claimNode(this.ctx, req, { claim });
+    const weight = planned.plan.reads.length + planned.unseen.length + planned.plan.ops.length;
+    const answer = await this.batcher.submit({ req, claim, now, weight });
+    if ('claimed' in answer) return answer.claimed;
+    return claimNode(this.ctx, req, { claim, fresh: true, inDoubt: answer.sent });
+  }
+
+  /** A batchable plan from what this process saw, or undefined: the claim goes alone. */
+  private plan(req: ClaimRequest, claim: ClaimRecord, now: number): Planned | undefined {
     const seen = seenForClaim(this.ctx, req.runId, req.node);
     const plan = seen && planClaim(this.ctx, req, seen, claim, now);
     if (!plan || plan === 'own' || plan.reads.length + plan.ops.length + INLINE_DEPENDENTS > INLINE_READS)
-      return claimNode(this.ctx, req, { claim });
+      return undefined;
     const down = plan.next.down.length <= INLINE_DEPENDENTS ? plan.next.down : [];
     const unseen = down.filter(
       (d) => !this.ctx.seen.node(req.runId, d) && this.ctx.topology.get(req.runId, d) !== undefined,
     );
-    const answer = await this.batcher.submit({ req, claim, plan, unseen });
-    if ('claimed' in answer) return answer.claimed;
-    return claimNode(this.ctx, req, { claim, fresh: true, inDoubt: true });
+    return { plan, unseen };
   }
 
   private async send(calls: Call[]): Promise<Answer[]> {
+    const planned = calls.map((c) => this.plan(c.req, c.claim, c.now));
+    const sent = calls.flatMap((c, i) => (planned[i] ? [{ c, p: planned[i] }] : []));
+    const answers: Answer[] = calls.map(() => ({ alone: true, sent: false }));
+    if (sent.length === 0) return answers;
     let res: Awaited<ReturnType<EtcdContext['store']['txn']>>;
     try {
       res = await this.ctx.store.txn({
-        compare: calls.flatMap((c) => c.plan.compare),
-        success: calls.flatMap((c) => [
-          ...c.plan.reads,
-          ...c.unseen.map((d) => get(this.ctx.keys.node(c.req.runId, d))),
-          ...c.plan.ops,
+        compare: sent.flatMap(({ p }) => p.plan.compare),
+        success: sent.flatMap(({ c, p }) => [
+          ...p.plan.reads,
+          ...p.unseen.map((d) => get(this.ctx.keys.node(c.req.runId, d))),
+          ...p.plan.ops,
         ]),
       });
     } catch {
       // Whatever the error (a lapsed lease, a lost member), each claim learns its own fate alone.
-      return calls.map(() => ({ alone: true }));
+      for (const [i, p] of planned.entries()) if (p) answers[i] = { alone: true, sent: true };
+      return answers;
     }
     // Even a batch whose compares failed may have committed: the etcd client repeats a call on its own.
-    if (!res.succeeded) return calls.map(() => ({ alone: true }));
+    if (!res.succeeded) {
+      for (const [i, p] of planned.entries()) if (p) answers[i] = { alone: true, sent: true };
+      return answers;
+    }
     let at = 0;
-    return calls.map((c) => {
-      const responses = res.responses.slice(at, at + c.plan.reads.length);
-      at += c.plan.reads.length;
-      for (const d of c.unseen) {
+    for (const [i, c] of calls.entries()) {
+      const p = planned[i];
+      if (!p) continue;
+      const responses = res.responses.slice(at, at + p.plan.reads.length);
+      at += p.plan.reads.length;
+      for (const d of p.unseen) {
         const kv = res.responses[at++]!.response_range.kvs[0];
         const t = this.ctx.topology.get(c.req.runId, d);
         if (kv && t) this.ctx.seen.setNode(c.req.runId, merge(t, kv.value), kv.mod_revision);
       }
-      at += c.plan.ops.length;
-      return { claimed: claimedByPlan(this.ctx, c.req, c.claim, c.plan, res.header.revision, responses) };
-    });
+      at += p.plan.ops.length;
+      answers[i] = {
+        claimed: claimedByPlan(this.ctx, c.req, c.claim, p.plan, res.header.revision, responses),
+      };
+    }
+    return answers;
   }
 }
