@@ -15,6 +15,7 @@ import {
 } from '../protocol/errors.js';
 import type { ClaimedNode, FinishConclusion, Repository } from '../protocol/repository.js';
 import { toConnectError } from './errors.js';
+import { ReadyFeeds } from './ready-feeds.js';
 
 /**
  * The agent API (proto adagio.rpc.agent.AgentService): the agent-facing part
@@ -42,7 +43,12 @@ export function errorType(e: unknown): RemoteErrorType | undefined {
   return undefined;
 }
 
-export function agentService(repo: Repository, logger: Logger): ServiceImpl<typeof ag.AgentService> {
+export function agentService(
+  repo: Repository,
+  logger: Logger,
+  /** Shared by this service's claim-next calls; the server closes it. */
+  feeds: ReadyFeeds = new ReadyFeeds(repo, logger),
+): ServiceImpl<typeof ag.AgentService> {
   const guard = async <T>(fn: () => Promise<T>): Promise<T> => {
     try {
       return await fn();
@@ -100,7 +106,7 @@ export function agentService(repo: Repository, logger: Logger): ServiceImpl<type
       }),
     claimNext: (req, ctx) =>
       guard(async () => {
-        const claimed = await claimNext(repo, req, ctx.signal, logger);
+        const claimed = await claimNext(repo, feeds, req, ctx.signal, logger);
         return create(ag.ClaimNextResponseSchema, claimed ? { claimed: claimedToProto(claimed) } : {});
       }),
     async *subscribe(req, ctx) {
@@ -165,12 +171,14 @@ export function agentService(repo: Repository, logger: Logger): ServiceImpl<type
 export const MAX_CLAIMS_HELD = 1_000;
 
 /**
- * ClaimNext: subscribe (which replays every READY node, rule 8), try to claim
- * each event's node, return the first win. Orphans met on the way are
+ * ClaimNext: take READY nodes from the process's shared feed (ready-feeds.ts;
+ * a new subscription replays every READY node, rule 8), try to claim each,
+ * return the first win. Orphans met on the way are
  * recovered here with an ERROR attempt (rule 3) so clients never see them.
  */
 async function claimNext(
   repo: Repository,
+  feeds: ReadyFeeds,
   req: ag.ClaimNextRequest,
   callerSignal: AbortSignal,
   logger: Logger,
@@ -188,7 +196,9 @@ async function claimNext(
   callerSignal.addEventListener('abort', onAbort, { once: true });
   const timer = setTimeout(onAbort, waitMs);
   try {
-    for await (const ev of repo.subscribe({ runtimes, signal: stop.signal })) {
+    for (;;) {
+      const ev = await feeds.next(runtimes, stop.signal);
+      if (!ev) return undefined;
       let claimed: ClaimedNode | undefined;
       try {
         claimed = await repo.claim({ runId: ev.runId, node: ev.node, leaseId, agentId, metadata });
@@ -196,6 +206,8 @@ async function claimNext(
         // The run was deleted or the node raced away: try the next event.
         if (e instanceof NotFoundError && e.kind !== 'lease') continue;
         if (e instanceof ClaimConflictError) continue;
+        // Not tried: another caller may have better luck with it.
+        feeds.giveBack(runtimes, ev);
         throw e;
       }
       if (!claimed) continue;
@@ -215,7 +227,6 @@ async function claimNext(
       }
       return claimed;
     }
-    return undefined;
   } finally {
     clearTimeout(timer);
     callerSignal.removeEventListener('abort', onAbort);

@@ -14,6 +14,7 @@ import { type Req, type Res, sendJson, sendText } from './http.js';
 import { createJsonRoutes } from './json-routes.js';
 import { dualProtocolListener } from './listener.js';
 import { ApiMetrics } from './metrics.js';
+import { ReadyFeeds } from './ready-feeds.js';
 import { createRpcHandler } from './rpc-handler.js';
 import { controlPlaneService } from './service.js';
 import { createUiHandler } from './ui.js';
@@ -47,6 +48,7 @@ export class ApiServer {
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private readonly logger: Logger;
+  private readonly feeds: ReadyFeeds;
   private boundAddress: string | undefined;
 
   constructor(private readonly options: ApiServerOptions) {
@@ -68,7 +70,9 @@ export class ApiServer {
     };
     const interceptors = [timing, auth.interceptor()];
     const service = controlPlaneService(repo, this.logger, this.metrics);
-    const agents = agentService(repo, this.logger.child({ api: 'agent' }));
+    const agentLogger = this.logger.child({ api: 'agent' });
+    this.feeds = new ReadyFeeds(repo, agentLogger);
+    const agents = agentService(repo, agentLogger, this.feeds);
     const ui =
       options.ui === false ? undefined : createUiHandler(typeof options.ui === 'object' ? options.ui : {});
     const rpc = createRpcHandler({
@@ -162,6 +166,7 @@ export class ApiServer {
 
   /** Stops accepting, gives in-flight requests `graceMs`, then cuts what remains (watch streams). */
   async close(graceMs = 1000): Promise<void> {
+    this.feeds.close();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     const timer = setTimeout(() => {
       for (const s of this.sockets) s.destroy();
