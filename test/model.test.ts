@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import {
   findCycle,
@@ -55,6 +57,28 @@ describe('validation', () => {
     assert.match(problems, /unknown destination node "zz"/);
     assert.match(problems, /cannot depend on itself/);
     assert.match(problems, /duplicate edge a -> x/);
+  });
+  it('an input must name a direct upstream node', () => {
+    const withInput = (from: string) => ({
+      nodes: [node('a'), node('b'), { ...node('c'), metadata: { 'adagio.inputs.debug.text': [from] } }],
+      edges: [
+        { source: 'a', destination: 'b' },
+        { source: 'b', destination: 'c' },
+      ],
+    });
+    assert.deepEqual(validateGraph(withInput('b')), []);
+    assert.match(
+      validateGraph(withInput('a')).join(),
+      /node "c": adagio.inputs.debug.text names "a", which is not a direct upstream node .*add the edge a -> c/,
+    );
+    assert.match(validateGraph(withInput('ghost')).join(), /names "ghost", which is not a direct upstream/);
+  });
+  it('every example workflow is valid', () => {
+    const dir = join(import.meta.dirname, '..', 'examples', 'workflows');
+    const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
+    assert.ok(files.length >= 2);
+    for (const f of files)
+      assert.deepEqual(validateGraph(graphFromJsonText(readFileSync(join(dir, f), 'utf8'))), [], f);
   });
   it('finds no cycle in a deep chain without overflowing the stack', () => {
     const nodes = Array.from({ length: 50_000 }, (_, i) => node(`n${i}`));

@@ -1,6 +1,9 @@
 import { LIMITS } from './limits.js';
 import { type GraphSpec, RETRY_CONCLUSIONS } from './types.js';
 
+/** Metadata `adagio.inputs.<runtime>.<argument>` = the upstream node whose output feeds that argument. */
+export const INPUTS_PREFIX = 'adagio.inputs.';
+
 /** NUL, or half of a surrogate pair: text no store keeps as text (PostgreSQL's jsonb and text refuse it). */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: finding NUL is the point.
 const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
@@ -93,6 +96,20 @@ export function validateGraph(spec: GraphSpec): string[] {
     if (seenEdges.has(key)) problems.push(`duplicate ${label}`);
     seenEdges.add(key);
   }
+  const upstream = new Map<string, Set<string>>();
+  for (const e of spec.edges) {
+    if (!upstream.has(e.destination)) upstream.set(e.destination, new Set());
+    upstream.get(e.destination)!.add(e.source);
+  }
+  for (const node of spec.nodes)
+    for (const [key, values] of Object.entries(node.metadata)) {
+      if (!key.startsWith(INPUTS_PREFIX)) continue;
+      for (const from of values)
+        if (!upstream.get(node.name)?.has(from))
+          problems.push(
+            `node "${node.name}": ${key} names "${from}", which is not a direct upstream node (an input is an edge's output: add the edge ${from} -> ${node.name})`,
+          );
+    }
   if (problems.length === 0) {
     const cycle = findCycle(spec);
     if (cycle) problems.push(`graph has a cycle: ${cycle.join(' -> ')}`);

@@ -1,4 +1,5 @@
 import type { NodeState } from '../model/types.js';
+import { INPUTS_PREFIX } from '../model/validate.js';
 import { InvalidArgumentError } from '../protocol/errors.js';
 import { DurationError, parseDuration } from './duration.js';
 
@@ -214,7 +215,7 @@ export const arg = {
 
 export const ARGUMENTS_PREFIX = 'adagio.arguments.';
 export const LEGACY_ARGUMENTS_PREFIX = 'adagio.runtime.';
-export const INPUTS_PREFIX = 'adagio.inputs.';
+export { INPUTS_PREFIX };
 
 export function argumentKey(runtime: string, name: string): string {
   return `${ARGUMENTS_PREFIX}${runtime}.${name}`;
