@@ -64,6 +64,18 @@ async function allComplete(repo: EtcdRepository, ids: string[], ms: number): Pro
   return ids.map((id) => done.get(id)!);
 }
 
+/** A repository that retries for a minute through outages, and an agent pool on it. */
+async function poolOn(cluster: EtcdCluster): Promise<{ repo: EtcdRepository; pool: AgentPool }> {
+  const repo = new EtcdRepository({
+    hosts: cluster.endpoints,
+    namespace: uniqueNamespace(),
+    retryForMs: 60_000,
+  });
+  const pool = new AgentPool({ repository: repo, runtimes: [noop], concurrency: 8, leaseTtlMs: 5_000 });
+  await pool.start();
+  return { repo, pool };
+}
+
 /** Starts runs one by one, retrying through an unavailable store. */
 async function startRuns(repo: EtcdRepository, count: number, ids: string[]): Promise<void> {
   for (let i = 0; i < count; i++) {
@@ -87,13 +99,7 @@ describe('etcd faults', { concurrency: false, timeout: 240_000 }, () => {
   it('a 3-member cluster loses a member mid-load: every run completes', async () => {
     const cluster = await EtcdCluster.start(3);
     clusters.push(cluster);
-    const repo = new EtcdRepository({
-      hosts: cluster.endpoints,
-      namespace: uniqueNamespace(),
-      retryForMs: 60_000,
-    });
-    const pool = new AgentPool({ repository: repo, runtimes: [noop], concurrency: 8, leaseTtlMs: 5_000 });
-    await pool.start();
+    const { repo, pool } = await poolOn(cluster);
     try {
       const ids: string[] = [];
       const starting = startRuns(repo, 100, ids);
@@ -115,13 +121,7 @@ describe('etcd faults', { concurrency: false, timeout: 240_000 }, () => {
   it('etcd restarted (kill -9) mid-load: every run completes without restarting the agents', async () => {
     const cluster = await EtcdCluster.start(1);
     clusters.push(cluster);
-    const repo = new EtcdRepository({
-      hosts: cluster.endpoints,
-      namespace: uniqueNamespace(),
-      retryForMs: 60_000,
-    });
-    const pool = new AgentPool({ repository: repo, runtimes: [noop], concurrency: 8, leaseTtlMs: 5_000 });
-    await pool.start();
+    const { repo, pool } = await poolOn(cluster);
     try {
       const ids: string[] = [];
       const starting = startRuns(repo, 60, ids);

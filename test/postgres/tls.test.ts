@@ -30,36 +30,24 @@ function run(cmd: string, args: string[], asPostgres = false): void {
 /** A CA, and a server certificate it signed for localhost / 127.0.0.1; plus an unrelated CA. */
 function makeCertificates(dir: string): void {
   const openssl = (...args: string[]) => run('openssl', args);
-  openssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=adagio test CA',
-    '-keyout',
-    join(dir, 'ca.key'),
-    '-out',
-    join(dir, 'ca.crt'),
-  );
-  openssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=someone else',
-    '-keyout',
-    join(dir, 'other.key'),
-    '-out',
-    join(dir, 'other.crt'),
-  );
+  const selfSigned = (cn: string, base: string) =>
+    openssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${cn}`,
+      '-keyout',
+      join(dir, `${base}.key`),
+      '-out',
+      join(dir, `${base}.crt`),
+    );
+  selfSigned('adagio test CA', 'ca');
+  selfSigned('someone else', 'other');
   openssl(
     'req',
     '-newkey',

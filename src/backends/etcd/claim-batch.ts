@@ -4,7 +4,7 @@ import type { EtcdContext } from './context.js';
 import { INLINE_DEPENDENTS } from './fanout.js';
 import { seenForClaim } from './node-read.js';
 import { merge } from './nodes.js';
-import type { ClaimRecord } from './records.js';
+import type { ClaimRecord, NodeRecord } from './records.js';
 import { get } from './store.js';
 import {
   type ClaimPlan,
@@ -61,20 +61,20 @@ export class ClaimBatcher {
     checkMetadata(req.metadata);
     const now = this.ctx.clock.now();
     const claim = newClaim(this.ctx, req, now);
-    const planned = this.plan(req, claim, now);
-    if (!planned) return claimNode(this.ctx, req, { claim });
-    const weight = planned.plan.reads.length + planned.unseen.length + planned.plan.ops.length;
+    // Batchable when this process saw the node READY; the plan itself is made as the batch leaves.
+    const seen = seenForClaim(this.ctx, req.runId, req.node)?.node?.rec;
+    const weight = seen && claimWeight(seen);
+    if (!weight || weight > INLINE_READS) return claimNode(this.ctx, req, { claim });
     const answer = await this.batcher.submit({ req, claim, now, weight });
     if ('claimed' in answer) return answer.claimed;
     return claimNode(this.ctx, req, { claim, fresh: true, inDoubt: answer.sent });
   }
 
-  /** A batchable plan from what this process saw, or undefined: the claim goes alone. */
+  /** A batchable plan from what this process saw, or undefined: the claim goes alone after all. */
   private plan(req: ClaimRequest, claim: ClaimRecord, now: number): Planned | undefined {
     const seen = seenForClaim(this.ctx, req.runId, req.node);
     const plan = seen && planClaim(this.ctx, req, seen, claim, now);
-    if (!plan || plan === 'own' || plan.reads.length + plan.ops.length + INLINE_DEPENDENTS > INLINE_READS)
-      return undefined;
+    if (!plan || plan === 'own' || claimWeight(plan.next) > INLINE_READS) return undefined;
     const down = plan.next.down.length <= INLINE_DEPENDENTS ? plan.next.down : [];
     const unseen = down.filter(
       (d) => !this.ctx.seen.node(req.runId, d) && this.ctx.topology.get(req.runId, d) !== undefined,
@@ -126,3 +126,11 @@ export class ClaimBatcher {
     return answers;
   }
 }
+
+/** Ops and reads a claim of this node takes in a batch, at most: its inputs, its attempts, its writes, its dependents. */
+function claimWeight(rec: NodeRecord): number {
+  return rec.up.length + (rec.a > 0 ? 1 : 0) + CLAIM_WRITES + Math.min(rec.down.length, INLINE_DEPENDENTS);
+}
+
+/** planClaim's ops for a READY node: ready, running, two open-node keys, the node, the claim. */
+const CLAIM_WRITES = 6;

@@ -24,6 +24,19 @@ export type NodeLook =
   | 'cancelled'
   | 'skipped';
 
+/** How each look is worded: on the nodes themselves and in the run header's counts ("3 succeeded", "1 not run"). */
+export const LOOK_LABEL: Record<NodeLook, string> = {
+  waiting: 'waiting',
+  ready: 'ready',
+  running: 'running',
+  orphaned: 'orphaned',
+  success: 'succeeded',
+  fail: 'failed',
+  error: 'error',
+  cancelled: 'cancelled',
+  skipped: 'not run',
+};
+
 export function nodeLook(node: Node): NodeLook {
   switch (node.status) {
     case Node_Status.READY:

@@ -1,7 +1,7 @@
 import { useCallback, useMemo, useState } from 'react';
 import { type Node, type Run, Run_Status } from '../../../src/gen/adagio/v1/adagio_pb.js';
 import { api, errorMessage } from '../api/client.js';
-import { formatTime, type NodeLook, nodeLook, runLook } from '../api/format.js';
+import { formatTime, LOOK_LABEL, type NodeLook, nodeLook, runLook } from '../api/format.js';
 import { Badge } from '../components/Badge.js';
 import { RunGraph } from '../components/graph/RunGraph.js';
 import { NodePanel } from '../components/NodePanel.js';
@@ -9,18 +9,6 @@ import { navigate, runPath, useLocation, useTitle } from '../router.js';
 import { type LiveRun, useLiveRun } from '../state/useLiveRun.js';
 
 const LOOKS: NodeLook[] = ['waiting', 'ready', 'running', 'orphaned', 'success', 'fail', 'error', 'cancelled', 'skipped'];
-// The header's node counts, worded like the nodes' own labels ("3 succeeded", "1 not run").
-const COUNT_TEXT: Record<NodeLook, string> = {
-  waiting: 'waiting',
-  ready: 'ready',
-  running: 'running',
-  orphaned: 'orphaned',
-  success: 'succeeded',
-  fail: 'failed',
-  error: 'error',
-  cancelled: 'cancelled',
-  skipped: 'not run',
-};
 
 /** One run: header with live status and cancel, the graph, and the selected node's panel. */
 export function RunPage({ id }: { id: string }) {
@@ -80,7 +68,7 @@ function RunHeader({ id, live }: { id: string; live: LiveRun }) {
         <span className="muted">{live.nodes.size} nodes</span>
         {LOOKS.filter((l) => counts[l] > 0).map((l) => (
           <span key={l} className="count">
-            <Badge look={l} text={`${counts[l]} ${COUNT_TEXT[l]}`} />
+            <Badge look={l} text={`${counts[l]} ${LOOK_LABEL[l]}`} />
           </span>
         ))}
       </div>

@@ -1,6 +1,6 @@
 import { Handle, type Node as FlowNode, type NodeProps, Position } from '@xyflow/react';
 import { memo } from 'react';
-import type { NodeLook } from '../../api/format.js';
+import { LOOK_LABEL, type NodeLook } from '../../api/format.js';
 
 export interface GraphNodeData extends Record<string, unknown> {
   name: string;
@@ -11,17 +11,6 @@ export interface GraphNodeData extends Record<string, unknown> {
 
 export type GraphFlowNode = FlowNode<GraphNodeData, 'adagio'>;
 
-const LABEL: Record<NodeLook, string> = {
-  waiting: 'waiting',
-  ready: 'ready',
-  running: 'running',
-  orphaned: 'orphaned',
-  success: 'succeeded',
-  fail: 'failed',
-  error: 'error',
-  cancelled: 'cancelled',
-  skipped: 'not run',
-};
 
 /**
  * One node of the run graph. Memoised: React Flow re-renders it only when its
@@ -43,7 +32,7 @@ function GraphNodeView({ data, selected }: NodeProps<GraphFlowNode>) {
       <div className="gnode-meta">
         <span className="gnode-runtime">{data.runtime}</span>
         <span className="gnode-state">
-          {LABEL[data.look]}
+          {LOOK_LABEL[data.look]}
           {data.attempts > 1 ? ` · ${data.attempts} attempts` : ''}
         </span>
       </div>
