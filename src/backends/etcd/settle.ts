@@ -2,7 +2,7 @@ import type { ICompare, IRequestOp } from 'etcd3';
 import { rfc3339 } from '../../model/index.js';
 import { NotFoundError } from '../../protocol/errors.js';
 import type { EtcdContext } from './context.js';
-import { fanOut } from './fanout.js';
+import { fanOut, fanOutItem } from './fanout.js';
 import type { OpenStatus } from './keys.js';
 import { encodeState, merge, statics } from './nodes.js';
 import { decodeJson, encodeAttempt, encodeJson, type NodeRecord, type RunRecord } from './records.js';
@@ -170,7 +170,7 @@ export async function resumeNodeWork(ctx: EtcdContext, runId: string, node: stri
   const { keys, store } = ctx;
   const res = await store.retrying('finish', () =>
     store.txn({
-      success: [get(keys.workItem(runId, `f:${node}`)), get(keys.workItem(runId, `d:${node}`))],
+      success: [get(keys.workItem(runId, `f:${node}`)), get(keys.workItem(runId, fanOutItem(node)))],
     }),
   );
   const failed = res.responses[0]!.response_range.kvs[0];

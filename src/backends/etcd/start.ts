@@ -71,19 +71,18 @@ export async function startRun(ctx: EtcdContext, spec: GraphSpec): Promise<Run> 
     states.push({ spec: s, status, attempts: [], startedAt: '', finishedAt: '', inputs: {} });
   });
   const run: RunRecord = { id, createdAt: now, n: spec.nodes.length, rts: [...runtimes] };
-  const runValue = encodeJson(run);
   const chunked = ops.length + 5 > MAX_TXN_OPS || bytes > MAX_TXN_BYTES;
   if (chunked) await writeChunks(ctx, id, now, [...runtimes], ops);
   const commitOps = chunked
     ? [
-        put(keys.run(id), runValue),
+        put(keys.run(id), encodeJson(run)),
         put(keys.runIndexKey(id), Buffer.from(id)),
         del(keys.staging(id)),
         // Wakes each runtime's subscribers: this run's READY nodes were written before it was visible.
         ...[...runtimes].map((rt) => put(keys.committed(rt, id), Buffer.alloc(0))),
       ]
-    : [put(keys.run(id), runValue), put(keys.runIndexKey(id), Buffer.from(id)), ...ops];
-  const revision = await commit(ctx, id, runValue, spec.nodes.length, commitOps);
+    : [put(keys.run(id), encodeJson(run)), put(keys.runIndexKey(id), Buffer.from(id)), ...ops];
+  const revision = await commit(ctx, run, commitOps);
   // The first claims of this run in this process need not read what it just wrote (SeenState).
   if (revision !== undefined) {
     ctx.seen.setRun(run, revision);
@@ -133,16 +132,11 @@ async function writeChunks(
  * `ops` holds, atomically. Returns the revision it wrote at; undefined when
  * an earlier try committed without its reply (what it wrote may have changed
  * since). That try may be one of ours or one the etcd client repeated on its
- * own after a member failed: the run key holding our run (by id and creation time) tells.
+ * own after a member failed: the stored run's creation time tells.
  */
-async function commit(
-  ctx: EtcdContext,
-  id: string,
-  runValue: Buffer,
-  nodes: number,
-  ops: IRequestOp[],
-): Promise<string | undefined> {
+async function commit(ctx: EtcdContext, run: RunRecord, ops: IRequestOp[]): Promise<string | undefined> {
   const { store, keys } = ctx;
+  const { id, n: nodes } = run;
   const shard = Math.floor(Math.random() * COUNTER_SHARDS);
   const counterKey = keys.counter(shard);
   // The shard as this process last left it, if it did: a stale one fails the compare and is read afresh.
@@ -161,7 +155,8 @@ async function commit(
       // The run exists: an earlier try committed but its reply was lost.
       const runKv = res.responses[0]!.response_range.kvs[0];
       if (runKv) {
-        if (isOurs(runKv.value, runValue)) return undefined;
+        // The key is the id; the creation time tells our run from another with the same id.
+        if (decodeJson<RunRecord>(runKv.value).createdAt === run.createdAt) return undefined;
         throw new Error(`run id ${id} collided with an existing run`);
       }
       const kv = res.responses[1]!.response_range.kvs[0];
@@ -175,11 +170,4 @@ async function readCounter(ctx: EtcdContext, shard: number): Promise<{ rev: stri
   const res = await ctx.store.retrying('start', () => ctx.store.range({ key: ctx.keys.counter(shard) }));
   const kv = res.kvs[0];
   return { rev: kv ? kv.mod_revision : '0', value: kv ? Number(kv.value.toString()) : 0 };
-}
-
-/** The stored run is the one we wrote: same id and creation time (a cancel or a seal may have changed the rest since). */
-function isOurs(stored: Buffer, ours: Buffer): boolean {
-  const a = decodeJson<RunRecord>(stored);
-  const b = decodeJson<RunRecord>(ours);
-  return a.id === b.id && a.createdAt === b.createdAt;
 }
