@@ -32,7 +32,7 @@ import {
   nodeState,
   type RunRecord,
 } from './records.js';
-import { countPrefix, get, getPrefix } from './store.js';
+import { countPrefix, ETCD_MAX_TXN_OPS, get, getPrefix } from './store.js';
 
 /** Everything that only reads: inspect (at one revision), listing and stats. */
 
@@ -118,7 +118,10 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
   };
 }
 
-const RUNS_PER_TXN = 40; // three count ranges each: inside etcd's 128 ops per transaction
+/** A run's summary reads its record and counts its WAITING, READY and RUNNING open keys. */
+const OPS_PER_RUN_SUMMARY = 4;
+/** Runs summarised per transaction: every op of one run in the same transaction, so its counts agree. */
+const RUNS_PER_TXN = Math.floor(ETCD_MAX_TXN_OPS / OPS_PER_RUN_SUMMARY);
 
 /** Newest first through the inverted index: an ascending range with a limit, so a page costs its size. */
 export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<RunPage> {

@@ -44,7 +44,14 @@ export interface EtcdConnectionOptions {
   retryForMs?: number;
 }
 
-/** etcd refuses transactions of more than 128 ops by default. */
+/**
+ * etcd refuses a transaction with more than 128 operations (compares and ops
+ * each count; the server's --max-txn-ops default, which we do not assume is
+ * raised). Every transaction budget derives from this one number.
+ */
+export const ETCD_MAX_TXN_OPS = 128;
+
+/** Read-only ops per transaction in readAll: inside ETCD_MAX_TXN_OPS with room to spare. */
 export const READS_PER_TXN = 100;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
