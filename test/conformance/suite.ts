@@ -25,7 +25,8 @@
  *
  * Topics, one module each: start (rule 1), walk (2, 5, 7 on the example DAG),
  * retry (5), claims (2, 4), leases (3), cancel (6), listing (lists, stats,
- * cleanup), streams (8, and watch). Rule 9 (cost per transition) is measured
+ * cleanup), streams (8, and watch), size (the same rules at a thousand runs
+ * and thousands of nodes). Rule 9 (cost per transition) is measured
  * by the benchmarks, not asserted here.
  */
 import { describe } from 'node:test';
@@ -35,6 +36,7 @@ import { type BackendFactory, conformanceTest } from './harness.js';
 import { leasesSpec } from './leases.js';
 import { listingSpec } from './listing.js';
 import { retrySpec } from './retry.js';
+import { sizeSpec } from './size.js';
 import { startSpec } from './start.js';
 import { streamsSpec } from './streams.js';
 import { walkSpec } from './walk.js';
@@ -52,5 +54,6 @@ export function runConformance(backend: string, factory: BackendFactory): void {
     cancelSpec(test);
     listingSpec(test);
     streamsSpec(test);
+    sizeSpec(test);
   });
 }
