@@ -34,16 +34,50 @@ export const TEST_TIMEOUT_MS = 60_000;
 
 /** A test body: gets a harness over a fresh repository. */
 export type ConformanceBody = (h: Harness) => Promise<void>;
-export type ConformanceTest = (name: string, body: ConformanceBody) => void;
+export type ConformanceTest = (
+  name: string,
+  body: ConformanceBody,
+  options?: { requires?: Capability },
+) => void;
+
+/**
+ * What a Repository may legitimately not offer, named so the list is explicit.
+ * A backend declares what it lacks (runConformance's `lacks`); each test that
+ * needs a capability says so (`requires`). Against a backend that lacks it,
+ * the test is not skipped: it is replaced by one that checks the backend
+ * refuses the capability with a clear, typed error.
+ *
+ * - `retention`: deleteCompletedRunsBefore. Retention runs inside the API
+ *   process (adagiod api -retention), next to the store; RemoteRepository, the
+ *   agents' view of the API, has no call for it and refuses it with
+ *   NotSupportedError (code invalid_argument).
+ */
+export type Capability = 'retention';
+
+const REFUSALS: Record<Capability, (repo: Repository) => Promise<void>> = {
+  retention: async (repo) => {
+    await assert.rejects(repo.deleteCompletedRunsBefore(Date.now()), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'invalid_argument');
+      assert.match(e.message, /deleteCompletedRunsBefore/);
+      return true;
+    });
+  },
+};
 
 /** `it`, wrapped: a fresh repository from the factory, disposed and torn down whatever happens. */
-export function conformanceTest(factory: BackendFactory): ConformanceTest {
-  return (name, body) =>
-    it(name, { timeout: TEST_TIMEOUT_MS }, async () => {
+export function conformanceTest(factory: BackendFactory, lacks: readonly Capability[] = []): ConformanceTest {
+  return (name, body, options = {}) => {
+    const missing =
+      options.requires !== undefined && lacks.includes(options.requires) ? options.requires : undefined;
+    const title = missing
+      ? `${name} — instead, as this backend lacks ${missing}: it refuses ${missing} clearly`
+      : name;
+    const run: ConformanceBody = missing ? (h) => REFUSALS[missing](h.repo) : body;
+    it(title, { timeout: TEST_TIMEOUT_MS }, async () => {
       const backend = await factory();
       const h = new Harness(backend.repository);
       try {
-        await body(h);
+        await run(h);
       } finally {
         try {
           await h.dispose();
@@ -52,6 +86,7 @@ export function conformanceTest(factory: BackendFactory): ConformanceTest {
         }
       }
     });
+  };
 }
 
 export class Harness {

@@ -136,38 +136,46 @@ export function listingSpec(test: ConformanceTest): void {
       assert.deepEqual(await stats(), [3, { WAITING: 0, READY: 2, RUNNING: 0, COMPLETED: 13 }]);
     });
 
-    test('deleteCompletedRunsBefore removes only completed runs created before the cutoff', async (h) => {
-      const alice = await h.agent('alice');
-      const oldDone = await h.start(graph(['x']));
-      await alice.run(oldDone.id, 'x', 'SUCCESS');
-      const oldCancelled = await h.start(graph(['x']));
-      await h.repo.cancel(oldCancelled.id);
-      const oldOpen = await h.start(graph(['x', 'y']));
-      await clockPast(Date.parse(oldOpen.createdAt) + 1);
-      const newDone = await h.start(graph(['x']));
-      await alice.run(newDone.id, 'x', 'FAIL');
-      const cutoff = Date.parse(newDone.createdAt);
-      assert.ok(cutoff > Date.parse(oldOpen.createdAt), 'setup: the new run is later');
+    test(
+      'deleteCompletedRunsBefore removes only completed runs created before the cutoff',
+      async (h) => {
+        const alice = await h.agent('alice');
+        const oldDone = await h.start(graph(['x']));
+        await alice.run(oldDone.id, 'x', 'SUCCESS');
+        const oldCancelled = await h.start(graph(['x']));
+        await h.repo.cancel(oldCancelled.id);
+        const oldOpen = await h.start(graph(['x', 'y']));
+        await clockPast(Date.parse(oldOpen.createdAt) + 1);
+        const newDone = await h.start(graph(['x']));
+        await alice.run(newDone.id, 'x', 'FAIL');
+        const cutoff = Date.parse(newDone.createdAt);
+        assert.ok(cutoff > Date.parse(oldOpen.createdAt), 'setup: the new run is later');
 
-      assert.equal(await h.repo.deleteCompletedRunsBefore(cutoff), 2);
-      await assert.rejects(h.repo.inspect(oldDone.id), NotFoundError);
-      await assert.rejects(h.repo.inspect(oldCancelled.id), NotFoundError);
-      assert.equal((await h.repo.inspect(oldOpen.id)).status, 'WAITING', 'an unfinished run stays');
-      assert.equal((await h.repo.inspect(newDone.id)).conclusion, 'FAIL', 'a newer run stays');
-      assert.deepEqual(
-        (await h.repo.listRuns()).runs.map((r) => r.id),
-        [newDone.id, oldOpen.id],
-      );
-      const stats = await h.repo.stats();
-      assert.equal(stats.runCount, 2);
-      assert.deepEqual(stats.nodeCounts, { WAITING: 0, READY: 2, RUNNING: 0, COMPLETED: 1 });
+        assert.equal(await h.repo.deleteCompletedRunsBefore(cutoff), 2);
+        await assert.rejects(h.repo.inspect(oldDone.id), NotFoundError);
+        await assert.rejects(h.repo.inspect(oldCancelled.id), NotFoundError);
+        assert.equal((await h.repo.inspect(oldOpen.id)).status, 'WAITING', 'an unfinished run stays');
+        assert.equal((await h.repo.inspect(newDone.id)).conclusion, 'FAIL', 'a newer run stays');
+        assert.deepEqual(
+          (await h.repo.listRuns()).runs.map((r) => r.id),
+          [newDone.id, oldOpen.id],
+        );
+        const stats = await h.repo.stats();
+        assert.equal(stats.runCount, 2);
+        assert.deepEqual(stats.nodeCounts, { WAITING: 0, READY: 2, RUNNING: 0, COMPLETED: 1 });
 
-      assert.equal(await h.repo.deleteCompletedRunsBefore(Date.now() + 60_000), 1);
-      assert.deepEqual(
-        (await h.repo.listRuns()).runs.map((r) => r.id),
-        [oldOpen.id],
-      );
-      assert.equal(await h.repo.deleteCompletedRunsBefore(Date.now() + 60_000), 0, 'nothing left to delete');
-    });
+        assert.equal(await h.repo.deleteCompletedRunsBefore(Date.now() + 60_000), 1);
+        assert.deepEqual(
+          (await h.repo.listRuns()).runs.map((r) => r.id),
+          [oldOpen.id],
+        );
+        assert.equal(
+          await h.repo.deleteCompletedRunsBefore(Date.now() + 60_000),
+          0,
+          'nothing left to delete',
+        );
+      },
+      { requires: 'retention' },
+    );
   });
 }

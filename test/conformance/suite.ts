@@ -32,7 +32,7 @@
 import { describe } from 'node:test';
 import { cancelSpec } from './cancel.js';
 import { claimsSpec } from './claims.js';
-import { type BackendFactory, conformanceTest } from './harness.js';
+import { type BackendFactory, type Capability, conformanceTest } from './harness.js';
 import { leasesSpec } from './leases.js';
 import { listingSpec } from './listing.js';
 import { retrySpec } from './retry.js';
@@ -41,11 +41,16 @@ import { startSpec } from './start.js';
 import { streamsSpec } from './streams.js';
 import { walkSpec } from './walk.js';
 
-export type { BackendFactory, BackendUnderTest } from './harness.js';
+export type { BackendFactory, BackendUnderTest, Capability } from './harness.js';
 
-export function runConformance(backend: string, factory: BackendFactory): void {
+/** `lacks`: the capabilities (harness.ts) this backend does not offer; their tests check it refuses them. */
+export function runConformance(
+  backend: string,
+  factory: BackendFactory,
+  options: { lacks?: Capability[] } = {},
+): void {
   describe(`Repository conformance: ${backend}`, () => {
-    const test = conformanceTest(factory);
+    const test = conformanceTest(factory, options.lacks);
     startSpec(test);
     walkSpec(test);
     retrySpec(test);

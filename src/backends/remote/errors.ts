@@ -1,11 +1,13 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import { ERROR_TYPE_HEADER, type RemoteErrorType } from '../../api/agent-service.js';
 import { connectCodeToErrorCode } from '../../api/errors.js';
+import { ApiError } from '../../client/index.js';
 import {
   AdagioError,
   ClaimConflictError,
   type ErrorCode,
   InvalidArgumentError,
+  InvalidGraphError,
   LeaseExpiredError,
   NotFoundError,
   TooLargeError,
@@ -79,4 +81,20 @@ export function fromConnectError(e: unknown, ctx: CallContext): AdagioError {
     default:
       return new RemoteApiError(connectCodeToErrorCode(e.code), message, { cause: e });
   }
+}
+
+const GRAPH_PREFIX = 'invalid graph: ';
+
+/**
+ * Rebuilds the protocol's typed errors from a control-plane answer (start,
+ * inspect, cancel, watch go through the typed client, whose errors carry only
+ * a code): a not-found names the run asked about, and a refused graph gets its
+ * problems back from InvalidGraphError's message ("invalid graph: p1; p2").
+ */
+export function fromControlError(e: unknown, ctx: { runId?: string }): unknown {
+  if (!(e instanceof ApiError)) return e;
+  if (e.code === 'not_found' && ctx.runId !== undefined) return new NotFoundError('run', ctx.runId);
+  if (e.code === 'invalid_argument' && e.message.startsWith(GRAPH_PREFIX))
+    return new InvalidGraphError(e.message.slice(GRAPH_PREFIX.length).split('; '));
+  return e;
 }

@@ -7,23 +7,25 @@ import { AdagioClient } from '../../client/index.js';
 import * as ag from '../../gen/adagio/rpc/agent/agent_pb.js';
 import * as pb from '../../gen/adagio/v1/adagio_pb.js';
 import type { AgentInfo, GraphSpec, Run, Stats } from '../../model/types.js';
+import { validateGraph } from '../../model/validate.js';
 import { agentFromProto } from '../../model/wire.js';
-import { InvalidArgumentError, UnavailableError } from '../../protocol/errors.js';
-import type {
-  AgentRegistration,
-  ClaimedNode,
-  ClaimRef,
-  ClaimRequest,
-  FinishRequest,
-  Lease,
-  ListRunsQuery,
-  NodeEvent,
-  Repository,
-  RunPage,
-  SubscribeOptions,
-  WatchEvent,
+import { InvalidArgumentError, InvalidGraphError, UnavailableError } from '../../protocol/errors.js';
+import {
+  type AgentRegistration,
+  type ClaimedNode,
+  type ClaimRef,
+  type ClaimRequest,
+  checkMetadata,
+  type FinishRequest,
+  type Lease,
+  type ListRunsQuery,
+  type NodeEvent,
+  type Repository,
+  type RunPage,
+  type SubscribeOptions,
+  type WatchEvent,
 } from '../../protocol/repository.js';
-import { type CallContext, fromConnectError, NotSupportedError } from './errors.js';
+import { type CallContext, fromConnectError, fromControlError, NotSupportedError } from './errors.js';
 
 export interface RemoteRepositoryOptions {
   /** Base URL of an adagiod API, e.g. http://127.0.0.1:7890. */
@@ -100,6 +102,8 @@ export class RemoteRepository implements Repository {
   }
 
   async claim(request: ClaimRequest): Promise<ClaimedNode | undefined> {
+    // Checked here: protobuf would send an unpaired surrogate as U+FFFD, which the server would accept.
+    checkMetadata(request.metadata);
     const ctx = { leaseId: request.leaseId, runId: request.runId, node: request.node };
     const res = await this.call(ctx, () =>
       this.rpc.claim(
@@ -117,6 +121,7 @@ export class RemoteRepository implements Repository {
   }
 
   async finish(request: FinishRequest): Promise<void> {
+    checkMetadata(request.metadata);
     await this.call({ runId: request.runId, node: request.node }, () =>
       this.rpc.finish(
         {
@@ -168,26 +173,33 @@ export class RemoteRepository implements Repository {
 
   // ---- the control-plane side, through the typed client
 
-  start(spec: GraphSpec): Promise<Run> {
-    return this.control.start(spec);
+  async start(spec: GraphSpec): Promise<Run> {
+    // Checked here too: protobuf would send an unpaired surrogate as U+FFFD, which the server would accept.
+    const problems = validateGraph(spec);
+    if (problems.length > 0) throw new InvalidGraphError(problems);
+    return this.controlCall({}, () => this.control.start(spec));
   }
   inspect(runId: string): Promise<Run> {
-    return this.control.inspect(runId);
+    return this.controlCall({ runId }, () => this.control.inspect(runId));
   }
   listRuns(query?: ListRunsQuery): Promise<RunPage> {
-    return this.control.listRuns(query);
+    return this.controlCall({}, () => this.control.listRuns(query));
   }
   stats(): Promise<Stats> {
-    return this.control.stats();
+    return this.controlCall({}, () => this.control.stats());
   }
   cancel(runId: string): Promise<Run> {
-    return this.control.cancel(runId);
+    return this.controlCall({ runId }, () => this.control.cancel(runId));
   }
   listAgents(): Promise<AgentInfo[]> {
-    return this.control.listAgents();
+    return this.controlCall({}, () => this.control.listAgents());
   }
-  watch(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent> {
-    return this.control.watch(runId, options);
+  async *watch(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent> {
+    try {
+      yield* this.control.watch(runId, options);
+    } catch (e) {
+      throw fromControlError(e, { runId });
+    }
   }
 
   async deleteCompletedRunsBefore(_ms: number): Promise<number> {
@@ -222,6 +234,14 @@ export class RemoteRepository implements Repository {
 
   async close(): Promise<void> {
     // Nothing held open beyond pooled keep-alive sockets, which do not keep the process alive.
+  }
+
+  private async controlCall<T>(ctx: { runId?: string }, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      throw fromControlError(e, ctx);
+    }
   }
 
   private opts(): { timeoutMs: number } {

@@ -1,0 +1,31 @@
+/**
+ * The conformance suite through RemoteRepository: each test gets a fresh
+ * memory backend behind an API server (what `adagiod api` runs) and talks to
+ * it only over the wire, through the remote backend agents use
+ * (`-backend-type remote`). What a remote client cannot do is the `lacks`
+ * list below (capabilities are documented in harness.ts); each such test is
+ * replaced by a check that the client refuses it clearly.
+ */
+import { ApiServer } from '../../src/api/server.js';
+import { MemoryRepository } from '../../src/backends/memory/index.js';
+import { RemoteRepository } from '../../src/backends/remote/index.js';
+import { runConformance } from './suite.js';
+
+runConformance(
+  'remote (API server over memory)',
+  async () => {
+    const store = new MemoryRepository();
+    const server = new ApiServer({ repository: store, ui: false });
+    const address = await server.listen('127.0.0.1', 0);
+    const repository = new RemoteRepository({ address });
+    return {
+      repository,
+      teardown: async () => {
+        await repository.close();
+        await server.close(500);
+        await store.close();
+      },
+    };
+  },
+  { lacks: ['retention'] },
+);
