@@ -17,7 +17,7 @@ import { type Req, type Res, readJson, sendJson } from './http.js';
 import { requireId, watchEventToProto } from './service.js';
 
 /**
- * The plain JSON routes under /v0 (DESIGN.md §2), for curl and any language
+ * The plain JSON routes under /v0 (docs/design.md §2), for curl and any language
  * without a Connect client. Bodies are the canonical proto3 JSON of the same
  * messages the RPCs use, so both parsers accept snake_case and camelCase.
  *

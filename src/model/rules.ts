@@ -9,7 +9,7 @@ import type {
 } from './types.js';
 
 /**
- * The protocol's pure rules (DESIGN.md §3), shared by every backend so they
+ * The protocol's pure rules (docs/design.md §3), shared by every backend so they
  * cannot drift apart: what a backend stores differs, what it decides does not.
  */
 

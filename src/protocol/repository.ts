@@ -15,7 +15,7 @@ import { InvalidArgumentError } from './errors.js';
 
 /**
  * The Repository protocol: the one contract every backend implements
- * (DESIGN.md §3). The API and the agents depend on this interface only.
+ * (docs/design.md §3). The API and the agents depend on this interface only.
  *
  * Errors: InvalidGraphError (start), NotFoundError (unknown run/node/lease),
  * ClaimConflictError (finish with a stale or foreign claim), LeaseExpiredError

@@ -1,5 +1,5 @@
 /**
- * The Repository conformance suite: the protocol of DESIGN.md §3 (rules 1–9)
+ * The Repository conformance suite: the protocol of docs/design.md §3 (rules 1–9)
  * and src/protocol/repository.ts, written as tests. A backend is correct when
  * it passes this suite; every backend runs the same tests.
  *

@@ -6,7 +6,7 @@ import { EtcdRepository, type EtcdRepositoryOptions } from '../../src/backends/e
 import { freePort } from './ports.js';
 
 /**
- * etcd for tests (DESIGN.md §5): real `etcd` processes from Debian's
+ * etcd for tests (docs/design.md §5): real `etcd` processes from Debian's
  * etcd-server on free loopback ports with temporary data dirs. Short election
  * timeouts keep etcd's minimum lease TTL at 1 s, so lapse tests stay quick.
  * Every process started here is killed when the test process exits.

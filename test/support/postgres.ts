@@ -9,7 +9,7 @@ import { freePort } from './ports.js';
 export { freePort };
 
 /**
- * PostgreSQL for tests (DESIGN.md §5): ADAGIO_TEST_POSTGRES_URL when set,
+ * PostgreSQL for tests (docs/design.md §5): ADAGIO_TEST_POSTGRES_URL when set,
  * else the local server. Each test gets its own schema and drops it. When no
  * server answers, tests fail with a message saying how to provide one: a
  * silently skipped suite would hide a broken backend.

@@ -54,7 +54,7 @@ export interface EtcdRepositoryOptions extends EtcdConnectionOptions {
 }
 
 /**
- * The Repository protocol on etcd v3 (DESIGN.md §3). Keyspace in keys.ts,
+ * The Repository protocol on etcd v3 (docs/design.md §3). Keyspace in keys.ts,
  * start in start.ts, claim and finish in transitions.ts, multi-transaction
  * work in settle.ts, reads in reads.ts, subscribe and watch in streams.ts,
  * leases and agents in leases.ts.

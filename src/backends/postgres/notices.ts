@@ -92,7 +92,7 @@ export function decodeNotice(payload: string | undefined): Notice | undefined {
  *
  * Notices are coalesced per repository: while one NOTIFY round trip is in
  * flight, later notices wait and then go together in the next one (one
- * wake-up per batch, DESIGN.md), in the order they were published. An idle
+ * wake-up per batch, docs/design.md), in the order they were published. An idle
  * process pays no delay; a busy one sends far fewer statements than it makes
  * transitions.
  */

@@ -72,7 +72,7 @@ const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
 const CHANNEL = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
 /**
- * The Repository protocol on PostgreSQL (DESIGN.md §3). Transitions live in
+ * The Repository protocol on PostgreSQL (docs/design.md §3). Transitions live in
  * transitions.ts, leases in leases.ts, reads in reads.ts, streams in
  * streams.ts; this class wires them and runs the schema migration before the
  * first operation.
