@@ -4,7 +4,10 @@
  * is not there.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { MIGRATIONS, PostgresRepository } from '../../src/backends/postgres/index.js';
 import { migrate } from '../../src/backends/postgres/migrations.js';
@@ -28,7 +31,50 @@ async function sql<T extends pg.QueryResultRow>(text: string, values?: unknown[]
   }
 }
 
+/** The checked-in dump of the schema the migrations build (see src/backends/postgres/sql.ts). */
+const SCHEMA_DUMP = fileURLToPath(new URL('../../src/backends/postgres/schema.sql', import.meta.url));
+/** Set to rewrite SCHEMA_DUMP from a freshly migrated schema after adding a migration. */
+const UPDATE_DUMP = process.env.ADAGIO_UPDATE_SCHEMA_DUMP === '1';
+
+/**
+ * `pg_dump --schema-only` of one schema, normalised so it compares across
+ * runs and machines: no comments, no session SET or \restrict lines, the test's schema
+ * name written as the default "adagio", blank lines collapsed.
+ */
+function dumpSchema(schema: string): string {
+  const raw = execFileSync(
+    'pg_dump',
+    ['--schema-only', '--no-owner', '--no-privileges', '--schema', schema, '--dbname', POSTGRES_URL],
+    { encoding: 'utf8' },
+  );
+  const lines = raw
+    .split('\n')
+    // \restrict and \unrestrict carry a random key per dump (pg_dump since 15.14).
+    .filter((l) => !l.startsWith('--') && !/^SET |^SELECT pg_catalog\.set_config|^\\(un)?restrict /.test(l))
+    .map((l) => l.replaceAll(schema, 'adagio').trimEnd());
+  return `${lines
+    .join('\n')
+    .replace(/\n{3,}/g, '\n\n')
+    .trim()}\n`;
+}
+
 describe('PostgreSQL schema and connections', () => {
+  it('a freshly migrated schema is exactly the checked-in dump (src/backends/postgres/schema.sql)', async () => {
+    const { schema, teardown } = await postgresRepository({ reaperIntervalMs: 0 });
+    try {
+      const dump = dumpSchema(schema);
+      if (UPDATE_DUMP) writeFileSync(SCHEMA_DUMP, dump);
+      assert.ok(dump.includes('CREATE FUNCTION adagio.finish_attempt('), 'the dump has the functions');
+      assert.equal(
+        dump,
+        readFileSync(SCHEMA_DUMP, 'utf8'),
+        'the migrations no longer build schema.sql: after adding a migration, rewrite it with ADAGIO_UPDATE_SCHEMA_DUMP=1 npm test -- test/postgres/schema and review the diff',
+      );
+    } finally {
+      await teardown();
+    }
+  });
+
   it('eight processes starting at once migrate the schema exactly once', { timeout: 60_000 }, async () => {
     await requirePostgres();
     const schema = uniqueSchema();

@@ -1,0 +1,268 @@
+CREATE SCHEMA adagio;
+
+CREATE FUNCTION adagio.claim_nodes(p_runs text[], p_nodes text[], p_claims text[], p_agents text[], p_metadata jsonb[], p_leases text[], p_now bigint[], p_repeat boolean) RETURNS TABLE(i integer, run_id text, name text, idx integer, runtime text, spec jsonb, upstream text[], status text, attempt_count integer, claim_id text, claim_agent text, claim_metadata jsonb, orphaned boolean, previous_claim_id text, started_at bigint, finished_at bigint, version integer, attempts_json json)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+  k integer;
+BEGIN
+  FOR k IN SELECT x.k FROM unnest(p_runs, p_nodes) WITH ORDINALITY AS x(r, n, k)
+           ORDER BY x.r COLLATE "C", x.n COLLATE "C" LOOP
+    CONTINUE WHEN NOT EXISTS (SELECT 1 FROM leases l WHERE l.id = p_leases[k] AND l.expires_at > now());
+    RETURN QUERY
+    WITH c AS (
+      UPDATE nodes n SET
+        status = 'RUNNING',
+        previous_claim_id = CASE WHEN n.claim_id = p_claims[k] THEN n.previous_claim_id
+          WHEN n.status = 'RUNNING' THEN n.claim_id END,
+        started_at = CASE WHEN n.status = 'READY' THEN p_now[k] ELSE n.started_at END,
+        finished_at = CASE WHEN n.status = 'READY' THEN NULL ELSE n.finished_at END,
+        claim_id = p_claims[k], claim_agent = p_agents[k], claim_metadata = p_metadata[k], lease_id = p_leases[k],
+        orphaned = false, version = n.version + 1
+      WHERE n.run_id = p_runs[k] AND n.name = p_nodes[k]
+        AND (n.status = 'READY' OR (n.status = 'RUNNING' AND n.orphaned)
+             OR (p_repeat AND n.status = 'RUNNING' AND n.claim_id = p_claims[k]))
+      RETURNING n.*
+    )
+    SELECT k, c.run_id::text, c.name::text, c.idx, c.runtime, c.spec, c.upstream, c.status, c.attempt_count,
+      c.claim_id::text, c.claim_agent, c.claim_metadata, c.orphaned, c.previous_claim_id, c.started_at,
+      c.finished_at, c.version,
+      -- The attempts the claimer needs (its own, and its upstream nodes' for inputs), in the same round trip.
+      (SELECT coalesce(json_agg(json_build_object('node', a.node, 'n', a.n, 'conclusion', a.conclusion,
+                'metadata', a.metadata, 'output', encode(a.output, 'base64'), 'claim_id', a.claim_id,
+                'agent_id', a.agent_id, 'started_at', a.started_at, 'finished_at', a.finished_at)), '[]')
+       FROM attempts a
+       WHERE a.run_id = c.run_id AND (a.node = ANY(c.upstream) OR (a.node = c.name AND c.attempt_count > 0)))
+    FROM c;
+  END LOOP;
+END
+$$;
+
+CREATE FUNCTION adagio.finish_attempt(p_run text, p_node text, p_claim text, p_conclusion text, p_metadata jsonb, p_output bytea, p_now bigint, p_repeat boolean) RETURNS jsonb
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  v_run record;
+  v_node record;
+  v_max integer;
+  v_retry boolean := false;
+  v_status text;
+  v_changed jsonb;
+  v_notice jsonb;
+  v_extra jsonb;
+  v_ready jsonb;
+  v_unreached integer;
+  v_completed integer := 0;
+  v_failed boolean := false;
+  v_remaining integer;
+BEGIN
+  -- Locking order: the run, then its nodes (as cancel does); claims lock one node row only.
+  SELECT node_count, remaining, failed, cancelled INTO v_run FROM runs WHERE id = p_run FOR NO KEY UPDATE;
+  IF NOT FOUND THEN RETURN jsonb_build_object('missing', 'run'); END IF;
+  SELECT runtime, spec, downstream, status, claim_id, claim_agent, orphaned, attempt_count, fail_count,
+         error_count, started_at, version
+    INTO v_node FROM nodes WHERE run_id = p_run AND name = p_node FOR UPDATE;
+  IF NOT FOUND THEN RETURN jsonb_build_object('missing', 'node'); END IF;
+
+  -- Rule 4: only the node's live claim may finish it.
+  IF v_node.status <> 'RUNNING' OR v_node.claim_id IS DISTINCT FROM p_claim OR v_node.orphaned THEN
+    IF p_repeat AND EXISTS (SELECT 1 FROM attempts WHERE run_id = p_run AND node = p_node
+                              AND claim_id = p_claim AND conclusion = p_conclusion) THEN
+      RETURN jsonb_build_object('recorded', true);
+    END IF;
+    RETURN jsonb_build_object('conflict', true, 'status', v_node.status, 'orphaned', v_node.orphaned,
+                              'cancelled', v_run.cancelled);
+  END IF;
+
+  -- Rule 5: retry[conclusion].maxAttempts counts attempts of that conclusion, this one included.
+  IF p_conclusion IN ('FAIL', 'ERROR') THEN
+    v_max := (v_node.spec -> 'retry' -> lower(p_conclusion) ->> 'maxAttempts')::integer;
+    v_retry := v_max IS NOT NULL AND
+      (CASE p_conclusion WHEN 'FAIL' THEN v_node.fail_count ELSE v_node.error_count END) + 1 < v_max;
+  END IF;
+  v_status := CASE WHEN v_retry THEN 'READY' ELSE 'COMPLETED' END;
+
+  INSERT INTO attempts (run_id, node, n, conclusion, metadata, output, claim_id, agent_id, started_at, finished_at)
+  VALUES (p_run, p_node, v_node.attempt_count + 1, p_conclusion, p_metadata, p_output, p_claim,
+          coalesce(v_node.claim_agent, ''), v_node.started_at, p_now);
+  UPDATE nodes SET status = v_status, attempt_count = attempt_count + 1,
+    fail_count = fail_count + (p_conclusion = 'FAIL')::int, error_count = error_count + (p_conclusion = 'ERROR')::int,
+    claim_id = NULL, claim_agent = NULL, claim_metadata = NULL, lease_id = NULL, orphaned = false,
+    previous_claim_id = NULL, finished_at = CASE WHEN v_status = 'COMPLETED' THEN p_now END,
+    version = version + 1
+  WHERE run_id = p_run AND name = p_node;
+
+  v_changed := jsonb_build_array(jsonb_build_object('n', p_node, 'v', v_node.version + 1, 's', v_status,
+    'a', v_node.attempt_count + 1, 'st', v_node.started_at, 'ft', CASE WHEN v_retry THEN NULL ELSE p_now END));
+  v_notice := jsonb_build_object('r', p_run);
+
+  IF v_retry THEN
+    v_notice := v_notice || jsonb_build_object('rd', jsonb_build_array(jsonb_build_array(p_node, v_node.runtime)));
+  ELSIF p_conclusion = 'SUCCESS' THEN
+    v_completed := 1;
+    IF cardinality(v_node.downstream) > 0 THEN
+      -- Direct dependents only (rule 9); one whose last upstream just succeeded becomes READY.
+      WITH d AS (
+        UPDATE nodes SET pending_upstream = pending_upstream - 1,
+          status = CASE WHEN pending_upstream = 1 AND status = 'WAITING' THEN 'READY' ELSE status END,
+          version = version + 1
+        WHERE run_id = p_run AND name = ANY(v_node.downstream)
+        RETURNING name, runtime, status, version
+      )
+      SELECT coalesce(jsonb_agg(jsonb_build_object('n', name, 'v', version, 's', 'READY', 'a', 0)), '[]'),
+             coalesce(jsonb_agg(jsonb_build_array(name, runtime)), '[]')
+        INTO v_extra, v_ready
+        FROM d WHERE status = 'READY';
+      v_changed := v_changed || v_extra;
+      IF jsonb_array_length(v_ready) > 0 THEN
+        v_notice := v_notice || jsonb_build_object('rd', v_ready);
+      END IF;
+    END IF;
+  ELSE
+    -- Final failure: everything downstream not completed yet completes with no attempt (unreached).
+    -- The walk stops at completed nodes, whose own downstream completed with them.
+    v_failed := true;
+    WITH RECURSIVE walk(name) AS (
+      SELECT unnest(v_node.downstream)
+      UNION
+      SELECT d.name FROM walk w
+        JOIN nodes n ON n.run_id = p_run AND n.name = w.name AND n.status <> 'COMPLETED'
+        CROSS JOIN LATERAL unnest(n.downstream) AS d(name)
+    ), u AS (
+      UPDATE nodes SET status = 'COMPLETED', finished_at = p_now, version = version + 1
+      WHERE run_id = p_run AND name IN (SELECT name FROM walk) AND status <> 'COMPLETED'
+      RETURNING name, version
+    )
+    SELECT count(*)::int,
+           coalesce(jsonb_agg(jsonb_build_object('n', name, 'v', version, 's', 'COMPLETED', 'a', 0, 'ft', p_now)), '[]')
+      INTO v_unreached, v_extra
+      FROM u;
+    v_completed := 1 + v_unreached;
+    v_changed := v_changed || v_extra;
+  END IF;
+
+  -- Rule 7: the run's status after this transition.
+  v_remaining := v_run.remaining - v_completed;
+  IF v_remaining = 0 THEN
+    v_notice := v_notice || jsonb_build_object('rs', 'COMPLETED', 'rc',
+      CASE WHEN v_run.cancelled THEN 'CANCELLED' WHEN v_run.failed OR v_failed THEN 'FAIL' ELSE 'SUCCESS' END);
+  ELSIF v_remaining < v_run.node_count THEN
+    v_notice := v_notice || jsonb_build_object('rs', 'RUNNING');
+  ELSE
+    -- Back to READY with nothing completed yet: the run is RUNNING only if another node is.
+    v_notice := v_notice || jsonb_build_object('rs', CASE WHEN EXISTS (
+      SELECT 1 FROM nodes WHERE run_id = p_run AND status = 'RUNNING') THEN 'RUNNING' ELSE 'WAITING' END);
+  END IF;
+  IF v_completed > 0 THEN
+    UPDATE runs SET remaining = v_remaining, failed = failed OR v_failed, conclusion = v_notice ->> 'rc'
+    WHERE id = p_run;
+  END IF;
+  RETURN jsonb_build_object('notice', v_notice || jsonb_build_object('ch', v_changed));
+END
+$$;
+
+CREATE TABLE adagio.agents (
+    id text NOT NULL,
+    lease_id text NOT NULL COLLATE pg_catalog."C",
+    runtimes jsonb NOT NULL,
+    hostname text NOT NULL,
+    started_at bigint NOT NULL
+);
+
+CREATE TABLE adagio.attempts (
+    run_id text NOT NULL COLLATE pg_catalog."C",
+    node text NOT NULL COLLATE pg_catalog."C",
+    n integer NOT NULL,
+    conclusion text NOT NULL,
+    metadata jsonb NOT NULL,
+    output bytea NOT NULL,
+    claim_id text NOT NULL,
+    agent_id text NOT NULL,
+    started_at bigint,
+    finished_at bigint NOT NULL
+);
+
+CREATE TABLE adagio.counters (
+    shard integer NOT NULL,
+    runs bigint DEFAULT 0 NOT NULL,
+    nodes bigint DEFAULT 0 NOT NULL
+);
+
+CREATE TABLE adagio.leases (
+    id text NOT NULL COLLATE pg_catalog."C",
+    ttl_ms integer NOT NULL,
+    expires_at timestamp with time zone NOT NULL
+);
+
+CREATE TABLE adagio.nodes (
+    run_id text NOT NULL COLLATE pg_catalog."C",
+    name text NOT NULL COLLATE pg_catalog."C",
+    idx integer NOT NULL,
+    runtime text NOT NULL,
+    spec jsonb NOT NULL,
+    upstream text[] NOT NULL,
+    downstream text[] NOT NULL,
+    status text NOT NULL,
+    pending_upstream integer NOT NULL,
+    attempt_count integer DEFAULT 0 NOT NULL,
+    fail_count integer DEFAULT 0 NOT NULL,
+    error_count integer DEFAULT 0 NOT NULL,
+    claim_id text COLLATE pg_catalog."C",
+    claim_agent text,
+    claim_metadata jsonb,
+    lease_id text COLLATE pg_catalog."C",
+    orphaned boolean DEFAULT false NOT NULL,
+    previous_claim_id text,
+    started_at bigint,
+    finished_at bigint,
+    version integer DEFAULT 0 NOT NULL
+);
+
+CREATE TABLE adagio.runs (
+    id text NOT NULL COLLATE pg_catalog."C",
+    created_at bigint NOT NULL,
+    edges jsonb NOT NULL,
+    node_count integer NOT NULL,
+    remaining integer NOT NULL,
+    failed boolean DEFAULT false NOT NULL,
+    cancelled boolean DEFAULT false NOT NULL,
+    conclusion text
+);
+
+CREATE TABLE adagio.schema_migrations (
+    version integer NOT NULL,
+    name text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+ALTER TABLE ONLY adagio.agents
+    ADD CONSTRAINT agents_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY adagio.attempts
+    ADD CONSTRAINT attempts_pkey PRIMARY KEY (run_id, node, n);
+
+ALTER TABLE ONLY adagio.counters
+    ADD CONSTRAINT counters_pkey PRIMARY KEY (shard);
+
+ALTER TABLE ONLY adagio.leases
+    ADD CONSTRAINT leases_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY adagio.nodes
+    ADD CONSTRAINT nodes_pkey PRIMARY KEY (run_id, name);
+
+ALTER TABLE ONLY adagio.runs
+    ADD CONSTRAINT runs_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY adagio.schema_migrations
+    ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
+
+CREATE INDEX agents_by_lease ON adagio.agents USING btree (lease_id);
+
+CREATE INDEX nodes_ready ON adagio.nodes USING btree (runtime, run_id) WHERE (status = 'READY'::text);
+
+CREATE INDEX nodes_running ON adagio.nodes USING btree (run_id) WHERE (status = 'RUNNING'::text);
+
+CREATE INDEX nodes_waiting ON adagio.nodes USING btree (run_id) WHERE (status = 'WAITING'::text);
+
+CREATE INDEX runs_by_time ON adagio.runs USING btree (created_at, id);

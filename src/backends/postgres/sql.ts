@@ -1,0 +1,301 @@
+/**
+ * PostgreSQL's SQL that defines the schema, in one place: each migration's
+ * text as a named constant (migrations.ts applies them in order). The text is
+ * the released migrations' byte for byte: never edit one, add a new constant
+ * and migration. schema.sql beside this file is a pg_dump of the schema they
+ * build, kept true by test/postgres/schema.test.ts; the statements the backend
+ * runs at run time are in LEASE_SQL below and in the transition modules.
+ */
+
+/**
+ * Migration 1: the tables. runs (one row per run; finishes lock it first),
+ * nodes (one row per node, with the pending-upstream counter and the claim),
+ * attempts, leases (expiry judged by the server's clock), agents, and the
+ * sharded counters that make stats cheap.
+ */
+export const SCHEMA_TABLES = `
+-- One row per run. Ids are ULIDs compared bytewise ("C" collation).
+-- remaining counts nodes not yet COMPLETED; the run concludes when it reaches 0.
+-- Finishing transactions lock this row first, so they serialise per run and
+-- never deadlock with each other or with cancel.
+CREATE TABLE runs (
+  id          text COLLATE "C" PRIMARY KEY,
+  created_at  bigint  NOT NULL,
+  edges       jsonb   NOT NULL,
+  node_count  integer NOT NULL,
+  remaining   integer NOT NULL,
+  failed      boolean NOT NULL DEFAULT false,
+  cancelled   boolean NOT NULL DEFAULT false,
+  conclusion  text
+);
+-- Listing newest first and keyset paging: (created_at, id) < cursor.
+CREATE INDEX runs_by_time ON runs (created_at, id);
+
+-- One row per node. upstream/downstream are the node's direct neighbours, so a
+-- transition reads and writes the node and its dependents only (rule 9).
+CREATE TABLE nodes (
+  run_id            text COLLATE "C" NOT NULL,
+  name              text COLLATE "C" NOT NULL,
+  idx               integer NOT NULL,
+  runtime           text    NOT NULL,
+  spec              jsonb   NOT NULL,
+  upstream          text[]  NOT NULL,
+  downstream        text[]  NOT NULL,
+  status            text    NOT NULL,
+  pending_upstream  integer NOT NULL,
+  attempt_count     integer NOT NULL DEFAULT 0,
+  fail_count        integer NOT NULL DEFAULT 0,
+  error_count       integer NOT NULL DEFAULT 0,
+  claim_id          text COLLATE "C",
+  claim_agent       text,
+  claim_metadata    jsonb,
+  lease_id          text COLLATE "C",
+  orphaned          boolean NOT NULL DEFAULT false,
+  previous_claim_id text,
+  started_at        bigint,
+  finished_at       bigint,
+  -- Bumped by every change: watchers skip notices about states they have already seen.
+  version           integer NOT NULL DEFAULT 0,
+  PRIMARY KEY (run_id, name)
+);
+-- The hot set: partial indexes hold unfinished nodes only, so claim, subscribe
+-- and stats cost does not grow with stored history.
+CREATE INDEX nodes_ready   ON nodes (runtime, run_id) WHERE status = 'READY';
+CREATE INDEX nodes_running ON nodes (run_id) WHERE status = 'RUNNING';
+CREATE INDEX nodes_waiting ON nodes (run_id) WHERE status = 'WAITING';
+
+CREATE TABLE attempts (
+  run_id      text COLLATE "C" NOT NULL,
+  node        text COLLATE "C" NOT NULL,
+  n           integer NOT NULL,
+  conclusion  text    NOT NULL,
+  metadata    jsonb   NOT NULL,
+  output      bytea   NOT NULL,
+  claim_id    text    NOT NULL,
+  agent_id    text    NOT NULL,
+  started_at  bigint,
+  finished_at bigint  NOT NULL,
+  PRIMARY KEY (run_id, node, n)
+);
+
+-- Lease expiry is judged by the database's clock (now()), never an agent's.
+CREATE TABLE leases (
+  id         text COLLATE "C" PRIMARY KEY,
+  ttl_ms     integer     NOT NULL,
+  expires_at timestamptz NOT NULL
+);
+
+CREATE TABLE agents (
+  id         text PRIMARY KEY,
+  lease_id   text COLLATE "C" NOT NULL,
+  runtimes   jsonb  NOT NULL,
+  hostname   text   NOT NULL,
+  started_at bigint NOT NULL
+);
+CREATE INDEX agents_by_lease ON agents (lease_id);
+
+-- Totals of stored runs and nodes, spread over shards so concurrent starts
+-- do not queue on one row; stats() sums them.
+CREATE TABLE counters (
+  shard integer PRIMARY KEY,
+  runs  bigint NOT NULL DEFAULT 0,
+  nodes bigint NOT NULL DEFAULT 0
+);
+INSERT INTO counters (shard) SELECT generate_series(0, 15);
+`;
+
+/**
+ * Migration 2: `finish_attempt(...)`, rules 4 and 5 in one server-side call.
+ * The fence: the node's row is locked (after the run's) and must be RUNNING
+ * under the caller's claim id and not orphaned. Returns the notice to publish,
+ * {"recorded": true} for a repeat of a committed finish, or why it refused.
+ */
+export const FINISH_ATTEMPT_FUNCTION = `
+-- Finishing an attempt (rules 4 and 5) as one server-side call: one round trip
+-- instead of seven, and the run's row lock, which serialises finishes within a
+-- run, is held for the function's run time only, never across client round
+-- trips. Returns {"notice": …} (what changed, for NOTIFY), {"recorded": true}
+-- when a repeated call finds its attempt already stored, or the reason it
+-- refused: {"missing": "run"|"node"} or {"conflict": true, …}.
+CREATE FUNCTION finish_attempt(p_run text, p_node text, p_claim text, p_conclusion text,
+                               p_metadata jsonb, p_output bytea, p_now bigint, p_repeat boolean)
+RETURNS jsonb LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_run record;
+  v_node record;
+  v_max integer;
+  v_retry boolean := false;
+  v_status text;
+  v_changed jsonb;
+  v_notice jsonb;
+  v_extra jsonb;
+  v_ready jsonb;
+  v_unreached integer;
+  v_completed integer := 0;
+  v_failed boolean := false;
+  v_remaining integer;
+BEGIN
+  -- Locking order: the run, then its nodes (as cancel does); claims lock one node row only.
+  SELECT node_count, remaining, failed, cancelled INTO v_run FROM runs WHERE id = p_run FOR NO KEY UPDATE;
+  IF NOT FOUND THEN RETURN jsonb_build_object('missing', 'run'); END IF;
+  SELECT runtime, spec, downstream, status, claim_id, claim_agent, orphaned, attempt_count, fail_count,
+         error_count, started_at, version
+    INTO v_node FROM nodes WHERE run_id = p_run AND name = p_node FOR UPDATE;
+  IF NOT FOUND THEN RETURN jsonb_build_object('missing', 'node'); END IF;
+
+  -- Rule 4: only the node's live claim may finish it.
+  IF v_node.status <> 'RUNNING' OR v_node.claim_id IS DISTINCT FROM p_claim OR v_node.orphaned THEN
+    IF p_repeat AND EXISTS (SELECT 1 FROM attempts WHERE run_id = p_run AND node = p_node
+                              AND claim_id = p_claim AND conclusion = p_conclusion) THEN
+      RETURN jsonb_build_object('recorded', true);
+    END IF;
+    RETURN jsonb_build_object('conflict', true, 'status', v_node.status, 'orphaned', v_node.orphaned,
+                              'cancelled', v_run.cancelled);
+  END IF;
+
+  -- Rule 5: retry[conclusion].maxAttempts counts attempts of that conclusion, this one included.
+  IF p_conclusion IN ('FAIL', 'ERROR') THEN
+    v_max := (v_node.spec -> 'retry' -> lower(p_conclusion) ->> 'maxAttempts')::integer;
+    v_retry := v_max IS NOT NULL AND
+      (CASE p_conclusion WHEN 'FAIL' THEN v_node.fail_count ELSE v_node.error_count END) + 1 < v_max;
+  END IF;
+  v_status := CASE WHEN v_retry THEN 'READY' ELSE 'COMPLETED' END;
+
+  INSERT INTO attempts (run_id, node, n, conclusion, metadata, output, claim_id, agent_id, started_at, finished_at)
+  VALUES (p_run, p_node, v_node.attempt_count + 1, p_conclusion, p_metadata, p_output, p_claim,
+          coalesce(v_node.claim_agent, ''), v_node.started_at, p_now);
+  UPDATE nodes SET status = v_status, attempt_count = attempt_count + 1,
+    fail_count = fail_count + (p_conclusion = 'FAIL')::int, error_count = error_count + (p_conclusion = 'ERROR')::int,
+    claim_id = NULL, claim_agent = NULL, claim_metadata = NULL, lease_id = NULL, orphaned = false,
+    previous_claim_id = NULL, finished_at = CASE WHEN v_status = 'COMPLETED' THEN p_now END,
+    version = version + 1
+  WHERE run_id = p_run AND name = p_node;
+
+  v_changed := jsonb_build_array(jsonb_build_object('n', p_node, 'v', v_node.version + 1, 's', v_status,
+    'a', v_node.attempt_count + 1, 'st', v_node.started_at, 'ft', CASE WHEN v_retry THEN NULL ELSE p_now END));
+  v_notice := jsonb_build_object('r', p_run);
+
+  IF v_retry THEN
+    v_notice := v_notice || jsonb_build_object('rd', jsonb_build_array(jsonb_build_array(p_node, v_node.runtime)));
+  ELSIF p_conclusion = 'SUCCESS' THEN
+    v_completed := 1;
+    IF cardinality(v_node.downstream) > 0 THEN
+      -- Direct dependents only (rule 9); one whose last upstream just succeeded becomes READY.
+      WITH d AS (
+        UPDATE nodes SET pending_upstream = pending_upstream - 1,
+          status = CASE WHEN pending_upstream = 1 AND status = 'WAITING' THEN 'READY' ELSE status END,
+          version = version + 1
+        WHERE run_id = p_run AND name = ANY(v_node.downstream)
+        RETURNING name, runtime, status, version
+      )
+      SELECT coalesce(jsonb_agg(jsonb_build_object('n', name, 'v', version, 's', 'READY', 'a', 0)), '[]'),
+             coalesce(jsonb_agg(jsonb_build_array(name, runtime)), '[]')
+        INTO v_extra, v_ready
+        FROM d WHERE status = 'READY';
+      v_changed := v_changed || v_extra;
+      IF jsonb_array_length(v_ready) > 0 THEN
+        v_notice := v_notice || jsonb_build_object('rd', v_ready);
+      END IF;
+    END IF;
+  ELSE
+    -- Final failure: everything downstream not completed yet completes with no attempt (unreached).
+    -- The walk stops at completed nodes, whose own downstream completed with them.
+    v_failed := true;
+    WITH RECURSIVE walk(name) AS (
+      SELECT unnest(v_node.downstream)
+      UNION
+      SELECT d.name FROM walk w
+        JOIN nodes n ON n.run_id = p_run AND n.name = w.name AND n.status <> 'COMPLETED'
+        CROSS JOIN LATERAL unnest(n.downstream) AS d(name)
+    ), u AS (
+      UPDATE nodes SET status = 'COMPLETED', finished_at = p_now, version = version + 1
+      WHERE run_id = p_run AND name IN (SELECT name FROM walk) AND status <> 'COMPLETED'
+      RETURNING name, version
+    )
+    SELECT count(*)::int,
+           coalesce(jsonb_agg(jsonb_build_object('n', name, 'v', version, 's', 'COMPLETED', 'a', 0, 'ft', p_now)), '[]')
+      INTO v_unreached, v_extra
+      FROM u;
+    v_completed := 1 + v_unreached;
+    v_changed := v_changed || v_extra;
+  END IF;
+
+  -- Rule 7: the run's status after this transition.
+  v_remaining := v_run.remaining - v_completed;
+  IF v_remaining = 0 THEN
+    v_notice := v_notice || jsonb_build_object('rs', 'COMPLETED', 'rc',
+      CASE WHEN v_run.cancelled THEN 'CANCELLED' WHEN v_run.failed OR v_failed THEN 'FAIL' ELSE 'SUCCESS' END);
+  ELSIF v_remaining < v_run.node_count THEN
+    v_notice := v_notice || jsonb_build_object('rs', 'RUNNING');
+  ELSE
+    -- Back to READY with nothing completed yet: the run is RUNNING only if another node is.
+    v_notice := v_notice || jsonb_build_object('rs', CASE WHEN EXISTS (
+      SELECT 1 FROM nodes WHERE run_id = p_run AND status = 'RUNNING') THEN 'RUNNING' ELSE 'WAITING' END);
+  END IF;
+  IF v_completed > 0 THEN
+    UPDATE runs SET remaining = v_remaining, failed = failed OR v_failed, conclusion = v_notice ->> 'rc'
+    WHERE id = p_run;
+  END IF;
+  RETURN jsonb_build_object('notice', v_notice || jsonb_build_object('ch', v_changed));
+END
+$fn$;
+`;
+
+/**
+ * Migration 3: `claim_nodes(...)`, rule 2 (and rule 3's recovery) for a batch
+ * of claims, as a function so its per-node statements keep cached plans.
+ */
+export const CLAIM_NODES_FUNCTION = `
+-- Rule 2 (and rule 3's recovery) for a batch of claims, one row per call that
+-- claimed (i: its 1-based position). A function rather than one big statement
+-- because PL/pgSQL caches the plans of its simple per-node statements, where
+-- the equivalent multi-CTE statement was planned anew on every call and the
+-- planning cost more than the claims. Calls run in (run, node) order so batches
+-- of different processes lock rows in one order. The UPDATE matches a row only
+-- while it is claimable; a concurrent claimer waits on the row lock and then
+-- re-checks the new version, so exactly one wins. p_repeat: a repeated try may
+-- find the node RUNNING under its own claim id (the earlier try committed) and
+-- then returns it unchanged.
+CREATE FUNCTION claim_nodes(p_runs text[], p_nodes text[], p_claims text[], p_agents text[],
+                            p_metadata jsonb[], p_leases text[], p_now bigint[], p_repeat boolean)
+RETURNS TABLE (i integer, run_id text, name text, idx integer, runtime text, spec jsonb, upstream text[],
+               status text, attempt_count integer, claim_id text, claim_agent text, claim_metadata jsonb,
+               orphaned boolean, previous_claim_id text, started_at bigint, finished_at bigint, version integer,
+               attempts_json json)
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+  k integer;
+BEGIN
+  FOR k IN SELECT x.k FROM unnest(p_runs, p_nodes) WITH ORDINALITY AS x(r, n, k)
+           ORDER BY x.r COLLATE "C", x.n COLLATE "C" LOOP
+    CONTINUE WHEN NOT EXISTS (SELECT 1 FROM leases l WHERE l.id = p_leases[k] AND l.expires_at > now());
+    RETURN QUERY
+    WITH c AS (
+      UPDATE nodes n SET
+        status = 'RUNNING',
+        previous_claim_id = CASE WHEN n.claim_id = p_claims[k] THEN n.previous_claim_id
+          WHEN n.status = 'RUNNING' THEN n.claim_id END,
+        started_at = CASE WHEN n.status = 'READY' THEN p_now[k] ELSE n.started_at END,
+        finished_at = CASE WHEN n.status = 'READY' THEN NULL ELSE n.finished_at END,
+        claim_id = p_claims[k], claim_agent = p_agents[k], claim_metadata = p_metadata[k], lease_id = p_leases[k],
+        orphaned = false, version = n.version + 1
+      WHERE n.run_id = p_runs[k] AND n.name = p_nodes[k]
+        AND (n.status = 'READY' OR (n.status = 'RUNNING' AND n.orphaned)
+             OR (p_repeat AND n.status = 'RUNNING' AND n.claim_id = p_claims[k]))
+      RETURNING n.*
+    )
+    SELECT k, c.run_id::text, c.name::text, c.idx, c.runtime, c.spec, c.upstream, c.status, c.attempt_count,
+      c.claim_id::text, c.claim_agent, c.claim_metadata, c.orphaned, c.previous_claim_id, c.started_at,
+      c.finished_at, c.version,
+      -- The attempts the claimer needs (its own, and its upstream nodes' for inputs), in the same round trip.
+      (SELECT coalesce(json_agg(json_build_object('node', a.node, 'n', a.n, 'conclusion', a.conclusion,
+                'metadata', a.metadata, 'output', encode(a.output, 'base64'), 'claim_id', a.claim_id,
+                'agent_id', a.agent_id, 'started_at', a.started_at, 'finished_at', a.finished_at)), '[]')
+       FROM attempts a
+       WHERE a.run_id = c.run_id AND (a.node = ANY(c.upstream) OR (a.node = c.name AND c.attempt_count > 0)))
+    FROM c;
+  END LOOP;
+END
+$fn$;
+`;
