@@ -1,6 +1,7 @@
 import { Batcher } from '../batcher.js';
 import { type Db, isConnectionError } from './db.js';
 import type { AttemptRow, NodeRow } from './rows.js';
+import { CLAIM_NODES } from './sql.js';
 
 /** One claim as the batch statement takes it. */
 export interface ClaimCall {
@@ -58,7 +59,7 @@ export class ClaimBatcher {
     const rows = await this.db.retrying('claim', async (attempt) => {
       const { rows } = await this.db.query<ClaimRow & { i: string }>(
         'claim',
-        'SELECT * FROM claim_nodes($1, $2, $3, $4, $5, $6, $7, $8)',
+        CLAIM_NODES,
         [
           calls.map((c) => c.runId),
           calls.map((c) => c.node),

@@ -7,6 +7,16 @@ import {
   type Lease,
   LeaseExpiredError,
 } from '../../protocol/index.js';
+import {
+  DEREGISTER_AGENT,
+  GRANT_LEASE,
+  KEEP_LEASE_ALIVE,
+  LEASE_HOLDS_CLAIMS,
+  LIST_AGENTS,
+  REAP_LEASES,
+  REGISTER_AGENT,
+  REVOKE_LEASE,
+} from './sql.js';
 import { orphanLapsedClaims, type TransitionContext } from './transitions.js';
 
 /**
@@ -19,47 +29,24 @@ export async function grantLease(ctx: TransitionContext, ttlMs = DEFAULT_LEASE_T
   if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw new InvalidArgumentError('lease TTL must be positive');
   const ttl = Math.ceil(ttlMs);
   const id = ctx.ids.next(ctx.clock.now());
-  await ctx.db.retrying('grant lease', () =>
-    ctx.db.query(
-      'grant lease',
-      `INSERT INTO leases (id, ttl_ms, expires_at) VALUES ($1, $2::int, now() + $2::int * interval '1 millisecond')
-       ON CONFLICT (id) DO NOTHING`,
-      [id, ttl],
-    ),
-  );
+  await ctx.db.retrying('grant lease', () => ctx.db.query('grant lease', GRANT_LEASE, [id, ttl]));
   return { id, ttlMs: ttl };
 }
 
 export async function keepAlive(ctx: TransitionContext, leaseId: string): Promise<void> {
   const r = await ctx.db.retrying('keep lease alive', () =>
-    ctx.db.query(
-      'keep lease alive',
-      `UPDATE leases SET expires_at = now() + ttl_ms * interval '1 millisecond'
-       WHERE id = $1 AND expires_at > now()`,
-      [leaseId],
-    ),
+    ctx.db.query('keep lease alive', KEEP_LEASE_ALIVE, [leaseId]),
   );
   if (r.rowCount === 0) throw new LeaseExpiredError(leaseId);
 }
 
 /** Ends the lease now: its agents go, its claims are orphaned before this returns. */
 export async function revokeLease(ctx: TransitionContext, leaseId: string): Promise<void> {
-  await ctx.db.retrying('revoke lease', () =>
-    ctx.db.query(
-      'revoke lease',
-      `WITH l AS (DELETE FROM leases WHERE id = $1)
-       DELETE FROM agents WHERE lease_id = $1`,
-      [leaseId],
-    ),
-  );
+  await ctx.db.retrying('revoke lease', () => ctx.db.query('revoke lease', REVOKE_LEASE, [leaseId]));
   // The orphaning pass skips rows others hold; repeat briefly until none of this lease's claims is left.
   for (let i = 0; i < 100; i++) {
     await ctx.db.retrying('revoke lease', () => orphanLapsedClaims(ctx));
-    const left = await ctx.db.query(
-      'revoke lease',
-      `SELECT 1 FROM nodes WHERE status = 'RUNNING' AND NOT orphaned AND lease_id = $1 LIMIT 1`,
-      [leaseId],
-    );
+    const left = await ctx.db.query('revoke lease', LEASE_HOLDS_CLAIMS, [leaseId]);
     if (left.rowCount === 0) return;
     await new Promise((r) => setTimeout(r, 10));
   }
@@ -87,15 +74,13 @@ export async function registerAgent(
   const now = ctx.clock.now();
   const runtimes = agent.runtimes.map((r) => ({ name: r.name }));
   const { rows } = await ctx.db.retrying('register agent', () =>
-    ctx.db.query<AgentRow>(
-      'register agent',
-      `INSERT INTO agents (id, lease_id, runtimes, hostname, started_at)
-       SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM leases WHERE id = $2 AND expires_at > now())
-       ON CONFLICT (id) DO UPDATE SET lease_id = excluded.lease_id, runtimes = excluded.runtimes,
-         hostname = excluded.hostname, started_at = excluded.started_at
-       RETURNING id, runtimes, hostname, started_at`,
-      [agent.id, leaseId, JSON.stringify(runtimes), agent.hostname ?? osHostname(), now],
-    ),
+    ctx.db.query<AgentRow>('register agent', REGISTER_AGENT, [
+      agent.id,
+      leaseId,
+      JSON.stringify(runtimes),
+      agent.hostname ?? osHostname(),
+      now,
+    ]),
   );
   if (!rows[0]) throw new LeaseExpiredError(leaseId);
   return toAgent(rows[0]);
@@ -103,19 +88,14 @@ export async function registerAgent(
 
 export async function deregisterAgent(ctx: TransitionContext, agentId: string): Promise<void> {
   await ctx.db.retrying('deregister agent', () =>
-    ctx.db.query('deregister agent', 'DELETE FROM agents WHERE id = $1', [agentId]),
+    ctx.db.query('deregister agent', DEREGISTER_AGENT, [agentId]),
   );
 }
 
 /** Live agents only: the join drops those whose lease lapsed even before the reaper runs. */
 export async function listAgents(ctx: TransitionContext): Promise<AgentInfo[]> {
   const { rows } = await ctx.db.retrying('list agents', () =>
-    ctx.db.query<AgentRow>(
-      'list agents',
-      `SELECT a.id, a.runtimes, a.hostname, a.started_at FROM agents a
-       JOIN leases l ON l.id = a.lease_id AND l.expires_at > now()
-       ORDER BY a.id`,
-    ),
+    ctx.db.query<AgentRow>('list agents', LIST_AGENTS),
   );
   return rows.map(toAgent);
 }
@@ -126,11 +106,7 @@ export async function listAgents(ctx: TransitionContext): Promise<AgentInfo[]> {
  * at once.
  */
 export async function reap(ctx: TransitionContext): Promise<{ agents: number; orphaned: number }> {
-  const gone = await ctx.db.query(
-    'reap leases',
-    `WITH l AS (DELETE FROM leases WHERE expires_at <= now() RETURNING id)
-     DELETE FROM agents WHERE lease_id IN (SELECT id FROM l) OR lease_id NOT IN (SELECT id FROM leases)`,
-  );
+  const gone = await ctx.db.query('reap leases', REAP_LEASES);
   const orphaned = await orphanLapsedClaims(ctx);
   return { agents: gone.rowCount ?? 0, orphaned };
 }

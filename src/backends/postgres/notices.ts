@@ -1,6 +1,7 @@
 import type { Logger } from '../../log.js';
 import type { Metadata, NodeStatus, RunConclusion, RunStatus } from '../../model/index.js';
 import type { Db } from './db.js';
+import { NOTIFY_MANY } from './sql.js';
 
 /**
  * The wake-up sent with NOTIFY once a transaction has committed: one per
@@ -146,12 +147,10 @@ export class Publisher {
         this.waiters = [];
         if (payloads.length > 0)
           try {
-            await this.db.query(
-              'notify',
-              'SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload',
-              [this.channel, payloads],
-              { asyncCommit: true, prepare: 'adagio_notify' },
-            );
+            await this.db.query('notify', NOTIFY_MANY, [this.channel, payloads], {
+              asyncCommit: true,
+              prepare: 'adagio_notify',
+            });
           } catch (e) {
             this.logger.debug('notices not sent; listeners will catch up', {
               count: payloads.length,

@@ -1,10 +1,16 @@
 /**
- * PostgreSQL's SQL that defines the schema, in one place: each migration's
- * text as a named constant (migrations.ts applies them in order). The text is
- * the released migrations' byte for byte: never edit one, add a new constant
- * and migration. schema.sql beside this file is a pg_dump of the schema they
- * build, kept true by test/postgres/schema.test.ts; the statements the backend
- * runs at run time are in LEASE_SQL below and in the transition modules.
+ * PostgreSQL's SQL in one place, each statement a named, documented constant:
+ * the migrations' text (migrations.ts applies them in order: tables,
+ * finish_attempt, claim_nodes), then the statements the backend runs, by the
+ * module that runs them. A TypeScript module rather than .sql files because
+ * the package runs from src (tsx) and from dist (tsc), and tsc copies no .sql.
+ *
+ * The migrations' text is the released migrations' byte for byte: never edit
+ * one, add a constant and a migration. schema.sql beside this file is a
+ * normalised pg_dump of the schema they build, kept true by
+ * test/postgres/schema.test.ts. Statements built at run time from column
+ * lists or optional filters (reads.ts, transitions.ts, streams.ts,
+ * repository.ts) are still written where they are built.
  */
 
 /**
@@ -299,3 +305,78 @@ BEGIN
 END
 $fn$;
 `;
+
+// ---- claims (claims.ts)
+
+/** A batch of claims: one call of claim_nodes, prepared as adagio_claim_nodes; $8 says the batch is a repeat. */
+export const CLAIM_NODES = 'SELECT * FROM claim_nodes($1, $2, $3, $4, $5, $6, $7, $8)';
+
+// ---- finishes (finishes.ts)
+
+/** A batch of finishes: finish_attempt once per call, in the order given (the callers sort by run); $8 says the batch is a repeat. */
+export const FINISH_ATTEMPTS = `SELECT finish_attempt(x.run, x.node, x.claim, x.conclusion, x.metadata::jsonb, x.output, x.now, $8) AS r
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bigint[])
+           WITH ORDINALITY AS x(run, node, claim, conclusion, metadata, output, now, i)
+         ORDER BY x.i`;
+
+// ---- starts (starts.ts)
+
+/** A batch of starts: the runs (an id already stored is skipped), their nodes from one JSON array, and one counter shard ($6) moved by what was inserted. Prepared as adagio_start. */
+export const START_RUNS = `WITH r AS (
+           INSERT INTO runs (id, created_at, edges, node_count, remaining)
+           SELECT x.id, x.created_at, x.edges, x.node_count, x.node_count
+           FROM unnest($1::text[], $2::bigint[], $3::jsonb[], $4::int[]) AS x(id, created_at, edges, node_count)
+           ON CONFLICT (id) DO NOTHING RETURNING id, node_count
+         ), n AS (
+           INSERT INTO nodes (run_id, name, idx, runtime, spec, upstream, downstream, status, pending_upstream)
+           SELECT y.run_id, y.name, y.idx, y.runtime, y.spec, y.upstream, y.downstream, y.status, y.pending
+           FROM jsonb_to_recordset($5::jsonb) AS y(run_id text, name text, idx int, runtime text, spec jsonb,
+             upstream text[], downstream text[], status text, pending int)
+           JOIN r ON r.id = y.run_id
+         ), c AS (
+           UPDATE counters SET runs = counters.runs + t.n_runs, nodes = counters.nodes + t.n_nodes
+           FROM (SELECT count(*) AS n_runs, coalesce(sum(node_count), 0) AS n_nodes FROM r) t
+           WHERE shard = $6 AND t.n_runs > 0
+         )
+         SELECT count(*) FROM r`;
+
+// ---- notices (notices.ts)
+
+/** Wake-ups: one NOTIFY per payload on channel $1, all in one statement (prepared as adagio_notify). */
+export const NOTIFY_MANY = 'SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload';
+
+// ---- leases and agents (leases.ts); expiry is judged by the server's clock (now())
+
+/** A new lease of $2 ms from now. */
+export const GRANT_LEASE = `INSERT INTO leases (id, ttl_ms, expires_at) VALUES ($1, $2::int, now() + $2::int * interval '1 millisecond')
+       ON CONFLICT (id) DO NOTHING`;
+
+/** Extends a lease that has not lapsed; no row changed means it had. */
+export const KEEP_LEASE_ALIVE = `UPDATE leases SET expires_at = now() + ttl_ms * interval '1 millisecond'
+       WHERE id = $1 AND expires_at > now()`;
+
+/** Ends a lease and deregisters its agents. */
+export const REVOKE_LEASE = `WITH l AS (DELETE FROM leases WHERE id = $1)
+       DELETE FROM agents WHERE lease_id = $1`;
+
+/** Whether a lease still holds a claim not yet orphaned. */
+export const LEASE_HOLDS_CLAIMS = `SELECT 1 FROM nodes WHERE status = 'RUNNING' AND NOT orphaned AND lease_id = $1 LIMIT 1`;
+
+/** Registers (or re-registers) an agent under a live lease; no row means the lease lapsed. */
+export const REGISTER_AGENT = `INSERT INTO agents (id, lease_id, runtimes, hostname, started_at)
+       SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM leases WHERE id = $2 AND expires_at > now())
+       ON CONFLICT (id) DO UPDATE SET lease_id = excluded.lease_id, runtimes = excluded.runtimes,
+         hostname = excluded.hostname, started_at = excluded.started_at
+       RETURNING id, runtimes, hostname, started_at`;
+
+/** Removes one agent. */
+export const DEREGISTER_AGENT = 'DELETE FROM agents WHERE id = $1';
+
+/** Live agents: those whose lease has not lapsed, even before the reaper runs. */
+export const LIST_AGENTS = `SELECT a.id, a.runtimes, a.hostname, a.started_at FROM agents a
+       JOIN leases l ON l.id = a.lease_id AND l.expires_at > now()
+       ORDER BY a.id`;
+
+/** The reaper: deletes lapsed leases and the agents of any lease that is gone. */
+export const REAP_LEASES = `WITH l AS (DELETE FROM leases WHERE expires_at <= now() RETURNING id)
+     DELETE FROM agents WHERE lease_id IN (SELECT id FROM l) OR lease_id NOT IN (SELECT id FROM leases)`;

@@ -1,6 +1,7 @@
 import { Batcher } from '../batcher.js';
 import { type Db, isConnectionError } from './db.js';
 import { COUNTER_SHARDS } from './migrations.js';
+import { START_RUNS } from './sql.js';
 
 /** One run to store, as the batch statement takes it. */
 export interface StartCall {
@@ -47,23 +48,7 @@ export class StartBatcher {
     await this.db.retrying('start', () =>
       this.db.query(
         'start',
-        `WITH r AS (
-           INSERT INTO runs (id, created_at, edges, node_count, remaining)
-           SELECT x.id, x.created_at, x.edges, x.node_count, x.node_count
-           FROM unnest($1::text[], $2::bigint[], $3::jsonb[], $4::int[]) AS x(id, created_at, edges, node_count)
-           ON CONFLICT (id) DO NOTHING RETURNING id, node_count
-         ), n AS (
-           INSERT INTO nodes (run_id, name, idx, runtime, spec, upstream, downstream, status, pending_upstream)
-           SELECT y.run_id, y.name, y.idx, y.runtime, y.spec, y.upstream, y.downstream, y.status, y.pending
-           FROM jsonb_to_recordset($5::jsonb) AS y(run_id text, name text, idx int, runtime text, spec jsonb,
-             upstream text[], downstream text[], status text, pending int)
-           JOIN r ON r.id = y.run_id
-         ), c AS (
-           UPDATE counters SET runs = counters.runs + t.n_runs, nodes = counters.nodes + t.n_nodes
-           FROM (SELECT count(*) AS n_runs, coalesce(sum(node_count), 0) AS n_nodes FROM r) t
-           WHERE shard = $6 AND t.n_runs > 0
-         )
-         SELECT count(*) FROM r`,
+        START_RUNS,
         [
           calls.map((c) => c.id),
           calls.map((c) => c.createdAt),
