@@ -15,7 +15,7 @@ import { describe } from 'node:test';
 import type { GraphSpec, Run } from '../../src/model/types.js';
 import { ClaimConflictError } from '../../src/protocol/errors.js';
 import type { ClaimedNode } from '../../src/protocol/repository.js';
-import { graph } from './fixtures.js';
+import { graph, node } from './fixtures.js';
 import { type ConformanceTest, eventNodes, type Harness, namesIn, type TestAgent } from './harness.js';
 
 /** Requests in flight at once: enough to overlap round trips, few enough not to swamp a loaded machine. */
@@ -196,6 +196,50 @@ export function sizeSpec(test: ConformanceTest): void {
       assert.equal(summary?.conclusion, 'FAIL');
       assert.deepEqual(summary?.nodeCounts, { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 1000 });
     });
+
+    test('a run of 200 nodes, each of its own runtime: started, every runtime woken, completed', async (h) => {
+      const runtimes = names('rt', 200);
+      // Subscribers of runtimes early and late in the run (etcd wakes a large run's runtimes in chunks).
+      const watched = ['rt0', 'rt150', 'rt199'];
+      const ready = h.subscribe(watched);
+      const alice = await h.agent('alice', { runtimes });
+      const run = await h.start(graph(runtimes.map((rt) => node(`on-${rt}`, { runtime: rt }))));
+      await ready.waitFor(
+        'a NODE_READY for the node of each watched runtime',
+        (items) => eventNodes(items, run.id).length === watched.length,
+        { timeoutMs: 30_000 },
+      );
+      assert.deepEqual(eventNodes(ready.items, run.id), watched.map((rt) => `on-${rt}`).sort());
+      await succeedAll(
+        alice,
+        await claimAll(
+          alice,
+          run.id,
+          runtimes.map((rt) => `on-${rt}`),
+        ),
+      );
+      assert.equal((await h.repo.inspect(run.id)).conclusion, 'SUCCESS');
+    });
+
+    test(
+      'retention deletes a run of 200 runtimes',
+      async (h) => {
+        const runtimes = names('rt', 200);
+        const alice = await h.agent('alice', { runtimes });
+        const run = await h.start(graph(runtimes.map((rt) => node(`on-${rt}`, { runtime: rt }))));
+        await succeedAll(
+          alice,
+          await claimAll(
+            alice,
+            run.id,
+            runtimes.map((rt) => `on-${rt}`),
+          ),
+        );
+        assert.equal(await h.repo.deleteCompletedRunsBefore(Date.now() + 60_000), 1);
+        assert.equal((await h.repo.stats()).runCount, 0);
+      },
+      { requires: 'retention' },
+    );
 
     test('cancel of a 2,000-node run mid-flight: everything completes, running claims get CANCELLED', async (h) => {
       const alice = await h.agent('alice');

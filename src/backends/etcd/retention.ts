@@ -2,9 +2,11 @@ import type { EtcdContext } from './context.js';
 import { decodeJson, type RunRecord } from './records.js';
 import { maybeSeal } from './settle.js';
 import { COUNTER_SHARDS } from './start.js';
-import { del, delPrefix, get, modIs, put } from './store.js';
+import { del, delPrefix, ETCD_MAX_TXN_OPS, get, modIs, put } from './store.js';
 
 const PAGE = 200;
+/** Commit markers the deleting transaction carries itself: etcd's op budget less its own eight ops. */
+const MARKERS_IN_DELETE = ETCD_MAX_TXN_OPS - 8;
 
 /**
  * Retention: deletes completed runs created before `ms` (oldest first, by
@@ -50,6 +52,11 @@ async function deleteRun(ctx: EtcdContext, rec: RunRecord, rev: string): Promise
   const { keys, store } = ctx;
   const shard = Math.floor(Math.random() * COUNTER_SHARDS);
   const counterKey = keys.counter(shard);
+  const markers = (rec.rts ?? []).map((rt) => del(keys.committed(rt, rec.id)));
+  // A run of more runtimes than one transaction can hold: its commit markers (wake-ups, read by nobody
+  // once written) go first, outside the transaction.
+  const inline = markers.length <= MARKERS_IN_DELETE;
+  if (!inline) await store.retrying('delete completed runs', () => store.writeAll(markers));
   return store.retrying('delete completed runs', async () => {
     for (;;) {
       const c = await store.range({ key: counterKey });
@@ -65,7 +72,7 @@ async function deleteRun(ctx: EtcdContext, rec: RunRecord, rev: string): Promise
           delPrefix(keys.attempts(rec.id)),
           del(keys.failed(rec.id)),
           delPrefix(keys.work(rec.id)),
-          ...(rec.rts ?? []).map((rt) => del(keys.committed(rt, rec.id))),
+          ...(inline ? markers : []),
           // Shards may go below zero individually; only their sum is meaningful.
           put(counterKey, Buffer.from(String(value - rec.n))),
         ],

@@ -235,16 +235,19 @@ export async function sweep(ctx: EtcdContext): Promise<void> {
     if (now - s.createdAt < STAGING_AGE_MS) continue;
     const runId = kv.key.toString().slice(keys.staging().length);
     const exists = await store.range({ key: keys.run(runId), count_only: true });
-    const ops = [del(keys.staging(runId))];
-    if (Number(exists.count) === 0)
-      ops.push(
-        delPrefix(keys.nodes(runId)),
-        delPrefix(keys.statics(runId)),
-        delPrefix(keys.open('W', runId)),
-        delPrefix(keys.open('R', runId)),
-        ...s.runtimes.map((rt) => delPrefix(keys.queue(rt, runId))),
-      );
-    await store.txn({ success: ops });
-    ctx.logger.info('removed an abandoned chunked start', { run: runId });
+    // Committed, but its start died before waking every runtime: wake them all (a repeat is harmless).
+    // Not committed: remove what it wrote. The staging mark goes last either way.
+    const committed = Number(exists.count) > 0;
+    const ops = committed
+      ? s.runtimes.map((rt) => put(keys.committed(rt, runId), Buffer.alloc(0)))
+      : [
+          delPrefix(keys.nodes(runId)),
+          delPrefix(keys.statics(runId)),
+          delPrefix(keys.open('W', runId)),
+          delPrefix(keys.open('R', runId)),
+          ...s.runtimes.map((rt) => delPrefix(keys.queue(rt, runId))),
+        ];
+    await store.writeAll([...ops, del(keys.staging(runId))]);
+    if (!committed) ctx.logger.info('removed an abandoned chunked start', { run: runId });
   }
 }

@@ -13,12 +13,14 @@ import { InvalidGraphError } from '../../protocol/errors.js';
 import type { EtcdContext } from './context.js';
 import { encodeState, encodeStatic } from './nodes.js';
 import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
-import { absent, del, get, modIs, put } from './store.js';
+import { absent, del, ETCD_MAX_TXN_OPS, get, modIs, put } from './store.js';
 
 /** etcd's defaults are 128 ops and 1.5 MiB per request; stay well inside both. */
 export const MAX_TXN_OPS = 120;
 export const MAX_TXN_BYTES = 1024 * 1024;
 export const COUNTER_SHARDS = 16;
+/** Runtimes a chunked start's commit wakes itself: etcd's op budget less the commit's own four ops. */
+const WAKEUPS_IN_COMMIT = ETCD_MAX_TXN_OPS - 4;
 
 /**
  * Rule 1. A run that fits one transaction is written in one. A larger one is
@@ -73,16 +75,24 @@ export async function startRun(ctx: EtcdContext, spec: GraphSpec): Promise<Run> 
   const run: RunRecord = { id, createdAt: now, n: spec.nodes.length, rts: [...runtimes] };
   const chunked = ops.length + 5 > MAX_TXN_OPS || bytes > MAX_TXN_BYTES;
   if (chunked) await writeChunks(ctx, id, now, [...runtimes], ops);
+  // Wakes each runtime's subscribers: a chunked run's READY nodes were written before it was visible.
+  const wakeups = [...runtimes].map((rt) => put(keys.committed(rt, id), Buffer.alloc(0)));
+  // More runtimes than one transaction can wake: the rest after the commit, the staging mark kept until
+  // they are written (a start that dies in between leaves them to the sweeper).
+  const wakeLater = wakeups.slice(WAKEUPS_IN_COMMIT);
   const commitOps = chunked
     ? [
         put(keys.run(id), encodeJson(run)),
         put(keys.runIndexKey(id), Buffer.from(id)),
-        del(keys.staging(id)),
-        // Wakes each runtime's subscribers: this run's READY nodes were written before it was visible.
-        ...[...runtimes].map((rt) => put(keys.committed(rt, id), Buffer.alloc(0))),
+        ...(wakeLater.length > 0 ? [] : [del(keys.staging(id))]),
+        ...wakeups.slice(0, WAKEUPS_IN_COMMIT),
       ]
     : [put(keys.run(id), encodeJson(run)), put(keys.runIndexKey(id), Buffer.from(id)), ...ops];
   const revision = await commit(ctx, run, commitOps);
+  if (chunked && wakeLater.length > 0)
+    await ctx.store.retrying('start (wake-ups)', () =>
+      ctx.store.writeAll([...wakeLater, del(keys.staging(id))]),
+    );
   // The first claims of this run in this process need not read what it just wrote (SeenState).
   if (revision !== undefined) {
     ctx.seen.setRun(run, revision);

@@ -127,6 +127,16 @@ export class Store {
     return out;
   }
 
+  /**
+   * Ops that need not be atomic together (idempotent puts and deletes), in
+   * order, as many transactions as ETCD_MAX_TXN_OPS needs: an op that must come
+   * last (a marker's delete) is last.
+   */
+  async writeAll(ops: IRequestOp[]): Promise<void> {
+    for (let i = 0; i < ops.length; i += ETCD_MAX_TXN_OPS)
+      await this.txn({ success: ops.slice(i, i + ETCD_MAX_TXN_OPS) });
+  }
+
   async range(req: IRangeRequest): Promise<IRangeResponse> {
     try {
       return await this.client.kv.range(req);
