@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Logger } from '../../log.js';
 import type { Db } from './db.js';
 import { decodeNotice, type Notice } from './notices.js';
+import { PING } from './sql.js';
 
 /** A stream's side of the LISTEN connection. */
 export interface NoticeConsumer {
@@ -102,7 +103,7 @@ export class Listener {
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error('health check timed out')), HEALTH_CHECK_MS / 2);
     });
-    Promise.race([client.query('SELECT 1'), timeout])
+    Promise.race([client.query(PING), timeout])
       .catch((e: Error) => this.lost(client, e))
       .finally(() => clearTimeout(timer));
   }

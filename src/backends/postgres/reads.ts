@@ -33,6 +33,7 @@ import {
   statusOf,
   toNodeState,
 } from './rows.js';
+import { CLAIMS_HELD, RUN_HAS_RUNNING_NODE, STATS } from './sql.js';
 
 /** Everything that only reads: inspect, the watcher's re-reads, listing and stats. */
 
@@ -78,9 +79,7 @@ export async function loadRun(db: Db, runId: string, names?: string[]): Promise<
       if (!names) anyRunning = nodes.some((n) => n.status === 'RUNNING');
       else if (run.remaining < run.node_count || nodes.some((n) => n.status === 'RUNNING')) anyRunning = true;
       else {
-        const r = await c.query(`SELECT 1 FROM nodes WHERE run_id = $1 AND status = 'RUNNING' LIMIT 1`, [
-          runId,
-        ]);
+        const r = await c.query(RUN_HAS_RUNNING_NODE, [runId]);
         anyRunning = r.rowCount! > 0;
       }
       const status = statusOf(run, anyRunning);
@@ -201,11 +200,7 @@ export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
 export async function stats(db: Db): Promise<Stats> {
   const { rows } = await db.query<{ runs: string; nodes: string; w: string; r: string; ru: string }>(
     'stats',
-    `SELECT (SELECT coalesce(sum(runs), 0) FROM counters) AS runs,
-            (SELECT coalesce(sum(nodes), 0) FROM counters) AS nodes,
-            (SELECT count(*) FROM nodes WHERE status = 'WAITING') AS w,
-            (SELECT count(*) FROM nodes WHERE status = 'READY') AS r,
-            (SELECT count(*) FROM nodes WHERE status = 'RUNNING') AS ru`,
+    STATS,
   );
   const s = rows[0]!;
   const counts = emptyNodeCounts();
@@ -222,10 +217,7 @@ export async function claimsHeld(db: Db, claims: ClaimRef[]): Promise<boolean[]>
   const { rows } = await db.retrying('claims held', () =>
     db.query<{ held: boolean }>(
       'claims held',
-      `SELECT coalesce(n.status = 'RUNNING' AND NOT n.orphaned AND n.claim_id = x.claim, false) AS held
-       FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS x(run, node, claim, i)
-       LEFT JOIN nodes n ON n.run_id = x.run AND n.name = x.node
-       ORDER BY x.i`,
+      CLAIMS_HELD,
       [claims.map((c) => c.runId), claims.map((c) => c.node), claims.map((c) => c.claimId)],
       { prepare: 'adagio_claims_held' },
     ),

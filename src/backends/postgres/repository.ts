@@ -35,6 +35,7 @@ import { Listener } from './listener.js';
 import { migrate } from './migrations.js';
 import { Publisher } from './notices.js';
 import * as reads from './reads.js';
+import { DELETE_COMPLETED_RUNS, PING } from './sql.js';
 import { StartBatcher } from './starts.js';
 import { Streams } from './streams.js';
 import { cancelRun, claimNode, finishNode, startRun, type TransitionContext } from './transitions.js';
@@ -232,20 +233,7 @@ export class PostgresRepository implements Repository {
     // Batches keep each transaction short; each batch adjusts the counters it deleted.
     for (;;) {
       const { rows } = await this.db.retrying('delete completed runs', () =>
-        this.db.query<{ n: number }>(
-          'delete completed runs',
-          `WITH d AS (
-             DELETE FROM runs WHERE id IN (
-               SELECT id FROM runs WHERE created_at < $1 AND conclusion IS NOT NULL LIMIT 500)
-             RETURNING id, node_count
-           ), n AS (DELETE FROM nodes WHERE run_id IN (SELECT id FROM d)),
-           a AS (DELETE FROM attempts WHERE run_id IN (SELECT id FROM d)),
-           c AS (UPDATE counters SET runs = runs - (SELECT count(*) FROM d),
-                   nodes = nodes - (SELECT coalesce(sum(node_count), 0) FROM d)
-                 WHERE shard = 0 AND EXISTS (SELECT 1 FROM d))
-           SELECT count(*)::int AS n FROM d`,
-          [Math.floor(ms)],
-        ),
+        this.db.query<{ n: number }>('delete completed runs', DELETE_COMPLETED_RUNS, [Math.floor(ms)]),
       );
       const n = rows[0]?.n ?? 0;
       total += n;
@@ -327,7 +315,7 @@ export class PostgresRepository implements Repository {
 
   async ping(): Promise<void> {
     await this.ensureReady();
-    await this.db.query('ping', 'SELECT 1');
+    await this.db.query('ping', PING);
   }
 
   async close(): Promise<void> {

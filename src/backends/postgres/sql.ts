@@ -8,9 +8,10 @@
  * The migrations' text is the released migrations' byte for byte: never edit
  * one, add a constant and a migration. schema.sql beside this file is a
  * normalised pg_dump of the schema they build, kept true by
- * test/postgres/schema.test.ts. Statements built at run time from column
- * lists or optional filters (reads.ts, transitions.ts, streams.ts,
- * repository.ts) are still written where they are built.
+ * test/postgres/schema.test.ts. Still written where they are used: the
+ * statements built from column lists or optional filters (inspect and
+ * listRuns in reads.ts, the subscribe catch-up in streams.ts) and those of
+ * transitions.ts (cancel, orphaning, claim diagnosis).
  */
 
 /**
@@ -380,3 +381,38 @@ export const LIST_AGENTS = `SELECT a.id, a.runtimes, a.hostname, a.started_at FR
 /** The reaper: deletes lapsed leases and the agents of any lease that is gone. */
 export const REAP_LEASES = `WITH l AS (DELETE FROM leases WHERE expires_at <= now() RETURNING id)
      DELETE FROM agents WHERE lease_id IN (SELECT id FROM l) OR lease_id NOT IN (SELECT id FROM leases)`;
+
+// ---- reads (reads.ts)
+
+/** Whether any node of run $1 is RUNNING (inspect of some nodes, to tell RUNNING from WAITING). */
+export const RUN_HAS_RUNNING_NODE = `SELECT 1 FROM nodes WHERE run_id = $1 AND status = 'RUNNING' LIMIT 1`;
+
+/** Totals from the sharded counters; open nodes counted by status (partial indexes keep these small). */
+export const STATS = `SELECT (SELECT coalesce(sum(runs), 0) FROM counters) AS runs,
+            (SELECT coalesce(sum(nodes), 0) FROM counters) AS nodes,
+            (SELECT count(*) FROM nodes WHERE status = 'WAITING') AS w,
+            (SELECT count(*) FROM nodes WHERE status = 'READY') AS r,
+            (SELECT count(*) FROM nodes WHERE status = 'RUNNING') AS ru`;
+
+/** For each (run, node, claim id): whether the node is RUNNING under that claim and not orphaned, in the order asked (prepared as adagio_claims_held). */
+export const CLAIMS_HELD = `SELECT coalesce(n.status = 'RUNNING' AND NOT n.orphaned AND n.claim_id = x.claim, false) AS held
+       FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS x(run, node, claim, i)
+       LEFT JOIN nodes n ON n.run_id = x.run AND n.name = x.node
+       ORDER BY x.i`;
+
+// ---- retention (repository.ts)
+
+/** Retention: up to 500 completed runs created before $1 with their nodes and attempts, the counters moved by what went; returns how many. */
+export const DELETE_COMPLETED_RUNS = `WITH d AS (
+             DELETE FROM runs WHERE id IN (
+               SELECT id FROM runs WHERE created_at < $1 AND conclusion IS NOT NULL LIMIT 500)
+             RETURNING id, node_count
+           ), n AS (DELETE FROM nodes WHERE run_id IN (SELECT id FROM d)),
+           a AS (DELETE FROM attempts WHERE run_id IN (SELECT id FROM d)),
+           c AS (UPDATE counters SET runs = runs - (SELECT count(*) FROM d),
+                   nodes = nodes - (SELECT coalesce(sum(node_count), 0) FROM d)
+                 WHERE shard = 0 AND EXISTS (SELECT 1 FROM d))
+           SELECT count(*)::int AS n FROM d`;
+
+/** A round trip. */
+export const PING = 'SELECT 1';
