@@ -80,6 +80,10 @@ export function controlPlaneService(
 
 export function watchEventToProto(ev: WatchEvent): cp.WatchResponse {
   if (ev.type === 'snapshot') return create(cp.WatchResponseSchema, { run: runToProto(ev.run) });
+  if (ev.type === 'output')
+    return create(cp.WatchResponseSchema, {
+      output: { nodeName: ev.node, attempt: ev.attempt, offset: BigInt(ev.offset), chunk: ev.chunk },
+    });
   return create(cp.WatchResponseSchema, {
     node: nodeToProto(ev.node),
     runStatus: runStatusToProto(ev.runStatus),

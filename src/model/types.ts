@@ -65,6 +65,13 @@ export interface NodeState {
   /** Upstream node name → its last successful output; filled at claim. */
   inputs: Record<string, Uint8Array>;
   claim?: Claim;
+  /**
+   * What the running attempt streamed so far (Repository.appendOutput), as
+   * inspect and watch report it; unset when the node is not RUNNING or nothing
+   * was streamed. The attempt records it
+   * when it ends, however it ends.
+   */
+  liveOutput?: Uint8Array;
 }
 
 export interface Run {

@@ -163,6 +163,7 @@ export function nodeToProto(n: NodeState): pb.Node {
           orphaned: n.claim.orphaned,
         })
       : undefined,
+    liveOutput: n.liveOutput,
   });
 }
 
@@ -190,6 +191,7 @@ export function nodeFromProto(n: pb.Node): NodeState {
           orphaned: n.claim.orphaned,
         }
       : undefined,
+    liveOutput: n.liveOutput.byteLength > 0 ? n.liveOutput : undefined,
   };
 }
 

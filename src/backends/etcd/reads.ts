@@ -24,6 +24,7 @@ import {
 import type { EtcdContext, NodeTopology } from './context.js';
 import { invert, prefixEnd } from './keys.js';
 import { merge, statics, topologyOf } from './nodes.js';
+import { groupStreamed } from './output.js';
 import {
   attemptOutput,
   decodeAttempt,
@@ -54,8 +55,10 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
       getPrefix(keys.nodes(runId), at),
       getPrefix(keys.attempts(runId), at),
       getPrefix(keys.statics(runId), at),
+      getPrefix(keys.outputs(runId), at),
     ],
   });
+  const streamed = groupStreamed(ctx, runId, res.responses[4]!.response_range.kvs);
   const rev = revision ?? res.header.revision;
   const runKv = res.responses[0]!.response_range.kvs[0];
   if (!runKv) throw new NotFoundError('run', runId);
@@ -100,7 +103,14 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
   const nodes: NodeState[] = recs.map((r) => {
     const inputs: Record<string, Uint8Array> = {};
     if (r.st) for (const u of r.up) inputs[u] = lastOutput.get(u) ?? new Uint8Array();
-    return nodeState(r, attempts.get(r.spec.name) ?? [], inputs, r.s === 'RUNNING' && !live.has(r.spec.name));
+    const out = streamed.get(r.spec.name);
+    return nodeState(
+      r,
+      attempts.get(r.spec.name) ?? [],
+      inputs,
+      r.s === 'RUNNING' && !live.has(r.spec.name),
+      out?.attempt === r.a + 1 ? out.output : undefined,
+    );
   });
   const edges: Edge[] = [];
   for (const r of recs) for (const u of r.up) edges.push({ source: u, destination: r.spec.name });

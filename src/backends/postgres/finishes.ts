@@ -2,7 +2,7 @@ import { Batcher } from '../batcher.js';
 import { type Db, isConnectionError } from './db.js';
 import type { Notice } from './notices.js';
 
-/** What finish_attempt (migration 2) answers for one call. */
+/** What finish_streamed (migration 4, around finish_attempt of migration 2) answers for one call. */
 export type FinishResult =
   | { notice: Notice }
   | { recorded: true }
@@ -49,7 +49,7 @@ export class FinishBatcher {
     const results = await this.db.retrying('finish', async (attempt) => {
       const { rows } = await this.db.query<{ r: FinishResult }>(
         'finish',
-        `SELECT finish_attempt(x.run, x.node, x.claim, x.conclusion, x.metadata::jsonb, x.output, x.now, $8) AS r
+        `SELECT finish_streamed(x.run, x.node, x.claim, x.conclusion, x.metadata::jsonb, x.output, x.now, $8) AS r
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bigint[])
            WITH ORDINALITY AS x(run, node, claim, conclusion, metadata, output, now, i)
          ORDER BY x.i`,

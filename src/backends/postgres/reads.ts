@@ -21,6 +21,7 @@ import {
   type RunPage,
 } from '../../protocol/index.js';
 import type { Db } from './db.js';
+import { readLiveOutputs } from './output.js';
 import {
   ATTEMPT_COLUMNS,
   type AttemptRow,
@@ -71,8 +72,9 @@ export async function loadRun(db: Db, runId: string, names?: string[]): Promise<
         const list = byNode.get(n);
         return list?.[list.length - 1]?.output;
       };
+      const live = await readLiveOutputs(c, runId, names);
       const nodes = nodeRows.rows.map((row) =>
-        toNodeState(row, byNode.get(row.name) ?? [], inputsOf(row, lastOutput)),
+        toNodeState(row, byNode.get(row.name) ?? [], inputsOf(row, lastOutput), live.get(row.name)),
       );
       let anyRunning: boolean;
       if (!names) anyRunning = nodes.some((n) => n.status === 'RUNNING');

@@ -119,7 +119,9 @@ export function toNodeState(
   row: NodeRow,
   attempts: Attempt[],
   inputs: Record<string, Uint8Array>,
+  live?: { attempt: number; output: Uint8Array },
 ): NodeState {
+  const streaming = row.status === 'RUNNING' && live?.attempt === row.attempt_count + 1;
   return {
     spec: row.spec,
     status: row.status,
@@ -135,6 +137,7 @@ export function toNodeState(
           orphaned: row.orphaned,
         }
       : undefined,
+    liveOutput: streaming && live.output.byteLength > 0 ? live.output : undefined,
   };
 }
 

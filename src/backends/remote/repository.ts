@@ -11,6 +11,7 @@ import { agentFromProto } from '../../model/wire.js';
 import { InvalidArgumentError, UnavailableError } from '../../protocol/errors.js';
 import type {
   AgentRegistration,
+  AppendOutputRequest,
   ClaimedNode,
   ClaimRef,
   ClaimRequest,
@@ -126,6 +127,21 @@ export class RemoteRepository implements Repository {
           conclusion: conclusionToProto(request.conclusion),
           output: request.output ?? new Uint8Array(),
           metadata: metadataToProto(request.metadata),
+        },
+        this.opts(),
+      ),
+    );
+  }
+
+  async appendOutput(request: AppendOutputRequest): Promise<void> {
+    await this.call({ runId: request.runId, node: request.node }, () =>
+      this.rpc.appendOutput(
+        {
+          runId: request.runId,
+          nodeName: request.node,
+          claimId: request.claimId,
+          seq: BigInt(request.seq),
+          chunk: request.chunk,
         },
         this.opts(),
       ),
