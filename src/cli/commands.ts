@@ -139,7 +139,7 @@ export async function stats(ctx: Context, opts: { json: boolean }): Promise<numb
 }
 
 /** Run ids go into URL paths: refuse the obviously wrong before asking the daemon. */
-function checkId(id: string): string {
+export function checkId(id: string): string {
   const trimmed = id.trim();
   if (!trimmed) throw new CliError('a run id is required (see `adagio runs ls`)');
   return trimmed;

@@ -7,12 +7,12 @@
  * keep the suite's CPU bounded.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { AdagioClient } from '../../src/client/index.js';
 import { type RunningDaemon, startDaemon } from '../support/daemon.js';
-import { cli, cliInProcess, eventually, SEVEN_NODE } from './helpers.js';
+import { ADAGIO, cli, cliInProcess, eventually, SEVEN_NODE } from './helpers.js';
 
 const RUN_ID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 const NODES = ['a', 'b', 'c', 'd', 'e', 'f', 'g'];
@@ -245,6 +245,56 @@ describe('adagio CLI against a real adagiod', () => {
     assert.equal(JSON.parse(again.stdout).run.conclusion, 'CANCELLED');
   });
 
+  it('runs logs -f follows a running node live and ends when it completes; logs prints any attempt', async () => {
+    const graph = JSON.stringify({
+      nodes: [
+        {
+          name: 'talk',
+          runtime: 'exec',
+          metadata: {
+            'adagio.arguments.exec.command': { values: ['sh'] },
+            'adagio.arguments.exec.args': {
+              values: ['-c', 'echo one; sleep 1.5; echo two; sleep 1; echo three'],
+            },
+          },
+        },
+      ],
+      edges: [],
+    });
+    const id = (await cliInProcess(['runs', 'start', '-q'], { env, input: graph })).stdout.trim();
+    started.push(id);
+    // The binary, so its output can be read as it comes.
+    const child = spawn(process.execPath, [ADAGIO, 'runs', 'logs', '-f', id, 'talk'], {
+      env: { ...process.env, ...env },
+    });
+    let out = '';
+    let stderr = '';
+    let seenWhileRunning = false;
+    child.stdout.setEncoding('utf8').on('data', (text: string) => {
+      out += text;
+    });
+    child.stderr.setEncoding('utf8').on('data', (text: string) => {
+      stderr += text;
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+    await eventually(async () => {
+      if (!out.includes('one\n')) return undefined;
+      seenWhileRunning = (await client.inspect(id)).nodes[0]!.status === 'RUNNING';
+      return true;
+    });
+    assert.equal(await exited, 0, stderr);
+    assert.ok(seenWhileRunning, 'the first line was printed while the node still ran');
+    assert.equal(out, 'one\ntwo\nthree\n');
+
+    const again = await cliInProcess(['runs', 'logs', id, 'talk', '--attempt', '1'], { env });
+    assert.equal(again.stdout, 'one\ntwo\nthree\n');
+    const none = await cliInProcess(['runs', 'logs', id, 'talk', '--attempt', '2'], { env });
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /node "talk" has 1 attempt/);
+    const unknown = await cliInProcess(['runs', 'logs', id, 'nope'], { env });
+    assert.match(unknown.stderr, new RegExp(`run ${id} has no node "nope"`));
+  });
+
   it('agents ls shows the in-process agents and their runtimes', async () => {
     const r = await cli(['agents', 'ls'], { env });
     assert.equal(r.code, 0, r.stderr);
@@ -263,7 +313,7 @@ describe('adagio CLI against a real adagiod', () => {
     assert.match(header!, /^RUNS +NODES +WAITING +READY +RUNNING +COMPLETED$/);
     const [runs, nodes, waiting, ready, running, completed] = values!.trim().split(/\s+/).map(Number);
     assert.equal(runs, started.length);
-    assert.equal(nodes, 3 * 7 + 3 + 2);
+    assert.equal(nodes, 3 * 7 + 3 + 2 + 1);
     assert.deepEqual([waiting, ready, running, completed], [0, 0, 0, nodes]);
     const json = await cliInProcess(['stats', '--json'], { env });
     assert.deepEqual(JSON.parse(json.stdout), await getJson('/v0/stats'));
