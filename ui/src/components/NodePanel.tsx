@@ -1,4 +1,4 @@
-import type { Node } from '../../../src/gen/adagio/v1/adagio_pb.js';
+import { type Node, Node_Status } from '../../../src/gen/adagio/v1/adagio_pb.js';
 import { formatDuration, formatTime, nodeLook, nodeStatusName, splitMetadata } from '../api/format.js';
 import { Attempts, Output } from './Attempts.js';
 import { Badge } from './Badge.js';
@@ -52,6 +52,13 @@ export function NodePanel({ node, onClose }: { node: Node; onClose: () => void }
           </>
         )}
       </section>
+
+      {node.status === Node_Status.RUNNING && (
+        <section aria-label="live output">
+          <h3>Attempt {node.attempts.length + 1}: running</h3>
+          <Output bytes={node.liveOutput} label="output yet" />
+        </section>
+      )}
 
       <section>
         <h3>Attempts ({node.attempts.length})</h3>
