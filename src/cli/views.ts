@@ -17,19 +17,31 @@ import {
 
 /** The human-readable views of runs, agents and stats (the JSON views live in json.ts). */
 
-export function runsTable(runs: readonly RunSummary[]): string {
+/**
+ * `runs ls`: each run's status, how long it took (or has been running, `…`),
+ * when it finished, and its nodes as completed/total (with those running).
+ */
+export function runsTable(runs: readonly RunSummary[], now: number): string {
   return table(
-    ['ID', 'CREATED', 'STATUS', 'WAITING', 'READY', 'RUNNING', 'COMPLETED'],
-    runs.map((r) => [
-      r.id,
-      formatTimestamp(r.createdAt),
-      runState(r.status, r.conclusion),
-      String(r.nodeCounts.WAITING),
-      String(r.nodeCounts.READY),
-      String(r.nodeCounts.RUNNING),
-      String(r.nodeCounts.COMPLETED),
-    ]),
-    ['left', 'left', 'left', 'right', 'right', 'right', 'right'],
+    ['ID', 'CREATED', 'STATUS', 'TOOK', 'FINISHED', 'NODES'],
+    runs.map((r) => {
+      const c = r.nodeCounts;
+      const total = c.WAITING + c.READY + c.RUNNING + c.COMPLETED;
+      const took = r.finishedAt
+        ? between(r.createdAt, r.finishedAt)
+        : r.status === 'COMPLETED'
+          ? undefined
+          : between(r.createdAt, new Date(now).toISOString());
+      return [
+        r.id,
+        formatTimestamp(r.createdAt),
+        runState(r.status, r.conclusion),
+        took === undefined ? '-' : `${formatDuration(Math.max(0, took))}${r.finishedAt ? '' : '…'}`,
+        r.finishedAt ? formatTimestamp(r.finishedAt) : '-',
+        `${c.COMPLETED}/${total}${c.RUNNING > 0 ? `, ${c.RUNNING} running` : ''}`,
+      ];
+    }),
+    ['left', 'left', 'left', 'right', 'left', 'left'],
   );
 }
 
@@ -61,6 +73,7 @@ export function runElapsed(run: Run, now: number): number | undefined {
     const created = Date.parse(run.createdAt);
     return Number.isNaN(created) ? undefined : Math.max(0, now - created);
   }
+  if (run.finishedAt) return between(run.createdAt, run.finishedAt);
   let last = '';
   for (const n of run.nodes) {
     for (const a of n.attempts) if (a.finishedAt > last) last = a.finishedAt;

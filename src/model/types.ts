@@ -82,6 +82,8 @@ export interface Run {
   edges: Edge[];
   status: RunStatus;
   conclusion?: RunConclusion;
+  /** RFC 3339 of when it completed (its last node completed, or it was cancelled); empty before. */
+  finishedAt?: string;
 }
 
 /** A run without its nodes: what lists show. */
@@ -90,6 +92,7 @@ export interface RunSummary {
   createdAt: string;
   status: RunStatus;
   conclusion?: RunConclusion;
+  finishedAt?: string;
   nodeCounts: Record<NodeStatus, number>;
 }
 

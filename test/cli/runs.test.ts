@@ -135,14 +135,17 @@ describe('adagio CLI against a real adagiod', () => {
     const r = await cli(['runs', 'ls'], { env });
     assert.equal(r.code, 0, r.stderr);
     const [header, ...rows] = r.stdout.trim().split('\n');
-    assert.match(header!, /^ID +CREATED +STATUS +WAITING +READY +RUNNING +COMPLETED$/);
+    assert.match(header!, /^ID +CREATED +STATUS +TOOK +FINISHED +NODES$/);
     assert.deepEqual(
       rows.map((l) => l.split(/\s+/)[0]).sort(),
       [...started].sort(),
       'every started run is listed',
     );
     for (const row of rows)
-      assert.match(row, /^\S{26} +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +COMPLETED SUCCESS +0 +0 +0 +7$/);
+      assert.match(
+        row,
+        /^\S{26} +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +COMPLETED SUCCESS +\S+ +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +7\/7$/,
+      );
 
     const json = await cliInProcess(['runs', 'ls', '--json'], { env });
     assert.deepEqual(JSON.parse(json.stdout), await getJson('/v0/runs'));

@@ -168,28 +168,32 @@ describe('cli text views', () => {
     assert.match(runPretty(run, T0 + 4000), /^Running for {2}4s$/m);
   });
 
-  it('runs table shows id, creation, status and node counts', () => {
-    const out = runsTable([
-      {
-        id: '01A',
-        createdAt: at(0),
-        status: 'RUNNING',
-        nodeCounts: { WAITING: 3, READY: 1, RUNNING: 2, COMPLETED: 10 },
-      },
-      {
-        id: '01B',
-        createdAt: at(1000),
-        status: 'COMPLETED',
-        conclusion: 'SUCCESS',
-        nodeCounts: { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 7 },
-      },
-    ]);
+  it('runs table shows id, creation, status, duration, finish time and node progress', () => {
+    const out = runsTable(
+      [
+        {
+          id: '01A',
+          createdAt: at(0),
+          status: 'RUNNING',
+          nodeCounts: { WAITING: 3, READY: 1, RUNNING: 2, COMPLETED: 10 },
+        },
+        {
+          id: '01B',
+          createdAt: at(1000),
+          status: 'COMPLETED',
+          conclusion: 'SUCCESS',
+          finishedAt: at(66_000),
+          nodeCounts: { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 7 },
+        },
+      ],
+      T0 + 5000,
+    );
     assert.equal(
       out,
       [
-        'ID   CREATED               STATUS             WAITING  READY  RUNNING  COMPLETED',
-        '01A  2025-06-01T10:00:00Z  RUNNING                  3      1        2         10',
-        '01B  2025-06-01T10:00:01Z  COMPLETED SUCCESS        0      0        0          7',
+        'ID   CREATED               STATUS             TOOK  FINISHED              NODES',
+        '01A  2025-06-01T10:00:00Z  RUNNING             5s…  -                     10/16, 2 running',
+        '01B  2025-06-01T10:00:01Z  COMPLETED SUCCESS  1m5s  2025-06-01T10:01:06Z  7/7',
         '',
       ].join('\n'),
     );

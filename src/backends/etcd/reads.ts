@@ -9,6 +9,7 @@ import {
   type RunSummary,
   rfc3339,
   runConclusion,
+  runFinishedAt,
   runStatus,
   type Stats,
   ulidFloor,
@@ -121,7 +122,15 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
     record.conclusion ??
     (status === 'COMPLETED' ? runConclusion(nodes, record.cancelled === true) : undefined);
   return {
-    run: { id: runId, createdAt: rfc3339(record.createdAt), nodes, edges, status, conclusion },
+    run: {
+      id: runId,
+      createdAt: rfc3339(record.createdAt),
+      nodes,
+      edges,
+      status,
+      conclusion,
+      finishedAt: record.finishedAt ? rfc3339(record.finishedAt) : runFinishedAt(nodes) || undefined,
+    },
     record,
     revision: rev,
     records: new Map(recs.map((r) => [r.spec.name, r])),
@@ -181,13 +190,18 @@ export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<
         status,
         conclusion:
           rec.conclusion ?? (status === 'COMPLETED' ? (rec.cancelled ? 'CANCELLED' : undefined) : undefined),
+        finishedAt: rec.finishedAt ? rfc3339(rec.finishedAt) : undefined,
         nodeCounts: counts,
       });
     });
   }
-  // A completed run not yet sealed (its sealer died): derive the conclusion as inspect does.
+  // A completed run not yet sealed (its sealer died): derive the conclusion and finish time as inspect does.
   for (const s of summaries)
-    if (s.status === 'COMPLETED' && !s.conclusion) s.conclusion = (await loadRun(ctx, s.id)).run.conclusion;
+    if (s.status === 'COMPLETED' && (!s.conclusion || !s.finishedAt)) {
+      const { run } = await loadRun(ctx, s.id);
+      s.conclusion ??= run.conclusion;
+      s.finishedAt = run.finishedAt;
+    }
   return { runs: summaries, nextCursor: ids.length > limit ? page[page.length - 1] : undefined };
 }
 

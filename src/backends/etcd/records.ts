@@ -22,6 +22,8 @@ export interface RunRecord {
   cancelled?: boolean;
   /** Written once every node completed (a cache: readers derive it when absent). */
   conclusion?: RunConclusion;
+  /** ms since the epoch, written with the conclusion (when the run was sealed). */
+  finishedAt?: number;
 }
 
 export interface ClaimRecord {

@@ -209,7 +209,7 @@ export async function maybeSeal(ctx: EtcdContext, runId: string): Promise<void> 
     const w = await store.retrying('seal', () =>
       store.txn({
         compare: [modIs(keys.run(runId), kv.mod_revision)],
-        success: [put(keys.run(runId), encodeJson({ ...run, conclusion }))],
+        success: [put(keys.run(runId), encodeJson({ ...run, conclusion, finishedAt: ctx.clock.now() }))],
       }),
     );
     if (w.succeeded) return;

@@ -158,6 +158,7 @@ export class MemoryRepository implements Repository {
         createdAt: rfc3339(r.createdAt),
         status: runStatus(r.counts),
         conclusion: r.conclusion,
+        finishedAt: r.finishedAt ? rfc3339(r.finishedAt) : undefined,
         nodeCounts: { ...r.counts },
       });
     }

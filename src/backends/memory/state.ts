@@ -59,6 +59,8 @@ export interface RunRecord {
   counts: Record<NodeStatus, number>;
   cancelled: boolean;
   conclusion?: RunConclusion;
+  /** ms since the epoch; 0 until completed. */
+  finishedAt: number;
 }
 
 export interface Hooks {
@@ -86,6 +88,7 @@ export function createRun(
     edges: spec.edges.map((e) => ({ ...e })),
     counts: emptyNodeCounts(),
     cancelled: false,
+    finishedAt: 0,
   };
   const topo = topology(spec);
   for (const s of spec.nodes) {
@@ -136,9 +139,10 @@ function releaseClaim(node: NodeRecord, hooks: Hooks): void {
   hooks.claimReleased(node, claim);
 }
 
-function completeIfDone(run: RunRecord, hooks: Hooks): void {
+function completeIfDone(run: RunRecord, now: number, hooks: Hooks): void {
   if (run.conclusion || run.counts.COMPLETED !== run.order.length) return;
   run.conclusion = runConclusion(run.order, run.cancelled);
+  run.finishedAt = now;
   hooks.runCompleted(run);
 }
 
@@ -234,7 +238,7 @@ export function finishNode(
       queue.push(...d.downstream);
     }
   }
-  completeIfDone(node.run, hooks);
+  completeIfDone(node.run, now, hooks);
   return true;
 }
 
@@ -263,7 +267,7 @@ export function cancelRun(run: RunRecord, now: number, hooks: Hooks): boolean {
     setStatus(node, 'COMPLETED', now, hooks);
     hooks.nodeChanged(node);
   }
-  completeIfDone(run, hooks);
+  completeIfDone(run, now, hooks);
   return true;
 }
 
@@ -314,5 +318,6 @@ export function runSnapshot(run: RunRecord): Run {
     edges: run.edges.map((e) => ({ ...e })),
     status: runStatus(run.counts),
     conclusion: run.conclusion,
+    finishedAt: run.finishedAt ? rfc3339(run.finishedAt) : undefined,
   };
 }

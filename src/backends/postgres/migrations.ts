@@ -302,8 +302,11 @@ $fn$;
   },
   {
     version: 4,
-    name: 'live output: what running attempts streamed',
+    name: 'live output: what running attempts streamed; when runs finished',
     sql: `
+-- When the run completed (ms): set by the transaction that completes it.
+ALTER TABLE runs ADD COLUMN finished_at bigint;
+
 -- The output a running attempt streamed so far (appendOutput), one row per
 -- RUNNING node that streamed, apart from the hot nodes rows. attempt is the
 -- number the attempt will record; next_seq the seq its next chunk carries.
@@ -335,7 +338,7 @@ END
 $fn$;
 
 -- finish_attempt (migration 2) with the streamed output in front of the
--- finish output. Locks as finish_attempt does (the run, then the node), so no
+-- finish output, and the run's finished_at once this finish completes it. Locks as finish_attempt does (the run, then the node), so no
 -- append slips in between reading the streamed output and recording it.
 CREATE FUNCTION finish_streamed(p_run text, p_node text, p_claim text, p_conclusion text,
                                 p_metadata jsonb, p_output bytea, p_now bigint, p_repeat boolean)
@@ -352,6 +355,9 @@ BEGIN
                              attempt_output(v_live, p_output), p_now, p_repeat);
   IF v_result ? 'notice' THEN
     DELETE FROM live_outputs WHERE run_id = p_run AND node = p_node;
+    IF v_result -> 'notice' ->> 'rs' = 'COMPLETED' THEN
+      UPDATE runs SET finished_at = p_now WHERE id = p_run AND finished_at IS NULL;
+    END IF;
   END IF;
   RETURN v_result;
 END

@@ -9,6 +9,7 @@ import {
   type RunStatus,
   type RunSummary,
   rfc3339,
+  runFinishedAt,
   type Stats,
 } from '../../model/index.js';
 import {
@@ -122,7 +123,14 @@ export async function inspect(db: Db, runId: string): Promise<Run> {
     edges: run.edges,
     status,
     conclusion,
+    finishedAt: finishedAtOf(run, nodes),
   };
+}
+
+/** The stored completion time; derived from the nodes for runs completed before migration 4. */
+export function finishedAtOf(run: RunRow, nodes: NodeState[]): string | undefined {
+  if (run.finished_at) return rfc3339(Number(run.finished_at));
+  return run.remaining === 0 ? runFinishedAt(nodes) || undefined : undefined;
 }
 
 /** Cursor: "<created_at ms>.<id>" of the last run on the previous page (keyset paging). */
@@ -188,6 +196,7 @@ export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
       createdAt: rfc3339(Number(r.created_at)),
       status: statusOf(r, nodeCounts.RUNNING > 0),
       conclusion: r.conclusion ?? undefined,
+      finishedAt: r.finished_at ? rfc3339(Number(r.finished_at)) : undefined,
       nodeCounts,
     };
   });

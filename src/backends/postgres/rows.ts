@@ -55,9 +55,10 @@ export interface RunRow {
   remaining: number;
   cancelled: boolean;
   conclusion: RunConclusion | null;
+  finished_at: string | null;
 }
 
-export const RUN_COLUMNS = 'id, created_at, node_count, remaining, cancelled, conclusion';
+export const RUN_COLUMNS = 'id, created_at, node_count, remaining, cancelled, conclusion, finished_at';
 
 /** A copy that is a plain Uint8Array (pg hands out Buffers, often views of a shared slab). */
 export function bytes(b: Buffer | null | undefined): Uint8Array {

@@ -12,7 +12,7 @@ import { type Db, isConnectionError } from './db.js';
 import type { Listener, NoticeConsumer } from './listener.js';
 import type { NodeDelta, Notice } from './notices.js';
 import { readLiveOutputs } from './output.js';
-import { loadRun } from './reads.js';
+import { finishedAtOf, loadRun } from './reads.js';
 import { ATTEMPT_COLUMNS, type AttemptRow, groupAttempts, time } from './rows.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -158,6 +158,7 @@ export class Streams {
             edges: loaded.run.edges,
             status: loaded.status,
             conclusion: loaded.conclusion,
+            finishedAt: finishedAtOf(loaded.run, loaded.nodes),
           },
         });
         if (loaded.status === 'COMPLETED') queue.close();

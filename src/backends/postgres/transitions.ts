@@ -322,8 +322,8 @@ export async function cancelRun(ctx: TransitionContext, runId: string): Promise<
       };
       if (running.length > 0) await c.query('DELETE FROM live_outputs WHERE run_id = $1', [runId]);
       await c.query(
-        `UPDATE runs SET remaining = 0, cancelled = true, conclusion = 'CANCELLED' WHERE id = $1`,
-        [runId],
+        `UPDATE runs SET remaining = 0, cancelled = true, conclusion = 'CANCELLED', finished_at = $2 WHERE id = $1`,
+        [runId, now],
       );
       return notice;
     }),
