@@ -257,7 +257,7 @@ describe('adagio CLI against a real adagiod', () => {
           metadata: {
             'adagio.arguments.exec.command': { values: ['sh'] },
             'adagio.arguments.exec.args': {
-              values: ['-c', 'echo one; sleep 1.5; echo two; sleep 1; echo three'],
+              values: ['-c', 'echo one; sleep 4; echo two; sleep 2; echo three'],
             },
           },
         },

@@ -1,3 +1,4 @@
+import { useEffect, useState } from 'react';
 import { type Node, Node_Status } from '../../../src/gen/adagio/v1/adagio_pb.js';
 import { formatDuration, formatTime, nodeLook, nodeStatusName, splitMetadata } from '../api/format.js';
 import { Attempts, Output } from './Attempts.js';
@@ -6,6 +7,7 @@ import { KeyValues, metadataEntries } from './KeyValues.js';
 
 /** Everything about one node: spec (runtime, arguments), attempts, inputs, claim. */
 export function NodePanel({ node, onClose }: { node: Node; onClose: () => void }) {
+  const now = useNow(node.status === Node_Status.RUNNING ? 1000 : 0);
   const spec = node.spec;
   const runtime = spec?.runtime ?? '';
   const meta = splitMetadata(runtime, spec?.metadata ?? {});
@@ -25,7 +27,19 @@ export function NodePanel({ node, onClose }: { node: Node; onClose: () => void }
         <Badge look={nodeLook(node)} />
         <span className="muted">{nodeStatusName(node.status).toLowerCase()}</span>
         {node.startedAt && <span className="muted">started {formatTime(node.startedAt)}</span>}
-        {node.finishedAt && <span className="muted">took {formatDuration(node.startedAt, node.finishedAt)}</span>}
+        {node.status === Node_Status.RUNNING && node.startedAt && (
+          <span className="muted" data-elapsed>
+            running for {formatDuration(node.startedAt, new Date(now).toISOString())}
+          </span>
+        )}
+        {node.finishedAt && node.startedAt && (
+          <span className="muted">took {formatDuration(node.startedAt, node.finishedAt)}</span>
+        )}
+        {node.attempts.length > 1 && (
+          <span className="muted" data-total>
+            {node.attempts.length} attempts, {formatMs(attemptsTotalMs(node))} in all
+          </span>
+        )}
       </div>
 
       <section>
@@ -96,4 +110,30 @@ export function NodePanel({ node, onClose }: { node: Node; onClose: () => void }
       </section>
     </aside>
   );
+}
+
+/** The time now, re-rendering every `intervalMs` (0: not at all). */
+function useNow(intervalMs: number): number {
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    if (intervalMs <= 0) return;
+    setNow(Date.now());
+    const t = window.setInterval(() => setNow(Date.now()), intervalMs);
+    return () => window.clearInterval(t);
+  }, [intervalMs]);
+  return now;
+}
+
+/** Time spent in the node's attempts, retries included. */
+function attemptsTotalMs(node: Node): number {
+  let total = 0;
+  for (const a of node.attempts) {
+    const ms = Date.parse(a.finishedAt) - Date.parse(a.startedAt);
+    if (Number.isFinite(ms) && ms > 0) total += ms;
+  }
+  return total;
+}
+
+function formatMs(ms: number): string {
+  return formatDuration(new Date(0).toISOString(), new Date(ms).toISOString()) || '0 ms';
 }
