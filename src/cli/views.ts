@@ -1,4 +1,5 @@
-import type { AgentInfo, Run, RunSummary, Stats } from '../model/types.js';
+import { type ExplainNode, explainNode, explainRun } from '../model/explain.js';
+import type { AgentInfo, NodeState, Run, RunSummary, Stats } from '../model/types.js';
 import { countNodes } from '../model/wire.js';
 import { formatDuration } from '../runtimes/duration.js';
 import {
@@ -159,6 +160,7 @@ export function runPretty(run: Run, now: number): string {
   });
   let out = keyValues(header);
   out += `\n${table(['NODE', 'RUNTIME', 'STATUS', 'CONCLUSION', 'ATTEMPTS', 'STARTED', 'TOOK', 'AFTER'], rows)}`;
+  out += whySection(run, ordered);
   const failures = ordered.filter((n) => {
     const last = n.attempts[n.attempts.length - 1];
     return last && last.conclusion !== 'SUCCESS';
@@ -184,4 +186,34 @@ function attemptsCell(conclusions: readonly string[]): string {
   if (conclusions.length <= 1) return String(conclusions.length);
   const shown = conclusions.length > 4 ? ['…', ...conclusions.slice(-3)] : conclusions;
   return `${conclusions.length} (${shown.join(', ')})`;
+}
+
+const WHY_ROWS = 20;
+
+/** `Why:` one line per node that waits or was not run, saying what it waits for (explainNode). */
+function whySection(run: Run, ordered: readonly NodeState[]): string {
+  const shape = explainRun(run.nodes.map(toExplain), run.edges, run.conclusion === 'CANCELLED');
+  const rows: string[][] = [];
+  for (const n of ordered) {
+    const why = explainNode(toExplain(n), shape);
+    if (why) rows.push([n.spec.name, why]);
+  }
+  if (rows.length === 0) return '';
+  const shown = rows.slice(0, WHY_ROWS);
+  let out = '\nWhy:\n';
+  out += table(['NODE', 'WHY'], shown)
+    .split('\n')
+    .map((l) => (l ? `  ${l}` : l))
+    .join('\n');
+  if (rows.length > WHY_ROWS) out += `  … and ${rows.length - WHY_ROWS} more\n`;
+  return out;
+}
+
+function toExplain(n: NodeState): ExplainNode {
+  return {
+    name: n.spec.name,
+    runtime: n.spec.runtime,
+    status: n.status,
+    attempts: n.attempts.map((a) => a.conclusion),
+  };
 }

@@ -168,6 +168,31 @@ describe('cli text views', () => {
     assert.match(runPretty(run, T0 + 4000), /^Running for {2}4s$/m);
   });
 
+  it('pretty inspect says why nodes wait or were not run', () => {
+    const failed = runPretty(failedRun(), T0 + 120_000);
+    assert.match(
+      failed,
+      /^Why:\n {2}NODE +WHY\n {2}report +not run: upstream parse did not succeed\n {2}notify "ops" +not run: upstream parse did not succeed$/m,
+    );
+    const running: Run = {
+      id: '01RUN',
+      createdAt: at(0),
+      status: 'RUNNING',
+      edges: [
+        { source: 'fetch', destination: 'parse' },
+        { source: 'other', destination: 'parse' },
+      ],
+      nodes: [
+        node('fetch', 'COMPLETED', [attempt('SUCCESS', 10, 110)]),
+        { ...node('other', 'READY'), spec: { ...node('other', 'READY').spec, runtime: 'python' } },
+        node('parse', 'WAITING'),
+      ],
+    };
+    const out = runPretty(running, T0 + 1000);
+    assert.match(out, /^ {2}other +waiting for an agent with runtime "python"$/m);
+    assert.match(out, /^ {2}parse +waiting for other to succeed$/m);
+  });
+
   it('runs table shows id, creation, status, duration, finish time and node progress', () => {
     const out = runsTable(
       [

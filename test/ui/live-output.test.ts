@@ -1,6 +1,7 @@
 /**
  * The node panel streams a running node's output (the Watch stream's output
- * chunks, no reload) and keeps it as the attempt's output after a cancel.
+ * chunks, no reload) and keeps it as the attempt's output after a cancel;
+ * and says why a node waits.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -36,6 +37,28 @@ describe('live output', { timeout: 120_000 }, () => {
     const kept = await panel.locator('.attempt pre.output').first().textContent();
     assert.equal(kept, 'line 1\nline 2\n');
     await screenshot(page, 'live-output-after-cancel');
+    assert.deepEqual(w.errors, []);
+  });
+
+  test('the node panel says why a node waits: no agent for its runtime, or its upstream', async () => {
+    const run = await ui.client.start({
+      nodes: [
+        { name: 'orphan-job', runtime: 'nobody-serves-this', metadata: {}, retry: {} },
+        { name: 'after', runtime: 'debug', metadata: {}, retry: {} },
+      ],
+      edges: [{ source: 'orphan-job', destination: 'after' }],
+    });
+    const w = await ui.page();
+    const { page } = w;
+    await page.goto(`${ui.base}/runs/${run.id}?node=orphan-job`);
+    const panel = page.getByRole('complementary', { name: 'node details' });
+    await panel
+      .locator('[data-why]', { hasText: 'waiting for an agent with runtime "nobody-serves-this"' })
+      .waitFor();
+    await screenshot(page, 'node-panel-why-ready');
+    await page.goto(`${ui.base}/runs/${run.id}?node=after`);
+    await panel.locator('[data-why]', { hasText: 'waiting for orphan-job to succeed' }).waitFor();
+    await ui.client.cancel(run.id);
     assert.deepEqual(w.errors, []);
   });
 });

@@ -6,7 +6,7 @@ import { Badge } from './Badge.js';
 import { KeyValues, metadataEntries } from './KeyValues.js';
 
 /** Everything about one node: spec (runtime, arguments), attempts, inputs, claim. */
-export function NodePanel({ node, onClose }: { node: Node; onClose: () => void }) {
+export function NodePanel({ node, why, onClose }: { node: Node; why?: string; onClose: () => void }) {
   const now = useNow(node.status === Node_Status.RUNNING ? 1000 : 0);
   const spec = node.spec;
   const runtime = spec?.runtime ?? '';
@@ -41,6 +41,12 @@ export function NodePanel({ node, onClose }: { node: Node; onClose: () => void }
           </span>
         )}
       </div>
+
+      {why && (
+        <p className="node-why" data-why>
+          {why}
+        </p>
+      )}
 
       <section>
         <h3>Spec</h3>
