@@ -53,7 +53,7 @@ function failedAncestors(name: string, run: ExplainRun): string[] {
     if (seen.has(u)) continue;
     seen.add(u);
     const n = run.nodes.get(u);
-    if (!n || n.status !== 'COMPLETED') continue;
+    if (n?.status !== 'COMPLETED') continue;
     const last = n.attempts.at(-1);
     if (last === undefined) queue.push(...(run.upstream.get(u) ?? []));
     else if (last !== 'SUCCESS') found.push(u);

@@ -80,7 +80,9 @@ function RunHeader({ id, live }: { id: string; live: LiveRun }) {
       </div>
       <div className="run-facts">
         {live.shape && <span className="muted">created {formatTime(live.shape.createdAt)}</span>}
-        <span className="muted">{live.nodes.size} nodes</span>
+        <span className="muted">
+          {live.nodes.size} node{live.nodes.size === 1 ? '' : 's'}
+        </span>
         {LOOKS.filter((l) => counts[l] > 0).map((l) => (
           <span key={l} className="count">
             <Badge look={l} text={`${counts[l]} ${LOOK_LABEL[l]}`} />
