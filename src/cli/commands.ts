@@ -1,3 +1,4 @@
+import { unservedRuntimeWarnings } from '../model/explain.js';
 import type { AgentInfo, GraphSpec, Run, Stats } from '../model/types.js';
 import type { ListRunsQuery, RunPage, WatchEvent } from '../protocol/repository.js';
 import { runDot } from './dot.js';
@@ -74,6 +75,9 @@ export async function runsStart(
   if (opts.quiet) ctx.io.stdout.write(`${run.id}\n`);
   else if (opts.json) ctx.io.stdout.write(runJson(run));
   else ctx.io.stdout.write(`started ${runLine(run)}\n`);
+  // Said on stderr, so -q and --json output stay as they are.
+  for (const w of unservedRuntimeWarnings(spec.nodes, await client.listAgents()))
+    ctx.io.stderr.write(`adagio: warning: ${w}\n`);
   if (!opts.watch) return EXIT.ok;
   return watchRun(client, run.id, ctx.io, {
     quiet: opts.quiet || opts.json,

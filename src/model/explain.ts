@@ -82,3 +82,26 @@ export function explainRun(
   }
   return { nodes: byName, upstream, cancelled };
 }
+
+/**
+ * Warnings for a run about to wait forever: each runtime of its nodes that no
+ * live agent serves, with the nodes that need it (they stay READY until an
+ * agent with that runtime registers).
+ */
+export function unservedRuntimeWarnings(
+  nodes: readonly { name: string; runtime: string }[],
+  agents: readonly { runtimes: readonly { name: string }[] }[],
+): string[] {
+  const served = new Set(agents.flatMap((a) => a.runtimes.map((r) => r.name)));
+  const needing = new Map<string, string[]>();
+  for (const n of nodes) {
+    if (served.has(n.runtime)) continue;
+    const list = needing.get(n.runtime);
+    if (list) list.push(n.name);
+    else needing.set(n.runtime, [n.name]);
+  }
+  return [...needing].map(
+    ([runtime, list]) =>
+      `no live agent serves runtime "${runtime}" (needed by ${names(list)}): ${list.length === 1 ? 'it waits' : 'they wait'} until one registers`,
+  );
+}

@@ -298,6 +298,38 @@ describe('adagio CLI against a real adagiod', () => {
     assert.match(unknown.stderr, new RegExp(`run ${id} has no node "nope"`));
   });
 
+  it('start warns about runtimes no live agent serves (CLI on stderr, API in the response)', async () => {
+    const graph = {
+      nodes: [
+        { name: 'x', runtime: 'nobody-serves-this' },
+        { name: 'y', runtime: 'debug' },
+      ],
+      edges: [],
+    };
+    const s = await cliInProcess(['runs', 'start', '-q'], { env, input: JSON.stringify(graph) });
+    assert.equal(s.code, 0, s.stderr);
+    const id = s.stdout.trim();
+    started.push(id);
+    assert.equal(
+      s.stderr,
+      'adagio: warning: no live agent serves runtime "nobody-serves-this" (needed by x): it waits until one registers\n',
+    );
+    const inspect = await cliInProcess(['runs', 'inspect', id], { env });
+    assert.match(inspect.stdout, /^ {2}x +waiting for an agent with runtime "nobody-serves-this"$/m);
+    const res = await fetch(`${daemon.address}/v0/runs`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ spec: graph }),
+    });
+    const body = (await res.json()) as { run: { id: string }; warnings?: string[] };
+    started.push(body.run.id);
+    assert.deepEqual(body.warnings, [
+      'no live agent serves runtime "nobody-serves-this" (needed by x): it waits until one registers',
+    ]);
+    await client.cancel(id);
+    await client.cancel(body.run.id);
+  });
+
   it('agents ls shows the in-process agents and their runtimes', async () => {
     const r = await cli(['agents', 'ls'], { env });
     assert.equal(r.code, 0, r.stderr);
@@ -316,7 +348,7 @@ describe('adagio CLI against a real adagiod', () => {
     assert.match(header!, /^RUNS +NODES +WAITING +READY +RUNNING +COMPLETED$/);
     const [runs, nodes, waiting, ready, running, completed] = values!.trim().split(/\s+/).map(Number);
     assert.equal(runs, started.length);
-    assert.equal(nodes, 3 * 7 + 3 + 2 + 1);
+    assert.equal(nodes, 3 * 7 + 3 + 2 + 1 + 2 * 2);
     assert.deepEqual([waiting, ready, running, completed], [0, 0, 0, nodes]);
     const json = await cliInProcess(['stats', '--json'], { env });
     assert.deepEqual(JSON.parse(json.stdout), await getJson('/v0/stats'));
