@@ -3,9 +3,11 @@ import type { AgentInfo, GraphSpec, Run, Stats } from '../model/types.js';
 import type { ListRunsQuery, RunPage, WatchEvent } from '../protocol/repository.js';
 import { runDot } from './dot.js';
 import { CliError, EXIT } from './errors.js';
+import { topologicalOrder } from './format.js';
 import { readGraph } from './input.js';
 import type { CliIO } from './io.js';
 import { agentsJson, runJson, runPageJson, statsJson } from './json.js';
+import { runTimeline } from './timeline.js';
 import { agentsTable, runLine, runPretty, runsTable, statsText } from './views.js';
 import { watchRun } from './watch.js';
 
@@ -86,7 +88,7 @@ export async function runsStart(
   });
 }
 
-export type InspectFormat = 'pretty' | 'json' | 'dot';
+export type InspectFormat = 'pretty' | 'json' | 'dot' | 'timeline';
 
 export async function runsInspect(
   ctx: Context,
@@ -97,9 +99,11 @@ export async function runsInspect(
   const out =
     opts.output === 'json'
       ? runJson(run)
-      : opts.output === 'dot'
-        ? runDot(run)
-        : runPretty(run, ctx.io.now());
+      : opts.output === 'timeline'
+        ? runTimeline(run, topologicalOrder(run.nodes, run.edges), ctx.io.now())
+        : opts.output === 'dot'
+          ? runDot(run)
+          : runPretty(run, ctx.io.now());
   ctx.io.stdout.write(out);
   return EXIT.ok;
 }

@@ -174,8 +174,11 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
     .description("show a run: each node's status, conclusion, attempts and timings")
     .argument('<id>', 'run id')
     .addOption(
-      new Option('-o, --output <format>', 'pretty, json (as GET /v0/runs/{id} returns it) or dot (Graphviz)')
-        .choices(['pretty', 'json', 'dot'])
+      new Option(
+        '-o, --output <format>',
+        'pretty, json (as GET /v0/runs/{id} returns it), dot (Graphviz) or timeline (attempts on a time axis)',
+      )
+        .choices(['pretty', 'json', 'dot', 'timeline'])
         .default('pretty'),
     )
     .action(act((ctx, id: string, opts: { output: InspectFormat }) => runsInspect(ctx, id, opts)));

@@ -8,6 +8,7 @@ import { describe, it } from 'node:test';
 import { dotString, runDot } from '../../src/cli/dot.js';
 import { formatTimestamp, keyValues, nodeConclusion, table, topologicalOrder } from '../../src/cli/format.js';
 import { runJson, statsJson } from '../../src/cli/json.js';
+import { runTimeline } from '../../src/cli/timeline.js';
 import { nodesSummary, runLine, runPretty, runsTable, statsText } from '../../src/cli/views.js';
 import { describeTransition, finalLine, progressLine } from '../../src/cli/watch.js';
 import type { Attempt, AttemptConclusion, NodeState, NodeStatus, Run } from '../../src/model/types.js';
@@ -166,6 +167,18 @@ describe('cli text views', () => {
     };
     assert.match(runPretty(run, T0 + 4000), /^slow +debug +RUNNING +- +0 +\+1s +3s… +-$/m);
     assert.match(runPretty(run, T0 + 4000), /^Running for {2}4s$/m);
+  });
+
+  it('timeline draws each attempt, retries included, on one time axis', () => {
+    const run = failedRun();
+    const out = runTimeline(run, topologicalOrder(run.nodes, run.edges), T0 + 120_000);
+    const lines = out.split('\n');
+    assert.match(lines[0]!, /^NODE +# +TIMELINE +TOOK$/);
+    assert.match(lines[1]!, /^fetch +1 +\| *S+ +\| +100ms$/);
+    assert.match(lines[2]!, /^parse +1 +\| +F+ +\| +30ms$/);
+    assert.match(lines[3]!, /^parse +2 +\| +F+\| +40ms$/);
+    assert.equal(lines[1]!.indexOf('|'), lines[3]!.indexOf('|'), 'one axis');
+    assert.match(out, /S success, F fail, E error, C cancelled, R running\n$/);
   });
 
   it('pretty inspect says why nodes wait or were not run', () => {
