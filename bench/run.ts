@@ -7,6 +7,7 @@ const suites: Record<string, () => Promise<{ run(): Promise<void> }>> = {
   etcd: () => import('./etcd.js' as string),
   postgres: () => import('./postgres.js' as string),
   api: () => import('./api.js' as string),
+  cli: () => import('./cli.js' as string),
 };
 
 const wanted = process.argv.slice(2);

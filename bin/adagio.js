@@ -1,15 +1,6 @@
 #!/usr/bin/env node
-// `adagio`: the command-line client. In a checkout (src/ present) it runs the TypeScript sources
-// through tsx, so a stale build never shadows them; an installed package runs its built dist/.
-import { existsSync } from 'node:fs';
+// `adagio`: the command-line client (see entry.js for which build runs).
+import { loadEntry } from './entry.js';
 
-const source = new URL('../src/cli/main.ts', import.meta.url);
-let cli;
-if (existsSync(source)) {
-  const { register } = await import('tsx/esm/api');
-  register();
-  cli = await import(source.href);
-} else {
-  cli = await import(new URL('../dist/src/cli/main.js', import.meta.url).href);
-}
+const cli = await loadEntry('cli/main');
 await cli.main();

@@ -1,4 +1,5 @@
 import type { Logger } from '../log.js';
+import { concatBytes } from '../model/limits.js';
 import {
   ClaimConflictError,
   LeaseExpiredError,
@@ -18,6 +19,7 @@ import { sleep } from '../runtimes/sleep.js';
 import { type AttemptOutcome, errorMessage, errorOutcome, runAttempt } from './attempt.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import type { LazyAbortController } from './lazy-abort.js';
+import { OutputStream } from './output-stream.js';
 
 export interface AgentPoolCounters {
   claimed: number;
@@ -127,7 +129,8 @@ export async function work(task: Task, env: WorkEnv): Promise<void> {
     return finish(env, task, claimed, errorOutcome(message), log);
   }
   log.debug('node claimed', { runtime: runtime.name });
-  const outcome = await runAttempt(
+  const output = new OutputStream(env.repository, task.claim, log);
+  const ran = await runAttempt(
     runtime,
     {
       runId: claimed.runId,
@@ -139,6 +142,7 @@ export async function work(task: Task, env: WorkEnv): Promise<void> {
         return task.controller.signal;
       },
       logger: log,
+      write: (chunk) => output.write(chunk),
     },
     {
       timeoutMs: env.runtimeTimeoutMs,
@@ -149,6 +153,9 @@ export async function work(task: Task, env: WorkEnv): Promise<void> {
     },
   );
   task.stopWaiting = undefined;
+  // What the store did not take while the attempt ran goes in front of the finish output.
+  const unsent = await output.close();
+  const outcome = ran && unsent.byteLength > 0 ? { ...ran, output: concatBytes([unsent, ran.output]) } : ran;
   if (!outcome || task.abandoned) {
     log.debug('result dropped: the claim was lost with the lease', { lease: session.lease.id });
     return;

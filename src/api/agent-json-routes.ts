@@ -35,6 +35,11 @@ const UNARY: Record<string, Unary> = {
   'claim-next': { input: ag.ClaimNextRequestSchema, output: ag.ClaimNextResponseSchema, name: 'claimNext' },
   claim: { input: ag.ClaimRequestSchema, output: ag.ClaimResponseSchema, name: 'claim' },
   finish: { input: ag.FinishRequestSchema, output: ag.FinishResponseSchema, name: 'finish' },
+  'append-output': {
+    input: ag.AppendOutputRequestSchema,
+    output: ag.AppendOutputResponseSchema,
+    name: 'appendOutput',
+  },
   'claims-held': {
     input: ag.ClaimsHeldRequestSchema,
     output: ag.ClaimsHeldResponseSchema,

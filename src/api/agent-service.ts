@@ -149,6 +149,17 @@ export function agentService(
         });
         return create(ag.FinishResponseSchema);
       }),
+    appendOutput: (req) =>
+      guard(async () => {
+        await repo.appendOutput({
+          runId: required(req.runId, 'run_id'),
+          node: required(req.nodeName, 'node_name'),
+          claimId: required(req.claimId, 'claim_id'),
+          seq: Number(req.seq),
+          chunk: req.chunk,
+        });
+        return create(ag.AppendOutputResponseSchema);
+      }),
     claimsHeld: (req) =>
       guard(async () => {
         if (req.claims.length > MAX_CLAIMS_HELD)

@@ -2,6 +2,7 @@ import { create } from '@bufbuild/protobuf';
 import type { ServiceImpl } from '@connectrpc/connect';
 import * as cp from '../gen/adagio/rpc/controlplane/controlplane_pb.js';
 import type { Logger } from '../log.js';
+import { unservedRuntimeWarnings } from '../model/explain.js';
 import {
   agentToProto,
   graphFromProto,
@@ -41,10 +42,12 @@ export function controlPlaneService(
     start: (req) =>
       guard(async () => {
         if (!req.spec) throw new InvalidArgumentError('spec is required');
-        const run = await repo.start(graphFromProto(req.spec));
+        const spec = graphFromProto(req.spec);
+        const run = await repo.start(spec);
         metrics?.runsStarted.inc();
         logger.debug('run started', { run: run.id, nodes: run.nodes.length });
-        return create(cp.StartResponseSchema, { run: runToProto(run) });
+        const warnings = unservedRuntimeWarnings(spec.nodes, await repo.listAgents());
+        return create(cp.StartResponseSchema, { run: runToProto(run), warnings });
       }),
     listRuns: (req) =>
       guard(async () => {
@@ -80,6 +83,10 @@ export function controlPlaneService(
 
 export function watchEventToProto(ev: WatchEvent): cp.WatchResponse {
   if (ev.type === 'snapshot') return create(cp.WatchResponseSchema, { run: runToProto(ev.run) });
+  if (ev.type === 'output')
+    return create(cp.WatchResponseSchema, {
+      output: { nodeName: ev.node, attempt: ev.attempt, offset: BigInt(ev.offset), chunk: ev.chunk },
+    });
   return create(cp.WatchResponseSchema, {
     node: nodeToProto(ev.node),
     runStatus: runStatusToProto(ev.runStatus),

@@ -1,10 +1,13 @@
+import { unservedRuntimeWarnings } from '../model/explain.js';
 import type { AgentInfo, GraphSpec, Run, Stats } from '../model/types.js';
 import type { ListRunsQuery, RunPage, WatchEvent } from '../protocol/repository.js';
 import { runDot } from './dot.js';
 import { CliError, EXIT } from './errors.js';
+import { topologicalOrder } from './format.js';
 import { readGraph } from './input.js';
 import type { CliIO } from './io.js';
 import { agentsJson, runJson, runPageJson, statsJson } from './json.js';
+import { runTimeline } from './timeline.js';
 import { agentsTable, runLine, runPretty, runsTable, statsText } from './views.js';
 import { watchRun } from './watch.js';
 
@@ -55,7 +58,7 @@ export async function runsList(
     ctx.io.stderr.write('adagio: no runs match\n');
     return EXIT.ok;
   }
-  ctx.io.stdout.write(runsTable(page.runs));
+  ctx.io.stdout.write(runsTable(page.runs, ctx.io.now()));
   if (page.nextCursor)
     ctx.io.stderr.write(
       `adagio: more runs match; next page: --cursor ${page.nextCursor} (or --all, or a larger --limit)\n`,
@@ -74,6 +77,9 @@ export async function runsStart(
   if (opts.quiet) ctx.io.stdout.write(`${run.id}\n`);
   else if (opts.json) ctx.io.stdout.write(runJson(run));
   else ctx.io.stdout.write(`started ${runLine(run)}\n`);
+  // Said on stderr, so -q and --json output stay as they are.
+  for (const w of unservedRuntimeWarnings(spec.nodes, await client.listAgents()))
+    ctx.io.stderr.write(`adagio: warning: ${w}\n`);
   if (!opts.watch) return EXIT.ok;
   return watchRun(client, run.id, ctx.io, {
     quiet: opts.quiet || opts.json,
@@ -82,7 +88,7 @@ export async function runsStart(
   });
 }
 
-export type InspectFormat = 'pretty' | 'json' | 'dot';
+export type InspectFormat = 'pretty' | 'json' | 'dot' | 'timeline';
 
 export async function runsInspect(
   ctx: Context,
@@ -93,9 +99,11 @@ export async function runsInspect(
   const out =
     opts.output === 'json'
       ? runJson(run)
-      : opts.output === 'dot'
-        ? runDot(run)
-        : runPretty(run, ctx.io.now());
+      : opts.output === 'timeline'
+        ? runTimeline(run, topologicalOrder(run.nodes, run.edges), ctx.io.now())
+        : opts.output === 'dot'
+          ? runDot(run)
+          : runPretty(run, ctx.io.now());
   ctx.io.stdout.write(out);
   return EXIT.ok;
 }
@@ -139,7 +147,7 @@ export async function stats(ctx: Context, opts: { json: boolean }): Promise<numb
 }
 
 /** Run ids go into URL paths: refuse the obviously wrong before asking the daemon. */
-function checkId(id: string): string {
+export function checkId(id: string): string {
   const trimmed = id.trim();
   if (!trimmed) throw new CliError('a run id is required (see `adagio runs ls`)');
   return trimmed;

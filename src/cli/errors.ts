@@ -33,7 +33,9 @@ export function describeError(e: unknown): { message: string; exitCode: number }
   if (e instanceof CliError) return { message: oneLine(e.message), exitCode: e.exitCode };
   if (isAdagioError(e)) {
     const exitCode = e.code === 'invalid_argument' || e.code === 'too_large' ? EXIT.usage : EXIT.api;
-    return { message: oneLine(e.message), exitCode };
+    // Unreachable: most often the wrong address, so say how to give another.
+    const hint = e.code === 'unavailable' ? '; another address with --address or ADAGIO_ADDRESS' : '';
+    return { message: oneLine(e.message) + hint, exitCode };
   }
   const message = e instanceof Error ? e.message : String(e);
   return { message: oneLine(message || 'unexpected error'), exitCode: EXIT.failed };

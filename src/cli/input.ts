@@ -84,6 +84,13 @@ export function parseLimit(text: string): number {
   return n;
 }
 
+export function parseAttempt(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < 1)
+    throw new CliError(`--attempt: "${text}" is not a whole number from 1`);
+  return n;
+}
+
 export function parseTimeout(text: string): number {
   try {
     const ms = parseDuration(text);

@@ -4,6 +4,7 @@ import {
   agentsList,
   type Context,
   type ControlPlane,
+  checkId,
   type InspectFormat,
   runsCancel,
   runsInspect,
@@ -13,8 +14,16 @@ import {
   stats,
 } from './commands.js';
 import { EXIT } from './errors.js';
-import { DEFAULT_ADDRESS, parseLimit, parseTimeFlag, parseTimeout, resolveAddress } from './input.js';
+import {
+  DEFAULT_ADDRESS,
+  parseAttempt,
+  parseLimit,
+  parseTimeFlag,
+  parseTimeout,
+  resolveAddress,
+} from './input.js';
 import type { CliIO } from './io.js';
+import { runsLogs } from './logs.js';
 
 /**
  * The command tree (commander). Parsing only: each action resolves its
@@ -165,8 +174,11 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
     .description("show a run: each node's status, conclusion, attempts and timings")
     .argument('<id>', 'run id')
     .addOption(
-      new Option('-o, --output <format>', 'pretty, json (as GET /v0/runs/{id} returns it) or dot (Graphviz)')
-        .choices(['pretty', 'json', 'dot'])
+      new Option(
+        '-o, --output <format>',
+        'pretty, json (as GET /v0/runs/{id} returns it), dot (Graphviz) or timeline (attempts on a time axis)',
+      )
+        .choices(['pretty', 'json', 'dot', 'timeline'])
         .default('pretty'),
     )
     .action(act((ctx, id: string, opts: { output: InspectFormat }) => runsInspect(ctx, id, opts)));
@@ -180,6 +192,25 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
     .action(
       act((ctx, id: string, opts: { quiet?: boolean; lines?: boolean }) =>
         runsWatch(ctx, id, { quiet: Boolean(opts.quiet), lines: Boolean(opts.lines) }),
+      ),
+    );
+
+  runs
+    .command('logs')
+    .description("print a node's output as text: the running attempt's so far, else the last one's")
+    .argument('<id>', 'run id')
+    .argument('<node>', 'node name')
+    .option('--attempt <n>', 'this attempt (1-based) instead')
+    .option(
+      '-f, --follow',
+      'follow the output live until the attempt ends (without --attempt: until the node completes)',
+    )
+    .action(
+      act((ctx, id: string, node: string, opts: { attempt?: string; follow?: boolean }) =>
+        runsLogs(ctx, checkId(id), node, {
+          attempt: opts.attempt === undefined ? undefined : parseAttempt(opts.attempt),
+          follow: Boolean(opts.follow),
+        }),
       ),
     );
 

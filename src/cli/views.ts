@@ -1,4 +1,5 @@
-import type { AgentInfo, Run, RunSummary, Stats } from '../model/types.js';
+import { type ExplainNode, explainNode, explainRun } from '../model/explain.js';
+import type { AgentInfo, NodeState, Run, RunSummary, Stats } from '../model/types.js';
 import { countNodes } from '../model/wire.js';
 import { formatDuration } from '../runtimes/duration.js';
 import {
@@ -17,19 +18,31 @@ import {
 
 /** The human-readable views of runs, agents and stats (the JSON views live in json.ts). */
 
-export function runsTable(runs: readonly RunSummary[]): string {
+/**
+ * `runs ls`: each run's status, how long it took (or has been running, `…`),
+ * when it finished, and its nodes as completed/total (with those running).
+ */
+export function runsTable(runs: readonly RunSummary[], now: number): string {
   return table(
-    ['ID', 'CREATED', 'STATUS', 'WAITING', 'READY', 'RUNNING', 'COMPLETED'],
-    runs.map((r) => [
-      r.id,
-      formatTimestamp(r.createdAt),
-      runState(r.status, r.conclusion),
-      String(r.nodeCounts.WAITING),
-      String(r.nodeCounts.READY),
-      String(r.nodeCounts.RUNNING),
-      String(r.nodeCounts.COMPLETED),
-    ]),
-    ['left', 'left', 'left', 'right', 'right', 'right', 'right'],
+    ['ID', 'CREATED', 'STATUS', 'TOOK', 'FINISHED', 'NODES'],
+    runs.map((r) => {
+      const c = r.nodeCounts;
+      const total = c.WAITING + c.READY + c.RUNNING + c.COMPLETED;
+      const took = r.finishedAt
+        ? between(r.createdAt, r.finishedAt)
+        : r.status === 'COMPLETED'
+          ? undefined
+          : between(r.createdAt, new Date(now).toISOString());
+      return [
+        r.id,
+        formatTimestamp(r.createdAt),
+        runState(r.status, r.conclusion),
+        took === undefined ? '-' : `${formatDuration(Math.max(0, took))}${r.finishedAt ? '' : '…'}`,
+        r.finishedAt ? formatTimestamp(r.finishedAt) : '-',
+        `${c.COMPLETED}/${total}${c.RUNNING > 0 ? `, ${c.RUNNING} running` : ''}`,
+      ];
+    }),
+    ['left', 'left', 'left', 'right', 'left', 'left'],
   );
 }
 
@@ -61,6 +74,7 @@ export function runElapsed(run: Run, now: number): number | undefined {
     const created = Date.parse(run.createdAt);
     return Number.isNaN(created) ? undefined : Math.max(0, now - created);
   }
+  if (run.finishedAt) return between(run.createdAt, run.finishedAt);
   let last = '';
   for (const n of run.nodes) {
     for (const a of n.attempts) if (a.finishedAt > last) last = a.finishedAt;
@@ -146,6 +160,7 @@ export function runPretty(run: Run, now: number): string {
   });
   let out = keyValues(header);
   out += `\n${table(['NODE', 'RUNTIME', 'STATUS', 'CONCLUSION', 'ATTEMPTS', 'STARTED', 'TOOK', 'AFTER'], rows)}`;
+  out += whySection(run, ordered);
   const failures = ordered.filter((n) => {
     const last = n.attempts[n.attempts.length - 1];
     return last && last.conclusion !== 'SUCCESS';
@@ -171,4 +186,34 @@ function attemptsCell(conclusions: readonly string[]): string {
   if (conclusions.length <= 1) return String(conclusions.length);
   const shown = conclusions.length > 4 ? ['…', ...conclusions.slice(-3)] : conclusions;
   return `${conclusions.length} (${shown.join(', ')})`;
+}
+
+const WHY_ROWS = 20;
+
+/** `Why:` one line per node that waits or was not run, saying what it waits for (explainNode). */
+function whySection(run: Run, ordered: readonly NodeState[]): string {
+  const shape = explainRun(run.nodes.map(toExplain), run.edges, run.conclusion === 'CANCELLED');
+  const rows: string[][] = [];
+  for (const n of ordered) {
+    const why = explainNode(toExplain(n), shape);
+    if (why) rows.push([n.spec.name, why]);
+  }
+  if (rows.length === 0) return '';
+  const shown = rows.slice(0, WHY_ROWS);
+  let out = '\nWhy:\n';
+  out += table(['NODE', 'WHY'], shown)
+    .split('\n')
+    .map((l) => (l ? `  ${l}` : l))
+    .join('\n');
+  if (rows.length > WHY_ROWS) out += `  … and ${rows.length - WHY_ROWS} more\n`;
+  return out;
+}
+
+function toExplain(n: NodeState): ExplainNode {
+  return {
+    name: n.spec.name,
+    runtime: n.spec.runtime,
+    status: n.status,
+    attempts: n.attempts.map((a) => a.conclusion),
+  };
 }

@@ -49,6 +49,7 @@ export async function watchRun(source: WatchSource, id: string, io: CliIO, optio
         renderer.snapshot(run);
         continue;
       }
+      if (event.type === 'output') continue; // `adagio runs logs -f` shows output
       if (!run) continue; // the stream always starts with a snapshot; never index a run we lack
       const i = run.nodes.findIndex((n) => n.spec.name === event.node.spec.name);
       const before = i >= 0 ? run.nodes[i] : undefined;

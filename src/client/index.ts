@@ -110,6 +110,15 @@ export class AdagioClient {
     try {
       for await (const msg of this.rpc.watch({ id }, { signal: options.signal })) {
         if (msg.run) yield { type: 'snapshot', run: runFromProto(msg.run) };
+        else if (msg.output)
+          yield {
+            type: 'output',
+            runId: id,
+            node: msg.output.nodeName,
+            attempt: msg.output.attempt,
+            offset: Number(msg.output.offset),
+            chunk: msg.output.chunk,
+          };
         else if (msg.node) {
           const ev: WatchEvent = {
             type: 'node',

@@ -1,3 +1,4 @@
+export * from './explain.js';
 export * from './ids.js';
 export * from './limits.js';
 export * from './rules.js';

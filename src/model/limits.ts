@@ -27,3 +27,53 @@ export function truncateOutput(output: Uint8Array, max = LIMITS.maxOutputBytes):
   out.set(marker, max - marker.byteLength);
   return out;
 }
+
+const markerBytes = new TextEncoder().encode(TRUNCATION_MARKER);
+
+/**
+ * What an attempt's streamed output gains from one more chunk, append-only so
+ * every backend can store chunks as they come: content up to `max` less the
+ * marker's length, then the marker once, then nothing. `existingLength` is
+ * what the attempt streamed so far (an output this function built).
+ */
+export function boundedAppend(
+  existingLength: number,
+  chunk: Uint8Array,
+  max = LIMITS.maxOutputBytes,
+): Uint8Array {
+  const room = Math.max(0, max - markerBytes.byteLength);
+  if (existingLength > room || chunk.byteLength === 0) return new Uint8Array();
+  if (existingLength + chunk.byteLength <= room) return chunk;
+  const out = new Uint8Array(room - existingLength + markerBytes.byteLength);
+  out.set(chunk.subarray(0, room - existingLength));
+  out.set(markerBytes, room - existingLength);
+  return out;
+}
+
+/**
+ * The output an attempt records: what it streamed, then what its finish (or
+ * the agent recovering it) adds, within the cap. Without streamed output this
+ * is the finish output as before, cut with the marker when over the cap.
+ */
+export function attemptOutput(streamed: Uint8Array, finishOutput: Uint8Array): Uint8Array {
+  if (streamed.byteLength === 0) return truncateOutput(finishOutput);
+  const tail = boundedAppend(streamed.byteLength, finishOutput);
+  if (tail.byteLength === 0) return streamed;
+  const out = new Uint8Array(streamed.byteLength + tail.byteLength);
+  out.set(streamed);
+  out.set(tail, streamed.byteLength);
+  return out;
+}
+
+/** Concatenates byte arrays (the streamed chunks of an attempt). */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  let size = 0;
+  for (const p of parts) size += p.byteLength;
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}

@@ -92,6 +92,20 @@ export function runConclusion(
   return 'SUCCESS';
 }
 
+/**
+ * When a completed run finished, derived from its nodes (the latest node
+ * completion) where a backend has not stored it; empty while it runs.
+ */
+export function runFinishedAt(nodes: readonly Pick<NodeState, 'status' | 'finishedAt'>[]): string {
+  let latest = '';
+  for (const n of nodes) {
+    if (n.status !== 'COMPLETED') return '';
+    if (n.finishedAt && Date.parse(n.finishedAt) > (latest ? Date.parse(latest) : -Infinity))
+      latest = n.finishedAt;
+  }
+  return latest;
+}
+
 /** A node succeeded when it completed and its last attempt is a SUCCESS. */
 export function succeeded(node: Pick<NodeState, 'status' | 'attempts'>): boolean {
   return node.status === 'COMPLETED' && node.attempts[node.attempts.length - 1]?.conclusion === 'SUCCESS';

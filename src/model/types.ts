@@ -65,6 +65,13 @@ export interface NodeState {
   /** Upstream node name → its last successful output; filled at claim. */
   inputs: Record<string, Uint8Array>;
   claim?: Claim;
+  /**
+   * What the running attempt streamed so far (Repository.appendOutput), as
+   * inspect and watch report it; unset when the node is not RUNNING or nothing
+   * was streamed. The attempt records it
+   * when it ends, however it ends.
+   */
+  liveOutput?: Uint8Array;
 }
 
 export interface Run {
@@ -75,6 +82,8 @@ export interface Run {
   edges: Edge[];
   status: RunStatus;
   conclusion?: RunConclusion;
+  /** RFC 3339 of when it completed (its last node completed, or it was cancelled); empty before. */
+  finishedAt?: string;
 }
 
 /** A run without its nodes: what lists show. */
@@ -83,6 +92,7 @@ export interface RunSummary {
   createdAt: string;
   status: RunStatus;
   conclusion?: RunConclusion;
+  finishedAt?: string;
   nodeCounts: Record<NodeStatus, number>;
 }
 

@@ -163,6 +163,7 @@ export function nodeToProto(n: NodeState): pb.Node {
           orphaned: n.claim.orphaned,
         })
       : undefined,
+    liveOutput: n.liveOutput,
   });
 }
 
@@ -190,6 +191,7 @@ export function nodeFromProto(n: pb.Node): NodeState {
           orphaned: n.claim.orphaned,
         }
       : undefined,
+    liveOutput: n.liveOutput.byteLength > 0 ? n.liveOutput : undefined,
   };
 }
 
@@ -217,6 +219,7 @@ export function runToProto(r: Run): pb.Run {
     status: RUN_STATUS[r.status],
     conclusion: runConclusionToProto(r.conclusion),
     nodeCounts: countsToProto(countNodes(r.nodes)),
+    finishedAt: r.finishedAt ?? '',
   });
 }
 
@@ -227,6 +230,7 @@ export function runSummaryToProto(r: RunSummary): pb.Run {
     status: RUN_STATUS[r.status],
     conclusion: runConclusionToProto(r.conclusion),
     nodeCounts: countsToProto(r.nodeCounts),
+    finishedAt: r.finishedAt ?? '',
   });
 }
 
@@ -238,6 +242,7 @@ export function runFromProto(r: pb.Run): Run {
     edges: r.edges.map((e) => ({ source: e.source, destination: e.destination })),
     status: RUN_STATUS_BACK.get(r.status) ?? 'WAITING',
     conclusion: RUN_CONCLUSION_BACK.get(r.conclusion),
+    finishedAt: r.finishedAt || undefined,
   };
 }
 
@@ -248,6 +253,7 @@ export function runSummaryFromProto(r: pb.Run): RunSummary {
     createdAt: r.createdAt,
     status: RUN_STATUS_BACK.get(r.status) ?? 'WAITING',
     conclusion: RUN_CONCLUSION_BACK.get(r.conclusion),
+    finishedAt: r.finishedAt || undefined,
     nodeCounts: {
       WAITING: Number(c?.waiting ?? 0),
       READY: Number(c?.ready ?? 0),

@@ -57,6 +57,16 @@ export interface Repository {
    * the run was cancelled (rule 6), or the claim lapsed and the node moved on.
    */
   claimsHeld(claims: ClaimRef[]): Promise<boolean[]>;
+  /**
+   * Appends to the running attempt's output, fenced by the claim like finish
+   * (ClaimConflictError otherwise). `seq` numbers the chunks of one attempt
+   * from 0: a chunk already appended is ignored (a repeat), one past the next
+   * expected number is refused (InvalidArgumentError). The attempt's output is
+   * capped at LIMITS.maxOutputBytes with the truncation marker; whatever was
+   * appended stays the attempt's output when it is cancelled, times out or its
+   * agent dies, and finish's output is added after it.
+   */
+  appendOutput(request: AppendOutputRequest): Promise<void>;
 
   /** Rule 8: NODE_READY / NODE_ORPHANED for the given runtimes, current and future, until aborted. */
   subscribe(options: SubscribeOptions): AsyncIterable<NodeEvent>;
@@ -156,6 +166,28 @@ export interface FinishRequest {
   metadata?: Metadata;
 }
 
+export interface AppendOutputRequest {
+  runId: string;
+  node: string;
+  claimId: string;
+  /** 0-based number of this chunk within the attempt. */
+  seq: number;
+  chunk: Uint8Array;
+}
+
+/** A chunk's seq must be a whole number; callers across a process boundary may send anything. */
+export function checkSeq(seq: number): void {
+  if (!Number.isSafeInteger(seq) || seq < 0)
+    throw new InvalidArgumentError(`output seq must be a whole number from 0, got ${JSON.stringify(seq)}`);
+}
+
+/** The refusal of a chunk that skips ahead: an appender must send its chunks in order. */
+export function seqGapError(req: AppendOutputRequest, next: number): InvalidArgumentError {
+  return new InvalidArgumentError(
+    `output chunk ${req.seq} of ${req.runId}/${req.node} arrived before chunk ${next}: send chunks in order`,
+  );
+}
+
 export interface SubscribeOptions {
   runtimes: string[];
   signal: AbortSignal;
@@ -170,4 +202,19 @@ export interface NodeEvent {
 
 export type WatchEvent =
   | { type: 'snapshot'; run: Run }
-  | { type: 'node'; runId: string; node: NodeState; runStatus: RunStatus; runConclusion?: RunConclusion };
+  | { type: 'node'; runId: string; node: NodeState; runStatus: RunStatus; runConclusion?: RunConclusion }
+  | OutputEvent;
+
+/**
+ * Bytes a running attempt appended to its output, at `offset` in it. Delivery
+ * may repeat a chunk; a reader keeps the bytes past what it already has.
+ */
+export interface OutputEvent {
+  type: 'output';
+  runId: string;
+  node: string;
+  /** 1-based number of the attempt the output belongs to. */
+  attempt: number;
+  offset: number;
+  chunk: Uint8Array;
+}

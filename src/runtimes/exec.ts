@@ -83,6 +83,7 @@ export function execRuntime(options: ExecRuntimeOptions = {}): DefinedRuntime<ty
         signal: ctx.signal,
         killGraceMs,
         maxOutput,
+        write: ctx.write,
       });
     },
   });
@@ -106,11 +107,13 @@ interface ProcessRequest {
   signal: AbortSignal;
   killGraceMs: number;
   maxOutput: number;
+  /** Streams the program's output as it comes (RuntimeContext.write); the result then holds adagio's note only. */
+  write?: (chunk: Uint8Array) => void;
 }
 
 function runProcess(req: ProcessRequest): Promise<RuntimeResult> {
   return new Promise((resolve) => {
-    const output = new OutputBuffer(req.maxOutput);
+    const output = new OutputBuffer(req.maxOutput, req.write);
     // Its own process group, so a timeout also stops what the program started (e.g. a shell's children).
     const child = spawn(req.command, req.argv, {
       cwd: req.dir,
@@ -202,14 +205,27 @@ function describeSpawnError(err: NodeJS.ErrnoException): string {
   }
 }
 
-/** Keeps the first `max` bytes (plus one, so a cut is detectable) of a stream. */
+/**
+ * Keeps the first `max` bytes (plus one, so a cut is detectable) of a stream;
+ * or, given `write`, passes the stream on as it comes and keeps its last byte.
+ */
 class OutputBuffer {
   private readonly chunks: Buffer[] = [];
   private size = 0;
+  private lastByte?: number;
 
-  constructor(private readonly max: number) {}
+  constructor(
+    private readonly max: number,
+    private readonly write?: (chunk: Uint8Array) => void,
+  ) {}
 
   add(chunk: Buffer): void {
+    if (this.write) {
+      if (chunk.byteLength === 0) return;
+      this.lastByte = chunk[chunk.byteLength - 1];
+      this.write(chunk);
+      return;
+    }
     const room = this.max + 1 - this.size; // one byte over the cap makes truncateOutput mark the cut
     if (room <= 0) return;
     const part = chunk.byteLength <= room ? chunk : chunk.subarray(0, room);
@@ -220,8 +236,10 @@ class OutputBuffer {
   /** The output, truncated with a marker when over the cap, with an optional note from adagio at the end. */
   result(note?: string): Uint8Array {
     const last = this.chunks[this.chunks.length - 1];
-    const sep = last && last[last.byteLength - 1] !== 0x0a ? '\n' : '';
+    const lastByte = this.write ? this.lastByte : last?.[last.byteLength - 1];
+    const sep = lastByte !== undefined && lastByte !== 0x0a ? '\n' : '';
     const text = note ? Buffer.from(`${sep}[adagio] ${note}\n`) : Buffer.alloc(0);
+    if (this.write) return new Uint8Array(text); // the output itself was streamed
     const body = truncateOutput(Buffer.concat(this.chunks), Math.max(0, this.max - text.byteLength));
     return new Uint8Array(Buffer.concat([body, text]));
   }

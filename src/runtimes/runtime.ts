@@ -26,6 +26,13 @@ export interface RuntimeContext {
   /** Aborted on timeout, on shutdown, or when the agent lost its lease; stop promptly. */
   signal: AbortSignal;
   logger: Logger;
+  /**
+   * Streams output while the attempt runs (the agent pool sends it in batches;
+   * `adagio runs logs -f` and the UI show it live). What was written is the
+   * start of the attempt's output, kept however the attempt ends; the result's
+   * `output` is added after it. Unset where nothing streams (e.g. in tests).
+   */
+  write?: (chunk: Uint8Array | string) => void;
 }
 
 export type RuntimeConclusion = 'SUCCESS' | 'FAIL' | 'ERROR';

@@ -177,18 +177,28 @@ for (const backend of BACKENDS) {
       );
     });
 
-    it('cancelling a run kills its running shell command on the Python agent', async () => {
+    it('cancelling a run kills its running shell command on the Python agent; what it streamed stays', async () => {
       const pidFile = join(scratch, `cancel-py-${Date.now()}`);
       pidFiles.push(pidFile);
-      const run = await client.start(graph([shell('long', `echo $$ > '${pidFile}'; exec sleep 120`)], []));
+      const run = await client.start(
+        graph([shell('long', `echo started; echo $$ > '${pidFile}'; exec sleep 120`)], []),
+      );
       await waitFor(async () => readPids(pidFile).length === 1, 'the command to start');
+      await waitFor(
+        async () =>
+          new TextDecoder().decode((await client.inspect(run.id)).nodes[0]!.liveOutput) === 'started\n',
+        'the Python agent to stream the first line while the command runs',
+      );
       const [pid] = readPids(pidFile) as [number];
       await client.cancel(run.id);
       await waitFor(async () => !isAlive(pid), 'the cancelled command to be killed', 20_000);
       assert.match(pyAgents[0]!.logs(), /claim no longer held/);
       assert.deepEqual(
-        (await client.inspect(run.id)).nodes[0]!.attempts.map((a) => a.conclusion),
-        ['CANCELLED'],
+        (await client.inspect(run.id)).nodes[0]!.attempts.map((a) => [
+          a.conclusion,
+          new TextDecoder().decode(a.output),
+        ]),
+        [['CANCELLED', 'started\n']],
       );
     });
 

@@ -312,6 +312,53 @@ describe('agent pool', () => {
     );
   });
 
+  it('streams output while the attempt runs; a cancelled attempt keeps what it streamed', async () => {
+    const talker = runtime('talk', async (ctx) => {
+      ctx.write?.('line 1\n');
+      ctx.write?.(new TextEncoder().encode('line 2\n'));
+      await aborted(ctx.signal);
+      return { conclusion: 'SUCCESS', output: 'never recorded' };
+    });
+    const { repo, pool } = setup({ runtimes: [talker], concurrency: 1, heartbeatIntervalMs: 50 });
+    await pool.start();
+    const run = await repo.start(spec([{ name: 'chatty', runtime: 'talk' }]));
+    await until(
+      async () => text(node(await repo.inspect(run.id), 'chatty').liveOutput) === 'line 1\nline 2\n',
+      'the streamed lines to show while the node runs',
+    );
+    await repo.cancel(run.id);
+    const state = await repo.inspect(run.id);
+    const attempt = node(state, 'chatty').attempts[0]!;
+    assert.equal(attempt.conclusion, 'CANCELLED');
+    assert.equal(text(attempt.output), 'line 1\nline 2\n');
+  });
+
+  it('exec streams stdout as it comes; the recorded output is the whole stdout, then any note', async () => {
+    const { execRuntime } = await import('../../src/runtimes/exec.js');
+    const { repo, pool } = setup({ runtimes: [execRuntime({ killGraceMs: 200 })], concurrency: 2 });
+    await pool.start();
+    const exec = (script: string, timeout?: string) => ({
+      'adagio.arguments.exec.command': ['sh'],
+      'adagio.arguments.exec.args': ['-c', script],
+      ...(timeout ? { 'adagio.arguments.exec.timeout': [timeout] } : {}),
+    });
+    const run = await repo.start(
+      spec([
+        { name: 'slow', runtime: 'exec', metadata: exec('echo one; sleep 0.6; echo two') },
+        { name: 'stuck', runtime: 'exec', metadata: exec('echo started; sleep 30', '1500ms') },
+      ]),
+    );
+    await until(
+      async () => text(node(await repo.inspect(run.id), 'slow').liveOutput) === 'one\n',
+      'the first line before the program ends',
+    );
+    const done = await completed(repo, run.id);
+    assert.equal(text(node(done, 'slow').attempts[0]!.output), 'one\ntwo\n');
+    const stuck = node(done, 'stuck').attempts[0]!;
+    assert.equal(stuck.conclusion, 'ERROR');
+    assert.match(text(stuck.output), /^started\n\[adagio\] exec: "sh" timed out after 1\.5s; killed\n$/);
+  });
+
   it('a dead agent: its lapsed claim is recovered by a pool as an ERROR attempt, then retried', async () => {
     const { repo, pool } = setup();
     // The "dead agent": claims with a short lease and never heartbeats again.

@@ -100,7 +100,7 @@ describe('adagio CLI errors, help and auth', () => {
       assert.equal(r.code, 3);
       assert.equal(
         oneErrorLine(r.stderr),
-        `adagio: cannot reach adagiod at http://127.0.0.1:${port}: connection refused (is adagiod running?)`,
+        `adagio: cannot reach adagiod at http://127.0.0.1:${port}: connection refused (is adagiod running?); another address with --address or ADAGIO_ADDRESS`,
       );
     }
   });
@@ -120,7 +120,7 @@ describe('adagio CLI errors, help and auth', () => {
     );
     assert.match(
       oneErrorLine(choice.stderr),
-      /Allowed choices are pretty, json, dot\. \(see 'adagio runs inspect --help'\)$/,
+      /Allowed choices are pretty, json, dot, timeline\. \(see 'adagio runs inspect --help'\)$/,
     );
     assert.equal(
       oneErrorLine(missingArg.stderr),

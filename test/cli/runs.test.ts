@@ -7,12 +7,12 @@
  * keep the suite's CPU bounded.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { AdagioClient } from '../../src/client/index.js';
 import { type RunningDaemon, startDaemon } from '../support/daemon.js';
-import { cli, cliInProcess, eventually, SEVEN_NODE } from './helpers.js';
+import { ADAGIO, cli, cliInProcess, eventually, SEVEN_NODE } from './helpers.js';
 
 const RUN_ID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 const NODES = ['a', 'b', 'c', 'd', 'e', 'f', 'g'];
@@ -135,14 +135,17 @@ describe('adagio CLI against a real adagiod', () => {
     const r = await cli(['runs', 'ls'], { env });
     assert.equal(r.code, 0, r.stderr);
     const [header, ...rows] = r.stdout.trim().split('\n');
-    assert.match(header!, /^ID +CREATED +STATUS +WAITING +READY +RUNNING +COMPLETED$/);
+    assert.match(header!, /^ID +CREATED +STATUS +TOOK +FINISHED +NODES$/);
     assert.deepEqual(
       rows.map((l) => l.split(/\s+/)[0]).sort(),
       [...started].sort(),
       'every started run is listed',
     );
     for (const row of rows)
-      assert.match(row, /^\S{26} +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +COMPLETED SUCCESS +0 +0 +0 +7$/);
+      assert.match(
+        row,
+        /^\S{26} +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +COMPLETED SUCCESS +\S+ +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +7\/7$/,
+      );
 
     const json = await cliInProcess(['runs', 'ls', '--json'], { env });
     assert.deepEqual(JSON.parse(json.stdout), await getJson('/v0/runs'));
@@ -245,6 +248,88 @@ describe('adagio CLI against a real adagiod', () => {
     assert.equal(JSON.parse(again.stdout).run.conclusion, 'CANCELLED');
   });
 
+  it('runs logs -f follows a running node live and ends when it completes; logs prints any attempt', async () => {
+    const graph = JSON.stringify({
+      nodes: [
+        {
+          name: 'talk',
+          runtime: 'exec',
+          metadata: {
+            'adagio.arguments.exec.command': { values: ['sh'] },
+            'adagio.arguments.exec.args': {
+              values: ['-c', 'echo one; sleep 4; echo two; sleep 2; echo three'],
+            },
+          },
+        },
+      ],
+      edges: [],
+    });
+    const id = (await cliInProcess(['runs', 'start', '-q'], { env, input: graph })).stdout.trim();
+    started.push(id);
+    // The binary, so its output can be read as it comes.
+    const child = spawn(process.execPath, [ADAGIO, 'runs', 'logs', '-f', id, 'talk'], {
+      env: { ...process.env, ...env },
+    });
+    let out = '';
+    let stderr = '';
+    let seenWhileRunning = false;
+    child.stdout.setEncoding('utf8').on('data', (text: string) => {
+      out += text;
+    });
+    child.stderr.setEncoding('utf8').on('data', (text: string) => {
+      stderr += text;
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+    await eventually(async () => {
+      if (!out.includes('one\n')) return undefined;
+      seenWhileRunning = (await client.inspect(id)).nodes[0]!.status === 'RUNNING';
+      return true;
+    });
+    assert.equal(await exited, 0, stderr);
+    assert.ok(seenWhileRunning, 'the first line was printed while the node still ran');
+    assert.equal(out, 'one\ntwo\nthree\n');
+
+    const again = await cliInProcess(['runs', 'logs', id, 'talk', '--attempt', '1'], { env });
+    assert.equal(again.stdout, 'one\ntwo\nthree\n');
+    const none = await cliInProcess(['runs', 'logs', id, 'talk', '--attempt', '2'], { env });
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /node "talk" has 1 attempt/);
+    const unknown = await cliInProcess(['runs', 'logs', id, 'nope'], { env });
+    assert.match(unknown.stderr, new RegExp(`run ${id} has no node "nope"`));
+  });
+
+  it('start warns about runtimes no live agent serves (CLI on stderr, API in the response)', async () => {
+    const graph = {
+      nodes: [
+        { name: 'x', runtime: 'nobody-serves-this' },
+        { name: 'y', runtime: 'debug' },
+      ],
+      edges: [],
+    };
+    const s = await cliInProcess(['runs', 'start', '-q'], { env, input: JSON.stringify(graph) });
+    assert.equal(s.code, 0, s.stderr);
+    const id = s.stdout.trim();
+    started.push(id);
+    assert.equal(
+      s.stderr,
+      'adagio: warning: no live agent serves runtime "nobody-serves-this" (needed by x): it waits until one registers\n',
+    );
+    const inspect = await cliInProcess(['runs', 'inspect', id], { env });
+    assert.match(inspect.stdout, /^ {2}x +waiting for an agent with runtime "nobody-serves-this"$/m);
+    const res = await fetch(`${daemon.address}/v0/runs`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ spec: graph }),
+    });
+    const body = (await res.json()) as { run: { id: string }; warnings?: string[] };
+    started.push(body.run.id);
+    assert.deepEqual(body.warnings, [
+      'no live agent serves runtime "nobody-serves-this" (needed by x): it waits until one registers',
+    ]);
+    await client.cancel(id);
+    await client.cancel(body.run.id);
+  });
+
   it('agents ls shows the in-process agents and their runtimes', async () => {
     const r = await cli(['agents', 'ls'], { env });
     assert.equal(r.code, 0, r.stderr);
@@ -263,7 +348,7 @@ describe('adagio CLI against a real adagiod', () => {
     assert.match(header!, /^RUNS +NODES +WAITING +READY +RUNNING +COMPLETED$/);
     const [runs, nodes, waiting, ready, running, completed] = values!.trim().split(/\s+/).map(Number);
     assert.equal(runs, started.length);
-    assert.equal(nodes, 3 * 7 + 3 + 2);
+    assert.equal(nodes, 3 * 7 + 3 + 2 + 1 + 2 * 2);
     assert.deepEqual([waiting, ready, running, completed], [0, 0, 0, nodes]);
     const json = await cliInProcess(['stats', '--json'], { env });
     assert.deepEqual(JSON.parse(json.stdout), await getJson('/v0/stats'));

@@ -8,6 +8,7 @@ import { describe, it } from 'node:test';
 import { dotString, runDot } from '../../src/cli/dot.js';
 import { formatTimestamp, keyValues, nodeConclusion, table, topologicalOrder } from '../../src/cli/format.js';
 import { runJson, statsJson } from '../../src/cli/json.js';
+import { runTimeline } from '../../src/cli/timeline.js';
 import { nodesSummary, runLine, runPretty, runsTable, statsText } from '../../src/cli/views.js';
 import { describeTransition, finalLine, progressLine } from '../../src/cli/watch.js';
 import type { Attempt, AttemptConclusion, NodeState, NodeStatus, Run } from '../../src/model/types.js';
@@ -168,28 +169,69 @@ describe('cli text views', () => {
     assert.match(runPretty(run, T0 + 4000), /^Running for {2}4s$/m);
   });
 
-  it('runs table shows id, creation, status and node counts', () => {
-    const out = runsTable([
-      {
-        id: '01A',
-        createdAt: at(0),
-        status: 'RUNNING',
-        nodeCounts: { WAITING: 3, READY: 1, RUNNING: 2, COMPLETED: 10 },
-      },
-      {
-        id: '01B',
-        createdAt: at(1000),
-        status: 'COMPLETED',
-        conclusion: 'SUCCESS',
-        nodeCounts: { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 7 },
-      },
-    ]);
+  it('timeline draws each attempt, retries included, on one time axis', () => {
+    const run = failedRun();
+    const out = runTimeline(run, topologicalOrder(run.nodes, run.edges), T0 + 120_000);
+    const lines = out.split('\n');
+    assert.match(lines[0]!, /^NODE +# +TIMELINE +TOOK$/);
+    assert.match(lines[1]!, /^fetch +1 +\| *S+ +\| +100ms$/);
+    assert.match(lines[2]!, /^parse +1 +\| +F+ +\| +30ms$/);
+    assert.match(lines[3]!, /^parse +2 +\| +F+\| +40ms$/);
+    assert.equal(lines[1]!.indexOf('|'), lines[3]!.indexOf('|'), 'one axis');
+    assert.match(out, /S success, F fail, E error, C cancelled, R running\n$/);
+  });
+
+  it('pretty inspect says why nodes wait or were not run', () => {
+    const failed = runPretty(failedRun(), T0 + 120_000);
+    assert.match(
+      failed,
+      /^Why:\n {2}NODE +WHY\n {2}report +not run: upstream parse did not succeed\n {2}notify "ops" +not run: upstream parse did not succeed$/m,
+    );
+    const running: Run = {
+      id: '01RUN',
+      createdAt: at(0),
+      status: 'RUNNING',
+      edges: [
+        { source: 'fetch', destination: 'parse' },
+        { source: 'other', destination: 'parse' },
+      ],
+      nodes: [
+        node('fetch', 'COMPLETED', [attempt('SUCCESS', 10, 110)]),
+        { ...node('other', 'READY'), spec: { ...node('other', 'READY').spec, runtime: 'python' } },
+        node('parse', 'WAITING'),
+      ],
+    };
+    const out = runPretty(running, T0 + 1000);
+    assert.match(out, /^ {2}other +waiting for an agent with runtime "python"$/m);
+    assert.match(out, /^ {2}parse +waiting for other to succeed$/m);
+  });
+
+  it('runs table shows id, creation, status, duration, finish time and node progress', () => {
+    const out = runsTable(
+      [
+        {
+          id: '01A',
+          createdAt: at(0),
+          status: 'RUNNING',
+          nodeCounts: { WAITING: 3, READY: 1, RUNNING: 2, COMPLETED: 10 },
+        },
+        {
+          id: '01B',
+          createdAt: at(1000),
+          status: 'COMPLETED',
+          conclusion: 'SUCCESS',
+          finishedAt: at(66_000),
+          nodeCounts: { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 7 },
+        },
+      ],
+      T0 + 5000,
+    );
     assert.equal(
       out,
       [
-        'ID   CREATED               STATUS             WAITING  READY  RUNNING  COMPLETED',
-        '01A  2025-06-01T10:00:00Z  RUNNING                  3      1        2         10',
-        '01B  2025-06-01T10:00:01Z  COMPLETED SUCCESS        0      0        0          7',
+        'ID   CREATED               STATUS             TOOK  FINISHED              NODES',
+        '01A  2025-06-01T10:00:00Z  RUNNING             5s…  -                     10/16, 2 running',
+        '01B  2025-06-01T10:00:01Z  COMPLETED SUCCESS  1m5s  2025-06-01T10:01:06Z  7/7',
         '',
       ].join('\n'),
     );

@@ -5,7 +5,7 @@ import type { Run } from '../../src/model/types.js';
 import { NotFoundError } from '../../src/protocol/errors.js';
 import type { ListRunsQuery } from '../../src/protocol/repository.js';
 import { exampleDag, graph } from './fixtures.js';
-import { type ConformanceTest, clockPast, type Harness } from './harness.js';
+import { type ConformanceTest, clockPast, eventually, type Harness } from './harness.js';
 
 /** Starts `count` one-node runs, each in a later millisecond than the one before. */
 async function startSpaced(h: Harness, count: number): Promise<Run[]> {
@@ -33,6 +33,35 @@ async function allPages(h: Harness, query: ListRunsQuery): Promise<string[][]> {
 
 export function listingSpec(test: ConformanceTest): void {
   describe('listing, stats and cleanup', () => {
+    test('a run records when it finished: unset while it runs, set when it completes or is cancelled', async (h) => {
+      const alice = await h.agent('alice');
+      const run = await h.start(graph(['a', 'b'], [['a', 'b']]));
+      await alice.run(run.id, 'a', 'SUCCESS');
+      assert.equal((await h.repo.inspect(run.id)).finishedAt ?? '', '', 'a running run has not finished');
+      const listed = async (id: string) => (await h.repo.listRuns()).runs.find((r) => r.id === id)!;
+      assert.equal((await listed(run.id)).finishedAt ?? '', '');
+      await alice.run(run.id, 'b', 'FAIL');
+      const done = await h.repo.inspect(run.id);
+      assert.ok(done.finishedAt, 'a completed run has finished');
+      const lastNode = Math.max(...done.nodes.map((n) => Date.parse(n.finishedAt)));
+      assert.ok(Date.parse(done.finishedAt) >= lastNode, 'not before its last node completed');
+      assert.ok(Date.parse(done.finishedAt) >= Date.parse(done.createdAt));
+      // Lists show the same time (a backend may record it just after the last transition).
+      await eventually(
+        'the listed finish time',
+        async () => (await listed(run.id)).finishedAt === (await h.repo.inspect(run.id)).finishedAt,
+      );
+
+      const cancelled = await h.start(graph(['x']));
+      await alice.mustClaim(cancelled.id, 'x');
+      await h.repo.cancel(cancelled.id);
+      await eventually('the cancelled run to record its finish', async () =>
+        Boolean((await listed(cancelled.id)).finishedAt),
+      );
+      const c = await h.repo.inspect(cancelled.id);
+      assert.equal(c.finishedAt, (await listed(cancelled.id)).finishedAt);
+    });
+
     test('listRuns: newest first, a limit, and a cursor through every run without duplicates or gaps', async (h) => {
       const ids: string[] = [];
       for (let i = 0; i < 25; i++) ids.push((await h.start(graph(['only']))).id);

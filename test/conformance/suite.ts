@@ -25,8 +25,8 @@
  *
  * Topics, one module each: start (rule 1), walk (2, 5, 7 on the example DAG),
  * retry (5), claims (2, 4), leases (3), cancel (6), listing (lists, stats,
- * cleanup), streams (8, and watch), size (the same rules at a thousand runs
- * and thousands of nodes). Rule 9 (cost per transition) is measured
+ * cleanup), streams (8, and watch), output (live output), size (the same
+ * rules at a thousand runs and thousands of nodes). Rule 9 (cost per transition) is measured
  * by the benchmarks, not asserted here.
  */
 import { describe } from 'node:test';
@@ -35,6 +35,7 @@ import { claimsSpec } from './claims.js';
 import { type BackendFactory, type Capability, conformanceTest } from './harness.js';
 import { leasesSpec } from './leases.js';
 import { listingSpec } from './listing.js';
+import { outputSpec } from './output.js';
 import { retrySpec } from './retry.js';
 import { sizeSpec } from './size.js';
 import { startSpec } from './start.js';
@@ -60,5 +61,6 @@ export function runConformance(
     listingSpec(test);
     streamsSpec(test);
     sizeSpec(test);
+    outputSpec(test);
   });
 }

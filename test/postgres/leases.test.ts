@@ -61,7 +61,8 @@ describe('PostgreSQL leases and the reaper', () => {
         if (e.type === 'snapshot') {
           watched.push(`snapshot ${e.run.nodes[0]!.status}`);
           snapshotSeen();
-        } else watched.push(`${e.node.status}${e.node.claim?.orphaned ? '/orphaned' : ''}`);
+        } else if (e.type === 'node')
+          watched.push(`${e.node.status}${e.node.claim?.orphaned ? '/orphaned' : ''}`);
       }
     })();
     await snapshot;

@@ -85,8 +85,19 @@ describe('overview and runs list', { timeout: 150_000 }, () => {
     for (const badge of await page.locator('.runs-table tbody .badge').all())
       assert.equal(await badge.textContent(), 'failed');
     await screenshot(page, 'runs-list-failed');
+    // Each finished run shows how long it took and when it finished; its nodes as done/total.
+    for (const row of await page.locator('.runs-table tbody tr').all()) {
+      assert.match((await row.locator('[data-col="took"]').textContent()) ?? '', /^\d+(\.\d)? (ms|s)$/);
+      assert.match((await row.locator('[data-col="finished"]').textContent()) ?? '', /ago|just now/);
+      assert.equal(await row.locator('[data-col="nodes"]').textContent(), '1/1 done');
+    }
     await page.locator('select[name="status"]').selectOption('running');
     await expectRows(page, [ids.running]);
+    const running = page.locator('.runs-table tbody tr').first();
+    assert.match((await running.locator('[data-col="took"]').textContent()) ?? '', /…$/);
+    assert.equal(await running.locator('[data-col="finished"]').textContent(), '–');
+    assert.equal(await running.locator('[data-col="nodes"]').textContent(), '0/1 done, 1 running');
+    await screenshot(page, 'runs-list-running');
     await page.locator('select[name="status"]').selectOption('success');
     await page.locator('select[name="limit"]').selectOption('25');
     await expectRows(page, [...ids.success].sort().reverse());

@@ -7,7 +7,8 @@ It implements a `shell` runtime over the agent API's plain JSON routes
     register    once per process: grants the process's lease, registers its agents
     heartbeat   every ttl/3 from a background thread, also while a node runs
     claim-next  long-poll: returns a claimed node (with its inputs), or {} after the wait
-    finish      SUCCESS / FAIL / ERROR with the output, fenced by the claim id
+    append-output  while the command runs: its output so far, every 0.25 s or 64 KiB
+    finish      SUCCESS / FAIL / ERROR (the output was streamed), fenced by the claim id
     claims-held with each heartbeat, for the nodes running: a command whose
                 claim is gone (run cancelled, claim lapsed) is killed
 
@@ -23,6 +24,7 @@ import base64
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -109,8 +111,72 @@ def parse_seconds(text):
     return float(m.group(1)) * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
 
 
-def run_shell(claimed, runtime, started=lambda proc: None):
-    """Runs the node's command; returns (conclusion, output bytes). `started` gets the process."""
+class OutputStreamer:
+    """Streams a running attempt's output with append-output while it runs:
+    every 0.25 s or 64 KiB, in order; a chunk keeps its seq until the server
+    took it, so a retry after a lost reply is a repeat the server ignores.
+    Once the claim is refused (409: run cancelled, claim lapsed) the rest is
+    dropped. close() returns what the server could not be sent: it goes in
+    front of the finish output, so nothing written is lost."""
+
+    FLUSH_S = 0.25
+    FLUSH_BYTES = 64 * 1024
+
+    def __init__(self, api, ref):
+        self.api = api
+        self.ref = ref
+        self.seq = 0
+        self.pending = []  # formed chunks the server has not taken, in order
+        self.buf = bytearray()
+        self.total = 0
+        self.refused = False
+        self.last_flush = time.monotonic()
+
+    def write(self, data):
+        # One byte past the cap is kept so the server marks the cut.
+        room = MAX_OUTPUT_BYTES + 1 - self.total
+        if self.refused or room <= 0 or not data:
+            return
+        data = data[:room]
+        self.total += len(data)
+        self.buf += data
+        if len(self.buf) >= self.FLUSH_BYTES:
+            self.flush()
+
+    def tick(self):
+        if self.buf and time.monotonic() - self.last_flush >= self.FLUSH_S:
+            self.flush()
+
+    def flush(self):
+        if self.buf:
+            self.pending.append(bytes(self.buf))
+            self.buf = bytearray()
+        self.last_flush = time.monotonic()
+        while self.pending and not self.refused:
+            body = dict(self.ref, seq=self.seq, chunk=base64.b64encode(self.pending[0]).decode("ascii"))
+            try:
+                self.api.call("append-output", body)
+            except ApiError as e:
+                if e.status in (404, 409):
+                    self.refused = True
+                    self.pending = []
+                    return
+                log("output refused", status=e.status, error=str(e))
+                return
+            except Unreachable as e:
+                log("output not sent; retrying later", error=str(e))
+                return
+            self.pending.pop(0)
+            self.seq += 1
+
+    def close(self):
+        self.flush()
+        return b"" if self.refused else b"".join(self.pending)
+
+
+def run_shell(claimed, runtime, started, out):
+    """Runs the node's command, passing its output to `out` (an OutputStreamer)
+    as it comes; returns (conclusion, bytes to add after the streamed output)."""
     node = claimed["node"]
     spec = node["spec"]
     inputs = {k: base64.b64decode(v) for k, v in node.get("inputs", {}).items()}
@@ -145,15 +211,49 @@ def run_shell(claimed, runtime, started=lambda proc: None):
     except OSError as e:
         return "ERROR", ("cannot start /bin/sh: %s" % e).encode()
     started(proc)
+    threading.Thread(target=feed, args=(proc.stdin, stdin[0].encode() if stdin else b""), daemon=True).start()
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    fd = proc.stdout.fileno()
+    last = b"\n"
+    timed_out = False
+    while True:
+        wait = OutputStreamer.FLUSH_S
+        if deadline is not None:
+            wait = max(0.0, min(wait, deadline - time.monotonic()))
+        ready, _, _ = select.select([fd], [], [], wait)
+        if ready:
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            last = data[-1:]
+            out.write(data)
+        out.tick()
+        if deadline is not None and time.monotonic() >= deadline:
+            timed_out = True
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.stdout.close()
+    proc.wait()
+    if timed_out:
+        sep = b"" if last == b"\n" else b"\n"
+        return "ERROR", sep + ("[adagio] timed out after %s; killed\n" % format_seconds(timeout_s)).encode()
+    return ("SUCCESS" if proc.returncode == 0 else "FAIL"), b""
+
+
+def feed(pipe, data):
+    """Writes the command's stdin, then closes it (the command may exit without reading)."""
     try:
-        out, _ = proc.communicate(stdin[0].encode() if stdin else b"", timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        return "ERROR", out[-MAX_OUTPUT_BYTES:] + (b"\ntimed out after %ss" % timeout[0].encode())
-    if len(out) > MAX_OUTPUT_BYTES:
-        out = out[:MAX_OUTPUT_BYTES]
-    return ("SUCCESS" if proc.returncode == 0 else "FAIL"), out
+        pipe.write(data)
+        pipe.close()
+    except OSError:
+        pass
+
+
+def format_seconds(s):
+    """1.5 -> '1.5s', 2.0 -> '2s', 0.25 -> '250ms'."""
+    if s < 1:
+        return "%gms" % (s * 1000)
+    return "%gs" % s
 
 
 def kill_group(proc, sig):
@@ -318,13 +418,16 @@ class Agent:
             with self.lock:
                 entry["proc"] = proc
 
+        stream = OutputStreamer(self.api, dict(entry["ref"]))
         try:
-            conclusion, output = run_shell(claimed, self.runtime, started)
+            conclusion, output = run_shell(claimed, self.runtime, started, stream)
         except Exception as e:  # a bug here must not leave the node RUNNING until the lease lapses
             conclusion, output = "ERROR", ("agent error: %r" % e).encode()
         finally:
             with self.lock:
                 self.running.pop(claim_id, None)
+        # What was streamed is the start of the attempt's output; the server adds this after it.
+        output = stream.close() + output
         body = {
             "run_id": claimed["runId"],
             "node_name": name,

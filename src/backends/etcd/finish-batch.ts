@@ -50,8 +50,9 @@ export class FinishBatcher {
   async finish(req: FinishRequest): Promise<void> {
     checkConclusion(req.conclusion);
     checkMetadata(req.metadata);
-    if (!seenForFinish(this.ctx, req, req.conclusion === 'SUCCESS'))
-      return finishNode(this.ctx, req, { fresh: true });
+    const seen = seenForFinish(this.ctx, req, req.conclusion === 'SUCCESS');
+    // An attempt that streamed output is recorded alone: its chunks are read first.
+    if (!seen || seen.node?.rec.o) return finishNode(this.ctx, req, { fresh: true });
     const answer = await this.batcher.submit({ req, now: this.ctx.clock.now(), output: finishOutput(req) });
     // A batch that failed its compares may still have committed: the etcd client repeats a call on its own.
     if ('alone' in answer) return finishNode(this.ctx, req, { fresh: true, inDoubt: true });
@@ -66,7 +67,7 @@ export class FinishBatcher {
   private async send(calls: Call[]): Promise<Answer[]> {
     const plans = calls.map((c) => {
       const seen = seenForFinish(this.ctx, c.req, c.req.conclusion === 'SUCCESS');
-      const plan = seen && planFinish(this.ctx, c.req, seen, c.now, c.output);
+      const plan = seen && !seen.node?.rec.o && planFinish(this.ctx, c.req, seen, c.now, c.output);
       return plan && plan !== 'stale' ? plan : undefined;
     });
     const sent = plans.filter((p): p is FinishPlan => p !== undefined);

@@ -1,11 +1,12 @@
 import type { ICompare, IRequestOp } from 'etcd3';
-import { rfc3339, shouldRetry, truncateOutput } from '../../model/index.js';
+import { attemptOutput, rfc3339, shouldRetry, truncateOutput } from '../../model/index.js';
 import { ClaimConflictError, NotFoundError, UnavailableError } from '../../protocol/errors.js';
 import type { FinishRequest } from '../../protocol/repository.js';
 import type { EtcdContext } from './context.js';
 import { countDown, countedDown, type FanOutItem, fanOut, fanOutItem, INLINE_DEPENDENTS } from './fanout.js';
 import { type Read, readNode, seenForFinish } from './node-read.js';
 import { encodeState } from './nodes.js';
+import { dropStreamed, readStreamed } from './output.js';
 import { decodeAttempt, encodeAttempt, encodeJson, type NodeRecord } from './records.js';
 import { cascade, maybeSeal, resumeNodeWork } from './settle.js';
 import { del, leaseIs, modIs, put, valueIs } from './store.js';
@@ -81,6 +82,7 @@ export function planFinish(
     s: retry ? 'READY' : 'COMPLETED',
     ft: retry ? undefined : now,
     c: undefined,
+    o: undefined,
   };
   const ops: IRequestOp[] = [
     put(
@@ -99,6 +101,7 @@ export function planFinish(
     del(claimKey),
     del(keys.running(rt, req.runId, req.node)),
     del(keys.openNode('U', req.runId, req.node)),
+    ...dropStreamed(ctx, req.runId, rec),
   ];
   if (retry)
     ops.push(
@@ -174,7 +177,10 @@ export async function finishNode(
       const first = attempt === 1 && round === 0 && !options.fresh;
       const seen = first ? seenForFinish(ctx, req, success) : undefined;
       const r = seen ?? (await readNode(ctx, req.runId, req.node, success));
-      const plan = planFinish(ctx, req, r, now, output);
+      // What the attempt streamed comes first; the node key's compare pins the chunks read.
+      const streamed = r.node?.rec.o ? await readStreamed(ctx, req.runId, r.node.rec) : undefined;
+      const recorded = streamed ? Buffer.from(attemptOutput(streamed, output)) : output;
+      const plan = planFinish(ctx, req, r, now, recorded);
       if (plan === 'stale') {
         // An earlier try committed without its reply (ours, or one the etcd client repeated on its own
         // after a member failed): its follow-up work may be undone still.

@@ -10,6 +10,8 @@
  *                                 update never rewrites a join's long upstream list)
  *   n/<run>/<node>                node state (status, pending-upstream counter, claim)
  *   a/<run>/<node>/<000001>       attempt n (immutable once written)
+ *   l/<run>/<node>/<000001>/<00000000>  chunk of running attempt n's streamed output,
+ *                                 deleted when the attempt is recorded (output.ts)
  *   o/<W|R|U>/<run>/<node>        open nodes by status: count-only ranges give stats
  *   t/<runtime>/q/<run>/<node>    READY queue of a runtime (subscribe lists and watches it)
  *   t/<runtime>/u/<run>/<node>    RUNNING nodes of a runtime (orphans = u minus c)
@@ -68,6 +70,17 @@ export class Keys {
   }
   attempt(run: string, node: string, n: number): Buffer {
     return this.k(`a/${run}/${enc(node)}/${String(n).padStart(6, '0')}`);
+  }
+  /** Streamed output chunks: of a run, of one node, or of one attempt. */
+  outputs(run: string, node?: string, attempt?: number): Buffer {
+    if (node === undefined) return this.k(`l/${run}/`);
+    if (attempt === undefined) return this.k(`l/${run}/${enc(node)}/`);
+    return this.k(`l/${run}/${enc(node)}/${String(attempt).padStart(6, '0')}/`);
+  }
+  outputChunk(run: string, node: string, attempt: number, seq: number): Buffer {
+    return this.k(
+      `l/${run}/${enc(node)}/${String(attempt).padStart(6, '0')}/${String(seq).padStart(8, '0')}`,
+    );
   }
   open(status: OpenStatus, run?: string): Buffer {
     return this.k(run === undefined ? `o/${status}/` : `o/${status}/${run}/`);

@@ -9,6 +9,7 @@ import {
   type RunSummary,
   rfc3339,
   runConclusion,
+  runFinishedAt,
   runStatus,
   type Stats,
   ulidFloor,
@@ -24,6 +25,7 @@ import {
 import type { EtcdContext, NodeTopology } from './context.js';
 import { invert, prefixEnd } from './keys.js';
 import { merge, statics, topologyOf } from './nodes.js';
+import { groupStreamed } from './output.js';
 import {
   attemptOutput,
   decodeAttempt,
@@ -54,8 +56,10 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
       getPrefix(keys.nodes(runId), at),
       getPrefix(keys.attempts(runId), at),
       getPrefix(keys.statics(runId), at),
+      getPrefix(keys.outputs(runId), at),
     ],
   });
+  const streamed = groupStreamed(ctx, runId, res.responses[4]!.response_range.kvs);
   const rev = revision ?? res.header.revision;
   const runKv = res.responses[0]!.response_range.kvs[0];
   if (!runKv) throw new NotFoundError('run', runId);
@@ -100,7 +104,14 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
   const nodes: NodeState[] = recs.map((r) => {
     const inputs: Record<string, Uint8Array> = {};
     if (r.st) for (const u of r.up) inputs[u] = lastOutput.get(u) ?? new Uint8Array();
-    return nodeState(r, attempts.get(r.spec.name) ?? [], inputs, r.s === 'RUNNING' && !live.has(r.spec.name));
+    const out = streamed.get(r.spec.name);
+    return nodeState(
+      r,
+      attempts.get(r.spec.name) ?? [],
+      inputs,
+      r.s === 'RUNNING' && !live.has(r.spec.name),
+      out?.attempt === r.a + 1 ? out.output : undefined,
+    );
   });
   const edges: Edge[] = [];
   for (const r of recs) for (const u of r.up) edges.push({ source: u, destination: r.spec.name });
@@ -111,7 +122,15 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
     record.conclusion ??
     (status === 'COMPLETED' ? runConclusion(nodes, record.cancelled === true) : undefined);
   return {
-    run: { id: runId, createdAt: rfc3339(record.createdAt), nodes, edges, status, conclusion },
+    run: {
+      id: runId,
+      createdAt: rfc3339(record.createdAt),
+      nodes,
+      edges,
+      status,
+      conclusion,
+      finishedAt: record.finishedAt ? rfc3339(record.finishedAt) : runFinishedAt(nodes) || undefined,
+    },
     record,
     revision: rev,
     records: new Map(recs.map((r) => [r.spec.name, r])),
@@ -174,13 +193,18 @@ export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<
         status,
         conclusion:
           rec.conclusion ?? (status === 'COMPLETED' ? (rec.cancelled ? 'CANCELLED' : undefined) : undefined),
+        finishedAt: rec.finishedAt ? rfc3339(rec.finishedAt) : undefined,
         nodeCounts: counts,
       });
     });
   }
-  // A completed run not yet sealed (its sealer died): derive the conclusion as inspect does.
+  // A completed run not yet sealed (its sealer died): derive the conclusion and finish time as inspect does.
   for (const s of summaries)
-    if (s.status === 'COMPLETED' && !s.conclusion) s.conclusion = (await loadRun(ctx, s.id)).run.conclusion;
+    if (s.status === 'COMPLETED' && (!s.conclusion || !s.finishedAt)) {
+      const { run } = await loadRun(ctx, s.id);
+      s.conclusion ??= run.conclusion;
+      s.finishedAt = run.finishedAt;
+    }
   return { runs: summaries, nextCursor: ids.length > limit ? page[page.length - 1] : undefined };
 }
 

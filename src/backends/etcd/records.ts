@@ -22,6 +22,8 @@ export interface RunRecord {
   cancelled?: boolean;
   /** Written once every node completed (a cache: readers derive it when absent). */
   conclusion?: RunConclusion;
+  /** ms since the epoch, written with the conclusion (when the run was sealed). */
+  finishedAt?: number;
 }
 
 export interface ClaimRecord {
@@ -48,6 +50,12 @@ export interface NodeRecord {
   st?: number;
   ft?: number;
   c?: ClaimRecord;
+  /**
+   * What the running attempt (number a + 1) streamed: chunks appended (the
+   * next chunk's seq) and bytes. Kept on the node so an append and a finish
+   * compare the same key; cleared when the attempt is recorded.
+   */
+  o?: { n: number; l: number };
 }
 
 export const encodeJson = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
@@ -103,6 +111,7 @@ export function nodeState(
   attempts: Attempt[],
   inputs: Record<string, Uint8Array>,
   orphaned: boolean,
+  liveOutput?: Uint8Array,
 ): NodeState {
   return {
     spec: rec.spec,
@@ -112,5 +121,6 @@ export function nodeState(
     finishedAt: rec.ft ? rfc3339(rec.ft) : '',
     inputs,
     claim: rec.c ? { id: rec.c.id, agentId: rec.c.agent, metadata: rec.c.md, orphaned } : undefined,
+    liveOutput: rec.s === 'RUNNING' && liveOutput && liveOutput.byteLength > 0 ? liveOutput : undefined,
   };
 }

@@ -12,6 +12,7 @@ import {
 } from '../../model/index.js';
 import {
   type AgentRegistration,
+  type AppendOutputRequest,
   type ClaimedNode,
   type ClaimRef,
   type ClaimRequest,
@@ -32,6 +33,7 @@ import { type EtcdContext, SeenState, TopologyCache } from './context.js';
 import { FinishBatcher } from './finish-batch.js';
 import { Keys } from './keys.js';
 import { Leases } from './leases.js';
+import { appendOutput } from './output.js';
 import * as reads from './reads.js';
 import { deleteCompletedRunsBefore } from './retention.js';
 import { cancelRun, sweep } from './settle.js';
@@ -195,6 +197,11 @@ export class EtcdRepository implements Repository {
   claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {
     this.assertOpen();
     return reads.claimsHeld(this.ctx, claims);
+  }
+
+  appendOutput(request: AppendOutputRequest): Promise<void> {
+    this.assertOpen();
+    return appendOutput(this.ctx, request);
   }
 
   // ---- streams

@@ -70,6 +70,7 @@ async function deleteRun(ctx: EtcdContext, rec: RunRecord, rev: string): Promise
           delPrefix(keys.nodes(rec.id)),
           delPrefix(keys.statics(rec.id)),
           delPrefix(keys.attempts(rec.id)),
+          delPrefix(keys.outputs(rec.id)),
           del(keys.failed(rec.id)),
           delPrefix(keys.work(rec.id)),
           ...(inline ? markers : []),

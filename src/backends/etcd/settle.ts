@@ -5,6 +5,7 @@ import type { EtcdContext } from './context.js';
 import { fanOut, fanOutItem } from './fanout.js';
 import type { OpenStatus } from './keys.js';
 import { encodeState, merge, statics } from './nodes.js';
+import { dropStreamed, readStreamed } from './output.js';
 import { decodeJson, encodeAttempt, encodeJson, type NodeRecord, type RunRecord } from './records.js';
 import { countPrefix, del, delPrefix, get, getPrefix, modIs, put } from './store.js';
 
@@ -140,13 +141,17 @@ async function cancelNodes(ctx: EtcdContext, runId: string): Promise<void> {
           const next = completed(n.rec, now);
           if (n.rec.s === 'RUNNING' && n.rec.c) {
             next.a = n.rec.a + 1;
+            // What the attempt streamed stays its output; the node key's compare pins the chunks read.
+            const streamed = await store.retrying('cancel', () => readStreamed(ctx, runId, n.rec));
+            next.o = undefined;
+            ops.push(...dropStreamed(ctx, runId, n.rec));
             ops.push(
               put(
                 keys.attempt(runId, n.name, next.a),
                 encodeAttempt({
                   conclusion: 'CANCELLED',
                   metadata: {},
-                  output: new Uint8Array(),
+                  output: streamed,
                   claimId: n.rec.c.id,
                   agentId: n.rec.c.agent,
                   startedAt: n.rec.st ? rfc3339(n.rec.st) : '',
@@ -204,7 +209,7 @@ export async function maybeSeal(ctx: EtcdContext, runId: string): Promise<void> 
     const w = await store.retrying('seal', () =>
       store.txn({
         compare: [modIs(keys.run(runId), kv.mod_revision)],
-        success: [put(keys.run(runId), encodeJson({ ...run, conclusion }))],
+        success: [put(keys.run(runId), encodeJson({ ...run, conclusion, finishedAt: ctx.clock.now() }))],
       }),
     );
     if (w.succeeded) return;

@@ -211,7 +211,13 @@ export class Streams {
             if (ev.type === 'Put') {
               const name = decodeURIComponent(ev.kv.key.subarray(keys.nodes(runId).length).toString());
               const known = records.get(name);
-              if (known) emit(merge(known, ev.kv.value), ev.kv.mod_revision);
+              if (!known) continue;
+              const next = merge(known, ev.kv.value);
+              // Only the streamed count moved: an append, sent as its chunks rather than a node event.
+              if (onlyOutputGrew(known, next)) {
+                records.set(name, next);
+                chain = chain.then(() => this.outputEvents(runId, known, next, ev.kv.mod_revision, queue));
+              } else emit(next, ev.kv.mod_revision);
             }
         };
         const from = BigInt(revision) + 1n;
@@ -230,6 +236,32 @@ export class Streams {
         delay = Math.min(delay * 2, 2_000);
       }
     }
+  }
+
+  /** The chunks an append wrote (seq from `before.o.n` up to `after.o.n`), read at its revision. */
+  private async outputEvents(
+    runId: string,
+    before: NodeRecord,
+    after: NodeRecord,
+    rev: string,
+    queue: EventQueue<WatchEvent>,
+  ): Promise<void> {
+    if (queue.isClosed) return;
+    const { keys, store } = this.ctx;
+    const name = after.spec.name;
+    const attempt = after.a + 1;
+    const from = before.o?.n ?? 0;
+    const to = after.o?.n ?? 0;
+    const ops: IRequestOp[] = [];
+    for (let seq = from; seq < to; seq++)
+      ops.push({ request_range: { key: keys.outputChunk(runId, name, attempt, seq), revision: rev } });
+    const responses = await store.retrying('watch', () => store.readAll(ops));
+    let offset = before.o?.l ?? 0;
+    for (const r of responses)
+      for (const kv of r.response_range.kvs) {
+        queue.push({ type: 'output', runId, node: name, attempt, offset, chunk: kv.value });
+        offset += kv.value.byteLength;
+      }
   }
 
   /** One node's new state as a watch event, with the run's status as of that revision. */
@@ -290,4 +322,12 @@ export class Streams {
     const pending = Promise.allSettled([...this.cancelling]);
     await Promise.race([pending, new Promise((r) => setTimeout(r, 2_000).unref())]);
   }
+}
+
+/** True when a node record changed in its streamed output only (an append). */
+function onlyOutputGrew(before: NodeRecord, after: NodeRecord): boolean {
+  if ((after.o?.n ?? 0) <= (before.o?.n ?? 0)) return false;
+  const { o: _a, ...restBefore } = before;
+  const { o: _b, ...restAfter } = after;
+  return JSON.stringify(restBefore) === JSON.stringify(restAfter);
 }

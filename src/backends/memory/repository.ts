@@ -17,12 +17,14 @@ import {
 } from '../../model/index.js';
 import {
   type AgentRegistration,
+  type AppendOutputRequest,
   ClaimConflictError,
   type ClaimedNode,
   type ClaimRef,
   type ClaimRequest,
   checkConclusion,
   checkMetadata,
+  checkSeq,
   DEFAULT_LEASE_TTL_MS,
   DEFAULT_LIST_LIMIT,
   EventQueue,
@@ -38,10 +40,12 @@ import {
   type Repository,
   type RunPage,
   type SubscribeOptions,
+  seqGapError,
   UnavailableError,
   type WatchEvent,
 } from '../../protocol/index.js';
 import {
+  appendNodeOutput,
   type ClaimRecord,
   cancelRun,
   claimNode,
@@ -108,6 +112,7 @@ export class MemoryRepository implements Repository {
         if (claim.orphaned) this.orphaned.get(node.spec.runtime)?.delete(node);
       },
       runCompleted: () => {},
+      outputAppended: (node, offset, chunk) => this.onOutputAppended(node, offset, chunk),
     };
   }
 
@@ -153,6 +158,7 @@ export class MemoryRepository implements Repository {
         createdAt: rfc3339(r.createdAt),
         status: runStatus(r.counts),
         conclusion: r.conclusion,
+        finishedAt: r.finishedAt ? rfc3339(r.finishedAt) : undefined,
         nodeCounts: { ...r.counts },
       });
     }
@@ -306,12 +312,7 @@ export class MemoryRepository implements Repository {
       this.clock.now(),
       this.hooks,
     );
-    if (!ok)
-      throw new ClaimConflictError(
-        `claim ${request.claimId} on ${request.runId}/${request.node} is not the node's live claim (node ${node.status}${node.run.cancelled ? ', run cancelled' : ''})`,
-        request.runId,
-        request.node,
-      );
+    if (!ok) throw staleClaim(request, node);
   }
 
   async claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {
@@ -320,6 +321,15 @@ export class MemoryRepository implements Repository {
       const node = this.runs.get(c.runId)?.nodes.get(c.node);
       return node?.status === 'RUNNING' && node.claim?.id === c.claimId && !node.claim.orphaned;
     });
+  }
+
+  async appendOutput(request: AppendOutputRequest): Promise<void> {
+    this.assertOpen();
+    checkSeq(request.seq);
+    const node = this.getNode(request.runId, request.node);
+    const result = appendNodeOutput(node, request.claimId, request.seq, request.chunk, this.hooks);
+    if (result === 'gap') throw seqGapError(request, node.nextOutputSeq);
+    if (result === 'stale') throw staleClaim(request, node);
   }
 
   // ---- streams
@@ -404,6 +414,20 @@ export class MemoryRepository implements Repository {
     if (done) this.watchers.delete(run.id);
   }
 
+  private onOutputAppended(node: NodeRecord, offset: number, chunk: Uint8Array): void {
+    const watchers = this.watchers.get(node.run.id);
+    if (!watchers || watchers.size === 0) return;
+    const ev: WatchEvent = {
+      type: 'output',
+      runId: node.run.id,
+      node: node.spec.name,
+      attempt: node.attempts.length + 1,
+      offset,
+      chunk,
+    };
+    for (const q of watchers) q.push(ev);
+  }
+
   private getRun(runId: string): RunRecord {
     const run = this.runs.get(runId);
     if (!run) throw new NotFoundError('run', runId);
@@ -419,6 +443,14 @@ export class MemoryRepository implements Repository {
   private assertOpen(): void {
     if (this.closed) throw new UnavailableError('memory repository is closed');
   }
+}
+
+function staleClaim(request: ClaimRef, node: NodeRecord): ClaimConflictError {
+  return new ClaimConflictError(
+    `claim ${request.claimId} on ${request.runId}/${request.node} is not the node's live claim (node ${node.status}${node.run.cancelled ? ', run cancelled' : ''})`,
+    request.runId,
+    request.node,
+  );
 }
 
 function event(type: NodeEvent['type'], node: NodeRecord): NodeEvent {

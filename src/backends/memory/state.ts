@@ -1,7 +1,10 @@
 import {
   type Attempt,
   type AttemptConclusion,
+  attemptOutput,
+  boundedAppend,
   type Claim,
+  concatBytes,
   type Edge,
   emptyNodeCounts,
   initialStatus,
@@ -15,7 +18,6 @@ import {
   runStatus,
   shouldRetry,
   topology,
-  truncateOutput,
 } from '../../model/index.js';
 import type { Metadata } from '../../model/types.js';
 
@@ -43,6 +45,9 @@ export interface NodeRecord {
   upstream: NodeRecord[];
   downstream: NodeRecord[];
   pendingUpstream: number;
+  /** The running attempt's streamed output (appendOutput), and the seq its next chunk carries. */
+  liveOutput: Uint8Array;
+  nextOutputSeq: number;
 }
 
 export interface RunRecord {
@@ -54,6 +59,8 @@ export interface RunRecord {
   counts: Record<NodeStatus, number>;
   cancelled: boolean;
   conclusion?: RunConclusion;
+  /** ms since the epoch; 0 until completed. */
+  finishedAt: number;
 }
 
 export interface Hooks {
@@ -63,6 +70,8 @@ export interface Hooks {
   nodeChanged(node: NodeRecord): void;
   claimReleased(node: NodeRecord, claim: ClaimRecord): void;
   runCompleted(run: RunRecord): void;
+  /** Called after a running attempt's output grew by `chunk` at `offset`. */
+  outputAppended(node: NodeRecord, offset: number, chunk: Uint8Array): void;
 }
 
 export function createRun(
@@ -79,6 +88,7 @@ export function createRun(
     edges: spec.edges.map((e) => ({ ...e })),
     counts: emptyNodeCounts(),
     cancelled: false,
+    finishedAt: 0,
   };
   const topo = topology(spec);
   for (const s of spec.nodes) {
@@ -94,6 +104,8 @@ export function createRun(
       upstream: [],
       downstream: [],
       pendingUpstream: upCount,
+      liveOutput: new Uint8Array(),
+      nextOutputSeq: 0,
     };
     run.nodes.set(s.name, node);
     run.order.push(node);
@@ -127,9 +139,10 @@ function releaseClaim(node: NodeRecord, hooks: Hooks): void {
   hooks.claimReleased(node, claim);
 }
 
-function completeIfDone(run: RunRecord, hooks: Hooks): void {
+function completeIfDone(run: RunRecord, now: number, hooks: Hooks): void {
   if (run.conclusion || run.counts.COMPLETED !== run.order.length) return;
   run.conclusion = runConclusion(run.order, run.cancelled);
+  run.finishedAt = now;
   hooks.runCompleted(run);
 }
 
@@ -148,6 +161,8 @@ export function claimNode(
     for (const up of node.upstream)
       inputs[up.spec.name] = up.attempts[up.attempts.length - 1]?.output ?? new Uint8Array();
     node.inputs = inputs;
+    node.liveOutput = new Uint8Array();
+    node.nextOutputSeq = 0;
     setStatus(node, 'RUNNING', now, hooks);
     hooks.nodeChanged(node);
     return { orphan: false };
@@ -187,7 +202,7 @@ export function finishNode(
     {
       conclusion,
       metadata,
-      output: truncateOutput(output),
+      output: attemptOutput(node.liveOutput, output),
       claimId,
       agentId: claim.agentId,
       startedAt: rfc3339(node.startedAt),
@@ -195,6 +210,7 @@ export function finishNode(
     },
   ];
   releaseClaim(node, hooks);
+  node.liveOutput = new Uint8Array();
   if (conclusion === 'SUCCESS') {
     setStatus(node, 'COMPLETED', now, hooks);
     hooks.nodeChanged(node);
@@ -222,7 +238,7 @@ export function finishNode(
       queue.push(...d.downstream);
     }
   }
-  completeIfDone(node.run, hooks);
+  completeIfDone(node.run, now, hooks);
   return true;
 }
 
@@ -238,7 +254,7 @@ export function cancelRun(run: RunRecord, now: number, hooks: Hooks): boolean {
         {
           conclusion: 'CANCELLED',
           metadata: {},
-          output: new Uint8Array(),
+          output: node.liveOutput,
           claimId: node.claim.id,
           agentId: node.claim.agentId,
           startedAt: rfc3339(node.startedAt),
@@ -246,12 +262,38 @@ export function cancelRun(run: RunRecord, now: number, hooks: Hooks): boolean {
         },
       ];
       releaseClaim(node, hooks);
+      node.liveOutput = new Uint8Array();
     }
     setStatus(node, 'COMPLETED', now, hooks);
     hooks.nodeChanged(node);
   }
-  completeIfDone(run, hooks);
+  completeIfDone(run, now, hooks);
   return true;
+}
+
+/**
+ * Appends a chunk of the running attempt's output. 'stale' when the claim is
+ * not the node's live claim; 'gap' when chunks before `seq` are missing; a
+ * chunk already appended is ignored.
+ */
+export function appendNodeOutput(
+  node: NodeRecord,
+  claimId: string,
+  seq: number,
+  chunk: Uint8Array,
+  hooks: Hooks,
+): 'ok' | 'stale' | 'gap' {
+  const claim = node.claim;
+  if (node.status !== 'RUNNING' || !claim || claim.id !== claimId || claim.orphaned) return 'stale';
+  if (seq < node.nextOutputSeq) return 'ok';
+  if (seq > node.nextOutputSeq) return 'gap';
+  node.nextOutputSeq++;
+  const delta = boundedAppend(node.liveOutput.byteLength, chunk);
+  if (delta.byteLength === 0) return 'ok';
+  const offset = node.liveOutput.byteLength;
+  node.liveOutput = concatBytes([node.liveOutput, delta]);
+  hooks.outputAppended(node, offset, delta);
+  return 'ok';
 }
 
 export function nodeSnapshot(node: NodeRecord): NodeState {
@@ -264,6 +306,7 @@ export function nodeSnapshot(node: NodeRecord): NodeState {
     finishedAt: node.finishedAt ? rfc3339(node.finishedAt) : '',
     inputs: node.inputs,
     claim: c ? { id: c.id, agentId: c.agentId, metadata: c.metadata, orphaned: c.orphaned } : undefined,
+    liveOutput: node.liveOutput.byteLength > 0 ? node.liveOutput : undefined,
   };
 }
 
@@ -275,5 +318,6 @@ export function runSnapshot(run: RunRecord): Run {
     edges: run.edges.map((e) => ({ ...e })),
     status: runStatus(run.counts),
     conclusion: run.conclusion,
+    finishedAt: run.finishedAt ? rfc3339(run.finishedAt) : undefined,
   };
 }

@@ -3,7 +3,7 @@ import { type Db, isConnectionError } from './db.js';
 import type { Notice } from './notices.js';
 import { FINISH_ATTEMPTS } from './sql.js';
 
-/** What finish_attempt (migration 2) answers for one call. */
+/** What finish_streamed (migration 4, around finish_attempt of migration 2) answers for one call. */
 export type FinishResult =
   | { notice: Notice }
   | { recorded: true }

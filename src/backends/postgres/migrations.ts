@@ -1,5 +1,10 @@
 import type pg from 'pg';
-import { CLAIM_NODES_FUNCTION, FINISH_ATTEMPT_FUNCTION, SCHEMA_TABLES } from './sql.js';
+import {
+  CLAIM_NODES_FUNCTION,
+  FINISH_ATTEMPT_FUNCTION,
+  LIVE_OUTPUT_MIGRATION,
+  SCHEMA_TABLES,
+} from './sql.js';
 
 /**
  * The PostgreSQL schema, as versioned migrations kept in TypeScript so the
@@ -29,6 +34,11 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 3,
     name: 'claim_nodes: a batch of claims with cached plans',
     sql: CLAIM_NODES_FUNCTION,
+  },
+  {
+    version: 4,
+    name: 'live output: what running attempts streamed; when runs finished',
+    sql: LIVE_OUTPUT_MIGRATION,
   },
 ];
 

@@ -42,6 +42,8 @@ export interface Notice {
   rd?: [string, string][];
   /** [node, runtime] whose claim was orphaned. */
   or?: [string, string][];
+  /** Nodes whose running attempt streamed more output: watchers read what they have not sent. */
+  out?: string[];
   /** Node changes left out (too many): watchers re-read the run. */
   all?: 1;
   /** READY/orphaned nodes left out: subscribers query the run. */

@@ -9,6 +9,7 @@ import {
   type RunStatus,
   type RunSummary,
   rfc3339,
+  runFinishedAt,
   type Stats,
 } from '../../model/index.js';
 import {
@@ -21,6 +22,7 @@ import {
   type RunPage,
 } from '../../protocol/index.js';
 import type { Db } from './db.js';
+import { readLiveOutputs } from './output.js';
 import {
   ATTEMPT_COLUMNS,
   type AttemptRow,
@@ -72,8 +74,9 @@ export async function loadRun(db: Db, runId: string, names?: string[]): Promise<
         const list = byNode.get(n);
         return list?.[list.length - 1]?.output;
       };
+      const live = await readLiveOutputs(c, runId, names);
       const nodes = nodeRows.rows.map((row) =>
-        toNodeState(row, byNode.get(row.name) ?? [], inputsOf(row, lastOutput)),
+        toNodeState(row, byNode.get(row.name) ?? [], inputsOf(row, lastOutput), live.get(row.name)),
       );
       let anyRunning: boolean;
       if (!names) anyRunning = nodes.some((n) => n.status === 'RUNNING');
@@ -119,7 +122,14 @@ export async function inspect(db: Db, runId: string): Promise<Run> {
     edges: run.edges,
     status,
     conclusion,
+    finishedAt: finishedAtOf(run, nodes),
   };
+}
+
+/** The stored completion time; derived from the nodes for runs completed before migration 4. */
+export function finishedAtOf(run: RunRow, nodes: NodeState[]): string | undefined {
+  if (run.finished_at) return rfc3339(Number(run.finished_at));
+  return run.remaining === 0 ? runFinishedAt(nodes) || undefined : undefined;
 }
 
 /** Cursor: "<created_at ms>.<id>" of the last run on the previous page (keyset paging). */
@@ -185,6 +195,7 @@ export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
       createdAt: rfc3339(Number(r.created_at)),
       status: statusOf(r, nodeCounts.RUNNING > 0),
       conclusion: r.conclusion ?? undefined,
+      finishedAt: r.finished_at ? rfc3339(Number(r.finished_at)) : undefined,
       nodeCounts,
     };
   });

@@ -12,6 +12,7 @@ import {
 } from '../../model/index.js';
 import {
   type AgentRegistration,
+  type AppendOutputRequest,
   type ClaimedNode,
   type ClaimRef,
   type ClaimRequest,
@@ -34,6 +35,7 @@ import * as leases from './leases.js';
 import { Listener } from './listener.js';
 import { migrate } from './migrations.js';
 import { Publisher } from './notices.js';
+import { appendOutput } from './output.js';
 import * as reads from './reads.js';
 import { DELETE_COMPLETED_RUNS, PING } from './sql.js';
 import { StartBatcher } from './starts.js';
@@ -297,6 +299,10 @@ export class PostgresRepository implements Repository {
 
   claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {
     return this.run(() => reads.claimsHeld(this.db, claims));
+  }
+
+  appendOutput(request: AppendOutputRequest): Promise<void> {
+    return this.run(() => appendOutput(this.ctx, request));
   }
 
   // ---- streams

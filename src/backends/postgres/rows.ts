@@ -55,9 +55,10 @@ export interface RunRow {
   remaining: number;
   cancelled: boolean;
   conclusion: RunConclusion | null;
+  finished_at: string | null;
 }
 
-export const RUN_COLUMNS = 'id, created_at, node_count, remaining, cancelled, conclusion';
+export const RUN_COLUMNS = 'id, created_at, node_count, remaining, cancelled, conclusion, finished_at';
 
 /** A copy that is a plain Uint8Array (pg hands out Buffers, often views of a shared slab). */
 export function bytes(b: Buffer | null | undefined): Uint8Array {
@@ -119,7 +120,9 @@ export function toNodeState(
   row: NodeRow,
   attempts: Attempt[],
   inputs: Record<string, Uint8Array>,
+  live?: { attempt: number; output: Uint8Array },
 ): NodeState {
+  const streaming = row.status === 'RUNNING' && live?.attempt === row.attempt_count + 1;
   return {
     spec: row.spec,
     status: row.status,
@@ -135,6 +138,7 @@ export function toNodeState(
           orphaned: row.orphaned,
         }
       : undefined,
+    liveOutput: streaming && live.output.byteLength > 0 ? live.output : undefined,
   };
 }
 

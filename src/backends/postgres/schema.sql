@@ -1,5 +1,19 @@
 CREATE SCHEMA adagio;
 
+CREATE FUNCTION adagio.attempt_output(p_live bytea, p_extra bytea) RETURNS bytea
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+DECLARE
+  v_marker bytea := convert_to(E'\n…[output truncated by adagio]', 'UTF8');
+  v_room integer := 1048576 - length(v_marker);
+BEGIN
+  IF p_live IS NULL OR length(p_live) = 0 THEN RETURN p_extra; END IF;
+  IF length(p_live) > v_room OR length(p_extra) = 0 THEN RETURN p_live; END IF;
+  IF length(p_live) + length(p_extra) <= v_room THEN RETURN p_live || p_extra; END IF;
+  RETURN p_live || substring(p_extra FROM 1 FOR v_room - length(p_live)) || v_marker;
+END
+$$;
+
 CREATE FUNCTION adagio.claim_nodes(p_runs text[], p_nodes text[], p_claims text[], p_agents text[], p_metadata jsonb[], p_leases text[], p_now bigint[], p_repeat boolean) RETURNS TABLE(i integer, run_id text, name text, idx integer, runtime text, spec jsonb, upstream text[], status text, attempt_count integer, claim_id text, claim_agent text, claim_metadata jsonb, orphaned boolean, previous_claim_id text, started_at bigint, finished_at bigint, version integer, attempts_json json)
     LANGUAGE plpgsql
     AS $$
@@ -162,6 +176,29 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION adagio.finish_streamed(p_run text, p_node text, p_claim text, p_conclusion text, p_metadata jsonb, p_output bytea, p_now bigint, p_repeat boolean) RETURNS jsonb
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  v_live bytea;
+  v_result jsonb;
+BEGIN
+  PERFORM 1 FROM runs WHERE id = p_run FOR NO KEY UPDATE;
+  PERFORM 1 FROM nodes WHERE run_id = p_run AND name = p_node FOR UPDATE;
+  SELECT lo.output INTO v_live FROM live_outputs lo JOIN nodes n ON n.run_id = lo.run_id AND n.name = lo.node
+    WHERE lo.run_id = p_run AND lo.node = p_node AND n.claim_id = p_claim AND lo.attempt = n.attempt_count + 1;
+  v_result := finish_attempt(p_run, p_node, p_claim, p_conclusion, p_metadata,
+                             attempt_output(v_live, p_output), p_now, p_repeat);
+  IF v_result ? 'notice' THEN
+    DELETE FROM live_outputs WHERE run_id = p_run AND node = p_node;
+    IF v_result -> 'notice' ->> 'rs' = 'COMPLETED' THEN
+      UPDATE runs SET finished_at = p_now WHERE id = p_run AND finished_at IS NULL;
+    END IF;
+  END IF;
+  RETURN v_result;
+END
+$$;
+
 CREATE TABLE adagio.agents (
     id text NOT NULL,
     lease_id text NOT NULL COLLATE pg_catalog."C",
@@ -193,6 +230,14 @@ CREATE TABLE adagio.leases (
     id text NOT NULL COLLATE pg_catalog."C",
     ttl_ms integer NOT NULL,
     expires_at timestamp with time zone NOT NULL
+);
+
+CREATE TABLE adagio.live_outputs (
+    run_id text NOT NULL COLLATE pg_catalog."C",
+    node text NOT NULL COLLATE pg_catalog."C",
+    attempt integer NOT NULL,
+    next_seq integer NOT NULL,
+    output bytea NOT NULL
 );
 
 CREATE TABLE adagio.nodes (
@@ -227,7 +272,8 @@ CREATE TABLE adagio.runs (
     remaining integer NOT NULL,
     failed boolean DEFAULT false NOT NULL,
     cancelled boolean DEFAULT false NOT NULL,
-    conclusion text
+    conclusion text,
+    finished_at bigint
 );
 
 CREATE TABLE adagio.schema_migrations (
@@ -247,6 +293,9 @@ ALTER TABLE ONLY adagio.counters
 
 ALTER TABLE ONLY adagio.leases
     ADD CONSTRAINT leases_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY adagio.live_outputs
+    ADD CONSTRAINT live_outputs_pkey PRIMARY KEY (run_id, node);
 
 ALTER TABLE ONLY adagio.nodes
     ADD CONSTRAINT nodes_pkey PRIMARY KEY (run_id, name);

@@ -307,6 +307,68 @@ END
 $fn$;
 `;
 
+/** Migration 4: live output (live_outputs, attempt_output, finish_streamed) and runs.finished_at. */
+export const LIVE_OUTPUT_MIGRATION = `
+-- When the run completed (ms): set by the transaction that completes it.
+ALTER TABLE runs ADD COLUMN finished_at bigint;
+
+-- The output a running attempt streamed so far (appendOutput), one row per
+-- RUNNING node that streamed, apart from the hot nodes rows. attempt is the
+-- number the attempt will record; next_seq the seq its next chunk carries.
+-- An orphan's recovery keeps the row (the lost attempt's output survives);
+-- finish_streamed and cancel move it into the recorded attempt and delete it.
+CREATE TABLE live_outputs (
+  run_id   text COLLATE "C" NOT NULL,
+  node     text COLLATE "C" NOT NULL,
+  attempt  integer NOT NULL,
+  next_seq integer NOT NULL,
+  output   bytea   NOT NULL,
+  PRIMARY KEY (run_id, node)
+);
+
+-- model/limits.ts attemptOutput in SQL: the streamed output, then the finish
+-- output within the 1 MiB cap, ending with the truncation marker when cut
+-- (p_extra arrives already cut to the cap by the caller).
+CREATE FUNCTION attempt_output(p_live bytea, p_extra bytea) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE AS $fn$
+DECLARE
+  v_marker bytea := convert_to(E'\\n…[output truncated by adagio]', 'UTF8');
+  v_room integer := 1048576 - length(v_marker);
+BEGIN
+  IF p_live IS NULL OR length(p_live) = 0 THEN RETURN p_extra; END IF;
+  IF length(p_live) > v_room OR length(p_extra) = 0 THEN RETURN p_live; END IF;
+  IF length(p_live) + length(p_extra) <= v_room THEN RETURN p_live || p_extra; END IF;
+  RETURN p_live || substring(p_extra FROM 1 FOR v_room - length(p_live)) || v_marker;
+END
+$fn$;
+
+-- finish_attempt (migration 2) with the streamed output in front of the
+-- finish output, and the run's finished_at once this finish completes it. Locks as finish_attempt does (the run, then the node), so no
+-- append slips in between reading the streamed output and recording it.
+CREATE FUNCTION finish_streamed(p_run text, p_node text, p_claim text, p_conclusion text,
+                                p_metadata jsonb, p_output bytea, p_now bigint, p_repeat boolean)
+RETURNS jsonb LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_live bytea;
+  v_result jsonb;
+BEGIN
+  PERFORM 1 FROM runs WHERE id = p_run FOR NO KEY UPDATE;
+  PERFORM 1 FROM nodes WHERE run_id = p_run AND name = p_node FOR UPDATE;
+  SELECT lo.output INTO v_live FROM live_outputs lo JOIN nodes n ON n.run_id = lo.run_id AND n.name = lo.node
+    WHERE lo.run_id = p_run AND lo.node = p_node AND n.claim_id = p_claim AND lo.attempt = n.attempt_count + 1;
+  v_result := finish_attempt(p_run, p_node, p_claim, p_conclusion, p_metadata,
+                             attempt_output(v_live, p_output), p_now, p_repeat);
+  IF v_result ? 'notice' THEN
+    DELETE FROM live_outputs WHERE run_id = p_run AND node = p_node;
+    IF v_result -> 'notice' ->> 'rs' = 'COMPLETED' THEN
+      UPDATE runs SET finished_at = p_now WHERE id = p_run AND finished_at IS NULL;
+    END IF;
+  END IF;
+  RETURN v_result;
+END
+$fn$;
+`;
+
 // ---- claims (claims.ts)
 
 /** A batch of claims: one call of claim_nodes, prepared as adagio_claim_nodes; $8 says the batch is a repeat. */
@@ -314,8 +376,8 @@ export const CLAIM_NODES = 'SELECT * FROM claim_nodes($1, $2, $3, $4, $5, $6, $7
 
 // ---- finishes (finishes.ts)
 
-/** A batch of finishes: finish_attempt once per call, in the order given (the callers sort by run); $8 says the batch is a repeat. */
-export const FINISH_ATTEMPTS = `SELECT finish_attempt(x.run, x.node, x.claim, x.conclusion, x.metadata::jsonb, x.output, x.now, $8) AS r
+/** A batch of finishes: finish_streamed (finish_attempt behind the streamed output) once per call, in the order given (the callers sort by run); $8 says the batch is a repeat. */
+export const FINISH_ATTEMPTS = `SELECT finish_streamed(x.run, x.node, x.claim, x.conclusion, x.metadata::jsonb, x.output, x.now, $8) AS r
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bigint[])
            WITH ORDINALITY AS x(run, node, claim, conclusion, metadata, output, now, i)
          ORDER BY x.i`;

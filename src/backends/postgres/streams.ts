@@ -11,7 +11,8 @@ import { EventQueue, type NodeEvent, type SubscribeOptions, type WatchEvent } fr
 import { type Db, isConnectionError } from './db.js';
 import type { Listener, NoticeConsumer } from './listener.js';
 import type { NodeDelta, Notice } from './notices.js';
-import { loadRun } from './reads.js';
+import { readLiveOutputs } from './output.js';
+import { finishedAtOf, loadRun } from './reads.js';
 import { ATTEMPT_COLUMNS, type AttemptRow, groupAttempts, time } from './rows.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -110,6 +111,8 @@ export class Streams {
     const specs = new Map<string, NodeSpec>();
     let upstream = new Map<string, string[]>();
     let snapshotSent = false;
+    /** Per node: the attempt whose live output was sent, and how many of its bytes. */
+    const sentOutput = new Map<string, { attempt: number; length: number }>();
     let chain = Promise.resolve();
     const enqueue = (fn: () => Promise<void>) => {
       chain = chain.then(() => this.untilDone(queue, fn));
@@ -142,6 +145,9 @@ export class Streams {
         for (const n of loaded.nodes) specs.set(n.spec.name, n.spec);
         upstream = topology({ nodes: loaded.nodes.map((n) => n.spec), edges: loaded.run.edges }).upstream;
         for (const [name, v] of loaded.versions) seen.set(name, v);
+        for (const n of loaded.nodes)
+          if (n.liveOutput)
+            sentOutput.set(n.spec.name, { attempt: n.attempts.length + 1, length: n.liveOutput.byteLength });
         snapshotSent = true;
         queue.push({
           type: 'snapshot',
@@ -152,6 +158,7 @@ export class Streams {
             edges: loaded.run.edges,
             status: loaded.status,
             conclusion: loaded.conclusion,
+            finishedAt: finishedAtOf(loaded.run, loaded.nodes),
           },
         });
         if (loaded.status === 'COMPLETED') queue.close();
@@ -161,10 +168,24 @@ export class Streams {
         .map((state) => ({ state, version: loaded.versions.get(state.spec.name) ?? 0 }))
         .filter(({ state, version }) => version > (seen.get(state.spec.name) ?? -1));
       emit(changed, loaded.status, loaded.conclusion);
+      if (!queue.isClosed) await sendOutput();
+    };
+
+    /** Output events for what running attempts streamed past what this watch sent. */
+    const sendOutput = async (names?: string[]) => {
+      const live = await this.db.tx('watch', (c) => readLiveOutputs(c, runId, names));
+      for (const [node, { attempt, output }] of live) {
+        const sent = sentOutput.get(node);
+        const from = sent?.attempt === attempt ? sent.length : 0;
+        if (output.byteLength <= from) continue;
+        sentOutput.set(node, { attempt, length: output.byteLength });
+        queue.push({ type: 'output', runId, node, attempt, offset: from, chunk: output.subarray(from) });
+      }
     };
 
     const apply = async (notice: Notice) => {
       if (notice.all || !snapshotSent) return reread();
+      if (notice.out) return sendOutput(notice.out.filter((n) => specs.has(n)));
       const fresh = (notice.ch ?? []).filter((d) => specs.has(d.n) && d.v > (seen.get(d.n) ?? -1));
       if (fresh.length === 0) {
         if (notice.rs === 'COMPLETED') queue.close();

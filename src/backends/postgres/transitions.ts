@@ -278,7 +278,10 @@ export async function cancelRun(ctx: TransitionContext, runId: string): Promise<
       if (running.length > 0)
         await c.query(
           `INSERT INTO attempts (run_id, node, n, conclusion, metadata, output, claim_id, agent_id, started_at, finished_at)
-           SELECT $1, x.node, x.n, 'CANCELLED', '{}', '', x.claim_id, x.agent_id, x.started_at, $2
+           SELECT $1, x.node, x.n, 'CANCELLED', '{}',
+             -- What the attempt streamed stays its output (live_outputs, migration 4).
+             coalesce((SELECT lo.output FROM live_outputs lo WHERE lo.run_id = $1 AND lo.node = x.node), ''),
+             x.claim_id, x.agent_id, x.started_at, $2
            FROM unnest($3::text[], $4::int[], $5::text[], $6::text[], $7::bigint[]) AS x(node, n, claim_id, agent_id, started_at)`,
           [
             runId,
@@ -317,9 +320,10 @@ export async function cancelRun(ctx: TransitionContext, runId: string): Promise<
           ft: now,
         })),
       };
+      if (running.length > 0) await c.query('DELETE FROM live_outputs WHERE run_id = $1', [runId]);
       await c.query(
-        `UPDATE runs SET remaining = 0, cancelled = true, conclusion = 'CANCELLED' WHERE id = $1`,
-        [runId],
+        `UPDATE runs SET remaining = 0, cancelled = true, conclusion = 'CANCELLED', finished_at = $2 WHERE id = $1`,
+        [runId, now],
       );
       return notice;
     }),

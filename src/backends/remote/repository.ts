@@ -12,6 +12,7 @@ import { agentFromProto } from '../../model/wire.js';
 import { InvalidArgumentError, InvalidGraphError, UnavailableError } from '../../protocol/errors.js';
 import {
   type AgentRegistration,
+  type AppendOutputRequest,
   type ClaimedNode,
   type ClaimRef,
   type ClaimRequest,
@@ -131,6 +132,21 @@ export class RemoteRepository implements Repository {
           conclusion: conclusionToProto(request.conclusion),
           output: request.output ?? new Uint8Array(),
           metadata: metadataToProto(request.metadata),
+        },
+        this.opts(),
+      ),
+    );
+  }
+
+  async appendOutput(request: AppendOutputRequest): Promise<void> {
+    await this.call({ runId: request.runId, node: request.node }, () =>
+      this.rpc.appendOutput(
+        {
+          runId: request.runId,
+          nodeName: request.node,
+          claimId: request.claimId,
+          seq: BigInt(request.seq),
+          chunk: request.chunk,
         },
         this.opts(),
       ),

@@ -1,11 +1,13 @@
-import type { Node } from '../../../src/gen/adagio/v1/adagio_pb.js';
+import { useEffect, useState } from 'react';
+import { type Node, Node_Status } from '../../../src/gen/adagio/v1/adagio_pb.js';
 import { formatDuration, formatTime, nodeLook, nodeStatusName, splitMetadata } from '../api/format.js';
 import { Attempts, Output } from './Attempts.js';
 import { Badge } from './Badge.js';
 import { KeyValues, metadataEntries } from './KeyValues.js';
 
 /** Everything about one node: spec (runtime, arguments), attempts, inputs, claim. */
-export function NodePanel({ node, onClose }: { node: Node; onClose: () => void }) {
+export function NodePanel({ node, why, onClose }: { node: Node; why?: string; onClose: () => void }) {
+  const now = useNow(node.status === Node_Status.RUNNING ? 1000 : 0);
   const spec = node.spec;
   const runtime = spec?.runtime ?? '';
   const meta = splitMetadata(runtime, spec?.metadata ?? {});
@@ -25,8 +27,26 @@ export function NodePanel({ node, onClose }: { node: Node; onClose: () => void }
         <Badge look={nodeLook(node)} />
         <span className="muted">{nodeStatusName(node.status).toLowerCase()}</span>
         {node.startedAt && <span className="muted">started {formatTime(node.startedAt)}</span>}
-        {node.finishedAt && <span className="muted">took {formatDuration(node.startedAt, node.finishedAt)}</span>}
+        {node.status === Node_Status.RUNNING && node.startedAt && (
+          <span className="muted" data-elapsed>
+            running for {formatDuration(node.startedAt, new Date(now).toISOString())}
+          </span>
+        )}
+        {node.finishedAt && node.startedAt && (
+          <span className="muted">took {formatDuration(node.startedAt, node.finishedAt)}</span>
+        )}
+        {node.attempts.length > 1 && (
+          <span className="muted" data-total>
+            {node.attempts.length} attempts, {formatMs(attemptsTotalMs(node))} in all
+          </span>
+        )}
       </div>
+
+      {why && (
+        <p className="node-why" data-why>
+          {why}
+        </p>
+      )}
 
       <section>
         <h3>Spec</h3>
@@ -52,6 +72,13 @@ export function NodePanel({ node, onClose }: { node: Node; onClose: () => void }
           </>
         )}
       </section>
+
+      {node.status === Node_Status.RUNNING && (
+        <section aria-label="live output">
+          <h3>Attempt {node.attempts.length + 1}: running</h3>
+          <Output bytes={node.liveOutput} label="output yet" />
+        </section>
+      )}
 
       <section>
         <h3>Attempts ({node.attempts.length})</h3>
@@ -89,4 +116,30 @@ export function NodePanel({ node, onClose }: { node: Node; onClose: () => void }
       </section>
     </aside>
   );
+}
+
+/** The time now, re-rendering every `intervalMs` (0: not at all). */
+function useNow(intervalMs: number): number {
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    if (intervalMs <= 0) return;
+    setNow(Date.now());
+    const t = window.setInterval(() => setNow(Date.now()), intervalMs);
+    return () => window.clearInterval(t);
+  }, [intervalMs]);
+  return now;
+}
+
+/** Time spent in the node's attempts, retries included. */
+function attemptsTotalMs(node: Node): number {
+  let total = 0;
+  for (const a of node.attempts) {
+    const ms = Date.parse(a.finishedAt) - Date.parse(a.startedAt);
+    if (Number.isFinite(ms) && ms > 0) total += ms;
+  }
+  return total;
+}
+
+function formatMs(ms: number): string {
+  return formatDuration(new Date(0).toISOString(), new Date(ms).toISOString()) || '0 ms';
 }

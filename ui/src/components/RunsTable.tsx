@@ -1,9 +1,9 @@
 import type { Run } from '../../../src/gen/adagio/v1/adagio_pb.js';
-import { formatAgo, formatTime, runLook } from '../api/format.js';
+import { formatAgo, formatDuration, formatTime, runLook } from '../api/format.js';
 import { Link, runPath } from '../router.js';
 import { Badge } from './Badge.js';
 
-/** Runs as a table: id (a link to the run), created, state, node counts. */
+/** Runs as a table: id (a link to the run), created, state, how long it took (or runs so far), when it finished, node progress. */
 export function RunsTable({ runs, empty = 'No runs.' }: { runs: Run[]; empty?: string }) {
   if (runs.length === 0) return <p className="muted empty">{empty}</p>;
   const now = Date.now();
@@ -14,15 +14,16 @@ export function RunsTable({ runs, empty = 'No runs.' }: { runs: Run[]; empty?: s
           <th>Run</th>
           <th>Created</th>
           <th>State</th>
-          <th className="num">Waiting</th>
-          <th className="num">Ready</th>
-          <th className="num">Running</th>
-          <th className="num">Completed</th>
+          <th className="num">Took</th>
+          <th>Finished</th>
+          <th>Nodes</th>
         </tr>
       </thead>
       <tbody>
         {runs.map((r) => {
           const c = r.nodeCounts;
+          const running = Number(c?.running ?? 0);
+          const total = Number((c?.waiting ?? 0n) + (c?.ready ?? 0n) + (c?.running ?? 0n) + (c?.completed ?? 0n));
           return (
             <tr key={r.id} data-run-id={r.id}>
               <td>
@@ -34,10 +35,18 @@ export function RunsTable({ runs, empty = 'No runs.' }: { runs: Run[]; empty?: s
               <td>
                 <Badge look={runLook(r.status, r.conclusion)} />
               </td>
-              <td className="num">{String(c?.waiting ?? 0)}</td>
-              <td className="num">{String(c?.ready ?? 0)}</td>
-              <td className="num">{String(c?.running ?? 0)}</td>
-              <td className="num">{String(c?.completed ?? 0)}</td>
+              <td className="num" data-col="took">
+                {r.finishedAt
+                  ? formatDuration(r.createdAt, r.finishedAt)
+                  : `${formatDuration(r.createdAt, new Date(now).toISOString())}…`}
+              </td>
+              <td data-col="finished" title={r.finishedAt ? formatTime(r.finishedAt) : undefined}>
+                {r.finishedAt ? formatAgo(r.finishedAt, now) : '–'}
+              </td>
+              <td data-col="nodes">
+                {String(c?.completed ?? 0)}/{String(total)} done
+                {running > 0 && <span className="muted">, {running} running</span>}
+              </td>
             </tr>
           );
         })}

@@ -1,7 +1,16 @@
+import { type ExplainNode, explainNode, explainRun } from '../../../src/model/explain.js';
 import { useCallback, useMemo, useState } from 'react';
-import { type Node, type Run, Run_Status } from '../../../src/gen/adagio/v1/adagio_pb.js';
+import { type Node, type Run, Run_Conclusion, Run_Status } from '../../../src/gen/adagio/v1/adagio_pb.js';
 import { api, errorMessage } from '../api/client.js';
-import { formatTime, LOOK_LABEL, type NodeLook, nodeLook, runLook } from '../api/format.js';
+import {
+  conclusionName,
+  formatTime,
+  LOOK_LABEL,
+  type NodeLook,
+  nodeLook,
+  nodeStatusName,
+  runLook,
+} from '../api/format.js';
 import { Badge } from '../components/Badge.js';
 import { RunGraph } from '../components/graph/RunGraph.js';
 import { NodePanel } from '../components/NodePanel.js';
@@ -41,7 +50,13 @@ export function RunPage({ id }: { id: string }) {
         ) : (
           <div className="run-graph placeholder">{live.error ? '' : 'Loading run…'}</div>
         )}
-        {selectedNode && <NodePanel node={selectedNode} onClose={() => select(undefined)} />}
+        {selectedNode && (
+          <NodePanel
+            node={selectedNode}
+            why={whyOf(selectedNode, live)}
+            onClose={() => select(undefined)}
+          />
+        )}
       </div>
     </div>
   );
@@ -65,7 +80,9 @@ function RunHeader({ id, live }: { id: string; live: LiveRun }) {
       </div>
       <div className="run-facts">
         {live.shape && <span className="muted">created {formatTime(live.shape.createdAt)}</span>}
-        <span className="muted">{live.nodes.size} nodes</span>
+        <span className="muted">
+          {live.nodes.size} node{live.nodes.size === 1 ? '' : 's'}
+        </span>
         {LOOKS.filter((l) => counts[l] > 0).map((l) => (
           <span key={l} className="count">
             <Badge look={l} text={`${counts[l]} ${LOOK_LABEL[l]}`} />
@@ -121,4 +138,24 @@ function CancelButton({ id, onCancelled }: { id: string; onCancelled: (run: Run)
       {error && <span className="error-inline">{error}</span>}
     </div>
   );
+}
+
+/** Why the selected node waits or was not run (explainNode, as `adagio runs inspect` says it). */
+function whyOf(node: Node, live: LiveRun): string | undefined {
+  if (!live.shape) return undefined;
+  const run = explainRun(
+    [...live.nodes.values()].map(toExplain),
+    live.shape.edges,
+    live.conclusion === Run_Conclusion.CANCELLED,
+  );
+  return explainNode(toExplain(node), run);
+}
+
+function toExplain(n: Node): ExplainNode {
+  return {
+    name: n.spec?.name ?? '',
+    runtime: n.spec?.runtime ?? '',
+    status: nodeStatusName(n.status) as ExplainNode['status'],
+    attempts: n.attempts.map((a) => conclusionName(a.conclusion)),
+  };
 }

@@ -1,7 +1,7 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import { useCallback, useEffect, useRef, useState } from 'react';
 import type { Edge, Node, Run } from '../../../src/gen/adagio/v1/adagio_pb.js';
-import { Run_Conclusion, Run_Status } from '../../../src/gen/adagio/v1/adagio_pb.js';
+import { Node_Status, Run_Conclusion, Run_Status } from '../../../src/gen/adagio/v1/adagio_pb.js';
 import { api, errorMessage, isAbort, isAuthError } from '../api/client.js';
 import { onTokenChange } from '../api/token.js';
 
@@ -78,6 +78,8 @@ export function useLiveRun(runId: string): LiveRun {
     patch: {},
   });
   const timer = useRef<number | undefined>(undefined);
+  // The nodes as last rendered: output chunks extend the newest state of their node.
+  const rendered = useRef<ReadonlyMap<string, Node>>(new Map());
   // Node count of the run, known from the first snapshot; picks the flush interval.
   const size = useRef(0);
 
@@ -93,6 +95,7 @@ export function useLiveRun(runId: string): LiveRun {
         for (const [name, node] of p.nodes) nodes.set(name, node);
         next.nodes = nodes;
       }
+      rendered.current = next.nodes;
       return next;
     });
   }, []);
@@ -139,8 +142,18 @@ export function useLiveRun(runId: string): LiveRun {
               pending.current.nodes.clear();
               completed = msg.run.status === Run_Status.COMPLETED;
               patch({ live: true, error: undefined, authError: false, status: msg.run.status, conclusion: msg.run.conclusion }, true);
+            } else if (msg.output) {
+              const o = msg.output;
+              const node = pending.current.nodes.get(o.nodeName) ?? rendered.current.get(o.nodeName);
+              const grown = node && withOutput(node, o.attempt, Number(o.offset), o.chunk);
+              if (grown) {
+                pending.current.nodes.set(o.nodeName, grown);
+                patch({});
+              }
             } else if (msg.node?.spec) {
-              pending.current.nodes.set(msg.node.spec.name, msg.node);
+              const name = msg.node.spec.name;
+              const known = pending.current.nodes.get(name) ?? rendered.current.get(name);
+              pending.current.nodes.set(name, keepLiveOutput(known, msg.node));
               completed = msg.runStatus === Run_Status.COMPLETED;
               patch({ status: msg.runStatus, conclusion: msg.runConclusion });
             }
@@ -186,4 +199,32 @@ function withSnapshot(s: State, run: Run): State {
       ? s.shape
       : { id: run.id, createdAt: run.createdAt, names: [...nodes.keys()], edges: run.edges };
   return { ...s, shape, nodes, status: run.status, conclusion: run.conclusion };
+}
+
+/**
+ * The node with `chunk` appended to its running attempt's output at `offset`;
+ * undefined when it adds nothing (a repeat, another attempt, or a gap the next
+ * snapshot fills).
+ */
+function withOutput(node: Node, attempt: number, offset: number, chunk: Uint8Array): Node | undefined {
+  if (node.status !== Node_Status.RUNNING || attempt !== node.attempts.length + 1) return undefined;
+  const have = node.liveOutput.byteLength;
+  if (offset > have || offset + chunk.byteLength <= have) return undefined;
+  const out = new Uint8Array(offset + chunk.byteLength);
+  out.set(node.liveOutput.subarray(0, offset));
+  out.set(chunk, offset);
+  return { ...node, liveOutput: out };
+}
+
+/** A node event of a still running attempt may not carry its output (backends send it apart): keep ours. */
+function keepLiveOutput(known: Node | undefined, next: Node): Node {
+  if (
+    !known ||
+    next.liveOutput.byteLength > 0 ||
+    next.status !== Node_Status.RUNNING ||
+    known.status !== Node_Status.RUNNING ||
+    known.attempts.length !== next.attempts.length
+  )
+    return next;
+  return { ...next, liveOutput: known.liveOutput };
 }

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file adagio/rpc/controlplane/controlplane.proto.
  */
 export const file_adagio_rpc_controlplane_controlplane: GenFile = /*@__PURE__*/
-  fileDesc("CiphZGFnaW8vcnBjL2NvbnRyb2xwbGFuZS9jb250cm9scGxhbmUucHJvdG8SF2FkYWdpby5ycGMuY29udHJvbHBsYW5lIg4KDFN0YXRzUmVxdWVzdCIwCg1TdGF0c1Jlc3BvbnNlEh8KBXN0YXRzGAEgASgLMhAuYWRhZ2lvLnYxLlN0YXRzIjIKDFN0YXJ0UmVxdWVzdBIiCgRzcGVjGAEgASgLMhQuYWRhZ2lvLnYxLkdyYXBoU3BlYyIsCg1TdGFydFJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLmFkYWdpby52MS5SdW4iVQoPTGlzdFJ1bnNSZXF1ZXN0EhAKCHN0YXJ0X25zGAEgASgDEhEKCWZpbmlzaF9ucxgCIAEoAxINCgVsaW1pdBgDIAEoBRIOCgZjdXJzb3IYBCABKAkiRQoQTGlzdFJ1bnNSZXNwb25zZRIcCgRydW5zGAEgAygLMg4uYWRhZ2lvLnYxLlJ1bhITCgtuZXh0X2N1cnNvchgCIAEoCSIcCg5JbnNwZWN0UmVxdWVzdBIKCgJpZBgBIAEoCSIuCg9JbnNwZWN0UmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1biITChFMaXN0QWdlbnRzUmVxdWVzdCI2ChJMaXN0QWdlbnRzUmVzcG9uc2USIAoGYWdlbnRzGAEgAygLMhAuYWRhZ2lvLnYxLkFnZW50IhsKDUNhbmNlbFJlcXVlc3QSCgoCaWQYASABKAkiLQoOQ2FuY2VsUmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1biIaCgxXYXRjaFJlcXVlc3QSCgoCaWQYASABKAkiqQEKDVdhdGNoUmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1bhIdCgRub2RlGAIgASgLMg8uYWRhZ2lvLnYxLk5vZGUSKQoKcnVuX3N0YXR1cxgDIAEoDjIVLmFkYWdpby52MS5SdW4uU3RhdHVzEjEKDnJ1bl9jb25jbHVzaW9uGAQgASgOMhkuYWRhZ2lvLnYxLlJ1bi5Db25jbHVzaW9uMpkFCgxDb250cm9sUGxhbmUSVgoFU3RhdHMSJS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5TdGF0c1JlcXVlc3QaJi5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5TdGF0c1Jlc3BvbnNlElYKBVN0YXJ0EiUuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhcnRSZXF1ZXN0GiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhcnRSZXNwb25zZRJfCghMaXN0UnVucxIoLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkxpc3RSdW5zUmVxdWVzdBopLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkxpc3RSdW5zUmVzcG9uc2USXAoHSW5zcGVjdBInLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkluc3BlY3RSZXF1ZXN0GiguYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuSW5zcGVjdFJlc3BvbnNlEmUKCkxpc3RBZ2VudHMSKi5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0QWdlbnRzUmVxdWVzdBorLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkxpc3RBZ2VudHNSZXNwb25zZRJZCgZDYW5jZWwSJi5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5DYW5jZWxSZXF1ZXN0GicuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuQ2FuY2VsUmVzcG9uc2USWAoFV2F0Y2gSJS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5XYXRjaFJlcXVlc3QaJi5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5XYXRjaFJlc3BvbnNlMAFiBnByb3RvMw", [file_adagio_v1_adagio]);
+  fileDesc("CiphZGFnaW8vcnBjL2NvbnRyb2xwbGFuZS9jb250cm9scGxhbmUucHJvdG8SF2FkYWdpby5ycGMuY29udHJvbHBsYW5lIg4KDFN0YXRzUmVxdWVzdCIwCg1TdGF0c1Jlc3BvbnNlEh8KBXN0YXRzGAEgASgLMhAuYWRhZ2lvLnYxLlN0YXRzIjIKDFN0YXJ0UmVxdWVzdBIiCgRzcGVjGAEgASgLMhQuYWRhZ2lvLnYxLkdyYXBoU3BlYyI+Cg1TdGFydFJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLmFkYWdpby52MS5SdW4SEAoId2FybmluZ3MYAiADKAkiVQoPTGlzdFJ1bnNSZXF1ZXN0EhAKCHN0YXJ0X25zGAEgASgDEhEKCWZpbmlzaF9ucxgCIAEoAxINCgVsaW1pdBgDIAEoBRIOCgZjdXJzb3IYBCABKAkiRQoQTGlzdFJ1bnNSZXNwb25zZRIcCgRydW5zGAEgAygLMg4uYWRhZ2lvLnYxLlJ1bhITCgtuZXh0X2N1cnNvchgCIAEoCSIcCg5JbnNwZWN0UmVxdWVzdBIKCgJpZBgBIAEoCSIuCg9JbnNwZWN0UmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1biITChFMaXN0QWdlbnRzUmVxdWVzdCI2ChJMaXN0QWdlbnRzUmVzcG9uc2USIAoGYWdlbnRzGAEgAygLMhAuYWRhZ2lvLnYxLkFnZW50IhsKDUNhbmNlbFJlcXVlc3QSCgoCaWQYASABKAkiLQoOQ2FuY2VsUmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1biIaCgxXYXRjaFJlcXVlc3QSCgoCaWQYASABKAki3wEKDVdhdGNoUmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1bhIdCgRub2RlGAIgASgLMg8uYWRhZ2lvLnYxLk5vZGUSKQoKcnVuX3N0YXR1cxgDIAEoDjIVLmFkYWdpby52MS5SdW4uU3RhdHVzEjEKDnJ1bl9jb25jbHVzaW9uGAQgASgOMhkuYWRhZ2lvLnYxLlJ1bi5Db25jbHVzaW9uEjQKBm91dHB1dBgFIAEoCzIkLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLk91dHB1dENodW5rIlAKC091dHB1dENodW5rEhEKCW5vZGVfbmFtZRgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEg4KBm9mZnNldBgDIAEoAxINCgVjaHVuaxgEIAEoDDKZBQoMQ29udHJvbFBsYW5lElYKBVN0YXRzEiUuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhdHNSZXF1ZXN0GiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhdHNSZXNwb25zZRJWCgVTdGFydBIlLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlN0YXJ0UmVxdWVzdBomLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlN0YXJ0UmVzcG9uc2USXwoITGlzdFJ1bnMSKC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0UnVuc1JlcXVlc3QaKS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0UnVuc1Jlc3BvbnNlElwKB0luc3BlY3QSJy5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5JbnNwZWN0UmVxdWVzdBooLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkluc3BlY3RSZXNwb25zZRJlCgpMaXN0QWdlbnRzEiouYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuTGlzdEFnZW50c1JlcXVlc3QaKy5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0QWdlbnRzUmVzcG9uc2USWQoGQ2FuY2VsEiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuQ2FuY2VsUmVxdWVzdBonLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkNhbmNlbFJlc3BvbnNlElgKBVdhdGNoEiUuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuV2F0Y2hSZXF1ZXN0GiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuV2F0Y2hSZXNwb25zZTABYgZwcm90bzM", [file_adagio_v1_adagio]);
 
 /**
  * @generated from message adagio.rpc.controlplane.StatsRequest
@@ -69,6 +69,13 @@ export type StartResponse = Message<"adagio.rpc.controlplane.StartResponse"> & {
    * @generated from field: adagio.v1.Run run = 1;
    */
   run?: Run | undefined;
+
+  /**
+   * Problems the run will meet, e.g. a runtime no live agent serves (its nodes stay READY until one does).
+   *
+   * @generated from field: repeated string warnings = 2;
+   */
+  warnings: string[];
 };
 
 /**
@@ -278,6 +285,13 @@ export type WatchResponse = Message<"adagio.rpc.controlplane.WatchResponse"> & {
    * @generated from field: adagio.v1.Run.Conclusion run_conclusion = 4;
    */
   runConclusion: Run_Conclusion;
+
+  /**
+   * Set on messages carrying output a running attempt streamed (no node, run or status then).
+   *
+   * @generated from field: adagio.rpc.controlplane.OutputChunk output = 5;
+   */
+  output?: OutputChunk | undefined;
 };
 
 /**
@@ -286,6 +300,41 @@ export type WatchResponse = Message<"adagio.rpc.controlplane.WatchResponse"> & {
  */
 export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
   messageDesc(file_adagio_rpc_controlplane_controlplane, 13);
+
+/**
+ * Bytes appended to a running attempt's output, at offset in it. May repeat:
+ * keep only the bytes past what you have.
+ *
+ * @generated from message adagio.rpc.controlplane.OutputChunk
+ */
+export type OutputChunk = Message<"adagio.rpc.controlplane.OutputChunk"> & {
+  /**
+   * @generated from field: string node_name = 1;
+   */
+  nodeName: string;
+
+  /**
+   * @generated from field: int32 attempt = 2;
+   */
+  attempt: number;
+
+  /**
+   * @generated from field: int64 offset = 3;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: bytes chunk = 4;
+   */
+  chunk: Uint8Array;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.OutputChunk.
+ * Use `create(OutputChunkSchema)` to create a new message.
+ */
+export const OutputChunkSchema: GenMessage<OutputChunk> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 14);
 
 /**
  * The control plane. New capabilities are added as new methods, never by
