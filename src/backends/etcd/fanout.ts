@@ -1,4 +1,5 @@
 import type { ICompare, IRequestOp } from 'etcd3';
+import { countedDown as countDownRule } from '../../model/index.js';
 import type { EtcdContext } from './context.js';
 import { encodeState, statics } from './nodes.js';
 import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
@@ -33,9 +34,8 @@ export interface FanOutItem {
 
 /** A dependent after one of its upstream nodes succeeded: one fewer to wait for, READY at zero. */
 export function countedDown(dep: NodeRecord): NodeRecord {
-  const nd: NodeRecord = { ...dep, p: dep.p - 1 };
-  if (nd.p === 0 && nd.s === 'WAITING') nd.s = 'READY';
-  return nd;
+  const next = countDownRule({ pending: dep.p, status: dep.s });
+  return { ...dep, p: next.pending, s: next.status as NodeRecord['s'] };
 }
 
 /** The ops that make a dependent's counter one smaller, and READY when it reaches zero. */

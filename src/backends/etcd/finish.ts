@@ -1,5 +1,11 @@
 import type { ICompare, IRequestOp } from 'etcd3';
-import { rfc3339, shouldRetry, truncateOutput } from '../../model/index.js';
+import {
+  countAttempt,
+  finishOutcome,
+  rfc3339,
+  statusAfterFinish,
+  truncateOutput,
+} from '../../model/index.js';
 import { ClaimConflictError, NotFoundError, UnavailableError } from '../../protocol/errors.js';
 import type { FinishRequest } from '../../protocol/repository.js';
 import type { EtcdContext } from './context.js';
@@ -68,17 +74,15 @@ export function planFinish(
     valueIs(claimKey, Buffer.from(c.id)),
     leaseIs(claimKey, c.lease),
   ];
-  const previous = [
-    ...Array.from({ length: rec.f }, () => ({ conclusion: 'FAIL' as const })),
-    ...Array.from({ length: rec.e }, () => ({ conclusion: 'ERROR' as const })),
-  ];
-  const retry = shouldRetry(rec.spec, req.conclusion, previous);
+  const outcome = finishOutcome(rec.spec, req.conclusion, { fail: rec.f, error: rec.e });
+  const retry = outcome === 'RETRY';
+  const counts = countAttempt({ fail: rec.f, error: rec.e }, req.conclusion);
   const next: NodeRecord = {
     ...rec,
     a: rec.a + 1,
-    f: rec.f + (req.conclusion === 'FAIL' ? 1 : 0),
-    e: rec.e + (req.conclusion === 'ERROR' ? 1 : 0),
-    s: retry ? 'READY' : 'COMPLETED',
+    f: counts.fail,
+    e: counts.error,
+    s: statusAfterFinish(outcome),
     ft: retry ? undefined : now,
     c: undefined,
   };
@@ -127,7 +131,7 @@ export function planFinish(
       counted.push(dep.rec);
     }
   }
-  const failedForGood = !success && !retry;
+  const failedForGood = outcome === 'FAILED';
   if (failedForGood) {
     ops.push(put(keys.failed(req.runId), Buffer.from(req.node)));
     if (rec.down.length > 0)

@@ -1,5 +1,5 @@
 import type { ICompare, IRequestOp } from 'etcd3';
-import { rfc3339 } from '../../model/index.js';
+import { cancelledAttempt, conclusionOf, unreached } from '../../model/index.js';
 import { NotFoundError } from '../../protocol/errors.js';
 import type { EtcdContext } from './context.js';
 import { fanOut, fanOutItem } from './fanout.js';
@@ -47,7 +47,7 @@ export async function cascade(ctx: EtcdContext, runId: string, item: string, fro
       const done: NodeRecord[] = [];
       for (const n of nodes) {
         // A completed node's own downstream was completed when it was; a running one cannot be downstream of a failure.
-        if (!n || n.rec.s === 'COMPLETED' || n.rec.s === 'RUNNING') continue;
+        if (!n || !unreached(n.rec.s)) continue;
         compare.push(modIs(keys.node(runId, n.name), n.rev));
         ops.push(
           ...closeOps(ctx, runId, n.rec),
@@ -143,15 +143,9 @@ async function cancelNodes(ctx: EtcdContext, runId: string): Promise<void> {
             ops.push(
               put(
                 keys.attempt(runId, n.name, next.a),
-                encodeAttempt({
-                  conclusion: 'CANCELLED',
-                  metadata: {},
-                  output: new Uint8Array(),
-                  claimId: n.rec.c.id,
-                  agentId: n.rec.c.agent,
-                  startedAt: n.rec.st ? rfc3339(n.rec.st) : '',
-                  finishedAt: rfc3339(now),
-                }),
+                encodeAttempt(
+                  cancelledAttempt({ claimId: n.rec.c.id, agentId: n.rec.c.agent }, n.rec.st ?? 0, now),
+                ),
               ),
             );
           }
@@ -200,7 +194,7 @@ export async function maybeSeal(ctx: EtcdContext, runId: string): Promise<void> 
     const run = decodeJson<RunRecord>(kv.value);
     if (run.conclusion) return;
     if (Number(r[2]!.count) + Number(r[3]!.count) + Number(r[4]!.count) > 0) return;
-    const conclusion = run.cancelled ? 'CANCELLED' : r[1]!.kvs.length > 0 ? 'FAIL' : 'SUCCESS';
+    const conclusion = conclusionOf({ cancelled: run.cancelled === true, failed: r[1]!.kvs.length > 0 });
     const w = await store.retrying('seal', () =>
       store.txn({
         compare: [modIs(keys.run(runId), kv.mod_revision)],

@@ -2,13 +2,13 @@ import { hostname as osHostname } from 'node:os';
 import {
   type AgentInfo,
   type Clock,
+  conclusionOf,
   emptyNodeCounts,
   type GraphSpec,
   type IdSource,
   type NodeStatus,
   type Run,
   rfc3339,
-  runConclusion,
   runStatus,
   type Stats,
   systemClock,
@@ -395,7 +395,7 @@ export class MemoryRepository implements Repository {
       node: nodeSnapshot(node),
       runStatus: runStatus(run.counts),
       // The conclusion is set right after the last node completes; derive it here so the final event carries it.
-      runConclusion: done ? (run.conclusion ?? runConclusion(run.order, run.cancelled)) : undefined,
+      runConclusion: done ? (run.conclusion ?? conclusionOf(run)) : undefined,
     };
     for (const q of watchers) {
       q.push(ev);

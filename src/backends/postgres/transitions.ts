@@ -1,6 +1,7 @@
 import type { Logger } from '../../log.js';
 import {
   type Clock,
+  conclusionOf,
   type GraphSpec,
   type IdSource,
   initialStatus,
@@ -304,10 +305,11 @@ export async function cancelRun(ctx: TransitionContext, runId: string): Promise<
          RETURNING name, version, attempt_count, started_at`,
         [runId, now, open.rows.map((n) => n.name)],
       );
+      const conclusion = conclusionOf({ cancelled: true, failed: false });
       const notice: Notice = {
         r: runId,
         rs: 'COMPLETED',
-        rc: 'CANCELLED',
+        rc: conclusion,
         ch: done.rows.map((n) => ({
           n: n.name,
           v: n.version,
@@ -317,10 +319,10 @@ export async function cancelRun(ctx: TransitionContext, runId: string): Promise<
           ft: now,
         })),
       };
-      await c.query(
-        `UPDATE runs SET remaining = 0, cancelled = true, conclusion = 'CANCELLED' WHERE id = $1`,
-        [runId],
-      );
+      await c.query('UPDATE runs SET remaining = 0, cancelled = true, conclusion = $2 WHERE id = $1', [
+        runId,
+        conclusion,
+      ]);
       return notice;
     }),
   );
