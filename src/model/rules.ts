@@ -35,6 +35,11 @@ export function topology(spec: GraphSpec): Topology {
   return { upstream, downstream };
 }
 
+/** The node spec a backend stores: only the protocol's fields, absent metadata and retry as empty. */
+export function normalizeNodeSpec(n: NodeSpec): NodeSpec {
+  return { name: n.name, runtime: n.runtime, metadata: n.metadata ?? {}, retry: n.retry ?? {} };
+}
+
 /** Rule 1: nodes with no inbound edges start READY, the rest WAITING. */
 export function initialStatus(upstreamCount: number): NodeStatus {
   return upstreamCount === 0 ? 'READY' : 'WAITING';

@@ -4,6 +4,7 @@ import {
   initialStatus,
   type NodeSpec,
   type NodeState,
+  normalizeNodeSpec,
   type Run,
   rfc3339,
   topology,
@@ -40,12 +41,7 @@ export async function startRun(ctx: EtcdContext, spec: GraphSpec): Promise<Run> 
   const states: NodeState[] = [];
   const records: NodeRecord[] = [];
   spec.nodes.forEach((n, i) => {
-    const s: NodeSpec = {
-      name: n.name,
-      runtime: n.runtime,
-      metadata: n.metadata ?? {},
-      retry: n.retry ?? {},
-    };
+    const s = normalizeNodeSpec(n);
     const up = topo.upstream.get(n.name)!;
     const status = initialStatus(up.length);
     const rec: NodeRecord = {

@@ -13,6 +13,7 @@ import {
   type NodeSpec,
   type NodeState,
   type NodeStatus,
+  normalizeNodeSpec,
   type RetryCounts,
   type Run,
   type RunConclusion,
@@ -92,7 +93,7 @@ export function createRun(
     failed: false,
   };
   const topo = topology(spec);
-  for (const s of spec.nodes) {
+  for (const s of spec.nodes.map(normalizeNodeSpec)) {
     const upCount = topo.upstream.get(s.name)!.length;
     const node: NodeRecord = {
       run,

@@ -8,6 +8,7 @@ import {
   type Metadata,
   type NodeSpec,
   type NodeState,
+  normalizeNodeSpec,
   type Run,
   rfc3339,
   topology,
@@ -78,12 +79,7 @@ export async function startRun(ctx: TransitionContext, spec: GraphSpec): Promise
   const topo = topology(spec);
   const rows: StartRow[] = spec.nodes.map((n, idx) => {
     const upstream = topo.upstream.get(n.name)!;
-    const s: NodeSpec = {
-      name: n.name,
-      runtime: n.runtime,
-      metadata: n.metadata ?? {},
-      retry: n.retry ?? {},
-    };
+    const s = normalizeNodeSpec(n);
     return {
       name: n.name,
       idx,
