@@ -2,7 +2,6 @@ import type { IRequestOp } from 'etcd3';
 import {
   type GraphSpec,
   initialStatus,
-  type NodeSpec,
   type NodeState,
   normalizeNodeSpec,
   type Run,
