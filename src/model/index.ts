@@ -1,5 +1,6 @@
 export * from './ids.js';
 export * from './limits.js';
+export * from './requests.js';
 export * from './rules.js';
 export * from './types.js';
 export * from './validate.js';

@@ -25,7 +25,7 @@
  *
  * Topics, one module each: start (rule 1), walk (2, 5, 7 on the example DAG),
  * retry (5), claims (2, 4), leases (3), cancel (6), listing (lists, stats,
- * cleanup), streams (8, and watch). Rule 9 (cost per transition) is measured
+ * cleanup), streams (8, and watch), requests (bad input refused alike). Rule 9 (cost per transition) is measured
  * by the benchmarks, not asserted here.
  */
 import { describe } from 'node:test';
@@ -34,6 +34,7 @@ import { claimsSpec } from './claims.js';
 import { type BackendFactory, conformanceTest } from './harness.js';
 import { leasesSpec } from './leases.js';
 import { listingSpec } from './listing.js';
+import { requestsSpec } from './requests.js';
 import { retrySpec } from './retry.js';
 import { startSpec } from './start.js';
 import { streamsSpec } from './streams.js';
@@ -52,5 +53,6 @@ export function runConformance(backend: string, factory: BackendFactory): void {
     cancelSpec(test);
     listingSpec(test);
     streamsSpec(test);
+    requestsSpec(test);
   });
 }

@@ -1,4 +1,5 @@
-import { type ClaimedNode, type ClaimRequest, checkMetadata } from '../../protocol/repository.js';
+import { checkMetadata } from '../../model/index.js';
+import type { ClaimedNode, ClaimRequest } from '../../protocol/repository.js';
 import { Batcher } from '../batcher.js';
 import type { EtcdContext } from './context.js';
 import { INLINE_DEPENDENTS } from './fanout.js';

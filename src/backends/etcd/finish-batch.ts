@@ -1,4 +1,5 @@
-import { checkConclusion, checkMetadata, type FinishRequest } from '../../protocol/repository.js';
+import { checkConclusion, checkMetadata } from '../../model/index.js';
+import type { FinishRequest } from '../../protocol/repository.js';
 import { Batcher } from '../batcher.js';
 import type { EtcdContext } from './context.js';
 import {

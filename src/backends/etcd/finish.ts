@@ -6,7 +6,7 @@ import {
   statusAfterFinish,
   truncateOutput,
 } from '../../model/index.js';
-import { ClaimConflictError, NotFoundError, UnavailableError } from '../../protocol/errors.js';
+import { claimNotLive, NotFoundError, nodeNotFound, UnavailableError } from '../../protocol/errors.js';
 import type { FinishRequest } from '../../protocol/repository.js';
 import type { EtcdContext } from './context.js';
 import { countDown, countedDown, type FanOutItem, fanOut, fanOutItem, INLINE_DEPENDENTS } from './fanout.js';
@@ -52,7 +52,7 @@ export function planFinish(
   const success = req.conclusion === 'SUCCESS';
   if (!r.node) {
     if (!r.run) throw new NotFoundError('run', req.runId);
-    throw new NotFoundError('node', `${req.runId}/${req.node}`);
+    throw nodeNotFound(req.runId, req.node);
   }
   const { rec, rev } = r.node;
   const c = rec.c;
@@ -123,7 +123,7 @@ export function planFinish(
   } else if (success) {
     for (const d of rec.down) {
       const dep = r.deps.get(d);
-      if (!dep) throw new NotFoundError('node', `${req.runId}/${d}`);
+      if (!dep) throw nodeNotFound(req.runId, d);
       if (dep.rec.s === 'COMPLETED') continue; // unreached via another branch: nothing to count down
       allDepsDone = false;
       compare.push(modIs(keys.node(req.runId, d), dep.rev));
@@ -200,18 +200,14 @@ export async function finishNode(
 export const finishOutput = (req: FinishRequest): Buffer =>
   Buffer.from(truncateOutput(req.output ?? new Uint8Array()));
 
-function notLive(req: FinishRequest, r: Read): ClaimConflictError {
+function notLive(req: FinishRequest, r: Read) {
   const rec = r.node!.rec;
-  const why = !r.run?.rec.cancelled
-    ? r.claimLive === false && rec.c?.id === req.claimId
-      ? ', orphaned'
-      : ''
-    : ', run cancelled';
-  return new ClaimConflictError(
-    `claim ${req.claimId} on ${req.runId}/${req.node} is not the node's live claim (node ${rec.s}${why})`,
-    req.runId,
-    req.node,
-  );
+  const cancelled = r.run?.rec.cancelled === true;
+  return claimNotLive(req, {
+    status: rec.s,
+    orphaned: !cancelled && r.claimLive === false && rec.c?.id === req.claimId,
+    cancelled,
+  });
 }
 
 /**

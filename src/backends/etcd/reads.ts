@@ -1,6 +1,7 @@
 import type { IRequestOp } from 'etcd3';
 import {
   type Attempt,
+  checkListLimit,
   type Edge,
   emptyNodeCounts,
   type NodeState,
@@ -13,14 +14,8 @@ import {
   type Stats,
   ulidFloor,
 } from '../../model/index.js';
-import { InvalidArgumentError, NotFoundError } from '../../protocol/errors.js';
-import {
-  type ClaimRef,
-  DEFAULT_LIST_LIMIT,
-  type ListRunsQuery,
-  MAX_LIST_LIMIT,
-  type RunPage,
-} from '../../protocol/repository.js';
+import { NotFoundError } from '../../protocol/errors.js';
+import type { ClaimRef, ListRunsQuery, RunPage } from '../../protocol/repository.js';
 import type { EtcdContext, NodeTopology } from './context.js';
 import { invert, prefixEnd } from './keys.js';
 import { merge, statics, topologyOf } from './nodes.js';
@@ -123,9 +118,7 @@ const RUNS_PER_TXN = 40; // three count ranges each: inside etcd's 128 ops per t
 /** Newest first through the inverted index: an ascending range with a limit, so a page costs its size. */
 export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<RunPage> {
   const { keys, store } = ctx;
-  const limit = query.limit ?? DEFAULT_LIST_LIMIT;
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT)
-    throw new InvalidArgumentError(`limit must be a whole number from 1 to ${MAX_LIST_LIMIT}`);
+  const limit = checkListLimit(query.limit);
   const base = keys.runIndex();
   const after = (s: string) => Buffer.concat([base, Buffer.from(invert(s)), Buffer.from([0])]);
   let start = base;

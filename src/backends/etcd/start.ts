@@ -1,5 +1,6 @@
 import type { IRequestOp } from 'etcd3';
 import {
+  checkGraph,
   type GraphSpec,
   initialStatus,
   type NodeState,
@@ -7,9 +8,7 @@ import {
   type Run,
   rfc3339,
   topology,
-  validateGraph,
 } from '../../model/index.js';
-import { InvalidGraphError } from '../../protocol/errors.js';
 import type { EtcdContext } from './context.js';
 import { encodeState, encodeStatic } from './nodes.js';
 import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
@@ -28,8 +27,7 @@ export const COUNTER_SHARDS = 16;
  * half-way leaves nothing usable (s/<run> marks the leftovers for the sweeper).
  */
 export async function startRun(ctx: EtcdContext, spec: GraphSpec): Promise<Run> {
-  const problems = validateGraph(spec);
-  if (problems.length > 0) throw new InvalidGraphError(problems);
+  checkGraph(spec);
   const { keys } = ctx;
   const now = ctx.clock.now();
   const id = ctx.ids.next(now);

@@ -1,5 +1,5 @@
 import type { ICompare, IRequestOp, IResponseOp } from 'etcd3';
-import { LeaseExpiredError, NotFoundError, UnavailableError } from '../../protocol/errors.js';
+import { LeaseExpiredError, NotFoundError, nodeNotFound, UnavailableError } from '../../protocol/errors.js';
 import type { ClaimedNode, ClaimRequest } from '../../protocol/repository.js';
 import type { EtcdContext } from './context.js';
 import { type Read, readNode, seenForClaim } from './node-read.js';
@@ -83,7 +83,7 @@ export function planClaim(
   const { keys } = ctx;
   if (!r.node) {
     if (!r.run) throw new NotFoundError('run', req.runId);
-    throw new NotFoundError('node', `${req.runId}/${req.node}`);
+    throw nodeNotFound(req.runId, req.node);
   }
   if (!r.run || r.run.rec.cancelled) return undefined; // not yet committed, or cancelled
   const { rec, rev } = r.node;

@@ -2,6 +2,11 @@ import { hostname as osHostname } from 'node:os';
 import {
   type AgentInfo,
   type Clock,
+  checkConclusion,
+  checkGraph,
+  checkLeaseTtl,
+  checkListLimit,
+  checkMetadata,
   conclusionOf,
   emptyNodeCounts,
   type GraphSpec,
@@ -13,28 +18,22 @@ import {
   type Stats,
   systemClock,
   ulidSource,
-  validateGraph,
 } from '../../model/index.js';
 import {
   type AgentRegistration,
-  ClaimConflictError,
   type ClaimedNode,
   type ClaimRef,
   type ClaimRequest,
-  checkConclusion,
-  checkMetadata,
+  claimNotLive,
   DEFAULT_LEASE_TTL_MS,
-  DEFAULT_LIST_LIMIT,
   EventQueue,
   type FinishRequest,
-  InvalidArgumentError,
-  InvalidGraphError,
   type Lease,
   LeaseExpiredError,
   type ListRunsQuery,
-  MAX_LIST_LIMIT,
   type NodeEvent,
   NotFoundError,
+  nodeNotFound,
   type Repository,
   type RunPage,
   type SubscribeOptions,
@@ -115,8 +114,7 @@ export class MemoryRepository implements Repository {
 
   async start(spec: GraphSpec): Promise<Run> {
     this.assertOpen();
-    const problems = validateGraph(spec);
-    if (problems.length > 0) throw new InvalidGraphError(problems);
+    checkGraph(spec);
     const now = this.clock.now();
     const run = createRun(this.ids.next(now), now, spec, this.hooks);
     this.runs.set(run.id, run);
@@ -131,9 +129,7 @@ export class MemoryRepository implements Repository {
 
   async listRuns(query: ListRunsQuery = {}): Promise<RunPage> {
     this.assertOpen();
-    const limit = query.limit ?? DEFAULT_LIST_LIMIT;
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT)
-      throw new InvalidArgumentError(`limit must be a whole number from 1 to ${MAX_LIST_LIMIT}`);
+    const limit = checkListLimit(query.limit);
     const list = this.runList;
     // Upper bound (exclusive) as an index: the until window, then the cursor.
     let end = list.length;
@@ -191,7 +187,7 @@ export class MemoryRepository implements Repository {
 
   async grantLease(ttlMs = DEFAULT_LEASE_TTL_MS): Promise<Lease> {
     this.assertOpen();
-    if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw new InvalidArgumentError('lease TTL must be positive');
+    checkLeaseTtl(ttlMs);
     const id = this.ids.next(this.clock.now());
     this.leases.set(id, {
       id,
@@ -307,11 +303,11 @@ export class MemoryRepository implements Repository {
       this.hooks,
     );
     if (!ok)
-      throw new ClaimConflictError(
-        `claim ${request.claimId} on ${request.runId}/${request.node} is not the node's live claim (node ${node.status}${node.run.cancelled ? ', run cancelled' : ''})`,
-        request.runId,
-        request.node,
-      );
+      throw claimNotLive(request, {
+        status: node.status,
+        orphaned: node.claim?.id === request.claimId && node.claim.orphaned,
+        cancelled: node.run.cancelled,
+      });
   }
 
   async claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {
@@ -412,7 +408,7 @@ export class MemoryRepository implements Repository {
 
   private getNode(runId: string, name: string): NodeRecord {
     const node = this.getRun(runId).nodes.get(name);
-    if (!node) throw new NotFoundError('node', `${runId}/${name}`);
+    if (!node) throw nodeNotFound(runId, name);
     return node;
   }
 

@@ -1,6 +1,9 @@
 import type { Logger } from '../../log.js';
 import {
   type Clock,
+  checkConclusion,
+  checkGraph,
+  checkMetadata,
   conclusionOf,
   type GraphSpec,
   type IdSource,
@@ -13,18 +16,15 @@ import {
   rfc3339,
   topology,
   truncateOutput,
-  validateGraph,
 } from '../../model/index.js';
 import {
-  ClaimConflictError,
   type ClaimedNode,
   type ClaimRequest,
-  checkConclusion,
-  checkMetadata,
+  claimNotLive,
   type FinishRequest,
-  InvalidGraphError,
   LeaseExpiredError,
   NotFoundError,
+  nodeNotFound,
 } from '../../protocol/index.js';
 import type { AttemptJson, ClaimBatcher } from './claims.js';
 import type { Db } from './db.js';
@@ -72,8 +72,7 @@ interface StartRow {
 
 /** Rule 1. One statement (shared with concurrent starts): the run, its nodes and the counters, atomically. */
 export async function startRun(ctx: TransitionContext, spec: GraphSpec): Promise<Run> {
-  const problems = validateGraph(spec);
-  if (problems.length > 0) throw new InvalidGraphError(problems);
+  checkGraph(spec);
   const now = ctx.clock.now();
   const id = ctx.ids.next(now);
   const topo = topology(spec);
@@ -156,7 +155,7 @@ export async function claimNode(ctx: TransitionContext, req: ClaimRequest): Prom
   const w = why.rows[0]!;
   if (!w.lease) throw new LeaseExpiredError(req.leaseId);
   if (!w.run) throw new NotFoundError('run', req.runId);
-  if (!w.node) throw new NotFoundError('node', `${req.runId}/${req.node}`);
+  if (!w.node) throw nodeNotFound(req.runId, req.node);
   return undefined; // lost the race, or not claimable
 }
 
@@ -233,14 +232,8 @@ export async function finishNode(ctx: TransitionContext, req: FinishRequest): Pr
   }
   if ('recorded' in result) return;
   if ('missing' in result)
-    throw result.missing === 'run'
-      ? new NotFoundError('run', req.runId)
-      : new NotFoundError('node', `${req.runId}/${req.node}`);
-  throw new ClaimConflictError(
-    `claim ${req.claimId} on ${req.runId}/${req.node} is not the node's live claim (node ${result.status}${result.orphaned ? ', orphaned' : ''}${result.cancelled ? ', run cancelled' : ''})`,
-    req.runId,
-    req.node,
-  );
+    throw result.missing === 'run' ? new NotFoundError('run', req.runId) : nodeNotFound(req.runId, req.node);
+  throw claimNotLive(req, result);
 }
 
 /**
