@@ -1,9 +1,8 @@
 import type { ICompare, IRequestOp } from 'etcd3';
 import { countedDown as countDownRule } from '../../model/index.js';
 import type { EtcdContext } from './context.js';
-import { encodeState, statics } from './nodes.js';
+import { encodeState, readNodes, statics } from './nodes.js';
 import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
-import { readNodes } from './settle.js';
 import { del, get, modIs, put } from './store.js';
 
 /**

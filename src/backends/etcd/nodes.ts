@@ -54,3 +54,14 @@ export async function statics(
   }
   return out;
 }
+
+/** Current state (with its mod revision) of these nodes of a run, undefined for a node not found. */
+export async function readNodes(ctx: EtcdContext, runId: string, names: string[]) {
+  const facts = await statics(ctx, runId, names);
+  const res = await ctx.store.txn({ success: names.map((n) => get(ctx.keys.node(runId, n))) });
+  return names.map((name, i) => {
+    const kv = res.responses[i]!.response_range.kvs[0];
+    const t = facts.get(name);
+    return kv && t ? { name, rec: merge(t, kv.value), rev: kv.mod_revision } : undefined;
+  });
+}

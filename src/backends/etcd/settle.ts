@@ -4,7 +4,7 @@ import { NotFoundError } from '../../protocol/errors.js';
 import type { EtcdContext } from './context.js';
 import { fanOut, fanOutItem } from './fanout.js';
 import type { OpenStatus } from './keys.js';
-import { encodeState, merge, statics } from './nodes.js';
+import { encodeState, readNodes } from './nodes.js';
 import { decodeJson, encodeAttempt, encodeJson, type NodeRecord, type RunRecord } from './records.js';
 import { countPrefix, del, delPrefix, get, getPrefix, modIs, put } from './store.js';
 
@@ -21,16 +21,6 @@ import { countPrefix, del, delPrefix, get, getPrefix, modIs, put } from './store
 const BATCH = 20;
 const SWEEP_AGE_MS = 5_000;
 const STAGING_AGE_MS = 10 * 60_000;
-
-export async function readNodes(ctx: EtcdContext, runId: string, names: string[]) {
-  const facts = await statics(ctx, runId, names);
-  const res = await ctx.store.txn({ success: names.map((n) => get(ctx.keys.node(runId, n))) });
-  return names.map((name, i) => {
-    const kv = res.responses[i]!.response_range.kvs[0];
-    const t = facts.get(name);
-    return kv && t ? { name, rec: merge(t, kv.value), rev: kv.mod_revision } : undefined;
-  });
-}
 
 /** Completes (no attempt) every node downstream of a failed one, breadth first, in bounded batches. */
 export async function cascade(ctx: EtcdContext, runId: string, item: string, from: string[]): Promise<void> {
