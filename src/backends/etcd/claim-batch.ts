@@ -14,7 +14,7 @@ import {
   INLINE_READS,
   newClaim,
   planClaim,
-} from './transitions.js';
+} from './claim.js';
 
 interface Call {
   req: ClaimRequest;

@@ -12,7 +12,7 @@ import {
   planFinish,
 } from './finish.js';
 import { seenForFinish } from './node-read.js';
-import { INLINE_READS } from './transitions.js';
+import { INLINE_READS } from './claim.js';
 
 interface Call {
   req: FinishRequest;

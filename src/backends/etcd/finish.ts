@@ -15,7 +15,7 @@ import { encodeState } from './nodes.js';
 import { decodeAttempt, encodeAttempt, encodeJson, type NodeRecord } from './records.js';
 import { cascade, maybeSeal, resumeNodeWork } from './settle.js';
 import { del, leaseIs, modIs, put, valueIs } from './store.js';
-import { MAX_ROUNDS } from './transitions.js';
+import { MAX_ROUNDS } from './claim.js';
 
 /**
  * Rules 4 and 5 on etcd: the attempt is recorded only while the claim key
