@@ -2,6 +2,7 @@ import type { ICompare, IRequestOp, IResponseOp } from 'etcd3';
 import { LeaseExpiredError, NotFoundError, nodeNotFound, UnavailableError } from '../../protocol/errors.js';
 import type { ClaimedNode, ClaimRequest } from '../../protocol/repository.js';
 import type { EtcdContext } from './context.js';
+import { INLINE_READS } from './limits.js';
 import { type Read, readNode, seenForClaim } from './node-read.js';
 import { encodeState } from './nodes.js';
 import { attemptOutput, type ClaimRecord, decodeAttempt, type NodeRecord, nodeState } from './records.js';
@@ -17,8 +18,6 @@ import { absent, del, getPrefix, isLeaseNotFound, isTransient, lastUnder, modIs,
  */
 
 export const MAX_ROUNDS = 10_000;
-/** Ops a claim transaction may carry, inside etcd's 128. */
-export const INLINE_READS = 110;
 
 /** Reads that ride along in the claim transaction: upstream outputs (inputs) and earlier attempts. */
 function claimReads(ctx: EtcdContext, runId: string, rec: NodeRecord): IRequestOp[] {

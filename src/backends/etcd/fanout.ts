@@ -1,6 +1,7 @@
 import type { ICompare, IRequestOp } from 'etcd3';
 import { countedDown as countDownRule } from '../../model/index.js';
 import type { EtcdContext } from './context.js';
+import { FAN_OUT_CHUNK } from './limits.js';
 import { encodeState, readNodes, statics } from './nodes.js';
 import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
 import { del, get, modIs, put } from './store.js';
@@ -17,11 +18,6 @@ import { del, get, modIs, put } from './store.js';
  * not idempotent; the cursor moving with it is what lets any process resume
  * the work (the sweeper, if this one dies) without counting a dependent twice.
  */
-
-/** Dependents updated inside the finishing transaction itself: 5 ops + 4 per dependent stays under 128. */
-export const INLINE_DEPENDENTS = 20;
-/** Dependents per chunk transaction: up to 4 ops each, plus the cursor. */
-const CHUNK = 25;
 
 export const fanOutItem = (node: string): string => `d:${node}`;
 
@@ -76,7 +72,7 @@ export async function fanOut(ctx: EtcdContext, runId: string, node: string): Pro
       );
       continue;
     }
-    const batch = down.slice(item.done, item.done + CHUNK);
+    const batch = down.slice(item.done, item.done + FAN_OUT_CHUNK);
     const nodes = await store.retrying('fan-out', () => readNodes(ctx, runId, batch));
     const compare: ICompare[] = [
       modIs(itemKey, itemKv.mod_revision),

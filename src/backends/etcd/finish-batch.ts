@@ -11,8 +11,8 @@ import {
   followUp,
   planFinish,
 } from './finish.js';
+import { INLINE_READS } from './limits.js';
 import { seenForFinish } from './node-read.js';
-import { INLINE_READS } from './claim.js';
 
 interface Call {
   req: FinishRequest;

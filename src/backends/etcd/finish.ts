@@ -8,14 +8,15 @@ import {
 } from '../../model/index.js';
 import { claimNotLive, NotFoundError, nodeNotFound, UnavailableError } from '../../protocol/errors.js';
 import type { FinishRequest } from '../../protocol/repository.js';
+import { MAX_ROUNDS } from './claim.js';
 import type { EtcdContext } from './context.js';
-import { countDown, countedDown, type FanOutItem, fanOut, fanOutItem, INLINE_DEPENDENTS } from './fanout.js';
+import { countDown, countedDown, type FanOutItem, fanOut, fanOutItem } from './fanout.js';
+import { INLINE_DEPENDENTS } from './limits.js';
 import { type Read, readNode, seenForFinish } from './node-read.js';
 import { encodeState } from './nodes.js';
 import { decodeAttempt, encodeAttempt, encodeJson, type NodeRecord } from './records.js';
 import { cascade, maybeSeal, resumeNodeWork } from './settle.js';
 import { del, leaseIs, modIs, put, valueIs } from './store.js';
-import { MAX_ROUNDS } from './claim.js';
 
 /**
  * Rules 4 and 5 on etcd: the attempt is recorded only while the claim key

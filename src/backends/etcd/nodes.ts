@@ -1,4 +1,5 @@
 import type { EtcdContext, NodeTopology } from './context.js';
+import { READS_PER_TXN } from './limits.js';
 import { decodeJson, encodeJson, type NodeRecord } from './records.js';
 import { get } from './store.js';
 
@@ -41,8 +42,8 @@ export async function statics(
     if (t) out.set(n, t);
     else missing.push(n);
   }
-  for (let i = 0; i < missing.length; i += 100) {
-    const batch = missing.slice(i, i + 100);
+  for (let i = 0; i < missing.length; i += READS_PER_TXN) {
+    const batch = missing.slice(i, i + READS_PER_TXN);
     const res = await ctx.store.txn({ success: batch.map((n) => get(ctx.keys.static(runId, n))) });
     batch.forEach((n, j) => {
       const kv = res.responses[j]!.response_range.kvs[0];

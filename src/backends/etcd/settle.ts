@@ -4,6 +4,7 @@ import { NotFoundError } from '../../protocol/errors.js';
 import type { EtcdContext } from './context.js';
 import { fanOut, fanOutItem } from './fanout.js';
 import type { OpenStatus } from './keys.js';
+import { SETTLE_BATCH } from './limits.js';
 import { encodeState, readNodes } from './nodes.js';
 import { decodeJson, encodeAttempt, encodeJson, type NodeRecord, type RunRecord } from './records.js';
 import { countPrefix, del, delPrefix, get, getPrefix, modIs, put } from './store.js';
@@ -18,7 +19,6 @@ import { countPrefix, del, delPrefix, get, getPrefix, modIs, put } from './store
  * any process completes it if the one doing it dies.
  */
 
-const BATCH = 20;
 const SWEEP_AGE_MS = 5_000;
 const STAGING_AGE_MS = 10 * 60_000;
 
@@ -29,7 +29,7 @@ export async function cascade(ctx: EtcdContext, runId: string, item: string, fro
   const seen = new Set(from);
   const frontier = [...from];
   while (frontier.length > 0) {
-    const batch = frontier.splice(0, BATCH);
+    const batch = frontier.splice(0, SETTLE_BATCH);
     for (;;) {
       const nodes = await store.retrying('cascade', () => readNodes(ctx, runId, batch));
       const compare: ICompare[] = [];
@@ -117,8 +117,8 @@ async function cancelNodes(ctx: EtcdContext, runId: string): Promise<void> {
     const names = listed.responses[0]!.response_range.kvs.map((kv) =>
       decodeURIComponent(kv.key.subarray(prefix.length).toString()),
     );
-    for (let i = 0; i < names.length; i += BATCH) {
-      const batch = names.slice(i, i + BATCH);
+    for (let i = 0; i < names.length; i += SETTLE_BATCH) {
+      const batch = names.slice(i, i + SETTLE_BATCH);
       for (;;) {
         const nodes = await store.retrying('cancel', () => readNodes(ctx, runId, batch));
         const compare: ICompare[] = [];

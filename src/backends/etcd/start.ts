@@ -10,13 +10,11 @@ import {
   topology,
 } from '../../model/index.js';
 import type { EtcdContext } from './context.js';
+import { MAX_TXN_BYTES, MAX_TXN_OPS } from './limits.js';
 import { encodeState, encodeStatic } from './nodes.js';
 import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
 import { absent, del, get, modIs, put } from './store.js';
 
-/** etcd's defaults are 128 ops and 1.5 MiB per request; stay well inside both. */
-export const MAX_TXN_OPS = 120;
-export const MAX_TXN_BYTES = 1024 * 1024;
 export const COUNTER_SHARDS = 16;
 
 /**

@@ -25,6 +25,7 @@ import {
 import type { Logger } from '../../log.js';
 import { TooLargeError, UnauthenticatedError, UnavailableError } from '../../protocol/errors.js';
 import { prefixEnd } from './keys.js';
+import { READS_PER_TXN } from './limits.js';
 
 export interface EtcdConnectionOptions {
   /** host:port or URLs; http:// is assumed unless TLS options are given. */
@@ -43,9 +44,6 @@ export interface EtcdConnectionOptions {
   /** How long an operation retries through an unreachable cluster before UnavailableError. Default 15 s. */
   retryForMs?: number;
 }
-
-/** etcd refuses transactions of more than 128 ops by default. */
-export const READS_PER_TXN = 100;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
