@@ -8,6 +8,7 @@ import {
 } from '../../model/index.js';
 import { claimNotLive, NotFoundError, nodeNotFound, UnavailableError } from '../../protocol/errors.js';
 import type { FinishRequest } from '../../protocol/repository.js';
+import { cascade } from './cascade.js';
 import { MAX_ROUNDS } from './claim.js';
 import type { EtcdContext } from './context.js';
 import { countDown, countedDown, type FanOutItem, fanOut, fanOutItem } from './fanout.js';
@@ -15,8 +16,9 @@ import { INLINE_DEPENDENTS } from './limits.js';
 import { type Read, readNode, seenForFinish } from './node-read.js';
 import { encodeState } from './nodes.js';
 import { decodeAttempt, encodeAttempt, encodeJson, type NodeRecord } from './records.js';
-import { cascade, maybeSeal, resumeNodeWork } from './settle.js';
+import { maybeSeal } from './seal.js';
 import { del, leaseIs, modIs, put, valueIs } from './store.js';
+import { resumeNodeWork } from './sweep.js';
 
 /**
  * Rules 4 and 5 on etcd: the attempt is recorded only while the claim key

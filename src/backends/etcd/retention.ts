@@ -1,6 +1,6 @@
 import type { EtcdContext } from './context.js';
 import { decodeJson, type RunRecord } from './records.js';
-import { maybeSeal } from './settle.js';
+import { maybeSeal } from './seal.js';
 import { COUNTER_SHARDS } from './start.js';
 import { del, delPrefix, get, modIs, put } from './store.js';
 
