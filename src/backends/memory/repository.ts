@@ -1,13 +1,10 @@
-import { hostname as osHostname } from 'node:os';
 import {
   type AgentInfo,
   type Clock,
   checkConclusion,
   checkGraph,
-  checkLeaseTtl,
   checkListLimit,
   checkMetadata,
-  conclusionOf,
   emptyNodeCounts,
   type GraphSpec,
   type IdSource,
@@ -26,10 +23,8 @@ import {
   type ClaimRequest,
   claimNotLive,
   DEFAULT_LEASE_TTL_MS,
-  EventQueue,
   type FinishRequest,
   type Lease,
-  LeaseExpiredError,
   type ListRunsQuery,
   type NodeEvent,
   NotFoundError,
@@ -40,6 +35,7 @@ import {
   UnavailableError,
   type WatchEvent,
 } from '../../protocol/index.js';
+import { MemoryLeases } from './leases.js';
 import {
   type ClaimRecord,
   cancelRun,
@@ -53,20 +49,13 @@ import {
   type RunRecord,
   runSnapshot,
 } from './state.js';
+import { MemoryStreams } from './streams.js';
 
 export interface MemoryRepositoryOptions {
   clock?: Clock;
   ids?: IdSource;
   /** How often lapsed leases are looked for; 0 disables the timer (tests then call expireLapsedLeases). */
   leaseCheckIntervalMs?: number;
-}
-
-interface LeaseRecord {
-  id: string;
-  ttlMs: number;
-  expiresAt: number;
-  claims: Set<NodeRecord>;
-  agents: Set<string>;
 }
 
 /**
@@ -80,12 +69,8 @@ export class MemoryRepository implements Repository {
   private readonly runs = new Map<string, RunRecord>();
   /** Runs in creation (= id) order. */
   private runList: RunRecord[] = [];
-  private readonly leases = new Map<string, LeaseRecord>();
-  private readonly agents = new Map<string, { info: AgentInfo; leaseId: string }>();
-  private readonly ready = new Map<string, Set<NodeRecord>>();
-  private readonly orphaned = new Map<string, Set<NodeRecord>>();
-  private readonly subscribers = new Map<string, Set<EventQueue<NodeEvent>>>();
-  private readonly watchers = new Map<string, Set<EventQueue<WatchEvent>>>();
+  private readonly leases: MemoryLeases;
+  private readonly streams = new MemoryStreams();
   private readonly nodeCounts = emptyNodeCounts();
   private readonly timer?: NodeJS.Timeout;
   private closed = false;
@@ -94,17 +79,22 @@ export class MemoryRepository implements Repository {
   constructor(options: MemoryRepositoryOptions = {}) {
     this.clock = options.clock ?? systemClock;
     this.ids = options.ids ?? ulidSource();
+    this.leases = new MemoryLeases(this.clock, this.ids, (node) => orphanNode(node, this.hooks));
     const interval = options.leaseCheckIntervalMs ?? 100;
     if (interval > 0) {
       this.timer = setInterval(() => this.expireLapsedLeases(), interval);
       this.timer.unref();
     }
     this.hooks = {
-      statusChanged: (node, from) => this.onStatusChanged(node, from),
-      nodeChanged: (node) => this.onNodeChanged(node),
+      statusChanged: (node, from) => {
+        if (from) this.nodeCounts[from]--;
+        this.nodeCounts[node.status]++;
+        this.streams.statusChanged(node, from);
+      },
+      nodeChanged: (node) => this.streams.nodeChanged(node),
       claimReleased: (node, claim) => {
-        this.leases.get(claim.leaseId)?.claims.delete(node);
-        if (claim.orphaned) this.orphaned.get(node.spec.runtime)?.delete(node);
+        this.leases.released(claim.leaseId, node);
+        this.streams.claimReleased(node, claim);
       },
       runCompleted: () => {},
     };
@@ -187,77 +177,37 @@ export class MemoryRepository implements Repository {
 
   async grantLease(ttlMs = DEFAULT_LEASE_TTL_MS): Promise<Lease> {
     this.assertOpen();
-    checkLeaseTtl(ttlMs);
-    const id = this.ids.next(this.clock.now());
-    this.leases.set(id, {
-      id,
-      ttlMs,
-      expiresAt: this.clock.now() + ttlMs,
-      claims: new Set(),
-      agents: new Set(),
-    });
-    return { id, ttlMs };
+    return this.leases.grant(ttlMs);
   }
 
   async keepAlive(leaseId: string): Promise<void> {
     this.assertOpen();
-    const lease = this.liveLease(leaseId);
-    lease.expiresAt = this.clock.now() + lease.ttlMs;
+    this.leases.keepAlive(leaseId);
   }
 
   async revokeLease(leaseId: string): Promise<void> {
     this.assertOpen();
-    const lease = this.leases.get(leaseId);
-    if (lease) this.endLease(lease);
+    this.leases.revoke(leaseId);
   }
 
   async registerAgent(leaseId: string, agent: AgentRegistration): Promise<AgentInfo> {
     this.assertOpen();
-    const lease = this.liveLease(leaseId);
-    const info: AgentInfo = {
-      id: agent.id,
-      runtimes: agent.runtimes.map((r) => ({ name: r.name })),
-      startedAt: rfc3339(this.clock.now()),
-      hostname: agent.hostname ?? osHostname(),
-    };
-    const previous = this.agents.get(agent.id);
-    if (previous) this.leases.get(previous.leaseId)?.agents.delete(agent.id);
-    this.agents.set(agent.id, { info, leaseId });
-    lease.agents.add(agent.id);
-    return info;
+    return this.leases.register(leaseId, agent);
   }
 
   async deregisterAgent(agentId: string): Promise<void> {
     this.assertOpen();
-    const a = this.agents.get(agentId);
-    if (!a) return;
-    this.agents.delete(agentId);
-    this.leases.get(a.leaseId)?.agents.delete(agentId);
+    this.leases.deregister(agentId);
   }
 
   async listAgents(): Promise<AgentInfo[]> {
     this.assertOpen();
-    this.expireLapsedLeases();
-    return [...this.agents.values()].map((a) => a.info).sort((x, y) => x.id.localeCompare(y.id));
+    return this.leases.list();
   }
 
   /** Orphans the claims of every lease past its expiry. Runs on a timer; public so tests with a manual clock can drive it. */
   expireLapsedLeases(): void {
-    const now = this.clock.now();
-    for (const lease of this.leases.values()) if (lease.expiresAt <= now) this.endLease(lease);
-  }
-
-  private endLease(lease: LeaseRecord): void {
-    this.leases.delete(lease.id);
-    for (const agentId of lease.agents) this.agents.delete(agentId);
-    for (const node of lease.claims) orphanNode(node, this.hooks);
-  }
-
-  private liveLease(leaseId: string): LeaseRecord {
-    const lease = this.leases.get(leaseId);
-    if (lease && lease.expiresAt <= this.clock.now()) this.endLease(lease);
-    if (!lease || !this.leases.has(leaseId)) throw new LeaseExpiredError(leaseId);
-    return lease;
+    this.leases.expireLapsed();
   }
 
   // ---- claims
@@ -265,18 +215,18 @@ export class MemoryRepository implements Repository {
   async claim(request: ClaimRequest): Promise<ClaimedNode | undefined> {
     this.assertOpen();
     checkMetadata(request.metadata);
-    const lease = this.liveLease(request.leaseId);
+    const leaseId = this.leases.check(request.leaseId);
     const node = this.getNode(request.runId, request.node);
     const claim: ClaimRecord = {
       id: this.ids.next(this.clock.now()),
       agentId: request.agentId,
       metadata: request.metadata ?? {},
       orphaned: false,
-      leaseId: lease.id,
+      leaseId,
     };
     const won = claimNode(node, claim, this.clock.now(), this.hooks);
     if (!won) return undefined;
-    lease.claims.add(node);
+    this.leases.held(leaseId, node);
     return {
       runId: request.runId,
       claimId: claim.id,
@@ -322,31 +272,12 @@ export class MemoryRepository implements Repository {
 
   subscribe(options: SubscribeOptions): AsyncIterable<NodeEvent> {
     this.assertOpen();
-    const queue = new EventQueue<NodeEvent>(options.signal);
-    const runtimes = [...new Set(options.runtimes)];
-    // Register first and list in the same tick: nothing can become READY in between.
-    for (const rt of runtimes) setOf(this.subscribers, rt).add(queue);
-    queue.onClose = () => {
-      for (const rt of runtimes) this.subscribers.get(rt)?.delete(queue);
-    };
-    for (const rt of runtimes) {
-      for (const n of this.ready.get(rt) ?? []) queue.push(event('NODE_READY', n));
-      for (const n of this.orphaned.get(rt) ?? []) queue.push(event('NODE_ORPHANED', n));
-    }
-    return queue;
+    return this.streams.subscribe(options);
   }
 
   watch(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent> {
     this.assertOpen();
-    const run = this.getRun(runId);
-    const queue = new EventQueue<WatchEvent>(options.signal);
-    queue.push({ type: 'snapshot', run: runSnapshot(run) });
-    if (run.conclusion) queue.close();
-    else {
-      setOf(this.watchers, runId).add(queue);
-      queue.onClose = () => this.watchers.get(runId)?.delete(queue);
-    }
-    return queue;
+    return this.streams.watch(this.getRun(runId), options);
   }
 
   async ping(): Promise<void> {
@@ -357,47 +288,7 @@ export class MemoryRepository implements Repository {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
-    for (const set of this.subscribers.values()) for (const q of set) q.close();
-    for (const set of this.watchers.values()) for (const q of set) q.close();
-  }
-
-  // ---- hooks: indexes, counters and streams follow the transitions
-
-  private onStatusChanged(node: NodeRecord, from: NodeStatus | undefined): void {
-    if (from) this.nodeCounts[from]--;
-    this.nodeCounts[node.status]++;
-    const rt = node.spec.runtime;
-    if (from === 'READY') this.ready.get(rt)?.delete(node);
-    if (node.status === 'READY') {
-      setOf(this.ready, rt).add(node);
-      const ev = event('NODE_READY', node);
-      for (const q of this.subscribers.get(rt) ?? []) q.push(ev);
-    }
-  }
-
-  private onNodeChanged(node: NodeRecord): void {
-    if (node.claim?.orphaned && !this.orphaned.get(node.spec.runtime)?.has(node)) {
-      setOf(this.orphaned, node.spec.runtime).add(node);
-      const ev = event('NODE_ORPHANED', node);
-      for (const q of this.subscribers.get(node.spec.runtime) ?? []) q.push(ev);
-    }
-    const watchers = this.watchers.get(node.run.id);
-    if (!watchers || watchers.size === 0) return;
-    const run = node.run;
-    const done = run.counts.COMPLETED === run.order.length;
-    const ev: WatchEvent = {
-      type: 'node',
-      runId: run.id,
-      node: nodeSnapshot(node),
-      runStatus: runStatus(run.counts),
-      // The conclusion is set right after the last node completes; derive it here so the final event carries it.
-      runConclusion: done ? (run.conclusion ?? conclusionOf(run)) : undefined,
-    };
-    for (const q of watchers) {
-      q.push(ev);
-      if (done) q.close();
-    }
-    if (done) this.watchers.delete(run.id);
+    this.streams.close();
   }
 
   private getRun(runId: string): RunRecord {
@@ -415,19 +306,6 @@ export class MemoryRepository implements Repository {
   private assertOpen(): void {
     if (this.closed) throw new UnavailableError('memory repository is closed');
   }
-}
-
-function event(type: NodeEvent['type'], node: NodeRecord): NodeEvent {
-  return { type, runId: node.run.id, node: node.spec.name, runtime: node.spec.runtime };
-}
-
-function setOf<K, V>(map: Map<K, Set<V>>, key: K): Set<V> {
-  let s = map.get(key);
-  if (!s) {
-    s = new Set();
-    map.set(key, s);
-  }
-  return s;
 }
 
 /** First index whose element does not satisfy `before` (elements satisfying it come first). */
