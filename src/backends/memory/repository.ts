@@ -59,7 +59,8 @@ export interface MemoryRepositoryOptions {
 }
 
 /**
- * The embedded backend: all state in this process, transitions in state.ts.
+ * The embedded backend: all state in this process, transitions in state.ts,
+ * leases and agents in leases.ts, subscribe and watch in streams.ts.
  * Indexes (READY/orphaned nodes per runtime, claims per lease, runs in id
  * order) keep every operation proportional to what it touches.
  */
