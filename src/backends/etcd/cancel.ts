@@ -9,6 +9,7 @@ import { encodeState, readNodes } from './nodes.js';
 import { decodeJson, encodeAttempt, encodeJson, type RunRecord } from './records.js';
 import { maybeSeal } from './seal.js';
 import { del, getPrefix, modIs, put } from './store.js';
+import { type CancelItem, cancelItem, workItemKey } from './work-items.js';
 
 /**
  * Rule 6 on etcd: the run is marked cancelled first (claims and finishes
@@ -31,7 +32,7 @@ export async function cancelRun(ctx: EtcdContext, runId: string): Promise<void> 
         compare: [modIs(keys.run(runId), kv.mod_revision)],
         success: [
           put(keys.run(runId), encodeJson({ ...run, cancelled: true })),
-          put(keys.workItem(runId, 'cancel'), encodeJson({ at: ctx.clock.now() })),
+          put(workItemKey(keys, runId, cancelItem), encodeJson({ at: ctx.clock.now() } satisfies CancelItem)),
         ],
       }),
     );
@@ -39,7 +40,7 @@ export async function cancelRun(ctx: EtcdContext, runId: string): Promise<void> 
   }
   await cancelNodes(ctx, runId);
   await maybeSeal(ctx, runId);
-  await store.retrying('cancel', () => store.txn({ success: [del(keys.workItem(runId, 'cancel'))] }));
+  await store.retrying('cancel', () => store.txn({ success: [del(workItemKey(keys, runId, cancelItem))] }));
 }
 
 async function cancelNodes(ctx: EtcdContext, runId: string): Promise<void> {

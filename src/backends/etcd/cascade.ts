@@ -5,6 +5,7 @@ import { SETTLE_BATCH } from './limits.js';
 import { encodeState, readNodes } from './nodes.js';
 import type { NodeRecord } from './records.js';
 import { del, modIs, put } from './store.js';
+import { cascadeItem, workItemKey } from './work-items.js';
 
 /**
  * Rule 5's cascade on etcd: the nodes downstream of a final failure complete
@@ -14,7 +15,12 @@ import { del, modIs, put } from './store.js';
  */
 
 /** Completes (no attempt) every node downstream of a failed one, breadth first, in bounded batches. */
-export async function cascade(ctx: EtcdContext, runId: string, item: string, from: string[]): Promise<void> {
+export async function cascade(
+  ctx: EtcdContext,
+  runId: string,
+  failed: string,
+  from: string[],
+): Promise<void> {
   const { keys, store } = ctx;
   const now = ctx.clock.now();
   const seen = new Set(from);
@@ -48,7 +54,9 @@ export async function cascade(ctx: EtcdContext, runId: string, item: string, fro
       break;
     }
   }
-  await store.retrying('cascade', () => store.txn({ success: [del(keys.workItem(runId, item))] }));
+  await store.retrying('cascade', () =>
+    store.txn({ success: [del(workItemKey(keys, runId, cascadeItem(failed)))] }),
+  );
 }
 
 /** Index keys an open node holds in its current status, to delete as it completes. */

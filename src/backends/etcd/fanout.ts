@@ -5,6 +5,7 @@ import { FAN_OUT_CHUNK } from './limits.js';
 import { encodeState, readNodes, statics } from './nodes.js';
 import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
 import { del, get, modIs, put } from './store.js';
+import { type FanOutItem, fanOutItem, workItemKey } from './work-items.js';
 
 /**
  * A success's dependents when there are more of them than one transaction
@@ -18,14 +19,6 @@ import { del, get, modIs, put } from './store.js';
  * not idempotent; the cursor moving with it is what lets any process resume
  * the work (the sweeper, if this one dies) without counting a dependent twice.
  */
-
-export const fanOutItem = (node: string): string => `d:${node}`;
-
-export interface FanOutItem {
-  at: number;
-  /** How many of the node's dependents (in N/ order) have been counted down. */
-  done: number;
-}
 
 /** A dependent after one of its upstream nodes succeeded: one fewer to wait for, READY at zero. */
 export function countedDown(dep: NodeRecord): NodeRecord {
@@ -53,7 +46,7 @@ export function countDown(ctx: EtcdContext, runId: string, dep: NodeRecord): IRe
 /** Works the item k/<run>/d:<node> off to its end; safe to run in several processes at once. */
 export async function fanOut(ctx: EtcdContext, runId: string, node: string): Promise<void> {
   const { keys, store } = ctx;
-  const itemKey = keys.workItem(runId, fanOutItem(node));
+  const itemKey = workItemKey(keys, runId, fanOutItem(node));
   const topo = (await store.retrying('fan-out', () => statics(ctx, runId, [node]))).get(node);
   for (;;) {
     const r = await store.retrying('fan-out', () =>

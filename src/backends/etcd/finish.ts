@@ -11,7 +11,7 @@ import type { FinishRequest } from '../../protocol/repository.js';
 import { cascade } from './cascade.js';
 import { MAX_ROUNDS } from './claim.js';
 import type { EtcdContext } from './context.js';
-import { countDown, countedDown, type FanOutItem, fanOut, fanOutItem } from './fanout.js';
+import { countDown, countedDown, fanOut } from './fanout.js';
 import { INLINE_DEPENDENTS } from './limits.js';
 import { type Read, readNode, seenForFinish } from './node-read.js';
 import { encodeState } from './nodes.js';
@@ -19,6 +19,7 @@ import { decodeAttempt, encodeAttempt, encodeJson, type NodeRecord } from './rec
 import { maybeSeal } from './seal.js';
 import { del, leaseIs, modIs, put, valueIs } from './store.js';
 import { resumeNodeWork } from './sweep.js';
+import { type CascadeItem, cascadeItem, type FanOutItem, fanOutItem, workItemKey } from './work-items.js';
 
 /**
  * Rules 4 and 5 on etcd: the attempt is recorded only while the claim key
@@ -119,7 +120,7 @@ export function planFinish(
     allDepsDone = false;
     ops.push(
       put(
-        keys.workItem(req.runId, fanOutItem(req.node)),
+        workItemKey(keys, req.runId, fanOutItem(req.node)),
         encodeJson({ at: now, done: 0 } satisfies FanOutItem),
       ),
     );
@@ -138,7 +139,12 @@ export function planFinish(
   if (failedForGood) {
     ops.push(put(keys.failed(req.runId), Buffer.from(req.node)));
     if (rec.down.length > 0)
-      ops.push(put(keys.workItem(req.runId, `f:${req.node}`), encodeJson({ at: now, from: rec.down })));
+      ops.push(
+        put(
+          workItemKey(keys, req.runId, cascadeItem(req.node)),
+          encodeJson({ at: now, from: rec.down } satisfies CascadeItem),
+        ),
+      );
   }
   const after = {
     cascadeFrom: failedForGood && rec.down.length > 0 ? rec.down : undefined,
@@ -221,7 +227,7 @@ export async function followUp(ctx: EtcdContext, req: FinishRequest, after: Fini
   try {
     if ('resume' in after) await resumeNodeWork(ctx, req.runId, req.node);
     else {
-      if (after.cascadeFrom) await cascade(ctx, req.runId, `f:${req.node}`, after.cascadeFrom);
+      if (after.cascadeFrom) await cascade(ctx, req.runId, req.node, after.cascadeFrom);
       if (after.fanOut) await fanOut(ctx, req.runId, req.node);
       if (after.sealCheck || after.cascadeFrom || after.fanOut) await maybeSeal(ctx, req.runId);
     }

@@ -1,10 +1,11 @@
 import { cancelRun } from './cancel.js';
 import { cascade } from './cascade.js';
 import type { EtcdContext } from './context.js';
-import { fanOut, fanOutItem } from './fanout.js';
+import { fanOut } from './fanout.js';
 import { decodeJson } from './records.js';
 import { maybeSeal } from './seal.js';
 import { del, delPrefix, get, getPrefix } from './store.js';
+import { type CascadeItem, cascadeItem, fanOutItem, parseWorkItem, workItemKey } from './work-items.js';
 
 /**
  * Work that spans more nodes than one transaction may hold (an unreached
@@ -21,11 +22,14 @@ export async function resumeNodeWork(ctx: EtcdContext, runId: string, node: stri
   const { keys, store } = ctx;
   const res = await store.retrying('finish', () =>
     store.txn({
-      success: [get(keys.workItem(runId, `f:${node}`)), get(keys.workItem(runId, fanOutItem(node)))],
+      success: [
+        get(workItemKey(keys, runId, cascadeItem(node))),
+        get(workItemKey(keys, runId, fanOutItem(node))),
+      ],
     }),
   );
   const failed = res.responses[0]!.response_range.kvs[0];
-  if (failed) await cascade(ctx, runId, `f:${node}`, decodeJson<{ from: string[] }>(failed.value).from);
+  if (failed) await cascade(ctx, runId, node, decodeJson<CascadeItem>(failed.value).from);
   if (res.responses[1]!.response_range.kvs[0]) await fanOut(ctx, runId, node);
   await maybeSeal(ctx, runId);
 }
@@ -40,13 +44,18 @@ export async function sweep(ctx: EtcdContext): Promise<void> {
   const now = ctx.clock.now();
   const res = await store.txn({ success: [getPrefix(keys.work()), getPrefix(keys.staging())] });
   for (const kv of res.responses[0]!.response_range.kvs) {
-    const item = decodeJson<{ at: number; from?: string[] }>(kv.value);
-    if (now - item.at < SWEEP_AGE_MS) continue;
+    const value = decodeJson<{ at: number }>(kv.value);
+    if (now - value.at < SWEEP_AGE_MS) continue;
     const runId = keys.workRun(kv.key);
     const name = decodeURIComponent(kv.key.toString().slice(keys.work(runId).length));
-    if (name === 'cancel') await cancelRun(ctx, runId).catch(() => undefined);
-    else if (name.startsWith('d:')) await fanOut(ctx, runId, name.slice(2));
-    else await cascade(ctx, runId, name, item.from ?? []);
+    const item = parseWorkItem(name);
+    if (!item) {
+      ctx.logger.warn('unknown work item left alone', { run: runId, item: name });
+      continue;
+    }
+    if (item.kind === 'cancel') await cancelRun(ctx, runId).catch(() => undefined);
+    else if (item.kind === 'fan-out') await fanOut(ctx, runId, item.node);
+    else await cascade(ctx, runId, item.node, (value as CascadeItem).from ?? []);
     await maybeSeal(ctx, runId);
   }
   for (const kv of res.responses[1]!.response_range.kvs) {
