@@ -6,6 +6,7 @@ import type { EtcdContext } from './context.js';
 import type { OpenStatus } from './keys.js';
 import { SETTLE_BATCH } from './limits.js';
 import { encodeState, readNodes } from './nodes.js';
+import { type Decision, optimistic } from './optimistic.js';
 import { decodeJson, encodeAttempt, encodeJson, type RunRecord } from './records.js';
 import { maybeSeal } from './seal.js';
 import { del, getPrefix, modIs, put } from './store.js';
@@ -20,24 +21,23 @@ import { type CancelItem, cancelItem, workItemKey } from './work-items.js';
 /** Rule 6. Marks the run cancelled (from then on claims and finishes in it are refused), then completes its open nodes. */
 export async function cancelRun(ctx: EtcdContext, runId: string): Promise<void> {
   const { keys, store } = ctx;
-  for (;;) {
+  const state = await optimistic(store, 'cancel', async (): Promise<Decision<'concluded' | 'marked'>> => {
     const res = await store.retrying('cancel', () => store.range({ key: keys.run(runId) }));
     const kv = res.kvs[0];
     if (!kv) throw new NotFoundError('run', runId);
     const run = decodeJson<RunRecord>(kv.value);
-    if (run.conclusion) return;
-    if (run.cancelled) break;
-    const w = await store.retrying('cancel', () =>
-      store.txn({
-        compare: [modIs(keys.run(runId), kv.mod_revision)],
-        success: [
-          put(keys.run(runId), encodeJson({ ...run, cancelled: true })),
-          put(workItemKey(keys, runId, cancelItem), encodeJson({ at: ctx.clock.now() } satisfies CancelItem)),
-        ],
-      }),
-    );
-    if (w.succeeded) break;
-  }
+    if (run.conclusion) return { done: 'concluded' };
+    if (run.cancelled) return { done: 'marked' };
+    return {
+      compare: [modIs(keys.run(runId), kv.mod_revision)],
+      success: [
+        put(keys.run(runId), encodeJson({ ...run, cancelled: true })),
+        put(workItemKey(keys, runId, cancelItem), encodeJson({ at: ctx.clock.now() } satisfies CancelItem)),
+      ],
+      result: 'marked',
+    };
+  });
+  if (state === 'concluded') return;
   await cancelNodes(ctx, runId);
   await maybeSeal(ctx, runId);
   await store.retrying('cancel', () => store.txn({ success: [del(workItemKey(keys, runId, cancelItem))] }));
@@ -56,7 +56,7 @@ async function cancelNodes(ctx: EtcdContext, runId: string): Promise<void> {
     );
     for (let i = 0; i < names.length; i += SETTLE_BATCH) {
       const batch = names.slice(i, i + SETTLE_BATCH);
-      for (;;) {
+      await optimistic(store, 'cancel', async (): Promise<Decision<void>> => {
         const nodes = await store.retrying('cancel', () => readNodes(ctx, runId, batch));
         const compare: ICompare[] = [];
         const ops: IRequestOp[] = [];
@@ -78,10 +78,9 @@ async function cancelNodes(ctx: EtcdContext, runId: string): Promise<void> {
           }
           ops.push(put(keys.node(runId, n.name), encodeState(next)));
         }
-        if (ops.length === 0) break;
-        const res = await store.retrying('cancel', () => store.txn({ compare, success: ops }));
-        if (res.succeeded) break;
-      }
+        if (ops.length === 0) return { done: undefined };
+        return { compare, success: ops, result: undefined };
+      });
     }
   }
 }

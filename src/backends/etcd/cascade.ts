@@ -3,6 +3,7 @@ import { unreached } from '../../model/index.js';
 import type { EtcdContext } from './context.js';
 import { SETTLE_BATCH } from './limits.js';
 import { encodeState, readNodes } from './nodes.js';
+import { type Decision, optimistic } from './optimistic.js';
 import type { NodeRecord } from './records.js';
 import { del, modIs, put } from './store.js';
 import { cascadeItem, workItemKey } from './work-items.js';
@@ -27,7 +28,7 @@ export async function cascade(
   const frontier = [...from];
   while (frontier.length > 0) {
     const batch = frontier.splice(0, SETTLE_BATCH);
-    for (;;) {
+    const done = await optimistic(store, 'cascade', async (): Promise<Decision<NodeRecord[]>> => {
       const nodes = await store.retrying('cascade', () => readNodes(ctx, runId, batch));
       const compare: ICompare[] = [];
       const ops: IRequestOp[] = [];
@@ -42,17 +43,15 @@ export async function cascade(
         );
         done.push(n.rec);
       }
-      if (ops.length === 0) break;
-      const res = await store.retrying('cascade', () => store.txn({ compare, success: ops }));
-      if (!res.succeeded) continue;
-      for (const rec of done)
-        for (const d of rec.down)
-          if (!seen.has(d)) {
-            seen.add(d);
-            frontier.push(d);
-          }
-      break;
-    }
+      if (ops.length === 0) return { done: [] };
+      return { compare, success: ops, result: done };
+    });
+    for (const rec of done)
+      for (const d of rec.down)
+        if (!seen.has(d)) {
+          seen.add(d);
+          frontier.push(d);
+        }
   }
   await store.retrying('cascade', () =>
     store.txn({ success: [del(workItemKey(keys, runId, cascadeItem(failed)))] }),

@@ -5,6 +5,7 @@ import type { EtcdContext } from './context.js';
 import { INLINE_READS } from './limits.js';
 import { type Read, readNode, seenForClaim } from './node-read.js';
 import { encodeState } from './nodes.js';
+import { MAX_ROUNDS } from './optimistic.js';
 import { attemptOutput, type ClaimRecord, decodeAttempt, type NodeRecord, nodeState } from './records.js';
 import { absent, del, getPrefix, isLeaseNotFound, isTransient, lastUnder, modIs, put } from './store.js';
 
@@ -16,8 +17,6 @@ import { absent, del, getPrefix, isLeaseNotFound, isTransient, lastUnder, modIs,
  * uncontended transition is one round trip; a transaction that loses a race
  * re-reads and decides again.
  */
-
-export const MAX_ROUNDS = 10_000;
 
 /** Reads that ride along in the claim transaction: upstream outputs (inputs) and earlier attempts. */
 function claimReads(ctx: EtcdContext, runId: string, rec: NodeRecord): IRequestOp[] {

@@ -9,12 +9,12 @@ import {
 import { claimNotLive, NotFoundError, nodeNotFound, UnavailableError } from '../../protocol/errors.js';
 import type { FinishRequest } from '../../protocol/repository.js';
 import { cascade } from './cascade.js';
-import { MAX_ROUNDS } from './claim.js';
 import type { EtcdContext } from './context.js';
 import { countDown, countedDown, fanOut } from './fanout.js';
 import { INLINE_DEPENDENTS } from './limits.js';
 import { type Read, readNode, seenForFinish } from './node-read.js';
 import { encodeState } from './nodes.js';
+import { MAX_ROUNDS } from './optimistic.js';
 import { decodeAttempt, encodeAttempt, encodeJson, type NodeRecord } from './records.js';
 import { maybeSeal } from './seal.js';
 import { del, leaseIs, modIs, put, valueIs } from './store.js';

@@ -1,5 +1,6 @@
 import { conclusionOf } from '../../model/index.js';
 import type { EtcdContext } from './context.js';
+import { type Decision, optimistic } from './optimistic.js';
 import { decodeJson, encodeJson, type RunRecord } from './records.js';
 import { countPrefix, get, modIs, put } from './store.js';
 
@@ -8,7 +9,7 @@ import { countPrefix, get, modIs, put } from './store.js';
 /** Writes the run's conclusion once no node is open. Readers derive it when absent; this makes lists cheap. */
 export async function maybeSeal(ctx: EtcdContext, runId: string): Promise<void> {
   const { keys, store } = ctx;
-  for (;;) {
+  await optimistic(store, 'seal', async (): Promise<Decision<void>> => {
     const res = await store.retrying('seal', () =>
       store.txn({
         success: [
@@ -22,17 +23,15 @@ export async function maybeSeal(ctx: EtcdContext, runId: string): Promise<void> 
     );
     const r = res.responses.map((x) => x.response_range);
     const kv = r[0]!.kvs[0];
-    if (!kv) return;
+    if (!kv) return { done: undefined };
     const run = decodeJson<RunRecord>(kv.value);
-    if (run.conclusion) return;
-    if (Number(r[2]!.count) + Number(r[3]!.count) + Number(r[4]!.count) > 0) return;
+    if (run.conclusion) return { done: undefined };
+    if (Number(r[2]!.count) + Number(r[3]!.count) + Number(r[4]!.count) > 0) return { done: undefined };
     const conclusion = conclusionOf({ cancelled: run.cancelled === true, failed: r[1]!.kvs.length > 0 });
-    const w = await store.retrying('seal', () =>
-      store.txn({
-        compare: [modIs(keys.run(runId), kv.mod_revision)],
-        success: [put(keys.run(runId), encodeJson({ ...run, conclusion }))],
-      }),
-    );
-    if (w.succeeded) return;
-  }
+    return {
+      compare: [modIs(keys.run(runId), kv.mod_revision)],
+      success: [put(keys.run(runId), encodeJson({ ...run, conclusion }))],
+      result: undefined,
+    };
+  });
 }
