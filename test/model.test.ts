@@ -3,14 +3,22 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import {
+  cancelledAttempt,
+  conclusionOf,
+  countAttempt,
+  countedDown,
   findCycle,
+  finishOutcome,
   graphFromJsonText,
-  shouldRetry,
+  runStatusOf,
+  statusAfterFinish,
   ulidFloor,
   ulidSource,
   ulidTime,
+  unreached,
   validateGraph,
 } from '../src/model/index.js';
+import { FINISH_CASES } from './support/finish-cases.js';
 
 describe('graph JSON', () => {
   it('parses the canonical proto3 JSON with snake_case or camelCase', () => {
@@ -87,14 +95,45 @@ describe('validation', () => {
   });
 });
 
-describe('retry rule', () => {
-  const spec = { name: 'a', runtime: 'debug', metadata: {}, retry: { fail: { maxAttempts: 3 } } };
-  it('counts attempts of the same conclusion only', () => {
-    assert.equal(shouldRetry(spec, 'FAIL', []), true);
-    assert.equal(shouldRetry(spec, 'FAIL', [{ conclusion: 'FAIL' }]), true);
-    assert.equal(shouldRetry(spec, 'FAIL', [{ conclusion: 'FAIL' }, { conclusion: 'FAIL' }]), false);
-    assert.equal(shouldRetry(spec, 'FAIL', [{ conclusion: 'ERROR' }, { conclusion: 'FAIL' }]), true);
-    assert.equal(shouldRetry(spec, 'ERROR', []), false);
+describe('finish rules', () => {
+  it('decides retry or complete from counters of the same conclusion (rule 5)', () => {
+    for (const c of FINISH_CASES)
+      assert.equal(finishOutcome({ retry: c.retry }, c.conclusion, c.prior), c.outcome, JSON.stringify(c));
+  });
+  it('a retry goes back to READY; success and final failure complete', () => {
+    assert.equal(statusAfterFinish('RETRY'), 'READY');
+    assert.equal(statusAfterFinish('SUCCEEDED'), 'COMPLETED');
+    assert.equal(statusAfterFinish('FAILED'), 'COMPLETED');
+    assert.deepEqual(countAttempt({ fail: 1, error: 2 }, 'FAIL'), { fail: 2, error: 2 });
+    assert.deepEqual(countAttempt({ fail: 1, error: 2 }, 'SUCCESS'), { fail: 1, error: 2 });
+  });
+  it('a dependent becomes READY when its last upstream succeeds, only from WAITING', () => {
+    assert.deepEqual(countedDown({ pending: 2, status: 'WAITING' }), { pending: 1, status: 'WAITING' });
+    assert.deepEqual(countedDown({ pending: 1, status: 'WAITING' }), { pending: 0, status: 'READY' });
+    assert.deepEqual(countedDown({ pending: 1, status: 'COMPLETED' }), { pending: 0, status: 'COMPLETED' });
+  });
+  it('the cascade completes open nodes only', () => {
+    assert.deepEqual((['WAITING', 'READY', 'RUNNING', 'COMPLETED'] as const).filter(unreached), [
+      'WAITING',
+      'READY',
+    ]);
+  });
+  it('run status and conclusion (rule 7)', () => {
+    assert.equal(runStatusOf({ total: 3, completed: 0, running: 0 }), 'WAITING');
+    assert.equal(runStatusOf({ total: 3, completed: 0, running: 1 }), 'RUNNING');
+    assert.equal(runStatusOf({ total: 3, completed: 1, running: 0 }), 'RUNNING');
+    assert.equal(runStatusOf({ total: 3, completed: 3, running: 0 }), 'COMPLETED');
+    assert.equal(conclusionOf({ cancelled: true, failed: true }), 'CANCELLED');
+    assert.equal(conclusionOf({ cancelled: false, failed: true }), 'FAIL');
+    assert.equal(conclusionOf({ cancelled: false, failed: false }), 'SUCCESS');
+  });
+  it('a cancelled RUNNING node gets a CANCELLED attempt for its claim', () => {
+    const a = cancelledAttempt({ claimId: 'c1', agentId: 'ag' }, 1000, 2000);
+    assert.equal(a.conclusion, 'CANCELLED');
+    assert.equal(a.claimId, 'c1');
+    assert.equal(a.agentId, 'ag');
+    assert.equal(a.startedAt, '1970-01-01T00:00:01.000Z');
+    assert.equal(cancelledAttempt({ claimId: 'c', agentId: 'a' }, 0, 2000).startedAt, '');
   });
 });
 

@@ -1,18 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import { type Logger, silentLogger } from '../log.js';
-import {
-  InvalidArgumentError,
-  LeaseExpiredError,
-  NotFoundError,
-  UnavailableError,
-} from '../protocol/errors.js';
-import { DEFAULT_LEASE_TTL_MS, type Lease, type NodeEvent, type Repository } from '../protocol/repository.js';
+import { InvalidArgumentError } from '../protocol/errors.js';
+import { DEFAULT_LEASE_TTL_MS, type NodeEvent, type Repository } from '../protocol/repository.js';
 import { type Runtime, RuntimeRegistry } from '../runtimes/runtime.js';
-import { sleep } from '../runtimes/sleep.js';
 import { errorMessage } from './attempt.js';
-import { Backoff, type BackoffOptions } from './backoff.js';
+import type { BackoffOptions } from './backoff.js';
 import { LazyAbortController } from './lazy-abort.js';
+import { AgentSession } from './session.js';
 import {
   type AgentPoolCounters,
   abandonTask,
@@ -48,7 +43,8 @@ export interface AgentPoolOptions {
 type State = 'idle' | 'running' | 'stopping' | 'stopped';
 
 /**
- * An agent process's workers. One lease for the whole process, kept alive by
+ * An agent process's workers (the dispatch; its lease, heartbeats and
+ * subscription are the session's, session.ts). One lease for the whole process, kept alive by
  * heartbeats; one registered agent per slot, so ListAgents shows the capacity
  * a process offers and each attempt's agent id names the slot that ran it; one
  * subscription for all its runtimes, whose events feed free slots. Each slot
@@ -81,8 +77,7 @@ export class AgentPool {
   /** Nodes in hand: claiming, running or being recorded; a count because the dispatch path reads it per node. */
   private busy = 0;
   private claiming = false;
-  private session?: Session;
-  private opening?: Promise<Session | undefined>;
+  private readonly sessions: AgentSession;
   private stopping?: Promise<void>;
   /** Aborted at the very end of stop: ends every backoff wait. */
   private readonly halt = new AbortController();
@@ -113,9 +108,39 @@ export class AgentPool {
       backoff: this.backoffOptions,
       counts: this.counts,
       claiming: () => this.claiming,
-      leaseLost: (session, error) => this.leaseLost(session, error),
+      leaseLost: (session, error) => this.sessions.leaseLost(session, error),
       vacate: (task) => this.vacate(task),
     };
+    const pool = this;
+    this.sessions = new AgentSession(
+      {
+        repository: this.repository,
+        registry: this.registry,
+        slots: this.slots,
+        leaseTtlMs: this.leaseTtlMs,
+        heartbeatIntervalMs: this.heartbeatIntervalMs,
+        hostname: this.hostname,
+        logger: this.logger,
+        backoff: this.backoffOptions,
+        counts: this.counts,
+      },
+      {
+        get claiming() {
+          return pool.claiming;
+        },
+        halt: this.halt.signal,
+        event: (event, session) => this.enqueue(event, session),
+        lost: (session) => {
+          for (const task of [...session.tasks]) this.abandon(task, new Error('agent lost its lease'));
+          this.pending.clear();
+        },
+        abandon: (task, reason) => this.abandon(task, reason),
+      },
+    );
+  }
+
+  private get session(): Session | undefined {
+    return this.sessions.current;
   }
 
   /** Nodes in hand: being claimed, run, or recorded. */
@@ -146,7 +171,7 @@ export class AgentPool {
     this.state = 'running';
     this.claiming = true;
     try {
-      await this.openSession(false);
+      await this.sessions.open(false);
     } catch (e) {
       this.claiming = false;
       this.state = 'stopped';
@@ -181,9 +206,9 @@ export class AgentPool {
           for (const t of [s.task, s.recording]) t && this.abandon(t, new Error('agent shut down'));
     }
     this.halt.abort();
-    await this.opening?.catch(() => undefined);
+    await this.sessions.opening?.catch(() => undefined);
     const session = this.session;
-    this.session = undefined;
+    this.sessions.current = undefined;
     if (session) {
       session.ended.abort();
       session.subscription.abort();
@@ -197,149 +222,6 @@ export class AgentPool {
     }
     this.state = 'stopped';
     this.logger.debug('agent pool stopped', { counters: this.counters });
-  }
-
-  // ---- lease, registration, heartbeats, subscription
-
-  /** Grants a lease and registers the agents, retrying while the store is away. `background`: retry every error. */
-  private openSession(background: boolean): Promise<Session | undefined> {
-    const opening = (async () => {
-      const backoff = new Backoff(this.backoffOptions);
-      while (this.claiming) {
-        let lease: Lease | undefined;
-        try {
-          lease = await this.repository.grantLease(this.leaseTtlMs);
-          const l = lease;
-          const runtimes = this.registry.names.map((name) => ({ name }));
-          await Promise.all(
-            this.slots.map((s) =>
-              this.repository.registerAgent(l.id, { id: s.agentId, runtimes, hostname: this.hostname }),
-            ),
-          );
-        } catch (e) {
-          if (lease) void this.repository.revokeLease(lease.id).catch(() => undefined);
-          const transient = e instanceof UnavailableError || e instanceof LeaseExpiredError;
-          if (!transient && !background) throw e;
-          this.logger.warn('could not register agents; retrying', { error: errorMessage(e) });
-          await sleep(backoff.next(), this.halt.signal);
-          continue;
-        }
-        if (!this.claiming) {
-          void this.repository.revokeLease(lease.id).catch(() => undefined);
-          return undefined;
-        }
-        const session: Session = {
-          lease,
-          ended: new AbortController(),
-          subscription: new AbortController(),
-          tasks: new Set(),
-        };
-        this.session = session;
-        this.logger.debug('lease granted; agents registered', {
-          lease: lease.id,
-          ttlMs: lease.ttlMs,
-          agents: this.slots.length,
-          runtimes: this.registry.names,
-        });
-        void this.heartbeat(session);
-        void this.subscribe(session);
-        return session;
-      }
-      return undefined;
-    })();
-    this.opening = opening;
-    return opening.finally(() => {
-      if (this.opening === opening) this.opening = undefined;
-    });
-  }
-
-  private async heartbeat(session: Session): Promise<void> {
-    const backoff = new Backoff(this.backoffOptions);
-    let delay = this.heartbeatIntervalMs;
-    while (await sleep(delay, session.ended.signal)) {
-      try {
-        await this.repository.keepAlive(session.lease.id);
-        backoff.reset();
-        delay = this.heartbeatIntervalMs;
-        void this.stopLostClaims(session);
-      } catch (e) {
-        if (session.ended.signal.aborted) return;
-        if (e instanceof LeaseExpiredError || e instanceof NotFoundError) return this.leaseLost(session, e);
-        this.logger.warn('heartbeat failed; retrying', { lease: session.lease.id, error: errorMessage(e) });
-        delay = Math.min(backoff.next(), this.heartbeatIntervalMs);
-      }
-    }
-  }
-
-  private async subscribe(session: Session): Promise<void> {
-    const backoff = new Backoff(this.backoffOptions);
-    const signal = session.subscription.signal;
-    while (!signal.aborted) {
-      try {
-        this.logger.debug('subscribed', { runtimes: this.registry.names });
-        for await (const event of this.repository.subscribe({ runtimes: this.registry.names, signal })) {
-          backoff.reset();
-          this.enqueue(event, session);
-        }
-        if (signal.aborted) return;
-        this.logger.debug('subscription ended; resubscribing');
-      } catch (e) {
-        if (signal.aborted) return;
-        this.logger.warn('subscription failed; resubscribing', { error: errorMessage(e) });
-      }
-      // Resubscribing replays every node READY now (rule 8), so nothing is missed meanwhile.
-      await sleep(backoff.next(), signal);
-    }
-  }
-
-  /**
-   * With each heartbeat: stops attempts whose claim the store no longer holds
-   * (the run was cancelled, or the claim lapsed and the node moved on). Their
-   * results would be refused, so the runtime is aborted (an exec command is
-   * killed) and the slot freed at once instead of when the work would end.
-   */
-  private async stopLostClaims(session: Session): Promise<void> {
-    const running = (t: Task | undefined): t is Task => !!t?.claim && !t.finishing && t.session === session;
-    const tasks = this.slots.flatMap((s) => (running(s.task) ? [s.task] : []));
-    if (tasks.length === 0) return;
-    let held: boolean[];
-    try {
-      held = await this.repository.claimsHeld(tasks.map((t) => t.claim!));
-    } catch (e) {
-      this.logger.debug('could not check claims; next heartbeat will', { error: errorMessage(e) });
-      return;
-    }
-    tasks.forEach((task, i) => {
-      if (held[i] || task.abandoned || task.finishing || task.slot.task !== task) return;
-      this.counts.claimsLost++;
-      this.logger.info('claim no longer held (run cancelled or claim lapsed): stopping the attempt', {
-        runId: task.claim!.runId,
-        node: task.claim!.node,
-        claim: task.claim!.claimId,
-        agent: task.slot.agentId,
-      });
-      this.abandon(task, new Error('claim no longer held: the run was cancelled or the claim lapsed'));
-    });
-  }
-
-  /** The lease lapsed: every claim under it is orphaned already, so drop that work and start over. */
-  private leaseLost(session: Session, error: unknown): void {
-    if (this.session !== session) return;
-    this.session = undefined;
-    this.counts.leasesLost++;
-    this.logger.warn('lease lost; abandoning running work and registering again', {
-      lease: session.lease.id,
-      running: session.tasks.size,
-      error: errorMessage(error),
-    });
-    session.ended.abort();
-    session.subscription.abort();
-    for (const task of [...session.tasks]) this.abandon(task, new Error('agent lost its lease'));
-    this.pending.clear();
-    if (this.claiming)
-      this.openSession(true).catch((e: unknown) =>
-        this.logger.error('could not register agents again', { error: errorMessage(e) }),
-      );
   }
 
   // ---- dispatch

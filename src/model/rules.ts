@@ -1,4 +1,6 @@
+import { rfc3339 } from './ids.js';
 import type {
+  Attempt,
   AttemptConclusion,
   GraphSpec,
   NodeSpec,
@@ -33,26 +35,92 @@ export function topology(spec: GraphSpec): Topology {
   return { upstream, downstream };
 }
 
+/** The node spec a backend stores: only the protocol's fields, absent metadata and retry as empty. */
+export function normalizeNodeSpec(n: NodeSpec): NodeSpec {
+  return { name: n.name, runtime: n.runtime, metadata: n.metadata ?? {}, retry: n.retry ?? {} };
+}
+
 /** Rule 1: nodes with no inbound edges start READY, the rest WAITING. */
 export function initialStatus(upstreamCount: number): NodeStatus {
   return upstreamCount === 0 ? 'READY' : 'WAITING';
 }
 
+/** Attempts of each retryable conclusion a node has had: what rule 5 decides from. */
+export interface RetryCounts {
+  fail: number;
+  error: number;
+}
+
+/** What a finish does to its node (rules 4 and 5). */
+export type FinishOutcome =
+  /** SUCCESS: the node completes and its dependents count it down. */
+  | 'SUCCEEDED'
+  /** FAIL or ERROR with attempts left: the node goes back to READY. */
+  | 'RETRY'
+  /** FAIL or ERROR with no attempts left: the node completes and everything downstream is unreached. */
+  | 'FAILED';
+
 /**
- * Rule 5: after an attempt with this conclusion, does the node go back to READY?
- * `max_attempts` counts attempts of that conclusion, including this one.
+ * Rule 5, from counters: `retry[conclusion].maxAttempts` counts attempts of
+ * that conclusion, this one included. `prior` counts the attempts before it.
  */
-export function shouldRetry(
-  spec: NodeSpec,
-  conclusion: AttemptConclusion,
-  previous: readonly { conclusion: AttemptConclusion }[],
-): boolean {
-  if (conclusion !== 'FAIL' && conclusion !== 'ERROR') return false;
-  const policy = spec.retry[conclusion === 'FAIL' ? 'fail' : 'error'];
-  if (!policy) return false;
-  let count = 1;
-  for (const a of previous) if (a.conclusion === conclusion) count++;
-  return count < policy.maxAttempts;
+export function finishOutcome(
+  spec: Pick<NodeSpec, 'retry'>,
+  conclusion: Exclude<AttemptConclusion, 'CANCELLED'>,
+  prior: RetryCounts,
+): FinishOutcome {
+  if (conclusion === 'SUCCESS') return 'SUCCEEDED';
+  const key = conclusion === 'FAIL' ? 'fail' : 'error';
+  const policy = spec.retry[key];
+  return policy && prior[key] + 1 < policy.maxAttempts ? 'RETRY' : 'FAILED';
+}
+
+/** The node's status after a finish with this outcome. */
+export function statusAfterFinish(outcome: FinishOutcome): NodeStatus {
+  return outcome === 'RETRY' ? 'READY' : 'COMPLETED';
+}
+
+/** The counters after an attempt with this conclusion. */
+export function countAttempt(prior: RetryCounts, conclusion: AttemptConclusion): RetryCounts {
+  return {
+    fail: prior.fail + (conclusion === 'FAIL' ? 1 : 0),
+    error: prior.error + (conclusion === 'ERROR' ? 1 : 0),
+  };
+}
+
+/** A dependent as one of its upstream nodes succeeded: one fewer to wait for, READY at zero (rule 4). */
+export function countedDown<T extends { pending: number; status: NodeStatus }>(dep: T): T {
+  const pending = dep.pending - 1;
+  return { ...dep, pending, status: pending === 0 && dep.status === 'WAITING' ? 'READY' : dep.status };
+}
+
+/**
+ * Rule 5's cascade: a node downstream of a final failure completes with no
+ * attempt (unreached) when it is still open. A COMPLETED node stops the walk
+ * (its own downstream completed with it); a RUNNING one cannot be downstream
+ * of a failure (its upstream all succeeded).
+ */
+export function unreached(status: NodeStatus): boolean {
+  return status === 'WAITING' || status === 'READY';
+}
+
+/** The CANCELLED attempt rule 6 records for a node cancelled while RUNNING under a claim. */
+export function cancelledAttempt(
+  claim: { claimId: string; agentId: string },
+  startedAtMs: number,
+  nowMs: number,
+  /** What the attempt streamed before the cancel: it stays the attempt's output. */
+  output: Uint8Array = new Uint8Array(),
+): Attempt {
+  return {
+    conclusion: 'CANCELLED',
+    metadata: {},
+    output,
+    claimId: claim.claimId,
+    agentId: claim.agentId,
+    startedAt: startedAtMs ? rfc3339(startedAtMs) : '',
+    finishedAt: rfc3339(nowMs),
+  };
 }
 
 /** Every node downstream of `from` (not `from` itself), breadth first. */
@@ -71,25 +139,35 @@ export function descendants(from: string, downstream: Map<string, string[]>): st
   return out;
 }
 
-/** Rule 7, from counts of nodes per status. */
-export function runStatus(counts: Record<NodeStatus, number>): RunStatus {
-  const total = counts.WAITING + counts.READY + counts.RUNNING + counts.COMPLETED;
-  if (counts.COMPLETED === total) return 'COMPLETED';
-  if (counts.RUNNING === 0 && counts.COMPLETED === 0) return 'WAITING';
+/** Rule 7: COMPLETED when every node is, WAITING while none has been claimed or completed, else RUNNING. */
+export function runStatusOf(nodes: { total: number; completed: number; running: number }): RunStatus {
+  if (nodes.completed === nodes.total) return 'COMPLETED';
+  if (nodes.running === 0 && nodes.completed === 0) return 'WAITING';
   return 'RUNNING';
 }
 
-/** The run's conclusion once completed: SUCCESS when every node's last attempt succeeded. */
+/** Rule 7, from counts of nodes per status. */
+export function runStatus(counts: Record<NodeStatus, number>): RunStatus {
+  const total = counts.WAITING + counts.READY + counts.RUNNING + counts.COMPLETED;
+  return runStatusOf({ total, completed: counts.COMPLETED, running: counts.RUNNING });
+}
+
+/**
+ * The run's conclusion once completed (rule 7): CANCELLED when cancelled, FAIL
+ * when any node failed for good (its last attempt not a SUCCESS), else SUCCESS.
+ */
+export function conclusionOf(run: { cancelled: boolean; failed: boolean }): RunConclusion {
+  if (run.cancelled) return 'CANCELLED';
+  return run.failed ? 'FAIL' : 'SUCCESS';
+}
+
+/** The run's conclusion once completed, from its nodes: SUCCESS when every node's last attempt succeeded. */
 export function runConclusion(
   nodes: readonly Pick<NodeState, 'attempts'>[],
   cancelled: boolean,
 ): RunConclusion {
-  if (cancelled) return 'CANCELLED';
-  for (const n of nodes) {
-    const last = n.attempts[n.attempts.length - 1];
-    if (last?.conclusion !== 'SUCCESS') return 'FAIL';
-  }
-  return 'SUCCESS';
+  const failed = nodes.some((n) => n.attempts[n.attempts.length - 1]?.conclusion !== 'SUCCESS');
+  return conclusionOf({ cancelled, failed });
 }
 
 /**

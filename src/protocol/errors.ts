@@ -80,6 +80,26 @@ export class TooLargeError extends AdagioError {
   readonly code = 'too_large';
 }
 
+/** A node the request names does not exist. */
+export function nodeNotFound(runId: string, node: string): NotFoundError {
+  return new NotFoundError('node', `${runId}/${node}`);
+}
+
+/**
+ * Rule 4's refusal: a finish whose claim is not the node's live claim, with
+ * what the node is now (its status, an orphaned claim, a cancelled run).
+ */
+export function claimNotLive(
+  req: { runId: string; node: string; claimId: string },
+  now: { status: string; orphaned?: boolean; cancelled?: boolean },
+): ClaimConflictError {
+  return new ClaimConflictError(
+    `claim ${req.claimId} on ${req.runId}/${req.node} is not the node's live claim (node ${now.status}${now.orphaned ? ', orphaned' : ''}${now.cancelled ? ', run cancelled' : ''})`,
+    req.runId,
+    req.node,
+  );
+}
+
 export function isAdagioError(e: unknown): e is AdagioError {
   return e instanceof AdagioError;
 }

@@ -1,3 +1,4 @@
+import type { FinishConclusion } from '../model/requests.js';
 import type {
   AgentInfo,
   GraphSpec,
@@ -10,7 +11,6 @@ import type {
   RuntimeInfo,
   Stats,
 } from '../model/types.js';
-import { metadataProblem } from '../model/validate.js';
 import { InvalidArgumentError } from './errors.js';
 
 /**
@@ -80,9 +80,12 @@ export interface Repository {
   close(): Promise<void>;
 }
 
-export const DEFAULT_LEASE_TTL_MS = 10_000;
-export const DEFAULT_LIST_LIMIT = 100;
-export const MAX_LIST_LIMIT = 1000;
+export {
+  DEFAULT_LEASE_TTL_MS,
+  DEFAULT_LIST_LIMIT,
+  type FinishConclusion,
+  MAX_LIST_LIMIT,
+} from '../model/requests.js';
 
 export interface ListRunsQuery {
   /** Creation window in ms since the epoch: since inclusive, until exclusive. */
@@ -138,23 +141,6 @@ export interface ClaimRef {
   runId: string;
   node: string;
   claimId: string;
-}
-
-export type FinishConclusion = 'SUCCESS' | 'FAIL' | 'ERROR';
-const FINISH_CONCLUSIONS: readonly string[] = ['SUCCESS', 'FAIL', 'ERROR'];
-
-/** Claim and finish metadata must be storable text in every backend (see textProblem). */
-export function checkMetadata(metadata: Metadata | undefined): void {
-  const problem = metadata && metadataProblem(metadata);
-  if (problem) throw new InvalidArgumentError(problem);
-}
-
-/** Finish takes only these conclusions (CANCELLED is cancel's); callers across a process boundary may send anything. */
-export function checkConclusion(conclusion: string): asserts conclusion is FinishConclusion {
-  if (!FINISH_CONCLUSIONS.includes(conclusion))
-    throw new InvalidArgumentError(
-      `conclusion must be SUCCESS, FAIL or ERROR, got ${JSON.stringify(conclusion)}`,
-    );
 }
 
 export interface FinishRequest {

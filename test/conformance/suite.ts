@@ -25,8 +25,9 @@
  *
  * Topics, one module each: start (rule 1), walk (2, 5, 7 on the example DAG),
  * retry (5), claims (2, 4), leases (3), cancel (6), listing (lists, stats,
- * cleanup), streams (8, and watch), output (live output), size (the same
- * rules at a thousand runs and thousands of nodes). Rule 9 (cost per transition) is measured
+ * cleanup), streams (8, and watch), output (live output), requests (bad input
+ * refused alike), size (the same rules at a thousand runs and thousands of
+ * nodes). Rule 9 (cost per transition) is measured
  * by the benchmarks, not asserted here.
  */
 import { describe } from 'node:test';
@@ -36,6 +37,7 @@ import { type BackendFactory, type Capability, conformanceTest } from './harness
 import { leasesSpec } from './leases.js';
 import { listingSpec } from './listing.js';
 import { outputSpec } from './output.js';
+import { requestsSpec } from './requests.js';
 import { retrySpec } from './retry.js';
 import { sizeSpec } from './size.js';
 import { startSpec } from './start.js';
@@ -62,5 +64,6 @@ export function runConformance(
     streamsSpec(test);
     sizeSpec(test);
     outputSpec(test);
+    requestsSpec(test);
   });
 }

@@ -1,19 +1,13 @@
-import { type ClaimedNode, type ClaimRequest, checkMetadata } from '../../protocol/repository.js';
+import { checkMetadata } from '../../model/index.js';
+import type { ClaimedNode, ClaimRequest } from '../../protocol/repository.js';
 import { Batcher } from '../batcher.js';
+import { type ClaimPlan, claimedByPlan, claimNode, newClaim, planClaim } from './claim.js';
 import type { EtcdContext } from './context.js';
-import { INLINE_DEPENDENTS } from './fanout.js';
+import { INLINE_DEPENDENTS, INLINE_READS } from './limits.js';
 import { seenForClaim } from './node-read.js';
 import { merge } from './nodes.js';
 import type { ClaimRecord, NodeRecord } from './records.js';
 import { get } from './store.js';
-import {
-  type ClaimPlan,
-  claimedByPlan,
-  claimNode,
-  INLINE_READS,
-  newClaim,
-  planClaim,
-} from './transitions.js';
 
 interface Call {
   req: ClaimRequest;

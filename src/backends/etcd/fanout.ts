@@ -1,9 +1,11 @@
 import type { ICompare, IRequestOp } from 'etcd3';
+import { countedDown as countDownRule } from '../../model/index.js';
 import type { EtcdContext } from './context.js';
-import { encodeState, statics } from './nodes.js';
+import { FAN_OUT_CHUNK } from './limits.js';
+import { encodeState, readNodes, statics } from './nodes.js';
 import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
-import { readNodes } from './settle.js';
 import { del, get, modIs, put } from './store.js';
+import { type FanOutItem, fanOutItem, workItemKey } from './work-items.js';
 
 /**
  * A success's dependents when there are more of them than one transaction
@@ -18,24 +20,10 @@ import { del, get, modIs, put } from './store.js';
  * the work (the sweeper, if this one dies) without counting a dependent twice.
  */
 
-/** Dependents updated inside the finishing transaction itself: 5 ops + 4 per dependent stays under 128. */
-export const INLINE_DEPENDENTS = 20;
-/** Dependents per chunk transaction: up to 4 ops each, plus the cursor. */
-const CHUNK = 25;
-
-export const fanOutItem = (node: string): string => `d:${node}`;
-
-export interface FanOutItem {
-  at: number;
-  /** How many of the node's dependents (in N/ order) have been counted down. */
-  done: number;
-}
-
 /** A dependent after one of its upstream nodes succeeded: one fewer to wait for, READY at zero. */
 export function countedDown(dep: NodeRecord): NodeRecord {
-  const nd: NodeRecord = { ...dep, p: dep.p - 1 };
-  if (nd.p === 0 && nd.s === 'WAITING') nd.s = 'READY';
-  return nd;
+  const next = countDownRule({ pending: dep.p, status: dep.s });
+  return { ...dep, p: next.pending, s: next.status as NodeRecord['s'] };
 }
 
 /** The ops that make a dependent's counter one smaller, and READY when it reaches zero. */
@@ -58,7 +46,7 @@ export function countDown(ctx: EtcdContext, runId: string, dep: NodeRecord): IRe
 /** Works the item k/<run>/d:<node> off to its end; safe to run in several processes at once. */
 export async function fanOut(ctx: EtcdContext, runId: string, node: string): Promise<void> {
   const { keys, store } = ctx;
-  const itemKey = keys.workItem(runId, fanOutItem(node));
+  const itemKey = workItemKey(keys, runId, fanOutItem(node));
   const topo = (await store.retrying('fan-out', () => statics(ctx, runId, [node]))).get(node);
   for (;;) {
     const r = await store.retrying('fan-out', () =>
@@ -77,7 +65,7 @@ export async function fanOut(ctx: EtcdContext, runId: string, node: string): Pro
       );
       continue;
     }
-    const batch = down.slice(item.done, item.done + CHUNK);
+    const batch = down.slice(item.done, item.done + FAN_OUT_CHUNK);
     const nodes = await store.retrying('fan-out', () => readNodes(ctx, runId, batch));
     const compare: ICompare[] = [
       modIs(itemKey, itemKv.mod_revision),

@@ -1,4 +1,5 @@
-import { checkConclusion, checkMetadata, type FinishRequest } from '../../protocol/repository.js';
+import { checkConclusion, checkMetadata } from '../../model/index.js';
+import type { FinishRequest } from '../../protocol/repository.js';
 import { Batcher } from '../batcher.js';
 import type { EtcdContext } from './context.js';
 import {
@@ -10,8 +11,8 @@ import {
   followUp,
   planFinish,
 } from './finish.js';
+import { INLINE_READS } from './limits.js';
 import { seenForFinish } from './node-read.js';
-import { INLINE_READS } from './transitions.js';
 
 interface Call {
   req: FinishRequest;

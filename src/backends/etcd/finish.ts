@@ -1,16 +1,27 @@
 import type { ICompare, IRequestOp } from 'etcd3';
-import { attemptOutput, rfc3339, shouldRetry, truncateOutput } from '../../model/index.js';
-import { ClaimConflictError, NotFoundError, UnavailableError } from '../../protocol/errors.js';
+import {
+  attemptOutput,
+  countAttempt,
+  finishOutcome,
+  rfc3339,
+  statusAfterFinish,
+  truncateOutput,
+} from '../../model/index.js';
+import { claimNotLive, NotFoundError, nodeNotFound, UnavailableError } from '../../protocol/errors.js';
 import type { FinishRequest } from '../../protocol/repository.js';
+import { cascade } from './cascade.js';
 import type { EtcdContext } from './context.js';
-import { countDown, countedDown, type FanOutItem, fanOut, fanOutItem, INLINE_DEPENDENTS } from './fanout.js';
+import { countDown, countedDown, fanOut } from './fanout.js';
+import { INLINE_DEPENDENTS } from './limits.js';
 import { type Read, readNode, seenForFinish } from './node-read.js';
 import { encodeState } from './nodes.js';
+import { MAX_ROUNDS } from './optimistic.js';
 import { dropStreamed, readStreamed } from './output.js';
 import { decodeAttempt, encodeAttempt, encodeJson, type NodeRecord } from './records.js';
-import { cascade, maybeSeal, resumeNodeWork } from './settle.js';
+import { maybeSeal } from './seal.js';
 import { del, leaseIs, modIs, put, valueIs } from './store.js';
-import { MAX_ROUNDS } from './transitions.js';
+import { resumeNodeWork } from './sweep.js';
+import { type CascadeItem, cascadeItem, type FanOutItem, fanOutItem, workItemKey } from './work-items.js';
 
 /**
  * Rules 4 and 5 on etcd: the attempt is recorded only while the claim key
@@ -47,7 +58,7 @@ export function planFinish(
   const success = req.conclusion === 'SUCCESS';
   if (!r.node) {
     if (!r.run) throw new NotFoundError('run', req.runId);
-    throw new NotFoundError('node', `${req.runId}/${req.node}`);
+    throw nodeNotFound(req.runId, req.node);
   }
   const { rec, rev } = r.node;
   const c = rec.c;
@@ -69,17 +80,15 @@ export function planFinish(
     valueIs(claimKey, Buffer.from(c.id)),
     leaseIs(claimKey, c.lease),
   ];
-  const previous = [
-    ...Array.from({ length: rec.f }, () => ({ conclusion: 'FAIL' as const })),
-    ...Array.from({ length: rec.e }, () => ({ conclusion: 'ERROR' as const })),
-  ];
-  const retry = shouldRetry(rec.spec, req.conclusion, previous);
+  const outcome = finishOutcome(rec.spec, req.conclusion, { fail: rec.f, error: rec.e });
+  const retry = outcome === 'RETRY';
+  const counts = countAttempt({ fail: rec.f, error: rec.e }, req.conclusion);
   const next: NodeRecord = {
     ...rec,
     a: rec.a + 1,
-    f: rec.f + (req.conclusion === 'FAIL' ? 1 : 0),
-    e: rec.e + (req.conclusion === 'ERROR' ? 1 : 0),
-    s: retry ? 'READY' : 'COMPLETED',
+    f: counts.fail,
+    e: counts.error,
+    s: statusAfterFinish(outcome),
     ft: retry ? undefined : now,
     c: undefined,
     o: undefined,
@@ -115,14 +124,14 @@ export function planFinish(
     allDepsDone = false;
     ops.push(
       put(
-        keys.workItem(req.runId, fanOutItem(req.node)),
+        workItemKey(keys, req.runId, fanOutItem(req.node)),
         encodeJson({ at: now, done: 0 } satisfies FanOutItem),
       ),
     );
   } else if (success) {
     for (const d of rec.down) {
       const dep = r.deps.get(d);
-      if (!dep) throw new NotFoundError('node', `${req.runId}/${d}`);
+      if (!dep) throw nodeNotFound(req.runId, d);
       if (dep.rec.s === 'COMPLETED') continue; // unreached via another branch: nothing to count down
       allDepsDone = false;
       compare.push(modIs(keys.node(req.runId, d), dep.rev));
@@ -130,11 +139,16 @@ export function planFinish(
       counted.push(dep.rec);
     }
   }
-  const failedForGood = !success && !retry;
+  const failedForGood = outcome === 'FAILED';
   if (failedForGood) {
     ops.push(put(keys.failed(req.runId), Buffer.from(req.node)));
     if (rec.down.length > 0)
-      ops.push(put(keys.workItem(req.runId, `f:${req.node}`), encodeJson({ at: now, from: rec.down })));
+      ops.push(
+        put(
+          workItemKey(keys, req.runId, cascadeItem(req.node)),
+          encodeJson({ at: now, from: rec.down } satisfies CascadeItem),
+        ),
+      );
   }
   const after = {
     cascadeFrom: failedForGood && rec.down.length > 0 ? rec.down : undefined,
@@ -202,18 +216,14 @@ export async function finishNode(
 export const finishOutput = (req: FinishRequest): Buffer =>
   Buffer.from(truncateOutput(req.output ?? new Uint8Array()));
 
-function notLive(req: FinishRequest, r: Read): ClaimConflictError {
+function notLive(req: FinishRequest, r: Read) {
   const rec = r.node!.rec;
-  const why = !r.run?.rec.cancelled
-    ? r.claimLive === false && rec.c?.id === req.claimId
-      ? ', orphaned'
-      : ''
-    : ', run cancelled';
-  return new ClaimConflictError(
-    `claim ${req.claimId} on ${req.runId}/${req.node} is not the node's live claim (node ${rec.s}${why})`,
-    req.runId,
-    req.node,
-  );
+  const cancelled = r.run?.rec.cancelled === true;
+  return claimNotLive(req, {
+    status: rec.s,
+    orphaned: !cancelled && r.claimLive === false && rec.c?.id === req.claimId,
+    cancelled,
+  });
 }
 
 /**
@@ -224,7 +234,7 @@ export async function followUp(ctx: EtcdContext, req: FinishRequest, after: Fini
   try {
     if ('resume' in after) await resumeNodeWork(ctx, req.runId, req.node);
     else {
-      if (after.cascadeFrom) await cascade(ctx, req.runId, `f:${req.node}`, after.cascadeFrom);
+      if (after.cascadeFrom) await cascade(ctx, req.runId, req.node, after.cascadeFrom);
       if (after.fanOut) await fanOut(ctx, req.runId, req.node);
       if (after.sealCheck || after.cascadeFrom || after.fanOut) await maybeSeal(ctx, req.runId);
     }

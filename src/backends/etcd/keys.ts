@@ -17,7 +17,7 @@
  *   t/<runtime>/u/<run>/<node>    RUNNING nodes of a runtime (orphans = u minus c)
  *   t/<runtime>/c/<run>/<node>    the claim, bound to the holder's lease
  *   x/<run>                       a node of the run failed for good
- *   k/<run>/<item>                follow-up work (cancel, unreached cascade) not yet done
+ *   k/<run>/<item>                follow-up work not yet done (work-items.ts)
  *   s/<run>                       a chunked start in progress (garbage if it never commits)
  *   g/<agent>                     a registered agent, bound to its lease
  *   ctr/<shard>                   total nodes stored (runs are counted by range)

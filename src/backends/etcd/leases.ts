@@ -1,7 +1,7 @@
 import { hostname as osHostname } from 'node:os';
 import type { IDuplexStream, ILeaseKeepAliveRequest, ILeaseKeepAliveResponse } from 'etcd3';
-import { type AgentInfo, type Clock, rfc3339 } from '../../model/index.js';
-import { InvalidArgumentError, LeaseExpiredError, UnavailableError } from '../../protocol/errors.js';
+import { type AgentInfo, type Clock, checkLeaseTtl, rfc3339 } from '../../model/index.js';
+import { LeaseExpiredError, UnavailableError } from '../../protocol/errors.js';
 import { type AgentRegistration, DEFAULT_LEASE_TTL_MS, type Lease } from '../../protocol/repository.js';
 import type { Keys } from './keys.js';
 import { decodeJson, encodeJson } from './records.js';
@@ -29,7 +29,7 @@ export class Leases {
   ) {}
 
   async grant(ttlMs = this.defaultTtlMs ?? DEFAULT_LEASE_TTL_MS): Promise<Lease> {
-    if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw new InvalidArgumentError('lease TTL must be positive');
+    checkLeaseTtl(ttlMs);
     const ttl = Math.max(1, Math.ceil(ttlMs / 1000));
     const res = await this.store.retrying('grant lease', () =>
       this.store.client.leaseClient.leaseGrant({ TTL: ttl, ID: 0 }),

@@ -1,7 +1,7 @@
 import type { IRequestOp } from 'etcd3';
 import type { FinishRequest } from '../../protocol/repository.js';
 import type { EtcdContext, NodeTopology } from './context.js';
-import { INLINE_DEPENDENTS } from './fanout.js';
+import { INLINE_DEPENDENTS } from './limits.js';
 import { merge, statics, topologyOf } from './nodes.js';
 import type { NodeRecord, RunRecord } from './records.js';
 import { decodeJson } from './records.js';

@@ -1,4 +1,5 @@
 import type { EtcdContext, NodeTopology } from './context.js';
+import { READS_PER_TXN } from './limits.js';
 import { decodeJson, encodeJson, type NodeRecord } from './records.js';
 import { get } from './store.js';
 
@@ -41,8 +42,8 @@ export async function statics(
     if (t) out.set(n, t);
     else missing.push(n);
   }
-  for (let i = 0; i < missing.length; i += 100) {
-    const batch = missing.slice(i, i + 100);
+  for (let i = 0; i < missing.length; i += READS_PER_TXN) {
+    const batch = missing.slice(i, i + READS_PER_TXN);
     const res = await ctx.store.txn({ success: batch.map((n) => get(ctx.keys.static(runId, n))) });
     batch.forEach((n, j) => {
       const kv = res.responses[j]!.response_range.kvs[0];
@@ -53,4 +54,15 @@ export async function statics(
     });
   }
   return out;
+}
+
+/** Current state (with its mod revision) of these nodes of a run, undefined for a node not found. */
+export async function readNodes(ctx: EtcdContext, runId: string, names: string[]) {
+  const facts = await statics(ctx, runId, names);
+  const res = await ctx.store.txn({ success: names.map((n) => get(ctx.keys.node(runId, n))) });
+  return names.map((name, i) => {
+    const kv = res.responses[i]!.response_range.kvs[0];
+    const t = facts.get(name);
+    return kv && t ? { name, rec: merge(t, kv.value), rev: kv.mod_revision } : undefined;
+  });
 }

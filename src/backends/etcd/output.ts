@@ -4,9 +4,9 @@ import { type AppendOutputRequest, checkSeq, seqGapError } from '../../protocol/
 import type { EtcdContext } from './context.js';
 import { readNode } from './node-read.js';
 import { encodeState } from './nodes.js';
+import { MAX_ROUNDS } from './optimistic.js';
 import type { NodeRecord } from './records.js';
 import { delPrefix, getPrefix, leaseIs, modIs, put, valueIs } from './store.js';
-import { MAX_ROUNDS } from './transitions.js';
 
 /**
  * Live output on etcd. Each chunk is its own key (l/…, one put of at most

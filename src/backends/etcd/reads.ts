@@ -1,6 +1,7 @@
 import type { IRequestOp } from 'etcd3';
 import {
   type Attempt,
+  checkListLimit,
   type Edge,
   emptyNodeCounts,
   type NodeState,
@@ -14,16 +15,11 @@ import {
   type Stats,
   ulidFloor,
 } from '../../model/index.js';
-import { InvalidArgumentError, NotFoundError } from '../../protocol/errors.js';
-import {
-  type ClaimRef,
-  DEFAULT_LIST_LIMIT,
-  type ListRunsQuery,
-  MAX_LIST_LIMIT,
-  type RunPage,
-} from '../../protocol/repository.js';
+import { NotFoundError } from '../../protocol/errors.js';
+import type { ClaimRef, ListRunsQuery, RunPage } from '../../protocol/repository.js';
 import type { EtcdContext, NodeTopology } from './context.js';
 import { invert, prefixEnd } from './keys.js';
+import { RUNS_PER_LIST_TXN } from './limits.js';
 import { merge, statics, topologyOf } from './nodes.js';
 import { groupStreamed } from './output.js';
 import {
@@ -34,7 +30,7 @@ import {
   nodeState,
   type RunRecord,
 } from './records.js';
-import { countPrefix, ETCD_MAX_TXN_OPS, get, getPrefix } from './store.js';
+import { countPrefix, get, getPrefix } from './store.js';
 
 /** Everything that only reads: inspect (at one revision), listing and stats. */
 
@@ -137,17 +133,10 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
   };
 }
 
-/** A run's summary reads its record and counts its WAITING, READY and RUNNING open keys. */
-const OPS_PER_RUN_SUMMARY = 4;
-/** Runs summarised per transaction: every op of one run in the same transaction, so its counts agree. */
-const RUNS_PER_TXN = Math.floor(ETCD_MAX_TXN_OPS / OPS_PER_RUN_SUMMARY);
-
 /** Newest first through the inverted index: an ascending range with a limit, so a page costs its size. */
 export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<RunPage> {
   const { keys, store } = ctx;
-  const limit = query.limit ?? DEFAULT_LIST_LIMIT;
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT)
-    throw new InvalidArgumentError(`limit must be a whole number from 1 to ${MAX_LIST_LIMIT}`);
+  const limit = checkListLimit(query.limit);
   const base = keys.runIndex();
   const after = (s: string) => Buffer.concat([base, Buffer.from(invert(s)), Buffer.from([0])]);
   let start = base;
@@ -163,8 +152,8 @@ export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<
   const ids = res.kvs.map((kv) => kv.value.toString());
   const page = ids.slice(0, limit);
   const summaries: RunSummary[] = [];
-  for (let i = 0; i < page.length; i += RUNS_PER_TXN) {
-    const batch = page.slice(i, i + RUNS_PER_TXN);
+  for (let i = 0; i < page.length; i += RUNS_PER_LIST_TXN) {
+    const batch = page.slice(i, i + RUNS_PER_LIST_TXN);
     const ops: IRequestOp[] = [];
     for (const id of batch)
       ops.push(

@@ -28,6 +28,7 @@ import {
   UnavailableError,
   type WatchEvent,
 } from '../../protocol/index.js';
+import { cancelRun } from './cancel.js';
 import { ClaimBatcher } from './claim-batch.js';
 import { type EtcdContext, SeenState, TopologyCache } from './context.js';
 import { FinishBatcher } from './finish-batch.js';
@@ -36,10 +37,10 @@ import { Leases } from './leases.js';
 import { appendOutput } from './output.js';
 import * as reads from './reads.js';
 import { deleteCompletedRunsBefore } from './retention.js';
-import { cancelRun, sweep } from './settle.js';
 import { startRun } from './start.js';
 import { type EtcdConnectionOptions, getPrefix, Store } from './store.js';
 import { Streams } from './streams.js';
+import { sweep } from './sweep.js';
 
 export const DEFAULT_ETCD_NAMESPACE = 'adagio/v1/';
 
@@ -57,9 +58,11 @@ export interface EtcdRepositoryOptions extends EtcdConnectionOptions {
 
 /**
  * The Repository protocol on etcd v3 (docs/design.md §3). Keyspace in keys.ts,
- * start in start.ts, claim and finish in transitions.ts, multi-transaction
- * work in settle.ts, reads in reads.ts, subscribe and watch in streams.ts,
- * leases and agents in leases.ts.
+ * transaction budgets in limits.ts, one file per transition: start.ts,
+ * claim.ts (batched by claim-batch.ts), finish.ts (finish-batch.ts),
+ * cascade.ts, fanout.ts, cancel.ts, seal.ts, retention.ts; unfinished work
+ * items resumed by sweep.ts; reads in reads.ts, subscribe and watch in
+ * streams.ts, leases and agents in leases.ts, live output in output.ts.
  */
 export class EtcdRepository implements Repository {
   private readonly store: Store;

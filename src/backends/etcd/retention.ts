@@ -1,8 +1,9 @@
 import type { EtcdContext } from './context.js';
+import { ETCD_MAX_TXN_OPS } from './limits.js';
 import { decodeJson, type RunRecord } from './records.js';
-import { maybeSeal } from './settle.js';
+import { maybeSeal } from './seal.js';
 import { COUNTER_SHARDS } from './start.js';
-import { del, delPrefix, ETCD_MAX_TXN_OPS, get, modIs, put } from './store.js';
+import { del, delPrefix, get, modIs, put } from './store.js';
 
 const PAGE = 200;
 /** Commit markers the deleting transaction carries itself: etcd's op budget less its own eight ops. */

@@ -1,23 +1,20 @@
 import type { IRequestOp } from 'etcd3';
 import {
+  checkGraph,
   type GraphSpec,
   initialStatus,
-  type NodeSpec,
   type NodeState,
+  normalizeNodeSpec,
   type Run,
   rfc3339,
   topology,
-  validateGraph,
 } from '../../model/index.js';
-import { InvalidGraphError } from '../../protocol/errors.js';
 import type { EtcdContext } from './context.js';
+import { ETCD_MAX_TXN_OPS, MAX_TXN_BYTES, MAX_TXN_OPS } from './limits.js';
 import { encodeState, encodeStatic } from './nodes.js';
 import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
-import { absent, del, ETCD_MAX_TXN_OPS, get, modIs, put } from './store.js';
+import { absent, del, get, modIs, put } from './store.js';
 
-/** etcd's defaults are 128 ops and 1.5 MiB per request; stay well inside both. */
-export const MAX_TXN_OPS = 120;
-export const MAX_TXN_BYTES = 1024 * 1024;
 export const COUNTER_SHARDS = 16;
 /** Runtimes a chunked start's commit wakes itself: etcd's op budget less the commit's own four ops. */
 const WAKEUPS_IN_COMMIT = ETCD_MAX_TXN_OPS - 4;
@@ -30,8 +27,7 @@ const WAKEUPS_IN_COMMIT = ETCD_MAX_TXN_OPS - 4;
  * half-way leaves nothing usable (s/<run> marks the leftovers for the sweeper).
  */
 export async function startRun(ctx: EtcdContext, spec: GraphSpec): Promise<Run> {
-  const problems = validateGraph(spec);
-  if (problems.length > 0) throw new InvalidGraphError(problems);
+  checkGraph(spec);
   const { keys } = ctx;
   const now = ctx.clock.now();
   const id = ctx.ids.next(now);
@@ -42,12 +38,7 @@ export async function startRun(ctx: EtcdContext, spec: GraphSpec): Promise<Run> 
   const states: NodeState[] = [];
   const records: NodeRecord[] = [];
   spec.nodes.forEach((n, i) => {
-    const s: NodeSpec = {
-      name: n.name,
-      runtime: n.runtime,
-      metadata: n.metadata ?? {},
-      retry: n.retry ?? {},
-    };
+    const s = normalizeNodeSpec(n);
     const up = topo.upstream.get(n.name)!;
     const status = initialStatus(up.length);
     const rec: NodeRecord = {

@@ -25,6 +25,7 @@ import {
 import type { Logger } from '../../log.js';
 import { TooLargeError, UnauthenticatedError, UnavailableError } from '../../protocol/errors.js';
 import { prefixEnd } from './keys.js';
+import { ETCD_MAX_TXN_OPS, READS_PER_TXN } from './limits.js';
 
 export interface EtcdConnectionOptions {
   /** host:port or URLs; http:// is assumed unless TLS options are given. */
@@ -43,16 +44,6 @@ export interface EtcdConnectionOptions {
   /** How long an operation retries through an unreachable cluster before UnavailableError. Default 15 s. */
   retryForMs?: number;
 }
-
-/**
- * etcd refuses a transaction with more than 128 operations (compares and ops
- * each count; the server's --max-txn-ops default, which we do not assume is
- * raised). Every transaction budget derives from this one number.
- */
-export const ETCD_MAX_TXN_OPS = 128;
-
-/** Read-only ops per transaction in readAll: inside ETCD_MAX_TXN_OPS with room to spare. */
-export const READS_PER_TXN = 100;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -1,5 +1,5 @@
 import type { IKeyValue, IRequestOp, IWatchResponse, Watcher } from 'etcd3';
-import { emptyNodeCounts, type RunConclusion, runStatus } from '../../model/index.js';
+import { conclusionOf, emptyNodeCounts, type RunConclusion, runStatus } from '../../model/index.js';
 import { NotFoundError } from '../../protocol/errors.js';
 import { EventQueue, type NodeEvent, type SubscribeOptions, type WatchEvent } from '../../protocol/index.js';
 import type { EtcdContext } from './context.js';
@@ -294,7 +294,7 @@ export class Streams {
       const runKv = r.responses[r.responses.length - 2]!.response_range.kvs[0];
       const failed = r.responses[r.responses.length - 1]!.response_range.kvs.length > 0;
       const run = runKv ? decodeJson<RunRecord>(runKv.value) : undefined;
-      conclusion = run?.cancelled ? 'CANCELLED' : failed ? 'FAIL' : 'SUCCESS';
+      conclusion = conclusionOf({ cancelled: run?.cancelled === true, failed });
     }
     queue.push({
       type: 'node',

@@ -1,42 +1,36 @@
-import { hostname as osHostname } from 'node:os';
 import {
   type AgentInfo,
   type Clock,
+  checkConclusion,
+  checkGraph,
+  checkListLimit,
+  checkMetadata,
   emptyNodeCounts,
   type GraphSpec,
   type IdSource,
   type NodeStatus,
   type Run,
   rfc3339,
-  runConclusion,
   runStatus,
   type Stats,
   systemClock,
   ulidSource,
-  validateGraph,
 } from '../../model/index.js';
 import {
   type AgentRegistration,
   type AppendOutputRequest,
-  ClaimConflictError,
   type ClaimedNode,
   type ClaimRef,
   type ClaimRequest,
-  checkConclusion,
-  checkMetadata,
   checkSeq,
+  claimNotLive,
   DEFAULT_LEASE_TTL_MS,
-  DEFAULT_LIST_LIMIT,
-  EventQueue,
   type FinishRequest,
-  InvalidArgumentError,
-  InvalidGraphError,
   type Lease,
-  LeaseExpiredError,
   type ListRunsQuery,
-  MAX_LIST_LIMIT,
   type NodeEvent,
   NotFoundError,
+  nodeNotFound,
   type Repository,
   type RunPage,
   type SubscribeOptions,
@@ -44,6 +38,7 @@ import {
   UnavailableError,
   type WatchEvent,
 } from '../../protocol/index.js';
+import { MemoryLeases } from './leases.js';
 import {
   appendNodeOutput,
   type ClaimRecord,
@@ -58,6 +53,7 @@ import {
   type RunRecord,
   runSnapshot,
 } from './state.js';
+import { MemoryStreams } from './streams.js';
 
 export interface MemoryRepositoryOptions {
   clock?: Clock;
@@ -66,16 +62,9 @@ export interface MemoryRepositoryOptions {
   leaseCheckIntervalMs?: number;
 }
 
-interface LeaseRecord {
-  id: string;
-  ttlMs: number;
-  expiresAt: number;
-  claims: Set<NodeRecord>;
-  agents: Set<string>;
-}
-
 /**
- * The embedded backend: all state in this process, transitions in state.ts.
+ * The embedded backend: all state in this process, transitions in state.ts,
+ * leases and agents in leases.ts, subscribe and watch in streams.ts.
  * Indexes (READY/orphaned nodes per runtime, claims per lease, runs in id
  * order) keep every operation proportional to what it touches.
  */
@@ -85,12 +74,8 @@ export class MemoryRepository implements Repository {
   private readonly runs = new Map<string, RunRecord>();
   /** Runs in creation (= id) order. */
   private runList: RunRecord[] = [];
-  private readonly leases = new Map<string, LeaseRecord>();
-  private readonly agents = new Map<string, { info: AgentInfo; leaseId: string }>();
-  private readonly ready = new Map<string, Set<NodeRecord>>();
-  private readonly orphaned = new Map<string, Set<NodeRecord>>();
-  private readonly subscribers = new Map<string, Set<EventQueue<NodeEvent>>>();
-  private readonly watchers = new Map<string, Set<EventQueue<WatchEvent>>>();
+  private readonly leases: MemoryLeases;
+  private readonly streams = new MemoryStreams();
   private readonly nodeCounts = emptyNodeCounts();
   private readonly timer?: NodeJS.Timeout;
   private closed = false;
@@ -99,20 +84,25 @@ export class MemoryRepository implements Repository {
   constructor(options: MemoryRepositoryOptions = {}) {
     this.clock = options.clock ?? systemClock;
     this.ids = options.ids ?? ulidSource();
+    this.leases = new MemoryLeases(this.clock, this.ids, (node) => orphanNode(node, this.hooks));
     const interval = options.leaseCheckIntervalMs ?? 100;
     if (interval > 0) {
       this.timer = setInterval(() => this.expireLapsedLeases(), interval);
       this.timer.unref();
     }
     this.hooks = {
-      statusChanged: (node, from) => this.onStatusChanged(node, from),
-      nodeChanged: (node) => this.onNodeChanged(node),
+      statusChanged: (node, from) => {
+        if (from) this.nodeCounts[from]--;
+        this.nodeCounts[node.status]++;
+        this.streams.statusChanged(node, from);
+      },
+      nodeChanged: (node) => this.streams.nodeChanged(node),
       claimReleased: (node, claim) => {
-        this.leases.get(claim.leaseId)?.claims.delete(node);
-        if (claim.orphaned) this.orphaned.get(node.spec.runtime)?.delete(node);
+        this.leases.released(claim.leaseId, node);
+        this.streams.claimReleased(node, claim);
       },
       runCompleted: () => {},
-      outputAppended: (node, offset, chunk) => this.onOutputAppended(node, offset, chunk),
+      outputAppended: (node, offset, chunk) => this.streams.outputAppended(node, offset, chunk),
     };
   }
 
@@ -120,8 +110,7 @@ export class MemoryRepository implements Repository {
 
   async start(spec: GraphSpec): Promise<Run> {
     this.assertOpen();
-    const problems = validateGraph(spec);
-    if (problems.length > 0) throw new InvalidGraphError(problems);
+    checkGraph(spec);
     const now = this.clock.now();
     const run = createRun(this.ids.next(now), now, spec, this.hooks);
     this.runs.set(run.id, run);
@@ -136,9 +125,7 @@ export class MemoryRepository implements Repository {
 
   async listRuns(query: ListRunsQuery = {}): Promise<RunPage> {
     this.assertOpen();
-    const limit = query.limit ?? DEFAULT_LIST_LIMIT;
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT)
-      throw new InvalidArgumentError(`limit must be a whole number from 1 to ${MAX_LIST_LIMIT}`);
+    const limit = checkListLimit(query.limit);
     const list = this.runList;
     // Upper bound (exclusive) as an index: the until window, then the cursor.
     let end = list.length;
@@ -197,77 +184,37 @@ export class MemoryRepository implements Repository {
 
   async grantLease(ttlMs = DEFAULT_LEASE_TTL_MS): Promise<Lease> {
     this.assertOpen();
-    if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw new InvalidArgumentError('lease TTL must be positive');
-    const id = this.ids.next(this.clock.now());
-    this.leases.set(id, {
-      id,
-      ttlMs,
-      expiresAt: this.clock.now() + ttlMs,
-      claims: new Set(),
-      agents: new Set(),
-    });
-    return { id, ttlMs };
+    return this.leases.grant(ttlMs);
   }
 
   async keepAlive(leaseId: string): Promise<void> {
     this.assertOpen();
-    const lease = this.liveLease(leaseId);
-    lease.expiresAt = this.clock.now() + lease.ttlMs;
+    this.leases.keepAlive(leaseId);
   }
 
   async revokeLease(leaseId: string): Promise<void> {
     this.assertOpen();
-    const lease = this.leases.get(leaseId);
-    if (lease) this.endLease(lease);
+    this.leases.revoke(leaseId);
   }
 
   async registerAgent(leaseId: string, agent: AgentRegistration): Promise<AgentInfo> {
     this.assertOpen();
-    const lease = this.liveLease(leaseId);
-    const info: AgentInfo = {
-      id: agent.id,
-      runtimes: agent.runtimes.map((r) => ({ name: r.name })),
-      startedAt: rfc3339(this.clock.now()),
-      hostname: agent.hostname ?? osHostname(),
-    };
-    const previous = this.agents.get(agent.id);
-    if (previous) this.leases.get(previous.leaseId)?.agents.delete(agent.id);
-    this.agents.set(agent.id, { info, leaseId });
-    lease.agents.add(agent.id);
-    return info;
+    return this.leases.register(leaseId, agent);
   }
 
   async deregisterAgent(agentId: string): Promise<void> {
     this.assertOpen();
-    const a = this.agents.get(agentId);
-    if (!a) return;
-    this.agents.delete(agentId);
-    this.leases.get(a.leaseId)?.agents.delete(agentId);
+    this.leases.deregister(agentId);
   }
 
   async listAgents(): Promise<AgentInfo[]> {
     this.assertOpen();
-    this.expireLapsedLeases();
-    return [...this.agents.values()].map((a) => a.info).sort((x, y) => x.id.localeCompare(y.id));
+    return this.leases.list();
   }
 
   /** Orphans the claims of every lease past its expiry. Runs on a timer; public so tests with a manual clock can drive it. */
   expireLapsedLeases(): void {
-    const now = this.clock.now();
-    for (const lease of this.leases.values()) if (lease.expiresAt <= now) this.endLease(lease);
-  }
-
-  private endLease(lease: LeaseRecord): void {
-    this.leases.delete(lease.id);
-    for (const agentId of lease.agents) this.agents.delete(agentId);
-    for (const node of lease.claims) orphanNode(node, this.hooks);
-  }
-
-  private liveLease(leaseId: string): LeaseRecord {
-    const lease = this.leases.get(leaseId);
-    if (lease && lease.expiresAt <= this.clock.now()) this.endLease(lease);
-    if (!lease || !this.leases.has(leaseId)) throw new LeaseExpiredError(leaseId);
-    return lease;
+    this.leases.expireLapsed();
   }
 
   // ---- claims
@@ -275,18 +222,18 @@ export class MemoryRepository implements Repository {
   async claim(request: ClaimRequest): Promise<ClaimedNode | undefined> {
     this.assertOpen();
     checkMetadata(request.metadata);
-    const lease = this.liveLease(request.leaseId);
+    const leaseId = this.leases.check(request.leaseId);
     const node = this.getNode(request.runId, request.node);
     const claim: ClaimRecord = {
       id: this.ids.next(this.clock.now()),
       agentId: request.agentId,
       metadata: request.metadata ?? {},
       orphaned: false,
-      leaseId: lease.id,
+      leaseId,
     };
     const won = claimNode(node, claim, this.clock.now(), this.hooks);
     if (!won) return undefined;
-    lease.claims.add(node);
+    this.leases.held(leaseId, node);
     return {
       runId: request.runId,
       claimId: claim.id,
@@ -312,7 +259,12 @@ export class MemoryRepository implements Repository {
       this.clock.now(),
       this.hooks,
     );
-    if (!ok) throw staleClaim(request, node);
+    if (!ok)
+      throw claimNotLive(request, {
+        status: node.status,
+        orphaned: node.claim?.id === request.claimId && node.claim.orphaned,
+        cancelled: node.run.cancelled,
+      });
   }
 
   async claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {
@@ -329,38 +281,24 @@ export class MemoryRepository implements Repository {
     const node = this.getNode(request.runId, request.node);
     const result = appendNodeOutput(node, request.claimId, request.seq, request.chunk, this.hooks);
     if (result === 'gap') throw seqGapError(request, node.nextOutputSeq);
-    if (result === 'stale') throw staleClaim(request, node);
+    if (result === 'stale')
+      throw claimNotLive(request, {
+        status: node.status,
+        orphaned: node.claim?.id === request.claimId && node.claim.orphaned,
+        cancelled: node.run.cancelled,
+      });
   }
 
   // ---- streams
 
   subscribe(options: SubscribeOptions): AsyncIterable<NodeEvent> {
     this.assertOpen();
-    const queue = new EventQueue<NodeEvent>(options.signal);
-    const runtimes = [...new Set(options.runtimes)];
-    // Register first and list in the same tick: nothing can become READY in between.
-    for (const rt of runtimes) setOf(this.subscribers, rt).add(queue);
-    queue.onClose = () => {
-      for (const rt of runtimes) this.subscribers.get(rt)?.delete(queue);
-    };
-    for (const rt of runtimes) {
-      for (const n of this.ready.get(rt) ?? []) queue.push(event('NODE_READY', n));
-      for (const n of this.orphaned.get(rt) ?? []) queue.push(event('NODE_ORPHANED', n));
-    }
-    return queue;
+    return this.streams.subscribe(options);
   }
 
   watch(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent> {
     this.assertOpen();
-    const run = this.getRun(runId);
-    const queue = new EventQueue<WatchEvent>(options.signal);
-    queue.push({ type: 'snapshot', run: runSnapshot(run) });
-    if (run.conclusion) queue.close();
-    else {
-      setOf(this.watchers, runId).add(queue);
-      queue.onClose = () => this.watchers.get(runId)?.delete(queue);
-    }
-    return queue;
+    return this.streams.watch(this.getRun(runId), options);
   }
 
   async ping(): Promise<void> {
@@ -371,61 +309,7 @@ export class MemoryRepository implements Repository {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
-    for (const set of this.subscribers.values()) for (const q of set) q.close();
-    for (const set of this.watchers.values()) for (const q of set) q.close();
-  }
-
-  // ---- hooks: indexes, counters and streams follow the transitions
-
-  private onStatusChanged(node: NodeRecord, from: NodeStatus | undefined): void {
-    if (from) this.nodeCounts[from]--;
-    this.nodeCounts[node.status]++;
-    const rt = node.spec.runtime;
-    if (from === 'READY') this.ready.get(rt)?.delete(node);
-    if (node.status === 'READY') {
-      setOf(this.ready, rt).add(node);
-      const ev = event('NODE_READY', node);
-      for (const q of this.subscribers.get(rt) ?? []) q.push(ev);
-    }
-  }
-
-  private onNodeChanged(node: NodeRecord): void {
-    if (node.claim?.orphaned && !this.orphaned.get(node.spec.runtime)?.has(node)) {
-      setOf(this.orphaned, node.spec.runtime).add(node);
-      const ev = event('NODE_ORPHANED', node);
-      for (const q of this.subscribers.get(node.spec.runtime) ?? []) q.push(ev);
-    }
-    const watchers = this.watchers.get(node.run.id);
-    if (!watchers || watchers.size === 0) return;
-    const run = node.run;
-    const done = run.counts.COMPLETED === run.order.length;
-    const ev: WatchEvent = {
-      type: 'node',
-      runId: run.id,
-      node: nodeSnapshot(node),
-      runStatus: runStatus(run.counts),
-      // The conclusion is set right after the last node completes; derive it here so the final event carries it.
-      runConclusion: done ? (run.conclusion ?? runConclusion(run.order, run.cancelled)) : undefined,
-    };
-    for (const q of watchers) {
-      q.push(ev);
-      if (done) q.close();
-    }
-    if (done) this.watchers.delete(run.id);
-  }
-
-  private onOutputAppended(node: NodeRecord, offset: number, chunk: Uint8Array): void {
-    const watchers = this.watchers.get(node.run.id);
-    if (!watchers || watchers.size === 0) return;
-    const ev: WatchEvent = {
-      type: 'output',
-      runId: node.run.id,
-      node: node.spec.name,
-      attempt: node.attempts.length + 1,
-      offset,
-      chunk,
-    };
-    for (const q of watchers) q.push(ev);
+    this.streams.close();
   }
 
   private getRun(runId: string): RunRecord {
@@ -436,34 +320,13 @@ export class MemoryRepository implements Repository {
 
   private getNode(runId: string, name: string): NodeRecord {
     const node = this.getRun(runId).nodes.get(name);
-    if (!node) throw new NotFoundError('node', `${runId}/${name}`);
+    if (!node) throw nodeNotFound(runId, name);
     return node;
   }
 
   private assertOpen(): void {
     if (this.closed) throw new UnavailableError('memory repository is closed');
   }
-}
-
-function staleClaim(request: ClaimRef, node: NodeRecord): ClaimConflictError {
-  return new ClaimConflictError(
-    `claim ${request.claimId} on ${request.runId}/${request.node} is not the node's live claim (node ${node.status}${node.run.cancelled ? ', run cancelled' : ''})`,
-    request.runId,
-    request.node,
-  );
-}
-
-function event(type: NodeEvent['type'], node: NodeRecord): NodeEvent {
-  return { type, runId: node.run.id, node: node.spec.name, runtime: node.spec.runtime };
-}
-
-function setOf<K, V>(map: Map<K, Set<V>>, key: K): Set<V> {
-  let s = map.get(key);
-  if (!s) {
-    s = new Set();
-    map.set(key, s);
-  }
-  return s;
 }
 
 /** First index whose element does not satisfy `before` (elements satisfying it come first). */

@@ -4,20 +4,27 @@ import {
   attemptOutput,
   boundedAppend,
   type Claim,
+  cancelledAttempt,
   concatBytes,
+  conclusionOf,
+  countAttempt,
+  countedDown,
   type Edge,
   emptyNodeCounts,
+  finishOutcome,
   initialStatus,
   type NodeSpec,
   type NodeState,
   type NodeStatus,
+  normalizeNodeSpec,
+  type RetryCounts,
   type Run,
   type RunConclusion,
   rfc3339,
-  runConclusion,
   runStatus,
-  shouldRetry,
+  statusAfterFinish,
   topology,
+  unreached,
 } from '../../model/index.js';
 import type { Metadata } from '../../model/types.js';
 
@@ -38,6 +45,8 @@ export interface NodeRecord {
   spec: NodeSpec;
   status: NodeStatus;
   attempts: Attempt[];
+  /** Attempts per retryable conclusion, what rule 5 decides from. */
+  retries: RetryCounts;
   startedAt: number;
   finishedAt: number;
   inputs: Record<string, Uint8Array>;
@@ -58,6 +67,8 @@ export interface RunRecord {
   edges: Edge[];
   counts: Record<NodeStatus, number>;
   cancelled: boolean;
+  /** A node completed by a final failure (rule 5), so the run concludes FAIL. */
+  failed: boolean;
   conclusion?: RunConclusion;
   /** ms since the epoch; 0 until completed. */
   finishedAt: number;
@@ -89,15 +100,17 @@ export function createRun(
     counts: emptyNodeCounts(),
     cancelled: false,
     finishedAt: 0,
+    failed: false,
   };
   const topo = topology(spec);
-  for (const s of spec.nodes) {
+  for (const s of spec.nodes.map(normalizeNodeSpec)) {
     const upCount = topo.upstream.get(s.name)!.length;
     const node: NodeRecord = {
       run,
       spec: s,
       status: initialStatus(upCount),
       attempts: [],
+      retries: { fail: 0, error: 0 },
       startedAt: 0,
       finishedAt: 0,
       inputs: {},
@@ -141,7 +154,7 @@ function releaseClaim(node: NodeRecord, hooks: Hooks): void {
 
 function completeIfDone(run: RunRecord, now: number, hooks: Hooks): void {
   if (run.conclusion || run.counts.COMPLETED !== run.order.length) return;
-  run.conclusion = runConclusion(run.order, run.cancelled);
+  run.conclusion = conclusionOf(run);
   run.finishedAt = now;
   hooks.runCompleted(run);
 }
@@ -196,9 +209,10 @@ export function finishNode(
 ): boolean {
   const claim = node.claim;
   if (node.status !== 'RUNNING' || !claim || claim.id !== claimId || claim.orphaned) return false;
-  const previous = node.attempts;
+  const outcome = finishOutcome(node.spec, conclusion, node.retries);
+  node.retries = countAttempt(node.retries, conclusion);
   node.attempts = [
-    ...previous,
+    ...node.attempts,
     {
       conclusion,
       metadata,
@@ -211,28 +225,26 @@ export function finishNode(
   ];
   releaseClaim(node, hooks);
   node.liveOutput = new Uint8Array();
-  if (conclusion === 'SUCCESS') {
-    setStatus(node, 'COMPLETED', now, hooks);
-    hooks.nodeChanged(node);
+  // Before the status change: the run's last change must carry its conclusion.
+  if (outcome === 'FAILED') node.run.failed = true;
+  setStatus(node, statusAfterFinish(outcome), now, hooks);
+  hooks.nodeChanged(node);
+  if (outcome === 'SUCCEEDED') {
     for (const d of node.downstream) {
-      d.pendingUpstream--;
-      if (d.pendingUpstream === 0 && d.status === 'WAITING') {
-        setStatus(d, 'READY', now, hooks);
+      const next = countedDown({ pending: d.pendingUpstream, status: d.status });
+      d.pendingUpstream = next.pending;
+      if (next.status !== d.status) {
+        setStatus(d, next.status, now, hooks);
         hooks.nodeChanged(d);
       }
     }
-  } else if (shouldRetry(node.spec, conclusion, previous)) {
-    setStatus(node, 'READY', now, hooks);
-    hooks.nodeChanged(node);
-  } else {
-    setStatus(node, 'COMPLETED', now, hooks);
-    hooks.nodeChanged(node);
-    // Unreached: every node downstream completes with no attempt. Each node completes once,
+  } else if (outcome === 'FAILED') {
+    // Unreached: every open node downstream completes with no attempt. Each node completes once,
     // so this walk costs O(1) amortised per node over the run's life.
     const queue = [...node.downstream];
     for (let i = 0; i < queue.length; i++) {
       const d = queue[i]!;
-      if (d.status === 'COMPLETED') continue;
+      if (!unreached(d.status)) continue;
       setStatus(d, 'COMPLETED', now, hooks);
       hooks.nodeChanged(d);
       queue.push(...d.downstream);
@@ -251,15 +263,12 @@ export function cancelRun(run: RunRecord, now: number, hooks: Hooks): boolean {
     if (node.status === 'RUNNING' && node.claim) {
       node.attempts = [
         ...node.attempts,
-        {
-          conclusion: 'CANCELLED',
-          metadata: {},
-          output: node.liveOutput,
-          claimId: node.claim.id,
-          agentId: node.claim.agentId,
-          startedAt: rfc3339(node.startedAt),
-          finishedAt: rfc3339(now),
-        },
+        cancelledAttempt(
+          { claimId: node.claim.id, agentId: node.claim.agentId },
+          node.startedAt,
+          now,
+          node.liveOutput,
+        ),
       ];
       releaseClaim(node, hooks);
       node.liveOutput = new Uint8Array();

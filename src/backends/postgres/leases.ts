@@ -1,9 +1,8 @@
 import { hostname as osHostname } from 'node:os';
-import { type AgentInfo, rfc3339 } from '../../model/index.js';
+import { type AgentInfo, checkLeaseTtl, rfc3339 } from '../../model/index.js';
 import {
   type AgentRegistration,
   DEFAULT_LEASE_TTL_MS,
-  InvalidArgumentError,
   type Lease,
   LeaseExpiredError,
 } from '../../protocol/index.js';
@@ -26,7 +25,7 @@ import { orphanLapsedClaims, type TransitionContext } from './transitions.js';
  */
 
 export async function grantLease(ctx: TransitionContext, ttlMs = DEFAULT_LEASE_TTL_MS): Promise<Lease> {
-  if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw new InvalidArgumentError('lease TTL must be positive');
+  checkLeaseTtl(ttlMs);
   const ttl = Math.ceil(ttlMs);
   const id = ctx.ids.next(ctx.clock.now());
   await ctx.db.retrying('grant lease', () => ctx.db.query('grant lease', GRANT_LEASE, [id, ttl]));

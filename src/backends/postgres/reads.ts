@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import {
+  checkListLimit,
   type Edge,
   emptyNodeCounts,
   type NodeState,
@@ -14,10 +15,8 @@ import {
 } from '../../model/index.js';
 import {
   type ClaimRef,
-  DEFAULT_LIST_LIMIT,
   InvalidArgumentError,
   type ListRunsQuery,
-  MAX_LIST_LIMIT,
   NotFoundError,
   type RunPage,
 } from '../../protocol/index.js';
@@ -143,9 +142,7 @@ function parseCursor(cursor: string): [number, string] {
 }
 
 export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
-  const limit = query.limit ?? DEFAULT_LIST_LIMIT;
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT)
-    throw new InvalidArgumentError(`limit must be a whole number from 1 to ${MAX_LIST_LIMIT}`);
+  const limit = checkListLimit(query.limit);
   const where: string[] = [];
   const values: unknown[] = [];
   if (query.since !== undefined) {

@@ -8,6 +8,7 @@ import {
   type RunConclusion,
   type RunStatus,
   rfc3339,
+  runStatusOf,
 } from '../../model/index.js';
 
 /** Row shapes as the pg client returns them (bigint arrives as string) and their domain forms. */
@@ -144,7 +145,9 @@ export function toNodeState(
 
 /** Rule 7 from the run row plus whether any node is RUNNING now. */
 export function statusOf(run: Pick<RunRow, 'remaining' | 'node_count'>, anyRunning: boolean): RunStatus {
-  if (run.remaining === 0) return 'COMPLETED';
-  if (run.remaining < run.node_count || anyRunning) return 'RUNNING';
-  return 'WAITING';
+  return runStatusOf({
+    total: run.node_count,
+    completed: run.node_count - run.remaining,
+    running: anyRunning ? 1 : 0,
+  });
 }

@@ -1,28 +1,30 @@
 import type { Logger } from '../../log.js';
 import {
   type Clock,
+  checkConclusion,
+  checkGraph,
+  checkMetadata,
+  conclusionOf,
   type GraphSpec,
   type IdSource,
   initialStatus,
   type Metadata,
   type NodeSpec,
   type NodeState,
+  normalizeNodeSpec,
   type Run,
   rfc3339,
   topology,
   truncateOutput,
-  validateGraph,
 } from '../../model/index.js';
 import {
-  ClaimConflictError,
   type ClaimedNode,
   type ClaimRequest,
-  checkConclusion,
-  checkMetadata,
+  claimNotLive,
   type FinishRequest,
-  InvalidGraphError,
   LeaseExpiredError,
   NotFoundError,
+  nodeNotFound,
 } from '../../protocol/index.js';
 import type { AttemptJson, ClaimBatcher } from './claims.js';
 import type { Db } from './db.js';
@@ -70,19 +72,13 @@ interface StartRow {
 
 /** Rule 1. One statement (shared with concurrent starts): the run, its nodes and the counters, atomically. */
 export async function startRun(ctx: TransitionContext, spec: GraphSpec): Promise<Run> {
-  const problems = validateGraph(spec);
-  if (problems.length > 0) throw new InvalidGraphError(problems);
+  checkGraph(spec);
   const now = ctx.clock.now();
   const id = ctx.ids.next(now);
   const topo = topology(spec);
   const rows: StartRow[] = spec.nodes.map((n, idx) => {
     const upstream = topo.upstream.get(n.name)!;
-    const s: NodeSpec = {
-      name: n.name,
-      runtime: n.runtime,
-      metadata: n.metadata ?? {},
-      retry: n.retry ?? {},
-    };
+    const s = normalizeNodeSpec(n);
     return {
       name: n.name,
       idx,
@@ -159,7 +155,7 @@ export async function claimNode(ctx: TransitionContext, req: ClaimRequest): Prom
   const w = why.rows[0]!;
   if (!w.lease) throw new LeaseExpiredError(req.leaseId);
   if (!w.run) throw new NotFoundError('run', req.runId);
-  if (!w.node) throw new NotFoundError('node', `${req.runId}/${req.node}`);
+  if (!w.node) throw nodeNotFound(req.runId, req.node);
   return undefined; // lost the race, or not claimable
 }
 
@@ -236,14 +232,8 @@ export async function finishNode(ctx: TransitionContext, req: FinishRequest): Pr
   }
   if ('recorded' in result) return;
   if ('missing' in result)
-    throw result.missing === 'run'
-      ? new NotFoundError('run', req.runId)
-      : new NotFoundError('node', `${req.runId}/${req.node}`);
-  throw new ClaimConflictError(
-    `claim ${req.claimId} on ${req.runId}/${req.node} is not the node's live claim (node ${result.status}${result.orphaned ? ', orphaned' : ''}${result.cancelled ? ', run cancelled' : ''})`,
-    req.runId,
-    req.node,
-  );
+    throw result.missing === 'run' ? new NotFoundError('run', req.runId) : nodeNotFound(req.runId, req.node);
+  throw claimNotLive(req, result);
 }
 
 /**
@@ -307,10 +297,11 @@ export async function cancelRun(ctx: TransitionContext, runId: string): Promise<
          RETURNING name, version, attempt_count, started_at`,
         [runId, now, open.rows.map((n) => n.name)],
       );
+      const conclusion = conclusionOf({ cancelled: true, failed: false });
       const notice: Notice = {
         r: runId,
         rs: 'COMPLETED',
-        rc: 'CANCELLED',
+        rc: conclusion,
         ch: done.rows.map((n) => ({
           n: n.name,
           v: n.version,
@@ -322,8 +313,8 @@ export async function cancelRun(ctx: TransitionContext, runId: string): Promise<
       };
       if (running.length > 0) await c.query('DELETE FROM live_outputs WHERE run_id = $1', [runId]);
       await c.query(
-        `UPDATE runs SET remaining = 0, cancelled = true, conclusion = 'CANCELLED', finished_at = $2 WHERE id = $1`,
-        [runId, now],
+        'UPDATE runs SET remaining = 0, cancelled = true, conclusion = $2, finished_at = $3 WHERE id = $1',
+        [runId, conclusion, now],
       );
       return notice;
     }),

@@ -6,25 +6,25 @@ import { claimedFromProto, conclusionToProto, metadataToProto } from '../../api/
 import { AdagioClient } from '../../client/index.js';
 import * as ag from '../../gen/adagio/rpc/agent/agent_pb.js';
 import * as pb from '../../gen/adagio/v1/adagio_pb.js';
+import { checkMetadata } from '../../model/requests.js';
 import type { AgentInfo, GraphSpec, Run, Stats } from '../../model/types.js';
 import { validateGraph } from '../../model/validate.js';
 import { agentFromProto } from '../../model/wire.js';
 import { InvalidArgumentError, InvalidGraphError, UnavailableError } from '../../protocol/errors.js';
-import {
-  type AgentRegistration,
-  type AppendOutputRequest,
-  type ClaimedNode,
-  type ClaimRef,
-  type ClaimRequest,
-  checkMetadata,
-  type FinishRequest,
-  type Lease,
-  type ListRunsQuery,
-  type NodeEvent,
-  type Repository,
-  type RunPage,
-  type SubscribeOptions,
-  type WatchEvent,
+import type {
+  AgentRegistration,
+  AppendOutputRequest,
+  ClaimedNode,
+  ClaimRef,
+  ClaimRequest,
+  FinishRequest,
+  Lease,
+  ListRunsQuery,
+  NodeEvent,
+  Repository,
+  RunPage,
+  SubscribeOptions,
+  WatchEvent,
 } from '../../protocol/repository.js';
 import { type CallContext, fromConnectError, fromControlError, NotSupportedError } from './errors.js';
 

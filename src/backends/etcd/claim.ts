@@ -1,9 +1,11 @@
 import type { ICompare, IRequestOp, IResponseOp } from 'etcd3';
-import { LeaseExpiredError, NotFoundError, UnavailableError } from '../../protocol/errors.js';
+import { LeaseExpiredError, NotFoundError, nodeNotFound, UnavailableError } from '../../protocol/errors.js';
 import type { ClaimedNode, ClaimRequest } from '../../protocol/repository.js';
 import type { EtcdContext } from './context.js';
+import { INLINE_READS } from './limits.js';
 import { type Read, readNode, seenForClaim } from './node-read.js';
 import { encodeState } from './nodes.js';
+import { MAX_ROUNDS } from './optimistic.js';
 import { attemptOutput, type ClaimRecord, decodeAttempt, type NodeRecord, nodeState } from './records.js';
 import { absent, del, getPrefix, isLeaseNotFound, isTransient, lastUnder, modIs, put } from './store.js';
 
@@ -15,10 +17,6 @@ import { absent, del, getPrefix, isLeaseNotFound, isTransient, lastUnder, modIs,
  * uncontended transition is one round trip; a transaction that loses a race
  * re-reads and decides again.
  */
-
-export const MAX_ROUNDS = 10_000;
-/** Ops a claim transaction may carry, inside etcd's 128. */
-export const INLINE_READS = 110;
 
 /** Reads that ride along in the claim transaction: upstream outputs (inputs) and earlier attempts. */
 function claimReads(ctx: EtcdContext, runId: string, rec: NodeRecord): IRequestOp[] {
@@ -83,7 +81,7 @@ export function planClaim(
   const { keys } = ctx;
   if (!r.node) {
     if (!r.run) throw new NotFoundError('run', req.runId);
-    throw new NotFoundError('node', `${req.runId}/${req.node}`);
+    throw nodeNotFound(req.runId, req.node);
   }
   if (!r.run || r.run.rec.cancelled) return undefined; // not yet committed, or cancelled
   const { rec, rev } = r.node;

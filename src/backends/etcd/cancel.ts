@@ -1,0 +1,107 @@
+import type { ICompare, IRequestOp } from 'etcd3';
+import { cancelledAttempt } from '../../model/index.js';
+import { NotFoundError } from '../../protocol/errors.js';
+import { closeOps, completed } from './cascade.js';
+import type { EtcdContext } from './context.js';
+import type { OpenStatus } from './keys.js';
+import { MAX_TXN_BYTES, SETTLE_BATCH } from './limits.js';
+import { encodeState, readNodes } from './nodes.js';
+import { type Decision, optimistic } from './optimistic.js';
+import { dropStreamed, readStreamed } from './output.js';
+import { decodeJson, encodeAttempt, encodeJson, type RunRecord } from './records.js';
+import { maybeSeal } from './seal.js';
+import { del, getPrefix, modIs, put } from './store.js';
+import { type CancelItem, cancelItem, workItemKey } from './work-items.js';
+
+/**
+ * Rule 6 on etcd: the run is marked cancelled first (claims and finishes
+ * compare the run key, so none slips in after), with a work item; then its
+ * open nodes complete in bounded transactions, and the run is sealed.
+ */
+
+/** Rule 6. Marks the run cancelled (from then on claims and finishes in it are refused), then completes its open nodes. */
+export async function cancelRun(ctx: EtcdContext, runId: string): Promise<void> {
+  const { keys, store } = ctx;
+  const state = await optimistic(store, 'cancel', async (): Promise<Decision<'concluded' | 'marked'>> => {
+    const res = await store.retrying('cancel', () => store.range({ key: keys.run(runId) }));
+    const kv = res.kvs[0];
+    if (!kv) throw new NotFoundError('run', runId);
+    const run = decodeJson<RunRecord>(kv.value);
+    if (run.conclusion) return { done: 'concluded' };
+    if (run.cancelled) return { done: 'marked' };
+    return {
+      compare: [modIs(keys.run(runId), kv.mod_revision)],
+      success: [
+        put(keys.run(runId), encodeJson({ ...run, cancelled: true })),
+        put(workItemKey(keys, runId, cancelItem), encodeJson({ at: ctx.clock.now() } satisfies CancelItem)),
+      ],
+      result: 'marked',
+    };
+  });
+  if (state === 'concluded') return;
+  await cancelNodes(ctx, runId);
+  await maybeSeal(ctx, runId);
+  await store.retrying('cancel', () => store.txn({ success: [del(workItemKey(keys, runId, cancelItem))] }));
+}
+
+async function cancelNodes(ctx: EtcdContext, runId: string): Promise<void> {
+  const { keys, store } = ctx;
+  const now = ctx.clock.now();
+  for (const status of ['U', 'R', 'W'] as OpenStatus[]) {
+    const prefix = keys.open(status, runId);
+    const listed = await store.retrying('cancel', () =>
+      store.txn({ success: [getPrefix(prefix, { keys_only: true })] }),
+    );
+    const names = listed.responses[0]!.response_range.kvs.map((kv) =>
+      decodeURIComponent(kv.key.subarray(prefix.length).toString()),
+    );
+    for (let i = 0; i < names.length; i += SETTLE_BATCH) {
+      const batch = names.slice(i, i + SETTLE_BATCH);
+      // Streamed outputs (up to 1 MiB each) can outgrow one request: a transaction stops
+      // taking nodes at MAX_TXN_BYTES and the batch goes round again for the rest.
+      for (let more = true; more; ) {
+        more = await optimistic(store, 'cancel', async (): Promise<Decision<boolean>> => {
+          const nodes = await store.retrying('cancel', () => readNodes(ctx, runId, batch));
+          const compare: ICompare[] = [];
+          const ops: IRequestOp[] = [];
+          let bytes = 0;
+          for (const n of nodes) {
+            if (!n || n.rec.s === 'COMPLETED') continue;
+            let streamed: Uint8Array = new Uint8Array();
+            if (n.rec.s === 'RUNNING' && n.rec.c) {
+              // What the attempt streamed stays its output; the node key's compare pins the chunks read.
+              streamed = await store.retrying('cancel', () => readStreamed(ctx, runId, n.rec));
+              if (ops.length > 0 && bytes + streamed.length > MAX_TXN_BYTES)
+                return { compare, success: ops, result: true };
+              bytes += streamed.length;
+            }
+            compare.push(modIs(keys.node(runId, n.name), n.rev));
+            ops.push(...closeOps(ctx, runId, n.rec));
+            const next = completed(n.rec, now);
+            if (n.rec.s === 'RUNNING' && n.rec.c) {
+              next.a = n.rec.a + 1;
+              next.o = undefined;
+              ops.push(...dropStreamed(ctx, runId, n.rec));
+              ops.push(
+                put(
+                  keys.attempt(runId, n.name, next.a),
+                  encodeAttempt(
+                    cancelledAttempt(
+                      { claimId: n.rec.c.id, agentId: n.rec.c.agent },
+                      n.rec.st ?? 0,
+                      now,
+                      streamed,
+                    ),
+                  ),
+                ),
+              );
+            }
+            ops.push(put(keys.node(runId, n.name), encodeState(next)));
+          }
+          if (ops.length === 0) return { done: false };
+          return { compare, success: ops, result: false };
+        });
+      }
+    }
+  }
+}

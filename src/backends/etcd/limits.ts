@@ -1,0 +1,50 @@
+/**
+ * Every transaction budget of the etcd backend, in one place, each derived
+ * from (and checked at load against) etcd's own limits: 128 operations per
+ * transaction (--max-txn-ops; compares count apart, against the same cap) and
+ * 1.5 MiB per request (--max-request-bytes). A budget states what one unit of
+ * work costs in operations, so a change to a transaction's shape shows here.
+ */
+
+/** etcd's default --max-txn-ops. */
+export const ETCD_MAX_TXN_OPS = 128;
+/** etcd's default --max-request-bytes. */
+export const ETCD_MAX_REQUEST_BYTES = 1.5 * 1024 * 1024;
+
+/** Operations (or compares) any one of our transactions may carry: the cap less room for a few fixed ones. */
+export const MAX_TXN_OPS = ETCD_MAX_TXN_OPS - 8;
+/** Bytes of values one transaction may write: two thirds of the request cap, for keys and framing. */
+export const MAX_TXN_BYTES = (ETCD_MAX_REQUEST_BYTES * 2) / 3;
+
+/** Pure reads split into transactions of this many ranges (Store.readAll, node statics). */
+export const READS_PER_TXN = 100;
+
+/** Reads plus writes a claim (or a batch of claims or finishes) may carry in one transaction. */
+export const INLINE_READS = 110;
+
+/** A dependent counted down inside a transaction: up to 4 ops (open-node keys, ready key, state) and 1 compare. */
+export const OPS_PER_DEPENDENT = 4;
+/** Ops of a finish besides its dependents: attempt, state, claim, running and open keys, failed mark, work item. */
+export const FINISH_FIXED_OPS = 7;
+/** Dependents counted down inside the finishing transaction itself; more go to a fan-out work item. */
+export const INLINE_DEPENDENTS = 20;
+/** Dependents per fan-out chunk transaction, plus its cursor. */
+export const FAN_OUT_CHUNK = 25;
+
+/** Nodes per cascade or cancel transaction: up to 6 ops each (open keys, claim, attempt, streamed output, state) and 1 compare. */
+export const SETTLE_BATCH = 20;
+export const OPS_PER_SETTLED_NODE = 6;
+
+/** Runs of a page summarised per transaction by the runs list: one get and three count ranges each. */
+export const OPS_PER_LISTED_RUN = 4;
+export const RUNS_PER_LIST_TXN = Math.floor(MAX_TXN_OPS / OPS_PER_LISTED_RUN);
+
+function within(what: string, ops: number): void {
+  if (ops > MAX_TXN_OPS) throw new Error(`etcd budget ${what} needs ${ops} ops; the most is ${MAX_TXN_OPS}`);
+}
+within('READS_PER_TXN', READS_PER_TXN);
+within('INLINE_READS', INLINE_READS);
+within('INLINE_DEPENDENTS', FINISH_FIXED_OPS + OPS_PER_DEPENDENT * INLINE_DEPENDENTS);
+within('FAN_OUT_CHUNK', 1 + OPS_PER_DEPENDENT * FAN_OUT_CHUNK);
+within('SETTLE_BATCH', OPS_PER_SETTLED_NODE * SETTLE_BATCH);
+within('RUNS_PER_LIST_TXN', OPS_PER_LISTED_RUN * RUNS_PER_LIST_TXN);

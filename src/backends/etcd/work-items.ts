@@ -1,0 +1,53 @@
+import type { Keys } from './keys.js';
+
+/**
+ * Durable follow-up work, one key k/<run>/<name> per item, written in the
+ * transaction that makes the work necessary and deleted when it is done, so
+ * the sweeper of any process finishes what a dead one left (sweep.ts). The
+ * names on disk are 'cancel', 'f:<node>' and 'd:<node>'; nothing outside
+ * this module spells them.
+ */
+export type WorkItem =
+  /** Rule 6: the run is marked cancelled; its open nodes still to complete. */
+  | { kind: 'cancel' }
+  /** Rule 5: `node` failed for good; the nodes downstream still to complete unreached. */
+  | { kind: 'cascade'; node: string }
+  /** Rule 4: `node` succeeded; its dependents still to count down, in chunks (fanout.ts). */
+  | { kind: 'fan-out'; node: string };
+
+/** What each kind of item stores: when it was written, and the kind's own progress. */
+export interface CancelItem {
+  at: number;
+}
+export interface CascadeItem {
+  at: number;
+  /** Where the cascade starts: the failed node's direct dependents. */
+  from: string[];
+}
+export interface FanOutItem {
+  at: number;
+  /** How many of the node's dependents (in N/ order) have been counted down. */
+  done: number;
+}
+
+export const cancelItem: WorkItem = { kind: 'cancel' };
+export const cascadeItem = (node: string): WorkItem => ({ kind: 'cascade', node });
+export const fanOutItem = (node: string): WorkItem => ({ kind: 'fan-out', node });
+
+/** The item's name under k/<run>/. */
+export function workItemName(item: WorkItem): string {
+  if (item.kind === 'cancel') return 'cancel';
+  return `${item.kind === 'cascade' ? 'f' : 'd'}:${item.node}`;
+}
+
+/** The item a name under k/<run>/ stands for; undefined for a name this version does not know. */
+export function parseWorkItem(name: string): WorkItem | undefined {
+  if (name === 'cancel') return cancelItem;
+  if (name.startsWith('f:')) return cascadeItem(name.slice(2));
+  if (name.startsWith('d:')) return fanOutItem(name.slice(2));
+  return undefined;
+}
+
+export function workItemKey(keys: Keys, runId: string, item: WorkItem): Buffer {
+  return keys.workItem(runId, workItemName(item));
+}
