@@ -10,6 +10,7 @@ import {
   InvalidGraphError,
   LeaseExpiredError,
   NotFoundError,
+  nodeNotFound,
   TooLargeError,
   UnauthenticatedError,
   UnavailableError,
@@ -60,6 +61,8 @@ export function fromConnectError(e: unknown, ctx: CallContext): AdagioError {
   if (type === 'claim_conflict') return new ClaimConflictError(message, ctx.runId ?? '', ctx.node ?? '');
   if (type?.startsWith('not_found.')) {
     const kind = type.slice('not_found.'.length) as NotFoundError['kind'];
+    if (kind === 'node' && ctx.runId !== undefined && ctx.node !== undefined)
+      return nodeNotFound(ctx.runId, ctx.node);
     const id =
       kind === 'lease' ? ctx.leaseId : kind === 'run' ? ctx.runId : kind === 'node' ? ctx.node : ctx.id;
     return new NotFoundError(kind, id ?? '');

@@ -6,7 +6,7 @@ import { claimedFromProto, conclusionToProto, metadataToProto } from '../../api/
 import { AdagioClient } from '../../client/index.js';
 import * as ag from '../../gen/adagio/rpc/agent/agent_pb.js';
 import * as pb from '../../gen/adagio/v1/adagio_pb.js';
-import { checkMetadata } from '../../model/requests.js';
+import { checkConclusion, checkLeaseTtl, checkListLimit, checkMetadata } from '../../model/requests.js';
 import type { AgentInfo, GraphSpec, Run, Stats } from '../../model/types.js';
 import { validateGraph } from '../../model/validate.js';
 import { agentFromProto } from '../../model/wire.js';
@@ -75,6 +75,8 @@ export class RemoteRepository implements Repository {
   // ---- the agent side: leases, registration, events, claims
 
   async grantLease(ttlMs?: number): Promise<Lease> {
+    // The protocol's request checks run here too, so a remote client is refused in the same words.
+    if (ttlMs !== undefined) checkLeaseTtl(ttlMs);
     const res = await this.call({}, () => this.rpc.grantLease({ ttlMs: BigInt(ttlMs ?? 0) }, this.opts()));
     return { id: res.lease!.id, ttlMs: Number(res.lease!.ttlMs) };
   }
@@ -122,6 +124,7 @@ export class RemoteRepository implements Repository {
   }
 
   async finish(request: FinishRequest): Promise<void> {
+    checkConclusion(request.conclusion);
     checkMetadata(request.metadata);
     await this.call({ runId: request.runId, node: request.node }, () =>
       this.rpc.finish(
@@ -198,7 +201,8 @@ export class RemoteRepository implements Repository {
   inspect(runId: string): Promise<Run> {
     return this.controlCall({ runId }, () => this.control.inspect(runId));
   }
-  listRuns(query?: ListRunsQuery): Promise<RunPage> {
+  async listRuns(query?: ListRunsQuery): Promise<RunPage> {
+    checkListLimit(query?.limit);
     return this.controlCall({}, () => this.control.listRuns(query));
   }
   stats(): Promise<Stats> {
