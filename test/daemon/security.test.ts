@@ -64,7 +64,10 @@ describe('adagiod secure defaults (real process)', () => {
     });
     after(() => d.stop());
 
-    it('says loudly at startup that it has no token and what exec may do', () => {
+    it('says loudly at startup that it has no token and what exec may do', async () => {
+      // Logged just after the "listening" line the start helper waits for.
+      for (let i = 0; i < 100 && !/no -api-token/.test(d.logs()); i++)
+        await new Promise((r) => setTimeout(r, 50));
       assert.match(
         d.logs(),
         /"level":"warn".*no -api-token: anyone who can connect to this address can start runs/,
@@ -166,6 +169,8 @@ describe('adagiod secure defaults (real process)', () => {
         PEOPLE,
         '--agent-token',
         AGENTS,
+        '--allowed-hosts',
+        'adagio.test',
       ]);
     });
     after(() => d.stop());
@@ -211,6 +216,14 @@ describe('adagiod secure defaults (real process)', () => {
         ).status,
         200,
       );
+    });
+
+    it('-allowed-hosts adds names the Host check accepts', async () => {
+      const ok = await raw(d.address, 'GET', '/v0/stats', { ...bearer(PEOPLE), Host: 'adagio.test:7890' });
+      assert.equal(ok.status, 200, ok.body);
+      const other = await raw(d.address, 'GET', '/v0/stats', { ...bearer(PEOPLE), Host: 'other.test' });
+      assert.equal(other.status, 421, other.body);
+      assert.match(other.body, /add it to -allowed-hosts/);
     });
 
     it('the agent token is refused on the control plane over Connect and gRPC (PERMISSION_DENIED)', async () => {
