@@ -12,6 +12,7 @@ const CODES: Record<ErrorCode, { connect: Code; http: number }> = {
   conflict: { connect: Code.FailedPrecondition, http: 409 },
   unavailable: { connect: Code.Unavailable, http: 503 },
   unauthenticated: { connect: Code.Unauthenticated, http: 401 },
+  permission_denied: { connect: Code.PermissionDenied, http: 403 },
   too_large: { connect: Code.ResourceExhausted, http: 413 },
   internal: { connect: Code.Internal, http: 500 },
 };

@@ -8,8 +8,9 @@ import { type Logger, silentLogger } from '../log.js';
 import type { Repository } from '../protocol/repository.js';
 import { AGENT_JSON_PREFIX, createAgentJsonRoutes } from './agent-json-routes.js';
 import { agentService } from './agent-service.js';
-import { TokenCheck } from './auth.js';
+import { AGENT_ONLY_MESSAGE, TokenCheck, UNAUTHENTICATED_MESSAGE } from './auth.js';
 import { mapError } from './errors.js';
+import { RequestGuard } from './guard.js';
 import { type Req, type Res, sendJson, sendText } from './http.js';
 import { createJsonRoutes } from './json-routes.js';
 import { dualProtocolListener } from './listener.js';
@@ -26,8 +27,12 @@ export const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024;
 export interface ApiServerOptions {
   repository: Repository;
   logger?: Logger;
-  /** Accepted bearer tokens; none means no auth. Health endpoints and the UI's static files never need one. */
+  /** Accepted people tokens (every call); none of these nor agentTokens means no auth. Health endpoints and the UI's static files never need one. */
   tokens?: string[];
+  /** Accepted agent tokens: the agent API only (AgentService, /v0/agent/*). */
+  agentTokens?: string[];
+  /** More accepted `Host` names; `*` accepts any. */
+  allowedHosts?: string[];
   maxBodyBytes?: number;
   /** Serve the web UI at `/` (default true); `distDir` overrides where its build is. */
   ui?: boolean | { distDir?: string };
@@ -50,13 +55,16 @@ export class ApiServer {
   private readonly logger: Logger;
   private readonly feeds: ReadyFeeds;
   private boundAddress: string | undefined;
+  /** Set by listen(): the Host check depends on the address listened on. */
+  private guard = new RequestGuard({ listenHost: '127.0.0.1' });
 
   constructor(private readonly options: ApiServerOptions) {
     this.logger = options.logger ?? silentLogger;
     this.metrics = options.metrics ?? new ApiMetrics();
     const repo = options.repository;
     const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-    const auth = new TokenCheck(options.tokens ?? []);
+    const auth = new TokenCheck(options.tokens ?? [], options.agentTokens ?? []);
+
     const timing: Interceptor = (next) => async (req) => {
       const done = this.metrics.time(req.method.name);
       try {
@@ -91,15 +99,16 @@ export class ApiServer {
     const handle = async (req: Req, res: Res): Promise<void> => {
       const path = (req.url ?? '/').split('?', 1)[0]!;
       if (this.cors(req, res)) return;
+      const refusal = this.guard.check(req);
+      if (refusal) return sendJson(res, refusal.http, { code: refusal.code, message: refusal.message });
       if (path === '/healthz') return sendText(res, 200, 'ok\n');
       if (path === '/readyz') return this.ready(res);
       const isApi = path.startsWith('/v0/') || path === '/metrics';
-      if (isApi && !auth.allows(req.headers.authorization)) {
-        return sendJson(res, 401, {
-          code: 'unauthenticated',
-          message: 'missing or wrong API token (Authorization: Bearer <token>)',
-        });
-      }
+      const role = isApi ? auth.role(req.headers.authorization) : undefined;
+      if (isApi && role === undefined)
+        return sendJson(res, 401, { code: 'unauthenticated', message: UNAUTHENTICATED_MESSAGE });
+      if (role === 'agent' && !path.startsWith(AGENT_JSON_PREFIX))
+        return sendJson(res, 403, { code: 'permission_denied', message: AGENT_ONLY_MESSAGE });
       if (path === '/metrics') {
         return sendText(res, 200, await this.metrics.registry.metrics(), this.metrics.registry.contentType);
       }
@@ -151,6 +160,11 @@ export class ApiServer {
 
   /** Listens and resolves with the base URL (`http://host:port`); port 0 picks a free one. */
   listen(host = '127.0.0.1', port = DEFAULT_API_PORT): Promise<string> {
+    this.guard = new RequestGuard({
+      listenHost: host,
+      allowedHosts: this.options.allowedHosts,
+      corsOrigins: this.options.corsOrigins,
+    });
     return new Promise((resolve, reject) => {
       const onError = (e: Error) => reject(e);
       this.server.once('error', onError);

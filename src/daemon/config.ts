@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
+import { isLoopbackHost } from '../api/guard.js';
 import type { LogLevel } from '../log.js';
 import { DurationError, parseDuration } from '../runtimes/duration.js';
+import { DEFAULT_PASS_ENV } from '../runtimes/exec-env.js';
 
 /**
  * adagiod's options: one table, read from flags, env (ADAGIOD_<NAME>), a TOML
@@ -73,12 +75,24 @@ export const OPTIONS: readonly OptionDef[] = [
     description: 'API address host:port (api role)',
     default: '127.0.0.1:7890',
   },
-  { name: 'api-token', kind: 'string', description: 'bearer token every API call must carry', secret: true },
+  {
+    name: 'api-token',
+    kind: 'string',
+    description:
+      'bearer token for people and tools: grants every API call; required to listen beyond loopback',
+    secret: true,
+  },
   {
     name: 'agent-token',
     kind: 'string',
-    description: 'a second accepted token, for agents; with -backend-type remote, the token sent',
+    description: 'token for agents: grants the agent API only; with -backend-type remote, the token sent',
     secret: true,
+  },
+  {
+    name: 'allowed-hosts',
+    kind: 'list',
+    description: 'more Host names the API answers to (DNS-rebinding guard; * for any)',
+    default: '',
   },
   {
     name: 'cors-origins',
@@ -108,7 +122,19 @@ export const OPTIONS: readonly OptionDef[] = [
   {
     name: 'exec-allow',
     kind: 'list',
-    description: 'commands `exec` may run (globs); empty allows any',
+    description: 'commands `exec` may run (globs over the resolved path, or bare names); empty allows any',
+    default: '',
+  },
+  {
+    name: 'exec-pass-env',
+    kind: 'list',
+    description: 'daemon environment variables `exec` commands inherit (globs; ADAGIOD_* never)',
+    default: DEFAULT_PASS_ENV.join(','),
+  },
+  {
+    name: 'exec-unsafe-env',
+    kind: 'list',
+    description: 'loader variables (PATH, LD_*, BASH_ENV…) an `exec` node’s env may set anyway (globs)',
     default: '',
   },
   {
@@ -166,13 +192,19 @@ export interface DaemonConfig {
   /** -backend-type remote: the API to work through, and the token to send (agent, else API token). */
   remote: { address?: string; token?: string };
   listen: { host: string; port: number };
+  /** People tokens (-api-token): every call. */
   tokens: string[];
+  /** Agent tokens (-agent-token): the agent API only. */
+  agentTokens: string[];
+  allowedHosts: string[];
   corsOrigins: string[];
   maxBodyBytes: number;
   ui: boolean;
   agents: number;
   runtimes: string[];
   execAllow: string[];
+  execPassEnv: string[];
+  execUnsafeEnv: string[];
   leaseTtlMs: number;
   runtimeTimeoutMs: number;
   gracePeriodMs: number;
@@ -213,13 +245,17 @@ export function resolveConfig(
     postgres: { url: v.string('postgres-url'), schema: v.string('postgres-schema') ?? 'adagio' },
     remote: { address: v.string('api-address'), token: v.string('agent-token') ?? v.string('api-token') },
     listen,
-    tokens: [v.string('api-token'), v.string('agent-token')].filter((t): t is string => !!t),
+    tokens: [v.string('api-token')].filter((t): t is string => !!t),
+    agentTokens: [v.string('agent-token')].filter((t): t is string => !!t),
+    allowedHosts: v.list('allowed-hosts'),
     corsOrigins: v.list('cors-origins'),
     maxBodyBytes: v.int('max-body-bytes', 1024),
     ui: v.bool('ui'),
     agents: v.int('agents', 1),
     runtimes: v.list('runtimes'),
     execAllow: v.list('exec-allow'),
+    execPassEnv: v.list('exec-pass-env'),
+    execUnsafeEnv: v.list('exec-unsafe-env'),
     leaseTtlMs: v.duration('lease-ttl', 1000),
     runtimeTimeoutMs: v.duration('runtime-timeout', 1),
     gracePeriodMs: v.duration('grace-period', 0),
@@ -245,6 +281,11 @@ export function resolveConfig(
     );
   if (!!config.etcd.certFile !== !!config.etcd.keyFile)
     throw new ConfigError('-etcd-cert-file and -etcd-key-file go together');
+  if (config.roles.includes('api') && config.tokens.length === 0 && !isLoopbackHost(listen.host))
+    throw new ConfigError(
+      `-listen ${v.string('listen')} reaches beyond this machine: set -api-token (and -agent-token for agents), ` +
+        'or listen on 127.0.0.1 (docs/security.md)',
+    );
   if (config.runtimes.length === 0 && config.roles.includes('agent'))
     throw new ConfigError('-runtimes must name at least one runtime for the agent role');
   return config;

@@ -41,7 +41,11 @@ export class Daemon {
     const metrics = new ApiMetrics({ processMetrics: true });
 
     if (c.roles.includes('agent')) {
-      const all = builtinRuntimes({ execAllow: c.execAllow.length > 0 ? c.execAllow : undefined });
+      const all = builtinRuntimes({
+        execAllow: c.execAllow.length > 0 ? c.execAllow : undefined,
+        execPassEnv: c.execPassEnv,
+        execUnsafeEnv: c.execUnsafeEnv,
+      });
       const unknown = c.runtimes.filter((r) => !all.get(r));
       if (unknown.length > 0)
         throw new ConfigError(
@@ -68,13 +72,26 @@ export class Daemon {
         repository: repo,
         logger: this.logger.child({ component: 'api' }),
         tokens: c.tokens,
+        agentTokens: c.agentTokens,
+        allowedHosts: c.allowedHosts,
         maxBodyBytes: c.maxBodyBytes,
         ui: c.ui,
         corsOrigins: c.corsOrigins,
         metrics,
       });
       const address = await this.api.listen(c.listen.host, c.listen.port);
-      this.logger.info('listening', { address, ui: c.ui ? `${address}/` : false, auth: c.tokens.length > 0 });
+      this.logger.info('listening', {
+        address,
+        ui: c.ui ? `${address}/` : false,
+        auth: c.tokens.length > 0 ? (c.agentTokens.length > 0 ? 'api and agent tokens' : 'api token') : false,
+      });
+      if (c.tokens.length === 0)
+        this.logger.warn(
+          'no -api-token: anyone who can connect to this address can start runs, and exec runs ' +
+            (c.execAllow.length > 0 ? `the allowed commands (${c.execAllow.join(', ')})` : 'any command') +
+            ` as this user; only loopback is allowed, and browsers from other sites are refused (docs/security.md)`,
+          { address },
+        );
     }
 
     if (c.retentionMs > 0) {

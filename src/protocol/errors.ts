@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'conflict'
   | 'unavailable'
   | 'unauthenticated'
+  | 'permission_denied'
   | 'too_large'
   | 'internal';
 
@@ -74,6 +75,11 @@ export class UnavailableError extends AdagioError {
 
 export class UnauthenticatedError extends AdagioError {
   readonly code = 'unauthenticated';
+}
+
+/** A valid token that does not grant this call (the agent token on the control plane). */
+export class PermissionDeniedError extends AdagioError {
+  readonly code = 'permission_denied';
 }
 
 export class TooLargeError extends AdagioError {

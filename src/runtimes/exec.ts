@@ -4,6 +4,8 @@ import { LIMITS, truncateOutput } from '../model/limits.js';
 import { arg } from './args.js';
 import { type DefinedRuntime, defineRuntime } from './define.js';
 import { formatDuration } from './duration.js';
+import { allowListMatcher, resolveCommand } from './exec-command.js';
+import { execEnvBuilder } from './exec-env.js';
 import type { RuntimeResult } from './runtime.js';
 import { abortReason } from './sleep.js';
 
@@ -14,11 +16,13 @@ import { abortReason } from './sleep.js';
  * program cannot start, times out or is interrupted → ERROR.
  */
 export const EXEC_ARGS = {
-  command: arg.string({ description: 'program to run, found on PATH unless it contains a slash' }),
+  command: arg.string({
+    description: "program to run, found on the agent's PATH unless it contains a slash",
+  }),
   args: arg.strings({ optional: true }),
   /** Kill the program after this long; the agent's own runtime timeout applies as well. */
   timeout: arg.duration({ optional: true }),
-  /** `NAME=value` entries added to the agent's environment. */
+  /** `NAME=value` entries added to the command's environment; loader variables (PATH, LD_*…) refused. */
   env: arg.strings({ optional: true }),
   dir: arg.string({ optional: true, description: 'working directory' }),
   /** Written to the program's standard input (typically mapped from an upstream output). */
@@ -26,8 +30,12 @@ export const EXEC_ARGS = {
 };
 
 export interface ExecRuntimeOptions {
-  /** Globs (`*`, `?`) the `command` argument must match to run; unset allows any. */
+  /** Globs (`*`, `?`) over the command's real path, or bare names; unset allows any (exec-command.ts). */
   allow?: readonly string[];
+  /** Globs of the agent's environment variables a command inherits; default DEFAULT_PASS_ENV (exec-env.ts). */
+  passEnv?: readonly string[];
+  /** Globs of loader variables (PATH, LD_*…) a node's `env` may set anyway; default none. */
+  unsafeEnv?: readonly string[];
   /** Between SIGTERM and SIGKILL when stopping a program. Default 2 s. */
   killGraceMs?: number;
   /** Cap on the captured output; default LIMITS.maxOutputBytes. */
@@ -35,7 +43,8 @@ export interface ExecRuntimeOptions {
 }
 
 export function execRuntime(options: ExecRuntimeOptions = {}): DefinedRuntime<typeof EXEC_ARGS> {
-  const allow = options.allow ? globMatcher(options.allow) : undefined;
+  const allow = options.allow ? allowListMatcher(options.allow) : undefined;
+  const buildEnv = execEnvBuilder({ pass: options.passEnv, unsafe: options.unsafeEnv });
   const killGraceMs = options.killGraceMs ?? 2000;
   const maxOutput = options.maxOutputBytes ?? LIMITS.maxOutputBytes;
   return defineRuntime({
@@ -44,39 +53,39 @@ export function execRuntime(options: ExecRuntimeOptions = {}): DefinedRuntime<ty
     async run(args, ctx) {
       const { command } = args;
       if (!command) return { conclusion: 'ERROR', output: 'argument "command" of runtime "exec" is empty' };
-      if (allow && !allow(command))
-        return {
-          conclusion: 'ERROR',
-          output: `exec: command "${command}" is not allowed on this agent (allowed: ${options.allow!.join(', ') || 'none'})`,
-        };
       // The attempt's identity, so the command can log it or use ADAGIO_CLAIM_ID as an idempotency key.
-      const env: NodeJS.ProcessEnv = {
-        ...process.env,
-        ADAGIO_RUN_ID: ctx.runId,
-        ADAGIO_NODE: ctx.node.spec.name,
-        ADAGIO_ATTEMPT: String(ctx.attempt),
-        ADAGIO_CLAIM_ID: ctx.claimId,
-      };
-      for (const entry of args.env ?? []) {
-        const eq = entry.indexOf('=');
-        if (eq <= 0)
-          return {
-            conclusion: 'ERROR',
-            output: `argument "env" of runtime "exec": "${entry}" is not NAME=value`,
-          };
-        env[entry.slice(0, eq)] = entry.slice(eq + 1);
-      }
+      const built = buildEnv(
+        process.env,
+        {
+          ADAGIO_RUN_ID: ctx.runId,
+          ADAGIO_NODE: ctx.node.spec.name,
+          ADAGIO_ATTEMPT: String(ctx.attempt),
+          ADAGIO_CLAIM_ID: ctx.claimId,
+        },
+        args.env ?? [],
+      );
+      if ('error' in built) return { conclusion: 'ERROR', output: built.error };
       if (args.dir !== undefined) {
         const dirError = await checkDir(args.dir);
         if (dirError)
           return { conclusion: 'ERROR', output: `exec: working directory "${args.dir}" ${dirError}` };
       }
+      // Resolved on the agent's own PATH (the env argument cannot set PATH), judged and spawned as that file.
+      const resolved = await resolveCommand(command, process.env.PATH ?? '', args.dir);
+      if (typeof resolved === 'string')
+        return { conclusion: 'ERROR', output: `exec: cannot start: ${resolved}` };
+      if (allow && !allow(command, resolved.file))
+        return {
+          conclusion: 'ERROR',
+          output: `exec: command "${command}" (${resolved.file}) is not allowed on this agent (allowed: ${options.allow!.join(', ') || 'none'})`,
+        };
       if (ctx.signal.aborted)
         return { conclusion: 'ERROR', output: `exec: not started: ${abortReason(ctx.signal)}` };
       return runProcess({
         command,
+        file: resolved.file,
         argv: args.args ?? [],
-        env,
+        env: built.env,
         dir: args.dir,
         stdin: args.stdin,
         timeoutMs: args.timeout,
@@ -98,7 +107,10 @@ async function checkDir(dir: string): Promise<string | undefined> {
 }
 
 interface ProcessRequest {
+  /** As written in the graph: argv[0] and messages. */
   command: string;
+  /** The resolved real path that runs. */
+  file: string;
   argv: string[];
   env: NodeJS.ProcessEnv;
   dir?: string;
@@ -115,7 +127,8 @@ function runProcess(req: ProcessRequest): Promise<RuntimeResult> {
   return new Promise((resolve) => {
     const output = new OutputBuffer(req.maxOutput, req.write);
     // Its own process group, so a timeout also stops what the program started (e.g. a shell's children).
-    const child = spawn(req.command, req.argv, {
+    const child = spawn(req.file, req.argv, {
+      argv0: req.command,
       cwd: req.dir,
       env: req.env,
       stdio: [req.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
@@ -243,22 +256,4 @@ class OutputBuffer {
     const body = truncateOutput(Buffer.concat(this.chunks), Math.max(0, this.max - text.byteLength));
     return new Uint8Array(Buffer.concat([body, text]));
   }
-}
-
-/**
- * The allow-list: shell-style globs over the command as written in the graph
- * (`*` any run of characters, `?` one), e.g. `echo`, `/usr/bin/*`, `make`.
- */
-export function globMatcher(globs: readonly string[]): (command: string) => boolean {
-  const patterns = globs.map(
-    (g) =>
-      new RegExp(
-        `^${g
-          .split('')
-          .map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.+^${}()|[\]\\]/g, '\\$&')))
-          .join('')}$`,
-        's',
-      ),
-  );
-  return (command) => patterns.some((p) => p.test(command));
 }

@@ -39,7 +39,7 @@ describe('agent API', () => {
   let url: string;
   before(async () => {
     repo = new MemoryRepository({ leaseCheckIntervalMs: 50 });
-    server = new ApiServer({ repository: repo, ui: false, tokens: [TOKEN, AGENT_TOKEN] });
+    server = new ApiServer({ repository: repo, ui: false, tokens: [TOKEN], agentTokens: [AGENT_TOKEN] });
     url = await server.listen('127.0.0.1', 0);
   });
   after(async () => {
@@ -280,13 +280,18 @@ describe('agent API', () => {
   });
 
   it('RemoteRepository rebuilds the typed errors the agent pool relies on', async () => {
-    const remote = new RemoteRepository({ address: url, token: AGENT_TOKEN });
+    // The people token: this test also starts runs and reads the control plane through it.
+    const remote = new RemoteRepository({ address: url, token: TOKEN });
     const lease = await remote.grantLease(5000);
     await remote.registerAgent(lease.id, { id: 'r-1', runtimes: [{ name: 'rr' }] });
     assert.ok(
       (await remote.listAgents()).some((a) => a.id === 'r-1'),
       'control-plane reads work too',
     );
+    await assert.rejects(new RemoteRepository({ address: url, token: AGENT_TOKEN }).listAgents(), {
+      code: 'permission_denied',
+      message: /the agent token grants the agent API only/,
+    });
     const run = await remote.start({ nodes: [node('n', 'rr')], edges: [] });
     const claimed = await remote.claim({ runId: run.id, node: 'n', leaseId: lease.id, agentId: 'r-1' });
     assert.ok(claimed);

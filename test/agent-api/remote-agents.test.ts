@@ -55,7 +55,7 @@ const BACKENDS: { name: string; start(): Promise<Api> }[] = [
     name: 'etcd backend behind an API server',
     async start() {
       const { repository, teardown } = await etcdRepository();
-      const server = new ApiServer({ repository, ui: false, tokens: [TOKEN, AGENT_TOKEN] });
+      const server = new ApiServer({ repository, ui: false, tokens: [TOKEN], agentTokens: [AGENT_TOKEN] });
       const address = await server.listen('127.0.0.1', 0);
       return {
         address,

@@ -31,7 +31,12 @@ describe('adagiod API over every transport', () => {
     assert.equal(await d.stop(), 0, 'adagiod exits 0 on SIGTERM');
   });
 
-  const http = (path: string, init?: RequestInit) => fetch(`${d.address}${path}`, init);
+  // A JSON content type on every call, as the guard requires of state-changing ones (docs/security.md).
+  const http = (path: string, init?: RequestInit) =>
+    fetch(`${d.address}${path}`, {
+      ...init,
+      headers: { 'Content-Type': 'application/json', ...(init?.headers as Record<string, string>) },
+    });
 
   it('gRPC over HTTP/2: start the 7-node example, watch it to completion, inspect it', async () => {
     const grpc = createClient(ControlPlane, createGrpcTransport({ baseUrl: d.address }));

@@ -33,7 +33,11 @@ describe('API bad-input fuzzing', () => {
   });
 
   const put = async (body: string | Uint8Array) => {
-    const res = await fetch(`${address}/v0/runs`, { method: 'PUT', body });
+    const res = await fetch(`${address}/v0/runs`, {
+      method: 'PUT',
+      headers: { 'Content-Type': 'application/json' },
+      body,
+    });
     return {
       status: res.status,
       json: (await res.json()) as { code?: string; message?: string; run?: { id: string } },
