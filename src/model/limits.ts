@@ -14,6 +14,12 @@ export const LIMITS = {
   maxOutputBytes: 1024 * 1024,
   /** Retry max_attempts ceiling. */
   maxAttempts: 1000,
+  /** Ids a caller names: runs, agents, leases, claims (UTF-8 bytes). Agent hostnames too. */
+  maxIdBytes: 256,
+  /** Runtimes one agent may register. */
+  maxAgentRuntimes: 256,
+  /** Longest lease TTL: a day. Past it a dead agent would hold its claims for longer than anyone waits. */
+  maxLeaseTtlMs: 24 * 60 * 60 * 1000,
 } as const;
 
 export const TRUNCATION_MARKER = '\n…[output truncated by adagio]';

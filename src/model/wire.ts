@@ -11,7 +11,6 @@ import {
   type NodeState,
   type NodeStatus,
   RETRY_CONCLUSIONS,
-  type RetryConclusion,
   type Run,
   type RunConclusion,
   type RunStatus,
@@ -51,9 +50,20 @@ export function graphToJson(spec: GraphSpec): JsonValue {
   return toJson(pb.GraphSpecSchema, graphToProto(spec));
 }
 
-function metadataFromProto(m: { [k: string]: pb.MetadataValues }): Metadata {
+/**
+ * Sets an own property even for `__proto__`, which plain assignment would
+ * turn into a prototype change (dropping the entry): the key then reaches
+ * validation, which refuses it, instead of vanishing on the way.
+ */
+function setOwn<T>(o: Record<string, T>, k: string, v: T): void {
+  if (k === '__proto__')
+    Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+  else o[k] = v;
+}
+
+export function metadataFromProto(m: { [k: string]: pb.MetadataValues }): Metadata {
   const out: Metadata = {};
-  for (const [k, v] of Object.entries(m)) out[k] = [...v.values];
+  for (const [k, v] of Object.entries(m)) setOwn(out, k, [...v.values]);
   return out;
 }
 
@@ -65,7 +75,7 @@ function metadataToProto(m: Metadata): { [k: string]: pb.MetadataValues } {
 
 export function nodeSpecFromProto(n: pb.NodeSpec): NodeSpec {
   const retry: NodeSpec['retry'] = {};
-  for (const [k, v] of Object.entries(n.retry)) retry[k as RetryConclusion] = { maxAttempts: v.maxAttempts };
+  for (const [k, v] of Object.entries(n.retry)) setOwn(retry, k, { maxAttempts: v.maxAttempts });
   return { name: n.name, runtime: n.runtime, metadata: metadataFromProto(n.metadata), retry };
 }
 

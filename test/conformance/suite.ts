@@ -34,6 +34,7 @@ import { claimsSpec } from './claims.js';
 import { type BackendFactory, conformanceTest } from './harness.js';
 import { leasesSpec } from './leases.js';
 import { listingSpec } from './listing.js';
+import { malformedSpec } from './malformed.js';
 import { retrySpec } from './retry.js';
 import { startSpec } from './start.js';
 import { streamsSpec } from './streams.js';
@@ -52,5 +53,6 @@ export function runConformance(backend: string, factory: BackendFactory): void {
     cancelSpec(test);
     listingSpec(test);
     streamsSpec(test);
+    malformedSpec(test);
   });
 }

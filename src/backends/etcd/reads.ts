@@ -13,6 +13,7 @@ import {
   type Stats,
   ulidFloor,
 } from '../../model/index.js';
+import { decodeCursor, encodeCursor } from '../../protocol/checks.js';
 import { InvalidArgumentError, NotFoundError } from '../../protocol/errors.js';
 import {
   type ClaimRef,
@@ -132,7 +133,7 @@ export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<
   let end = prefixEnd(base);
   // until (exclusive) and the cursor bound the newest end; since (inclusive) the oldest.
   if (query.until !== undefined) start = maxBuf(start, after(ulidFloor(query.until)));
-  if (query.cursor) start = maxBuf(start, after(query.cursor));
+  if (query.cursor) start = maxBuf(start, after(decodeCursor(query.cursor).runId));
   if (query.since !== undefined) end = minBuf(end, after(ulidFloor(query.since)));
   if (Buffer.compare(start, end) >= 0) return { runs: [] };
   const res = await store.retrying('list runs', () =>
@@ -178,7 +179,13 @@ export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<
   // A completed run not yet sealed (its sealer died): derive the conclusion as inspect does.
   for (const s of summaries)
     if (s.status === 'COMPLETED' && !s.conclusion) s.conclusion = (await loadRun(ctx, s.id)).run.conclusion;
-  return { runs: summaries, nextCursor: ids.length > limit ? page[page.length - 1] : undefined };
+  // Keyed by the page's last id even when that run was deleted in between; etcd pages by id alone.
+  const lastId = page[page.length - 1];
+  const lastMs = Date.parse(summaries.find((s) => s.id === lastId)?.createdAt ?? '') || 0;
+  return {
+    runs: summaries,
+    nextCursor: ids.length > limit && lastId ? encodeCursor(lastMs, lastId) : undefined,
+  };
 }
 
 const maxBuf = (a: Buffer, b: Buffer) => (Buffer.compare(a, b) >= 0 ? a : b);

@@ -21,11 +21,18 @@ import {
   type ClaimedNode,
   type ClaimRef,
   type ClaimRequest,
+  checkAgentRegistration,
   checkConclusion,
+  checkId,
+  checkLeaseTtl,
   checkMetadata,
+  checkNodeName,
+  checkRunId,
   DEFAULT_LEASE_TTL_MS,
   DEFAULT_LIST_LIMIT,
+  decodeCursor,
   EventQueue,
+  encodeCursor,
   type FinishRequest,
   InvalidArgumentError,
   InvalidGraphError,
@@ -126,6 +133,7 @@ export class MemoryRepository implements Repository {
 
   async inspect(runId: string): Promise<Run> {
     this.assertOpen();
+    checkRunId(runId);
     return runSnapshot(this.getRun(runId));
   }
 
@@ -134,14 +142,15 @@ export class MemoryRepository implements Repository {
     const limit = query.limit ?? DEFAULT_LIST_LIMIT;
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT)
       throw new InvalidArgumentError(`limit must be a whole number from 1 to ${MAX_LIST_LIMIT}`);
+    const cursor = query.cursor ? decodeCursor(query.cursor) : undefined;
     const list = this.runList;
     // Upper bound (exclusive) as an index: the until window, then the cursor.
     let end = list.length;
     if (query.until !== undefined) end = lowerBound(list, (r) => r.createdAt < query.until!);
-    if (query.cursor)
+    if (cursor)
       end = Math.min(
         end,
-        lowerBound(list, (r) => r.id < query.cursor!),
+        lowerBound(list, (r) => r.id < cursor.runId),
       );
     const runs = [];
     let i = end - 1;
@@ -157,7 +166,11 @@ export class MemoryRepository implements Repository {
       });
     }
     const more = i >= 0 && (query.since === undefined || list[i]!.createdAt >= query.since);
-    return { runs, nextCursor: more && runs.length > 0 ? runs[runs.length - 1]!.id : undefined };
+    const last = list[i + 1];
+    return {
+      runs,
+      nextCursor: more && runs.length > 0 && last ? encodeCursor(last.createdAt, last.id) : undefined,
+    };
   }
 
   async stats(): Promise<Stats> {
@@ -167,6 +180,7 @@ export class MemoryRepository implements Repository {
 
   async cancel(runId: string): Promise<Run> {
     this.assertOpen();
+    checkRunId(runId);
     const run = this.getRun(runId);
     cancelRun(run, this.clock.now(), this.hooks);
     return runSnapshot(run);
@@ -191,7 +205,7 @@ export class MemoryRepository implements Repository {
 
   async grantLease(ttlMs = DEFAULT_LEASE_TTL_MS): Promise<Lease> {
     this.assertOpen();
-    if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw new InvalidArgumentError('lease TTL must be positive');
+    checkLeaseTtl(ttlMs);
     const id = this.ids.next(this.clock.now());
     this.leases.set(id, {
       id,
@@ -205,6 +219,7 @@ export class MemoryRepository implements Repository {
 
   async keepAlive(leaseId: string): Promise<void> {
     this.assertOpen();
+    checkId('lease id', leaseId);
     const lease = this.liveLease(leaseId);
     lease.expiresAt = this.clock.now() + lease.ttlMs;
   }
@@ -217,6 +232,8 @@ export class MemoryRepository implements Repository {
 
   async registerAgent(leaseId: string, agent: AgentRegistration): Promise<AgentInfo> {
     this.assertOpen();
+    checkId('lease id', leaseId);
+    checkAgentRegistration(agent);
     const lease = this.liveLease(leaseId);
     const info: AgentInfo = {
       id: agent.id,
@@ -268,6 +285,8 @@ export class MemoryRepository implements Repository {
 
   async claim(request: ClaimRequest): Promise<ClaimedNode | undefined> {
     this.assertOpen();
+    checkRunId(request.runId);
+    checkNodeName(request.node);
     checkMetadata(request.metadata);
     const lease = this.liveLease(request.leaseId);
     const node = this.getNode(request.runId, request.node);
@@ -294,6 +313,8 @@ export class MemoryRepository implements Repository {
 
   async finish(request: FinishRequest): Promise<void> {
     this.assertOpen();
+    checkRunId(request.runId);
+    checkNodeName(request.node);
     checkConclusion(request.conclusion);
     checkMetadata(request.metadata);
     const node = this.getNode(request.runId, request.node);
@@ -342,6 +363,7 @@ export class MemoryRepository implements Repository {
 
   watch(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent> {
     this.assertOpen();
+    checkRunId(runId);
     const run = this.getRun(runId);
     const queue = new EventQueue<WatchEvent>(options.signal);
     queue.push({ type: 'snapshot', run: runSnapshot(run) });

@@ -11,6 +11,7 @@ import {
   rfc3339,
   type Stats,
 } from '../../model/index.js';
+import { decodeCursor, encodeCursor } from '../../protocol/checks.js';
 import {
   type ClaimRef,
   DEFAULT_LIST_LIMIT,
@@ -123,16 +124,6 @@ export async function inspect(db: Db, runId: string): Promise<Run> {
   };
 }
 
-/** Cursor: "<created_at ms>.<id>" of the last run on the previous page (keyset paging). */
-function parseCursor(cursor: string): [number, string] {
-  const dot = cursor.indexOf('.');
-  const ms = Number(cursor.slice(0, dot));
-  const id = cursor.slice(dot + 1);
-  if (dot < 1 || !Number.isSafeInteger(ms) || !id)
-    throw new InvalidArgumentError(`malformed cursor ${JSON.stringify(cursor)}`);
-  return [ms, id];
-}
-
 export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
   const limit = query.limit ?? DEFAULT_LIST_LIMIT;
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT)
@@ -148,8 +139,8 @@ export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
     where.push(`created_at < $${values.length}`);
   }
   if (query.cursor) {
-    const [ms, id] = parseCursor(query.cursor);
-    values.push(ms, id);
+    const c = decodeCursor(query.cursor);
+    values.push(c.createdAtMs, c.runId);
     where.push(`(created_at, id) < ($${values.length - 1}, $${values.length})`);
   }
   values.push(limit + 1);
@@ -190,7 +181,10 @@ export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
     };
   });
   const last = page[page.length - 1];
-  return { runs, nextCursor: rows.length > limit && last ? `${last.created_at}.${last.id}` : undefined };
+  return {
+    runs,
+    nextCursor: rows.length > limit && last ? encodeCursor(Number(last.created_at), last.id) : undefined,
+  };
 }
 
 /**
