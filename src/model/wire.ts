@@ -154,7 +154,31 @@ export function attemptToProto(a: Attempt): pb.Attempt {
     agentId: a.agentId,
     startedAt: a.startedAt,
     finishedAt: a.finishedAt,
+    outputOmitted: a.omittedOutputBytes !== undefined,
+    outputSize: BigInt(a.omittedOutputBytes ?? a.output.byteLength),
   });
+}
+
+/**
+ * The run with attempt outputs kept within `budget` bytes: each node's last
+ * attempt first (what a reader wants most), then earlier attempts newest
+ * first; the rest are left out and marked with their size. A shallow copy.
+ */
+export function withOutputBudget(run: Run, budget: number): Run {
+  let left = budget;
+  const keep = new Set<Attempt>();
+  const take = (a: Attempt | undefined) => {
+    if (!a || a.output.byteLength > left) return;
+    left -= a.output.byteLength;
+    keep.add(a);
+  };
+  for (const n of run.nodes) take(n.attempts[n.attempts.length - 1]);
+  for (const n of run.nodes) for (let i = n.attempts.length - 2; i >= 0; i--) take(n.attempts[i]);
+  const trim = (a: Attempt): Attempt =>
+    keep.has(a) || a.output.byteLength === 0
+      ? a
+      : { ...a, output: new Uint8Array(), omittedOutputBytes: a.output.byteLength };
+  return { ...run, nodes: run.nodes.map((n) => ({ ...n, attempts: n.attempts.map(trim) })) };
 }
 
 export function nodeToProto(n: NodeState): pb.Node {
@@ -188,6 +212,7 @@ export function nodeFromProto(n: pb.Node): NodeState {
       agentId: a.agentId,
       startedAt: a.startedAt,
       finishedAt: a.finishedAt,
+      ...(a.outputOmitted ? { omittedOutputBytes: Number(a.outputSize) } : {}),
     })),
     startedAt: n.startedAt,
     finishedAt: n.finishedAt,

@@ -37,7 +37,7 @@ export class InvalidArgumentError extends AdagioError {
 export class NotFoundError extends AdagioError {
   readonly code = 'not_found';
   constructor(
-    readonly kind: 'run' | 'node' | 'agent' | 'lease',
+    readonly kind: 'run' | 'node' | 'agent' | 'lease' | 'attempt',
     readonly id: string,
   ) {
     super(`${kind} ${JSON.stringify(id)} not found`);

@@ -5,7 +5,7 @@ import { Badge } from './Badge.js';
 import { KeyValues, metadataEntries } from './KeyValues.js';
 
 /** Everything about one node: spec (runtime, arguments), attempts, inputs, claim. */
-export function NodePanel({ node, onClose }: { node: Node; onClose: () => void }) {
+export function NodePanel({ runId, node, onClose }: { runId: string; node: Node; onClose: () => void }) {
   const spec = node.spec;
   const runtime = spec?.runtime ?? '';
   const meta = splitMetadata(runtime, spec?.metadata ?? {});
@@ -55,7 +55,7 @@ export function NodePanel({ node, onClose }: { node: Node; onClose: () => void }
 
       <section>
         <h3>Attempts ({node.attempts.length})</h3>
-        <Attempts attempts={node.attempts} />
+        <Attempts runId={runId} node={spec?.name ?? ''} attempts={node.attempts} />
       </section>
 
       <section>

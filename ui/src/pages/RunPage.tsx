@@ -41,7 +41,7 @@ export function RunPage({ id }: { id: string }) {
         ) : (
           <div className="run-graph placeholder">{live.error ? '' : 'Loading run…'}</div>
         )}
-        {selectedNode && <NodePanel node={selectedNode} onClose={() => select(undefined)} />}
+        {selectedNode && <NodePanel runId={id} node={selectedNode} onClose={() => select(undefined)} />}
       </div>
     </div>
   );

@@ -131,15 +131,21 @@ export function useLiveRun(runId: string): LiveRun {
       let backoff = 500;
       while (!signal.aborted) {
         let completed = false;
+        // Node messages carry only the attempts not sent before (attempts_from): keep each node's list here.
+        const attempts = new Map<string, Node['attempts']>();
         try {
           for await (const msg of api.watch({ id: runId }, { signal })) {
             if (msg.run) {
+              for (const n of msg.run.nodes) if (n.spec) attempts.set(n.spec.name, n.attempts);
               size.current = msg.run.nodes.length;
               pending.current.run = msg.run;
               pending.current.nodes.clear();
               completed = msg.run.status === Run_Status.COMPLETED;
               patch({ live: true, error: undefined, authError: false, status: msg.run.status, conclusion: msg.run.conclusion }, true);
             } else if (msg.node?.spec) {
+              const earlier = (attempts.get(msg.node.spec.name) ?? []).slice(0, msg.attemptsFrom);
+              msg.node.attempts = [...earlier, ...msg.node.attempts];
+              attempts.set(msg.node.spec.name, msg.node.attempts);
               pending.current.nodes.set(msg.node.spec.name, msg.node);
               completed = msg.runStatus === Run_Status.COMPLETED;
               patch({ status: msg.runStatus, conclusion: msg.runConclusion });

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file adagio/rpc/controlplane/controlplane.proto.
  */
 export const file_adagio_rpc_controlplane_controlplane: GenFile = /*@__PURE__*/
-  fileDesc("CiphZGFnaW8vcnBjL2NvbnRyb2xwbGFuZS9jb250cm9scGxhbmUucHJvdG8SF2FkYWdpby5ycGMuY29udHJvbHBsYW5lIg4KDFN0YXRzUmVxdWVzdCIwCg1TdGF0c1Jlc3BvbnNlEh8KBXN0YXRzGAEgASgLMhAuYWRhZ2lvLnYxLlN0YXRzIjIKDFN0YXJ0UmVxdWVzdBIiCgRzcGVjGAEgASgLMhQuYWRhZ2lvLnYxLkdyYXBoU3BlYyIsCg1TdGFydFJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLmFkYWdpby52MS5SdW4iVQoPTGlzdFJ1bnNSZXF1ZXN0EhAKCHN0YXJ0X25zGAEgASgDEhEKCWZpbmlzaF9ucxgCIAEoAxINCgVsaW1pdBgDIAEoBRIOCgZjdXJzb3IYBCABKAkiRQoQTGlzdFJ1bnNSZXNwb25zZRIcCgRydW5zGAEgAygLMg4uYWRhZ2lvLnYxLlJ1bhITCgtuZXh0X2N1cnNvchgCIAEoCSIcCg5JbnNwZWN0UmVxdWVzdBIKCgJpZBgBIAEoCSIuCg9JbnNwZWN0UmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1biITChFMaXN0QWdlbnRzUmVxdWVzdCI2ChJMaXN0QWdlbnRzUmVzcG9uc2USIAoGYWdlbnRzGAEgAygLMhAuYWRhZ2lvLnYxLkFnZW50IhsKDUNhbmNlbFJlcXVlc3QSCgoCaWQYASABKAkiLQoOQ2FuY2VsUmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1biIaCgxXYXRjaFJlcXVlc3QSCgoCaWQYASABKAkiqQEKDVdhdGNoUmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1bhIdCgRub2RlGAIgASgLMg8uYWRhZ2lvLnYxLk5vZGUSKQoKcnVuX3N0YXR1cxgDIAEoDjIVLmFkYWdpby52MS5SdW4uU3RhdHVzEjEKDnJ1bl9jb25jbHVzaW9uGAQgASgOMhkuYWRhZ2lvLnYxLlJ1bi5Db25jbHVzaW9uMpkFCgxDb250cm9sUGxhbmUSVgoFU3RhdHMSJS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5TdGF0c1JlcXVlc3QaJi5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5TdGF0c1Jlc3BvbnNlElYKBVN0YXJ0EiUuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhcnRSZXF1ZXN0GiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhcnRSZXNwb25zZRJfCghMaXN0UnVucxIoLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkxpc3RSdW5zUmVxdWVzdBopLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkxpc3RSdW5zUmVzcG9uc2USXAoHSW5zcGVjdBInLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkluc3BlY3RSZXF1ZXN0GiguYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuSW5zcGVjdFJlc3BvbnNlEmUKCkxpc3RBZ2VudHMSKi5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0QWdlbnRzUmVxdWVzdBorLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkxpc3RBZ2VudHNSZXNwb25zZRJZCgZDYW5jZWwSJi5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5DYW5jZWxSZXF1ZXN0GicuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuQ2FuY2VsUmVzcG9uc2USWAoFV2F0Y2gSJS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5XYXRjaFJlcXVlc3QaJi5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5XYXRjaFJlc3BvbnNlMAFiBnByb3RvMw", [file_adagio_v1_adagio]);
+  fileDesc("CiphZGFnaW8vcnBjL2NvbnRyb2xwbGFuZS9jb250cm9scGxhbmUucHJvdG8SF2FkYWdpby5ycGMuY29udHJvbHBsYW5lIg4KDFN0YXRzUmVxdWVzdCIwCg1TdGF0c1Jlc3BvbnNlEh8KBXN0YXRzGAEgASgLMhAuYWRhZ2lvLnYxLlN0YXRzIjIKDFN0YXJ0UmVxdWVzdBIiCgRzcGVjGAEgASgLMhQuYWRhZ2lvLnYxLkdyYXBoU3BlYyIsCg1TdGFydFJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLmFkYWdpby52MS5SdW4iVQoPTGlzdFJ1bnNSZXF1ZXN0EhAKCHN0YXJ0X25zGAEgASgDEhEKCWZpbmlzaF9ucxgCIAEoAxINCgVsaW1pdBgDIAEoBRIOCgZjdXJzb3IYBCABKAkiRQoQTGlzdFJ1bnNSZXNwb25zZRIcCgRydW5zGAEgAygLMg4uYWRhZ2lvLnYxLlJ1bhITCgtuZXh0X2N1cnNvchgCIAEoCSIcCg5JbnNwZWN0UmVxdWVzdBIKCgJpZBgBIAEoCSIuCg9JbnNwZWN0UmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1biITChFMaXN0QWdlbnRzUmVxdWVzdCI2ChJMaXN0QWdlbnRzUmVzcG9uc2USIAoGYWdlbnRzGAEgAygLMhAuYWRhZ2lvLnYxLkFnZW50IhsKDUNhbmNlbFJlcXVlc3QSCgoCaWQYASABKAkiLQoOQ2FuY2VsUmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1biIaCgxXYXRjaFJlcXVlc3QSCgoCaWQYASABKAkiwAEKDVdhdGNoUmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1bhIdCgRub2RlGAIgASgLMg8uYWRhZ2lvLnYxLk5vZGUSKQoKcnVuX3N0YXR1cxgDIAEoDjIVLmFkYWdpby52MS5SdW4uU3RhdHVzEjEKDnJ1bl9jb25jbHVzaW9uGAQgASgOMhkuYWRhZ2lvLnYxLlJ1bi5Db25jbHVzaW9uEhUKDWF0dGVtcHRzX2Zyb20YBSABKA0iSAoXR2V0QXR0ZW1wdE91dHB1dFJlcXVlc3QSDgoGcnVuX2lkGAEgASgJEgwKBG5vZGUYAiABKAkSDwoHYXR0ZW1wdBgDIAEoDSIqChhHZXRBdHRlbXB0T3V0cHV0UmVzcG9uc2USDgoGb3V0cHV0GAEgASgMMpIGCgxDb250cm9sUGxhbmUSVgoFU3RhdHMSJS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5TdGF0c1JlcXVlc3QaJi5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5TdGF0c1Jlc3BvbnNlElYKBVN0YXJ0EiUuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhcnRSZXF1ZXN0GiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhcnRSZXNwb25zZRJfCghMaXN0UnVucxIoLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkxpc3RSdW5zUmVxdWVzdBopLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkxpc3RSdW5zUmVzcG9uc2USXAoHSW5zcGVjdBInLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkluc3BlY3RSZXF1ZXN0GiguYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuSW5zcGVjdFJlc3BvbnNlEmUKCkxpc3RBZ2VudHMSKi5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0QWdlbnRzUmVxdWVzdBorLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkxpc3RBZ2VudHNSZXNwb25zZRJZCgZDYW5jZWwSJi5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5DYW5jZWxSZXF1ZXN0GicuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuQ2FuY2VsUmVzcG9uc2USWAoFV2F0Y2gSJS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5XYXRjaFJlcXVlc3QaJi5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5XYXRjaFJlc3BvbnNlMAESdwoQR2V0QXR0ZW1wdE91dHB1dBIwLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkdldEF0dGVtcHRPdXRwdXRSZXF1ZXN0GjEuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuR2V0QXR0ZW1wdE91dHB1dFJlc3BvbnNlYgZwcm90bzM", [file_adagio_v1_adagio]);
 
 /**
  * @generated from message adagio.rpc.controlplane.StatsRequest
@@ -278,6 +278,15 @@ export type WatchResponse = Message<"adagio.rpc.controlplane.WatchResponse"> & {
    * @generated from field: adagio.v1.Run.Conclusion run_conclusion = 4;
    */
   runConclusion: Run_Conclusion;
+
+  /**
+   * On node messages: node.attempts holds only the attempts from this
+   * 0-based index on; the earlier ones were sent before (in the first
+   * message or an earlier node message), so each attempt crosses once.
+   *
+   * @generated from field: uint32 attempts_from = 5;
+   */
+  attemptsFrom: number;
 };
 
 /**
@@ -286,6 +295,52 @@ export type WatchResponse = Message<"adagio.rpc.controlplane.WatchResponse"> & {
  */
 export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
   messageDesc(file_adagio_rpc_controlplane_controlplane, 13);
+
+/**
+ * @generated from message adagio.rpc.controlplane.GetAttemptOutputRequest
+ */
+export type GetAttemptOutputRequest = Message<"adagio.rpc.controlplane.GetAttemptOutputRequest"> & {
+  /**
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * @generated from field: string node = 2;
+   */
+  node: string;
+
+  /**
+   * 1-based, as in the node's attempts list.
+   *
+   * @generated from field: uint32 attempt = 3;
+   */
+  attempt: number;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.GetAttemptOutputRequest.
+ * Use `create(GetAttemptOutputRequestSchema)` to create a new message.
+ */
+export const GetAttemptOutputRequestSchema: GenMessage<GetAttemptOutputRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 14);
+
+/**
+ * @generated from message adagio.rpc.controlplane.GetAttemptOutputResponse
+ */
+export type GetAttemptOutputResponse = Message<"adagio.rpc.controlplane.GetAttemptOutputResponse"> & {
+  /**
+   * @generated from field: bytes output = 1;
+   */
+  output: Uint8Array;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.GetAttemptOutputResponse.
+ * Use `create(GetAttemptOutputResponseSchema)` to create a new message.
+ */
+export const GetAttemptOutputResponseSchema: GenMessage<GetAttemptOutputResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 15);
 
 /**
  * The control plane. New capabilities are added as new methods, never by
@@ -352,6 +407,17 @@ export const ControlPlane: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchRequestSchema;
     output: typeof WatchResponseSchema;
+  },
+  /**
+   * One attempt's full output (Inspect and Watch leave outputs out past a
+   * budget and mark them output_omitted).
+   *
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.GetAttemptOutput
+   */
+  getAttemptOutput: {
+    methodKind: "unary";
+    input: typeof GetAttemptOutputRequestSchema;
+    output: typeof GetAttemptOutputResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_adagio_rpc_controlplane_controlplane, 0);
