@@ -15,6 +15,7 @@ import {
 } from '../model/wire.js';
 import { InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
 import type { ListRunsQuery, Repository } from '../protocol/repository.js';
+import { Admission } from './admission.js';
 import { toConnectError } from './errors.js';
 import type { ApiMetrics } from './metrics.js';
 import { watchMessages } from './watch-stream.js';
@@ -29,6 +30,7 @@ export function controlPlaneService(
   repo: Repository,
   logger: Logger,
   metrics?: ApiMetrics,
+  admission: Admission = new Admission(repo),
 ): ServiceImpl<typeof cp.ControlPlane> {
   const guard = async <T>(fn: () => Promise<T>): Promise<T> => {
     try {
@@ -43,7 +45,9 @@ export function controlPlaneService(
     start: (req) =>
       guard(async () => {
         if (!req.spec) throw new InvalidArgumentError('spec is required');
-        const run = await repo.start(graphFromProto(req.spec));
+        const spec = graphFromProto(req.spec);
+        await admission.admit(spec.nodes.length);
+        const run = await repo.start(spec);
         metrics?.runsStarted.inc();
         logger.debug('run started', { run: run.id, nodes: run.nodes.length });
         return create(cp.StartResponseSchema, { run: readRunToProto(run) });

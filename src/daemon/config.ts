@@ -92,6 +92,12 @@ export const OPTIONS: readonly OptionDef[] = [
     description: 'largest API request body',
     default: String(16 * 1024 * 1024),
   },
+  {
+    name: 'max-queued-nodes',
+    kind: 'int',
+    description: 'Start answers 429 past this many WAITING+READY nodes (0: no cap)',
+    default: '100000',
+  },
   { name: 'ui', kind: 'bool', description: 'serve the web UI at / (api role)', default: 'true' },
   {
     name: 'agents',
@@ -169,6 +175,7 @@ export interface DaemonConfig {
   tokens: string[];
   corsOrigins: string[];
   maxBodyBytes: number;
+  maxQueuedNodes: number;
   ui: boolean;
   agents: number;
   runtimes: string[];
@@ -216,6 +223,7 @@ export function resolveConfig(
     tokens: [v.string('api-token'), v.string('agent-token')].filter((t): t is string => !!t),
     corsOrigins: v.list('cors-origins'),
     maxBodyBytes: v.int('max-body-bytes', 1024),
+    maxQueuedNodes: v.int('max-queued-nodes', 0),
     ui: v.bool('ui'),
     agents: v.int('agents', 1),
     runtimes: v.list('runtimes'),

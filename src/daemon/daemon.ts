@@ -69,6 +69,7 @@ export class Daemon {
         logger: this.logger.child({ component: 'api' }),
         tokens: c.tokens,
         maxBodyBytes: c.maxBodyBytes,
+        maxQueuedNodes: c.maxQueuedNodes,
         ui: c.ui,
         corsOrigins: c.corsOrigins,
         metrics,

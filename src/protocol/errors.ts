@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'unavailable'
   | 'unauthenticated'
   | 'too_large'
+  | 'overloaded'
   | 'internal';
 
 export abstract class AdagioError extends Error {
@@ -78,6 +79,11 @@ export class UnauthenticatedError extends AdagioError {
 
 export class TooLargeError extends AdagioError {
   readonly code = 'too_large';
+}
+
+/** The backend has too much queued work to take more now (admission control); retry later. */
+export class OverloadedError extends AdagioError {
+  readonly code = 'overloaded';
 }
 
 export function isAdagioError(e: unknown): e is AdagioError {
