@@ -23,7 +23,12 @@ import type { Req, Res } from './http.js';
 export function createRpcHandler(
   options: ConnectRouterOptions & { routes: (router: ConnectRouter) => void; logger: Logger },
 ): (req: Req, res: Res) => boolean {
-  const router = createConnectRouter({ acceptCompression: [compressionGzip], ...options });
+  const router = createConnectRouter({
+    acceptCompression: [compressionGzip],
+    // Unknown JSON fields are refused, as the /v0 JSON routes refuse them (see request-check.ts for binary).
+    jsonOptions: { ignoreUnknownFields: false },
+    ...options,
+  });
   options.routes(router);
   const byPath = new Map<string, UniversalHandler>(router.handlers.map((h) => [h.requestPath, h]));
 

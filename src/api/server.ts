@@ -16,6 +16,7 @@ import { createJsonRoutes } from './json-routes.js';
 import { dualProtocolListener } from './listener.js';
 import { ApiMetrics } from './metrics.js';
 import { ReadyFeeds } from './ready-feeds.js';
+import { unknownFieldsInterceptor } from './request-check.js';
 import { createRpcHandler } from './rpc-handler.js';
 import { controlPlaneService } from './service.js';
 import { createUiHandler } from './ui.js';
@@ -71,7 +72,7 @@ export class ApiServer {
         throw e;
       }
     };
-    const interceptors = [timing, auth.interceptor()];
+    const interceptors = [timing, auth.interceptor(), unknownFieldsInterceptor()];
     const service = controlPlaneService(
       repo,
       this.logger,
