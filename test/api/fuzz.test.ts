@@ -165,6 +165,22 @@ describe('API bad-input fuzzing', () => {
     await stillServing();
   });
 
+  it('malformed protobuf over gRPC-Web is INVALID_ARGUMENT, not INTERNAL', async () => {
+    // A well-formed envelope around bytes that are not a StartRequest (field 1 claims 100 bytes, has 1).
+    const message = Uint8Array.from([0x0a, 100, 0x01]);
+    const envelope = new Uint8Array(5 + message.byteLength);
+    new DataView(envelope.buffer).setUint32(1, message.byteLength);
+    envelope.set(message, 5);
+    const res = await fetch(`${address}/adagio.rpc.controlplane.ControlPlane/Start`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/grpc-web+proto', 'X-Grpc-Web': '1' },
+      body: envelope,
+    });
+    await res.arrayBuffer();
+    assert.equal(res.headers.get('grpc-status'), '3', `grpc-status ${res.headers.get('grpc-status')}`);
+    await stillServing();
+  });
+
   it('limits: too many nodes, oversized metadata, long names, a body over the limit', async () => {
     const many = {
       nodes: Array.from({ length: LIMITS.maxNodes + 1 }, (_, i) => ({ name: `n${i}`, runtime: 'debug' })),
