@@ -5,7 +5,7 @@ import * as ag from '../gen/adagio/rpc/agent/agent_pb.js';
 import * as pb from '../gen/adagio/v1/adagio_pb.js';
 import type { Logger } from '../log.js';
 import type { Metadata } from '../model/types.js';
-import { agentToProto, nodeFromProto, nodeToProto } from '../model/wire.js';
+import { agentToProto, metadataFromProto, nodeFromProto, nodeToProto } from '../model/wire.js';
 import {
   ClaimConflictError,
   InvalidArgumentError,
@@ -310,11 +310,8 @@ export function conclusionToProto(c: FinishConclusion): pb.Attempt_Conclusion {
   return pb.Attempt_Conclusion[c];
 }
 
-export function metadataFromProto(m: { [k: string]: pb.MetadataValues }): Metadata {
-  const out: Metadata = {};
-  for (const [k, v] of Object.entries(m)) out[k] = [...v.values];
-  return out;
-}
+/** One conversion for graphs and agent calls alike (it keeps a `__proto__` key for validation to refuse). */
+export { metadataFromProto };
 
 export function metadataToProto(m: Metadata | undefined): { [k: string]: pb.MetadataValues } {
   const out: { [k: string]: pb.MetadataValues } = {};

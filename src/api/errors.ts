@@ -14,6 +14,7 @@ const CODES: Record<ErrorCode, { connect: Code; http: number }> = {
   unauthenticated: { connect: Code.Unauthenticated, http: 401 },
   permission_denied: { connect: Code.PermissionDenied, http: 403 },
   too_large: { connect: Code.ResourceExhausted, http: 413 },
+  overloaded: { connect: Code.ResourceExhausted, http: 429 },
   internal: { connect: Code.Internal, http: 500 },
 };
 
@@ -27,6 +28,8 @@ export interface MappedError {
 /** Unknown errors become `internal` with a generic message: internals are logged, never sent. */
 export function mapError(e: unknown, logger?: Logger): MappedError {
   if (isAdagioError(e)) return { code: e.code, ...CODES[e.code], message: e.message };
+  // A typed error wrapped for Connect keeps its own code (overloaded and too_large share RESOURCE_EXHAUSTED).
+  if (e instanceof ConnectError && isAdagioError(e.cause)) return mapError(e.cause, logger);
   if (e instanceof ConnectError) {
     const entry = Object.entries(CODES).find(([, v]) => v.connect === e.code);
     const code = (entry?.[0] as ErrorCode | undefined) ?? 'internal';
@@ -39,7 +42,7 @@ export function mapError(e: unknown, logger?: Logger): MappedError {
 export function toConnectError(e: unknown, logger?: Logger): ConnectError {
   if (e instanceof ConnectError) return e;
   const m = mapError(e, logger);
-  return new ConnectError(m.message, m.connect);
+  return new ConnectError(m.message, m.connect, undefined, undefined, isAdagioError(e) ? e : undefined);
 }
 
 export function connectCodeToErrorCode(code: Code): ErrorCode {

@@ -14,7 +14,8 @@ import { InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
 import type { Repository } from '../protocol/repository.js';
 import { mapError } from './errors.js';
 import { type Req, type Res, readJson, sendJson } from './http.js';
-import { requireId, watchEventToProto } from './service.js';
+import { requireId } from './service.js';
+import { watchMessages } from './watch-stream.js';
 
 /**
  * The plain JSON routes under /v0 (docs/design.md §2), for curl and any language
@@ -26,6 +27,7 @@ import { requireId, watchEventToProto } from './service.js';
  *   GET  /v0/runs?start_ns=&finish_ns=&limit=&cursor=
  *   GET  /v0/runs/{id}               POST /v0/runs/{id}/cancel
  *   GET  /v0/runs/{id}/watch         NDJSON: the run, then one line per node transition
+ *   GET  /v0/runs/{id}/nodes/{node}/attempts/{n}/output   one attempt's full output ({"output": base64})
  */
 export interface JsonRoutesOptions {
   service: ServiceImpl<typeof cp.ControlPlane>;
@@ -92,6 +94,24 @@ export function createJsonRoutes(o: JsonRoutesOptions): (req: Req, res: Res) => 
           await o.service.cancel!(create(cp.CancelRequestSchema, { id: decode(m[1]!) }), ctx),
         ),
     ],
+    [
+      'GET',
+      /^\/v0\/runs\/([^/]+)\/nodes\/([^/]+)\/attempts\/(\d{1,6})\/output$/,
+      'attempt_output',
+      async (_q, res, _u, m) =>
+        reply(
+          res,
+          cp.GetAttemptOutputResponseSchema,
+          await o.service.getAttemptOutput!(
+            create(cp.GetAttemptOutputRequestSchema, {
+              runId: decode(m[1]!),
+              node: decode(m[2]!),
+              attempt: Number(m[3]),
+            }),
+            ctx,
+          ),
+        ),
+    ],
     ['GET', /^\/v0\/runs\/([^/]+)\/watch$/, 'watch', async (_q, res, _u, m) => watch(res, decode(m[1]!))],
   ];
 
@@ -113,7 +133,9 @@ export function createJsonRoutes(o: JsonRoutesOptions): (req: Req, res: Res) => 
     const out = res as ServerResponse;
     const abort = new AbortController();
     out.on('close', () => abort.abort());
-    const events = o.repository.watch(requireId(id), { signal: abort.signal })[Symbol.asyncIterator]();
+    const events = watchMessages(o.repository, requireId(id), { signal: abort.signal })[
+      Symbol.asyncIterator
+    ]();
     // The first event decides the status line: an unknown run is a 404, not a 200 with an error line.
     const first = await events.next();
     out.writeHead(200, {
@@ -121,8 +143,10 @@ export function createJsonRoutes(o: JsonRoutesOptions): (req: Req, res: Res) => 
       'Cache-Control': 'no-store',
     });
     try {
+      // Waiting for drain moves backpressure to watchMessages' bounded queue, which cuts a stalled reader off.
       for (let r = first; !r.done; r = await events.next())
-        out.write(`${JSON.stringify(toJson(cp.WatchResponseSchema, watchEventToProto(r.value)))}\n`);
+        if (!out.write(`${JSON.stringify(toJson(cp.WatchResponseSchema, r.value))}\n`))
+          await drained(out, abort.signal);
     } catch (e) {
       if (!abort.signal.aborted) out.write(`${JSON.stringify({ error: mapError(e, o.logger) })}\n`);
     } finally {
@@ -160,6 +184,18 @@ export function createJsonRoutes(o: JsonRoutesOptions): (req: Req, res: Res) => 
     }
     return name;
   };
+}
+
+function drained(out: ServerResponse, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      out.off('drain', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    out.on('drain', done);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 function decode(segment: string): string {

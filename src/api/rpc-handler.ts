@@ -23,7 +23,12 @@ import type { Req, Res } from './http.js';
 export function createRpcHandler(
   options: ConnectRouterOptions & { routes: (router: ConnectRouter) => void; logger: Logger },
 ): (req: Req, res: Res) => boolean {
-  const router = createConnectRouter({ acceptCompression: [compressionGzip], ...options });
+  const router = createConnectRouter({
+    acceptCompression: [compressionGzip],
+    // Unknown JSON fields are refused, as the /v0 JSON routes refuse them (see request-check.ts for binary).
+    jsonOptions: { ignoreUnknownFields: false },
+    ...options,
+  });
   options.routes(router);
   const byPath = new Map<string, UniversalHandler>(router.handlers.map((h) => [h.requestPath, h]));
 
@@ -31,7 +36,11 @@ export function createRpcHandler(
     const handler = byPath.get((req.url ?? '').split('?', 1)[0]!);
     if (!handler) return false;
     const uReq = universalRequestFromNodeRequest(req, res as never, undefined, undefined);
-    const checked = isConnectUnaryProto(uReq, handler) ? checkUnaryProto(uReq, handler) : handler(uReq);
+    const checked = isConnectUnaryProto(uReq, handler)
+      ? checkUnaryProto(uReq, handler)
+      : isGrpcSingleRequest(uReq, handler)
+        ? checkGrpcRequest(uReq, handler)
+        : handler(uReq);
     checked
       .then((uRes) => universalResponseToNodeResponse(uRes, res as never))
       .catch((e) =>
@@ -70,6 +79,59 @@ async function checkUnaryProto(
       body: (async function* () {
         yield new TextEncoder().encode(text);
       })(),
+    };
+  }
+  return handler({
+    ...req,
+    body: (async function* () {
+      yield body;
+    })(),
+  });
+}
+
+/** gRPC or gRPC-Web (binary) with one request message: unary and server-streaming methods. */
+function isGrpcSingleRequest(req: UniversalServerRequest, handler: UniversalHandler): boolean {
+  const type = (req.header.get('content-type') ?? '').split(';', 1)[0]!.trim();
+  return (
+    (handler.method.methodKind === 'unary' || handler.method.methodKind === 'server_streaming') &&
+    req.method === 'POST' &&
+    /^application\/grpc(-web)?(\+proto)?$/.test(type)
+  );
+}
+
+/**
+ * The gRPC counterpart of checkUnaryProto: a request envelope whose message
+ * does not parse is answered INVALID_ARGUMENT (a trailers-only response)
+ * where connect-es would say INTERNAL. Compressed envelopes are left to connect-es.
+ */
+async function checkGrpcRequest(
+  req: UniversalServerRequest,
+  handler: UniversalHandler,
+): Promise<UniversalServerResponse> {
+  const chunks: Uint8Array[] = [];
+  for await (const c of req.body as AsyncIterable<Uint8Array>) chunks.push(c);
+  const body = Buffer.concat(chunks);
+  let problem: string | undefined;
+  if (body.byteLength < 5) problem = 'request has no complete gRPC message envelope';
+  else if ((body[0]! & 1) === 0) {
+    const length = body.readUInt32BE(1);
+    if (body.byteLength < 5 + length) problem = 'gRPC message is shorter than its envelope says';
+    else
+      try {
+        fromBinary(handler.method.input, body.subarray(5, 5 + length));
+      } catch (e) {
+        problem = (e as Error).message;
+      }
+  }
+  if (problem) {
+    const type = req.header.get('content-type') ?? 'application/grpc';
+    return {
+      status: 200,
+      header: new Headers({
+        'Content-Type': type,
+        'grpc-status': '3',
+        'grpc-message': encodeURIComponent(`malformed protobuf request: ${problem}`),
+      }),
     };
   }
   return handler({

@@ -6,6 +6,7 @@ import { AgentService } from '../gen/adagio/rpc/agent/agent_pb.js';
 import { ControlPlane } from '../gen/adagio/rpc/controlplane/controlplane_pb.js';
 import { type Logger, silentLogger } from '../log.js';
 import type { Repository } from '../protocol/repository.js';
+import { Admission, DEFAULT_MAX_QUEUED_NODES } from './admission.js';
 import { AGENT_JSON_PREFIX, createAgentJsonRoutes } from './agent-json-routes.js';
 import { agentService } from './agent-service.js';
 import { AGENT_ONLY_MESSAGE, TokenCheck, UNAUTHENTICATED_MESSAGE } from './auth.js';
@@ -16,6 +17,7 @@ import { createJsonRoutes } from './json-routes.js';
 import { dualProtocolListener } from './listener.js';
 import { ApiMetrics } from './metrics.js';
 import { ReadyFeeds } from './ready-feeds.js';
+import { unknownFieldsInterceptor } from './request-check.js';
 import { createRpcHandler } from './rpc-handler.js';
 import { controlPlaneService } from './service.js';
 import { createUiHandler } from './ui.js';
@@ -39,6 +41,8 @@ export interface ApiServerOptions {
   /** Origins allowed to call the API from a browser; none by default. `*` allows any. */
   corsOrigins?: string[];
   metrics?: ApiMetrics;
+  /** Cap on queued (WAITING + READY) nodes past which Start answers 429; 0 disables. Default DEFAULT_MAX_QUEUED_NODES. */
+  maxQueuedNodes?: number;
   /** More RPC services on the same server (the agent API). */
   routes?: (router: ConnectRouter, interceptors: Interceptor[]) => void;
 }
@@ -76,8 +80,13 @@ export class ApiServer {
         throw e;
       }
     };
-    const interceptors = [timing, auth.interceptor()];
-    const service = controlPlaneService(repo, this.logger, this.metrics);
+    const interceptors = [timing, auth.interceptor(), unknownFieldsInterceptor()];
+    const service = controlPlaneService(
+      repo,
+      this.logger,
+      this.metrics,
+      new Admission(repo, options.maxQueuedNodes ?? DEFAULT_MAX_QUEUED_NODES),
+    );
     const agentLogger = this.logger.child({ api: 'agent' });
     this.feeds = new ReadyFeeds(repo, agentLogger);
     const agents = agentService(repo, agentLogger, this.feeds);

@@ -1,22 +1,25 @@
 import { create } from '@bufbuild/protobuf';
 import type { ServiceImpl } from '@connectrpc/connect';
 import * as cp from '../gen/adagio/rpc/controlplane/controlplane_pb.js';
+import type * as pb from '../gen/adagio/v1/adagio_pb.js';
 import type { Logger } from '../log.js';
 import { unservedRuntimeWarnings } from '../model/explain.js';
+import { LIMITS } from '../model/limits.js';
+import type { Run } from '../model/types.js';
 import {
   agentToProto,
   graphFromProto,
-  nodeToProto,
-  runConclusionToProto,
-  runStatusToProto,
   runSummaryToProto,
   runToProto,
   statsToProto,
+  withOutputBudget,
 } from '../model/wire.js';
-import { InvalidArgumentError } from '../protocol/errors.js';
-import type { ListRunsQuery, Repository, WatchEvent } from '../protocol/repository.js';
+import { InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
+import type { ListRunsQuery, Repository } from '../protocol/repository.js';
+import { Admission } from './admission.js';
 import { toConnectError } from './errors.js';
 import type { ApiMetrics } from './metrics.js';
+import { watchMessages } from './watch-stream.js';
 
 /**
  * The control plane: each method is a thin translation between the wire
@@ -28,6 +31,7 @@ export function controlPlaneService(
   repo: Repository,
   logger: Logger,
   metrics?: ApiMetrics,
+  admission: Admission = new Admission(repo),
 ): ServiceImpl<typeof cp.ControlPlane> {
   const guard = async <T>(fn: () => Promise<T>): Promise<T> => {
     try {
@@ -43,11 +47,12 @@ export function controlPlaneService(
       guard(async () => {
         if (!req.spec) throw new InvalidArgumentError('spec is required');
         const spec = graphFromProto(req.spec);
+        await admission.admit(spec.nodes.length);
         const run = await repo.start(spec);
         metrics?.runsStarted.inc();
         logger.debug('run started', { run: run.id, nodes: run.nodes.length });
         const warnings = unservedRuntimeWarnings(spec.nodes, await repo.listAgents());
-        return create(cp.StartResponseSchema, { run: runToProto(run), warnings });
+        return create(cp.StartResponseSchema, { run: readRunToProto(run), warnings });
       }),
     listRuns: (req) =>
       guard(async () => {
@@ -59,7 +64,7 @@ export function controlPlaneService(
       }),
     inspect: (req) =>
       guard(async () =>
-        create(cp.InspectResponseSchema, { run: runToProto(await repo.inspect(requireId(req.id))) }),
+        create(cp.InspectResponseSchema, { run: readRunToProto(await repo.inspect(requireId(req.id))) }),
       ),
     listAgents: () =>
       guard(async () =>
@@ -67,12 +72,16 @@ export function controlPlaneService(
       ),
     cancel: (req) =>
       guard(async () =>
-        create(cp.CancelResponseSchema, { run: runToProto(await repo.cancel(requireId(req.id))) }),
+        create(cp.CancelResponseSchema, { run: readRunToProto(await repo.cancel(requireId(req.id))) }),
       ),
+    getAttemptOutput: (req) =>
+      guard(async () => {
+        const output = await attemptOutput(repo, requireId(req.runId), req.node, req.attempt);
+        return create(cp.GetAttemptOutputResponseSchema, { output });
+      }),
     async *watch(req, ctx) {
       try {
-        for await (const ev of repo.watch(requireId(req.id), { signal: ctx.signal }))
-          yield watchEventToProto(ev);
+        yield* watchMessages(repo, requireId(req.id), { signal: ctx.signal });
       } catch (e) {
         if (ctx.signal.aborted) return;
         throw toConnectError(e, logger);
@@ -81,17 +90,24 @@ export function controlPlaneService(
   };
 }
 
-export function watchEventToProto(ev: WatchEvent): cp.WatchResponse {
-  if (ev.type === 'snapshot') return create(cp.WatchResponseSchema, { run: runToProto(ev.run) });
-  if (ev.type === 'output')
-    return create(cp.WatchResponseSchema, {
-      output: { nodeName: ev.node, attempt: ev.attempt, offset: BigInt(ev.offset), chunk: ev.chunk },
-    });
-  return create(cp.WatchResponseSchema, {
-    node: nodeToProto(ev.node),
-    runStatus: runStatusToProto(ev.runStatus),
-    runConclusion: runConclusionToProto(ev.runConclusion),
-  });
+/** A run on the wire from a read: outputs within the read budget (the rest fetched with GetAttemptOutput). */
+export function readRunToProto(run: Run): pb.Run {
+  return runToProto(withOutputBudget(run, LIMITS.maxReadOutputBytes));
+}
+
+/** One attempt's full output; `attempt` is 1-based. */
+export async function attemptOutput(
+  repo: Repository,
+  runId: string,
+  node: string,
+  attempt: number,
+): Promise<Uint8Array> {
+  const run = await repo.inspect(runId);
+  const n = run.nodes.find((x) => x.spec.name === node);
+  if (!n) throw new NotFoundError('node', `${runId}/${node}`);
+  const a = n.attempts[attempt - 1];
+  if (!a) throw new NotFoundError('attempt', `${runId}/${node}#${attempt}`);
+  return a.output;
 }
 
 export function requireId(id: string): string {

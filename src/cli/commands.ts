@@ -26,6 +26,7 @@ export interface ControlPlane {
   cancel(id: string): Promise<Run>;
   listAgents(): Promise<AgentInfo[]>;
   watch(id: string, options?: { signal?: AbortSignal }): AsyncIterable<WatchEvent>;
+  attemptOutput(runId: string, node: string, attempt: number): Promise<Uint8Array>;
 }
 
 export interface Context {
@@ -95,7 +96,15 @@ export async function runsInspect(
   id: string,
   opts: { output: InspectFormat },
 ): Promise<number> {
-  const run = await ctx.client().inspect(checkId(id));
+  const client = ctx.client();
+  const run = await client.inspect(checkId(id));
+  // The API leaves outputs out past a read budget: fetch those this view shows (json shows every attempt's).
+  for (const n of run.nodes)
+    for (const [i, a] of n.attempts.entries())
+      if (a.omittedOutputBytes !== undefined && (opts.output === 'json' || i === n.attempts.length - 1)) {
+        a.output = await client.attemptOutput(run.id, n.spec.name, i + 1);
+        delete a.omittedOutputBytes;
+      }
   const out =
     opts.output === 'json'
       ? runJson(run)

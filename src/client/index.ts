@@ -4,7 +4,7 @@ import { createConnectTransport } from '@connectrpc/connect-node';
 import { connectCodeToErrorCode } from '../api/errors.js';
 import * as cp from '../gen/adagio/rpc/controlplane/controlplane_pb.js';
 import * as pb from '../gen/adagio/v1/adagio_pb.js';
-import type { AgentInfo, GraphSpec, Run, Stats } from '../model/types.js';
+import type { AgentInfo, Attempt, GraphSpec, Run, Stats } from '../model/types.js';
 import {
   agentFromProto,
   graphToProto,
@@ -105,12 +105,25 @@ export class AdagioClient {
     return (await this.call(() => this.rpc.listAgents({}, this.opts()))).agents.map(agentFromProto);
   }
 
-  /** The run as it is now, then each node transition; ends when the run completes or the signal aborts. */
+  /** One attempt's full output (1-based `attempt`): for attempts a read marked `omittedOutputBytes`. */
+  async attemptOutput(runId: string, node: string, attempt: number): Promise<Uint8Array> {
+    return (await this.call(() => this.rpc.getAttemptOutput({ runId, node, attempt }, this.opts()))).output;
+  }
+
+  /**
+   * The run as it is now, then each node transition; ends when the run completes or the signal aborts.
+   * The wire sends each attempt once (`attempts_from`); events here carry the node's whole attempt list again.
+   */
   async *watch(id: string, options: { signal?: AbortSignal } = {}): AsyncIterable<WatchEvent> {
+    const attempts = new Map<string, Attempt[]>();
     try {
       for await (const msg of this.rpc.watch({ id }, { signal: options.signal })) {
-        if (msg.run) yield { type: 'snapshot', run: runFromProto(msg.run) };
-        else if (msg.output)
+        if (msg.run) {
+          const run = runFromProto(msg.run);
+          attempts.clear();
+          for (const n of run.nodes) attempts.set(n.spec.name, n.attempts);
+          yield { type: 'snapshot', run };
+        } else if (msg.output)
           yield {
             type: 'output',
             runId: id,
@@ -120,10 +133,14 @@ export class AdagioClient {
             chunk: msg.output.chunk,
           };
         else if (msg.node) {
+          const node = nodeFromProto(msg.node);
+          const before = (attempts.get(node.spec.name) ?? []).slice(0, msg.attemptsFrom);
+          node.attempts = [...before, ...node.attempts];
+          attempts.set(node.spec.name, node.attempts);
           const ev: WatchEvent = {
             type: 'node',
             runId: id,
-            node: nodeFromProto(msg.node),
+            node,
             runStatus: runStatusFromProto(msg.runStatus),
           };
           const conclusion = runConclusionFromProto(msg.runConclusion);

@@ -106,6 +106,12 @@ export const OPTIONS: readonly OptionDef[] = [
     description: 'largest API request body',
     default: String(16 * 1024 * 1024),
   },
+  {
+    name: 'max-queued-nodes',
+    kind: 'int',
+    description: 'Start answers 429 past this many WAITING+READY nodes (0: no cap)',
+    default: '100000',
+  },
   { name: 'ui', kind: 'bool', description: 'serve the web UI at / (api role)', default: 'true' },
   {
     name: 'agents',
@@ -199,6 +205,7 @@ export interface DaemonConfig {
   allowedHosts: string[];
   corsOrigins: string[];
   maxBodyBytes: number;
+  maxQueuedNodes: number;
   ui: boolean;
   agents: number;
   runtimes: string[];
@@ -250,6 +257,7 @@ export function resolveConfig(
     allowedHosts: v.list('allowed-hosts'),
     corsOrigins: v.list('cors-origins'),
     maxBodyBytes: v.int('max-body-bytes', 1024),
+    maxQueuedNodes: v.int('max-queued-nodes', 0),
     ui: v.bool('ui'),
     agents: v.int('agents', 1),
     runtimes: v.list('runtimes'),

@@ -75,6 +75,7 @@ export class Daemon {
         agentTokens: c.agentTokens,
         allowedHosts: c.allowedHosts,
         maxBodyBytes: c.maxBodyBytes,
+        maxQueuedNodes: c.maxQueuedNodes,
         ui: c.ui,
         corsOrigins: c.corsOrigins,
         metrics,

@@ -12,8 +12,22 @@ export const LIMITS = {
   maxNodeMetadataBytes: 64 * 1024,
   /** An attempt's output; longer outputs are truncated with a marker. */
   maxOutputBytes: 1024 * 1024,
+  /**
+   * Attempt output bytes one read (Inspect, Start, Cancel, a Watch's first
+   * message) carries; past it outputs are left out, marked, and fetched one
+   * attempt at a time. Keeps a read's cost within the run's size, not attempts × output.
+   */
+  maxReadOutputBytes: 4 * 1024 * 1024,
+  /** Bytes of events a Watch may queue for a reader that does not keep up; past it the watch is cut off. */
+  maxWatchBufferBytes: 16 * 1024 * 1024,
   /** Retry max_attempts ceiling. */
   maxAttempts: 1000,
+  /** Ids a caller names: runs, agents, leases, claims (UTF-8 bytes). Agent hostnames too. */
+  maxIdBytes: 256,
+  /** Runtimes one agent may register. */
+  maxAgentRuntimes: 256,
+  /** Longest lease TTL: a day. Past it a dead agent would hold its claims for longer than anyone waits. */
+  maxLeaseTtlMs: 24 * 60 * 60 * 1000,
 } as const;
 
 export const TRUNCATION_MARKER = '\n…[output truncated by adagio]';

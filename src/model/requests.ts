@@ -1,6 +1,7 @@
 import { InvalidArgumentError, InvalidGraphError } from '../protocol/errors.js';
+import { LIMITS } from './limits.js';
 import type { GraphSpec, Metadata } from './types.js';
-import { metadataProblem, validateGraph } from './validate.js';
+import { metadataProblem, textProblem, validateGraph } from './validate.js';
 
 /**
  * Requests checked once, at the protocol boundary: every backend calls these
@@ -34,6 +35,8 @@ export function checkListLimit(limit: number | undefined): number {
 /** A lease's time to live, in ms. */
 export function checkLeaseTtl(ttlMs: number): void {
   if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw new InvalidArgumentError('lease TTL must be positive');
+  if (ttlMs > LIMITS.maxLeaseTtlMs)
+    throw new InvalidArgumentError(`lease TTL is ${ttlMs} ms; the limit is ${LIMITS.maxLeaseTtlMs} ms`);
 }
 
 /** Claim and finish metadata must be storable text in every backend (see textProblem). */
@@ -48,4 +51,74 @@ export function checkConclusion(conclusion: string): asserts conclusion is Finis
     throw new InvalidArgumentError(
       `conclusion must be SUCCESS, FAIL or ERROR, got ${JSON.stringify(conclusion)}`,
     );
+}
+
+// ---- malformed input: ids, names, agent registrations, list cursors (every store refuses them alike)
+
+/** An id a caller sent (run, agent, lease, claim id): non-empty storable text within LIMITS.maxIdBytes. */
+export function checkId(what: string, id: string): void {
+  if (typeof id !== 'string' || id === '') throw new InvalidArgumentError(`${what} is required`);
+  const problem = textProblem(id);
+  if (problem) throw new InvalidArgumentError(`${what} ${problem}`);
+  const bytes = Buffer.byteLength(id);
+  if (bytes > LIMITS.maxIdBytes)
+    throw new InvalidArgumentError(`${what} is ${bytes} bytes; the limit is ${LIMITS.maxIdBytes}`);
+}
+
+export const checkRunId = (id: string): void => checkId('run id', id);
+
+/** A node name a caller sent (claim, finish): storable text within the name limit. */
+export function checkNodeName(name: string): void {
+  if (typeof name !== 'string' || name === '') throw new InvalidArgumentError('node name is required');
+  const problem = textProblem(name);
+  if (problem) throw new InvalidArgumentError(`node name ${problem}`);
+  if (name.length > LIMITS.maxNameLength)
+    throw new InvalidArgumentError(`node name is longer than ${LIMITS.maxNameLength} characters`);
+}
+
+/** An agent registration: its id, hostname and runtimes as storable text within the limits. */
+export function checkAgentRegistration(agent: {
+  id: string;
+  hostname?: string;
+  runtimes: readonly { name: string }[];
+}): void {
+  checkId('agent id', agent.id);
+  if (agent.hostname !== undefined && agent.hostname !== '') checkId('agent hostname', agent.hostname);
+  if (!Array.isArray(agent.runtimes)) throw new InvalidArgumentError('agent runtimes must be a list');
+  if (agent.runtimes.length > LIMITS.maxAgentRuntimes)
+    throw new InvalidArgumentError(
+      `agent registers ${agent.runtimes.length} runtimes; the limit is ${LIMITS.maxAgentRuntimes}`,
+    );
+  for (const r of agent.runtimes) {
+    const name = r?.name;
+    if (typeof name !== 'string' || name === '')
+      throw new InvalidArgumentError('agent runtime name is empty');
+    const problem = textProblem(name);
+    if (problem) throw new InvalidArgumentError(`agent runtime name ${problem}`);
+    if (name.length > LIMITS.maxNameLength)
+      throw new InvalidArgumentError(`agent runtime name is longer than ${LIMITS.maxNameLength} characters`);
+  }
+}
+
+/**
+ * List cursors, one format for every backend: "<created_at ms>.<run id>" of
+ * the last run on the previous page. Opaque to callers; anything else is refused.
+ */
+export interface ListCursor {
+  createdAtMs: number;
+  runId: string;
+}
+
+export function encodeCursor(createdAtMs: number, runId: string): string {
+  return `${createdAtMs}.${runId}`;
+}
+
+export function decodeCursor(cursor: string): ListCursor {
+  const m = /^(\d{1,15})\.(.+)$/s.exec(cursor);
+  const runId = m?.[2] ?? '';
+  if (!m || textProblem(runId) || Buffer.byteLength(runId) > LIMITS.maxIdBytes)
+    throw new InvalidArgumentError(
+      `malformed cursor ${JSON.stringify(cursor.slice(0, 100))}: pass a next_cursor from a previous page`,
+    );
+  return { createdAtMs: Number(m[1]), runId };
 }

@@ -45,6 +45,8 @@ export interface Attempt {
   /** RFC 3339; empty when the attempt never started (e.g. cancelled before claim). */
   startedAt: string;
   finishedAt: string;
+  /** Set when a read left the output out (over its output budget): the output's length in bytes; `output` is then empty. */
+  omittedOutputBytes?: number;
 }
 
 export interface Claim {

@@ -17,9 +17,40 @@ export function textProblem(s: string): string | undefined {
     : 'contains an unpaired surrogate (not valid Unicode)';
 }
 
+/**
+ * Names a plain JavaScript object cannot hold as its own key: assigning
+ * `o["__proto__"]` sets the prototype and the entry vanishes. Refused as node
+ * names, metadata keys and retry keys so they are never silently dropped.
+ */
+export const RESERVED_KEYS: readonly string[] = ['__proto__'];
+
+export function reservedKeyProblem(key: string): string | undefined {
+  return RESERVED_KEYS.includes(key) ? `${JSON.stringify(key)} is a reserved name` : undefined;
+}
+
+/** Length of `s` in UTF-8 bytes, without encoding it. */
+export function utf8Bytes(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n += 4;
+        i++;
+      } else n += 3;
+    } else n += 3;
+  }
+  return n;
+}
+
 /** The first metadata key or value that cannot be stored as text, as a sentence naming it; undefined when all can. */
 export function metadataProblem(metadata: Record<string, string[]>): string | undefined {
   for (const [key, values] of Object.entries(metadata)) {
+    const reserved = reservedKeyProblem(key);
+    if (reserved) return `metadata key ${reserved}`;
     const k = textProblem(key);
     if (k) return `metadata key ${JSON.stringify(key)} ${k}`;
     for (const v of values) {
@@ -55,7 +86,7 @@ export function validateGraph(spec: GraphSpec): string[] {
       problems.push(`${where.slice(0, 40)}…: name longer than ${LIMITS.maxNameLength} characters`);
     else if (names.has(node.name)) problems.push(`duplicate node name "${node.name}"`);
     names.add(node.name);
-    const nameProblem = node.name ? textProblem(node.name) : undefined;
+    const nameProblem = node.name ? (textProblem(node.name) ?? reservedKeyProblem(node.name)) : undefined;
     if (nameProblem) problems.push(`node #${i + 1}: name ${nameProblem}`);
     const runtimeProblem = node.runtime ? textProblem(node.runtime) : undefined;
     if (runtimeProblem) problems.push(`${where}: runtime ${runtimeProblem}`);
@@ -66,12 +97,12 @@ export function validateGraph(spec: GraphSpec): string[] {
       problems.push(`${where}: runtime name longer than ${LIMITS.maxNameLength} characters`);
     let metadataBytes = 0;
     for (const [key, values] of Object.entries(node.metadata)) {
-      metadataBytes += key.length;
-      for (const v of values) metadataBytes += v.length;
+      metadataBytes += utf8Bytes(key);
+      for (const v of values) metadataBytes += utf8Bytes(v);
     }
     if (metadataBytes > LIMITS.maxNodeMetadataBytes)
       problems.push(
-        `${where}: metadata is ${metadataBytes} bytes; the limit is ${LIMITS.maxNodeMetadataBytes}`,
+        `${where}: metadata is ${metadataBytes} bytes (UTF-8); the limit is ${LIMITS.maxNodeMetadataBytes}`,
       );
     for (const [conclusion, retry] of Object.entries(node.retry)) {
       if (!RETRY_CONCLUSIONS.includes(conclusion as never))

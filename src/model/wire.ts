@@ -11,7 +11,6 @@ import {
   type NodeState,
   type NodeStatus,
   RETRY_CONCLUSIONS,
-  type RetryConclusion,
   type Run,
   type RunConclusion,
   type RunStatus,
@@ -51,9 +50,20 @@ export function graphToJson(spec: GraphSpec): JsonValue {
   return toJson(pb.GraphSpecSchema, graphToProto(spec));
 }
 
-function metadataFromProto(m: { [k: string]: pb.MetadataValues }): Metadata {
+/**
+ * Sets an own property even for `__proto__`, which plain assignment would
+ * turn into a prototype change (dropping the entry): the key then reaches
+ * validation, which refuses it, instead of vanishing on the way.
+ */
+function setOwn<T>(o: Record<string, T>, k: string, v: T): void {
+  if (k === '__proto__')
+    Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+  else o[k] = v;
+}
+
+export function metadataFromProto(m: { [k: string]: pb.MetadataValues }): Metadata {
   const out: Metadata = {};
-  for (const [k, v] of Object.entries(m)) out[k] = [...v.values];
+  for (const [k, v] of Object.entries(m)) setOwn(out, k, [...v.values]);
   return out;
 }
 
@@ -65,7 +75,7 @@ function metadataToProto(m: Metadata): { [k: string]: pb.MetadataValues } {
 
 export function nodeSpecFromProto(n: pb.NodeSpec): NodeSpec {
   const retry: NodeSpec['retry'] = {};
-  for (const [k, v] of Object.entries(n.retry)) retry[k as RetryConclusion] = { maxAttempts: v.maxAttempts };
+  for (const [k, v] of Object.entries(n.retry)) setOwn(retry, k, { maxAttempts: v.maxAttempts });
   return { name: n.name, runtime: n.runtime, metadata: metadataFromProto(n.metadata), retry };
 }
 
@@ -144,7 +154,31 @@ export function attemptToProto(a: Attempt): pb.Attempt {
     agentId: a.agentId,
     startedAt: a.startedAt,
     finishedAt: a.finishedAt,
+    outputOmitted: a.omittedOutputBytes !== undefined,
+    outputSize: BigInt(a.omittedOutputBytes ?? a.output.byteLength),
   });
+}
+
+/**
+ * The run with attempt outputs kept within `budget` bytes: each node's last
+ * attempt first (what a reader wants most), then earlier attempts newest
+ * first; the rest are left out and marked with their size. A shallow copy.
+ */
+export function withOutputBudget(run: Run, budget: number): Run {
+  let left = budget;
+  const keep = new Set<Attempt>();
+  const take = (a: Attempt | undefined) => {
+    if (!a || a.output.byteLength > left) return;
+    left -= a.output.byteLength;
+    keep.add(a);
+  };
+  for (const n of run.nodes) take(n.attempts[n.attempts.length - 1]);
+  for (const n of run.nodes) for (let i = n.attempts.length - 2; i >= 0; i--) take(n.attempts[i]);
+  const trim = (a: Attempt): Attempt =>
+    keep.has(a) || a.output.byteLength === 0
+      ? a
+      : { ...a, output: new Uint8Array(), omittedOutputBytes: a.output.byteLength };
+  return { ...run, nodes: run.nodes.map((n) => ({ ...n, attempts: n.attempts.map(trim) })) };
 }
 
 export function nodeToProto(n: NodeState): pb.Node {
@@ -179,6 +213,7 @@ export function nodeFromProto(n: pb.Node): NodeState {
       agentId: a.agentId,
       startedAt: a.startedAt,
       finishedAt: a.finishedAt,
+      ...(a.outputOmitted ? { omittedOutputBytes: Number(a.outputSize) } : {}),
     })),
     startedAt: n.startedAt,
     finishedAt: n.finishedAt,

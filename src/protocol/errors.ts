@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'unauthenticated'
   | 'permission_denied'
   | 'too_large'
+  | 'overloaded'
   | 'internal';
 
 export abstract class AdagioError extends Error {
@@ -38,7 +39,7 @@ export class InvalidArgumentError extends AdagioError {
 export class NotFoundError extends AdagioError {
   readonly code = 'not_found';
   constructor(
-    readonly kind: 'run' | 'node' | 'agent' | 'lease',
+    readonly kind: 'run' | 'node' | 'agent' | 'lease' | 'attempt',
     readonly id: string,
   ) {
     super(`${kind} ${JSON.stringify(id)} not found`);
@@ -104,6 +105,11 @@ export function claimNotLive(
     req.runId,
     req.node,
   );
+}
+
+/** The backend has too much queued work to take more now (admission control); retry later. */
+export class OverloadedError extends AdagioError {
+  readonly code = 'overloaded';
 }
 
 export function isAdagioError(e: unknown): e is AdagioError {

@@ -55,6 +55,31 @@ describe('API bad-input fuzzing', () => {
   };
   const stillServing = async () => assert.equal((await fetch(`${address}/healthz`)).status, 200);
 
+  it('unknown fields are refused on the JSON route, Connect JSON and Connect binary alike', async () => {
+    const spec = { nodes: [{ name: 'a', runtime: 'debug', retries: { fail: 3 } }], edges: [] };
+    const json = await put(JSON.stringify({ spec }));
+    assertClientError(json, 'PUT /v0/runs with "retries"');
+    const connectJson = await fetch(`${address}/adagio.rpc.controlplane.ControlPlane/Start`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ spec }),
+    });
+    assert.equal(connectJson.status, 400, await connectJson.text());
+    const valid = toBinary(
+      cp.StartRequestSchema,
+      create(cp.StartRequestSchema, { spec: { nodes: [{ name: 'a', runtime: 'debug' }], edges: [] } }),
+    );
+    // Field 15, varint 1: a field this server does not know.
+    const withUnknown = new Uint8Array([...valid, (15 << 3) | 0, 1]);
+    const connectBinary = await fetch(`${address}/adagio.rpc.controlplane.ControlPlane/Start`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/proto' },
+      body: withUnknown,
+    });
+    assert.equal(connectBinary.status, 400, await connectBinary.text());
+    await stillServing();
+  });
+
   it('arbitrary JSON bodies get a 4xx naming the problem', async () => {
     await fc.assert(
       fc.asyncProperty(fc.jsonValue(), async (value) => {
@@ -141,6 +166,22 @@ describe('API bad-input fuzzing', () => {
       }),
       { ...params, numRuns: Math.ceil(RUNS / 3) },
     );
+    await stillServing();
+  });
+
+  it('malformed protobuf over gRPC-Web is INVALID_ARGUMENT, not INTERNAL', async () => {
+    // A well-formed envelope around bytes that are not a StartRequest (field 1 claims 100 bytes, has 1).
+    const message = Uint8Array.from([0x0a, 100, 0x01]);
+    const envelope = new Uint8Array(5 + message.byteLength);
+    new DataView(envelope.buffer).setUint32(1, message.byteLength);
+    envelope.set(message, 5);
+    const res = await fetch(`${address}/adagio.rpc.controlplane.ControlPlane/Start`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/grpc-web+proto', 'X-Grpc-Web': '1' },
+      body: envelope,
+    });
+    await res.arrayBuffer();
+    assert.equal(res.headers.get('grpc-status'), '3', `grpc-status ${res.headers.get('grpc-status')}`);
     await stillServing();
   });
 

@@ -36,6 +36,7 @@ import { claimsSpec } from './claims.js';
 import { type BackendFactory, type Capability, conformanceTest } from './harness.js';
 import { leasesSpec } from './leases.js';
 import { listingSpec } from './listing.js';
+import { malformedSpec } from './malformed.js';
 import { outputSpec } from './output.js';
 import { requestsSpec } from './requests.js';
 import { retrySpec } from './retry.js';
@@ -65,5 +66,6 @@ export function runConformance(
     sizeSpec(test);
     outputSpec(test);
     requestsSpec(test);
+    malformedSpec(test);
   });
 }

@@ -15,6 +15,7 @@ import {
   type Stats,
   ulidFloor,
 } from '../../model/index.js';
+import { decodeCursor, encodeCursor } from '../../model/requests.js';
 import { NotFoundError } from '../../protocol/errors.js';
 import type { ClaimRef, ListRunsQuery, RunPage } from '../../protocol/repository.js';
 import type { EtcdContext, NodeTopology } from './context.js';
@@ -143,7 +144,7 @@ export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<
   let end = prefixEnd(base);
   // until (exclusive) and the cursor bound the newest end; since (inclusive) the oldest.
   if (query.until !== undefined) start = maxBuf(start, after(ulidFloor(query.until)));
-  if (query.cursor) start = maxBuf(start, after(query.cursor));
+  if (query.cursor) start = maxBuf(start, after(decodeCursor(query.cursor).runId));
   if (query.since !== undefined) end = minBuf(end, after(ulidFloor(query.since)));
   if (Buffer.compare(start, end) >= 0) return { runs: [] };
   const res = await store.retrying('list runs', () =>
@@ -194,7 +195,13 @@ export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<
       s.conclusion ??= run.conclusion;
       s.finishedAt = run.finishedAt;
     }
-  return { runs: summaries, nextCursor: ids.length > limit ? page[page.length - 1] : undefined };
+  // Keyed by the page's last id even when that run was deleted in between; etcd pages by id alone.
+  const lastId = page[page.length - 1];
+  const lastMs = Date.parse(summaries.find((s) => s.id === lastId)?.createdAt ?? '') || 0;
+  return {
+    runs: summaries,
+    nextCursor: ids.length > limit && lastId ? encodeCursor(lastMs, lastId) : undefined,
+  };
 }
 
 const maxBuf = (a: Buffer, b: Buffer) => (Buffer.compare(a, b) >= 0 ? a : b);

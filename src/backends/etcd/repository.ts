@@ -10,6 +10,7 @@ import {
   ulidFloor,
   ulidSource,
 } from '../../model/index.js';
+import * as checks from '../../model/requests.js';
 import {
   type AgentRegistration,
   type AppendOutputRequest,
@@ -129,6 +130,7 @@ export class EtcdRepository implements Repository {
 
   async inspect(runId: string): Promise<Run> {
     this.assertOpen();
+    checks.checkRunId(runId);
     return (await this.store.retrying('inspect', () => reads.loadRun(this.ctx, runId))).run;
   }
 
@@ -144,6 +146,7 @@ export class EtcdRepository implements Repository {
 
   async cancel(runId: string): Promise<Run> {
     this.assertOpen();
+    checks.checkRunId(runId);
     await cancelRun(this.ctx, runId);
     return this.inspect(runId);
   }
@@ -155,27 +158,31 @@ export class EtcdRepository implements Repository {
 
   // ---- leases and agents
 
-  grantLease(ttlMs?: number): Promise<Lease> {
+  async grantLease(ttlMs?: number): Promise<Lease> {
     this.assertOpen();
+    if (ttlMs !== undefined) checks.checkLeaseTtl(ttlMs);
     return this.leases.grant(ttlMs);
   }
 
-  keepAlive(leaseId: string): Promise<void> {
+  async keepAlive(leaseId: string): Promise<void> {
     this.assertOpen();
+    checks.checkId('lease id', leaseId);
     return this.leases.keepAlive(leaseId);
   }
 
-  revokeLease(leaseId: string): Promise<void> {
+  async revokeLease(leaseId: string): Promise<void> {
     this.assertOpen();
     return this.leases.revoke(leaseId);
   }
 
-  registerAgent(leaseId: string, agent: AgentRegistration): Promise<AgentInfo> {
+  async registerAgent(leaseId: string, agent: AgentRegistration): Promise<AgentInfo> {
     this.assertOpen();
+    checks.checkId('lease id', leaseId);
+    checks.checkAgentRegistration(agent);
     return this.leases.register(leaseId, agent);
   }
 
-  deregisterAgent(agentId: string): Promise<void> {
+  async deregisterAgent(agentId: string): Promise<void> {
     this.assertOpen();
     return this.leases.deregister(agentId);
   }
@@ -187,13 +194,17 @@ export class EtcdRepository implements Repository {
 
   // ---- claims
 
-  claim(request: ClaimRequest): Promise<ClaimedNode | undefined> {
+  async claim(request: ClaimRequest): Promise<ClaimedNode | undefined> {
     this.assertOpen();
+    checks.checkRunId(request.runId);
+    checks.checkNodeName(request.node);
     return this.claims.claim(request);
   }
 
-  finish(request: FinishRequest): Promise<void> {
+  async finish(request: FinishRequest): Promise<void> {
     this.assertOpen();
+    checks.checkRunId(request.runId);
+    checks.checkNodeName(request.node);
     return this.finishes.finish(request);
   }
 
@@ -216,6 +227,7 @@ export class EtcdRepository implements Repository {
 
   watch(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent> {
     this.assertOpen();
+    checks.checkRunId(runId);
     return this.streams.watch(runId, options);
   }
 

@@ -1,11 +1,17 @@
 import {
   type AgentInfo,
   type Clock,
+  checkAgentRegistration,
   checkConclusion,
   checkGraph,
+  checkId,
   checkListLimit,
   checkMetadata,
+  checkNodeName,
+  checkRunId,
+  decodeCursor,
   emptyNodeCounts,
+  encodeCursor,
   type GraphSpec,
   type IdSource,
   type NodeStatus,
@@ -120,20 +126,22 @@ export class MemoryRepository implements Repository {
 
   async inspect(runId: string): Promise<Run> {
     this.assertOpen();
+    checkRunId(runId);
     return runSnapshot(this.getRun(runId));
   }
 
   async listRuns(query: ListRunsQuery = {}): Promise<RunPage> {
     this.assertOpen();
     const limit = checkListLimit(query.limit);
+    const cursor = query.cursor ? decodeCursor(query.cursor) : undefined;
     const list = this.runList;
     // Upper bound (exclusive) as an index: the until window, then the cursor.
     let end = list.length;
     if (query.until !== undefined) end = lowerBound(list, (r) => r.createdAt < query.until!);
-    if (query.cursor)
+    if (cursor)
       end = Math.min(
         end,
-        lowerBound(list, (r) => r.id < query.cursor!),
+        lowerBound(list, (r) => r.id < cursor.runId),
       );
     const runs = [];
     let i = end - 1;
@@ -150,7 +158,11 @@ export class MemoryRepository implements Repository {
       });
     }
     const more = i >= 0 && (query.since === undefined || list[i]!.createdAt >= query.since);
-    return { runs, nextCursor: more && runs.length > 0 ? runs[runs.length - 1]!.id : undefined };
+    const last = list[i + 1];
+    return {
+      runs,
+      nextCursor: more && runs.length > 0 && last ? encodeCursor(last.createdAt, last.id) : undefined,
+    };
   }
 
   async stats(): Promise<Stats> {
@@ -160,6 +172,7 @@ export class MemoryRepository implements Repository {
 
   async cancel(runId: string): Promise<Run> {
     this.assertOpen();
+    checkRunId(runId);
     const run = this.getRun(runId);
     cancelRun(run, this.clock.now(), this.hooks);
     return runSnapshot(run);
@@ -189,6 +202,7 @@ export class MemoryRepository implements Repository {
 
   async keepAlive(leaseId: string): Promise<void> {
     this.assertOpen();
+    checkId('lease id', leaseId);
     this.leases.keepAlive(leaseId);
   }
 
@@ -199,6 +213,8 @@ export class MemoryRepository implements Repository {
 
   async registerAgent(leaseId: string, agent: AgentRegistration): Promise<AgentInfo> {
     this.assertOpen();
+    checkId('lease id', leaseId);
+    checkAgentRegistration(agent);
     return this.leases.register(leaseId, agent);
   }
 
@@ -221,6 +237,8 @@ export class MemoryRepository implements Repository {
 
   async claim(request: ClaimRequest): Promise<ClaimedNode | undefined> {
     this.assertOpen();
+    checkRunId(request.runId);
+    checkNodeName(request.node);
     checkMetadata(request.metadata);
     const leaseId = this.leases.check(request.leaseId);
     const node = this.getNode(request.runId, request.node);
@@ -247,6 +265,8 @@ export class MemoryRepository implements Repository {
 
   async finish(request: FinishRequest): Promise<void> {
     this.assertOpen();
+    checkRunId(request.runId);
+    checkNodeName(request.node);
     checkConclusion(request.conclusion);
     checkMetadata(request.metadata);
     const node = this.getNode(request.runId, request.node);
@@ -298,6 +318,7 @@ export class MemoryRepository implements Repository {
 
   watch(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent> {
     this.assertOpen();
+    checkRunId(runId);
     return this.streams.watch(this.getRun(runId), options);
   }
 

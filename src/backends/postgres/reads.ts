@@ -13,9 +13,9 @@ import {
   runFinishedAt,
   type Stats,
 } from '../../model/index.js';
+import { decodeCursor, encodeCursor } from '../../model/requests.js';
 import {
   type ClaimRef,
-  InvalidArgumentError,
   type ListRunsQuery,
   NotFoundError,
   type RunPage,
@@ -131,16 +131,6 @@ export function finishedAtOf(run: RunRow, nodes: NodeState[]): string | undefine
   return run.remaining === 0 ? runFinishedAt(nodes) || undefined : undefined;
 }
 
-/** Cursor: "<created_at ms>.<id>" of the last run on the previous page (keyset paging). */
-function parseCursor(cursor: string): [number, string] {
-  const dot = cursor.indexOf('.');
-  const ms = Number(cursor.slice(0, dot));
-  const id = cursor.slice(dot + 1);
-  if (dot < 1 || !Number.isSafeInteger(ms) || !id)
-    throw new InvalidArgumentError(`malformed cursor ${JSON.stringify(cursor)}`);
-  return [ms, id];
-}
-
 export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
   const limit = checkListLimit(query.limit);
   const where: string[] = [];
@@ -154,8 +144,8 @@ export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
     where.push(`created_at < $${values.length}`);
   }
   if (query.cursor) {
-    const [ms, id] = parseCursor(query.cursor);
-    values.push(ms, id);
+    const c = decodeCursor(query.cursor);
+    values.push(c.createdAtMs, c.runId);
     where.push(`(created_at, id) < ($${values.length - 1}, $${values.length})`);
   }
   values.push(limit + 1);
@@ -197,7 +187,10 @@ export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
     };
   });
   const last = page[page.length - 1];
-  return { runs, nextCursor: rows.length > limit && last ? `${last.created_at}.${last.id}` : undefined };
+  return {
+    runs,
+    nextCursor: rows.length > limit && last ? encodeCursor(Number(last.created_at), last.id) : undefined,
+  };
 }
 
 /**

@@ -10,6 +10,7 @@ import {
   systemClock,
   ulidSource,
 } from '../../model/index.js';
+import * as checks from '../../model/requests.js';
 import {
   type AgentRegistration,
   type AppendOutputRequest,
@@ -210,7 +211,8 @@ export class PostgresRepository implements Repository {
     return this.run(() => startRun(this.ctx, spec));
   }
 
-  inspect(runId: string): Promise<Run> {
+  async inspect(runId: string): Promise<Run> {
+    checks.checkRunId(runId);
     return this.run(() => this.db.retrying('inspect', () => reads.inspect(this.db, runId)));
   }
 
@@ -222,7 +224,8 @@ export class PostgresRepository implements Repository {
     return this.run(() => this.db.retrying('stats', () => reads.stats(this.db)));
   }
 
-  cancel(runId: string): Promise<Run> {
+  async cancel(runId: string): Promise<Run> {
+    checks.checkRunId(runId);
     return this.run(async () => {
       await cancelRun(this.ctx, runId);
       return this.db.retrying('inspect', () => reads.inspect(this.db, runId));
@@ -245,23 +248,29 @@ export class PostgresRepository implements Repository {
 
   // ---- leases and agents
 
-  grantLease(ttlMs?: number): Promise<Lease> {
+  async grantLease(ttlMs?: number): Promise<Lease> {
+    if (ttlMs !== undefined) checks.checkLeaseTtl(ttlMs);
     return this.run(() => leases.grantLease(this.ctx, ttlMs));
   }
 
-  keepAlive(leaseId: string): Promise<void> {
+  async keepAlive(leaseId: string): Promise<void> {
+    checks.checkId('lease id', leaseId);
     return this.run(() => leases.keepAlive(this.ctx, leaseId));
   }
 
-  revokeLease(leaseId: string): Promise<void> {
+  async revokeLease(leaseId: string): Promise<void> {
+    checks.checkId('lease id', leaseId);
     return this.run(() => leases.revokeLease(this.ctx, leaseId));
   }
 
-  registerAgent(leaseId: string, agent: AgentRegistration): Promise<AgentInfo> {
+  async registerAgent(leaseId: string, agent: AgentRegistration): Promise<AgentInfo> {
+    checks.checkId('lease id', leaseId);
+    checks.checkAgentRegistration(agent);
     return this.run(() => leases.registerAgent(this.ctx, leaseId, agent));
   }
 
-  deregisterAgent(agentId: string): Promise<void> {
+  async deregisterAgent(agentId: string): Promise<void> {
+    checks.checkId('agent id', agentId);
     return this.run(() => leases.deregisterAgent(this.ctx, agentId));
   }
 
@@ -289,11 +298,15 @@ export class PostgresRepository implements Repository {
 
   // ---- claims
 
-  claim(request: ClaimRequest): Promise<ClaimedNode | undefined> {
+  async claim(request: ClaimRequest): Promise<ClaimedNode | undefined> {
+    checks.checkRunId(request.runId);
+    checks.checkNodeName(request.node);
     return this.run(() => claimNode(this.ctx, request));
   }
 
-  finish(request: FinishRequest): Promise<void> {
+  async finish(request: FinishRequest): Promise<void> {
+    checks.checkRunId(request.runId);
+    checks.checkNodeName(request.node);
     return this.run(() => finishNode(this.ctx, request));
   }
 
@@ -315,6 +328,7 @@ export class PostgresRepository implements Repository {
 
   watch(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent> {
     if (this.closed) throw new UnavailableError('PostgreSQL repository is closed');
+    checks.checkRunId(runId);
     void this.ensureReady().catch(() => {});
     return this.streams.watch(runId, options);
   }

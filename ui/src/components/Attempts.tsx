@@ -1,10 +1,12 @@
+import { useState } from 'react';
 import type { Attempt } from '../../../src/gen/adagio/v1/adagio_pb.js';
+import { api, errorMessage } from '../api/client.js';
 import { bytesToText, conclusionLook, formatDuration, formatTime } from '../api/format.js';
 import { Badge } from './Badge.js';
 import { KeyValues, metadataEntries } from './KeyValues.js';
 
 /** A node's attempts, newest first, each with timing and its output shown as plain text. */
-export function Attempts({ attempts }: { attempts: Attempt[] }) {
+export function Attempts({ runId, node, attempts }: { runId: string; node: string; attempts: Attempt[] }) {
   if (attempts.length === 0) return <p className="muted">No attempts yet.</p>;
   const numbered = attempts.map((a, i) => ({ a, n: i + 1 })).reverse();
   return (
@@ -21,11 +23,37 @@ export function Attempts({ attempts }: { attempts: Attempt[] }) {
             {a.agentId && <span>agent {a.agentId}</span>}
             {a.claimId && <span>claim {a.claimId}</span>}
           </div>
-          <Output bytes={a.output} />
+          {a.outputOmitted ? (
+            <OmittedOutput runId={runId} node={node} attempt={n} size={Number(a.outputSize)} />
+          ) : (
+            <Output bytes={a.output} />
+          )}
           {Object.keys(a.metadata).length > 0 && <KeyValues entries={metadataEntries(a.metadata)} />}
         </li>
       ))}
     </ol>
+  );
+}
+
+/** An output the API left out of the run (over its read budget): fetched on request. */
+function OmittedOutput({ runId, node, attempt, size }: { runId: string; node: string; attempt: number; size: number }) {
+  const [state, setState] = useState<{ bytes?: Uint8Array; error?: string; loading?: boolean }>({});
+  if (state.bytes) return <Output bytes={state.bytes} />;
+  const load = () => {
+    setState({ loading: true });
+    api
+      .getAttemptOutput({ runId, node, attempt })
+      .then((r) => setState({ bytes: r.output }))
+      .catch((e: unknown) => setState({ error: errorMessage(e) }));
+  };
+  return (
+    <p className="muted">
+      Output of {size} bytes not loaded.{' '}
+      <button type="button" onClick={load} disabled={state.loading} data-load-output={attempt}>
+        {state.loading ? 'Loading…' : 'Load output'}
+      </button>
+      {state.error && <span className="error"> {state.error}</span>}
+    </p>
   );
 }
 

@@ -6,7 +6,12 @@ import { Badge } from './Badge.js';
 import { KeyValues, metadataEntries } from './KeyValues.js';
 
 /** Everything about one node: spec (runtime, arguments), attempts, inputs, claim. */
-export function NodePanel({ node, why, onClose }: { node: Node; why?: string; onClose: () => void }) {
+export function NodePanel({
+  runId,
+  node,
+  why,
+  onClose,
+}: { runId: string; node: Node; why?: string; onClose: () => void }) {
   const now = useNow(node.status === Node_Status.RUNNING ? 1000 : 0);
   const spec = node.spec;
   const runtime = spec?.runtime ?? '';
@@ -82,7 +87,7 @@ export function NodePanel({ node, why, onClose }: { node: Node; why?: string; on
 
       <section>
         <h3>Attempts ({node.attempts.length})</h3>
-        <Attempts attempts={node.attempts} />
+        <Attempts runId={runId} node={spec?.name ?? ''} attempts={node.attempts} />
       </section>
 
       <section>

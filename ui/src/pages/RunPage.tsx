@@ -52,6 +52,7 @@ export function RunPage({ id }: { id: string }) {
         )}
         {selectedNode && (
           <NodePanel
+            runId={id}
             node={selectedNode}
             why={whyOf(selectedNode, live)}
             onClose={() => select(undefined)}

@@ -134,9 +134,12 @@ export function useLiveRun(runId: string): LiveRun {
       let backoff = 500;
       while (!signal.aborted) {
         let completed = false;
+        // Node messages carry only the attempts not sent before (attempts_from): keep each node's list here.
+        const attempts = new Map<string, Node['attempts']>();
         try {
           for await (const msg of api.watch({ id: runId }, { signal })) {
             if (msg.run) {
+              for (const n of msg.run.nodes) if (n.spec) attempts.set(n.spec.name, n.attempts);
               size.current = msg.run.nodes.length;
               pending.current.run = msg.run;
               pending.current.nodes.clear();
@@ -152,6 +155,9 @@ export function useLiveRun(runId: string): LiveRun {
               }
             } else if (msg.node?.spec) {
               const name = msg.node.spec.name;
+              const earlier = (attempts.get(name) ?? []).slice(0, msg.attemptsFrom);
+              msg.node.attempts = [...earlier, ...msg.node.attempts];
+              attempts.set(name, msg.node.attempts);
               const known = pending.current.nodes.get(name) ?? rendered.current.get(name);
               pending.current.nodes.set(name, keepLiveOutput(known, msg.node));
               completed = msg.runStatus === Run_Status.COMPLETED;

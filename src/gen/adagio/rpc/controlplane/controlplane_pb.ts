@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file adagio/rpc/controlplane/controlplane.proto.
  */
 export const file_adagio_rpc_controlplane_controlplane: GenFile = /*@__PURE__*/
-  fileDesc("CiphZGFnaW8vcnBjL2NvbnRyb2xwbGFuZS9jb250cm9scGxhbmUucHJvdG8SF2FkYWdpby5ycGMuY29udHJvbHBsYW5lIg4KDFN0YXRzUmVxdWVzdCIwCg1TdGF0c1Jlc3BvbnNlEh8KBXN0YXRzGAEgASgLMhAuYWRhZ2lvLnYxLlN0YXRzIjIKDFN0YXJ0UmVxdWVzdBIiCgRzcGVjGAEgASgLMhQuYWRhZ2lvLnYxLkdyYXBoU3BlYyI+Cg1TdGFydFJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLmFkYWdpby52MS5SdW4SEAoId2FybmluZ3MYAiADKAkiVQoPTGlzdFJ1bnNSZXF1ZXN0EhAKCHN0YXJ0X25zGAEgASgDEhEKCWZpbmlzaF9ucxgCIAEoAxINCgVsaW1pdBgDIAEoBRIOCgZjdXJzb3IYBCABKAkiRQoQTGlzdFJ1bnNSZXNwb25zZRIcCgRydW5zGAEgAygLMg4uYWRhZ2lvLnYxLlJ1bhITCgtuZXh0X2N1cnNvchgCIAEoCSIcCg5JbnNwZWN0UmVxdWVzdBIKCgJpZBgBIAEoCSIuCg9JbnNwZWN0UmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1biITChFMaXN0QWdlbnRzUmVxdWVzdCI2ChJMaXN0QWdlbnRzUmVzcG9uc2USIAoGYWdlbnRzGAEgAygLMhAuYWRhZ2lvLnYxLkFnZW50IhsKDUNhbmNlbFJlcXVlc3QSCgoCaWQYASABKAkiLQoOQ2FuY2VsUmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1biIaCgxXYXRjaFJlcXVlc3QSCgoCaWQYASABKAki3wEKDVdhdGNoUmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1bhIdCgRub2RlGAIgASgLMg8uYWRhZ2lvLnYxLk5vZGUSKQoKcnVuX3N0YXR1cxgDIAEoDjIVLmFkYWdpby52MS5SdW4uU3RhdHVzEjEKDnJ1bl9jb25jbHVzaW9uGAQgASgOMhkuYWRhZ2lvLnYxLlJ1bi5Db25jbHVzaW9uEjQKBm91dHB1dBgFIAEoCzIkLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLk91dHB1dENodW5rIlAKC091dHB1dENodW5rEhEKCW5vZGVfbmFtZRgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEg4KBm9mZnNldBgDIAEoAxINCgVjaHVuaxgEIAEoDDKZBQoMQ29udHJvbFBsYW5lElYKBVN0YXRzEiUuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhdHNSZXF1ZXN0GiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhdHNSZXNwb25zZRJWCgVTdGFydBIlLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlN0YXJ0UmVxdWVzdBomLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlN0YXJ0UmVzcG9uc2USXwoITGlzdFJ1bnMSKC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0UnVuc1JlcXVlc3QaKS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0UnVuc1Jlc3BvbnNlElwKB0luc3BlY3QSJy5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5JbnNwZWN0UmVxdWVzdBooLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkluc3BlY3RSZXNwb25zZRJlCgpMaXN0QWdlbnRzEiouYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuTGlzdEFnZW50c1JlcXVlc3QaKy5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0QWdlbnRzUmVzcG9uc2USWQoGQ2FuY2VsEiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuQ2FuY2VsUmVxdWVzdBonLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkNhbmNlbFJlc3BvbnNlElgKBVdhdGNoEiUuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuV2F0Y2hSZXF1ZXN0GiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuV2F0Y2hSZXNwb25zZTABYgZwcm90bzM", [file_adagio_v1_adagio]);
+  fileDesc("CiphZGFnaW8vcnBjL2NvbnRyb2xwbGFuZS9jb250cm9scGxhbmUucHJvdG8SF2FkYWdpby5ycGMuY29udHJvbHBsYW5lIg4KDFN0YXRzUmVxdWVzdCIwCg1TdGF0c1Jlc3BvbnNlEh8KBXN0YXRzGAEgASgLMhAuYWRhZ2lvLnYxLlN0YXRzIjIKDFN0YXJ0UmVxdWVzdBIiCgRzcGVjGAEgASgLMhQuYWRhZ2lvLnYxLkdyYXBoU3BlYyI+Cg1TdGFydFJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLmFkYWdpby52MS5SdW4SEAoId2FybmluZ3MYAiADKAkiVQoPTGlzdFJ1bnNSZXF1ZXN0EhAKCHN0YXJ0X25zGAEgASgDEhEKCWZpbmlzaF9ucxgCIAEoAxINCgVsaW1pdBgDIAEoBRIOCgZjdXJzb3IYBCABKAkiRQoQTGlzdFJ1bnNSZXNwb25zZRIcCgRydW5zGAEgAygLMg4uYWRhZ2lvLnYxLlJ1bhITCgtuZXh0X2N1cnNvchgCIAEoCSIcCg5JbnNwZWN0UmVxdWVzdBIKCgJpZBgBIAEoCSIuCg9JbnNwZWN0UmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1biITChFMaXN0QWdlbnRzUmVxdWVzdCI2ChJMaXN0QWdlbnRzUmVzcG9uc2USIAoGYWdlbnRzGAEgAygLMhAuYWRhZ2lvLnYxLkFnZW50IhsKDUNhbmNlbFJlcXVlc3QSCgoCaWQYASABKAkiLQoOQ2FuY2VsUmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1biIaCgxXYXRjaFJlcXVlc3QSCgoCaWQYASABKAki9gEKDVdhdGNoUmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1bhIdCgRub2RlGAIgASgLMg8uYWRhZ2lvLnYxLk5vZGUSKQoKcnVuX3N0YXR1cxgDIAEoDjIVLmFkYWdpby52MS5SdW4uU3RhdHVzEjEKDnJ1bl9jb25jbHVzaW9uGAQgASgOMhkuYWRhZ2lvLnYxLlJ1bi5Db25jbHVzaW9uEhUKDWF0dGVtcHRzX2Zyb20YBSABKA0SNAoGb3V0cHV0GAYgASgLMiQuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuT3V0cHV0Q2h1bmsiUAoLT3V0cHV0Q2h1bmsSEQoJbm9kZV9uYW1lGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSDgoGb2Zmc2V0GAMgASgDEg0KBWNodW5rGAQgASgMIkgKF0dldEF0dGVtcHRPdXRwdXRSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIMCgRub2RlGAIgASgJEg8KB2F0dGVtcHQYAyABKA0iKgoYR2V0QXR0ZW1wdE91dHB1dFJlc3BvbnNlEg4KBm91dHB1dBgBIAEoDDKSBgoMQ29udHJvbFBsYW5lElYKBVN0YXRzEiUuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhdHNSZXF1ZXN0GiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhdHNSZXNwb25zZRJWCgVTdGFydBIlLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlN0YXJ0UmVxdWVzdBomLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlN0YXJ0UmVzcG9uc2USXwoITGlzdFJ1bnMSKC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0UnVuc1JlcXVlc3QaKS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0UnVuc1Jlc3BvbnNlElwKB0luc3BlY3QSJy5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5JbnNwZWN0UmVxdWVzdBooLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkluc3BlY3RSZXNwb25zZRJlCgpMaXN0QWdlbnRzEiouYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuTGlzdEFnZW50c1JlcXVlc3QaKy5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0QWdlbnRzUmVzcG9uc2USWQoGQ2FuY2VsEiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuQ2FuY2VsUmVxdWVzdBonLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkNhbmNlbFJlc3BvbnNlElgKBVdhdGNoEiUuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuV2F0Y2hSZXF1ZXN0GiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuV2F0Y2hSZXNwb25zZTABEncKEEdldEF0dGVtcHRPdXRwdXQSMC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5HZXRBdHRlbXB0T3V0cHV0UmVxdWVzdBoxLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkdldEF0dGVtcHRPdXRwdXRSZXNwb25zZWIGcHJvdG8z", [file_adagio_v1_adagio]);
 
 /**
  * @generated from message adagio.rpc.controlplane.StatsRequest
@@ -287,9 +287,18 @@ export type WatchResponse = Message<"adagio.rpc.controlplane.WatchResponse"> & {
   runConclusion: Run_Conclusion;
 
   /**
+   * On node messages: node.attempts holds only the attempts from this
+   * 0-based index on; the earlier ones were sent before (in the first
+   * message or an earlier node message), so each attempt crosses once.
+   *
+   * @generated from field: uint32 attempts_from = 5;
+   */
+  attemptsFrom: number;
+
+  /**
    * Set on messages carrying output a running attempt streamed (no node, run or status then).
    *
-   * @generated from field: adagio.rpc.controlplane.OutputChunk output = 5;
+   * @generated from field: adagio.rpc.controlplane.OutputChunk output = 6;
    */
   output?: OutputChunk | undefined;
 };
@@ -335,6 +344,52 @@ export type OutputChunk = Message<"adagio.rpc.controlplane.OutputChunk"> & {
  */
 export const OutputChunkSchema: GenMessage<OutputChunk> = /*@__PURE__*/
   messageDesc(file_adagio_rpc_controlplane_controlplane, 14);
+
+/**
+ * @generated from message adagio.rpc.controlplane.GetAttemptOutputRequest
+ */
+export type GetAttemptOutputRequest = Message<"adagio.rpc.controlplane.GetAttemptOutputRequest"> & {
+  /**
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * @generated from field: string node = 2;
+   */
+  node: string;
+
+  /**
+   * 1-based, as in the node's attempts list.
+   *
+   * @generated from field: uint32 attempt = 3;
+   */
+  attempt: number;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.GetAttemptOutputRequest.
+ * Use `create(GetAttemptOutputRequestSchema)` to create a new message.
+ */
+export const GetAttemptOutputRequestSchema: GenMessage<GetAttemptOutputRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 15);
+
+/**
+ * @generated from message adagio.rpc.controlplane.GetAttemptOutputResponse
+ */
+export type GetAttemptOutputResponse = Message<"adagio.rpc.controlplane.GetAttemptOutputResponse"> & {
+  /**
+   * @generated from field: bytes output = 1;
+   */
+  output: Uint8Array;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.GetAttemptOutputResponse.
+ * Use `create(GetAttemptOutputResponseSchema)` to create a new message.
+ */
+export const GetAttemptOutputResponseSchema: GenMessage<GetAttemptOutputResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 16);
 
 /**
  * The control plane. New capabilities are added as new methods, never by
@@ -401,6 +456,17 @@ export const ControlPlane: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchRequestSchema;
     output: typeof WatchResponseSchema;
+  },
+  /**
+   * One attempt's full output (Inspect and Watch leave outputs out past a
+   * budget and mark them output_omitted).
+   *
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.GetAttemptOutput
+   */
+  getAttemptOutput: {
+    methodKind: "unary";
+    input: typeof GetAttemptOutputRequestSchema;
+    output: typeof GetAttemptOutputResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_adagio_rpc_controlplane_controlplane, 0);
