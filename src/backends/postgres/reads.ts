@@ -14,12 +14,7 @@ import {
   type Stats,
 } from '../../model/index.js';
 import { decodeCursor, encodeCursor } from '../../model/requests.js';
-import {
-  type ClaimRef,
-  type ListRunsQuery,
-  NotFoundError,
-  type RunPage,
-} from '../../protocol/index.js';
+import { type ClaimRef, type ListRunsQuery, NotFoundError, type RunPage } from '../../protocol/index.js';
 import type { Db } from './db.js';
 import { readLiveOutputs } from './output.js';
 import {
