@@ -99,5 +99,6 @@ export function fromControlError(e: unknown, ctx: { runId?: string }): unknown {
   if (e.code === 'not_found' && ctx.runId !== undefined) return new NotFoundError('run', ctx.runId);
   if (e.code === 'invalid_argument' && e.message.startsWith(GRAPH_PREFIX))
     return new InvalidGraphError(e.message.slice(GRAPH_PREFIX.length).split('; '));
+  if (e.code === 'invalid_argument') return new InvalidArgumentError(e.message);
   return e;
 }

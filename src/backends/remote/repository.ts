@@ -6,7 +6,14 @@ import { claimedFromProto, conclusionToProto, metadataToProto } from '../../api/
 import { AdagioClient } from '../../client/index.js';
 import * as ag from '../../gen/adagio/rpc/agent/agent_pb.js';
 import * as pb from '../../gen/adagio/v1/adagio_pb.js';
-import { checkConclusion, checkLeaseTtl, checkListLimit, checkMetadata } from '../../model/requests.js';
+import {
+  checkConclusion,
+  checkLeaseTtl,
+  checkListLimit,
+  checkMetadata,
+  checkRunId,
+  decodeCursor,
+} from '../../model/requests.js';
 import type { AgentInfo, GraphSpec, Run, Stats } from '../../model/types.js';
 import { validateGraph } from '../../model/validate.js';
 import { agentFromProto } from '../../model/wire.js';
@@ -203,6 +210,7 @@ export class RemoteRepository implements Repository {
   }
   async listRuns(query?: ListRunsQuery): Promise<RunPage> {
     checkListLimit(query?.limit);
+    if (query?.cursor) decodeCursor(query.cursor);
     return this.controlCall({}, () => this.control.listRuns(query));
   }
   stats(): Promise<Stats> {
@@ -214,7 +222,12 @@ export class RemoteRepository implements Repository {
   listAgents(): Promise<AgentInfo[]> {
     return this.controlCall({}, () => this.control.listAgents());
   }
-  async *watch(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent> {
+  watch(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent> {
+    checkRunId(runId); // before any call, as every backend refuses it
+    return this.watchStream(runId, options);
+  }
+
+  private async *watchStream(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent> {
     try {
       yield* this.control.watch(runId, options);
     } catch (e) {
