@@ -40,6 +40,9 @@ export interface ClaimRecord extends Claim {
   leaseId: string;
 }
 
+/** Shared empty output: a node's liveOutput is reset on every claim and finish, and a new typed array each time is measurable garbage. */
+const NO_BYTES = new Uint8Array(0);
+
 export interface NodeRecord {
   run: RunRecord;
   spec: NodeSpec;
@@ -117,7 +120,7 @@ export function createRun(
       upstream: [],
       downstream: [],
       pendingUpstream: upCount,
-      liveOutput: new Uint8Array(),
+      liveOutput: NO_BYTES,
       nextOutputSeq: 0,
     };
     run.nodes.set(s.name, node);
@@ -172,9 +175,9 @@ export function claimNode(
     node.finishedAt = 0;
     const inputs: Record<string, Uint8Array> = {};
     for (const up of node.upstream)
-      inputs[up.spec.name] = up.attempts[up.attempts.length - 1]?.output ?? new Uint8Array();
+      inputs[up.spec.name] = up.attempts[up.attempts.length - 1]?.output ?? NO_BYTES;
     node.inputs = inputs;
-    node.liveOutput = new Uint8Array();
+    node.liveOutput = NO_BYTES;
     node.nextOutputSeq = 0;
     setStatus(node, 'RUNNING', now, hooks);
     hooks.nodeChanged(node);
@@ -224,7 +227,7 @@ export function finishNode(
     },
   ];
   releaseClaim(node, hooks);
-  node.liveOutput = new Uint8Array();
+  node.liveOutput = NO_BYTES;
   // Before the status change: the run's last change must carry its conclusion.
   if (outcome === 'FAILED') node.run.failed = true;
   setStatus(node, statusAfterFinish(outcome), now, hooks);
@@ -271,7 +274,7 @@ export function cancelRun(run: RunRecord, now: number, hooks: Hooks): boolean {
         ),
       ];
       releaseClaim(node, hooks);
-      node.liveOutput = new Uint8Array();
+      node.liveOutput = NO_BYTES;
     }
     setStatus(node, 'COMPLETED', now, hooks);
     hooks.nodeChanged(node);
