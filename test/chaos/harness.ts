@@ -167,7 +167,13 @@ function check(
     for (const n of run.nodes) {
       nodes++;
       attempts += n.attempts.length;
-      if (n.status !== 'COMPLETED') lost++;
+      if (n.status !== 'COMPLETED') {
+        lost++;
+        // What a lost node looked like: enough to start from when this fails.
+        console.log(
+          `# lost: ${run.id}/${n.spec.name} ${n.status} after ${n.attempts.length} attempts${n.claim ? `, claim ${n.claim.id}${n.claim.orphaned ? ' (orphaned)' : ''}` : ''}`,
+        );
+      }
       if (n.attempts.filter((a) => a.conclusion === 'SUCCESS').length > 1) doubleFinishes++;
       for (const a of n.attempts) {
         recorded.add(a.claimId);
