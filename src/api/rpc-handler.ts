@@ -63,9 +63,7 @@ async function checkUnaryProto(
   req: UniversalServerRequest,
   handler: UniversalHandler,
 ): Promise<UniversalServerResponse> {
-  const chunks: Uint8Array[] = [];
-  for await (const c of req.body as AsyncIterable<Uint8Array>) chunks.push(c);
-  const body = Buffer.concat(chunks);
+  const body = await readBody(req);
   try {
     fromBinary(handler.method.input, body);
   } catch (e) {
@@ -108,9 +106,7 @@ async function checkGrpcRequest(
   req: UniversalServerRequest,
   handler: UniversalHandler,
 ): Promise<UniversalServerResponse> {
-  const chunks: Uint8Array[] = [];
-  for await (const c of req.body as AsyncIterable<Uint8Array>) chunks.push(c);
-  const body = Buffer.concat(chunks);
+  const body = await readBody(req);
   let problem: string | undefined;
   if (body.byteLength < 5) problem = 'request has no complete gRPC message envelope';
   else if ((body[0]! & 1) === 0) {
@@ -140,4 +136,11 @@ async function checkGrpcRequest(
       yield body;
     })(),
   });
+}
+
+/** The whole request body, for the checks that must parse it before connect-es does. */
+async function readBody(req: UniversalServerRequest): Promise<Buffer> {
+  const chunks: Uint8Array[] = [];
+  for await (const c of req.body as AsyncIterable<Uint8Array>) chunks.push(c);
+  return Buffer.concat(chunks);
 }
