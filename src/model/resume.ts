@@ -6,6 +6,7 @@ import {
   type TriggerDecision,
   tallied,
   triggerDecision,
+  type UpstreamOutcome,
   type UpstreamTally,
   upstreamOutcome,
 } from './rules.js';
@@ -50,6 +51,8 @@ export interface RetriedNode {
   name: string;
   status: Extract<NodeStatus, 'WAITING' | 'READY' | 'COMPLETED'>;
   tally: UpstreamTally;
+  /** Its upstream nodes that count as completed, and how (what `tally` sums). */
+  counted: Record<string, UpstreamOutcome>;
   /** The node's attempts so far: the retry budgets count from here (Node.attempts_before_retry). */
   attemptsBeforeRetry: number;
 }
@@ -97,16 +100,18 @@ export function planRetry(
     const name = queue[i]!;
     const ups = topo.upstream.get(name) ?? [];
     let tally = openTally(ups.length);
+    const counted: Record<string, UpstreamOutcome> = {};
     for (const u of ups) {
-      if (back.has(u)) {
-        const o = outcome.get(u);
-        if (o) tally = tallied(tally, o); // went back COMPLETED (unreached) just before
-      } else tally = tallied(tally, upstreamOutcome(byName.get(u)!.last));
+      // Going back: counts only when it went back COMPLETED (unreached) just before.
+      const o = back.has(u) ? outcome.get(u) : upstreamOutcome(byName.get(u)!.last);
+      if (!o) continue;
+      tally = tallied(tally, o);
+      counted[u] = o;
     }
     const decision: TriggerDecision = ups.length === 0 ? 'READY' : triggerDecision(byName.get(name)!.trigger, tally);
     const status = decision === 'READY' ? 'READY' : decision === 'WAIT' ? 'WAITING' : 'COMPLETED';
     if (status === 'COMPLETED') outcome.set(name, 'neither');
-    nodes.push({ name, status, tally, attemptsBeforeRetry: byName.get(name)!.attempts });
+    nodes.push({ name, status, tally, counted, attemptsBeforeRetry: byName.get(name)!.attempts });
     for (const d of topo.downstream.get(name) ?? []) {
       if (!back.has(d)) continue;
       const left = indegree.get(d)! - 1;

@@ -30,6 +30,7 @@ import {
   type WatchEvent,
 } from '../../protocol/index.js';
 import { cancelRun } from './cancel.js';
+import { retryRun } from './resume.js';
 import { ClaimBatcher } from './claim-batch.js';
 import { type EtcdContext, SeenState, TopologyCache } from './context.js';
 import { FinishBatcher } from './finish-batch.js';
@@ -148,6 +149,14 @@ export class EtcdRepository implements Repository {
     this.assertOpen();
     checks.checkRunId(runId);
     await cancelRun(this.ctx, runId);
+    return this.inspect(runId);
+  }
+
+  async retry(runId: string, nodes?: string[]): Promise<Run> {
+    this.assertOpen();
+    checks.checkRunId(runId);
+    checks.checkRetryNodes(nodes);
+    await retryRun(this.ctx, runId, nodes);
     return this.inspect(runId);
   }
 
