@@ -108,7 +108,8 @@ export function planRetry(
       tally = tallied(tally, o);
       counted[u] = o;
     }
-    const decision: TriggerDecision = ups.length === 0 ? 'READY' : triggerDecision(byName.get(name)!.trigger, tally);
+    const decision: TriggerDecision =
+      ups.length === 0 ? 'READY' : triggerDecision(byName.get(name)!.trigger, tally);
     const status = decision === 'READY' ? 'READY' : decision === 'WAIT' ? 'WAITING' : 'COMPLETED';
     if (status === 'COMPLETED') outcome.set(name, 'neither');
     nodes.push({ name, status, tally, counted, attemptsBeforeRetry: byName.get(name)!.attempts });

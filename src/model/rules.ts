@@ -39,7 +39,12 @@ export function topology(spec: GraphSpec): Topology {
 
 /** The node spec a backend stores: only the protocol's fields, absent metadata and retry as empty, the default trigger left out. */
 export function normalizeNodeSpec(n: NodeSpec): NodeSpec {
-  const spec: NodeSpec = { name: n.name, runtime: n.runtime, metadata: n.metadata ?? {}, retry: n.retry ?? {} };
+  const spec: NodeSpec = {
+    name: n.name,
+    runtime: n.runtime,
+    metadata: n.metadata ?? {},
+    retry: n.retry ?? {},
+  };
   if (n.trigger && n.trigger !== DEFAULT_TRIGGER) spec.trigger = n.trigger;
   return spec;
 }
@@ -172,7 +177,9 @@ export function runConclusion(
   cancelled: boolean,
 ): RunConclusion {
   // A node unreached because its trigger did not hold (an unneeded failure handler) fails nothing (rule 14).
-  const failed = nodes.some((n) => upstreamOutcome(n.attempts[n.attempts.length - 1]?.conclusion) === 'failed');
+  const failed = nodes.some(
+    (n) => upstreamOutcome(n.attempts[n.attempts.length - 1]?.conclusion) === 'failed',
+  );
   return conclusionOf({ cancelled, failed });
 }
 
@@ -239,7 +246,8 @@ export type TriggerDecision = 'WAIT' | 'READY' | 'UNREACHED';
 export function triggerDecision(rule: TriggerRule | undefined, t: UpstreamTally): TriggerDecision {
   const open = t.total - t.completed;
   // Whether the rule holds when the open upstream nodes all end best for it (succeed or fail as it needs).
-  const canHold = triggerHolds(rule, { ...t, succeeded: t.succeeded + open, failed: t.failed }) ||
+  const canHold =
+    triggerHolds(rule, { ...t, succeeded: t.succeeded + open, failed: t.failed }) ||
     triggerHolds(rule, { ...t, succeeded: t.succeeded, failed: t.failed + open });
   if (open === 0) return triggerHolds(rule, t) ? 'READY' : 'UNREACHED';
   return canHold ? 'WAIT' : 'UNREACHED';

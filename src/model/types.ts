@@ -18,7 +18,13 @@ export interface RetrySpec {
  * When a node with upstream nodes runs (rule 14), judged from how they
  * completed; absent means all_success.
  */
-export type TriggerRule = 'all_success' | 'all_done' | 'all_failed' | 'one_failed' | 'one_success' | 'none_failed';
+export type TriggerRule =
+  | 'all_success'
+  | 'all_done'
+  | 'all_failed'
+  | 'one_failed'
+  | 'one_success'
+  | 'none_failed';
 export const TRIGGER_RULES: readonly TriggerRule[] = [
   'all_success',
   'all_done',

@@ -19,7 +19,12 @@ export function node(name: string, options: NodeOptions = {}): NodeSpec {
   const retry: NodeSpec['retry'] = {};
   if (options.retry?.fail !== undefined) retry.fail = { maxAttempts: options.retry.fail };
   if (options.retry?.error !== undefined) retry.error = { maxAttempts: options.retry.error };
-  const spec: NodeSpec = { name, runtime: options.runtime ?? RUNTIME, metadata: options.metadata ?? {}, retry };
+  const spec: NodeSpec = {
+    name,
+    runtime: options.runtime ?? RUNTIME,
+    metadata: options.metadata ?? {},
+    retry,
+  };
   if (options.trigger) spec.trigger = options.trigger;
   return spec;
 }

@@ -9,7 +9,15 @@ const conflict = (e: { code?: string }) => e.code === 'conflict';
 export function resumeSpec(test: ConformanceTest): void {
   describe('retry a run (rule 15)', () => {
     test('a failed run resumes from its failed node, keeps what succeeded, twice in a row', async (h) => {
-      const run = await h.start(graph(['a', 'b', 'c'], [['a', 'b'], ['c', 'b']]));
+      const run = await h.start(
+        graph(
+          ['a', 'b', 'c'],
+          [
+            ['a', 'b'],
+            ['c', 'b'],
+          ],
+        ),
+      );
       const alice = await h.agent('alice');
       await alice.run(run.id, 'c', 'SUCCESS', 'c out');
       await alice.run(run.id, 'a', 'FAIL', 'a try 1');
@@ -24,7 +32,10 @@ export function resumeSpec(test: ConformanceTest): void {
       assert.deepEqual(namesIn(resumed, 'READY'), ['a']);
       assert.deepEqual(namesIn(resumed, 'WAITING'), ['b']);
       assert.deepEqual(namesIn(resumed, 'COMPLETED'), ['c'], 'the succeeded node stays');
-      await events.waitForItem('NODE_READY for the retried a', (e) => e.type === 'NODE_READY' && e.node === 'a');
+      await events.waitForItem(
+        'NODE_READY for the retried a',
+        (e) => e.type === 'NODE_READY' && e.node === 'a',
+      );
       await alice.run(run.id, 'a', 'FAIL', 'a try 2');
       let state = await h.repo.inspect(run.id);
       assert.equal(state.conclusion, 'FAIL');
@@ -33,7 +44,11 @@ export function resumeSpec(test: ConformanceTest): void {
       await h.repo.retry(run.id);
       await alice.run(run.id, 'a', 'SUCCESS', 'a try 3');
       const b = await alice.mustClaim(run.id, 'b');
-      assert.deepEqual(inputsAsText(b.node.inputs), { a: 'a try 3', c: 'c out' }, 'kept outputs feed the retry');
+      assert.deepEqual(
+        inputsAsText(b.node.inputs),
+        { a: 'a try 3', c: 'c out' },
+        'kept outputs feed the retry',
+      );
       await alice.finish(b, 'SUCCESS');
       state = await h.repo.inspect(run.id);
       assert.equal(state.status, 'COMPLETED');
@@ -79,7 +94,16 @@ export function resumeSpec(test: ConformanceTest): void {
     });
 
     test('named nodes go back with everything downstream of them; other failures stay', async (h) => {
-      const run = await h.start(graph(['a', 'b', 'c', 'd'], [['a', 'b'], ['a', 'c'], ['b', 'd']]));
+      const run = await h.start(
+        graph(
+          ['a', 'b', 'c', 'd'],
+          [
+            ['a', 'b'],
+            ['a', 'c'],
+            ['b', 'd'],
+          ],
+        ),
+      );
       const alice = await h.agent('alice');
       await alice.run(run.id, 'a', 'SUCCESS');
       await alice.run(run.id, 'b', 'FAIL');
@@ -119,10 +143,13 @@ export function resumeSpec(test: ConformanceTest): void {
 
     test('trigger rules are judged again on retry', async (h) => {
       const run = await h.start(
-        graph(['a', node('onfail', { trigger: 'one_failed' }), node('cleanup', { trigger: 'all_done' })], [
-          ['a', 'onfail'],
-          ['a', 'cleanup'],
-        ]),
+        graph(
+          ['a', node('onfail', { trigger: 'one_failed' }), node('cleanup', { trigger: 'all_done' })],
+          [
+            ['a', 'onfail'],
+            ['a', 'cleanup'],
+          ],
+        ),
       );
       const alice = await h.agent('alice');
       await alice.run(run.id, 'a', 'FAIL');
@@ -160,7 +187,10 @@ export function resumeSpec(test: ConformanceTest): void {
         return true;
       });
       assert.equal((await h.repo.inspect(failed.id)).conclusion, 'FAIL', 'a refused retry changes nothing');
-      await assert.rejects(h.repo.retry('01ARZ3NDEKTSV4RRFFQ69G5FAV'), (e: { code?: string }) => e.code === 'not_found');
+      await assert.rejects(
+        h.repo.retry('01ARZ3NDEKTSV4RRFFQ69G5FAV'),
+        (e: { code?: string }) => e.code === 'not_found',
+      );
     });
   });
 }

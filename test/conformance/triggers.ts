@@ -20,7 +20,14 @@ const TABLE: { mix: [Outcome, Outcome]; runs: TriggerRule[] }[] = [
   { mix: ['unreached', 'unreached'], runs: ['all_done', 'none_failed'] },
 ];
 
-const RULES: TriggerRule[] = ['all_success', 'all_done', 'all_failed', 'one_failed', 'one_success', 'none_failed'];
+const RULES: TriggerRule[] = [
+  'all_success',
+  'all_done',
+  'all_failed',
+  'one_failed',
+  'one_success',
+  'none_failed',
+];
 
 export function triggersSpec(test: ConformanceTest): void {
   describe('trigger rules (rule 14)', () => {
@@ -41,7 +48,11 @@ export function triggersSpec(test: ConformanceTest): void {
         for (const [i, o] of mix.entries())
           if (o !== 'unreached') await alice.run(run.id, `u${i + 1}`, o === 'succeeded' ? 'SUCCESS' : 'FAIL');
         const state = await h.repo.inspect(run.id);
-        assert.deepEqual(namesIn(state, 'READY'), [...runs].sort(), 'the handlers whose rule holds are READY');
+        assert.deepEqual(
+          namesIn(state, 'READY'),
+          [...runs].sort(),
+          'the handlers whose rule holds are READY',
+        );
         for (const r of RULES.filter((x) => !runs.includes(x))) {
           const n = state.nodes.find((x) => x.spec.name === r)!;
           assert.equal(n.status, 'COMPLETED', `${r} unreached`);
@@ -63,7 +74,13 @@ export function triggersSpec(test: ConformanceTest): void {
     test('a handler waits for all its upstream nodes; all_success below a failure is unreached at once', async (h) => {
       const run = await h.start(
         graph(
-          ['a', 'b', node('onfail', { trigger: 'one_failed' }), 'next', node('cleanup', { trigger: 'all_done' })],
+          [
+            'a',
+            'b',
+            node('onfail', { trigger: 'one_failed' }),
+            'next',
+            node('cleanup', { trigger: 'all_done' }),
+          ],
           [
             ['a', 'onfail'],
             ['b', 'onfail'],
@@ -78,16 +95,32 @@ export function triggersSpec(test: ConformanceTest): void {
       const b = await alice.mustClaim(run.id, 'b');
       await alice.run(run.id, 'a', 'FAIL', 'a said no');
       let state = await h.repo.inspect(run.id);
-      assert.equal(state.nodes.find((n) => n.spec.name === 'next')!.status, 'COMPLETED', 'next unreached at once');
-      assert.equal(state.nodes.find((n) => n.spec.name === 'onfail')!.status, 'WAITING', 'onfail waits for b');
+      assert.equal(
+        state.nodes.find((n) => n.spec.name === 'next')!.status,
+        'COMPLETED',
+        'next unreached at once',
+      );
+      assert.equal(
+        state.nodes.find((n) => n.spec.name === 'onfail')!.status,
+        'WAITING',
+        'onfail waits for b',
+      );
       assert.equal(state.nodes.find((n) => n.spec.name === 'cleanup')!.status, 'WAITING');
       await alice.finish(b, 'SUCCESS', 'b output');
       state = await h.repo.inspect(run.id);
       assert.deepEqual(namesIn(state, 'READY'), ['onfail']);
       const handler = await alice.mustClaim(run.id, 'onfail');
-      assert.deepEqual(inputsAsText(handler.node.inputs), { b: 'b output' }, 'inputs from succeeded upstream only');
+      assert.deepEqual(
+        inputsAsText(handler.node.inputs),
+        { b: 'b output' },
+        'inputs from succeeded upstream only',
+      );
       await alice.finish(handler, 'SUCCESS');
-      assert.deepEqual(await h.namesIn(run.id, 'READY'), ['cleanup'], 'cleanup runs after an unreached upstream');
+      assert.deepEqual(
+        await h.namesIn(run.id, 'READY'),
+        ['cleanup'],
+        'cleanup runs after an unreached upstream',
+      );
       await alice.run(run.id, 'cleanup', 'SUCCESS');
       const final = await h.repo.inspect(run.id);
       assert.equal(final.status, 'COMPLETED');
@@ -111,7 +144,10 @@ export function triggersSpec(test: ConformanceTest): void {
       const state = await h.repo.inspect(run.id);
       assert.deepEqual(namesIn(state, 'COMPLETED'), ['a', 'after', 'onfail']);
       assert.deepEqual(namesIn(state, 'READY'), ['always']);
-      await events.waitForItem('NODE_READY for always', (e) => e.type === 'NODE_READY' && e.node === 'always');
+      await events.waitForItem(
+        'NODE_READY for always',
+        (e) => e.type === 'NODE_READY' && e.node === 'always',
+      );
       await alice.run(run.id, 'always', 'SUCCESS');
       const final = await h.repo.inspect(run.id);
       assert.equal(final.conclusion, 'SUCCESS', 'unreached handlers fail nothing');

@@ -26,7 +26,12 @@ interface Edge {
 }
 
 /** Lets the dependents of `origin` (`item.from`) judge it, and so on below those that go unreached, in bounded batches. */
-export async function cascade(ctx: EtcdContext, runId: string, origin: string, item: CascadeItem): Promise<void> {
+export async function cascade(
+  ctx: EtcdContext,
+  runId: string,
+  origin: string,
+  item: CascadeItem,
+): Promise<void> {
   const { keys, store } = ctx;
   const now = ctx.clock.now();
   const first: UpstreamOutcome = item.o === 'n' ? 'neither' : 'failed';

@@ -1,8 +1,8 @@
 import type { ICompare, IRequestOp } from 'etcd3';
+import { cascade } from './cascade.js';
 import type { EtcdContext } from './context.js';
 import { FAN_OUT_CHUNK } from './limits.js';
 import { readNodes, statics } from './nodes.js';
-import { cascade } from './cascade.js';
 import { decodeJson, encodeJson, type RunRecord } from './records.js';
 import { del, get, modIs, put } from './store.js';
 import { settle } from './triggers.js';

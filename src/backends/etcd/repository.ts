@@ -30,7 +30,6 @@ import {
   type WatchEvent,
 } from '../../protocol/index.js';
 import { cancelRun } from './cancel.js';
-import { retryRun } from './resume.js';
 import { ClaimBatcher } from './claim-batch.js';
 import { type EtcdContext, SeenState, TopologyCache } from './context.js';
 import { FinishBatcher } from './finish-batch.js';
@@ -38,6 +37,7 @@ import { Keys } from './keys.js';
 import { Leases } from './leases.js';
 import { appendOutput } from './output.js';
 import * as reads from './reads.js';
+import { retryRun } from './resume.js';
 import { deleteCompletedRunsBefore } from './retention.js';
 import { startRun } from './start.js';
 import { type EtcdConnectionOptions, getPrefix, Store } from './store.js';

@@ -45,9 +45,9 @@ export async function retryRun(ctx: EtcdContext, runId: string, named?: string[]
     // Decided on the whole run's read: commit only if the run key is still what was read
     // (a completed run's nodes change only after its run key does: a retry marks it first).
     const runKv = (await store.retrying('retry', () => store.range({ key: keys.run(runId) }))).kvs[0];
-    const same = runKv !== undefined && runKv.value.equals(encodeJson(record));
+    const same = runKv?.value.equals(encodeJson(record)) === true;
     return {
-      compare: [modIs(keys.run(runId), same ? runKv.mod_revision : '0')],
+      compare: [modIs(keys.run(runId), same ? runKv!.mod_revision : '0')],
       success: [
         put(keys.run(runId), encodeJson(next)),
         put(workItemKey(keys, runId, retryItem), encodeJson(item)),
@@ -67,13 +67,19 @@ export async function finishRetry(ctx: EtcdContext, runId: string, item: RetryIt
   for (let i = 0; i < item.nodes.length; i += SETTLE_BATCH) {
     const batch = item.nodes.slice(i, i + SETTLE_BATCH);
     await optimistic(store, 'retry', async (): Promise<Decision<void>> => {
-      const nodes = await store.retrying('retry', () => readNodes(ctx, runId, batch.map((n) => n.name)));
+      const nodes = await store.retrying('retry', () =>
+        readNodes(
+          ctx,
+          runId,
+          batch.map((n) => n.name),
+        ),
+      );
       const compare: ICompare[] = [];
       const ops: IRequestOp[] = [];
       batch.forEach((p, j) => {
         const n = nodes[j];
         // Put back already (a repeat), or staying completed: nothing to write.
-        if (!n || n.rec.s !== 'COMPLETED' || p.status === 'COMPLETED') return;
+        if (n?.rec.s !== 'COMPLETED' || p.status === 'COMPLETED') return;
         compare.push(modIs(keys.node(runId, p.name), n.rev));
         ops.push(...putBack(ctx, runId, n.rec, p, now));
       });
@@ -101,7 +107,7 @@ export async function finishRetry(ctx: EtcdContext, runId: string, item: RetryIt
       const compare: ICompare[] = [];
       const ops: IRequestOp[] = [];
       for (const n of nodes) {
-        if (!n || n.rec.s !== 'READY') continue;
+        if (n?.rec.s !== 'READY') continue;
         compare.push(modIs(keys.node(runId, n.name), n.rev));
         ops.push(put(keys.ready(n.rec.spec.runtime, runId, n.name), Buffer.alloc(0)));
       }
@@ -114,7 +120,13 @@ export async function finishRetry(ctx: EtcdContext, runId: string, item: RetryIt
 }
 
 /** A completed node as the plan puts it back: counters from its counted upstream nodes, a fresh retry budget. */
-function putBack(ctx: EtcdContext, runId: string, rec: NodeRecord, p: RetriedNode, now: number): IRequestOp[] {
+function putBack(
+  ctx: EtcdContext,
+  runId: string,
+  rec: NodeRecord,
+  p: RetriedNode,
+  now: number,
+): IRequestOp[] {
   const { keys } = ctx;
   const dn: Record<string, 'f' | 'n'> = {};
   for (const [u, o] of Object.entries(p.counted)) if (o !== 'succeeded') dn[u] = o === 'failed' ? 'f' : 'n';

@@ -6,7 +6,14 @@ import { decodeJson } from './records.js';
 import { finishRetry } from './resume.js';
 import { maybeSeal } from './seal.js';
 import { del, delPrefix, get, getPrefix, put } from './store.js';
-import { type CascadeItem, type RetryItem, cascadeItem, fanOutItem, parseWorkItem, workItemKey } from './work-items.js';
+import {
+  type CascadeItem,
+  cascadeItem,
+  fanOutItem,
+  parseWorkItem,
+  type RetryItem,
+  workItemKey,
+} from './work-items.js';
 
 /**
  * Work that spans more nodes than one transaction may hold (an unreached
@@ -57,7 +64,11 @@ export async function sweep(ctx: EtcdContext): Promise<void> {
     if (item.kind === 'cancel') await cancelRun(ctx, runId).catch(() => undefined);
     else if (item.kind === 'retry') await finishRetry(ctx, runId, value as RetryItem);
     else if (item.kind === 'fan-out') await fanOut(ctx, runId, item.node);
-    else await cascade(ctx, runId, item.node, { ...(value as CascadeItem), from: (value as CascadeItem).from ?? [] });
+    else
+      await cascade(ctx, runId, item.node, {
+        ...(value as CascadeItem),
+        from: (value as CascadeItem).from ?? [],
+      });
     await maybeSeal(ctx, runId);
   }
   for (const kv of res.responses[1]!.response_range.kvs) {

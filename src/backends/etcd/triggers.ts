@@ -1,9 +1,5 @@
 import type { IRequestOp } from 'etcd3';
-import {
-  triggerDecision,
-  type UpstreamOutcome,
-  type UpstreamTally,
-} from '../../model/index.js';
+import { triggerDecision, type UpstreamOutcome, type UpstreamTally } from '../../model/index.js';
 import { closeOps, completed } from './cascade.js';
 import type { EtcdContext } from './context.js';
 import { encodeState } from './nodes.js';

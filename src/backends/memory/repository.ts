@@ -60,9 +60,9 @@ import {
   type NodeRecord,
   nodeSnapshot,
   orphanNode,
+  type RunRecord,
   retryRun,
   retryView,
-  type RunRecord,
   runSnapshot,
 } from './state.js';
 import { MemoryStreams } from './streams.js';
@@ -190,7 +190,12 @@ export class MemoryRepository implements Repository {
     checkRetryNodes(nodes);
     const run = this.getRun(runId);
     checkRetryable(runId, { status: runStatus(run.counts), conclusion: run.conclusion });
-    const plan = planRetry(runId, run.order.map(retryView), topology({ nodes: run.order.map((n) => n.spec), edges: run.edges }), nodes);
+    const plan = planRetry(
+      runId,
+      run.order.map(retryView),
+      topology({ nodes: run.order.map((n) => n.spec), edges: run.edges }),
+      nodes,
+    );
     retryRun(run, plan, this.clock.now(), this.hooks);
     return runSnapshot(run);
   }
