@@ -10,7 +10,15 @@ import {
   type UpstreamTally,
   upstreamOutcome,
 } from './rules.js';
-import type { AttemptConclusion, NodeStatus, RunConclusion, RunStatus, TriggerRule } from './types.js';
+import type {
+  AttemptConclusion,
+  GraphSpec,
+  NodeStatus,
+  Run,
+  RunConclusion,
+  RunStatus,
+  TriggerRule,
+} from './types.js';
 
 /**
  * Rule 15 (retry, i.e. resume a run) as pure decisions: whether a run may be
@@ -122,4 +130,9 @@ export function planRetry(
   }
   const failed = views.some((v) => !back.has(v.name) && upstreamOutcome(v.last) === 'failed');
   return { nodes, failed, completed: nodes.every((n) => n.status === 'COMPLETED') };
+}
+
+/** The graph a run was started from (what a rerun starts again): its nodes' specs and its edges. */
+export function graphOfRun(run: Pick<Run, 'nodes' | 'edges'>): GraphSpec {
+  return { nodes: run.nodes.map((n) => n.spec), edges: run.edges.map((e) => ({ ...e })) };
 }

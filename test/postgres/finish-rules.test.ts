@@ -127,8 +127,8 @@ describe('PostgreSQL trigger_decision follows the model', () => {
         cases.map((c) => c.t.failed),
       ],
     );
-    cases.forEach((c, i) =>
-      assert.equal(res.rows[i]!.d, triggerDecision(c.rule, c.t), `${c.rule} ${JSON.stringify(c.t)}`),
-    );
+    cases.forEach((c, i) => {
+      assert.equal(res.rows[i]!.d, triggerDecision(c.rule, c.t), `${c.rule} ${JSON.stringify(c.t)}`);
+    });
   });
 });
