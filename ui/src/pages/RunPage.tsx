@@ -158,5 +158,6 @@ function toExplain(n: Node): ExplainNode {
     runtime: n.spec?.runtime ?? '',
     status: nodeStatusName(n.status) as ExplainNode['status'],
     attempts: n.attempts.map((a) => conclusionName(a.conclusion)),
+    trigger: n.spec?.trigger,
   };
 }
