@@ -1,5 +1,6 @@
 import type { ICompare, IRequestOp } from 'etcd3';
 import { checkRetryable, planRetry, type RetriedNode, topology } from '../../model/index.js';
+import { RunNotRetryableError } from '../../protocol/errors.js';
 import type { EtcdContext } from './context.js';
 import { SETTLE_BATCH } from './limits.js';
 import { encodeState, readNodes } from './nodes.js';
@@ -25,8 +26,10 @@ export async function retryRun(ctx: EtcdContext, runId: string, named?: string[]
   const item = await optimistic(store, 'retry', async (): Promise<Decision<RetryItem>> => {
     const loaded = await store.retrying('retry', () => loadRun(ctx, runId));
     const { run, record } = loaded;
+    if (record.resuming)
+      throw new RunNotRetryableError(runId, `run ${runId} is being retried already: wait until it completes`);
     // The run key's conclusion may lag its nodes (sealing follows the last finish): judge what readers see.
-    checkRetryable(runId, { status: run.status, conclusion: record.resuming ? undefined : run.conclusion });
+    checkRetryable(runId, run);
     const plan = planRetry(
       runId,
       run.nodes.map((n) => ({
