@@ -1,6 +1,6 @@
 import type { IRequestOp } from 'etcd3';
 import { triggerDecision, type UpstreamOutcome, type UpstreamTally } from '../../model/index.js';
-import { closeOps, completed } from './cascade.js';
+import { closeOps, completed } from './close.js';
 import type { EtcdContext } from './context.js';
 import { encodeState } from './nodes.js';
 import { encodeJson, type NodeRecord } from './records.js';
