@@ -105,7 +105,7 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
 
   const runs = program
     .command('runs')
-    .description('start, list, inspect, watch, cancel, retry and rerun runs');
+    .description('start, list, inspect, watch, cancel and retry runs');
 
   runs
     .command('ls')
