@@ -164,6 +164,22 @@ export function resumeSpec(test: ConformanceTest): void {
       assert.equal(state.conclusion, 'SUCCESS');
     });
 
+    test('a run whose every node went back is WAITING (rule 7); a watch follows it to its new end', async (h) => {
+      const run = await h.start(graph(['a']));
+      const alice = await h.agent('alice');
+      await alice.run(run.id, 'a', 'FAIL');
+      const resumed = await h.repo.retry(run.id);
+      assert.equal(resumed.status, 'WAITING', 'nothing claimed or completed yet');
+      const watch = h.watch(run.id);
+      await watch.waitForItem('the snapshot', (e) => e.type === 'snapshot');
+      await alice.run(run.id, 'a', 'SUCCESS');
+      await watch.waitForItem(
+        'the run completing again',
+        (e) => e.type === 'node' && e.runStatus === 'COMPLETED' && e.runConclusion === 'SUCCESS',
+      );
+      await watch.waitForEnd('the watch to end with the run');
+    });
+
     test('a retry of a running or succeeded run is refused; bad names and runs are named', async (h) => {
       const run = await h.start(graph(['a', 'b'], [['a', 'b']]));
       await assert.rejects(h.repo.retry(run.id), (e: Error & { code?: string }) => {

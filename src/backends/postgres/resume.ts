@@ -76,7 +76,8 @@ export async function retryRun(ctx: TransitionContext, runId: string, named?: st
       const ready = changed.filter((n) => n.status === 'READY');
       return {
         r: runId,
-        rs: remaining === 0 ? 'COMPLETED' : 'RUNNING',
+        // Rule 7: nothing runs right after a retry, so WAITING when every node went back.
+        rs: remaining === 0 ? 'COMPLETED' : remaining < rows.length ? 'RUNNING' : 'WAITING',
         ...(conclusion ? { rc: conclusion } : {}),
         ch: changed.map((n) => ({
           n: n.name,
