@@ -103,9 +103,7 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
 3 the daemon refused or could not be reached.`,
     );
 
-  const runs = program
-    .command('runs')
-    .description('start, list, inspect, watch, cancel and retry runs');
+  const runs = program.command('runs').description('start, list, inspect, watch, cancel and retry runs');
 
   runs
     .command('ls')
