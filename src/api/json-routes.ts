@@ -13,7 +13,7 @@ import type { Logger } from '../log.js';
 import { InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
 import type { Repository } from '../protocol/repository.js';
 import { mapError } from './errors.js';
-import { type Req, type Res, readJson, sendJson } from './http.js';
+import { type Req, type Res, readJson, readText, sendJson } from './http.js';
 import { requireId } from './service.js';
 import { watchMessages } from './watch-stream.js';
 
@@ -26,6 +26,7 @@ import { watchMessages } from './watch-stream.js';
  *   PUT  /v0/runs   {"spec": graph}  (POST accepted too)
  *   GET  /v0/runs?start_ns=&finish_ns=&limit=&cursor=
  *   GET  /v0/runs/{id}               POST /v0/runs/{id}/cancel
+ *   POST /v0/runs/{id}/retry  body optional {"nodes": [names]}     POST /v0/runs/{id}/rerun
  *   GET  /v0/runs/{id}/watch         NDJSON: the run, then one line per node transition
  *   GET  /v0/runs/{id}/nodes/{node}/attempts/{n}/output   one attempt's full output ({"output": base64})
  */
@@ -95,6 +96,30 @@ export function createJsonRoutes(o: JsonRoutesOptions): (req: Req, res: Res) => 
         ),
     ],
     [
+      'POST',
+      /^\/v0\/runs\/([^/]+)\/retry$/,
+      'retry',
+      async (req, res, _u, m) => {
+        const nodes = await retryNodes(req);
+        reply(
+          res,
+          cp.RetryResponseSchema,
+          await o.service.retry!(create(cp.RetryRequestSchema, { id: decode(m[1]!), nodes }), ctx),
+        );
+      },
+    ],
+    [
+      'POST',
+      /^\/v0\/runs\/([^/]+)\/rerun$/,
+      'rerun',
+      async (_q, res, _u, m) =>
+        reply(
+          res,
+          cp.RerunResponseSchema,
+          await o.service.rerun!(create(cp.RerunRequestSchema, { id: decode(m[1]!) }), ctx),
+        ),
+    ],
+    [
       'GET',
       /^\/v0\/runs\/([^/]+)\/nodes\/([^/]+)\/attempts\/(\d{1,6})\/output$/,
       'attempt_output',
@@ -114,6 +139,23 @@ export function createJsonRoutes(o: JsonRoutesOptions): (req: Req, res: Res) => 
     ],
     ['GET', /^\/v0\/runs\/([^/]+)\/watch$/, 'watch', async (_q, res, _u, m) => watch(res, decode(m[1]!))],
   ];
+
+  /** A retry's body is optional: empty, or {"nodes": [names]}. */
+  async function retryNodes(req: Req): Promise<string[]> {
+    const text = await readText(req, o.maxBodyBytes);
+    if (text.trim() === '') return [];
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      throw new InvalidArgumentError(`request body is not valid JSON: ${(e as Error).message}`);
+    }
+    const nodes = json !== null && typeof json === 'object' ? (json as { nodes?: unknown }).nodes : json;
+    if (nodes === undefined) return [];
+    if (!Array.isArray(nodes) || nodes.some((n) => typeof n !== 'string'))
+      throw new InvalidArgumentError('retry body must be {"nodes": ["name", ...]} (or empty)');
+    return nodes as string[];
+  }
 
   async function start(req: Req, res: Res): Promise<void> {
     const json = await readJson(req, o.maxBodyBytes);

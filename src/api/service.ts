@@ -5,6 +5,7 @@ import type * as pb from '../gen/adagio/v1/adagio_pb.js';
 import type { Logger } from '../log.js';
 import { unservedRuntimeWarnings } from '../model/explain.js';
 import { LIMITS } from '../model/limits.js';
+import { graphOfRun } from '../model/resume.js';
 import type { Run } from '../model/types.js';
 import {
   agentToProto,
@@ -74,6 +75,21 @@ export function controlPlaneService(
       guard(async () =>
         create(cp.CancelResponseSchema, { run: readRunToProto(await repo.cancel(requireId(req.id))) }),
       ),
+    retry: (req) =>
+      guard(async () => {
+        const run = await repo.retry(requireId(req.id), req.nodes.length > 0 ? [...req.nodes] : undefined);
+        logger.debug('run retried', { run: run.id, nodes: req.nodes.length });
+        return create(cp.RetryResponseSchema, { run: readRunToProto(run) });
+      }),
+    rerun: (req) =>
+      guard(async () => {
+        const spec = graphOfRun(await repo.inspect(requireId(req.id)));
+        await admission.admit(spec.nodes.length);
+        const run = await repo.start(spec);
+        metrics?.runsStarted.inc();
+        logger.debug('run started again', { run: run.id, from: req.id });
+        return create(cp.RerunResponseSchema, { run: readRunToProto(run) });
+      }),
     getAttemptOutput: (req) =>
       guard(async () => {
         const output = await attemptOutput(repo, requireId(req.runId), req.node, req.attempt);

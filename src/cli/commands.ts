@@ -24,6 +24,8 @@ export interface ControlPlane {
   listRuns(query?: ListRunsQuery): Promise<RunPage>;
   inspect(id: string): Promise<Run>;
   cancel(id: string): Promise<Run>;
+  retry(id: string, nodes?: string[]): Promise<Run>;
+  rerun(id: string): Promise<Run>;
   listAgents(): Promise<AgentInfo[]>;
   watch(id: string, options?: { signal?: AbortSignal }): AsyncIterable<WatchEvent>;
   attemptOutput(runId: string, node: string, attempt: number): Promise<Uint8Array>;
@@ -130,6 +132,33 @@ export async function runsCancel(
     const note = run.conclusion === 'CANCELLED' ? 'cancelled' : 'nothing to cancel, already completed:';
     ctx.io.stdout.write(`${note} ${runLine(run)}\n`);
   }
+  return EXIT.ok;
+}
+
+export async function runsRetry(
+  ctx: Context,
+  id: string,
+  opts: { nodes: string[]; json: boolean; quiet: boolean; watch: boolean },
+): Promise<number> {
+  const client = ctx.client();
+  const run = await client.retry(checkId(id), opts.nodes);
+  if (opts.json) ctx.io.stdout.write(runJson(run));
+  else if (!opts.quiet) ctx.io.stdout.write(`retried ${runLine(run)}\n`);
+  if (opts.watch) return runsWatch(ctx, run.id, { quiet: opts.quiet || opts.json, lines: false });
+  return EXIT.ok;
+}
+
+export async function runsRerun(
+  ctx: Context,
+  id: string,
+  opts: { json: boolean; quiet: boolean; watch: boolean },
+): Promise<number> {
+  const client = ctx.client();
+  const run = await client.rerun(checkId(id));
+  if (opts.json) ctx.io.stdout.write(runJson(run));
+  else if (opts.quiet) ctx.io.stdout.write(`${run.id}\n`);
+  else ctx.io.stdout.write(`started ${runLine(run)} (a rerun of ${id})\n`);
+  if (opts.watch) return runsWatch(ctx, run.id, { quiet: opts.quiet || opts.json, lines: false });
   return EXIT.ok;
 }
 

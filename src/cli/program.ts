@@ -9,6 +9,8 @@ import {
   runsCancel,
   runsInspect,
   runsList,
+  runsRerun,
+  runsRetry,
   runsStart,
   runsWatch,
   stats,
@@ -101,7 +103,7 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
 3 the daemon refused or could not be reached.`,
     );
 
-  const runs = program.command('runs').description('start, list, inspect, watch and cancel runs');
+  const runs = program.command('runs').description('start, list, inspect, watch, cancel and retry runs');
 
   runs
     .command('ls')
@@ -228,6 +230,44 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
       ),
     );
 
+  runs
+    .command('retry')
+    .description(
+      'resume a completed run that did not succeed, under the same id: its failed, cancelled and unreached nodes run again (with --node: only those and what is downstream of them); succeeded nodes keep their outputs and every earlier attempt is kept',
+    )
+    .argument('<id>', 'run id')
+    .option('--node <name>', 'retry only this node and what is downstream of it (repeatable)', collect, [])
+    .option('-w, --watch', 'then watch the run until it completes')
+    .option('-q, --quiet', 'print nothing')
+    .option('--json', 'print the retried run as JSON (as the API returns it)')
+    .action(
+      act((ctx, id: string, opts: { node: string[]; watch?: boolean; quiet?: boolean; json?: boolean }) =>
+        runsRetry(ctx, id, {
+          nodes: opts.node,
+          watch: Boolean(opts.watch),
+          quiet: Boolean(opts.quiet),
+          json: Boolean(opts.json),
+        }),
+      ),
+    );
+
+  runs
+    .command('rerun')
+    .description('start a new run of the graph a run was started from')
+    .argument('<id>', 'run id')
+    .option('-w, --watch', 'then watch the new run until it completes')
+    .option('-q, --quiet', 'print only the new run id')
+    .option('--json', 'print the new run as JSON (as the API returns it)')
+    .action(
+      act((ctx, id: string, opts: { watch?: boolean; quiet?: boolean; json?: boolean }) =>
+        runsRerun(ctx, id, {
+          watch: Boolean(opts.watch),
+          quiet: Boolean(opts.quiet),
+          json: Boolean(opts.json),
+        }),
+      ),
+    );
+
   const agents = program.command('agents').description('list the agents serving the daemon');
   agents
     .command('ls')
@@ -277,3 +317,8 @@ export function commanderExit(e: CommanderError): { code: number; message?: stri
 }
 
 export { CommanderError };
+
+/** Commander's accumulator for a repeatable option. */
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}

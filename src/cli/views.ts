@@ -155,7 +155,7 @@ export function runPretty(run: Run, now: number): string {
       attemptsCell(n.attempts.map((a) => a.conclusion)),
       Number.isNaN(offset) ? '-' : `+${formatDuration(Math.max(0, offset))}`,
       nodeTook(n, now) || '-',
-      (upstream.get(n.spec.name) ?? []).join(', ') || '-',
+      afterCell(upstream.get(n.spec.name) ?? [], n.spec.trigger),
     ];
   });
   let out = keyValues(header);
@@ -179,6 +179,12 @@ export function runPretty(run: Run, now: number): string {
       .join('\n');
   }
   return out;
+}
+
+/** The upstream nodes, and the trigger rule when not the default (all_success): `a, b [all_done]`. */
+function afterCell(upstream: readonly string[], trigger: string | undefined): string {
+  const names = upstream.join(', ') || '-';
+  return trigger && trigger !== 'all_success' ? `${names} [${trigger}]` : names;
 }
 
 /** `1`, or `3 (FAIL, ERROR, SUCCESS)` when a node was retried. */
@@ -215,5 +221,6 @@ function toExplain(n: NodeState): ExplainNode {
     runtime: n.spec.runtime,
     status: n.status,
     attempts: n.attempts.map((a) => a.conclusion),
+    trigger: n.spec.trigger,
   };
 }

@@ -101,6 +101,21 @@ export class AdagioClient {
     return runFromProto((await this.call(() => this.rpc.cancel({ id }, this.opts()))).run!);
   }
 
+  /**
+   * Resumes a completed run that did not succeed (rule 15): its failed,
+   * cancelled and unreached nodes, or only `nodes` and what is downstream of
+   * them, run again under the same id. A conflict error when the run is not
+   * completed or succeeded.
+   */
+  async retry(id: string, nodes: string[] = []): Promise<Run> {
+    return runFromProto((await this.call(() => this.rpc.retry({ id, nodes }, this.opts()))).run!);
+  }
+
+  /** Starts a new run of the graph run `id` was started from. */
+  async rerun(id: string): Promise<Run> {
+    return runFromProto((await this.call(() => this.rpc.rerun({ id }, this.opts()))).run!);
+  }
+
   async listAgents(): Promise<AgentInfo[]> {
     return (await this.call(() => this.rpc.listAgents({}, this.opts()))).agents.map(agentFromProto);
   }

@@ -14,11 +14,34 @@ export interface RetrySpec {
   maxAttempts: number;
 }
 
+/**
+ * When a node with upstream nodes runs (rule 14), judged from how they
+ * completed; absent means all_success.
+ */
+export type TriggerRule =
+  | 'all_success'
+  | 'all_done'
+  | 'all_failed'
+  | 'one_failed'
+  | 'one_success'
+  | 'none_failed';
+export const TRIGGER_RULES: readonly TriggerRule[] = [
+  'all_success',
+  'all_done',
+  'all_failed',
+  'one_failed',
+  'one_success',
+  'none_failed',
+];
+export const DEFAULT_TRIGGER: TriggerRule = 'all_success';
+
 export interface NodeSpec {
   name: string;
   runtime: string;
   metadata: Metadata;
   retry: Partial<Record<RetryConclusion, RetrySpec>>;
+  /** Absent: all_success (a stored spec leaves the default out). */
+  trigger?: TriggerRule;
 }
 
 export interface Edge {
@@ -74,6 +97,8 @@ export interface NodeState {
    * when it ends, however it ends.
    */
   liveOutput?: Uint8Array;
+  /** Attempts recorded before the run's latest retry (rule 15): the retry budgets count those after. 0 when never retried. */
+  attemptsBeforeRetry?: number;
 }
 
 export interface Run {

@@ -16,6 +16,7 @@ import {
   type RunStatus,
   type RunSummary,
   type Stats,
+  type TriggerRule,
 } from './types.js';
 
 /** Conversions between the domain types and the protobuf wire types, plus graph JSON parsing. */
@@ -76,7 +77,10 @@ function metadataToProto(m: Metadata): { [k: string]: pb.MetadataValues } {
 export function nodeSpecFromProto(n: pb.NodeSpec): NodeSpec {
   const retry: NodeSpec['retry'] = {};
   for (const [k, v] of Object.entries(n.retry)) setOwn(retry, k, { maxAttempts: v.maxAttempts });
-  return { name: n.name, runtime: n.runtime, metadata: metadataFromProto(n.metadata), retry };
+  const spec: NodeSpec = { name: n.name, runtime: n.runtime, metadata: metadataFromProto(n.metadata), retry };
+  // Kept as sent (validation names an unknown rule); empty is the default.
+  if (n.trigger) spec.trigger = n.trigger as TriggerRule;
+  return spec;
 }
 
 export function nodeSpecToProto(n: NodeSpec): pb.NodeSpec {
@@ -90,6 +94,7 @@ export function nodeSpecToProto(n: NodeSpec): pb.NodeSpec {
     runtime: n.runtime,
     metadata: metadataToProto(n.metadata),
     retry,
+    trigger: n.trigger ?? '',
   });
 }
 
@@ -198,6 +203,7 @@ export function nodeToProto(n: NodeState): pb.Node {
         })
       : undefined,
     liveOutput: n.liveOutput,
+    attemptsBeforeRetry: n.attemptsBeforeRetry ?? 0,
   });
 }
 
@@ -227,6 +233,7 @@ export function nodeFromProto(n: pb.Node): NodeState {
         }
       : undefined,
     liveOutput: n.liveOutput.byteLength > 0 ? n.liveOutput : undefined,
+    ...(n.attemptsBeforeRetry > 0 ? { attemptsBeforeRetry: n.attemptsBeforeRetry } : {}),
   };
 }
 

@@ -87,6 +87,20 @@ export class TooLargeError extends AdagioError {
   readonly code = 'too_large';
 }
 
+/**
+ * Rule 15: a retry of a run that is not completed, or that succeeded. The
+ * message names the run and what it is now.
+ */
+export class RunNotRetryableError extends AdagioError {
+  readonly code = 'conflict';
+  constructor(
+    readonly runId: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** A node the request names does not exist. */
 export function nodeNotFound(runId: string, node: string): NotFoundError {
   return new NotFoundError('node', `${runId}/${node}`);

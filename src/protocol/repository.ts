@@ -30,6 +30,13 @@ export interface Repository {
   stats(): Promise<Stats>;
   /** Rule 6. Idempotent: cancelling a completed run returns it unchanged. */
   cancel(runId: string): Promise<Run>;
+  /**
+   * Rule 15: resumes a completed run that did not succeed (RunNotRetryableError
+   * otherwise): its nodes that did not succeed, or the named ones and every
+   * node downstream of them, go back to WAITING/READY with their attempts
+   * kept, and the run is RUNNING again under the same id.
+   */
+  retry(runId: string, nodes?: string[]): Promise<Run>;
 
   /** A lease binds an agent process's registrations and claims to its liveness (rule 3). */
   grantLease(ttlMs?: number): Promise<Lease>;

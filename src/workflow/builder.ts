@@ -1,5 +1,5 @@
 import type { JsonValue } from '@bufbuild/protobuf';
-import type { Edge, GraphSpec, Metadata, NodeSpec, RetrySpec } from '../model/types.js';
+import type { Edge, GraphSpec, Metadata, NodeSpec, RetrySpec, TriggerRule } from '../model/types.js';
 import { validateGraph } from '../model/validate.js';
 import { graphToJson } from '../model/wire.js';
 import { InvalidGraphError } from '../protocol/errors.js';
@@ -74,6 +74,7 @@ export class Workflow {
 export class NodeBuilder<A extends ArgSpecs> {
   private readonly metadata: Metadata;
   private readonly retries: NodeSpec['retry'] = {};
+  private rule?: TriggerRule;
   private readonly declared?: ArgSpecs;
   private readonly runtime: string;
 
@@ -87,7 +88,7 @@ export class NodeBuilder<A extends ArgSpecs> {
     this.declared = task.args;
   }
 
-  /** Runs after every given node has succeeded. */
+  /** Runs after every given node has succeeded (or as `trigger` says). */
   dependsOn(...upstream: NodeRef[]): this {
     for (const u of upstream) this.workflow.addEdge(nameOf(u), this.name);
     return this;
@@ -100,6 +101,17 @@ export class NodeBuilder<A extends ArgSpecs> {
     };
     set('fail', policy.fail);
     set('error', policy.error);
+    return this;
+  }
+
+  /**
+   * When this node runs, judged once its upstream nodes completed (rule 14):
+   * `all_done` for cleanup, `one_failed` for a failure handler; the default
+   * is `all_success`. A node triggered below a failure gets inputs from the
+   * upstream nodes that succeeded only.
+   */
+  trigger(rule: TriggerRule): this {
+    this.rule = rule;
     return this;
   }
 
@@ -126,6 +138,7 @@ export class NodeBuilder<A extends ArgSpecs> {
       runtime: this.runtime,
       metadata: Object.fromEntries(Object.entries(this.metadata).map(([k, v]) => [k, [...v]])),
       retry,
+      ...(this.rule ? { trigger: this.rule } : {}),
     };
   }
 

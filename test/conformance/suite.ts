@@ -24,7 +24,7 @@
  *   nodes seen, never the count of events.
  *
  * Topics, one module each: start (rule 1), walk (2, 5, 7 on the example DAG),
- * retry (5), claims (2, 4), leases (3), cancel (6), listing (lists, stats,
+ * retry (5), triggers (14), resume (15), claims (2, 4), leases (3), cancel (6), listing (lists, stats,
  * cleanup), streams (8, and watch), output (live output), requests (bad input
  * refused alike), size (the same rules at a thousand runs and thousands of
  * nodes). Rule 9 (cost per transition) is measured
@@ -39,10 +39,12 @@ import { listingSpec } from './listing.js';
 import { malformedSpec } from './malformed.js';
 import { outputSpec } from './output.js';
 import { requestsSpec } from './requests.js';
+import { resumeSpec } from './resume.js';
 import { retrySpec } from './retry.js';
 import { sizeSpec } from './size.js';
 import { startSpec } from './start.js';
 import { streamsSpec } from './streams.js';
+import { triggersSpec } from './triggers.js';
 import { walkSpec } from './walk.js';
 
 export type { BackendFactory, BackendUnderTest, Capability } from './harness.js';
@@ -58,6 +60,8 @@ export function runConformance(
     startSpec(test);
     walkSpec(test);
     retrySpec(test);
+    triggersSpec(test);
+    resumeSpec(test);
     claimsSpec(test);
     leasesSpec(test);
     cancelSpec(test);

@@ -74,6 +74,19 @@ describe('workflow builder', () => {
     });
   });
 
+  it('sets a trigger rule, which round-trips through JSON as "trigger"', () => {
+    const wf = workflow();
+    const a = wf.node('a', debug());
+    wf.node('cleanup', debug()).dependsOn(a).trigger('all_done');
+    wf.node('onfail', debug()).dependsOn(a).trigger('one_failed');
+    const spec = wf.build();
+    assert.equal(spec.nodes[0]!.trigger, undefined, 'the default is left out');
+    assert.equal(spec.nodes[1]!.trigger, 'all_done');
+    const json = wf.toJSON() as { nodes: { trigger?: string }[] };
+    assert.equal(json.nodes[2]!.trigger, 'one_failed');
+    assert.deepEqual(graphFromJson(json), spec);
+  });
+
   it('an invalid graph is rejected with every problem named', () => {
     const wf = workflow();
     const a = wf.node('a', debug());

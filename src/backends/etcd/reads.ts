@@ -76,8 +76,11 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
     const name = decodeURIComponent(kv.key.subarray(attemptPrefix).toString().split('/')[0]!);
     const list = attempts.get(name) ?? [];
     attempts.set(name, list);
-    list.push(decodeAttempt(kv.value));
-    lastOutput.set(name, attemptOutput(kv.value));
+    const a = decodeAttempt(kv.value);
+    list.push(a);
+    // Inputs come from upstream nodes whose last attempt succeeded.
+    if (a.conclusion === 'SUCCESS') lastOutput.set(name, attemptOutput(kv.value));
+    else lastOutput.delete(name);
   }
   // Which claims are orphaned: their claim key is gone (lease lapsed). Same revision.
   const running = recs.filter((r) => r.s === 'RUNNING' && r.c);
@@ -100,7 +103,11 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
   }
   const nodes: NodeState[] = recs.map((r) => {
     const inputs: Record<string, Uint8Array> = {};
-    if (r.st) for (const u of r.up) inputs[u] = lastOutput.get(u) ?? new Uint8Array();
+    if (r.st)
+      for (const u of r.up) {
+        const out = lastOutput.get(u);
+        if (out) inputs[u] = out;
+      }
     const out = streamed.get(r.spec.name);
     return nodeState(
       r,

@@ -37,6 +37,7 @@ import { Keys } from './keys.js';
 import { Leases } from './leases.js';
 import { appendOutput } from './output.js';
 import * as reads from './reads.js';
+import { retryRun } from './resume.js';
 import { deleteCompletedRunsBefore } from './retention.js';
 import { startRun } from './start.js';
 import { type EtcdConnectionOptions, getPrefix, Store } from './store.js';
@@ -148,6 +149,14 @@ export class EtcdRepository implements Repository {
     this.assertOpen();
     checks.checkRunId(runId);
     await cancelRun(this.ctx, runId);
+    return this.inspect(runId);
+  }
+
+  async retry(runId: string, nodes?: string[]): Promise<Run> {
+    this.assertOpen();
+    checks.checkRunId(runId);
+    checks.checkRetryNodes(nodes);
+    await retryRun(this.ctx, runId, nodes);
     return this.inspect(runId);
   }
 

@@ -8,6 +8,8 @@ import {
   checkListLimit,
   checkMetadata,
   checkNodeName,
+  checkRetryable,
+  checkRetryNodes,
   checkRunId,
   decodeCursor,
   emptyNodeCounts,
@@ -15,11 +17,13 @@ import {
   type GraphSpec,
   type IdSource,
   type NodeStatus,
+  planRetry,
   type Run,
   rfc3339,
   runStatus,
   type Stats,
   systemClock,
+  topology,
   ulidSource,
 } from '../../model/index.js';
 import {
@@ -57,6 +61,8 @@ import {
   nodeSnapshot,
   orphanNode,
   type RunRecord,
+  retryRun,
+  retryView,
   runSnapshot,
 } from './state.js';
 import { MemoryStreams } from './streams.js';
@@ -175,6 +181,22 @@ export class MemoryRepository implements Repository {
     checkRunId(runId);
     const run = this.getRun(runId);
     cancelRun(run, this.clock.now(), this.hooks);
+    return runSnapshot(run);
+  }
+
+  async retry(runId: string, nodes?: string[]): Promise<Run> {
+    this.assertOpen();
+    checkRunId(runId);
+    checkRetryNodes(nodes);
+    const run = this.getRun(runId);
+    checkRetryable(runId, { status: runStatus(run.counts), conclusion: run.conclusion });
+    const plan = planRetry(
+      runId,
+      run.order.map(retryView),
+      topology({ nodes: run.order.map((n) => n.spec), edges: run.edges }),
+      nodes,
+    );
+    retryRun(run, plan, this.clock.now(), this.hooks);
     return runSnapshot(run);
   }
 

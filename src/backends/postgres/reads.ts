@@ -66,7 +66,7 @@ export async function loadRun(db: Db, runId: string, names?: string[]): Promise<
       const byNode = groupAttempts(attempts);
       const lastOutput = (n: string) => {
         const list = byNode.get(n);
-        return list?.[list.length - 1]?.output;
+        return list?.[list.length - 1];
       };
       const live = await readLiveOutputs(c, runId, names);
       const nodes = nodeRows.rows.map((row) =>

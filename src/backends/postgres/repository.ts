@@ -38,6 +38,7 @@ import { migrate } from './migrations.js';
 import { Publisher } from './notices.js';
 import { appendOutput } from './output.js';
 import * as reads from './reads.js';
+import { retryRun } from './resume.js';
 import { DELETE_COMPLETED_RUNS, PING } from './sql.js';
 import { StartBatcher } from './starts.js';
 import { Streams } from './streams.js';
@@ -228,6 +229,15 @@ export class PostgresRepository implements Repository {
     checks.checkRunId(runId);
     return this.run(async () => {
       await cancelRun(this.ctx, runId);
+      return this.db.retrying('inspect', () => reads.inspect(this.db, runId));
+    });
+  }
+
+  async retry(runId: string, nodes?: string[]): Promise<Run> {
+    checks.checkRunId(runId);
+    checks.checkRetryNodes(nodes);
+    return this.run(async () => {
+      await retryRun(this.ctx, runId, nodes);
       return this.db.retrying('inspect', () => reads.inspect(this.db, runId));
     });
   }

@@ -14,7 +14,7 @@ import {
 /** Row shapes as the pg client returns them (bigint arrives as string) and their domain forms. */
 
 export const NODE_COLUMNS = `name, idx, runtime, spec, upstream, status, attempt_count, claim_id, claim_agent,
-  claim_metadata, orphaned, previous_claim_id, started_at, finished_at, version`;
+  claim_metadata, orphaned, previous_claim_id, started_at, finished_at, version, attempts_before_retry`;
 
 export interface NodeRow {
   name: string;
@@ -32,6 +32,8 @@ export interface NodeRow {
   started_at: string | null;
   finished_at: string | null;
   version: number;
+  /** Absent from claim_nodes' rows. */
+  attempts_before_retry?: number;
 }
 
 export const ATTEMPT_COLUMNS =
@@ -109,11 +111,15 @@ export function groupAttempts(rows: AttemptRow[]): Map<string, Attempt[]> {
  */
 export function inputsOf(
   row: NodeRow,
-  lastOutput: (node: string) => Uint8Array | undefined,
+  lastAttempt: (node: string) => Pick<Attempt, 'conclusion' | 'output'> | undefined,
 ): Record<string, Uint8Array> {
   const inputs: Record<string, Uint8Array> = {};
   if (row.started_at === null) return inputs;
-  for (const up of row.upstream) inputs[up] = lastOutput(up) ?? new Uint8Array();
+  // From upstream nodes that succeeded only (a trigger may run a node below a failure).
+  for (const up of row.upstream) {
+    const last = lastAttempt(up);
+    if (last?.conclusion === 'SUCCESS') inputs[up] = last.output;
+  }
   return inputs;
 }
 
@@ -140,6 +146,7 @@ export function toNodeState(
         }
       : undefined,
     liveOutput: streaming && live.output.byteLength > 0 ? live.output : undefined,
+    ...(row.attempts_before_retry ? { attemptsBeforeRetry: row.attempts_before_retry } : {}),
   };
 }
 

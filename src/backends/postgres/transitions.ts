@@ -187,7 +187,7 @@ function announceClaim(ctx: TransitionContext, runId: string, row: NodeRow): voi
 
 function claimedWith(runId: string, claimId: string, row: NodeRow, attempts: AttemptRow[]): ClaimedNode {
   const byNode = groupAttempts(attempts);
-  const last = (n: string) => byNode.get(n)?.at(-1)?.output;
+  const last = (n: string) => byNode.get(n)?.at(-1);
   return {
     runId,
     claimId,

@@ -11,6 +11,7 @@ import {
   checkLeaseTtl,
   checkListLimit,
   checkMetadata,
+  checkRetryNodes,
   checkRunId,
   decodeCursor,
 } from '../../model/requests.js';
@@ -218,6 +219,11 @@ export class RemoteRepository implements Repository {
   }
   cancel(runId: string): Promise<Run> {
     return this.controlCall({ runId }, () => this.control.cancel(runId));
+  }
+  retry(runId: string, nodes?: string[]): Promise<Run> {
+    checkRunId(runId);
+    checkRetryNodes(nodes);
+    return this.controlCall({ runId }, () => this.control.retry(runId, nodes));
   }
   listAgents(): Promise<AgentInfo[]> {
     return this.controlCall({}, () => this.control.listAgents());

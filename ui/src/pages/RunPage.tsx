@@ -91,6 +91,16 @@ function RunHeader({ id, live }: { id: string; live: LiveRun }) {
         ))}
       </div>
       {live.shape && live.status !== Run_Status.COMPLETED && <CancelButton id={id} onCancelled={live.apply} />}
+      {live.shape && live.status === Run_Status.COMPLETED && (
+        <FinishedActions
+          id={id}
+          retryable={live.conclusion !== Run_Conclusion.SUCCESS}
+          onRetried={(run) => {
+            live.apply(run);
+            live.follow();
+          }}
+        />
+      )}
     </header>
   );
 }
@@ -141,6 +151,59 @@ function CancelButton({ id, onCancelled }: { id: string; onCancelled: (run: Run)
   );
 }
 
+/**
+ * A finished run's actions: Retry (resume it under the same id: the nodes that
+ * did not succeed run again; only when it did not succeed) and Rerun (a new
+ * run of the same graph, which the page then shows).
+ */
+function FinishedActions({
+  id,
+  retryable,
+  onRetried,
+}: { id: string; retryable: boolean; onRetried: (run: Run) => void }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string>();
+  const act = async (what: () => Promise<void>) => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      await what();
+    } catch (e) {
+      setError(errorMessage(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const retry = () =>
+    act(async () => {
+      const res = await api.retry({ id });
+      if (res.run) onRetried(res.run);
+    });
+  const rerun = () =>
+    act(async () => {
+      const res = await api.rerun({ id });
+      if (res.run) navigate(runPath(res.run.id));
+    });
+  return (
+    <div className="cancel">
+      {retryable && (
+        <button
+          type="button"
+          disabled={busy}
+          onClick={retry}
+          title="run the failed, cancelled and unreached nodes again in this run"
+        >
+          Retry run
+        </button>
+      )}
+      <button type="button" disabled={busy} onClick={rerun} title="start a new run of the same graph">
+        Rerun
+      </button>
+      {error && <span className="error-inline">{error}</span>}
+    </div>
+  );
+}
+
 /** Why the selected node waits or was not run (explainNode, as `adagio runs inspect` says it). */
 function whyOf(node: Node, live: LiveRun): string | undefined {
   if (!live.shape) return undefined;
@@ -158,5 +221,6 @@ function toExplain(n: Node): ExplainNode {
     runtime: n.spec?.runtime ?? '',
     status: nodeStatusName(n.status) as ExplainNode['status'],
     attempts: n.attempts.map((a) => conclusionName(a.conclusion)),
+    trigger: n.spec?.trigger,
   };
 }

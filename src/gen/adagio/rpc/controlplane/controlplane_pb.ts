@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file adagio/rpc/controlplane/controlplane.proto.
  */
 export const file_adagio_rpc_controlplane_controlplane: GenFile = /*@__PURE__*/
-  fileDesc("CiphZGFnaW8vcnBjL2NvbnRyb2xwbGFuZS9jb250cm9scGxhbmUucHJvdG8SF2FkYWdpby5ycGMuY29udHJvbHBsYW5lIg4KDFN0YXRzUmVxdWVzdCIwCg1TdGF0c1Jlc3BvbnNlEh8KBXN0YXRzGAEgASgLMhAuYWRhZ2lvLnYxLlN0YXRzIjIKDFN0YXJ0UmVxdWVzdBIiCgRzcGVjGAEgASgLMhQuYWRhZ2lvLnYxLkdyYXBoU3BlYyI+Cg1TdGFydFJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLmFkYWdpby52MS5SdW4SEAoId2FybmluZ3MYAiADKAkiVQoPTGlzdFJ1bnNSZXF1ZXN0EhAKCHN0YXJ0X25zGAEgASgDEhEKCWZpbmlzaF9ucxgCIAEoAxINCgVsaW1pdBgDIAEoBRIOCgZjdXJzb3IYBCABKAkiRQoQTGlzdFJ1bnNSZXNwb25zZRIcCgRydW5zGAEgAygLMg4uYWRhZ2lvLnYxLlJ1bhITCgtuZXh0X2N1cnNvchgCIAEoCSIcCg5JbnNwZWN0UmVxdWVzdBIKCgJpZBgBIAEoCSIuCg9JbnNwZWN0UmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1biITChFMaXN0QWdlbnRzUmVxdWVzdCI2ChJMaXN0QWdlbnRzUmVzcG9uc2USIAoGYWdlbnRzGAEgAygLMhAuYWRhZ2lvLnYxLkFnZW50IhsKDUNhbmNlbFJlcXVlc3QSCgoCaWQYASABKAkiLQoOQ2FuY2VsUmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1biIaCgxXYXRjaFJlcXVlc3QSCgoCaWQYASABKAki9gEKDVdhdGNoUmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1bhIdCgRub2RlGAIgASgLMg8uYWRhZ2lvLnYxLk5vZGUSKQoKcnVuX3N0YXR1cxgDIAEoDjIVLmFkYWdpby52MS5SdW4uU3RhdHVzEjEKDnJ1bl9jb25jbHVzaW9uGAQgASgOMhkuYWRhZ2lvLnYxLlJ1bi5Db25jbHVzaW9uEhUKDWF0dGVtcHRzX2Zyb20YBSABKA0SNAoGb3V0cHV0GAYgASgLMiQuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuT3V0cHV0Q2h1bmsiUAoLT3V0cHV0Q2h1bmsSEQoJbm9kZV9uYW1lGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSDgoGb2Zmc2V0GAMgASgDEg0KBWNodW5rGAQgASgMIkgKF0dldEF0dGVtcHRPdXRwdXRSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIMCgRub2RlGAIgASgJEg8KB2F0dGVtcHQYAyABKA0iKgoYR2V0QXR0ZW1wdE91dHB1dFJlc3BvbnNlEg4KBm91dHB1dBgBIAEoDDKSBgoMQ29udHJvbFBsYW5lElYKBVN0YXRzEiUuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhdHNSZXF1ZXN0GiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhdHNSZXNwb25zZRJWCgVTdGFydBIlLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlN0YXJ0UmVxdWVzdBomLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlN0YXJ0UmVzcG9uc2USXwoITGlzdFJ1bnMSKC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0UnVuc1JlcXVlc3QaKS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0UnVuc1Jlc3BvbnNlElwKB0luc3BlY3QSJy5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5JbnNwZWN0UmVxdWVzdBooLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkluc3BlY3RSZXNwb25zZRJlCgpMaXN0QWdlbnRzEiouYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuTGlzdEFnZW50c1JlcXVlc3QaKy5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0QWdlbnRzUmVzcG9uc2USWQoGQ2FuY2VsEiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuQ2FuY2VsUmVxdWVzdBonLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkNhbmNlbFJlc3BvbnNlElgKBVdhdGNoEiUuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuV2F0Y2hSZXF1ZXN0GiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuV2F0Y2hSZXNwb25zZTABEncKEEdldEF0dGVtcHRPdXRwdXQSMC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5HZXRBdHRlbXB0T3V0cHV0UmVxdWVzdBoxLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkdldEF0dGVtcHRPdXRwdXRSZXNwb25zZWIGcHJvdG8z", [file_adagio_v1_adagio]);
+  fileDesc("CiphZGFnaW8vcnBjL2NvbnRyb2xwbGFuZS9jb250cm9scGxhbmUucHJvdG8SF2FkYWdpby5ycGMuY29udHJvbHBsYW5lIg4KDFN0YXRzUmVxdWVzdCIwCg1TdGF0c1Jlc3BvbnNlEh8KBXN0YXRzGAEgASgLMhAuYWRhZ2lvLnYxLlN0YXRzIjIKDFN0YXJ0UmVxdWVzdBIiCgRzcGVjGAEgASgLMhQuYWRhZ2lvLnYxLkdyYXBoU3BlYyI+Cg1TdGFydFJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLmFkYWdpby52MS5SdW4SEAoId2FybmluZ3MYAiADKAkiVQoPTGlzdFJ1bnNSZXF1ZXN0EhAKCHN0YXJ0X25zGAEgASgDEhEKCWZpbmlzaF9ucxgCIAEoAxINCgVsaW1pdBgDIAEoBRIOCgZjdXJzb3IYBCABKAkiRQoQTGlzdFJ1bnNSZXNwb25zZRIcCgRydW5zGAEgAygLMg4uYWRhZ2lvLnYxLlJ1bhITCgtuZXh0X2N1cnNvchgCIAEoCSIcCg5JbnNwZWN0UmVxdWVzdBIKCgJpZBgBIAEoCSIuCg9JbnNwZWN0UmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1biITChFMaXN0QWdlbnRzUmVxdWVzdCI2ChJMaXN0QWdlbnRzUmVzcG9uc2USIAoGYWdlbnRzGAEgAygLMhAuYWRhZ2lvLnYxLkFnZW50IhsKDUNhbmNlbFJlcXVlc3QSCgoCaWQYASABKAkiLQoOQ2FuY2VsUmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1biIaCgxXYXRjaFJlcXVlc3QSCgoCaWQYASABKAki9gEKDVdhdGNoUmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1bhIdCgRub2RlGAIgASgLMg8uYWRhZ2lvLnYxLk5vZGUSKQoKcnVuX3N0YXR1cxgDIAEoDjIVLmFkYWdpby52MS5SdW4uU3RhdHVzEjEKDnJ1bl9jb25jbHVzaW9uGAQgASgOMhkuYWRhZ2lvLnYxLlJ1bi5Db25jbHVzaW9uEhUKDWF0dGVtcHRzX2Zyb20YBSABKA0SNAoGb3V0cHV0GAYgASgLMiQuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuT3V0cHV0Q2h1bmsiUAoLT3V0cHV0Q2h1bmsSEQoJbm9kZV9uYW1lGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSDgoGb2Zmc2V0GAMgASgDEg0KBWNodW5rGAQgASgMIkgKF0dldEF0dGVtcHRPdXRwdXRSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIMCgRub2RlGAIgASgJEg8KB2F0dGVtcHQYAyABKA0iKgoYR2V0QXR0ZW1wdE91dHB1dFJlc3BvbnNlEg4KBm91dHB1dBgBIAEoDCIpCgxSZXRyeVJlcXVlc3QSCgoCaWQYASABKAkSDQoFbm9kZXMYAiADKAkiLAoNUmV0cnlSZXNwb25zZRIbCgNydW4YASABKAsyDi5hZGFnaW8udjEuUnVuIhoKDFJlcnVuUmVxdWVzdBIKCgJpZBgBIAEoCSIsCg1SZXJ1blJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLmFkYWdpby52MS5SdW4ywgcKDENvbnRyb2xQbGFuZRJWCgVTdGF0cxIlLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlN0YXRzUmVxdWVzdBomLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlN0YXRzUmVzcG9uc2USVgoFU3RhcnQSJS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5TdGFydFJlcXVlc3QaJi5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5TdGFydFJlc3BvbnNlEl8KCExpc3RSdW5zEiguYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuTGlzdFJ1bnNSZXF1ZXN0GikuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuTGlzdFJ1bnNSZXNwb25zZRJcCgdJbnNwZWN0EicuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuSW5zcGVjdFJlcXVlc3QaKC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5JbnNwZWN0UmVzcG9uc2USZQoKTGlzdEFnZW50cxIqLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkxpc3RBZ2VudHNSZXF1ZXN0GisuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuTGlzdEFnZW50c1Jlc3BvbnNlElkKBkNhbmNlbBImLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkNhbmNlbFJlcXVlc3QaJy5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5DYW5jZWxSZXNwb25zZRJYCgVXYXRjaBIlLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLldhdGNoUmVxdWVzdBomLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLldhdGNoUmVzcG9uc2UwARJ3ChBHZXRBdHRlbXB0T3V0cHV0EjAuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuR2V0QXR0ZW1wdE91dHB1dFJlcXVlc3QaMS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5HZXRBdHRlbXB0T3V0cHV0UmVzcG9uc2USVgoFUmV0cnkSJS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5SZXRyeVJlcXVlc3QaJi5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5SZXRyeVJlc3BvbnNlElYKBVJlcnVuEiUuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuUmVydW5SZXF1ZXN0GiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuUmVydW5SZXNwb25zZWIGcHJvdG8z", [file_adagio_v1_adagio]);
 
 /**
  * @generated from message adagio.rpc.controlplane.StatsRequest
@@ -392,6 +392,81 @@ export const GetAttemptOutputResponseSchema: GenMessage<GetAttemptOutputResponse
   messageDesc(file_adagio_rpc_controlplane_controlplane, 16);
 
 /**
+ * @generated from message adagio.rpc.controlplane.RetryRequest
+ */
+export type RetryRequest = Message<"adagio.rpc.controlplane.RetryRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Only these nodes (and what is downstream of them); empty: every node that did not succeed.
+   *
+   * @generated from field: repeated string nodes = 2;
+   */
+  nodes: string[];
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.RetryRequest.
+ * Use `create(RetryRequestSchema)` to create a new message.
+ */
+export const RetryRequestSchema: GenMessage<RetryRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 17);
+
+/**
+ * @generated from message adagio.rpc.controlplane.RetryResponse
+ */
+export type RetryResponse = Message<"adagio.rpc.controlplane.RetryResponse"> & {
+  /**
+   * @generated from field: adagio.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.RetryResponse.
+ * Use `create(RetryResponseSchema)` to create a new message.
+ */
+export const RetryResponseSchema: GenMessage<RetryResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 18);
+
+/**
+ * @generated from message adagio.rpc.controlplane.RerunRequest
+ */
+export type RerunRequest = Message<"adagio.rpc.controlplane.RerunRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.RerunRequest.
+ * Use `create(RerunRequestSchema)` to create a new message.
+ */
+export const RerunRequestSchema: GenMessage<RerunRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 19);
+
+/**
+ * @generated from message adagio.rpc.controlplane.RerunResponse
+ */
+export type RerunResponse = Message<"adagio.rpc.controlplane.RerunResponse"> & {
+  /**
+   * @generated from field: adagio.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.RerunResponse.
+ * Use `create(RerunResponseSchema)` to create a new message.
+ */
+export const RerunResponseSchema: GenMessage<RerunResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 20);
+
+/**
  * The control plane. New capabilities are added as new methods, never by
  * changing the meaning of existing ones.
  *
@@ -467,6 +542,28 @@ export const ControlPlane: GenService<{
     methodKind: "unary";
     input: typeof GetAttemptOutputRequestSchema;
     output: typeof GetAttemptOutputResponseSchema;
+  },
+  /**
+   * Resumes a completed run that did not succeed: its failed, cancelled and
+   * unreached nodes (or the named ones and what is downstream of them) run
+   * again; succeeded nodes keep their outputs; the id stays.
+   *
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.Retry
+   */
+  retry: {
+    methodKind: "unary";
+    input: typeof RetryRequestSchema;
+    output: typeof RetryResponseSchema;
+  },
+  /**
+   * Starts a new run of the same graph.
+   *
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.Rerun
+   */
+  rerun: {
+    methodKind: "unary";
+    input: typeof RerunRequestSchema;
+    output: typeof RerunResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_adagio_rpc_controlplane_controlplane, 0);
