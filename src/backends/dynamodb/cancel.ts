@@ -1,0 +1,96 @@
+import { checkRunId, type Run } from '../../model/index.js';
+import { NotFoundError } from '../../protocol/index.js';
+import { Delta, type DynamoContext } from './context.js';
+import { type Item, N, S } from './db.js';
+import {
+  decodeNode,
+  decodeRun,
+  encodeAttempt,
+  encodeNode,
+  encodeRun,
+  headerKey,
+  leaseClaimKey,
+  moved,
+  next,
+  runPk,
+  sealIfDone,
+  WORK_PK,
+} from './items.js';
+import { CANCEL_CHUNK } from './limits.js';
+
+/**
+ * Rule 6. First one transaction marks the run cancelled (claims and finishes
+ * compare the header, so none slips in after) and records a cancel work item;
+ * then the open nodes complete in chunks of CANCEL_CHUNK, each one
+ * transaction (a RUNNING node gets its CANCELLED attempt: what it streamed
+ * stays its output, in place), the run completing with the last. The sweeper
+ * finishes a cancel whose process died.
+ */
+export const cancelKey = (runId: string) => ({ pk: WORK_PK, sk: `cancel#${runId}` });
+
+export async function cancelRun(ctx: DynamoContext, runId: string, inspect: (id: string) => Promise<Run>): Promise<Run> {
+  checkRunId(runId);
+  for (;;) {
+    const item = await ctx.db.get(headerKey(runId));
+    if (!item) throw new NotFoundError('run', runId);
+    const header = decodeRun(item);
+    if (header.d.conclusion && !header.d.resuming) return inspect(runId);
+    if (!header.d.cancelled) {
+      const tx = ctx.db.tx();
+      tx.put(encodeRun({ ...header, v: header.v + 1, d: { ...header.d, cancelled: true } }), header.v);
+      const work: Item = { pk: S(cancelKey(runId).pk), sk: S(cancelKey(runId).sk), v: N(0), d: S(JSON.stringify({ kind: 'cancel', run: runId })) };
+      tx.put(work, 'any');
+      if (!(await ctx.db.commit(tx))) continue;
+    }
+    await completeCancel(ctx, runId);
+    return inspect(runId);
+  }
+}
+
+/** Completes every open node of a cancelled run, chunk by chunk; safe to run twice at once. */
+export async function completeCancel(ctx: DynamoContext, runId: string): Promise<void> {
+  for (;;) {
+    const open = (await ctx.db.partition(runPk(runId), 'n#'))
+      .map(decodeNode)
+      .filter((n) => n.d.status !== 'COMPLETED');
+    if (open.length === 0) break;
+    const headerItem = await ctx.db.get(headerKey(runId));
+    if (!headerItem) break;
+    const header = decodeRun(headerItem);
+    const now = ctx.clock.now();
+    const d = structuredClone(header.d);
+    const delta = new Delta();
+    const tx = ctx.db.tx();
+    for (const n of open.slice(0, CANCEL_CHUNK)) {
+      const nd = { ...n.d, status: 'COMPLETED' as const, finishedAt: now, seq: 0, live: 0 };
+      const c = n.d.claim;
+      if (n.d.status === 'RUNNING' && c) {
+        nd.attempts = n.d.attempts + 1;
+        nd.last = 'CANCELLED';
+        nd.claim = undefined;
+        tx.put(
+          encodeAttempt(runId, n.d.i, nd.attempts, {
+            conclusion: 'CANCELLED',
+            metadata: {},
+            claimId: c.id,
+            agentId: c.agentId,
+            startedAt: n.d.startedAt,
+            finishedAt: now,
+          }),
+          'any',
+        );
+        tx.del(leaseClaimKey(c.leaseId, runId, n.d.spec.name));
+      }
+      moved(d, n.d.status, 'COMPLETED');
+      delta.move(n.d.status, 'COMPLETED');
+      tx.put(encodeNode(next(n, nd)), n.v);
+    }
+    sealIfDone(d, now);
+    tx.put(encodeRun({ ...header, v: header.v + 1, d }), header.v);
+    delta.addTo(tx);
+    if (await ctx.db.commit(tx)) ctx.bus.emit('run', runId);
+  }
+  const tx = ctx.db.tx();
+  tx.del(cancelKey(runId));
+  await ctx.db.commit(tx);
+}

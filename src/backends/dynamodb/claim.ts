@@ -1,0 +1,108 @@
+import { checkMetadata, checkNodeName, checkRunId } from '../../model/index.js';
+import {
+  type ClaimedNode,
+  type ClaimRequest,
+  LeaseExpiredError,
+  NotFoundError,
+  nodeNotFound,
+} from '../../protocol/index.js';
+import { Delta, type DynamoContext } from './context.js';
+import { mk } from './db.js';
+import {
+  decodeNode,
+  decodeRun,
+  encodeNode,
+  encodeRun,
+  headerKey,
+  keyItem,
+  leaseClaimKey,
+  leaseKey,
+  moved,
+  type NodeData,
+  next,
+  nodeKey,
+} from './items.js';
+import { readNodeState } from './node-read.js';
+
+/**
+ * Rule 2 (and rule 3's recovery): one transaction that moves the node to
+ * RUNNING under a new claim, conditioned on the node's and the run header's
+ * versions as read (so among concurrent claimers exactly one commits) and on
+ * the lease being live; it also records the claim under the lease, so a lapse
+ * finds it. An orphaned claim is replaced the same way.
+ */
+export async function claimNode(ctx: DynamoContext, req: ClaimRequest): Promise<ClaimedNode | undefined> {
+  checkRunId(req.runId);
+  checkNodeName(req.node);
+  checkMetadata(req.metadata);
+  for (;;) {
+    const read = await ctx.db.getMany([nodeKey(req.runId, req.node), headerKey(req.runId), leaseKey(req.leaseId)]);
+    const lease = read.get(mk(leaseKey(req.leaseId)));
+    if (!lease || lease.lapsed) throw new LeaseExpiredError(req.leaseId);
+    const headerItem = read.get(mk(headerKey(req.runId)));
+    if (!headerItem) throw new NotFoundError('run', req.runId);
+    const nodeItem = read.get(mk(nodeKey(req.runId, req.node)));
+    if (!nodeItem) throw nodeNotFound(req.runId, req.node);
+    const header = decodeRun(headerItem);
+    const node = decodeNode(nodeItem);
+    // A cancelled run claims nothing; one being resumed waits for its retry to finish (rule 15).
+    if (header.d.cancelled || header.d.resuming) return undefined;
+    const prev = node.d.claim;
+    const orphan = node.d.status === 'RUNNING' && prev?.orphaned === true;
+    if (node.d.status !== 'READY' && !orphan) return undefined;
+    const now = ctx.clock.now();
+    const claimId = ctx.ids.next(now);
+    const d: NodeData = {
+      ...node.d,
+      claim: { id: claimId, agentId: req.agentId, metadata: req.metadata ?? {}, leaseId: req.leaseId, orphaned: false },
+    };
+    const upIndex = new Map<string, number>();
+    const tx = ctx.db.tx();
+    const delta = new Delta();
+    if (!orphan) {
+      // Inputs: each upstream node's last successful attempt (rules 2 and 14).
+      const ups = [...(await ctx.db.getMany(node.d.up.map((u) => nodeKey(req.runId, u)))).values()].map(
+        (u) => decodeNode(u).d,
+      );
+      d.inputs = {};
+      for (const u of ups) {
+        upIndex.set(u.spec.name, u.i);
+        if (u.status === 'COMPLETED' && u.last === 'SUCCESS')
+          d.inputs[u.spec.name] = u.attempts;
+      }
+      d.status = 'RUNNING';
+      d.startedAt = now;
+      d.finishedAt = 0;
+      d.seq = 0;
+      d.live = 0;
+      const hd = structuredClone(header.d);
+      moved(hd, 'READY', 'RUNNING');
+      delta.move('READY', 'RUNNING');
+      tx.put(encodeRun({ ...header, v: header.v + 1, d: hd }), header.v);
+    } else {
+      tx.checkV(headerKey(req.runId), header.v);
+      tx.del(leaseClaimKey(prev.leaseId, req.runId, req.node));
+    }
+    tx.put(encodeNode(next(node, d)), node.v);
+    tx.check(leaseKey(req.leaseId), 'attribute_exists(pk) AND attribute_not_exists(lapsed)');
+    tx.put({ ...keyItem(leaseClaimKey(req.leaseId, req.runId, req.node)), claim: { S: claimId } }, 'any');
+    delta.addTo(tx);
+    if (!(await ctx.db.commit(tx))) continue;
+    ctx.bus.emit('run', req.runId);
+    return {
+      runId: req.runId,
+      claimId,
+      attempt: node.d.attempts + 1,
+      orphan,
+      previousClaimId: orphan ? prev.id : undefined,
+      previousAgentId: orphan ? prev.agentId : undefined,
+      node: await readNodeState(ctx, req.runId, d, orphan ? await upstreamIndex(ctx, req.runId, d) : upIndex),
+    };
+  }
+}
+
+async function upstreamIndex(ctx: DynamoContext, runId: string, d: NodeData): Promise<Map<string, number>> {
+  const names = Object.keys(d.inputs);
+  const ups = await ctx.db.getMany(names.map((u) => nodeKey(runId, u)));
+  return new Map([...ups.values()].map((u) => [decodeNode(u).d.spec.name, decodeNode(u).d.i]));
+}

@@ -1,0 +1,59 @@
+import { EventEmitter } from 'node:events';
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import type { Logger } from '../../log.js';
+import type { Clock, IdSource, NodeStatus } from '../../model/index.js';
+import { type Db, N, type Tx } from './db.js';
+import { STATS_PK } from './items.js';
+import { STATS_SHARDS } from './limits.js';
+
+/** What every DynamoDB operation needs. */
+export interface DynamoContext {
+  db: Db;
+  clock: Clock;
+  ids: IdSource;
+  logger: Logger;
+  /**
+   * In-process wake-ups: `ready` (runtime) when this process made a node
+   * READY or orphaned, `run` (run id) when it changed a run. Subscribers and
+   * watchers of this process react at once; those of other processes poll.
+   */
+  bus: EventEmitter;
+}
+
+export function newBus(): EventEmitter {
+  const bus = new EventEmitter();
+  bus.setMaxListeners(0);
+  return bus;
+}
+
+/** Counter changes of one transaction: runs and nodes per status. */
+export class Delta {
+  runs = 0;
+  readonly nodes: Record<NodeStatus, number> = { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 0 };
+
+  move(from: NodeStatus, to: NodeStatus): void {
+    this.nodes[from]--;
+    this.nodes[to]++;
+  }
+
+  /** Adds the changes to a random counter shard in the transaction (no condition: additions commute). */
+  addTo(tx: Tx): void {
+    const parts: string[] = [];
+    const values: Record<string, AttributeValue> = {};
+    const add = (name: string, n: number) => {
+      if (n === 0) return;
+      parts.push(`${name} :${name}`);
+      values[`:${name}`] = N(n);
+    };
+    add('runs', this.runs);
+    add('cW', this.nodes.WAITING);
+    add('cR', this.nodes.READY);
+    add('cU', this.nodes.RUNNING);
+    add('cC', this.nodes.COMPLETED);
+    if (parts.length === 0) return;
+    tx.update(
+      { pk: STATS_PK, sk: String(Math.floor(Math.random() * STATS_SHARDS)) },
+      { UpdateExpression: `ADD ${parts.join(', ')}`, ExpressionAttributeValues: values },
+    );
+  }
+}

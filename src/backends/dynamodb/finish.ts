@@ -1,0 +1,129 @@
+import {
+  boundedAppend,
+  checkConclusion,
+  checkMetadata,
+  checkNodeName,
+  checkRunId,
+  countAttempt,
+  finishOutcome,
+  statusAfterFinish,
+  truncateOutput,
+  upstreamOutcome,
+} from '../../model/index.js';
+import { claimNotLive, type FinishRequest, NotFoundError, nodeNotFound } from '../../protocol/index.js';
+import { Delta, type DynamoContext } from './context.js';
+import { mk } from './db.js';
+import {
+  decodeNode,
+  decodeRun,
+  encodeAttempt,
+  encodeNode,
+  encodeOutput,
+  encodeRun,
+  FINISH_SEQ,
+  headerKey,
+  leaseClaimKey,
+  moved,
+  type NodeData,
+  next,
+  nodeKey,
+  sealIfDone,
+} from './items.js';
+import { INLINE_DEPENDENTS, OUTPUT_PART_BYTES } from './limits.js';
+import { addJudged, drainSettles, encodeSettle, judge, type SettleWork } from './settle.js';
+
+/**
+ * Rules 4 and 5: one transaction appends the attempt (and its output parts),
+ * moves the node on, releases the claim, updates the run header (completing
+ * the run when this was its last open node) and judges up to
+ * INLINE_DEPENDENTS dependents; it is conditioned on the node's version as
+ * read, which holds the claim (the fence of rule 4), and the header's (a
+ * cancel refuses the finish). More dependents go to a settle work item.
+ */
+export async function finishNode(ctx: DynamoContext, req: FinishRequest): Promise<void> {
+  checkRunId(req.runId);
+  checkNodeName(req.node);
+  checkConclusion(req.conclusion);
+  checkMetadata(req.metadata);
+  const output = req.output ?? new Uint8Array();
+  for (;;) {
+    const read = await ctx.db.getMany([nodeKey(req.runId, req.node), headerKey(req.runId)]);
+    const headerItem = read.get(mk(headerKey(req.runId)));
+    if (!headerItem) throw new NotFoundError('run', req.runId);
+    const nodeItem = read.get(mk(nodeKey(req.runId, req.node)));
+    if (!nodeItem) throw nodeNotFound(req.runId, req.node);
+    const header = decodeRun(headerItem);
+    const node = decodeNode(nodeItem);
+    const claim = node.d.claim;
+    if (node.d.status !== 'RUNNING' || claim?.id !== req.claimId || claim.orphaned || header.d.cancelled)
+      throw claimNotLive(req, {
+        status: node.d.status,
+        orphaned: claim?.id === req.claimId && claim.orphaned,
+        cancelled: header.d.cancelled,
+      });
+    const now = ctx.clock.now();
+    const outcome = finishOutcome(node.d.spec, req.conclusion, node.d.retries);
+    const attempt = node.d.attempts + 1;
+    const d: NodeData = {
+      ...node.d,
+      attempts: attempt,
+      last: req.conclusion,
+      retries: countAttempt(node.d.retries, req.conclusion),
+      claim: undefined,
+      status: statusAfterFinish(outcome),
+      seq: 0,
+      live: 0,
+    };
+    if (d.status === 'COMPLETED') d.finishedAt = now;
+    const hd = structuredClone(header.d);
+    const delta = new Delta();
+    moved(hd, 'RUNNING', d.status);
+    delta.move('RUNNING', d.status);
+    if (outcome === 'FAILED') hd.failed = true;
+    const tx = ctx.db.tx();
+    tx.put(encodeNode(next(node, d)), node.v);
+    tx.put(
+      encodeAttempt(req.runId, d.i, attempt, {
+        conclusion: req.conclusion,
+        metadata: req.metadata ?? {},
+        claimId: claim.id,
+        agentId: claim.agentId,
+        startedAt: node.d.startedAt,
+        finishedAt: now,
+      }),
+      'any',
+    );
+    // What was streamed stays in its parts; the finish's output follows it within the cap (rule 10).
+    const tail = node.d.live > 0 ? boundedAppend(node.d.live, output) : truncateOutput(output);
+    for (const part of encodeOutput(req.runId, d.i, attempt, FINISH_SEQ, tail, OUTPUT_PART_BYTES))
+      tx.put(part, 'any');
+    tx.del(leaseClaimKey(claim.leaseId, req.runId, req.node));
+    let spawned: SettleWork[] = [];
+    let ready: string[] = [];
+    if (outcome !== 'RETRY' && d.down.length > 0) {
+      const o = upstreamOutcome(req.conclusion);
+      if (d.down.length <= INLINE_DEPENDENTS) {
+        const deps = [...(await ctx.db.getMany(d.down.map((n) => nodeKey(req.runId, n)))).values()].map(
+          decodeNode,
+        );
+        const j = judge(deps, o, hd, delta, now);
+        addJudged(tx, j);
+        spawned = j.spawned;
+        ready = j.ready;
+      } else {
+        const w: SettleWork = { run: req.runId, node: req.node, outcome: o, cursor: 0 };
+        tx.put(encodeSettle(w), 'any');
+        spawned = [w];
+      }
+    }
+    sealIfDone(hd, now);
+    tx.put(encodeRun({ ...header, v: header.v + 1, d: hd }), header.v);
+    delta.addTo(tx);
+    if (!(await ctx.db.commit(tx))) continue;
+    if (d.status === 'READY') ready.push(d.spec.runtime);
+    for (const rt of ready) ctx.bus.emit('ready', rt);
+    ctx.bus.emit('run', req.runId);
+    if (spawned.length > 0) await drainSettles(ctx, spawned);
+    return;
+  }
+}

@@ -1,0 +1,320 @@
+import {
+  type Attempt,
+  type AttemptConclusion,
+  concatBytes,
+  conclusionOf,
+  type Edge,
+  type Metadata,
+  type NodeSpec,
+  type NodeState,
+  type NodeStatus,
+  type RetryCounts,
+  type Run,
+  type RunConclusion,
+  type RunSummary,
+  rfc3339,
+  runStatus,
+  type UpstreamTally,
+} from '../../model/index.js';
+import { B, type Item, type Key, N, S } from './db.js';
+
+/**
+ * The table's items and their keys. A run is one partition (`run#<id>`): its
+ * header (`#`), its nodes (`n#<name>`), its attempts (`a#<node index>#<attempt>`)
+ * and their output parts right after them (`a#<i>#<attempt>#o<seq>.<part>`),
+ * so inspect is one Query. Leases, agents, work items and stats counters have
+ * partitions of their own. Mutable items carry a version `v` that every
+ * conditional write compares.
+ */
+export const SCHEMA_KEY: Key = { pk: 'schema', sk: '#' };
+export const runPk = (runId: string) => `run#${runId}`;
+export const headerKey = (runId: string): Key => ({ pk: runPk(runId), sk: '#' });
+export const nodeKey = (runId: string, name: string): Key => ({ pk: runPk(runId), sk: `n#${name}` });
+const pad = (n: number, w: number) => String(n).padStart(w, '0');
+/** Attempts and their output parts of node `i`, under one prefix. */
+export const attemptsPrefix = (i: number) => `a#${pad(i, 6)}#`;
+export const attemptKey = (runId: string, i: number, attempt: number): Key => ({
+  pk: runPk(runId),
+  sk: `${attemptsPrefix(i)}${pad(attempt, 6)}`,
+});
+/** Output parts of an attempt: streamed chunk `seq`, split in parts; a finish's tail is seq 999999. */
+export const outputPrefix = (i: number, attempt: number) => `${attemptsPrefix(i)}${pad(attempt, 6)}#o`;
+export const FINISH_SEQ = 999_999;
+export const outputKey = (runId: string, i: number, attempt: number, seq: number, part: number): Key => ({
+  pk: runPk(runId),
+  sk: `${outputPrefix(i, attempt)}${pad(seq, 6)}.${pad(part, 3)}`,
+});
+export const LEASES_PK = 'leases';
+export const leaseKey = (id: string): Key => ({ pk: LEASES_PK, sk: id });
+export const leaseClaimsPk = (leaseId: string) => `lc#${leaseId}`;
+export const leaseClaimKey = (leaseId: string, runId: string, node: string): Key => ({
+  pk: leaseClaimsPk(leaseId),
+  sk: `${runId}#${node}`,
+});
+export const AGENTS_PK = 'agents';
+export const agentKey = (id: string): Key => ({ pk: AGENTS_PK, sk: id });
+export const WORK_PK = 'work';
+export const STATS_PK = 'stats';
+export const RUNS_LIST_PK = 'runs';
+export const listSortKey = (createdAt: number, runId: string) => `${pad(createdAt, 15)}#${runId}`;
+
+// ---- runs
+
+export interface RunData {
+  createdAt: number;
+  total: number;
+  edges: number;
+  counts: Record<NodeStatus, number>;
+  cancelled: boolean;
+  failed: boolean;
+  conclusion?: RunConclusion;
+  finishedAt: number;
+  /** A retry too big for one transaction is being applied: claims wait (rule 15). */
+  resuming?: boolean;
+}
+
+export interface RunItem {
+  id: string;
+  v: number;
+  d: RunData;
+}
+
+export function encodeRun(r: RunItem): Item {
+  return {
+    ...keyItem(headerKey(r.id)),
+    v: N(r.v),
+    d: S(JSON.stringify(r.d)),
+    lpk: S(RUNS_LIST_PK),
+    lsk: S(listSortKey(r.d.createdAt, r.id)),
+  };
+}
+
+export function decodeRun(item: Item): RunItem {
+  return { id: item.pk!.S!.slice(4), v: Number(item.v!.N), d: JSON.parse(item.d!.S!) };
+}
+
+/** The header after `from` → `to` status changes of its nodes (counts, then completion with its conclusion). */
+export function moved(d: RunData, from: NodeStatus, to: NodeStatus): void {
+  d.counts[from]--;
+  d.counts[to]++;
+}
+
+/** Completes the run when every node did and no retry is being applied (rule 7). */
+export function sealIfDone(d: RunData, now: number): void {
+  if (d.conclusion || d.resuming || d.counts.COMPLETED !== d.total) return;
+  d.conclusion = conclusionOf(d);
+  d.finishedAt = now;
+}
+
+export function summaryOf(r: RunItem): RunSummary {
+  return {
+    id: r.id,
+    createdAt: rfc3339(r.d.createdAt),
+    status: runStatus(r.d.counts),
+    conclusion: r.d.conclusion,
+    finishedAt: r.d.finishedAt ? rfc3339(r.d.finishedAt) : undefined,
+    nodeCounts: { ...r.d.counts },
+  };
+}
+
+// ---- nodes
+
+export interface ClaimData {
+  id: string;
+  agentId: string;
+  metadata: Metadata;
+  leaseId: string;
+  orphaned: boolean;
+}
+
+export interface NodeData {
+  /** Position in the spec (attempt keys use it; inspect orders by it). */
+  i: number;
+  spec: NodeSpec;
+  up: string[];
+  down: string[];
+  /** Inbound edges: [edge index in the spec, source], so the run's edges come back in order. */
+  ein: [number, string][];
+  status: NodeStatus;
+  tally: UpstreamTally;
+  retries: RetryCounts;
+  attempts: number;
+  last?: AttemptConclusion;
+  startedAt: number;
+  finishedAt: number;
+  claim?: ClaimData;
+  /** Upstream name → its attempt whose output is this node's input (filled at claim). */
+  inputs: Record<string, number>;
+  abr: number;
+  /** The running attempt's next output seq and bytes streamed so far. */
+  seq: number;
+  live: number;
+}
+
+export interface NodeItem {
+  runId: string;
+  v: number;
+  d: NodeData;
+}
+
+export function encodeNode(n: NodeItem): Item {
+  const item: Item = {
+    ...keyItem(nodeKey(n.runId, n.d.spec.name)),
+    v: N(n.v),
+    d: S(JSON.stringify(n.d)),
+  };
+  // The sparse `ready` index: READY nodes and orphaned claims, by runtime (rule 8's catch-up).
+  const ev = n.d.status === 'READY' ? 'R' : n.d.status === 'RUNNING' && n.d.claim?.orphaned ? 'O' : undefined;
+  if (ev) {
+    item.rt = S(n.d.spec.runtime);
+    item.rk = S(`${n.runId}#${n.d.spec.name}`);
+    item.ev = S(ev);
+  }
+  return item;
+}
+
+export function decodeNode(item: Item): NodeItem {
+  return { runId: item.pk!.S!.slice(4), v: Number(item.v!.N), d: JSON.parse(item.d!.S!) };
+}
+
+/** A node item written anew: the same node at the next version. */
+export function next(n: NodeItem, d: NodeData): NodeItem {
+  return { runId: n.runId, v: n.v + 1, d };
+}
+
+// ---- attempts
+
+export interface AttemptData {
+  conclusion: AttemptConclusion;
+  metadata: Metadata;
+  claimId: string;
+  agentId: string;
+  startedAt: number;
+  finishedAt: number;
+}
+
+export function encodeAttempt(runId: string, i: number, n: number, a: AttemptData): Item {
+  return { ...keyItem(attemptKey(runId, i, n)), d: S(JSON.stringify(a)) };
+}
+
+/** Output items of bytes at `seq`, split in parts of `partBytes`. */
+export function encodeOutput(
+  runId: string,
+  i: number,
+  attempt: number,
+  seq: number,
+  bytes: Uint8Array,
+  partBytes: number,
+): Item[] {
+  const out: Item[] = [];
+  for (let p = 0, at = 0; at < bytes.byteLength; p++, at += partBytes)
+    out.push({ ...keyItem(outputKey(runId, i, attempt, seq, p)), b: B(bytes.subarray(at, at + partBytes)) });
+  return out;
+}
+
+export function keyItem(k: Key): Item {
+  return { pk: S(k.pk), sk: S(k.sk) };
+}
+
+// ---- reading a run's partition back
+
+/** A node's attempts and output from its items (attempt items, each followed by its output parts). */
+export function attemptsOf(items: Item[], i: number): { attempts: Map<number, AttemptData>; outputs: Map<number, Uint8Array[]> } {
+  const prefix = attemptsPrefix(i);
+  const attempts = new Map<number, AttemptData>();
+  const outputs = new Map<number, Uint8Array[]>();
+  for (const item of items) {
+    const sk = item.sk!.S!;
+    if (!sk.startsWith(prefix)) continue;
+    const n = Number(sk.slice(prefix.length, prefix.length + 6));
+    if (sk.length === prefix.length + 6) attempts.set(n, JSON.parse(item.d!.S!));
+    else {
+      let parts = outputs.get(n);
+      if (!parts) outputs.set(n, (parts = []));
+      parts.push(item.b!.B!);
+    }
+  }
+  return { attempts, outputs };
+}
+
+export function nodeState(
+  n: NodeData,
+  attempts: Map<number, AttemptData>,
+  outputs: Map<number, Uint8Array[]>,
+  inputs: Record<string, Uint8Array>,
+): NodeState {
+  const list: Attempt[] = [];
+  for (let k = 1; k <= n.attempts; k++) {
+    const a = attempts.get(k);
+    if (!a) continue;
+    list.push({
+      conclusion: a.conclusion,
+      metadata: a.metadata,
+      output: concatBytes(outputs.get(k) ?? []),
+      claimId: a.claimId,
+      agentId: a.agentId,
+      startedAt: a.startedAt ? rfc3339(a.startedAt) : '',
+      finishedAt: rfc3339(a.finishedAt),
+    });
+  }
+  const c = n.claim;
+  const running = n.status === 'RUNNING';
+  const live = running && n.live > 0 ? concatBytes(outputs.get(n.attempts + 1) ?? []) : undefined;
+  return {
+    spec: n.spec,
+    status: n.status,
+    attempts: list,
+    startedAt: n.startedAt ? rfc3339(n.startedAt) : '',
+    finishedAt: n.finishedAt ? rfc3339(n.finishedAt) : '',
+    inputs,
+    claim: c ? { id: c.id, agentId: c.agentId, metadata: c.metadata, orphaned: c.orphaned } : undefined,
+    liveOutput: live && live.byteLength > 0 ? live : undefined,
+    ...(n.abr > 0 ? { attemptsBeforeRetry: n.abr } : {}),
+  };
+}
+
+/** The run from its partition's items (header, nodes, attempts, outputs). */
+export function runFromItems(header: RunItem, items: Item[]): Run {
+  const nodes: NodeData[] = [];
+  const byIndex = new Map<number, Item[]>();
+  for (const item of items) {
+    const sk = item.sk!.S!;
+    if (sk.startsWith('n#')) nodes.push(decodeNode(item).d);
+    else if (sk.startsWith('a#')) {
+      const i = Number(sk.slice(2, 8));
+      let list = byIndex.get(i);
+      if (!list) byIndex.set(i, (list = []));
+      list.push(item);
+    }
+  }
+  nodes.sort((a, b) => a.i - b.i);
+  const byName = new Map(nodes.map((n) => [n.spec.name, n]));
+  const edges: [number, Edge][] = [];
+  const states = nodes.map((n) => {
+    for (const [k, source] of n.ein) edges.push([k, { source, destination: n.spec.name }]);
+    const { attempts, outputs } = attemptsOf(byIndex.get(n.i) ?? [], n.i);
+    const inputs: Record<string, Uint8Array> = {};
+    for (const [up, k] of Object.entries(n.inputs)) {
+      const u = byName.get(up);
+      if (!u) continue;
+      inputs[up] = concatBytes(attemptsOf(byIndex.get(u.i) ?? [], u.i).outputs.get(k) ?? []);
+    }
+    return nodeState(n, attempts, outputs, inputs);
+  });
+  edges.sort((a, b) => a[0] - b[0]);
+  const d = header.d;
+  return {
+    id: header.id,
+    createdAt: rfc3339(d.createdAt),
+    nodes: states,
+    edges: edges.map((e) => e[1]),
+    status: runStatus(d.counts),
+    conclusion: d.conclusion,
+    finishedAt: d.finishedAt ? rfc3339(d.finishedAt) : undefined,
+  };
+}
+
+/** Whether the run's conclusion is as rules.ts would say: kept here so RunData stays plain. */
+export function statsDelta(): Record<NodeStatus, number> {
+  return { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 0 };
+}

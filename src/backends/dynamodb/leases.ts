@@ -1,0 +1,167 @@
+import { randomUUID } from 'node:crypto';
+import { type AgentInfo, checkAgentRegistration, checkId, checkLeaseTtl, rfc3339 } from '../../model/index.js';
+import { type AgentRegistration, type Lease, LeaseExpiredError } from '../../protocol/index.js';
+import type { DynamoContext } from './context.js';
+import { type Item, N, S } from './db.js';
+import {
+  AGENTS_PK,
+  agentKey,
+  decodeNode,
+  encodeNode,
+  keyItem,
+  LEASES_PK,
+  leaseClaimsPk,
+  leaseKey,
+  next,
+  nodeKey,
+} from './items.js';
+
+/**
+ * Rule 3 without a server clock. DynamoDB's conditions cannot compare against
+ * the server's time, so leases follow AWS's DynamoDB lock client: a lease item
+ * holds a record version (`rv`) that every heartbeat replaces with a new
+ * random one. An observer (each process's sweeper) remembers the version it
+ * saw and when, on its own monotonic clock; a lease lapses only once the same
+ * version was seen for a whole TTL, and the lapse is a write conditioned on
+ * that version, so a heartbeat that landed meanwhile wins. No one's wall
+ * clock decides expiry. Claims are recorded under their lease (`lc#<lease>`)
+ * so a lapse orphans exactly them.
+ */
+export class Leases {
+  /** Lease id → the version seen and since when (performance.now()). */
+  private readonly seen = new Map<string, { rv: string; since: number }>();
+
+  constructor(
+    private readonly ctx: DynamoContext,
+    private readonly defaultTtlMs: number,
+    private readonly monotonic: () => number = () => performance.now(),
+  ) {}
+
+  async grant(ttlMs = this.defaultTtlMs): Promise<Lease> {
+    checkLeaseTtl(ttlMs);
+    const id = this.ctx.ids.next(this.ctx.clock.now());
+    await this.ctx.db.update(leaseKey(id), {
+      UpdateExpression: 'SET ttl_ms = :t, rv = :rv',
+      ExpressionAttributeValues: { ':t': N(ttlMs), ':rv': S(randomUUID()) },
+    });
+    return { id, ttlMs };
+  }
+
+  async keepAlive(id: string): Promise<void> {
+    checkId('lease id', id);
+    const ok = await this.ctx.db.update(leaseKey(id), {
+      UpdateExpression: 'SET rv = :rv',
+      ConditionExpression: 'attribute_exists(pk) AND attribute_not_exists(lapsed)',
+      ExpressionAttributeValues: { ':rv': S(randomUUID()) },
+    });
+    if (!ok) throw new LeaseExpiredError(id);
+  }
+
+  async revoke(id: string): Promise<void> {
+    checkId('lease id', id);
+    await this.ctx.db.update(leaseKey(id), {
+      UpdateExpression: 'SET lapsed = :t',
+      ConditionExpression: 'attribute_exists(pk)',
+      ExpressionAttributeValues: { ':t': { BOOL: true } },
+    });
+    await this.release(id);
+  }
+
+  async register(leaseId: string, agent: AgentRegistration): Promise<AgentInfo> {
+    checkId('lease id', leaseId);
+    checkAgentRegistration(agent);
+    const info: AgentInfo = {
+      id: agent.id,
+      runtimes: agent.runtimes.map((r) => ({ name: r.name })),
+      startedAt: rfc3339(this.ctx.clock.now()),
+      hostname: agent.hostname ?? '',
+    };
+    const tx = this.ctx.db.tx();
+    tx.check(leaseKey(leaseId), 'attribute_exists(pk) AND attribute_not_exists(lapsed)');
+    tx.put({ ...keyItem(agentKey(agent.id)), lease: S(leaseId), d: S(JSON.stringify(info)) }, 'any');
+    if (!(await this.ctx.db.commit(tx))) throw new LeaseExpiredError(leaseId);
+    return info;
+  }
+
+  async deregister(agentId: string): Promise<void> {
+    const tx = this.ctx.db.tx();
+    tx.del(agentKey(agentId));
+    await this.ctx.db.commit(tx);
+  }
+
+  /** Agents whose lease holds. */
+  async list(): Promise<AgentInfo[]> {
+    const [agents, leases] = await Promise.all([this.ctx.db.partition(AGENTS_PK), this.ctx.db.partition(LEASES_PK)]);
+    const live = new Set(leases.filter((l) => !l.lapsed).map((l) => l.sk!.S!));
+    return agents.filter((a) => live.has(a.lease!.S!)).map((a) => JSON.parse(a.d!.S!) as AgentInfo);
+  }
+
+  /**
+   * The observer: reads every lease, lapses those whose version stood still
+   * for a whole TTL on this process's clock, and finishes releasing lapsed
+   * ones (their claims orphaned, agents gone, lease deleted).
+   */
+  async observe(): Promise<void> {
+    const leases = await this.ctx.db.partition(LEASES_PK);
+    const now = this.monotonic();
+    const present = new Set<string>();
+    for (const l of leases) {
+      const id = l.sk!.S!;
+      present.add(id);
+      if (l.lapsed) {
+        await this.release(id);
+        continue;
+      }
+      const rv = l.rv!.S!;
+      const seen = this.seen.get(id);
+      if (!seen || seen.rv !== rv) {
+        this.seen.set(id, { rv, since: now });
+        continue;
+      }
+      if (now - seen.since < Number(l.ttl_ms!.N)) continue;
+      const lapsed = await this.ctx.db.update(leaseKey(id), {
+        UpdateExpression: 'SET lapsed = :t',
+        ConditionExpression: 'rv = :rv',
+        ExpressionAttributeValues: { ':t': { BOOL: true }, ':rv': S(rv) },
+      });
+      if (lapsed) await this.release(id);
+    }
+    for (const id of this.seen.keys()) if (!present.has(id)) this.seen.delete(id);
+  }
+
+  /** A lapsed or revoked lease: orphan its claims, remove its agents, then the lease itself. */
+  private async release(id: string): Promise<void> {
+    for (const c of await this.ctx.db.partition(leaseClaimsPk(id))) await this.orphan(id, c);
+    const agents = (await this.ctx.db.partition(AGENTS_PK)).filter((a) => a.lease?.S === id);
+    await this.ctx.db.writeAll([], agents.map((a) => ({ pk: AGENTS_PK, sk: a.sk!.S! })));
+    const tx = this.ctx.db.tx();
+    tx.del(leaseKey(id));
+    await this.ctx.db.commit(tx);
+    this.seen.delete(id);
+  }
+
+  /** Marks the claim orphaned when the node still holds it (rule 3); subscribers see it in the ready index. */
+  private async orphan(leaseId: string, c: Item): Promise<void> {
+    const sk = c.sk!.S!;
+    const at = sk.indexOf('#');
+    const runId = sk.slice(0, at);
+    const name = sk.slice(at + 1);
+    for (;;) {
+      const item = await this.ctx.db.get(nodeKey(runId, name));
+      const node = item && decodeNode(item);
+      const claim = node?.d.claim;
+      const tx = this.ctx.db.tx();
+      if (node && claim && node.d.status === 'RUNNING' && claim.id === c.claim?.S && !claim.orphaned) {
+        tx.put(encodeNode(next(node, { ...node.d, claim: { ...claim, orphaned: true } })), node.v);
+      }
+      tx.del({ pk: leaseClaimsPk(leaseId), sk });
+      if (await this.ctx.db.commit(tx)) {
+        if (node) {
+          this.ctx.bus.emit('ready', node.d.spec.runtime);
+          this.ctx.bus.emit('run', runId);
+        }
+        return;
+      }
+    }
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * Every budget of the DynamoDB backend, in one place, each derived from (and
+ * checked at load against) DynamoDB's own limits: 100 items and 4 MB per
+ * TransactWriteItems, 400 KB per item, 1 MB per Query page, 100 keys per
+ * BatchGetItem, 25 puts per BatchWriteItem. A budget states what one unit of
+ * work costs in items, so a change to a transaction's shape shows here.
+ */
+
+/** Items one TransactWriteItems may carry. */
+export const DYNAMODB_MAX_TXN_ITEMS = 100;
+/** Bytes one TransactWriteItems may carry. */
+export const DYNAMODB_MAX_TXN_BYTES = 4 * 1024 * 1024;
+/** Bytes of one item (names and values). */
+export const DYNAMODB_MAX_ITEM_BYTES = 400 * 1024;
+/** Keys per BatchGetItem. */
+export const DYNAMODB_MAX_BATCH_GET = 100;
+/** Requests per BatchWriteItem. */
+export const DYNAMODB_MAX_BATCH_WRITE = 25;
+
+/** Items any one of our transactions may carry: the cap less room for the fixed ones (run header, stats shard, work item). */
+export const MAX_TXN_ITEMS = DYNAMODB_MAX_TXN_ITEMS - 4;
+/** Bytes one of our transactions may carry: three quarters of the cap, for names and framing. */
+export const MAX_TXN_BYTES = (DYNAMODB_MAX_TXN_BYTES * 3) / 4;
+
+/**
+ * Output bytes per output item: attempt outputs (up to LIMITS.maxOutputBytes,
+ * 1 MiB) are stored as parts of this size, so a finish's whole output (4
+ * parts) fits in its transaction next to the node and run items.
+ */
+export const OUTPUT_PART_BYTES = 300 * 1024;
+/** A node item larger than this (its spec and adjacency) is refused at start: it would not fit an item with room for state. */
+export const MAX_NODE_ITEM_BYTES = DYNAMODB_MAX_ITEM_BYTES - 40 * 1024;
+
+/** Dependents judged inside the finishing transaction: each is one item, plus at most one cascade work item. */
+export const INLINE_DEPENDENTS = 40;
+/** Dependents judged per cascade or fan-out chunk transaction (plus the work items it spawns). */
+export const SETTLE_CHUNK = 45;
+/** Nodes completed per cancel chunk: node, attempt and claim items each. */
+export const CANCEL_CHUNK = 30;
+/** Nodes put back per retry chunk. */
+export const RETRY_CHUNK = 90;
+/** Node items per start BatchWriteItem (not a transaction: the run header, written last, makes the run visible). */
+export const START_BATCH = DYNAMODB_MAX_BATCH_WRITE;
+/** Counter shards of the stats item: transitions add to a random one, so they rarely contend. */
+export const STATS_SHARDS = 16;
+
+function within(what: string, items: number): void {
+  if (items > MAX_TXN_ITEMS) throw new Error(`DynamoDB budget ${what} needs ${items} items; the most is ${MAX_TXN_ITEMS}`);
+}
+// A finish: node, attempt, up to 4 output parts, claim, then each dependent and its work item.
+within('INLINE_DEPENDENTS', 7 + 2 * INLINE_DEPENDENTS);
+within('SETTLE_CHUNK', 1 + 2 * SETTLE_CHUNK);
+within('CANCEL_CHUNK', 3 * CANCEL_CHUNK);
+within('RETRY_CHUNK', RETRY_CHUNK + 1);
+if (Math.ceil((1024 * 1024 + 64) / OUTPUT_PART_BYTES) * OUTPUT_PART_BYTES > MAX_TXN_BYTES)
+  throw new Error('DynamoDB budget OUTPUT_PART_BYTES: a whole output must fit one transaction');

@@ -1,0 +1,47 @@
+import { boundedAppend, checkNodeName, checkRunId } from '../../model/index.js';
+import {
+  type AppendOutputRequest,
+  checkSeq,
+  claimNotLive,
+  NotFoundError,
+  nodeNotFound,
+  seqGapError,
+} from '../../protocol/index.js';
+import type { DynamoContext } from './context.js';
+import { mk } from './db.js';
+import { decodeNode, decodeRun, encodeNode, encodeOutput, headerKey, next, nodeKey } from './items.js';
+import { OUTPUT_PART_BYTES } from './limits.js';
+
+/**
+ * Rule 10: a chunk of the running attempt's output, fenced by the claim like
+ * a finish: one transaction writes its parts (they are the attempt's output
+ * from then on, however the attempt ends) and the node's next seq and
+ * streamed length, conditioned on the node's version.
+ */
+export async function appendOutput(ctx: DynamoContext, req: AppendOutputRequest): Promise<void> {
+  checkSeq(req.seq);
+  checkRunId(req.runId);
+  checkNodeName(req.node);
+  for (;;) {
+    const read = await ctx.db.getMany([nodeKey(req.runId, req.node), headerKey(req.runId)]);
+    const headerItem = read.get(mk(headerKey(req.runId)));
+    if (!headerItem) throw new NotFoundError('run', req.runId);
+    const nodeItem = read.get(mk(nodeKey(req.runId, req.node)));
+    if (!nodeItem) throw nodeNotFound(req.runId, req.node);
+    const node = decodeNode(nodeItem);
+    const cancelled = decodeRun(headerItem).d.cancelled;
+    const c = node.d.claim;
+    if (node.d.status !== 'RUNNING' || c?.id !== req.claimId || c.orphaned || cancelled)
+      throw claimNotLive(req, { status: node.d.status, orphaned: c?.id === req.claimId && c.orphaned, cancelled });
+    if (req.seq < node.d.seq) return;
+    if (req.seq > node.d.seq) throw seqGapError(req, node.d.seq);
+    const delta = boundedAppend(node.d.live, req.chunk);
+    const tx = ctx.db.tx();
+    tx.put(encodeNode(next(node, { ...node.d, seq: node.d.seq + 1, live: node.d.live + delta.byteLength })), node.v);
+    for (const part of encodeOutput(req.runId, node.d.i, node.d.attempts + 1, req.seq, delta, OUTPUT_PART_BYTES))
+      tx.put(part, 'any');
+    if (!(await ctx.db.commit(tx))) continue;
+    ctx.bus.emit('run', req.runId);
+    return;
+  }
+}

@@ -1,0 +1,105 @@
+import {
+  checkListLimit,
+  checkRunId,
+  decodeCursor,
+  emptyNodeCounts,
+  encodeCursor,
+  type Run,
+  type Stats,
+} from '../../model/index.js';
+import { type ClaimRef, type ListRunsQuery, NotFoundError, type RunPage } from '../../protocol/index.js';
+import type { DynamoContext } from './context.js';
+import { type Item, mk, S } from './db.js';
+import {
+  decodeNode,
+  decodeRun,
+  listSortKey,
+  nodeKey,
+  RUNS_LIST_PK,
+  runFromItems,
+  runPk,
+  STATS_PK,
+  summaryOf,
+} from './items.js';
+import { RUNS_INDEX } from './table.js';
+
+/** Inspect: the run's partition in one Query (paged by 1 MB), consistent. */
+export async function inspectRun(ctx: DynamoContext, runId: string): Promise<Run> {
+  checkRunId(runId);
+  const items = await ctx.db.partition(runPk(runId));
+  const header = items.find((i) => i.sk!.S === '#');
+  if (!header) throw new NotFoundError('run', runId);
+  return runFromItems(decodeRun(header), items);
+}
+
+/**
+ * Newest first from the sparse `runs` index (run headers only, sorted by
+ * created-at and id): the window and the cursor are key conditions, so a page
+ * reads only its runs.
+ */
+export async function listRuns(ctx: DynamoContext, query: ListRunsQuery): Promise<RunPage> {
+  const limit = checkListLimit(query.limit);
+  const cursor = query.cursor ? decodeCursor(query.cursor) : undefined;
+  let upper = query.until !== undefined ? listSortKey(query.until, '') : '~';
+  if (cursor) {
+    const c = listSortKey(cursor.createdAtMs, cursor.runId);
+    if (c < upper) upper = c;
+  }
+  const lower = query.since !== undefined ? listSortKey(query.since, '') : '';
+  const runs = [];
+  let start: Item | undefined;
+  let more = false;
+  while (runs.length < limit) {
+    const r = await ctx.db.query({
+      IndexName: RUNS_INDEX,
+      KeyConditionExpression: 'lpk = :p AND lsk BETWEEN :lo AND :hi',
+      ExpressionAttributeValues: { ':p': S(RUNS_LIST_PK), ':lo': S(lower), ':hi': S(upper) },
+      ScanIndexForward: false,
+      Limit: limit + 1 - runs.length,
+      ExclusiveStartKey: start,
+    });
+    for (const item of r.Items ?? []) {
+      if (item.lsk!.S === upper) continue; // BETWEEN is inclusive; the upper bound is not
+      if (runs.length === limit) {
+        more = true;
+        break;
+      }
+      runs.push({ item, summary: summaryOf({ id: item.pk!.S!.slice(4), v: 0, d: JSON.parse(item.d!.S!) }) });
+    }
+    start = r.LastEvaluatedKey as Item | undefined;
+    if (more || !start) break;
+  }
+  const last = runs[runs.length - 1];
+  return {
+    runs: runs.map((r) => r.summary),
+    nextCursor: more && last ? encodeCursor(Date.parse(last.summary.createdAt), last.summary.id) : undefined,
+  };
+}
+
+/** Stats from the counter shards: one Query of a small partition, never a scan. */
+export async function stats(ctx: DynamoContext): Promise<Stats> {
+  const shards = await ctx.db.partition(STATS_PK);
+  const out: Stats = { runCount: 0, nodeCounts: emptyNodeCounts() };
+  const n = (i: Item, k: string) => Number(i[k]?.N ?? 0);
+  for (const s of shards) {
+    out.runCount += n(s, 'runs');
+    out.nodeCounts.WAITING += n(s, 'cW');
+    out.nodeCounts.READY += n(s, 'cR');
+    out.nodeCounts.RUNNING += n(s, 'cU');
+    out.nodeCounts.COMPLETED += n(s, 'cC');
+  }
+  return out;
+}
+
+/** Which claims still hold their node: one consistent batch read. */
+export async function claimsHeld(ctx: DynamoContext, claims: ClaimRef[]): Promise<boolean[]> {
+  const read = await ctx.db.getMany(claims.map((c) => nodeKey(c.runId, c.node)));
+  return claims.map((c) => {
+    const item = read.get(mk(nodeKey(c.runId, c.node)));
+    if (!item) return false;
+    const n = decodeNode(item).d;
+    return n.status === 'RUNNING' && n.claim?.id === c.claimId && !n.claim.orphaned;
+  });
+}
+
+export { runPk };

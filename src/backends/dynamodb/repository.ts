@@ -1,0 +1,222 @@
+import type { AwsCredentialIdentity } from '@aws-sdk/types';
+import { type Logger, silentLogger } from '../../log.js';
+import { type AgentInfo, type Clock, type GraphSpec, type IdSource, type Run, type Stats, systemClock, ulidSource } from '../../model/index.js';
+import {
+  type AgentRegistration,
+  type AppendOutputRequest,
+  type ClaimedNode,
+  type ClaimRef,
+  type ClaimRequest,
+  DEFAULT_LEASE_TTL_MS,
+  type FinishRequest,
+  type Lease,
+  type ListRunsQuery,
+  type NodeEvent,
+  type Repository,
+  type RunPage,
+  type SubscribeOptions,
+  UnavailableError,
+  type WatchEvent,
+} from '../../protocol/index.js';
+import { cancelRun } from './cancel.js';
+import { claimNode } from './claim.js';
+import { type DynamoContext, newBus } from './context.js';
+import { Db } from './db.js';
+import { finishNode } from './finish.js';
+import { Leases } from './leases.js';
+import { appendOutput } from './output.js';
+import * as reads from './reads.js';
+import { retryRun } from './resume.js';
+import { deleteCompletedRunsBefore } from './retention.js';
+import { startRun } from './start.js';
+import { Streams } from './streams.js';
+import { sweep } from './sweep.js';
+import { deleteTable, ensureTable } from './table.js';
+
+export const DEFAULT_DYNAMODB_TABLE = 'adagio';
+
+export interface DynamoDbRepositoryOptions {
+  /** Table name; default `adagio`. Created with its indexes when missing. */
+  table?: string;
+  /** AWS region; default from the SDK's chain (AWS_REGION...). */
+  region?: string;
+  /** Endpoint URL: DynamoDB Local, or a VPC endpoint. Default: the region's. */
+  endpoint?: string;
+  /** Credentials; default the SDK's chain (env, profile, instance role). */
+  credentials?: AwsCredentialIdentity;
+  /** TTL of leases granted without an explicit one; default 10 s. */
+  leaseTtlMs?: number;
+  /** How often subscribers and watchers of other processes' changes poll; default 250 ms. */
+  pollIntervalMs?: number;
+  /** How often leases are observed and unfinished work resumed; 0 disables the timer. Default 250 ms. */
+  sweepIntervalMs?: number;
+  clock?: Clock;
+  ids?: IdSource;
+  logger?: Logger;
+}
+
+/**
+ * The Repository protocol on DynamoDB (docs/design.md §3, docs/dynamodb.md).
+ * Items and keys in items.ts, budgets in limits.ts, table and indexes in
+ * table.ts; one file per transition: start.ts, claim.ts, finish.ts,
+ * settle.ts (cascade and fan-out), cancel.ts, resume.ts, output.ts,
+ * retention.ts; leases.ts (the lock client's record-version leases),
+ * streams.ts (subscribe, watch), reads.ts, sweep.ts.
+ */
+export class DynamoDbRepository implements Repository {
+  private readonly db: Db;
+  private readonly ctx: DynamoContext;
+  private readonly leases: Leases;
+  private readonly streams: Streams;
+  private readonly timer?: NodeJS.Timeout;
+  private readonly sweepSeen = new Map<string, number>();
+  private sweeping = false;
+  private closed = false;
+
+  /** Creates the table when missing, checks its schema version, and starts the sweeper. */
+  static async connect(options: DynamoDbRepositoryOptions = {}): Promise<DynamoDbRepository> {
+    const repo = new DynamoDbRepository(options);
+    try {
+      await ensureTable(repo.db);
+    } catch (e) {
+      await repo.close();
+      throw e;
+    }
+    repo.startTimer(options.sweepIntervalMs ?? 250);
+    return repo;
+  }
+
+  private constructor(options: DynamoDbRepositoryOptions) {
+    this.db = new Db(options.table ?? DEFAULT_DYNAMODB_TABLE, {
+      region: options.region ?? process.env.AWS_REGION ?? 'us-east-1',
+      endpoint: options.endpoint,
+      credentials: options.credentials,
+    });
+    this.ctx = {
+      db: this.db,
+      clock: options.clock ?? systemClock,
+      ids: options.ids ?? ulidSource(),
+      logger: options.logger ?? silentLogger,
+      bus: newBus(),
+    };
+    this.leases = new Leases(this.ctx, options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS);
+    this.streams = new Streams(this.ctx, options.pollIntervalMs ?? 250);
+  }
+
+  private interval?: NodeJS.Timeout;
+
+  private startTimer(ms: number): void {
+    if (ms <= 0) return;
+    this.interval = setInterval(() => void this.sweepQuietly(ms * 4), ms);
+    this.interval.unref();
+  }
+
+  private async sweepQuietly(graceMs: number): Promise<void> {
+    if (this.sweeping || this.closed) return;
+    this.sweeping = true;
+    try {
+      await sweep(this.ctx, this.leases, this.sweepSeen, graceMs);
+    } catch (e) {
+      if (!this.closed) this.ctx.logger.debug('dynamodb sweep failed', { error: (e as Error).message });
+    } finally {
+      this.sweeping = false;
+    }
+  }
+
+  get table(): string {
+    return this.db.table;
+  }
+
+  start(spec: GraphSpec): Promise<Run> {
+    return this.open(() => startRun(this.ctx, spec));
+  }
+  inspect(runId: string): Promise<Run> {
+    return this.open(() => reads.inspectRun(this.ctx, runId));
+  }
+  listRuns(query: ListRunsQuery = {}): Promise<RunPage> {
+    return this.open(() => reads.listRuns(this.ctx, query));
+  }
+  stats(): Promise<Stats> {
+    return this.open(() => reads.stats(this.ctx));
+  }
+  cancel(runId: string): Promise<Run> {
+    return this.open(() => cancelRun(this.ctx, runId, (id) => reads.inspectRun(this.ctx, id)));
+  }
+  retry(runId: string, nodes?: string[]): Promise<Run> {
+    return this.open(() => retryRun(this.ctx, runId, nodes, (id) => reads.inspectRun(this.ctx, id)));
+  }
+  grantLease(ttlMs?: number): Promise<Lease> {
+    return this.open(() => this.leases.grant(ttlMs));
+  }
+  keepAlive(leaseId: string): Promise<void> {
+    return this.open(() => this.leases.keepAlive(leaseId));
+  }
+  revokeLease(leaseId: string): Promise<void> {
+    return this.open(() => this.leases.revoke(leaseId));
+  }
+  registerAgent(leaseId: string, agent: AgentRegistration): Promise<AgentInfo> {
+    return this.open(() => this.leases.register(leaseId, agent));
+  }
+  deregisterAgent(agentId: string): Promise<void> {
+    return this.open(() => this.leases.deregister(agentId));
+  }
+  listAgents(): Promise<AgentInfo[]> {
+    return this.open(() => this.leases.list());
+  }
+  claim(request: ClaimRequest): Promise<ClaimedNode | undefined> {
+    return this.open(() => claimNode(this.ctx, request));
+  }
+  finish(request: FinishRequest): Promise<void> {
+    return this.open(() => finishNode(this.ctx, request));
+  }
+  claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {
+    return this.open(() => reads.claimsHeld(this.ctx, claims));
+  }
+  appendOutput(request: AppendOutputRequest): Promise<void> {
+    return this.open(() => appendOutput(this.ctx, request));
+  }
+  subscribe(options: SubscribeOptions): AsyncIterable<NodeEvent> {
+    this.assertOpen();
+    return this.streams.subscribe(options);
+  }
+  watch(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent> {
+    this.assertOpen();
+    return this.streams.watch(runId, options);
+  }
+  deleteCompletedRunsBefore(ms: number): Promise<number> {
+    return this.open(() => deleteCompletedRunsBefore(this.ctx, ms));
+  }
+  ping(): Promise<void> {
+    return this.open(async () => {
+      await this.db.get({ pk: 'schema', sk: '#' });
+    });
+  }
+
+  /** Observes leases and resumes unfinished work now (the timer's job); for tests and tools. */
+  sweepNow(): Promise<void> {
+    return this.open(() => sweep(this.ctx, this.leases, this.sweepSeen, 0));
+  }
+
+  /** Deletes the table (tests). */
+  deleteTable(): Promise<void> {
+    return deleteTable(this.db);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.interval) clearInterval(this.interval);
+    this.ctx.bus.emit('close');
+    this.ctx.bus.removeAllListeners();
+    this.db.close();
+  }
+
+  private async open<T>(fn: () => Promise<T>): Promise<T> {
+    this.assertOpen();
+    return fn();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new UnavailableError('dynamodb repository is closed');
+  }
+}

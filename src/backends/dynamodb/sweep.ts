@@ -1,0 +1,32 @@
+import type { DynamoContext } from './context.js';
+import { completeCancel } from './cancel.js';
+import { WORK_PK } from './items.js';
+import type { Leases } from './leases.js';
+import { drainSettles, type SettleWork } from './settle.js';
+
+/**
+ * What a process does on its timer: observe leases (rule 3) and finish work
+ * items left by processes that died mid-way (settle cursors, cancels). Every
+ * step is conditioned, so two processes sweeping the same item do it once.
+ * Items younger than `graceMs` are left to their own process.
+ */
+export async function sweep(ctx: DynamoContext, leases: Leases, seen: Map<string, number>, graceMs: number): Promise<void> {
+  await leases.observe();
+  const now = performance.now();
+  const items = await ctx.db.partition(WORK_PK);
+  const present = new Set<string>();
+  for (const item of items) {
+    const key = `${item.sk!.S}#${item.v!.N}`;
+    present.add(key);
+    const first = seen.get(key);
+    if (first === undefined) {
+      seen.set(key, now);
+      continue;
+    }
+    if (now - first < graceMs) continue;
+    const w = JSON.parse(item.d!.S!) as { kind: string; run: string } & SettleWork;
+    if (w.kind === 'settle') await drainSettles(ctx, [{ run: w.run, node: w.node, outcome: w.outcome, cursor: w.cursor }]);
+    else if (w.kind === 'cancel') await completeCancel(ctx, w.run);
+  }
+  for (const k of seen.keys()) if (!present.has(k)) seen.delete(k);
+}
