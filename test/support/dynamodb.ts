@@ -2,10 +2,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  DynamoDbRepository,
-  type DynamoDbRepositoryOptions,
-} from '../../src/backends/dynamodb/index.js';
+import { DynamoDbRepository, type DynamoDbRepositoryOptions } from '../../src/backends/dynamodb/index.js';
 import { freePort } from './ports.js';
 
 /**

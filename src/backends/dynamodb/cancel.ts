@@ -7,14 +7,15 @@ import {
   decodeRun,
   encodeAttempt,
   encodeNode,
-  encodeRun,
   headerKey,
   leaseClaimKey,
   moved,
   next,
+  nodeKey,
   runPk,
   sealIfDone,
   WORK_PK,
+  writeHeader,
 } from './items.js';
 import { CANCEL_CHUNK } from './limits.js';
 
@@ -28,7 +29,11 @@ import { CANCEL_CHUNK } from './limits.js';
  */
 export const cancelKey = (runId: string) => ({ pk: WORK_PK, sk: `cancel#${runId}` });
 
-export async function cancelRun(ctx: DynamoContext, runId: string, inspect: (id: string) => Promise<Run>): Promise<Run> {
+export async function cancelRun(
+  ctx: DynamoContext,
+  runId: string,
+  inspect: (id: string) => Promise<Run>,
+): Promise<Run> {
   checkRunId(runId);
   for (;;) {
     const item = await ctx.db.get(headerKey(runId));
@@ -37,8 +42,13 @@ export async function cancelRun(ctx: DynamoContext, runId: string, inspect: (id:
     if (header.d.conclusion && !header.d.resuming) return inspect(runId);
     if (!header.d.cancelled) {
       const tx = ctx.db.tx();
-      tx.put(encodeRun({ ...header, v: header.v + 1, d: { ...header.d, cancelled: true } }), header.v);
-      const work: Item = { pk: S(cancelKey(runId).pk), sk: S(cancelKey(runId).sk), v: N(0), d: S(JSON.stringify({ kind: 'cancel', run: runId })) };
+      writeHeader(tx, header, { ...header.d, cancelled: true });
+      const work: Item = {
+        pk: S(cancelKey(runId).pk),
+        sk: S(cancelKey(runId).sk),
+        v: N(0),
+        d: S(JSON.stringify({ kind: 'cancel', run: runId })),
+      };
       tx.put(work, 'any');
       if (!(await ctx.db.commit(tx))) continue;
     }
@@ -49,11 +59,11 @@ export async function cancelRun(ctx: DynamoContext, runId: string, inspect: (id:
 
 /** Completes every open node of a cancelled run, chunk by chunk; safe to run twice at once. */
 export async function completeCancel(ctx: DynamoContext, runId: string): Promise<void> {
-  for (;;) {
-    const open = (await ctx.db.partition(runPk(runId), 'n#'))
-      .map(decodeNode)
-      .filter((n) => n.d.status !== 'COMPLETED');
-    if (open.length === 0) break;
+  // One read of the run's nodes; a chunk that loses a race reads its own nodes again.
+  let open = (await ctx.db.partition(runPk(runId), 'n#'))
+    .map(decodeNode)
+    .filter((n) => n.d.status !== 'COMPLETED');
+  while (open.length > 0) {
     const headerItem = await ctx.db.get(headerKey(runId));
     if (!headerItem) break;
     const header = decodeRun(headerItem);
@@ -86,9 +96,19 @@ export async function completeCancel(ctx: DynamoContext, runId: string): Promise
       tx.put(encodeNode(next(n, nd)), n.v);
     }
     sealIfDone(d, now);
-    tx.put(encodeRun({ ...header, v: header.v + 1, d }), header.v);
+    writeHeader(tx, header, d);
     delta.addTo(tx);
-    if (await ctx.db.commit(tx)) ctx.bus.emit('run', runId);
+    const chunk = open.slice(0, CANCEL_CHUNK);
+    if (await ctx.db.commit(tx)) {
+      ctx.bus.emit('run', runId);
+      open = open.slice(CANCEL_CHUNK);
+    } else {
+      const fresh = await ctx.db.getMany(chunk.map((n) => nodeKey(runId, n.d.spec.name)));
+      open = [
+        ...[...fresh.values()].map(decodeNode).filter((n) => n.d.status !== 'COMPLETED'),
+        ...open.slice(CANCEL_CHUNK),
+      ];
+    }
   }
   const tx = ctx.db.tx();
   tx.del(cancelKey(runId));

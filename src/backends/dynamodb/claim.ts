@@ -9,15 +9,15 @@ import {
 import { Delta, type DynamoContext } from './context.js';
 import { mk } from './db.js';
 import {
+  checkHeaderOpen,
+  claimHeader,
   decodeNode,
   decodeRun,
   encodeNode,
-  encodeRun,
   headerKey,
   keyItem,
   leaseClaimKey,
   leaseKey,
-  moved,
   type NodeData,
   next,
   nodeKey,
@@ -36,7 +36,11 @@ export async function claimNode(ctx: DynamoContext, req: ClaimRequest): Promise<
   checkNodeName(req.node);
   checkMetadata(req.metadata);
   for (;;) {
-    const read = await ctx.db.getMany([nodeKey(req.runId, req.node), headerKey(req.runId), leaseKey(req.leaseId)]);
+    const read = await ctx.db.getMany([
+      nodeKey(req.runId, req.node),
+      headerKey(req.runId),
+      leaseKey(req.leaseId),
+    ]);
     const lease = read.get(mk(leaseKey(req.leaseId)));
     if (!lease || lease.lapsed) throw new LeaseExpiredError(req.leaseId);
     const headerItem = read.get(mk(headerKey(req.runId)));
@@ -54,7 +58,13 @@ export async function claimNode(ctx: DynamoContext, req: ClaimRequest): Promise<
     const claimId = ctx.ids.next(now);
     const d: NodeData = {
       ...node.d,
-      claim: { id: claimId, agentId: req.agentId, metadata: req.metadata ?? {}, leaseId: req.leaseId, orphaned: false },
+      claim: {
+        id: claimId,
+        agentId: req.agentId,
+        metadata: req.metadata ?? {},
+        leaseId: req.leaseId,
+        orphaned: false,
+      },
     };
     const upIndex = new Map<string, number>();
     const tx = ctx.db.tx();
@@ -67,20 +77,17 @@ export async function claimNode(ctx: DynamoContext, req: ClaimRequest): Promise<
       d.inputs = {};
       for (const u of ups) {
         upIndex.set(u.spec.name, u.i);
-        if (u.status === 'COMPLETED' && u.last === 'SUCCESS')
-          d.inputs[u.spec.name] = u.attempts;
+        if (u.status === 'COMPLETED' && u.last === 'SUCCESS') d.inputs[u.spec.name] = u.attempts;
       }
       d.status = 'RUNNING';
       d.startedAt = now;
       d.finishedAt = 0;
       d.seq = 0;
       d.live = 0;
-      const hd = structuredClone(header.d);
-      moved(hd, 'READY', 'RUNNING');
       delta.move('READY', 'RUNNING');
-      tx.put(encodeRun({ ...header, v: header.v + 1, d: hd }), header.v);
+      claimHeader(tx, req.runId);
     } else {
-      tx.checkV(headerKey(req.runId), header.v);
+      checkHeaderOpen(tx, req.runId);
       tx.del(leaseClaimKey(prev.leaseId, req.runId, req.node));
     }
     tx.put(encodeNode(next(node, d)), node.v);

@@ -154,7 +154,10 @@ export class Db {
         )
           return false;
       }
-      if ((e as Error).name === 'TransactionInProgressException' || (e as Error).name === 'IdempotentParameterMismatchException')
+      if (
+        (e as Error).name === 'TransactionInProgressException' ||
+        (e as Error).name === 'IdempotentParameterMismatchException'
+      )
         return false;
       throw mapError(e);
     }
@@ -272,7 +275,11 @@ export function mapError(e: unknown): unknown {
   const name = e.name;
   if (/ItemCollectionSizeLimitExceeded|item size has exceeded|Item size/i.test(`${name} ${e.message}`))
     return new TooLargeError(`DynamoDB refused the request: ${e.message}`, { cause: e });
-  if (/UnrecognizedClient|InvalidSignature|AccessDenied|ExpiredToken|security token/i.test(`${name} ${e.message}`))
+  if (
+    /UnrecognizedClient|InvalidSignature|AccessDenied|ExpiredToken|security token/i.test(
+      `${name} ${e.message}`,
+    )
+  )
     return new UnauthenticatedError(`DynamoDB refused the credentials: ${e.message}`, { cause: e });
   if (
     /ECONNREFUSED|ECONNRESET|EPIPE|socket|Throughput|Throttl|RequestLimitExceeded|ServiceUnavailable|InternalServerError|TimeoutError/i.test(

@@ -19,7 +19,6 @@ import {
   encodeAttempt,
   encodeNode,
   encodeOutput,
-  encodeRun,
   FINISH_SEQ,
   headerKey,
   leaseClaimKey,
@@ -28,6 +27,7 @@ import {
   next,
   nodeKey,
   sealIfDone,
+  writeHeader,
 } from './items.js';
 import { INLINE_DEPENDENTS, OUTPUT_PART_BYTES } from './limits.js';
 import { addJudged, drainSettles, encodeSettle, judge, type SettleWork } from './settle.js';
@@ -117,7 +117,7 @@ export async function finishNode(ctx: DynamoContext, req: FinishRequest): Promis
       }
     }
     sealIfDone(hd, now);
-    tx.put(encodeRun({ ...header, v: header.v + 1, d: hd }), header.v);
+    writeHeader(tx, header, hd);
     delta.addTo(tx);
     if (!(await ctx.db.commit(tx))) continue;
     if (d.status === 'READY') ready.push(d.spec.runtime);

@@ -16,7 +16,7 @@ import {
   runStatus,
   type UpstreamTally,
 } from '../../model/index.js';
-import { B, type Item, type Key, N, S } from './db.js';
+import { B, type Item, type Key, N, S, type Tx } from './db.js';
 
 /**
  * The table's items and their keys. A run is one partition (`run#<id>`): its
@@ -79,18 +79,95 @@ export interface RunItem {
   d: RunData;
 }
 
+/**
+ * The header's node counts live in attributes of their own (cW, cR, cU, cC)
+ * changed only by ADD, and its cancelled and resuming marks in `cx` and `rz`:
+ * a claim (READY → RUNNING) adds to the counts conditioned on the marks'
+ * absence without bumping the version, so claims of one run never refuse
+ * each other; every other transition compares the version and writes the
+ * rest (`d`), adding its own count changes.
+ */
+const COUNT_ATTRS: [NodeStatus, string][] = [
+  ['WAITING', 'cW'],
+  ['READY', 'cR'],
+  ['RUNNING', 'cU'],
+  ['COMPLETED', 'cC'],
+];
+
 export function encodeRun(r: RunItem): Item {
-  return {
+  const { counts, cancelled, resuming, ...rest } = r.d;
+  const item: Item = {
     ...keyItem(headerKey(r.id)),
     v: N(r.v),
-    d: S(JSON.stringify(r.d)),
+    d: S(JSON.stringify(rest)),
     lpk: S(RUNS_LIST_PK),
     lsk: S(listSortKey(r.d.createdAt, r.id)),
   };
+  for (const [st, a] of COUNT_ATTRS) item[a] = N(counts[st]);
+  if (cancelled) item.cx = { BOOL: true };
+  if (resuming) item.rz = { BOOL: true };
+  return item;
 }
 
 export function decodeRun(item: Item): RunItem {
-  return { id: item.pk!.S!.slice(4), v: Number(item.v!.N), d: JSON.parse(item.d!.S!) };
+  const rest = JSON.parse(item.d!.S!);
+  const counts = { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 0 };
+  for (const [st, a] of COUNT_ATTRS) counts[st] = Number(item[a]?.N ?? 0);
+  return {
+    id: item.pk!.S!.slice(4),
+    v: Number(item.v!.N),
+    d: {
+      ...rest,
+      counts,
+      cancelled: item.cx !== undefined,
+      resuming: item.rz !== undefined ? true : undefined,
+    },
+  };
+}
+
+/** Writes the header as `d` over what was read (`before`), conditioned on its version; counts as additions. */
+export function writeHeader(tx: Tx, before: RunItem, d: RunData): void {
+  const { counts, cancelled, resuming, ...rest } = d;
+  const values: Item = { ':d': S(JSON.stringify(rest)), ':nv': N(before.v + 1), ':v': N(before.v) };
+  const set = ['d = :d', 'v = :nv'];
+  const remove: string[] = [];
+  const add: string[] = [];
+  if (cancelled) {
+    set.push('cx = :t');
+    values[':t'] = { BOOL: true };
+  } else remove.push('cx');
+  if (resuming) {
+    set.push('rz = :t');
+    values[':t'] = { BOOL: true };
+  } else remove.push('rz');
+  for (const [st, a] of COUNT_ATTRS) {
+    const delta = counts[st] - before.d.counts[st];
+    if (delta === 0) continue;
+    add.push(`${a} :${a}`);
+    values[`:${a}`] = N(delta);
+  }
+  tx.update(headerKey(before.id), {
+    UpdateExpression: `SET ${set.join(', ')}${remove.length ? ` REMOVE ${remove.join(', ')}` : ''}${add.length ? ` ADD ${add.join(', ')}` : ''}`,
+    ConditionExpression: 'v = :v',
+    ExpressionAttributeValues: values,
+  });
+}
+
+/** A claim's change to the header: one node READY → RUNNING, unless the run is cancelled or being resumed. */
+export function claimHeader(tx: Tx, runId: string): void {
+  tx.update(headerKey(runId), {
+    UpdateExpression: 'ADD cR :m, cU :p',
+    ConditionExpression: 'attribute_exists(pk) AND attribute_not_exists(cx) AND attribute_not_exists(rz)',
+    ExpressionAttributeValues: { ':m': N(-1), ':p': N(1) },
+  });
+}
+
+/** The run is neither cancelled nor being resumed (an orphan's claim changes no count). */
+export function checkHeaderOpen(tx: Tx, runId: string): void {
+  tx.check(
+    headerKey(runId),
+    'attribute_exists(pk) AND attribute_not_exists(cx) AND attribute_not_exists(rz)',
+  );
 }
 
 /** The header after `from` → `to` status changes of its nodes (counts, then completion with its conclusion). */
@@ -219,7 +296,10 @@ export function keyItem(k: Key): Item {
 // ---- reading a run's partition back
 
 /** A node's attempts and output from its items (attempt items, each followed by its output parts). */
-export function attemptsOf(items: Item[], i: number): { attempts: Map<number, AttemptData>; outputs: Map<number, Uint8Array[]> } {
+export function attemptsOf(
+  items: Item[],
+  i: number,
+): { attempts: Map<number, AttemptData>; outputs: Map<number, Uint8Array[]> } {
   const prefix = attemptsPrefix(i);
   const attempts = new Map<number, AttemptData>();
   const outputs = new Map<number, Uint8Array[]>();
@@ -229,8 +309,8 @@ export function attemptsOf(items: Item[], i: number): { attempts: Map<number, At
     const n = Number(sk.slice(prefix.length, prefix.length + 6));
     if (sk.length === prefix.length + 6) attempts.set(n, JSON.parse(item.d!.S!));
     else {
-      let parts = outputs.get(n);
-      if (!parts) outputs.set(n, (parts = []));
+      const parts = outputs.get(n) ?? [];
+      outputs.set(n, parts);
       parts.push(item.b!.B!);
     }
   }
@@ -282,8 +362,8 @@ export function runFromItems(header: RunItem, items: Item[]): Run {
     if (sk.startsWith('n#')) nodes.push(decodeNode(item).d);
     else if (sk.startsWith('a#')) {
       const i = Number(sk.slice(2, 8));
-      let list = byIndex.get(i);
-      if (!list) byIndex.set(i, (list = []));
+      const list = byIndex.get(i) ?? [];
+      byIndex.set(i, list);
       list.push(item);
     }
   }

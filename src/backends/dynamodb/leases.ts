@@ -1,5 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { type AgentInfo, checkAgentRegistration, checkId, checkLeaseTtl, rfc3339 } from '../../model/index.js';
+import {
+  type AgentInfo,
+  checkAgentRegistration,
+  checkId,
+  checkLeaseTtl,
+  rfc3339,
+} from '../../model/index.js';
 import { type AgentRegistration, type Lease, LeaseExpiredError } from '../../protocol/index.js';
 import type { DynamoContext } from './context.js';
 import { type Item, N, S } from './db.js';
@@ -91,7 +97,10 @@ export class Leases {
 
   /** Agents whose lease holds. */
   async list(): Promise<AgentInfo[]> {
-    const [agents, leases] = await Promise.all([this.ctx.db.partition(AGENTS_PK), this.ctx.db.partition(LEASES_PK)]);
+    const [agents, leases] = await Promise.all([
+      this.ctx.db.partition(AGENTS_PK),
+      this.ctx.db.partition(LEASES_PK),
+    ]);
     const live = new Set(leases.filter((l) => !l.lapsed).map((l) => l.sk!.S!));
     return agents.filter((a) => live.has(a.lease!.S!)).map((a) => JSON.parse(a.d!.S!) as AgentInfo);
   }
@@ -133,7 +142,10 @@ export class Leases {
   private async release(id: string): Promise<void> {
     for (const c of await this.ctx.db.partition(leaseClaimsPk(id))) await this.orphan(id, c);
     const agents = (await this.ctx.db.partition(AGENTS_PK)).filter((a) => a.lease?.S === id);
-    await this.ctx.db.writeAll([], agents.map((a) => ({ pk: AGENTS_PK, sk: a.sk!.S! })));
+    await this.ctx.db.writeAll(
+      [],
+      agents.map((a) => ({ pk: AGENTS_PK, sk: a.sk!.S! })),
+    );
     const tx = this.ctx.db.tx();
     tx.del(leaseKey(id));
     await this.ctx.db.commit(tx);

@@ -45,7 +45,8 @@ export const START_BATCH = DYNAMODB_MAX_BATCH_WRITE;
 export const STATS_SHARDS = 16;
 
 function within(what: string, items: number): void {
-  if (items > MAX_TXN_ITEMS) throw new Error(`DynamoDB budget ${what} needs ${items} items; the most is ${MAX_TXN_ITEMS}`);
+  if (items > MAX_TXN_ITEMS)
+    throw new Error(`DynamoDB budget ${what} needs ${items} items; the most is ${MAX_TXN_ITEMS}`);
 }
 // A finish: node, attempt, up to 4 output parts, claim, then each dependent and its work item.
 within('INLINE_DEPENDENTS', 7 + 2 * INLINE_DEPENDENTS);

@@ -32,13 +32,27 @@ export async function appendOutput(ctx: DynamoContext, req: AppendOutputRequest)
     const cancelled = decodeRun(headerItem).d.cancelled;
     const c = node.d.claim;
     if (node.d.status !== 'RUNNING' || c?.id !== req.claimId || c.orphaned || cancelled)
-      throw claimNotLive(req, { status: node.d.status, orphaned: c?.id === req.claimId && c.orphaned, cancelled });
+      throw claimNotLive(req, {
+        status: node.d.status,
+        orphaned: c?.id === req.claimId && c.orphaned,
+        cancelled,
+      });
     if (req.seq < node.d.seq) return;
     if (req.seq > node.d.seq) throw seqGapError(req, node.d.seq);
     const delta = boundedAppend(node.d.live, req.chunk);
     const tx = ctx.db.tx();
-    tx.put(encodeNode(next(node, { ...node.d, seq: node.d.seq + 1, live: node.d.live + delta.byteLength })), node.v);
-    for (const part of encodeOutput(req.runId, node.d.i, node.d.attempts + 1, req.seq, delta, OUTPUT_PART_BYTES))
+    tx.put(
+      encodeNode(next(node, { ...node.d, seq: node.d.seq + 1, live: node.d.live + delta.byteLength })),
+      node.v,
+    );
+    for (const part of encodeOutput(
+      req.runId,
+      node.d.i,
+      node.d.attempts + 1,
+      req.seq,
+      delta,
+      OUTPUT_PART_BYTES,
+    ))
       tx.put(part, 'any');
     if (!(await ctx.db.commit(tx))) continue;
     ctx.bus.emit('run', req.runId);

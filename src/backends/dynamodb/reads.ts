@@ -45,11 +45,11 @@ export async function listRuns(ctx: DynamoContext, query: ListRunsQuery): Promis
     const c = listSortKey(cursor.createdAtMs, cursor.runId);
     if (c < upper) upper = c;
   }
-  const lower = query.since !== undefined ? listSortKey(query.since, '') : '';
+  const lower = query.since !== undefined ? listSortKey(query.since, '') : '0';
   const runs = [];
   let start: Item | undefined;
   let more = false;
-  while (runs.length < limit) {
+  for (;;) {
     const r = await ctx.db.query({
       IndexName: RUNS_INDEX,
       KeyConditionExpression: 'lpk = :p AND lsk BETWEEN :lo AND :hi',
@@ -64,7 +64,7 @@ export async function listRuns(ctx: DynamoContext, query: ListRunsQuery): Promis
         more = true;
         break;
       }
-      runs.push({ item, summary: summaryOf({ id: item.pk!.S!.slice(4), v: 0, d: JSON.parse(item.d!.S!) }) });
+      runs.push({ item, summary: summaryOf(decodeRun(item)) });
     }
     start = r.LastEvaluatedKey as Item | undefined;
     if (more || !start) break;

@@ -1,6 +1,15 @@
 import type { AwsCredentialIdentity } from '@aws-sdk/types';
 import { type Logger, silentLogger } from '../../log.js';
-import { type AgentInfo, type Clock, type GraphSpec, type IdSource, type Run, type Stats, systemClock, ulidSource } from '../../model/index.js';
+import {
+  type AgentInfo,
+  type Clock,
+  type GraphSpec,
+  type IdSource,
+  type Run,
+  type Stats,
+  systemClock,
+  ulidSource,
+} from '../../model/index.js';
 import {
   type AgentRegistration,
   type AppendOutputRequest,
@@ -68,7 +77,6 @@ export class DynamoDbRepository implements Repository {
   private readonly ctx: DynamoContext;
   private readonly leases: Leases;
   private readonly streams: Streams;
-  private readonly timer?: NodeJS.Timeout;
   private readonly sweepSeen = new Map<string, number>();
   private sweeping = false;
   private closed = false;

@@ -8,13 +8,12 @@ import {
   topology,
 } from '../../model/index.js';
 import { NotFoundError, UnavailableError } from '../../protocol/index.js';
-import { mk } from './db.js';
 import { Delta, type DynamoContext } from './context.js';
+import { mk } from './db.js';
 import {
   decodeNode,
   decodeRun,
   encodeNode,
-  encodeRun,
   headerKey,
   moved,
   type NodeItem,
@@ -23,6 +22,7 @@ import {
   type RunItem,
   runPk,
   sealIfDone,
+  writeHeader,
 } from './items.js';
 import { RETRY_CHUNK } from './limits.js';
 
@@ -46,12 +46,21 @@ export async function retryRun(
     const headerItem = await ctx.db.get(headerKey(runId));
     if (!headerItem) throw new NotFoundError('run', runId);
     const header = decodeRun(headerItem);
-    checkRetryable(runId, { status: header.d.resuming ? 'RUNNING' : runStatus(header.d.counts), conclusion: header.d.conclusion });
+    checkRetryable(runId, {
+      status: header.d.resuming ? 'RUNNING' : runStatus(header.d.counts),
+      conclusion: header.d.conclusion,
+    });
     const nodes = (await ctx.db.partition(runPk(runId), 'n#')).map(decodeNode).sort((a, b) => a.d.i - b.d.i);
     const byName = new Map(nodes.map((n) => [n.d.spec.name, n]));
     const plan = planRetry(
       runId,
-      nodes.map((n) => ({ name: n.d.spec.name, trigger: n.d.spec.trigger, status: n.d.status, last: n.d.last, attempts: n.d.attempts })),
+      nodes.map((n) => ({
+        name: n.d.spec.name,
+        trigger: n.d.spec.trigger,
+        status: n.d.status,
+        last: n.d.last,
+        attempts: n.d.attempts,
+      })),
       topology({
         nodes: nodes.map((n) => n.d.spec),
         edges: nodes.flatMap((n) => n.d.up.map((u) => ({ source: u, destination: n.d.spec.name }))),
@@ -59,7 +68,13 @@ export async function retryRun(
       names,
     );
     const now = ctx.clock.now();
-    const d = { ...structuredClone(header.d), cancelled: false, failed: plan.failed, conclusion: undefined, finishedAt: 0 };
+    const d = {
+      ...structuredClone(header.d),
+      cancelled: false,
+      failed: plan.failed,
+      conclusion: undefined,
+      finishedAt: 0,
+    };
     const writes: NodeItem[] = [];
     const delta = new Delta();
     for (const p of plan.nodes) {
@@ -83,7 +98,7 @@ export async function retryRun(
     if (writes.length <= RETRY_CHUNK) {
       sealIfDone(d, now);
       const tx = ctx.db.tx();
-      tx.put(encodeRun({ ...header, v: header.v + 1, d }), header.v);
+      writeHeader(tx, header, d);
       for (const w of writes) tx.put(encodeNode(w), w.v - 1);
       delta.addTo(tx);
       if (!(await ctx.db.commit(tx))) continue;
@@ -112,7 +127,7 @@ async function applyInChunks(
   };
   {
     const tx = ctx.db.tx();
-    tx.put(encodeRun(current), header.v);
+    writeHeader(tx, header, current.d);
     if (!(await ctx.db.commit(tx))) return false;
   }
   // Nodes back, chunk by chunk; while the run is marked nothing else changes them.
@@ -130,16 +145,18 @@ async function applyInChunks(
       tx.put(encodeNode(w), old.v);
     }
     const after: RunItem = { ...current, v: current.v + 1, d };
-    tx.put(encodeRun(after), current.v);
+    writeHeader(tx, current, d);
     delta.addTo(tx);
-    if (!(await ctx.db.commit(tx))) throw new UnavailableError(`retry of run ${runId} was interrupted; retry it again`);
+    if (!(await ctx.db.commit(tx)))
+      throw new UnavailableError(`retry of run ${runId} was interrupted; retry it again`);
     current = after;
   }
   const d = { ...current.d, resuming: undefined };
   sealIfDone(d, now);
   const tx = ctx.db.tx();
-  tx.put(encodeRun({ ...current, v: current.v + 1, d }), current.v);
-  if (!(await ctx.db.commit(tx))) throw new UnavailableError(`retry of run ${runId} was interrupted; retry it again`);
+  writeHeader(tx, current, d);
+  if (!(await ctx.db.commit(tx)))
+    throw new UnavailableError(`retry of run ${runId} was interrupted; retry it again`);
   // READY again for subscribers: a new version each, so the ready index delivers them after the mark cleared.
   const ready = writes.filter((w) => w.d.status === 'READY').map((w) => w.d.spec.name);
   for (let at = 0; at < ready.length; at += RETRY_CHUNK) {

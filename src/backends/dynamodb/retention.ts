@@ -13,7 +13,10 @@ export async function deleteCompletedRunsBefore(ctx: DynamoContext, ms: number):
   const older = await ctx.db.queryAll({
     IndexName: RUNS_INDEX,
     KeyConditionExpression: 'lpk = :p AND lsk < :hi',
-    ExpressionAttributeValues: { ':p': S(RUNS_LIST_PK), ':hi': S(listSortKey(Math.max(0, Math.floor(ms)), '')) },
+    ExpressionAttributeValues: {
+      ':p': S(RUNS_LIST_PK),
+      ':hi': S(listSortKey(Math.max(0, Math.floor(ms)), '')),
+    },
   });
   let deleted = 0;
   for (const entry of older) {
@@ -31,7 +34,10 @@ export async function deleteCompletedRunsBefore(ctx: DynamoContext, ms: number):
     if (!(await ctx.db.commit(tx))) continue;
     deleted++;
     const rest: Item[] = await ctx.db.partition(runPk(runId), '', { ProjectionExpression: 'pk, sk' });
-    await ctx.db.writeAll([], rest.map((i) => ({ pk: i.pk!.S!, sk: i.sk!.S! })));
+    await ctx.db.writeAll(
+      [],
+      rest.map((i) => ({ pk: i.pk!.S!, sk: i.sk!.S! })),
+    );
   }
   return deleted;
 }

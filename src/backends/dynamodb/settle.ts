@@ -1,22 +1,23 @@
 import { tallied, triggerDecision, type UpstreamOutcome } from '../../model/index.js';
 import type { Delta, DynamoContext } from './context.js';
-import { type Item, mk, N, S, type Tx } from './db.js';
+import { Delta as NewDelta } from './context.js';
+import { type Item, itemBytes, mk, N, S, type Tx } from './db.js';
 import {
   decodeNode,
   decodeRun,
   encodeNode,
-  encodeRun,
   headerKey,
   moved,
+  type NodeData,
   type NodeItem,
   next,
   nodeKey,
   type RunData,
   sealIfDone,
   WORK_PK,
+  writeHeader,
 } from './items.js';
-import { SETTLE_CHUNK } from './limits.js';
-import { Delta as NewDelta } from './context.js';
+import { MAX_TXN_BYTES, MAX_TXN_ITEMS, SETTLE_CHUNK } from './limits.js';
 
 /**
  * Rules 5 and 14's cascade: the dependents of a node that completed count it
@@ -36,7 +37,10 @@ export interface SettleWork {
   cursor: number;
 }
 
-export const settleKey = (w: Pick<SettleWork, 'run' | 'node'>) => ({ pk: WORK_PK, sk: `settle#${w.run}#${w.node}` });
+export const settleKey = (w: Pick<SettleWork, 'run' | 'node'>) => ({
+  pk: WORK_PK,
+  sk: `settle#${w.run}#${w.node}`,
+});
 
 export function encodeSettle(w: SettleWork): Item {
   const k = settleKey(w);
@@ -50,25 +54,44 @@ export interface Judged {
   ready: string[];
 }
 
-/** Judges `deps` by one upstream `outcome`, updating the header counts and delta; WAITING nodes only (others were judged already). */
-export function judge(deps: NodeItem[], outcome: UpstreamOutcome, run: RunData, delta: Delta, now: number): Judged {
+/** One dependent judged by one upstream outcome: its new state (a WAITING node only; others were judged already). */
+function judgeOne(
+  dep: NodeItem,
+  outcome: UpstreamOutcome,
+  run: RunData,
+  delta: Delta,
+  now: number,
+): NodeData | undefined {
+  if (dep.d.status !== 'WAITING') return undefined;
+  const d = { ...dep.d, tally: tallied(dep.d.tally, outcome) };
+  const decision = triggerDecision(d.spec.trigger, d.tally);
+  if (decision === 'READY') d.status = 'READY';
+  else if (decision === 'UNREACHED') {
+    d.status = 'COMPLETED';
+    d.finishedAt = now;
+  }
+  if (d.status !== dep.d.status) {
+    moved(run, dep.d.status, d.status);
+    delta.move(dep.d.status, d.status);
+  }
+  return d;
+}
+
+/** Judges `deps` by one upstream `outcome` (a finish's inline dependents), updating the header counts and delta. */
+export function judge(
+  deps: NodeItem[],
+  outcome: UpstreamOutcome,
+  run: RunData,
+  delta: Delta,
+  now: number,
+): Judged {
   const out: Judged = { writes: [], spawned: [], ready: [] };
   for (const dep of deps) {
-    if (dep.d.status !== 'WAITING') continue;
-    const d = { ...dep.d, tally: tallied(dep.d.tally, outcome) };
-    const decision = triggerDecision(d.spec.trigger, d.tally);
-    if (decision === 'READY') {
-      d.status = 'READY';
-      out.ready.push(d.spec.runtime);
-    } else if (decision === 'UNREACHED') {
-      d.status = 'COMPLETED';
-      d.finishedAt = now;
-      if (d.down.length > 0) out.spawned.push({ run: dep.runId, node: d.spec.name, outcome: 'neither', cursor: 0 });
-    }
-    if (d.status !== dep.d.status) {
-      moved(run, dep.d.status, d.status);
-      delta.move(dep.d.status, d.status);
-    }
+    const d = judgeOne(dep, outcome, run, delta, now);
+    if (!d) continue;
+    if (d.status === 'READY') out.ready.push(d.spec.runtime);
+    if (d.status === 'COMPLETED' && d.down.length > 0)
+      out.spawned.push({ run: dep.runId, node: d.spec.name, outcome: 'neither', cursor: 0 });
     out.writes.push(next(dep, d));
   }
   return out;
@@ -80,58 +103,124 @@ export function addJudged(tx: Tx, j: Judged): void {
   for (const s of j.spawned) tx.put(encodeSettle(s), 'any');
 }
 
+/** A settle item being advanced: `persisted` when its work item exists in the table (at `w.cursor`). */
+interface Frontier {
+  w: SettleWork;
+  down?: string[];
+  persisted: boolean;
+}
+
 /** Advances settle work items to their end, and those they spawn. */
 export async function drainSettles(ctx: DynamoContext, works: SettleWork[]): Promise<void> {
-  const queue = [...works];
+  let queue: Frontier[] = works.map((w) => ({ w, persisted: true }));
   while (queue.length > 0) {
-    const w = queue.shift()!;
-    queue.push(...(await settleOne(ctx, w)));
+    const runId = queue[0]!.w.run;
+    // A bounded frontier per transaction, so each round has room to make progress.
+    const mine = queue.filter((f) => f.w.run === runId).slice(0, 16);
+    queue = queue.filter((f) => !mine.includes(f));
+    queue.push(...(await settleRound(ctx, runId, mine)));
   }
 }
 
-/** One settle item to its end (chunk by chunk); returns the items it spawned. */
-async function settleOne(ctx: DynamoContext, w: SettleWork): Promise<SettleWork[]> {
-  const spawned: SettleWork[] = [];
-  let cursor = w.cursor;
+/**
+ * One transaction of a run's cascade: the frontier's dependents are judged
+ * and, breadth first, the dependents of those completed unreached, as far as
+ * the transaction's budget goes (so a chain costs one read per node and one
+ * commit per ~MAX_TXN_ITEMS nodes). What is left is persisted as work items
+ * in the same transaction and returned.
+ */
+async function settleRound(ctx: DynamoContext, runId: string, frontier: Frontier[]): Promise<Frontier[]> {
   for (;;) {
-    const fromItem = await ctx.db.getMany([nodeKey(w.run, w.node), headerKey(w.run), settleKey(w)]);
-    const workItem = fromItem.get(mk(settleKey(w)));
-    if (!workItem) return spawned; // done by another process
-    cursor = Number(workItem.v!.N);
-    const from = fromItem.get(mk(nodeKey(w.run, w.node)));
-    const headerItem = fromItem.get(mk(headerKey(w.run)));
-    if (!from || !headerItem || decodeRun(headerItem).d.cancelled) {
-      // The run is gone, or cancelled (cancel completes every open node itself: no trigger is judged).
-      await ctx.db.commit(deleteWork(ctx, w, cursor));
-      return spawned;
+    const persisted = frontier.filter((f) => f.persisted);
+    const read = await ctx.db.getMany([
+      headerKey(runId),
+      ...persisted.map((f) => settleKey(f.w)),
+      ...frontier.filter((f) => !f.down).map((f) => nodeKey(runId, f.w.node)),
+    ]);
+    const headerItem = read.get(mk(headerKey(runId)));
+    const live: Frontier[] = [];
+    for (const f of frontier) {
+      const item = read.get(mk(settleKey(f.w)));
+      if (!item) continue; // done by another process
+      const from = f.down ? undefined : read.get(mk(nodeKey(runId, f.w.node)));
+      live.push({
+        w: { ...f.w, cursor: Number(item.v!.N) },
+        persisted: true,
+        down: f.down ?? (from ? decodeNode(from).d.down : []),
+      });
     }
-    const down = decodeNode(from).d.down;
-    const names = down.slice(cursor, cursor + SETTLE_CHUNK);
+    if (live.length === 0) return [];
+    if (!headerItem || decodeRun(headerItem).d.cancelled) {
+      // The run is gone, or cancelled (cancel completes every open node itself: no trigger is judged).
+      const tx = ctx.db.tx();
+      for (const f of live) tx.del(settleKey(f.w), f.w.cursor);
+      await ctx.db.commit(tx);
+      return [];
+    }
     const header = decodeRun(headerItem);
-    const deps = [...(await ctx.db.getMany(names.map((n) => nodeKey(w.run, n)))).values()].map(decodeNode);
     const now = ctx.clock.now();
     const d: RunData = structuredClone(header.d);
     const delta = new NewDelta();
-    const j = judge(deps, w.outcome, d, delta, now);
-    sealIfDone(d, now);
     const tx = ctx.db.tx();
-    if (JSON.stringify(d) !== JSON.stringify(header.d)) tx.put(encodeRun({ ...header, v: header.v + 1, d }), header.v);
-    else tx.checkV(headerKey(w.run), header.v);
-    addJudged(tx, j);
+    /** Dependents changed in this transaction: their new state and the version read. */
+    const pending = new Map<string, { d: NodeData; v: number }>();
+    const ready: string[] = [];
+    const leftover: Frontier[] = [];
+    let workOps = 0;
+    let bytes = 0;
+    const todo = [...live];
+    while (todo.length > 0) {
+      const f = todo.shift()!;
+      const room = Math.floor((MAX_TXN_ITEMS - 4 - pending.size - workOps - todo.length) / 2);
+      const down = f.down!;
+      const names = down.slice(f.w.cursor, f.w.cursor + Math.min(room, SETTLE_CHUNK));
+      const fetched = await ctx.db.getMany(
+        names.filter((n) => !pending.has(n)).map((n) => nodeKey(runId, n)),
+      );
+      let taken = 0;
+      for (const name of names) {
+        const p = pending.get(name);
+        const item = fetched.get(mk(nodeKey(runId, name)));
+        const dep: NodeItem | undefined = p ? { runId, v: p.v, d: p.d } : item ? decodeNode(item) : undefined;
+        if (!dep) {
+          taken++;
+          continue;
+        }
+        const size = itemBytes(encodeNode(dep));
+        if (bytes + size > MAX_TXN_BYTES) break;
+        taken++;
+        const nd = judgeOne(dep, f.w.outcome, d, delta, now);
+        if (!nd) continue;
+        if (!p) bytes += size;
+        pending.set(name, { d: nd, v: dep.v });
+        if (nd.status === 'READY') ready.push(nd.spec.runtime);
+        if (nd.status === 'COMPLETED' && nd.down.length > 0)
+          todo.push({
+            w: { run: runId, node: name, outcome: 'neither', cursor: 0 },
+            down: nd.down,
+            persisted: false,
+          });
+      }
+      const cursor = f.w.cursor + taken;
+      if (cursor >= down.length) {
+        if (f.persisted) {
+          tx.del(settleKey(f.w), f.w.cursor);
+          workOps++;
+        }
+      } else {
+        const w = { ...f.w, cursor };
+        tx.put(encodeSettle(w), f.persisted ? f.w.cursor : 'any');
+        workOps++;
+        leftover.push({ w, down, persisted: true });
+      }
+    }
+    for (const [, p] of pending) tx.put(encodeNode({ runId, v: p.v + 1, d: p.d }), p.v);
+    sealIfDone(d, now);
+    writeHeader(tx, header, d);
     delta.addTo(tx);
-    const end = cursor + names.length >= down.length;
-    if (end) tx.del(settleKey(w), cursor);
-    else tx.put(encodeSettle({ ...w, cursor: cursor + names.length }), cursor);
     if (!(await ctx.db.commit(tx))) continue;
-    for (const rt of j.ready) ctx.bus.emit('ready', rt);
-    ctx.bus.emit('run', w.run);
-    spawned.push(...j.spawned);
-    if (end) return spawned;
+    for (const rt of ready) ctx.bus.emit('ready', rt);
+    ctx.bus.emit('run', runId);
+    return leftover;
   }
-}
-
-function deleteWork(ctx: DynamoContext, w: SettleWork, cursor: number): Tx {
-  const tx = ctx.db.tx();
-  tx.del(settleKey(w), cursor);
-  return tx;
 }

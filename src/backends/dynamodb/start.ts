@@ -28,7 +28,7 @@ export async function startRun(ctx: DynamoContext, spec: GraphSpec): Promise<Run
   const id = ctx.ids.next(now);
   const topo = topology(spec);
   const ein = new Map<string, [number, string][]>(spec.nodes.map((n) => [n.name, []]));
-  spec.edges.forEach((e, k) => ein.get(e.destination)!.push([k, e.source]));
+  for (const [k, e] of spec.edges.entries()) ein.get(e.destination)!.push([k, e.source]);
   const header: RunItem = {
     id,
     v: 1,

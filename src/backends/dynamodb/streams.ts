@@ -107,6 +107,7 @@ export class Streams {
           versions.set(n.d.spec.name, n.v);
           streamed.set(n.d.spec.name, n.d.live);
         }
+        let lastSent: NodeData | undefined;
         while (!queue.isClosed) {
           if (!dirty) await this.pause((w) => (wake = w));
           dirty = false;
@@ -124,7 +125,14 @@ export class Streams {
               streamed.set(name, n.d.live);
               const parts = await this.ctx.db.partition(runPk(runId), outputPrefix(n.d.i, n.d.attempts + 1));
               const all = Buffer.concat(parts.map((p) => p.b!.B!));
-              queue.push({ type: 'output', runId, node: name, attempt: n.d.attempts + 1, offset: from, chunk: all.subarray(from, n.d.live) });
+              queue.push({
+                type: 'output',
+                runId,
+                node: name,
+                attempt: n.d.attempts + 1,
+                offset: from,
+                chunk: all.subarray(from, n.d.live),
+              });
             }
             if (versions.get(name) === n.v) continue;
             versions.set(name, n.v);
@@ -133,15 +141,38 @@ export class Streams {
           }
           changed.sort((a, b) => a.i - b.i);
           for (const [k, d] of changed.entries()) {
-            const items: Item[] = await this.ctx.db.partition(runPk(runId), `a#${String(d.i).padStart(6, '0')}#`);
+            const items: Item[] = await this.ctx.db.partition(
+              runPk(runId),
+              `a#${String(d.i).padStart(6, '0')}#`,
+            );
             const { attempts, outputs } = attemptsOf(items, d.i);
             const last = k === changed.length - 1;
             queue.push({
               type: 'node',
               runId,
               node: nodeState(d, attempts, outputs, {}),
-              runStatus: last ? runStatus(h.d.counts) : runStatus(h.d.counts) === 'COMPLETED' ? 'RUNNING' : runStatus(h.d.counts),
+              runStatus: last
+                ? runStatus(h.d.counts)
+                : runStatus(h.d.counts) === 'COMPLETED'
+                  ? 'RUNNING'
+                  : runStatus(h.d.counts),
               runConclusion: last && !h.d.resuming ? h.d.conclusion : undefined,
+            });
+          }
+          if (changed.length > 0) lastSent = changed[changed.length - 1];
+          else if (h.d.conclusion && !h.d.resuming && lastSent) {
+            // The run completed between two reads: the final event carries its conclusion (a repeat is allowed).
+            const items: Item[] = await this.ctx.db.partition(
+              runPk(runId),
+              `a#${String(lastSent.i).padStart(6, '0')}#`,
+            );
+            const { attempts, outputs } = attemptsOf(items, lastSent.i);
+            queue.push({
+              type: 'node',
+              runId,
+              node: nodeState(lastSent, attempts, outputs, {}),
+              runStatus: 'COMPLETED',
+              runConclusion: h.d.conclusion,
             });
           }
           if (h.d.conclusion && !h.d.resuming) return queue.close();

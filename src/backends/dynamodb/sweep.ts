@@ -1,5 +1,5 @@
-import type { DynamoContext } from './context.js';
 import { completeCancel } from './cancel.js';
+import type { DynamoContext } from './context.js';
 import { WORK_PK } from './items.js';
 import type { Leases } from './leases.js';
 import { drainSettles, type SettleWork } from './settle.js';
@@ -10,7 +10,12 @@ import { drainSettles, type SettleWork } from './settle.js';
  * step is conditioned, so two processes sweeping the same item do it once.
  * Items younger than `graceMs` are left to their own process.
  */
-export async function sweep(ctx: DynamoContext, leases: Leases, seen: Map<string, number>, graceMs: number): Promise<void> {
+export async function sweep(
+  ctx: DynamoContext,
+  leases: Leases,
+  seen: Map<string, number>,
+  graceMs: number,
+): Promise<void> {
   await leases.observe();
   const now = performance.now();
   const items = await ctx.db.partition(WORK_PK);
@@ -25,7 +30,8 @@ export async function sweep(ctx: DynamoContext, leases: Leases, seen: Map<string
     }
     if (now - first < graceMs) continue;
     const w = JSON.parse(item.d!.S!) as { kind: string; run: string } & SettleWork;
-    if (w.kind === 'settle') await drainSettles(ctx, [{ run: w.run, node: w.node, outcome: w.outcome, cursor: w.cursor }]);
+    if (w.kind === 'settle')
+      await drainSettles(ctx, [{ run: w.run, node: w.node, outcome: w.outcome, cursor: w.cursor }]);
     else if (w.kind === 'cancel') await completeCancel(ctx, w.run);
   }
   for (const k of seen.keys()) if (!present.has(k)) seen.delete(k);

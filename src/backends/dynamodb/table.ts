@@ -60,7 +60,10 @@ export async function ensureTable(db: Db): Promise<void> {
                   { AttributeName: 'lpk', KeyType: 'HASH' },
                   { AttributeName: 'lsk', KeyType: 'RANGE' },
                 ],
-                Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: ['d', 'v'] },
+                Projection: {
+                  ProjectionType: 'INCLUDE',
+                  NonKeyAttributes: ['d', 'v', 'cW', 'cR', 'cU', 'cC', 'cx'],
+                },
               },
             ],
           }),
