@@ -3,6 +3,7 @@ import { NotFoundError } from '../../protocol/index.js';
 import { Delta, type DynamoContext } from './context.js';
 import { type Item, N, S } from './db.js';
 import {
+  addToHeader,
   decodeNode,
   decodeRun,
   encodeAttempt,
@@ -13,11 +14,11 @@ import {
   next,
   nodeKey,
   runPk,
-  sealIfDone,
   WORK_PK,
   writeHeader,
 } from './items.js';
 import { CANCEL_CHUNK } from './limits.js';
+import { sealRun } from './seal.js';
 
 /**
  * Rule 6. First one transaction marks the run cancelled (claims and finishes
@@ -95,8 +96,7 @@ export async function completeCancel(ctx: DynamoContext, runId: string): Promise
       delta.move(n.d.status, 'COMPLETED');
       tx.put(encodeNode(next(n, nd)), n.v);
     }
-    sealIfDone(d, now);
-    writeHeader(tx, header, d);
+    addToHeader(tx, runId, header.d, d, false);
     delta.addTo(tx);
     const chunk = open.slice(0, CANCEL_CHUNK);
     if (await ctx.db.commit(tx)) {
@@ -110,6 +110,7 @@ export async function completeCancel(ctx: DynamoContext, runId: string): Promise
       ];
     }
   }
+  await sealRun(ctx, runId);
   const tx = ctx.db.tx();
   tx.del(cancelKey(runId));
   await ctx.db.commit(tx);

@@ -14,6 +14,7 @@ import { claimNotLive, type FinishRequest, NotFoundError, nodeNotFound } from '.
 import { Delta, type DynamoContext } from './context.js';
 import { mk } from './db.js';
 import {
+  addToHeader,
   decodeNode,
   decodeRun,
   encodeAttempt,
@@ -26,10 +27,9 @@ import {
   type NodeData,
   next,
   nodeKey,
-  sealIfDone,
-  writeHeader,
 } from './items.js';
 import { INLINE_DEPENDENTS, OUTPUT_PART_BYTES } from './limits.js';
+import { sealRun } from './seal.js';
 import { addJudged, drainSettles, encodeSettle, judge, type SettleWork } from './settle.js';
 
 /**
@@ -116,14 +116,14 @@ export async function finishNode(ctx: DynamoContext, req: FinishRequest): Promis
         spawned = [w];
       }
     }
-    sealIfDone(hd, now);
-    writeHeader(tx, header, hd);
+    addToHeader(tx, req.runId, header.d, hd, true);
     delta.addTo(tx);
     if (!(await ctx.db.commit(tx))) continue;
     if (d.status === 'READY') ready.push(d.spec.runtime);
     for (const rt of ready) ctx.bus.emit('ready', rt);
     ctx.bus.emit('run', req.runId);
     if (spawned.length > 0) await drainSettles(ctx, spawned);
+    if (d.status === 'COMPLETED') await sealRun(ctx, req.runId);
     return;
   }
 }

@@ -95,7 +95,7 @@ const COUNT_ATTRS: [NodeStatus, string][] = [
 ];
 
 export function encodeRun(r: RunItem): Item {
-  const { counts, cancelled, resuming, ...rest } = r.d;
+  const { counts, cancelled, resuming, failed, ...rest } = r.d;
   const item: Item = {
     ...keyItem(headerKey(r.id)),
     v: N(r.v),
@@ -106,6 +106,7 @@ export function encodeRun(r: RunItem): Item {
   for (const [st, a] of COUNT_ATTRS) item[a] = N(counts[st]);
   if (cancelled) item.cx = { BOOL: true };
   if (resuming) item.rz = { BOOL: true };
+  if (failed) item.fx = { BOOL: true };
   return item;
 }
 
@@ -126,8 +127,8 @@ export function decodeRun(item: Item): RunItem {
 }
 
 /** Writes the header as `d` over what was read (`before`), conditioned on its version; counts as additions. */
-export function writeHeader(tx: Tx, before: RunItem, d: RunData): void {
-  const { counts, cancelled, resuming, ...rest } = d;
+export function writeHeader(tx: Tx, before: RunItem, d: RunData, extraCondition = ''): void {
+  const { counts, cancelled, resuming, failed, ...rest } = d;
   const values: Item = { ':d': S(JSON.stringify(rest)), ':nv': N(before.v + 1), ':v': N(before.v) };
   const set = ['d = :d', 'v = :nv'];
   const remove: string[] = [];
@@ -140,6 +141,10 @@ export function writeHeader(tx: Tx, before: RunItem, d: RunData): void {
     set.push('rz = :t');
     values[':t'] = { BOOL: true };
   } else remove.push('rz');
+  if (failed) {
+    set.push('fx = :t');
+    values[':t'] = { BOOL: true };
+  } else remove.push('fx');
   for (const [st, a] of COUNT_ATTRS) {
     const delta = counts[st] - before.d.counts[st];
     if (delta === 0) continue;
@@ -148,7 +153,36 @@ export function writeHeader(tx: Tx, before: RunItem, d: RunData): void {
   }
   tx.update(headerKey(before.id), {
     UpdateExpression: `SET ${set.join(', ')}${remove.length ? ` REMOVE ${remove.join(', ')}` : ''}${add.length ? ` ADD ${add.join(', ')}` : ''}`,
-    ConditionExpression: 'v = :v',
+    ConditionExpression: `v = :v${extraCondition}`,
+    ExpressionAttributeValues: values,
+  });
+}
+
+/**
+ * A transition's change to the header without its version: node counts
+ * added, the failed mark set, conditioned on the run not being cancelled
+ * (finishes, cascades) or on nothing (a cancel's own chunks). Transitions of
+ * one run so never refuse each other; the run is sealed after (sealRun).
+ */
+export function addToHeader(tx: Tx, runId: string, before: RunData, after: RunData, open: boolean): void {
+  const values: Item = {};
+  const add: string[] = [];
+  for (const [st, a] of COUNT_ATTRS) {
+    const delta = after.counts[st] - before.counts[st];
+    if (delta === 0) continue;
+    add.push(`${a} :${a}`);
+    values[`:${a}`] = N(delta);
+  }
+  const set = after.failed && !before.failed ? ' SET fx = :t' : '';
+  if (set) values[':t'] = { BOOL: true };
+  const cond = open ? 'attribute_exists(pk) AND attribute_not_exists(cx)' : 'attribute_exists(pk)';
+  if (add.length === 0 && !set) {
+    tx.check(headerKey(runId), cond);
+    return;
+  }
+  tx.update(headerKey(runId), {
+    UpdateExpression: `${add.length ? `ADD ${add.join(', ')}` : ''}${set}`,
+    ConditionExpression: cond,
     ExpressionAttributeValues: values,
   });
 }

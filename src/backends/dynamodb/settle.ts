@@ -3,6 +3,7 @@ import type { Delta, DynamoContext } from './context.js';
 import { Delta as NewDelta } from './context.js';
 import { type Item, itemBytes, mk, N, S, type Tx } from './db.js';
 import {
+  addToHeader,
   decodeNode,
   decodeRun,
   encodeNode,
@@ -13,11 +14,10 @@ import {
   next,
   nodeKey,
   type RunData,
-  sealIfDone,
   WORK_PK,
-  writeHeader,
 } from './items.js';
 import { MAX_TXN_BYTES, MAX_TXN_ITEMS, SETTLE_CHUNK } from './limits.js';
+import { sealRun } from './seal.js';
 
 /**
  * Rules 5 and 14's cascade: the dependents of a node that completed count it
@@ -215,12 +215,12 @@ async function settleRound(ctx: DynamoContext, runId: string, frontier: Frontier
       }
     }
     for (const [, p] of pending) tx.put(encodeNode({ runId, v: p.v + 1, d: p.d }), p.v);
-    sealIfDone(d, now);
-    writeHeader(tx, header, d);
+    addToHeader(tx, runId, header.d, d, true);
     delta.addTo(tx);
     if (!(await ctx.db.commit(tx))) continue;
     for (const rt of ready) ctx.bus.emit('ready', rt);
     ctx.bus.emit('run', runId);
+    await sealRun(ctx, runId);
     return leftover;
   }
 }
