@@ -21,6 +21,17 @@ export async function openRepository(config: DaemonConfig, logger: Logger): Prom
       const { RemoteRepository } = await import('../backends/remote/index.js');
       return new RemoteRepository({ address: config.remote.address!, token: config.remote.token });
     }
+    case 'dynamodb': {
+      const { DynamoDbRepository } = await import('../backends/dynamodb/index.js');
+      const d = config.dynamodb;
+      return DynamoDbRepository.connect({
+        table: d.table,
+        region: d.region,
+        endpoint: d.endpoint,
+        leaseTtlMs: config.leaseTtlMs,
+        logger: logger.child({ backend: 'dynamodb' }),
+      });
+    }
     case 'etcd': {
       const { EtcdRepository } = await import('../backends/etcd/index.js');
       const e = config.etcd;
@@ -57,6 +68,13 @@ export function describeBackend(config: DaemonConfig): Record<string, unknown> {
       return { backend: 'memory' };
     case 'remote':
       return { backend: 'remote', api: config.remote.address };
+    case 'dynamodb':
+      return {
+        backend: 'dynamodb',
+        table: config.dynamodb.table,
+        region: config.dynamodb.region,
+        endpoint: config.dynamodb.endpoint,
+      };
     case 'etcd':
       return { backend: 'etcd', endpoints: config.etcd.addresses, namespace: config.etcd.namespace };
     case 'postgres':

@@ -23,7 +23,7 @@ export interface OptionDef {
   secret?: boolean;
 }
 
-export const BACKENDS = ['memory', 'etcd', 'postgres', 'remote'] as const;
+export const BACKENDS = ['memory', 'etcd', 'postgres', 'remote', 'dynamodb'] as const;
 export type BackendType = (typeof BACKENDS)[number];
 export const ROLES = ['api', 'agent'] as const;
 export type Role = (typeof ROLES)[number];
@@ -68,6 +68,22 @@ export const OPTIONS: readonly OptionDef[] = [
     kind: 'string',
     description: 'PostgreSQL schema for Adagio’s tables',
     default: 'adagio',
+  },
+  {
+    name: 'dynamodb-table',
+    kind: 'string',
+    description: 'DynamoDB table (created with its indexes when missing)',
+    default: 'adagio',
+  },
+  {
+    name: 'dynamodb-region',
+    kind: 'string',
+    description: 'AWS region of the DynamoDB table (default: the SDK’s, e.g. AWS_REGION)',
+  },
+  {
+    name: 'dynamodb-endpoint',
+    kind: 'string',
+    description: 'DynamoDB endpoint URL: DynamoDB Local or a VPC endpoint (credentials: the SDK’s chain)',
   },
   {
     name: 'listen',
@@ -195,6 +211,7 @@ export interface DaemonConfig {
     keyFile?: string;
   };
   postgres: { url?: string; schema: string };
+  dynamodb: { table: string; region?: string; endpoint?: string };
   /** -backend-type remote: the API to work through, and the token to send (agent, else API token). */
   remote: { address?: string; token?: string };
   listen: { host: string; port: number };
@@ -250,6 +267,11 @@ export function resolveConfig(
       keyFile: v.string('etcd-key-file'),
     },
     postgres: { url: v.string('postgres-url'), schema: v.string('postgres-schema') ?? 'adagio' },
+    dynamodb: {
+      table: v.string('dynamodb-table') ?? 'adagio',
+      region: v.string('dynamodb-region'),
+      endpoint: v.string('dynamodb-endpoint'),
+    },
     remote: { address: v.string('api-address'), token: v.string('agent-token') ?? v.string('api-token') },
     listen,
     tokens: [v.string('api-token')].filter((t): t is string => !!t),

@@ -59,6 +59,26 @@ describe('adagiod configuration', () => {
     assert.deepEqual(fromFlag.roles, ['agent']);
   });
 
+  it('DynamoDB: table, region and endpoint from flags, env (ADAGIOD_DYNAMODB_*) and TOML', () => {
+    const toml = file(
+      'd.toml',
+      'backend-type = "dynamodb"\ndynamodb-table = "from-file"\ndynamodb-region = "eu-west-1"\n',
+    );
+    const fromFile = resolveConfig([], {}, {}, toml);
+    assert.equal(fromFile.backendType, 'dynamodb');
+    assert.deepEqual(fromFile.dynamodb, { table: 'from-file', region: 'eu-west-1', endpoint: undefined });
+    const env = { ADAGIOD_DYNAMODB_ENDPOINT: 'http://127.0.0.1:8000', ADAGIOD_DYNAMODB_TABLE: 'from-env' };
+    const fromEnv = resolveConfig([], {}, env, toml);
+    assert.deepEqual(fromEnv.dynamodb, {
+      table: 'from-env',
+      region: 'eu-west-1',
+      endpoint: 'http://127.0.0.1:8000',
+    });
+    const fromFlag = resolveConfig([], { 'dynamodb-table': 'from-flag' }, env, toml);
+    assert.equal(fromFlag.dynamodb.table, 'from-flag');
+    assert.equal(resolveConfig([], {}, {}, undefined).dynamodb.table, 'adagio', 'the default table');
+  });
+
   it('both roles when neither is named', () => {
     assert.deepEqual(resolveConfig([], {}, {}, undefined).roles, ['api', 'agent']);
   });
