@@ -121,6 +121,7 @@ export function decodeRun(item: Item): RunItem {
       ...rest,
       counts,
       cancelled: item.cx !== undefined,
+      failed: item.fx !== undefined,
       resuming: item.rz !== undefined ? true : undefined,
     },
   };
@@ -173,7 +174,7 @@ export function addToHeader(tx: Tx, runId: string, before: RunData, after: RunDa
     add.push(`${a} :${a}`);
     values[`:${a}`] = N(delta);
   }
-  const set = after.failed && !before.failed ? ' SET fx = :t' : '';
+  const set = after.failed && !before.failed ? 'SET fx = :t ' : '';
   if (set) values[':t'] = { BOOL: true };
   const cond = open ? 'attribute_exists(pk) AND attribute_not_exists(cx)' : 'attribute_exists(pk)';
   if (add.length === 0 && !set) {
@@ -181,7 +182,7 @@ export function addToHeader(tx: Tx, runId: string, before: RunData, after: RunDa
     return;
   }
   tx.update(headerKey(runId), {
-    UpdateExpression: `${add.length ? `ADD ${add.join(', ')}` : ''}${set}`,
+    UpdateExpression: `${set}${add.length ? `ADD ${add.join(', ')}` : ''}`.trim(),
     ConditionExpression: cond,
     ExpressionAttributeValues: values,
   });
