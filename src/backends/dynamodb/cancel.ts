@@ -1,6 +1,6 @@
-import { checkRunId, type Run } from '../../model/index.js';
+import { checkRunId, type Run, runStatus } from '../../model/index.js';
 import { NotFoundError } from '../../protocol/index.js';
-import { Delta, type DynamoContext } from './context.js';
+import { Delta, type DynamoContext, emitNode } from './context.js';
 import { type Item, N, S } from './db.js';
 import {
   addToHeader,
@@ -11,6 +11,7 @@ import {
   headerKey,
   leaseClaimKey,
   moved,
+  type NodeItem,
   next,
   nodeKey,
   runPk,
@@ -72,6 +73,7 @@ export async function completeCancel(ctx: DynamoContext, runId: string): Promise
     const d = structuredClone(header.d);
     const delta = new Delta();
     const tx = ctx.db.tx();
+    const written: NodeItem[] = [];
     for (const n of open.slice(0, CANCEL_CHUNK)) {
       const nd = { ...n.d, status: 'COMPLETED' as const, finishedAt: now, seq: 0, live: 0 };
       const c = n.d.claim;
@@ -94,12 +96,14 @@ export async function completeCancel(ctx: DynamoContext, runId: string): Promise
       }
       moved(d, n.d.status, 'COMPLETED');
       delta.move(n.d.status, 'COMPLETED');
+      written.push(next(n, nd));
       tx.put(encodeNode(next(n, nd)), n.v);
     }
     addToHeader(tx, runId, header.d, d, false);
     delta.addTo(tx);
     const chunk = open.slice(0, CANCEL_CHUNK);
     if (await ctx.db.commit(tx)) {
+      for (const w of written) emitNode(ctx, w, runStatus(d.counts));
       ctx.bus.emit('run', runId);
       open = open.slice(CANCEL_CHUNK);
     } else {

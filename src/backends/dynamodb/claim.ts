@@ -6,7 +6,7 @@ import {
   NotFoundError,
   nodeNotFound,
 } from '../../protocol/index.js';
-import { Delta, type DynamoContext } from './context.js';
+import { Delta, type DynamoContext, emitNode } from './context.js';
 import { mk } from './db.js';
 import {
   checkHeaderOpen,
@@ -95,6 +95,7 @@ export async function claimNode(ctx: DynamoContext, req: ClaimRequest): Promise<
     tx.put({ ...keyItem(leaseClaimKey(req.leaseId, req.runId, req.node)), claim: { S: claimId } }, 'any');
     delta.addTo(tx);
     if (!(await ctx.db.commit(tx))) continue;
+    emitNode(ctx, next(node, d), 'RUNNING');
     ctx.bus.emit('run', req.runId);
     return {
       runId: req.runId,

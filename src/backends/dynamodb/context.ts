@@ -1,8 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { Logger } from '../../log.js';
-import type { Clock, IdSource, NodeStatus } from '../../model/index.js';
+import type { Clock, IdSource, NodeStatus, RunConclusion, RunStatus } from '../../model/index.js';
 import { type Db, N, type Tx } from './db.js';
+import type { NodeItem } from './items.js';
 import { STATS_PK } from './items.js';
 import { STATS_SHARDS } from './limits.js';
 
@@ -56,4 +57,14 @@ export class Delta {
       { UpdateExpression: `ADD ${parts.join(', ')}`, ExpressionAttributeValues: values },
     );
   }
+}
+
+/** A change this process committed, for its own watchers (`local` on the bus), in commit order. */
+export type LocalEvent =
+  | { kind: 'node'; runId: string; node: NodeItem; runStatus: RunStatus }
+  | { kind: 'sealed'; runId: string; conclusion: RunConclusion }
+  | { kind: 'output'; runId: string; node: string; attempt: number; offset: number; chunk: Uint8Array };
+
+export function emitNode(ctx: DynamoContext, node: NodeItem, runStatus: RunStatus): void {
+  ctx.bus.emit('local', { kind: 'node', runId: node.runId, node, runStatus } satisfies LocalEvent);
 }

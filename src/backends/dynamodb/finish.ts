@@ -6,12 +6,13 @@ import {
   checkRunId,
   countAttempt,
   finishOutcome,
+  runStatus,
   statusAfterFinish,
   truncateOutput,
   upstreamOutcome,
 } from '../../model/index.js';
 import { claimNotLive, type FinishRequest, NotFoundError, nodeNotFound } from '../../protocol/index.js';
-import { Delta, type DynamoContext } from './context.js';
+import { Delta, type DynamoContext, emitNode } from './context.js';
 import { mk } from './db.js';
 import {
   addToHeader,
@@ -25,6 +26,7 @@ import {
   leaseClaimKey,
   moved,
   type NodeData,
+  type NodeItem,
   next,
   nodeKey,
 } from './items.js';
@@ -100,6 +102,7 @@ export async function finishNode(ctx: DynamoContext, req: FinishRequest): Promis
     tx.del(leaseClaimKey(claim.leaseId, req.runId, req.node));
     let spawned: SettleWork[] = [];
     let ready: string[] = [];
+    let judged: NodeItem[] = [];
     if (outcome !== 'RETRY' && d.down.length > 0) {
       const o = upstreamOutcome(req.conclusion);
       if (d.down.length <= INLINE_DEPENDENTS) {
@@ -108,6 +111,7 @@ export async function finishNode(ctx: DynamoContext, req: FinishRequest): Promis
         );
         const j = judge(deps, o, hd, delta, now);
         addJudged(tx, j);
+        judged = j.writes;
         spawned = j.spawned;
         ready = j.ready;
       } else {
@@ -119,6 +123,9 @@ export async function finishNode(ctx: DynamoContext, req: FinishRequest): Promis
     addToHeader(tx, req.runId, header.d, hd, true);
     delta.addTo(tx);
     if (!(await ctx.db.commit(tx))) continue;
+    const status = runStatus(hd.counts);
+    emitNode(ctx, next(node, d), status);
+    for (const w of judged) emitNode(ctx, w, status);
     if (d.status === 'READY') ready.push(d.spec.runtime);
     for (const rt of ready) ctx.bus.emit('ready', rt);
     ctx.bus.emit('run', req.runId);

@@ -7,7 +7,7 @@ import {
   rfc3339,
 } from '../../model/index.js';
 import { type AgentRegistration, type Lease, LeaseExpiredError } from '../../protocol/index.js';
-import type { DynamoContext } from './context.js';
+import { type DynamoContext, emitNode } from './context.js';
 import { type Item, N, S } from './db.js';
 import {
   AGENTS_PK,
@@ -168,6 +168,8 @@ export class Leases {
       }
       tx.del({ pk: leaseClaimsPk(leaseId), sk });
       if (await this.ctx.db.commit(tx)) {
+        if (node && claim)
+          emitNode(this.ctx, next(node, { ...node.d, claim: { ...claim, orphaned: true } }), 'RUNNING');
         if (node) {
           this.ctx.bus.emit('ready', node.d.spec.runtime);
           this.ctx.bus.emit('run', runId);

@@ -7,7 +7,7 @@ import {
   nodeNotFound,
   seqGapError,
 } from '../../protocol/index.js';
-import type { DynamoContext } from './context.js';
+import type { DynamoContext, LocalEvent } from './context.js';
 import { mk } from './db.js';
 import { decodeNode, decodeRun, encodeNode, encodeOutput, headerKey, next, nodeKey } from './items.js';
 import { OUTPUT_PART_BYTES } from './limits.js';
@@ -55,6 +55,15 @@ export async function appendOutput(ctx: DynamoContext, req: AppendOutputRequest)
     ))
       tx.put(part, 'any');
     if (!(await ctx.db.commit(tx))) continue;
+    if (delta.byteLength > 0)
+      ctx.bus.emit('local', {
+        kind: 'output',
+        runId: req.runId,
+        node: req.node,
+        attempt: node.d.attempts + 1,
+        offset: node.d.live,
+        chunk: delta,
+      } satisfies LocalEvent);
     ctx.bus.emit('run', req.runId);
     return;
   }

@@ -8,7 +8,7 @@ import {
   topology,
 } from '../../model/index.js';
 import { NotFoundError, UnavailableError } from '../../protocol/index.js';
-import { Delta, type DynamoContext } from './context.js';
+import { Delta, type DynamoContext, emitNode } from './context.js';
 import { mk } from './db.js';
 import {
   decodeNode,
@@ -102,6 +102,7 @@ export async function retryRun(
       for (const w of writes) tx.put(encodeNode(w), w.v - 1);
       delta.addTo(tx);
       if (!(await ctx.db.commit(tx))) continue;
+      for (const w of writes) emitNode(ctx, w, runStatus(d.counts));
       for (const w of writes) if (w.d.status === 'READY') ctx.bus.emit('ready', w.d.spec.runtime);
       ctx.bus.emit('run', runId);
       return inspect(runId);

@@ -1,4 +1,4 @@
-import type { DynamoContext } from './context.js';
+import type { DynamoContext, LocalEvent } from './context.js';
 import { N } from './db.js';
 import { decodeRun, headerKey, sealIfDone, writeHeader } from './items.js';
 
@@ -22,6 +22,8 @@ export async function sealRun(ctx: DynamoContext, runId: string): Promise<void> 
     const update = tx.items[0]!.Update!;
     update.ExpressionAttributeValues = { ...update.ExpressionAttributeValues, ':total': N(h.d.total) };
     if (await ctx.db.commit(tx)) {
+      if (d.conclusion)
+        ctx.bus.emit('local', { kind: 'sealed', runId, conclusion: d.conclusion } satisfies LocalEvent);
       ctx.bus.emit('run', runId);
       return;
     }

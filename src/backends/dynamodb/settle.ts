@@ -1,6 +1,5 @@
-import { tallied, triggerDecision, type UpstreamOutcome } from '../../model/index.js';
-import type { Delta, DynamoContext } from './context.js';
-import { Delta as NewDelta } from './context.js';
+import { runStatus, tallied, triggerDecision, type UpstreamOutcome } from '../../model/index.js';
+import { type Delta, type DynamoContext, emitNode, Delta as NewDelta } from './context.js';
 import { type Item, itemBytes, mk, N, S, type Tx } from './db.js';
 import {
   addToHeader,
@@ -218,6 +217,8 @@ async function settleRound(ctx: DynamoContext, runId: string, frontier: Frontier
     addToHeader(tx, runId, header.d, d, true);
     delta.addTo(tx);
     if (!(await ctx.db.commit(tx))) continue;
+    const status = runStatus(d.counts);
+    for (const [, p] of pending) emitNode(ctx, { runId, v: p.v + 1, d: p.d }, status);
     for (const rt of ready) ctx.bus.emit('ready', rt);
     ctx.bus.emit('run', runId);
     await sealRun(ctx, runId);

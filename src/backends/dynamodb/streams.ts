@@ -1,8 +1,18 @@
-import { checkRunId, runStatus } from '../../model/index.js';
+import { checkRunId, type RunConclusion, type RunStatus, runStatus } from '../../model/index.js';
 import { EventQueue, type NodeEvent, type SubscribeOptions, type WatchEvent } from '../../protocol/index.js';
-import type { DynamoContext } from './context.js';
+import type { DynamoContext, LocalEvent } from './context.js';
 import { type Item, S } from './db.js';
-import { attemptsOf, decodeNode, decodeRun, type NodeData, nodeState, outputPrefix, runPk } from './items.js';
+import {
+  attemptsOf,
+  attemptsPrefix,
+  decodeNode,
+  decodeRun,
+  type NodeData,
+  type NodeItem,
+  nodeState,
+  outputPrefix,
+  runPk,
+} from './items.js';
 import { inspectRun } from './reads.js';
 import { READY_INDEX } from './table.js';
 
@@ -77,20 +87,38 @@ export class Streams {
     return queue;
   }
 
+  /**
+   * The run now, then its node transitions. Transitions this process makes
+   * arrive as they commit (in order, each one); those of other processes are
+   * found by polling the run's nodes, so a node changed twice within one poll
+   * interval elsewhere shows its latest state. A state older than one sent
+   * (by version) is never sent.
+   */
   watch(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent> {
     checkRunId(runId);
     const queue = new EventQueue<WatchEvent>(options.signal);
     let wake: (() => void) | undefined;
     let dirty = false;
+    const local: LocalEvent[] = [];
     const onRun = (id: string) => {
       if (id !== runId) return;
       dirty = true;
       wake?.();
     };
+    const onLocal = (e: LocalEvent) => {
+      if (e.runId !== runId) return;
+      local.push(e);
+      wake?.();
+    };
     this.ctx.bus.on('run', onRun);
+    this.ctx.bus.on('local', onLocal);
     this.ctx.bus.once('close', () => queue.close());
-    queue.onClose = () => {
+    const stop = () => {
       this.ctx.bus.off('run', onRun);
+      this.ctx.bus.off('local', onLocal);
+    };
+    queue.onClose = () => {
+      stop();
       wake?.();
     };
     const started = inspectRun(this.ctx, runId);
@@ -99,26 +127,77 @@ export class Streams {
         const run = await started;
         queue.push({ type: 'snapshot', run });
         if (run.conclusion) return queue.close();
-        // What was sent: each node's version, and how much of its running attempt's output.
+        // What was sent: each node's version and state, and how much of its running attempt's output.
         const versions = new Map<string, number>();
+        const sent = new Map<string, string>();
         const streamed = new Map<string, number>();
         for (const item of await this.ctx.db.partition(runPk(runId), 'n#')) {
           const n = decodeNode(item);
           versions.set(n.d.spec.name, n.v);
+          sent.set(n.d.spec.name, signature(n.d));
           streamed.set(n.d.spec.name, n.d.live);
         }
         let lastSent: NodeData | undefined;
+        const sendNode = async (n: NodeItem, status: RunStatus, conclusion?: RunConclusion) => {
+          const name = n.d.spec.name;
+          if ((versions.get(name) ?? 0) > n.v) return;
+          versions.set(name, n.v);
+          lastSent = n.d;
+          if (n.d.status !== 'RUNNING') streamed.set(name, 0);
+          if (sent.get(name) === signature(n.d) && !conclusion) return;
+          sent.set(name, signature(n.d));
+          queue.push({
+            type: 'node',
+            runId,
+            node: await this.nodeWithAttempts(runId, n.d),
+            runStatus: status === 'COMPLETED' && !conclusion ? 'RUNNING' : status,
+            runConclusion: conclusion,
+          });
+        };
+        const sendSealed = async (conclusion: RunConclusion) => {
+          if (lastSent) {
+            queue.push({
+              type: 'node',
+              runId,
+              node: await this.nodeWithAttempts(runId, lastSent),
+              runStatus: 'COMPLETED',
+              runConclusion: conclusion,
+            });
+          }
+          queue.close();
+        };
         while (!queue.isClosed) {
-          if (!dirty) await this.pause((w) => (wake = w));
-          dirty = false;
+          if (!dirty && local.length === 0) await this.pause((w) => (wake = w));
+          while (local.length > 0 && !queue.isClosed) {
+            const e = local.shift()!;
+            if (e.kind === 'node') await sendNode(e.node, e.runStatus);
+            else if (e.kind === 'sealed') await sendSealed(e.conclusion);
+            else {
+              const have = streamed.get(e.node) ?? 0;
+              const end = e.offset + e.chunk.byteLength;
+              if (end <= have) continue;
+              streamed.set(e.node, end);
+              const from = Math.max(have, e.offset);
+              queue.push({
+                type: 'output',
+                runId,
+                node: e.node,
+                attempt: e.attempt,
+                offset: from,
+                chunk: e.chunk.subarray(from - e.offset),
+              });
+            }
+          }
           if (queue.isClosed) return;
+          dirty = false;
           // The header first: when it says completed, the nodes read after it hold every change.
           const header = await this.ctx.db.get({ pk: runPk(runId), sk: '#' });
           if (!header) return queue.close();
           const h = decodeRun(header);
-          const changed: NodeData[] = [];
-          for (const item of await this.ctx.db.partition(runPk(runId), 'n#')) {
-            const n = decodeNode(item);
+          const nodes = (await this.ctx.db.partition(runPk(runId), 'n#'))
+            .map(decodeNode)
+            .sort((a, b) => a.d.i - b.d.i);
+          for (const n of nodes) {
             const name = n.d.spec.name;
             if (n.d.status === 'RUNNING' && n.d.live > (streamed.get(name) ?? 0)) {
               const from = streamed.get(name) ?? 0;
@@ -134,56 +213,24 @@ export class Streams {
                 chunk: all.subarray(from, n.d.live),
               });
             }
-            if (versions.get(name) === n.v) continue;
-            versions.set(name, n.v);
-            if (n.d.status !== 'RUNNING') streamed.set(name, 0);
-            changed.push(n.d);
+            if ((versions.get(name) ?? 0) >= n.v) continue;
+            await sendNode(n, runStatus(h.d.counts));
           }
-          changed.sort((a, b) => a.i - b.i);
-          for (const [k, d] of changed.entries()) {
-            const items: Item[] = await this.ctx.db.partition(
-              runPk(runId),
-              `a#${String(d.i).padStart(6, '0')}#`,
-            );
-            const { attempts, outputs } = attemptsOf(items, d.i);
-            const last = k === changed.length - 1;
-            queue.push({
-              type: 'node',
-              runId,
-              node: nodeState(d, attempts, outputs, {}),
-              runStatus: last
-                ? runStatus(h.d.counts)
-                : runStatus(h.d.counts) === 'COMPLETED'
-                  ? 'RUNNING'
-                  : runStatus(h.d.counts),
-              runConclusion: last && !h.d.resuming ? h.d.conclusion : undefined,
-            });
-          }
-          if (changed.length > 0) lastSent = changed[changed.length - 1];
-          else if (h.d.conclusion && !h.d.resuming && lastSent) {
-            // The run completed between two reads: the final event carries its conclusion (a repeat is allowed).
-            const items: Item[] = await this.ctx.db.partition(
-              runPk(runId),
-              `a#${String(lastSent.i).padStart(6, '0')}#`,
-            );
-            const { attempts, outputs } = attemptsOf(items, lastSent.i);
-            queue.push({
-              type: 'node',
-              runId,
-              node: nodeState(lastSent, attempts, outputs, {}),
-              runStatus: 'COMPLETED',
-              runConclusion: h.d.conclusion,
-            });
-          }
-          if (h.d.conclusion && !h.d.resuming) return queue.close();
+          if (h.d.conclusion && !h.d.resuming) await sendSealed(h.d.conclusion);
         }
       } catch (e) {
         queue.close(e);
       } finally {
-        this.ctx.bus.off('run', onRun);
+        stop();
       }
     })();
     return queue;
+  }
+
+  private async nodeWithAttempts(runId: string, d: NodeData) {
+    const items: Item[] = await this.ctx.db.partition(runPk(runId), attemptsPrefix(d.i));
+    const { attempts, outputs } = attemptsOf(items, d.i);
+    return nodeState(d, attempts, outputs, {});
   }
 
   /** Waits for a wake-up or the poll interval. */
@@ -197,4 +244,9 @@ export class Streams {
       setWake(done);
     });
   }
+}
+
+/** What a watcher shows of a node: a change of anything else (a version bump by streamed output) is not a transition. */
+function signature(d: NodeData): string {
+  return `${d.status}|${d.attempts}|${d.claim?.id ?? ''}|${d.claim?.orphaned ?? ''}|${d.abr}`;
 }
