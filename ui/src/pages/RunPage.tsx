@@ -12,9 +12,9 @@ import {
   runLook,
 } from '../api/format.js';
 import { Badge } from '../components/Badge.js';
-import { RunGraph } from '../components/graph/RunGraph.js';
 import { NodePanel } from '../components/NodePanel.js';
-import { navigate, runPath, useLocation, useTitle } from '../router.js';
+import { RunViewSwitch, RunViews, useRunView, withQuery } from '../components/RunViews.js';
+import { navigate, useLocation, useTitle } from '../router.js';
 import { type LiveRun, useLiveRun } from '../state/useLiveRun.js';
 
 const LOOKS: NodeLook[] = ['waiting', 'ready', 'running', 'orphaned', 'success', 'fail', 'error', 'cancelled', 'skipped'];
@@ -27,9 +27,10 @@ export function RunPage({ id }: { id: string }) {
   const selected = query.get('node') ?? undefined;
   const select = useCallback(
     (name: string | undefined) =>
-      navigate(name ? `${runPath(id)}?node=${encodeURIComponent(name)}` : runPath(id), { replace: true }),
-    [id],
+      navigate(withQuery('node', name), { replace: true }),
+    [],
   );
+  const view = useRunView();
   const selectedNode = selected ? live.nodes.get(selected) : undefined;
 
   if (live.notFound) {
@@ -43,13 +44,10 @@ export function RunPage({ id }: { id: string }) {
   return (
     <div className="run-page">
       <RunHeader id={id} live={live} />
+      <RunViewSwitch view={view} />
       {live.error && <p className="error-box run-error">{live.error}</p>}
       <div className="run-body">
-        {live.shape ? (
-          <RunGraph shape={live.shape} nodes={live.nodes} selected={selected} onSelect={select} />
-        ) : (
-          <div className="run-graph placeholder">{live.error ? '' : 'Loading run…'}</div>
-        )}
+        <RunViews live={live} view={view} selected={selected} onSelect={select} />
         {selectedNode && (
           <NodePanel
             runId={id}

@@ -167,6 +167,8 @@ function toFlowNode(
       runtime: state?.spec?.runtime ?? '',
       look: state ? nodeLook(state) : 'waiting',
       attempts: state?.attempts.length ?? 0,
+      startedAt: state?.startedAt ?? '',
+      finishedAt: state?.finishedAt ?? '',
     },
   };
 }
