@@ -106,7 +106,9 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
   runs
     .command('ls')
     .alias('list')
-    .description('list runs, newest first: id, creation time, status and node counts')
+    .description(
+      'list runs, newest first: id, creation time, status, duration, finish time, node progress and failed nodes',
+    )
     .option('--limit <n>', `how many runs to show (1 to ${MAX_LIST_LIMIT}; default ${DEFAULT_LIST_LIMIT})`)
     .option(
       '--since <time>',

@@ -20,11 +20,12 @@ import {
 
 /**
  * `runs ls`: each run's status, how long it took (or has been running, `…`),
- * when it finished, and its nodes as completed/total (with those running).
+ * when it finished, its nodes as completed/total (with those running), and
+ * the names of the nodes that failed (rule 19: a bounded few, then a count).
  */
 export function runsTable(runs: readonly RunSummary[], now: number): string {
   return table(
-    ['ID', 'CREATED', 'STATUS', 'TOOK', 'FINISHED', 'NODES'],
+    ['ID', 'CREATED', 'STATUS', 'TOOK', 'FINISHED', 'NODES', 'FAILED'],
     runs.map((r) => {
       const c = r.nodeCounts;
       const total = c.WAITING + c.READY + c.RUNNING + c.COMPLETED;
@@ -40,10 +41,19 @@ export function runsTable(runs: readonly RunSummary[], now: number): string {
         took === undefined ? '-' : `${formatDuration(Math.max(0, took))}${r.finishedAt ? '' : '…'}`,
         r.finishedAt ? formatTimestamp(r.finishedAt) : '-',
         `${c.COMPLETED}/${total}${c.RUNNING > 0 ? `, ${c.RUNNING} running` : ''}`,
+        failedList(r),
       ];
     }),
-    ['left', 'left', 'left', 'right', 'left', 'left'],
+    ['left', 'left', 'left', 'right', 'left', 'left', 'left'],
   );
+}
+
+/** `a, b (+3 more)`; `-` when no node failed. Names are quoted when they hold spaces, commas or control characters. */
+export function failedList(r: Pick<RunSummary, 'failedNodes' | 'failedNodeCount'>): string {
+  if (r.failedNodeCount === 0 && r.failedNodes.length === 0) return '-';
+  const names = r.failedNodes.map((n) => (/^[^\s,"\p{C}]+$/u.test(n) ? n : JSON.stringify(n)));
+  const more = r.failedNodeCount - r.failedNodes.length;
+  return `${names.join(', ')}${more > 0 ? ` (+${more} more)` : ''}`;
 }
 
 export function agentsTable(agents: readonly AgentInfo[]): string {

@@ -96,6 +96,10 @@ export interface RunSummary {
   conclusion?: RunConclusion;
   finishedAt?: string;
   nodeCounts: Record<NodeStatus, number>;
+  /** Rule 19: names of nodes that failed for good, sorted, at most LIMITS.maxListedFailedNodes. */
+  failedNodes: string[];
+  /** How many nodes failed for good in all (failedNodes may name fewer). */
+  failedNodeCount: number;
 }
 
 export interface RuntimeInfo {

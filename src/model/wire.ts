@@ -266,6 +266,8 @@ export function runSummaryToProto(r: RunSummary): pb.Run {
     conclusion: runConclusionToProto(r.conclusion),
     nodeCounts: countsToProto(r.nodeCounts),
     finishedAt: r.finishedAt ?? '',
+    failedNodes: r.failedNodes,
+    failedNodeCount: BigInt(r.failedNodeCount),
   });
 }
 
@@ -295,6 +297,8 @@ export function runSummaryFromProto(r: pb.Run): RunSummary {
       RUNNING: Number(c?.running ?? 0),
       COMPLETED: Number(c?.completed ?? 0),
     },
+    failedNodes: [...r.failedNodes],
+    failedNodeCount: Number(r.failedNodeCount),
   };
 }
 

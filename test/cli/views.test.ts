@@ -206,7 +206,7 @@ describe('cli text views', () => {
     assert.match(out, /^ {2}parse +waiting for other to succeed$/m);
   });
 
-  it('runs table shows id, creation, status, duration, finish time and node progress', () => {
+  it('runs table shows id, creation, status, duration, finish time, node progress and failed nodes', () => {
     const out = runsTable(
       [
         {
@@ -214,6 +214,8 @@ describe('cli text views', () => {
           createdAt: at(0),
           status: 'RUNNING',
           nodeCounts: { WAITING: 3, READY: 1, RUNNING: 2, COMPLETED: 10 },
+          failedNodes: ['load', 'odd name'],
+          failedNodeCount: 2,
         },
         {
           id: '01B',
@@ -222,6 +224,18 @@ describe('cli text views', () => {
           conclusion: 'SUCCESS',
           finishedAt: at(66_000),
           nodeCounts: { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 7 },
+          failedNodes: [],
+          failedNodeCount: 0,
+        },
+        {
+          id: '01C',
+          createdAt: at(2000),
+          status: 'COMPLETED',
+          conclusion: 'FAIL',
+          finishedAt: at(4000),
+          nodeCounts: { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 9 },
+          failedNodes: ['a', 'b', 'c', 'd', 'e'],
+          failedNodeCount: 8,
         },
       ],
       T0 + 5000,
@@ -229,9 +243,10 @@ describe('cli text views', () => {
     assert.equal(
       out,
       [
-        'ID   CREATED               STATUS             TOOK  FINISHED              NODES',
-        '01A  2025-06-01T10:00:00Z  RUNNING             5s…  -                     10/16, 2 running',
-        '01B  2025-06-01T10:00:01Z  COMPLETED SUCCESS  1m5s  2025-06-01T10:01:06Z  7/7',
+        'ID   CREATED               STATUS             TOOK  FINISHED              NODES             FAILED',
+        '01A  2025-06-01T10:00:00Z  RUNNING             5s…  -                     10/16, 2 running  load, "odd name"',
+        '01B  2025-06-01T10:00:01Z  COMPLETED SUCCESS  1m5s  2025-06-01T10:01:06Z  7/7               -',
+        '01C  2025-06-01T10:00:02Z  COMPLETED FAIL       2s  2025-06-01T10:00:04Z  9/9               a, b, c, d, e (+3 more)',
         '',
       ].join('\n'),
     );

@@ -141,7 +141,7 @@ export function planFinish(
   }
   const failedForGood = outcome === 'FAILED';
   if (failedForGood) {
-    ops.push(put(keys.failed(req.runId), Buffer.from(req.node)));
+    ops.push(put(keys.failedNode(req.runId, req.node), Buffer.from(req.node)));
     if (rec.down.length > 0)
       ops.push(
         put(

@@ -16,7 +16,10 @@
  *   t/<runtime>/q/<run>/<node>    READY queue of a runtime (subscribe lists and watches it)
  *   t/<runtime>/u/<run>/<node>    RUNNING nodes of a runtime (orphans = u minus c)
  *   t/<runtime>/c/<run>/<node>    the claim, bound to the holder's lease
- *   x/<run>                       a node of the run failed for good
+ *   x/<run>/<node>                the node failed for good (value: its name); any key
+ *                                 in failedRange says the run failed, and the runs
+ *                                 list reads the first few names (rule 19). Older
+ *                                 stores wrote one x/<run>, which failedRange covers
  *   k/<run>/<item>                follow-up work not yet done (work-items.ts)
  *   s/<run>                       a chunked start in progress (garbage if it never commits)
  *   g/<agent>                     a registered agent, bound to its lease
@@ -119,8 +122,15 @@ export class Keys {
     if (!kind || !run || node === undefined) return undefined;
     return { kind, run, node: decodeURIComponent(node) };
   }
-  failed(run: string): Buffer {
-    return this.k(`x/${run}`);
+  failedNode(run: string, node: string): Buffer {
+    return this.k(`x/${run}/${enc(node)}`);
+  }
+  /**
+   * Every failed mark of a run: x/<run>/… and the single x/<run> older stores
+   * wrote (up to, not including, x/<run>0, '0' being the byte after '/').
+   */
+  failedRange(run: string): { key: Buffer; range_end: Buffer } {
+    return { key: this.k(`x/${run}`), range_end: this.k(`x/${run}0`) };
   }
   work(run?: string): Buffer {
     return this.k(run === undefined ? 'k/' : `k/${run}/`);

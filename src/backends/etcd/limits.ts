@@ -35,8 +35,8 @@ export const FAN_OUT_CHUNK = 25;
 export const SETTLE_BATCH = 20;
 export const OPS_PER_SETTLED_NODE = 6;
 
-/** Runs of a page summarised per transaction by the runs list: one get and three count ranges each. */
-export const OPS_PER_LISTED_RUN = 4;
+/** Runs of a page summarised per transaction by the runs list: one get, three count ranges and the failed names (a limited range) each. */
+export const OPS_PER_LISTED_RUN = 5;
 export const RUNS_PER_LIST_TXN = Math.floor(MAX_TXN_OPS / OPS_PER_LISTED_RUN);
 
 function within(what: string, ops: number): void {

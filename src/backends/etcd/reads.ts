@@ -4,6 +4,8 @@ import {
   checkListLimit,
   type Edge,
   emptyNodeCounts,
+  failedNodesSummary,
+  LIMITS,
   type NodeState,
   type NodeStatus,
   type Run,
@@ -20,7 +22,7 @@ import { NotFoundError } from '../../protocol/errors.js';
 import type { ClaimRef, ListRunsQuery, RunPage } from '../../protocol/repository.js';
 import type { EtcdContext, NodeTopology } from './context.js';
 import { invert, prefixEnd } from './keys.js';
-import { RUNS_PER_LIST_TXN } from './limits.js';
+import { OPS_PER_LISTED_RUN, RUNS_PER_LIST_TXN } from './limits.js';
 import { merge, statics, topologyOf } from './nodes.js';
 import { groupStreamed } from './output.js';
 import {
@@ -31,7 +33,7 @@ import {
   nodeState,
   type RunRecord,
 } from './records.js';
-import { countPrefix, get, getPrefix } from './store.js';
+import { countPrefix, get, getPrefix, getRange } from './store.js';
 
 /** Everything that only reads: inspect (at one revision), listing and stats. */
 
@@ -162,10 +164,14 @@ export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<
         countPrefix(keys.open('W', id)),
         countPrefix(keys.open('R', id)),
         countPrefix(keys.open('U', id)),
+        // Rule 19: the first failed names in key order; the response's count is all of them.
+        getRange(keys.failedRange(id), { limit: LIMITS.maxListedFailedNodes }),
       );
     const r = await store.retrying('list runs', () => store.txn({ success: ops }));
     batch.forEach((id, j) => {
-      const [runRes, w, rd, u] = r.responses.slice(j * 4, j * 4 + 4).map((x) => x.response_range);
+      const [runRes, w, rd, u, x] = r.responses
+        .slice(j * OPS_PER_LISTED_RUN, (j + 1) * OPS_PER_LISTED_RUN)
+        .map((res) => res.response_range);
       const kv = runRes!.kvs[0];
       if (!kv) return; // deleted in between
       const rec = decodeJson<RunRecord>(kv.value);
@@ -185,6 +191,10 @@ export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<
           rec.conclusion ?? (status === 'COMPLETED' ? (rec.cancelled ? 'CANCELLED' : undefined) : undefined),
         finishedAt: rec.finishedAt ? rfc3339(rec.finishedAt) : undefined,
         nodeCounts: counts,
+        ...failedNodesSummary(
+          x!.kvs.map((kv) => kv.value.toString()),
+          Number(x!.count),
+        ),
       });
     });
   }

@@ -3,7 +3,7 @@ import { ETCD_MAX_TXN_OPS } from './limits.js';
 import { decodeJson, type RunRecord } from './records.js';
 import { maybeSeal } from './seal.js';
 import { COUNTER_SHARDS } from './start.js';
-import { del, delPrefix, get, modIs, put } from './store.js';
+import { del, delPrefix, delRange, get, modIs, put } from './store.js';
 
 const PAGE = 200;
 /** Commit markers the deleting transaction carries itself: etcd's op budget less its own eight ops. */
@@ -72,7 +72,7 @@ async function deleteRun(ctx: EtcdContext, rec: RunRecord, rev: string): Promise
           delPrefix(keys.statics(rec.id)),
           delPrefix(keys.attempts(rec.id)),
           delPrefix(keys.outputs(rec.id)),
-          del(keys.failed(rec.id)),
+          delRange(keys.failedRange(rec.id)),
           delPrefix(keys.work(rec.id)),
           ...(inline ? markers : []),
           // Shards may go below zero individually; only their sum is meaningful.

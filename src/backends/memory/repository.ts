@@ -12,6 +12,7 @@ import {
   decodeCursor,
   emptyNodeCounts,
   encodeCursor,
+  failedNodesSummary,
   type GraphSpec,
   type IdSource,
   type NodeStatus,
@@ -155,6 +156,7 @@ export class MemoryRepository implements Repository {
         conclusion: r.conclusion,
         finishedAt: r.finishedAt ? rfc3339(r.finishedAt) : undefined,
         nodeCounts: { ...r.counts },
+        ...failedNodesSummary(r.failedNodes, r.failedNodes.length),
       });
     }
     const more = i >= 0 && (query.since === undefined || list[i]!.createdAt >= query.since);

@@ -72,6 +72,8 @@ export interface RunRecord {
   cancelled: boolean;
   /** A node completed by a final failure (rule 5), so the run concludes FAIL. */
   failed: boolean;
+  /** Names of the nodes that failed for good (rule 19), in the order they failed. */
+  failedNodes: string[];
   conclusion?: RunConclusion;
   /** ms since the epoch; 0 until completed. */
   finishedAt: number;
@@ -104,6 +106,7 @@ export function createRun(
     cancelled: false,
     finishedAt: 0,
     failed: false,
+    failedNodes: [],
   };
   const topo = topology(spec);
   for (const s of spec.nodes.map(normalizeNodeSpec)) {
@@ -229,7 +232,10 @@ export function finishNode(
   releaseClaim(node, hooks);
   node.liveOutput = NO_BYTES;
   // Before the status change: the run's last change must carry its conclusion.
-  if (outcome === 'FAILED') node.run.failed = true;
+  if (outcome === 'FAILED') {
+    node.run.failed = true;
+    node.run.failedNodes.push(node.spec.name);
+  }
   setStatus(node, statusAfterFinish(outcome), now, hooks);
   hooks.nodeChanged(node);
   if (outcome === 'SUCCEEDED') {

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import {
   CLAIM_NODES_FUNCTION,
+  FAILED_ATTEMPTS_MIGRATION,
   FINISH_ATTEMPT_FUNCTION,
   LIVE_OUTPUT_MIGRATION,
   SCHEMA_TABLES,
@@ -39,6 +40,11 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 4,
     name: 'live output: what running attempts streamed; when runs finished',
     sql: LIVE_OUTPUT_MIGRATION,
+  },
+  {
+    version: 9,
+    name: 'attempts_failed: the runs list names failed nodes',
+    sql: FAILED_ATTEMPTS_MIGRATION,
   },
 ];
 

@@ -3,6 +3,8 @@ import {
   checkListLimit,
   type Edge,
   emptyNodeCounts,
+  failedNodesSummary,
+  LIMITS,
   type NodeState,
   type NodeStatus,
   type Run,
@@ -29,7 +31,7 @@ import {
   statusOf,
   toNodeState,
 } from './rows.js';
-import { CLAIMS_HELD, RUN_HAS_RUNNING_NODE, STATS } from './sql.js';
+import { CLAIMS_HELD, FAILED_NODES, RUN_HAS_RUNNING_NODE, STATS } from './sql.js';
 
 /** Everything that only reads: inspect, the watcher's re-reads, listing and stats. */
 
@@ -144,9 +146,9 @@ export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
     where.push(`(created_at, id) < ($${values.length - 1}, $${values.length})`);
   }
   values.push(limit + 1);
-  const { rows } = await db.query<RunRow>(
+  const { rows } = await db.query<RunRow & { failed: boolean }>(
     'list runs',
-    `SELECT ${RUN_COLUMNS} FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+    `SELECT ${RUN_COLUMNS}, failed FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
      ORDER BY created_at DESC, id DESC LIMIT $${values.length}`,
     values,
   );
@@ -169,6 +171,10 @@ export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
       c[a.status] = a.n;
     }
   }
+  const failedNames = await failedNodesOf(
+    db,
+    page.filter((r) => r.failed).map((r) => r.id),
+  );
   const runs: RunSummary[] = page.map((r) => {
     const nodeCounts = counts.get(r.id) ?? { ...emptyNodeCounts(), COMPLETED: r.node_count };
     if (r.remaining === 0) nodeCounts.COMPLETED = r.node_count;
@@ -179,6 +185,7 @@ export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
       conclusion: r.conclusion ?? undefined,
       finishedAt: r.finished_at ? rfc3339(Number(r.finished_at)) : undefined,
       nodeCounts,
+      ...failedNodesSummary(failedNames.get(r.id)?.names ?? [], failedNames.get(r.id)?.total ?? 0),
     };
   });
   const last = page[page.length - 1];
@@ -186,6 +193,26 @@ export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
     runs,
     nextCursor: rows.length > limit && last ? encodeCursor(Number(last.created_at), last.id) : undefined,
   };
+}
+
+/** Rule 19: the first failed node names of each run and how many failed (runs.failed says which runs to ask about). */
+async function failedNodesOf(
+  db: Db,
+  runIds: string[],
+): Promise<Map<string, { names: string[]; total: number }>> {
+  const out = new Map<string, { names: string[]; total: number }>();
+  if (runIds.length === 0) return out;
+  const { rows } = await db.query<{ run_id: string; node: string; total: number }>(
+    'list runs',
+    FAILED_NODES,
+    [runIds, LIMITS.maxListedFailedNodes],
+  );
+  for (const r of rows) {
+    const f = out.get(r.run_id) ?? { names: [], total: r.total };
+    f.names.push(r.node);
+    out.set(r.run_id, f);
+  }
+  return out;
 }
 
 /**

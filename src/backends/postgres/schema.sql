@@ -308,6 +308,8 @@ ALTER TABLE ONLY adagio.schema_migrations
 
 CREATE INDEX agents_by_lease ON adagio.agents USING btree (lease_id);
 
+CREATE INDEX attempts_failed ON adagio.attempts USING btree (run_id) WHERE (conclusion = ANY (ARRAY['FAIL'::text, 'ERROR'::text]));
+
 CREATE INDEX nodes_ready ON adagio.nodes USING btree (runtime, run_id) WHERE (status = 'READY'::text);
 
 CREATE INDEX nodes_running ON adagio.nodes USING btree (run_id) WHERE (status = 'RUNNING'::text);

@@ -372,6 +372,27 @@ $fn$;
 // ---- claims (claims.ts)
 
 /** A batch of claims: one call of claim_nodes, prepared as adagio_claim_nodes; $8 says the batch is a repeat. */
+/**
+ * Migration 9: failed attempts by run, so the runs list names a run's failed
+ * nodes (rule 19) by reading its failed attempts, not all of them.
+ */
+export const FAILED_ATTEMPTS_MIGRATION = `
+CREATE INDEX attempts_failed ON attempts (run_id) WHERE conclusion IN ('FAIL', 'ERROR');
+`;
+
+/**
+ * Rule 19 for the runs list: per run in $1, the first $2 names (byte order)
+ * of nodes that failed for good (completed, last attempt FAIL or ERROR) and
+ * how many there are. Drives from the attempts_failed index.
+ */
+export const FAILED_NODES = `SELECT run_id, node, total FROM (
+  SELECT a.run_id, a.node, count(*) OVER (PARTITION BY a.run_id)::int AS total,
+         row_number() OVER (PARTITION BY a.run_id ORDER BY a.node) AS rn
+  FROM attempts a
+  JOIN nodes n ON n.run_id = a.run_id AND n.name = a.node AND n.attempt_count = a.n AND n.status = 'COMPLETED'
+  WHERE a.run_id = ANY($1) AND a.conclusion IN ('FAIL', 'ERROR')
+) f WHERE rn <= $2 ORDER BY run_id, node`;
+
 export const CLAIM_NODES = 'SELECT * FROM claim_nodes($1, $2, $3, $4, $5, $6, $7, $8)';
 
 // ---- finishes (finishes.ts)

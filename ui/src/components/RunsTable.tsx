@@ -3,7 +3,10 @@ import { formatAgo, formatDuration, formatTime, runLook } from '../api/format.js
 import { Link, runPath } from '../router.js';
 import { Badge } from './Badge.js';
 
-/** Runs as a table: id (a link to the run), created, state, how long it took (or runs so far), when it finished, node progress. */
+/**
+ * Runs as a table: id (a link to the run), created, state, how long it took
+ * (or runs so far), when it finished, node progress, and which nodes failed.
+ */
 export function RunsTable({ runs, empty = 'No runs.' }: { runs: Run[]; empty?: string }) {
   if (runs.length === 0) return <p className="muted empty">{empty}</p>;
   const now = Date.now();
@@ -17,6 +20,7 @@ export function RunsTable({ runs, empty = 'No runs.' }: { runs: Run[]; empty?: s
           <th className="num">Took</th>
           <th>Finished</th>
           <th>Nodes</th>
+          <th>Failed</th>
         </tr>
       </thead>
       <tbody>
@@ -47,10 +51,29 @@ export function RunsTable({ runs, empty = 'No runs.' }: { runs: Run[]; empty?: s
                 {String(c?.completed ?? 0)}/{String(total)} done
                 {running > 0 && <span className="muted">, {running} running</span>}
               </td>
+              <td data-col="failed">
+                <FailedNodes run={r} />
+              </td>
             </tr>
           );
         })}
       </tbody>
     </table>
+  );
+}
+
+/** The failed nodes' names (a bounded few, rule 19), each opening that node on the run page; "+N more" for the rest. */
+function FailedNodes({ run }: { run: Run }) {
+  const more = Number(run.failedNodeCount) - run.failedNodes.length;
+  if (run.failedNodes.length === 0 && more <= 0) return <span className="muted">–</span>;
+  return (
+    <span className="failed-nodes">
+      {run.failedNodes.map((name) => (
+        <Link key={name} to={`${runPath(run.id)}?node=${encodeURIComponent(name)}`} className="failed-node mono">
+          {name}
+        </Link>
+      ))}
+      {more > 0 && <span className="muted">+{more} more</span>}
+    </span>
   );
 }
