@@ -1,4 +1,5 @@
 import { unservedRuntimeWarnings } from '../model/explain.js';
+import { ulidTime } from '../model/ids.js';
 import type { AgentInfo, GraphSpec, Run, Stats } from '../model/types.js';
 import type { ListRunsQuery, RunPage, WatchEvent } from '../protocol/repository.js';
 import { runDot } from './dot.js';
@@ -123,14 +124,29 @@ export async function runsCancel(
   opts: { json: boolean; quiet: boolean },
 ): Promise<number> {
   const client = ctx.client();
-  const run = await client.cancel(checkId(id));
+  const runId = checkId(id);
+  // Cancel is idempotent and answers the run either way: whether it had already
+  // completed is asked first, from the cheap list summary rather than the whole run.
+  const before = await completedBefore(client, runId);
+  const run = await client.cancel(runId);
   if (opts.json) ctx.io.stdout.write(runJson(run));
-  else if (!opts.quiet) {
-    // Cancel is idempotent: a run that had already ended comes back unchanged.
-    const note = run.conclusion === 'CANCELLED' ? 'cancelled' : 'nothing to cancel, already completed:';
-    ctx.io.stdout.write(`${note} ${runLine(run)}\n`);
+  if (run.conclusion !== 'CANCELLED') {
+    // Nothing was cancelled: the run had ended on its own. Exit 1, so `cancel || …` notices.
+    if (!opts.quiet && !opts.json)
+      ctx.io.stderr.write(`adagio: nothing to cancel: ${runLine(run)} (it had already completed)\n`);
+    return EXIT.failed;
   }
+  if (!opts.quiet && !opts.json)
+    ctx.io.stdout.write(before ? `already cancelled: ${runLine(run)}\n` : `cancelled ${runLine(run)}\n`);
   return EXIT.ok;
+}
+
+/** Whether the run had completed before this cancel: its list summary, found by the time in its id (a ULID). */
+async function completedBefore(client: ControlPlane, runId: string): Promise<boolean> {
+  const ms = ulidTime(runId);
+  if (ms === undefined) return false; // not an id adagio makes: cancel says not found
+  const page = await client.listRuns({ since: ms, until: ms + 1, limit: 1000 });
+  return page.runs.find((r) => r.id === runId)?.status === 'COMPLETED';
 }
 
 export async function runsWatch(

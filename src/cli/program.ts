@@ -219,7 +219,8 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
   runs
     .command('cancel')
     .description(
-      'cancel a run: running nodes get a CANCELLED attempt and their work is stopped, the rest never start',
+      'cancel a run: running nodes get a CANCELLED attempt and their work is stopped, the rest never start. ' +
+        'Again on a cancelled run: "already cancelled", exit 0; on a run that completed on its own: nothing to cancel, exit 1',
     )
     .argument('<id>', 'run id')
     .option('-q, --quiet', 'print nothing')

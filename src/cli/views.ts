@@ -1,4 +1,5 @@
 import { type ExplainNode, explainNode, explainRun } from '../model/explain.js';
+import { attemptExitCode } from '../model/labels.js';
 import type { AgentInfo, NodeState, Run, RunSummary, Stats } from '../model/types.js';
 import { countNodes } from '../model/wire.js';
 import { formatDuration } from '../runtimes/duration.js';
@@ -176,13 +177,19 @@ export function runPretty(run: Run, now: number): string {
     return last && last.conclusion !== 'SUCCESS';
   });
   if (failures.length > 0) {
+    const lasts = failures.map((n) => n.attempts[n.attempts.length - 1]!);
+    // The exit code column only when a command ran (exec): other runtimes have none to show.
+    const exitCodes = lasts.some((a) => attemptExitCode(a.metadata) !== undefined);
     out += '\nNot successful:\n';
     out += table(
-      ['NODE', 'ATTEMPT', 'CONCLUSION', 'OUTPUT'],
-      failures.map((n) => {
-        const last = n.attempts[n.attempts.length - 1]!;
-        return [n.spec.name, String(n.attempts.length), last.conclusion, outputSummary(last.output) || '-'];
-      }),
+      ['NODE', 'ATTEMPT', 'CONCLUSION', ...(exitCodes ? ['EXIT CODE'] : []), 'OUTPUT'],
+      failures.map((n, i) => [
+        n.spec.name,
+        String(n.attempts.length),
+        lasts[i]!.conclusion,
+        ...(exitCodes ? [attemptExitCode(lasts[i]!.metadata) ?? '-'] : []),
+        outputSummary(lasts[i]!.output) || '-',
+      ]),
     )
       .split('\n')
       .map((l) => (l ? `  ${l}` : l))

@@ -200,6 +200,12 @@ function liveRenderer(out: OutputStream, now: () => number): Renderer {
   };
 }
 
+/**
+ * The live line, within `columns - 1` characters (a full last column would
+ * wrap on some terminals): the run, its state, counts and elapsed time always;
+ * the bar shrinks (down to nothing) to make room, and the running nodes' names
+ * take what is left, cut with `…`.
+ */
 export function progressLine(run: Run, now: number, spinner: string, columns: number): string {
   const c = countNodes(run.nodes);
   let ok = 0;
@@ -210,17 +216,25 @@ export function progressLine(run: Run, now: number, spinner: string, columns: nu
     else if (conclusion) bad++;
   }
   const total = run.nodes.length || 1;
-  const barWidth = 20;
-  const filled = Math.round((c.COMPLETED / total) * barWidth);
-  const bar = `${'█'.repeat(filled)}${'░'.repeat(barWidth - filled)}`;
   const elapsed = runElapsed(run, now);
+  const head = `${spinner} run ${run.id} ${runState(run.status, run.conclusion)}`;
+  const counts =
+    `${c.COMPLETED}/${run.nodes.length} ✓${ok} ✗${bad} ▶${c.RUNNING} ·${c.READY + c.WAITING}` +
+    (elapsed === undefined ? '' : `  ${formatDuration(elapsed)}`);
   const running = run.nodes.filter((n) => n.status === 'RUNNING').map((n) => n.spec.name);
-  let line =
-    `${spinner} run ${run.id} ${runState(run.status, run.conclusion)} [${bar}] ${c.COMPLETED}/${run.nodes.length}` +
-    ` ✓${ok} ✗${bad} ▶${c.RUNNING} ·${c.READY + c.WAITING}` +
-    (elapsed === undefined ? '' : `  ${formatDuration(elapsed)}`) +
-    (running.length ? `  running: ${running.join(', ')}` : '');
+  const names = running.length ? `  running: ${running.join(', ')}` : '';
+  const room = Math.max(0, columns - 1);
+  const width = (s: string) => [...s].length;
+  // " [" + bar + "]" costs 3 besides the bar; below 5 cells a bar says too little to be worth it.
+  // The running names keep up to 20 columns before the bar takes any.
+  const barWidth = Math.min(20, room - width(head) - width(counts) - 1 - 3 - Math.min(width(names), 20));
+  let line = head;
+  if (barWidth >= 5) {
+    const filled = Math.round((c.COMPLETED / total) * barWidth);
+    line += ` [${'█'.repeat(filled)}${'░'.repeat(barWidth - filled)}]`;
+  }
+  line += ` ${counts}${names}`;
   const chars = [...line];
-  if (chars.length > columns - 1) line = `${chars.slice(0, Math.max(10, columns - 2)).join('')}…`;
+  if (chars.length > room) line = `${chars.slice(0, Math.max(0, room - 1)).join('')}…`;
   return line;
 }

@@ -116,8 +116,10 @@ export class AdagioClient {
    */
   async *watch(id: string, options: { signal?: AbortSignal } = {}): AsyncIterable<WatchEvent> {
     const attempts = new Map<string, Attempt[]>();
+    let streaming = false;
     try {
       for await (const msg of this.rpc.watch({ id }, { signal: options.signal })) {
+        streaming = true;
         if (msg.run) {
           const run = runFromProto(msg.run);
           attempts.clear();
@@ -150,6 +152,13 @@ export class AdagioClient {
       }
     } catch (e) {
       if (options.signal?.aborted) return;
+      if (streaming && isConnectionLoss(e))
+        throw new ApiError(
+          'unavailable',
+          `lost the connection to adagiod at ${this.address} while watching run ${id}: the daemon went away ` +
+            `(${describeCause(e as ConnectError) ?? (e as ConnectError).rawMessage}); try again once it is back`,
+          { cause: e },
+        );
       throw this.wrap(e);
     }
   }
@@ -177,6 +186,15 @@ export class AdagioClient {
       return new ApiError('unavailable', `adagiod at ${this.address} did not answer in time`, { cause: e });
     return new ApiError(connectCodeToErrorCode(e.code), e.rawMessage || Code[e.code], { cause: e });
   }
+}
+
+/**
+ * An open stream that broke without an answer from the server (process gone,
+ * connection reset or aborted), as opposed to an error the server sent.
+ */
+function isConnectionLoss(e: unknown): boolean {
+  if (!(e instanceof ConnectError)) return false;
+  return [Code.Canceled, Code.Aborted, Code.Unavailable, Code.Unknown, Code.Internal].includes(e.code);
 }
 
 /** The network-level reason (refused, unknown host, reset) behind a transport error, if any. */

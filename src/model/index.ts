@@ -1,5 +1,6 @@
 export * from './explain.js';
 export * from './ids.js';
+export * from './labels.js';
 export * from './limits.js';
 export * from './requests.js';
 export * from './rules.js';

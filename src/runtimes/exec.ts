@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { LIMITS, truncateOutput } from '../model/limits.js';
+import { EXIT_CODE_KEY } from '../model/labels.js';
 import { arg } from './args.js';
 import { type DefinedRuntime, defineRuntime } from './define.js';
 import { formatDuration } from './duration.js';
@@ -194,7 +195,7 @@ function runProcess(req: ProcessRequest): Promise<RuntimeResult> {
       drainTimer.unref();
     });
     child.on('close', (code, sig) => {
-      const meta = { 'adagio.exec.exit_code': [code === null ? '' : String(code)] };
+      const meta = { [EXIT_CODE_KEY]: [code === null ? '' : String(code)] };
       if (stopReason !== undefined)
         settle({
           conclusion: 'ERROR',

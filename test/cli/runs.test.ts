@@ -249,6 +249,26 @@ describe('adagio CLI against a real adagiod', () => {
     const again = await cliInProcess(['runs', 'cancel', id, '--json'], { env });
     assert.equal(again.code, 0, 'cancel is idempotent');
     assert.equal(JSON.parse(again.stdout).run.conclusion, 'CANCELLED');
+    const twice = await cliInProcess(['runs', 'cancel', id], { env });
+    assert.deepEqual(
+      [twice.code, twice.stdout, twice.stderr],
+      [
+        0,
+        `already cancelled: run ${id} COMPLETED CANCELLED: 2 nodes, 1 cancelled (sleepy), 1 unreached (next)\n`,
+        '',
+      ],
+    );
+    // A run that completed on its own: nothing was cancelled, and the exit code says so.
+    const succeeded = started[0]!;
+    const late = await cliInProcess(['runs', 'cancel', succeeded], { env });
+    assert.equal(late.code, 1);
+    assert.equal(late.stdout, '');
+    assert.match(
+      late.stderr,
+      new RegExp(
+        `^adagio: nothing to cancel: run ${succeeded} COMPLETED SUCCESS: .*\\(it had already completed\\)\n$`,
+      ),
+    );
   });
 
   it('runs logs -f follows a running node live and ends when it completes; logs prints any attempt', async () => {

@@ -157,6 +157,30 @@ describe('cli text views', () => {
     );
   });
 
+  it('pretty inspect labels an exec exit code, with a column only when a command ran', () => {
+    const run: Run = {
+      id: 'r',
+      createdAt: at(0),
+      status: 'COMPLETED',
+      conclusion: 'FAIL',
+      edges: [],
+      nodes: [
+        node(
+          'build',
+          'COMPLETED',
+          [{ ...attempt('FAIL', 0, 10, 'make: *** error'), metadata: { 'adagio.exec.exit_code': ['2'] } }],
+          'exec',
+        ),
+        node('check', 'COMPLETED', [attempt('FAIL', 0, 10, 'debug: fail')]),
+      ],
+    };
+    const out = runPretty(run, T0 + 1000);
+    assert.match(out, /Not successful:\n {2}NODE +ATTEMPT +CONCLUSION +EXIT CODE +OUTPUT\n/);
+    assert.match(out, /^ {2}build +1 +FAIL +2 +make: \*\*\* error$/m);
+    assert.match(out, /^ {2}check +1 +FAIL +- +debug: fail$/m);
+    assert.doesNotMatch(out, /adagio\.exec\.exit_code/);
+  });
+
   it('a running node shows how long it has been running', () => {
     const run: Run = {
       id: 'r',
@@ -325,5 +349,15 @@ describe('cli text views', () => {
     const line = progressLine(run, T0 + 1500, '⠋', 200);
     assert.equal(line, '⠋ run 01RUN RUNNING [███████████████░░░░░] 3/4 ✓1 ✗2 ▶1 ·0  1.5s  running: report');
     assert.equal([...progressLine(run, T0 + 1500, '⠋', 40)].length, 39);
+    // A real run id in an 80-column terminal: counts, time and running nodes stay, the bar makes room.
+    run.id = '01M8GPSGMKPJFE252BXAXYHNEP';
+    assert.equal(
+      progressLine(run, T0 + 1500, '⠋', 80),
+      '⠋ run 01M8GPSGMKPJFE252BXAXYHNEP RUNNING 3/4 ✓1 ✗2 ▶1 ·0  1.5s  running: report',
+    );
+    assert.match(progressLine(run, T0 + 1500, '⠋', 100), /RUNNING \[█+░+\] 3\/4 .* running: report$/);
+    const at60 = progressLine(run, T0 + 1500, '⠋', 60);
+    assert.equal([...at60].length, 59);
+    assert.match(at60, /RUNNING 3\/4 ✓1 ✗2 ▶1 ·0 +…$/);
   });
 });
