@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
-import { LIMITS, truncateOutput } from '../model/limits.js';
 import { EXIT_CODE_KEY } from '../model/labels.js';
+import { LIMITS, truncateOutput } from '../model/limits.js';
 import { arg } from './args.js';
 import { type DefinedRuntime, defineRuntime } from './define.js';
 import { formatDuration } from './duration.js';
