@@ -152,7 +152,7 @@ async function completedBefore(client: ControlPlane, runId: string): Promise<boo
 export async function runsWatch(
   ctx: Context,
   id: string,
-  opts: { quiet: boolean; lines: boolean },
+  opts: { quiet: boolean; lines: boolean; noOutput?: boolean },
 ): Promise<number> {
   return watchRun(ctx.client(), checkId(id), ctx.io, { ...opts, signal: ctx.signal });
 }

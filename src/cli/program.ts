@@ -191,9 +191,14 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
     .argument('<id>', 'run id')
     .option('-q, --quiet', 'print nothing; the exit code tells how the run ended')
     .option('--lines', 'one line per transition even on a terminal')
+    .option('--no-output', 'leave out the lines running nodes print (shown as `NODE | line` by default)')
     .action(
-      act((ctx, id: string, opts: { quiet?: boolean; lines?: boolean }) =>
-        runsWatch(ctx, id, { quiet: Boolean(opts.quiet), lines: Boolean(opts.lines) }),
+      act((ctx, id: string, opts: { quiet?: boolean; lines?: boolean; output?: boolean }) =>
+        runsWatch(ctx, id, {
+          quiet: Boolean(opts.quiet),
+          lines: Boolean(opts.lines),
+          noOutput: opts.output === false,
+        }),
       ),
     );
 

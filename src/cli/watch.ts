@@ -1,6 +1,7 @@
+import { TextDecoder } from 'node:util';
 import type { NodeState, Run } from '../model/types.js';
 import { countNodes } from '../model/wire.js';
-import type { WatchEvent } from '../protocol/repository.js';
+import type { OutputEvent, WatchEvent } from '../protocol/repository.js';
 import { formatDuration } from '../runtimes/duration.js';
 import { CliError, EXIT } from './errors.js';
 import { nodeConclusion, runState, topologicalOrder } from './format.js';
@@ -24,12 +25,16 @@ export interface WatchOptions {
   quiet?: boolean;
   /** One line per transition even on a terminal. */
   lines?: boolean;
+  /** Leave out what running nodes print (shown by default, one line per output line). */
+  noOutput?: boolean;
   signal?: AbortSignal;
 }
 
 interface Renderer {
   snapshot(run: Run): void;
   transition(before: NodeState | undefined, after: NodeState, run: Run): void;
+  /** Whole lines a running node printed (live output), in order. */
+  output(node: string, lines: string[]): void;
   finish(run: Run): void;
   /** Stops redrawing (interrupted or failed). */
   abort(): void;
@@ -42,14 +47,33 @@ export async function watchRun(source: WatchSource, id: string, io: CliIO, optio
       ? liveRenderer(io.stdout, io.now)
       : lineRenderer(io.stdout, io.now);
   let run: Run | undefined;
+  const output = new OutputLines();
   try {
     for await (const event of source.watch(id, { signal: options.signal })) {
       if (event.type === 'snapshot') {
         run = { ...event.run, nodes: [...event.run.nodes] };
         renderer.snapshot(run);
+        // What running nodes printed before the watch joined, then their new output as it comes.
+        if (!options.noOutput)
+          for (const n of run.nodes)
+            if (n.status === 'RUNNING' && n.liveOutput?.byteLength)
+              renderer.output(
+                n.spec.name,
+                output.add({
+                  type: 'output',
+                  runId: run.id,
+                  node: n.spec.name,
+                  attempt: n.attempts.length + 1,
+                  offset: 0,
+                  chunk: n.liveOutput,
+                }),
+              );
         continue;
       }
-      if (event.type === 'output') continue; // `adagio runs logs -f` shows output
+      if (event.type === 'output') {
+        if (!options.noOutput) renderer.output(event.node, output.add(event));
+        continue;
+      }
       if (!run) continue; // the stream always starts with a snapshot; never index a run we lack
       const i = run.nodes.findIndex((n) => n.spec.name === event.node.spec.name);
       const before = i >= 0 ? run.nodes[i] : undefined;
@@ -57,6 +81,9 @@ export async function watchRun(source: WatchSource, id: string, io: CliIO, optio
       else run.nodes.push(event.node);
       run.status = event.runStatus;
       run.conclusion = event.runConclusion;
+      // An attempt that ended may have left a last line without its newline.
+      if (!options.noOutput && event.node.status !== 'RUNNING')
+        renderer.output(event.node.spec.name, output.end(event.node.spec.name));
       renderer.transition(before, event.node, run);
     }
   } catch (e) {
@@ -87,7 +114,83 @@ function interrupted(io: CliIO, id: string): number {
 }
 
 function quietRenderer(): Renderer {
-  return { snapshot() {}, transition() {}, finish() {}, abort() {} };
+  return { snapshot() {}, transition() {}, output() {}, finish() {}, abort() {} };
+}
+
+/** Longest output line a watch prints; the rest of it is `adagio runs logs`'s job. */
+const OUTPUT_LINE_MAX = 200;
+
+/**
+ * Turns output chunks into whole lines per node: a repeated chunk (delivery is
+ * at least once) adds nothing, UTF-8 split across chunks is decoded whole, and
+ * a line waits for its newline (or for the attempt to end).
+ */
+export class OutputLines {
+  private readonly nodes = new Map<
+    string,
+    { attempt: number; have: number; decoder: TextDecoder; partial: string }
+  >();
+
+  add(ev: OutputEvent): string[] {
+    let s = this.nodes.get(ev.node);
+    if (!s || s.attempt !== ev.attempt) {
+      s = { attempt: ev.attempt, have: 0, decoder: new TextDecoder(), partial: '' };
+      this.nodes.set(ev.node, s);
+    }
+    // A gap (chunks missed) is left as is: the bytes after it are still worth showing.
+    const skip = Math.max(0, s.have - ev.offset);
+    if (skip >= ev.chunk.byteLength) return [];
+    s.have = ev.offset + ev.chunk.byteLength;
+    const text = s.partial + s.decoder.decode(ev.chunk.subarray(skip), { stream: true });
+    const lines = text.split(/\r?\n/);
+    s.partial = lines.pop() ?? '';
+    return lines.map(clip);
+  }
+
+  /** The last line of the node's attempt when it had no newline. */
+  end(node: string): string[] {
+    const s = this.nodes.get(node);
+    if (!s) return [];
+    this.nodes.delete(node);
+    const rest = s.partial + s.decoder.decode();
+    return rest ? [clip(rest)] : [];
+  }
+}
+
+function clip(line: string): string {
+  // Control characters (a carriage return's progress bars, escapes) would scramble the watch's own lines.
+  const clean = line.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '');
+  const chars = [...clean];
+  return chars.length > OUTPUT_LINE_MAX ? `${chars.slice(0, OUTPUT_LINE_MAX - 1).join('')}…` : clean;
+}
+
+/**
+ * When the node reached the state it is in, as the run records it: catch-up
+ * lines are stamped with it rather than with the time the watch joined.
+ */
+export function transitionTime(
+  node: NodeState,
+  run: Pick<Run, 'createdAt' | 'nodes' | 'edges'>,
+): number | undefined {
+  const t = (s: string | undefined) => (s ? Date.parse(s) : Number.NaN);
+  const last = node.attempts[node.attempts.length - 1];
+  let ms = Number.NaN;
+  if (node.status === 'RUNNING') ms = t(node.startedAt);
+  else if (node.status === 'COMPLETED') ms = t(node.finishedAt || last?.finishedAt);
+  else if (node.status === 'READY') {
+    if (last) ms = t(last.finishedAt);
+    else {
+      // Ready since its last upstream node succeeded, or since the run began.
+      ms = t(run.createdAt);
+      for (const e of run.edges)
+        if (e.destination === node.spec.name) {
+          const up = run.nodes.find((n) => n.spec.name === e.source);
+          const done = t(up?.finishedAt);
+          if (done > ms) ms = done;
+        }
+    }
+  }
+  return Number.isNaN(ms) ? undefined : ms;
 }
 
 /** `12:00:01.234`: local wall-clock time of a transition as this client saw it. */
@@ -129,16 +232,23 @@ function lineRenderer(out: OutputStream, now: () => number): Renderer {
       out.write(
         `watching run ${run.id} ${runState(run.status, run.conclusion)}: ${nodeCount(run.nodes.length)}\n`,
       );
-      // Where each node already stands, so a watch joined mid-run still tells the whole story.
-      const t = clock(now());
-      for (const n of topologicalOrder(run.nodes, run.edges)) {
-        if (n.status === 'WAITING') continue;
-        out.write(`${t}  ${n.spec.name.padEnd(nameWidth)}  ${describeTransition(undefined, n)}\n`);
-      }
+      // Where each node already stands, so a watch joined mid-run still tells the whole story,
+      // each line stamped with when that happened (in time order; the graph's order for ties).
+      const joined = now();
+      const lines = topologicalOrder(run.nodes, run.edges)
+        .filter((n) => n.status !== 'WAITING')
+        .map((n) => ({ n, at: transitionTime(n, run) ?? joined }))
+        .sort((a, b) => a.at - b.at);
+      for (const { n, at } of lines)
+        out.write(`${clock(at)}  ${n.spec.name.padEnd(nameWidth)}  ${describeTransition(undefined, n)}\n`);
     },
     transition(before, after) {
       const what = describeTransition(before, after);
       if (what) out.write(`${clock(now())}  ${after.spec.name.padEnd(nameWidth)}  ${what}\n`);
+    },
+    output(node, lines) {
+      const t = clock(now());
+      for (const l of lines) out.write(`${t}  ${node.padEnd(nameWidth)}  | ${l}\n`);
     },
     finish(run) {
       out.write(`${finalLine(run, now())}\n`);
@@ -188,6 +298,12 @@ function liveRenderer(out: OutputStream, now: () => number): Renderer {
     transition(_before, _after, r) {
       run = r;
       dirty = true;
+    },
+    output(node, lines) {
+      if (lines.length === 0) return;
+      // Above the progress line: clear it, print, draw it again.
+      out.write(`\r\x1b[2K${lines.map((l) => `${node} | ${l}\n`).join('')}`);
+      draw(false);
     },
     finish(r) {
       stop();
