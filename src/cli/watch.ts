@@ -159,7 +159,7 @@ export class OutputLines {
 
 function clip(line: string): string {
   // Control characters (a carriage return's progress bars, escapes) would scramble the watch's own lines.
-  const clean = line.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '');
+  const clean = line.replace(/\t/g, '  ').replace(/\p{Cc}/gu, '');
   const chars = [...clean];
   return chars.length > OUTPUT_LINE_MAX ? `${chars.slice(0, OUTPUT_LINE_MAX - 1).join('')}…` : clean;
 }
