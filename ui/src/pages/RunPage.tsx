@@ -14,6 +14,7 @@ import {
 import { Badge } from '../components/Badge.js';
 import { NodePanel } from '../components/NodePanel.js';
 import { RunViewSwitch, RunViews, useRunView, withQuery } from '../components/RunViews.js';
+import { StartWarnings } from '../components/StartWarnings.js';
 import { navigate, useLocation, useTitle } from '../router.js';
 import { type LiveRun, useLiveRun } from '../state/useLiveRun.js';
 
@@ -46,6 +47,7 @@ export function RunPage({ id }: { id: string }) {
       <RunHeader id={id} live={live} />
       <RunViewSwitch view={view} />
       {live.error && <p className="error-box run-error">{live.error}</p>}
+      <StartWarnings runId={id} />
       <div className="run-body">
         <RunViews live={live} view={view} selected={selected} onSelect={select} />
         {selectedNode && (
