@@ -13,7 +13,7 @@ import {
 } from '../api/format.js';
 import { Badge } from '../components/Badge.js';
 import { NodePanel } from '../components/NodePanel.js';
-import { RunViewSwitch, RunViews, useRunView, withQuery } from '../components/RunViews.js';
+import { RunToolbar, RunViews, useHighlight, useRunView, withQuery } from '../components/RunViews.js';
 import { StartWarnings } from '../components/StartWarnings.js';
 import { navigate, useLocation, useTitle } from '../router.js';
 import { type LiveRun, useLiveRun } from '../state/useLiveRun.js';
@@ -32,6 +32,7 @@ export function RunPage({ id }: { id: string }) {
     [],
   );
   const view = useRunView();
+  const highlight = useHighlight();
   const selectedNode = selected ? live.nodes.get(selected) : undefined;
 
   if (live.notFound) {
@@ -45,11 +46,11 @@ export function RunPage({ id }: { id: string }) {
   return (
     <div className="run-page">
       <RunHeader id={id} live={live} />
-      <RunViewSwitch view={view} />
+      <RunToolbar view={view} names={live.shape?.names ?? []} onSelect={select} />
       {live.error && <p className="error-box run-error">{live.error}</p>}
       <StartWarnings runId={id} />
       <div className="run-body">
-        <RunViews live={live} view={view} selected={selected} onSelect={select} />
+        <RunViews live={live} view={view} selected={selected} onSelect={select} highlight={highlight} />
         {selectedNode && (
           <NodePanel
             runId={id}
@@ -85,13 +86,30 @@ function RunHeader({ id, live }: { id: string; live: LiveRun }) {
           {live.nodes.size} node{live.nodes.size === 1 ? '' : 's'}
         </span>
         {LOOKS.filter((l) => counts[l] > 0).map((l) => (
-          <span key={l} className="count">
-            <Badge look={l} text={`${counts[l]} ${LOOK_LABEL[l]}`} />
-          </span>
+          <LookFilter key={l} look={l} count={counts[l]} />
         ))}
       </div>
       {live.shape && live.status !== Run_Status.COMPLETED && <CancelButton id={id} onCancelled={live.apply} />}
     </header>
+  );
+}
+
+/**
+ * A status count that picks those nodes: the graph dims the others and shows
+ * the first of them; a second click lets go.
+ */
+function LookFilter({ look, count }: { look: NodeLook; count: number }) {
+  const active = useHighlight() === look;
+  return (
+    <button
+      type="button"
+      className="count"
+      aria-pressed={active}
+      title={active ? 'show every node' : `pick the ${LOOK_LABEL[look]} nodes`}
+      onClick={() => navigate(withQuery('look', active ? undefined : look), { replace: true })}
+    >
+      <Badge look={look} text={`${count} ${LOOK_LABEL[look]}`} />
+    </button>
   );
 }
 

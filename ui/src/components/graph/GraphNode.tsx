@@ -11,6 +11,8 @@ export interface GraphNodeData extends Record<string, unknown> {
   /** The current or last attempt's start and end (RFC 3339; end empty while running). */
   startedAt: string;
   finishedAt: string;
+  /** Not among the nodes a status badge picked: drawn faint. */
+  dimmed: boolean;
 }
 
 export type GraphFlowNode = FlowNode<GraphNodeData, 'adagio'>;
@@ -26,7 +28,7 @@ export type GraphFlowNode = FlowNode<GraphNodeData, 'adagio'>;
 function GraphNodeView({ data, selected }: NodeProps<GraphFlowNode>) {
   return (
     <div
-      className={`gnode look-${data.look}${selected ? ' selected' : ''}`}
+      className={`gnode look-${data.look}${selected ? ' selected' : ''}${data.dimmed ? ' dimmed' : ''}`}
       data-node-name={data.name}
       data-look={data.look}
       title={data.name}
