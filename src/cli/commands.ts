@@ -71,7 +71,7 @@ export async function runsList(
 export async function runsStart(
   ctx: Context,
   file: string | undefined,
-  opts: { quiet: boolean; watch: boolean; json: boolean; lines: boolean },
+  opts: { quiet: boolean; watch: boolean; json: boolean; lines: boolean; noOutput?: boolean },
 ): Promise<number> {
   const spec = await readGraph(file, ctx.io);
   const client = ctx.client();
@@ -86,6 +86,7 @@ export async function runsStart(
   return watchRun(client, run.id, ctx.io, {
     quiet: opts.quiet || opts.json,
     lines: opts.lines,
+    noOutput: opts.noOutput,
     signal: ctx.signal,
   });
 }

@@ -153,19 +153,21 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
     .option('-q, --quiet', 'print only the run id')
     .option('-w, --watch', 'then follow the run until it completes (exit 0 only if it succeeded)')
     .option('--lines', 'with --watch: one line per transition even on a terminal')
+    .option('--no-output', 'with --watch: leave out the lines running nodes print')
     .option('--json', 'print the started run as JSON (as the API returns it)')
     .action(
       act(
         (
           ctx,
           file: string | undefined,
-          opts: { quiet?: boolean; watch?: boolean; json?: boolean; lines?: boolean },
+          opts: { quiet?: boolean; watch?: boolean; json?: boolean; lines?: boolean; output?: boolean },
         ) =>
           runsStart(ctx, file, {
             quiet: Boolean(opts.quiet),
             watch: Boolean(opts.watch),
             json: Boolean(opts.json),
             lines: Boolean(opts.lines),
+            noOutput: opts.output === false,
           }),
       ),
     );
