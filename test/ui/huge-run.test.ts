@@ -59,6 +59,15 @@ describe('a 10,000-node run', { timeout: 300_000 }, () => {
     await title.getByText('n249-39', { exact: true }).waitFor({ timeout: 60_000 });
     await page.locator(nodeSelector('n249-39')).waitFor({ timeout: 60_000 });
     await screenshot(page, 'run-page-10000-nodes');
+
+    // Zoomed all the way out the page still answers: the zoom stops where the nodes on screen stay some hundreds.
+    const t1 = Date.now();
+    await page.locator('.react-flow__controls-fitview').click();
+    await page.evaluate('new Promise((r) => requestAnimationFrame(() => r(true)))');
+    const zoomOutMs = Date.now() - t1;
+    const renderedOut = await page.locator('.react-flow__node').count();
+    console.log(`10000-node run zoomed out: ${renderedOut} nodes rendered, next frame after ${zoomOutMs} ms`);
+    assert.ok(renderedOut < 1000, `${renderedOut} nodes rendered zoomed out`);
     const longTasks = (await page.evaluate('window.__longTasks')) as number[];
     console.log(
       `10000-node run: first paint ${firstPaintMs} ms, ${rendered} nodes rendered; ${longTasks.length} long tasks, longest ${Math.max(0, ...longTasks)} ms`,

@@ -40,6 +40,11 @@ const miniMapClass = (n: GraphFlowNode) => `mm look-${n.data.look}`;
 // minimap shows the whole), which keeps a 1,000-node run smooth.
 const BIG = 200;
 const BIG_ZOOM = 0.7;
+// How far out a big graph zooms: at 0.25 a screen holds some hundreds of nodes,
+// which still render smoothly; zoomed out further a 10,000-node run would mount
+// thousands at once (seconds of main thread). The overview beside it shows the whole.
+const BIG_MIN_ZOOM = 0.25;
+const BIG_FIT = { maxZoom: 1, minZoom: BIG_MIN_ZOOM };
 
 interface Props {
   shape: RunShape;
@@ -162,10 +167,10 @@ function LaidOutGraph({
         edgesFocusable={false}
         elementsSelectable
         onlyRenderVisibleElements={big}
-        minZoom={0.05}
+        minZoom={big ? BIG_MIN_ZOOM : 0.05}
         maxZoom={2}
         fitView={!big}
-        fitViewOptions={FIT}
+        fitViewOptions={big ? BIG_FIT : FIT}
         defaultViewport={big ? cornerViewport(positions) : undefined}
         onNodeClick={onNodeClick}
         onPaneClick={onPaneClick}
