@@ -144,7 +144,13 @@ export function RunViews({
   return (
     <div className={`run-views view-${view}`}>
       {view !== 'timeline' && (
-        <RunGraph shape={shape} nodes={live.nodes} selected={selected} onSelect={onSelect} highlight={highlight} />
+        <RunGraph
+          shape={shape}
+          nodes={live.nodes}
+          selected={selected}
+          onSelect={onSelect}
+          highlight={highlight}
+        />
       )}
       {view !== 'graph' && (
         <Timeline

@@ -24,8 +24,8 @@ const ROW_HEIGHT = 24;
 // Rows drawn above and below the visible ones, so a fast scroll does not show blank rows.
 const OVERSCAN = 10;
 const TICK_STEPS_MS = [
-  100, 200, 500, 1000, 2000, 5000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000,
-  3_600_000, 7_200_000, 21_600_000, 43_200_000, 86_400_000,
+  100, 200, 500, 1000, 2000, 5000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000,
+  1_800_000, 3_600_000, 7_200_000, 21_600_000, 43_200_000, 86_400_000,
 ];
 const MAX_TICKS = 8;
 
@@ -77,7 +77,8 @@ function tickLabel(ms: number): string {
   if (ms === 0) return '0';
   if (ms < 1000) return `${ms} ms`;
   if (ms < 60_000) return `${ms / 1000} s`;
-  if (ms < 3_600_000) return `${Math.floor(ms / 60_000)} min${ms % 60_000 ? ` ${(ms % 60_000) / 1000} s` : ''}`;
+  if (ms < 3_600_000)
+    return `${Math.floor(ms / 60_000)} min${ms % 60_000 ? ` ${(ms % 60_000) / 1000} s` : ''}`;
   return `${Math.floor(ms / 3_600_000)} h${ms % 3_600_000 ? ` ${Math.floor((ms % 3_600_000) / 60_000)} min` : ''}`;
 }
 

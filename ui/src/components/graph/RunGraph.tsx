@@ -157,32 +157,32 @@ function LaidOutGraph({
   return (
     <div className="run-graph" data-layout={exact ? 'elk' : 'quick'}>
       <div className="graph-canvas">
-      <ReactFlow<GraphFlowNode>
-        nodes={flowNodes}
-        edges={edges}
-        nodeTypes={nodeTypes}
-        edgeTypes={edgeTypes}
-        nodesDraggable={false}
-        nodesConnectable={false}
-        edgesFocusable={false}
-        elementsSelectable
-        onlyRenderVisibleElements={big}
-        minZoom={big ? BIG_MIN_ZOOM : 0.05}
-        maxZoom={2}
-        fitView={!big}
-        fitViewOptions={big ? BIG_FIT : FIT}
-        defaultViewport={big ? cornerViewport(positions) : undefined}
-        onNodeClick={onNodeClick}
-        onPaneClick={onPaneClick}
-        onMove={onMove}
-        proOptions={PRO}
-      >
-        <Background gap={24} />
-        <Controls showInteractive={false} />
-        <FitOnResize big={big} userMoved={userMoved} />
-        <CentreOnSelected selected={selected} positions={positions} />
-        <CentreOnSelected selected={lookFocus} positions={positions} />
-      </ReactFlow>
+        <ReactFlow<GraphFlowNode>
+          nodes={flowNodes}
+          edges={edges}
+          nodeTypes={nodeTypes}
+          edgeTypes={edgeTypes}
+          nodesDraggable={false}
+          nodesConnectable={false}
+          edgesFocusable={false}
+          elementsSelectable
+          onlyRenderVisibleElements={big}
+          minZoom={big ? BIG_MIN_ZOOM : 0.05}
+          maxZoom={2}
+          fitView={!big}
+          fitViewOptions={big ? BIG_FIT : FIT}
+          defaultViewport={big ? cornerViewport(positions) : undefined}
+          onNodeClick={onNodeClick}
+          onPaneClick={onPaneClick}
+          onMove={onMove}
+          proOptions={PRO}
+        >
+          <Background gap={24} />
+          <Controls showInteractive={false} />
+          <FitOnResize big={big} userMoved={userMoved} />
+          <CentreOnSelected selected={selected} positions={positions} />
+          <CentreOnSelected selected={lookFocus} positions={positions} />
+        </ReactFlow>
       </div>
       {/* Beside the graph, not over it: a minimap in a corner hid the nodes under it. */}
       {shape.names.length > 20 && (
