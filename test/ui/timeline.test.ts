@@ -61,6 +61,15 @@ describe('timeline', { timeout: 120_000 }, () => {
     );
     await page.locator(`${nodeSelector('slow', 'running')} [data-duration]`).waitFor();
 
+    // A status count picks its nodes: the others are dimmed until it is clicked again.
+    const failedCount = page.locator('.run-head button.count', { hasText: '1 failed' });
+    await failedCount.click();
+    await page.locator(`${nodeSelector('quick')}.dimmed`).waitFor();
+    assert.equal(await page.locator(`${nodeSelector('flaky')}.dimmed`).count(), 0);
+    assert.equal(await page.locator(`${nodeSelector('slow')}.dimmed`).count(), 1);
+    await failedCount.click();
+    await page.locator(`${nodeSelector('quick')}.dimmed`).waitFor({ state: 'detached' });
+
     // A name in the timeline opens that node's panel.
     await row('flaky').getByRole('button', { name: 'flaky' }).click();
     const panel = page.getByRole('complementary', { name: 'node details' });
