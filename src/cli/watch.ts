@@ -1,5 +1,6 @@
 import { TextDecoder } from 'node:util';
-import type { NodeState, Run } from '../model/types.js';
+import { attemptExitCode } from '../model/labels.js';
+import type { Attempt, NodeState, Run } from '../model/types.js';
 import { countNodes } from '../model/wire.js';
 import type { OutputEvent, WatchEvent } from '../protocol/repository.js';
 import { formatDuration } from '../runtimes/duration.js';
@@ -213,15 +214,21 @@ export function describeTransition(before: NodeState | undefined, after: NodeSta
       const took =
         last.startedAt && last.finishedAt ? Date.parse(last.finishedAt) - Date.parse(last.startedAt) : NaN;
       const attempts = after.attempts.length > 1 ? `, ${after.attempts.length} attempts` : '';
-      return `COMPLETED  ${c}${Number.isNaN(took) ? '' : ` in ${formatDuration(Math.max(0, took))}`}${attempts}`;
+      return `COMPLETED  ${c}${Number.isNaN(took) ? '' : ` in ${formatDuration(Math.max(0, took))}`}${attempts}${exitCodeNote(last)}`;
     }
     case 'READY':
       return last
-        ? `READY      retrying after ${last.conclusion} (attempt ${after.attempts.length})`
+        ? `READY      retrying after ${last.conclusion} (attempt ${after.attempts.length}${exitCodeNote(last)})`
         : 'READY';
     default:
       return after.status;
   }
+}
+
+/** `, exit code 2` after an unsuccessful exec attempt; nothing otherwise (a success's 0 says nothing new). */
+function exitCodeNote(a: Attempt): string {
+  const code = a.conclusion === 'SUCCESS' ? undefined : attemptExitCode(a.metadata);
+  return code === undefined ? '' : `, exit code ${code}`;
 }
 
 function lineRenderer(out: OutputStream, now: () => number): Renderer {

@@ -339,6 +339,16 @@ describe('cli text views', () => {
     assert.equal(describeTransition(failed, done), 'COMPLETED  SUCCESS in 25ms, 2 attempts');
     assert.equal(describeTransition(done, done), undefined, 'a repeated event prints nothing');
     assert.equal(describeTransition(undefined, node('b', 'COMPLETED')), 'COMPLETED  UNREACHED');
+    // An exec attempt that failed says its exit code, as a label.
+    const exit2 = { ...attempt('FAIL', 0, 10), metadata: { 'adagio.exec.exit_code': ['2'] } };
+    assert.equal(
+      describeTransition(running, node('a', 'READY', [exit2])),
+      'READY      retrying after FAIL (attempt 1, exit code 2)',
+    );
+    assert.equal(
+      describeTransition(running, node('a', 'COMPLETED', [exit2])),
+      'COMPLETED  FAIL in 10ms, exit code 2',
+    );
   });
 
   it('the live progress line fits the terminal', () => {
