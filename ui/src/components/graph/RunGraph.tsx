@@ -11,7 +11,7 @@ import {
   useReactFlow,
   useStore,
 } from '@xyflow/react';
-import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { type CSSProperties, useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import type { Node } from '../../../../src/gen/adagio/v1/adagio_pb.js';
 import { type NodeLook, nodeLook } from '../../api/format.js';
 import type { RunShape } from '../../state/useLiveRun.js';
@@ -145,6 +145,7 @@ function LaidOutGraph({
     );
   }, [highlight, shape]);
 
+  const overview = useMemo(() => overviewStyle(positions), [positions]);
   const big = shape.names.length > BIG;
   const onNodeClick = useCallback((_: unknown, n: GraphFlowNode) => onSelect(n.id), [onSelect]);
   const onPaneClick = useCallback(() => onSelect(undefined), [onSelect]);
@@ -186,7 +187,7 @@ function LaidOutGraph({
       </div>
       {/* Beside the graph, not over it: a minimap in a corner hid the nodes under it. */}
       {shape.names.length > 20 && (
-        <aside className="graph-overview" aria-label="overview">
+        <aside className="graph-overview" aria-label="overview" style={overview}>
           <MiniMap<GraphFlowNode> pannable zoomable nodeClassName={miniMapClass} />
         </aside>
       )}
@@ -245,6 +246,33 @@ function toFlowNode(
       dimmed,
     },
   };
+}
+
+// The minimap's drawing area (React Flow's default size) and the least a node may shrink to in it.
+const MINIMAP_WIDTH = 200;
+const MINIMAP_HEIGHT = 150;
+const MINIMAP_MIN_NODE_PX = 2;
+
+/**
+ * A stroke (in graph units) that keeps every node at least a couple of pixels
+ * tall in the minimap: a 10,000-node graph scaled into it draws nodes under a
+ * pixel, an empty-looking box.
+ */
+function overviewStyle(positions: Positions): CSSProperties | undefined {
+  let minX = Number.POSITIVE_INFINITY;
+  let minY = Number.POSITIVE_INFINITY;
+  let maxX = Number.NEGATIVE_INFINITY;
+  let maxY = Number.NEGATIVE_INFINITY;
+  for (const p of positions.values()) {
+    minX = Math.min(minX, p.x);
+    minY = Math.min(minY, p.y);
+    maxX = Math.max(maxX, p.x + NODE_WIDTH);
+    maxY = Math.max(maxY, p.y + NODE_HEIGHT);
+  }
+  if (!Number.isFinite(minX)) return undefined;
+  const scale = Math.min(MINIMAP_WIDTH / (maxX - minX), MINIMAP_HEIGHT / (maxY - minY));
+  if (NODE_HEIGHT * scale >= MINIMAP_MIN_NODE_PX) return undefined;
+  return { '--mm-stroke': String(MINIMAP_MIN_NODE_PX / scale - NODE_HEIGHT) } as CSSProperties;
 }
 
 /** Top-left corner of the graph at BIG_ZOOM. */
