@@ -6,3 +6,4 @@ export * from './rules.js';
 export * from './types.js';
 export * from './validate.js';
 export * from './wire.js';
+export * from './workflows.js';

@@ -3,6 +3,8 @@
  * converted at process boundaries (see wire.ts).
  */
 
+import type { RunIdentity } from './workflows.js';
+
 /** Arguments and annotations: name → list of strings. */
 export type Metadata = Record<string, string[]>;
 
@@ -76,7 +78,7 @@ export interface NodeState {
   liveOutput?: Uint8Array;
 }
 
-export interface Run {
+export interface Run extends RunIdentity {
   id: string;
   /** RFC 3339. */
   createdAt: string;
@@ -88,8 +90,8 @@ export interface Run {
   finishedAt?: string;
 }
 
-/** A run without its nodes: what lists show. */
-export interface RunSummary {
+/** A run without its nodes: what lists show (its identity without params). */
+export interface RunSummary extends Omit<RunIdentity, 'params'> {
   id: string;
   createdAt: string;
   status: RunStatus;

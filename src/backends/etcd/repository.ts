@@ -11,6 +11,8 @@ import {
   ulidSource,
 } from '../../model/index.js';
 import * as checks from '../../model/requests.js';
+import type { WorkflowDefinition, WorkflowInput, WorkflowSummary } from '../../model/workflows.js';
+import { UnavailableError as WipError } from '../../protocol/errors.js';
 import {
   type AgentRegistration,
   type AppendOutputRequest,
@@ -29,6 +31,7 @@ import {
   UnavailableError,
   type WatchEvent,
 } from '../../protocol/index.js';
+import type { StartOptions } from '../../protocol/repository.js';
 import { cancelRun } from './cancel.js';
 import { ClaimBatcher } from './claim-batch.js';
 import { type EtcdContext, SeenState, TopologyCache } from './context.js';
@@ -121,9 +124,28 @@ export class EtcdRepository implements Repository {
     }
   }
 
+  // ---- workflows (rule 16): WIP, the backend's store lands next
+  async putWorkflow(_name: string, _input: WorkflowInput): Promise<WorkflowDefinition> {
+    throw new WipError('workflows are not stored by this backend yet');
+  }
+  async getWorkflow(_name: string, _version?: number): Promise<WorkflowDefinition> {
+    throw new WipError('workflows are not stored by this backend yet');
+  }
+  async listWorkflows(): Promise<WorkflowSummary[]> {
+    throw new WipError('workflows are not stored by this backend yet');
+  }
+  async listWorkflowVersions(_name: string): Promise<WorkflowDefinition[]> {
+    throw new WipError('workflows are not stored by this backend yet');
+  }
+  async deleteWorkflow(_name: string): Promise<void> {
+    throw new WipError('workflows are not stored by this backend yet');
+  }
+
   // ---- runs
 
-  start(spec: GraphSpec): Promise<Run> {
+  start(spec: GraphSpec | undefined, options: StartOptions = {}): Promise<Run> {
+    if (Object.keys(options).length > 0 || !spec)
+      throw new WipError('start options are not supported by this backend yet');
     this.assertOpen();
     return startRun(this.ctx, spec);
   }

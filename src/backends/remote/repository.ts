@@ -17,7 +17,13 @@ import {
 import type { AgentInfo, GraphSpec, Run, Stats } from '../../model/types.js';
 import { validateGraph } from '../../model/validate.js';
 import { agentFromProto } from '../../model/wire.js';
-import { InvalidArgumentError, InvalidGraphError, UnavailableError } from '../../protocol/errors.js';
+import type { WorkflowDefinition, WorkflowInput, WorkflowSummary } from '../../model/workflows.js';
+import {
+  InvalidArgumentError,
+  InvalidGraphError,
+  UnavailableError,
+  UnavailableError as WipError,
+} from '../../protocol/errors.js';
 import type {
   AgentRegistration,
   AppendOutputRequest,
@@ -30,6 +36,7 @@ import type {
   NodeEvent,
   Repository,
   RunPage,
+  StartOptions,
   SubscribeOptions,
   WatchEvent,
 } from '../../protocol/repository.js';
@@ -197,9 +204,28 @@ export class RemoteRepository implements Repository {
     }
   }
 
+  // ---- workflows (rule 16): WIP, the backend's store lands next
+  async putWorkflow(_name: string, _input: WorkflowInput): Promise<WorkflowDefinition> {
+    throw new WipError('workflows are not stored by this backend yet');
+  }
+  async getWorkflow(_name: string, _version?: number): Promise<WorkflowDefinition> {
+    throw new WipError('workflows are not stored by this backend yet');
+  }
+  async listWorkflows(): Promise<WorkflowSummary[]> {
+    throw new WipError('workflows are not stored by this backend yet');
+  }
+  async listWorkflowVersions(_name: string): Promise<WorkflowDefinition[]> {
+    throw new WipError('workflows are not stored by this backend yet');
+  }
+  async deleteWorkflow(_name: string): Promise<void> {
+    throw new WipError('workflows are not stored by this backend yet');
+  }
+
   // ---- the control-plane side, through the typed client
 
-  async start(spec: GraphSpec): Promise<Run> {
+  async start(spec: GraphSpec | undefined, options: StartOptions = {}): Promise<Run> {
+    if (Object.keys(options).length > 0 || !spec)
+      throw new WipError('start options are not supported by this backend yet');
     // Checked here too: protobuf would send an unpaired surrogate as U+FFFD, which the server would accept.
     const problems = validateGraph(spec);
     if (problems.length > 0) throw new InvalidGraphError(problems);
