@@ -2,8 +2,8 @@ import type { Logger } from '../../log.js';
 import {
   type Clock,
   checkConclusion,
-  checkGraph,
   checkMetadata,
+  checkStartOptions,
   conclusionOf,
   type GraphSpec,
   type IdSource,
@@ -12,6 +12,7 @@ import {
   type NodeSpec,
   type NodeState,
   normalizeNodeSpec,
+  planStart,
   type Run,
   rfc3339,
   topology,
@@ -25,13 +26,17 @@ import {
   LeaseExpiredError,
   NotFoundError,
   nodeNotFound,
+  type StartOptions,
 } from '../../protocol/index.js';
 import type { AttemptJson, ClaimBatcher } from './claims.js';
 import type { Db } from './db.js';
 import type { FinishBatcher } from './finishes.js';
 import { ms, type Notice, type Publisher } from './notices.js';
+import { inspect } from './reads.js';
 import { type AttemptRow, groupAttempts, inputsOf, type NodeRow, toBuffer, toNodeState } from './rows.js';
+import { RUN_BY_REQUEST } from './sql.js';
 import type { StartBatcher } from './starts.js';
+import { getWorkflow } from './workflows.js';
 
 /**
  * Every state change of a node, in one place. Each transition is one
@@ -70,9 +75,25 @@ interface StartRow {
   pending: number;
 }
 
-/** Rule 1. One statement (shared with concurrent starts): the run, its nodes and the counters, atomically. */
-export async function startRun(ctx: TransitionContext, spec: GraphSpec): Promise<Run> {
-  checkGraph(spec);
+/**
+ * Rule 1. One statement (shared with concurrent starts): the run, its nodes
+ * and the counters, atomically. Rule 17: a start with a request id that is
+ * taken stores nothing (ON CONFLICT) and returns the run holding it.
+ */
+export async function startRun(
+  ctx: TransitionContext,
+  given: GraphSpec | undefined,
+  options: StartOptions = {},
+): Promise<Run> {
+  checkStartOptions(given, options);
+  if (options.requestId !== undefined) {
+    const earlier = await runByRequest(ctx, options.requestId);
+    if (earlier) return earlier.run;
+  }
+  const definition = options.workflow
+    ? await getWorkflow(ctx.db, options.workflow, options.version)
+    : undefined;
+  const { spec, identity } = planStart(given, options, definition);
   const now = ctx.clock.now();
   const id = ctx.ids.next(now);
   const topo = topology(spec);
@@ -99,7 +120,15 @@ export async function startRun(ctx: TransitionContext, spec: GraphSpec): Promise
     edges: JSON.stringify(edges),
     nodeCount: rows.length,
     nodes: JSON.stringify(rows.map((r) => ({ run_id: id, ...r }))),
+    identity: JSON.stringify(identity),
   });
+  if (identity.requestId !== undefined) {
+    const holder = await runByRequest(ctx, identity.requestId);
+    // Another start took the request id first (ours stored nothing).
+    if (holder && holder.id !== id) return holder.run;
+    // Neither: the holder was deleted by retention in between; start again.
+    if (!holder) return startRun(ctx, given, options);
+  }
   // Not awaited: the run is stored; its wake-up follows in this process's next NOTIFY batch.
   void ctx.publisher.publish([notice]);
   return {
@@ -117,7 +146,26 @@ export async function startRun(ctx: TransitionContext, spec: GraphSpec): Promise
     ),
     edges,
     status: 'WAITING',
+    ...identity,
   };
+}
+
+/** The run a start with this request id created, while it is kept (its own id included). */
+async function runByRequest(
+  ctx: TransitionContext,
+  requestId: string,
+): Promise<{ id: string; run: Run } | undefined> {
+  const { rows } = await ctx.db.retrying('start', () =>
+    ctx.db.query<{ id: string }>('start', RUN_BY_REQUEST, [requestId]),
+  );
+  const id = rows[0]?.id;
+  if (id === undefined) return undefined;
+  try {
+    return { id, run: await ctx.db.retrying('start', () => inspect(ctx.db, id)) };
+  } catch (e) {
+    if (e instanceof NotFoundError) return undefined;
+    throw e;
+  }
 }
 
 /**
