@@ -18,6 +18,8 @@ import {
   type Stats,
 } from './types.js';
 
+import { identityFromProto, identityToProto } from './workflow-wire.js';
+
 /** Conversions between the domain types and the protobuf wire types, plus graph JSON parsing. */
 
 export class GraphParseError extends Error {}
@@ -255,6 +257,7 @@ export function runToProto(r: Run): pb.Run {
     conclusion: runConclusionToProto(r.conclusion),
     nodeCounts: countsToProto(countNodes(r.nodes)),
     finishedAt: r.finishedAt ?? '',
+    ...identityToProto(r),
   });
 }
 
@@ -266,6 +269,7 @@ export function runSummaryToProto(r: RunSummary): pb.Run {
     conclusion: runConclusionToProto(r.conclusion),
     nodeCounts: countsToProto(r.nodeCounts),
     finishedAt: r.finishedAt ?? '',
+    ...identityToProto(r),
   });
 }
 
@@ -278,6 +282,7 @@ export function runFromProto(r: pb.Run): Run {
     status: RUN_STATUS_BACK.get(r.status) ?? 'WAITING',
     conclusion: RUN_CONCLUSION_BACK.get(r.conclusion),
     finishedAt: r.finishedAt || undefined,
+    ...identityFromProto(r),
   };
 }
 
@@ -295,6 +300,7 @@ export function runSummaryFromProto(r: pb.Run): RunSummary {
       RUNNING: Number(c?.running ?? 0),
       COMPLETED: Number(c?.completed ?? 0),
     },
+    ...identityFromProto(r),
   };
 }
 

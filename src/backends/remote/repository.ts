@@ -17,13 +17,17 @@ import {
 import type { AgentInfo, GraphSpec, Run, Stats } from '../../model/types.js';
 import { validateGraph } from '../../model/validate.js';
 import { agentFromProto } from '../../model/wire.js';
-import type { WorkflowDefinition, WorkflowInput, WorkflowSummary } from '../../model/workflows.js';
 import {
-  InvalidArgumentError,
-  InvalidGraphError,
-  UnavailableError,
-  UnavailableError as WipError,
-} from '../../protocol/errors.js';
+  checkRunFilter,
+  checkStartOptions,
+  checkWorkflow,
+  checkWorkflowName,
+  checkWorkflowVersion,
+  type WorkflowDefinition,
+  type WorkflowInput,
+  type WorkflowSummary,
+} from '../../model/workflows.js';
+import { InvalidArgumentError, InvalidGraphError, UnavailableError } from '../../protocol/errors.js';
 import type {
   AgentRegistration,
   AppendOutputRequest,
@@ -204,38 +208,44 @@ export class RemoteRepository implements Repository {
     }
   }
 
-  // ---- workflows (rule 16): WIP, the backend's store lands next
-  async putWorkflow(_name: string, _input: WorkflowInput): Promise<WorkflowDefinition> {
-    throw new WipError('workflows are not stored by this backend yet');
+  // ---- workflows (rule 16), through the typed client; checked here too, like a start's graph
+
+  async putWorkflow(name: string, input: WorkflowInput): Promise<WorkflowDefinition> {
+    checkWorkflow(name, input);
+    return this.controlCall({}, () => this.control.putWorkflow(name, input));
   }
-  async getWorkflow(_name: string, _version?: number): Promise<WorkflowDefinition> {
-    throw new WipError('workflows are not stored by this backend yet');
+  async getWorkflow(name: string, version?: number): Promise<WorkflowDefinition> {
+    checkWorkflowName(name);
+    checkWorkflowVersion(version);
+    return this.controlCall({}, () => this.control.getWorkflow(name, version));
   }
-  async listWorkflows(): Promise<WorkflowSummary[]> {
-    throw new WipError('workflows are not stored by this backend yet');
+  listWorkflows(): Promise<WorkflowSummary[]> {
+    return this.controlCall({}, () => this.control.listWorkflows());
   }
-  async listWorkflowVersions(_name: string): Promise<WorkflowDefinition[]> {
-    throw new WipError('workflows are not stored by this backend yet');
+  async listWorkflowVersions(name: string): Promise<WorkflowDefinition[]> {
+    checkWorkflowName(name);
+    return this.controlCall({}, () => this.control.listWorkflowVersions(name));
   }
-  async deleteWorkflow(_name: string): Promise<void> {
-    throw new WipError('workflows are not stored by this backend yet');
+  async deleteWorkflow(name: string): Promise<void> {
+    checkWorkflowName(name);
+    return this.controlCall({}, () => this.control.deleteWorkflow(name));
   }
 
   // ---- the control-plane side, through the typed client
 
   async start(spec: GraphSpec | undefined, options: StartOptions = {}): Promise<Run> {
-    if (Object.keys(options).length > 0 || !spec)
-      throw new WipError('start options are not supported by this backend yet');
     // Checked here too: protobuf would send an unpaired surrogate as U+FFFD, which the server would accept.
-    const problems = validateGraph(spec);
+    checkStartOptions(spec, options);
+    const problems = spec ? validateGraph(spec) : [];
     if (problems.length > 0) throw new InvalidGraphError(problems);
-    return this.controlCall({}, () => this.control.start(spec));
+    return this.controlCall({}, () => this.control.start(spec, options));
   }
   inspect(runId: string): Promise<Run> {
     return this.controlCall({ runId }, () => this.control.inspect(runId));
   }
   async listRuns(query?: ListRunsQuery): Promise<RunPage> {
     checkListLimit(query?.limit);
+    if (query) checkRunFilter(query);
     if (query?.cursor) decodeCursor(query.cursor);
     return this.controlCall({}, () => this.control.listRuns(query));
   }
