@@ -3,8 +3,6 @@
  * converted at process boundaries (see wire.ts).
  */
 
-import type { RunIdentity } from './workflows.js';
-
 /** Arguments and annotations: name → list of strings. */
 export type Metadata = Record<string, string[]>;
 
@@ -118,4 +116,22 @@ export interface Stats {
 
 export function emptyNodeCounts(): Record<NodeStatus, number> {
   return { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 0 };
+}
+
+/** Run labels: key → value. */
+export type Labels = Record<string, string>;
+/** The params a run got, defaults filled in. */
+export type Params = Record<string, string>;
+
+/** How a run came to be: set at start, never changed (rule 17). */
+export interface RunIdentity {
+  /** The run's name: given at start, else its workflow's name, else empty. */
+  name?: string;
+  labels?: Labels;
+  /** The workflow and version it was started from (none for a graph start). */
+  workflow?: string;
+  workflowVersion?: number;
+  params?: Params;
+  /** The request id it was started with: a start repeating it returns this run. */
+  requestId?: string;
 }

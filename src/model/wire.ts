@@ -13,12 +13,11 @@ import {
   RETRY_CONCLUSIONS,
   type Run,
   type RunConclusion,
+  type RunIdentity,
   type RunStatus,
   type RunSummary,
   type Stats,
 } from './types.js';
-
-import { identityFromProto, identityToProto } from './workflow-wire.js';
 
 /** Conversions between the domain types and the protobuf wire types, plus graph JSON parsing. */
 
@@ -342,4 +341,30 @@ export function statsFromProto(s: pb.Stats): Stats {
       COMPLETED: Number(s.completedNodes),
     },
   };
+}
+
+/** The identity fields of a wire Run (empty ones as the proto's zero values). */
+export function identityToProto(
+  r: RunIdentity,
+): Pick<pb.Run, 'name' | 'labels' | 'workflow' | 'workflowVersion' | 'params' | 'requestId'> {
+  return {
+    name: r.name ?? '',
+    labels: { ...r.labels },
+    workflow: r.workflow ?? '',
+    workflowVersion: r.workflowVersion ?? 0,
+    params: { ...r.params },
+    requestId: r.requestId ?? '',
+  };
+}
+
+/** The identity of a wire Run, zero values left out. */
+export function identityFromProto(r: pb.Run): RunIdentity {
+  const out: RunIdentity = {};
+  if (r.name) out.name = r.name;
+  if (Object.keys(r.labels).length > 0) out.labels = { ...r.labels };
+  if (r.workflow) out.workflow = r.workflow;
+  if (r.workflowVersion) out.workflowVersion = r.workflowVersion;
+  if (Object.keys(r.params).length > 0) out.params = { ...r.params };
+  if (r.requestId) out.requestId = r.requestId;
+  return out;
 }

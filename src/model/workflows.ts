@@ -2,7 +2,10 @@ import { createHash } from 'node:crypto';
 import { InvalidArgumentError, InvalidGraphError } from '../protocol/errors.js';
 import { LIMITS } from './limits.js';
 import { normalizeNodeSpec } from './rules.js';
-import type { GraphSpec, NodeSpec, RunConclusion, RunStatus } from './types.js';
+import type { GraphSpec, Labels, NodeSpec, Params, RunConclusion, RunIdentity, RunStatus } from './types.js';
+
+export type { Labels, Params, RunIdentity } from './types.js';
+
 import { textProblem, utf8Bytes, validateGraph } from './validate.js';
 
 /**
@@ -46,24 +49,6 @@ export interface WorkflowSummary {
   params: ParamSpec[];
   /** RFC 3339 of the latest version. */
   createdAt: string;
-}
-
-/** Run labels: key → value. */
-export type Labels = Record<string, string>;
-/** The params a run got, defaults filled in. */
-export type Params = Record<string, string>;
-
-/** How a run came to be: set at start, never changed (rule 17). */
-export interface RunIdentity {
-  /** The run's name: given at start, else its workflow's name, else empty. */
-  name?: string;
-  labels?: Labels;
-  /** The workflow and version it was started from (none for a graph start). */
-  workflow?: string;
-  workflowVersion?: number;
-  params?: Params;
-  /** The request id it was started with: a start repeating it returns this run. */
-  requestId?: string;
 }
 
 export const WORKFLOW_LIMITS = {

@@ -34,7 +34,7 @@ import {
   statusOf,
   toNodeState,
 } from './rows.js';
-import { CLAIMS_HELD, RUN_HAS_RUNNING_NODE, STATS } from './sql.js';
+import { CLAIMS_HELD, RUN_BY_REQUEST, RUN_HAS_RUNNING_NODE, STATS } from './sql.js';
 
 /** Everything that only reads: inspect, the watcher's re-reads, listing and stats. */
 
@@ -253,4 +253,19 @@ export async function claimsHeld(db: Db, claims: ClaimRef[]): Promise<boolean[]>
     ),
   );
   return rows.map((r) => r.held);
+}
+
+/** The run a start with this request id created, while it is kept (its own id included). */
+export async function runByRequest(db: Db, requestId: string): Promise<{ id: string; run: Run } | undefined> {
+  const { rows } = await db.retrying('start', () =>
+    db.query<{ id: string }>('start', RUN_BY_REQUEST, [requestId]),
+  );
+  const id = rows[0]?.id;
+  if (id === undefined) return undefined;
+  try {
+    return { id, run: await db.retrying('start', () => inspect(db, id)) };
+  } catch (e) {
+    if (e instanceof NotFoundError) return undefined;
+    throw e;
+  }
 }

@@ -242,7 +242,7 @@ export class PostgresRepository implements Repository {
   // ---- runs
 
   start(spec: GraphSpec | undefined, options: StartOptions = {}): Promise<Run> {
-    return this.run(() => startRun(this.ctx, spec, options));
+    return this.run(() => startRun(this.ctx, spec, options, (id) => reads.runByRequest(this.db, id)));
   }
 
   async inspect(runId: string): Promise<Run> {

@@ -32,9 +32,7 @@ import type { AttemptJson, ClaimBatcher } from './claims.js';
 import type { Db } from './db.js';
 import type { FinishBatcher } from './finishes.js';
 import { ms, type Notice, type Publisher } from './notices.js';
-import { inspect } from './reads.js';
 import { type AttemptRow, groupAttempts, inputsOf, type NodeRow, toBuffer, toNodeState } from './rows.js';
-import { RUN_BY_REQUEST } from './sql.js';
 import type { StartBatcher } from './starts.js';
 import { getWorkflow } from './workflows.js';
 
@@ -83,11 +81,13 @@ interface StartRow {
 export async function startRun(
   ctx: TransitionContext,
   given: GraphSpec | undefined,
-  options: StartOptions = {},
+  options: StartOptions,
+  /** The run holding a request id, while it is kept (reads.ts: runByRequest). */
+  runByRequest: (requestId: string) => Promise<{ id: string; run: Run } | undefined>,
 ): Promise<Run> {
   checkStartOptions(given, options);
   if (options.requestId !== undefined) {
-    const earlier = await runByRequest(ctx, options.requestId);
+    const earlier = await runByRequest(options.requestId);
     if (earlier) return earlier.run;
   }
   const definition = options.workflow
@@ -123,11 +123,11 @@ export async function startRun(
     identity: JSON.stringify(identity),
   });
   if (identity.requestId !== undefined) {
-    const holder = await runByRequest(ctx, identity.requestId);
+    const holder = await runByRequest(identity.requestId);
     // Another start took the request id first (ours stored nothing).
     if (holder && holder.id !== id) return holder.run;
     // Neither: the holder was deleted by retention in between; start again.
-    if (!holder) return startRun(ctx, given, options);
+    if (!holder) return startRun(ctx, given, options, runByRequest);
   }
   // Not awaited: the run is stored; its wake-up follows in this process's next NOTIFY batch.
   void ctx.publisher.publish([notice]);
@@ -148,24 +148,6 @@ export async function startRun(
     status: 'WAITING',
     ...identity,
   };
-}
-
-/** The run a start with this request id created, while it is kept (its own id included). */
-async function runByRequest(
-  ctx: TransitionContext,
-  requestId: string,
-): Promise<{ id: string; run: Run } | undefined> {
-  const { rows } = await ctx.db.retrying('start', () =>
-    ctx.db.query<{ id: string }>('start', RUN_BY_REQUEST, [requestId]),
-  );
-  const id = rows[0]?.id;
-  if (id === undefined) return undefined;
-  try {
-    return { id, run: await ctx.db.retrying('start', () => inspect(ctx.db, id)) };
-  } catch (e) {
-    if (e instanceof NotFoundError) return undefined;
-    throw e;
-  }
 }
 
 /**
