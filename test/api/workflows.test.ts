@@ -34,6 +34,7 @@ describe('workflows over the API', () => {
     fetch(`${address}${path}`, { ...init, headers: { 'Content-Type': 'application/json' } });
   const json = async (path: string, init?: RequestInit) => {
     const res = await http(path, init);
+    // biome-ignore lint/suspicious/noExplicitAny: wire JSON, read by shape in the assertions that follow.
     return { status: res.status, body: (await res.json()) as Record<string, any> };
   };
 
