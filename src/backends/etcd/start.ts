@@ -20,8 +20,11 @@ import { absent, del, get, modIs, put } from './store.js';
 import { getWorkflow } from './workflows.js';
 
 export const COUNTER_SHARDS = 16;
-/** Runtimes a chunked start's commit wakes itself: etcd's op budget less the commit's own four ops. */
-const WAKEUPS_IN_COMMIT = ETCD_MAX_TXN_OPS - 4;
+/**
+ * Runtimes a chunked start's commit wakes itself: etcd's op budget less the
+ * commit's own six ops (run, index, staging mark, counter, identity, request id).
+ */
+const WAKEUPS_IN_COMMIT = ETCD_MAX_TXN_OPS - 6;
 
 /**
  * Rule 1. A run that fits one transaction is written in one. A larger one is
@@ -88,7 +91,9 @@ export async function startRun(
     rts: [...runtimes],
     ...(identity.requestId !== undefined ? { q: identity.requestId } : {}),
   };
-  const chunked = ops.length + 5 > MAX_TXN_OPS || bytes > MAX_TXN_BYTES;
+  // The identity (params up to WORKFLOW_LIMITS) rides in the commit: count its bytes and its two ops.
+  const identityBytes = Buffer.byteLength(JSON.stringify(identity));
+  const chunked = ops.length + 7 > MAX_TXN_OPS || bytes + identityBytes > MAX_TXN_BYTES;
   if (chunked) await writeChunks(ctx, id, now, [...runtimes], ops);
   // Wakes each runtime's subscribers: a chunked run's READY nodes were written before it was visible.
   const wakeups = [...runtimes].map((rt) => put(keys.committed(rt, id), Buffer.alloc(0)));
