@@ -103,6 +103,12 @@ describe('workflows page and run identity in the runs list', { timeout: 150_000 
     await startButton.click();
     await page.waitForURL(/\/runs\/[0-9A-Z]{26}$/);
     const id = page.url().split('/').pop()!;
+    // The run page shows its name, workflow version, params and labels.
+    const identity = page.locator('.run-identity');
+    await identity.locator('.run-name', { hasText: 'from the ui' }).waitFor();
+    await identity.getByRole('link', { name: 'nightly v2' }).waitFor();
+    await identity.locator('.node-chip', { hasText: 'date=2026-01-31' }).waitFor();
+    await identity.locator('.label-chip', { hasText: 'env=prod' }).waitFor();
     const run = await ui.client.inspect(id);
     assert.equal(run.name, 'from the ui');
     assert.equal(run.workflow, 'nightly');
