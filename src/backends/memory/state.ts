@@ -33,6 +33,7 @@ import {
   upstreamOutcome,
 } from '../../model/index.js';
 import type { Metadata } from '../../model/types.js';
+import type { RunIdentity } from '../../model/workflows.js';
 
 /**
  * The memory backend's state and every node transition, in one place. All
@@ -84,6 +85,8 @@ export interface RunRecord {
   conclusion?: RunConclusion;
   /** ms since the epoch; 0 until completed. */
   finishedAt: number;
+  /** Name, labels, workflow, params, request id: set at start (rule 17). */
+  identity?: RunIdentity;
 }
 
 export interface Hooks {
@@ -382,5 +385,6 @@ export function runSnapshot(run: RunRecord): Run {
     status: runStatus(run.counts),
     conclusion: run.conclusion,
     finishedAt: run.finishedAt ? rfc3339(run.finishedAt) : undefined,
+    ...structuredClone(run.identity),
   };
 }

@@ -5,6 +5,7 @@ import {
   LIVE_OUTPUT_MIGRATION,
   SCHEMA_TABLES,
   TRIGGERS_MIGRATION,
+  WORKFLOWS_MIGRATION,
 } from './sql.js';
 
 /**
@@ -45,6 +46,11 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 6,
     name: 'trigger rules and retrying a run: upstream outcome counters, settle_dependents',
     sql: TRIGGERS_MIGRATION,
+  },
+  {
+    version: 7,
+    name: 'workflow definitions; run names, labels, params and request ids',
+    sql: WORKFLOWS_MIGRATION,
   },
 ];
 
