@@ -1,7 +1,8 @@
 import { unservedRuntimeWarnings } from '../model/explain.js';
 import { ulidTime } from '../model/ids.js';
 import type { AgentInfo, GraphSpec, Run, Stats } from '../model/types.js';
-import type { ListRunsQuery, RunPage, WatchEvent } from '../protocol/repository.js';
+import type { WorkflowDefinition, WorkflowInput, WorkflowSummary } from '../model/workflows.js';
+import type { ListRunsQuery, RunPage, StartOptions, WatchEvent } from '../protocol/repository.js';
 import { runDot } from './dot.js';
 import { CliError, EXIT } from './errors.js';
 import { topologicalOrder } from './format.js';
@@ -21,13 +22,20 @@ import { watchRun } from './watch.js';
 export interface ControlPlane {
   readonly address: string;
   stats(): Promise<Stats>;
-  start(spec: GraphSpec): Promise<Run>;
+  start(spec: GraphSpec | undefined, options?: StartOptions): Promise<Run>;
   listRuns(query?: ListRunsQuery): Promise<RunPage>;
   inspect(id: string): Promise<Run>;
   cancel(id: string): Promise<Run>;
+  retry(id: string, nodes?: string[]): Promise<Run>;
+  rerun(id: string): Promise<Run>;
   listAgents(): Promise<AgentInfo[]>;
   watch(id: string, options?: { signal?: AbortSignal }): AsyncIterable<WatchEvent>;
   attemptOutput(runId: string, node: string, attempt: number): Promise<Uint8Array>;
+  putWorkflow(name: string, input: WorkflowInput): Promise<WorkflowDefinition>;
+  getWorkflow(name: string, version?: number): Promise<WorkflowDefinition>;
+  listWorkflows(): Promise<WorkflowSummary[]>;
+  listWorkflowVersions(name: string): Promise<WorkflowDefinition[]>;
+  deleteWorkflow(name: string): Promise<void>;
 }
 
 export interface Context {
@@ -68,19 +76,35 @@ export async function runsList(
   return EXIT.ok;
 }
 
+/** Starts the graph in `file` (or stdin), or with `start.workflow` that workflow (then no file). */
 export async function runsStart(
   ctx: Context,
   file: string | undefined,
-  opts: { quiet: boolean; watch: boolean; json: boolean; lines: boolean; noOutput?: boolean },
+  opts: {
+    quiet: boolean;
+    watch: boolean;
+    json: boolean;
+    lines: boolean;
+    noOutput?: boolean;
+    start?: StartOptions;
+  },
 ): Promise<number> {
-  const spec = await readGraph(file, ctx.io);
+  const start = opts.start ?? {};
+  if (start.workflow !== undefined && file !== undefined)
+    throw new CliError('give a graph FILE or --workflow NAME, not both');
+  if (start.workflow === undefined && (start.params || start.version !== undefined))
+    throw new CliError('-p/--param and --workflow-version need --workflow NAME');
+  const spec = start.workflow !== undefined ? undefined : await readGraph(file, ctx.io);
   const client = ctx.client();
-  const run = await client.start(spec);
+  const run = await client.start(spec, start);
   if (opts.quiet) ctx.io.stdout.write(`${run.id}\n`);
   else if (opts.json) ctx.io.stdout.write(runJson(run));
   else ctx.io.stdout.write(`started ${runLine(run)}\n`);
   // Said on stderr, so -q and --json output stay as they are.
-  for (const w of unservedRuntimeWarnings(spec.nodes, await client.listAgents()))
+  for (const w of unservedRuntimeWarnings(
+    run.nodes.map((n) => n.spec),
+    await client.listAgents(),
+  ))
     ctx.io.stderr.write(`adagio: warning: ${w}\n`);
   if (!opts.watch) return EXIT.ok;
   return watchRun(client, run.id, ctx.io, {
@@ -148,6 +172,33 @@ async function completedBefore(client: ControlPlane, runId: string): Promise<boo
   if (ms === undefined) return false; // not an id adagio makes: cancel says not found
   const page = await client.listRuns({ since: ms, until: ms + 1, limit: 1000 });
   return page.runs.find((r) => r.id === runId)?.status === 'COMPLETED';
+}
+
+export async function runsRetry(
+  ctx: Context,
+  id: string,
+  opts: { nodes: string[]; json: boolean; quiet: boolean; watch: boolean },
+): Promise<number> {
+  const client = ctx.client();
+  const run = await client.retry(checkId(id), opts.nodes);
+  if (opts.json) ctx.io.stdout.write(runJson(run));
+  else if (!opts.quiet) ctx.io.stdout.write(`retried ${runLine(run)}\n`);
+  if (opts.watch) return runsWatch(ctx, run.id, { quiet: opts.quiet || opts.json, lines: false });
+  return EXIT.ok;
+}
+
+export async function runsRerun(
+  ctx: Context,
+  id: string,
+  opts: { json: boolean; quiet: boolean; watch: boolean },
+): Promise<number> {
+  const client = ctx.client();
+  const run = await client.rerun(checkId(id));
+  if (opts.json) ctx.io.stdout.write(runJson(run));
+  else if (opts.quiet) ctx.io.stdout.write(`${run.id}\n`);
+  else ctx.io.stdout.write(`started ${runLine(run)} (a rerun of ${id})\n`);
+  if (opts.watch) return runsWatch(ctx, run.id, { quiet: opts.quiet || opts.json, lines: false });
+  return EXIT.ok;
 }
 
 export async function runsWatch(

@@ -20,13 +20,14 @@ import {
 /** The human-readable views of runs, agents and stats (the JSON views live in json.ts). */
 
 /**
- * `runs ls`: each run's status, how long it took (or has been running, `…`),
- * when it finished, its nodes as completed/total (with those running), and
- * the names of the nodes that failed (rule 19: a bounded few, then a count).
+ * `runs ls`: each run's name, status, how long it took (or has been running,
+ * `…`), when it finished, its nodes as completed/total (with those running),
+ * the names of the nodes that failed (rule 19: a bounded few, then a count)
+ * and its labels (rule 17).
  */
 export function runsTable(runs: readonly RunSummary[], now: number): string {
   return table(
-    ['ID', 'CREATED', 'STATUS', 'TOOK', 'FINISHED', 'NODES', 'FAILED'],
+    ['ID', 'NAME', 'CREATED', 'STATUS', 'TOOK', 'FINISHED', 'NODES', 'FAILED', 'LABELS'],
     runs.map((r) => {
       const c = r.nodeCounts;
       const total = c.WAITING + c.READY + c.RUNNING + c.COMPLETED;
@@ -37,15 +38,17 @@ export function runsTable(runs: readonly RunSummary[], now: number): string {
           : between(r.createdAt, new Date(now).toISOString());
       return [
         r.id,
+        r.name || '-',
         formatTimestamp(r.createdAt),
         runState(r.status, r.conclusion),
         took === undefined ? '-' : `${formatDuration(Math.max(0, took))}${r.finishedAt ? '' : '…'}`,
         r.finishedAt ? formatTimestamp(r.finishedAt) : '-',
         `${c.COMPLETED}/${total}${c.RUNNING > 0 ? `, ${c.RUNNING} running` : ''}`,
         failedList(r),
+        labelsText(r.labels),
       ];
     }),
-    ['left', 'left', 'left', 'right', 'left', 'left', 'left'],
+    ['left', 'left', 'left', 'left', 'right', 'left', 'left', 'left', 'left'],
   );
 }
 
@@ -55,6 +58,23 @@ export function failedList(r: Pick<RunSummary, 'failedNodes' | 'failedNodeCount'
   const names = r.failedNodes.map((n) => (/^[^\s,"\p{C}]+$/u.test(n) ? n : JSON.stringify(n)));
   const more = r.failedNodeCount - r.failedNodes.length;
   return `${names.join(', ')}${more > 0 ? ` (+${more} more)` : ''}`;
+}
+
+/** The run's identity (rule 17) as header rows, those it has. */
+function identityRows(run: Run): [string, string][] {
+  const rows: [string, string][] = [];
+  if (run.name) rows.push(['Name', run.name]);
+  if (run.workflow) rows.push(['Workflow', `${run.workflow} version ${run.workflowVersion ?? '?'}`]);
+  if (run.params && Object.keys(run.params).length > 0) rows.push(['Params', labelsText(run.params)]);
+  if (run.labels && Object.keys(run.labels).length > 0) rows.push(['Labels', labelsText(run.labels)]);
+  if (run.requestId) rows.push(['Request id', run.requestId]);
+  return rows;
+}
+
+/** Labels as `k=v,k2=v2` (sorted), or - when none. */
+export function labelsText(labels: Record<string, string> | undefined): string {
+  const entries = Object.entries(labels ?? {}).sort(([a], [b]) => (a < b ? -1 : 1));
+  return entries.length ? entries.map(([k, v]) => `${k}=${v}`).join(',') : '-';
 }
 
 export function agentsTable(agents: readonly AgentInfo[]): string {
@@ -151,6 +171,7 @@ export function runPretty(run: Run, now: number): string {
   ];
   if (elapsed !== undefined)
     header.push([run.status === 'COMPLETED' ? 'Took' : 'Running for', formatDuration(elapsed)]);
+  header.push(...identityRows(run));
   const created = Date.parse(run.createdAt);
   const ordered = topologicalOrder(run.nodes, run.edges);
   const upstream = new Map<string, string[]>();
@@ -166,7 +187,7 @@ export function runPretty(run: Run, now: number): string {
       attemptsCell(n.attempts.map((a) => a.conclusion)),
       Number.isNaN(offset) ? '-' : `+${formatDuration(Math.max(0, offset))}`,
       nodeTook(n, now) || '-',
-      (upstream.get(n.spec.name) ?? []).join(', ') || '-',
+      afterCell(upstream.get(n.spec.name) ?? [], n.spec.trigger),
     ];
   });
   let out = keyValues(header);
@@ -196,6 +217,12 @@ export function runPretty(run: Run, now: number): string {
       .join('\n');
   }
   return out;
+}
+
+/** The upstream nodes, and the trigger rule when not the default (all_success): `a, b [all_done]`. */
+function afterCell(upstream: readonly string[], trigger: string | undefined): string {
+  const names = upstream.join(', ') || '-';
+  return trigger && trigger !== 'all_success' ? `${names} [${trigger}]` : names;
 }
 
 /** `1`, or `3 (FAIL, ERROR, SUCCESS)` when a node was retried. */
@@ -232,5 +259,6 @@ function toExplain(n: NodeState): ExplainNode {
     runtime: n.spec.runtime,
     status: n.status,
     attempts: n.attempts.map((a) => a.conclusion),
+    trigger: n.spec.trigger,
   };
 }

@@ -13,9 +13,11 @@ import {
   RETRY_CONCLUSIONS,
   type Run,
   type RunConclusion,
+  type RunIdentity,
   type RunStatus,
   type RunSummary,
   type Stats,
+  type TriggerRule,
 } from './types.js';
 
 /** Conversions between the domain types and the protobuf wire types, plus graph JSON parsing. */
@@ -76,7 +78,10 @@ function metadataToProto(m: Metadata): { [k: string]: pb.MetadataValues } {
 export function nodeSpecFromProto(n: pb.NodeSpec): NodeSpec {
   const retry: NodeSpec['retry'] = {};
   for (const [k, v] of Object.entries(n.retry)) setOwn(retry, k, { maxAttempts: v.maxAttempts });
-  return { name: n.name, runtime: n.runtime, metadata: metadataFromProto(n.metadata), retry };
+  const spec: NodeSpec = { name: n.name, runtime: n.runtime, metadata: metadataFromProto(n.metadata), retry };
+  // Kept as sent (validation names an unknown rule); empty is the default.
+  if (n.trigger) spec.trigger = n.trigger as TriggerRule;
+  return spec;
 }
 
 export function nodeSpecToProto(n: NodeSpec): pb.NodeSpec {
@@ -90,6 +95,7 @@ export function nodeSpecToProto(n: NodeSpec): pb.NodeSpec {
     runtime: n.runtime,
     metadata: metadataToProto(n.metadata),
     retry,
+    trigger: n.trigger ?? '',
   });
 }
 
@@ -198,6 +204,7 @@ export function nodeToProto(n: NodeState): pb.Node {
         })
       : undefined,
     liveOutput: n.liveOutput,
+    attemptsBeforeRetry: n.attemptsBeforeRetry ?? 0,
   });
 }
 
@@ -227,6 +234,7 @@ export function nodeFromProto(n: pb.Node): NodeState {
         }
       : undefined,
     liveOutput: n.liveOutput.byteLength > 0 ? n.liveOutput : undefined,
+    ...(n.attemptsBeforeRetry > 0 ? { attemptsBeforeRetry: n.attemptsBeforeRetry } : {}),
   };
 }
 
@@ -255,6 +263,7 @@ export function runToProto(r: Run): pb.Run {
     conclusion: runConclusionToProto(r.conclusion),
     nodeCounts: countsToProto(countNodes(r.nodes)),
     finishedAt: r.finishedAt ?? '',
+    ...identityToProto(r),
   });
 }
 
@@ -268,6 +277,7 @@ export function runSummaryToProto(r: RunSummary): pb.Run {
     finishedAt: r.finishedAt ?? '',
     failedNodes: r.failedNodes,
     failedNodeCount: BigInt(r.failedNodeCount),
+    ...identityToProto(r),
   });
 }
 
@@ -280,6 +290,7 @@ export function runFromProto(r: pb.Run): Run {
     status: RUN_STATUS_BACK.get(r.status) ?? 'WAITING',
     conclusion: RUN_CONCLUSION_BACK.get(r.conclusion),
     finishedAt: r.finishedAt || undefined,
+    ...identityFromProto(r),
   };
 }
 
@@ -299,6 +310,7 @@ export function runSummaryFromProto(r: pb.Run): RunSummary {
     },
     failedNodes: [...r.failedNodes],
     failedNodeCount: Number(r.failedNodeCount),
+    ...identityFromProto(r),
   };
 }
 
@@ -340,4 +352,30 @@ export function statsFromProto(s: pb.Stats): Stats {
       COMPLETED: Number(s.completedNodes),
     },
   };
+}
+
+/** The identity fields of a wire Run (empty ones as the proto's zero values). */
+export function identityToProto(
+  r: RunIdentity,
+): Pick<pb.Run, 'name' | 'labels' | 'workflow' | 'workflowVersion' | 'params' | 'requestId'> {
+  return {
+    name: r.name ?? '',
+    labels: { ...r.labels },
+    workflow: r.workflow ?? '',
+    workflowVersion: r.workflowVersion ?? 0,
+    params: { ...r.params },
+    requestId: r.requestId ?? '',
+  };
+}
+
+/** The identity of a wire Run, zero values left out. */
+export function identityFromProto(r: pb.Run): RunIdentity {
+  const out: RunIdentity = {};
+  if (r.name) out.name = r.name;
+  if (Object.keys(r.labels).length > 0) out.labels = { ...r.labels };
+  if (r.workflow) out.workflow = r.workflow;
+  if (r.workflowVersion) out.workflowVersion = r.workflowVersion;
+  if (Object.keys(r.params).length > 0) out.params = { ...r.params };
+  if (r.requestId) out.requestId = r.requestId;
+  return out;
 }

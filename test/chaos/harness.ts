@@ -50,6 +50,8 @@ export interface ChaosReport {
   doubleFinishes: number;
   /** Attempts recorded under a claim that had lapsed. */
   lapsedAccepted: number;
+  /** all_done cleanup nodes that completed without an attempt (rule 14 says they always run). */
+  cleanupsNotRun: number;
   /** SUCCESS attempts of ledger nodes with no execution under their claim in the ledger. */
   unexecutedSuccesses: number;
   statsMatch: boolean;
@@ -162,6 +164,7 @@ function check(
   let doubleFinishes = 0;
   let unexecutedSuccesses = 0;
   let orphansRecovered = 0;
+  let cleanupsNotRun = 0;
   for (const run of runs) {
     if (run.status !== 'COMPLETED') lost++;
     for (const n of run.nodes) {
@@ -175,6 +178,7 @@ function check(
         );
       }
       if (n.attempts.filter((a) => a.conclusion === 'SUCCESS').length > 1) doubleFinishes++;
+      if (n.spec.name === CLEANUP && n.attempts.length === 0) cleanupsNotRun++;
       for (const a of n.attempts) {
         recorded.add(a.claimId);
         const m = /^claim (\S+) .*lapsed/.exec(new TextDecoder().decode(a.output));
@@ -206,6 +210,7 @@ function check(
     executions: [...executed.values()].reduce((a, b) => a + b, 0),
     lost,
     doubleFinishes,
+    cleanupsNotRun,
     lapsedAccepted,
     unexecutedSuccesses,
     statsMatch,
@@ -218,13 +223,17 @@ export function formatReport(r: ChaosReport): string {
     `chaos ${r.backend}: ${r.runs} runs, ${r.nodes} nodes, ${r.attempts} attempts, ${r.executions} executions in ${r.seconds.toFixed(0)} s`,
     `  agent kills (-9): ${r.kills}, agent pauses past the lease: ${r.pauses}, store disruptions: ${r.storeDisruptions.length ? r.storeDisruptions.join('; ') : 'none'}`,
     `  orphans recovered: ${r.orphansRecovered}`,
-    `  lost = ${r.lost}, double-finishes = ${r.doubleFinishes}, lapsed claims accepted = ${r.lapsedAccepted}, successes without execution = ${r.unexecutedSuccesses}, stats match = ${r.statsMatch}`,
+    `  lost = ${r.lost}, double-finishes = ${r.doubleFinishes}, cleanups not run = ${r.cleanupsNotRun}, lapsed claims accepted = ${r.lapsedAccepted}, successes without execution = ${r.unexecutedSuccesses}, stats match = ${r.statsMatch}`,
   ].join('\n');
 }
 
+/** The all_done node every chaos graph ends with: it must run in every run. */
+export const CLEANUP = 'cleanup';
+
 /**
  * Mixed graphs: ledger-writing exec nodes (each execution appends its claim
- * id), flaky debug nodes with retries, fan-in and fan-out.
+ * id), flaky debug nodes with retries, fan-in and fan-out, and trigger-ruled
+ * handlers (an all_done cleanup, a one_failed handler).
  */
 export function mixedGraph(i: number, ledger: string): GraphSpec {
   const work = (name: string, seconds: string) => ({
@@ -250,6 +259,12 @@ export function mixedGraph(i: number, ledger: string): GraphSpec {
     },
     retry: { fail: { max_attempts: 3 }, error: { max_attempts: 10 } },
   });
+  const cleanup = (name: string) => ({
+    name,
+    runtime: 'debug',
+    metadata: { 'adagio.arguments.debug.sleep': { values: ['50ms'] } },
+    retry: { error: { max_attempts: 10 } },
+  });
   const shape = i % 3;
   const nodes =
     shape === 0
@@ -264,6 +279,15 @@ export function mixedGraph(i: number, ledger: string): GraphSpec {
         ? [work('a', '0.5'), work('b', '0.2'), flaky('c', '0.2 fail'), work('d', '0.2')]
         : [flaky('a', '0.2 error'), work('b', '0.4'), work('c', '0.1')];
   const names = nodes.map((n) => n.name);
+  // Rule 14: a cleanup node runs once the sink completed, however it did (all_done);
+  // shape 0 also has a failure handler below its flaky node (one_failed).
+  const sink = shape === 0 ? 'e' : shape === 1 ? 'd' : 'c';
+  const handlers: [string, string][] = [[sink, CLEANUP]];
+  const extra: object[] = [{ ...cleanup(CLEANUP), trigger: 'all_done' }];
+  if (shape === 0) {
+    extra.push({ ...cleanup('onfail'), trigger: 'one_failed' });
+    handlers.push(['b', 'onfail']);
+  }
   const edges =
     shape === 0
       ? [
@@ -280,7 +304,10 @@ export function mixedGraph(i: number, ledger: string): GraphSpec {
             ['c', 'd'],
           ]
         : names.slice(1).map((n, k) => [names[k]!, n]);
-  return graphFromJson({ nodes, edges: edges.map(([source, destination]) => ({ source, destination })) });
+  return graphFromJson({
+    nodes: [...nodes, ...extra],
+    edges: [...edges, ...handlers].map(([source, destination]) => ({ source, destination })),
+  });
 }
 
 /** API calls ride out a store disruption: retry while the answer is "unavailable". */

@@ -230,7 +230,7 @@ describe('cli text views', () => {
     assert.match(out, /^ {2}parse +waiting for other to succeed$/m);
   });
 
-  it('runs table shows id, creation, status, duration, finish time, node progress and failed nodes', () => {
+  it('runs table shows id, name, creation, status, duration, finish time, node progress, failed nodes and labels', () => {
     const out = runsTable(
       [
         {
@@ -243,6 +243,8 @@ describe('cli text views', () => {
         },
         {
           id: '01B',
+          name: 'nightly',
+          labels: { team: 'data', env: 'prod' },
           createdAt: at(1000),
           status: 'COMPLETED',
           conclusion: 'SUCCESS',
@@ -267,10 +269,10 @@ describe('cli text views', () => {
     assert.equal(
       out,
       [
-        'ID   CREATED               STATUS             TOOK  FINISHED              NODES             FAILED',
-        '01A  2025-06-01T10:00:00Z  RUNNING             5s…  -                     10/16, 2 running  load, "odd name"',
-        '01B  2025-06-01T10:00:01Z  COMPLETED SUCCESS  1m5s  2025-06-01T10:01:06Z  7/7               -',
-        '01C  2025-06-01T10:00:02Z  COMPLETED FAIL       2s  2025-06-01T10:00:04Z  9/9               a, b, c, d, e (+3 more)',
+        'ID   NAME     CREATED               STATUS             TOOK  FINISHED              NODES             FAILED                   LABELS',
+        '01A  -        2025-06-01T10:00:00Z  RUNNING             5s…  -                     10/16, 2 running  load, "odd name"         -',
+        '01B  nightly  2025-06-01T10:00:01Z  COMPLETED SUCCESS  1m5s  2025-06-01T10:01:06Z  7/7               -                        env=prod,team=data',
+        '01C  -        2025-06-01T10:00:02Z  COMPLETED FAIL       2s  2025-06-01T10:00:04Z  9/9               a, b, c, d, e (+3 more)  -',
         '',
       ].join('\n'),
     );

@@ -171,6 +171,33 @@ export function listingSpec(test: ConformanceTest): void {
       assert.deepEqual([summary.failedNodes, summary.failedNodeCount], [[], 0]);
     });
 
+    test('rules 19 and 15: a retry clears the failed names of the nodes it puts back, until they fail again', async (h) => {
+      const alice = await h.agent('alice');
+      const run = await h.start(graph(['a', 'b', 'c', 'd'], [['a', 'd']]));
+      const listed = async () => {
+        const r = (await h.repo.listRuns()).runs.find((x) => x.id === run.id)!;
+        return [r.status, r.failedNodes, r.failedNodeCount];
+      };
+      await alice.run(run.id, 'c', 'SUCCESS');
+      await alice.run(run.id, 'a', 'FAIL'); // d: unreached
+      await alice.run(run.id, 'b', 'ERROR');
+      assert.deepEqual(await listed(), ['COMPLETED', ['a', 'b'], 2]);
+
+      await h.repo.retry(run.id, ['a']);
+      assert.deepEqual(await listed(), ['RUNNING', ['b'], 1], 'b was not put back: still failed');
+      await alice.run(run.id, 'a', 'FAIL');
+      assert.deepEqual(await listed(), ['COMPLETED', ['a', 'b'], 2], 'a failed again');
+
+      await h.repo.retry(run.id);
+      assert.deepEqual(await listed(), ['RUNNING', [], 0], 'every failed node went back');
+      await alice.run(run.id, 'a', 'SUCCESS');
+      await alice.run(run.id, 'd', 'SUCCESS');
+      assert.deepEqual(await listed(), ['RUNNING', [], 0]);
+      await alice.run(run.id, 'b', 'FAIL');
+      assert.deepEqual(await listed(), ['COMPLETED', ['b'], 1]);
+      assert.equal((await h.repo.inspect(run.id)).conclusion, 'FAIL');
+    });
+
     test('rule 19: a run with many failed nodes lists a bounded few names and counts them all', async (h) => {
       const alice = await h.agent('alice');
       const names = Array.from({ length: LIMITS.maxListedFailedNodes + 3 }, (_, i) => `n${i}`);

@@ -25,7 +25,7 @@ export async function maybeSeal(ctx: EtcdContext, runId: string): Promise<void> 
     const kv = r[0]!.kvs[0];
     if (!kv) return { done: undefined };
     const run = decodeJson<RunRecord>(kv.value);
-    if (run.conclusion) return { done: undefined };
+    if (run.conclusion || run.resuming) return { done: undefined };
     if (Number(r[2]!.count) + Number(r[3]!.count) + Number(r[4]!.count) > 0) return { done: undefined };
     const conclusion = conclusionOf({ cancelled: run.cancelled === true, failed: r[1]!.kvs.length > 0 });
     return {

@@ -1,19 +1,22 @@
+import type { RetriedNode } from '../../model/index.js';
 import type { Keys } from './keys.js';
 
 /**
  * Durable follow-up work, one key k/<run>/<name> per item, written in the
  * transaction that makes the work necessary and deleted when it is done, so
  * the sweeper of any process finishes what a dead one left (sweep.ts). The
- * names on disk are 'cancel', 'f:<node>' and 'd:<node>'; nothing outside
+ * names on disk are 'cancel', 'retry', 'f:<node>' and 'd:<node>'; nothing outside
  * this module spells them.
  */
 export type WorkItem =
   /** Rule 6: the run is marked cancelled; its open nodes still to complete. */
   | { kind: 'cancel' }
-  /** Rule 5: `node` failed for good; the nodes downstream still to complete unreached. */
+  /** Rules 5 and 14: `node` completed without success; its dependents' triggers still to judge it. */
   | { kind: 'cascade'; node: string }
   /** Rule 4: `node` succeeded; its dependents still to count down, in chunks (fanout.ts). */
-  | { kind: 'fan-out'; node: string };
+  | { kind: 'fan-out'; node: string }
+  /** Rule 15: the run is marked resuming; the plan's nodes still to put back (resume.ts). */
+  | { kind: 'retry' };
 
 /** What each kind of item stores: when it was written, and the kind's own progress. */
 export interface CancelItem {
@@ -21,8 +24,15 @@ export interface CancelItem {
 }
 export interface CascadeItem {
   at: number;
-  /** Where the cascade starts: the failed node's direct dependents. */
+  /** Where the cascade starts: the node's direct dependents. */
   from: string[];
+  /** How the node completed: 'f' failed for good (absent: written before triggers), 'n' unreached. */
+  o?: 'f' | 'n';
+}
+export interface RetryItem {
+  at: number;
+  /** The retry's plan (model/resume.ts), as applied to each node. */
+  nodes: RetriedNode[];
 }
 export interface FanOutItem {
   at: number;
@@ -31,18 +41,20 @@ export interface FanOutItem {
 }
 
 export const cancelItem: WorkItem = { kind: 'cancel' };
+export const retryItem: WorkItem = { kind: 'retry' };
 export const cascadeItem = (node: string): WorkItem => ({ kind: 'cascade', node });
 export const fanOutItem = (node: string): WorkItem => ({ kind: 'fan-out', node });
 
 /** The item's name under k/<run>/. */
 export function workItemName(item: WorkItem): string {
-  if (item.kind === 'cancel') return 'cancel';
+  if (item.kind === 'cancel' || item.kind === 'retry') return item.kind;
   return `${item.kind === 'cascade' ? 'f' : 'd'}:${item.node}`;
 }
 
 /** The item a name under k/<run>/ stands for; undefined for a name this version does not know. */
 export function parseWorkItem(name: string): WorkItem | undefined {
   if (name === 'cancel') return cancelItem;
+  if (name === 'retry') return retryItem;
   if (name.startsWith('f:')) return cascadeItem(name.slice(2));
   if (name.startsWith('d:')) return fanOutItem(name.slice(2));
   return undefined;

@@ -8,7 +8,6 @@ import {
   concatBytes,
   conclusionOf,
   countAttempt,
-  countedDown,
   type Edge,
   emptyNodeCounts,
   finishOutcome,
@@ -17,16 +16,24 @@ import {
   type NodeState,
   type NodeStatus,
   normalizeNodeSpec,
+  openTally,
   type RetryCounts,
+  type RetryNodeView,
+  type RetryPlan,
   type Run,
   type RunConclusion,
   rfc3339,
   runStatus,
   statusAfterFinish,
+  succeeded,
+  tallied,
   topology,
-  unreached,
+  triggerDecision,
+  type UpstreamTally,
+  upstreamOutcome,
 } from '../../model/index.js';
 import type { Metadata } from '../../model/types.js';
+import type { RunIdentity } from '../../model/workflows.js';
 
 /**
  * The memory backend's state and every node transition, in one place. All
@@ -56,7 +63,10 @@ export interface NodeRecord {
   claim?: ClaimRecord;
   upstream: NodeRecord[];
   downstream: NodeRecord[];
-  pendingUpstream: number;
+  /** How its upstream nodes completed so far: what its trigger decides from (rule 14). */
+  tally: UpstreamTally;
+  /** Attempts recorded before the run's latest retry (rule 15). */
+  attemptsBeforeRetry: number;
   /** The running attempt's streamed output (appendOutput), and the seq its next chunk carries. */
   liveOutput: Uint8Array;
   nextOutputSeq: number;
@@ -77,6 +87,8 @@ export interface RunRecord {
   conclusion?: RunConclusion;
   /** ms since the epoch; 0 until completed. */
   finishedAt: number;
+  /** Name, labels, workflow, params, request id: set at start (rule 17). */
+  identity?: RunIdentity;
 }
 
 export interface Hooks {
@@ -122,7 +134,8 @@ export function createRun(
       inputs: {},
       upstream: [],
       downstream: [],
-      pendingUpstream: upCount,
+      tally: openTally(upCount),
+      attemptsBeforeRetry: 0,
       liveOutput: NO_BYTES,
       nextOutputSeq: 0,
     };
@@ -178,7 +191,7 @@ export function claimNode(
     node.finishedAt = 0;
     const inputs: Record<string, Uint8Array> = {};
     for (const up of node.upstream)
-      inputs[up.spec.name] = up.attempts[up.attempts.length - 1]?.output ?? NO_BYTES;
+      if (succeeded(up)) inputs[up.spec.name] = up.attempts[up.attempts.length - 1]!.output;
     node.inputs = inputs;
     node.liveOutput = NO_BYTES;
     node.nextOutputSeq = 0;
@@ -238,29 +251,72 @@ export function finishNode(
   }
   setStatus(node, statusAfterFinish(outcome), now, hooks);
   hooks.nodeChanged(node);
-  if (outcome === 'SUCCEEDED') {
-    for (const d of node.downstream) {
-      const next = countedDown({ pending: d.pendingUpstream, status: d.status });
-      d.pendingUpstream = next.pending;
-      if (next.status !== d.status) {
-        setStatus(d, next.status, now, hooks);
-        hooks.nodeChanged(d);
-      }
-    }
-  } else if (outcome === 'FAILED') {
-    // Unreached: every open node downstream completes with no attempt. Each node completes once,
-    // so this walk costs O(1) amortised per node over the run's life.
-    const queue = [...node.downstream];
-    for (let i = 0; i < queue.length; i++) {
-      const d = queue[i]!;
-      if (!unreached(d.status)) continue;
-      setStatus(d, 'COMPLETED', now, hooks);
-      hooks.nodeChanged(d);
-      queue.push(...d.downstream);
-    }
-  }
+  if (outcome !== 'RETRY') settleDependents(node, now, hooks);
   completeIfDone(node.run, now, hooks);
   return true;
+}
+
+/**
+ * Rule 14: each dependent of a node that completed counts it in and its
+ * trigger decides: READY, still WAITING, or completed unreached, which in
+ * turn settles its own dependents. Each node completes once, so the walk
+ * costs O(1) amortised per edge over the run's life (rule 9).
+ */
+function settleDependents(from: NodeRecord, now: number, hooks: Hooks): void {
+  const queue = [from];
+  for (let i = 0; i < queue.length; i++) {
+    const up = queue[i]!;
+    const outcome = upstreamOutcome(up.attempts[up.attempts.length - 1]?.conclusion);
+    for (const d of up.downstream) {
+      // Judged already: completed unreached at once, or (a retry) left as it was.
+      if (d.status !== 'WAITING') continue;
+      d.tally = tallied(d.tally, outcome);
+      const decision = triggerDecision(d.spec.trigger, d.tally);
+      if (decision === 'WAIT') continue;
+      setStatus(d, decision === 'READY' ? 'READY' : 'COMPLETED', now, hooks);
+      hooks.nodeChanged(d);
+      if (decision === 'UNREACHED') queue.push(d);
+    }
+  }
+}
+
+/**
+ * Rule 15: puts the plan's nodes back (attempts kept, retry budgets counted
+ * from now), clears the run's completion, and settles the nodes that went
+ * back COMPLETED. The caller checked the run may be retried.
+ */
+export function retryRun(run: RunRecord, plan: RetryPlan, now: number, hooks: Hooks): void {
+  run.cancelled = false;
+  run.failed = plan.failed;
+  // Rule 19: the nodes put back are no longer failed; the list names them again only if they fail again.
+  const back = new Set(plan.nodes.map((p) => p.name));
+  run.failedNodes = run.failedNodes.filter((name) => !back.has(name));
+  run.conclusion = undefined;
+  run.finishedAt = 0;
+  for (const p of plan.nodes) {
+    const node = run.nodes.get(p.name)!;
+    node.tally = p.tally;
+    node.retries = { fail: 0, error: 0 };
+    node.attemptsBeforeRetry = p.attemptsBeforeRetry;
+    node.inputs = {};
+    node.startedAt = 0;
+    if (p.status !== 'COMPLETED') node.finishedAt = 0;
+    if (node.status !== p.status) setStatus(node, p.status, now, hooks);
+    else if (p.status === 'COMPLETED') node.finishedAt = now;
+    hooks.nodeChanged(node);
+  }
+  completeIfDone(run, now, hooks);
+}
+
+/** What planRetry needs of a node. */
+export function retryView(node: NodeRecord): RetryNodeView {
+  return {
+    name: node.spec.name,
+    trigger: node.spec.trigger,
+    status: node.status,
+    last: node.attempts[node.attempts.length - 1]?.conclusion,
+    attempts: node.attempts.length,
+  };
 }
 
 /** Rule 6. Returns false when the run had already completed. */
@@ -325,6 +381,7 @@ export function nodeSnapshot(node: NodeRecord): NodeState {
     inputs: node.inputs,
     claim: c ? { id: c.id, agentId: c.agentId, metadata: c.metadata, orphaned: c.orphaned } : undefined,
     liveOutput: node.liveOutput.byteLength > 0 ? node.liveOutput : undefined,
+    ...(node.attemptsBeforeRetry > 0 ? { attemptsBeforeRetry: node.attemptsBeforeRetry } : {}),
   };
 }
 
@@ -337,5 +394,6 @@ export function runSnapshot(run: RunRecord): Run {
     status: runStatus(run.counts),
     conclusion: run.conclusion,
     finishedAt: run.finishedAt ? rfc3339(run.finishedAt) : undefined,
+    ...structuredClone(run.identity),
   };
 }

@@ -5,6 +5,8 @@ import {
   FINISH_ATTEMPT_FUNCTION,
   LIVE_OUTPUT_MIGRATION,
   SCHEMA_TABLES,
+  TRIGGERS_MIGRATION,
+  WORKFLOWS_MIGRATION,
 } from './sql.js';
 
 /**
@@ -40,6 +42,16 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 4,
     name: 'live output: what running attempts streamed; when runs finished',
     sql: LIVE_OUTPUT_MIGRATION,
+  },
+  {
+    version: 6,
+    name: 'trigger rules and retrying a run: upstream outcome counters, settle_dependents',
+    sql: TRIGGERS_MIGRATION,
+  },
+  {
+    version: 7,
+    name: 'workflow definitions; run names, labels, params and request ids',
+    sql: WORKFLOWS_MIGRATION,
   },
   {
     version: 9,

@@ -40,6 +40,11 @@ export function NodePanel({
         {node.finishedAt && node.startedAt && (
           <span className="muted">took {formatDuration(node.startedAt, node.finishedAt)}</span>
         )}
+        {node.attemptsBeforeRetry > 0 && (
+          <span className="muted" data-retried>
+            run retried after attempt {node.attemptsBeforeRetry}
+          </span>
+        )}
         {attemptCount(node) > 1 && (
           <span className="muted" data-total>
             {attemptCount(node)} attempts, {formatMs(attemptsTotalMs(node, now))} in all
@@ -55,7 +60,13 @@ export function NodePanel({
 
       <section>
         <h3>Spec</h3>
-        <KeyValues entries={[['runtime', [runtime]]]} />
+        <KeyValues
+          entries={[
+            ['runtime', [runtime]],
+            // Rule 14: when the node runs, judged from how its upstream nodes completed.
+            ['trigger', [spec?.trigger || 'all_success']],
+          ]}
+        />
         <h4>Arguments</h4>
         <KeyValues entries={meta.args} empty="No arguments." />
         {meta.inputs.length > 0 && (

@@ -4,8 +4,9 @@ import { Link, runPath } from '../router.js';
 import { Badge } from './Badge.js';
 
 /**
- * Runs as a table: id (a link to the run), created, state, how long it took
- * (or runs so far), when it finished, node progress, and which nodes failed.
+ * Runs as a table: id (a link to the run), name, created, state, how long it
+ * took (or runs so far), when it finished, node progress, which nodes failed,
+ * and labels.
  */
 export function RunsTable({ runs, empty = 'No runs.' }: { runs: Run[]; empty?: string }) {
   if (runs.length === 0) return <p className="muted empty">{empty}</p>;
@@ -15,12 +16,14 @@ export function RunsTable({ runs, empty = 'No runs.' }: { runs: Run[]; empty?: s
       <thead>
         <tr>
           <th>Run</th>
+          <th>Name</th>
           <th>Created</th>
           <th>State</th>
           <th className="num">Took</th>
           <th>Finished</th>
           <th>Nodes</th>
           <th>Failed</th>
+          <th>Labels</th>
         </tr>
       </thead>
       <tbody>
@@ -34,6 +37,10 @@ export function RunsTable({ runs, empty = 'No runs.' }: { runs: Run[]; empty?: s
                 <Link to={runPath(r.id)} className="mono">
                   {r.id}
                 </Link>
+              </td>
+              <td data-col="name">
+                {r.name || <span className="muted">–</span>}
+                {r.workflow && r.workflow !== r.name && <span className="muted"> ({r.workflow})</span>}
               </td>
               <td title={formatTime(r.createdAt)}>{formatAgo(r.createdAt, now)}</td>
               <td>
@@ -53,6 +60,15 @@ export function RunsTable({ runs, empty = 'No runs.' }: { runs: Run[]; empty?: s
               </td>
               <td data-col="failed">
                 <FailedNodes run={r} />
+              </td>
+              <td data-col="labels">
+                {Object.keys(r.labels)
+                  .sort()
+                  .map((k) => (
+                    <code key={k} className="label-chip">
+                      {k}={r.labels[k]}
+                    </code>
+                  ))}
               </td>
             </tr>
           );

@@ -15,8 +15,8 @@ import { Badge } from '../components/Badge.js';
 import { NodePanel } from '../components/NodePanel.js';
 import { RunToolbar, RunViews, useHighlight, useRunView, withQuery } from '../components/RunViews.js';
 import { StartWarnings } from '../components/StartWarnings.js';
-import { navigate, useLocation, useTitle } from '../router.js';
-import { type LiveRun, useLiveRun } from '../state/useLiveRun.js';
+import { Link, navigate, runPath, useLocation, useTitle, workflowPath } from '../router.js';
+import { type LiveRun, type RunShape, useLiveRun } from '../state/useLiveRun.js';
 
 const LOOKS: NodeLook[] = ['waiting', 'ready', 'running', 'orphaned', 'success', 'fail', 'error', 'cancelled', 'skipped'];
 
@@ -89,7 +89,18 @@ function RunHeader({ id, live }: { id: string; live: LiveRun }) {
           <LookFilter key={l} look={l} count={counts[l]} />
         ))}
       </div>
+      {live.shape && <RunIdentity identity={live.shape.identity} />}
       {live.shape && live.status !== Run_Status.COMPLETED && <CancelButton id={id} onCancelled={live.apply} />}
+      {live.shape && live.status === Run_Status.COMPLETED && (
+        <FinishedActions
+          id={id}
+          retryable={live.conclusion !== Run_Conclusion.SUCCESS}
+          onRetried={(run) => {
+            live.apply(run);
+            live.follow();
+          }}
+        />
+      )}
     </header>
   );
 }
@@ -110,6 +121,33 @@ function LookFilter({ look, count }: { look: NodeLook; count: number }) {
     >
       <Badge look={look} text={`${count} ${LOOK_LABEL[look]}`} />
     </button>
+  );
+}
+
+/** Name, workflow, params and labels, those the run has. */
+function RunIdentity({ identity: r }: { identity: RunShape['identity'] }) {
+  const params = Object.keys(r.params).sort();
+  const labels = Object.keys(r.labels).sort();
+  if (!r.name && !r.workflow && labels.length === 0) return null;
+  return (
+    <div className="run-identity">
+      {r.name && <span className="run-name">{r.name}</span>}
+      {r.workflow && (
+        <Link to={workflowPath(r.workflow)} className="muted">
+          {r.workflow} v{r.workflowVersion}
+        </Link>
+      )}
+      {params.map((k) => (
+        <code key={`p-${k}`} className="node-chip" title="param">
+          {k}={r.params[k]}
+        </code>
+      ))}
+      {labels.map((k) => (
+        <code key={`l-${k}`} className="label-chip" title="label">
+          {k}={r.labels[k]}
+        </code>
+      ))}
+    </div>
   );
 }
 
@@ -159,6 +197,59 @@ function CancelButton({ id, onCancelled }: { id: string; onCancelled: (run: Run)
   );
 }
 
+/**
+ * A finished run's actions: Retry (resume it under the same id: the nodes that
+ * did not succeed run again; only when it did not succeed) and Rerun (a new
+ * run of the same graph, which the page then shows).
+ */
+function FinishedActions({
+  id,
+  retryable,
+  onRetried,
+}: { id: string; retryable: boolean; onRetried: (run: Run) => void }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string>();
+  const act = async (what: () => Promise<void>) => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      await what();
+    } catch (e) {
+      setError(errorMessage(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const retry = () =>
+    act(async () => {
+      const res = await api.retry({ id });
+      if (res.run) onRetried(res.run);
+    });
+  const rerun = () =>
+    act(async () => {
+      const res = await api.rerun({ id });
+      if (res.run) navigate(runPath(res.run.id));
+    });
+  return (
+    <div className="cancel">
+      {retryable && (
+        <button
+          type="button"
+          disabled={busy}
+          onClick={retry}
+          title="run the failed, cancelled and unreached nodes again in this run"
+        >
+          Retry run
+        </button>
+      )}
+      <button type="button" disabled={busy} onClick={rerun} title="start a new run of the same graph">
+        Rerun
+      </button>
+      {error && <span className="error-inline">{error}</span>}
+    </div>
+  );
+}
+
 /** Why the selected node waits or was not run (explainNode, as `adagio runs inspect` says it). */
 function whyOf(node: Node, live: LiveRun): string | undefined {
   if (!live.shape) return undefined;
@@ -176,5 +267,6 @@ function toExplain(n: Node): ExplainNode {
     runtime: n.spec?.runtime ?? '',
     status: nodeStatusName(n.status) as ExplainNode['status'],
     attempts: n.attempts.map((a) => conclusionName(a.conclusion)),
+    trigger: n.spec?.trigger,
   };
 }
