@@ -8,9 +8,13 @@ import {
   conclusionOf,
   countAttempt,
   countedDown,
+  failedForGood,
+  failedNodesSummary,
   findCycle,
   finishOutcome,
   graphFromJsonText,
+  LIMITS,
+  type NodeState,
   planRetry,
   runStatusOf,
   statusAfterFinish,
@@ -140,6 +144,22 @@ describe('finish rules', () => {
     assert.equal(a.agentId, 'ag');
     assert.equal(a.startedAt, '1970-01-01T00:00:01.000Z');
     assert.equal(cancelledAttempt({ claimId: 'c', agentId: 'a' }, 0, 2000).startedAt, '');
+  });
+  it('rule 19: a node failed for good after a last FAIL or ERROR; the list names a bounded, sorted few', () => {
+    const at = (c: 'SUCCESS' | 'FAIL' | 'ERROR' | 'CANCELLED') =>
+      [{ conclusion: c }] as NodeState['attempts'];
+    assert.equal(failedForGood({ status: 'COMPLETED', attempts: at('FAIL') }), true);
+    assert.equal(failedForGood({ status: 'COMPLETED', attempts: at('ERROR') }), true);
+    assert.equal(failedForGood({ status: 'COMPLETED', attempts: at('CANCELLED') }), false);
+    assert.equal(failedForGood({ status: 'COMPLETED', attempts: [] }), false, 'unreached');
+    assert.equal(failedForGood({ status: 'READY', attempts: at('FAIL') }), false, 'to be retried');
+    const names = ['g', 'b', 'a', 'f', 'e', 'd', 'c'];
+    assert.deepEqual(failedNodesSummary(names, names.length), {
+      failedNodes: ['a', 'b', 'c', 'd', 'e'].slice(0, LIMITS.maxListedFailedNodes),
+      failedNodeCount: 7,
+    });
+    assert.deepEqual(failedNodesSummary(['x'], 9), { failedNodes: ['x'], failedNodeCount: 9 });
+    assert.deepEqual(failedNodesSummary([], 0), { failedNodes: [], failedNodeCount: 0 });
   });
 });
 

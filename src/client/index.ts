@@ -10,13 +10,17 @@ import {
   graphToProto,
   nodeFromProto,
   runConclusionFromProto,
+  runConclusionToProto,
   runFromProto,
   runStatusFromProto,
+  runStatusToProto,
   runSummaryFromProto,
   statsFromProto,
 } from '../model/wire.js';
+import { paramToProto, workflowFromProto, workflowSummaryFromProto } from '../model/workflow-wire.js';
+import type { WorkflowDefinition, WorkflowInput, WorkflowSummary } from '../model/workflows.js';
 import { AdagioError, type ErrorCode } from '../protocol/errors.js';
-import type { ListRunsQuery, RunPage, WatchEvent } from '../protocol/repository.js';
+import type { ListRunsQuery, RunPage, StartOptions, WatchEvent } from '../protocol/repository.js';
 
 export const DEFAULT_ADDRESS = 'http://127.0.0.1:7890';
 
@@ -71,9 +75,66 @@ export class AdagioClient {
     return statsFromProto(res.stats ?? create(pb.StatsSchema));
   }
 
-  async start(spec: GraphSpec): Promise<Run> {
-    const res = await this.call(() => this.rpc.start({ spec: graphToProto(spec) }, this.opts()));
+  /**
+   * Starts a run of a graph, or (spec undefined, `options.workflow`) of a
+   * stored workflow with params; `options.requestId` makes a repeat return
+   * the first start's run.
+   */
+  async start(spec: GraphSpec | undefined, options: StartOptions = {}): Promise<Run> {
+    const res = await this.call(() =>
+      this.rpc.start(
+        {
+          spec: spec ? graphToProto(spec) : undefined,
+          workflow: options.workflow ?? '',
+          version: options.version ?? 0,
+          params: options.params ?? {},
+          name: options.name ?? '',
+          labels: options.labels ?? {},
+          requestId: options.requestId ?? '',
+        },
+        this.opts(),
+      ),
+    );
     return runFromProto(res.run!);
+  }
+
+  // ---- workflows (rule 16)
+
+  /** Stores a new version, or returns the latest when the content is the same. */
+  async putWorkflow(name: string, input: WorkflowInput): Promise<WorkflowDefinition> {
+    const res = await this.call(() =>
+      this.rpc.putWorkflow(
+        {
+          name,
+          spec: graphToProto(input.spec),
+          description: input.description ?? '',
+          params: (input.params ?? []).map(paramToProto),
+        },
+        this.opts(),
+      ),
+    );
+    return workflowFromProto(res.workflow!);
+  }
+
+  /** The latest version, or `version`. */
+  async getWorkflow(name: string, version?: number): Promise<WorkflowDefinition> {
+    const res = await this.call(() => this.rpc.getWorkflow({ name, version: version ?? 0 }, this.opts()));
+    return workflowFromProto(res.workflow!);
+  }
+
+  async listWorkflows(): Promise<WorkflowSummary[]> {
+    const res = await this.call(() => this.rpc.listWorkflows({}, this.opts()));
+    return res.workflows.map(workflowSummaryFromProto);
+  }
+
+  /** Every version, newest first. */
+  async listWorkflowVersions(name: string): Promise<WorkflowDefinition[]> {
+    const res = await this.call(() => this.rpc.listWorkflowVersions({ name }, this.opts()));
+    return res.workflows.map(workflowFromProto);
+  }
+
+  async deleteWorkflow(name: string): Promise<void> {
+    await this.call(() => this.rpc.deleteWorkflow({ name }, this.opts()));
   }
 
   async listRuns(query: ListRunsQuery = {}): Promise<RunPage> {
@@ -84,6 +145,11 @@ export class AdagioClient {
           finishNs: query.until !== undefined ? BigInt(query.until) * 1_000_000n : 0n,
           limit: query.limit ?? 0,
           cursor: query.cursor ?? '',
+          workflow: query.workflow ?? '',
+          labels: query.labels ?? {},
+          status: query.status ? runStatusToProto(query.status) : pb.Run_Status.NONE,
+          conclusion: runConclusionToProto(query.conclusion),
+          search: query.search ?? '',
         },
         this.opts(),
       ),
@@ -131,8 +197,10 @@ export class AdagioClient {
    */
   async *watch(id: string, options: { signal?: AbortSignal } = {}): AsyncIterable<WatchEvent> {
     const attempts = new Map<string, Attempt[]>();
+    let streaming = false;
     try {
       for await (const msg of this.rpc.watch({ id }, { signal: options.signal })) {
+        streaming = true;
         if (msg.run) {
           const run = runFromProto(msg.run);
           attempts.clear();
@@ -165,6 +233,13 @@ export class AdagioClient {
       }
     } catch (e) {
       if (options.signal?.aborted) return;
+      if (streaming && isConnectionLoss(e))
+        throw new ApiError(
+          'unavailable',
+          `lost the connection to adagiod at ${this.address} while watching run ${id}: the daemon went away ` +
+            `(${describeCause(e as ConnectError) ?? (e as ConnectError).rawMessage}); try again once it is back`,
+          { cause: e },
+        );
       throw this.wrap(e);
     }
   }
@@ -192,6 +267,15 @@ export class AdagioClient {
       return new ApiError('unavailable', `adagiod at ${this.address} did not answer in time`, { cause: e });
     return new ApiError(connectCodeToErrorCode(e.code), e.rawMessage || Code[e.code], { cause: e });
   }
+}
+
+/**
+ * An open stream that broke without an answer from the server (process gone,
+ * connection reset or aborted), as opposed to an error the server sent.
+ */
+function isConnectionLoss(e: unknown): boolean {
+  if (!(e instanceof ConnectError)) return false;
+  return [Code.Canceled, Code.Aborted, Code.Unavailable, Code.Unknown, Code.Internal].includes(e.code);
 }
 
 /** The network-level reason (refused, unknown host, reset) behind a transport error, if any. */

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { AgentPool } from '../agent/index.js';
 import { ApiMetrics } from '../api/metrics.js';
@@ -14,6 +15,34 @@ import { instrumentRepository } from './instrument.js';
 
 const EXAMPLE = join(packageRoot(), 'examples', 'workflows', 'demo.json');
 const RETENTION_SWEEP_MS = 60_000;
+
+/**
+ * Binds and releases the API's address, so a port already taken (another
+ * adagiod, say) is reported at once, before the agents start. The API binds
+ * it again right after; losing that race still fails with the same error.
+ */
+export async function checkCanListen(host: string, port: number): Promise<void> {
+  if (port === 0) return; // any free port: nothing to check
+  const probe = createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject);
+      probe.listen({ host, port, exclusive: true }, resolve);
+    });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const why =
+      err.code === 'EADDRINUSE'
+        ? 'the address is already in use (another adagiod?); choose another with --listen'
+        : err.code === 'EACCES'
+          ? 'permission denied (ports below 1024 need privileges); choose another with --listen'
+          : err.code === 'EADDRNOTAVAIL'
+            ? 'this machine has no such address; choose another with --listen'
+            : err.message;
+    throw new ConfigError(`cannot listen on ${host}:${port}: ${why}`);
+  }
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+}
 
 /**
  * One adagiod process: a backend, and the API server, the agent pool or both
@@ -38,6 +67,8 @@ export class Daemon {
     this.repository = repo;
     await repo.ping();
     this.logger.info('backend ready', describeBackend(c));
+    // Fail before agents claim work a daemon that cannot serve would then hold until it stops.
+    if (c.roles.includes('api')) await checkCanListen(c.listen.host, c.listen.port);
     const metrics = new ApiMetrics({ processMetrics: true });
 
     if (c.roles.includes('agent')) {

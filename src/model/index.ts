@@ -1,5 +1,6 @@
 export * from './explain.js';
 export * from './ids.js';
+export * from './labels.js';
 export * from './limits.js';
 export * from './requests.js';
 export * from './resume.js';
@@ -7,3 +8,5 @@ export * from './rules.js';
 export * from './types.js';
 export * from './validate.js';
 export * from './wire.js';
+export * from './workflow-wire.js';
+export * from './workflows.js';

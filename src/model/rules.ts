@@ -1,4 +1,5 @@
 import { rfc3339 } from './ids.js';
+import { LIMITS } from './limits.js';
 import type {
   Attempt,
   AttemptConclusion,
@@ -195,6 +196,33 @@ export function runFinishedAt(nodes: readonly Pick<NodeState, 'status' | 'finish
       latest = n.finishedAt;
   }
   return latest;
+}
+
+/**
+ * Rule 19: a node failed for good when it completed after an attempt that
+ * FAILed or ERRORed (rule 5 left no retry). Unreached and cancelled nodes did
+ * not fail. What the runs list names (failedNodesSummary).
+ */
+export function failedForGood(node: Pick<NodeState, 'status' | 'attempts'>): boolean {
+  const last = node.attempts[node.attempts.length - 1]?.conclusion;
+  return node.status === 'COMPLETED' && (last === 'FAIL' || last === 'ERROR');
+}
+
+/**
+ * Rule 19: the runs list's bounded account of a run's failed nodes: up to
+ * LIMITS.maxListedFailedNodes names in byte order, and how many failed in
+ * all. `names` may hold more than the bound (a backend that has them all) or
+ * just the first ones in byte order (a backend that reads a bounded range).
+ */
+export function failedNodesSummary(
+  names: Iterable<string>,
+  count: number,
+): { failedNodes: string[]; failedNodeCount: number } {
+  const sorted = [...names].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return {
+    failedNodes: sorted.slice(0, LIMITS.maxListedFailedNodes),
+    failedNodeCount: Math.max(count, sorted.length),
+  };
 }
 
 /** A node succeeded when it completed and its last attempt is a SUCCESS. */

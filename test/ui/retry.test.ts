@@ -39,9 +39,22 @@ describe('run page: retry and rerun', { timeout: 180_000 }, () => {
     await panel.locator('.kv-row', { hasText: 'trigger' }).locator('code', { hasText: 'all_done' }).waitFor();
     await page.locator(nodeSelector('bad', 'fail')).waitFor();
 
+    // The retried run may be open for a few milliseconds only (bad fails at once), less than
+    // Playwright's polling interval: an observer installed before the click records that the
+    // Retry button went away (the run reopened) rather than a poll that may miss it.
+    await page.evaluate(`(() => {
+      const observer = new MutationObserver(() => {
+        const buttons = [...document.querySelectorAll('.run-head button')];
+        if (!buttons.some((b) => b.textContent === 'Retry run')) {
+          window.__retryGone = true;
+          observer.disconnect();
+        }
+      });
+      observer.observe(document.body, { subtree: true, childList: true, characterData: true });
+    })()`);
     await page.getByRole('button', { name: 'Retry run' }).click();
     // The page follows the retried run: bad fails again, its second attempt recorded.
-    await page.getByRole('button', { name: 'Retry run' }).waitFor({ state: 'detached' });
+    await page.waitForFunction('window.__retryGone === true');
     await page.getByRole('button', { name: 'Retry run' }).waitFor();
     const retried = await completed(run.id);
     assert.equal(retried.nodes.find((n) => n.spec.name === 'bad')!.attempts.length, 2);

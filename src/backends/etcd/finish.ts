@@ -147,7 +147,7 @@ export function planFinish(
   }
   const failedForGood = outcome === 'FAILED';
   if (failedForGood) {
-    ops.push(put(keys.failed(req.runId), Buffer.from(req.node)));
+    ops.push(put(keys.failedNode(req.runId, req.node), Buffer.from(req.node)));
     if (rec.down.length > 0) {
       const item: CascadeItem = { at: now, from: rec.down, o: 'f' };
       ops.push(put(workItemKey(keys, req.runId, cascadeItem(req.node)), encodeJson(item)));

@@ -26,6 +26,8 @@ export interface RunRecord {
   finishedAt?: number;
   /** Set while a retry puts its nodes back (rule 15): no claims, no seal until it is done. */
   resuming?: boolean;
+  /** The start's request id (rule 17): its q/ key goes with the run. The rest of its identity is in m/<run>. */
+  q?: string;
 }
 
 export interface ClaimRecord {

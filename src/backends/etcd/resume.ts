@@ -16,9 +16,9 @@ import { type RetryItem, retryItem, workItemKey } from './work-items.js';
  * transaction may hold (128 ops), so it goes in steps, each safe to repeat:
  * (1) one transaction marks the run resuming (no claims, no seal), clears its
  * completion and records the plan as a work item; (2) the plan's nodes are put
- * back in batches; (3) the run's mark is cleared, so claims may start; (4) the
- * READY nodes' queue keys are written (waking subscribers), each compared with
- * its node; the work item goes last. The sweeper finishes a retry whose
+ * back in batches, each losing its failed mark (rule 19); (3) the run's mark
+ * is cleared, so claims may start; (4) the READY nodes' queue keys are written
+ * (waking subscribers), each compared with its node; the work item goes last. The sweeper finishes a retry whose
  * process died from the recorded plan.
  */
 export async function retryRun(ctx: EtcdContext, runId: string, named?: string[]): Promise<void> {
@@ -54,7 +54,8 @@ export async function retryRun(ctx: EtcdContext, runId: string, named?: string[]
       success: [
         put(keys.run(runId), encodeJson(next)),
         put(workItemKey(keys, runId, retryItem), encodeJson(item)),
-        ...(plan.failed ? [] : [del(keys.failed(runId))]),
+        // Each node put back loses its own failed mark in step 2; an older store's single mark goes here.
+        ...(plan.failed ? [] : [del(keys.legacyFailed(runId))]),
       ],
       result: item,
     };
@@ -81,7 +82,9 @@ export async function finishRetry(ctx: EtcdContext, runId: string, item: RetryIt
       const ops: IRequestOp[] = [];
       batch.forEach((p, j) => {
         const n = nodes[j];
-        // Put back already (a repeat), or staying completed: nothing to write.
+        // Completed again (unreached): its state stays, but it is not failed any more (as plan.failed counts).
+        if (p.status === 'COMPLETED') ops.push(del(keys.failedNode(runId, p.name)));
+        // Put back already (a repeat), or staying completed: nothing more to write.
         if (n?.rec.s !== 'COMPLETED' || p.status === 'COMPLETED') return;
         compare.push(modIs(keys.node(runId, p.name), n.rev));
         ops.push(...putBack(ctx, runId, n.rec, p, now));
@@ -122,7 +125,11 @@ export async function finishRetry(ctx: EtcdContext, runId: string, item: RetryIt
   await store.retrying('retry', () => store.txn({ success: [del(workItemKey(keys, runId, retryItem))] }));
 }
 
-/** A completed node as the plan puts it back: counters from its counted upstream nodes, a fresh retry budget. */
+/**
+ * A completed node as the plan puts it back: counters from its counted upstream
+ * nodes, a fresh retry budget, and no failed mark (rule 19: the runs list names
+ * it again only if it fails again).
+ */
 function putBack(
   ctx: EtcdContext,
   runId: string,
@@ -150,5 +157,6 @@ function putBack(
   return [
     put(keys.node(runId, p.name), encodeState(next)),
     put(keys.openNode(open, runId, p.name), Buffer.from(rec.spec.runtime)),
+    del(keys.failedNode(runId, p.name)),
   ];
 }

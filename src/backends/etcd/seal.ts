@@ -2,7 +2,7 @@ import { conclusionOf } from '../../model/index.js';
 import type { EtcdContext } from './context.js';
 import { type Decision, optimistic } from './optimistic.js';
 import { decodeJson, encodeJson, type RunRecord } from './records.js';
-import { countPrefix, get, modIs, put } from './store.js';
+import { countPrefix, get, getRange, modIs, put } from './store.js';
 
 /** Rule 7 on etcd: a run's conclusion is written once nothing in it is open. */
 
@@ -14,7 +14,7 @@ export async function maybeSeal(ctx: EtcdContext, runId: string): Promise<void> 
       store.txn({
         success: [
           get(keys.run(runId)),
-          get(keys.failed(runId)),
+          getRange(keys.failedRange(runId), { limit: 1 }),
           countPrefix(keys.open('W', runId)),
           countPrefix(keys.open('R', runId)),
           countPrefix(keys.open('U', runId)),

@@ -33,6 +33,7 @@ import {
   upstreamOutcome,
 } from '../../model/index.js';
 import type { Metadata } from '../../model/types.js';
+import type { RunIdentity } from '../../model/workflows.js';
 
 /**
  * The memory backend's state and every node transition, in one place. All
@@ -81,9 +82,13 @@ export interface RunRecord {
   cancelled: boolean;
   /** A node completed by a final failure (rule 5), so the run concludes FAIL. */
   failed: boolean;
+  /** Names of the nodes that failed for good (rule 19), in the order they failed. */
+  failedNodes: string[];
   conclusion?: RunConclusion;
   /** ms since the epoch; 0 until completed. */
   finishedAt: number;
+  /** Name, labels, workflow, params, request id: set at start (rule 17). */
+  identity?: RunIdentity;
 }
 
 export interface Hooks {
@@ -113,6 +118,7 @@ export function createRun(
     cancelled: false,
     finishedAt: 0,
     failed: false,
+    failedNodes: [],
   };
   const topo = topology(spec);
   for (const s of spec.nodes.map(normalizeNodeSpec)) {
@@ -239,7 +245,10 @@ export function finishNode(
   releaseClaim(node, hooks);
   node.liveOutput = NO_BYTES;
   // Before the status change: the run's last change must carry its conclusion.
-  if (outcome === 'FAILED') node.run.failed = true;
+  if (outcome === 'FAILED') {
+    node.run.failed = true;
+    node.run.failedNodes.push(node.spec.name);
+  }
   setStatus(node, statusAfterFinish(outcome), now, hooks);
   hooks.nodeChanged(node);
   if (outcome !== 'RETRY') settleDependents(node, now, hooks);
@@ -279,6 +288,9 @@ function settleDependents(from: NodeRecord, now: number, hooks: Hooks): void {
 export function retryRun(run: RunRecord, plan: RetryPlan, now: number, hooks: Hooks): void {
   run.cancelled = false;
   run.failed = plan.failed;
+  // Rule 19: the nodes put back are no longer failed; the list names them again only if they fail again.
+  const back = new Set(plan.nodes.map((p) => p.name));
+  run.failedNodes = run.failedNodes.filter((name) => !back.has(name));
   run.conclusion = undefined;
   run.finishedAt = 0;
   for (const p of plan.nodes) {
@@ -382,5 +394,6 @@ export function runSnapshot(run: RunRecord): Run {
     status: runStatus(run.counts),
     conclusion: run.conclusion,
     finishedAt: run.finishedAt ? rfc3339(run.finishedAt) : undefined,
+    ...structuredClone(run.identity),
   };
 }

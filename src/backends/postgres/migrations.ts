@@ -1,10 +1,12 @@
 import type pg from 'pg';
 import {
   CLAIM_NODES_FUNCTION,
+  FAILED_ATTEMPTS_MIGRATION,
   FINISH_ATTEMPT_FUNCTION,
   LIVE_OUTPUT_MIGRATION,
   SCHEMA_TABLES,
   TRIGGERS_MIGRATION,
+  WORKFLOWS_MIGRATION,
 } from './sql.js';
 
 /**
@@ -45,6 +47,16 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 6,
     name: 'trigger rules and retrying a run: upstream outcome counters, settle_dependents',
     sql: TRIGGERS_MIGRATION,
+  },
+  {
+    version: 7,
+    name: 'workflow definitions; run names, labels, params and request ids',
+    sql: WORKFLOWS_MIGRATION,
+  },
+  {
+    version: 9,
+    name: 'attempts_failed: the runs list names failed nodes',
+    sql: FAILED_ATTEMPTS_MIGRATION,
   },
 ];
 

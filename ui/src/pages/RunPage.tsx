@@ -12,10 +12,11 @@ import {
   runLook,
 } from '../api/format.js';
 import { Badge } from '../components/Badge.js';
-import { RunGraph } from '../components/graph/RunGraph.js';
 import { NodePanel } from '../components/NodePanel.js';
-import { navigate, runPath, useLocation, useTitle } from '../router.js';
-import { type LiveRun, useLiveRun } from '../state/useLiveRun.js';
+import { RunToolbar, RunViews, useHighlight, useRunView, withQuery } from '../components/RunViews.js';
+import { StartWarnings } from '../components/StartWarnings.js';
+import { Link, navigate, runPath, useLocation, useTitle, workflowPath } from '../router.js';
+import { type LiveRun, type RunShape, useLiveRun } from '../state/useLiveRun.js';
 
 const LOOKS: NodeLook[] = ['waiting', 'ready', 'running', 'orphaned', 'success', 'fail', 'error', 'cancelled', 'skipped'];
 
@@ -27,9 +28,11 @@ export function RunPage({ id }: { id: string }) {
   const selected = query.get('node') ?? undefined;
   const select = useCallback(
     (name: string | undefined) =>
-      navigate(name ? `${runPath(id)}?node=${encodeURIComponent(name)}` : runPath(id), { replace: true }),
-    [id],
+      navigate(withQuery('node', name), { replace: true }),
+    [],
   );
+  const view = useRunView();
+  const highlight = useHighlight();
   const selectedNode = selected ? live.nodes.get(selected) : undefined;
 
   if (live.notFound) {
@@ -43,13 +46,11 @@ export function RunPage({ id }: { id: string }) {
   return (
     <div className="run-page">
       <RunHeader id={id} live={live} />
+      <RunToolbar view={view} names={live.shape?.names ?? []} onSelect={select} />
       {live.error && <p className="error-box run-error">{live.error}</p>}
+      <StartWarnings runId={id} />
       <div className="run-body">
-        {live.shape ? (
-          <RunGraph shape={live.shape} nodes={live.nodes} selected={selected} onSelect={select} />
-        ) : (
-          <div className="run-graph placeholder">{live.error ? '' : 'Loading run…'}</div>
-        )}
+        <RunViews live={live} view={view} selected={selected} onSelect={select} highlight={highlight} />
         {selectedNode && (
           <NodePanel
             runId={id}
@@ -85,11 +86,10 @@ function RunHeader({ id, live }: { id: string; live: LiveRun }) {
           {live.nodes.size} node{live.nodes.size === 1 ? '' : 's'}
         </span>
         {LOOKS.filter((l) => counts[l] > 0).map((l) => (
-          <span key={l} className="count">
-            <Badge look={l} text={`${counts[l]} ${LOOK_LABEL[l]}`} />
-          </span>
+          <LookFilter key={l} look={l} count={counts[l]} />
         ))}
       </div>
+      {live.shape && <RunIdentity identity={live.shape.identity} />}
       {live.shape && live.status !== Run_Status.COMPLETED && <CancelButton id={id} onCancelled={live.apply} />}
       {live.shape && live.status === Run_Status.COMPLETED && (
         <FinishedActions
@@ -102,6 +102,52 @@ function RunHeader({ id, live }: { id: string; live: LiveRun }) {
         />
       )}
     </header>
+  );
+}
+
+/**
+ * A status count that picks those nodes: the graph dims the others and shows
+ * the first of them; a second click lets go.
+ */
+function LookFilter({ look, count }: { look: NodeLook; count: number }) {
+  const active = useHighlight() === look;
+  return (
+    <button
+      type="button"
+      className="count"
+      aria-pressed={active}
+      title={active ? 'show every node' : `pick the ${LOOK_LABEL[look]} nodes`}
+      onClick={() => navigate(withQuery('look', active ? undefined : look), { replace: true })}
+    >
+      <Badge look={look} text={`${count} ${LOOK_LABEL[look]}`} />
+    </button>
+  );
+}
+
+/** Name, workflow, params and labels, those the run has. */
+function RunIdentity({ identity: r }: { identity: RunShape['identity'] }) {
+  const params = Object.keys(r.params).sort();
+  const labels = Object.keys(r.labels).sort();
+  if (!r.name && !r.workflow && labels.length === 0) return null;
+  return (
+    <div className="run-identity">
+      {r.name && <span className="run-name">{r.name}</span>}
+      {r.workflow && (
+        <Link to={workflowPath(r.workflow)} className="muted">
+          {r.workflow} v{r.workflowVersion}
+        </Link>
+      )}
+      {params.map((k) => (
+        <code key={`p-${k}`} className="node-chip" title="param">
+          {k}={r.params[k]}
+        </code>
+      ))}
+      {labels.map((k) => (
+        <code key={`l-${k}`} className="label-chip" title="label">
+          {k}={r.labels[k]}
+        </code>
+      ))}
+    </div>
   );
 }
 

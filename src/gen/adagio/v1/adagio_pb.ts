@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file adagio/v1/adagio.proto.
  */
 export const file_adagio_v1_adagio: GenFile = /*@__PURE__*/
-  fileDesc("ChZhZGFnaW8vdjEvYWRhZ2lvLnByb3RvEglhZGFnaW8udjEiIAoOTWV0YWRhdGFWYWx1ZXMSDgoGdmFsdWVzGAEgAygJIiEKCVJldHJ5U3BlYxIUCgxtYXhfYXR0ZW1wdHMYASABKAUirgIKCE5vZGVTcGVjEgwKBG5hbWUYASABKAkSDwoHcnVudGltZRgCIAEoCRIzCghtZXRhZGF0YRgDIAMoCzIhLmFkYWdpby52MS5Ob2RlU3BlYy5NZXRhZGF0YUVudHJ5Ei0KBXJldHJ5GAQgAygLMh4uYWRhZ2lvLnYxLk5vZGVTcGVjLlJldHJ5RW50cnkSDwoHdHJpZ2dlchgIIAEoCRpKCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoCzIZLmFkYWdpby52MS5NZXRhZGF0YVZhbHVlczoCOAEaQgoKUmV0cnlFbnRyeRILCgNrZXkYASABKAkSIwoFdmFsdWUYAiABKAsyFC5hZGFnaW8udjEuUmV0cnlTcGVjOgI4ASIrCgRFZGdlEg4KBnNvdXJjZRgBIAEoCRITCgtkZXN0aW5hdGlvbhgCIAEoCSJPCglHcmFwaFNwZWMSIgoFbm9kZXMYASADKAsyEy5hZGFnaW8udjEuTm9kZVNwZWMSHgoFZWRnZXMYAiADKAsyDy5hZGFnaW8udjEuRWRnZSK1AQoFQ2xhaW0SCgoCaWQYASABKAkSMAoIbWV0YWRhdGEYAiADKAsyHi5hZGFnaW8udjEuQ2xhaW0uTWV0YWRhdGFFbnRyeRIQCghhZ2VudF9pZBgDIAEoCRIQCghvcnBoYW5lZBgEIAEoCBpKCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoCzIZLmFkYWdpby52MS5NZXRhZGF0YVZhbHVlczoCOAEijwMKB0F0dGVtcHQSMQoKY29uY2x1c2lvbhgBIAEoDjIdLmFkYWdpby52MS5BdHRlbXB0LkNvbmNsdXNpb24SMgoIbWV0YWRhdGEYAiADKAsyIC5hZGFnaW8udjEuQXR0ZW1wdC5NZXRhZGF0YUVudHJ5Eg4KBm91dHB1dBgDIAEoDBIQCghjbGFpbV9pZBgEIAEoCRIQCghhZ2VudF9pZBgFIAEoCRISCgpzdGFydGVkX2F0GAYgASgJEhMKC2ZpbmlzaGVkX2F0GAcgASgJEhYKDm91dHB1dF9vbWl0dGVkGAggASgIEhMKC291dHB1dF9zaXplGAkgASgEGkoKDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkuYWRhZ2lvLnYxLk1ldGFkYXRhVmFsdWVzOgI4ASJHCgpDb25jbHVzaW9uEggKBE5PTkUQABILCgdTVUNDRVNTEAESCAoERkFJTBACEgkKBUVSUk9SEAMSDQoJQ0FOQ0VMTEVEEAQimQMKBE5vZGUSIQoEc3BlYxgBIAEoCzITLmFkYWdpby52MS5Ob2RlU3BlYxImCgZzdGF0dXMYAiABKA4yFi5hZGFnaW8udjEuTm9kZS5TdGF0dXMSJAoIYXR0ZW1wdHMYAyADKAsyEi5hZGFnaW8udjEuQXR0ZW1wdBISCgpzdGFydGVkX2F0GAQgASgJEhMKC2ZpbmlzaGVkX2F0GAUgASgJEisKBmlucHV0cxgGIAMoCzIbLmFkYWdpby52MS5Ob2RlLklucHV0c0VudHJ5Eh8KBWNsYWltGAcgASgLMhAuYWRhZ2lvLnYxLkNsYWltEhMKC2xpdmVfb3V0cHV0GAggASgMEh0KFWF0dGVtcHRzX2JlZm9yZV9yZXRyeRgMIAEoDRotCgtJbnB1dHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAw6AjgBIkYKBlN0YXR1cxIICgROT05FEAASCwoHV0FJVElORxABEgkKBVJFQURZEAISCwoHUlVOTklORxADEg0KCUNPTVBMRVRFRBAEIv4CCgNSdW4SCgoCaWQYASABKAkSEgoKY3JlYXRlZF9hdBgCIAEoCRIeCgVub2RlcxgDIAMoCzIPLmFkYWdpby52MS5Ob2RlEh4KBWVkZ2VzGAQgAygLMg8uYWRhZ2lvLnYxLkVkZ2USJQoGc3RhdHVzGAUgASgOMhUuYWRhZ2lvLnYxLlJ1bi5TdGF0dXMSLQoKY29uY2x1c2lvbhgGIAEoDjIZLmFkYWdpby52MS5SdW4uQ29uY2x1c2lvbhIqCgtub2RlX2NvdW50cxgHIAEoCzIVLmFkYWdpby52MS5Ob2RlQ291bnRzEhMKC2ZpbmlzaGVkX2F0GAggASgJIjsKBlN0YXR1cxIICgROT05FEAASCwoHV0FJVElORxABEgsKB1JVTk5JTkcQAhINCglDT01QTEVURUQQAyJDCgpDb25jbHVzaW9uEg8KC1VOU1BFQ0lGSUVEEAASCwoHU1VDQ0VTUxABEggKBEZBSUwQAhINCglDQU5DRUxMRUQQAyJQCgpOb2RlQ291bnRzEg8KB3dhaXRpbmcYASABKAMSDQoFcmVhZHkYAiABKAMSDwoHcnVubmluZxgDIAEoAxIRCgljb21wbGV0ZWQYBCABKAMiFwoHUnVudGltZRIMCgRuYW1lGAEgASgJIl8KBUFnZW50EgoKAmlkGAEgASgJEiQKCHJ1bnRpbWVzGAIgAygLMhIuYWRhZ2lvLnYxLlJ1bnRpbWUSEgoKc3RhcnRlZF9hdBgDIAEoCRIQCghob3N0bmFtZRgEIAEoCSJ2CgVTdGF0cxIRCglydW5fY291bnQYASABKAMSFQoNd2FpdGluZ19ub2RlcxgCIAEoAxITCgtyZWFkeV9ub2RlcxgDIAEoAxIVCg1ydW5uaW5nX25vZGVzGAQgASgDEhcKD2NvbXBsZXRlZF9ub2RlcxgFIAEoAyKVAQoFRXZlbnQSIwoEdHlwZRgBIAEoDjIVLmFkYWdpby52MS5FdmVudC5UeXBlEg4KBnJ1bl9pZBgCIAEoCRIRCglub2RlX25hbWUYAyABKAkSDwoHcnVudGltZRgEIAEoCSIzCgRUeXBlEggKBE5PTkUQABIOCgpOT0RFX1JFQURZEAESEQoNTk9ERV9PUlBIQU5FRBACYgZwcm90bzM");
+  fileDesc("ChZhZGFnaW8vdjEvYWRhZ2lvLnByb3RvEglhZGFnaW8udjEiIAoOTWV0YWRhdGFWYWx1ZXMSDgoGdmFsdWVzGAEgAygJIiEKCVJldHJ5U3BlYxIUCgxtYXhfYXR0ZW1wdHMYASABKAUirgIKCE5vZGVTcGVjEgwKBG5hbWUYASABKAkSDwoHcnVudGltZRgCIAEoCRIzCghtZXRhZGF0YRgDIAMoCzIhLmFkYWdpby52MS5Ob2RlU3BlYy5NZXRhZGF0YUVudHJ5Ei0KBXJldHJ5GAQgAygLMh4uYWRhZ2lvLnYxLk5vZGVTcGVjLlJldHJ5RW50cnkSDwoHdHJpZ2dlchgIIAEoCRpKCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoCzIZLmFkYWdpby52MS5NZXRhZGF0YVZhbHVlczoCOAEaQgoKUmV0cnlFbnRyeRILCgNrZXkYASABKAkSIwoFdmFsdWUYAiABKAsyFC5hZGFnaW8udjEuUmV0cnlTcGVjOgI4ASIrCgRFZGdlEg4KBnNvdXJjZRgBIAEoCRITCgtkZXN0aW5hdGlvbhgCIAEoCSJPCglHcmFwaFNwZWMSIgoFbm9kZXMYASADKAsyEy5hZGFnaW8udjEuTm9kZVNwZWMSHgoFZWRnZXMYAiADKAsyDy5hZGFnaW8udjEuRWRnZSK1AQoFQ2xhaW0SCgoCaWQYASABKAkSMAoIbWV0YWRhdGEYAiADKAsyHi5hZGFnaW8udjEuQ2xhaW0uTWV0YWRhdGFFbnRyeRIQCghhZ2VudF9pZBgDIAEoCRIQCghvcnBoYW5lZBgEIAEoCBpKCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoCzIZLmFkYWdpby52MS5NZXRhZGF0YVZhbHVlczoCOAEijwMKB0F0dGVtcHQSMQoKY29uY2x1c2lvbhgBIAEoDjIdLmFkYWdpby52MS5BdHRlbXB0LkNvbmNsdXNpb24SMgoIbWV0YWRhdGEYAiADKAsyIC5hZGFnaW8udjEuQXR0ZW1wdC5NZXRhZGF0YUVudHJ5Eg4KBm91dHB1dBgDIAEoDBIQCghjbGFpbV9pZBgEIAEoCRIQCghhZ2VudF9pZBgFIAEoCRISCgpzdGFydGVkX2F0GAYgASgJEhMKC2ZpbmlzaGVkX2F0GAcgASgJEhYKDm91dHB1dF9vbWl0dGVkGAggASgIEhMKC291dHB1dF9zaXplGAkgASgEGkoKDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkuYWRhZ2lvLnYxLk1ldGFkYXRhVmFsdWVzOgI4ASJHCgpDb25jbHVzaW9uEggKBE5PTkUQABILCgdTVUNDRVNTEAESCAoERkFJTBACEgkKBUVSUk9SEAMSDQoJQ0FOQ0VMTEVEEAQimQMKBE5vZGUSIQoEc3BlYxgBIAEoCzITLmFkYWdpby52MS5Ob2RlU3BlYxImCgZzdGF0dXMYAiABKA4yFi5hZGFnaW8udjEuTm9kZS5TdGF0dXMSJAoIYXR0ZW1wdHMYAyADKAsyEi5hZGFnaW8udjEuQXR0ZW1wdBISCgpzdGFydGVkX2F0GAQgASgJEhMKC2ZpbmlzaGVkX2F0GAUgASgJEisKBmlucHV0cxgGIAMoCzIbLmFkYWdpby52MS5Ob2RlLklucHV0c0VudHJ5Eh8KBWNsYWltGAcgASgLMhAuYWRhZ2lvLnYxLkNsYWltEhMKC2xpdmVfb3V0cHV0GAggASgMEh0KFWF0dGVtcHRzX2JlZm9yZV9yZXRyeRgMIAEoDRotCgtJbnB1dHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAw6AjgBIkYKBlN0YXR1cxIICgROT05FEAASCwoHV0FJVElORxABEgkKBVJFQURZEAISCwoHUlVOTklORxADEg0KCUNPTVBMRVRFRBAEIrMFCgNSdW4SCgoCaWQYASABKAkSEgoKY3JlYXRlZF9hdBgCIAEoCRIeCgVub2RlcxgDIAMoCzIPLmFkYWdpby52MS5Ob2RlEh4KBWVkZ2VzGAQgAygLMg8uYWRhZ2lvLnYxLkVkZ2USJQoGc3RhdHVzGAUgASgOMhUuYWRhZ2lvLnYxLlJ1bi5TdGF0dXMSLQoKY29uY2x1c2lvbhgGIAEoDjIZLmFkYWdpby52MS5SdW4uQ29uY2x1c2lvbhIqCgtub2RlX2NvdW50cxgHIAEoCzIVLmFkYWdpby52MS5Ob2RlQ291bnRzEhMKC2ZpbmlzaGVkX2F0GAggASgJEgwKBG5hbWUYDSABKAkSKgoGbGFiZWxzGA4gAygLMhouYWRhZ2lvLnYxLlJ1bi5MYWJlbHNFbnRyeRIQCgh3b3JrZmxvdxgPIAEoCRIYChB3b3JrZmxvd192ZXJzaW9uGBAgASgFEioKBnBhcmFtcxgRIAMoCzIaLmFkYWdpby52MS5SdW4uUGFyYW1zRW50cnkSEgoKcmVxdWVzdF9pZBgSIAEoCRIUCgxmYWlsZWRfbm9kZXMYFSADKAkSGQoRZmFpbGVkX25vZGVfY291bnQYFiABKAMaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARotCgtQYXJhbXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjsKBlN0YXR1cxIICgROT05FEAASCwoHV0FJVElORxABEgsKB1JVTk5JTkcQAhINCglDT01QTEVURUQQAyJDCgpDb25jbHVzaW9uEg8KC1VOU1BFQ0lGSUVEEAASCwoHU1VDQ0VTUxABEggKBEZBSUwQAhINCglDQU5DRUxMRUQQAyJQCgpOb2RlQ291bnRzEg8KB3dhaXRpbmcYASABKAMSDQoFcmVhZHkYAiABKAMSDwoHcnVubmluZxgDIAEoAxIRCgljb21wbGV0ZWQYBCABKAMiFwoHUnVudGltZRIMCgRuYW1lGAEgASgJIl8KBUFnZW50EgoKAmlkGAEgASgJEiQKCHJ1bnRpbWVzGAIgAygLMhIuYWRhZ2lvLnYxLlJ1bnRpbWUSEgoKc3RhcnRlZF9hdBgDIAEoCRIQCghob3N0bmFtZRgEIAEoCSJ2CgVTdGF0cxIRCglydW5fY291bnQYASABKAMSFQoNd2FpdGluZ19ub2RlcxgCIAEoAxITCgtyZWFkeV9ub2RlcxgDIAEoAxIVCg1ydW5uaW5nX25vZGVzGAQgASgDEhcKD2NvbXBsZXRlZF9ub2RlcxgFIAEoAyKVAQoFRXZlbnQSIwoEdHlwZRgBIAEoDjIVLmFkYWdpby52MS5FdmVudC5UeXBlEg4KBnJ1bl9pZBgCIAEoCRIRCglub2RlX25hbWUYAyABKAkSDwoHcnVudGltZRgEIAEoCSIzCgRUeXBlEggKBE5PTkUQABIOCgpOT0RFX1JFQURZEAESEQoNTk9ERV9PUlBIQU5FRBACImIKCVBhcmFtU3BlYxIMCgRuYW1lGAEgASgJEhAKCHJlcXVpcmVkGAIgASgIEhQKB2RlZmF1bHQYAyABKAlIAIgBARITCgtkZXNjcmlwdGlvbhgEIAEoCUIKCghfZGVmYXVsdCKcAQoIV29ya2Zsb3cSDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgFEiIKBHNwZWMYAyABKAsyFC5hZGFnaW8udjEuR3JhcGhTcGVjEhMKC2Rlc2NyaXB0aW9uGAQgASgJEiQKBnBhcmFtcxgFIAMoCzIULmFkYWdpby52MS5QYXJhbVNwZWMSEgoKY3JlYXRlZF9hdBgGIAEoCWIGcHJvdG8z");
 
 /**
  * @generated from message adagio.v1.MetadataValues
@@ -414,6 +414,54 @@ export type Run = Message<"adagio.v1.Run"> & {
    * @generated from field: string finished_at = 8;
    */
   finishedAt: string;
+
+  /**
+   * Its identity, set at start (rule 17): a name (default: its workflow's),
+   * labels, the workflow and version it came from, the params it got (inspect
+   * only; lists leave them out) and the request id it was started with.
+   *
+   * @generated from field: string name = 13;
+   */
+  name: string;
+
+  /**
+   * @generated from field: map<string, string> labels = 14;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * @generated from field: string workflow = 15;
+   */
+  workflow: string;
+
+  /**
+   * @generated from field: int32 workflow_version = 16;
+   */
+  workflowVersion: number;
+
+  /**
+   * @generated from field: map<string, string> params = 17;
+   */
+  params: { [key: string]: string };
+
+  /**
+   * @generated from field: string request_id = 18;
+   */
+  requestId: string;
+
+  /**
+   * List results only: names of nodes that failed for good (last attempt FAIL
+   * or ERROR, no retry left), sorted, at most 5 of them (a bounded summary);
+   * failed_node_count says how many there are in all.
+   *
+   * @generated from field: repeated string failed_nodes = 21;
+   */
+  failedNodes: string[];
+
+  /**
+   * @generated from field: int64 failed_node_count = 22;
+   */
+  failedNodeCount: bigint;
 };
 
 /**
@@ -660,4 +708,85 @@ export enum Event_Type {
  */
 export const Event_TypeSchema: GenEnum<Event_Type> = /*@__PURE__*/
   enumDesc(file_adagio_v1_adagio, 13, 0);
+
+/**
+ * A parameter a workflow declares: required, or optional with a default.
+ *
+ * @generated from message adagio.v1.ParamSpec
+ */
+export type ParamSpec = Message<"adagio.v1.ParamSpec"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: bool required = 2;
+   */
+  required: boolean;
+
+  /**
+   * JSON "default"; absent means "" for an optional param.
+   *
+   * @generated from field: optional string default = 3;
+   */
+  default?: string | undefined;
+
+  /**
+   * @generated from field: string description = 4;
+   */
+  description: string;
+};
+
+/**
+ * Describes the message adagio.v1.ParamSpec.
+ * Use `create(ParamSpecSchema)` to create a new message.
+ */
+export const ParamSpecSchema: GenMessage<ParamSpec> = /*@__PURE__*/
+  messageDesc(file_adagio_v1_adagio, 14);
+
+/**
+ * One immutable version of a named workflow. In lists, each name's latest
+ * version without its spec.
+ *
+ * @generated from message adagio.v1.Workflow
+ */
+export type Workflow = Message<"adagio.v1.Workflow"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: int32 version = 2;
+   */
+  version: number;
+
+  /**
+   * @generated from field: adagio.v1.GraphSpec spec = 3;
+   */
+  spec?: GraphSpec | undefined;
+
+  /**
+   * @generated from field: string description = 4;
+   */
+  description: string;
+
+  /**
+   * @generated from field: repeated adagio.v1.ParamSpec params = 5;
+   */
+  params: ParamSpec[];
+
+  /**
+   * @generated from field: string created_at = 6;
+   */
+  createdAt: string;
+};
+
+/**
+ * Describes the message adagio.v1.Workflow.
+ * Use `create(WorkflowSchema)` to create a new message.
+ */
+export const WorkflowSchema: GenMessage<Workflow> = /*@__PURE__*/
+  messageDesc(file_adagio_v1_adagio, 15);
 
