@@ -81,7 +81,10 @@ export async function finishNode(ctx: DynamoContext, req: FinishRequest): Promis
     const delta = new Delta();
     moved(hd, 'RUNNING', d.status);
     delta.move('RUNNING', d.status);
-    if (outcome === 'FAILED') hd.failed = true;
+    if (outcome === 'FAILED') {
+      hd.failed = true;
+      hd.failedNodes = [...(hd.failedNodes ?? []), req.node];
+    }
     const tx = ctx.db.tx();
     tx.put(encodeNode(next(node, d)), node.v);
     tx.put(

@@ -4,6 +4,7 @@ import {
   concatBytes,
   conclusionOf,
   type Edge,
+  failedNodesSummary,
   type Metadata,
   type NodeSpec,
   type NodeState,
@@ -11,6 +12,7 @@ import {
   type RetryCounts,
   type Run,
   type RunConclusion,
+  type RunIdentity,
   type RunSummary,
   rfc3339,
   runStatus,
@@ -51,6 +53,8 @@ export const leaseClaimKey = (leaseId: string, runId: string, node: string): Key
   pk: leaseClaimsPk(leaseId),
   sk: `${runId}#${node}`,
 });
+/** A start's request id (rule 17) → its run. */
+export const requestKey = (requestId: string): Key => ({ pk: 'req', sk: requestId });
 export const AGENTS_PK = 'agents';
 export const agentKey = (id: string): Key => ({ pk: AGENTS_PK, sk: id });
 export const WORK_PK = 'work';
@@ -71,6 +75,10 @@ export interface RunData {
   finishedAt: number;
   /** A retry too big for one transaction is being applied: claims wait (rule 15). */
   resuming?: boolean;
+  /** Name, labels, workflow, params, request id (rule 17). */
+  identity?: RunIdentity;
+  /** Nodes that failed for good (rule 19): the string set `fn`, added to by finishes. */
+  failedNodes?: string[];
 }
 
 export interface RunItem {
@@ -95,7 +103,7 @@ const COUNT_ATTRS: [NodeStatus, string][] = [
 ];
 
 export function encodeRun(r: RunItem): Item {
-  const { counts, cancelled, resuming, failed, ...rest } = r.d;
+  const { counts, cancelled, resuming, failed, failedNodes: _f, ...rest } = r.d;
   const item: Item = {
     ...keyItem(headerKey(r.id)),
     v: N(r.v),
@@ -122,6 +130,7 @@ export function decodeRun(item: Item): RunItem {
       counts,
       cancelled: item.cx !== undefined,
       failed: item.fx !== undefined,
+      failedNodes: item.fn?.SS ?? [],
       resuming: item.rz !== undefined ? true : undefined,
     },
   };
@@ -129,7 +138,7 @@ export function decodeRun(item: Item): RunItem {
 
 /** Writes the header as `d` over what was read (`before`), conditioned on its version; counts as additions. */
 export function writeHeader(tx: Tx, before: RunItem, d: RunData, extraCondition = ''): void {
-  const { counts, cancelled, resuming, failed, ...rest } = d;
+  const { counts, cancelled, resuming, failed, failedNodes, ...rest } = d;
   const values: Item = { ':d': S(JSON.stringify(rest)), ':nv': N(before.v + 1), ':v': N(before.v) };
   const set = ['d = :d', 'v = :nv'];
   const remove: string[] = [];
@@ -152,8 +161,12 @@ export function writeHeader(tx: Tx, before: RunItem, d: RunData, extraCondition 
     add.push(`${a} :${a}`);
     values[`:${a}`] = N(delta);
   }
+  // Rule 19: nodes no longer failed (a retry put them back) leave the set.
+  const gone = (before.d.failedNodes ?? []).filter((n) => !(failedNodes ?? []).includes(n));
+  const del = gone.length > 0 ? ' DELETE fn :gone' : '';
+  if (del) values[':gone'] = { SS: gone };
   tx.update(headerKey(before.id), {
-    UpdateExpression: `SET ${set.join(', ')}${remove.length ? ` REMOVE ${remove.join(', ')}` : ''}${add.length ? ` ADD ${add.join(', ')}` : ''}`,
+    UpdateExpression: `SET ${set.join(', ')}${remove.length ? ` REMOVE ${remove.join(', ')}` : ''}${add.length ? ` ADD ${add.join(', ')}` : ''}${del}`,
     ConditionExpression: `v = :v${extraCondition}`,
     ExpressionAttributeValues: values,
   });
@@ -176,6 +189,11 @@ export function addToHeader(tx: Tx, runId: string, before: RunData, after: RunDa
   }
   const set = after.failed && !before.failed ? 'SET fx = :t ' : '';
   if (set) values[':t'] = { BOOL: true };
+  const failedNow = (after.failedNodes ?? []).filter((n) => !(before.failedNodes ?? []).includes(n));
+  if (failedNow.length > 0) {
+    add.push('fn :fn');
+    values[':fn'] = { SS: failedNow };
+  }
   const cond = open ? 'attribute_exists(pk) AND attribute_not_exists(cx)' : 'attribute_exists(pk)';
   if (add.length === 0 && !set) {
     tx.check(headerKey(runId), cond);
@@ -219,7 +237,11 @@ export function sealIfDone(d: RunData, now: number): void {
 }
 
 export function summaryOf(r: RunItem): RunSummary {
+  const { params: _params, ...identity } = r.d.identity ?? {};
+  const failed = [...(r.d.failedNodes ?? [])].sort();
   return {
+    ...failedNodesSummary(failed, failed.length),
+    ...structuredClone(identity),
     id: r.id,
     createdAt: rfc3339(r.d.createdAt),
     status: runStatus(r.d.counts),
@@ -426,6 +448,7 @@ export function runFromItems(header: RunItem, items: Item[]): Run {
     status: runStatus(d.counts),
     conclusion: d.conclusion,
     finishedAt: d.finishedAt ? rfc3339(d.finishedAt) : undefined,
+    ...structuredClone(d.identity ?? {}),
   };
 }
 

@@ -1,10 +1,14 @@
 import {
   checkListLimit,
+  checkRunFilter,
   checkRunId,
   decodeCursor,
   emptyNodeCounts,
   encodeCursor,
+  filtering,
   type Run,
+  type RunSummary,
+  runMatches,
   type Stats,
 } from '../../model/index.js';
 import { type ClaimRef, type ListRunsQuery, NotFoundError, type RunPage } from '../../protocol/index.js';
@@ -16,11 +20,13 @@ import {
   listSortKey,
   nodeKey,
   RUNS_LIST_PK,
+  type RunItem,
   runFromItems,
   runPk,
   STATS_PK,
   summaryOf,
 } from './items.js';
+import { LIST_SCAN_BUDGET } from './limits.js';
 import { RUNS_INDEX } from './table.js';
 
 /** Inspect: the run's partition in one Query (paged by 1 MB), consistent. */
@@ -39,6 +45,8 @@ export async function inspectRun(ctx: DynamoContext, runId: string): Promise<Run
  */
 export async function listRuns(ctx: DynamoContext, query: ListRunsQuery): Promise<RunPage> {
   const limit = checkListLimit(query.limit);
+  checkRunFilter(query);
+  const filtered = filtering(query);
   const cursor = query.cursor ? decodeCursor(query.cursor) : undefined;
   let upper = query.until !== undefined ? listSortKey(query.until, '') : '~';
   if (cursor) {
@@ -46,33 +54,39 @@ export async function listRuns(ctx: DynamoContext, query: ListRunsQuery): Promis
     if (c < upper) upper = c;
   }
   const lower = query.since !== undefined ? listSortKey(query.since, '') : '0';
-  const runs = [];
-  let start: Item | undefined;
+  const runs: RunSummary[] = [];
+  // The last run looked at: the next page starts below it, matched or not.
+  let last: RunItem | undefined;
+  let scanned = 0;
   let more = false;
+  let start: Item | undefined;
   for (;;) {
     const r = await ctx.db.query({
       IndexName: RUNS_INDEX,
       KeyConditionExpression: 'lpk = :p AND lsk BETWEEN :lo AND :hi',
       ExpressionAttributeValues: { ':p': S(RUNS_LIST_PK), ':lo': S(lower), ':hi': S(upper) },
       ScanIndexForward: false,
-      Limit: limit + 1 - runs.length,
+      Limit: filtered ? 100 : limit + 2 - runs.length,
       ExclusiveStartKey: start,
     });
     for (const item of r.Items ?? []) {
       if (item.lsk!.S === upper) continue; // BETWEEN is inclusive; the upper bound is not
-      if (runs.length === limit) {
+      // A filtered page looks at LIST_SCAN_BUDGET runs at most: its cost stays bounded however rare the matches.
+      if (runs.length === limit || (filtered && scanned === LIST_SCAN_BUDGET)) {
         more = true;
         break;
       }
-      runs.push({ item, summary: summaryOf(decodeRun(item)) });
+      scanned++;
+      last = decodeRun(item);
+      const summary = summaryOf(last);
+      if (!filtered || runMatches(summary, query)) runs.push(summary);
     }
     start = r.LastEvaluatedKey as Item | undefined;
     if (more || !start) break;
   }
-  const last = runs[runs.length - 1];
   return {
-    runs: runs.map((r) => r.summary),
-    nextCursor: more && last ? encodeCursor(Date.parse(last.summary.createdAt), last.summary.id) : undefined,
+    runs,
+    nextCursor: more && last ? encodeCursor(last.d.createdAt, last.id) : undefined,
   };
 }
 

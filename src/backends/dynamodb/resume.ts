@@ -19,6 +19,7 @@ import {
   type NodeItem,
   next,
   nodeKey,
+  type RunData,
   type RunItem,
   runPk,
   sealIfDone,
@@ -68,10 +69,13 @@ export async function retryRun(
       names,
     );
     const now = ctx.clock.now();
+    const back = new Set(plan.nodes.map((p) => p.name));
     const d = {
       ...structuredClone(header.d),
       cancelled: false,
       failed: plan.failed,
+      // Rule 19: the nodes put back are no longer failed.
+      failedNodes: (header.d.failedNodes ?? []).filter((n) => !back.has(n)),
       conclusion: undefined,
       finishedAt: 0,
     };
@@ -107,7 +111,7 @@ export async function retryRun(
       ctx.bus.emit('run', runId);
       return inspect(runId);
     }
-    if (!(await applyInChunks(ctx, header, plan.failed, writes, now))) continue;
+    if (!(await applyInChunks(ctx, header, d, writes, now))) continue;
     return inspect(runId);
   }
 }
@@ -115,7 +119,7 @@ export async function retryRun(
 async function applyInChunks(
   ctx: DynamoContext,
   header: RunItem,
-  failed: boolean,
+  reset: RunData,
   writes: NodeItem[],
   now: number,
 ): Promise<boolean> {
@@ -124,7 +128,7 @@ async function applyInChunks(
   let current: RunItem = {
     ...header,
     v: header.v + 1,
-    d: { ...header.d, resuming: true, cancelled: false, failed, conclusion: undefined, finishedAt: 0 },
+    d: { ...reset, counts: header.d.counts, resuming: true },
   };
   {
     const tx = ctx.db.tx();

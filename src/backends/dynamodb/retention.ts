@@ -1,6 +1,6 @@
 import { Delta, type DynamoContext } from './context.js';
 import { type Item, S } from './db.js';
-import { decodeRun, headerKey, listSortKey, RUNS_LIST_PK, runPk } from './items.js';
+import { decodeRun, headerKey, listSortKey, RUNS_LIST_PK, requestKey, runPk } from './items.js';
 import { RUNS_INDEX } from './table.js';
 
 /**
@@ -30,6 +30,8 @@ export async function deleteCompletedRunsBefore(ctx: DynamoContext, ms: number):
     for (const [s, n] of Object.entries(header.d.counts)) delta.nodes[s as keyof typeof delta.nodes] -= n;
     const tx = ctx.db.tx();
     tx.del(headerKey(runId), header.v);
+    const requestId = header.d.identity?.requestId;
+    if (requestId !== undefined) tx.del(requestKey(requestId));
     delta.addTo(tx);
     if (!(await ctx.db.commit(tx))) continue;
     deleted++;

@@ -1,19 +1,23 @@
 import {
-  checkGraph,
+  checkStartOptions,
   type GraphSpec,
   initialStatus,
   normalizeNodeSpec,
   openTally,
+  planStart,
   type Run,
   rfc3339,
   runStatus,
   topology,
 } from '../../model/index.js';
 import { TooLargeError } from '../../protocol/errors.js';
+import type { StartOptions } from '../../protocol/repository.js';
 import { Delta, type DynamoContext } from './context.js';
-import { itemBytes } from './db.js';
-import { encodeNode, encodeRun, type NodeItem, type RunItem } from './items.js';
+import { itemBytes, S } from './db.js';
+import { encodeNode, encodeRun, keyItem, type NodeItem, type RunItem, requestKey } from './items.js';
 import { MAX_NODE_ITEM_BYTES } from './limits.js';
+import { inspectRun } from './reads.js';
+import { getWorkflow } from './workflows.js';
 
 /**
  * Rule 1. The node items are written first, in batches (idempotent puts of
@@ -22,8 +26,18 @@ import { MAX_NODE_ITEM_BYTES } from './limits.js';
  * once its header exists, so a start cut short leaves no half a run, only
  * unreachable node items.
  */
-export async function startRun(ctx: DynamoContext, spec: GraphSpec): Promise<Run> {
-  checkGraph(spec);
+export async function startRun(
+  ctx: DynamoContext,
+  given: GraphSpec | undefined,
+  options: StartOptions = {},
+): Promise<Run> {
+  checkStartOptions(given, options);
+  if (options.requestId !== undefined) {
+    const earlier = await requestedRun(ctx, options.requestId);
+    if (earlier) return earlier;
+  }
+  const definition = options.workflow ? await getWorkflow(ctx, options.workflow, options.version) : undefined;
+  const { spec, identity } = planStart(given, options, definition);
   const now = ctx.clock.now();
   const id = ctx.ids.next(now);
   const topo = topology(spec);
@@ -40,6 +54,7 @@ export async function startRun(ctx: DynamoContext, spec: GraphSpec): Promise<Run
       cancelled: false,
       failed: false,
       finishedAt: 0,
+      ...(Object.keys(identity).length > 0 ? { identity } : {}),
     },
   };
   const delta = new Delta();
@@ -82,7 +97,14 @@ export async function startRun(ctx: DynamoContext, spec: GraphSpec): Promise<Run
   const tx = ctx.db.tx();
   tx.put(encodeRun(header));
   delta.addTo(tx);
-  await ctx.db.commit(tx);
+  // Rule 17: the request id is taken in the commit itself; a start that finds it taken returns that run.
+  if (identity.requestId !== undefined) tx.put({ ...keyItem(requestKey(identity.requestId)), run: S(id) });
+  if (!(await ctx.db.commit(tx))) {
+    const earlier =
+      identity.requestId !== undefined ? await requestedRun(ctx, identity.requestId) : undefined;
+    if (earlier) return earlier;
+    return startRun(ctx, given, options);
+  }
   for (const n of nodes) if (n.d.status === 'READY') ctx.bus.emit('ready', n.d.spec.runtime);
   return {
     id,
@@ -97,5 +119,19 @@ export async function startRun(ctx: DynamoContext, spec: GraphSpec): Promise<Run
     })),
     edges: spec.edges.map((e) => ({ source: e.source, destination: e.destination })),
     status: runStatus(header.d.counts),
+    ...structuredClone(identity),
   };
+}
+
+/** The run an earlier start with this request id created, while it is kept. */
+async function requestedRun(ctx: DynamoContext, requestId: string): Promise<Run | undefined> {
+  const item = await ctx.db.get(requestKey(requestId));
+  if (!item) return undefined;
+  try {
+    return await inspectRun(ctx, item.run!.S!);
+  } catch (e) {
+    // Retention deleted the run (and its request item) since the read above.
+    if ((e as { code?: string }).code === 'not_found') return undefined;
+    throw e;
+  }
 }
