@@ -49,6 +49,7 @@ export async function claimNode(ctx: DynamoContext, req: ClaimRequest): Promise<
     if (!nodeItem) throw nodeNotFound(req.runId, req.node);
     const header = decodeRun(headerItem);
     const node = decodeNode(nodeItem);
+    ctx.downstream.set(req.runId, req.node, node.d.down);
     // A cancelled run claims nothing; one being resumed waits for its retry to finish (rule 15).
     if (header.d.cancelled || header.d.resuming) return undefined;
     const prev = node.d.claim;
@@ -71,9 +72,12 @@ export async function claimNode(ctx: DynamoContext, req: ClaimRequest): Promise<
     const delta = new Delta();
     if (!orphan) {
       // Inputs: each upstream node's last successful attempt (rules 2 and 14).
-      const ups = [...(await ctx.db.getMany(node.d.up.map((u) => nodeKey(req.runId, u)))).values()].map(
-        (u) => decodeNode(u).d,
-      );
+      const ups = [
+        ...(node.d.up.length > 0
+          ? await ctx.db.getMany(node.d.up.map((u) => nodeKey(req.runId, u)))
+          : new Map()
+        ).values(),
+      ].map((u) => decodeNode(u).d);
       d.inputs = {};
       for (const u of ups) {
         upIndex.set(u.spec.name, u.i);

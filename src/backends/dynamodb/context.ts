@@ -19,6 +19,29 @@ export interface DynamoContext {
    * watchers of this process react at once; those of other processes poll.
    */
   bus: EventEmitter;
+  /** Each node's dependents (immutable once started), so a finish reads them with the node in one round trip. */
+  downstream: DownstreamCache;
+}
+
+/** A bounded map of run/node → dependents' names; forgets its oldest eighth when full. */
+export class DownstreamCache {
+  private readonly map = new Map<string, string[]>();
+  constructor(private readonly max = 100_000) {}
+
+  get(runId: string, node: string): string[] | undefined {
+    return this.map.get(`${runId}\u0000${node}`);
+  }
+
+  set(runId: string, node: string, down: string[]): void {
+    if (this.map.size >= this.max) {
+      let n = this.max >> 3;
+      for (const k of this.map.keys()) {
+        this.map.delete(k);
+        if (--n <= 0) break;
+      }
+    }
+    this.map.set(`${runId}\u0000${node}`, down);
+  }
 }
 
 export function newBus(): EventEmitter {

@@ -49,7 +49,14 @@ export async function finishNode(ctx: DynamoContext, req: FinishRequest): Promis
   checkMetadata(req.metadata);
   const output = req.output ?? new Uint8Array();
   for (;;) {
-    const read = await ctx.db.getMany([nodeKey(req.runId, req.node), headerKey(req.runId)]);
+    // Dependents known from this process's claim come in the same read as the node.
+    const known = ctx.downstream.get(req.runId, req.node);
+    const prefetch = known && known.length <= INLINE_DEPENDENTS ? known : [];
+    const read = await ctx.db.getMany([
+      nodeKey(req.runId, req.node),
+      headerKey(req.runId),
+      ...prefetch.map((n) => nodeKey(req.runId, n)),
+    ]);
     const headerItem = read.get(mk(headerKey(req.runId)));
     if (!headerItem) throw new NotFoundError('run', req.runId);
     const nodeItem = read.get(mk(nodeKey(req.runId, req.node)));
@@ -109,9 +116,14 @@ export async function finishNode(ctx: DynamoContext, req: FinishRequest): Promis
     if (outcome !== 'RETRY' && d.down.length > 0) {
       const o = upstreamOutcome(req.conclusion);
       if (d.down.length <= INLINE_DEPENDENTS) {
-        const deps = [...(await ctx.db.getMany(d.down.map((n) => nodeKey(req.runId, n)))).values()].map(
-          decodeNode,
-        );
+        const depItems =
+          prefetch === d.down || prefetch.length === d.down.length
+            ? read
+            : await ctx.db.getMany(d.down.map((n) => nodeKey(req.runId, n)));
+        const deps = d.down
+          .map((n) => depItems.get(mk(nodeKey(req.runId, n))))
+          .filter((x) => x !== undefined)
+          .map(decodeNode);
         const j = judge(deps, o, hd, delta, now);
         addJudged(tx, j);
         judged = j.writes;

@@ -13,7 +13,8 @@ export async function readNodeState(
   n: NodeData,
   upIndex: Map<string, number>,
 ): Promise<NodeState> {
-  const items = await ctx.db.partition(runPk(runId), attemptsPrefix(n.i));
+  // A node that never ran has no attempt items: no query.
+  const items = n.attempts > 0 ? await ctx.db.partition(runPk(runId), attemptsPrefix(n.i)) : [];
   const { attempts, outputs } = attemptsOf(items, n.i);
   const inputs: Record<string, Uint8Array> = {};
   await Promise.all(

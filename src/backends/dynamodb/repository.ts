@@ -33,7 +33,7 @@ import {
 } from '../../protocol/index.js';
 import { cancelRun } from './cancel.js';
 import { claimNode } from './claim.js';
-import { type DynamoContext, newBus } from './context.js';
+import { DownstreamCache, type DynamoContext, newBus } from './context.js';
 import { Db } from './db.js';
 import { finishNode } from './finish.js';
 import { Leases } from './leases.js';
@@ -111,6 +111,7 @@ export class DynamoDbRepository implements Repository {
       ids: options.ids ?? ulidSource(),
       logger: options.logger ?? silentLogger,
       bus: newBus(),
+      downstream: new DownstreamCache(),
     };
     this.leases = new Leases(this.ctx, options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS);
     this.streams = new Streams(this.ctx, options.pollIntervalMs ?? 250);

@@ -62,7 +62,7 @@ export async function ensureTable(db: Db): Promise<void> {
                 ],
                 Projection: {
                   ProjectionType: 'INCLUDE',
-                  NonKeyAttributes: ['d', 'v', 'cW', 'cR', 'cU', 'cC', 'cx'],
+                  NonKeyAttributes: ['d', 'v', 'cW', 'cR', 'cU', 'cC', 'cx', 'fx', 'fn', 'rz'],
                 },
               },
             ],
