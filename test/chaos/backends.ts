@@ -1,3 +1,4 @@
+import { DynamoDbLocal, uniqueTable } from '../support/dynamodb.js';
 import { EtcdCluster } from '../support/etcd.js';
 import { PrivatePostgres, uniqueSchema } from '../support/postgres.js';
 import type { ChaosBackend } from './harness.js';
@@ -52,6 +53,39 @@ export async function chaosEtcd(): Promise<ChaosBackend> {
       const hold = setInterval(() => {}, 1000);
       try {
         await cluster.destroy();
+      } finally {
+        clearInterval(hold);
+      }
+    },
+  };
+}
+
+/** A private DynamoDB Local on a data dir (-dbPath); disrupt = kill -9 it and start it again on the same data. */
+export async function chaosDynamoDb(): Promise<ChaosBackend> {
+  const server = await DynamoDbLocal.start({ persistent: true });
+  // DynamoDB Local takes any credentials; the SDK's chain (which the daemons inherit) must find some.
+  process.env.AWS_ACCESS_KEY_ID ??= 'local';
+  process.env.AWS_SECRET_ACCESS_KEY ??= 'local';
+  return {
+    name: 'dynamodb (DynamoDB Local)',
+    args: [
+      '--backend-type',
+      'dynamodb',
+      '--dynamodb-endpoint',
+      server.endpoint,
+      '--dynamodb-table',
+      uniqueTable('chaos'),
+      '--dynamodb-region',
+      'us-east-1',
+    ],
+    disrupt: async () => {
+      await server.restart();
+      return 'DynamoDB Local killed -9 and restarted on its data';
+    },
+    teardown: async () => {
+      const hold = setInterval(() => {}, 1000);
+      try {
+        await server.kill();
       } finally {
         clearInterval(hold);
       }

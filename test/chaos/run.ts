@@ -1,11 +1,11 @@
 /**
- * `npm run chaos [-- postgres|etcd ...] [--runs N] [--kills N] [--seed N]`:
+ * `npm run chaos [-- postgres|etcd|dynamodb ...] [--runs N] [--kills N] [--seed N]`:
  * the full chaos suite (default 300 runs and 30 agent disruptions per
  * backend, the store disrupted twice), printing its figures. Exits 1 when any
  * promise broke.
  */
 import { parseArgs } from 'node:util';
-import { chaosEtcd, chaosPostgres } from './backends.js';
+import { chaosDynamoDb, chaosEtcd, chaosPostgres } from './backends.js';
 import { type ChaosBackend, formatReport, runChaos } from './harness.js';
 
 const { values, positionals } = parseArgs({
@@ -17,7 +17,11 @@ const { values, positionals } = parseArgs({
     seed: { type: 'string', default: '1' },
   },
 });
-const backends: Record<string, () => Promise<ChaosBackend>> = { postgres: chaosPostgres, etcd: chaosEtcd };
+const backends: Record<string, () => Promise<ChaosBackend>> = {
+  postgres: chaosPostgres,
+  etcd: chaosEtcd,
+  dynamodb: chaosDynamoDb,
+};
 const wanted = positionals.length > 0 ? positionals : Object.keys(backends);
 let broken = false;
 for (const name of wanted) {

@@ -69,6 +69,8 @@ export async function completeCancel(ctx: DynamoContext, runId: string): Promise
     const headerItem = await ctx.db.get(headerKey(runId));
     if (!headerItem) break;
     const header = decodeRun(headerItem);
+    // Retried since (this is a late sweep of a finished cancel): nothing left to cancel.
+    if (!header.d.cancelled) break;
     const now = ctx.clock.now();
     const d = structuredClone(header.d);
     const delta = new Delta();

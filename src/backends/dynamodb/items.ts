@@ -175,7 +175,7 @@ export function writeHeader(tx: Tx, before: RunItem, d: RunData, extraCondition 
 /**
  * A transition's change to the header without its version: node counts
  * added, the failed mark set, conditioned on the run not being cancelled
- * (finishes, cascades) or on nothing (a cancel's own chunks). Transitions of
+ * (finishes, cascades) or on its being cancelled (a cancel's own chunks). Transitions of
  * one run so never refuse each other; the run is sealed after (sealRun).
  */
 export function addToHeader(tx: Tx, runId: string, before: RunData, after: RunData, open: boolean): void {
@@ -194,7 +194,8 @@ export function addToHeader(tx: Tx, runId: string, before: RunData, after: RunDa
     add.push('fn :fn');
     values[':fn'] = { SS: failedNow };
   }
-  const cond = open ? 'attribute_exists(pk) AND attribute_not_exists(cx)' : 'attribute_exists(pk)';
+  // A cancel's chunks hold only while the run is still cancelled: a late sweeper never undoes a retry.
+  const cond = open ? 'attribute_exists(pk) AND attribute_not_exists(cx)' : 'attribute_exists(cx)';
   if (add.length === 0 && !set) {
     tx.check(headerKey(runId), cond);
     return;

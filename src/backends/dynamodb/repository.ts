@@ -121,7 +121,8 @@ export class DynamoDbRepository implements Repository {
 
   private startTimer(ms: number): void {
     if (ms <= 0) return;
-    this.interval = setInterval(() => void this.sweepQuietly(ms * 4), ms);
+    // Work items younger than 5 s belong to a live process most likely: the sweeper leaves them be.
+    this.interval = setInterval(() => void this.sweepQuietly(Math.max(ms * 4, 5_000)), ms);
     this.interval.unref();
   }
 
