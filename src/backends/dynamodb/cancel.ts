@@ -117,6 +117,12 @@ export async function completeCancel(ctx: DynamoContext, runId: string): Promise
     }
   }
   await sealRun(ctx, runId);
+  // Cascades still pending judge nothing in a cancelled run (rule 6): they go too, so none outlives a retry.
+  const settles = await ctx.db.partition(WORK_PK, `settle#${runId}#`, { ProjectionExpression: 'pk, sk' });
+  await ctx.db.writeAll(
+    [],
+    settles.map((i) => ({ pk: i.pk!.S!, sk: i.sk!.S! })),
+  );
   const tx = ctx.db.tx();
   tx.del(cancelKey(runId));
   await ctx.db.commit(tx);
