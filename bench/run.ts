@@ -6,6 +6,7 @@ const suites: Record<string, () => Promise<{ run(): Promise<void> }>> = {
   memory: () => import('./memory.js'),
   etcd: () => import('./etcd.js' as string),
   postgres: () => import('./postgres.js' as string),
+  dynamodb: () => import('./dynamodb.js' as string),
   api: () => import('./api.js' as string),
   cli: () => import('./cli.js' as string),
 };

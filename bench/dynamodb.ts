@@ -1,0 +1,132 @@
+import { randomUUID } from 'node:crypto';
+import { DynamoDBClient, TransactWriteItemsCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDbRepository } from '../src/backends/dynamodb/index.js';
+import { DynamoDbLocal, uniqueTable } from '../test/support/dynamodb.js';
+import { drainWithDriver } from './driver.js';
+import { sevenNode } from './graphs.js';
+import { percentile, report, timed } from './report.js';
+
+/**
+ * DynamoDB backend, against a DynamoDB Local this benchmark starts itself:
+ * - no-op nodes/s for RUNS runs of the 7-node DAG (protocol driver: subscribe,
+ *   claim, finish) against the TransactWriteItems ceiling measured in the same
+ *   run at the same concurrency (one conditional put per transaction). A node
+ *   needs at least two transactions (claim, finish): target >= 50% of ceiling/2.
+ * - READY → claimed latency p50/p99, idle (one run at a time).
+ * `ADAGIO_BENCH_RUNS` shrinks the run count (a smoke run); default 1,000.
+ */
+const CONCURRENCY = 16;
+const RUNS = Number(process.env.ADAGIO_BENCH_RUNS ?? 1_000);
+const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
+
+export async function run(): Promise<void> {
+  const server = await DynamoDbLocal.start();
+  const table = uniqueTable('bench');
+  const repo = await DynamoDbRepository.connect({
+    endpoint: server.endpoint,
+    region: 'us-east-1',
+    credentials,
+    table,
+  });
+  try {
+    const idle = await claimLatency(repo, Math.min(50, RUNS));
+    const before = await txnCeiling(server.endpoint, table, CONCURRENCY);
+    const e2e = await timed(async () => {
+      const drained = drainWithDriver(repo, {
+        runtime: 'noop',
+        concurrency: CONCURRENCY,
+        expectedNodes: RUNS * 7,
+      });
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          while (next++ < RUNS) await repo.start(sevenNode('noop'));
+        }),
+      );
+      await drained;
+    });
+    const after = await txnCeiling(server.endpoint, table, CONCURRENCY);
+    const ceiling = (before + after) / 2;
+    const rate = (RUNS * 7) / (e2e.ms / 1000);
+    report('dynamodb (DynamoDB Local)', [
+      [
+        `7-node DAG x ${RUNS.toLocaleString('en-US')} runs (driver, ${CONCURRENCY} workers, no-op)`,
+        `${rate.toFixed(0)} nodes/s`,
+        `${RUNS * 7} nodes in ${e2e.ms.toFixed(0)} ms`,
+      ],
+      [
+        `TransactWriteItems ceiling (one conditional put, ${CONCURRENCY} clients)`,
+        `${ceiling.toFixed(0)} txn/s`,
+        `mean of ${before.toFixed(0)} before and ${after.toFixed(0)} after`,
+      ],
+      ['ratio of nodes/s to ceiling/2', `${((100 * rate) / (ceiling / 2)).toFixed(0)}%`, 'target >= 50%'],
+      ['READY → claimed, idle', `${idle.p50.toFixed(1)} ms`, `p50; p99 ${idle.p99.toFixed(1)} ms`],
+      [
+        'write units per node transition',
+        '~12–15 WRU',
+        'claim + finish of a node with one dependent: docs/dynamodb.md',
+      ],
+    ]);
+  } finally {
+    await repo.deleteTable().catch(() => undefined);
+    await repo.close();
+    await server.kill();
+  }
+}
+
+/** Idle READY→claimed: one single-node run at a time, claimed by a driver as soon as subscribe says READY. */
+async function claimLatency(repo: DynamoDbRepository, samples: number) {
+  const lease = await repo.grantLease(60_000);
+  const times: number[] = [];
+  const ac = new AbortController();
+  // One run at a time, so the next READY event is the current sample's (whether or not start returned yet).
+  let current: { t0: number; done: () => void } | undefined;
+  const pump = (async () => {
+    for await (const ev of repo.subscribe({ runtimes: ['latency'], signal: ac.signal })) {
+      const c = await repo.claim({ runId: ev.runId, node: ev.node, leaseId: lease.id, agentId: 'latency' });
+      if (!c || !current) continue;
+      times.push(performance.now() - current.t0);
+      current.done();
+      current = undefined;
+    }
+  })();
+  for (let i = 0; i < samples; i++) {
+    await new Promise<void>((done) => {
+      current = { t0: performance.now(), done };
+      void repo.start({ nodes: [{ name: 'only', runtime: 'latency', metadata: {}, retry: {} }], edges: [] });
+    });
+  }
+  ac.abort();
+  await pump;
+  times.sort((a, b) => a - b);
+  return { p50: percentile(times, 50), p99: percentile(times, 99) };
+}
+
+/** Conditional single-item transactions per second at `concurrency`, for 3 s. */
+async function txnCeiling(endpoint: string, table: string, concurrency: number): Promise<number> {
+  const client = new DynamoDBClient({ endpoint, region: 'us-east-1', credentials });
+  let n = 0;
+  const end = performance.now() + 3_000;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) {
+        await client.send(
+          new TransactWriteItemsCommand({
+            TransactItems: [
+              {
+                Put: {
+                  TableName: table,
+                  Item: { pk: { S: 'bench' }, sk: { S: randomUUID() }, v: { N: '1' } },
+                  ConditionExpression: 'attribute_not_exists(pk)',
+                },
+              },
+            ],
+          }),
+        );
+        n++;
+      }
+    }),
+  );
+  client.destroy();
+  return n / 3;
+}
