@@ -16,6 +16,7 @@ import { mapError } from './errors.js';
 import { type Req, type Res, readJson, sendJson } from './http.js';
 import { requireId } from './service.js';
 import { watchMessages } from './watch-stream.js';
+import { runFilterParams, workflowRoutes } from './workflow-routes.js';
 
 /**
  * The plain JSON routes under /v0 (docs/design.md §2), for curl and any language
@@ -24,7 +25,9 @@ import { watchMessages } from './watch-stream.js';
  *
  *   GET  /v0/stats                   GET /v0/agents
  *   PUT  /v0/runs   {"spec": graph}  (POST accepted too)
- *   GET  /v0/runs?start_ns=&finish_ns=&limit=&cursor=
+ *   GET  /v0/runs?start_ns=&finish_ns=&limit=&cursor=  (filters: workflow-routes.ts)
+ *   PUT  /v0/runs   {"workflow": name, "version": n, "params": {...}, "name": ..., "labels": {...}, "request_id": ...}
+ *   /v0/workflows…                   workflow definitions (workflow-routes.ts)
  *   GET  /v0/runs/{id}               POST /v0/runs/{id}/cancel
  *   GET  /v0/runs/{id}/watch         NDJSON: the run, then one line per node transition
  *   GET  /v0/runs/{id}/nodes/{node}/attempts/{n}/output   one attempt's full output ({"output": base64})
@@ -113,12 +116,20 @@ export function createJsonRoutes(o: JsonRoutesOptions): (req: Req, res: Res) => 
         ),
     ],
     ['GET', /^\/v0\/runs\/([^/]+)\/watch$/, 'watch', async (_q, res, _u, m) => watch(res, decode(m[1]!))],
+    ...workflowRoutes(o.service, ctx, reply, o.maxBodyBytes),
   ];
 
   async function start(req: Req, res: Res): Promise<void> {
     const json = await readJson(req, o.maxBodyBytes);
-    if (json === null || typeof json !== 'object' || Array.isArray(json) || !('spec' in json))
-      throw new InvalidArgumentError('request body must be a JSON object {"spec": <graph>}');
+    if (
+      json === null ||
+      typeof json !== 'object' ||
+      Array.isArray(json) ||
+      !('spec' in json || 'workflow' in json)
+    )
+      throw new InvalidArgumentError(
+        'request body must be a JSON object {"spec": <graph>} or {"workflow": "<name>", "params": {...}}',
+      );
     let msg: cp.StartRequest;
     try {
       msg = fromJson(cp.StartRequestSchema, json as JsonValue);
@@ -213,6 +224,7 @@ function listRequest(url: URL): cp.ListRunsRequest {
     finishNs: bigintParam(p, 'finish_ns'),
     limit: intParam(p, 'limit'),
     cursor: p.get('cursor') ?? '',
+    ...runFilterParams(p),
   });
 }
 

@@ -20,6 +20,7 @@ import { Admission } from './admission.js';
 import { toConnectError } from './errors.js';
 import type { ApiMetrics } from './metrics.js';
 import { watchMessages } from './watch-stream.js';
+import { runFilterFromProto, startOptionsFromProto, workflowMethods } from './workflow-service.js';
 
 /**
  * The control plane: each method is a thin translation between the wire
@@ -45,18 +46,29 @@ export function controlPlaneService(
       guard(async () => create(cp.StatsResponseSchema, { stats: statsToProto(await repo.stats()) })),
     start: (req) =>
       guard(async () => {
-        if (!req.spec) throw new InvalidArgumentError('spec is required');
-        const spec = graphFromProto(req.spec);
-        await admission.admit(spec.nodes.length);
-        const run = await repo.start(spec);
+        const options = startOptionsFromProto(req);
+        if (!req.spec && !options.workflow) throw new InvalidArgumentError('spec or workflow is required');
+        const spec = req.spec ? graphFromProto(req.spec) : undefined;
+        // A workflow's size is its latest (or named) version's: read it to admit the start.
+        const size = spec
+          ? spec.nodes.length
+          : (await repo.getWorkflow(options.workflow!, options.version)).spec.nodes.length;
+        await admission.admit(size);
+        const run = await repo.start(spec, options);
         metrics?.runsStarted.inc();
         logger.debug('run started', { run: run.id, nodes: run.nodes.length });
-        const warnings = unservedRuntimeWarnings(spec.nodes, await repo.listAgents());
+        const warnings = unservedRuntimeWarnings(
+          run.nodes.map((n) => n.spec),
+          await repo.listAgents(),
+        );
         return create(cp.StartResponseSchema, { run: readRunToProto(run), warnings });
       }),
     listRuns: (req) =>
       guard(async () => {
-        const page = await repo.listRuns(listQueryFromNs(req.startNs, req.finishNs, req.limit, req.cursor));
+        const page = await repo.listRuns({
+          ...listQueryFromNs(req.startNs, req.finishNs, req.limit, req.cursor),
+          ...runFilterFromProto(req),
+        });
         return create(cp.ListRunsResponseSchema, {
           runs: page.runs.map(runSummaryToProto),
           nextCursor: page.nextCursor ?? '',
@@ -79,6 +91,7 @@ export function controlPlaneService(
         const output = await attemptOutput(repo, requireId(req.runId), req.node, req.attempt);
         return create(cp.GetAttemptOutputResponseSchema, { output });
       }),
+    ...workflowMethods(repo, guard),
     async *watch(req, ctx) {
       try {
         yield* watchMessages(repo, requireId(req.id), { signal: ctx.signal });

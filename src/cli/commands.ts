@@ -1,6 +1,7 @@
 import { unservedRuntimeWarnings } from '../model/explain.js';
 import type { AgentInfo, GraphSpec, Run, Stats } from '../model/types.js';
-import type { ListRunsQuery, RunPage, WatchEvent } from '../protocol/repository.js';
+import type { WorkflowDefinition, WorkflowInput, WorkflowSummary } from '../model/workflows.js';
+import type { ListRunsQuery, RunPage, StartOptions, WatchEvent } from '../protocol/repository.js';
 import { runDot } from './dot.js';
 import { CliError, EXIT } from './errors.js';
 import { topologicalOrder } from './format.js';
@@ -20,13 +21,18 @@ import { watchRun } from './watch.js';
 export interface ControlPlane {
   readonly address: string;
   stats(): Promise<Stats>;
-  start(spec: GraphSpec): Promise<Run>;
+  start(spec: GraphSpec | undefined, options?: StartOptions): Promise<Run>;
   listRuns(query?: ListRunsQuery): Promise<RunPage>;
   inspect(id: string): Promise<Run>;
   cancel(id: string): Promise<Run>;
   listAgents(): Promise<AgentInfo[]>;
   watch(id: string, options?: { signal?: AbortSignal }): AsyncIterable<WatchEvent>;
   attemptOutput(runId: string, node: string, attempt: number): Promise<Uint8Array>;
+  putWorkflow(name: string, input: WorkflowInput): Promise<WorkflowDefinition>;
+  getWorkflow(name: string, version?: number): Promise<WorkflowDefinition>;
+  listWorkflows(): Promise<WorkflowSummary[]>;
+  listWorkflowVersions(name: string): Promise<WorkflowDefinition[]>;
+  deleteWorkflow(name: string): Promise<void>;
 }
 
 export interface Context {
@@ -67,19 +73,28 @@ export async function runsList(
   return EXIT.ok;
 }
 
+/** Starts the graph in `file` (or stdin), or with `start.workflow` that workflow (then no file). */
 export async function runsStart(
   ctx: Context,
   file: string | undefined,
-  opts: { quiet: boolean; watch: boolean; json: boolean; lines: boolean },
+  opts: { quiet: boolean; watch: boolean; json: boolean; lines: boolean; start?: StartOptions },
 ): Promise<number> {
-  const spec = await readGraph(file, ctx.io);
+  const start = opts.start ?? {};
+  if (start.workflow !== undefined && file !== undefined)
+    throw new CliError('give a graph FILE or --workflow NAME, not both');
+  if (start.workflow === undefined && (start.params || start.version !== undefined))
+    throw new CliError('-p/--param and --workflow-version need --workflow NAME');
+  const spec = start.workflow !== undefined ? undefined : await readGraph(file, ctx.io);
   const client = ctx.client();
-  const run = await client.start(spec);
+  const run = await client.start(spec, start);
   if (opts.quiet) ctx.io.stdout.write(`${run.id}\n`);
   else if (opts.json) ctx.io.stdout.write(runJson(run));
   else ctx.io.stdout.write(`started ${runLine(run)}\n`);
   // Said on stderr, so -q and --json output stay as they are.
-  for (const w of unservedRuntimeWarnings(spec.nodes, await client.listAgents()))
+  for (const w of unservedRuntimeWarnings(
+    run.nodes.map((n) => n.spec),
+    await client.listAgents(),
+  ))
     ctx.io.stderr.write(`adagio: warning: ${w}\n`);
   if (!opts.watch) return EXIT.ok;
   return watchRun(client, run.id, ctx.io, {

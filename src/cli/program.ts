@@ -24,6 +24,16 @@ import {
 } from './input.js';
 import type { CliIO } from './io.js';
 import { runsLogs } from './logs.js';
+import {
+  collectPairs,
+  parseConclusion,
+  parseStatus,
+  parseVersion,
+  workflowsList,
+  workflowsPut,
+  workflowsRemove,
+  workflowsShow,
+} from './workflows.js';
 
 /**
  * The command tree (commander). Parsing only: each action resolves its
@@ -95,6 +105,9 @@ Examples:
   adagio runs start examples/workflows/seven-node.json --watch
   cat graph.json | adagio runs start -q
   adagio runs ls --since 1h
+  adagio workflows put examples/definitions/nightly.json
+  adagio runs start --workflow nightly -p date=2026-01-31 --label team=data
+  adagio runs ls --workflow nightly --label team=data --status COMPLETED
   adagio runs inspect RUN_ID -o dot | dot -Tsvg > run.svg
 
 Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
@@ -114,6 +127,15 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
     )
     .option('--until <time>', 'only runs created before: a duration back from now or an RFC 3339 time')
     .option('--cursor <cursor>', 'continue a listing from the cursor a previous page printed')
+    .option('--workflow <name>', 'only runs started from this workflow')
+    .option(
+      '--label <key=value>',
+      'only runs with this label (repeat for several: all must match)',
+      collectPairs('--label'),
+    )
+    .option('--status <status>', 'only runs in this status: WAITING, RUNNING or COMPLETED')
+    .option('--conclusion <conclusion>', 'only completed runs that ended so: SUCCESS, FAIL or CANCELLED')
+    .option('--search <text>', 'only runs whose id starts with, or whose name contains, this text (any case)')
     .option('--all', 'follow every page to the end')
     .option('--json', 'print the JSON of GET /v0/runs')
     .action(
@@ -125,6 +147,11 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
             since?: string;
             until?: string;
             cursor?: string;
+            workflow?: string;
+            label?: Record<string, string>;
+            status?: string;
+            conclusion?: string;
+            search?: string;
             all?: boolean;
             json?: boolean;
           },
@@ -136,6 +163,11 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
               since: opts.since === undefined ? undefined : parseTimeFlag('--since', opts.since, now),
               until: opts.until === undefined ? undefined : parseTimeFlag('--until', opts.until, now),
               cursor: opts.cursor,
+              workflow: opts.workflow,
+              labels: opts.label,
+              status: opts.status === undefined ? undefined : parseStatus(opts.status),
+              conclusion: opts.conclusion === undefined ? undefined : parseConclusion(opts.conclusion),
+              search: opts.search,
             },
             all: Boolean(opts.all),
             json: Boolean(opts.json),
@@ -146,8 +178,26 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
 
   runs
     .command('start')
-    .description('start a run of the graph in FILE (JSON), or read from stdin when FILE is - or absent')
-    .argument('[file]', 'graph file in JSON; - or nothing for stdin')
+    .description(
+      'start a run of the graph in FILE (JSON, or stdin when FILE is - or absent), or of a stored workflow (--workflow)',
+    )
+    .argument('[file]', 'graph file in JSON; - or nothing for stdin (not with --workflow)')
+    .option('--workflow <name>', 'start this stored workflow (see `adagio workflows ls`)')
+    .option(
+      '-v, --workflow-version <n>',
+      "with --workflow: this version instead of the latest (--version is the CLI's own)",
+    )
+    .option(
+      '-p, --param <key=value>',
+      "with --workflow: a param's value (repeat for several)",
+      collectPairs('--param'),
+    )
+    .option('--name <name>', "the run's name (default: the workflow's name)")
+    .option('--label <key=value>', 'label the run (repeat for several)', collectPairs('--label'))
+    .option(
+      '--request-id <id>',
+      'an idempotency key: a start repeating it returns the run the first one created',
+    )
     .option('-q, --quiet', 'print only the run id')
     .option('-w, --watch', 'then follow the run until it completes (exit 0 only if it succeeded)')
     .option('--lines', 'with --watch: one line per transition even on a terminal')
@@ -157,13 +207,32 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
         (
           ctx,
           file: string | undefined,
-          opts: { quiet?: boolean; watch?: boolean; json?: boolean; lines?: boolean },
+          opts: {
+            quiet?: boolean;
+            watch?: boolean;
+            json?: boolean;
+            lines?: boolean;
+            workflow?: string;
+            workflowVersion?: string;
+            param?: Record<string, string>;
+            name?: string;
+            label?: Record<string, string>;
+            requestId?: string;
+          },
         ) =>
           runsStart(ctx, file, {
             quiet: Boolean(opts.quiet),
             watch: Boolean(opts.watch),
             json: Boolean(opts.json),
             lines: Boolean(opts.lines),
+            start: {
+              workflow: opts.workflow,
+              version: opts.workflowVersion === undefined ? undefined : parseVersion(opts.workflowVersion),
+              params: opts.param,
+              name: opts.name,
+              labels: opts.label,
+              requestId: opts.requestId,
+            },
           }),
       ),
     );
@@ -225,6 +294,56 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
     .action(
       act((ctx, id: string, opts: { quiet?: boolean; json?: boolean }) =>
         runsCancel(ctx, id, { quiet: Boolean(opts.quiet), json: Boolean(opts.json) }),
+      ),
+    );
+
+  const workflows = program
+    .command('workflows')
+    .description('store, list, show and delete workflow definitions (named, versioned graphs with params)');
+  workflows
+    .command('put')
+    .description(
+      'store FILE as a new version of its workflow (the same content as the latest version stores nothing)',
+    )
+    .argument('<file>', 'workflow file: {"name", "spec": graph, "description", "params": [...]} in JSON')
+    .option('--json', 'print the stored version as JSON')
+    .action(
+      act((ctx, file: string, opts: { json?: boolean }) =>
+        workflowsPut(ctx, file, { json: Boolean(opts.json) }),
+      ),
+    );
+  workflows
+    .command('ls')
+    .alias('list')
+    .description("list workflows: each one's latest version, params and description")
+    .option('--json', 'print the JSON of GET /v0/workflows')
+    .action(act((ctx, opts: { json?: boolean }) => workflowsList(ctx, { json: Boolean(opts.json) })));
+  workflows
+    .command('show')
+    .alias('inspect')
+    .description('show a workflow: description, params, nodes (the latest version unless --version)')
+    .argument('<name>', 'workflow name')
+    .option('-v, --workflow-version <n>', "this version instead of the latest (--version is the CLI's own)")
+    .option('--versions', 'list every version instead, newest first')
+    .option('--json', 'print it as JSON')
+    .action(
+      act((ctx, name: string, opts: { workflowVersion?: string; versions?: boolean; json?: boolean }) =>
+        workflowsShow(ctx, name, {
+          version: opts.workflowVersion === undefined ? undefined : parseVersion(opts.workflowVersion),
+          versions: Boolean(opts.versions),
+          json: Boolean(opts.json),
+        }),
+      ),
+    );
+  workflows
+    .command('rm')
+    .alias('delete')
+    .description('delete a workflow and all its versions (runs started from it are kept)')
+    .argument('<name>', 'workflow name')
+    .option('-q, --quiet', 'print nothing')
+    .action(
+      act((ctx, name: string, opts: { quiet?: boolean }) =>
+        workflowsRemove(ctx, name, { quiet: Boolean(opts.quiet) }),
       ),
     );
 

@@ -24,7 +24,7 @@ import {
  */
 export function runsTable(runs: readonly RunSummary[], now: number): string {
   return table(
-    ['ID', 'CREATED', 'STATUS', 'TOOK', 'FINISHED', 'NODES'],
+    ['ID', 'NAME', 'CREATED', 'STATUS', 'TOOK', 'FINISHED', 'NODES', 'LABELS'],
     runs.map((r) => {
       const c = r.nodeCounts;
       const total = c.WAITING + c.READY + c.RUNNING + c.COMPLETED;
@@ -35,15 +35,34 @@ export function runsTable(runs: readonly RunSummary[], now: number): string {
           : between(r.createdAt, new Date(now).toISOString());
       return [
         r.id,
+        r.name || '-',
         formatTimestamp(r.createdAt),
         runState(r.status, r.conclusion),
         took === undefined ? '-' : `${formatDuration(Math.max(0, took))}${r.finishedAt ? '' : '…'}`,
         r.finishedAt ? formatTimestamp(r.finishedAt) : '-',
         `${c.COMPLETED}/${total}${c.RUNNING > 0 ? `, ${c.RUNNING} running` : ''}`,
+        labelsText(r.labels),
       ];
     }),
-    ['left', 'left', 'left', 'right', 'left', 'left'],
+    ['left', 'left', 'left', 'left', 'right', 'left', 'left', 'left'],
   );
+}
+
+/** The run's identity (rule 17) as header rows, those it has. */
+function identityRows(run: Run): [string, string][] {
+  const rows: [string, string][] = [];
+  if (run.name) rows.push(['Name', run.name]);
+  if (run.workflow) rows.push(['Workflow', `${run.workflow} version ${run.workflowVersion ?? '?'}`]);
+  if (run.params && Object.keys(run.params).length > 0) rows.push(['Params', labelsText(run.params)]);
+  if (run.labels && Object.keys(run.labels).length > 0) rows.push(['Labels', labelsText(run.labels)]);
+  if (run.requestId) rows.push(['Request id', run.requestId]);
+  return rows;
+}
+
+/** Labels as `k=v,k2=v2` (sorted), or - when none. */
+export function labelsText(labels: Record<string, string> | undefined): string {
+  const entries = Object.entries(labels ?? {}).sort(([a], [b]) => (a < b ? -1 : 1));
+  return entries.length ? entries.map(([k, v]) => `${k}=${v}`).join(',') : '-';
 }
 
 export function agentsTable(agents: readonly AgentInfo[]): string {
@@ -140,6 +159,7 @@ export function runPretty(run: Run, now: number): string {
   ];
   if (elapsed !== undefined)
     header.push([run.status === 'COMPLETED' ? 'Took' : 'Running for', formatDuration(elapsed)]);
+  header.push(...identityRows(run));
   const created = Date.parse(run.createdAt);
   const ordered = topologicalOrder(run.nodes, run.edges);
   const upstream = new Map<string, string[]>();

@@ -10,13 +10,17 @@ import {
   graphToProto,
   nodeFromProto,
   runConclusionFromProto,
+  runConclusionToProto,
   runFromProto,
   runStatusFromProto,
+  runStatusToProto,
   runSummaryFromProto,
   statsFromProto,
 } from '../model/wire.js';
+import { paramToProto, workflowFromProto, workflowSummaryFromProto } from '../model/workflow-wire.js';
+import type { WorkflowDefinition, WorkflowInput, WorkflowSummary } from '../model/workflows.js';
 import { AdagioError, type ErrorCode } from '../protocol/errors.js';
-import type { ListRunsQuery, RunPage, WatchEvent } from '../protocol/repository.js';
+import type { ListRunsQuery, RunPage, StartOptions, WatchEvent } from '../protocol/repository.js';
 
 export const DEFAULT_ADDRESS = 'http://127.0.0.1:7890';
 
@@ -71,9 +75,66 @@ export class AdagioClient {
     return statsFromProto(res.stats ?? create(pb.StatsSchema));
   }
 
-  async start(spec: GraphSpec): Promise<Run> {
-    const res = await this.call(() => this.rpc.start({ spec: graphToProto(spec) }, this.opts()));
+  /**
+   * Starts a run of a graph, or (spec undefined, `options.workflow`) of a
+   * stored workflow with params; `options.requestId` makes a repeat return
+   * the first start's run.
+   */
+  async start(spec: GraphSpec | undefined, options: StartOptions = {}): Promise<Run> {
+    const res = await this.call(() =>
+      this.rpc.start(
+        {
+          spec: spec ? graphToProto(spec) : undefined,
+          workflow: options.workflow ?? '',
+          version: options.version ?? 0,
+          params: options.params ?? {},
+          name: options.name ?? '',
+          labels: options.labels ?? {},
+          requestId: options.requestId ?? '',
+        },
+        this.opts(),
+      ),
+    );
     return runFromProto(res.run!);
+  }
+
+  // ---- workflows (rule 16)
+
+  /** Stores a new version, or returns the latest when the content is the same. */
+  async putWorkflow(name: string, input: WorkflowInput): Promise<WorkflowDefinition> {
+    const res = await this.call(() =>
+      this.rpc.putWorkflow(
+        {
+          name,
+          spec: graphToProto(input.spec),
+          description: input.description ?? '',
+          params: (input.params ?? []).map(paramToProto),
+        },
+        this.opts(),
+      ),
+    );
+    return workflowFromProto(res.workflow!);
+  }
+
+  /** The latest version, or `version`. */
+  async getWorkflow(name: string, version?: number): Promise<WorkflowDefinition> {
+    const res = await this.call(() => this.rpc.getWorkflow({ name, version: version ?? 0 }, this.opts()));
+    return workflowFromProto(res.workflow!);
+  }
+
+  async listWorkflows(): Promise<WorkflowSummary[]> {
+    const res = await this.call(() => this.rpc.listWorkflows({}, this.opts()));
+    return res.workflows.map(workflowSummaryFromProto);
+  }
+
+  /** Every version, newest first. */
+  async listWorkflowVersions(name: string): Promise<WorkflowDefinition[]> {
+    const res = await this.call(() => this.rpc.listWorkflowVersions({ name }, this.opts()));
+    return res.workflows.map(workflowFromProto);
+  }
+
+  async deleteWorkflow(name: string): Promise<void> {
+    await this.call(() => this.rpc.deleteWorkflow({ name }, this.opts()));
   }
 
   async listRuns(query: ListRunsQuery = {}): Promise<RunPage> {
@@ -84,6 +145,11 @@ export class AdagioClient {
           finishNs: query.until !== undefined ? BigInt(query.until) * 1_000_000n : 0n,
           limit: query.limit ?? 0,
           cursor: query.cursor ?? '',
+          workflow: query.workflow ?? '',
+          labels: query.labels ?? {},
+          status: query.status ? runStatusToProto(query.status) : pb.Run_Status.NONE,
+          conclusion: runConclusionToProto(query.conclusion),
+          search: query.search ?? '',
         },
         this.opts(),
       ),

@@ -6,3 +6,5 @@ export * from './rules.js';
 export * from './types.js';
 export * from './validate.js';
 export * from './wire.js';
+export * from './workflow-wire.js';
+export * from './workflows.js';

@@ -76,7 +76,7 @@ export interface NodeState {
   liveOutput?: Uint8Array;
 }
 
-export interface Run {
+export interface Run extends RunIdentity {
   id: string;
   /** RFC 3339. */
   createdAt: string;
@@ -88,8 +88,8 @@ export interface Run {
   finishedAt?: string;
 }
 
-/** A run without its nodes: what lists show. */
-export interface RunSummary {
+/** A run without its nodes: what lists show (its identity without params). */
+export interface RunSummary extends Omit<RunIdentity, 'params'> {
   id: string;
   createdAt: string;
   status: RunStatus;
@@ -116,4 +116,22 @@ export interface Stats {
 
 export function emptyNodeCounts(): Record<NodeStatus, number> {
   return { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 0 };
+}
+
+/** Run labels: key → value. */
+export type Labels = Record<string, string>;
+/** The params a run got, defaults filled in. */
+export type Params = Record<string, string>;
+
+/** How a run came to be: set at start, never changed (rule 17). */
+export interface RunIdentity {
+  /** The run's name: given at start, else its workflow's name, else empty. */
+  name?: string;
+  labels?: Labels;
+  /** The workflow and version it was started from (none for a graph start). */
+  workflow?: string;
+  workflowVersion?: number;
+  params?: Params;
+  /** The request id it was started with: a start repeating it returns this run. */
+  requestId?: string;
 }

@@ -13,6 +13,7 @@ import {
   RETRY_CONCLUSIONS,
   type Run,
   type RunConclusion,
+  type RunIdentity,
   type RunStatus,
   type RunSummary,
   type Stats,
@@ -255,6 +256,7 @@ export function runToProto(r: Run): pb.Run {
     conclusion: runConclusionToProto(r.conclusion),
     nodeCounts: countsToProto(countNodes(r.nodes)),
     finishedAt: r.finishedAt ?? '',
+    ...identityToProto(r),
   });
 }
 
@@ -266,6 +268,7 @@ export function runSummaryToProto(r: RunSummary): pb.Run {
     conclusion: runConclusionToProto(r.conclusion),
     nodeCounts: countsToProto(r.nodeCounts),
     finishedAt: r.finishedAt ?? '',
+    ...identityToProto(r),
   });
 }
 
@@ -278,6 +281,7 @@ export function runFromProto(r: pb.Run): Run {
     status: RUN_STATUS_BACK.get(r.status) ?? 'WAITING',
     conclusion: RUN_CONCLUSION_BACK.get(r.conclusion),
     finishedAt: r.finishedAt || undefined,
+    ...identityFromProto(r),
   };
 }
 
@@ -295,6 +299,7 @@ export function runSummaryFromProto(r: pb.Run): RunSummary {
       RUNNING: Number(c?.running ?? 0),
       COMPLETED: Number(c?.completed ?? 0),
     },
+    ...identityFromProto(r),
   };
 }
 
@@ -336,4 +341,30 @@ export function statsFromProto(s: pb.Stats): Stats {
       COMPLETED: Number(s.completedNodes),
     },
   };
+}
+
+/** The identity fields of a wire Run (empty ones as the proto's zero values). */
+export function identityToProto(
+  r: RunIdentity,
+): Pick<pb.Run, 'name' | 'labels' | 'workflow' | 'workflowVersion' | 'params' | 'requestId'> {
+  return {
+    name: r.name ?? '',
+    labels: { ...r.labels },
+    workflow: r.workflow ?? '',
+    workflowVersion: r.workflowVersion ?? 0,
+    params: { ...r.params },
+    requestId: r.requestId ?? '',
+  };
+}
+
+/** The identity of a wire Run, zero values left out. */
+export function identityFromProto(r: pb.Run): RunIdentity {
+  const out: RunIdentity = {};
+  if (r.name) out.name = r.name;
+  if (Object.keys(r.labels).length > 0) out.labels = { ...r.labels };
+  if (r.workflow) out.workflow = r.workflow;
+  if (r.workflowVersion) out.workflowVersion = r.workflowVersion;
+  if (Object.keys(r.params).length > 0) out.params = { ...r.params };
+  if (r.requestId) out.requestId = r.requestId;
+  return out;
 }

@@ -39,7 +39,7 @@ export class InvalidArgumentError extends AdagioError {
 export class NotFoundError extends AdagioError {
   readonly code = 'not_found';
   constructor(
-    readonly kind: 'run' | 'node' | 'agent' | 'lease' | 'attempt',
+    readonly kind: 'run' | 'node' | 'agent' | 'lease' | 'attempt' | 'workflow',
     readonly id: string,
   ) {
     super(`${kind} ${JSON.stringify(id)} not found`);
@@ -59,6 +59,14 @@ export class ClaimConflictError extends AdagioError {
   ) {
     super(message);
   }
+}
+
+/**
+ * The request conflicts with stored state other than a claim: e.g. deleting a
+ * workflow a schedule still uses. The message says what is in the way.
+ */
+export class ConflictError extends AdagioError {
+  readonly code = 'conflict';
 }
 
 /** The lease is gone: expired or revoked. Its claims are orphaned. */
@@ -105,6 +113,16 @@ export function claimNotLive(
     req.runId,
     req.node,
   );
+}
+
+/** A workflow (or one version of it) that does not exist. */
+export function workflowNotFound(name: string, version?: number): NotFoundError {
+  return new NotFoundError('workflow', version === undefined ? name : `${name}@${version}`);
+}
+
+/** The refusal of deleting a workflow something (`user`, e.g. `schedule "nightly"`) still uses. */
+export function workflowInUse(name: string, user: string): ConflictError {
+  return new ConflictError(`workflow ${JSON.stringify(name)} is used by ${user}: remove that first`);
 }
 
 /** The backend has too much queued work to take more now (admission control); retry later. */

@@ -11,6 +11,14 @@ import type {
   RuntimeInfo,
   Stats,
 } from '../model/types.js';
+import type {
+  Labels,
+  Params,
+  RunFilter,
+  WorkflowDefinition,
+  WorkflowInput,
+  WorkflowSummary,
+} from '../model/workflows.js';
 import { InvalidArgumentError } from './errors.js';
 
 /**
@@ -22,8 +30,13 @@ import { InvalidArgumentError } from './errors.js';
  * (keepAlive/claim on a dead lease), UnavailableError (store unreachable).
  */
 export interface Repository {
-  /** Rule 1: validates, stores and returns the new run. */
-  start(spec: GraphSpec): Promise<Run>;
+  /**
+   * Rule 1: validates, stores and returns the new run. With `options.workflow`
+   * the graph is that workflow's (pass `spec` undefined) with its params
+   * substituted (rule 16); with `options.requestId` a repeat of the start
+   * returns the run the first one created (rule 17).
+   */
+  start(spec: GraphSpec | undefined, options?: StartOptions): Promise<Run>;
   inspect(runId: string): Promise<Run>;
   /** Newest first, within the creation-time window, paged by an opaque cursor. */
   listRuns(query?: ListRunsQuery): Promise<RunPage>;
@@ -73,6 +86,25 @@ export interface Repository {
   /** The run now, then each node transition, ending once the run completes or the signal aborts. */
   watch(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent>;
 
+  /**
+   * Rule 16: stores a new immutable version of the named workflow, or returns
+   * the latest version when its content is the same (InvalidGraphError lists
+   * every problem of a bad one).
+   */
+  putWorkflow(name: string, input: WorkflowInput): Promise<WorkflowDefinition>;
+  /** The latest version, or the given one; NotFoundError (kind workflow) otherwise. */
+  getWorkflow(name: string, version?: number): Promise<WorkflowDefinition>;
+  /** Every workflow's latest version, by name. */
+  listWorkflows(): Promise<WorkflowSummary[]>;
+  /** All versions of the named workflow (newest first). */
+  listWorkflowVersions(name: string): Promise<WorkflowDefinition[]>;
+  /**
+   * Deletes every version; NotFoundError when there is none. Refused
+   * (ConflictError) while something still uses it: see each backend's
+   * workflowInUse hook. Runs started from it are kept.
+   */
+  deleteWorkflow(name: string): Promise<void>;
+
   /** Deletes completed runs created before the given time; returns how many. */
   deleteCompletedRunsBefore(ms: number): Promise<number>;
   /** Resolves when the store answers; UnavailableError otherwise. */
@@ -87,7 +119,22 @@ export {
   MAX_LIST_LIMIT,
 } from '../model/requests.js';
 
-export interface ListRunsQuery {
+/** How a run is started beyond its graph (rules 16 and 17). */
+export interface StartOptions {
+  /** Start this workflow (its latest version, or `version`) instead of a graph. */
+  workflow?: string;
+  version?: number;
+  /** Values for the workflow's params; refused without a workflow. */
+  params?: Params;
+  /** The run's name; default its workflow's name. */
+  name?: string;
+  labels?: Labels;
+  /** A start with a request id used before returns that start's run (while it is kept). */
+  requestId?: string;
+}
+
+/** Filters (RunFilter: workflow, labels, status, conclusion, search) apply before paging. */
+export interface ListRunsQuery extends RunFilter {
   /** Creation window in ms since the epoch: since inclusive, until exclusive. */
   since?: number;
   until?: number;
@@ -98,8 +145,12 @@ export interface ListRunsQuery {
 }
 
 export interface RunPage {
+  /**
+   * With filters a page may hold fewer than `limit` runs (even none) while
+   * nextCursor is set: a backend bounds the runs one page examines.
+   */
   runs: RunSummary[];
-  /** Present when more runs match. */
+  /** Present when more runs may match. */
   nextCursor?: string;
 }
 

@@ -135,7 +135,7 @@ describe('adagio CLI against a real adagiod', () => {
     const r = await cli(['runs', 'ls'], { env });
     assert.equal(r.code, 0, r.stderr);
     const [header, ...rows] = r.stdout.trim().split('\n');
-    assert.match(header!, /^ID +CREATED +STATUS +TOOK +FINISHED +NODES$/);
+    assert.match(header!, /^ID +NAME +CREATED +STATUS +TOOK +FINISHED +NODES +LABELS$/);
     assert.deepEqual(
       rows.map((l) => l.split(/\s+/)[0]).sort(),
       [...started].sort(),
@@ -144,7 +144,7 @@ describe('adagio CLI against a real adagiod', () => {
     for (const row of rows)
       assert.match(
         row,
-        /^\S{26} +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +COMPLETED SUCCESS +\S+ +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +7\/7$/,
+        /^\S{26} +- +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +COMPLETED SUCCESS +\S+ +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +7\/7 +-$/,
       );
 
     const json = await cliInProcess(['runs', 'ls', '--json'], { env });

@@ -206,7 +206,7 @@ describe('cli text views', () => {
     assert.match(out, /^ {2}parse +waiting for other to succeed$/m);
   });
 
-  it('runs table shows id, creation, status, duration, finish time and node progress', () => {
+  it('runs table shows id, name, creation, status, duration, finish time, node progress and labels', () => {
     const out = runsTable(
       [
         {
@@ -217,6 +217,8 @@ describe('cli text views', () => {
         },
         {
           id: '01B',
+          name: 'nightly',
+          labels: { team: 'data', env: 'prod' },
           createdAt: at(1000),
           status: 'COMPLETED',
           conclusion: 'SUCCESS',
@@ -229,9 +231,9 @@ describe('cli text views', () => {
     assert.equal(
       out,
       [
-        'ID   CREATED               STATUS             TOOK  FINISHED              NODES',
-        '01A  2025-06-01T10:00:00Z  RUNNING             5s…  -                     10/16, 2 running',
-        '01B  2025-06-01T10:00:01Z  COMPLETED SUCCESS  1m5s  2025-06-01T10:01:06Z  7/7',
+        'ID   NAME     CREATED               STATUS             TOOK  FINISHED              NODES             LABELS',
+        '01A  -        2025-06-01T10:00:00Z  RUNNING             5s…  -                     10/16, 2 running  -',
+        '01B  nightly  2025-06-01T10:00:01Z  COMPLETED SUCCESS  1m5s  2025-06-01T10:01:06Z  7/7               env=prod,team=data',
         '',
       ].join('\n'),
     );

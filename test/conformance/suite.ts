@@ -26,7 +26,7 @@
  * Topics, one module each: start (rule 1), walk (2, 5, 7 on the example DAG),
  * retry (5), claims (2, 4), leases (3), cancel (6), listing (lists, stats,
  * cleanup), streams (8, and watch), output (live output), requests (bad input
- * refused alike), size (the same rules at a thousand runs and thousands of
+ * refused alike), workflows (16, 17: definitions, params, run identity, filters, idempotent start), size (the same rules at a thousand runs and thousands of
  * nodes). Rule 9 (cost per transition) is measured
  * by the benchmarks, not asserted here.
  */
@@ -44,6 +44,7 @@ import { sizeSpec } from './size.js';
 import { startSpec } from './start.js';
 import { streamsSpec } from './streams.js';
 import { walkSpec } from './walk.js';
+import { workflowsSpec } from './workflows.js';
 
 export type { BackendFactory, BackendUnderTest, Capability } from './harness.js';
 
@@ -67,5 +68,6 @@ export function runConformance(
     outputSpec(test);
     requestsSpec(test);
     malformedSpec(test);
+    workflowsSpec(test);
   });
 }

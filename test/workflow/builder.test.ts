@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { MemoryRepository } from '../../src/backends/memory/index.js';
 import { graphFromJson } from '../../src/model/wire.js';
 import { InvalidGraphError } from '../../src/protocol/errors.js';
 import { arg } from '../../src/runtimes/args.js';
@@ -142,5 +143,47 @@ describe('workflow builder', () => {
       'adagio.arguments.greet.times': ['2'],
     });
     assert.deepEqual(spec.nodes[2]!.metadata, { 'adagio.inputs.greet.who': ['src'] });
+  });
+});
+
+describe('workflow builder: params and definitions (rule 16)', () => {
+  it('declares params, interpolates their references and produces a definition the store accepts', async () => {
+    const wf = workflow().describe('loads a day');
+    const date = wf.param('date', { description: 'the day' });
+    const env = wf.param('env', { default: 'staging' });
+    const extract = wf.node('extract', exec({ command: 'echo', args: [`extracted ${date}`] }));
+    wf.node('load', exec({ command: 'echo', args: [`${date} into ${env}`] })).dependsOn(extract);
+    const def = wf.definition('nightly');
+    assert.equal(def.name, 'nightly');
+    assert.equal(def.description, 'loads a day');
+    assert.deepEqual(def.params, [
+      { name: 'date', required: true, description: 'the day' },
+      { name: 'env', default: 'staging' },
+    ]);
+    assert.deepEqual(def.spec.nodes[1]!.metadata['adagio.arguments.exec.args'], [
+      '{{params.date}} into {{params.env}}',
+    ]);
+
+    const repo = new MemoryRepository();
+    try {
+      const stored = await repo.putWorkflow(def.name, def);
+      const run = await repo.start(undefined, { workflow: 'nightly', params: { date: '2026-01-31' } });
+      assert.equal(stored.version, 1);
+      assert.deepEqual(run.nodes[1]!.spec.metadata['adagio.arguments.exec.args'], [
+        '2026-01-31 into staging',
+      ]);
+    } finally {
+      await repo.close();
+    }
+    const json = wf.definitionJson('nightly') as { spec: { nodes: unknown[] } };
+    assert.equal(json.spec.nodes.length, 2);
+  });
+
+  it('build() of a graph with params points to definition(); an undeclared reference is a problem', () => {
+    const wf = workflow();
+    const p = wf.param('p');
+    wf.node('a', exec({ command: 'echo', args: [`${p}`, '{{params.q}}'] }));
+    assert.throws(() => wf.build(), /declares params \(p\): store it with definition/);
+    assert.throws(() => wf.definition('w'), /declares no param "q"/);
   });
 });

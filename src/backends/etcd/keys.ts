@@ -21,6 +21,11 @@
  *   s/<run>                       a chunked start in progress (garbage if it never commits)
  *   g/<agent>                     a registered agent, bound to its lease
  *   ctr/<shard>                   total nodes stored (runs are counted by range)
+ *   m/<run>                       the run's identity: name, labels, workflow, params, request id
+ *                                 (immutable; apart from r/ so claims never read it)
+ *   q/<request id>                the run a start with that request id created (rule 17)
+ *   w/<workflow>/<000000001>      workflow version n (immutable)
+ *   wh/<workflow>                 the workflow's head: latest version, content hash, summary
  */
 export type OpenStatus = 'W' | 'R' | 'U';
 
@@ -156,6 +161,24 @@ export class Keys {
   }
   all(): Buffer {
     return this.k('');
+  }
+  meta(run: string): Buffer {
+    return this.k(`m/${run}`);
+  }
+  request(id: string): Buffer {
+    return this.k(`q/${enc(id)}`);
+  }
+  workflowVersions(name: string): Buffer {
+    return this.k(`w/${enc(name)}/`);
+  }
+  workflowVersion(name: string, version: number): Buffer {
+    return this.k(`w/${enc(name)}/${String(version).padStart(9, '0')}`);
+  }
+  workflowHeads(): Buffer {
+    return this.k('wh/');
+  }
+  workflowHead(name: string): Buffer {
+    return this.k(`wh/${enc(name)}`);
   }
   /** The id after r/ of a run key. */
   runId(key: Buffer): string {

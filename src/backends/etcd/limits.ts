@@ -35,9 +35,16 @@ export const FAN_OUT_CHUNK = 25;
 export const SETTLE_BATCH = 20;
 export const OPS_PER_SETTLED_NODE = 6;
 
-/** Runs of a page summarised per transaction by the runs list: one get and three count ranges each. */
-export const OPS_PER_LISTED_RUN = 4;
+/** Runs of a page summarised per transaction by the runs list: two gets (run, identity) and three count ranges each. */
+export const OPS_PER_LISTED_RUN = 5;
 export const RUNS_PER_LIST_TXN = Math.floor(MAX_TXN_OPS / OPS_PER_LISTED_RUN);
+
+/**
+ * Runs one filtered list page looks at, at most (rule 17): past it the page
+ * ends short with a cursor, so a rare filter costs pages, not one unbounded
+ * read. Read READS_PER_TXN index entries and identities at a time.
+ */
+export const LIST_SCAN_BUDGET = 1000;
 
 function within(what: string, ops: number): void {
   if (ops > MAX_TXN_OPS) throw new Error(`etcd budget ${what} needs ${ops} ops; the most is ${MAX_TXN_OPS}`);

@@ -24,6 +24,8 @@ export interface RunRecord {
   conclusion?: RunConclusion;
   /** ms since the epoch, written with the conclusion (when the run was sealed). */
   finishedAt?: number;
+  /** The start's request id (rule 17): its q/ key goes with the run. The rest of its identity is in m/<run>. */
+  q?: string;
 }
 
 export interface ClaimRecord {

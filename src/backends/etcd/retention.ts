@@ -6,8 +6,8 @@ import { COUNTER_SHARDS } from './start.js';
 import { del, delPrefix, get, modIs, put } from './store.js';
 
 const PAGE = 200;
-/** Commit markers the deleting transaction carries itself: etcd's op budget less its own eight ops. */
-const MARKERS_IN_DELETE = ETCD_MAX_TXN_OPS - 8;
+/** Commit markers the deleting transaction carries itself: etcd's op budget less its own ten ops. */
+const MARKERS_IN_DELETE = ETCD_MAX_TXN_OPS - 10;
 
 /**
  * Retention: deletes completed runs created before `ms` (oldest first, by
@@ -73,6 +73,8 @@ async function deleteRun(ctx: EtcdContext, rec: RunRecord, rev: string): Promise
           delPrefix(keys.attempts(rec.id)),
           delPrefix(keys.outputs(rec.id)),
           del(keys.failed(rec.id)),
+          del(keys.meta(rec.id)),
+          ...(rec.q !== undefined ? [del(keys.request(rec.q))] : []),
           delPrefix(keys.work(rec.id)),
           ...(inline ? markers : []),
           // Shards may go below zero individually; only their sum is meaningful.

@@ -3,24 +3,31 @@ import {
   type Clock,
   checkAgentRegistration,
   checkConclusion,
-  checkGraph,
   checkId,
   checkListLimit,
   checkMetadata,
   checkNodeName,
+  checkRunFilter,
   checkRunId,
+  checkStartOptions,
   decodeCursor,
   emptyNodeCounts,
   encodeCursor,
   type GraphSpec,
   type IdSource,
   type NodeStatus,
+  planStart,
   type Run,
+  type RunSummary,
   rfc3339,
+  runMatches,
   runStatus,
   type Stats,
   systemClock,
   ulidSource,
+  type WorkflowDefinition,
+  type WorkflowInput,
+  type WorkflowSummary,
 } from '../../model/index.js';
 import {
   type AgentRegistration,
@@ -39,6 +46,7 @@ import {
   nodeNotFound,
   type Repository,
   type RunPage,
+  type StartOptions,
   type SubscribeOptions,
   seqGapError,
   UnavailableError,
@@ -60,6 +68,7 @@ import {
   runSnapshot,
 } from './state.js';
 import { MemoryStreams } from './streams.js';
+import { MemoryWorkflows } from './workflows.js';
 
 export interface MemoryRepositoryOptions {
   clock?: Clock;
@@ -86,10 +95,14 @@ export class MemoryRepository implements Repository {
   private readonly timer?: NodeJS.Timeout;
   private closed = false;
   private readonly hooks: Hooks;
+  private readonly workflows: MemoryWorkflows;
+  /** Request id → the run its start created (rule 17); an entry goes with its run. */
+  private readonly requests = new Map<string, string>();
 
   constructor(options: MemoryRepositoryOptions = {}) {
     this.clock = options.clock ?? systemClock;
     this.ids = options.ids ?? ulidSource();
+    this.workflows = new MemoryWorkflows(this.clock, (name) => this.workflowInUse(name));
     this.leases = new MemoryLeases(this.clock, this.ids, (node) => orphanNode(node, this.hooks));
     const interval = options.leaseCheckIntervalMs ?? 100;
     if (interval > 0) {
@@ -114,14 +127,57 @@ export class MemoryRepository implements Repository {
 
   // ---- runs
 
-  async start(spec: GraphSpec): Promise<Run> {
+  /** Synchronous from the request-id lookup to the store of the new run, so concurrent duplicates make one run. */
+  async start(spec: GraphSpec | undefined, options: StartOptions = {}): Promise<Run> {
     this.assertOpen();
-    checkGraph(spec);
+    checkStartOptions(spec, options);
+    const earlier = options.requestId !== undefined ? this.requests.get(options.requestId) : undefined;
+    if (earlier !== undefined) return runSnapshot(this.getRun(earlier));
+    const definition = options.workflow ? this.workflows.get(options.workflow, options.version) : undefined;
+    const plan = planStart(spec, options, definition);
     const now = this.clock.now();
-    const run = createRun(this.ids.next(now), now, spec, this.hooks);
+    const run = createRun(this.ids.next(now), now, plan.spec, this.hooks);
+    run.identity = plan.identity;
     this.runs.set(run.id, run);
     this.runList.push(run);
+    if (plan.identity.requestId !== undefined) this.requests.set(plan.identity.requestId, run.id);
     return runSnapshot(run);
+  }
+
+  // ---- workflows (rule 16)
+
+  async putWorkflow(name: string, input: WorkflowInput): Promise<WorkflowDefinition> {
+    this.assertOpen();
+    return this.workflows.put(name, input);
+  }
+
+  async getWorkflow(name: string, version?: number): Promise<WorkflowDefinition> {
+    this.assertOpen();
+    return this.workflows.get(name, version);
+  }
+
+  async listWorkflows(): Promise<WorkflowSummary[]> {
+    this.assertOpen();
+    return this.workflows.list();
+  }
+
+  async listWorkflowVersions(name: string): Promise<WorkflowDefinition[]> {
+    this.assertOpen();
+    return this.workflows.versions(name);
+  }
+
+  async deleteWorkflow(name: string): Promise<void> {
+    this.assertOpen();
+    this.workflows.delete(name);
+  }
+
+  /**
+   * What still uses the workflow, named for the refusal (e.g. `schedule
+   * "nightly"`), or undefined. Delete is refused while it answers; nothing
+   * uses workflows yet (schedules will).
+   */
+  protected workflowInUse(_name: string): string | undefined {
+    return undefined;
   }
 
   async inspect(runId: string): Promise<Run> {
@@ -133,6 +189,7 @@ export class MemoryRepository implements Repository {
   async listRuns(query: ListRunsQuery = {}): Promise<RunPage> {
     this.assertOpen();
     const limit = checkListLimit(query.limit);
+    checkRunFilter(query);
     const cursor = query.cursor ? decodeCursor(query.cursor) : undefined;
     const list = this.runList;
     // Upper bound (exclusive) as an index: the until window, then the cursor.
@@ -145,23 +202,19 @@ export class MemoryRepository implements Repository {
       );
     const runs = [];
     let i = end - 1;
+    // The last run looked at: the next page starts below it, matched or not.
+    let last: RunRecord | undefined;
     for (; i >= 0 && runs.length < limit; i--) {
       const r = list[i]!;
       if (query.since !== undefined && r.createdAt < query.since) break;
-      runs.push({
-        id: r.id,
-        createdAt: rfc3339(r.createdAt),
-        status: runStatus(r.counts),
-        conclusion: r.conclusion,
-        finishedAt: r.finishedAt ? rfc3339(r.finishedAt) : undefined,
-        nodeCounts: { ...r.counts },
-      });
+      last = r;
+      const summary = summarize(r);
+      if (runMatches(summary, query)) runs.push(summary);
     }
     const more = i >= 0 && (query.since === undefined || list[i]!.createdAt >= query.since);
-    const last = list[i + 1];
     return {
       runs,
-      nextCursor: more && runs.length > 0 && last ? encodeCursor(last.createdAt, last.id) : undefined,
+      nextCursor: more && last ? encodeCursor(last.createdAt, last.id) : undefined,
     };
   }
 
@@ -185,6 +238,7 @@ export class MemoryRepository implements Repository {
     for (const run of this.runList) {
       if (run.conclusion && run.createdAt < ms) {
         this.runs.delete(run.id);
+        if (run.identity?.requestId !== undefined) this.requests.delete(run.identity.requestId);
         for (const s of Object.keys(run.counts) as NodeStatus[]) this.nodeCounts[s] -= run.counts[s];
         deleted++;
       } else keep.push(run);
@@ -348,6 +402,19 @@ export class MemoryRepository implements Repository {
   private assertOpen(): void {
     if (this.closed) throw new UnavailableError('memory repository is closed');
   }
+}
+
+function summarize(r: RunRecord): RunSummary {
+  const { params: _params, ...identity } = r.identity ?? {};
+  return {
+    id: r.id,
+    createdAt: rfc3339(r.createdAt),
+    status: runStatus(r.counts),
+    conclusion: r.conclusion,
+    finishedAt: r.finishedAt ? rfc3339(r.finishedAt) : undefined,
+    nodeCounts: { ...r.counts },
+    ...structuredClone(identity),
+  };
 }
 
 /** First index whose element does not satisfy `before` (elements satisfying it come first). */

@@ -27,6 +27,7 @@ import {
   unreached,
 } from '../../model/index.js';
 import type { Metadata } from '../../model/types.js';
+import type { RunIdentity } from '../../model/workflows.js';
 
 /**
  * The memory backend's state and every node transition, in one place. All
@@ -75,6 +76,8 @@ export interface RunRecord {
   conclusion?: RunConclusion;
   /** ms since the epoch; 0 until completed. */
   finishedAt: number;
+  /** Name, labels, workflow, params, request id: set at start (rule 17). */
+  identity?: RunIdentity;
 }
 
 export interface Hooks {
@@ -331,5 +334,6 @@ export function runSnapshot(run: RunRecord): Run {
     status: runStatus(run.counts),
     conclusion: run.conclusion,
     finishedAt: run.finishedAt ? rfc3339(run.finishedAt) : undefined,
+    ...structuredClone(run.identity),
   };
 }

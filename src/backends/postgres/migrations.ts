@@ -4,6 +4,7 @@ import {
   FINISH_ATTEMPT_FUNCTION,
   LIVE_OUTPUT_MIGRATION,
   SCHEMA_TABLES,
+  WORKFLOWS_MIGRATION,
 } from './sql.js';
 
 /**
@@ -39,6 +40,11 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 4,
     name: 'live output: what running attempts streamed; when runs finished',
     sql: LIVE_OUTPUT_MIGRATION,
+  },
+  {
+    version: 7,
+    name: 'workflow definitions; run names, labels, params and request ids',
+    sql: WORKFLOWS_MIGRATION,
   },
 ];
 

@@ -1,12 +1,14 @@
 import type pg from 'pg';
 import {
   checkListLimit,
+  checkRunFilter,
   type Edge,
   emptyNodeCounts,
   type NodeState,
   type NodeStatus,
   type Run,
   type RunConclusion,
+  type RunFilter,
   type RunStatus,
   type RunSummary,
   rfc3339,
@@ -21,6 +23,9 @@ import {
   ATTEMPT_COLUMNS,
   type AttemptRow,
   groupAttempts,
+  IDENTITY_COLUMNS,
+  type IdentityRow,
+  identityOf,
   inputsOf,
   NODE_COLUMNS,
   type NodeRow,
@@ -29,12 +34,12 @@ import {
   statusOf,
   toNodeState,
 } from './rows.js';
-import { CLAIMS_HELD, RUN_HAS_RUNNING_NODE, STATS } from './sql.js';
+import { CLAIMS_HELD, RUN_BY_REQUEST, RUN_HAS_RUNNING_NODE, STATS } from './sql.js';
 
 /** Everything that only reads: inspect, the watcher's re-reads, listing and stats. */
 
 export interface LoadedRun {
-  run: RunRow & { edges: Edge[] };
+  run: RunRow & IdentityRow & { edges: Edge[] };
   nodes: NodeState[];
   /** Each node's row version (see notices.ts). */
   versions: Map<string, number>;
@@ -50,8 +55,8 @@ export async function loadRun(db: Db, runId: string, names?: string[]): Promise<
   return db.tx(
     'inspect',
     async (c) => {
-      const runs = await c.query<RunRow & { edges: Edge[] }>(
-        `SELECT ${RUN_COLUMNS}, edges FROM runs WHERE id = $1`,
+      const runs = await c.query<RunRow & IdentityRow & { edges: Edge[] }>(
+        `SELECT ${RUN_COLUMNS}, ${IDENTITY_COLUMNS}, edges FROM runs WHERE id = $1`,
         [runId],
       );
       const run = runs.rows[0];
@@ -117,6 +122,7 @@ export async function inspect(db: Db, runId: string): Promise<Run> {
     status,
     conclusion,
     finishedAt: finishedAtOf(run, nodes),
+    ...identityOf(run),
   };
 }
 
@@ -128,6 +134,7 @@ export function finishedAtOf(run: RunRow, nodes: NodeState[]): string | undefine
 
 export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
   const limit = checkListLimit(query.limit);
+  checkRunFilter(query);
   const where: string[] = [];
   const values: unknown[] = [];
   if (query.since !== undefined) {
@@ -143,10 +150,11 @@ export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
     values.push(c.createdAtMs, c.runId);
     where.push(`(created_at, id) < ($${values.length - 1}, $${values.length})`);
   }
+  filterClauses(query, values, where);
   values.push(limit + 1);
-  const { rows } = await db.query<RunRow>(
+  const { rows } = await db.query<RunRow & IdentityRow>(
     'list runs',
-    `SELECT ${RUN_COLUMNS} FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+    `SELECT ${RUN_COLUMNS}, ${IDENTITY_COLUMNS} FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
      ORDER BY created_at DESC, id DESC LIMIT $${values.length}`,
     values,
   );
@@ -179,6 +187,7 @@ export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
       conclusion: r.conclusion ?? undefined,
       finishedAt: r.finished_at ? rfc3339(Number(r.finished_at)) : undefined,
       nodeCounts,
+      ...identityOf({ ...r, params: null }),
     };
   });
   const last = page[page.length - 1];
@@ -186,6 +195,31 @@ export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
     runs,
     nextCursor: rows.length > limit && last ? encodeCursor(Number(last.created_at), last.id) : undefined,
   };
+}
+
+/**
+ * Rule 17's filters as SQL, each value a parameter: the workflow and labels
+ * through their indexes, the status as rule 7 derives it (COMPLETED when no
+ * node remains, WAITING while none has completed or runs), the search as an
+ * id prefix or name text, both ignoring case.
+ */
+function filterClauses(f: RunFilter, values: unknown[], where: string[]): void {
+  const param = (v: unknown) => {
+    values.push(v);
+    return `$${values.length}`;
+  };
+  if (f.workflow !== undefined) where.push(`workflow = ${param(f.workflow)}`);
+  if (f.labels && Object.keys(f.labels).length > 0)
+    where.push(`labels @> ${param(JSON.stringify(f.labels))}::jsonb`);
+  const running = `EXISTS (SELECT 1 FROM nodes WHERE run_id = runs.id AND status = 'RUNNING')`;
+  if (f.status === 'COMPLETED') where.push('remaining = 0');
+  else if (f.status === 'WAITING') where.push(`remaining = node_count AND remaining > 0 AND NOT ${running}`);
+  else if (f.status === 'RUNNING') where.push(`remaining > 0 AND (remaining < node_count OR ${running})`);
+  if (f.conclusion !== undefined) where.push(`conclusion = ${param(f.conclusion)}`);
+  if (f.search) {
+    const q = param(f.search.toLowerCase());
+    where.push(`(starts_with(lower(id), ${q}) OR strpos(lower(coalesce(name, '')), ${q}) > 0)`);
+  }
 }
 
 /**
@@ -219,4 +253,19 @@ export async function claimsHeld(db: Db, claims: ClaimRef[]): Promise<boolean[]>
     ),
   );
   return rows.map((r) => r.held);
+}
+
+/** The run a start with this request id created, while it is kept (its own id included). */
+export async function runByRequest(db: Db, requestId: string): Promise<{ id: string; run: Run } | undefined> {
+  const { rows } = await db.retrying('start', () =>
+    db.query<{ id: string }>('start', RUN_BY_REQUEST, [requestId]),
+  );
+  const id = rows[0]?.id;
+  if (id === undefined) return undefined;
+  try {
+    return { id, run: await db.retrying('start', () => inspect(db, id)) };
+  } catch (e) {
+    if (e instanceof NotFoundError) return undefined;
+    throw e;
+  }
 }

@@ -1,11 +1,14 @@
 import {
   type Attempt,
   type AttemptConclusion,
+  type Labels,
   type Metadata,
   type NodeSpec,
   type NodeState,
   type NodeStatus,
+  type Params,
   type RunConclusion,
+  type RunIdentity,
   type RunStatus,
   rfc3339,
   runStatusOf,
@@ -60,6 +63,30 @@ export interface RunRow {
 }
 
 export const RUN_COLUMNS = 'id, created_at, node_count, remaining, cancelled, conclusion, finished_at';
+
+/** A run's identity (rule 17), read by inspect and lists only: claims and finishes never need it. */
+export const IDENTITY_COLUMNS = 'name, labels, workflow, workflow_version, params, request_id';
+
+export interface IdentityRow {
+  name: string | null;
+  labels: Labels | null;
+  workflow: string | null;
+  workflow_version: number | null;
+  params: Params | null;
+  request_id: string | null;
+}
+
+/** The identity fields a run carries, absent ones left out. */
+export function identityOf(r: IdentityRow): RunIdentity {
+  const out: RunIdentity = {};
+  if (r.name !== null) out.name = r.name;
+  if (r.labels !== null) out.labels = r.labels;
+  if (r.workflow !== null) out.workflow = r.workflow;
+  if (r.workflow_version !== null) out.workflowVersion = r.workflow_version;
+  if (r.params !== null) out.params = r.params;
+  if (r.request_id !== null) out.requestId = r.request_id;
+  return out;
+}
 
 /** A copy that is a plain Uint8Array (pg hands out Buffers, often views of a shared slab). */
 export function bytes(b: Buffer | null | undefined): Uint8Array {

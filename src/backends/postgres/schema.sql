@@ -273,13 +273,29 @@ CREATE TABLE adagio.runs (
     failed boolean DEFAULT false NOT NULL,
     cancelled boolean DEFAULT false NOT NULL,
     conclusion text,
-    finished_at bigint
+    finished_at bigint,
+    name text,
+    labels jsonb,
+    workflow text COLLATE pg_catalog."C",
+    workflow_version integer,
+    params jsonb,
+    request_id text COLLATE pg_catalog."C"
 );
 
 CREATE TABLE adagio.schema_migrations (
     version integer NOT NULL,
     name text NOT NULL,
     applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE adagio.workflows (
+    name text NOT NULL COLLATE pg_catalog."C",
+    version integer NOT NULL,
+    spec jsonb NOT NULL,
+    description text NOT NULL,
+    params jsonb NOT NULL,
+    content_hash text NOT NULL,
+    created_at bigint NOT NULL
 );
 
 ALTER TABLE ONLY adagio.agents
@@ -306,6 +322,9 @@ ALTER TABLE ONLY adagio.runs
 ALTER TABLE ONLY adagio.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
 
+ALTER TABLE ONLY adagio.workflows
+    ADD CONSTRAINT workflows_pkey PRIMARY KEY (name, version);
+
 CREATE INDEX agents_by_lease ON adagio.agents USING btree (lease_id);
 
 CREATE INDEX nodes_ready ON adagio.nodes USING btree (runtime, run_id) WHERE (status = 'READY'::text);
@@ -314,4 +333,10 @@ CREATE INDEX nodes_running ON adagio.nodes USING btree (run_id) WHERE (status = 
 
 CREATE INDEX nodes_waiting ON adagio.nodes USING btree (run_id) WHERE (status = 'WAITING'::text);
 
+CREATE INDEX runs_by_labels ON adagio.runs USING gin (labels jsonb_path_ops) WHERE (labels IS NOT NULL);
+
+CREATE UNIQUE INDEX runs_by_request ON adagio.runs USING btree (request_id) WHERE (request_id IS NOT NULL);
+
 CREATE INDEX runs_by_time ON adagio.runs USING btree (created_at, id);
+
+CREATE INDEX runs_by_workflow ON adagio.runs USING btree (workflow, created_at, id) WHERE (workflow IS NOT NULL);

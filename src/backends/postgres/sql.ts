@@ -369,6 +369,41 @@ END
 $fn$;
 `;
 
+/**
+ * Migration 7: workflow definitions and run identity (rules 16, 17). Each
+ * workflow version is an immutable row; a run records its name, labels,
+ * workflow, params and request id; the request id is unique while its run is
+ * kept (the row goes with the run), which makes a repeated start find the
+ * first one's run atomically.
+ */
+export const WORKFLOWS_MIGRATION = `
+CREATE TABLE workflows (
+  name         text COLLATE "C" NOT NULL,
+  version      integer NOT NULL,
+  spec         jsonb   NOT NULL,
+  description  text    NOT NULL,
+  params       jsonb   NOT NULL,
+  -- sha256 of the normalised content: a put equal to the latest version returns it.
+  content_hash text    NOT NULL,
+  created_at   bigint  NOT NULL,
+  PRIMARY KEY (name, version)
+);
+
+ALTER TABLE runs
+  ADD COLUMN name             text,
+  ADD COLUMN labels           jsonb,
+  ADD COLUMN workflow         text COLLATE "C",
+  ADD COLUMN workflow_version integer,
+  ADD COLUMN params           jsonb,
+  ADD COLUMN request_id       text COLLATE "C";
+-- A start with a request id inserts ON CONFLICT DO NOTHING: a duplicate finds this one's run.
+CREATE UNIQUE INDEX runs_by_request ON runs (request_id) WHERE request_id IS NOT NULL;
+-- Lists filtered by workflow, newest first.
+CREATE INDEX runs_by_workflow ON runs (workflow, created_at, id) WHERE workflow IS NOT NULL;
+-- Lists filtered by labels (labels @> '{"k": "v"}').
+CREATE INDEX runs_by_labels ON runs USING gin (labels jsonb_path_ops) WHERE labels IS NOT NULL;
+`;
+
 // ---- claims (claims.ts)
 
 /** A batch of claims: one call of claim_nodes, prepared as adagio_claim_nodes; $8 says the batch is a repeat. */
@@ -386,10 +421,15 @@ export const FINISH_ATTEMPTS = `SELECT finish_streamed(x.run, x.node, x.claim, x
 
 /** A batch of starts: the runs (an id already stored is skipped), their nodes from one JSON array, and one counter shard ($6) moved by what was inserted. Prepared as adagio_start. */
 export const START_RUNS = `WITH r AS (
-           INSERT INTO runs (id, created_at, edges, node_count, remaining)
-           SELECT x.id, x.created_at, x.edges, x.node_count, x.node_count
-           FROM unnest($1::text[], $2::bigint[], $3::jsonb[], $4::int[]) AS x(id, created_at, edges, node_count)
-           ON CONFLICT (id) DO NOTHING RETURNING id, node_count
+           INSERT INTO runs (id, created_at, edges, node_count, remaining,
+                             name, labels, workflow, workflow_version, params, request_id)
+           SELECT x.id, x.created_at, x.edges, x.node_count, x.node_count,
+                  x.ident->>'name', x.ident->'labels', x.ident->>'workflow',
+                  (x.ident->>'workflowVersion')::int, x.ident->'params', x.ident->>'requestId'
+           FROM unnest($1::text[], $2::bigint[], $3::jsonb[], $4::int[], $7::jsonb[])
+             AS x(id, created_at, edges, node_count, ident)
+           -- Any unique key: the id (a retry after a lost reply) or the request id (rule 17).
+           ON CONFLICT DO NOTHING RETURNING id, node_count
          ), n AS (
            INSERT INTO nodes (run_id, name, idx, runtime, spec, upstream, downstream, status, pending_upstream)
            SELECT y.run_id, y.name, y.idx, y.runtime, y.spec, y.upstream, y.downstream, y.status, y.pending
@@ -461,6 +501,32 @@ export const CLAIMS_HELD = `SELECT coalesce(n.status = 'RUNNING' AND NOT n.orpha
        FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS x(run, node, claim, i)
        LEFT JOIN nodes n ON n.run_id = x.run AND n.name = x.node
        ORDER BY x.i`;
+
+/** The run a start with request id $1 created, while it is kept. */
+export const RUN_BY_REQUEST = 'SELECT id FROM runs WHERE request_id = $1';
+
+// ---- workflows (workflows.ts)
+
+/** Serialises puts of one workflow name (transaction-scoped; namespace 16 = rule 16). */
+export const LOCK_WORKFLOW = 'SELECT pg_advisory_xact_lock(16, hashtext($1))';
+
+export const LATEST_WORKFLOW = `SELECT version, content_hash FROM workflows WHERE name = $1 ORDER BY version DESC LIMIT 1`;
+
+export const INSERT_WORKFLOW = `INSERT INTO workflows (name, version, spec, description, params, content_hash, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)`;
+
+const WORKFLOW_COLUMNS = 'name, version, spec, description, params, created_at';
+
+/** Version $2, or the latest when $2 is null. */
+export const GET_WORKFLOW = `SELECT ${WORKFLOW_COLUMNS} FROM workflows WHERE name = $1 AND ($2::int IS NULL OR version = $2)
+       ORDER BY version DESC LIMIT 1`;
+
+export const WORKFLOW_VERSIONS = `SELECT ${WORKFLOW_COLUMNS} FROM workflows WHERE name = $1 ORDER BY version DESC`;
+
+/** Each name's latest version. */
+export const LIST_WORKFLOWS = `SELECT DISTINCT ON (name) ${WORKFLOW_COLUMNS} FROM workflows ORDER BY name, version DESC`;
+
+export const DELETE_WORKFLOW = 'DELETE FROM workflows WHERE name = $1';
 
 // ---- retention (repository.ts)
 

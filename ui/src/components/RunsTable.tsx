@@ -3,7 +3,7 @@ import { formatAgo, formatDuration, formatTime, runLook } from '../api/format.js
 import { Link, runPath } from '../router.js';
 import { Badge } from './Badge.js';
 
-/** Runs as a table: id (a link to the run), created, state, how long it took (or runs so far), when it finished, node progress. */
+/** Runs as a table: id (a link to the run), name, created, state, how long it took (or runs so far), when it finished, node progress, labels. */
 export function RunsTable({ runs, empty = 'No runs.' }: { runs: Run[]; empty?: string }) {
   if (runs.length === 0) return <p className="muted empty">{empty}</p>;
   const now = Date.now();
@@ -12,11 +12,13 @@ export function RunsTable({ runs, empty = 'No runs.' }: { runs: Run[]; empty?: s
       <thead>
         <tr>
           <th>Run</th>
+          <th>Name</th>
           <th>Created</th>
           <th>State</th>
           <th className="num">Took</th>
           <th>Finished</th>
           <th>Nodes</th>
+          <th>Labels</th>
         </tr>
       </thead>
       <tbody>
@@ -30,6 +32,10 @@ export function RunsTable({ runs, empty = 'No runs.' }: { runs: Run[]; empty?: s
                 <Link to={runPath(r.id)} className="mono">
                   {r.id}
                 </Link>
+              </td>
+              <td data-col="name">
+                {r.name || <span className="muted">–</span>}
+                {r.workflow && r.workflow !== r.name && <span className="muted"> ({r.workflow})</span>}
               </td>
               <td title={formatTime(r.createdAt)}>{formatAgo(r.createdAt, now)}</td>
               <td>
@@ -46,6 +52,15 @@ export function RunsTable({ runs, empty = 'No runs.' }: { runs: Run[]; empty?: s
               <td data-col="nodes">
                 {String(c?.completed ?? 0)}/{String(total)} done
                 {running > 0 && <span className="muted">, {running} running</span>}
+              </td>
+              <td data-col="labels">
+                {Object.keys(r.labels)
+                  .sort()
+                  .map((k) => (
+                    <code key={k} className="label-chip">
+                      {k}={r.labels[k]}
+                    </code>
+                  ))}
               </td>
             </tr>
           );

@@ -14,8 +14,8 @@ import {
 import { Badge } from '../components/Badge.js';
 import { RunGraph } from '../components/graph/RunGraph.js';
 import { NodePanel } from '../components/NodePanel.js';
-import { navigate, runPath, useLocation, useTitle } from '../router.js';
-import { type LiveRun, useLiveRun } from '../state/useLiveRun.js';
+import { Link, navigate, runPath, useLocation, useTitle, workflowPath } from '../router.js';
+import { type LiveRun, type RunShape, useLiveRun } from '../state/useLiveRun.js';
 
 const LOOKS: NodeLook[] = ['waiting', 'ready', 'running', 'orphaned', 'success', 'fail', 'error', 'cancelled', 'skipped'];
 
@@ -90,8 +90,36 @@ function RunHeader({ id, live }: { id: string; live: LiveRun }) {
           </span>
         ))}
       </div>
+      {live.shape && <RunIdentity identity={live.shape.identity} />}
       {live.shape && live.status !== Run_Status.COMPLETED && <CancelButton id={id} onCancelled={live.apply} />}
     </header>
+  );
+}
+
+/** Name, workflow, params and labels, those the run has. */
+function RunIdentity({ identity: r }: { identity: RunShape['identity'] }) {
+  const params = Object.keys(r.params).sort();
+  const labels = Object.keys(r.labels).sort();
+  if (!r.name && !r.workflow && labels.length === 0) return null;
+  return (
+    <div className="run-identity">
+      {r.name && <span className="run-name">{r.name}</span>}
+      {r.workflow && (
+        <Link to={workflowPath(r.workflow)} className="muted">
+          {r.workflow} v{r.workflowVersion}
+        </Link>
+      )}
+      {params.map((k) => (
+        <code key={`p-${k}`} className="node-chip" title="param">
+          {k}={r.params[k]}
+        </code>
+      ))}
+      {labels.map((k) => (
+        <code key={`l-${k}`} className="label-chip" title="label">
+          {k}={r.labels[k]}
+        </code>
+      ))}
+    </div>
   );
 }
 

@@ -11,6 +11,8 @@ export interface RunShape {
   createdAt: string;
   names: string[];
   edges: Edge[];
+  /** The run's identity (rule 17): set at start, never changed. */
+  identity: Pick<Run, 'name' | 'labels' | 'workflow' | 'workflowVersion' | 'params'>;
 }
 
 export interface LiveRun {
@@ -203,7 +205,19 @@ function withSnapshot(s: State, run: Run): State {
   const shape: RunShape =
     s.shape?.id === run.id && s.shape.names.length === run.nodes.length
       ? s.shape
-      : { id: run.id, createdAt: run.createdAt, names: [...nodes.keys()], edges: run.edges };
+      : {
+          id: run.id,
+          createdAt: run.createdAt,
+          names: [...nodes.keys()],
+          edges: run.edges,
+          identity: {
+            name: run.name,
+            labels: run.labels,
+            workflow: run.workflow,
+            workflowVersion: run.workflowVersion,
+            params: run.params,
+          },
+        };
   return { ...s, shape, nodes, status: run.status, conclusion: run.conclusion };
 }
 

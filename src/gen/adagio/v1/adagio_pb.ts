@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file adagio/v1/adagio.proto.
  */
 export const file_adagio_v1_adagio: GenFile = /*@__PURE__*/
-  fileDesc("ChZhZGFnaW8vdjEvYWRhZ2lvLnByb3RvEglhZGFnaW8udjEiIAoOTWV0YWRhdGFWYWx1ZXMSDgoGdmFsdWVzGAEgAygJIiEKCVJldHJ5U3BlYxIUCgxtYXhfYXR0ZW1wdHMYASABKAUinQIKCE5vZGVTcGVjEgwKBG5hbWUYASABKAkSDwoHcnVudGltZRgCIAEoCRIzCghtZXRhZGF0YRgDIAMoCzIhLmFkYWdpby52MS5Ob2RlU3BlYy5NZXRhZGF0YUVudHJ5Ei0KBXJldHJ5GAQgAygLMh4uYWRhZ2lvLnYxLk5vZGVTcGVjLlJldHJ5RW50cnkaSgoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSKAoFdmFsdWUYAiABKAsyGS5hZGFnaW8udjEuTWV0YWRhdGFWYWx1ZXM6AjgBGkIKClJldHJ5RW50cnkSCwoDa2V5GAEgASgJEiMKBXZhbHVlGAIgASgLMhQuYWRhZ2lvLnYxLlJldHJ5U3BlYzoCOAEiKwoERWRnZRIOCgZzb3VyY2UYASABKAkSEwoLZGVzdGluYXRpb24YAiABKAkiTwoJR3JhcGhTcGVjEiIKBW5vZGVzGAEgAygLMhMuYWRhZ2lvLnYxLk5vZGVTcGVjEh4KBWVkZ2VzGAIgAygLMg8uYWRhZ2lvLnYxLkVkZ2UitQEKBUNsYWltEgoKAmlkGAEgASgJEjAKCG1ldGFkYXRhGAIgAygLMh4uYWRhZ2lvLnYxLkNsYWltLk1ldGFkYXRhRW50cnkSEAoIYWdlbnRfaWQYAyABKAkSEAoIb3JwaGFuZWQYBCABKAgaSgoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSKAoFdmFsdWUYAiABKAsyGS5hZGFnaW8udjEuTWV0YWRhdGFWYWx1ZXM6AjgBIo8DCgdBdHRlbXB0EjEKCmNvbmNsdXNpb24YASABKA4yHS5hZGFnaW8udjEuQXR0ZW1wdC5Db25jbHVzaW9uEjIKCG1ldGFkYXRhGAIgAygLMiAuYWRhZ2lvLnYxLkF0dGVtcHQuTWV0YWRhdGFFbnRyeRIOCgZvdXRwdXQYAyABKAwSEAoIY2xhaW1faWQYBCABKAkSEAoIYWdlbnRfaWQYBSABKAkSEgoKc3RhcnRlZF9hdBgGIAEoCRITCgtmaW5pc2hlZF9hdBgHIAEoCRIWCg5vdXRwdXRfb21pdHRlZBgIIAEoCBITCgtvdXRwdXRfc2l6ZRgJIAEoBBpKCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoCzIZLmFkYWdpby52MS5NZXRhZGF0YVZhbHVlczoCOAEiRwoKQ29uY2x1c2lvbhIICgROT05FEAASCwoHU1VDQ0VTUxABEggKBEZBSUwQAhIJCgVFUlJPUhADEg0KCUNBTkNFTExFRBAEIvoCCgROb2RlEiEKBHNwZWMYASABKAsyEy5hZGFnaW8udjEuTm9kZVNwZWMSJgoGc3RhdHVzGAIgASgOMhYuYWRhZ2lvLnYxLk5vZGUuU3RhdHVzEiQKCGF0dGVtcHRzGAMgAygLMhIuYWRhZ2lvLnYxLkF0dGVtcHQSEgoKc3RhcnRlZF9hdBgEIAEoCRITCgtmaW5pc2hlZF9hdBgFIAEoCRIrCgZpbnB1dHMYBiADKAsyGy5hZGFnaW8udjEuTm9kZS5JbnB1dHNFbnRyeRIfCgVjbGFpbRgHIAEoCzIQLmFkYWdpby52MS5DbGFpbRITCgtsaXZlX291dHB1dBgIIAEoDBotCgtJbnB1dHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAw6AjgBIkYKBlN0YXR1cxIICgROT05FEAASCwoHV0FJVElORxABEgkKBVJFQURZEAISCwoHUlVOTklORxADEg0KCUNPTVBMRVRFRBAEIv4CCgNSdW4SCgoCaWQYASABKAkSEgoKY3JlYXRlZF9hdBgCIAEoCRIeCgVub2RlcxgDIAMoCzIPLmFkYWdpby52MS5Ob2RlEh4KBWVkZ2VzGAQgAygLMg8uYWRhZ2lvLnYxLkVkZ2USJQoGc3RhdHVzGAUgASgOMhUuYWRhZ2lvLnYxLlJ1bi5TdGF0dXMSLQoKY29uY2x1c2lvbhgGIAEoDjIZLmFkYWdpby52MS5SdW4uQ29uY2x1c2lvbhIqCgtub2RlX2NvdW50cxgHIAEoCzIVLmFkYWdpby52MS5Ob2RlQ291bnRzEhMKC2ZpbmlzaGVkX2F0GAggASgJIjsKBlN0YXR1cxIICgROT05FEAASCwoHV0FJVElORxABEgsKB1JVTk5JTkcQAhINCglDT01QTEVURUQQAyJDCgpDb25jbHVzaW9uEg8KC1VOU1BFQ0lGSUVEEAASCwoHU1VDQ0VTUxABEggKBEZBSUwQAhINCglDQU5DRUxMRUQQAyJQCgpOb2RlQ291bnRzEg8KB3dhaXRpbmcYASABKAMSDQoFcmVhZHkYAiABKAMSDwoHcnVubmluZxgDIAEoAxIRCgljb21wbGV0ZWQYBCABKAMiFwoHUnVudGltZRIMCgRuYW1lGAEgASgJIl8KBUFnZW50EgoKAmlkGAEgASgJEiQKCHJ1bnRpbWVzGAIgAygLMhIuYWRhZ2lvLnYxLlJ1bnRpbWUSEgoKc3RhcnRlZF9hdBgDIAEoCRIQCghob3N0bmFtZRgEIAEoCSJ2CgVTdGF0cxIRCglydW5fY291bnQYASABKAMSFQoNd2FpdGluZ19ub2RlcxgCIAEoAxITCgtyZWFkeV9ub2RlcxgDIAEoAxIVCg1ydW5uaW5nX25vZGVzGAQgASgDEhcKD2NvbXBsZXRlZF9ub2RlcxgFIAEoAyKVAQoFRXZlbnQSIwoEdHlwZRgBIAEoDjIVLmFkYWdpby52MS5FdmVudC5UeXBlEg4KBnJ1bl9pZBgCIAEoCRIRCglub2RlX25hbWUYAyABKAkSDwoHcnVudGltZRgEIAEoCSIzCgRUeXBlEggKBE5PTkUQABIOCgpOT0RFX1JFQURZEAESEQoNTk9ERV9PUlBIQU5FRBACYgZwcm90bzM");
+  fileDesc("ChZhZGFnaW8vdjEvYWRhZ2lvLnByb3RvEglhZGFnaW8udjEiIAoOTWV0YWRhdGFWYWx1ZXMSDgoGdmFsdWVzGAEgAygJIiEKCVJldHJ5U3BlYxIUCgxtYXhfYXR0ZW1wdHMYASABKAUinQIKCE5vZGVTcGVjEgwKBG5hbWUYASABKAkSDwoHcnVudGltZRgCIAEoCRIzCghtZXRhZGF0YRgDIAMoCzIhLmFkYWdpby52MS5Ob2RlU3BlYy5NZXRhZGF0YUVudHJ5Ei0KBXJldHJ5GAQgAygLMh4uYWRhZ2lvLnYxLk5vZGVTcGVjLlJldHJ5RW50cnkaSgoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSKAoFdmFsdWUYAiABKAsyGS5hZGFnaW8udjEuTWV0YWRhdGFWYWx1ZXM6AjgBGkIKClJldHJ5RW50cnkSCwoDa2V5GAEgASgJEiMKBXZhbHVlGAIgASgLMhQuYWRhZ2lvLnYxLlJldHJ5U3BlYzoCOAEiKwoERWRnZRIOCgZzb3VyY2UYASABKAkSEwoLZGVzdGluYXRpb24YAiABKAkiTwoJR3JhcGhTcGVjEiIKBW5vZGVzGAEgAygLMhMuYWRhZ2lvLnYxLk5vZGVTcGVjEh4KBWVkZ2VzGAIgAygLMg8uYWRhZ2lvLnYxLkVkZ2UitQEKBUNsYWltEgoKAmlkGAEgASgJEjAKCG1ldGFkYXRhGAIgAygLMh4uYWRhZ2lvLnYxLkNsYWltLk1ldGFkYXRhRW50cnkSEAoIYWdlbnRfaWQYAyABKAkSEAoIb3JwaGFuZWQYBCABKAgaSgoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSKAoFdmFsdWUYAiABKAsyGS5hZGFnaW8udjEuTWV0YWRhdGFWYWx1ZXM6AjgBIo8DCgdBdHRlbXB0EjEKCmNvbmNsdXNpb24YASABKA4yHS5hZGFnaW8udjEuQXR0ZW1wdC5Db25jbHVzaW9uEjIKCG1ldGFkYXRhGAIgAygLMiAuYWRhZ2lvLnYxLkF0dGVtcHQuTWV0YWRhdGFFbnRyeRIOCgZvdXRwdXQYAyABKAwSEAoIY2xhaW1faWQYBCABKAkSEAoIYWdlbnRfaWQYBSABKAkSEgoKc3RhcnRlZF9hdBgGIAEoCRITCgtmaW5pc2hlZF9hdBgHIAEoCRIWCg5vdXRwdXRfb21pdHRlZBgIIAEoCBITCgtvdXRwdXRfc2l6ZRgJIAEoBBpKCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoCzIZLmFkYWdpby52MS5NZXRhZGF0YVZhbHVlczoCOAEiRwoKQ29uY2x1c2lvbhIICgROT05FEAASCwoHU1VDQ0VTUxABEggKBEZBSUwQAhIJCgVFUlJPUhADEg0KCUNBTkNFTExFRBAEIvoCCgROb2RlEiEKBHNwZWMYASABKAsyEy5hZGFnaW8udjEuTm9kZVNwZWMSJgoGc3RhdHVzGAIgASgOMhYuYWRhZ2lvLnYxLk5vZGUuU3RhdHVzEiQKCGF0dGVtcHRzGAMgAygLMhIuYWRhZ2lvLnYxLkF0dGVtcHQSEgoKc3RhcnRlZF9hdBgEIAEoCRITCgtmaW5pc2hlZF9hdBgFIAEoCRIrCgZpbnB1dHMYBiADKAsyGy5hZGFnaW8udjEuTm9kZS5JbnB1dHNFbnRyeRIfCgVjbGFpbRgHIAEoCzIQLmFkYWdpby52MS5DbGFpbRITCgtsaXZlX291dHB1dBgIIAEoDBotCgtJbnB1dHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAw6AjgBIkYKBlN0YXR1cxIICgROT05FEAASCwoHV0FJVElORxABEgkKBVJFQURZEAISCwoHUlVOTklORxADEg0KCUNPTVBMRVRFRBAEIoIFCgNSdW4SCgoCaWQYASABKAkSEgoKY3JlYXRlZF9hdBgCIAEoCRIeCgVub2RlcxgDIAMoCzIPLmFkYWdpby52MS5Ob2RlEh4KBWVkZ2VzGAQgAygLMg8uYWRhZ2lvLnYxLkVkZ2USJQoGc3RhdHVzGAUgASgOMhUuYWRhZ2lvLnYxLlJ1bi5TdGF0dXMSLQoKY29uY2x1c2lvbhgGIAEoDjIZLmFkYWdpby52MS5SdW4uQ29uY2x1c2lvbhIqCgtub2RlX2NvdW50cxgHIAEoCzIVLmFkYWdpby52MS5Ob2RlQ291bnRzEhMKC2ZpbmlzaGVkX2F0GAggASgJEgwKBG5hbWUYDSABKAkSKgoGbGFiZWxzGA4gAygLMhouYWRhZ2lvLnYxLlJ1bi5MYWJlbHNFbnRyeRIQCgh3b3JrZmxvdxgPIAEoCRIYChB3b3JrZmxvd192ZXJzaW9uGBAgASgFEioKBnBhcmFtcxgRIAMoCzIaLmFkYWdpby52MS5SdW4uUGFyYW1zRW50cnkSEgoKcmVxdWVzdF9pZBgSIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC1BhcmFtc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiOwoGU3RhdHVzEggKBE5PTkUQABILCgdXQUlUSU5HEAESCwoHUlVOTklORxACEg0KCUNPTVBMRVRFRBADIkMKCkNvbmNsdXNpb24SDwoLVU5TUEVDSUZJRUQQABILCgdTVUNDRVNTEAESCAoERkFJTBACEg0KCUNBTkNFTExFRBADIlAKCk5vZGVDb3VudHMSDwoHd2FpdGluZxgBIAEoAxINCgVyZWFkeRgCIAEoAxIPCgdydW5uaW5nGAMgASgDEhEKCWNvbXBsZXRlZBgEIAEoAyIXCgdSdW50aW1lEgwKBG5hbWUYASABKAkiXwoFQWdlbnQSCgoCaWQYASABKAkSJAoIcnVudGltZXMYAiADKAsyEi5hZGFnaW8udjEuUnVudGltZRISCgpzdGFydGVkX2F0GAMgASgJEhAKCGhvc3RuYW1lGAQgASgJInYKBVN0YXRzEhEKCXJ1bl9jb3VudBgBIAEoAxIVCg13YWl0aW5nX25vZGVzGAIgASgDEhMKC3JlYWR5X25vZGVzGAMgASgDEhUKDXJ1bm5pbmdfbm9kZXMYBCABKAMSFwoPY29tcGxldGVkX25vZGVzGAUgASgDIpUBCgVFdmVudBIjCgR0eXBlGAEgASgOMhUuYWRhZ2lvLnYxLkV2ZW50LlR5cGUSDgoGcnVuX2lkGAIgASgJEhEKCW5vZGVfbmFtZRgDIAEoCRIPCgdydW50aW1lGAQgASgJIjMKBFR5cGUSCAoETk9ORRAAEg4KCk5PREVfUkVBRFkQARIRCg1OT0RFX09SUEhBTkVEEAIiYgoJUGFyYW1TcGVjEgwKBG5hbWUYASABKAkSEAoIcmVxdWlyZWQYAiABKAgSFAoHZGVmYXVsdBgDIAEoCUgAiAEBEhMKC2Rlc2NyaXB0aW9uGAQgASgJQgoKCF9kZWZhdWx0IpwBCghXb3JrZmxvdxIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAUSIgoEc3BlYxgDIAEoCzIULmFkYWdpby52MS5HcmFwaFNwZWMSEwoLZGVzY3JpcHRpb24YBCABKAkSJAoGcGFyYW1zGAUgAygLMhQuYWRhZ2lvLnYxLlBhcmFtU3BlYxISCgpjcmVhdGVkX2F0GAYgASgJYgZwcm90bzM");
 
 /**
  * @generated from message adagio.v1.MetadataValues
@@ -397,6 +397,40 @@ export type Run = Message<"adagio.v1.Run"> & {
    * @generated from field: string finished_at = 8;
    */
   finishedAt: string;
+
+  /**
+   * Its identity, set at start (rule 17): a name (default: its workflow's),
+   * labels, the workflow and version it came from, the params it got (inspect
+   * only; lists leave them out) and the request id it was started with.
+   *
+   * @generated from field: string name = 13;
+   */
+  name: string;
+
+  /**
+   * @generated from field: map<string, string> labels = 14;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * @generated from field: string workflow = 15;
+   */
+  workflow: string;
+
+  /**
+   * @generated from field: int32 workflow_version = 16;
+   */
+  workflowVersion: number;
+
+  /**
+   * @generated from field: map<string, string> params = 17;
+   */
+  params: { [key: string]: string };
+
+  /**
+   * @generated from field: string request_id = 18;
+   */
+  requestId: string;
 };
 
 /**
@@ -643,4 +677,85 @@ export enum Event_Type {
  */
 export const Event_TypeSchema: GenEnum<Event_Type> = /*@__PURE__*/
   enumDesc(file_adagio_v1_adagio, 13, 0);
+
+/**
+ * A parameter a workflow declares: required, or optional with a default.
+ *
+ * @generated from message adagio.v1.ParamSpec
+ */
+export type ParamSpec = Message<"adagio.v1.ParamSpec"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: bool required = 2;
+   */
+  required: boolean;
+
+  /**
+   * JSON "default"; absent means "" for an optional param.
+   *
+   * @generated from field: optional string default = 3;
+   */
+  default?: string | undefined;
+
+  /**
+   * @generated from field: string description = 4;
+   */
+  description: string;
+};
+
+/**
+ * Describes the message adagio.v1.ParamSpec.
+ * Use `create(ParamSpecSchema)` to create a new message.
+ */
+export const ParamSpecSchema: GenMessage<ParamSpec> = /*@__PURE__*/
+  messageDesc(file_adagio_v1_adagio, 14);
+
+/**
+ * One immutable version of a named workflow. In lists, each name's latest
+ * version without its spec.
+ *
+ * @generated from message adagio.v1.Workflow
+ */
+export type Workflow = Message<"adagio.v1.Workflow"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: int32 version = 2;
+   */
+  version: number;
+
+  /**
+   * @generated from field: adagio.v1.GraphSpec spec = 3;
+   */
+  spec?: GraphSpec | undefined;
+
+  /**
+   * @generated from field: string description = 4;
+   */
+  description: string;
+
+  /**
+   * @generated from field: repeated adagio.v1.ParamSpec params = 5;
+   */
+  params: ParamSpec[];
+
+  /**
+   * @generated from field: string created_at = 6;
+   */
+  createdAt: string;
+};
+
+/**
+ * Describes the message adagio.v1.Workflow.
+ * Use `create(WorkflowSchema)` to create a new message.
+ */
+export const WorkflowSchema: GenMessage<Workflow> = /*@__PURE__*/
+  messageDesc(file_adagio_v1_adagio, 15);
 

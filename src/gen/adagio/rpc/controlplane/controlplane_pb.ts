@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Agent, GraphSpec, Node, Run, Run_Conclusion, Run_Status, Stats } from "../../v1/adagio_pb.js";
+import type { Agent, GraphSpec, Node, ParamSpec, Run, Run_Conclusion, Run_Status, Stats, Workflow } from "../../v1/adagio_pb.js";
 import { file_adagio_v1_adagio } from "../../v1/adagio_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file adagio/rpc/controlplane/controlplane.proto.
  */
 export const file_adagio_rpc_controlplane_controlplane: GenFile = /*@__PURE__*/
-  fileDesc("CiphZGFnaW8vcnBjL2NvbnRyb2xwbGFuZS9jb250cm9scGxhbmUucHJvdG8SF2FkYWdpby5ycGMuY29udHJvbHBsYW5lIg4KDFN0YXRzUmVxdWVzdCIwCg1TdGF0c1Jlc3BvbnNlEh8KBXN0YXRzGAEgASgLMhAuYWRhZ2lvLnYxLlN0YXRzIjIKDFN0YXJ0UmVxdWVzdBIiCgRzcGVjGAEgASgLMhQuYWRhZ2lvLnYxLkdyYXBoU3BlYyI+Cg1TdGFydFJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLmFkYWdpby52MS5SdW4SEAoId2FybmluZ3MYAiADKAkiVQoPTGlzdFJ1bnNSZXF1ZXN0EhAKCHN0YXJ0X25zGAEgASgDEhEKCWZpbmlzaF9ucxgCIAEoAxINCgVsaW1pdBgDIAEoBRIOCgZjdXJzb3IYBCABKAkiRQoQTGlzdFJ1bnNSZXNwb25zZRIcCgRydW5zGAEgAygLMg4uYWRhZ2lvLnYxLlJ1bhITCgtuZXh0X2N1cnNvchgCIAEoCSIcCg5JbnNwZWN0UmVxdWVzdBIKCgJpZBgBIAEoCSIuCg9JbnNwZWN0UmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1biITChFMaXN0QWdlbnRzUmVxdWVzdCI2ChJMaXN0QWdlbnRzUmVzcG9uc2USIAoGYWdlbnRzGAEgAygLMhAuYWRhZ2lvLnYxLkFnZW50IhsKDUNhbmNlbFJlcXVlc3QSCgoCaWQYASABKAkiLQoOQ2FuY2VsUmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1biIaCgxXYXRjaFJlcXVlc3QSCgoCaWQYASABKAki9gEKDVdhdGNoUmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1bhIdCgRub2RlGAIgASgLMg8uYWRhZ2lvLnYxLk5vZGUSKQoKcnVuX3N0YXR1cxgDIAEoDjIVLmFkYWdpby52MS5SdW4uU3RhdHVzEjEKDnJ1bl9jb25jbHVzaW9uGAQgASgOMhkuYWRhZ2lvLnYxLlJ1bi5Db25jbHVzaW9uEhUKDWF0dGVtcHRzX2Zyb20YBSABKA0SNAoGb3V0cHV0GAYgASgLMiQuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuT3V0cHV0Q2h1bmsiUAoLT3V0cHV0Q2h1bmsSEQoJbm9kZV9uYW1lGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSDgoGb2Zmc2V0GAMgASgDEg0KBWNodW5rGAQgASgMIkgKF0dldEF0dGVtcHRPdXRwdXRSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIMCgRub2RlGAIgASgJEg8KB2F0dGVtcHQYAyABKA0iKgoYR2V0QXR0ZW1wdE91dHB1dFJlc3BvbnNlEg4KBm91dHB1dBgBIAEoDDKSBgoMQ29udHJvbFBsYW5lElYKBVN0YXRzEiUuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhdHNSZXF1ZXN0GiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhdHNSZXNwb25zZRJWCgVTdGFydBIlLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlN0YXJ0UmVxdWVzdBomLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlN0YXJ0UmVzcG9uc2USXwoITGlzdFJ1bnMSKC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0UnVuc1JlcXVlc3QaKS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0UnVuc1Jlc3BvbnNlElwKB0luc3BlY3QSJy5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5JbnNwZWN0UmVxdWVzdBooLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkluc3BlY3RSZXNwb25zZRJlCgpMaXN0QWdlbnRzEiouYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuTGlzdEFnZW50c1JlcXVlc3QaKy5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0QWdlbnRzUmVzcG9uc2USWQoGQ2FuY2VsEiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuQ2FuY2VsUmVxdWVzdBonLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkNhbmNlbFJlc3BvbnNlElgKBVdhdGNoEiUuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuV2F0Y2hSZXF1ZXN0GiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuV2F0Y2hSZXNwb25zZTABEncKEEdldEF0dGVtcHRPdXRwdXQSMC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5HZXRBdHRlbXB0T3V0cHV0UmVxdWVzdBoxLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkdldEF0dGVtcHRPdXRwdXRSZXNwb25zZWIGcHJvdG8z", [file_adagio_v1_adagio]);
+  fileDesc("CiphZGFnaW8vcnBjL2NvbnRyb2xwbGFuZS9jb250cm9scGxhbmUucHJvdG8SF2FkYWdpby5ycGMuY29udHJvbHBsYW5lIg4KDFN0YXRzUmVxdWVzdCIwCg1TdGF0c1Jlc3BvbnNlEh8KBXN0YXRzGAEgASgLMhAuYWRhZ2lvLnYxLlN0YXRzItsCCgxTdGFydFJlcXVlc3QSIgoEc3BlYxgBIAEoCzIULmFkYWdpby52MS5HcmFwaFNwZWMSEAoId29ya2Zsb3cYAyABKAkSDwoHdmVyc2lvbhgEIAEoBRJBCgZwYXJhbXMYBSADKAsyMS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5TdGFydFJlcXVlc3QuUGFyYW1zRW50cnkSDAoEbmFtZRgGIAEoCRJBCgZsYWJlbHMYByADKAsyMS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5TdGFydFJlcXVlc3QuTGFiZWxzRW50cnkSEgoKcmVxdWVzdF9pZBgIIAEoCRotCgtQYXJhbXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiPgoNU3RhcnRSZXNwb25zZRIbCgNydW4YASABKAsyDi5hZGFnaW8udjEuUnVuEhAKCHdhcm5pbmdzGAIgAygJIsICCg9MaXN0UnVuc1JlcXVlc3QSEAoIc3RhcnRfbnMYASABKAMSEQoJZmluaXNoX25zGAIgASgDEg0KBWxpbWl0GAMgASgFEg4KBmN1cnNvchgEIAEoCRIQCgh3b3JrZmxvdxgFIAEoCRJECgZsYWJlbHMYBiADKAsyNC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0UnVuc1JlcXVlc3QuTGFiZWxzRW50cnkSJQoGc3RhdHVzGAcgASgOMhUuYWRhZ2lvLnYxLlJ1bi5TdGF0dXMSLQoKY29uY2x1c2lvbhgIIAEoDjIZLmFkYWdpby52MS5SdW4uQ29uY2x1c2lvbhIOCgZzZWFyY2gYCSABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJFChBMaXN0UnVuc1Jlc3BvbnNlEhwKBHJ1bnMYASADKAsyDi5hZGFnaW8udjEuUnVuEhMKC25leHRfY3Vyc29yGAIgASgJIhwKDkluc3BlY3RSZXF1ZXN0EgoKAmlkGAEgASgJIi4KD0luc3BlY3RSZXNwb25zZRIbCgNydW4YASABKAsyDi5hZGFnaW8udjEuUnVuIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjYKEkxpc3RBZ2VudHNSZXNwb25zZRIgCgZhZ2VudHMYASADKAsyEC5hZGFnaW8udjEuQWdlbnQiGwoNQ2FuY2VsUmVxdWVzdBIKCgJpZBgBIAEoCSItCg5DYW5jZWxSZXNwb25zZRIbCgNydW4YASABKAsyDi5hZGFnaW8udjEuUnVuIhoKDFdhdGNoUmVxdWVzdBIKCgJpZBgBIAEoCSL2AQoNV2F0Y2hSZXNwb25zZRIbCgNydW4YASABKAsyDi5hZGFnaW8udjEuUnVuEh0KBG5vZGUYAiABKAsyDy5hZGFnaW8udjEuTm9kZRIpCgpydW5fc3RhdHVzGAMgASgOMhUuYWRhZ2lvLnYxLlJ1bi5TdGF0dXMSMQoOcnVuX2NvbmNsdXNpb24YBCABKA4yGS5hZGFnaW8udjEuUnVuLkNvbmNsdXNpb24SFQoNYXR0ZW1wdHNfZnJvbRgFIAEoDRI0CgZvdXRwdXQYBiABKAsyJC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5PdXRwdXRDaHVuayJQCgtPdXRwdXRDaHVuaxIRCglub2RlX25hbWUYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRIOCgZvZmZzZXQYAyABKAMSDQoFY2h1bmsYBCABKAwiSAoXR2V0QXR0ZW1wdE91dHB1dFJlcXVlc3QSDgoGcnVuX2lkGAEgASgJEgwKBG5vZGUYAiABKAkSDwoHYXR0ZW1wdBgDIAEoDSIqChhHZXRBdHRlbXB0T3V0cHV0UmVzcG9uc2USDgoGb3V0cHV0GAEgASgMIoEBChJQdXRXb3JrZmxvd1JlcXVlc3QSDAoEbmFtZRgBIAEoCRIiCgRzcGVjGAIgASgLMhQuYWRhZ2lvLnYxLkdyYXBoU3BlYxITCgtkZXNjcmlwdGlvbhgDIAEoCRIkCgZwYXJhbXMYBCADKAsyFC5hZGFnaW8udjEuUGFyYW1TcGVjIjwKE1B1dFdvcmtmbG93UmVzcG9uc2USJQoId29ya2Zsb3cYASABKAsyEy5hZGFnaW8udjEuV29ya2Zsb3ciMwoSR2V0V29ya2Zsb3dSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoBSI8ChNHZXRXb3JrZmxvd1Jlc3BvbnNlEiUKCHdvcmtmbG93GAEgASgLMhMuYWRhZ2lvLnYxLldvcmtmbG93IhYKFExpc3RXb3JrZmxvd3NSZXF1ZXN0Ij8KFUxpc3RXb3JrZmxvd3NSZXNwb25zZRImCgl3b3JrZmxvd3MYASADKAsyEy5hZGFnaW8udjEuV29ya2Zsb3ciKwobTGlzdFdvcmtmbG93VmVyc2lvbnNSZXF1ZXN0EgwKBG5hbWUYASABKAkiRgocTGlzdFdvcmtmbG93VmVyc2lvbnNSZXNwb25zZRImCgl3b3JrZmxvd3MYASADKAsyEy5hZGFnaW8udjEuV29ya2Zsb3ciJQoVRGVsZXRlV29ya2Zsb3dSZXF1ZXN0EgwKBG5hbWUYASABKAkiGAoWRGVsZXRlV29ya2Zsb3dSZXNwb25zZTLPCgoMQ29udHJvbFBsYW5lElYKBVN0YXRzEiUuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhdHNSZXF1ZXN0GiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhdHNSZXNwb25zZRJWCgVTdGFydBIlLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlN0YXJ0UmVxdWVzdBomLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlN0YXJ0UmVzcG9uc2USXwoITGlzdFJ1bnMSKC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0UnVuc1JlcXVlc3QaKS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0UnVuc1Jlc3BvbnNlElwKB0luc3BlY3QSJy5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5JbnNwZWN0UmVxdWVzdBooLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkluc3BlY3RSZXNwb25zZRJlCgpMaXN0QWdlbnRzEiouYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuTGlzdEFnZW50c1JlcXVlc3QaKy5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0QWdlbnRzUmVzcG9uc2USWQoGQ2FuY2VsEiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuQ2FuY2VsUmVxdWVzdBonLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkNhbmNlbFJlc3BvbnNlElgKBVdhdGNoEiUuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuV2F0Y2hSZXF1ZXN0GiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuV2F0Y2hSZXNwb25zZTABEncKEEdldEF0dGVtcHRPdXRwdXQSMC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5HZXRBdHRlbXB0T3V0cHV0UmVxdWVzdBoxLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkdldEF0dGVtcHRPdXRwdXRSZXNwb25zZRJoCgtQdXRXb3JrZmxvdxIrLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlB1dFdvcmtmbG93UmVxdWVzdBosLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlB1dFdvcmtmbG93UmVzcG9uc2USaAoLR2V0V29ya2Zsb3cSKy5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5HZXRXb3JrZmxvd1JlcXVlc3QaLC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5HZXRXb3JrZmxvd1Jlc3BvbnNlEm4KDUxpc3RXb3JrZmxvd3MSLS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0V29ya2Zsb3dzUmVxdWVzdBouLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkxpc3RXb3JrZmxvd3NSZXNwb25zZRKDAQoUTGlzdFdvcmtmbG93VmVyc2lvbnMSNC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0V29ya2Zsb3dWZXJzaW9uc1JlcXVlc3QaNS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0V29ya2Zsb3dWZXJzaW9uc1Jlc3BvbnNlEnEKDkRlbGV0ZVdvcmtmbG93Ei4uYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuRGVsZXRlV29ya2Zsb3dSZXF1ZXN0Gi8uYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuRGVsZXRlV29ya2Zsb3dSZXNwb25zZWIGcHJvdG8z", [file_adagio_v1_adagio]);
 
 /**
  * @generated from message adagio.rpc.controlplane.StatsRequest
@@ -49,9 +49,47 @@ export const StatsResponseSchema: GenMessage<StatsResponse> = /*@__PURE__*/
  */
 export type StartRequest = Message<"adagio.rpc.controlplane.StartRequest"> & {
   /**
+   * A graph, or (with workflow) none: the workflow's graph with params substituted.
+   *
    * @generated from field: adagio.v1.GraphSpec spec = 1;
    */
   spec?: GraphSpec | undefined;
+
+  /**
+   * @generated from field: string workflow = 3;
+   */
+  workflow: string;
+
+  /**
+   * 0: the latest.
+   *
+   * @generated from field: int32 version = 4;
+   */
+  version: number;
+
+  /**
+   * @generated from field: map<string, string> params = 5;
+   */
+  params: { [key: string]: string };
+
+  /**
+   * The run's name; default its workflow's.
+   *
+   * @generated from field: string name = 6;
+   */
+  name: string;
+
+  /**
+   * @generated from field: map<string, string> labels = 7;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * A start repeating a request id returns the run the first one created (rule 17).
+   *
+   * @generated from field: string request_id = 8;
+   */
+  requestId: string;
 };
 
 /**
@@ -112,6 +150,37 @@ export type ListRunsRequest = Message<"adagio.rpc.controlplane.ListRunsRequest">
    * @generated from field: string cursor = 4;
    */
   cursor: string;
+
+  /**
+   * Filters (rule 17); with them a page may be short (even empty) while next_cursor is set.
+   *
+   * @generated from field: string workflow = 5;
+   */
+  workflow: string;
+
+  /**
+   * Every label given must match.
+   *
+   * @generated from field: map<string, string> labels = 6;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * @generated from field: adagio.v1.Run.Status status = 7;
+   */
+  status: Run_Status;
+
+  /**
+   * @generated from field: adagio.v1.Run.Conclusion conclusion = 8;
+   */
+  conclusion: Run_Conclusion;
+
+  /**
+   * A run id prefix, or text in the run's name (ignoring case).
+   *
+   * @generated from field: string search = 9;
+   */
+  search: string;
 };
 
 /**
@@ -392,6 +461,190 @@ export const GetAttemptOutputResponseSchema: GenMessage<GetAttemptOutputResponse
   messageDesc(file_adagio_rpc_controlplane_controlplane, 16);
 
 /**
+ * @generated from message adagio.rpc.controlplane.PutWorkflowRequest
+ */
+export type PutWorkflowRequest = Message<"adagio.rpc.controlplane.PutWorkflowRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: adagio.v1.GraphSpec spec = 2;
+   */
+  spec?: GraphSpec | undefined;
+
+  /**
+   * @generated from field: string description = 3;
+   */
+  description: string;
+
+  /**
+   * @generated from field: repeated adagio.v1.ParamSpec params = 4;
+   */
+  params: ParamSpec[];
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.PutWorkflowRequest.
+ * Use `create(PutWorkflowRequestSchema)` to create a new message.
+ */
+export const PutWorkflowRequestSchema: GenMessage<PutWorkflowRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 17);
+
+/**
+ * @generated from message adagio.rpc.controlplane.PutWorkflowResponse
+ */
+export type PutWorkflowResponse = Message<"adagio.rpc.controlplane.PutWorkflowResponse"> & {
+  /**
+   * @generated from field: adagio.v1.Workflow workflow = 1;
+   */
+  workflow?: Workflow | undefined;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.PutWorkflowResponse.
+ * Use `create(PutWorkflowResponseSchema)` to create a new message.
+ */
+export const PutWorkflowResponseSchema: GenMessage<PutWorkflowResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 18);
+
+/**
+ * @generated from message adagio.rpc.controlplane.GetWorkflowRequest
+ */
+export type GetWorkflowRequest = Message<"adagio.rpc.controlplane.GetWorkflowRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * 0: the latest.
+   *
+   * @generated from field: int32 version = 2;
+   */
+  version: number;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.GetWorkflowRequest.
+ * Use `create(GetWorkflowRequestSchema)` to create a new message.
+ */
+export const GetWorkflowRequestSchema: GenMessage<GetWorkflowRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 19);
+
+/**
+ * @generated from message adagio.rpc.controlplane.GetWorkflowResponse
+ */
+export type GetWorkflowResponse = Message<"adagio.rpc.controlplane.GetWorkflowResponse"> & {
+  /**
+   * @generated from field: adagio.v1.Workflow workflow = 1;
+   */
+  workflow?: Workflow | undefined;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.GetWorkflowResponse.
+ * Use `create(GetWorkflowResponseSchema)` to create a new message.
+ */
+export const GetWorkflowResponseSchema: GenMessage<GetWorkflowResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 20);
+
+/**
+ * @generated from message adagio.rpc.controlplane.ListWorkflowsRequest
+ */
+export type ListWorkflowsRequest = Message<"adagio.rpc.controlplane.ListWorkflowsRequest"> & {
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.ListWorkflowsRequest.
+ * Use `create(ListWorkflowsRequestSchema)` to create a new message.
+ */
+export const ListWorkflowsRequestSchema: GenMessage<ListWorkflowsRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 21);
+
+/**
+ * @generated from message adagio.rpc.controlplane.ListWorkflowsResponse
+ */
+export type ListWorkflowsResponse = Message<"adagio.rpc.controlplane.ListWorkflowsResponse"> & {
+  /**
+   * @generated from field: repeated adagio.v1.Workflow workflows = 1;
+   */
+  workflows: Workflow[];
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.ListWorkflowsResponse.
+ * Use `create(ListWorkflowsResponseSchema)` to create a new message.
+ */
+export const ListWorkflowsResponseSchema: GenMessage<ListWorkflowsResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 22);
+
+/**
+ * @generated from message adagio.rpc.controlplane.ListWorkflowVersionsRequest
+ */
+export type ListWorkflowVersionsRequest = Message<"adagio.rpc.controlplane.ListWorkflowVersionsRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.ListWorkflowVersionsRequest.
+ * Use `create(ListWorkflowVersionsRequestSchema)` to create a new message.
+ */
+export const ListWorkflowVersionsRequestSchema: GenMessage<ListWorkflowVersionsRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 23);
+
+/**
+ * @generated from message adagio.rpc.controlplane.ListWorkflowVersionsResponse
+ */
+export type ListWorkflowVersionsResponse = Message<"adagio.rpc.controlplane.ListWorkflowVersionsResponse"> & {
+  /**
+   * @generated from field: repeated adagio.v1.Workflow workflows = 1;
+   */
+  workflows: Workflow[];
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.ListWorkflowVersionsResponse.
+ * Use `create(ListWorkflowVersionsResponseSchema)` to create a new message.
+ */
+export const ListWorkflowVersionsResponseSchema: GenMessage<ListWorkflowVersionsResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 24);
+
+/**
+ * @generated from message adagio.rpc.controlplane.DeleteWorkflowRequest
+ */
+export type DeleteWorkflowRequest = Message<"adagio.rpc.controlplane.DeleteWorkflowRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.DeleteWorkflowRequest.
+ * Use `create(DeleteWorkflowRequestSchema)` to create a new message.
+ */
+export const DeleteWorkflowRequestSchema: GenMessage<DeleteWorkflowRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 25);
+
+/**
+ * @generated from message adagio.rpc.controlplane.DeleteWorkflowResponse
+ */
+export type DeleteWorkflowResponse = Message<"adagio.rpc.controlplane.DeleteWorkflowResponse"> & {
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.DeleteWorkflowResponse.
+ * Use `create(DeleteWorkflowResponseSchema)` to create a new message.
+ */
+export const DeleteWorkflowResponseSchema: GenMessage<DeleteWorkflowResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 26);
+
+/**
  * The control plane. New capabilities are added as new methods, never by
  * changing the meaning of existing ones.
  *
@@ -467,6 +720,55 @@ export const ControlPlane: GenService<{
     methodKind: "unary";
     input: typeof GetAttemptOutputRequestSchema;
     output: typeof GetAttemptOutputResponseSchema;
+  },
+  /**
+   * Workflow definitions (rule 16): a put stores a new immutable version, or
+   * returns the latest when its content is the same.
+   *
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.PutWorkflow
+   */
+  putWorkflow: {
+    methodKind: "unary";
+    input: typeof PutWorkflowRequestSchema;
+    output: typeof PutWorkflowResponseSchema;
+  },
+  /**
+   * The latest version, or the one asked for.
+   *
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.GetWorkflow
+   */
+  getWorkflow: {
+    methodKind: "unary";
+    input: typeof GetWorkflowRequestSchema;
+    output: typeof GetWorkflowResponseSchema;
+  },
+  /**
+   * Each workflow's latest version, without its spec.
+   *
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.ListWorkflows
+   */
+  listWorkflows: {
+    methodKind: "unary";
+    input: typeof ListWorkflowsRequestSchema;
+    output: typeof ListWorkflowsResponseSchema;
+  },
+  /**
+   * Every version of one workflow, newest first.
+   *
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.ListWorkflowVersions
+   */
+  listWorkflowVersions: {
+    methodKind: "unary";
+    input: typeof ListWorkflowVersionsRequestSchema;
+    output: typeof ListWorkflowVersionsResponseSchema;
+  },
+  /**
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.DeleteWorkflow
+   */
+  deleteWorkflow: {
+    methodKind: "unary";
+    input: typeof DeleteWorkflowRequestSchema;
+    output: typeof DeleteWorkflowResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_adagio_rpc_controlplane_controlplane, 0);
