@@ -14,6 +14,7 @@ import { InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
 import type { Repository } from '../protocol/repository.js';
 import { mapError } from './errors.js';
 import { type Req, type Res, readJson, sendJson } from './http.js';
+import { scheduleRoutes } from './schedule-routes.js';
 import { requireId } from './service.js';
 import { watchMessages } from './watch-stream.js';
 import { runFilterParams, workflowRoutes } from './workflow-routes.js';
@@ -28,6 +29,7 @@ import { runFilterParams, workflowRoutes } from './workflow-routes.js';
  *   GET  /v0/runs?start_ns=&finish_ns=&limit=&cursor=  (filters: workflow-routes.ts)
  *   PUT  /v0/runs   {"workflow": name, "version": n, "params": {...}, "name": ..., "labels": {...}, "request_id": ...}
  *   /v0/workflows…                   workflow definitions (workflow-routes.ts)
+ *   /v0/schedules…                   schedules (schedule-routes.ts)
  *   GET  /v0/runs/{id}               POST /v0/runs/{id}/cancel
  *   GET  /v0/runs/{id}/watch         NDJSON: the run, then one line per node transition
  *   GET  /v0/runs/{id}/nodes/{node}/attempts/{n}/output   one attempt's full output ({"output": base64})
@@ -117,6 +119,7 @@ export function createJsonRoutes(o: JsonRoutesOptions): (req: Req, res: Res) => 
     ],
     ['GET', /^\/v0\/runs\/([^/]+)\/watch$/, 'watch', async (_q, res, _u, m) => watch(res, decode(m[1]!))],
     ...workflowRoutes(o.service, ctx, reply, o.maxBodyBytes),
+    ...scheduleRoutes(o.service, ctx, reply, o.maxBodyBytes),
   ];
 
   async function start(req: Req, res: Res): Promise<void> {

@@ -3,6 +3,8 @@ export * from './ids.js';
 export * from './limits.js';
 export * from './requests.js';
 export * from './rules.js';
+export * from './schedule-wire.js';
+export * from './schedules.js';
 export * from './types.js';
 export * from './validate.js';
 export * from './wire.js';

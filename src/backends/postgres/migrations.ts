@@ -3,6 +3,7 @@ import {
   CLAIM_NODES_FUNCTION,
   FINISH_ATTEMPT_FUNCTION,
   LIVE_OUTPUT_MIGRATION,
+  SCHEDULES_MIGRATION,
   SCHEMA_TABLES,
   WORKFLOWS_MIGRATION,
 } from './sql.js';
@@ -45,6 +46,11 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 7,
     name: 'workflow definitions; run names, labels, params and request ids',
     sql: WORKFLOWS_MIGRATION,
+  },
+  {
+    version: 8,
+    name: 'schedules',
+    sql: SCHEDULES_MIGRATION,
   },
 ];
 

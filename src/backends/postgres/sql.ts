@@ -544,3 +544,26 @@ export const DELETE_COMPLETED_RUNS = `WITH d AS (
 
 /** A round trip. */
 export const PING = 'SELECT 1';
+
+/**
+ * Migration 8, schedules (rule 18): one row per schedule, its definition and
+ * firing state as one document, and a revision every write compares, so a
+ * scheduler's step (moving the next slot) is a compare-and-set.
+ */
+export const SCHEDULES_MIGRATION = `
+CREATE TABLE schedules (
+  name     text COLLATE "C" PRIMARY KEY,
+  workflow text COLLATE "C" NOT NULL,
+  body     jsonb  NOT NULL,
+  revision bigint NOT NULL
+);
+CREATE INDEX schedules_workflow ON schedules (workflow);
+`;
+
+export const GET_SCHEDULE = 'SELECT body, revision FROM schedules WHERE name = $1';
+export const LIST_SCHEDULES = 'SELECT body FROM schedules ORDER BY name';
+export const INSERT_SCHEDULE = `INSERT INTO schedules (name, workflow, body, revision) VALUES ($1, $2, $3, 1)
+  ON CONFLICT (name) DO NOTHING`;
+export const UPDATE_SCHEDULE = `UPDATE schedules SET workflow = $2, body = $3, revision = revision + 1
+  WHERE name = $1 AND revision = $4`;
+export const DELETE_SCHEDULE = 'DELETE FROM schedules WHERE name = $1';
