@@ -76,6 +76,11 @@ export const SCHEDULE_LIMITS = {
   maxHistory: 50,
   /** Slots one step records as missed; a longer outage takes several steps. */
   maxMissedPerStep: 1000,
+  /**
+   * A slot late by less than this is started whatever the catch-up window
+   * (even 0): lateness of a scheduler's tick or a slow store is not downtime.
+   */
+  graceMs: 30_000,
   /** Longest catch-up window. */
   maxCatchupMs: 7 * 24 * 3_600_000,
   maxCronLength: 256,
@@ -92,6 +97,9 @@ function cronOf(cron: string, timezone: string): Cron {
 
 function cronProblem(cron: unknown, timezone: string): string | undefined {
   if (typeof cron !== 'string' || cron.trim() === '') return 'cron is required';
+  const fields = cron.trim().split(/\s+/).length;
+  if (fields !== 5 && fields !== 6)
+    return `cron ${JSON.stringify(cron)} has ${fields} fields: write 5 (minute hour day month weekday), or 6 with seconds first`;
   if (cron.length > SCHEDULE_LIMITS.maxCronLength)
     return `cron is longer than ${SCHEDULE_LIMITS.maxCronLength} characters`;
   try {
@@ -294,7 +302,7 @@ export type SchedulePlan =
 /**
  * Rule 18: the decision for the schedule's next undecided slot at `now`,
  * given whether a run of an earlier slot of this schedule is still going
- * (`busy`). Due slots older than `catchup` are missed (in bulk); a due slot
+ * (`busy`). Due slots older than `catchup` (at least graceMs) are missed (in bulk); a due slot
  * within it starts unless an earlier run is busy: skip drops it, allow starts
  * it anyway, cancel_previous cancels the busy runs first, buffer_one lets only
  * the latest due slot wait (earlier waiting ones are skipped).
@@ -303,7 +311,7 @@ export function planSchedule(s: Schedule, now: number, busy: boolean): ScheduleP
   if (s.paused) return { kind: 'idle' };
   const slotMs = Date.parse(s.nextSlot);
   if (!(slotMs <= now)) return { kind: 'idle' };
-  const horizon = now - catchupMs(s.catchup);
+  const horizon = now - Math.max(catchupMs(s.catchup), SCHEDULE_LIMITS.graceMs);
   if (slotMs < horizon) {
     const missed: SlotRecord[] = [];
     let slot: string | undefined = s.nextSlot;

@@ -86,7 +86,18 @@ export class Scheduler {
         case 'wait':
           return;
         case 'missed':
+          this.logger.warn('schedule slots missed (older than its catchup)', {
+            schedule: s.name,
+            count: plan.step.records.length,
+            first: plan.step.from,
+          });
+          step = plan.step;
+          break;
         case 'skip':
+          this.logger.info('schedule slot skipped: an earlier run is still going', {
+            schedule: s.name,
+            slot: plan.step.from,
+          });
           step = plan.step;
           break;
         case 'start': {

@@ -104,7 +104,7 @@ export function schedulesSpec(test: ConformanceTest): void {
         'invalid_argument',
         /cron "61 \* \* \* \*"/,
       );
-      await refused(h.repo.putSchedule('s', every('0 0 2 * * * 2026')), 'invalid_argument', /5 fields, or 6/);
+      await refused(h.repo.putSchedule('s', every('0 0 2 * * * 2026')), 'invalid_argument', /has 7 fields: write 5 .*, or 6 with seconds first/);
       await refused(
         h.repo.putSchedule('s', every('0 2 * * *', { timezone: 'Mars/Base' })),
         'invalid_argument',
