@@ -28,13 +28,21 @@ export interface ScheduleCell {
 export interface ScheduleStore {
   read(name: string): Promise<ScheduleCell | undefined>;
   list(): Promise<Schedule[]>;
-  /** Writes when the stored revision is still `rev` (undefined: absent); false otherwise. */
-  write(schedule: Schedule, rev: string | undefined): Promise<boolean>;
+  /**
+   * Writes when the stored revision is still `rev` (undefined: absent);
+   * false otherwise. With `workflow` (a put), also only while that workflow
+   * is as workflowParams read it, so a concurrent deleteWorkflow either sees
+   * this schedule or makes this write fail.
+   */
+  write(schedule: Schedule, rev: string | undefined, workflow?: WorkflowToken): Promise<boolean>;
   /** True when there was one to remove. */
   remove(name: string): Promise<boolean>;
-  /** The latest version's declared params; NotFoundError when the workflow does not exist. */
-  workflowParams(workflow: string): Promise<readonly ParamSpec[]>;
+  /** The latest version's declared params and a token for write; NotFoundError when the workflow does not exist. */
+  workflowParams(workflow: string): Promise<{ params: readonly ParamSpec[]; token: WorkflowToken }>;
 }
+
+/** What a store needs to tie a schedule put to the workflow it read (opaque here). */
+export type WorkflowToken = unknown;
 
 /** A lost compare retries; this many lost rounds in a row means something is wrong. */
 const MAX_ROUNDS = 100;
@@ -47,12 +55,21 @@ export class Schedules {
 
   async put(name: string, input: ScheduleInput): Promise<Schedule> {
     checkSchedule(name, input);
-    checkScheduleParams(name, input.params ?? {}, await this.declaredParams(name, input.workflow));
-    return this.mutate(name, (cell) => scheduleAfterPut(cell?.schedule, name, input, this.clock.now()), true);
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const workflow = await this.declaredParams(name, input.workflow);
+      checkScheduleParams(name, input.params ?? {}, workflow.params);
+      const cell = await this.store.read(name);
+      const next = scheduleAfterPut(cell?.schedule, name, input, this.clock.now());
+      if (await this.store.write(next, cell?.rev, workflow.token)) return next;
+    }
+    throw lostRaces(name);
   }
 
   /** An unknown workflow is bad input to a schedule put (400), not a missing schedule. */
-  private async declaredParams(name: string, workflow: string): Promise<readonly ParamSpec[]> {
+  private async declaredParams(
+    name: string,
+    workflow: string,
+  ): Promise<{ params: readonly ParamSpec[]; token: WorkflowToken }> {
     try {
       return await this.store.workflowParams(workflow);
     } catch (e) {
@@ -82,17 +99,13 @@ export class Schedules {
 
   pause(name: string, paused: boolean): Promise<Schedule> {
     checkScheduleName(name);
-    return this.mutate(name, (cell) => {
-      if (!cell) throw scheduleNotFound(name);
-      return { ...cell.schedule, paused };
-    });
+    return this.mutate(name, (cell) => ({ ...cell.schedule, paused }));
   }
 
   async advance(name: string, step: ScheduleStep): Promise<boolean> {
     checkScheduleName(name);
     try {
       await this.mutate(name, (cell) => {
-        if (!cell) throw scheduleNotFound(name);
         const next = applyStep(cell.schedule, step, this.clock.now());
         if (!next) throw LOST;
         return next;
@@ -110,19 +123,19 @@ export class Schedules {
     return user ? `schedule ${JSON.stringify(user.name)}` : undefined;
   }
 
-  private async mutate(
-    name: string,
-    decide: (cell: ScheduleCell | undefined) => Schedule,
-    mayCreate = false,
-  ): Promise<Schedule> {
+  private async mutate(name: string, decide: (cell: ScheduleCell) => Schedule): Promise<Schedule> {
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const cell = await this.store.read(name);
-      if (!cell && !mayCreate) throw scheduleNotFound(name);
+      if (!cell) throw scheduleNotFound(name);
       const next = decide(cell);
-      if (await this.store.write(next, cell?.rev)) return next;
+      if (await this.store.write(next, cell.rev)) return next;
     }
-    throw new Error(`schedule ${JSON.stringify(name)}: lost ${MAX_ROUNDS} write races in a row`);
+    throw lostRaces(name);
   }
+}
+
+function lostRaces(name: string): Error {
+  return new Error(`schedule ${JSON.stringify(name)}: lost ${MAX_ROUNDS} write races in a row`);
 }
 
 const LOST = Symbol('lost');

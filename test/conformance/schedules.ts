@@ -97,6 +97,21 @@ export function schedulesSpec(test: ConformanceTest): void {
       await h.repo.deleteWorkflow('nightly');
     });
 
+    test('a schedule put racing the delete of its workflow: never a schedule of a deleted workflow', async (h) => {
+      for (let i = 0; i < 8; i++) {
+        const wf = `wf-${i}`;
+        await h.repo.putWorkflow(wf, { spec: graph(['x']) });
+        const [put, del] = await Promise.allSettled([
+          h.repo.putSchedule(`s-${i}`, { workflow: wf, cron: '0 2 * * *' }),
+          h.repo.deleteWorkflow(wf),
+        ]);
+        const workflowGone = del.status === 'fulfilled';
+        assert.notEqual(put.status === 'fulfilled', workflowGone, `round ${i}: exactly one wins`);
+        if (workflowGone) assert.match(String((put as PromiseRejectedResult).reason), /does not exist/);
+        else assert.match(String((del as PromiseRejectedResult).reason), /used by schedule/);
+      }
+    });
+
     test('bad input is refused naming it, and nothing is stored', async (h) => {
       await withWorkflow(h);
       await refused(

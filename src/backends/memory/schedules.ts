@@ -1,5 +1,5 @@
-import type { ParamSpec, Schedule } from '../../model/index.js';
-import type { ScheduleCell, ScheduleStore } from '../schedules.js';
+import type { ParamSpec, Schedule, WorkflowDefinition } from '../../model/index.js';
+import type { ScheduleCell, ScheduleStore, WorkflowToken } from '../schedules.js';
 import type { MemoryWorkflows } from './workflows.js';
 
 /** Schedules in memory (rule 18): a map of records, each with a revision the writes compare. */
@@ -20,9 +20,10 @@ export class MemoryScheduleStore implements ScheduleStore {
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
-  async write(schedule: Schedule, rev: string | undefined): Promise<boolean> {
+  async write(schedule: Schedule, rev: string | undefined, workflow?: WorkflowToken): Promise<boolean> {
     const cell = this.byName.get(schedule.name);
     if ((cell === undefined ? undefined : String(cell.rev)) !== rev) return false;
+    if (workflow !== undefined && !this.workflowStill(workflow as WorkflowDefinition)) return false;
     this.byName.set(schedule.name, { schedule: structuredClone(schedule), rev: ++this.revs });
     return true;
   }
@@ -31,8 +32,18 @@ export class MemoryScheduleStore implements ScheduleStore {
     return this.byName.delete(name);
   }
 
-  async workflowParams(workflow: string): Promise<readonly ParamSpec[]> {
-    return this.workflows.get(workflow).params;
+  /** The token is the definition read: the write checks the workflow's latest version is still it. */
+  async workflowParams(workflow: string): Promise<{ params: readonly ParamSpec[]; token: WorkflowToken }> {
+    const def = this.workflows.get(workflow);
+    return { params: def.params, token: def };
+  }
+
+  private workflowStill(read: WorkflowDefinition): boolean {
+    try {
+      return this.workflows.get(read.name).version === read.version;
+    } catch {
+      return false;
+    }
   }
 
   /** Synchronous, for the workflows' in-use hook. */

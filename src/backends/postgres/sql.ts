@@ -567,3 +567,4 @@ export const INSERT_SCHEDULE = `INSERT INTO schedules (name, workflow, body, rev
 export const UPDATE_SCHEDULE = `UPDATE schedules SET workflow = $2, body = $3, revision = revision + 1
   WHERE name = $1 AND revision = $4`;
 export const DELETE_SCHEDULE = 'DELETE FROM schedules WHERE name = $1';
+export const WORKFLOW_EXISTS = 'SELECT 1 FROM workflows WHERE name = $1 LIMIT 1';
