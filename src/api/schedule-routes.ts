@@ -1,4 +1,11 @@
-import { create, fromJson, type JsonValue } from '@bufbuild/protobuf';
+import {
+  create,
+  type DescMessage,
+  fromJson,
+  type JsonValue,
+  type MessageInitShape,
+  type MessageShape,
+} from '@bufbuild/protobuf';
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import * as cp from '../gen/adagio/rpc/controlplane/controlplane_pb.js';
 import { InvalidArgumentError } from '../protocol/errors.js';
@@ -23,6 +30,21 @@ export function scheduleRoutes(
   maxBodyBytes: number,
 ): [string, RegExp, string, Route][] {
   const nameOf = (m: RegExpMatchArray) => ({ name: decodeName(m[1]!) });
+  /** A route whose request is the schedule's name from the path, and nothing else. */
+  const byName = <I extends DescMessage, O extends DescMessage>(
+    method: string,
+    suffix: string,
+    name: string,
+    input: I,
+    output: O,
+    call: (req: MessageShape<I>, ctx: HandlerContext) => Promise<MessageInitShape<O>> | MessageInitShape<O>,
+  ): [string, RegExp, string, Route] => [
+    method,
+    new RegExp(`^/v0/schedules/([^/]+)${suffix}$`),
+    name,
+    async (_q, res, _u, m) =>
+      reply(res, output, await call(create(input, nameOf(m) as unknown as MessageInitShape<I>), ctx)),
+  ];
   return [
     [
       'GET',
@@ -55,61 +77,46 @@ export function scheduleRoutes(
         reply(res, cp.PutScheduleResponseSchema, await service.putSchedule!(msg, ctx));
       },
     ],
-    [
+    byName(
       'GET',
-      /^\/v0\/schedules\/([^/]+)$/,
+      '',
       'schedule_get',
-      async (_q, res, _u, m) =>
-        reply(
-          res,
-          cp.GetScheduleResponseSchema,
-          await service.getSchedule!(create(cp.GetScheduleRequestSchema, nameOf(m)), ctx),
-        ),
-    ],
-    [
+      cp.GetScheduleRequestSchema,
+      cp.GetScheduleResponseSchema,
+      service.getSchedule!,
+    ),
+    byName(
       'DELETE',
-      /^\/v0\/schedules\/([^/]+)$/,
+      '',
       'schedule_delete',
-      async (_q, res, _u, m) =>
-        reply(
-          res,
-          cp.DeleteScheduleResponseSchema,
-          await service.deleteSchedule!(create(cp.DeleteScheduleRequestSchema, nameOf(m)), ctx),
-        ),
-    ],
-    [
+      cp.DeleteScheduleRequestSchema,
+      cp.DeleteScheduleResponseSchema,
+      service.deleteSchedule!,
+    ),
+    byName(
       'POST',
-      /^\/v0\/schedules\/([^/]+)\/pause$/,
+      '/pause',
       'schedule_pause',
-      async (_q, res, _u, m) =>
-        reply(
-          res,
-          cp.PauseScheduleResponseSchema,
-          await service.pauseSchedule!(create(cp.PauseScheduleRequestSchema, nameOf(m)), ctx),
-        ),
-    ],
-    [
+      cp.PauseScheduleRequestSchema,
+      cp.PauseScheduleResponseSchema,
+      service.pauseSchedule!,
+    ),
+    byName(
       'POST',
-      /^\/v0\/schedules\/([^/]+)\/resume$/,
+      '/resume',
       'schedule_resume',
-      async (_q, res, _u, m) =>
-        reply(
-          res,
-          cp.ResumeScheduleResponseSchema,
-          await service.resumeSchedule!(create(cp.ResumeScheduleRequestSchema, nameOf(m)), ctx),
-        ),
-    ],
-    [
+      cp.ResumeScheduleRequestSchema,
+      cp.ResumeScheduleResponseSchema,
+      service.resumeSchedule!,
+    ),
+    byName(
       'POST',
-      /^\/v0\/schedules\/([^/]+)\/trigger$/,
+      '/trigger',
       'schedule_trigger',
-      async (_q, res, _u, m) =>
-        reply(
-          res,
-          cp.TriggerScheduleResponseSchema,
-          await service.triggerSchedule!(create(cp.TriggerScheduleRequestSchema, nameOf(m)), ctx),
-        ),
-    ],
+      cp.TriggerScheduleRequestSchema,
+      cp.TriggerScheduleResponseSchema,
+      service.triggerSchedule!,
+    ),
     [
       'POST',
       /^\/v0\/schedules\/([^/]+)\/backfill$/,

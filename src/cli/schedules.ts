@@ -1,9 +1,9 @@
-import { readFile } from 'node:fs/promises';
 import { type Schedule, type ScheduleInput, validateSchedule } from '../model/schedules.js';
 import type { Run } from '../model/types.js';
 import type { Context } from './commands.js';
 import { CliError, EXIT } from './errors.js';
 import { formatTimestamp, table } from './format.js';
+import { readJsonObjectFile } from './input.js';
 
 /** `adagio schedules …` (rule 18). */
 
@@ -13,22 +13,11 @@ import { formatTimestamp, table } from './format.js';
  * name the file before any network call.
  */
 export async function readScheduleFile(file: string): Promise<{ name: string; input: ScheduleInput }> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new CliError(`cannot read ${file}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new CliError(`${file}: not valid JSON: ${(e as Error).message}`);
-  }
-  if (json === null || typeof json !== 'object' || Array.isArray(json))
-    throw new CliError(`${file}: a schedule file is a JSON object {"name", "workflow", "cron", ...}`);
-  const { name, ...input } = json as { name?: unknown } & ScheduleInput;
+  const json = await readJsonObjectFile(
+    file,
+    'a schedule file is a JSON object {"name", "workflow", "cron", ...}',
+  );
+  const { name, ...input } = json as unknown as { name?: unknown } & ScheduleInput;
   if (typeof name !== 'string' || name === '') throw new CliError(`${file}: "name" is required`);
   const problems = validateSchedule(name, input);
   if (problems.length > 0) throw new CliError(`${file}: ${problems.join('; ')}`);

@@ -61,6 +61,25 @@ describe('adagio schedules', () => {
       (await cliInProcess(['schedules', 'resume', 'nightly'], { env })).stdout,
       'schedule nightly resumed\n',
     );
+    // The same over the JSON routes.
+    const post = (path: string) =>
+      fetch(`${daemon.address}/v0/schedules/nightly/${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+      });
+    assert.equal(
+      ((await (await post('pause')).json()) as { schedule: { paused: boolean } }).schedule.paused,
+      true,
+    );
+    assert.equal((await post('resume')).status, 200);
+    const got = (await (await fetch(`${daemon.address}/v0/schedules/nightly`)).json()) as {
+      schedule: { cron: string };
+      nextSlots: string[];
+    };
+    assert.equal(got.schedule.cron, '0 2 * * *');
+    assert.equal(got.nextSlots.length, 10);
+    const listed = (await (await fetch(`${daemon.address}/v0/schedules`)).json()) as { schedules: unknown[] };
+    assert.equal(listed.schedules.length, 1);
     const wfRm = await cliInProcess(['workflows', 'rm', 'nightly'], { env });
     assert.notEqual(wfRm.code, 0);
     assert.match(oneErrorLine(wfRm.stderr), /used by schedule "nightly"/);
@@ -92,46 +111,15 @@ describe('adagio schedules', () => {
     assert.equal(trig.code, 0, trig.stderr);
     assert.equal(JSON.parse(trig.stdout).runs[0].labels['adagio.trigger'], 'manual');
 
-    const bf = await cliInProcess(
-      [
-        'schedules',
-        'backfill',
-        'every-second',
-        '--from',
-        '2026-01-01T00:00:00Z',
-        '--to',
-        '2026-01-01T00:00:02Z',
-      ],
-      { env },
-    );
+    const backfill = (from: string, to: string) =>
+      cliInProcess(['schedules', 'backfill', 'every-second', '--from', from, '--to', to], { env });
+    const bf = await backfill('2026-01-01T00:00:00Z', '2026-01-01T00:00:02Z');
     assert.equal(bf.code, 0, bf.stderr);
     assert.match(bf.stdout, /2026-01-01T00:00:00Z.*\n.*2026-01-01T00:00:01Z.*\n.*2026-01-01T00:00:02Z/);
-    const reversed = await cliInProcess(
-      [
-        'schedules',
-        'backfill',
-        'every-second',
-        '--from',
-        '2026-01-02T00:00:00Z',
-        '--to',
-        '2026-01-01T00:00:00Z',
-      ],
-      { env },
-    );
+    const reversed = await backfill('2026-01-02T00:00:00Z', '2026-01-01T00:00:00Z');
     assert.equal(reversed.code, 2);
     assert.match(oneErrorLine(reversed.stderr), /from 2026-01-02T00:00:00Z is after to 2026-01-01T00:00:00Z/);
-    const tooLong = await cliInProcess(
-      [
-        'schedules',
-        'backfill',
-        'every-second',
-        '--from',
-        '2026-01-01T00:00:00Z',
-        '--to',
-        '2026-01-02T00:00:00Z',
-      ],
-      { env },
-    );
+    const tooLong = await backfill('2026-01-01T00:00:00Z', '2026-01-02T00:00:00Z');
     assert.match(oneErrorLine(tooLong.stderr), /more than 500 slots/);
     await client.deleteSchedule('every-second');
   });
