@@ -97,7 +97,8 @@ export class Daemon {
         );
     }
 
-    if (c.roles.includes('api') && c.schedules) {
+    // Through a remote backend the schedules are fired by the API it talks to, next to the store.
+    if (c.roles.includes('api') && c.schedules && c.backendType !== 'remote') {
       this.scheduler = new Scheduler(repo, { logger: this.logger.child({ component: 'scheduler' }) });
       this.scheduler.start();
     }
