@@ -14,6 +14,7 @@ import { InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
 import type { Repository } from '../protocol/repository.js';
 import { mapError } from './errors.js';
 import { type Req, type Res, readJson, readText, sendJson } from './http.js';
+import { scheduleRoutes } from './schedule-routes.js';
 import { requireId } from './service.js';
 import { watchMessages } from './watch-stream.js';
 import { runFilterParams, workflowRoutes } from './workflow-routes.js';
@@ -28,6 +29,7 @@ import { runFilterParams, workflowRoutes } from './workflow-routes.js';
  *   GET  /v0/runs?start_ns=&finish_ns=&limit=&cursor=  (filters: workflow-routes.ts)
  *   PUT  /v0/runs   {"workflow": name, "version": n, "params": {...}, "name": ..., "labels": {...}, "request_id": ...}
  *   /v0/workflows…                   workflow definitions (workflow-routes.ts)
+ *   /v0/schedules…                   schedules (schedule-routes.ts)
  *   GET  /v0/runs/{id}               POST /v0/runs/{id}/cancel
  *   POST /v0/runs/{id}/retry  body optional {"nodes": [names]}     POST /v0/runs/{id}/rerun
  *   GET  /v0/runs/{id}/watch         NDJSON: the run, then one line per node transition
@@ -142,6 +144,7 @@ export function createJsonRoutes(o: JsonRoutesOptions): (req: Req, res: Res) => 
     ],
     ['GET', /^\/v0\/runs\/([^/]+)\/watch$/, 'watch', async (_q, res, _u, m) => watch(res, decode(m[1]!))],
     ...workflowRoutes(o.service, ctx, reply, o.maxBodyBytes),
+    ...scheduleRoutes(o.service, ctx, reply, o.maxBodyBytes),
   ];
 
   /** A retry's body is optional: empty, or {"nodes": [names]}. */

@@ -20,6 +20,7 @@ import type { ListRunsQuery, Repository } from '../protocol/repository.js';
 import { Admission } from './admission.js';
 import { toConnectError } from './errors.js';
 import type { ApiMetrics } from './metrics.js';
+import { scheduleMethods } from './schedule-service.js';
 import { watchMessages } from './watch-stream.js';
 import { runFilterFromProto, startOptionsFromProto, workflowMethods } from './workflow-service.js';
 
@@ -108,6 +109,7 @@ export function controlPlaneService(
         return create(cp.GetAttemptOutputResponseSchema, { output });
       }),
     ...workflowMethods(repo, guard),
+    ...scheduleMethods(repo, guard, readRunToProto),
     async *watch(req, ctx) {
       try {
         yield* watchMessages(repo, requireId(req.id), { signal: ctx.signal });

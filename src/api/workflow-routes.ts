@@ -111,11 +111,11 @@ export function workflowRoutes(
   ];
 }
 
-function decodeName(segment: string): string {
+export function decodeName(segment: string): string {
   try {
     return decodeURIComponent(segment);
   } catch {
-    throw new InvalidArgumentError(`malformed workflow name in the path: ${JSON.stringify(segment)}`);
+    throw new InvalidArgumentError(`malformed name in the path: ${JSON.stringify(segment)}`);
   }
 }
 

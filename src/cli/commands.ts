@@ -1,5 +1,6 @@
 import { unservedRuntimeWarnings } from '../model/explain.js';
 import { ulidTime } from '../model/ids.js';
+import type { Schedule, ScheduleInput, ScheduleView } from '../model/schedules.js';
 import type { AgentInfo, GraphSpec, Run, Stats } from '../model/types.js';
 import type { WorkflowDefinition, WorkflowInput, WorkflowSummary } from '../model/workflows.js';
 import type { ListRunsQuery, RunPage, StartOptions, WatchEvent } from '../protocol/repository.js';
@@ -36,6 +37,14 @@ export interface ControlPlane {
   listWorkflows(): Promise<WorkflowSummary[]>;
   listWorkflowVersions(name: string): Promise<WorkflowDefinition[]>;
   deleteWorkflow(name: string): Promise<void>;
+  putSchedule(name: string, input: ScheduleInput): Promise<Schedule>;
+  getSchedule(name: string): Promise<ScheduleView>;
+  listSchedules(): Promise<Schedule[]>;
+  deleteSchedule(name: string): Promise<void>;
+  pauseSchedule(name: string): Promise<Schedule>;
+  resumeSchedule(name: string): Promise<Schedule>;
+  triggerSchedule(name: string): Promise<Run>;
+  backfillSchedule(name: string, from: string, to: string): Promise<Run[]>;
 }
 
 export interface Context {
