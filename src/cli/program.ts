@@ -322,7 +322,9 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
 
   runs
     .command('rerun')
-    .description('start a new run of the graph a run was started from')
+    .description(
+      'start a new run of the graph a run was started from, with its name and labels (a run of a workflow: the same version with the same params)',
+    )
     .argument('<id>', 'run id')
     .option('-w, --watch', 'then watch the new run until it completes')
     .option('-q, --quiet', 'print only the new run id')
