@@ -67,7 +67,8 @@ export async function runsList(
     ctx.io.stderr.write('adagio: no runs match\n');
     return EXIT.ok;
   }
-  ctx.io.stdout.write(runsTable(page.runs, ctx.io.now()));
+  const out = ctx.io.stdout;
+  ctx.io.stdout.write(runsTable(page.runs, ctx.io.now(), out.isTTY ? out.columns : undefined));
   if (page.nextCursor)
     ctx.io.stderr.write(
       `adagio: more runs match; next page: --cursor ${page.nextCursor} (or --all, or a larger --limit)\n`,

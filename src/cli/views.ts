@@ -4,6 +4,7 @@ import { countNodes } from '../model/wire.js';
 import { formatDuration } from '../runtimes/duration.js';
 import {
   between,
+  fitTable,
   formatAgo,
   formatTimestamp,
   keyValues,
@@ -22,8 +23,8 @@ import {
  * `runs ls`: each run's status, how long it took (or has been running, `…`),
  * when it finished, and its nodes as completed/total (with those running).
  */
-export function runsTable(runs: readonly RunSummary[], now: number): string {
-  return table(
+export function runsTable(runs: readonly RunSummary[], now: number, columns?: number): string {
+  return fitTable(
     ['ID', 'NAME', 'CREATED', 'STATUS', 'TOOK', 'FINISHED', 'NODES', 'LABELS'],
     runs.map((r) => {
       const c = r.nodeCounts;
@@ -45,6 +46,8 @@ export function runsTable(runs: readonly RunSummary[], now: number): string {
       ];
     }),
     ['left', 'left', 'left', 'left', 'right', 'left', 'left', 'left'],
+    // On a narrow terminal, what a run is and how it went matter most; --json and pipes get every column.
+    { columns, drop: ['FINISHED', 'LABELS', 'CREATED'], shrink: 'NAME' },
   );
 }
 
