@@ -181,7 +181,13 @@ export function collectPairs(
   return (value, previous) => {
     const eq = value.indexOf('=');
     if (eq <= 0) throw new CliError(`${flag} takes key=value, got ${JSON.stringify(value)}`);
-    return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
+    const key = value.slice(0, eq);
+    const v = value.slice(eq + 1);
+    const before = previous && Object.hasOwn(previous, key) ? previous[key] : undefined;
+    // The same pair twice is harmless; two values for one key are a mistake that last-wins would hide.
+    if (before !== undefined && before !== v)
+      throw new CliError(`${flag} ${key} given twice: ${JSON.stringify(before)} and ${JSON.stringify(v)}`);
+    return { ...previous, [key]: v };
   };
 }
 
