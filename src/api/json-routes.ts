@@ -157,6 +157,14 @@ export function createJsonRoutes(o: JsonRoutesOptions): (req: Req, res: Res) => 
     } catch (e) {
       throw new InvalidArgumentError(`request body is not valid JSON: ${(e as Error).message}`);
     }
+    if (json !== null && typeof json === 'object' && !Array.isArray(json)) {
+      // Unknown fields are refused as on every route: a misspelt "nodes" must not retry the whole run.
+      const unknown = Object.keys(json).filter((k) => k !== 'nodes');
+      if (unknown.length > 0)
+        throw new InvalidArgumentError(
+          `retry body has unknown field ${JSON.stringify(unknown[0])}: it takes {"nodes": ["name", ...]} (or nothing)`,
+        );
+    }
     const nodes = json !== null && typeof json === 'object' ? (json as { nodes?: unknown }).nodes : json;
     if (nodes === undefined) return [];
     if (!Array.isArray(nodes) || nodes.some((n) => typeof n !== 'string'))

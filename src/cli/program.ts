@@ -327,31 +327,42 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
     )
     .argument('<id>', 'run id')
     .option('--node <name>', 'retry only this node and what is downstream of it (repeatable)', collect, [])
-    .option('-w, --watch', 'then watch the run until it completes')
+    .option('-w, --watch', 'then watch the run until it completes (exit 0 only if it succeeded)')
+    .option('--lines', 'with --watch: one line per transition even on a terminal')
     .option('-q, --quiet', 'print nothing')
     .option('--json', 'print the retried run as JSON (as the API returns it)')
     .action(
-      act((ctx, id: string, opts: { node: string[]; watch?: boolean; quiet?: boolean; json?: boolean }) =>
-        runsRetry(ctx, id, {
-          nodes: opts.node,
-          watch: Boolean(opts.watch),
-          quiet: Boolean(opts.quiet),
-          json: Boolean(opts.json),
-        }),
+      act(
+        (
+          ctx,
+          id: string,
+          opts: { node: string[]; watch?: boolean; lines?: boolean; quiet?: boolean; json?: boolean },
+        ) =>
+          runsRetry(ctx, id, {
+            nodes: opts.node,
+            watch: Boolean(opts.watch),
+            lines: Boolean(opts.lines),
+            quiet: Boolean(opts.quiet),
+            json: Boolean(opts.json),
+          }),
       ),
     );
 
   runs
     .command('rerun')
-    .description('start a new run of the graph a run was started from')
+    .description(
+      'start a new run of the graph a run was started from, with its name and labels (a run of a workflow: the same version with the same params)',
+    )
     .argument('<id>', 'run id')
-    .option('-w, --watch', 'then watch the new run until it completes')
+    .option('-w, --watch', 'then watch the new run until it completes (exit 0 only if it succeeded)')
+    .option('--lines', 'with --watch: one line per transition even on a terminal')
     .option('-q, --quiet', 'print only the new run id')
     .option('--json', 'print the new run as JSON (as the API returns it)')
     .action(
-      act((ctx, id: string, opts: { watch?: boolean; quiet?: boolean; json?: boolean }) =>
+      act((ctx, id: string, opts: { watch?: boolean; lines?: boolean; quiet?: boolean; json?: boolean }) =>
         runsRerun(ctx, id, {
           watch: Boolean(opts.watch),
+          lines: Boolean(opts.lines),
           quiet: Boolean(opts.quiet),
           json: Boolean(opts.json),
         }),
