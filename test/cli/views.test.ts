@@ -293,6 +293,8 @@ describe('cli text views', () => {
         conclusion: 'SUCCESS' as const,
         finishedAt: at(66_000),
         nodeCounts: { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 7 },
+        failedNodes: [],
+        failedNodeCount: 0,
       },
     ];
     const full = runsTable(runs, T0 + 5000);
@@ -303,11 +305,11 @@ describe('cli text views', () => {
         assert.ok(line.length <= columns || columns < 70, `${columns}: ${JSON.stringify(line)}`);
       assert.match(out, /^ID +NAME +/);
       assert.match(out, /01M8GSA8NQ05BRWR5VXBZYSAWN/);
-      assert.match(out, /COMPLETED SUCCESS +1m5s +7\/7/);
+      assert.match(out, /COMPLETED SUCCESS +1m5s +7\/7 +-/);
     }
     const at80 = runsTable(runs, T0 + 5000, 80);
     assert.doesNotMatch(at80, /FINISHED|LABELS|CREATED/);
-    assert.match(at80, /a nightly load.*…/);
+    assert.match(at80, /a nightly l.*…/);
     assert.match(runsTable(runs, T0 + 5000, 120), /CREATED/);
   });
 
