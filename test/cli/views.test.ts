@@ -310,7 +310,7 @@ describe('cli text views', () => {
     const at80 = runsTable(runs, T0 + 5000, 80);
     assert.doesNotMatch(at80, /FINISHED|LABELS|CREATED/);
     assert.match(at80, /a nightly l.*…/);
-    assert.match(runsTable(runs, T0 + 5000, 120), /CREATED/);
+    assert.match(runsTable(runs, T0 + 5000, 140), /CREATED/);
   });
 
   it('JSON views are the API response messages in canonical proto3 JSON', () => {
