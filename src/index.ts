@@ -40,6 +40,14 @@ export {
   TypedRuntime,
 } from './runtimes/index.js';
 export {
+  backfillSchedule,
+  Scheduler,
+  type SchedulerOptions,
+  scheduleView,
+  startSlot,
+  triggerSchedule,
+} from './scheduler/index.js';
+export {
   debug,
   exec,
   NodeBuilder,

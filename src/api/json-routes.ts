@@ -14,6 +14,7 @@ import { InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
 import type { Repository } from '../protocol/repository.js';
 import { mapError } from './errors.js';
 import { type Req, type Res, readJson, readText, sendJson } from './http.js';
+import { scheduleRoutes } from './schedule-routes.js';
 import { requireId } from './service.js';
 import { watchMessages } from './watch-stream.js';
 import { runFilterParams, workflowRoutes } from './workflow-routes.js';
@@ -28,6 +29,7 @@ import { runFilterParams, workflowRoutes } from './workflow-routes.js';
  *   GET  /v0/runs?start_ns=&finish_ns=&limit=&cursor=  (filters: workflow-routes.ts)
  *   PUT  /v0/runs   {"workflow": name, "version": n, "params": {...}, "name": ..., "labels": {...}, "request_id": ...}
  *   /v0/workflows…                   workflow definitions (workflow-routes.ts)
+ *   /v0/schedules…                   schedules (schedule-routes.ts)
  *   GET  /v0/runs/{id}               POST /v0/runs/{id}/cancel
  *   POST /v0/runs/{id}/retry  body optional {"nodes": [names]}     POST /v0/runs/{id}/rerun
  *   GET  /v0/runs/{id}/watch         NDJSON: the run, then one line per node transition
@@ -142,6 +144,7 @@ export function createJsonRoutes(o: JsonRoutesOptions): (req: Req, res: Res) => 
     ],
     ['GET', /^\/v0\/runs\/([^/]+)\/watch$/, 'watch', async (_q, res, _u, m) => watch(res, decode(m[1]!))],
     ...workflowRoutes(o.service, ctx, reply, o.maxBodyBytes),
+    ...scheduleRoutes(o.service, ctx, reply, o.maxBodyBytes),
   ];
 
   /** A retry's body is optional: empty, or {"nodes": [names]}. */
@@ -153,6 +156,14 @@ export function createJsonRoutes(o: JsonRoutesOptions): (req: Req, res: Res) => 
       json = JSON.parse(text);
     } catch (e) {
       throw new InvalidArgumentError(`request body is not valid JSON: ${(e as Error).message}`);
+    }
+    if (json !== null && typeof json === 'object' && !Array.isArray(json)) {
+      // Unknown fields are refused as on every route: a misspelt "nodes" must not retry the whole run.
+      const unknown = Object.keys(json).filter((k) => k !== 'nodes');
+      if (unknown.length > 0)
+        throw new InvalidArgumentError(
+          `retry body has unknown field ${JSON.stringify(unknown[0])}: it takes {"nodes": ["name", ...]} (or nothing)`,
+        );
     }
     const nodes = json !== null && typeof json === 'object' ? (json as { nodes?: unknown }).nodes : json;
     if (nodes === undefined) return [];

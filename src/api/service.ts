@@ -5,7 +5,7 @@ import type * as pb from '../gen/adagio/v1/adagio_pb.js';
 import type { Logger } from '../log.js';
 import { unservedRuntimeWarnings } from '../model/explain.js';
 import { LIMITS } from '../model/limits.js';
-import { graphOfRun } from '../model/resume.js';
+import { planRerun, type RerunPlan } from '../model/resume.js';
 import type { Run } from '../model/types.js';
 import {
   agentToProto,
@@ -20,6 +20,7 @@ import type { ListRunsQuery, Repository } from '../protocol/repository.js';
 import { Admission } from './admission.js';
 import { toConnectError } from './errors.js';
 import type { ApiMetrics } from './metrics.js';
+import { scheduleMethods } from './schedule-service.js';
 import { watchMessages } from './watch-stream.js';
 import { runFilterFromProto, startOptionsFromProto, workflowMethods } from './workflow-service.js';
 
@@ -95,9 +96,9 @@ export function controlPlaneService(
       }),
     rerun: (req) =>
       guard(async () => {
-        const spec = graphOfRun(await repo.inspect(requireId(req.id)));
-        await admission.admit(spec.nodes.length);
-        const run = await repo.start(spec);
+        const plan = planRerun(await repo.inspect(requireId(req.id)));
+        await admission.admit(plan.graph.nodes.length);
+        const run = await startRerun(repo, plan);
         metrics?.runsStarted.inc();
         logger.debug('run started again', { run: run.id, from: req.id });
         return create(cp.RerunResponseSchema, { run: readRunToProto(run) });
@@ -108,6 +109,7 @@ export function controlPlaneService(
         return create(cp.GetAttemptOutputResponseSchema, { output });
       }),
     ...workflowMethods(repo, guard),
+    ...scheduleMethods(repo, guard, readRunToProto),
     async *watch(req, ctx) {
       try {
         yield* watchMessages(repo, requireId(req.id), { signal: ctx.signal });
@@ -163,4 +165,21 @@ export function listQueryFromNs(
   if (limit > 0) query.limit = limit;
   if (cursor) query.cursor = cursor;
   return query;
+}
+
+/**
+ * Starts what planRerun decided: the run's workflow version with its params when it came from one, else (or
+ * when that workflow has been deleted since) its graph; the name and labels either way.
+ */
+async function startRerun(repo: Repository, plan: RerunPlan): Promise<Run> {
+  const identity = { name: plan.name, labels: plan.labels };
+  if (plan.workflow) {
+    const { name, version, params } = plan.workflow;
+    try {
+      return await repo.start(undefined, { workflow: name, version, params, ...identity });
+    } catch (err) {
+      if (!(err instanceof NotFoundError && err.kind === 'workflow')) throw err;
+    }
+  }
+  return repo.start(plan.graph, identity);
 }

@@ -53,10 +53,16 @@ export function workflowRoutes(
           throw new InvalidArgumentError(
             'request body must be a JSON object {"spec": <graph>, "description": "...", "params": [...]}',
           );
-        const { name: _ignored, ...body } = json as Record<string, JsonValue>;
+        // A workflow file may carry its name (the CLI's format); it must be the path's, never silently replaced.
+        const { name: given, ...body } = json as Record<string, JsonValue>;
+        const name = decodeName(m[1]!);
+        if (given !== undefined && given !== name)
+          throw new InvalidArgumentError(
+            `the body names workflow ${JSON.stringify(given)} but the path is /v0/workflows/${JSON.stringify(name)}`,
+          );
         let msg: cp.PutWorkflowRequest;
         try {
-          msg = fromJson(cp.PutWorkflowRequestSchema, { ...body, name: decodeName(m[1]!) });
+          msg = fromJson(cp.PutWorkflowRequestSchema, { ...body, name });
         } catch (e) {
           throw new InvalidArgumentError(`invalid workflow: ${(e as Error).message}`);
         }
@@ -111,11 +117,11 @@ export function workflowRoutes(
   ];
 }
 
-function decodeName(segment: string): string {
+export function decodeName(segment: string): string {
   try {
     return decodeURIComponent(segment);
   } catch {
-    throw new InvalidArgumentError(`malformed workflow name in the path: ${JSON.stringify(segment)}`);
+    throw new InvalidArgumentError(`malformed name in the path: ${JSON.stringify(segment)}`);
   }
 }
 

@@ -1,5 +1,6 @@
 import { unservedRuntimeWarnings } from '../model/explain.js';
 import { ulidTime } from '../model/ids.js';
+import type { Schedule, ScheduleInput, ScheduleView } from '../model/schedules.js';
 import type { AgentInfo, GraphSpec, Run, Stats } from '../model/types.js';
 import type { WorkflowDefinition, WorkflowInput, WorkflowSummary } from '../model/workflows.js';
 import type { ListRunsQuery, RunPage, StartOptions, WatchEvent } from '../protocol/repository.js';
@@ -36,6 +37,14 @@ export interface ControlPlane {
   listWorkflows(): Promise<WorkflowSummary[]>;
   listWorkflowVersions(name: string): Promise<WorkflowDefinition[]>;
   deleteWorkflow(name: string): Promise<void>;
+  putSchedule(name: string, input: ScheduleInput): Promise<Schedule>;
+  getSchedule(name: string): Promise<ScheduleView>;
+  listSchedules(): Promise<Schedule[]>;
+  deleteSchedule(name: string): Promise<void>;
+  pauseSchedule(name: string): Promise<Schedule>;
+  resumeSchedule(name: string): Promise<Schedule>;
+  triggerSchedule(name: string): Promise<Run>;
+  backfillSchedule(name: string, from: string, to: string): Promise<Run[]>;
 }
 
 export interface Context {
@@ -68,7 +77,8 @@ export async function runsList(
     ctx.io.stderr.write('adagio: no runs match\n');
     return EXIT.ok;
   }
-  ctx.io.stdout.write(runsTable(page.runs, ctx.io.now()));
+  const out = ctx.io.stdout;
+  ctx.io.stdout.write(runsTable(page.runs, ctx.io.now(), out.isTTY ? out.columns : undefined));
   if (page.nextCursor)
     ctx.io.stderr.write(
       `adagio: more runs match; next page: --cursor ${page.nextCursor} (or --all, or a larger --limit)\n`,
@@ -177,27 +187,27 @@ async function completedBefore(client: ControlPlane, runId: string): Promise<boo
 export async function runsRetry(
   ctx: Context,
   id: string,
-  opts: { nodes: string[]; json: boolean; quiet: boolean; watch: boolean },
+  opts: { nodes: string[]; json: boolean; quiet: boolean; watch: boolean; lines: boolean },
 ): Promise<number> {
   const client = ctx.client();
   const run = await client.retry(checkId(id), opts.nodes);
   if (opts.json) ctx.io.stdout.write(runJson(run));
   else if (!opts.quiet) ctx.io.stdout.write(`retried ${runLine(run)}\n`);
-  if (opts.watch) return runsWatch(ctx, run.id, { quiet: opts.quiet || opts.json, lines: false });
+  if (opts.watch) return runsWatch(ctx, run.id, { quiet: opts.quiet || opts.json, lines: opts.lines });
   return EXIT.ok;
 }
 
 export async function runsRerun(
   ctx: Context,
   id: string,
-  opts: { json: boolean; quiet: boolean; watch: boolean },
+  opts: { json: boolean; quiet: boolean; watch: boolean; lines: boolean },
 ): Promise<number> {
   const client = ctx.client();
   const run = await client.rerun(checkId(id));
   if (opts.json) ctx.io.stdout.write(runJson(run));
   else if (opts.quiet) ctx.io.stdout.write(`${run.id}\n`);
   else ctx.io.stdout.write(`started ${runLine(run)} (a rerun of ${id})\n`);
-  if (opts.watch) return runsWatch(ctx, run.id, { quiet: opts.quiet || opts.json, lines: false });
+  if (opts.watch) return runsWatch(ctx, run.id, { quiet: opts.quiet || opts.json, lines: opts.lines });
   return EXIT.ok;
 }
 

@@ -27,6 +27,15 @@ import {
 import type { CliIO } from './io.js';
 import { runsLogs } from './logs.js';
 import {
+  schedulesBackfill,
+  schedulesList,
+  schedulesPause,
+  schedulesPut,
+  schedulesRemove,
+  schedulesShow,
+  schedulesTrigger,
+} from './schedules.js';
+import {
   collectPairs,
   parseConclusion,
   parseStatus,
@@ -108,6 +117,7 @@ Examples:
   cat graph.json | adagio runs start -q
   adagio runs ls --since 1h
   adagio workflows put examples/definitions/nightly.json
+  adagio schedules put examples/schedules/nightly.json
   adagio runs start --workflow nightly -p date=2026-01-31 --label team=data
   adagio runs ls --workflow nightly --label team=data --status COMPLETED
   adagio runs inspect RUN_ID -o dot | dot -Tsvg > run.svg
@@ -317,31 +327,42 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
     )
     .argument('<id>', 'run id')
     .option('--node <name>', 'retry only this node and what is downstream of it (repeatable)', collect, [])
-    .option('-w, --watch', 'then watch the run until it completes')
+    .option('-w, --watch', 'then watch the run until it completes (exit 0 only if it succeeded)')
+    .option('--lines', 'with --watch: one line per transition even on a terminal')
     .option('-q, --quiet', 'print nothing')
     .option('--json', 'print the retried run as JSON (as the API returns it)')
     .action(
-      act((ctx, id: string, opts: { node: string[]; watch?: boolean; quiet?: boolean; json?: boolean }) =>
-        runsRetry(ctx, id, {
-          nodes: opts.node,
-          watch: Boolean(opts.watch),
-          quiet: Boolean(opts.quiet),
-          json: Boolean(opts.json),
-        }),
+      act(
+        (
+          ctx,
+          id: string,
+          opts: { node: string[]; watch?: boolean; lines?: boolean; quiet?: boolean; json?: boolean },
+        ) =>
+          runsRetry(ctx, id, {
+            nodes: opts.node,
+            watch: Boolean(opts.watch),
+            lines: Boolean(opts.lines),
+            quiet: Boolean(opts.quiet),
+            json: Boolean(opts.json),
+          }),
       ),
     );
 
   runs
     .command('rerun')
-    .description('start a new run of the graph a run was started from')
+    .description(
+      'start a new run of the graph a run was started from, with its name and labels (a run of a workflow: the same version with the same params)',
+    )
     .argument('<id>', 'run id')
-    .option('-w, --watch', 'then watch the new run until it completes')
+    .option('-w, --watch', 'then watch the new run until it completes (exit 0 only if it succeeded)')
+    .option('--lines', 'with --watch: one line per transition even on a terminal')
     .option('-q, --quiet', 'print only the new run id')
     .option('--json', 'print the new run as JSON (as the API returns it)')
     .action(
-      act((ctx, id: string, opts: { watch?: boolean; quiet?: boolean; json?: boolean }) =>
+      act((ctx, id: string, opts: { watch?: boolean; lines?: boolean; quiet?: boolean; json?: boolean }) =>
         runsRerun(ctx, id, {
           watch: Boolean(opts.watch),
+          lines: Boolean(opts.lines),
           quiet: Boolean(opts.quiet),
           json: Boolean(opts.json),
         }),
@@ -395,6 +416,95 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
     .action(
       act((ctx, name: string, opts: { quiet?: boolean }) =>
         workflowsRemove(ctx, name, { quiet: Boolean(opts.quiet) }),
+      ),
+    );
+
+  const schedules = program
+    .command('schedules')
+    .description(
+      'cron schedules of stored workflows: put, list, show, pause, resume, trigger, backfill, delete',
+    );
+  schedules
+    .command('put')
+    .description('store FILE as a schedule (a new one fires from the first slot after now)')
+    .argument(
+      '<file>',
+      'schedule file: {"name", "workflow", "cron", "timezone", "params", "overlap", "catchup", "paused"} in JSON',
+    )
+    .option('--json', 'print the stored schedule as JSON')
+    .action(
+      act((ctx, file: string, opts: { json?: boolean }) =>
+        schedulesPut(ctx, file, { json: Boolean(opts.json) }),
+      ),
+    );
+  schedules
+    .command('ls')
+    .alias('list')
+    .description('list schedules: workflow, cron, time zone, overlap, paused or not, next slot')
+    .option('--json', 'print the JSON of GET /v0/schedules')
+    .action(act((ctx, opts: { json?: boolean }) => schedulesList(ctx, { json: Boolean(opts.json) })));
+  schedules
+    .command('show')
+    .alias('inspect')
+    .description('show a schedule: its definition, next fire times, recent runs, missed and skipped slots')
+    .argument('<name>', 'schedule name')
+    .option('--json', 'print the JSON of GET /v0/schedules/{name}')
+    .action(
+      act((ctx, name: string, opts: { json?: boolean }) =>
+        schedulesShow(ctx, name, { json: Boolean(opts.json) }),
+      ),
+    );
+  for (const [command, paused, what] of [
+    [
+      'pause',
+      true,
+      'stop starting runs (slots passing while paused are missed, or caught up within catchup)',
+    ],
+    ['resume', false, 'start runs again from the next undecided slot'],
+  ] as const)
+    schedules
+      .command(command)
+      .description(`${command} a schedule: ${what}`)
+      .argument('<name>', 'schedule name')
+      .option('-q, --quiet', 'print nothing')
+      .action(
+        act((ctx, name: string, opts: { quiet?: boolean }) =>
+          schedulesPause(ctx, name, paused, { quiet: Boolean(opts.quiet) }),
+        ),
+      );
+  schedules
+    .command('trigger')
+    .description('start a run of the schedule now, outside its cron (its slot is now, to the second)')
+    .argument('<name>', 'schedule name')
+    .option('--json', 'print the run as JSON')
+    .action(
+      act((ctx, name: string, opts: { json?: boolean }) =>
+        schedulesTrigger(ctx, name, { json: Boolean(opts.json) }),
+      ),
+    );
+  schedules
+    .command('backfill')
+    .description(
+      'start a run for every slot from --from to --to (inclusive, at most 500 slots); a slot that has a run keeps it',
+    )
+    .argument('<name>', 'schedule name')
+    .requiredOption('--from <time>', 'first time, RFC 3339 (e.g. 2026-01-01T00:00:00Z)')
+    .requiredOption('--to <time>', 'last time, RFC 3339')
+    .option('--json', 'print the runs as JSON')
+    .action(
+      act((ctx, name: string, opts: { from?: string; to?: string; json?: boolean }) =>
+        schedulesBackfill(ctx, name, { from: opts.from, to: opts.to, json: Boolean(opts.json) }),
+      ),
+    );
+  schedules
+    .command('rm')
+    .alias('delete')
+    .description('delete a schedule (its runs are kept)')
+    .argument('<name>', 'schedule name')
+    .option('-q, --quiet', 'print nothing')
+    .action(
+      act((ctx, name: string, opts: { quiet?: boolean }) =>
+        schedulesRemove(ctx, name, { quiet: Boolean(opts.quiet) }),
       ),
     );
 

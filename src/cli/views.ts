@@ -5,6 +5,7 @@ import { countNodes } from '../model/wire.js';
 import { formatDuration } from '../runtimes/duration.js';
 import {
   between,
+  fitTable,
   formatAgo,
   formatTimestamp,
   keyValues,
@@ -25,8 +26,8 @@ import {
  * the names of the nodes that failed (rule 19: a bounded few, then a count)
  * and its labels (rule 17).
  */
-export function runsTable(runs: readonly RunSummary[], now: number): string {
-  return table(
+export function runsTable(runs: readonly RunSummary[], now: number, columns?: number): string {
+  return fitTable(
     ['ID', 'NAME', 'CREATED', 'STATUS', 'TOOK', 'FINISHED', 'NODES', 'FAILED', 'LABELS'],
     runs.map((r) => {
       const c = r.nodeCounts;
@@ -49,6 +50,8 @@ export function runsTable(runs: readonly RunSummary[], now: number): string {
       ];
     }),
     ['left', 'left', 'left', 'left', 'right', 'left', 'left', 'left', 'left'],
+    // On a narrow terminal, what a run is and how it went matter most; --json and pipes get every column.
+    { columns, drop: ['FINISHED', 'LABELS', 'CREATED'], shrink: 'NAME' },
   );
 }
 

@@ -10,7 +10,7 @@ import {
 import { InvalidGraphError } from '../protocol/errors.js';
 import type { Context } from './commands.js';
 import { CliError, EXIT } from './errors.js';
-import { formatTimestamp, table } from './format.js';
+import { fitTable, formatTimestamp, table } from './format.js';
 
 /**
  * `adagio workflows …` (rule 16), and the flags of `runs start` and `runs ls`
@@ -88,9 +88,10 @@ export async function workflowsList(ctx: Context, opts: { json: boolean }): Prom
   if (opts.json) ctx.io.stdout.write(`${JSON.stringify({ workflows: list }, null, 2)}\n`);
   else if (list.length === 0)
     ctx.io.stderr.write('adagio: no workflows stored (see `adagio workflows put`)\n');
-  else
-    ctx.io.stdout.write(
-      table(
+  else {
+    const out = ctx.io.stdout;
+    out.write(
+      fitTable(
         ['NAME', 'VERSION', 'UPDATED', 'PARAMS', 'DESCRIPTION'],
         list.map((w) => [
           w.name,
@@ -99,8 +100,12 @@ export async function workflowsList(ctx: Context, opts: { json: boolean }): Prom
           w.params.map(paramLabel).join(', ') || '-',
           firstLine(w.description) || '-',
         ]),
+        [],
+        // A narrow terminal gets the description shortened (`show` has it whole), never the params.
+        { columns: out.isTTY ? out.columns : undefined, drop: ['UPDATED'], shrink: 'DESCRIPTION' },
       ),
     );
+  }
   return EXIT.ok;
 }
 
@@ -176,7 +181,13 @@ export function collectPairs(
   return (value, previous) => {
     const eq = value.indexOf('=');
     if (eq <= 0) throw new CliError(`${flag} takes key=value, got ${JSON.stringify(value)}`);
-    return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
+    const key = value.slice(0, eq);
+    const v = value.slice(eq + 1);
+    const before = previous && Object.hasOwn(previous, key) ? previous[key] : undefined;
+    // The same pair twice is harmless; two values for one key are a mistake that last-wins would hide.
+    if (before !== undefined && before !== v)
+      throw new CliError(`${flag} ${key} given twice: ${JSON.stringify(before)} and ${JSON.stringify(v)}`);
+    return { ...previous, [key]: v };
   };
 }
 

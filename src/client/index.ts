@@ -4,6 +4,8 @@ import { createConnectTransport } from '@connectrpc/connect-node';
 import { connectCodeToErrorCode } from '../api/errors.js';
 import * as cp from '../gen/adagio/rpc/controlplane/controlplane_pb.js';
 import * as pb from '../gen/adagio/v1/adagio_pb.js';
+import { scheduleFromProto, scheduleInputToProto } from '../model/schedule-wire.js';
+import type { Schedule, ScheduleInput, ScheduleView } from '../model/schedules.js';
 import type { AgentInfo, Attempt, GraphSpec, Run, Stats } from '../model/types.js';
 import {
   agentFromProto,
@@ -135,6 +137,56 @@ export class AdagioClient {
 
   async deleteWorkflow(name: string): Promise<void> {
     await this.call(() => this.rpc.deleteWorkflow({ name }, this.opts()));
+  }
+
+  // ---- schedules (rule 18)
+
+  /** Stores the schedule (a new one fires from the first slot after now). */
+  async putSchedule(name: string, input: ScheduleInput): Promise<Schedule> {
+    const res = await this.call(() => this.rpc.putSchedule(scheduleInputToProto(name, input), this.opts()));
+    return scheduleFromProto(res.schedule!);
+  }
+
+  /** The schedule, its next fire times and its latest runs. */
+  async getSchedule(name: string): Promise<ScheduleView> {
+    const res = await this.call(() => this.rpc.getSchedule({ name }, this.opts()));
+    return {
+      schedule: scheduleFromProto(res.schedule!),
+      nextSlots: res.nextSlots,
+      recentRuns: res.recentRuns.map(runSummaryFromProto),
+    };
+  }
+
+  async listSchedules(): Promise<Schedule[]> {
+    const res = await this.call(() => this.rpc.listSchedules({}, this.opts()));
+    return res.schedules.map(scheduleFromProto);
+  }
+
+  async deleteSchedule(name: string): Promise<void> {
+    await this.call(() => this.rpc.deleteSchedule({ name }, this.opts()));
+  }
+
+  async pauseSchedule(name: string): Promise<Schedule> {
+    return scheduleFromProto(
+      (await this.call(() => this.rpc.pauseSchedule({ name }, this.opts()))).schedule!,
+    );
+  }
+
+  async resumeSchedule(name: string): Promise<Schedule> {
+    return scheduleFromProto(
+      (await this.call(() => this.rpc.resumeSchedule({ name }, this.opts()))).schedule!,
+    );
+  }
+
+  /** A run now, outside the cron. */
+  async triggerSchedule(name: string): Promise<Run> {
+    return runFromProto((await this.call(() => this.rpc.triggerSchedule({ name }, this.opts()))).run!);
+  }
+
+  /** A run for every slot in [from, to] (RFC 3339); a slot that has a run keeps it. */
+  async backfillSchedule(name: string, from: string, to: string): Promise<Run[]> {
+    const res = await this.call(() => this.rpc.backfillSchedule({ name, from, to }, this.opts()));
+    return res.runs.map(runFromProto);
   }
 
   async listRuns(query: ListRunsQuery = {}): Promise<RunPage> {

@@ -9,6 +9,7 @@ import { graphFromJsonText } from '../model/wire.js';
 import { packageRoot } from '../package-root.js';
 import type { Repository } from '../protocol/repository.js';
 import { builtinRuntimes } from '../runtimes/index.js';
+import { Scheduler } from '../scheduler/scheduler.js';
 import { describeBackend, openRepository } from './backend.js';
 import { ConfigError, type DaemonConfig } from './config.js';
 import { instrumentRepository } from './instrument.js';
@@ -54,6 +55,7 @@ export class Daemon {
   pool: AgentPool | undefined;
   repository: Repository | undefined;
   private retentionTimer: NodeJS.Timeout | undefined;
+  private scheduler: Scheduler | undefined;
   private stopping: Promise<void> | undefined;
 
   constructor(
@@ -126,6 +128,12 @@ export class Daemon {
         );
     }
 
+    // Through a remote backend the schedules are fired by the API it talks to, next to the store.
+    if (c.roles.includes('api') && c.schedules && c.backendType !== 'remote') {
+      this.scheduler = new Scheduler(repo, { logger: this.logger.child({ component: 'scheduler' }) });
+      this.scheduler.start();
+    }
+
     if (c.retentionMs > 0) {
       const sweep = () =>
         repo
@@ -154,6 +162,9 @@ export class Daemon {
 
   private async shutdown(): Promise<void> {
     clearInterval(this.retentionTimer);
+    await this.scheduler
+      ?.stop()
+      .catch((e) => this.logger.warn('scheduler stop failed', { error: String(e) }));
     this.logger.info('shutting down', { graceMs: this.config.gracePeriodMs });
     await this.api?.close().catch((e) => this.logger.warn('api close failed', { error: String(e) }));
     await this.pool

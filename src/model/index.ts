@@ -5,6 +5,8 @@ export * from './limits.js';
 export * from './requests.js';
 export * from './resume.js';
 export * from './rules.js';
+export * from './schedule-wire.js';
+export * from './schedules.js';
 export * from './types.js';
 export * from './validate.js';
 export * from './wire.js';

@@ -13,7 +13,9 @@ import {
 import type {
   AttemptConclusion,
   GraphSpec,
+  Labels,
   NodeStatus,
+  Params,
   Run,
   RunConclusion,
   RunStatus,
@@ -135,4 +137,28 @@ export function planRetry(
 /** The graph a run was started from (what a rerun starts again): its nodes' specs and its edges. */
 export function graphOfRun(run: Pick<Run, 'nodes' | 'edges'>): GraphSpec {
   return { nodes: run.nodes.map((n) => n.spec), edges: run.edges.map((e) => ({ ...e })) };
+}
+
+/**
+ * What a rerun starts: the run's graph, and its identity (name, labels) kept. A run started from a workflow
+ * starts that same version again with the params it recorded (defaults included), so the new run is listed
+ * under the workflow like the first; versions are immutable, so the graph is the same. `graph` is the
+ * fallback for when that workflow was deleted since: the same graph with the name and labels, unlinked.
+ * The request id is never carried: a rerun is a new start, not a repeat of the old request.
+ */
+export interface RerunPlan {
+  graph: GraphSpec;
+  workflow?: { name: string; version: number; params: Params };
+  name?: string;
+  labels?: Labels;
+}
+
+export function planRerun(run: Run): RerunPlan {
+  const plan: RerunPlan = { graph: graphOfRun(run) };
+  if (run.workflow && run.workflowVersion !== undefined && run.workflowVersion > 0) {
+    plan.workflow = { name: run.workflow, version: run.workflowVersion, params: { ...(run.params ?? {}) } };
+  }
+  if (run.name) plan.name = run.name;
+  if (run.labels && Object.keys(run.labels).length > 0) plan.labels = { ...run.labels };
+  return plan;
 }

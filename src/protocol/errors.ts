@@ -39,7 +39,7 @@ export class InvalidArgumentError extends AdagioError {
 export class NotFoundError extends AdagioError {
   readonly code = 'not_found';
   constructor(
-    readonly kind: 'run' | 'node' | 'agent' | 'lease' | 'attempt' | 'workflow',
+    readonly kind: 'run' | 'node' | 'agent' | 'lease' | 'attempt' | 'workflow' | 'schedule',
     readonly id: string,
   ) {
     super(`${kind} ${JSON.stringify(id)} not found`);
@@ -137,6 +137,11 @@ export function workflowNotFound(name: string, version?: number): NotFoundError 
 /** The refusal of deleting a workflow something (`user`, e.g. `schedule "nightly"`) still uses. */
 export function workflowInUse(name: string, user: string): ConflictError {
   return new ConflictError(`workflow ${JSON.stringify(name)} is used by ${user}: remove that first`);
+}
+
+/** A schedule that does not exist. */
+export function scheduleNotFound(name: string): NotFoundError {
+  return new NotFoundError('schedule', name);
 }
 
 /** The backend has too much queued work to take more now (admission control); retry later. */

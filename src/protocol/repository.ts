@@ -1,4 +1,5 @@
 import type { FinishConclusion } from '../model/requests.js';
+import type { Schedule, ScheduleInput, ScheduleStep } from '../model/schedules.js';
 import type {
   AgentInfo,
   GraphSpec,
@@ -111,6 +112,27 @@ export interface Repository {
    * workflowInUse hook. Runs started from it are kept.
    */
   deleteWorkflow(name: string): Promise<void>;
+
+  /**
+   * Rule 18: stores the named schedule (InvalidArgumentError naming every bad
+   * field; NotFoundError for an unknown workflow; its params must suit the
+   * workflow). A new schedule fires from the first slot after now; an update
+   * keeps its place unless its cron or time zone changed.
+   */
+  putSchedule(name: string, input: ScheduleInput): Promise<Schedule>;
+  /** NotFoundError (kind schedule) when there is none. */
+  getSchedule(name: string): Promise<Schedule>;
+  /** Every schedule, by name. */
+  listSchedules(): Promise<Schedule[]>;
+  deleteSchedule(name: string): Promise<void>;
+  /** Pauses or resumes; a resumed schedule goes on from its next undecided slot (catch-up applies). */
+  pauseSchedule(name: string, paused: boolean): Promise<Schedule>;
+  /**
+   * Rule 18's compare-and-set: moves the schedule's nextSlot from `step.from`
+   * to `step.to` and records the step's slots, only if nextSlot is still
+   * `step.from`; false when another scheduler moved it first.
+   */
+  advanceSchedule(name: string, step: ScheduleStep): Promise<boolean>;
 
   /** Deletes completed runs created before the given time; returns how many. */
   deleteCompletedRunsBefore(ms: number): Promise<number>;

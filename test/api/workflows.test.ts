@@ -188,4 +188,52 @@ describe('workflows over the API', () => {
     }
     assert.equal((await json('/v0/workflows')).body.workflows.length, 1, 'nothing half-written');
   });
+  it('POST /v0/runs/{id}/rerun of a workflow run starts the same workflow version with its params, name and labels; once the workflow is deleted, its graph with the name and labels', async () => {
+    const put = await json('/v0/workflows/rerun-me', {
+      method: 'PUT',
+      body: JSON.stringify({ ...nightly, name: 'rerun-me' }),
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    const started = await json('/v0/runs', {
+      method: 'PUT',
+      body: JSON.stringify({
+        workflow: 'rerun-me',
+        params: { date: '2026-02-01', env: 'prod' },
+        name: 'feb first',
+        labels: { team: 'reruns' },
+        request_id: 'rerun-req-1',
+      }),
+    });
+    assert.equal(started.status, 200, JSON.stringify(started.body));
+    // A newer version must not be what the rerun starts: it repeats the run's version.
+    await json('/v0/workflows/rerun-me', {
+      method: 'PUT',
+      body: JSON.stringify({ ...nightly, name: 'rerun-me', description: 'v2' }),
+    });
+    const rerun = await json(`/v0/runs/${started.body.run.id}/rerun`, { method: 'POST' });
+    assert.equal(rerun.status, 200, JSON.stringify(rerun.body));
+    const again = rerun.body.run;
+    assert.notEqual(again.id, started.body.run.id);
+    assert.equal(again.workflow, 'rerun-me');
+    assert.equal(again.workflowVersion, 1);
+    assert.deepEqual(again.params, { date: '2026-02-01', env: 'prod' });
+    assert.equal(again.name, 'feb first');
+    assert.deepEqual(again.labels, { team: 'reruns' });
+    assert.equal(again.requestId ?? '', '', 'a rerun is a new start, not the same request');
+    assert.deepEqual(
+      again.nodes.map((n: { spec: unknown }) => n.spec),
+      started.body.run.nodes.map((n: { spec: unknown }) => n.spec),
+    );
+
+    assert.equal((await json('/v0/workflows/rerun-me', { method: 'DELETE' })).status, 200);
+    const orphan = await json(`/v0/runs/${started.body.run.id}/rerun`, { method: 'POST' });
+    assert.equal(orphan.status, 200, JSON.stringify(orphan.body));
+    assert.equal(orphan.body.run.workflow ?? '', '');
+    assert.equal(orphan.body.run.name, 'feb first');
+    assert.deepEqual(orphan.body.run.labels, { team: 'reruns' });
+    assert.deepEqual(
+      orphan.body.run.nodes.map((n: { spec: unknown }) => n.spec),
+      started.body.run.nodes.map((n: { spec: unknown }) => n.spec),
+    );
+  });
 });

@@ -99,6 +99,27 @@ describe('adagio runs retry / rerun', () => {
     );
   });
 
+  it('retry and rerun --watch take --lines like start --watch, and exit as the watched run ended; a refused retry exits 3', async () => {
+    const run = await client.start(FAILING);
+    await completed(run.id);
+    const retried = await cliInProcess(['runs', 'retry', run.id, '--watch', '--lines'], { env });
+    assert.equal(retried.code, 1, retried.stderr);
+    assert.match(retried.stdout, new RegExp(`^retried run ${run.id}`));
+    assert.match(retried.stdout, /COMPLETED FAIL/);
+    const rerun = await cliInProcess(['runs', 'rerun', run.id, '-w', '--lines'], { env });
+    assert.equal(rerun.code, 1, rerun.stderr);
+    assert.match(rerun.stdout, /a rerun of/);
+
+    const running = await client.start({
+      nodes: [{ ...debug('slow', 'success'), metadata: { 'adagio.arguments.debug.sleep': ['30s'] } }],
+      edges: [],
+    });
+    const refused = await cliInProcess(['runs', 'retry', running.id], { env });
+    assert.equal(refused.code, 3, refused.stderr);
+    assert.match(oneErrorLine(refused.stderr), /is (WAITING|RUNNING): only a completed run/);
+    await client.cancel(running.id);
+  });
+
   it('documents both commands in --help', async () => {
     for (const cmd of ['retry', 'rerun']) {
       const r = await cliInProcess(['runs', cmd, '--help'], { env });

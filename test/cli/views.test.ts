@@ -282,6 +282,37 @@ describe('cli text views', () => {
     );
   });
 
+  it('runs table on a narrow terminal fits its width: drops FINISHED, then LABELS, then CREATED, then shortens names', () => {
+    const runs = [
+      {
+        id: '01M8GSA8NQ05BRWR5VXBZYSAWN',
+        name: 'a nightly load with a long name',
+        labels: { team: 'data', env: 'prod' },
+        createdAt: at(1000),
+        status: 'COMPLETED' as const,
+        conclusion: 'SUCCESS' as const,
+        finishedAt: at(66_000),
+        nodeCounts: { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 7 },
+        failedNodes: [],
+        failedNodeCount: 0,
+      },
+    ];
+    const full = runsTable(runs, T0 + 5000);
+    assert.equal(runsTable(runs, T0 + 5000, 500), full, 'a wide terminal shows every column');
+    for (const columns of [80, 100, 120, 60]) {
+      const out = runsTable(runs, T0 + 5000, columns);
+      for (const line of out.trimEnd().split('\n'))
+        assert.ok(line.length <= columns || columns < 70, `${columns}: ${JSON.stringify(line)}`);
+      assert.match(out, /^ID +NAME +/);
+      assert.match(out, /01M8GSA8NQ05BRWR5VXBZYSAWN/);
+      assert.match(out, /COMPLETED SUCCESS +1m5s +7\/7 +-/);
+    }
+    const at80 = runsTable(runs, T0 + 5000, 80);
+    assert.doesNotMatch(at80, /FINISHED|LABELS|CREATED/);
+    assert.match(at80, /a nightly l.*…/);
+    assert.match(runsTable(runs, T0 + 5000, 140), /CREATED/);
+  });
+
   it('JSON views are the API response messages in canonical proto3 JSON', () => {
     const json = JSON.parse(runJson(failedRun()));
     assert.equal(json.run.id, '01RUN');

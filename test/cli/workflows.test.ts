@@ -146,6 +146,13 @@ describe('adagio workflows and run identity flags', () => {
       [['runs', 'start', '--workflow', 'nightly', '-p', 'date'], 2, /--param takes key=value/],
       [['runs', 'start', NIGHTLY, '--workflow', 'nightly'], 2, /not both/],
       [['runs', 'ls', '--status', 'DONE'], 2, /--status must be one of/],
+      // A key given twice with two values is ambiguous: last-wins would drop a filter or a param silently.
+      [
+        ['runs', 'start', '--workflow', 'nightly', '-p', 'date=a', '-p', 'date=b'],
+        2,
+        /--param date given twice: "a" and "b"/,
+      ],
+      [['runs', 'ls', '--label', 'env=a', '--label', 'env=b'], 2, /--label env given twice: "a" and "b"/],
       [['workflows', 'rm', 'missing'], 3, /workflow "missing" not found/],
     ];
     for (const [args, code, message] of cases) {

@@ -27,5 +27,5 @@ runConformance(
       },
     };
   },
-  { lacks: ['retention'] },
+  { lacks: ['retention', 'scheduler'] },
 );

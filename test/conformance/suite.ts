@@ -26,7 +26,7 @@
  * Topics, one module each: start (rule 1), walk (2, 5, 7 on the example DAG),
  * retry (5), triggers (14), resume (15), claims (2, 4), leases (3), cancel (6), listing (lists, stats,
  * cleanup), streams (8, and watch), output (live output), requests (bad input
- * refused alike), workflows (16, 17: definitions, params, run identity, filters, idempotent start), size (the same rules at a thousand runs and thousands of
+ * refused alike), workflows (16, 17: definitions, params, run identity, filters, idempotent start), schedules (18: definitions, slots once under racing schedulers, catch-up, backfill, overlap), size (the same rules at a thousand runs and thousands of
  * nodes). Rule 9 (cost per transition) is measured
  * by the benchmarks, not asserted here.
  */
@@ -41,6 +41,7 @@ import { outputSpec } from './output.js';
 import { requestsSpec } from './requests.js';
 import { resumeSpec } from './resume.js';
 import { retrySpec } from './retry.js';
+import { schedulesSpec } from './schedules.js';
 import { sizeSpec } from './size.js';
 import { startSpec } from './start.js';
 import { streamsSpec } from './streams.js';
@@ -73,5 +74,6 @@ export function runConformance(
     requestsSpec(test);
     malformedSpec(test);
     workflowsSpec(test);
+    schedulesSpec(test);
   });
 }

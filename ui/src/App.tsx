@@ -4,6 +4,7 @@ import { RunPage } from './pages/RunPage.js';
 import { RunsList } from './pages/RunsList.js';
 import { StartRun } from './pages/StartRun.js';
 import { WorkflowPage } from './pages/WorkflowPage.js';
+import { SchedulePage, Schedules } from './pages/Schedules.js';
 import { Workflows } from './pages/Workflows.js';
 import { Link, useLocation } from './router.js';
 
@@ -27,6 +28,9 @@ export function App() {
           <Link to="/workflows" className={path.startsWith('/workflows') ? 'active' : ''}>
             Workflows
           </Link>
+          <Link to="/schedules" className={path.startsWith('/schedules') ? 'active' : ''}>
+            Schedules
+          </Link>
           <Link to="/start" className={path === '/start' ? 'active' : ''}>
             Start a run
           </Link>
@@ -49,6 +53,12 @@ function Page({ path }: { path: string }) {
   if (workflow?.[1]) {
     const name = decodeURIComponent(workflow[1]);
     return <WorkflowPage key={name} name={name} />;
+  }
+  if (path === '/schedules' || path === '/schedules/') return <Schedules />;
+  const schedule = /^\/schedules\/([^/]+)\/?$/.exec(path);
+  if (schedule?.[1]) {
+    const name = decodeURIComponent(schedule[1]);
+    return <SchedulePage key={name} name={name} />;
   }
   const run = /^\/runs\/([^/]+)\/?$/.exec(path);
   if (run?.[1]) {

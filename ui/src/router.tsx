@@ -58,6 +58,10 @@ export function workflowPath(name: string): string {
   return `/workflows/${encodeURIComponent(name)}`;
 }
 
+export function schedulePath(name: string): string {
+  return `/schedules/${encodeURIComponent(name)}`;
+}
+
 export function runPath(id: string): string {
   return `/runs/${encodeURIComponent(id)}`;
 }

@@ -29,6 +29,7 @@
  *   q/<request id>                the run a start with that request id created (rule 17)
  *   w/<workflow>/<000000001>      workflow version n (immutable)
  *   wh/<workflow>                 the workflow's head: latest version, content hash, summary
+ *   sc/<schedule>                 a schedule: definition and next undecided slot (rule 18)
  */
 export type OpenStatus = 'W' | 'R' | 'U';
 
@@ -193,6 +194,12 @@ export class Keys {
   }
   workflowHead(name: string): Buffer {
     return this.k(`wh/${enc(name)}`);
+  }
+  schedules(): Buffer {
+    return this.k('sc/');
+  }
+  schedule(name: string): Buffer {
+    return this.k(`sc/${enc(name)}`);
   }
   /** The id after r/ of a run key. */
   runId(key: Buffer): string {

@@ -11,6 +11,7 @@ import {
   ulidSource,
 } from '../../model/index.js';
 import * as checks from '../../model/requests.js';
+import type { Schedule, ScheduleInput, ScheduleStep } from '../../model/schedules.js';
 import type { WorkflowDefinition, WorkflowInput, WorkflowSummary } from '../../model/workflows.js';
 import {
   type AgentRegistration,
@@ -31,6 +32,7 @@ import {
   type WatchEvent,
 } from '../../protocol/index.js';
 import type { StartOptions } from '../../protocol/repository.js';
+import { Schedules } from '../schedules.js';
 import { cancelRun } from './cancel.js';
 import { ClaimBatcher } from './claim-batch.js';
 import { type EtcdContext, SeenState, TopologyCache } from './context.js';
@@ -41,6 +43,7 @@ import { appendOutput } from './output.js';
 import * as reads from './reads.js';
 import { retryRun } from './resume.js';
 import { deleteCompletedRunsBefore } from './retention.js';
+import { EtcdScheduleStore } from './schedules.js';
 import { startRun } from './start.js';
 import { type EtcdConnectionOptions, getPrefix, Store } from './store.js';
 import { Streams } from './streams.js';
@@ -72,6 +75,7 @@ export interface EtcdRepositoryOptions extends EtcdConnectionOptions {
 export class EtcdRepository implements Repository {
   private readonly store: Store;
   private readonly ctx: EtcdContext;
+  private readonly schedules: Schedules;
   private readonly leases: Leases;
   private readonly streams: Streams;
   private readonly claims: ClaimBatcher;
@@ -116,6 +120,7 @@ export class EtcdRepository implements Repository {
       options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
     );
     this.streams = new Streams(this.ctx);
+    this.schedules = new Schedules(new EtcdScheduleStore(this.ctx), this.ctx.clock);
     this.claims = new ClaimBatcher(this.ctx);
     this.finishes = new FinishBatcher(this.ctx);
     const interval = options.sweepIntervalMs ?? 5_000;
@@ -154,11 +159,41 @@ export class EtcdRepository implements Repository {
 
   /**
    * What still uses the workflow, named for the refusal (e.g. `schedule
-   * "nightly"`), or undefined: delete is refused while it answers. Nothing
-   * uses workflows yet (schedules will).
+   * "nightly"`), or undefined: delete is refused while it answers.
    */
-  protected async workflowInUse(_name: string): Promise<string | undefined> {
-    return undefined;
+  protected workflowInUse(name: string): Promise<string | undefined> {
+    return this.schedules.usedBy(name);
+  }
+
+  // ---- schedules (rule 18)
+
+  private opened<T>(f: () => Promise<T>): Promise<T> {
+    this.assertOpen();
+    return f();
+  }
+
+  putSchedule(name: string, input: ScheduleInput): Promise<Schedule> {
+    return this.opened(() => this.schedules.put(name, input));
+  }
+
+  getSchedule(name: string): Promise<Schedule> {
+    return this.opened(() => this.schedules.get(name));
+  }
+
+  listSchedules(): Promise<Schedule[]> {
+    return this.opened(() => this.schedules.list());
+  }
+
+  deleteSchedule(name: string): Promise<void> {
+    return this.opened(() => this.schedules.delete(name));
+  }
+
+  pauseSchedule(name: string, paused: boolean): Promise<Schedule> {
+    return this.opened(() => this.schedules.pause(name, paused));
+  }
+
+  advanceSchedule(name: string, step: ScheduleStep): Promise<boolean> {
+    return this.opened(() => this.schedules.advance(name, step));
   }
 
   // ---- runs

@@ -34,6 +34,7 @@ import {
   type WorkflowInput,
   type WorkflowSummary,
 } from '../../model/index.js';
+import type { Schedule, ScheduleInput, ScheduleStep } from '../../model/schedules.js';
 import {
   type AgentRegistration,
   type AppendOutputRequest,
@@ -57,7 +58,9 @@ import {
   UnavailableError,
   type WatchEvent,
 } from '../../protocol/index.js';
+import { Schedules } from '../schedules.js';
 import { MemoryLeases } from './leases.js';
+import { MemoryScheduleStore } from './schedules.js';
 import {
   appendNodeOutput,
   type ClaimRecord,
@@ -103,6 +106,8 @@ export class MemoryRepository implements Repository {
   private closed = false;
   private readonly hooks: Hooks;
   private readonly workflows: MemoryWorkflows;
+  private readonly scheduleStore: MemoryScheduleStore;
+  private readonly schedules: Schedules;
   /** Request id → the run its start created (rule 17); an entry goes with its run. */
   private readonly requests = new Map<string, string>();
 
@@ -110,6 +115,8 @@ export class MemoryRepository implements Repository {
     this.clock = options.clock ?? systemClock;
     this.ids = options.ids ?? ulidSource();
     this.workflows = new MemoryWorkflows(this.clock, (name) => this.workflowInUse(name));
+    this.scheduleStore = new MemoryScheduleStore(this.workflows);
+    this.schedules = new Schedules(this.scheduleStore, this.clock);
     this.leases = new MemoryLeases(this.clock, this.ids, (node) => orphanNode(node, this.hooks));
     const interval = options.leaseCheckIntervalMs ?? 100;
     if (interval > 0) {
@@ -180,11 +187,42 @@ export class MemoryRepository implements Repository {
 
   /**
    * What still uses the workflow, named for the refusal (e.g. `schedule
-   * "nightly"`), or undefined. Delete is refused while it answers; nothing
-   * uses workflows yet (schedules will).
+   * "nightly"`), or undefined. Delete is refused while it answers.
    */
-  protected workflowInUse(_name: string): string | undefined {
-    return undefined;
+  protected workflowInUse(name: string): string | undefined {
+    return this.scheduleStore.usedBy(name);
+  }
+
+  // ---- schedules (rule 18)
+
+  putSchedule(name: string, input: ScheduleInput): Promise<Schedule> {
+    this.assertOpen();
+    return this.schedules.put(name, input);
+  }
+
+  getSchedule(name: string): Promise<Schedule> {
+    this.assertOpen();
+    return this.schedules.get(name);
+  }
+
+  listSchedules(): Promise<Schedule[]> {
+    this.assertOpen();
+    return this.schedules.list();
+  }
+
+  deleteSchedule(name: string): Promise<void> {
+    this.assertOpen();
+    return this.schedules.delete(name);
+  }
+
+  pauseSchedule(name: string, paused: boolean): Promise<Schedule> {
+    this.assertOpen();
+    return this.schedules.pause(name, paused);
+  }
+
+  advanceSchedule(name: string, step: ScheduleStep): Promise<boolean> {
+    this.assertOpen();
+    return this.schedules.advance(name, step);
   }
 
   async inspect(runId: string): Promise<Run> {

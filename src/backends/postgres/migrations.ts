@@ -4,6 +4,7 @@ import {
   FAILED_ATTEMPTS_MIGRATION,
   FINISH_ATTEMPT_FUNCTION,
   LIVE_OUTPUT_MIGRATION,
+  SCHEDULES_MIGRATION,
   SCHEMA_TABLES,
   TRIGGERS_MIGRATION,
   WORKFLOWS_MIGRATION,
@@ -52,6 +53,11 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 7,
     name: 'workflow definitions; run names, labels, params and request ids',
     sql: WORKFLOWS_MIGRATION,
+  },
+  {
+    version: 8,
+    name: 'schedules',
+    sql: SCHEDULES_MIGRATION,
   },
   {
     version: 9,

@@ -11,6 +11,7 @@ import {
   ulidSource,
 } from '../../model/index.js';
 import * as checks from '../../model/requests.js';
+import type { Schedule, ScheduleInput, ScheduleStep } from '../../model/schedules.js';
 import type { WorkflowDefinition, WorkflowInput, WorkflowSummary } from '../../model/workflows.js';
 import {
   type AgentRegistration,
@@ -31,6 +32,7 @@ import {
   type WatchEvent,
 } from '../../protocol/index.js';
 import type { StartOptions } from '../../protocol/repository.js';
+import { Schedules } from '../schedules.js';
 import { ClaimBatcher } from './claims.js';
 import { Db } from './db.js';
 import { FinishBatcher } from './finishes.js';
@@ -41,6 +43,7 @@ import { Publisher } from './notices.js';
 import { appendOutput } from './output.js';
 import * as reads from './reads.js';
 import { retryRun } from './resume.js';
+import { PostgresScheduleStore } from './schedules.js';
 import { DELETE_COMPLETED_RUNS, PING } from './sql.js';
 import { StartBatcher } from './starts.js';
 import { Streams } from './streams.js';
@@ -87,6 +90,7 @@ const CHANNEL = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
  */
 export class PostgresRepository implements Repository {
   private readonly db: Db;
+  private readonly schedules: Schedules;
   private readonly ctx: TransitionContext;
   private readonly listener: Listener;
   private readonly streams: Streams;
@@ -164,6 +168,7 @@ export class PostgresRepository implements Repository {
       clock: options.clock ?? systemClock,
       ids: options.ids ?? ulidSource(),
     };
+    this.schedules = new Schedules(new PostgresScheduleStore(this.db), this.ctx.clock);
     this.streams = new Streams(
       this.db,
       this.listener,
@@ -233,11 +238,36 @@ export class PostgresRepository implements Repository {
 
   /**
    * What still uses the workflow, named for the refusal (e.g. `schedule
-   * "nightly"`), or undefined: delete is refused while it answers. Nothing
-   * uses workflows yet (schedules will).
+   * "nightly"`), or undefined: delete is refused while it answers.
    */
-  protected async workflowInUse(_name: string): Promise<string | undefined> {
-    return undefined;
+  protected workflowInUse(name: string): Promise<string | undefined> {
+    return this.schedules.usedBy(name);
+  }
+
+  // ---- schedules (rule 18)
+
+  putSchedule(name: string, input: ScheduleInput): Promise<Schedule> {
+    return this.run(() => this.schedules.put(name, input));
+  }
+
+  getSchedule(name: string): Promise<Schedule> {
+    return this.run(() => this.schedules.get(name));
+  }
+
+  listSchedules(): Promise<Schedule[]> {
+    return this.run(() => this.schedules.list());
+  }
+
+  deleteSchedule(name: string): Promise<void> {
+    return this.run(() => this.schedules.delete(name));
+  }
+
+  pauseSchedule(name: string, paused: boolean): Promise<Schedule> {
+    return this.run(() => this.schedules.pause(name, paused));
+  }
+
+  advanceSchedule(name: string, step: ScheduleStep): Promise<boolean> {
+    return this.run(() => this.schedules.advance(name, step));
   }
 
   // ---- runs

@@ -337,6 +337,13 @@ CREATE TABLE adagio.runs (
     request_id text COLLATE pg_catalog."C"
 );
 
+CREATE TABLE adagio.schedules (
+    name text NOT NULL COLLATE pg_catalog."C",
+    workflow text NOT NULL COLLATE pg_catalog."C",
+    body jsonb NOT NULL,
+    revision bigint NOT NULL
+);
+
 CREATE TABLE adagio.schema_migrations (
     version integer NOT NULL,
     name text NOT NULL,
@@ -374,6 +381,9 @@ ALTER TABLE ONLY adagio.nodes
 ALTER TABLE ONLY adagio.runs
     ADD CONSTRAINT runs_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY adagio.schedules
+    ADD CONSTRAINT schedules_pkey PRIMARY KEY (name);
+
 ALTER TABLE ONLY adagio.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
 
@@ -397,3 +407,5 @@ CREATE UNIQUE INDEX runs_by_request ON adagio.runs USING btree (request_id) WHER
 CREATE INDEX runs_by_time ON adagio.runs USING btree (created_at, id);
 
 CREATE INDEX runs_by_workflow ON adagio.runs USING btree (workflow, created_at, id) WHERE (workflow IS NOT NULL);
+
+CREATE INDEX schedules_workflow ON adagio.schedules USING btree (workflow);

@@ -786,3 +786,26 @@ export const RETRY_PUT_BACK = `UPDATE nodes n SET status = x.status, pending_ups
 /** The run running again (or completed at once when the plan left nothing open): $2 remaining, $3 failed, $4 conclusion, $5 finished_at. */
 export const RETRY_RUN = `UPDATE runs SET remaining = $2, failed = $3, cancelled = false, conclusion = $4, finished_at = $5
        WHERE id = $1`;
+/**
+ * Migration 8, schedules (rule 18): one row per schedule, its definition and
+ * firing state as one document, and a revision every write compares, so a
+ * scheduler's step (moving the next slot) is a compare-and-set.
+ */
+export const SCHEDULES_MIGRATION = `
+CREATE TABLE schedules (
+  name     text COLLATE "C" PRIMARY KEY,
+  workflow text COLLATE "C" NOT NULL,
+  body     jsonb  NOT NULL,
+  revision bigint NOT NULL
+);
+CREATE INDEX schedules_workflow ON schedules (workflow);
+`;
+
+export const GET_SCHEDULE = 'SELECT body, revision FROM schedules WHERE name = $1';
+export const LIST_SCHEDULES = 'SELECT body FROM schedules ORDER BY name';
+export const INSERT_SCHEDULE = `INSERT INTO schedules (name, workflow, body, revision) VALUES ($1, $2, $3, 1)
+  ON CONFLICT (name) DO NOTHING`;
+export const UPDATE_SCHEDULE = `UPDATE schedules SET workflow = $2, body = $3, revision = revision + 1
+  WHERE name = $1 AND revision = $4`;
+export const DELETE_SCHEDULE = 'DELETE FROM schedules WHERE name = $1';
+export const WORKFLOW_EXISTS = 'SELECT 1 FROM workflows WHERE name = $1 LIMIT 1';

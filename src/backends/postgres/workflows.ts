@@ -117,17 +117,24 @@ export async function listWorkflowVersions(db: Db, name: string): Promise<Workfl
   return rows.map(toDefinition);
 }
 
-/** Deletes every version, after asking `inUse` (the hook schedules fill in) what still uses it. */
+/**
+ * Deletes every version, after asking `inUse` (the hook schedules fill in)
+ * what still uses it. Under the name's advisory lock, which a schedule put
+ * naming this workflow takes too: a schedule stored meanwhile is seen.
+ */
 export async function deleteWorkflow(
   db: Db,
   name: string,
   inUse: (name: string) => Promise<string | undefined>,
 ): Promise<void> {
   checkWorkflowName(name);
-  const user = await inUse(name);
-  if (user) throw workflowInUse(name, user);
-  const res = await db.retrying('delete workflow', () =>
-    db.query('delete workflow', DELETE_WORKFLOW, [name]),
+  const deleted = await db.retrying('delete workflow', () =>
+    db.tx('delete workflow', async (c) => {
+      await c.query(LOCK_WORKFLOW, [name]);
+      const user = await inUse(name);
+      if (user) throw workflowInUse(name, user);
+      return (await c.query(DELETE_WORKFLOW, [name])).rowCount;
+    }),
   );
-  if (!res.rowCount) throw workflowNotFound(name);
+  if (!deleted) throw workflowNotFound(name);
 }

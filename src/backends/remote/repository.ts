@@ -15,6 +15,13 @@ import {
   checkRunId,
   decodeCursor,
 } from '../../model/requests.js';
+import {
+  checkSchedule,
+  checkScheduleName,
+  type Schedule,
+  type ScheduleInput,
+  type ScheduleStep,
+} from '../../model/schedules.js';
 import type { AgentInfo, GraphSpec, Run, Stats } from '../../model/types.js';
 import { validateGraph } from '../../model/validate.js';
 import { agentFromProto } from '../../model/wire.js';
@@ -230,6 +237,34 @@ export class RemoteRepository implements Repository {
   async deleteWorkflow(name: string): Promise<void> {
     checkWorkflowName(name);
     return this.controlCall({}, () => this.control.deleteWorkflow(name));
+  }
+
+  // ---- schedules (rule 18), through the typed client; checked here too
+
+  async putSchedule(name: string, input: ScheduleInput): Promise<Schedule> {
+    checkSchedule(name, input);
+    return this.controlCall({}, () => this.control.putSchedule(name, input));
+  }
+  async getSchedule(name: string): Promise<Schedule> {
+    checkScheduleName(name);
+    return (await this.controlCall({}, () => this.control.getSchedule(name))).schedule;
+  }
+  listSchedules(): Promise<Schedule[]> {
+    return this.controlCall({}, () => this.control.listSchedules());
+  }
+  async deleteSchedule(name: string): Promise<void> {
+    checkScheduleName(name);
+    return this.controlCall({}, () => this.control.deleteSchedule(name));
+  }
+  async pauseSchedule(name: string, paused: boolean): Promise<Schedule> {
+    checkScheduleName(name);
+    return this.controlCall({}, () =>
+      paused ? this.control.pauseSchedule(name) : this.control.resumeSchedule(name),
+    );
+  }
+  /** The schedulers run next to the store, in the API process; the API has no call for their step. */
+  async advanceSchedule(_name: string, _step: ScheduleStep): Promise<boolean> {
+    throw new NotSupportedError('advanceSchedule');
   }
 
   // ---- the control-plane side, through the typed client
