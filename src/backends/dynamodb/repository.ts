@@ -13,6 +13,7 @@ import {
   type WorkflowInput,
   type WorkflowSummary,
 } from '../../model/index.js';
+import type { Schedule, ScheduleInput, ScheduleStep } from '../../model/schedules.js';
 import {
   type AgentRegistration,
   type AppendOutputRequest,
@@ -31,6 +32,7 @@ import {
   UnavailableError,
   type WatchEvent,
 } from '../../protocol/index.js';
+import { Schedules } from '../schedules.js';
 import { cancelRun } from './cancel.js';
 import { claimNode } from './claim.js';
 import { DownstreamCache, type DynamoContext, newBus } from './context.js';
@@ -41,6 +43,7 @@ import { appendOutput } from './output.js';
 import * as reads from './reads.js';
 import { retryRun } from './resume.js';
 import { deleteCompletedRunsBefore } from './retention.js';
+import { DynamoScheduleStore } from './schedules.js';
 import { startRun } from './start.js';
 import { Streams } from './streams.js';
 import { sweep } from './sweep.js';
@@ -82,6 +85,7 @@ export class DynamoDbRepository implements Repository {
   private readonly ctx: DynamoContext;
   private readonly leases: Leases;
   private readonly streams: Streams;
+  private readonly schedules: Schedules;
   private readonly sweepSeen = new Map<string, number>();
   private sweeping = false;
   private closed = false;
@@ -115,6 +119,7 @@ export class DynamoDbRepository implements Repository {
     };
     this.leases = new Leases(this.ctx, options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS);
     this.streams = new Streams(this.ctx, options.pollIntervalMs ?? 250);
+    this.schedules = new Schedules(new DynamoScheduleStore(this.ctx), this.ctx.clock);
   }
 
   private interval?: NodeJS.Timeout;
@@ -161,8 +166,29 @@ export class DynamoDbRepository implements Repository {
     return this.open(() => workflows.deleteWorkflow(this.ctx, name, (n) => this.workflowInUse(n)));
   }
   /** What still uses a workflow (a schedule, say), or undefined: delete is refused while it answers. */
-  protected async workflowInUse(_name: string): Promise<string | undefined> {
-    return undefined;
+  protected workflowInUse(name: string): Promise<string | undefined> {
+    return this.schedules.usedBy(name);
+  }
+
+  // ---- schedules (rule 18)
+
+  putSchedule(name: string, input: ScheduleInput): Promise<Schedule> {
+    return this.open(() => this.schedules.put(name, input));
+  }
+  getSchedule(name: string): Promise<Schedule> {
+    return this.open(() => this.schedules.get(name));
+  }
+  listSchedules(): Promise<Schedule[]> {
+    return this.open(() => this.schedules.list());
+  }
+  deleteSchedule(name: string): Promise<void> {
+    return this.open(() => this.schedules.delete(name));
+  }
+  pauseSchedule(name: string, paused: boolean): Promise<Schedule> {
+    return this.open(() => this.schedules.pause(name, paused));
+  }
+  advanceSchedule(name: string, step: ScheduleStep): Promise<boolean> {
+    return this.open(() => this.schedules.advance(name, step));
   }
   inspect(runId: string): Promise<Run> {
     return this.open(() => reads.inspectRun(this.ctx, runId));

@@ -11,7 +11,7 @@ import {
 } from '../../model/index.js';
 import { workflowInUse, workflowNotFound } from '../../protocol/errors.js';
 import type { DynamoContext } from './context.js';
-import { N, S } from './db.js';
+import { keyOf, N, S } from './db.js';
 import { keyItem } from './items.js';
 
 /**
@@ -21,7 +21,8 @@ import { keyItem } from './items.js';
  * of a name never take one version number, and a list is one Query of heads.
  */
 const HEADS_PK = 'wfh';
-const headKey = (name: string) => ({ pk: HEADS_PK, sk: name });
+export const workflowHeadKey = (name: string) => ({ pk: HEADS_PK, sk: name });
+const headKey = workflowHeadKey;
 const versionKey = (name: string, version: number) => ({
   pk: `wf#${name}`,
   sk: String(version).padStart(10, '0'),
@@ -63,7 +64,16 @@ export async function putWorkflow(
       },
     };
     const tx = ctx.db.tx();
-    tx.put({ ...keyItem(headKey(name)), v: N(def.version), d: S(JSON.stringify(next)) }, head?.v);
+    // The touch counter `t` (schedules' puts add to it, see schedules.ts) carries over.
+    tx.put(
+      {
+        ...keyItem(headKey(name)),
+        v: N(def.version),
+        t: N(Number(item?.t?.N ?? 0)),
+        d: S(JSON.stringify(next)),
+      },
+      head?.v,
+    );
     tx.put({ ...keyItem(versionKey(name, def.version)), d: S(JSON.stringify(def)) }, 'any');
     // Lost the race to another put (or a delete): read the head again.
     if (await ctx.db.commit(tx)) return def;
@@ -103,7 +113,7 @@ export async function listWorkflowVersions(ctx: DynamoContext, name: string): Pr
   return items.map((i) => JSON.parse(i.d!.S!) as WorkflowDefinition);
 }
 
-/** Deletes the versions, then the head conditioned on its version, after asking `inUse` what still uses it. */
+/** Deletes the head (conditioned on it as read), then its versions, after asking `inUse` what still uses it. */
 export async function deleteWorkflow(
   ctx: DynamoContext,
   name: string,
@@ -115,13 +125,23 @@ export async function deleteWorkflow(
     if (!head) throw workflowNotFound(name);
     const user = await inUse(name);
     if (user) throw workflowInUse(name, user);
+    // The head goes first, conditioned on it as read, its touch counter included (a schedule put since
+    // makes this fail and the users are checked again); then the versions it named.
+    const tx = ctx.db.tx();
+    tx.items.push({
+      Delete: {
+        TableName: ctx.db.table,
+        Key: keyOf(headKey(name)),
+        ConditionExpression: 'v = :v AND t = :t',
+        ExpressionAttributeValues: { ':v': head.v!, ':t': N(Number(head.t?.N ?? 0)) },
+      },
+    });
+    if (!(await ctx.db.commit(tx))) continue;
     const versions = await ctx.db.partition(`wf#${name}`, '', { ProjectionExpression: 'pk, sk' });
     await ctx.db.writeAll(
       [],
       versions.map((i) => ({ pk: i.pk!.S!, sk: i.sk!.S! })),
     );
-    const tx = ctx.db.tx();
-    tx.del(headKey(name), Number(head.v!.N));
-    if (await ctx.db.commit(tx)) return;
+    return;
   }
 }
