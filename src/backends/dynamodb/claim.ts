@@ -35,6 +35,8 @@ export async function claimNode(ctx: DynamoContext, req: ClaimRequest): Promise<
   checkRunId(req.runId);
   checkNodeName(req.node);
   checkMetadata(req.metadata);
+  /** The claim id of a commit whose outcome is unknown (it failed): seen on the node, it is ours. */
+  let tried: { claimId: string; orphan: boolean; prev?: { id: string; agentId: string } } | undefined;
   for (;;) {
     const read = await ctx.db.getMany([
       nodeKey(req.runId, req.node),
@@ -49,6 +51,16 @@ export async function claimNode(ctx: DynamoContext, req: ClaimRequest): Promise<
     if (!nodeItem) throw nodeNotFound(req.runId, req.node);
     const header = decodeRun(headerItem);
     const node = decodeNode(nodeItem);
+    if (tried && node.d.status === 'RUNNING' && node.d.claim?.id === tried.claimId)
+      return {
+        runId: req.runId,
+        claimId: tried.claimId,
+        attempt: node.d.attempts + 1,
+        orphan: tried.orphan,
+        previousClaimId: tried.prev?.id,
+        previousAgentId: tried.prev?.agentId,
+        node: await readNodeState(ctx, req.runId, node.d, await upstreamIndex(ctx, req.runId, node.d)),
+      };
     ctx.downstream.set(req.runId, req.node, node.d.down);
     // A cancelled run claims nothing; one being resumed waits for its retry to finish (rule 15).
     if (header.d.cancelled || header.d.resuming) return undefined;
@@ -98,6 +110,7 @@ export async function claimNode(ctx: DynamoContext, req: ClaimRequest): Promise<
     tx.check(leaseKey(req.leaseId), 'attribute_exists(pk) AND attribute_not_exists(lapsed)');
     tx.put({ ...keyItem(leaseClaimKey(req.leaseId, req.runId, req.node)), claim: { S: claimId } }, 'any');
     delta.addTo(tx);
+    tried = { claimId, orphan, prev: orphan ? prev : undefined };
     if (!(await ctx.db.commit(tx))) continue;
     emitNode(ctx, next(node, d), 'RUNNING');
     ctx.bus.emit('run', req.runId);

@@ -140,9 +140,12 @@ export class Db {
    */
   async commit(tx: Tx): Promise<boolean> {
     if (tx.items.length === 0) return true;
+    const token = randomUUID();
     try {
-      await this.client.send(
-        new TransactWriteItemsCommand({ TransactItems: tx.items, ClientRequestToken: randomUUID() }),
+      await this.call(() =>
+        this.client.send(
+          new TransactWriteItemsCommand({ TransactItems: tx.items, ClientRequestToken: token }),
+        ),
       );
       return true;
     } catch (e) {
@@ -251,12 +254,28 @@ export class Db {
     await Promise.all(work);
   }
 
+  /**
+   * Runs `fn` again while the store is unreachable (a restart, throttling),
+   * with backoff, for up to 30 s; then UnavailableError. A transaction retried
+   * so carries its client request token: one that committed without a reply
+   * is not applied twice, and where the store forgot the token its conditions
+   * fail and the caller reads what happened (claims and finishes recognise
+   * their own commit).
+   */
   async call<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.closed) throw new UnavailableError('dynamodb repository is closed');
-    try {
-      return await fn();
-    } catch (e) {
-      throw mapError(e);
+    const deadline = Date.now() + 30_000;
+    let delay = 50;
+    for (;;) {
+      if (this.closed) throw new UnavailableError('dynamodb repository is closed');
+      try {
+        return await fn();
+      } catch (e) {
+        const mapped = mapError(e);
+        if (!(mapped instanceof UnavailableError) || this.closed || Date.now() + delay > deadline)
+          throw mapped;
+        await sleep(delay);
+        delay = Math.min(delay * 2, 1_000);
+      }
     }
   }
 

@@ -48,6 +48,8 @@ export async function finishNode(ctx: DynamoContext, req: FinishRequest): Promis
   checkConclusion(req.conclusion);
   checkMetadata(req.metadata);
   const output = req.output ?? new Uint8Array();
+  /** A commit of this call whose outcome is unknown: the node's last attempt under this claim says it landed. */
+  let tried = false;
   for (;;) {
     // Dependents known from this process's claim come in the same read as the node.
     const known = ctx.downstream.get(req.runId, req.node);
@@ -64,6 +66,7 @@ export async function finishNode(ctx: DynamoContext, req: FinishRequest): Promis
     const header = decodeRun(headerItem);
     const node = decodeNode(nodeItem);
     const claim = node.d.claim;
+    if (tried && node.d.lastClaim === req.claimId) return;
     if (node.d.status !== 'RUNNING' || claim?.id !== req.claimId || claim.orphaned || header.d.cancelled)
       throw claimNotLive(req, {
         status: node.d.status,
@@ -77,6 +80,7 @@ export async function finishNode(ctx: DynamoContext, req: FinishRequest): Promis
       ...node.d,
       attempts: attempt,
       last: req.conclusion,
+      lastClaim: req.claimId,
       retries: countAttempt(node.d.retries, req.conclusion),
       claim: undefined,
       status: statusAfterFinish(outcome),
@@ -137,6 +141,7 @@ export async function finishNode(ctx: DynamoContext, req: FinishRequest): Promis
     }
     addToHeader(tx, req.runId, header.d, hd, true);
     delta.addTo(tx);
+    tried = true;
     if (!(await ctx.db.commit(tx))) continue;
     const status = runStatus(hd.counts);
     emitNode(ctx, next(node, d), status);

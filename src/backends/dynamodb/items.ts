@@ -275,6 +275,8 @@ export interface NodeData {
   retries: RetryCounts;
   attempts: number;
   last?: AttemptConclusion;
+  /** The claim the last attempt was recorded under (a finish retried in doubt recognises its own). */
+  lastClaim?: string;
   startedAt: number;
   finishedAt: number;
   claim?: ClaimData;
