@@ -21,10 +21,14 @@ import { READY_INDEX } from './table.js';
  * sparse `ready` index (READY nodes and orphaned claims by runtime): a
  * subscriber queries it at once and again every poll interval, and
  * immediately when this process made a node of its runtimes READY. An entry
- * is delivered again only when its node's version changed, so a node READY
- * again later (a retry) is delivered again, and one never seen is never
+ * is delivered again when its node's version changed (a node READY again
+ * later, a retry), and again every REDELIVER_MS while it stays unclaimed (a
+ * claim that failed, a claimer that died: delivery is at least once), and one never seen is never
  * missed: the index holds it until it is claimed.
  */
+/** A READY node still unclaimed this long after it was delivered is delivered again. */
+const REDELIVER_MS = 5_000;
+
 export class Streams {
   constructor(
     private readonly ctx: DynamoContext,
@@ -34,7 +38,7 @@ export class Streams {
   subscribe(options: SubscribeOptions): AsyncIterable<NodeEvent> {
     const queue = new EventQueue<NodeEvent>(options.signal);
     const runtimes = [...new Set(options.runtimes)];
-    const delivered = new Map<string, string>();
+    const delivered = new Map<string, { stamp: string; at: number }>();
     let wake: (() => void) | undefined;
     let dirty = false;
     const onReady = (rt: string) => {
@@ -64,8 +68,10 @@ export class Streams {
               const key = `${rt}\u0000${rk}`;
               present.add(key);
               const stamp = `${item.v!.N}${item.ev!.S}`;
-              if (delivered.get(key) === stamp) continue;
-              delivered.set(key, stamp);
+              const last = delivered.get(key);
+              const now = performance.now();
+              if (last?.stamp === stamp && now - last.at < REDELIVER_MS) continue;
+              delivered.set(key, { stamp, at: now });
               const at = rk.indexOf('#');
               queue.push({
                 type: item.ev!.S === 'O' ? 'NODE_ORPHANED' : 'NODE_READY',
