@@ -17,6 +17,7 @@ import { type Item, mk, S } from './db.js';
 import {
   decodeNode,
   decodeRun,
+  headerKey,
   listSortKey,
   nodeKey,
   RUNS_LIST_PK,
@@ -27,6 +28,7 @@ import {
   summaryOf,
 } from './items.js';
 import { LIST_SCAN_BUDGET } from './limits.js';
+import { sealRun } from './seal.js';
 import { RUNS_INDEX } from './table.js';
 
 /** Inspect: the run's partition in one Query (paged by 1 MB), consistent. */
@@ -35,7 +37,14 @@ export async function inspectRun(ctx: DynamoContext, runId: string): Promise<Run
   const items = await ctx.db.partition(runPk(runId));
   const header = items.find((i) => i.sk!.S === '#');
   if (!header) throw new NotFoundError('run', runId);
-  return runFromItems(decodeRun(header), items);
+  const h = decodeRun(header);
+  // Every node completed but no seal: the process that completed the last one died before sealing. Seal it now.
+  if (!h.d.conclusion && !h.d.resuming && h.d.counts.COMPLETED === h.d.total) {
+    await sealRun(ctx, runId);
+    const sealed = await ctx.db.get(headerKey(runId));
+    if (sealed) return runFromItems(decodeRun(sealed), items);
+  }
+  return runFromItems(h, items);
 }
 
 /**
