@@ -294,7 +294,8 @@ export interface NodeItem {
   d: NodeData;
 }
 
-export function encodeNode(n: NodeItem): Item {
+/** `hidden`: without the ready index's attributes (a start's nodes before its header exists). */
+export function encodeNode(n: NodeItem, hidden = false): Item {
   const item: Item = {
     ...keyItem(nodeKey(n.runId, n.d.spec.name)),
     v: N(n.v),
@@ -302,7 +303,7 @@ export function encodeNode(n: NodeItem): Item {
   };
   // The sparse `ready` index: READY nodes and orphaned claims, by runtime (rule 8's catch-up).
   const ev = n.d.status === 'READY' ? 'R' : n.d.status === 'RUNNING' && n.d.claim?.orphaned ? 'O' : undefined;
-  if (ev) {
+  if (ev && !hidden) {
     item.rt = S(n.d.spec.runtime);
     item.rk = S(`${n.runId}#${n.d.spec.name}`);
     item.ev = S(ev);

@@ -41,6 +41,8 @@ export const CANCEL_CHUNK = 30;
 export const RETRY_CHUNK = 90;
 /** Node items per start BatchWriteItem (not a transaction: the run header, written last, makes the run visible). */
 export const START_BATCH = DYNAMODB_MAX_BATCH_WRITE;
+/** READY roots a start's header transaction puts into the ready index itself; more go in chunks after it. */
+export const INLINE_ROOTS = 80;
 /** Runs a filtered list page looks at, at most (its cost bounded however rare the matches). */
 export const LIST_SCAN_BUDGET = 1000;
 /** Counter shards of the stats item: transitions add to a random one, so they rarely contend. */

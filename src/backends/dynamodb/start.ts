@@ -14,8 +14,17 @@ import { TooLargeError } from '../../protocol/errors.js';
 import type { StartOptions } from '../../protocol/repository.js';
 import { Delta, type DynamoContext } from './context.js';
 import { itemBytes, S } from './db.js';
-import { encodeNode, encodeRun, keyItem, type NodeItem, type RunItem, requestKey } from './items.js';
-import { MAX_NODE_ITEM_BYTES } from './limits.js';
+import {
+  decodeNode,
+  encodeNode,
+  encodeRun,
+  keyItem,
+  type NodeItem,
+  nodeKey,
+  type RunItem,
+  requestKey,
+} from './items.js';
+import { INLINE_ROOTS, MAX_NODE_ITEM_BYTES, MAX_TXN_BYTES } from './limits.js';
 import { inspectRun } from './reads.js';
 import { getWorkflow } from './workflows.js';
 
@@ -87,7 +96,8 @@ export async function startRun(
       },
     };
   });
-  const items = nodes.map(encodeNode);
+  // READY nodes join the ready index only once the header exists: no subscriber sees a run not yet started.
+  const items = nodes.map((n) => encodeNode(n, true));
   for (const [k, item] of items.entries())
     if (itemBytes(item) > MAX_NODE_ITEM_BYTES)
       throw new TooLargeError(
@@ -96,6 +106,10 @@ export async function startRun(
   await ctx.db.writeAll(items);
   const tx = ctx.db.tx();
   tx.put(encodeRun(header));
+  const roots = nodes.filter((n) => n.d.status === 'READY');
+  const rootBytes = roots.reduce((n, r) => n + itemBytes(encodeNode(r)), 0);
+  const inline = roots.length <= INLINE_ROOTS && rootBytes <= MAX_TXN_BYTES / 2;
+  if (inline) for (const n of roots) tx.put(encodeNode(n), 'any');
   delta.addTo(tx);
   // Rule 17: the request id is taken in the commit itself; a start that finds it taken returns that run.
   if (identity.requestId !== undefined) tx.put({ ...keyItem(requestKey(identity.requestId)), run: S(id) });
@@ -105,7 +119,8 @@ export async function startRun(
     if (earlier) return earlier;
     return startRun(ctx, given, options);
   }
-  for (const n of nodes) if (n.d.status === 'READY') ctx.bus.emit('ready', n.d.spec.runtime);
+  if (!inline) await showRoots(ctx, id, roots);
+  for (const n of roots) ctx.bus.emit('ready', n.d.spec.runtime);
   return {
     id,
     createdAt: rfc3339(now),
@@ -133,5 +148,29 @@ async function requestedRun(ctx: DynamoContext, requestId: string): Promise<Run 
     // Retention deleted the run (and its request item) since the read above.
     if ((e as { code?: string }).code === 'not_found') return undefined;
     throw e;
+  }
+}
+
+/** Puts a big start's READY roots into the ready index after its header, a transaction's budget at a time. */
+async function showRoots(ctx: DynamoContext, runId: string, roots: NodeItem[]): Promise<void> {
+  let at = 0;
+  while (at < roots.length) {
+    const tx = ctx.db.tx();
+    const chunk: NodeItem[] = [];
+    for (; at < roots.length && chunk.length < INLINE_ROOTS; at++) {
+      const item = encodeNode(roots[at]!);
+      if (chunk.length > 0 && !tx.fits(1, itemBytes(item))) break;
+      tx.put(item, roots[at]!.v);
+      chunk.push(roots[at]!);
+    }
+    if (await ctx.db.commit(tx)) continue;
+    // A root claimed meanwhile (by name) has moved on: put the others, as they are now.
+    const fresh = await ctx.db.getMany(chunk.map((n) => nodeKey(runId, n.d.spec.name)));
+    const again = ctx.db.tx();
+    for (const item of fresh.values()) {
+      const n = decodeNode(item);
+      if (n.d.status === 'READY') again.put(encodeNode(n), n.v);
+    }
+    await ctx.db.commit(again);
   }
 }
