@@ -8,7 +8,6 @@ import {
   concatBytes,
   conclusionOf,
   countAttempt,
-  countedDown,
   type Edge,
   emptyNodeCounts,
   finishOutcome,
@@ -23,6 +22,7 @@ import {
   rfc3339,
   runStatus,
   statusAfterFinish,
+  statusWhenPending,
   topology,
   unreached,
 } from '../../model/index.js';
@@ -41,7 +41,10 @@ export interface ClaimRecord extends Claim {
 }
 
 /** Shared empty output: a node's liveOutput is reset on every claim and finish, and a new typed array each time is measurable garbage. */
-const NO_BYTES = new Uint8Array(0);
+export const NO_BYTES = new Uint8Array(0);
+
+/** A node's counters before its first attempt; shared, as countAttempt returns new counters rather than changing them. */
+const NO_RETRIES: RetryCounts = { fail: 0, error: 0 };
 
 export interface NodeRecord {
   run: RunRecord;
@@ -113,7 +116,7 @@ export function createRun(
       spec: s,
       status: initialStatus(upCount),
       attempts: [],
-      retries: { fail: 0, error: 0 },
+      retries: NO_RETRIES,
       startedAt: 0,
       finishedAt: 0,
       inputs: {},
@@ -234,10 +237,10 @@ export function finishNode(
   hooks.nodeChanged(node);
   if (outcome === 'SUCCEEDED') {
     for (const d of node.downstream) {
-      const next = countedDown({ pending: d.pendingUpstream, status: d.status });
-      d.pendingUpstream = next.pending;
-      if (next.status !== d.status) {
-        setStatus(d, next.status, now, hooks);
+      d.pendingUpstream--;
+      const status = statusWhenPending(d.pendingUpstream, d.status);
+      if (status !== d.status) {
+        setStatus(d, status, now, hooks);
         hooks.nodeChanged(d);
       }
     }
