@@ -2,6 +2,7 @@ import type pg from 'pg';
 import {
   CLAIM_NODES_FUNCTION,
   FINISH_ATTEMPT_FUNCTION,
+  FINISH_STREAMED_UNLOCKED_MIGRATION,
   LIVE_OUTPUT_MIGRATION,
   SCHEMA_TABLES,
 } from './sql.js';
@@ -39,6 +40,11 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 4,
     name: 'live output: what running attempts streamed; when runs finished',
     sql: LIVE_OUTPUT_MIGRATION,
+  },
+  {
+    version: 10,
+    name: 'finish_streamed: no extra locks when the attempt streamed nothing',
+    sql: FINISH_STREAMED_UNLOCKED_MIGRATION,
   },
 ];
 
