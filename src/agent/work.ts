@@ -129,7 +129,11 @@ export async function work(task: Task, env: WorkEnv): Promise<void> {
     return finish(env, task, claimed, errorOutcome(message), log);
   }
   log.debug('node claimed', { runtime: runtime.name });
-  const output = new OutputStream(env.repository, task.claim, log);
+  // Made on the first write: most attempts stream nothing, and an idle stream's
+  // close still costs a few promise hops per attempt (measurable in npm run bench).
+  let output: OutputStream | undefined;
+  let ended = false; // a write after the attempt (a runaway callback) is dropped, as a closed stream drops it
+  const ref = task.claim;
   const ran = await runAttempt(
     runtime,
     {
@@ -142,7 +146,11 @@ export async function work(task: Task, env: WorkEnv): Promise<void> {
         return task.controller.signal;
       },
       logger: log,
-      write: (chunk) => output.write(chunk),
+      write: (chunk) => {
+        if (ended) return;
+        output ??= new OutputStream(env.repository, ref, log);
+        output.write(chunk);
+      },
     },
     {
       timeoutMs: env.runtimeTimeoutMs,
@@ -154,8 +162,10 @@ export async function work(task: Task, env: WorkEnv): Promise<void> {
   );
   task.stopWaiting = undefined;
   // What the store did not take while the attempt ran goes in front of the finish output.
-  const unsent = await output.close();
-  const outcome = ran && unsent.byteLength > 0 ? { ...ran, output: concatBytes([unsent, ran.output]) } : ran;
+  ended = true;
+  const unsent = output ? await output.close() : undefined;
+  const outcome =
+    ran && unsent && unsent.byteLength > 0 ? { ...ran, output: concatBytes([unsent, ran.output]) } : ran;
   if (!outcome || task.abandoned) {
     log.debug('result dropped: the claim was lost with the lease', { lease: session.lease.id });
     return;

@@ -60,7 +60,8 @@ export function checkId(what: string, id: string): void {
   if (typeof id !== 'string' || id === '') throw new InvalidArgumentError(`${what} is required`);
   const problem = textProblem(id);
   if (problem) throw new InvalidArgumentError(`${what} ${problem}`);
-  const bytes = Buffer.byteLength(id);
+  // At most 3 UTF-8 bytes per UTF-16 unit: a short id needs no count (claim and finish check ids on every call).
+  const bytes = id.length * 3 <= LIMITS.maxIdBytes ? 0 : Buffer.byteLength(id);
   if (bytes > LIMITS.maxIdBytes)
     throw new InvalidArgumentError(`${what} is ${bytes} bytes; the limit is ${LIMITS.maxIdBytes}`);
 }

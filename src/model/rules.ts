@@ -90,8 +90,9 @@ export function statusAfterFinish(outcome: FinishOutcome): NodeStatus {
   return outcome === 'RETRY' ? 'READY' : 'COMPLETED';
 }
 
-/** The counters after an attempt with this conclusion. */
+/** The counters after an attempt with this conclusion (`prior` itself when it counts for neither: no garbage per SUCCESS). */
 export function countAttempt(prior: RetryCounts, conclusion: AttemptConclusion): RetryCounts {
+  if (conclusion !== 'FAIL' && conclusion !== 'ERROR') return prior;
   return {
     fail: prior.fail + (conclusion === 'FAIL' ? 1 : 0),
     error: prior.error + (conclusion === 'ERROR' ? 1 : 0),
@@ -101,7 +102,16 @@ export function countAttempt(prior: RetryCounts, conclusion: AttemptConclusion):
 /** A dependent as one of its upstream nodes succeeded: one fewer to wait for, READY at zero (rule 4). */
 export function countedDown<T extends { pending: number; status: NodeStatus }>(dep: T): T {
   const pending = dep.pending - 1;
-  return { ...dep, pending, status: pending === 0 && dep.status === 'WAITING' ? 'READY' : dep.status };
+  return { ...dep, pending, status: statusWhenPending(pending, dep.status) };
+}
+
+/**
+ * Rule 4 on a dependent left waiting for `pending` upstream nodes: READY at
+ * zero. countedDown without the copy, for a backend that updates its record
+ * in place (memory, once per edge: the copy was measurable garbage).
+ */
+export function statusWhenPending(pending: number, status: NodeStatus): NodeStatus {
+  return pending === 0 && status === 'WAITING' ? 'READY' : status;
 }
 
 /**

@@ -10,6 +10,14 @@ const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF
 
 /** Why `s` cannot be stored as text, or undefined when it can. */
 export function textProblem(s: string): string | undefined {
+  // Every claim and finish checks its ids: a scan finding no NUL and no surrogate
+  // at all (the common case) is several times cheaper than the regex's lookarounds.
+  let i = 0;
+  for (; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0 || (c >= 0xd800 && c <= 0xdfff)) break;
+  }
+  if (i === s.length) return undefined;
   const m = UNSTORABLE.exec(s);
   if (!m) return undefined;
   return m[0] === '\u0000'

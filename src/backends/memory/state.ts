@@ -48,7 +48,10 @@ export interface ClaimRecord extends Claim {
 }
 
 /** Shared empty output: a node's liveOutput is reset on every claim and finish, and a new typed array each time is measurable garbage. */
-const NO_BYTES = new Uint8Array(0);
+export const NO_BYTES = new Uint8Array(0);
+
+/** A node's counters before its first attempt; shared, as countAttempt returns new counters rather than changing them. */
+const NO_RETRIES: RetryCounts = { fail: 0, error: 0 };
 
 export interface NodeRecord {
   run: RunRecord;
@@ -128,7 +131,7 @@ export function createRun(
       spec: s,
       status: initialStatus(upCount),
       attempts: [],
-      retries: { fail: 0, error: 0 },
+      retries: NO_RETRIES,
       startedAt: 0,
       finishedAt: 0,
       inputs: {},

@@ -3,6 +3,7 @@ import {
   CLAIM_NODES_FUNCTION,
   FAILED_ATTEMPTS_MIGRATION,
   FINISH_ATTEMPT_FUNCTION,
+  FINISH_STREAMED_UNLOCKED_MIGRATION,
   LIVE_OUTPUT_MIGRATION,
   SCHEDULES_MIGRATION,
   SCHEMA_TABLES,
@@ -63,6 +64,11 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 9,
     name: 'attempts_failed: the runs list names failed nodes',
     sql: FAILED_ATTEMPTS_MIGRATION,
+  },
+  {
+    version: 10,
+    name: 'finish_streamed: no extra locks when the attempt streamed nothing',
+    sql: FINISH_STREAMED_UNLOCKED_MIGRATION,
   },
 ];
 

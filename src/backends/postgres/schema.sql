@@ -152,19 +152,34 @@ CREATE FUNCTION adagio.finish_streamed(p_run text, p_node text, p_claim text, p_
     AS $$
 DECLARE
   v_live bytea;
+  v_attempt integer;
   v_result jsonb;
 BEGIN
-  PERFORM 1 FROM runs WHERE id = p_run FOR NO KEY UPDATE;
-  PERFORM 1 FROM nodes WHERE run_id = p_run AND name = p_node FOR UPDATE;
-  SELECT lo.output INTO v_live FROM live_outputs lo JOIN nodes n ON n.run_id = lo.run_id AND n.name = lo.node
-    WHERE lo.run_id = p_run AND lo.node = p_node AND n.claim_id = p_claim AND lo.attempt = n.attempt_count + 1;
-  v_result := finish_attempt(p_run, p_node, p_claim, p_conclusion, p_metadata,
-                             attempt_output(v_live, p_output), p_now, p_repeat);
-  IF v_result ? 'notice' THEN
-    DELETE FROM live_outputs WHERE run_id = p_run AND node = p_node;
-    IF v_result -> 'notice' ->> 'rs' = 'COMPLETED' THEN
-      UPDATE runs SET finished_at = p_now WHERE id = p_run AND finished_at IS NULL;
+  PERFORM 1 FROM live_outputs WHERE run_id = p_run AND node = p_node;
+  IF FOUND THEN
+    PERFORM 1 FROM runs WHERE id = p_run FOR NO KEY UPDATE;
+    PERFORM 1 FROM nodes WHERE run_id = p_run AND name = p_node FOR UPDATE;
+    SELECT lo.output INTO v_live FROM live_outputs lo JOIN nodes n ON n.run_id = lo.run_id AND n.name = lo.node
+      WHERE lo.run_id = p_run AND lo.node = p_node AND n.claim_id = p_claim AND lo.attempt = n.attempt_count + 1;
+    v_result := finish_attempt(p_run, p_node, p_claim, p_conclusion, p_metadata,
+                               attempt_output(v_live, p_output), p_now, p_repeat);
+    IF v_result ? 'notice' THEN
+      DELETE FROM live_outputs WHERE run_id = p_run AND node = p_node;
     END IF;
+  ELSE
+    v_result := finish_attempt(p_run, p_node, p_claim, p_conclusion, p_metadata, p_output, p_now, p_repeat);
+    IF v_result ? 'notice' THEN
+      -- One probe in the common case; a raced append's row names the attempt it streamed for,
+      -- which is the one just recorded when it carries this claim.
+      DELETE FROM live_outputs WHERE run_id = p_run AND node = p_node RETURNING output, attempt INTO v_live, v_attempt;
+      IF FOUND THEN
+        UPDATE attempts SET output = attempt_output(v_live, p_output)
+          WHERE run_id = p_run AND node = p_node AND n = v_attempt AND claim_id = p_claim;
+      END IF;
+    END IF;
+  END IF;
+  IF v_result -> 'notice' ->> 'rs' = 'COMPLETED' THEN
+    UPDATE runs SET finished_at = p_now WHERE id = p_run AND finished_at IS NULL;
   END IF;
   RETURN v_result;
 END

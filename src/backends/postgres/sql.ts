@@ -566,6 +566,58 @@ $fn$;
 `;
 
 /**
+ * Migration 10: finish_streamed locks the run and the node once (in
+ * finish_attempt) when the attempt streamed nothing, the common case: the
+ * extra locks and read of migration 4 cost every finish ~10% of the server's
+ * CPU (bench). Same answers as migration 4's.
+ */
+export const FINISH_STREAMED_UNLOCKED_MIGRATION = `
+-- Whether the attempt streamed is read before any lock. When a live_outputs
+-- row is there, migration 4's path (lock, read, record, delete). When none is,
+-- finish_attempt records the finish output and locks the node as it does; an
+-- append that committed between the read and that lock (it holds the node's
+-- lock until it commits, so it has committed by then) is found afterwards and
+-- put in front of the recorded output, as migration 4 would have.
+CREATE OR REPLACE FUNCTION finish_streamed(p_run text, p_node text, p_claim text, p_conclusion text,
+                                           p_metadata jsonb, p_output bytea, p_now bigint, p_repeat boolean)
+RETURNS jsonb LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_live bytea;
+  v_attempt integer;
+  v_result jsonb;
+BEGIN
+  PERFORM 1 FROM live_outputs WHERE run_id = p_run AND node = p_node;
+  IF FOUND THEN
+    PERFORM 1 FROM runs WHERE id = p_run FOR NO KEY UPDATE;
+    PERFORM 1 FROM nodes WHERE run_id = p_run AND name = p_node FOR UPDATE;
+    SELECT lo.output INTO v_live FROM live_outputs lo JOIN nodes n ON n.run_id = lo.run_id AND n.name = lo.node
+      WHERE lo.run_id = p_run AND lo.node = p_node AND n.claim_id = p_claim AND lo.attempt = n.attempt_count + 1;
+    v_result := finish_attempt(p_run, p_node, p_claim, p_conclusion, p_metadata,
+                               attempt_output(v_live, p_output), p_now, p_repeat);
+    IF v_result ? 'notice' THEN
+      DELETE FROM live_outputs WHERE run_id = p_run AND node = p_node;
+    END IF;
+  ELSE
+    v_result := finish_attempt(p_run, p_node, p_claim, p_conclusion, p_metadata, p_output, p_now, p_repeat);
+    IF v_result ? 'notice' THEN
+      -- One probe in the common case; a raced append's row names the attempt it streamed for,
+      -- which is the one just recorded when it carries this claim.
+      DELETE FROM live_outputs WHERE run_id = p_run AND node = p_node RETURNING output, attempt INTO v_live, v_attempt;
+      IF FOUND THEN
+        UPDATE attempts SET output = attempt_output(v_live, p_output)
+          WHERE run_id = p_run AND node = p_node AND n = v_attempt AND claim_id = p_claim;
+      END IF;
+    END IF;
+  END IF;
+  IF v_result -> 'notice' ->> 'rs' = 'COMPLETED' THEN
+    UPDATE runs SET finished_at = p_now WHERE id = p_run AND finished_at IS NULL;
+  END IF;
+  RETURN v_result;
+END
+$fn$;
+`;
+
+/**
  * Migration 7: workflow definitions and run identity (rules 16, 17). Each
  * workflow version is an immutable row; a run records its name, labels,
  * workflow, params and request id; the request id is unique while its run is
