@@ -1,4 +1,4 @@
-import type { AwsCredentialIdentity } from '@aws-sdk/types';
+import type { DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import { type Logger, silentLogger } from '../../log.js';
 import {
   type AgentInfo,
@@ -60,7 +60,7 @@ export interface DynamoDbRepositoryOptions {
   /** Endpoint URL: DynamoDB Local, or a VPC endpoint. Default: the region's. */
   endpoint?: string;
   /** Credentials; default the SDK's chain (env, profile, instance role). */
-  credentials?: AwsCredentialIdentity;
+  credentials?: DynamoDBClientConfig['credentials'];
   /** TTL of leases granted without an explicit one; default 10 s. */
   leaseTtlMs?: number;
   /** How often subscribers and watchers of other processes' changes poll; default 250 ms. */
