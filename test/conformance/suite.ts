@@ -24,7 +24,7 @@
  *   nodes seen, never the count of events.
  *
  * Topics, one module each: start (rule 1), walk (2, 5, 7 on the example DAG),
- * retry (5), claims (2, 4), leases (3), cancel (6), listing (lists, stats,
+ * retry (5), timing (5's delays), claims (2, 4), leases (3), cancel (6), listing (lists, stats,
  * cleanup), streams (8, and watch), output (live output), requests (bad input
  * refused alike), size (the same rules at a thousand runs and thousands of
  * nodes). Rule 9 (cost per transition) is measured
@@ -43,6 +43,7 @@ import { retrySpec } from './retry.js';
 import { sizeSpec } from './size.js';
 import { startSpec } from './start.js';
 import { streamsSpec } from './streams.js';
+import { timingSpec } from './timing.js';
 import { walkSpec } from './walk.js';
 
 export type { BackendFactory, BackendUnderTest, Capability } from './harness.js';
@@ -58,6 +59,7 @@ export function runConformance(
     startSpec(test);
     walkSpec(test);
     retrySpec(test);
+    timingSpec(test);
     claimsSpec(test);
     leasesSpec(test);
     cancelSpec(test);

@@ -1,4 +1,5 @@
 import type { ICompare, IRequestOp, IResponseOp } from 'etcd3';
+import { claimable } from '../../model/index.js';
 import { LeaseExpiredError, NotFoundError, nodeNotFound, UnavailableError } from '../../protocol/errors.js';
 import type { ClaimedNode, ClaimRequest } from '../../protocol/repository.js';
 import type { EtcdContext } from './context.js';
@@ -95,7 +96,9 @@ export function planClaim(
   const next: NodeRecord = { ...rec, c: claim };
   const ops: IRequestOp[] = [];
   if (rec.s === 'READY') {
+    if (!claimable(rec.ra, now)) return undefined; // waiting out its retry delay (rule 5)
     next.s = 'RUNNING';
+    next.ra = undefined;
     next.st = now;
     next.ft = undefined;
     ops.push(

@@ -3,6 +3,7 @@ import {
   attemptOutput,
   countAttempt,
   finishOutcome,
+  nextAttemptAt,
   rfc3339,
   statusAfterFinish,
   truncateOutput,
@@ -21,7 +22,16 @@ import { decodeAttempt, encodeAttempt, encodeJson, type NodeRecord } from './rec
 import { maybeSeal } from './seal.js';
 import { del, leaseIs, modIs, put, valueIs } from './store.js';
 import { resumeNodeWork } from './sweep.js';
-import { type CascadeItem, cascadeItem, type FanOutItem, fanOutItem, workItemKey } from './work-items.js';
+import { releaseWhenDue } from './timing.js';
+import {
+  type CascadeItem,
+  cascadeItem,
+  type FanOutItem,
+  fanOutItem,
+  type RetryItem,
+  retryItem,
+  workItemKey,
+} from './work-items.js';
 
 /**
  * Rules 4 and 5 on etcd: the attempt is recorded only while the claim key
@@ -31,7 +41,10 @@ import { type CascadeItem, cascadeItem, type FanOutItem, fanOutItem, workItemKey
  */
 
 /** What is left to do once the finish committed. */
-export type FinishAfter = { resume: true } | { cascadeFrom?: string[]; fanOut: boolean; sealCheck: boolean };
+export type FinishAfter =
+  | { resume: true }
+  /** retryAt: the node waits out a retry delay until then (ms); this process releases it when due. */
+  | { cascadeFrom?: string[]; fanOut: boolean; sealCheck: boolean; retryAt?: number };
 
 export interface FinishPlan {
   compare: ICompare[];
@@ -82,6 +95,11 @@ export function planFinish(
   ];
   const outcome = finishOutcome(rec.spec, req.conclusion, { fail: rec.f, error: rec.e });
   const retry = outcome === 'RETRY';
+  // Rule 5's delay: a retry with a backoff is READY but announced (its queue key written) only when due.
+  const retryAt =
+    retry && req.conclusion !== 'SUCCESS'
+      ? nextAttemptAt(rec.spec, req.conclusion, { fail: rec.f, error: rec.e }, now)
+      : 0;
   const counts = countAttempt({ fail: rec.f, error: rec.e }, req.conclusion);
   const next: NodeRecord = {
     ...rec,
@@ -92,6 +110,7 @@ export function planFinish(
     ft: retry ? undefined : now,
     c: undefined,
     o: undefined,
+    ra: retryAt || undefined,
   };
   const ops: IRequestOp[] = [
     put(
@@ -115,7 +134,12 @@ export function planFinish(
   if (retry)
     ops.push(
       put(keys.openNode('R', req.runId, req.node), Buffer.from(rt)),
-      put(keys.ready(rt, req.runId, req.node), Buffer.alloc(0)),
+      retryAt
+        ? put(
+            workItemKey(keys, req.runId, retryItem(req.node)),
+            encodeJson({ at: now, due: retryAt } satisfies RetryItem),
+          )
+        : put(keys.ready(rt, req.runId, req.node), Buffer.alloc(0)),
     );
   let allDepsDone = true;
   const counted: NodeRecord[] = [];
@@ -154,6 +178,7 @@ export function planFinish(
     cascadeFrom: failedForGood && rec.down.length > 0 ? rec.down : undefined,
     fanOut: fanOutLater,
     sealCheck: !retry && allDepsDone,
+    ...(retryAt ? { retryAt } : {}),
   };
   return { compare, ops, next, counted, after };
 }
@@ -237,6 +262,7 @@ export async function followUp(ctx: EtcdContext, req: FinishRequest, after: Fini
       if (after.cascadeFrom) await cascade(ctx, req.runId, req.node, after.cascadeFrom);
       if (after.fanOut) await fanOut(ctx, req.runId, req.node);
       if (after.sealCheck || after.cascadeFrom || after.fanOut) await maybeSeal(ctx, req.runId);
+      if (after.retryAt) releaseWhenDue(ctx, req.runId, req.node, after.retryAt);
     }
   } catch (e) {
     ctx.logger.warn('follow-up of a finish left to the sweeper', {

@@ -56,6 +56,8 @@ export interface NodeRecord {
    * compare the same key; cleared when the attempt is recorded.
    */
   o?: { n: number; l: number };
+  /** When a READY node waiting out its retry delay becomes claimable (ms, rule 5); unset when it is now. */
+  ra?: number;
 }
 
 export const encodeJson = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
@@ -122,5 +124,6 @@ export function nodeState(
     inputs,
     claim: rec.c ? { id: rec.c.id, agentId: rec.c.agent, metadata: rec.c.md, orphaned } : undefined,
     liveOutput: rec.s === 'RUNNING' && liveOutput && liveOutput.byteLength > 0 ? liveOutput : undefined,
+    ...(rec.s === 'READY' && rec.ra ? { nextAttemptAt: rfc3339(rec.ra) } : {}),
   };
 }

@@ -42,6 +42,7 @@ import { startRun } from './start.js';
 import { type EtcdConnectionOptions, getPrefix, Store } from './store.js';
 import { Streams } from './streams.js';
 import { sweep } from './sweep.js';
+import * as timing from './timing.js';
 
 export const DEFAULT_ETCD_NAMESPACE = 'adagio/v1/';
 
@@ -54,6 +55,8 @@ export interface EtcdRepositoryOptions extends EtcdConnectionOptions {
   ids?: IdSource;
   /** How often unfinished work left by dead processes is looked for; 0 disables the timer. Default 5 s. */
   sweepIntervalMs?: number;
+  /** How often due retries are looked for (time rules, timing.ts); 0 disables the timer (tests call sweepTimers). */
+  timersIntervalMs?: number;
   logger?: Logger;
 }
 
@@ -74,6 +77,8 @@ export class EtcdRepository implements Repository {
   private readonly finishes: FinishBatcher;
   private readonly timer?: NodeJS.Timeout;
   private sweeping = false;
+  private sweepingTimers = false;
+  private readonly timersTimer?: NodeJS.Timeout;
   private closed = false;
   readonly namespace: string;
 
@@ -118,6 +123,11 @@ export class EtcdRepository implements Repository {
     if (interval > 0) {
       this.timer = setInterval(() => void this.sweepQuietly(), interval);
       this.timer.unref();
+    }
+    const timersInterval = options.timersIntervalMs ?? 1_000;
+    if (timersInterval > 0) {
+      this.timersTimer = setInterval(() => void this.sweepTimersQuietly(), timersInterval);
+      this.timersTimer.unref();
     }
   }
 
@@ -236,6 +246,26 @@ export class EtcdRepository implements Repository {
     return sweep(this.ctx);
   }
 
+  /**
+   * One pass of the time rules (retries whose delay is over, by ctx.clock);
+   * a timer calls it, tests with an injectable clock too.
+   */
+  sweepTimers(): Promise<{ released: number }> {
+    return timing.sweepTimers(this.ctx);
+  }
+
+  private async sweepTimersQuietly(): Promise<void> {
+    if (this.sweepingTimers || this.closed) return;
+    this.sweepingTimers = true;
+    try {
+      await this.sweepTimers();
+    } catch (e) {
+      this.ctx.logger.debug('time sweep failed', { error: (e as Error).message });
+    } finally {
+      this.sweepingTimers = false;
+    }
+  }
+
   private async sweepQuietly(): Promise<void> {
     if (this.sweeping || this.closed) return;
     this.sweeping = true;
@@ -266,6 +296,7 @@ export class EtcdRepository implements Repository {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.timersTimer) clearInterval(this.timersTimer);
     await this.streams.closeAll();
     this.leases.close();
     this.store.close();

@@ -4,7 +4,7 @@ import type { Keys } from './keys.js';
  * Durable follow-up work, one key k/<run>/<name> per item, written in the
  * transaction that makes the work necessary and deleted when it is done, so
  * the sweeper of any process finishes what a dead one left (sweep.ts). The
- * names on disk are 'cancel', 'f:<node>' and 'd:<node>'; nothing outside
+ * names on disk are 'cancel', 'f:<node>', 'd:<node>' and 'r:<node>'; nothing outside
  * this module spells them.
  */
 export type WorkItem =
@@ -13,7 +13,9 @@ export type WorkItem =
   /** Rule 5: `node` failed for good; the nodes downstream still to complete unreached. */
   | { kind: 'cascade'; node: string }
   /** Rule 4: `node` succeeded; its dependents still to count down, in chunks (fanout.ts). */
-  | { kind: 'fan-out'; node: string };
+  | { kind: 'fan-out'; node: string }
+  /** Rule 5: `node` is READY but waits out a retry delay; announced (its queue key written) when due (timing.ts). */
+  | { kind: 'retry'; node: string };
 
 /** What each kind of item stores: when it was written, and the kind's own progress. */
 export interface CancelItem {
@@ -30,13 +32,21 @@ export interface FanOutItem {
   done: number;
 }
 
+export interface RetryItem {
+  at: number;
+  /** When the node becomes claimable, ms. */
+  due: number;
+}
+
 export const cancelItem: WorkItem = { kind: 'cancel' };
 export const cascadeItem = (node: string): WorkItem => ({ kind: 'cascade', node });
 export const fanOutItem = (node: string): WorkItem => ({ kind: 'fan-out', node });
+export const retryItem = (node: string): WorkItem => ({ kind: 'retry', node });
 
 /** The item's name under k/<run>/. */
 export function workItemName(item: WorkItem): string {
   if (item.kind === 'cancel') return 'cancel';
+  if (item.kind === 'retry') return `r:${item.node}`;
   return `${item.kind === 'cascade' ? 'f' : 'd'}:${item.node}`;
 }
 
@@ -45,6 +55,7 @@ export function parseWorkItem(name: string): WorkItem | undefined {
   if (name === 'cancel') return cancelItem;
   if (name.startsWith('f:')) return cascadeItem(name.slice(2));
   if (name.startsWith('d:')) return fanOutItem(name.slice(2));
+  if (name.startsWith('r:')) return retryItem(name.slice(2));
   return undefined;
 }
 

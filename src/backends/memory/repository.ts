@@ -57,6 +57,7 @@ import {
   nodeSnapshot,
   orphanNode,
   type RunRecord,
+  releaseRetry,
   runSnapshot,
 } from './state.js';
 import { MemoryStreams } from './streams.js';
@@ -86,6 +87,8 @@ export class MemoryRepository implements Repository {
   private readonly timer?: NodeJS.Timeout;
   private closed = false;
   private readonly hooks: Hooks;
+  /** READY nodes waiting out a retry delay (rule 5), released by sweepTimers. */
+  private readonly delayed = new Set<NodeRecord>();
 
   constructor(options: MemoryRepositoryOptions = {}) {
     this.clock = options.clock ?? systemClock;
@@ -93,15 +96,20 @@ export class MemoryRepository implements Repository {
     this.leases = new MemoryLeases(this.clock, this.ids, (node) => orphanNode(node, this.hooks));
     const interval = options.leaseCheckIntervalMs ?? 100;
     if (interval > 0) {
-      this.timer = setInterval(() => this.expireLapsedLeases(), interval);
+      this.timer = setInterval(() => {
+        this.expireLapsedLeases();
+        this.sweepTimers();
+      }, interval);
       this.timer.unref();
     }
     this.hooks = {
       statusChanged: (node, from) => {
         if (from) this.nodeCounts[from]--;
         this.nodeCounts[node.status]++;
+        if (node.status === 'READY' && node.readyAt) this.delayed.add(node);
         this.streams.statusChanged(node, from);
       },
+      retryDue: (node) => this.streams.retryDue(node),
       nodeChanged: (node) => this.streams.nodeChanged(node),
       claimReleased: (node, claim) => {
         this.leases.released(claim.leaseId, node);
@@ -231,6 +239,16 @@ export class MemoryRepository implements Repository {
   /** Orphans the claims of every lease past its expiry. Runs on a timer; public so tests with a manual clock can drive it. */
   expireLapsedLeases(): void {
     this.leases.expireLapsed();
+  }
+
+  /**
+   * Makes claimable (and announces) the READY nodes whose retry delay is over.
+   * Runs on the lease timer; public so tests with a manual clock can drive it.
+   */
+  sweepTimers(): void {
+    const now = this.clock.now();
+    for (const node of this.delayed)
+      if (node.status !== 'READY' || releaseRetry(node, now, this.hooks)) this.delayed.delete(node);
   }
 
   // ---- claims

@@ -5,6 +5,7 @@ import {
   boundedAppend,
   type Claim,
   cancelledAttempt,
+  claimable,
   concatBytes,
   conclusionOf,
   countAttempt,
@@ -16,6 +17,7 @@ import {
   type NodeSpec,
   type NodeState,
   type NodeStatus,
+  nextAttemptAt,
   normalizeNodeSpec,
   type RetryCounts,
   type Run,
@@ -60,6 +62,8 @@ export interface NodeRecord {
   /** The running attempt's streamed output (appendOutput), and the seq its next chunk carries. */
   liveOutput: Uint8Array;
   nextOutputSeq: number;
+  /** When a READY node waiting out its retry delay becomes claimable (ms); 0 when it is now. */
+  readyAt: number;
 }
 
 export interface RunRecord {
@@ -84,6 +88,8 @@ export interface Hooks {
   nodeChanged(node: NodeRecord): void;
   claimReleased(node: NodeRecord, claim: ClaimRecord): void;
   runCompleted(run: RunRecord): void;
+  /** Called when a READY node's retry delay is over: it is claimable now (rule 5). */
+  retryDue(node: NodeRecord): void;
   /** Called after a running attempt's output grew by `chunk` at `offset`. */
   outputAppended(node: NodeRecord, offset: number, chunk: Uint8Array): void;
 }
@@ -122,6 +128,7 @@ export function createRun(
       pendingUpstream: upCount,
       liveOutput: NO_BYTES,
       nextOutputSeq: 0,
+      readyAt: 0,
     };
     run.nodes.set(s.name, node);
     run.order.push(node);
@@ -170,6 +177,7 @@ export function claimNode(
   hooks: Hooks,
 ): { orphan: boolean; previousClaimId?: string; previousAgentId?: string } | undefined {
   if (node.status === 'READY') {
+    if (!claimable(node.readyAt, now)) return undefined;
     node.claim = claim;
     node.startedAt = now;
     node.finishedAt = 0;
@@ -213,6 +221,8 @@ export function finishNode(
   const claim = node.claim;
   if (node.status !== 'RUNNING' || !claim || claim.id !== claimId || claim.orphaned) return false;
   const outcome = finishOutcome(node.spec, conclusion, node.retries);
+  if (outcome === 'RETRY' && conclusion !== 'SUCCESS')
+    node.readyAt = nextAttemptAt(node.spec, conclusion, node.retries, now);
   node.retries = countAttempt(node.retries, conclusion);
   node.attempts = [
     ...node.attempts,
@@ -254,6 +264,15 @@ export function finishNode(
     }
   }
   completeIfDone(node.run, now, hooks);
+  return true;
+}
+
+/** Rule 5's delay over: a READY node waiting out its retry delay becomes claimable. Returns whether it did. */
+export function releaseRetry(node: NodeRecord, now: number, hooks: Hooks): boolean {
+  if (node.status !== 'READY' || !node.readyAt || !claimable(node.readyAt, now)) return false;
+  node.readyAt = 0;
+  hooks.retryDue(node);
+  hooks.nodeChanged(node);
   return true;
 }
 
@@ -319,6 +338,7 @@ export function nodeSnapshot(node: NodeRecord): NodeState {
     inputs: node.inputs,
     claim: c ? { id: c.id, agentId: c.agentId, metadata: c.metadata, orphaned: c.orphaned } : undefined,
     liveOutput: node.liveOutput.byteLength > 0 ? node.liveOutput : undefined,
+    ...(node.status === 'READY' && node.readyAt ? { nextAttemptAt: rfc3339(node.readyAt) } : {}),
   };
 }
 

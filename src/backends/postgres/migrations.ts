@@ -1,9 +1,11 @@
 import type pg from 'pg';
 import {
+  CLAIM_NODES_DELAYED_FUNCTION,
   CLAIM_NODES_FUNCTION,
   FINISH_ATTEMPT_FUNCTION,
   LIVE_OUTPUT_MIGRATION,
   SCHEMA_TABLES,
+  TIMING_MIGRATION,
 } from './sql.js';
 
 /**
@@ -39,6 +41,11 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 4,
     name: 'live output: what running attempts streamed; when runs finished',
     sql: LIVE_OUTPUT_MIGRATION,
+  },
+  {
+    version: 5,
+    name: 'time rules: retry delays (ready_at, backoff, finish_timed)',
+    sql: TIMING_MIGRATION + CLAIM_NODES_DELAYED_FUNCTION,
   },
 ];
 

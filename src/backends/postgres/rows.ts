@@ -14,7 +14,7 @@ import {
 /** Row shapes as the pg client returns them (bigint arrives as string) and their domain forms. */
 
 export const NODE_COLUMNS = `name, idx, runtime, spec, upstream, status, attempt_count, claim_id, claim_agent,
-  claim_metadata, orphaned, previous_claim_id, started_at, finished_at, version`;
+  claim_metadata, orphaned, previous_claim_id, started_at, finished_at, version, ready_at`;
 
 export interface NodeRow {
   name: string;
@@ -32,6 +32,8 @@ export interface NodeRow {
   started_at: string | null;
   finished_at: string | null;
   version: number;
+  /** When a READY node waiting out its retry delay becomes claimable (ms); absent from claim_nodes rows. */
+  ready_at?: string | null;
 }
 
 export const ATTEMPT_COLUMNS =
@@ -140,6 +142,7 @@ export function toNodeState(
         }
       : undefined,
     liveOutput: streaming && live.output.byteLength > 0 ? live.output : undefined,
+    ...(row.status === 'READY' && row.ready_at ? { nextAttemptAt: time(row.ready_at) } : {}),
   };
 }
 

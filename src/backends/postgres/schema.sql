@@ -1,5 +1,13 @@
 CREATE SCHEMA adagio;
 
+CREATE FUNCTION adagio.adagio_now_ms() RETURNS bigint
+    LANGUAGE plpgsql STABLE
+    AS $$
+BEGIN
+  RETURN (extract(epoch FROM now()) * 1000)::bigint;
+END
+$$;
+
 CREATE FUNCTION adagio.attempt_output(p_live bytea, p_extra bytea) RETURNS bytea
     LANGUAGE plpgsql IMMUTABLE
     AS $$
@@ -35,7 +43,8 @@ BEGIN
         claim_id = p_claims[k], claim_agent = p_agents[k], claim_metadata = p_metadata[k], lease_id = p_leases[k],
         orphaned = false, version = n.version + 1
       WHERE n.run_id = p_runs[k] AND n.name = p_nodes[k]
-        AND (n.status = 'READY' OR (n.status = 'RUNNING' AND n.orphaned)
+        AND ((n.status = 'READY' AND (n.ready_at IS NULL OR n.ready_at <= adagio_now_ms()))
+             OR (n.status = 'RUNNING' AND n.orphaned)
              OR (p_repeat AND n.status = 'RUNNING' AND n.claim_id = p_claims[k]))
       RETURNING n.*
     )
@@ -199,6 +208,51 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION adagio.finish_timed(p_run text, p_node text, p_claim text, p_conclusion text, p_metadata jsonb, p_output bytea, p_now bigint, p_repeat boolean) RETURNS jsonb
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  v_result jsonb;
+  v_node record;
+  v_delay bigint;
+  v_at bigint;
+BEGIN
+  v_result := finish_streamed(p_run, p_node, p_claim, p_conclusion, p_metadata, p_output, p_now, p_repeat);
+  -- A FAIL or ERROR makes no node READY but its own (a retry).
+  IF p_conclusion NOT IN ('FAIL', 'ERROR') OR NOT coalesce(v_result -> 'notice' ? 'rd', false) THEN
+    RETURN v_result;
+  END IF;
+  SELECT backoff, fail_count, error_count INTO v_node FROM nodes WHERE run_id = p_run AND name = p_node;
+  v_delay := retry_delay_ms(v_node.backoff -> lower(p_conclusion),
+    CASE p_conclusion WHEN 'FAIL' THEN v_node.fail_count ELSE v_node.error_count END);
+  IF v_delay <= 0 THEN
+    UPDATE nodes SET ready_at = NULL WHERE run_id = p_run AND name = p_node AND ready_at IS NOT NULL;
+    RETURN v_result;
+  END IF;
+  v_at := adagio_now_ms() + v_delay;
+  UPDATE nodes SET ready_at = v_at WHERE run_id = p_run AND name = p_node;
+  RETURN jsonb_set(v_result #- '{notice,rd}', '{notice,ch,0,na}', to_jsonb(v_at));
+END
+$$;
+
+CREATE FUNCTION adagio.retry_delay_ms(p_backoff jsonb, p_retry integer) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  v_base double precision;
+BEGIN
+  IF p_backoff IS NULL OR jsonb_typeof(p_backoff) <> 'object' OR (p_backoff ->> 'i')::double precision <= 0 THEN
+    RETURN 0;
+  END IF;
+  -- A growth past e^700 saturates at the cap instead of overflowing power().
+  v_base := least(coalesce((p_backoff ->> 'm')::double precision, 604800000), 604800000,
+    (p_backoff ->> 'i')::double precision * CASE
+      WHEN greatest(0, p_retry - 1) * ln((p_backoff ->> 'f')::double precision) > 700 THEN 'Infinity'::double precision
+      ELSE power((p_backoff ->> 'f')::double precision, greatest(0, p_retry - 1)) END);
+  RETURN greatest(0, floor(v_base * (1 + (p_backoff ->> 'j')::double precision * (2 * random() - 1))))::bigint;
+END
+$$;
+
 CREATE TABLE adagio.agents (
     id text NOT NULL,
     lease_id text NOT NULL COLLATE pg_catalog."C",
@@ -261,7 +315,9 @@ CREATE TABLE adagio.nodes (
     previous_claim_id text,
     started_at bigint,
     finished_at bigint,
-    version integer DEFAULT 0 NOT NULL
+    version integer DEFAULT 0 NOT NULL,
+    ready_at bigint,
+    backoff jsonb
 );
 
 CREATE TABLE adagio.runs (
@@ -307,6 +363,8 @@ ALTER TABLE ONLY adagio.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
 
 CREATE INDEX agents_by_lease ON adagio.agents USING btree (lease_id);
+
+CREATE INDEX nodes_delayed ON adagio.nodes USING btree (ready_at) WHERE ((status = 'READY'::text) AND (ready_at IS NOT NULL));
 
 CREATE INDEX nodes_ready ON adagio.nodes USING btree (runtime, run_id) WHERE (status = 'READY'::text);
 

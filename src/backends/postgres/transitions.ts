@@ -11,6 +11,7 @@ import {
   type Metadata,
   type NodeSpec,
   type NodeState,
+  nodeBackoffMs,
   normalizeNodeSpec,
   type Run,
   rfc3339,
@@ -68,6 +69,8 @@ interface StartRow {
   downstream: string[];
   status: 'READY' | 'WAITING';
   pending: number;
+  /** The retry backoffs in ms, for finish_timed's retry_delay_ms (model/rules.ts nodeBackoffMs). */
+  backoff?: ReturnType<typeof nodeBackoffMs>;
 }
 
 /** Rule 1. One statement (shared with concurrent starts): the run, its nodes and the counters, atomically. */
@@ -88,6 +91,7 @@ export async function startRun(ctx: TransitionContext, spec: GraphSpec): Promise
       downstream: topo.downstream.get(n.name)!,
       status: initialStatus(upstream.length) as 'READY' | 'WAITING',
       pending: upstream.length,
+      backoff: nodeBackoffMs(s),
     };
   });
   const ready = rows.filter((r) => r.status === 'READY');

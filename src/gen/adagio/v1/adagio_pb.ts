@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file adagio/v1/adagio.proto.
  */
 export const file_adagio_v1_adagio: GenFile = /*@__PURE__*/
-  fileDesc("ChZhZGFnaW8vdjEvYWRhZ2lvLnByb3RvEglhZGFnaW8udjEiIAoOTWV0YWRhdGFWYWx1ZXMSDgoGdmFsdWVzGAEgAygJIiEKCVJldHJ5U3BlYxIUCgxtYXhfYXR0ZW1wdHMYASABKAUinQIKCE5vZGVTcGVjEgwKBG5hbWUYASABKAkSDwoHcnVudGltZRgCIAEoCRIzCghtZXRhZGF0YRgDIAMoCzIhLmFkYWdpby52MS5Ob2RlU3BlYy5NZXRhZGF0YUVudHJ5Ei0KBXJldHJ5GAQgAygLMh4uYWRhZ2lvLnYxLk5vZGVTcGVjLlJldHJ5RW50cnkaSgoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSKAoFdmFsdWUYAiABKAsyGS5hZGFnaW8udjEuTWV0YWRhdGFWYWx1ZXM6AjgBGkIKClJldHJ5RW50cnkSCwoDa2V5GAEgASgJEiMKBXZhbHVlGAIgASgLMhQuYWRhZ2lvLnYxLlJldHJ5U3BlYzoCOAEiKwoERWRnZRIOCgZzb3VyY2UYASABKAkSEwoLZGVzdGluYXRpb24YAiABKAkiTwoJR3JhcGhTcGVjEiIKBW5vZGVzGAEgAygLMhMuYWRhZ2lvLnYxLk5vZGVTcGVjEh4KBWVkZ2VzGAIgAygLMg8uYWRhZ2lvLnYxLkVkZ2UitQEKBUNsYWltEgoKAmlkGAEgASgJEjAKCG1ldGFkYXRhGAIgAygLMh4uYWRhZ2lvLnYxLkNsYWltLk1ldGFkYXRhRW50cnkSEAoIYWdlbnRfaWQYAyABKAkSEAoIb3JwaGFuZWQYBCABKAgaSgoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSKAoFdmFsdWUYAiABKAsyGS5hZGFnaW8udjEuTWV0YWRhdGFWYWx1ZXM6AjgBIo8DCgdBdHRlbXB0EjEKCmNvbmNsdXNpb24YASABKA4yHS5hZGFnaW8udjEuQXR0ZW1wdC5Db25jbHVzaW9uEjIKCG1ldGFkYXRhGAIgAygLMiAuYWRhZ2lvLnYxLkF0dGVtcHQuTWV0YWRhdGFFbnRyeRIOCgZvdXRwdXQYAyABKAwSEAoIY2xhaW1faWQYBCABKAkSEAoIYWdlbnRfaWQYBSABKAkSEgoKc3RhcnRlZF9hdBgGIAEoCRITCgtmaW5pc2hlZF9hdBgHIAEoCRIWCg5vdXRwdXRfb21pdHRlZBgIIAEoCBITCgtvdXRwdXRfc2l6ZRgJIAEoBBpKCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoCzIZLmFkYWdpby52MS5NZXRhZGF0YVZhbHVlczoCOAEiRwoKQ29uY2x1c2lvbhIICgROT05FEAASCwoHU1VDQ0VTUxABEggKBEZBSUwQAhIJCgVFUlJPUhADEg0KCUNBTkNFTExFRBAEIvoCCgROb2RlEiEKBHNwZWMYASABKAsyEy5hZGFnaW8udjEuTm9kZVNwZWMSJgoGc3RhdHVzGAIgASgOMhYuYWRhZ2lvLnYxLk5vZGUuU3RhdHVzEiQKCGF0dGVtcHRzGAMgAygLMhIuYWRhZ2lvLnYxLkF0dGVtcHQSEgoKc3RhcnRlZF9hdBgEIAEoCRITCgtmaW5pc2hlZF9hdBgFIAEoCRIrCgZpbnB1dHMYBiADKAsyGy5hZGFnaW8udjEuTm9kZS5JbnB1dHNFbnRyeRIfCgVjbGFpbRgHIAEoCzIQLmFkYWdpby52MS5DbGFpbRITCgtsaXZlX291dHB1dBgIIAEoDBotCgtJbnB1dHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAw6AjgBIkYKBlN0YXR1cxIICgROT05FEAASCwoHV0FJVElORxABEgkKBVJFQURZEAISCwoHUlVOTklORxADEg0KCUNPTVBMRVRFRBAEIv4CCgNSdW4SCgoCaWQYASABKAkSEgoKY3JlYXRlZF9hdBgCIAEoCRIeCgVub2RlcxgDIAMoCzIPLmFkYWdpby52MS5Ob2RlEh4KBWVkZ2VzGAQgAygLMg8uYWRhZ2lvLnYxLkVkZ2USJQoGc3RhdHVzGAUgASgOMhUuYWRhZ2lvLnYxLlJ1bi5TdGF0dXMSLQoKY29uY2x1c2lvbhgGIAEoDjIZLmFkYWdpby52MS5SdW4uQ29uY2x1c2lvbhIqCgtub2RlX2NvdW50cxgHIAEoCzIVLmFkYWdpby52MS5Ob2RlQ291bnRzEhMKC2ZpbmlzaGVkX2F0GAggASgJIjsKBlN0YXR1cxIICgROT05FEAASCwoHV0FJVElORxABEgsKB1JVTk5JTkcQAhINCglDT01QTEVURUQQAyJDCgpDb25jbHVzaW9uEg8KC1VOU1BFQ0lGSUVEEAASCwoHU1VDQ0VTUxABEggKBEZBSUwQAhINCglDQU5DRUxMRUQQAyJQCgpOb2RlQ291bnRzEg8KB3dhaXRpbmcYASABKAMSDQoFcmVhZHkYAiABKAMSDwoHcnVubmluZxgDIAEoAxIRCgljb21wbGV0ZWQYBCABKAMiFwoHUnVudGltZRIMCgRuYW1lGAEgASgJIl8KBUFnZW50EgoKAmlkGAEgASgJEiQKCHJ1bnRpbWVzGAIgAygLMhIuYWRhZ2lvLnYxLlJ1bnRpbWUSEgoKc3RhcnRlZF9hdBgDIAEoCRIQCghob3N0bmFtZRgEIAEoCSJ2CgVTdGF0cxIRCglydW5fY291bnQYASABKAMSFQoNd2FpdGluZ19ub2RlcxgCIAEoAxITCgtyZWFkeV9ub2RlcxgDIAEoAxIVCg1ydW5uaW5nX25vZGVzGAQgASgDEhcKD2NvbXBsZXRlZF9ub2RlcxgFIAEoAyKVAQoFRXZlbnQSIwoEdHlwZRgBIAEoDjIVLmFkYWdpby52MS5FdmVudC5UeXBlEg4KBnJ1bl9pZBgCIAEoCRIRCglub2RlX25hbWUYAyABKAkSDwoHcnVudGltZRgEIAEoCSIzCgRUeXBlEggKBE5PTkUQABIOCgpOT0RFX1JFQURZEAESEQoNTk9ERV9PUlBIQU5FRBACYgZwcm90bzM");
+  fileDesc("ChZhZGFnaW8vdjEvYWRhZ2lvLnByb3RvEglhZGFnaW8udjEiIAoOTWV0YWRhdGFWYWx1ZXMSDgoGdmFsdWVzGAEgAygJIkYKCVJldHJ5U3BlYxIUCgxtYXhfYXR0ZW1wdHMYASABKAUSIwoHYmFja29mZhgCIAEoCzISLmFkYWdpby52MS5CYWNrb2ZmIq4CCghOb2RlU3BlYxIMCgRuYW1lGAEgASgJEg8KB3J1bnRpbWUYAiABKAkSMwoIbWV0YWRhdGEYAyADKAsyIS5hZGFnaW8udjEuTm9kZVNwZWMuTWV0YWRhdGFFbnRyeRItCgVyZXRyeRgEIAMoCzIeLmFkYWdpby52MS5Ob2RlU3BlYy5SZXRyeUVudHJ5Eg8KB3RpbWVvdXQYBSABKAkaSgoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSKAoFdmFsdWUYAiABKAsyGS5hZGFnaW8udjEuTWV0YWRhdGFWYWx1ZXM6AjgBGkIKClJldHJ5RW50cnkSCwoDa2V5GAEgASgJEiMKBXZhbHVlGAIgASgLMhQuYWRhZ2lvLnYxLlJldHJ5U3BlYzoCOAEiKwoERWRnZRIOCgZzb3VyY2UYASABKAkSEwoLZGVzdGluYXRpb24YAiABKAkiYQoJR3JhcGhTcGVjEiIKBW5vZGVzGAEgAygLMhMuYWRhZ2lvLnYxLk5vZGVTcGVjEh4KBWVkZ2VzGAIgAygLMg8uYWRhZ2lvLnYxLkVkZ2USEAoIZGVhZGxpbmUYAyABKAkitQEKBUNsYWltEgoKAmlkGAEgASgJEjAKCG1ldGFkYXRhGAIgAygLMh4uYWRhZ2lvLnYxLkNsYWltLk1ldGFkYXRhRW50cnkSEAoIYWdlbnRfaWQYAyABKAkSEAoIb3JwaGFuZWQYBCABKAgaSgoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSKAoFdmFsdWUYAiABKAsyGS5hZGFnaW8udjEuTWV0YWRhdGFWYWx1ZXM6AjgBIo8DCgdBdHRlbXB0EjEKCmNvbmNsdXNpb24YASABKA4yHS5hZGFnaW8udjEuQXR0ZW1wdC5Db25jbHVzaW9uEjIKCG1ldGFkYXRhGAIgAygLMiAuYWRhZ2lvLnYxLkF0dGVtcHQuTWV0YWRhdGFFbnRyeRIOCgZvdXRwdXQYAyABKAwSEAoIY2xhaW1faWQYBCABKAkSEAoIYWdlbnRfaWQYBSABKAkSEgoKc3RhcnRlZF9hdBgGIAEoCRITCgtmaW5pc2hlZF9hdBgHIAEoCRIWCg5vdXRwdXRfb21pdHRlZBgIIAEoCBITCgtvdXRwdXRfc2l6ZRgJIAEoBBpKCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoCzIZLmFkYWdpby52MS5NZXRhZGF0YVZhbHVlczoCOAEiRwoKQ29uY2x1c2lvbhIICgROT05FEAASCwoHU1VDQ0VTUxABEggKBEZBSUwQAhIJCgVFUlJPUhADEg0KCUNBTkNFTExFRBAEIpMDCgROb2RlEiEKBHNwZWMYASABKAsyEy5hZGFnaW8udjEuTm9kZVNwZWMSJgoGc3RhdHVzGAIgASgOMhYuYWRhZ2lvLnYxLk5vZGUuU3RhdHVzEiQKCGF0dGVtcHRzGAMgAygLMhIuYWRhZ2lvLnYxLkF0dGVtcHQSEgoKc3RhcnRlZF9hdBgEIAEoCRITCgtmaW5pc2hlZF9hdBgFIAEoCRIrCgZpbnB1dHMYBiADKAsyGy5hZGFnaW8udjEuTm9kZS5JbnB1dHNFbnRyeRIfCgVjbGFpbRgHIAEoCzIQLmFkYWdpby52MS5DbGFpbRITCgtsaXZlX291dHB1dBgIIAEoDBIXCg9uZXh0X2F0dGVtcHRfYXQYCSABKAkaLQoLSW5wdXRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgMOgI4ASJGCgZTdGF0dXMSCAoETk9ORRAAEgsKB1dBSVRJTkcQARIJCgVSRUFEWRACEgsKB1JVTk5JTkcQAxINCglDT01QTEVURUQQBCKiAwoDUnVuEgoKAmlkGAEgASgJEhIKCmNyZWF0ZWRfYXQYAiABKAkSHgoFbm9kZXMYAyADKAsyDy5hZGFnaW8udjEuTm9kZRIeCgVlZGdlcxgEIAMoCzIPLmFkYWdpby52MS5FZGdlEiUKBnN0YXR1cxgFIAEoDjIVLmFkYWdpby52MS5SdW4uU3RhdHVzEi0KCmNvbmNsdXNpb24YBiABKA4yGS5hZGFnaW8udjEuUnVuLkNvbmNsdXNpb24SKgoLbm9kZV9jb3VudHMYByABKAsyFS5hZGFnaW8udjEuTm9kZUNvdW50cxITCgtmaW5pc2hlZF9hdBgIIAEoCRITCgtkZWFkbGluZV9hdBgJIAEoCSI7CgZTdGF0dXMSCAoETk9ORRAAEgsKB1dBSVRJTkcQARILCgdSVU5OSU5HEAISDQoJQ09NUExFVEVEEAMiUgoKQ29uY2x1c2lvbhIPCgtVTlNQRUNJRklFRBAAEgsKB1NVQ0NFU1MQARIICgRGQUlMEAISDQoJQ0FOQ0VMTEVEEAMSDQoJVElNRURfT1VUEAQiUAoKTm9kZUNvdW50cxIPCgd3YWl0aW5nGAEgASgDEg0KBXJlYWR5GAIgASgDEg8KB3J1bm5pbmcYAyABKAMSEQoJY29tcGxldGVkGAQgASgDIhcKB1J1bnRpbWUSDAoEbmFtZRgBIAEoCSJfCgVBZ2VudBIKCgJpZBgBIAEoCRIkCghydW50aW1lcxgCIAMoCzISLmFkYWdpby52MS5SdW50aW1lEhIKCnN0YXJ0ZWRfYXQYAyABKAkSEAoIaG9zdG5hbWUYBCABKAkidgoFU3RhdHMSEQoJcnVuX2NvdW50GAEgASgDEhUKDXdhaXRpbmdfbm9kZXMYAiABKAMSEwoLcmVhZHlfbm9kZXMYAyABKAMSFQoNcnVubmluZ19ub2RlcxgEIAEoAxIXCg9jb21wbGV0ZWRfbm9kZXMYBSABKAMilQEKBUV2ZW50EiMKBHR5cGUYASABKA4yFS5hZGFnaW8udjEuRXZlbnQuVHlwZRIOCgZydW5faWQYAiABKAkSEQoJbm9kZV9uYW1lGAMgASgJEg8KB3J1bnRpbWUYBCABKAkiMwoEVHlwZRIICgROT05FEAASDgoKTk9ERV9SRUFEWRABEhEKDU5PREVfT1JQSEFORUQQAiJHCgdCYWNrb2ZmEg8KB2luaXRpYWwYASABKAkSDgoGZmFjdG9yGAIgASgBEgsKA21heBgDIAEoCRIOCgZqaXR0ZXIYBCABKAFiBnByb3RvMw");
 
 /**
  * @generated from message adagio.v1.MetadataValues
@@ -42,6 +42,13 @@ export type RetrySpec = Message<"adagio.v1.RetrySpec"> & {
    * @generated from field: int32 max_attempts = 1;
    */
   maxAttempts: number;
+
+  /**
+   * How long to wait before the next attempt; absent means at once.
+   *
+   * @generated from field: adagio.v1.Backoff backoff = 2;
+   */
+  backoff?: Backoff | undefined;
 };
 
 /**
@@ -76,6 +83,13 @@ export type NodeSpec = Message<"adagio.v1.NodeSpec"> & {
    * @generated from field: map<string, adagio.v1.RetrySpec> retry = 4;
    */
   retry: { [key: string]: RetrySpec };
+
+  /**
+   * How long one attempt may run ("30m"); empty means no limit (or the agent's default).
+   *
+   * @generated from field: string timeout = 5;
+   */
+  timeout: string;
 };
 
 /**
@@ -120,6 +134,13 @@ export type GraphSpec = Message<"adagio.v1.GraphSpec"> & {
    * @generated from field: repeated adagio.v1.Edge edges = 2;
    */
   edges: Edge[];
+
+  /**
+   * How long the whole run may take ("2h"); when it passes the run is cancelled, TIMED_OUT.
+   *
+   * @generated from field: string deadline = 3;
+   */
+  deadline: string;
 };
 
 /**
@@ -305,6 +326,13 @@ export type Node = Message<"adagio.v1.Node"> & {
    * @generated from field: bytes live_output = 8;
    */
   liveOutput: Uint8Array;
+
+  /**
+   * RFC 3339 of when a READY node waiting out its retry delay becomes claimable; empty otherwise.
+   *
+   * @generated from field: string next_attempt_at = 9;
+   */
+  nextAttemptAt: string;
 };
 
 /**
@@ -397,6 +425,13 @@ export type Run = Message<"adagio.v1.Run"> & {
    * @generated from field: string finished_at = 8;
    */
   finishedAt: string;
+
+  /**
+   * RFC 3339 of when the run's deadline passes; empty when its graph has none.
+   *
+   * @generated from field: string deadline_at = 9;
+   */
+  deadlineAt: string;
 };
 
 /**
@@ -460,6 +495,13 @@ export enum Run_Conclusion {
    * @generated from enum value: CANCELLED = 3;
    */
   CANCELLED = 3,
+
+  /**
+   * Cancelled because the graph's deadline passed.
+   *
+   * @generated from enum value: TIMED_OUT = 4;
+   */
+  TIMED_OUT = 4,
 }
 
 /**
@@ -643,4 +685,39 @@ export enum Event_Type {
  */
 export const Event_TypeSchema: GenEnum<Event_Type> = /*@__PURE__*/
   enumDesc(file_adagio_v1_adagio, 13, 0);
+
+/**
+ * A retry's delay: initial * factor^(retry - 1), capped at max, then spread by
+ * up to ±jitter of itself. Durations are written like "1s", "1m30s", "250ms".
+ *
+ * @generated from message adagio.v1.Backoff
+ */
+export type Backoff = Message<"adagio.v1.Backoff"> & {
+  /**
+   * @generated from field: string initial = 1;
+   */
+  initial: string;
+
+  /**
+   * @generated from field: double factor = 2;
+   */
+  factor: number;
+
+  /**
+   * @generated from field: string max = 3;
+   */
+  max: string;
+
+  /**
+   * @generated from field: double jitter = 4;
+   */
+  jitter: number;
+};
+
+/**
+ * Describes the message adagio.v1.Backoff.
+ * Use `create(BackoffSchema)` to create a new message.
+ */
+export const BackoffSchema: GenMessage<Backoff> = /*@__PURE__*/
+  messageDesc(file_adagio_v1_adagio, 14);
 

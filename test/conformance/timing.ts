@@ -1,0 +1,148 @@
+/**
+ * The time rules, on the suite's injectable clock (h.advance moves the store's
+ * clock and runs its time sweep; nothing here waits for real time): rule 5's
+ * retry delay (backoff).
+ */
+import assert from 'node:assert/strict';
+import { describe } from 'node:test';
+import type { Backoff, NodeSpec } from '../../src/model/types.js';
+import type { NodeEvent } from '../../src/protocol/repository.js';
+import { graph, node } from './fixtures.js';
+import type { ConformanceTest, Harness, TestAgent } from './harness.js';
+import { rejectsGraph } from './start.js';
+
+/** Store clocks (the database's, the process's) agree to within this on one machine. */
+const CLOCK_SLACK_MS = 500;
+
+/** A node of the fixture runtime whose FAIL (and ERROR) retries wait out these backoffs. */
+function delayed(
+  name: string,
+  fail: { maxAttempts: number; backoff?: Backoff },
+  error?: { maxAttempts: number; backoff?: Backoff },
+): NodeSpec {
+  return { ...node(name), retry: { fail, ...(error ? { error } : {}) } };
+}
+
+const readyOf = (runId: string, name: string) => (e: NodeEvent) =>
+  e.type === 'NODE_READY' && e.runId === runId && e.node === name;
+
+/** Fails the node's current attempt and returns how long the store says the retry waits (ms), read from inspect. */
+async function failAndReadDelay(h: Harness, agent: TestAgent, runId: string, name: string): Promise<number> {
+  const claimed = await agent.mustClaim(runId, name);
+  await agent.finish(claimed, 'FAIL');
+  const n = await h.node(runId, name);
+  assert.equal(n.status, 'READY', 'a FAIL with attempts left goes back to READY');
+  assert.ok(n.nextAttemptAt, `${name} says when its next attempt is due`);
+  const finishedAt = n.attempts.at(-1)!.finishedAt;
+  return Date.parse(n.nextAttemptAt) - Date.parse(finishedAt);
+}
+
+export function timingSpec(test: ConformanceTest): void {
+  describe('retry delays (rule 5, backoff)', () => {
+    test('a delayed retry is neither claimable nor announced before its delay, and is both after', async (h) => {
+      const run = await h.start(graph([delayed('a', { maxAttempts: 3, backoff: { initial: '10s' } })]));
+      const events = h.subscribe();
+      const agent = await h.agent('patient');
+      await events.waitForItem('NODE_READY for a', readyOf(run.id, 'a'));
+      const mark = events.mark();
+      const delay = await failAndReadDelay(h, agent, run.id, 'a');
+      assert.ok(
+        Math.abs(delay - 10_000) <= CLOCK_SLACK_MS,
+        `next attempt due 10 s after the FAIL, got ${delay} ms`,
+      );
+
+      assert.equal(await agent.claim(run.id, 'a'), undefined, 'not claimable at once');
+      await h.advance(5_000);
+      assert.equal(await agent.claim(run.id, 'a'), undefined, 'not claimable halfway through the delay');
+      assert.deepEqual(
+        events.items.slice(mark).filter(readyOf(run.id, 'a')),
+        [],
+        'no NODE_READY before the delay is over',
+      );
+      assert.equal((await h.node(run.id, 'a')).status, 'READY', 'READY all along');
+
+      await h.advance(5_000 + CLOCK_SLACK_MS);
+      await events.waitForItem('NODE_READY for a once its delay is over', readyOf(run.id, 'a'), {
+        after: mark,
+      });
+      const n = await h.node(run.id, 'a');
+      const claimed = await agent.mustClaim(run.id, 'a');
+      assert.equal(claimed.attempt, 2);
+      assert.equal(n.attempts.length, 1);
+      await agent.finish(claimed, 'SUCCESS');
+      const done = await h.repo.inspect(run.id);
+      assert.equal(done.conclusion, 'SUCCESS');
+      assert.equal(done.nodes[0]!.nextAttemptAt, undefined, 'no next attempt once completed');
+    });
+
+    test('delays grow by the factor from initial and stop at max', async (h) => {
+      const run = await h.start(
+        graph([delayed('a', { maxAttempts: 6, backoff: { initial: '1s', factor: 2, max: '5s' } })]),
+      );
+      const agent = await h.agent('persistent');
+      const seen: number[] = [];
+      for (const want of [1_000, 2_000, 4_000, 5_000, 5_000]) {
+        const delay = await failAndReadDelay(h, agent, run.id, 'a');
+        seen.push(delay);
+        assert.ok(
+          Math.abs(delay - want) <= CLOCK_SLACK_MS,
+          `retry ${seen.length} waits ${want} ms, got ${delay} ms (so far ${JSON.stringify(seen)})`,
+        );
+        assert.equal(await agent.claim(run.id, 'a'), undefined, `retry ${seen.length} not claimable early`);
+        await h.advance(want + CLOCK_SLACK_MS);
+      }
+      const last = await agent.mustClaim(run.id, 'a');
+      await agent.finish(last, 'FAIL');
+      const run2 = await h.repo.inspect(run.id);
+      assert.equal(run2.conclusion, 'FAIL', 'the sixth FAIL is final');
+      assert.equal(run2.nodes[0]!.nextAttemptAt, undefined);
+    });
+
+    test('each conclusion has its own backoff; a retry without one is claimable at once', async (h) => {
+      const run = await h.start(
+        graph([delayed('a', { maxAttempts: 2, backoff: { initial: '1m' } }, { maxAttempts: 2 })]),
+      );
+      const agent = await h.agent('mixed');
+      const first = await agent.mustClaim(run.id, 'a');
+      await agent.finish(first, 'ERROR');
+      const n = await h.node(run.id, 'a');
+      assert.equal(n.status, 'READY');
+      assert.equal(n.nextAttemptAt, undefined, 'retry.error has no backoff');
+      const second = await agent.mustClaim(run.id, 'a');
+      await agent.finish(second, 'FAIL');
+      assert.ok((await h.node(run.id, 'a')).nextAttemptAt, 'retry.fail has one');
+      assert.equal(await agent.claim(run.id, 'a'), undefined);
+    });
+
+    test('cancel completes a node waiting out its delay; it is never announced', async (h) => {
+      const run = await h.start(graph([delayed('a', { maxAttempts: 2, backoff: { initial: '2s' } })]));
+      const events = h.subscribe();
+      const agent = await h.agent('cancelled');
+      await failAndReadDelay(h, agent, run.id, 'a');
+      const cancelled = await h.repo.cancel(run.id);
+      assert.equal(cancelled.conclusion, 'CANCELLED');
+      assert.equal(cancelled.nodes[0]!.status, 'COMPLETED');
+      assert.equal(cancelled.nodes[0]!.nextAttemptAt, undefined);
+      const mark = events.mark();
+      await h.advance(2_000 + CLOCK_SLACK_MS);
+      assert.equal(await agent.claim(run.id, 'a'), undefined);
+      assert.deepEqual(events.items.slice(mark).filter(readyOf(run.id, 'a')), []);
+    });
+
+    test('start refuses bad backoffs, naming every bad value', async (h) => {
+      await rejectsGraph(
+        (s) => h.start(s),
+        graph([
+          delayed('a', { maxAttempts: 3, backoff: { initial: '-1s', factor: 0.5, jitter: 1.5 } }),
+          delayed('b', { maxAttempts: 3, backoff: { initial: 'soon', max: '1h' } }),
+          delayed('c', { maxAttempts: 3, backoff: { initial: '1m', max: '1s' } }),
+        ]),
+        /node "a": retry\.fail\.backoff\.initial "-1s" is not a duration/,
+        /node "a": retry\.fail\.backoff\.factor must be 1 or more, got 0\.5/,
+        /node "a": retry\.fail\.backoff\.jitter must be from 0 to 1, got 1\.5/,
+        /node "b": retry\.fail\.backoff\.initial "soon" is not a duration/,
+        /node "c": retry\.fail\.backoff\.max "1s" is shorter than initial "1m"/,
+      );
+    });
+  });
+}
