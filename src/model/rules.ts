@@ -157,6 +157,38 @@ export function claimable(readyAtMs: number | undefined, nowMs: number): boolean
   return !readyAtMs || readyAtMs <= nowMs;
 }
 
+/** Rule 11: a node's timeout in ms, or undefined when it has none (validated at start, so it parses). */
+export function nodeTimeoutMs(spec: Pick<NodeSpec, 'timeout'>): number | undefined {
+  return spec.timeout ? parseDuration(spec.timeout) : undefined;
+}
+
+/** Rule 11: a RUNNING attempt that started at `startedAtMs` is past its node's timeout at `nowMs`. */
+export function timedOut(spec: Pick<NodeSpec, 'timeout'>, startedAtMs: number, nowMs: number): boolean {
+  const ms = nodeTimeoutMs(spec);
+  return ms !== undefined && startedAtMs + ms <= nowMs;
+}
+
+/** Metadata key of an attempt the store (or an agent) ended at its node's timeout: the timeout, as written. */
+export const TIMEOUT_METADATA_KEY = 'adagio.timeout';
+
+/**
+ * Rule 11: the ERROR finish the store records for an attempt past its node's
+ * timeout, as the claim holder would have: its output names the timeout.
+ */
+export function timeoutFinish(spec: Pick<NodeSpec, 'timeout'>): {
+  conclusion: 'ERROR';
+  output: Uint8Array;
+  metadata: Record<string, string[]>;
+} {
+  return {
+    conclusion: 'ERROR',
+    output: new TextEncoder().encode(
+      `\nadagio: timed out after ${spec.timeout} (the node's timeout); the store ended this attempt\n`,
+    ),
+    metadata: { [TIMEOUT_METADATA_KEY]: [spec.timeout ?? ''] },
+  };
+}
+
 /** The node's status after a finish with this outcome. */
 export function statusAfterFinish(outcome: FinishOutcome): NodeStatus {
   return outcome === 'RETRY' ? 'READY' : 'COMPLETED';

@@ -1,13 +1,13 @@
 /**
  * The time rules, on the suite's injectable clock (h.advance moves the store's
  * clock and runs its time sweep; nothing here waits for real time): rule 5's
- * retry delay (backoff).
+ * retry delay (backoff) and rule 11's node timeout.
  */
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 import type { Backoff, NodeSpec } from '../../src/model/types.js';
 import type { NodeEvent } from '../../src/protocol/repository.js';
-import { graph, node } from './fixtures.js';
+import { graph, node, text } from './fixtures.js';
 import type { ConformanceTest, Harness, TestAgent } from './harness.js';
 import { rejectsGraph } from './start.js';
 
@@ -142,6 +142,86 @@ export function timingSpec(test: ConformanceTest): void {
         /node "a": retry\.fail\.backoff\.jitter must be from 0 to 1, got 1\.5/,
         /node "b": retry\.fail\.backoff\.initial "soon" is not a duration/,
         /node "c": retry\.fail\.backoff\.max "1s" is shorter than initial "1m"/,
+      );
+    });
+  });
+
+  describe('node timeouts (rule 11)', () => {
+    test('the store ends an attempt past its timeout with ERROR while its agent stays alive; the late finish is refused', async (h) => {
+      const run = await h.start(
+        graph([{ ...node('a'), timeout: '30s', retry: { error: { maxAttempts: 2 } } }, 'b'], [['a', 'b']]),
+      );
+      const agent = await h.agent('silent');
+      const first = await agent.mustClaim(run.id, 'a');
+      const ref = { runId: run.id, node: 'a', claimId: first.claimId };
+
+      await h.repo.keepAlive(agent.lease.id); // the agent is alive: only the node's timeout lapses
+      await h.advance(20_000);
+      let a = await h.node(run.id, 'a');
+      assert.equal(a.status, 'RUNNING', 'not ended before its timeout');
+      assert.deepEqual(await h.repo.claimsHeld([ref]), [true]);
+
+      await h.repo.keepAlive(agent.lease.id);
+      await h.advance(10_000 + CLOCK_SLACK_MS);
+      a = await h.node(run.id, 'a');
+      assert.equal(a.status, 'READY', 'an ERROR with retry.error attempts left retries');
+      assert.equal(a.attempts.length, 1);
+      const ended = a.attempts[0]!;
+      assert.equal(ended.conclusion, 'ERROR');
+      assert.equal(ended.claimId, first.claimId, "recorded under the silent agent's claim");
+      assert.deepEqual(ended.metadata['adagio.timeout'], ['30s']);
+      assert.match(text(ended.output), /timed out after 30s/);
+      assert.deepEqual(await h.repo.claimsHeld([ref]), [false], 'the agent learns its claim is gone');
+      await assert.rejects(agent.finish(first, 'SUCCESS', 'too late'), (e: Error & { code?: string }) => {
+        assert.equal(e.code, 'conflict');
+        return true;
+      });
+      assert.equal((await h.node(run.id, 'a')).attempts.length, 1, 'the late finish recorded nothing');
+
+      const second = await agent.mustClaim(run.id, 'a');
+      assert.equal(second.attempt, 2);
+      await h.repo.keepAlive(agent.lease.id);
+      await h.advance(30_000 + CLOCK_SLACK_MS);
+      const done = await h.repo.inspect(run.id);
+      assert.equal(done.status, 'COMPLETED');
+      assert.equal(done.conclusion, 'FAIL', 'the last ERROR is final');
+      assert.deepEqual(
+        done.nodes.map((n) => [n.spec.name, n.attempts.map((x) => x.conclusion)]),
+        [
+          ['a', ['ERROR', 'ERROR']],
+          ['b', []],
+        ],
+        'b is unreached',
+      );
+    });
+
+    test('an attempt that finishes in time is not touched; a node without a timeout runs as long as it takes', async (h) => {
+      const run = await h.start(graph([{ ...node('quick'), timeout: '1m' }, 'slow']));
+      const agent = await h.agent('timely');
+      const quick = await agent.mustClaim(run.id, 'quick');
+      const slow = await agent.mustClaim(run.id, 'slow');
+      await agent.finish(quick, 'SUCCESS', 'in time');
+      await h.repo.keepAlive(agent.lease.id);
+      await h.advance(50_000);
+      await h.repo.keepAlive(agent.lease.id);
+      await agent.finish(slow, 'SUCCESS');
+      const done = await h.repo.inspect(run.id);
+      assert.equal(done.conclusion, 'SUCCESS');
+      assert.deepEqual(
+        done.nodes.map((n) => n.attempts.map((x) => x.conclusion)),
+        [['SUCCESS'], ['SUCCESS']],
+      );
+    });
+
+    test('start refuses a bad timeout, naming it', async (h) => {
+      await rejectsGraph(
+        (s) => h.start(s),
+        graph([
+          { ...node('a'), timeout: '0' },
+          { ...node('b'), timeout: 'an hour' },
+        ]),
+        /node "a": timeout must be longer than 0, got "0"/,
+        /node "b": timeout "an hour" is not a duration/,
       );
     });
   });

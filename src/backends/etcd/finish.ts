@@ -30,6 +30,7 @@ import {
   fanOutItem,
   type RetryItem,
   retryItem,
+  timeoutItem,
   workItemKey,
 } from './work-items.js';
 
@@ -130,6 +131,8 @@ export function planFinish(
     del(keys.running(rt, req.runId, req.node)),
     del(keys.openNode('U', req.runId, req.node)),
     ...dropStreamed(ctx, req.runId, rec),
+    // The attempt ended: its timeout item (rule 11) has nothing left to do.
+    ...(rec.spec.timeout ? [del(workItemKey(keys, req.runId, timeoutItem(req.node)))] : []),
   ];
   if (retry)
     ops.push(

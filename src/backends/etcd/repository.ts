@@ -247,10 +247,11 @@ export class EtcdRepository implements Repository {
   }
 
   /**
-   * One pass of the time rules (retries whose delay is over, by ctx.clock);
+   * One pass of the time rules (retries whose delay is over, attempts past
+   * their node's timeout, by ctx.clock);
    * a timer calls it, tests with an injectable clock too.
    */
-  sweepTimers(): Promise<{ released: number }> {
+  sweepTimers(): Promise<{ released: number; timedOut: number }> {
     return timing.sweepTimers(this.ctx);
   }
 

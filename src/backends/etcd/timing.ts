@@ -1,11 +1,13 @@
-import { claimable } from '../../model/index.js';
+import { claimable, timeoutFinish } from '../../model/index.js';
+import { ClaimConflictError, NotFoundError } from '../../protocol/errors.js';
 import type { EtcdContext } from './context.js';
+import { finishNode } from './finish.js';
 import { readNode } from './node-read.js';
 import { encodeState } from './nodes.js';
 import { optimistic } from './optimistic.js';
 import { decodeJson } from './records.js';
 import { del, getPrefix, modIs, put } from './store.js';
-import { parseWorkItem, type RetryItem, retryItem, workItemKey } from './work-items.js';
+import { parseWorkItem, type RetryItem, retryItem, type TimeoutItem, workItemKey } from './work-items.js';
 
 /**
  * The time rules on etcd, judged by the process clock (etcd has none a
@@ -16,6 +18,12 @@ import { parseWorkItem, type RetryItem, retryItem, workItemKey } from './work-it
  * NODE_READY), clears `ra` and drops the item, in one transaction. The
  * finishing process releases it at the due time; any process's sweeper
  * does when that one died.
+ *
+ * A claim of a node with a timeout (rule 11) writes a k/<run>/t:<node> item
+ * with its due time and claim id; the finish deletes it. When one is due,
+ * the sweeper finishes the attempt with ERROR under that claim, through the
+ * ordinary finish (rule 4's fence: a finish that got there first wins, and
+ * the holder's late finish is refused after this one).
  */
 
 /** Makes the node claimable and announces it, if its delay is over; drops a stale item. */
@@ -59,18 +67,42 @@ export function releaseWhenDue(ctx: EtcdContext, runId: string, node: string, du
   timer.unref();
 }
 
-/** One pass: every retry whose delay is over is released. Cheap when nothing waits (one range of k/). */
-export async function sweepTimers(ctx: EtcdContext): Promise<{ released: number }> {
+/** Ends an attempt past its node's timeout (rule 11), or drops the item when the attempt ended otherwise. */
+async function endTimedOut(
+  ctx: EtcdContext,
+  runId: string,
+  node: string,
+  kv: { key: Buffer; value: Buffer; mod_revision: string },
+): Promise<boolean> {
+  const item = decodeJson<TimeoutItem>(kv.value);
+  const r = await readNode(ctx, runId, node, false);
+  const spec = r.node?.rec.spec;
+  try {
+    if (!spec) throw new ClaimConflictError('the node is gone', runId, node);
+    await finishNode(ctx, { runId, node, claimId: item.claim, ...timeoutFinish(spec) }, { fresh: true });
+    return true;
+  } catch (e) {
+    if (!(e instanceof ClaimConflictError || e instanceof NotFoundError)) throw e;
+    // Finished, cancelled or orphaned first; the compare spares an item a newer claim wrote.
+    await ctx.store.txn({ compare: [modIs(kv.key, kv.mod_revision)], success: [del(kv.key)] });
+    return false;
+  }
+}
+
+/** One pass: retries whose delay is over are released, attempts past their timeout ended. Cheap when nothing waits (one range of k/). */
+export async function sweepTimers(ctx: EtcdContext): Promise<{ released: number; timedOut: number }> {
   const { keys, store } = ctx;
   const now = ctx.clock.now();
   const res = await store.txn({ success: [getPrefix(keys.work())] });
   let released = 0;
+  let timedOut = 0;
   for (const kv of res.responses[0]!.response_range.kvs) {
     const runId = keys.workRun(kv.key);
     const item = parseWorkItem(decodeURIComponent(kv.key.toString().slice(keys.work(runId).length)));
-    if (item?.kind !== 'retry') continue;
-    if (decodeJson<RetryItem>(kv.value).due > now) continue;
-    if (await releaseRetry(ctx, runId, item.node)) released++;
+    if (item?.kind !== 'retry' && item?.kind !== 'timeout') continue;
+    if (decodeJson<RetryItem | TimeoutItem>(kv.value).due > now) continue;
+    if (item.kind === 'retry' && (await releaseRetry(ctx, runId, item.node))) released++;
+    if (item.kind === 'timeout' && (await endTimedOut(ctx, runId, item.node, kv))) timedOut++;
   }
-  return { released };
+  return { released, timedOut };
 }

@@ -4,7 +4,7 @@ import type { Keys } from './keys.js';
  * Durable follow-up work, one key k/<run>/<name> per item, written in the
  * transaction that makes the work necessary and deleted when it is done, so
  * the sweeper of any process finishes what a dead one left (sweep.ts). The
- * names on disk are 'cancel', 'f:<node>', 'd:<node>' and 'r:<node>'; nothing outside
+ * names on disk are 'cancel', 'f:<node>', 'd:<node>', 'r:<node>' and 't:<node>'; nothing outside
  * this module spells them.
  */
 export type WorkItem =
@@ -15,7 +15,9 @@ export type WorkItem =
   /** Rule 4: `node` succeeded; its dependents still to count down, in chunks (fanout.ts). */
   | { kind: 'fan-out'; node: string }
   /** Rule 5: `node` is READY but waits out a retry delay; announced (its queue key written) when due (timing.ts). */
-  | { kind: 'retry'; node: string };
+  | { kind: 'retry'; node: string }
+  /** Rule 11: `node` was claimed with a timeout; the store ends the attempt if it is still running when due (timing.ts). */
+  | { kind: 'timeout'; node: string };
 
 /** What each kind of item stores: when it was written, and the kind's own progress. */
 export interface CancelItem {
@@ -38,15 +40,25 @@ export interface RetryItem {
   due: number;
 }
 
+export interface TimeoutItem {
+  at: number;
+  /** When the attempt's timeout passes, ms. */
+  due: number;
+  /** The claim it was written for: a later attempt's claim is not this item's business. */
+  claim: string;
+}
+
 export const cancelItem: WorkItem = { kind: 'cancel' };
 export const cascadeItem = (node: string): WorkItem => ({ kind: 'cascade', node });
 export const fanOutItem = (node: string): WorkItem => ({ kind: 'fan-out', node });
 export const retryItem = (node: string): WorkItem => ({ kind: 'retry', node });
+export const timeoutItem = (node: string): WorkItem => ({ kind: 'timeout', node });
 
 /** The item's name under k/<run>/. */
 export function workItemName(item: WorkItem): string {
   if (item.kind === 'cancel') return 'cancel';
   if (item.kind === 'retry') return `r:${item.node}`;
+  if (item.kind === 'timeout') return `t:${item.node}`;
   return `${item.kind === 'cascade' ? 'f' : 'd'}:${item.node}`;
 }
 
@@ -56,6 +68,7 @@ export function parseWorkItem(name: string): WorkItem | undefined {
   if (name.startsWith('f:')) return cascadeItem(name.slice(2));
   if (name.startsWith('d:')) return fanOutItem(name.slice(2));
   if (name.startsWith('r:')) return retryItem(name.slice(2));
+  if (name.startsWith('t:')) return timeoutItem(name.slice(2));
   return undefined;
 }
 

@@ -20,6 +20,8 @@ import {
   runStatus,
   type Stats,
   systemClock,
+  timedOut,
+  timeoutFinish,
   ulidSource,
 } from '../../model/index.js';
 import {
@@ -89,6 +91,8 @@ export class MemoryRepository implements Repository {
   private readonly hooks: Hooks;
   /** READY nodes waiting out a retry delay (rule 5), released by sweepTimers. */
   private readonly delayed = new Set<NodeRecord>();
+  /** Claimed nodes that have a timeout (rule 11), ended by sweepTimers when it passes. */
+  private readonly timed = new Set<NodeRecord>();
 
   constructor(options: MemoryRepositoryOptions = {}) {
     this.clock = options.clock ?? systemClock;
@@ -249,6 +253,15 @@ export class MemoryRepository implements Repository {
     const now = this.clock.now();
     for (const node of this.delayed)
       if (node.status !== 'READY' || releaseRetry(node, now, this.hooks)) this.delayed.delete(node);
+    for (const node of this.timed) {
+      if (node.status !== 'RUNNING') this.timed.delete(node);
+      // An orphan waits for its recovery claim, which records the ERROR itself (rule 3).
+      else if (node.claim && !node.claim.orphaned && timedOut(node.spec, node.startedAt, now)) {
+        const f = timeoutFinish(node.spec);
+        finishNode(node, node.claim.id, f.conclusion, f.output, f.metadata, now, this.hooks);
+        this.timed.delete(node);
+      }
+    }
   }
 
   // ---- claims
@@ -270,6 +283,7 @@ export class MemoryRepository implements Repository {
     const won = claimNode(node, claim, this.clock.now(), this.hooks);
     if (!won) return undefined;
     this.leases.held(leaseId, node);
+    if (node.spec.timeout) this.timed.add(node);
     return {
       runId: request.runId,
       claimId: claim.id,

@@ -289,10 +289,11 @@ export class PostgresRepository implements Repository {
   }
 
   /**
-   * One pass of the time rules (retries whose delay is over); the reaper's
+   * One pass of the time rules (retries whose delay is over, attempts past
+   * their node's timeout); the reaper's
    * timer calls it, tests with a moved database clock too.
    */
-  sweepTimers(): Promise<{ released: number }> {
+  sweepTimers(): Promise<{ released: number; timedOut: number }> {
     return this.run(() => timing.sweepTimers(this.ctx));
   }
 

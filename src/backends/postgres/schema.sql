@@ -317,7 +317,8 @@ CREATE TABLE adagio.nodes (
     finished_at bigint,
     version integer DEFAULT 0 NOT NULL,
     ready_at bigint,
-    backoff jsonb
+    backoff jsonb,
+    timeout_ms bigint
 );
 
 CREATE TABLE adagio.runs (
@@ -369,6 +370,8 @@ CREATE INDEX nodes_delayed ON adagio.nodes USING btree (ready_at) WHERE ((status
 CREATE INDEX nodes_ready ON adagio.nodes USING btree (runtime, run_id) WHERE (status = 'READY'::text);
 
 CREATE INDEX nodes_running ON adagio.nodes USING btree (run_id) WHERE (status = 'RUNNING'::text);
+
+CREATE INDEX nodes_timed ON adagio.nodes USING btree (((started_at + timeout_ms))) WHERE ((status = 'RUNNING'::text) AND (timeout_ms IS NOT NULL));
 
 CREATE INDEX nodes_waiting ON adagio.nodes USING btree (run_id) WHERE (status = 'WAITING'::text);
 

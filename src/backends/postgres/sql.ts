@@ -370,7 +370,7 @@ $fn$;
 `;
 
 /**
- * Migration 5: time rules (5's retry delay, 11-13). nodes.ready_at (a READY
+ * Migration 5: time rules (5's retry delay, 11-13). nodes.timeout_ms; nodes.ready_at (a READY
  * node is claimable from then, ms by adagio_now_ms()) and nodes.backoff (the
  * spec's backoffs in ms, model/rules.ts nodeBackoffMs); retry_delay_ms
  * (model/rules.ts retryDelayMs in SQL); finish_timed (finish_streamed, then
@@ -388,6 +388,9 @@ $fn$;
 
 ALTER TABLE nodes ADD COLUMN ready_at bigint;
 ALTER TABLE nodes ADD COLUMN backoff jsonb;
+-- The node's timeout in ms (rule 11), set at start; the sweeper ends attempts past started_at + timeout_ms.
+ALTER TABLE nodes ADD COLUMN timeout_ms bigint;
+CREATE INDEX nodes_timed ON nodes ((started_at + timeout_ms)) WHERE status = 'RUNNING' AND timeout_ms IS NOT NULL;
 -- The sweeper's look-up of delayed retries now due: READY nodes with a delay only.
 CREATE INDEX nodes_delayed ON nodes (ready_at) WHERE status = 'READY' AND ready_at IS NOT NULL;
 
@@ -485,10 +488,12 @@ export const START_RUNS = `WITH r AS (
            FROM unnest($1::text[], $2::bigint[], $3::jsonb[], $4::int[]) AS x(id, created_at, edges, node_count)
            ON CONFLICT (id) DO NOTHING RETURNING id, node_count
          ), n AS (
-           INSERT INTO nodes (run_id, name, idx, runtime, spec, upstream, downstream, status, pending_upstream, backoff)
-           SELECT y.run_id, y.name, y.idx, y.runtime, y.spec, y.upstream, y.downstream, y.status, y.pending, y.backoff
+           INSERT INTO nodes (run_id, name, idx, runtime, spec, upstream, downstream, status, pending_upstream, backoff,
+                              timeout_ms)
+           SELECT y.run_id, y.name, y.idx, y.runtime, y.spec, y.upstream, y.downstream, y.status, y.pending, y.backoff,
+             y.timeout_ms
            FROM jsonb_to_recordset($5::jsonb) AS y(run_id text, name text, idx int, runtime text, spec jsonb,
-             upstream text[], downstream text[], status text, pending int, backoff jsonb)
+             upstream text[], downstream text[], status text, pending int, backoff jsonb, timeout_ms bigint)
            JOIN r ON r.id = y.run_id
          ), c AS (
            UPDATE counters SET runs = counters.runs + t.n_runs, nodes = counters.nodes + t.n_nodes
@@ -544,6 +549,12 @@ export const REAP_LEASES = `WITH l AS (DELETE FROM leases WHERE expires_at <= no
 export const RELEASE_DUE_RETRIES = `UPDATE nodes SET ready_at = NULL, version = version + 1
        WHERE status = 'READY' AND ready_at IS NOT NULL AND ready_at <= adagio_now_ms()
        RETURNING run_id, name, runtime, version, attempt_count`;
+
+/** Rule 11: attempts past their node's timeout (not orphaned: their recovery records the ERROR), for the sweeper to end. */
+export const TIMED_OUT_ATTEMPTS = `SELECT run_id, name, claim_id, spec FROM nodes
+       WHERE status = 'RUNNING' AND timeout_ms IS NOT NULL AND NOT orphaned
+         AND started_at + timeout_ms <= adagio_now_ms()
+       LIMIT 500`;
 
 // ---- reads (reads.ts)
 

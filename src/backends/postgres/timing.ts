@@ -1,6 +1,8 @@
+import { type NodeSpec, timeoutFinish } from '../../model/index.js';
+import { ClaimConflictError, NotFoundError } from '../../protocol/errors.js';
 import type { Notice } from './notices.js';
-import { RELEASE_DUE_RETRIES } from './sql.js';
-import type { TransitionContext } from './transitions.js';
+import { RELEASE_DUE_RETRIES, TIMED_OUT_ATTEMPTS } from './sql.js';
+import { finishNode, type TransitionContext } from './transitions.js';
 
 /**
  * The time rules' sweeper on PostgreSQL, judged by the database's clock
@@ -8,8 +10,34 @@ import type { TransitionContext } from './transitions.js';
  * announced (rule 5). Any number of processes may run it at once: the UPDATE
  * hands each due node to one of them. A notice lost with a dying process
  * costs nothing but latency: subscribers re-query READY nodes periodically.
+ * Attempts past their node's timeout (rule 11) are finished with ERROR under
+ * their claim through the ordinary finish, whose fence settles a race with
+ * the holder's own finish; the holder's late finish is then refused.
  */
-export async function sweepTimers(ctx: TransitionContext): Promise<{ released: number }> {
+export async function sweepTimers(ctx: TransitionContext): Promise<{ released: number; timedOut: number }> {
+  const released = await releaseDueRetries(ctx);
+  const timedOut = await endTimedOut(ctx);
+  return { released, timedOut };
+}
+
+async function endTimedOut(ctx: TransitionContext): Promise<number> {
+  const { rows } = await ctx.db.query<{ run_id: string; name: string; claim_id: string; spec: NodeSpec }>(
+    'timed-out attempts',
+    TIMED_OUT_ATTEMPTS,
+  );
+  let ended = 0;
+  for (const r of rows)
+    try {
+      await finishNode(ctx, { runId: r.run_id, node: r.name, claimId: r.claim_id, ...timeoutFinish(r.spec) });
+      ended++;
+    } catch (e) {
+      // Finished, cancelled or orphaned since the read: nothing left to end.
+      if (!(e instanceof ClaimConflictError || e instanceof NotFoundError)) throw e;
+    }
+  return ended;
+}
+
+async function releaseDueRetries(ctx: TransitionContext): Promise<number> {
   const { rows } = await ctx.db.query<{
     run_id: string;
     name: string;
@@ -25,5 +53,5 @@ export async function sweepTimers(ctx: TransitionContext): Promise<{ released: n
     n.ch!.push({ n: r.name, v: r.version, s: 'READY', a: r.attempt_count });
   }
   await ctx.publisher.publish([...byRun.values()]);
-  return { released: rows.length };
+  return rows.length;
 }

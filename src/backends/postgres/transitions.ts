@@ -12,6 +12,7 @@ import {
   type NodeSpec,
   type NodeState,
   nodeBackoffMs,
+  nodeTimeoutMs,
   normalizeNodeSpec,
   type Run,
   rfc3339,
@@ -71,6 +72,8 @@ interface StartRow {
   pending: number;
   /** The retry backoffs in ms, for finish_timed's retry_delay_ms (model/rules.ts nodeBackoffMs). */
   backoff?: ReturnType<typeof nodeBackoffMs>;
+  /** Rule 11: the node's timeout in ms, for the sweeper. */
+  timeout_ms?: number;
 }
 
 /** Rule 1. One statement (shared with concurrent starts): the run, its nodes and the counters, atomically. */
@@ -92,6 +95,7 @@ export async function startRun(ctx: TransitionContext, spec: GraphSpec): Promise
       status: initialStatus(upstream.length) as 'READY' | 'WAITING',
       pending: upstream.length,
       backoff: nodeBackoffMs(s),
+      timeout_ms: nodeTimeoutMs(s),
     };
   });
   const ready = rows.filter((r) => r.status === 'READY');
