@@ -270,7 +270,13 @@ export function runStatus(counts: Record<NodeStatus, number>): RunStatus {
  * The run's conclusion once completed (rule 7): CANCELLED when cancelled, FAIL
  * when any node failed for good (its last attempt not a SUCCESS), else SUCCESS.
  */
-export function conclusionOf(run: { cancelled: boolean; failed: boolean }): RunConclusion {
+export function conclusionOf(run: {
+  cancelled: boolean;
+  failed: boolean;
+  timedOut?: boolean;
+}): RunConclusion {
+  // Rule 13: a run cancelled by its deadline concludes TIMED_OUT.
+  if (run.timedOut) return 'TIMED_OUT';
   if (run.cancelled) return 'CANCELLED';
   return run.failed ? 'FAIL' : 'SUCCESS';
 }
@@ -279,9 +285,15 @@ export function conclusionOf(run: { cancelled: boolean; failed: boolean }): RunC
 export function runConclusion(
   nodes: readonly Pick<NodeState, 'attempts'>[],
   cancelled: boolean,
+  timedOut = false,
 ): RunConclusion {
   const failed = nodes.some((n) => n.attempts[n.attempts.length - 1]?.conclusion !== 'SUCCESS');
-  return conclusionOf({ cancelled, failed });
+  return conclusionOf({ cancelled, failed, timedOut });
+}
+
+/** Rule 13: when a run of this graph, created at `createdAtMs`, passes its deadline (ms), or undefined without one. */
+export function deadlineAt(spec: Pick<GraphSpec, 'deadline'>, createdAtMs: number): number | undefined {
+  return spec.deadline ? createdAtMs + parseDuration(spec.deadline) : undefined;
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * The time rules, on the suite's injectable clock (h.advance moves the store's
  * clock and runs its time sweep; nothing here waits for real time): rule 5's
- * retry delay (backoff) and rule 11's node timeout.
+ * retry delay (backoff), rule 11's node timeout and rule 13's run deadline.
  */
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
@@ -222,6 +222,70 @@ export function timingSpec(test: ConformanceTest): void {
         ]),
         /node "a": timeout must be longer than 0, got "0"/,
         /node "b": timeout "an hour" is not a duration/,
+      );
+    });
+  });
+
+  describe('run deadlines (rule 13)', () => {
+    test('a run past its deadline is cancelled, its running work stopped, and it concludes TIMED_OUT', async (h) => {
+      const spec = { ...graph(['a', 'b', 'c'], [['a', 'b']]), deadline: '1m' };
+      const run = await h.start(spec);
+      assert.ok(run.deadlineAt, 'start answers when the deadline passes');
+      assert.ok(
+        Math.abs(Date.parse(run.deadlineAt) - Date.parse(run.createdAt) - 60_000) <= 1,
+        `deadline_at is created_at + 1m: ${run.createdAt} -> ${run.deadlineAt}`,
+      );
+      assert.equal((await h.repo.inspect(run.id)).deadlineAt, run.deadlineAt);
+      const watch = h.watch(run.id);
+      const agent = await h.agent('overrun');
+      const a = await agent.mustClaim(run.id, 'a');
+      const ref = { runId: run.id, node: 'a', claimId: a.claimId };
+
+      await h.repo.keepAlive(agent.lease.id);
+      await h.advance(30_000);
+      assert.equal((await h.repo.inspect(run.id)).status, 'RUNNING', 'not before its deadline');
+
+      await h.repo.keepAlive(agent.lease.id);
+      await h.advance(30_000 + CLOCK_SLACK_MS);
+      const done = await h.repo.inspect(run.id);
+      assert.equal(done.status, 'COMPLETED');
+      assert.equal(done.conclusion, 'TIMED_OUT');
+      assert.deepEqual(
+        done.nodes.map((n) => [n.spec.name, n.status, n.attempts.map((x) => x.conclusion)]),
+        [
+          ['a', 'COMPLETED', ['CANCELLED']],
+          ['b', 'COMPLETED', []],
+          ['c', 'COMPLETED', []],
+        ],
+        'completed as by Cancel',
+      );
+      assert.deepEqual(await h.repo.claimsHeld([ref]), [false], 'running work learns to stop');
+      await assert.rejects(
+        agent.finish(a, 'SUCCESS'),
+        (e: Error & { code?: string }) => e.code === 'conflict',
+      );
+      await watch.waitFor('the watch ends with TIMED_OUT', (items) =>
+        items.some((e) => e.type === 'node' && e.runConclusion === 'TIMED_OUT'),
+      );
+      const listed = (await h.repo.listRuns()).runs.find((r) => r.id === run.id);
+      assert.equal(listed?.conclusion, 'TIMED_OUT', 'lists say TIMED_OUT too');
+      assert.equal((await h.repo.cancel(run.id)).conclusion, 'TIMED_OUT', 'a later cancel changes nothing');
+    });
+
+    test('a run that completes before its deadline keeps its conclusion', async (h) => {
+      const run = await h.start({ ...graph(['a']), deadline: '10s' });
+      const agent = await h.agent('punctual');
+      await agent.run(run.id, 'a', 'SUCCESS');
+      await h.advance(10_000 + CLOCK_SLACK_MS);
+      const done = await h.repo.inspect(run.id);
+      assert.equal(done.conclusion, 'SUCCESS');
+    });
+
+    test('start refuses a bad deadline, naming it', async (h) => {
+      await rejectsGraph(
+        (s) => h.start(s),
+        { ...graph(['a']), deadline: '2 hours' },
+        /graph deadline "2 hours" is not a duration/,
       );
     });
   });

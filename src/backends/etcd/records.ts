@@ -20,6 +20,10 @@ export interface RunRecord {
   /** Runtimes of its nodes (keys to delete with it). */
   rts: string[];
   cancelled?: boolean;
+  /** Cancelled by its deadline (rule 13): concludes TIMED_OUT. Written with `cancelled`. */
+  to?: boolean;
+  /** When its deadline passes (rule 13), ms; a k/<run>/deadline work item waits for it (timing.ts). */
+  dl?: number;
   /** Written once every node completed (a cache: readers derive it when absent). */
   conclusion?: RunConclusion;
   /** ms since the epoch, written with the conclusion (when the run was sealed). */

@@ -248,10 +248,10 @@ export class EtcdRepository implements Repository {
 
   /**
    * One pass of the time rules (retries whose delay is over, attempts past
-   * their node's timeout, by ctx.clock);
+   * their node's timeout, runs past their deadline, by ctx.clock);
    * a timer calls it, tests with an injectable clock too.
    */
-  sweepTimers(): Promise<{ released: number; timedOut: number }> {
+  sweepTimers(): Promise<{ released: number; timedOut: number; runsTimedOut: number }> {
     return timing.sweepTimers(this.ctx);
   }
 

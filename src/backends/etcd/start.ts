@@ -1,6 +1,7 @@
 import type { IRequestOp } from 'etcd3';
 import {
   checkGraph,
+  deadlineAt,
   type GraphSpec,
   initialStatus,
   type NodeState,
@@ -14,10 +15,11 @@ import { ETCD_MAX_TXN_OPS, MAX_TXN_BYTES, MAX_TXN_OPS } from './limits.js';
 import { encodeState, encodeStatic } from './nodes.js';
 import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
 import { absent, del, get, modIs, put } from './store.js';
+import { type DeadlineItem, deadlineItem, workItemKey } from './work-items.js';
 
 export const COUNTER_SHARDS = 16;
-/** Runtimes a chunked start's commit wakes itself: etcd's op budget less the commit's own four ops. */
-const WAKEUPS_IN_COMMIT = ETCD_MAX_TXN_OPS - 4;
+/** Runtimes a chunked start's commit wakes itself: etcd's op budget less the commit's own five ops (with a deadline item). */
+const WAKEUPS_IN_COMMIT = ETCD_MAX_TXN_OPS - 5;
 
 /**
  * Rule 1. A run that fits one transaction is written in one. A larger one is
@@ -63,8 +65,24 @@ export async function startRun(ctx: EtcdContext, spec: GraphSpec): Promise<Run> 
     records.push(rec);
     states.push({ spec: s, status, attempts: [], startedAt: '', finishedAt: '', inputs: {} });
   });
-  const run: RunRecord = { id, createdAt: now, n: spec.nodes.length, rts: [...runtimes] };
-  const chunked = ops.length + 5 > MAX_TXN_OPS || bytes > MAX_TXN_BYTES;
+  const deadline = deadlineAt(spec, now);
+  const run: RunRecord = {
+    id,
+    createdAt: now,
+    n: spec.nodes.length,
+    rts: [...runtimes],
+    ...(deadline ? { dl: deadline } : {}),
+  };
+  // Rule 13: the deadline's work item commits with the run (timing.ts cancels it when due).
+  const deadlineOps = deadline
+    ? [
+        put(
+          workItemKey(keys, id, deadlineItem),
+          encodeJson({ at: now, due: deadline } satisfies DeadlineItem),
+        ),
+      ]
+    : [];
+  const chunked = ops.length + 6 > MAX_TXN_OPS || bytes > MAX_TXN_BYTES;
   if (chunked) await writeChunks(ctx, id, now, [...runtimes], ops);
   // Wakes each runtime's subscribers: a chunked run's READY nodes were written before it was visible.
   const wakeups = [...runtimes].map((rt) => put(keys.committed(rt, id), Buffer.alloc(0)));
@@ -75,10 +93,16 @@ export async function startRun(ctx: EtcdContext, spec: GraphSpec): Promise<Run> 
     ? [
         put(keys.run(id), encodeJson(run)),
         put(keys.runIndexKey(id), Buffer.from(id)),
+        ...deadlineOps,
         ...(wakeLater.length > 0 ? [] : [del(keys.staging(id))]),
         ...wakeups.slice(0, WAKEUPS_IN_COMMIT),
       ]
-    : [put(keys.run(id), encodeJson(run)), put(keys.runIndexKey(id), Buffer.from(id)), ...ops];
+    : [
+        put(keys.run(id), encodeJson(run)),
+        put(keys.runIndexKey(id), Buffer.from(id)),
+        ...deadlineOps,
+        ...ops,
+      ];
   const revision = await commit(ctx, run, commitOps);
   if (chunked && wakeLater.length > 0)
     await ctx.store.retrying('start (wake-ups)', () =>

@@ -53,7 +53,8 @@ export async function sweep(ctx: EtcdContext): Promise<void> {
       ctx.logger.warn('unknown work item left alone', { run: runId, item: name });
       continue;
     }
-    if (item.kind === 'retry' || item.kind === 'timeout') continue; // due at their own time: timing.ts
+    // Due at their own time: timing.ts.
+    if (item.kind === 'retry' || item.kind === 'timeout' || item.kind === 'deadline') continue;
     if (item.kind === 'cancel') await cancelRun(ctx, runId).catch(() => undefined);
     else if (item.kind === 'fan-out') await fanOut(ctx, runId, item.node);
     else await cascade(ctx, runId, item.node, (value as CascadeItem).from ?? []);

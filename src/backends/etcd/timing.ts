@@ -1,5 +1,6 @@
 import { claimable, timeoutFinish } from '../../model/index.js';
 import { ClaimConflictError, NotFoundError } from '../../protocol/errors.js';
+import { cancelRun } from './cancel.js';
 import type { EtcdContext } from './context.js';
 import { finishNode } from './finish.js';
 import { readNode } from './node-read.js';
@@ -7,7 +8,15 @@ import { encodeState } from './nodes.js';
 import { optimistic } from './optimistic.js';
 import { decodeJson } from './records.js';
 import { del, getPrefix, modIs, put } from './store.js';
-import { parseWorkItem, type RetryItem, retryItem, type TimeoutItem, workItemKey } from './work-items.js';
+import {
+  type DeadlineItem,
+  deadlineItem,
+  parseWorkItem,
+  type RetryItem,
+  retryItem,
+  type TimeoutItem,
+  workItemKey,
+} from './work-items.js';
 
 /**
  * The time rules on etcd, judged by the process clock (etcd has none a
@@ -89,20 +98,40 @@ async function endTimedOut(
   }
 }
 
-/** One pass: retries whose delay is over are released, attempts past their timeout ended. Cheap when nothing waits (one range of k/). */
-export async function sweepTimers(ctx: EtcdContext): Promise<{ released: number; timedOut: number }> {
+/**
+ * Rule 13: the run's deadline passed; it is cancelled as by Cancel (marked
+ * TIMED_OUT), unless it concluded first. The item goes either way.
+ */
+async function cancelPastDeadline(ctx: EtcdContext, runId: string): Promise<boolean> {
+  let cancelled = true;
+  try {
+    await cancelRun(ctx, runId, true);
+  } catch (e) {
+    if (!(e instanceof NotFoundError)) throw e;
+    cancelled = false;
+  }
+  await ctx.store.writeAll([del(workItemKey(ctx.keys, runId, deadlineItem))]);
+  return cancelled;
+}
+
+/** One pass: retries whose delay is over are released, attempts past their timeout ended, runs past their deadline cancelled. Cheap when nothing waits (one range of k/). */
+export async function sweepTimers(
+  ctx: EtcdContext,
+): Promise<{ released: number; timedOut: number; runsTimedOut: number }> {
   const { keys, store } = ctx;
   const now = ctx.clock.now();
   const res = await store.txn({ success: [getPrefix(keys.work())] });
   let released = 0;
   let timedOut = 0;
+  let runsTimedOut = 0;
   for (const kv of res.responses[0]!.response_range.kvs) {
     const runId = keys.workRun(kv.key);
     const item = parseWorkItem(decodeURIComponent(kv.key.toString().slice(keys.work(runId).length)));
-    if (item?.kind !== 'retry' && item?.kind !== 'timeout') continue;
-    if (decodeJson<RetryItem | TimeoutItem>(kv.value).due > now) continue;
+    if (item?.kind !== 'retry' && item?.kind !== 'timeout' && item?.kind !== 'deadline') continue;
+    if (decodeJson<RetryItem | TimeoutItem | DeadlineItem>(kv.value).due > now) continue;
     if (item.kind === 'retry' && (await releaseRetry(ctx, runId, item.node))) released++;
     if (item.kind === 'timeout' && (await endTimedOut(ctx, runId, item.node, kv))) timedOut++;
+    if (item.kind === 'deadline' && (await cancelPastDeadline(ctx, runId))) runsTimedOut++;
   }
-  return { released, timedOut };
+  return { released, timedOut, runsTimedOut };
 }

@@ -93,6 +93,8 @@ export class MemoryRepository implements Repository {
   private readonly delayed = new Set<NodeRecord>();
   /** Claimed nodes that have a timeout (rule 11), ended by sweepTimers when it passes. */
   private readonly timed = new Set<NodeRecord>();
+  /** Open runs with a deadline (rule 13), cancelled TIMED_OUT by sweepTimers when it passes. */
+  private readonly deadlines = new Set<RunRecord>();
 
   constructor(options: MemoryRepositoryOptions = {}) {
     this.clock = options.clock ?? systemClock;
@@ -133,6 +135,7 @@ export class MemoryRepository implements Repository {
     const run = createRun(this.ids.next(now), now, spec, this.hooks);
     this.runs.set(run.id, run);
     this.runList.push(run);
+    if (run.deadlineAt) this.deadlines.add(run);
     return runSnapshot(run);
   }
 
@@ -260,6 +263,13 @@ export class MemoryRepository implements Repository {
         const f = timeoutFinish(node.spec);
         finishNode(node, node.claim.id, f.conclusion, f.output, f.metadata, now, this.hooks);
         this.timed.delete(node);
+      }
+    }
+    for (const run of this.deadlines) {
+      if (run.conclusion) this.deadlines.delete(run);
+      else if (run.deadlineAt <= now) {
+        cancelRun(run, now, this.hooks, true);
+        this.deadlines.delete(run);
       }
     }
   }

@@ -10,6 +10,7 @@ import {
   conclusionOf,
   countAttempt,
   countedDown,
+  deadlineAt,
   type Edge,
   emptyNodeCounts,
   finishOutcome,
@@ -74,6 +75,10 @@ export interface RunRecord {
   edges: Edge[];
   counts: Record<NodeStatus, number>;
   cancelled: boolean;
+  /** Cancelled by its deadline (rule 13): the run concludes TIMED_OUT. */
+  timedOut: boolean;
+  /** When the run's deadline passes (ms); 0 without one. */
+  deadlineAt: number;
   /** A node completed by a final failure (rule 5), so the run concludes FAIL. */
   failed: boolean;
   conclusion?: RunConclusion;
@@ -97,7 +102,7 @@ export interface Hooks {
 export function createRun(
   id: string,
   createdAt: number,
-  spec: { nodes: NodeSpec[]; edges: Edge[] },
+  spec: { nodes: NodeSpec[]; edges: Edge[]; deadline?: string },
   hooks: Hooks,
 ): RunRecord {
   const run: RunRecord = {
@@ -108,6 +113,8 @@ export function createRun(
     edges: spec.edges.map((e) => ({ ...e })),
     counts: emptyNodeCounts(),
     cancelled: false,
+    timedOut: false,
+    deadlineAt: deadlineAt(spec, createdAt) ?? 0,
     finishedAt: 0,
     failed: false,
   };
@@ -276,10 +283,11 @@ export function releaseRetry(node: NodeRecord, now: number, hooks: Hooks): boole
   return true;
 }
 
-/** Rule 6. Returns false when the run had already completed. */
-export function cancelRun(run: RunRecord, now: number, hooks: Hooks): boolean {
+/** Rule 6 (and 13: `timedOut` when its deadline cancels it). Returns false when the run had already completed. */
+export function cancelRun(run: RunRecord, now: number, hooks: Hooks, timedOut = false): boolean {
   if (run.conclusion) return false;
   run.cancelled = true;
+  run.timedOut = timedOut;
   for (const node of run.order) {
     if (node.status === 'COMPLETED') continue;
     if (node.status === 'RUNNING' && node.claim) {
@@ -351,5 +359,6 @@ export function runSnapshot(run: RunRecord): Run {
     status: runStatus(run.counts),
     conclusion: run.conclusion,
     finishedAt: run.finishedAt ? rfc3339(run.finishedAt) : undefined,
+    ...(run.deadlineAt ? { deadlineAt: rfc3339(run.deadlineAt) } : {}),
   };
 }

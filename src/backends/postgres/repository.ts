@@ -290,10 +290,10 @@ export class PostgresRepository implements Repository {
 
   /**
    * One pass of the time rules (retries whose delay is over, attempts past
-   * their node's timeout); the reaper's
+   * their node's timeout, runs past their deadline); the reaper's
    * timer calls it, tests with a moved database clock too.
    */
-  sweepTimers(): Promise<{ released: number; timedOut: number }> {
+  sweepTimers(): Promise<{ released: number; timedOut: number; runsTimedOut: number }> {
     return this.run(() => timing.sweepTimers(this.ctx));
   }
 

@@ -59,9 +59,12 @@ export interface RunRow {
   cancelled: boolean;
   conclusion: RunConclusion | null;
   finished_at: string | null;
+  /** When its deadline passes (rule 13), ms; null without one. */
+  deadline_at: string | null;
 }
 
-export const RUN_COLUMNS = 'id, created_at, node_count, remaining, cancelled, conclusion, finished_at';
+export const RUN_COLUMNS =
+  'id, created_at, node_count, remaining, cancelled, conclusion, finished_at, deadline_at';
 
 /** A copy that is a plain Uint8Array (pg hands out Buffers, often views of a shared slab). */
 export function bytes(b: Buffer | null | undefined): Uint8Array {

@@ -330,7 +330,8 @@ CREATE TABLE adagio.runs (
     failed boolean DEFAULT false NOT NULL,
     cancelled boolean DEFAULT false NOT NULL,
     conclusion text,
-    finished_at bigint
+    finished_at bigint,
+    deadline_at bigint
 );
 
 CREATE TABLE adagio.schema_migrations (
@@ -376,3 +377,5 @@ CREATE INDEX nodes_timed ON adagio.nodes USING btree (((started_at + timeout_ms)
 CREATE INDEX nodes_waiting ON adagio.nodes USING btree (run_id) WHERE (status = 'WAITING'::text);
 
 CREATE INDEX runs_by_time ON adagio.runs USING btree (created_at, id);
+
+CREATE INDEX runs_deadlines ON adagio.runs USING btree (deadline_at) WHERE ((conclusion IS NULL) AND (deadline_at IS NOT NULL));

@@ -370,7 +370,7 @@ $fn$;
 `;
 
 /**
- * Migration 5: time rules (5's retry delay, 11-13). nodes.timeout_ms; nodes.ready_at (a READY
+ * Migration 5: time rules (5's retry delay, 11-13). runs.deadline_at; nodes.timeout_ms; nodes.ready_at (a READY
  * node is claimable from then, ms by adagio_now_ms()) and nodes.backoff (the
  * spec's backoffs in ms, model/rules.ts nodeBackoffMs); retry_delay_ms
  * (model/rules.ts retryDelayMs in SQL); finish_timed (finish_streamed, then
@@ -388,6 +388,9 @@ $fn$;
 
 ALTER TABLE nodes ADD COLUMN ready_at bigint;
 ALTER TABLE nodes ADD COLUMN backoff jsonb;
+-- When the run's deadline passes (rule 13), ms; the sweeper cancels open runs past it, TIMED_OUT.
+ALTER TABLE runs ADD COLUMN deadline_at bigint;
+CREATE INDEX runs_deadlines ON runs (deadline_at) WHERE conclusion IS NULL AND deadline_at IS NOT NULL;
 -- The node's timeout in ms (rule 11), set at start; the sweeper ends attempts past started_at + timeout_ms.
 ALTER TABLE nodes ADD COLUMN timeout_ms bigint;
 CREATE INDEX nodes_timed ON nodes ((started_at + timeout_ms)) WHERE status = 'RUNNING' AND timeout_ms IS NOT NULL;
@@ -481,11 +484,12 @@ export const FINISH_ATTEMPTS = `SELECT finish_timed(x.run, x.node, x.claim, x.co
 
 // ---- starts (starts.ts)
 
-/** A batch of starts: the runs (an id already stored is skipped), their nodes from one JSON array, and one counter shard ($6) moved by what was inserted. Prepared as adagio_start. */
+/** A batch of starts: the runs (an id already stored is skipped; $7 their deadlines), their nodes from one JSON array, and one counter shard ($6) moved by what was inserted. Prepared as adagio_start. */
 export const START_RUNS = `WITH r AS (
-           INSERT INTO runs (id, created_at, edges, node_count, remaining)
-           SELECT x.id, x.created_at, x.edges, x.node_count, x.node_count
-           FROM unnest($1::text[], $2::bigint[], $3::jsonb[], $4::int[]) AS x(id, created_at, edges, node_count)
+           INSERT INTO runs (id, created_at, edges, node_count, remaining, deadline_at)
+           SELECT x.id, x.created_at, x.edges, x.node_count, x.node_count, x.deadline_at
+           FROM unnest($1::text[], $2::bigint[], $3::jsonb[], $4::int[], $7::bigint[])
+             AS x(id, created_at, edges, node_count, deadline_at)
            ON CONFLICT (id) DO NOTHING RETURNING id, node_count
          ), n AS (
            INSERT INTO nodes (run_id, name, idx, runtime, spec, upstream, downstream, status, pending_upstream, backoff,
@@ -555,6 +559,11 @@ export const TIMED_OUT_ATTEMPTS = `SELECT run_id, name, claim_id, spec FROM node
        WHERE status = 'RUNNING' AND timeout_ms IS NOT NULL AND NOT orphaned
          AND started_at + timeout_ms <= adagio_now_ms()
        LIMIT 500`;
+
+/** Rule 13: open runs past their deadline, for the sweeper to cancel TIMED_OUT. */
+export const RUNS_PAST_DEADLINE = `SELECT id FROM runs
+       WHERE conclusion IS NULL AND deadline_at IS NOT NULL AND deadline_at <= adagio_now_ms()
+       LIMIT 100`;
 
 // ---- reads (reads.ts)
 

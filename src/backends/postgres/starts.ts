@@ -12,6 +12,8 @@ export interface StartCall {
   nodeCount: number;
   /** JSON text of an array of node rows, each naming its run_id. */
   nodes: string;
+  /** When the run's deadline passes (rule 13), ms; null without one. */
+  deadlineAt: number | null;
 }
 
 /** Nodes written by one statement, at most (a single larger run still goes in one). */
@@ -56,6 +58,7 @@ export class StartBatcher {
           calls.map((c) => c.nodeCount),
           `[${nodes.join(',')}]`,
           Math.floor(Math.random() * COUNTER_SHARDS),
+          calls.map((c) => c.deadlineAt),
         ],
         { prepare: 'adagio_start' },
       ),

@@ -1,8 +1,8 @@
 import { type NodeSpec, timeoutFinish } from '../../model/index.js';
 import { ClaimConflictError, NotFoundError } from '../../protocol/errors.js';
 import type { Notice } from './notices.js';
-import { RELEASE_DUE_RETRIES, TIMED_OUT_ATTEMPTS } from './sql.js';
-import { finishNode, type TransitionContext } from './transitions.js';
+import { RELEASE_DUE_RETRIES, RUNS_PAST_DEADLINE, TIMED_OUT_ATTEMPTS } from './sql.js';
+import { cancelRun, finishNode, type TransitionContext } from './transitions.js';
 
 /**
  * The time rules' sweeper on PostgreSQL, judged by the database's clock
@@ -12,12 +12,24 @@ import { finishNode, type TransitionContext } from './transitions.js';
  * costs nothing but latency: subscribers re-query READY nodes periodically.
  * Attempts past their node's timeout (rule 11) are finished with ERROR under
  * their claim through the ordinary finish, whose fence settles a race with
- * the holder's own finish; the holder's late finish is then refused.
+ * the holder's own finish; the holder's late finish is then refused. Runs
+ * past their deadline (rule 13) are cancelled through the ordinary cancel.
  */
-export async function sweepTimers(ctx: TransitionContext): Promise<{ released: number; timedOut: number }> {
+export async function sweepTimers(
+  ctx: TransitionContext,
+): Promise<{ released: number; timedOut: number; runsTimedOut: number }> {
   const released = await releaseDueRetries(ctx);
   const timedOut = await endTimedOut(ctx);
-  return { released, timedOut };
+  const runsTimedOut = await cancelPastDeadline(ctx);
+  return { released, timedOut, runsTimedOut };
+}
+
+/** Rule 13: open runs past their deadline are cancelled as by Cancel, concluding TIMED_OUT. */
+async function cancelPastDeadline(ctx: TransitionContext): Promise<number> {
+  const { rows } = await ctx.db.query<{ id: string }>('runs past deadline', RUNS_PAST_DEADLINE);
+  let cancelled = 0;
+  for (const r of rows) if (await cancelRun(ctx, r.id, true)) cancelled++;
+  return cancelled;
 }
 
 async function endTimedOut(ctx: TransitionContext): Promise<number> {

@@ -5,6 +5,7 @@ import {
   checkGraph,
   checkMetadata,
   conclusionOf,
+  deadlineAt,
   type GraphSpec,
   type IdSource,
   initialStatus,
@@ -101,12 +102,14 @@ export async function startRun(ctx: TransitionContext, spec: GraphSpec): Promise
   const ready = rows.filter((r) => r.status === 'READY');
   const notice: Notice = { r: id, rs: 'WAITING', rd: ready.map((r) => [r.name, r.runtime]) };
   const edges = spec.edges.map((e) => ({ source: e.source, destination: e.destination }));
+  const deadline = deadlineAt(spec, now);
   await ctx.starts.submit({
     id,
     createdAt: now,
     edges: JSON.stringify(edges),
     nodeCount: rows.length,
     nodes: JSON.stringify(rows.map((r) => ({ run_id: id, ...r }))),
+    deadlineAt: deadline ?? null,
   });
   // Not awaited: the run is stored; its wake-up follows in this process's next NOTIFY batch.
   void ctx.publisher.publish([notice]);
@@ -125,6 +128,7 @@ export async function startRun(ctx: TransitionContext, spec: GraphSpec): Promise
     ),
     edges,
     status: 'WAITING',
+    ...(deadline ? { deadlineAt: rfc3339(deadline) } : {}),
   };
 }
 
@@ -245,10 +249,11 @@ export async function finishNode(ctx: TransitionContext, req: FinishRequest): Pr
 }
 
 /**
- * Rule 6. Returns false when the run had already completed. Locks the run,
- * then its unfinished nodes, so no claim or finish can slip in between.
+ * Rule 6 (and 13: `timedOut` when its deadline cancels it). Returns false
+ * when the run had already completed. Locks the run, then its unfinished
+ * nodes, so no claim or finish can slip in between.
  */
-export async function cancelRun(ctx: TransitionContext, runId: string): Promise<boolean> {
+export async function cancelRun(ctx: TransitionContext, runId: string, timedOut = false): Promise<boolean> {
   const now = ctx.clock.now();
   const notice = await ctx.db.retrying('cancel', () =>
     ctx.db.tx('cancel', async (c): Promise<Notice | undefined> => {
@@ -305,7 +310,7 @@ export async function cancelRun(ctx: TransitionContext, runId: string): Promise<
          RETURNING name, version, attempt_count, started_at`,
         [runId, now, open.rows.map((n) => n.name)],
       );
-      const conclusion = conclusionOf({ cancelled: true, failed: false });
+      const conclusion = conclusionOf({ cancelled: true, failed: false, timedOut });
       const notice: Notice = {
         r: runId,
         rs: 'COMPLETED',
