@@ -2,6 +2,7 @@ import { type ExplainNode, explainNode, explainRun } from '../model/explain.js';
 import type { AgentInfo, NodeState, Run, RunSummary, Stats } from '../model/types.js';
 import { countNodes } from '../model/wire.js';
 import { formatDuration } from '../runtimes/duration.js';
+import { deadlineRow, timingSection } from './timing-view.js';
 import {
   between,
   formatAgo,
@@ -140,6 +141,8 @@ export function runPretty(run: Run, now: number): string {
   ];
   if (elapsed !== undefined)
     header.push([run.status === 'COMPLETED' ? 'Took' : 'Running for', formatDuration(elapsed)]);
+  const deadline = deadlineRow(run, now);
+  if (deadline) header.push(deadline);
   const created = Date.parse(run.createdAt);
   const ordered = topologicalOrder(run.nodes, run.edges);
   const upstream = new Map<string, string[]>();
@@ -161,6 +164,7 @@ export function runPretty(run: Run, now: number): string {
   let out = keyValues(header);
   out += `\n${table(['NODE', 'RUNTIME', 'STATUS', 'CONCLUSION', 'ATTEMPTS', 'STARTED', 'TOOK', 'AFTER'], rows)}`;
   out += whySection(run, ordered);
+  out += timingSection(ordered, now);
   const failures = ordered.filter((n) => {
     const last = n.attempts[n.attempts.length - 1];
     return last && last.conclusion !== 'SUCCESS';
@@ -192,7 +196,11 @@ const WHY_ROWS = 20;
 
 /** `Why:` one line per node that waits or was not run, saying what it waits for (explainNode). */
 function whySection(run: Run, ordered: readonly NodeState[]): string {
-  const shape = explainRun(run.nodes.map(toExplain), run.edges, run.conclusion === 'CANCELLED');
+  const shape = explainRun(
+    run.nodes.map(toExplain),
+    run.edges,
+    run.conclusion === 'CANCELLED' || run.conclusion === 'TIMED_OUT',
+  );
   const rows: string[][] = [];
   for (const n of ordered) {
     const why = explainNode(toExplain(n), shape);

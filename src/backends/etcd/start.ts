@@ -119,6 +119,7 @@ export async function startRun(ctx: EtcdContext, spec: GraphSpec): Promise<Run> 
     nodes: states,
     edges: spec.edges.map((e) => ({ source: e.source, destination: e.destination })),
     status: 'WAITING',
+    ...(deadline ? { deadlineAt: rfc3339(deadline) } : {}),
   };
 }
 
