@@ -2,7 +2,6 @@ import { type ExplainNode, explainNode, explainRun } from '../model/explain.js';
 import type { AgentInfo, NodeState, Run, RunSummary, Stats } from '../model/types.js';
 import { countNodes } from '../model/wire.js';
 import { formatDuration } from '../runtimes/duration.js';
-import { deadlineRow, timingSection } from './timing-view.js';
 import {
   between,
   formatAgo,
@@ -16,6 +15,7 @@ import {
   table,
   topologicalOrder,
 } from './format.js';
+import { deadlineRow, timingSection } from './timing-view.js';
 
 /** The human-readable views of runs, agents and stats (the JSON views live in json.ts). */
 
