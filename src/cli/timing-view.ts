@@ -1,4 +1,5 @@
-import type { Backoff, NodeState, Run } from '../model/types.js';
+import { backoffText } from '../model/explain.js';
+import type { NodeState, Run } from '../model/types.js';
 import { formatDuration } from '../runtimes/duration.js';
 import { formatTimestamp, table } from './format.js';
 
@@ -20,18 +21,6 @@ export function deadlineRow(run: Run, now: number): [string, string] | undefined
   if (!run.deadlineAt) return undefined;
   const note = run.conclusion === 'TIMED_OUT' ? 'passed: the run timed out' : relative(run.deadlineAt, now);
   return ['Deadline', `${formatTimestamp(run.deadlineAt)} (${note})`];
-}
-
-/** `1s ×2 ≤1m ±20%`: a backoff in one cell. */
-export function backoffText(b: Backoff): string {
-  return [
-    b.initial,
-    b.factor && b.factor !== 1 ? `×${b.factor}` : '',
-    b.max ? `≤${b.max}` : '',
-    b.jitter ? `±${Math.round(b.jitter * 100)}%` : '',
-  ]
-    .filter(Boolean)
-    .join(' ');
 }
 
 function retryCell(n: NodeState): string {

@@ -223,5 +223,6 @@ function toExplain(n: NodeState): ExplainNode {
     runtime: n.spec.runtime,
     status: n.status,
     attempts: n.attempts.map((a) => a.conclusion),
+    ...(n.nextAttemptAt ? { nextAttemptAt: n.nextAttemptAt } : {}),
   };
 }

@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'react';
 import { type Node, Node_Status } from '../../../src/gen/adagio/v1/adagio_pb.js';
 import { formatDuration, formatTime, nodeLook, nodeStatusName, splitMetadata } from '../api/format.js';
+import { backoffText } from '../../../src/model/explain.js';
 import { Attempts, Output } from './Attempts.js';
 import { Badge } from './Badge.js';
 import { KeyValues, metadataEntries } from './KeyValues.js';
@@ -18,7 +19,11 @@ export function NodePanel({
   const meta = splitMetadata(runtime, spec?.metadata ?? {});
   const retry = Object.keys(spec?.retry ?? {})
     .sort()
-    .map((k): [string, string[]] => [k, [`max ${spec?.retry[k]?.maxAttempts ?? 0} attempts`]]);
+    .map((k): [string, string[]] => {
+      const r = spec?.retry[k];
+      const b = r?.backoff;
+      return [k, [`max ${r?.maxAttempts ?? 0} attempts`, ...(b ? [`backoff ${backoffText(b)}`] : [])]];
+    });
   const inputs = Object.keys(node.inputs).sort();
   return (
     <aside className="node-panel" aria-label="node details">
@@ -40,6 +45,11 @@ export function NodePanel({
         {node.finishedAt && node.startedAt && (
           <span className="muted">took {formatDuration(node.startedAt, node.finishedAt)}</span>
         )}
+        {node.nextAttemptAt && (
+          <span className="muted" data-next-attempt>
+            next attempt due {formatTime(node.nextAttemptAt)}
+          </span>
+        )}
         {node.attempts.length > 1 && (
           <span className="muted" data-total>
             {node.attempts.length} attempts, {formatMs(attemptsTotalMs(node))} in all
@@ -55,7 +65,9 @@ export function NodePanel({
 
       <section>
         <h3>Spec</h3>
-        <KeyValues entries={[['runtime', [runtime]]]} />
+        <KeyValues
+          entries={[['runtime', [runtime]], ...(spec?.timeout ? ([['timeout', [spec.timeout]]] as [string, string[]][]) : [])]}
+        />
         <h4>Arguments</h4>
         <KeyValues entries={meta.args} empty="No arguments." />
         {meta.inputs.length > 0 && (

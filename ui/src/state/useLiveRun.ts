@@ -9,6 +9,8 @@ import { onTokenChange } from '../api/token.js';
 export interface RunShape {
   id: string;
   createdAt: string;
+  /** When the run's deadline passes (rule 13); empty without one. */
+  deadlineAt: string;
   names: string[];
   edges: Edge[];
 }
@@ -203,7 +205,13 @@ function withSnapshot(s: State, run: Run): State {
   const shape: RunShape =
     s.shape?.id === run.id && s.shape.names.length === run.nodes.length
       ? s.shape
-      : { id: run.id, createdAt: run.createdAt, names: [...nodes.keys()], edges: run.edges };
+      : {
+          id: run.id,
+          createdAt: run.createdAt,
+          deadlineAt: run.deadlineAt,
+          names: [...nodes.keys()],
+          edges: run.edges,
+        };
   return { ...s, shape, nodes, status: run.status, conclusion: run.conclusion };
 }
 
