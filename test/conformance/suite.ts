@@ -24,7 +24,7 @@
  *   nodes seen, never the count of events.
  *
  * Topics, one module each: start (rule 1), walk (2, 5, 7 on the example DAG),
- * retry (5), timing (5's delays), claims (2, 4), leases (3), cancel (6), listing (lists, stats,
+ * retry (5), timing (5's delays, 11 timeouts, 13 deadlines, on the injectable clock), claims (2, 4), leases (3), cancel (6), listing (lists, stats,
  * cleanup), streams (8, and watch), output (live output), requests (bad input
  * refused alike), size (the same rules at a thousand runs and thousands of
  * nodes). Rule 9 (cost per transition) is measured
