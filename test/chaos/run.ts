@@ -36,7 +36,14 @@ for (const name of wanted) {
       log: (line) => console.error(`  ${new Date().toISOString().slice(11, 19)} ${line}`),
     });
     console.log(formatReport(r));
-    if (r.lost || r.doubleFinishes || r.lapsedAccepted || r.unexecutedSuccesses || !r.statsMatch)
+    if (
+      r.lost ||
+      r.doubleFinishes ||
+      r.lapsedAccepted ||
+      r.unexecutedSuccesses ||
+      r.runsTimedOut ||
+      !r.statsMatch
+    )
       broken = true;
   } finally {
     await backend.teardown();

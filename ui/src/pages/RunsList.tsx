@@ -7,7 +7,7 @@ import { useTitle } from '../router.js';
 import { usePolled } from '../state/usePolled.js';
 
 type StatusFilter = 'all' | RunLook;
-const STATUSES: StatusFilter[] = ['all', 'waiting', 'running', 'success', 'fail', 'cancelled'];
+const STATUSES: StatusFilter[] = ['all', 'waiting', 'running', 'success', 'fail', 'cancelled', 'timed-out'];
 const WINDOWS: [string, number][] = [
   ['any time', 0],
   ['last hour', 3600_000],
