@@ -42,10 +42,20 @@ export function timingSpec(test: ConformanceTest): void {
     test('a delayed retry is neither claimable nor announced before its delay, and is both after', async (h) => {
       const run = await h.start(graph([delayed('a', { maxAttempts: 3, backoff: { initial: '10s' } })]));
       const events = h.subscribe();
+      const watch = h.watch(run.id);
       const agent = await h.agent('patient');
       await events.waitForItem('NODE_READY for a', readyOf(run.id, 'a'));
       const mark = events.mark();
       const delay = await failAndReadDelay(h, agent, run.id, 'a');
+      const due = (await h.node(run.id, 'a')).nextAttemptAt;
+      await watch.waitForItem(
+        'a watch event saying when the retry is due',
+        (e) =>
+          e.type === 'node' &&
+          e.node.spec.name === 'a' &&
+          e.node.status === 'READY' &&
+          e.node.nextAttemptAt === due,
+      );
       assert.ok(
         Math.abs(delay - 10_000) <= CLOCK_SLACK_MS,
         `next attempt due 10 s after the FAIL, got ${delay} ms`,
