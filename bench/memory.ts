@@ -1,4 +1,5 @@
 import { MemoryRepository } from '../src/backends/memory/index.js';
+import type { GraphSpec } from '../src/model/types.js';
 import { drainWithDriver } from './driver.js';
 import { sevenNode, wideAndLong } from './graphs.js';
 import { drainWithPools } from './pool.js';
@@ -11,7 +12,7 @@ const viaDriver: Drain = (repo, expectedNodes) =>
   drainWithDriver(repo, { runtime: 'noop', concurrency: 16, expectedNodes });
 
 /** Starts `runs` runs of `graph` and times them to completion (start included). */
-async function measure(graphs: () => Parameters<MemoryRepository['start']>[0], runs: number, drain: Drain) {
+async function measure(graphs: () => GraphSpec, runs: number, drain: Drain) {
   const nodes = graphs().nodes.length * runs;
   const { ms } = await timed(async () => {
     const repo = new MemoryRepository();

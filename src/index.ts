@@ -39,4 +39,22 @@ export {
   type TaskArgs,
   TypedRuntime,
 } from './runtimes/index.js';
-export { debug, exec, NodeBuilder, type Task, task, Workflow, workflow } from './workflow/index.js';
+export {
+  backfillSchedule,
+  Scheduler,
+  type SchedulerOptions,
+  scheduleView,
+  startSlot,
+  triggerSchedule,
+} from './scheduler/index.js';
+export {
+  debug,
+  exec,
+  NodeBuilder,
+  Param,
+  type Task,
+  task,
+  Workflow,
+  type WorkflowFile,
+  workflow,
+} from './workflow/index.js';

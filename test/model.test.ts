@@ -4,24 +4,34 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import {
   cancelledAttempt,
+  checkRetryable,
   conclusionOf,
   countAttempt,
   countedDown,
+  failedForGood,
+  failedNodesSummary,
   findCycle,
   finishOutcome,
   graphFromJson,
   graphFromJsonText,
   graphToJson,
+  LIMITS,
+  type NodeState,
   nextAttemptAt,
+  planRetry,
   retryDelayMs,
   runStatusOf,
   statusAfterFinish,
+  type TriggerRule,
+  topology,
+  triggerDecision,
   ulidFloor,
   ulidSource,
   ulidTime,
   unreached,
   validateGraph,
 } from '../src/model/index.js';
+import { RunNotRetryableError } from '../src/protocol/errors.js';
 import { DELAY_CASES } from './support/delay-cases.js';
 import { FINISH_CASES } from './support/finish-cases.js';
 
@@ -140,6 +150,22 @@ describe('finish rules', () => {
     assert.equal(a.startedAt, '1970-01-01T00:00:01.000Z');
     assert.equal(cancelledAttempt({ claimId: 'c', agentId: 'a' }, 0, 2000).startedAt, '');
   });
+  it('rule 19: a node failed for good after a last FAIL or ERROR; the list names a bounded, sorted few', () => {
+    const at = (c: 'SUCCESS' | 'FAIL' | 'ERROR' | 'CANCELLED') =>
+      [{ conclusion: c }] as NodeState['attempts'];
+    assert.equal(failedForGood({ status: 'COMPLETED', attempts: at('FAIL') }), true);
+    assert.equal(failedForGood({ status: 'COMPLETED', attempts: at('ERROR') }), true);
+    assert.equal(failedForGood({ status: 'COMPLETED', attempts: at('CANCELLED') }), false);
+    assert.equal(failedForGood({ status: 'COMPLETED', attempts: [] }), false, 'unreached');
+    assert.equal(failedForGood({ status: 'READY', attempts: at('FAIL') }), false, 'to be retried');
+    const names = ['g', 'b', 'a', 'f', 'e', 'd', 'c'];
+    assert.deepEqual(failedNodesSummary(names, names.length), {
+      failedNodes: ['a', 'b', 'c', 'd', 'e'].slice(0, LIMITS.maxListedFailedNodes),
+      failedNodeCount: 7,
+    });
+    assert.deepEqual(failedNodesSummary(['x'], 9), { failedNodes: ['x'], failedNodeCount: 9 });
+    assert.deepEqual(failedNodesSummary([], 0), { failedNodes: [], failedNodeCount: 0 });
+  });
 });
 
 describe('ids', () => {
@@ -213,5 +239,100 @@ describe('retry delays (rule 5, backoff)', () => {
     assert.equal(spec.nodes[0]!.timeout, '30m');
     assert.equal(spec.deadline, '2h');
     assert.deepEqual(graphFromJson(graphToJson(spec)), spec);
+  });
+});
+
+describe('rule 15: planRetry', () => {
+  const view = (name: string, last?: 'SUCCESS' | 'FAIL' | 'CANCELLED', trigger?: TriggerRule) => ({
+    name,
+    status: 'COMPLETED' as const,
+    last,
+    attempts: last ? 1 : 0,
+    trigger,
+  });
+  const spec = (names: string[], edges: [string, string][]) =>
+    topology({
+      nodes: names.map((name) => ({ name, runtime: 'r', metadata: {}, retry: {} })),
+      edges: edges.map(([source, destination]) => ({ source, destination })),
+    });
+
+  it('puts back what did not succeed, judged in topological order from what stays', () => {
+    // a ok -> b FAIL -> c unreached; d CANCELLED (a root); e all_done below b (ran, succeeded).
+    const topo = spec(
+      ['a', 'b', 'c', 'd', 'e'],
+      [
+        ['a', 'b'],
+        ['b', 'c'],
+        ['b', 'e'],
+      ],
+    );
+    const plan = planRetry(
+      'r1',
+      [
+        view('a', 'SUCCESS'),
+        view('b', 'FAIL'),
+        view('c'),
+        view('d', 'CANCELLED'),
+        view('e', 'SUCCESS', 'all_done'),
+      ],
+      topo,
+    );
+    assert.deepEqual(plan.nodes.map((n) => n.name).sort(), ['b', 'c', 'd']);
+    assert.ok(
+      plan.nodes.findIndex((n) => n.name === 'b') < plan.nodes.findIndex((n) => n.name === 'c'),
+      'b before c',
+    );
+    const byName = Object.fromEntries(plan.nodes.map((n) => [n.name, n]));
+    assert.equal(byName.b!.status, 'READY', 'its upstream a succeeded');
+    assert.equal(byName.d!.status, 'READY', 'a root');
+    assert.equal(byName.c!.status, 'WAITING', 'waits for b again');
+    assert.equal(byName.e, undefined, 'the succeeded handler stays');
+    assert.equal(byName.b!.attemptsBeforeRetry, 1);
+    assert.deepEqual(byName.b!.counted, { a: 'succeeded' });
+    assert.equal(plan.failed, false);
+  });
+
+  it('named nodes go back with their downstream; a failure left alone fails the run and unreaches its dependents', () => {
+    // x FAIL stays; y ok (named) -> z (all_success, also below x) goes back and is unreached again at once.
+    const topo = spec(
+      ['x', 'y', 'z'],
+      [
+        ['x', 'z'],
+        ['y', 'z'],
+      ],
+    );
+    const plan = planRetry('r2', [view('x', 'FAIL'), view('y', 'SUCCESS'), view('z')], topo, ['y']);
+    const byName = Object.fromEntries(plan.nodes.map((n) => [n.name, n]));
+    assert.equal(byName.y!.status, 'READY');
+    assert.equal(byName.z!.status, 'COMPLETED', 'x failed: all_success cannot hold');
+    assert.equal(plan.failed, true);
+    assert.throws(() => planRetry('r2', [view('x', 'FAIL')], spec(['x'], []), ['nope']), /"nope"/);
+  });
+
+  it('refuses a run not completed, or succeeded', () => {
+    assert.throws(() => checkRetryable('r3', { status: 'RUNNING' }), RunNotRetryableError);
+    assert.throws(() => checkRetryable('r3', { status: 'COMPLETED', conclusion: 'SUCCESS' }), /succeeded/);
+    checkRetryable('r3', { status: 'COMPLETED', conclusion: 'FAIL' });
+    checkRetryable('r3', { status: 'COMPLETED', conclusion: 'CANCELLED' });
+    checkRetryable('r3', { status: 'COMPLETED', conclusion: 'TIMED_OUT' });
+  });
+});
+
+describe('rule 14: triggerDecision', () => {
+  it('waits while the rule can still hold, decides once every upstream completed', () => {
+    const t = (completed: number, succeeded: number, failed: number) => ({
+      total: 3,
+      completed,
+      succeeded,
+      failed,
+    });
+    assert.equal(triggerDecision(undefined, t(1, 0, 1)), 'UNREACHED', 'all_success: at once');
+    assert.equal(triggerDecision('one_failed', t(1, 0, 1)), 'WAIT', 'judged when all completed');
+    assert.equal(triggerDecision('one_failed', t(3, 2, 1)), 'READY');
+    assert.equal(triggerDecision('one_failed', t(3, 3, 0)), 'UNREACHED');
+    assert.equal(triggerDecision('all_done', t(3, 0, 0)), 'READY', 'all unreached upstream');
+    assert.equal(triggerDecision('none_failed', t(1, 0, 1)), 'UNREACHED');
+    assert.equal(triggerDecision('all_failed', t(2, 0, 2)), 'WAIT');
+    assert.equal(triggerDecision('one_success', t(2, 0, 1)), 'WAIT');
   });
 });

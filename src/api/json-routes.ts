@@ -13,9 +13,11 @@ import type { Logger } from '../log.js';
 import { InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
 import type { Repository } from '../protocol/repository.js';
 import { mapError } from './errors.js';
-import { type Req, type Res, readJson, sendJson } from './http.js';
+import { type Req, type Res, readJson, readText, sendJson } from './http.js';
+import { scheduleRoutes } from './schedule-routes.js';
 import { requireId } from './service.js';
 import { watchMessages } from './watch-stream.js';
+import { runFilterParams, workflowRoutes } from './workflow-routes.js';
 
 /**
  * The plain JSON routes under /v0 (docs/design.md §2), for curl and any language
@@ -24,8 +26,12 @@ import { watchMessages } from './watch-stream.js';
  *
  *   GET  /v0/stats                   GET /v0/agents
  *   PUT  /v0/runs   {"spec": graph}  (POST accepted too)
- *   GET  /v0/runs?start_ns=&finish_ns=&limit=&cursor=
+ *   GET  /v0/runs?start_ns=&finish_ns=&limit=&cursor=  (filters: workflow-routes.ts)
+ *   PUT  /v0/runs   {"workflow": name, "version": n, "params": {...}, "name": ..., "labels": {...}, "request_id": ...}
+ *   /v0/workflows…                   workflow definitions (workflow-routes.ts)
+ *   /v0/schedules…                   schedules (schedule-routes.ts)
  *   GET  /v0/runs/{id}               POST /v0/runs/{id}/cancel
+ *   POST /v0/runs/{id}/retry  body optional {"nodes": [names]}     POST /v0/runs/{id}/rerun
  *   GET  /v0/runs/{id}/watch         NDJSON: the run, then one line per node transition
  *   GET  /v0/runs/{id}/nodes/{node}/attempts/{n}/output   one attempt's full output ({"output": base64})
  */
@@ -95,6 +101,30 @@ export function createJsonRoutes(o: JsonRoutesOptions): (req: Req, res: Res) => 
         ),
     ],
     [
+      'POST',
+      /^\/v0\/runs\/([^/]+)\/retry$/,
+      'retry',
+      async (req, res, _u, m) => {
+        const nodes = await retryNodes(req);
+        reply(
+          res,
+          cp.RetryResponseSchema,
+          await o.service.retry!(create(cp.RetryRequestSchema, { id: decode(m[1]!), nodes }), ctx),
+        );
+      },
+    ],
+    [
+      'POST',
+      /^\/v0\/runs\/([^/]+)\/rerun$/,
+      'rerun',
+      async (_q, res, _u, m) =>
+        reply(
+          res,
+          cp.RerunResponseSchema,
+          await o.service.rerun!(create(cp.RerunRequestSchema, { id: decode(m[1]!) }), ctx),
+        ),
+    ],
+    [
       'GET',
       /^\/v0\/runs\/([^/]+)\/nodes\/([^/]+)\/attempts\/(\d{1,6})\/output$/,
       'attempt_output',
@@ -113,12 +143,46 @@ export function createJsonRoutes(o: JsonRoutesOptions): (req: Req, res: Res) => 
         ),
     ],
     ['GET', /^\/v0\/runs\/([^/]+)\/watch$/, 'watch', async (_q, res, _u, m) => watch(res, decode(m[1]!))],
+    ...workflowRoutes(o.service, ctx, reply, o.maxBodyBytes),
+    ...scheduleRoutes(o.service, ctx, reply, o.maxBodyBytes),
   ];
+
+  /** A retry's body is optional: empty, or {"nodes": [names]}. */
+  async function retryNodes(req: Req): Promise<string[]> {
+    const text = await readText(req, o.maxBodyBytes);
+    if (text.trim() === '') return [];
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      throw new InvalidArgumentError(`request body is not valid JSON: ${(e as Error).message}`);
+    }
+    if (json !== null && typeof json === 'object' && !Array.isArray(json)) {
+      // Unknown fields are refused as on every route: a misspelt "nodes" must not retry the whole run.
+      const unknown = Object.keys(json).filter((k) => k !== 'nodes');
+      if (unknown.length > 0)
+        throw new InvalidArgumentError(
+          `retry body has unknown field ${JSON.stringify(unknown[0])}: it takes {"nodes": ["name", ...]} (or nothing)`,
+        );
+    }
+    const nodes = json !== null && typeof json === 'object' ? (json as { nodes?: unknown }).nodes : json;
+    if (nodes === undefined) return [];
+    if (!Array.isArray(nodes) || nodes.some((n) => typeof n !== 'string'))
+      throw new InvalidArgumentError('retry body must be {"nodes": ["name", ...]} (or empty)');
+    return nodes as string[];
+  }
 
   async function start(req: Req, res: Res): Promise<void> {
     const json = await readJson(req, o.maxBodyBytes);
-    if (json === null || typeof json !== 'object' || Array.isArray(json) || !('spec' in json))
-      throw new InvalidArgumentError('request body must be a JSON object {"spec": <graph>}');
+    if (
+      json === null ||
+      typeof json !== 'object' ||
+      Array.isArray(json) ||
+      !('spec' in json || 'workflow' in json)
+    )
+      throw new InvalidArgumentError(
+        'request body must be a JSON object {"spec": <graph>} or {"workflow": "<name>", "params": {...}}',
+      );
     let msg: cp.StartRequest;
     try {
       msg = fromJson(cp.StartRequestSchema, json as JsonValue);
@@ -213,6 +277,7 @@ function listRequest(url: URL): cp.ListRunsRequest {
     finishNs: bigintParam(p, 'finish_ns'),
     limit: intParam(p, 'limit'),
     cursor: p.get('cursor') ?? '',
+    ...runFilterParams(p),
   });
 }
 

@@ -5,6 +5,7 @@ import type * as pb from '../gen/adagio/v1/adagio_pb.js';
 import type { Logger } from '../log.js';
 import { unservedRuntimeWarnings } from '../model/explain.js';
 import { LIMITS } from '../model/limits.js';
+import { planRerun, type RerunPlan } from '../model/resume.js';
 import type { Run } from '../model/types.js';
 import {
   agentToProto,
@@ -19,7 +20,9 @@ import type { ListRunsQuery, Repository } from '../protocol/repository.js';
 import { Admission } from './admission.js';
 import { toConnectError } from './errors.js';
 import type { ApiMetrics } from './metrics.js';
+import { scheduleMethods } from './schedule-service.js';
 import { watchMessages } from './watch-stream.js';
+import { runFilterFromProto, startOptionsFromProto, workflowMethods } from './workflow-service.js';
 
 /**
  * The control plane: each method is a thin translation between the wire
@@ -45,18 +48,29 @@ export function controlPlaneService(
       guard(async () => create(cp.StatsResponseSchema, { stats: statsToProto(await repo.stats()) })),
     start: (req) =>
       guard(async () => {
-        if (!req.spec) throw new InvalidArgumentError('spec is required');
-        const spec = graphFromProto(req.spec);
-        await admission.admit(spec.nodes.length);
-        const run = await repo.start(spec);
+        const options = startOptionsFromProto(req);
+        if (!req.spec && !options.workflow) throw new InvalidArgumentError('spec or workflow is required');
+        const spec = req.spec ? graphFromProto(req.spec) : undefined;
+        // A workflow's size is its latest (or named) version's: read it to admit the start.
+        const size = spec
+          ? spec.nodes.length
+          : (await repo.getWorkflow(options.workflow!, options.version)).spec.nodes.length;
+        await admission.admit(size);
+        const run = await repo.start(spec, options);
         metrics?.runsStarted.inc();
         logger.debug('run started', { run: run.id, nodes: run.nodes.length });
-        const warnings = unservedRuntimeWarnings(spec.nodes, await repo.listAgents());
+        const warnings = unservedRuntimeWarnings(
+          run.nodes.map((n) => n.spec),
+          await repo.listAgents(),
+        );
         return create(cp.StartResponseSchema, { run: readRunToProto(run), warnings });
       }),
     listRuns: (req) =>
       guard(async () => {
-        const page = await repo.listRuns(listQueryFromNs(req.startNs, req.finishNs, req.limit, req.cursor));
+        const page = await repo.listRuns({
+          ...listQueryFromNs(req.startNs, req.finishNs, req.limit, req.cursor),
+          ...runFilterFromProto(req),
+        });
         return create(cp.ListRunsResponseSchema, {
           runs: page.runs.map(runSummaryToProto),
           nextCursor: page.nextCursor ?? '',
@@ -74,11 +88,28 @@ export function controlPlaneService(
       guard(async () =>
         create(cp.CancelResponseSchema, { run: readRunToProto(await repo.cancel(requireId(req.id))) }),
       ),
+    retry: (req) =>
+      guard(async () => {
+        const run = await repo.retry(requireId(req.id), req.nodes.length > 0 ? [...req.nodes] : undefined);
+        logger.debug('run retried', { run: run.id, nodes: req.nodes.length });
+        return create(cp.RetryResponseSchema, { run: readRunToProto(run) });
+      }),
+    rerun: (req) =>
+      guard(async () => {
+        const plan = planRerun(await repo.inspect(requireId(req.id)));
+        await admission.admit(plan.graph.nodes.length);
+        const run = await startRerun(repo, plan);
+        metrics?.runsStarted.inc();
+        logger.debug('run started again', { run: run.id, from: req.id });
+        return create(cp.RerunResponseSchema, { run: readRunToProto(run) });
+      }),
     getAttemptOutput: (req) =>
       guard(async () => {
         const output = await attemptOutput(repo, requireId(req.runId), req.node, req.attempt);
         return create(cp.GetAttemptOutputResponseSchema, { output });
       }),
+    ...workflowMethods(repo, guard),
+    ...scheduleMethods(repo, guard, readRunToProto),
     async *watch(req, ctx) {
       try {
         yield* watchMessages(repo, requireId(req.id), { signal: ctx.signal });
@@ -134,4 +165,21 @@ export function listQueryFromNs(
   if (limit > 0) query.limit = limit;
   if (cursor) query.cursor = cursor;
   return query;
+}
+
+/**
+ * Starts what planRerun decided: the run's workflow version with its params when it came from one, else (or
+ * when that workflow has been deleted since) its graph; the name and labels either way.
+ */
+async function startRerun(repo: Repository, plan: RerunPlan): Promise<Run> {
+  const identity = { name: plan.name, labels: plan.labels };
+  if (plan.workflow) {
+    const { name, version, params } = plan.workflow;
+    try {
+      return await repo.start(undefined, { workflow: name, version, params, ...identity });
+    } catch (err) {
+      if (!(err instanceof NotFoundError && err.kind === 'workflow')) throw err;
+    }
+  }
+  return repo.start(plan.graph, identity);
 }

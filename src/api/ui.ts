@@ -7,7 +7,7 @@ import { packageRoot } from '../package-root.js';
 /**
  * Serves the built web UI (ui/dist) next to the API: `/`, `/assets/*`, the
  * favicon, and index.html for the app's own routes (`/runs`, `/runs/<id>`,
- * `/start`) so deep links and reloads work. Every other path is left to the
+ * `/start`, `/workflows`, `/workflows/<name>`, `/schedules`, `/schedules/<name>`) so deep links and reloads work. Every other path is left to the
  * API (the handler returns false without touching the response).
  */
 export interface UiHandlerOptions {
@@ -60,7 +60,7 @@ const TYPES: Record<string, string> = {
 const COMPRESSIBLE = new Set(['.html', '.js', '.mjs', '.css', '.json', '.map', '.svg', '.txt']);
 
 /** Client-side routes of the app (ui/src/App.tsx): they all get index.html. */
-const APP_ROUTE = /^\/(?:runs(?:\/.*)?|start)$/;
+const APP_ROUTE = /^\/(?:runs(?:\/.*)?|workflows(?:\/.*)?|schedules(?:\/.*)?|start)$/;
 /** Vite's output names: a flat directory of hashed files. Anything else under /assets/ is a 404. */
 const ASSET_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 /** Files copied from ui/public to the top of ui/dist. */

@@ -1,6 +1,9 @@
 import { unservedRuntimeWarnings } from '../model/explain.js';
+import { ulidTime } from '../model/ids.js';
+import type { Schedule, ScheduleInput, ScheduleView } from '../model/schedules.js';
 import type { AgentInfo, GraphSpec, Run, Stats } from '../model/types.js';
-import type { ListRunsQuery, RunPage, WatchEvent } from '../protocol/repository.js';
+import type { WorkflowDefinition, WorkflowInput, WorkflowSummary } from '../model/workflows.js';
+import type { ListRunsQuery, RunPage, StartOptions, WatchEvent } from '../protocol/repository.js';
 import { runDot } from './dot.js';
 import { CliError, EXIT } from './errors.js';
 import { topologicalOrder } from './format.js';
@@ -20,13 +23,28 @@ import { watchRun } from './watch.js';
 export interface ControlPlane {
   readonly address: string;
   stats(): Promise<Stats>;
-  start(spec: GraphSpec): Promise<Run>;
+  start(spec: GraphSpec | undefined, options?: StartOptions): Promise<Run>;
   listRuns(query?: ListRunsQuery): Promise<RunPage>;
   inspect(id: string): Promise<Run>;
   cancel(id: string): Promise<Run>;
+  retry(id: string, nodes?: string[]): Promise<Run>;
+  rerun(id: string): Promise<Run>;
   listAgents(): Promise<AgentInfo[]>;
   watch(id: string, options?: { signal?: AbortSignal }): AsyncIterable<WatchEvent>;
   attemptOutput(runId: string, node: string, attempt: number): Promise<Uint8Array>;
+  putWorkflow(name: string, input: WorkflowInput): Promise<WorkflowDefinition>;
+  getWorkflow(name: string, version?: number): Promise<WorkflowDefinition>;
+  listWorkflows(): Promise<WorkflowSummary[]>;
+  listWorkflowVersions(name: string): Promise<WorkflowDefinition[]>;
+  deleteWorkflow(name: string): Promise<void>;
+  putSchedule(name: string, input: ScheduleInput): Promise<Schedule>;
+  getSchedule(name: string): Promise<ScheduleView>;
+  listSchedules(): Promise<Schedule[]>;
+  deleteSchedule(name: string): Promise<void>;
+  pauseSchedule(name: string): Promise<Schedule>;
+  resumeSchedule(name: string): Promise<Schedule>;
+  triggerSchedule(name: string): Promise<Run>;
+  backfillSchedule(name: string, from: string, to: string): Promise<Run[]>;
 }
 
 export interface Context {
@@ -59,7 +77,8 @@ export async function runsList(
     ctx.io.stderr.write('adagio: no runs match\n');
     return EXIT.ok;
   }
-  ctx.io.stdout.write(runsTable(page.runs, ctx.io.now()));
+  const out = ctx.io.stdout;
+  ctx.io.stdout.write(runsTable(page.runs, ctx.io.now(), out.isTTY ? out.columns : undefined));
   if (page.nextCursor)
     ctx.io.stderr.write(
       `adagio: more runs match; next page: --cursor ${page.nextCursor} (or --all, or a larger --limit)\n`,
@@ -67,24 +86,41 @@ export async function runsList(
   return EXIT.ok;
 }
 
+/** Starts the graph in `file` (or stdin), or with `start.workflow` that workflow (then no file). */
 export async function runsStart(
   ctx: Context,
   file: string | undefined,
-  opts: { quiet: boolean; watch: boolean; json: boolean; lines: boolean },
+  opts: {
+    quiet: boolean;
+    watch: boolean;
+    json: boolean;
+    lines: boolean;
+    noOutput?: boolean;
+    start?: StartOptions;
+  },
 ): Promise<number> {
-  const spec = await readGraph(file, ctx.io);
+  const start = opts.start ?? {};
+  if (start.workflow !== undefined && file !== undefined)
+    throw new CliError('give a graph FILE or --workflow NAME, not both');
+  if (start.workflow === undefined && (start.params || start.version !== undefined))
+    throw new CliError('-p/--param and --workflow-version need --workflow NAME');
+  const spec = start.workflow !== undefined ? undefined : await readGraph(file, ctx.io);
   const client = ctx.client();
-  const run = await client.start(spec);
+  const run = await client.start(spec, start);
   if (opts.quiet) ctx.io.stdout.write(`${run.id}\n`);
   else if (opts.json) ctx.io.stdout.write(runJson(run));
   else ctx.io.stdout.write(`started ${runLine(run)}\n`);
   // Said on stderr, so -q and --json output stay as they are.
-  for (const w of unservedRuntimeWarnings(spec.nodes, await client.listAgents()))
+  for (const w of unservedRuntimeWarnings(
+    run.nodes.map((n) => n.spec),
+    await client.listAgents(),
+  ))
     ctx.io.stderr.write(`adagio: warning: ${w}\n`);
   if (!opts.watch) return EXIT.ok;
   return watchRun(client, run.id, ctx.io, {
     quiet: opts.quiet || opts.json,
     lines: opts.lines,
+    noOutput: opts.noOutput,
     signal: ctx.signal,
   });
 }
@@ -123,20 +159,62 @@ export async function runsCancel(
   opts: { json: boolean; quiet: boolean },
 ): Promise<number> {
   const client = ctx.client();
-  const run = await client.cancel(checkId(id));
+  const runId = checkId(id);
+  // Cancel is idempotent and answers the run either way: whether it had already
+  // completed is asked first, from the cheap list summary rather than the whole run.
+  const before = await completedBefore(client, runId);
+  const run = await client.cancel(runId);
   if (opts.json) ctx.io.stdout.write(runJson(run));
-  else if (!opts.quiet) {
-    // Cancel is idempotent: a run that had already ended comes back unchanged.
-    const note = run.conclusion === 'CANCELLED' ? 'cancelled' : 'nothing to cancel, already completed:';
-    ctx.io.stdout.write(`${note} ${runLine(run)}\n`);
+  if (run.conclusion !== 'CANCELLED') {
+    // Nothing was cancelled: the run had ended on its own. Exit 1, so `cancel || …` notices.
+    if (!opts.quiet && !opts.json)
+      ctx.io.stderr.write(`adagio: nothing to cancel: ${runLine(run)} (it had already completed)\n`);
+    return EXIT.failed;
   }
+  if (!opts.quiet && !opts.json)
+    ctx.io.stdout.write(before ? `already cancelled: ${runLine(run)}\n` : `cancelled ${runLine(run)}\n`);
+  return EXIT.ok;
+}
+
+/** Whether the run had completed before this cancel: its list summary, found by the time in its id (a ULID). */
+async function completedBefore(client: ControlPlane, runId: string): Promise<boolean> {
+  const ms = ulidTime(runId);
+  if (ms === undefined) return false; // not an id adagio makes: cancel says not found
+  const page = await client.listRuns({ since: ms, until: ms + 1, limit: 1000 });
+  return page.runs.find((r) => r.id === runId)?.status === 'COMPLETED';
+}
+
+export async function runsRetry(
+  ctx: Context,
+  id: string,
+  opts: { nodes: string[]; json: boolean; quiet: boolean; watch: boolean; lines: boolean },
+): Promise<number> {
+  const client = ctx.client();
+  const run = await client.retry(checkId(id), opts.nodes);
+  if (opts.json) ctx.io.stdout.write(runJson(run));
+  else if (!opts.quiet) ctx.io.stdout.write(`retried ${runLine(run)}\n`);
+  if (opts.watch) return runsWatch(ctx, run.id, { quiet: opts.quiet || opts.json, lines: opts.lines });
+  return EXIT.ok;
+}
+
+export async function runsRerun(
+  ctx: Context,
+  id: string,
+  opts: { json: boolean; quiet: boolean; watch: boolean; lines: boolean },
+): Promise<number> {
+  const client = ctx.client();
+  const run = await client.rerun(checkId(id));
+  if (opts.json) ctx.io.stdout.write(runJson(run));
+  else if (opts.quiet) ctx.io.stdout.write(`${run.id}\n`);
+  else ctx.io.stdout.write(`started ${runLine(run)} (a rerun of ${id})\n`);
+  if (opts.watch) return runsWatch(ctx, run.id, { quiet: opts.quiet || opts.json, lines: opts.lines });
   return EXIT.ok;
 }
 
 export async function runsWatch(
   ctx: Context,
   id: string,
-  opts: { quiet: boolean; lines: boolean },
+  opts: { quiet: boolean; lines: boolean; noOutput?: boolean },
 ): Promise<number> {
   return watchRun(ctx.client(), checkId(id), ctx.io, { ...opts, signal: ctx.signal });
 }

@@ -34,7 +34,10 @@ export function describeError(e: unknown): { message: string; exitCode: number }
   if (isAdagioError(e)) {
     const exitCode = e.code === 'invalid_argument' || e.code === 'too_large' ? EXIT.usage : EXIT.api;
     // Unreachable: most often the wrong address, so say how to give another.
-    const hint = e.code === 'unavailable' ? '; another address with --address or ADAGIO_ADDRESS' : '';
+    const hint =
+      e.code === 'unavailable' && e.message.startsWith('cannot reach')
+        ? '; another address with --address or ADAGIO_ADDRESS'
+        : '';
     return { message: oneLine(e.message) + hint, exitCode };
   }
   const message = e instanceof Error ? e.message : String(e);

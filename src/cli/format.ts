@@ -22,6 +22,50 @@ export function table(headers: readonly string[], rows: readonly (readonly strin
   return `${[line(headers), ...rows.map(line)].join('\n')}\n`;
 }
 
+/**
+ * A table that fits a terminal `columns` wide: while it is wider, drops the columns named in `drop` (in that
+ * order), then shortens the `shrink` column's cells with `…` (to no fewer than 4 characters). Without
+ * `columns` (not a terminal: a pipe, a file) it is the whole table, so scripts see every column.
+ */
+export function fitTable(
+  headers: readonly string[],
+  rows: readonly (readonly string[])[],
+  align: Align[],
+  fit: { columns?: number; drop: readonly string[]; shrink: string },
+): string {
+  const full = table(headers, rows, align);
+  const max = fit.columns;
+  if (!max || widest(full) <= max) return full;
+  let keep = headers.map((_, i) => i);
+  const pick = () =>
+    [
+      keep.map((i) => headers[i]!),
+      rows.map((r) => keep.map((i) => r[i] ?? '')),
+      keep.map((i) => align[i]!),
+    ] as const;
+  for (const name of fit.drop) {
+    keep = keep.filter((i) => headers[i] !== name);
+    const out = table(...pick());
+    if (widest(out) <= max) return out;
+  }
+  const [h, r, a] = pick();
+  const s = h.indexOf(fit.shrink);
+  if (s < 0) return table(h, r, a);
+  const over = widest(table(h, r, a)) - max;
+  const current = Math.max(width(h[s]!), ...r.map((row) => width(row[s]!)));
+  const room = Math.max(4, current - over);
+  const cut = (cell: string) => (width(cell) <= room ? cell : `${[...cell].slice(0, room - 1).join('')}…`);
+  return table(
+    h,
+    r.map((row) => row.map((cell, i) => (i === s ? cut(cell) : cell))),
+    a,
+  );
+}
+
+function widest(text: string): number {
+  return Math.max(0, ...text.split('\n').map(width));
+}
+
 /** `Key   value` lines with the values aligned. */
 export function keyValues(pairs: readonly (readonly [string, string])[]): string {
   const w = Math.max(0, ...pairs.map(([k]) => width(k)));

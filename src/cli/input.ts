@@ -120,3 +120,26 @@ export function resolveAddress(flag: string | undefined, env: CliIO['env']): str
     throw new CliError(`--address: "${raw}" must be an http:// or https:// address`);
   return withScheme.replace(/\/+$/, '');
 }
+
+/**
+ * A JSON object read from `file` (a workflow or schedule file), or a CliError
+ * naming the file: unreadable, not JSON, or not an object (`shape` says what it should be).
+ */
+export async function readJsonObjectFile(file: string, shape: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new CliError(`cannot read ${file}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new CliError(`${file}: not valid JSON: ${(e as Error).message}`);
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json))
+    throw new CliError(`${file}: ${shape}`);
+  return json as Record<string, unknown>;
+}

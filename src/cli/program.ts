@@ -9,6 +9,8 @@ import {
   runsCancel,
   runsInspect,
   runsList,
+  runsRerun,
+  runsRetry,
   runsStart,
   runsWatch,
   stats,
@@ -24,6 +26,25 @@ import {
 } from './input.js';
 import type { CliIO } from './io.js';
 import { runsLogs } from './logs.js';
+import {
+  schedulesBackfill,
+  schedulesList,
+  schedulesPause,
+  schedulesPut,
+  schedulesRemove,
+  schedulesShow,
+  schedulesTrigger,
+} from './schedules.js';
+import {
+  collectPairs,
+  parseConclusion,
+  parseStatus,
+  parseVersion,
+  workflowsList,
+  workflowsPut,
+  workflowsRemove,
+  workflowsShow,
+} from './workflows.js';
 
 /**
  * The command tree (commander). Parsing only: each action resolves its
@@ -95,18 +116,24 @@ Examples:
   adagio runs start examples/workflows/seven-node.json --watch
   cat graph.json | adagio runs start -q
   adagio runs ls --since 1h
+  adagio workflows put examples/definitions/nightly.json
+  adagio schedules put examples/schedules/nightly.json
+  adagio runs start --workflow nightly -p date=2026-01-31 --label team=data
+  adagio runs ls --workflow nightly --label team=data --status COMPLETED
   adagio runs inspect RUN_ID -o dot | dot -Tsvg > run.svg
 
 Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
 3 the daemon refused or could not be reached.`,
     );
 
-  const runs = program.command('runs').description('start, list, inspect, watch and cancel runs');
+  const runs = program.command('runs').description('start, list, inspect, watch, cancel and retry runs');
 
   runs
     .command('ls')
     .alias('list')
-    .description('list runs, newest first: id, creation time, status and node counts')
+    .description(
+      'list runs, newest first: id, creation time, status, duration, finish time, node progress and failed nodes',
+    )
     .option('--limit <n>', `how many runs to show (1 to ${MAX_LIST_LIMIT}; default ${DEFAULT_LIST_LIMIT})`)
     .option(
       '--since <time>',
@@ -114,6 +141,15 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
     )
     .option('--until <time>', 'only runs created before: a duration back from now or an RFC 3339 time')
     .option('--cursor <cursor>', 'continue a listing from the cursor a previous page printed')
+    .option('--workflow <name>', 'only runs started from this workflow')
+    .option(
+      '--label <key=value>',
+      'only runs with this label (repeat for several: all must match)',
+      collectPairs('--label'),
+    )
+    .option('--status <status>', 'only runs in this status: WAITING, RUNNING or COMPLETED')
+    .option('--conclusion <conclusion>', 'only completed runs that ended so: SUCCESS, FAIL or CANCELLED')
+    .option('--search <text>', 'only runs whose id starts with, or whose name contains, this text (any case)')
     .option('--all', 'follow every page to the end')
     .option('--json', 'print the JSON of GET /v0/runs')
     .action(
@@ -125,6 +161,11 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
             since?: string;
             until?: string;
             cursor?: string;
+            workflow?: string;
+            label?: Record<string, string>;
+            status?: string;
+            conclusion?: string;
+            search?: string;
             all?: boolean;
             json?: boolean;
           },
@@ -136,6 +177,11 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
               since: opts.since === undefined ? undefined : parseTimeFlag('--since', opts.since, now),
               until: opts.until === undefined ? undefined : parseTimeFlag('--until', opts.until, now),
               cursor: opts.cursor,
+              workflow: opts.workflow,
+              labels: opts.label,
+              status: opts.status === undefined ? undefined : parseStatus(opts.status),
+              conclusion: opts.conclusion === undefined ? undefined : parseConclusion(opts.conclusion),
+              search: opts.search,
             },
             all: Boolean(opts.all),
             json: Boolean(opts.json),
@@ -146,24 +192,64 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
 
   runs
     .command('start')
-    .description('start a run of the graph in FILE (JSON), or read from stdin when FILE is - or absent')
-    .argument('[file]', 'graph file in JSON; - or nothing for stdin')
+    .description(
+      'start a run of the graph in FILE (JSON, or stdin when FILE is - or absent), or of a stored workflow (--workflow)',
+    )
+    .argument('[file]', 'graph file in JSON; - or nothing for stdin (not with --workflow)')
+    .option('--workflow <name>', 'start this stored workflow (see `adagio workflows ls`)')
+    .option(
+      '-v, --workflow-version <n>',
+      "with --workflow: this version instead of the latest (--version is the CLI's own)",
+    )
+    .option(
+      '-p, --param <key=value>',
+      "with --workflow: a param's value (repeat for several)",
+      collectPairs('--param'),
+    )
+    .option('--name <name>', "the run's name (default: the workflow's name)")
+    .option('--label <key=value>', 'label the run (repeat for several)', collectPairs('--label'))
+    .option(
+      '--request-id <id>',
+      'an idempotency key: a start repeating it returns the run the first one created',
+    )
     .option('-q, --quiet', 'print only the run id')
     .option('-w, --watch', 'then follow the run until it completes (exit 0 only if it succeeded)')
     .option('--lines', 'with --watch: one line per transition even on a terminal')
+    .option('--no-output', 'with --watch: leave out the lines running nodes print')
     .option('--json', 'print the started run as JSON (as the API returns it)')
     .action(
       act(
         (
           ctx,
           file: string | undefined,
-          opts: { quiet?: boolean; watch?: boolean; json?: boolean; lines?: boolean },
+          opts: {
+            quiet?: boolean;
+            watch?: boolean;
+            json?: boolean;
+            lines?: boolean;
+            output?: boolean;
+            workflow?: string;
+            workflowVersion?: string;
+            param?: Record<string, string>;
+            name?: string;
+            label?: Record<string, string>;
+            requestId?: string;
+          },
         ) =>
           runsStart(ctx, file, {
             quiet: Boolean(opts.quiet),
             watch: Boolean(opts.watch),
             json: Boolean(opts.json),
             lines: Boolean(opts.lines),
+            noOutput: opts.output === false,
+            start: {
+              workflow: opts.workflow,
+              version: opts.workflowVersion === undefined ? undefined : parseVersion(opts.workflowVersion),
+              params: opts.param,
+              name: opts.name,
+              labels: opts.label,
+              requestId: opts.requestId,
+            },
           }),
       ),
     );
@@ -189,9 +275,14 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
     .argument('<id>', 'run id')
     .option('-q, --quiet', 'print nothing; the exit code tells how the run ended')
     .option('--lines', 'one line per transition even on a terminal')
+    .option('--no-output', 'leave out the lines running nodes print (shown as `NODE | line` by default)')
     .action(
-      act((ctx, id: string, opts: { quiet?: boolean; lines?: boolean }) =>
-        runsWatch(ctx, id, { quiet: Boolean(opts.quiet), lines: Boolean(opts.lines) }),
+      act((ctx, id: string, opts: { quiet?: boolean; lines?: boolean; output?: boolean }) =>
+        runsWatch(ctx, id, {
+          quiet: Boolean(opts.quiet),
+          lines: Boolean(opts.lines),
+          noOutput: opts.output === false,
+        }),
       ),
     );
 
@@ -217,7 +308,8 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
   runs
     .command('cancel')
     .description(
-      'cancel a run: running nodes get a CANCELLED attempt and their work is stopped, the rest never start',
+      'cancel a run: running nodes get a CANCELLED attempt and their work is stopped, the rest never start. ' +
+        'Again on a cancelled run: "already cancelled", exit 0; on a run that completed on its own: nothing to cancel, exit 1',
     )
     .argument('<id>', 'run id')
     .option('-q, --quiet', 'print nothing')
@@ -225,6 +317,194 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
     .action(
       act((ctx, id: string, opts: { quiet?: boolean; json?: boolean }) =>
         runsCancel(ctx, id, { quiet: Boolean(opts.quiet), json: Boolean(opts.json) }),
+      ),
+    );
+
+  runs
+    .command('retry')
+    .description(
+      'resume a completed run that did not succeed, under the same id: its failed, cancelled and unreached nodes run again (with --node: only those and what is downstream of them); succeeded nodes keep their outputs and every earlier attempt is kept',
+    )
+    .argument('<id>', 'run id')
+    .option('--node <name>', 'retry only this node and what is downstream of it (repeatable)', collect, [])
+    .option('-w, --watch', 'then watch the run until it completes (exit 0 only if it succeeded)')
+    .option('--lines', 'with --watch: one line per transition even on a terminal')
+    .option('-q, --quiet', 'print nothing')
+    .option('--json', 'print the retried run as JSON (as the API returns it)')
+    .action(
+      act(
+        (
+          ctx,
+          id: string,
+          opts: { node: string[]; watch?: boolean; lines?: boolean; quiet?: boolean; json?: boolean },
+        ) =>
+          runsRetry(ctx, id, {
+            nodes: opts.node,
+            watch: Boolean(opts.watch),
+            lines: Boolean(opts.lines),
+            quiet: Boolean(opts.quiet),
+            json: Boolean(opts.json),
+          }),
+      ),
+    );
+
+  runs
+    .command('rerun')
+    .description(
+      'start a new run of the graph a run was started from, with its name and labels (a run of a workflow: the same version with the same params)',
+    )
+    .argument('<id>', 'run id')
+    .option('-w, --watch', 'then watch the new run until it completes (exit 0 only if it succeeded)')
+    .option('--lines', 'with --watch: one line per transition even on a terminal')
+    .option('-q, --quiet', 'print only the new run id')
+    .option('--json', 'print the new run as JSON (as the API returns it)')
+    .action(
+      act((ctx, id: string, opts: { watch?: boolean; lines?: boolean; quiet?: boolean; json?: boolean }) =>
+        runsRerun(ctx, id, {
+          watch: Boolean(opts.watch),
+          lines: Boolean(opts.lines),
+          quiet: Boolean(opts.quiet),
+          json: Boolean(opts.json),
+        }),
+      ),
+    );
+
+  const workflows = program
+    .command('workflows')
+    .description('store, list, show and delete workflow definitions (named, versioned graphs with params)');
+  workflows
+    .command('put')
+    .description(
+      'store FILE as a new version of its workflow (the same content as the latest version stores nothing)',
+    )
+    .argument('<file>', 'workflow file: {"name", "spec": graph, "description", "params": [...]} in JSON')
+    .option('--json', 'print the stored version as JSON')
+    .action(
+      act((ctx, file: string, opts: { json?: boolean }) =>
+        workflowsPut(ctx, file, { json: Boolean(opts.json) }),
+      ),
+    );
+  workflows
+    .command('ls')
+    .alias('list')
+    .description("list workflows: each one's latest version, params and description")
+    .option('--json', 'print the JSON of GET /v0/workflows')
+    .action(act((ctx, opts: { json?: boolean }) => workflowsList(ctx, { json: Boolean(opts.json) })));
+  workflows
+    .command('show')
+    .alias('inspect')
+    .description('show a workflow: description, params, nodes (the latest version unless --version)')
+    .argument('<name>', 'workflow name')
+    .option('-v, --workflow-version <n>', "this version instead of the latest (--version is the CLI's own)")
+    .option('--versions', 'list every version instead, newest first')
+    .option('--json', 'print it as JSON')
+    .action(
+      act((ctx, name: string, opts: { workflowVersion?: string; versions?: boolean; json?: boolean }) =>
+        workflowsShow(ctx, name, {
+          version: opts.workflowVersion === undefined ? undefined : parseVersion(opts.workflowVersion),
+          versions: Boolean(opts.versions),
+          json: Boolean(opts.json),
+        }),
+      ),
+    );
+  workflows
+    .command('rm')
+    .alias('delete')
+    .description('delete a workflow and all its versions (runs started from it are kept)')
+    .argument('<name>', 'workflow name')
+    .option('-q, --quiet', 'print nothing')
+    .action(
+      act((ctx, name: string, opts: { quiet?: boolean }) =>
+        workflowsRemove(ctx, name, { quiet: Boolean(opts.quiet) }),
+      ),
+    );
+
+  const schedules = program
+    .command('schedules')
+    .description(
+      'cron schedules of stored workflows: put, list, show, pause, resume, trigger, backfill, delete',
+    );
+  schedules
+    .command('put')
+    .description('store FILE as a schedule (a new one fires from the first slot after now)')
+    .argument(
+      '<file>',
+      'schedule file: {"name", "workflow", "cron", "timezone", "params", "overlap", "catchup", "paused"} in JSON',
+    )
+    .option('--json', 'print the stored schedule as JSON')
+    .action(
+      act((ctx, file: string, opts: { json?: boolean }) =>
+        schedulesPut(ctx, file, { json: Boolean(opts.json) }),
+      ),
+    );
+  schedules
+    .command('ls')
+    .alias('list')
+    .description('list schedules: workflow, cron, time zone, overlap, paused or not, next slot')
+    .option('--json', 'print the JSON of GET /v0/schedules')
+    .action(act((ctx, opts: { json?: boolean }) => schedulesList(ctx, { json: Boolean(opts.json) })));
+  schedules
+    .command('show')
+    .alias('inspect')
+    .description('show a schedule: its definition, next fire times, recent runs, missed and skipped slots')
+    .argument('<name>', 'schedule name')
+    .option('--json', 'print the JSON of GET /v0/schedules/{name}')
+    .action(
+      act((ctx, name: string, opts: { json?: boolean }) =>
+        schedulesShow(ctx, name, { json: Boolean(opts.json) }),
+      ),
+    );
+  for (const [command, paused, what] of [
+    [
+      'pause',
+      true,
+      'stop starting runs (slots passing while paused are missed, or caught up within catchup)',
+    ],
+    ['resume', false, 'start runs again from the next undecided slot'],
+  ] as const)
+    schedules
+      .command(command)
+      .description(`${command} a schedule: ${what}`)
+      .argument('<name>', 'schedule name')
+      .option('-q, --quiet', 'print nothing')
+      .action(
+        act((ctx, name: string, opts: { quiet?: boolean }) =>
+          schedulesPause(ctx, name, paused, { quiet: Boolean(opts.quiet) }),
+        ),
+      );
+  schedules
+    .command('trigger')
+    .description('start a run of the schedule now, outside its cron (its slot is now, to the second)')
+    .argument('<name>', 'schedule name')
+    .option('--json', 'print the run as JSON')
+    .action(
+      act((ctx, name: string, opts: { json?: boolean }) =>
+        schedulesTrigger(ctx, name, { json: Boolean(opts.json) }),
+      ),
+    );
+  schedules
+    .command('backfill')
+    .description(
+      'start a run for every slot from --from to --to (inclusive, at most 500 slots); a slot that has a run keeps it',
+    )
+    .argument('<name>', 'schedule name')
+    .requiredOption('--from <time>', 'first time, RFC 3339 (e.g. 2026-01-01T00:00:00Z)')
+    .requiredOption('--to <time>', 'last time, RFC 3339')
+    .option('--json', 'print the runs as JSON')
+    .action(
+      act((ctx, name: string, opts: { from?: string; to?: string; json?: boolean }) =>
+        schedulesBackfill(ctx, name, { from: opts.from, to: opts.to, json: Boolean(opts.json) }),
+      ),
+    );
+  schedules
+    .command('rm')
+    .alias('delete')
+    .description('delete a schedule (its runs are kept)')
+    .argument('<name>', 'schedule name')
+    .option('-q, --quiet', 'print nothing')
+    .action(
+      act((ctx, name: string, opts: { quiet?: boolean }) =>
+        schedulesRemove(ctx, name, { quiet: Boolean(opts.quiet) }),
       ),
     );
 
@@ -277,3 +557,8 @@ export function commanderExit(e: CommanderError): { code: number; message?: stri
 }
 
 export { CommanderError };
+
+/** Commander's accumulator for a repeatable option. */
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}

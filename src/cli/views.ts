@@ -1,9 +1,11 @@
 import { type ExplainNode, explainNode, explainRun } from '../model/explain.js';
+import { attemptExitCode } from '../model/labels.js';
 import type { AgentInfo, NodeState, Run, RunSummary, Stats } from '../model/types.js';
 import { countNodes } from '../model/wire.js';
 import { formatDuration } from '../runtimes/duration.js';
 import {
   between,
+  fitTable,
   formatAgo,
   formatTimestamp,
   keyValues,
@@ -20,12 +22,14 @@ import { deadlineRow, timingSection } from './timing-view.js';
 /** The human-readable views of runs, agents and stats (the JSON views live in json.ts). */
 
 /**
- * `runs ls`: each run's status, how long it took (or has been running, `…`),
- * when it finished, and its nodes as completed/total (with those running).
+ * `runs ls`: each run's name, status, how long it took (or has been running,
+ * `…`), when it finished, its nodes as completed/total (with those running),
+ * the names of the nodes that failed (rule 19: a bounded few, then a count)
+ * and its labels (rule 17).
  */
-export function runsTable(runs: readonly RunSummary[], now: number): string {
-  return table(
-    ['ID', 'CREATED', 'STATUS', 'TOOK', 'FINISHED', 'NODES'],
+export function runsTable(runs: readonly RunSummary[], now: number, columns?: number): string {
+  return fitTable(
+    ['ID', 'NAME', 'CREATED', 'STATUS', 'TOOK', 'FINISHED', 'NODES', 'FAILED', 'LABELS'],
     runs.map((r) => {
       const c = r.nodeCounts;
       const total = c.WAITING + c.READY + c.RUNNING + c.COMPLETED;
@@ -36,15 +40,45 @@ export function runsTable(runs: readonly RunSummary[], now: number): string {
           : between(r.createdAt, new Date(now).toISOString());
       return [
         r.id,
+        r.name || '-',
         formatTimestamp(r.createdAt),
         runState(r.status, r.conclusion),
         took === undefined ? '-' : `${formatDuration(Math.max(0, took))}${r.finishedAt ? '' : '…'}`,
         r.finishedAt ? formatTimestamp(r.finishedAt) : '-',
         `${c.COMPLETED}/${total}${c.RUNNING > 0 ? `, ${c.RUNNING} running` : ''}`,
+        failedList(r),
+        labelsText(r.labels),
       ];
     }),
-    ['left', 'left', 'left', 'right', 'left', 'left'],
+    ['left', 'left', 'left', 'left', 'right', 'left', 'left', 'left', 'left'],
+    // On a narrow terminal, what a run is and how it went matter most; --json and pipes get every column.
+    { columns, drop: ['FINISHED', 'LABELS', 'CREATED'], shrink: 'NAME' },
   );
+}
+
+/** `a, b (+3 more)`; `-` when no node failed. Names are quoted when they hold spaces, commas or control characters. */
+export function failedList(r: Pick<RunSummary, 'failedNodes' | 'failedNodeCount'>): string {
+  if (r.failedNodeCount === 0 && r.failedNodes.length === 0) return '-';
+  const names = r.failedNodes.map((n) => (/^[^\s,"\p{C}]+$/u.test(n) ? n : JSON.stringify(n)));
+  const more = r.failedNodeCount - r.failedNodes.length;
+  return `${names.join(', ')}${more > 0 ? ` (+${more} more)` : ''}`;
+}
+
+/** The run's identity (rule 17) as header rows, those it has. */
+function identityRows(run: Run): [string, string][] {
+  const rows: [string, string][] = [];
+  if (run.name) rows.push(['Name', run.name]);
+  if (run.workflow) rows.push(['Workflow', `${run.workflow} version ${run.workflowVersion ?? '?'}`]);
+  if (run.params && Object.keys(run.params).length > 0) rows.push(['Params', labelsText(run.params)]);
+  if (run.labels && Object.keys(run.labels).length > 0) rows.push(['Labels', labelsText(run.labels)]);
+  if (run.requestId) rows.push(['Request id', run.requestId]);
+  return rows;
+}
+
+/** Labels as `k=v,k2=v2` (sorted), or - when none. */
+export function labelsText(labels: Record<string, string> | undefined): string {
+  const entries = Object.entries(labels ?? {}).sort(([a], [b]) => (a < b ? -1 : 1));
+  return entries.length ? entries.map(([k, v]) => `${k}=${v}`).join(',') : '-';
 }
 
 export function agentsTable(agents: readonly AgentInfo[]): string {
@@ -143,6 +177,7 @@ export function runPretty(run: Run, now: number): string {
     header.push([run.status === 'COMPLETED' ? 'Took' : 'Running for', formatDuration(elapsed)]);
   const deadline = deadlineRow(run, now);
   if (deadline) header.push(deadline);
+  header.push(...identityRows(run));
   const created = Date.parse(run.createdAt);
   const ordered = topologicalOrder(run.nodes, run.edges);
   const upstream = new Map<string, string[]>();
@@ -158,7 +193,7 @@ export function runPretty(run: Run, now: number): string {
       attemptsCell(n.attempts.map((a) => a.conclusion)),
       Number.isNaN(offset) ? '-' : `+${formatDuration(Math.max(0, offset))}`,
       nodeTook(n, now) || '-',
-      (upstream.get(n.spec.name) ?? []).join(', ') || '-',
+      afterCell(upstream.get(n.spec.name) ?? [], n.spec.trigger),
     ];
   });
   let out = keyValues(header);
@@ -170,19 +205,31 @@ export function runPretty(run: Run, now: number): string {
     return last && last.conclusion !== 'SUCCESS';
   });
   if (failures.length > 0) {
+    const lasts = failures.map((n) => n.attempts[n.attempts.length - 1]!);
+    // The exit code column only when a command ran (exec): other runtimes have none to show.
+    const exitCodes = lasts.some((a) => attemptExitCode(a.metadata) !== undefined);
     out += '\nNot successful:\n';
     out += table(
-      ['NODE', 'ATTEMPT', 'CONCLUSION', 'OUTPUT'],
-      failures.map((n) => {
-        const last = n.attempts[n.attempts.length - 1]!;
-        return [n.spec.name, String(n.attempts.length), last.conclusion, outputSummary(last.output) || '-'];
-      }),
+      ['NODE', 'ATTEMPT', 'CONCLUSION', ...(exitCodes ? ['EXIT CODE'] : []), 'OUTPUT'],
+      failures.map((n, i) => [
+        n.spec.name,
+        String(n.attempts.length),
+        lasts[i]!.conclusion,
+        ...(exitCodes ? [attemptExitCode(lasts[i]!.metadata) ?? '-'] : []),
+        outputSummary(lasts[i]!.output) || '-',
+      ]),
     )
       .split('\n')
       .map((l) => (l ? `  ${l}` : l))
       .join('\n');
   }
   return out;
+}
+
+/** The upstream nodes, and the trigger rule when not the default (all_success): `a, b [all_done]`. */
+function afterCell(upstream: readonly string[], trigger: string | undefined): string {
+  const names = upstream.join(', ') || '-';
+  return trigger && trigger !== 'all_success' ? `${names} [${trigger}]` : names;
 }
 
 /** `1`, or `3 (FAIL, ERROR, SUCCESS)` when a node was retried. */
@@ -224,5 +271,6 @@ function toExplain(n: NodeState): ExplainNode {
     status: n.status,
     attempts: n.attempts.map((a) => a.conclusion),
     ...(n.nextAttemptAt ? { nextAttemptAt: n.nextAttemptAt } : {}),
+    trigger: n.spec.trigger,
   };
 }

@@ -4,19 +4,25 @@ import { createConnectTransport } from '@connectrpc/connect-node';
 import { connectCodeToErrorCode } from '../api/errors.js';
 import * as cp from '../gen/adagio/rpc/controlplane/controlplane_pb.js';
 import * as pb from '../gen/adagio/v1/adagio_pb.js';
+import { scheduleFromProto, scheduleInputToProto } from '../model/schedule-wire.js';
+import type { Schedule, ScheduleInput, ScheduleView } from '../model/schedules.js';
 import type { AgentInfo, Attempt, GraphSpec, Run, Stats } from '../model/types.js';
 import {
   agentFromProto,
   graphToProto,
   nodeFromProto,
   runConclusionFromProto,
+  runConclusionToProto,
   runFromProto,
   runStatusFromProto,
+  runStatusToProto,
   runSummaryFromProto,
   statsFromProto,
 } from '../model/wire.js';
+import { paramToProto, workflowFromProto, workflowSummaryFromProto } from '../model/workflow-wire.js';
+import type { WorkflowDefinition, WorkflowInput, WorkflowSummary } from '../model/workflows.js';
 import { AdagioError, type ErrorCode } from '../protocol/errors.js';
-import type { ListRunsQuery, RunPage, WatchEvent } from '../protocol/repository.js';
+import type { ListRunsQuery, RunPage, StartOptions, WatchEvent } from '../protocol/repository.js';
 
 export const DEFAULT_ADDRESS = 'http://127.0.0.1:7890';
 
@@ -71,9 +77,116 @@ export class AdagioClient {
     return statsFromProto(res.stats ?? create(pb.StatsSchema));
   }
 
-  async start(spec: GraphSpec): Promise<Run> {
-    const res = await this.call(() => this.rpc.start({ spec: graphToProto(spec) }, this.opts()));
+  /**
+   * Starts a run of a graph, or (spec undefined, `options.workflow`) of a
+   * stored workflow with params; `options.requestId` makes a repeat return
+   * the first start's run.
+   */
+  async start(spec: GraphSpec | undefined, options: StartOptions = {}): Promise<Run> {
+    const res = await this.call(() =>
+      this.rpc.start(
+        {
+          spec: spec ? graphToProto(spec) : undefined,
+          workflow: options.workflow ?? '',
+          version: options.version ?? 0,
+          params: options.params ?? {},
+          name: options.name ?? '',
+          labels: options.labels ?? {},
+          requestId: options.requestId ?? '',
+        },
+        this.opts(),
+      ),
+    );
     return runFromProto(res.run!);
+  }
+
+  // ---- workflows (rule 16)
+
+  /** Stores a new version, or returns the latest when the content is the same. */
+  async putWorkflow(name: string, input: WorkflowInput): Promise<WorkflowDefinition> {
+    const res = await this.call(() =>
+      this.rpc.putWorkflow(
+        {
+          name,
+          spec: graphToProto(input.spec),
+          description: input.description ?? '',
+          params: (input.params ?? []).map(paramToProto),
+        },
+        this.opts(),
+      ),
+    );
+    return workflowFromProto(res.workflow!);
+  }
+
+  /** The latest version, or `version`. */
+  async getWorkflow(name: string, version?: number): Promise<WorkflowDefinition> {
+    const res = await this.call(() => this.rpc.getWorkflow({ name, version: version ?? 0 }, this.opts()));
+    return workflowFromProto(res.workflow!);
+  }
+
+  async listWorkflows(): Promise<WorkflowSummary[]> {
+    const res = await this.call(() => this.rpc.listWorkflows({}, this.opts()));
+    return res.workflows.map(workflowSummaryFromProto);
+  }
+
+  /** Every version, newest first. */
+  async listWorkflowVersions(name: string): Promise<WorkflowDefinition[]> {
+    const res = await this.call(() => this.rpc.listWorkflowVersions({ name }, this.opts()));
+    return res.workflows.map(workflowFromProto);
+  }
+
+  async deleteWorkflow(name: string): Promise<void> {
+    await this.call(() => this.rpc.deleteWorkflow({ name }, this.opts()));
+  }
+
+  // ---- schedules (rule 18)
+
+  /** Stores the schedule (a new one fires from the first slot after now). */
+  async putSchedule(name: string, input: ScheduleInput): Promise<Schedule> {
+    const res = await this.call(() => this.rpc.putSchedule(scheduleInputToProto(name, input), this.opts()));
+    return scheduleFromProto(res.schedule!);
+  }
+
+  /** The schedule, its next fire times and its latest runs. */
+  async getSchedule(name: string): Promise<ScheduleView> {
+    const res = await this.call(() => this.rpc.getSchedule({ name }, this.opts()));
+    return {
+      schedule: scheduleFromProto(res.schedule!),
+      nextSlots: res.nextSlots,
+      recentRuns: res.recentRuns.map(runSummaryFromProto),
+    };
+  }
+
+  async listSchedules(): Promise<Schedule[]> {
+    const res = await this.call(() => this.rpc.listSchedules({}, this.opts()));
+    return res.schedules.map(scheduleFromProto);
+  }
+
+  async deleteSchedule(name: string): Promise<void> {
+    await this.call(() => this.rpc.deleteSchedule({ name }, this.opts()));
+  }
+
+  async pauseSchedule(name: string): Promise<Schedule> {
+    return scheduleFromProto(
+      (await this.call(() => this.rpc.pauseSchedule({ name }, this.opts()))).schedule!,
+    );
+  }
+
+  async resumeSchedule(name: string): Promise<Schedule> {
+    return scheduleFromProto(
+      (await this.call(() => this.rpc.resumeSchedule({ name }, this.opts()))).schedule!,
+    );
+  }
+
+  /** A run now, outside the cron. */
+  async triggerSchedule(name: string): Promise<Run> {
+    return runFromProto((await this.call(() => this.rpc.triggerSchedule({ name }, this.opts()))).run!);
+  }
+
+  /** A run for every slot in [from, to] (RFC 3339); a slot that has a run keeps it. */
+  async backfillSchedule(name: string, from: string, to: string): Promise<Run[]> {
+    const res = await this.call(() => this.rpc.backfillSchedule({ name, from, to }, this.opts()));
+    return res.runs.map(runFromProto);
   }
 
   async listRuns(query: ListRunsQuery = {}): Promise<RunPage> {
@@ -84,6 +197,11 @@ export class AdagioClient {
           finishNs: query.until !== undefined ? BigInt(query.until) * 1_000_000n : 0n,
           limit: query.limit ?? 0,
           cursor: query.cursor ?? '',
+          workflow: query.workflow ?? '',
+          labels: query.labels ?? {},
+          status: query.status ? runStatusToProto(query.status) : pb.Run_Status.NONE,
+          conclusion: runConclusionToProto(query.conclusion),
+          search: query.search ?? '',
         },
         this.opts(),
       ),
@@ -101,6 +219,21 @@ export class AdagioClient {
     return runFromProto((await this.call(() => this.rpc.cancel({ id }, this.opts()))).run!);
   }
 
+  /**
+   * Resumes a completed run that did not succeed (rule 15): its failed,
+   * cancelled and unreached nodes, or only `nodes` and what is downstream of
+   * them, run again under the same id. A conflict error when the run is not
+   * completed or succeeded.
+   */
+  async retry(id: string, nodes: string[] = []): Promise<Run> {
+    return runFromProto((await this.call(() => this.rpc.retry({ id, nodes }, this.opts()))).run!);
+  }
+
+  /** Starts a new run of the graph run `id` was started from. */
+  async rerun(id: string): Promise<Run> {
+    return runFromProto((await this.call(() => this.rpc.rerun({ id }, this.opts()))).run!);
+  }
+
   async listAgents(): Promise<AgentInfo[]> {
     return (await this.call(() => this.rpc.listAgents({}, this.opts()))).agents.map(agentFromProto);
   }
@@ -116,8 +249,10 @@ export class AdagioClient {
    */
   async *watch(id: string, options: { signal?: AbortSignal } = {}): AsyncIterable<WatchEvent> {
     const attempts = new Map<string, Attempt[]>();
+    let streaming = false;
     try {
       for await (const msg of this.rpc.watch({ id }, { signal: options.signal })) {
+        streaming = true;
         if (msg.run) {
           const run = runFromProto(msg.run);
           attempts.clear();
@@ -150,6 +285,13 @@ export class AdagioClient {
       }
     } catch (e) {
       if (options.signal?.aborted) return;
+      if (streaming && isConnectionLoss(e))
+        throw new ApiError(
+          'unavailable',
+          `lost the connection to adagiod at ${this.address} while watching run ${id}: the daemon went away ` +
+            `(${describeCause(e as ConnectError) ?? (e as ConnectError).rawMessage}); try again once it is back`,
+          { cause: e },
+        );
       throw this.wrap(e);
     }
   }
@@ -177,6 +319,15 @@ export class AdagioClient {
       return new ApiError('unavailable', `adagiod at ${this.address} did not answer in time`, { cause: e });
     return new ApiError(connectCodeToErrorCode(e.code), e.rawMessage || Code[e.code], { cause: e });
   }
+}
+
+/**
+ * An open stream that broke without an answer from the server (process gone,
+ * connection reset or aborted), as opposed to an error the server sent.
+ */
+function isConnectionLoss(e: unknown): boolean {
+  if (!(e instanceof ConnectError)) return false;
+  return [Code.Canceled, Code.Aborted, Code.Unavailable, Code.Unknown, Code.Internal].includes(e.code);
 }
 
 /** The network-level reason (refused, unknown host, reset) behind a transport error, if any. */

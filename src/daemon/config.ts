@@ -114,6 +114,13 @@ export const OPTIONS: readonly OptionDef[] = [
   },
   { name: 'ui', kind: 'bool', description: 'serve the web UI at / (api role)', default: 'true' },
   {
+    name: 'schedules',
+    kind: 'bool',
+    description:
+      'fire schedules from this process (api role; any number of processes may, each slot starts once)',
+    default: 'true',
+  },
+  {
     name: 'agents',
     kind: 'int',
     description: 'attempts run at once by this process (agent role)',
@@ -207,6 +214,7 @@ export interface DaemonConfig {
   maxBodyBytes: number;
   maxQueuedNodes: number;
   ui: boolean;
+  schedules: boolean;
   agents: number;
   runtimes: string[];
   execAllow: string[];
@@ -259,6 +267,7 @@ export function resolveConfig(
     maxBodyBytes: v.int('max-body-bytes', 1024),
     maxQueuedNodes: v.int('max-queued-nodes', 0),
     ui: v.bool('ui'),
+    schedules: v.bool('schedules'),
     agents: v.int('agents', 1),
     runtimes: v.list('runtimes'),
     execAllow: v.list('exec-allow'),

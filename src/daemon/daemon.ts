@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { AgentPool } from '../agent/index.js';
 import { ApiMetrics } from '../api/metrics.js';
@@ -8,12 +9,41 @@ import { graphFromJsonText } from '../model/wire.js';
 import { packageRoot } from '../package-root.js';
 import type { Repository } from '../protocol/repository.js';
 import { builtinRuntimes } from '../runtimes/index.js';
+import { Scheduler } from '../scheduler/scheduler.js';
 import { describeBackend, openRepository } from './backend.js';
 import { ConfigError, type DaemonConfig } from './config.js';
 import { instrumentRepository } from './instrument.js';
 
 const EXAMPLE = join(packageRoot(), 'examples', 'workflows', 'demo.json');
 const RETENTION_SWEEP_MS = 60_000;
+
+/**
+ * Binds and releases the API's address, so a port already taken (another
+ * adagiod, say) is reported at once, before the agents start. The API binds
+ * it again right after; losing that race still fails with the same error.
+ */
+export async function checkCanListen(host: string, port: number): Promise<void> {
+  if (port === 0) return; // any free port: nothing to check
+  const probe = createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject);
+      probe.listen({ host, port, exclusive: true }, resolve);
+    });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const why =
+      err.code === 'EADDRINUSE'
+        ? 'the address is already in use (another adagiod?); choose another with --listen'
+        : err.code === 'EACCES'
+          ? 'permission denied (ports below 1024 need privileges); choose another with --listen'
+          : err.code === 'EADDRNOTAVAIL'
+            ? 'this machine has no such address; choose another with --listen'
+            : err.message;
+    throw new ConfigError(`cannot listen on ${host}:${port}: ${why}`);
+  }
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+}
 
 /**
  * One adagiod process: a backend, and the API server, the agent pool or both
@@ -25,6 +55,7 @@ export class Daemon {
   pool: AgentPool | undefined;
   repository: Repository | undefined;
   private retentionTimer: NodeJS.Timeout | undefined;
+  private scheduler: Scheduler | undefined;
   private stopping: Promise<void> | undefined;
 
   constructor(
@@ -38,6 +69,8 @@ export class Daemon {
     this.repository = repo;
     await repo.ping();
     this.logger.info('backend ready', describeBackend(c));
+    // Fail before agents claim work a daemon that cannot serve would then hold until it stops.
+    if (c.roles.includes('api')) await checkCanListen(c.listen.host, c.listen.port);
     const metrics = new ApiMetrics({ processMetrics: true });
 
     if (c.roles.includes('agent')) {
@@ -95,6 +128,12 @@ export class Daemon {
         );
     }
 
+    // Through a remote backend the schedules are fired by the API it talks to, next to the store.
+    if (c.roles.includes('api') && c.schedules && c.backendType !== 'remote') {
+      this.scheduler = new Scheduler(repo, { logger: this.logger.child({ component: 'scheduler' }) });
+      this.scheduler.start();
+    }
+
     if (c.retentionMs > 0) {
       const sweep = () =>
         repo
@@ -123,6 +162,9 @@ export class Daemon {
 
   private async shutdown(): Promise<void> {
     clearInterval(this.retentionTimer);
+    await this.scheduler
+      ?.stop()
+      .catch((e) => this.logger.warn('scheduler stop failed', { error: String(e) }));
     this.logger.info('shutting down', { graceMs: this.config.gracePeriodMs });
     await this.api?.close().catch((e) => this.logger.warn('api close failed', { error: String(e) }));
     await this.pool

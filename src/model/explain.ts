@@ -13,6 +13,8 @@ export interface ExplainNode {
   attempts: readonly string[];
   /** RFC 3339 of when a READY node waiting out its retry delay becomes claimable (rule 5). */
   nextAttemptAt?: string;
+  /** Its trigger rule (rule 14); absent or empty is all_success. */
+  trigger?: string;
 }
 
 export interface ExplainRun {
@@ -32,11 +34,20 @@ export function explainNode(node: ExplainNode, run: ExplainRun): string | undefi
       if (node.nextAttemptAt) return `waiting out its retry delay: next attempt due ${node.nextAttemptAt}`;
       return `waiting for an agent with runtime "${node.runtime}"`;
     case 'WAITING': {
+      if (custom(node.trigger)) {
+        const open = (run.upstream.get(node.name) ?? []).filter(
+          (u) => run.nodes.get(u)?.status !== 'COMPLETED',
+        );
+        return open.length > 0
+          ? `waiting for ${names(open)} to complete (trigger ${node.trigger})`
+          : undefined;
+      }
       const pending = (run.upstream.get(node.name) ?? []).filter((u) => !succeeded(run.nodes.get(u)));
       return pending.length > 0 ? `waiting for ${names(pending)} to succeed` : undefined;
     }
     case 'COMPLETED': {
       if (node.attempts.length > 0) return undefined;
+      if (custom(node.trigger) && !run.cancelled) return `not run: its trigger ${node.trigger} did not hold`;
       const failed = failedAncestors(node.name, run);
       if (failed.length > 0) return `not run: upstream ${names(failed)} did not succeed`;
       return run.cancelled ? 'not run: the run was cancelled' : undefined;
@@ -62,6 +73,11 @@ function failedAncestors(name: string, run: ExplainRun): string[] {
     else if (last !== 'SUCCESS') found.push(u);
   }
   return found;
+}
+
+/** A trigger other than the default all_success. */
+function custom(trigger: string | undefined): trigger is string {
+  return trigger !== undefined && trigger !== '' && trigger !== 'all_success';
 }
 
 function names(list: readonly string[]): string {

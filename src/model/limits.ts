@@ -26,6 +26,8 @@ export const LIMITS = {
   maxIdBytes: 256,
   /** Runtimes one agent may register. */
   maxAgentRuntimes: 256,
+  /** Failed node names one runs-list summary carries (rule 19): the rest are counted, not named. */
+  maxListedFailedNodes: 5,
   /** Longest lease TTL: a day. Past it a dead agent would hold its claims for longer than anyone waits. */
   maxLeaseTtlMs: 24 * 60 * 60 * 1000,
 } as const;

@@ -122,3 +122,12 @@ export function decodeCursor(cursor: string): ListCursor {
     );
   return { createdAtMs: Number(m[1]), runId };
 }
+
+/** A retry's node names (rule 15): optional; each a node name (planRetry refuses names not in the run). */
+export function checkRetryNodes(nodes: readonly string[] | undefined): void {
+  if (nodes === undefined) return;
+  if (!Array.isArray(nodes)) throw new InvalidArgumentError('retry nodes must be a list of node names');
+  for (const n of nodes)
+    if (typeof n !== 'string' || n.length === 0 || n.length > LIMITS.maxNameLength || textProblem(n))
+      throw new InvalidArgumentError(`retry node name ${JSON.stringify(n)} is not a valid node name`);
+}

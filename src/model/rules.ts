@@ -1,5 +1,6 @@
 import { parseDuration } from './duration.js';
 import { rfc3339 } from './ids.js';
+import { LIMITS } from './limits.js';
 import type {
   Attempt,
   AttemptConclusion,
@@ -10,7 +11,9 @@ import type {
   NodeStatus,
   RunConclusion,
   RunStatus,
+  TriggerRule,
 } from './types.js';
+import { DEFAULT_TRIGGER } from './types.js';
 
 /**
  * The protocol's pure rules (docs/design.md §3), shared by every backend so they
@@ -37,15 +40,17 @@ export function topology(spec: GraphSpec): Topology {
   return { upstream, downstream };
 }
 
-/** The node spec a backend stores: only the protocol's fields, absent metadata and retry as empty. */
+/** The node spec a backend stores: only the protocol's fields, absent metadata and retry as empty, the default trigger left out. */
 export function normalizeNodeSpec(n: NodeSpec): NodeSpec {
-  return {
+  const spec: NodeSpec = {
     name: n.name,
     runtime: n.runtime,
     metadata: n.metadata ?? {},
     retry: n.retry ?? {},
     ...(n.timeout ? { timeout: n.timeout } : {}),
   };
+  if (n.trigger && n.trigger !== DEFAULT_TRIGGER) spec.trigger = n.trigger;
+  return spec;
 }
 
 /** Rule 1: nodes with no inbound edges start READY, the rest WAITING. */
@@ -65,7 +70,7 @@ export type FinishOutcome =
   | 'SUCCEEDED'
   /** FAIL or ERROR with attempts left: the node goes back to READY. */
   | 'RETRY'
-  /** FAIL or ERROR with no attempts left: the node completes and everything downstream is unreached. */
+  /** FAIL or ERROR with no attempts left: the node completes failed; its dependents' triggers decide (rule 14). */
   | 'FAILED';
 
 /**
@@ -268,7 +273,8 @@ export function runStatus(counts: Record<NodeStatus, number>): RunStatus {
 
 /**
  * The run's conclusion once completed (rule 7): CANCELLED when cancelled, FAIL
- * when any node failed for good (its last attempt not a SUCCESS), else SUCCESS.
+ * when any node failed for good (its last attempt a FAIL or ERROR, whatever
+ * its handlers did), else SUCCESS.
  */
 export function conclusionOf(run: {
   cancelled: boolean;
@@ -281,13 +287,16 @@ export function conclusionOf(run: {
   return run.failed ? 'FAIL' : 'SUCCESS';
 }
 
-/** The run's conclusion once completed, from its nodes: SUCCESS when every node's last attempt succeeded. */
+/** The run's conclusion once completed, from its nodes: FAIL when any node's last attempt failed. */
 export function runConclusion(
   nodes: readonly Pick<NodeState, 'attempts'>[],
   cancelled: boolean,
   timedOut = false,
 ): RunConclusion {
-  const failed = nodes.some((n) => n.attempts[n.attempts.length - 1]?.conclusion !== 'SUCCESS');
+  // A node unreached because its trigger did not hold (an unneeded failure handler) fails nothing (rule 14).
+  const failed = nodes.some(
+    (n) => upstreamOutcome(n.attempts[n.attempts.length - 1]?.conclusion) === 'failed',
+  );
   return conclusionOf({ cancelled, failed, timedOut });
 }
 
@@ -310,7 +319,107 @@ export function runFinishedAt(nodes: readonly Pick<NodeState, 'status' | 'finish
   return latest;
 }
 
+/**
+ * Rule 19: a node failed for good when it completed after an attempt that
+ * FAILed or ERRORed (rule 5 left no retry). Unreached and cancelled nodes did
+ * not fail. What the runs list names (failedNodesSummary).
+ */
+export function failedForGood(node: Pick<NodeState, 'status' | 'attempts'>): boolean {
+  const last = node.attempts[node.attempts.length - 1]?.conclusion;
+  return node.status === 'COMPLETED' && (last === 'FAIL' || last === 'ERROR');
+}
+
+/**
+ * Rule 19: the runs list's bounded account of a run's failed nodes: up to
+ * LIMITS.maxListedFailedNodes names in byte order, and how many failed in
+ * all. `names` may hold more than the bound (a backend that has them all) or
+ * just the first ones in byte order (a backend that reads a bounded range).
+ */
+export function failedNodesSummary(
+  names: Iterable<string>,
+  count: number,
+): { failedNodes: string[]; failedNodeCount: number } {
+  const sorted = [...names].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return {
+    failedNodes: sorted.slice(0, LIMITS.maxListedFailedNodes),
+    failedNodeCount: Math.max(count, sorted.length),
+  };
+}
+
 /** A node succeeded when it completed and its last attempt is a SUCCESS. */
 export function succeeded(node: Pick<NodeState, 'status' | 'attempts'>): boolean {
   return node.status === 'COMPLETED' && node.attempts[node.attempts.length - 1]?.conclusion === 'SUCCESS';
+}
+
+/** How a completed upstream node counts for its dependents' triggers (rule 14). */
+export type UpstreamOutcome = 'succeeded' | 'failed' | 'neither';
+
+/**
+ * A completed node's outcome: its last attempt SUCCESS is succeeded, FAIL or
+ * ERROR is failed; completed with no attempt (unreached) or CANCELLED is neither.
+ */
+export function upstreamOutcome(lastConclusion: AttemptConclusion | undefined): UpstreamOutcome {
+  if (lastConclusion === 'SUCCESS') return 'succeeded';
+  if (lastConclusion === 'FAIL' || lastConclusion === 'ERROR') return 'failed';
+  return 'neither';
+}
+
+/** A dependent's upstream nodes: how many, and how many completed, succeeded and failed. */
+export interface UpstreamTally {
+  total: number;
+  completed: number;
+  succeeded: number;
+  failed: number;
+}
+
+/** A tally with one more upstream completed with this outcome. */
+export function tallied(t: UpstreamTally, outcome: UpstreamOutcome): UpstreamTally {
+  return {
+    total: t.total,
+    completed: t.completed + 1,
+    succeeded: t.succeeded + (outcome === 'succeeded' ? 1 : 0),
+    failed: t.failed + (outcome === 'failed' ? 1 : 0),
+  };
+}
+
+/** What a WAITING node's trigger says: wait for more upstream nodes, run (READY), or complete unreached. */
+export type TriggerDecision = 'WAIT' | 'READY' | 'UNREACHED';
+
+/**
+ * Rule 14: a node's trigger is judged once all its upstream nodes completed:
+ * READY when it holds, unreached otherwise. A rule that no outcome of the
+ * upstream nodes still open could make hold is judged at once (unreached), so
+ * the default all_success completes a node unreached as soon as an upstream
+ * failed, as rule 5 always did.
+ */
+export function triggerDecision(rule: TriggerRule | undefined, t: UpstreamTally): TriggerDecision {
+  const open = t.total - t.completed;
+  // Whether the rule holds when the open upstream nodes all end best for it (succeed or fail as it needs).
+  const canHold =
+    triggerHolds(rule, { ...t, succeeded: t.succeeded + open, failed: t.failed }) ||
+    triggerHolds(rule, { ...t, succeeded: t.succeeded, failed: t.failed + open });
+  if (open === 0) return triggerHolds(rule, t) ? 'READY' : 'UNREACHED';
+  return canHold ? 'WAIT' : 'UNREACHED';
+}
+
+function triggerHolds(rule: TriggerRule | undefined, t: Omit<UpstreamTally, 'completed'>): boolean {
+  switch (rule ?? DEFAULT_TRIGGER) {
+    case 'all_success':
+      return t.succeeded === t.total;
+    case 'all_done':
+      return true;
+    case 'all_failed':
+      return t.failed === t.total;
+    case 'one_failed':
+      return t.failed > 0;
+    case 'one_success':
+      return t.succeeded > 0;
+    case 'none_failed':
+      return t.failed === 0;
+  }
+}
+
+/** The tally of a node with no upstream completed yet. */
+export function openTally(upstreamCount: number): UpstreamTally {
+  return { total: upstreamCount, completed: 0, succeeded: 0, failed: 0 };
 }

@@ -31,6 +31,27 @@ export interface Backoff {
   jitter?: number;
 }
 
+/**
+ * When a node with upstream nodes runs (rule 14), judged from how they
+ * completed; absent means all_success.
+ */
+export type TriggerRule =
+  | 'all_success'
+  | 'all_done'
+  | 'all_failed'
+  | 'one_failed'
+  | 'one_success'
+  | 'none_failed';
+export const TRIGGER_RULES: readonly TriggerRule[] = [
+  'all_success',
+  'all_done',
+  'all_failed',
+  'one_failed',
+  'one_success',
+  'none_failed',
+];
+export const DEFAULT_TRIGGER: TriggerRule = 'all_success';
+
 export interface NodeSpec {
   name: string;
   runtime: string;
@@ -38,6 +59,8 @@ export interface NodeSpec {
   retry: Partial<Record<RetryConclusion, RetrySpec>>;
   /** How long one attempt may run ("30m"); absent means no limit (or the agent's default). */
   timeout?: string;
+  /** Absent: all_success (a stored spec leaves the default out). */
+  trigger?: TriggerRule;
 }
 
 export interface Edge {
@@ -97,9 +120,11 @@ export interface NodeState {
   liveOutput?: Uint8Array;
   /** RFC 3339 of when a READY node waiting out its retry delay becomes claimable; unset otherwise. */
   nextAttemptAt?: string;
+  /** Attempts recorded before the run's latest retry (rule 15): the retry budgets count those after. 0 when never retried. */
+  attemptsBeforeRetry?: number;
 }
 
-export interface Run {
+export interface Run extends RunIdentity {
   id: string;
   /** RFC 3339. */
   createdAt: string;
@@ -113,14 +138,18 @@ export interface Run {
   deadlineAt?: string;
 }
 
-/** A run without its nodes: what lists show. */
-export interface RunSummary {
+/** A run without its nodes: what lists show (its identity without params). */
+export interface RunSummary extends Omit<RunIdentity, 'params'> {
   id: string;
   createdAt: string;
   status: RunStatus;
   conclusion?: RunConclusion;
   finishedAt?: string;
   nodeCounts: Record<NodeStatus, number>;
+  /** Rule 19: names of nodes that failed for good, sorted, at most LIMITS.maxListedFailedNodes. */
+  failedNodes: string[];
+  /** How many nodes failed for good in all (failedNodes may name fewer). */
+  failedNodeCount: number;
 }
 
 export interface RuntimeInfo {
@@ -141,4 +170,22 @@ export interface Stats {
 
 export function emptyNodeCounts(): Record<NodeStatus, number> {
   return { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 0 };
+}
+
+/** Run labels: key → value. */
+export type Labels = Record<string, string>;
+/** The params a run got, defaults filled in. */
+export type Params = Record<string, string>;
+
+/** How a run came to be: set at start, never changed (rule 17). */
+export interface RunIdentity {
+  /** The run's name: given at start, else its workflow's name, else empty. */
+  name?: string;
+  labels?: Labels;
+  /** The workflow and version it was started from (none for a graph start). */
+  workflow?: string;
+  workflowVersion?: number;
+  params?: Params;
+  /** The request id it was started with: a start repeating it returns this run. */
+  requestId?: string;
 }

@@ -1,6 +1,6 @@
 import { parseDuration } from './duration.js';
 import { LIMITS } from './limits.js';
-import { type Backoff, type GraphSpec, type NodeSpec, RETRY_CONCLUSIONS } from './types.js';
+import { type Backoff, type GraphSpec, type NodeSpec, RETRY_CONCLUSIONS, TRIGGER_RULES } from './types.js';
 
 /** Metadata `adagio.inputs.<runtime>.<argument>` = the upstream node whose output feeds that argument. */
 export const INPUTS_PREFIX = 'adagio.inputs.';
@@ -104,6 +104,10 @@ export function validateGraph(spec: GraphSpec): string[] {
     if (metadataBytes > LIMITS.maxNodeMetadataBytes)
       problems.push(
         `${where}: metadata is ${metadataBytes} bytes (UTF-8); the limit is ${LIMITS.maxNodeMetadataBytes}`,
+      );
+    if (node.trigger !== undefined && !TRIGGER_RULES.includes(node.trigger))
+      problems.push(
+        `${where}: trigger ${JSON.stringify(node.trigger)} is not one of ${TRIGGER_RULES.join(', ')}`,
       );
     for (const [conclusion, retry] of Object.entries(node.retry)) {
       if (!RETRY_CONCLUSIONS.includes(conclusion as never))

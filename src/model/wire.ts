@@ -14,9 +14,11 @@ import {
   RETRY_CONCLUSIONS,
   type Run,
   type RunConclusion,
+  type RunIdentity,
   type RunStatus,
   type RunSummary,
   type Stats,
+  type TriggerRule,
 } from './types.js';
 
 /** Conversions between the domain types and the protobuf wire types, plus graph JSON parsing. */
@@ -101,13 +103,16 @@ export function nodeSpecFromProto(n: pb.NodeSpec): NodeSpec {
     const backoff = backoffFromProto(v.backoff);
     setOwn(retry, k, backoff ? { maxAttempts: v.maxAttempts, backoff } : { maxAttempts: v.maxAttempts });
   }
-  return {
+  const spec: NodeSpec = {
     name: n.name,
     runtime: n.runtime,
     metadata: metadataFromProto(n.metadata),
     retry,
     ...(n.timeout ? { timeout: n.timeout } : {}),
   };
+  // Kept as sent (validation names an unknown rule); empty is the default.
+  if (n.trigger) spec.trigger = n.trigger as TriggerRule;
+  return spec;
 }
 
 export function nodeSpecToProto(n: NodeSpec): pb.NodeSpec {
@@ -126,6 +131,7 @@ export function nodeSpecToProto(n: NodeSpec): pb.NodeSpec {
     metadata: metadataToProto(n.metadata),
     retry,
     timeout: n.timeout ?? '',
+    trigger: n.trigger ?? '',
   });
 }
 
@@ -238,6 +244,7 @@ export function nodeToProto(n: NodeState): pb.Node {
       : undefined,
     liveOutput: n.liveOutput,
     nextAttemptAt: n.nextAttemptAt ?? '',
+    attemptsBeforeRetry: n.attemptsBeforeRetry ?? 0,
   });
 }
 
@@ -268,6 +275,7 @@ export function nodeFromProto(n: pb.Node): NodeState {
       : undefined,
     liveOutput: n.liveOutput.byteLength > 0 ? n.liveOutput : undefined,
     ...(n.nextAttemptAt ? { nextAttemptAt: n.nextAttemptAt } : {}),
+    ...(n.attemptsBeforeRetry > 0 ? { attemptsBeforeRetry: n.attemptsBeforeRetry } : {}),
   };
 }
 
@@ -297,6 +305,7 @@ export function runToProto(r: Run): pb.Run {
     nodeCounts: countsToProto(countNodes(r.nodes)),
     finishedAt: r.finishedAt ?? '',
     deadlineAt: r.deadlineAt ?? '',
+    ...identityToProto(r),
   });
 }
 
@@ -308,6 +317,9 @@ export function runSummaryToProto(r: RunSummary): pb.Run {
     conclusion: runConclusionToProto(r.conclusion),
     nodeCounts: countsToProto(r.nodeCounts),
     finishedAt: r.finishedAt ?? '',
+    failedNodes: r.failedNodes,
+    failedNodeCount: BigInt(r.failedNodeCount),
+    ...identityToProto(r),
   });
 }
 
@@ -321,6 +333,7 @@ export function runFromProto(r: pb.Run): Run {
     conclusion: RUN_CONCLUSION_BACK.get(r.conclusion),
     finishedAt: r.finishedAt || undefined,
     ...(r.deadlineAt ? { deadlineAt: r.deadlineAt } : {}),
+    ...identityFromProto(r),
   };
 }
 
@@ -338,6 +351,9 @@ export function runSummaryFromProto(r: pb.Run): RunSummary {
       RUNNING: Number(c?.running ?? 0),
       COMPLETED: Number(c?.completed ?? 0),
     },
+    failedNodes: [...r.failedNodes],
+    failedNodeCount: Number(r.failedNodeCount),
+    ...identityFromProto(r),
   };
 }
 
@@ -379,4 +395,30 @@ export function statsFromProto(s: pb.Stats): Stats {
       COMPLETED: Number(s.completedNodes),
     },
   };
+}
+
+/** The identity fields of a wire Run (empty ones as the proto's zero values). */
+export function identityToProto(
+  r: RunIdentity,
+): Pick<pb.Run, 'name' | 'labels' | 'workflow' | 'workflowVersion' | 'params' | 'requestId'> {
+  return {
+    name: r.name ?? '',
+    labels: { ...r.labels },
+    workflow: r.workflow ?? '',
+    workflowVersion: r.workflowVersion ?? 0,
+    params: { ...r.params },
+    requestId: r.requestId ?? '',
+  };
+}
+
+/** The identity of a wire Run, zero values left out. */
+export function identityFromProto(r: pb.Run): RunIdentity {
+  const out: RunIdentity = {};
+  if (r.name) out.name = r.name;
+  if (Object.keys(r.labels).length > 0) out.labels = { ...r.labels };
+  if (r.workflow) out.workflow = r.workflow;
+  if (r.workflowVersion) out.workflowVersion = r.workflowVersion;
+  if (Object.keys(r.params).length > 0) out.params = { ...r.params };
+  if (r.requestId) out.requestId = r.requestId;
+  return out;
 }

@@ -39,7 +39,7 @@ export class InvalidArgumentError extends AdagioError {
 export class NotFoundError extends AdagioError {
   readonly code = 'not_found';
   constructor(
-    readonly kind: 'run' | 'node' | 'agent' | 'lease' | 'attempt',
+    readonly kind: 'run' | 'node' | 'agent' | 'lease' | 'attempt' | 'workflow' | 'schedule',
     readonly id: string,
   ) {
     super(`${kind} ${JSON.stringify(id)} not found`);
@@ -59,6 +59,14 @@ export class ClaimConflictError extends AdagioError {
   ) {
     super(message);
   }
+}
+
+/**
+ * The request conflicts with stored state other than a claim: e.g. deleting a
+ * workflow a schedule still uses. The message says what is in the way.
+ */
+export class ConflictError extends AdagioError {
+  readonly code = 'conflict';
 }
 
 /** The lease is gone: expired or revoked. Its claims are orphaned. */
@@ -87,6 +95,20 @@ export class TooLargeError extends AdagioError {
   readonly code = 'too_large';
 }
 
+/**
+ * Rule 15: a retry of a run that is not completed, or that succeeded. The
+ * message names the run and what it is now.
+ */
+export class RunNotRetryableError extends AdagioError {
+  readonly code = 'conflict';
+  constructor(
+    readonly runId: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** A node the request names does not exist. */
 export function nodeNotFound(runId: string, node: string): NotFoundError {
   return new NotFoundError('node', `${runId}/${node}`);
@@ -105,6 +127,21 @@ export function claimNotLive(
     req.runId,
     req.node,
   );
+}
+
+/** A workflow (or one version of it) that does not exist. */
+export function workflowNotFound(name: string, version?: number): NotFoundError {
+  return new NotFoundError('workflow', version === undefined ? name : `${name}@${version}`);
+}
+
+/** The refusal of deleting a workflow something (`user`, e.g. `schedule "nightly"`) still uses. */
+export function workflowInUse(name: string, user: string): ConflictError {
+  return new ConflictError(`workflow ${JSON.stringify(name)} is used by ${user}: remove that first`);
+}
+
+/** A schedule that does not exist. */
+export function scheduleNotFound(name: string): NotFoundError {
+  return new NotFoundError('schedule', name);
 }
 
 /** The backend has too much queued work to take more now (admission control); retry later. */

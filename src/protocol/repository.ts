@@ -1,4 +1,5 @@
 import type { FinishConclusion } from '../model/requests.js';
+import type { Schedule, ScheduleInput, ScheduleStep } from '../model/schedules.js';
 import type {
   AgentInfo,
   GraphSpec,
@@ -11,6 +12,14 @@ import type {
   RuntimeInfo,
   Stats,
 } from '../model/types.js';
+import type {
+  Labels,
+  Params,
+  RunFilter,
+  WorkflowDefinition,
+  WorkflowInput,
+  WorkflowSummary,
+} from '../model/workflows.js';
 import { InvalidArgumentError } from './errors.js';
 
 /**
@@ -22,14 +31,26 @@ import { InvalidArgumentError } from './errors.js';
  * (keepAlive/claim on a dead lease), UnavailableError (store unreachable).
  */
 export interface Repository {
-  /** Rule 1: validates, stores and returns the new run. */
-  start(spec: GraphSpec): Promise<Run>;
+  /**
+   * Rule 1: validates, stores and returns the new run. With `options.workflow`
+   * the graph is that workflow's (pass `spec` undefined) with its params
+   * substituted (rule 16); with `options.requestId` a repeat of the start
+   * returns the run the first one created (rule 17).
+   */
+  start(spec: GraphSpec | undefined, options?: StartOptions): Promise<Run>;
   inspect(runId: string): Promise<Run>;
   /** Newest first, within the creation-time window, paged by an opaque cursor. */
   listRuns(query?: ListRunsQuery): Promise<RunPage>;
   stats(): Promise<Stats>;
   /** Rule 6. Idempotent: cancelling a completed run returns it unchanged. */
   cancel(runId: string): Promise<Run>;
+  /**
+   * Rule 15: resumes a completed run that did not succeed (RunNotRetryableError
+   * otherwise): its nodes that did not succeed, or the named ones and every
+   * node downstream of them, go back to WAITING/READY with their attempts
+   * kept, and the run is RUNNING again under the same id.
+   */
+  retry(runId: string, nodes?: string[]): Promise<Run>;
 
   /** A lease binds an agent process's registrations and claims to its liveness (rule 3). */
   grantLease(ttlMs?: number): Promise<Lease>;
@@ -73,6 +94,46 @@ export interface Repository {
   /** The run now, then each node transition, ending once the run completes or the signal aborts. */
   watch(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent>;
 
+  /**
+   * Rule 16: stores a new immutable version of the named workflow, or returns
+   * the latest version when its content is the same (InvalidGraphError lists
+   * every problem of a bad one).
+   */
+  putWorkflow(name: string, input: WorkflowInput): Promise<WorkflowDefinition>;
+  /** The latest version, or the given one; NotFoundError (kind workflow) otherwise. */
+  getWorkflow(name: string, version?: number): Promise<WorkflowDefinition>;
+  /** Every workflow's latest version, by name. */
+  listWorkflows(): Promise<WorkflowSummary[]>;
+  /** All versions of the named workflow (newest first). */
+  listWorkflowVersions(name: string): Promise<WorkflowDefinition[]>;
+  /**
+   * Deletes every version; NotFoundError when there is none. Refused
+   * (ConflictError) while something still uses it: see each backend's
+   * workflowInUse hook. Runs started from it are kept.
+   */
+  deleteWorkflow(name: string): Promise<void>;
+
+  /**
+   * Rule 18: stores the named schedule (InvalidArgumentError naming every bad
+   * field; NotFoundError for an unknown workflow; its params must suit the
+   * workflow). A new schedule fires from the first slot after now; an update
+   * keeps its place unless its cron or time zone changed.
+   */
+  putSchedule(name: string, input: ScheduleInput): Promise<Schedule>;
+  /** NotFoundError (kind schedule) when there is none. */
+  getSchedule(name: string): Promise<Schedule>;
+  /** Every schedule, by name. */
+  listSchedules(): Promise<Schedule[]>;
+  deleteSchedule(name: string): Promise<void>;
+  /** Pauses or resumes; a resumed schedule goes on from its next undecided slot (catch-up applies). */
+  pauseSchedule(name: string, paused: boolean): Promise<Schedule>;
+  /**
+   * Rule 18's compare-and-set: moves the schedule's nextSlot from `step.from`
+   * to `step.to` and records the step's slots, only if nextSlot is still
+   * `step.from`; false when another scheduler moved it first.
+   */
+  advanceSchedule(name: string, step: ScheduleStep): Promise<boolean>;
+
   /** Deletes completed runs created before the given time; returns how many. */
   deleteCompletedRunsBefore(ms: number): Promise<number>;
   /** Resolves when the store answers; UnavailableError otherwise. */
@@ -87,7 +148,22 @@ export {
   MAX_LIST_LIMIT,
 } from '../model/requests.js';
 
-export interface ListRunsQuery {
+/** How a run is started beyond its graph (rules 16 and 17). */
+export interface StartOptions {
+  /** Start this workflow (its latest version, or `version`) instead of a graph. */
+  workflow?: string;
+  version?: number;
+  /** Values for the workflow's params; refused without a workflow. */
+  params?: Params;
+  /** The run's name; default its workflow's name. */
+  name?: string;
+  labels?: Labels;
+  /** A start with a request id used before returns that start's run (while it is kept). */
+  requestId?: string;
+}
+
+/** Filters (RunFilter: workflow, labels, status, conclusion, search) apply before paging. */
+export interface ListRunsQuery extends RunFilter {
   /** Creation window in ms since the epoch: since inclusive, until exclusive. */
   since?: number;
   until?: number;
@@ -98,8 +174,12 @@ export interface ListRunsQuery {
 }
 
 export interface RunPage {
+  /**
+   * With filters a page may hold fewer than `limit` runs (even none) while
+   * nextCursor is set: a backend bounds the runs one page examines.
+   */
   runs: RunSummary[];
-  /** Present when more runs match. */
+  /** Present when more runs may match. */
   nextCursor?: string;
 }
 

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
+import { EXIT_CODE_KEY } from '../model/labels.js';
 import { LIMITS, truncateOutput } from '../model/limits.js';
 import { arg } from './args.js';
 import { type DefinedRuntime, defineRuntime } from './define.js';
@@ -194,7 +195,7 @@ function runProcess(req: ProcessRequest): Promise<RuntimeResult> {
       drainTimer.unref();
     });
     child.on('close', (code, sig) => {
-      const meta = { 'adagio.exec.exit_code': [code === null ? '' : String(code)] };
+      const meta = { [EXIT_CODE_KEY]: [code === null ? '' : String(code)] };
       if (stopReason !== undefined)
         settle({
           conclusion: 'ERROR',

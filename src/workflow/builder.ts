@@ -1,7 +1,8 @@
 import type { JsonValue } from '@bufbuild/protobuf';
-import type { Backoff, Edge, GraphSpec, Metadata, NodeSpec, RetrySpec } from '../model/types.js';
+import type { Backoff, Edge, GraphSpec, Metadata, NodeSpec, RetrySpec, TriggerRule } from '../model/types.js';
 import { validateGraph } from '../model/validate.js';
 import { graphToJson } from '../model/wire.js';
+import { checkWorkflow, type ParamSpec, type WorkflowInput } from '../model/workflows.js';
 import { InvalidGraphError } from '../protocol/errors.js';
 import {
   ARGUMENTS_PREFIX,
@@ -37,6 +38,29 @@ export type ArgName<A extends ArgSpecs> = string extends keyof A ? string : keyo
 
 type NodeRef = NodeBuilder<ArgSpecs> | string;
 
+/**
+ * A declared param: interpolating it in a string (`${date}`) writes the
+ * reference `{{params.date}}`, which a run replaces with its value (rule 16).
+ */
+export class Param {
+  constructor(readonly spec: ParamSpec) {}
+  get name(): string {
+    return this.spec.name;
+  }
+  /** The reference a metadata value carries. */
+  get ref(): string {
+    return `{{params.${this.spec.name}}}`;
+  }
+  toString(): string {
+    return this.ref;
+  }
+}
+
+/** A workflow file's content: the body of PUT /v0/workflows/{name} with its name. */
+export interface WorkflowFile extends WorkflowInput {
+  name: string;
+}
+
 export class Workflow {
   private readonly nodes: NodeBuilder<ArgSpecs>[] = [];
   private readonly edges: Edge[] = [];
@@ -47,6 +71,54 @@ export class Workflow {
   deadline(duration: string): this {
     this.deadlineText = duration;
     return this;
+  }
+  private readonly params: ParamSpec[] = [];
+  private description = '';
+
+  /**
+   * Declares a param; use the result inside argument strings. Required
+   * unless it has a default (`{ default: 'staging' }`).
+   */
+  param(name: string, options: { default?: string; description?: string } = {}): Param {
+    const spec: ParamSpec = {
+      name,
+      ...(options.default === undefined ? { required: true } : { default: options.default }),
+      ...(options.description ? { description: options.description } : {}),
+    };
+    this.params.push(spec);
+    return new Param(spec);
+  }
+
+  /** What the workflow does, shown by `adagio workflows show` and the UI. */
+  describe(text: string): this {
+    this.description = text;
+    return this;
+  }
+
+  /**
+   * The workflow definition to store under `name` (AdagioClient.putWorkflow,
+   * or as a file for `adagio workflows put`); InvalidGraphError listing every
+   * problem, an undeclared param included, when it would be refused.
+   */
+  definition(name: string): WorkflowFile {
+    const input: WorkflowInput = {
+      spec: this.buildGraph(),
+      description: this.description,
+      params: this.params.map((p) => ({ ...p })),
+    };
+    checkWorkflow(name, input);
+    return { name, ...input };
+  }
+
+  /** The definition in its JSON file form (the graph in canonical JSON). */
+  definitionJson(name: string): JsonValue {
+    const d = this.definition(name);
+    return {
+      name: d.name,
+      description: d.description ?? '',
+      params: (d.params ?? []) as unknown as JsonValue,
+      spec: graphToJson(d.spec),
+    };
   }
 
   /** Adds a node running `task`; chain `dependsOn`, `retry`, `argFrom`, `meta` on the result. */
@@ -64,8 +136,19 @@ export class Workflow {
     this.edges.push({ source, destination });
   }
 
-  /** The graph spec; InvalidGraphError listing every problem when it would be refused. */
+  /**
+   * The graph spec; InvalidGraphError listing every problem when it would be
+   * refused. A graph that uses params is a workflow: see `definition`.
+   */
   build(): GraphSpec {
+    if (this.params.length > 0)
+      throw new InvalidGraphError([
+        `the graph declares params (${this.params.map((p) => p.name).join(', ')}): store it with definition(name) and start the workflow`,
+      ]);
+    return this.buildGraph();
+  }
+
+  private buildGraph(): GraphSpec {
     const spec: GraphSpec = {
       nodes: this.nodes.map((n) => n.toSpec()),
       edges: this.edges.map((e) => ({ ...e })),
@@ -85,6 +168,7 @@ export class Workflow {
 export class NodeBuilder<A extends ArgSpecs> {
   private readonly metadata: Metadata;
   private readonly retries: NodeSpec['retry'] = {};
+  private rule?: TriggerRule;
   private readonly declared?: ArgSpecs;
   private readonly runtime: string;
   private timeoutText?: string;
@@ -99,7 +183,7 @@ export class NodeBuilder<A extends ArgSpecs> {
     this.declared = task.args;
   }
 
-  /** Runs after every given node has succeeded. */
+  /** Runs after every given node has succeeded (or as `trigger` says). */
   dependsOn(...upstream: NodeRef[]): this {
     for (const u of upstream) this.workflow.addEdge(nameOf(u), this.name);
     return this;
@@ -129,6 +213,17 @@ export class NodeBuilder<A extends ArgSpecs> {
     return this;
   }
 
+  /**
+   * When this node runs, judged once its upstream nodes completed (rule 14):
+   * `all_done` for cleanup, `one_failed` for a failure handler; the default
+   * is `all_success`. A node triggered below a failure gets inputs from the
+   * upstream nodes that succeeded only.
+   */
+  trigger(rule: TriggerRule): this {
+    this.rule = rule;
+    return this;
+  }
+
   /** Feeds argument `arg` from `upstream`'s output (and makes this node depend on it). */
   argFrom(arg: ArgName<A>, upstream: NodeRef): this {
     const source = nameOf(upstream);
@@ -153,6 +248,7 @@ export class NodeBuilder<A extends ArgSpecs> {
       metadata: Object.fromEntries(Object.entries(this.metadata).map(([k, v]) => [k, [...v]])),
       retry,
       ...(this.timeoutText !== undefined ? { timeout: this.timeoutText } : {}),
+      ...(this.rule ? { trigger: this.rule } : {}),
     };
   }
 

@@ -132,6 +132,31 @@ describe('adagiod API over every transport', () => {
     assert.equal(again.conclusion, 'CANCELLED', 'cancelling a completed run is idempotent');
   });
 
+  it('retry and rerun over JSON: 409 for a running run, a retried run keeps its id, a rerun is a new run', async () => {
+    const client = new AdagioClient({ address: d.address });
+    const slow = await client.start(graphFromJsonText(JSON.stringify(sleeper('60s'))));
+    const refused = await http(`/v0/runs/${slow.id}/retry`, { method: 'POST' });
+    assert.equal(refused.status, 409);
+    assert.match(((await refused.json()) as { message: string }).message, new RegExp(`run ${slow.id} is`));
+    await client.cancel(slow.id);
+    const bad = await http(`/v0/runs/${slow.id}/retry`, { method: 'POST', body: '{"nodes": [7]}' });
+    assert.equal(bad.status, 400);
+    const unknown = await http(`/v0/runs/${slow.id}/retry`, { method: 'POST', body: '{"nodes": ["ghost"]}' });
+    assert.equal(unknown.status, 400);
+    assert.match(((await unknown.json()) as { message: string }).message, /"ghost"/);
+    const res = await http(`/v0/runs/${slow.id}/retry`, { method: 'POST', body: '{"nodes": ["slow"]}' });
+    assert.equal(res.status, 200);
+    const { run } = (await res.json()) as { run: { id: string; status: string } };
+    assert.equal(run.id, slow.id);
+    assert.notEqual(run.status, 'COMPLETED');
+    await client.cancel(slow.id);
+    const rerun = await http(`/v0/runs/${slow.id}/rerun`, { method: 'POST' });
+    assert.equal(rerun.status, 200);
+    const fresh = ((await rerun.json()) as { run: { id: string } }).run.id;
+    assert.notEqual(fresh, slow.id);
+    await client.cancel(fresh);
+  });
+
   it('the NDJSON watch route streams the run then its transitions', async () => {
     const client = new AdagioClient({ address: d.address });
     const run = await client.start(graphFromJsonText(JSON.stringify(sleeper('100ms'))));

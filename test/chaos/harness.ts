@@ -54,6 +54,8 @@ export interface ChaosReport {
   doubleFinishes: number;
   /** Attempts recorded under a claim that had lapsed. */
   lapsedAccepted: number;
+  /** all_done cleanup nodes that completed without an attempt (rule 14 says they always run). */
+  cleanupsNotRun: number;
   /** SUCCESS attempts of ledger nodes with no execution under their claim in the ledger. */
   unexecutedSuccesses: number;
   statsMatch: boolean;
@@ -168,6 +170,7 @@ function check(
   let orphansRecovered = 0;
   let nodeTimeouts = 0;
   let runsTimedOut = 0;
+  let cleanupsNotRun = 0;
   for (const run of runs) {
     if (run.status !== 'COMPLETED') lost++;
     if (run.conclusion === 'TIMED_OUT') runsTimedOut++;
@@ -182,6 +185,7 @@ function check(
         );
       }
       if (n.attempts.filter((a) => a.conclusion === 'SUCCESS').length > 1) doubleFinishes++;
+      if (n.spec.name === CLEANUP && n.attempts.length === 0) cleanupsNotRun++;
       for (const a of n.attempts) {
         recorded.add(a.claimId);
         if (a.metadata['adagio.timeout']) nodeTimeouts++;
@@ -216,6 +220,7 @@ function check(
     executions: [...executed.values()].reduce((a, b) => a + b, 0),
     lost,
     doubleFinishes,
+    cleanupsNotRun,
     lapsedAccepted,
     unexecutedSuccesses,
     statsMatch,
@@ -228,15 +233,19 @@ export function formatReport(r: ChaosReport): string {
     `chaos ${r.backend}: ${r.runs} runs, ${r.nodes} nodes, ${r.attempts} attempts, ${r.executions} executions in ${r.seconds.toFixed(0)} s`,
     `  agent kills (-9): ${r.kills}, agent pauses past the lease: ${r.pauses}, store disruptions: ${r.storeDisruptions.length ? r.storeDisruptions.join('; ') : 'none'}`,
     `  orphans recovered: ${r.orphansRecovered}, attempts ended at their node timeout: ${r.nodeTimeouts}, runs timed out: ${r.runsTimedOut}`,
-    `  lost = ${r.lost}, double-finishes = ${r.doubleFinishes}, lapsed claims accepted = ${r.lapsedAccepted}, successes without execution = ${r.unexecutedSuccesses}, stats match = ${r.statsMatch}`,
+    `  lost = ${r.lost}, double-finishes = ${r.doubleFinishes}, cleanups not run = ${r.cleanupsNotRun}, lapsed claims accepted = ${r.lapsedAccepted}, successes without execution = ${r.unexecutedSuccesses}, stats match = ${r.statsMatch}`,
   ].join('\n');
 }
+
+/** The all_done node every chaos graph ends with: it must run in every run. */
+export const CLEANUP = 'cleanup';
 
 /**
  * Mixed graphs: ledger-writing exec nodes (each execution appends its claim
  * id, some with a node timeout a paused agent can overrun: the store then
  * records the ERROR, rule 11), flaky debug nodes with retries (some delayed
- * by a backoff, rule 5), fan-in and fan-out; every graph has a deadline far
+ * by a backoff, rule 5), fan-in and fan-out, and trigger-ruled handlers (an
+ * all_done cleanup, a one_failed handler); every graph has a deadline far
  * beyond what it needs (rule 13), which must not cut any run short.
  */
 export function mixedGraph(i: number, ledger: string): GraphSpec {
@@ -268,6 +277,12 @@ export function mixedGraph(i: number, ledger: string): GraphSpec {
       error: { max_attempts: 10, ...(delayed ? { backoff } : {}) },
     },
   });
+  const cleanup = (name: string) => ({
+    name,
+    runtime: 'debug',
+    metadata: { 'adagio.arguments.debug.sleep': { values: ['50ms'] } },
+    retry: { error: { max_attempts: 10 } },
+  });
   const shape = i % 3;
   const nodes =
     shape === 0
@@ -282,6 +297,15 @@ export function mixedGraph(i: number, ledger: string): GraphSpec {
         ? [work('a', '0.5', '5s'), work('b', '0.2'), flaky('c', '0.2 fail', true), work('d', '0.2')]
         : [flaky('a', '0.2 error', true), work('b', '0.4'), work('c', '0.1', '5s')];
   const names = nodes.map((n) => n.name);
+  // Rule 14: a cleanup node runs once the sink completed, however it did (all_done);
+  // shape 0 also has a failure handler below its flaky node (one_failed).
+  const sink = shape === 0 ? 'e' : shape === 1 ? 'd' : 'c';
+  const handlers: [string, string][] = [[sink, CLEANUP]];
+  const extra: object[] = [{ ...cleanup(CLEANUP), trigger: 'all_done' }];
+  if (shape === 0) {
+    extra.push({ ...cleanup('onfail'), trigger: 'one_failed' });
+    handlers.push(['b', 'onfail']);
+  }
   const edges =
     shape === 0
       ? [
@@ -299,8 +323,8 @@ export function mixedGraph(i: number, ledger: string): GraphSpec {
           ]
         : names.slice(1).map((n, k) => [names[k]!, n]);
   return graphFromJson({
-    nodes,
-    edges: edges.map(([source, destination]) => ({ source, destination })),
+    nodes: [...nodes, ...extra],
+    edges: [...edges, ...handlers].map(([source, destination]) => ({ source, destination })),
     deadline: '1h',
   });
 }

@@ -39,9 +39,10 @@ for (const name of wanted) {
     if (
       r.lost ||
       r.doubleFinishes ||
+      r.cleanupsNotRun ||
+      r.runsTimedOut ||
       r.lapsedAccepted ||
       r.unexecutedSuccesses ||
-      r.runsTimedOut ||
       !r.statsMatch
     )
       broken = true;

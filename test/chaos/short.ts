@@ -11,6 +11,7 @@ export function shortChaos(title: string, make: () => Promise<ChaosBackend>, see
       console.log(formatReport(r));
       assert.equal(r.lost, 0, 'every run and node completed');
       assert.equal(r.doubleFinishes, 0, 'no node has two SUCCESS attempts');
+      assert.equal(r.cleanupsNotRun, 0, 'every all_done cleanup node ran');
       assert.equal(r.lapsedAccepted, 0, 'no attempt recorded from a lapsed claim');
       assert.equal(r.unexecutedSuccesses, 0, 'every recorded success ran exactly once under its claim');
       assert.ok(r.statsMatch, 'stats agree with the runs');

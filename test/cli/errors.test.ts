@@ -152,7 +152,7 @@ describe('adagio CLI errors, help and auth', () => {
     const [top, start] = await Promise.all([cli(['--help']), cli(['runs', 'start', '--help'])]);
     assert.equal(top.code, 0);
     assert.match(top.stdout, /^Usage: adagio \[options\] \[command\]/);
-    assert.match(top.stdout, /^ {2}runs +start, list, inspect, watch and cancel runs$/m);
+    assert.match(top.stdout, /^ {2}runs +start, list, inspect, watch, cancel and retry runs$/m);
     assert.equal(start.code, 0);
     assert.match(start.stdout, /^Usage: adagio runs start \[options\] \[file\]/);
     assert.match(start.stdout, /-q, --quiet +print only the run id/);

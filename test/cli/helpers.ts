@@ -20,6 +20,8 @@ export interface CliOptions {
   env?: NodeJS.ProcessEnv;
   /** Generous: a loaded 2-core CI machine takes seconds to start node with tsx. */
   timeoutMs?: number;
+  /** Called with stdout so far after each chunk: lets a test act once the command got somewhere. */
+  onStdout?: (stdout: string) => void;
 }
 
 export function cli(args: string[], options: CliOptions = {}): Promise<CliResult> {
@@ -32,6 +34,7 @@ export function cli(args: string[], options: CliOptions = {}): Promise<CliResult
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (s: string) => {
     stdout += s;
+    options.onStdout?.(stdout);
   });
   child.stderr.setEncoding('utf8').on('data', (s: string) => {
     stderr += s;

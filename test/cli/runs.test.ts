@@ -135,7 +135,7 @@ describe('adagio CLI against a real adagiod', () => {
     const r = await cli(['runs', 'ls'], { env });
     assert.equal(r.code, 0, r.stderr);
     const [header, ...rows] = r.stdout.trim().split('\n');
-    assert.match(header!, /^ID +CREATED +STATUS +TOOK +FINISHED +NODES$/);
+    assert.match(header!, /^ID +NAME +CREATED +STATUS +TOOK +FINISHED +NODES +FAILED +LABELS$/);
     assert.deepEqual(
       rows.map((l) => l.split(/\s+/)[0]).sort(),
       [...started].sort(),
@@ -144,7 +144,7 @@ describe('adagio CLI against a real adagiod', () => {
     for (const row of rows)
       assert.match(
         row,
-        /^\S{26} +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +COMPLETED SUCCESS +\S+ +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +7\/7$/,
+        /^\S{26} +- +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +COMPLETED SUCCESS +\S+ +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +7\/7 +- +-$/,
       );
 
     const json = await cliInProcess(['runs', 'ls', '--json'], { env });
@@ -207,6 +207,9 @@ describe('adagio CLI against a real adagiod', () => {
     assert.match(pretty.stdout, /^bad +debug +COMPLETED +FAIL +2 \(FAIL, FAIL\) /m);
     assert.match(pretty.stdout, /^after +debug +COMPLETED +UNREACHED +0 +- +- +bad$/m);
     assert.match(pretty.stdout, /Not successful:\n +NODE .*\n +bad +2 +FAIL +debug: fail\n/);
+    // The runs list names the failed node (not the unreached one).
+    const ls = await cliInProcess(['runs', 'ls', '--limit', '1'], { env });
+    assert.match(ls.stdout.split('\n')[1]!, new RegExp(`^${id} .* COMPLETED FAIL .* 3/3 +bad +-$`));
   });
 
   it('cancels a long-running run; its watcher exits 1', async () => {
@@ -246,6 +249,26 @@ describe('adagio CLI against a real adagiod', () => {
     const again = await cliInProcess(['runs', 'cancel', id, '--json'], { env });
     assert.equal(again.code, 0, 'cancel is idempotent');
     assert.equal(JSON.parse(again.stdout).run.conclusion, 'CANCELLED');
+    const twice = await cliInProcess(['runs', 'cancel', id], { env });
+    assert.deepEqual(
+      [twice.code, twice.stdout, twice.stderr],
+      [
+        0,
+        `already cancelled: run ${id} COMPLETED CANCELLED: 2 nodes, 1 cancelled (sleepy), 1 unreached (next)\n`,
+        '',
+      ],
+    );
+    // A run that completed on its own: nothing was cancelled, and the exit code says so.
+    const succeeded = started[0]!;
+    const late = await cliInProcess(['runs', 'cancel', succeeded], { env });
+    assert.equal(late.code, 1);
+    assert.equal(late.stdout, '');
+    assert.match(
+      late.stderr,
+      new RegExp(
+        `^adagio: nothing to cancel: run ${succeeded} COMPLETED SUCCESS: .*\\(it had already completed\\)\n$`,
+      ),
+    );
   });
 
   it('runs logs -f follows a running node live and ends when it completes; logs prints any attempt', async () => {

@@ -157,6 +157,30 @@ describe('cli text views', () => {
     );
   });
 
+  it('pretty inspect labels an exec exit code, with a column only when a command ran', () => {
+    const run: Run = {
+      id: 'r',
+      createdAt: at(0),
+      status: 'COMPLETED',
+      conclusion: 'FAIL',
+      edges: [],
+      nodes: [
+        node(
+          'build',
+          'COMPLETED',
+          [{ ...attempt('FAIL', 0, 10, 'make: *** error'), metadata: { 'adagio.exec.exit_code': ['2'] } }],
+          'exec',
+        ),
+        node('check', 'COMPLETED', [attempt('FAIL', 0, 10, 'debug: fail')]),
+      ],
+    };
+    const out = runPretty(run, T0 + 1000);
+    assert.match(out, /Not successful:\n {2}NODE +ATTEMPT +CONCLUSION +EXIT CODE +OUTPUT\n/);
+    assert.match(out, /^ {2}build +1 +FAIL +2 +make: \*\*\* error$/m);
+    assert.match(out, /^ {2}check +1 +FAIL +- +debug: fail$/m);
+    assert.doesNotMatch(out, /adagio\.exec\.exit_code/);
+  });
+
   it('a running node shows how long it has been running', () => {
     const run: Run = {
       id: 'r',
@@ -236,7 +260,7 @@ describe('cli text views', () => {
     assert.match(out, /^ {2}parse +waiting for other to succeed$/m);
   });
 
-  it('runs table shows id, creation, status, duration, finish time and node progress', () => {
+  it('runs table shows id, name, creation, status, duration, finish time, node progress, failed nodes and labels', () => {
     const out = runsTable(
       [
         {
@@ -244,14 +268,30 @@ describe('cli text views', () => {
           createdAt: at(0),
           status: 'RUNNING',
           nodeCounts: { WAITING: 3, READY: 1, RUNNING: 2, COMPLETED: 10 },
+          failedNodes: ['load', 'odd name'],
+          failedNodeCount: 2,
         },
         {
           id: '01B',
+          name: 'nightly',
+          labels: { team: 'data', env: 'prod' },
           createdAt: at(1000),
           status: 'COMPLETED',
           conclusion: 'SUCCESS',
           finishedAt: at(66_000),
           nodeCounts: { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 7 },
+          failedNodes: [],
+          failedNodeCount: 0,
+        },
+        {
+          id: '01C',
+          createdAt: at(2000),
+          status: 'COMPLETED',
+          conclusion: 'FAIL',
+          finishedAt: at(4000),
+          nodeCounts: { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 9 },
+          failedNodes: ['a', 'b', 'c', 'd', 'e'],
+          failedNodeCount: 8,
         },
       ],
       T0 + 5000,
@@ -259,9 +299,10 @@ describe('cli text views', () => {
     assert.equal(
       out,
       [
-        'ID   CREATED               STATUS             TOOK  FINISHED              NODES',
-        '01A  2025-06-01T10:00:00Z  RUNNING             5s…  -                     10/16, 2 running',
-        '01B  2025-06-01T10:00:01Z  COMPLETED SUCCESS  1m5s  2025-06-01T10:01:06Z  7/7',
+        'ID   NAME     CREATED               STATUS             TOOK  FINISHED              NODES             FAILED                   LABELS',
+        '01A  -        2025-06-01T10:00:00Z  RUNNING             5s…  -                     10/16, 2 running  load, "odd name"         -',
+        '01B  nightly  2025-06-01T10:00:01Z  COMPLETED SUCCESS  1m5s  2025-06-01T10:01:06Z  7/7               -                        env=prod,team=data',
+        '01C  -        2025-06-01T10:00:02Z  COMPLETED FAIL       2s  2025-06-01T10:00:04Z  9/9               a, b, c, d, e (+3 more)  -',
         '',
       ].join('\n'),
     );
@@ -269,6 +310,37 @@ describe('cli text views', () => {
       statsText({ runCount: 2, nodeCounts: { WAITING: 3, READY: 1, RUNNING: 2, COMPLETED: 17 } }),
       'RUNS  NODES  WAITING  READY  RUNNING  COMPLETED\n   2     23        3      1        2         17\n',
     );
+  });
+
+  it('runs table on a narrow terminal fits its width: drops FINISHED, then LABELS, then CREATED, then shortens names', () => {
+    const runs = [
+      {
+        id: '01M8GSA8NQ05BRWR5VXBZYSAWN',
+        name: 'a nightly load with a long name',
+        labels: { team: 'data', env: 'prod' },
+        createdAt: at(1000),
+        status: 'COMPLETED' as const,
+        conclusion: 'SUCCESS' as const,
+        finishedAt: at(66_000),
+        nodeCounts: { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 7 },
+        failedNodes: [],
+        failedNodeCount: 0,
+      },
+    ];
+    const full = runsTable(runs, T0 + 5000);
+    assert.equal(runsTable(runs, T0 + 5000, 500), full, 'a wide terminal shows every column');
+    for (const columns of [80, 100, 120, 60]) {
+      const out = runsTable(runs, T0 + 5000, columns);
+      for (const line of out.trimEnd().split('\n'))
+        assert.ok(line.length <= columns || columns < 70, `${columns}: ${JSON.stringify(line)}`);
+      assert.match(out, /^ID +NAME +/);
+      assert.match(out, /01M8GSA8NQ05BRWR5VXBZYSAWN/);
+      assert.match(out, /COMPLETED SUCCESS +1m5s +7\/7 +-/);
+    }
+    const at80 = runsTable(runs, T0 + 5000, 80);
+    assert.doesNotMatch(at80, /FINISHED|LABELS|CREATED/);
+    assert.match(at80, /a nightly l.*…/);
+    assert.match(runsTable(runs, T0 + 5000, 140), /CREATED/);
   });
 
   it('JSON views are the API response messages in canonical proto3 JSON', () => {
@@ -330,6 +402,16 @@ describe('cli text views', () => {
     assert.equal(describeTransition(failed, done), 'COMPLETED  SUCCESS in 25ms, 2 attempts');
     assert.equal(describeTransition(done, done), undefined, 'a repeated event prints nothing');
     assert.equal(describeTransition(undefined, node('b', 'COMPLETED')), 'COMPLETED  UNREACHED');
+    // An exec attempt that failed says its exit code, as a label.
+    const exit2 = { ...attempt('FAIL', 0, 10), metadata: { 'adagio.exec.exit_code': ['2'] } };
+    assert.equal(
+      describeTransition(running, node('a', 'READY', [exit2])),
+      'READY      retrying after FAIL (attempt 1, exit code 2)',
+    );
+    assert.equal(
+      describeTransition(running, node('a', 'COMPLETED', [exit2])),
+      'COMPLETED  FAIL in 10ms, exit code 2',
+    );
   });
 
   it('the live progress line fits the terminal', () => {
@@ -340,5 +422,15 @@ describe('cli text views', () => {
     const line = progressLine(run, T0 + 1500, '⠋', 200);
     assert.equal(line, '⠋ run 01RUN RUNNING [███████████████░░░░░] 3/4 ✓1 ✗2 ▶1 ·0  1.5s  running: report');
     assert.equal([...progressLine(run, T0 + 1500, '⠋', 40)].length, 39);
+    // A real run id in an 80-column terminal: counts, time and running nodes stay, the bar makes room.
+    run.id = '01M8GPSGMKPJFE252BXAXYHNEP';
+    assert.equal(
+      progressLine(run, T0 + 1500, '⠋', 80),
+      '⠋ run 01M8GPSGMKPJFE252BXAXYHNEP RUNNING 3/4 ✓1 ✗2 ▶1 ·0  1.5s  running: report',
+    );
+    assert.match(progressLine(run, T0 + 1500, '⠋', 100), /RUNNING \[█+░+\] 3\/4 .* running: report$/);
+    const at60 = progressLine(run, T0 + 1500, '⠋', 60);
+    assert.equal([...at60].length, 59);
+    assert.match(at60, /RUNNING 3\/4 ✓1 ✗2 ▶1 ·0 +…$/);
   });
 });

@@ -2,7 +2,7 @@
  * Graphs and byte helpers the conformance suite builds its runs from. Plain
  * data only: nothing here touches a repository.
  */
-import type { GraphSpec, Metadata, NodeSpec } from '../../src/model/types.js';
+import type { GraphSpec, Metadata, NodeSpec, TriggerRule } from '../../src/model/types.js';
 
 /** The runtime every fixture node uses unless a test says otherwise. */
 export const RUNTIME = 'conformance';
@@ -12,13 +12,21 @@ export interface NodeOptions {
   metadata?: Metadata;
   /** max_attempts per conclusion. */
   retry?: { fail?: number; error?: number };
+  trigger?: TriggerRule;
 }
 
 export function node(name: string, options: NodeOptions = {}): NodeSpec {
   const retry: NodeSpec['retry'] = {};
   if (options.retry?.fail !== undefined) retry.fail = { maxAttempts: options.retry.fail };
   if (options.retry?.error !== undefined) retry.error = { maxAttempts: options.retry.error };
-  return { name, runtime: options.runtime ?? RUNTIME, metadata: options.metadata ?? {}, retry };
+  const spec: NodeSpec = {
+    name,
+    runtime: options.runtime ?? RUNTIME,
+    metadata: options.metadata ?? {},
+    retry,
+  };
+  if (options.trigger) spec.trigger = options.trigger;
+  return spec;
 }
 
 /** A graph from nodes (names or specs) and edges written `[source, destination]`. */

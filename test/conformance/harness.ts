@@ -60,14 +60,25 @@ export type ConformanceTest = (
  *   process (adagiod api -retention), next to the store; RemoteRepository, the
  *   agents' view of the API, has no call for it and refuses it with
  *   NotSupportedError (code invalid_argument).
+ * - `scheduler`: advanceSchedule, the compare-and-set of a schedule's next
+ *   slot. Schedulers run inside the API process next to the store; the API
+ *   offers schedules, not their internal step, so RemoteRepository refuses it.
  */
-export type Capability = 'retention';
+export type Capability = 'retention' | 'scheduler';
 
 const REFUSALS: Record<Capability, (repo: Repository) => Promise<void>> = {
   retention: async (repo) => {
     await assert.rejects(repo.deleteCompletedRunsBefore(Date.now()), (e: Error & { code?: string }) => {
       assert.equal(e.code, 'invalid_argument');
       assert.match(e.message, /deleteCompletedRunsBefore/);
+      return true;
+    });
+  },
+  scheduler: async (repo) => {
+    const step = { from: '2026-01-01T00:00:00Z', to: '2026-01-01T00:01:00Z', records: [] };
+    await assert.rejects(repo.advanceSchedule('s', step), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'invalid_argument');
+      assert.match(e.message, /advanceSchedule/);
       return true;
     });
   },

@@ -1,10 +1,11 @@
 /** Reading runs back: listRuns (order, window, limit, cursor), stats, and deleting old runs. */
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
+import { LIMITS } from '../../src/model/limits.js';
 import type { Run } from '../../src/model/types.js';
 import { NotFoundError } from '../../src/protocol/errors.js';
 import type { ListRunsQuery } from '../../src/protocol/repository.js';
-import { exampleDag, graph } from './fixtures.js';
+import { exampleDag, graph, node } from './fixtures.js';
 import { type ConformanceTest, clockPast, eventually, type Harness } from './harness.js';
 
 /** Starts `count` one-node runs, each in a later millisecond than the one before. */
@@ -140,6 +141,71 @@ export function listingSpec(test: ConformanceTest): void {
       assert.equal(w!.status, 'WAITING');
       assert.equal(w!.conclusion, undefined);
       assert.deepEqual(w!.nodeCounts, { WAITING: 5, READY: 2, RUNNING: 0, COMPLETED: 0 });
+    });
+
+    test('rule 19: listRuns names the nodes that failed for good, not unreached, retried or cancelled ones', async (h) => {
+      const alice = await h.agent('alice');
+      const spec = graph(
+        ['ok', 'bad', 'err', 'later', node('flaky', { retry: { fail: 2 } }), 'held'],
+        [['bad', 'later']],
+      );
+      const run = await h.start(spec);
+      const listed = async () => {
+        const r = (await h.repo.listRuns()).runs.find((x) => x.id === run.id)!;
+        return [r.failedNodes, r.failedNodeCount];
+      };
+      assert.deepEqual(await listed(), [[], 0]);
+      await alice.run(run.id, 'ok', 'SUCCESS');
+      await alice.run(run.id, 'err', 'ERROR');
+      assert.deepEqual(await listed(), [['err'], 1], 'named while the run still runs');
+      await alice.run(run.id, 'bad', 'FAIL'); // later: unreached, not failed
+      await alice.run(run.id, 'flaky', 'FAIL'); // retried
+      await alice.run(run.id, 'flaky', 'SUCCESS');
+      await alice.mustClaim(run.id, 'held');
+      await h.repo.cancel(run.id); // held: cancelled, not failed
+      assert.deepEqual(await listed(), [['bad', 'err'], 2]);
+
+      const ok = await h.start(graph(['x']));
+      await alice.run(ok.id, 'x', 'SUCCESS');
+      const summary = (await h.repo.listRuns()).runs.find((x) => x.id === ok.id)!;
+      assert.deepEqual([summary.failedNodes, summary.failedNodeCount], [[], 0]);
+    });
+
+    test('rules 19 and 15: a retry clears the failed names of the nodes it puts back, until they fail again', async (h) => {
+      const alice = await h.agent('alice');
+      const run = await h.start(graph(['a', 'b', 'c', 'd'], [['a', 'd']]));
+      const listed = async () => {
+        const r = (await h.repo.listRuns()).runs.find((x) => x.id === run.id)!;
+        return [r.status, r.failedNodes, r.failedNodeCount];
+      };
+      await alice.run(run.id, 'c', 'SUCCESS');
+      await alice.run(run.id, 'a', 'FAIL'); // d: unreached
+      await alice.run(run.id, 'b', 'ERROR');
+      assert.deepEqual(await listed(), ['COMPLETED', ['a', 'b'], 2]);
+
+      await h.repo.retry(run.id, ['a']);
+      assert.deepEqual(await listed(), ['RUNNING', ['b'], 1], 'b was not put back: still failed');
+      await alice.run(run.id, 'a', 'FAIL');
+      assert.deepEqual(await listed(), ['COMPLETED', ['a', 'b'], 2], 'a failed again');
+
+      await h.repo.retry(run.id);
+      assert.deepEqual(await listed(), ['RUNNING', [], 0], 'every failed node went back');
+      await alice.run(run.id, 'a', 'SUCCESS');
+      await alice.run(run.id, 'd', 'SUCCESS');
+      assert.deepEqual(await listed(), ['RUNNING', [], 0]);
+      await alice.run(run.id, 'b', 'FAIL');
+      assert.deepEqual(await listed(), ['COMPLETED', ['b'], 1]);
+      assert.equal((await h.repo.inspect(run.id)).conclusion, 'FAIL');
+    });
+
+    test('rule 19: a run with many failed nodes lists a bounded few names and counts them all', async (h) => {
+      const alice = await h.agent('alice');
+      const names = Array.from({ length: LIMITS.maxListedFailedNodes + 3 }, (_, i) => `n${i}`);
+      const run = await h.start(graph([...names].reverse()));
+      for (const n of [...names].reverse()) await alice.run(run.id, n, 'FAIL');
+      const r = (await h.repo.listRuns()).runs.find((x) => x.id === run.id)!;
+      assert.deepEqual(r.failedNodes, names.slice(0, LIMITS.maxListedFailedNodes));
+      assert.equal(r.failedNodeCount, names.length);
     });
 
     test('stats count runs and nodes per status across runs and transitions', async (h) => {

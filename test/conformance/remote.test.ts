@@ -34,5 +34,5 @@ runConformance(
       },
     };
   },
-  { lacks: ['retention'] },
+  { lacks: ['retention', 'scheduler'] },
 );

@@ -16,7 +16,14 @@ import type { GraphSpec, Run } from '../../src/model/types.js';
 import { ClaimConflictError } from '../../src/protocol/errors.js';
 import type { ClaimedNode } from '../../src/protocol/repository.js';
 import { graph, node } from './fixtures.js';
-import { type ConformanceTest, eventNodes, type Harness, namesIn, type TestAgent } from './harness.js';
+import {
+  type ConformanceTest,
+  eventNodes,
+  type Harness,
+  namesIn,
+  sawAll,
+  type TestAgent,
+} from './harness.js';
 
 /** Requests in flight at once: enough to overlap round trips, few enough not to swamp a loaded machine. */
 const IN_FLIGHT = 16;
@@ -273,6 +280,39 @@ export function sizeSpec(test: ConformanceTest): void {
       );
       await assert.rejects(alice.finish(running[0]!, 'SUCCESS'), ClaimConflictError);
       assert.equal(await alice.claim(run.id, 'l500'), undefined, 'nothing is claimable in a cancelled run');
+    });
+
+    test('retry of a cancelled 2,000-node run: every node that did not succeed goes back, then the run succeeds', async (h) => {
+      const alice = await h.agent('alice');
+      const run: Run = await h.start(twoLayers(1000));
+      await succeedAll(alice, await claimAll(alice, run.id, names('l', 100)));
+      await claimAll(alice, run.id, [...names('l', 200).slice(100), ...names('r', 50)]);
+      await h.repo.cancel(run.id);
+
+      const events = h.subscribe();
+      const resumed = await h.repo.retry(run.id);
+      assert.equal(resumed.status, 'RUNNING');
+      const ready = [...names('l', 1000).slice(100), ...names('r', 100)].sort();
+      assert.deepEqual(namesIn(resumed, 'READY'), ready, 'roots left, and the dependents of succeeded roots');
+      assert.deepEqual(namesIn(resumed, 'WAITING'), names('r', 1000).slice(100).sort());
+      assert.deepEqual(namesIn(resumed, 'COMPLETED'), names('l', 100).sort(), 'the succeeded roots stay');
+      await events.waitFor(
+        'NODE_READY for every retried READY node',
+        (items) => sawAll(items, run.id, ready),
+        {
+          timeoutMs: 60_000,
+        },
+      );
+
+      await succeedAll(alice, await claimAll(alice, run.id, names('l', 1000).slice(100)));
+      await succeedAll(alice, await claimAll(alice, run.id, names('r', 1000)));
+      const final = await h.repo.inspect(run.id);
+      assert.equal(final.status, 'COMPLETED');
+      assert.equal(final.conclusion, 'SUCCESS');
+      assert.deepEqual(
+        final.nodes.find((n) => n.spec.name === 'r0')!.attempts.map((a) => a.conclusion),
+        ['CANCELLED', 'SUCCESS'],
+      );
     });
   });
 }

@@ -139,6 +139,48 @@ export function timingSpec(test: ConformanceTest): void {
       assert.deepEqual(events.items.slice(mark).filter(readyOf(run.id, 'a')), []);
     });
 
+    test("only a node's own retry waits: a handler made READY by its trigger after the failure is claimable at once", async (h) => {
+      const handler: NodeSpec = {
+        ...delayed('onfail', { maxAttempts: 2, backoff: { initial: '1m' } }),
+        trigger: 'one_failed',
+      };
+      const run = await h.start(
+        graph([delayed('a', { maxAttempts: 2, backoff: { initial: '10s' } }), handler], [['a', 'onfail']]),
+      );
+      const agent = await h.agent('handler');
+      await failAndReadDelay(h, agent, run.id, 'a');
+      await h.advance(10_000 + CLOCK_SLACK_MS);
+      const last = await agent.mustClaim(run.id, 'a');
+      await agent.finish(last, 'FAIL');
+      const n = await h.node(run.id, 'onfail');
+      assert.equal(n.status, 'READY', 'one_failed holds once a failed for good');
+      assert.equal(n.nextAttemptAt, undefined, 'no delay: its backoff is for its own retries');
+      const claimed = await agent.mustClaim(run.id, 'onfail');
+      await agent.finish(claimed, 'SUCCESS');
+      assert.equal(
+        (await h.repo.inspect(run.id)).conclusion,
+        'FAIL',
+        'a failed for good, whatever its handler did',
+      );
+    });
+
+    test('a run retried puts a node that was waiting out its delay back claimable at once', async (h) => {
+      const run = await h.start(graph([delayed('a', { maxAttempts: 3, backoff: { initial: '1m' } })]));
+      const agent = await h.agent('resumer');
+      await failAndReadDelay(h, agent, run.id, 'a');
+      assert.equal((await h.repo.cancel(run.id)).conclusion, 'CANCELLED');
+      const resumed = await h.repo.retry(run.id);
+      const n = resumed.nodes[0]!;
+      assert.equal(n.status, 'READY');
+      assert.equal(n.nextAttemptAt, undefined, 'no delay left over from before the retry');
+      const claimed = await agent.mustClaim(run.id, 'a');
+      await agent.finish(claimed, 'SUCCESS');
+      assert.equal((await h.repo.inspect(run.id)).conclusion, 'SUCCESS');
+      // Nothing left behind fires later (etcd's r: item, memory's delayed set, PostgreSQL's ready_at).
+      await h.advance(60_000 + CLOCK_SLACK_MS);
+      assert.equal((await h.repo.inspect(run.id)).conclusion, 'SUCCESS');
+    });
+
     test('start refuses bad backoffs, naming every bad value', async (h) => {
       await rejectsGraph(
         (s) => h.start(s),
@@ -280,6 +322,36 @@ export function timingSpec(test: ConformanceTest): void {
       const listed = (await h.repo.listRuns()).runs.find((r) => r.id === run.id);
       assert.equal(listed?.conclusion, 'TIMED_OUT', 'lists say TIMED_OUT too');
       assert.equal((await h.repo.cancel(run.id)).conclusion, 'TIMED_OUT', 'a later cancel changes nothing');
+    });
+
+    test('a timed-out run retried (rule 15) runs on without a deadline and concludes again', async (h) => {
+      const run = await h.start({ ...graph(['a', 'b'], [['a', 'b']]), deadline: '1m' });
+      const agent = await h.agent('late');
+      await agent.run(run.id, 'a', 'SUCCESS');
+      await h.advance(60_000 + CLOCK_SLACK_MS);
+      assert.equal((await h.repo.inspect(run.id)).conclusion, 'TIMED_OUT');
+
+      const resumed = await h.repo.retry(run.id);
+      assert.equal(resumed.conclusion, undefined, 'open again: the timed-out mark is gone');
+      assert.equal(resumed.deadlineAt, undefined, 'a retry lifts the deadline');
+      assert.deepEqual(
+        resumed.nodes.map((n) => [n.spec.name, n.status]),
+        [
+          ['a', 'COMPLETED'],
+          ['b', 'READY'],
+        ],
+      );
+      await h.advance(120_000);
+      const open = await h.repo.inspect(run.id);
+      assert.equal(open.status, 'RUNNING', 'no deadline cancels the retried run');
+      assert.equal(open.deadlineAt, undefined);
+      // A new agent: the clock moved past the first one's lease (memory's leases run on it).
+      const resumer = await h.agent('resumer');
+      await resumer.run(run.id, 'b', 'SUCCESS');
+      const done = await h.repo.inspect(run.id);
+      assert.equal(done.conclusion, 'SUCCESS', 'it concludes by its nodes again');
+      const listed = (await h.repo.listRuns()).runs.find((r) => r.id === run.id);
+      assert.equal(listed?.conclusion, 'SUCCESS', 'lists agree');
     });
 
     test('a run that completes before its deadline keeps its conclusion', async (h) => {

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -112,6 +113,27 @@ describe('adagiod configuration', () => {
     assert.equal(help.code, 0);
     assert.match(help.stdout, /-backend-type|--backend-type/);
     assert.match(help.stdout, /ADAGIOD_BACKEND_TYPE/);
+  });
+
+  it('the binary: a port already taken → one line naming it and exit 2, before any agent starts', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const r = adagiod(['-listen', `127.0.0.1:${port}`], { ADAGIOD_LOG_LEVEL: 'info' });
+      assert.equal(r.code, 2);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `^adagiod: cannot listen on 127\\.0\\.0\\.1:${port}: the address is already in use .*--listen$`,
+          'm',
+        ),
+      );
+      assert.doesNotMatch(r.stderr, /agents started/, 'no agent started');
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    } finally {
+      taken.close();
+    }
   });
 
   it('the binary: a backend that cannot be reached → one line and exit 1', () => {

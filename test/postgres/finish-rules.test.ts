@@ -15,6 +15,10 @@ import {
   finishOutcome,
   runStatusOf,
   statusAfterFinish,
+  TRIGGER_RULES,
+  type TriggerRule,
+  triggerDecision,
+  type UpstreamTally,
   unreached,
 } from '../../src/model/index.js';
 import { FINISH_CASES } from '../support/finish-cases.js';
@@ -80,4 +84,51 @@ describe('PostgreSQL finish_attempt follows the model', () => {
       await repo.revokeLease(lease.id);
     });
   }
+});
+
+/**
+ * settle_dependents judges triggers with trigger_decision (migration 6), rule
+ * 14 in SQL: held to model/rules.ts triggerDecision over every rule and every
+ * tally of up to four upstream nodes.
+ */
+describe('PostgreSQL trigger_decision follows the model', () => {
+  let schema: string;
+  let teardown: () => Promise<void>;
+  const client = new pg.Client({ connectionString: POSTGRES_URL });
+
+  before(async () => {
+    ({ schema, teardown } = await postgresRepository());
+    await client.connect();
+  });
+  after(async () => {
+    await client.end();
+    await teardown();
+  });
+
+  it('agrees on every rule and tally', async () => {
+    const cases: { rule: TriggerRule; t: UpstreamTally }[] = [];
+    for (const rule of TRIGGER_RULES)
+      for (let total = 1; total <= 4; total++)
+        for (let completed = 0; completed <= total; completed++)
+          for (let succeeded = 0; succeeded <= completed; succeeded++)
+            for (let failed = 0; succeeded + failed <= completed; failed++)
+              cases.push({ rule, t: { total, completed, succeeded, failed } });
+    // trigger_decision calls trigger_holds unqualified, as the backend's sessions (search_path) do.
+    await client.query(`SET search_path TO ${schema}`);
+    const res = await client.query<{ d: string }>(
+      `SELECT trigger_decision(x.rule, x.total, x.completed, x.succeeded, x.failed) AS d
+       FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::int[]) WITH ORDINALITY
+         AS x(rule, total, completed, succeeded, failed, i) ORDER BY x.i`,
+      [
+        cases.map((c) => c.rule),
+        cases.map((c) => c.t.total),
+        cases.map((c) => c.t.completed),
+        cases.map((c) => c.t.succeeded),
+        cases.map((c) => c.t.failed),
+      ],
+    );
+    cases.forEach((c, i) => {
+      assert.equal(res.rows[i]!.d, triggerDecision(c.rule, c.t), `${c.rule} ${JSON.stringify(c.t)}`);
+    });
+  });
 });

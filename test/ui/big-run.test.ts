@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import type { Page } from 'playwright-core';
 import type { GraphSpec } from '../../src/model/types.js';
 import { debugNode, nodeSelector, screenshot, startUi, type Ui, until } from './harness.js';
 
@@ -32,6 +33,21 @@ const RECORD_LONG_TASKS = `
 // answer, so a loaded machine does not fail the test; a hung page does.
 const FROZEN_MS = 20_000;
 
+/** Where each node is: every node's minimap rectangle, and each rendered node's transform. */
+async function placesNow(
+  page: Page,
+): Promise<{ minimap: Map<string, string>; rendered: Map<string, string> }> {
+  const [minimap, rendered] = (await page.evaluate(`(() => {
+    const rects = [...document.querySelectorAll('.react-flow__minimap .mm')];
+    const nodes = [...document.querySelectorAll('.react-flow__node')];
+    return [
+      rects.map((r, i) => [String(i), r.getAttribute('x') + ',' + r.getAttribute('y')]),
+      nodes.map((n) => [n.getAttribute('data-id'), n.style.transform]),
+    ];
+  })()`)) as [string, string][][];
+  return { minimap: new Map(minimap), rendered: new Map(rendered) };
+}
+
 describe('a 1,000-node run', { timeout: 240_000 }, () => {
   let ui: Ui;
   before(async () => {
@@ -41,7 +57,7 @@ describe('a 1,000-node run', { timeout: 240_000 }, () => {
     await ui?.close();
   });
 
-  test('renders, follows the run live and stays responsive', async () => {
+  test('renders, keeps one layout from first paint, follows the run live, finds nodes and stays responsive', async () => {
     const w = await ui.page();
     const { page } = w;
     await page.addInitScript({ content: RECORD_LONG_TASKS });
@@ -78,18 +94,34 @@ describe('a 1,000-node run', { timeout: 240_000 }, () => {
       const rendered = await page.locator('.react-flow__node').count();
       assert.ok(rendered > 0 && rendered < 1000, `${rendered} nodes rendered`);
 
+      // One layout from first paint: every node's place (all 1,000, read from the minimap) and
+      // the rendered nodes' places, as first painted, are compared with the end's.
+      const layoutAtStart = await page.locator('.run-graph').getAttribute('data-layout');
+      const firstPaint = await placesNow(page);
+      assert.equal(firstPaint.minimap.size, 1000);
+      await screenshot(page, 'run-page-1000-nodes-running');
+
       // Live: the first node turns green while the page is open, and a click opens a node mid-run.
       await page.locator(nodeSelector('n0-0', 'success')).waitFor();
-      // Retried: ELK's layout may move the node between Playwright's aim and its click.
       const title = page.getByRole('complementary', { name: 'node details' }).locator('.panel-title');
-      await until('a click on n1-0 to open its panel', async () => {
-        await page.locator(nodeSelector('n1-0')).click();
-        return (await title.count()) === 1 && (await title.textContent()) === 'n1-0';
-      });
+      await page.locator(nodeSelector('n1-0')).click();
+      await title.getByText('n1-0', { exact: true }).waitFor();
       await page.getByRole('button', { name: 'close node panel' }).click();
 
-      // ELK's layout replaces the quick one, and every node ends green.
-      await page.locator('.run-graph[data-layout="elk"]').waitFor({ timeout: 120_000 });
+      // The search box finds a node far off screen, opens it and centres the graph on it.
+      await page.getByRole('search', { name: 'find a node' }).getByLabel('node name').fill('n49-19');
+      await page.getByRole('search', { name: 'find a node' }).getByLabel('node name').press('Enter');
+      await title.getByText('n49-19', { exact: true }).waitFor();
+      await page.locator(nodeSelector('n49-19')).waitFor();
+      const box = await page.locator(nodeSelector('n49-19')).boundingBox();
+      const canvas = await page.locator('.graph-canvas').boundingBox();
+      assert.ok(
+        box && canvas && box.x >= canvas.x && box.x + box.width <= canvas.x + canvas.width,
+        'the found node is in view',
+      );
+      await page.getByRole('button', { name: 'close node panel' }).click();
+
+      // Every node ends green.
       await page
         .locator('.run-head .badge[data-look="success"]', { hasText: '1000 succeeded' })
         .waitFor({ timeout: 120_000 });
@@ -98,6 +130,21 @@ describe('a 1,000-node run', { timeout: 240_000 }, () => {
         'the minimap to be all green',
         async () => (await page.locator('.react-flow__minimap .mm.look-success').count()) === 1000,
       );
+      assert.equal(await page.locator('.run-graph').getAttribute('data-layout'), layoutAtStart);
+      const atEnd = await placesNow(page);
+      assert.deepEqual(atEnd.minimap, firstPaint.minimap, 'no node moved in the layout');
+      const moved = [...firstPaint.rendered].filter(
+        ([id, at]) => atEnd.rendered.has(id) && atEnd.rendered.get(id) !== at,
+      );
+      assert.deepEqual(moved, [], 'no rendered node moved');
+
+      // A status badge picks those nodes: the others are dimmed; a second click lets go.
+      const badge = page.locator('.run-head button.count', { hasText: '1000 succeeded' });
+      await badge.click();
+      assert.equal(await badge.getAttribute('aria-pressed'), 'true');
+      assert.equal(await page.locator('.gnode.dimmed').count(), 0, 'every node succeeded: none dimmed');
+      await badge.click();
+      assert.equal(await badge.getAttribute('aria-pressed'), 'false');
     } finally {
       probing = false;
       await probe;

@@ -85,18 +85,32 @@ describe('overview and runs list', { timeout: 150_000 }, () => {
     for (const badge of await page.locator('.runs-table tbody .badge').all())
       assert.equal(await badge.textContent(), 'failed');
     await screenshot(page, 'runs-list-failed');
-    // Each finished run shows how long it took and when it finished; its nodes as done/total.
+    // Each finished run shows how long it took and when it finished; its nodes as done/total;
+    // and the name of the node that failed, a link that opens it.
     for (const row of await page.locator('.runs-table tbody tr').all()) {
       assert.match((await row.locator('[data-col="took"]').textContent()) ?? '', /^\d+(\.\d)? (ms|s)$/);
       assert.match((await row.locator('[data-col="finished"]').textContent()) ?? '', /ago|just now/);
       assert.equal(await row.locator('[data-col="nodes"]').textContent(), '1/1 done');
+      assert.match((await row.locator('[data-col="failed"]').textContent()) ?? '', /^step-\d+$/);
     }
+    const firstFailed = page.locator('.runs-table tbody tr').first().locator('[data-col="failed"] a');
+    const failedName = (await firstFailed.textContent()) ?? '';
+    await firstFailed.click();
+    await page.waitForURL(/\/runs\/[0-9A-Z]+\?node=step-\d+$/);
+    await page
+      .getByRole('complementary', { name: 'node details' })
+      .getByRole('heading', { name: failedName })
+      .waitFor();
+    await page.goBack();
+    await page.locator('select[name="status"]').selectOption('fail');
+    await expectRows(page, [...ids.fail].sort().reverse());
     await page.locator('select[name="status"]').selectOption('running');
     await expectRows(page, [ids.running]);
     const running = page.locator('.runs-table tbody tr').first();
     assert.match((await running.locator('[data-col="took"]').textContent()) ?? '', /…$/);
     assert.equal(await running.locator('[data-col="finished"]').textContent(), '–');
     assert.equal(await running.locator('[data-col="nodes"]').textContent(), '0/1 done, 1 running');
+    assert.equal(await running.locator('[data-col="failed"]').textContent(), '–');
     await screenshot(page, 'runs-list-running');
     await page.locator('select[name="status"]').selectOption('success');
     await page.locator('select[name="limit"]').selectOption('25');

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { MemoryRepository } from '../../src/backends/memory/index.js';
 import { graphFromJson } from '../../src/model/wire.js';
 import { InvalidGraphError } from '../../src/protocol/errors.js';
 import { arg } from '../../src/runtimes/args.js';
@@ -108,6 +109,19 @@ describe('workflow builder', () => {
     });
   });
 
+  it('sets a trigger rule, which round-trips through JSON as "trigger"', () => {
+    const wf = workflow();
+    const a = wf.node('a', debug());
+    wf.node('cleanup', debug()).dependsOn(a).trigger('all_done');
+    wf.node('onfail', debug()).dependsOn(a).trigger('one_failed');
+    const spec = wf.build();
+    assert.equal(spec.nodes[0]!.trigger, undefined, 'the default is left out');
+    assert.equal(spec.nodes[1]!.trigger, 'all_done');
+    const json = wf.toJSON() as { nodes: { trigger?: string }[] };
+    assert.equal(json.nodes[2]!.trigger, 'one_failed');
+    assert.deepEqual(graphFromJson(json), spec);
+  });
+
   it('an invalid graph is rejected with every problem named', () => {
     const wf = workflow();
     const a = wf.node('a', debug());
@@ -176,5 +190,47 @@ describe('workflow builder', () => {
       'adagio.arguments.greet.times': ['2'],
     });
     assert.deepEqual(spec.nodes[2]!.metadata, { 'adagio.inputs.greet.who': ['src'] });
+  });
+});
+
+describe('workflow builder: params and definitions (rule 16)', () => {
+  it('declares params, interpolates their references and produces a definition the store accepts', async () => {
+    const wf = workflow().describe('loads a day');
+    const date = wf.param('date', { description: 'the day' });
+    const env = wf.param('env', { default: 'staging' });
+    const extract = wf.node('extract', exec({ command: 'echo', args: [`extracted ${date}`] }));
+    wf.node('load', exec({ command: 'echo', args: [`${date} into ${env}`] })).dependsOn(extract);
+    const def = wf.definition('nightly');
+    assert.equal(def.name, 'nightly');
+    assert.equal(def.description, 'loads a day');
+    assert.deepEqual(def.params, [
+      { name: 'date', required: true, description: 'the day' },
+      { name: 'env', default: 'staging' },
+    ]);
+    assert.deepEqual(def.spec.nodes[1]!.metadata['adagio.arguments.exec.args'], [
+      '{{params.date}} into {{params.env}}',
+    ]);
+
+    const repo = new MemoryRepository();
+    try {
+      const stored = await repo.putWorkflow(def.name, def);
+      const run = await repo.start(undefined, { workflow: 'nightly', params: { date: '2026-01-31' } });
+      assert.equal(stored.version, 1);
+      assert.deepEqual(run.nodes[1]!.spec.metadata['adagio.arguments.exec.args'], [
+        '2026-01-31 into staging',
+      ]);
+    } finally {
+      await repo.close();
+    }
+    const json = wf.definitionJson('nightly') as { spec: { nodes: unknown[] } };
+    assert.equal(json.spec.nodes.length, 2);
+  });
+
+  it('build() of a graph with params points to definition(); an undeclared reference is a problem', () => {
+    const wf = workflow();
+    const p = wf.param('p');
+    wf.node('a', exec({ command: 'echo', args: [`${p}`, '{{params.q}}'] }));
+    assert.throws(() => wf.build(), /declares params \(p\): store it with definition/);
+    assert.throws(() => wf.definition('w'), /declares no param "q"/);
   });
 });

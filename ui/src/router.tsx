@@ -1,7 +1,7 @@
 import { type MouseEvent, type ReactNode, useEffect, useSyncExternalStore } from 'react';
 
-// A small history-API router: four pages do not need a routing library.
-// Paths: /  /runs  /runs/:id  /start  (adagiod serves index.html for each).
+// A small history-API router: six pages do not need a routing library.
+// Paths: /  /runs  /runs/:id  /start  /workflows  /workflows/:name  (adagiod serves index.html for each).
 
 const listeners = new Set<() => void>();
 
@@ -52,6 +52,14 @@ export function useTitle(title: string): void {
   useEffect(() => {
     document.title = title ? `${title} · Adagio` : 'Adagio';
   }, [title]);
+}
+
+export function workflowPath(name: string): string {
+  return `/workflows/${encodeURIComponent(name)}`;
+}
+
+export function schedulePath(name: string): string {
+  return `/schedules/${encodeURIComponent(name)}`;
 }
 
 export function runPath(id: string): string {

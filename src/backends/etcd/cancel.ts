@@ -1,7 +1,7 @@
 import type { ICompare, IRequestOp } from 'etcd3';
 import { cancelledAttempt } from '../../model/index.js';
 import { NotFoundError } from '../../protocol/errors.js';
-import { closeOps, completed } from './cascade.js';
+import { closeOps, completed } from './close.js';
 import type { EtcdContext } from './context.js';
 import type { OpenStatus } from './keys.js';
 import { MAX_TXN_BYTES, SETTLE_BATCH } from './limits.js';

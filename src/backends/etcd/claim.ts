@@ -44,7 +44,8 @@ function claimedFrom(
   const inputs: Record<string, Uint8Array> = {};
   rec.up.forEach((u, i) => {
     const kv = responses[i]?.response_range.kvs[0];
-    inputs[u] = kv ? attemptOutput(kv.value) : new Uint8Array();
+    // From upstream nodes that succeeded only (a trigger may run a node below a failure).
+    if (kv && decodeAttempt(kv.value).conclusion === 'SUCCESS') inputs[u] = attemptOutput(kv.value);
   });
   const attempts =
     rec.a > 0 ? responses[rec.up.length]!.response_range.kvs.map((kv) => decodeAttempt(kv.value)) : [];
@@ -92,7 +93,8 @@ export function planClaim(
     if (!r.run) throw new NotFoundError('run', req.runId);
     throw nodeNotFound(req.runId, req.node);
   }
-  if (!r.run || r.run.rec.cancelled) return undefined; // not yet committed, or cancelled
+  // Not yet committed, cancelled, or a retry still putting its nodes back.
+  if (!r.run || r.run.rec.cancelled || r.run.rec.resuming) return undefined;
   const { rec, rev } = r.node;
   const rt = rec.spec.runtime;
   const claimKey = keys.claim(rt, req.runId, req.node);

@@ -1,17 +1,19 @@
 import type { ICompare, IRequestOp } from 'etcd3';
-import { countedDown as countDownRule } from '../../model/index.js';
+import { cascade } from './cascade.js';
 import type { EtcdContext } from './context.js';
 import { FAN_OUT_CHUNK } from './limits.js';
-import { encodeState, readNodes, statics } from './nodes.js';
-import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
+import { readNodes, statics } from './nodes.js';
+import { decodeJson, encodeJson, type RunRecord } from './records.js';
 import { del, get, modIs, put } from './store.js';
-import { type FanOutItem, fanOutItem, workItemKey } from './work-items.js';
+import { settle } from './triggers.js';
+import { type CascadeItem, type FanOutItem, fanOutItem, workItemKey } from './work-items.js';
 
 /**
  * A success's dependents when there are more of them than one transaction
  * may hold (etcd allows 128 ops per transaction). The finishing transaction
  * records the attempt and a work item k/<run>/d:<node> = {at, done}; then the
- * dependents' pending-upstream counters are counted down in chunks, each
+ * dependents' pending-upstream counters are counted down (and their
+ * triggers judged, triggers.ts) in chunks, each
  * chunk one transaction that compares the dependents, the run (so a cancel in
  * between stops it: cancel lists open nodes by status, and a WAITING node
  * turning READY behind its back could escape it) and the work item, and
@@ -19,29 +21,6 @@ import { type FanOutItem, fanOutItem, workItemKey } from './work-items.js';
  * not idempotent; the cursor moving with it is what lets any process resume
  * the work (the sweeper, if this one dies) without counting a dependent twice.
  */
-
-/** A dependent after one of its upstream nodes succeeded: one fewer to wait for, READY at zero. */
-export function countedDown(dep: NodeRecord): NodeRecord {
-  const next = countDownRule({ pending: dep.p, status: dep.s });
-  return { ...dep, p: next.pending, s: next.status as NodeRecord['s'] };
-}
-
-/** The ops that make a dependent's counter one smaller, and READY when it reaches zero. */
-export function countDown(ctx: EtcdContext, runId: string, dep: NodeRecord): IRequestOp[] {
-  const { keys } = ctx;
-  const d = dep.spec.name;
-  const nd = countedDown(dep);
-  const ops: IRequestOp[] = [];
-  if (nd.s === 'READY' && dep.s === 'WAITING') {
-    ops.push(
-      del(keys.openNode('W', runId, d)),
-      put(keys.openNode('R', runId, d), Buffer.from(nd.spec.runtime)),
-      put(keys.ready(nd.spec.runtime, runId, d), Buffer.alloc(0)),
-    );
-  }
-  ops.push(put(keys.node(runId, d), encodeState(nd)));
-  return ops;
-}
 
 /** Works the item k/<run>/d:<node> off to its end; safe to run in several processes at once. */
 export async function fanOut(ctx: EtcdContext, runId: string, node: string): Promise<void> {
@@ -72,11 +51,15 @@ export async function fanOut(ctx: EtcdContext, runId: string, node: string): Pro
       modIs(keys.run(runId), runKv!.mod_revision),
     ];
     const ops: IRequestOp[] = [];
+    const unreached: [string, CascadeItem][] = [];
+    const now = ctx.clock.now();
     for (const n of nodes) {
       // Completed already (unreached via a failed branch): nothing to count down.
-      if (!n || n.rec.s === 'COMPLETED') continue;
+      const settled = n && settle(ctx, runId, n.rec, node, 'succeeded', now);
+      if (!settled) continue;
       compare.push(modIs(keys.node(runId, n.name), n.rev));
-      ops.push(...countDown(ctx, runId, n.rec));
+      ops.push(...settled.ops);
+      if (settled.unreached) unreached.push([n.name, settled.unreached]);
     }
     const done = item.done + batch.length;
     ops.push(
@@ -85,6 +68,7 @@ export async function fanOut(ctx: EtcdContext, runId: string, node: string): Pro
         : put(itemKey, encodeJson({ at: ctx.clock.now(), done } satisfies FanOutItem)),
     );
     // A lost race (another resumer, a dependent's other upstream) just reads again.
-    await store.retrying('fan-out', () => store.txn({ compare, success: ops }));
+    const res = await store.retrying('fan-out', () => store.txn({ compare, success: ops }));
+    if (res.succeeded) for (const [name, item] of unreached) await cascade(ctx, runId, name, item);
   }
 }

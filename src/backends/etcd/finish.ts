@@ -12,7 +12,7 @@ import { claimNotLive, NotFoundError, nodeNotFound, UnavailableError } from '../
 import type { FinishRequest } from '../../protocol/repository.js';
 import { cascade } from './cascade.js';
 import type { EtcdContext } from './context.js';
-import { countDown, countedDown, fanOut } from './fanout.js';
+import { fanOut } from './fanout.js';
 import { INLINE_DEPENDENTS } from './limits.js';
 import { type Read, readNode, seenForFinish } from './node-read.js';
 import { encodeState } from './nodes.js';
@@ -23,13 +23,14 @@ import { maybeSeal } from './seal.js';
 import { del, leaseIs, modIs, put, valueIs } from './store.js';
 import { resumeNodeWork } from './sweep.js';
 import { releaseWhenDue } from './timing.js';
+import { settle } from './triggers.js';
 import {
   type CascadeItem,
   cascadeItem,
   type FanOutItem,
   fanOutItem,
-  type RetryItem,
-  retryItem,
+  type RetryDueItem,
+  retryDueItem,
   timeoutItem,
   workItemKey,
 } from './work-items.js';
@@ -45,13 +46,13 @@ import {
 export type FinishAfter =
   | { resume: true }
   /** retryAt: the node waits out a retry delay until then (ms); this process releases it when due. */
-  | { cascadeFrom?: string[]; fanOut: boolean; sealCheck: boolean; retryAt?: number };
+  | { cascades: [string, CascadeItem][]; fanOut: boolean; sealCheck: boolean; retryAt?: number };
 
 export interface FinishPlan {
   compare: ICompare[];
   ops: IRequestOp[];
   next: NodeRecord;
-  /** Dependents counted down, as they were before. */
+  /** Dependents counted down, as they are after. */
   counted: NodeRecord[];
   after: FinishAfter;
 }
@@ -139,13 +140,14 @@ export function planFinish(
       put(keys.openNode('R', req.runId, req.node), Buffer.from(rt)),
       retryAt
         ? put(
-            workItemKey(keys, req.runId, retryItem(req.node)),
-            encodeJson({ at: now, due: retryAt } satisfies RetryItem),
+            workItemKey(keys, req.runId, retryDueItem(req.node)),
+            encodeJson({ at: now, due: retryAt } satisfies RetryDueItem),
           )
         : put(keys.ready(rt, req.runId, req.node), Buffer.alloc(0)),
     );
   let allDepsDone = true;
   const counted: NodeRecord[] = [];
+  const cascades: [string, CascadeItem][] = [];
   const fanOutLater = success && rec.down.length > INLINE_DEPENDENTS;
   if (fanOutLater) {
     allDepsDone = false;
@@ -159,26 +161,26 @@ export function planFinish(
     for (const d of rec.down) {
       const dep = r.deps.get(d);
       if (!dep) throw nodeNotFound(req.runId, d);
-      if (dep.rec.s === 'COMPLETED') continue; // unreached via another branch: nothing to count down
+      const settled = settle(ctx, req.runId, dep.rec, req.node, 'succeeded', now);
+      if (!settled) continue; // unreached via another branch: nothing to count down
       allDepsDone = false;
       compare.push(modIs(keys.node(req.runId, d), dep.rev));
-      ops.push(...countDown(ctx, req.runId, dep.rec));
-      counted.push(dep.rec);
+      ops.push(...settled.ops);
+      counted.push(settled.next);
+      if (settled.unreached) cascades.push([d, settled.unreached]);
     }
   }
   const failedForGood = outcome === 'FAILED';
   if (failedForGood) {
-    ops.push(put(keys.failed(req.runId), Buffer.from(req.node)));
-    if (rec.down.length > 0)
-      ops.push(
-        put(
-          workItemKey(keys, req.runId, cascadeItem(req.node)),
-          encodeJson({ at: now, from: rec.down } satisfies CascadeItem),
-        ),
-      );
+    ops.push(put(keys.failedNode(req.runId, req.node), Buffer.from(req.node)));
+    if (rec.down.length > 0) {
+      const item: CascadeItem = { at: now, from: rec.down, o: 'f' };
+      ops.push(put(workItemKey(keys, req.runId, cascadeItem(req.node)), encodeJson(item)));
+      cascades.push([req.node, item]);
+    }
   }
   const after = {
-    cascadeFrom: failedForGood && rec.down.length > 0 ? rec.down : undefined,
+    cascades,
     fanOut: fanOutLater,
     sealCheck: !retry && allDepsDone,
     ...(retryAt ? { retryAt } : {}),
@@ -194,7 +196,7 @@ export function committed(
   revision: string,
 ): FinishAfter {
   ctx.seen.setNode(req.runId, plan.next, revision);
-  for (const dep of plan.counted) ctx.seen.setNode(req.runId, countedDown(dep), revision);
+  for (const dep of plan.counted) ctx.seen.setNode(req.runId, dep, revision);
   return plan.after;
 }
 
@@ -262,9 +264,9 @@ export async function followUp(ctx: EtcdContext, req: FinishRequest, after: Fini
   try {
     if ('resume' in after) await resumeNodeWork(ctx, req.runId, req.node);
     else {
-      if (after.cascadeFrom) await cascade(ctx, req.runId, req.node, after.cascadeFrom);
+      for (const [origin, item] of after.cascades) await cascade(ctx, req.runId, origin, item);
       if (after.fanOut) await fanOut(ctx, req.runId, req.node);
-      if (after.sealCheck || after.cascadeFrom || after.fanOut) await maybeSeal(ctx, req.runId);
+      if (after.sealCheck || after.cascades.length > 0 || after.fanOut) await maybeSeal(ctx, req.runId);
       if (after.retryAt) releaseWhenDue(ctx, req.runId, req.node, after.retryAt);
     }
   } catch (e) {

@@ -16,11 +16,20 @@
  *   t/<runtime>/q/<run>/<node>    READY queue of a runtime (subscribe lists and watches it)
  *   t/<runtime>/u/<run>/<node>    RUNNING nodes of a runtime (orphans = u minus c)
  *   t/<runtime>/c/<run>/<node>    the claim, bound to the holder's lease
- *   x/<run>                       a node of the run failed for good
+ *   x/<run>/<node>                the node failed for good (value: its name); any key
+ *                                 in failedRange says the run failed, and the runs
+ *                                 list reads the first few names (rule 19). Older
+ *                                 stores wrote one x/<run>, which failedRange covers
  *   k/<run>/<item>                follow-up work not yet done (work-items.ts)
  *   s/<run>                       a chunked start in progress (garbage if it never commits)
  *   g/<agent>                     a registered agent, bound to its lease
  *   ctr/<shard>                   total nodes stored (runs are counted by range)
+ *   m/<run>                       the run's identity: name, labels, workflow, params, request id
+ *                                 (immutable; apart from r/ so claims never read it)
+ *   q/<request id>                the run a start with that request id created (rule 17)
+ *   w/<workflow>/<000000001>      workflow version n (immutable)
+ *   wh/<workflow>                 the workflow's head: latest version, content hash, summary
+ *   sc/<schedule>                 a schedule: definition and next undecided slot (rule 18)
  */
 export type OpenStatus = 'W' | 'R' | 'U';
 
@@ -119,8 +128,19 @@ export class Keys {
     if (!kind || !run || node === undefined) return undefined;
     return { kind, run, node: decodeURIComponent(node) };
   }
-  failed(run: string): Buffer {
+  /** The single failed mark older stores wrote (its value: a node's name); failedRange covers it. */
+  legacyFailed(run: string): Buffer {
     return this.k(`x/${run}`);
+  }
+  failedNode(run: string, node: string): Buffer {
+    return this.k(`x/${run}/${enc(node)}`);
+  }
+  /**
+   * Every failed mark of a run: x/<run>/… and the single x/<run> older stores
+   * wrote (up to, not including, x/<run>0, '0' being the byte after '/').
+   */
+  failedRange(run: string): { key: Buffer; range_end: Buffer } {
+    return { key: this.k(`x/${run}`), range_end: this.k(`x/${run}0`) };
   }
   work(run?: string): Buffer {
     return this.k(run === undefined ? 'k/' : `k/${run}/`);
@@ -156,6 +176,30 @@ export class Keys {
   }
   all(): Buffer {
     return this.k('');
+  }
+  meta(run: string): Buffer {
+    return this.k(`m/${run}`);
+  }
+  request(id: string): Buffer {
+    return this.k(`q/${enc(id)}`);
+  }
+  workflowVersions(name: string): Buffer {
+    return this.k(`w/${enc(name)}/`);
+  }
+  workflowVersion(name: string, version: number): Buffer {
+    return this.k(`w/${enc(name)}/${String(version).padStart(9, '0')}`);
+  }
+  workflowHeads(): Buffer {
+    return this.k('wh/');
+  }
+  workflowHead(name: string): Buffer {
+    return this.k(`wh/${enc(name)}`);
+  }
+  schedules(): Buffer {
+    return this.k('sc/');
+  }
+  schedule(name: string): Buffer {
+    return this.k(`sc/${enc(name)}`);
   }
   /** The id after r/ of a run key. */
   runId(key: Buffer): string {

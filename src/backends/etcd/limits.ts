@@ -22,7 +22,7 @@ export const READS_PER_TXN = 100;
 /** Reads plus writes a claim (or a batch of claims or finishes) may carry in one transaction. */
 export const INLINE_READS = 110;
 
-/** A dependent counted down inside a transaction: up to 4 ops (open-node keys, ready key, state) and 1 compare. */
+/** A dependent counted down inside a transaction: up to 4 ops (open-node keys, ready key, state; or close key, state, cascade item) and 1 compare. */
 export const OPS_PER_DEPENDENT = 4;
 /** Ops of a finish besides its dependents: attempt, state, claim, running and open keys, failed mark, work item, timeout item. */
 export const FINISH_FIXED_OPS = 8;
@@ -31,13 +31,20 @@ export const INLINE_DEPENDENTS = 20;
 /** Dependents per fan-out chunk transaction, plus its cursor. */
 export const FAN_OUT_CHUNK = 25;
 
-/** Nodes per cascade or cancel transaction: up to 6 ops each (open keys, claim, attempt, streamed output, state) and 1 compare. */
+/** Nodes per cascade, cancel or retry transaction: up to 6 ops each (open keys, claim, attempt, streamed output, state; a retry's state, open key and failed mark) and 1 compare. */
 export const SETTLE_BATCH = 20;
 export const OPS_PER_SETTLED_NODE = 6;
 
-/** Runs of a page summarised per transaction by the runs list: one get and three count ranges each. */
-export const OPS_PER_LISTED_RUN = 4;
+/** Runs of a page summarised per transaction by the runs list: two gets (run, identity), three count ranges and the failed names (a limited range) each. */
+export const OPS_PER_LISTED_RUN = 6;
 export const RUNS_PER_LIST_TXN = Math.floor(MAX_TXN_OPS / OPS_PER_LISTED_RUN);
+
+/**
+ * Runs one filtered list page looks at, at most (rule 17): past it the page
+ * ends short with a cursor, so a rare filter costs pages, not one unbounded
+ * read. Read READS_PER_TXN index entries and identities at a time.
+ */
+export const LIST_SCAN_BUDGET = 1000;
 
 function within(what: string, ops: number): void {
   if (ops > MAX_TXN_OPS) throw new Error(`etcd budget ${what} needs ${ops} ops; the most is ${MAX_TXN_OPS}`);

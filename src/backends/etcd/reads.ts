@@ -2,25 +2,33 @@ import type { IRequestOp } from 'etcd3';
 import {
   type Attempt,
   checkListLimit,
+  checkRunFilter,
   type Edge,
   emptyNodeCounts,
+  failedNodesSummary,
+  filtering,
+  identityMatches,
+  LIMITS,
   type NodeState,
   type NodeStatus,
   type Run,
+  type RunIdentity,
   type RunSummary,
   rfc3339,
   runConclusion,
   runFinishedAt,
+  runMatches,
   runStatus,
   type Stats,
   ulidFloor,
+  ulidTime,
 } from '../../model/index.js';
 import { decodeCursor, encodeCursor } from '../../model/requests.js';
 import { NotFoundError } from '../../protocol/errors.js';
 import type { ClaimRef, ListRunsQuery, RunPage } from '../../protocol/repository.js';
 import type { EtcdContext, NodeTopology } from './context.js';
 import { invert, prefixEnd } from './keys.js';
-import { RUNS_PER_LIST_TXN } from './limits.js';
+import { LIST_SCAN_BUDGET, OPS_PER_LISTED_RUN, READS_PER_TXN, RUNS_PER_LIST_TXN } from './limits.js';
 import { merge, statics, topologyOf } from './nodes.js';
 import { groupStreamed } from './output.js';
 import {
@@ -31,7 +39,7 @@ import {
   nodeState,
   type RunRecord,
 } from './records.js';
-import { countPrefix, get, getPrefix } from './store.js';
+import { countPrefix, get, getPrefix, getRange } from './store.js';
 
 /** Everything that only reads: inspect (at one revision), listing and stats. */
 
@@ -54,8 +62,11 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
       getPrefix(keys.attempts(runId), at),
       getPrefix(keys.statics(runId), at),
       getPrefix(keys.outputs(runId), at),
+      { request_range: { key: keys.meta(runId), ...at } },
     ],
   });
+  const metaKv = res.responses[5]!.response_range.kvs[0];
+  const identity = metaKv ? decodeJson<RunIdentity>(metaKv.value) : {};
   const streamed = groupStreamed(ctx, runId, res.responses[4]!.response_range.kvs);
   const rev = revision ?? res.header.revision;
   const runKv = res.responses[0]!.response_range.kvs[0];
@@ -76,8 +87,11 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
     const name = decodeURIComponent(kv.key.subarray(attemptPrefix).toString().split('/')[0]!);
     const list = attempts.get(name) ?? [];
     attempts.set(name, list);
-    list.push(decodeAttempt(kv.value));
-    lastOutput.set(name, attemptOutput(kv.value));
+    const a = decodeAttempt(kv.value);
+    list.push(a);
+    // Inputs come from upstream nodes whose last attempt succeeded.
+    if (a.conclusion === 'SUCCESS') lastOutput.set(name, attemptOutput(kv.value));
+    else lastOutput.delete(name);
   }
   // Which claims are orphaned: their claim key is gone (lease lapsed). Same revision.
   const running = recs.filter((r) => r.s === 'RUNNING' && r.c);
@@ -100,7 +114,11 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
   }
   const nodes: NodeState[] = recs.map((r) => {
     const inputs: Record<string, Uint8Array> = {};
-    if (r.st) for (const u of r.up) inputs[u] = lastOutput.get(u) ?? new Uint8Array();
+    if (r.st)
+      for (const u of r.up) {
+        const out = lastOutput.get(u);
+        if (out) inputs[u] = out;
+      }
     const out = streamed.get(r.spec.name);
     return nodeState(
       r,
@@ -130,6 +148,7 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
       conclusion,
       finishedAt: record.finishedAt ? rfc3339(record.finishedAt) : runFinishedAt(nodes) || undefined,
       ...(record.dl ? { deadlineAt: rfc3339(record.dl) } : {}),
+      ...identity,
     },
     record,
     revision: rev,
@@ -137,10 +156,18 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
   };
 }
 
-/** Newest first through the inverted index: an ascending range with a limit, so a page costs its size. */
+/**
+ * Newest first through the inverted index: an ascending range with a limit,
+ * so a page costs its size. With filters (rule 17) the index is read in
+ * chunks and each run's identity checked, stopping at `limit` matches or
+ * after LIST_SCAN_BUDGET runs looked at: a page then may be short (even
+ * empty) with a cursor past the last run looked at, so a page's cost stays
+ * bounded however rare the matches.
+ */
 export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<RunPage> {
   const { keys, store } = ctx;
   const limit = checkListLimit(query.limit);
+  checkRunFilter(query);
   const base = keys.runIndex();
   const after = (s: string) => Buffer.concat([base, Buffer.from(invert(s)), Buffer.from([0])]);
   let start = base;
@@ -150,14 +177,72 @@ export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<
   if (query.cursor) start = maxBuf(start, after(decodeCursor(query.cursor).runId));
   if (query.since !== undefined) end = minBuf(end, after(ulidFloor(query.since)));
   if (Buffer.compare(start, end) >= 0) return { runs: [] };
+  if (filtering(query)) return listFiltered(ctx, query, limit, start, end, after);
   const res = await store.retrying('list runs', () =>
     store.range({ key: start, range_end: end, limit: limit + 1 }),
   );
   const ids = res.kvs.map((kv) => kv.value.toString());
   const page = ids.slice(0, limit);
+  const summaries = await summarize(ctx, page);
+  // Keyed by the page's last id even when that run was deleted in between; etcd pages by id alone.
+  const lastId = page[page.length - 1];
+  const lastMs = Date.parse(summaries.find((s) => s.id === lastId)?.createdAt ?? '') || 0;
+  return {
+    runs: summaries,
+    nextCursor: ids.length > limit && lastId ? encodeCursor(lastMs, lastId) : undefined,
+  };
+}
+
+async function listFiltered(
+  ctx: EtcdContext,
+  query: ListRunsQuery,
+  limit: number,
+  start: Buffer,
+  end: Buffer,
+  after: (id: string) => Buffer,
+): Promise<RunPage> {
+  const { keys, store } = ctx;
+  const runs: RunSummary[] = [];
+  let from = start;
+  let scanned = 0;
+  let last: { id: string; ms: number } | undefined;
+  let exhausted = false;
+  while (runs.length < limit && scanned < LIST_SCAN_BUDGET && !exhausted) {
+    const chunk = Math.min(READS_PER_TXN, LIST_SCAN_BUDGET - scanned);
+    const res = await store.retrying('list runs', () =>
+      store.range({ key: from, range_end: end, limit: chunk }),
+    );
+    const ids = res.kvs.map((kv) => kv.value.toString());
+    exhausted = !res.more;
+    if (ids.length === 0) break;
+    // Identity first (one get each), then summaries of the runs it lets through.
+    const metas = await store.retrying('list runs', () => store.readAll(ids.map((id) => get(keys.meta(id)))));
+    const candidates = ids.filter((id, i) => {
+      const kv = metas[i]!.response_range.kvs[0];
+      return identityMatches({ id, ...(kv ? decodeJson<RunIdentity>(kv.value) : {}) }, query);
+    });
+    const summaries = new Map((await summarize(ctx, candidates)).map((s) => [s.id, s]));
+    for (const id of ids) {
+      scanned++;
+      const s = summaries.get(id);
+      last = { id, ms: s ? Date.parse(s.createdAt) : (ulidTime(id) ?? 0) };
+      from = after(id);
+      if (s && runMatches(s, query)) runs.push(s);
+      if (runs.length === limit) {
+        exhausted &&= id === ids[ids.length - 1];
+        break;
+      }
+    }
+  }
+  return { runs, nextCursor: !exhausted && last ? encodeCursor(last.ms, last.id) : undefined };
+}
+
+/** Summaries of these runs, in order (runs deleted in between left out): RUNS_PER_LIST_TXN per transaction. */
+async function summarize(ctx: EtcdContext, ids: string[]): Promise<RunSummary[]> {
+  const { keys, store } = ctx;
   const summaries: RunSummary[] = [];
-  for (let i = 0; i < page.length; i += RUNS_PER_LIST_TXN) {
-    const batch = page.slice(i, i + RUNS_PER_LIST_TXN);
+  for (let i = 0; i < ids.length; i += RUNS_PER_LIST_TXN) {
+    const batch = ids.slice(i, i + RUNS_PER_LIST_TXN);
     const ops: IRequestOp[] = [];
     for (const id of batch)
       ops.push(
@@ -165,10 +250,15 @@ export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<
         countPrefix(keys.open('W', id)),
         countPrefix(keys.open('R', id)),
         countPrefix(keys.open('U', id)),
+        get(keys.meta(id)),
+        // Rule 19: the first failed names in key order; the response's count is all of them.
+        getRange(keys.failedRange(id), { limit: LIMITS.maxListedFailedNodes }),
       );
     const r = await store.retrying('list runs', () => store.txn({ success: ops }));
     batch.forEach((id, j) => {
-      const [runRes, w, rd, u] = r.responses.slice(j * 4, j * 4 + 4).map((x) => x.response_range);
+      const [runRes, w, rd, u, meta, x] = r.responses
+        .slice(j * OPS_PER_LISTED_RUN, (j + 1) * OPS_PER_LISTED_RUN)
+        .map((res) => res.response_range);
       const kv = runRes!.kvs[0];
       if (!kv) return; // deleted in between
       const rec = decodeJson<RunRecord>(kv.value);
@@ -180,6 +270,8 @@ export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<
       };
       counts.COMPLETED = rec.n - counts.WAITING - counts.READY - counts.RUNNING;
       const status = runStatus(counts);
+      const metaKv = meta!.kvs[0];
+      const { params: _params, ...identity } = metaKv ? decodeJson<RunIdentity>(metaKv.value) : {};
       summaries.push({
         id,
         createdAt: rfc3339(rec.createdAt),
@@ -189,6 +281,11 @@ export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<
           (status === 'COMPLETED' && rec.cancelled ? (rec.to ? 'TIMED_OUT' : 'CANCELLED') : undefined),
         finishedAt: rec.finishedAt ? rfc3339(rec.finishedAt) : undefined,
         nodeCounts: counts,
+        ...failedNodesSummary(
+          x!.kvs.map((kv) => kv.value.toString()),
+          Number(x!.count),
+        ),
+        ...identity,
       });
     });
   }
@@ -199,13 +296,7 @@ export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<
       s.conclusion ??= run.conclusion;
       s.finishedAt = run.finishedAt;
     }
-  // Keyed by the page's last id even when that run was deleted in between; etcd pages by id alone.
-  const lastId = page[page.length - 1];
-  const lastMs = Date.parse(summaries.find((s) => s.id === lastId)?.createdAt ?? '') || 0;
-  return {
-    runs: summaries,
-    nextCursor: ids.length > limit && lastId ? encodeCursor(lastMs, lastId) : undefined,
-  };
+  return summaries;
 }
 
 const maxBuf = (a: Buffer, b: Buffer) => (Buffer.compare(a, b) >= 0 ? a : b);

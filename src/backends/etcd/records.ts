@@ -28,6 +28,10 @@ export interface RunRecord {
   conclusion?: RunConclusion;
   /** ms since the epoch, written with the conclusion (when the run was sealed). */
   finishedAt?: number;
+  /** Set while a retry puts its nodes back (rule 15): no claims, no seal until it is done. */
+  resuming?: boolean;
+  /** The start's request id (rule 17): its q/ key goes with the run. The rest of its identity is in m/<run>. */
+  q?: string;
 }
 
 export interface ClaimRecord {
@@ -47,6 +51,14 @@ export interface NodeRecord {
   s: NodeStatus;
   /** Upstream nodes not yet succeeded. */
   p: number;
+  /**
+   * Upstream nodes that completed without succeeding: 'f' failed, 'n'
+   * neither (unreached, cancelled). With p, what the trigger decides from
+   * (rule 14); a set, so a repeated cascade step counts nobody twice.
+   */
+  dn?: Record<string, 'f' | 'n'>;
+  /** Attempts recorded before the run's latest retry (rule 15). */
+  rb?: number;
   /** Attempts recorded; FAIL and ERROR ones counted apart for the retry rule. */
   a: number;
   f: number;
@@ -129,5 +141,6 @@ export function nodeState(
     claim: rec.c ? { id: rec.c.id, agentId: rec.c.agent, metadata: rec.c.md, orphaned } : undefined,
     liveOutput: rec.s === 'RUNNING' && liveOutput && liveOutput.byteLength > 0 ? liveOutput : undefined,
     ...(rec.s === 'READY' && rec.ra ? { nextAttemptAt: rfc3339(rec.ra) } : {}),
+    ...(rec.rb ? { attemptsBeforeRetry: rec.rb } : {}),
   };
 }

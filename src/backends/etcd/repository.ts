@@ -11,6 +11,8 @@ import {
   ulidSource,
 } from '../../model/index.js';
 import * as checks from '../../model/requests.js';
+import type { Schedule, ScheduleInput, ScheduleStep } from '../../model/schedules.js';
+import type { WorkflowDefinition, WorkflowInput, WorkflowSummary } from '../../model/workflows.js';
 import {
   type AgentRegistration,
   type AppendOutputRequest,
@@ -29,6 +31,8 @@ import {
   UnavailableError,
   type WatchEvent,
 } from '../../protocol/index.js';
+import type { StartOptions } from '../../protocol/repository.js';
+import { Schedules } from '../schedules.js';
 import { cancelRun } from './cancel.js';
 import { ClaimBatcher } from './claim-batch.js';
 import { type EtcdContext, SeenState, TopologyCache } from './context.js';
@@ -37,12 +41,15 @@ import { Keys } from './keys.js';
 import { Leases } from './leases.js';
 import { appendOutput } from './output.js';
 import * as reads from './reads.js';
+import { retryRun } from './resume.js';
 import { deleteCompletedRunsBefore } from './retention.js';
+import { EtcdScheduleStore } from './schedules.js';
 import { startRun } from './start.js';
 import { type EtcdConnectionOptions, getPrefix, Store } from './store.js';
 import { Streams } from './streams.js';
 import { sweep } from './sweep.js';
 import * as timing from './timing.js';
+import * as workflows from './workflows.js';
 
 export const DEFAULT_ETCD_NAMESPACE = 'adagio/v1/';
 
@@ -71,6 +78,7 @@ export interface EtcdRepositoryOptions extends EtcdConnectionOptions {
 export class EtcdRepository implements Repository {
   private readonly store: Store;
   private readonly ctx: EtcdContext;
+  private readonly schedules: Schedules;
   private readonly leases: Leases;
   private readonly streams: Streams;
   private readonly claims: ClaimBatcher;
@@ -117,6 +125,7 @@ export class EtcdRepository implements Repository {
       options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
     );
     this.streams = new Streams(this.ctx);
+    this.schedules = new Schedules(new EtcdScheduleStore(this.ctx), this.ctx.clock);
     this.claims = new ClaimBatcher(this.ctx);
     this.finishes = new FinishBatcher(this.ctx);
     const interval = options.sweepIntervalMs ?? 5_000;
@@ -131,11 +140,77 @@ export class EtcdRepository implements Repository {
     }
   }
 
+  // ---- workflows (rule 16)
+
+  putWorkflow(name: string, input: WorkflowInput): Promise<WorkflowDefinition> {
+    this.assertOpen();
+    return workflows.putWorkflow(this.ctx, name, input);
+  }
+
+  getWorkflow(name: string, version?: number): Promise<WorkflowDefinition> {
+    this.assertOpen();
+    return workflows.getWorkflow(this.ctx, name, version);
+  }
+
+  listWorkflows(): Promise<WorkflowSummary[]> {
+    this.assertOpen();
+    return workflows.listWorkflows(this.ctx);
+  }
+
+  listWorkflowVersions(name: string): Promise<WorkflowDefinition[]> {
+    this.assertOpen();
+    return workflows.listWorkflowVersions(this.ctx, name);
+  }
+
+  deleteWorkflow(name: string): Promise<void> {
+    this.assertOpen();
+    return workflows.deleteWorkflow(this.ctx, name, (n) => this.workflowInUse(n));
+  }
+
+  /**
+   * What still uses the workflow, named for the refusal (e.g. `schedule
+   * "nightly"`), or undefined: delete is refused while it answers.
+   */
+  protected workflowInUse(name: string): Promise<string | undefined> {
+    return this.schedules.usedBy(name);
+  }
+
+  // ---- schedules (rule 18)
+
+  private opened<T>(f: () => Promise<T>): Promise<T> {
+    this.assertOpen();
+    return f();
+  }
+
+  putSchedule(name: string, input: ScheduleInput): Promise<Schedule> {
+    return this.opened(() => this.schedules.put(name, input));
+  }
+
+  getSchedule(name: string): Promise<Schedule> {
+    return this.opened(() => this.schedules.get(name));
+  }
+
+  listSchedules(): Promise<Schedule[]> {
+    return this.opened(() => this.schedules.list());
+  }
+
+  deleteSchedule(name: string): Promise<void> {
+    return this.opened(() => this.schedules.delete(name));
+  }
+
+  pauseSchedule(name: string, paused: boolean): Promise<Schedule> {
+    return this.opened(() => this.schedules.pause(name, paused));
+  }
+
+  advanceSchedule(name: string, step: ScheduleStep): Promise<boolean> {
+    return this.opened(() => this.schedules.advance(name, step));
+  }
+
   // ---- runs
 
-  start(spec: GraphSpec): Promise<Run> {
+  start(spec: GraphSpec | undefined, options: StartOptions = {}): Promise<Run> {
     this.assertOpen();
-    return startRun(this.ctx, spec);
+    return startRun(this.ctx, spec, options);
   }
 
   async inspect(runId: string): Promise<Run> {
@@ -158,6 +233,14 @@ export class EtcdRepository implements Repository {
     this.assertOpen();
     checks.checkRunId(runId);
     await cancelRun(this.ctx, runId);
+    return this.inspect(runId);
+  }
+
+  async retry(runId: string, nodes?: string[]): Promise<Run> {
+    this.assertOpen();
+    checks.checkRunId(runId);
+    checks.checkRetryNodes(nodes);
+    await retryRun(this.ctx, runId, nodes);
     return this.inspect(runId);
   }
 

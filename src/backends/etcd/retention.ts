@@ -3,11 +3,11 @@ import { ETCD_MAX_TXN_OPS } from './limits.js';
 import { decodeJson, type RunRecord } from './records.js';
 import { maybeSeal } from './seal.js';
 import { COUNTER_SHARDS } from './start.js';
-import { del, delPrefix, get, modIs, put } from './store.js';
+import { del, delPrefix, delRange, get, modIs, put } from './store.js';
 
 const PAGE = 200;
-/** Commit markers the deleting transaction carries itself: etcd's op budget less its own eight ops. */
-const MARKERS_IN_DELETE = ETCD_MAX_TXN_OPS - 8;
+/** Commit markers the deleting transaction carries itself: etcd's op budget less its own (at most eleven) ops. */
+const MARKERS_IN_DELETE = ETCD_MAX_TXN_OPS - 11;
 
 /**
  * Retention: deletes completed runs created before `ms` (oldest first, by
@@ -72,7 +72,9 @@ async function deleteRun(ctx: EtcdContext, rec: RunRecord, rev: string): Promise
           delPrefix(keys.statics(rec.id)),
           delPrefix(keys.attempts(rec.id)),
           delPrefix(keys.outputs(rec.id)),
-          del(keys.failed(rec.id)),
+          delRange(keys.failedRange(rec.id)),
+          del(keys.meta(rec.id)),
+          ...(rec.q !== undefined ? [del(keys.request(rec.q))] : []),
           delPrefix(keys.work(rec.id)),
           ...(inline ? markers : []),
           // Shards may go below zero individually; only their sum is meaningful.

@@ -2,7 +2,7 @@ import { conclusionOf } from '../../model/index.js';
 import type { EtcdContext } from './context.js';
 import { type Decision, optimistic } from './optimistic.js';
 import { decodeJson, encodeJson, type RunRecord } from './records.js';
-import { countPrefix, get, modIs, put } from './store.js';
+import { countPrefix, get, getRange, modIs, put } from './store.js';
 
 /** Rule 7 on etcd: a run's conclusion is written once nothing in it is open. */
 
@@ -14,7 +14,7 @@ export async function maybeSeal(ctx: EtcdContext, runId: string): Promise<void> 
       store.txn({
         success: [
           get(keys.run(runId)),
-          get(keys.failed(runId)),
+          getRange(keys.failedRange(runId), { limit: 1 }),
           countPrefix(keys.open('W', runId)),
           countPrefix(keys.open('R', runId)),
           countPrefix(keys.open('U', runId)),
@@ -25,7 +25,7 @@ export async function maybeSeal(ctx: EtcdContext, runId: string): Promise<void> 
     const kv = r[0]!.kvs[0];
     if (!kv) return { done: undefined };
     const run = decodeJson<RunRecord>(kv.value);
-    if (run.conclusion) return { done: undefined };
+    if (run.conclusion || run.resuming) return { done: undefined };
     if (Number(r[2]!.count) + Number(r[3]!.count) + Number(r[4]!.count) > 0) return { done: undefined };
     const conclusion = conclusionOf({
       cancelled: run.cancelled === true,

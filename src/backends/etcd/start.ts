@@ -1,25 +1,32 @@
 import type { IRequestOp } from 'etcd3';
 import {
-  checkGraph,
+  checkStartOptions,
   deadlineAt,
   type GraphSpec,
   initialStatus,
   type NodeState,
   normalizeNodeSpec,
+  planStart,
   type Run,
   rfc3339,
   topology,
 } from '../../model/index.js';
+import type { StartOptions } from '../../protocol/repository.js';
 import type { EtcdContext } from './context.js';
 import { ETCD_MAX_TXN_OPS, MAX_TXN_BYTES, MAX_TXN_OPS } from './limits.js';
 import { encodeState, encodeStatic } from './nodes.js';
+import { loadRun } from './reads.js';
 import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
 import { absent, del, get, modIs, put } from './store.js';
 import { type DeadlineItem, deadlineItem, workItemKey } from './work-items.js';
+import { getWorkflow } from './workflows.js';
 
 export const COUNTER_SHARDS = 16;
-/** Runtimes a chunked start's commit wakes itself: etcd's op budget less the commit's own five ops (with a deadline item). */
-const WAKEUPS_IN_COMMIT = ETCD_MAX_TXN_OPS - 5;
+/**
+ * Runtimes a chunked start's commit wakes itself: etcd's op budget less the
+ * commit's own seven ops (run, index, staging mark, counter, identity, request id, deadline item).
+ */
+const WAKEUPS_IN_COMMIT = ETCD_MAX_TXN_OPS - 7;
 
 /**
  * Rule 1. A run that fits one transaction is written in one. A larger one is
@@ -27,9 +34,23 @@ const WAKEUPS_IN_COMMIT = ETCD_MAX_TXN_OPS - 5;
  * visible by one commit transaction that writes its run key: readers reach a
  * run only through that key, and claims compare it, so a start that dies
  * half-way leaves nothing usable (s/<run> marks the leftovers for the sweeper).
+ *
+ * Rule 17: a start with a request id compares the request key absent in its
+ * commit and writes it there; one that finds it taken returns that run (its
+ * own chunks, if any, are left to the sweeper like any uncommitted start).
  */
-export async function startRun(ctx: EtcdContext, spec: GraphSpec): Promise<Run> {
-  checkGraph(spec);
+export async function startRun(
+  ctx: EtcdContext,
+  given: GraphSpec | undefined,
+  options: StartOptions = {},
+): Promise<Run> {
+  checkStartOptions(given, options);
+  if (options.requestId !== undefined) {
+    const earlier = await requestedRun(ctx, options.requestId);
+    if (earlier) return earlier;
+  }
+  const definition = options.workflow ? await getWorkflow(ctx, options.workflow, options.version) : undefined;
+  const { spec, identity } = planStart(given, options, definition);
   const { keys } = ctx;
   const now = ctx.clock.now();
   const id = ctx.ids.next(now);
@@ -71,6 +92,7 @@ export async function startRun(ctx: EtcdContext, spec: GraphSpec): Promise<Run> 
     createdAt: now,
     n: spec.nodes.length,
     rts: [...runtimes],
+    ...(identity.requestId !== undefined ? { q: identity.requestId } : {}),
     ...(deadline ? { dl: deadline } : {}),
   };
   // Rule 13: the deadline's work item commits with the run (timing.ts cancels it when due).
@@ -82,15 +104,21 @@ export async function startRun(ctx: EtcdContext, spec: GraphSpec): Promise<Run> 
         ),
       ]
     : [];
-  const chunked = ops.length + 6 > MAX_TXN_OPS || bytes > MAX_TXN_BYTES;
+  // The identity (params up to WORKFLOW_LIMITS) rides in the commit: count its bytes and its two ops.
+  const identityBytes = Buffer.byteLength(JSON.stringify(identity));
+  const chunked = ops.length + 8 > MAX_TXN_OPS || bytes + identityBytes > MAX_TXN_BYTES;
   if (chunked) await writeChunks(ctx, id, now, [...runtimes], ops);
   // Wakes each runtime's subscribers: a chunked run's READY nodes were written before it was visible.
   const wakeups = [...runtimes].map((rt) => put(keys.committed(rt, id), Buffer.alloc(0)));
   // More runtimes than one transaction can wake: the rest after the commit, the staging mark kept until
   // they are written (a start that dies in between leaves them to the sweeper).
   const wakeLater = wakeups.slice(WAKEUPS_IN_COMMIT);
+  const meta = Object.keys(identity).length > 0 ? [put(keys.meta(id), encodeJson(identity))] : [];
+  const request = identity.requestId !== undefined ? keys.request(identity.requestId) : undefined;
+  if (request) meta.push(put(request, Buffer.from(id)));
   const commitOps = chunked
     ? [
+        ...meta,
         put(keys.run(id), encodeJson(run)),
         put(keys.runIndexKey(id), Buffer.from(id)),
         ...deadlineOps,
@@ -98,12 +126,19 @@ export async function startRun(ctx: EtcdContext, spec: GraphSpec): Promise<Run> 
         ...wakeups.slice(0, WAKEUPS_IN_COMMIT),
       ]
     : [
+        ...meta,
         put(keys.run(id), encodeJson(run)),
         put(keys.runIndexKey(id), Buffer.from(id)),
         ...deadlineOps,
         ...ops,
       ];
-  const revision = await commit(ctx, run, commitOps);
+  const revision = await commit(ctx, run, commitOps, request);
+  if (revision === 'taken') {
+    const earlier = await requestedRun(ctx, identity.requestId!);
+    if (earlier) return earlier;
+    // Taken, then its run deleted by retention in between: start afresh (a new id).
+    return startRun(ctx, given, options);
+  }
   if (chunked && wakeLater.length > 0)
     await ctx.store.retrying('start (wake-ups)', () =>
       ctx.store.writeAll([...wakeLater, del(keys.staging(id))]),
@@ -120,7 +155,22 @@ export async function startRun(ctx: EtcdContext, spec: GraphSpec): Promise<Run> 
     edges: spec.edges.map((e) => ({ source: e.source, destination: e.destination })),
     status: 'WAITING',
     ...(deadline ? { deadlineAt: rfc3339(deadline) } : {}),
+    ...identity,
   };
+}
+
+/** The run an earlier start with this request id created, while it is kept. */
+async function requestedRun(ctx: EtcdContext, requestId: string): Promise<Run | undefined> {
+  const kv = (await ctx.store.retrying('start', () => ctx.store.range({ key: ctx.keys.request(requestId) })))
+    .kvs[0];
+  if (!kv) return undefined;
+  try {
+    return (await ctx.store.retrying('start', () => loadRun(ctx, kv.value.toString()))).run;
+  } catch (e) {
+    // Retention deleted the run, and its request key with it, since the read above.
+    if ((e as { code?: string }).code === 'not_found') return undefined;
+    throw e;
+  }
 }
 
 async function writeChunks(
@@ -160,7 +210,12 @@ async function writeChunks(
  * since). That try may be one of ours or one the etcd client repeated on its
  * own after a member failed: the stored run's creation time tells.
  */
-async function commit(ctx: EtcdContext, run: RunRecord, ops: IRequestOp[]): Promise<string | undefined> {
+async function commit(
+  ctx: EtcdContext,
+  run: RunRecord,
+  ops: IRequestOp[],
+  request?: Buffer,
+): Promise<string | 'taken' | undefined> {
   const { store, keys } = ctx;
   const { id, n: nodes } = run;
   const shard = Math.floor(Math.random() * COUNTER_SHARDS);
@@ -170,9 +225,13 @@ async function commit(ctx: EtcdContext, run: RunRecord, ops: IRequestOp[]): Prom
   return store.retrying('start', async () => {
     for (;;) {
       const res = await store.txn({
-        compare: [absent(keys.run(id)), modIs(counterKey, counter.rev)],
+        compare: [
+          absent(keys.run(id)),
+          modIs(counterKey, counter.rev),
+          ...(request ? [absent(request)] : []),
+        ],
         success: [...ops, put(counterKey, Buffer.from(String(counter.value + nodes)))],
-        failure: [get(keys.run(id)), get(counterKey)],
+        failure: [get(keys.run(id)), get(counterKey), ...(request ? [get(request)] : [])],
       });
       if (res.succeeded) {
         ctx.seen.counters.set(shard, { rev: res.header.revision, value: counter.value + nodes });
@@ -185,6 +244,8 @@ async function commit(ctx: EtcdContext, run: RunRecord, ops: IRequestOp[]): Prom
         if (decodeJson<RunRecord>(runKv.value).createdAt === run.createdAt) return undefined;
         throw new Error(`run id ${id} collided with an existing run`);
       }
+      // Another start with this request id committed first.
+      if (request && res.responses[2]!.response_range.kvs[0]) return 'taken';
       const kv = res.responses[1]!.response_range.kvs[0];
       counter = { rev: kv ? kv.mod_revision : '0', value: kv ? Number(kv.value.toString()) : 0 };
       ctx.seen.counters.set(shard, counter);

@@ -228,6 +228,12 @@ export const get = (key: Buffer): IRequestOp => ({ request_range: { key } });
 export const getPrefix = (prefix: Buffer, extra: Partial<IRangeRequest> = {}): IRequestOp => ({
   request_range: { key: prefix, range_end: prefixEnd(prefix), ...extra },
 });
+/** A key range [key, range_end): reads with `extra` (limit, count_only), or deletes. */
+export type KeyRange = { key: Buffer; range_end: Buffer };
+export const getRange = (r: KeyRange, extra: Partial<IRangeRequest> = {}): IRequestOp => ({
+  request_range: { ...r, ...extra },
+});
+export const delRange = (r: KeyRange): IRequestOp => ({ request_delete_range: { ...r } });
 export const countPrefix = (prefix: Buffer): IRequestOp => getPrefix(prefix, { count_only: true });
 /** The last key under a prefix (e.g. the latest attempt). */
 export const lastUnder = (prefix: Buffer): IRequestOp =>

@@ -13,7 +13,7 @@ import {
   nodeState,
   type RunRecord,
 } from './records.js';
-import { get, getPrefix, lastUnder } from './store.js';
+import { get, getPrefix, getRange, lastUnder } from './store.js';
 
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((r) => {
@@ -280,7 +280,7 @@ export class Streams {
     const at = (op: IRequestOp): IRequestOp => ({ request_range: { ...op.request_range!, revision: rev } });
     const ops = [at(getPrefix(keys.attempts(runId, rec.spec.name)))];
     if (rec.st) for (const u of rec.up) ops.push(at(lastUnder(keys.attempts(runId, u))));
-    ops.push(at(get(keys.run(runId))), at(get(keys.failed(runId))));
+    ops.push(at(get(keys.run(runId))), at(getRange(keys.failedRange(runId), { limit: 1 })));
     const r = { responses: await store.retrying('watch', () => store.readAll(ops)) };
     const attempts = r.responses[0]!.response_range.kvs.map((kv) => decodeAttempt(kv.value));
     const inputs: Record<string, Uint8Array> = {};

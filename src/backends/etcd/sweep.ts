@@ -3,9 +3,17 @@ import { cascade } from './cascade.js';
 import type { EtcdContext } from './context.js';
 import { fanOut } from './fanout.js';
 import { decodeJson } from './records.js';
+import { finishRetry } from './resume.js';
 import { maybeSeal } from './seal.js';
 import { del, delPrefix, get, getPrefix, put } from './store.js';
-import { type CascadeItem, cascadeItem, fanOutItem, parseWorkItem, workItemKey } from './work-items.js';
+import {
+  type CascadeItem,
+  cascadeItem,
+  fanOutItem,
+  parseWorkItem,
+  type RetryItem,
+  workItemKey,
+} from './work-items.js';
 
 /**
  * Work that spans more nodes than one transaction may hold (an unreached
@@ -29,7 +37,7 @@ export async function resumeNodeWork(ctx: EtcdContext, runId: string, node: stri
     }),
   );
   const failed = res.responses[0]!.response_range.kvs[0];
-  if (failed) await cascade(ctx, runId, node, decodeJson<CascadeItem>(failed.value).from);
+  if (failed) await cascade(ctx, runId, node, decodeJson<CascadeItem>(failed.value));
   if (res.responses[1]!.response_range.kvs[0]) await fanOut(ctx, runId, node);
   await maybeSeal(ctx, runId);
 }
@@ -54,10 +62,15 @@ export async function sweep(ctx: EtcdContext): Promise<void> {
       continue;
     }
     // Due at their own time: timing.ts.
-    if (item.kind === 'retry' || item.kind === 'timeout' || item.kind === 'deadline') continue;
+    if (item.kind === 'retry-due' || item.kind === 'timeout' || item.kind === 'deadline') continue;
     if (item.kind === 'cancel') await cancelRun(ctx, runId).catch(() => undefined);
+    else if (item.kind === 'retry') await finishRetry(ctx, runId, value as RetryItem);
     else if (item.kind === 'fan-out') await fanOut(ctx, runId, item.node);
-    else await cascade(ctx, runId, item.node, (value as CascadeItem).from ?? []);
+    else
+      await cascade(ctx, runId, item.node, {
+        ...(value as CascadeItem),
+        from: (value as CascadeItem).from ?? [],
+      });
     await maybeSeal(ctx, runId);
   }
   for (const kv of res.responses[1]!.response_range.kvs) {

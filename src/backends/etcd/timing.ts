@@ -12,8 +12,8 @@ import {
   type DeadlineItem,
   deadlineItem,
   parseWorkItem,
-  type RetryItem,
-  retryItem,
+  type RetryDueItem,
+  retryDueItem,
   type TimeoutItem,
   workItemKey,
 } from './work-items.js';
@@ -38,7 +38,7 @@ import {
 /** Makes the node claimable and announces it, if its delay is over; drops a stale item. */
 export async function releaseRetry(ctx: EtcdContext, runId: string, node: string): Promise<boolean> {
   const { keys, store } = ctx;
-  const itemKey = workItemKey(keys, runId, retryItem(node));
+  const itemKey = workItemKey(keys, runId, retryDueItem(node));
   return optimistic<boolean>(store, 'release retry', async () => {
     const r = await readNode(ctx, runId, node, false);
     const rec = r.node?.rec;
@@ -127,9 +127,9 @@ export async function sweepTimers(
   for (const kv of res.responses[0]!.response_range.kvs) {
     const runId = keys.workRun(kv.key);
     const item = parseWorkItem(decodeURIComponent(kv.key.toString().slice(keys.work(runId).length)));
-    if (item?.kind !== 'retry' && item?.kind !== 'timeout' && item?.kind !== 'deadline') continue;
-    if (decodeJson<RetryItem | TimeoutItem | DeadlineItem>(kv.value).due > now) continue;
-    if (item.kind === 'retry' && (await releaseRetry(ctx, runId, item.node))) released++;
+    if (item?.kind !== 'retry-due' && item?.kind !== 'timeout' && item?.kind !== 'deadline') continue;
+    if (decodeJson<RetryDueItem | TimeoutItem | DeadlineItem>(kv.value).due > now) continue;
+    if (item.kind === 'retry-due' && (await releaseRetry(ctx, runId, item.node))) released++;
     if (item.kind === 'timeout' && (await endTimedOut(ctx, runId, item.node, kv))) timedOut++;
     if (item.kind === 'deadline' && (await cancelPastDeadline(ctx, runId))) runsTimedOut++;
   }

@@ -1,21 +1,24 @@
+import type { RetriedNode } from '../../model/index.js';
 import type { Keys } from './keys.js';
 
 /**
  * Durable follow-up work, one key k/<run>/<name> per item, written in the
  * transaction that makes the work necessary and deleted when it is done, so
  * the sweeper of any process finishes what a dead one left (sweep.ts). The
- * names on disk are 'cancel', 'deadline', 'f:<node>', 'd:<node>', 'r:<node>' and 't:<node>'; nothing outside
+ * names on disk are 'cancel', 'retry', 'deadline', 'f:<node>', 'd:<node>', 'r:<node>' and 't:<node>'; nothing outside
  * this module spells them.
  */
 export type WorkItem =
   /** Rule 6: the run is marked cancelled; its open nodes still to complete. */
   | { kind: 'cancel' }
-  /** Rule 5: `node` failed for good; the nodes downstream still to complete unreached. */
+  /** Rules 5 and 14: `node` completed without success; its dependents' triggers still to judge it. */
   | { kind: 'cascade'; node: string }
   /** Rule 4: `node` succeeded; its dependents still to count down, in chunks (fanout.ts). */
   | { kind: 'fan-out'; node: string }
+  /** Rule 15: the run is marked resuming; the plan's nodes still to put back (resume.ts). */
+  | { kind: 'retry' }
   /** Rule 5: `node` is READY but waits out a retry delay; announced (its queue key written) when due (timing.ts). */
-  | { kind: 'retry'; node: string }
+  | { kind: 'retry-due'; node: string }
   /** Rule 11: `node` was claimed with a timeout; the store ends the attempt if it is still running when due (timing.ts). */
   | { kind: 'timeout'; node: string }
   /** Rule 13: the run has a deadline; the sweeper cancels it TIMED_OUT if it is still open when due (timing.ts). */
@@ -27,8 +30,15 @@ export interface CancelItem {
 }
 export interface CascadeItem {
   at: number;
-  /** Where the cascade starts: the failed node's direct dependents. */
+  /** Where the cascade starts: the node's direct dependents. */
   from: string[];
+  /** How the node completed: 'f' failed for good (absent: written before triggers), 'n' unreached. */
+  o?: 'f' | 'n';
+}
+export interface RetryItem {
+  at: number;
+  /** The retry's plan (model/resume.ts), as applied to each node. */
+  nodes: RetriedNode[];
 }
 export interface FanOutItem {
   at: number;
@@ -36,7 +46,7 @@ export interface FanOutItem {
   done: number;
 }
 
-export interface RetryItem {
+export interface RetryDueItem {
   at: number;
   /** When the node becomes claimable, ms. */
   due: number;
@@ -57,17 +67,17 @@ export interface DeadlineItem {
 }
 
 export const cancelItem: WorkItem = { kind: 'cancel' };
+export const retryItem: WorkItem = { kind: 'retry' };
 export const deadlineItem: WorkItem = { kind: 'deadline' };
 export const cascadeItem = (node: string): WorkItem => ({ kind: 'cascade', node });
 export const fanOutItem = (node: string): WorkItem => ({ kind: 'fan-out', node });
-export const retryItem = (node: string): WorkItem => ({ kind: 'retry', node });
+export const retryDueItem = (node: string): WorkItem => ({ kind: 'retry-due', node });
 export const timeoutItem = (node: string): WorkItem => ({ kind: 'timeout', node });
 
 /** The item's name under k/<run>/. */
 export function workItemName(item: WorkItem): string {
-  if (item.kind === 'cancel') return 'cancel';
-  if (item.kind === 'deadline') return 'deadline';
-  if (item.kind === 'retry') return `r:${item.node}`;
+  if (item.kind === 'cancel' || item.kind === 'retry' || item.kind === 'deadline') return item.kind;
+  if (item.kind === 'retry-due') return `r:${item.node}`;
   if (item.kind === 'timeout') return `t:${item.node}`;
   return `${item.kind === 'cascade' ? 'f' : 'd'}:${item.node}`;
 }
@@ -75,10 +85,11 @@ export function workItemName(item: WorkItem): string {
 /** The item a name under k/<run>/ stands for; undefined for a name this version does not know. */
 export function parseWorkItem(name: string): WorkItem | undefined {
   if (name === 'cancel') return cancelItem;
+  if (name === 'retry') return retryItem;
   if (name === 'deadline') return deadlineItem;
   if (name.startsWith('f:')) return cascadeItem(name.slice(2));
   if (name.startsWith('d:')) return fanOutItem(name.slice(2));
-  if (name.startsWith('r:')) return retryItem(name.slice(2));
+  if (name.startsWith('r:')) return retryDueItem(name.slice(2));
   if (name.startsWith('t:')) return timeoutItem(name.slice(2));
   return undefined;
 }

@@ -3,27 +3,40 @@ import {
   type Clock,
   checkAgentRegistration,
   checkConclusion,
-  checkGraph,
   checkId,
   checkListLimit,
   checkMetadata,
   checkNodeName,
+  checkRetryable,
+  checkRetryNodes,
+  checkRunFilter,
   checkRunId,
+  checkStartOptions,
   decodeCursor,
   emptyNodeCounts,
   encodeCursor,
+  failedNodesSummary,
   type GraphSpec,
   type IdSource,
   type NodeStatus,
+  planRetry,
+  planStart,
   type Run,
+  type RunSummary,
   rfc3339,
+  runMatches,
   runStatus,
   type Stats,
   systemClock,
   timedOut,
   timeoutFinish,
+  topology,
   ulidSource,
+  type WorkflowDefinition,
+  type WorkflowInput,
+  type WorkflowSummary,
 } from '../../model/index.js';
+import type { Schedule, ScheduleInput, ScheduleStep } from '../../model/schedules.js';
 import {
   type AgentRegistration,
   type AppendOutputRequest,
@@ -41,12 +54,15 @@ import {
   nodeNotFound,
   type Repository,
   type RunPage,
+  type StartOptions,
   type SubscribeOptions,
   seqGapError,
   UnavailableError,
   type WatchEvent,
 } from '../../protocol/index.js';
+import { Schedules } from '../schedules.js';
 import { MemoryLeases } from './leases.js';
+import { MemoryScheduleStore } from './schedules.js';
 import {
   appendNodeOutput,
   type ClaimRecord,
@@ -60,9 +76,12 @@ import {
   orphanNode,
   type RunRecord,
   releaseRetry,
+  retryRun,
+  retryView,
   runSnapshot,
 } from './state.js';
 import { MemoryStreams } from './streams.js';
+import { MemoryWorkflows } from './workflows.js';
 
 export interface MemoryRepositoryOptions {
   clock?: Clock;
@@ -95,10 +114,18 @@ export class MemoryRepository implements Repository {
   private readonly timed = new Set<NodeRecord>();
   /** Open runs with a deadline (rule 13), cancelled TIMED_OUT by sweepTimers when it passes. */
   private readonly deadlines = new Set<RunRecord>();
+  private readonly workflows: MemoryWorkflows;
+  private readonly scheduleStore: MemoryScheduleStore;
+  private readonly schedules: Schedules;
+  /** Request id → the run its start created (rule 17); an entry goes with its run. */
+  private readonly requests = new Map<string, string>();
 
   constructor(options: MemoryRepositoryOptions = {}) {
     this.clock = options.clock ?? systemClock;
     this.ids = options.ids ?? ulidSource();
+    this.workflows = new MemoryWorkflows(this.clock, (name) => this.workflowInUse(name));
+    this.scheduleStore = new MemoryScheduleStore(this.workflows);
+    this.schedules = new Schedules(this.scheduleStore, this.clock);
     this.leases = new MemoryLeases(this.clock, this.ids, (node) => orphanNode(node, this.hooks));
     const interval = options.leaseCheckIntervalMs ?? 100;
     if (interval > 0) {
@@ -128,15 +155,89 @@ export class MemoryRepository implements Repository {
 
   // ---- runs
 
-  async start(spec: GraphSpec): Promise<Run> {
+  /** Synchronous from the request-id lookup to the store of the new run, so concurrent duplicates make one run. */
+  async start(spec: GraphSpec | undefined, options: StartOptions = {}): Promise<Run> {
     this.assertOpen();
-    checkGraph(spec);
+    checkStartOptions(spec, options);
+    const earlier = options.requestId !== undefined ? this.requests.get(options.requestId) : undefined;
+    if (earlier !== undefined) return runSnapshot(this.getRun(earlier));
+    const definition = options.workflow ? this.workflows.get(options.workflow, options.version) : undefined;
+    const plan = planStart(spec, options, definition);
     const now = this.clock.now();
-    const run = createRun(this.ids.next(now), now, spec, this.hooks);
+    const run = createRun(this.ids.next(now), now, plan.spec, this.hooks);
+    run.identity = plan.identity;
     this.runs.set(run.id, run);
     this.runList.push(run);
     if (run.deadlineAt) this.deadlines.add(run);
+    if (plan.identity.requestId !== undefined) this.requests.set(plan.identity.requestId, run.id);
     return runSnapshot(run);
+  }
+
+  // ---- workflows (rule 16)
+
+  async putWorkflow(name: string, input: WorkflowInput): Promise<WorkflowDefinition> {
+    this.assertOpen();
+    return this.workflows.put(name, input);
+  }
+
+  async getWorkflow(name: string, version?: number): Promise<WorkflowDefinition> {
+    this.assertOpen();
+    return this.workflows.get(name, version);
+  }
+
+  async listWorkflows(): Promise<WorkflowSummary[]> {
+    this.assertOpen();
+    return this.workflows.list();
+  }
+
+  async listWorkflowVersions(name: string): Promise<WorkflowDefinition[]> {
+    this.assertOpen();
+    return this.workflows.versions(name);
+  }
+
+  async deleteWorkflow(name: string): Promise<void> {
+    this.assertOpen();
+    this.workflows.delete(name);
+  }
+
+  /**
+   * What still uses the workflow, named for the refusal (e.g. `schedule
+   * "nightly"`), or undefined. Delete is refused while it answers.
+   */
+  protected workflowInUse(name: string): string | undefined {
+    return this.scheduleStore.usedBy(name);
+  }
+
+  // ---- schedules (rule 18)
+
+  putSchedule(name: string, input: ScheduleInput): Promise<Schedule> {
+    this.assertOpen();
+    return this.schedules.put(name, input);
+  }
+
+  getSchedule(name: string): Promise<Schedule> {
+    this.assertOpen();
+    return this.schedules.get(name);
+  }
+
+  listSchedules(): Promise<Schedule[]> {
+    this.assertOpen();
+    return this.schedules.list();
+  }
+
+  deleteSchedule(name: string): Promise<void> {
+    this.assertOpen();
+    return this.schedules.delete(name);
+  }
+
+  pauseSchedule(name: string, paused: boolean): Promise<Schedule> {
+    this.assertOpen();
+    return this.schedules.pause(name, paused);
+  }
+
+  advanceSchedule(name: string, step: ScheduleStep): Promise<boolean> {
+    this.assertOpen();
+    return this.schedules.advance(name, step);
   }
 
   async inspect(runId: string): Promise<Run> {
@@ -148,6 +249,7 @@ export class MemoryRepository implements Repository {
   async listRuns(query: ListRunsQuery = {}): Promise<RunPage> {
     this.assertOpen();
     const limit = checkListLimit(query.limit);
+    checkRunFilter(query);
     const cursor = query.cursor ? decodeCursor(query.cursor) : undefined;
     const list = this.runList;
     // Upper bound (exclusive) as an index: the until window, then the cursor.
@@ -160,23 +262,19 @@ export class MemoryRepository implements Repository {
       );
     const runs = [];
     let i = end - 1;
+    // The last run looked at: the next page starts below it, matched or not.
+    let last: RunRecord | undefined;
     for (; i >= 0 && runs.length < limit; i--) {
       const r = list[i]!;
       if (query.since !== undefined && r.createdAt < query.since) break;
-      runs.push({
-        id: r.id,
-        createdAt: rfc3339(r.createdAt),
-        status: runStatus(r.counts),
-        conclusion: r.conclusion,
-        finishedAt: r.finishedAt ? rfc3339(r.finishedAt) : undefined,
-        nodeCounts: { ...r.counts },
-      });
+      last = r;
+      const summary = summarize(r);
+      if (runMatches(summary, query)) runs.push(summary);
     }
     const more = i >= 0 && (query.since === undefined || list[i]!.createdAt >= query.since);
-    const last = list[i + 1];
     return {
       runs,
-      nextCursor: more && runs.length > 0 && last ? encodeCursor(last.createdAt, last.id) : undefined,
+      nextCursor: more && last ? encodeCursor(last.createdAt, last.id) : undefined,
     };
   }
 
@@ -193,6 +291,22 @@ export class MemoryRepository implements Repository {
     return runSnapshot(run);
   }
 
+  async retry(runId: string, nodes?: string[]): Promise<Run> {
+    this.assertOpen();
+    checkRunId(runId);
+    checkRetryNodes(nodes);
+    const run = this.getRun(runId);
+    checkRetryable(runId, { status: runStatus(run.counts), conclusion: run.conclusion });
+    const plan = planRetry(
+      runId,
+      run.order.map(retryView),
+      topology({ nodes: run.order.map((n) => n.spec), edges: run.edges }),
+      nodes,
+    );
+    retryRun(run, plan, this.clock.now(), this.hooks);
+    return runSnapshot(run);
+  }
+
   async deleteCompletedRunsBefore(ms: number): Promise<number> {
     this.assertOpen();
     const keep: RunRecord[] = [];
@@ -200,6 +314,7 @@ export class MemoryRepository implements Repository {
     for (const run of this.runList) {
       if (run.conclusion && run.createdAt < ms) {
         this.runs.delete(run.id);
+        if (run.identity?.requestId !== undefined) this.requests.delete(run.identity.requestId);
         for (const s of Object.keys(run.counts) as NodeStatus[]) this.nodeCounts[s] -= run.counts[s];
         deleted++;
       } else keep.push(run);
@@ -255,7 +370,8 @@ export class MemoryRepository implements Repository {
   sweepTimers(): void {
     const now = this.clock.now();
     for (const node of this.delayed)
-      if (node.status !== 'READY' || releaseRetry(node, now, this.hooks)) this.delayed.delete(node);
+      if (node.status !== 'READY' || !node.readyAt || releaseRetry(node, now, this.hooks))
+        this.delayed.delete(node);
     for (const node of this.timed) {
       if (node.status !== 'RUNNING') this.timed.delete(node);
       // An orphan waits for its recovery claim, which records the ERROR itself (rule 3).
@@ -390,6 +506,20 @@ export class MemoryRepository implements Repository {
   private assertOpen(): void {
     if (this.closed) throw new UnavailableError('memory repository is closed');
   }
+}
+
+function summarize(r: RunRecord): RunSummary {
+  const { params: _params, ...identity } = r.identity ?? {};
+  return {
+    id: r.id,
+    createdAt: rfc3339(r.createdAt),
+    status: runStatus(r.counts),
+    conclusion: r.conclusion,
+    finishedAt: r.finishedAt ? rfc3339(r.finishedAt) : undefined,
+    nodeCounts: { ...r.counts },
+    ...failedNodesSummary(r.failedNodes, r.failedNodes.length),
+    ...structuredClone(identity),
+  };
 }
 
 /** First index whose element does not satisfy `before` (elements satisfying it come first). */

@@ -9,7 +9,6 @@ import {
   concatBytes,
   conclusionOf,
   countAttempt,
-  countedDown,
   deadlineAt,
   type Edge,
   emptyNodeCounts,
@@ -20,16 +19,24 @@ import {
   type NodeStatus,
   nextAttemptAt,
   normalizeNodeSpec,
+  openTally,
   type RetryCounts,
+  type RetryNodeView,
+  type RetryPlan,
   type Run,
   type RunConclusion,
   rfc3339,
   runStatus,
   statusAfterFinish,
+  succeeded,
+  tallied,
   topology,
-  unreached,
+  triggerDecision,
+  type UpstreamTally,
+  upstreamOutcome,
 } from '../../model/index.js';
 import type { Metadata } from '../../model/types.js';
+import type { RunIdentity } from '../../model/workflows.js';
 
 /**
  * The memory backend's state and every node transition, in one place. All
@@ -59,7 +66,10 @@ export interface NodeRecord {
   claim?: ClaimRecord;
   upstream: NodeRecord[];
   downstream: NodeRecord[];
-  pendingUpstream: number;
+  /** How its upstream nodes completed so far: what its trigger decides from (rule 14). */
+  tally: UpstreamTally;
+  /** Attempts recorded before the run's latest retry (rule 15). */
+  attemptsBeforeRetry: number;
   /** The running attempt's streamed output (appendOutput), and the seq its next chunk carries. */
   liveOutput: Uint8Array;
   nextOutputSeq: number;
@@ -81,9 +91,13 @@ export interface RunRecord {
   deadlineAt: number;
   /** A node completed by a final failure (rule 5), so the run concludes FAIL. */
   failed: boolean;
+  /** Names of the nodes that failed for good (rule 19), in the order they failed. */
+  failedNodes: string[];
   conclusion?: RunConclusion;
   /** ms since the epoch; 0 until completed. */
   finishedAt: number;
+  /** Name, labels, workflow, params, request id: set at start (rule 17). */
+  identity?: RunIdentity;
 }
 
 export interface Hooks {
@@ -117,6 +131,7 @@ export function createRun(
     deadlineAt: deadlineAt(spec, createdAt) ?? 0,
     finishedAt: 0,
     failed: false,
+    failedNodes: [],
   };
   const topo = topology(spec);
   for (const s of spec.nodes.map(normalizeNodeSpec)) {
@@ -132,7 +147,8 @@ export function createRun(
       inputs: {},
       upstream: [],
       downstream: [],
-      pendingUpstream: upCount,
+      tally: openTally(upCount),
+      attemptsBeforeRetry: 0,
       liveOutput: NO_BYTES,
       nextOutputSeq: 0,
       readyAt: 0,
@@ -190,7 +206,7 @@ export function claimNode(
     node.finishedAt = 0;
     const inputs: Record<string, Uint8Array> = {};
     for (const up of node.upstream)
-      inputs[up.spec.name] = up.attempts[up.attempts.length - 1]?.output ?? NO_BYTES;
+      if (succeeded(up)) inputs[up.spec.name] = up.attempts[up.attempts.length - 1]!.output;
     node.inputs = inputs;
     node.liveOutput = NO_BYTES;
     node.nextOutputSeq = 0;
@@ -246,30 +262,13 @@ export function finishNode(
   releaseClaim(node, hooks);
   node.liveOutput = NO_BYTES;
   // Before the status change: the run's last change must carry its conclusion.
-  if (outcome === 'FAILED') node.run.failed = true;
+  if (outcome === 'FAILED') {
+    node.run.failed = true;
+    node.run.failedNodes.push(node.spec.name);
+  }
   setStatus(node, statusAfterFinish(outcome), now, hooks);
   hooks.nodeChanged(node);
-  if (outcome === 'SUCCEEDED') {
-    for (const d of node.downstream) {
-      const next = countedDown({ pending: d.pendingUpstream, status: d.status });
-      d.pendingUpstream = next.pending;
-      if (next.status !== d.status) {
-        setStatus(d, next.status, now, hooks);
-        hooks.nodeChanged(d);
-      }
-    }
-  } else if (outcome === 'FAILED') {
-    // Unreached: every open node downstream completes with no attempt. Each node completes once,
-    // so this walk costs O(1) amortised per node over the run's life.
-    const queue = [...node.downstream];
-    for (let i = 0; i < queue.length; i++) {
-      const d = queue[i]!;
-      if (!unreached(d.status)) continue;
-      setStatus(d, 'COMPLETED', now, hooks);
-      hooks.nodeChanged(d);
-      queue.push(...d.downstream);
-    }
-  }
+  if (outcome !== 'RETRY') settleDependents(node, now, hooks);
   completeIfDone(node.run, now, hooks);
   return true;
 }
@@ -281,6 +280,74 @@ export function releaseRetry(node: NodeRecord, now: number, hooks: Hooks): boole
   hooks.retryDue(node);
   hooks.nodeChanged(node);
   return true;
+}
+
+/**
+ * Rule 14: each dependent of a node that completed counts it in and its
+ * trigger decides: READY, still WAITING, or completed unreached, which in
+ * turn settles its own dependents. Each node completes once, so the walk
+ * costs O(1) amortised per edge over the run's life (rule 9).
+ */
+function settleDependents(from: NodeRecord, now: number, hooks: Hooks): void {
+  const queue = [from];
+  for (let i = 0; i < queue.length; i++) {
+    const up = queue[i]!;
+    const outcome = upstreamOutcome(up.attempts[up.attempts.length - 1]?.conclusion);
+    for (const d of up.downstream) {
+      // Judged already: completed unreached at once, or (a retry) left as it was.
+      if (d.status !== 'WAITING') continue;
+      d.tally = tallied(d.tally, outcome);
+      const decision = triggerDecision(d.spec.trigger, d.tally);
+      if (decision === 'WAIT') continue;
+      setStatus(d, decision === 'READY' ? 'READY' : 'COMPLETED', now, hooks);
+      hooks.nodeChanged(d);
+      if (decision === 'UNREACHED') queue.push(d);
+    }
+  }
+}
+
+/**
+ * Rule 15: puts the plan's nodes back (attempts kept, retry budgets counted
+ * from now), clears the run's completion, and settles the nodes that went
+ * back COMPLETED. The caller checked the run may be retried.
+ */
+export function retryRun(run: RunRecord, plan: RetryPlan, now: number, hooks: Hooks): void {
+  run.cancelled = false;
+  // Rule 13: a retried run may conclude again, and runs on without a deadline (the retry lifts it).
+  run.timedOut = false;
+  run.deadlineAt = 0;
+  run.failed = plan.failed;
+  // Rule 19: the nodes put back are no longer failed; the list names them again only if they fail again.
+  const back = new Set(plan.nodes.map((p) => p.name));
+  run.failedNodes = run.failedNodes.filter((name) => !back.has(name));
+  run.conclusion = undefined;
+  run.finishedAt = 0;
+  for (const p of plan.nodes) {
+    const node = run.nodes.get(p.name)!;
+    node.tally = p.tally;
+    node.retries = { fail: 0, error: 0 };
+    node.attemptsBeforeRetry = p.attemptsBeforeRetry;
+    node.inputs = {};
+    node.startedAt = 0;
+    // Rule 5: a node put back is claimable at once, whatever delay its last retry was waiting out.
+    node.readyAt = 0;
+    if (p.status !== 'COMPLETED') node.finishedAt = 0;
+    if (node.status !== p.status) setStatus(node, p.status, now, hooks);
+    else if (p.status === 'COMPLETED') node.finishedAt = now;
+    hooks.nodeChanged(node);
+  }
+  completeIfDone(run, now, hooks);
+}
+
+/** What planRetry needs of a node. */
+export function retryView(node: NodeRecord): RetryNodeView {
+  return {
+    name: node.spec.name,
+    trigger: node.spec.trigger,
+    status: node.status,
+    last: node.attempts[node.attempts.length - 1]?.conclusion,
+    attempts: node.attempts.length,
+  };
 }
 
 /** Rule 6 (and 13: `timedOut` when its deadline cancels it). Returns false when the run had already completed. */
@@ -347,6 +414,7 @@ export function nodeSnapshot(node: NodeRecord): NodeState {
     claim: c ? { id: c.id, agentId: c.agentId, metadata: c.metadata, orphaned: c.orphaned } : undefined,
     liveOutput: node.liveOutput.byteLength > 0 ? node.liveOutput : undefined,
     ...(node.status === 'READY' && node.readyAt ? { nextAttemptAt: rfc3339(node.readyAt) } : {}),
+    ...(node.attemptsBeforeRetry > 0 ? { attemptsBeforeRetry: node.attemptsBeforeRetry } : {}),
   };
 }
 
@@ -360,5 +428,6 @@ export function runSnapshot(run: RunRecord): Run {
     conclusion: run.conclusion,
     finishedAt: run.finishedAt ? rfc3339(run.finishedAt) : undefined,
     ...(run.deadlineAt ? { deadlineAt: rfc3339(run.deadlineAt) } : {}),
+    ...structuredClone(run.identity),
   };
 }

@@ -2,10 +2,14 @@ import type pg from 'pg';
 import {
   CLAIM_NODES_DELAYED_FUNCTION,
   CLAIM_NODES_FUNCTION,
+  FAILED_ATTEMPTS_MIGRATION,
   FINISH_ATTEMPT_FUNCTION,
   LIVE_OUTPUT_MIGRATION,
+  SCHEDULES_MIGRATION,
   SCHEMA_TABLES,
   TIMING_MIGRATION,
+  TRIGGERS_MIGRATION,
+  WORKFLOWS_MIGRATION,
 } from './sql.js';
 
 /**
@@ -46,6 +50,26 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 5,
     name: 'time rules: retry delays (ready_at, backoff, finish_timed)',
     sql: TIMING_MIGRATION + CLAIM_NODES_DELAYED_FUNCTION,
+  },
+  {
+    version: 6,
+    name: 'trigger rules and retrying a run: upstream outcome counters, settle_dependents',
+    sql: TRIGGERS_MIGRATION,
+  },
+  {
+    version: 7,
+    name: 'workflow definitions; run names, labels, params and request ids',
+    sql: WORKFLOWS_MIGRATION,
+  },
+  {
+    version: 8,
+    name: 'schedules',
+    sql: SCHEDULES_MIGRATION,
+  },
+  {
+    version: 9,
+    name: 'attempts_failed: the runs list names failed nodes',
+    sql: FAILED_ATTEMPTS_MIGRATION,
   },
 ];
 

@@ -1,12 +1,16 @@
 import type pg from 'pg';
 import {
   checkListLimit,
+  checkRunFilter,
   type Edge,
   emptyNodeCounts,
+  failedNodesSummary,
+  LIMITS,
   type NodeState,
   type NodeStatus,
   type Run,
   type RunConclusion,
+  type RunFilter,
   type RunStatus,
   type RunSummary,
   rfc3339,
@@ -21,6 +25,9 @@ import {
   ATTEMPT_COLUMNS,
   type AttemptRow,
   groupAttempts,
+  IDENTITY_COLUMNS,
+  type IdentityRow,
+  identityOf,
   inputsOf,
   NODE_COLUMNS,
   type NodeRow,
@@ -29,12 +36,12 @@ import {
   statusOf,
   toNodeState,
 } from './rows.js';
-import { CLAIMS_HELD, RUN_HAS_RUNNING_NODE, STATS } from './sql.js';
+import { CLAIMS_HELD, FAILED_NODES, RUN_BY_REQUEST, RUN_HAS_RUNNING_NODE, STATS } from './sql.js';
 
 /** Everything that only reads: inspect, the watcher's re-reads, listing and stats. */
 
 export interface LoadedRun {
-  run: RunRow & { edges: Edge[] };
+  run: RunRow & IdentityRow & { edges: Edge[] };
   nodes: NodeState[];
   /** Each node's row version (see notices.ts). */
   versions: Map<string, number>;
@@ -50,8 +57,8 @@ export async function loadRun(db: Db, runId: string, names?: string[]): Promise<
   return db.tx(
     'inspect',
     async (c) => {
-      const runs = await c.query<RunRow & { edges: Edge[] }>(
-        `SELECT ${RUN_COLUMNS}, edges FROM runs WHERE id = $1`,
+      const runs = await c.query<RunRow & IdentityRow & { edges: Edge[] }>(
+        `SELECT ${RUN_COLUMNS}, ${IDENTITY_COLUMNS}, edges FROM runs WHERE id = $1`,
         [runId],
       );
       const run = runs.rows[0];
@@ -66,7 +73,7 @@ export async function loadRun(db: Db, runId: string, names?: string[]): Promise<
       const byNode = groupAttempts(attempts);
       const lastOutput = (n: string) => {
         const list = byNode.get(n);
-        return list?.[list.length - 1]?.output;
+        return list?.[list.length - 1];
       };
       const live = await readLiveOutputs(c, runId, names);
       const nodes = nodeRows.rows.map((row) =>
@@ -118,6 +125,7 @@ export async function inspect(db: Db, runId: string): Promise<Run> {
     conclusion,
     finishedAt: finishedAtOf(run, nodes),
     ...(run.deadline_at ? { deadlineAt: rfc3339(Number(run.deadline_at)) } : {}),
+    ...identityOf(run),
   };
 }
 
@@ -129,6 +137,7 @@ export function finishedAtOf(run: RunRow, nodes: NodeState[]): string | undefine
 
 export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
   const limit = checkListLimit(query.limit);
+  checkRunFilter(query);
   const where: string[] = [];
   const values: unknown[] = [];
   if (query.since !== undefined) {
@@ -144,10 +153,11 @@ export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
     values.push(c.createdAtMs, c.runId);
     where.push(`(created_at, id) < ($${values.length - 1}, $${values.length})`);
   }
+  filterClauses(query, values, where);
   values.push(limit + 1);
-  const { rows } = await db.query<RunRow>(
+  const { rows } = await db.query<RunRow & IdentityRow & { failed: boolean }>(
     'list runs',
-    `SELECT ${RUN_COLUMNS} FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+    `SELECT ${RUN_COLUMNS}, ${IDENTITY_COLUMNS}, failed FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
      ORDER BY created_at DESC, id DESC LIMIT $${values.length}`,
     values,
   );
@@ -170,6 +180,10 @@ export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
       c[a.status] = a.n;
     }
   }
+  const failedNames = await failedNodesOf(
+    db,
+    page.filter((r) => r.failed).map((r) => r.id),
+  );
   const runs: RunSummary[] = page.map((r) => {
     const nodeCounts = counts.get(r.id) ?? { ...emptyNodeCounts(), COMPLETED: r.node_count };
     if (r.remaining === 0) nodeCounts.COMPLETED = r.node_count;
@@ -180,6 +194,8 @@ export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
       conclusion: r.conclusion ?? undefined,
       finishedAt: r.finished_at ? rfc3339(Number(r.finished_at)) : undefined,
       nodeCounts,
+      ...failedNodesSummary(failedNames.get(r.id)?.names ?? [], failedNames.get(r.id)?.total ?? 0),
+      ...identityOf({ ...r, params: null }),
     };
   });
   const last = page[page.length - 1];
@@ -187,6 +203,51 @@ export async function listRuns(db: Db, query: ListRunsQuery): Promise<RunPage> {
     runs,
     nextCursor: rows.length > limit && last ? encodeCursor(Number(last.created_at), last.id) : undefined,
   };
+}
+
+/** Rule 19: the first failed node names of each run and how many failed (runs.failed says which runs to ask about). */
+async function failedNodesOf(
+  db: Db,
+  runIds: string[],
+): Promise<Map<string, { names: string[]; total: number }>> {
+  const out = new Map<string, { names: string[]; total: number }>();
+  if (runIds.length === 0) return out;
+  const { rows } = await db.query<{ run_id: string; node: string; total: number }>(
+    'list runs',
+    FAILED_NODES,
+    [runIds, LIMITS.maxListedFailedNodes],
+  );
+  for (const r of rows) {
+    const f = out.get(r.run_id) ?? { names: [], total: r.total };
+    f.names.push(r.node);
+    out.set(r.run_id, f);
+  }
+  return out;
+}
+
+/**
+ * Rule 17's filters as SQL, each value a parameter: the workflow and labels
+ * through their indexes, the status as rule 7 derives it (COMPLETED when no
+ * node remains, WAITING while none has completed or runs), the search as an
+ * id prefix or name text, both ignoring case.
+ */
+function filterClauses(f: RunFilter, values: unknown[], where: string[]): void {
+  const param = (v: unknown) => {
+    values.push(v);
+    return `$${values.length}`;
+  };
+  if (f.workflow !== undefined) where.push(`workflow = ${param(f.workflow)}`);
+  if (f.labels && Object.keys(f.labels).length > 0)
+    where.push(`labels @> ${param(JSON.stringify(f.labels))}::jsonb`);
+  const running = `EXISTS (SELECT 1 FROM nodes WHERE run_id = runs.id AND status = 'RUNNING')`;
+  if (f.status === 'COMPLETED') where.push('remaining = 0');
+  else if (f.status === 'WAITING') where.push(`remaining = node_count AND remaining > 0 AND NOT ${running}`);
+  else if (f.status === 'RUNNING') where.push(`remaining > 0 AND (remaining < node_count OR ${running})`);
+  if (f.conclusion !== undefined) where.push(`conclusion = ${param(f.conclusion)}`);
+  if (f.search) {
+    const q = param(f.search.toLowerCase());
+    where.push(`(starts_with(lower(id), ${q}) OR strpos(lower(coalesce(name, '')), ${q}) > 0)`);
+  }
 }
 
 /**
@@ -220,4 +281,19 @@ export async function claimsHeld(db: Db, claims: ClaimRef[]): Promise<boolean[]>
     ),
   );
   return rows.map((r) => r.held);
+}
+
+/** The run a start with this request id created, while it is kept (its own id included). */
+export async function runByRequest(db: Db, requestId: string): Promise<{ id: string; run: Run } | undefined> {
+  const { rows } = await db.retrying('start', () =>
+    db.query<{ id: string }>('start', RUN_BY_REQUEST, [requestId]),
+  );
+  const id = rows[0]?.id;
+  if (id === undefined) return undefined;
+  try {
+    return { id, run: await db.retrying('start', () => inspect(db, id)) };
+  } catch (e) {
+    if (e instanceof NotFoundError) return undefined;
+    throw e;
+  }
 }

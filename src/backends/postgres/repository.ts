@@ -11,6 +11,8 @@ import {
   ulidSource,
 } from '../../model/index.js';
 import * as checks from '../../model/requests.js';
+import type { Schedule, ScheduleInput, ScheduleStep } from '../../model/schedules.js';
+import type { WorkflowDefinition, WorkflowInput, WorkflowSummary } from '../../model/workflows.js';
 import {
   type AgentRegistration,
   type AppendOutputRequest,
@@ -29,6 +31,8 @@ import {
   UnavailableError,
   type WatchEvent,
 } from '../../protocol/index.js';
+import type { StartOptions } from '../../protocol/repository.js';
+import { Schedules } from '../schedules.js';
 import { ClaimBatcher } from './claims.js';
 import { Db } from './db.js';
 import { FinishBatcher } from './finishes.js';
@@ -38,11 +42,14 @@ import { migrate } from './migrations.js';
 import { Publisher } from './notices.js';
 import { appendOutput } from './output.js';
 import * as reads from './reads.js';
+import { retryRun } from './resume.js';
+import { PostgresScheduleStore } from './schedules.js';
 import { DELETE_COMPLETED_RUNS, PING } from './sql.js';
 import { StartBatcher } from './starts.js';
 import { Streams } from './streams.js';
 import * as timing from './timing.js';
 import { cancelRun, claimNode, finishNode, startRun, type TransitionContext } from './transitions.js';
+import * as workflows from './workflows.js';
 
 export interface PostgresRepositoryOptions {
   /**
@@ -84,6 +91,7 @@ const CHANNEL = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
  */
 export class PostgresRepository implements Repository {
   private readonly db: Db;
+  private readonly schedules: Schedules;
   private readonly ctx: TransitionContext;
   private readonly listener: Listener;
   private readonly streams: Streams;
@@ -162,6 +170,7 @@ export class PostgresRepository implements Repository {
       clock: options.clock ?? systemClock,
       ids: options.ids ?? ulidSource(),
     };
+    this.schedules = new Schedules(new PostgresScheduleStore(this.db), this.ctx.clock);
     this.streams = new Streams(
       this.db,
       this.listener,
@@ -210,10 +219,66 @@ export class PostgresRepository implements Repository {
     return fn();
   }
 
+  // ---- workflows (rule 16)
+
+  putWorkflow(name: string, input: WorkflowInput): Promise<WorkflowDefinition> {
+    return this.run(() => workflows.putWorkflow(this.db, this.ctx.clock.now(), name, input));
+  }
+
+  getWorkflow(name: string, version?: number): Promise<WorkflowDefinition> {
+    return this.run(() => workflows.getWorkflow(this.db, name, version));
+  }
+
+  listWorkflows(): Promise<WorkflowSummary[]> {
+    return this.run(() => workflows.listWorkflows(this.db));
+  }
+
+  listWorkflowVersions(name: string): Promise<WorkflowDefinition[]> {
+    return this.run(() => workflows.listWorkflowVersions(this.db, name));
+  }
+
+  deleteWorkflow(name: string): Promise<void> {
+    return this.run(() => workflows.deleteWorkflow(this.db, name, (n) => this.workflowInUse(n)));
+  }
+
+  /**
+   * What still uses the workflow, named for the refusal (e.g. `schedule
+   * "nightly"`), or undefined: delete is refused while it answers.
+   */
+  protected workflowInUse(name: string): Promise<string | undefined> {
+    return this.schedules.usedBy(name);
+  }
+
+  // ---- schedules (rule 18)
+
+  putSchedule(name: string, input: ScheduleInput): Promise<Schedule> {
+    return this.run(() => this.schedules.put(name, input));
+  }
+
+  getSchedule(name: string): Promise<Schedule> {
+    return this.run(() => this.schedules.get(name));
+  }
+
+  listSchedules(): Promise<Schedule[]> {
+    return this.run(() => this.schedules.list());
+  }
+
+  deleteSchedule(name: string): Promise<void> {
+    return this.run(() => this.schedules.delete(name));
+  }
+
+  pauseSchedule(name: string, paused: boolean): Promise<Schedule> {
+    return this.run(() => this.schedules.pause(name, paused));
+  }
+
+  advanceSchedule(name: string, step: ScheduleStep): Promise<boolean> {
+    return this.run(() => this.schedules.advance(name, step));
+  }
+
   // ---- runs
 
-  start(spec: GraphSpec): Promise<Run> {
-    return this.run(() => startRun(this.ctx, spec));
+  start(spec: GraphSpec | undefined, options: StartOptions = {}): Promise<Run> {
+    return this.run(() => startRun(this.ctx, spec, options, (id) => reads.runByRequest(this.db, id)));
   }
 
   async inspect(runId: string): Promise<Run> {
@@ -233,6 +298,15 @@ export class PostgresRepository implements Repository {
     checks.checkRunId(runId);
     return this.run(async () => {
       await cancelRun(this.ctx, runId);
+      return this.db.retrying('inspect', () => reads.inspect(this.db, runId));
+    });
+  }
+
+  async retry(runId: string, nodes?: string[]): Promise<Run> {
+    checks.checkRunId(runId);
+    checks.checkRetryNodes(nodes);
+    return this.run(async () => {
+      await retryRun(this.ctx, runId, nodes);
       return this.db.retrying('inspect', () => reads.inspect(this.db, runId));
     });
   }

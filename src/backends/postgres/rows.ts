@@ -1,11 +1,14 @@
 import {
   type Attempt,
   type AttemptConclusion,
+  type Labels,
   type Metadata,
   type NodeSpec,
   type NodeState,
   type NodeStatus,
+  type Params,
   type RunConclusion,
+  type RunIdentity,
   type RunStatus,
   rfc3339,
   runStatusOf,
@@ -14,7 +17,7 @@ import {
 /** Row shapes as the pg client returns them (bigint arrives as string) and their domain forms. */
 
 export const NODE_COLUMNS = `name, idx, runtime, spec, upstream, status, attempt_count, claim_id, claim_agent,
-  claim_metadata, orphaned, previous_claim_id, started_at, finished_at, version, ready_at`;
+  claim_metadata, orphaned, previous_claim_id, started_at, finished_at, version, ready_at, attempts_before_retry`;
 
 export interface NodeRow {
   name: string;
@@ -34,6 +37,8 @@ export interface NodeRow {
   version: number;
   /** When a READY node waiting out its retry delay becomes claimable (ms); absent from claim_nodes rows. */
   ready_at?: string | null;
+  /** Absent from claim_nodes' rows. */
+  attempts_before_retry?: number;
 }
 
 export const ATTEMPT_COLUMNS =
@@ -65,6 +70,30 @@ export interface RunRow {
 
 export const RUN_COLUMNS =
   'id, created_at, node_count, remaining, cancelled, conclusion, finished_at, deadline_at';
+
+/** A run's identity (rule 17), read by inspect and lists only: claims and finishes never need it. */
+export const IDENTITY_COLUMNS = 'name, labels, workflow, workflow_version, params, request_id';
+
+export interface IdentityRow {
+  name: string | null;
+  labels: Labels | null;
+  workflow: string | null;
+  workflow_version: number | null;
+  params: Params | null;
+  request_id: string | null;
+}
+
+/** The identity fields a run carries, absent ones left out. */
+export function identityOf(r: IdentityRow): RunIdentity {
+  const out: RunIdentity = {};
+  if (r.name !== null) out.name = r.name;
+  if (r.labels !== null) out.labels = r.labels;
+  if (r.workflow !== null) out.workflow = r.workflow;
+  if (r.workflow_version !== null) out.workflowVersion = r.workflow_version;
+  if (r.params !== null) out.params = r.params;
+  if (r.request_id !== null) out.requestId = r.request_id;
+  return out;
+}
 
 /** A copy that is a plain Uint8Array (pg hands out Buffers, often views of a shared slab). */
 export function bytes(b: Buffer | null | undefined): Uint8Array {
@@ -114,11 +143,15 @@ export function groupAttempts(rows: AttemptRow[]): Map<string, Attempt[]> {
  */
 export function inputsOf(
   row: NodeRow,
-  lastOutput: (node: string) => Uint8Array | undefined,
+  lastAttempt: (node: string) => Pick<Attempt, 'conclusion' | 'output'> | undefined,
 ): Record<string, Uint8Array> {
   const inputs: Record<string, Uint8Array> = {};
   if (row.started_at === null) return inputs;
-  for (const up of row.upstream) inputs[up] = lastOutput(up) ?? new Uint8Array();
+  // From upstream nodes that succeeded only (a trigger may run a node below a failure).
+  for (const up of row.upstream) {
+    const last = lastAttempt(up);
+    if (last?.conclusion === 'SUCCESS') inputs[up] = last.output;
+  }
   return inputs;
 }
 
@@ -146,6 +179,7 @@ export function toNodeState(
       : undefined,
     liveOutput: streaming && live.output.byteLength > 0 ? live.output : undefined,
     ...(row.status === 'READY' && row.ready_at ? { nextAttemptAt: time(row.ready_at) } : {}),
+    ...(row.attempts_before_retry ? { attemptsBeforeRetry: row.attempts_before_retry } : {}),
   };
 }
 

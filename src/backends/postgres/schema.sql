@@ -74,8 +74,7 @@ DECLARE
   v_changed jsonb;
   v_notice jsonb;
   v_extra jsonb;
-  v_ready jsonb;
-  v_unreached integer;
+  v_settled jsonb;
   v_completed integer := 0;
   v_failed boolean := false;
   v_remaining integer;
@@ -122,47 +121,19 @@ BEGIN
 
   IF v_retry THEN
     v_notice := v_notice || jsonb_build_object('rd', jsonb_build_array(jsonb_build_array(p_node, v_node.runtime)));
-  ELSIF p_conclusion = 'SUCCESS' THEN
-    v_completed := 1;
-    IF cardinality(v_node.downstream) > 0 THEN
-      -- Direct dependents only (rule 9); one whose last upstream just succeeded becomes READY.
-      WITH d AS (
-        UPDATE nodes SET pending_upstream = pending_upstream - 1,
-          status = CASE WHEN pending_upstream = 1 AND status = 'WAITING' THEN 'READY' ELSE status END,
-          version = version + 1
-        WHERE run_id = p_run AND name = ANY(v_node.downstream)
-        RETURNING name, runtime, status, version
-      )
-      SELECT coalesce(jsonb_agg(jsonb_build_object('n', name, 'v', version, 's', 'READY', 'a', 0)), '[]'),
-             coalesce(jsonb_agg(jsonb_build_array(name, runtime)), '[]')
-        INTO v_extra, v_ready
-        FROM d WHERE status = 'READY';
-      v_changed := v_changed || v_extra;
-      IF jsonb_array_length(v_ready) > 0 THEN
-        v_notice := v_notice || jsonb_build_object('rd', v_ready);
-      END IF;
-    END IF;
   ELSE
-    -- Final failure: everything downstream not completed yet completes with no attempt (unreached).
-    -- The walk stops at completed nodes, whose own downstream completed with them.
-    v_failed := true;
-    WITH RECURSIVE walk(name) AS (
-      SELECT unnest(v_node.downstream)
-      UNION
-      SELECT d.name FROM walk w
-        JOIN nodes n ON n.run_id = p_run AND n.name = w.name AND n.status <> 'COMPLETED'
-        CROSS JOIN LATERAL unnest(n.downstream) AS d(name)
-    ), u AS (
-      UPDATE nodes SET status = 'COMPLETED', finished_at = p_now, version = version + 1
-      WHERE run_id = p_run AND name IN (SELECT name FROM walk) AND status <> 'COMPLETED'
-      RETURNING name, version
-    )
-    SELECT count(*)::int,
-           coalesce(jsonb_agg(jsonb_build_object('n', name, 'v', version, 's', 'COMPLETED', 'a', 0, 'ft', p_now)), '[]')
-      INTO v_unreached, v_extra
-      FROM u;
-    v_completed := 1 + v_unreached;
-    v_changed := v_changed || v_extra;
+    -- Completed (succeeded, or failed for good): its dependents' triggers judge it (rule 14).
+    v_completed := 1;
+    v_failed := p_conclusion <> 'SUCCESS';
+    IF cardinality(v_node.downstream) > 0 THEN
+      v_settled := settle_dependents(p_run, p_node,
+        CASE WHEN p_conclusion = 'SUCCESS' THEN 'succeeded' ELSE 'failed' END, p_now);
+      v_changed := v_changed || (v_settled -> 'ch');
+      IF jsonb_array_length(v_settled -> 'rd') > 0 THEN
+        v_notice := v_notice || jsonb_build_object('rd', v_settled -> 'rd');
+      END IF;
+      v_completed := v_completed + (v_settled ->> 'c')::int;
+    END IF;
   END IF;
 
   -- Rule 7: the run's status after this transition.
@@ -218,11 +189,16 @@ DECLARE
   v_at bigint;
 BEGIN
   v_result := finish_streamed(p_run, p_node, p_claim, p_conclusion, p_metadata, p_output, p_now, p_repeat);
-  -- A FAIL or ERROR makes no node READY but its own (a retry).
   IF p_conclusion NOT IN ('FAIL', 'ERROR') OR NOT coalesce(v_result -> 'notice' ? 'rd', false) THEN
     RETURN v_result;
   END IF;
-  SELECT backoff, fail_count, error_count INTO v_node FROM nodes WHERE run_id = p_run AND name = p_node;
+  -- Only the node's own retry waits (READY again after its FAIL or ERROR): dependents made READY by
+  -- their triggers after a failure for good (rule 14) are claimable at once. A retry's READY list is
+  -- the node alone (finish_attempt settles dependents only when the node completes).
+  SELECT status, backoff, fail_count, error_count INTO v_node FROM nodes WHERE run_id = p_run AND name = p_node;
+  IF v_node.status <> 'READY' THEN
+    RETURN v_result;
+  END IF;
   v_delay := retry_delay_ms(v_node.backoff -> lower(p_conclusion),
     CASE p_conclusion WHEN 'FAIL' THEN v_node.fail_count ELSE v_node.error_count END);
   IF v_delay <= 0 THEN
@@ -251,6 +227,87 @@ BEGIN
       ELSE power((p_backoff ->> 'f')::double precision, greatest(0, p_retry - 1)) END);
   RETURN greatest(0, floor(v_base * (1 + (p_backoff ->> 'j')::double precision * (2 * random() - 1))))::bigint;
 END
+$$;
+
+CREATE FUNCTION adagio.settle_dependents(p_run text, p_node text, p_outcome text, p_now bigint) RETURNS jsonb
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  v_frontier text[] := ARRAY[p_node];
+  v_outcome text := p_outcome;
+  v_rows jsonb;
+  v_next text[];
+  v_rec record;
+  v_version integer;
+  v_changed jsonb := '[]';
+  v_ready jsonb := '[]';
+  v_completed integer := 0;
+BEGIN
+  WHILE cardinality(v_frontier) > 0 LOOP
+    WITH src AS (
+      SELECT unnest(downstream) AS d FROM nodes WHERE run_id = p_run AND name = ANY(v_frontier)
+    ), cnt AS (
+      SELECT d, count(*)::int AS k FROM src GROUP BY d
+    ), u AS (
+      UPDATE nodes n SET
+        pending_upstream = n.pending_upstream - CASE WHEN v_outcome = 'succeeded' THEN c.k ELSE 0 END,
+        failed_upstream = n.failed_upstream + CASE WHEN v_outcome = 'failed' THEN c.k ELSE 0 END,
+        other_upstream = n.other_upstream + CASE WHEN v_outcome = 'neither' THEN c.k ELSE 0 END
+      FROM cnt c WHERE n.run_id = p_run AND n.name = c.d AND n.status = 'WAITING'
+      RETURNING n.name, n.runtime, n.attempt_count,
+        trigger_decision(n.spec ->> 'trigger', cardinality(n.upstream),
+          cardinality(n.upstream) - n.pending_upstream + n.failed_upstream + n.other_upstream,
+          cardinality(n.upstream) - n.pending_upstream, n.failed_upstream) AS decision
+    )
+    SELECT coalesce(jsonb_agg(to_jsonb(u)), '[]') INTO v_rows FROM u;
+    v_next := '{}';
+    FOR v_rec IN SELECT * FROM jsonb_to_recordset(v_rows)
+                   AS x(name text, runtime text, attempt_count integer, decision text) LOOP
+      IF v_rec.decision = 'READY' THEN
+        UPDATE nodes SET status = 'READY', version = version + 1
+          WHERE run_id = p_run AND name = v_rec.name RETURNING version INTO v_version;
+        v_changed := v_changed || jsonb_build_object('n', v_rec.name, 'v', v_version, 's', 'READY',
+          'a', v_rec.attempt_count);
+        v_ready := v_ready || jsonb_build_array(jsonb_build_array(v_rec.name, v_rec.runtime));
+      ELSIF v_rec.decision = 'UNREACHED' THEN
+        UPDATE nodes SET status = 'COMPLETED', finished_at = p_now, version = version + 1
+          WHERE run_id = p_run AND name = v_rec.name RETURNING version INTO v_version;
+        v_changed := v_changed || jsonb_build_object('n', v_rec.name, 'v', v_version, 's', 'COMPLETED',
+          'a', v_rec.attempt_count, 'ft', p_now);
+        v_completed := v_completed + 1;
+        v_next := v_next || v_rec.name;
+      END IF;
+    END LOOP;
+    v_frontier := v_next;
+    v_outcome := 'neither';
+  END LOOP;
+  RETURN jsonb_build_object('ch', v_changed, 'rd', v_ready, 'c', v_completed);
+END
+$$;
+
+CREATE FUNCTION adagio.trigger_decision(p_rule text, p_total integer, p_completed integer, p_succeeded integer, p_failed integer) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  SELECT CASE
+    WHEN p_completed = p_total THEN
+      CASE WHEN trigger_holds(p_rule, p_total, p_succeeded, p_failed) THEN 'READY' ELSE 'UNREACHED' END
+    WHEN trigger_holds(p_rule, p_total, p_succeeded + p_total - p_completed, p_failed)
+      OR trigger_holds(p_rule, p_total, p_succeeded, p_failed + p_total - p_completed) THEN 'WAIT'
+    ELSE 'UNREACHED'
+  END
+$$;
+
+CREATE FUNCTION adagio.trigger_holds(p_rule text, p_total integer, p_succeeded integer, p_failed integer) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  SELECT CASE coalesce(nullif(p_rule, ''), 'all_success')
+    WHEN 'all_success' THEN p_succeeded = p_total
+    WHEN 'all_done' THEN true
+    WHEN 'all_failed' THEN p_failed = p_total
+    WHEN 'one_failed' THEN p_failed > 0
+    WHEN 'one_success' THEN p_succeeded > 0
+    WHEN 'none_failed' THEN p_failed = 0
+  END
 $$;
 
 CREATE TABLE adagio.agents (
@@ -318,7 +375,10 @@ CREATE TABLE adagio.nodes (
     version integer DEFAULT 0 NOT NULL,
     ready_at bigint,
     backoff jsonb,
-    timeout_ms bigint
+    timeout_ms bigint,
+    failed_upstream integer DEFAULT 0 NOT NULL,
+    other_upstream integer DEFAULT 0 NOT NULL,
+    attempts_before_retry integer DEFAULT 0 NOT NULL
 );
 
 CREATE TABLE adagio.runs (
@@ -331,13 +391,36 @@ CREATE TABLE adagio.runs (
     cancelled boolean DEFAULT false NOT NULL,
     conclusion text,
     finished_at bigint,
-    deadline_at bigint
+    deadline_at bigint,
+    name text,
+    labels jsonb,
+    workflow text COLLATE pg_catalog."C",
+    workflow_version integer,
+    params jsonb,
+    request_id text COLLATE pg_catalog."C"
+);
+
+CREATE TABLE adagio.schedules (
+    name text NOT NULL COLLATE pg_catalog."C",
+    workflow text NOT NULL COLLATE pg_catalog."C",
+    body jsonb NOT NULL,
+    revision bigint NOT NULL
 );
 
 CREATE TABLE adagio.schema_migrations (
     version integer NOT NULL,
     name text NOT NULL,
     applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE adagio.workflows (
+    name text NOT NULL COLLATE pg_catalog."C",
+    version integer NOT NULL,
+    spec jsonb NOT NULL,
+    description text NOT NULL,
+    params jsonb NOT NULL,
+    content_hash text NOT NULL,
+    created_at bigint NOT NULL
 );
 
 ALTER TABLE ONLY adagio.agents
@@ -361,10 +444,18 @@ ALTER TABLE ONLY adagio.nodes
 ALTER TABLE ONLY adagio.runs
     ADD CONSTRAINT runs_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY adagio.schedules
+    ADD CONSTRAINT schedules_pkey PRIMARY KEY (name);
+
 ALTER TABLE ONLY adagio.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
 
+ALTER TABLE ONLY adagio.workflows
+    ADD CONSTRAINT workflows_pkey PRIMARY KEY (name, version);
+
 CREATE INDEX agents_by_lease ON adagio.agents USING btree (lease_id);
+
+CREATE INDEX attempts_failed ON adagio.attempts USING btree (run_id) WHERE (conclusion = ANY (ARRAY['FAIL'::text, 'ERROR'::text]));
 
 CREATE INDEX nodes_delayed ON adagio.nodes USING btree (ready_at) WHERE ((status = 'READY'::text) AND (ready_at IS NOT NULL));
 
@@ -376,6 +467,14 @@ CREATE INDEX nodes_timed ON adagio.nodes USING btree (((started_at + timeout_ms)
 
 CREATE INDEX nodes_waiting ON adagio.nodes USING btree (run_id) WHERE (status = 'WAITING'::text);
 
+CREATE INDEX runs_by_labels ON adagio.runs USING gin (labels jsonb_path_ops) WHERE (labels IS NOT NULL);
+
+CREATE UNIQUE INDEX runs_by_request ON adagio.runs USING btree (request_id) WHERE (request_id IS NOT NULL);
+
 CREATE INDEX runs_by_time ON adagio.runs USING btree (created_at, id);
 
+CREATE INDEX runs_by_workflow ON adagio.runs USING btree (workflow, created_at, id) WHERE (workflow IS NOT NULL);
+
 CREATE INDEX runs_deadlines ON adagio.runs USING btree (deadline_at) WHERE ((conclusion IS NULL) AND (deadline_at IS NOT NULL));
+
+CREATE INDEX schedules_workflow ON adagio.schedules USING btree (workflow);

@@ -430,11 +430,16 @@ DECLARE
   v_at bigint;
 BEGIN
   v_result := finish_streamed(p_run, p_node, p_claim, p_conclusion, p_metadata, p_output, p_now, p_repeat);
-  -- A FAIL or ERROR makes no node READY but its own (a retry).
   IF p_conclusion NOT IN ('FAIL', 'ERROR') OR NOT coalesce(v_result -> 'notice' ? 'rd', false) THEN
     RETURN v_result;
   END IF;
-  SELECT backoff, fail_count, error_count INTO v_node FROM nodes WHERE run_id = p_run AND name = p_node;
+  -- Only the node's own retry waits (READY again after its FAIL or ERROR): dependents made READY by
+  -- their triggers after a failure for good (rule 14) are claimable at once. A retry's READY list is
+  -- the node alone (finish_attempt settles dependents only when the node completes).
+  SELECT status, backoff, fail_count, error_count INTO v_node FROM nodes WHERE run_id = p_run AND name = p_node;
+  IF v_node.status <> 'READY' THEN
+    RETURN v_result;
+  END IF;
   v_delay := retry_delay_ms(v_node.backoff -> lower(p_conclusion),
     CASE p_conclusion WHEN 'FAIL' THEN v_node.fail_count ELSE v_node.error_count END);
   IF v_delay <= 0 THEN
@@ -469,7 +474,259 @@ export const CLAIM_NODES_DELAYED_FUNCTION = rewriteOnce(
   "AND ((n.status = 'READY' AND (n.ready_at IS NULL OR n.ready_at <= adagio_now_ms()))\n             OR (n.status = 'RUNNING' AND n.orphaned)",
 );
 
+/**
+ * Migration 6: trigger rules (rule 14) and retrying a run (rule 15). Nodes
+ * count their upstream nodes that completed without success (failed apart),
+ * beside pending_upstream; trigger_decision is model/rules.ts triggerDecision
+ * in SQL (held to it by test/postgres/finish-rules.test.ts); settle_dependents
+ * lets a completed node's dependents judge it, walking on below those that go
+ * unreached; finish_attempt is replaced to call it.
+ */
+export const TRIGGERS_MIGRATION = `
+ALTER TABLE nodes ADD COLUMN failed_upstream integer NOT NULL DEFAULT 0;
+-- Upstream nodes completed with neither success nor failure (unreached, cancelled).
+ALTER TABLE nodes ADD COLUMN other_upstream integer NOT NULL DEFAULT 0;
+-- Attempts recorded before the run's latest retry: the retry budgets count those after.
+ALTER TABLE nodes ADD COLUMN attempts_before_retry integer NOT NULL DEFAULT 0;
+
+CREATE FUNCTION trigger_holds(p_rule text, p_total integer, p_succeeded integer, p_failed integer)
+RETURNS boolean LANGUAGE sql IMMUTABLE AS $fn$
+  SELECT CASE coalesce(nullif(p_rule, ''), 'all_success')
+    WHEN 'all_success' THEN p_succeeded = p_total
+    WHEN 'all_done' THEN true
+    WHEN 'all_failed' THEN p_failed = p_total
+    WHEN 'one_failed' THEN p_failed > 0
+    WHEN 'one_success' THEN p_succeeded > 0
+    WHEN 'none_failed' THEN p_failed = 0
+  END
+$fn$;
+
+-- READY, WAIT or UNREACHED: judged once every upstream completed, or at once
+-- when no outcome of the open ones could make the rule hold.
+CREATE FUNCTION trigger_decision(p_rule text, p_total integer, p_completed integer, p_succeeded integer,
+                                 p_failed integer)
+RETURNS text LANGUAGE sql IMMUTABLE AS $fn$
+  SELECT CASE
+    WHEN p_completed = p_total THEN
+      CASE WHEN trigger_holds(p_rule, p_total, p_succeeded, p_failed) THEN 'READY' ELSE 'UNREACHED' END
+    WHEN trigger_holds(p_rule, p_total, p_succeeded + p_total - p_completed, p_failed)
+      OR trigger_holds(p_rule, p_total, p_succeeded, p_failed + p_total - p_completed) THEN 'WAIT'
+    ELSE 'UNREACHED'
+  END
+$fn$;
+
+-- The WAITING dependents of p_node (which completed: p_outcome succeeded,
+-- failed or neither) count it in and their triggers decide; those that go
+-- unreached pass it on, level by level. Direct dependents per level only
+-- (rule 9). Returns {"ch": node changes, "rd": [[name, runtime]] now READY,
+-- "c": nodes completed}.
+CREATE FUNCTION settle_dependents(p_run text, p_node text, p_outcome text, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_frontier text[] := ARRAY[p_node];
+  v_outcome text := p_outcome;
+  v_rows jsonb;
+  v_next text[];
+  v_rec record;
+  v_version integer;
+  v_changed jsonb := '[]';
+  v_ready jsonb := '[]';
+  v_completed integer := 0;
+BEGIN
+  WHILE cardinality(v_frontier) > 0 LOOP
+    WITH src AS (
+      SELECT unnest(downstream) AS d FROM nodes WHERE run_id = p_run AND name = ANY(v_frontier)
+    ), cnt AS (
+      SELECT d, count(*)::int AS k FROM src GROUP BY d
+    ), u AS (
+      UPDATE nodes n SET
+        pending_upstream = n.pending_upstream - CASE WHEN v_outcome = 'succeeded' THEN c.k ELSE 0 END,
+        failed_upstream = n.failed_upstream + CASE WHEN v_outcome = 'failed' THEN c.k ELSE 0 END,
+        other_upstream = n.other_upstream + CASE WHEN v_outcome = 'neither' THEN c.k ELSE 0 END
+      FROM cnt c WHERE n.run_id = p_run AND n.name = c.d AND n.status = 'WAITING'
+      RETURNING n.name, n.runtime, n.attempt_count,
+        trigger_decision(n.spec ->> 'trigger', cardinality(n.upstream),
+          cardinality(n.upstream) - n.pending_upstream + n.failed_upstream + n.other_upstream,
+          cardinality(n.upstream) - n.pending_upstream, n.failed_upstream) AS decision
+    )
+    SELECT coalesce(jsonb_agg(to_jsonb(u)), '[]') INTO v_rows FROM u;
+    v_next := '{}';
+    FOR v_rec IN SELECT * FROM jsonb_to_recordset(v_rows)
+                   AS x(name text, runtime text, attempt_count integer, decision text) LOOP
+      IF v_rec.decision = 'READY' THEN
+        UPDATE nodes SET status = 'READY', version = version + 1
+          WHERE run_id = p_run AND name = v_rec.name RETURNING version INTO v_version;
+        v_changed := v_changed || jsonb_build_object('n', v_rec.name, 'v', v_version, 's', 'READY',
+          'a', v_rec.attempt_count);
+        v_ready := v_ready || jsonb_build_array(jsonb_build_array(v_rec.name, v_rec.runtime));
+      ELSIF v_rec.decision = 'UNREACHED' THEN
+        UPDATE nodes SET status = 'COMPLETED', finished_at = p_now, version = version + 1
+          WHERE run_id = p_run AND name = v_rec.name RETURNING version INTO v_version;
+        v_changed := v_changed || jsonb_build_object('n', v_rec.name, 'v', v_version, 's', 'COMPLETED',
+          'a', v_rec.attempt_count, 'ft', p_now);
+        v_completed := v_completed + 1;
+        v_next := v_next || v_rec.name;
+      END IF;
+    END LOOP;
+    v_frontier := v_next;
+    v_outcome := 'neither';
+  END LOOP;
+  RETURN jsonb_build_object('ch', v_changed, 'rd', v_ready, 'c', v_completed);
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION finish_attempt(p_run text, p_node text, p_claim text, p_conclusion text,
+                               p_metadata jsonb, p_output bytea, p_now bigint, p_repeat boolean)
+RETURNS jsonb LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_run record;
+  v_node record;
+  v_max integer;
+  v_retry boolean := false;
+  v_status text;
+  v_changed jsonb;
+  v_notice jsonb;
+  v_extra jsonb;
+  v_settled jsonb;
+  v_completed integer := 0;
+  v_failed boolean := false;
+  v_remaining integer;
+BEGIN
+  -- Locking order: the run, then its nodes (as cancel does); claims lock one node row only.
+  SELECT node_count, remaining, failed, cancelled INTO v_run FROM runs WHERE id = p_run FOR NO KEY UPDATE;
+  IF NOT FOUND THEN RETURN jsonb_build_object('missing', 'run'); END IF;
+  SELECT runtime, spec, downstream, status, claim_id, claim_agent, orphaned, attempt_count, fail_count,
+         error_count, started_at, version
+    INTO v_node FROM nodes WHERE run_id = p_run AND name = p_node FOR UPDATE;
+  IF NOT FOUND THEN RETURN jsonb_build_object('missing', 'node'); END IF;
+
+  -- Rule 4: only the node's live claim may finish it.
+  IF v_node.status <> 'RUNNING' OR v_node.claim_id IS DISTINCT FROM p_claim OR v_node.orphaned THEN
+    IF p_repeat AND EXISTS (SELECT 1 FROM attempts WHERE run_id = p_run AND node = p_node
+                              AND claim_id = p_claim AND conclusion = p_conclusion) THEN
+      RETURN jsonb_build_object('recorded', true);
+    END IF;
+    RETURN jsonb_build_object('conflict', true, 'status', v_node.status, 'orphaned', v_node.orphaned,
+                              'cancelled', v_run.cancelled);
+  END IF;
+
+  -- Rule 5: retry[conclusion].maxAttempts counts attempts of that conclusion, this one included.
+  IF p_conclusion IN ('FAIL', 'ERROR') THEN
+    v_max := (v_node.spec -> 'retry' -> lower(p_conclusion) ->> 'maxAttempts')::integer;
+    v_retry := v_max IS NOT NULL AND
+      (CASE p_conclusion WHEN 'FAIL' THEN v_node.fail_count ELSE v_node.error_count END) + 1 < v_max;
+  END IF;
+  v_status := CASE WHEN v_retry THEN 'READY' ELSE 'COMPLETED' END;
+
+  INSERT INTO attempts (run_id, node, n, conclusion, metadata, output, claim_id, agent_id, started_at, finished_at)
+  VALUES (p_run, p_node, v_node.attempt_count + 1, p_conclusion, p_metadata, p_output, p_claim,
+          coalesce(v_node.claim_agent, ''), v_node.started_at, p_now);
+  UPDATE nodes SET status = v_status, attempt_count = attempt_count + 1,
+    fail_count = fail_count + (p_conclusion = 'FAIL')::int, error_count = error_count + (p_conclusion = 'ERROR')::int,
+    claim_id = NULL, claim_agent = NULL, claim_metadata = NULL, lease_id = NULL, orphaned = false,
+    previous_claim_id = NULL, finished_at = CASE WHEN v_status = 'COMPLETED' THEN p_now END,
+    version = version + 1
+  WHERE run_id = p_run AND name = p_node;
+
+  v_changed := jsonb_build_array(jsonb_build_object('n', p_node, 'v', v_node.version + 1, 's', v_status,
+    'a', v_node.attempt_count + 1, 'st', v_node.started_at, 'ft', CASE WHEN v_retry THEN NULL ELSE p_now END));
+  v_notice := jsonb_build_object('r', p_run);
+
+  IF v_retry THEN
+    v_notice := v_notice || jsonb_build_object('rd', jsonb_build_array(jsonb_build_array(p_node, v_node.runtime)));
+  ELSE
+    -- Completed (succeeded, or failed for good): its dependents' triggers judge it (rule 14).
+    v_completed := 1;
+    v_failed := p_conclusion <> 'SUCCESS';
+    IF cardinality(v_node.downstream) > 0 THEN
+      v_settled := settle_dependents(p_run, p_node,
+        CASE WHEN p_conclusion = 'SUCCESS' THEN 'succeeded' ELSE 'failed' END, p_now);
+      v_changed := v_changed || (v_settled -> 'ch');
+      IF jsonb_array_length(v_settled -> 'rd') > 0 THEN
+        v_notice := v_notice || jsonb_build_object('rd', v_settled -> 'rd');
+      END IF;
+      v_completed := v_completed + (v_settled ->> 'c')::int;
+    END IF;
+  END IF;
+
+  -- Rule 7: the run's status after this transition.
+  v_remaining := v_run.remaining - v_completed;
+  IF v_remaining = 0 THEN
+    v_notice := v_notice || jsonb_build_object('rs', 'COMPLETED', 'rc',
+      CASE WHEN v_run.cancelled THEN 'CANCELLED' WHEN v_run.failed OR v_failed THEN 'FAIL' ELSE 'SUCCESS' END);
+  ELSIF v_remaining < v_run.node_count THEN
+    v_notice := v_notice || jsonb_build_object('rs', 'RUNNING');
+  ELSE
+    -- Back to READY with nothing completed yet: the run is RUNNING only if another node is.
+    v_notice := v_notice || jsonb_build_object('rs', CASE WHEN EXISTS (
+      SELECT 1 FROM nodes WHERE run_id = p_run AND status = 'RUNNING') THEN 'RUNNING' ELSE 'WAITING' END);
+  END IF;
+  IF v_completed > 0 THEN
+    UPDATE runs SET remaining = v_remaining, failed = failed OR v_failed, conclusion = v_notice ->> 'rc'
+    WHERE id = p_run;
+  END IF;
+  RETURN jsonb_build_object('notice', v_notice || jsonb_build_object('ch', v_changed));
+END
+$fn$;
+`;
+
+/**
+ * Migration 7: workflow definitions and run identity (rules 16, 17). Each
+ * workflow version is an immutable row; a run records its name, labels,
+ * workflow, params and request id; the request id is unique while its run is
+ * kept (the row goes with the run), which makes a repeated start find the
+ * first one's run atomically.
+ */
+export const WORKFLOWS_MIGRATION = `
+CREATE TABLE workflows (
+  name         text COLLATE "C" NOT NULL,
+  version      integer NOT NULL,
+  spec         jsonb   NOT NULL,
+  description  text    NOT NULL,
+  params       jsonb   NOT NULL,
+  -- sha256 of the normalised content: a put equal to the latest version returns it.
+  content_hash text    NOT NULL,
+  created_at   bigint  NOT NULL,
+  PRIMARY KEY (name, version)
+);
+
+ALTER TABLE runs
+  ADD COLUMN name             text,
+  ADD COLUMN labels           jsonb,
+  ADD COLUMN workflow         text COLLATE "C",
+  ADD COLUMN workflow_version integer,
+  ADD COLUMN params           jsonb,
+  ADD COLUMN request_id       text COLLATE "C";
+-- A start with a request id inserts ON CONFLICT DO NOTHING: a duplicate finds this one's run.
+CREATE UNIQUE INDEX runs_by_request ON runs (request_id) WHERE request_id IS NOT NULL;
+-- Lists filtered by workflow, newest first.
+CREATE INDEX runs_by_workflow ON runs (workflow, created_at, id) WHERE workflow IS NOT NULL;
+-- Lists filtered by labels (labels @> '{"k": "v"}').
+CREATE INDEX runs_by_labels ON runs USING gin (labels jsonb_path_ops) WHERE labels IS NOT NULL;
+`;
+
 // ---- claims (claims.ts)
+
+/**
+ * Migration 9: failed attempts by run, so the runs list names a run's failed
+ * nodes (rule 19) by reading its failed attempts, not all of them.
+ */
+export const FAILED_ATTEMPTS_MIGRATION = `
+CREATE INDEX attempts_failed ON attempts (run_id) WHERE conclusion IN ('FAIL', 'ERROR');
+`;
+
+/**
+ * Rule 19 for the runs list: per run in $1, the first $2 names (byte order)
+ * of nodes that failed for good (completed, last attempt FAIL or ERROR) and
+ * how many there are. Drives from the attempts_failed index.
+ */
+export const FAILED_NODES = `SELECT run_id, node, total FROM (
+  SELECT a.run_id, a.node, count(*) OVER (PARTITION BY a.run_id)::int AS total,
+         row_number() OVER (PARTITION BY a.run_id ORDER BY a.node) AS rn
+  FROM attempts a
+  JOIN nodes n ON n.run_id = a.run_id AND n.name = a.node AND n.attempt_count = a.n AND n.status = 'COMPLETED'
+  WHERE a.run_id = ANY($1) AND a.conclusion IN ('FAIL', 'ERROR')
+) f WHERE rn <= $2 ORDER BY run_id, node`;
 
 /** A batch of claims: one call of claim_nodes, prepared as adagio_claim_nodes; $8 says the batch is a repeat. */
 export const CLAIM_NODES = 'SELECT * FROM claim_nodes($1, $2, $3, $4, $5, $6, $7, $8)';
@@ -484,13 +741,17 @@ export const FINISH_ATTEMPTS = `SELECT finish_timed(x.run, x.node, x.claim, x.co
 
 // ---- starts (starts.ts)
 
-/** A batch of starts: the runs (an id already stored is skipped; $7 their deadlines), their nodes from one JSON array, and one counter shard ($6) moved by what was inserted. Prepared as adagio_start. */
+/** A batch of starts: the runs (an id already stored is skipped; $7 their identities, $8 their deadlines), their nodes from one JSON array, and one counter shard ($6) moved by what was inserted. Prepared as adagio_start. */
 export const START_RUNS = `WITH r AS (
-           INSERT INTO runs (id, created_at, edges, node_count, remaining, deadline_at)
-           SELECT x.id, x.created_at, x.edges, x.node_count, x.node_count, x.deadline_at
-           FROM unnest($1::text[], $2::bigint[], $3::jsonb[], $4::int[], $7::bigint[])
-             AS x(id, created_at, edges, node_count, deadline_at)
-           ON CONFLICT (id) DO NOTHING RETURNING id, node_count
+           INSERT INTO runs (id, created_at, edges, node_count, remaining,
+                             name, labels, workflow, workflow_version, params, request_id, deadline_at)
+           SELECT x.id, x.created_at, x.edges, x.node_count, x.node_count,
+                  x.ident->>'name', x.ident->'labels', x.ident->>'workflow',
+                  (x.ident->>'workflowVersion')::int, x.ident->'params', x.ident->>'requestId', x.deadline_at
+           FROM unnest($1::text[], $2::bigint[], $3::jsonb[], $4::int[], $7::jsonb[], $8::bigint[])
+             AS x(id, created_at, edges, node_count, ident, deadline_at)
+           -- Any unique key: the id (a retry after a lost reply) or the request id (rule 17).
+           ON CONFLICT DO NOTHING RETURNING id, node_count
          ), n AS (
            INSERT INTO nodes (run_id, name, idx, runtime, spec, upstream, downstream, status, pending_upstream, backoff,
                               timeout_ms)
@@ -583,6 +844,32 @@ export const CLAIMS_HELD = `SELECT coalesce(n.status = 'RUNNING' AND NOT n.orpha
        LEFT JOIN nodes n ON n.run_id = x.run AND n.name = x.node
        ORDER BY x.i`;
 
+/** The run a start with request id $1 created, while it is kept. */
+export const RUN_BY_REQUEST = 'SELECT id FROM runs WHERE request_id = $1';
+
+// ---- workflows (workflows.ts)
+
+/** Serialises puts of one workflow name (transaction-scoped; namespace 16 = rule 16). */
+export const LOCK_WORKFLOW = 'SELECT pg_advisory_xact_lock(16, hashtext($1))';
+
+export const LATEST_WORKFLOW = `SELECT version, content_hash FROM workflows WHERE name = $1 ORDER BY version DESC LIMIT 1`;
+
+export const INSERT_WORKFLOW = `INSERT INTO workflows (name, version, spec, description, params, content_hash, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)`;
+
+const WORKFLOW_COLUMNS = 'name, version, spec, description, params, created_at';
+
+/** Version $2, or the latest when $2 is null. */
+export const GET_WORKFLOW = `SELECT ${WORKFLOW_COLUMNS} FROM workflows WHERE name = $1 AND ($2::int IS NULL OR version = $2)
+       ORDER BY version DESC LIMIT 1`;
+
+export const WORKFLOW_VERSIONS = `SELECT ${WORKFLOW_COLUMNS} FROM workflows WHERE name = $1 ORDER BY version DESC`;
+
+/** Each name's latest version. */
+export const LIST_WORKFLOWS = `SELECT DISTINCT ON (name) ${WORKFLOW_COLUMNS} FROM workflows ORDER BY name, version DESC`;
+
+export const DELETE_WORKFLOW = 'DELETE FROM workflows WHERE name = $1';
+
 // ---- retention (repository.ts)
 
 /** Retention: up to 500 completed runs created before $1 with their nodes and attempts, the counters moved by what went; returns how many. */
@@ -599,3 +886,57 @@ export const DELETE_COMPLETED_RUNS = `WITH d AS (
 
 /** A round trip. */
 export const PING = 'SELECT 1';
+
+// ---- retry (resume.ts), rule 15
+
+/** The run a retry judges, locked (as finishes lock it) so nothing else changes it meanwhile. */
+export const RETRY_LOCK_RUN = `SELECT remaining, conclusion FROM runs WHERE id = $1 FOR NO KEY UPDATE`;
+
+/** Every node of the run with what planRetry needs: its spec, status and last attempt's conclusion. */
+export const RETRY_READ_NODES = `SELECT n.name, n.spec, n.status, n.upstream, n.downstream, n.attempt_count,
+         (SELECT a.conclusion FROM attempts a WHERE a.run_id = n.run_id AND a.node = n.name AND a.n = n.attempt_count)
+           AS last
+       FROM nodes n WHERE n.run_id = $1 ORDER BY n.idx FOR UPDATE`;
+
+/** The plan's nodes put back: status, upstream counters, a fresh retry budget, no retry delay (rule 5); attempts stay. */
+export const RETRY_PUT_BACK = `UPDATE nodes n SET status = x.status, pending_upstream = x.pending, ready_at = NULL,
+         failed_upstream = x.failed, other_upstream = x.other, fail_count = 0, error_count = 0,
+         attempts_before_retry = x.before, claim_id = NULL, claim_agent = NULL, claim_metadata = NULL,
+         lease_id = NULL, orphaned = false, previous_claim_id = NULL, started_at = NULL,
+         finished_at = CASE WHEN x.status = 'COMPLETED' THEN $2::bigint END, version = n.version + 1
+       FROM jsonb_to_recordset($3::jsonb) AS x(name text, status text, pending int, failed int, other int, before int)
+       WHERE n.run_id = $1 AND n.name = x.name
+       RETURNING n.name, n.runtime, n.status, n.version, n.attempt_count`;
+
+/**
+ * The run running again (or completed at once when the plan left nothing
+ * open): $2 remaining, $3 failed, $4 conclusion, $5 finished_at. Its
+ * conclusion (TIMED_OUT included) goes, and so does its deadline (rule 13:
+ * a retried run runs on without one).
+ */
+export const RETRY_RUN = `UPDATE runs SET remaining = $2, failed = $3, cancelled = false, conclusion = $4, finished_at = $5,
+         deadline_at = NULL
+       WHERE id = $1`;
+/**
+ * Migration 8, schedules (rule 18): one row per schedule, its definition and
+ * firing state as one document, and a revision every write compares, so a
+ * scheduler's step (moving the next slot) is a compare-and-set.
+ */
+export const SCHEDULES_MIGRATION = `
+CREATE TABLE schedules (
+  name     text COLLATE "C" PRIMARY KEY,
+  workflow text COLLATE "C" NOT NULL,
+  body     jsonb  NOT NULL,
+  revision bigint NOT NULL
+);
+CREATE INDEX schedules_workflow ON schedules (workflow);
+`;
+
+export const GET_SCHEDULE = 'SELECT body, revision FROM schedules WHERE name = $1';
+export const LIST_SCHEDULES = 'SELECT body FROM schedules ORDER BY name';
+export const INSERT_SCHEDULE = `INSERT INTO schedules (name, workflow, body, revision) VALUES ($1, $2, $3, 1)
+  ON CONFLICT (name) DO NOTHING`;
+export const UPDATE_SCHEDULE = `UPDATE schedules SET workflow = $2, body = $3, revision = revision + 1
+  WHERE name = $1 AND revision = $4`;
+export const DELETE_SCHEDULE = 'DELETE FROM schedules WHERE name = $1';
+export const WORKFLOW_EXISTS = 'SELECT 1 FROM workflows WHERE name = $1 LIMIT 1';

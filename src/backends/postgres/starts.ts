@@ -14,6 +14,8 @@ export interface StartCall {
   nodes: string;
   /** When the run's deadline passes (rule 13), ms; null without one. */
   deadlineAt: number | null;
+  /** JSON text of the run's identity (RunIdentity; rule 17). */
+  identity: string;
 }
 
 /** Nodes written by one statement, at most (a single larger run still goes in one). */
@@ -24,7 +26,9 @@ const MAX_NODES_PER_BATCH = 2_000;
  * one statement (see Batcher): each run, its nodes and the counters, all or
  * nothing per batch. A run that cannot be written fails its whole batch, but
  * runs reach here validated, so what fails a batch is the store itself.
- * ON CONFLICT: a retry after a lost reply finds its own runs already stored.
+ * ON CONFLICT: a retry after a lost reply finds its own runs already stored,
+ * and a start whose request id is taken stores nothing (its caller then looks
+ * the request id up: RUN_BY_REQUEST).
  */
 export class StartBatcher {
   private readonly batcher: Batcher<StartCall, undefined>;
@@ -58,6 +62,7 @@ export class StartBatcher {
           calls.map((c) => c.nodeCount),
           `[${nodes.join(',')}]`,
           Math.floor(Math.random() * COUNTER_SHARDS),
+          calls.map((c) => c.identity),
           calls.map((c) => c.deadlineAt),
         ],
         { prepare: 'adagio_start' },

@@ -2,8 +2,8 @@ import type { Logger } from '../../log.js';
 import {
   type Clock,
   checkConclusion,
-  checkGraph,
   checkMetadata,
+  checkStartOptions,
   conclusionOf,
   deadlineAt,
   type GraphSpec,
@@ -15,6 +15,7 @@ import {
   nodeBackoffMs,
   nodeTimeoutMs,
   normalizeNodeSpec,
+  planStart,
   type Run,
   rfc3339,
   topology,
@@ -28,6 +29,7 @@ import {
   LeaseExpiredError,
   NotFoundError,
   nodeNotFound,
+  type StartOptions,
 } from '../../protocol/index.js';
 import type { AttemptJson, ClaimBatcher } from './claims.js';
 import type { Db } from './db.js';
@@ -35,6 +37,7 @@ import type { FinishBatcher } from './finishes.js';
 import { ms, type Notice, type Publisher } from './notices.js';
 import { type AttemptRow, groupAttempts, inputsOf, type NodeRow, toBuffer, toNodeState } from './rows.js';
 import type { StartBatcher } from './starts.js';
+import { getWorkflow } from './workflows.js';
 
 /**
  * Every state change of a node, in one place. Each transition is one
@@ -77,9 +80,27 @@ interface StartRow {
   timeout_ms?: number;
 }
 
-/** Rule 1. One statement (shared with concurrent starts): the run, its nodes and the counters, atomically. */
-export async function startRun(ctx: TransitionContext, spec: GraphSpec): Promise<Run> {
-  checkGraph(spec);
+/**
+ * Rule 1. One statement (shared with concurrent starts): the run, its nodes
+ * and the counters, atomically. Rule 17: a start with a request id that is
+ * taken stores nothing (ON CONFLICT) and returns the run holding it.
+ */
+export async function startRun(
+  ctx: TransitionContext,
+  given: GraphSpec | undefined,
+  options: StartOptions,
+  /** The run holding a request id, while it is kept (reads.ts: runByRequest). */
+  runByRequest: (requestId: string) => Promise<{ id: string; run: Run } | undefined>,
+): Promise<Run> {
+  checkStartOptions(given, options);
+  if (options.requestId !== undefined) {
+    const earlier = await runByRequest(options.requestId);
+    if (earlier) return earlier.run;
+  }
+  const definition = options.workflow
+    ? await getWorkflow(ctx.db, options.workflow, options.version)
+    : undefined;
+  const { spec, identity } = planStart(given, options, definition);
   const now = ctx.clock.now();
   const id = ctx.ids.next(now);
   const topo = topology(spec);
@@ -110,7 +131,15 @@ export async function startRun(ctx: TransitionContext, spec: GraphSpec): Promise
     nodeCount: rows.length,
     nodes: JSON.stringify(rows.map((r) => ({ run_id: id, ...r }))),
     deadlineAt: deadline ?? null,
+    identity: JSON.stringify(identity),
   });
+  if (identity.requestId !== undefined) {
+    const holder = await runByRequest(identity.requestId);
+    // Another start took the request id first (ours stored nothing).
+    if (holder && holder.id !== id) return holder.run;
+    // Neither: the holder was deleted by retention in between; start again.
+    if (!holder) return startRun(ctx, given, options, runByRequest);
+  }
   // Not awaited: the run is stored; its wake-up follows in this process's next NOTIFY batch.
   void ctx.publisher.publish([notice]);
   return {
@@ -129,6 +158,7 @@ export async function startRun(ctx: TransitionContext, spec: GraphSpec): Promise
     edges,
     status: 'WAITING',
     ...(deadline ? { deadlineAt: rfc3339(deadline) } : {}),
+    ...identity,
   };
 }
 
@@ -199,7 +229,7 @@ function announceClaim(ctx: TransitionContext, runId: string, row: NodeRow): voi
 
 function claimedWith(runId: string, claimId: string, row: NodeRow, attempts: AttemptRow[]): ClaimedNode {
   const byNode = groupAttempts(attempts);
-  const last = (n: string) => byNode.get(n)?.at(-1)?.output;
+  const last = (n: string) => byNode.get(n)?.at(-1);
   return {
     runId,
     claimId,

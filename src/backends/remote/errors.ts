@@ -11,6 +11,7 @@ import {
   LeaseExpiredError,
   NotFoundError,
   nodeNotFound,
+  RunNotRetryableError,
   TooLargeError,
   UnauthenticatedError,
   UnavailableError,
@@ -100,5 +101,7 @@ export function fromControlError(e: unknown, ctx: { runId?: string }): unknown {
   if (e.code === 'invalid_argument' && e.message.startsWith(GRAPH_PREFIX))
     return new InvalidGraphError(e.message.slice(GRAPH_PREFIX.length).split('; '));
   if (e.code === 'invalid_argument') return new InvalidArgumentError(e.message);
+  // The control plane's only conflict on a run is a refused retry (rule 15).
+  if (e.code === 'conflict' && ctx.runId !== undefined) return new RunNotRetryableError(ctx.runId, e.message);
   return e;
 }

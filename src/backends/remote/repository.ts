@@ -11,12 +11,30 @@ import {
   checkLeaseTtl,
   checkListLimit,
   checkMetadata,
+  checkRetryNodes,
   checkRunId,
   decodeCursor,
 } from '../../model/requests.js';
+import {
+  checkSchedule,
+  checkScheduleName,
+  type Schedule,
+  type ScheduleInput,
+  type ScheduleStep,
+} from '../../model/schedules.js';
 import type { AgentInfo, GraphSpec, Run, Stats } from '../../model/types.js';
 import { validateGraph } from '../../model/validate.js';
 import { agentFromProto } from '../../model/wire.js';
+import {
+  checkRunFilter,
+  checkStartOptions,
+  checkWorkflow,
+  checkWorkflowName,
+  checkWorkflowVersion,
+  type WorkflowDefinition,
+  type WorkflowInput,
+  type WorkflowSummary,
+} from '../../model/workflows.js';
 import { InvalidArgumentError, InvalidGraphError, UnavailableError } from '../../protocol/errors.js';
 import type {
   AgentRegistration,
@@ -30,6 +48,7 @@ import type {
   NodeEvent,
   Repository,
   RunPage,
+  StartOptions,
   SubscribeOptions,
   WatchEvent,
 } from '../../protocol/repository.js';
@@ -197,19 +216,72 @@ export class RemoteRepository implements Repository {
     }
   }
 
+  // ---- workflows (rule 16), through the typed client; checked here too, like a start's graph
+
+  async putWorkflow(name: string, input: WorkflowInput): Promise<WorkflowDefinition> {
+    checkWorkflow(name, input);
+    return this.controlCall({}, () => this.control.putWorkflow(name, input));
+  }
+  async getWorkflow(name: string, version?: number): Promise<WorkflowDefinition> {
+    checkWorkflowName(name);
+    checkWorkflowVersion(version);
+    return this.controlCall({}, () => this.control.getWorkflow(name, version));
+  }
+  listWorkflows(): Promise<WorkflowSummary[]> {
+    return this.controlCall({}, () => this.control.listWorkflows());
+  }
+  async listWorkflowVersions(name: string): Promise<WorkflowDefinition[]> {
+    checkWorkflowName(name);
+    return this.controlCall({}, () => this.control.listWorkflowVersions(name));
+  }
+  async deleteWorkflow(name: string): Promise<void> {
+    checkWorkflowName(name);
+    return this.controlCall({}, () => this.control.deleteWorkflow(name));
+  }
+
+  // ---- schedules (rule 18), through the typed client; checked here too
+
+  async putSchedule(name: string, input: ScheduleInput): Promise<Schedule> {
+    checkSchedule(name, input);
+    return this.controlCall({}, () => this.control.putSchedule(name, input));
+  }
+  async getSchedule(name: string): Promise<Schedule> {
+    checkScheduleName(name);
+    return (await this.controlCall({}, () => this.control.getSchedule(name))).schedule;
+  }
+  listSchedules(): Promise<Schedule[]> {
+    return this.controlCall({}, () => this.control.listSchedules());
+  }
+  async deleteSchedule(name: string): Promise<void> {
+    checkScheduleName(name);
+    return this.controlCall({}, () => this.control.deleteSchedule(name));
+  }
+  async pauseSchedule(name: string, paused: boolean): Promise<Schedule> {
+    checkScheduleName(name);
+    return this.controlCall({}, () =>
+      paused ? this.control.pauseSchedule(name) : this.control.resumeSchedule(name),
+    );
+  }
+  /** The schedulers run next to the store, in the API process; the API has no call for their step. */
+  async advanceSchedule(_name: string, _step: ScheduleStep): Promise<boolean> {
+    throw new NotSupportedError('advanceSchedule');
+  }
+
   // ---- the control-plane side, through the typed client
 
-  async start(spec: GraphSpec): Promise<Run> {
+  async start(spec: GraphSpec | undefined, options: StartOptions = {}): Promise<Run> {
     // Checked here too: protobuf would send an unpaired surrogate as U+FFFD, which the server would accept.
-    const problems = validateGraph(spec);
+    checkStartOptions(spec, options);
+    const problems = spec ? validateGraph(spec) : [];
     if (problems.length > 0) throw new InvalidGraphError(problems);
-    return this.controlCall({}, () => this.control.start(spec));
+    return this.controlCall({}, () => this.control.start(spec, options));
   }
   inspect(runId: string): Promise<Run> {
     return this.controlCall({ runId }, () => this.control.inspect(runId));
   }
   async listRuns(query?: ListRunsQuery): Promise<RunPage> {
     checkListLimit(query?.limit);
+    if (query) checkRunFilter(query);
     if (query?.cursor) decodeCursor(query.cursor);
     return this.controlCall({}, () => this.control.listRuns(query));
   }
@@ -218,6 +290,11 @@ export class RemoteRepository implements Repository {
   }
   cancel(runId: string): Promise<Run> {
     return this.controlCall({ runId }, () => this.control.cancel(runId));
+  }
+  retry(runId: string, nodes?: string[]): Promise<Run> {
+    checkRunId(runId);
+    checkRetryNodes(nodes);
+    return this.controlCall({ runId }, () => this.control.retry(runId, nodes));
   }
   listAgents(): Promise<AgentInfo[]> {
     return this.controlCall({}, () => this.control.listAgents());

@@ -121,6 +121,11 @@ export function formatDuration(fromRfc3339: string, toRfc3339: string): string {
   return `${Math.floor(min / 60)} h ${min % 60} min`;
 }
 
+/** A span in milliseconds, worded as formatDuration words it ("0 ms" for nothing). */
+export function formatMs(ms: number): string {
+  return formatDuration(new Date(0).toISOString(), new Date(Math.max(0, ms)).toISOString()) || '0 ms';
+}
+
 export function formatAgo(rfc3339: string, now = Date.now()): string {
   const t = new Date(rfc3339).getTime();
   if (!rfc3339 || Number.isNaN(t)) return '';

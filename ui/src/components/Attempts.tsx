@@ -1,5 +1,6 @@
 import { useState } from 'react';
 import type { Attempt } from '../../../src/gen/adagio/v1/adagio_pb.js';
+import { EXIT_CODE_KEY, METADATA_LABELS } from '../../../src/model/labels.js';
 import { api, errorMessage } from '../api/client.js';
 import { bytesToText, conclusionLook, formatDuration, formatTime } from '../api/format.js';
 import { Badge } from './Badge.js';
@@ -18,6 +19,11 @@ export function Attempts({ runId, node, attempts }: { runId: string; node: strin
             <Badge look={conclusionLook(a.conclusion)} />
             <span className="muted">{formatTime(a.startedAt)}</span>
             {a.finishedAt && <span className="muted">{formatDuration(a.startedAt, a.finishedAt)}</span>}
+            {a.metadata[EXIT_CODE_KEY]?.values[0] && (
+              <span className="exit-code" data-exit-code>
+                exit code {a.metadata[EXIT_CODE_KEY]?.values[0]}
+              </span>
+            )}
           </div>
           <div className="attempt-ids muted">
             {a.agentId && <span>agent {a.agentId}</span>}
@@ -28,11 +34,16 @@ export function Attempts({ runId, node, attempts }: { runId: string; node: strin
           ) : (
             <Output bytes={a.output} />
           )}
-          {Object.keys(a.metadata).length > 0 && <KeyValues entries={metadataEntries(a.metadata)} />}
+          {otherMetadata(a).length > 0 && <KeyValues entries={otherMetadata(a)} />}
         </li>
       ))}
     </ol>
   );
+}
+
+/** An attempt's metadata but the keys shown with a label of their own (the exit code). */
+function otherMetadata(a: Attempt): [string, string[]][] {
+  return metadataEntries(a.metadata).filter(([k]) => !(k in METADATA_LABELS));
 }
 
 /** An output the API left out of the run (over its read budget): fetched on request. */

@@ -1,7 +1,7 @@
-import { useEffect, useState } from 'react';
 import { type Node, Node_Status } from '../../../src/gen/adagio/v1/adagio_pb.js';
-import { formatDuration, formatTime, nodeLook, nodeStatusName, splitMetadata } from '../api/format.js';
+import { formatDuration, formatMs, formatTime, nodeLook, nodeStatusName, splitMetadata } from '../api/format.js';
 import { backoffText } from '../../../src/model/explain.js';
+import { useNow } from '../state/useNow.js';
 import { Attempts, Output } from './Attempts.js';
 import { Badge } from './Badge.js';
 import { KeyValues, metadataEntries } from './KeyValues.js';
@@ -50,9 +50,14 @@ export function NodePanel({
             next attempt due {formatTime(node.nextAttemptAt)}
           </span>
         )}
-        {node.attempts.length > 1 && (
+        {node.attemptsBeforeRetry > 0 && (
+          <span className="muted" data-retried>
+            run retried after attempt {node.attemptsBeforeRetry}
+          </span>
+        )}
+        {attemptCount(node) > 1 && (
           <span className="muted" data-total>
-            {node.attempts.length} attempts, {formatMs(attemptsTotalMs(node))} in all
+            {attemptCount(node)} attempts, {formatMs(attemptsTotalMs(node, now))} in all
           </span>
         )}
       </div>
@@ -66,7 +71,12 @@ export function NodePanel({
       <section>
         <h3>Spec</h3>
         <KeyValues
-          entries={[['runtime', [runtime]], ...(spec?.timeout ? ([['timeout', [spec.timeout]]] as [string, string[]][]) : [])]}
+          entries={[
+            ['runtime', [runtime]],
+            // Rule 14: when the node runs, judged from how its upstream nodes completed.
+            ['trigger', [spec?.trigger || 'all_success']],
+            ...(spec?.timeout ? ([['timeout', [spec.timeout]]] as [string, string[]][]) : []),
+          ]}
         />
         <h4>Arguments</h4>
         <KeyValues entries={meta.args} empty="No arguments." />
@@ -135,28 +145,17 @@ export function NodePanel({
   );
 }
 
-/** The time now, re-rendering every `intervalMs` (0: not at all). */
-function useNow(intervalMs: number): number {
-  const [now, setNow] = useState(Date.now());
-  useEffect(() => {
-    if (intervalMs <= 0) return;
-    setNow(Date.now());
-    const t = window.setInterval(() => setNow(Date.now()), intervalMs);
-    return () => window.clearInterval(t);
-  }, [intervalMs]);
-  return now;
+/** Attempts made, the running one included. */
+function attemptCount(node: Node): number {
+  return node.attempts.length + (node.status === Node_Status.RUNNING ? 1 : 0);
 }
 
-/** Time spent in the node's attempts, retries included. */
-function attemptsTotalMs(node: Node): number {
-  let total = 0;
+/** Time spent in the node's attempts, retries included, and the running one so far. */
+function attemptsTotalMs(node: Node, now: number): number {
+  let total = node.status === Node_Status.RUNNING && node.startedAt ? Math.max(0, now - Date.parse(node.startedAt)) : 0;
   for (const a of node.attempts) {
     const ms = Date.parse(a.finishedAt) - Date.parse(a.startedAt);
     if (Number.isFinite(ms) && ms > 0) total += ms;
   }
   return total;
-}
-
-function formatMs(ms: number): string {
-  return formatDuration(new Date(0).toISOString(), new Date(ms).toISOString()) || '0 ms';
 }

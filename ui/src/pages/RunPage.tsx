@@ -12,10 +12,11 @@ import {
   runLook,
 } from '../api/format.js';
 import { Badge } from '../components/Badge.js';
-import { RunGraph } from '../components/graph/RunGraph.js';
 import { NodePanel } from '../components/NodePanel.js';
-import { navigate, runPath, useLocation, useTitle } from '../router.js';
-import { type LiveRun, useLiveRun } from '../state/useLiveRun.js';
+import { RunToolbar, RunViews, useHighlight, useRunView, withQuery } from '../components/RunViews.js';
+import { StartWarnings } from '../components/StartWarnings.js';
+import { Link, navigate, runPath, useLocation, useTitle, workflowPath } from '../router.js';
+import { type LiveRun, type RunShape, useLiveRun } from '../state/useLiveRun.js';
 
 const LOOKS: NodeLook[] = ['waiting', 'ready', 'running', 'orphaned', 'success', 'fail', 'error', 'cancelled', 'skipped'];
 
@@ -27,9 +28,11 @@ export function RunPage({ id }: { id: string }) {
   const selected = query.get('node') ?? undefined;
   const select = useCallback(
     (name: string | undefined) =>
-      navigate(name ? `${runPath(id)}?node=${encodeURIComponent(name)}` : runPath(id), { replace: true }),
-    [id],
+      navigate(withQuery('node', name), { replace: true }),
+    [],
   );
+  const view = useRunView();
+  const highlight = useHighlight();
   const selectedNode = selected ? live.nodes.get(selected) : undefined;
 
   if (live.notFound) {
@@ -43,13 +46,11 @@ export function RunPage({ id }: { id: string }) {
   return (
     <div className="run-page">
       <RunHeader id={id} live={live} />
+      <RunToolbar view={view} names={live.shape?.names ?? []} onSelect={select} />
       {live.error && <p className="error-box run-error">{live.error}</p>}
+      <StartWarnings runId={id} />
       <div className="run-body">
-        {live.shape ? (
-          <RunGraph shape={live.shape} nodes={live.nodes} selected={selected} onSelect={select} />
-        ) : (
-          <div className="run-graph placeholder">{live.error ? '' : 'Loading run…'}</div>
-        )}
+        <RunViews live={live} view={view} selected={selected} onSelect={select} highlight={highlight} />
         {selectedNode && (
           <NodePanel
             runId={id}
@@ -90,13 +91,68 @@ function RunHeader({ id, live }: { id: string; live: LiveRun }) {
           {live.nodes.size} node{live.nodes.size === 1 ? '' : 's'}
         </span>
         {LOOKS.filter((l) => counts[l] > 0).map((l) => (
-          <span key={l} className="count">
-            <Badge look={l} text={`${counts[l]} ${LOOK_LABEL[l]}`} />
-          </span>
+          <LookFilter key={l} look={l} count={counts[l]} />
         ))}
       </div>
+      {live.shape && <RunIdentity identity={live.shape.identity} />}
       {live.shape && live.status !== Run_Status.COMPLETED && <CancelButton id={id} onCancelled={live.apply} />}
+      {live.shape && live.status === Run_Status.COMPLETED && (
+        <FinishedActions
+          id={id}
+          retryable={live.conclusion !== Run_Conclusion.SUCCESS}
+          onRetried={(run) => {
+            live.apply(run);
+            live.follow();
+          }}
+        />
+      )}
     </header>
+  );
+}
+
+/**
+ * A status count that picks those nodes: the graph dims the others and shows
+ * the first of them; a second click lets go.
+ */
+function LookFilter({ look, count }: { look: NodeLook; count: number }) {
+  const active = useHighlight() === look;
+  return (
+    <button
+      type="button"
+      className="count"
+      aria-pressed={active}
+      title={active ? 'show every node' : `pick the ${LOOK_LABEL[look]} nodes`}
+      onClick={() => navigate(withQuery('look', active ? undefined : look), { replace: true })}
+    >
+      <Badge look={look} text={`${count} ${LOOK_LABEL[look]}`} />
+    </button>
+  );
+}
+
+/** Name, workflow, params and labels, those the run has. */
+function RunIdentity({ identity: r }: { identity: RunShape['identity'] }) {
+  const params = Object.keys(r.params).sort();
+  const labels = Object.keys(r.labels).sort();
+  if (!r.name && !r.workflow && labels.length === 0) return null;
+  return (
+    <div className="run-identity">
+      {r.name && <span className="run-name">{r.name}</span>}
+      {r.workflow && (
+        <Link to={workflowPath(r.workflow)} className="muted">
+          {r.workflow} v{r.workflowVersion}
+        </Link>
+      )}
+      {params.map((k) => (
+        <code key={`p-${k}`} className="node-chip" title="param">
+          {k}={r.params[k]}
+        </code>
+      ))}
+      {labels.map((k) => (
+        <code key={`l-${k}`} className="label-chip" title="label">
+          {k}={r.labels[k]}
+        </code>
+      ))}
+    </div>
   );
 }
 
@@ -146,6 +202,59 @@ function CancelButton({ id, onCancelled }: { id: string; onCancelled: (run: Run)
   );
 }
 
+/**
+ * A finished run's actions: Retry (resume it under the same id: the nodes that
+ * did not succeed run again; only when it did not succeed) and Rerun (a new
+ * run of the same graph, which the page then shows).
+ */
+function FinishedActions({
+  id,
+  retryable,
+  onRetried,
+}: { id: string; retryable: boolean; onRetried: (run: Run) => void }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string>();
+  const act = async (what: () => Promise<void>) => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      await what();
+    } catch (e) {
+      setError(errorMessage(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const retry = () =>
+    act(async () => {
+      const res = await api.retry({ id });
+      if (res.run) onRetried(res.run);
+    });
+  const rerun = () =>
+    act(async () => {
+      const res = await api.rerun({ id });
+      if (res.run) navigate(runPath(res.run.id));
+    });
+  return (
+    <div className="cancel">
+      {retryable && (
+        <button
+          type="button"
+          disabled={busy}
+          onClick={retry}
+          title="run the failed, cancelled and unreached nodes again in this run"
+        >
+          Retry run
+        </button>
+      )}
+      <button type="button" disabled={busy} onClick={rerun} title="start a new run of the same graph">
+        Rerun
+      </button>
+      {error && <span className="error-inline">{error}</span>}
+    </div>
+  );
+}
+
 /** Why the selected node waits or was not run (explainNode, as `adagio runs inspect` says it). */
 function whyOf(node: Node, live: LiveRun): string | undefined {
   if (!live.shape) return undefined;
@@ -164,5 +273,6 @@ function toExplain(n: Node): ExplainNode {
     status: nodeStatusName(n.status) as ExplainNode['status'],
     attempts: n.attempts.map((a) => conclusionName(a.conclusion)),
     ...(n.nextAttemptAt ? { nextAttemptAt: formatTime(n.nextAttemptAt) } : {}),
+    trigger: n.spec?.trigger,
   };
 }

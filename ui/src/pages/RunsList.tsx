@@ -1,9 +1,10 @@
 import { useState } from 'react';
 import type { Run } from '../../../src/gen/adagio/v1/adagio_pb.js';
 import { api } from '../api/client.js';
-import { type RunLook, runLook } from '../api/format.js';
+import { Run_Conclusion, Run_Status } from '../../../src/gen/adagio/v1/adagio_pb.js';
+import type { RunLook } from '../api/format.js';
 import { RunsTable } from '../components/RunsTable.js';
-import { useTitle } from '../router.js';
+import { useLocation, useTitle } from '../router.js';
 import { usePolled } from '../state/usePolled.js';
 
 type StatusFilter = 'all' | RunLook;
@@ -14,8 +15,9 @@ const WINDOWS: [string, number][] = [
   ['last 24 hours', 86_400_000],
   ['last 7 days', 7 * 86_400_000],
 ];
-// With a status filter, pages of the server's list are scanned until one page
-// of matches is found, but never more than this many per click.
+// The server filters (rule 17) but a filtered page may come back short while
+// more may match: pages are read until one page of matches is found, but never
+// more than this many per click.
 const MAX_SCANNED_PAGES = 20;
 
 interface Query {
@@ -23,7 +25,22 @@ interface Query {
   sinceMs: number;
   untilMs: number;
   limit: number;
+  workflow: string;
+  /** `key=value` pairs, comma separated. */
+  labels: string;
+  search: string;
 }
+
+/** The server's filter for a state of the UI's list. */
+const LOOK_FILTER: Record<RunLook, { status?: Run_Status; conclusion?: Run_Conclusion }> = {
+  waiting: { status: Run_Status.WAITING },
+  running: { status: Run_Status.RUNNING },
+  success: { conclusion: Run_Conclusion.SUCCESS },
+  fail: { conclusion: Run_Conclusion.FAIL },
+  cancelled: { conclusion: Run_Conclusion.CANCELLED },
+  'timed-out': { conclusion: Run_Conclusion.TIMED_OUT },
+  completed: { status: Run_Status.COMPLETED },
+};
 
 interface Page {
   runs: Run[];
@@ -36,7 +53,16 @@ const toNs = (ms: number) => BigInt(ms) * 1_000_000n;
 /** Runs newest first, filtered by state and creation window, one page at a time. */
 export function RunsList() {
   useTitle('Runs');
-  const [query, setQuery] = useState<Query>({ status: 'all', sinceMs: 0, untilMs: 0, limit: 25 });
+  const { query: params } = useLocation();
+  const [query, setQuery] = useState<Query>({
+    status: 'all',
+    sinceMs: 0,
+    untilMs: 0,
+    limit: 25,
+    workflow: params.get('workflow') ?? '',
+    labels: params.getAll('label').join(','),
+    search: params.get('q') ?? '',
+  });
   // Cursors of the pages before this one, for "Newer"; the last entry is this page's.
   const [cursors, setCursors] = useState<string[]>(['']);
   const cursor = cursors[cursors.length - 1] ?? '';
@@ -51,6 +77,34 @@ export function RunsList() {
     <div className="page">
       <h1>Runs</h1>
       <form className="filters" onSubmit={(e) => e.preventDefault()}>
+        <label>
+          Search
+          <input
+            type="search"
+            name="search"
+            placeholder="run id or name"
+            value={query.search}
+            onChange={(e) => update({ search: e.target.value })}
+          />
+        </label>
+        <label>
+          Workflow
+          <input
+            name="workflow"
+            placeholder="any"
+            value={query.workflow}
+            onChange={(e) => update({ workflow: e.target.value.trim() })}
+          />
+        </label>
+        <label>
+          Labels
+          <input
+            name="labels"
+            placeholder="team=data, env=prod"
+            value={query.labels}
+            onChange={(e) => update({ labels: e.target.value })}
+          />
+        </label>
         <label>
           State
           <select
@@ -129,10 +183,24 @@ export function RunsList() {
   );
 }
 
+/** `key=value, key2=value2` as a map; pairs without `=` are left out until typed in full. */
+function labelMap(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of text.split(',').map((s) => s.trim())) {
+    const eq = part.indexOf('=');
+    if (eq > 0) out[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
+  }
+  return out;
+}
+
 async function loadPage(q: Query, cursor: string, signal: AbortSignal): Promise<Page> {
   const runs: Run[] = [];
   let next = cursor;
   let scanned = 0;
+  const look = q.status === 'all' ? {} : LOOK_FILTER[q.status];
+  const labels = labelMap(q.labels);
+  const filtered =
+    q.status !== 'all' || q.workflow !== '' || q.search.trim() !== '' || Object.keys(labels).length > 0;
   do {
     // Ask for no more than the matches still missing: a server page never holds more
     // matches than fit, so the next cursor never skips any.
@@ -142,14 +210,18 @@ async function loadPage(q: Query, cursor: string, signal: AbortSignal): Promise<
         finishNs: q.untilMs ? toNs(q.untilMs) : 0n,
         limit: q.limit - runs.length,
         cursor: next,
+        workflow: q.workflow,
+        labels,
+        search: q.search.trim(),
+        ...look,
       },
       { signal },
     );
     scanned++;
-    for (const r of res.runs) if (q.status === 'all' || runLook(r.status, r.conclusion) === q.status) runs.push(r);
+    runs.push(...res.runs);
     next = res.nextCursor;
-    // Without a filter one server page is one UI page; with one, keep scanning for matches.
-  } while (q.status !== 'all' && runs.length < q.limit && next && scanned < MAX_SCANNED_PAGES);
+    // Without a filter one server page is one UI page; with one, keep reading until a page of matches.
+  } while (filtered && runs.length < q.limit && next && scanned < MAX_SCANNED_PAGES);
   return { runs, nextCursor: next, scanned };
 }
 

@@ -4,6 +4,7 @@ import { validateGraph } from '../../../src/model/validate.js';
 import { graphFromJsonText, graphToProto } from '../../../src/model/wire.js';
 import { api, errorMessage } from '../api/client.js';
 import { navigate, runPath, useTitle } from '../router.js';
+import { rememberStartWarnings } from '../state/startWarnings.js';
 
 const EXAMPLE = `{
   "nodes": [
@@ -68,7 +69,10 @@ export function StartRun() {
     setServerError(undefined);
     try {
       const res = await api.start({ spec: graphToProto(checked.spec) });
-      if (res.run) navigate(runPath(res.run.id));
+      if (res.run) {
+        rememberStartWarnings(res.run.id, res.warnings);
+        navigate(runPath(res.run.id));
+      }
     } catch (e) {
       setServerError(errorMessage(e));
     } finally {

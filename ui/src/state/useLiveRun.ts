@@ -13,6 +13,8 @@ export interface RunShape {
   deadlineAt: string;
   names: string[];
   edges: Edge[];
+  /** The run's identity (rule 17): set at start, never changed. */
+  identity: Pick<Run, 'name' | 'labels' | 'workflow' | 'workflowVersion' | 'params'>;
 }
 
 export interface LiveRun {
@@ -28,6 +30,8 @@ export interface LiveRun {
   notFound: boolean;
   /** Applies a run returned by another call (e.g. Cancel) without waiting for the stream. */
   apply: (run: Run) => void;
+  /** Follows the run again after its stream ended (a retry reopened a completed run). */
+  follow: () => void;
 }
 
 // Watch events can arrive in bursts (hundreds per second on a wide run); React
@@ -73,6 +77,9 @@ export function useLiveRun(runId: string): LiveRun {
   const [state, setState] = useState<State>(initial);
   const [tokenTick, setTokenTick] = useState(0);
   useEffect(() => onTokenChange(() => setTokenTick((t) => t + 1)), []);
+  // Bumped to open a new Watch stream (the old one ended with the run).
+  const [followTick, setFollowTick] = useState(0);
+  const follow = useCallback(() => setFollowTick((t) => t + 1), []);
 
   // Changes not yet rendered, merged into state on the next flush.
   const pending = useRef<{ nodes: Map<string, Node>; run?: Run; patch: Partial<State> }>({
@@ -123,9 +130,10 @@ export function useLiveRun(runId: string): LiveRun {
     [schedule],
   );
 
-  // biome-ignore lint/correctness/useExhaustiveDependencies: tokenTick restarts the stream with the new token.
+  // biome-ignore lint/correctness/useExhaustiveDependencies: tokenTick restarts the stream with the new token, followTick after a retry.
   useEffect(() => {
-    setState(initial);
+    // A new run clears the page; following the same run again keeps what is shown until the snapshot.
+    if (followTick === 0) setState(initial);
     const ctrl = new AbortController();
     const { signal } = ctrl;
     const patch = (p: Partial<State>, immediate = false) => {
@@ -193,9 +201,9 @@ export function useLiveRun(runId: string): LiveRun {
       timer.current = undefined;
       pending.current = { nodes: new Map(), patch: {} };
     };
-  }, [runId, tokenTick, schedule]);
+  }, [runId, tokenTick, followTick, schedule]);
 
-  return { ...state, apply };
+  return { ...state, apply, follow };
 }
 
 /** Replaces every node with the snapshot's; keeps the shape (and so the layout) when it is the same run. */
@@ -211,6 +219,13 @@ function withSnapshot(s: State, run: Run): State {
           deadlineAt: run.deadlineAt,
           names: [...nodes.keys()],
           edges: run.edges,
+          identity: {
+            name: run.name,
+            labels: run.labels,
+            workflow: run.workflow,
+            workflowVersion: run.workflowVersion,
+            params: run.params,
+          },
         };
   return { ...s, shape, nodes, status: run.status, conclusion: run.conclusion };
 }

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file adagio/v1/adagio.proto.
  */
 export const file_adagio_v1_adagio: GenFile = /*@__PURE__*/
-  fileDesc("ChZhZGFnaW8vdjEvYWRhZ2lvLnByb3RvEglhZGFnaW8udjEiIAoOTWV0YWRhdGFWYWx1ZXMSDgoGdmFsdWVzGAEgAygJIkYKCVJldHJ5U3BlYxIUCgxtYXhfYXR0ZW1wdHMYASABKAUSIwoHYmFja29mZhgCIAEoCzISLmFkYWdpby52MS5CYWNrb2ZmIq4CCghOb2RlU3BlYxIMCgRuYW1lGAEgASgJEg8KB3J1bnRpbWUYAiABKAkSMwoIbWV0YWRhdGEYAyADKAsyIS5hZGFnaW8udjEuTm9kZVNwZWMuTWV0YWRhdGFFbnRyeRItCgVyZXRyeRgEIAMoCzIeLmFkYWdpby52MS5Ob2RlU3BlYy5SZXRyeUVudHJ5Eg8KB3RpbWVvdXQYBSABKAkaSgoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSKAoFdmFsdWUYAiABKAsyGS5hZGFnaW8udjEuTWV0YWRhdGFWYWx1ZXM6AjgBGkIKClJldHJ5RW50cnkSCwoDa2V5GAEgASgJEiMKBXZhbHVlGAIgASgLMhQuYWRhZ2lvLnYxLlJldHJ5U3BlYzoCOAEiKwoERWRnZRIOCgZzb3VyY2UYASABKAkSEwoLZGVzdGluYXRpb24YAiABKAkiYQoJR3JhcGhTcGVjEiIKBW5vZGVzGAEgAygLMhMuYWRhZ2lvLnYxLk5vZGVTcGVjEh4KBWVkZ2VzGAIgAygLMg8uYWRhZ2lvLnYxLkVkZ2USEAoIZGVhZGxpbmUYAyABKAkitQEKBUNsYWltEgoKAmlkGAEgASgJEjAKCG1ldGFkYXRhGAIgAygLMh4uYWRhZ2lvLnYxLkNsYWltLk1ldGFkYXRhRW50cnkSEAoIYWdlbnRfaWQYAyABKAkSEAoIb3JwaGFuZWQYBCABKAgaSgoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSKAoFdmFsdWUYAiABKAsyGS5hZGFnaW8udjEuTWV0YWRhdGFWYWx1ZXM6AjgBIo8DCgdBdHRlbXB0EjEKCmNvbmNsdXNpb24YASABKA4yHS5hZGFnaW8udjEuQXR0ZW1wdC5Db25jbHVzaW9uEjIKCG1ldGFkYXRhGAIgAygLMiAuYWRhZ2lvLnYxLkF0dGVtcHQuTWV0YWRhdGFFbnRyeRIOCgZvdXRwdXQYAyABKAwSEAoIY2xhaW1faWQYBCABKAkSEAoIYWdlbnRfaWQYBSABKAkSEgoKc3RhcnRlZF9hdBgGIAEoCRITCgtmaW5pc2hlZF9hdBgHIAEoCRIWCg5vdXRwdXRfb21pdHRlZBgIIAEoCBITCgtvdXRwdXRfc2l6ZRgJIAEoBBpKCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoCzIZLmFkYWdpby52MS5NZXRhZGF0YVZhbHVlczoCOAEiRwoKQ29uY2x1c2lvbhIICgROT05FEAASCwoHU1VDQ0VTUxABEggKBEZBSUwQAhIJCgVFUlJPUhADEg0KCUNBTkNFTExFRBAEIpMDCgROb2RlEiEKBHNwZWMYASABKAsyEy5hZGFnaW8udjEuTm9kZVNwZWMSJgoGc3RhdHVzGAIgASgOMhYuYWRhZ2lvLnYxLk5vZGUuU3RhdHVzEiQKCGF0dGVtcHRzGAMgAygLMhIuYWRhZ2lvLnYxLkF0dGVtcHQSEgoKc3RhcnRlZF9hdBgEIAEoCRITCgtmaW5pc2hlZF9hdBgFIAEoCRIrCgZpbnB1dHMYBiADKAsyGy5hZGFnaW8udjEuTm9kZS5JbnB1dHNFbnRyeRIfCgVjbGFpbRgHIAEoCzIQLmFkYWdpby52MS5DbGFpbRITCgtsaXZlX291dHB1dBgIIAEoDBIXCg9uZXh0X2F0dGVtcHRfYXQYCSABKAkaLQoLSW5wdXRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgMOgI4ASJGCgZTdGF0dXMSCAoETk9ORRAAEgsKB1dBSVRJTkcQARIJCgVSRUFEWRACEgsKB1JVTk5JTkcQAxINCglDT01QTEVURUQQBCKiAwoDUnVuEgoKAmlkGAEgASgJEhIKCmNyZWF0ZWRfYXQYAiABKAkSHgoFbm9kZXMYAyADKAsyDy5hZGFnaW8udjEuTm9kZRIeCgVlZGdlcxgEIAMoCzIPLmFkYWdpby52MS5FZGdlEiUKBnN0YXR1cxgFIAEoDjIVLmFkYWdpby52MS5SdW4uU3RhdHVzEi0KCmNvbmNsdXNpb24YBiABKA4yGS5hZGFnaW8udjEuUnVuLkNvbmNsdXNpb24SKgoLbm9kZV9jb3VudHMYByABKAsyFS5hZGFnaW8udjEuTm9kZUNvdW50cxITCgtmaW5pc2hlZF9hdBgIIAEoCRITCgtkZWFkbGluZV9hdBgJIAEoCSI7CgZTdGF0dXMSCAoETk9ORRAAEgsKB1dBSVRJTkcQARILCgdSVU5OSU5HEAISDQoJQ09NUExFVEVEEAMiUgoKQ29uY2x1c2lvbhIPCgtVTlNQRUNJRklFRBAAEgsKB1NVQ0NFU1MQARIICgRGQUlMEAISDQoJQ0FOQ0VMTEVEEAMSDQoJVElNRURfT1VUEAQiUAoKTm9kZUNvdW50cxIPCgd3YWl0aW5nGAEgASgDEg0KBXJlYWR5GAIgASgDEg8KB3J1bm5pbmcYAyABKAMSEQoJY29tcGxldGVkGAQgASgDIhcKB1J1bnRpbWUSDAoEbmFtZRgBIAEoCSJfCgVBZ2VudBIKCgJpZBgBIAEoCRIkCghydW50aW1lcxgCIAMoCzISLmFkYWdpby52MS5SdW50aW1lEhIKCnN0YXJ0ZWRfYXQYAyABKAkSEAoIaG9zdG5hbWUYBCABKAkidgoFU3RhdHMSEQoJcnVuX2NvdW50GAEgASgDEhUKDXdhaXRpbmdfbm9kZXMYAiABKAMSEwoLcmVhZHlfbm9kZXMYAyABKAMSFQoNcnVubmluZ19ub2RlcxgEIAEoAxIXCg9jb21wbGV0ZWRfbm9kZXMYBSABKAMilQEKBUV2ZW50EiMKBHR5cGUYASABKA4yFS5hZGFnaW8udjEuRXZlbnQuVHlwZRIOCgZydW5faWQYAiABKAkSEQoJbm9kZV9uYW1lGAMgASgJEg8KB3J1bnRpbWUYBCABKAkiMwoEVHlwZRIICgROT05FEAASDgoKTk9ERV9SRUFEWRABEhEKDU5PREVfT1JQSEFORUQQAiJHCgdCYWNrb2ZmEg8KB2luaXRpYWwYASABKAkSDgoGZmFjdG9yGAIgASgBEgsKA21heBgDIAEoCRIOCgZqaXR0ZXIYBCABKAFiBnByb3RvMw");
+  fileDesc("ChZhZGFnaW8vdjEvYWRhZ2lvLnByb3RvEglhZGFnaW8udjEiIAoOTWV0YWRhdGFWYWx1ZXMSDgoGdmFsdWVzGAEgAygJIkYKCVJldHJ5U3BlYxIUCgxtYXhfYXR0ZW1wdHMYASABKAUSIwoHYmFja29mZhgCIAEoCzISLmFkYWdpby52MS5CYWNrb2ZmIr8CCghOb2RlU3BlYxIMCgRuYW1lGAEgASgJEg8KB3J1bnRpbWUYAiABKAkSMwoIbWV0YWRhdGEYAyADKAsyIS5hZGFnaW8udjEuTm9kZVNwZWMuTWV0YWRhdGFFbnRyeRItCgVyZXRyeRgEIAMoCzIeLmFkYWdpby52MS5Ob2RlU3BlYy5SZXRyeUVudHJ5Eg8KB3RpbWVvdXQYBSABKAkSDwoHdHJpZ2dlchgIIAEoCRpKCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoCzIZLmFkYWdpby52MS5NZXRhZGF0YVZhbHVlczoCOAEaQgoKUmV0cnlFbnRyeRILCgNrZXkYASABKAkSIwoFdmFsdWUYAiABKAsyFC5hZGFnaW8udjEuUmV0cnlTcGVjOgI4ASIrCgRFZGdlEg4KBnNvdXJjZRgBIAEoCRITCgtkZXN0aW5hdGlvbhgCIAEoCSJhCglHcmFwaFNwZWMSIgoFbm9kZXMYASADKAsyEy5hZGFnaW8udjEuTm9kZVNwZWMSHgoFZWRnZXMYAiADKAsyDy5hZGFnaW8udjEuRWRnZRIQCghkZWFkbGluZRgDIAEoCSK1AQoFQ2xhaW0SCgoCaWQYASABKAkSMAoIbWV0YWRhdGEYAiADKAsyHi5hZGFnaW8udjEuQ2xhaW0uTWV0YWRhdGFFbnRyeRIQCghhZ2VudF9pZBgDIAEoCRIQCghvcnBoYW5lZBgEIAEoCBpKCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoCzIZLmFkYWdpby52MS5NZXRhZGF0YVZhbHVlczoCOAEijwMKB0F0dGVtcHQSMQoKY29uY2x1c2lvbhgBIAEoDjIdLmFkYWdpby52MS5BdHRlbXB0LkNvbmNsdXNpb24SMgoIbWV0YWRhdGEYAiADKAsyIC5hZGFnaW8udjEuQXR0ZW1wdC5NZXRhZGF0YUVudHJ5Eg4KBm91dHB1dBgDIAEoDBIQCghjbGFpbV9pZBgEIAEoCRIQCghhZ2VudF9pZBgFIAEoCRISCgpzdGFydGVkX2F0GAYgASgJEhMKC2ZpbmlzaGVkX2F0GAcgASgJEhYKDm91dHB1dF9vbWl0dGVkGAggASgIEhMKC291dHB1dF9zaXplGAkgASgEGkoKDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkuYWRhZ2lvLnYxLk1ldGFkYXRhVmFsdWVzOgI4ASJHCgpDb25jbHVzaW9uEggKBE5PTkUQABILCgdTVUNDRVNTEAESCAoERkFJTBACEgkKBUVSUk9SEAMSDQoJQ0FOQ0VMTEVEEAQisgMKBE5vZGUSIQoEc3BlYxgBIAEoCzITLmFkYWdpby52MS5Ob2RlU3BlYxImCgZzdGF0dXMYAiABKA4yFi5hZGFnaW8udjEuTm9kZS5TdGF0dXMSJAoIYXR0ZW1wdHMYAyADKAsyEi5hZGFnaW8udjEuQXR0ZW1wdBISCgpzdGFydGVkX2F0GAQgASgJEhMKC2ZpbmlzaGVkX2F0GAUgASgJEisKBmlucHV0cxgGIAMoCzIbLmFkYWdpby52MS5Ob2RlLklucHV0c0VudHJ5Eh8KBWNsYWltGAcgASgLMhAuYWRhZ2lvLnYxLkNsYWltEhMKC2xpdmVfb3V0cHV0GAggASgMEhcKD25leHRfYXR0ZW1wdF9hdBgJIAEoCRIdChVhdHRlbXB0c19iZWZvcmVfcmV0cnkYDCABKA0aLQoLSW5wdXRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgMOgI4ASJGCgZTdGF0dXMSCAoETk9ORRAAEgsKB1dBSVRJTkcQARIJCgVSRUFEWRACEgsKB1JVTk5JTkcQAxINCglDT01QTEVURUQQBCLXBQoDUnVuEgoKAmlkGAEgASgJEhIKCmNyZWF0ZWRfYXQYAiABKAkSHgoFbm9kZXMYAyADKAsyDy5hZGFnaW8udjEuTm9kZRIeCgVlZGdlcxgEIAMoCzIPLmFkYWdpby52MS5FZGdlEiUKBnN0YXR1cxgFIAEoDjIVLmFkYWdpby52MS5SdW4uU3RhdHVzEi0KCmNvbmNsdXNpb24YBiABKA4yGS5hZGFnaW8udjEuUnVuLkNvbmNsdXNpb24SKgoLbm9kZV9jb3VudHMYByABKAsyFS5hZGFnaW8udjEuTm9kZUNvdW50cxITCgtmaW5pc2hlZF9hdBgIIAEoCRITCgtkZWFkbGluZV9hdBgJIAEoCRIMCgRuYW1lGA0gASgJEioKBmxhYmVscxgOIAMoCzIaLmFkYWdpby52MS5SdW4uTGFiZWxzRW50cnkSEAoId29ya2Zsb3cYDyABKAkSGAoQd29ya2Zsb3dfdmVyc2lvbhgQIAEoBRIqCgZwYXJhbXMYESADKAsyGi5hZGFnaW8udjEuUnVuLlBhcmFtc0VudHJ5EhIKCnJlcXVlc3RfaWQYEiABKAkSFAoMZmFpbGVkX25vZGVzGBUgAygJEhkKEWZhaWxlZF9ub2RlX2NvdW50GBYgASgDGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLQoLUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI7CgZTdGF0dXMSCAoETk9ORRAAEgsKB1dBSVRJTkcQARILCgdSVU5OSU5HEAISDQoJQ09NUExFVEVEEAMiUgoKQ29uY2x1c2lvbhIPCgtVTlNQRUNJRklFRBAAEgsKB1NVQ0NFU1MQARIICgRGQUlMEAISDQoJQ0FOQ0VMTEVEEAMSDQoJVElNRURfT1VUEAQiUAoKTm9kZUNvdW50cxIPCgd3YWl0aW5nGAEgASgDEg0KBXJlYWR5GAIgASgDEg8KB3J1bm5pbmcYAyABKAMSEQoJY29tcGxldGVkGAQgASgDIhcKB1J1bnRpbWUSDAoEbmFtZRgBIAEoCSJfCgVBZ2VudBIKCgJpZBgBIAEoCRIkCghydW50aW1lcxgCIAMoCzISLmFkYWdpby52MS5SdW50aW1lEhIKCnN0YXJ0ZWRfYXQYAyABKAkSEAoIaG9zdG5hbWUYBCABKAkidgoFU3RhdHMSEQoJcnVuX2NvdW50GAEgASgDEhUKDXdhaXRpbmdfbm9kZXMYAiABKAMSEwoLcmVhZHlfbm9kZXMYAyABKAMSFQoNcnVubmluZ19ub2RlcxgEIAEoAxIXCg9jb21wbGV0ZWRfbm9kZXMYBSABKAMilQEKBUV2ZW50EiMKBHR5cGUYASABKA4yFS5hZGFnaW8udjEuRXZlbnQuVHlwZRIOCgZydW5faWQYAiABKAkSEQoJbm9kZV9uYW1lGAMgASgJEg8KB3J1bnRpbWUYBCABKAkiMwoEVHlwZRIICgROT05FEAASDgoKTk9ERV9SRUFEWRABEhEKDU5PREVfT1JQSEFORUQQAiJHCgdCYWNrb2ZmEg8KB2luaXRpYWwYASABKAkSDgoGZmFjdG9yGAIgASgBEgsKA21heBgDIAEoCRIOCgZqaXR0ZXIYBCABKAEiYgoJUGFyYW1TcGVjEgwKBG5hbWUYASABKAkSEAoIcmVxdWlyZWQYAiABKAgSFAoHZGVmYXVsdBgDIAEoCUgAiAEBEhMKC2Rlc2NyaXB0aW9uGAQgASgJQgoKCF9kZWZhdWx0IpwBCghXb3JrZmxvdxIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAUSIgoEc3BlYxgDIAEoCzIULmFkYWdpby52MS5HcmFwaFNwZWMSEwoLZGVzY3JpcHRpb24YBCABKAkSJAoGcGFyYW1zGAUgAygLMhQuYWRhZ2lvLnYxLlBhcmFtU3BlYxISCgpjcmVhdGVkX2F0GAYgASgJYgZwcm90bzM");
 
 /**
  * @generated from message adagio.v1.MetadataValues
@@ -90,6 +90,15 @@ export type NodeSpec = Message<"adagio.v1.NodeSpec"> & {
    * @generated from field: string timeout = 5;
    */
   timeout: string;
+
+  /**
+   * When the node runs, judged once its upstream nodes completed:
+   * all_success (empty: the default), all_done, all_failed, one_failed,
+   * one_success, none_failed. Otherwise it completes unreached.
+   *
+   * @generated from field: string trigger = 8;
+   */
+  trigger: string;
 };
 
 /**
@@ -333,6 +342,14 @@ export type Node = Message<"adagio.v1.Node"> & {
    * @generated from field: string next_attempt_at = 9;
    */
   nextAttemptAt: string;
+
+  /**
+   * Attempts recorded before the run's latest retry (resume): the retry
+   * budgets count the attempts after them.
+   *
+   * @generated from field: uint32 attempts_before_retry = 12;
+   */
+  attemptsBeforeRetry: number;
 };
 
 /**
@@ -432,6 +449,54 @@ export type Run = Message<"adagio.v1.Run"> & {
    * @generated from field: string deadline_at = 9;
    */
   deadlineAt: string;
+
+  /**
+   * Its identity, set at start (rule 17): a name (default: its workflow's),
+   * labels, the workflow and version it came from, the params it got (inspect
+   * only; lists leave them out) and the request id it was started with.
+   *
+   * @generated from field: string name = 13;
+   */
+  name: string;
+
+  /**
+   * @generated from field: map<string, string> labels = 14;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * @generated from field: string workflow = 15;
+   */
+  workflow: string;
+
+  /**
+   * @generated from field: int32 workflow_version = 16;
+   */
+  workflowVersion: number;
+
+  /**
+   * @generated from field: map<string, string> params = 17;
+   */
+  params: { [key: string]: string };
+
+  /**
+   * @generated from field: string request_id = 18;
+   */
+  requestId: string;
+
+  /**
+   * List results only: names of nodes that failed for good (last attempt FAIL
+   * or ERROR, no retry left), sorted, at most 5 of them (a bounded summary);
+   * failed_node_count says how many there are in all.
+   *
+   * @generated from field: repeated string failed_nodes = 21;
+   */
+  failedNodes: string[];
+
+  /**
+   * @generated from field: int64 failed_node_count = 22;
+   */
+  failedNodeCount: bigint;
 };
 
 /**
@@ -720,4 +785,85 @@ export type Backoff = Message<"adagio.v1.Backoff"> & {
  */
 export const BackoffSchema: GenMessage<Backoff> = /*@__PURE__*/
   messageDesc(file_adagio_v1_adagio, 14);
+
+/**
+ * A parameter a workflow declares: required, or optional with a default.
+ *
+ * @generated from message adagio.v1.ParamSpec
+ */
+export type ParamSpec = Message<"adagio.v1.ParamSpec"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: bool required = 2;
+   */
+  required: boolean;
+
+  /**
+   * JSON "default"; absent means "" for an optional param.
+   *
+   * @generated from field: optional string default = 3;
+   */
+  default?: string | undefined;
+
+  /**
+   * @generated from field: string description = 4;
+   */
+  description: string;
+};
+
+/**
+ * Describes the message adagio.v1.ParamSpec.
+ * Use `create(ParamSpecSchema)` to create a new message.
+ */
+export const ParamSpecSchema: GenMessage<ParamSpec> = /*@__PURE__*/
+  messageDesc(file_adagio_v1_adagio, 15);
+
+/**
+ * One immutable version of a named workflow. In lists, each name's latest
+ * version without its spec.
+ *
+ * @generated from message adagio.v1.Workflow
+ */
+export type Workflow = Message<"adagio.v1.Workflow"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: int32 version = 2;
+   */
+  version: number;
+
+  /**
+   * @generated from field: adagio.v1.GraphSpec spec = 3;
+   */
+  spec?: GraphSpec | undefined;
+
+  /**
+   * @generated from field: string description = 4;
+   */
+  description: string;
+
+  /**
+   * @generated from field: repeated adagio.v1.ParamSpec params = 5;
+   */
+  params: ParamSpec[];
+
+  /**
+   * @generated from field: string created_at = 6;
+   */
+  createdAt: string;
+};
+
+/**
+ * Describes the message adagio.v1.Workflow.
+ * Use `create(WorkflowSchema)` to create a new message.
+ */
+export const WorkflowSchema: GenMessage<Workflow> = /*@__PURE__*/
+  messageDesc(file_adagio_v1_adagio, 16);
 

@@ -1,12 +1,18 @@
 import { Handle, type Node as FlowNode, type NodeProps, Position } from '@xyflow/react';
 import { memo } from 'react';
-import { LOOK_LABEL, type NodeLook } from '../../api/format.js';
+import { formatDuration, formatMs, LOOK_LABEL, type NodeLook } from '../../api/format.js';
+import { useNow } from '../../state/useNow.js';
 
 export interface GraphNodeData extends Record<string, unknown> {
   name: string;
   runtime: string;
   look: NodeLook;
   attempts: number;
+  /** The current or last attempt's start and end (RFC 3339; end empty while running). */
+  startedAt: string;
+  finishedAt: string;
+  /** Not among the nodes a status badge picked: drawn faint. */
+  dimmed: boolean;
 }
 
 export type GraphFlowNode = FlowNode<GraphNodeData, 'adagio'>;
@@ -22,7 +28,7 @@ export type GraphFlowNode = FlowNode<GraphNodeData, 'adagio'>;
 function GraphNodeView({ data, selected }: NodeProps<GraphFlowNode>) {
   return (
     <div
-      className={`gnode look-${data.look}${selected ? ' selected' : ''}`}
+      className={`gnode look-${data.look}${selected ? ' selected' : ''}${data.dimmed ? ' dimmed' : ''}`}
       data-node-name={data.name}
       data-look={data.look}
       title={data.name}
@@ -34,6 +40,11 @@ function GraphNodeView({ data, selected }: NodeProps<GraphFlowNode>) {
         <span className="gnode-state">
           {LOOK_LABEL[data.look]}
           {data.attempts > 1 ? ` · ${data.attempts} attempts` : ''}
+          {data.finishedAt ? (
+            <Took text={formatDuration(data.startedAt, data.finishedAt)} />
+          ) : (
+            data.startedAt && (data.look === 'running' || data.look === 'orphaned') && <Elapsed since={data.startedAt} />
+          )}
         </span>
       </div>
       <Handle type="source" position={Position.Right} isConnectable={false} />
@@ -42,3 +53,13 @@ function GraphNodeView({ data, selected }: NodeProps<GraphFlowNode>) {
 }
 
 export const GraphNode = memo(GraphNodeView);
+
+function Took({ text }: { text: string }) {
+  return text ? <span data-duration> · {text}</span> : null;
+}
+
+/** A running node's clock: its own one-second timer, so only running nodes in view re-render. */
+function Elapsed({ since }: { since: string }) {
+  const now = useNow(1000);
+  return <Took text={formatMs(now - Date.parse(since))} />;
+}

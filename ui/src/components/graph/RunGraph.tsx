@@ -11,9 +11,9 @@ import {
   useReactFlow,
   useStore,
 } from '@xyflow/react';
-import { useCallback, useEffect, useMemo, useRef } from 'react';
+import { type CSSProperties, useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import type { Node } from '../../../../src/gen/adagio/v1/adagio_pb.js';
-import { nodeLook } from '../../api/format.js';
+import { type NodeLook, nodeLook } from '../../api/format.js';
 import type { RunShape } from '../../state/useLiveRun.js';
 import { GraphNode, type GraphFlowNode } from './GraphNode.js';
 import { NODE_HEIGHT, NODE_WIDTH, type Positions, useLayout } from './layout.js';
@@ -40,18 +40,26 @@ const miniMapClass = (n: GraphFlowNode) => `mm look-${n.data.look}`;
 // minimap shows the whole), which keeps a 1,000-node run smooth.
 const BIG = 200;
 const BIG_ZOOM = 0.7;
+// How far out a big graph zooms: at 0.25 a screen holds some hundreds of nodes,
+// which still render smoothly; zoomed out further a 10,000-node run would mount
+// thousands at once (seconds of main thread). The overview beside it shows the whole.
+const BIG_MIN_ZOOM = 0.25;
+const BIG_FIT = { maxZoom: 1, minZoom: BIG_MIN_ZOOM };
 
 interface Props {
   shape: RunShape;
   nodes: ReadonlyMap<string, Node>;
   selected: string | undefined;
   onSelect: (name: string | undefined) => void;
+  /** Nodes of this look stand out, the others are dimmed (a status badge picked them). */
+  highlight?: NodeLook | undefined;
 }
 
 interface Cached {
   state: Node | undefined;
   pos: { x: number; y: number } | undefined;
   selected: boolean;
+  dimmed: boolean;
   flow: GraphFlowNode;
 }
 
@@ -64,8 +72,26 @@ export function RunGraph(props: Props) {
   );
 }
 
-function Graph({ shape, nodes, selected, onSelect }: Props) {
-  const { positions, routes, exact } = useLayout(shape);
+function Graph(props: Props) {
+  const layout = useLayout(props.shape);
+  if (!layout)
+    return (
+      <div className="run-graph placeholder" data-layout="pending">
+        Laying out {props.shape.names.length} nodes…
+      </div>
+    );
+  return <LaidOutGraph {...props} layout={layout} />;
+}
+
+function LaidOutGraph({
+  shape,
+  nodes,
+  selected,
+  onSelect,
+  highlight,
+  layout,
+}: Props & { layout: NonNullable<ReturnType<typeof useLayout>> }) {
+  const { positions, routes, exact } = layout;
   const cache = useRef(new Map<string, Cached>());
   const cacheShape = useRef<RunShape | undefined>(undefined);
   if (cacheShape.current !== shape) {
@@ -81,13 +107,15 @@ function Graph({ shape, nodes, selected, onSelect }: Props) {
         const state = nodes.get(name);
         const pos = positions.get(name);
         const isSelected = name === selected;
+        const dimmed = highlight !== undefined && (state ? nodeLook(state) : 'waiting') !== highlight;
         const hit = cache.current.get(name);
-        if (hit && hit.state === state && hit.pos === pos && hit.selected === isSelected) return hit.flow;
-        const flow = toFlowNode(name, state, pos, isSelected);
-        cache.current.set(name, { state, pos, selected: isSelected, flow });
+        if (hit && hit.state === state && hit.pos === pos && hit.selected === isSelected && hit.dimmed === dimmed)
+          return hit.flow;
+        const flow = toFlowNode(name, state, pos, isSelected, dimmed);
+        cache.current.set(name, { state, pos, selected: isSelected, dimmed, flow });
         return flow;
       }),
-    [shape, nodes, positions, selected],
+    [shape, nodes, positions, selected, highlight],
   );
 
   // ELK's routes when it has laid the graph out; plain curves for the quick layout.
@@ -102,6 +130,22 @@ function Graph({ shape, nodes, selected, onSelect }: Props) {
     [shape, routes],
   );
 
+  // A status badge picked a look: show the first node of it (once, not again as nodes change).
+  const nodesNow = useRef(nodes);
+  nodesNow.current = nodes;
+  const [lookFocus, setLookFocus] = useState<string>();
+  useEffect(() => {
+    setLookFocus(
+      highlight === undefined
+        ? undefined
+        : shape.names.find((n) => {
+            const state = nodesNow.current.get(n);
+            return (state ? nodeLook(state) : 'waiting') === highlight;
+          }),
+    );
+  }, [highlight, shape]);
+
+  const overview = useMemo(() => overviewStyle(positions), [positions]);
   const big = shape.names.length > BIG;
   const onNodeClick = useCallback((_: unknown, n: GraphFlowNode) => onSelect(n.id), [onSelect]);
   const onPaneClick = useCallback(() => onSelect(undefined), [onSelect]);
@@ -113,35 +157,64 @@ function Graph({ shape, nodes, selected, onSelect }: Props) {
   }, []);
   return (
     <div className="run-graph" data-layout={exact ? 'elk' : 'quick'}>
-      <ReactFlow<GraphFlowNode>
-        nodes={flowNodes}
-        edges={edges}
-        nodeTypes={nodeTypes}
-        edgeTypes={edgeTypes}
-        nodesDraggable={false}
-        nodesConnectable={false}
-        edgesFocusable={false}
-        elementsSelectable
-        onlyRenderVisibleElements={big}
-        minZoom={0.05}
-        maxZoom={2}
-        fitView={!big}
-        fitViewOptions={FIT}
-        defaultViewport={big ? cornerViewport(positions) : undefined}
-        onNodeClick={onNodeClick}
-        onPaneClick={onPaneClick}
-        onMove={onMove}
-        proOptions={PRO}
-      >
-        <Background gap={24} />
-        <Controls showInteractive={false} />
-        {shape.names.length > 20 && (
+      <div className="graph-canvas">
+        <ReactFlow<GraphFlowNode>
+          nodes={flowNodes}
+          edges={edges}
+          nodeTypes={nodeTypes}
+          edgeTypes={edgeTypes}
+          nodesDraggable={false}
+          nodesConnectable={false}
+          edgesFocusable={false}
+          elementsSelectable
+          onlyRenderVisibleElements={big}
+          minZoom={big ? BIG_MIN_ZOOM : 0.05}
+          maxZoom={2}
+          fitView={!big}
+          fitViewOptions={big ? BIG_FIT : FIT}
+          defaultViewport={big ? cornerViewport(positions) : undefined}
+          onNodeClick={onNodeClick}
+          onPaneClick={onPaneClick}
+          onMove={onMove}
+          proOptions={PRO}
+        >
+          <Background gap={24} />
+          <Controls showInteractive={false} />
+          <FitOnResize big={big} userMoved={userMoved} />
+          <CentreOnSelected selected={selected} positions={positions} />
+          <CentreOnSelected selected={lookFocus} positions={positions} />
+        </ReactFlow>
+      </div>
+      {/* Beside the graph, not over it: a minimap in a corner hid the nodes under it. */}
+      {shape.names.length > 20 && (
+        <aside className="graph-overview" aria-label="overview" style={overview}>
           <MiniMap<GraphFlowNode> pannable zoomable nodeClassName={miniMapClass} />
-        )}
-        <FitOnLayout positions={positions} big={big} userMoved={userMoved} />
-      </ReactFlow>
+        </aside>
+      )}
     </div>
   );
+}
+
+/**
+ * Brings the selected node into view when it is off screen (chosen by the
+ * search box, a status badge, the timeline or a link), keeping the zoom
+ * unless the graph is too small to read there.
+ */
+function CentreOnSelected({ selected, positions }: { selected: string | undefined; positions: Positions }) {
+  const flow = useReactFlow();
+  const domNode = useStore((s) => s.domNode);
+  useEffect(() => {
+    const pos = selected === undefined ? undefined : positions.get(selected);
+    if (!pos || !domNode) return;
+    const { x, y, zoom } = flow.getViewport();
+    const { width, height } = domNode.getBoundingClientRect();
+    const left = pos.x * zoom + x;
+    const top = pos.y * zoom + y;
+    const inView = left >= 0 && top >= 0 && left + NODE_WIDTH * zoom <= width && top + NODE_HEIGHT * zoom <= height;
+    if (inView) return;
+    void flow.setCenter(pos.x + NODE_WIDTH / 2, pos.y + NODE_HEIGHT / 2, { zoom: Math.max(zoom, 0.6), duration: 300 });
+  }, [selected, positions, flow, domNode]);
+  return null;
 }
 
 function toFlowNode(
@@ -149,6 +222,7 @@ function toFlowNode(
   state: Node | undefined,
   pos: { x: number; y: number } | undefined,
   selected: boolean,
+  dimmed: boolean,
 ): GraphFlowNode {
   return {
     id: name,
@@ -167,8 +241,38 @@ function toFlowNode(
       runtime: state?.spec?.runtime ?? '',
       look: state ? nodeLook(state) : 'waiting',
       attempts: state?.attempts.length ?? 0,
+      startedAt: state?.startedAt ?? '',
+      finishedAt: state?.finishedAt ?? '',
+      dimmed,
     },
   };
+}
+
+// The minimap's drawing area (React Flow's default size) and the least a node may shrink to in it.
+const MINIMAP_WIDTH = 200;
+const MINIMAP_HEIGHT = 150;
+const MINIMAP_MIN_NODE_PX = 2;
+
+/**
+ * A stroke (in graph units) that keeps every node at least a couple of pixels
+ * tall in the minimap: a 10,000-node graph scaled into it draws nodes under a
+ * pixel, an empty-looking box.
+ */
+function overviewStyle(positions: Positions): CSSProperties | undefined {
+  let minX = Number.POSITIVE_INFINITY;
+  let minY = Number.POSITIVE_INFINITY;
+  let maxX = Number.NEGATIVE_INFINITY;
+  let maxY = Number.NEGATIVE_INFINITY;
+  for (const p of positions.values()) {
+    minX = Math.min(minX, p.x);
+    minY = Math.min(minY, p.y);
+    maxX = Math.max(maxX, p.x + NODE_WIDTH);
+    maxY = Math.max(maxY, p.y + NODE_HEIGHT);
+  }
+  if (!Number.isFinite(minX)) return undefined;
+  const scale = Math.min(MINIMAP_WIDTH / (maxX - minX), MINIMAP_HEIGHT / (maxY - minY));
+  if (NODE_HEIGHT * scale >= MINIMAP_MIN_NODE_PX) return undefined;
+  return { '--mm-stroke': String(MINIMAP_MIN_NODE_PX / scale - NODE_HEIGHT) } as CSSProperties;
 }
 
 /** Top-left corner of the graph at BIG_ZOOM. */
@@ -184,34 +288,18 @@ function cornerViewport(positions: Positions): { x: number; y: number; zoom: num
 }
 
 /**
- * Re-frames the view when the better (ELK) layout replaces the quick one, and
- * (small runs) when the graph area changes size, e.g. the node panel opens, so
- * the whole run stays in view until the user pans or zooms themselves.
+ * Small runs: re-frames the view when the graph area changes size, e.g. the
+ * node panel opens, so the whole run stays in view until the user pans or
+ * zooms themselves. (The layout itself never changes once painted.)
  */
-function FitOnLayout({
-  positions,
+function FitOnResize({
   big,
   userMoved,
 }: {
-  positions: Positions;
   big: boolean;
   userMoved: { current: boolean };
 }) {
   const flow = useReactFlow();
-  const first = useRef(true);
-  useEffect(() => {
-    if (first.current) {
-      first.current = false;
-      return;
-    }
-    // Wait a frame so React Flow has the new positions before measuring bounds.
-    const id = requestAnimationFrame(() => {
-      if (big) void flow.setViewport(cornerViewport(positions));
-      else void flow.fitView(FIT);
-    });
-    return () => cancelAnimationFrame(id);
-  }, [positions, big, flow]);
-
   const domNode = useStore((s) => s.domNode);
   useEffect(() => {
     if (big || !domNode) return;

@@ -13,10 +13,14 @@ export interface Layout {
   routes?: ReadonlyMap<number, number[]>;
 }
 
-// Above this, ELK's layered layout takes too long to be worth the wait; the quick layout stays.
-const ELK_MAX_NODES = 5000;
-// A layout that has not finished by then is abandoned (the worker is replaced).
-const ELK_TIMEOUT_MS = 60_000;
+// Up to this many nodes the graph waits for ELK's layout (well under a second
+// on a small graph) before its first paint; above it, the quick layout is the
+// layout: ELK takes seconds there, and a layout that arrives mid-run would move
+// every node the user is looking at. Either way a run has one layout from
+// first paint to the end.
+export const ELK_MAX_NODES = 300;
+// ELK not done by then: the quick layout is used, and ELK's late answer ignored.
+const ELK_TIMEOUT_MS = 8_000;
 
 /**
  * A layered left-to-right placement computed in O(nodes + edges) on the main
@@ -111,24 +115,43 @@ function elkLayout(shape: RunShape): Promise<Layout> {
   return p;
 }
 
-/** The layout of a run: the quick one at once, ELK's when the worker is done. */
-export function useLayout(shape: RunShape | undefined): Layout & { exact: boolean } {
-  const quick = useMemo<Layout>(() => ({ positions: shape ? quickLayout(shape) : new Map() }), [shape]);
-  const [elk, setElk] = useState<{ shape: RunShape; layout: Layout } | undefined>();
+/**
+ * The layout of a run, decided once: ELK's for a small graph (undefined while
+ * it is computed, so nothing is painted in a place it will leave), the quick
+ * one for a big graph, or when ELK fails or is too slow.
+ */
+export function useLayout(shape: RunShape | undefined): (Layout & { exact: boolean }) | undefined {
+  const useElk = shape !== undefined && shape.names.length <= ELK_MAX_NODES && typeof Worker !== 'undefined';
+  const quick = useMemo<Layout | undefined>(
+    () => (shape && !useElk ? { positions: quickLayout(shape) } : undefined),
+    [shape, useElk],
+  );
+  const [decided, setDecided] = useState<{ shape: RunShape; layout: Layout; exact: boolean } | undefined>();
   useEffect(() => {
-    if (!shape || shape.names.length > ELK_MAX_NODES || typeof Worker === 'undefined') return;
+    if (!shape || !useElk) return;
     let current = true;
+    const fallback = () =>
+      current &&
+      setDecided((d) => (d?.shape === shape ? d : { shape, layout: { positions: quickLayout(shape) }, exact: false }));
+    const timer = setTimeout(fallback, ELK_TIMEOUT_MS);
     elkLayout(shape).then(
-      (layout) => current && setElk({ shape, layout }),
+      (layout) => {
+        clearTimeout(timer);
+        if (current) setDecided((d) => (d?.shape === shape ? d : { shape, layout, exact: true }));
+      },
       () => {
-        // The quick layout stays: a readable picture beats an error here.
+        clearTimeout(timer);
         cache.delete(shape);
+        // A readable picture beats an error here.
+        fallback();
       },
     );
     return () => {
       current = false;
+      clearTimeout(timer);
     };
-  }, [shape]);
-  if (shape && elk?.shape === shape) return { ...elk.layout, exact: true };
-  return { ...quick, exact: false };
+  }, [shape, useElk]);
+  if (quick) return { ...quick, exact: false };
+  if (shape && decided?.shape === shape) return { ...decided.layout, exact: decided.exact };
+  return undefined;
 }

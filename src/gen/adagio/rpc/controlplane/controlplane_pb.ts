@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Agent, GraphSpec, Node, Run, Run_Conclusion, Run_Status, Stats } from "../../v1/adagio_pb.js";
+import type { Agent, GraphSpec, Node, ParamSpec, Run, Run_Conclusion, Run_Status, Stats, Workflow } from "../../v1/adagio_pb.js";
 import { file_adagio_v1_adagio } from "../../v1/adagio_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file adagio/rpc/controlplane/controlplane.proto.
  */
 export const file_adagio_rpc_controlplane_controlplane: GenFile = /*@__PURE__*/
-  fileDesc("CiphZGFnaW8vcnBjL2NvbnRyb2xwbGFuZS9jb250cm9scGxhbmUucHJvdG8SF2FkYWdpby5ycGMuY29udHJvbHBsYW5lIg4KDFN0YXRzUmVxdWVzdCIwCg1TdGF0c1Jlc3BvbnNlEh8KBXN0YXRzGAEgASgLMhAuYWRhZ2lvLnYxLlN0YXRzIjIKDFN0YXJ0UmVxdWVzdBIiCgRzcGVjGAEgASgLMhQuYWRhZ2lvLnYxLkdyYXBoU3BlYyI+Cg1TdGFydFJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLmFkYWdpby52MS5SdW4SEAoId2FybmluZ3MYAiADKAkiVQoPTGlzdFJ1bnNSZXF1ZXN0EhAKCHN0YXJ0X25zGAEgASgDEhEKCWZpbmlzaF9ucxgCIAEoAxINCgVsaW1pdBgDIAEoBRIOCgZjdXJzb3IYBCABKAkiRQoQTGlzdFJ1bnNSZXNwb25zZRIcCgRydW5zGAEgAygLMg4uYWRhZ2lvLnYxLlJ1bhITCgtuZXh0X2N1cnNvchgCIAEoCSIcCg5JbnNwZWN0UmVxdWVzdBIKCgJpZBgBIAEoCSIuCg9JbnNwZWN0UmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1biITChFMaXN0QWdlbnRzUmVxdWVzdCI2ChJMaXN0QWdlbnRzUmVzcG9uc2USIAoGYWdlbnRzGAEgAygLMhAuYWRhZ2lvLnYxLkFnZW50IhsKDUNhbmNlbFJlcXVlc3QSCgoCaWQYASABKAkiLQoOQ2FuY2VsUmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1biIaCgxXYXRjaFJlcXVlc3QSCgoCaWQYASABKAki9gEKDVdhdGNoUmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1bhIdCgRub2RlGAIgASgLMg8uYWRhZ2lvLnYxLk5vZGUSKQoKcnVuX3N0YXR1cxgDIAEoDjIVLmFkYWdpby52MS5SdW4uU3RhdHVzEjEKDnJ1bl9jb25jbHVzaW9uGAQgASgOMhkuYWRhZ2lvLnYxLlJ1bi5Db25jbHVzaW9uEhUKDWF0dGVtcHRzX2Zyb20YBSABKA0SNAoGb3V0cHV0GAYgASgLMiQuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuT3V0cHV0Q2h1bmsiUAoLT3V0cHV0Q2h1bmsSEQoJbm9kZV9uYW1lGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSDgoGb2Zmc2V0GAMgASgDEg0KBWNodW5rGAQgASgMIkgKF0dldEF0dGVtcHRPdXRwdXRSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIMCgRub2RlGAIgASgJEg8KB2F0dGVtcHQYAyABKA0iKgoYR2V0QXR0ZW1wdE91dHB1dFJlc3BvbnNlEg4KBm91dHB1dBgBIAEoDDKSBgoMQ29udHJvbFBsYW5lElYKBVN0YXRzEiUuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhdHNSZXF1ZXN0GiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhdHNSZXNwb25zZRJWCgVTdGFydBIlLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlN0YXJ0UmVxdWVzdBomLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlN0YXJ0UmVzcG9uc2USXwoITGlzdFJ1bnMSKC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0UnVuc1JlcXVlc3QaKS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0UnVuc1Jlc3BvbnNlElwKB0luc3BlY3QSJy5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5JbnNwZWN0UmVxdWVzdBooLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkluc3BlY3RSZXNwb25zZRJlCgpMaXN0QWdlbnRzEiouYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuTGlzdEFnZW50c1JlcXVlc3QaKy5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0QWdlbnRzUmVzcG9uc2USWQoGQ2FuY2VsEiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuQ2FuY2VsUmVxdWVzdBonLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkNhbmNlbFJlc3BvbnNlElgKBVdhdGNoEiUuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuV2F0Y2hSZXF1ZXN0GiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuV2F0Y2hSZXNwb25zZTABEncKEEdldEF0dGVtcHRPdXRwdXQSMC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5HZXRBdHRlbXB0T3V0cHV0UmVxdWVzdBoxLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkdldEF0dGVtcHRPdXRwdXRSZXNwb25zZWIGcHJvdG8z", [file_adagio_v1_adagio]);
+  fileDesc("CiphZGFnaW8vcnBjL2NvbnRyb2xwbGFuZS9jb250cm9scGxhbmUucHJvdG8SF2FkYWdpby5ycGMuY29udHJvbHBsYW5lIg4KDFN0YXRzUmVxdWVzdCIwCg1TdGF0c1Jlc3BvbnNlEh8KBXN0YXRzGAEgASgLMhAuYWRhZ2lvLnYxLlN0YXRzItsCCgxTdGFydFJlcXVlc3QSIgoEc3BlYxgBIAEoCzIULmFkYWdpby52MS5HcmFwaFNwZWMSEAoId29ya2Zsb3cYAyABKAkSDwoHdmVyc2lvbhgEIAEoBRJBCgZwYXJhbXMYBSADKAsyMS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5TdGFydFJlcXVlc3QuUGFyYW1zRW50cnkSDAoEbmFtZRgGIAEoCRJBCgZsYWJlbHMYByADKAsyMS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5TdGFydFJlcXVlc3QuTGFiZWxzRW50cnkSEgoKcmVxdWVzdF9pZBgIIAEoCRotCgtQYXJhbXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiPgoNU3RhcnRSZXNwb25zZRIbCgNydW4YASABKAsyDi5hZGFnaW8udjEuUnVuEhAKCHdhcm5pbmdzGAIgAygJIsICCg9MaXN0UnVuc1JlcXVlc3QSEAoIc3RhcnRfbnMYASABKAMSEQoJZmluaXNoX25zGAIgASgDEg0KBWxpbWl0GAMgASgFEg4KBmN1cnNvchgEIAEoCRIQCgh3b3JrZmxvdxgFIAEoCRJECgZsYWJlbHMYBiADKAsyNC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0UnVuc1JlcXVlc3QuTGFiZWxzRW50cnkSJQoGc3RhdHVzGAcgASgOMhUuYWRhZ2lvLnYxLlJ1bi5TdGF0dXMSLQoKY29uY2x1c2lvbhgIIAEoDjIZLmFkYWdpby52MS5SdW4uQ29uY2x1c2lvbhIOCgZzZWFyY2gYCSABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJFChBMaXN0UnVuc1Jlc3BvbnNlEhwKBHJ1bnMYASADKAsyDi5hZGFnaW8udjEuUnVuEhMKC25leHRfY3Vyc29yGAIgASgJIhwKDkluc3BlY3RSZXF1ZXN0EgoKAmlkGAEgASgJIi4KD0luc3BlY3RSZXNwb25zZRIbCgNydW4YASABKAsyDi5hZGFnaW8udjEuUnVuIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjYKEkxpc3RBZ2VudHNSZXNwb25zZRIgCgZhZ2VudHMYASADKAsyEC5hZGFnaW8udjEuQWdlbnQiGwoNQ2FuY2VsUmVxdWVzdBIKCgJpZBgBIAEoCSItCg5DYW5jZWxSZXNwb25zZRIbCgNydW4YASABKAsyDi5hZGFnaW8udjEuUnVuIhoKDFdhdGNoUmVxdWVzdBIKCgJpZBgBIAEoCSL2AQoNV2F0Y2hSZXNwb25zZRIbCgNydW4YASABKAsyDi5hZGFnaW8udjEuUnVuEh0KBG5vZGUYAiABKAsyDy5hZGFnaW8udjEuTm9kZRIpCgpydW5fc3RhdHVzGAMgASgOMhUuYWRhZ2lvLnYxLlJ1bi5TdGF0dXMSMQoOcnVuX2NvbmNsdXNpb24YBCABKA4yGS5hZGFnaW8udjEuUnVuLkNvbmNsdXNpb24SFQoNYXR0ZW1wdHNfZnJvbRgFIAEoDRI0CgZvdXRwdXQYBiABKAsyJC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5PdXRwdXRDaHVuayJQCgtPdXRwdXRDaHVuaxIRCglub2RlX25hbWUYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRIOCgZvZmZzZXQYAyABKAMSDQoFY2h1bmsYBCABKAwiSAoXR2V0QXR0ZW1wdE91dHB1dFJlcXVlc3QSDgoGcnVuX2lkGAEgASgJEgwKBG5vZGUYAiABKAkSDwoHYXR0ZW1wdBgDIAEoDSIqChhHZXRBdHRlbXB0T3V0cHV0UmVzcG9uc2USDgoGb3V0cHV0GAEgASgMIikKDFJldHJ5UmVxdWVzdBIKCgJpZBgBIAEoCRINCgVub2RlcxgCIAMoCSIsCg1SZXRyeVJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLmFkYWdpby52MS5SdW4iGgoMUmVydW5SZXF1ZXN0EgoKAmlkGAEgASgJIiwKDVJlcnVuUmVzcG9uc2USGwoDcnVuGAEgASgLMg4uYWRhZ2lvLnYxLlJ1biKBAQoSUHV0V29ya2Zsb3dSZXF1ZXN0EgwKBG5hbWUYASABKAkSIgoEc3BlYxgCIAEoCzIULmFkYWdpby52MS5HcmFwaFNwZWMSEwoLZGVzY3JpcHRpb24YAyABKAkSJAoGcGFyYW1zGAQgAygLMhQuYWRhZ2lvLnYxLlBhcmFtU3BlYyI8ChNQdXRXb3JrZmxvd1Jlc3BvbnNlEiUKCHdvcmtmbG93GAEgASgLMhMuYWRhZ2lvLnYxLldvcmtmbG93IjMKEkdldFdvcmtmbG93UmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAUiPAoTR2V0V29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLmFkYWdpby52MS5Xb3JrZmxvdyIWChRMaXN0V29ya2Zsb3dzUmVxdWVzdCI/ChVMaXN0V29ya2Zsb3dzUmVzcG9uc2USJgoJd29ya2Zsb3dzGAEgAygLMhMuYWRhZ2lvLnYxLldvcmtmbG93IisKG0xpc3RXb3JrZmxvd1ZlcnNpb25zUmVxdWVzdBIMCgRuYW1lGAEgASgJIkYKHExpc3RXb3JrZmxvd1ZlcnNpb25zUmVzcG9uc2USJgoJd29ya2Zsb3dzGAEgAygLMhMuYWRhZ2lvLnYxLldvcmtmbG93IiUKFURlbGV0ZVdvcmtmbG93UmVxdWVzdBIMCgRuYW1lGAEgASgJIhgKFkRlbGV0ZVdvcmtmbG93UmVzcG9uc2Ui3QIKCFNjaGVkdWxlEgwKBG5hbWUYASABKAkSEAoId29ya2Zsb3cYAiABKAkSDAoEY3JvbhgDIAEoCRIQCgh0aW1lem9uZRgEIAEoCRI9CgZwYXJhbXMYBSADKAsyLS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5TY2hlZHVsZS5QYXJhbXNFbnRyeRIPCgdvdmVybGFwGAYgASgJEg8KB2NhdGNodXAYByABKAkSDgoGcGF1c2VkGAggASgIEhEKCW5leHRfc2xvdBgJIAEoCRI2CgdoaXN0b3J5GAogAygLMiUuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU2NoZWR1bGVTbG90EhIKCmNyZWF0ZWRfYXQYCyABKAkSEgoKdXBkYXRlZF9hdBgMIAEoCRotCgtQYXJhbXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkwKDFNjaGVkdWxlU2xvdBIMCgRzbG90GAEgASgJEg8KB291dGNvbWUYAiABKAkSDgoGcnVuX2lkGAMgASgJEg0KBWVycm9yGAQgASgJIv4BChJQdXRTY2hlZHVsZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIQCgh3b3JrZmxvdxgCIAEoCRIMCgRjcm9uGAMgASgJEhAKCHRpbWV6b25lGAQgASgJEkcKBnBhcmFtcxgFIAMoCzI3LmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlB1dFNjaGVkdWxlUmVxdWVzdC5QYXJhbXNFbnRyeRIPCgdvdmVybGFwGAYgASgJEg8KB2NhdGNodXAYByABKAkSDgoGcGF1c2VkGAggASgIGi0KC1BhcmFtc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSgoTUHV0U2NoZWR1bGVSZXNwb25zZRIzCghzY2hlZHVsZRgBIAEoCzIhLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlNjaGVkdWxlIiIKEkdldFNjaGVkdWxlUmVxdWVzdBIMCgRuYW1lGAEgASgJIoMBChNHZXRTY2hlZHVsZVJlc3BvbnNlEjMKCHNjaGVkdWxlGAEgASgLMiEuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU2NoZWR1bGUSEgoKbmV4dF9zbG90cxgCIAMoCRIjCgtyZWNlbnRfcnVucxgDIAMoCzIOLmFkYWdpby52MS5SdW4iFgoUTGlzdFNjaGVkdWxlc1JlcXVlc3QiTQoVTGlzdFNjaGVkdWxlc1Jlc3BvbnNlEjQKCXNjaGVkdWxlcxgBIAMoCzIhLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlNjaGVkdWxlIiUKFURlbGV0ZVNjaGVkdWxlUmVxdWVzdBIMCgRuYW1lGAEgASgJIhgKFkRlbGV0ZVNjaGVkdWxlUmVzcG9uc2UiJAoUUGF1c2VTY2hlZHVsZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSJMChVQYXVzZVNjaGVkdWxlUmVzcG9uc2USMwoIc2NoZWR1bGUYASABKAsyIS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5TY2hlZHVsZSIlChVSZXN1bWVTY2hlZHVsZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSJNChZSZXN1bWVTY2hlZHVsZVJlc3BvbnNlEjMKCHNjaGVkdWxlGAEgASgLMiEuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU2NoZWR1bGUiJgoWVHJpZ2dlclNjaGVkdWxlUmVxdWVzdBIMCgRuYW1lGAEgASgJIjYKF1RyaWdnZXJTY2hlZHVsZVJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLmFkYWdpby52MS5SdW4iQQoXQmFja2ZpbGxTY2hlZHVsZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIMCgRmcm9tGAIgASgJEgoKAnRvGAMgASgJIjgKGEJhY2tmaWxsU2NoZWR1bGVSZXNwb25zZRIcCgRydW5zGAEgAygLMg4uYWRhZ2lvLnYxLlJ1bjKIEwoMQ29udHJvbFBsYW5lElYKBVN0YXRzEiUuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhdHNSZXF1ZXN0GiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuU3RhdHNSZXNwb25zZRJWCgVTdGFydBIlLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlN0YXJ0UmVxdWVzdBomLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlN0YXJ0UmVzcG9uc2USXwoITGlzdFJ1bnMSKC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0UnVuc1JlcXVlc3QaKS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0UnVuc1Jlc3BvbnNlElwKB0luc3BlY3QSJy5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5JbnNwZWN0UmVxdWVzdBooLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkluc3BlY3RSZXNwb25zZRJlCgpMaXN0QWdlbnRzEiouYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuTGlzdEFnZW50c1JlcXVlc3QaKy5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5MaXN0QWdlbnRzUmVzcG9uc2USWQoGQ2FuY2VsEiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuQ2FuY2VsUmVxdWVzdBonLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkNhbmNlbFJlc3BvbnNlElgKBVdhdGNoEiUuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuV2F0Y2hSZXF1ZXN0GiYuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuV2F0Y2hSZXNwb25zZTABEncKEEdldEF0dGVtcHRPdXRwdXQSMC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5HZXRBdHRlbXB0T3V0cHV0UmVxdWVzdBoxLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkdldEF0dGVtcHRPdXRwdXRSZXNwb25zZRJWCgVSZXRyeRIlLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlJldHJ5UmVxdWVzdBomLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlJldHJ5UmVzcG9uc2USVgoFUmVydW4SJS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5SZXJ1blJlcXVlc3QaJi5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5SZXJ1blJlc3BvbnNlEmgKC1B1dFdvcmtmbG93EisuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuUHV0V29ya2Zsb3dSZXF1ZXN0GiwuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuUHV0V29ya2Zsb3dSZXNwb25zZRJoCgtHZXRXb3JrZmxvdxIrLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkdldFdvcmtmbG93UmVxdWVzdBosLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkdldFdvcmtmbG93UmVzcG9uc2USbgoNTGlzdFdvcmtmbG93cxItLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkxpc3RXb3JrZmxvd3NSZXF1ZXN0Gi4uYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuTGlzdFdvcmtmbG93c1Jlc3BvbnNlEoMBChRMaXN0V29ya2Zsb3dWZXJzaW9ucxI0LmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkxpc3RXb3JrZmxvd1ZlcnNpb25zUmVxdWVzdBo1LmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkxpc3RXb3JrZmxvd1ZlcnNpb25zUmVzcG9uc2UScQoORGVsZXRlV29ya2Zsb3cSLi5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5EZWxldGVXb3JrZmxvd1JlcXVlc3QaLy5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5EZWxldGVXb3JrZmxvd1Jlc3BvbnNlEmgKC1B1dFNjaGVkdWxlEisuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuUHV0U2NoZWR1bGVSZXF1ZXN0GiwuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuUHV0U2NoZWR1bGVSZXNwb25zZRJoCgtHZXRTY2hlZHVsZRIrLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkdldFNjaGVkdWxlUmVxdWVzdBosLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkdldFNjaGVkdWxlUmVzcG9uc2USbgoNTGlzdFNjaGVkdWxlcxItLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLkxpc3RTY2hlZHVsZXNSZXF1ZXN0Gi4uYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuTGlzdFNjaGVkdWxlc1Jlc3BvbnNlEnEKDkRlbGV0ZVNjaGVkdWxlEi4uYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuRGVsZXRlU2NoZWR1bGVSZXF1ZXN0Gi8uYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuRGVsZXRlU2NoZWR1bGVSZXNwb25zZRJuCg1QYXVzZVNjaGVkdWxlEi0uYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuUGF1c2VTY2hlZHVsZVJlcXVlc3QaLi5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5QYXVzZVNjaGVkdWxlUmVzcG9uc2UScQoOUmVzdW1lU2NoZWR1bGUSLi5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5SZXN1bWVTY2hlZHVsZVJlcXVlc3QaLy5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5SZXN1bWVTY2hlZHVsZVJlc3BvbnNlEnQKD1RyaWdnZXJTY2hlZHVsZRIvLmFkYWdpby5ycGMuY29udHJvbHBsYW5lLlRyaWdnZXJTY2hlZHVsZVJlcXVlc3QaMC5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5UcmlnZ2VyU2NoZWR1bGVSZXNwb25zZRJ3ChBCYWNrZmlsbFNjaGVkdWxlEjAuYWRhZ2lvLnJwYy5jb250cm9scGxhbmUuQmFja2ZpbGxTY2hlZHVsZVJlcXVlc3QaMS5hZGFnaW8ucnBjLmNvbnRyb2xwbGFuZS5CYWNrZmlsbFNjaGVkdWxlUmVzcG9uc2ViBnByb3RvMw", [file_adagio_v1_adagio]);
 
 /**
  * @generated from message adagio.rpc.controlplane.StatsRequest
@@ -49,9 +49,47 @@ export const StatsResponseSchema: GenMessage<StatsResponse> = /*@__PURE__*/
  */
 export type StartRequest = Message<"adagio.rpc.controlplane.StartRequest"> & {
   /**
+   * A graph, or (with workflow) none: the workflow's graph with params substituted.
+   *
    * @generated from field: adagio.v1.GraphSpec spec = 1;
    */
   spec?: GraphSpec | undefined;
+
+  /**
+   * @generated from field: string workflow = 3;
+   */
+  workflow: string;
+
+  /**
+   * 0: the latest.
+   *
+   * @generated from field: int32 version = 4;
+   */
+  version: number;
+
+  /**
+   * @generated from field: map<string, string> params = 5;
+   */
+  params: { [key: string]: string };
+
+  /**
+   * The run's name; default its workflow's.
+   *
+   * @generated from field: string name = 6;
+   */
+  name: string;
+
+  /**
+   * @generated from field: map<string, string> labels = 7;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * A start repeating a request id returns the run the first one created (rule 17).
+   *
+   * @generated from field: string request_id = 8;
+   */
+  requestId: string;
 };
 
 /**
@@ -112,6 +150,37 @@ export type ListRunsRequest = Message<"adagio.rpc.controlplane.ListRunsRequest">
    * @generated from field: string cursor = 4;
    */
   cursor: string;
+
+  /**
+   * Filters (rule 17); with them a page may be short (even empty) while next_cursor is set.
+   *
+   * @generated from field: string workflow = 5;
+   */
+  workflow: string;
+
+  /**
+   * Every label given must match.
+   *
+   * @generated from field: map<string, string> labels = 6;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * @generated from field: adagio.v1.Run.Status status = 7;
+   */
+  status: Run_Status;
+
+  /**
+   * @generated from field: adagio.v1.Run.Conclusion conclusion = 8;
+   */
+  conclusion: Run_Conclusion;
+
+  /**
+   * A run id prefix, or text in the run's name (ignoring case).
+   *
+   * @generated from field: string search = 9;
+   */
+  search: string;
 };
 
 /**
@@ -392,6 +461,716 @@ export const GetAttemptOutputResponseSchema: GenMessage<GetAttemptOutputResponse
   messageDesc(file_adagio_rpc_controlplane_controlplane, 16);
 
 /**
+ * @generated from message adagio.rpc.controlplane.RetryRequest
+ */
+export type RetryRequest = Message<"adagio.rpc.controlplane.RetryRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Only these nodes (and what is downstream of them); empty: every node that did not succeed.
+   *
+   * @generated from field: repeated string nodes = 2;
+   */
+  nodes: string[];
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.RetryRequest.
+ * Use `create(RetryRequestSchema)` to create a new message.
+ */
+export const RetryRequestSchema: GenMessage<RetryRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 17);
+
+/**
+ * @generated from message adagio.rpc.controlplane.RetryResponse
+ */
+export type RetryResponse = Message<"adagio.rpc.controlplane.RetryResponse"> & {
+  /**
+   * @generated from field: adagio.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.RetryResponse.
+ * Use `create(RetryResponseSchema)` to create a new message.
+ */
+export const RetryResponseSchema: GenMessage<RetryResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 18);
+
+/**
+ * @generated from message adagio.rpc.controlplane.RerunRequest
+ */
+export type RerunRequest = Message<"adagio.rpc.controlplane.RerunRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.RerunRequest.
+ * Use `create(RerunRequestSchema)` to create a new message.
+ */
+export const RerunRequestSchema: GenMessage<RerunRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 19);
+
+/**
+ * @generated from message adagio.rpc.controlplane.RerunResponse
+ */
+export type RerunResponse = Message<"adagio.rpc.controlplane.RerunResponse"> & {
+  /**
+   * @generated from field: adagio.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.RerunResponse.
+ * Use `create(RerunResponseSchema)` to create a new message.
+ */
+export const RerunResponseSchema: GenMessage<RerunResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 20);
+
+/**
+ * @generated from message adagio.rpc.controlplane.PutWorkflowRequest
+ */
+export type PutWorkflowRequest = Message<"adagio.rpc.controlplane.PutWorkflowRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: adagio.v1.GraphSpec spec = 2;
+   */
+  spec?: GraphSpec | undefined;
+
+  /**
+   * @generated from field: string description = 3;
+   */
+  description: string;
+
+  /**
+   * @generated from field: repeated adagio.v1.ParamSpec params = 4;
+   */
+  params: ParamSpec[];
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.PutWorkflowRequest.
+ * Use `create(PutWorkflowRequestSchema)` to create a new message.
+ */
+export const PutWorkflowRequestSchema: GenMessage<PutWorkflowRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 21);
+
+/**
+ * @generated from message adagio.rpc.controlplane.PutWorkflowResponse
+ */
+export type PutWorkflowResponse = Message<"adagio.rpc.controlplane.PutWorkflowResponse"> & {
+  /**
+   * @generated from field: adagio.v1.Workflow workflow = 1;
+   */
+  workflow?: Workflow | undefined;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.PutWorkflowResponse.
+ * Use `create(PutWorkflowResponseSchema)` to create a new message.
+ */
+export const PutWorkflowResponseSchema: GenMessage<PutWorkflowResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 22);
+
+/**
+ * @generated from message adagio.rpc.controlplane.GetWorkflowRequest
+ */
+export type GetWorkflowRequest = Message<"adagio.rpc.controlplane.GetWorkflowRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * 0: the latest.
+   *
+   * @generated from field: int32 version = 2;
+   */
+  version: number;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.GetWorkflowRequest.
+ * Use `create(GetWorkflowRequestSchema)` to create a new message.
+ */
+export const GetWorkflowRequestSchema: GenMessage<GetWorkflowRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 23);
+
+/**
+ * @generated from message adagio.rpc.controlplane.GetWorkflowResponse
+ */
+export type GetWorkflowResponse = Message<"adagio.rpc.controlplane.GetWorkflowResponse"> & {
+  /**
+   * @generated from field: adagio.v1.Workflow workflow = 1;
+   */
+  workflow?: Workflow | undefined;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.GetWorkflowResponse.
+ * Use `create(GetWorkflowResponseSchema)` to create a new message.
+ */
+export const GetWorkflowResponseSchema: GenMessage<GetWorkflowResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 24);
+
+/**
+ * @generated from message adagio.rpc.controlplane.ListWorkflowsRequest
+ */
+export type ListWorkflowsRequest = Message<"adagio.rpc.controlplane.ListWorkflowsRequest"> & {
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.ListWorkflowsRequest.
+ * Use `create(ListWorkflowsRequestSchema)` to create a new message.
+ */
+export const ListWorkflowsRequestSchema: GenMessage<ListWorkflowsRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 25);
+
+/**
+ * @generated from message adagio.rpc.controlplane.ListWorkflowsResponse
+ */
+export type ListWorkflowsResponse = Message<"adagio.rpc.controlplane.ListWorkflowsResponse"> & {
+  /**
+   * @generated from field: repeated adagio.v1.Workflow workflows = 1;
+   */
+  workflows: Workflow[];
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.ListWorkflowsResponse.
+ * Use `create(ListWorkflowsResponseSchema)` to create a new message.
+ */
+export const ListWorkflowsResponseSchema: GenMessage<ListWorkflowsResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 26);
+
+/**
+ * @generated from message adagio.rpc.controlplane.ListWorkflowVersionsRequest
+ */
+export type ListWorkflowVersionsRequest = Message<"adagio.rpc.controlplane.ListWorkflowVersionsRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.ListWorkflowVersionsRequest.
+ * Use `create(ListWorkflowVersionsRequestSchema)` to create a new message.
+ */
+export const ListWorkflowVersionsRequestSchema: GenMessage<ListWorkflowVersionsRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 27);
+
+/**
+ * @generated from message adagio.rpc.controlplane.ListWorkflowVersionsResponse
+ */
+export type ListWorkflowVersionsResponse = Message<"adagio.rpc.controlplane.ListWorkflowVersionsResponse"> & {
+  /**
+   * @generated from field: repeated adagio.v1.Workflow workflows = 1;
+   */
+  workflows: Workflow[];
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.ListWorkflowVersionsResponse.
+ * Use `create(ListWorkflowVersionsResponseSchema)` to create a new message.
+ */
+export const ListWorkflowVersionsResponseSchema: GenMessage<ListWorkflowVersionsResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 28);
+
+/**
+ * @generated from message adagio.rpc.controlplane.DeleteWorkflowRequest
+ */
+export type DeleteWorkflowRequest = Message<"adagio.rpc.controlplane.DeleteWorkflowRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.DeleteWorkflowRequest.
+ * Use `create(DeleteWorkflowRequestSchema)` to create a new message.
+ */
+export const DeleteWorkflowRequestSchema: GenMessage<DeleteWorkflowRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 29);
+
+/**
+ * @generated from message adagio.rpc.controlplane.DeleteWorkflowResponse
+ */
+export type DeleteWorkflowResponse = Message<"adagio.rpc.controlplane.DeleteWorkflowResponse"> & {
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.DeleteWorkflowResponse.
+ * Use `create(DeleteWorkflowResponseSchema)` to create a new message.
+ */
+export const DeleteWorkflowResponseSchema: GenMessage<DeleteWorkflowResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 30);
+
+/**
+ * @generated from message adagio.rpc.controlplane.Schedule
+ */
+export type Schedule = Message<"adagio.rpc.controlplane.Schedule"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string workflow = 2;
+   */
+  workflow: string;
+
+  /**
+   * 5 fields, or 6 with seconds first.
+   *
+   * @generated from field: string cron = 3;
+   */
+  cron: string;
+
+  /**
+   * IANA time zone the cron is read in.
+   *
+   * @generated from field: string timezone = 4;
+   */
+  timezone: string;
+
+  /**
+   * The workflow's params; {{schedule.time}} in a value is the slot's time.
+   *
+   * @generated from field: map<string, string> params = 5;
+   */
+  params: { [key: string]: string };
+
+  /**
+   * skip, allow, buffer_one or cancel_previous.
+   *
+   * @generated from field: string overlap = 6;
+   */
+  overlap: string;
+
+  /**
+   * How far back a missed slot is still started after downtime, e.g. "1h".
+   *
+   * @generated from field: string catchup = 7;
+   */
+  catchup: string;
+
+  /**
+   * @generated from field: bool paused = 8;
+   */
+  paused: boolean;
+
+  /**
+   * The earliest slot not yet decided (RFC 3339, UTC).
+   *
+   * @generated from field: string next_slot = 9;
+   */
+  nextSlot: string;
+
+  /**
+   * The latest decided slots, newest first.
+   *
+   * @generated from field: repeated adagio.rpc.controlplane.ScheduleSlot history = 10;
+   */
+  history: ScheduleSlot[];
+
+  /**
+   * @generated from field: string created_at = 11;
+   */
+  createdAt: string;
+
+  /**
+   * @generated from field: string updated_at = 12;
+   */
+  updatedAt: string;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.Schedule.
+ * Use `create(ScheduleSchema)` to create a new message.
+ */
+export const ScheduleSchema: GenMessage<Schedule> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 31);
+
+/**
+ * @generated from message adagio.rpc.controlplane.ScheduleSlot
+ */
+export type ScheduleSlot = Message<"adagio.rpc.controlplane.ScheduleSlot"> & {
+  /**
+   * @generated from field: string slot = 1;
+   */
+  slot: string;
+
+  /**
+   * started, skipped, missed or failed.
+   *
+   * @generated from field: string outcome = 2;
+   */
+  outcome: string;
+
+  /**
+   * @generated from field: string run_id = 3;
+   */
+  runId: string;
+
+  /**
+   * @generated from field: string error = 4;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.ScheduleSlot.
+ * Use `create(ScheduleSlotSchema)` to create a new message.
+ */
+export const ScheduleSlotSchema: GenMessage<ScheduleSlot> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 32);
+
+/**
+ * @generated from message adagio.rpc.controlplane.PutScheduleRequest
+ */
+export type PutScheduleRequest = Message<"adagio.rpc.controlplane.PutScheduleRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string workflow = 2;
+   */
+  workflow: string;
+
+  /**
+   * @generated from field: string cron = 3;
+   */
+  cron: string;
+
+  /**
+   * Empty: UTC.
+   *
+   * @generated from field: string timezone = 4;
+   */
+  timezone: string;
+
+  /**
+   * @generated from field: map<string, string> params = 5;
+   */
+  params: { [key: string]: string };
+
+  /**
+   * Empty: skip.
+   *
+   * @generated from field: string overlap = 6;
+   */
+  overlap: string;
+
+  /**
+   * Empty: 0 (no catch-up).
+   *
+   * @generated from field: string catchup = 7;
+   */
+  catchup: string;
+
+  /**
+   * @generated from field: bool paused = 8;
+   */
+  paused: boolean;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.PutScheduleRequest.
+ * Use `create(PutScheduleRequestSchema)` to create a new message.
+ */
+export const PutScheduleRequestSchema: GenMessage<PutScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 33);
+
+/**
+ * @generated from message adagio.rpc.controlplane.PutScheduleResponse
+ */
+export type PutScheduleResponse = Message<"adagio.rpc.controlplane.PutScheduleResponse"> & {
+  /**
+   * @generated from field: adagio.rpc.controlplane.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.PutScheduleResponse.
+ * Use `create(PutScheduleResponseSchema)` to create a new message.
+ */
+export const PutScheduleResponseSchema: GenMessage<PutScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 34);
+
+/**
+ * @generated from message adagio.rpc.controlplane.GetScheduleRequest
+ */
+export type GetScheduleRequest = Message<"adagio.rpc.controlplane.GetScheduleRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.GetScheduleRequest.
+ * Use `create(GetScheduleRequestSchema)` to create a new message.
+ */
+export const GetScheduleRequestSchema: GenMessage<GetScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 35);
+
+/**
+ * @generated from message adagio.rpc.controlplane.GetScheduleResponse
+ */
+export type GetScheduleResponse = Message<"adagio.rpc.controlplane.GetScheduleResponse"> & {
+  /**
+   * @generated from field: adagio.rpc.controlplane.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+
+  /**
+   * The next fire times after now (RFC 3339, UTC).
+   *
+   * @generated from field: repeated string next_slots = 2;
+   */
+  nextSlots: string[];
+
+  /**
+   * Its latest runs, newest first (without nodes).
+   *
+   * @generated from field: repeated adagio.v1.Run recent_runs = 3;
+   */
+  recentRuns: Run[];
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.GetScheduleResponse.
+ * Use `create(GetScheduleResponseSchema)` to create a new message.
+ */
+export const GetScheduleResponseSchema: GenMessage<GetScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 36);
+
+/**
+ * @generated from message adagio.rpc.controlplane.ListSchedulesRequest
+ */
+export type ListSchedulesRequest = Message<"adagio.rpc.controlplane.ListSchedulesRequest"> & {
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.ListSchedulesRequest.
+ * Use `create(ListSchedulesRequestSchema)` to create a new message.
+ */
+export const ListSchedulesRequestSchema: GenMessage<ListSchedulesRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 37);
+
+/**
+ * @generated from message adagio.rpc.controlplane.ListSchedulesResponse
+ */
+export type ListSchedulesResponse = Message<"adagio.rpc.controlplane.ListSchedulesResponse"> & {
+  /**
+   * @generated from field: repeated adagio.rpc.controlplane.Schedule schedules = 1;
+   */
+  schedules: Schedule[];
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.ListSchedulesResponse.
+ * Use `create(ListSchedulesResponseSchema)` to create a new message.
+ */
+export const ListSchedulesResponseSchema: GenMessage<ListSchedulesResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 38);
+
+/**
+ * @generated from message adagio.rpc.controlplane.DeleteScheduleRequest
+ */
+export type DeleteScheduleRequest = Message<"adagio.rpc.controlplane.DeleteScheduleRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.DeleteScheduleRequest.
+ * Use `create(DeleteScheduleRequestSchema)` to create a new message.
+ */
+export const DeleteScheduleRequestSchema: GenMessage<DeleteScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 39);
+
+/**
+ * @generated from message adagio.rpc.controlplane.DeleteScheduleResponse
+ */
+export type DeleteScheduleResponse = Message<"adagio.rpc.controlplane.DeleteScheduleResponse"> & {
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.DeleteScheduleResponse.
+ * Use `create(DeleteScheduleResponseSchema)` to create a new message.
+ */
+export const DeleteScheduleResponseSchema: GenMessage<DeleteScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 40);
+
+/**
+ * @generated from message adagio.rpc.controlplane.PauseScheduleRequest
+ */
+export type PauseScheduleRequest = Message<"adagio.rpc.controlplane.PauseScheduleRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.PauseScheduleRequest.
+ * Use `create(PauseScheduleRequestSchema)` to create a new message.
+ */
+export const PauseScheduleRequestSchema: GenMessage<PauseScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 41);
+
+/**
+ * @generated from message adagio.rpc.controlplane.PauseScheduleResponse
+ */
+export type PauseScheduleResponse = Message<"adagio.rpc.controlplane.PauseScheduleResponse"> & {
+  /**
+   * @generated from field: adagio.rpc.controlplane.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.PauseScheduleResponse.
+ * Use `create(PauseScheduleResponseSchema)` to create a new message.
+ */
+export const PauseScheduleResponseSchema: GenMessage<PauseScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 42);
+
+/**
+ * @generated from message adagio.rpc.controlplane.ResumeScheduleRequest
+ */
+export type ResumeScheduleRequest = Message<"adagio.rpc.controlplane.ResumeScheduleRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.ResumeScheduleRequest.
+ * Use `create(ResumeScheduleRequestSchema)` to create a new message.
+ */
+export const ResumeScheduleRequestSchema: GenMessage<ResumeScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 43);
+
+/**
+ * @generated from message adagio.rpc.controlplane.ResumeScheduleResponse
+ */
+export type ResumeScheduleResponse = Message<"adagio.rpc.controlplane.ResumeScheduleResponse"> & {
+  /**
+   * @generated from field: adagio.rpc.controlplane.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.ResumeScheduleResponse.
+ * Use `create(ResumeScheduleResponseSchema)` to create a new message.
+ */
+export const ResumeScheduleResponseSchema: GenMessage<ResumeScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 44);
+
+/**
+ * @generated from message adagio.rpc.controlplane.TriggerScheduleRequest
+ */
+export type TriggerScheduleRequest = Message<"adagio.rpc.controlplane.TriggerScheduleRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.TriggerScheduleRequest.
+ * Use `create(TriggerScheduleRequestSchema)` to create a new message.
+ */
+export const TriggerScheduleRequestSchema: GenMessage<TriggerScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 45);
+
+/**
+ * @generated from message adagio.rpc.controlplane.TriggerScheduleResponse
+ */
+export type TriggerScheduleResponse = Message<"adagio.rpc.controlplane.TriggerScheduleResponse"> & {
+  /**
+   * @generated from field: adagio.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.TriggerScheduleResponse.
+ * Use `create(TriggerScheduleResponseSchema)` to create a new message.
+ */
+export const TriggerScheduleResponseSchema: GenMessage<TriggerScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 46);
+
+/**
+ * @generated from message adagio.rpc.controlplane.BackfillScheduleRequest
+ */
+export type BackfillScheduleRequest = Message<"adagio.rpc.controlplane.BackfillScheduleRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * RFC 3339; the range is inclusive.
+   *
+   * @generated from field: string from = 2;
+   */
+  from: string;
+
+  /**
+   * @generated from field: string to = 3;
+   */
+  to: string;
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.BackfillScheduleRequest.
+ * Use `create(BackfillScheduleRequestSchema)` to create a new message.
+ */
+export const BackfillScheduleRequestSchema: GenMessage<BackfillScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 47);
+
+/**
+ * @generated from message adagio.rpc.controlplane.BackfillScheduleResponse
+ */
+export type BackfillScheduleResponse = Message<"adagio.rpc.controlplane.BackfillScheduleResponse"> & {
+  /**
+   * @generated from field: repeated adagio.v1.Run runs = 1;
+   */
+  runs: Run[];
+};
+
+/**
+ * Describes the message adagio.rpc.controlplane.BackfillScheduleResponse.
+ * Use `create(BackfillScheduleResponseSchema)` to create a new message.
+ */
+export const BackfillScheduleResponseSchema: GenMessage<BackfillScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_adagio_rpc_controlplane_controlplane, 48);
+
+/**
  * The control plane. New capabilities are added as new methods, never by
  * changing the meaning of existing ones.
  *
@@ -467,6 +1246,149 @@ export const ControlPlane: GenService<{
     methodKind: "unary";
     input: typeof GetAttemptOutputRequestSchema;
     output: typeof GetAttemptOutputResponseSchema;
+  },
+  /**
+   * Resumes a completed run that did not succeed: its failed, cancelled and
+   * unreached nodes (or the named ones and what is downstream of them) run
+   * again; succeeded nodes keep their outputs; the id stays.
+   *
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.Retry
+   */
+  retry: {
+    methodKind: "unary";
+    input: typeof RetryRequestSchema;
+    output: typeof RetryResponseSchema;
+  },
+  /**
+   * Starts a new run of the same graph.
+   *
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.Rerun
+   */
+  rerun: {
+    methodKind: "unary";
+    input: typeof RerunRequestSchema;
+    output: typeof RerunResponseSchema;
+  },
+  /**
+   * Workflow definitions (rule 16): a put stores a new immutable version, or
+   * returns the latest when its content is the same.
+   *
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.PutWorkflow
+   */
+  putWorkflow: {
+    methodKind: "unary";
+    input: typeof PutWorkflowRequestSchema;
+    output: typeof PutWorkflowResponseSchema;
+  },
+  /**
+   * The latest version, or the one asked for.
+   *
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.GetWorkflow
+   */
+  getWorkflow: {
+    methodKind: "unary";
+    input: typeof GetWorkflowRequestSchema;
+    output: typeof GetWorkflowResponseSchema;
+  },
+  /**
+   * Each workflow's latest version, without its spec.
+   *
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.ListWorkflows
+   */
+  listWorkflows: {
+    methodKind: "unary";
+    input: typeof ListWorkflowsRequestSchema;
+    output: typeof ListWorkflowsResponseSchema;
+  },
+  /**
+   * Every version of one workflow, newest first.
+   *
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.ListWorkflowVersions
+   */
+  listWorkflowVersions: {
+    methodKind: "unary";
+    input: typeof ListWorkflowVersionsRequestSchema;
+    output: typeof ListWorkflowVersionsResponseSchema;
+  },
+  /**
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.DeleteWorkflow
+   */
+  deleteWorkflow: {
+    methodKind: "unary";
+    input: typeof DeleteWorkflowRequestSchema;
+    output: typeof DeleteWorkflowResponseSchema;
+  },
+  /**
+   * Schedules (rule 18): cron-timed starts of a workflow, each slot started once.
+   *
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.PutSchedule
+   */
+  putSchedule: {
+    methodKind: "unary";
+    input: typeof PutScheduleRequestSchema;
+    output: typeof PutScheduleResponseSchema;
+  },
+  /**
+   * The schedule, its next fire times and its recent runs.
+   *
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.GetSchedule
+   */
+  getSchedule: {
+    methodKind: "unary";
+    input: typeof GetScheduleRequestSchema;
+    output: typeof GetScheduleResponseSchema;
+  },
+  /**
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.ListSchedules
+   */
+  listSchedules: {
+    methodKind: "unary";
+    input: typeof ListSchedulesRequestSchema;
+    output: typeof ListSchedulesResponseSchema;
+  },
+  /**
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.DeleteSchedule
+   */
+  deleteSchedule: {
+    methodKind: "unary";
+    input: typeof DeleteScheduleRequestSchema;
+    output: typeof DeleteScheduleResponseSchema;
+  },
+  /**
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.PauseSchedule
+   */
+  pauseSchedule: {
+    methodKind: "unary";
+    input: typeof PauseScheduleRequestSchema;
+    output: typeof PauseScheduleResponseSchema;
+  },
+  /**
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.ResumeSchedule
+   */
+  resumeSchedule: {
+    methodKind: "unary";
+    input: typeof ResumeScheduleRequestSchema;
+    output: typeof ResumeScheduleResponseSchema;
+  },
+  /**
+   * A run now, outside the cron.
+   *
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.TriggerSchedule
+   */
+  triggerSchedule: {
+    methodKind: "unary";
+    input: typeof TriggerScheduleRequestSchema;
+    output: typeof TriggerScheduleResponseSchema;
+  },
+  /**
+   * A run for every slot in [from, to] (a slot that has one keeps it).
+   *
+   * @generated from rpc adagio.rpc.controlplane.ControlPlane.BackfillSchedule
+   */
+  backfillSchedule: {
+    methodKind: "unary";
+    input: typeof BackfillScheduleRequestSchema;
+    output: typeof BackfillScheduleResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_adagio_rpc_controlplane_controlplane, 0);

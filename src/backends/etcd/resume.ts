@@ -1,0 +1,167 @@
+import type { ICompare, IRequestOp } from 'etcd3';
+import { checkRetryable, planRetry, type RetriedNode, topology } from '../../model/index.js';
+import { RunNotRetryableError } from '../../protocol/errors.js';
+import type { EtcdContext } from './context.js';
+import { SETTLE_BATCH } from './limits.js';
+import { encodeState, readNodes } from './nodes.js';
+import { type Decision, optimistic } from './optimistic.js';
+import { loadRun } from './reads.js';
+import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
+import { maybeSeal } from './seal.js';
+import { del, modIs, put } from './store.js';
+import { deadlineItem, type RetryItem, retryDueItem, retryItem, workItemKey } from './work-items.js';
+
+/**
+ * Rule 15 on etcd. A retry can touch every node of a run, more than one
+ * transaction may hold (128 ops), so it goes in steps, each safe to repeat:
+ * (1) one transaction marks the run resuming (no claims, no seal), clears its
+ * completion and records the plan as a work item; (2) the plan's nodes are put
+ * back in batches, each losing its failed mark (rule 19); (3) the run's mark
+ * is cleared, so claims may start; (4) the READY nodes' queue keys are written
+ * (waking subscribers), each compared with its node; the work item goes last. The sweeper finishes a retry whose
+ * process died from the recorded plan.
+ */
+export async function retryRun(ctx: EtcdContext, runId: string, named?: string[]): Promise<void> {
+  const { keys, store } = ctx;
+  const item = await optimistic(store, 'retry', async (): Promise<Decision<RetryItem>> => {
+    const loaded = await store.retrying('retry', () => loadRun(ctx, runId));
+    const { run, record } = loaded;
+    if (record.resuming)
+      throw new RunNotRetryableError(runId, `run ${runId} is being retried already: wait until it completes`);
+    // The run key's conclusion may lag its nodes (sealing follows the last finish): judge what readers see.
+    checkRetryable(runId, run);
+    const plan = planRetry(
+      runId,
+      run.nodes.map((n) => ({
+        name: n.spec.name,
+        trigger: n.spec.trigger,
+        status: n.status,
+        last: n.attempts[n.attempts.length - 1]?.conclusion,
+        attempts: n.attempts.length,
+      })),
+      topology({ nodes: run.nodes.map((n) => n.spec), edges: run.edges }),
+      named,
+    );
+    const item: RetryItem = { at: ctx.clock.now(), nodes: plan.nodes };
+    // Rule 13: a retried run may conclude again (its timed-out mark goes) and runs on without a deadline.
+    const { conclusion: _c, finishedAt: _f, to: _t, dl: _d, ...rest } = record;
+    const next: RunRecord = { ...rest, cancelled: false, resuming: true };
+    // Decided on the whole run's read: commit only if the run key is still what was read
+    // (a completed run's nodes change only after its run key does: a retry marks it first).
+    const runKv = (await store.retrying('retry', () => store.range({ key: keys.run(runId) }))).kvs[0];
+    const same = runKv?.value.equals(encodeJson(record)) === true;
+    return {
+      compare: [modIs(keys.run(runId), same ? runKv!.mod_revision : '0')],
+      success: [
+        put(keys.run(runId), encodeJson(next)),
+        put(workItemKey(keys, runId, retryItem), encodeJson(item)),
+        ...(record.dl ? [del(workItemKey(keys, runId, deadlineItem))] : []),
+        // Each node put back loses its own failed mark in step 2; an older store's single mark goes here.
+        ...(plan.failed ? [] : [del(keys.legacyFailed(runId))]),
+      ],
+      result: item,
+    };
+  });
+  await finishRetry(ctx, runId, item);
+}
+
+/** Steps 2 to 4 of a marked retry; the sweeper calls this for a retry whose process died. */
+export async function finishRetry(ctx: EtcdContext, runId: string, item: RetryItem): Promise<void> {
+  const { keys, store } = ctx;
+  const now = ctx.clock.now();
+  const names = item.nodes.map((n) => n.name);
+  for (let i = 0; i < item.nodes.length; i += SETTLE_BATCH) {
+    const batch = item.nodes.slice(i, i + SETTLE_BATCH);
+    await optimistic(store, 'retry', async (): Promise<Decision<void>> => {
+      const nodes = await store.retrying('retry', () =>
+        readNodes(
+          ctx,
+          runId,
+          batch.map((n) => n.name),
+        ),
+      );
+      const compare: ICompare[] = [];
+      const ops: IRequestOp[] = [];
+      batch.forEach((p, j) => {
+        const n = nodes[j];
+        // Completed again (unreached): its state stays, but it is not failed any more (as plan.failed counts).
+        if (p.status === 'COMPLETED') ops.push(del(keys.failedNode(runId, p.name)));
+        // Put back already (a repeat), or staying completed: nothing more to write.
+        if (n?.rec.s !== 'COMPLETED' || p.status === 'COMPLETED') return;
+        compare.push(modIs(keys.node(runId, p.name), n.rev));
+        ops.push(...putBack(ctx, runId, n.rec, p, now));
+      });
+      if (ops.length === 0) return { done: undefined };
+      return { compare, success: ops, result: undefined };
+    });
+  }
+  await optimistic(store, 'retry', async (): Promise<Decision<void>> => {
+    const res = await store.retrying('retry', () => store.range({ key: keys.run(runId) }));
+    const kv = res.kvs[0];
+    if (!kv) return { done: undefined };
+    const run = decodeJson<RunRecord>(kv.value);
+    if (!run.resuming) return { done: undefined };
+    return {
+      compare: [modIs(keys.run(runId), kv.mod_revision)],
+      success: [put(keys.run(runId), encodeJson({ ...run, resuming: undefined }))],
+      result: undefined,
+    };
+  });
+  // Queue keys for the nodes still READY and unclaimed (a claim may have come first).
+  for (let i = 0; i < names.length; i += SETTLE_BATCH) {
+    const batch = names.slice(i, i + SETTLE_BATCH);
+    await optimistic(store, 'retry', async (): Promise<Decision<void>> => {
+      const nodes = await store.retrying('retry', () => readNodes(ctx, runId, batch));
+      const compare: ICompare[] = [];
+      const ops: IRequestOp[] = [];
+      for (const n of nodes) {
+        if (n?.rec.s !== 'READY') continue;
+        compare.push(modIs(keys.node(runId, n.name), n.rev));
+        ops.push(put(keys.ready(n.rec.spec.runtime, runId, n.name), Buffer.alloc(0)));
+      }
+      if (ops.length === 0) return { done: undefined };
+      return { compare, success: ops, result: undefined };
+    });
+  }
+  await maybeSeal(ctx, runId);
+  await store.retrying('retry', () => store.txn({ success: [del(workItemKey(keys, runId, retryItem))] }));
+}
+
+/**
+ * A completed node as the plan puts it back: counters from its counted upstream
+ * nodes, a fresh retry budget, and no failed mark (rule 19: the runs list names
+ * it again only if it fails again).
+ */
+function putBack(
+  ctx: EtcdContext,
+  runId: string,
+  rec: NodeRecord,
+  p: RetriedNode,
+  now: number,
+): IRequestOp[] {
+  const { keys } = ctx;
+  const dn: Record<string, 'f' | 'n'> = {};
+  for (const [u, o] of Object.entries(p.counted)) if (o !== 'succeeded') dn[u] = o === 'failed' ? 'f' : 'n';
+  const next: NodeRecord = {
+    ...rec,
+    s: p.status,
+    p: rec.up.length - p.tally.succeeded,
+    dn,
+    f: 0,
+    e: 0,
+    rb: p.attemptsBeforeRetry,
+    st: undefined,
+    ft: p.status === 'COMPLETED' ? now : undefined,
+    c: undefined,
+    o: undefined,
+    // Rule 5: claimable at once, whatever delay its last retry was waiting out.
+    ra: undefined,
+  };
+  const open = p.status === 'READY' ? 'R' : 'W';
+  return [
+    put(keys.node(runId, p.name), encodeState(next)),
+    put(keys.openNode(open, runId, p.name), Buffer.from(rec.spec.runtime)),
+    del(keys.failedNode(runId, p.name)),
+    ...(rec.ra ? [del(workItemKey(keys, runId, retryDueItem(p.name)))] : []),
+  ];
+}

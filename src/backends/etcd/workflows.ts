@@ -1,0 +1,144 @@
+import {
+  checkWorkflow,
+  checkWorkflowName,
+  checkWorkflowVersion,
+  normalizeWorkflow,
+  rfc3339,
+  type WorkflowDefinition,
+  type WorkflowInput,
+  type WorkflowSummary,
+  workflowContentHash,
+} from '../../model/index.js';
+import { workflowInUse, workflowNotFound } from '../../protocol/errors.js';
+import type { EtcdContext } from './context.js';
+import { prefixEnd } from './keys.js';
+import { decodeJson, encodeJson } from './records.js';
+import { absent, del, delPrefix, get, getPrefix, modIs, put } from './store.js';
+
+/**
+ * Workflow definitions on etcd (rule 16). Each version is its own immutable
+ * key; the head key (latest version, content hash, summary) is what puts
+ * compare-and-swap, so two concurrent puts of a name never take one version
+ * number, and a list is one range over the heads.
+ */
+
+interface Head {
+  v: number;
+  h: string;
+  summary: WorkflowSummary;
+}
+
+export async function putWorkflow(
+  ctx: EtcdContext,
+  name: string,
+  input: WorkflowInput,
+): Promise<WorkflowDefinition> {
+  checkWorkflow(name, input);
+  const { keys, store } = ctx;
+  const content = normalizeWorkflow(input);
+  const hash = workflowContentHash(content);
+  return store.retrying('put workflow', async () => {
+    for (;;) {
+      const res = await store.range({ key: keys.workflowHead(name) });
+      const kv = res.kvs[0];
+      const head = kv ? decodeJson<Head>(kv.value) : undefined;
+      if (head?.h === hash) return getWorkflow(ctx, name, head.v);
+      const def: WorkflowDefinition = {
+        name,
+        version: (head?.v ?? 0) + 1,
+        ...content,
+        createdAt: rfc3339(ctx.clock.now()),
+      };
+      const next: Head = {
+        v: def.version,
+        h: hash,
+        summary: {
+          name,
+          latestVersion: def.version,
+          description: def.description,
+          params: def.params,
+          createdAt: def.createdAt,
+        },
+      };
+      const txn = await store.txn({
+        compare: [kv ? modIs(keys.workflowHead(name), kv.mod_revision) : absent(keys.workflowHead(name))],
+        success: [
+          put(keys.workflowVersion(name, def.version), encodeJson(def)),
+          put(keys.workflowHead(name), encodeJson(next)),
+        ],
+      });
+      // Lost the race to another put (or a delete): read the head again.
+      if (txn.succeeded) return def;
+    }
+  });
+}
+
+export async function getWorkflow(
+  ctx: EtcdContext,
+  name: string,
+  version?: number,
+): Promise<WorkflowDefinition> {
+  checkWorkflowName(name);
+  checkWorkflowVersion(version);
+  const { keys, store } = ctx;
+  return store.retrying('get workflow', async () => {
+    let v = version;
+    if (v === undefined) {
+      const head = (await store.range({ key: keys.workflowHead(name) })).kvs[0];
+      if (!head) throw workflowNotFound(name);
+      v = decodeJson<Head>(head.value).v;
+    }
+    const kv = (await store.range({ key: keys.workflowVersion(name, v) })).kvs[0];
+    if (!kv) throw workflowNotFound(name, version);
+    return decodeJson<WorkflowDefinition>(kv.value);
+  });
+}
+
+/** Every head, by name (the key order): one range. */
+export async function listWorkflows(ctx: EtcdContext): Promise<WorkflowSummary[]> {
+  const { keys, store } = ctx;
+  const res = await store.retrying('list workflows', () =>
+    store.range({ key: keys.workflowHeads(), range_end: prefixEnd(keys.workflowHeads()) }),
+  );
+  return res.kvs.map((kv) => decodeJson<Head>(kv.value).summary).sort((a, b) => (a.name < b.name ? -1 : 1));
+}
+
+export async function listWorkflowVersions(ctx: EtcdContext, name: string): Promise<WorkflowDefinition[]> {
+  checkWorkflowName(name);
+  const { keys, store } = ctx;
+  const res = await store.retrying('list workflow versions', () =>
+    store.txn({
+      success: [getPrefix(keys.workflowVersions(name), { sort_order: 'Descend', sort_target: 'Key' })],
+    }),
+  );
+  const kvs = res.responses[0]!.response_range.kvs;
+  if (kvs.length === 0) throw workflowNotFound(name);
+  return kvs.map((kv) => decodeJson<WorkflowDefinition>(kv.value));
+}
+
+/**
+ * Deletes the head and every version in one transaction that compares the
+ * head, after asking `inUse` (the hook schedules fill in) what still uses it.
+ */
+export async function deleteWorkflow(
+  ctx: EtcdContext,
+  name: string,
+  inUse: (name: string) => Promise<string | undefined>,
+): Promise<void> {
+  checkWorkflowName(name);
+  const { keys, store } = ctx;
+  await store.retrying('delete workflow', async () => {
+    for (;;) {
+      const kv = (await store.range({ key: keys.workflowHead(name) })).kvs[0];
+      if (!kv) throw workflowNotFound(name);
+      const user = await inUse(name);
+      if (user) throw workflowInUse(name, user);
+      const res = await store.txn({
+        compare: [modIs(keys.workflowHead(name), kv.mod_revision)],
+        success: [del(keys.workflowHead(name)), delPrefix(keys.workflowVersions(name))],
+        failure: [get(keys.workflowHead(name))],
+      });
+      if (res.succeeded) return;
+    }
+  });
+}

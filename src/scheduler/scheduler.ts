@@ -1,0 +1,130 @@
+import { type Logger, silentLogger } from '../log.js';
+import { type Clock, planSchedule, type Schedule, type ScheduleStep, systemClock } from '../model/index.js';
+import { InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
+import type { Repository } from '../protocol/repository.js';
+import { busyRuns, startSlot } from './actions.js';
+
+export interface SchedulerOptions {
+  clock?: Clock;
+  /** How often every schedule is looked at; default 1 s (a slot fires within this of its time). */
+  intervalMs?: number;
+  logger?: Logger;
+}
+
+/** Steps one schedule takes in a tick at most, so one schedule's long backlog cannot starve the others. */
+const MAX_STEPS_PER_TICK = 100;
+
+/**
+ * The scheduler loop (rule 18). Any number run at once on one store, one per
+ * `adagiod api` process: each tick reads every schedule, asks planSchedule
+ * what its next undecided slot needs, starts the slot's run under the slot's
+ * request id, and only then compares-and-sets the schedule's next slot. A
+ * process that dies between the two leaves the slot undecided; whoever steps
+ * it next starts it again and gets the same run back. A scheduler that loses
+ * the compare reads the schedule again: someone else took the step.
+ */
+export class Scheduler {
+  private readonly clock: Clock;
+  private readonly intervalMs: number;
+  private readonly logger: Logger;
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<void>;
+  private stopped = false;
+
+  constructor(
+    private readonly repo: Repository,
+    options: SchedulerOptions = {},
+  ) {
+    this.clock = options.clock ?? systemClock;
+    this.intervalMs = options.intervalMs ?? 1000;
+    this.logger = options.logger ?? silentLogger;
+  }
+
+  start(): void {
+    const loop = () => {
+      if (this.stopped) return;
+      this.running = this.tick()
+        .catch((e) => this.logger.warn('scheduler tick failed', { error: (e as Error).message }))
+        .finally(() => {
+          if (!this.stopped) this.timer = setTimeout(loop, this.intervalMs);
+        });
+    };
+    loop();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+  }
+
+  /** Decides every due slot of every schedule at the clock's now. Public so tests with a manual clock drive it. */
+  async tick(): Promise<void> {
+    const now = this.clock.now();
+    for (const s of await this.repo.listSchedules()) {
+      try {
+        await this.stepSchedule(s, now);
+      } catch (e) {
+        if (e instanceof NotFoundError && e.kind === 'schedule') continue; // deleted meanwhile
+        this.logger.warn('schedule step failed', { schedule: s.name, error: (e as Error).message });
+      }
+    }
+  }
+
+  private async stepSchedule(first: Schedule, now: number): Promise<void> {
+    let s = first;
+    for (let i = 0; i < MAX_STEPS_PER_TICK; i++) {
+      let plan = planSchedule(s, now, false);
+      let busy: string[] = [];
+      if (plan.kind === 'start' && s.overlap !== 'allow') {
+        busy = await busyRuns(this.repo, s, plan.slot);
+        if (busy.length > 0) plan = planSchedule(s, now, true);
+      }
+      let step: ScheduleStep;
+      switch (plan.kind) {
+        case 'idle':
+        case 'wait':
+          return;
+        case 'missed':
+          this.logger.warn('schedule slots missed (older than its catchup)', {
+            schedule: s.name,
+            count: plan.step.records.length,
+            first: plan.step.from,
+          });
+          step = plan.step;
+          break;
+        case 'skip':
+          this.logger.info('schedule slot skipped: an earlier run is still going', {
+            schedule: s.name,
+            slot: plan.step.from,
+          });
+          step = plan.step;
+          break;
+        case 'start': {
+          if (plan.cancelPrevious) for (const id of busy) await this.repo.cancel(id);
+          step = await this.started(s, plan.slot, plan.step);
+          break;
+        }
+      }
+      if (!(await this.repo.advanceSchedule(s.name, step))) {
+        this.logger.debug('schedule stepped by another scheduler', { schedule: s.name, slot: step.from });
+      }
+      s = await this.repo.getSchedule(s.name);
+    }
+  }
+
+  /** The step after starting the slot: its record names the run, or why the start was refused. */
+  private async started(s: Schedule, slot: string, step: ScheduleStep): Promise<ScheduleStep> {
+    try {
+      const run = await startSlot(this.repo, s, slot);
+      this.logger.info('schedule slot started', { schedule: s.name, slot, run: run.id });
+      return { ...step, records: [{ slot, outcome: 'started', runId: run.id }] };
+    } catch (e) {
+      // A refusal will not change by retrying (the workflow's params changed under the
+      // schedule, say): record it and go on rather than retry the slot forever.
+      if (!(e instanceof InvalidArgumentError || e instanceof NotFoundError)) throw e;
+      this.logger.warn('schedule slot refused', { schedule: s.name, slot, error: e.message });
+      return { ...step, records: [{ slot, outcome: 'failed', error: e.message }] };
+    }
+  }
+}

@@ -1,0 +1,159 @@
+/**
+ * The pure functions of rule 18 (src/model/schedules.ts): cron slots in time
+ * zones, the plan a scheduler follows (catch-up, grace, overlap), backfill
+ * ranges, and the compare of a step. Tested once without a store.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  applyStep,
+  backfillSlots,
+  planSchedule,
+  type Schedule,
+  scheduleAfterPut,
+  slotParams,
+  slotsAfter,
+  validateSchedule,
+} from '../src/model/schedules.js';
+
+const T0 = Date.parse('2026-03-01T00:00:00Z');
+
+function schedule(extra: Partial<Schedule> = {}): Schedule {
+  return {
+    ...scheduleAfterPut(undefined, 's', { workflow: 'w', cron: '0 * * * *', catchup: '1h' }, T0 - 1),
+    ...extra,
+  };
+}
+
+describe('schedule rules (rule 18)', () => {
+  it('slots follow the time zone across a DST change (02:00 Berlin: 01:00 UTC; on the day 02:00 does not exist, 03:00 CEST; then 00:00 UTC)', () => {
+    const s = { cron: '0 2 * * *', timezone: 'Europe/Berlin' };
+    assert.deepEqual(slotsAfter(s, Date.parse('2026-03-28T00:00:00Z'), 3), [
+      '2026-03-28T01:00:00Z',
+      '2026-03-29T01:00:00Z',
+      '2026-03-30T00:00:00Z',
+    ]);
+    assert.deepEqual(slotsAfter({ cron: '*/20 * * * * *', timezone: 'UTC' }, T0, 2), [
+      '2026-03-01T00:00:20Z',
+      '2026-03-01T00:00:40Z',
+    ]);
+  });
+
+  it('a put starts at the first slot after now; the same timing keeps the place, a new cron starts over', () => {
+    const s = schedule();
+    assert.equal(s.nextSlot, '2026-03-01T00:00:00Z');
+    const moved = { ...s, nextSlot: '2026-03-01T05:00:00Z' };
+    const same = scheduleAfterPut(
+      moved,
+      's',
+      { workflow: 'w', cron: '0 * * * *', overlap: 'allow' },
+      T0 + 9e6,
+    );
+    assert.equal(same.nextSlot, '2026-03-01T05:00:00Z');
+    assert.equal(same.overlap, 'allow');
+    const other = scheduleAfterPut(moved, 's', { workflow: 'w', cron: '30 * * * *' }, T0);
+    assert.equal(other.nextSlot, '2026-03-01T00:30:00Z');
+  });
+
+  it('plans: idle before the slot; start when due; missed beyond catch-up, in bulk; a late tick within the grace starts', () => {
+    const s = schedule();
+    assert.deepEqual(planSchedule(s, T0 - 1, false), { kind: 'idle' });
+    assert.deepEqual(planSchedule({ ...s, paused: true }, T0 + 1, false), { kind: 'idle' });
+    const start = planSchedule(s, T0 + 5, false);
+    assert.equal(start.kind, 'start');
+    const missed = planSchedule(s, T0 + 3.5 * 3_600_000, false);
+    assert.equal(missed.kind, 'missed');
+    if (missed.kind === 'missed') {
+      assert.deepEqual(
+        missed.step.records.map((r) => r.slot),
+        ['2026-03-01T00:00:00Z', '2026-03-01T01:00:00Z', '2026-03-01T02:00:00Z'],
+      );
+      assert.equal(missed.step.to, '2026-03-01T03:00:00Z');
+    }
+    const noCatchup = { ...s, catchup: '0' };
+    assert.equal(planSchedule(noCatchup, T0 + 20_000, false).kind, 'start', 'late by less than the grace');
+    assert.equal(planSchedule(noCatchup, T0 + 40_000, false).kind, 'missed');
+  });
+
+  it('overlap while an earlier run is busy: skip, allow, cancel_previous, buffer_one waits only for the latest due slot', () => {
+    const now = T0 + 10;
+    assert.equal(planSchedule(schedule({ overlap: 'skip' }), now, true).kind, 'skip');
+    assert.deepEqual(planSchedule(schedule({ overlap: 'allow' }), now, true), {
+      kind: 'start',
+      slot: '2026-03-01T00:00:00Z',
+      cancelPrevious: false,
+      step: {
+        from: '2026-03-01T00:00:00Z',
+        to: '2026-03-01T01:00:00Z',
+        records: [{ slot: '2026-03-01T00:00:00Z', outcome: 'started' }],
+      },
+    });
+    const cancel = planSchedule(schedule({ overlap: 'cancel_previous' }), now, true);
+    assert.equal(cancel.kind === 'start' && cancel.cancelPrevious, true);
+    assert.deepEqual(planSchedule(schedule({ overlap: 'buffer_one' }), now, true), {
+      kind: 'wait',
+      slot: '2026-03-01T00:00:00Z',
+    });
+    const buffered = schedule({ overlap: 'buffer_one', catchup: '2h' });
+    assert.equal(
+      planSchedule(buffered, T0 + 3_600_000 + 10, true).kind,
+      'skip',
+      'a later slot is due: it waits instead',
+    );
+  });
+
+  it('a step applies only from the slot it read; history is newest first and bounded', () => {
+    const s = schedule();
+    const step = {
+      from: s.nextSlot,
+      to: '2026-03-01T01:00:00Z',
+      records: [{ slot: s.nextSlot, outcome: 'started' as const }],
+    };
+    const next = applyStep(s, step, T0);
+    assert.equal(next?.nextSlot, '2026-03-01T01:00:00Z');
+    assert.equal(applyStep(next!, step, T0), undefined, 'another scheduler took it');
+    let h: Schedule = s;
+    for (let i = 0; i < 60; i++)
+      h = applyStep(
+        h,
+        { from: h.nextSlot, to: `x${i}`, records: [{ slot: h.nextSlot, outcome: 'missed' }] },
+        T0,
+      )!;
+    assert.equal(h.history.length, 50);
+    assert.equal(h.history[0]!.slot, 'x58');
+  });
+
+  it('backfill: inclusive range, refuses reversed, malformed and too long ranges', () => {
+    const s = { cron: '0 0 * * *', timezone: 'UTC' };
+    assert.deepEqual(backfillSlots(s, '2026-01-01T00:00:00Z', '2026-01-03T00:00:00Z'), [
+      '2026-01-01T00:00:00Z',
+      '2026-01-02T00:00:00Z',
+      '2026-01-03T00:00:00Z',
+    ]);
+    assert.throws(() => backfillSlots(s, '2026-01-03T00:00:00Z', '2026-01-01T00:00:00Z'), /is after to/);
+    assert.throws(() => backfillSlots(s, 'soon', '2026-01-01T00:00:00Z'), /"soon" is not an RFC 3339 time/);
+    assert.throws(
+      () => backfillSlots(s, '2020-01-01T00:00:00Z', '2026-01-01T00:00:00Z'),
+      /more than 500 slots/,
+    );
+  });
+
+  it('validation names each bad field; {{schedule.time}} becomes the slot', () => {
+    assert.deepEqual(validateSchedule('ok', { workflow: 'w', cron: '0 2 * * *' }), []);
+    const problems = validateSchedule('ok', {
+      workflow: 'w',
+      cron: '0 25 * * *',
+      timezone: 'Atlantis/Capital',
+      overlap: 'maybe' as never,
+      catchup: '9999h',
+    });
+    assert.equal(problems.length, 4, problems.join('\n'));
+    assert.match(problems.join('\n'), /timezone "Atlantis\/Capital"/);
+    assert.match(problems.join('\n'), /cron "0 25 \* \* \*"/);
+    assert.match(problems.join('\n'), /overlap must be one of/);
+    assert.match(problems.join('\n'), /longer than 7 days/);
+    assert.deepEqual(slotParams({ date: 'day {{ schedule.time }}' }, '2026-01-01T00:00:00Z'), {
+      date: 'day 2026-01-01T00:00:00Z',
+    });
+  });
+});
