@@ -12,10 +12,14 @@ import {
   failedNodesSummary,
   findCycle,
   finishOutcome,
+  graphFromJson,
   graphFromJsonText,
+  graphToJson,
   LIMITS,
   type NodeState,
+  nextAttemptAt,
   planRetry,
+  retryDelayMs,
   runStatusOf,
   statusAfterFinish,
   type TriggerRule,
@@ -28,6 +32,7 @@ import {
   validateGraph,
 } from '../src/model/index.js';
 import { RunNotRetryableError } from '../src/protocol/errors.js';
+import { DELAY_CASES } from './support/delay-cases.js';
 import { FINISH_CASES } from './support/finish-cases.js';
 
 describe('graph JSON', () => {
@@ -172,6 +177,68 @@ describe('ids', () => {
     assert.ok(a < b && b < c);
     assert.equal(ulidTime(c), 2000);
     assert.ok(ulidFloor(2000) <= c && ulidFloor(2001) > c);
+  });
+});
+
+describe('retry delays (rule 5, backoff)', () => {
+  for (const c of DELAY_CASES)
+    it(`retry ${c.retry} of ${JSON.stringify(c.backoff)} waits ${c.want} ms`, () => {
+      assert.equal(retryDelayMs(c.backoff, c.retry, 0.5), c.want);
+    });
+
+  it('jitter spreads the delay by up to ±jitter of itself', () => {
+    const b = { initial: '10s', jitter: 0.2 };
+    assert.equal(retryDelayMs(b, 1, 0), 8_000);
+    assert.equal(retryDelayMs(b, 1, 0.5), 10_000);
+    assert.equal(retryDelayMs(b, 1, 0.999_999), 11_999);
+  });
+
+  it('no backoff means at once; nextAttemptAt counts the retry of its own conclusion', () => {
+    assert.equal(retryDelayMs(undefined, 3, 0.5), 0);
+    const spec = { retry: { fail: { maxAttempts: 5, backoff: { initial: '1s', factor: 2 } } } };
+    assert.equal(nextAttemptAt(spec, 'FAIL', { fail: 2, error: 0 }, 1_000, 0.5), 1_000 + 4_000);
+    assert.equal(nextAttemptAt(spec, 'ERROR', { fail: 2, error: 0 }, 1_000, 0.5), 0);
+  });
+
+  it('validation names every bad duration, factor and jitter', () => {
+    const problems = validateGraph({
+      nodes: [
+        {
+          name: 'a',
+          runtime: 'r',
+          metadata: {},
+          retry: { error: { maxAttempts: 2, backoff: { initial: '1x', factor: 0, jitter: -0.1, max: '' } } },
+          timeout: '-5m',
+        },
+      ],
+      edges: [],
+      deadline: '0',
+    });
+    for (const p of [
+      /node "a": retry\.error\.backoff\.initial "1x" is not a duration/,
+      /retry\.error\.backoff\.factor must be 1 or more, got 0/,
+      /retry\.error\.backoff\.jitter must be from 0 to 1, got -0\.1/,
+      /retry\.error\.backoff\.max empty duration/,
+      /node "a": timeout "-5m" is not a duration/,
+      /graph deadline must be longer than 0/,
+    ])
+      assert.ok(
+        problems.some((x) => p.test(x)),
+        `no problem matches ${p}: ${JSON.stringify(problems)}`,
+      );
+  });
+
+  it('the wire round-trips backoff, timeout and deadline', () => {
+    const spec = graphFromJsonText(
+      '{"nodes":[{"name":"a","runtime":"r","timeout":"30m","retry":{"fail":{"max_attempts":5,"backoff":{"initial":"1s","factor":2,"max":"1m","jitter":0.2}}}}],"edges":[],"deadline":"2h"}',
+    );
+    assert.deepEqual(spec.nodes[0]!.retry.fail, {
+      maxAttempts: 5,
+      backoff: { initial: '1s', factor: 2, max: '1m', jitter: 0.2 },
+    });
+    assert.equal(spec.nodes[0]!.timeout, '30m');
+    assert.equal(spec.deadline, '2h');
+    assert.deepEqual(graphFromJson(graphToJson(spec)), spec);
   });
 });
 

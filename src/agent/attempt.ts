@@ -1,4 +1,5 @@
 import { truncateOutput } from '../model/limits.js';
+import { TIMEOUT_METADATA_KEY } from '../model/rules.js';
 import type { Metadata } from '../model/types.js';
 import { metadataProblem } from '../model/validate.js';
 import type { FinishConclusion } from '../protocol/repository.js';
@@ -23,7 +24,10 @@ const encoder = new TextEncoder();
 const NO_OUTPUT = new Uint8Array(0);
 
 export interface AttemptOptions {
-  timeoutMs: number;
+  /** How long the attempt may run; undefined or 0: no limit. */
+  timeoutMs?: number;
+  /** What the timeout is, for its message: the node's own (rule 11, its spec's text) or the agent's default. */
+  timeoutSource?: { node: string } | 'agent';
   /** Aborted here on timeout; the caller aborts it on shutdown. `ctx.signal` must be its signal. */
   controller: { abort(reason?: unknown): void };
   /**
@@ -54,15 +58,18 @@ export function runAttempt(
       clearTimeout(timer);
       resolve(outcome);
     };
-    const timer = setTimeout(
-      () => {
-        const message = `runtime "${runtime.name}" timed out after ${formatDuration(options.timeoutMs)}`;
-        // Tell the runtime to stop, but do not wait for it: a hung runtime must not hold the slot.
-        options.controller.abort(new Error(message));
-        settle(errorOutcome(message));
-      },
-      Math.min(options.timeoutMs, MAX_TIMER_MS),
-    );
+    const limit = options.timeoutMs;
+    const timer = limit
+      ? setTimeout(
+          () => {
+            const outcome = timeoutOutcome(runtime.name, limit, options.timeoutSource ?? 'agent');
+            // Tell the runtime to stop, but do not wait for it: a hung runtime must not hold the slot.
+            options.controller.abort(new Error(new TextDecoder().decode(outcome.output)));
+            settle(outcome);
+          },
+          Math.min(limit, MAX_TIMER_MS),
+        )
+      : undefined;
     options.onAbandon?.(() => settle(undefined));
     const failed = (e: unknown) =>
       settle(errorOutcome(`runtime "${runtime.name}" failed: ${errorMessage(e)}`));
@@ -75,6 +82,18 @@ export function runAttempt(
     }
     Promise.resolve(pending).then((result) => settle(checkResult(runtime.name, result)), failed);
   });
+}
+
+/** The ERROR of an attempt stopped at its timeout, naming which timeout (rule 11: the node's, in its metadata too). */
+function timeoutOutcome(runtime: string, ms: number, source: { node: string } | 'agent'): AttemptOutcome {
+  if (source === 'agent')
+    return errorOutcome(
+      `runtime "${runtime}" timed out after ${formatDuration(ms)} (the agent's default timeout)`,
+    );
+  return {
+    ...errorOutcome(`runtime "${runtime}" timed out after ${source.node} (the node's timeout)`),
+    metadata: { [TIMEOUT_METADATA_KEY]: [source.node] },
+  };
 }
 
 export function errorOutcome(message: string): AttemptOutcome {

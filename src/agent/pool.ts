@@ -29,7 +29,10 @@ export interface AgentPoolOptions {
   leaseTtlMs?: number;
   /** Default a third of the TTL, so two heartbeats may be lost before the lease lapses. */
   heartbeatIntervalMs?: number;
-  /** An attempt that runs longer is recorded as ERROR. Default 10 minutes. */
+  /**
+   * An attempt of a node without its own timeout (rule 11) that runs longer
+   * is recorded as ERROR. Default: no limit (0 too).
+   */
   runtimeTimeoutMs?: number;
   hostname?: string;
   /** Prefix of the agent ids; default `<hostname>-<pid>-<random>`. */
@@ -56,7 +59,7 @@ export class AgentPool {
   private readonly registry: RuntimeRegistry;
   private readonly leaseTtlMs: number;
   private readonly heartbeatIntervalMs: number;
-  private readonly runtimeTimeoutMs: number;
+  private readonly runtimeTimeoutMs: number | undefined;
   private readonly hostname: string;
   private readonly logger: Logger;
   private readonly abortWaitMs: number;
@@ -93,7 +96,7 @@ export class AgentPool {
       throw new InvalidArgumentError(`concurrency must be a whole number >= 1, got ${concurrency}`);
     this.leaseTtlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? Math.max(1, Math.floor(this.leaseTtlMs / 3));
-    this.runtimeTimeoutMs = options.runtimeTimeoutMs ?? 10 * 60_000;
+    this.runtimeTimeoutMs = options.runtimeTimeoutMs || undefined;
     this.hostname = options.hostname ?? osHostname();
     this.logger = options.logger ?? silentLogger;
     this.abortWaitMs = options.abortWaitMs ?? 2000;

@@ -1,5 +1,6 @@
 import type { Logger } from '../log.js';
 import { concatBytes } from '../model/limits.js';
+import { nodeTimeoutMs } from '../model/rules.js';
 import {
   ClaimConflictError,
   LeaseExpiredError,
@@ -89,7 +90,8 @@ export interface WorkEnv {
   repository: Repository;
   registry: RuntimeRegistry;
   logger: Logger;
-  runtimeTimeoutMs: number;
+  /** The timeout of nodes without their own (rule 11); undefined: no limit. */
+  runtimeTimeoutMs?: number;
   backoff: BackoffOptions;
   counts: AgentPoolCounters;
   /** False once the pool stops claiming. */
@@ -153,7 +155,10 @@ export async function work(task: Task, env: WorkEnv): Promise<void> {
       },
     },
     {
-      timeoutMs: env.runtimeTimeoutMs,
+      // Rule 11: the node's own timeout; the agent's only for nodes without one.
+      ...(claimed.node.spec.timeout
+        ? { timeoutMs: nodeTimeoutMs(claimed.node.spec), timeoutSource: { node: claimed.node.spec.timeout } }
+        : { timeoutMs: env.runtimeTimeoutMs, timeoutSource: 'agent' as const }),
       controller: task.controller,
       onAbandon: (stop) => {
         task.stopWaiting = stop;

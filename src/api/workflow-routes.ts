@@ -141,6 +141,7 @@ const CONCLUSION: Record<string, pb.Run_Conclusion> = {
   SUCCESS: pb.Run_Conclusion.SUCCESS,
   FAIL: pb.Run_Conclusion.FAIL,
   CANCELLED: pb.Run_Conclusion.CANCELLED,
+  TIMED_OUT: pb.Run_Conclusion.TIMED_OUT,
 };
 
 /** The run list's filters from the query string: workflow=, label=k=v (repeatable), status=, conclusion=, q=. */
@@ -161,7 +162,7 @@ export function runFilterParams(
   const conclusion = p.get('conclusion') ?? '';
   if (conclusion && !(conclusion.toUpperCase() in CONCLUSION))
     throw new InvalidArgumentError(
-      `conclusion must be one of SUCCESS, FAIL, CANCELLED, got ${JSON.stringify(conclusion)}`,
+      `conclusion must be one of SUCCESS, FAIL, CANCELLED, TIMED_OUT, got ${JSON.stringify(conclusion)}`,
     );
   return {
     workflow: p.get('workflow') ?? '',

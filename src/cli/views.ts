@@ -17,6 +17,7 @@ import {
   table,
   topologicalOrder,
 } from './format.js';
+import { deadlineRow, timingSection } from './timing-view.js';
 
 /** The human-readable views of runs, agents and stats (the JSON views live in json.ts). */
 
@@ -174,6 +175,8 @@ export function runPretty(run: Run, now: number): string {
   ];
   if (elapsed !== undefined)
     header.push([run.status === 'COMPLETED' ? 'Took' : 'Running for', formatDuration(elapsed)]);
+  const deadline = deadlineRow(run, now);
+  if (deadline) header.push(deadline);
   header.push(...identityRows(run));
   const created = Date.parse(run.createdAt);
   const ordered = topologicalOrder(run.nodes, run.edges);
@@ -196,6 +199,7 @@ export function runPretty(run: Run, now: number): string {
   let out = keyValues(header);
   out += `\n${table(['NODE', 'RUNTIME', 'STATUS', 'CONCLUSION', 'ATTEMPTS', 'STARTED', 'TOOK', 'AFTER'], rows)}`;
   out += whySection(run, ordered);
+  out += timingSection(ordered, now);
   const failures = ordered.filter((n) => {
     const last = n.attempts[n.attempts.length - 1];
     return last && last.conclusion !== 'SUCCESS';
@@ -239,7 +243,11 @@ const WHY_ROWS = 20;
 
 /** `Why:` one line per node that waits or was not run, saying what it waits for (explainNode). */
 function whySection(run: Run, ordered: readonly NodeState[]): string {
-  const shape = explainRun(run.nodes.map(toExplain), run.edges, run.conclusion === 'CANCELLED');
+  const shape = explainRun(
+    run.nodes.map(toExplain),
+    run.edges,
+    run.conclusion === 'CANCELLED' || run.conclusion === 'TIMED_OUT',
+  );
   const rows: string[][] = [];
   for (const n of ordered) {
     const why = explainNode(toExplain(n), shape);
@@ -262,6 +270,7 @@ function toExplain(n: NodeState): ExplainNode {
     runtime: n.spec.runtime,
     status: n.status,
     attempts: n.attempts.map((a) => a.conclusion),
+    ...(n.nextAttemptAt ? { nextAttemptAt: n.nextAttemptAt } : {}),
     trigger: n.spec.trigger,
   };
 }

@@ -218,7 +218,7 @@ export function describeTransition(before: NodeState | undefined, after: NodeSta
     }
     case 'READY':
       return last
-        ? `READY      retrying after ${last.conclusion} (attempt ${after.attempts.length}${exitCodeNote(last)})`
+        ? `READY      retrying after ${last.conclusion} (attempt ${after.attempts.length}${exitCodeNote(last)})${after.nextAttemptAt ? `, next attempt due ${after.nextAttemptAt}` : ''}`
         : 'READY';
     default:
       return after.status;

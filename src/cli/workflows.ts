@@ -192,7 +192,7 @@ export function collectPairs(
 }
 
 const STATUSES: readonly RunStatus[] = ['WAITING', 'RUNNING', 'COMPLETED'];
-const CONCLUSIONS: readonly RunConclusion[] = ['SUCCESS', 'FAIL', 'CANCELLED'];
+const CONCLUSIONS: readonly RunConclusion[] = ['SUCCESS', 'FAIL', 'CANCELLED', 'TIMED_OUT'];
 
 export function parseStatus(v: string): RunStatus {
   const s = v.toUpperCase() as RunStatus;

@@ -175,8 +175,8 @@ export const OPTIONS: readonly OptionDef[] = [
   {
     name: 'runtime-timeout',
     kind: 'duration',
-    description: 'an attempt running longer is an ERROR',
-    default: '10m',
+    description: 'an attempt of a node without its own timeout running longer is an ERROR; 0: no limit',
+    default: '0',
   },
   {
     name: 'grace-period',
@@ -296,7 +296,7 @@ export function resolveConfig(
     execPassEnv: v.list('exec-pass-env'),
     execUnsafeEnv: v.list('exec-unsafe-env'),
     leaseTtlMs: v.duration('lease-ttl', 1000),
-    runtimeTimeoutMs: v.duration('runtime-timeout', 1),
+    runtimeTimeoutMs: v.duration('runtime-timeout', 0),
     gracePeriodMs: v.duration('grace-period', 0),
     retentionMs: v.duration('retention', 0),
     example: v.bool('example'),

@@ -11,6 +11,8 @@ export interface ExplainNode {
   status: 'WAITING' | 'READY' | 'RUNNING' | 'COMPLETED';
   /** Conclusions of its attempts, oldest first. */
   attempts: readonly string[];
+  /** RFC 3339 of when a READY node waiting out its retry delay becomes claimable (rule 5). */
+  nextAttemptAt?: string;
   /** Its trigger rule (rule 14); absent or empty is all_success. */
   trigger?: string;
 }
@@ -29,6 +31,7 @@ export function explainNode(node: ExplainNode, run: ExplainRun): string | undefi
     n?.status === 'COMPLETED' && n.attempts.at(-1) === 'SUCCESS';
   switch (node.status) {
     case 'READY':
+      if (node.nextAttemptAt) return `waiting out its retry delay: next attempt due ${node.nextAttemptAt}`;
       return `waiting for an agent with runtime "${node.runtime}"`;
     case 'WAITING': {
       if (custom(node.trigger)) {
@@ -120,4 +123,16 @@ export function unservedRuntimeWarnings(
     ([runtime, list]) =>
       `no live agent serves runtime "${runtime}" (needed by ${names(list)}): ${list.length === 1 ? 'it waits' : 'they wait'} until one registers`,
   );
+}
+
+/** `1s ×2 ≤1m ±20%`: a retry backoff (rule 5) in a few characters, as the CLI and the UI show it. */
+export function backoffText(b: { initial: string; factor?: number; max?: string; jitter?: number }): string {
+  return [
+    b.initial,
+    b.factor && b.factor !== 1 ? `×${b.factor}` : '',
+    b.max ? `≤${b.max}` : '',
+    b.jitter ? `±${Math.round(b.jitter * 100)}%` : '',
+  ]
+    .filter(Boolean)
+    .join(' ');
 }

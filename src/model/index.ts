@@ -1,3 +1,4 @@
+export * from './duration.js';
 export * from './explain.js';
 export * from './ids.js';
 export * from './labels.js';

@@ -1,8 +1,10 @@
+import { parseDuration } from './duration.js';
 import { rfc3339 } from './ids.js';
 import { LIMITS } from './limits.js';
 import type {
   Attempt,
   AttemptConclusion,
+  Backoff,
   GraphSpec,
   NodeSpec,
   NodeState,
@@ -45,6 +47,7 @@ export function normalizeNodeSpec(n: NodeSpec): NodeSpec {
     runtime: n.runtime,
     metadata: n.metadata ?? {},
     retry: n.retry ?? {},
+    ...(n.timeout ? { timeout: n.timeout } : {}),
   };
   if (n.trigger && n.trigger !== DEFAULT_TRIGGER) spec.trigger = n.trigger;
   return spec;
@@ -83,6 +86,112 @@ export function finishOutcome(
   const key = conclusion === 'FAIL' ? 'fail' : 'error';
   const policy = spec.retry[key];
   return policy && prior[key] + 1 < policy.maxAttempts ? 'RETRY' : 'FAILED';
+}
+
+/**
+ * Rule 5's delay: how long a node sent back to READY by its `retry`-th retry
+ * of this conclusion (1 for the first) waits before it may be claimed.
+ * initial * factor^(retry - 1), capped at max, then spread by up to ±jitter of
+ * itself (`random` in [0, 1), 0.5 meaning no spread). 0 without a backoff.
+ * The spec was validated at start (validate.ts), so its durations parse.
+ */
+export function retryDelayMs(backoff: Backoff | undefined, retry: number, random: number): number {
+  const b = backoff && backoffMs(backoff);
+  if (!b || b.i <= 0) return 0; // (and 0 × an unbounded growth is no number)
+  const base = Math.min(b.m ?? MAX_RETRY_DELAY_MS, MAX_RETRY_DELAY_MS, b.i * b.f ** Math.max(0, retry - 1));
+  const spread = b.j * (2 * random - 1);
+  return Math.max(0, Math.floor(base * (1 + spread)));
+}
+
+/** The longest retry delay, whatever the backoff says: a week (a factor without a max grows without bound). */
+export const MAX_RETRY_DELAY_MS = 7 * 24 * 3_600_000;
+
+/**
+ * A backoff with its durations in ms and its defaults filled in (i initial,
+ * f factor, m max or null, j jitter): what retryDelayMs computes from, and
+ * what a store that computes the delay itself keeps (PostgreSQL's
+ * retry_delay_ms, held to retryDelayMs by test/postgres/timing.test.ts).
+ */
+export interface BackoffMs {
+  i: number;
+  f: number;
+  m: number | null;
+  j: number;
+}
+
+export function backoffMs(b: Backoff): BackoffMs {
+  return {
+    i: parseDuration(b.initial),
+    f: b.factor ?? 1,
+    m: b.max ? parseDuration(b.max) : null,
+    j: b.jitter ?? 0,
+  };
+}
+
+/** Each retry conclusion's backoff of a node in ms, or undefined when it has none. */
+export function nodeBackoffMs(
+  spec: Pick<NodeSpec, 'retry'>,
+): Partial<Record<'fail' | 'error', BackoffMs>> | undefined {
+  const out: Partial<Record<'fail' | 'error', BackoffMs>> = {};
+  for (const k of ['fail', 'error'] as const) {
+    const b = spec.retry[k]?.backoff;
+    if (b) out[k] = backoffMs(b);
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+/**
+ * When the retry a finish decided becomes claimable (ms since the epoch), or
+ * 0 when at once. `prior` counts the attempts before the one just finished,
+ * so the retry's number is the count of this conclusion including it.
+ */
+export function nextAttemptAt(
+  spec: Pick<NodeSpec, 'retry'>,
+  conclusion: 'FAIL' | 'ERROR',
+  prior: RetryCounts,
+  nowMs: number,
+  random: number = Math.random(),
+): number {
+  const key = conclusion === 'FAIL' ? 'fail' : 'error';
+  const delay = retryDelayMs(spec.retry[key]?.backoff, prior[key] + 1, random);
+  return delay > 0 ? nowMs + delay : 0;
+}
+
+/** Rule 5: a READY node is claimable once its retry delay has passed (`readyAtMs` 0 means no delay). */
+export function claimable(readyAtMs: number | undefined, nowMs: number): boolean {
+  return !readyAtMs || readyAtMs <= nowMs;
+}
+
+/** Rule 11: a node's timeout in ms, or undefined when it has none (validated at start, so it parses). */
+export function nodeTimeoutMs(spec: Pick<NodeSpec, 'timeout'>): number | undefined {
+  return spec.timeout ? parseDuration(spec.timeout) : undefined;
+}
+
+/** Rule 11: a RUNNING attempt that started at `startedAtMs` is past its node's timeout at `nowMs`. */
+export function timedOut(spec: Pick<NodeSpec, 'timeout'>, startedAtMs: number, nowMs: number): boolean {
+  const ms = nodeTimeoutMs(spec);
+  return ms !== undefined && startedAtMs + ms <= nowMs;
+}
+
+/** Metadata key of an attempt the store (or an agent) ended at its node's timeout: the timeout, as written. */
+export const TIMEOUT_METADATA_KEY = 'adagio.timeout';
+
+/**
+ * Rule 11: the ERROR finish the store records for an attempt past its node's
+ * timeout, as the claim holder would have: its output names the timeout.
+ */
+export function timeoutFinish(spec: Pick<NodeSpec, 'timeout'>): {
+  conclusion: 'ERROR';
+  output: Uint8Array;
+  metadata: Record<string, string[]>;
+} {
+  return {
+    conclusion: 'ERROR',
+    output: new TextEncoder().encode(
+      `\nadagio: timed out after ${spec.timeout} (the node's timeout); the store ended this attempt\n`,
+    ),
+    metadata: { [TIMEOUT_METADATA_KEY]: [spec.timeout ?? ''] },
+  };
 }
 
 /** The node's status after a finish with this outcome. */
@@ -177,7 +286,13 @@ export function runStatus(counts: Record<NodeStatus, number>): RunStatus {
  * when any node failed for good (its last attempt a FAIL or ERROR, whatever
  * its handlers did), else SUCCESS.
  */
-export function conclusionOf(run: { cancelled: boolean; failed: boolean }): RunConclusion {
+export function conclusionOf(run: {
+  cancelled: boolean;
+  failed: boolean;
+  timedOut?: boolean;
+}): RunConclusion {
+  // Rule 13: a run cancelled by its deadline concludes TIMED_OUT.
+  if (run.timedOut) return 'TIMED_OUT';
   if (run.cancelled) return 'CANCELLED';
   return run.failed ? 'FAIL' : 'SUCCESS';
 }
@@ -186,12 +301,18 @@ export function conclusionOf(run: { cancelled: boolean; failed: boolean }): RunC
 export function runConclusion(
   nodes: readonly Pick<NodeState, 'attempts'>[],
   cancelled: boolean,
+  timedOut = false,
 ): RunConclusion {
   // A node unreached because its trigger did not hold (an unneeded failure handler) fails nothing (rule 14).
   const failed = nodes.some(
     (n) => upstreamOutcome(n.attempts[n.attempts.length - 1]?.conclusion) === 'failed',
   );
-  return conclusionOf({ cancelled, failed });
+  return conclusionOf({ cancelled, failed, timedOut });
+}
+
+/** Rule 13: when a run of this graph, created at `createdAtMs`, passes its deadline (ms), or undefined without one. */
+export function deadlineAt(spec: Pick<GraphSpec, 'deadline'>, createdAtMs: number): number | undefined {
+  return spec.deadline ? createdAtMs + parseDuration(spec.deadline) : undefined;
 }
 
 /**

@@ -12,6 +12,23 @@ export const RETRY_CONCLUSIONS: readonly RetryConclusion[] = ['fail', 'error'];
 export interface RetrySpec {
   /** Attempts of this conclusion allowed in total (1 means no retry). */
   maxAttempts: number;
+  /** The delay before each retry; absent means at once. */
+  backoff?: Backoff;
+}
+
+/**
+ * A retry's delay (rules.ts retryDelayMs): initial * factor^(retry - 1),
+ * capped at max, spread by up to ±jitter of itself. Durations as written
+ * ("1s", "1m30s"); validate.ts checks them.
+ */
+export interface Backoff {
+  initial: string;
+  /** 1 or more; absent means 1 (a constant delay). */
+  factor?: number;
+  /** Absent means no cap. */
+  max?: string;
+  /** 0 to 1; absent means 0. */
+  jitter?: number;
 }
 
 /**
@@ -40,6 +57,8 @@ export interface NodeSpec {
   runtime: string;
   metadata: Metadata;
   retry: Partial<Record<RetryConclusion, RetrySpec>>;
+  /** How long one attempt may run ("30m"); absent means no limit (or the agent's default). */
+  timeout?: string;
   /** Absent: all_success (a stored spec leaves the default out). */
   trigger?: TriggerRule;
 }
@@ -52,12 +71,14 @@ export interface Edge {
 export interface GraphSpec {
   nodes: NodeSpec[];
   edges: Edge[];
+  /** How long the whole run may take ("2h"); absent means no limit. */
+  deadline?: string;
 }
 
 export type NodeStatus = 'WAITING' | 'READY' | 'RUNNING' | 'COMPLETED';
 export type AttemptConclusion = 'SUCCESS' | 'FAIL' | 'ERROR' | 'CANCELLED';
 export type RunStatus = 'WAITING' | 'RUNNING' | 'COMPLETED';
-export type RunConclusion = 'SUCCESS' | 'FAIL' | 'CANCELLED';
+export type RunConclusion = 'SUCCESS' | 'FAIL' | 'CANCELLED' | 'TIMED_OUT';
 
 export interface Attempt {
   conclusion: AttemptConclusion;
@@ -97,6 +118,8 @@ export interface NodeState {
    * when it ends, however it ends.
    */
   liveOutput?: Uint8Array;
+  /** RFC 3339 of when a READY node waiting out its retry delay becomes claimable; unset otherwise. */
+  nextAttemptAt?: string;
   /** Attempts recorded before the run's latest retry (rule 15): the retry budgets count those after. 0 when never retried. */
   attemptsBeforeRetry?: number;
 }
@@ -111,6 +134,8 @@ export interface Run extends RunIdentity {
   conclusion?: RunConclusion;
   /** RFC 3339 of when it completed (its last node completed, or it was cancelled); empty before. */
   finishedAt?: string;
+  /** RFC 3339 of when its graph's deadline passes; unset when it has none. */
+  deadlineAt?: string;
 }
 
 /** A run without its nodes: what lists show (its identity without params). */

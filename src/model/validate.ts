@@ -1,5 +1,6 @@
+import { parseDuration } from './duration.js';
 import { LIMITS } from './limits.js';
-import { type GraphSpec, RETRY_CONCLUSIONS, TRIGGER_RULES } from './types.js';
+import { type Backoff, type GraphSpec, type NodeSpec, RETRY_CONCLUSIONS, TRIGGER_RULES } from './types.js';
 
 /** Metadata `adagio.inputs.<runtime>.<argument>` = the upstream node whose output feeds that argument. */
 export const INPUTS_PREFIX = 'adagio.inputs.';
@@ -126,7 +127,12 @@ export function validateGraph(spec: GraphSpec): string[] {
           `${where}: retry.${conclusion}.max_attempts is over the limit of ${LIMITS.maxAttempts}`,
         );
     }
+    problems.push(...timingProblems(where, node));
   });
+  if (spec.deadline !== undefined) {
+    const p = durationProblem(spec.deadline, true);
+    if (p) problems.push(`graph deadline ${p}`);
+  }
 
   const seenEdges = new Set<string>();
   for (const edge of spec.edges) {
@@ -191,4 +197,47 @@ export function findCycle(spec: GraphSpec): string[] | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * Why `text` is not a usable duration, or undefined when it is: unparsable,
+ * negative (refused by the grammar), or zero where a limit must be positive.
+ */
+function durationProblem(text: unknown, positive: boolean): string | undefined {
+  if (typeof text !== 'string') return `must be a duration string like "30s", got ${JSON.stringify(text)}`;
+  let ms: number;
+  try {
+    ms = parseDuration(text);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  if (positive && ms <= 0) return `must be longer than 0, got ${JSON.stringify(text)}`;
+  return undefined;
+}
+
+/** A node's retry backoffs and timeout (rules 5 and 11): every bad value, named. */
+function timingProblems(where: string, node: NodeSpec): string[] {
+  const problems: string[] = [];
+  for (const [conclusion, retry] of Object.entries(node.retry)) {
+    const b: Backoff | undefined = retry?.backoff;
+    if (!b) continue;
+    const at = `${where}: retry.${conclusion}.backoff`;
+    const initial = durationProblem(b.initial, false);
+    if (initial) problems.push(`${at}.initial ${initial}`);
+    const max = b.max === undefined ? undefined : durationProblem(b.max, false);
+    if (max) problems.push(`${at}.max ${max}`);
+    if (b.factor !== undefined && !(Number.isFinite(b.factor) && b.factor >= 1))
+      problems.push(`${at}.factor must be 1 or more, got ${b.factor}`);
+    if (b.jitter !== undefined && !(Number.isFinite(b.jitter) && b.jitter >= 0 && b.jitter <= 1))
+      problems.push(`${at}.jitter must be from 0 to 1, got ${b.jitter}`);
+    if (!initial && b.max !== undefined && !max && parseDuration(b.max) < parseDuration(b.initial))
+      problems.push(
+        `${at}.max ${JSON.stringify(b.max)} is shorter than initial ${JSON.stringify(b.initial)}`,
+      );
+  }
+  if (node.timeout !== undefined) {
+    const p = durationProblem(node.timeout, true);
+    if (p) problems.push(`${where}: timeout ${p}`);
+  }
+  return problems;
 }

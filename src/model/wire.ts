@@ -4,6 +4,7 @@ import {
   type AgentInfo,
   type Attempt,
   type AttemptConclusion,
+  type Backoff,
   emptyNodeCounts,
   type GraphSpec,
   type Metadata,
@@ -75,10 +76,40 @@ function metadataToProto(m: Metadata): { [k: string]: pb.MetadataValues } {
   return out;
 }
 
+/** A backoff from the wire: absent fields (proto3 zero values) stay absent, so the spec round-trips. */
+function backoffFromProto(b: pb.Backoff | undefined): Backoff | undefined {
+  if (!b) return undefined;
+  return {
+    initial: b.initial,
+    ...(b.factor ? { factor: b.factor } : {}),
+    ...(b.max ? { max: b.max } : {}),
+    ...(b.jitter ? { jitter: b.jitter } : {}),
+  };
+}
+
+function backoffToProto(b: Backoff | undefined): pb.Backoff | undefined {
+  if (!b) return undefined;
+  return create(pb.BackoffSchema, {
+    initial: b.initial,
+    factor: b.factor ?? 0,
+    max: b.max ?? '',
+    jitter: b.jitter ?? 0,
+  });
+}
+
 export function nodeSpecFromProto(n: pb.NodeSpec): NodeSpec {
   const retry: NodeSpec['retry'] = {};
-  for (const [k, v] of Object.entries(n.retry)) setOwn(retry, k, { maxAttempts: v.maxAttempts });
-  const spec: NodeSpec = { name: n.name, runtime: n.runtime, metadata: metadataFromProto(n.metadata), retry };
+  for (const [k, v] of Object.entries(n.retry)) {
+    const backoff = backoffFromProto(v.backoff);
+    setOwn(retry, k, backoff ? { maxAttempts: v.maxAttempts, backoff } : { maxAttempts: v.maxAttempts });
+  }
+  const spec: NodeSpec = {
+    name: n.name,
+    runtime: n.runtime,
+    metadata: metadataFromProto(n.metadata),
+    retry,
+    ...(n.timeout ? { timeout: n.timeout } : {}),
+  };
   // Kept as sent (validation names an unknown rule); empty is the default.
   if (n.trigger) spec.trigger = n.trigger as TriggerRule;
   return spec;
@@ -88,13 +119,18 @@ export function nodeSpecToProto(n: NodeSpec): pb.NodeSpec {
   const retry: { [k: string]: pb.RetrySpec } = {};
   for (const k of RETRY_CONCLUSIONS) {
     const r = n.retry[k];
-    if (r) retry[k] = create(pb.RetrySpecSchema, { maxAttempts: r.maxAttempts });
+    if (r)
+      retry[k] = create(pb.RetrySpecSchema, {
+        maxAttempts: r.maxAttempts,
+        backoff: backoffToProto(r.backoff),
+      });
   }
   return create(pb.NodeSpecSchema, {
     name: n.name,
     runtime: n.runtime,
     metadata: metadataToProto(n.metadata),
     retry,
+    timeout: n.timeout ?? '',
     trigger: n.trigger ?? '',
   });
 }
@@ -103,6 +139,7 @@ export function graphFromProto(g: pb.GraphSpec): GraphSpec {
   return {
     nodes: g.nodes.map(nodeSpecFromProto),
     edges: g.edges.map((e) => ({ source: e.source, destination: e.destination })),
+    ...(g.deadline ? { deadline: g.deadline } : {}),
   };
 }
 
@@ -110,6 +147,7 @@ export function graphToProto(g: GraphSpec): pb.GraphSpec {
   return create(pb.GraphSpecSchema, {
     nodes: g.nodes.map(nodeSpecToProto),
     edges: g.edges.map((e) => create(pb.EdgeSchema, e)),
+    deadline: g.deadline ?? '',
   });
 }
 
@@ -134,6 +172,7 @@ const RUN_CONCLUSION: Record<RunConclusion, pb.Run_Conclusion> = {
   SUCCESS: pb.Run_Conclusion.SUCCESS,
   FAIL: pb.Run_Conclusion.FAIL,
   CANCELLED: pb.Run_Conclusion.CANCELLED,
+  TIMED_OUT: pb.Run_Conclusion.TIMED_OUT,
 };
 
 function invert<K extends string, V extends number>(m: Record<K, V>): Map<V, K> {
@@ -204,6 +243,7 @@ export function nodeToProto(n: NodeState): pb.Node {
         })
       : undefined,
     liveOutput: n.liveOutput,
+    nextAttemptAt: n.nextAttemptAt ?? '',
     attemptsBeforeRetry: n.attemptsBeforeRetry ?? 0,
   });
 }
@@ -234,6 +274,7 @@ export function nodeFromProto(n: pb.Node): NodeState {
         }
       : undefined,
     liveOutput: n.liveOutput.byteLength > 0 ? n.liveOutput : undefined,
+    ...(n.nextAttemptAt ? { nextAttemptAt: n.nextAttemptAt } : {}),
     ...(n.attemptsBeforeRetry > 0 ? { attemptsBeforeRetry: n.attemptsBeforeRetry } : {}),
   };
 }
@@ -263,6 +304,7 @@ export function runToProto(r: Run): pb.Run {
     conclusion: runConclusionToProto(r.conclusion),
     nodeCounts: countsToProto(countNodes(r.nodes)),
     finishedAt: r.finishedAt ?? '',
+    deadlineAt: r.deadlineAt ?? '',
     ...identityToProto(r),
   });
 }
@@ -290,6 +332,7 @@ export function runFromProto(r: pb.Run): Run {
     status: RUN_STATUS_BACK.get(r.status) ?? 'WAITING',
     conclusion: RUN_CONCLUSION_BACK.get(r.conclusion),
     finishedAt: r.finishedAt || undefined,
+    ...(r.deadlineAt ? { deadlineAt: r.deadlineAt } : {}),
     ...identityFromProto(r),
   };
 }

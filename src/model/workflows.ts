@@ -327,7 +327,7 @@ export interface RunFilter {
 }
 
 const STATUSES: readonly string[] = ['WAITING', 'RUNNING', 'COMPLETED'];
-const CONCLUSIONS: readonly string[] = ['SUCCESS', 'FAIL', 'CANCELLED'];
+const CONCLUSIONS: readonly string[] = ['SUCCESS', 'FAIL', 'CANCELLED', 'TIMED_OUT'];
 
 /** A list's filters, checked once for every backend. */
 export function checkRunFilter(f: RunFilter): void {

@@ -1,5 +1,5 @@
 import type { JsonValue } from '@bufbuild/protobuf';
-import type { Edge, GraphSpec, Metadata, NodeSpec, RetrySpec, TriggerRule } from '../model/types.js';
+import type { Backoff, Edge, GraphSpec, Metadata, NodeSpec, RetrySpec, TriggerRule } from '../model/types.js';
 import { validateGraph } from '../model/validate.js';
 import { graphToJson } from '../model/wire.js';
 import { checkWorkflow, type ParamSpec, type WorkflowInput } from '../model/workflows.js';
@@ -19,9 +19,12 @@ import type { Task } from '../runtimes/task.js';
  * A fluent, typed way to write a graph spec in TypeScript:
  *
  *   const wf = workflow();
- *   const fetch = wf.node('fetch', exec({ command: 'curl', args: ['-s', url] })).retry({ fail: 3 });
+ *   const fetch = wf
+ *     .node('fetch', exec({ command: 'curl', args: ['-s', url] }))
+ *     .retry({ fail: 3, backoff: { initial: '1s', factor: 2, max: '1m' } })
+ *     .timeout('30s');
  *   const count = wf.node('count', exec({ command: 'wc', args: ['-c'] })).argFrom('stdin', fetch);
- *   const spec = wf.build();
+ *   const spec = wf.deadline('10m').build();
  *
  * `build` checks the graph with the same rules as the store (plus arguments a
  * typed runtime requires) and throws InvalidGraphError listing every problem.
@@ -62,6 +65,13 @@ export class Workflow {
   private readonly nodes: NodeBuilder<ArgSpecs>[] = [];
   private readonly edges: Edge[] = [];
   private readonly edgeKeys = new Set<string>();
+  private deadlineText?: string;
+
+  /** How long a run of this graph may take (rule 13), e.g. `'2h'`: past it the run is cancelled, TIMED_OUT. */
+  deadline(duration: string): this {
+    this.deadlineText = duration;
+    return this;
+  }
   private readonly params: ParamSpec[] = [];
   private description = '';
 
@@ -142,6 +152,7 @@ export class Workflow {
     const spec: GraphSpec = {
       nodes: this.nodes.map((n) => n.toSpec()),
       edges: this.edges.map((e) => ({ ...e })),
+      ...(this.deadlineText !== undefined ? { deadline: this.deadlineText } : {}),
     };
     const problems = [...validateGraph(spec), ...this.nodes.flatMap((n) => n.problems())];
     if (problems.length > 0) throw new InvalidGraphError(problems);
@@ -160,6 +171,7 @@ export class NodeBuilder<A extends ArgSpecs> {
   private rule?: TriggerRule;
   private readonly declared?: ArgSpecs;
   private readonly runtime: string;
+  private timeoutText?: string;
 
   constructor(
     private readonly workflow: Workflow,
@@ -177,13 +189,27 @@ export class NodeBuilder<A extends ArgSpecs> {
     return this;
   }
 
-  /** Attempts allowed per conclusion, e.g. `{ fail: 3 }`: up to 3 FAIL attempts in total. */
-  retry(policy: { fail?: number; error?: number }): this {
+  /**
+   * Attempts allowed per conclusion, e.g. `{ fail: 3 }`: up to 3 FAIL attempts
+   * in total. `backoff` (rule 5) delays each retry of both conclusions:
+   * `{ initial: '1s', factor: 2, max: '1m', jitter: 0.2 }`.
+   */
+  retry(policy: { fail?: number; error?: number; backoff?: Backoff }): this {
     const set = (key: 'fail' | 'error', n: number | undefined) => {
-      if (n !== undefined) this.retries[key] = { maxAttempts: n } satisfies RetrySpec;
+      if (n !== undefined)
+        this.retries[key] = {
+          maxAttempts: n,
+          ...(policy.backoff ? { backoff: { ...policy.backoff } } : {}),
+        } satisfies RetrySpec;
     };
     set('fail', policy.fail);
     set('error', policy.error);
+    return this;
+  }
+
+  /** How long one attempt may run (rule 11), e.g. `'30m'`: past it the attempt is an ERROR. */
+  timeout(duration: string): this {
+    this.timeoutText = duration;
     return this;
   }
 
@@ -221,6 +247,7 @@ export class NodeBuilder<A extends ArgSpecs> {
       runtime: this.runtime,
       metadata: Object.fromEntries(Object.entries(this.metadata).map(([k, v]) => [k, [...v]])),
       retry,
+      ...(this.timeoutText !== undefined ? { timeout: this.timeoutText } : {}),
       ...(this.rule ? { trigger: this.rule } : {}),
     };
   }

@@ -202,6 +202,32 @@ for (const backend of BACKENDS) {
       );
     });
 
+    it("the Python agent stops a shell command at its node's timeout (rule 11): an ERROR naming it", async () => {
+      const pidFile = join(scratch, `timeout-py-${Date.now()}`);
+      pidFiles.push(pidFile);
+      const node = {
+        ...shell('slow', `echo started; echo $$ > '${pidFile}'; exec sleep 120`),
+        timeout: '1s',
+      };
+      const run = await client.start(graph([node], []));
+      const done = await waitCompleted(client, run.id);
+      await waitFor(
+        async () => readPids(pidFile).every((pid) => !isAlive(pid)),
+        'the command to be killed',
+        20_000,
+      );
+      const attempts = done.nodes[0]!.attempts;
+      assert.deepEqual(
+        attempts.map((a) => a.conclusion),
+        ['ERROR'],
+      );
+      // The agent's own kill, or the store's sweeper if it came first: both name the node's timeout.
+      assert.match(
+        new TextDecoder().decode(attempts[0]!.output),
+        /timed out after 1s \(the node's timeout\)/,
+      );
+    });
+
     it('kill -9 of the Python agent mid-node: the retry completes elsewhere, or the node fails per policy', async () => {
       const pidFile = join(scratch, `pids-${Date.now()}`);
       pidFiles.push(pidFile);

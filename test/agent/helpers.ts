@@ -52,7 +52,13 @@ export function summary(run: Run): string {
 }
 
 export function spec(
-  nodes: { name: string; runtime: string; metadata?: Metadata; retry?: { fail?: number; error?: number } }[],
+  nodes: {
+    name: string;
+    runtime: string;
+    metadata?: Metadata;
+    retry?: { fail?: number; error?: number };
+    timeout?: string;
+  }[],
   edges: [string, string][] = [],
 ): GraphSpec {
   return {
@@ -64,6 +70,7 @@ export function spec(
         ...(n.retry?.fail !== undefined ? { fail: { maxAttempts: n.retry.fail } } : {}),
         ...(n.retry?.error !== undefined ? { error: { maxAttempts: n.retry.error } } : {}),
       },
+      ...(n.timeout ? { timeout: n.timeout } : {}),
     })),
     edges: edges.map(([source, destination]) => ({ source, destination })),
   };

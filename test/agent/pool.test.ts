@@ -129,8 +129,26 @@ describe('agent pool', () => {
     const done = await completed(repo, run.id);
     const h = node(done, 'h');
     assert.deepEqual(conclusions(h), ['ERROR', 'SUCCESS'], 'the one slot was free for the retry');
-    assert.equal(text(h.attempts[0]!.output), 'runtime "hang" timed out after 150ms');
+    assert.equal(
+      text(h.attempts[0]!.output),
+      'runtime "hang" timed out after 150ms (the agent\'s default timeout)',
+    );
     assert.ok(sawAbort, 'the runtime saw ctx.signal abort');
+  });
+
+  it("a node's own timeout (rule 11) stops its attempt with an ERROR naming it; the agent has no default limit", async () => {
+    const hang = runtime('hang', async (ctx) => {
+      await aborted(ctx.signal);
+      return { conclusion: 'SUCCESS', output: 'too late' };
+    });
+    const { repo, pool } = setup({ runtimes: [hang], concurrency: 1 });
+    await pool.start();
+    const run = await repo.start(spec([{ name: 'h', runtime: 'hang', timeout: '150ms' }]));
+    const h = node(await completed(repo, run.id), 'h');
+    assert.deepEqual(conclusions(h), ['ERROR']);
+    // The pool's timer or the store's sweeper (rule 11), whichever comes first: the same words and metadata.
+    assert.match(text(h.attempts[0]!.output), /timed out after 150ms \(the node's timeout\)/);
+    assert.deepEqual(h.attempts[0]!.metadata['adagio.timeout'], ['150ms']);
   });
 
   it('a missing argument is an ERROR attempt naming it', async () => {

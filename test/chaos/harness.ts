@@ -43,6 +43,10 @@ export interface ChaosReport {
   pauses: number;
   storeDisruptions: string[];
   orphansRecovered: number;
+  /** Attempts ended at their node's timeout (rule 11: metadata adagio.timeout), by an agent or the store. */
+  nodeTimeouts: number;
+  /** Runs that concluded TIMED_OUT: none should, their deadline being far off (rule 13). */
+  runsTimedOut: number;
   executions: number;
   /** Runs not COMPLETED, or nodes left READY/RUNNING/WAITING, at the end. */
   lost: number;
@@ -164,9 +168,12 @@ function check(
   let doubleFinishes = 0;
   let unexecutedSuccesses = 0;
   let orphansRecovered = 0;
+  let nodeTimeouts = 0;
+  let runsTimedOut = 0;
   let cleanupsNotRun = 0;
   for (const run of runs) {
     if (run.status !== 'COMPLETED') lost++;
+    if (run.conclusion === 'TIMED_OUT') runsTimedOut++;
     for (const n of run.nodes) {
       nodes++;
       attempts += n.attempts.length;
@@ -181,6 +188,7 @@ function check(
       if (n.spec.name === CLEANUP && n.attempts.length === 0) cleanupsNotRun++;
       for (const a of n.attempts) {
         recorded.add(a.claimId);
+        if (a.metadata['adagio.timeout']) nodeTimeouts++;
         const m = /^claim (\S+) .*lapsed/.exec(new TextDecoder().decode(a.output));
         if (a.conclusion === 'ERROR' && m) {
           orphansRecovered++;
@@ -207,6 +215,8 @@ function check(
     pauses: extra.pauses,
     storeDisruptions: extra.disruptions,
     orphansRecovered,
+    nodeTimeouts,
+    runsTimedOut,
     executions: [...executed.values()].reduce((a, b) => a + b, 0),
     lost,
     doubleFinishes,
@@ -222,7 +232,7 @@ export function formatReport(r: ChaosReport): string {
   return [
     `chaos ${r.backend}: ${r.runs} runs, ${r.nodes} nodes, ${r.attempts} attempts, ${r.executions} executions in ${r.seconds.toFixed(0)} s`,
     `  agent kills (-9): ${r.kills}, agent pauses past the lease: ${r.pauses}, store disruptions: ${r.storeDisruptions.length ? r.storeDisruptions.join('; ') : 'none'}`,
-    `  orphans recovered: ${r.orphansRecovered}`,
+    `  orphans recovered: ${r.orphansRecovered}, attempts ended at their node timeout: ${r.nodeTimeouts}, runs timed out: ${r.runsTimedOut}`,
     `  lost = ${r.lost}, double-finishes = ${r.doubleFinishes}, cleanups not run = ${r.cleanupsNotRun}, lapsed claims accepted = ${r.lapsedAccepted}, successes without execution = ${r.unexecutedSuccesses}, stats match = ${r.statsMatch}`,
   ].join('\n');
 }
@@ -232,11 +242,15 @@ export const CLEANUP = 'cleanup';
 
 /**
  * Mixed graphs: ledger-writing exec nodes (each execution appends its claim
- * id), flaky debug nodes with retries, fan-in and fan-out, and trigger-ruled
- * handlers (an all_done cleanup, a one_failed handler).
+ * id, some with a node timeout a paused agent can overrun: the store then
+ * records the ERROR, rule 11), flaky debug nodes with retries (some delayed
+ * by a backoff, rule 5), fan-in and fan-out, and trigger-ruled handlers (an
+ * all_done cleanup, a one_failed handler); every graph has a deadline far
+ * beyond what it needs (rule 13), which must not cut any run short.
  */
 export function mixedGraph(i: number, ledger: string): GraphSpec {
-  const work = (name: string, seconds: string) => ({
+  const work = (name: string, seconds: string, timeout?: string) => ({
+    ...(timeout ? { timeout } : {}),
     name,
     runtime: 'exec',
     metadata: {
@@ -250,14 +264,18 @@ export function mixedGraph(i: number, ledger: string): GraphSpec {
     },
     retry: { error: { max_attempts: 10 } },
   });
-  const flaky = (name: string, chances: string) => ({
+  const backoff = { initial: '100ms', factor: 2, max: '1s', jitter: 0.2 };
+  const flaky = (name: string, chances: string, delayed = false) => ({
     name,
     runtime: 'debug',
     metadata: {
       'adagio.arguments.debug.chances': { values: [chances] },
       'adagio.arguments.debug.sleep': { values: ['100ms'] },
     },
-    retry: { fail: { max_attempts: 3 }, error: { max_attempts: 10 } },
+    retry: {
+      fail: { max_attempts: 3, ...(delayed ? { backoff } : {}) },
+      error: { max_attempts: 10, ...(delayed ? { backoff } : {}) },
+    },
   });
   const cleanup = (name: string) => ({
     name,
@@ -270,14 +288,14 @@ export function mixedGraph(i: number, ledger: string): GraphSpec {
     shape === 0
       ? [
           work('a', '0.3'),
-          flaky('b', '0.3 fail'),
-          work('c', '0.2'),
+          flaky('b', '0.3 fail', true),
+          work('c', '0.2', '5s'),
           flaky('d', '0.1 error'),
           work('e', '0.1'),
         ]
       : shape === 1
-        ? [work('a', '0.5'), work('b', '0.2'), flaky('c', '0.2 fail'), work('d', '0.2')]
-        : [flaky('a', '0.2 error'), work('b', '0.4'), work('c', '0.1')];
+        ? [work('a', '0.5', '5s'), work('b', '0.2'), flaky('c', '0.2 fail', true), work('d', '0.2')]
+        : [flaky('a', '0.2 error', true), work('b', '0.4'), work('c', '0.1', '5s')];
   const names = nodes.map((n) => n.name);
   // Rule 14: a cleanup node runs once the sink completed, however it did (all_done);
   // shape 0 also has a failure handler below its flaky node (one_failed).
@@ -307,6 +325,7 @@ export function mixedGraph(i: number, ledger: string): GraphSpec {
   return graphFromJson({
     nodes: [...nodes, ...extra],
     edges: [...edges, ...handlers].map(([source, destination]) => ({ source, destination })),
+    deadline: '1h',
   });
 }
 

@@ -44,6 +44,7 @@ for (const name of wanted) {
       r.lost ||
       r.doubleFinishes ||
       r.cleanupsNotRun ||
+      r.runsTimedOut ||
       r.lapsedAccepted ||
       r.unexecutedSuccesses ||
       !r.statsMatch

@@ -15,6 +15,7 @@ export function shortChaos(title: string, make: () => Promise<ChaosBackend>, see
       assert.equal(r.lapsedAccepted, 0, 'no attempt recorded from a lapsed claim');
       assert.equal(r.unexecutedSuccesses, 0, 'every recorded success ran exactly once under its claim');
       assert.ok(r.statsMatch, 'stats agree with the runs');
+      assert.equal(r.runsTimedOut, 0, 'no run hit its far-off deadline');
       assert.equal(r.kills + r.pauses, 5);
       assert.equal(r.storeDisruptions.length, 1);
     } finally {

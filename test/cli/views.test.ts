@@ -193,6 +193,36 @@ describe('cli text views', () => {
     assert.match(runPretty(run, T0 + 4000), /^Running for {2}4s$/m);
   });
 
+  it('inspect shows the deadline, node timeouts, backoffs and when a delayed retry is due', () => {
+    const retrying: NodeState = {
+      ...node('fetch', 'READY', [attempt('FAIL', 0, 1000)]),
+      spec: {
+        name: 'fetch',
+        runtime: 'debug',
+        metadata: {},
+        retry: { fail: { maxAttempts: 5, backoff: { initial: '1s', factor: 2, max: '1m', jitter: 0.2 } } },
+        timeout: '30m',
+      },
+      nextAttemptAt: at(3000),
+    };
+    const run: Run = {
+      id: 'r',
+      createdAt: at(0),
+      status: 'RUNNING',
+      edges: [],
+      nodes: [retrying, node('plain', 'WAITING')],
+      deadlineAt: at(7_200_000),
+    };
+    const out = runPretty(run, T0 + 2000);
+    assert.match(out, /^Deadline +2025-06-01T12:00:00Z \(in 1h59m58s\)$/m);
+    assert.match(out, /Timing:\n {2}NODE +TIMEOUT +RETRY +NEXT ATTEMPT DUE\n/);
+    assert.match(out, /^ {2}fetch +30m +fail ×5 after 1s ×2 ≤1m ±20% +2025-06-01T10:00:03Z \(in 1s\)$/m);
+    assert.doesNotMatch(out, /^ {2}plain /m, 'a node without timing rules is not listed');
+    const timedOut = runPretty({ ...run, status: 'COMPLETED', conclusion: 'TIMED_OUT' }, T0 + 2000);
+    assert.match(timedOut, /^Status +COMPLETED TIMED_OUT$/m);
+    assert.match(timedOut, /^Deadline .*\(passed: the run timed out\)$/m);
+  });
+
   it('timeline draws each attempt, retries included, on one time axis', () => {
     const run = failedRun();
     const out = runTimeline(run, topologicalOrder(run.nodes, run.edges), T0 + 120_000);

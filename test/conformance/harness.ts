@@ -19,6 +19,15 @@ import { bytes, RUNTIME } from './fixtures.js';
 export interface BackendUnderTest {
   repository: Repository;
   teardown(): Promise<void>;
+  /**
+   * Moves the clock the store judges time rules by (retry delays, node
+   * timeouts, run deadlines) `ms` ahead, then runs the store's time sweep:
+   * the one injectable clock of the suite (memory and etcd: the process's
+   * clock, test/support/clock.ts; PostgreSQL: its adagio_now_ms()). Leases
+   * are not moved on etcd and PostgreSQL; on memory they are, so advances in
+   * a test stay well under LONG_LEASE_MS.
+   */
+  advance(ms: number): Promise<void>;
 }
 
 export type BackendFactory = () => Promise<BackendUnderTest>;
@@ -86,7 +95,7 @@ export function conformanceTest(factory: BackendFactory, lacks: readonly Capabil
     const run: ConformanceBody = missing ? (h) => REFUSALS[missing](h.repo) : body;
     it(title, { timeout: TEST_TIMEOUT_MS }, async () => {
       const backend = await factory();
-      const h = new Harness(backend.repository);
+      const h = new Harness(backend.repository, (ms) => backend.advance(ms));
       try {
         await run(h);
       } finally {
@@ -104,7 +113,11 @@ export class Harness {
   private readonly collectors: Collector<unknown>[] = [];
   private readonly heartbeats: Heartbeat[] = [];
 
-  constructor(readonly repo: Repository) {}
+  constructor(
+    readonly repo: Repository,
+    /** Moves the store's clock ahead and runs its time sweep (BackendUnderTest.advance). */
+    readonly advance: (ms: number) => Promise<void>,
+  ) {}
 
   /** A registered agent with its own lease (or a shared one: one lease per agent process). */
   async agent(

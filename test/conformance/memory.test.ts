@@ -1,7 +1,16 @@
 import { MemoryRepository } from '../../src/backends/memory/index.js';
+import { SkewClock } from '../support/clock.js';
 import { runConformance } from './suite.js';
 
 runConformance('memory', async () => {
-  const repository = new MemoryRepository();
-  return { repository, teardown: () => repository.close() };
+  const clock = new SkewClock();
+  const repository = new MemoryRepository({ clock });
+  return {
+    repository,
+    teardown: () => repository.close(),
+    advance: async (ms) => {
+      clock.advance(ms);
+      repository.sweepTimers();
+    },
+  };
 });

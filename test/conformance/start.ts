@@ -10,7 +10,7 @@ import type { ConformanceTest } from './harness.js';
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 
 /** Asserts start rejects `spec` with an InvalidGraphError whose problems include one matching every pattern. */
-async function rejectsGraph(
+export async function rejectsGraph(
   start: (spec: GraphSpec) => Promise<unknown>,
   spec: GraphSpec,
   ...patterns: RegExp[]

@@ -24,7 +24,7 @@
  *   nodes seen, never the count of events.
  *
  * Topics, one module each: start (rule 1), walk (2, 5, 7 on the example DAG),
- * retry (5), triggers (14), resume (15), claims (2, 4), leases (3), cancel (6), listing (lists, stats,
+ * retry (5), timing (5's delays, 11 timeouts, 13 deadlines, on the injectable clock), triggers (14), resume (15), claims (2, 4), leases (3), cancel (6), listing (lists, stats,
  * cleanup), streams (8, and watch), output (live output), requests (bad input
  * refused alike), workflows (16, 17: definitions, params, run identity, filters, idempotent start), schedules (18: definitions, slots once under racing schedulers, catch-up, backfill, overlap), size (the same rules at a thousand runs and thousands of
  * nodes). Rule 9 (cost per transition) is measured
@@ -45,6 +45,7 @@ import { schedulesSpec } from './schedules.js';
 import { sizeSpec } from './size.js';
 import { startSpec } from './start.js';
 import { streamsSpec } from './streams.js';
+import { timingSpec } from './timing.js';
 import { triggersSpec } from './triggers.js';
 import { walkSpec } from './walk.js';
 import { workflowsSpec } from './workflows.js';
@@ -62,6 +63,7 @@ export function runConformance(
     startSpec(test);
     walkSpec(test);
     retrySpec(test);
+    timingSpec(test);
     triggersSpec(test);
     resumeSpec(test);
     claimsSpec(test);

@@ -6,13 +6,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { LIST_SCAN_BUDGET } from '../../src/backends/etcd/limits.js';
-import type { BackendUnderTest } from '../conformance/harness.js';
 import { etcdRepository } from '../support/etcd.js';
 
 const one = { nodes: [{ name: 'a', runtime: 'r', metadata: {}, retry: {} }], edges: [] };
 
 describe('etcd: filtered run lists are bounded', { timeout: 300_000 }, () => {
-  let backend: BackendUnderTest;
+  let backend: Awaited<ReturnType<typeof etcdRepository>>;
   before(async () => {
     backend = await etcdRepository();
   });

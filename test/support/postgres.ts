@@ -86,6 +86,29 @@ export async function postgresRepository(
   };
 }
 
+/**
+ * Moves the database clock the time rules read (adagio_now_ms(), migration 5)
+ * to `offsetMs` ahead of now() in this repository's schema. Leases keep now().
+ */
+export async function movePostgresClock(
+  repository: PostgresRepository,
+  schema: string,
+  offsetMs: number,
+  url = POSTGRES_URL,
+): Promise<void> {
+  await repository.ping(); // the schema is migrated on first use
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
+  await client.connect();
+  try {
+    await client.query(
+      `CREATE OR REPLACE FUNCTION ${schema}.adagio_now_ms() RETURNS bigint LANGUAGE plpgsql STABLE AS $fn$
+       BEGIN RETURN (extract(epoch FROM now()) * 1000)::bigint + ${Math.round(offsetMs)}; END $fn$`,
+    );
+  } finally {
+    await client.end();
+  }
+}
+
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 
 /**

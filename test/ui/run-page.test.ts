@@ -150,4 +150,40 @@ describe('run page', { timeout: 180_000 }, () => {
     assert.deepEqual(w.dialogs, []);
     assert.deepEqual(w.errors, []);
   });
+
+  test('shows the deadline, a node timeout, a delayed retry, and the run TIMED_OUT when its deadline passes', async () => {
+    const flaky = {
+      ...debugNode('flaky', '10ms', 'fail'),
+      retry: { fail: { maxAttempts: 3, backoff: { initial: '1h', factor: 2 } } },
+      timeout: '30m',
+    };
+    const run = await ui.client.start({
+      nodes: [flaky, debugNode('long', '120s')],
+      edges: [],
+      deadline: '4s',
+    });
+    const w = await ui.page();
+    const { page } = w;
+    await page.goto(`${ui.base}/runs/${run.id}?node=flaky`);
+    await page.locator('.run-facts [data-deadline]').waitFor();
+    const panel = page.getByRole('complementary', { name: 'node details' });
+    await panel.locator('[data-next-attempt]').waitFor();
+    assert.match(
+      (await panel.locator('[data-next-attempt]').textContent()) ?? '',
+      /^next attempt due \d{4}-/,
+    );
+    assert.equal(
+      await panel.locator('.kv-row', { hasText: 'timeout' }).first().locator('code').textContent(),
+      '30m',
+    );
+    await panel.getByText('backoff 1h ×2').waitFor();
+    await panel.locator('[data-why]', { hasText: 'waiting out its retry delay' }).waitFor();
+    await screenshot(page, 'run-page-delayed-retry');
+    // The deadline passes: the run is cancelled as by Cancel and concludes TIMED_OUT.
+    await page.locator('.run-title [data-look="timed-out"]').waitFor();
+    await page.locator(nodeSelector('long', 'cancelled')).waitFor();
+    const after = await ui.client.inspect(run.id);
+    assert.equal(after.conclusion, 'TIMED_OUT');
+    assert.deepEqual(w.errors, []);
+  });
 });

@@ -59,6 +59,40 @@ describe('workflow builder', () => {
     });
   });
 
+  it('writes retry backoffs, node timeouts and the run deadline, and round-trips them', () => {
+    const wf = workflow().deadline('2h');
+    wf.node('fetch', debug({ conclusion: 'success' }))
+      .retry({ fail: 5, error: 2, backoff: { initial: '1s', factor: 2, max: '1m', jitter: 0.2 } })
+      .timeout('30m');
+    wf.node('plain', debug({ conclusion: 'success' }));
+    const spec = wf.build();
+    assert.equal(spec.deadline, '2h');
+    const [fetch, plain] = spec.nodes;
+    assert.equal(fetch!.timeout, '30m');
+    assert.deepEqual(fetch!.retry.fail, {
+      maxAttempts: 5,
+      backoff: { initial: '1s', factor: 2, max: '1m', jitter: 0.2 },
+    });
+    assert.equal(fetch!.retry.error?.backoff?.initial, '1s');
+    assert.equal(plain!.timeout, undefined);
+    assert.deepEqual(graphFromJson(wf.toJSON()), spec);
+  });
+
+  it('a bad backoff, timeout or deadline is a build problem naming it', () => {
+    const wf = workflow().deadline('-1h');
+    wf.node('a', debug({ conclusion: 'success' }))
+      .retry({ fail: 2, backoff: { initial: '1s', factor: 0.5 } })
+      .timeout('soon');
+    assert.throws(
+      () => wf.build(),
+      (e: unknown) =>
+        e instanceof InvalidGraphError &&
+        /factor must be 1 or more/.test(e.message) &&
+        /timeout "soon" is not a duration/.test(e.message) &&
+        /graph deadline "-1h" is not a duration/.test(e.message),
+    );
+  });
+
   it('round-trips through the canonical JSON form', () => {
     const wf = workflow();
     const a = wf.node('a', debug());

@@ -104,11 +104,15 @@ def argument(spec, inputs, name, runtime):
 
 
 def parse_seconds(text):
-    """'90', '90s', '500ms', '2m' -> seconds."""
+    """'90', '90s', '500ms', '2m', '1h30m' -> seconds."""
+    units = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
-    if not m:
+    if m:
+        return float(m.group(1)) * units[m.group(2)]
+    parts = re.findall(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h)", text.strip())
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
         raise ValueError("not a duration: %r" % text)
-    return float(m.group(1)) * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
+    return sum(float(n) * units[u] for n, u in parts)
 
 
 class OutputStreamer:
@@ -187,8 +191,14 @@ def run_shell(claimed, runtime, started, out):
     timeout = argument(spec, inputs, "timeout", runtime)
     try:
         timeout_s = parse_seconds(timeout[0]) if timeout else None
+        # Rule 11: the node's own timeout (the spec's "timeout") bounds the attempt too; the
+        # store ends an attempt past it anyway, so stopping here only frees the slot sooner.
+        node_timeout_s = parse_seconds(spec["timeout"]) if spec.get("timeout") else None
     except ValueError as e:
         return "ERROR", str(e).encode()
+    why = None
+    if node_timeout_s is not None and (timeout_s is None or node_timeout_s <= timeout_s):
+        timeout_s, why = node_timeout_s, "%s (the node's timeout)" % spec["timeout"]
     env = dict(os.environ)
     env.update(
         ADAGIO_RUN_ID=claimed["runId"],
@@ -236,7 +246,7 @@ def run_shell(claimed, runtime, started, out):
     proc.wait()
     if timed_out:
         sep = b"" if last == b"\n" else b"\n"
-        return "ERROR", sep + ("[adagio] timed out after %s; killed\n" % format_seconds(timeout_s)).encode()
+        return "ERROR", sep + ("[adagio] timed out after %s; killed\n" % (why or format_seconds(timeout_s))).encode()
     return ("SUCCESS" if proc.returncode == 0 else "FAIL"), b""
 
 

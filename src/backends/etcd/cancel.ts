@@ -19,8 +19,12 @@ import { type CancelItem, cancelItem, workItemKey } from './work-items.js';
  * open nodes complete in bounded transactions, and the run is sealed.
  */
 
-/** Rule 6. Marks the run cancelled (from then on claims and finishes in it are refused), then completes its open nodes. */
-export async function cancelRun(ctx: EtcdContext, runId: string): Promise<void> {
+/**
+ * Rule 6. Marks the run cancelled (from then on claims and finishes in it are
+ * refused), then completes its open nodes. `timedOut`: its deadline cancels
+ * it (rule 13), marked with the cancel so it concludes TIMED_OUT.
+ */
+export async function cancelRun(ctx: EtcdContext, runId: string, timedOut = false): Promise<void> {
   const { keys, store } = ctx;
   const state = await optimistic(store, 'cancel', async (): Promise<Decision<'concluded' | 'marked'>> => {
     const res = await store.retrying('cancel', () => store.range({ key: keys.run(runId) }));
@@ -32,7 +36,7 @@ export async function cancelRun(ctx: EtcdContext, runId: string): Promise<void> 
     return {
       compare: [modIs(keys.run(runId), kv.mod_revision)],
       success: [
-        put(keys.run(runId), encodeJson({ ...run, cancelled: true })),
+        put(keys.run(runId), encodeJson({ ...run, cancelled: true, ...(timedOut ? { to: true } : {}) })),
         put(workItemKey(keys, runId, cancelItem), encodeJson({ at: ctx.clock.now() } satisfies CancelItem)),
       ],
       result: 'marked',

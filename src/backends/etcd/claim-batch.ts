@@ -123,8 +123,14 @@ export class ClaimBatcher {
 
 /** Ops and reads a claim of this node takes in a batch, at most: its inputs, its attempts, its writes, its dependents. */
 function claimWeight(rec: NodeRecord): number {
-  return rec.up.length + (rec.a > 0 ? 1 : 0) + CLAIM_WRITES + Math.min(rec.down.length, INLINE_DEPENDENTS);
+  return (
+    rec.up.length +
+    (rec.a > 0 ? 1 : 0) +
+    CLAIM_WRITES +
+    (rec.spec.timeout ? 1 : 0) +
+    Math.min(rec.down.length, INLINE_DEPENDENTS)
+  );
 }
 
-/** planClaim's ops for a READY node: ready, running, two open-node keys, the node, the claim. */
+/** planClaim's ops for a READY node: ready, running, two open-node keys, the node, the claim (and a timeout item when the node has a timeout). */
 const CLAIM_WRITES = 6;

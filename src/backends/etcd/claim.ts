@@ -1,4 +1,5 @@
 import type { ICompare, IRequestOp, IResponseOp } from 'etcd3';
+import { claimable, nodeTimeoutMs } from '../../model/index.js';
 import { LeaseExpiredError, NotFoundError, nodeNotFound, UnavailableError } from '../../protocol/errors.js';
 import type { ClaimedNode, ClaimRequest } from '../../protocol/repository.js';
 import type { EtcdContext } from './context.js';
@@ -6,8 +7,16 @@ import { INLINE_READS } from './limits.js';
 import { type Read, readNode, seenForClaim } from './node-read.js';
 import { encodeState } from './nodes.js';
 import { MAX_ROUNDS } from './optimistic.js';
-import { attemptOutput, type ClaimRecord, decodeAttempt, type NodeRecord, nodeState } from './records.js';
+import {
+  attemptOutput,
+  type ClaimRecord,
+  decodeAttempt,
+  encodeJson,
+  type NodeRecord,
+  nodeState,
+} from './records.js';
 import { absent, del, getPrefix, isLeaseNotFound, isTransient, lastUnder, modIs, put } from './store.js';
+import { type TimeoutItem, timeoutItem, workItemKey } from './work-items.js';
 
 /**
  * Claim and finish: each one etcd transaction whose compares cover every key
@@ -97,7 +106,9 @@ export function planClaim(
   const next: NodeRecord = { ...rec, c: claim };
   const ops: IRequestOp[] = [];
   if (rec.s === 'READY') {
+    if (!claimable(rec.ra, now)) return undefined; // waiting out its retry delay (rule 5)
     next.s = 'RUNNING';
+    next.ra = undefined;
     next.st = now;
     next.ft = undefined;
     ops.push(
@@ -106,6 +117,15 @@ export function planClaim(
       del(keys.openNode('R', req.runId, req.node)),
       put(keys.openNode('U', req.runId, req.node), Buffer.from(rt)),
     );
+    // Rule 11: the store ends this attempt when its timeout passes (timing.ts), unless it finished.
+    const timeoutMs = nodeTimeoutMs(rec.spec);
+    if (timeoutMs !== undefined)
+      ops.push(
+        put(
+          workItemKey(keys, req.runId, timeoutItem(req.node)),
+          encodeJson({ at: now, due: now + timeoutMs, claim: claim.id } satisfies TimeoutItem),
+        ),
+      );
   } else if (rec.s === 'RUNNING' && rec.c) {
     if (r.claimLive) return rec.c.id === claim.id ? 'own' : undefined;
     previous = rec.c;

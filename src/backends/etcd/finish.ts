@@ -3,6 +3,7 @@ import {
   attemptOutput,
   countAttempt,
   finishOutcome,
+  nextAttemptAt,
   rfc3339,
   statusAfterFinish,
   truncateOutput,
@@ -21,8 +22,18 @@ import { decodeAttempt, encodeAttempt, encodeJson, type NodeRecord } from './rec
 import { maybeSeal } from './seal.js';
 import { del, leaseIs, modIs, put, valueIs } from './store.js';
 import { resumeNodeWork } from './sweep.js';
+import { releaseWhenDue } from './timing.js';
 import { settle } from './triggers.js';
-import { type CascadeItem, cascadeItem, type FanOutItem, fanOutItem, workItemKey } from './work-items.js';
+import {
+  type CascadeItem,
+  cascadeItem,
+  type FanOutItem,
+  fanOutItem,
+  type RetryDueItem,
+  retryDueItem,
+  timeoutItem,
+  workItemKey,
+} from './work-items.js';
 
 /**
  * Rules 4 and 5 on etcd: the attempt is recorded only while the claim key
@@ -34,7 +45,8 @@ import { type CascadeItem, cascadeItem, type FanOutItem, fanOutItem, workItemKey
 /** What is left to do once the finish committed. */
 export type FinishAfter =
   | { resume: true }
-  | { cascades: [string, CascadeItem][]; fanOut: boolean; sealCheck: boolean };
+  /** retryAt: the node waits out a retry delay until then (ms); this process releases it when due. */
+  | { cascades: [string, CascadeItem][]; fanOut: boolean; sealCheck: boolean; retryAt?: number };
 
 export interface FinishPlan {
   compare: ICompare[];
@@ -85,6 +97,11 @@ export function planFinish(
   ];
   const outcome = finishOutcome(rec.spec, req.conclusion, { fail: rec.f, error: rec.e });
   const retry = outcome === 'RETRY';
+  // Rule 5's delay: a retry with a backoff is READY but announced (its queue key written) only when due.
+  const retryAt =
+    retry && req.conclusion !== 'SUCCESS'
+      ? nextAttemptAt(rec.spec, req.conclusion, { fail: rec.f, error: rec.e }, now)
+      : 0;
   const counts = countAttempt({ fail: rec.f, error: rec.e }, req.conclusion);
   const next: NodeRecord = {
     ...rec,
@@ -95,6 +112,7 @@ export function planFinish(
     ft: retry ? undefined : now,
     c: undefined,
     o: undefined,
+    ra: retryAt || undefined,
   };
   const ops: IRequestOp[] = [
     put(
@@ -114,11 +132,18 @@ export function planFinish(
     del(keys.running(rt, req.runId, req.node)),
     del(keys.openNode('U', req.runId, req.node)),
     ...dropStreamed(ctx, req.runId, rec),
+    // The attempt ended: its timeout item (rule 11) has nothing left to do.
+    ...(rec.spec.timeout ? [del(workItemKey(keys, req.runId, timeoutItem(req.node)))] : []),
   ];
   if (retry)
     ops.push(
       put(keys.openNode('R', req.runId, req.node), Buffer.from(rt)),
-      put(keys.ready(rt, req.runId, req.node), Buffer.alloc(0)),
+      retryAt
+        ? put(
+            workItemKey(keys, req.runId, retryDueItem(req.node)),
+            encodeJson({ at: now, due: retryAt } satisfies RetryDueItem),
+          )
+        : put(keys.ready(rt, req.runId, req.node), Buffer.alloc(0)),
     );
   let allDepsDone = true;
   const counted: NodeRecord[] = [];
@@ -158,6 +183,7 @@ export function planFinish(
     cascades,
     fanOut: fanOutLater,
     sealCheck: !retry && allDepsDone,
+    ...(retryAt ? { retryAt } : {}),
   };
   return { compare, ops, next, counted, after };
 }
@@ -241,6 +267,7 @@ export async function followUp(ctx: EtcdContext, req: FinishRequest, after: Fini
       for (const [origin, item] of after.cascades) await cascade(ctx, req.runId, origin, item);
       if (after.fanOut) await fanOut(ctx, req.runId, req.node);
       if (after.sealCheck || after.cascades.length > 0 || after.fanOut) await maybeSeal(ctx, req.runId);
+      if (after.retryAt) releaseWhenDue(ctx, req.runId, req.node, after.retryAt);
     }
   } catch (e) {
     ctx.logger.warn('follow-up of a finish left to the sweeper', {

@@ -100,7 +100,8 @@ function remember(ctx: EtcdContext, runId: string, r: Read): void {
 export function seenForClaim(ctx: EtcdContext, runId: string, name: string): Read | undefined {
   const node = ctx.seen.node(runId, name);
   const run = ctx.seen.run(runId);
-  if (node?.rec.s !== 'READY' || !run || run.rec.cancelled) return undefined;
+  // A delay seen here may have been released since by another process: read afresh.
+  if (node?.rec.s !== 'READY' || node.rec.ra || !run || run.rec.cancelled) return undefined;
   return { node, run, deps: new Map() };
 }
 

@@ -135,7 +135,9 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
   const status = runStatus(counts);
   const conclusion =
     record.conclusion ??
-    (status === 'COMPLETED' ? runConclusion(nodes, record.cancelled === true) : undefined);
+    (status === 'COMPLETED'
+      ? runConclusion(nodes, record.cancelled === true, record.to === true)
+      : undefined);
   return {
     run: {
       id: runId,
@@ -145,6 +147,7 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
       status,
       conclusion,
       finishedAt: record.finishedAt ? rfc3339(record.finishedAt) : runFinishedAt(nodes) || undefined,
+      ...(record.dl ? { deadlineAt: rfc3339(record.dl) } : {}),
       ...identity,
     },
     record,
@@ -274,7 +277,8 @@ async function summarize(ctx: EtcdContext, ids: string[]): Promise<RunSummary[]>
         createdAt: rfc3339(rec.createdAt),
         status,
         conclusion:
-          rec.conclusion ?? (status === 'COMPLETED' ? (rec.cancelled ? 'CANCELLED' : undefined) : undefined),
+          rec.conclusion ??
+          (status === 'COMPLETED' && rec.cancelled ? (rec.to ? 'TIMED_OUT' : 'CANCELLED') : undefined),
         finishedAt: rec.finishedAt ? rfc3339(rec.finishedAt) : undefined,
         nodeCounts: counts,
         ...failedNodesSummary(

@@ -20,6 +20,10 @@ export interface RunRecord {
   /** Runtimes of its nodes (keys to delete with it). */
   rts: string[];
   cancelled?: boolean;
+  /** Cancelled by its deadline (rule 13): concludes TIMED_OUT. Written with `cancelled`. */
+  to?: boolean;
+  /** When its deadline passes (rule 13), ms; a k/<run>/deadline work item waits for it (timing.ts). */
+  dl?: number;
   /** Written once every node completed (a cache: readers derive it when absent). */
   conclusion?: RunConclusion;
   /** ms since the epoch, written with the conclusion (when the run was sealed). */
@@ -68,6 +72,8 @@ export interface NodeRecord {
    * compare the same key; cleared when the attempt is recorded.
    */
   o?: { n: number; l: number };
+  /** When a READY node waiting out its retry delay becomes claimable (ms, rule 5); unset when it is now. */
+  ra?: number;
 }
 
 export const encodeJson = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
@@ -134,6 +140,7 @@ export function nodeState(
     inputs,
     claim: rec.c ? { id: rec.c.id, agentId: rec.c.agent, metadata: rec.c.md, orphaned } : undefined,
     liveOutput: rec.s === 'RUNNING' && liveOutput && liveOutput.byteLength > 0 ? liveOutput : undefined,
+    ...(rec.s === 'READY' && rec.ra ? { nextAttemptAt: rfc3339(rec.ra) } : {}),
     ...(rec.rb ? { attemptsBeforeRetry: rec.rb } : {}),
   };
 }

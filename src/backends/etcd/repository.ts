@@ -48,6 +48,7 @@ import { startRun } from './start.js';
 import { type EtcdConnectionOptions, getPrefix, Store } from './store.js';
 import { Streams } from './streams.js';
 import { sweep } from './sweep.js';
+import * as timing from './timing.js';
 import * as workflows from './workflows.js';
 
 export const DEFAULT_ETCD_NAMESPACE = 'adagio/v1/';
@@ -61,6 +62,8 @@ export interface EtcdRepositoryOptions extends EtcdConnectionOptions {
   ids?: IdSource;
   /** How often unfinished work left by dead processes is looked for; 0 disables the timer. Default 5 s. */
   sweepIntervalMs?: number;
+  /** How often due retries are looked for (time rules, timing.ts); 0 disables the timer (tests call sweepTimers). */
+  timersIntervalMs?: number;
   logger?: Logger;
 }
 
@@ -82,6 +85,8 @@ export class EtcdRepository implements Repository {
   private readonly finishes: FinishBatcher;
   private readonly timer?: NodeJS.Timeout;
   private sweeping = false;
+  private sweepingTimers = false;
+  private readonly timersTimer?: NodeJS.Timeout;
   private closed = false;
   readonly namespace: string;
 
@@ -127,6 +132,11 @@ export class EtcdRepository implements Repository {
     if (interval > 0) {
       this.timer = setInterval(() => void this.sweepQuietly(), interval);
       this.timer.unref();
+    }
+    const timersInterval = options.timersIntervalMs ?? 1_000;
+    if (timersInterval > 0) {
+      this.timersTimer = setInterval(() => void this.sweepTimersQuietly(), timersInterval);
+      this.timersTimer.unref();
     }
   }
 
@@ -319,6 +329,27 @@ export class EtcdRepository implements Repository {
     return sweep(this.ctx);
   }
 
+  /**
+   * One pass of the time rules (retries whose delay is over, attempts past
+   * their node's timeout, runs past their deadline, by ctx.clock);
+   * a timer calls it, tests with an injectable clock too.
+   */
+  sweepTimers(): Promise<{ released: number; timedOut: number; runsTimedOut: number }> {
+    return timing.sweepTimers(this.ctx);
+  }
+
+  private async sweepTimersQuietly(): Promise<void> {
+    if (this.sweepingTimers || this.closed) return;
+    this.sweepingTimers = true;
+    try {
+      await this.sweepTimers();
+    } catch (e) {
+      this.ctx.logger.debug('time sweep failed', { error: (e as Error).message });
+    } finally {
+      this.sweepingTimers = false;
+    }
+  }
+
   private async sweepQuietly(): Promise<void> {
     if (this.sweeping || this.closed) return;
     this.sweeping = true;
@@ -349,6 +380,7 @@ export class EtcdRepository implements Repository {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.timersTimer) clearInterval(this.timersTimer);
     await this.streams.closeAll();
     this.leases.close();
     this.store.close();

@@ -9,7 +9,7 @@ import { loadRun } from './reads.js';
 import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
 import { maybeSeal } from './seal.js';
 import { del, modIs, put } from './store.js';
-import { type RetryItem, retryItem, workItemKey } from './work-items.js';
+import { deadlineItem, type RetryItem, retryDueItem, retryItem, workItemKey } from './work-items.js';
 
 /**
  * Rule 15 on etcd. A retry can touch every node of a run, more than one
@@ -43,7 +43,8 @@ export async function retryRun(ctx: EtcdContext, runId: string, named?: string[]
       named,
     );
     const item: RetryItem = { at: ctx.clock.now(), nodes: plan.nodes };
-    const { conclusion: _c, finishedAt: _f, ...rest } = record;
+    // Rule 13: a retried run may conclude again (its timed-out mark goes) and runs on without a deadline.
+    const { conclusion: _c, finishedAt: _f, to: _t, dl: _d, ...rest } = record;
     const next: RunRecord = { ...rest, cancelled: false, resuming: true };
     // Decided on the whole run's read: commit only if the run key is still what was read
     // (a completed run's nodes change only after its run key does: a retry marks it first).
@@ -54,6 +55,7 @@ export async function retryRun(ctx: EtcdContext, runId: string, named?: string[]
       success: [
         put(keys.run(runId), encodeJson(next)),
         put(workItemKey(keys, runId, retryItem), encodeJson(item)),
+        ...(record.dl ? [del(workItemKey(keys, runId, deadlineItem))] : []),
         // Each node put back loses its own failed mark in step 2; an older store's single mark goes here.
         ...(plan.failed ? [] : [del(keys.legacyFailed(runId))]),
       ],
@@ -152,11 +154,14 @@ function putBack(
     ft: p.status === 'COMPLETED' ? now : undefined,
     c: undefined,
     o: undefined,
+    // Rule 5: claimable at once, whatever delay its last retry was waiting out.
+    ra: undefined,
   };
   const open = p.status === 'READY' ? 'R' : 'W';
   return [
     put(keys.node(runId, p.name), encodeState(next)),
     put(keys.openNode(open, runId, p.name), Buffer.from(rec.spec.runtime)),
     del(keys.failedNode(runId, p.name)),
+    ...(rec.ra ? [del(workItemKey(keys, runId, retryDueItem(p.name)))] : []),
   ];
 }

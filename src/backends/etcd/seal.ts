@@ -27,7 +27,11 @@ export async function maybeSeal(ctx: EtcdContext, runId: string): Promise<void> 
     const run = decodeJson<RunRecord>(kv.value);
     if (run.conclusion || run.resuming) return { done: undefined };
     if (Number(r[2]!.count) + Number(r[3]!.count) + Number(r[4]!.count) > 0) return { done: undefined };
-    const conclusion = conclusionOf({ cancelled: run.cancelled === true, failed: r[1]!.kvs.length > 0 });
+    const conclusion = conclusionOf({
+      cancelled: run.cancelled === true,
+      failed: r[1]!.kvs.length > 0,
+      timedOut: run.to === true,
+    });
     return {
       compare: [modIs(keys.run(runId), kv.mod_revision)],
       success: [put(keys.run(runId), encodeJson({ ...run, conclusion, finishedAt: ctx.clock.now() }))],

@@ -1,6 +1,7 @@
 import type { IRequestOp } from 'etcd3';
 import {
   checkStartOptions,
+  deadlineAt,
   type GraphSpec,
   initialStatus,
   type NodeState,
@@ -17,14 +18,15 @@ import { encodeState, encodeStatic } from './nodes.js';
 import { loadRun } from './reads.js';
 import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
 import { absent, del, get, modIs, put } from './store.js';
+import { type DeadlineItem, deadlineItem, workItemKey } from './work-items.js';
 import { getWorkflow } from './workflows.js';
 
 export const COUNTER_SHARDS = 16;
 /**
  * Runtimes a chunked start's commit wakes itself: etcd's op budget less the
- * commit's own six ops (run, index, staging mark, counter, identity, request id).
+ * commit's own seven ops (run, index, staging mark, counter, identity, request id, deadline item).
  */
-const WAKEUPS_IN_COMMIT = ETCD_MAX_TXN_OPS - 6;
+const WAKEUPS_IN_COMMIT = ETCD_MAX_TXN_OPS - 7;
 
 /**
  * Rule 1. A run that fits one transaction is written in one. A larger one is
@@ -84,16 +86,27 @@ export async function startRun(
     records.push(rec);
     states.push({ spec: s, status, attempts: [], startedAt: '', finishedAt: '', inputs: {} });
   });
+  const deadline = deadlineAt(spec, now);
   const run: RunRecord = {
     id,
     createdAt: now,
     n: spec.nodes.length,
     rts: [...runtimes],
     ...(identity.requestId !== undefined ? { q: identity.requestId } : {}),
+    ...(deadline ? { dl: deadline } : {}),
   };
+  // Rule 13: the deadline's work item commits with the run (timing.ts cancels it when due).
+  const deadlineOps = deadline
+    ? [
+        put(
+          workItemKey(keys, id, deadlineItem),
+          encodeJson({ at: now, due: deadline } satisfies DeadlineItem),
+        ),
+      ]
+    : [];
   // The identity (params up to WORKFLOW_LIMITS) rides in the commit: count its bytes and its two ops.
   const identityBytes = Buffer.byteLength(JSON.stringify(identity));
-  const chunked = ops.length + 7 > MAX_TXN_OPS || bytes + identityBytes > MAX_TXN_BYTES;
+  const chunked = ops.length + 8 > MAX_TXN_OPS || bytes + identityBytes > MAX_TXN_BYTES;
   if (chunked) await writeChunks(ctx, id, now, [...runtimes], ops);
   // Wakes each runtime's subscribers: a chunked run's READY nodes were written before it was visible.
   const wakeups = [...runtimes].map((rt) => put(keys.committed(rt, id), Buffer.alloc(0)));
@@ -108,10 +121,17 @@ export async function startRun(
         ...meta,
         put(keys.run(id), encodeJson(run)),
         put(keys.runIndexKey(id), Buffer.from(id)),
+        ...deadlineOps,
         ...(wakeLater.length > 0 ? [] : [del(keys.staging(id))]),
         ...wakeups.slice(0, WAKEUPS_IN_COMMIT),
       ]
-    : [...meta, put(keys.run(id), encodeJson(run)), put(keys.runIndexKey(id), Buffer.from(id)), ...ops];
+    : [
+        ...meta,
+        put(keys.run(id), encodeJson(run)),
+        put(keys.runIndexKey(id), Buffer.from(id)),
+        ...deadlineOps,
+        ...ops,
+      ];
   const revision = await commit(ctx, run, commitOps, request);
   if (revision === 'taken') {
     const earlier = await requestedRun(ctx, identity.requestId!);
@@ -134,6 +154,7 @@ export async function startRun(
     nodes: states,
     edges: spec.edges.map((e) => ({ source: e.source, destination: e.destination })),
     status: 'WAITING',
+    ...(deadline ? { deadlineAt: rfc3339(deadline) } : {}),
     ...identity,
   };
 }

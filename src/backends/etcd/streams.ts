@@ -294,7 +294,7 @@ export class Streams {
       const runKv = r.responses[r.responses.length - 2]!.response_range.kvs[0];
       const failed = r.responses[r.responses.length - 1]!.response_range.kvs.length > 0;
       const run = runKv ? decodeJson<RunRecord>(runKv.value) : undefined;
-      conclusion = conclusionOf({ cancelled: run?.cancelled === true, failed });
+      conclusion = conclusionOf({ cancelled: run?.cancelled === true, failed, timedOut: run?.to === true });
     }
     queue.push({
       type: 'node',

@@ -61,6 +61,8 @@ export async function sweep(ctx: EtcdContext): Promise<void> {
       ctx.logger.warn('unknown work item left alone', { run: runId, item: name });
       continue;
     }
+    // Due at their own time: timing.ts.
+    if (item.kind === 'retry-due' || item.kind === 'timeout' || item.kind === 'deadline') continue;
     if (item.kind === 'cancel') await cancelRun(ctx, runId).catch(() => undefined);
     else if (item.kind === 'retry') await finishRetry(ctx, runId, value as RetryItem);
     else if (item.kind === 'fan-out') await fanOut(ctx, runId, item.node);

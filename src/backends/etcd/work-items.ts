@@ -5,7 +5,7 @@ import type { Keys } from './keys.js';
  * Durable follow-up work, one key k/<run>/<name> per item, written in the
  * transaction that makes the work necessary and deleted when it is done, so
  * the sweeper of any process finishes what a dead one left (sweep.ts). The
- * names on disk are 'cancel', 'retry', 'f:<node>' and 'd:<node>'; nothing outside
+ * names on disk are 'cancel', 'retry', 'deadline', 'f:<node>', 'd:<node>', 'r:<node>' and 't:<node>'; nothing outside
  * this module spells them.
  */
 export type WorkItem =
@@ -16,7 +16,13 @@ export type WorkItem =
   /** Rule 4: `node` succeeded; its dependents still to count down, in chunks (fanout.ts). */
   | { kind: 'fan-out'; node: string }
   /** Rule 15: the run is marked resuming; the plan's nodes still to put back (resume.ts). */
-  | { kind: 'retry' };
+  | { kind: 'retry' }
+  /** Rule 5: `node` is READY but waits out a retry delay; announced (its queue key written) when due (timing.ts). */
+  | { kind: 'retry-due'; node: string }
+  /** Rule 11: `node` was claimed with a timeout; the store ends the attempt if it is still running when due (timing.ts). */
+  | { kind: 'timeout'; node: string }
+  /** Rule 13: the run has a deadline; the sweeper cancels it TIMED_OUT if it is still open when due (timing.ts). */
+  | { kind: 'deadline' };
 
 /** What each kind of item stores: when it was written, and the kind's own progress. */
 export interface CancelItem {
@@ -40,14 +46,39 @@ export interface FanOutItem {
   done: number;
 }
 
+export interface RetryDueItem {
+  at: number;
+  /** When the node becomes claimable, ms. */
+  due: number;
+}
+
+export interface TimeoutItem {
+  at: number;
+  /** When the attempt's timeout passes, ms. */
+  due: number;
+  /** The claim it was written for: a later attempt's claim is not this item's business. */
+  claim: string;
+}
+
+export interface DeadlineItem {
+  at: number;
+  /** When the run's deadline passes, ms. */
+  due: number;
+}
+
 export const cancelItem: WorkItem = { kind: 'cancel' };
 export const retryItem: WorkItem = { kind: 'retry' };
+export const deadlineItem: WorkItem = { kind: 'deadline' };
 export const cascadeItem = (node: string): WorkItem => ({ kind: 'cascade', node });
 export const fanOutItem = (node: string): WorkItem => ({ kind: 'fan-out', node });
+export const retryDueItem = (node: string): WorkItem => ({ kind: 'retry-due', node });
+export const timeoutItem = (node: string): WorkItem => ({ kind: 'timeout', node });
 
 /** The item's name under k/<run>/. */
 export function workItemName(item: WorkItem): string {
-  if (item.kind === 'cancel' || item.kind === 'retry') return item.kind;
+  if (item.kind === 'cancel' || item.kind === 'retry' || item.kind === 'deadline') return item.kind;
+  if (item.kind === 'retry-due') return `r:${item.node}`;
+  if (item.kind === 'timeout') return `t:${item.node}`;
   return `${item.kind === 'cascade' ? 'f' : 'd'}:${item.node}`;
 }
 
@@ -55,8 +86,11 @@ export function workItemName(item: WorkItem): string {
 export function parseWorkItem(name: string): WorkItem | undefined {
   if (name === 'cancel') return cancelItem;
   if (name === 'retry') return retryItem;
+  if (name === 'deadline') return deadlineItem;
   if (name.startsWith('f:')) return cascadeItem(name.slice(2));
   if (name.startsWith('d:')) return fanOutItem(name.slice(2));
+  if (name.startsWith('r:')) return retryDueItem(name.slice(2));
+  if (name.startsWith('t:')) return timeoutItem(name.slice(2));
   return undefined;
 }
 

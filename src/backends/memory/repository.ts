@@ -28,6 +28,8 @@ import {
   runStatus,
   type Stats,
   systemClock,
+  timedOut,
+  timeoutFinish,
   topology,
   ulidSource,
   type WorkflowDefinition,
@@ -74,6 +76,7 @@ import {
   nodeSnapshot,
   orphanNode,
   type RunRecord,
+  releaseRetry,
   retryRun,
   retryView,
   runSnapshot,
@@ -106,6 +109,12 @@ export class MemoryRepository implements Repository {
   private readonly timer?: NodeJS.Timeout;
   private closed = false;
   private readonly hooks: Hooks;
+  /** READY nodes waiting out a retry delay (rule 5), released by sweepTimers. */
+  private readonly delayed = new Set<NodeRecord>();
+  /** Claimed nodes that have a timeout (rule 11), ended by sweepTimers when it passes. */
+  private readonly timed = new Set<NodeRecord>();
+  /** Open runs with a deadline (rule 13), cancelled TIMED_OUT by sweepTimers when it passes. */
+  private readonly deadlines = new Set<RunRecord>();
   private readonly workflows: MemoryWorkflows;
   private readonly scheduleStore: MemoryScheduleStore;
   private readonly schedules: Schedules;
@@ -121,15 +130,20 @@ export class MemoryRepository implements Repository {
     this.leases = new MemoryLeases(this.clock, this.ids, (node) => orphanNode(node, this.hooks));
     const interval = options.leaseCheckIntervalMs ?? 100;
     if (interval > 0) {
-      this.timer = setInterval(() => this.expireLapsedLeases(), interval);
+      this.timer = setInterval(() => {
+        this.expireLapsedLeases();
+        this.sweepTimers();
+      }, interval);
       this.timer.unref();
     }
     this.hooks = {
       statusChanged: (node, from) => {
         if (from) this.nodeCounts[from]--;
         this.nodeCounts[node.status]++;
+        if (node.status === 'READY' && node.readyAt) this.delayed.add(node);
         this.streams.statusChanged(node, from);
       },
+      retryDue: (node) => this.streams.retryDue(node),
       nodeChanged: (node) => this.streams.nodeChanged(node),
       claimReleased: (node, claim) => {
         this.leases.released(claim.leaseId, node);
@@ -155,6 +169,7 @@ export class MemoryRepository implements Repository {
     run.identity = plan.identity;
     this.runs.set(run.id, run);
     this.runList.push(run);
+    if (run.deadlineAt) this.deadlines.add(run);
     if (plan.identity.requestId !== undefined) this.requests.set(plan.identity.requestId, run.id);
     return runSnapshot(run);
   }
@@ -349,6 +364,33 @@ export class MemoryRepository implements Repository {
     this.leases.expireLapsed();
   }
 
+  /**
+   * Makes claimable (and announces) the READY nodes whose retry delay is over.
+   * Runs on the lease timer; public so tests with a manual clock can drive it.
+   */
+  sweepTimers(): void {
+    const now = this.clock.now();
+    for (const node of this.delayed)
+      if (node.status !== 'READY' || !node.readyAt || releaseRetry(node, now, this.hooks))
+        this.delayed.delete(node);
+    for (const node of this.timed) {
+      if (node.status !== 'RUNNING') this.timed.delete(node);
+      // An orphan waits for its recovery claim, which records the ERROR itself (rule 3).
+      else if (node.claim && !node.claim.orphaned && timedOut(node.spec, node.startedAt, now)) {
+        const f = timeoutFinish(node.spec);
+        finishNode(node, node.claim.id, f.conclusion, f.output, f.metadata, now, this.hooks);
+        this.timed.delete(node);
+      }
+    }
+    for (const run of this.deadlines) {
+      if (run.conclusion) this.deadlines.delete(run);
+      else if (run.deadlineAt <= now) {
+        cancelRun(run, now, this.hooks, true);
+        this.deadlines.delete(run);
+      }
+    }
+  }
+
   // ---- claims
 
   async claim(request: ClaimRequest): Promise<ClaimedNode | undefined> {
@@ -368,6 +410,7 @@ export class MemoryRepository implements Repository {
     const won = claimNode(node, claim, this.clock.now(), this.hooks);
     if (!won) return undefined;
     this.leases.held(leaseId, node);
+    if (node.spec.timeout) this.timed.add(node);
     return {
       runId: request.runId,
       claimId: claim.id,

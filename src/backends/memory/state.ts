@@ -5,9 +5,11 @@ import {
   boundedAppend,
   type Claim,
   cancelledAttempt,
+  claimable,
   concatBytes,
   conclusionOf,
   countAttempt,
+  deadlineAt,
   type Edge,
   emptyNodeCounts,
   finishOutcome,
@@ -15,6 +17,7 @@ import {
   type NodeSpec,
   type NodeState,
   type NodeStatus,
+  nextAttemptAt,
   normalizeNodeSpec,
   openTally,
   type RetryCounts,
@@ -73,6 +76,8 @@ export interface NodeRecord {
   /** The running attempt's streamed output (appendOutput), and the seq its next chunk carries. */
   liveOutput: Uint8Array;
   nextOutputSeq: number;
+  /** When a READY node waiting out its retry delay becomes claimable (ms); 0 when it is now. */
+  readyAt: number;
 }
 
 export interface RunRecord {
@@ -83,6 +88,10 @@ export interface RunRecord {
   edges: Edge[];
   counts: Record<NodeStatus, number>;
   cancelled: boolean;
+  /** Cancelled by its deadline (rule 13): the run concludes TIMED_OUT. */
+  timedOut: boolean;
+  /** When the run's deadline passes (ms); 0 without one. */
+  deadlineAt: number;
   /** A node completed by a final failure (rule 5), so the run concludes FAIL. */
   failed: boolean;
   /** Names of the nodes that failed for good (rule 19), in the order they failed. */
@@ -101,6 +110,8 @@ export interface Hooks {
   nodeChanged(node: NodeRecord): void;
   claimReleased(node: NodeRecord, claim: ClaimRecord): void;
   runCompleted(run: RunRecord): void;
+  /** Called when a READY node's retry delay is over: it is claimable now (rule 5). */
+  retryDue(node: NodeRecord): void;
   /** Called after a running attempt's output grew by `chunk` at `offset`. */
   outputAppended(node: NodeRecord, offset: number, chunk: Uint8Array): void;
 }
@@ -108,7 +119,7 @@ export interface Hooks {
 export function createRun(
   id: string,
   createdAt: number,
-  spec: { nodes: NodeSpec[]; edges: Edge[] },
+  spec: { nodes: NodeSpec[]; edges: Edge[]; deadline?: string },
   hooks: Hooks,
 ): RunRecord {
   const run: RunRecord = {
@@ -119,6 +130,8 @@ export function createRun(
     edges: spec.edges.map((e) => ({ ...e })),
     counts: emptyNodeCounts(),
     cancelled: false,
+    timedOut: false,
+    deadlineAt: deadlineAt(spec, createdAt) ?? 0,
     finishedAt: 0,
     failed: false,
     failedNodes: [],
@@ -141,6 +154,7 @@ export function createRun(
       attemptsBeforeRetry: 0,
       liveOutput: NO_BYTES,
       nextOutputSeq: 0,
+      readyAt: 0,
     };
     run.nodes.set(s.name, node);
     run.order.push(node);
@@ -189,6 +203,7 @@ export function claimNode(
   hooks: Hooks,
 ): { orphan: boolean; previousClaimId?: string; previousAgentId?: string } | undefined {
   if (node.status === 'READY') {
+    if (!claimable(node.readyAt, now)) return undefined;
     node.claim = claim;
     node.startedAt = now;
     node.finishedAt = 0;
@@ -232,6 +247,8 @@ export function finishNode(
   const claim = node.claim;
   if (node.status !== 'RUNNING' || !claim || claim.id !== claimId || claim.orphaned) return false;
   const outcome = finishOutcome(node.spec, conclusion, node.retries);
+  if (outcome === 'RETRY' && conclusion !== 'SUCCESS')
+    node.readyAt = nextAttemptAt(node.spec, conclusion, node.retries, now);
   node.retries = countAttempt(node.retries, conclusion);
   node.attempts = [
     ...node.attempts,
@@ -256,6 +273,15 @@ export function finishNode(
   hooks.nodeChanged(node);
   if (outcome !== 'RETRY') settleDependents(node, now, hooks);
   completeIfDone(node.run, now, hooks);
+  return true;
+}
+
+/** Rule 5's delay over: a READY node waiting out its retry delay becomes claimable. Returns whether it did. */
+export function releaseRetry(node: NodeRecord, now: number, hooks: Hooks): boolean {
+  if (node.status !== 'READY' || !node.readyAt || !claimable(node.readyAt, now)) return false;
+  node.readyAt = 0;
+  hooks.retryDue(node);
+  hooks.nodeChanged(node);
   return true;
 }
 
@@ -290,6 +316,9 @@ function settleDependents(from: NodeRecord, now: number, hooks: Hooks): void {
  */
 export function retryRun(run: RunRecord, plan: RetryPlan, now: number, hooks: Hooks): void {
   run.cancelled = false;
+  // Rule 13: a retried run may conclude again, and runs on without a deadline (the retry lifts it).
+  run.timedOut = false;
+  run.deadlineAt = 0;
   run.failed = plan.failed;
   // Rule 19: the nodes put back are no longer failed; the list names them again only if they fail again.
   const back = new Set(plan.nodes.map((p) => p.name));
@@ -303,6 +332,8 @@ export function retryRun(run: RunRecord, plan: RetryPlan, now: number, hooks: Ho
     node.attemptsBeforeRetry = p.attemptsBeforeRetry;
     node.inputs = {};
     node.startedAt = 0;
+    // Rule 5: a node put back is claimable at once, whatever delay its last retry was waiting out.
+    node.readyAt = 0;
     if (p.status !== 'COMPLETED') node.finishedAt = 0;
     if (node.status !== p.status) setStatus(node, p.status, now, hooks);
     else if (p.status === 'COMPLETED') node.finishedAt = now;
@@ -322,10 +353,11 @@ export function retryView(node: NodeRecord): RetryNodeView {
   };
 }
 
-/** Rule 6. Returns false when the run had already completed. */
-export function cancelRun(run: RunRecord, now: number, hooks: Hooks): boolean {
+/** Rule 6 (and 13: `timedOut` when its deadline cancels it). Returns false when the run had already completed. */
+export function cancelRun(run: RunRecord, now: number, hooks: Hooks, timedOut = false): boolean {
   if (run.conclusion) return false;
   run.cancelled = true;
+  run.timedOut = timedOut;
   for (const node of run.order) {
     if (node.status === 'COMPLETED') continue;
     if (node.status === 'RUNNING' && node.claim) {
@@ -384,6 +416,7 @@ export function nodeSnapshot(node: NodeRecord): NodeState {
     inputs: node.inputs,
     claim: c ? { id: c.id, agentId: c.agentId, metadata: c.metadata, orphaned: c.orphaned } : undefined,
     liveOutput: node.liveOutput.byteLength > 0 ? node.liveOutput : undefined,
+    ...(node.status === 'READY' && node.readyAt ? { nextAttemptAt: rfc3339(node.readyAt) } : {}),
     ...(node.attemptsBeforeRetry > 0 ? { attemptsBeforeRetry: node.attemptsBeforeRetry } : {}),
   };
 }
@@ -397,6 +430,7 @@ export function runSnapshot(run: RunRecord): Run {
     status: runStatus(run.counts),
     conclusion: run.conclusion,
     finishedAt: run.finishedAt ? rfc3339(run.finishedAt) : undefined,
+    ...(run.deadlineAt ? { deadlineAt: rfc3339(run.deadlineAt) } : {}),
     ...structuredClone(run.identity),
   };
 }

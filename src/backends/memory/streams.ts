@@ -50,11 +50,16 @@ export class MemoryStreams {
   statusChanged(node: NodeRecord, from: string | undefined): void {
     const rt = node.spec.runtime;
     if (from === 'READY') this.ready.get(rt)?.delete(node);
-    if (node.status === 'READY') {
-      setOf(this.ready, rt).add(node);
-      const ev = event('NODE_READY', node);
-      for (const q of this.subscribers.get(rt) ?? []) q.push(ev);
-    }
+    // A node waiting out its retry delay is announced when the delay is over (retryDue).
+    if (node.status === 'READY' && !node.readyAt) this.retryDue(node);
+  }
+
+  /** The node is claimable now: index it and tell the subscribers (rule 8). */
+  retryDue(node: NodeRecord): void {
+    const rt = node.spec.runtime;
+    setOf(this.ready, rt).add(node);
+    const ev = event('NODE_READY', node);
+    for (const q of this.subscribers.get(rt) ?? []) q.push(ev);
   }
 
   claimReleased(node: NodeRecord, claim: ClaimRecord): void {

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import {
+  CLAIM_NODES_DELAYED_FUNCTION,
   CLAIM_NODES_FUNCTION,
   FAILED_ATTEMPTS_MIGRATION,
   FINISH_ATTEMPT_FUNCTION,
@@ -7,6 +8,7 @@ import {
   LIVE_OUTPUT_MIGRATION,
   SCHEDULES_MIGRATION,
   SCHEMA_TABLES,
+  TIMING_MIGRATION,
   TRIGGERS_MIGRATION,
   WORKFLOWS_MIGRATION,
 } from './sql.js';
@@ -44,6 +46,11 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 4,
     name: 'live output: what running attempts streamed; when runs finished',
     sql: LIVE_OUTPUT_MIGRATION,
+  },
+  {
+    version: 5,
+    name: 'time rules: retry delays (ready_at, backoff, finish_timed)',
+    sql: TIMING_MIGRATION + CLAIM_NODES_DELAYED_FUNCTION,
   },
   {
     version: 6,

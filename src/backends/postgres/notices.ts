@@ -24,6 +24,8 @@ export interface NodeDelta {
   ft?: number | null;
   /** The live claim: id, agent, metadata, orphaned. */
   c?: { id: string; ag: string; md: Metadata; o?: boolean } | null;
+  /** When a READY node waiting out its retry delay becomes claimable, ms. */
+  na?: number | null;
 }
 
 export interface Notice {

@@ -124,6 +124,7 @@ export async function inspect(db: Db, runId: string): Promise<Run> {
     status,
     conclusion,
     finishedAt: finishedAtOf(run, nodes),
+    ...(run.deadline_at ? { deadlineAt: rfc3339(Number(run.deadline_at)) } : {}),
     ...identityOf(run),
   };
 }

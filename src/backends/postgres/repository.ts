@@ -47,6 +47,7 @@ import { PostgresScheduleStore } from './schedules.js';
 import { DELETE_COMPLETED_RUNS, PING } from './sql.js';
 import { StartBatcher } from './starts.js';
 import { Streams } from './streams.js';
+import * as timing from './timing.js';
 import { cancelRun, claimNode, finishNode, startRun, type TransitionContext } from './transitions.js';
 import * as workflows from './workflows.js';
 
@@ -98,6 +99,7 @@ export class PostgresRepository implements Repository {
   private readonly timer?: NodeJS.Timeout;
   private ready?: Promise<void>;
   private reaping = false;
+  private sweepingTimers = false;
   private closed = false;
   readonly schema: string;
   readonly channel: string;
@@ -178,7 +180,10 @@ export class PostgresRepository implements Repository {
     );
     const interval = options.reaperIntervalMs ?? 1_000;
     if (interval > 0) {
-      this.timer = setInterval(() => void this.reapQuietly(), interval);
+      this.timer = setInterval(() => {
+        void this.reapQuietly();
+        void this.sweepTimersQuietly();
+      }, interval);
       this.timer.unref();
     }
   }
@@ -355,6 +360,27 @@ export class PostgresRepository implements Repository {
   /** One reaper pass (lapsed leases, their agents and claims); the timer calls it, tests may too. */
   reap(): Promise<{ agents: number; orphaned: number }> {
     return this.run(() => leases.reap(this.ctx));
+  }
+
+  /**
+   * One pass of the time rules (retries whose delay is over, attempts past
+   * their node's timeout, runs past their deadline); the reaper's
+   * timer calls it, tests with a moved database clock too.
+   */
+  sweepTimers(): Promise<{ released: number; timedOut: number; runsTimedOut: number }> {
+    return this.run(() => timing.sweepTimers(this.ctx));
+  }
+
+  private async sweepTimersQuietly(): Promise<void> {
+    if (this.sweepingTimers || this.closed) return;
+    this.sweepingTimers = true;
+    try {
+      await this.sweepTimers();
+    } catch (e) {
+      this.logger.debug('time sweep failed', { error: (e as Error).message });
+    } finally {
+      this.sweepingTimers = false;
+    }
   }
 
   private async reapQuietly(): Promise<void> {

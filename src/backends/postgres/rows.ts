@@ -17,7 +17,7 @@ import {
 /** Row shapes as the pg client returns them (bigint arrives as string) and their domain forms. */
 
 export const NODE_COLUMNS = `name, idx, runtime, spec, upstream, status, attempt_count, claim_id, claim_agent,
-  claim_metadata, orphaned, previous_claim_id, started_at, finished_at, version, attempts_before_retry`;
+  claim_metadata, orphaned, previous_claim_id, started_at, finished_at, version, ready_at, attempts_before_retry`;
 
 export interface NodeRow {
   name: string;
@@ -35,6 +35,8 @@ export interface NodeRow {
   started_at: string | null;
   finished_at: string | null;
   version: number;
+  /** When a READY node waiting out its retry delay becomes claimable (ms); absent from claim_nodes rows. */
+  ready_at?: string | null;
   /** Absent from claim_nodes' rows. */
   attempts_before_retry?: number;
 }
@@ -62,9 +64,12 @@ export interface RunRow {
   cancelled: boolean;
   conclusion: RunConclusion | null;
   finished_at: string | null;
+  /** When its deadline passes (rule 13), ms; null without one. */
+  deadline_at: string | null;
 }
 
-export const RUN_COLUMNS = 'id, created_at, node_count, remaining, cancelled, conclusion, finished_at';
+export const RUN_COLUMNS =
+  'id, created_at, node_count, remaining, cancelled, conclusion, finished_at, deadline_at';
 
 /** A run's identity (rule 17), read by inspect and lists only: claims and finishes never need it. */
 export const IDENTITY_COLUMNS = 'name, labels, workflow, workflow_version, params, request_id';
@@ -173,6 +178,7 @@ export function toNodeState(
         }
       : undefined,
     liveOutput: streaming && live.output.byteLength > 0 ? live.output : undefined,
+    ...(row.status === 'READY' && row.ready_at ? { nextAttemptAt: time(row.ready_at) } : {}),
     ...(row.attempts_before_retry ? { attemptsBeforeRetry: row.attempts_before_retry } : {}),
   };
 }

@@ -1,5 +1,13 @@
 CREATE SCHEMA adagio;
 
+CREATE FUNCTION adagio.adagio_now_ms() RETURNS bigint
+    LANGUAGE plpgsql STABLE
+    AS $$
+BEGIN
+  RETURN (extract(epoch FROM now()) * 1000)::bigint;
+END
+$$;
+
 CREATE FUNCTION adagio.attempt_output(p_live bytea, p_extra bytea) RETURNS bytea
     LANGUAGE plpgsql IMMUTABLE
     AS $$
@@ -35,7 +43,8 @@ BEGIN
         claim_id = p_claims[k], claim_agent = p_agents[k], claim_metadata = p_metadata[k], lease_id = p_leases[k],
         orphaned = false, version = n.version + 1
       WHERE n.run_id = p_runs[k] AND n.name = p_nodes[k]
-        AND (n.status = 'READY' OR (n.status = 'RUNNING' AND n.orphaned)
+        AND ((n.status = 'READY' AND (n.ready_at IS NULL OR n.ready_at <= adagio_now_ms()))
+             OR (n.status = 'RUNNING' AND n.orphaned)
              OR (p_repeat AND n.status = 'RUNNING' AND n.claim_id = p_claims[k]))
       RETURNING n.*
     )
@@ -185,6 +194,56 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION adagio.finish_timed(p_run text, p_node text, p_claim text, p_conclusion text, p_metadata jsonb, p_output bytea, p_now bigint, p_repeat boolean) RETURNS jsonb
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  v_result jsonb;
+  v_node record;
+  v_delay bigint;
+  v_at bigint;
+BEGIN
+  v_result := finish_streamed(p_run, p_node, p_claim, p_conclusion, p_metadata, p_output, p_now, p_repeat);
+  IF p_conclusion NOT IN ('FAIL', 'ERROR') OR NOT coalesce(v_result -> 'notice' ? 'rd', false) THEN
+    RETURN v_result;
+  END IF;
+  -- Only the node's own retry waits (READY again after its FAIL or ERROR): dependents made READY by
+  -- their triggers after a failure for good (rule 14) are claimable at once. A retry's READY list is
+  -- the node alone (finish_attempt settles dependents only when the node completes).
+  SELECT status, backoff, fail_count, error_count INTO v_node FROM nodes WHERE run_id = p_run AND name = p_node;
+  IF v_node.status <> 'READY' THEN
+    RETURN v_result;
+  END IF;
+  v_delay := retry_delay_ms(v_node.backoff -> lower(p_conclusion),
+    CASE p_conclusion WHEN 'FAIL' THEN v_node.fail_count ELSE v_node.error_count END);
+  IF v_delay <= 0 THEN
+    UPDATE nodes SET ready_at = NULL WHERE run_id = p_run AND name = p_node AND ready_at IS NOT NULL;
+    RETURN v_result;
+  END IF;
+  v_at := adagio_now_ms() + v_delay;
+  UPDATE nodes SET ready_at = v_at WHERE run_id = p_run AND name = p_node;
+  RETURN jsonb_set(v_result #- '{notice,rd}', '{notice,ch,0,na}', to_jsonb(v_at));
+END
+$$;
+
+CREATE FUNCTION adagio.retry_delay_ms(p_backoff jsonb, p_retry integer) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  v_base double precision;
+BEGIN
+  IF p_backoff IS NULL OR jsonb_typeof(p_backoff) <> 'object' OR (p_backoff ->> 'i')::double precision <= 0 THEN
+    RETURN 0;
+  END IF;
+  -- A growth past e^700 saturates at the cap instead of overflowing power().
+  v_base := least(coalesce((p_backoff ->> 'm')::double precision, 604800000), 604800000,
+    (p_backoff ->> 'i')::double precision * CASE
+      WHEN greatest(0, p_retry - 1) * ln((p_backoff ->> 'f')::double precision) > 700 THEN 'Infinity'::double precision
+      ELSE power((p_backoff ->> 'f')::double precision, greatest(0, p_retry - 1)) END);
+  RETURN greatest(0, floor(v_base * (1 + (p_backoff ->> 'j')::double precision * (2 * random() - 1))))::bigint;
+END
+$$;
+
 CREATE FUNCTION adagio.settle_dependents(p_run text, p_node text, p_outcome text, p_now bigint) RETURNS jsonb
     LANGUAGE plpgsql
     AS $$
@@ -329,6 +388,9 @@ CREATE TABLE adagio.nodes (
     started_at bigint,
     finished_at bigint,
     version integer DEFAULT 0 NOT NULL,
+    ready_at bigint,
+    backoff jsonb,
+    timeout_ms bigint,
     failed_upstream integer DEFAULT 0 NOT NULL,
     other_upstream integer DEFAULT 0 NOT NULL,
     attempts_before_retry integer DEFAULT 0 NOT NULL
@@ -344,6 +406,7 @@ CREATE TABLE adagio.runs (
     cancelled boolean DEFAULT false NOT NULL,
     conclusion text,
     finished_at bigint,
+    deadline_at bigint,
     name text,
     labels jsonb,
     workflow text COLLATE pg_catalog."C",
@@ -409,9 +472,13 @@ CREATE INDEX agents_by_lease ON adagio.agents USING btree (lease_id);
 
 CREATE INDEX attempts_failed ON adagio.attempts USING btree (run_id) WHERE (conclusion = ANY (ARRAY['FAIL'::text, 'ERROR'::text]));
 
+CREATE INDEX nodes_delayed ON adagio.nodes USING btree (ready_at) WHERE ((status = 'READY'::text) AND (ready_at IS NOT NULL));
+
 CREATE INDEX nodes_ready ON adagio.nodes USING btree (runtime, run_id) WHERE (status = 'READY'::text);
 
 CREATE INDEX nodes_running ON adagio.nodes USING btree (run_id) WHERE (status = 'RUNNING'::text);
+
+CREATE INDEX nodes_timed ON adagio.nodes USING btree (((started_at + timeout_ms))) WHERE ((status = 'RUNNING'::text) AND (timeout_ms IS NOT NULL));
 
 CREATE INDEX nodes_waiting ON adagio.nodes USING btree (run_id) WHERE (status = 'WAITING'::text);
 
@@ -422,5 +489,7 @@ CREATE UNIQUE INDEX runs_by_request ON adagio.runs USING btree (request_id) WHER
 CREATE INDEX runs_by_time ON adagio.runs USING btree (created_at, id);
 
 CREATE INDEX runs_by_workflow ON adagio.runs USING btree (workflow, created_at, id) WHERE (workflow IS NOT NULL);
+
+CREATE INDEX runs_deadlines ON adagio.runs USING btree (deadline_at) WHERE ((conclusion IS NULL) AND (deadline_at IS NOT NULL));
 
 CREATE INDEX schedules_workflow ON adagio.schedules USING btree (workflow);

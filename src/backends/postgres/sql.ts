@@ -370,6 +370,111 @@ $fn$;
 `;
 
 /**
+ * Migration 5: time rules (5's retry delay, 11-13). runs.deadline_at; nodes.timeout_ms; nodes.ready_at (a READY
+ * node is claimable from then, ms by adagio_now_ms()) and nodes.backoff (the
+ * spec's backoffs in ms, model/rules.ts nodeBackoffMs); retry_delay_ms
+ * (model/rules.ts retryDelayMs in SQL); finish_timed (finish_streamed, then
+ * the retry's delay); and CLAIM_NODES_DELAYED_FUNCTION after it.
+ */
+export const TIMING_MIGRATION = `
+-- The database's clock in ms, the one every time rule is judged by. A function
+-- so that tests can move it (CREATE OR REPLACE with an offset): plpgsql, so no
+-- plan inlines it and a replacement takes effect at the next call.
+CREATE FUNCTION adagio_now_ms() RETURNS bigint LANGUAGE plpgsql STABLE AS $fn$
+BEGIN
+  RETURN (extract(epoch FROM now()) * 1000)::bigint;
+END
+$fn$;
+
+ALTER TABLE nodes ADD COLUMN ready_at bigint;
+ALTER TABLE nodes ADD COLUMN backoff jsonb;
+-- When the run's deadline passes (rule 13), ms; the sweeper cancels open runs past it, TIMED_OUT.
+ALTER TABLE runs ADD COLUMN deadline_at bigint;
+CREATE INDEX runs_deadlines ON runs (deadline_at) WHERE conclusion IS NULL AND deadline_at IS NOT NULL;
+-- The node's timeout in ms (rule 11), set at start; the sweeper ends attempts past started_at + timeout_ms.
+ALTER TABLE nodes ADD COLUMN timeout_ms bigint;
+CREATE INDEX nodes_timed ON nodes ((started_at + timeout_ms)) WHERE status = 'RUNNING' AND timeout_ms IS NOT NULL;
+-- The sweeper's look-up of delayed retries now due: READY nodes with a delay only.
+CREATE INDEX nodes_delayed ON nodes (ready_at) WHERE status = 'READY' AND ready_at IS NOT NULL;
+
+-- model/rules.ts retryDelayMs: min(max, a week, i * f^(retry - 1)), spread by
+-- up to ±j of itself. p_backoff is nodeBackoffMs's entry for the conclusion.
+CREATE FUNCTION retry_delay_ms(p_backoff jsonb, p_retry integer) RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+  v_base double precision;
+BEGIN
+  IF p_backoff IS NULL OR jsonb_typeof(p_backoff) <> 'object' OR (p_backoff ->> 'i')::double precision <= 0 THEN
+    RETURN 0;
+  END IF;
+  -- A growth past e^700 saturates at the cap instead of overflowing power().
+  v_base := least(coalesce((p_backoff ->> 'm')::double precision, 604800000), 604800000,
+    (p_backoff ->> 'i')::double precision * CASE
+      WHEN greatest(0, p_retry - 1) * ln((p_backoff ->> 'f')::double precision) > 700 THEN 'Infinity'::double precision
+      ELSE power((p_backoff ->> 'f')::double precision, greatest(0, p_retry - 1)) END);
+  RETURN greatest(0, floor(v_base * (1 + (p_backoff ->> 'j')::double precision * (2 * random() - 1))))::bigint;
+END
+$fn$;
+
+-- finish_streamed (migration 4), then rule 5's delay: a node sent back to
+-- READY by a FAIL or ERROR whose retry has a backoff is claimable only from
+-- ready_at, so it leaves the notice's READY list (the sweeper announces it
+-- when due) and its change carries "na", when it is due.
+CREATE FUNCTION finish_timed(p_run text, p_node text, p_claim text, p_conclusion text,
+                             p_metadata jsonb, p_output bytea, p_now bigint, p_repeat boolean)
+RETURNS jsonb LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_result jsonb;
+  v_node record;
+  v_delay bigint;
+  v_at bigint;
+BEGIN
+  v_result := finish_streamed(p_run, p_node, p_claim, p_conclusion, p_metadata, p_output, p_now, p_repeat);
+  IF p_conclusion NOT IN ('FAIL', 'ERROR') OR NOT coalesce(v_result -> 'notice' ? 'rd', false) THEN
+    RETURN v_result;
+  END IF;
+  -- Only the node's own retry waits (READY again after its FAIL or ERROR): dependents made READY by
+  -- their triggers after a failure for good (rule 14) are claimable at once. A retry's READY list is
+  -- the node alone (finish_attempt settles dependents only when the node completes).
+  SELECT status, backoff, fail_count, error_count INTO v_node FROM nodes WHERE run_id = p_run AND name = p_node;
+  IF v_node.status <> 'READY' THEN
+    RETURN v_result;
+  END IF;
+  v_delay := retry_delay_ms(v_node.backoff -> lower(p_conclusion),
+    CASE p_conclusion WHEN 'FAIL' THEN v_node.fail_count ELSE v_node.error_count END);
+  IF v_delay <= 0 THEN
+    UPDATE nodes SET ready_at = NULL WHERE run_id = p_run AND name = p_node AND ready_at IS NOT NULL;
+    RETURN v_result;
+  END IF;
+  v_at := adagio_now_ms() + v_delay;
+  UPDATE nodes SET ready_at = v_at WHERE run_id = p_run AND name = p_node;
+  RETURN jsonb_set(v_result #- '{notice,rd}', '{notice,ch,0,na}', to_jsonb(v_at));
+END
+$fn$;
+
+`;
+
+/** Rewrites `text`'s one occurrence of `from` into `to`; throws at load if the released text does not hold it. */
+function rewriteOnce(text: string, from: string, to: string): string {
+  const at = text.indexOf(from);
+  if (at < 0 || text.indexOf(from, at + 1) >= 0)
+    throw new Error(`migration text: expected one ${JSON.stringify(from)}`);
+  return text.slice(0, at) + to + text.slice(at + from.length);
+}
+
+/**
+ * Migration 5's claim_nodes: migration 3's text (released, never edited)
+ * with one change, derived rather than copied so the two cannot drift: a
+ * READY node waiting out its retry delay (ready_at still ahead by the
+ * database's clock) is not claimable yet (rule 5).
+ */
+export const CLAIM_NODES_DELAYED_FUNCTION = rewriteOnce(
+  rewriteOnce(CLAIM_NODES_FUNCTION, 'CREATE FUNCTION claim_nodes', 'CREATE OR REPLACE FUNCTION claim_nodes'),
+  "AND (n.status = 'READY' OR (n.status = 'RUNNING' AND n.orphaned)",
+  "AND ((n.status = 'READY' AND (n.ready_at IS NULL OR n.ready_at <= adagio_now_ms()))\n             OR (n.status = 'RUNNING' AND n.orphaned)",
+);
+
+/**
  * Migration 6: trigger rules (rule 14) and retrying a run (rule 15). Nodes
  * count their upstream nodes that completed without success (failed apart),
  * beside pending_upstream; trigger_decision is model/rules.ts triggerDecision
@@ -654,7 +759,6 @@ CREATE INDEX runs_by_labels ON runs USING gin (labels jsonb_path_ops) WHERE labe
 
 // ---- claims (claims.ts)
 
-/** A batch of claims: one call of claim_nodes, prepared as adagio_claim_nodes; $8 says the batch is a repeat. */
 /**
  * Migration 9: failed attempts by run, so the runs list names a run's failed
  * nodes (rule 19) by reading its failed attempts, not all of them.
@@ -676,34 +780,37 @@ export const FAILED_NODES = `SELECT run_id, node, total FROM (
   WHERE a.run_id = ANY($1) AND a.conclusion IN ('FAIL', 'ERROR')
 ) f WHERE rn <= $2 ORDER BY run_id, node`;
 
+/** A batch of claims: one call of claim_nodes, prepared as adagio_claim_nodes; $8 says the batch is a repeat. */
 export const CLAIM_NODES = 'SELECT * FROM claim_nodes($1, $2, $3, $4, $5, $6, $7, $8)';
 
 // ---- finishes (finishes.ts)
 
-/** A batch of finishes: finish_streamed (finish_attempt behind the streamed output) once per call, in the order given (the callers sort by run); $8 says the batch is a repeat. */
-export const FINISH_ATTEMPTS = `SELECT finish_streamed(x.run, x.node, x.claim, x.conclusion, x.metadata::jsonb, x.output, x.now, $8) AS r
+/** A batch of finishes: finish_timed (finish_attempt behind the streamed output, then the retry delay) once per call, in the order given (the callers sort by run); $8 says the batch is a repeat. */
+export const FINISH_ATTEMPTS = `SELECT finish_timed(x.run, x.node, x.claim, x.conclusion, x.metadata::jsonb, x.output, x.now, $8) AS r
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bigint[])
            WITH ORDINALITY AS x(run, node, claim, conclusion, metadata, output, now, i)
          ORDER BY x.i`;
 
 // ---- starts (starts.ts)
 
-/** A batch of starts: the runs (an id already stored is skipped), their nodes from one JSON array, and one counter shard ($6) moved by what was inserted. Prepared as adagio_start. */
+/** A batch of starts: the runs (an id already stored is skipped; $7 their identities, $8 their deadlines), their nodes from one JSON array, and one counter shard ($6) moved by what was inserted. Prepared as adagio_start. */
 export const START_RUNS = `WITH r AS (
            INSERT INTO runs (id, created_at, edges, node_count, remaining,
-                             name, labels, workflow, workflow_version, params, request_id)
+                             name, labels, workflow, workflow_version, params, request_id, deadline_at)
            SELECT x.id, x.created_at, x.edges, x.node_count, x.node_count,
                   x.ident->>'name', x.ident->'labels', x.ident->>'workflow',
-                  (x.ident->>'workflowVersion')::int, x.ident->'params', x.ident->>'requestId'
-           FROM unnest($1::text[], $2::bigint[], $3::jsonb[], $4::int[], $7::jsonb[])
-             AS x(id, created_at, edges, node_count, ident)
+                  (x.ident->>'workflowVersion')::int, x.ident->'params', x.ident->>'requestId', x.deadline_at
+           FROM unnest($1::text[], $2::bigint[], $3::jsonb[], $4::int[], $7::jsonb[], $8::bigint[])
+             AS x(id, created_at, edges, node_count, ident, deadline_at)
            -- Any unique key: the id (a retry after a lost reply) or the request id (rule 17).
            ON CONFLICT DO NOTHING RETURNING id, node_count
          ), n AS (
-           INSERT INTO nodes (run_id, name, idx, runtime, spec, upstream, downstream, status, pending_upstream)
-           SELECT y.run_id, y.name, y.idx, y.runtime, y.spec, y.upstream, y.downstream, y.status, y.pending
+           INSERT INTO nodes (run_id, name, idx, runtime, spec, upstream, downstream, status, pending_upstream, backoff,
+                              timeout_ms)
+           SELECT y.run_id, y.name, y.idx, y.runtime, y.spec, y.upstream, y.downstream, y.status, y.pending, y.backoff,
+             y.timeout_ms
            FROM jsonb_to_recordset($5::jsonb) AS y(run_id text, name text, idx int, runtime text, spec jsonb,
-             upstream text[], downstream text[], status text, pending int)
+             upstream text[], downstream text[], status text, pending int, backoff jsonb, timeout_ms bigint)
            JOIN r ON r.id = y.run_id
          ), c AS (
            UPDATE counters SET runs = counters.runs + t.n_runs, nodes = counters.nodes + t.n_nodes
@@ -752,6 +859,24 @@ export const LIST_AGENTS = `SELECT a.id, a.runtimes, a.hostname, a.started_at FR
 /** The reaper: deletes lapsed leases and the agents of any lease that is gone. */
 export const REAP_LEASES = `WITH l AS (DELETE FROM leases WHERE expires_at <= now() RETURNING id)
      DELETE FROM agents WHERE lease_id IN (SELECT id FROM l) OR lease_id NOT IN (SELECT id FROM leases)`;
+
+// ---- time rules (timing.ts), judged by the database's clock (adagio_now_ms())
+
+/** Rule 5's delay over: READY nodes whose retry is due become claimable; returns them for the notices. */
+export const RELEASE_DUE_RETRIES = `UPDATE nodes SET ready_at = NULL, version = version + 1
+       WHERE status = 'READY' AND ready_at IS NOT NULL AND ready_at <= adagio_now_ms()
+       RETURNING run_id, name, runtime, version, attempt_count`;
+
+/** Rule 11: attempts past their node's timeout (not orphaned: their recovery records the ERROR), for the sweeper to end. */
+export const TIMED_OUT_ATTEMPTS = `SELECT run_id, name, claim_id, spec FROM nodes
+       WHERE status = 'RUNNING' AND timeout_ms IS NOT NULL AND NOT orphaned
+         AND started_at + timeout_ms <= adagio_now_ms()
+       LIMIT 500`;
+
+/** Rule 13: open runs past their deadline, for the sweeper to cancel TIMED_OUT. */
+export const RUNS_PAST_DEADLINE = `SELECT id FROM runs
+       WHERE conclusion IS NULL AND deadline_at IS NOT NULL AND deadline_at <= adagio_now_ms()
+       LIMIT 100`;
 
 // ---- reads (reads.ts)
 
@@ -825,8 +950,8 @@ export const RETRY_READ_NODES = `SELECT n.name, n.spec, n.status, n.upstream, n.
            AS last
        FROM nodes n WHERE n.run_id = $1 ORDER BY n.idx FOR UPDATE`;
 
-/** The plan's nodes put back: status, upstream counters, a fresh retry budget; attempts stay. */
-export const RETRY_PUT_BACK = `UPDATE nodes n SET status = x.status, pending_upstream = x.pending,
+/** The plan's nodes put back: status, upstream counters, a fresh retry budget, no retry delay (rule 5); attempts stay. */
+export const RETRY_PUT_BACK = `UPDATE nodes n SET status = x.status, pending_upstream = x.pending, ready_at = NULL,
          failed_upstream = x.failed, other_upstream = x.other, fail_count = 0, error_count = 0,
          attempts_before_retry = x.before, claim_id = NULL, claim_agent = NULL, claim_metadata = NULL,
          lease_id = NULL, orphaned = false, previous_claim_id = NULL, started_at = NULL,
@@ -835,8 +960,14 @@ export const RETRY_PUT_BACK = `UPDATE nodes n SET status = x.status, pending_ups
        WHERE n.run_id = $1 AND n.name = x.name
        RETURNING n.name, n.runtime, n.status, n.version, n.attempt_count`;
 
-/** The run running again (or completed at once when the plan left nothing open): $2 remaining, $3 failed, $4 conclusion, $5 finished_at. */
-export const RETRY_RUN = `UPDATE runs SET remaining = $2, failed = $3, cancelled = false, conclusion = $4, finished_at = $5
+/**
+ * The run running again (or completed at once when the plan left nothing
+ * open): $2 remaining, $3 failed, $4 conclusion, $5 finished_at. Its
+ * conclusion (TIMED_OUT included) goes, and so does its deadline (rule 13:
+ * a retried run runs on without one).
+ */
+export const RETRY_RUN = `UPDATE runs SET remaining = $2, failed = $3, cancelled = false, conclusion = $4, finished_at = $5,
+         deadline_at = NULL
        WHERE id = $1`;
 /**
  * Migration 8, schedules (rule 18): one row per schedule, its definition and

@@ -12,6 +12,8 @@ export interface StartCall {
   nodeCount: number;
   /** JSON text of an array of node rows, each naming its run_id. */
   nodes: string;
+  /** When the run's deadline passes (rule 13), ms; null without one. */
+  deadlineAt: number | null;
   /** JSON text of the run's identity (RunIdentity; rule 17). */
   identity: string;
 }
@@ -61,6 +63,7 @@ export class StartBatcher {
           `[${nodes.join(',')}]`,
           Math.floor(Math.random() * COUNTER_SHARDS),
           calls.map((c) => c.identity),
+          calls.map((c) => c.deadlineAt),
         ],
         { prepare: 'adagio_start' },
       ),

@@ -89,7 +89,8 @@ export class Streams {
     }>(
       'subscribe catch-up',
       `SELECT run_id, name, runtime, 'NODE_READY' AS type FROM nodes
-         WHERE status = 'READY' AND runtime = ANY($1) ${byRun}
+         WHERE status = 'READY' AND (ready_at IS NULL OR ready_at <= adagio_now_ms())
+           AND runtime = ANY($1) ${byRun}
        UNION ALL
        SELECT run_id, name, runtime, 'NODE_ORPHANED' FROM nodes
          WHERE status = 'RUNNING' AND orphaned AND runtime = ANY($1) ${byRun}
@@ -282,5 +283,6 @@ function stateAt(
     claim: d.c
       ? { id: d.c.id, agentId: d.c.ag, metadata: d.c.md ?? {}, orphaned: d.c.o === true }
       : undefined,
+    ...(d.na ? { nextAttemptAt: time(d.na) } : {}),
   };
 }

@@ -5,12 +5,15 @@ import {
   checkMetadata,
   checkStartOptions,
   conclusionOf,
+  deadlineAt,
   type GraphSpec,
   type IdSource,
   initialStatus,
   type Metadata,
   type NodeSpec,
   type NodeState,
+  nodeBackoffMs,
+  nodeTimeoutMs,
   normalizeNodeSpec,
   planStart,
   type Run,
@@ -71,6 +74,10 @@ interface StartRow {
   downstream: string[];
   status: 'READY' | 'WAITING';
   pending: number;
+  /** The retry backoffs in ms, for finish_timed's retry_delay_ms (model/rules.ts nodeBackoffMs). */
+  backoff?: ReturnType<typeof nodeBackoffMs>;
+  /** Rule 11: the node's timeout in ms, for the sweeper. */
+  timeout_ms?: number;
 }
 
 /**
@@ -109,17 +116,21 @@ export async function startRun(
       downstream: topo.downstream.get(n.name)!,
       status: initialStatus(upstream.length) as 'READY' | 'WAITING',
       pending: upstream.length,
+      backoff: nodeBackoffMs(s),
+      timeout_ms: nodeTimeoutMs(s),
     };
   });
   const ready = rows.filter((r) => r.status === 'READY');
   const notice: Notice = { r: id, rs: 'WAITING', rd: ready.map((r) => [r.name, r.runtime]) };
   const edges = spec.edges.map((e) => ({ source: e.source, destination: e.destination }));
+  const deadline = deadlineAt(spec, now);
   await ctx.starts.submit({
     id,
     createdAt: now,
     edges: JSON.stringify(edges),
     nodeCount: rows.length,
     nodes: JSON.stringify(rows.map((r) => ({ run_id: id, ...r }))),
+    deadlineAt: deadline ?? null,
     identity: JSON.stringify(identity),
   });
   if (identity.requestId !== undefined) {
@@ -146,6 +157,7 @@ export async function startRun(
     ),
     edges,
     status: 'WAITING',
+    ...(deadline ? { deadlineAt: rfc3339(deadline) } : {}),
     ...identity,
   };
 }
@@ -267,10 +279,11 @@ export async function finishNode(ctx: TransitionContext, req: FinishRequest): Pr
 }
 
 /**
- * Rule 6. Returns false when the run had already completed. Locks the run,
- * then its unfinished nodes, so no claim or finish can slip in between.
+ * Rule 6 (and 13: `timedOut` when its deadline cancels it). Returns false
+ * when the run had already completed. Locks the run, then its unfinished
+ * nodes, so no claim or finish can slip in between.
  */
-export async function cancelRun(ctx: TransitionContext, runId: string): Promise<boolean> {
+export async function cancelRun(ctx: TransitionContext, runId: string, timedOut = false): Promise<boolean> {
   const now = ctx.clock.now();
   const notice = await ctx.db.retrying('cancel', () =>
     ctx.db.tx('cancel', async (c): Promise<Notice | undefined> => {
@@ -327,7 +340,7 @@ export async function cancelRun(ctx: TransitionContext, runId: string): Promise<
          RETURNING name, version, attempt_count, started_at`,
         [runId, now, open.rows.map((n) => n.name)],
       );
-      const conclusion = conclusionOf({ cancelled: true, failed: false });
+      const conclusion = conclusionOf({ cancelled: true, failed: false, timedOut });
       const notice: Notice = {
         r: runId,
         rs: 'COMPLETED',

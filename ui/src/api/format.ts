@@ -69,7 +69,7 @@ export function conclusionLook(c: Attempt_Conclusion): NodeLook {
 }
 
 /** A run's single word: its status while going, its conclusion once completed. */
-export type RunLook = 'waiting' | 'running' | 'success' | 'fail' | 'cancelled' | 'completed';
+export type RunLook = 'waiting' | 'running' | 'success' | 'fail' | 'cancelled' | 'timed-out' | 'completed';
 
 export function runLook(status: Run_Status, conclusion: Run_Conclusion): RunLook {
   if (status === Run_Status.RUNNING) return 'running';
@@ -77,6 +77,7 @@ export function runLook(status: Run_Status, conclusion: Run_Conclusion): RunLook
   if (conclusion === Run_Conclusion.SUCCESS) return 'success';
   if (conclusion === Run_Conclusion.FAIL) return 'fail';
   if (conclusion === Run_Conclusion.CANCELLED) return 'cancelled';
+  if (conclusion === Run_Conclusion.TIMED_OUT) return 'timed-out';
   return 'completed';
 }
 

@@ -9,6 +9,7 @@ const TEXT: Record<NodeLook | RunLook, string> = {
   fail: 'failed',
   error: 'error',
   cancelled: 'cancelled',
+  'timed-out': 'timed out',
   skipped: 'not run',
   completed: 'completed',
 };

@@ -1,5 +1,6 @@
 import { type Node, Node_Status } from '../../../src/gen/adagio/v1/adagio_pb.js';
 import { formatDuration, formatMs, formatTime, nodeLook, nodeStatusName, splitMetadata } from '../api/format.js';
+import { backoffText } from '../../../src/model/explain.js';
 import { useNow } from '../state/useNow.js';
 import { Attempts, Output } from './Attempts.js';
 import { Badge } from './Badge.js';
@@ -18,7 +19,11 @@ export function NodePanel({
   const meta = splitMetadata(runtime, spec?.metadata ?? {});
   const retry = Object.keys(spec?.retry ?? {})
     .sort()
-    .map((k): [string, string[]] => [k, [`max ${spec?.retry[k]?.maxAttempts ?? 0} attempts`]]);
+    .map((k): [string, string[]] => {
+      const r = spec?.retry[k];
+      const b = r?.backoff;
+      return [k, [`max ${r?.maxAttempts ?? 0} attempts`, ...(b ? [`backoff ${backoffText(b)}`] : [])]];
+    });
   const inputs = Object.keys(node.inputs).sort();
   return (
     <aside className="node-panel" aria-label="node details">
@@ -39,6 +44,11 @@ export function NodePanel({
         )}
         {node.finishedAt && node.startedAt && (
           <span className="muted">took {formatDuration(node.startedAt, node.finishedAt)}</span>
+        )}
+        {node.nextAttemptAt && (
+          <span className="muted" data-next-attempt>
+            next attempt due {formatTime(node.nextAttemptAt)}
+          </span>
         )}
         {node.attemptsBeforeRetry > 0 && (
           <span className="muted" data-retried>
@@ -65,6 +75,7 @@ export function NodePanel({
             ['runtime', [runtime]],
             // Rule 14: when the node runs, judged from how its upstream nodes completed.
             ['trigger', [spec?.trigger || 'all_success']],
+            ...(spec?.timeout ? ([['timeout', [spec.timeout]]] as [string, string[]][]) : []),
           ]}
         />
         <h4>Arguments</h4>

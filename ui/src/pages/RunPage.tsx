@@ -82,6 +82,11 @@ function RunHeader({ id, live }: { id: string; live: LiveRun }) {
       </div>
       <div className="run-facts">
         {live.shape && <span className="muted">created {formatTime(live.shape.createdAt)}</span>}
+        {live.shape?.deadlineAt && (
+          <span className="muted" data-deadline>
+            deadline {formatTime(live.shape.deadlineAt)}
+          </span>
+        )}
         <span className="muted">
           {live.nodes.size} node{live.nodes.size === 1 ? '' : 's'}
         </span>
@@ -256,7 +261,7 @@ function whyOf(node: Node, live: LiveRun): string | undefined {
   const run = explainRun(
     [...live.nodes.values()].map(toExplain),
     live.shape.edges,
-    live.conclusion === Run_Conclusion.CANCELLED,
+    live.conclusion === Run_Conclusion.CANCELLED || live.conclusion === Run_Conclusion.TIMED_OUT,
   );
   return explainNode(toExplain(node), run);
 }
@@ -267,6 +272,7 @@ function toExplain(n: Node): ExplainNode {
     runtime: n.spec?.runtime ?? '',
     status: nodeStatusName(n.status) as ExplainNode['status'],
     attempts: n.attempts.map((a) => conclusionName(a.conclusion)),
+    ...(n.nextAttemptAt ? { nextAttemptAt: formatTime(n.nextAttemptAt) } : {}),
     trigger: n.spec?.trigger,
   };
 }

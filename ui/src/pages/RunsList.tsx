@@ -8,7 +8,7 @@ import { useLocation, useTitle } from '../router.js';
 import { usePolled } from '../state/usePolled.js';
 
 type StatusFilter = 'all' | RunLook;
-const STATUSES: StatusFilter[] = ['all', 'waiting', 'running', 'success', 'fail', 'cancelled'];
+const STATUSES: StatusFilter[] = ['all', 'waiting', 'running', 'success', 'fail', 'cancelled', 'timed-out'];
 const WINDOWS: [string, number][] = [
   ['any time', 0],
   ['last hour', 3600_000],
@@ -38,6 +38,7 @@ const LOOK_FILTER: Record<RunLook, { status?: Run_Status; conclusion?: Run_Concl
   success: { conclusion: Run_Conclusion.SUCCESS },
   fail: { conclusion: Run_Conclusion.FAIL },
   cancelled: { conclusion: Run_Conclusion.CANCELLED },
+  'timed-out': { conclusion: Run_Conclusion.TIMED_OUT },
   completed: { status: Run_Status.COMPLETED },
 };
 

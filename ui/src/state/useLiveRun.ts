@@ -5,10 +5,12 @@ import { Node_Status, Run_Conclusion, Run_Status } from '../../../src/gen/adagio
 import { api, errorMessage, isAbort, isAuthError } from '../api/client.js';
 import { onTokenChange } from '../api/token.js';
 
-/** The parts of a run that never change: they decide the layout, so they keep their identity. */
+/** The parts of a run that never change (but the deadline a retry lifts): they decide the layout, so they keep their identity. */
 export interface RunShape {
   id: string;
   createdAt: string;
+  /** When the run's deadline passes (rule 13); empty without one. */
+  deadlineAt: string;
   names: string[];
   edges: Edge[];
   /** The run's identity (rule 17): set at start, never changed. */
@@ -210,10 +212,14 @@ function withSnapshot(s: State, run: Run): State {
   for (const n of run.nodes) if (n.spec) nodes.set(n.spec.name, n);
   const shape: RunShape =
     s.shape?.id === run.id && s.shape.names.length === run.nodes.length
-      ? s.shape
+      ? // A retry (rule 15) lifts the deadline: the only part of the shape that can change.
+        s.shape.deadlineAt === run.deadlineAt
+        ? s.shape
+        : { ...s.shape, deadlineAt: run.deadlineAt }
       : {
           id: run.id,
           createdAt: run.createdAt,
+          deadlineAt: run.deadlineAt,
           names: [...nodes.keys()],
           edges: run.edges,
           identity: {

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file adagio/v1/adagio.proto.
  */
 export const file_adagio_v1_adagio: GenFile = /*@__PURE__*/
-  fileDesc("ChZhZGFnaW8vdjEvYWRhZ2lvLnByb3RvEglhZGFnaW8udjEiIAoOTWV0YWRhdGFWYWx1ZXMSDgoGdmFsdWVzGAEgAygJIiEKCVJldHJ5U3BlYxIUCgxtYXhfYXR0ZW1wdHMYASABKAUirgIKCE5vZGVTcGVjEgwKBG5hbWUYASABKAkSDwoHcnVudGltZRgCIAEoCRIzCghtZXRhZGF0YRgDIAMoCzIhLmFkYWdpby52MS5Ob2RlU3BlYy5NZXRhZGF0YUVudHJ5Ei0KBXJldHJ5GAQgAygLMh4uYWRhZ2lvLnYxLk5vZGVTcGVjLlJldHJ5RW50cnkSDwoHdHJpZ2dlchgIIAEoCRpKCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoCzIZLmFkYWdpby52MS5NZXRhZGF0YVZhbHVlczoCOAEaQgoKUmV0cnlFbnRyeRILCgNrZXkYASABKAkSIwoFdmFsdWUYAiABKAsyFC5hZGFnaW8udjEuUmV0cnlTcGVjOgI4ASIrCgRFZGdlEg4KBnNvdXJjZRgBIAEoCRITCgtkZXN0aW5hdGlvbhgCIAEoCSJPCglHcmFwaFNwZWMSIgoFbm9kZXMYASADKAsyEy5hZGFnaW8udjEuTm9kZVNwZWMSHgoFZWRnZXMYAiADKAsyDy5hZGFnaW8udjEuRWRnZSK1AQoFQ2xhaW0SCgoCaWQYASABKAkSMAoIbWV0YWRhdGEYAiADKAsyHi5hZGFnaW8udjEuQ2xhaW0uTWV0YWRhdGFFbnRyeRIQCghhZ2VudF9pZBgDIAEoCRIQCghvcnBoYW5lZBgEIAEoCBpKCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoCzIZLmFkYWdpby52MS5NZXRhZGF0YVZhbHVlczoCOAEijwMKB0F0dGVtcHQSMQoKY29uY2x1c2lvbhgBIAEoDjIdLmFkYWdpby52MS5BdHRlbXB0LkNvbmNsdXNpb24SMgoIbWV0YWRhdGEYAiADKAsyIC5hZGFnaW8udjEuQXR0ZW1wdC5NZXRhZGF0YUVudHJ5Eg4KBm91dHB1dBgDIAEoDBIQCghjbGFpbV9pZBgEIAEoCRIQCghhZ2VudF9pZBgFIAEoCRISCgpzdGFydGVkX2F0GAYgASgJEhMKC2ZpbmlzaGVkX2F0GAcgASgJEhYKDm91dHB1dF9vbWl0dGVkGAggASgIEhMKC291dHB1dF9zaXplGAkgASgEGkoKDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkuYWRhZ2lvLnYxLk1ldGFkYXRhVmFsdWVzOgI4ASJHCgpDb25jbHVzaW9uEggKBE5PTkUQABILCgdTVUNDRVNTEAESCAoERkFJTBACEgkKBUVSUk9SEAMSDQoJQ0FOQ0VMTEVEEAQimQMKBE5vZGUSIQoEc3BlYxgBIAEoCzITLmFkYWdpby52MS5Ob2RlU3BlYxImCgZzdGF0dXMYAiABKA4yFi5hZGFnaW8udjEuTm9kZS5TdGF0dXMSJAoIYXR0ZW1wdHMYAyADKAsyEi5hZGFnaW8udjEuQXR0ZW1wdBISCgpzdGFydGVkX2F0GAQgASgJEhMKC2ZpbmlzaGVkX2F0GAUgASgJEisKBmlucHV0cxgGIAMoCzIbLmFkYWdpby52MS5Ob2RlLklucHV0c0VudHJ5Eh8KBWNsYWltGAcgASgLMhAuYWRhZ2lvLnYxLkNsYWltEhMKC2xpdmVfb3V0cHV0GAggASgMEh0KFWF0dGVtcHRzX2JlZm9yZV9yZXRyeRgMIAEoDRotCgtJbnB1dHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAw6AjgBIkYKBlN0YXR1cxIICgROT05FEAASCwoHV0FJVElORxABEgkKBVJFQURZEAISCwoHUlVOTklORxADEg0KCUNPTVBMRVRFRBAEIrMFCgNSdW4SCgoCaWQYASABKAkSEgoKY3JlYXRlZF9hdBgCIAEoCRIeCgVub2RlcxgDIAMoCzIPLmFkYWdpby52MS5Ob2RlEh4KBWVkZ2VzGAQgAygLMg8uYWRhZ2lvLnYxLkVkZ2USJQoGc3RhdHVzGAUgASgOMhUuYWRhZ2lvLnYxLlJ1bi5TdGF0dXMSLQoKY29uY2x1c2lvbhgGIAEoDjIZLmFkYWdpby52MS5SdW4uQ29uY2x1c2lvbhIqCgtub2RlX2NvdW50cxgHIAEoCzIVLmFkYWdpby52MS5Ob2RlQ291bnRzEhMKC2ZpbmlzaGVkX2F0GAggASgJEgwKBG5hbWUYDSABKAkSKgoGbGFiZWxzGA4gAygLMhouYWRhZ2lvLnYxLlJ1bi5MYWJlbHNFbnRyeRIQCgh3b3JrZmxvdxgPIAEoCRIYChB3b3JrZmxvd192ZXJzaW9uGBAgASgFEioKBnBhcmFtcxgRIAMoCzIaLmFkYWdpby52MS5SdW4uUGFyYW1zRW50cnkSEgoKcmVxdWVzdF9pZBgSIAEoCRIUCgxmYWlsZWRfbm9kZXMYFSADKAkSGQoRZmFpbGVkX25vZGVfY291bnQYFiABKAMaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARotCgtQYXJhbXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjsKBlN0YXR1cxIICgROT05FEAASCwoHV0FJVElORxABEgsKB1JVTk5JTkcQAhINCglDT01QTEVURUQQAyJDCgpDb25jbHVzaW9uEg8KC1VOU1BFQ0lGSUVEEAASCwoHU1VDQ0VTUxABEggKBEZBSUwQAhINCglDQU5DRUxMRUQQAyJQCgpOb2RlQ291bnRzEg8KB3dhaXRpbmcYASABKAMSDQoFcmVhZHkYAiABKAMSDwoHcnVubmluZxgDIAEoAxIRCgljb21wbGV0ZWQYBCABKAMiFwoHUnVudGltZRIMCgRuYW1lGAEgASgJIl8KBUFnZW50EgoKAmlkGAEgASgJEiQKCHJ1bnRpbWVzGAIgAygLMhIuYWRhZ2lvLnYxLlJ1bnRpbWUSEgoKc3RhcnRlZF9hdBgDIAEoCRIQCghob3N0bmFtZRgEIAEoCSJ2CgVTdGF0cxIRCglydW5fY291bnQYASABKAMSFQoNd2FpdGluZ19ub2RlcxgCIAEoAxITCgtyZWFkeV9ub2RlcxgDIAEoAxIVCg1ydW5uaW5nX25vZGVzGAQgASgDEhcKD2NvbXBsZXRlZF9ub2RlcxgFIAEoAyKVAQoFRXZlbnQSIwoEdHlwZRgBIAEoDjIVLmFkYWdpby52MS5FdmVudC5UeXBlEg4KBnJ1bl9pZBgCIAEoCRIRCglub2RlX25hbWUYAyABKAkSDwoHcnVudGltZRgEIAEoCSIzCgRUeXBlEggKBE5PTkUQABIOCgpOT0RFX1JFQURZEAESEQoNTk9ERV9PUlBIQU5FRBACImIKCVBhcmFtU3BlYxIMCgRuYW1lGAEgASgJEhAKCHJlcXVpcmVkGAIgASgIEhQKB2RlZmF1bHQYAyABKAlIAIgBARITCgtkZXNjcmlwdGlvbhgEIAEoCUIKCghfZGVmYXVsdCKcAQoIV29ya2Zsb3cSDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgFEiIKBHNwZWMYAyABKAsyFC5hZGFnaW8udjEuR3JhcGhTcGVjEhMKC2Rlc2NyaXB0aW9uGAQgASgJEiQKBnBhcmFtcxgFIAMoCzIULmFkYWdpby52MS5QYXJhbVNwZWMSEgoKY3JlYXRlZF9hdBgGIAEoCWIGcHJvdG8z");
+  fileDesc("ChZhZGFnaW8vdjEvYWRhZ2lvLnByb3RvEglhZGFnaW8udjEiIAoOTWV0YWRhdGFWYWx1ZXMSDgoGdmFsdWVzGAEgAygJIkYKCVJldHJ5U3BlYxIUCgxtYXhfYXR0ZW1wdHMYASABKAUSIwoHYmFja29mZhgCIAEoCzISLmFkYWdpby52MS5CYWNrb2ZmIr8CCghOb2RlU3BlYxIMCgRuYW1lGAEgASgJEg8KB3J1bnRpbWUYAiABKAkSMwoIbWV0YWRhdGEYAyADKAsyIS5hZGFnaW8udjEuTm9kZVNwZWMuTWV0YWRhdGFFbnRyeRItCgVyZXRyeRgEIAMoCzIeLmFkYWdpby52MS5Ob2RlU3BlYy5SZXRyeUVudHJ5Eg8KB3RpbWVvdXQYBSABKAkSDwoHdHJpZ2dlchgIIAEoCRpKCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoCzIZLmFkYWdpby52MS5NZXRhZGF0YVZhbHVlczoCOAEaQgoKUmV0cnlFbnRyeRILCgNrZXkYASABKAkSIwoFdmFsdWUYAiABKAsyFC5hZGFnaW8udjEuUmV0cnlTcGVjOgI4ASIrCgRFZGdlEg4KBnNvdXJjZRgBIAEoCRITCgtkZXN0aW5hdGlvbhgCIAEoCSJhCglHcmFwaFNwZWMSIgoFbm9kZXMYASADKAsyEy5hZGFnaW8udjEuTm9kZVNwZWMSHgoFZWRnZXMYAiADKAsyDy5hZGFnaW8udjEuRWRnZRIQCghkZWFkbGluZRgDIAEoCSK1AQoFQ2xhaW0SCgoCaWQYASABKAkSMAoIbWV0YWRhdGEYAiADKAsyHi5hZGFnaW8udjEuQ2xhaW0uTWV0YWRhdGFFbnRyeRIQCghhZ2VudF9pZBgDIAEoCRIQCghvcnBoYW5lZBgEIAEoCBpKCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoCzIZLmFkYWdpby52MS5NZXRhZGF0YVZhbHVlczoCOAEijwMKB0F0dGVtcHQSMQoKY29uY2x1c2lvbhgBIAEoDjIdLmFkYWdpby52MS5BdHRlbXB0LkNvbmNsdXNpb24SMgoIbWV0YWRhdGEYAiADKAsyIC5hZGFnaW8udjEuQXR0ZW1wdC5NZXRhZGF0YUVudHJ5Eg4KBm91dHB1dBgDIAEoDBIQCghjbGFpbV9pZBgEIAEoCRIQCghhZ2VudF9pZBgFIAEoCRISCgpzdGFydGVkX2F0GAYgASgJEhMKC2ZpbmlzaGVkX2F0GAcgASgJEhYKDm91dHB1dF9vbWl0dGVkGAggASgIEhMKC291dHB1dF9zaXplGAkgASgEGkoKDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkuYWRhZ2lvLnYxLk1ldGFkYXRhVmFsdWVzOgI4ASJHCgpDb25jbHVzaW9uEggKBE5PTkUQABILCgdTVUNDRVNTEAESCAoERkFJTBACEgkKBUVSUk9SEAMSDQoJQ0FOQ0VMTEVEEAQisgMKBE5vZGUSIQoEc3BlYxgBIAEoCzITLmFkYWdpby52MS5Ob2RlU3BlYxImCgZzdGF0dXMYAiABKA4yFi5hZGFnaW8udjEuTm9kZS5TdGF0dXMSJAoIYXR0ZW1wdHMYAyADKAsyEi5hZGFnaW8udjEuQXR0ZW1wdBISCgpzdGFydGVkX2F0GAQgASgJEhMKC2ZpbmlzaGVkX2F0GAUgASgJEisKBmlucHV0cxgGIAMoCzIbLmFkYWdpby52MS5Ob2RlLklucHV0c0VudHJ5Eh8KBWNsYWltGAcgASgLMhAuYWRhZ2lvLnYxLkNsYWltEhMKC2xpdmVfb3V0cHV0GAggASgMEhcKD25leHRfYXR0ZW1wdF9hdBgJIAEoCRIdChVhdHRlbXB0c19iZWZvcmVfcmV0cnkYDCABKA0aLQoLSW5wdXRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgMOgI4ASJGCgZTdGF0dXMSCAoETk9ORRAAEgsKB1dBSVRJTkcQARIJCgVSRUFEWRACEgsKB1JVTk5JTkcQAxINCglDT01QTEVURUQQBCLXBQoDUnVuEgoKAmlkGAEgASgJEhIKCmNyZWF0ZWRfYXQYAiABKAkSHgoFbm9kZXMYAyADKAsyDy5hZGFnaW8udjEuTm9kZRIeCgVlZGdlcxgEIAMoCzIPLmFkYWdpby52MS5FZGdlEiUKBnN0YXR1cxgFIAEoDjIVLmFkYWdpby52MS5SdW4uU3RhdHVzEi0KCmNvbmNsdXNpb24YBiABKA4yGS5hZGFnaW8udjEuUnVuLkNvbmNsdXNpb24SKgoLbm9kZV9jb3VudHMYByABKAsyFS5hZGFnaW8udjEuTm9kZUNvdW50cxITCgtmaW5pc2hlZF9hdBgIIAEoCRITCgtkZWFkbGluZV9hdBgJIAEoCRIMCgRuYW1lGA0gASgJEioKBmxhYmVscxgOIAMoCzIaLmFkYWdpby52MS5SdW4uTGFiZWxzRW50cnkSEAoId29ya2Zsb3cYDyABKAkSGAoQd29ya2Zsb3dfdmVyc2lvbhgQIAEoBRIqCgZwYXJhbXMYESADKAsyGi5hZGFnaW8udjEuUnVuLlBhcmFtc0VudHJ5EhIKCnJlcXVlc3RfaWQYEiABKAkSFAoMZmFpbGVkX25vZGVzGBUgAygJEhkKEWZhaWxlZF9ub2RlX2NvdW50GBYgASgDGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLQoLUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI7CgZTdGF0dXMSCAoETk9ORRAAEgsKB1dBSVRJTkcQARILCgdSVU5OSU5HEAISDQoJQ09NUExFVEVEEAMiUgoKQ29uY2x1c2lvbhIPCgtVTlNQRUNJRklFRBAAEgsKB1NVQ0NFU1MQARIICgRGQUlMEAISDQoJQ0FOQ0VMTEVEEAMSDQoJVElNRURfT1VUEAQiUAoKTm9kZUNvdW50cxIPCgd3YWl0aW5nGAEgASgDEg0KBXJlYWR5GAIgASgDEg8KB3J1bm5pbmcYAyABKAMSEQoJY29tcGxldGVkGAQgASgDIhcKB1J1bnRpbWUSDAoEbmFtZRgBIAEoCSJfCgVBZ2VudBIKCgJpZBgBIAEoCRIkCghydW50aW1lcxgCIAMoCzISLmFkYWdpby52MS5SdW50aW1lEhIKCnN0YXJ0ZWRfYXQYAyABKAkSEAoIaG9zdG5hbWUYBCABKAkidgoFU3RhdHMSEQoJcnVuX2NvdW50GAEgASgDEhUKDXdhaXRpbmdfbm9kZXMYAiABKAMSEwoLcmVhZHlfbm9kZXMYAyABKAMSFQoNcnVubmluZ19ub2RlcxgEIAEoAxIXCg9jb21wbGV0ZWRfbm9kZXMYBSABKAMilQEKBUV2ZW50EiMKBHR5cGUYASABKA4yFS5hZGFnaW8udjEuRXZlbnQuVHlwZRIOCgZydW5faWQYAiABKAkSEQoJbm9kZV9uYW1lGAMgASgJEg8KB3J1bnRpbWUYBCABKAkiMwoEVHlwZRIICgROT05FEAASDgoKTk9ERV9SRUFEWRABEhEKDU5PREVfT1JQSEFORUQQAiJHCgdCYWNrb2ZmEg8KB2luaXRpYWwYASABKAkSDgoGZmFjdG9yGAIgASgBEgsKA21heBgDIAEoCRIOCgZqaXR0ZXIYBCABKAEiYgoJUGFyYW1TcGVjEgwKBG5hbWUYASABKAkSEAoIcmVxdWlyZWQYAiABKAgSFAoHZGVmYXVsdBgDIAEoCUgAiAEBEhMKC2Rlc2NyaXB0aW9uGAQgASgJQgoKCF9kZWZhdWx0IpwBCghXb3JrZmxvdxIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAUSIgoEc3BlYxgDIAEoCzIULmFkYWdpby52MS5HcmFwaFNwZWMSEwoLZGVzY3JpcHRpb24YBCABKAkSJAoGcGFyYW1zGAUgAygLMhQuYWRhZ2lvLnYxLlBhcmFtU3BlYxISCgpjcmVhdGVkX2F0GAYgASgJYgZwcm90bzM");
 
 /**
  * @generated from message adagio.v1.MetadataValues
@@ -42,6 +42,13 @@ export type RetrySpec = Message<"adagio.v1.RetrySpec"> & {
    * @generated from field: int32 max_attempts = 1;
    */
   maxAttempts: number;
+
+  /**
+   * How long to wait before the next attempt; absent means at once.
+   *
+   * @generated from field: adagio.v1.Backoff backoff = 2;
+   */
+  backoff?: Backoff | undefined;
 };
 
 /**
@@ -76,6 +83,13 @@ export type NodeSpec = Message<"adagio.v1.NodeSpec"> & {
    * @generated from field: map<string, adagio.v1.RetrySpec> retry = 4;
    */
   retry: { [key: string]: RetrySpec };
+
+  /**
+   * How long one attempt may run ("30m"); empty means no limit (or the agent's default).
+   *
+   * @generated from field: string timeout = 5;
+   */
+  timeout: string;
 
   /**
    * When the node runs, judged once its upstream nodes completed:
@@ -129,6 +143,13 @@ export type GraphSpec = Message<"adagio.v1.GraphSpec"> & {
    * @generated from field: repeated adagio.v1.Edge edges = 2;
    */
   edges: Edge[];
+
+  /**
+   * How long the whole run may take ("2h"); when it passes the run is cancelled, TIMED_OUT.
+   *
+   * @generated from field: string deadline = 3;
+   */
+  deadline: string;
 };
 
 /**
@@ -316,6 +337,13 @@ export type Node = Message<"adagio.v1.Node"> & {
   liveOutput: Uint8Array;
 
   /**
+   * RFC 3339 of when a READY node waiting out its retry delay becomes claimable; empty otherwise.
+   *
+   * @generated from field: string next_attempt_at = 9;
+   */
+  nextAttemptAt: string;
+
+  /**
    * Attempts recorded before the run's latest retry (resume): the retry
    * budgets count the attempts after them.
    *
@@ -414,6 +442,13 @@ export type Run = Message<"adagio.v1.Run"> & {
    * @generated from field: string finished_at = 8;
    */
   finishedAt: string;
+
+  /**
+   * RFC 3339 of when the run's deadline passes; empty when its graph has none.
+   *
+   * @generated from field: string deadline_at = 9;
+   */
+  deadlineAt: string;
 
   /**
    * Its identity, set at start (rule 17): a name (default: its workflow's),
@@ -525,6 +560,13 @@ export enum Run_Conclusion {
    * @generated from enum value: CANCELLED = 3;
    */
   CANCELLED = 3,
+
+  /**
+   * Cancelled because the graph's deadline passed.
+   *
+   * @generated from enum value: TIMED_OUT = 4;
+   */
+  TIMED_OUT = 4,
 }
 
 /**
@@ -710,6 +752,41 @@ export const Event_TypeSchema: GenEnum<Event_Type> = /*@__PURE__*/
   enumDesc(file_adagio_v1_adagio, 13, 0);
 
 /**
+ * A retry's delay: initial * factor^(retry - 1), capped at max, then spread by
+ * up to ±jitter of itself. Durations are written like "1s", "1m30s", "250ms".
+ *
+ * @generated from message adagio.v1.Backoff
+ */
+export type Backoff = Message<"adagio.v1.Backoff"> & {
+  /**
+   * @generated from field: string initial = 1;
+   */
+  initial: string;
+
+  /**
+   * @generated from field: double factor = 2;
+   */
+  factor: number;
+
+  /**
+   * @generated from field: string max = 3;
+   */
+  max: string;
+
+  /**
+   * @generated from field: double jitter = 4;
+   */
+  jitter: number;
+};
+
+/**
+ * Describes the message adagio.v1.Backoff.
+ * Use `create(BackoffSchema)` to create a new message.
+ */
+export const BackoffSchema: GenMessage<Backoff> = /*@__PURE__*/
+  messageDesc(file_adagio_v1_adagio, 14);
+
+/**
  * A parameter a workflow declares: required, or optional with a default.
  *
  * @generated from message adagio.v1.ParamSpec
@@ -743,7 +820,7 @@ export type ParamSpec = Message<"adagio.v1.ParamSpec"> & {
  * Use `create(ParamSpecSchema)` to create a new message.
  */
 export const ParamSpecSchema: GenMessage<ParamSpec> = /*@__PURE__*/
-  messageDesc(file_adagio_v1_adagio, 14);
+  messageDesc(file_adagio_v1_adagio, 15);
 
 /**
  * One immutable version of a named workflow. In lists, each name's latest
@@ -788,5 +865,5 @@ export type Workflow = Message<"adagio.v1.Workflow"> & {
  * Use `create(WorkflowSchema)` to create a new message.
  */
 export const WorkflowSchema: GenMessage<Workflow> = /*@__PURE__*/
-  messageDesc(file_adagio_v1_adagio, 15);
+  messageDesc(file_adagio_v1_adagio, 16);
 
