@@ -19,10 +19,10 @@ import { encodeState } from './nodes.js';
 import { MAX_ROUNDS } from './optimistic.js';
 import { dropStreamed, readStreamed } from './output.js';
 import { decodeAttempt, encodeAttempt, encodeJson, type NodeRecord } from './records.js';
+import { releaseWhenDue } from './retry-due.js';
 import { maybeSeal } from './seal.js';
 import { del, leaseIs, modIs, put, valueIs } from './store.js';
 import { resumeNodeWork } from './sweep.js';
-import { releaseWhenDue } from './timing.js';
 import { settle } from './triggers.js';
 import {
   type CascadeItem,

@@ -1,19 +1,17 @@
-import { claimable, timeoutFinish } from '../../model/index.js';
+import { timeoutFinish } from '../../model/index.js';
 import { ClaimConflictError, NotFoundError } from '../../protocol/errors.js';
 import { cancelRun } from './cancel.js';
 import type { EtcdContext } from './context.js';
 import { finishNode } from './finish.js';
 import { readNode } from './node-read.js';
-import { encodeState } from './nodes.js';
-import { optimistic } from './optimistic.js';
 import { decodeJson } from './records.js';
-import { del, getPrefix, modIs, put } from './store.js';
+import { releaseRetry } from './retry-due.js';
+import { del, getPrefix, modIs } from './store.js';
 import {
   type DeadlineItem,
   deadlineItem,
   parseWorkItem,
   type RetryDueItem,
-  retryDueItem,
   type TimeoutItem,
   workItemKey,
 } from './work-items.js';
@@ -34,47 +32,6 @@ import {
  * ordinary finish (rule 4's fence: a finish that got there first wins, and
  * the holder's late finish is refused after this one).
  */
-
-/** Makes the node claimable and announces it, if its delay is over; drops a stale item. */
-export async function releaseRetry(ctx: EtcdContext, runId: string, node: string): Promise<boolean> {
-  const { keys, store } = ctx;
-  const itemKey = workItemKey(keys, runId, retryDueItem(node));
-  return optimistic<boolean>(store, 'release retry', async () => {
-    const r = await readNode(ctx, runId, node, false);
-    const rec = r.node?.rec;
-    if (!r.node || !rec) return { compare: [], success: [del(itemKey)], result: false }; // run deleted
-    if (rec.s !== 'READY' || !rec.ra)
-      // Claimed or cancelled since: nothing to announce. The compare keeps an item a newer retry wrote.
-      return { compare: [modIs(keys.node(runId, node), r.node.rev)], success: [del(itemKey)], result: false };
-    if (!claimable(rec.ra, ctx.clock.now())) return { done: false };
-    return {
-      compare: [modIs(keys.node(runId, node), r.node.rev)],
-      success: [
-        put(keys.node(runId, node), encodeState({ ...rec, ra: undefined })),
-        put(keys.ready(rec.spec.runtime, runId, node), Buffer.alloc(0)),
-        del(itemKey),
-      ],
-      result: true,
-    };
-  });
-}
-
-/** Releases the node at `due` (this process's timer; the sweeper covers a process that dies first). */
-export function releaseWhenDue(ctx: EtcdContext, runId: string, node: string, due: number): void {
-  const timer = setTimeout(
-    () => {
-      releaseRetry(ctx, runId, node).catch((e: unknown) =>
-        ctx.logger.debug('retry release left to the sweeper', {
-          run: runId,
-          node,
-          error: (e as Error).message,
-        }),
-      );
-    },
-    Math.max(0, due - ctx.clock.now()),
-  );
-  timer.unref();
-}
 
 /** Ends an attempt past its node's timeout (rule 11), or drops the item when the attempt ended otherwise. */
 async function endTimedOut(
