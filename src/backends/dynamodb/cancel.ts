@@ -20,6 +20,7 @@ import {
 } from './items.js';
 import { CANCEL_CHUNK } from './limits.js';
 import { sealRun } from './seal.js';
+import { disarmTimeout } from './timing.js';
 
 /**
  * Rule 6. First one transaction marks the run cancelled (claims and finishes
@@ -35,6 +36,7 @@ export async function cancelRun(
   ctx: DynamoContext,
   runId: string,
   inspect: (id: string) => Promise<Run>,
+  timedOut = false,
 ): Promise<Run> {
   checkRunId(runId);
   for (;;) {
@@ -44,7 +46,7 @@ export async function cancelRun(
     if (header.d.conclusion && !header.d.resuming) return inspect(runId);
     if (!header.d.cancelled) {
       const tx = ctx.db.tx();
-      writeHeader(tx, header, { ...header.d, cancelled: true });
+      writeHeader(tx, header, { ...header.d, cancelled: true, ...(timedOut ? { timedOut: true } : {}) });
       const work: Item = {
         pk: S(cancelKey(runId).pk),
         sk: S(cancelKey(runId).sk),
@@ -77,7 +79,14 @@ export async function completeCancel(ctx: DynamoContext, runId: string): Promise
     const tx = ctx.db.tx();
     const written: NodeItem[] = [];
     for (const n of open.slice(0, CANCEL_CHUNK)) {
-      const nd = { ...n.d, status: 'COMPLETED' as const, finishedAt: now, seq: 0, live: 0 };
+      const nd = {
+        ...n.d,
+        status: 'COMPLETED' as const,
+        finishedAt: now,
+        seq: 0,
+        live: 0,
+        readyAt: undefined,
+      };
       const c = n.d.claim;
       if (n.d.status === 'RUNNING' && c) {
         nd.attempts = n.d.attempts + 1;
@@ -95,6 +104,7 @@ export async function completeCancel(ctx: DynamoContext, runId: string): Promise
           'any',
         );
         tx.del(leaseClaimKey(c.leaseId, runId, n.d.spec.name));
+        disarmTimeout(tx, n.d, runId, c.id);
       }
       moved(d, n.d.status, 'COMPLETED');
       delta.move(n.d.status, 'COMPLETED');
