@@ -47,7 +47,7 @@ export function armTimeout(tx: Tx, d: NodeData, runId: string, claimId: string):
   if (ms !== undefined) tx.put(timerItem(d.startedAt + ms, 't', runId, d.spec.name, claimId), 'any');
 }
 
-/** Rule 11: the attempt ended (finish, cancel): its timer goes in the same transaction. */
+/** Rule 11: the attempt finished: its timer goes in the same transaction (a cancel leaves it to lapse stale). */
 export function disarmTimeout(tx: Tx, d: NodeData, runId: string, claimId: string): void {
   const ms = nodeTimeoutMs(d.spec);
   if (ms !== undefined) tx.del(timerKey(d.startedAt + ms, 't', runId, d.spec.name, claimId));
