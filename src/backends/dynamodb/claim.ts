@@ -1,4 +1,4 @@
-import { checkMetadata, checkNodeName, checkRunId } from '../../model/index.js';
+import { checkMetadata, checkNodeName, checkRunId, claimable } from '../../model/index.js';
 import {
   type ClaimedNode,
   type ClaimRequest,
@@ -23,6 +23,7 @@ import {
   nodeKey,
 } from './items.js';
 import { readNodeState } from './node-read.js';
+import { armTimeout, disarmTimeout } from './timing.js';
 
 /**
  * Rule 2 (and rule 3's recovery): one transaction that moves the node to
@@ -68,6 +69,8 @@ export async function claimNode(ctx: DynamoContext, req: ClaimRequest): Promise<
     const orphan = node.d.status === 'RUNNING' && prev?.orphaned === true;
     if (node.d.status !== 'READY' && !orphan) return undefined;
     const now = ctx.clock.now();
+    // Rule 5: a retry waiting out its delay is not claimable yet.
+    if (!orphan && !claimable(node.d.readyAt, now)) return undefined;
     const claimId = ctx.ids.next(now);
     const d: NodeData = {
       ...node.d,
@@ -107,6 +110,8 @@ export async function claimNode(ctx: DynamoContext, req: ClaimRequest): Promise<
       tx.del(leaseClaimKey(prev.leaseId, req.runId, req.node));
     }
     tx.put(encodeNode(next(node, d)), node.v);
+    armTimeout(tx, d, req.runId, claimId);
+    if (orphan) disarmTimeout(tx, node.d, req.runId, prev.id);
     tx.check(leaseKey(req.leaseId), 'attribute_exists(pk) AND attribute_not_exists(lapsed)');
     tx.put({ ...keyItem(leaseClaimKey(req.leaseId, req.runId, req.node)), claim: { S: claimId } }, 'any');
     delta.addTo(tx);

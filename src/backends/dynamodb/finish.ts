@@ -33,6 +33,7 @@ import {
 import { INLINE_DEPENDENTS, OUTPUT_PART_BYTES } from './limits.js';
 import { sealRun } from './seal.js';
 import { addJudged, drainSettles, encodeSettle, judge, type SettleWork } from './settle.js';
+import { delayRetry, disarmTimeout } from './timing.js';
 
 /**
  * Rules 4 and 5: one transaction appends the attempt (and its output parts),
@@ -88,6 +89,10 @@ export async function finishNode(ctx: DynamoContext, req: FinishRequest): Promis
       live: 0,
     };
     if (d.status === 'COMPLETED') d.finishedAt = now;
+    const tx = ctx.db.tx();
+    if (d.status === 'READY' && req.conclusion !== 'SUCCESS')
+      delayRetry(tx, d, node.d.retries, req.conclusion, req.runId, now);
+    disarmTimeout(tx, node.d, req.runId, claim.id);
     const hd = structuredClone(header.d);
     const delta = new Delta();
     moved(hd, 'RUNNING', d.status);
@@ -96,7 +101,6 @@ export async function finishNode(ctx: DynamoContext, req: FinishRequest): Promis
       hd.failed = true;
       hd.failedNodes = [...(hd.failedNodes ?? []), req.node];
     }
-    const tx = ctx.db.tx();
     tx.put(encodeNode(next(node, d)), node.v);
     tx.put(
       encodeAttempt(req.runId, d.i, attempt, {
@@ -146,7 +150,7 @@ export async function finishNode(ctx: DynamoContext, req: FinishRequest): Promis
     const status = runStatus(hd.counts);
     emitNode(ctx, next(node, d), status);
     for (const w of judged) emitNode(ctx, w, status);
-    if (d.status === 'READY') ready.push(d.spec.runtime);
+    if (d.status === 'READY' && !d.readyAt) ready.push(d.spec.runtime);
     for (const rt of ready) ctx.bus.emit('ready', rt);
     ctx.bus.emit('run', req.runId);
     if (spawned.length > 0) await drainSettles(ctx, spawned);

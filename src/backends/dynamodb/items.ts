@@ -79,6 +79,10 @@ export interface RunData {
   identity?: RunIdentity;
   /** Nodes that failed for good (rule 19): the string set `fn`, added to by finishes. */
   failedNodes?: string[];
+  /** Cancelled by its deadline (rule 13): concludes TIMED_OUT. Written with `cancelled`; a retry clears it. */
+  timedOut?: boolean;
+  /** When its deadline passes (rule 13), ms; a `d` timer waits for it (timing.ts). A retry lifts it. */
+  deadlineAt?: number;
 }
 
 export interface RunItem {
@@ -286,6 +290,8 @@ export interface NodeData {
   /** The running attempt's next output seq and bytes streamed so far. */
   seq: number;
   live: number;
+  /** A READY node's retry delay (rule 5): claimable from then (ms); out of the ready index until an `r` timer releases it. */
+  readyAt?: number;
 }
 
 export interface NodeItem {
@@ -302,7 +308,12 @@ export function encodeNode(n: NodeItem, hidden = false): Item {
     d: S(JSON.stringify(n.d)),
   };
   // The sparse `ready` index: READY nodes and orphaned claims, by runtime (rule 8's catch-up).
-  const ev = n.d.status === 'READY' ? 'R' : n.d.status === 'RUNNING' && n.d.claim?.orphaned ? 'O' : undefined;
+  const ev =
+    n.d.status === 'READY' && !n.d.readyAt
+      ? 'R'
+      : n.d.status === 'RUNNING' && n.d.claim?.orphaned
+        ? 'O'
+        : undefined;
   if (ev && !hidden) {
     item.rt = S(n.d.spec.runtime);
     item.rk = S(`${n.runId}#${n.d.spec.name}`);
@@ -411,6 +422,7 @@ export function nodeState(
     claim: c ? { id: c.id, agentId: c.agentId, metadata: c.metadata, orphaned: c.orphaned } : undefined,
     liveOutput: live && live.byteLength > 0 ? live : undefined,
     ...(n.abr > 0 ? { attemptsBeforeRetry: n.abr } : {}),
+    ...(n.status === 'READY' && n.readyAt ? { nextAttemptAt: rfc3339(n.readyAt) } : {}),
   };
 }
 
@@ -452,6 +464,7 @@ export function runFromItems(header: RunItem, items: Item[]): Run {
     status: runStatus(d.counts),
     conclusion: d.conclusion,
     finishedAt: d.finishedAt ? rfc3339(d.finishedAt) : undefined,
+    ...(d.deadlineAt ? { deadlineAt: rfc3339(d.deadlineAt) } : {}),
     ...structuredClone(d.identity ?? {}),
   };
 }

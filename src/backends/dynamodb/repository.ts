@@ -48,6 +48,7 @@ import { startRun } from './start.js';
 import { Streams } from './streams.js';
 import { sweep } from './sweep.js';
 import { deleteTable, ensureTable } from './table.js';
+import { sweepTimers } from './timing.js';
 import * as workflows from './workflows.js';
 
 export const DEFAULT_DYNAMODB_TABLE = 'adagio';
@@ -250,6 +251,11 @@ export class DynamoDbRepository implements Repository {
     return this.open(async () => {
       await this.db.get({ pk: 'schema', sk: '#' });
     });
+  }
+
+  /** Runs the time rules due by the clock now (retry delays, node timeouts, run deadlines); for tests and tools. */
+  sweepTimers(): Promise<number> {
+    return this.open(() => sweepTimers(this.ctx));
   }
 
   /** Observes leases and resumes unfinished work now (the timer's job); for tests and tools. */

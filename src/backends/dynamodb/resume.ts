@@ -78,6 +78,9 @@ export async function retryRun(
       failedNodes: (header.d.failedNodes ?? []).filter((n) => !back.has(n)),
       conclusion: undefined,
       finishedAt: 0,
+      // Rule 13: a retried run may conclude again and runs on without a deadline (its timer is dropped when due).
+      timedOut: undefined,
+      deadlineAt: undefined,
     };
     const writes: NodeItem[] = [];
     const delta = new Delta();
@@ -90,6 +93,7 @@ export async function retryRun(
         abr: p.attemptsBeforeRetry,
         inputs: {},
         startedAt: 0,
+        readyAt: undefined,
         status: p.status,
         finishedAt: p.status === 'COMPLETED' ? now : 0,
       };

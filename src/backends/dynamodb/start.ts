@@ -1,5 +1,6 @@
 import {
   checkStartOptions,
+  deadlineAt,
   type GraphSpec,
   initialStatus,
   normalizeNodeSpec,
@@ -26,6 +27,7 @@ import {
 } from './items.js';
 import { INLINE_ROOTS, MAX_NODE_ITEM_BYTES, MAX_TXN_BYTES } from './limits.js';
 import { inspectRun } from './reads.js';
+import { armDeadline } from './timing.js';
 import { getWorkflow } from './workflows.js';
 
 /**
@@ -50,6 +52,7 @@ export async function startRun(
   const now = ctx.clock.now();
   const id = ctx.ids.next(now);
   const topo = topology(spec);
+  const deadline = deadlineAt(spec, now);
   const ein = new Map<string, [number, string][]>(spec.nodes.map((n) => [n.name, []]));
   for (const [k, e] of spec.edges.entries()) ein.get(e.destination)!.push([k, e.source]);
   const header: RunItem = {
@@ -63,6 +66,7 @@ export async function startRun(
       cancelled: false,
       failed: false,
       finishedAt: 0,
+      ...(deadline ? { deadlineAt: deadline } : {}),
       ...(Object.keys(identity).length > 0 ? { identity } : {}),
     },
   };
@@ -111,6 +115,8 @@ export async function startRun(
   const inline = roots.length <= INLINE_ROOTS && rootBytes <= MAX_TXN_BYTES / 2;
   if (inline) for (const n of roots) tx.put(encodeNode(n), 'any');
   delta.addTo(tx);
+  // Rule 13: the deadline's timer commits with the run.
+  armDeadline(tx, id, deadline);
   // Rule 17: the request id is taken in the commit itself; a start that finds it taken returns that run.
   if (identity.requestId !== undefined) tx.put({ ...keyItem(requestKey(identity.requestId)), run: S(id) });
   if (!(await ctx.db.commit(tx))) {
@@ -124,6 +130,7 @@ export async function startRun(
   return {
     id,
     createdAt: rfc3339(now),
+    ...(deadline ? { deadlineAt: rfc3339(deadline) } : {}),
     nodes: nodes.map((n) => ({
       spec: n.d.spec,
       status: n.d.status,

@@ -3,12 +3,14 @@ import type { DynamoContext } from './context.js';
 import { WORK_PK } from './items.js';
 import type { Leases } from './leases.js';
 import { drainSettles, type SettleWork } from './settle.js';
+import { sweepTimers } from './timing.js';
 
 /**
  * What a process does on its timer: observe leases (rule 3) and finish work
  * items left by processes that died mid-way (settle cursors, cancels). Every
  * step is conditioned, so two processes sweeping the same item do it once.
- * Items younger than `graceMs` are left to their own process.
+ * Items younger than `graceMs` are left to their own process. Then the
+ * timers due (retry delays, node timeouts, run deadlines: timing.ts).
  */
 export async function sweep(
   ctx: DynamoContext,
@@ -35,4 +37,5 @@ export async function sweep(
     else if (w.kind === 'cancel') await completeCancel(ctx, w.run);
   }
   for (const k of seen.keys()) if (!present.has(k)) seen.delete(k);
+  await sweepTimers(ctx);
 }
