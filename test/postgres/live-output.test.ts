@@ -54,8 +54,9 @@ describe('PostgreSQL finish racing an append', () => {
       // The finish has read "nothing streamed" and now waits for the node the append holds.
       for (let waited = 0; ; waited += 20) {
         const { rowCount } = await appender.query(
-          `SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%finish_streamed%'
-             AND pid <> pg_backend_pid()`,
+          // A backend blocked by this (the append's) connection is the finish. Its query column is
+          // not a reliable witness: it can still show the connection's previous statement.
+          'SELECT 1 FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))',
         );
         if (rowCount) break;
         assert.ok(waited < 30_000, 'the finish never waited for the node lock');

@@ -23,7 +23,7 @@ import {
   nodeKey,
 } from './items.js';
 import { readNodeState } from './node-read.js';
-import { armTimeout, disarmTimeout } from './timing.js';
+import { armTimeout, disarmTimeout } from './timers.js';
 
 /**
  * Rule 2 (and rule 3's recovery): one transaction that moves the node to

@@ -33,7 +33,7 @@ import {
 import { INLINE_DEPENDENTS, OUTPUT_PART_BYTES } from './limits.js';
 import { sealRun } from './seal.js';
 import { addJudged, drainSettles, encodeSettle, judge, type SettleWork } from './settle.js';
-import { delayRetry, disarmTimeout } from './timing.js';
+import { delayRetry, disarmTimeout } from './timers.js';
 
 /**
  * Rules 4 and 5: one transaction appends the attempt (and its output parts),

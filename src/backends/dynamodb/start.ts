@@ -27,7 +27,7 @@ import {
 } from './items.js';
 import { INLINE_ROOTS, MAX_NODE_ITEM_BYTES, MAX_TXN_BYTES } from './limits.js';
 import { inspectRun } from './reads.js';
-import { armDeadline } from './timing.js';
+import { armDeadline } from './timers.js';
 import { getWorkflow } from './workflows.js';
 
 /**
