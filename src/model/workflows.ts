@@ -209,6 +209,37 @@ function canonicalJson(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/** A name's latest version as a store keeps it: its number, content hash and list summary. */
+export interface WorkflowHead {
+  v: number;
+  h: string;
+  summary: WorkflowSummary;
+}
+
+/**
+ * Rule 16's put, decided from the stored head (the store compares that head
+ * when it writes): the latest version when its content hash is the same
+ * (`same`), else version n+1 and the head that replaces it.
+ */
+export function planWorkflowPut(
+  name: string,
+  content: Omit<WorkflowDefinition, 'name' | 'version' | 'createdAt'>,
+  hash: string,
+  head: WorkflowHead | undefined,
+  createdAt: string,
+): { same: number } | { def: WorkflowDefinition; head: WorkflowHead } {
+  if (head?.h === hash) return { same: head.v };
+  const def: WorkflowDefinition = { name, version: (head?.v ?? 0) + 1, ...content, createdAt };
+  const summary: WorkflowSummary = {
+    name,
+    latestVersion: def.version,
+    description: def.description,
+    params: def.params,
+    createdAt: def.createdAt,
+  };
+  return { def, head: { v: def.version, h: hash, summary } };
+}
+
 /**
  * The content hash of a normalized workflow (graph, description, params):
  * what "the same content again" compares. Metadata key order and absent

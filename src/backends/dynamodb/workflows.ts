@@ -3,8 +3,10 @@ import {
   checkWorkflowName,
   checkWorkflowVersion,
   normalizeWorkflow,
+  planWorkflowPut,
   rfc3339,
   type WorkflowDefinition,
+  type WorkflowHead,
   type WorkflowInput,
   type WorkflowSummary,
   workflowContentHash,
@@ -28,11 +30,7 @@ const versionKey = (name: string, version: number) => ({
   sk: String(version).padStart(10, '0'),
 });
 
-interface Head {
-  v: number;
-  h: string;
-  summary: WorkflowSummary;
-}
+type Head = WorkflowHead;
 
 export async function putWorkflow(
   ctx: DynamoContext,
@@ -45,24 +43,9 @@ export async function putWorkflow(
   for (;;) {
     const item = await ctx.db.get(headKey(name));
     const head = item ? (JSON.parse(item.d!.S!) as Head) : undefined;
-    if (head?.h === hash) return getWorkflow(ctx, name, head.v);
-    const def: WorkflowDefinition = {
-      name,
-      version: (head?.v ?? 0) + 1,
-      ...content,
-      createdAt: rfc3339(ctx.clock.now()),
-    };
-    const next: Head = {
-      v: def.version,
-      h: hash,
-      summary: {
-        name,
-        latestVersion: def.version,
-        description: def.description,
-        params: def.params,
-        createdAt: def.createdAt,
-      },
-    };
+    const plan = planWorkflowPut(name, content, hash, head, rfc3339(ctx.clock.now()));
+    if ('same' in plan) return getWorkflow(ctx, name, plan.same);
+    const { def, head: next } = plan;
     const tx = ctx.db.tx();
     // The touch counter `t` (schedules' puts add to it, see schedules.ts) carries over.
     tx.put(

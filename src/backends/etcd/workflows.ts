@@ -3,8 +3,10 @@ import {
   checkWorkflowName,
   checkWorkflowVersion,
   normalizeWorkflow,
+  planWorkflowPut,
   rfc3339,
   type WorkflowDefinition,
+  type WorkflowHead,
   type WorkflowInput,
   type WorkflowSummary,
   workflowContentHash,
@@ -22,11 +24,7 @@ import { absent, del, delPrefix, get, getPrefix, modIs, put } from './store.js';
  * number, and a list is one range over the heads.
  */
 
-interface Head {
-  v: number;
-  h: string;
-  summary: WorkflowSummary;
-}
+type Head = WorkflowHead;
 
 export async function putWorkflow(
   ctx: EtcdContext,
@@ -42,24 +40,9 @@ export async function putWorkflow(
       const res = await store.range({ key: keys.workflowHead(name) });
       const kv = res.kvs[0];
       const head = kv ? decodeJson<Head>(kv.value) : undefined;
-      if (head?.h === hash) return getWorkflow(ctx, name, head.v);
-      const def: WorkflowDefinition = {
-        name,
-        version: (head?.v ?? 0) + 1,
-        ...content,
-        createdAt: rfc3339(ctx.clock.now()),
-      };
-      const next: Head = {
-        v: def.version,
-        h: hash,
-        summary: {
-          name,
-          latestVersion: def.version,
-          description: def.description,
-          params: def.params,
-          createdAt: def.createdAt,
-        },
-      };
+      const plan = planWorkflowPut(name, content, hash, head, rfc3339(ctx.clock.now()));
+      if ('same' in plan) return getWorkflow(ctx, name, plan.same);
+      const { def, head: next } = plan;
       const txn = await store.txn({
         compare: [kv ? modIs(keys.workflowHead(name), kv.mod_revision) : absent(keys.workflowHead(name))],
         success: [
