@@ -45,6 +45,7 @@ const UNARY: Record<string, Unary> = {
     output: ag.ClaimsHeldResponseSchema,
     name: 'claimsHeld',
   },
+  release: { input: ag.ReleaseRequestSchema, output: ag.ReleaseResponseSchema, name: 'release' },
 };
 
 export const AGENT_JSON_PREFIX = '/v0/agent/';

@@ -13,7 +13,7 @@ import {
   LeaseExpiredError,
   NotFoundError,
 } from '../protocol/errors.js';
-import type { ClaimedNode, FinishConclusion, Repository } from '../protocol/repository.js';
+import type { ClaimedNode, ClaimRef, FinishConclusion, Repository } from '../protocol/repository.js';
 import { toConnectError } from './errors.js';
 import { ReadyFeeds } from './ready-feeds.js';
 
@@ -146,6 +146,7 @@ export function agentService(
           conclusion: conclusionFromProto(req.conclusion),
           output: req.output,
           metadata: metadataFromProto(req.metadata),
+          ...(req.startedAtMs !== 0n ? { startedAt: Number(req.startedAtMs) } : {}),
         });
         return create(ag.FinishResponseSchema);
       }),
@@ -161,25 +162,28 @@ export function agentService(
         return create(ag.AppendOutputResponseSchema);
       }),
     claimsHeld: (req) =>
-      guard(async () => {
-        if (req.claims.length > MAX_CLAIMS_HELD)
-          throw new InvalidArgumentError(
-            `claims: at most ${MAX_CLAIMS_HELD} per call, got ${req.claims.length}`,
-          );
-        const held = await repo.claimsHeld(
-          req.claims.map((c) => ({
-            runId: required(c.runId, 'claims[].run_id'),
-            node: required(c.nodeName, 'claims[].node_name'),
-            claimId: required(c.claimId, 'claims[].claim_id'),
-          })),
-        );
-        return create(ag.ClaimsHeldResponseSchema, { held });
-      }),
+      guard(async () =>
+        create(ag.ClaimsHeldResponseSchema, { held: await repo.claimsHeld(claimRefs(req.claims)) }),
+      ),
+    release: (req) =>
+      guard(async () =>
+        create(ag.ReleaseResponseSchema, { released: await repo.release(claimRefs(req.claims)) }),
+      ),
   };
 }
 
-/** Claims one ClaimsHeld call may ask about: far more than an agent process runs at once. */
+/** Claims one ClaimsHeld or Release call may name: far more than an agent process holds at once. */
 export const MAX_CLAIMS_HELD = 1_000;
+
+function claimRefs(claims: ag.ClaimRef[]): ClaimRef[] {
+  if (claims.length > MAX_CLAIMS_HELD)
+    throw new InvalidArgumentError(`claims: at most ${MAX_CLAIMS_HELD} per call, got ${claims.length}`);
+  return claims.map((c) => ({
+    runId: required(c.runId, 'claims[].run_id'),
+    node: required(c.nodeName, 'claims[].node_name'),
+    claimId: required(c.claimId, 'claims[].claim_id'),
+  }));
+}
 
 /**
  * ClaimNext: take READY nodes from the process's shared feed (ready-feeds.ts;

@@ -53,6 +53,23 @@ export function checkConclusion(conclusion: string): asserts conclusion is Finis
     );
 }
 
+/** A finish's reported start (rule 20): absent, or ms since the epoch. */
+export function checkStartedAt(ms: number | undefined): void {
+  if (ms === undefined) return;
+  if (!Number.isSafeInteger(ms) || ms < 0)
+    throw new InvalidArgumentError(`startedAt must be ms since the epoch, got ${JSON.stringify(ms)}`);
+}
+
+/** Claims given back (rule 20): each names a run, a node and a claim id. */
+export function checkClaimRefs(claims: readonly { runId: string; node: string; claimId: string }[]): void {
+  if (!Array.isArray(claims)) throw new InvalidArgumentError('claims must be a list');
+  for (const c of claims) {
+    checkRunId(c?.runId);
+    checkNodeName(c?.node);
+    checkId('claim id', c?.claimId);
+  }
+}
+
 // ---- malformed input: ids, names, agent registrations, list cursors (every store refuses them alike)
 
 /** An id a caller sent (run, agent, lease, claim id): non-empty storable text within LIMITS.maxIdBytes. */

@@ -233,6 +233,19 @@ export function unreached(status: NodeStatus): boolean {
   return status === 'WAITING' || status === 'READY';
 }
 
+/**
+ * Rule 20: when an attempt started. A holder that claimed ahead reports when
+ * its work really started (FinishRequest.startedAt, its own clock); the store
+ * keeps that within [claimed at, finished at] by its own clock, so a skewed or
+ * forged report can neither move the attempt before its claim nor after its
+ * end. Without a report, the claim's time (PostgreSQL applies the same bounds
+ * in finish_started, migration 13).
+ */
+export function attemptStartMs(claimedAtMs: number, finishedAtMs: number, reportedMs?: number): number {
+  if (reportedMs === undefined || !claimedAtMs) return claimedAtMs;
+  return Math.max(claimedAtMs, Math.min(reportedMs, finishedAtMs));
+}
+
 /** The CANCELLED attempt rule 6 records for a node cancelled while RUNNING under a claim. */
 export function cancelledAttempt(
   claim: { claimId: string; agentId: string },

@@ -79,6 +79,16 @@ export interface Repository {
    */
   claimsHeld(claims: ClaimRef[]): Promise<boolean[]>;
   /**
+   * Rule 20: gives back claims whose work never started (an agent's
+   * claimed-ahead queue, on shutdown). Each node RUNNING under a claim that
+   * still holds (as claimsHeld answers) goes back to READY at once, with no
+   * attempt recorded and its attempt number unchanged, and is announced READY
+   * to subscribers (rule 8). A claim that no longer holds is ignored (false):
+   * its node has moved on (finished, cancelled, orphaned, claimed again).
+   * Answers, in order, which claims were released.
+   */
+  release(claims: ClaimRef[]): Promise<boolean[]>;
+  /**
    * Appends to the running attempt's output, fenced by the claim like finish
    * (ClaimConflictError otherwise). `seq` numbers the chunks of one attempt
    * from 0: a chunk already appended is ignored (a repeat), one past the next
@@ -230,6 +240,13 @@ export interface FinishRequest {
   conclusion: FinishConclusion;
   output?: Uint8Array;
   metadata?: Metadata;
+  /**
+   * Rule 20: when the work really started (ms since the epoch, the holder's
+   * clock), for a node claimed ahead of a free slot; the store records it as
+   * the attempt's start, kept within [claimed at, finished at]. Absent: the
+   * claim's time.
+   */
+  startedAt?: number;
 }
 
 export interface AppendOutputRequest {

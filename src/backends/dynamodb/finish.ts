@@ -1,9 +1,11 @@
 import {
+  attemptStartMs,
   boundedAppend,
   checkConclusion,
   checkMetadata,
   checkNodeName,
   checkRunId,
+  checkStartedAt,
   countAttempt,
   finishOutcome,
   runStatus,
@@ -48,6 +50,7 @@ export async function finishNode(ctx: DynamoContext, req: FinishRequest): Promis
   checkNodeName(req.node);
   checkConclusion(req.conclusion);
   checkMetadata(req.metadata);
+  checkStartedAt(req.startedAt);
   const output = req.output ?? new Uint8Array();
   /** A commit of this call whose outcome is unknown: the node's last attempt under this claim says it landed. */
   let tried = false;
@@ -108,7 +111,7 @@ export async function finishNode(ctx: DynamoContext, req: FinishRequest): Promis
         metadata: req.metadata ?? {},
         claimId: claim.id,
         agentId: claim.agentId,
-        startedAt: node.d.startedAt,
+        startedAt: attemptStartMs(node.d.startedAt, now, req.startedAt),
         finishedAt: now,
       }),
       'any',

@@ -41,6 +41,7 @@ import { finishNode } from './finish.js';
 import { Leases } from './leases.js';
 import { appendOutput } from './output.js';
 import * as reads from './reads.js';
+import { releaseClaims } from './release.js';
 import { retryRun } from './resume.js';
 import { deleteCompletedRunsBefore } from './retention.js';
 import { DynamoScheduleStore } from './schedules.js';
@@ -232,6 +233,9 @@ export class DynamoDbRepository implements Repository {
   }
   claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {
     return this.open(() => reads.claimsHeld(this.ctx, claims));
+  }
+  release(claims: ClaimRef[]): Promise<boolean[]> {
+    return this.open(() => releaseClaims(this.ctx, claims));
   }
   appendOutput(request: AppendOutputRequest): Promise<void> {
     return this.open(() => appendOutput(this.ctx, request));

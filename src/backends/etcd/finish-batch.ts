@@ -1,4 +1,4 @@
-import { checkConclusion, checkMetadata } from '../../model/index.js';
+import { checkConclusion, checkMetadata, checkStartedAt } from '../../model/index.js';
 import type { FinishRequest } from '../../protocol/repository.js';
 import { Batcher } from '../batcher.js';
 import type { EtcdContext } from './context.js';
@@ -51,6 +51,7 @@ export class FinishBatcher {
   async finish(req: FinishRequest): Promise<void> {
     checkConclusion(req.conclusion);
     checkMetadata(req.metadata);
+    checkStartedAt(req.startedAt);
     const seen = seenForFinish(this.ctx, req, req.conclusion === 'SUCCESS');
     // An attempt that streamed output is recorded alone: its chunks are read first.
     if (!seen || seen.node?.rec.o) return finishNode(this.ctx, req, { fresh: true });

@@ -1,6 +1,7 @@
 import type { ICompare, IRequestOp } from 'etcd3';
 import {
   attemptOutput,
+  attemptStartMs,
   countAttempt,
   finishOutcome,
   nextAttemptAt,
@@ -123,7 +124,7 @@ export function planFinish(
         output,
         claimId: c.id,
         agentId: c.agent,
-        startedAt: rec.st ? rfc3339(rec.st) : '',
+        startedAt: rec.st ? rfc3339(attemptStartMs(rec.st, now, req.startedAt)) : '',
         finishedAt: rfc3339(now),
       }),
     ),

@@ -41,6 +41,7 @@ import { Keys } from './keys.js';
 import { Leases } from './leases.js';
 import { appendOutput } from './output.js';
 import * as reads from './reads.js';
+import { releaseClaim } from './release.js';
 import { retryRun } from './resume.js';
 import { deleteCompletedRunsBefore } from './retention.js';
 import { EtcdScheduleStore } from './schedules.js';
@@ -304,6 +305,13 @@ export class EtcdRepository implements Repository {
   claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {
     this.assertOpen();
     return reads.claimsHeld(this.ctx, claims);
+  }
+
+  /** Rare (an agent's shutdown), so one transaction per claim. */
+  async release(claims: ClaimRef[]): Promise<boolean[]> {
+    this.assertOpen();
+    checks.checkClaimRefs(claims);
+    return Promise.all(claims.map((c) => releaseClaim(this.ctx, c)));
   }
 
   appendOutput(request: AppendOutputRequest): Promise<void> {

@@ -2,6 +2,7 @@ import {
   type AgentInfo,
   type Clock,
   checkAgentRegistration,
+  checkClaimRefs,
   checkConclusion,
   checkId,
   checkListLimit,
@@ -11,6 +12,7 @@ import {
   checkRetryNodes,
   checkRunFilter,
   checkRunId,
+  checkStartedAt,
   checkStartOptions,
   decodeCursor,
   emptyNodeCounts,
@@ -71,11 +73,13 @@ import {
   createRun,
   finishNode,
   type Hooks,
+  holds,
   NO_BYTES,
   type NodeRecord,
   nodeSnapshot,
   orphanNode,
   type RunRecord,
+  releaseNode,
   releaseRetry,
   retryRun,
   retryView,
@@ -428,6 +432,7 @@ export class MemoryRepository implements Repository {
     checkNodeName(request.node);
     checkConclusion(request.conclusion);
     checkMetadata(request.metadata);
+    checkStartedAt(request.startedAt);
     const node = this.getNode(request.runId, request.node);
     const ok = finishNode(
       node,
@@ -437,6 +442,7 @@ export class MemoryRepository implements Repository {
       request.metadata ?? {},
       this.clock.now(),
       this.hooks,
+      request.startedAt,
     );
     if (!ok)
       throw claimNotLive(request, {
@@ -448,9 +454,16 @@ export class MemoryRepository implements Repository {
 
   async claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {
     this.assertOpen();
+    return claims.map((c) => holds(this.runs.get(c.runId)?.nodes.get(c.node), c.claimId));
+  }
+
+  async release(claims: ClaimRef[]): Promise<boolean[]> {
+    this.assertOpen();
+    checkClaimRefs(claims);
+    const now = this.clock.now();
     return claims.map((c) => {
       const node = this.runs.get(c.runId)?.nodes.get(c.node);
-      return node?.status === 'RUNNING' && node.claim?.id === c.claimId && !node.claim.orphaned;
+      return node !== undefined && releaseNode(node, c.claimId, now, this.hooks);
     });
   }
 

@@ -2,6 +2,7 @@ import {
   type Attempt,
   type AttemptConclusion,
   attemptOutput,
+  attemptStartMs,
   boundedAppend,
   type Claim,
   cancelledAttempt,
@@ -243,9 +244,11 @@ export function finishNode(
   metadata: Metadata,
   now: number,
   hooks: Hooks,
+  /** When the holder says the work started (rule 20). */
+  reportedStart?: number,
 ): boolean {
   const claim = node.claim;
-  if (node.status !== 'RUNNING' || !claim || claim.id !== claimId || claim.orphaned) return false;
+  if (!holds(node, claimId)) return false;
   const outcome = finishOutcome(node.spec, conclusion, node.retries);
   if (outcome === 'RETRY' && conclusion !== 'SUCCESS')
     node.readyAt = nextAttemptAt(node.spec, conclusion, node.retries, now);
@@ -257,8 +260,8 @@ export function finishNode(
       metadata,
       output: attemptOutput(node.liveOutput, output),
       claimId,
-      agentId: claim.agentId,
-      startedAt: rfc3339(node.startedAt),
+      agentId: claim!.agentId,
+      startedAt: rfc3339(attemptStartMs(node.startedAt, now, reportedStart)),
       finishedAt: rfc3339(now),
     },
   ];
@@ -273,6 +276,28 @@ export function finishNode(
   hooks.nodeChanged(node);
   if (outcome !== 'RETRY') settleDependents(node, now, hooks);
   completeIfDone(node.run, now, hooks);
+  return true;
+}
+
+/** Rule 4's fence: the node is RUNNING under this claim, not orphaned (finish, release, claimsHeld). */
+export function holds(node: NodeRecord | undefined, claimId: string): boolean {
+  return node?.status === 'RUNNING' && node.claim?.id === claimId && !node.claim.orphaned;
+}
+
+/**
+ * Rule 20: a claim whose work never started is given back. The node is READY
+ * again at once (claimable, announced), no attempt is recorded and its
+ * attempt number stays; what it streamed (nothing, normally) is dropped.
+ * Returns false, changing nothing, when the claim no longer holds the node.
+ */
+export function releaseNode(node: NodeRecord, claimId: string, now: number, hooks: Hooks): boolean {
+  if (!holds(node, claimId)) return false;
+  releaseClaim(node, hooks);
+  node.liveOutput = NO_BYTES;
+  node.nextOutputSeq = 0;
+  node.readyAt = 0;
+  setStatus(node, 'READY', now, hooks);
+  hooks.nodeChanged(node);
   return true;
 }
 

@@ -3,7 +3,7 @@ import { type Db, isConnectionError } from './db.js';
 import type { Notice } from './notices.js';
 import { FINISH_ATTEMPTS } from './sql.js';
 
-/** What finish_streamed (migration 4, around finish_attempt of migration 2) answers for one call. */
+/** What finish_started (migration 13, around finish_attempt of migration 2) answers for one call. */
 export type FinishResult =
   | { notice: Notice }
   | { recorded: true }
@@ -19,6 +19,8 @@ export interface FinishCall {
   metadata: string;
   output: Buffer;
   now: number;
+  /** The holder's reported start (rule 20), ms; null: none. */
+  startedAt: number | null;
 }
 
 /**
@@ -61,6 +63,7 @@ export class FinishBatcher {
           sorted.map((c) => c.now),
           // A repeated try may find attempts already stored: the earlier try committed but its reply was lost.
           attempt > 1,
+          sorted.map((c) => c.startedAt),
         ],
         { repeatOnDeadlock: true, prepare: 'adagio_finish' },
       );

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import {
+  CLAIM_AHEAD_MIGRATION,
   CLAIM_NODES_DELAYED_FUNCTION,
   CLAIM_NODES_FUNCTION,
   FAILED_ATTEMPTS_MIGRATION,
@@ -76,6 +77,12 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 10,
     name: 'finish_streamed: no extra locks when the attempt streamed nothing',
     sql: FINISH_STREAMED_UNLOCKED_MIGRATION,
+  },
+  // 11 and 12 are taken by work merged separately (issue 18).
+  {
+    version: 13,
+    name: 'claim-ahead: finish_started (the reported start), release_claim (rule 20)',
+    sql: CLAIM_AHEAD_MIGRATION,
   },
 ];
 

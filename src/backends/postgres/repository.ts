@@ -48,7 +48,14 @@ import { DELETE_COMPLETED_RUNS, PING } from './sql.js';
 import { StartBatcher } from './starts.js';
 import { Streams } from './streams.js';
 import * as timing from './timing.js';
-import { cancelRun, claimNode, finishNode, startRun, type TransitionContext } from './transitions.js';
+import {
+  cancelRun,
+  claimNode,
+  finishNode,
+  releaseClaims,
+  startRun,
+  type TransitionContext,
+} from './transitions.js';
 import * as workflows from './workflows.js';
 
 export interface PostgresRepositoryOptions {
@@ -412,6 +419,10 @@ export class PostgresRepository implements Repository {
 
   claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {
     return this.run(() => reads.claimsHeld(this.db, claims));
+  }
+
+  release(claims: ClaimRef[]): Promise<boolean[]> {
+    return this.run(() => releaseClaims(this.ctx, claims));
   }
 
   appendOutput(request: AppendOutputRequest): Promise<void> {

@@ -454,6 +454,60 @@ $fn$;
 
 `;
 
+/**
+ * Migration 13 (rule 20): claim-ahead. finish_started is finish_timed with the
+ * holder's reported start (p_started, ms; NULL: none), recorded as the
+ * attempt's started_at within [claimed at, finished at] (model/rules.ts
+ * attemptStartMs in SQL). release_claim gives back a claim whose work never
+ * started: the node READY again (announced), no attempt, attempt number kept;
+ * NULL, changing nothing, when the claim no longer holds the node.
+ */
+export const CLAIM_AHEAD_MIGRATION = `
+CREATE FUNCTION finish_started(p_run text, p_node text, p_claim text, p_conclusion text,
+                               p_metadata jsonb, p_output bytea, p_now bigint, p_repeat boolean,
+                               p_started bigint)
+RETURNS jsonb LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_result jsonb;
+BEGIN
+  v_result := finish_timed(p_run, p_node, p_claim, p_conclusion, p_metadata, p_output, p_now, p_repeat);
+  IF p_started IS NOT NULL AND v_result ? 'notice' THEN
+    -- The finished node's change comes first in the notice (finish_attempt): its attempt count is this attempt.
+    UPDATE attempts SET started_at = greatest(started_at, least(p_started, finished_at))
+      WHERE run_id = p_run AND node = p_node AND n = (v_result -> 'notice' -> 'ch' -> 0 ->> 'a')::integer
+        AND claim_id = p_claim AND started_at IS NOT NULL AND started_at < least(p_started, finished_at);
+  END IF;
+  RETURN v_result;
+END
+$fn$;
+
+-- Locks the run, then the node, as finish_attempt does.
+CREATE FUNCTION release_claim(p_run text, p_node text, p_claim text)
+RETURNS jsonb LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_run record;
+  v_node record;
+BEGIN
+  SELECT node_count, remaining, cancelled INTO v_run FROM runs WHERE id = p_run FOR NO KEY UPDATE;
+  IF NOT FOUND OR v_run.cancelled THEN RETURN NULL; END IF;
+  UPDATE nodes SET status = 'READY', claim_id = NULL, claim_agent = NULL, claim_metadata = NULL, lease_id = NULL,
+    orphaned = false, previous_claim_id = NULL, ready_at = NULL, version = version + 1
+  WHERE run_id = p_run AND name = p_node AND status = 'RUNNING' AND claim_id = p_claim AND NOT orphaned
+  RETURNING runtime, version, attempt_count, started_at INTO v_node;
+  IF NOT FOUND THEN RETURN NULL; END IF;
+  DELETE FROM live_outputs WHERE run_id = p_run AND node = p_node;
+  RETURN jsonb_build_object('r', p_run,
+    -- Rule 7: RUNNING while a node left WAITING/READY (completed, or another one running).
+    'rs', CASE WHEN v_run.remaining < v_run.node_count
+                 OR EXISTS (SELECT 1 FROM nodes WHERE run_id = p_run AND status = 'RUNNING')
+          THEN 'RUNNING' ELSE 'WAITING' END,
+    'rd', jsonb_build_array(jsonb_build_array(p_node, v_node.runtime)),
+    'ch', jsonb_build_array(jsonb_build_object('n', p_node, 'v', v_node.version, 's', 'READY',
+      'a', v_node.attempt_count, 'st', v_node.started_at)));
+END
+$fn$;
+`;
+
 /** Rewrites `text`'s one occurrence of `from` into `to`; throws at load if the released text does not hold it. */
 function rewriteOnce(text: string, from: string, to: string): string {
   const at = text.indexOf(from);
@@ -785,10 +839,10 @@ export const CLAIM_NODES = 'SELECT * FROM claim_nodes($1, $2, $3, $4, $5, $6, $7
 
 // ---- finishes (finishes.ts)
 
-/** A batch of finishes: finish_timed (finish_attempt behind the streamed output, then the retry delay) once per call, in the order given (the callers sort by run); $8 says the batch is a repeat. */
-export const FINISH_ATTEMPTS = `SELECT finish_timed(x.run, x.node, x.claim, x.conclusion, x.metadata::jsonb, x.output, x.now, $8) AS r
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bigint[])
-           WITH ORDINALITY AS x(run, node, claim, conclusion, metadata, output, now, i)
+/** A batch of finishes: finish_started (migration 13: finish_timed, then the reported start ($9), rule 20), i.e. finish_attempt behind the streamed output, then the retry delay) once per call, in the order given (the callers sort by run); $8 says the batch is a repeat. */
+export const FINISH_ATTEMPTS = `SELECT finish_started(x.run, x.node, x.claim, x.conclusion, x.metadata::jsonb, x.output, x.now, $8, x.started) AS r
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bigint[], $9::bigint[])
+           WITH ORDINALITY AS x(run, node, claim, conclusion, metadata, output, now, started, i)
          ORDER BY x.i`;
 
 // ---- starts (starts.ts)
@@ -889,6 +943,11 @@ export const STATS = `SELECT (SELECT coalesce(sum(runs), 0) FROM counters) AS ru
             (SELECT count(*) FROM nodes WHERE status = 'WAITING') AS w,
             (SELECT count(*) FROM nodes WHERE status = 'READY') AS r,
             (SELECT count(*) FROM nodes WHERE status = 'RUNNING') AS ru`;
+
+/** Claims given back (rule 20), in (run, node) order so run locks are taken in one order: each claim's 1-based position and release_claim's notice, or NULL when the claim no longer holds. */
+export const RELEASE_CLAIMS = `SELECT x.i::int AS i, release_claim(x.run, x.node, x.claim) AS notice
+       FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS x(run, node, claim, i)
+       ORDER BY x.run COLLATE "C", x.node COLLATE "C"`;
 
 /** For each (run, node, claim id): whether the node is RUNNING under that claim and not orphaned, in the order asked (prepared as adagio_claims_held). */
 export const CLAIMS_HELD = `SELECT coalesce(n.status = 'RUNNING' AND NOT n.orphaned AND n.claim_id = x.claim, false) AS held

@@ -1,8 +1,10 @@
 import type { Logger } from '../../log.js';
 import {
   type Clock,
+  checkClaimRefs,
   checkConclusion,
   checkMetadata,
+  checkStartedAt,
   checkStartOptions,
   conclusionOf,
   deadlineAt,
@@ -23,6 +25,7 @@ import {
 } from '../../model/index.js';
 import {
   type ClaimedNode,
+  type ClaimRef,
   type ClaimRequest,
   claimNotLive,
   type FinishRequest,
@@ -36,6 +39,7 @@ import type { Db } from './db.js';
 import type { FinishBatcher } from './finishes.js';
 import { ms, type Notice, type Publisher } from './notices.js';
 import { type AttemptRow, groupAttempts, inputsOf, type NodeRow, toBuffer, toNodeState } from './rows.js';
+import { RELEASE_CLAIMS } from './sql.js';
 import type { StartBatcher } from './starts.js';
 import { getWorkflow } from './workflows.js';
 
@@ -258,6 +262,7 @@ function attemptsFromJson(rows: AttemptJson[]): AttemptRow[] {
 export async function finishNode(ctx: TransitionContext, req: FinishRequest): Promise<void> {
   checkConclusion(req.conclusion);
   checkMetadata(req.metadata);
+  checkStartedAt(req.startedAt);
   const result = await ctx.finishes.submit({
     runId: req.runId,
     node: req.node,
@@ -266,6 +271,7 @@ export async function finishNode(ctx: TransitionContext, req: FinishRequest): Pr
     metadata: JSON.stringify(req.metadata ?? {}),
     output: toBuffer(truncateOutput(req.output ?? new Uint8Array())),
     now: ctx.clock.now(),
+    startedAt: req.startedAt ?? null,
   });
   if ('notice' in result) {
     // Not awaited: the result is recorded; the wake-up follows in this process's next NOTIFY batch.
@@ -276,6 +282,27 @@ export async function finishNode(ctx: TransitionContext, req: FinishRequest): Pr
   if ('missing' in result)
     throw result.missing === 'run' ? new NotFoundError('run', req.runId) : nodeNotFound(req.runId, req.node);
   throw claimNotLive(req, result);
+}
+
+/**
+ * Rule 20: claims given back, one statement (release_claim per claim, in run
+ * order); the nodes released are announced READY with this process's notices.
+ */
+export async function releaseClaims(ctx: TransitionContext, claims: ClaimRef[]): Promise<boolean[]> {
+  checkClaimRefs(claims);
+  if (claims.length === 0) return [];
+  const { rows } = await ctx.db.retrying('release', () =>
+    ctx.db.query<{ i: number; notice: Notice | null }>('release', RELEASE_CLAIMS, [
+      claims.map((c) => c.runId),
+      claims.map((c) => c.node),
+      claims.map((c) => c.claimId),
+    ]),
+  );
+  const notices = rows.flatMap((r) => (r.notice ? [r.notice] : []));
+  if (notices.length > 0) await ctx.publisher.publish(notices);
+  const released: boolean[] = new Array(claims.length).fill(false);
+  for (const r of rows) released[r.i - 1] = r.notice !== null;
+  return released;
 }
 
 /**

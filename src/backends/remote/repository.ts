@@ -7,12 +7,14 @@ import { AdagioClient } from '../../client/index.js';
 import * as ag from '../../gen/adagio/rpc/agent/agent_pb.js';
 import * as pb from '../../gen/adagio/v1/adagio_pb.js';
 import {
+  checkClaimRefs,
   checkConclusion,
   checkLeaseTtl,
   checkListLimit,
   checkMetadata,
   checkRetryNodes,
   checkRunId,
+  checkStartedAt,
   decodeCursor,
 } from '../../model/requests.js';
 import {
@@ -152,6 +154,7 @@ export class RemoteRepository implements Repository {
   async finish(request: FinishRequest): Promise<void> {
     checkConclusion(request.conclusion);
     checkMetadata(request.metadata);
+    checkStartedAt(request.startedAt);
     await this.call({ runId: request.runId, node: request.node }, () =>
       this.rpc.finish(
         {
@@ -161,6 +164,7 @@ export class RemoteRepository implements Repository {
           conclusion: conclusionToProto(request.conclusion),
           output: request.output ?? new Uint8Array(),
           metadata: metadataToProto(request.metadata),
+          startedAtMs: BigInt(request.startedAt ?? 0),
         },
         this.opts(),
       ),
@@ -185,16 +189,27 @@ export class RemoteRepository implements Repository {
   async claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {
     if (claims.length === 0) return [];
     const res = await this.call({}, () =>
-      this.rpc.claimsHeld(
-        { claims: claims.map((c) => ({ runId: c.runId, nodeName: c.node, claimId: c.claimId })) },
-        this.opts(),
-      ),
+      this.rpc.claimsHeld({ claims: claimRefsToProto(claims) }, this.opts()),
     );
-    if (res.held.length !== claims.length)
+    return this.oneEach(res.held, claims);
+  }
+
+  async release(claims: ClaimRef[]): Promise<boolean[]> {
+    checkClaimRefs(claims);
+    if (claims.length === 0) return [];
+    const res = await this.call({}, () =>
+      this.rpc.release({ claims: claimRefsToProto(claims) }, this.opts()),
+    );
+    return this.oneEach(res.released, claims);
+  }
+
+  /** An answer per claim, or the server is not one we understand. */
+  private oneEach(answers: boolean[], claims: ClaimRef[]): boolean[] {
+    if (answers.length !== claims.length)
       throw new UnavailableError(
-        `API server at ${this.address} answered ${res.held.length} claims for ${claims.length} asked about`,
+        `API server at ${this.address} answered ${answers.length} claims for ${claims.length} asked about`,
       );
-    return res.held;
+    return answers;
   }
 
   async *subscribe(options: SubscribeOptions): AsyncIterable<NodeEvent> {
@@ -376,3 +391,6 @@ function describe(e: unknown): string {
   }
   return (e as Error)?.message ?? String(e);
 }
+
+const claimRefsToProto = (claims: ClaimRef[]) =>
+  claims.map((c) => ({ runId: c.runId, nodeName: c.node, claimId: c.claimId }));

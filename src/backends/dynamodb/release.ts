@@ -1,0 +1,64 @@
+import { checkClaimRefs, runStatus } from '../../model/index.js';
+import type { ClaimRef } from '../../protocol/index.js';
+import { Delta, type DynamoContext, emitNode } from './context.js';
+import { mk, N } from './db.js';
+import {
+  decodeNode,
+  decodeRun,
+  encodeNode,
+  headerKey,
+  leaseClaimKey,
+  moved,
+  type NodeData,
+  next,
+  nodeKey,
+} from './items.js';
+import { disarmTimeout } from './timers.js';
+
+/**
+ * Rule 20: claims given back, each the claim's READY branch undone in one
+ * transaction conditioned on the node's version as read (which holds the
+ * claim, the fence of rule 4) and on the run being neither cancelled nor
+ * resumed: the node READY again (no attempt, its attempt number kept), the
+ * claim gone from its lease, its timeout disarmed, the counts moved back.
+ * A claim that no longer holds changes nothing (false). Rare (an agent's
+ * shutdown), so one transaction per claim.
+ */
+export async function releaseClaims(ctx: DynamoContext, claims: ClaimRef[]): Promise<boolean[]> {
+  checkClaimRefs(claims);
+  return Promise.all(claims.map((c) => releaseClaim(ctx, c)));
+}
+
+async function releaseClaim(ctx: DynamoContext, ref: ClaimRef): Promise<boolean> {
+  for (;;) {
+    const read = await ctx.db.getMany([nodeKey(ref.runId, ref.node), headerKey(ref.runId)]);
+    const headerItem = read.get(mk(headerKey(ref.runId)));
+    const nodeItem = read.get(mk(nodeKey(ref.runId, ref.node)));
+    if (!headerItem || !nodeItem) return false;
+    const header = decodeRun(headerItem);
+    const node = decodeNode(nodeItem);
+    const claim = node.d.claim;
+    if (node.d.status !== 'RUNNING' || claim?.id !== ref.claimId || claim.orphaned || header.d.cancelled)
+      return false;
+    const d: NodeData = { ...node.d, status: 'READY', claim: undefined, readyAt: 0, seq: 0, live: 0 };
+    const tx = ctx.db.tx();
+    tx.put(encodeNode(next(node, d)), node.v);
+    tx.update(headerKey(ref.runId), {
+      UpdateExpression: 'ADD cR :p, cU :m',
+      ConditionExpression: 'attribute_exists(pk) AND attribute_not_exists(cx) AND attribute_not_exists(rz)',
+      ExpressionAttributeValues: { ':m': N(-1), ':p': N(1) },
+    });
+    disarmTimeout(tx, node.d, ref.runId, claim.id);
+    tx.del(leaseClaimKey(claim.leaseId, ref.runId, ref.node));
+    const delta = new Delta();
+    delta.move('RUNNING', 'READY');
+    delta.addTo(tx);
+    if (!(await ctx.db.commit(tx))) continue;
+    const hd = structuredClone(header.d);
+    moved(hd, 'RUNNING', 'READY');
+    emitNode(ctx, next(node, d), runStatus(hd.counts));
+    ctx.bus.emit('ready', d.spec.runtime);
+    ctx.bus.emit('run', ref.runId);
+    return true;
+  }
+}
