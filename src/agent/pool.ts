@@ -2,8 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import { type Logger, silentLogger } from '../log.js';
 import { InvalidArgumentError } from '../protocol/errors.js';
-import { DEFAULT_LEASE_TTL_MS, type NodeEvent, type Repository } from '../protocol/repository.js';
+import {
+  type ClaimedNode,
+  DEFAULT_LEASE_TTL_MS,
+  type NodeEvent,
+  type Repository,
+} from '../protocol/repository.js';
 import { type Runtime, RuntimeRegistry } from '../runtimes/runtime.js';
+import { ClaimAhead } from './ahead.js';
 import { errorMessage } from './attempt.js';
 import type { BackoffOptions } from './backoff.js';
 import { LazyAbortController } from './lazy-abort.js';
@@ -25,6 +31,12 @@ export interface AgentPoolOptions {
   runtimes: Runtime[] | RuntimeRegistry;
   /** Attempts run at once; one registered agent per slot. Default 4. */
   concurrency?: number;
+  /**
+   * Nodes claimed ahead while every slot is busy, so a slot that frees up
+   * starts its next node without a round trip (design rule 20). Default the
+   * concurrency; 0 turns it off.
+   */
+  claimAhead?: number;
   /** TTL of the pool's lease: how soon others recover its work if this process dies. Default 10 s. */
   leaseTtlMs?: number;
   /** Default a third of the TTL, so two heartbeats may be lost before the lease lapses. */
@@ -75,6 +87,8 @@ export class AgentPool {
     conflicts: 0,
     claimsLost: 0,
     leasesLost: 0,
+    claimedAhead: 0,
+    released: 0,
   };
   private state: State = 'idle';
   /** Nodes in hand: claiming, running or being recorded; a count because the dispatch path reads it per node. */
@@ -85,6 +99,7 @@ export class AgentPool {
   /** Aborted at the very end of stop: ends every backoff wait. */
   private readonly halt = new AbortController();
   private readonly env: WorkEnv;
+  private readonly ahead: ClaimAhead;
 
   constructor(options: AgentPoolOptions) {
     this.repository = options.repository;
@@ -94,6 +109,9 @@ export class AgentPool {
     const concurrency = options.concurrency ?? 4;
     if (!Number.isInteger(concurrency) || concurrency < 1)
       throw new InvalidArgumentError(`concurrency must be a whole number >= 1, got ${concurrency}`);
+    const claimAhead = options.claimAhead ?? concurrency;
+    if (!Number.isInteger(claimAhead) || claimAhead < 0)
+      throw new InvalidArgumentError(`claimAhead must be a whole number >= 0, got ${claimAhead}`);
     this.leaseTtlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? Math.max(1, Math.floor(this.leaseTtlMs / 3));
     this.runtimeTimeoutMs = options.runtimeTimeoutMs || undefined;
@@ -115,6 +133,19 @@ export class AgentPool {
       vacate: (task) => this.vacate(task),
     };
     const pool = this;
+    this.ahead = new ClaimAhead(claimAhead, {
+      repository: this.repository,
+      logger: this.logger,
+      slots: this.slots,
+      counts: this.counts,
+      session: () => this.session,
+      nextEvent: () => this.nextEvent(),
+      putBack: (event) => {
+        if (this.claiming) this.pending.set(eventKey(event), event);
+      },
+      leaseLost: (session, error) => this.sessions.leaseLost(session, error),
+      changed: () => this.pump(),
+    });
     this.sessions = new AgentSession(
       {
         repository: this.repository,
@@ -136,8 +167,11 @@ export class AgentPool {
         lost: (session) => {
           for (const task of [...session.tasks]) this.abandon(task, new Error('agent lost its lease'));
           this.pending.clear();
+          this.ahead.lost(session);
         },
         abandon: (task, reason) => this.abandon(task, reason),
+        queued: (session) => this.ahead.queued(session),
+        drop: (queued) => this.ahead.drop(queued),
       },
     );
   }
@@ -201,6 +235,8 @@ export class AgentPool {
     this.pending.clear();
     this.logger.debug('agent pool stopping', { running: this.running, graceMs });
     this.session?.subscription.abort();
+    // What was claimed ahead never started: others may run it now (rule 20).
+    const releasing = this.ahead.releaseAll();
     if (!(await this.waitIdle(graceMs))) {
       this.logger.info('grace period over; interrupting running work', { running: this.running });
       for (const s of this.slots) s.task?.controller.abort(new Error('agent shutting down'));
@@ -208,6 +244,7 @@ export class AgentPool {
         for (const s of this.slots)
           for (const t of [s.task, s.recording]) t && this.abandon(t, new Error('agent shut down'));
     }
+    await releasing;
     this.halt.abort();
     await this.sessions.opening?.catch(() => undefined);
     const session = this.session;
@@ -231,24 +268,50 @@ export class AgentPool {
 
   private enqueue(event: NodeEvent, session: Session): void {
     if (!this.claiming || this.session !== session) return;
-    const key = `${event.runId}\u0000${event.node}`;
+    const key = eventKey(event);
     if (!this.pending.has(key)) this.pending.set(key, event);
     this.pump();
   }
 
+  private nextEvent(): NodeEvent | undefined {
+    const first = this.pending.entries().next();
+    if (first.done) return undefined;
+    const [key, event] = first.value;
+    this.pending.delete(key);
+    return event;
+  }
+
+  /**
+   * Free slots take claimed-ahead nodes first, then claim for themselves;
+   * with every slot busy and events left over, the pool claims ahead.
+   */
   private pump(): void {
     for (const slot of this.slots) {
       const session = this.session;
-      if (!this.claiming || !session || this.pending.size === 0) return;
+      if (!this.claiming || !session) return;
       if (slot.task) continue;
-      const [key, event] = this.pending.entries().next().value as [string, NodeEvent];
-      this.pending.delete(key);
+      const queued = this.ahead.take(session);
+      if (queued) {
+        this.launch(slot, queued.event, session, queued.claimed);
+        continue;
+      }
+      const event = this.nextEvent();
+      if (!event) break;
       this.launch(slot, event, session);
     }
+    const session = this.session;
+    if (this.claiming && session && this.pending.size > 0) this.ahead.fill(session);
   }
 
-  private launch(slot: Slot, event: NodeEvent, session: Session): void {
-    const task: Task = { slot, session, event, controller: new LazyAbortController(), abandoned: false };
+  private launch(slot: Slot, event: NodeEvent, session: Session, preclaimed?: ClaimedNode): void {
+    const task: Task = {
+      slot,
+      session,
+      event,
+      controller: new LazyAbortController(),
+      abandoned: false,
+      preclaimed,
+    };
     slot.task = task;
     this.busy++;
     session.tasks.add(task);
@@ -308,3 +371,5 @@ export class AgentPool {
     });
   }
 }
+
+const eventKey = (event: NodeEvent): string => `${event.runId}\u0000${event.node}`;

@@ -3,6 +3,7 @@ import { LeaseExpiredError, NotFoundError, UnavailableError } from '../protocol/
 import type { Lease, NodeEvent, Repository } from '../protocol/repository.js';
 import type { RuntimeRegistry } from '../runtimes/runtime.js';
 import { sleep } from '../runtimes/sleep.js';
+import type { Queued } from './ahead.js';
 import { errorMessage } from './attempt.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import type { AgentPoolCounters, Session, Slot, Task } from './work.js';
@@ -19,6 +20,10 @@ export interface SessionHost {
   lost(session: Session): void;
   /** Stops waiting for a task; its slot is free at once. */
   abandon(task: Task, reason: Error): void;
+  /** The session's claimed-ahead nodes not started yet (rule 20). */
+  queued(session: Session): Queued[];
+  /** A queued claim no longer holds: it is not run. */
+  drop(queued: Queued): void;
 }
 
 export interface SessionOptions {
@@ -170,14 +175,24 @@ export class AgentSession {
   private async stopLostClaims(session: Session): Promise<void> {
     const running = (t: Task | undefined): t is Task => !!t?.claim && !t.finishing && t.session === session;
     const tasks = this.slots.flatMap((s) => (running(s.task) ? [s.task] : []));
-    if (tasks.length === 0) return;
+    const queued = this.host.queued(session);
+    if (tasks.length === 0 && queued.length === 0) return;
     let held: boolean[];
     try {
-      held = await this.repository.claimsHeld(tasks.map((t) => t.claim!));
+      held = await this.repository.claimsHeld([...tasks.map((t) => t.claim!), ...queued.map((q) => q.claim)]);
     } catch (e) {
       this.logger.debug('could not check claims; next heartbeat will', { error: errorMessage(e) });
       return;
     }
+    queued.forEach((q, i) => {
+      if (held[tasks.length + i]) return;
+      this.logger.info('claimed-ahead node no longer held (run cancelled or claim lapsed): dropped', {
+        runId: q.claim.runId,
+        node: q.claim.node,
+        claim: q.claim.claimId,
+      });
+      this.host.drop(q);
+    });
     tasks.forEach((task, i) => {
       if (held[i] || task.abandoned || task.finishing || task.slot.task !== task) return;
       this.counts.claimsLost++;

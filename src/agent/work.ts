@@ -32,6 +32,10 @@ export interface AgentPoolCounters {
   /** Attempts stopped while running because their claim was no longer held (run cancelled, claim lapsed). */
   claimsLost: number;
   leasesLost: number;
+  /** Nodes claimed ahead of a free slot (rule 20). */
+  claimedAhead: number;
+  /** Claimed-ahead nodes given back unstarted on stop (rule 20). */
+  released: number;
 }
 
 export interface Session {
@@ -62,6 +66,10 @@ export interface Task {
   released?: boolean;
   /** The task's claim, once it has one. */
   claim?: ClaimRef;
+  /** Claimed ahead of a free slot (rule 20): the task starts from this claim instead of claiming. */
+  preclaimed?: ClaimedNode;
+  /** When a claimed-ahead node's work really started (ms), reported with its finish (rule 20). */
+  startedAt?: number;
   /** Set once its result is being recorded: the claim's fate is the finish's to learn then. */
   finishing?: boolean;
   /** Stops the running attempt's wait, when one is running. */
@@ -110,7 +118,7 @@ export interface WorkEnv {
 export async function work(task: Task, env: WorkEnv): Promise<void> {
   const { event, session, slot } = task;
   let log = env.logger.child({ runId: event.runId, node: event.node, agent: slot.agentId });
-  const claimed = await claim(env, task, log);
+  const claimed = task.preclaimed ?? (await claim(env, task, log));
   if (!claimed || task.abandoned) return;
   env.counts.claimed++;
   task.claim = { runId: claimed.runId, node: claimed.node.spec.name, claimId: claimed.claimId };
@@ -136,6 +144,8 @@ export async function work(task: Task, env: WorkEnv): Promise<void> {
   let output: OutputStream | undefined;
   let ended = false; // a write after the attempt (a runaway callback) is dropped, as a closed stream drops it
   const ref = task.claim;
+  // Only a claimed-ahead node waited between its claim and now; others started at their claim.
+  if (task.preclaimed) task.startedAt = Date.now();
   const ran = await runAttempt(
     runtime,
     {
@@ -231,6 +241,7 @@ async function finish(
         conclusion: outcome.conclusion,
         output: outcome.output,
         metadata: outcome.metadata,
+        ...(task.startedAt !== undefined ? { startedAt: task.startedAt } : {}),
       });
       env.counts.finished[outcome.conclusion]++;
       log.debug('node finished', { conclusion: outcome.conclusion });

@@ -143,6 +143,13 @@ export const OPTIONS: readonly OptionDef[] = [
     default: '4',
   },
   {
+    name: 'claim-ahead',
+    kind: 'int',
+    description:
+      'nodes claimed ahead while every agent is busy, so the next starts without a round trip (agent role; empty: as many as -agents, 0: off)',
+    default: '',
+  },
+  {
     name: 'runtimes',
     kind: 'list',
     description: 'runtimes this process’s agents run',
@@ -233,6 +240,8 @@ export interface DaemonConfig {
   ui: boolean;
   schedules: boolean;
   agents: number;
+  /** Undefined: as many as agents. */
+  claimAhead?: number;
   runtimes: string[];
   execAllow: string[];
   execPassEnv: string[];
@@ -291,6 +300,7 @@ export function resolveConfig(
     ui: v.bool('ui'),
     schedules: v.bool('schedules'),
     agents: v.int('agents', 1),
+    claimAhead: v.string('claim-ahead') === undefined ? undefined : v.int('claim-ahead', 0),
     runtimes: v.list('runtimes'),
     execAllow: v.list('exec-allow'),
     execPassEnv: v.list('exec-pass-env'),

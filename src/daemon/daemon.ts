@@ -88,6 +88,7 @@ export class Daemon {
         repository: instrumentRepository(repo, metrics),
         runtimes: c.runtimes.map((r) => all.get(r)!),
         concurrency: c.agents,
+        claimAhead: c.claimAhead,
         leaseTtlMs: c.leaseTtlMs,
         runtimeTimeoutMs: c.runtimeTimeoutMs,
         logger: this.logger.child({ component: 'agent' }),

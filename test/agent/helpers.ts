@@ -1,7 +1,10 @@
 /** Shared by the pool and end-to-end tests: bounded waits over the real memory backend. */
 import assert from 'node:assert/strict';
+import { AgentPool, type AgentPoolOptions } from '../../src/agent/index.js';
+import { MemoryRepository } from '../../src/backends/memory/index.js';
 import type { GraphSpec, Metadata, NodeState, Run } from '../../src/model/types.js';
 import type { Repository } from '../../src/protocol/repository.js';
+import { debugRuntime } from '../../src/runtimes/debug.js';
 import type { Runtime, RuntimeContext, RuntimeResult } from '../../src/runtimes/runtime.js';
 
 /** Waits (bounded) until the run completes, then returns it. */
@@ -90,4 +93,30 @@ export function aborted(signal: AbortSignal): Promise<void> {
     if (signal.aborted) resolve();
     else signal.addEventListener('abort', () => resolve(), { once: true });
   });
+}
+
+/**
+ * A pool on the memory backend with the tests' short lease and backoffs (2
+ * slots, the debug runtime, unless `options` say otherwise); `cleanup` gets
+ * its stop and the repository's close.
+ */
+export function testPool(
+  cleanup: (() => Promise<void>)[],
+  options: Partial<AgentPoolOptions> = {},
+  repo = new MemoryRepository({ leaseCheckIntervalMs: 20 }),
+): { repo: MemoryRepository; pool: AgentPool } {
+  const pool = new AgentPool({
+    repository: repo,
+    runtimes: [debugRuntime()],
+    concurrency: 2,
+    leaseTtlMs: 2000,
+    abortWaitMs: 300,
+    backoff: { initialMs: 5, maxMs: 50 },
+    ...options,
+  });
+  cleanup.push(
+    () => pool.stop({ graceMs: 0 }),
+    () => repo.close(),
+  );
+  return { repo, pool };
 }

@@ -8,7 +8,7 @@ import { debugRuntime } from '../../src/runtimes/debug.js';
 import { defineRuntime } from '../../src/runtimes/define.js';
 import { RuntimeRegistry } from '../../src/runtimes/runtime.js';
 import { withFaults } from './faults.js';
-import { aborted, completed, conclusions, node, runtime, spec, text, until } from './helpers.js';
+import { aborted, completed, conclusions, node, runtime, spec, testPool, text, until } from './helpers.js';
 
 /** Every pool and repository a test makes, torn down after the file whatever happened. */
 const cleanup: (() => Promise<void>)[] = [];
@@ -20,20 +20,7 @@ function setup(
   options: Partial<AgentPoolOptions> = {},
   repo = new MemoryRepository({ leaseCheckIntervalMs: 20 }),
 ) {
-  const pool = new AgentPool({
-    repository: repo,
-    runtimes: [debugRuntime()],
-    concurrency: 2,
-    leaseTtlMs: 2000,
-    abortWaitMs: 300,
-    backoff: { initialMs: 5, maxMs: 50 },
-    ...options,
-  });
-  cleanup.push(
-    () => pool.stop({ graceMs: 0 }),
-    () => repo.close(),
-  );
-  return { repo, pool };
+  return testPool(cleanup, options, repo);
 }
 
 describe('agent pool', () => {

@@ -1,0 +1,152 @@
+import type { Logger } from '../log.js';
+import { LeaseExpiredError, NotFoundError } from '../protocol/errors.js';
+import type { ClaimedNode, ClaimRef, NodeEvent, Repository } from '../protocol/repository.js';
+import { errorMessage } from './attempt.js';
+import type { AgentPoolCounters, Session, Slot } from './work.js';
+
+/** A node claimed before a slot was free for it. */
+export interface Queued {
+  session: Session;
+  /** The node as an event, for the task that runs it. */
+  event: NodeEvent;
+  claimed: ClaimedNode;
+  claim: ClaimRef;
+}
+
+/** What claiming ahead needs of the pool. */
+export interface AheadHost {
+  repository: Repository;
+  logger: Logger;
+  slots: Slot[];
+  counts: AgentPoolCounters;
+  /** The live session, if any. */
+  session(): Session | undefined;
+  /** The next event waiting for a slot (taken from the pool's pending events), if any. */
+  nextEvent(): NodeEvent | undefined;
+  /** An event whose claim could not be tried: it waits for a slot like any other. */
+  putBack(event: NodeEvent): void;
+  leaseLost(session: Session, error: unknown): void;
+  /** The queue changed: free slots may take from it. */
+  changed(): void;
+}
+
+/** After a claim ahead failed on a store error, the slots' own claims (which back off) carry on alone this long. */
+const PAUSE_MS = 1_000;
+
+/**
+ * Claim-ahead (design rule 20): while every slot is busy, the process claims
+ * up to `bound` more nodes into a local queue, so a slot that frees up starts
+ * its next node at once instead of after a claim's round trip. Queued claims
+ * are ordinary claims under the process's lease: if the process dies they are
+ * orphaned and recovered like any other (rule 3); the heartbeat's claimsHeld
+ * check drops those that no longer hold (a cancelled run); on stop the queue
+ * is given back with `release`, so other agents run those nodes at once.
+ */
+export class ClaimAhead {
+  private queue: Queued[] = [];
+  private inFlight = 0;
+  private readonly claiming = new Set<Promise<void>>();
+  private pausedUntil = 0;
+  private turn = 0;
+
+  constructor(
+    private readonly bound: number,
+    private readonly host: AheadHost,
+  ) {}
+
+  /** The oldest queued claim of this session; any of an older session is dropped (orphaned with its lease). */
+  take(session: Session): Queued | undefined {
+    while (this.queue.length > 0) {
+      const q = this.queue.shift()!;
+      if (q.session === session) return q;
+    }
+    return undefined;
+  }
+
+  /** Claims ahead until the queue, with the claims on their way, is at its bound. Called when no slot is free. */
+  fill(session: Session): void {
+    if (this.bound === 0 || Date.now() < this.pausedUntil) return;
+    while (this.queue.length + this.inFlight < this.bound) {
+      const event = this.host.nextEvent();
+      if (!event) return;
+      this.claimOne(event, session);
+    }
+  }
+
+  /** The queued claims of this session (the heartbeat asks whether they still hold). */
+  queued(session: Session): Queued[] {
+    return this.queue.filter((q) => q.session === session);
+  }
+
+  /** A queued claim no longer holds (its run was cancelled, say): it is not run. */
+  drop(q: Queued): void {
+    this.queue = this.queue.filter((x) => x !== q);
+  }
+
+  /** The session's lease is gone: its queued claims are orphaned already. */
+  lost(session: Session): void {
+    this.queue = this.queue.filter((q) => q.session !== session);
+  }
+
+  /** On stop: waits for the claims on their way, then gives the whole queue back (rule 20). */
+  async releaseAll(): Promise<void> {
+    await Promise.allSettled([...this.claiming]);
+    const queue = this.queue;
+    this.queue = [];
+    if (queue.length === 0) return;
+    try {
+      const released = await this.host.repository.release(queue.map((q) => q.claim));
+      const n = released.filter(Boolean).length;
+      this.host.counts.released += n;
+      this.host.logger.debug('claimed-ahead nodes given back', { released: n, queued: queue.length });
+    } catch (e) {
+      // They are recovered when the lease ends (rule 3), as ERROR attempts.
+      this.host.logger.warn(
+        'could not give back claimed-ahead nodes; they are recovered when the lease ends',
+        {
+          queued: queue.length,
+          error: errorMessage(e),
+        },
+      );
+    }
+  }
+
+  private claimOne(event: NodeEvent, session: Session): void {
+    this.inFlight++;
+    const slots = this.host.slots;
+    const agentId = slots[this.turn++ % slots.length]!.agentId;
+    const claiming = (async () => {
+      try {
+        const claimed = await this.host.repository.claim({
+          runId: event.runId,
+          node: event.node,
+          leaseId: session.lease.id,
+          agentId,
+        });
+        // A claim made under a lease that is gone since is orphaned with it: nothing to keep.
+        if (!claimed || this.host.session() !== session) return;
+        this.host.counts.claimedAhead++;
+        this.queue.push({
+          session,
+          event,
+          claimed,
+          claim: { runId: claimed.runId, node: claimed.node.spec.name, claimId: claimed.claimId },
+        });
+      } catch (e) {
+        if (e instanceof LeaseExpiredError) this.host.leaseLost(session, e);
+        else if (!(e instanceof NotFoundError)) {
+          this.pausedUntil = Date.now() + PAUSE_MS;
+          this.host.logger.debug('claim ahead failed; slots claim for themselves a while', {
+            error: errorMessage(e),
+          });
+          this.host.putBack(event);
+        }
+      } finally {
+        this.inFlight--;
+        this.host.changed();
+      }
+    })();
+    this.claiming.add(claiming);
+    void claiming.finally(() => this.claiming.delete(claiming));
+  }
+}
