@@ -61,10 +61,12 @@ type State = 'idle' | 'running' | 'stopping' | 'stopped';
  * An agent process's workers (the dispatch; its lease, heartbeats and
  * subscription are the session's, session.ts). One lease for the whole process, kept alive by
  * heartbeats; one registered agent per slot, so ListAgents shows the capacity
- * a process offers and each attempt's agent id names the slot that ran it; one
+ * a process offers and each attempt's agent id names the slot that claimed it; one
  * subscription for all its runtimes, whose events feed free slots. Each slot
  * claims (losing a race just moves on), runs the runtime under a timeout and
- * finishes with its claim. Store errors are retried, never fatal.
+ * finishes with its claim; while every slot is busy the pool claims a few
+ * nodes ahead for them (ahead.ts, design rule 20). Store errors are retried,
+ * never fatal.
  */
 export class AgentPool {
   private readonly repository: Repository;

@@ -58,6 +58,8 @@ export interface ChaosReport {
   cleanupsNotRun: number;
   /** SUCCESS attempts of ledger nodes with no execution under their claim in the ledger. */
   unexecutedSuccesses: number;
+  /** Nodes whose last attempt started after its claim: run from an agent's claim-ahead queue. */
+  startedFromQueue: number;
   statsMatch: boolean;
   seconds: number;
 }
@@ -71,7 +73,18 @@ export async function runChaos(backend: ChaosBackend, o: ChaosOptions): Promise<
   const ledger = join(dir, 'ledger');
   writeFileSync(ledger, '');
   const leaseTtl = o.leaseTtl ?? '2s';
-  const agentArgs = [...backend.args, '--agents', '4', '--lease-ttl', leaseTtl, '--grace-period', '1s'];
+  // Claim-ahead on (design rule 20): each agent process holds a local queue of claims its kill -9 orphans.
+  const agentArgs = [
+    ...backend.args,
+    '--agents',
+    '4',
+    '--claim-ahead',
+    '4',
+    '--lease-ttl',
+    leaseTtl,
+    '--grace-period',
+    '1s',
+  ];
   const started = Date.now();
   const api = await startDaemon(['api', ...backend.args]);
   const agents: RunningDaemon[] = [];
@@ -171,6 +184,7 @@ function check(
   let nodeTimeouts = 0;
   let runsTimedOut = 0;
   let cleanupsNotRun = 0;
+  let startedFromQueue = 0;
   for (const run of runs) {
     if (run.status !== 'COMPLETED') lost++;
     if (run.conclusion === 'TIMED_OUT') runsTimedOut++;
@@ -186,6 +200,9 @@ function check(
       }
       if (n.attempts.filter((a) => a.conclusion === 'SUCCESS').length > 1) doubleFinishes++;
       if (n.spec.name === CLEANUP && n.attempts.length === 0) cleanupsNotRun++;
+      const last = n.attempts[n.attempts.length - 1];
+      // Only a claimed-ahead node reports a start later than its claim (the node's startedAt).
+      if (last?.startedAt && Date.parse(last.startedAt) > Date.parse(n.startedAt)) startedFromQueue++;
       for (const a of n.attempts) {
         recorded.add(a.claimId);
         if (a.metadata['adagio.timeout']) nodeTimeouts++;
@@ -223,6 +240,7 @@ function check(
     cleanupsNotRun,
     lapsedAccepted,
     unexecutedSuccesses,
+    startedFromQueue,
     statsMatch,
     seconds: extra.seconds,
   };
@@ -232,7 +250,7 @@ export function formatReport(r: ChaosReport): string {
   return [
     `chaos ${r.backend}: ${r.runs} runs, ${r.nodes} nodes, ${r.attempts} attempts, ${r.executions} executions in ${r.seconds.toFixed(0)} s`,
     `  agent kills (-9): ${r.kills}, agent pauses past the lease: ${r.pauses}, store disruptions: ${r.storeDisruptions.length ? r.storeDisruptions.join('; ') : 'none'}`,
-    `  orphans recovered: ${r.orphansRecovered}, attempts ended at their node timeout: ${r.nodeTimeouts}, runs timed out: ${r.runsTimedOut}`,
+    `  orphans recovered: ${r.orphansRecovered}, attempts ended at their node timeout: ${r.nodeTimeouts}, runs timed out: ${r.runsTimedOut}, nodes run from a claim-ahead queue: ${r.startedFromQueue}`,
     `  lost = ${r.lost}, double-finishes = ${r.doubleFinishes}, cleanups not run = ${r.cleanupsNotRun}, lapsed claims accepted = ${r.lapsedAccepted}, successes without execution = ${r.unexecutedSuccesses}, stats match = ${r.statsMatch}`,
   ].join('\n');
 }
