@@ -141,6 +141,40 @@ describe('agent API', () => {
     assert.equal((await post('revoke-lease', { lease_id: a.leaseId })).status, 200);
   });
 
+  it('release gives back an unstarted claim (rule 20); finish carries started_at_ms; bad requests are 400', async () => {
+    const a = await register('ahead');
+    const run = await start({ nodes: [node('n', 'ahead')], edges: [] });
+    const c = await post('claim-next', { ...ids(a), runtimes: ['ahead'], wait_ms: 5000 });
+    const ref = { run_id: run.id, node_name: 'n', claim_id: c.body.claimed.claimId };
+    const released = await post('release', { claims: [ref, { ...ref, claim_id: 'forged' }] });
+    assert.equal(released.status, 200, JSON.stringify(released.body));
+    assert.deepEqual(released.body.released, [true, false]);
+    assert.equal((await repo.inspect(run.id)).nodes[0]!.status, 'READY');
+    assert.deepEqual((await post('release', { claims: [ref] })).body.released, [false], 'once only');
+    const missing = await post('release', { claims: [{ run_id: run.id, claim_id: 'x' }] });
+    assert.equal(missing.status, 400);
+    assert.match(missing.body.message, /node_name/);
+
+    const again = await post('claim-next', { ...ids(a), runtimes: ['ahead'], wait_ms: 5000 });
+    assert.equal(again.body.claimed.attempt, 1, 'the attempt number is unchanged');
+    const claimedAt = Date.parse((await repo.inspect(run.id)).nodes[0]!.startedAt);
+    await new Promise((r) => setTimeout(r, 30));
+    const startedAt = Date.now();
+    await new Promise((r) => setTimeout(r, 30));
+    const finish = await post('finish', {
+      run_id: run.id,
+      node_name: 'n',
+      claim_id: again.body.claimed.claimId,
+      conclusion: 'SUCCESS',
+      started_at_ms: String(startedAt),
+    });
+    assert.equal(finish.status, 200, JSON.stringify(finish.body));
+    const attempt = (await repo.inspect(run.id)).nodes[0]!.attempts[0]!;
+    assert.ok(startedAt > claimedAt);
+    assert.equal(Date.parse(attempt.startedAt), startedAt);
+    assert.equal((await post('revoke-lease', { lease_id: a.leaseId })).status, 200);
+  });
+
   it('claim-next waits for work and wakes when a node becomes READY; answers {} after its wait', async () => {
     const a = await register('poll');
     const empty = await post('claim-next', { ...ids(a), runtimes: ['poll'], wait_ms: 200 });
