@@ -156,6 +156,23 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION adagio.finish_started(p_run text, p_node text, p_claim text, p_conclusion text, p_metadata jsonb, p_output bytea, p_now bigint, p_repeat boolean, p_started bigint) RETURNS jsonb
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  v_result jsonb;
+BEGIN
+  v_result := finish_timed(p_run, p_node, p_claim, p_conclusion, p_metadata, p_output, p_now, p_repeat);
+  IF p_started IS NOT NULL AND v_result ? 'notice' THEN
+    -- The finished node's change comes first in the notice (finish_attempt): its attempt count is this attempt.
+    UPDATE attempts SET started_at = greatest(started_at, least(p_started, finished_at))
+      WHERE run_id = p_run AND node = p_node AND n = (v_result -> 'notice' -> 'ch' -> 0 ->> 'a')::integer
+        AND claim_id = p_claim AND started_at IS NOT NULL AND started_at < least(p_started, finished_at);
+  END IF;
+  RETURN v_result;
+END
+$$;
+
 CREATE FUNCTION adagio.finish_streamed(p_run text, p_node text, p_claim text, p_conclusion text, p_metadata jsonb, p_output bytea, p_now bigint, p_repeat boolean) RETURNS jsonb
     LANGUAGE plpgsql
     AS $$
@@ -223,6 +240,32 @@ BEGIN
   v_at := adagio_now_ms() + v_delay;
   UPDATE nodes SET ready_at = v_at WHERE run_id = p_run AND name = p_node;
   RETURN jsonb_set(v_result #- '{notice,rd}', '{notice,ch,0,na}', to_jsonb(v_at));
+END
+$$;
+
+CREATE FUNCTION adagio.release_claim(p_run text, p_node text, p_claim text) RETURNS jsonb
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  v_run record;
+  v_node record;
+BEGIN
+  SELECT node_count, remaining, cancelled INTO v_run FROM runs WHERE id = p_run FOR NO KEY UPDATE;
+  IF NOT FOUND OR v_run.cancelled THEN RETURN NULL; END IF;
+  UPDATE nodes SET status = 'READY', claim_id = NULL, claim_agent = NULL, claim_metadata = NULL, lease_id = NULL,
+    orphaned = false, previous_claim_id = NULL, ready_at = NULL, version = version + 1
+  WHERE run_id = p_run AND name = p_node AND status = 'RUNNING' AND claim_id = p_claim AND NOT orphaned
+  RETURNING runtime, version, attempt_count, started_at INTO v_node;
+  IF NOT FOUND THEN RETURN NULL; END IF;
+  DELETE FROM live_outputs WHERE run_id = p_run AND node = p_node;
+  RETURN jsonb_build_object('r', p_run,
+    -- Rule 7: RUNNING while a node left WAITING/READY (completed, or another one running).
+    'rs', CASE WHEN v_run.remaining < v_run.node_count
+                 OR EXISTS (SELECT 1 FROM nodes WHERE run_id = p_run AND status = 'RUNNING')
+          THEN 'RUNNING' ELSE 'WAITING' END,
+    'rd', jsonb_build_array(jsonb_build_array(p_node, v_node.runtime)),
+    'ch', jsonb_build_array(jsonb_build_object('n', p_node, 'v', v_node.version, 's', 'READY',
+      'a', v_node.attempt_count, 'st', v_node.started_at)));
 END
 $$;
 
