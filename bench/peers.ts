@@ -135,12 +135,12 @@ export async function run(args: string[] = []): Promise<void> {
     const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
     const pgShapes = [pgRuns, ...pgWide];
     table(
-      'Adagio PostgreSQL against the peers (jobs/s ratio; > 1 is faster)',
+      `Adagio PostgreSQL against the peers (jobs/s ratio, > 1 is faster; graphile-worker fast: ${gwFast.name})`,
       [
         'Adagio PostgreSQL shape',
-        'vs graphile-worker batch',
+        'vs graphile-worker fast',
         'vs BullMQ',
-        'CPU/job vs graphile-worker batch',
+        'CPU/job vs graphile-worker fast',
       ],
       [
         ...pgShapes.map((c) => [
@@ -154,7 +154,7 @@ export async function run(args: string[] = []): Promise<void> {
     );
     const verdict = (ok: boolean) => (ok ? 'met' : 'missed');
     table(
-      'Issue 18 "Done when" (graphile-worker fast mode is 0.16.6 batch jobs here: no localQueue before 0.17)',
+      `Issue 18 "Done when" (graphile-worker fast mode here: ${gwFast.name})`,
       ['target', 'Adagio PostgreSQL', 'peer', 'result'],
       [
         ...pgShapes.map((c) => [

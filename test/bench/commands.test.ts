@@ -39,13 +39,13 @@ describe('bench commands', () => {
     const r = await bench([
       'peers',
       '--jobs',
-      '200',
+      '100',
       '--rounds',
       '1',
       '--latency-jobs',
-      '60',
+      '30',
       '--dag-runs',
-      '10',
+      '5',
     ]);
     assert.equal(r.code, 0, r.err);
     for (const title of [
@@ -57,13 +57,13 @@ describe('bench commands', () => {
     ])
       assert.match(r.out, new RegExp(`## .*${title}`), `missing table "${title}"`);
     for (const contender of [
-      'graphile-worker 0.16.6 default',
-      'graphile-worker 0.16.6 batch jobs',
-      'BullMQ 6.7.0',
-      'Adagio memory',
-      'Adagio PostgreSQL, 1 run × 100 nodes',
+      /\| graphile-worker [\d.]+ default /,
+      /\| graphile-worker [\d.]+ (fast \(localQueue 500|batch jobs \(500 per row)/,
+      /\| BullMQ 6\.7\.0 /,
+      /\| Adagio memory /,
+      /\| Adagio PostgreSQL, 1 run × 100 nodes /,
     ])
-      assert.ok(r.out.includes(`| ${contender}`), `missing row for ${contender}`);
+      assert.match(r.out, contender);
     assert.match(r.out, /\| (met|missed) +\|/);
   });
 
