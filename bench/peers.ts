@@ -136,12 +136,7 @@ export async function run(args: string[] = []): Promise<void> {
     const pgShapes = [pgRuns, ...pgWide];
     table(
       `Adagio PostgreSQL against the peers (jobs/s ratio, > 1 is faster; graphile-worker fast: ${gwFast.name})`,
-      [
-        'Adagio PostgreSQL shape',
-        'vs graphile-worker fast',
-        'vs BullMQ',
-        'CPU/job vs graphile-worker fast',
-      ],
+      ['Adagio PostgreSQL shape', 'vs graphile-worker fast', 'vs BullMQ', 'CPU/job vs graphile-worker fast'],
       [
         ...pgShapes.map((c) => [
           c.name.replace('Adagio PostgreSQL', '').replace(/^, /, '') || `${fmt(o.jobs)} one-node runs`,

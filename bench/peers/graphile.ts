@@ -34,10 +34,12 @@ const silent = new Logger(() => () => {});
 
 export async function graphileWorker(): Promise<Peer> {
   const db = await benchDatabase('graphile');
-  const options = { connectionString: db.url, logger: silent };
+  // Our own pool, passed to every runner: it can be ended before the database is dropped (graphile-worker's
+  // own pool would keep idle connections that the DROP terminates, and an unhandled pool error ends the process).
+  const sql = new pg.Pool({ connectionString: db.url, max: SLOTS + 4 });
+  sql.on('error', () => {}); // an idle connection cut by the server: the pool replaces it
+  const options = { pgPool: sql, logger: silent };
   await runMigrations(options);
-  const sql = new pg.Client({ connectionString: db.url });
-  await sql.connect();
 
   /**
    * Starts a runner whose one task calls `onJob` with each job's payload.
@@ -51,7 +53,6 @@ export async function graphileWorker(): Promise<Peer> {
       ...options,
       events,
       concurrency: SLOTS,
-      maxPoolSize: SLOTS + 4,
       noHandleSignals: true,
       taskList: { noop: async (payload) => onJob(payload) },
       ...(fast ? { preset: FAST_PRESET } : {}),
