@@ -20,7 +20,7 @@ import { type Contender, countdown, latencies, measure, type Peer, SLOTS, within
  *   neither, so there its closest batched mode stands in: "batch jobs",
  *   array payloads of BATCH items fetched and completed as one row, each item
  *   counted as a job.
- * The devDependency is 0.16.6 (0.18 needs Node 22); 0.17.x runs on Node 20 too.
+ * The devDependency is 0.17.3: 0.18 needs Node 22, 0.17 runs on Node 20.
  */
 const BATCH = 500;
 const VERSION: string = createRequire(import.meta.url)('graphile-worker/package.json').version;
