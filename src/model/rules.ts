@@ -233,6 +233,18 @@ export function unreached(status: NodeStatus): boolean {
   return status === 'WAITING' || status === 'READY';
 }
 
+/**
+ * What rule 6 records of a node cancelled while RUNNING under a claim, less
+ * the times and output, which each store keeps in its own encoding (PostgreSQL
+ * and DynamoDB store ms and read the streamed output themselves).
+ */
+export function cancelledAttemptFields(claim: {
+  claimId: string;
+  agentId: string;
+}): Pick<Attempt, 'conclusion' | 'metadata' | 'claimId' | 'agentId'> {
+  return { conclusion: 'CANCELLED', metadata: {}, claimId: claim.claimId, agentId: claim.agentId };
+}
+
 /** The CANCELLED attempt rule 6 records for a node cancelled while RUNNING under a claim. */
 export function cancelledAttempt(
   claim: { claimId: string; agentId: string },
@@ -242,11 +254,8 @@ export function cancelledAttempt(
   output: Uint8Array = new Uint8Array(),
 ): Attempt {
   return {
-    conclusion: 'CANCELLED',
-    metadata: {},
+    ...cancelledAttemptFields(claim),
     output,
-    claimId: claim.claimId,
-    agentId: claim.agentId,
     startedAt: startedAtMs ? rfc3339(startedAtMs) : '',
     finishedAt: rfc3339(nowMs),
   };
