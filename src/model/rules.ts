@@ -208,31 +208,6 @@ export function countAttempt(prior: RetryCounts, conclusion: AttemptConclusion):
   };
 }
 
-/** A dependent as one of its upstream nodes succeeded: one fewer to wait for, READY at zero (rule 4). */
-export function countedDown<T extends { pending: number; status: NodeStatus }>(dep: T): T {
-  const pending = dep.pending - 1;
-  return { ...dep, pending, status: statusWhenPending(pending, dep.status) };
-}
-
-/**
- * Rule 4 on a dependent left waiting for `pending` upstream nodes: READY at
- * zero. countedDown without the copy, for a backend that updates its record
- * in place (memory, once per edge: the copy was measurable garbage).
- */
-export function statusWhenPending(pending: number, status: NodeStatus): NodeStatus {
-  return pending === 0 && status === 'WAITING' ? 'READY' : status;
-}
-
-/**
- * Rule 5's cascade: a node downstream of a final failure completes with no
- * attempt (unreached) when it is still open. A COMPLETED node stops the walk
- * (its own downstream completed with it); a RUNNING one cannot be downstream
- * of a failure (its upstream all succeeded).
- */
-export function unreached(status: NodeStatus): boolean {
-  return status === 'WAITING' || status === 'READY';
-}
-
 /**
  * What rule 6 records of a node cancelled while RUNNING under a claim, less
  * the times and output, which each store keeps in its own encoding (PostgreSQL
