@@ -8,7 +8,7 @@ import {
   statusAfterFinish,
   truncateOutput,
 } from '../../model/index.js';
-import { claimNotLive, NotFoundError, nodeNotFound, UnavailableError } from '../../protocol/errors.js';
+import { claimNotLive, keptLosingRaces, NotFoundError, nodeNotFound } from '../../protocol/errors.js';
 import type { FinishRequest } from '../../protocol/repository.js';
 import { cascade } from './cascade.js';
 import type { EtcdContext } from './context.js';
@@ -16,7 +16,6 @@ import { fanOut } from './fanout.js';
 import { INLINE_DEPENDENTS } from './limits.js';
 import { type Read, readNode, seenForFinish } from './node-read.js';
 import { encodeState } from './nodes.js';
-import { MAX_ROUNDS } from './optimistic.js';
 import { dropStreamed, readStreamed } from './output.js';
 import { decodeAttempt, encodeAttempt, encodeJson, type NodeRecord } from './records.js';
 import { releaseWhenDue } from './retry-due.js';
@@ -217,7 +216,7 @@ export async function finishNode(
   const output = finishOutput(req);
   const success = req.conclusion === 'SUCCESS';
   const after = await store.retrying('finish', async (attempt) => {
-    for (let round = 0; round < MAX_ROUNDS; round++) {
+    for (let round = 0; round < store.maxRaceRounds; round++) {
       const first = attempt === 1 && round === 0 && !options.fresh;
       const seen = first ? seenForFinish(ctx, req, success) : undefined;
       const r = seen ?? (await readNode(ctx, req.runId, req.node, success));
@@ -238,7 +237,7 @@ export async function finishNode(
       const res = await store.txn({ compare: plan.compare, success: plan.ops });
       if (res.succeeded) return committed(ctx, req, plan, res.header.revision);
     }
-    throw new UnavailableError(`finish of ${req.runId}/${req.node} kept losing races`);
+    throw keptLosingRaces(`finish of ${req.runId}/${req.node}`, store.maxRaceRounds);
   });
   await followUp(ctx, req, after);
 }

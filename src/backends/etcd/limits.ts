@@ -46,6 +46,15 @@ export const RUNS_PER_LIST_TXN = Math.floor(MAX_TXN_OPS / OPS_PER_LISTED_RUN);
  */
 export const LIST_SCAN_BUDGET = 1000;
 
+/**
+ * Races an optimistic transaction (optimistic.ts, and claim, finish and
+ * output's own loops) may lose in a row before UnavailableError; Store's
+ * `maxRaceRounds` overrides it. Each loss means another process moved on, so
+ * only a livelock or a pathologically hot key gets near it: at ~1 ms a round,
+ * 10,000 rounds is seconds of losing every race.
+ */
+export const MAX_ROUNDS = 10_000;
+
 function within(what: string, ops: number): void {
   if (ops > MAX_TXN_OPS) throw new Error(`etcd budget ${what} needs ${ops} ops; the most is ${MAX_TXN_OPS}`);
 }

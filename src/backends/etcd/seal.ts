@@ -9,7 +9,7 @@ import { countPrefix, get, getRange, modIs, put } from './store.js';
 /** Writes the run's conclusion once no node is open. Readers derive it when absent; this makes lists cheap. */
 export async function maybeSeal(ctx: EtcdContext, runId: string): Promise<void> {
   const { keys, store } = ctx;
-  await optimistic(store, 'seal', async (): Promise<Decision<void>> => {
+  await optimistic(store, `seal of run ${runId}`, async (): Promise<Decision<void>> => {
     const res = await store.retrying('seal', () =>
       store.txn({
         success: [

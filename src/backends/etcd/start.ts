@@ -11,10 +11,12 @@ import {
   rfc3339,
   topology,
 } from '../../model/index.js';
+import { ConflictError } from '../../protocol/errors.js';
 import type { StartOptions } from '../../protocol/repository.js';
 import type { EtcdContext } from './context.js';
 import { ETCD_MAX_TXN_OPS, MAX_TXN_BYTES, MAX_TXN_OPS } from './limits.js';
 import { encodeState, encodeStatic } from './nodes.js';
+import { type Decision, optimistic } from './optimistic.js';
 import { loadRun } from './reads.js';
 import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
 import { absent, del, get, modIs, put } from './store.js';
@@ -205,10 +207,14 @@ async function writeChunks(
 
 /**
  * The commit: run key, counter shard (compare-and-swap), and whatever else
- * `ops` holds, atomically. Returns the revision it wrote at; undefined when
+ * `ops` holds, atomically, as an optimistic transaction (optimistic.ts): a
+ * lost race on the shard reads it back in the same round trip (the failure
+ * ops) and tries again. Returns the revision it wrote at; undefined when
  * an earlier try committed without its reply (what it wrote may have changed
  * since). That try may be one of ours or one the etcd client repeated on its
- * own after a member failed: the stored run's creation time tells.
+ * own after a member failed: the stored run's creation time tells. Losing
+ * every race on the shard for the helper's bound throws UnavailableError: no
+ * run was stored (its chunks, if any, are left to the sweeper).
  */
 async function commit(
   ctx: EtcdContext,
@@ -222,9 +228,25 @@ async function commit(
   const counterKey = keys.counter(shard);
   // The shard as this process last left it, if it did: a stale one fails the compare and is read afresh.
   let counter = ctx.seen.counters.get(shard) ?? (await readCounter(ctx, shard));
-  return store.retrying('start', async () => {
-    for (;;) {
-      const res = await store.txn({
+  return optimistic(
+    store,
+    `start of run ${id} (counter shard ${shard})`,
+    async (lost): Promise<Decision<string | 'taken' | undefined>> => {
+      if (lost) {
+        // The run exists: an earlier try committed but its reply was lost.
+        const runKv = lost.responses[0]!.response_range.kvs[0];
+        if (runKv) {
+          // The key is the id; the creation time tells our run from another with the same id.
+          if (decodeJson<RunRecord>(runKv.value).createdAt === run.createdAt) return { done: undefined };
+          throw new ConflictError(`run id ${id} collided with an existing run`);
+        }
+        // Another start with this request id committed first.
+        if (request && lost.responses[2]!.response_range.kvs[0]) return { done: 'taken' };
+        const kv = lost.responses[1]!.response_range.kvs[0];
+        counter = { rev: kv ? kv.mod_revision : '0', value: kv ? Number(kv.value.toString()) : 0 };
+        ctx.seen.counters.set(shard, counter);
+      }
+      return {
         compare: [
           absent(keys.run(id)),
           modIs(counterKey, counter.rev),
@@ -232,25 +254,13 @@ async function commit(
         ],
         success: [...ops, put(counterKey, Buffer.from(String(counter.value + nodes)))],
         failure: [get(keys.run(id)), get(counterKey), ...(request ? [get(request)] : [])],
-      });
-      if (res.succeeded) {
-        ctx.seen.counters.set(shard, { rev: res.header.revision, value: counter.value + nodes });
-        return res.header.revision;
-      }
-      // The run exists: an earlier try committed but its reply was lost.
-      const runKv = res.responses[0]!.response_range.kvs[0];
-      if (runKv) {
-        // The key is the id; the creation time tells our run from another with the same id.
-        if (decodeJson<RunRecord>(runKv.value).createdAt === run.createdAt) return undefined;
-        throw new Error(`run id ${id} collided with an existing run`);
-      }
-      // Another start with this request id committed first.
-      if (request && res.responses[2]!.response_range.kvs[0]) return 'taken';
-      const kv = res.responses[1]!.response_range.kvs[0];
-      counter = { rev: kv ? kv.mod_revision : '0', value: kv ? Number(kv.value.toString()) : 0 };
-      ctx.seen.counters.set(shard, counter);
-    }
-  });
+        resultOf: (committed) => {
+          ctx.seen.counters.set(shard, { rev: committed.header.revision, value: counter.value + nodes });
+          return committed.header.revision;
+        },
+      };
+    },
+  );
 }
 
 async function readCounter(ctx: EtcdContext, shard: number): Promise<{ rev: string; value: number }> {
