@@ -52,8 +52,8 @@ export class BoundedMap<V> {
 
 const nodeKey = (run: string, node: string) => `${run}\u0000${node}`;
 
-/** Open nodes remembered per run as seal witnesses: a few are plenty, one is read per finish. */
-const WITNESSES_PER_RUN = 16;
+/** Open nodes remembered per run as seal witnesses: more than a finish batch holds (32), so one not in the batch is known. */
+const WITNESSES_PER_RUN = 64;
 
 /** A bounded cache of node topology, so a transition can read its dependents in the same round trip as itself. */
 export class TopologyCache {
@@ -115,11 +115,14 @@ export class SeenState {
   setNode(run: string, rec: NodeRecord, rev: string): void {
     this.nodes.set(nodeKey(run, rec.spec.name), { rec, rev });
     if (rec.s === 'COMPLETED') this.notOpen(run, rec.spec.name);
-    else {
-      const open = this.open.get(run) ?? new Set<string>();
-      if (open.size === 0) this.open.set(run, open);
-      if (open.size < WITNESSES_PER_RUN) open.add(rec.spec.name);
-    }
+    else this.mayBeOpen(run, rec.spec.name);
+  }
+
+  /** A node just seen open (e.g. READY, about to be claimed): a witness while there is room. */
+  mayBeOpen(run: string, node: string): void {
+    const open = this.open.get(run) ?? new Set<string>();
+    if (open.size === 0) this.open.set(run, open);
+    if (open.size < WITNESSES_PER_RUN) open.add(node);
   }
 
   /** A node of the run last seen open, other than those in `busy`; undefined when none is known. */
