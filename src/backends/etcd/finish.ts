@@ -19,7 +19,7 @@ import { encodeState } from './nodes.js';
 import { dropStreamed, readStreamed } from './output.js';
 import { decodeAttempt, encodeAttempt, encodeJson, type NodeRecord } from './records.js';
 import { releaseWhenDue } from './retry-due.js';
-import { maybeSeal } from './seal.js';
+import { maybeSeal, sealProbe, witnessOpen } from './seal.js';
 import { del, leaseIs, modIs, put, valueIs } from './store.js';
 import { resumeNodeWork } from './sweep.js';
 import { settle } from './triggers.js';
@@ -42,10 +42,15 @@ import {
  */
 
 /** What is left to do once the finish committed. */
-export type FinishAfter =
-  | { resume: true }
-  /** retryAt: the node waits out a retry delay until then (ms); this process releases it when due. */
-  | { cascades: [string, CascadeItem][]; fanOut: boolean; sealCheck: boolean; retryAt?: number };
+export type FinishAfter = { resume: true } | PlannedAfter;
+
+/** retryAt: the node waits out a retry delay until then (ms); this process releases it when due. */
+export type PlannedAfter = {
+  cascades: [string, CascadeItem][];
+  fanOut: boolean;
+  sealCheck: boolean;
+  retryAt?: number;
+};
 
 export interface FinishPlan {
   compare: ICompare[];
@@ -53,7 +58,7 @@ export interface FinishPlan {
   next: NodeRecord;
   /** Dependents counted down, as they are after. */
   counted: NodeRecord[];
-  after: FinishAfter;
+  after: PlannedAfter;
 }
 
 /**
@@ -199,6 +204,11 @@ export function committed(
   return plan.after;
 }
 
+/** The follow-up of a committed finish whose seal probe found its witness open: no seal check (seal.ts). */
+export function withProbe(after: FinishAfter, witnessStillOpen: boolean): FinishAfter {
+  return witnessStillOpen && !('resume' in after) ? { ...after, sealCheck: false } : after;
+}
+
 export interface FinishOptions {
   /** Decide on a fresh read even on the first try (what this process saw proved stale). */
   fresh?: boolean;
@@ -234,8 +244,16 @@ export async function finishNode(
           return { resume: true } as const;
         throw notLive(req, r);
       }
-      const res = await store.txn({ compare: plan.compare, success: plan.ops });
-      if (res.succeeded) return committed(ctx, req, plan, res.header.revision);
+      const probe = plan.after.sealCheck ? sealProbe(ctx, req.runId, new Set([req.node])) : undefined;
+      const res = await store.txn({
+        compare: plan.compare,
+        success: probe ? [...plan.ops, probe.op] : plan.ops,
+      });
+      if (res.succeeded)
+        return withProbe(
+          committed(ctx, req, plan, res.header.revision),
+          probe !== undefined && witnessOpen(ctx, req.runId, probe, res.responses[plan.ops.length]),
+        );
     }
     throw keptLosingRaces(`finish of ${req.runId}/${req.node}`, store.maxRaceRounds);
   });

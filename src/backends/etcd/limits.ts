@@ -24,8 +24,8 @@ export const INLINE_READS = 110;
 
 /** A dependent counted down inside a transaction: up to 4 ops (open-node keys, ready key, state; or close key, state, cascade item) and 1 compare. */
 export const OPS_PER_DEPENDENT = 4;
-/** Ops of a finish besides its dependents: attempt, state, claim, running and open keys, failed mark, work item, timeout item. */
-export const FINISH_FIXED_OPS = 8;
+/** Ops of a finish besides its dependents: attempt, state, claim, running and open keys, failed mark, work item, timeout item, seal probe (a read, seal.ts). */
+export const FINISH_FIXED_OPS = 9;
 /** Dependents counted down inside the finishing transaction itself; more go to a fan-out work item. */
 export const INLINE_DEPENDENTS = 20;
 /** Dependents per fan-out chunk transaction, plus its cursor. */

@@ -62,6 +62,8 @@ export async function startRun(
   let bytes = 0;
   const states: NodeState[] = [];
   const records: NodeRecord[] = [];
+  /** Where each record's state key is among `ops`. */
+  const stateOps: number[] = [];
   spec.nodes.forEach((n, i) => {
     const s = normalizeNodeSpec(n);
     const up = topo.upstream.get(n.name)!;
@@ -81,6 +83,7 @@ export async function startRun(
     const facts = encodeStatic(rec);
     const value = encodeState(rec);
     bytes += facts.length + value.length + 300;
+    stateOps.push(ops.length + 1);
     ops.push(put(keys.static(id, s.name), facts), put(keys.node(id, s.name), value));
     ops.push(put(keys.openNode(status === 'READY' ? 'R' : 'W', id, s.name), Buffer.from(s.runtime)));
     if (status === 'READY') ops.push(put(keys.ready(s.runtime, id, s.name), Buffer.alloc(0)));
@@ -109,7 +112,7 @@ export async function startRun(
   // The identity (params up to WORKFLOW_LIMITS) rides in the commit: count its bytes and its two ops.
   const identityBytes = Buffer.byteLength(JSON.stringify(identity));
   const chunked = ops.length + 8 > MAX_TXN_OPS || bytes + identityBytes > MAX_TXN_BYTES;
-  if (chunked) await writeChunks(ctx, id, now, [...runtimes], ops);
+  const chunkRevisions = chunked ? await writeChunks(ctx, id, now, [...runtimes], ops) : [];
   // Wakes each runtime's subscribers: a chunked run's READY nodes were written before it was visible.
   const wakeups = [...runtimes].map((rt) => put(keys.committed(rt, id), Buffer.alloc(0)));
   // More runtimes than one transaction can wake: the rest after the commit, the staging mark kept until
@@ -148,7 +151,9 @@ export async function startRun(
   // The first claims of this run in this process need not read what it just wrote (SeenState).
   if (revision !== undefined) {
     ctx.seen.setRun(run, revision);
-    if (!chunked) for (const rec of records) ctx.seen.setNode(id, rec, revision);
+    // A chunked run's states were written by its chunks, each at its own revision.
+    for (const [j, rec] of records.entries())
+      ctx.seen.setNode(id, rec, chunked ? chunkRevisions[stateOps[j]!]! : revision);
   }
   return {
     id,
@@ -181,8 +186,10 @@ async function writeChunks(
   now: number,
   runtimes: string[],
   ops: IRequestOp[],
-): Promise<void> {
+): Promise<string[]> {
   const { store, keys } = ctx;
+  /** The revision that wrote each op (SeenState: the first claims need not read the nodes back). */
+  const revisions: string[] = [];
   await store.retrying('start (staging)', () =>
     store.txn({ success: [put(keys.staging(id), encodeJson({ createdAt: now, runtimes }))] }),
   );
@@ -194,7 +201,8 @@ async function writeChunks(
     chunk = [];
     size = 0;
     // Plain puts: writing a chunk twice after a lost reply is harmless.
-    await store.retrying('start (chunk)', () => store.txn({ success }));
+    const res = await store.retrying('start (chunk)', () => store.txn({ success }));
+    for (const _ of success) revisions.push(res.header.revision);
   };
   for (const op of ops) {
     const n = (op.request_put?.value?.length ?? 0) + (op.request_put?.key?.length ?? 0);
@@ -203,6 +211,7 @@ async function writeChunks(
     size += n;
   }
   await flush();
+  return revisions;
 }
 
 /**
