@@ -71,6 +71,40 @@ export function encodeNotice(notice: Notice): string {
 }
 
 /**
+ * A notice as payloads that each fit: a batch's notice about many nodes of
+ * one run is split into several (halving its changes and READY / orphaned
+ * lists) rather than dropping to "re-read the run", which would make each
+ * watcher's cost grow with the run (rule 9). Every part but the last leaves
+ * the run RUNNING, since a watcher closes on COMPLETED.
+ */
+export function encodeNotices(notice: Notice): string[] {
+  const text = JSON.stringify(notice);
+  if (text.length <= MAX_PAYLOAD) return [text];
+  const items: ['ch' | 'rd' | 'or', unknown][] = [
+    ...(notice.ch ?? []).map((x) => ['ch', x] as ['ch', unknown]),
+    ...(notice.rd ?? []).map((x) => ['rd', x] as ['rd', unknown]),
+    ...(notice.or ?? []).map((x) => ['or', x] as ['or', unknown]),
+  ];
+  if (notice.all || notice.cu || notice.out || items.length < 2) return [encodeNotice(notice)];
+  const half = Math.ceil(items.length / 2);
+  const part = (from: number, to: number) => {
+    const of = (k: string) => items.slice(from, to).flatMap(([key, x]) => (key === k ? [x] : []));
+    return {
+      ch: of('ch') as NodeDelta[],
+      rd: of('rd') as [string, string][],
+      or: of('or') as [string, string][],
+    };
+  };
+  const first: Notice = {
+    r: notice.r,
+    rs: notice.rs === 'COMPLETED' ? 'RUNNING' : notice.rs,
+    ...part(0, half),
+  };
+  const rest: Notice = { ...notice, ...part(half, items.length) };
+  return [...encodeNotices(first), ...encodeNotices(rest)];
+}
+
+/**
  * One NOTIFY payload: the notices of one flush that fit, with the sending
  * repository's origin id first. That repository delivered them to its own
  * streams when it published them, so it drops the echo LISTEN brings back
@@ -109,9 +143,10 @@ export function packNotices(encoded: string[], origin: string | undefined): stri
 export function decodeNotices(payload: string | undefined, origin?: string): Notice[] {
   if (!payload || (origin !== undefined && payload.startsWith(envelopeHead(origin)))) return [];
   try {
-    const p = JSON.parse(payload) as Envelope;
-    if (!Array.isArray(p?.b)) return [];
-    return p.b.filter((n) => typeof n?.r === 'string');
+    const p = JSON.parse(payload) as Envelope | (Notice & { o?: string });
+    if ('b' in p && Array.isArray(p.b)) return p.b.filter((n) => typeof n?.r === 'string');
+    // One bare notice, as processes before migration 12 send them (a rolling upgrade).
+    return 'r' in p && typeof p.r === 'string' && (origin === undefined || p.o !== origin) ? [p] : [];
   } catch {
     return [];
   }
@@ -157,7 +192,7 @@ export class Publisher {
   publish(notices: Notice[]): Promise<void> {
     if (notices.length === 0) return Promise.resolve();
     for (const n of notices) {
-      this.pending.push(encodeNotice(n));
+      this.pending.push(...encodeNotices(n));
       this.local?.(n);
     }
     const sent = new Promise<void>((resolve) => this.waiters.push(resolve));
