@@ -1,12 +1,17 @@
 /**
- * Scratch A/B harness (issue 18): CPU per node on PostgreSQL for one wide run
- * against many one-node runs, for several source trees in the same process,
- * interleaved. Usage:
- *   node --import tsx bench/pg-width-ab.ts NAME=DIR... -- SHAPE...
- * SHAPE: wide:N (one run of N independent nodes) or narrow:N (N one-node runs).
- * Worker CPU: process.cpuUsage over the drain. Server CPU: utime+stime of
- * this process's PostgreSQL backends (/proc/<pid>/stat, found by
- * application_name in pg_stat_activity).
+ * A/B of PostgreSQL CPU per node (issue 18): one wide run against many
+ * one-node runs, for several source trees in one process, interleaved, so a
+ * loaded machine moves every variant alike. Not part of `npm run bench`.
+ *
+ *   git archive <base-commit> src | tar -x -C /tmp/base && ln -s $PWD/node_modules /tmp/base/
+ *   nice -n 10 node --import tsx bench/pg-width-ab.ts base=/tmp/base new=$PWD -- wide:2000 narrow:2000
+ *
+ * SHAPE: wide:N (one run of N independent nodes) or narrow:N (N one-node
+ * runs), started before the drain, which an AgentPool (16 slots, no-op
+ * runtime) does. Worker CPU: this process's cpuUsage over the drain. Server
+ * CPU: utime+stime of the variant's PostgreSQL backends (found by
+ * application_name in pg_stat_activity, read from /proc/<pid>/stat, so the
+ * server must run on this machine). ROUNDS=n repeats and prints medians.
  */
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
@@ -42,14 +47,17 @@ function cpuOf(pid: number): number {
 class ServerCpu {
   private base = new Map<number, number>();
   private last = new Map<number, number>();
+  /** The LISTEN connection's backend: how much of the server's CPU goes to delivering notices. */
+  private listeners = new Set<number>();
   private timer?: NodeJS.Timeout;
   constructor(private readonly app: string) {}
   private async sample(baseline: boolean) {
-    const { rows } = await admin.query<{ pid: number }>(
-      'SELECT pid FROM pg_stat_activity WHERE application_name = $1',
+    const { rows } = await admin.query<{ pid: number; listen: boolean }>(
+      `SELECT pid, query LIKE 'LISTEN%' AS listen FROM pg_stat_activity WHERE application_name = $1`,
       [this.app],
     );
-    for (const { pid } of rows) {
+    for (const { pid, listen } of rows) {
+      if (listen) this.listeners.add(pid);
       const c = cpuOf(pid);
       if (Number.isNaN(c)) continue;
       if (baseline) this.base.set(pid, c);
@@ -61,12 +69,16 @@ class ServerCpu {
     await this.sample(true);
     this.timer = setInterval(() => void this.sample(false), 200);
   }
-  async stop(): Promise<number> {
+  async stop(): Promise<{ total: number; listener: number }> {
     clearInterval(this.timer);
     await this.sample(false);
     let total = 0;
-    for (const [pid, c] of this.last) total += c - (this.base.get(pid) ?? 0);
-    return total;
+    let listener = 0;
+    for (const [pid, c] of this.last) {
+      total += c - (this.base.get(pid) ?? 0);
+      if (this.listeners.has(pid)) listener += c - (this.base.get(pid) ?? 0);
+    }
+    return { total, listener };
   }
 }
 
@@ -103,9 +115,14 @@ for (let round = 0; round < rounds; round++)
         while (pool.counters.finished.SUCCESS < expected) await new Promise((r) => setTimeout(r, 2));
         const ms = performance.now() - t0;
         const cpu = process.cpuUsage(cpu0);
-        const s = measure ? await server.stop() : 0;
+        const s = measure ? await server.stop() : { total: 0, listener: 0 };
         await pool.stop({ graceMs: 1000 });
-        return { ms, worker: (cpu.user + cpu.system) / expected, server: s / expected };
+        return {
+          ms,
+          worker: (cpu.user + cpu.system) / expected,
+          server: s.total / expected,
+          listener: s.listener / expected,
+        };
       };
       const startNarrow = async (n: number) => {
         let next = 0;
@@ -145,7 +162,7 @@ for (let round = 0; round < rounds; round++)
         rec.server.push(r.server);
         rec.rate.push((shape.n / r.ms) * 1000);
         console.log(
-          `${key} ${v.name}: ${((shape.n / r.ms) * 1000).toFixed(0)} nodes/s, worker ${r.worker.toFixed(0)} µs, server ${r.server.toFixed(0)} µs per node`,
+          `${key} ${v.name}: ${((shape.n / r.ms) * 1000).toFixed(0)} nodes/s, worker ${r.worker.toFixed(0)} µs, server ${r.server.toFixed(0)} µs per node (listener ${r.listener.toFixed(0)} µs)`,
         );
       } finally {
         await repo.close();
