@@ -1009,9 +1009,12 @@ export const CLAIM_NODES_SET_MIGRATION = `
 -- reorder them, rolls the statement back and the caller repeats it). The
 -- UPDATE matches a row only while it is claimable; a concurrent claimer waits
 -- on the row lock and re-checks the new version, so exactly one wins.
--- Plans are cached per connection and made generic after a few calls, while
--- the tables may still be small: a plan that scans a table then would stay,
--- and make every batch cost O(table). Every row here is reached by its key.
+-- Plans are cached per connection, generic (planning each call cost more
+-- than the claims), and made while the tables may still be small: a plan
+-- that scans a table or a whole partial index then (a BitmapOr of nodes_ready
+-- and nodes_running for the OR below was seen) would stay, and make every
+-- batch cost O(table). So no sequential, bitmap, hash or merge scans: every
+-- row here is reached by its key.
 CREATE OR REPLACE FUNCTION claim_nodes(p_runs text[], p_nodes text[], p_claims text[], p_agents text[],
                                        p_metadata jsonb[], p_leases text[], p_now bigint[], p_repeat boolean)
 RETURNS TABLE (i integer, run_id text, name text, idx integer, runtime text, spec jsonb, upstream text[],
@@ -1019,7 +1022,7 @@ RETURNS TABLE (i integer, run_id text, name text, idx integer, runtime text, spe
                orphaned boolean, previous_claim_id text, started_at bigint, finished_at bigint, version integer,
                attempts_json json)
 LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_hashjoin = off
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off
 SET enable_mergejoin = off AS $fn$
 #variable_conflict use_column
 BEGIN
@@ -1098,7 +1101,7 @@ CREATE TYPE settled_node AS (
 -- became READY or COMPLETED.
 CREATE FUNCTION settle_nodes(p_runs text[], p_nodes text[], p_outcomes text[], p_now bigint[])
 RETURNS SETOF settled_node LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_hashjoin = off
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off
 SET enable_mergejoin = off AS $fn$
 DECLARE
   v_runs text[] := p_runs;
@@ -1135,7 +1138,8 @@ BEGIN
         version = n.version + CASE WHEN trigger_decision(n.spec ->> 'trigger', cardinality(n.upstream),
             cardinality(n.upstream) - n.pending_upstream + c.ks + n.failed_upstream + c.kf + n.other_upstream + c.kn,
             cardinality(n.upstream) - n.pending_upstream + c.ks, n.failed_upstream + c.kf) = 'WAIT' THEN 0 ELSE 1 END
-      FROM cnt c WHERE n.run_id = c.run AND n.name = c.dep AND n.status = 'WAITING'
+      -- coalesce: the WAITING test must not let the plan read the run's WAITING nodes (nodes_waiting) by run_id.
+      FROM cnt c WHERE n.run_id = c.run AND n.name = c.dep AND coalesce(n.status = 'WAITING', false)
       RETURNING n.run_id, n.name, n.runtime, n.status, n.version, n.attempt_count, n.finished_at
     )
     SELECT coalesce(array_agg(ROW(u.run_id, u.name, u.runtime, u.status, u.version, u.attempt_count,
@@ -1163,7 +1167,7 @@ $fn$;
 CREATE FUNCTION finish_nodes(p_runs text[], p_nodes text[], p_claims text[], p_conclusions text[],
                              p_metadata jsonb[], p_outputs bytea[], p_now bigint[], p_repeat boolean)
 RETURNS TABLE (i integer, r jsonb) LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_hashjoin = off
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off
 SET enable_mergejoin = off AS $fn$
 #variable_conflict use_column
 DECLARE
