@@ -1,8 +1,9 @@
 /**
  * PostgreSQL's SQL in one place, each statement a named, documented constant:
  * the migrations' text (migrations.ts applies them in order: tables,
- * finish_attempt, claim_nodes), then the statements the backend runs, by the
- * module that runs them. A TypeScript module rather than .sql files because
+ * finish_attempt, claim_nodes, …; claims and finishes today are migrations
+ * 11 and 12's claim_nodes and finish_nodes, at the end), then the statements
+ * the backend runs, by the module that runs them. A TypeScript module rather than .sql files because
  * the package runs from src (tsx) and from dist (tsc), and tsc copies no .sql.
  *
  * The migrations' text is the released migrations' byte for byte: never edit
