@@ -2,8 +2,10 @@ import type pg from 'pg';
 import {
   CLAIM_NODES_DELAYED_FUNCTION,
   CLAIM_NODES_FUNCTION,
+  CLAIM_NODES_SET_MIGRATION,
   FAILED_ATTEMPTS_MIGRATION,
   FINISH_ATTEMPT_FUNCTION,
+  FINISH_NODES_MIGRATION,
   FINISH_STREAMED_UNLOCKED_MIGRATION,
   LIVE_OUTPUT_MIGRATION,
   SCHEDULES_MIGRATION,
@@ -76,6 +78,16 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 10,
     name: 'finish_streamed: no extra locks when the attempt streamed nothing',
     sql: FINISH_STREAMED_UNLOCKED_MIGRATION,
+  },
+  {
+    version: 11,
+    name: 'claim_nodes: one statement per batch; the claimer reads attempts by (run_id, node)',
+    sql: CLAIM_NODES_SET_MIGRATION,
+  },
+  {
+    version: 12,
+    name: 'finish_nodes: a batch of finishes in a few set-based statements, one notice per run',
+    sql: FINISH_NODES_MIGRATION,
   },
 ];
 

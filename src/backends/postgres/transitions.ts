@@ -75,7 +75,7 @@ interface StartRow {
   downstream: string[];
   status: 'READY' | 'WAITING';
   pending: number;
-  /** The retry backoffs in ms, for finish_timed's retry_delay_ms (model/rules.ts nodeBackoffMs). */
+  /** The retry backoffs in ms, for finish_nodes' retry_delay_ms (model/rules.ts nodeBackoffMs). */
   backoff?: ReturnType<typeof nodeBackoffMs>;
   /** Rule 11: the node's timeout in ms, for the sweeper. */
   timeout_ms?: number;
@@ -251,8 +251,8 @@ function attemptsFromJson(rows: AttemptJson[]): AttemptRow[] {
 }
 
 /**
- * Rules 4 and 5, fenced by the claim: the finish_attempt function (migration
- * 2) in one round trip, batched with this process's concurrent finishes
+ * Rules 4 and 5, fenced by the claim: the finish_nodes function (migration
+ * 12) in one round trip, batched with this process's concurrent finishes
  * (finishes.ts). The run's row lock, which serialises finishes within a
  * run, is held only while the statement runs and commits.
  */
@@ -268,12 +268,8 @@ export async function finishNode(ctx: TransitionContext, req: FinishRequest): Pr
     output: toBuffer(truncateOutput(req.output ?? new Uint8Array())),
     now: ctx.clock.now(),
   });
-  if ('notice' in result) {
-    // Not awaited: the result is recorded; the wake-up follows in this process's next NOTIFY batch.
-    void ctx.publisher.publish([result.notice]);
-    return;
-  }
-  if ('recorded' in result) return;
+  // Recorded (the batch published its notices), or recorded by an earlier try of this call.
+  if ('ok' in result || 'recorded' in result) return;
   if ('missing' in result)
     throw result.missing === 'run' ? new NotFoundError('run', req.runId) : nodeNotFound(req.runId, req.node);
   throw claimNotLive(req, result);
