@@ -30,6 +30,7 @@ import {
   type NodeItem,
   next,
   nodeKey,
+  type RunData,
 } from './items.js';
 import {
   BATCH_FINISH_ITEMS,
@@ -57,10 +58,13 @@ export async function finishNode(ctx: DynamoContext, req: FinishRequest, tried =
     const read = await ctx.db.getMany(finishKeys(ctx, req));
     const plan = await planFinish(ctx, req, read, tried);
     if (plan === 'done') return;
+    addToHeader(plan.tx, req.runId, plan.header.before, plan.header.after, true);
     plan.delta.addTo(plan.tx);
     tried = true;
     if (!(await ctx.db.commit(plan.tx))) continue;
-    return plan.after();
+    await plan.after();
+    if (plan.seal) await sealRun(ctx, req.runId);
+    return;
   }
 }
 
@@ -82,7 +86,17 @@ function finishKeys(ctx: DynamoContext, req: FinishRequest): Key[] {
 interface FinishPlan {
   tx: Tx;
   delta: Delta;
+  /** The run header as read and after this finish: added to the transaction per run (addToHeader). */
+  header: { runId: string; before: RunData; after: RunData };
   after: () => Promise<void>;
+  /**
+   * Whether the run may be complete after this commit: the node completed and
+   * left no dependent open (one left READY or WAITING under its version means
+   * the run cannot be complete: its own transition will look). Then the
+   * header is read and the run sealed if every node completed (once per run
+   * in a batch).
+   */
+  seal: boolean;
 }
 
 /**
@@ -177,10 +191,10 @@ async function planFinish(
       spawned = [w];
     }
   }
-  addToHeader(tx, req.runId, header.d, hd, true);
   return {
     tx,
     delta,
+    header: { runId: req.runId, before: header.d, after: hd },
     after: async () => {
       const status = runStatus(hd.counts);
       emitNode(ctx, next(node, d), status);
@@ -189,11 +203,8 @@ async function planFinish(
       for (const w of judged) if (w.d.status === 'READY') emitReady(ctx, w);
       ctx.bus.emit('run', req.runId);
       if (spawned.length > 0) await drainSettles(ctx, spawned);
-      // A dependent this commit left open (READY or WAITING, under its version) means the run cannot be complete:
-      // its own transition will look. Otherwise read the header and seal if every node completed.
-      if (d.status === 'COMPLETED' && !judged.some((w) => w.d.status !== 'COMPLETED'))
-        await sealRun(ctx, req.runId);
     },
+    seal: d.status === 'COMPLETED' && !judged.some((w) => w.d.status !== 'COMPLETED'),
   };
 }
 
@@ -209,9 +220,10 @@ class BatchNotCommitted extends Error {}
 /**
  * This process's concurrent finishes as one TransactWriteItems (see
  * Batcher): one read of every call's node, header and known dependents, each
- * planned as above, their items side by side and their counter changes in
- * one stats shard. Calls of one run never share a batch (they may judge the
- * same dependent, and a transaction touches an item once). One failed
+ * planned as above, their items side by side, one header update per run and
+ * their counter changes in one stats shard. Calls of one run share a batch
+ * only when at most one of them has dependents (two might judge the same
+ * one, and a transaction touches an item once). One failed
  * condition cancels the whole transaction: then each call goes again alone,
  * reading afresh (and recognising its own attempt, should the batch have
  * committed after all). A finish with large output goes alone.
@@ -225,7 +237,12 @@ export class FinishBatcher {
         maxCalls: 32,
         maxWeight: BATCH_FINISH_ITEMS,
         weight: (c) => finishItems(ctx, c.req),
-        key: (c) => c.req.runId,
+        // Finishes of one run that judge dependents never share a batch (they may judge the same one);
+        // those without dependents do, their header changes added up.
+        key: (c) => {
+          const down = ctx.downstream.get(c.req.runId, c.req.node);
+          return down?.length === 0 ? `${c.req.runId}\u0000${c.req.node}` : c.req.runId;
+        },
         isolate: (e) => e instanceof BatchNotCommitted,
       },
       (calls) => this.send(calls),
@@ -257,12 +274,16 @@ export class FinishBatcher {
     );
     const tx = this.ctx.db.tx();
     const delta = new Delta();
+    const headers = new Map<string, { before: RunData; after: RunData }>();
     for (const p of plans) {
       if (p === 'done') continue;
       tx.items.push(...p.tx.items);
       tx.bytes += p.tx.bytes;
       delta.merge(p.delta);
+      const h = headers.get(p.header.runId);
+      headers.set(p.header.runId, h ? { before: h.before, after: combined(h, p.header) } : p.header);
     }
+    for (const [runId, h] of headers) addToHeader(tx, runId, h.before, h.after, true);
     delta.addTo(tx);
     // Estimates fell short (dependents this process had not seen, big node items): each call alone.
     if (tx.size > DYNAMODB_MAX_TXN_ITEMS || tx.bytes > MAX_TXN_BYTES) throw new BatchNotCommitted();
@@ -271,6 +292,14 @@ export class FinishBatcher {
     await Promise.all(
       plans.map(async (p, i) => {
         if (p !== 'done') outcomes[i] = await settled(p.after());
+      }),
+    );
+    const sealing = new Set(plans.flatMap((p) => (p !== 'done' && p.seal ? [p.header.runId] : [])));
+    await Promise.all(
+      [...sealing].map(async (runId) => {
+        const sealed = await settled(sealRun(this.ctx, runId));
+        for (const [i, p] of plans.entries())
+          if (sealed.error && p !== 'done' && p.header.runId === runId) outcomes[i] = sealed;
       }),
     );
     return outcomes;
@@ -287,6 +316,17 @@ export async function settled(p: Promise<unknown>): Promise<Outcome> {
   } catch (error) {
     return { error };
   }
+}
+
+/** Two finishes' changes to one run's header as one: counts added, failed marks joined. */
+function combined(a: { before: RunData; after: RunData }, b: { before: RunData; after: RunData }): RunData {
+  const after = structuredClone(a.after);
+  for (const k of Object.keys(after.counts) as (keyof RunData['counts'])[])
+    after.counts[k] += b.after.counts[k] - b.before.counts[k];
+  after.failed = a.after.failed || b.after.failed;
+  const failed = new Set([...(a.after.failedNodes ?? []), ...(b.after.failedNodes ?? [])]);
+  after.failedNodes = [...failed];
+  return after;
 }
 
 /** Output bytes a batched finish may carry: larger outputs go alone, so a batch stays far below 4 MB. */
