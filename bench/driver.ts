@@ -10,6 +10,8 @@ export async function drainWithDriver(
   options: { runtime: string; concurrency: number; expectedNodes: number },
 ): Promise<{ finished: number; lostClaims: number }> {
   const lease = await repository.grantLease(30_000);
+  // A loaded machine can make a drain outlast the lease: heartbeat as an agent would.
+  const heartbeat = setInterval(() => void repository.keepAlive(lease.id).catch(() => undefined), 5_000);
   const ac = new AbortController();
   const queue: { runId: string; node: string }[] = [];
   const sleepers: (() => void)[] = [];
@@ -57,7 +59,9 @@ export async function drainWithDriver(
     }
     for (const s of sleepers.splice(0)) s();
   };
-  await Promise.all(Array.from({ length: options.concurrency }, (_, i) => worker(i)));
+  await Promise.all(Array.from({ length: options.concurrency }, (_, i) => worker(i))).finally(() =>
+    clearInterval(heartbeat),
+  );
   ac.abort();
   await pump;
   await repository.revokeLease(lease.id);

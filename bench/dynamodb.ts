@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { DynamoDBClient, TransactWriteItemsCommand } from '@aws-sdk/client-dynamodb';
+import type { DbCounters } from '../src/backends/dynamodb/db.js';
 import { DynamoDbRepository } from '../src/backends/dynamodb/index.js';
 import { DynamoDbLocal, uniqueTable } from '../test/support/dynamodb.js';
 import { drainWithDriver } from './driver.js';
@@ -17,6 +18,8 @@ import { percentile, report, timed } from './report.js';
  */
 const CONCURRENCY = 16;
 const RUNS = Number(process.env.ADAGIO_BENCH_RUNS ?? 1_000);
+/** Nodes of the flatness check (ADAGIO_BENCH_WIDE): one run that wide against as many one-node runs. */
+const WIDE = Number(process.env.ADAGIO_BENCH_WIDE ?? 2_000);
 const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 
 export async function run(): Promise<void> {
@@ -31,6 +34,8 @@ export async function run(): Promise<void> {
   try {
     const idle = await claimLatency(repo, Math.min(50, RUNS));
     const before = await txnCeiling(server.endpoint, table, CONCURRENCY);
+    const c0 = repo.counters.snapshot();
+    const cpu0 = process.cpuUsage();
     const e2e = await timed(async () => {
       const drained = drainWithDriver(repo, {
         runtime: 'noop',
@@ -45,6 +50,9 @@ export async function run(): Promise<void> {
       );
       await drained;
     });
+    const cpu = process.cpuUsage(cpu0);
+    const cost = repo.counters.snapshot().minus(c0);
+    const flat = await flatCost(repo, WIDE);
     const after = await txnCeiling(server.endpoint, table, CONCURRENCY);
     const ceiling = (before + after) / 2;
     const rate = (RUNS * 7) / (e2e.ms / 1000);
@@ -61,17 +69,79 @@ export async function run(): Promise<void> {
       ],
       ['ratio of nodes/s to ceiling/2', `${((100 * rate) / (ceiling / 2)).toFixed(0)}%`, 'target >= 50%'],
       ['READY → claimed, idle', `${idle.p50.toFixed(1)} ms`, `p50; p99 ${idle.p99.toFixed(1)} ms`],
-      [
-        'write units per node transition',
-        '~12–15 WRU',
-        'claim + finish of a node with one dependent: docs/dynamodb.md',
-      ],
+      ...perNode(cost, RUNS * 7, cpu),
+      ...flat,
     ]);
   } finally {
     await repo.deleteTable().catch(() => undefined);
     await repo.close();
     await server.kill();
   }
+}
+
+/**
+ * Issue 18's flatness: per-node requests and units for one run of `width`
+ * independent nodes against `width` one-node runs. Nothing a transition does
+ * reads the whole run, so the two should match.
+ */
+async function flatCost(repo: DynamoDbRepository, width: number): Promise<[string, string, string][]> {
+  const measure = async (starts: () => Promise<unknown>) => {
+    const c0 = repo.counters.snapshot();
+    const drained = drainWithDriver(repo, {
+      runtime: 'flat',
+      concurrency: CONCURRENCY,
+      expectedNodes: width,
+    });
+    await starts();
+    await drained;
+    const c = repo.counters.snapshot().minus(c0);
+    const per = (n: number) => (n / width).toFixed(2);
+    return `${per(c.writeUnits)} WRU, ${per(c.transactions)} txn (${per(c.txItems)} items), ${per(c.gets)} gets, ${per(c.queries)} queries, ${per(c.readUnits)} RRU`;
+  };
+  const spec = (n: number) => ({
+    nodes: Array.from({ length: n }, (_, i) => ({ name: `n${i}`, runtime: 'flat', metadata: {}, retry: {} })),
+    edges: [],
+  });
+  const wide = await measure(() => repo.start(spec(width)));
+  const many = await measure(async () => {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (next++ < width) await repo.start(spec(1));
+      }),
+    );
+  });
+  return [
+    [`per node, one run of ${width} independent nodes`, wide, ''],
+    [`per node, ${width} one-node runs`, many, ''],
+  ];
+}
+
+/** What one node (its claim and finish, its share of starts, polls and sweeps) cost, as DynamoDB counts it. */
+function perNode(c: DbCounters, nodes: number, cpu: NodeJS.CpuUsage): [string, string, string][] {
+  const per = (n: number) => (n / nodes).toFixed(2);
+  return [
+    [
+      'write units per node (claim + finish + share of start)',
+      `${per(c.writeUnits)} WRU`,
+      'ConsumedCapacity, table and indexes',
+    ],
+    [
+      'read units per node',
+      `${per(c.readUnits)} RRU`,
+      `${per(c.gets)} gets (${per(c.getKeys)} keys), ${per(c.queries)} queries`,
+    ],
+    [
+      'transactions per node',
+      per(c.transactions),
+      `${per(c.txItems)} items; ${per(c.batchWrites)} batch writes, ${per(c.updates)} updates`,
+    ],
+    [
+      'client CPU per node',
+      `${((cpu.user + cpu.system) / nodes).toFixed(0)} µs`,
+      'this process: backend, SDK, driver',
+    ],
+  ];
 }
 
 /** Idle READY→claimed: one single-node run at a time, claimed by a driver as soon as subscribe says READY. */

@@ -4,6 +4,7 @@ import { PostgresRepository } from '../src/backends/postgres/index.js';
 import type { Runtime } from '../src/runtimes/runtime.js';
 import { sevenNode } from './graphs.js';
 import { percentile, report, timed } from './report.js';
+import { BENCH_POSTGRES_URL } from './stores.js';
 
 /**
  * PostgreSQL backend:
@@ -17,10 +18,7 @@ import { percentile, report, timed } from './report.js';
  * Uses ADAGIO_BENCH_POSTGRES_URL, else ADAGIO_TEST_POSTGRES_URL, else the
  * local server; everything lives in a temporary schema, dropped at the end.
  */
-const URL =
-  process.env.ADAGIO_BENCH_POSTGRES_URL ||
-  process.env.ADAGIO_TEST_POSTGRES_URL ||
-  'postgres://postgres@127.0.0.1:5432/postgres';
+const URL = BENCH_POSTGRES_URL;
 const CONCURRENCY = 16;
 const RUNS = 1_000;
 const STORED_RUNS = 100_000;

@@ -7,7 +7,6 @@ import {
   checkRetryable,
   conclusionOf,
   countAttempt,
-  countedDown,
   failedForGood,
   failedNodesSummary,
   findCycle,
@@ -18,17 +17,18 @@ import {
   LIMITS,
   type NodeState,
   nextAttemptAt,
+  openTally,
   planRetry,
   retryDelayMs,
   runStatusOf,
   statusAfterFinish,
   type TriggerRule,
+  tallied,
   topology,
   triggerDecision,
   ulidFloor,
   ulidSource,
   ulidTime,
-  unreached,
   validateGraph,
 } from '../src/model/index.js';
 import { RunNotRetryableError } from '../src/protocol/errors.js';
@@ -122,16 +122,12 @@ describe('finish rules', () => {
     assert.deepEqual(countAttempt({ fail: 1, error: 2 }, 'FAIL'), { fail: 2, error: 2 });
     assert.deepEqual(countAttempt({ fail: 1, error: 2 }, 'SUCCESS'), { fail: 1, error: 2 });
   });
-  it('a dependent becomes READY when its last upstream succeeds, only from WAITING', () => {
-    assert.deepEqual(countedDown({ pending: 2, status: 'WAITING' }), { pending: 1, status: 'WAITING' });
-    assert.deepEqual(countedDown({ pending: 1, status: 'WAITING' }), { pending: 0, status: 'READY' });
-    assert.deepEqual(countedDown({ pending: 1, status: 'COMPLETED' }), { pending: 0, status: 'COMPLETED' });
-  });
-  it('the cascade completes open nodes only', () => {
-    assert.deepEqual((['WAITING', 'READY', 'RUNNING', 'COMPLETED'] as const).filter(unreached), [
-      'WAITING',
-      'READY',
-    ]);
+  it('a dependent becomes READY when its last upstream succeeds, and unreached as soon as one fails (default trigger)', () => {
+    const one = tallied(openTally(2), 'succeeded');
+    assert.equal(triggerDecision(undefined, one), 'WAIT');
+    assert.equal(triggerDecision(undefined, tallied(one, 'succeeded')), 'READY');
+    assert.equal(triggerDecision(undefined, tallied(openTally(2), 'failed')), 'UNREACHED');
+    assert.equal(triggerDecision(undefined, tallied(openTally(2), 'neither')), 'UNREACHED');
   });
   it('run status and conclusion (rule 7)', () => {
     assert.equal(runStatusOf({ total: 3, completed: 0, running: 0 }), 'WAITING');

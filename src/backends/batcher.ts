@@ -10,8 +10,11 @@ export interface BatcherOptions<C> {
   /** Most total weight (e.g. rows written) in one batch; a single heavier call still goes alone. */
   maxWeight?: number;
   weight?: (call: C) => number;
-  /** Calls with the same key never share a batch: the later one waits for the next. */
-  key?: (call: C) => string;
+  /**
+   * Calls with a key in common never share a batch: the later one waits for
+   * the next. A call may name several keys (e.g. every key it writes).
+   */
+  key?: (call: C) => string | string[];
   /**
    * A failed batch whose error says so is sent again one call at a time, so
    * one bad call (input the store refuses) fails alone rather than taking its
@@ -65,13 +68,14 @@ export class Batcher<C, R> {
     let total = 0;
     for (const w of this.queue) {
       const k = key?.(w.call);
+      const ks = k === undefined ? [] : typeof k === 'string' ? [k] : k;
       const wt = weight?.(w.call) ?? 1;
       const full = batch.length >= maxCalls || (batch.length > 0 && total + wt > maxWeight);
-      if (full || (k !== undefined && keys.has(k))) {
+      if (full || ks.some((x) => keys.has(x))) {
         later.push(w);
         continue;
       }
-      if (k !== undefined) keys.add(k);
+      for (const x of ks) keys.add(x);
       total += wt;
       batch.push(w);
     }

@@ -208,29 +208,16 @@ export function countAttempt(prior: RetryCounts, conclusion: AttemptConclusion):
   };
 }
 
-/** A dependent as one of its upstream nodes succeeded: one fewer to wait for, READY at zero (rule 4). */
-export function countedDown<T extends { pending: number; status: NodeStatus }>(dep: T): T {
-  const pending = dep.pending - 1;
-  return { ...dep, pending, status: statusWhenPending(pending, dep.status) };
-}
-
 /**
- * Rule 4 on a dependent left waiting for `pending` upstream nodes: READY at
- * zero. countedDown without the copy, for a backend that updates its record
- * in place (memory, once per edge: the copy was measurable garbage).
+ * What rule 6 records of a node cancelled while RUNNING under a claim, less
+ * the times and output, which each store keeps in its own encoding (PostgreSQL
+ * and DynamoDB store ms and read the streamed output themselves).
  */
-export function statusWhenPending(pending: number, status: NodeStatus): NodeStatus {
-  return pending === 0 && status === 'WAITING' ? 'READY' : status;
-}
-
-/**
- * Rule 5's cascade: a node downstream of a final failure completes with no
- * attempt (unreached) when it is still open. A COMPLETED node stops the walk
- * (its own downstream completed with it); a RUNNING one cannot be downstream
- * of a failure (its upstream all succeeded).
- */
-export function unreached(status: NodeStatus): boolean {
-  return status === 'WAITING' || status === 'READY';
+export function cancelledAttemptFields(claim: {
+  claimId: string;
+  agentId: string;
+}): Pick<Attempt, 'conclusion' | 'metadata' | 'claimId' | 'agentId'> {
+  return { conclusion: 'CANCELLED', metadata: {}, claimId: claim.claimId, agentId: claim.agentId };
 }
 
 /**
@@ -239,7 +226,7 @@ export function unreached(status: NodeStatus): boolean {
  * keeps that within [claimed at, finished at] by its own clock, so a skewed or
  * forged report can neither move the attempt before its claim nor after its
  * end. Without a report, the claim's time (PostgreSQL applies the same bounds
- * in finish_started, migration 13).
+ * in finish_nodes, migration 12).
  */
 export function attemptStartMs(claimedAtMs: number, finishedAtMs: number, reportedMs?: number): number {
   if (reportedMs === undefined || !claimedAtMs) return claimedAtMs;
@@ -255,11 +242,8 @@ export function cancelledAttempt(
   output: Uint8Array = new Uint8Array(),
 ): Attempt {
   return {
-    conclusion: 'CANCELLED',
-    metadata: {},
+    ...cancelledAttemptFields(claim),
     output,
-    claimId: claim.claimId,
-    agentId: claim.agentId,
     startedAt: startedAtMs ? rfc3339(startedAtMs) : '',
     finishedAt: rfc3339(nowMs),
   };

@@ -225,7 +225,8 @@ export function planWorkflowPut(
   name: string,
   content: Omit<WorkflowDefinition, 'name' | 'version' | 'createdAt'>,
   hash: string,
-  head: WorkflowHead | undefined,
+  /** The latest version and its content hash (a store without head records passes just these). */
+  head: Pick<WorkflowHead, 'v' | 'h'> | undefined,
   createdAt: string,
 ): { same: number } | { def: WorkflowDefinition; head: WorkflowHead } {
   if (head?.h === hash) return { same: head.v };

@@ -144,6 +144,15 @@ export function scheduleNotFound(name: string): NotFoundError {
   return new NotFoundError('schedule', name);
 }
 
+/**
+ * An optimistic transaction that lost `rounds` races in a row (`what` names the
+ * transition and what it fought over): others kept changing it; the call may
+ * succeed later.
+ */
+export function keptLosingRaces(what: string, rounds: number): UnavailableError {
+  return new UnavailableError(`${what} lost ${rounds} races in a row to concurrent writers; try again`);
+}
+
 /** The backend has too much queued work to take more now (admission control); retry later. */
 export class OverloadedError extends AdagioError {
   readonly code = 'overloaded';

@@ -45,6 +45,27 @@ describe('Batcher', () => {
     assert.deepEqual(batches, [['z'], ['a', 'b1', 'c'], ['b2', 'd', 'f'], ['eeeeeeeeeeeeeeee']]);
   });
 
+  it('calls naming several keys share a batch only when no key is in common', async () => {
+    const batches: string[][] = [];
+    let hold = true;
+    // A call 'x:yz' writes x and counts down y and z (as an etcd finish does its dependents).
+    const b = new Batcher<string, string>(
+      { maxCalls: 10, key: (c) => c.replace(':', '').split('') },
+      async (calls) => {
+        while (hold) await new Promise((r) => setTimeout(r, 5));
+        batches.push(calls);
+        return calls;
+      },
+    );
+    const blocker = b.submit('0:');
+    const calls = ['a:', 'b:', 'c:d', 'e:d', 'f:g', 'a:'];
+    const all = calls.map((c) => b.submit(c));
+    hold = false;
+    await blocker;
+    assert.deepEqual(await Promise.all(all), calls);
+    assert.deepEqual(batches, [['0:'], ['a:', 'b:', 'c:d', 'f:g'], ['e:d', 'a:']]);
+  });
+
   it('a failed batch fails its calls; with isolate, each call is sent again alone and only the bad one fails', async () => {
     const plain = new Batcher<number, number>({ maxCalls: 10 }, async (calls) => {
       if (calls.includes(13)) throw new Error('store refused 13');

@@ -23,7 +23,9 @@ describe('PostgreSQL at size', () => {
       let stats = await repo.stats();
       assert.deepEqual(stats.nodeCounts, { WAITING: 9_999, READY: 1, RUNNING: 0, COMPLETED: 0 });
 
-      const lease = await repo.grantLease(120_000);
+      // Heartbeats keep the lease while the run drains, however loaded the machine is.
+      const lease = await repo.grantLease(30_000);
+      const heartbeat = setInterval(() => void repo.keepAlive(lease.id).catch(() => {}), 5_000);
       const queue: NodeEvent[] = [];
       const wake: (() => void)[] = [];
       const sub = (async () => {
@@ -50,7 +52,7 @@ describe('PostgreSQL at size', () => {
         }
         for (const w of wake.splice(0)) w();
       };
-      await Promise.all(Array.from({ length: 8 }, worker));
+      await Promise.all(Array.from({ length: 8 }, worker)).finally(() => clearInterval(heartbeat));
       ac.abort();
       await sub;
       const done = await repo.inspect(run.id);

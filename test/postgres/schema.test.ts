@@ -64,7 +64,7 @@ describe('PostgreSQL schema and connections', () => {
     try {
       const dump = dumpSchema(schema);
       if (UPDATE_DUMP) writeFileSync(SCHEMA_DUMP, dump);
-      assert.ok(dump.includes('CREATE FUNCTION adagio.finish_attempt('), 'the dump has the functions');
+      assert.ok(dump.includes('CREATE FUNCTION adagio.finish_nodes('), 'the dump has the functions');
       assert.equal(
         dump,
         readFileSync(SCHEMA_DUMP, 'utf8'),

@@ -102,6 +102,11 @@ export class DynamoDbLocal {
     this.proc = proc;
   }
 
+  /** The running process's id (benchmarks read its CPU time from /proc). */
+  get pid(): number | undefined {
+    return this.running ? this.proc?.pid : undefined;
+  }
+
   get running(): boolean {
     return this.proc !== undefined && this.proc.exitCode === null && this.proc.signalCode === null;
   }

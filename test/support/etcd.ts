@@ -60,6 +60,11 @@ export class EtcdMember {
     return this.proc !== undefined && this.proc.exitCode === null && this.proc.signalCode === null;
   }
 
+  /** The running process's id (benchmarks read its CPU time from /proc). */
+  get pid(): number | undefined {
+    return this.running ? this.proc?.pid : undefined;
+  }
+
   start(state: 'new' | 'existing' = 'new'): void {
     const s = this.spec;
     const proc = spawn(

@@ -4,7 +4,7 @@ import type { FinishOutcome, NodeSpec, RetryCounts } from '../../src/model/index
  * Rule 5's table: one node's retry policy, its attempts so far, the finish's
  * conclusion, and the outcome the rulebook (src/model finishOutcome) gives.
  * Run through the model (test/model.test.ts) and through PostgreSQL's
- * finish_attempt (test/postgres/finish-rules.test.ts), so the SQL copy of the
+ * finish_nodes (test/postgres/finish-rules.test.ts), so the SQL copy of the
  * rule cannot drift from the model's.
  */
 export interface FinishCase {

@@ -1,4 +1,4 @@
-import { checkRunId, type Run, runStatus } from '../../model/index.js';
+import { cancelledAttemptFields, checkRunId, type Run, runStatus } from '../../model/index.js';
 import { NotFoundError } from '../../protocol/index.js';
 import { Delta, type DynamoContext, emitNode } from './context.js';
 import { type Item, N, S } from './db.js';
@@ -88,18 +88,13 @@ export async function completeCancel(ctx: DynamoContext, runId: string): Promise
       };
       const c = n.d.claim;
       if (n.d.status === 'RUNNING' && c) {
+        // Rule 6's attempt as the model decides it; the times are this store's (ms).
+        const attempt = cancelledAttemptFields({ claimId: c.id, agentId: c.agentId });
         nd.attempts = n.d.attempts + 1;
-        nd.last = 'CANCELLED';
+        nd.last = attempt.conclusion;
         nd.claim = undefined;
         tx.put(
-          encodeAttempt(runId, n.d.i, nd.attempts, {
-            conclusion: 'CANCELLED',
-            metadata: {},
-            claimId: c.id,
-            agentId: c.agentId,
-            startedAt: n.d.startedAt,
-            finishedAt: now,
-          }),
+          encodeAttempt(runId, n.d.i, nd.attempts, { ...attempt, startedAt: n.d.startedAt, finishedAt: now }),
           'any',
         );
         tx.del(leaseClaimKey(c.leaseId, runId, n.d.spec.name));

@@ -6,8 +6,9 @@ import {
   NotFoundError,
   nodeNotFound,
 } from '../../protocol/index.js';
+import { Batcher } from '../batcher.js';
 import { Delta, type DynamoContext, emitNode } from './context.js';
-import { mk } from './db.js';
+import { type Item, type Key, mk, type Tx } from './db.js';
 import {
   checkHeaderOpen,
   claimHeader,
@@ -19,120 +20,307 @@ import {
   leaseClaimKey,
   leaseKey,
   type NodeData,
+  type NodeItem,
   next,
   nodeKey,
 } from './items.js';
+import { BATCH_FINISH_ITEMS, DYNAMODB_MAX_TXN_ITEMS } from './limits.js';
 import { readNodeState } from './node-read.js';
 import { armTimeout, disarmTimeout } from './timers.js';
 
+/** A claim id sent in a commit whose outcome is unknown: seen on the node, the claim is ours. */
+interface Tried {
+  claimId: string;
+  orphan: boolean;
+  prev?: { id: string; agentId: string };
+}
+
 /**
  * Rule 2 (and rule 3's recovery): one transaction that moves the node to
- * RUNNING under a new claim, conditioned on the node's and the run header's
- * versions as read (so among concurrent claimers exactly one commits) and on
- * the lease being live; it also records the claim under the lease, so a lapse
- * finds it. An orphaned claim is replaced the same way.
+ * RUNNING under a new claim, conditioned on the node's version as read (so
+ * among concurrent claimers exactly one commits), on the run being neither
+ * cancelled nor resumed, and on the lease being live; it also records the
+ * claim under the lease, so a lapse finds it. An orphaned claim is replaced
+ * the same way.
  */
-export async function claimNode(ctx: DynamoContext, req: ClaimRequest): Promise<ClaimedNode | undefined> {
+export async function claimNode(
+  ctx: DynamoContext,
+  req: ClaimRequest,
+  tried?: Tried,
+): Promise<ClaimedNode | undefined> {
+  checkClaim(req);
+  for (;;) {
+    const read = await ctx.db.getMany(claimKeys(req));
+    const step = decideClaim(ctx, req, read, tried);
+    if (!('plan' in step)) return step.result();
+    const ups = await ctx.db.getMany(step.upKeys);
+    const plan = planClaim(ctx, req, step.plan, ups);
+    const tx = ctx.db.tx();
+    addClaims(tx, [plan]);
+    tried = plan.tried;
+    if (!(await ctx.db.commit(tx))) continue;
+    return plan.after();
+  }
+}
+
+function checkClaim(req: ClaimRequest): void {
   checkRunId(req.runId);
   checkNodeName(req.node);
   checkMetadata(req.metadata);
-  /** The claim id of a commit whose outcome is unknown (it failed): seen on the node, it is ours. */
-  let tried: { claimId: string; orphan: boolean; prev?: { id: string; agentId: string } } | undefined;
-  for (;;) {
-    const read = await ctx.db.getMany([
-      nodeKey(req.runId, req.node),
-      headerKey(req.runId),
-      leaseKey(req.leaseId),
-    ]);
-    const lease = read.get(mk(leaseKey(req.leaseId)));
-    if (!lease || lease.lapsed) throw new LeaseExpiredError(req.leaseId);
-    const headerItem = read.get(mk(headerKey(req.runId)));
-    if (!headerItem) throw new NotFoundError('run', req.runId);
-    const nodeItem = read.get(mk(nodeKey(req.runId, req.node)));
-    if (!nodeItem) throw nodeNotFound(req.runId, req.node);
-    const header = decodeRun(headerItem);
-    const node = decodeNode(nodeItem);
-    if (tried && node.d.status === 'RUNNING' && node.d.claim?.id === tried.claimId)
-      return {
-        runId: req.runId,
-        claimId: tried.claimId,
-        attempt: node.d.attempts + 1,
-        orphan: tried.orphan,
-        previousClaimId: tried.prev?.id,
-        previousAgentId: tried.prev?.agentId,
-        node: await readNodeState(ctx, req.runId, node.d, await upstreamIndex(ctx, req.runId, node.d)),
-      };
-    ctx.downstream.set(req.runId, req.node, node.d.down);
-    // A cancelled run claims nothing; one being resumed waits for its retry to finish (rule 15).
-    if (header.d.cancelled || header.d.resuming) return undefined;
-    const prev = node.d.claim;
-    const orphan = node.d.status === 'RUNNING' && prev?.orphaned === true;
-    if (node.d.status !== 'READY' && !orphan) return undefined;
-    const now = ctx.clock.now();
-    // Rule 5: a retry waiting out its delay is not claimable yet.
-    if (!orphan && !claimable(node.d.readyAt, now)) return undefined;
-    const claimId = ctx.ids.next(now);
-    const d: NodeData = {
-      ...node.d,
-      claim: {
-        id: claimId,
-        agentId: req.agentId,
-        metadata: req.metadata ?? {},
-        leaseId: req.leaseId,
-        orphaned: false,
-      },
-    };
-    const upIndex = new Map<string, number>();
-    const tx = ctx.db.tx();
-    const delta = new Delta();
-    if (!orphan) {
-      // Inputs: each upstream node's last successful attempt (rules 2 and 14).
-      const ups = [
-        ...(node.d.up.length > 0
-          ? await ctx.db.getMany(node.d.up.map((u) => nodeKey(req.runId, u)))
-          : new Map()
-        ).values(),
-      ].map((u) => decodeNode(u).d);
-      d.inputs = {};
-      for (const u of ups) {
-        upIndex.set(u.spec.name, u.i);
-        if (u.status === 'COMPLETED' && u.last === 'SUCCESS') d.inputs[u.spec.name] = u.attempts;
-      }
-      d.status = 'RUNNING';
-      d.startedAt = now;
-      d.finishedAt = 0;
-      d.seq = 0;
-      d.live = 0;
-      delta.move('READY', 'RUNNING');
-      claimHeader(tx, req.runId);
-    } else {
-      checkHeaderOpen(tx, req.runId);
-      tx.del(leaseClaimKey(prev.leaseId, req.runId, req.node));
-    }
-    tx.put(encodeNode(next(node, d)), node.v);
-    armTimeout(tx, d, req.runId, claimId);
-    if (orphan) disarmTimeout(tx, node.d, req.runId, prev.id);
-    tx.check(leaseKey(req.leaseId), 'attribute_exists(pk) AND attribute_not_exists(lapsed)');
-    tx.put({ ...keyItem(leaseClaimKey(req.leaseId, req.runId, req.node)), claim: { S: claimId } }, 'any');
-    delta.addTo(tx);
-    tried = { claimId, orphan, prev: orphan ? prev : undefined };
-    if (!(await ctx.db.commit(tx))) continue;
-    emitNode(ctx, next(node, d), 'RUNNING');
-    ctx.bus.emit('run', req.runId);
-    return {
-      runId: req.runId,
-      claimId,
-      attempt: node.d.attempts + 1,
-      orphan,
-      previousClaimId: orphan ? prev.id : undefined,
-      previousAgentId: orphan ? prev.agentId : undefined,
-      node: await readNodeState(ctx, req.runId, d, orphan ? await upstreamIndex(ctx, req.runId, d) : upIndex),
-    };
+}
+
+const claimKeys = (req: ClaimRequest): Key[] => [
+  nodeKey(req.runId, req.node),
+  headerKey(req.runId),
+  leaseKey(req.leaseId),
+];
+
+/** A claim that may commit: the node as read and what it becomes; `upKeys` are read next (its inputs). */
+interface Decided {
+  node: NodeItem;
+  d: NodeData;
+  orphan: boolean;
+  prev?: NodeData['claim'];
+}
+
+/** Decided without a commit (`result`, started only when asked), or a plan to commit. */
+type Step = { result: () => Promise<ClaimedNode | undefined> } | { plan: Decided; upKeys: Key[] };
+
+const nothing = { result: async () => undefined };
+
+/** Decides a claim from the node, header and lease as read. */
+function decideClaim(ctx: DynamoContext, req: ClaimRequest, read: Map<string, Item>, tried?: Tried): Step {
+  const lease = read.get(mk(leaseKey(req.leaseId)));
+  if (!lease || lease.lapsed) throw new LeaseExpiredError(req.leaseId);
+  const headerItem = read.get(mk(headerKey(req.runId)));
+  if (!headerItem) throw new NotFoundError('run', req.runId);
+  const nodeItem = read.get(mk(nodeKey(req.runId, req.node)));
+  if (!nodeItem) throw nodeNotFound(req.runId, req.node);
+  const header = decodeRun(headerItem);
+  const node = decodeNode(nodeItem);
+  if (tried && node.d.status === 'RUNNING' && node.d.claim?.id === tried.claimId)
+    return { result: () => claimed(ctx, req, node.d, tried) };
+  ctx.downstream.set(req.runId, req.node, node.d.down);
+  // A cancelled run claims nothing; one being resumed waits for its retry to finish (rule 15).
+  if (header.d.cancelled || header.d.resuming) return nothing;
+  const prev = node.d.claim;
+  const orphan = node.d.status === 'RUNNING' && prev?.orphaned === true;
+  if (node.d.status !== 'READY' && !orphan) return nothing;
+  const now = ctx.clock.now();
+  // Rule 5: a retry waiting out its delay is not claimable yet.
+  if (!orphan && !claimable(node.d.readyAt, now)) return nothing;
+  const d: NodeData = {
+    ...node.d,
+    claim: {
+      id: ctx.ids.next(now),
+      agentId: req.agentId,
+      metadata: req.metadata ?? {},
+      leaseId: req.leaseId,
+      orphaned: false,
+    },
+  };
+  if (!orphan) {
+    d.status = 'RUNNING';
+    d.startedAt = now;
+    d.finishedAt = 0;
+    d.seq = 0;
+    d.live = 0;
   }
+  // Inputs (rules 2 and 14): each upstream node's last successful attempt, read next.
+  const upKeys = orphan ? [] : node.d.up.map((u) => nodeKey(req.runId, u));
+  return { plan: { node, d, orphan, prev }, upKeys };
+}
+
+/** A decided claim's writes; the run header, lease and counters are added once per batch (addClaims). */
+interface ClaimPlan {
+  runId: string;
+  leaseId: string;
+  /** READY → RUNNING (counts move), or an orphan taken over (they do not). */
+  counted: boolean;
+  items: Tx['items'];
+  tried: Tried;
+  after: () => Promise<ClaimedNode>;
+}
+
+function planClaim(ctx: DynamoContext, req: ClaimRequest, c: Decided, ups: Map<string, Item>): ClaimPlan {
+  const { node, d, orphan, prev } = c;
+  const claimId = d.claim!.id;
+  const upIndex = new Map<string, number>();
+  const empty = new Set<string>();
+  if (!orphan) {
+    d.inputs = {};
+    for (const key of node.d.up.map((n) => nodeKey(req.runId, n))) {
+      const item = ups.get(mk(key));
+      if (!item) continue;
+      const u = decodeNode(item).d;
+      upIndex.set(u.spec.name, u.i);
+      if (u.status !== 'COMPLETED' || u.last !== 'SUCCESS') continue;
+      d.inputs[u.spec.name] = u.attempts;
+      if (u.out === 0) empty.add(u.spec.name);
+    }
+  }
+  const tx = ctx.db.tx();
+  if (orphan) tx.del(leaseClaimKey(prev!.leaseId, req.runId, req.node));
+  tx.put(encodeNode(next(node, d)), node.v);
+  armTimeout(tx, d, req.runId, claimId);
+  if (orphan) disarmTimeout(tx, node.d, req.runId, prev!.id);
+  tx.put({ ...keyItem(leaseClaimKey(req.leaseId, req.runId, req.node)), claim: { S: claimId } }, 'any');
+  const tried: Tried = {
+    claimId,
+    orphan,
+    prev: orphan ? { id: prev!.id, agentId: prev!.agentId } : undefined,
+  };
+  return {
+    runId: req.runId,
+    leaseId: req.leaseId,
+    counted: !orphan,
+    items: tx.items,
+    tried,
+    after: async () => {
+      emitNode(ctx, next(node, d), 'RUNNING');
+      ctx.bus.emit('run', req.runId);
+      return claimed(ctx, req, d, tried, orphan ? undefined : { upIndex, empty });
+    },
+  };
+}
+
+/**
+ * Claims' writes in one transaction: each claim's items, then per run one
+ * header update (its claims' count changes, conditioned on the run being
+ * open), per lease one check that it is live, and one counter shard.
+ */
+function addClaims(tx: Tx, plans: ClaimPlan[]): void {
+  const runs = new Map<string, number>();
+  const leases = new Set<string>();
+  const delta = new Delta();
+  for (const p of plans) {
+    tx.items.push(...p.items);
+    runs.set(p.runId, (runs.get(p.runId) ?? 0) + (p.counted ? 1 : 0));
+    leases.add(p.leaseId);
+    if (p.counted) delta.move('READY', 'RUNNING');
+  }
+  for (const [runId, n] of runs) {
+    if (n > 0) claimHeader(tx, runId, n);
+    else checkHeaderOpen(tx, runId);
+  }
+  for (const id of leases) tx.check(leaseKey(id), 'attribute_exists(pk) AND attribute_not_exists(lapsed)');
+  delta.addTo(tx);
+}
+
+/** The claimed node as the protocol shows it. */
+async function claimed(
+  ctx: DynamoContext,
+  req: ClaimRequest,
+  d: NodeData,
+  t: Tried,
+  ups?: { upIndex: Map<string, number>; empty: Set<string> },
+): Promise<ClaimedNode> {
+  return {
+    runId: req.runId,
+    claimId: t.claimId,
+    attempt: d.attempts + 1,
+    orphan: t.orphan,
+    previousClaimId: t.prev?.id,
+    previousAgentId: t.prev?.agentId,
+    node: ups
+      ? await readNodeState(ctx, req.runId, d, ups.upIndex, ups.empty)
+      : await readNodeState(ctx, req.runId, d, await upstreamIndex(ctx, req.runId, d)),
+  };
 }
 
 async function upstreamIndex(ctx: DynamoContext, runId: string, d: NodeData): Promise<Map<string, number>> {
   const names = Object.keys(d.inputs);
   const ups = await ctx.db.getMany(names.map((u) => nodeKey(runId, u)));
   return new Map([...ups.values()].map((u) => [decodeNode(u).d.spec.name, decodeNode(u).d.i]));
+}
+
+interface Call {
+  req: ClaimRequest;
+  tried?: Tried;
+}
+
+type Outcome = { claimed: ClaimedNode | undefined } | { error: unknown };
+
+/** A batch that did not commit: each call goes again alone (Batcher's `isolate`). */
+class BatchNotCommitted extends Error {}
+
+/** Items one claim adds to a batch at most: node, lease claim, timeout timer, an orphan's two deletes, its header. */
+const CLAIM_ITEMS = 6;
+
+/**
+ * This process's concurrent claims as one TransactWriteItems (see Batcher):
+ * one read of every call's node, header and lease, one of their inputs, each
+ * decided as above, their items side by side with one header update per
+ * run, one lease check per lease and one counter shard. One failed
+ * condition (a node claimed elsewhere meanwhile) cancels the whole
+ * transaction: then each call goes again alone with the claim id it tried,
+ * so a fresh read tells whether the batch made the node its own.
+ */
+export class ClaimBatcher {
+  private readonly batcher: Batcher<Call, Outcome>;
+
+  constructor(private readonly ctx: DynamoContext) {
+    this.batcher = new Batcher(
+      {
+        maxCalls: 32,
+        maxWeight: BATCH_FINISH_ITEMS - 2,
+        weight: () => CLAIM_ITEMS,
+        key: (c) => `${c.req.runId}\u0000${c.req.node}`,
+        isolate: (e) => e instanceof BatchNotCommitted,
+      },
+      (calls) => this.send(calls),
+    );
+  }
+
+  async claim(req: ClaimRequest): Promise<ClaimedNode | undefined> {
+    checkClaim(req);
+    const outcome = await this.batcher.submit({ req });
+    if ('error' in outcome) throw outcome.error;
+    return outcome.claimed;
+  }
+
+  private async send(calls: Call[]): Promise<Outcome[]> {
+    if (calls.length === 1) {
+      try {
+        return [{ claimed: await claimNode(this.ctx, calls[0]!.req, calls[0]!.tried) }];
+      } catch (error) {
+        return [{ error }];
+      }
+    }
+    const read = await this.ctx.db.getMany(calls.flatMap((c) => claimKeys(c.req)));
+    const outcomes: Outcome[] = calls.map(() => ({ claimed: undefined }));
+    const steps = calls.map((c, i) => {
+      try {
+        return decideClaim(this.ctx, c.req, read, c.tried);
+      } catch (error) {
+        outcomes[i] = { error };
+        return undefined;
+      }
+    });
+    const ups = await this.ctx.db.getMany(steps.flatMap((s) => (s && 'plan' in s ? s.upKeys : [])));
+    const plans: (ClaimPlan | undefined)[] = steps.map((s, i) =>
+      s && 'plan' in s ? planClaim(this.ctx, calls[i]!.req, s.plan, ups) : undefined,
+    );
+    const tx = this.ctx.db.tx();
+    addClaims(
+      tx,
+      plans.filter((p) => p !== undefined),
+    );
+    if (tx.size > DYNAMODB_MAX_TXN_ITEMS) throw new BatchNotCommitted();
+    for (const [i, p] of plans.entries()) if (p) calls[i]!.tried = p.tried;
+    if (!(await this.ctx.db.commit(tx))) throw new BatchNotCommitted();
+    return Promise.all(
+      calls.map(async (c, i): Promise<Outcome> => {
+        const s = steps[i];
+        const p = plans[i];
+        try {
+          if (p) return { claimed: await p.after() };
+          if (s && 'result' in s) return { claimed: await s.result() };
+          return outcomes[i]!;
+        } catch (error) {
+          return { error };
+        }
+      }),
+    );
+  }
 }

@@ -60,6 +60,12 @@ export class Delta {
     this.nodes[to]++;
   }
 
+  /** Adds another transaction's changes (a batch adds its calls' changes to one shard). */
+  merge(o: Delta): void {
+    this.runs += o.runs;
+    for (const k of Object.keys(this.nodes) as NodeStatus[]) this.nodes[k] += o.nodes[k];
+  }
+
   /** Adds the changes to a random counter shard in the transaction (no condition: additions commute). */
   addTo(tx: Tx): void {
     const parts: string[] = [];
@@ -87,6 +93,28 @@ export type LocalEvent =
   | { kind: 'node'; runId: string; node: NodeItem; runStatus: RunStatus }
   | { kind: 'sealed'; runId: string; conclusion: RunConclusion }
   | { kind: 'output'; runId: string; node: string; attempt: number; offset: number; chunk: Uint8Array };
+
+/**
+ * A wake-up for this process's subscribers: `runtime` has something to
+ * claim. With `node` (committed READY, or orphaned, at its version) a
+ * subscriber delivers it at once without querying the index; without, it
+ * queries the index.
+ */
+export interface ReadyEvent {
+  runtime: string;
+  node?: { runId: string; name: string; stamp: string };
+}
+
+export function emitReady(ctx: DynamoContext, n: NodeItem): void {
+  const ev = n.d.status === 'READY' && !n.d.readyAt ? 'R' : n.d.claim?.orphaned ? 'O' : undefined;
+  ctx.bus.emit('ready', {
+    runtime: n.d.spec.runtime,
+    node: ev ? { runId: n.runId, name: n.d.spec.name, stamp: readyStamp(n.v, ev) } : undefined,
+  } satisfies ReadyEvent);
+}
+
+/** What a subscriber delivered a ready-index entry at: its node's version and kind. */
+export const readyStamp = (v: number | string, ev: string) => `${v}${ev}`;
 
 export function emitNode(ctx: DynamoContext, node: NodeItem, runStatus: RunStatus): void {
   ctx.bus.emit('local', { kind: 'node', runId: node.runId, node, runStatus } satisfies LocalEvent);

@@ -117,8 +117,48 @@ export function itemBytes(item: Item): number {
   return n;
 }
 
+/**
+ * What this process asked of the store, and what DynamoDB says it consumed
+ * (ReturnConsumedCapacity): the benchmark divides it by nodes, so the cost
+ * of a transition is measured, not guessed.
+ */
+export class DbCounters {
+  transactions = 0;
+  txItems = 0;
+  /** BatchGetItem/GetItem requests and the keys they read. */
+  gets = 0;
+  getKeys = 0;
+  queries = 0;
+  batchWrites = 0;
+  updates = 0;
+  writeUnits = 0;
+  readUnits = 0;
+
+  snapshot(): DbCounters {
+    return Object.assign(new DbCounters(), this);
+  }
+
+  minus(o: DbCounters): DbCounters {
+    const d = new DbCounters();
+    for (const k of Object.keys(d) as (keyof DbCounters)[])
+      if (typeof d[k] === 'number')
+        (d as unknown as Record<string, number>)[k] = (this[k] as number) - (o[k] as number);
+    return d;
+  }
+}
+
+type Capacity = { CapacityUnits?: number };
+
+/** Capacity units a request consumed, table and indexes (ReturnConsumedCapacity TOTAL). */
+function units(r: { ConsumedCapacity?: Capacity[] | Capacity }): number {
+  const c = r.ConsumedCapacity;
+  const list = Array.isArray(c) ? c : c ? [c] : [];
+  return list.reduce((n, x) => n + (x.CapacityUnits ?? 0), 0);
+}
+
 export class Db {
   readonly client: DynamoDBClient;
+  readonly counters = new DbCounters();
   closed = false;
 
   constructor(
@@ -142,11 +182,18 @@ export class Db {
     if (tx.items.length === 0) return true;
     const token = randomUUID();
     try {
-      await this.call(() =>
+      this.counters.transactions++;
+      this.counters.txItems += tx.items.length;
+      const r = await this.call(() =>
         this.client.send(
-          new TransactWriteItemsCommand({ TransactItems: tx.items, ClientRequestToken: token }),
+          new TransactWriteItemsCommand({
+            TransactItems: tx.items,
+            ClientRequestToken: token,
+            ReturnConsumedCapacity: 'TOTAL',
+          }),
         ),
       );
+      this.counters.writeUnits += units(r);
       return true;
     } catch (e) {
       if (e instanceof TransactionCanceledException) {
@@ -173,13 +220,17 @@ export class Db {
     for (let i = 0; i < unique.length; i += DYNAMODB_MAX_BATCH_GET) {
       let request: Item[] = unique.slice(i, i + DYNAMODB_MAX_BATCH_GET).map(keyOf);
       while (request.length > 0) {
+        this.counters.gets++;
+        this.counters.getKeys += request.length;
         const r = await this.call(() =>
           this.client.send(
             new BatchGetItemCommand({
               RequestItems: { [this.table]: { Keys: request, ConsistentRead: true } },
+              ReturnConsumedCapacity: 'TOTAL',
             }),
           ),
         );
+        this.counters.readUnits += units(r);
         for (const item of r.Responses?.[this.table] ?? []) out.set(`${item.pk!.S}\u0000${item.sk!.S}`, item);
         request = (r.UnprocessedKeys?.[this.table]?.Keys as Item[] | undefined) ?? [];
         if (request.length > 0) await sleep(20);
@@ -204,8 +255,15 @@ export class Db {
     return out;
   }
 
-  query(input: Omit<QueryCommandInput, 'TableName'>) {
-    return this.call(() => this.client.send(new QueryCommand({ TableName: this.table, ...input })));
+  async query(input: Omit<QueryCommandInput, 'TableName'>) {
+    this.counters.queries++;
+    const r = await this.call(() =>
+      this.client.send(
+        new QueryCommand({ TableName: this.table, ReturnConsumedCapacity: 'TOTAL', ...input }),
+      ),
+    );
+    this.counters.readUnits += units(r);
+    return r;
   }
 
   /** Items of one partition whose sort key begins with `prefix`, consistent. */
@@ -220,7 +278,16 @@ export class Db {
 
   async update(key: Key, expr: Omit<UpdateItemCommandInput, 'TableName' | 'Key'>): Promise<boolean> {
     try {
-      await this.client.send(new UpdateItemCommand({ TableName: this.table, Key: keyOf(key), ...expr }));
+      this.counters.updates++;
+      const r = await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.table,
+          Key: keyOf(key),
+          ReturnConsumedCapacity: 'TOTAL',
+          ...expr,
+        }),
+      );
+      this.counters.writeUnits += units(r);
       return true;
     } catch (e) {
       if ((e as Error).name === 'ConditionalCheckFailedException') return false;
@@ -240,9 +307,16 @@ export class Db {
         (async () => {
           let batch = reqs.slice(i, i + DYNAMODB_MAX_BATCH_WRITE);
           while (batch.length > 0) {
+            this.counters.batchWrites++;
             const r = await this.call(() =>
-              this.client.send(new BatchWriteItemCommand({ RequestItems: { [this.table]: batch } })),
+              this.client.send(
+                new BatchWriteItemCommand({
+                  RequestItems: { [this.table]: batch },
+                  ReturnConsumedCapacity: 'TOTAL',
+                }),
+              ),
             );
+            this.counters.writeUnits += units(r);
             batch = (r.UnprocessedItems?.[this.table] as typeof batch | undefined) ?? [];
             if (batch.length > 0) await sleep(20);
           }

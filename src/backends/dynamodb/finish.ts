@@ -14,8 +14,9 @@ import {
   upstreamOutcome,
 } from '../../model/index.js';
 import { claimNotLive, type FinishRequest, NotFoundError, nodeNotFound } from '../../protocol/index.js';
-import { Delta, type DynamoContext, emitNode } from './context.js';
-import { mk } from './db.js';
+import { Batcher } from '../batcher.js';
+import { Delta, type DynamoContext, emitNode, emitReady } from './context.js';
+import { type Item, type Key, mk, type Tx } from './db.js';
 import {
   addToHeader,
   decodeNode,
@@ -31,8 +32,16 @@ import {
   type NodeItem,
   next,
   nodeKey,
+  type RunData,
 } from './items.js';
-import { INLINE_DEPENDENTS, OUTPUT_PART_BYTES } from './limits.js';
+import {
+  BATCH_FINISH_ITEMS,
+  DYNAMODB_MAX_TXN_ITEMS,
+  FINISH_ITEMS,
+  INLINE_DEPENDENTS,
+  MAX_TXN_BYTES,
+  OUTPUT_PART_BYTES,
+} from './limits.js';
 import { sealRun } from './seal.js';
 import { addJudged, drainSettles, encodeSettle, judge, type SettleWork } from './settle.js';
 import { delayRetry, disarmTimeout } from './timers.js';
@@ -45,119 +54,289 @@ import { delayRetry, disarmTimeout } from './timers.js';
  * read, which holds the claim (the fence of rule 4), and the header's (a
  * cancel refuses the finish). More dependents go to a settle work item.
  */
-export async function finishNode(ctx: DynamoContext, req: FinishRequest): Promise<void> {
+export async function finishNode(ctx: DynamoContext, req: FinishRequest, tried = false): Promise<void> {
+  checkFinish(req);
+  for (;;) {
+    const read = await ctx.db.getMany(finishKeys(ctx, req));
+    const plan = await planFinish(ctx, req, read, tried);
+    if (plan === 'done') return;
+    addToHeader(plan.tx, req.runId, plan.header.before, plan.header.after, true);
+    plan.delta.addTo(plan.tx);
+    tried = true;
+    if (!(await ctx.db.commit(plan.tx))) continue;
+    await plan.after();
+    if (plan.seal) await sealRun(ctx, req.runId);
+    return;
+  }
+}
+
+function checkFinish(req: FinishRequest): void {
   checkRunId(req.runId);
   checkNodeName(req.node);
   checkConclusion(req.conclusion);
   checkMetadata(req.metadata);
   checkStartedAt(req.startedAt);
+}
+
+/** What a finish reads first: the node and the header, and the dependents this process knows from its claim. */
+function finishKeys(ctx: DynamoContext, req: FinishRequest): Key[] {
+  const known = ctx.downstream.get(req.runId, req.node);
+  const prefetch = known && known.length <= INLINE_DEPENDENTS ? known : [];
+  return [nodeKey(req.runId, req.node), headerKey(req.runId), ...prefetch.map((n) => nodeKey(req.runId, n))];
+}
+
+/** A finish decided: its writes (without the stats counters), their counter changes, and what follows its commit. */
+interface FinishPlan {
+  tx: Tx;
+  delta: Delta;
+  /** The run header as read and after this finish: added to the transaction per run (addToHeader). */
+  header: { runId: string; before: RunData; after: RunData };
+  after: () => Promise<void>;
+  /**
+   * Whether the run may be complete after this commit: the node completed and
+   * left no dependent open (one left READY or WAITING under its version means
+   * the run cannot be complete: its own transition will look). Then the
+   * header is read and the run sealed if every node completed (once per run
+   * in a batch).
+   */
+  seal: boolean;
+}
+
+/**
+ * Decides a finish from what was read (`tried`: a commit of this call whose
+ * outcome is unknown was sent; the node's last attempt under this claim says
+ * it landed, and the finish is done).
+ */
+async function planFinish(
+  ctx: DynamoContext,
+  req: FinishRequest,
+  read: Map<string, Item>,
+  tried: boolean,
+): Promise<FinishPlan | 'done'> {
   const output = req.output ?? new Uint8Array();
-  /** A commit of this call whose outcome is unknown: the node's last attempt under this claim says it landed. */
-  let tried = false;
-  for (;;) {
-    // Dependents known from this process's claim come in the same read as the node.
-    const known = ctx.downstream.get(req.runId, req.node);
-    const prefetch = known && known.length <= INLINE_DEPENDENTS ? known : [];
-    const read = await ctx.db.getMany([
-      nodeKey(req.runId, req.node),
-      headerKey(req.runId),
-      ...prefetch.map((n) => nodeKey(req.runId, n)),
-    ]);
-    const headerItem = read.get(mk(headerKey(req.runId)));
-    if (!headerItem) throw new NotFoundError('run', req.runId);
-    const nodeItem = read.get(mk(nodeKey(req.runId, req.node)));
-    if (!nodeItem) throw nodeNotFound(req.runId, req.node);
-    const header = decodeRun(headerItem);
-    const node = decodeNode(nodeItem);
-    const claim = node.d.claim;
-    if (tried && node.d.lastClaim === req.claimId) return;
-    if (node.d.status !== 'RUNNING' || claim?.id !== req.claimId || claim.orphaned || header.d.cancelled)
-      throw claimNotLive(req, {
-        status: node.d.status,
-        orphaned: claim?.id === req.claimId && claim.orphaned,
-        cancelled: header.d.cancelled,
-      });
-    const now = ctx.clock.now();
-    const outcome = finishOutcome(node.d.spec, req.conclusion, node.d.retries);
-    const attempt = node.d.attempts + 1;
-    const d: NodeData = {
-      ...node.d,
-      attempts: attempt,
-      last: req.conclusion,
-      lastClaim: req.claimId,
-      retries: countAttempt(node.d.retries, req.conclusion),
-      claim: undefined,
-      status: statusAfterFinish(outcome),
-      seq: 0,
-      live: 0,
-    };
-    if (d.status === 'COMPLETED') d.finishedAt = now;
-    const tx = ctx.db.tx();
-    if (d.status === 'READY' && req.conclusion !== 'SUCCESS')
-      delayRetry(tx, d, node.d.retries, req.conclusion, req.runId, now);
-    disarmTimeout(tx, node.d, req.runId, claim.id);
-    const hd = structuredClone(header.d);
-    const delta = new Delta();
-    moved(hd, 'RUNNING', d.status);
-    delta.move('RUNNING', d.status);
-    if (outcome === 'FAILED') {
-      hd.failed = true;
-      hd.failedNodes = [...(hd.failedNodes ?? []), req.node];
-    }
-    tx.put(encodeNode(next(node, d)), node.v);
-    tx.put(
-      encodeAttempt(req.runId, d.i, attempt, {
-        conclusion: req.conclusion,
-        metadata: req.metadata ?? {},
-        claimId: claim.id,
-        agentId: claim.agentId,
-        startedAt: attemptStartMs(node.d.startedAt, now, req.startedAt),
-        finishedAt: now,
-      }),
-      'any',
-    );
-    // What was streamed stays in its parts; the finish's output follows it within the cap (rule 10).
-    const tail = node.d.live > 0 ? boundedAppend(node.d.live, output) : truncateOutput(output);
-    for (const part of encodeOutput(req.runId, d.i, attempt, FINISH_SEQ, tail, OUTPUT_PART_BYTES))
-      tx.put(part, 'any');
-    tx.del(leaseClaimKey(claim.leaseId, req.runId, req.node));
-    let spawned: SettleWork[] = [];
-    let ready: string[] = [];
-    let judged: NodeItem[] = [];
-    if (outcome !== 'RETRY' && d.down.length > 0) {
-      const o = upstreamOutcome(req.conclusion);
-      if (d.down.length <= INLINE_DEPENDENTS) {
-        const depItems =
-          prefetch === d.down || prefetch.length === d.down.length
-            ? read
-            : await ctx.db.getMany(d.down.map((n) => nodeKey(req.runId, n)));
-        const deps = d.down
-          .map((n) => depItems.get(mk(nodeKey(req.runId, n))))
-          .filter((x) => x !== undefined)
-          .map(decodeNode);
-        const j = judge(deps, o, hd, delta, now);
-        addJudged(tx, j);
-        judged = j.writes;
-        spawned = j.spawned;
-        ready = j.ready;
-      } else {
-        const w: SettleWork = { run: req.runId, node: req.node, outcome: o, cursor: 0 };
-        tx.put(encodeSettle(w), 'any');
-        spawned = [w];
-      }
-    }
-    addToHeader(tx, req.runId, header.d, hd, true);
-    delta.addTo(tx);
-    tried = true;
-    if (!(await ctx.db.commit(tx))) continue;
-    const status = runStatus(hd.counts);
-    emitNode(ctx, next(node, d), status);
-    for (const w of judged) emitNode(ctx, w, status);
-    if (d.status === 'READY' && !d.readyAt) ready.push(d.spec.runtime);
-    for (const rt of ready) ctx.bus.emit('ready', rt);
-    ctx.bus.emit('run', req.runId);
-    if (spawned.length > 0) await drainSettles(ctx, spawned);
-    if (d.status === 'COMPLETED') await sealRun(ctx, req.runId);
-    return;
+  const headerItem = read.get(mk(headerKey(req.runId)));
+  if (!headerItem) throw new NotFoundError('run', req.runId);
+  const nodeItem = read.get(mk(nodeKey(req.runId, req.node)));
+  if (!nodeItem) throw nodeNotFound(req.runId, req.node);
+  const header = decodeRun(headerItem);
+  const node = decodeNode(nodeItem);
+  const claim = node.d.claim;
+  if (tried && node.d.lastClaim === req.claimId) return 'done';
+  if (node.d.status !== 'RUNNING' || claim?.id !== req.claimId || claim.orphaned || header.d.cancelled)
+    throw claimNotLive(req, {
+      status: node.d.status,
+      orphaned: claim?.id === req.claimId && claim.orphaned,
+      cancelled: header.d.cancelled,
+    });
+  const now = ctx.clock.now();
+  const outcome = finishOutcome(node.d.spec, req.conclusion, node.d.retries);
+  const attempt = node.d.attempts + 1;
+  // What was streamed stays in its parts; the finish's output follows it within the cap (rule 10).
+  const tail = node.d.live > 0 ? boundedAppend(node.d.live, output) : truncateOutput(output);
+  const d: NodeData = {
+    ...node.d,
+    attempts: attempt,
+    last: req.conclusion,
+    lastClaim: req.claimId,
+    retries: countAttempt(node.d.retries, req.conclusion),
+    claim: undefined,
+    status: statusAfterFinish(outcome),
+    seq: 0,
+    live: 0,
+    out: node.d.live + tail.byteLength,
+  };
+  if (d.status === 'COMPLETED') d.finishedAt = now;
+  const tx = ctx.db.tx();
+  if (d.status === 'READY' && req.conclusion !== 'SUCCESS')
+    delayRetry(tx, d, node.d.retries, req.conclusion, req.runId, now);
+  disarmTimeout(tx, node.d, req.runId, claim.id);
+  const hd = structuredClone(header.d);
+  const delta = new Delta();
+  moved(hd, 'RUNNING', d.status);
+  delta.move('RUNNING', d.status);
+  if (outcome === 'FAILED') {
+    hd.failed = true;
+    hd.failedNodes = [...(hd.failedNodes ?? []), req.node];
   }
+  tx.put(encodeNode(next(node, d)), node.v);
+  tx.put(
+    encodeAttempt(req.runId, d.i, attempt, {
+      conclusion: req.conclusion,
+      metadata: req.metadata ?? {},
+      claimId: claim.id,
+      agentId: claim.agentId,
+      startedAt: attemptStartMs(node.d.startedAt, now, req.startedAt),
+      finishedAt: now,
+    }),
+    'any',
+  );
+  for (const part of encodeOutput(req.runId, d.i, attempt, FINISH_SEQ, tail, OUTPUT_PART_BYTES))
+    tx.put(part, 'any');
+  tx.del(leaseClaimKey(claim.leaseId, req.runId, req.node));
+  let spawned: SettleWork[] = [];
+  let judged: NodeItem[] = [];
+  if (outcome !== 'RETRY' && d.down.length > 0) {
+    const o = upstreamOutcome(req.conclusion);
+    if (d.down.length <= INLINE_DEPENDENTS) {
+      const keys = d.down.map((n) => nodeKey(req.runId, n));
+      const depItems = keys.every((k) => read.has(mk(k))) ? read : await ctx.db.getMany(keys);
+      const deps = keys
+        .map((k) => depItems.get(mk(k)))
+        .filter((x) => x !== undefined)
+        .map(decodeNode);
+      const j = judge(deps, o, hd, delta, now);
+      addJudged(tx, j);
+      judged = j.writes;
+      spawned = j.spawned;
+    } else {
+      const w: SettleWork = { run: req.runId, node: req.node, outcome: o, cursor: 0 };
+      tx.put(encodeSettle(w), 'any');
+      spawned = [w];
+    }
+  }
+  return {
+    tx,
+    delta,
+    header: { runId: req.runId, before: header.d, after: hd },
+    after: async () => {
+      const status = runStatus(hd.counts);
+      emitNode(ctx, next(node, d), status);
+      for (const w of judged) emitNode(ctx, w, status);
+      if (d.status === 'READY') emitReady(ctx, next(node, d));
+      for (const w of judged) if (w.d.status === 'READY') emitReady(ctx, w);
+      ctx.bus.emit('run', req.runId);
+      if (spawned.length > 0) await drainSettles(ctx, spawned);
+    },
+    seal: d.status === 'COMPLETED' && !judged.some((w) => w.d.status !== 'COMPLETED'),
+  };
+}
+
+interface Call {
+  req: FinishRequest;
+  /** Sent in a batch whose outcome is unknown: alone, it recognises its own commit. */
+  tried: boolean;
+}
+
+/** A batch that did not commit: each call goes again alone (Batcher's `isolate`). */
+class BatchNotCommitted extends Error {}
+
+/**
+ * This process's concurrent finishes as one TransactWriteItems (see
+ * Batcher): one read of every call's node, header and known dependents, each
+ * planned as above, their items side by side, one header update per run and
+ * their counter changes in one stats shard. Calls of one run share a batch
+ * only when at most one of them has dependents (two might judge the same
+ * one, and a transaction touches an item once). One failed
+ * condition cancels the whole transaction: then each call goes again alone,
+ * reading afresh (and recognising its own attempt, should the batch have
+ * committed after all). A finish with large output goes alone.
+ */
+export class FinishBatcher {
+  private readonly batcher: Batcher<Call, Outcome>;
+
+  constructor(private readonly ctx: DynamoContext) {
+    this.batcher = new Batcher(
+      {
+        maxCalls: 32,
+        maxWeight: BATCH_FINISH_ITEMS,
+        weight: (c) => finishItems(ctx, c.req),
+        // Finishes of one run that judge dependents never share a batch (they may judge the same one);
+        // those without dependents do, their header changes added up.
+        key: (c) => {
+          const down = ctx.downstream.get(c.req.runId, c.req.node);
+          return down?.length === 0 ? `${c.req.runId}\u0000${c.req.node}` : c.req.runId;
+        },
+        isolate: (e) => e instanceof BatchNotCommitted,
+      },
+      (calls) => this.send(calls),
+    );
+  }
+
+  async finish(req: FinishRequest): Promise<void> {
+    checkFinish(req);
+    if (
+      (req.output?.byteLength ?? 0) > BATCHED_OUTPUT_BYTES ||
+      finishItems(this.ctx, req) > BATCH_FINISH_ITEMS
+    )
+      return finishNode(this.ctx, req);
+    const outcome = await this.batcher.submit({ req, tried: false });
+    if ('error' in outcome) throw outcome.error;
+  }
+
+  private async send(calls: Call[]): Promise<Outcome[]> {
+    if (calls.length === 1) return [await settled(finishNode(this.ctx, calls[0]!.req, calls[0]!.tried))];
+    const read = await this.ctx.db.getMany(calls.flatMap((c) => finishKeys(this.ctx, c.req)));
+    const outcomes: Outcome[] = calls.map(() => ({}));
+    const plans = await Promise.all(
+      calls.map((c, i) =>
+        planFinish(this.ctx, c.req, read, c.tried).catch((error: unknown) => {
+          outcomes[i] = { error };
+          return 'done' as const;
+        }),
+      ),
+    );
+    const tx = this.ctx.db.tx();
+    const delta = new Delta();
+    const headers = new Map<string, { before: RunData; after: RunData }>();
+    for (const p of plans) {
+      if (p === 'done') continue;
+      tx.items.push(...p.tx.items);
+      tx.bytes += p.tx.bytes;
+      delta.merge(p.delta);
+      const h = headers.get(p.header.runId);
+      headers.set(p.header.runId, h ? { before: h.before, after: combined(h, p.header) } : p.header);
+    }
+    for (const [runId, h] of headers) addToHeader(tx, runId, h.before, h.after, true);
+    delta.addTo(tx);
+    // Estimates fell short (dependents this process had not seen, big node items): each call alone.
+    if (tx.size > DYNAMODB_MAX_TXN_ITEMS || tx.bytes > MAX_TXN_BYTES) throw new BatchNotCommitted();
+    for (const c of calls) c.tried = true;
+    if (!(await this.ctx.db.commit(tx))) throw new BatchNotCommitted();
+    await Promise.all(
+      plans.map(async (p, i) => {
+        if (p !== 'done') outcomes[i] = await settled(p.after());
+      }),
+    );
+    const sealing = new Set(plans.flatMap((p) => (p !== 'done' && p.seal ? [p.header.runId] : [])));
+    await Promise.all(
+      [...sealing].map(async (runId) => {
+        const sealed = await settled(sealRun(this.ctx, runId));
+        for (const [i, p] of plans.entries())
+          if (sealed.error && p !== 'done' && p.header.runId === runId) outcomes[i] = sealed;
+      }),
+    );
+    return outcomes;
+  }
+}
+
+/** A call's own result in a batch: an error reaches its caller only. */
+type Outcome = { error?: unknown };
+
+export async function settled(p: Promise<unknown>): Promise<Outcome> {
+  try {
+    await p;
+    return {};
+  } catch (error) {
+    return { error };
+  }
+}
+
+/** Two finishes' changes to one run's header as one: counts added, failed marks joined. */
+function combined(a: { before: RunData; after: RunData }, b: { before: RunData; after: RunData }): RunData {
+  const after = structuredClone(a.after);
+  for (const k of Object.keys(after.counts) as (keyof RunData['counts'])[])
+    after.counts[k] += b.after.counts[k] - b.before.counts[k];
+  after.failed = a.after.failed || b.after.failed;
+  const failed = new Set([...(a.after.failedNodes ?? []), ...(b.after.failedNodes ?? [])]);
+  after.failedNodes = [...failed];
+  return after;
+}
+
+/** Output bytes a batched finish may carry: larger outputs go alone, so a batch stays far below 4 MB. */
+const BATCHED_OUTPUT_BYTES = 16 * 1024;
+
+/** Items a finish's transaction takes at most, by what this process knows of the node's dependents. */
+function finishItems(ctx: DynamoContext, req: FinishRequest): number {
+  const down = ctx.downstream.get(req.runId, req.node);
+  return FINISH_ITEMS + 2 * Math.min(down?.length ?? INLINE_DEPENDENTS, INLINE_DEPENDENTS);
 }

@@ -211,12 +211,12 @@ export function addToHeader(tx: Tx, runId: string, before: RunData, after: RunDa
   });
 }
 
-/** A claim's change to the header: one node READY → RUNNING, unless the run is cancelled or being resumed. */
-export function claimHeader(tx: Tx, runId: string): void {
+/** Claims' change to the header: `n` nodes READY → RUNNING (negative: released back), unless the run is cancelled or being resumed. */
+export function claimHeader(tx: Tx, runId: string, n = 1): void {
   tx.update(headerKey(runId), {
     UpdateExpression: 'ADD cR :m, cU :p',
     ConditionExpression: 'attribute_exists(pk) AND attribute_not_exists(cx) AND attribute_not_exists(rz)',
-    ExpressionAttributeValues: { ':m': N(-1), ':p': N(1) },
+    ExpressionAttributeValues: { ':m': N(-n), ':p': N(n) },
   });
 }
 
@@ -287,6 +287,8 @@ export interface NodeData {
   /** Upstream name → its attempt whose output is this node's input (filled at claim). */
   inputs: Record<string, number>;
   abr: number;
+  /** Bytes of the last attempt's output (a claim of a dependent reads no input that is empty). */
+  out?: number;
   /** The running attempt's next output seq and bytes streamed so far. */
   seq: number;
   live: number;

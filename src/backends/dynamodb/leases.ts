@@ -7,7 +7,7 @@ import {
   rfc3339,
 } from '../../model/index.js';
 import { type AgentRegistration, type Lease, LeaseExpiredError } from '../../protocol/index.js';
-import { type DynamoContext, emitNode } from './context.js';
+import { type DynamoContext, emitNode, emitReady } from './context.js';
 import { type Item, N, S } from './db.js';
 import {
   AGENTS_PK,
@@ -163,15 +163,16 @@ export class Leases {
       const node = item && decodeNode(item);
       const claim = node?.d.claim;
       const tx = this.ctx.db.tx();
-      if (node && claim && node.d.status === 'RUNNING' && claim.id === c.claim?.S && !claim.orphaned) {
-        tx.put(encodeNode(next(node, { ...node.d, claim: { ...claim, orphaned: true } })), node.v);
-      }
+      const orphaned =
+        node && claim && node.d.status === 'RUNNING' && claim.id === c.claim?.S && !claim.orphaned
+          ? next(node, { ...node.d, claim: { ...claim, orphaned: true } })
+          : undefined;
+      if (orphaned) tx.put(encodeNode(orphaned), orphaned.v - 1);
       tx.del({ pk: leaseClaimsPk(leaseId), sk });
       if (await this.ctx.db.commit(tx)) {
-        if (node && claim)
-          emitNode(this.ctx, next(node, { ...node.d, claim: { ...claim, orphaned: true } }), 'RUNNING');
-        if (node) {
-          this.ctx.bus.emit('ready', node.d.spec.runtime);
+        if (orphaned) {
+          emitNode(this.ctx, orphaned, 'RUNNING');
+          emitReady(this.ctx, orphaned);
           this.ctx.bus.emit('run', runId);
         }
         return;

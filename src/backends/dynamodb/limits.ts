@@ -33,6 +33,10 @@ export const MAX_NODE_ITEM_BYTES = DYNAMODB_MAX_ITEM_BYTES - 40 * 1024;
 
 /** Dependents judged inside the finishing transaction: each is one item, plus at most one cascade work item. */
 export const INLINE_DEPENDENTS = 40;
+/** A finish's own items: node, attempt, output part, claim, header, retry and timeout timers (a settle item counts with the dependents). */
+export const FINISH_ITEMS = 7;
+/** Items of one batch of finishes (or claims) at most: the transaction's, less the shared stats shard. */
+export const BATCH_FINISH_ITEMS = DYNAMODB_MAX_TXN_ITEMS - 1;
 /** Dependents judged per cascade or fan-out chunk transaction (plus the work items it spawns). */
 export const SETTLE_CHUNK = 45;
 /** Nodes completed per cancel chunk: node, attempt and claim items each. */

@@ -1,8 +1,9 @@
 import { checkClaimRefs, runStatus } from '../../model/index.js';
 import type { ClaimRef } from '../../protocol/index.js';
-import { Delta, type DynamoContext, emitNode } from './context.js';
-import { mk, N } from './db.js';
+import { Delta, type DynamoContext, emitNode, emitReady } from './context.js';
+import { mk } from './db.js';
 import {
+  claimHeader,
   decodeNode,
   decodeRun,
   encodeNode,
@@ -43,11 +44,8 @@ async function releaseClaim(ctx: DynamoContext, ref: ClaimRef): Promise<boolean>
     const d: NodeData = { ...node.d, status: 'READY', claim: undefined, readyAt: 0, seq: 0, live: 0 };
     const tx = ctx.db.tx();
     tx.put(encodeNode(next(node, d)), node.v);
-    tx.update(headerKey(ref.runId), {
-      UpdateExpression: 'ADD cR :p, cU :m',
-      ConditionExpression: 'attribute_exists(pk) AND attribute_not_exists(cx) AND attribute_not_exists(rz)',
-      ExpressionAttributeValues: { ':m': N(-1), ':p': N(1) },
-    });
+    // A claim's header change undone: one node RUNNING → READY, under the same conditions.
+    claimHeader(tx, ref.runId, -1);
     disarmTimeout(tx, node.d, ref.runId, claim.id);
     tx.del(leaseClaimKey(claim.leaseId, ref.runId, ref.node));
     const delta = new Delta();
@@ -56,8 +54,10 @@ async function releaseClaim(ctx: DynamoContext, ref: ClaimRef): Promise<boolean>
     if (!(await ctx.db.commit(tx))) continue;
     const hd = structuredClone(header.d);
     moved(hd, 'RUNNING', 'READY');
-    emitNode(ctx, next(node, d), runStatus(hd.counts));
-    ctx.bus.emit('ready', d.spec.runtime);
+    const released = next(node, d);
+    emitNode(ctx, released, runStatus(hd.counts));
+    // Committed READY at its version: this process's subscribers take it without an index query.
+    emitReady(ctx, released);
     ctx.bus.emit('run', ref.runId);
     return true;
   }

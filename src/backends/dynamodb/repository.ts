@@ -34,10 +34,10 @@ import {
 } from '../../protocol/index.js';
 import { Schedules } from '../schedules.js';
 import { cancelRun } from './cancel.js';
-import { claimNode } from './claim.js';
+import { ClaimBatcher } from './claim.js';
 import { DownstreamCache, type DynamoContext, newBus } from './context.js';
-import { Db } from './db.js';
-import { finishNode } from './finish.js';
+import { Db, type DbCounters } from './db.js';
+import { FinishBatcher } from './finish.js';
 import { Leases } from './leases.js';
 import { appendOutput } from './output.js';
 import * as reads from './reads.js';
@@ -88,6 +88,8 @@ export class DynamoDbRepository implements Repository {
   private readonly leases: Leases;
   private readonly streams: Streams;
   private readonly schedules: Schedules;
+  private readonly claims: ClaimBatcher;
+  private readonly finishes: FinishBatcher;
   private readonly sweepSeen = new Map<string, number>();
   private sweeping = false;
   private closed = false;
@@ -119,6 +121,8 @@ export class DynamoDbRepository implements Repository {
       bus: newBus(),
       downstream: new DownstreamCache(),
     };
+    this.claims = new ClaimBatcher(this.ctx);
+    this.finishes = new FinishBatcher(this.ctx);
     this.leases = new Leases(this.ctx, options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS);
     this.streams = new Streams(this.ctx, options.pollIntervalMs ?? 250);
     this.schedules = new Schedules(new DynamoScheduleStore(this.ctx), this.ctx.clock);
@@ -147,6 +151,11 @@ export class DynamoDbRepository implements Repository {
 
   get table(): string {
     return this.db.table;
+  }
+
+  /** Requests this process made and the capacity DynamoDB says they consumed (benchmarks). */
+  get counters(): DbCounters {
+    return this.db.counters;
   }
 
   start(spec: GraphSpec | undefined, options?: StartOptions): Promise<Run> {
@@ -226,10 +235,10 @@ export class DynamoDbRepository implements Repository {
     return this.open(() => this.leases.list());
   }
   claim(request: ClaimRequest): Promise<ClaimedNode | undefined> {
-    return this.open(() => claimNode(this.ctx, request));
+    return this.open(() => this.claims.claim(request));
   }
   finish(request: FinishRequest): Promise<void> {
-    return this.open(() => finishNode(this.ctx, request));
+    return this.open(() => this.finishes.finish(request));
   }
   claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {
     return this.open(() => reads.claimsHeld(this.ctx, claims));
@@ -255,6 +264,13 @@ export class DynamoDbRepository implements Repository {
     return this.open(async () => {
       await this.db.get({ pk: 'schema', sk: '#' });
     });
+  }
+
+  /** A retry whose process dies after `parts` parts of its plan (tests: the sweeper must finish it). */
+  retryStoppingAfter(runId: string, parts: number): Promise<Run> {
+    return this.open(() =>
+      retryRun(this.ctx, runId, undefined, (id) => reads.inspectRun(this.ctx, id), parts),
+    );
   }
 
   /** Runs the time rules due by the clock now (retry delays, node timeouts, run deadlines); for tests and tools. */

@@ -1,5 +1,5 @@
 import { runStatus, tallied, triggerDecision, type UpstreamOutcome } from '../../model/index.js';
-import { type Delta, type DynamoContext, emitNode, Delta as NewDelta } from './context.js';
+import { type Delta, type DynamoContext, emitNode, emitReady, Delta as NewDelta } from './context.js';
 import { type Item, itemBytes, mk, N, S, type Tx } from './db.js';
 import {
   addToHeader,
@@ -49,8 +49,6 @@ export function encodeSettle(w: SettleWork): Item {
 export interface Judged {
   writes: NodeItem[];
   spawned: SettleWork[];
-  /** Runtimes with a node made READY (wake-ups after commit). */
-  ready: string[];
 }
 
 /** One dependent judged by one upstream outcome: its new state (a WAITING node only; others were judged already). */
@@ -84,11 +82,10 @@ export function judge(
   delta: Delta,
   now: number,
 ): Judged {
-  const out: Judged = { writes: [], spawned: [], ready: [] };
+  const out: Judged = { writes: [], spawned: [] };
   for (const dep of deps) {
     const d = judgeOne(dep, outcome, run, delta, now);
     if (!d) continue;
-    if (d.status === 'READY') out.ready.push(d.spec.runtime);
     if (d.status === 'COMPLETED' && d.down.length > 0)
       out.spawned.push({ run: dep.runId, node: d.spec.name, outcome: 'neither', cursor: 0 });
     out.writes.push(next(dep, d));
@@ -163,7 +160,6 @@ async function settleRound(ctx: DynamoContext, runId: string, frontier: Frontier
     const tx = ctx.db.tx();
     /** Dependents changed in this transaction: their new state and the version read. */
     const pending = new Map<string, { d: NodeData; v: number }>();
-    const ready: string[] = [];
     const leftover: Frontier[] = [];
     let workOps = 0;
     let bytes = 0;
@@ -192,7 +188,6 @@ async function settleRound(ctx: DynamoContext, runId: string, frontier: Frontier
         if (!nd) continue;
         if (!p) bytes += size;
         pending.set(name, { d: nd, v: dep.v });
-        if (nd.status === 'READY') ready.push(nd.spec.runtime);
         if (nd.status === 'COMPLETED' && nd.down.length > 0)
           todo.push({
             w: { run: runId, node: name, outcome: 'neither', cursor: 0 },
@@ -219,7 +214,7 @@ async function settleRound(ctx: DynamoContext, runId: string, frontier: Frontier
     if (!(await ctx.db.commit(tx))) continue;
     const status = runStatus(d.counts);
     for (const [, p] of pending) emitNode(ctx, { runId, v: p.v + 1, d: p.d }, status);
-    for (const rt of ready) ctx.bus.emit('ready', rt);
+    for (const [, p] of pending) if (p.d.status === 'READY') emitReady(ctx, { runId, v: p.v + 1, d: p.d });
     ctx.bus.emit('run', runId);
     await sealRun(ctx, runId);
     return leftover;

@@ -13,7 +13,7 @@ import {
 } from '../../model/index.js';
 import { TooLargeError } from '../../protocol/errors.js';
 import type { StartOptions } from '../../protocol/repository.js';
-import { Delta, type DynamoContext } from './context.js';
+import { Delta, type DynamoContext, emitReady } from './context.js';
 import { itemBytes, S } from './db.js';
 import {
   decodeNode,
@@ -126,7 +126,7 @@ export async function startRun(
     return startRun(ctx, given, options);
   }
   if (!inline) await showRoots(ctx, id, roots);
-  for (const n of roots) ctx.bus.emit('ready', n.d.spec.runtime);
+  for (const n of roots) emitReady(ctx, n);
   return {
     id,
     createdAt: rfc3339(now),

@@ -1,6 +1,6 @@
 import { checkRunId, type RunConclusion, type RunStatus, runStatus } from '../../model/index.js';
 import { EventQueue, type NodeEvent, type SubscribeOptions, type WatchEvent } from '../../protocol/index.js';
-import type { DynamoContext, LocalEvent } from './context.js';
+import { type DynamoContext, type LocalEvent, type ReadyEvent, readyStamp } from './context.js';
 import { type Item, S } from './db.js';
 import {
   attemptsOf,
@@ -41,8 +41,19 @@ export class Streams {
     const delivered = new Map<string, { stamp: string; at: number }>();
     let wake: (() => void) | undefined;
     let dirty = false;
-    const onReady = (rt: string) => {
-      if (!runtimes.includes(rt)) return;
+    const offer = (rt: string, runId: string, node: string, stamp: string, orphan: boolean) => {
+      const key = `${rt}\u0000${runId}#${node}`;
+      const last = delivered.get(key);
+      const now = performance.now();
+      if (last?.stamp === stamp && now - last.at < REDELIVER_MS) return;
+      delivered.set(key, { stamp, at: now });
+      queue.push({ type: orphan ? 'NODE_ORPHANED' : 'NODE_READY', runId, node, runtime: rt });
+    };
+    const onReady = (e: ReadyEvent) => {
+      if (!runtimes.includes(e.runtime)) return;
+      // This process's own commit: delivered as it is, no index query (others' are found by the poll).
+      if (e.node)
+        return offer(e.runtime, e.node.runId, e.node.name, e.node.stamp, e.node.stamp.endsWith('O'));
       dirty = true;
       wake?.();
     };
@@ -57,6 +68,7 @@ export class Streams {
         dirty = false;
         try {
           for (const rt of runtimes) {
+            const began = performance.now();
             const items = await this.ctx.db.queryAll({
               IndexName: READY_INDEX,
               KeyConditionExpression: 'rt = :rt',
@@ -65,23 +77,14 @@ export class Streams {
             const present = new Set<string>();
             for (const item of items) {
               const rk = item.rk!.S!;
-              const key = `${rt}\u0000${rk}`;
-              present.add(key);
-              const stamp = `${item.v!.N}${item.ev!.S}`;
-              const last = delivered.get(key);
-              const now = performance.now();
-              if (last?.stamp === stamp && now - last.at < REDELIVER_MS) continue;
-              delivered.set(key, { stamp, at: now });
+              present.add(`${rt}\u0000${rk}`);
               const at = rk.indexOf('#');
-              queue.push({
-                type: item.ev!.S === 'O' ? 'NODE_ORPHANED' : 'NODE_READY',
-                runId: rk.slice(0, at),
-                node: rk.slice(at + 1),
-                runtime: rt,
-              });
+              const ev = item.ev!.S!;
+              offer(rt, rk.slice(0, at), rk.slice(at + 1), readyStamp(item.v!.N!, ev), ev === 'O');
             }
-            for (const k of delivered.keys())
-              if (k.startsWith(`${rt}\u0000`) && !present.has(k)) delivered.delete(k);
+            // Gone from the index: forgotten, unless delivered by a wake-up since this query began.
+            for (const [k, last] of delivered)
+              if (k.startsWith(`${rt}\u0000`) && !present.has(k) && last.at < began) delivered.delete(k);
           }
         } catch (e) {
           if (queue.isClosed) return;
@@ -203,6 +206,12 @@ export class Streams {
           const nodes = (await this.ctx.db.partition(runPk(runId), 'n#'))
             .map(decodeNode)
             .sort((a, b) => a.d.i - b.d.i);
+          // This process committed meanwhile: its transitions go first, each one, then the run is read again
+          // (the read may hold a later state of the same node, which would hide them).
+          if (local.length > 0) {
+            dirty = true;
+            continue;
+          }
           for (const n of nodes) {
             const name = n.d.spec.name;
             if (n.d.status === 'RUNNING' && n.d.live > (streamed.get(name) ?? 0)) {

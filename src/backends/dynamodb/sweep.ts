@@ -2,12 +2,14 @@ import { completeCancel } from './cancel.js';
 import type { DynamoContext } from './context.js';
 import { WORK_PK } from './items.js';
 import type { Leases } from './leases.js';
+import { finishRetry } from './resume.js';
 import { drainSettles, type SettleWork } from './settle.js';
 import { sweepTimers } from './timing.js';
 
 /**
  * What a process does on its timer: observe leases (rule 3) and finish work
- * items left by processes that died mid-way (settle cursors, cancels). Every
+ * items left by processes that died mid-way (settle cursors, cancels,
+ * marked retries). Every
  * step is conditioned, so two processes sweeping the same item do it once.
  * Items younger than `graceMs` are left to their own process. Then the
  * timers due (retry delays, node timeouts, run deadlines: timing.ts).
@@ -35,6 +37,7 @@ export async function sweep(
     if (w.kind === 'settle')
       await drainSettles(ctx, [{ run: w.run, node: w.node, outcome: w.outcome, cursor: w.cursor }]);
     else if (w.kind === 'cancel') await completeCancel(ctx, w.run);
+    else if (w.kind === 'retry') await finishRetry(ctx, w.run);
   }
   for (const k of seen.keys()) if (!present.has(k)) seen.delete(k);
   await sweepTimers(ctx);

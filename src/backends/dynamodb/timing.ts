@@ -1,6 +1,6 @@
 import { type Run, runStatus, timeoutFinish } from '../../model/index.js';
 import { cancelRun } from './cancel.js';
-import { type DynamoContext, emitNode } from './context.js';
+import { type DynamoContext, emitNode, emitReady } from './context.js';
 import { S } from './db.js';
 import { finishNode } from './finish.js';
 import { decodeNode, decodeRun, encodeNode, headerKey, type NodeData, next, nodeKey } from './items.js';
@@ -44,7 +44,7 @@ async function releaseRetry(ctx: DynamoContext, runId: string, name: string, at:
     if (!(await ctx.db.commit(tx))) continue;
     const header = await ctx.db.get(headerKey(runId));
     emitNode(ctx, next(n, d), header ? runStatus(decodeRun(header).d.counts) : 'RUNNING');
-    ctx.bus.emit('ready', d.spec.runtime);
+    emitReady(ctx, next(n, d));
     ctx.bus.emit('run', runId);
     return;
   }

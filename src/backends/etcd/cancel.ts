@@ -26,22 +26,26 @@ import { type CancelItem, cancelItem, workItemKey } from './work-items.js';
  */
 export async function cancelRun(ctx: EtcdContext, runId: string, timedOut = false): Promise<void> {
   const { keys, store } = ctx;
-  const state = await optimistic(store, 'cancel', async (): Promise<Decision<'concluded' | 'marked'>> => {
-    const res = await store.retrying('cancel', () => store.range({ key: keys.run(runId) }));
-    const kv = res.kvs[0];
-    if (!kv) throw new NotFoundError('run', runId);
-    const run = decodeJson<RunRecord>(kv.value);
-    if (run.conclusion) return { done: 'concluded' };
-    if (run.cancelled) return { done: 'marked' };
-    return {
-      compare: [modIs(keys.run(runId), kv.mod_revision)],
-      success: [
-        put(keys.run(runId), encodeJson({ ...run, cancelled: true, ...(timedOut ? { to: true } : {}) })),
-        put(workItemKey(keys, runId, cancelItem), encodeJson({ at: ctx.clock.now() } satisfies CancelItem)),
-      ],
-      result: 'marked',
-    };
-  });
+  const state = await optimistic(
+    store,
+    `cancel of run ${runId}`,
+    async (): Promise<Decision<'concluded' | 'marked'>> => {
+      const res = await store.retrying('cancel', () => store.range({ key: keys.run(runId) }));
+      const kv = res.kvs[0];
+      if (!kv) throw new NotFoundError('run', runId);
+      const run = decodeJson<RunRecord>(kv.value);
+      if (run.conclusion) return { done: 'concluded' };
+      if (run.cancelled) return { done: 'marked' };
+      return {
+        compare: [modIs(keys.run(runId), kv.mod_revision)],
+        success: [
+          put(keys.run(runId), encodeJson({ ...run, cancelled: true, ...(timedOut ? { to: true } : {}) })),
+          put(workItemKey(keys, runId, cancelItem), encodeJson({ at: ctx.clock.now() } satisfies CancelItem)),
+        ],
+        result: 'marked',
+      };
+    },
+  );
   if (state === 'concluded') return;
   await cancelNodes(ctx, runId);
   await maybeSeal(ctx, runId);
@@ -64,7 +68,7 @@ async function cancelNodes(ctx: EtcdContext, runId: string): Promise<void> {
       // Streamed outputs (up to 1 MiB each) can outgrow one request: a transaction stops
       // taking nodes at MAX_TXN_BYTES and the batch goes round again for the rest.
       for (let more = true; more; ) {
-        more = await optimistic(store, 'cancel', async (): Promise<Decision<boolean>> => {
+        more = await optimistic(store, `cancel of run ${runId}`, async (): Promise<Decision<boolean>> => {
           const nodes = await store.retrying('cancel', () => readNodes(ctx, runId, batch));
           const compare: ICompare[] = [];
           const ops: IRequestOp[] = [];

@@ -39,37 +39,42 @@ export async function cascade(
   const frontier: Edge[] = item.from.map((dep) => ({ up: origin, dep, outcome: first }));
   while (frontier.length > 0) {
     const batch = frontier.splice(0, SETTLE_BATCH);
-    const next = await optimistic(store, 'cascade', async (): Promise<Decision<NodeRecord[]>> => {
-      const [nodes, runKv] = await store.retrying('cascade', async () => [
-        await readNodes(ctx, runId, [...new Set(batch.map((e) => e.dep))]),
-        (await store.range({ key: keys.run(runId) })).kvs[0],
-      ]);
-      // A cancel completes every open node itself.
-      if (!runKv || decodeJson<RunRecord>(runKv.value).cancelled) return { done: [] };
-      const byName = new Map(nodes.filter((n) => n !== undefined).map((n) => [n!.name, n!]));
-      const compare: ICompare[] = [modIs(keys.run(runId), runKv.mod_revision)];
-      const ops: IRequestOp[] = [];
-      const passOn: NodeRecord[] = [];
-      const current = new Map<string, NodeRecord>();
-      for (const e of batch) {
-        const n = byName.get(e.dep);
-        if (!n) continue;
-        const rec = current.get(e.dep) ?? n.rec;
-        const settled = settle(ctx, runId, rec, e.up, e.outcome, now, false);
-        if (!settled) {
-          // A repeat of this walk (its process died): pass on what this edge made unreached before.
-          if (rec.s === 'COMPLETED' && rec.a === 0 && rec.dn?.[e.up] && !current.has(e.dep)) passOn.push(rec);
-          continue;
+    const next = await optimistic(
+      store,
+      `cascade from ${runId}/${origin}`,
+      async (): Promise<Decision<NodeRecord[]>> => {
+        const [nodes, runKv] = await store.retrying('cascade', async () => [
+          await readNodes(ctx, runId, [...new Set(batch.map((e) => e.dep))]),
+          (await store.range({ key: keys.run(runId) })).kvs[0],
+        ]);
+        // A cancel completes every open node itself.
+        if (!runKv || decodeJson<RunRecord>(runKv.value).cancelled) return { done: [] };
+        const byName = new Map(nodes.filter((n) => n !== undefined).map((n) => [n!.name, n!]));
+        const compare: ICompare[] = [modIs(keys.run(runId), runKv.mod_revision)];
+        const ops: IRequestOp[] = [];
+        const passOn: NodeRecord[] = [];
+        const current = new Map<string, NodeRecord>();
+        for (const e of batch) {
+          const n = byName.get(e.dep);
+          if (!n) continue;
+          const rec = current.get(e.dep) ?? n.rec;
+          const settled = settle(ctx, runId, rec, e.up, e.outcome, now, false);
+          if (!settled) {
+            // A repeat of this walk (its process died): pass on what this edge made unreached before.
+            if (rec.s === 'COMPLETED' && rec.a === 0 && rec.dn?.[e.up] && !current.has(e.dep))
+              passOn.push(rec);
+            continue;
+          }
+          if (!current.has(e.dep)) compare.push(modIs(keys.node(runId, e.dep), n.rev));
+          // Only the last write of a node counts: drop earlier ops on it in this batch.
+          current.set(e.dep, settled.next);
+          ops.push(...settled.ops);
+          if (settled.next.s === 'COMPLETED') passOn.push(settled.next);
         }
-        if (!current.has(e.dep)) compare.push(modIs(keys.node(runId, e.dep), n.rev));
-        // Only the last write of a node counts: drop earlier ops on it in this batch.
-        current.set(e.dep, settled.next);
-        ops.push(...settled.ops);
-        if (settled.next.s === 'COMPLETED') passOn.push(settled.next);
-      }
-      if (ops.length === 0) return { done: passOn };
-      return { compare, success: dedupe(ops), result: passOn };
-    });
+        if (ops.length === 0) return { done: passOn };
+        return { compare, success: dedupe(ops), result: passOn };
+      },
+    );
     for (const rec of next)
       for (const d of rec.down) {
         const key = `${rec.spec.name}\u0000${d}`;

@@ -57,6 +57,8 @@ export class ClaimBatcher {
     const claim = newClaim(this.ctx, req, now);
     // Batchable when this process saw the node READY; the plan itself is made as the batch leaves.
     const seen = seenForClaim(this.ctx, req.runId, req.node)?.node?.rec;
+    // Open until claimed and finished: a seal witness for the finishes of its run meanwhile (seal.ts).
+    if (seen) this.ctx.seen.mayBeOpen(req.runId, req.node);
     const weight = seen && claimWeight(seen);
     if (!weight || weight > INLINE_READS) return claimNode(this.ctx, req, { claim });
     const answer = await this.batcher.submit({ req, claim, now, weight });

@@ -1,12 +1,17 @@
 import type { ICompare, IRequestOp, IResponseOp } from 'etcd3';
 import { claimable, nodeTimeoutMs } from '../../model/index.js';
-import { LeaseExpiredError, NotFoundError, nodeNotFound, UnavailableError } from '../../protocol/errors.js';
+import {
+  keptLosingRaces,
+  LeaseExpiredError,
+  NotFoundError,
+  nodeNotFound,
+  UnavailableError,
+} from '../../protocol/errors.js';
 import type { ClaimedNode, ClaimRequest } from '../../protocol/repository.js';
 import type { EtcdContext } from './context.js';
 import { INLINE_READS } from './limits.js';
 import { type Read, readNode, seenForClaim } from './node-read.js';
 import { encodeState } from './nodes.js';
-import { MAX_ROUNDS } from './optimistic.js';
 import {
   attemptOutput,
   type ClaimRecord,
@@ -172,7 +177,7 @@ export async function claimNode(
   // Set while a claim transaction with this claim id was sent and no read since told whether it committed.
   let inDoubt = options.inDoubt ?? false;
   const claiming = store.retrying('claim', async (attempt) => {
-    for (let round = 0; round < MAX_ROUNDS; round++) {
+    for (let round = 0; round < store.maxRaceRounds; round++) {
       const first = attempt === 1 && round === 0 && !options.fresh;
       const seen = first ? seenForClaim(ctx, req.runId, req.node) : undefined;
       const r = seen ?? (await readNode(ctx, req.runId, req.node, 'if-known'));
@@ -199,7 +204,7 @@ export async function claimNode(
         return claimedByPlan(ctx, req, claim, plan, res.header.revision, responses);
       }
     }
-    throw new UnavailableError(`claim of ${req.runId}/${req.node} kept losing races`);
+    throw keptLosingRaces(`claim of ${req.runId}/${req.node}`, store.maxRaceRounds);
   });
   try {
     return await claiming;

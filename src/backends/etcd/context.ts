@@ -52,6 +52,9 @@ export class BoundedMap<V> {
 
 const nodeKey = (run: string, node: string) => `${run}\u0000${node}`;
 
+/** Open nodes remembered per run as seal witnesses: more than a finish batch holds (32), so one not in the batch is known. */
+const WITNESSES_PER_RUN = 64;
+
 /** A bounded cache of node topology, so a transition can read its dependents in the same round trip as itself. */
 export class TopologyCache {
   private readonly map: BoundedMap<NodeTopology>;
@@ -86,12 +89,19 @@ export interface Versioned<T> {
 export class SeenState {
   private readonly nodes: BoundedMap<Versioned<NodeRecord>>;
   private readonly runs: BoundedMap<Versioned<RunRecord>>;
+  /**
+   * A few nodes per run last seen open (not COMPLETED): witnesses a finish
+   * reads in its own transaction to learn, at no cost in the run's size,
+   * that its run cannot be sealed yet (seal.ts).
+   */
+  private readonly open: BoundedMap<Set<string>>;
   /** Counter shards (start.ts): value and revision. */
   readonly counters = new Map<number, { value: number; rev: string }>();
 
   constructor(max = 100_000) {
     this.nodes = new BoundedMap(max);
     this.runs = new BoundedMap(max >> 3);
+    this.open = new BoundedMap(max >> 3);
   }
 
   node(run: string, node: string): Versioned<NodeRecord> | undefined {
@@ -104,6 +114,25 @@ export class SeenState {
 
   setNode(run: string, rec: NodeRecord, rev: string): void {
     this.nodes.set(nodeKey(run, rec.spec.name), { rec, rev });
+    if (rec.s === 'COMPLETED') this.notOpen(run, rec.spec.name);
+    else this.mayBeOpen(run, rec.spec.name);
+  }
+
+  /** A node just seen open (e.g. READY, about to be claimed): a witness while there is room. */
+  mayBeOpen(run: string, node: string): void {
+    const open = this.open.get(run) ?? new Set<string>();
+    if (open.size === 0) this.open.set(run, open);
+    if (open.size < WITNESSES_PER_RUN) open.add(node);
+  }
+
+  /** A node of the run last seen open, other than those in `busy`; undefined when none is known. */
+  openNode(run: string, busy: ReadonlySet<string>): string | undefined {
+    for (const name of this.open.get(run) ?? []) if (!busy.has(name)) return name;
+    return undefined;
+  }
+
+  notOpen(run: string, node: string): void {
+    this.open.get(run)?.delete(node);
   }
 
   setRun(rec: RunRecord, rev: string): void {

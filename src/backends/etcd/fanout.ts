@@ -3,6 +3,7 @@ import { cascade } from './cascade.js';
 import type { EtcdContext } from './context.js';
 import { FAN_OUT_CHUNK } from './limits.js';
 import { readNodes, statics } from './nodes.js';
+import { type Decision, optimistic } from './optimistic.js';
 import { decodeJson, encodeJson, type RunRecord } from './records.js';
 import { del, get, modIs, put } from './store.js';
 import { settle } from './triggers.js';
@@ -22,53 +23,62 @@ import { type CascadeItem, type FanOutItem, fanOutItem, workItemKey } from './wo
  * the work (the sweeper, if this one dies) without counting a dependent twice.
  */
 
-/** Works the item k/<run>/d:<node> off to its end; safe to run in several processes at once. */
+/**
+ * Works the item k/<run>/d:<node> off to its end; safe to run in several
+ * processes at once. Each chunk is one optimistic transaction (optimistic.ts):
+ * a lost race (another resumer, a dependent's other upstream) reads the item
+ * and the chunk again. Giving up after the helper's bound throws
+ * UnavailableError; the item stays, and the sweeper resumes it from its cursor.
+ */
 export async function fanOut(ctx: EtcdContext, runId: string, node: string): Promise<void> {
   const { keys, store } = ctx;
   const itemKey = workItemKey(keys, runId, fanOutItem(node));
   const topo = (await store.retrying('fan-out', () => statics(ctx, runId, [node]))).get(node);
-  for (;;) {
-    const r = await store.retrying('fan-out', () =>
-      store.txn({ success: [get(itemKey), get(keys.run(runId))] }),
-    );
-    const itemKv = r.responses[0]!.response_range.kvs[0];
-    if (!itemKv) return; // finished (here or elsewhere)
-    const runKv = r.responses[1]!.response_range.kvs[0];
-    const run = runKv ? decodeJson<RunRecord>(runKv.value) : undefined;
-    const item = decodeJson<FanOutItem>(itemKv.value);
-    const down = topo?.down ?? [];
-    if (!run || run.cancelled || run.conclusion || item.done >= down.length) {
-      // Nothing left to count down (a cancel completes the dependents itself).
-      await store.retrying('fan-out', () =>
-        store.txn({ compare: [modIs(itemKey, itemKv.mod_revision)], success: [del(itemKey)] }),
+  const down = topo?.down ?? [];
+  const what = `fan-out of ${runId}/${node}`;
+  type Chunk = { ended: boolean; unreached: [string, CascadeItem][] };
+  for (let ended = false; !ended; ) {
+    const chunk = await optimistic(store, what, async (): Promise<Decision<Chunk>> => {
+      const r = await store.retrying('fan-out', () =>
+        store.txn({ success: [get(itemKey), get(keys.run(runId))] }),
       );
-      continue;
-    }
-    const batch = down.slice(item.done, item.done + FAN_OUT_CHUNK);
-    const nodes = await store.retrying('fan-out', () => readNodes(ctx, runId, batch));
-    const compare: ICompare[] = [
-      modIs(itemKey, itemKv.mod_revision),
-      modIs(keys.run(runId), runKv!.mod_revision),
-    ];
-    const ops: IRequestOp[] = [];
-    const unreached: [string, CascadeItem][] = [];
-    const now = ctx.clock.now();
-    for (const n of nodes) {
-      // Completed already (unreached via a failed branch): nothing to count down.
-      const settled = n && settle(ctx, runId, n.rec, node, 'succeeded', now);
-      if (!settled) continue;
-      compare.push(modIs(keys.node(runId, n.name), n.rev));
-      ops.push(...settled.ops);
-      if (settled.unreached) unreached.push([n.name, settled.unreached]);
-    }
-    const done = item.done + batch.length;
-    ops.push(
-      done >= down.length
-        ? del(itemKey)
-        : put(itemKey, encodeJson({ at: ctx.clock.now(), done } satisfies FanOutItem)),
-    );
-    // A lost race (another resumer, a dependent's other upstream) just reads again.
-    const res = await store.retrying('fan-out', () => store.txn({ compare, success: ops }));
-    if (res.succeeded) for (const [name, item] of unreached) await cascade(ctx, runId, name, item);
+      const itemKv = r.responses[0]!.response_range.kvs[0];
+      if (!itemKv) return { done: { ended: true, unreached: [] } }; // finished (here or elsewhere)
+      const runKv = r.responses[1]!.response_range.kvs[0];
+      const run = runKv ? decodeJson<RunRecord>(runKv.value) : undefined;
+      const item = decodeJson<FanOutItem>(itemKv.value);
+      if (!runKv || !run || run.cancelled || run.conclusion || item.done >= down.length)
+        // Nothing left to count down (a cancel completes the dependents itself).
+        return {
+          compare: [modIs(itemKey, itemKv.mod_revision)],
+          success: [del(itemKey)],
+          result: { ended: true, unreached: [] },
+        };
+      const batch = down.slice(item.done, item.done + FAN_OUT_CHUNK);
+      const nodes = await store.retrying('fan-out', () => readNodes(ctx, runId, batch));
+      const compare: ICompare[] = [
+        modIs(itemKey, itemKv.mod_revision),
+        modIs(keys.run(runId), runKv.mod_revision),
+      ];
+      const ops: IRequestOp[] = [];
+      const unreached: [string, CascadeItem][] = [];
+      const now = ctx.clock.now();
+      for (const n of nodes) {
+        // Completed already (unreached via a failed branch): nothing to count down.
+        const settled = n && settle(ctx, runId, n.rec, node, 'succeeded', now);
+        if (!settled) continue;
+        compare.push(modIs(keys.node(runId, n.name), n.rev));
+        ops.push(...settled.ops);
+        if (settled.unreached) unreached.push([n.name, settled.unreached]);
+      }
+      const done = item.done + batch.length;
+      ops.push(
+        done >= down.length ? del(itemKey) : put(itemKey, encodeJson({ at: now, done } satisfies FanOutItem)),
+      );
+      return { compare, success: ops, result: { ended: done >= down.length, unreached } };
+    });
+    for (const [name, item] of chunk.unreached) await cascade(ctx, runId, name, item);
+    // A committed delete of the item (compared on its revision) ends the work: no confirming read.
+    ended = chunk.ended;
   }
 }

@@ -10,9 +10,11 @@ import {
   finishOutput,
   followUp,
   planFinish,
+  withProbe,
 } from './finish.js';
-import { INLINE_READS } from './limits.js';
+import { FINISH_FIXED_OPS, INLINE_DEPENDENTS, INLINE_READS, OPS_PER_DEPENDENT } from './limits.js';
 import { seenForFinish } from './node-read.js';
+import { sealProbe, witnessOpen } from './seal.js';
 
 interface Call {
   req: FinishRequest;
@@ -25,8 +27,8 @@ type Answer = { after: FinishAfter } | { alone: true };
 /**
  * This process's concurrent finishes as one etcd transaction, as ClaimBatcher
  * does for claims: only finishes this process can decide on what it last saw
- * go in a batch, one per run (two finishes of a run may count down the same
- * dependent, and a transaction may write a key once); a batch that did not
+ * go in a batch, and two finishes that count down the same dependent never
+ * share one (a transaction may write a key once); a batch that did not
  * commit, or whose outcome is unknown, sends each finish on alone, which then
  * reads afresh and recognises its own result if the batch recorded it.
  */
@@ -39,13 +41,30 @@ export class FinishBatcher {
         maxCalls: 32,
         // etcd caps compares and ops per transaction alike (128).
         maxWeight: INLINE_READS,
-        // Up to 5 ops per dependent counted down inline (fanout.ts), plus the node's own.
+        // A dependent counted down inline costs its ops and a compare, plus the node's own.
         weight: (c) =>
-          8 + 5 * Math.min(this.ctx.seen.node(c.req.runId, c.req.node)?.rec.down.length ?? 20, 20),
-        key: (c) => c.req.runId,
+          FINISH_FIXED_OPS +
+          (OPS_PER_DEPENDENT + 1) *
+            Math.min(
+              this.ctx.seen.node(c.req.runId, c.req.node)?.rec.down.length ?? INLINE_DEPENDENTS,
+              INLINE_DEPENDENTS,
+            ),
+        key: (c) => this.writes(c.req),
       },
       (calls) => this.send(calls),
     );
+  }
+
+  /**
+   * What a finish writes, by node: its own node and the dependents it counts
+   * down inline. Finishes of one run share a batch when these are disjoint (a
+   * transaction may write a key once), so a wide run's finishes batch as well
+   * as many small runs' do.
+   */
+  private writes(req: FinishRequest): string[] {
+    const at = (node: string) => `${req.runId}\u0000${node}`;
+    const down = this.ctx.seen.node(req.runId, req.node)?.rec.down ?? [];
+    return [at(req.node), ...(down.length <= INLINE_DEPENDENTS ? down.map(at) : [])];
   }
 
   async finish(req: FinishRequest): Promise<void> {
@@ -73,20 +92,34 @@ export class FinishBatcher {
       return plan && plan !== 'stale' ? plan : undefined;
     });
     const sent = plans.filter((p): p is FinishPlan => p !== undefined);
+    // Seal probes (seal.ts) read after every write of the batch; none names a node the batch finishes.
+    const busy = new Map<string, Set<string>>();
+    calls.forEach((c, i) => {
+      if (!plans[i]) return;
+      const nodes = busy.get(c.req.runId) ?? new Set<string>();
+      busy.set(c.req.runId, nodes.add(c.req.node));
+    });
+    const probes = calls.map((c, i) =>
+      plans[i]?.after.sealCheck ? sealProbe(this.ctx, c.req.runId, busy.get(c.req.runId)!) : undefined,
+    );
+    const ops = sent.flatMap((p) => p.ops);
     let res: Awaited<ReturnType<EtcdContext['store']['txn']>> | undefined;
     if (sent.length > 0)
       try {
         res = await this.ctx.store.txn({
           compare: sent.flatMap((p) => p.compare),
-          success: sent.flatMap((p) => p.ops),
+          success: [...ops, ...probes.flatMap((p) => (p ? [p.op] : []))],
         });
       } catch {
         res = undefined; // each call learns its own fate alone
       }
+    let at = ops.length;
     return calls.map((c, i) => {
       const plan = plans[i];
       if (!plan || !res?.succeeded) return { alone: true };
-      return { after: committed(this.ctx, c.req, plan, res.header.revision) };
+      const probe = probes[i];
+      const open = probe !== undefined && witnessOpen(this.ctx, c.req.runId, probe, res.responses[at++]);
+      return { after: withProbe(committed(this.ctx, c.req, plan, res.header.revision), open) };
     });
   }
 }

@@ -9,7 +9,7 @@ import {
   statusAfterFinish,
   truncateOutput,
 } from '../../model/index.js';
-import { claimNotLive, NotFoundError, nodeNotFound, UnavailableError } from '../../protocol/errors.js';
+import { claimNotLive, keptLosingRaces, NotFoundError, nodeNotFound } from '../../protocol/errors.js';
 import type { FinishRequest } from '../../protocol/repository.js';
 import { cascade } from './cascade.js';
 import type { EtcdContext } from './context.js';
@@ -17,11 +17,10 @@ import { fanOut } from './fanout.js';
 import { INLINE_DEPENDENTS } from './limits.js';
 import { type Read, readNode, seenForFinish } from './node-read.js';
 import { encodeState } from './nodes.js';
-import { MAX_ROUNDS } from './optimistic.js';
 import { dropStreamed, readStreamed } from './output.js';
 import { decodeAttempt, encodeAttempt, encodeJson, type NodeRecord } from './records.js';
 import { releaseWhenDue } from './retry-due.js';
-import { maybeSeal } from './seal.js';
+import { maybeSeal, sealProbe, witnessOpen } from './seal.js';
 import { del, leaseIs, modIs, put, valueIs } from './store.js';
 import { resumeNodeWork } from './sweep.js';
 import { settle } from './triggers.js';
@@ -44,10 +43,15 @@ import {
  */
 
 /** What is left to do once the finish committed. */
-export type FinishAfter =
-  | { resume: true }
-  /** retryAt: the node waits out a retry delay until then (ms); this process releases it when due. */
-  | { cascades: [string, CascadeItem][]; fanOut: boolean; sealCheck: boolean; retryAt?: number };
+export type FinishAfter = { resume: true } | PlannedAfter;
+
+/** retryAt: the node waits out a retry delay until then (ms); this process releases it when due. */
+export type PlannedAfter = {
+  cascades: [string, CascadeItem][];
+  fanOut: boolean;
+  sealCheck: boolean;
+  retryAt?: number;
+};
 
 export interface FinishPlan {
   compare: ICompare[];
@@ -55,7 +59,7 @@ export interface FinishPlan {
   next: NodeRecord;
   /** Dependents counted down, as they are after. */
   counted: NodeRecord[];
-  after: FinishAfter;
+  after: PlannedAfter;
 }
 
 /**
@@ -201,6 +205,11 @@ export function committed(
   return plan.after;
 }
 
+/** The follow-up of a committed finish whose seal probe found its witness open: no seal check (seal.ts). */
+export function withProbe(after: FinishAfter, witnessStillOpen: boolean): FinishAfter {
+  return witnessStillOpen && !('resume' in after) ? { ...after, sealCheck: false } : after;
+}
+
 export interface FinishOptions {
   /** Decide on a fresh read even on the first try (what this process saw proved stale). */
   fresh?: boolean;
@@ -218,7 +227,7 @@ export async function finishNode(
   const output = finishOutput(req);
   const success = req.conclusion === 'SUCCESS';
   const after = await store.retrying('finish', async (attempt) => {
-    for (let round = 0; round < MAX_ROUNDS; round++) {
+    for (let round = 0; round < store.maxRaceRounds; round++) {
       const first = attempt === 1 && round === 0 && !options.fresh;
       const seen = first ? seenForFinish(ctx, req, success) : undefined;
       const r = seen ?? (await readNode(ctx, req.runId, req.node, success));
@@ -236,10 +245,18 @@ export async function finishNode(
           return { resume: true } as const;
         throw notLive(req, r);
       }
-      const res = await store.txn({ compare: plan.compare, success: plan.ops });
-      if (res.succeeded) return committed(ctx, req, plan, res.header.revision);
+      const probe = plan.after.sealCheck ? sealProbe(ctx, req.runId, new Set([req.node])) : undefined;
+      const res = await store.txn({
+        compare: plan.compare,
+        success: probe ? [...plan.ops, probe.op] : plan.ops,
+      });
+      if (res.succeeded)
+        return withProbe(
+          committed(ctx, req, plan, res.header.revision),
+          probe !== undefined && witnessOpen(ctx, req.runId, probe, res.responses[plan.ops.length]),
+        );
     }
-    throw new UnavailableError(`finish of ${req.runId}/${req.node} kept losing races`);
+    throw keptLosingRaces(`finish of ${req.runId}/${req.node}`, store.maxRaceRounds);
   });
   await followUp(ctx, req, after);
 }

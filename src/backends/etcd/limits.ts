@@ -24,8 +24,8 @@ export const INLINE_READS = 110;
 
 /** A dependent counted down inside a transaction: up to 4 ops (open-node keys, ready key, state; or close key, state, cascade item) and 1 compare. */
 export const OPS_PER_DEPENDENT = 4;
-/** Ops of a finish besides its dependents: attempt, state, claim, running and open keys, failed mark, work item, timeout item. */
-export const FINISH_FIXED_OPS = 8;
+/** Ops of a finish besides its dependents: attempt, state, claim, running and open keys, failed mark, work item, timeout item, seal probe (a read, seal.ts). */
+export const FINISH_FIXED_OPS = 9;
 /** Dependents counted down inside the finishing transaction itself; more go to a fan-out work item. */
 export const INLINE_DEPENDENTS = 20;
 /** Dependents per fan-out chunk transaction, plus its cursor. */
@@ -45,6 +45,15 @@ export const RUNS_PER_LIST_TXN = Math.floor(MAX_TXN_OPS / OPS_PER_LISTED_RUN);
  * read. Read READS_PER_TXN index entries and identities at a time.
  */
 export const LIST_SCAN_BUDGET = 1000;
+
+/**
+ * Races an optimistic transaction (optimistic.ts, and claim, finish and
+ * output's own loops) may lose in a row before UnavailableError; Store's
+ * `maxRaceRounds` overrides it. Each loss means another process moved on, so
+ * only a livelock or a pathologically hot key gets near it: at ~1 ms a round,
+ * 10,000 rounds is seconds of losing every race.
+ */
+export const MAX_ROUNDS = 10_000;
 
 function within(what: string, ops: number): void {
   if (ops > MAX_TXN_OPS) throw new Error(`etcd budget ${what} needs ${ops} ops; the most is ${MAX_TXN_OPS}`);

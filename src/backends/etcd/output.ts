@@ -1,10 +1,9 @@
 import { boundedAppend, concatBytes } from '../../model/index.js';
-import { ClaimConflictError, NotFoundError, UnavailableError } from '../../protocol/errors.js';
+import { ClaimConflictError, keptLosingRaces, NotFoundError } from '../../protocol/errors.js';
 import { type AppendOutputRequest, checkSeq, seqGapError } from '../../protocol/repository.js';
 import type { EtcdContext } from './context.js';
 import { readNode } from './node-read.js';
 import { encodeState } from './nodes.js';
-import { MAX_ROUNDS } from './optimistic.js';
 import type { NodeRecord } from './records.js';
 import { delPrefix, getPrefix, leaseIs, modIs, put, valueIs } from './store.js';
 
@@ -19,7 +18,7 @@ export async function appendOutput(ctx: EtcdContext, req: AppendOutputRequest): 
   checkSeq(req.seq);
   const { keys, store } = ctx;
   await store.retrying('append output', async () => {
-    for (let round = 0; round < MAX_ROUNDS; round++) {
+    for (let round = 0; round < store.maxRaceRounds; round++) {
       const r = await readNode(ctx, req.runId, req.node, false);
       if (!r.node) {
         if (!r.run) throw new NotFoundError('run', req.runId);
@@ -55,7 +54,7 @@ export async function appendOutput(ctx: EtcdContext, req: AppendOutputRequest): 
         return;
       }
     }
-    throw new UnavailableError(`output of ${req.runId}/${req.node} kept losing races`);
+    throw keptLosingRaces(`output of ${req.runId}/${req.node}`, store.maxRaceRounds);
   });
 }
 

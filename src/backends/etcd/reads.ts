@@ -3,6 +3,7 @@ import {
   type Attempt,
   checkListLimit,
   checkRunFilter,
+  conclusionOf,
   type Edge,
   emptyNodeCounts,
   failedNodesSummary,
@@ -276,9 +277,16 @@ async function summarize(ctx: EtcdContext, ids: string[]): Promise<RunSummary[]>
         id,
         createdAt: rfc3339(rec.createdAt),
         status,
+        // Rule 7 as seal.ts writes it, for a completed run not sealed yet: the failed marks decide.
         conclusion:
           rec.conclusion ??
-          (status === 'COMPLETED' && rec.cancelled ? (rec.to ? 'TIMED_OUT' : 'CANCELLED') : undefined),
+          (status === 'COMPLETED'
+            ? conclusionOf({
+                cancelled: rec.cancelled === true,
+                failed: Number(x!.count) > 0,
+                timedOut: rec.to === true,
+              })
+            : undefined),
         finishedAt: rec.finishedAt ? rfc3339(rec.finishedAt) : undefined,
         nodeCounts: counts,
         ...failedNodesSummary(
@@ -289,13 +297,9 @@ async function summarize(ctx: EtcdContext, ids: string[]): Promise<RunSummary[]>
       });
     });
   }
-  // A completed run not yet sealed (its sealer died): derive the conclusion and finish time as inspect does.
+  // A completed run not yet sealed (its sealer died): its finish time is its nodes' latest, as inspect derives it.
   for (const s of summaries)
-    if (s.status === 'COMPLETED' && (!s.conclusion || !s.finishedAt)) {
-      const { run } = await loadRun(ctx, s.id);
-      s.conclusion ??= run.conclusion;
-      s.finishedAt = run.finishedAt;
-    }
+    if (s.status === 'COMPLETED' && !s.finishedAt) s.finishedAt = (await loadRun(ctx, s.id)).run.finishedAt;
   return summaries;
 }
 

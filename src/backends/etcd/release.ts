@@ -1,9 +1,8 @@
-import type { ICompare, IRequestOp } from 'etcd3';
 import type { ClaimRef } from '../../protocol/repository.js';
 import type { EtcdContext } from './context.js';
 import { readNode } from './node-read.js';
 import { encodeState } from './nodes.js';
-import { MAX_ROUNDS } from './optimistic.js';
+import { type Decision, optimistic } from './optimistic.js';
 import { dropStreamed } from './output.js';
 import type { NodeRecord } from './records.js';
 import { del, leaseIs, modIs, put, valueIs } from './store.js';
@@ -18,9 +17,11 @@ import { timeoutItem, workItemKey } from './work-items.js';
  */
 export async function releaseClaim(ctx: EtcdContext, ref: ClaimRef): Promise<boolean> {
   const { keys, store } = ctx;
-  return store.retrying('release', async () => {
-    for (let round = 0; round < MAX_ROUNDS; round++) {
-      const r = await readNode(ctx, ref.runId, ref.node, false);
+  const released = await optimistic(
+    store,
+    `release of ${ref.runId}/${ref.node}`,
+    async (): Promise<Decision<{ next: NodeRecord; rev: string } | undefined>> => {
+      const r = await store.retrying('release', () => readNode(ctx, ref.runId, ref.node, false));
       const node = r.node;
       const c = node?.rec.c;
       if (
@@ -31,33 +32,33 @@ export async function releaseClaim(ctx: EtcdContext, ref: ClaimRef): Promise<boo
         !r.run ||
         r.run.rec.cancelled
       )
-        return false;
-      const { rec, rev } = node!;
+        return { done: undefined };
+      const { rec } = node;
       const rt = rec.spec.runtime;
       const claimKey = keys.claim(rt, ref.runId, ref.node);
-      const compare: ICompare[] = [
-        modIs(keys.node(ref.runId, ref.node), rev),
-        modIs(keys.run(ref.runId), r.run.rev),
-        valueIs(claimKey, Buffer.from(c.id)),
-        leaseIs(claimKey, c.lease),
-      ];
       const next: NodeRecord = { ...rec, s: 'READY', c: undefined, o: undefined, ra: undefined };
-      const ops: IRequestOp[] = [
-        put(keys.node(ref.runId, ref.node), encodeState(next)),
-        del(claimKey),
-        del(keys.running(rt, ref.runId, ref.node)),
-        del(keys.openNode('U', ref.runId, ref.node)),
-        put(keys.openNode('R', ref.runId, ref.node), Buffer.from(rt)),
-        put(keys.ready(rt, ref.runId, ref.node), Buffer.alloc(0)),
-        ...dropStreamed(ctx, ref.runId, rec),
-        ...(rec.spec.timeout ? [del(workItemKey(keys, ref.runId, timeoutItem(ref.node)))] : []),
-      ];
-      const res = await store.txn({ compare, success: ops });
-      if (res.succeeded) {
-        ctx.seen.setNode(ref.runId, next, res.header.revision);
-        return true;
-      }
-    }
-    return false;
-  });
+      return {
+        compare: [
+          modIs(keys.node(ref.runId, ref.node), node.rev),
+          modIs(keys.run(ref.runId), r.run.rev),
+          valueIs(claimKey, Buffer.from(c.id)),
+          leaseIs(claimKey, c.lease),
+        ],
+        success: [
+          put(keys.node(ref.runId, ref.node), encodeState(next)),
+          del(claimKey),
+          del(keys.running(rt, ref.runId, ref.node)),
+          del(keys.openNode('U', ref.runId, ref.node)),
+          put(keys.openNode('R', ref.runId, ref.node), Buffer.from(rt)),
+          put(keys.ready(rt, ref.runId, ref.node), Buffer.alloc(0)),
+          ...dropStreamed(ctx, ref.runId, rec),
+          ...(rec.spec.timeout ? [del(workItemKey(keys, ref.runId, timeoutItem(ref.node)))] : []),
+        ],
+        resultOf: (committed) => ({ next, rev: committed.header.revision }),
+      };
+    },
+  );
+  if (!released) return false;
+  ctx.seen.setNode(ref.runId, released.next, released.rev);
+  return true;
 }

@@ -23,7 +23,7 @@ import { deadlineItem, type RetryItem, retryDueItem, retryItem, workItemKey } fr
  */
 export async function retryRun(ctx: EtcdContext, runId: string, named?: string[]): Promise<void> {
   const { keys, store } = ctx;
-  const item = await optimistic(store, 'retry', async (): Promise<Decision<RetryItem>> => {
+  const item = await optimistic(store, `retry of run ${runId}`, async (): Promise<Decision<RetryItem>> => {
     const loaded = await store.retrying('retry', () => loadRun(ctx, runId));
     const { run, record } = loaded;
     if (record.resuming)
@@ -72,7 +72,7 @@ export async function finishRetry(ctx: EtcdContext, runId: string, item: RetryIt
   const names = item.nodes.map((n) => n.name);
   for (let i = 0; i < item.nodes.length; i += SETTLE_BATCH) {
     const batch = item.nodes.slice(i, i + SETTLE_BATCH);
-    await optimistic(store, 'retry', async (): Promise<Decision<void>> => {
+    await optimistic(store, `retry of run ${runId}`, async (): Promise<Decision<void>> => {
       const nodes = await store.retrying('retry', () =>
         readNodes(
           ctx,
@@ -95,7 +95,7 @@ export async function finishRetry(ctx: EtcdContext, runId: string, item: RetryIt
       return { compare, success: ops, result: undefined };
     });
   }
-  await optimistic(store, 'retry', async (): Promise<Decision<void>> => {
+  await optimistic(store, `retry of run ${runId}`, async (): Promise<Decision<void>> => {
     const res = await store.retrying('retry', () => store.range({ key: keys.run(runId) }));
     const kv = res.kvs[0];
     if (!kv) return { done: undefined };
@@ -110,7 +110,7 @@ export async function finishRetry(ctx: EtcdContext, runId: string, item: RetryIt
   // Queue keys for the nodes still READY and unclaimed (a claim may have come first).
   for (let i = 0; i < names.length; i += SETTLE_BATCH) {
     const batch = names.slice(i, i + SETTLE_BATCH);
-    await optimistic(store, 'retry', async (): Promise<Decision<void>> => {
+    await optimistic(store, `retry of run ${runId}`, async (): Promise<Decision<void>> => {
       const nodes = await store.retrying('retry', () => readNodes(ctx, runId, batch));
       const compare: ICompare[] = [];
       const ops: IRequestOp[] = [];

@@ -1,5 +1,7 @@
+import type { IKeyValue } from 'etcd3';
 import type { EtcdContext } from './context.js';
 import { ETCD_MAX_TXN_OPS } from './limits.js';
+import { type Decision, optimistic } from './optimistic.js';
 import { decodeJson, type RunRecord } from './records.js';
 import { maybeSeal } from './seal.js';
 import { COUNTER_SHARDS } from './start.js';
@@ -12,9 +14,11 @@ const MARKERS_IN_DELETE = ETCD_MAX_TXN_OPS - 11;
 /**
  * Retention: deletes completed runs created before `ms` (oldest first, by
  * run key, which sorts by creation time) with every key they own, one
- * transaction per run that compares the run key (still completed) and moves
- * a node-total counter shard. etcd keeps old revisions until compacted: see
- * docs/etcd.md for auto-compaction.
+ * optimistic transaction per run that compares the run key (still completed)
+ * and moves a node-total counter shard. etcd keeps old revisions until
+ * compacted: see docs/etcd.md for auto-compaction. A run whose delete keeps
+ * losing races ends the sweep with UnavailableError (optimistic.ts); the next
+ * sweep takes it again.
  */
 export async function deleteCompletedRunsBefore(
   ctx: EtcdContext,
@@ -25,48 +29,62 @@ export async function deleteCompletedRunsBefore(
   let from = keys.runs();
   const end = keys.run(floorId);
   let deleted = 0;
+  // A scan of run keys in pages, not a read-compare-retry loop: each run's delete is its own transaction.
   for (;;) {
     const page = await store.retrying('delete completed runs', () =>
       store.range({ key: from, range_end: end, limit: PAGE }),
     );
-    for (const kv of page.kvs) {
-      let rec = decodeJson<RunRecord>(kv.value);
-      let rev = kv.mod_revision;
-      if (rec.createdAt >= ms) continue;
-      if (!rec.conclusion) {
-        // Completed but never sealed (its sealer died), or still open: seal decides.
-        await maybeSeal(ctx, rec.id);
-        const again = await store.range({ key: kv.key });
-        if (!again.kvs[0]) continue;
-        rec = decodeJson<RunRecord>(again.kvs[0].value);
-        rev = again.kvs[0].mod_revision;
-        if (!rec.conclusion) continue;
-      }
-      if (await deleteRun(ctx, rec, rev)) deleted++;
-    }
+    for (const kv of page.kvs)
+      if (decodeJson<RunRecord>(kv.value).createdAt < ms && (await deleteRun(ctx, kv))) deleted++;
     if (!page.more || page.kvs.length === 0) return deleted;
     from = Buffer.concat([page.kvs[page.kvs.length - 1]!.key, Buffer.from([0])]);
   }
 }
 
-async function deleteRun(ctx: EtcdContext, rec: RunRecord, rev: string): Promise<boolean> {
+/**
+ * Deletes the run `listed` holds if it is (still) completed; false when it is
+ * not (gone, open, or being retried: a retry clears the conclusion first).
+ */
+async function deleteRun(ctx: EtcdContext, listed: IKeyValue): Promise<boolean> {
   const { keys, store } = ctx;
+  const id = decodeJson<RunRecord>(listed.value).id;
   const shard = Math.floor(Math.random() * COUNTER_SHARDS);
   const counterKey = keys.counter(shard);
-  const markers = (rec.rts ?? []).map((rt) => del(keys.committed(rt, rec.id)));
-  // A run of more runtimes than one transaction can hold: its commit markers (wake-ups, read by nobody
-  // once written) go first, outside the transaction.
-  const inline = markers.length <= MARKERS_IN_DELETE;
-  if (!inline) await store.retrying('delete completed runs', () => store.writeAll(markers));
-  return store.retrying('delete completed runs', async () => {
-    for (;;) {
-      const c = await store.range({ key: counterKey });
-      const ckv = c.kvs[0];
+  const runKey = keys.run(id);
+  let markersDeleted = false;
+  return optimistic(
+    store,
+    `delete of run ${id} (counter shard ${shard})`,
+    async (lost): Promise<Decision<boolean>> => {
+      // A lost round's failure ops read the run and the shard again: no read of its own.
+      let kv: IKeyValue | undefined = listed;
+      let ckv: IKeyValue | undefined;
+      if (lost) [kv, ckv] = lost.responses.map((r) => r.response_range.kvs[0]);
+      else
+        ckv = (await store.retrying('delete completed runs', () => store.range({ key: counterKey }))).kvs[0];
+      if (!kv) return { done: false }; // deleted by another sweep
+      let rec = decodeJson<RunRecord>(kv.value);
+      if (!rec.conclusion) {
+        // Completed but never sealed (its sealer died), or still open: seal decides, then read again.
+        await maybeSeal(ctx, id);
+        kv = (await store.retrying('delete completed runs', () => store.range({ key: runKey }))).kvs[0];
+        if (!kv) return { done: false };
+        rec = decodeJson<RunRecord>(kv.value);
+        if (!rec.conclusion) return { done: false };
+      }
+      const markers = (rec.rts ?? []).map((rt) => del(keys.committed(rt, rec.id)));
+      // A run of more runtimes than one transaction can hold: its commit markers (wake-ups, read by nobody
+      // once written) go first, outside the transaction.
+      const inline = markers.length <= MARKERS_IN_DELETE;
+      if (!inline && !markersDeleted) {
+        await store.retrying('delete completed runs', () => store.writeAll(markers));
+        markersDeleted = true;
+      }
       const value = ckv ? Number(ckv.value.toString()) : 0;
-      const res = await store.txn({
-        compare: [modIs(keys.run(rec.id), rev), modIs(counterKey, ckv ? ckv.mod_revision : 0)],
+      return {
+        compare: [modIs(runKey, kv.mod_revision), modIs(counterKey, ckv ? ckv.mod_revision : 0)],
         success: [
-          del(keys.run(rec.id)),
+          del(runKey),
           del(keys.runIndexKey(rec.id)),
           delPrefix(keys.nodes(rec.id)),
           delPrefix(keys.statics(rec.id)),
@@ -80,11 +98,9 @@ async function deleteRun(ctx: EtcdContext, rec: RunRecord, rev: string): Promise
           // Shards may go below zero individually; only their sum is meaningful.
           put(counterKey, Buffer.from(String(value - rec.n))),
         ],
-        failure: [get(keys.run(rec.id))],
-      });
-      if (res.succeeded) return true;
-      const now = res.responses[0]!.response_range.kvs[0];
-      if (!now || now.mod_revision !== rev) return false; // gone or changed: leave it
-    }
-  });
+        failure: [get(runKey), get(counterKey)],
+        result: true,
+      };
+    },
+  );
 }

@@ -18,7 +18,7 @@ import { retryDueItem, workItemKey } from './work-items.js';
 export async function releaseRetry(ctx: EtcdContext, runId: string, node: string): Promise<boolean> {
   const { keys, store } = ctx;
   const itemKey = workItemKey(keys, runId, retryDueItem(node));
-  return optimistic<boolean>(store, 'release retry', async () => {
+  return optimistic<boolean>(store, `release of ${runId}/${node}'s retry`, async () => {
     const r = await readNode(ctx, runId, node, false);
     const rec = r.node?.rec;
     if (!r.node || !rec) return { compare: [], success: [del(itemKey)], result: false }; // run deleted

@@ -11,10 +11,12 @@ import {
   rfc3339,
   topology,
 } from '../../model/index.js';
+import { ConflictError } from '../../protocol/errors.js';
 import type { StartOptions } from '../../protocol/repository.js';
 import type { EtcdContext } from './context.js';
 import { ETCD_MAX_TXN_OPS, MAX_TXN_BYTES, MAX_TXN_OPS } from './limits.js';
 import { encodeState, encodeStatic } from './nodes.js';
+import { type Decision, optimistic } from './optimistic.js';
 import { loadRun } from './reads.js';
 import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
 import { absent, del, get, modIs, put } from './store.js';
@@ -60,6 +62,8 @@ export async function startRun(
   let bytes = 0;
   const states: NodeState[] = [];
   const records: NodeRecord[] = [];
+  /** Where each record's state key is among `ops`. */
+  const stateOps: number[] = [];
   spec.nodes.forEach((n, i) => {
     const s = normalizeNodeSpec(n);
     const up = topo.upstream.get(n.name)!;
@@ -79,6 +83,7 @@ export async function startRun(
     const facts = encodeStatic(rec);
     const value = encodeState(rec);
     bytes += facts.length + value.length + 300;
+    stateOps.push(ops.length + 1);
     ops.push(put(keys.static(id, s.name), facts), put(keys.node(id, s.name), value));
     ops.push(put(keys.openNode(status === 'READY' ? 'R' : 'W', id, s.name), Buffer.from(s.runtime)));
     if (status === 'READY') ops.push(put(keys.ready(s.runtime, id, s.name), Buffer.alloc(0)));
@@ -107,7 +112,7 @@ export async function startRun(
   // The identity (params up to WORKFLOW_LIMITS) rides in the commit: count its bytes and its two ops.
   const identityBytes = Buffer.byteLength(JSON.stringify(identity));
   const chunked = ops.length + 8 > MAX_TXN_OPS || bytes + identityBytes > MAX_TXN_BYTES;
-  if (chunked) await writeChunks(ctx, id, now, [...runtimes], ops);
+  const chunkRevisions = chunked ? await writeChunks(ctx, id, now, [...runtimes], ops) : [];
   // Wakes each runtime's subscribers: a chunked run's READY nodes were written before it was visible.
   const wakeups = [...runtimes].map((rt) => put(keys.committed(rt, id), Buffer.alloc(0)));
   // More runtimes than one transaction can wake: the rest after the commit, the staging mark kept until
@@ -146,7 +151,9 @@ export async function startRun(
   // The first claims of this run in this process need not read what it just wrote (SeenState).
   if (revision !== undefined) {
     ctx.seen.setRun(run, revision);
-    if (!chunked) for (const rec of records) ctx.seen.setNode(id, rec, revision);
+    // A chunked run's states were written by its chunks, each at its own revision.
+    for (const [j, rec] of records.entries())
+      ctx.seen.setNode(id, rec, chunked ? chunkRevisions[stateOps[j]!]! : revision);
   }
   return {
     id,
@@ -179,8 +186,10 @@ async function writeChunks(
   now: number,
   runtimes: string[],
   ops: IRequestOp[],
-): Promise<void> {
+): Promise<string[]> {
   const { store, keys } = ctx;
+  /** The revision that wrote each op (SeenState: the first claims need not read the nodes back). */
+  const revisions: string[] = [];
   await store.retrying('start (staging)', () =>
     store.txn({ success: [put(keys.staging(id), encodeJson({ createdAt: now, runtimes }))] }),
   );
@@ -192,7 +201,8 @@ async function writeChunks(
     chunk = [];
     size = 0;
     // Plain puts: writing a chunk twice after a lost reply is harmless.
-    await store.retrying('start (chunk)', () => store.txn({ success }));
+    const res = await store.retrying('start (chunk)', () => store.txn({ success }));
+    for (const _ of success) revisions.push(res.header.revision);
   };
   for (const op of ops) {
     const n = (op.request_put?.value?.length ?? 0) + (op.request_put?.key?.length ?? 0);
@@ -201,14 +211,19 @@ async function writeChunks(
     size += n;
   }
   await flush();
+  return revisions;
 }
 
 /**
  * The commit: run key, counter shard (compare-and-swap), and whatever else
- * `ops` holds, atomically. Returns the revision it wrote at; undefined when
+ * `ops` holds, atomically, as an optimistic transaction (optimistic.ts): a
+ * lost race on the shard reads it back in the same round trip (the failure
+ * ops) and tries again. Returns the revision it wrote at; undefined when
  * an earlier try committed without its reply (what it wrote may have changed
  * since). That try may be one of ours or one the etcd client repeated on its
- * own after a member failed: the stored run's creation time tells.
+ * own after a member failed: the stored run's creation time tells. Losing
+ * every race on the shard for the helper's bound throws UnavailableError: no
+ * run was stored (its chunks, if any, are left to the sweeper).
  */
 async function commit(
   ctx: EtcdContext,
@@ -222,9 +237,25 @@ async function commit(
   const counterKey = keys.counter(shard);
   // The shard as this process last left it, if it did: a stale one fails the compare and is read afresh.
   let counter = ctx.seen.counters.get(shard) ?? (await readCounter(ctx, shard));
-  return store.retrying('start', async () => {
-    for (;;) {
-      const res = await store.txn({
+  return optimistic(
+    store,
+    `start of run ${id} (counter shard ${shard})`,
+    async (lost): Promise<Decision<string | 'taken' | undefined>> => {
+      if (lost) {
+        // The run exists: an earlier try committed but its reply was lost.
+        const runKv = lost.responses[0]!.response_range.kvs[0];
+        if (runKv) {
+          // The key is the id; the creation time tells our run from another with the same id.
+          if (decodeJson<RunRecord>(runKv.value).createdAt === run.createdAt) return { done: undefined };
+          throw new ConflictError(`run id ${id} collided with an existing run`);
+        }
+        // Another start with this request id committed first.
+        if (request && lost.responses[2]!.response_range.kvs[0]) return { done: 'taken' };
+        const kv = lost.responses[1]!.response_range.kvs[0];
+        counter = { rev: kv ? kv.mod_revision : '0', value: kv ? Number(kv.value.toString()) : 0 };
+        ctx.seen.counters.set(shard, counter);
+      }
+      return {
         compare: [
           absent(keys.run(id)),
           modIs(counterKey, counter.rev),
@@ -232,25 +263,13 @@ async function commit(
         ],
         success: [...ops, put(counterKey, Buffer.from(String(counter.value + nodes)))],
         failure: [get(keys.run(id)), get(counterKey), ...(request ? [get(request)] : [])],
-      });
-      if (res.succeeded) {
-        ctx.seen.counters.set(shard, { rev: res.header.revision, value: counter.value + nodes });
-        return res.header.revision;
-      }
-      // The run exists: an earlier try committed but its reply was lost.
-      const runKv = res.responses[0]!.response_range.kvs[0];
-      if (runKv) {
-        // The key is the id; the creation time tells our run from another with the same id.
-        if (decodeJson<RunRecord>(runKv.value).createdAt === run.createdAt) return undefined;
-        throw new Error(`run id ${id} collided with an existing run`);
-      }
-      // Another start with this request id committed first.
-      if (request && res.responses[2]!.response_range.kvs[0]) return 'taken';
-      const kv = res.responses[1]!.response_range.kvs[0];
-      counter = { rev: kv ? kv.mod_revision : '0', value: kv ? Number(kv.value.toString()) : 0 };
-      ctx.seen.counters.set(shard, counter);
-    }
-  });
+        resultOf: (committed) => {
+          ctx.seen.counters.set(shard, { rev: committed.header.revision, value: counter.value + nodes });
+          return committed.header.revision;
+        },
+      };
+    },
+  );
 }
 
 async function readCounter(ctx: EtcdContext, shard: number): Promise<{ rev: string; value: number }> {

@@ -25,7 +25,7 @@ import {
 import type { Logger } from '../../log.js';
 import { TooLargeError, UnauthenticatedError, UnavailableError } from '../../protocol/errors.js';
 import { prefixEnd } from './keys.js';
-import { ETCD_MAX_TXN_OPS, READS_PER_TXN } from './limits.js';
+import { ETCD_MAX_TXN_OPS, MAX_ROUNDS, READS_PER_TXN } from './limits.js';
 
 export interface EtcdConnectionOptions {
   /** host:port or URLs; http:// is assumed unless TLS options are given. */
@@ -43,6 +43,8 @@ export interface EtcdConnectionOptions {
   callTimeoutMs?: number;
   /** How long an operation retries through an unreachable cluster before UnavailableError. Default 15 s. */
   retryForMs?: number;
+  /** Races an optimistic transaction may lose in a row before UnavailableError. Default MAX_ROUNDS (10,000). */
+  maxRaceRounds?: number;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -55,6 +57,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export class Store {
   readonly client: Etcd3;
   private readonly retryForMs: number;
+  /** See EtcdConnectionOptions.maxRaceRounds. */
+  readonly maxRaceRounds: number;
   closed = false;
 
   constructor(
@@ -74,6 +78,7 @@ export class Store {
     );
     const timeout = options.callTimeoutMs ?? 10_000;
     this.retryForMs = options.retryForMs ?? 15_000;
+    this.maxRaceRounds = options.maxRaceRounds ?? MAX_ROUNDS;
     this.client = new Etcd3({
       hosts,
       dialTimeout: 5_000,

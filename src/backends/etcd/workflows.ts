@@ -14,6 +14,7 @@ import {
 import { workflowInUse, workflowNotFound } from '../../protocol/errors.js';
 import type { EtcdContext } from './context.js';
 import { prefixEnd } from './keys.js';
+import { type Decision, optimistic } from './optimistic.js';
 import { decodeJson, encodeJson } from './records.js';
 import { absent, del, delPrefix, get, getPrefix, modIs, put } from './store.js';
 
@@ -35,25 +36,30 @@ export async function putWorkflow(
   const { keys, store } = ctx;
   const content = normalizeWorkflow(input);
   const hash = workflowContentHash(content);
-  return store.retrying('put workflow', async () => {
-    for (;;) {
-      const res = await store.range({ key: keys.workflowHead(name) });
-      const kv = res.kvs[0];
+  const headKey = keys.workflowHead(name);
+  // A lost race (another put, or a delete) reads the head back in the same round trip.
+  return optimistic(
+    store,
+    `put of workflow ${JSON.stringify(name)}`,
+    async (lost): Promise<Decision<WorkflowDefinition>> => {
+      const kv = lost
+        ? lost.responses[0]!.response_range.kvs[0]
+        : (await store.retrying('put workflow', () => store.range({ key: headKey }))).kvs[0];
       const head = kv ? decodeJson<Head>(kv.value) : undefined;
       const plan = planWorkflowPut(name, content, hash, head, rfc3339(ctx.clock.now()));
-      if ('same' in plan) return getWorkflow(ctx, name, plan.same);
+      if ('same' in plan) return { done: await getWorkflow(ctx, name, plan.same) };
       const { def, head: next } = plan;
-      const txn = await store.txn({
-        compare: [kv ? modIs(keys.workflowHead(name), kv.mod_revision) : absent(keys.workflowHead(name))],
+      return {
+        compare: [kv ? modIs(headKey, kv.mod_revision) : absent(headKey)],
         success: [
           put(keys.workflowVersion(name, def.version), encodeJson(def)),
-          put(keys.workflowHead(name), encodeJson(next)),
+          put(headKey, encodeJson(next)),
         ],
-      });
-      // Lost the race to another put (or a delete): read the head again.
-      if (txn.succeeded) return def;
-    }
-  });
+        failure: [get(headKey)],
+        result: def,
+      };
+    },
+  );
 }
 
 export async function getWorkflow(
@@ -110,18 +116,23 @@ export async function deleteWorkflow(
 ): Promise<void> {
   checkWorkflowName(name);
   const { keys, store } = ctx;
-  await store.retrying('delete workflow', async () => {
-    for (;;) {
-      const kv = (await store.range({ key: keys.workflowHead(name) })).kvs[0];
+  const headKey = keys.workflowHead(name);
+  await optimistic(
+    store,
+    `delete of workflow ${JSON.stringify(name)}`,
+    async (lost): Promise<Decision<void>> => {
+      const kv = lost
+        ? lost.responses[0]!.response_range.kvs[0]
+        : (await store.retrying('delete workflow', () => store.range({ key: headKey }))).kvs[0];
       if (!kv) throw workflowNotFound(name);
       const user = await inUse(name);
       if (user) throw workflowInUse(name, user);
-      const res = await store.txn({
-        compare: [modIs(keys.workflowHead(name), kv.mod_revision)],
-        success: [del(keys.workflowHead(name)), delPrefix(keys.workflowVersions(name))],
-        failure: [get(keys.workflowHead(name))],
-      });
-      if (res.succeeded) return;
-    }
-  });
+      return {
+        compare: [modIs(headKey, kv.mod_revision)],
+        success: [del(headKey), delPrefix(keys.workflowVersions(name))],
+        failure: [get(headKey)],
+        result: undefined,
+      };
+    },
+  );
 }

@@ -4,6 +4,7 @@ import {
   checkWorkflowName,
   checkWorkflowVersion,
   normalizeWorkflow,
+  planWorkflowPut,
   rfc3339,
   type WorkflowDefinition,
   type WorkflowInput,
@@ -31,13 +32,15 @@ export class MemoryWorkflows {
     const hash = workflowContentHash(content);
     const versions = this.byName.get(name) ?? [];
     const latest = versions[versions.length - 1];
-    if (latest?.hash === hash) return copy(latest.def);
-    const def: WorkflowDefinition = {
+    const plan = planWorkflowPut(
       name,
-      version: (latest?.def.version ?? 0) + 1,
-      ...content,
-      createdAt: rfc3339(this.clock.now()),
-    };
+      content,
+      hash,
+      latest && { v: latest.def.version, h: latest.hash },
+      rfc3339(this.clock.now()),
+    );
+    if ('same' in plan) return copy(latest!.def);
+    const { def } = plan;
     versions.push({ def, hash });
     this.byName.set(name, versions);
     return copy(def);

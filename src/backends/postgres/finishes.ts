@@ -1,11 +1,11 @@
 import { Batcher } from '../batcher.js';
 import { type Db, isConnectionError } from './db.js';
-import type { Notice } from './notices.js';
-import { FINISH_ATTEMPTS } from './sql.js';
+import type { Notice, Publisher } from './notices.js';
+import { FINISH_NODES } from './sql.js';
 
-/** What finish_started (migration 13, around finish_attempt of migration 2) answers for one call. */
+/** What finish_nodes (migration 12) answers for one call. */
 export type FinishResult =
-  | { notice: Notice }
+  | { ok: true }
   | { recorded: true }
   | { missing: 'run' | 'node' }
   | { conflict: true; status: string; orphaned: boolean; cancelled: boolean };
@@ -27,18 +27,28 @@ export interface FinishCall {
  * Finishes are durable (synchronous commit: an accepted result must survive a
  * crash), so each costs a WAL flush, and finishes within a run serialise on
  * the run's row until that flush is done. This process's concurrent finishes
- * therefore go together (see Batcher) as one statement in one transaction,
- * sharing one round trip and one flush; a batch changes nothing about what
- * any single finish does. Calls are ordered by run id so that
- * batches in different processes take run locks in the same order and
- * cannot deadlock one another.
+ * therefore go together (see Batcher) as one call of finish_nodes, a few
+ * set-based statements in one transaction, sharing one round trip and one
+ * flush; a batch changes nothing about what any single finish does. The
+ * function locks the batch's runs, then its nodes, each in sorted order, so
+ * batches in different processes cannot deadlock one another. Two calls for
+ * the same node never share a batch (the later one would see the node as the
+ * batch found it, not as the earlier call left it).
+ *
+ * The batch's notices (one per run it changed) are published once it has
+ * committed, before any of its callers hears back: the wake-ups of a batch go
+ * together, in this process's order.
  */
 export class FinishBatcher {
   private readonly batcher: Batcher<FinishCall, FinishResult>;
 
-  constructor(private readonly db: Db) {
-    this.batcher = new Batcher({ maxCalls: 64, isolate: (e) => !isConnectionError(e) }, (calls) =>
-      this.send(calls),
+  constructor(
+    private readonly db: Db,
+    private readonly publisher: Publisher,
+  ) {
+    this.batcher = new Batcher(
+      { maxCalls: 64, key: (c) => `${c.runId}\u0000${c.node}`, isolate: (e) => !isConnectionError(e) },
+      (calls) => this.send(calls),
     );
   }
 
@@ -47,32 +57,34 @@ export class FinishBatcher {
   }
 
   private async send(calls: FinishCall[]): Promise<FinishResult[]> {
-    const order = calls.map((_, i) => i).sort((a, b) => compare(calls[a]!.runId, calls[b]!.runId));
-    const sorted = order.map((i) => calls[i]!);
-    const results = await this.db.retrying('finish', async (attempt) => {
-      const { rows } = await this.db.query<{ r: FinishResult }>(
+    const rows = await this.db.retrying('finish', async (attempt) => {
+      const { rows } = await this.db.query<{ i: number; r: FinishResult | Notice }>(
         'finish',
-        FINISH_ATTEMPTS,
+        FINISH_NODES,
         [
-          sorted.map((c) => c.runId),
-          sorted.map((c) => c.node),
-          sorted.map((c) => c.claimId),
-          sorted.map((c) => c.conclusion),
-          sorted.map((c) => c.metadata),
-          sorted.map((c) => c.output),
-          sorted.map((c) => c.now),
+          calls.map((c) => c.runId),
+          calls.map((c) => c.node),
+          calls.map((c) => c.claimId),
+          calls.map((c) => c.conclusion),
+          calls.map((c) => c.metadata),
+          calls.map((c) => c.output),
+          calls.map((c) => c.now),
+          calls.map((c) => c.startedAt),
           // A repeated try may find attempts already stored: the earlier try committed but its reply was lost.
           attempt > 1,
-          sorted.map((c) => c.startedAt),
         ],
-        { repeatOnDeadlock: true, prepare: 'adagio_finish' },
+        { repeatOnDeadlock: true, prepare: 'adagio_finish_nodes' },
       );
-      return rows.map((row) => row.r);
+      return rows;
     });
     const answers: FinishResult[] = new Array(calls.length);
-    for (const [k, i] of order.entries()) answers[i] = results[k]!;
+    const notices: Notice[] = [];
+    for (const row of rows) {
+      if (row.i === 0) notices.push(row.r as Notice);
+      else answers[row.i - 1] = row.r as FinishResult;
+    }
+    // Not awaited: the results are recorded; the wake-ups follow in this process's next NOTIFY batch.
+    void this.publisher.publish(notices);
     return answers;
   }
 }
-
-const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);

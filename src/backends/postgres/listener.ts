@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from '../../log.js';
 import type { Db } from './db.js';
-import { decodeNotice, type Notice } from './notices.js';
+import { decodeNotices, type Notice } from './notices.js';
 import { PING } from './sql.js';
 
 /** A stream's side of the LISTEN connection. */
@@ -119,9 +119,7 @@ export class Listener {
   }
 
   private dispatch(payload: string | undefined): void {
-    const notice = decodeNotice(payload);
-    if (!notice || (this.origin !== undefined && notice.o === this.origin)) return;
-    this.fanOut(notice);
+    for (const notice of decodeNotices(payload, this.origin)) this.fanOut(notice);
   }
 
   private fanOut(notice: Notice): void {

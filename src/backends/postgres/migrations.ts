@@ -3,8 +3,10 @@ import {
   CLAIM_AHEAD_MIGRATION,
   CLAIM_NODES_DELAYED_FUNCTION,
   CLAIM_NODES_FUNCTION,
+  CLAIM_NODES_SET_MIGRATION,
   FAILED_ATTEMPTS_MIGRATION,
   FINISH_ATTEMPT_FUNCTION,
+  FINISH_NODES_MIGRATION,
   FINISH_STREAMED_UNLOCKED_MIGRATION,
   LIVE_OUTPUT_MIGRATION,
   SCHEDULES_MIGRATION,
@@ -78,10 +80,19 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'finish_streamed: no extra locks when the attempt streamed nothing',
     sql: FINISH_STREAMED_UNLOCKED_MIGRATION,
   },
-  // 11 and 12 are taken by work merged separately (issue 18).
+  {
+    version: 11,
+    name: 'claim_nodes: one statement per batch; the claimer reads attempts by (run_id, node)',
+    sql: CLAIM_NODES_SET_MIGRATION,
+  },
+  {
+    version: 12,
+    name: 'finish_nodes: a batch of finishes in a few set-based statements, one notice per run',
+    sql: FINISH_NODES_MIGRATION,
+  },
   {
     version: 13,
-    name: 'claim-ahead: finish_started (the reported start), release_claim (rule 20)',
+    name: 'claim-ahead: release_claim (rule 20)',
     sql: CLAIM_AHEAD_MIGRATION,
   },
 ];

@@ -31,11 +31,6 @@ export interface NodeDelta {
 export interface Notice {
   /** Run id, or '*' for "anything may have changed". */
   r: string;
-  /**
-   * The sending repository's origin id: it delivered the notice to its own
-   * streams when it published it, so it drops the echo LISTEN brings back.
-   */
-  o?: string;
   /** The run's status (and conclusion) right after the transaction. */
   rs?: RunStatus;
   rc?: RunConclusion;
@@ -68,7 +63,6 @@ export function encodeNotice(notice: Notice): string {
   if (text.length <= MAX_PAYLOAD) return text;
   return JSON.stringify({
     r: notice.r,
-    o: notice.o,
     rs: notice.rs,
     rc: notice.rc,
     all: 1,
@@ -76,13 +70,85 @@ export function encodeNotice(notice: Notice): string {
   } satisfies Notice);
 }
 
-export function decodeNotice(payload: string | undefined): Notice | undefined {
-  if (!payload) return undefined;
+/**
+ * A notice as payloads that each fit: a batch's notice about many nodes of
+ * one run is split into several (halving its changes and READY / orphaned
+ * lists) rather than dropping to "re-read the run", which would make each
+ * watcher's cost grow with the run (rule 9). Every part but the last leaves
+ * the run RUNNING, since a watcher closes on COMPLETED.
+ */
+export function encodeNotices(notice: Notice): string[] {
+  const text = JSON.stringify(notice);
+  if (text.length <= MAX_PAYLOAD) return [text];
+  const items: ['ch' | 'rd' | 'or', unknown][] = [
+    ...(notice.ch ?? []).map((x) => ['ch', x] as ['ch', unknown]),
+    ...(notice.rd ?? []).map((x) => ['rd', x] as ['rd', unknown]),
+    ...(notice.or ?? []).map((x) => ['or', x] as ['or', unknown]),
+  ];
+  if (notice.all || notice.cu || notice.out || items.length < 2) return [encodeNotice(notice)];
+  const half = Math.ceil(items.length / 2);
+  const part = (from: number, to: number) => {
+    const of = (k: string) => items.slice(from, to).flatMap(([key, x]) => (key === k ? [x] : []));
+    return {
+      ch: of('ch') as NodeDelta[],
+      rd: of('rd') as [string, string][],
+      or: of('or') as [string, string][],
+    };
+  };
+  const first: Notice = {
+    r: notice.r,
+    rs: notice.rs === 'COMPLETED' ? 'RUNNING' : notice.rs,
+    ...part(0, half),
+  };
+  const rest: Notice = { ...notice, ...part(half, items.length) };
+  return [...encodeNotices(first), ...encodeNotices(rest)];
+}
+
+/**
+ * One NOTIFY payload: the notices of one flush that fit, with the sending
+ * repository's origin id first. That repository delivered them to its own
+ * streams when it published them, so it drops the echo LISTEN brings back
+ * by the payload's first bytes, without parsing it.
+ */
+interface Envelope {
+  o?: string;
+  b: Notice[];
+}
+
+/** The envelope's opening, up to its notices: `{"o":…,"b":[`. */
+export function envelopeHead(origin: string | undefined): string {
+  return origin === undefined ? '{"b":[' : `{"o":${JSON.stringify(origin)},"b":[`;
+}
+
+/** Packs encoded notices into as few payloads under MAX_PAYLOAD as their order allows. */
+export function packNotices(encoded: string[], origin: string | undefined): string[] {
+  const head = envelopeHead(origin);
+  const payloads: string[] = [];
+  let body: string[] = [];
+  let size = head.length + 2;
+  for (const e of encoded) {
+    if (body.length > 0 && size + 1 + e.length > MAX_PAYLOAD) {
+      payloads.push(`${head}${body.join(',')}]}`);
+      body = [];
+      size = head.length + 2;
+    }
+    body.push(e);
+    size += e.length + 1;
+  }
+  if (body.length > 0) payloads.push(`${head}${body.join(',')}]}`);
+  return payloads;
+}
+
+/** The notices of a payload, none when it is this process's own (`origin`) or not a notice. */
+export function decodeNotices(payload: string | undefined, origin?: string): Notice[] {
+  if (!payload || (origin !== undefined && payload.startsWith(envelopeHead(origin)))) return [];
   try {
-    const n = JSON.parse(payload) as Notice;
-    return typeof n?.r === 'string' ? n : undefined;
+    const p = JSON.parse(payload) as Envelope | (Notice & { o?: string });
+    if ('b' in p && Array.isArray(p.b)) return p.b.filter((n) => typeof n?.r === 'string');
+    // One bare notice, as processes before migration 12 send them (a rolling upgrade).
+    return 'r' in p && typeof p.r === 'string' && (origin === undefined || p.o !== origin) ? [p] : [];
   } catch {
-    return undefined;
+    return [];
   }
 }
 
@@ -96,8 +162,10 @@ export function decodeNotice(payload: string | undefined): Notice | undefined {
  * subscribers also re-query periodically (Streams), so the node is seen later.
  *
  * Notices are coalesced per repository: while one NOTIFY round trip is in
- * flight, later notices wait and then go together in the next one (one
- * wake-up per batch, docs/design.md), in the order they were published. An idle
+ * flight, later notices wait and then go together in the next one, packed
+ * into as few payloads as fit (one wake-up per batch, docs/design.md: each
+ * NOTIFY is queued, signalled to every listener and parsed by each, so their
+ * count, not their size, is what costs), in the order they were published. An idle
  * process pays no delay; a busy one sends far fewer statements than it makes
  * transitions.
  */
@@ -110,7 +178,7 @@ export class Publisher {
     private readonly db: Db,
     private readonly channel: string,
     private readonly logger: Logger,
-    /** Stamped on every notice sent (see the class comment). */
+    /** Stamped on every payload sent, so this process drops its own echo (see packNotices). */
     private readonly origin?: string,
     /** Delivers notices to this process's streams at once. */
     private readonly local?: (notice: Notice) => void,
@@ -124,8 +192,7 @@ export class Publisher {
   publish(notices: Notice[]): Promise<void> {
     if (notices.length === 0) return Promise.resolve();
     for (const n of notices) {
-      if (this.origin !== undefined) n.o = this.origin;
-      this.pending.push(encodeNotice(n));
+      this.pending.push(...encodeNotices(n));
       this.local?.(n);
     }
     const sent = new Promise<void>((resolve) => this.waiters.push(resolve));
@@ -145,26 +212,26 @@ export class Publisher {
     this.flushing = true;
     try {
       while (this.pending.length > 0 || this.waiters.length > 0) {
-        const payloads = this.pending;
+        const encoded = this.pending;
         const waiters = this.waiters;
         this.pending = [];
         this.waiters = [];
-        if (payloads.length > 0)
+        if (encoded.length > 0)
           try {
-            await this.db.query('notify', NOTIFY_MANY, [this.channel, payloads], {
+            await this.db.query('notify', NOTIFY_MANY, [this.channel, packNotices(encoded, this.origin)], {
               asyncCommit: true,
               prepare: 'adagio_notify',
             });
           } catch (e) {
             this.logger.debug('notices not sent; listeners will catch up', {
-              count: payloads.length,
+              count: encoded.length,
               error: (e as Error).message,
             });
           }
         for (const w of waiters) w();
         // Busy: let the next batch fill a little. This process's own streams have the notices already
         // (`local`), so only other processes wait, a few ms; NOTIFY statements stop rivalling transitions.
-        if (payloads.length > 0 && this.pending.length > 0) await sleep(NOTIFY_PACE_MS);
+        if (encoded.length > 0 && this.pending.length > 0) await sleep(NOTIFY_PACE_MS);
       }
     } finally {
       this.flushing = false;

@@ -166,11 +166,14 @@ export class PostgresRepository implements Repository {
     const origin = randomBytes(6).toString('base64url');
     this.listener = new Listener(this.db, this.channel, this.logger, origin);
     const listener = this.listener;
+    const publisher = new Publisher(this.db, this.channel, this.logger, origin, (n) =>
+      listener.deliverLocal(n),
+    );
     this.ctx = {
       db: this.db,
       channel: this.channel,
-      publisher: new Publisher(this.db, this.channel, this.logger, origin, (n) => listener.deliverLocal(n)),
-      finishes: new FinishBatcher(this.db),
+      publisher,
+      finishes: new FinishBatcher(this.db, publisher),
       claims: new ClaimBatcher(this.db),
       starts: new StartBatcher(this.db),
       logger: this.logger,

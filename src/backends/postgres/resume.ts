@@ -5,6 +5,7 @@ import {
   type NodeSpec,
   type NodeStatus,
   planRetry,
+  runStatusOf,
   topology,
 } from '../../model/index.js';
 import { NotFoundError } from '../../protocol/errors.js';
@@ -77,7 +78,7 @@ export async function retryRun(ctx: TransitionContext, runId: string, named?: st
       return {
         r: runId,
         // Rule 7: nothing runs right after a retry, so WAITING when every node went back.
-        rs: remaining === 0 ? 'COMPLETED' : remaining < rows.length ? 'RUNNING' : 'WAITING',
+        rs: runStatusOf({ total: rows.length, completed: rows.length - remaining, running: 0 }),
         ...(conclusion ? { rc: conclusion } : {}),
         ch: changed.map((n) => ({
           n: n.name,

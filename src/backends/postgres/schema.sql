@@ -1,5 +1,38 @@
 CREATE SCHEMA adagio;
 
+CREATE TYPE adagio.finish_call AS (
+	k integer,
+	run text,
+	node text,
+	conclusion text,
+	at bigint,
+	has_run boolean,
+	has_node boolean,
+	cancelled boolean,
+	status text,
+	orphaned boolean,
+	live boolean,
+	recorded boolean,
+	retry boolean,
+	delay bigint,
+	ready_at bigint,
+	runtime text,
+	fanout boolean,
+	version integer,
+	attempt_count integer,
+	started_at bigint
+);
+
+CREATE TYPE adagio.settled_node AS (
+	run_id text,
+	name text,
+	runtime text,
+	status text,
+	version integer,
+	attempt_count integer,
+	finished_at bigint
+);
+
 CREATE FUNCTION adagio.adagio_now_ms() RETURNS bigint
     LANGUAGE plpgsql STABLE
     AS $$
@@ -24,222 +57,192 @@ $$;
 
 CREATE FUNCTION adagio.claim_nodes(p_runs text[], p_nodes text[], p_claims text[], p_agents text[], p_metadata jsonb[], p_leases text[], p_now bigint[], p_repeat boolean) RETURNS TABLE(i integer, run_id text, name text, idx integer, runtime text, spec jsonb, upstream text[], status text, attempt_count integer, claim_id text, claim_agent text, claim_metadata jsonb, orphaned boolean, previous_claim_id text, started_at bigint, finished_at bigint, version integer, attempts_json json)
     LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET enable_bitmapscan TO 'off'
+    SET enable_hashjoin TO 'off'
+    SET enable_mergejoin TO 'off'
     AS $$
 #variable_conflict use_column
-DECLARE
-  k integer;
 BEGIN
-  FOR k IN SELECT x.k FROM unnest(p_runs, p_nodes) WITH ORDINALITY AS x(r, n, k)
-           ORDER BY x.r COLLATE "C", x.n COLLATE "C" LOOP
-    CONTINUE WHEN NOT EXISTS (SELECT 1 FROM leases l WHERE l.id = p_leases[k] AND l.expires_at > now());
-    RETURN QUERY
-    WITH c AS (
-      UPDATE nodes n SET
-        status = 'RUNNING',
-        previous_claim_id = CASE WHEN n.claim_id = p_claims[k] THEN n.previous_claim_id
-          WHEN n.status = 'RUNNING' THEN n.claim_id END,
-        started_at = CASE WHEN n.status = 'READY' THEN p_now[k] ELSE n.started_at END,
-        finished_at = CASE WHEN n.status = 'READY' THEN NULL ELSE n.finished_at END,
-        claim_id = p_claims[k], claim_agent = p_agents[k], claim_metadata = p_metadata[k], lease_id = p_leases[k],
-        orphaned = false, version = n.version + 1
-      WHERE n.run_id = p_runs[k] AND n.name = p_nodes[k]
-        AND ((n.status = 'READY' AND (n.ready_at IS NULL OR n.ready_at <= adagio_now_ms()))
-             OR (n.status = 'RUNNING' AND n.orphaned)
-             OR (p_repeat AND n.status = 'RUNNING' AND n.claim_id = p_claims[k]))
-      RETURNING n.*
-    )
-    SELECT k, c.run_id::text, c.name::text, c.idx, c.runtime, c.spec, c.upstream, c.status, c.attempt_count,
-      c.claim_id::text, c.claim_agent, c.claim_metadata, c.orphaned, c.previous_claim_id, c.started_at,
-      c.finished_at, c.version,
-      -- The attempts the claimer needs (its own, and its upstream nodes' for inputs), in the same round trip.
+  RETURN QUERY
+  WITH x AS MATERIALIZED (
+    SELECT x.k::int AS k, x.run, x.node, x.claim, x.agent, x.md, x.lease, x.at
+    FROM unnest(p_runs, p_nodes, p_claims, p_agents, p_metadata, p_leases, p_now)
+      WITH ORDINALITY AS x(run, node, claim, agent, md, lease, at, k)
+    WHERE EXISTS (SELECT 1 FROM leases l WHERE l.id = x.lease AND l.expires_at > now())
+    ORDER BY x.run COLLATE "C", x.node COLLATE "C"
+  ), c AS (
+    UPDATE nodes n SET
+      status = 'RUNNING',
+      previous_claim_id = CASE WHEN n.claim_id = x.claim THEN n.previous_claim_id
+        WHEN n.status = 'RUNNING' THEN n.claim_id END,
+      started_at = CASE WHEN n.status = 'READY' THEN x.at ELSE n.started_at END,
+      finished_at = CASE WHEN n.status = 'READY' THEN NULL ELSE n.finished_at END,
+      claim_id = x.claim, claim_agent = x.agent, claim_metadata = x.md, lease_id = x.lease,
+      orphaned = false, version = n.version + 1
+    FROM x
+    WHERE n.run_id = x.run AND n.name = x.node
+      AND ((n.status = 'READY' AND (n.ready_at IS NULL OR n.ready_at <= adagio_now_ms()))
+           OR (n.status = 'RUNNING' AND n.orphaned)
+           OR (p_repeat AND n.status = 'RUNNING' AND n.claim_id = x.claim))
+    RETURNING x.k, n.*
+  )
+  SELECT c.k, c.run_id::text, c.name::text, c.idx, c.runtime, c.spec, c.upstream, c.status, c.attempt_count,
+    c.claim_id::text, c.claim_agent, c.claim_metadata, c.orphaned, c.previous_claim_id, c.started_at,
+    c.finished_at, c.version,
+    -- The attempts the claimer needs (its own, and its upstream nodes' for inputs), in the same round trip.
+    CASE WHEN cardinality(c.upstream) = 0 AND c.attempt_count = 0 THEN '[]'::json ELSE
       (SELECT coalesce(json_agg(json_build_object('node', a.node, 'n', a.n, 'conclusion', a.conclusion,
                 'metadata', a.metadata, 'output', encode(a.output, 'base64'), 'claim_id', a.claim_id,
                 'agent_id', a.agent_id, 'started_at', a.started_at, 'finished_at', a.finished_at)), '[]')
        FROM attempts a
-       WHERE a.run_id = c.run_id AND (a.node = ANY(c.upstream) OR (a.node = c.name AND c.attempt_count > 0)))
-    FROM c;
-  END LOOP;
+       WHERE a.run_id = c.run_id
+         AND a.node = ANY (CASE WHEN c.attempt_count > 0 THEN c.upstream || c.name::text ELSE c.upstream END))
+    END
+  FROM c;
 END
 $$;
 
-CREATE FUNCTION adagio.finish_attempt(p_run text, p_node text, p_claim text, p_conclusion text, p_metadata jsonb, p_output bytea, p_now bigint, p_repeat boolean) RETURNS jsonb
+CREATE FUNCTION adagio.finish_nodes(p_runs text[], p_nodes text[], p_claims text[], p_conclusions text[], p_metadata jsonb[], p_outputs bytea[], p_now bigint[], p_started bigint[], p_repeat boolean) RETURNS TABLE(i integer, r jsonb)
     LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET enable_bitmapscan TO 'off'
+    SET enable_hashjoin TO 'off'
+    SET enable_mergejoin TO 'off'
     AS $$
+#variable_conflict use_column
 DECLARE
-  v_run record;
-  v_node record;
-  v_max integer;
-  v_retry boolean := false;
-  v_status text;
-  v_changed jsonb;
-  v_notice jsonb;
-  v_extra jsonb;
-  v_settled jsonb;
-  v_completed integer := 0;
-  v_failed boolean := false;
-  v_remaining integer;
+  v_calls finish_call[];
+  v_settled settled_node[] := '{}';
 BEGIN
-  -- Locking order: the run, then its nodes (as cancel does); claims lock one node row only.
-  SELECT node_count, remaining, failed, cancelled INTO v_run FROM runs WHERE id = p_run FOR NO KEY UPDATE;
-  IF NOT FOUND THEN RETURN jsonb_build_object('missing', 'run'); END IF;
-  SELECT runtime, spec, downstream, status, claim_id, claim_agent, orphaned, attempt_count, fail_count,
-         error_count, started_at, version
-    INTO v_node FROM nodes WHERE run_id = p_run AND name = p_node FOR UPDATE;
-  IF NOT FOUND THEN RETURN jsonb_build_object('missing', 'node'); END IF;
+  PERFORM 1 FROM runs WHERE id = ANY(p_runs) ORDER BY id FOR NO KEY UPDATE;
+  PERFORM 1 FROM nodes n JOIN unnest(p_runs, p_nodes) AS x(run, node) ON n.run_id = x.run AND n.name = x.node
+    ORDER BY n.run_id, n.name FOR UPDATE OF n;
 
-  -- Rule 4: only the node's live claim may finish it.
-  IF v_node.status <> 'RUNNING' OR v_node.claim_id IS DISTINCT FROM p_claim OR v_node.orphaned THEN
-    IF p_repeat AND EXISTS (SELECT 1 FROM attempts WHERE run_id = p_run AND node = p_node
-                              AND claim_id = p_claim AND conclusion = p_conclusion) THEN
-      RETURN jsonb_build_object('recorded', true);
-    END IF;
-    RETURN jsonb_build_object('conflict', true, 'status', v_node.status, 'orphaned', v_node.orphaned,
-                              'cancelled', v_run.cancelled);
+  WITH x AS (
+    SELECT x.k::int AS k, x.run, x.node, x.claim, x.conclusion, x.md, x.output, x.at, x.reported
+    FROM unnest(p_runs, p_nodes, p_claims, p_conclusions, p_metadata, p_outputs, p_now, p_started)
+      WITH ORDINALITY AS x(run, node, claim, conclusion, md, output, at, reported, k)
+  ), j AS MATERIALIZED (
+    SELECT x.*, ru.id IS NOT NULL AS has_run, coalesce(ru.cancelled, false) AS cancelled,
+      n.name IS NOT NULL AS has_node, n.status, n.orphaned, n.runtime, n.downstream, n.attempt_count,
+      n.claim_agent, n.started_at, n.version, n.backoff,
+      n.fail_count + (x.conclusion = 'FAIL')::int AS fails, n.error_count + (x.conclusion = 'ERROR')::int AS errors,
+      -- Rule 4: only the node's live claim may finish it.
+      coalesce(n.status = 'RUNNING' AND n.claim_id = x.claim AND NOT n.orphaned, false) AS live,
+      -- Rule 5: retry[conclusion].maxAttempts counts attempts of that conclusion, this one included.
+      coalesce(x.conclusion IN ('FAIL', 'ERROR') AND
+        (CASE x.conclusion WHEN 'FAIL' THEN n.fail_count ELSE n.error_count END) + 1
+          < (n.spec -> 'retry' -> lower(x.conclusion) ->> 'maxAttempts')::integer, false) AS retry,
+      lo.output AS streamed
+    FROM x
+    LEFT JOIN runs ru ON ru.id = x.run
+    LEFT JOIN nodes n ON n.run_id = x.run AND n.name = x.node
+    LEFT JOIN live_outputs lo ON lo.run_id = x.run AND lo.node = x.node AND lo.attempt = n.attempt_count + 1
+      AND n.claim_id = x.claim
+  ), f AS MATERIALIZED (
+    -- Rule 5's delay, drawn once per retry: only the node's own retry waits.
+    SELECT j.*, CASE WHEN j.retry THEN retry_delay_ms(j.backoff -> lower(j.conclusion),
+        CASE j.conclusion WHEN 'FAIL' THEN j.fails ELSE j.errors END) ELSE 0 END AS delay
+    FROM j WHERE j.live
+  ), a AS (
+    INSERT INTO attempts (run_id, node, n, conclusion, metadata, output, claim_id, agent_id, started_at, finished_at)
+    SELECT f.run, f.node, f.attempt_count + 1, f.conclusion, f.md, attempt_output(f.streamed, f.output), f.claim,
+      coalesce(f.claim_agent, ''),
+      -- Rule 20 (model attemptStartMs): a reported start, kept within [claimed at, finished at]; else the claim's.
+      CASE WHEN f.reported IS NULL OR coalesce(f.started_at, 0) = 0 THEN f.started_at
+        ELSE greatest(f.started_at, least(f.reported, f.at)) END,
+      f.at
+    FROM f
+  ), u AS (
+    UPDATE nodes n SET status = CASE WHEN f.retry THEN 'READY' ELSE 'COMPLETED' END,
+      attempt_count = n.attempt_count + 1, fail_count = f.fails, error_count = f.errors,
+      claim_id = NULL, claim_agent = NULL, claim_metadata = NULL, lease_id = NULL, orphaned = false,
+      previous_claim_id = NULL, finished_at = CASE WHEN f.retry THEN NULL ELSE f.at END,
+      ready_at = CASE WHEN f.delay > 0 THEN adagio_now_ms() + f.delay END,
+      version = n.version + 1
+    FROM f WHERE n.run_id = f.run AND n.name = f.node
+    RETURNING f.k, n.ready_at
+  ), lo AS (
+    DELETE FROM live_outputs l USING f WHERE l.run_id = f.run AND l.node = f.node
+  )
+  SELECT array_agg(ROW(j.k, j.run, j.node, j.conclusion, j.at, j.has_run, j.has_node, j.cancelled, j.status,
+      j.orphaned, j.live,
+      NOT j.live AND p_repeat AND EXISTS (SELECT 1 FROM attempts a WHERE a.run_id = j.run AND a.node = j.node
+                                            AND a.claim_id = j.claim AND a.conclusion = j.conclusion),
+      j.retry, coalesce(f.delay, 0), u.ready_at, j.runtime, cardinality(j.downstream) > 0, j.version,
+      j.attempt_count, j.started_at)::finish_call ORDER BY j.k)
+    INTO v_calls
+    FROM j LEFT JOIN f ON f.k = j.k LEFT JOIN u ON u.k = j.k;
+
+  -- Completed (succeeded, or failed for good): the dependents' triggers judge them (rule 14).
+  IF EXISTS (SELECT 1 FROM unnest(v_calls) c WHERE c.live AND NOT c.retry AND c.fanout) THEN
+    SELECT coalesce(array_agg(s), '{}') INTO v_settled FROM settle_nodes(
+      ARRAY(SELECT c.run FROM unnest(v_calls) c WHERE c.live AND NOT c.retry AND c.fanout ORDER BY c.k),
+      ARRAY(SELECT c.node FROM unnest(v_calls) c WHERE c.live AND NOT c.retry AND c.fanout ORDER BY c.k),
+      ARRAY(SELECT CASE WHEN c.conclusion = 'SUCCESS' THEN 'succeeded' ELSE 'failed' END
+              FROM unnest(v_calls) c WHERE c.live AND NOT c.retry AND c.fanout ORDER BY c.k),
+      ARRAY(SELECT c.at FROM unnest(v_calls) c WHERE c.live AND NOT c.retry AND c.fanout ORDER BY c.k)) s;
   END IF;
 
-  -- Rule 5: retry[conclusion].maxAttempts counts attempts of that conclusion, this one included.
-  IF p_conclusion IN ('FAIL', 'ERROR') THEN
-    v_max := (v_node.spec -> 'retry' -> lower(p_conclusion) ->> 'maxAttempts')::integer;
-    v_retry := v_max IS NOT NULL AND
-      (CASE p_conclusion WHEN 'FAIL' THEN v_node.fail_count ELSE v_node.error_count END) + 1 < v_max;
-  END IF;
-  v_status := CASE WHEN v_retry THEN 'READY' ELSE 'COMPLETED' END;
+  RETURN QUERY
+  SELECT c.k, CASE
+      WHEN c.live THEN '{"ok": true}'::jsonb
+      WHEN c.recorded THEN '{"recorded": true}'::jsonb
+      WHEN NOT c.has_run THEN '{"missing": "run"}'::jsonb
+      WHEN NOT c.has_node THEN '{"missing": "node"}'::jsonb
+      ELSE jsonb_build_object('conflict', true, 'status', c.status, 'orphaned', c.orphaned,
+                              'cancelled', c.cancelled) END
+  FROM unnest(v_calls) c;
 
-  INSERT INTO attempts (run_id, node, n, conclusion, metadata, output, claim_id, agent_id, started_at, finished_at)
-  VALUES (p_run, p_node, v_node.attempt_count + 1, p_conclusion, p_metadata, p_output, p_claim,
-          coalesce(v_node.claim_agent, ''), v_node.started_at, p_now);
-  UPDATE nodes SET status = v_status, attempt_count = attempt_count + 1,
-    fail_count = fail_count + (p_conclusion = 'FAIL')::int, error_count = error_count + (p_conclusion = 'ERROR')::int,
-    claim_id = NULL, claim_agent = NULL, claim_metadata = NULL, lease_id = NULL, orphaned = false,
-    previous_claim_id = NULL, finished_at = CASE WHEN v_status = 'COMPLETED' THEN p_now END,
-    version = version + 1
-  WHERE run_id = p_run AND name = p_node;
-
-  v_changed := jsonb_build_array(jsonb_build_object('n', p_node, 'v', v_node.version + 1, 's', v_status,
-    'a', v_node.attempt_count + 1, 'st', v_node.started_at, 'ft', CASE WHEN v_retry THEN NULL ELSE p_now END));
-  v_notice := jsonb_build_object('r', p_run);
-
-  IF v_retry THEN
-    v_notice := v_notice || jsonb_build_object('rd', jsonb_build_array(jsonb_build_array(p_node, v_node.runtime)));
-  ELSE
-    -- Completed (succeeded, or failed for good): its dependents' triggers judge it (rule 14).
-    v_completed := 1;
-    v_failed := p_conclusion <> 'SUCCESS';
-    IF cardinality(v_node.downstream) > 0 THEN
-      v_settled := settle_dependents(p_run, p_node,
-        CASE WHEN p_conclusion = 'SUCCESS' THEN 'succeeded' ELSE 'failed' END, p_now);
-      v_changed := v_changed || (v_settled -> 'ch');
-      IF jsonb_array_length(v_settled -> 'rd') > 0 THEN
-        v_notice := v_notice || jsonb_build_object('rd', v_settled -> 'rd');
-      END IF;
-      v_completed := v_completed + (v_settled ->> 'c')::int;
-    END IF;
-  END IF;
-
-  -- Rule 7: the run's status after this transition.
-  v_remaining := v_run.remaining - v_completed;
-  IF v_remaining = 0 THEN
-    v_notice := v_notice || jsonb_build_object('rs', 'COMPLETED', 'rc',
-      CASE WHEN v_run.cancelled THEN 'CANCELLED' WHEN v_run.failed OR v_failed THEN 'FAIL' ELSE 'SUCCESS' END);
-  ELSIF v_remaining < v_run.node_count THEN
-    v_notice := v_notice || jsonb_build_object('rs', 'RUNNING');
-  ELSE
-    -- Back to READY with nothing completed yet: the run is RUNNING only if another node is.
-    v_notice := v_notice || jsonb_build_object('rs', CASE WHEN EXISTS (
-      SELECT 1 FROM nodes WHERE run_id = p_run AND status = 'RUNNING') THEN 'RUNNING' ELSE 'WAITING' END);
-  END IF;
-  IF v_completed > 0 THEN
-    UPDATE runs SET remaining = v_remaining, failed = failed OR v_failed, conclusion = v_notice ->> 'rc'
-    WHERE id = p_run;
-  END IF;
-  RETURN jsonb_build_object('notice', v_notice || jsonb_build_object('ch', v_changed));
-END
-$$;
-
-CREATE FUNCTION adagio.finish_started(p_run text, p_node text, p_claim text, p_conclusion text, p_metadata jsonb, p_output bytea, p_now bigint, p_repeat boolean, p_started bigint) RETURNS jsonb
-    LANGUAGE plpgsql
-    AS $$
-DECLARE
-  v_result jsonb;
-BEGIN
-  v_result := finish_timed(p_run, p_node, p_claim, p_conclusion, p_metadata, p_output, p_now, p_repeat);
-  IF p_started IS NOT NULL AND v_result ? 'notice' THEN
-    -- The finished node's change comes first in the notice (finish_attempt): its attempt count is this attempt.
-    UPDATE attempts SET started_at = greatest(started_at, least(p_started, finished_at))
-      WHERE run_id = p_run AND node = p_node AND n = (v_result -> 'notice' -> 'ch' -> 0 ->> 'a')::integer
-        AND claim_id = p_claim AND started_at IS NOT NULL AND started_at < least(p_started, finished_at);
-  END IF;
-  RETURN v_result;
-END
-$$;
-
-CREATE FUNCTION adagio.finish_streamed(p_run text, p_node text, p_claim text, p_conclusion text, p_metadata jsonb, p_output bytea, p_now bigint, p_repeat boolean) RETURNS jsonb
-    LANGUAGE plpgsql
-    AS $$
-DECLARE
-  v_live bytea;
-  v_attempt integer;
-  v_result jsonb;
-BEGIN
-  PERFORM 1 FROM live_outputs WHERE run_id = p_run AND node = p_node;
-  IF FOUND THEN
-    PERFORM 1 FROM runs WHERE id = p_run FOR NO KEY UPDATE;
-    PERFORM 1 FROM nodes WHERE run_id = p_run AND name = p_node FOR UPDATE;
-    SELECT lo.output INTO v_live FROM live_outputs lo JOIN nodes n ON n.run_id = lo.run_id AND n.name = lo.node
-      WHERE lo.run_id = p_run AND lo.node = p_node AND n.claim_id = p_claim AND lo.attempt = n.attempt_count + 1;
-    v_result := finish_attempt(p_run, p_node, p_claim, p_conclusion, p_metadata,
-                               attempt_output(v_live, p_output), p_now, p_repeat);
-    IF v_result ? 'notice' THEN
-      DELETE FROM live_outputs WHERE run_id = p_run AND node = p_node;
-    END IF;
-  ELSE
-    v_result := finish_attempt(p_run, p_node, p_claim, p_conclusion, p_metadata, p_output, p_now, p_repeat);
-    IF v_result ? 'notice' THEN
-      -- One probe in the common case; a raced append's row names the attempt it streamed for,
-      -- which is the one just recorded when it carries this claim.
-      DELETE FROM live_outputs WHERE run_id = p_run AND node = p_node RETURNING output, attempt INTO v_live, v_attempt;
-      IF FOUND THEN
-        UPDATE attempts SET output = attempt_output(v_live, p_output)
-          WHERE run_id = p_run AND node = p_node AND n = v_attempt AND claim_id = p_claim;
-      END IF;
-    END IF;
-  END IF;
-  IF v_result -> 'notice' ->> 'rs' = 'COMPLETED' THEN
-    UPDATE runs SET finished_at = p_now WHERE id = p_run AND finished_at IS NULL;
-  END IF;
-  RETURN v_result;
-END
-$$;
-
-CREATE FUNCTION adagio.finish_timed(p_run text, p_node text, p_claim text, p_conclusion text, p_metadata jsonb, p_output bytea, p_now bigint, p_repeat boolean) RETURNS jsonb
-    LANGUAGE plpgsql
-    AS $$
-DECLARE
-  v_result jsonb;
-  v_node record;
-  v_delay bigint;
-  v_at bigint;
-BEGIN
-  v_result := finish_streamed(p_run, p_node, p_claim, p_conclusion, p_metadata, p_output, p_now, p_repeat);
-  IF p_conclusion NOT IN ('FAIL', 'ERROR') OR NOT coalesce(v_result -> 'notice' ? 'rd', false) THEN
-    RETURN v_result;
-  END IF;
-  -- Only the node's own retry waits (READY again after its FAIL or ERROR): dependents made READY by
-  -- their triggers after a failure for good (rule 14) are claimable at once. A retry's READY list is
-  -- the node alone (finish_attempt settles dependents only when the node completes).
-  SELECT status, backoff, fail_count, error_count INTO v_node FROM nodes WHERE run_id = p_run AND name = p_node;
-  IF v_node.status <> 'READY' THEN
-    RETURN v_result;
-  END IF;
-  v_delay := retry_delay_ms(v_node.backoff -> lower(p_conclusion),
-    CASE p_conclusion WHEN 'FAIL' THEN v_node.fail_count ELSE v_node.error_count END);
-  IF v_delay <= 0 THEN
-    UPDATE nodes SET ready_at = NULL WHERE run_id = p_run AND name = p_node AND ready_at IS NOT NULL;
-    RETURN v_result;
-  END IF;
-  v_at := adagio_now_ms() + v_delay;
-  UPDATE nodes SET ready_at = v_at WHERE run_id = p_run AND name = p_node;
-  RETURN jsonb_set(v_result #- '{notice,rd}', '{notice,ch,0,na}', to_jsonb(v_at));
+  -- Rule 7 per run: the nodes completed here count down remaining; the run concludes at 0.
+  RETURN QUERY
+  WITH fin AS (
+    SELECT * FROM unnest(v_calls) c WHERE c.live
+  ), st AS (
+    SELECT * FROM unnest(v_settled)
+  ), t AS (
+    SELECT f.run, count(*) FILTER (WHERE NOT f.retry)
+        + (SELECT count(*) FROM st WHERE st.run_id = f.run AND st.status = 'COMPLETED') AS c,
+      bool_or(NOT f.retry AND f.conclusion <> 'SUCCESS') AS failed, max(f.at) AS at
+    FROM fin f GROUP BY f.run
+  ), ru AS (
+    UPDATE runs rr SET remaining = rr.remaining - t.c, failed = rr.failed OR t.failed,
+      conclusion = CASE WHEN rr.remaining - t.c = 0 THEN CASE WHEN rr.cancelled THEN 'CANCELLED'
+        WHEN rr.failed OR t.failed THEN 'FAIL' ELSE 'SUCCESS' END END,
+      finished_at = CASE WHEN rr.remaining - t.c = 0 THEN coalesce(rr.finished_at, t.at) ELSE rr.finished_at END
+    FROM t WHERE rr.id = t.run AND t.c > 0
+    RETURNING rr.id, rr.remaining, rr.conclusion
+  ), ch AS (
+    SELECT f.run, f.k AS o, jsonb_build_object('n', f.node, 'v', f.version + 1,
+        's', CASE WHEN f.retry THEN 'READY' ELSE 'COMPLETED' END, 'a', f.attempt_count + 1, 'st', f.started_at,
+        'ft', CASE WHEN f.retry THEN NULL ELSE f.at END)
+        || CASE WHEN f.ready_at IS NOT NULL THEN jsonb_build_object('na', f.ready_at) ELSE '{}' END AS d,
+      CASE WHEN f.retry AND f.ready_at IS NULL THEN jsonb_build_array(f.node, f.runtime) END AS rd
+    FROM fin f
+    UNION ALL
+    SELECT s.run_id, 2147483647, CASE WHEN s.status = 'READY'
+        THEN jsonb_build_object('n', s.name, 'v', s.version, 's', 'READY', 'a', s.attempt_count)
+        ELSE jsonb_build_object('n', s.name, 'v', s.version, 's', 'COMPLETED', 'a', s.attempt_count,
+                                'ft', s.finished_at) END,
+      CASE WHEN s.status = 'READY' THEN jsonb_build_array(s.name, s.runtime) END
+    FROM st s
+  ), e AS (
+    -- Per run, its changes in call order (the input's order is the aggregates' order).
+    SELECT o.run, jsonb_agg(o.d) AS ch, jsonb_agg(o.rd) FILTER (WHERE o.rd IS NOT NULL) AS rd
+    FROM (SELECT * FROM ch ORDER BY ch.run, ch.o) o GROUP BY o.run
+  )
+  SELECT 0, jsonb_build_object('r', t.run, 'ch', e.ch,
+      'rs', CASE WHEN coalesce(ru.remaining, r0.remaining) = 0 THEN 'COMPLETED'
+        WHEN coalesce(ru.remaining, r0.remaining) < r0.node_count THEN 'RUNNING'
+        -- Back to READY with nothing completed yet: the run is RUNNING only if another node is.
+        WHEN EXISTS (SELECT 1 FROM nodes WHERE run_id = t.run AND status = 'RUNNING') THEN 'RUNNING'
+        ELSE 'WAITING' END)
+    || CASE WHEN ru.conclusion IS NOT NULL THEN jsonb_build_object('rc', ru.conclusion) ELSE '{}' END
+    || CASE WHEN e.rd IS NOT NULL THEN jsonb_build_object('rd', e.rd) ELSE '{}' END
+  FROM t JOIN runs r0 ON r0.id = t.run LEFT JOIN ru ON ru.id = t.run JOIN e ON e.run = t.run;
 END
 $$;
 
@@ -287,59 +290,62 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION adagio.settle_dependents(p_run text, p_node text, p_outcome text, p_now bigint) RETURNS jsonb
+CREATE FUNCTION adagio.settle_nodes(p_runs text[], p_nodes text[], p_outcomes text[], p_now bigint[]) RETURNS SETOF adagio.settled_node
     LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET enable_bitmapscan TO 'off'
+    SET enable_hashjoin TO 'off'
+    SET enable_mergejoin TO 'off'
     AS $$
 DECLARE
-  v_frontier text[] := ARRAY[p_node];
-  v_outcome text := p_outcome;
-  v_rows jsonb;
-  v_next text[];
-  v_rec record;
-  v_version integer;
-  v_changed jsonb := '[]';
-  v_ready jsonb := '[]';
-  v_completed integer := 0;
+  v_runs text[] := p_runs;
+  v_nodes text[] := p_nodes;
+  v_outcomes text[] := p_outcomes;
+  v_now bigint[] := p_now;
+  v_level settled_node[];
+  v_at bigint[];
 BEGIN
-  WHILE cardinality(v_frontier) > 0 LOOP
+  WHILE cardinality(v_runs) > 0 LOOP
     WITH src AS (
-      SELECT unnest(downstream) AS d FROM nodes WHERE run_id = p_run AND name = ANY(v_frontier)
+      SELECT f.run, d.name AS dep, f.outcome, f.at
+      FROM unnest(v_runs, v_nodes, v_outcomes, v_now) AS f(run, node, outcome, at)
+      JOIN nodes s ON s.run_id = f.run AND s.name = f.node
+      CROSS JOIN LATERAL unnest(s.downstream) AS d(name)
     ), cnt AS (
-      SELECT d, count(*)::int AS k FROM src GROUP BY d
+      SELECT run, dep, count(*) FILTER (WHERE outcome = 'succeeded')::int AS ks,
+             count(*) FILTER (WHERE outcome = 'failed')::int AS kf,
+             count(*) FILTER (WHERE outcome = 'neither')::int AS kn, max(at) AS at
+      FROM src GROUP BY run, dep
     ), u AS (
       UPDATE nodes n SET
-        pending_upstream = n.pending_upstream - CASE WHEN v_outcome = 'succeeded' THEN c.k ELSE 0 END,
-        failed_upstream = n.failed_upstream + CASE WHEN v_outcome = 'failed' THEN c.k ELSE 0 END,
-        other_upstream = n.other_upstream + CASE WHEN v_outcome = 'neither' THEN c.k ELSE 0 END
-      FROM cnt c WHERE n.run_id = p_run AND n.name = c.d AND n.status = 'WAITING'
-      RETURNING n.name, n.runtime, n.attempt_count,
-        trigger_decision(n.spec ->> 'trigger', cardinality(n.upstream),
-          cardinality(n.upstream) - n.pending_upstream + n.failed_upstream + n.other_upstream,
-          cardinality(n.upstream) - n.pending_upstream, n.failed_upstream) AS decision
+        pending_upstream = n.pending_upstream - c.ks,
+        failed_upstream = n.failed_upstream + c.kf,
+        other_upstream = n.other_upstream + c.kn,
+        status = CASE trigger_decision(n.spec ->> 'trigger', cardinality(n.upstream),
+            cardinality(n.upstream) - n.pending_upstream + c.ks + n.failed_upstream + c.kf + n.other_upstream + c.kn,
+            cardinality(n.upstream) - n.pending_upstream + c.ks, n.failed_upstream + c.kf)
+          WHEN 'READY' THEN 'READY' WHEN 'UNREACHED' THEN 'COMPLETED' ELSE n.status END,
+        finished_at = CASE WHEN trigger_decision(n.spec ->> 'trigger', cardinality(n.upstream),
+            cardinality(n.upstream) - n.pending_upstream + c.ks + n.failed_upstream + c.kf + n.other_upstream + c.kn,
+            cardinality(n.upstream) - n.pending_upstream + c.ks, n.failed_upstream + c.kf) = 'UNREACHED'
+          THEN c.at ELSE n.finished_at END,
+        version = n.version + CASE WHEN trigger_decision(n.spec ->> 'trigger', cardinality(n.upstream),
+            cardinality(n.upstream) - n.pending_upstream + c.ks + n.failed_upstream + c.kf + n.other_upstream + c.kn,
+            cardinality(n.upstream) - n.pending_upstream + c.ks, n.failed_upstream + c.kf) = 'WAIT' THEN 0 ELSE 1 END
+      -- coalesce: the WAITING test must not let the plan read the run's WAITING nodes (nodes_waiting) by run_id.
+      FROM cnt c WHERE n.run_id = c.run AND n.name = c.dep AND coalesce(n.status = 'WAITING', false)
+      RETURNING n.run_id, n.name, n.runtime, n.status, n.version, n.attempt_count, n.finished_at
     )
-    SELECT coalesce(jsonb_agg(to_jsonb(u)), '[]') INTO v_rows FROM u;
-    v_next := '{}';
-    FOR v_rec IN SELECT * FROM jsonb_to_recordset(v_rows)
-                   AS x(name text, runtime text, attempt_count integer, decision text) LOOP
-      IF v_rec.decision = 'READY' THEN
-        UPDATE nodes SET status = 'READY', version = version + 1
-          WHERE run_id = p_run AND name = v_rec.name RETURNING version INTO v_version;
-        v_changed := v_changed || jsonb_build_object('n', v_rec.name, 'v', v_version, 's', 'READY',
-          'a', v_rec.attempt_count);
-        v_ready := v_ready || jsonb_build_array(jsonb_build_array(v_rec.name, v_rec.runtime));
-      ELSIF v_rec.decision = 'UNREACHED' THEN
-        UPDATE nodes SET status = 'COMPLETED', finished_at = p_now, version = version + 1
-          WHERE run_id = p_run AND name = v_rec.name RETURNING version INTO v_version;
-        v_changed := v_changed || jsonb_build_object('n', v_rec.name, 'v', v_version, 's', 'COMPLETED',
-          'a', v_rec.attempt_count, 'ft', p_now);
-        v_completed := v_completed + 1;
-        v_next := v_next || v_rec.name;
-      END IF;
-    END LOOP;
-    v_frontier := v_next;
-    v_outcome := 'neither';
+    SELECT coalesce(array_agg(ROW(u.run_id, u.name, u.runtime, u.status, u.version, u.attempt_count,
+                                  u.finished_at)::settled_node), '{}')
+      INTO v_level FROM u WHERE u.status <> 'WAITING';
+    RETURN QUERY SELECT * FROM unnest(v_level);
+    SELECT coalesce(array_agg(s.run_id), '{}'), coalesce(array_agg(s.name), '{}'),
+           coalesce(array_agg('neither'::text), '{}'), coalesce(array_agg(s.finished_at), '{}')
+      INTO v_runs, v_nodes, v_outcomes, v_now
+      FROM unnest(v_level) s WHERE s.status = 'COMPLETED';
   END LOOP;
-  RETURN jsonb_build_object('ch', v_changed, 'rd', v_ready, 'c', v_completed);
 END
 $$;
 

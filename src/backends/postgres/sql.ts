@@ -1,8 +1,9 @@
 /**
  * PostgreSQL's SQL in one place, each statement a named, documented constant:
  * the migrations' text (migrations.ts applies them in order: tables,
- * finish_attempt, claim_nodes), then the statements the backend runs, by the
- * module that runs them. A TypeScript module rather than .sql files because
+ * finish_attempt, claim_nodes, …; claims and finishes today are migrations
+ * 11 and 12's claim_nodes and finish_nodes, at the end), then the statements
+ * the backend runs, by the module that runs them. A TypeScript module rather than .sql files because
  * the package runs from src (tsx) and from dist (tsc), and tsc copies no .sql.
  *
  * The migrations' text is the released migrations' byte for byte: never edit
@@ -454,60 +455,6 @@ $fn$;
 
 `;
 
-/**
- * Migration 13 (rule 20): claim-ahead. finish_started is finish_timed with the
- * holder's reported start (p_started, ms; NULL: none), recorded as the
- * attempt's started_at within [claimed at, finished at] (model/rules.ts
- * attemptStartMs in SQL). release_claim gives back a claim whose work never
- * started: the node READY again (announced), no attempt, attempt number kept;
- * NULL, changing nothing, when the claim no longer holds the node.
- */
-export const CLAIM_AHEAD_MIGRATION = `
-CREATE FUNCTION finish_started(p_run text, p_node text, p_claim text, p_conclusion text,
-                               p_metadata jsonb, p_output bytea, p_now bigint, p_repeat boolean,
-                               p_started bigint)
-RETURNS jsonb LANGUAGE plpgsql AS $fn$
-DECLARE
-  v_result jsonb;
-BEGIN
-  v_result := finish_timed(p_run, p_node, p_claim, p_conclusion, p_metadata, p_output, p_now, p_repeat);
-  IF p_started IS NOT NULL AND v_result ? 'notice' THEN
-    -- The finished node's change comes first in the notice (finish_attempt): its attempt count is this attempt.
-    UPDATE attempts SET started_at = greatest(started_at, least(p_started, finished_at))
-      WHERE run_id = p_run AND node = p_node AND n = (v_result -> 'notice' -> 'ch' -> 0 ->> 'a')::integer
-        AND claim_id = p_claim AND started_at IS NOT NULL AND started_at < least(p_started, finished_at);
-  END IF;
-  RETURN v_result;
-END
-$fn$;
-
--- Locks the run, then the node, as finish_attempt does.
-CREATE FUNCTION release_claim(p_run text, p_node text, p_claim text)
-RETURNS jsonb LANGUAGE plpgsql AS $fn$
-DECLARE
-  v_run record;
-  v_node record;
-BEGIN
-  SELECT node_count, remaining, cancelled INTO v_run FROM runs WHERE id = p_run FOR NO KEY UPDATE;
-  IF NOT FOUND OR v_run.cancelled THEN RETURN NULL; END IF;
-  UPDATE nodes SET status = 'READY', claim_id = NULL, claim_agent = NULL, claim_metadata = NULL, lease_id = NULL,
-    orphaned = false, previous_claim_id = NULL, ready_at = NULL, version = version + 1
-  WHERE run_id = p_run AND name = p_node AND status = 'RUNNING' AND claim_id = p_claim AND NOT orphaned
-  RETURNING runtime, version, attempt_count, started_at INTO v_node;
-  IF NOT FOUND THEN RETURN NULL; END IF;
-  DELETE FROM live_outputs WHERE run_id = p_run AND node = p_node;
-  RETURN jsonb_build_object('r', p_run,
-    -- Rule 7: RUNNING while a node left WAITING/READY (completed, or another one running).
-    'rs', CASE WHEN v_run.remaining < v_run.node_count
-                 OR EXISTS (SELECT 1 FROM nodes WHERE run_id = p_run AND status = 'RUNNING')
-          THEN 'RUNNING' ELSE 'WAITING' END,
-    'rd', jsonb_build_array(jsonb_build_array(p_node, v_node.runtime)),
-    'ch', jsonb_build_array(jsonb_build_object('n', p_node, 'v', v_node.version, 's', 'READY',
-      'a', v_node.attempt_count, 'st', v_node.started_at)));
-END
-$fn$;
-`;
-
 /** Rewrites `text`'s one occurrence of `from` into `to`; throws at load if the released text does not hold it. */
 function rewriteOnce(text: string, from: string, to: string): string {
   const at = text.indexOf(from);
@@ -839,11 +786,8 @@ export const CLAIM_NODES = 'SELECT * FROM claim_nodes($1, $2, $3, $4, $5, $6, $7
 
 // ---- finishes (finishes.ts)
 
-/** A batch of finishes: finish_started (migration 13: finish_timed, then the reported start ($9), rule 20), i.e. finish_attempt behind the streamed output, then the retry delay) once per call, in the order given (the callers sort by run); $8 says the batch is a repeat. */
-export const FINISH_ATTEMPTS = `SELECT finish_started(x.run, x.node, x.claim, x.conclusion, x.metadata::jsonb, x.output, x.now, $8, x.started) AS r
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bigint[], $9::bigint[])
-           WITH ORDINALITY AS x(run, node, claim, conclusion, metadata, output, now, started, i)
-         ORDER BY x.i`;
+/** A batch of finishes: one call of finish_nodes (migration 12), prepared as adagio_finish_nodes; $8 the reported starts (rule 20, NULL: none), $9 says the batch is a repeat. */
+export const FINISH_NODES = 'SELECT i, r FROM finish_nodes($1, $2, $3, $4, $5, $6, $7, $8, $9)';
 
 // ---- starts (starts.ts)
 
@@ -1051,3 +995,356 @@ export const UPDATE_SCHEDULE = `UPDATE schedules SET workflow = $2, body = $3, r
   WHERE name = $1 AND revision = $4`;
 export const DELETE_SCHEDULE = 'DELETE FROM schedules WHERE name = $1';
 export const WORKFLOW_EXISTS = 'SELECT 1 FROM workflows WHERE name = $1 LIMIT 1';
+
+// ---- migrations 11 and 12: set-based claims and finishes (issue 18)
+
+/**
+ * Migration 11: claim_nodes as one statement over the batch's arrays (rule 2
+ * and rule 3's recovery, same answers as migration 5's), and the claimer's
+ * attempts read by (run_id, node) only. Migration 3's attempts subquery
+ * matched `node = ANY(upstream) OR node = name`, which PostgreSQL's generic
+ * plan served by scanning the run's attempts by run_id: O(run) per claim
+ * (8,006 index entries read for one claim in a 10,000-node run with 8,000
+ * done). One array probe keeps it to the node's own and its upstream nodes'
+ * attempts (rule 9).
+ */
+export const CLAIM_NODES_SET_MIGRATION = `
+-- One UPDATE for the whole batch, still in a PL/pgSQL body so that its plan
+-- is cached. The batch is sorted by (run, node) before the join, so batches of
+-- different processes lock rows in one order (a deadlock, should a plan ever
+-- reorder them, rolls the statement back and the caller repeats it). The
+-- UPDATE matches a row only while it is claimable; a concurrent claimer waits
+-- on the row lock and re-checks the new version, so exactly one wins.
+-- Plans are cached per connection, generic (planning each call cost more
+-- than the claims), and made while the tables may still be small: a plan
+-- that scans a table or a whole partial index then (a BitmapOr of nodes_ready
+-- and nodes_running for the OR below was seen) would stay, and make every
+-- batch cost O(table). So no sequential, bitmap, hash or merge scans: every
+-- row here is reached by its key.
+CREATE OR REPLACE FUNCTION claim_nodes(p_runs text[], p_nodes text[], p_claims text[], p_agents text[],
+                                       p_metadata jsonb[], p_leases text[], p_now bigint[], p_repeat boolean)
+RETURNS TABLE (i integer, run_id text, name text, idx integer, runtime text, spec jsonb, upstream text[],
+               status text, attempt_count integer, claim_id text, claim_agent text, claim_metadata jsonb,
+               orphaned boolean, previous_claim_id text, started_at bigint, finished_at bigint, version integer,
+               attempts_json json)
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off
+SET enable_mergejoin = off AS $fn$
+#variable_conflict use_column
+BEGIN
+  RETURN QUERY
+  WITH x AS MATERIALIZED (
+    SELECT x.k::int AS k, x.run, x.node, x.claim, x.agent, x.md, x.lease, x.at
+    FROM unnest(p_runs, p_nodes, p_claims, p_agents, p_metadata, p_leases, p_now)
+      WITH ORDINALITY AS x(run, node, claim, agent, md, lease, at, k)
+    WHERE EXISTS (SELECT 1 FROM leases l WHERE l.id = x.lease AND l.expires_at > now())
+    ORDER BY x.run COLLATE "C", x.node COLLATE "C"
+  ), c AS (
+    UPDATE nodes n SET
+      status = 'RUNNING',
+      previous_claim_id = CASE WHEN n.claim_id = x.claim THEN n.previous_claim_id
+        WHEN n.status = 'RUNNING' THEN n.claim_id END,
+      started_at = CASE WHEN n.status = 'READY' THEN x.at ELSE n.started_at END,
+      finished_at = CASE WHEN n.status = 'READY' THEN NULL ELSE n.finished_at END,
+      claim_id = x.claim, claim_agent = x.agent, claim_metadata = x.md, lease_id = x.lease,
+      orphaned = false, version = n.version + 1
+    FROM x
+    WHERE n.run_id = x.run AND n.name = x.node
+      AND ((n.status = 'READY' AND (n.ready_at IS NULL OR n.ready_at <= adagio_now_ms()))
+           OR (n.status = 'RUNNING' AND n.orphaned)
+           OR (p_repeat AND n.status = 'RUNNING' AND n.claim_id = x.claim))
+    RETURNING x.k, n.*
+  )
+  SELECT c.k, c.run_id::text, c.name::text, c.idx, c.runtime, c.spec, c.upstream, c.status, c.attempt_count,
+    c.claim_id::text, c.claim_agent, c.claim_metadata, c.orphaned, c.previous_claim_id, c.started_at,
+    c.finished_at, c.version,
+    -- The attempts the claimer needs (its own, and its upstream nodes' for inputs), in the same round trip.
+    CASE WHEN cardinality(c.upstream) = 0 AND c.attempt_count = 0 THEN '[]'::json ELSE
+      (SELECT coalesce(json_agg(json_build_object('node', a.node, 'n', a.n, 'conclusion', a.conclusion,
+                'metadata', a.metadata, 'output', encode(a.output, 'base64'), 'claim_id', a.claim_id,
+                'agent_id', a.agent_id, 'started_at', a.started_at, 'finished_at', a.finished_at)), '[]')
+       FROM attempts a
+       WHERE a.run_id = c.run_id
+         AND a.node = ANY (CASE WHEN c.attempt_count > 0 THEN c.upstream || c.name::text ELSE c.upstream END))
+    END
+  FROM c;
+END
+$fn$;
+`;
+
+/**
+ * Migration 12: finishes as a few statements over the batch's arrays
+ * (finish_nodes), replacing finish_timed, finish_streamed, finish_attempt and
+ * settle_dependents (dropped: the rules live in one place). Rules 4, 5 (with
+ * its retry delay), 10's streamed output, 14's settling of dependents and 7's
+ * run status, with the answers of the functions it replaces (held to src/model
+ * by test/postgres/finish-rules.test.ts), and one notice per run per batch.
+ * Rule 20's reported start (p_started) bounds the attempt's started_at as
+ * model attemptStartMs does, in the same INSERT.
+ */
+export const FINISH_NODES_MIGRATION = `
+DROP FUNCTION finish_timed(text, text, text, text, jsonb, bytea, bigint, boolean);
+DROP FUNCTION finish_streamed(text, text, text, text, jsonb, bytea, bigint, boolean);
+DROP FUNCTION finish_attempt(text, text, text, text, jsonb, bytea, bigint, boolean);
+DROP FUNCTION settle_dependents(text, text, text, bigint);
+
+-- A call of a finish batch as judged under the locks: the node before the finish, whether the claim
+-- holds (live), whether the node goes back to READY (retry) and after what delay.
+CREATE TYPE finish_call AS (
+  k integer, run text, node text, conclusion text, at bigint,
+  has_run boolean, has_node boolean, cancelled boolean, status text, orphaned boolean,
+  live boolean, recorded boolean, retry boolean, delay bigint, ready_at bigint,
+  runtime text, fanout boolean, version integer, attempt_count integer, started_at bigint
+);
+
+-- A dependent whose trigger decided (READY, or COMPLETED unreached).
+CREATE TYPE settled_node AS (
+  run_id text, name text, runtime text, status text, version integer, attempt_count integer, finished_at bigint
+);
+
+-- Rule 14 for a set of nodes that completed (p_outcomes: succeeded, failed or
+-- neither): their WAITING dependents count them in, one UPDATE per level, and
+-- their triggers decide; those that go unreached are passed on as "neither",
+-- level by level. Direct dependents only (rule 9). Returns the dependents that
+-- became READY or COMPLETED.
+CREATE FUNCTION settle_nodes(p_runs text[], p_nodes text[], p_outcomes text[], p_now bigint[])
+RETURNS SETOF settled_node LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off
+SET enable_mergejoin = off AS $fn$
+DECLARE
+  v_runs text[] := p_runs;
+  v_nodes text[] := p_nodes;
+  v_outcomes text[] := p_outcomes;
+  v_now bigint[] := p_now;
+  v_level settled_node[];
+  v_at bigint[];
+BEGIN
+  WHILE cardinality(v_runs) > 0 LOOP
+    WITH src AS (
+      SELECT f.run, d.name AS dep, f.outcome, f.at
+      FROM unnest(v_runs, v_nodes, v_outcomes, v_now) AS f(run, node, outcome, at)
+      JOIN nodes s ON s.run_id = f.run AND s.name = f.node
+      CROSS JOIN LATERAL unnest(s.downstream) AS d(name)
+    ), cnt AS (
+      SELECT run, dep, count(*) FILTER (WHERE outcome = 'succeeded')::int AS ks,
+             count(*) FILTER (WHERE outcome = 'failed')::int AS kf,
+             count(*) FILTER (WHERE outcome = 'neither')::int AS kn, max(at) AS at
+      FROM src GROUP BY run, dep
+    ), u AS (
+      UPDATE nodes n SET
+        pending_upstream = n.pending_upstream - c.ks,
+        failed_upstream = n.failed_upstream + c.kf,
+        other_upstream = n.other_upstream + c.kn,
+        status = CASE trigger_decision(n.spec ->> 'trigger', cardinality(n.upstream),
+            cardinality(n.upstream) - n.pending_upstream + c.ks + n.failed_upstream + c.kf + n.other_upstream + c.kn,
+            cardinality(n.upstream) - n.pending_upstream + c.ks, n.failed_upstream + c.kf)
+          WHEN 'READY' THEN 'READY' WHEN 'UNREACHED' THEN 'COMPLETED' ELSE n.status END,
+        finished_at = CASE WHEN trigger_decision(n.spec ->> 'trigger', cardinality(n.upstream),
+            cardinality(n.upstream) - n.pending_upstream + c.ks + n.failed_upstream + c.kf + n.other_upstream + c.kn,
+            cardinality(n.upstream) - n.pending_upstream + c.ks, n.failed_upstream + c.kf) = 'UNREACHED'
+          THEN c.at ELSE n.finished_at END,
+        version = n.version + CASE WHEN trigger_decision(n.spec ->> 'trigger', cardinality(n.upstream),
+            cardinality(n.upstream) - n.pending_upstream + c.ks + n.failed_upstream + c.kf + n.other_upstream + c.kn,
+            cardinality(n.upstream) - n.pending_upstream + c.ks, n.failed_upstream + c.kf) = 'WAIT' THEN 0 ELSE 1 END
+      -- coalesce: the WAITING test must not let the plan read the run's WAITING nodes (nodes_waiting) by run_id.
+      FROM cnt c WHERE n.run_id = c.run AND n.name = c.dep AND coalesce(n.status = 'WAITING', false)
+      RETURNING n.run_id, n.name, n.runtime, n.status, n.version, n.attempt_count, n.finished_at
+    )
+    SELECT coalesce(array_agg(ROW(u.run_id, u.name, u.runtime, u.status, u.version, u.attempt_count,
+                                  u.finished_at)::settled_node), '{}')
+      INTO v_level FROM u WHERE u.status <> 'WAITING';
+    RETURN QUERY SELECT * FROM unnest(v_level);
+    SELECT coalesce(array_agg(s.run_id), '{}'), coalesce(array_agg(s.name), '{}'),
+           coalesce(array_agg('neither'::text), '{}'), coalesce(array_agg(s.finished_at), '{}')
+      INTO v_runs, v_nodes, v_outcomes, v_now
+      FROM unnest(v_level) s WHERE s.status = 'COMPLETED';
+  END LOOP;
+END
+$fn$;
+
+-- Finishes a batch of attempts (rules 4, 5, 7, 10, 14) in a few statements
+-- over the arrays (p_started: each holder's reported start, rule 20; NULL: none):
+-- one row per call (i: its 1-based position, r: {"ok": true},
+-- {"recorded": true} for a repeat whose attempt is stored, {"missing": "run" |
+-- "node"} or {"conflict": true, status, orphaned, cancelled}) and one row per
+-- run changed (i = 0, r: the notice to publish once this commits).
+-- Locks: the batch's runs (sorted), then its nodes (sorted), as cancel and
+-- retry lock a run and then its nodes, so finishes within a run serialise on
+-- the run's row and batches never deadlock one another. The streamed output is
+-- read after the node locks (an append locks the node), so none slips in.
+-- Both functions reach every row by its key (see claim_nodes on cached plans).
+CREATE FUNCTION finish_nodes(p_runs text[], p_nodes text[], p_claims text[], p_conclusions text[],
+                             p_metadata jsonb[], p_outputs bytea[], p_now bigint[], p_started bigint[],
+                             p_repeat boolean)
+RETURNS TABLE (i integer, r jsonb) LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off
+SET enable_mergejoin = off AS $fn$
+#variable_conflict use_column
+DECLARE
+  v_calls finish_call[];
+  v_settled settled_node[] := '{}';
+BEGIN
+  PERFORM 1 FROM runs WHERE id = ANY(p_runs) ORDER BY id FOR NO KEY UPDATE;
+  PERFORM 1 FROM nodes n JOIN unnest(p_runs, p_nodes) AS x(run, node) ON n.run_id = x.run AND n.name = x.node
+    ORDER BY n.run_id, n.name FOR UPDATE OF n;
+
+  WITH x AS (
+    SELECT x.k::int AS k, x.run, x.node, x.claim, x.conclusion, x.md, x.output, x.at, x.reported
+    FROM unnest(p_runs, p_nodes, p_claims, p_conclusions, p_metadata, p_outputs, p_now, p_started)
+      WITH ORDINALITY AS x(run, node, claim, conclusion, md, output, at, reported, k)
+  ), j AS MATERIALIZED (
+    SELECT x.*, ru.id IS NOT NULL AS has_run, coalesce(ru.cancelled, false) AS cancelled,
+      n.name IS NOT NULL AS has_node, n.status, n.orphaned, n.runtime, n.downstream, n.attempt_count,
+      n.claim_agent, n.started_at, n.version, n.backoff,
+      n.fail_count + (x.conclusion = 'FAIL')::int AS fails, n.error_count + (x.conclusion = 'ERROR')::int AS errors,
+      -- Rule 4: only the node's live claim may finish it.
+      coalesce(n.status = 'RUNNING' AND n.claim_id = x.claim AND NOT n.orphaned, false) AS live,
+      -- Rule 5: retry[conclusion].maxAttempts counts attempts of that conclusion, this one included.
+      coalesce(x.conclusion IN ('FAIL', 'ERROR') AND
+        (CASE x.conclusion WHEN 'FAIL' THEN n.fail_count ELSE n.error_count END) + 1
+          < (n.spec -> 'retry' -> lower(x.conclusion) ->> 'maxAttempts')::integer, false) AS retry,
+      lo.output AS streamed
+    FROM x
+    LEFT JOIN runs ru ON ru.id = x.run
+    LEFT JOIN nodes n ON n.run_id = x.run AND n.name = x.node
+    LEFT JOIN live_outputs lo ON lo.run_id = x.run AND lo.node = x.node AND lo.attempt = n.attempt_count + 1
+      AND n.claim_id = x.claim
+  ), f AS MATERIALIZED (
+    -- Rule 5's delay, drawn once per retry: only the node's own retry waits.
+    SELECT j.*, CASE WHEN j.retry THEN retry_delay_ms(j.backoff -> lower(j.conclusion),
+        CASE j.conclusion WHEN 'FAIL' THEN j.fails ELSE j.errors END) ELSE 0 END AS delay
+    FROM j WHERE j.live
+  ), a AS (
+    INSERT INTO attempts (run_id, node, n, conclusion, metadata, output, claim_id, agent_id, started_at, finished_at)
+    SELECT f.run, f.node, f.attempt_count + 1, f.conclusion, f.md, attempt_output(f.streamed, f.output), f.claim,
+      coalesce(f.claim_agent, ''),
+      -- Rule 20 (model attemptStartMs): a reported start, kept within [claimed at, finished at]; else the claim's.
+      CASE WHEN f.reported IS NULL OR coalesce(f.started_at, 0) = 0 THEN f.started_at
+        ELSE greatest(f.started_at, least(f.reported, f.at)) END,
+      f.at
+    FROM f
+  ), u AS (
+    UPDATE nodes n SET status = CASE WHEN f.retry THEN 'READY' ELSE 'COMPLETED' END,
+      attempt_count = n.attempt_count + 1, fail_count = f.fails, error_count = f.errors,
+      claim_id = NULL, claim_agent = NULL, claim_metadata = NULL, lease_id = NULL, orphaned = false,
+      previous_claim_id = NULL, finished_at = CASE WHEN f.retry THEN NULL ELSE f.at END,
+      ready_at = CASE WHEN f.delay > 0 THEN adagio_now_ms() + f.delay END,
+      version = n.version + 1
+    FROM f WHERE n.run_id = f.run AND n.name = f.node
+    RETURNING f.k, n.ready_at
+  ), lo AS (
+    DELETE FROM live_outputs l USING f WHERE l.run_id = f.run AND l.node = f.node
+  )
+  SELECT array_agg(ROW(j.k, j.run, j.node, j.conclusion, j.at, j.has_run, j.has_node, j.cancelled, j.status,
+      j.orphaned, j.live,
+      NOT j.live AND p_repeat AND EXISTS (SELECT 1 FROM attempts a WHERE a.run_id = j.run AND a.node = j.node
+                                            AND a.claim_id = j.claim AND a.conclusion = j.conclusion),
+      j.retry, coalesce(f.delay, 0), u.ready_at, j.runtime, cardinality(j.downstream) > 0, j.version,
+      j.attempt_count, j.started_at)::finish_call ORDER BY j.k)
+    INTO v_calls
+    FROM j LEFT JOIN f ON f.k = j.k LEFT JOIN u ON u.k = j.k;
+
+  -- Completed (succeeded, or failed for good): the dependents' triggers judge them (rule 14).
+  IF EXISTS (SELECT 1 FROM unnest(v_calls) c WHERE c.live AND NOT c.retry AND c.fanout) THEN
+    SELECT coalesce(array_agg(s), '{}') INTO v_settled FROM settle_nodes(
+      ARRAY(SELECT c.run FROM unnest(v_calls) c WHERE c.live AND NOT c.retry AND c.fanout ORDER BY c.k),
+      ARRAY(SELECT c.node FROM unnest(v_calls) c WHERE c.live AND NOT c.retry AND c.fanout ORDER BY c.k),
+      ARRAY(SELECT CASE WHEN c.conclusion = 'SUCCESS' THEN 'succeeded' ELSE 'failed' END
+              FROM unnest(v_calls) c WHERE c.live AND NOT c.retry AND c.fanout ORDER BY c.k),
+      ARRAY(SELECT c.at FROM unnest(v_calls) c WHERE c.live AND NOT c.retry AND c.fanout ORDER BY c.k)) s;
+  END IF;
+
+  RETURN QUERY
+  SELECT c.k, CASE
+      WHEN c.live THEN '{"ok": true}'::jsonb
+      WHEN c.recorded THEN '{"recorded": true}'::jsonb
+      WHEN NOT c.has_run THEN '{"missing": "run"}'::jsonb
+      WHEN NOT c.has_node THEN '{"missing": "node"}'::jsonb
+      ELSE jsonb_build_object('conflict', true, 'status', c.status, 'orphaned', c.orphaned,
+                              'cancelled', c.cancelled) END
+  FROM unnest(v_calls) c;
+
+  -- Rule 7 per run: the nodes completed here count down remaining; the run concludes at 0.
+  RETURN QUERY
+  WITH fin AS (
+    SELECT * FROM unnest(v_calls) c WHERE c.live
+  ), st AS (
+    SELECT * FROM unnest(v_settled)
+  ), t AS (
+    SELECT f.run, count(*) FILTER (WHERE NOT f.retry)
+        + (SELECT count(*) FROM st WHERE st.run_id = f.run AND st.status = 'COMPLETED') AS c,
+      bool_or(NOT f.retry AND f.conclusion <> 'SUCCESS') AS failed, max(f.at) AS at
+    FROM fin f GROUP BY f.run
+  ), ru AS (
+    UPDATE runs rr SET remaining = rr.remaining - t.c, failed = rr.failed OR t.failed,
+      conclusion = CASE WHEN rr.remaining - t.c = 0 THEN CASE WHEN rr.cancelled THEN 'CANCELLED'
+        WHEN rr.failed OR t.failed THEN 'FAIL' ELSE 'SUCCESS' END END,
+      finished_at = CASE WHEN rr.remaining - t.c = 0 THEN coalesce(rr.finished_at, t.at) ELSE rr.finished_at END
+    FROM t WHERE rr.id = t.run AND t.c > 0
+    RETURNING rr.id, rr.remaining, rr.conclusion
+  ), ch AS (
+    SELECT f.run, f.k AS o, jsonb_build_object('n', f.node, 'v', f.version + 1,
+        's', CASE WHEN f.retry THEN 'READY' ELSE 'COMPLETED' END, 'a', f.attempt_count + 1, 'st', f.started_at,
+        'ft', CASE WHEN f.retry THEN NULL ELSE f.at END)
+        || CASE WHEN f.ready_at IS NOT NULL THEN jsonb_build_object('na', f.ready_at) ELSE '{}' END AS d,
+      CASE WHEN f.retry AND f.ready_at IS NULL THEN jsonb_build_array(f.node, f.runtime) END AS rd
+    FROM fin f
+    UNION ALL
+    SELECT s.run_id, 2147483647, CASE WHEN s.status = 'READY'
+        THEN jsonb_build_object('n', s.name, 'v', s.version, 's', 'READY', 'a', s.attempt_count)
+        ELSE jsonb_build_object('n', s.name, 'v', s.version, 's', 'COMPLETED', 'a', s.attempt_count,
+                                'ft', s.finished_at) END,
+      CASE WHEN s.status = 'READY' THEN jsonb_build_array(s.name, s.runtime) END
+    FROM st s
+  ), e AS (
+    -- Per run, its changes in call order (the input's order is the aggregates' order).
+    SELECT o.run, jsonb_agg(o.d) AS ch, jsonb_agg(o.rd) FILTER (WHERE o.rd IS NOT NULL) AS rd
+    FROM (SELECT * FROM ch ORDER BY ch.run, ch.o) o GROUP BY o.run
+  )
+  SELECT 0, jsonb_build_object('r', t.run, 'ch', e.ch,
+      'rs', CASE WHEN coalesce(ru.remaining, r0.remaining) = 0 THEN 'COMPLETED'
+        WHEN coalesce(ru.remaining, r0.remaining) < r0.node_count THEN 'RUNNING'
+        -- Back to READY with nothing completed yet: the run is RUNNING only if another node is.
+        WHEN EXISTS (SELECT 1 FROM nodes WHERE run_id = t.run AND status = 'RUNNING') THEN 'RUNNING'
+        ELSE 'WAITING' END)
+    || CASE WHEN ru.conclusion IS NOT NULL THEN jsonb_build_object('rc', ru.conclusion) ELSE '{}' END
+    || CASE WHEN e.rd IS NOT NULL THEN jsonb_build_object('rd', e.rd) ELSE '{}' END
+  FROM t JOIN runs r0 ON r0.id = t.run LEFT JOIN ru ON ru.id = t.run JOIN e ON e.run = t.run;
+END
+$fn$;
+`;
+
+/**
+ * Migration 13 (rule 20): claim-ahead. release_claim gives back a claim whose
+ * work never started: the node READY again (announced), no attempt, attempt
+ * number kept; NULL, changing nothing, when the claim no longer holds the
+ * node. (The reported start of rule 20 is finish_nodes' p_started, migration
+ * 12, since both land in one release.)
+ */
+export const CLAIM_AHEAD_MIGRATION = `
+-- Locks the run, then the node, as finish_nodes does.
+CREATE FUNCTION release_claim(p_run text, p_node text, p_claim text)
+RETURNS jsonb LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_run record;
+  v_node record;
+BEGIN
+  SELECT node_count, remaining, cancelled INTO v_run FROM runs WHERE id = p_run FOR NO KEY UPDATE;
+  IF NOT FOUND OR v_run.cancelled THEN RETURN NULL; END IF;
+  UPDATE nodes SET status = 'READY', claim_id = NULL, claim_agent = NULL, claim_metadata = NULL, lease_id = NULL,
+    orphaned = false, previous_claim_id = NULL, ready_at = NULL, version = version + 1
+  WHERE run_id = p_run AND name = p_node AND status = 'RUNNING' AND claim_id = p_claim AND NOT orphaned
+  RETURNING runtime, version, attempt_count, started_at INTO v_node;
+  IF NOT FOUND THEN RETURN NULL; END IF;
+  DELETE FROM live_outputs WHERE run_id = p_run AND node = p_node;
+  RETURN jsonb_build_object('r', p_run,
+    -- Rule 7: RUNNING while a node left WAITING/READY (completed, or another one running).
+    'rs', CASE WHEN v_run.remaining < v_run.node_count
+                 OR EXISTS (SELECT 1 FROM nodes WHERE run_id = p_run AND status = 'RUNNING')
+          THEN 'RUNNING' ELSE 'WAITING' END,
+    'rd', jsonb_build_array(jsonb_build_array(p_node, v_node.runtime)),
+    'ch', jsonb_build_array(jsonb_build_object('n', p_node, 'v', v_node.version, 's', 'READY',
+      'a', v_node.attempt_count, 'st', v_node.started_at)));
+END
+$fn$;
+`;

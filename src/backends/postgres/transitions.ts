@@ -1,6 +1,7 @@
 import type { Logger } from '../../log.js';
 import {
   type Clock,
+  cancelledAttemptFields,
   checkClaimRefs,
   checkConclusion,
   checkMetadata,
@@ -78,7 +79,7 @@ interface StartRow {
   downstream: string[];
   status: 'READY' | 'WAITING';
   pending: number;
-  /** The retry backoffs in ms, for finish_timed's retry_delay_ms (model/rules.ts nodeBackoffMs). */
+  /** The retry backoffs in ms, for finish_nodes' retry_delay_ms (model/rules.ts nodeBackoffMs). */
   backoff?: ReturnType<typeof nodeBackoffMs>;
   /** Rule 11: the node's timeout in ms, for the sweeper. */
   timeout_ms?: number;
@@ -254,8 +255,8 @@ function attemptsFromJson(rows: AttemptJson[]): AttemptRow[] {
 }
 
 /**
- * Rules 4 and 5, fenced by the claim: the finish_attempt function (migration
- * 2) in one round trip, batched with this process's concurrent finishes
+ * Rules 4 and 5, fenced by the claim: the finish_nodes function (migration
+ * 12) in one round trip, batched with this process's concurrent finishes
  * (finishes.ts). The run's row lock, which serialises finishes within a
  * run, is held only while the statement runs and commits.
  */
@@ -273,12 +274,8 @@ export async function finishNode(ctx: TransitionContext, req: FinishRequest): Pr
     now: ctx.clock.now(),
     startedAt: req.startedAt ?? null,
   });
-  if ('notice' in result) {
-    // Not awaited: the result is recorded; the wake-up follows in this process's next NOTIFY batch.
-    void ctx.publisher.publish([result.notice]);
-    return;
-  }
-  if ('recorded' in result) return;
+  // Recorded (the batch published its notices), or recorded by an earlier try of this call.
+  if ('ok' in result || 'recorded' in result) return;
   if ('missing' in result)
     throw result.missing === 'run' ? new NotFoundError('run', req.runId) : nodeNotFound(req.runId, req.node);
   throw claimNotLive(req, result);
@@ -335,22 +332,29 @@ export async function cancelRun(ctx: TransitionContext, runId: string, timedOut 
         [runId],
       );
       const running = open.rows.filter((n) => n.status === 'RUNNING' && n.claim_id);
+      // Rule 6's attempt as the model decides it; the times (ms) and the streamed output are the store's.
+      const cancelled = running.map((n) =>
+        cancelledAttemptFields({ claimId: n.claim_id!, agentId: n.claim_agent ?? '' }),
+      );
       if (running.length > 0)
         await c.query(
           `INSERT INTO attempts (run_id, node, n, conclusion, metadata, output, claim_id, agent_id, started_at, finished_at)
-           SELECT $1, x.node, x.n, 'CANCELLED', '{}',
+           SELECT $1, x.node, x.n, x.conclusion, x.metadata,
              -- What the attempt streamed stays its output (live_outputs, migration 4).
              coalesce((SELECT lo.output FROM live_outputs lo WHERE lo.run_id = $1 AND lo.node = x.node), ''),
              x.claim_id, x.agent_id, x.started_at, $2
-           FROM unnest($3::text[], $4::int[], $5::text[], $6::text[], $7::bigint[]) AS x(node, n, claim_id, agent_id, started_at)`,
+           FROM unnest($3::text[], $4::int[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::jsonb[])
+             AS x(node, n, claim_id, agent_id, started_at, conclusion, metadata)`,
           [
             runId,
             now,
             running.map((n) => n.name),
             running.map((n) => n.attempt_count + 1),
-            running.map((n) => n.claim_id),
-            running.map((n) => n.claim_agent ?? ''),
+            cancelled.map((a) => a.claimId),
+            cancelled.map((a) => a.agentId),
             running.map((n) => n.started_at),
+            cancelled.map((a) => a.conclusion),
+            cancelled.map((a) => JSON.stringify(a.metadata)),
           ],
         );
       const done = await c.query<{

@@ -5,6 +5,7 @@ import {
   type GraphSpec,
   normalizeWorkflow,
   type ParamSpec,
+  planWorkflowPut,
   rfc3339,
   type WorkflowDefinition,
   type WorkflowInput,
@@ -61,16 +62,18 @@ export async function putWorkflow(
       await c.query(LOCK_WORKFLOW, [name]);
       const latest = (await c.query<{ version: number; content_hash: string }>(LATEST_WORKFLOW, [name]))
         .rows[0];
-      if (latest?.content_hash === hash) {
-        const { rows } = await c.query<WorkflowRow>(GET_WORKFLOW, [name, latest.version]);
+      const plan = planWorkflowPut(
+        name,
+        content,
+        hash,
+        latest && { v: latest.version, h: latest.content_hash },
+        rfc3339(now),
+      );
+      if ('same' in plan) {
+        const { rows } = await c.query<WorkflowRow>(GET_WORKFLOW, [name, plan.same]);
         return toDefinition(rows[0]!);
       }
-      const def: WorkflowDefinition = {
-        name,
-        version: (latest?.version ?? 0) + 1,
-        ...content,
-        createdAt: rfc3339(now),
-      };
+      const { def } = plan;
       await c.query(INSERT_WORKFLOW, [
         name,
         def.version,

@@ -1,0 +1,180 @@
+/**
+ * A/B of PostgreSQL CPU per node (issue 18): one wide run against many
+ * one-node runs, for several source trees in one process, interleaved, so a
+ * loaded machine moves every variant alike. Not part of `npm run bench`.
+ *
+ *   git archive <base-commit> src | tar -x -C /tmp/base && ln -s $PWD/node_modules /tmp/base/
+ *   nice -n 10 node --import tsx bench/pg-width-ab.ts base=/tmp/base new=$PWD -- wide:2000 narrow:2000
+ *
+ * SHAPE: wide:N (one run of N independent nodes) or narrow:N (N one-node
+ * runs), started before the drain, which an AgentPool (16 slots, no-op
+ * runtime) does. Worker CPU: this process's cpuUsage over the drain. Server
+ * CPU: utime+stime of the variant's PostgreSQL backends (found by
+ * application_name in pg_stat_activity, read from /proc/<pid>/stat, so the
+ * server must run on this machine). ROUNDS=n repeats and prints medians.
+ */
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+
+const URL = process.env.ADAGIO_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+const argv = process.argv.slice(2);
+const sep = argv.indexOf('--');
+const variants = argv.slice(0, sep).map((a) => {
+  const [name, dir] = a.split('=');
+  return { name: name!, dir: dir! };
+});
+const shapes = argv.slice(sep + 1).map((s) => {
+  const [kind, n] = s.split(':');
+  return { kind: kind as 'wide' | 'narrow', n: Number(n) };
+});
+const rounds = Number(process.env.ROUNDS ?? 1);
+const CONCURRENCY = 16;
+const TICK = 100; // clock ticks per second on Linux
+
+const admin = new pg.Client({ connectionString: URL, application_name: 'bench-admin' });
+await admin.connect();
+
+function cpuOf(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return ((Number(rest[11]) + Number(rest[12])) / TICK) * 1e6; // µs
+  } catch {
+    return Number.NaN;
+  }
+}
+
+class ServerCpu {
+  private base = new Map<number, number>();
+  private last = new Map<number, number>();
+  /** The LISTEN connection's backend: how much of the server's CPU goes to delivering notices. */
+  private listeners = new Set<number>();
+  private timer?: NodeJS.Timeout;
+  constructor(private readonly app: string) {}
+  private async sample(baseline: boolean) {
+    const { rows } = await admin.query<{ pid: number; listen: boolean }>(
+      `SELECT pid, query LIKE 'LISTEN%' AS listen FROM pg_stat_activity WHERE application_name = $1`,
+      [this.app],
+    );
+    for (const { pid, listen } of rows) {
+      if (listen) this.listeners.add(pid);
+      const c = cpuOf(pid);
+      if (Number.isNaN(c)) continue;
+      if (baseline) this.base.set(pid, c);
+      else if (!this.base.has(pid)) this.base.set(pid, 0);
+      this.last.set(pid, c);
+    }
+  }
+  async start() {
+    await this.sample(true);
+    this.timer = setInterval(() => void this.sample(false), 200);
+  }
+  async stop(): Promise<{ total: number; listener: number }> {
+    clearInterval(this.timer);
+    await this.sample(false);
+    let total = 0;
+    let listener = 0;
+    for (const [pid, c] of this.last) {
+      total += c - (this.base.get(pid) ?? 0);
+      if (this.listeners.has(pid)) listener += c - (this.base.get(pid) ?? 0);
+    }
+    return { total, listener };
+  }
+}
+
+const results: Record<string, Record<string, { worker: number[]; server: number[]; rate: number[] }>> = {};
+
+for (let round = 0; round < rounds; round++)
+  for (const shape of shapes)
+    for (const v of variants) {
+      const { PostgresRepository } = await import(`${v.dir}/src/backends/postgres/index.ts`);
+      const { AgentPool } = await import(`${v.dir}/src/agent/index.ts`);
+      const { silentLogger } = await import(`${v.dir}/src/log.ts`);
+      const app = `bw_${process.pid}_${v.name}`;
+      const schema = `bw_${process.pid}_${v.name}`;
+      await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      const url = `${URL}${URL.includes('?') ? '&' : '?'}application_name=${app}`;
+      const repo = await PostgresRepository.connect({
+        connectionString: url,
+        schema,
+        poolSize: CONCURRENCY + 4,
+      });
+      const noop = { name: 'noop', run: async () => ({ conclusion: 'SUCCESS' }) };
+      const drain = async (expected: number, measure: boolean) => {
+        const server = new ServerCpu(app);
+        const pool = new AgentPool({
+          repository: repo,
+          runtimes: [noop],
+          concurrency: CONCURRENCY,
+          logger: silentLogger,
+        });
+        if (measure) await server.start();
+        const cpu0 = process.cpuUsage();
+        const t0 = performance.now();
+        await pool.start();
+        while (pool.counters.finished.SUCCESS < expected) await new Promise((r) => setTimeout(r, 2));
+        const ms = performance.now() - t0;
+        const cpu = process.cpuUsage(cpu0);
+        const s = measure ? await server.stop() : { total: 0, listener: 0 };
+        await pool.stop({ graceMs: 1000 });
+        return {
+          ms,
+          worker: (cpu.user + cpu.system) / expected,
+          server: s.total / expected,
+          listener: s.listener / expected,
+        };
+      };
+      const startNarrow = async (n: number) => {
+        let next = 0;
+        await Promise.all(
+          Array.from({ length: 16 }, async () => {
+            while (next < n) {
+              next++;
+              await repo.start({
+                nodes: [{ name: 'a', runtime: 'noop', metadata: {}, retry: {} }],
+                edges: [],
+              });
+            }
+          }),
+        );
+      };
+      try {
+        await startNarrow(200);
+        await drain(200, false); // warm-up
+        if (shape.kind === 'wide')
+          await repo.start({
+            nodes: Array.from({ length: shape.n }, (_, i) => ({
+              name: `n${i}`,
+              runtime: 'noop',
+              metadata: {},
+              retry: {},
+            })),
+            edges: [],
+          });
+        else await startNarrow(shape.n);
+        const r = await drain(shape.n, true);
+        const key = `${shape.kind}:${shape.n}`;
+        results[key] ??= {};
+        const slot = results[key];
+        slot[v.name] ??= { worker: [], server: [], rate: [] };
+        const rec = slot[v.name]!;
+        rec.worker.push(r.worker);
+        rec.server.push(r.server);
+        rec.rate.push((shape.n / r.ms) * 1000);
+        console.log(
+          `${key} ${v.name}: ${((shape.n / r.ms) * 1000).toFixed(0)} nodes/s, worker ${r.worker.toFixed(0)} µs, server ${r.server.toFixed(0)} µs per node (listener ${r.listener.toFixed(0)} µs)`,
+        );
+      } finally {
+        await repo.close();
+        await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      }
+    }
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+console.log('\nmedians (nodes/s, worker µs, server µs per node)');
+for (const [key, byVariant] of Object.entries(results))
+  for (const [name, r] of Object.entries(byVariant))
+    console.log(
+      `${key.padEnd(14)} ${name.padEnd(8)} ${median(r.rate).toFixed(0).padStart(6)} ${median(r.worker).toFixed(0).padStart(6)} ${median(r.server).toFixed(0).padStart(6)}`,
+    );
+await admin.end();
