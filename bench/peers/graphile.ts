@@ -38,6 +38,8 @@ export async function graphileWorker(): Promise<Peer> {
   // own pool would keep idle connections that the DROP terminates, and an unhandled pool error ends the process).
   const sql = new pg.Pool({ connectionString: db.url, max: SLOTS + 4 });
   sql.on('error', () => {}); // an idle connection cut by the server: the pool replaces it
+  // graphile-worker checks a pool it is given for handlers on each client too, and warns once per runner without.
+  sql.on('connect', (client) => client.on('error', () => {}));
   const options = { pgPool: sql, logger: silent };
   await runMigrations(options);
 
