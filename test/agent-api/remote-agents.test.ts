@@ -192,7 +192,11 @@ for (const backend of BACKENDS) {
       const [pid] = readPids(pidFile) as [number];
       await client.cancel(run.id);
       await waitFor(async () => !isAlive(pid), 'the cancelled command to be killed', 20_000);
-      assert.match(pyAgents[0]!.logs(), /claim no longer held/);
+      // The agent logs why after it killed the command: wait for the line rather than race it.
+      await waitFor(
+        async () => /claim no longer held/.test(pyAgents[0]!.logs()),
+        'the agent to log the lost claim',
+      );
       assert.deepEqual(
         (await client.inspect(run.id)).nodes[0]!.attempts.map((a) => [
           a.conclusion,
