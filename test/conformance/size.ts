@@ -314,5 +314,27 @@ export function sizeSpec(test: ConformanceTest): void {
         ['CANCELLED', 'SUCCESS'],
       );
     });
+
+    test("release of 300 claims in one call (rule 20, past etcd's 128 operations and DynamoDB's 100 items): every node READY again, no attempt", async (h) => {
+      const alice = await h.agent('alice');
+      const all = names('n', 300);
+      const run: Run = await h.start(graph(all));
+      const claims = await claimAll(alice, run.id, all);
+      const answers = await h.repo.release(
+        claims.map((c) => ({ runId: c.runId, node: c.node.spec.name, claimId: c.claimId })),
+      );
+      assert.deepEqual(
+        answers,
+        all.map(() => true),
+      );
+      const after = await h.repo.inspect(run.id);
+      assert.deepEqual(namesIn(after, 'READY'), [...all].sort());
+      assert.ok(after.nodes.every((n) => n.attempts.length === 0 && n.claim === undefined));
+      const again = await claimAll(alice, run.id, all);
+      assert.ok(
+        again.every((c) => c.attempt === 1),
+        'the attempt number is unchanged',
+      );
+    });
   });
 }
