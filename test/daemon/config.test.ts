@@ -88,6 +88,8 @@ describe('adagiod configuration', () => {
     const bad: [Record<string, string>, RegExp][] = [
       [{ 'backend-type': 'mysql' }, /backend-type must be one of memory, etcd, postgres/],
       [{ agents: 'lots' }, /agents must be a whole number/],
+      [{ 'claim-ahead': '-1' }, /claim-ahead must be a whole number >= 0; got "-1"/],
+      [{ 'claim-ahead': 'abc' }, /claim-ahead must be a whole number >= 0/],
       [{ 'lease-ttl': '10' }, /lease-ttl.*not a duration/],
       [{ listen: 'localhost' }, /listen must be host:port/],
       [{ 'backend-type': 'postgres' }, /needs -postgres-url/],
