@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { debugNode, nodeSelector, screenshot, startUi, type Ui } from './harness.js';
+import { debugNode, nodeSelector, screenshot, startUi, type Ui, until } from './harness.js';
 
 describe('run page: retry and rerun', { timeout: 180_000 }, () => {
   let ui: Ui;
@@ -54,7 +54,12 @@ describe('run page: retry and rerun', { timeout: 180_000 }, () => {
     })()`);
     await page.getByRole('button', { name: 'Retry run' }).click();
     // The page follows the retried run: bad fails again, its second attempt recorded.
-    await page.waitForFunction('window.__retryGone === true');
+    // Polled from the test, not with waitForFunction: its in-page polling evaluates a string, which
+    // the UI's Content-Security-Policy (no 'unsafe-eval') refuses whenever the first check is false.
+    await until(
+      'the Retry button went away',
+      async () => (await page.evaluate('window.__retryGone')) === true,
+    );
     await page.getByRole('button', { name: 'Retry run' }).waitFor();
     const retried = await completed(run.id);
     assert.equal(retried.nodes.find((n) => n.spec.name === 'bad')!.attempts.length, 2);

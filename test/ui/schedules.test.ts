@@ -62,7 +62,9 @@ describe('schedules pages', { timeout: 150_000 }, () => {
     await until('ten next fire times', async () => (await page.locator('.next-slots li').count()) === 10);
     await until('recent runs listed', async () => (await page.locator('.runs-table tbody tr').count()) >= 2);
     await page.getByRole('button', { name: 'Trigger now' }).click();
-    const link = page.locator('a[href^="/runs/"]', { hasText: /^[0-9A-Z]{26}$/ }).first();
+    // The triggered run's own link: the recent-runs table below holds run links too, which must
+    // not stand in for it while the trigger's reply is still on its way.
+    const link = page.locator('a.triggered-run', { hasText: /^[0-9A-Z]{26}$/ });
     await link.waitFor();
     const id = (await link.textContent())!;
     const run = await ui.client.inspect(id);

@@ -127,7 +127,10 @@ export function SchedulePage({ name }: { name: string }) {
             {triggered && (
               <>
                 {' '}
-                started <Link to={runPath(triggered)}>{triggered}</Link>
+                started{' '}
+                <Link to={runPath(triggered)} className="mono triggered-run">
+                  {triggered}
+                </Link>
               </>
             )}
           </p>
