@@ -13,6 +13,8 @@ export interface Logger {
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
   child(fields: Record<string, unknown>): Logger;
+  /** Whether lines of this level are written: lets a hot path skip building them. Absent: assume so. */
+  enabled?(level: LogLevel): boolean;
 }
 
 export function isLogLevel(s: string): s is LogLevel {
@@ -43,6 +45,9 @@ class StructuredLogger implements Logger {
   }
   error(msg: string, fields?: Record<string, unknown>): void {
     if (this.sink.level <= ORDER.error) this.emit('error', msg, fields);
+  }
+  enabled(level: LogLevel): boolean {
+    return this.sink.level <= ORDER[level];
   }
   child(fields: Record<string, unknown>): Logger {
     return this.sink.level >= ORDER.silent ? this : new StructuredLogger(this.sink, fields, this);

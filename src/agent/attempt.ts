@@ -35,6 +35,8 @@ export interface AttemptOptions {
    * longer be recorded: the lease was lost); the attempt then resolves to undefined.
    */
   onAbandon?: (stop: () => void) => void;
+  /** The same without a callback: `holder.stopWaiting.stop()` stops waiting (the agent's per-node path). */
+  holder?: { stopWaiting?: { stop(): void } };
 }
 
 /** setTimeout fires at once for delays past 2^31-1 ms; longer timeouts are capped there (about 24.8 days). */
@@ -42,8 +44,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * The outcome to record, or undefined when the attempt was abandoned first.
- * One promise and one timer per attempt, settled by whichever comes first:
- * this is the agent's per-node hot path.
+ * One promise, and a timer only under a timeout, per attempt, settled by
+ * whichever comes first: this is the agent's per-node hot path.
  */
 export function runAttempt(
   runtime: Runtime,
@@ -51,37 +53,70 @@ export function runAttempt(
   options: AttemptOptions,
 ): Promise<AttemptOutcome | undefined> {
   return new Promise((resolve) => {
-    let settled = false;
-    const settle = (outcome: AttemptOutcome | undefined) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      resolve(outcome);
-    };
+    const wait = new AttemptWait(runtime.name, resolve);
     const limit = options.timeoutMs;
-    const timer = limit
-      ? setTimeout(
-          () => {
-            const outcome = timeoutOutcome(runtime.name, limit, options.timeoutSource ?? 'agent');
-            // Tell the runtime to stop, but do not wait for it: a hung runtime must not hold the slot.
-            options.controller.abort(new Error(new TextDecoder().decode(outcome.output)));
-            settle(outcome);
-          },
-          Math.min(limit, MAX_TIMER_MS),
-        )
-      : undefined;
-    options.onAbandon?.(() => settle(undefined));
-    const failed = (e: unknown) =>
-      settle(errorOutcome(`runtime "${runtime.name}" failed: ${errorMessage(e)}`));
+    if (limit)
+      wait.timer = setTimeout(
+        () => {
+          const outcome = timeoutOutcome(runtime.name, limit, options.timeoutSource ?? 'agent');
+          // Tell the runtime to stop, but do not wait for it: a hung runtime must not hold the slot.
+          options.controller.abort(new Error(new TextDecoder().decode(outcome.output)));
+          wait.settle(outcome);
+        },
+        Math.min(limit, MAX_TIMER_MS),
+      );
+    if (options.onAbandon) options.onAbandon(() => wait.settle(undefined));
+    if (options.holder) options.holder.stopWaiting = wait;
     let pending: Promise<RuntimeResult> | RuntimeResult;
     try {
       pending = runtime.run(ctx);
     } catch (e) {
       // A runtime that throws synchronously is no different from one that rejects.
-      return failed(e);
+      return wait.failed(e);
     }
-    Promise.resolve(pending).then((result) => settle(checkResult(runtime.name, result)), failed);
+    if (pending instanceof Promise || typeof (pending as { then?: unknown } | undefined)?.then === 'function')
+      Promise.resolve(pending).then(wait.resolved, wait.rejected);
+    else wait.settle(checkResult(runtime.name, pending));
   });
+}
+
+/**
+ * An attempt's wait, settled by whichever comes first (result, failure,
+ * timeout, abandonment). A class rather than closures: this is made once per
+ * node, and its handlers are made once per attempt only when it awaits a promise.
+ */
+class AttemptWait {
+  private settled = false;
+  timer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly name: string,
+    private readonly resolve: (outcome: AttemptOutcome | undefined) => void,
+  ) {}
+
+  settle(outcome: AttemptOutcome | undefined): void {
+    if (this.settled) return;
+    this.settled = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.resolve(outcome);
+  }
+
+  /** Abandoned: the outcome can no longer be recorded. */
+  stop(): void {
+    this.settle(undefined);
+  }
+
+  failed(e: unknown): void {
+    this.settle(errorOutcome(`runtime "${this.name}" failed: ${errorMessage(e)}`));
+  }
+
+  get resolved(): (result: RuntimeResult) => void {
+    return (result) => this.settle(checkResult(this.name, result));
+  }
+
+  get rejected(): (e: unknown) => void {
+    return (e) => this.failed(e);
+  }
 }
 
 /** The ERROR of an attempt stopped at its timeout, naming which timeout (rule 11: the node's, in its metadata too). */

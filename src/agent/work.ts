@@ -1,4 +1,4 @@
-import type { Logger } from '../log.js';
+import type { Logger, LogLevel } from '../log.js';
 import { concatBytes } from '../model/limits.js';
 import { nodeTimeoutMs } from '../model/rules.js';
 import {
@@ -11,6 +11,7 @@ import type {
   ClaimedNode,
   ClaimRef,
   FinishConclusion,
+  FinishRequest,
   Lease,
   NodeEvent,
   Repository,
@@ -73,7 +74,7 @@ export interface Task {
   /** Set once its result is being recorded: the claim's fate is the finish's to learn then. */
   finishing?: boolean;
   /** Stops the running attempt's wait, when one is running. */
-  stopWaiting?: () => void;
+  stopWaiting?: { stop(): void };
   /** Ends backoff sleeps on abandonment; made on first use, as most tasks never back off. */
   abandonedSignal?: AbortController;
 }
@@ -84,7 +85,7 @@ export function abandonTask(task: Task, reason: Error): void {
   task.abandoned = true;
   task.controller.abort(reason);
   task.abandonedSignal?.abort(reason);
-  task.stopWaiting?.();
+  task.stopWaiting?.stop();
 }
 
 function abandonedSignal(task: Task): AbortSignal {
@@ -116,13 +117,13 @@ export interface WorkEnv {
  * Store errors that may pass are retried with backoff; the rest are logged.
  */
 export async function work(task: Task, env: WorkEnv): Promise<void> {
-  const { event, session, slot } = task;
-  let log = env.logger.child({ runId: event.runId, node: event.node, agent: slot.agentId });
+  const { session, slot } = task;
+  const log = new TaskLog(env.logger, task);
   const claimed = task.preclaimed ?? (await claim(env, task, log));
   if (!claimed || task.abandoned) return;
   env.counts.claimed++;
   task.claim = { runId: claimed.runId, node: claimed.node.spec.name, claimId: claimed.claimId };
-  log = log.child({ attempt: claimed.attempt, claim: claimed.claimId });
+  log.claimed = claimed;
   if (claimed.orphan) {
     // Rule 3: the previous holder's lease lapsed; record that as an ERROR attempt, then rule 5 applies.
     env.counts.orphansRecovered++;
@@ -138,7 +139,7 @@ export async function work(task: Task, env: WorkEnv): Promise<void> {
     const message = `agent ${slot.agentId} has no runtime "${claimed.node.spec.runtime}"`;
     return finish(env, task, claimed, errorOutcome(message), log);
   }
-  log.debug('node claimed', { runtime: runtime.name });
+  if (log.debugging) log.debug('node claimed', { runtime: runtime.name });
   // Made on the first write: most attempts stream nothing, and an idle stream's
   // close still costs a few promise hops per attempt (measurable in npm run bench).
   let output: OutputStream | undefined;
@@ -164,16 +165,15 @@ export async function work(task: Task, env: WorkEnv): Promise<void> {
         output.write(chunk);
       },
     },
-    {
-      // Rule 11: the node's own timeout; the agent's only for nodes without one.
-      ...(claimed.node.spec.timeout
-        ? { timeoutMs: nodeTimeoutMs(claimed.node.spec), timeoutSource: { node: claimed.node.spec.timeout } }
-        : { timeoutMs: env.runtimeTimeoutMs, timeoutSource: 'agent' as const }),
-      controller: task.controller,
-      onAbandon: (stop) => {
-        task.stopWaiting = stop;
-      },
-    },
+    // Rule 11: the node's own timeout; the agent's only for nodes without one.
+    claimed.node.spec.timeout
+      ? {
+          timeoutMs: nodeTimeoutMs(claimed.node.spec),
+          timeoutSource: { node: claimed.node.spec.timeout },
+          controller: task.controller,
+          holder: task,
+        }
+      : { timeoutMs: env.runtimeTimeoutMs, controller: task.controller, holder: task },
   );
   task.stopWaiting = undefined;
   // What the store did not take while the attempt ran goes in front of the finish output.
@@ -186,6 +186,56 @@ export async function work(task: Task, env: WorkEnv): Promise<void> {
     return;
   }
   await finish(env, task, claimed, outcome, log);
+}
+
+/**
+ * A task's logger: its lines carry the run, node and agent, and once claimed
+ * the attempt and claim. The child loggers are made on the first line written,
+ * not per node: most nodes write none (debug is off).
+ */
+class TaskLog implements Logger {
+  claimed?: ClaimedNode;
+  private made?: Logger;
+  private madeFor?: ClaimedNode;
+
+  constructor(
+    private readonly parent: Logger,
+    private readonly task: Task,
+  ) {}
+
+  /** False when debug lines are dropped anyway: callers skip building their fields. */
+  get debugging(): boolean {
+    return this.parent.enabled?.('debug') ?? true;
+  }
+
+  private get logger(): Logger {
+    if (this.made && this.madeFor === this.claimed) return this.made;
+    const { event, slot } = this.task;
+    let log = this.parent.child({ runId: event.runId, node: event.node, agent: slot.agentId });
+    if (this.claimed) log = log.child({ attempt: this.claimed.attempt, claim: this.claimed.claimId });
+    this.made = log;
+    this.madeFor = this.claimed;
+    return log;
+  }
+
+  debug(msg: string, fields?: Record<string, unknown>): void {
+    if (this.debugging) this.logger.debug(msg, fields);
+  }
+  info(msg: string, fields?: Record<string, unknown>): void {
+    this.logger.info(msg, fields);
+  }
+  warn(msg: string, fields?: Record<string, unknown>): void {
+    this.logger.warn(msg, fields);
+  }
+  error(msg: string, fields?: Record<string, unknown>): void {
+    this.logger.error(msg, fields);
+  }
+  child(fields: Record<string, unknown>): Logger {
+    return this.logger.child(fields);
+  }
+  enabled(level: LogLevel): boolean {
+    return this.parent.enabled?.(level) ?? true;
+  }
 }
 
 async function claim(env: WorkEnv, task: Task, log: Logger): Promise<ClaimedNode | undefined> {
@@ -227,24 +277,25 @@ async function finish(
   task: Task,
   claimed: ClaimedNode,
   outcome: AttemptOutcome,
-  log: Logger,
+  log: TaskLog,
 ): Promise<void> {
   task.finishing = true;
   env.vacate(task);
   let backoff: Backoff | undefined; // made on the first retry: most finishes never retry
   while (!task.abandoned) {
     try {
-      await env.repository.finish({
+      const request: FinishRequest = {
         runId: claimed.runId,
         node: claimed.node.spec.name,
         claimId: claimed.claimId,
         conclusion: outcome.conclusion,
         output: outcome.output,
         metadata: outcome.metadata,
-        ...(task.startedAt !== undefined ? { startedAt: task.startedAt } : {}),
-      });
+      };
+      if (task.startedAt !== undefined) request.startedAt = task.startedAt;
+      await env.repository.finish(request);
       env.counts.finished[outcome.conclusion]++;
-      log.debug('node finished', { conclusion: outcome.conclusion });
+      if (log.debugging) log.debug('node finished', { conclusion: outcome.conclusion });
       return;
     } catch (e) {
       if (e instanceof ClaimConflictError) {
