@@ -317,13 +317,17 @@ export class AgentPool {
     slot.task = task;
     this.busy++;
     session.tasks.add(task);
-    work(task, this.env).then(
-      () => this.release(task),
-      (e: unknown) => {
-        this.logger.error('agent task failed unexpectedly', { error: errorMessage(e) });
-        this.release(task);
-      },
-    );
+    void this.run(task);
+  }
+
+  /** One async frame per node: cheaper than a then() with two handlers on work's promise. */
+  private async run(task: Task): Promise<void> {
+    try {
+      await work(task, this.env);
+    } catch (e) {
+      this.logger.error('agent task failed unexpectedly', { error: errorMessage(e) });
+    }
+    this.release(task);
   }
 
   /** Stop waiting for a task whose result cannot be recorded; its slot is free at once. */

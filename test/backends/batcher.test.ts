@@ -91,4 +91,74 @@ describe('Batcher', () => {
       );
     }
   });
+
+  it('alongside: under light load a call goes beside the small batch in flight; a busy batcher still waits, and never flies a key twice', async () => {
+    const batches: string[][] = [];
+    const gates: (() => void)[] = [];
+    const b = new Batcher<string, string>(
+      { maxCalls: 10, alongside: 1, key: (c) => c[0]! },
+      async (calls) => {
+        batches.push(calls);
+        await new Promise<void>((r) => gates.push(r));
+        return calls;
+      },
+    );
+    const a = b.submit('a1');
+    const c = b.submit('c');
+    assert.deepEqual(batches, [['a1'], ['c']], 'the second call went at once, beside the first');
+    const rest = ['a2', 'd', 'e'].map((x) => b.submit(x));
+    assert.equal(batches.length, 2, 'two batches in flight: the rest wait');
+    gates.shift()!();
+    assert.equal(await a, 'a1');
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(batches[2], ['a2', 'd', 'e'], 'they go together once a batch lands');
+    // That batch holds 3 calls (more than `alongside`): later calls wait for it, batching as before.
+    gates.shift()!();
+    assert.equal(await c, 'c');
+    await new Promise((r) => setImmediate(r));
+    const f = b.submit('f');
+    assert.equal(batches.length, 3, 'a busy batch in flight: no second one beside it');
+    gates.shift()!();
+    assert.deepEqual(await Promise.all(rest), ['a2', 'd', 'e']);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(batches[3], ['f']);
+    gates.shift()!();
+    assert.equal(await f, 'f');
+
+    // A call whose key is in flight does not go beside it, even under light load.
+    const g = b.submit('g1');
+    const g2 = b.submit('g2');
+    assert.deepEqual(batches.slice(4), [['g1']]);
+    gates.shift()!();
+    assert.equal(await g, 'g1');
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(batches.slice(4), [['g1'], ['g2']]);
+    gates.shift()!();
+    assert.equal(await g2, 'g2');
+  });
+
+  it('alongsideAfterMs: calls in quick succession share a batch; one that finds a slow batch in flight goes beside it', async () => {
+    const batches: number[][] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const b = new Batcher<number, number>(
+      { maxCalls: 10, alongside: 2, alongsideAfterMs: 30 },
+      async (calls) => {
+        batches.push(calls);
+        if (batches.length === 1) await gate;
+        return calls;
+      },
+    );
+    const first = b.submit(1);
+    const quick = b.submit(2);
+    assert.deepEqual(batches, [[1]], 'the batch in flight is young: the call waits to share the next');
+    const t0 = performance.now();
+    while (performance.now() - t0 < 40) await new Promise((r) => setTimeout(r, 10));
+    const late = b.submit(3);
+    assert.deepEqual(batches, [[1], [2, 3]], 'the batch in flight is slow: the queue goes beside it');
+    release();
+    assert.deepEqual(await Promise.all([first, quick, late]), [1, 2, 3]);
+  });
 });

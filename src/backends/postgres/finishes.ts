@@ -84,7 +84,7 @@ export class FinishBatcher {
       else answers[row.i - 1] = row.r as FinishResult;
     }
     // Not awaited: the results are recorded; the wake-ups follow in this process's next NOTIFY batch.
-    void this.publisher.publish(notices);
+    this.publisher.post(notices);
     return answers;
   }
 }

@@ -191,13 +191,22 @@ export class Publisher {
    */
   publish(notices: Notice[]): Promise<void> {
     if (notices.length === 0) return Promise.resolve();
+    this.post(notices);
+    return this.idle();
+  }
+
+  /**
+   * publish() for callers that do not wait for the NOTIFY (the per-node
+   * claims and finishes): the same order and delivery, without a promise each.
+   */
+  post(notices: Notice[]): void {
     for (const n of notices) {
-      this.pending.push(...encodeNotices(n));
+      const encoded = encodeNotices(n);
+      if (encoded.length === 1) this.pending.push(encoded[0]!);
+      else this.pending.push(...encoded);
       this.local?.(n);
     }
-    const sent = new Promise<void>((resolve) => this.waiters.push(resolve));
-    if (!this.flushing) void this.flush();
-    return sent;
+    if (notices.length > 0 && !this.flushing) void this.flush();
   }
 
   /** Resolves once every notice published so far has been sent (close() waits for this). */

@@ -65,7 +65,7 @@ export async function appendOutput(ctx: TransitionContext, req: AppendOutputRequ
       return delta.byteLength > 0;
     }),
   );
-  if (appended) void ctx.publisher.publish([{ r: req.runId, out: [req.node] }]);
+  if (appended) ctx.publisher.post([{ r: req.runId, out: [req.node] }]);
 }
 
 export interface LiveOutput {

@@ -146,7 +146,7 @@ export async function startRun(
     if (!holder) return startRun(ctx, given, options, runByRequest);
   }
   // Not awaited: the run is stored; its wake-up follows in this process's next NOTIFY batch.
-  void ctx.publisher.publish([notice]);
+  ctx.publisher.post([notice]);
   return {
     id,
     createdAt: rfc3339(now),
@@ -214,7 +214,7 @@ export async function claimNode(ctx: TransitionContext, req: ClaimRequest): Prom
  * process's notices in order, so the claimer's finish notice comes after it.
  */
 function announceClaim(ctx: TransitionContext, runId: string, row: NodeRow): void {
-  void ctx.publisher.publish([
+  ctx.publisher.post([
     {
       r: runId,
       rs: 'RUNNING',
