@@ -158,7 +158,9 @@ const START_OWN_ITEMS = 3;
 /**
  * Writes the node items of `starts` not yet written, in BatchWriteItems: all
  * but the roots that go in the header's transaction (`inline`), whose one
- * write there is their only one.
+ * write there is their only one. Only ever before a header commit: a start
+ * goes inline alone whenever it went inline in a batch, so a root left out
+ * here is never written hidden after its header made it visible.
  */
 async function writeNodes(
   ctx: DynamoContext,
@@ -228,15 +230,15 @@ async function commitAlone(ctx: DynamoContext, p: Planned): Promise<Run> {
     const tx = ctx.db.tx();
     addStart(tx, p, p.inlineAlone);
     p.delta.addTo(tx);
-    if (await ctx.db.commit(tx)) break;
-    if (await ctx.db.get(headerKey(p.header.id))) break;
+    if (await ctx.db.commit(tx)) return started(ctx, p, p.inlineAlone);
+    // An earlier commit of ours may have left its roots out of the index (a batch short of room): put them (again).
+    if (await ctx.db.get(headerKey(p.header.id))) return started(ctx, p, !p.rootsWritten);
     const requestId = p.identity.requestId;
     const earlier = requestId !== undefined ? await requestedRun(ctx, requestId) : undefined;
     if (earlier) return earlier;
     // The id's item outlives its run only while retention is deleting the run's partition.
     if (requestId !== undefined) await sleep(delay);
   }
-  return started(ctx, p, p.inlineAlone);
 }
 
 interface StartCall {
