@@ -1,11 +1,3 @@
-/**
- * The `alongside` of batchers on an add → start path (PostgreSQL's starts
- * and claims): a batch in flight of this many calls or fewer is light load.
- */
-export const LIGHT_LOAD_CALLS = 2;
-/** ...once it has been in flight this long, about a claim's round trip on an idle server. */
-export const LIGHT_LOAD_AFTER_MS = 1;
-
 interface Waiting<C, R> {
   call: C;
   resolve: (result: R) => void;
@@ -29,21 +21,6 @@ export interface BatcherOptions<C> {
    * batch-mates with it. Only for batches that commit all or nothing.
    */
   isolate?: (e: unknown) => boolean;
-  /**
-   * Latency under light load: a call may go in a second batch alongside the
-   * one in flight while that one holds at most this many calls. A lightly
-   * loaded process (calls one at a time, as at a few hundred starts a second)
-   * then never waits a whole round trip (and fsync) behind another call; a
-   * busy one, whose batches are larger, still sends one batch at a time.
-   * Default 0: one batch in flight, always.
-   */
-  alongside?: number;
-  /**
-   * ...and only once that batch has been in flight this long (ms): calls
-   * that come in quick succession (a busy process) still share a batch; a
-   * call that finds a slow one in flight (a commit's fsync, a loaded server) does not wait it out.
-   */
-  alongsideAfterMs?: number;
 }
 
 /**
@@ -53,17 +30,13 @@ export interface BatcherOptions<C> {
  * (one write, one server wake-up, one commit) for many calls. Where the
  * client or the server is CPU-bound, that is the cheapest way through
  * (npm run bench -- postgres: with more batches in flight they shrink and
- * statements become the bottleneck); only a light load (see `alongside`)
- * sends a second batch beside a small, slow one. Each call still gets exactly its own
+ * statements become the bottleneck). Each call still gets exactly its own
  * answer; a failed batch fails each of its calls with the batch's error
  * (or, see `isolate`, is sent again call by call).
  */
 export class Batcher<C, R> {
   private queue: Waiting<C, R>[] = [];
-  /** The batches in flight: one, or two while the first is small (see `alongside`). */
-  private readonly flying: { calls: Waiting<C, R>[]; at: number }[] = [];
-  /** Keys of the calls in flight: a call sharing one waits for a later batch. */
-  private readonly flyingKeys = new Map<string, number>();
+  private sending = false;
 
   constructor(
     private readonly options: BatcherOptions<C>,
@@ -74,62 +47,31 @@ export class Batcher<C, R> {
   submit(call: C): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       this.queue.push({ call, resolve, reject });
-      this.kick();
+      if (!this.sending) void this.drain();
     });
   }
 
-  /** Sends what is queued while a batch may go: none in flight, or a small one (`alongside`). */
-  private kick(): void {
-    const alongside = this.options.alongside ?? 0;
-    while (this.queue.length > 0) {
-      const inFlight = this.flying.length;
-      if (
-        inFlight > 1 ||
-        (inFlight === 1 &&
-          (this.flying[0]!.calls.length > alongside ||
-            performance.now() - this.flying[0]!.at < (this.options.alongsideAfterMs ?? 0)))
-      )
-        return;
-      const batch = this.take();
-      if (batch.length === 0) return; // every call waits on a key in flight
-      void this.fly(batch);
-    }
-  }
-
-  private async fly(batch: Waiting<C, R>[]): Promise<void> {
-    const flight = { calls: batch, at: this.options.alongsideAfterMs ? performance.now() : 0 };
-    this.flying.push(flight);
-    const keys = this.options.key ? batch.flatMap((w) => this.keysOf(w.call)) : [];
-    for (const k of keys) this.flyingKeys.set(k, (this.flyingKeys.get(k) ?? 0) + 1);
+  private async drain(): Promise<void> {
+    this.sending = true;
     try {
-      await this.sendBatch(batch);
+      while (this.queue.length > 0) await this.sendBatch(this.take());
     } finally {
-      this.flying.splice(this.flying.indexOf(flight), 1);
-      for (const k of keys) {
-        const n = this.flyingKeys.get(k)! - 1;
-        if (n === 0) this.flyingKeys.delete(k);
-        else this.flyingKeys.set(k, n);
-      }
-      this.kick();
+      this.sending = false;
     }
-  }
-
-  private keysOf(call: C): string[] {
-    const k = this.options.key?.(call);
-    return k === undefined ? [] : typeof k === 'string' ? [k] : k;
   }
 
   private take(): Waiting<C, R>[] {
-    const { maxCalls, maxWeight = Number.POSITIVE_INFINITY, weight } = this.options;
+    const { maxCalls, maxWeight = Number.POSITIVE_INFINITY, weight, key } = this.options;
     const batch: Waiting<C, R>[] = [];
     const later: Waiting<C, R>[] = [];
     const keys = new Set<string>();
     let total = 0;
     for (const w of this.queue) {
-      const ks = this.keysOf(w.call);
+      const k = key?.(w.call);
+      const ks = k === undefined ? [] : typeof k === 'string' ? [k] : k;
       const wt = weight?.(w.call) ?? 1;
       const full = batch.length >= maxCalls || (batch.length > 0 && total + wt > maxWeight);
-      if (full || ks.some((x) => keys.has(x) || this.flyingKeys.has(x))) {
+      if (full || ks.some((x) => keys.has(x))) {
         later.push(w);
         continue;
       }

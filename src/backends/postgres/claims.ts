@@ -1,4 +1,4 @@
-import { Batcher, LIGHT_LOAD_AFTER_MS, LIGHT_LOAD_CALLS } from '../batcher.js';
+import { Batcher } from '../batcher.js';
 import { type Db, isConnectionError } from './db.js';
 import type { AttemptRow, NodeRow } from './rows.js';
 import { CLAIM_NODES } from './sql.js';
@@ -45,14 +45,7 @@ export class ClaimBatcher {
 
   constructor(private readonly db: Db) {
     this.batcher = new Batcher(
-      {
-        maxCalls: 64,
-        key: (c) => `${c.runId}\u0000${c.node}`,
-        isolate: (e) => !isConnectionError(e),
-        // A claim is on every add → start path: under light load it does not wait behind another.
-        alongside: LIGHT_LOAD_CALLS,
-        alongsideAfterMs: LIGHT_LOAD_AFTER_MS,
-      },
+      { maxCalls: 64, key: (c) => `${c.runId}\u0000${c.node}`, isolate: (e) => !isConnectionError(e) },
       (calls) => this.send(calls),
     );
   }

@@ -1,4 +1,4 @@
-import { Batcher, LIGHT_LOAD_AFTER_MS, LIGHT_LOAD_CALLS } from '../batcher.js';
+import { Batcher } from '../batcher.js';
 import { type Db, isConnectionError } from './db.js';
 import { COUNTER_SHARDS } from './migrations.js';
 import { START_RUNS } from './sql.js';
@@ -40,9 +40,6 @@ export class StartBatcher {
         maxWeight: MAX_NODES_PER_BATCH,
         weight: (c) => c.nodeCount,
         isolate: (e) => !isConnectionError(e),
-        // A start waits out a durable commit: at a few starts a second, do not queue one behind another.
-        alongside: LIGHT_LOAD_CALLS,
-        alongsideAfterMs: LIGHT_LOAD_AFTER_MS,
       },
       (calls) => this.send(calls),
     );
