@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { DynamoDBClient, TransactWriteItemsCommand } from '@aws-sdk/client-dynamodb';
-import type { DbCounters } from '../src/backends/dynamodb/db.js';
+import { DbCounters } from '../src/backends/dynamodb/db.js';
 import { DynamoDbRepository } from '../src/backends/dynamodb/index.js';
 import { DynamoDbLocal, uniqueTable } from '../test/support/dynamodb.js';
+import { processCpuUs } from './cpu.js';
 import { drainWithDriver } from './driver.js';
 import { sevenNode } from './graphs.js';
-import { percentile, report, timed } from './report.js';
+import { median, percentile, report, timed } from './report.js';
 
 /**
  * DynamoDB backend, against a DynamoDB Local this benchmark starts itself:
@@ -13,6 +14,11 @@ import { percentile, report, timed } from './report.js';
  *   claim, finish) against the TransactWriteItems ceiling measured in the same
  *   run at the same concurrency (one conditional put per transaction). A node
  *   needs at least two transactions (claim, finish): target >= 50% of ceiling/2.
+ *   The ceiling is measured in slices interleaved with the workload's (see
+ *   interleaved), so both sides of the ratio see the same machine load and
+ *   DynamoDB Local's JIT at the same warmth; DynamoDB Local's CPU per node
+ *   and per ceiling transaction give the ratio at equal server CPU as well.
+ *   `ADAGIO_BENCH_SLICES` sets the number of workload slices (default 5).
  * - READY → claimed latency p50/p99, idle (one run at a time).
  * `ADAGIO_BENCH_RUNS` shrinks the run count (a smoke run); default 1,000.
  */
@@ -20,6 +26,11 @@ const CONCURRENCY = 16;
 const RUNS = Number(process.env.ADAGIO_BENCH_RUNS ?? 1_000);
 /** Nodes of the flatness check (ADAGIO_BENCH_WIDE): one run that wide against as many one-node runs. */
 const WIDE = Number(process.env.ADAGIO_BENCH_WIDE ?? 2_000);
+/** Workload slices; a ceiling slice of CEILING_MS goes before, between and after them. */
+const SLICES = Number(process.env.ADAGIO_BENCH_SLICES ?? 5);
+const CEILING_MS = 1_500;
+/** Runs of the unmeasured warm-up (DynamoDB Local's JIT). */
+const WARMUP_RUNS = 50;
 const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 
 export async function run(): Promise<void> {
@@ -33,43 +44,36 @@ export async function run(): Promise<void> {
   });
   try {
     const idle = await claimLatency(repo, Math.min(50, RUNS));
-    const before = await txnCeiling(server.endpoint, table, CONCURRENCY);
-    const c0 = repo.counters.snapshot();
-    const cpu0 = process.cpuUsage();
-    const e2e = await timed(async () => {
-      const drained = drainWithDriver(repo, {
-        runtime: 'noop',
-        concurrency: CONCURRENCY,
-        expectedNodes: RUNS * 7,
-      });
-      let next = 0;
-      await Promise.all(
-        Array.from({ length: 4 }, async () => {
-          while (next++ < RUNS) await repo.start(sevenNode('noop'));
-        }),
-      );
-      await drained;
-    });
-    const cpu = process.cpuUsage(cpu0);
-    const cost = repo.counters.snapshot().minus(c0);
+    const w = await interleaved(repo, server, table);
     const flat = await flatCost(repo, WIDE);
-    const after = await txnCeiling(server.endpoint, table, CONCURRENCY);
-    const ceiling = (before + after) / 2;
-    const rate = (RUNS * 7) / (e2e.ms / 1000);
+    const rate = (RUNS * 7) / (w.ms / 1000);
+    const ceiling = w.ceilings.reduce((a, b) => a + b, 0) / w.ceilings.length;
+    const sliceRatios = w.sliceRates.map((r, i) => r / ((w.ceilings[i]! + w.ceilings[i + 1]!) / 4));
+    const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
     report('dynamodb (DynamoDB Local)', [
       [
         `7-node DAG x ${RUNS.toLocaleString('en-US')} runs (driver, ${CONCURRENCY} workers, no-op)`,
         `${rate.toFixed(0)} nodes/s`,
-        `${RUNS * 7} nodes in ${e2e.ms.toFixed(0)} ms`,
+        `${RUNS * 7} nodes in ${w.ms.toFixed(0)} ms, ${SLICES} slices: ${w.sliceRates.map((r) => r.toFixed(0)).join(', ')} nodes/s`,
       ],
       [
         `TransactWriteItems ceiling (one conditional put, ${CONCURRENCY} clients)`,
         `${ceiling.toFixed(0)} txn/s`,
-        `mean of ${before.toFixed(0)} before and ${after.toFixed(0)} after`,
+        `mean of ${w.ceilings.length} slices of ${CEILING_MS} ms around the workload's: ${w.ceilings.map((c) => c.toFixed(0)).join(', ')} (spread ${pct((Math.max(...w.ceilings) - Math.min(...w.ceilings)) / ceiling)} of the mean)`,
       ],
-      ['ratio of nodes/s to ceiling/2', `${((100 * rate) / (ceiling / 2)).toFixed(0)}%`, 'target >= 50%'],
+      ['ratio of nodes/s to ceiling/2', pct(rate / (ceiling / 2)), 'target >= 50%'],
+      [
+        'ratio per slice (its nodes/s to the mean of the ceilings either side, /2)',
+        pct(median(sliceRatios)),
+        `median; ${sliceRatios.map(pct).join(', ')}`,
+      ],
+      [
+        'DynamoDB Local CPU per node / per ceiling transaction',
+        `${(w.serverUsPerNode / 1000).toFixed(2)} / ${(w.serverUsPerCeilingTxn / 1000).toFixed(2)} ms`,
+        `ratio at equal server CPU (load-independent while the server is the bottleneck): ${pct((2 * w.serverUsPerCeilingTxn) / w.serverUsPerNode)}`,
+      ],
       ['READY → claimed, idle', `${idle.p50.toFixed(1)} ms`, `p50; p99 ${idle.p99.toFixed(1)} ms`],
-      ...perNode(cost, RUNS * 7, cpu),
+      ...perNode(w.cost, RUNS * 7, w.cpu),
       ...flat,
     ]);
   } finally {
@@ -77,6 +81,78 @@ export async function run(): Promise<void> {
     await repo.close();
     await server.kill();
   }
+}
+
+/**
+ * The workload in SLICES slices of RUNS/SLICES runs, each drained before the
+ * next, with a ceiling slice before, between and after them: the machine's
+ * load (other work on a shared host comes and goes) then weighs on both
+ * sides of the ratio alike, and each workload slice has a ceiling measured
+ * just before and just after it. Counters and CPU are the workload slices' only.
+ */
+async function interleaved(repo: DynamoDbRepository, server: DynamoDbLocal, table: string) {
+  const serverCpu = () => (server.pid === undefined ? Number.NaN : processCpuUs(server.pid));
+  // DynamoDB Local's JVM compiles its hot paths over the first tens of seconds: warm it up unmeasured.
+  await txnCeiling(server.endpoint, table, CONCURRENCY, CEILING_MS);
+  await workload(repo, Math.min(WARMUP_RUNS, RUNS));
+  const ceilingTxns: number[] = [];
+  let ceilingCpuUs = 0;
+  const ceiling = async () => {
+    const s0 = serverCpu();
+    const c = await txnCeiling(server.endpoint, table, CONCURRENCY, CEILING_MS);
+    ceilingCpuUs += serverCpu() - s0;
+    ceilingTxns.push((c * CEILING_MS) / 1000);
+    return c;
+  };
+  const ceilings = [await ceiling()];
+  let serverUs = 0;
+  const sliceRates: number[] = [];
+  let ms = 0;
+  let cost = new DbCounters();
+  const cpu = { user: 0, system: 0 };
+  let started = 0;
+  for (let k = 0; k < SLICES; k++) {
+    const runs = Math.round((RUNS * (k + 1)) / SLICES) - started;
+    started += runs;
+    const c0 = repo.counters.snapshot();
+    const cpu0 = process.cpuUsage();
+    const s0 = serverCpu();
+    const slice = await timed(() => workload(repo, runs));
+    serverUs += serverCpu() - s0;
+    const used = process.cpuUsage(cpu0);
+    cpu.user += used.user;
+    cpu.system += used.system;
+    cost = cost.plus(repo.counters.snapshot().minus(c0));
+    ms += slice.ms;
+    sliceRates.push((runs * 7) / (slice.ms / 1000));
+    ceilings.push(await ceiling());
+  }
+  const ceilingTxnTotal = ceilingTxns.reduce((a, b) => a + b, 0);
+  return {
+    ms,
+    sliceRates,
+    ceilings,
+    cost,
+    cpu,
+    serverUsPerNode: serverUs / (RUNS * 7),
+    serverUsPerCeilingTxn: ceilingCpuUs / ceilingTxnTotal,
+  };
+}
+
+/** `runs` runs of the 7-node DAG started by 4 starters and drained by the protocol driver. */
+async function workload(repo: DynamoDbRepository, runs: number): Promise<void> {
+  const drained = drainWithDriver(repo, {
+    runtime: 'noop',
+    concurrency: CONCURRENCY,
+    expectedNodes: runs * 7,
+  });
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      while (next++ < runs) await repo.start(sevenNode('noop'));
+    }),
+  );
+  await drained;
 }
 
 /**
@@ -172,11 +248,11 @@ async function claimLatency(repo: DynamoDbRepository, samples: number) {
   return { p50: percentile(times, 50), p99: percentile(times, 99) };
 }
 
-/** Conditional single-item transactions per second at `concurrency`, for 3 s. */
-async function txnCeiling(endpoint: string, table: string, concurrency: number): Promise<number> {
+/** Conditional single-item transactions per second at `concurrency`, for `ms`. */
+async function txnCeiling(endpoint: string, table: string, concurrency: number, ms: number): Promise<number> {
   const client = new DynamoDBClient({ endpoint, region: 'us-east-1', credentials });
   let n = 0;
-  const end = performance.now() + 3_000;
+  const end = performance.now() + ms;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (performance.now() < end) {
@@ -198,5 +274,5 @@ async function txnCeiling(endpoint: string, table: string, concurrency: number):
     }),
   );
   client.destroy();
-  return n / 3;
+  return n / (ms / 1000);
 }

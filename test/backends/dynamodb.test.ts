@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
+import { DeleteItemCommand, DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import type { DynamoDbRepository } from '../../src/backends/dynamodb/index.js';
-import { graph, independentNodes, node } from '../conformance/fixtures.js';
+import { graph, independentNodes, node, RUNTIME } from '../conformance/fixtures.js';
 import { SkewClock } from '../support/clock.js';
-import { dynamoDbRepository, uniqueTable } from '../support/dynamodb.js';
+import { dynamoDbRepository, sharedDynamoDb, uniqueTable } from '../support/dynamodb.js';
 
 /**
  * DynamoDB-only behaviour the conformance suite cannot show, since it needs
@@ -107,5 +108,78 @@ describe('dynamodb: two processes on one table', () => {
       assert.ok(n.attempts[0]!.metadata['adagio.timeout'] !== undefined, 'ended by its timeout');
     }
     await a.revokeLease(lease.id).catch(() => undefined);
+  });
+});
+
+describe('dynamodb: a process batches its concurrent starts', () => {
+  test('60 concurrent starts (180 header and root items, past one transaction) share a few transactions, each its own whole run', async () => {
+    const { repository: repo, teardown } = await dynamoDbRepository({ sweepIntervalMs: 0 });
+    closers.push(teardown);
+    const spec = graph(['a', 'b', 'c'], [['a', 'b']]);
+    const before = repo.counters.snapshot();
+    const runs = await Promise.all(Array.from({ length: 60 }, () => repo.start(spec)));
+    const cost = repo.counters.snapshot().minus(before);
+    assert.equal(new Set(runs.map((r) => r.id)).size, 60, 'each start its own run');
+    // Each start puts a header and two READY roots: 180 items and 60 counter updates alone, in 60 transactions.
+    assert.ok(cost.transactions < 60, `${cost.transactions} transactions for 60 starts`);
+    assert.ok(cost.txItems >= 180, 'every header and root was written in a transaction');
+    for (const r of runs) {
+      const seen = await repo.inspect(r.id);
+      assert.deepEqual(
+        seen.nodes.map((n) => [n.spec.name, n.status]),
+        [
+          ['a', 'READY'],
+          ['b', 'WAITING'],
+          ['c', 'READY'],
+        ],
+      );
+    }
+    const stats = await repo.stats();
+    assert.equal(stats.runCount, 60);
+    assert.deepEqual(stats.nodeCounts, { WAITING: 60, READY: 120, RUNNING: 0, COMPLETED: 0 });
+    // Every READY root is in the ready index: a subscriber gets all 120.
+    const ac = new AbortController();
+    let ready = 0;
+    for await (const ev of repo.subscribe({ runtimes: [RUNTIME], signal: ac.signal }))
+      if (ev.type === 'NODE_READY' && ++ready === 120) ac.abort();
+    assert.equal(ready, 120);
+  });
+
+  test('a start whose request id is taken at commit fails alone: its batch-mates start, and it then finds its run', async () => {
+    const { repository: repo, table, teardown } = await dynamoDbRepository({ sweepIntervalMs: 0 });
+    closers.push(teardown);
+    const server = await sharedDynamoDb();
+    const raw = new DynamoDBClient({
+      endpoint: server.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    });
+    closers.push(async () => raw.destroy());
+    const key = { pk: { S: 'req' }, sk: { S: 'taken' } };
+    // The id's item of a run retention is deleting: a start's check finds no run, its commit finds the id taken.
+    await raw.send(new PutItemCommand({ TableName: table, Item: { ...key, run: { S: 'gone' } } }));
+    // A big start in flight, so the next starts queue behind it and go as one batch.
+    const big = repo.start(independentNodes(1_500, 'n'));
+    const taken = repo.start(graph(['t']), { requestId: 'taken' });
+    const others = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => repo.start(graph(['o']), { requestId: `free-${i}` })),
+    );
+    assert.equal(new Set(others.map((r) => r.id)).size, 5, 'its batch-mates started');
+    for (const [i, r] of others.entries()) {
+      assert.equal(r.requestId, `free-${i}`);
+      assert.equal(
+        (await repo.start(graph(['o']), { requestId: `free-${i}` })).id,
+        r.id,
+        'their ids are theirs',
+      );
+    }
+    await big;
+    // Retention finishes: the id is free, and the waiting start takes it.
+    await raw.send(new DeleteItemCommand({ TableName: table, Key: key }));
+    const run = await taken;
+    assert.equal(run.requestId, 'taken');
+    assert.equal((await repo.inspect(run.id)).nodes[0]!.status, 'READY');
+    assert.equal((await repo.start(graph(['t']), { requestId: 'taken' })).id, run.id);
+    assert.equal((await repo.stats()).runCount, 7);
   });
 });

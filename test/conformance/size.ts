@@ -52,6 +52,20 @@ async function succeedAll(agent: TestAgent, claims: ClaimedNode[]): Promise<void
   await eachBounded(claims, (c) => agent.finish(c, 'SUCCESS', `out ${c.node.spec.name}`));
 }
 
+/**
+ * An agent that heartbeats, as real agents do: a 2,000-node test can outlast
+ * LONG_LEASE_MS on a loaded 2-core machine, and its lease must not lapse.
+ */
+async function workingAgent(
+  h: Harness,
+  name: string,
+  options: { runtimes?: string[] } = {},
+): Promise<TestAgent> {
+  const agent = await h.agent(name, options);
+  h.heartbeat(agent.lease);
+  return agent;
+}
+
 const names = (prefix: string, count: number) => Array.from({ length: count }, (_, i) => `${prefix}${i}`);
 
 /** `width` nodes `l0…`, each with one dependent `r<i>`: half READY at start, half WAITING. */
@@ -137,7 +151,7 @@ export function sizeSpec(test: ConformanceTest): void {
     });
 
     test('a node with 300 dependents: its success makes all 300 READY with its output as input', async (h) => {
-      const alice = await h.agent('alice');
+      const alice = await workingAgent(h, 'alice');
       const children = names('child', 300);
       const run = await h.start(
         graph(
@@ -163,7 +177,7 @@ export function sizeSpec(test: ConformanceTest): void {
     });
 
     test('a 300-way join: the sink waits for all 300 upstreams, then gets 300 inputs', async (h) => {
-      const alice = await h.agent('alice');
+      const alice = await workingAgent(h, 'alice');
       const sources = names('src', 300);
       const run = await h.start(
         graph(
@@ -183,7 +197,7 @@ export function sizeSpec(test: ConformanceTest): void {
     });
 
     test('a failure at the head of a 1,000-node chain leaves the other 999 unreached and the run FAIL', async (h) => {
-      const alice = await h.agent('alice');
+      const alice = await workingAgent(h, 'alice');
       const chain = names('n', 1000);
       const run = await h.start(
         graph(
@@ -209,7 +223,7 @@ export function sizeSpec(test: ConformanceTest): void {
       // Subscribers of runtimes early and late in the run (etcd wakes a large run's runtimes in chunks).
       const watched = ['rt0', 'rt150', 'rt199'];
       const ready = h.subscribe(watched);
-      const alice = await h.agent('alice', { runtimes });
+      const alice = await workingAgent(h, 'alice', { runtimes });
       const run = await h.start(graph(runtimes.map((rt) => node(`on-${rt}`, { runtime: rt }))));
       await ready.waitFor(
         'a NODE_READY for the node of each watched runtime',
@@ -232,7 +246,7 @@ export function sizeSpec(test: ConformanceTest): void {
       'retention deletes a run of 200 runtimes',
       async (h) => {
         const runtimes = names('rt', 200);
-        const alice = await h.agent('alice', { runtimes });
+        const alice = await workingAgent(h, 'alice', { runtimes });
         const run = await h.start(graph(runtimes.map((rt) => node(`on-${rt}`, { runtime: rt }))));
         await succeedAll(
           alice,
@@ -249,7 +263,7 @@ export function sizeSpec(test: ConformanceTest): void {
     );
 
     test('cancel of a 2,000-node run mid-flight: everything completes, running claims get CANCELLED', async (h) => {
-      const alice = await h.agent('alice');
+      const alice = await workingAgent(h, 'alice');
       const run: Run = await h.start(twoLayers(1000));
       // 100 roots done (their dependents READY), 100 roots and 50 dependents running.
       await succeedAll(alice, await claimAll(alice, run.id, names('l', 100)));
@@ -283,7 +297,7 @@ export function sizeSpec(test: ConformanceTest): void {
     });
 
     test('retry of a cancelled 2,000-node run: every node that did not succeed goes back, then the run succeeds', async (h) => {
-      const alice = await h.agent('alice');
+      const alice = await workingAgent(h, 'alice');
       const run: Run = await h.start(twoLayers(1000));
       await succeedAll(alice, await claimAll(alice, run.id, names('l', 100)));
       await claimAll(alice, run.id, [...names('l', 200).slice(100), ...names('r', 50)]);
@@ -316,7 +330,7 @@ export function sizeSpec(test: ConformanceTest): void {
     });
 
     test("release of 300 claims in one call (rule 20, past etcd's 128 operations and DynamoDB's 100 items): every node READY again, no attempt", async (h) => {
-      const alice = await h.agent('alice');
+      const alice = await workingAgent(h, 'alice');
       const all = names('n', 300);
       const run: Run = await h.start(graph(all));
       const claims = await claimAll(alice, run.id, all);

@@ -143,12 +143,14 @@ describe('PostgreSQL leases and the reaper', () => {
   });
 
   it('keepAlive holds a short lease well past its TTL', { timeout: 30_000 }, async () => {
-    const lease = await agentSide.grantLease(400);
+    // 3 s of keepAlives every 250 ms on a 2 s lease: a lapse needs this process starved for 2 s
+    // between two of them, which a loaded machine does not do (a 400 ms lease lapsed under load 12).
+    const lease = await agentSide.grantLease(2_000);
     const run = await agentSide.start({ nodes: [node('a')], edges: [] });
     const claimed = await agentSide.claim({ runId: run.id, node: 'a', leaseId: lease.id, agentId: 'steady' });
     assert.ok(claimed);
-    for (let i = 0; i < 10; i++) {
-      await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 12; i++) {
+      await new Promise((r) => setTimeout(r, 250));
       await agentSide.keepAlive(lease.id);
     }
     const n = (await reapers[0]!.inspect(run.id)).nodes[0]!;

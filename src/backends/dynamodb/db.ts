@@ -139,10 +139,19 @@ export class DbCounters {
   }
 
   minus(o: DbCounters): DbCounters {
+    return this.combine(o, -1);
+  }
+
+  /** Sums two spans' counts (a benchmark's slices). */
+  plus(o: DbCounters): DbCounters {
+    return this.combine(o, 1);
+  }
+
+  private combine(o: DbCounters, sign: 1 | -1): DbCounters {
     const d = new DbCounters();
     for (const k of Object.keys(d) as (keyof DbCounters)[])
       if (typeof d[k] === 'number')
-        (d as unknown as Record<string, number>)[k] = (this[k] as number) - (o[k] as number);
+        (d as unknown as Record<string, number>)[k] = (this[k] as number) + sign * (o[k] as number);
     return d;
   }
 }

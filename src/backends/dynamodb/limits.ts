@@ -45,6 +45,11 @@ export const CANCEL_CHUNK = 30;
 export const RETRY_CHUNK = 90;
 /** Node items per start BatchWriteItem (not a transaction: the run header, written last, makes the run visible). */
 export const START_BATCH = DYNAMODB_MAX_BATCH_WRITE;
+/**
+ * Items of one batch of starts' header transaction at most (headers, request
+ * ids, deadline timers, inline roots), less the shared stats shard.
+ */
+export const BATCH_START_ITEMS = MAX_TXN_ITEMS - 1;
 /** READY roots a start's header transaction puts into the ready index itself; more go in chunks after it. */
 export const INLINE_ROOTS = 80;
 /** Runs a filtered list page looks at, at most (its cost bounded however rare the matches). */
@@ -61,5 +66,8 @@ within('INLINE_DEPENDENTS', 7 + 2 * INLINE_DEPENDENTS);
 within('SETTLE_CHUNK', 1 + 2 * SETTLE_CHUNK);
 within('CANCEL_CHUNK', 3 * CANCEL_CHUNK);
 within('RETRY_CHUNK', RETRY_CHUNK + 1);
+// A start alone: header, request id, deadline timer, stats shard and its inline roots.
+within('INLINE_ROOTS', 4 + INLINE_ROOTS);
+within('BATCH_START_ITEMS', BATCH_START_ITEMS + 1);
 if (Math.ceil((1024 * 1024 + 64) / OUTPUT_PART_BYTES) * OUTPUT_PART_BYTES > MAX_TXN_BYTES)
   throw new Error('DynamoDB budget OUTPUT_PART_BYTES: a whole output must fit one transaction');

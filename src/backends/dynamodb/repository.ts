@@ -45,7 +45,7 @@ import { releaseClaims } from './release.js';
 import { retryRun } from './resume.js';
 import { deleteCompletedRunsBefore } from './retention.js';
 import { DynamoScheduleStore } from './schedules.js';
-import { startRun } from './start.js';
+import { StartBatcher } from './start.js';
 import { Streams } from './streams.js';
 import { sweep } from './sweep.js';
 import { deleteTable, ensureTable } from './table.js';
@@ -90,6 +90,7 @@ export class DynamoDbRepository implements Repository {
   private readonly schedules: Schedules;
   private readonly claims: ClaimBatcher;
   private readonly finishes: FinishBatcher;
+  private readonly starts: StartBatcher;
   private readonly sweepSeen = new Map<string, number>();
   private sweeping = false;
   private closed = false;
@@ -123,6 +124,7 @@ export class DynamoDbRepository implements Repository {
     };
     this.claims = new ClaimBatcher(this.ctx);
     this.finishes = new FinishBatcher(this.ctx);
+    this.starts = new StartBatcher(this.ctx);
     this.leases = new Leases(this.ctx, options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS);
     this.streams = new Streams(this.ctx, options.pollIntervalMs ?? 250);
     this.schedules = new Schedules(new DynamoScheduleStore(this.ctx), this.ctx.clock);
@@ -159,7 +161,7 @@ export class DynamoDbRepository implements Repository {
   }
 
   start(spec: GraphSpec | undefined, options?: StartOptions): Promise<Run> {
-    return this.open(() => startRun(this.ctx, spec, options));
+    return this.open(() => this.starts.start(spec, options));
   }
   putWorkflow(name: string, input: WorkflowInput): Promise<WorkflowDefinition> {
     return this.open(() => workflows.putWorkflow(this.ctx, name, input));

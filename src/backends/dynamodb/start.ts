@@ -1,47 +1,74 @@
 import {
   checkStartOptions,
   deadlineAt,
+  type Edge,
   type GraphSpec,
   initialStatus,
   normalizeNodeSpec,
   openTally,
   planStart,
   type Run,
+  type RunIdentity,
   rfc3339,
   runStatus,
   topology,
 } from '../../model/index.js';
 import { TooLargeError } from '../../protocol/errors.js';
 import type { StartOptions } from '../../protocol/repository.js';
+import { Batcher } from '../batcher.js';
 import { Delta, type DynamoContext, emitReady } from './context.js';
-import { itemBytes, S } from './db.js';
+import { type Item, itemBytes, S, sleep, type Tx } from './db.js';
 import {
   decodeNode,
   encodeNode,
   encodeRun,
+  headerKey,
   keyItem,
   type NodeItem,
   nodeKey,
   type RunItem,
   requestKey,
 } from './items.js';
-import { INLINE_ROOTS, MAX_NODE_ITEM_BYTES, MAX_TXN_BYTES } from './limits.js';
+import {
+  BATCH_START_ITEMS,
+  DYNAMODB_MAX_TXN_BYTES,
+  DYNAMODB_MAX_TXN_ITEMS,
+  INLINE_ROOTS,
+  MAX_NODE_ITEM_BYTES,
+  MAX_TXN_BYTES,
+} from './limits.js';
 import { inspectRun } from './reads.js';
 import { armDeadline } from './timers.js';
 import { getWorkflow } from './workflows.js';
 
+/** A start decided and encoded, not yet committed: what a batch of starts writes. */
+interface Planned {
+  header: RunItem;
+  nodes: NodeItem[];
+  /** The node items as first written: READY roots without their ready-index attributes. */
+  hidden: Item[];
+  roots: NodeItem[];
+  /** Whether the roots go in the header's transaction when the start commits alone (else after it, in chunks). */
+  inlineAlone: boolean;
+  rootBytes: number;
+  delta: Delta;
+  deadline: number | undefined;
+  identity: RunIdentity;
+  edges: Edge[];
+  /** Node items already written: all but the roots, and whether the roots too (a batch that did not commit). */
+  written: boolean;
+  rootsWritten: boolean;
+}
+
 /**
- * Rule 1. The node items are written first, in batches (idempotent puts of
- * items nobody reads yet), then the run header in one transaction with the
- * stats counters: the run is visible (listed, inspectable, claimable) only
- * once its header exists, so a start cut short leaves no half a run, only
- * unreachable node items.
+ * Rule 1, checked and planned: the run's id, header and node items. Answers
+ * the earlier run instead when the request id (rule 17) already started one.
  */
-export async function startRun(
+async function planRun(
   ctx: DynamoContext,
   given: GraphSpec | undefined,
-  options: StartOptions = {},
-): Promise<Run> {
+  options: StartOptions,
+): Promise<Planned | Run> {
   checkStartOptions(given, options);
   if (options.requestId !== undefined) {
     const earlier = await requestedRun(ctx, options.requestId);
@@ -101,35 +128,79 @@ export async function startRun(
     };
   });
   // READY nodes join the ready index only once the header exists: no subscriber sees a run not yet started.
-  const items = nodes.map((n) => encodeNode(n, true));
-  for (const [k, item] of items.entries())
+  const hidden = nodes.map((n) => encodeNode(n, true));
+  for (const [k, item] of hidden.entries())
     if (itemBytes(item) > MAX_NODE_ITEM_BYTES)
       throw new TooLargeError(
         `node ${JSON.stringify(nodes[k]!.d.spec.name)} needs ${itemBytes(item)} bytes (spec and neighbours); a DynamoDB item holds ${MAX_NODE_ITEM_BYTES}`,
       );
-  await ctx.db.writeAll(items);
-  const tx = ctx.db.tx();
-  tx.put(encodeRun(header));
   const roots = nodes.filter((n) => n.d.status === 'READY');
   const rootBytes = roots.reduce((n, r) => n + itemBytes(encodeNode(r)), 0);
-  const inline = roots.length <= INLINE_ROOTS && rootBytes <= MAX_TXN_BYTES / 2;
-  if (inline) for (const n of roots) tx.put(encodeNode(n), 'any');
-  delta.addTo(tx);
-  // Rule 13: the deadline's timer commits with the run.
-  armDeadline(tx, id, deadline);
-  // Rule 17: the request id is taken in the commit itself; a start that finds it taken returns that run.
-  if (identity.requestId !== undefined) tx.put({ ...keyItem(requestKey(identity.requestId)), run: S(id) });
-  if (!(await ctx.db.commit(tx))) {
-    const earlier =
-      identity.requestId !== undefined ? await requestedRun(ctx, identity.requestId) : undefined;
-    if (earlier) return earlier;
-    return startRun(ctx, given, options);
-  }
-  if (!inline) await showRoots(ctx, id, roots);
-  for (const n of roots) emitReady(ctx, n);
   return {
-    id,
-    createdAt: rfc3339(now),
+    header,
+    nodes,
+    hidden,
+    roots,
+    inlineAlone: roots.length <= INLINE_ROOTS && rootBytes <= MAX_TXN_BYTES / 2,
+    rootBytes,
+    delta,
+    deadline,
+    identity,
+    edges: spec.edges,
+    written: false,
+    rootsWritten: false,
+  };
+}
+
+/** Items a start puts in its header's transaction besides its inline roots: header, request id, deadline timer. */
+const START_OWN_ITEMS = 3;
+
+/**
+ * Writes the node items of `starts` not yet written, in BatchWriteItems: all
+ * but the roots that go in the header's transaction (`inline`), whose one
+ * write there is their only one. Only ever before a header commit: a start
+ * goes inline alone whenever it went inline in a batch, so a root left out
+ * here is never written hidden after its header made it visible.
+ */
+async function writeNodes(
+  ctx: DynamoContext,
+  starts: Planned[],
+  inline: (p: Planned) => boolean,
+): Promise<void> {
+  const items: Item[] = [];
+  for (const p of starts) {
+    const withRoots = !inline(p) && !p.rootsWritten;
+    for (const [k, n] of p.nodes.entries()) {
+      const root = n.d.status === 'READY';
+      if (root ? withRoots : !p.written) items.push(p.hidden[k]!);
+    }
+  }
+  await ctx.db.writeAll(items);
+  for (const p of starts) {
+    p.written = true;
+    if (!inline(p)) p.rootsWritten = true;
+  }
+}
+
+/** Adds a start's header, inline roots, deadline timer and request id to its header's transaction. */
+function addStart(tx: Tx, p: Planned, inline: boolean): void {
+  tx.put(encodeRun(p.header));
+  if (inline) for (const n of p.roots) tx.put(encodeNode(n), 'any');
+  // Rule 13: the deadline's timer commits with the run.
+  armDeadline(tx, p.header.id, p.deadline);
+  // Rule 17: the request id is taken in the commit itself; a start that finds it taken returns that run.
+  if (p.identity.requestId !== undefined)
+    tx.put({ ...keyItem(requestKey(p.identity.requestId)), run: S(p.header.id) });
+}
+
+/** After the header's commit: the roots not put with it enter the ready index, and this process's subscribers hear. */
+async function started(ctx: DynamoContext, p: Planned, inline: boolean): Promise<Run> {
+  if (!inline) await showRoots(ctx, p.header.id, p.roots);
+  for (const n of p.roots) emitReady(ctx, n);
+  const { header, nodes, deadline, identity } = p;
+  return {
+    id: header.id,
+    createdAt: rfc3339(header.d.createdAt),
     ...(deadline ? { deadlineAt: rfc3339(deadline) } : {}),
     nodes: nodes.map((n) => ({
       spec: n.d.spec,
@@ -139,10 +210,125 @@ export async function startRun(
       finishedAt: '',
       inputs: {},
     })),
-    edges: spec.edges.map((e) => ({ source: e.source, destination: e.destination })),
+    edges: p.edges.map((e) => ({ source: e.source, destination: e.destination })),
     status: runStatus(header.d.counts),
     ...structuredClone(identity),
   };
+}
+
+/**
+ * One start in its own transaction: nodes first, then the header with the
+ * stats counters. A commit that fails is judged by reading: the run's own
+ * header there means the commit was ours (a reply lost, a batch that
+ * committed after all); the request id taken means another start's run is
+ * the answer; else (a conflict on the stats shard) it goes again.
+ */
+async function commitAlone(ctx: DynamoContext, p: Planned): Promise<Run> {
+  const inline = (q: Planned) => q.inlineAlone;
+  await writeNodes(ctx, [p], inline);
+  for (let delay = 10; ; delay = Math.min(delay * 2, 500)) {
+    const tx = ctx.db.tx();
+    addStart(tx, p, p.inlineAlone);
+    p.delta.addTo(tx);
+    if (await ctx.db.commit(tx)) return started(ctx, p, p.inlineAlone);
+    // An earlier commit of ours may have left its roots out of the index (a batch short of room): put them (again).
+    if (await ctx.db.get(headerKey(p.header.id))) return started(ctx, p, !p.rootsWritten);
+    const requestId = p.identity.requestId;
+    const earlier = requestId !== undefined ? await requestedRun(ctx, requestId) : undefined;
+    if (earlier) return earlier;
+    // The id's item outlives its run only while retention is deleting the run's partition.
+    if (requestId !== undefined) await sleep(delay);
+  }
+}
+
+interface StartCall {
+  planned: Planned;
+}
+
+type StartOutcome = { run: Run } | { error: unknown };
+
+/** A batch that did not commit: each call goes again alone (Batcher's `isolate`). */
+class BatchNotCommitted extends Error {}
+
+/**
+ * Rule 1. The node items are written first, in batches (idempotent puts of
+ * items nobody reads yet), then the run header in one transaction with the
+ * stats counters: the run is visible (listed, inspectable, claimable) only
+ * once its header exists, so a start cut short leaves no half a run, only
+ * unreachable node items.
+ *
+ * This process's concurrent starts share those writes (see Batcher): one
+ * round of BatchWriteItems for all their nodes, then one transaction with
+ * every header, inline roots, timer and request id, and one counter shard.
+ * One failed condition (a request id another process took meanwhile)
+ * cancels the whole transaction: then each start goes again alone, its nodes
+ * already written, and recognises its own header should the batch have
+ * committed after all.
+ */
+export class StartBatcher {
+  private readonly batcher: Batcher<StartCall, StartOutcome>;
+
+  constructor(private readonly ctx: DynamoContext) {
+    this.batcher = new Batcher(
+      {
+        maxCalls: 32,
+        maxWeight: BATCH_START_ITEMS,
+        weight: (c) => START_OWN_ITEMS + (c.planned.inlineAlone ? c.planned.roots.length : 0),
+        // Two starts with one request id would write one item twice in a transaction: never in one batch.
+        key: (c) =>
+          c.planned.identity.requestId === undefined ? [] : `req\u0000${c.planned.identity.requestId}`,
+        isolate: (e) => e instanceof BatchNotCommitted,
+      },
+      (calls) => this.send(calls),
+    );
+  }
+
+  async start(given: GraphSpec | undefined, options: StartOptions = {}): Promise<Run> {
+    const planned = await planRun(this.ctx, given, options);
+    if (!('header' in planned)) return planned;
+    const outcome = await this.batcher.submit({ planned });
+    if ('error' in outcome) throw outcome.error;
+    return outcome.run;
+  }
+
+  private async send(calls: StartCall[]): Promise<StartOutcome[]> {
+    const alone = async (p: Planned): Promise<StartOutcome> => {
+      try {
+        return { run: await commitAlone(this.ctx, p) };
+      } catch (error) {
+        return { error };
+      }
+    };
+    if (calls.length === 1) return [await alone(calls[0]!.planned)];
+    // The batch's weight keeps the items within limits.ts; roots go inline while their bytes fit too.
+    const tx = this.ctx.db.tx();
+    const inline = new Set<Planned>();
+    let bytes = 0;
+    for (const { planned: p } of calls)
+      if (p.inlineAlone && bytes + p.rootBytes <= MAX_TXN_BYTES / 2) {
+        inline.add(p);
+        bytes += p.rootBytes;
+      }
+    const delta = new Delta();
+    const ps = calls.map((c) => c.planned);
+    await writeNodes(this.ctx, ps, (p) => inline.has(p));
+    for (const p of ps) {
+      addStart(tx, p, inline.has(p));
+      delta.merge(p.delta);
+    }
+    delta.addTo(tx);
+    if (tx.size > DYNAMODB_MAX_TXN_ITEMS || tx.bytes > DYNAMODB_MAX_TXN_BYTES) throw new BatchNotCommitted();
+    if (!(await this.ctx.db.commit(tx))) throw new BatchNotCommitted();
+    return Promise.all(
+      ps.map(async (p): Promise<StartOutcome> => {
+        try {
+          return { run: await started(this.ctx, p, inline.has(p)) };
+        } catch (error) {
+          return { error };
+        }
+      }),
+    );
+  }
 }
 
 /** The run an earlier start with this request id created, while it is kept. */

@@ -11,14 +11,26 @@ interface LeaseRecord {
   agents: Set<string>;
 }
 
+/** A gap this much longer than the lease timer's interval means this process was stalled. */
+const STALL_MS = 500;
+
 /**
  * The memory backend's leases and agents (rule 3): a lease lives while kept
  * alive; when it lapses or is revoked its agents go and `orphan` is called for
  * each claim it held. The repository owns the nodes; this owns who holds them.
+ *
+ * The store's clock is this process's, and so are the heartbeats of the
+ * agents it embeds: when the whole process stalls (starved of CPU, a long
+ * garbage collection, a debugger, SIGSTOP) no holder could heartbeat, as if
+ * the store had been down. Such a stall does not count against any lease
+ * (`ticked`), like etcd, which restarts its leases' TTLs when it elects a new
+ * leader: only time the store was there to hear a heartbeat lapses a lease.
  */
 export class MemoryLeases {
   private readonly leases = new Map<string, LeaseRecord>();
   private readonly agents = new Map<string, { info: AgentInfo; leaseId: string }>();
+  /** When the lease timer last ran, and its interval; undefined while no timer runs. */
+  private tick?: { at: number; intervalMs: number };
 
   constructor(
     private readonly clock: Clock,
@@ -37,6 +49,20 @@ export class MemoryLeases {
       agents: new Set(),
     });
     return { id, ttlMs };
+  }
+
+  /**
+   * The lease timer ran (every `intervalMs`). Called first by every lease
+   * check too: a gap past the interval (and STALL_MS) is a stall of this
+   * process, and every lease's expiry moves on by it.
+   */
+  ticked(intervalMs = this.tick?.intervalMs): void {
+    if (intervalMs === undefined) return;
+    // Real elapsed time, not the store's clock: a test moving that clock is not a stall.
+    const now = performance.now();
+    const stalled = this.tick ? now - this.tick.at - this.tick.intervalMs : 0;
+    if (stalled > STALL_MS) for (const lease of this.leases.values()) lease.expiresAt += stalled;
+    this.tick = { at: now, intervalMs };
   }
 
   keepAlive(leaseId: string): void {
@@ -78,6 +104,7 @@ export class MemoryLeases {
 
   /** Ends every lease past its expiry. */
   expireLapsed(): void {
+    this.ticked();
     const now = this.clock.now();
     for (const lease of this.leases.values()) if (lease.expiresAt <= now) this.end(lease);
   }
@@ -104,6 +131,7 @@ export class MemoryLeases {
   }
 
   private live(leaseId: string): LeaseRecord {
+    this.ticked();
     const lease = this.leases.get(leaseId);
     if (lease && lease.expiresAt <= this.clock.now()) this.end(lease);
     if (!lease || !this.leases.has(leaseId)) throw new LeaseExpiredError(leaseId);

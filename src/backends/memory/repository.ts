@@ -134,7 +134,9 @@ export class MemoryRepository implements Repository {
     this.leases = new MemoryLeases(this.clock, this.ids, (node) => orphanNode(node, this.hooks));
     const interval = options.leaseCheckIntervalMs ?? 100;
     if (interval > 0) {
+      this.leases.ticked(interval);
       this.timer = setInterval(() => {
+        this.leases.ticked(interval);
         this.expireLapsedLeases();
         this.sweepTimers();
       }, interval);
