@@ -6,15 +6,18 @@
  *   git archive <base-commit> src | tar -x -C /tmp/base && ln -s $PWD/node_modules /tmp/base/
  *   nice -n 10 node --import tsx bench/pg-width-ab.ts base=/tmp/base new=$PWD -- wide:2000 narrow:2000
  *
- * SHAPE: wide:N (one run of N independent nodes) or narrow:N (N one-node
- * runs), started before the drain, which an AgentPool (16 slots, no-op
- * runtime) does. Worker CPU: this process's cpuUsage over the drain. Server
- * CPU: utime+stime of the variant's PostgreSQL backends (found by
- * application_name in pg_stat_activity, read from /proc/<pid>/stat, so the
- * server must run on this machine). ROUNDS=n repeats and prints medians.
+ * SHAPE: wide:N (one run of N independent nodes), narrow:N (N one-node
+ * runs) or dag:N (N runs of the 7-node DAG, 7N nodes), started before the
+ * drain, which an AgentPool (16 slots, no-op runtime) does. Worker CPU: this process's cpuUsage over the drain. Server
+ * CPU: the run time of the variant's PostgreSQL backends (found by
+ * application_name in pg_stat_activity, read from /proc/<pid>/schedstat, so
+ * the server must run on this machine). STATS=1 also prints the functions'
+ * times (with track_functions=pl in the URL's options) and the tables' row
+ * counts. ROUNDS=n repeats and prints medians.
  */
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
+import { sevenNode } from './graphs.js';
 
 const URL = process.env.ADAGIO_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
 const argv = process.argv.slice(2);
@@ -25,20 +28,18 @@ const variants = argv.slice(0, sep).map((a) => {
 });
 const shapes = argv.slice(sep + 1).map((s) => {
   const [kind, n] = s.split(':');
-  return { kind: kind as 'wide' | 'narrow', n: Number(n) };
+  return { kind: kind as 'wide' | 'narrow' | 'dag', n: Number(n) };
 });
 const rounds = Number(process.env.ROUNDS ?? 1);
 const CONCURRENCY = 16;
-const TICK = 100; // clock ticks per second on Linux
 
 const admin = new pg.Client({ connectionString: URL, application_name: 'bench-admin' });
 await admin.connect();
 
+/** The backend's run time so far, µs: schedstat counts nanoseconds where stat counts 10 ms ticks (a backend is one thread). */
 function cpuOf(pid: number): number {
   try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-    return ((Number(rest[11]) + Number(rest[12])) / TICK) * 1e6; // µs
+    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1000;
   } catch {
     return Number.NaN;
   }
@@ -151,8 +152,37 @@ for (let round = 0; round < rounds; round++)
             })),
             edges: [],
           });
-        else await startNarrow(shape.n);
-        const r = await drain(shape.n, true);
+        else if (shape.kind === 'dag') {
+          let next = 0;
+          await Promise.all(
+            Array.from({ length: 16 }, async () => {
+              while (next < shape.n) {
+                next++;
+                await repo.start(sevenNode('noop'));
+              }
+            }),
+          );
+        } else await startNarrow(shape.n);
+        const nodes = shape.kind === 'dag' ? shape.n * 7 : shape.n;
+        const r = await drain(nodes, true);
+        if (process.env.STATS) {
+          // Function times need track_functions=pl (ADAGIO_TEST_POSTGRES_URL=...?options=-c%20track_functions%3Dpl);
+          // they are wall times, include the warm-up and may lag by a second.
+          await new Promise((res) => setTimeout(res, 1500));
+          const f = await admin.query(
+            `SELECT funcname, calls, round(self_time::numeric * 1000 / $2) AS self_us_per_node,
+               round(total_time::numeric * 1000 / $2) AS total_us_per_node
+             FROM pg_stat_user_functions WHERE schemaname = $1 ORDER BY total_time DESC`,
+            [schema, nodes],
+          );
+          console.table(f.rows);
+          const t = await admin.query(
+            `SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables
+             WHERE schemaname = $1 ORDER BY relname`,
+            [schema],
+          );
+          console.table(t.rows);
+        }
         const key = `${shape.kind}:${shape.n}`;
         results[key] ??= {};
         const slot = results[key];
@@ -160,9 +190,9 @@ for (let round = 0; round < rounds; round++)
         const rec = slot[v.name]!;
         rec.worker.push(r.worker);
         rec.server.push(r.server);
-        rec.rate.push((shape.n / r.ms) * 1000);
+        rec.rate.push((nodes / r.ms) * 1000);
         console.log(
-          `${key} ${v.name}: ${((shape.n / r.ms) * 1000).toFixed(0)} nodes/s, worker ${r.worker.toFixed(0)} µs, server ${r.server.toFixed(0)} µs per node (listener ${r.listener.toFixed(0)} µs)`,
+          `${key} ${v.name}: ${((nodes / r.ms) * 1000).toFixed(0)} nodes/s, worker ${r.worker.toFixed(0)} µs, server ${r.server.toFixed(0)} µs per node (listener ${r.listener.toFixed(0)} µs)`,
         );
       } finally {
         await repo.close();
