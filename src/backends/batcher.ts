@@ -24,6 +24,13 @@ export interface BatcherOptions<C> {
 }
 
 /**
+ * Thrown by a batch that did not commit (a failed condition cancels an
+ * all-or-nothing transaction): with `isolate: (e) => e instanceof
+ * BatchNotCommitted`, each of its calls goes again alone.
+ */
+export class BatchNotCommitted extends Error {}
+
+/**
  * A process's concurrent calls of one kind as one statement or transaction.
  * One batch is in flight at a time and the calls arriving meanwhile fill the
  * next one: an idle process pays no delay, a busy one sends one round trip

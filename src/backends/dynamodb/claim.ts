@@ -6,7 +6,7 @@ import {
   NotFoundError,
   nodeNotFound,
 } from '../../protocol/index.js';
-import { Batcher } from '../batcher.js';
+import { Batcher, BatchNotCommitted } from '../batcher.js';
 import { Delta, type DynamoContext, emitNode } from './context.js';
 import { type Item, type Key, mk, type Tx } from './db.js';
 import {
@@ -240,9 +240,6 @@ interface Call {
 }
 
 type Outcome = { claimed: ClaimedNode | undefined } | { error: unknown };
-
-/** A batch that did not commit: each call goes again alone (Batcher's `isolate`). */
-class BatchNotCommitted extends Error {}
 
 /** Items one claim adds to a batch at most: node, lease claim, timeout timer, an orphan's two deletes, its header. */
 const CLAIM_ITEMS = 6;

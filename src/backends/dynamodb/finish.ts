@@ -14,7 +14,7 @@ import {
   upstreamOutcome,
 } from '../../model/index.js';
 import { claimNotLive, type FinishRequest, NotFoundError, nodeNotFound } from '../../protocol/index.js';
-import { Batcher } from '../batcher.js';
+import { Batcher, BatchNotCommitted } from '../batcher.js';
 import { Delta, type DynamoContext, emitNode, emitReady } from './context.js';
 import { type Item, type Key, mk, type Tx } from './db.js';
 import {
@@ -216,9 +216,6 @@ interface Call {
   /** Sent in a batch whose outcome is unknown: alone, it recognises its own commit. */
   tried: boolean;
 }
-
-/** A batch that did not commit: each call goes again alone (Batcher's `isolate`). */
-class BatchNotCommitted extends Error {}
 
 /**
  * This process's concurrent finishes as one TransactWriteItems (see

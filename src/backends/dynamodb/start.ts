@@ -15,7 +15,7 @@ import {
 } from '../../model/index.js';
 import { TooLargeError } from '../../protocol/errors.js';
 import type { StartOptions } from '../../protocol/repository.js';
-import { Batcher } from '../batcher.js';
+import { Batcher, BatchNotCommitted } from '../batcher.js';
 import { Delta, type DynamoContext, emitReady } from './context.js';
 import { type Item, itemBytes, S, sleep, type Tx } from './db.js';
 import {
@@ -246,9 +246,6 @@ interface StartCall {
 }
 
 type StartOutcome = { run: Run } | { error: unknown };
-
-/** A batch that did not commit: each call goes again alone (Batcher's `isolate`). */
-class BatchNotCommitted extends Error {}
 
 /**
  * Rule 1. The node items are written first, in batches (idempotent puts of
