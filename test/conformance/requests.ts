@@ -70,7 +70,7 @@ export function requestsSpec(test: ConformanceTest): void {
         'conclusion must be SUCCESS, FAIL or ERROR, got "CANCELLED"',
       );
       await refuses(
-        h.repo.finish({ ...finish, conclusion: 'SUCCESS', metadata: { ['k\u0000']: [] } }),
+        h.repo.finish({ ...finish, conclusion: 'SUCCESS', metadata: { 'k\u0000': [] } }),
         InvalidArgumentError,
         'metadata key "k\\u0000" contains a NUL character (U+0000)',
       );

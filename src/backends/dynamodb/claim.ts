@@ -307,7 +307,7 @@ export class ClaimBatcher {
     for (const [i, p] of plans.entries()) if (p) calls[i]!.tried = p.tried;
     if (!(await this.ctx.db.commit(tx))) throw new BatchNotCommitted();
     return Promise.all(
-      calls.map(async (c, i): Promise<Outcome> => {
+      calls.map(async (_call, i): Promise<Outcome> => {
         const s = steps[i];
         const p = plans[i];
         try {
