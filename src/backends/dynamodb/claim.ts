@@ -1,11 +1,5 @@
 import { checkMetadata, checkNodeName, checkRunId, claimable } from '../../model/index.js';
-import {
-  type ClaimedNode,
-  type ClaimRequest,
-  LeaseExpiredError,
-  NotFoundError,
-  nodeNotFound,
-} from '../../protocol/index.js';
+import { type ClaimedNode, type ClaimRequest, LeaseExpiredError } from '../../protocol/index.js';
 import { Batcher, BatchNotCommitted } from '../batcher.js';
 import { Delta, type DynamoContext, emitNode } from './context.js';
 import { type Item, type Key, mk, type Tx } from './db.js';
@@ -13,7 +7,6 @@ import {
   checkHeaderOpen,
   claimHeader,
   decodeNode,
-  decodeRun,
   encodeNode,
   headerKey,
   keyItem,
@@ -23,6 +16,7 @@ import {
   type NodeItem,
   next,
   nodeKey,
+  runAndNode,
 } from './items.js';
 import { BATCH_FINISH_ITEMS, DYNAMODB_MAX_TXN_ITEMS } from './limits.js';
 import { readNodeState } from './node-read.js';
@@ -92,12 +86,7 @@ const nothing = { result: async () => undefined };
 function decideClaim(ctx: DynamoContext, req: ClaimRequest, read: Map<string, Item>, tried?: Tried): Step {
   const lease = read.get(mk(leaseKey(req.leaseId)));
   if (!lease || lease.lapsed) throw new LeaseExpiredError(req.leaseId);
-  const headerItem = read.get(mk(headerKey(req.runId)));
-  if (!headerItem) throw new NotFoundError('run', req.runId);
-  const nodeItem = read.get(mk(nodeKey(req.runId, req.node)));
-  if (!nodeItem) throw nodeNotFound(req.runId, req.node);
-  const header = decodeRun(headerItem);
-  const node = decodeNode(nodeItem);
+  const { header, node } = runAndNode(read, req.runId, req.node);
   if (tried && node.d.status === 'RUNNING' && node.d.claim?.id === tried.claimId)
     return { result: () => claimed(ctx, req, node.d, tried) };
   ctx.downstream.set(req.runId, req.node, node.d.down);

@@ -13,14 +13,13 @@ import {
   truncateOutput,
   upstreamOutcome,
 } from '../../model/index.js';
-import { claimNotLive, type FinishRequest, NotFoundError, nodeNotFound } from '../../protocol/index.js';
+import { claimNotLive, type FinishRequest } from '../../protocol/index.js';
 import { Batcher, BatchNotCommitted } from '../batcher.js';
 import { Delta, type DynamoContext, emitNode, emitReady } from './context.js';
 import { type Item, type Key, mk, type Tx } from './db.js';
 import {
   addToHeader,
   decodeNode,
-  decodeRun,
   encodeAttempt,
   encodeNode,
   encodeOutput,
@@ -33,6 +32,7 @@ import {
   next,
   nodeKey,
   type RunData,
+  runAndNode,
 } from './items.js';
 import {
   BATCH_FINISH_ITEMS,
@@ -114,12 +114,7 @@ async function planFinish(
   tried: boolean,
 ): Promise<FinishPlan | 'done'> {
   const output = req.output ?? new Uint8Array();
-  const headerItem = read.get(mk(headerKey(req.runId)));
-  if (!headerItem) throw new NotFoundError('run', req.runId);
-  const nodeItem = read.get(mk(nodeKey(req.runId, req.node)));
-  if (!nodeItem) throw nodeNotFound(req.runId, req.node);
-  const header = decodeRun(headerItem);
-  const node = decodeNode(nodeItem);
+  const { header, node } = runAndNode(read, req.runId, req.node);
   const claim = node.d.claim;
   if (tried && node.d.lastClaim === req.claimId) return 'done';
   if (node.d.status !== 'RUNNING' || claim?.id !== req.claimId || claim.orphaned || header.d.cancelled)

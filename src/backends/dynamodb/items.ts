@@ -18,7 +18,8 @@ import {
   runStatus,
   type UpstreamTally,
 } from '../../model/index.js';
-import { B, type Item, type Key, N, S, type Tx } from './db.js';
+import { NotFoundError, nodeNotFound } from '../../protocol/index.js';
+import { B, type Item, type Key, mk, N, S, type Tx } from './db.js';
 
 /**
  * The table's items and their keys. A run is one partition (`run#<id>`): its
@@ -326,6 +327,19 @@ export function encodeNode(n: NodeItem, hidden = false): Item {
 
 export function decodeNode(item: Item): NodeItem {
   return { runId: item.pk!.S!.slice(4), v: Number(item.v!.N), d: JSON.parse(item.d!.S!) };
+}
+
+/** A run's header and one of its nodes from a read of both: NotFoundError names whichever is missing. */
+export function runAndNode(
+  read: Map<string, Item>,
+  runId: string,
+  name: string,
+): { header: RunItem; node: NodeItem } {
+  const headerItem = read.get(mk(headerKey(runId)));
+  if (!headerItem) throw new NotFoundError('run', runId);
+  const nodeItem = read.get(mk(nodeKey(runId, name)));
+  if (!nodeItem) throw nodeNotFound(runId, name);
+  return { header: decodeRun(headerItem), node: decodeNode(nodeItem) };
 }
 
 /** A node item written anew: the same node at the next version. */

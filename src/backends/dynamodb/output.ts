@@ -1,15 +1,7 @@
 import { boundedAppend, checkNodeName, checkRunId } from '../../model/index.js';
-import {
-  type AppendOutputRequest,
-  checkSeq,
-  claimNotLive,
-  NotFoundError,
-  nodeNotFound,
-  seqGapError,
-} from '../../protocol/index.js';
+import { type AppendOutputRequest, checkSeq, claimNotLive, seqGapError } from '../../protocol/index.js';
 import type { DynamoContext, LocalEvent } from './context.js';
-import { mk } from './db.js';
-import { decodeNode, decodeRun, encodeNode, encodeOutput, headerKey, next, nodeKey } from './items.js';
+import { encodeNode, encodeOutput, headerKey, next, nodeKey, runAndNode } from './items.js';
 import { OUTPUT_PART_BYTES } from './limits.js';
 
 /**
@@ -24,12 +16,8 @@ export async function appendOutput(ctx: DynamoContext, req: AppendOutputRequest)
   checkNodeName(req.node);
   for (;;) {
     const read = await ctx.db.getMany([nodeKey(req.runId, req.node), headerKey(req.runId)]);
-    const headerItem = read.get(mk(headerKey(req.runId)));
-    if (!headerItem) throw new NotFoundError('run', req.runId);
-    const nodeItem = read.get(mk(nodeKey(req.runId, req.node)));
-    if (!nodeItem) throw nodeNotFound(req.runId, req.node);
-    const node = decodeNode(nodeItem);
-    const cancelled = decodeRun(headerItem).d.cancelled;
+    const { header, node } = runAndNode(read, req.runId, req.node);
+    const cancelled = header.d.cancelled;
     const c = node.d.claim;
     if (node.d.status !== 'RUNNING' || c?.id !== req.claimId || c.orphaned || cancelled)
       throw claimNotLive(req, {
