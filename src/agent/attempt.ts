@@ -31,11 +31,10 @@ export interface AttemptOptions {
   /** Aborted here on timeout; the caller aborts it on shutdown. `ctx.signal` must be its signal. */
   controller: { abort(reason?: unknown): void };
   /**
-   * Receives a function that stops waiting for the runtime (its result can no
-   * longer be recorded: the lease was lost); the attempt then resolves to undefined.
+   * Gets the attempt's wait as `stopWaiting`: its `stop()` stops waiting for the
+   * runtime (its result can no longer be recorded: the lease was lost); the
+   * attempt then resolves to undefined.
    */
-  onAbandon?: (stop: () => void) => void;
-  /** The same without a callback: `holder.stopWaiting.stop()` stops waiting (the agent's per-node path). */
   holder?: { stopWaiting?: { stop(): void } };
 }
 
@@ -65,7 +64,6 @@ export function runAttempt(
         },
         Math.min(limit, MAX_TIMER_MS),
       );
-    if (options.onAbandon) options.onAbandon(() => wait.settle(undefined));
     if (options.holder) options.holder.stopWaiting = wait;
     let pending: Promise<RuntimeResult> | RuntimeResult;
     try {
