@@ -205,12 +205,12 @@ function perNode(c: DbCounters, nodes: number, cpu: NodeJS.CpuUsage): [string, s
     [
       'read units per node',
       `${per(c.readUnits)} RRU`,
-      `${per(c.gets)} gets (${per(c.getKeys)} keys), ${per(c.queries)} queries`,
+      `${per(c.gets)} gets (${per(c.getKeys)} keys), ${per(c.queries)} queries (${per(c.queryItems)} items)`,
     ],
     [
       'transactions per node',
       per(c.transactions),
-      `${per(c.txItems)} items; ${per(c.batchWrites)} batch writes, ${per(c.updates)} updates`,
+      `${per(c.txItems)} items, ${per(c.refused)} refused; ${per(c.batchWrites)} batch writes, ${per(c.updates)} updates`,
     ],
     [
       'client CPU per node',

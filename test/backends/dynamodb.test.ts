@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { DeleteItemCommand, DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { DeleteItemCommand, DynamoDBClient, PutItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
 import type { DynamoDbRepository } from '../../src/backends/dynamodb/index.js';
 import { graph, independentNodes, node, RUNTIME } from '../conformance/fixtures.js';
 import { SkewClock } from '../support/clock.js';
@@ -181,5 +181,163 @@ describe('dynamodb: a process batches its concurrent starts', () => {
     assert.equal((await repo.inspect(run.id)).nodes[0]!.status, 'READY');
     assert.equal((await repo.start(graph(['t']), { requestId: 'taken' })).id, run.id);
     assert.equal((await repo.stats()).runCount, 7);
+  });
+});
+
+describe('dynamodb: a dependent carries its inputs', () => {
+  test('a claim reads no upstream node: each success recorded itself on its dependents; after a retry it reads them', async () => {
+    const { repository: repo, teardown } = await dynamoDbRepository({ sweepIntervalMs: 0 });
+    closers.push(teardown);
+    const run = await repo.start(
+      graph(
+        ['a', 'b', 'c'],
+        [
+          ['a', 'c'],
+          ['b', 'c'],
+        ],
+      ),
+    );
+    const lease = await repo.grantLease(120_000);
+    const claimOf = (name: string) =>
+      repo.claim({ runId: run.id, node: name, leaseId: lease.id, agentId: 't' });
+    const a = await claimOf('a');
+    const b = await claimOf('b');
+    assert.ok(a && b);
+    await repo.finish({
+      runId: run.id,
+      node: 'a',
+      claimId: a.claimId,
+      conclusion: 'SUCCESS',
+      output: new TextEncoder().encode('from a'),
+    });
+    await repo.finish({ runId: run.id, node: 'b', claimId: b.claimId, conclusion: 'SUCCESS' });
+    const text = (m: Record<string, Uint8Array>) =>
+      Object.fromEntries(Object.entries(m).map(([k, v]) => [k, new TextDecoder().decode(v)]));
+
+    const before = repo.counters.snapshot();
+    const c = await claimOf('c');
+    const cost = repo.counters.snapshot().minus(before);
+    assert.ok(c);
+    assert.deepEqual(text(c.node.inputs), { a: 'from a', b: '' });
+    // One read of the node, header and lease; one query for a's output (b's is known empty); no read of a or b.
+    assert.equal(cost.gets, 1, 'a single batch read');
+    assert.equal(cost.getKeys, 3, 'node, header, lease');
+    assert.equal(cost.queries, 1, "a's output only");
+
+    // c fails; a retry of the run puts c back: its claim reads the upstream nodes and gets the same inputs.
+    await repo.finish({ runId: run.id, node: 'c', claimId: c.claimId, conclusion: 'FAIL' });
+    await repo.retry(run.id);
+    const again = repo.counters.snapshot();
+    const c2 = await claimOf('c');
+    assert.ok(c2);
+    assert.deepEqual(text(c2.node.inputs), { a: 'from a', b: '' });
+    assert.equal(repo.counters.snapshot().minus(again).gets, 2, 'node, header, lease; then a and b');
+  });
+});
+
+describe('dynamodb: claim records (rule 3)', () => {
+  /** The lease's claim records as stored: each record's entries as `<run>/<node>`. */
+  async function records(table: string, leaseId: string): Promise<string[][]> {
+    const server = await sharedDynamoDb();
+    const client = new DynamoDBClient({
+      endpoint: server.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    });
+    try {
+      const r = await client.send(
+        new QueryCommand({
+          TableName: table,
+          KeyConditionExpression: 'pk = :p',
+          ExpressionAttributeValues: { ':p': { S: `lc#${leaseId}` } },
+          ConsistentRead: true,
+        }),
+      );
+      return (r.Items ?? []).map((i) => (i.c?.SS ?? []).map((e) => e.split('#').slice(2).join('#')).sort());
+    } finally {
+      client.destroy();
+    }
+  }
+
+  test('a claim batch writes one record; finishes write none; the record goes once all its claims ended here', async () => {
+    const { repository: repo, table, teardown } = await dynamoDbRepository({ sweepIntervalMs: 0 });
+    closers.push(teardown);
+    const run = await repo.start(independentNodes(6));
+    const lease = await repo.grantLease(120_000);
+    const before = repo.counters.snapshot();
+    const claims = await Promise.all(
+      run.nodes.map((n) => repo.claim({ runId: run.id, node: n.spec.name, leaseId: lease.id, agentId: 't' })),
+    );
+    const txns = repo.counters.snapshot().minus(before).transactions;
+    const stored = await records(table, lease.id);
+    // One record per claim transaction, each naming the claims it made: all six, once.
+    assert.equal(stored.length, txns, `${stored.length} records for ${txns} claim transactions`);
+    assert.deepEqual(stored.flat().sort(), ['n0', 'n1', 'n2', 'n3', 'n4', 'n5']);
+
+    const finishing = repo.counters.snapshot();
+    for (const c of claims.slice(0, 5))
+      await repo.finish({
+        runId: run.id,
+        node: c!.node.spec.name,
+        claimId: c!.claimId,
+        conclusion: 'SUCCESS',
+      });
+    const cost = repo.counters.snapshot().minus(finishing);
+    // Each finish alone: node, attempt, header, stats shard; no record item.
+    assert.equal(cost.txItems, 5 * 4, `${cost.txItems} items for 5 finishes`);
+    await repo.sweepNow();
+    assert.ok((await records(table, lease.id)).flat().includes('n5'), 'n5 still runs: its record stays');
+    // The last claim is released (an agent's shutdown): now every claim of every record ended.
+    await repo.release([{ runId: run.id, node: claims[5]!.node.spec.name, claimId: claims[5]!.claimId }]);
+    await repo.sweepNow();
+    assert.deepEqual(await records(table, lease.id), []);
+  });
+
+  test('a lapse orphans exactly the claims its records name that their nodes still hold, then deletes the records', async () => {
+    const { repository: repo, table, teardown } = await dynamoDbRepository({ sweepIntervalMs: 0 });
+    closers.push(teardown);
+    const run = await repo.start(independentNodes(3));
+    const lease = await repo.grantLease(120_000);
+    const claims = await Promise.all(
+      run.nodes.map((n) => repo.claim({ runId: run.id, node: n.spec.name, leaseId: lease.id, agentId: 't' })),
+    );
+    await repo.finish({ runId: run.id, node: 'n0', claimId: claims[0]!.claimId, conclusion: 'SUCCESS' });
+    await repo.revokeLease(lease.id);
+    const seen = await repo.inspect(run.id);
+    assert.deepEqual(
+      seen.nodes.map((n) => [n.spec.name, n.status, n.attempts.length]),
+      [
+        ['n0', 'COMPLETED', 1],
+        ['n1', 'RUNNING', 0],
+        ['n2', 'RUNNING', 0],
+      ],
+    );
+    // n1 and n2 are orphaned: another agent takes them over (rule 3); n0's stale entry changed nothing.
+    const other = await repo.grantLease(120_000);
+    for (const name of ['n1', 'n2']) {
+      const c = await repo.claim({ runId: run.id, node: name, leaseId: other.id, agentId: 'u' });
+      assert.ok(c?.orphan, `${name} taken over as an orphan`);
+    }
+    assert.deepEqual(await records(table, lease.id), []);
+  });
+
+  test('records whose claims ended in another process are pruned once old; those still held stay', async () => {
+    const clocks: [SkewClock, SkewClock] = [new SkewClock(), new SkewClock()];
+    const [a, b] = await twoProcesses(clocks);
+    const run = await a.start(independentNodes(2));
+    const lease = await a.grantLease(600_000);
+    const c0 = await a.claim({ runId: run.id, node: 'n0', leaseId: lease.id, agentId: 't' });
+    const c1 = await a.claim({ runId: run.id, node: 'n1', leaseId: lease.id, agentId: 't' });
+    assert.ok(c0 && c1);
+    // The finish goes through process b (an agent behind another API process): a never sees it end.
+    await b.finish({ runId: run.id, node: 'n0', claimId: c0.claimId, conclusion: 'SUCCESS' });
+    const table = a.table;
+    await a.sweepNow();
+    assert.deepEqual(await records(table, lease.id), [['n0'], ['n1']]);
+    // Young records are left alone; a minute on (both clocks: the lease's heartbeat is what keeps it live).
+    for (const c of clocks) c.advance(61_000);
+    await a.keepAlive(lease.id);
+    await a.sweepNow();
+    assert.deepEqual(await records(table, lease.id), [['n1']], "n0's record pruned, n1's kept");
   });
 });

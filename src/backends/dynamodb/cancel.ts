@@ -9,7 +9,6 @@ import {
   encodeAttempt,
   encodeNode,
   headerKey,
-  leaseClaimKey,
   moved,
   type NodeItem,
   next,
@@ -97,7 +96,6 @@ export async function completeCancel(ctx: DynamoContext, runId: string): Promise
           encodeAttempt(runId, n.d.i, nd.attempts, { ...attempt, startedAt: n.d.startedAt, finishedAt: now }),
           'any',
         );
-        tx.del(leaseClaimKey(c.leaseId, runId, n.d.spec.name));
         // Its timeout timer (rule 11) stays: CANCEL_CHUNK's item budget has no room; when due it finds the node completed and goes.
       }
       moved(d, n.d.status, 'COMPLETED');

@@ -1,6 +1,7 @@
 import { checkMetadata, checkNodeName, checkRunId, claimable } from '../../model/index.js';
 import { type ClaimedNode, type ClaimRequest, LeaseExpiredError } from '../../protocol/index.js';
 import { Batcher, BatchNotCommitted } from '../batcher.js';
+import type { ClaimEntry } from './claim-records.js';
 import { Delta, type DynamoContext, emitNode } from './context.js';
 import { type Item, type Key, mk, type Tx } from './db.js';
 import {
@@ -9,8 +10,6 @@ import {
   decodeNode,
   encodeNode,
   headerKey,
-  keyItem,
-  leaseClaimKey,
   leaseKey,
   type NodeData,
   type NodeItem,
@@ -50,9 +49,10 @@ export async function claimNode(
     const ups = await ctx.db.getMany(step.upKeys);
     const plan = planClaim(ctx, req, step.plan, ups);
     const tx = ctx.db.tx();
-    addClaims(tx, [plan]);
+    const records = addClaims(ctx, tx, [plan]);
     tried = plan.tried;
     if (!(await ctx.db.commit(tx))) continue;
+    track(ctx, records);
     return plan.after();
   }
 }
@@ -115,14 +115,16 @@ function decideClaim(ctx: DynamoContext, req: ClaimRequest, read: Map<string, It
     d.seq = 0;
     d.live = 0;
   }
-  // Inputs (rules 2 and 14): each upstream node's last successful attempt, read next.
-  const upKeys = orphan ? [] : node.d.up.map((u) => nodeKey(req.runId, u));
+  // Inputs (rules 2 and 14): each upstream node's last successful attempt, recorded on the node as the
+  // upstream nodes succeeded or, when not (a retry put the node back), read next.
+  const upKeys = orphan || node.d.ins ? [] : node.d.up.map((u) => nodeKey(req.runId, u));
   return { plan: { node, d, orphan, prev }, upKeys };
 }
 
 /** A decided claim's writes; the run header, lease and counters are added once per batch (addClaims). */
 interface ClaimPlan {
   runId: string;
+  node: string;
   leaseId: string;
   /** READY → RUNNING (counts move), or an orphan taken over (they do not). */
   counted: boolean;
@@ -136,7 +138,14 @@ function planClaim(ctx: DynamoContext, req: ClaimRequest, c: Decided, ups: Map<s
   const claimId = d.claim!.id;
   const upIndex = new Map<string, number>();
   const empty = new Set<string>();
-  if (!orphan) {
+  if (!orphan && node.d.ins) {
+    d.inputs = {};
+    for (const [name, [i, attempt, isEmpty]] of Object.entries(node.d.ins)) {
+      upIndex.set(name, i);
+      d.inputs[name] = attempt;
+      if (isEmpty) empty.add(name);
+    }
+  } else if (!orphan) {
     d.inputs = {};
     for (const key of node.d.up.map((n) => nodeKey(req.runId, n))) {
       const item = ups.get(mk(key));
@@ -149,11 +158,10 @@ function planClaim(ctx: DynamoContext, req: ClaimRequest, c: Decided, ups: Map<s
     }
   }
   const tx = ctx.db.tx();
-  if (orphan) tx.del(leaseClaimKey(prev!.leaseId, req.runId, req.node));
+  // An orphan's old record entry is stale from here (its lease lapsed and goes with its records).
   tx.put(encodeNode(next(node, d)), node.v);
   armTimeout(tx, d, req.runId, claimId);
   if (orphan) disarmTimeout(tx, node.d, req.runId, prev!.id);
-  tx.put({ ...keyItem(leaseClaimKey(req.leaseId, req.runId, req.node)), claim: { S: claimId } }, 'any');
   const tried: Tried = {
     claimId,
     orphan,
@@ -161,6 +169,7 @@ function planClaim(ctx: DynamoContext, req: ClaimRequest, c: Decided, ups: Map<s
   };
   return {
     runId: req.runId,
+    node: req.node,
     leaseId: req.leaseId,
     counted: !orphan,
     items: tx.items,
@@ -173,27 +182,41 @@ function planClaim(ctx: DynamoContext, req: ClaimRequest, c: Decided, ups: Map<s
   };
 }
 
+/** The claim records a transaction writes, by lease: followed once it commits (ClaimRecords.track). */
+type Records = { key: Key; claimIds: string[] }[];
+
 /**
  * Claims' writes in one transaction: each claim's items, then per run one
  * header update (its claims' count changes, conditioned on the run being
- * open), per lease one check that it is live, and one counter shard.
+ * open), per lease one check that it is live and one record of its claims
+ * (claim-records.ts), and one counter shard.
  */
-function addClaims(tx: Tx, plans: ClaimPlan[]): void {
+function addClaims(ctx: DynamoContext, tx: Tx, plans: ClaimPlan[]): Records {
   const runs = new Map<string, number>();
-  const leases = new Set<string>();
+  const leases = new Map<string, ClaimEntry[]>();
   const delta = new Delta();
   for (const p of plans) {
     tx.items.push(...p.items);
     runs.set(p.runId, (runs.get(p.runId) ?? 0) + (p.counted ? 1 : 0));
-    leases.add(p.leaseId);
+    const entry = { claimId: p.tried.claimId, runId: p.runId, node: p.node };
+    leases.set(p.leaseId, [...(leases.get(p.leaseId) ?? []), entry]);
     if (p.counted) delta.move('READY', 'RUNNING');
   }
   for (const [runId, n] of runs) {
     if (n > 0) claimHeader(tx, runId, n);
     else checkHeaderOpen(tx, runId);
   }
-  for (const id of leases) tx.check(leaseKey(id), 'attribute_exists(pk) AND attribute_not_exists(lapsed)');
+  const records: Records = [];
+  for (const [id, entries] of leases) {
+    tx.check(leaseKey(id), 'attribute_exists(pk) AND attribute_not_exists(lapsed)');
+    records.push({ key: ctx.claimRecords.add(tx, id, entries), claimIds: entries.map((e) => e.claimId) });
+  }
   delta.addTo(tx);
+  return records;
+}
+
+function track(ctx: DynamoContext, records: Records): void {
+  for (const r of records) ctx.claimRecords.track(r.key, r.claimIds);
 }
 
 /** The claimed node as the protocol shows it. */
@@ -230,7 +253,7 @@ interface Call {
 
 type Outcome = { claimed: ClaimedNode | undefined } | { error: unknown };
 
-/** Items one claim adds to a batch at most: node, lease claim, timeout timer, an orphan's two deletes, its header. */
+/** Items one claim adds to a batch at most: node, timeout timer, an orphan's timer delete, its header, its lease's check and record. */
 const CLAIM_ITEMS = 6;
 
 /**
@@ -288,13 +311,15 @@ export class ClaimBatcher {
       s && 'plan' in s ? planClaim(this.ctx, calls[i]!.req, s.plan, ups) : undefined,
     );
     const tx = this.ctx.db.tx();
-    addClaims(
+    const records = addClaims(
+      this.ctx,
       tx,
       plans.filter((p) => p !== undefined),
     );
     if (tx.size > DYNAMODB_MAX_TXN_ITEMS) throw new BatchNotCommitted();
     for (const [i, p] of plans.entries()) if (p) calls[i]!.tried = p.tried;
     if (!(await this.ctx.db.commit(tx))) throw new BatchNotCommitted();
+    track(this.ctx, records);
     return Promise.all(
       calls.map(async (_call, i): Promise<Outcome> => {
         const s = steps[i];

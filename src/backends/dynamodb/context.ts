@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { Logger } from '../../log.js';
 import type { Clock, IdSource, NodeStatus, RunConclusion, RunStatus } from '../../model/index.js';
+import type { ClaimRecords } from './claim-records.js';
 import { type Db, N, type Tx } from './db.js';
 import type { NodeItem } from './items.js';
 import { STATS_PK } from './items.js';
@@ -21,6 +22,8 @@ export interface DynamoContext {
   bus: EventEmitter;
   /** Each node's dependents (immutable once started), so a finish reads them with the node in one round trip. */
   downstream: DownstreamCache;
+  /** Rule 3's records of which claims each lease holds, and which of this process's are stale. */
+  claimRecords: ClaimRecords;
 }
 
 /** A bounded map of run/node → dependents' names; forgets its oldest eighth when full. */

@@ -125,10 +125,14 @@ export function itemBytes(item: Item): number {
 export class DbCounters {
   transactions = 0;
   txItems = 0;
+  /** Transactions refused (a failed condition or a conflict): their work is done again. */
+  refused = 0;
   /** BatchGetItem/GetItem requests and the keys they read. */
   gets = 0;
   getKeys = 0;
   queries = 0;
+  /** Items the queries returned (a subscriber's poll returns its whole READY backlog). */
+  queryItems = 0;
   batchWrites = 0;
   updates = 0;
   writeUnits = 0;
@@ -210,8 +214,10 @@ export class Db {
         if (
           reasons.some((r) => r.Code === 'ConditionalCheckFailed' || r.Code === 'TransactionConflict') ||
           /TransactionConflict|ConditionalCheckFailed/.test(e.message)
-        )
+        ) {
+          this.counters.refused++;
           return false;
+        }
       }
       if (
         (e as Error).name === 'TransactionInProgressException' ||
@@ -272,6 +278,7 @@ export class Db {
       ),
     );
     this.counters.readUnits += units(r);
+    this.counters.queryItems += r.Items?.length ?? 0;
     return r;
   }
 

@@ -13,7 +13,7 @@ import {
   truncateOutput,
   upstreamOutcome,
 } from '../../model/index.js';
-import { claimNotLive, type FinishRequest } from '../../protocol/index.js';
+import { ClaimConflictError, claimNotLive, type FinishRequest } from '../../protocol/index.js';
 import { Batcher, BatchNotCommitted } from '../batcher.js';
 import { Delta, type DynamoContext, emitNode, emitReady } from './context.js';
 import { type Item, type Key, mk, type Tx } from './db.js';
@@ -25,12 +25,12 @@ import {
   encodeOutput,
   FINISH_SEQ,
   headerKey,
-  leaseClaimKey,
   moved,
   type NodeData,
   type NodeItem,
   next,
   nodeKey,
+  type RecordedInput,
   type RunData,
   runAndNode,
 } from './items.js';
@@ -167,11 +167,13 @@ async function planFinish(
   );
   for (const part of encodeOutput(req.runId, d.i, attempt, FINISH_SEQ, tail, OUTPUT_PART_BYTES))
     tx.put(part, 'any');
-  tx.del(leaseClaimKey(claim.leaseId, req.runId, req.node));
   let spawned: SettleWork[] = [];
   let judged: NodeItem[] = [];
   if (outcome !== 'RETRY' && d.down.length > 0) {
     const o = upstreamOutcome(req.conclusion);
+    // Rule 2: a success is its dependents' input; recorded on them, their claims need not read this node.
+    const input: RecordedInput | undefined =
+      req.conclusion === 'SUCCESS' ? [d.i, attempt, d.out === 0 ? 1 : 0] : undefined;
     if (d.down.length <= INLINE_DEPENDENTS) {
       const keys = d.down.map((n) => nodeKey(req.runId, n));
       const depItems = keys.every((k) => read.has(mk(k))) ? read : await ctx.db.getMany(keys);
@@ -179,12 +181,12 @@ async function planFinish(
         .map((k) => depItems.get(mk(k)))
         .filter((x) => x !== undefined)
         .map(decodeNode);
-      const j = judge(deps, o, hd, delta, now);
+      const j = judge(deps, { name: req.node, outcome: o, input }, hd, delta, now);
       addJudged(tx, j);
       judged = j.writes;
       spawned = j.spawned;
     } else {
-      const w: SettleWork = { run: req.runId, node: req.node, outcome: o, cursor: 0 };
+      const w: SettleWork = { run: req.runId, node: req.node, outcome: o, cursor: 0, input };
       tx.put(encodeSettle(w), 'any');
       spawned = [w];
     }
@@ -246,13 +248,20 @@ export class FinishBatcher {
 
   async finish(req: FinishRequest): Promise<void> {
     checkFinish(req);
-    if (
-      (req.output?.byteLength ?? 0) > BATCHED_OUTPUT_BYTES ||
-      finishItems(this.ctx, req) > BATCH_FINISH_ITEMS
-    )
-      return finishNode(this.ctx, req);
-    const outcome = await this.batcher.submit({ req, tried: false });
-    if ('error' in outcome) throw outcome.error;
+    try {
+      if (
+        (req.output?.byteLength ?? 0) > BATCHED_OUTPUT_BYTES ||
+        finishItems(this.ctx, req) > BATCH_FINISH_ITEMS
+      )
+        return await finishNode(this.ctx, req);
+      const outcome = await this.batcher.submit({ req, tried: false });
+      if ('error' in outcome) throw outcome.error;
+    } catch (e) {
+      // Refused as not live: the claim ended all the same (its record may go).
+      if (e instanceof ClaimConflictError) this.ctx.claimRecords.ended(req.claimId);
+      throw e;
+    }
+    this.ctx.claimRecords.ended(req.claimId);
   }
 
   private async send(calls: Call[]): Promise<Outcome[]> {

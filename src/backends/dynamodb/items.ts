@@ -50,10 +50,6 @@ export const outputKey = (runId: string, i: number, attempt: number, seq: number
 export const LEASES_PK = 'leases';
 export const leaseKey = (id: string): Key => ({ pk: LEASES_PK, sk: id });
 export const leaseClaimsPk = (leaseId: string) => `lc#${leaseId}`;
-export const leaseClaimKey = (leaseId: string, runId: string, node: string): Key => ({
-  pk: leaseClaimsPk(leaseId),
-  sk: `${runId}#${node}`,
-});
 /** A start's request id (rule 17) → its run. */
 export const requestKey = (requestId: string): Key => ({ pk: 'req', sk: requestId });
 export const AGENTS_PK = 'agents';
@@ -287,6 +283,14 @@ export interface NodeData {
   claim?: ClaimData;
   /** Upstream name → its attempt whose output is this node's input (filled at claim). */
   inputs: Record<string, number>;
+  /**
+   * Inputs recorded as the upstream nodes succeed (rule 2), so a claim need
+   * not read them: upstream name → where its successful attempt is. A node
+   * becomes READY only once all its upstream nodes completed (rule 14), so at
+   * its claim this holds every input. Absent (a retry put the node back, or a
+   * run started before it was kept): the claim reads the upstream nodes.
+   */
+  ins?: Record<string, RecordedInput>;
   abr: number;
   /** Bytes of the last attempt's output (a claim of a dependent reads no input that is empty). */
   out?: number;
@@ -296,6 +300,9 @@ export interface NodeData {
   /** A READY node's retry delay (rule 5): claimable from then (ms); out of the ready index until an `r` timer releases it. */
   readyAt?: number;
 }
+
+/** An upstream's successful attempt as a dependent's input: [its node index, the attempt, 1 when its output is empty]. */
+export type RecordedInput = [number, number, 0 | 1];
 
 export interface NodeItem {
   runId: string;

@@ -7,8 +7,9 @@ import {
   rfc3339,
 } from '../../model/index.js';
 import { type AgentRegistration, type Lease, LeaseExpiredError } from '../../protocol/index.js';
+import { type ClaimEntry, entriesOf } from './claim-records.js';
 import { type DynamoContext, emitNode, emitReady } from './context.js';
-import { type Item, N, S } from './db.js';
+import { N, S } from './db.js';
 import {
   AGENTS_PK,
   agentKey,
@@ -110,10 +111,11 @@ export class Leases {
    * for a whole TTL on this process's clock, and finishes releasing lapsed
    * ones (their claims orphaned, agents gone, lease deleted).
    */
-  async observe(): Promise<void> {
+  async observe(): Promise<string[]> {
     const leases = await this.ctx.db.partition(LEASES_PK);
     const now = this.monotonic();
     const present = new Set<string>();
+    const live: string[] = [];
     for (const l of leases) {
       const id = l.sk!.S!;
       present.add(id);
@@ -125,9 +127,13 @@ export class Leases {
       const seen = this.seen.get(id);
       if (!seen || seen.rv !== rv) {
         this.seen.set(id, { rv, since: now });
+        live.push(id);
         continue;
       }
-      if (now - seen.since < Number(l.ttl_ms!.N)) continue;
+      if (now - seen.since < Number(l.ttl_ms!.N)) {
+        live.push(id);
+        continue;
+      }
       const lapsed = await this.ctx.db.update(leaseKey(id), {
         UpdateExpression: 'SET lapsed = :t',
         ConditionExpression: 'rv = :rv',
@@ -136,11 +142,20 @@ export class Leases {
       if (lapsed) await this.release(id);
     }
     for (const id of this.seen.keys()) if (!present.has(id)) this.seen.delete(id);
+    return live;
   }
 
-  /** A lapsed or revoked lease: orphan its claims, remove its agents, then the lease itself. */
+  /**
+   * A lapsed or revoked lease: orphan the claims its records name that their
+   * nodes still hold, delete the records, remove its agents, then the lease
+   * itself. Each step is idempotent: a process that dies midway leaves the
+   * lease marked lapsed, and the next observer releases it again.
+   */
   private async release(id: string): Promise<void> {
-    for (const c of await this.ctx.db.partition(leaseClaimsPk(id))) await this.orphan(id, c);
+    for (const record of await this.ctx.db.partition(leaseClaimsPk(id))) {
+      for (const entry of entriesOf(record)) await this.orphan(entry);
+      await this.ctx.db.writeAll([], [{ pk: record.pk!.S!, sk: record.sk!.S! }]);
+    }
     const agents = (await this.ctx.db.partition(AGENTS_PK)).filter((a) => a.lease?.S === id);
     await this.ctx.db.writeAll(
       [],
@@ -153,28 +168,20 @@ export class Leases {
   }
 
   /** Marks the claim orphaned when the node still holds it (rule 3); subscribers see it in the ready index. */
-  private async orphan(leaseId: string, c: Item): Promise<void> {
-    const sk = c.sk!.S!;
-    const at = sk.indexOf('#');
-    const runId = sk.slice(0, at);
-    const name = sk.slice(at + 1);
+  private async orphan({ claimId, runId, node: name }: ClaimEntry): Promise<void> {
     for (;;) {
       const item = await this.ctx.db.get(nodeKey(runId, name));
       const node = item && decodeNode(item);
       const claim = node?.d.claim;
+      // A stale entry (the claim ended, or was orphaned already): nothing to do.
+      if (!node || !claim || node.d.status !== 'RUNNING' || claim.id !== claimId || claim.orphaned) return;
+      const orphaned = next(node, { ...node.d, claim: { ...claim, orphaned: true } });
       const tx = this.ctx.db.tx();
-      const orphaned =
-        node && claim && node.d.status === 'RUNNING' && claim.id === c.claim?.S && !claim.orphaned
-          ? next(node, { ...node.d, claim: { ...claim, orphaned: true } })
-          : undefined;
-      if (orphaned) tx.put(encodeNode(orphaned), orphaned.v - 1);
-      tx.del({ pk: leaseClaimsPk(leaseId), sk });
+      tx.put(encodeNode(orphaned), node.v);
       if (await this.ctx.db.commit(tx)) {
-        if (orphaned) {
-          emitNode(this.ctx, orphaned, 'RUNNING');
-          emitReady(this.ctx, orphaned);
-          this.ctx.bus.emit('run', runId);
-        }
+        emitNode(this.ctx, orphaned, 'RUNNING');
+        emitReady(this.ctx, orphaned);
+        this.ctx.bus.emit('run', runId);
         return;
       }
     }

@@ -8,7 +8,6 @@ import {
   decodeRun,
   encodeNode,
   headerKey,
-  leaseClaimKey,
   moved,
   type NodeData,
   next,
@@ -27,7 +26,14 @@ import { disarmTimeout } from './timers.js';
  */
 export async function releaseClaims(ctx: DynamoContext, claims: ClaimRef[]): Promise<boolean[]> {
   checkClaimRefs(claims);
-  return Promise.all(claims.map((c) => releaseClaim(ctx, c)));
+  return Promise.all(
+    claims.map(async (c) => {
+      const released = await releaseClaim(ctx, c);
+      // Released or no longer held: either way the claim has ended.
+      ctx.claimRecords.ended(c.claimId);
+      return released;
+    }),
+  );
 }
 
 async function releaseClaim(ctx: DynamoContext, ref: ClaimRef): Promise<boolean> {
@@ -47,7 +53,6 @@ async function releaseClaim(ctx: DynamoContext, ref: ClaimRef): Promise<boolean>
     // A claim's header change undone: one node RUNNING → READY, under the same conditions.
     claimHeader(tx, ref.runId, -1);
     disarmTimeout(tx, node.d, ref.runId, claim.id);
-    tx.del(leaseClaimKey(claim.leaseId, ref.runId, ref.node));
     const delta = new Delta();
     delta.move('RUNNING', 'READY');
     delta.addTo(tx);

@@ -35,6 +35,7 @@ import {
 import { Schedules } from '../schedules.js';
 import { cancelRun } from './cancel.js';
 import { ClaimBatcher } from './claim.js';
+import { ClaimRecords } from './claim-records.js';
 import { DownstreamCache, type DynamoContext, newBus } from './context.js';
 import { Db, type DbCounters } from './db.js';
 import { FinishBatcher } from './finish.js';
@@ -114,13 +115,15 @@ export class DynamoDbRepository implements Repository {
       endpoint: options.endpoint,
       credentials: options.credentials,
     });
+    const clock = options.clock ?? systemClock;
     this.ctx = {
       db: this.db,
-      clock: options.clock ?? systemClock,
+      clock,
       ids: options.ids ?? ulidSource(),
       logger: options.logger ?? silentLogger,
       bus: newBus(),
       downstream: new DownstreamCache(),
+      claimRecords: new ClaimRecords(this.db, clock),
     };
     this.claims = new ClaimBatcher(this.ctx);
     this.finishes = new FinishBatcher(this.ctx);
@@ -294,6 +297,8 @@ export class DynamoDbRepository implements Repository {
     if (this.closed) return;
     this.closed = true;
     if (this.interval) clearInterval(this.interval);
+    // Best effort: a record left behind is pruned by any process, or goes with its lease.
+    await this.ctx.claimRecords.flush().catch(() => undefined);
     this.ctx.bus.emit('close');
     this.ctx.bus.removeAllListeners();
     this.db.close();

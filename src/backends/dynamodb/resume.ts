@@ -125,6 +125,8 @@ function putBack(n: NodeData, p: RetriedNode, now: number): NodeData {
     retries: { fail: 0, error: 0 },
     abr: p.attemptsBeforeRetry,
     inputs: {},
+    // Its upstream nodes may have run again or been put back too: the claim reads them.
+    ins: undefined,
     startedAt: 0,
     readyAt: undefined,
     status: p.status,

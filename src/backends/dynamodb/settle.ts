@@ -12,6 +12,7 @@ import {
   type NodeItem,
   next,
   nodeKey,
+  type RecordedInput,
   type RunData,
   WORK_PK,
 } from './items.js';
@@ -34,6 +35,8 @@ export interface SettleWork {
   node: string;
   outcome: UpstreamOutcome;
   cursor: number;
+  /** The node's successful attempt, recorded on each dependent as its input (absent: it did not succeed). */
+  input?: RecordedInput;
 }
 
 export const settleKey = (w: Pick<SettleWork, 'run' | 'node'>) => ({
@@ -51,16 +54,28 @@ export interface Judged {
   spawned: SettleWork[];
 }
 
+/** The upstream node being counted in: its name, how it completed, its successful attempt (an input). */
+export interface Upstream {
+  name: string;
+  outcome: UpstreamOutcome;
+  input?: RecordedInput;
+}
+
 /** One dependent judged by one upstream outcome: its new state (a WAITING node only; others were judged already). */
 function judgeOne(
   dep: NodeItem,
-  outcome: UpstreamOutcome,
+  up: Upstream,
   run: RunData,
   delta: Delta,
   now: number,
 ): NodeData | undefined {
   if (dep.d.status !== 'WAITING') return undefined;
-  const d = { ...dep.d, tally: tallied(dep.d.tally, outcome) };
+  const d = { ...dep.d, tally: tallied(dep.d.tally, up.outcome) };
+  if (d.ins) {
+    d.ins = { ...d.ins };
+    if (up.input) d.ins[up.name] = up.input;
+    else delete d.ins[up.name];
+  }
   const decision = triggerDecision(d.spec.trigger, d.tally);
   if (decision === 'READY') d.status = 'READY';
   else if (decision === 'UNREACHED') {
@@ -75,16 +90,10 @@ function judgeOne(
 }
 
 /** Judges `deps` by one upstream `outcome` (a finish's inline dependents), updating the header counts and delta. */
-export function judge(
-  deps: NodeItem[],
-  outcome: UpstreamOutcome,
-  run: RunData,
-  delta: Delta,
-  now: number,
-): Judged {
+export function judge(deps: NodeItem[], up: Upstream, run: RunData, delta: Delta, now: number): Judged {
   const out: Judged = { writes: [], spawned: [] };
   for (const dep of deps) {
-    const d = judgeOne(dep, outcome, run, delta, now);
+    const d = judgeOne(dep, up, run, delta, now);
     if (!d) continue;
     if (d.status === 'COMPLETED' && d.down.length > 0)
       out.spawned.push({ run: dep.runId, node: d.spec.name, outcome: 'neither', cursor: 0 });
@@ -184,7 +193,7 @@ async function settleRound(ctx: DynamoContext, runId: string, frontier: Frontier
         const size = itemBytes(encodeNode(dep));
         if (bytes + size > MAX_TXN_BYTES) break;
         taken++;
-        const nd = judgeOne(dep, f.w.outcome, d, delta, now);
+        const nd = judgeOne(dep, { name: f.w.node, outcome: f.w.outcome, input: f.w.input }, d, delta, now);
         if (!nd) continue;
         if (!p) bytes += size;
         pending.set(name, { d: nd, v: dep.v });

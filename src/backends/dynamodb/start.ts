@@ -121,6 +121,7 @@ async function planRun(
         startedAt: 0,
         finishedAt: 0,
         inputs: {},
+        ins: {},
         abr: 0,
         seq: 0,
         live: 0,

@@ -7,7 +7,8 @@ import { drainSettles, type SettleWork } from './settle.js';
 import { sweepTimers } from './timing.js';
 
 /**
- * What a process does on its timer: observe leases (rule 3) and finish work
+ * What a process does on its timer: observe leases (rule 3), delete or prune
+ * stale claim records (claim-records.ts), and finish work
  * items left by processes that died mid-way (settle cursors, cancels,
  * marked retries). Every
  * step is conditioned, so two processes sweeping the same item do it once.
@@ -20,7 +21,9 @@ export async function sweep(
   seen: Map<string, number>,
   graceMs: number,
 ): Promise<void> {
-  await leases.observe();
+  const live = await leases.observe();
+  await ctx.claimRecords.flush();
+  await ctx.claimRecords.prune(live);
   const now = performance.now();
   const items = await ctx.db.partition(WORK_PK);
   const present = new Set<string>();
@@ -35,7 +38,9 @@ export async function sweep(
     if (now - first < graceMs) continue;
     const w = JSON.parse(item.d!.S!) as { kind: string; run: string } & SettleWork;
     if (w.kind === 'settle')
-      await drainSettles(ctx, [{ run: w.run, node: w.node, outcome: w.outcome, cursor: w.cursor }]);
+      await drainSettles(ctx, [
+        { run: w.run, node: w.node, outcome: w.outcome, cursor: w.cursor, input: w.input },
+      ]);
     else if (w.kind === 'cancel') await completeCancel(ctx, w.run);
     else if (w.kind === 'retry') await finishRetry(ctx, w.run);
   }
