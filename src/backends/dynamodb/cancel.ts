@@ -6,13 +6,13 @@ import {
   addToHeader,
   decodeNode,
   decodeRun,
-  encodeAttempt,
   encodeNode,
   headerKey,
   moved,
   type NodeItem,
   next,
   nodeKey,
+  recordAttempt,
   runPk,
   WORK_PK,
   writeHeader,
@@ -92,10 +92,7 @@ export async function completeCancel(ctx: DynamoContext, runId: string): Promise
         nd.attempts = n.d.attempts + 1;
         nd.last = attempt.conclusion;
         nd.claim = undefined;
-        tx.put(
-          encodeAttempt(runId, n.d.i, nd.attempts, { ...attempt, startedAt: n.d.startedAt, finishedAt: now }),
-          'any',
-        );
+        recordAttempt(tx, runId, n.d, nd, { ...attempt, startedAt: n.d.startedAt, finishedAt: now });
         // Its timeout timer (rule 11) stays: CANCEL_CHUNK's item budget has no room; when due it finds the node completed and goes.
       }
       moved(d, n.d.status, 'COMPLETED');

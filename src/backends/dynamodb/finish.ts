@@ -20,7 +20,6 @@ import { type Item, type Key, mk, type Tx } from './db.js';
 import {
   addToHeader,
   decodeNode,
-  encodeAttempt,
   encodeNode,
   encodeOutput,
   FINISH_SEQ,
@@ -32,6 +31,7 @@ import {
   nodeKey,
   type RecordedInput,
   type RunData,
+  recordAttempt,
   runAndNode,
 } from './items.js';
 import {
@@ -153,18 +153,15 @@ async function planFinish(
     hd.failed = true;
     hd.failedNodes = [...(hd.failedNodes ?? []), req.node];
   }
+  recordAttempt(tx, req.runId, node.d, d, {
+    conclusion: req.conclusion,
+    metadata: req.metadata ?? {},
+    claimId: claim.id,
+    agentId: claim.agentId,
+    startedAt: attemptStartMs(node.d.startedAt, now, req.startedAt),
+    finishedAt: now,
+  });
   tx.put(encodeNode(next(node, d)), node.v);
-  tx.put(
-    encodeAttempt(req.runId, d.i, attempt, {
-      conclusion: req.conclusion,
-      metadata: req.metadata ?? {},
-      claimId: claim.id,
-      agentId: claim.agentId,
-      startedAt: attemptStartMs(node.d.startedAt, now, req.startedAt),
-      finishedAt: now,
-    }),
-    'any',
-  );
   for (const part of encodeOutput(req.runId, d.i, attempt, FINISH_SEQ, tail, OUTPUT_PART_BYTES))
     tx.put(part, 'any');
   let spawned: SettleWork[] = [];

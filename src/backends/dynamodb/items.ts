@@ -292,6 +292,12 @@ export interface NodeData {
    */
   ins?: Record<string, RecordedInput>;
   abr: number;
+  /**
+   * The latest attempt (number `attempts`), kept in the node item so that a
+   * finish writes no attempt item of its own; the one before it moves to its
+   * attempt item (`a#<i>#<attempt>`) when the next is recorded (recordAttempt).
+   */
+  la?: AttemptData;
   /** Bytes of the last attempt's output (a claim of a dependent reads no input that is empty). */
   out?: number;
   /** The running attempt's next output seq and bytes streamed so far. */
@@ -369,6 +375,22 @@ export function encodeAttempt(runId: string, i: number, n: number, a: AttemptDat
   return { ...keyItem(attemptKey(runId, i, n)), d: S(JSON.stringify(a)) };
 }
 
+/**
+ * Records attempt `after.attempts` (= `before.attempts + 1`) as `after`'s
+ * latest, in the node item; the latest before it, if kept in the node, moves
+ * to its own attempt item in the same transaction.
+ */
+export function recordAttempt(
+  tx: Tx,
+  runId: string,
+  before: NodeData,
+  after: NodeData,
+  a: AttemptData,
+): void {
+  if (before.la) tx.put(encodeAttempt(runId, before.i, before.attempts, before.la), 'any');
+  after.la = a;
+}
+
 /** Output items of bytes at `seq`, split in parts of `partBytes`. */
 export function encodeOutput(
   runId: string,
@@ -420,7 +442,7 @@ export function nodeState(
 ): NodeState {
   const list: Attempt[] = [];
   for (let k = 1; k <= n.attempts; k++) {
-    const a = attempts.get(k);
+    const a = k === n.attempts && n.la ? n.la : attempts.get(k);
     if (!a) continue;
     list.push({
       conclusion: a.conclusion,

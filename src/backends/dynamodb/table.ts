@@ -20,7 +20,12 @@ import { SCHEMA_KEY } from './items.js';
  * run headers, for listing newest first. Both are eventually consistent: they
  * find candidates, the base items decide.
  */
-export const SCHEMA_VERSION = 1;
+/**
+ * 2: claims recorded one item per claim transaction (claim-records.ts), a
+ * node's latest attempt kept in the node item (`la`); a process of version 1
+ * would neither orphan such claims nor see such attempts.
+ */
+export const SCHEMA_VERSION = 2;
 export const READY_INDEX = 'ready';
 export const RUNS_INDEX = 'runs';
 
