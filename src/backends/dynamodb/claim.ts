@@ -52,7 +52,7 @@ export async function claimNode(
     const records = addClaims(ctx, tx, [plan]);
     tried = plan.tried;
     if (!(await ctx.db.commit(tx))) continue;
-    track(ctx, records);
+    committed(ctx, records, [plan]);
     return plan.after();
   }
 }
@@ -129,6 +129,8 @@ interface ClaimPlan {
   /** READY → RUNNING (counts move), or an orphan taken over (they do not). */
   counted: boolean;
   items: Tx['items'];
+  /** The node item as committed: held for the claim's finish (ClaimRecords.hold). */
+  written: Item;
   tried: Tried;
   after: () => Promise<ClaimedNode>;
 }
@@ -159,7 +161,8 @@ function planClaim(ctx: DynamoContext, req: ClaimRequest, c: Decided, ups: Map<s
   }
   const tx = ctx.db.tx();
   // An orphan's old record entry is stale from here (its lease lapsed and goes with its records).
-  tx.put(encodeNode(next(node, d)), node.v);
+  const written = encodeNode(next(node, d));
+  tx.put(written, node.v);
   armTimeout(tx, d, req.runId, claimId);
   if (orphan) disarmTimeout(tx, node.d, req.runId, prev!.id);
   const tried: Tried = {
@@ -173,6 +176,7 @@ function planClaim(ctx: DynamoContext, req: ClaimRequest, c: Decided, ups: Map<s
     leaseId: req.leaseId,
     counted: !orphan,
     items: tx.items,
+    written,
     tried,
     after: async () => {
       emitNode(ctx, next(node, d), 'RUNNING');
@@ -215,8 +219,10 @@ function addClaims(ctx: DynamoContext, tx: Tx, plans: ClaimPlan[]): Records {
   return records;
 }
 
-function track(ctx: DynamoContext, records: Records): void {
+/** Claims committed: their records followed, their nodes held for their finishes. */
+function committed(ctx: DynamoContext, records: Records, plans: ClaimPlan[]): void {
   for (const r of records) ctx.claimRecords.track(r.key, r.claimIds);
+  for (const p of plans) ctx.claimRecords.hold(p.tried.claimId, p.written);
 }
 
 /** The claimed node as the protocol shows it. */
@@ -319,7 +325,11 @@ export class ClaimBatcher {
     if (tx.size > DYNAMODB_MAX_TXN_ITEMS) throw new BatchNotCommitted();
     for (const [i, p] of plans.entries()) if (p) calls[i]!.tried = p.tried;
     if (!(await this.ctx.db.commit(tx))) throw new BatchNotCommitted();
-    track(this.ctx, records);
+    committed(
+      this.ctx,
+      records,
+      plans.filter((p) => p !== undefined),
+    );
     return Promise.all(
       calls.map(async (_call, i): Promise<Outcome> => {
         const s = steps[i];

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import {
   attemptStartMs,
   boundedAppend,
@@ -54,11 +55,16 @@ import { delayRetry, disarmTimeout } from './timers.js';
  * read, which holds the claim (the fence of rule 4), and the header's (a
  * cancel refuses the finish). More dependents go to a settle work item.
  */
-export async function finishNode(ctx: DynamoContext, req: FinishRequest, tried = false): Promise<void> {
+export async function finishNode(
+  ctx: DynamoContext,
+  req: FinishRequest,
+  tried = false,
+  nonce: string = randomUUID(),
+): Promise<void> {
   checkFinish(req);
   for (;;) {
-    const read = await ctx.db.getMany(finishKeys(ctx, req));
-    const plan = await planFinish(ctx, req, read, tried);
+    const read = await readForFinish(ctx, [req], tried);
+    const plan = await planFinish(ctx, req, read, tried, nonce);
     if (plan === 'done') return;
     addToHeader(plan.tx, req.runId, plan.header.before, plan.header.after, true);
     plan.delta.addTo(plan.tx);
@@ -78,11 +84,32 @@ function checkFinish(req: FinishRequest): void {
   checkStartedAt(req.startedAt);
 }
 
-/** What a finish reads first: the node and the header, and the dependents this process knows from its claim. */
-function finishKeys(ctx: DynamoContext, req: FinishRequest): Key[] {
-  const known = ctx.downstream.get(req.runId, req.node);
-  const prefetch = known && known.length <= INLINE_DEPENDENTS ? known : [];
-  return [nodeKey(req.runId, req.node), headerKey(req.runId), ...prefetch.map((n) => nodeKey(req.runId, n))];
+/**
+ * What finishes read first, in one round trip: each node (unless this
+ * process holds it as its claim wrote it, and the call is not retrying after
+ * a refused commit), the header, and the dependents this process knows from
+ * the claim.
+ */
+async function readForFinish(
+  ctx: DynamoContext,
+  reqs: FinishRequest[],
+  tried: boolean,
+): Promise<Map<string, Item>> {
+  const held = new Map<string, Item>();
+  const keys: Key[] = [];
+  for (const req of reqs) {
+    const key = nodeKey(req.runId, req.node);
+    const node = tried ? undefined : ctx.claimRecords.heldNode(req.claimId, key);
+    if (node) held.set(mk(key), node);
+    else keys.push(key);
+    const known = ctx.downstream.get(req.runId, req.node);
+    const prefetch = known && known.length <= INLINE_DEPENDENTS ? known : [];
+    keys.push(headerKey(req.runId), ...prefetch.map((n) => nodeKey(req.runId, n)));
+  }
+  const read = await ctx.db.getMany(keys);
+  // A node read (a dependent of another finish in the batch) is fresher than one held.
+  for (const [k, item] of held) if (!read.has(k)) read.set(k, item);
+  return read;
 }
 
 /** A finish decided: its writes (without the stats counters), their counter changes, and what follows its commit. */
@@ -112,11 +139,15 @@ async function planFinish(
   req: FinishRequest,
   read: Map<string, Item>,
   tried: boolean,
+  /** This call's own mark on the attempt it records (`lf`), so a retry in doubt recognises its own commit. */
+  nonce: string,
 ): Promise<FinishPlan | 'done'> {
   const output = req.output ?? new Uint8Array();
   const { header, node } = runAndNode(read, req.runId, req.node);
   const claim = node.d.claim;
-  if (tried && node.d.lastClaim === req.claimId) return 'done';
+  // Ours only if this very call wrote it: another finish under the same claim (a timeout's) is not.
+  if (tried && node.d.lastClaim === req.claimId && (node.d.lf === undefined || node.d.lf === nonce))
+    return 'done';
   if (node.d.status !== 'RUNNING' || claim?.id !== req.claimId || claim.orphaned || header.d.cancelled)
     throw claimNotLive(req, {
       status: node.d.status,
@@ -133,6 +164,7 @@ async function planFinish(
     attempts: attempt,
     last: req.conclusion,
     lastClaim: req.claimId,
+    lf: nonce,
     retries: countAttempt(node.d.retries, req.conclusion),
     claim: undefined,
     status: statusAfterFinish(outcome),
@@ -193,6 +225,7 @@ async function planFinish(
     delta,
     header: { runId: req.runId, before: header.d, after: hd },
     after: async () => {
+      ctx.claimRecords.ended(req.claimId);
       const status = runStatus(hd.counts);
       emitNode(ctx, next(node, d), status);
       for (const w of judged) emitNode(ctx, w, status);
@@ -209,6 +242,7 @@ interface Call {
   req: FinishRequest;
   /** Sent in a batch whose outcome is unknown: alone, it recognises its own commit. */
   tried: boolean;
+  nonce: string;
 }
 
 /**
@@ -251,7 +285,7 @@ export class FinishBatcher {
         finishItems(this.ctx, req) > BATCH_FINISH_ITEMS
       )
         return await finishNode(this.ctx, req);
-      const outcome = await this.batcher.submit({ req, tried: false });
+      const outcome = await this.batcher.submit({ req, tried: false, nonce: randomUUID() });
       if ('error' in outcome) throw outcome.error;
     } catch (e) {
       // Refused as not live: the claim ended all the same (its record may go).
@@ -262,12 +296,19 @@ export class FinishBatcher {
   }
 
   private async send(calls: Call[]): Promise<Outcome[]> {
-    if (calls.length === 1) return [await settled(finishNode(this.ctx, calls[0]!.req, calls[0]!.tried))];
-    const read = await this.ctx.db.getMany(calls.flatMap((c) => finishKeys(this.ctx, c.req)));
+    if (calls.length === 1) {
+      const c = calls[0]!;
+      return [await settled(finishNode(this.ctx, c.req, c.tried, c.nonce))];
+    }
+    const read = await readForFinish(
+      this.ctx,
+      calls.map((c) => c.req),
+      calls.some((c) => c.tried),
+    );
     const outcomes: Outcome[] = calls.map(() => ({}));
     const plans = await Promise.all(
       calls.map((c, i) =>
-        planFinish(this.ctx, c.req, read, c.tried).catch((error: unknown) => {
+        planFinish(this.ctx, c.req, read, c.tried, c.nonce).catch((error: unknown) => {
           outcomes[i] = { error };
           return 'done' as const;
         }),

@@ -278,6 +278,8 @@ export interface NodeData {
   last?: AttemptConclusion;
   /** The claim the last attempt was recorded under (a finish retried in doubt recognises its own). */
   lastClaim?: string;
+  /** The mark of the finish call that recorded it (a timeout's finish under the same claim is not the agent's). */
+  lf?: string;
   startedAt: number;
   finishedAt: number;
   claim?: ClaimData;

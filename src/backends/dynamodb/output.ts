@@ -29,10 +29,10 @@ export async function appendOutput(ctx: DynamoContext, req: AppendOutputRequest)
     if (req.seq > node.d.seq) throw seqGapError(req, node.d.seq);
     const delta = boundedAppend(node.d.live, req.chunk);
     const tx = ctx.db.tx();
-    tx.put(
-      encodeNode(next(node, { ...node.d, seq: node.d.seq + 1, live: node.d.live + delta.byteLength })),
-      node.v,
+    const written = encodeNode(
+      next(node, { ...node.d, seq: node.d.seq + 1, live: node.d.live + delta.byteLength }),
     );
+    tx.put(written, node.v);
     for (const part of encodeOutput(
       req.runId,
       node.d.i,
@@ -42,7 +42,12 @@ export async function appendOutput(ctx: DynamoContext, req: AppendOutputRequest)
       OUTPUT_PART_BYTES,
     ))
       tx.put(part, 'any');
-    if (!(await ctx.db.commit(tx))) continue;
+    if (!(await ctx.db.commit(tx))) {
+      ctx.claimRecords.forget(req.claimId);
+      continue;
+    }
+    // The claim's finish compares this version.
+    ctx.claimRecords.hold(req.claimId, written);
     if (delta.byteLength > 0)
       ctx.bus.emit('local', {
         kind: 'output',
