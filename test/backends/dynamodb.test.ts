@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { DeleteItemCommand, DynamoDBClient, PutItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
 import type { DynamoDbRepository } from '../../src/backends/dynamodb/index.js';
+import { LeaseExpiredError } from '../../src/protocol/index.js';
 import { graph, independentNodes, node, RUNTIME } from '../conformance/fixtures.js';
 import { SkewClock } from '../support/clock.js';
 import { dynamoDbRepository, sharedDynamoDb, uniqueTable } from '../support/dynamodb.js';
@@ -219,9 +220,10 @@ describe('dynamodb: a dependent carries its inputs', () => {
     const cost = repo.counters.snapshot().minus(before);
     assert.ok(c);
     assert.deepEqual(text(c.node.inputs), { a: 'from a', b: '' });
-    // One read of the node, header and lease; one query for a's output (b's is known empty); no read of a or b.
-    assert.equal(cost.gets, 1, 'a single batch read');
-    assert.equal(cost.getKeys, 3, 'node, header, lease');
+    // No read of a or b, nor even of c, its header or the lease: this process made c READY moments ago, so the
+    // claim starts from that item and the commit's conditions check the rest. One query: a's output (b's is empty).
+    assert.equal(cost.gets, 0, 'no item read');
+    assert.equal(cost.transactions, 1);
     assert.equal(cost.queries, 1, "a's output only");
 
     // c fails; a retry of the run puts c back: its claim reads the upstream nodes and gets the same inputs.
@@ -231,7 +233,53 @@ describe('dynamodb: a dependent carries its inputs', () => {
     const c2 = await claimOf('c');
     assert.ok(c2);
     assert.deepEqual(text(c2.node.inputs), { a: 'from a', b: '' });
+    // The retry made c READY without recorded inputs: node, header and lease are read, then a and b.
     assert.equal(repo.counters.snapshot().minus(again).gets, 2, 'node, header, lease; then a and b');
+  });
+});
+
+describe('dynamodb: a claim of a node this process made READY reads nothing', () => {
+  test('its commit still checks the lease, the run and the node: a lapsed lease, a cancelled run, a node taken elsewhere', async () => {
+    const table = uniqueTable('ddb-blind');
+    const { repository: a, teardown } = await dynamoDbRepository({ table, sweepIntervalMs: 0 });
+    const { repository: b } = await dynamoDbRepository({ table, sweepIntervalMs: 0 });
+    closers.push(teardown, async () => b.close());
+    const spec = graph(['up', 'x'], [['up', 'x']]);
+    /** A run whose `x` process a made READY (by finishing `up`): a holds x's item as written. */
+    const readyX = async () => {
+      const run = await a.start(spec);
+      const lease = await a.grantLease(120_000);
+      const up = await a.claim({ runId: run.id, node: 'up', leaseId: lease.id, agentId: 't' });
+      await a.finish({ runId: run.id, node: 'up', claimId: up!.claimId, conclusion: 'SUCCESS' });
+      return { run, lease };
+    };
+
+    const lapsed = await readyX();
+    await b.revokeLease(lapsed.lease.id);
+    await assert.rejects(
+      a.claim({ runId: lapsed.run.id, node: 'x', leaseId: lapsed.lease.id, agentId: 't' }),
+      LeaseExpiredError,
+    );
+
+    const cancelled = await readyX();
+    await b.cancel(cancelled.run.id);
+    assert.equal(
+      await a.claim({ runId: cancelled.run.id, node: 'x', leaseId: cancelled.lease.id, agentId: 't' }),
+      undefined,
+    );
+
+    const taken = await readyX();
+    const other = await b.grantLease(120_000);
+    const theirs = await b.claim({ runId: taken.run.id, node: 'x', leaseId: other.id, agentId: 'u' });
+    assert.ok(theirs);
+    const before = a.counters.snapshot();
+    assert.equal(
+      await a.claim({ runId: taken.run.id, node: 'x', leaseId: taken.lease.id, agentId: 't' }),
+      undefined,
+    );
+    const cost = a.counters.snapshot().minus(before);
+    assert.equal(cost.refused, 1, 'the blind commit was refused, then the claim read and found x taken');
+    assert.equal((await a.inspect(taken.run.id)).nodes[1]!.claim?.id, theirs.claimId);
   });
 });
 

@@ -63,22 +63,9 @@ export function holds(node: Item | undefined, claimId: string): boolean {
   return d.status === 'RUNNING' && d.claim?.id === claimId;
 }
 
-/** Node items held for this process's claims at most (an agent that never finishes must not grow it). */
-const MAX_HELD_NODES = 10_000;
-
-/**
- * This process's claims until they end here: their records (above), and the
- * node item each claim's commit wrote, so that the claim's finish need not
- * read the node again. The finish still compares the node's version at
- * commit: if anything changed it meanwhile (a cancel, a lapse, a timeout,
- * output streamed through another process) its transaction is refused and it
- * reads the node afresh.
- */
 export class ClaimRecords {
   /** Claim id → its record while some claim of the record has not ended here. */
   private readonly open = new Map<string, { key: Key; left: number }>();
-  /** Claim id → its node item as this process last wrote it. */
-  private readonly held = new Map<string, Item>();
   /** Records all of whose claims ended here: deleted by the next flush. */
   private stale: Key[] = [];
   /** When the last prune ran, on the store's clock. */
@@ -104,27 +91,8 @@ export class ClaimRecords {
     for (const id of claimIds) this.open.set(id, r);
   }
 
-  /** The node item a claim's commit wrote (or a later write of this process under the claim). */
-  hold(claimId: string, node: Item): void {
-    if (this.held.size >= MAX_HELD_NODES) this.held.delete(this.held.keys().next().value!);
-    this.held.set(claimId, node);
-  }
-
-  /** The node as held for a claim on that node, if this process knows it (compare its version at commit). */
-  heldNode(claimId: string, node: Key): Item | undefined {
-    const item = this.held.get(claimId);
-    // A request may name another node with the claim's id: that is not this claim's node.
-    return item && item.pk!.S === node.pk && item.sk!.S === node.sk ? item : undefined;
-  }
-
-  /** The node changed in a way this process did not keep: its claim's finish reads it. */
-  forget(claimId: string): void {
-    this.held.delete(claimId);
-  }
-
   /** A claim ended through this process (finished, released, refused): its record may now be stale. */
   ended(claimId: string): void {
-    this.held.delete(claimId);
     const r = this.open.get(claimId);
     if (!r) return;
     this.open.delete(claimId);

@@ -15,6 +15,7 @@ import {
   type NodeItem,
   next,
   nodeKey,
+  type RunItem,
   runAndNode,
 } from './items.js';
 import { BATCH_FINISH_ITEMS, DYNAMODB_MAX_TXN_ITEMS } from './limits.js';
@@ -43,8 +44,8 @@ export async function claimNode(
 ): Promise<ClaimedNode | undefined> {
   checkClaim(req);
   for (;;) {
-    const read = await ctx.db.getMany(claimKeys(req));
-    const step = decideClaim(ctx, req, read, tried);
+    const { read, blind } = await readForClaims(ctx, [{ req, tried }]);
+    const step = decideClaim(ctx, req, read, tried, blind[0]);
     if (!('plan' in step)) return step.result();
     const ups = await ctx.db.getMany(step.upKeys);
     const plan = planClaim(ctx, req, step.plan, ups);
@@ -69,6 +70,42 @@ const claimKeys = (req: ClaimRequest): Key[] => [
   leaseKey(req.leaseId),
 ];
 
+/** How long after this process made a node READY a claim here may take it unread (others' pollers take ~250 ms to see it). */
+const READY_FRESH_MS = 2_000;
+
+/**
+ * What claims read first, in one round trip: each node, its run header and
+ * the lease; nothing at all for a claim of a node this process itself made
+ * READY moments ago with its inputs recorded (written-nodes.ts), unless the
+ * call is retrying (`tried`). Such a "blind" claim is decided from that
+ * item, and the commit's conditions check the rest: the node's version, the
+ * run neither cancelled nor resumed, the lease live. If any fails, the
+ * transaction is refused and the claim goes again reading everything.
+ */
+async function readForClaims(
+  ctx: DynamoContext,
+  calls: { req: ClaimRequest; tried?: Tried }[],
+): Promise<{ read: Map<string, Item>; blind: boolean[] }> {
+  const read = new Map<string, Item>();
+  const keys: Key[] = [];
+  const now = ctx.clock.now();
+  const blind = calls.map(({ req, tried }) => {
+    const key = nodeKey(req.runId, req.node);
+    const item = tried
+      ? undefined
+      : ctx.nodes.take(
+          key,
+          (d) => d.status === 'READY' && claimable(d.readyAt, now) && d.ins !== undefined,
+          READY_FRESH_MS,
+        );
+    if (item) read.set(mk(key), item);
+    else keys.push(...claimKeys(req));
+    return item !== undefined;
+  });
+  for (const [k, item] of await ctx.db.getMany(keys)) read.set(k, item);
+  return { read, blind };
+}
+
 /** A claim that may commit: the node as read and what it becomes; `upKeys` are read next (its inputs). */
 interface Decided {
   node: NodeItem;
@@ -82,16 +119,27 @@ type Step = { result: () => Promise<ClaimedNode | undefined> } | { plan: Decided
 
 const nothing = { result: async () => undefined };
 
-/** Decides a claim from the node, header and lease as read. */
-function decideClaim(ctx: DynamoContext, req: ClaimRequest, read: Map<string, Item>, tried?: Tried): Step {
-  const lease = read.get(mk(leaseKey(req.leaseId)));
-  if (!lease || lease.lapsed) throw new LeaseExpiredError(req.leaseId);
-  const { header, node } = runAndNode(read, req.runId, req.node);
+/** Decides a claim from the node, header and lease as read (`blind`: the node only, as this process wrote it). */
+function decideClaim(
+  ctx: DynamoContext,
+  req: ClaimRequest,
+  read: Map<string, Item>,
+  tried: Tried | undefined,
+  blind = false,
+): Step {
+  let node: NodeItem;
+  let header: RunItem | undefined;
+  if (blind) node = decodeNode(read.get(mk(nodeKey(req.runId, req.node)))!);
+  else {
+    const lease = read.get(mk(leaseKey(req.leaseId)));
+    if (!lease || lease.lapsed) throw new LeaseExpiredError(req.leaseId);
+    ({ header, node } = runAndNode(read, req.runId, req.node));
+  }
   if (tried && node.d.status === 'RUNNING' && node.d.claim?.id === tried.claimId)
     return { result: () => claimed(ctx, req, node.d, tried) };
   ctx.downstream.set(req.runId, req.node, node.d.down);
   // A cancelled run claims nothing; one being resumed waits for its retry to finish (rule 15).
-  if (header.d.cancelled || header.d.resuming) return nothing;
+  if (header && (header.d.cancelled || header.d.resuming)) return nothing;
   const prev = node.d.claim;
   const orphan = node.d.status === 'RUNNING' && prev?.orphaned === true;
   if (node.d.status !== 'READY' && !orphan) return nothing;
@@ -222,7 +270,7 @@ function addClaims(ctx: DynamoContext, tx: Tx, plans: ClaimPlan[]): Records {
 /** Claims committed: their records followed, their nodes held for their finishes. */
 function committed(ctx: DynamoContext, records: Records, plans: ClaimPlan[]): void {
   for (const r of records) ctx.claimRecords.track(r.key, r.claimIds);
-  for (const p of plans) ctx.claimRecords.hold(p.tried.claimId, p.written);
+  for (const p of plans) ctx.nodes.put(p.written);
 }
 
 /** The claimed node as the protocol shows it. */
@@ -302,11 +350,11 @@ export class ClaimBatcher {
         return [{ error }];
       }
     }
-    const read = await this.ctx.db.getMany(calls.flatMap((c) => claimKeys(c.req)));
+    const { read, blind } = await readForClaims(this.ctx, calls);
     const outcomes: Outcome[] = calls.map(() => ({ claimed: undefined }));
     const steps = calls.map((c, i) => {
       try {
-        return decideClaim(this.ctx, c.req, read, c.tried);
+        return decideClaim(this.ctx, c.req, read, c.tried, blind[i]);
       } catch (error) {
         outcomes[i] = { error };
         return undefined;

@@ -4,9 +4,9 @@ import type { Logger } from '../../log.js';
 import type { Clock, IdSource, NodeStatus, RunConclusion, RunStatus } from '../../model/index.js';
 import type { ClaimRecords } from './claim-records.js';
 import { type Db, N, type Tx } from './db.js';
-import type { NodeItem } from './items.js';
-import { STATS_PK } from './items.js';
+import { encodeNode, type NodeItem, STATS_PK } from './items.js';
 import { STATS_SHARDS } from './limits.js';
+import type { WrittenNodes } from './written-nodes.js';
 
 /** What every DynamoDB operation needs. */
 export interface DynamoContext {
@@ -24,6 +24,8 @@ export interface DynamoContext {
   downstream: DownstreamCache;
   /** Rule 3's records of which claims each lease holds, and which of this process's are stale. */
   claimRecords: ClaimRecords;
+  /** Node items this process committed lately, which its next transitions may start from. */
+  nodes: WrittenNodes;
 }
 
 /** A bounded map of run/node → dependents' names; forgets its oldest eighth when full. */
@@ -109,6 +111,8 @@ export interface ReadyEvent {
 }
 
 export function emitReady(ctx: DynamoContext, n: NodeItem): void {
+  // This process's claim of it may start from what was committed (written-nodes.ts).
+  ctx.nodes.put(encodeNode(n));
   const ev = n.d.status === 'READY' && !n.d.readyAt ? 'R' : n.d.claim?.orphaned ? 'O' : undefined;
   ctx.bus.emit('ready', {
     runtime: n.d.spec.runtime,

@@ -99,7 +99,12 @@ async function readForFinish(
   const keys: Key[] = [];
   for (const req of reqs) {
     const key = nodeKey(req.runId, req.node);
-    const node = tried ? undefined : ctx.claimRecords.heldNode(req.claimId, key);
+    const node = tried
+      ? undefined
+      : ctx.nodes.take(
+          key,
+          (d) => d.status === 'RUNNING' && d.claim?.id === req.claimId && !d.claim.orphaned,
+        );
     if (node) held.set(mk(key), node);
     else keys.push(key);
     const known = ctx.downstream.get(req.runId, req.node);
@@ -193,7 +198,8 @@ async function planFinish(
     startedAt: attemptStartMs(node.d.startedAt, now, req.startedAt),
     finishedAt: now,
   });
-  tx.put(encodeNode(next(node, d)), node.v);
+  const written = encodeNode(next(node, d));
+  tx.put(written, node.v);
   for (const part of encodeOutput(req.runId, d.i, attempt, FINISH_SEQ, tail, OUTPUT_PART_BYTES))
     tx.put(part, 'any');
   let spawned: SettleWork[] = [];
@@ -226,6 +232,7 @@ async function planFinish(
     header: { runId: req.runId, before: header.d, after: hd },
     after: async () => {
       ctx.claimRecords.ended(req.claimId);
+      ctx.nodes.put(written);
       const status = runStatus(hd.counts);
       emitNode(ctx, next(node, d), status);
       for (const w of judged) emitNode(ctx, w, status);

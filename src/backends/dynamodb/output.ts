@@ -42,12 +42,9 @@ export async function appendOutput(ctx: DynamoContext, req: AppendOutputRequest)
       OUTPUT_PART_BYTES,
     ))
       tx.put(part, 'any');
-    if (!(await ctx.db.commit(tx))) {
-      ctx.claimRecords.forget(req.claimId);
-      continue;
-    }
-    // The claim's finish compares this version.
-    ctx.claimRecords.hold(req.claimId, written);
+    if (!(await ctx.db.commit(tx))) continue;
+    // The claim's finish starts from this version.
+    ctx.nodes.put(written);
     if (delta.byteLength > 0)
       ctx.bus.emit('local', {
         kind: 'output',

@@ -52,6 +52,7 @@ import { sweep } from './sweep.js';
 import { deleteTable, ensureTable } from './table.js';
 import { sweepTimers } from './timing.js';
 import * as workflows from './workflows.js';
+import { WrittenNodes } from './written-nodes.js';
 
 export const DEFAULT_DYNAMODB_TABLE = 'adagio';
 
@@ -124,6 +125,7 @@ export class DynamoDbRepository implements Repository {
       bus: newBus(),
       downstream: new DownstreamCache(),
       claimRecords: new ClaimRecords(this.db, clock),
+      nodes: new WrittenNodes(),
     };
     this.claims = new ClaimBatcher(this.ctx);
     this.finishes = new FinishBatcher(this.ctx);

@@ -1,0 +1,35 @@
+import { type Item, type Key, mk } from './db.js';
+import { decodeNode, type NodeData } from './items.js';
+
+/** Node items remembered at most: a process that makes many nodes READY for others must not grow without bound. */
+const MAX_NODES = 10_000;
+
+/**
+ * Node items this process committed, remembered for a while so that the
+ * next transition of the same node in this process can start from what it
+ * wrote instead of reading it: a claim of a node this process made READY, a
+ * finish of a node it claimed. Whoever takes an item from here still
+ * compares its version at commit: if any process changed the node meanwhile
+ * the transaction is refused, and the transition reads afresh. An item from
+ * here only ever leads to a commit, never to a refusal or an answer: each
+ * taker checks the item shows exactly what it needs to go ahead (READY,
+ * claimable; RUNNING under the finishing claim) and reads otherwise.
+ */
+export class WrittenNodes {
+  private readonly items = new Map<string, { item: Item; at: number }>();
+
+  /** A node item as committed (its version included). */
+  put(item: Item): void {
+    const key = `${item.pk!.S}\u0000${item.sk!.S}`;
+    this.items.delete(key);
+    if (this.items.size >= MAX_NODES) this.items.delete(this.items.keys().next().value!);
+    this.items.set(key, { item, at: performance.now() });
+  }
+
+  /** The node as this process last wrote it, if it shows what `ok` needs and was written within `maxAgeMs`. */
+  take(key: Key, ok: (d: NodeData) => boolean, maxAgeMs = Number.POSITIVE_INFINITY): Item | undefined {
+    const e = this.items.get(mk(key));
+    if (!e || performance.now() - e.at > maxAgeMs) return undefined;
+    return ok(decodeNode(e.item).d) ? e.item : undefined;
+  }
+}
