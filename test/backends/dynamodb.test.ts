@@ -281,6 +281,40 @@ describe('dynamodb: a claim of a node this process made READY reads nothing', ()
     assert.equal(cost.refused, 1, 'the blind commit was refused, then the claim read and found x taken');
     assert.equal((await a.inspect(taken.run.id)).nodes[1]!.claim?.id, theirs.claimId);
   });
+
+  test('a batch refused for a blind claim goes once more reading everything, its other claims kept together', async () => {
+    const table = uniqueTable('ddb-blind-batch');
+    const { repository: a, teardown } = await dynamoDbRepository({ table, sweepIntervalMs: 0 });
+    const { repository: b } = await dynamoDbRepository({ table, sweepIntervalMs: 0 });
+    closers.push(teardown, async () => b.close());
+    // a makes x and y READY by finishing `up`; b takes x; then a claims z, x and y at once: z goes first
+    // (one batch in flight at a time), x and y share the next batch.
+    const run = await a.start(
+      graph(
+        ['up', 'x', 'y', 'z'],
+        [
+          ['up', 'x'],
+          ['up', 'y'],
+        ],
+      ),
+    );
+    const lease = await a.grantLease(120_000);
+    const up = await a.claim({ runId: run.id, node: 'up', leaseId: lease.id, agentId: 't' });
+    await a.finish({ runId: run.id, node: 'up', claimId: up!.claimId, conclusion: 'SUCCESS' });
+    const other = await b.grantLease(120_000);
+    assert.ok(await b.claim({ runId: run.id, node: 'x', leaseId: other.id, agentId: 'u' }));
+    const before = a.counters.snapshot();
+    const [z, x, y] = await Promise.all(
+      ['z', 'x', 'y'].map((node) => a.claim({ runId: run.id, node, leaseId: lease.id, agentId: 't' })),
+    );
+    assert.ok(z, 'z claimed');
+    const cost = a.counters.snapshot().minus(before);
+    assert.equal(x, undefined, 'x was taken');
+    assert.ok(y, 'y claimed');
+    assert.equal(cost.refused, 1);
+    assert.equal(cost.transactions, 3, "z's; the blind batch refused, then once more read afresh");
+    assert.equal(cost.gets, 1, 'one read for the whole batch, not one per call');
+  });
 });
 
 describe('dynamodb: claim records (rule 3)', () => {

@@ -350,6 +350,18 @@ export class ClaimBatcher {
         return [{ error }];
       }
     }
+    const first = await this.round(calls);
+    if ('outcomes' in first) return first.outcomes;
+    // Refused: if a claim in it started from this process's own write of a node (blind) that changed
+    // meanwhile, the batch goes once more reading everything (every call is `tried` now, so none is
+    // blind) rather than each call alone.
+    const second = first.blind ? await this.round(calls) : first;
+    if ('outcomes' in second) return second.outcomes;
+    throw new BatchNotCommitted();
+  }
+
+  /** One read, decision and commit of the batch: its outcomes, or refused (and whether a claim in it was blind). */
+  private async round(calls: Call[]): Promise<{ outcomes: Outcome[] } | { blind: boolean }> {
     const { read, blind } = await readForClaims(this.ctx, calls);
     const outcomes: Outcome[] = calls.map(() => ({ claimed: undefined }));
     const steps = calls.map((c, i) => {
@@ -372,13 +384,13 @@ export class ClaimBatcher {
     );
     if (tx.size > DYNAMODB_MAX_TXN_ITEMS) throw new BatchNotCommitted();
     for (const [i, p] of plans.entries()) if (p) calls[i]!.tried = p.tried;
-    if (!(await this.ctx.db.commit(tx))) throw new BatchNotCommitted();
+    if (!(await this.ctx.db.commit(tx))) return { blind: blind.some(Boolean) };
     committed(
       this.ctx,
       records,
       plans.filter((p) => p !== undefined),
     );
-    return Promise.all(
+    const results = await Promise.all(
       calls.map(async (_call, i): Promise<Outcome> => {
         const s = steps[i];
         const p = plans[i];
@@ -391,5 +403,6 @@ export class ClaimBatcher {
         }
       }),
     );
+    return { outcomes: results };
   }
 }
