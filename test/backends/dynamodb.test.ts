@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { DeleteItemCommand, DynamoDBClient, PutItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
+import type { Item } from '../../src/backends/dynamodb/db.js';
 import type { DynamoDbRepository } from '../../src/backends/dynamodb/index.js';
+import { WrittenNodes } from '../../src/backends/dynamodb/written-nodes.js';
 import { LeaseExpiredError } from '../../src/protocol/index.js';
 import { graph, independentNodes, node, RUNTIME } from '../conformance/fixtures.js';
 import { SkewClock } from '../support/clock.js';
@@ -424,5 +426,31 @@ describe('dynamodb: claim records (rule 3)', () => {
     await a.keepAlive(lease.id);
     await a.sweepNow();
     assert.deepEqual(await records(table, lease.id), [['n1']], "n0's record pruned, n1's kept");
+  });
+});
+
+describe('dynamodb: remembered node items are bounded', () => {
+  const item = (name: string, bytes: number): Item => ({
+    pk: { S: 'run#r' },
+    sk: { S: `n#${name}` },
+    v: { N: '1' },
+    d: { S: JSON.stringify({ status: 'READY', pad: 'x'.repeat(bytes) }) },
+  });
+  const any = () => true;
+  test('by count: the oldest go first', () => {
+    const nodes = new WrittenNodes();
+    for (let i = 0; i <= 10_000; i++) nodes.put(item(`n${i}`, 10));
+    assert.equal(nodes.take({ pk: 'run#r', sk: 'n#n0' }, any), undefined);
+    assert.ok(nodes.take({ pk: 'run#r', sk: 'n#n1' }, any));
+    assert.ok(nodes.take({ pk: 'run#r', sk: 'n#n10000' }, any));
+  });
+  test('by size: 16 MiB in all, nothing over 1 MiB kept', () => {
+    const nodes = new WrittenNodes();
+    nodes.put(item('huge', 2 * 1024 * 1024));
+    assert.equal(nodes.take({ pk: 'run#r', sk: 'n#huge' }, any), undefined);
+    for (let i = 0; i < 40; i++) nodes.put(item(`big${i}`, 512 * 1024));
+    // 40 × 512 KiB is 20 MiB: the first eight or so are gone, the last are kept.
+    assert.equal(nodes.take({ pk: 'run#r', sk: 'n#big0' }, any), undefined);
+    assert.ok(nodes.take({ pk: 'run#r', sk: 'n#big39' }, any));
   });
 });

@@ -1,8 +1,13 @@
-import { type Item, type Key, mk } from './db.js';
+import { type Item, itemBytes, type Key, mk } from './db.js';
 import { decodeNode, type NodeData } from './items.js';
 
-/** Node items remembered at most: a process that makes many nodes READY for others must not grow without bound. */
+/**
+ * What is remembered at most, by count and by size: a process that makes
+ * many nodes READY for others to claim must not grow without bound (node
+ * items run from under 1 KB to hundreds with large metadata).
+ */
 const MAX_NODES = 10_000;
+const MAX_BYTES = 16 * 1024 * 1024;
 
 /**
  * Node items this process committed, remembered for a while so that the
@@ -16,14 +21,26 @@ const MAX_NODES = 10_000;
  * claimable; RUNNING under the finishing claim) and reads otherwise.
  */
 export class WrittenNodes {
-  private readonly items = new Map<string, { item: Item; at: number }>();
+  private readonly items = new Map<string, { item: Item; at: number; bytes: number }>();
+  private bytes = 0;
 
   /** A node item as committed (its version included). */
   put(item: Item): void {
     const key = `${item.pk!.S}\u0000${item.sk!.S}`;
+    this.drop(key);
+    const bytes = itemBytes(item);
+    if (bytes > MAX_BYTES / 16) return;
+    while (this.items.size >= MAX_NODES || this.bytes + bytes > MAX_BYTES)
+      this.drop(this.items.keys().next().value!);
+    this.items.set(key, { item, at: performance.now(), bytes });
+    this.bytes += bytes;
+  }
+
+  private drop(key: string): void {
+    const e = this.items.get(key);
+    if (!e) return;
     this.items.delete(key);
-    if (this.items.size >= MAX_NODES) this.items.delete(this.items.keys().next().value!);
-    this.items.set(key, { item, at: performance.now() });
+    this.bytes -= e.bytes;
   }
 
   /** The node as this process last wrote it, if it shows what `ok` needs and was written within `maxAgeMs`. */
