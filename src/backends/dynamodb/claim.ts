@@ -177,7 +177,7 @@ interface ClaimPlan {
   /** READY → RUNNING (counts move), or an orphan taken over (they do not). */
   counted: boolean;
   items: Tx['items'];
-  /** The node item as committed: held for the claim's finish (ClaimRecords.hold). */
+  /** The node item as committed: remembered for the claim's finish (written-nodes.ts). */
   written: Item;
   tried: Tried;
   after: () => Promise<ClaimedNode>;
@@ -250,8 +250,9 @@ function addClaims(ctx: DynamoContext, tx: Tx, plans: ClaimPlan[]): Records {
   for (const p of plans) {
     tx.items.push(...p.items);
     runs.set(p.runId, (runs.get(p.runId) ?? 0) + (p.counted ? 1 : 0));
-    const entry = { claimId: p.tried.claimId, runId: p.runId, node: p.node };
-    leases.set(p.leaseId, [...(leases.get(p.leaseId) ?? []), entry]);
+    const entries = leases.get(p.leaseId) ?? [];
+    entries.push({ claimId: p.tried.claimId, runId: p.runId, node: p.node });
+    leases.set(p.leaseId, entries);
     if (p.counted) delta.move('READY', 'RUNNING');
   }
   for (const [runId, n] of runs) {
