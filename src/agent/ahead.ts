@@ -1,6 +1,7 @@
 import type { Logger } from '../log.js';
+import { MAX_HAND_OFF } from '../model/requests.js';
 import { LeaseExpiredError, NotFoundError } from '../protocol/errors.js';
-import type { ClaimedNode, ClaimRef, NodeEvent, Repository } from '../protocol/repository.js';
+import type { ClaimedNode, ClaimRef, HandOff, NodeEvent, Repository } from '../protocol/repository.js';
 import { errorMessage } from './attempt.js';
 import type { AgentPoolCounters, Session, Slot } from './work.js';
 
@@ -28,6 +29,12 @@ export interface AheadHost {
   leaseLost(session: Session, error: unknown): void;
   /** The queue changed: free slots may take from it. */
   changed(): void;
+  /** Slots with no node in hand now. */
+  freeSlots(): number;
+  /** The runtimes this process runs. */
+  runtimes: string[];
+  /** False once the pool stops claiming. */
+  claiming(): boolean;
 }
 
 /** After a claim ahead failed on a store error, the slots' own claims (which back off) carry on alone this long. */
@@ -48,6 +55,8 @@ export class ClaimAhead {
   private readonly claiming = new Set<Promise<void>>();
   private pausedUntil = 0;
   private turn = 0;
+  /** Places offered to finishes on their way (rule 21): each may come back claimed. */
+  private offered = 0;
 
   constructor(
     private readonly bound: number,
@@ -73,6 +82,52 @@ export class ClaimAhead {
     }
   }
 
+  /**
+   * Rule 21: what a finish may hand this process: a place for each free slot
+   * and, beyond those, up to twice the claim-ahead bound of queued nodes (so
+   * a run's next nodes come with its finishes rather than by claims of other
+   * runs' READY nodes), less what other finishes on their way were offered.
+   * Undefined when there is no room. Each offer ends with `handedOff`.
+   */
+  offer(session: Session): HandOff | undefined {
+    if (!this.host.claiming()) return undefined;
+    const queued = this.queue.length + this.inFlight + this.offered;
+    const room = Math.min(MAX_HAND_OFF, this.host.freeSlots() + Math.max(0, 2 * this.bound - queued));
+    if (room <= 0) return undefined;
+    this.offered += room;
+    const slots = this.host.slots;
+    const agentIds = Array.from({ length: room }, () => slots[this.turn++ % slots.length]!.agentId);
+    return { leaseId: session.lease.id, agentIds, runtimes: this.host.runtimes };
+  }
+
+  /**
+   * A finish offered `offer` came back with these claims (none when it
+   * failed): they join the queue, or go back at once when the pool is
+   * stopping; claims under a lease since lost were orphaned with it.
+   */
+  handedOff(session: Session, offer: HandOff, nodes: ClaimedNode[]): void {
+    this.offered -= offer.agentIds.length;
+    if (nodes.length === 0 || this.host.session() !== session) return;
+    const queued = nodes.map((claimed) => ({
+      session,
+      event: {
+        type: 'NODE_READY' as const,
+        runId: claimed.runId,
+        node: claimed.node.spec.name,
+        runtime: claimed.node.spec.runtime,
+      },
+      claimed,
+      claim: { runId: claimed.runId, node: claimed.node.spec.name, claimId: claimed.claimId },
+    }));
+    this.host.counts.handedOff += nodes.length;
+    if (!this.host.claiming()) {
+      void this.giveBack(queued);
+      return;
+    }
+    this.queue.push(...queued);
+    this.host.changed();
+  }
+
   /** The queued claims of this session (the heartbeat asks whether they still hold). */
   queued(session: Session): Queued[] {
     return this.queue.filter((q) => q.session === session);
@@ -93,6 +148,10 @@ export class ClaimAhead {
     await Promise.allSettled([...this.claiming]);
     const queue = this.queue;
     this.queue = [];
+    await this.giveBack(queue);
+  }
+
+  private async giveBack(queue: Queued[]): Promise<void> {
     if (queue.length === 0) return;
     try {
       const released = await this.host.repository.release(queue.map((q) => q.claim));

@@ -91,6 +91,7 @@ export class AgentPool {
     leasesLost: 0,
     claimedAhead: 0,
     released: 0,
+    handedOff: 0,
   };
   private state: State = 'idle';
   /** Nodes in hand: claiming, running or being recorded; a count because the dispatch path reads it per node. */
@@ -133,6 +134,8 @@ export class AgentPool {
       claiming: () => this.claiming,
       leaseLost: (session, error) => this.sessions.leaseLost(session, error),
       vacate: (task) => this.vacate(task),
+      offer: (session) => this.ahead.offer(session),
+      handedOff: (session, offer, nodes) => this.ahead.handedOff(session, offer, nodes),
     };
     const pool = this;
     this.ahead = new ClaimAhead(claimAhead, {
@@ -147,6 +150,9 @@ export class AgentPool {
       },
       leaseLost: (session, error) => this.sessions.leaseLost(session, error),
       changed: () => this.pump(),
+      freeSlots: () => this.slots.filter((s) => !s.task).length,
+      runtimes: this.registry.names,
+      claiming: () => this.claiming,
     });
     this.sessions = new AgentSession(
       {

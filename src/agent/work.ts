@@ -12,6 +12,7 @@ import type {
   ClaimRef,
   FinishConclusion,
   FinishRequest,
+  HandOff,
   Lease,
   NodeEvent,
   Repository,
@@ -37,6 +38,8 @@ export interface AgentPoolCounters {
   claimedAhead: number;
   /** Claimed-ahead nodes given back unstarted on stop (rule 20). */
   released: number;
+  /** Dependents claimed for this process by its own finishes (rule 21). */
+  handedOff: number;
 }
 
 export interface Session {
@@ -109,6 +112,9 @@ export interface WorkEnv {
   leaseLost(session: Session, error: unknown): void;
   /** The task's result is known and about to be recorded: its slot may take the next node meanwhile. */
   vacate(task: Task): void;
+  /** Rule 21: what this finish may take over of the nodes it makes READY; each offer ends with `handedOff`. */
+  offer(session: Session): HandOff | undefined;
+  handedOff(session: Session, offer: HandOff, nodes: ClaimedNode[]): void;
 }
 
 /**
@@ -293,7 +299,14 @@ async function finish(
         metadata: outcome.metadata,
       };
       if (task.startedAt !== undefined) request.startedAt = task.startedAt;
-      await env.repository.finish(request);
+      const offer = env.offer(task.session);
+      if (offer) request.handOff = offer;
+      let handedOff: ClaimedNode[] = [];
+      try {
+        handedOff = (await env.repository.finish(request)).handedOff;
+      } finally {
+        if (offer) env.handedOff(task.session, offer, handedOff);
+      }
       env.counts.finished[outcome.conclusion]++;
       if (log.debugging) log.debug('node finished', { conclusion: outcome.conclusion });
       return;

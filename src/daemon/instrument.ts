@@ -17,8 +17,11 @@ export function instrumentRepository(repo: Repository, metrics: ApiMetrics): Rep
     }
   };
   const finish = async (req: FinishRequest) => {
-    await repo.finish(req);
+    const result = await repo.finish(req);
     metrics.nodeTransitions.inc({ transition: 'finished', conclusion: req.conclusion });
+    if (result.handedOff.length > 0)
+      metrics.nodeTransitions.inc({ transition: 'claimed', conclusion: '' }, result.handedOff.length);
+    return result;
   };
   return new Proxy(repo, {
     get(target, prop, receiver) {

@@ -60,6 +60,28 @@ export function checkStartedAt(ms: number | undefined): void {
     throw new InvalidArgumentError(`startedAt must be ms since the epoch, got ${JSON.stringify(ms)}`);
 }
 
+/** At most this many nodes one finish hands off (rule 21): a bound on one transition's work. */
+export const MAX_HAND_OFF = 64;
+
+/**
+ * A finish's hand-off offer (rule 21): a lease, up to MAX_HAND_OFF agent ids
+ * and the runtimes it runs. Returned as given, for the caller to use checked.
+ */
+export function checkHandOff<T extends { leaseId: string; agentIds: string[]; runtimes: string[] }>(h: T): T {
+  if (typeof h !== 'object' || h === null) throw new InvalidArgumentError('handOff must be an object');
+  if (typeof h.leaseId !== 'string' || h.leaseId === '')
+    throw new InvalidArgumentError('handOff.leaseId must name a lease');
+  if (!Array.isArray(h.agentIds) || h.agentIds.length > MAX_HAND_OFF)
+    throw new InvalidArgumentError(`handOff.agentIds must be a list of at most ${MAX_HAND_OFF} agent ids`);
+  if (!Array.isArray(h.runtimes)) throw new InvalidArgumentError('handOff.runtimes must be a list');
+  for (const v of [...h.agentIds, ...h.runtimes])
+    if (typeof v !== 'string' || v === '')
+      throw new InvalidArgumentError(
+        `handOff agent ids and runtimes must be names, got ${JSON.stringify(v)}`,
+      );
+  return h;
+}
+
 /** Claims given back (rule 20): each names a run, a node and a claim id. */
 export function checkClaimRefs(claims: readonly { runId: string; node: string; claimId: string }[]): void {
   if (!Array.isArray(claims)) throw new InvalidArgumentError('claims must be a list');

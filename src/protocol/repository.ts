@@ -69,8 +69,12 @@ export interface Repository {
    * undefined. A claimed orphan must be finished with ERROR by its claimer.
    */
   claim(request: ClaimRequest): Promise<ClaimedNode | undefined>;
-  /** Rules 4 and 5: appends the attempt, fenced by the claim. */
-  finish(request: FinishRequest): Promise<void>;
+  /**
+   * Rules 4 and 5: appends the attempt, fenced by the claim. With
+   * `request.handOff`, rule 21: dependents this finish makes READY may be
+   * claimed for the caller in the same transition, and are answered here.
+   */
+  finish(request: FinishRequest): Promise<FinishResult>;
   /**
    * Which of these claims still hold their node (RUNNING under that claim,
    * not orphaned), in order; unknown runs and nodes hold nothing. An agent
@@ -247,6 +251,33 @@ export interface FinishRequest {
    * claim's time.
    */
   startedAt?: number;
+  /** Rule 21: the finishing process can start more work now; claim it some of what this finish makes READY. */
+  handOff?: HandOff;
+}
+
+/**
+ * Rule 21: what a finishing agent process offers to take over at once. The
+ * store may claim for it, in the finish's own transition, up to
+ * `agentIds.length` of the dependents the finish makes READY whose runtime is
+ * in `runtimes`, each under `leaseId` by the agent id at its index, as a
+ * claim would; it may also claim none (a lease it cannot confirm live in
+ * that transition, a backend that does not hand off).
+ */
+export interface HandOff {
+  leaseId: string;
+  /** One per node it may take, in order: their number bounds the hand-off. */
+  agentIds: string[];
+  runtimes: string[];
+}
+
+export interface FinishResult {
+  /** Rule 21: the dependents claimed for the caller (with `handOff`; otherwise none). Run or release each. */
+  handedOff: ClaimedNode[];
+}
+
+/** A finish that handed nothing off. */
+export function finishedAlone(): FinishResult {
+  return { handedOff: [] };
 }
 
 export interface AppendOutputRequest {

@@ -9,12 +9,14 @@ import type { GraphSpec, Metadata, NodeState, NodeStatus, Run } from '../../src/
 import type {
   ClaimedNode,
   FinishConclusion,
+  FinishResult,
+  HandOff,
   Lease,
   NodeEvent,
   Repository,
   WatchEvent,
 } from '../../src/protocol/repository.js';
-import { bytes, RUNTIME } from './fixtures.js';
+import { bytes, node, RUNTIME } from './fixtures.js';
 
 export interface BackendUnderTest {
   repository: Repository;
@@ -67,8 +69,11 @@ export type ConformanceTest = (
  * - `scheduler`: advanceSchedule, the compare-and-set of a schedule's next
  *   slot. Schedulers run inside the API process next to the store; the API
  *   offers schedules, not their internal step, so RemoteRepository refuses it.
+ * - `handOff`: rule 21, a finish claiming the dependents it makes READY for
+ *   its caller. The rule lets a store hand off none; one that does not (yet)
+ *   must then leave them READY and claimable as if no hand-off was asked.
  */
-export type Capability = 'retention' | 'scheduler';
+export type Capability = 'retention' | 'scheduler' | 'handOff';
 
 const REFUSALS: Record<Capability, (repo: Repository) => Promise<void>> = {
   retention: async (repo) => {
@@ -77,6 +82,26 @@ const REFUSALS: Record<Capability, (repo: Repository) => Promise<void>> = {
       assert.match(e.message, /deleteCompletedRunsBefore/);
       return true;
     });
+  },
+  handOff: async (repo) => {
+    const run = await repo.start({
+      nodes: [node('a'), node('b')],
+      edges: [{ source: 'a', destination: 'b' }],
+    });
+    const lease = await repo.grantLease(LONG_LEASE_MS);
+    const a = await repo.claim({ runId: run.id, node: 'a', leaseId: lease.id, agentId: 'alice' });
+    assert.ok(a);
+    const offer = { leaseId: lease.id, agentIds: ['alice'], runtimes: [RUNTIME] };
+    const result = await repo.finish({
+      runId: run.id,
+      node: 'a',
+      claimId: a.claimId,
+      conclusion: 'SUCCESS',
+      handOff: offer,
+    });
+    assert.deepEqual(result.handedOff, [], 'nothing handed off');
+    const b = await repo.claim({ runId: run.id, node: 'b', leaseId: lease.id, agentId: 'bob' });
+    assert.ok(b, 'the dependent is READY and claimable as usual');
   },
   scheduler: async (repo) => {
     const step = { from: '2026-01-01T00:00:00Z', to: '2026-01-01T00:01:00Z', records: [] };
@@ -229,7 +254,8 @@ export class TestAgent {
     conclusion: FinishConclusion,
     output = '',
     metadata: Metadata = {},
-  ): Promise<void> {
+    handOff?: HandOff,
+  ): Promise<FinishResult> {
     return this.repo.finish({
       runId: claimed.runId,
       node: claimed.node.spec.name,
@@ -237,7 +263,29 @@ export class TestAgent {
       conclusion,
       output: bytes(output),
       metadata,
+      handOff,
     });
+  }
+
+  /** Rule 21: finishes offering to take over up to `places` of what it makes READY (`agentIds` default `<id>-1`…). */
+  handingOff(
+    claimed: ClaimedNode,
+    conclusion: FinishConclusion,
+    offer: { places?: number; runtimes?: string[]; agentIds?: string[]; output?: string } = {},
+  ): Promise<FinishResult> {
+    const agentIds =
+      offer.agentIds ?? Array.from({ length: offer.places ?? 1 }, (_, i) => `${this.id}-${i + 1}`);
+    return this.finish(
+      claimed,
+      conclusion,
+      offer.output ?? '',
+      {},
+      {
+        leaseId: this.lease.id,
+        agentIds,
+        runtimes: offer.runtimes ?? [RUNTIME],
+      },
+    );
   }
 
   /** Claims a READY node and finishes it in one step. */

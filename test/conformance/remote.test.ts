@@ -36,5 +36,5 @@ runConformance(
       },
     };
   },
-  { lacks: ['retention', 'scheduler'] },
+  { lacks: ['retention', 'scheduler', 'handOff'] },
 );

@@ -24,7 +24,7 @@
  *   nodes seen, never the count of events.
  *
  * Topics, one module each: start (rule 1), walk (2, 5, 7 on the example DAG),
- * retry (5), claim-ahead (20: release, the reported start), timing (5's delays, 11 timeouts, 13 deadlines, on the injectable clock), triggers (14), resume (15), claims (2, 4), leases (3), cancel (6), listing (lists, stats,
+ * retry (5), claim-ahead (20: release, the reported start), hand-off (21: a finish claims its dependents for its caller), timing (5's delays, 11 timeouts, 13 deadlines, on the injectable clock), triggers (14), resume (15), claims (2, 4), leases (3), cancel (6), listing (lists, stats,
  * cleanup), streams (8, and watch), output (live output), requests (bad input
  * refused alike), workflows (16, 17: definitions, params, run identity, filters, idempotent start), schedules (18: definitions, slots once under racing schedulers, catch-up, backfill, overlap), size (the same rules at a thousand runs and thousands of
  * nodes). Rule 9 (cost per transition) is measured
@@ -34,6 +34,7 @@ import { describe } from 'node:test';
 import { cancelSpec } from './cancel.js';
 import { claimAheadSpec } from './claim-ahead.js';
 import { claimsSpec } from './claims.js';
+import { handOffSpec } from './hand-off.js';
 import { type BackendFactory, type Capability, conformanceTest } from './harness.js';
 import { leasesSpec } from './leases.js';
 import { listingSpec } from './listing.js';
@@ -69,6 +70,7 @@ export function runConformance(
     resumeSpec(test);
     claimsSpec(test);
     claimAheadSpec(test);
+    handOffSpec(test);
     leasesSpec(test);
     cancelSpec(test);
     listingSpec(test);

@@ -5,6 +5,7 @@ import type { ClaimEntry } from './claim-records.js';
 import { Delta, type DynamoContext, emitNode } from './context.js';
 import { type Item, type Key, mk, type Tx } from './db.js';
 import {
+  type ClaimData,
   checkHeaderOpen,
   claimHeader,
   decodeNode,
@@ -23,7 +24,7 @@ import { readNodeState } from './node-read.js';
 import { armTimeout, disarmTimeout } from './timers.js';
 
 /** A claim id sent in a commit whose outcome is unknown: seen on the node, the claim is ours. */
-interface Tried {
+export interface Tried {
   claimId: string;
   orphan: boolean;
   prev?: { id: string; agentId: string };
@@ -136,7 +137,7 @@ function decideClaim(
     ({ header, node } = runAndNode(read, req.runId, req.node));
   }
   if (tried && node.d.status === 'RUNNING' && node.d.claim?.id === tried.claimId)
-    return { result: () => claimed(ctx, req, node.d, tried) };
+    return { result: () => claimed(ctx, req.runId, node.d, tried) };
   ctx.downstream.set(req.runId, req.node, node.d.down);
   // A cancelled run claims nothing; one being resumed waits for its retry to finish (rule 15).
   if (header && (header.d.cancelled || header.d.resuming)) return nothing;
@@ -146,27 +147,38 @@ function decideClaim(
   const now = ctx.clock.now();
   // Rule 5: a retry waiting out its delay is not claimable yet.
   if (!orphan && !claimable(node.d.readyAt, now)) return nothing;
-  const d: NodeData = {
-    ...node.d,
-    claim: {
-      id: ctx.ids.next(now),
-      agentId: req.agentId,
-      metadata: req.metadata ?? {},
-      leaseId: req.leaseId,
-      orphaned: false,
-    },
+  const claim: ClaimData = {
+    id: ctx.ids.next(now),
+    agentId: req.agentId,
+    metadata: req.metadata ?? {},
+    leaseId: req.leaseId,
+    orphaned: false,
   };
-  if (!orphan) {
-    d.status = 'RUNNING';
-    d.startedAt = now;
-    d.finishedAt = 0;
-    d.seq = 0;
-    d.live = 0;
-  }
+  const d: NodeData = orphan ? { ...node.d, claim } : runningUnder(node.d, claim, now);
   // Inputs (rules 2 and 14): each upstream node's last successful attempt, recorded on the node as the
   // upstream nodes succeeded or, when not (a retry put the node back), read next.
   const upKeys = orphan || node.d.ins ? [] : node.d.up.map((u) => nodeKey(req.runId, u));
   return { plan: { node, d, orphan, prev }, upKeys };
+}
+
+/** A READY node RUNNING under a new claim (rule 2, and rule 21's hand-off); its inputs are set by the caller. */
+export function runningUnder(d: NodeData, claim: ClaimData, now: number): NodeData {
+  return { ...d, claim, status: 'RUNNING', startedAt: now, finishedAt: 0, seq: 0, live: 0 };
+}
+
+/** The inputs a node's recorded `ins` name (upstream → attempt), noting where each is and which are empty. */
+export function takeRecordedInputs(
+  ins: NonNullable<NodeData['ins']>,
+  upIndex: Map<string, number>,
+  empty: Set<string>,
+): Record<string, number> {
+  const inputs: Record<string, number> = {};
+  for (const [name, [i, attempt, isEmpty]] of Object.entries(ins)) {
+    upIndex.set(name, i);
+    inputs[name] = attempt;
+    if (isEmpty) empty.add(name);
+  }
+  return inputs;
 }
 
 /** A decided claim's writes; the run header, lease and counters are added once per batch (addClaims). */
@@ -189,12 +201,7 @@ function planClaim(ctx: DynamoContext, req: ClaimRequest, c: Decided, ups: Map<s
   const upIndex = new Map<string, number>();
   const empty = new Set<string>();
   if (!orphan && node.d.ins) {
-    d.inputs = {};
-    for (const [name, [i, attempt, isEmpty]] of Object.entries(node.d.ins)) {
-      upIndex.set(name, i);
-      d.inputs[name] = attempt;
-      if (isEmpty) empty.add(name);
-    }
+    d.inputs = takeRecordedInputs(node.d.ins, upIndex, empty);
   } else if (!orphan) {
     d.inputs = {};
     for (const key of node.d.up.map((n) => nodeKey(req.runId, n))) {
@@ -229,7 +236,7 @@ function planClaim(ctx: DynamoContext, req: ClaimRequest, c: Decided, ups: Map<s
     after: async () => {
       emitNode(ctx, next(node, d), 'RUNNING');
       ctx.bus.emit('run', req.runId);
-      return claimed(ctx, req, d, tried, orphan ? undefined : { upIndex, empty });
+      return claimed(ctx, req.runId, d, tried, orphan ? undefined : { upIndex, empty });
     },
   };
 }
@@ -275,23 +282,23 @@ function committed(ctx: DynamoContext, records: Records, plans: ClaimPlan[]): vo
 }
 
 /** The claimed node as the protocol shows it. */
-async function claimed(
+export async function claimed(
   ctx: DynamoContext,
-  req: ClaimRequest,
+  runId: string,
   d: NodeData,
   t: Tried,
   ups?: { upIndex: Map<string, number>; empty: Set<string> },
 ): Promise<ClaimedNode> {
   return {
-    runId: req.runId,
+    runId: runId,
     claimId: t.claimId,
     attempt: d.attempts + 1,
     orphan: t.orphan,
     previousClaimId: t.prev?.id,
     previousAgentId: t.prev?.agentId,
     node: ups
-      ? await readNodeState(ctx, req.runId, d, ups.upIndex, ups.empty)
-      : await readNodeState(ctx, req.runId, d, await upstreamIndex(ctx, req.runId, d)),
+      ? await readNodeState(ctx, runId, d, ups.upIndex, ups.empty)
+      : await readNodeState(ctx, runId, d, await upstreamIndex(ctx, runId, d)),
   };
 }
 

@@ -3,6 +3,7 @@ import {
   attemptStartMs,
   boundedAppend,
   checkConclusion,
+  checkHandOff,
   checkMetadata,
   checkNodeName,
   checkRunId,
@@ -14,10 +15,25 @@ import {
   truncateOutput,
   upstreamOutcome,
 } from '../../model/index.js';
-import { ClaimConflictError, claimNotLive, type FinishRequest } from '../../protocol/index.js';
+import {
+  ClaimConflictError,
+  claimNotLive,
+  type FinishRequest,
+  type FinishResult,
+  finishedAlone,
+  UnavailableError,
+} from '../../protocol/index.js';
 import { Batcher, BatchNotCommitted } from '../batcher.js';
 import { Delta, type DynamoContext, emitNode, emitReady } from './context.js';
 import { type Item, type Key, mk, type Tx } from './db.js';
+import {
+  addHandOffs,
+  type HandOffPlan,
+  handedOff,
+  handedOffMark,
+  recoverHandOffs,
+  takeHandOffs,
+} from './hand-off.js';
 import {
   addToHeader,
   decodeNode,
@@ -60,19 +76,21 @@ export async function finishNode(
   req: FinishRequest,
   tried = false,
   nonce: string = randomUUID(),
-): Promise<void> {
+): Promise<FinishResult> {
   checkFinish(req);
   for (;;) {
     const read = await readForFinish(ctx, [req], tried);
     const plan = await planFinish(ctx, req, read, tried, nonce);
-    if (plan === 'done') return;
+    if ('recovered' in plan) return { handedOff: await recoverHandOffs(ctx, req.runId, plan.recovered) };
     addToHeader(plan.tx, req.runId, plan.header.before, plan.header.after, true);
     plan.delta.addTo(plan.tx);
+    const records = addHandOffs(ctx, plan.tx, plan.handOff ? [plan.handOff] : []);
     tried = true;
     if (!(await ctx.db.commit(plan.tx))) continue;
+    for (const r of records) ctx.claimRecords.track(r.key, r.claimIds);
     await plan.after();
     if (plan.seal) await sealRun(ctx, req.runId);
-    return;
+    return { handedOff: await handedOff(ctx, plan.handOff) };
   }
 }
 
@@ -82,6 +100,7 @@ function checkFinish(req: FinishRequest): void {
   checkConclusion(req.conclusion);
   checkMetadata(req.metadata);
   checkStartedAt(req.startedAt);
+  if (req.handOff) checkHandOff(req.handOff);
 }
 
 /**
@@ -132,7 +151,12 @@ interface FinishPlan {
    * in a batch).
    */
   seal: boolean;
+  /** Rule 21: the dependents claimed for the finishing process. */
+  handOff?: HandOffPlan;
 }
+
+/** A finish retried in doubt that found its own commit: the claims it handed off then (`ho`). */
+type Recovered = { recovered: [string, string][] | undefined };
 
 /**
  * Decides a finish from what was read (`tried`: a commit of this call whose
@@ -146,13 +170,13 @@ async function planFinish(
   tried: boolean,
   /** This call's own mark on the attempt it records (`lf`), so a retry in doubt recognises its own commit. */
   nonce: string,
-): Promise<FinishPlan | 'done'> {
+): Promise<FinishPlan | Recovered> {
   const output = req.output ?? new Uint8Array();
   const { header, node } = runAndNode(read, req.runId, req.node);
   const claim = node.d.claim;
   // Ours only if this very call wrote it: another finish under the same claim (a timeout's) is not.
   if (tried && node.d.lastClaim === req.claimId && (node.d.lf === undefined || node.d.lf === nonce))
-    return 'done';
+    return { recovered: node.d.ho };
   if (node.d.status !== 'RUNNING' || claim?.id !== req.claimId || claim.orphaned || header.d.cancelled)
     throw claimNotLive(req, {
       status: node.d.status,
@@ -170,6 +194,7 @@ async function planFinish(
     last: req.conclusion,
     lastClaim: req.claimId,
     lf: nonce,
+    ho: undefined,
     retries: countAttempt(node.d.retries, req.conclusion),
     claim: undefined,
     status: statusAfterFinish(outcome),
@@ -198,12 +223,11 @@ async function planFinish(
     startedAt: attemptStartMs(node.d.startedAt, now, req.startedAt),
     finishedAt: now,
   });
-  const written = encodeNode(next(node, d));
-  tx.put(written, node.v);
   for (const part of encodeOutput(req.runId, d.i, attempt, FINISH_SEQ, tail, OUTPUT_PART_BYTES))
     tx.put(part, 'any');
   let spawned: SettleWork[] = [];
   let judged: NodeItem[] = [];
+  let handOff: HandOffPlan | undefined;
   if (outcome !== 'RETRY' && d.down.length > 0) {
     const o = upstreamOutcome(req.conclusion);
     // Rule 2: a success is its dependents' input; recorded on them, their claims need not read this node.
@@ -217,6 +241,10 @@ async function planFinish(
         .filter((x) => x !== undefined)
         .map(decodeNode);
       const j = judge(deps, { name: req.node, outcome: o, input }, hd, delta, now);
+      // Rule 21, on a first try only: one refused (a lapsed lease, say) goes again without.
+      if (req.handOff && !tried)
+        handOff = takeHandOffs(ctx, req.runId, j.writes, req.handOff, hd, delta, now);
+      if (handOff) d.ho = handedOffMark(handOff);
       addJudged(tx, j);
       judged = j.writes;
       spawned = j.spawned;
@@ -226,9 +254,13 @@ async function planFinish(
       spawned = [w];
     }
   }
+  // Written after the dependents are judged: it names the claims handed off.
+  const written = encodeNode(next(node, d));
+  tx.put(written, node.v);
   return {
     tx,
     delta,
+    handOff,
     header: { runId: req.runId, before: header.d, after: hd },
     after: async () => {
       ctx.claimRecords.ended(req.claimId);
@@ -284,22 +316,45 @@ export class FinishBatcher {
     );
   }
 
-  async finish(req: FinishRequest): Promise<void> {
+  async finish(req: FinishRequest): Promise<FinishResult> {
     checkFinish(req);
+    let result: FinishResult;
+    // A repeat of a finish that failed in doubt goes with that call's mark, so it recognises its commit.
+    const doubt = this.inDoubt.get(req.claimId);
+    const nonce = doubt ?? randomUUID();
     try {
       if (
+        doubt !== undefined ||
         (req.output?.byteLength ?? 0) > BATCHED_OUTPUT_BYTES ||
         finishItems(this.ctx, req) > BATCH_FINISH_ITEMS
       )
-        return await finishNode(this.ctx, req);
-      const outcome = await this.batcher.submit({ req, tried: false, nonce: randomUUID() });
-      if ('error' in outcome) throw outcome.error;
+        result = await finishNode(this.ctx, req, doubt !== undefined, nonce);
+      else {
+        const outcome = await this.batcher.submit({ req, tried: false, nonce });
+        if ('error' in outcome) throw outcome.error;
+        result = outcome.result;
+      }
+      this.inDoubt.delete(req.claimId);
     } catch (e) {
       // Refused as not live: the claim ended all the same (its record may go).
       if (e instanceof ClaimConflictError) this.ctx.claimRecords.ended(req.claimId);
+      // Store errors may leave the commit in doubt: with it, claims handed off (rule 21) only its repeat answers.
+      if (e instanceof UnavailableError && req.handOff) this.remember(req.claimId, nonce);
+      else this.inDoubt.delete(req.claimId);
       throw e;
     }
     this.ctx.claimRecords.ended(req.claimId);
+    return result;
+  }
+
+  /** Finishes failed in doubt, by claim id: their marks (`lf`), for their repeats. */
+  private readonly inDoubt = new Map<string, string>();
+
+  private remember(claimId: string, nonce: string): void {
+    this.inDoubt.delete(claimId);
+    this.inDoubt.set(claimId, nonce);
+    // Bounded: an agent repeats a finish within seconds, or never.
+    if (this.inDoubt.size > 10_000) this.inDoubt.delete(this.inDoubt.keys().next().value!);
   }
 
   private async send(calls: Call[]): Promise<Outcome[]> {
@@ -312,20 +367,26 @@ export class FinishBatcher {
       calls.map((c) => c.req),
       calls.some((c) => c.tried),
     );
-    const outcomes: Outcome[] = calls.map(() => ({}));
+    const outcomes: Outcome[] = calls.map(() => ({ result: finishedAlone() }));
     const plans = await Promise.all(
-      calls.map((c, i) =>
-        planFinish(this.ctx, c.req, read, c.tried, c.nonce).catch((error: unknown) => {
+      calls.map(async (c, i): Promise<FinishPlan | undefined> => {
+        try {
+          const p = await planFinish(this.ctx, c.req, read, c.tried, c.nonce);
+          if (!('recovered' in p)) return p;
+          outcomes[i] = await settled(
+            recoverHandOffs(this.ctx, c.req.runId, p.recovered).then((handedOff) => ({ handedOff })),
+          );
+        } catch (error) {
           outcomes[i] = { error };
-          return 'done' as const;
-        }),
-      ),
+        }
+        return undefined;
+      }),
     );
     const tx = this.ctx.db.tx();
     const delta = new Delta();
     const headers = new Map<string, { before: RunData; after: RunData }>();
     for (const p of plans) {
-      if (p === 'done') continue;
+      if (!p) continue;
       tx.items.push(...p.tx.items);
       tx.bytes += p.tx.bytes;
       delta.merge(p.delta);
@@ -334,21 +395,32 @@ export class FinishBatcher {
     }
     for (const [runId, h] of headers) addToHeader(tx, runId, h.before, h.after, true);
     delta.addTo(tx);
+    const records = addHandOffs(
+      this.ctx,
+      tx,
+      plans.flatMap((p) => (p?.handOff ? [p.handOff] : [])),
+    );
     // Estimates fell short (dependents this process had not seen, big node items): each call alone.
     if (tx.size > DYNAMODB_MAX_TXN_ITEMS || tx.bytes > MAX_TXN_BYTES) throw new BatchNotCommitted();
     for (const c of calls) c.tried = true;
     if (!(await this.ctx.db.commit(tx))) throw new BatchNotCommitted();
+    for (const r of records) this.ctx.claimRecords.track(r.key, r.claimIds);
     await Promise.all(
       plans.map(async (p, i) => {
-        if (p !== 'done') outcomes[i] = await settled(p.after());
+        if (!p) return;
+        const after = await settled(p.after());
+        outcomes[i] =
+          'error' in after
+            ? after
+            : await settled(handedOff(this.ctx, p.handOff).then((h) => ({ handedOff: h })));
       }),
     );
-    const sealing = new Set(plans.flatMap((p) => (p !== 'done' && p.seal ? [p.header.runId] : [])));
+    const sealing = new Set(plans.flatMap((p) => (p?.seal ? [p.header.runId] : [])));
     await Promise.all(
       [...sealing].map(async (runId) => {
         const sealed = await settled(sealRun(this.ctx, runId));
         for (const [i, p] of plans.entries())
-          if (sealed.error && p !== 'done' && p.header.runId === runId) outcomes[i] = sealed;
+          if ('error' in sealed && p?.header.runId === runId) outcomes[i] = sealed;
       }),
     );
     return outcomes;
@@ -356,12 +428,11 @@ export class FinishBatcher {
 }
 
 /** A call's own result in a batch: an error reaches its caller only. */
-type Outcome = { error?: unknown };
+type Outcome = { result: FinishResult } | { error: unknown };
 
-export async function settled(p: Promise<unknown>): Promise<Outcome> {
+export async function settled<T>(p: Promise<T>): Promise<{ result: T } | { error: unknown }> {
   try {
-    await p;
-    return {};
+    return { result: await p };
   } catch (error) {
     return { error };
   }
@@ -381,8 +452,13 @@ function combined(a: { before: RunData; after: RunData }, b: { before: RunData; 
 /** Output bytes a batched finish may carry: larger outputs go alone, so a batch stays far below 4 MB. */
 const BATCHED_OUTPUT_BYTES = 16 * 1024;
 
-/** Items a finish's transaction takes at most, by what this process knows of the node's dependents. */
+/**
+ * Items a finish's transaction takes at most, by what this process knows of
+ * the node's dependents (each its write and a settle item or, handed off, a
+ * timer); a hand-off adds its lease's check and claim record.
+ */
 function finishItems(ctx: DynamoContext, req: FinishRequest): number {
   const down = ctx.downstream.get(req.runId, req.node);
-  return FINISH_ITEMS + 2 * Math.min(down?.length ?? INLINE_DEPENDENTS, INLINE_DEPENDENTS);
+  const handOff = req.handOff ? 2 : 0;
+  return FINISH_ITEMS + handOff + 2 * Math.min(down?.length ?? INLINE_DEPENDENTS, INLINE_DEPENDENTS);
 }

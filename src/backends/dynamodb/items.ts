@@ -280,6 +280,8 @@ export interface NodeData {
   lastClaim?: string;
   /** The mark of the finish call that recorded it (a timeout's finish under the same claim is not the agent's). */
   lf?: string;
+  /** The claims that finish handed off (rule 21, hand-off.ts): [dependent, claim id]. */
+  ho?: [string, string][];
   startedAt: number;
   finishedAt: number;
   claim?: ClaimData;

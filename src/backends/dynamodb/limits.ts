@@ -61,8 +61,9 @@ function within(what: string, items: number): void {
   if (items > MAX_TXN_ITEMS)
     throw new Error(`DynamoDB budget ${what} needs ${items} items; the most is ${MAX_TXN_ITEMS}`);
 }
-// A finish: node, attempt, up to 4 output parts, claim, then each dependent and its work item.
-within('INLINE_DEPENDENTS', 7 + 2 * INLINE_DEPENDENTS);
+// A finish: node, attempt, up to 4 output parts, claim, a hand-off's lease check and claim record (rule 21),
+// then each dependent and its work item (or, handed off, its timeout timer).
+within('INLINE_DEPENDENTS', 7 + 2 + 2 * INLINE_DEPENDENTS);
 within('SETTLE_CHUNK', 1 + 2 * SETTLE_CHUNK);
 within('CANCEL_CHUNK', 3 * CANCEL_CHUNK);
 within('RETRY_CHUNK', RETRY_CHUNK + 1);

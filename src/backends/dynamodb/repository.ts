@@ -22,6 +22,7 @@ import {
   type ClaimRequest,
   DEFAULT_LEASE_TTL_MS,
   type FinishRequest,
+  type FinishResult,
   type Lease,
   type ListRunsQuery,
   type NodeEvent,
@@ -244,7 +245,7 @@ export class DynamoDbRepository implements Repository {
   claim(request: ClaimRequest): Promise<ClaimedNode | undefined> {
     return this.open(() => this.claims.claim(request));
   }
-  finish(request: FinishRequest): Promise<void> {
+  finish(request: FinishRequest): Promise<FinishResult> {
     return this.open(() => this.finishes.finish(request));
   }
   claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {

@@ -21,6 +21,8 @@ import {
   type ClaimRequest,
   DEFAULT_LEASE_TTL_MS,
   type FinishRequest,
+  type FinishResult,
+  finishedAlone,
   InvalidArgumentError,
   type Lease,
   type ListRunsQuery,
@@ -295,11 +297,14 @@ export class EtcdRepository implements Repository {
     return this.claims.claim(request);
   }
 
-  async finish(request: FinishRequest): Promise<void> {
+  /** Rule 21's hand-off is not taken here: etcd claims every node in its own claim transaction. */
+  async finish(request: FinishRequest): Promise<FinishResult> {
     this.assertOpen();
     checks.checkRunId(request.runId);
     checks.checkNodeName(request.node);
-    return this.finishes.finish(request);
+    if (request.handOff) checks.checkHandOff(request.handOff);
+    await this.finishes.finish(request);
+    return finishedAlone();
   }
 
   claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {

@@ -114,6 +114,16 @@ export class MemoryLeases {
     return this.live(leaseId).id;
   }
 
+  /** Whether the lease holds now (a lapsed one ends here, as any check ends it). */
+  isLive(leaseId: string): boolean {
+    try {
+      this.live(leaseId);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** Records that the lease holds a claim on `node`. */
   held(leaseId: string, node: NodeRecord): void {
     this.leases.get(leaseId)?.claims.add(node);

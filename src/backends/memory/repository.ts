@@ -4,6 +4,7 @@ import {
   checkAgentRegistration,
   checkClaimRefs,
   checkConclusion,
+  checkHandOff,
   checkId,
   checkListLimit,
   checkMetadata,
@@ -39,6 +40,7 @@ import {
   type WorkflowSummary,
 } from '../../model/index.js';
 import type { Schedule, ScheduleInput, ScheduleStep } from '../../model/schedules.js';
+import type { Metadata } from '../../model/types.js';
 import {
   type AgentRegistration,
   type AppendOutputRequest,
@@ -49,6 +51,7 @@ import {
   claimNotLive,
   DEFAULT_LEASE_TTL_MS,
   type FinishRequest,
+  type FinishResult,
   type Lease,
   type ListRunsQuery,
   type NodeEvent,
@@ -72,6 +75,7 @@ import {
   claimNode,
   createRun,
   finishNode,
+  type HandOffPick,
   type Hooks,
   holds,
   NO_BYTES,
@@ -406,36 +410,43 @@ export class MemoryRepository implements Repository {
     checkMetadata(request.metadata);
     const leaseId = this.leases.check(request.leaseId);
     const node = this.getNode(request.runId, request.node);
-    const claim: ClaimRecord = {
-      id: this.ids.next(this.clock.now()),
-      agentId: request.agentId,
-      metadata: request.metadata ?? {},
-      orphaned: false,
-      leaseId,
-    };
+    const claim = this.newClaim(leaseId, request.agentId, request.metadata ?? {});
     const won = claimNode(node, claim, this.clock.now(), this.hooks);
     if (!won) return undefined;
-    this.leases.held(leaseId, node);
-    if (node.spec.timeout) this.timed.add(node);
-    return {
-      runId: request.runId,
-      claimId: claim.id,
-      attempt: node.attempts.length + 1,
-      orphan: won.orphan,
-      previousClaimId: won.previousClaimId,
-      previousAgentId: won.previousAgentId,
-      node: nodeSnapshot(node),
-    };
+    this.claimed(node);
+    return { ...claimedNode(node, claim), ...won };
   }
 
-  async finish(request: FinishRequest): Promise<void> {
+  private newClaim(leaseId: string, agentId: string, metadata: Metadata): ClaimRecord {
+    return { id: this.ids.next(this.clock.now()), agentId, metadata, orphaned: false, leaseId };
+  }
+
+  private claimed(node: NodeRecord): void {
+    this.leases.held(node.claim!.leaseId, node);
+    if (node.spec.timeout) this.timed.add(node);
+  }
+
+  async finish(request: FinishRequest): Promise<FinishResult> {
     this.assertOpen();
     checkRunId(request.runId);
     checkNodeName(request.node);
     checkConclusion(request.conclusion);
     checkMetadata(request.metadata);
     checkStartedAt(request.startedAt);
+    const handOff = request.handOff && checkHandOff(request.handOff);
     const node = this.getNode(request.runId, request.node);
+    // Rule 21: only under a live lease; a lapsed one takes nothing and the finish stands alone.
+    const live = handOff !== undefined && this.leases.isLive(handOff.leaseId);
+    const taken: { node: NodeRecord; claim: ClaimRecord }[] = [];
+    const pick: HandOffPick | undefined = live
+      ? (d) => {
+          const agentId = handOff.agentIds[taken.length];
+          if (agentId === undefined || !handOff.runtimes.includes(d.spec.runtime)) return undefined;
+          const claim = this.newClaim(handOff.leaseId, agentId, {});
+          taken.push({ node: d, claim });
+          return claim;
+        }
+      : undefined;
     const ok = finishNode(
       node,
       request.claimId,
@@ -445,6 +456,7 @@ export class MemoryRepository implements Repository {
       this.clock.now(),
       this.hooks,
       request.startedAt,
+      pick,
     );
     if (!ok)
       throw claimNotLive(request, {
@@ -452,6 +464,8 @@ export class MemoryRepository implements Repository {
         orphaned: node.claim?.id === request.claimId && node.claim.orphaned,
         cancelled: node.run.cancelled,
       });
+    for (const t of taken) this.claimed(t.node);
+    return { handedOff: taken.map((t) => ({ ...claimedNode(t.node, t.claim), orphan: false })) };
   }
 
   async claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {
@@ -522,6 +536,17 @@ export class MemoryRepository implements Repository {
   private assertOpen(): void {
     if (this.closed) throw new UnavailableError('memory repository is closed');
   }
+}
+
+/** A node just claimed, as its claimer gets it (rules 2 and 21). */
+function claimedNode(node: NodeRecord, claim: ClaimRecord): ClaimedNode {
+  return {
+    runId: node.run.id,
+    claimId: claim.id,
+    attempt: node.attempts.length + 1,
+    orphan: false,
+    node: nodeSnapshot(node),
+  };
 }
 
 function summarize(r: RunRecord): RunSummary {

@@ -205,17 +205,7 @@ export function claimNode(
 ): { orphan: boolean; previousClaimId?: string; previousAgentId?: string } | undefined {
   if (node.status === 'READY') {
     if (!claimable(node.readyAt, now)) return undefined;
-    node.claim = claim;
-    node.startedAt = now;
-    node.finishedAt = 0;
-    const inputs: Record<string, Uint8Array> = {};
-    for (const up of node.upstream)
-      if (succeeded(up)) inputs[up.spec.name] = up.attempts[up.attempts.length - 1]!.output;
-    node.inputs = inputs;
-    node.liveOutput = NO_BYTES;
-    node.nextOutputSeq = 0;
-    setStatus(node, 'RUNNING', now, hooks);
-    hooks.nodeChanged(node);
+    startAttempt(node, claim, now, hooks);
     return { orphan: false };
   }
   if (node.status === 'RUNNING' && node.claim?.orphaned) {
@@ -227,6 +217,27 @@ export function claimNode(
   }
   return undefined;
 }
+
+/** A claimable node (READY, or a dependent a finish makes READY and hands off) RUNNING under the claim. */
+function startAttempt(node: NodeRecord, claim: ClaimRecord, now: number, hooks: Hooks): void {
+  node.claim = claim;
+  node.startedAt = now;
+  node.finishedAt = 0;
+  const inputs: Record<string, Uint8Array> = {};
+  for (const up of node.upstream)
+    if (succeeded(up)) inputs[up.spec.name] = up.attempts[up.attempts.length - 1]!.output;
+  node.inputs = inputs;
+  node.liveOutput = NO_BYTES;
+  node.nextOutputSeq = 0;
+  setStatus(node, 'RUNNING', now, hooks);
+  hooks.nodeChanged(node);
+}
+
+/**
+ * Rule 21: picks the claim (if any) under which a dependent the finish makes
+ * READY goes straight to RUNNING for the finishing process.
+ */
+export type HandOffPick = (node: NodeRecord) => ClaimRecord | undefined;
 
 /** Rule 3: the holder's lease lapsed. */
 export function orphanNode(node: NodeRecord, hooks: Hooks): void {
@@ -246,6 +257,7 @@ export function finishNode(
   hooks: Hooks,
   /** When the holder says the work started (rule 20). */
   reportedStart?: number,
+  handOff?: HandOffPick,
 ): boolean {
   const claim = node.claim;
   if (!holds(node, claimId)) return false;
@@ -274,7 +286,7 @@ export function finishNode(
   }
   setStatus(node, statusAfterFinish(outcome), now, hooks);
   hooks.nodeChanged(node);
-  if (outcome !== 'RETRY') settleDependents(node, now, hooks);
+  if (outcome !== 'RETRY') settleDependents(node, now, hooks, handOff);
   completeIfDone(node.run, now, hooks);
   return true;
 }
@@ -316,7 +328,7 @@ export function releaseRetry(node: NodeRecord, now: number, hooks: Hooks): boole
  * turn settles its own dependents. Each node completes once, so the walk
  * costs O(1) amortised per edge over the run's life (rule 9).
  */
-function settleDependents(from: NodeRecord, now: number, hooks: Hooks): void {
+function settleDependents(from: NodeRecord, now: number, hooks: Hooks, handOff?: HandOffPick): void {
   const queue = [from];
   for (let i = 0; i < queue.length; i++) {
     const up = queue[i]!;
@@ -327,6 +339,12 @@ function settleDependents(from: NodeRecord, now: number, hooks: Hooks): void {
       d.tally = tallied(d.tally, outcome);
       const decision = triggerDecision(d.spec.trigger, d.tally);
       if (decision === 'WAIT') continue;
+      // Rule 21: taken by the finishing process, it goes to RUNNING unannounced.
+      const claim = decision === 'READY' ? handOff?.(d) : undefined;
+      if (claim) {
+        startAttempt(d, claim, now, hooks);
+        continue;
+      }
       setStatus(d, decision === 'READY' ? 'READY' : 'COMPLETED', now, hooks);
       hooks.nodeChanged(d);
       if (decision === 'UNREACHED') queue.push(d);

@@ -20,6 +20,8 @@ import {
   type ClaimRef,
   type ClaimRequest,
   type FinishRequest,
+  type FinishResult,
+  finishedAlone,
   InvalidArgumentError,
   isAdagioError,
   type Lease,
@@ -414,10 +416,12 @@ export class PostgresRepository implements Repository {
     return this.run(() => claimNode(this.ctx, request));
   }
 
-  async finish(request: FinishRequest): Promise<void> {
+  async finish(request: FinishRequest): Promise<FinishResult> {
     checks.checkRunId(request.runId);
     checks.checkNodeName(request.node);
-    return this.run(() => finishNode(this.ctx, request));
+    if (request.handOff) checks.checkHandOff(request.handOff);
+    await this.run(() => finishNode(this.ctx, request));
+    return finishedAlone();
   }
 
   claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {

@@ -45,6 +45,7 @@ import type {
   ClaimRef,
   ClaimRequest,
   FinishRequest,
+  FinishResult,
   Lease,
   ListRunsQuery,
   NodeEvent,
@@ -54,6 +55,7 @@ import type {
   SubscribeOptions,
   WatchEvent,
 } from '../../protocol/repository.js';
+import { finishedAlone } from '../../protocol/repository.js';
 import { type CallContext, fromConnectError, fromControlError, NotSupportedError } from './errors.js';
 
 export interface RemoteRepositoryOptions {
@@ -151,7 +153,8 @@ export class RemoteRepository implements Repository {
     return res.claimed ? claimedFromProto(res.claimed) : undefined;
   }
 
-  async finish(request: FinishRequest): Promise<void> {
+  /** The agent API takes no hand-off (rule 21 allows none): its agents claim what they run. */
+  async finish(request: FinishRequest): Promise<FinishResult> {
     checkConclusion(request.conclusion);
     checkMetadata(request.metadata);
     checkStartedAt(request.startedAt);
@@ -169,6 +172,7 @@ export class RemoteRepository implements Repository {
         this.opts(),
       ),
     );
+    return finishedAlone();
   }
 
   async appendOutput(request: AppendOutputRequest): Promise<void> {
