@@ -14,6 +14,7 @@ import {
   checkMetadata,
   checkRetryNodes,
   checkRunId,
+  checkHandOff,
   checkStartedAt,
   decodeCursor,
 } from '../../model/requests.js';
@@ -158,6 +159,7 @@ export class RemoteRepository implements Repository {
     checkConclusion(request.conclusion);
     checkMetadata(request.metadata);
     checkStartedAt(request.startedAt);
+    if (request.handOff) checkHandOff(request.handOff);
     await this.call({ runId: request.runId, node: request.node }, () =>
       this.rpc.finish(
         {
