@@ -9,12 +9,12 @@ import * as pb from '../../gen/adagio/v1/adagio_pb.js';
 import {
   checkClaimRefs,
   checkConclusion,
+  checkHandOff,
   checkLeaseTtl,
   checkListLimit,
   checkMetadata,
   checkRetryNodes,
   checkRunId,
-  checkHandOff,
   checkStartedAt,
   decodeCursor,
 } from '../../model/requests.js';
