@@ -1,23 +1,28 @@
-import { ClaimConflictError, type Repository } from '../src/protocol/index.js';
+import { ClaimConflictError, type ClaimedNode, type Repository } from '../src/protocol/index.js';
 
 /**
  * A minimal agent loop straight on the protocol (subscribe → claim → finish),
  * so a benchmark can measure a backend without the agent pool's overhead.
+ * As the agent pool does, each finish offers to take over what it makes READY
+ * (rule 21: a place per worker not already holding a handed-off node), and
+ * workers run handed-off nodes before claiming announced ones.
  * Resolves once `expectedNodes` nodes have finished.
  */
 export async function drainWithDriver(
   repository: Repository,
   options: { runtime: string; concurrency: number; expectedNodes: number },
-): Promise<{ finished: number; lostClaims: number }> {
+): Promise<{ finished: number; lostClaims: number; handedOff: number }> {
   const lease = await repository.grantLease(30_000);
   // A loaded machine can make a drain outlast the lease: heartbeat as an agent would.
   const heartbeat = setInterval(() => void repository.keepAlive(lease.id).catch(() => undefined), 5_000);
   const ac = new AbortController();
   const queue: { runId: string; node: string }[] = [];
+  const held: ClaimedNode[] = [];
   const sleepers: (() => void)[] = [];
   const wakeOne = () => sleepers.pop()?.();
   let finished = 0;
   let lostClaims = 0;
+  let handed = 0;
   const pump = (async () => {
     for await (const ev of repository.subscribe({ runtimes: [options.runtime], signal: ac.signal })) {
       if (ev.type !== 'NODE_READY') continue;
@@ -27,32 +32,47 @@ export async function drainWithDriver(
   })();
   const worker = async (i: number) => {
     while (finished < options.expectedNodes) {
-      const job = queue.pop();
-      if (!job) {
-        await new Promise<void>((r) => {
-          sleepers.push(r);
-          setTimeout(r, 50);
-        });
-        continue;
-      }
-      const claim = await repository.claim({
-        runId: job.runId,
-        node: job.node,
-        leaseId: lease.id,
-        agentId: `bench-${i}`,
-      });
+      let claim = held.pop();
       if (!claim) {
-        lostClaims++;
-        continue;
-      }
-      try {
-        await repository.finish({
+        const job = queue.pop();
+        if (!job) {
+          await new Promise<void>((r) => {
+            sleepers.push(r);
+            setTimeout(r, 50);
+          });
+          continue;
+        }
+        claim = await repository.claim({
           runId: job.runId,
           node: job.node,
+          leaseId: lease.id,
+          agentId: `bench-${i}`,
+        });
+        if (!claim) {
+          lostClaims++;
+          continue;
+        }
+      }
+      const places = Math.max(0, options.concurrency - held.length);
+      try {
+        const { handedOff } = await repository.finish({
+          runId: claim.runId,
+          node: claim.node.spec.name,
           claimId: claim.claimId,
           conclusion: 'SUCCESS',
+          handOff:
+            places > 0
+              ? {
+                  leaseId: lease.id,
+                  agentIds: Array.from({ length: places }, () => `bench-${i}`),
+                  runtimes: [options.runtime],
+                }
+              : undefined,
         });
         finished++;
+        handed += handedOff.length;
+        held.push(...handedOff);
+        for (let k = 1; k < handedOff.length; k++) wakeOne();
       } catch (e) {
         if (!(e instanceof ClaimConflictError)) throw e;
       }
@@ -65,5 +85,5 @@ export async function drainWithDriver(
   ac.abort();
   await pump;
   await repository.revokeLease(lease.id);
-  return { finished, lostClaims };
+  return { finished, lostClaims, handedOff: handed };
 }

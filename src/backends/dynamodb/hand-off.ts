@@ -66,6 +66,8 @@ export function takeHandOffs(
     d.inputs = takeRecordedInputs(w.d.ins, upIndex, empty);
     const item = { ...w, d };
     judged[k] = item;
+    // Its finish reads its dependents with its node and batches by their number, as after a claim.
+    ctx.downstream.set(runId, d.spec.name, d.down);
     moved(run, 'READY', 'RUNNING');
     delta.move('READY', 'RUNNING');
     nodes.push({ item, tried: { claimId: claim.id, orphan: false }, upIndex, empty });
