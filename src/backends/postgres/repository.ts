@@ -21,7 +21,6 @@ import {
   type ClaimRequest,
   type FinishRequest,
   type FinishResult,
-  finishedAlone,
   InvalidArgumentError,
   isAdagioError,
   type Lease,
@@ -419,9 +418,7 @@ export class PostgresRepository implements Repository {
   async finish(request: FinishRequest): Promise<FinishResult> {
     checks.checkRunId(request.runId);
     checks.checkNodeName(request.node);
-    if (request.handOff) checks.checkHandOff(request.handOff);
-    await this.run(() => finishNode(this.ctx, request));
-    return finishedAlone();
+    return this.run(() => finishNode(this.ctx, request));
   }
 
   claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {

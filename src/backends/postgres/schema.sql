@@ -246,6 +246,72 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION adagio.finish_nodes_handing_off(p_runs text[], p_nodes text[], p_claims text[], p_conclusions text[], p_metadata jsonb[], p_outputs bytea[], p_now bigint[], p_started bigint[], p_repeat boolean, p_offers jsonb) RETURNS TABLE(i integer, r jsonb)
+    LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET enable_bitmapscan TO 'off'
+    SET enable_hashjoin TO 'off'
+    SET enable_mergejoin TO 'off'
+    AS $$
+#variable_conflict use_column
+DECLARE
+  v_finished jsonb[];
+  v_picked record;
+BEGIN
+  SELECT coalesce(array_agg(jsonb_build_object('i', f.i, 'r', f.r)), '{}') INTO v_finished
+    FROM finish_nodes(p_runs, p_nodes, p_claims, p_conclusions, p_metadata, p_outputs, p_now, p_started, p_repeat) f;
+  RETURN QUERY SELECT (x ->> 'i')::int, x -> 'r' FROM unnest(v_finished) x;
+
+  RETURN QUERY
+  WITH o AS (
+    SELECT (e ->> 'k')::int AS k, e ->> 'lease' AS lease,
+      ARRAY(SELECT jsonb_array_elements_text(e -> 'agents')) AS agents,
+      ARRAY(SELECT jsonb_array_elements_text(e -> 'claims')) AS claims,
+      ARRAY(SELECT jsonb_array_elements_text(e -> 'runtimes')) AS runtimes
+    FROM jsonb_array_elements(p_offers) e
+  ), ready AS (
+    -- What the batch made READY, from its notices (rule 8's "rd": [node, runtime] per run).
+    SELECT x -> 'r' ->> 'r' AS run, rd ->> 0 AS name
+    FROM unnest(v_finished) x CROSS JOIN LATERAL jsonb_array_elements(coalesce(x -> 'r' -> 'rd', '[]')) rd
+    WHERE (x ->> 'i')::int = 0
+  ), cand AS (
+    -- Each to the first offering call upstream of it that runs its runtime.
+    SELECT DISTINCT ON (d.run_id, d.name) o.k, d.run_id AS run, d.name::text AS name, o.lease, o.agents, o.claims
+    FROM ready rd
+    JOIN nodes d ON d.run_id = rd.run AND d.name = rd.name
+    JOIN o ON p_runs[o.k] = d.run_id AND p_nodes[o.k] = ANY (d.upstream) AND d.runtime = ANY (o.runtimes)
+    ORDER BY d.run_id, d.name, o.k
+  ), placed AS (
+    SELECT c.*, row_number() OVER (PARTITION BY c.k ORDER BY c.name COLLATE "C")::int AS place FROM cand c
+  ), pick AS (
+    SELECT p.k, p.run, p.name, p.claims[p.place] AS claim, p.agents[p.place] AS agent, p.lease
+    FROM placed p WHERE p.place <= cardinality(p.agents)
+    UNION ALL
+    -- A repeat: what an earlier try of this batch handed off (the node still under an offered claim).
+    SELECT o.k, d.run_id, d.name::text, d.claim_id, d.claim_agent, o.lease
+    FROM o JOIN nodes s ON p_repeat AND s.run_id = p_runs[o.k] AND s.name = p_nodes[o.k]
+    CROSS JOIN LATERAL unnest(s.downstream) AS dn(name)
+    JOIN nodes d ON d.run_id = s.run_id AND d.name = dn.name
+    WHERE d.status = 'RUNNING' AND d.claim_id = ANY (o.claims)
+  ), agg AS (
+    SELECT array_agg(p.k ORDER BY p.run COLLATE "C", p.name COLLATE "C") AS ks,
+      array_agg(p.run ORDER BY p.run COLLATE "C", p.name COLLATE "C") AS runs,
+      array_agg(p.name ORDER BY p.run COLLATE "C", p.name COLLATE "C") AS names,
+      array_agg(p.claim ORDER BY p.run COLLATE "C", p.name COLLATE "C") AS claims,
+      array_agg(p.agent ORDER BY p.run COLLATE "C", p.name COLLATE "C") AS agents,
+      array_agg(p.lease ORDER BY p.run COLLATE "C", p.name COLLATE "C") AS leases,
+      array_agg(p_now[p.k] ORDER BY p.run COLLATE "C", p.name COLLATE "C") AS ats
+    FROM pick p
+  )
+  SELECT -agg.ks[c.i], to_jsonb(c) || jsonb_build_object('started_at', c.started_at::text,
+      'finished_at', c.finished_at::text)
+  FROM agg CROSS JOIN LATERAL claim_nodes(agg.runs, agg.names, agg.claims, agg.agents,
+    array_fill('{}'::jsonb, ARRAY[cardinality(agg.runs)]), agg.leases, agg.ats, true) c
+  WHERE agg.runs IS NOT NULL;
+END
+$$;
+
 CREATE FUNCTION adagio.release_claim(p_run text, p_node text, p_claim text) RETURNS jsonb
     LANGUAGE plpgsql
     AS $$
