@@ -1,24 +1,14 @@
 import { Batcher } from '../batcher.js';
-import type { ClaimRow } from './claims.js';
 import { type Db, isConnectionError } from './db.js';
 import type { Notice, Publisher } from './notices.js';
-import { FINISH_NODES, FINISH_NODES_HANDING_OFF } from './sql.js';
+import { FINISH_NODES } from './sql.js';
 
-/** What finish_nodes (migration 12) answers for one call, with what was handed off to it (rule 21). */
-export type FinishResult = (
+/** What finish_nodes (migration 12) answers for one call. */
+export type FinishResult =
   | { ok: true }
   | { recorded: true }
   | { missing: 'run' | 'node' }
-  | { conflict: true; status: string; orphaned: boolean; cancelled: boolean }
-) & { handedOff?: ClaimRow[] };
-
-/** Rule 21: what a finishing call offers to take over, with a fresh claim id per place. */
-export interface HandOffOffer {
-  leaseId: string;
-  agentIds: string[];
-  claimIds: string[];
-  runtimes: string[];
-}
+  | { conflict: true; status: string; orphaned: boolean; cancelled: boolean };
 
 export interface FinishCall {
   runId: string;
@@ -31,7 +21,6 @@ export interface FinishCall {
   now: number;
   /** The holder's reported start (rule 20), ms; null: none. */
   startedAt: number | null;
-  handOff?: HandOffOffer;
 }
 
 /**
@@ -68,24 +57,10 @@ export class FinishBatcher {
   }
 
   private async send(calls: FinishCall[]): Promise<FinishResult[]> {
-    // Rule 21: with an offer in the batch, finish_nodes_handing_off (migration 14) also claims for it.
-    const offers = calls.flatMap((c, i) =>
-      c.handOff && c.handOff.agentIds.length > 0
-        ? [
-            {
-              k: i + 1,
-              lease: c.handOff.leaseId,
-              agents: c.handOff.agentIds,
-              claims: c.handOff.claimIds,
-              runtimes: c.handOff.runtimes,
-            },
-          ]
-        : [],
-    );
     const rows = await this.db.retrying('finish', async (attempt) => {
-      const { rows } = await this.db.query<{ i: number; r: FinishResult | Notice | ClaimRow }>(
+      const { rows } = await this.db.query<{ i: number; r: FinishResult | Notice }>(
         'finish',
-        offers.length > 0 ? FINISH_NODES_HANDING_OFF : FINISH_NODES,
+        FINISH_NODES,
         [
           calls.map((c) => c.runId),
           calls.map((c) => c.node),
@@ -97,35 +72,16 @@ export class FinishBatcher {
           calls.map((c) => c.startedAt),
           // A repeated try may find attempts already stored: the earlier try committed but its reply was lost.
           attempt > 1,
-          ...(offers.length > 0 ? [JSON.stringify(offers)] : []),
         ],
-        {
-          repeatOnDeadlock: true,
-          prepare: offers.length > 0 ? 'adagio_finish_nodes_handing_off' : 'adagio_finish_nodes',
-        },
+        { repeatOnDeadlock: true, prepare: 'adagio_finish_nodes' },
       );
       return rows;
     });
     const answers: FinishResult[] = new Array(calls.length);
     const notices: Notice[] = [];
-    const handed = new Map<string, Set<string>>();
     for (const row of rows) {
       if (row.i === 0) notices.push(row.r as Notice);
-      else if (row.i > 0) answers[row.i - 1] = row.r as FinishResult;
-    }
-    for (const row of rows) {
-      if (row.i >= 0) continue;
-      const claimed = row.r as ClaimRow & { run_id: string };
-      const answer = answers[-row.i - 1]!;
-      (answer.handedOff ??= []).push(claimed);
-      const names = handed.get(claimed.run_id) ?? new Set<string>();
-      names.add(claimed.name);
-      handed.set(claimed.run_id, names);
-    }
-    // Handed off is claimed: no subscriber is woken for it (its claim's notice tells watchers).
-    for (const n of notices) {
-      const names = handed.get(n.r);
-      if (names && n.rd) n.rd = n.rd.filter(([name]) => !names.has(name));
+      else answers[row.i - 1] = row.r as FinishResult;
     }
     // Not awaited: the results are recorded; the wake-ups follow in this process's next NOTIFY batch.
     this.publisher.post(notices);

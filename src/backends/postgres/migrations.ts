@@ -8,7 +8,6 @@ import {
   FINISH_ATTEMPT_FUNCTION,
   FINISH_NODES_MIGRATION,
   FINISH_STREAMED_UNLOCKED_MIGRATION,
-  HAND_OFF_MIGRATION,
   LIVE_OUTPUT_MIGRATION,
   SCHEDULES_MIGRATION,
   SCHEMA_TABLES,
@@ -95,11 +94,6 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 13,
     name: 'claim-ahead: release_claim (rule 20)',
     sql: CLAIM_AHEAD_MIGRATION,
-  },
-  {
-    version: 14,
-    name: 'hand-off: finish_nodes_handing_off (rule 21)',
-    sql: HAND_OFF_MIGRATION,
   },
 ];
 

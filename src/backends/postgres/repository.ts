@@ -21,6 +21,7 @@ import {
   type ClaimRequest,
   type FinishRequest,
   type FinishResult,
+  finishedAlone,
   InvalidArgumentError,
   isAdagioError,
   type Lease,
@@ -418,7 +419,9 @@ export class PostgresRepository implements Repository {
   async finish(request: FinishRequest): Promise<FinishResult> {
     checks.checkRunId(request.runId);
     checks.checkNodeName(request.node);
-    return this.run(() => finishNode(this.ctx, request));
+    if (request.handOff) checks.checkHandOff(request.handOff);
+    await this.run(() => finishNode(this.ctx, request));
+    return finishedAlone();
   }
 
   claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {

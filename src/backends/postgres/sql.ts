@@ -788,9 +788,6 @@ export const CLAIM_NODES = 'SELECT * FROM claim_nodes($1, $2, $3, $4, $5, $6, $7
 
 /** A batch of finishes: one call of finish_nodes (migration 12), prepared as adagio_finish_nodes; $8 the reported starts (rule 20, NULL: none), $9 says the batch is a repeat. */
 export const FINISH_NODES = 'SELECT i, r FROM finish_nodes($1, $2, $3, $4, $5, $6, $7, $8, $9)';
-/** The same with hand-off offers (rule 21, migration 14), prepared as adagio_finish_nodes_handing_off; $10 the offers. */
-export const FINISH_NODES_HANDING_OFF =
-  'SELECT i, r FROM finish_nodes_handing_off($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)';
 
 // ---- starts (starts.ts)
 
@@ -1348,85 +1345,6 @@ BEGIN
     'rd', jsonb_build_array(jsonb_build_array(p_node, v_node.runtime)),
     'ch', jsonb_build_array(jsonb_build_object('n', p_node, 'v', v_node.version, 's', 'READY',
       'a', v_node.attempt_count, 'st', v_node.started_at)));
-END
-$fn$;
-`;
-
-/**
- * Migration 14 (rule 21): hand-off. finish_nodes_handing_off finishes a batch
- * as finish_nodes does and, in the same transaction, claims for the finishing
- * process dependents the batch made READY, through claim_nodes (the same
- * statement every claim runs, with its lease check). `p_offers` lists each
- * offering call: {"k": its 1-based position, "lease": lease id, "agents":
- * [agent id per place], "claims": [a fresh claim id per place], "runtimes":
- * [...]}. A dependent goes to the first call upstream of it with a place and
- * its runtime. On a repeated try (p_repeat) the dependents already RUNNING
- * under one of a call's offered claim ids are answered again. Answers: the
- * rows of finish_nodes, then one row per claim (i: minus the call's position,
- * r: the claimed node as claim_nodes gives it, its times as text).
- */
-export const HAND_OFF_MIGRATION = `
-CREATE FUNCTION finish_nodes_handing_off(p_runs text[], p_nodes text[], p_claims text[], p_conclusions text[],
-                                         p_metadata jsonb[], p_outputs bytea[], p_now bigint[], p_started bigint[],
-                                         p_repeat boolean, p_offers jsonb)
-RETURNS TABLE (i integer, r jsonb) LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off
-SET enable_mergejoin = off AS $fn$
-#variable_conflict use_column
-DECLARE
-  v_finished jsonb[];
-  v_picked record;
-BEGIN
-  SELECT coalesce(array_agg(jsonb_build_object('i', f.i, 'r', f.r)), '{}') INTO v_finished
-    FROM finish_nodes(p_runs, p_nodes, p_claims, p_conclusions, p_metadata, p_outputs, p_now, p_started, p_repeat) f;
-  RETURN QUERY SELECT (x ->> 'i')::int, x -> 'r' FROM unnest(v_finished) x;
-
-  RETURN QUERY
-  WITH o AS (
-    SELECT (e ->> 'k')::int AS k, e ->> 'lease' AS lease,
-      ARRAY(SELECT jsonb_array_elements_text(e -> 'agents')) AS agents,
-      ARRAY(SELECT jsonb_array_elements_text(e -> 'claims')) AS claims,
-      ARRAY(SELECT jsonb_array_elements_text(e -> 'runtimes')) AS runtimes
-    FROM jsonb_array_elements(p_offers) e
-  ), ready AS (
-    -- What the batch made READY, from its notices (rule 8's "rd": [node, runtime] per run).
-    SELECT x -> 'r' ->> 'r' AS run, rd ->> 0 AS name
-    FROM unnest(v_finished) x CROSS JOIN LATERAL jsonb_array_elements(coalesce(x -> 'r' -> 'rd', '[]')) rd
-    WHERE (x ->> 'i')::int = 0
-  ), cand AS (
-    -- Each to the first offering call upstream of it that runs its runtime.
-    SELECT DISTINCT ON (d.run_id, d.name) o.k, d.run_id AS run, d.name::text AS name, o.lease, o.agents, o.claims
-    FROM ready rd
-    JOIN nodes d ON d.run_id = rd.run AND d.name = rd.name
-    JOIN o ON p_runs[o.k] = d.run_id AND p_nodes[o.k] = ANY (d.upstream) AND d.runtime = ANY (o.runtimes)
-    ORDER BY d.run_id, d.name, o.k
-  ), placed AS (
-    SELECT c.*, row_number() OVER (PARTITION BY c.k ORDER BY c.name COLLATE "C")::int AS place FROM cand c
-  ), pick AS (
-    SELECT p.k, p.run, p.name, p.claims[p.place] AS claim, p.agents[p.place] AS agent, p.lease
-    FROM placed p WHERE p.place <= cardinality(p.agents)
-    UNION ALL
-    -- A repeat: what an earlier try of this batch handed off (the node still under an offered claim).
-    SELECT o.k, d.run_id, d.name::text, d.claim_id, d.claim_agent, o.lease
-    FROM o JOIN nodes s ON p_repeat AND s.run_id = p_runs[o.k] AND s.name = p_nodes[o.k]
-    CROSS JOIN LATERAL unnest(s.downstream) AS dn(name)
-    JOIN nodes d ON d.run_id = s.run_id AND d.name = dn.name
-    WHERE d.status = 'RUNNING' AND d.claim_id = ANY (o.claims)
-  ), agg AS (
-    SELECT array_agg(p.k ORDER BY p.run COLLATE "C", p.name COLLATE "C") AS ks,
-      array_agg(p.run ORDER BY p.run COLLATE "C", p.name COLLATE "C") AS runs,
-      array_agg(p.name ORDER BY p.run COLLATE "C", p.name COLLATE "C") AS names,
-      array_agg(p.claim ORDER BY p.run COLLATE "C", p.name COLLATE "C") AS claims,
-      array_agg(p.agent ORDER BY p.run COLLATE "C", p.name COLLATE "C") AS agents,
-      array_agg(p.lease ORDER BY p.run COLLATE "C", p.name COLLATE "C") AS leases,
-      array_agg(p_now[p.k] ORDER BY p.run COLLATE "C", p.name COLLATE "C") AS ats
-    FROM pick p
-  )
-  SELECT -agg.ks[c.i], to_jsonb(c) || jsonb_build_object('started_at', c.started_at::text,
-      'finished_at', c.finished_at::text)
-  FROM agg CROSS JOIN LATERAL claim_nodes(agg.runs, agg.names, agg.claims, agg.agents,
-    array_fill('{}'::jsonb, ARRAY[cardinality(agg.runs)]), agg.leases, agg.ats, true) c
-  WHERE agg.runs IS NOT NULL;
 END
 $fn$;
 `;

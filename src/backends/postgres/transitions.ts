@@ -4,7 +4,6 @@ import {
   cancelledAttemptFields,
   checkClaimRefs,
   checkConclusion,
-  checkHandOff,
   checkMetadata,
   checkStartedAt,
   checkStartOptions,
@@ -30,7 +29,6 @@ import {
   type ClaimRef,
   type ClaimRequest,
   claimNotLive,
-  type FinishResult as FinishOutcome,
   type FinishRequest,
   LeaseExpiredError,
   NotFoundError,
@@ -262,12 +260,10 @@ function attemptsFromJson(rows: AttemptJson[]): AttemptRow[] {
  * (finishes.ts). The run's row lock, which serialises finishes within a
  * run, is held only while the statement runs and commits.
  */
-export async function finishNode(ctx: TransitionContext, req: FinishRequest): Promise<FinishOutcome> {
+export async function finishNode(ctx: TransitionContext, req: FinishRequest): Promise<void> {
   checkConclusion(req.conclusion);
   checkMetadata(req.metadata);
   checkStartedAt(req.startedAt);
-  const now = ctx.clock.now();
-  const offer = req.handOff && checkHandOff(req.handOff);
   const result = await ctx.finishes.submit({
     runId: req.runId,
     node: req.node,
@@ -275,19 +271,11 @@ export async function finishNode(ctx: TransitionContext, req: FinishRequest): Pr
     conclusion: req.conclusion,
     metadata: JSON.stringify(req.metadata ?? {}),
     output: toBuffer(truncateOutput(req.output ?? new Uint8Array())),
-    now,
+    now: ctx.clock.now(),
     startedAt: req.startedAt ?? null,
-    // Rule 21: a claim id per place, made here as for any claim (the statement's repeat finds them again).
-    handOff: offer && { ...offer, claimIds: offer.agentIds.map(() => ctx.ids.next(now)) },
   });
   // Recorded (the batch published its notices), or recorded by an earlier try of this call.
-  if ('ok' in result || 'recorded' in result) {
-    const handedOff = (result.handedOff ?? []).map((row) => {
-      announceClaim(ctx, req.runId, row);
-      return claimedWith(req.runId, row.claim_id!, row, attemptsFromJson(row.attempts_json));
-    });
-    return { handedOff };
-  }
+  if ('ok' in result || 'recorded' in result) return;
   if ('missing' in result)
     throw result.missing === 'run' ? new NotFoundError('run', req.runId) : nodeNotFound(req.runId, req.node);
   throw claimNotLive(req, result);
