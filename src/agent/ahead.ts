@@ -37,6 +37,13 @@ export interface AheadHost {
   claiming(): boolean;
 }
 
+/**
+ * Places one finish is offered at most (rule 21): enough for a fan-out's
+ * share, not so many that the first of several concurrent finishes holds
+ * every place while the others, offered none, announce their dependents.
+ */
+const PER_FINISH = Math.min(8, MAX_HAND_OFF);
+
 /** After a claim ahead failed on a store error, the slots' own claims (which back off) carry on alone this long. */
 const PAUSE_MS = 1_000;
 
@@ -55,8 +62,6 @@ export class ClaimAhead {
   private readonly claiming = new Set<Promise<void>>();
   private pausedUntil = 0;
   private turn = 0;
-  /** Places offered to finishes on their way (rule 21): each may come back claimed. */
-  private offered = 0;
 
   constructor(
     private readonly bound: number,
@@ -85,28 +90,27 @@ export class ClaimAhead {
   /**
    * Rule 21: what a finish may hand this process: a place for each free slot
    * and, beyond those, up to twice the claim-ahead bound of queued nodes (so
-   * a run's next nodes come with its finishes rather than by claims of other
-   * runs' READY nodes), less what other finishes on their way were offered.
-   * Undefined when there is no room. Each offer ends with `handedOff`.
+   * a run's next nodes come with its finishes rather than by claims of
+   * other runs' READY nodes), at most PER_FINISH. Concurrent finishes are
+   * each offered that much, so the queue holds at most 2 × bound plus
+   * PER_FINISH per slot. Undefined when there is no room.
    */
   offer(session: Session): HandOff | undefined {
     if (!this.host.claiming()) return undefined;
-    const queued = this.queue.length + this.inFlight + this.offered;
-    const room = Math.min(MAX_HAND_OFF, this.host.freeSlots() + Math.max(0, 2 * this.bound - queued));
+    const queued = this.queue.length + this.inFlight;
+    const room = Math.min(PER_FINISH, this.host.freeSlots() + Math.max(0, 2 * this.bound - queued));
     if (room <= 0) return undefined;
-    this.offered += room;
     const slots = this.host.slots;
     const agentIds = Array.from({ length: room }, () => slots[this.turn++ % slots.length]!.agentId);
     return { leaseId: session.lease.id, agentIds, runtimes: this.host.runtimes };
   }
 
   /**
-   * A finish offered `offer` came back with these claims (none when it
-   * failed): they join the queue, or go back at once when the pool is
-   * stopping; claims under a lease since lost were orphaned with it.
+   * A finish came back with these claims handed off: they join the queue,
+   * or go back at once when the pool is stopping; claims under a lease
+   * since lost were orphaned with it.
    */
-  handedOff(session: Session, offer: HandOff, nodes: ClaimedNode[]): void {
-    this.offered -= offer.agentIds.length;
+  handedOff(session: Session, nodes: ClaimedNode[]): void {
     if (nodes.length === 0 || this.host.session() !== session) return;
     const queued = nodes.map((claimed) => ({
       session,

@@ -135,7 +135,7 @@ export class AgentPool {
       leaseLost: (session, error) => this.sessions.leaseLost(session, error),
       vacate: (task) => this.vacate(task),
       offer: (session) => this.ahead.offer(session),
-      handedOff: (session, offer, nodes) => this.ahead.handedOff(session, offer, nodes),
+      handedOff: (session, nodes) => this.ahead.handedOff(session, nodes),
     };
     const pool = this;
     this.ahead = new ClaimAhead(claimAhead, {

@@ -112,9 +112,10 @@ export interface WorkEnv {
   leaseLost(session: Session, error: unknown): void;
   /** The task's result is known and about to be recorded: its slot may take the next node meanwhile. */
   vacate(task: Task): void;
-  /** Rule 21: what this finish may take over of the nodes it makes READY; each offer ends with `handedOff`. */
+  /** Rule 21: what this finish may take over of the nodes it makes READY. */
   offer(session: Session): HandOff | undefined;
-  handedOff(session: Session, offer: HandOff, nodes: ClaimedNode[]): void;
+  /** Claims a finish handed off: queued for the slots. */
+  handedOff(session: Session, nodes: ClaimedNode[]): void;
 }
 
 /**
@@ -301,12 +302,8 @@ async function finish(
       if (task.startedAt !== undefined) request.startedAt = task.startedAt;
       const offer = env.offer(task.session);
       if (offer) request.handOff = offer;
-      let handedOff: ClaimedNode[] = [];
-      try {
-        handedOff = (await env.repository.finish(request)).handedOff;
-      } finally {
-        if (offer) env.handedOff(task.session, offer, handedOff);
-      }
+      const { handedOff } = await env.repository.finish(request);
+      if (handedOff.length > 0) env.handedOff(task.session, handedOff);
       env.counts.finished[outcome.conclusion]++;
       if (log.debugging) log.debug('node finished', { conclusion: outcome.conclusion });
       return;

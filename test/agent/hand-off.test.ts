@@ -1,0 +1,119 @@
+/** The agent pool's side of hand-off (design rule 21), on the real memory backend. */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { MemoryRepository } from '../../src/backends/memory/index.js';
+import type { FinishRequest, FinishResult, Repository } from '../../src/protocol/repository.js';
+import { completed, runtime, spec, testPool, until } from './helpers.js';
+
+const cleanup: (() => Promise<void>)[] = [];
+after(async () => {
+  for (const c of cleanup.reverse()) await c().catch(() => undefined);
+});
+
+/** A memory repository that counts claims and records each finish's offer. */
+class Watched extends MemoryRepository {
+  claims = 0;
+  offers: FinishRequest['handOff'][] = [];
+  override async claim(...args: Parameters<Repository['claim']>) {
+    this.claims++;
+    return super.claim(...args);
+  }
+  override async finish(request: FinishRequest): Promise<FinishResult> {
+    this.offers.push(request.handOff);
+    return super.finish(request);
+  }
+}
+
+const chain = (n: number, rt: string) =>
+  spec(
+    Array.from({ length: n }, (_, i) => ({ name: `n${i}`, runtime: rt })),
+    Array.from({ length: n - 1 }, (_, i) => [`n${i}`, `n${i + 1}`] as [string, string]),
+  );
+
+describe('agent pool: hand-off (rule 21)', () => {
+  it('runs a chain on what its finishes hand off: one claim for the whole run', async () => {
+    const repo = new Watched({ leaseCheckIntervalMs: 20 });
+    const ran: string[] = [];
+    const rt = runtime('chain', async (ctx) => {
+      ran.push(ctx.node.spec.name);
+      return { conclusion: 'SUCCESS', output: new TextEncoder().encode(ctx.node.spec.name) };
+    });
+    const { pool } = testPool(cleanup, { runtimes: [rt], concurrency: 2 }, repo);
+    await pool.start();
+    const run = await repo.start(chain(5, 'chain'));
+    const done = await completed(repo, run.id);
+    assert.equal(done.conclusion, 'SUCCESS');
+    assert.deepEqual(ran, ['n0', 'n1', 'n2', 'n3', 'n4']);
+    assert.equal(pool.counters.handedOff, 4, 'every node after the first came with its upstream finish');
+    assert.equal(repo.claims, 1, 'only the first node was claimed');
+    const offer = repo.offers[0]!;
+    assert.equal(offer.leaseId, pool.leaseId);
+    assert.deepEqual(offer.runtimes, ['chain']);
+    for (const id of offer.agentIds)
+      assert.ok(pool.agentIds.includes(id), `${id} is one of the pool's agents`);
+    // Inputs came with the hand-off: each node's attempt ran with its upstream's output.
+    for (const n of done.nodes.slice(1)) assert.equal(n.attempts.length, 1);
+  });
+
+  it('offers nothing while it has no room: slots busy and claim-ahead off', async () => {
+    const repo = new Watched({ leaseCheckIntervalMs: 20 });
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const rt = runtime('busy', async (ctx) => {
+      if (ctx.node.spec.name === 'slow') await held;
+      return { conclusion: 'SUCCESS' };
+    });
+    const { pool } = testPool(cleanup, { runtimes: [rt], concurrency: 2, claimAhead: 0 }, repo);
+    await pool.start();
+    const run = await repo.start(
+      spec(
+        [
+          { name: 'slow', runtime: 'busy' },
+          { name: 'a', runtime: 'busy' },
+          { name: 'b', runtime: 'busy' },
+        ],
+        [['a', 'b']],
+      ),
+    );
+    await until(() => repo.offers.length >= 1, "a's finish");
+    // One slot holds `slow`; `a`'s slot is free again when it finishes: one place, b is handed off.
+    assert.equal(repo.offers[0]!.agentIds.length, 1);
+    release();
+    await completed(repo, run.id);
+    assert.equal(pool.counters.handedOff, 1);
+  });
+
+  it('gives handed-off nodes that have not started back on stop', async () => {
+    const repo = new Watched({ leaseCheckIntervalMs: 20 });
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const rt = runtime('fan', async (ctx) => {
+      if (ctx.node.spec.name !== 'root') await held;
+      return { conclusion: 'SUCCESS' };
+    });
+    const { pool } = testPool(cleanup, { runtimes: [rt], concurrency: 1, claimAhead: 4 }, repo);
+    await pool.start();
+    const fan = spec(
+      ['root', 'x', 'y', 'z'].map((name) => ({ name, runtime: 'fan' })),
+      [
+        ['root', 'x'],
+        ['root', 'y'],
+        ['root', 'z'],
+      ],
+    );
+    const run = await repo.start(fan);
+    await until(() => pool.counters.handedOff === 3, 'three handed off');
+    const stopping = pool.stop({ graceMs: 5_000 });
+    await until(() => pool.counters.released === 2, 'the two not started given back');
+    release();
+    await stopping;
+    const state = await repo.inspect(run.id);
+    const ready = state.nodes.filter((n) => n.status === 'READY');
+    assert.equal(ready.length, 2);
+    for (const n of ready) assert.deepEqual(n.attempts, [], 'no attempt recorded');
+  });
+});
