@@ -430,3 +430,18 @@ function triggerHolds(rule: TriggerRule | undefined, t: Omit<UpstreamTally, 'com
 export function openTally(upstreamCount: number): UpstreamTally {
   return { total: upstreamCount, completed: 0, succeeded: 0, failed: 0 };
 }
+
+/**
+ * Rule 21: the agent id under which a hand-off takes a dependent that became
+ * READY, given how many the finish took already; undefined when the offer has
+ * no place left or does not run its runtime.
+ */
+export function handOffPlace(
+  offer: { agentIds: readonly string[]; runtimes: readonly string[] },
+  taken: number,
+  runtime: string,
+): string | undefined {
+  return taken < offer.agentIds.length && offer.runtimes.includes(runtime)
+    ? offer.agentIds[taken]
+    : undefined;
+}

@@ -4,7 +4,7 @@ import { DeleteItemCommand, DynamoDBClient, PutItemCommand, QueryCommand } from 
 import type { Item } from '../../src/backends/dynamodb/db.js';
 import type { DynamoDbRepository } from '../../src/backends/dynamodb/index.js';
 import { WrittenNodes } from '../../src/backends/dynamodb/written-nodes.js';
-import { LeaseExpiredError } from '../../src/protocol/index.js';
+import { LeaseExpiredError, UnavailableError } from '../../src/protocol/index.js';
 import { graph, independentNodes, node, RUNTIME } from '../conformance/fixtures.js';
 import { SkewClock } from '../support/clock.js';
 import { dynamoDbRepository, sharedDynamoDb, uniqueTable } from '../support/dynamodb.js';
@@ -452,5 +452,128 @@ describe('dynamodb: remembered node items are bounded', () => {
     // 40 × 512 KiB is 20 MiB: the first eight or so are gone, the last are kept.
     assert.equal(nodes.take({ pk: 'run#r', sk: 'n#big0' }, any), undefined);
     assert.ok(nodes.take({ pk: 'run#r', sk: 'n#big39' }, any));
+  });
+});
+
+describe('dynamodb: hand-off in doubt (rule 21)', () => {
+  /** Until restored, every commit lands and then fails as a lost reply would: UnavailableError. */
+  function loseReplies(repo: DynamoDbRepository): () => void {
+    const db = (repo as unknown as { ctx: { db: { commit(tx: unknown): Promise<boolean> } } }).ctx.db;
+    const commit = db.commit.bind(db);
+    db.commit = async (tx) => {
+      const ok = await commit(tx);
+      if (ok) throw new UnavailableError('reply lost (test)');
+      return ok;
+    };
+    return () => {
+      db.commit = commit;
+    };
+  }
+
+  for (const batched of [false, true])
+    test(`a finish whose reply was lost answers, on its repeat, the claims it handed off${batched ? ' (two finishes in one batch)' : ''}`, async () => {
+      const { repository: repo, teardown } = await dynamoDbRepository();
+      closers.push(teardown);
+      const lease = await repo.grantLease(120_000);
+      const offer = { leaseId: lease.id, agentIds: ['me-1', 'me-2'], runtimes: [RUNTIME] };
+      const runs = await Promise.all(
+        (batched ? [1, 2] : [1]).map(() =>
+          repo.start(
+            graph(
+              ['a', 'b', 'c'],
+              [
+                ['a', 'b'],
+                ['a', 'c'],
+              ],
+            ),
+          ),
+        ),
+      );
+      const claims = await Promise.all(
+        runs.map(async (r) => {
+          const c = await repo.claim({ runId: r.id, node: 'a', leaseId: lease.id, agentId: 'me-1' });
+          assert.ok(c);
+          return c;
+        }),
+      );
+      const restore = loseReplies(repo);
+      const finish = (c: (typeof claims)[number]) =>
+        repo.finish({ runId: c.runId, node: 'a', claimId: c.claimId, conclusion: 'SUCCESS', handOff: offer });
+      const first = await Promise.allSettled(claims.map(finish));
+      restore();
+      for (const f of first) assert.equal(f.status, 'rejected', 'the reply was lost');
+      for (const c of claims) {
+        const again = await finish(c);
+        assert.deepEqual(
+          again.handedOff.map((h) => h.node.spec.name).sort(),
+          ['b', 'c'],
+          'the repeat answers what the lost commit handed off',
+        );
+        for (const h of again.handedOff) {
+          assert.equal(h.node.status, 'RUNNING');
+          await repo.finish({
+            runId: h.runId,
+            node: h.node.spec.name,
+            claimId: h.claimId,
+            conclusion: 'SUCCESS',
+          });
+        }
+        assert.equal((await repo.inspect(c.runId)).conclusion, 'SUCCESS');
+      }
+    });
+});
+
+describe('dynamodb: a claim committed but not answered', () => {
+  test('is given back: its node READY again for any claimer, not held by nobody under a live lease', async () => {
+    const { repository: repo, teardown } = await dynamoDbRepository();
+    closers.push(teardown);
+    const lease = await repo.grantLease(120_000);
+    const run = await repo.start(graph(['a', 'b'], [['a', 'b']]));
+    const a = await repo.claim({ runId: run.id, node: 'a', leaseId: lease.id, agentId: 'me' });
+    assert.ok(a);
+    await repo.finish({
+      runId: run.id,
+      node: 'a',
+      claimId: a.claimId,
+      conclusion: 'SUCCESS',
+      output: new TextEncoder().encode('input of b'),
+    });
+    // The store goes away right after b's claim commits: the reads that answer it (a's output) fail.
+    const db = (
+      repo as unknown as {
+        ctx: {
+          db: { commit(tx: unknown): Promise<boolean>; partition(...args: unknown[]): Promise<unknown> };
+        };
+      }
+    ).ctx.db;
+    const commit = db.commit.bind(db);
+    const partition = db.partition.bind(db);
+    let down = false;
+    db.commit = async (tx) => {
+      const ok = await commit(tx);
+      down = true;
+      return ok;
+    };
+    db.partition = async (...args) => {
+      if (down) {
+        db.commit = commit;
+        db.partition = partition;
+        throw new UnavailableError('store gone (test)');
+      }
+      return partition(...args);
+    };
+    await assert.rejects(
+      repo.claim({ runId: run.id, node: 'b', leaseId: lease.id, agentId: 'me' }),
+      UnavailableError,
+    );
+    const deadline = Date.now() + 10_000;
+    let again: Awaited<ReturnType<typeof repo.claim>>;
+    do {
+      again = await repo.claim({ runId: run.id, node: 'b', leaseId: lease.id, agentId: 'other' });
+      if (!again) await new Promise((r) => setTimeout(r, 50));
+    } while (!again && Date.now() < deadline);
+    assert.ok(again, 'b was given back and claimed again');
+    assert.equal(again.attempt, 1);
+    assert.equal(new TextDecoder().decode(again.node.inputs.a), 'input of b');
   });
 });

@@ -195,7 +195,7 @@ function check(
         lost++;
         // What a lost node looked like: enough to start from when this fails.
         console.log(
-          `# lost: ${run.id}/${n.spec.name} ${n.status} after ${n.attempts.length} attempts${n.claim ? `, claim ${n.claim.id}${n.claim.orphaned ? ' (orphaned)' : ''}` : ''}`,
+          `# lost: ${run.id}/${n.spec.name} ${n.status} after ${n.attempts.length} attempts${n.claim ? `, claim ${n.claim.id} by ${n.claim.agentId}${n.claim.orphaned ? ' (orphaned)' : ''}` : ''}`,
         );
       }
       if (n.attempts.filter((a) => a.conclusion === 'SUCCESS').length > 1) doubleFinishes++;

@@ -21,6 +21,7 @@ import {
 } from './items.js';
 import { BATCH_FINISH_ITEMS, DYNAMODB_MAX_TXN_ITEMS } from './limits.js';
 import { readNodeState } from './node-read.js';
+import { giveBack } from './release.js';
 import { armTimeout, disarmTimeout } from './timers.js';
 
 /** A claim id sent in a commit whose outcome is unknown: seen on the node, the claim is ours. */
@@ -47,7 +48,7 @@ export async function claimNode(
   for (;;) {
     const { read, blind } = await readForClaims(ctx, [{ req, tried }]);
     const step = decideClaim(ctx, req, read, tried, blind[0]);
-    if (!('plan' in step)) return step.result();
+    if (!('plan' in step)) return recognised(ctx, req, tried, step);
     const ups = await ctx.db.getMany(step.upKeys);
     const plan = planClaim(ctx, req, step.plan, ups);
     const tx = ctx.db.tx();
@@ -55,7 +56,7 @@ export async function claimNode(
     tried = plan.tried;
     if (!(await ctx.db.commit(tx))) continue;
     committed(ctx, records, [plan]);
-    return plan.after();
+    return answer(ctx, plan);
   }
 }
 
@@ -267,12 +268,41 @@ function addClaims(ctx: DynamoContext, tx: Tx, plans: ClaimPlan[]): Records {
     else checkHeaderOpen(tx, runId);
   }
   const records: Records = [];
+  // First in the transaction: a store that applied its items in order and stopped midway (DynamoDB
+  // Local killed -9) would leave a record naming claims not made, never a claim without its record.
+  const head = ctx.db.tx();
   for (const [id, entries] of leases) {
-    tx.check(leaseKey(id), 'attribute_exists(pk) AND attribute_not_exists(lapsed)');
-    records.push({ key: ctx.claimRecords.add(tx, id, entries), claimIds: entries.map((e) => e.claimId) });
+    head.check(leaseKey(id), 'attribute_exists(pk) AND attribute_not_exists(lapsed)');
+    records.push({ key: ctx.claimRecords.add(head, id, entries), claimIds: entries.map((e) => e.claimId) });
   }
+  tx.prepend(head);
   delta.addTo(tx);
   return records;
+}
+
+/** A committed claim as its claimer gets it; one that cannot be answered is given back, not left held by nobody. */
+async function answer(ctx: DynamoContext, p: ClaimPlan): Promise<ClaimedNode> {
+  try {
+    return await p.after();
+  } catch (e) {
+    giveBack(ctx, [{ runId: p.runId, node: p.node, claimId: p.tried.claimId }]);
+    throw e;
+  }
+}
+
+/** A step decided without a commit: nothing, or (`tried`) the claim an earlier commit of this call made, answered as above. */
+async function recognised(
+  ctx: DynamoContext,
+  req: ClaimRequest,
+  tried: Tried | undefined,
+  step: { result: () => Promise<ClaimedNode | undefined> },
+): Promise<ClaimedNode | undefined> {
+  try {
+    return await step.result();
+  } catch (e) {
+    if (tried) giveBack(ctx, [{ runId: req.runId, node: req.node, claimId: tried.claimId }]);
+    throw e;
+  }
 }
 
 /** Claims committed: their records followed, their nodes held for their finishes. */
@@ -403,8 +433,9 @@ export class ClaimBatcher {
         const s = steps[i];
         const p = plans[i];
         try {
-          if (p) return { claimed: await p.after() };
-          if (s && 'result' in s) return { claimed: await s.result() };
+          if (p) return { claimed: await answer(this.ctx, p) };
+          if (s && 'result' in s)
+            return { claimed: await recognised(this.ctx, calls[i]!.req, calls[i]!.tried, s) };
           return outcomes[i]!;
         } catch (error) {
           return { error };

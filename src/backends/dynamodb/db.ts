@@ -44,6 +44,12 @@ export class Tx {
     return this.items.length;
   }
 
+  /** Puts `head`'s items before this transaction's own. */
+  prepend(head: Tx): void {
+    this.items.unshift(...head.items);
+    this.bytes += head.bytes;
+  }
+
   /** Whether `items` more items of `bytes` fit. */
   fits(items: number, bytes = 0): boolean {
     return this.items.length + items <= MAX_TXN_ITEMS && this.bytes + bytes <= MAX_TXN_BYTES;

@@ -1,3 +1,4 @@
+import { handOffPlace } from '../../model/index.js';
 import type { ClaimedNode, HandOff } from '../../protocol/index.js';
 import { claimed, runningUnder, type Tried, takeRecordedInputs } from './claim.js';
 import type { ClaimEntry } from './claim-records.js';
@@ -51,11 +52,12 @@ export function takeHandOffs(
   const nodes: HandOffPlan['nodes'] = [];
   for (let k = 0; k < judged.length && nodes.length < offer.agentIds.length; k++) {
     const w = judged[k]!;
-    if (w.d.status !== 'READY' || w.d.readyAt || !w.d.ins || !offer.runtimes.includes(w.d.spec.runtime))
-      continue;
+    const agentId = handOffPlace(offer, nodes.length, w.d.spec.runtime);
+    // Claimable now with its inputs recorded: a claim would read nothing either.
+    if (w.d.status !== 'READY' || w.d.readyAt || !w.d.ins || agentId === undefined) continue;
     const claim = {
       id: ctx.ids.next(now),
-      agentId: offer.agentIds[nodes.length]!,
+      agentId,
       metadata: {},
       leaseId: offer.leaseId,
       orphaned: false,
@@ -94,10 +96,13 @@ export function addHandOffs(ctx: DynamoContext, tx: Tx, plans: HandOffPlan[]): H
     leases.set(p.leaseId, entries);
   }
   const records: HandOffRecords = [];
+  // First, as a claim's (claim.ts addClaims): never a claim without its record.
+  const head = ctx.db.tx();
   for (const [id, entries] of leases) {
-    tx.check(leaseKey(id), 'attribute_exists(pk) AND attribute_not_exists(lapsed)');
-    records.push({ key: ctx.claimRecords.add(tx, id, entries), claimIds: entries.map((e) => e.claimId) });
+    head.check(leaseKey(id), 'attribute_exists(pk) AND attribute_not_exists(lapsed)');
+    records.push({ key: ctx.claimRecords.add(head, id, entries), claimIds: entries.map((e) => e.claimId) });
   }
+  tx.prepend(head);
   return records;
 }
 

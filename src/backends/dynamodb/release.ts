@@ -67,3 +67,27 @@ async function releaseClaim(ctx: DynamoContext, ref: ClaimRef): Promise<boolean>
     return true;
   }
 }
+
+/** How long a give-back keeps trying while the store does not answer; past it, the lease's lapse recovers them. */
+const GIVE_BACK_FOR_MS = 120_000;
+
+/**
+ * Claims committed but never answered to their claimer (the store went away
+ * between the commit and the reads that answer it) are held under a live
+ * lease by nobody: given back in the background, retried until the store
+ * answers, so their nodes are READY again at once. Should this process die
+ * first, its lease lapses and orphans them (rule 3).
+ */
+export function giveBack(ctx: DynamoContext, claims: ClaimRef[]): void {
+  const until = Date.now() + GIVE_BACK_FOR_MS;
+  const attempt = async (delay: number): Promise<void> => {
+    try {
+      await releaseClaims(ctx, claims);
+    } catch {
+      if (Date.now() + delay > until) return;
+      await new Promise<void>((r) => setTimeout(r, delay).unref());
+      return attempt(Math.min(delay * 2, 5_000));
+    }
+  };
+  void attempt(100);
+}

@@ -20,6 +20,7 @@ import {
   encodeCursor,
   failedNodesSummary,
   type GraphSpec,
+  handOffPlace,
   type IdSource,
   type NodeStatus,
   planRetry,
@@ -440,8 +441,8 @@ export class MemoryRepository implements Repository {
     const taken: { node: NodeRecord; claim: ClaimRecord }[] = [];
     const pick: HandOffPick | undefined = live
       ? (d) => {
-          const agentId = handOff.agentIds[taken.length];
-          if (agentId === undefined || !handOff.runtimes.includes(d.spec.runtime)) return undefined;
+          const agentId = handOffPlace(handOff, taken.length, d.spec.runtime);
+          if (agentId === undefined) return undefined;
           const claim = this.newClaim(handOff.leaseId, agentId, {});
           taken.push({ node: d, claim });
           return claim;
