@@ -243,7 +243,7 @@ function planClaim(ctx: DynamoContext, req: ClaimRequest, c: Decided, ups: Map<s
 }
 
 /** The claim records a transaction writes, by lease: followed once it commits (ClaimRecords.track). */
-type Records = { key: Key; claimIds: string[] }[];
+export type Records = { key: Key; claimIds: string[] }[];
 
 /**
  * Claims' writes in one transaction: each claim's items, then per run one
@@ -267,16 +267,26 @@ function addClaims(ctx: DynamoContext, tx: Tx, plans: ClaimPlan[]): Records {
     if (n > 0) claimHeader(tx, runId, n);
     else checkHeaderOpen(tx, runId);
   }
+  const records = recordClaims(ctx, tx, leases);
+  delta.addTo(tx);
+  return records;
+}
+
+/**
+ * Per lease, a check that it is live and the record of its claims in this
+ * transaction (claims and hand-offs alike). First in the transaction: a store
+ * that applied its items in order and stopped midway (DynamoDB Local killed
+ * -9) would leave a record naming claims not made, never a claim without its
+ * record.
+ */
+export function recordClaims(ctx: DynamoContext, tx: Tx, leases: Map<string, ClaimEntry[]>): Records {
   const records: Records = [];
-  // First in the transaction: a store that applied its items in order and stopped midway (DynamoDB
-  // Local killed -9) would leave a record naming claims not made, never a claim without its record.
   const head = ctx.db.tx();
   for (const [id, entries] of leases) {
     head.check(leaseKey(id), 'attribute_exists(pk) AND attribute_not_exists(lapsed)');
     records.push({ key: ctx.claimRecords.add(head, id, entries), claimIds: entries.map((e) => e.claimId) });
   }
   tx.prepend(head);
-  delta.addTo(tx);
   return records;
 }
 

@@ -1,13 +1,19 @@
 import { handOffPlace } from '../../model/index.js';
 import type { ClaimedNode, HandOff } from '../../protocol/index.js';
-import { claimed, runningUnder, type Tried, takeRecordedInputs } from './claim.js';
+import {
+  claimed,
+  type Records,
+  recordClaims,
+  runningUnder,
+  type Tried,
+  takeRecordedInputs,
+} from './claim.js';
 import type { ClaimEntry } from './claim-records.js';
 import type { Delta, DynamoContext } from './context.js';
-import { type Key, mk, type Tx } from './db.js';
+import { mk, type Tx } from './db.js';
 import {
   decodeNode,
   encodeNode,
-  leaseKey,
   moved,
   type NodeData,
   type NodeItem,
@@ -81,11 +87,8 @@ export function takeHandOffs(
 export const handedOffMark = (p: HandOffPlan): [string, string][] =>
   p.nodes.map((n) => [n.item.d.spec.name, n.tried.claimId]);
 
-/** Claim records a transaction writes: followed once it commits (ClaimRecords.track). */
-export type HandOffRecords = { key: Key; claimIds: string[] }[];
-
 /** Per lease, one liveness check and one claim record for the plans' claims; each claim's timeout timer. */
-export function addHandOffs(ctx: DynamoContext, tx: Tx, plans: HandOffPlan[]): HandOffRecords {
+export function addHandOffs(ctx: DynamoContext, tx: Tx, plans: HandOffPlan[]): Records {
   const leases = new Map<string, ClaimEntry[]>();
   for (const p of plans) {
     const entries = leases.get(p.leaseId) ?? [];
@@ -95,15 +98,7 @@ export function addHandOffs(ctx: DynamoContext, tx: Tx, plans: HandOffPlan[]): H
     }
     leases.set(p.leaseId, entries);
   }
-  const records: HandOffRecords = [];
-  // First, as a claim's (claim.ts addClaims): never a claim without its record.
-  const head = ctx.db.tx();
-  for (const [id, entries] of leases) {
-    head.check(leaseKey(id), 'attribute_exists(pk) AND attribute_not_exists(lapsed)');
-    records.push({ key: ctx.claimRecords.add(head, id, entries), claimIds: entries.map((e) => e.claimId) });
-  }
-  tx.prepend(head);
-  return records;
+  return recordClaims(ctx, tx, leases);
 }
 
 /** After the commit: the records followed, each node remembered for its finish, and answered as claimed. */
