@@ -163,6 +163,79 @@ export function handOffSpec(test: ConformanceTest): void {
     });
   });
 
+  describe('hand-off at sizes past one store transaction (rule 21)', () => {
+    test(
+      "a fan-out of 150 hands off at most the offer's 64 places; each is claimed, the rest READY, all finish",
+      async (h) => {
+        const alice = await h.agent('alice');
+        const fan = Array.from({ length: 150 }, (_, i) => `d${String(i).padStart(3, '0')}`);
+        const run = await h.start(
+          graph(
+            ['root', ...fan],
+            fan.map((d) => ['root', d] as [string, string]),
+          ),
+        );
+        const { handedOff } = await alice.handingOff(await alice.mustClaim(run.id, 'root'), 'SUCCESS', {
+          places: 64,
+          output: 'fan',
+        });
+        assert.ok(handedOff.length <= 64, `at most the places offered, got ${handedOff.length}`);
+        assert.equal(
+          new Set(handedOff.map((c) => c.node.spec.name)).size,
+          handedOff.length,
+          'each node once',
+        );
+        assert.deepEqual(
+          await h.repo.claimsHeld(handedOff.map(ref)),
+          handedOff.map(() => true),
+        );
+        const taken = new Set(names(handedOff));
+        assert.deepEqual(
+          await h.namesIn(run.id, 'READY'),
+          fan.filter((d) => !taken.has(d)),
+        );
+        await Promise.all(handedOff.map((c) => alice.finish(c, 'SUCCESS')));
+        for (const d of fan.filter((x) => !taken.has(x))) await alice.run(run.id, d, 'SUCCESS');
+        assert.equal((await h.repo.inspect(run.id)).conclusion, 'SUCCESS');
+      },
+      { requires: 'handOff' },
+    );
+
+    test(
+      '40 concurrent finishes each handing off two (their items past one transaction together): every claim good',
+      async (h) => {
+        const alice = await h.agent('alice');
+        const runs = await Promise.all(
+          Array.from({ length: 40 }, () =>
+            h.start(
+              graph(
+                ['a', 'b', 'c'],
+                [
+                  ['a', 'b'],
+                  ['a', 'c'],
+                ],
+              ),
+            ),
+          ),
+        );
+        const roots = await Promise.all(runs.map((r) => alice.mustClaim(r.id, 'a')));
+        const results = await Promise.all(
+          roots.map((a) => alice.handingOff(a, 'SUCCESS', { places: 2, output: `out ${a.runId}` })),
+        );
+        const all = results.flatMap((r) => r.handedOff);
+        assert.equal(all.length, 80, 'both dependents of every run');
+        for (const c of all) assert.equal(text(c.node.inputs.a), `out ${c.runId}`, "its own run's input");
+        assert.deepEqual(
+          await h.repo.claimsHeld(all.map(ref)),
+          all.map(() => true),
+        );
+        await Promise.all(all.map((c) => alice.finish(c, 'SUCCESS')));
+        for (const r of runs) assert.equal((await h.repo.inspect(r.id)).conclusion, 'SUCCESS');
+      },
+      { requires: 'handOff' },
+    );
+  });
+
   describe('hand-off offers are checked (rule 21)', () => {
     test('a malformed offer is refused before anything changes', async (h) => {
       const alice = await h.agent('alice');
