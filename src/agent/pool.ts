@@ -150,7 +150,11 @@ export class AgentPool {
       },
       leaseLost: (session, error) => this.sessions.leaseLost(session, error),
       changed: () => this.pump(),
-      freeSlots: () => this.slots.filter((s) => !s.task).length,
+      freeSlots: () => {
+        let free = 0;
+        for (const s of this.slots) if (!s.task) free++;
+        return free;
+      },
       runtimes: this.registry.names,
       claiming: () => this.claiming,
     });

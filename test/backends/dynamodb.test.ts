@@ -457,12 +457,15 @@ describe('dynamodb: remembered node items are bounded', () => {
 
 describe('dynamodb: hand-off in doubt (rule 21)', () => {
   /** Until restored, every commit lands and then fails as a lost reply would: UnavailableError. */
-  function loseReplies(repo: DynamoDbRepository): () => void {
+  function loseReplies(
+    repo: DynamoDbRepository,
+    error: () => Error = () => new UnavailableError('reply lost (test)'),
+  ): () => void {
     const db = (repo as unknown as { ctx: { db: { commit(tx: unknown): Promise<boolean> } } }).ctx.db;
     const commit = db.commit.bind(db);
     db.commit = async (tx) => {
       const ok = await commit(tx);
-      if (ok) throw new UnavailableError('reply lost (test)');
+      if (ok) throw error();
       return ok;
     };
     return () => {
@@ -521,6 +524,43 @@ describe('dynamodb: hand-off in doubt (rule 21)', () => {
         assert.equal((await repo.inspect(c.runId)).conclusion, 'SUCCESS');
       }
     });
+  test('a finish whose commit landed but which failed with an error nobody repeats on gives its hand-offs back', async () => {
+    const { repository: repo, teardown } = await dynamoDbRepository();
+    closers.push(teardown);
+    const lease = await repo.grantLease(120_000);
+    const run = await repo.start(
+      graph(
+        ['a', 'b', 'c'],
+        [
+          ['a', 'b'],
+          ['a', 'c'],
+        ],
+      ),
+    );
+    const a = await repo.claim({ runId: run.id, node: 'a', leaseId: lease.id, agentId: 'me' });
+    assert.ok(a);
+    const restore = loseReplies(repo, () => new Error('a fault the agent does not retry (test)'));
+    await assert.rejects(
+      repo.finish({
+        runId: run.id,
+        node: 'a',
+        claimId: a.claimId,
+        conclusion: 'SUCCESS',
+        handOff: { leaseId: lease.id, agentIds: ['me-1', 'me-2'], runtimes: [RUNTIME] },
+      }),
+      /does not retry/,
+    );
+    restore();
+    const deadline = Date.now() + 10_000;
+    let ready: string[] = [];
+    while (Date.now() < deadline) {
+      ready = (await repo.inspect(run.id)).nodes.filter((n) => n.status === 'READY').map((n) => n.spec.name);
+      if (ready.length === 2) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.deepEqual(ready.sort(), ['b', 'c'], 'both handed-off claims given back');
+    assert.equal((await repo.inspect(run.id)).nodes.find((n) => n.spec.name === 'a')?.status, 'COMPLETED');
+  });
 });
 
 describe('dynamodb: a claim committed but not answered', () => {

@@ -28,6 +28,7 @@ import { Delta, type DynamoContext, emitNode, emitReady } from './context.js';
 import { type Item, type Key, mk, type Tx } from './db.js';
 import {
   addHandOffs,
+  giveBackHandOffs,
   type HandOffPlan,
   handedOff,
   handedOffMark,
@@ -338,9 +339,13 @@ export class FinishBatcher {
     } catch (e) {
       // Refused as not live: the claim ended all the same (its record may go).
       if (e instanceof ClaimConflictError) this.ctx.claimRecords.ended(req.claimId);
-      // Store errors may leave the commit in doubt: with it, claims handed off (rule 21) only its repeat answers.
+      // The commit may have landed with claims handed off (rule 21): a store error is repeated by the
+      // caller, whose repeat answers them; after any other, nobody would, so they are given back.
       if (e instanceof UnavailableError && req.handOff) this.remember(req.claimId, nonce);
-      else this.inDoubt.delete(req.claimId);
+      else {
+        this.inDoubt.delete(req.claimId);
+        if (req.handOff && !(e instanceof ClaimConflictError)) giveBackHandOffs(this.ctx, req, nonce);
+      }
       throw e;
     }
     this.ctx.claimRecords.ended(req.claimId);

@@ -1,5 +1,5 @@
 import { handOffPlace } from '../../model/index.js';
-import type { ClaimedNode, HandOff } from '../../protocol/index.js';
+import type { ClaimedNode, FinishRequest, HandOff } from '../../protocol/index.js';
 import {
   claimed,
   type Records,
@@ -20,6 +20,7 @@ import {
   nodeKey,
   type RunData,
 } from './items.js';
+import { inBackground, releaseClaims } from './release.js';
 import { armTimeout } from './timers.js';
 
 /**
@@ -128,4 +129,22 @@ export async function recoverHandOffs(
     out.push(await claimed(ctx, runId, d, { claimId, orphan: false }));
   }
   return out;
+}
+
+/**
+ * A finish with an offer that failed with an error its caller does not
+ * repeat on: if its commit landed after all (its mark on the node), the
+ * claims it handed off are given back, their nodes READY again, rather than
+ * held under a live lease by nobody.
+ */
+export function giveBackHandOffs(ctx: DynamoContext, req: FinishRequest, nonce: string): void {
+  inBackground(async () => {
+    const item = await ctx.db.get(nodeKey(req.runId, req.node));
+    const d = item && decodeNode(item).d;
+    if (!d?.ho || d.lastClaim !== req.claimId || d.lf !== nonce) return;
+    await releaseClaims(
+      ctx,
+      d.ho.map(([node, claimId]) => ({ runId: req.runId, node, claimId })),
+    );
+  });
 }

@@ -79,10 +79,15 @@ const GIVE_BACK_FOR_MS = 120_000;
  * first, its lease lapses and orphans them (rule 3).
  */
 export function giveBack(ctx: DynamoContext, claims: ClaimRef[]): void {
+  inBackground(() => releaseClaims(ctx, claims));
+}
+
+/** Runs `work` until it succeeds, backing off, for at most GIVE_BACK_FOR_MS; nobody waits for it. */
+export function inBackground(work: () => Promise<unknown>): void {
   const until = Date.now() + GIVE_BACK_FOR_MS;
   const attempt = async (delay: number): Promise<void> => {
     try {
-      await releaseClaims(ctx, claims);
+      await work();
     } catch {
       if (Date.now() + delay > until) return;
       await new Promise<void>((r) => setTimeout(r, delay).unref());
