@@ -160,7 +160,8 @@ describe('run page', { timeout: 180_000 }, () => {
     const run = await ui.client.start({
       nodes: [flaky, debugNode('long', '120s')],
       edges: [],
-      deadline: '4s',
+      // Long enough that a loaded machine still shows the page before the deadline (CI once took over 4 s).
+      deadline: '15s',
     });
     const w = await ui.page();
     const { page } = w;
