@@ -617,3 +617,73 @@ describe('dynamodb: a claim committed but not answered', () => {
     assert.equal(new TextDecoder().decode(again.node.inputs.a), 'input of b');
   });
 });
+
+describe('dynamodb: finishes of one run share a batch', () => {
+  test('the two upstream nodes of a join, finished together, judge it once: one write with both inputs, handed off once', async () => {
+    const { repository: repo, teardown } = await dynamoDbRepository({ sweepIntervalMs: 0 });
+    closers.push(teardown);
+    const join = await repo.start(
+      graph(
+        ['a', 'b', 'c'],
+        [
+          ['a', 'c'],
+          ['b', 'c'],
+        ],
+      ),
+    );
+    // Not its run's last node: its finish seals nothing (a transaction of its own).
+    const other = await repo.start(graph(['x', 'y'], [['x', 'y']]));
+    const lease = await repo.grantLease(120_000);
+    const claimOf = async (runId: string, name: string) => {
+      const c = await repo.claim({ runId, node: name, leaseId: lease.id, agentId: 't' });
+      assert.ok(c, `claimed ${name}`);
+      return c;
+    };
+    const [x, a, b] = [
+      await claimOf(other.id, 'x'),
+      await claimOf(join.id, 'a'),
+      await claimOf(join.id, 'b'),
+    ];
+    const handOff = { leaseId: lease.id, agentIds: ['t'], runtimes: [RUNTIME] };
+    const finishOf = (runId: string, c: typeof a, text: string) =>
+      repo.finish({
+        runId,
+        node: c.node.spec.name,
+        claimId: c.claimId,
+        conclusion: 'SUCCESS',
+        output: new TextEncoder().encode(text),
+        handOff: runId === join.id ? handOff : undefined,
+      });
+    const before = repo.counters.snapshot();
+    // x goes first and alone; a and b queue behind it and go as one batch.
+    const [, fa, fb] = await Promise.all([
+      finishOf(other.id, x, 'x'),
+      finishOf(join.id, a, 'from a'),
+      finishOf(join.id, b, 'from b'),
+    ]);
+    const cost = repo.counters.snapshot().minus(before);
+    assert.equal(cost.transactions, 2, 'x alone, then a and b together');
+    assert.equal(cost.refused, 0);
+    // a's plan left c WAITING; b's, made from a's write, found it READY and handed it off.
+    assert.deepEqual(fa.handedOff, []);
+    assert.deepEqual(
+      fb.handedOff.map((h) => h.node.spec.name),
+      ['c'],
+    );
+    const c = fb.handedOff[0]!;
+    const text = (m: Record<string, Uint8Array>) =>
+      Object.fromEntries(Object.entries(m).map(([k, v]) => [k, new TextDecoder().decode(v)]));
+    assert.deepEqual(text(c.node.inputs), { a: 'from a', b: 'from b' });
+    const run = await repo.inspect(join.id);
+    assert.deepEqual(Object.fromEntries(run.nodes.map((n) => [n.spec.name, n.status])), {
+      a: 'COMPLETED',
+      b: 'COMPLETED',
+      c: 'RUNNING',
+    });
+    // One header update for both finishes and the hand-off: the counts add up.
+    const listed = (await repo.listRuns({})).runs.find((r) => r.id === join.id);
+    assert.deepEqual(listed?.nodeCounts, { WAITING: 0, READY: 0, RUNNING: 1, COMPLETED: 2 });
+    await repo.finish({ runId: join.id, node: 'c', claimId: c.claimId, conclusion: 'SUCCESS' });
+    assert.equal((await repo.inspect(join.id)).conclusion, 'SUCCESS');
+  });
+});

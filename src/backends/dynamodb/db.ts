@@ -98,6 +98,33 @@ export class Tx {
     });
   }
 
+  /**
+   * Several puts of one item (a batch's finishes of one run that judged the
+   * same dependent, each from what the one before wrote) as one, since a
+   * transaction touches an item once: the last put's item under the first
+   * put's condition (the version that was read). False when an item is
+   * touched twice otherwise: such a transaction cannot go as one.
+   */
+  collapse(): boolean {
+    const first = new Map<string, TransactWriteItem>();
+    const kept: TransactWriteItem[] = [];
+    for (const t of this.items) {
+      const key = t.Put?.Item ?? t.Update?.Key ?? t.ConditionCheck?.Key ?? t.Delete!.Key!;
+      const k = `${key.pk!.S}\u0000${key.sk!.S}`;
+      const earlier = first.get(k);
+      if (!earlier) {
+        first.set(k, t);
+        kept.push(t);
+        continue;
+      }
+      if (!earlier.Put || !t.Put) return false;
+      this.bytes -= itemBytes(earlier.Put.Item!);
+      earlier.Put.Item = t.Put.Item;
+    }
+    this.items.splice(0, this.items.length, ...kept);
+    return true;
+  }
+
   del(key: Key, expectV?: number): void {
     this.items.push({
       Delete: {

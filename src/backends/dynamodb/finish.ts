@@ -154,6 +154,8 @@ interface FinishPlan {
   seal: boolean;
   /** Rule 21: the dependents claimed for the finishing process. */
   handOff?: HandOffPlan;
+  /** The dependents' writes, as committed unless a later finish of the run in the batch judged them again. */
+  judged: NodeItem[];
 }
 
 /** A finish retried in doubt that found its own commit: the claims it handed off then (`ho`). */
@@ -236,9 +238,11 @@ async function planFinish(
       req.conclusion === 'SUCCESS' ? [d.i, attempt, d.out === 0 ? 1 : 0] : undefined;
     if (d.down.length <= INLINE_DEPENDENTS) {
       const keys = d.down.map((n) => nodeKey(req.runId, n));
-      const depItems = keys.every((k) => read.has(mk(k))) ? read : await ctx.db.getMany(keys);
+      // What was read (or, in a batch, written by an earlier finish of the run) stands; the rest is read now.
+      const missing = keys.filter((k) => !read.has(mk(k)));
+      const fetched = missing.length > 0 ? await ctx.db.getMany(missing) : read;
       const deps = keys
-        .map((k) => depItems.get(mk(k)))
+        .map((k) => read.get(mk(k)) ?? fetched.get(mk(k)))
         .filter((x) => x !== undefined)
         .map(decodeNode);
       const j = judge(deps, { name: req.node, outcome: o, input }, hd, delta, now);
@@ -262,6 +266,7 @@ async function planFinish(
     tx,
     delta,
     handOff,
+    judged,
     header: { runId: req.runId, before: header.d, after: hd },
     after: async () => {
       ctx.claimRecords.ended(req.claimId);
@@ -289,9 +294,10 @@ interface Call {
  * This process's concurrent finishes as one TransactWriteItems (see
  * Batcher): one read of every call's node, header and known dependents, each
  * planned as above, their items side by side, one header update per run and
- * their counter changes in one stats shard. Calls of one run share a batch
- * only when at most one of them has dependents (two might judge the same
- * one, and a transaction touches an item once). One failed
+ * their counter changes in one stats shard. Finishes of one run in a batch
+ * are planned one after the other, each from what the ones before it wrote:
+ * two that judge one dependent (the two upstream nodes of a join) judge it
+ * together, one write of it and one header update for both. One failed
  * condition cancels the whole transaction: then each call goes again alone,
  * reading afresh (and recognising its own attempt, should the batch have
  * committed after all). A finish with large output goes alone.
@@ -305,12 +311,8 @@ export class FinishBatcher {
         maxCalls: 32,
         maxWeight: BATCH_FINISH_ITEMS,
         weight: (c) => finishItems(ctx, c.req),
-        // Finishes of one run that judge dependents never share a batch (they may judge the same one);
-        // those without dependents do, their header changes added up.
-        key: (c) => {
-          const down = ctx.downstream.get(c.req.runId, c.req.node);
-          return down?.length === 0 ? `${c.req.runId}\u0000${c.req.node}` : c.req.runId;
-        },
+        // One finish of a node per batch; finishes of one run share one (see send).
+        key: (c) => `${c.req.runId}\u0000${c.req.node}`,
         isolate: (e) => e instanceof BatchNotCommitted,
       },
       (calls) => this.send(calls),
@@ -373,18 +375,31 @@ export class FinishBatcher {
       calls.some((c) => c.tried),
     );
     const outcomes: Outcome[] = calls.map(() => ({ result: finishedAlone() }));
-    const plans = await Promise.all(
-      calls.map(async (c, i): Promise<FinishPlan | undefined> => {
-        try {
-          const p = await planFinish(this.ctx, c.req, read, c.tried, c.nonce);
-          if (!('recovered' in p)) return p;
-          outcomes[i] = await settled(
-            recoverHandOffs(this.ctx, c.req.runId, p.recovered).then((handedOff) => ({ handedOff })),
-          );
-        } catch (error) {
-          outcomes[i] = { error };
+    const plan = async (i: number): Promise<FinishPlan | undefined> => {
+      const c = calls[i]!;
+      try {
+        const p = await planFinish(this.ctx, c.req, read, c.tried, c.nonce);
+        if (!('recovered' in p)) return p;
+        outcomes[i] = await settled(
+          recoverHandOffs(this.ctx, c.req.runId, p.recovered).then((handedOff) => ({ handedOff })),
+        );
+      } catch (error) {
+        outcomes[i] = { error };
+      }
+      return undefined;
+    };
+    // Runs are planned side by side, one run's finishes in turn: each sees the dependents the ones
+    // before it judged (their keys are the run's own, so `read` serves as every run's view).
+    const byRun = new Map<string, number[]>();
+    for (const [i, c] of calls.entries()) byRun.set(c.req.runId, [...(byRun.get(c.req.runId) ?? []), i]);
+    const plans: (FinishPlan | undefined)[] = calls.map(() => undefined);
+    await Promise.all(
+      [...byRun.values()].map(async (run) => {
+        for (const i of run) {
+          const p = await plan(i);
+          plans[i] = p;
+          for (const w of p?.judged ?? []) read.set(mk(nodeKey(w.runId, w.d.spec.name)), encodeNode(w));
         }
-        return undefined;
       }),
     );
     const tx = this.ctx.db.tx();
@@ -405,8 +420,10 @@ export class FinishBatcher {
       tx,
       plans.flatMap((p) => (p?.handOff ? [p.handOff] : [])),
     );
-    // Estimates fell short (dependents this process had not seen, big node items): each call alone.
-    if (tx.size > DYNAMODB_MAX_TXN_ITEMS || tx.bytes > MAX_TXN_BYTES) throw new BatchNotCommitted();
+    // A dependent judged by two of the finishes is written once; estimates fell short (dependents this
+    // process had not seen, big node items): each call alone.
+    if (!tx.collapse() || tx.size > DYNAMODB_MAX_TXN_ITEMS || tx.bytes > MAX_TXN_BYTES)
+      throw new BatchNotCommitted();
     for (const c of calls) c.tried = true;
     if (!(await this.ctx.db.commit(tx))) throw new BatchNotCommitted();
     for (const r of records) this.ctx.claimRecords.track(r.key, r.claimIds);
