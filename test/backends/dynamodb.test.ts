@@ -687,3 +687,29 @@ describe('dynamodb: finishes of one run share a batch', () => {
     assert.equal((await repo.inspect(join.id)).conclusion, 'SUCCESS');
   });
 });
+
+describe('dynamodb: the finish that completes a run seals it', () => {
+  test('in its own transaction: conclusion, finishedAt and failed nodes written with the counts, no second write', async () => {
+    const { repository: repo, teardown } = await dynamoDbRepository({ sweepIntervalMs: 0 });
+    closers.push(teardown);
+    const lease = await repo.grantLease(120_000);
+    for (const conclusion of ['SUCCESS', 'FAIL'] as const) {
+      const run = await repo.start(graph(['only']));
+      const c = await repo.claim({ runId: run.id, node: 'only', leaseId: lease.id, agentId: 't' });
+      assert.ok(c);
+      const before = repo.counters.snapshot();
+      await repo.finish({ runId: run.id, node: 'only', claimId: c.claimId, conclusion });
+      const cost = repo.counters.snapshot().minus(before);
+      assert.equal(cost.transactions, 1, 'the finish, sealing');
+      assert.equal(cost.gets, 1, 'the header, read once');
+      const done = await repo.inspect(run.id);
+      assert.equal(done.status, 'COMPLETED');
+      assert.equal(done.conclusion, conclusion);
+      assert.ok(done.finishedAt);
+      const listed = (await repo.listRuns({})).runs.find((r) => r.id === run.id);
+      assert.equal(listed?.conclusion, conclusion);
+      assert.deepEqual(listed?.failedNodes, conclusion === 'FAIL' ? ['only'] : []);
+      assert.deepEqual(listed?.nodeCounts, { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 1 });
+    }
+  });
+});

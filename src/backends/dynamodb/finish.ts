@@ -10,6 +10,7 @@ import {
   checkStartedAt,
   countAttempt,
   finishOutcome,
+  type RunConclusion,
   runStatus,
   statusAfterFinish,
   truncateOutput,
@@ -49,8 +50,10 @@ import {
   nodeKey,
   type RecordedInput,
   type RunData,
+  type RunItem,
   recordAttempt,
   runAndNode,
+  sealInHeaderChange,
 } from './items.js';
 import {
   BATCH_FINISH_ITEMS,
@@ -60,7 +63,7 @@ import {
   MAX_TXN_BYTES,
   OUTPUT_PART_BYTES,
 } from './limits.js';
-import { sealRun } from './seal.js';
+import { emitSealed, sealRun } from './seal.js';
 import { addJudged, drainSettles, encodeSettle, judge, type SettleWork } from './settle.js';
 import { delayRetry, disarmTimeout } from './timers.js';
 
@@ -84,13 +87,16 @@ export async function finishNode(
     const plan = await planFinish(ctx, req, read, tried, nonce);
     if ('recovered' in plan) return { handedOff: await recoverHandOffs(ctx, req.runId, plan.recovered) };
     addToHeader(plan.tx, req.runId, plan.header.before, plan.header.after, true);
+    const sealed =
+      plan.seal && sealInHeaderChange(plan.tx, plan.header.read, plan.header.after, ctx.clock.now());
     plan.delta.addTo(plan.tx);
     const records = addHandOffs(ctx, plan.tx, plan.handOff ? [plan.handOff] : []);
     tried = true;
     if (!(await ctx.db.commit(plan.tx))) continue;
     for (const r of records) ctx.claimRecords.track(r.key, r.claimIds);
     await plan.after();
-    if (plan.seal) await sealRun(ctx, req.runId);
+    if (sealed) emitSealed(ctx, req.runId, sealed);
+    else if (plan.seal) await sealRun(ctx, req.runId);
     return { handedOff: await handedOff(ctx, plan.handOff) };
   }
 }
@@ -142,7 +148,7 @@ interface FinishPlan {
   tx: Tx;
   delta: Delta;
   /** The run header as read and after this finish: added to the transaction per run (addToHeader). */
-  header: { runId: string; before: RunData; after: RunData };
+  header: { runId: string; before: RunData; after: RunData; read: RunItem };
   after: () => Promise<void>;
   /**
    * Whether the run may be complete after this commit: the node completed and
@@ -267,7 +273,7 @@ async function planFinish(
     delta,
     handOff,
     judged,
-    header: { runId: req.runId, before: header.d, after: hd },
+    header: { runId: req.runId, before: header.d, after: hd, read: header },
     after: async () => {
       ctx.claimRecords.ended(req.claimId);
       ctx.nodes.put(written);
@@ -404,16 +410,23 @@ export class FinishBatcher {
     );
     const tx = this.ctx.db.tx();
     const delta = new Delta();
-    const headers = new Map<string, { before: RunData; after: RunData }>();
+    const headers = new Map<string, FinishPlan['header']>();
     for (const p of plans) {
       if (!p) continue;
       tx.items.push(...p.tx.items);
       tx.bytes += p.tx.bytes;
       delta.merge(p.delta);
       const h = headers.get(p.header.runId);
-      headers.set(p.header.runId, h ? { before: h.before, after: combined(h, p.header) } : p.header);
+      headers.set(p.header.runId, h ? { ...h, after: combined(h, p.header) } : p.header);
     }
-    for (const [runId, h] of headers) addToHeader(tx, runId, h.before, h.after, true);
+    const now = this.ctx.clock.now();
+    const sealing = new Set(plans.flatMap((p) => (p?.seal ? [p.header.runId] : [])));
+    const sealed = new Map<string, RunConclusion>();
+    for (const [runId, h] of headers) {
+      addToHeader(tx, runId, h.before, h.after, true);
+      const conclusion = sealing.has(runId) ? sealInHeaderChange(tx, h.read, h.after, now) : undefined;
+      if (conclusion) sealed.set(runId, conclusion);
+    }
     delta.addTo(tx);
     const records = addHandOffs(
       this.ctx,
@@ -437,13 +450,15 @@ export class FinishBatcher {
             : await settled(handedOff(this.ctx, p.handOff).then((h) => ({ handedOff: h })));
       }),
     );
-    const sealing = new Set(plans.flatMap((p) => (p?.seal ? [p.header.runId] : [])));
+    for (const [runId, conclusion] of sealed) emitSealed(this.ctx, runId, conclusion);
     await Promise.all(
-      [...sealing].map(async (runId) => {
-        const sealed = await settled(sealRun(this.ctx, runId));
-        for (const [i, p] of plans.entries())
-          if ('error' in sealed && p?.header.runId === runId) outcomes[i] = sealed;
-      }),
+      [...sealing]
+        .filter((runId) => !sealed.has(runId))
+        .map(async (runId) => {
+          const sealed = await settled(sealRun(this.ctx, runId));
+          for (const [i, p] of plans.entries())
+            if ('error' in sealed && p?.header.runId === runId) outcomes[i] = sealed;
+        }),
     );
     return outcomes;
   }

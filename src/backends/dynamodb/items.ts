@@ -208,6 +208,40 @@ export function addToHeader(tx: Tx, runId: string, before: RunData, after: RunDa
   });
 }
 
+/**
+ * Rule 7's completion in the finish that completes the run's last open nodes
+ * (one write, not a second transaction after it: see sealRun): the header
+ * change `addToHeader` just added also writes the conclusion and finishedAt,
+ * conditioned on the version and completed count as read, so a retry or
+ * completion that came between refuses it. The conclusion, when it seals.
+ */
+export function sealInHeaderChange(
+  tx: Tx,
+  read: RunItem,
+  after: RunData,
+  now: number,
+): RunConclusion | undefined {
+  const d = structuredClone(after);
+  sealIfDone(d, now);
+  const update = tx.items.at(-1)?.Update;
+  if (!d.conclusion || read.d.conclusion || !update?.Key || update.Key.pk?.S !== runPk(read.id))
+    return undefined;
+  const { counts: _c, cancelled: _x, resuming: _r, failed: _f, failedNodes: _n, ...rest } = d;
+  const expr = update.UpdateExpression ?? '';
+  update.UpdateExpression = expr.startsWith('SET ')
+    ? `SET d = :d, v = :nv, ${expr.slice(4)}`
+    : `SET d = :d, v = :nv ${expr}`;
+  update.ConditionExpression = `${update.ConditionExpression} AND v = :v AND cC = :done`;
+  update.ExpressionAttributeValues = {
+    ...update.ExpressionAttributeValues,
+    ':d': S(JSON.stringify(rest)),
+    ':nv': N(read.v + 1),
+    ':v': N(read.v),
+    ':done': N(read.d.counts.COMPLETED),
+  };
+  return d.conclusion;
+}
+
 /** Claims' change to the header: `n` nodes READY → RUNNING (negative: released back), unless the run is cancelled or being resumed. */
 export function claimHeader(tx: Tx, runId: string, n = 1): void {
   tx.update(headerKey(runId), {

@@ -1,9 +1,11 @@
+import type { RunConclusion } from '../../model/index.js';
 import type { DynamoContext, LocalEvent } from './context.js';
 import { N } from './db.js';
 import { decodeRun, headerKey, sealIfDone, writeHeader } from './items.js';
 
 /**
- * Rule 7's completion, apart from the transitions: after a transition that
+ * Rule 7's completion, apart from the transitions (but for a finish that sees
+ * its own commit complete the run: sealInHeaderChange): after a transition that
  * completed nodes commits, its process reads the header and, when every node
  * is completed, writes the conclusion and finishedAt conditioned on the
  * version and on the completed count still being the total (so a run is
@@ -22,10 +24,14 @@ export async function sealRun(ctx: DynamoContext, runId: string): Promise<void> 
     const update = tx.items[0]!.Update!;
     update.ExpressionAttributeValues = { ...update.ExpressionAttributeValues, ':total': N(h.d.total) };
     if (await ctx.db.commit(tx)) {
-      if (d.conclusion)
-        ctx.bus.emit('local', { kind: 'sealed', runId, conclusion: d.conclusion } satisfies LocalEvent);
-      ctx.bus.emit('run', runId);
+      emitSealed(ctx, runId, d.conclusion);
       return;
     }
   }
+}
+
+/** After a commit that sealed the run (here, or in its last finish: sealInHeaderChange). */
+export function emitSealed(ctx: DynamoContext, runId: string, conclusion: RunConclusion | undefined): void {
+  if (conclusion) ctx.bus.emit('local', { kind: 'sealed', runId, conclusion } satisfies LocalEvent);
+  ctx.bus.emit('run', runId);
 }
