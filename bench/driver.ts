@@ -5,7 +5,9 @@ import { ClaimConflictError, type ClaimedNode, type Repository } from '../src/pr
  * so a benchmark can measure a backend without the agent pool's overhead.
  * As the agent pool does, each finish offers to take over what it makes READY
  * (rule 21: a place per worker not already holding a handed-off node), and
- * workers run handed-off nodes before claiming announced ones.
+ * workers run handed-off nodes before claiming announced ones, each in the
+ * order it came (oldest first, as the pool's queues go: the nodes one finish
+ * handed off then run side by side, and finish side by side).
  * Resolves once `expectedNodes` nodes have finished.
  */
 export async function drainWithDriver(
@@ -32,9 +34,9 @@ export async function drainWithDriver(
   })();
   const worker = async (i: number) => {
     while (finished < options.expectedNodes) {
-      let claim = held.pop();
+      let claim = held.shift();
       if (!claim) {
-        const job = queue.pop();
+        const job = queue.shift();
         if (!job) {
           await new Promise<void>((r) => {
             sleepers.push(r);
