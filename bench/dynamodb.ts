@@ -32,7 +32,7 @@ const SLICES = Number(process.env.ADAGIO_BENCH_SLICES ?? 5);
 const CEILING_MS = 1_500;
 /** Runs per round of the unmeasured warm-up (DynamoDB Local's JIT), and the most rounds. */
 const WARMUP_RUNS = 100;
-const WARMUP_ROUNDS = 12;
+const WARMUP_ROUNDS = 16;
 const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 
 export async function run(): Promise<void> {
@@ -101,13 +101,13 @@ async function interleaved(repo: DynamoDbRepository, server: DynamoDbLocal, tabl
   const serverCpu = () => (server.pid === undefined ? Number.NaN : processCpuUs(server.pid));
   // DynamoDB Local's JVM compiles its hot paths over the first tens of seconds, the one-put ceiling's
   // longer than the workload's (it climbs from ~500 to ~1,500 txn/s): warm both up unmeasured, in
-  // rounds, until the ceiling stops climbing (two rounds in a row within 10% of the best before).
+  // rounds, until the ceiling stops climbing (two rounds in a row within 5% of the best before).
   let best = 0;
   const warmup: number[] = [];
   for (let round = 0, flat = 0; round < WARMUP_ROUNDS && flat < 2; round++) {
     const c = await txnCeiling(server.endpoint, table, CONCURRENCY, CEILING_MS);
     warmup.push(c);
-    flat = c < best * 1.1 ? flat + 1 : 0;
+    flat = c < best * 1.05 ? flat + 1 : 0;
     best = Math.max(best, c);
     await workload(repo, Math.min(WARMUP_RUNS, RUNS));
   }
