@@ -1,10 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { DeleteItemCommand, DynamoDBClient, PutItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
+import {
+  DeleteItemCommand,
+  DynamoDBClient,
+  PutItemCommand,
+  QueryCommand,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
 import type { Item } from '../../src/backends/dynamodb/db.js';
 import type { DynamoDbRepository } from '../../src/backends/dynamodb/index.js';
 import { WrittenNodes } from '../../src/backends/dynamodb/written-nodes.js';
-import { LeaseExpiredError, UnavailableError } from '../../src/protocol/index.js';
+import { ClaimConflictError, LeaseExpiredError, UnavailableError } from '../../src/protocol/index.js';
 import { graph, independentNodes, node, RUNTIME } from '../conformance/fixtures.js';
 import { SkewClock } from '../support/clock.js';
 import { dynamoDbRepository, sharedDynamoDb, uniqueTable } from '../support/dynamodb.js';
@@ -711,5 +717,61 @@ describe('dynamodb: the finish that completes a run seals it', () => {
       assert.deepEqual(listed?.failedNodes, conclusion === 'FAIL' ? ['only'] : []);
       assert.deepEqual(listed?.nodeCounts, { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 1 });
     }
+  });
+});
+
+describe('dynamodb: a success with dependents reads no header', () => {
+  test('its commit still checks the run: marked cancelled meanwhile, the finish is refused as cancelled and changes nothing', async () => {
+    const { repository: repo, table, teardown } = await dynamoDbRepository({ sweepIntervalMs: 0 });
+    closers.push(teardown);
+    const lease = await repo.grantLease(120_000);
+    const claimOf = async (runId: string, name: string) => {
+      const c = await repo.claim({ runId, node: name, leaseId: lease.id, agentId: 't' });
+      assert.ok(c, `claimed ${name}`);
+      return c;
+    };
+
+    const run = await repo.start(graph(['a', 'b'], [['a', 'b']]));
+    const a = await claimOf(run.id, 'a');
+    const before = repo.counters.snapshot();
+    await repo.finish({ runId: run.id, node: 'a', claimId: a.claimId, conclusion: 'SUCCESS' });
+    const cost = repo.counters.snapshot().minus(before);
+    // This process holds a as its claim wrote it and knows its dependent: b is all it reads.
+    assert.equal(cost.getKeys, 1, 'b only: neither a nor the header');
+    assert.equal(cost.transactions, 1);
+    const listed = (await repo.listRuns({})).runs.find((r) => r.id === run.id);
+    assert.equal(listed?.status, 'RUNNING');
+    assert.deepEqual(listed?.nodeCounts, { WAITING: 0, READY: 1, RUNNING: 0, COMPLETED: 1 });
+
+    // A cancel that has marked the header and not yet reached the nodes (its chunks follow the mark).
+    const other = await repo.start(graph(['a', 'b'], [['a', 'b']]));
+    const c = await claimOf(other.id, 'a');
+    const server = await sharedDynamoDb();
+    const raw = new DynamoDBClient({
+      endpoint: server.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    });
+    closers.push(async () => raw.destroy());
+    await raw.send(
+      new UpdateItemCommand({
+        TableName: table,
+        Key: { pk: { S: `run#${other.id}` }, sk: { S: '#' } },
+        UpdateExpression: 'SET cx = :t',
+        ExpressionAttributeValues: { ':t': { BOOL: true } },
+      }),
+    );
+    await assert.rejects(
+      repo.finish({ runId: other.id, node: 'a', claimId: c.claimId, conclusion: 'SUCCESS' }),
+      (e: unknown) => e instanceof ClaimConflictError && /run cancelled/.test(e.message),
+    );
+    const nodes = (await repo.inspect(other.id)).nodes;
+    assert.deepEqual(
+      nodes.map((n) => [n.spec.name, n.status, n.attempts.length]),
+      [
+        ['a', 'RUNNING', 0],
+        ['b', 'WAITING', 0],
+      ],
+    );
   });
 });

@@ -54,6 +54,7 @@ import {
   recordAttempt,
   runAndNode,
   sealInHeaderChange,
+  unreadHeader,
 } from './items.js';
 import {
   BATCH_FINISH_ITEMS,
@@ -88,7 +89,9 @@ export async function finishNode(
     if ('recovered' in plan) return { handedOff: await recoverHandOffs(ctx, req.runId, plan.recovered) };
     addToHeader(plan.tx, req.runId, plan.header.before, plan.header.after, true);
     const sealed =
-      plan.seal && sealInHeaderChange(plan.tx, plan.header.read, plan.header.after, ctx.clock.now());
+      plan.seal &&
+      !plan.header.unread &&
+      sealInHeaderChange(plan.tx, plan.header.read, plan.header.after, ctx.clock.now());
     plan.delta.addTo(plan.tx);
     const records = addHandOffs(ctx, plan.tx, plan.handOff ? [plan.handOff] : []);
     tried = true;
@@ -113,8 +116,8 @@ function checkFinish(req: FinishRequest): void {
 /**
  * What finishes read first, in one round trip: each node (unless this
  * process holds it as its claim wrote it, and the call is not retrying after
- * a refused commit), the header, and the dependents this process knows from
- * the claim.
+ * a refused commit), the header (unless no finish of that run needs it:
+ * needsHeader), and the dependents this process knows from the claim.
  */
 async function readForFinish(
   ctx: DynamoContext,
@@ -123,6 +126,7 @@ async function readForFinish(
 ): Promise<Map<string, Item>> {
   const held = new Map<string, Item>();
   const keys: Key[] = [];
+  const headers = new Set(reqs.filter((r) => tried || needsHeader(ctx, r)).map((r) => r.runId));
   for (const req of reqs) {
     const key = nodeKey(req.runId, req.node);
     const node = tried
@@ -135,7 +139,8 @@ async function readForFinish(
     else keys.push(key);
     const known = ctx.downstream.get(req.runId, req.node);
     const prefetch = known && known.length <= INLINE_DEPENDENTS ? known : [];
-    keys.push(headerKey(req.runId), ...prefetch.map((n) => nodeKey(req.runId, n)));
+    if (headers.has(req.runId)) keys.push(headerKey(req.runId));
+    keys.push(...prefetch.map((n) => nodeKey(req.runId, n)));
   }
   const read = await ctx.db.getMany(keys);
   // A node read (a dependent of another finish in the batch) is fresher than one held.
@@ -143,12 +148,30 @@ async function readForFinish(
   return read;
 }
 
+/**
+ * Whether a finish needs its run's header read: it does unless it succeeded
+ * and left dependents this process knows of (at most INLINE_DEPENDENTS) to
+ * judge. Such a finish completes its node, so the run is RUNNING after it
+ * whatever the counts; it cannot seal the run unless every dependent
+ * completes unreached (then sealRun reads the header after the commit); its
+ * header change is additions conditioned on the run existing and not being
+ * cancelled, so a cancel refuses it and the call goes again, reading the
+ * header, to answer why. A success at the run's end (no dependents), a
+ * failure and a retry read it: their counts may seal the run, their marks
+ * and statuses come from it.
+ */
+function needsHeader(ctx: DynamoContext, req: FinishRequest): boolean {
+  const down = ctx.downstream.get(req.runId, req.node);
+  return req.conclusion !== 'SUCCESS' || !down || down.length === 0 || down.length > INLINE_DEPENDENTS;
+}
+
 /** A finish decided: its writes (without the stats counters), their counter changes, and what follows its commit. */
 interface FinishPlan {
   tx: Tx;
   delta: Delta;
   /** The run header as read and after this finish: added to the transaction per run (addToHeader). */
-  header: { runId: string; before: RunData; after: RunData; read: RunItem };
+  /** `unread`: not read for this batch (needsHeader): counts are this plan's moves only, nothing seals here. */
+  header: { runId: string; before: RunData; after: RunData; read: RunItem; unread: boolean };
   after: () => Promise<void>;
   /**
    * Whether the run may be complete after this commit: the node completed and
@@ -181,7 +204,13 @@ async function planFinish(
   nonce: string,
 ): Promise<FinishPlan | Recovered> {
   const output = req.output ?? new Uint8Array();
-  const { header, node } = runAndNode(read, req.runId, req.node);
+  const unread = !tried && req.conclusion === 'SUCCESS' && !read.has(mk(headerKey(req.runId)));
+  const { header, node } = runAndNode(
+    read,
+    req.runId,
+    req.node,
+    unread ? unreadHeader(req.runId) : undefined,
+  );
   const claim = node.d.claim;
   // Ours only if this very call wrote it: another finish under the same claim (a timeout's) is not.
   if (tried && node.d.lastClaim === req.claimId && (node.d.lf === undefined || node.d.lf === nonce))
@@ -273,11 +302,12 @@ async function planFinish(
     delta,
     handOff,
     judged,
-    header: { runId: req.runId, before: header.d, after: hd, read: header },
+    header: { runId: req.runId, before: header.d, after: hd, read: header, unread },
     after: async () => {
       ctx.claimRecords.ended(req.claimId);
       ctx.nodes.put(written);
-      const status = runStatus(hd.counts);
+      // Unread, the counts are moves only; this success left its run RUNNING (runStatusOf: one completed).
+      const status = unread ? 'RUNNING' : runStatus(hd.counts);
       emitNode(ctx, next(node, d), status);
       for (const w of judged) emitNode(ctx, w, status);
       if (d.status === 'READY') emitReady(ctx, next(node, d));
@@ -424,7 +454,8 @@ export class FinishBatcher {
     const sealed = new Map<string, RunConclusion>();
     for (const [runId, h] of headers) {
       addToHeader(tx, runId, h.before, h.after, true);
-      const conclusion = sealing.has(runId) ? sealInHeaderChange(tx, h.read, h.after, now) : undefined;
+      const conclusion =
+        sealing.has(runId) && !h.unread ? sealInHeaderChange(tx, h.read, h.after, now) : undefined;
       if (conclusion) sealed.set(runId, conclusion);
     }
     delta.addTo(tx);

@@ -385,12 +385,37 @@ export function runAndNode(
   read: Map<string, Item>,
   runId: string,
   name: string,
+  /** The header to use instead of one read (a finish's unreadHeader). */
+  header?: RunItem,
 ): { header: RunItem; node: NodeItem } {
-  const headerItem = read.get(mk(headerKey(runId)));
-  if (!headerItem) throw new NotFoundError('run', runId);
+  const headerItem = header ? undefined : read.get(mk(headerKey(runId)));
+  if (!header && !headerItem) throw new NotFoundError('run', runId);
   const nodeItem = read.get(mk(nodeKey(runId, name)));
   if (!nodeItem) throw nodeNotFound(runId, name);
-  return { header: decodeRun(headerItem), node: decodeNode(nodeItem) };
+  return { header: header ?? decodeRun(headerItem!), node: decodeNode(nodeItem) };
+}
+
+/**
+ * A header a finish did not read (see readForFinish): no counts, no marks,
+ * so what a plan moves on it is exactly the additions addToHeader writes.
+ * Nothing is decided from it: the commit's condition checks the run exists
+ * and is not cancelled, and a finish that may seal the run reads the header.
+ */
+export function unreadHeader(runId: string): RunItem {
+  return {
+    id: runId,
+    v: -1,
+    d: {
+      createdAt: 0,
+      total: 0,
+      edges: 0,
+      counts: { WAITING: 0, READY: 0, RUNNING: 0, COMPLETED: 0 },
+      cancelled: false,
+      failed: false,
+      finishedAt: 0,
+      failedNodes: [],
+    },
+  };
 }
 
 /** A node item written anew: the same node at the next version. */
