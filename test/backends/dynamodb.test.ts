@@ -773,5 +773,14 @@ describe('dynamodb: a success with dependents reads no header', () => {
         ['b', 'WAITING', 0],
       ],
     );
+
+    // A cancel that went through: the node is no longer under the claim, and the answer says why.
+    const third = await repo.start(graph(['a', 'b'], [['a', 'b']]));
+    const d = await claimOf(third.id, 'a');
+    await repo.cancel(third.id);
+    await assert.rejects(
+      repo.finish({ runId: third.id, node: 'a', claimId: d.claimId, conclusion: 'SUCCESS' }),
+      (e: unknown) => e instanceof ClaimConflictError && /run cancelled/.test(e.message),
+    );
   });
 });

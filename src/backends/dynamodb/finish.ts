@@ -39,6 +39,7 @@ import {
 import {
   addToHeader,
   decodeNode,
+  decodeRun,
   encodeNode,
   encodeOutput,
   FINISH_SEQ,
@@ -215,12 +216,15 @@ async function planFinish(
   // Ours only if this very call wrote it: another finish under the same claim (a timeout's) is not.
   if (tried && node.d.lastClaim === req.claimId && (node.d.lf === undefined || node.d.lf === nonce))
     return { recovered: node.d.ho };
-  if (node.d.status !== 'RUNNING' || claim?.id !== req.claimId || claim.orphaned || header.d.cancelled)
+  if (node.d.status !== 'RUNNING' || claim?.id !== req.claimId || claim.orphaned || header.d.cancelled) {
+    // Refused either way; an unread header is read for the answer's sake (a cancel took the node, say).
+    const run = unread ? await ctx.db.get(headerKey(req.runId)) : undefined;
     throw claimNotLive(req, {
       status: node.d.status,
       orphaned: claim?.id === req.claimId && claim.orphaned,
-      cancelled: header.d.cancelled,
+      cancelled: run ? decodeRun(run).d.cancelled : header.d.cancelled,
     });
+  }
   const now = ctx.clock.now();
   const outcome = finishOutcome(node.d.spec, req.conclusion, node.d.retries);
   const attempt = node.d.attempts + 1;
