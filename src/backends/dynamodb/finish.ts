@@ -153,13 +153,14 @@ async function readForFinish(
  * Whether a finish needs its run's header read: it does unless it succeeded
  * and left dependents this process knows of (at most INLINE_DEPENDENTS) to
  * judge. Such a finish completes its node, so the run is RUNNING after it
- * whatever the counts; it cannot seal the run unless every dependent
- * completes unreached (then sealRun reads the header after the commit); its
- * header change is additions conditioned on the run existing and not being
- * cancelled, so a cancel refuses it and the call goes again, reading the
- * header, to answer why. A success at the run's end (no dependents), a
- * failure and a retry read it: their counts may seal the run, their marks
- * and statuses come from it.
+ * unless every node is then completed, which only dependents completed
+ * unreached (before or by this finish) allow: then sealRun reads the header
+ * after the commit. Its header change is additions conditioned on the run
+ * existing and not being cancelled, so a cancel refuses the commit (and the
+ * batch it went in: each call then goes alone, reading the header, which
+ * answers why; cancels are rare beside finishes). A success at the run's end
+ * (no dependents), a failure and a retry read it: their counts may seal the
+ * run in the finish's own header change, their marks and statuses come from it.
  */
 function needsHeader(ctx: DynamoContext, req: FinishRequest): boolean {
   const down = ctx.downstream.get(req.runId, req.node);
@@ -170,16 +171,19 @@ function needsHeader(ctx: DynamoContext, req: FinishRequest): boolean {
 interface FinishPlan {
   tx: Tx;
   delta: Delta;
-  /** The run header as read and after this finish: added to the transaction per run (addToHeader). */
-  /** `unread`: not read for this batch (needsHeader): counts are this plan's moves only, nothing seals here. */
+  /**
+   * The run header as read and after this finish: added to the transaction per run (addToHeader).
+   * `unread`: not read (needsHeader): the counts are this plan's moves only, and no seal goes in the change.
+   */
   header: { runId: string; before: RunData; after: RunData; read: RunItem; unread: boolean };
   after: () => Promise<void>;
   /**
    * Whether the run may be complete after this commit: the node completed and
    * left no dependent open (one left READY or WAITING under its version means
    * the run cannot be complete: its own transition will look). Then the
-   * header is read and the run sealed if every node completed (once per run
-   * in a batch).
+   * header change seals the run if the counts read say every node completed
+   * (sealInHeaderChange), else, after the commit, sealRun reads the header and
+   * seals it if so (once per run in a batch).
    */
   seal: boolean;
   /** Rule 21: the dependents claimed for the finishing process. */
@@ -205,7 +209,8 @@ async function planFinish(
   nonce: string,
 ): Promise<FinishPlan | Recovered> {
   const output = req.output ?? new Uint8Array();
-  const unread = !tried && req.conclusion === 'SUCCESS' && !read.has(mk(headerKey(req.runId)));
+  // Not asked for (needsHeader), so not read: a header asked for and missing is a run gone.
+  const unread = !tried && !needsHeader(ctx, req) && !read.has(mk(headerKey(req.runId)));
   const { header, node } = runAndNode(
     read,
     req.runId,
@@ -310,7 +315,8 @@ async function planFinish(
     after: async () => {
       ctx.claimRecords.ended(req.claimId);
       ctx.nodes.put(written);
-      // Unread, the counts are moves only; this success left its run RUNNING (runStatusOf: one completed).
+      // Unread, the counts are moves only: this success left its run RUNNING (one node completed), unless
+      // it was the run's last open node (then sealRun, below, tells watchers it completed).
       const status = unread ? 'RUNNING' : runStatus(hd.counts);
       emitNode(ctx, next(node, d), status);
       for (const w of judged) emitNode(ctx, w, status);
@@ -332,7 +338,8 @@ interface Call {
 
 /**
  * This process's concurrent finishes as one TransactWriteItems (see
- * Batcher): one read of every call's node, header and known dependents, each
+ * Batcher): one read of every call's node, known dependents and header (as
+ * needsHeader asks), each
  * planned as above, their items side by side, one header update per run and
  * their counter changes in one stats shard. Finishes of one run in a batch
  * are planned one after the other, each from what the ones before it wrote:

@@ -177,7 +177,9 @@ export function writeHeader(tx: Tx, before: RunItem, d: RunData, extraCondition 
  * A transition's change to the header without its version: node counts
  * added, the failed mark set, conditioned on the run not being cancelled
  * (finishes, cascades) or on its being cancelled (a cancel's own chunks). Transitions of
- * one run so never refuse each other; the run is sealed after (sealRun).
+ * one run so never refuse each other; the run is sealed after (sealRun), or, by
+ * the finish that completes it, in this same change (sealInHeaderChange, which
+ * adds a compare of the version and completed count it read).
  */
 export function addToHeader(tx: Tx, runId: string, before: RunData, after: RunData, open: boolean): void {
   const values: Item = {};
@@ -399,7 +401,8 @@ export function runAndNode(
  * A header a finish did not read (see readForFinish): no counts, no marks,
  * so what a plan moves on it is exactly the additions addToHeader writes.
  * Nothing is decided from it: the commit's condition checks the run exists
- * and is not cancelled, and a finish that may seal the run reads the header.
+ * and is not cancelled, and a finish that may complete the run seals it
+ * after the commit (sealRun, which reads the header).
  */
 export function unreadHeader(runId: string): RunItem {
   return {
