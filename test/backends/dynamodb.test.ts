@@ -57,6 +57,32 @@ async function finishAll(
   await repo.revokeLease(lease.id);
 }
 
+/** A plain SDK client on the shared DynamoDB Local, for writing or reading items behind the repository's back. */
+async function rawClient(): Promise<DynamoDBClient> {
+  const server = await sharedDynamoDb();
+  const client = new DynamoDBClient({
+    endpoint: server.endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
+  closers.push(async () => client.destroy());
+  return client;
+}
+
+/** a → c ← b: a join of two upstream nodes. */
+const join = () =>
+  graph(
+    ['a', 'b', 'c'],
+    [
+      ['a', 'c'],
+      ['b', 'c'],
+    ],
+  );
+
+/** Inputs (or outputs) as text. */
+const texts = (m: Record<string, Uint8Array>) =>
+  Object.fromEntries(Object.entries(m).map(([k, v]) => [k, new TextDecoder().decode(v)]));
+
 describe('dynamodb: two processes on one table', () => {
   test('a retry of more nodes than one transaction, its process dead after the first part, is finished by a sweeper', async () => {
     const [a, b] = await twoProcesses();
@@ -157,13 +183,7 @@ describe('dynamodb: a process batches its concurrent starts', () => {
   test('a start whose request id is taken at commit fails alone: its batch-mates start, and it then finds its run', async () => {
     const { repository: repo, table, teardown } = await dynamoDbRepository({ sweepIntervalMs: 0 });
     closers.push(teardown);
-    const server = await sharedDynamoDb();
-    const raw = new DynamoDBClient({
-      endpoint: server.endpoint,
-      region: 'us-east-1',
-      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-    });
-    closers.push(async () => raw.destroy());
+    const raw = await rawClient();
     const key = { pk: { S: 'req' }, sk: { S: 'taken' } };
     // The id's item of a run retention is deleting: a start's check finds no run, its commit finds the id taken.
     await raw.send(new PutItemCommand({ TableName: table, Item: { ...key, run: { S: 'gone' } } }));
@@ -197,15 +217,7 @@ describe('dynamodb: a dependent carries its inputs', () => {
   test('a claim reads no upstream node: each success recorded itself on its dependents; after a retry it reads them', async () => {
     const { repository: repo, teardown } = await dynamoDbRepository({ sweepIntervalMs: 0 });
     closers.push(teardown);
-    const run = await repo.start(
-      graph(
-        ['a', 'b', 'c'],
-        [
-          ['a', 'c'],
-          ['b', 'c'],
-        ],
-      ),
-    );
+    const run = await repo.start(join());
     const lease = await repo.grantLease(120_000);
     const claimOf = (name: string) =>
       repo.claim({ runId: run.id, node: name, leaseId: lease.id, agentId: 't' });
@@ -220,14 +232,12 @@ describe('dynamodb: a dependent carries its inputs', () => {
       output: new TextEncoder().encode('from a'),
     });
     await repo.finish({ runId: run.id, node: 'b', claimId: b.claimId, conclusion: 'SUCCESS' });
-    const text = (m: Record<string, Uint8Array>) =>
-      Object.fromEntries(Object.entries(m).map(([k, v]) => [k, new TextDecoder().decode(v)]));
 
     const before = repo.counters.snapshot();
     const c = await claimOf('c');
     const cost = repo.counters.snapshot().minus(before);
     assert.ok(c);
-    assert.deepEqual(text(c.node.inputs), { a: 'from a', b: '' });
+    assert.deepEqual(texts(c.node.inputs), { a: 'from a', b: '' });
     // No read of a or b, nor even of c, its header or the lease: this process made c READY moments ago, so the
     // claim starts from that item and the commit's conditions check the rest. One query: a's output (b's is empty).
     assert.equal(cost.gets, 0, 'no item read');
@@ -240,7 +250,7 @@ describe('dynamodb: a dependent carries its inputs', () => {
     const again = repo.counters.snapshot();
     const c2 = await claimOf('c');
     assert.ok(c2);
-    assert.deepEqual(text(c2.node.inputs), { a: 'from a', b: '' });
+    assert.deepEqual(texts(c2.node.inputs), { a: 'from a', b: '' });
     // The retry made c READY without recorded inputs: node, header and lease are read, then a and b.
     assert.equal(repo.counters.snapshot().minus(again).gets, 2, 'node, header, lease; then a and b');
   });
@@ -328,25 +338,16 @@ describe('dynamodb: a claim of a node this process made READY reads nothing', ()
 describe('dynamodb: claim records (rule 3)', () => {
   /** The lease's claim records as stored: each record's entries as `<run>/<node>`. */
   async function records(table: string, leaseId: string): Promise<string[][]> {
-    const server = await sharedDynamoDb();
-    const client = new DynamoDBClient({
-      endpoint: server.endpoint,
-      region: 'us-east-1',
-      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-    });
-    try {
-      const r = await client.send(
-        new QueryCommand({
-          TableName: table,
-          KeyConditionExpression: 'pk = :p',
-          ExpressionAttributeValues: { ':p': { S: `lc#${leaseId}` } },
-          ConsistentRead: true,
-        }),
-      );
-      return (r.Items ?? []).map((i) => (i.c?.SS ?? []).map((e) => e.split('#').slice(2).join('#')).sort());
-    } finally {
-      client.destroy();
-    }
+    const client = await rawClient();
+    const r = await client.send(
+      new QueryCommand({
+        TableName: table,
+        KeyConditionExpression: 'pk = :p',
+        ExpressionAttributeValues: { ':p': { S: `lc#${leaseId}` } },
+        ConsistentRead: true,
+      }),
+    );
+    return (r.Items ?? []).map((i) => (i.c?.SS ?? []).map((e) => e.split('#').slice(2).join('#')).sort());
   }
 
   test('a claim batch writes one record; finishes write none; the record goes once all its claims ended here', async () => {
@@ -628,15 +629,7 @@ describe('dynamodb: finishes of one run share a batch', () => {
   test('the two upstream nodes of a join, finished together, judge it once: one write with both inputs, handed off once', async () => {
     const { repository: repo, teardown } = await dynamoDbRepository({ sweepIntervalMs: 0 });
     closers.push(teardown);
-    const join = await repo.start(
-      graph(
-        ['a', 'b', 'c'],
-        [
-          ['a', 'c'],
-          ['b', 'c'],
-        ],
-      ),
-    );
+    const run = await repo.start(join());
     // Not its run's last node: its finish seals nothing (a transaction of its own).
     const other = await repo.start(graph(['x', 'y'], [['x', 'y']]));
     const lease = await repo.grantLease(120_000);
@@ -645,11 +638,7 @@ describe('dynamodb: finishes of one run share a batch', () => {
       assert.ok(c, `claimed ${name}`);
       return c;
     };
-    const [x, a, b] = [
-      await claimOf(other.id, 'x'),
-      await claimOf(join.id, 'a'),
-      await claimOf(join.id, 'b'),
-    ];
+    const [x, a, b] = [await claimOf(other.id, 'x'), await claimOf(run.id, 'a'), await claimOf(run.id, 'b')];
     const handOff = { leaseId: lease.id, agentIds: ['t'], runtimes: [RUNTIME] };
     const finishOf = (runId: string, c: typeof a, text: string) =>
       repo.finish({
@@ -658,14 +647,14 @@ describe('dynamodb: finishes of one run share a batch', () => {
         claimId: c.claimId,
         conclusion: 'SUCCESS',
         output: new TextEncoder().encode(text),
-        handOff: runId === join.id ? handOff : undefined,
+        handOff: runId === run.id ? handOff : undefined,
       });
     const before = repo.counters.snapshot();
     // x goes first and alone; a and b queue behind it and go as one batch.
     const [, fa, fb] = await Promise.all([
       finishOf(other.id, x, 'x'),
-      finishOf(join.id, a, 'from a'),
-      finishOf(join.id, b, 'from b'),
+      finishOf(run.id, a, 'from a'),
+      finishOf(run.id, b, 'from b'),
     ]);
     const cost = repo.counters.snapshot().minus(before);
     assert.equal(cost.transactions, 2, 'x alone, then a and b together');
@@ -677,20 +666,18 @@ describe('dynamodb: finishes of one run share a batch', () => {
       ['c'],
     );
     const c = fb.handedOff[0]!;
-    const text = (m: Record<string, Uint8Array>) =>
-      Object.fromEntries(Object.entries(m).map(([k, v]) => [k, new TextDecoder().decode(v)]));
-    assert.deepEqual(text(c.node.inputs), { a: 'from a', b: 'from b' });
-    const run = await repo.inspect(join.id);
-    assert.deepEqual(Object.fromEntries(run.nodes.map((n) => [n.spec.name, n.status])), {
+    assert.deepEqual(texts(c.node.inputs), { a: 'from a', b: 'from b' });
+    const inspected = await repo.inspect(run.id);
+    assert.deepEqual(Object.fromEntries(inspected.nodes.map((n) => [n.spec.name, n.status])), {
       a: 'COMPLETED',
       b: 'COMPLETED',
       c: 'RUNNING',
     });
     // One header update for both finishes and the hand-off: the counts add up.
-    const listed = (await repo.listRuns({})).runs.find((r) => r.id === join.id);
+    const listed = (await repo.listRuns({})).runs.find((r) => r.id === run.id);
     assert.deepEqual(listed?.nodeCounts, { WAITING: 0, READY: 0, RUNNING: 1, COMPLETED: 2 });
-    await repo.finish({ runId: join.id, node: 'c', claimId: c.claimId, conclusion: 'SUCCESS' });
-    assert.equal((await repo.inspect(join.id)).conclusion, 'SUCCESS');
+    await repo.finish({ runId: run.id, node: 'c', claimId: c.claimId, conclusion: 'SUCCESS' });
+    assert.equal((await repo.inspect(run.id)).conclusion, 'SUCCESS');
   });
 });
 
@@ -746,13 +733,7 @@ describe('dynamodb: a success with dependents reads no header', () => {
     // A cancel that has marked the header and not yet reached the nodes (its chunks follow the mark).
     const other = await repo.start(graph(['a', 'b'], [['a', 'b']]));
     const c = await claimOf(other.id, 'a');
-    const server = await sharedDynamoDb();
-    const raw = new DynamoDBClient({
-      endpoint: server.endpoint,
-      region: 'us-east-1',
-      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-    });
-    closers.push(async () => raw.destroy());
+    const raw = await rawClient();
     await raw.send(
       new UpdateItemCommand({
         TableName: table,
