@@ -69,6 +69,13 @@ async function rawClient(): Promise<DynamoDBClient> {
   return client;
 }
 
+/** Claims a node under `leaseId`, asserting the claim was made. */
+const claimer = (repo: DynamoDbRepository, leaseId: string) => async (runId: string, name: string) => {
+  const c = await repo.claim({ runId, node: name, leaseId, agentId: 't' });
+  assert.ok(c, `claimed ${name}`);
+  return c;
+};
+
 /** a → c ← b: a join of two upstream nodes. */
 const join = () =>
   graph(
@@ -633,11 +640,7 @@ describe('dynamodb: finishes of one run share a batch', () => {
     // Not its run's last node: its finish seals nothing (a transaction of its own).
     const other = await repo.start(graph(['x', 'y'], [['x', 'y']]));
     const lease = await repo.grantLease(120_000);
-    const claimOf = async (runId: string, name: string) => {
-      const c = await repo.claim({ runId, node: name, leaseId: lease.id, agentId: 't' });
-      assert.ok(c, `claimed ${name}`);
-      return c;
-    };
+    const claimOf = claimer(repo, lease.id);
     const [x, a, b] = [await claimOf(other.id, 'x'), await claimOf(run.id, 'a'), await claimOf(run.id, 'b')];
     const handOff = { leaseId: lease.id, agentIds: ['t'], runtimes: [RUNTIME] };
     const finishOf = (runId: string, c: typeof a, text: string) =>
@@ -712,11 +715,7 @@ describe('dynamodb: a success with dependents reads no header', () => {
     const { repository: repo, table, teardown } = await dynamoDbRepository({ sweepIntervalMs: 0 });
     closers.push(teardown);
     const lease = await repo.grantLease(120_000);
-    const claimOf = async (runId: string, name: string) => {
-      const c = await repo.claim({ runId, node: name, leaseId: lease.id, agentId: 't' });
-      assert.ok(c, `claimed ${name}`);
-      return c;
-    };
+    const claimOf = claimer(repo, lease.id);
 
     const run = await repo.start(graph(['a', 'b'], [['a', 'b']]));
     const a = await claimOf(run.id, 'a');

@@ -54,7 +54,6 @@ import {
   type RunItem,
   recordAttempt,
   runAndNode,
-  sealInHeaderChange,
   unreadHeader,
 } from './items.js';
 import {
@@ -88,11 +87,14 @@ export async function finishNode(
     const read = await readForFinish(ctx, [req], tried);
     const plan = await planFinish(ctx, req, read, tried, nonce);
     if ('recovered' in plan) return { handedOff: await recoverHandOffs(ctx, req.runId, plan.recovered) };
-    addToHeader(plan.tx, req.runId, plan.header.before, plan.header.after, true);
-    const sealed =
-      plan.seal &&
-      !plan.header.unread &&
-      sealInHeaderChange(plan.tx, plan.header.read, plan.header.after, ctx.clock.now());
+    const sealed = addToHeader(
+      plan.tx,
+      req.runId,
+      plan.header.before,
+      plan.header.after,
+      true,
+      sealOf(plan.seal, plan.header, ctx.clock.now()),
+    );
     plan.delta.addTo(plan.tx);
     const records = addHandOffs(ctx, plan.tx, plan.handOff ? [plan.handOff] : []);
     tried = true;
@@ -182,7 +184,7 @@ interface FinishPlan {
    * left no dependent open (one left READY or WAITING under its version means
    * the run cannot be complete: its own transition will look). Then the
    * header change seals the run if the counts read say every node completed
-   * (sealInHeaderChange), else, after the commit, sealRun reads the header and
+   * (addToHeader's `seal`), else, after the commit, sealRun reads the header and
    * seals it if so (once per run in a batch).
    */
   seal: boolean;
@@ -438,14 +440,20 @@ export class FinishBatcher {
     // Runs are planned side by side, one run's finishes in turn: each sees the dependents the ones
     // before it judged (their keys are the run's own, so `read` serves as every run's view).
     const byRun = new Map<string, number[]>();
-    for (const [i, c] of calls.entries()) byRun.set(c.req.runId, [...(byRun.get(c.req.runId) ?? []), i]);
+    for (const [i, c] of calls.entries()) {
+      const run = byRun.get(c.req.runId);
+      if (run) run.push(i);
+      else byRun.set(c.req.runId, [i]);
+    }
     const plans: (FinishPlan | undefined)[] = calls.map(() => undefined);
     await Promise.all(
       [...byRun.values()].map(async (run) => {
-        for (const i of run) {
+        for (const [k, i] of run.entries()) {
           const p = await plan(i);
           plans[i] = p;
-          for (const w of p?.judged ?? []) read.set(mk(nodeKey(w.runId, w.d.spec.name)), encodeNode(w));
+          // Only a later finish of the run reads them (most runs have one finish in a batch).
+          if (k < run.length - 1)
+            for (const w of p?.judged ?? []) read.set(mk(nodeKey(w.runId, w.d.spec.name)), encodeNode(w));
         }
       }),
     );
@@ -464,9 +472,7 @@ export class FinishBatcher {
     const sealing = new Set(plans.flatMap((p) => (p?.seal ? [p.header.runId] : [])));
     const sealed = new Map<string, RunConclusion>();
     for (const [runId, h] of headers) {
-      addToHeader(tx, runId, h.before, h.after, true);
-      const conclusion =
-        sealing.has(runId) && !h.unread ? sealInHeaderChange(tx, h.read, h.after, now) : undefined;
+      const conclusion = addToHeader(tx, runId, h.before, h.after, true, sealOf(sealing.has(runId), h, now));
       if (conclusion) sealed.set(runId, conclusion);
     }
     delta.addTo(tx);
@@ -526,6 +532,15 @@ function combined(a: { before: RunData; after: RunData }, b: { before: RunData; 
   const failed = new Set([...(a.after.failedNodes ?? []), ...(b.after.failedNodes ?? [])]);
   after.failedNodes = [...failed];
   return after;
+}
+
+/** The seal a finish's header change may carry (addToHeader): none when nothing may seal or the header was not read. */
+function sealOf(
+  seal: boolean,
+  h: FinishPlan['header'],
+  now: number,
+): { read: RunItem; now: number } | undefined {
+  return seal && !h.unread ? { read: h.read, now } : undefined;
 }
 
 /** Output bytes a batched finish may carry: larger outputs go alone, so a batch stays far below 4 MB. */

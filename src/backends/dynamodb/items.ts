@@ -103,12 +103,18 @@ const COUNT_ATTRS: [NodeStatus, string][] = [
   ['COMPLETED', 'cC'],
 ];
 
+/** The header's `d`: its data but for what lives in attributes of its own (counts, marks, failed nodes). */
+function headerJson(d: RunData): string {
+  const { counts: _c, cancelled: _x, resuming: _r, failed: _f, failedNodes: _n, ...rest } = d;
+  return JSON.stringify(rest);
+}
+
 export function encodeRun(r: RunItem): Item {
-  const { counts, cancelled, resuming, failed, failedNodes: _f, ...rest } = r.d;
+  const { counts, cancelled, resuming, failed } = r.d;
   const item: Item = {
     ...keyItem(headerKey(r.id)),
     v: N(r.v),
-    d: S(JSON.stringify(rest)),
+    d: S(headerJson(r.d)),
     lpk: S(RUNS_LIST_PK),
     lsk: S(listSortKey(r.d.createdAt, r.id)),
   };
@@ -139,8 +145,8 @@ export function decodeRun(item: Item): RunItem {
 
 /** Writes the header as `d` over what was read (`before`), conditioned on its version; counts as additions. */
 export function writeHeader(tx: Tx, before: RunItem, d: RunData, extraCondition = ''): void {
-  const { counts, cancelled, resuming, failed, failedNodes, ...rest } = d;
-  const values: Item = { ':d': S(JSON.stringify(rest)), ':nv': N(before.v + 1), ':v': N(before.v) };
+  const { counts, cancelled, resuming, failed, failedNodes } = d;
+  const values: Item = { ':d': S(headerJson(d)), ':nv': N(before.v + 1), ':v': N(before.v) };
   const set = ['d = :d', 'v = :nv'];
   const remove: string[] = [];
   const add: string[] = [];
@@ -176,12 +182,26 @@ export function writeHeader(tx: Tx, before: RunItem, d: RunData, extraCondition 
 /**
  * A transition's change to the header without its version: node counts
  * added, the failed mark set, conditioned on the run not being cancelled
- * (finishes, cascades) or on its being cancelled (a cancel's own chunks). Transitions of
- * one run so never refuse each other; the run is sealed after (sealRun), or, by
- * the finish that completes it, in this same change (sealInHeaderChange, which
- * adds a compare of the version and completed count it read).
+ * (finishes, cascades) or on its being cancelled (a cancel's own chunks).
+ * Transitions of one run so never refuse each other; the run is sealed after
+ * (sealRun), or by the finish that completes it, in this same change (`seal`).
  */
-export function addToHeader(tx: Tx, runId: string, before: RunData, after: RunData, open: boolean): void {
+export function addToHeader(
+  tx: Tx,
+  runId: string,
+  before: RunData,
+  after: RunData,
+  open: boolean,
+  /**
+   * Rule 7 in the finish that completes the run's last open nodes (one write,
+   * not a second transaction: see sealRun): the header as read, when every
+   * node is completed by the counts after this change; the conclusion and
+   * finishedAt are written with the counts, conditioned on the version and
+   * completed count read, so a retry or completion that came between refuses
+   * the change. Returns the conclusion, when it sealed.
+   */
+  seal?: { read: RunItem; now: number },
+): RunConclusion | undefined {
   const values: Item = {};
   const add: string[] = [];
   for (const [st, a] of COUNT_ATTRS) {
@@ -190,58 +210,41 @@ export function addToHeader(tx: Tx, runId: string, before: RunData, after: RunDa
     add.push(`${a} :${a}`);
     values[`:${a}`] = N(delta);
   }
-  const set = after.failed && !before.failed ? 'SET fx = :t ' : '';
-  if (set) values[':t'] = { BOOL: true };
+  const set: string[] = [];
+  if (after.failed && !before.failed) {
+    set.push('fx = :t');
+    values[':t'] = { BOOL: true };
+  }
   const failedNow = (after.failedNodes ?? []).filter((n) => !(before.failedNodes ?? []).includes(n));
   if (failedNow.length > 0) {
     add.push('fn :fn');
     values[':fn'] = { SS: failedNow };
   }
   // A cancel's chunks hold only while the run is still cancelled: a late sweeper never undoes a retry.
-  const cond = open ? 'attribute_exists(pk) AND attribute_not_exists(cx)' : 'attribute_exists(cx)';
-  if (add.length === 0 && !set) {
+  let cond = open ? 'attribute_exists(pk) AND attribute_not_exists(cx)' : 'attribute_exists(cx)';
+  let sealed: RunData | undefined;
+  if (seal && !seal.read.d.conclusion) {
+    sealed = structuredClone(after);
+    sealIfDone(sealed, seal.now);
+  }
+  if (sealed?.conclusion) {
+    set.unshift('d = :d', 'v = :nv');
+    cond += ' AND v = :v AND cC = :done';
+    values[':d'] = S(headerJson(sealed));
+    values[':nv'] = N(seal!.read.v + 1);
+    values[':v'] = N(seal!.read.v);
+    values[':done'] = N(seal!.read.d.counts.COMPLETED);
+  } else if (add.length === 0 && set.length === 0) {
     tx.check(headerKey(runId), cond);
-    return;
+    return undefined;
   }
   tx.update(headerKey(runId), {
-    UpdateExpression: `${set}${add.length ? `ADD ${add.join(', ')}` : ''}`.trim(),
+    UpdateExpression:
+      `${set.length ? `SET ${set.join(', ')} ` : ''}${add.length ? `ADD ${add.join(', ')}` : ''}`.trim(),
     ConditionExpression: cond,
     ExpressionAttributeValues: values,
   });
-}
-
-/**
- * Rule 7's completion in the finish that completes the run's last open nodes
- * (one write, not a second transaction after it: see sealRun): the header
- * change `addToHeader` just added also writes the conclusion and finishedAt,
- * conditioned on the version and completed count as read, so a retry or
- * completion that came between refuses it. The conclusion, when it seals.
- */
-export function sealInHeaderChange(
-  tx: Tx,
-  read: RunItem,
-  after: RunData,
-  now: number,
-): RunConclusion | undefined {
-  const d = structuredClone(after);
-  sealIfDone(d, now);
-  const update = tx.items.at(-1)?.Update;
-  if (!d.conclusion || read.d.conclusion || !update?.Key || update.Key.pk?.S !== runPk(read.id))
-    return undefined;
-  const { counts: _c, cancelled: _x, resuming: _r, failed: _f, failedNodes: _n, ...rest } = d;
-  const expr = update.UpdateExpression ?? '';
-  update.UpdateExpression = expr.startsWith('SET ')
-    ? `SET d = :d, v = :nv, ${expr.slice(4)}`
-    : `SET d = :d, v = :nv ${expr}`;
-  update.ConditionExpression = `${update.ConditionExpression} AND v = :v AND cC = :done`;
-  update.ExpressionAttributeValues = {
-    ...update.ExpressionAttributeValues,
-    ':d': S(JSON.stringify(rest)),
-    ':nv': N(read.v + 1),
-    ':v': N(read.v),
-    ':done': N(read.d.counts.COMPLETED),
-  };
-  return d.conclusion;
+  return sealed?.conclusion;
 }
 
 /** Claims' change to the header: `n` nodes READY → RUNNING (negative: released back), unless the run is cancelled or being resumed. */

@@ -5,7 +5,7 @@ import { decodeRun, headerKey, sealIfDone, writeHeader } from './items.js';
 
 /**
  * Rule 7's completion, apart from the transitions (but for a finish that sees
- * its own commit complete the run: sealInHeaderChange): after a transition that
+ * its own commit complete the run: addToHeader's `seal`): after a transition that
  * completed nodes commits, its process reads the header and, when every node
  * is completed, writes the conclusion and finishedAt conditioned on the
  * version and on the completed count still being the total (so a run is
@@ -30,7 +30,7 @@ export async function sealRun(ctx: DynamoContext, runId: string): Promise<void> 
   }
 }
 
-/** After a commit that sealed the run (here, or in its last finish: sealInHeaderChange). */
+/** After a commit that sealed the run (here, or in its last finish: addToHeader's `seal`). */
 export function emitSealed(ctx: DynamoContext, runId: string, conclusion: RunConclusion | undefined): void {
   if (conclusion) ctx.bus.emit('local', { kind: 'sealed', runId, conclusion } satisfies LocalEvent);
   ctx.bus.emit('run', runId);
