@@ -33,6 +33,14 @@ import { RUNS_INDEX } from './table.js';
 
 /** Inspect: the run's partition in one Query (paged by 1 MB), consistent. */
 export async function inspectRun(ctx: DynamoContext, runId: string): Promise<Run> {
+  return (await inspectWithItems(ctx, runId)).run;
+}
+
+/** The run, and the items it was made from (a watch's snapshot: the node versions it shows). */
+export async function inspectWithItems(
+  ctx: DynamoContext,
+  runId: string,
+): Promise<{ run: Run; items: Item[] }> {
   checkRunId(runId);
   const items = await ctx.db.partition(runPk(runId));
   const header = items.find((i) => i.sk!.S === '#');
@@ -42,9 +50,9 @@ export async function inspectRun(ctx: DynamoContext, runId: string): Promise<Run
   if (!h.d.conclusion && !h.d.resuming && h.d.counts.COMPLETED === h.d.total) {
     await sealRun(ctx, runId);
     const sealed = await ctx.db.get(headerKey(runId));
-    if (sealed) return runFromItems(decodeRun(sealed), items);
+    if (sealed) return { run: runFromItems(decodeRun(sealed), items), items };
   }
-  return runFromItems(h, items);
+  return { run: runFromItems(h, items), items };
 }
 
 /**

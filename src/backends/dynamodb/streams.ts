@@ -13,7 +13,7 @@ import {
   outputPrefix,
   runPk,
 } from './items.js';
-import { inspectRun } from './reads.js';
+import { inspectWithItems } from './reads.js';
 import { READY_INDEX } from './table.js';
 
 /**
@@ -130,17 +130,19 @@ export class Streams {
       stop();
       wake?.();
     };
-    const started = inspectRun(this.ctx, runId);
+    const started = inspectWithItems(this.ctx, runId);
     void (async () => {
       try {
-        const run = await started;
+        const { run, items } = await started;
         queue.push({ type: 'snapshot', run });
         if (run.conclusion) return queue.close();
-        // What was sent: each node's version and state, and how much of its running attempt's output.
+        // What was sent: each node's version and state, and how much of its running attempt's output, as the
+        // snapshot showed them (a transition committed after its read is sent, even one before this line).
         const versions = new Map<string, number>();
         const sent = new Map<string, string>();
         const streamed = new Map<string, number>();
-        for (const item of await this.ctx.db.partition(runPk(runId), 'n#')) {
+        for (const item of items) {
+          if (!item.sk!.S!.startsWith('n#')) continue;
           const n = decodeNode(item);
           versions.set(n.d.spec.name, n.v);
           sent.set(n.d.spec.name, signature(n.d));
