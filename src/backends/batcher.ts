@@ -21,6 +21,16 @@ export interface BatcherOptions<C> {
    * batch-mates with it. Only for batches that commit all or nothing.
    */
   isolate?: (e: unknown) => boolean;
+  /**
+   * While busy (calls arrived during the batch in flight, or the last batch,
+   * of several calls, ended under RECENT_MS ago), how long the next batch
+   * waits for more calls before it goes, unless it is already half full
+   * (maxCalls). After idle the first call goes at once. Where a store's cost
+   * is per item of a transaction and a batch shares some items (a run's
+   * header, a counter shard), larger batches cost less per call; the window
+   * bounds what a call waits for that.
+   */
+  busyWindowMs?: number;
 }
 
 /**
@@ -39,11 +49,17 @@ export class BatchNotCommitted extends Error {}
  * (npm run bench -- postgres: with more batches in flight they shrink and
  * statements become the bottleneck). Each call still gets exactly its own
  * answer; a failed batch fails each of its calls with the batch's error
- * (or, see `isolate`, is sent again call by call).
+ * (or, see `isolate`, is sent again call by call). Where a store's cost is
+ * per item and a batch shares items, a busy batcher may also wait a short
+ * window for more calls (`busyWindowMs`).
  */
 export class Batcher<C, R> {
   private queue: Waiting<C, R>[] = [];
   private sending = false;
+  /** Size and end of the last batch sent, and what ends a wait for more calls early (busyWindowMs). */
+  private lastSize = 0;
+  private lastEnd = 0;
+  private wake?: () => void;
 
   constructor(
     private readonly options: BatcherOptions<C>,
@@ -55,16 +71,39 @@ export class Batcher<C, R> {
     return new Promise<R>((resolve, reject) => {
       this.queue.push({ call, resolve, reject });
       if (!this.sending) void this.drain();
+      else if (this.queue.length >= this.options.maxCalls / 2) this.wake?.();
     });
   }
 
   private async drain(): Promise<void> {
     this.sending = true;
     try {
-      while (this.queue.length > 0) await this.sendBatch(this.take());
+      const window = this.options.busyWindowMs ?? 0;
+      // Busy: a batch of several calls ended moments ago (the next calls are on their way), or this loop goes on.
+      let busy = this.lastSize > 1 && performance.now() - this.lastEnd < RECENT_MS;
+      for (; this.queue.length > 0; busy = true) {
+        if (busy && window > 0 && this.queue.length < this.options.maxCalls / 2) await this.gather(window);
+        const batch = this.take();
+        this.lastSize = batch.length;
+        await this.sendBatch(batch);
+        this.lastEnd = performance.now();
+      }
     } finally {
       this.sending = false;
     }
+  }
+
+  /** Waits `ms` for more calls, or until they fill half a batch. */
+  private gather(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wake = done;
+    });
   }
 
   private take(): Waiting<C, R>[] {
@@ -101,3 +140,6 @@ export class Batcher<C, R> {
     }
   }
 }
+
+/** How lately a batch of several calls must have ended for the batcher to count as busy (busyWindowMs). */
+const RECENT_MS = 20;

@@ -91,4 +91,33 @@ describe('Batcher', () => {
       );
     }
   });
+
+  it('busyWindowMs: idle, a call goes at once; busy, the next batch waits for more calls until half full', async () => {
+    const batches: number[][] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    // A window far longer than the test: only the calls filling half a batch end the wait.
+    const b = new Batcher<number, number>({ maxCalls: 4, busyWindowMs: 60_000 }, async (calls) => {
+      batches.push(calls);
+      if (batches.length === 1) await gate;
+      return calls;
+    });
+    const first = b.submit(0);
+    assert.deepEqual(batches, [[0]], 'idle: sent at once, no window');
+    const second = b.submit(1);
+    release();
+    await first;
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(batches, [[0]], 'busy: call 1 waits in the window for company');
+    const third = b.submit(2);
+    assert.deepEqual(await Promise.all([second, third]), [1, 2]);
+    assert.deepEqual(batches, [[0], [1, 2]], 'two calls are half of maxCalls: the wait ends');
+    // Idle again (the last batch ended long enough ago): a call goes at once.
+    await new Promise((r) => setTimeout(r, 50));
+    const fourth = b.submit(3);
+    assert.deepEqual(batches, [[0], [1, 2], [3]]);
+    assert.equal(await fourth, 3);
+  });
 });

@@ -19,7 +19,7 @@ import {
   type RunItem,
   runAndNode,
 } from './items.js';
-import { BATCH_FINISH_ITEMS, DYNAMODB_MAX_TXN_ITEMS } from './limits.js';
+import { BATCH_FINISH_ITEMS, BATCH_WINDOW_MS, DYNAMODB_MAX_TXN_ITEMS } from './limits.js';
 import { readNodeState } from './node-read.js';
 import { giveBack } from './release.js';
 import { armTimeout, disarmTimeout } from './timers.js';
@@ -378,6 +378,7 @@ export class ClaimBatcher {
         weight: () => CLAIM_ITEMS,
         key: (c) => `${c.req.runId}\u0000${c.req.node}`,
         isolate: (e) => e instanceof BatchNotCommitted,
+        busyWindowMs: BATCH_WINDOW_MS,
       },
       (calls) => this.send(calls),
     );
