@@ -722,8 +722,8 @@ describe('dynamodb: a success with dependents reads no header', () => {
     const before = repo.counters.snapshot();
     await repo.finish({ runId: run.id, node: 'a', claimId: a.claimId, conclusion: 'SUCCESS' });
     const cost = repo.counters.snapshot().minus(before);
-    // This process holds a as its claim wrote it and knows its dependent: b is all it reads.
-    assert.equal(cost.getKeys, 1, 'b only: neither a nor the header');
+    // This process holds a as its claim wrote it, and b (WAITING) as its start wrote it: it reads nothing.
+    assert.equal(cost.getKeys, 0, 'neither a, b nor the header');
     assert.equal(cost.transactions, 1);
     const listed = (await repo.listRuns({})).runs.find((r) => r.id === run.id);
     assert.equal(listed?.status, 'RUNNING');
@@ -762,5 +762,90 @@ describe('dynamodb: a success with dependents reads no header', () => {
       repo.finish({ runId: third.id, node: 'a', claimId: d.claimId, conclusion: 'SUCCESS' }),
       (e: unknown) => e instanceof ClaimConflictError && /run cancelled/.test(e.message),
     );
+  });
+});
+
+describe('dynamodb: a dependent this process wrote lately is judged from that write', () => {
+  test("a join's second upstream node reads nothing: its first upstream's finish here wrote the join", async () => {
+    const { repository: repo, teardown } = await dynamoDbRepository({ sweepIntervalMs: 0 });
+    closers.push(teardown);
+    const lease = await repo.grantLease(120_000);
+    const claimOf = claimer(repo, lease.id);
+    const run = await repo.start(join());
+    const a = await claimOf(run.id, 'a');
+    const b = await claimOf(run.id, 'b');
+    await repo.finish({
+      runId: run.id,
+      node: 'a',
+      claimId: a.claimId,
+      conclusion: 'SUCCESS',
+      output: new TextEncoder().encode('from a'),
+    });
+    const before = repo.counters.snapshot();
+    await repo.finish({
+      runId: run.id,
+      node: 'b',
+      claimId: b.claimId,
+      conclusion: 'SUCCESS',
+      output: new TextEncoder().encode('from b'),
+    });
+    const cost = repo.counters.snapshot().minus(before);
+    assert.equal(cost.getKeys, 0, 'c as a judged it, b as its claim wrote it');
+    assert.equal(cost.transactions, 1);
+    assert.equal(cost.refused, 0);
+    const c = await claimOf(run.id, 'c');
+    assert.deepEqual(texts(c.node.inputs), { a: 'from a', b: 'from b' });
+  });
+
+  test('written since by another process, the commit is refused and the finish goes again reading it: nothing lost or judged twice', async () => {
+    const [p1, p2] = await twoProcesses();
+    // u1, u2, u3 → j: p1 starts it (so holds j WAITING as written), p2 finishes u1, then p1 u2 and u3.
+    const run = await p1.start(
+      graph(
+        ['u1', 'u2', 'u3', 'j'],
+        [
+          ['u1', 'j'],
+          ['u2', 'j'],
+          ['u3', 'j'],
+        ],
+      ),
+    );
+    const l1 = await p1.grantLease(120_000);
+    const l2 = await p2.grantLease(120_000);
+    const u1 = await claimer(p2, l2.id)(run.id, 'u1');
+    await p2.finish({
+      runId: run.id,
+      node: 'u1',
+      claimId: u1.claimId,
+      conclusion: 'SUCCESS',
+      output: new TextEncoder().encode('1'),
+    });
+    const [u2, u3] = [await claimer(p1, l1.id)(run.id, 'u2'), await claimer(p1, l1.id)(run.id, 'u3')];
+    const before = p1.counters.snapshot();
+    await p1.finish({
+      runId: run.id,
+      node: 'u2',
+      claimId: u2.claimId,
+      conclusion: 'SUCCESS',
+      output: new TextEncoder().encode('2'),
+    });
+    const cost = p1.counters.snapshot().minus(before);
+    assert.equal(cost.refused, 1, 'judged from its own stale write of j first');
+    assert.equal(cost.transactions, 2);
+    let j = (await p1.inspect(run.id)).nodes.find((n) => n.spec.name === 'j');
+    assert.equal(j?.status, 'WAITING', 'two of three upstream nodes done');
+    await p1.finish({
+      runId: run.id,
+      node: 'u3',
+      claimId: u3.claimId,
+      conclusion: 'SUCCESS',
+      output: new TextEncoder().encode('3'),
+    });
+    j = (await p1.inspect(run.id)).nodes.find((n) => n.spec.name === 'j');
+    assert.equal(j?.status, 'READY');
+    const claimed = await claimer(p2, l2.id)(run.id, 'j');
+    assert.deepEqual(texts(claimed.node.inputs), { u1: '1', u2: '2', u3: '3' });
+    const listed = (await p1.listRuns({})).runs.find((r) => r.id === run.id);
+    assert.deepEqual(listed?.nodeCounts, { WAITING: 0, READY: 0, RUNNING: 1, COMPLETED: 3 });
   });
 });

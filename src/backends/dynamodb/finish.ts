@@ -58,6 +58,7 @@ import {
 } from './items.js';
 import {
   BATCH_FINISH_ITEMS,
+  BATCH_WINDOW_MS,
   DYNAMODB_MAX_TXN_ITEMS,
   FINISH_ITEMS,
   INLINE_DEPENDENTS,
@@ -117,10 +118,20 @@ function checkFinish(req: FinishRequest): void {
 }
 
 /**
+ * How long a dependent this process wrote stays a finish's view of it: long
+ * enough for a run's next finish (its upstream nodes run within moments of
+ * each other), short enough that another process's write since (a node with
+ * upstream nodes finished by several processes, a cancel, a retry) rarely
+ * makes a commit refused.
+ */
+const DEPENDENT_FRESH_MS = 5_000;
+
+/**
  * What finishes read first, in one round trip: each node (unless this
  * process holds it as its claim wrote it, and the call is not retrying after
  * a refused commit), the header (unless no finish of that run needs it:
- * needsHeader), and the dependents this process knows from the claim.
+ * needsHeader), and the dependents this process knows from the claim
+ * (unless it wrote them lately and they are WAITING, on a first try).
  */
 async function readForFinish(
   ctx: DynamoContext,
@@ -143,10 +154,17 @@ async function readForFinish(
     const known = ctx.downstream.get(req.runId, req.node);
     const prefetch = known && known.length <= INLINE_DEPENDENTS ? known : [];
     if (headers.has(req.runId)) keys.push(headerKey(req.runId));
-    keys.push(...prefetch.map((n) => nodeKey(req.runId, n)));
+    for (const n of prefetch) {
+      const dk = nodeKey(req.runId, n);
+      // A dependent as this process wrote it lately (its start, or the finish of another of its upstream
+      // nodes), still WAITING: judged from that. Written since by another process, the commit is refused.
+      const dep = tried ? undefined : ctx.nodes.take(dk, (d) => d.status === 'WAITING', DEPENDENT_FRESH_MS);
+      if (dep) held.set(mk(dk), dep);
+      else keys.push(dk);
+    }
   }
   const read = await ctx.db.getMany(keys);
-  // A node read (a dependent of another finish in the batch) is fresher than one held.
+  // A node read (a dependent of another finish in the batch) is fresher than one held (or it is the same).
   for (const [k, item] of held) if (!read.has(k)) read.set(k, item);
   return read;
 }
@@ -317,6 +335,8 @@ async function planFinish(
     after: async () => {
       ctx.claimRecords.ended(req.claimId);
       ctx.nodes.put(written);
+      // Still WAITING, a join's next upstream judges it from here (READY and handed-off ones are put as announced).
+      for (const w of judged) if (w.d.status === 'WAITING') ctx.nodes.put(encodeNode(w));
       // Unread, the counts are moves only: this success left its run RUNNING (one node completed), unless
       // it was the run's last open node (then sealRun, below, tells watchers it completed).
       const status = unread ? 'RUNNING' : runStatus(hd.counts);
@@ -363,6 +383,7 @@ export class FinishBatcher {
         // One finish of a node per batch; finishes of one run share one (see send).
         key: (c) => `${c.req.runId}\u0000${c.req.node}`,
         isolate: (e) => e instanceof BatchNotCommitted,
+        busyWindowMs: BATCH_WINDOW_MS,
       },
       (calls) => this.send(calls),
     );

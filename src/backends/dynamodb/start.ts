@@ -198,6 +198,9 @@ function addStart(tx: Tx, p: Planned, inline: boolean): void {
 async function started(ctx: DynamoContext, p: Planned, inline: boolean): Promise<Run> {
   if (!inline) await showRoots(ctx, p.header.id, p.roots);
   for (const n of p.roots) emitReady(ctx, n);
+  // Its WAITING nodes as written: the finishes that judge them first (usually this process's, as they
+  // are the dependents of roots it announced) start from these instead of reading (written-nodes.ts).
+  for (const [k, n] of p.nodes.entries()) if (n.d.status === 'WAITING') ctx.nodes.put(p.hidden[k]!);
   const { header, nodes, deadline, identity } = p;
   return {
     id: header.id,

@@ -13,12 +13,15 @@ const MAX_BYTES = 16 * 1024 * 1024;
  * Node items this process committed, remembered for a while so that the
  * next transition of the same node in this process can start from what it
  * wrote instead of reading it: a claim of a node this process made READY, a
- * finish of a node it claimed. Whoever takes an item from here still
- * compares its version at commit: if any process changed the node meanwhile
- * the transaction is refused, and the transition reads afresh. An item from
- * here only ever leads to a commit, never to a refusal or an answer: each
- * taker checks the item shows exactly what it needs to go ahead (READY,
- * claimable; RUNNING under the finishing claim) and reads otherwise.
+ * finish of a node it claimed, a finish judging a WAITING dependent this
+ * process's start or another of its finishes wrote. Whoever takes an item
+ * from here still compares its version at commit: if any process changed
+ * the node meanwhile the transaction is refused, and the transition reads
+ * afresh. An item from here never leads to an answer, only to a commit or
+ * (written since elsewhere) a refused one: each taker checks the item shows
+ * exactly what it needs to go ahead (READY, claimable; RUNNING under the
+ * finishing claim; WAITING) and reads otherwise. Versions only grow, so a
+ * stale item never passes a commit's compare.
  */
 export class WrittenNodes {
   private readonly items = new Map<string, { item: Item; at: number; bytes: number }>();
