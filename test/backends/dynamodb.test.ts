@@ -86,6 +86,10 @@ const join = () =>
     ],
   );
 
+/** Finishes a claimed node with SUCCESS and `text` as its output. */
+const succeed = (repo: DynamoDbRepository, runId: string, node: string, claimId: string, text: string) =>
+  repo.finish({ runId, node, claimId, conclusion: 'SUCCESS', output: new TextEncoder().encode(text) });
+
 /** Inputs (or outputs) as text. */
 const texts = (m: Record<string, Uint8Array>) =>
   Object.fromEntries(Object.entries(m).map(([k, v]) => [k, new TextDecoder().decode(v)]));
@@ -774,21 +778,9 @@ describe('dynamodb: a dependent this process wrote lately is judged from that wr
     const run = await repo.start(join());
     const a = await claimOf(run.id, 'a');
     const b = await claimOf(run.id, 'b');
-    await repo.finish({
-      runId: run.id,
-      node: 'a',
-      claimId: a.claimId,
-      conclusion: 'SUCCESS',
-      output: new TextEncoder().encode('from a'),
-    });
+    await succeed(repo, run.id, 'a', a.claimId, 'from a');
     const before = repo.counters.snapshot();
-    await repo.finish({
-      runId: run.id,
-      node: 'b',
-      claimId: b.claimId,
-      conclusion: 'SUCCESS',
-      output: new TextEncoder().encode('from b'),
-    });
+    await succeed(repo, run.id, 'b', b.claimId, 'from b');
     const cost = repo.counters.snapshot().minus(before);
     assert.equal(cost.getKeys, 0, 'c as a judged it, b as its claim wrote it');
     assert.equal(cost.transactions, 1);
@@ -813,34 +805,16 @@ describe('dynamodb: a dependent this process wrote lately is judged from that wr
     const l1 = await p1.grantLease(120_000);
     const l2 = await p2.grantLease(120_000);
     const u1 = await claimer(p2, l2.id)(run.id, 'u1');
-    await p2.finish({
-      runId: run.id,
-      node: 'u1',
-      claimId: u1.claimId,
-      conclusion: 'SUCCESS',
-      output: new TextEncoder().encode('1'),
-    });
+    await succeed(p2, run.id, 'u1', u1.claimId, '1');
     const [u2, u3] = [await claimer(p1, l1.id)(run.id, 'u2'), await claimer(p1, l1.id)(run.id, 'u3')];
     const before = p1.counters.snapshot();
-    await p1.finish({
-      runId: run.id,
-      node: 'u2',
-      claimId: u2.claimId,
-      conclusion: 'SUCCESS',
-      output: new TextEncoder().encode('2'),
-    });
+    await succeed(p1, run.id, 'u2', u2.claimId, '2');
     const cost = p1.counters.snapshot().minus(before);
     assert.equal(cost.refused, 1, 'judged from its own stale write of j first');
     assert.equal(cost.transactions, 2);
     let j = (await p1.inspect(run.id)).nodes.find((n) => n.spec.name === 'j');
     assert.equal(j?.status, 'WAITING', 'two of three upstream nodes done');
-    await p1.finish({
-      runId: run.id,
-      node: 'u3',
-      claimId: u3.claimId,
-      conclusion: 'SUCCESS',
-      output: new TextEncoder().encode('3'),
-    });
+    await succeed(p1, run.id, 'u3', u3.claimId, '3');
     j = (await p1.inspect(run.id)).nodes.find((n) => n.spec.name === 'j');
     assert.equal(j?.status, 'READY');
     const claimed = await claimer(p2, l2.id)(run.id, 'j');
