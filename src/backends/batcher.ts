@@ -1,5 +1,6 @@
 interface Waiting<C, R> {
   call: C;
+  weight: number;
   resolve: (result: R) => void;
   reject: (e: unknown) => void;
 }
@@ -24,8 +25,9 @@ export interface BatcherOptions<C> {
   /**
    * While busy (calls arrived during the batch in flight, or the last batch,
    * of several calls, ended under RECENT_MS ago), how long the next batch
-   * waits for more calls before it goes, unless it is already half full
-   * (maxCalls). After idle the first call goes at once. Where a store's cost
+   * waits for more calls before it goes, unless the calls queued already
+   * fill half a batch (half of maxCalls, or of maxWeight). After idle the
+   * first call goes at once. Where a store's cost
    * is per item of a transaction and a batch shares some items (a run's
    * header, a counter shard), larger batches cost less per call; the window
    * bounds what a call waits for that.
@@ -60,6 +62,7 @@ export class Batcher<C, R> {
   private lastSize = 0;
   private lastEnd = 0;
   private wake?: () => void;
+  private queuedWeight = 0;
 
   constructor(
     private readonly options: BatcherOptions<C>,
@@ -69,20 +72,29 @@ export class Batcher<C, R> {
 
   submit(call: C): Promise<R> {
     return new Promise<R>((resolve, reject) => {
-      this.queue.push({ call, resolve, reject });
+      const weight = this.options.weight?.(call) ?? 1;
+      this.queue.push({ call, weight, resolve, reject });
+      this.queuedWeight += weight;
       if (!this.sending) void this.drain();
-      else if (this.queue.length >= this.options.maxCalls / 2) this.wake?.();
+      else if (this.halfFull()) this.wake?.();
     });
+  }
+
+  /** Enough calls queued, by count or by weight, for half a batch: no point waiting for more. */
+  private halfFull(): boolean {
+    const { maxCalls, maxWeight = Number.POSITIVE_INFINITY } = this.options;
+    return this.queue.length >= maxCalls / 2 || this.queuedWeight >= maxWeight / 2;
   }
 
   private async drain(): Promise<void> {
     this.sending = true;
     try {
       const window = this.options.busyWindowMs ?? 0;
-      // Busy: a batch of several calls ended moments ago (the next calls are on their way), or this loop goes on.
+      // Busy: a batch of several calls ended moments ago (the next calls are on their way), or this loop goes on
+      // (calls came, or were left over, while the last batch was in flight).
       let busy = this.lastSize > 1 && performance.now() - this.lastEnd < RECENT_MS;
       for (; this.queue.length > 0; busy = true) {
-        if (busy && window > 0 && this.queue.length < this.options.maxCalls / 2) await this.gather(window);
+        if (busy && window > 0 && !this.halfFull()) await this.gather(window);
         const batch = this.take();
         this.lastSize = batch.length;
         await this.sendBatch(batch);
@@ -107,7 +119,7 @@ export class Batcher<C, R> {
   }
 
   private take(): Waiting<C, R>[] {
-    const { maxCalls, maxWeight = Number.POSITIVE_INFINITY, weight, key } = this.options;
+    const { maxCalls, maxWeight = Number.POSITIVE_INFINITY, key } = this.options;
     const batch: Waiting<C, R>[] = [];
     const later: Waiting<C, R>[] = [];
     const keys = new Set<string>();
@@ -115,7 +127,7 @@ export class Batcher<C, R> {
     for (const w of this.queue) {
       const k = key?.(w.call);
       const ks = k === undefined ? [] : typeof k === 'string' ? [k] : k;
-      const wt = weight?.(w.call) ?? 1;
+      const wt = w.weight;
       const full = batch.length >= maxCalls || (batch.length > 0 && total + wt > maxWeight);
       if (full || ks.some((x) => keys.has(x))) {
         later.push(w);
@@ -126,6 +138,7 @@ export class Batcher<C, R> {
       batch.push(w);
     }
     this.queue = later;
+    this.queuedWeight = later.reduce((n, w) => n + w.weight, 0);
     return batch;
   }
 

@@ -120,4 +120,29 @@ describe('Batcher', () => {
     assert.deepEqual(batches, [[0], [1, 2], [3]]);
     assert.equal(await fourth, 3);
   });
+
+  it('busyWindowMs: calls weighing half of maxWeight end the wait too', async () => {
+    const batches: number[][] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const b = new Batcher<number, number>(
+      { maxCalls: 100, maxWeight: 10, weight: (c) => c, busyWindowMs: 60_000 },
+      async (calls) => {
+        batches.push(calls);
+        if (batches.length === 1) await gate;
+        return calls;
+      },
+    );
+    const first = b.submit(1);
+    const light = b.submit(2);
+    release();
+    await first;
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(batches, [[1]], 'weight 2 of 10: waiting');
+    const heavy = b.submit(3);
+    assert.deepEqual(await Promise.all([light, heavy]), [2, 3]);
+    assert.deepEqual(batches, [[1], [2, 3]], 'weight 5 of 10: half full, the wait ends');
+  });
 });
