@@ -27,9 +27,11 @@ export class WrittenNodes {
   private readonly items = new Map<string, { item: Item; at: number; bytes: number }>();
   private bytes = 0;
 
-  /** A node item as committed (its version included). */
+  /** A node item as committed (its version included); never over a later version of it put already. */
   put(item: Item): void {
     const key = `${item.pk!.S}\u0000${item.sk!.S}`;
+    const had = this.items.get(key);
+    if (had && Number(had.item.v!.N) > Number(item.v!.N)) return;
     this.drop(key);
     const bytes = itemBytes(item);
     if (bytes > MAX_BYTES / 16) return;
@@ -37,6 +39,11 @@ export class WrittenNodes {
       this.drop(this.items.keys().next().value!);
     this.items.set(key, { item, at: performance.now(), bytes });
     this.bytes += bytes;
+  }
+
+  /** Forgets a node: a commit found it changed since (by another process). */
+  forget(key: Key): void {
+    this.drop(mk(key));
   }
 
   private drop(key: string): void {
