@@ -789,37 +789,74 @@ describe('dynamodb: a dependent this process wrote lately is judged from that wr
     assert.deepEqual(texts(c.node.inputs), { a: 'from a', b: 'from b' });
   });
 
-  test('written since by another process, the commit is refused and the finish goes again reading it: nothing lost or judged twice', async () => {
+  test('judged since by another process: the commit is refused and goes again reading it, still a first try (hand-off kept)', async () => {
     const [p1, p2] = await twoProcesses();
-    // u1, u2, u3 → j: p1 starts it (so holds j WAITING as written), p2 finishes u1, then p1 u2 and u3.
+    // p1 starts a → j ← b, so holds j WAITING as its start wrote it; p2 finishes a, then p1 finishes b.
     const run = await p1.start(
       graph(
-        ['u1', 'u2', 'u3', 'j'],
+        ['a', 'b', 'j'],
         [
-          ['u1', 'j'],
-          ['u2', 'j'],
-          ['u3', 'j'],
+          ['a', 'j'],
+          ['b', 'j'],
         ],
       ),
     );
     const l1 = await p1.grantLease(120_000);
     const l2 = await p2.grantLease(120_000);
-    const u1 = await claimer(p2, l2.id)(run.id, 'u1');
-    await succeed(p2, run.id, 'u1', u1.claimId, '1');
-    const [u2, u3] = [await claimer(p1, l1.id)(run.id, 'u2'), await claimer(p1, l1.id)(run.id, 'u3')];
+    const a = await claimer(p2, l2.id)(run.id, 'a');
+    await succeed(p2, run.id, 'a', a.claimId, 'from a');
+    const b = await claimer(p1, l1.id)(run.id, 'b');
     const before = p1.counters.snapshot();
-    await succeed(p1, run.id, 'u2', u2.claimId, '2');
+    const fb = await p1.finish({
+      runId: run.id,
+      node: 'b',
+      claimId: b.claimId,
+      conclusion: 'SUCCESS',
+      output: new TextEncoder().encode('from b'),
+      handOff: { leaseId: l1.id, agentIds: ['p1'], runtimes: [RUNTIME] },
+    });
     const cost = p1.counters.snapshot().minus(before);
     assert.equal(cost.refused, 1, 'judged from its own stale write of j first');
     assert.equal(cost.transactions, 2);
-    let j = (await p1.inspect(run.id)).nodes.find((n) => n.spec.name === 'j');
-    assert.equal(j?.status, 'WAITING', 'two of three upstream nodes done');
-    await succeed(p1, run.id, 'u3', u3.claimId, '3');
-    j = (await p1.inspect(run.id)).nodes.find((n) => n.spec.name === 'j');
-    assert.equal(j?.status, 'READY');
-    const claimed = await claimer(p2, l2.id)(run.id, 'j');
-    assert.deepEqual(texts(claimed.node.inputs), { u1: '1', u2: '2', u3: '3' });
+    assert.deepEqual(
+      fb.handedOff.map((h) => h.node.spec.name),
+      ['j'],
+      'the second commit still hands j off',
+    );
+    assert.deepEqual(texts(fb.handedOff[0]!.node.inputs), { a: 'from a', b: 'from b' });
     const listed = (await p1.listRuns({})).runs.find((r) => r.id === run.id);
-    assert.deepEqual(listed?.nodeCounts, { WAITING: 0, READY: 0, RUNNING: 1, COMPLETED: 3 });
+    assert.deepEqual(listed?.nodeCounts, { WAITING: 0, READY: 0, RUNNING: 1, COMPLETED: 2 });
+  });
+
+  test('in a batch: refused for a remembered dependent only, the batch goes again whole (not each call alone)', async () => {
+    const [p1, p2] = await twoProcesses();
+    const run = await p1.start(join());
+    const other = await p1.start(graph(['x', 'y'], [['x', 'y']]));
+    const first = await p1.start(graph(['w']));
+    const l1 = await p1.grantLease(120_000);
+    const l2 = await p2.grantLease(120_000);
+    const a = await claimer(p2, l2.id)(run.id, 'a');
+    await succeed(p2, run.id, 'a', a.claimId, 'from a');
+    const claimOf = claimer(p1, l1.id);
+    const [w, b, x] = [
+      await claimOf(first.id, 'w'),
+      await claimOf(run.id, 'b'),
+      await claimOf(other.id, 'x'),
+    ];
+    const before = p1.counters.snapshot();
+    // w goes first and alone; b (c remembered, stale) and x (y remembered, fresh) queue behind it as one batch.
+    await Promise.all([
+      succeed(p1, first.id, 'w', w.claimId, 'w'),
+      succeed(p1, run.id, 'b', b.claimId, 'from b'),
+      succeed(p1, other.id, 'x', x.claimId, 'x'),
+    ]);
+    const cost = p1.counters.snapshot().minus(before);
+    assert.equal(cost.refused, 1);
+    assert.equal(cost.transactions, 3, 'w; the batch, refused; the batch again');
+    const inspected = await p1.inspect(run.id);
+    assert.equal(inspected.nodes.find((n) => n.spec.name === 'c')?.status, 'READY');
+    assert.equal((await p1.inspect(other.id)).nodes.find((n) => n.spec.name === 'y')?.status, 'READY');
+    const c = await claimOf(run.id, 'c');
+    assert.deepEqual(texts(c.node.inputs), { a: 'from a', b: 'from b' });
   });
 });

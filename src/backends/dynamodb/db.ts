@@ -222,9 +222,11 @@ export class Db {
    * Commits the transaction: true when it committed, false when a condition
    * failed or another transaction touched the same items (the caller reads
    * again and decides again). The client request token makes the SDK's own
-   * retries of a commit whose reply was lost idempotent.
+   * retries of a commit whose reply was lost idempotent. `refused`, when
+   * DynamoDB says which items' conditions failed (and no other transaction
+   * conflicted), hears their keys: nothing was written.
    */
-  async commit(tx: Tx): Promise<boolean> {
+  async commit(tx: Tx, refused?: (keys: Key[]) => void): Promise<boolean> {
     if (tx.items.length === 0) return true;
     const token = randomUUID();
     try {
@@ -249,6 +251,16 @@ export class Db {
           /TransactionConflict|ConditionalCheckFailed/.test(e.message)
         ) {
           this.counters.refused++;
+          if (
+            refused &&
+            reasons.length === tx.items.length &&
+            !reasons.some((r) => r.Code === 'TransactionConflict')
+          )
+            refused(
+              tx.items.flatMap((item, i) =>
+                reasons[i]!.Code === 'ConditionalCheckFailed' ? [keyOfTxItem(item)] : [],
+              ),
+            );
           return false;
         }
       }
@@ -434,3 +446,9 @@ export function mapError(e: unknown): unknown {
 
 /** The map key getMany answers under. */
 export const mk = (k: Key): string => `${k.pk}\u0000${k.sk}`;
+
+/** The key of the item a transaction item writes or checks. */
+function keyOfTxItem(t: TransactWriteItem): Key {
+  const k = t.Put?.Item ?? t.Update?.Key ?? t.Delete?.Key ?? t.ConditionCheck?.Key;
+  return { pk: k!.pk!.S!, sk: k!.sk!.S! };
+}

@@ -85,7 +85,8 @@ export async function finishNode(
 ): Promise<FinishResult> {
   checkFinish(req);
   for (;;) {
-    const read = await readForFinish(ctx, [req], tried);
+    const remembered = new Set<string>();
+    const read = await readForFinish(ctx, [req], tried, remembered);
     const plan = await planFinish(ctx, req, read, tried, nonce);
     if ('recovered' in plan) return { handedOff: await recoverHandOffs(ctx, req.runId, plan.recovered) };
     const sealed = addToHeader(
@@ -98,8 +99,18 @@ export async function finishNode(
     );
     plan.delta.addTo(plan.tx);
     const records = addHandOffs(ctx, plan.tx, plan.handOff ? [plan.handOff] : []);
+    const first = !tried;
     tried = true;
-    if (!(await ctx.db.commit(plan.tx))) continue;
+    let stale: Key[] = [];
+    if (!(await ctx.db.commit(plan.tx, (keys) => (stale = keys)))) {
+      // Refused only for dependents remembered here and judged elsewhere since: nothing was written, so
+      // this is still the first try (hand-off included); they are read this time.
+      if (stale.length > 0 && stale.every((k) => remembered.has(mk(k)))) {
+        for (const k of stale) ctx.nodes.forget(k);
+        tried = !first;
+      }
+      continue;
+    }
     for (const r of records) ctx.claimRecords.track(r.key, r.claimIds);
     await plan.after();
     if (sealed) emitSealed(ctx, req.runId, sealed);
@@ -120,9 +131,10 @@ function checkFinish(req: FinishRequest): void {
 /**
  * How long a dependent this process wrote stays a finish's view of it: long
  * enough for a run's next finish (its upstream nodes run within moments of
- * each other), short enough that another process's write since (a node with
- * upstream nodes finished by several processes, a cancel, a retry) rarely
- * makes a commit refused.
+ * each other), and no longer, as another process may write it since (its
+ * finish of another upstream node, a cancel, a retry). Then the commit is
+ * refused: a batch refused for such dependents only goes again reading them
+ * (FinishBatcher.send), a finish alone goes again reading everything.
  */
 const DEPENDENT_FRESH_MS = 5_000;
 
@@ -137,6 +149,8 @@ async function readForFinish(
   ctx: DynamoContext,
   reqs: FinishRequest[],
   tried: boolean,
+  /** Gets the keys of the dependents taken from memory. */
+  remembered?: Set<string>,
 ): Promise<Map<string, Item>> {
   const held = new Map<string, Item>();
   const keys: Key[] = [];
@@ -159,8 +173,10 @@ async function readForFinish(
       // A dependent as this process wrote it lately (its start, or the finish of another of its upstream
       // nodes), still WAITING: judged from that. Written since by another process, the commit is refused.
       const dep = tried ? undefined : ctx.nodes.take(dk, (d) => d.status === 'WAITING', DEPENDENT_FRESH_MS);
-      if (dep) held.set(mk(dk), dep);
-      else keys.push(dk);
+      if (dep) {
+        held.set(mk(dk), dep);
+        remembered?.add(mk(dk));
+      } else keys.push(dk);
     }
   }
   const read = await ctx.db.getMany(keys);
@@ -434,15 +450,18 @@ export class FinishBatcher {
     if (this.inDoubt.size > 10_000) this.inDoubt.delete(this.inDoubt.keys().next().value!);
   }
 
-  private async send(calls: Call[]): Promise<Outcome[]> {
+  /** `again`: the batch was refused for remembered dependents only, and goes once more reading them. */
+  private async send(calls: Call[], again = false): Promise<Outcome[]> {
     if (calls.length === 1) {
       const c = calls[0]!;
       return [await settled(finishNode(this.ctx, c.req, c.tried, c.nonce))];
     }
+    const remembered = new Set<string>();
     const read = await readForFinish(
       this.ctx,
       calls.map((c) => c.req),
       calls.some((c) => c.tried),
+      remembered,
     );
     const outcomes: Outcome[] = calls.map(() => ({ result: finishedAlone() }));
     const plan = async (i: number): Promise<FinishPlan | undefined> => {
@@ -506,8 +525,18 @@ export class FinishBatcher {
     // process had not seen, big node items): each call alone.
     if (!tx.collapse() || tx.size > DYNAMODB_MAX_TXN_ITEMS || tx.bytes > MAX_TXN_BYTES)
       throw new BatchNotCommitted();
+    const tried = calls.map((c) => c.tried);
     for (const c of calls) c.tried = true;
-    if (!(await this.ctx.db.commit(tx))) throw new BatchNotCommitted();
+    let stale: Key[] = [];
+    if (!(await this.ctx.db.commit(tx, (keys) => (stale = keys)))) {
+      // Refused only for dependents remembered here that another process has judged since: nothing was
+      // written, so the batch goes again as it was (hand-offs and all), reading them. Else each call alone.
+      if (again || stale.length === 0 || !stale.every((k) => remembered.has(mk(k))))
+        throw new BatchNotCommitted();
+      for (const k of stale) this.ctx.nodes.forget(k);
+      for (const [i, c] of calls.entries()) c.tried = tried[i]!;
+      return this.send(calls, true);
+    }
     for (const r of records) this.ctx.claimRecords.track(r.key, r.claimIds);
     await Promise.all(
       plans.map(async (p, i) => {

@@ -39,9 +39,9 @@ export const FINISH_ITEMS = 7;
 export const BATCH_FINISH_ITEMS = DYNAMODB_MAX_TXN_ITEMS - 1;
 /**
  * How long a busy process's next batch of claims or finishes waits for more
- * calls (Batcher's busyWindowMs): a batch shares its run headers, lease
- * check, claim record and stats shard, and DynamoDB's cost is per item. An
- * idle process's first call goes at once.
+ * calls (Batcher's busyWindowMs): a batch shares its run headers and stats
+ * shard (claims and hand-offs also their lease check and claim record), and
+ * DynamoDB's cost is per item. An idle process's first call goes at once.
  */
 export const BATCH_WINDOW_MS = 3;
 /** Dependents judged per cascade or fan-out chunk transaction (plus the work items it spawns). */
