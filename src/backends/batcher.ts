@@ -26,8 +26,8 @@ export interface BatcherOptions<C> {
    * While busy (calls arrived during the batch in flight, or the last batch,
    * of several calls, ended under RECENT_MS ago), how long the next batch
    * waits for more calls before it goes, unless the calls queued already
-   * fill half a batch (half of maxCalls, or of maxWeight). After idle the
-   * first call goes at once. Where a store's cost
+   * fill a batch (maxCalls, or maxWeight). After idle the first call goes
+   * at once. Where a store's cost
    * is per item of a transaction and a batch shares some items (a run's
    * header, a counter shard), larger batches cost less per call; the window
    * bounds what a call waits for that.
@@ -76,14 +76,14 @@ export class Batcher<C, R> {
       this.queue.push({ call, weight, resolve, reject });
       this.queuedWeight += weight;
       if (!this.sending) void this.drain();
-      else if (this.halfFull()) this.wake?.();
+      else if (this.full()) this.wake?.();
     });
   }
 
-  /** Enough calls queued, by count or by weight, for half a batch: no point waiting for more. */
-  private halfFull(): boolean {
+  /** Enough calls queued, by count or by weight, for a whole batch: no point waiting for more. */
+  private full(): boolean {
     const { maxCalls, maxWeight = Number.POSITIVE_INFINITY } = this.options;
-    return this.queue.length >= maxCalls / 2 || this.queuedWeight >= maxWeight / 2;
+    return this.queue.length >= maxCalls || this.queuedWeight >= maxWeight;
   }
 
   private async drain(): Promise<void> {
@@ -94,7 +94,7 @@ export class Batcher<C, R> {
       // (calls came, or were left over, while the last batch was in flight).
       let busy = this.lastSize > 1 && performance.now() - this.lastEnd < RECENT_MS;
       for (; this.queue.length > 0; busy = true) {
-        if (busy && window > 0 && !this.halfFull()) await this.gather(window);
+        if (busy && window > 0 && !this.full()) await this.gather(window);
         const batch = this.take();
         this.lastSize = batch.length;
         await this.sendBatch(batch);
@@ -105,7 +105,7 @@ export class Batcher<C, R> {
     }
   }
 
-  /** Waits `ms` for more calls, or until they fill half a batch. */
+  /** Waits `ms` for more calls, or until they fill a batch. */
   private gather(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {

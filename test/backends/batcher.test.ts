@@ -92,14 +92,14 @@ describe('Batcher', () => {
     }
   });
 
-  it('busyWindowMs: idle, a call goes at once; busy, the next batch waits for more calls until half full', async () => {
+  it('busyWindowMs: idle, a call goes at once; busy, the next batch waits for more calls until full', async () => {
     const batches: number[][] = [];
     let release!: () => void;
     const gate = new Promise<void>((r) => {
       release = r;
     });
-    // A window far longer than the test: only the calls filling half a batch end the wait.
-    const b = new Batcher<number, number>({ maxCalls: 4, busyWindowMs: 60_000 }, async (calls) => {
+    // A window far longer than the test: only the calls filling a batch end the wait.
+    const b = new Batcher<number, number>({ maxCalls: 2, busyWindowMs: 60_000 }, async (calls) => {
       batches.push(calls);
       if (batches.length === 1) await gate;
       return calls;
@@ -113,7 +113,7 @@ describe('Batcher', () => {
     assert.deepEqual(batches, [[0]], 'busy: call 1 waits in the window for company');
     const third = b.submit(2);
     assert.deepEqual(await Promise.all([second, third]), [1, 2]);
-    assert.deepEqual(batches, [[0], [1, 2]], 'two calls are half of maxCalls: the wait ends');
+    assert.deepEqual(batches, [[0], [1, 2]], 'two calls fill a batch: the wait ends');
     // Idle again (the last batch ended long enough ago): a call goes at once.
     await new Promise((r) => setTimeout(r, 50));
     const fourth = b.submit(3);
@@ -121,14 +121,14 @@ describe('Batcher', () => {
     assert.equal(await fourth, 3);
   });
 
-  it('busyWindowMs: calls weighing half of maxWeight end the wait too', async () => {
+  it('busyWindowMs: calls weighing maxWeight end the wait too', async () => {
     const batches: number[][] = [];
     let release!: () => void;
     const gate = new Promise<void>((r) => {
       release = r;
     });
     const b = new Batcher<number, number>(
-      { maxCalls: 100, maxWeight: 10, weight: (c) => c, busyWindowMs: 60_000 },
+      { maxCalls: 100, maxWeight: 5, weight: (c) => c, busyWindowMs: 60_000 },
       async (calls) => {
         batches.push(calls);
         if (batches.length === 1) await gate;
@@ -140,9 +140,9 @@ describe('Batcher', () => {
     release();
     await first;
     await new Promise((r) => setTimeout(r, 20));
-    assert.deepEqual(batches, [[1]], 'weight 2 of 10: waiting');
+    assert.deepEqual(batches, [[1]], 'weight 2 of 5: waiting');
     const heavy = b.submit(3);
     assert.deepEqual(await Promise.all([light, heavy]), [2, 3]);
-    assert.deepEqual(batches, [[1], [2, 3]], 'weight 5 of 10: half full, the wait ends');
+    assert.deepEqual(batches, [[1], [2, 3]], 'weight 5 of 5: full, the wait ends');
   });
 });
