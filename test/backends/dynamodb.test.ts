@@ -789,7 +789,7 @@ describe('dynamodb: a dependent this process wrote lately is judged from that wr
     assert.deepEqual(texts(c.node.inputs), { a: 'from a', b: 'from b' });
   });
 
-  test('judged since by another process: the commit is refused and goes again reading it, still a first try (hand-off kept)', async () => {
+  test('judged since by another process: the commit is refused and goes again reading it; nothing lost or judged twice', async () => {
     const [p1, p2] = await twoProcesses();
     // p1 starts a → j ← b, so holds j WAITING as its start wrote it; p2 finishes a, then p1 finishes b.
     const run = await p1.start(
@@ -807,25 +807,58 @@ describe('dynamodb: a dependent this process wrote lately is judged from that wr
     await succeed(p2, run.id, 'a', a.claimId, 'from a');
     const b = await claimer(p1, l1.id)(run.id, 'b');
     const before = p1.counters.snapshot();
-    const fb = await p1.finish({
-      runId: run.id,
-      node: 'b',
-      claimId: b.claimId,
-      conclusion: 'SUCCESS',
-      output: new TextEncoder().encode('from b'),
-      handOff: { leaseId: l1.id, agentIds: ['p1'], runtimes: [RUNTIME] },
-    });
+    await succeed(p1, run.id, 'b', b.claimId, 'from b');
     const cost = p1.counters.snapshot().minus(before);
     assert.equal(cost.refused, 1, 'judged from its own stale write of j first');
     assert.equal(cost.transactions, 2);
-    assert.deepEqual(
-      fb.handedOff.map((h) => h.node.spec.name),
-      ['j'],
-      'the second commit still hands j off',
-    );
-    assert.deepEqual(texts(fb.handedOff[0]!.node.inputs), { a: 'from a', b: 'from b' });
+    const j = await claimer(p2, l2.id)(run.id, 'j');
+    assert.deepEqual(texts(j.node.inputs), { a: 'from a', b: 'from b' });
     const listed = (await p1.listRuns({})).runs.find((r) => r.id === run.id);
     assert.deepEqual(listed?.nodeCounts, { WAITING: 0, READY: 0, RUNNING: 1, COMPLETED: 2 });
+  });
+
+  test('a retry of the request refused by its own commit (a restarted DynamoDB Local forgets request tokens) is recognised: its hand-offs are answered', async () => {
+    const { repository: repo, teardown } = await dynamoDbRepository({ sweepIntervalMs: 0 });
+    closers.push(teardown);
+    const lease = await repo.grantLease(120_000);
+    const run = await repo.start(
+      graph(
+        ['a', 'b', 'c'],
+        [
+          ['a', 'b'],
+          ['a', 'c'],
+        ],
+      ),
+    );
+    const a = await claimer(repo, lease.id)(run.id, 'a');
+    type Commit = (tx: unknown, refused?: (keys: unknown[]) => void) => Promise<boolean>;
+    const db = (repo as unknown as { ctx: { db: { commit: Commit } } }).ctx.db;
+    const commit = db.commit.bind(db);
+    // The next commit lands, and is then sent again as a new request, which its own writes refuse.
+    db.commit = async (tx, refused) => {
+      db.commit = commit;
+      assert.equal(await commit(tx), true);
+      return commit(tx, refused);
+    };
+    const fa = await repo.finish({
+      runId: run.id,
+      node: 'a',
+      claimId: a.claimId,
+      conclusion: 'SUCCESS',
+      handOff: { leaseId: lease.id, agentIds: ['me-1', 'me-2'], runtimes: [RUNTIME] },
+    });
+    assert.deepEqual(fa.handedOff.map((h) => h.node.spec.name).sort(), ['b', 'c']);
+    const inspected = await repo.inspect(run.id);
+    assert.deepEqual(
+      inspected.nodes.map((n) => [n.spec.name, n.status, n.attempts.length]),
+      [
+        ['a', 'COMPLETED', 1],
+        ['b', 'RUNNING', 0],
+        ['c', 'RUNNING', 0],
+      ],
+    );
+    for (const h of fa.handedOff) await succeed(repo, run.id, h.node.spec.name, h.claimId, '');
+    assert.equal((await repo.inspect(run.id)).conclusion, 'SUCCESS');
   });
 
   test('in a batch: refused for a remembered dependent only, the batch goes again whole (not each call alone)', async () => {

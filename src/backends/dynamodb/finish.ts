@@ -99,16 +99,12 @@ export async function finishNode(
     );
     plan.delta.addTo(plan.tx);
     const records = addHandOffs(ctx, plan.tx, plan.handOff ? [plan.handOff] : []);
-    const first = !tried;
     tried = true;
-    let stale: Key[] = [];
-    if (!(await ctx.db.commit(plan.tx, (keys) => (stale = keys)))) {
-      // Refused only for dependents remembered here and judged elsewhere since: nothing was written, so
-      // this is still the first try (hand-off included); they are read this time.
-      if (stale.length > 0 && stale.every((k) => remembered.has(mk(k)))) {
-        for (const k of stale) ctx.nodes.forget(k);
-        tried = !first;
-      }
+    let refused: Key[] = [];
+    if (!(await ctx.db.commit(plan.tx, (keys) => (refused = keys)))) {
+      // Goes again reading everything, recognising its own commit should a retry of the request have been
+      // refused by it (DynamoDB Local forgets request tokens when it restarts); what it remembered is stale.
+      forgetStale(ctx, refused, remembered);
       continue;
     }
     for (const r of records) ctx.claimRecords.track(r.key, r.claimIds);
@@ -133,8 +129,9 @@ function checkFinish(req: FinishRequest): void {
  * enough for a run's next finish (its upstream nodes run within moments of
  * each other), and no longer, as another process may write it since (its
  * finish of another upstream node, a cancel, a retry). Then the commit is
- * refused: a batch refused for such dependents only goes again reading them
- * (FinishBatcher.send), a finish alone goes again reading everything.
+ * refused and the finish goes again reading everything; a batch refused
+ * for such dependents only goes again whole (FinishBatcher.send), not call
+ * by call.
  */
 const DEPENDENT_FRESH_MS = 5_000;
 
@@ -201,6 +198,16 @@ async function readForFinish(
 function needsHeader(ctx: DynamoContext, req: FinishRequest): boolean {
   const down = ctx.downstream.get(req.runId, req.node);
   return req.conclusion !== 'SUCCESS' || !down || down.length === 0 || down.length > INLINE_DEPENDENTS;
+}
+
+/**
+ * After a refused commit: forgets the dependents taken from memory that
+ * DynamoDB named as failing their condition (another process judged them
+ * since). Whether those were all it named.
+ */
+function forgetStale(ctx: DynamoContext, refused: Key[], remembered: Set<string>): boolean {
+  for (const k of refused) if (remembered.has(mk(k))) ctx.nodes.forget(k);
+  return refused.length > 0 && refused.every((k) => remembered.has(mk(k)));
 }
 
 /** A finish decided: its writes (without the stats counters), their counter changes, and what follows its commit. */
@@ -450,7 +457,7 @@ export class FinishBatcher {
     if (this.inDoubt.size > 10_000) this.inDoubt.delete(this.inDoubt.keys().next().value!);
   }
 
-  /** `again`: the batch was refused for remembered dependents only, and goes once more reading them. */
+  /** `again`: the batch was refused for remembered dependents only, and goes once more, reading everything. */
   private async send(calls: Call[], again = false): Promise<Outcome[]> {
     if (calls.length === 1) {
       const c = calls[0]!;
@@ -525,16 +532,13 @@ export class FinishBatcher {
     // process had not seen, big node items): each call alone.
     if (!tx.collapse() || tx.size > DYNAMODB_MAX_TXN_ITEMS || tx.bytes > MAX_TXN_BYTES)
       throw new BatchNotCommitted();
-    const tried = calls.map((c) => c.tried);
     for (const c of calls) c.tried = true;
-    let stale: Key[] = [];
-    if (!(await this.ctx.db.commit(tx, (keys) => (stale = keys)))) {
-      // Refused only for dependents remembered here that another process has judged since: nothing was
-      // written, so the batch goes again as it was (hand-offs and all), reading them. Else each call alone.
-      if (again || stale.length === 0 || !stale.every((k) => remembered.has(mk(k))))
-        throw new BatchNotCommitted();
-      for (const k of stale) this.ctx.nodes.forget(k);
-      for (const [i, c] of calls.entries()) c.tried = tried[i]!;
+    let refused: Key[] = [];
+    if (!(await this.ctx.db.commit(tx, (keys) => (refused = keys)))) {
+      // Refused for dependents remembered here that another process has judged since (by what DynamoDB
+      // names): the batch goes again together, each call reading everything and recognising its own commit
+      // (a retry of the request may have been refused by it), so without hand-offs. Else each call alone.
+      if (again || !forgetStale(this.ctx, refused, remembered)) throw new BatchNotCommitted();
       return this.send(calls, true);
     }
     for (const r of records) this.ctx.claimRecords.track(r.key, r.claimIds);
