@@ -90,6 +90,16 @@ const join = () =>
 const succeed = (repo: DynamoDbRepository, runId: string, node: string, claimId: string, text: string) =>
   repo.finish({ runId, node, claimId, conclusion: 'SUCCESS', output: new TextEncoder().encode(text) });
 
+/** b ← a → c: a node with two dependents. */
+const fork = () =>
+  graph(
+    ['a', 'b', 'c'],
+    [
+      ['a', 'b'],
+      ['a', 'c'],
+    ],
+  );
+
 /** Inputs (or outputs) as text. */
 const texts = (m: Record<string, Uint8Array>) =>
   Object.fromEntries(Object.entries(m).map(([k, v]) => [k, new TextDecoder().decode(v)]));
@@ -497,19 +507,7 @@ describe('dynamodb: hand-off in doubt (rule 21)', () => {
       closers.push(teardown);
       const lease = await repo.grantLease(120_000);
       const offer = { leaseId: lease.id, agentIds: ['me-1', 'me-2'], runtimes: [RUNTIME] };
-      const runs = await Promise.all(
-        (batched ? [1, 2] : [1]).map(() =>
-          repo.start(
-            graph(
-              ['a', 'b', 'c'],
-              [
-                ['a', 'b'],
-                ['a', 'c'],
-              ],
-            ),
-          ),
-        ),
-      );
+      const runs = await Promise.all((batched ? [1, 2] : [1]).map(() => repo.start(fork())));
       const claims = await Promise.all(
         runs.map(async (r) => {
           const c = await repo.claim({ runId: r.id, node: 'a', leaseId: lease.id, agentId: 'me-1' });
@@ -546,15 +544,7 @@ describe('dynamodb: hand-off in doubt (rule 21)', () => {
     const { repository: repo, teardown } = await dynamoDbRepository();
     closers.push(teardown);
     const lease = await repo.grantLease(120_000);
-    const run = await repo.start(
-      graph(
-        ['a', 'b', 'c'],
-        [
-          ['a', 'b'],
-          ['a', 'c'],
-        ],
-      ),
-    );
+    const run = await repo.start(fork());
     const a = await repo.claim({ runId: run.id, node: 'a', leaseId: lease.id, agentId: 'me' });
     assert.ok(a);
     const restore = loseReplies(repo, () => new Error('a fault the agent does not retry (test)'));
@@ -821,15 +811,7 @@ describe('dynamodb: a dependent this process wrote lately is judged from that wr
     const { repository: repo, teardown } = await dynamoDbRepository({ sweepIntervalMs: 0 });
     closers.push(teardown);
     const lease = await repo.grantLease(120_000);
-    const run = await repo.start(
-      graph(
-        ['a', 'b', 'c'],
-        [
-          ['a', 'b'],
-          ['a', 'c'],
-        ],
-      ),
-    );
+    const run = await repo.start(fork());
     const a = await claimer(repo, lease.id)(run.id, 'a');
     type Commit = (tx: unknown, refused?: (keys: unknown[]) => void) => Promise<boolean>;
     const db = (repo as unknown as { ctx: { db: { commit: Commit } } }).ctx.db;
