@@ -27,10 +27,9 @@ export interface BatcherOptions<C> {
    * of several calls, ended under RECENT_MS ago), how long the next batch
    * waits for more calls before it goes, unless the calls queued already
    * fill a batch (maxCalls, or maxWeight). After idle the first call goes
-   * at once. Where a store's cost
-   * is per item of a transaction and a batch shares some items (a run's
-   * header, a counter shard), larger batches cost less per call; the window
-   * bounds what a call waits for that.
+   * at once. Where a store's cost is per item of a transaction and a batch
+   * shares some items (a run's header, a counter shard), larger batches cost
+   * less per call; the window bounds what a call waits for that.
    */
   busyWindowMs?: number;
 }

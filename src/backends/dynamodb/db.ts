@@ -224,7 +224,10 @@ export class Db {
    * again and decides again). The client request token makes the SDK's own
    * retries of a commit whose reply was lost idempotent. `refused`, when
    * DynamoDB says which items' conditions failed (and no other transaction
-   * conflicted), hears their keys: nothing was written.
+   * conflicted), hears their keys. A refusal does not prove nothing landed:
+   * a retry of a request that committed, sent to a DynamoDB Local that
+   * restarted meanwhile (it forgets request tokens), is refused by its own
+   * writes; the caller reads again and recognises its commit.
    */
   async commit(tx: Tx, refused?: (keys: Key[]) => void): Promise<boolean> {
     if (tx.items.length === 0) return true;
