@@ -7,7 +7,7 @@ import { arg } from '../../src/runtimes/args.js';
 import { debugRuntime } from '../../src/runtimes/debug.js';
 import { defineRuntime } from '../../src/runtimes/define.js';
 import { RuntimeRegistry } from '../../src/runtimes/runtime.js';
-import { heartbeat } from '../support/lease.js';
+import { Heartbeat } from '../conformance/harness.js';
 import { withFaults } from './faults.js';
 import { aborted, completed, conclusions, node, runtime, spec, testPool, text, until } from './helpers.js';
 
@@ -367,15 +367,15 @@ describe('agent pool', () => {
 
   it('a dead agent: its lapsed claim is recovered by a pool as an ERROR attempt, then retried', async () => {
     const { repo, pool } = setup();
-    // The "dead agent": claims with a short lease and never heartbeats again.
-    // Alive (heartbeating) until its claim is made, however loaded the machine.
+    // The "dead agent": claims under a short lease, heartbeating until its claim is made (however loaded the
+    // machine), and never again.
     const lease = await repo.grantLease(200);
-    const fallSilent = heartbeat(repo, lease.id, 20);
+    const heartbeat = new Heartbeat(repo, lease);
     await repo.registerAgent(lease.id, { id: 'dead-agent', runtimes: [{ name: 'debug' }] });
     const run = await repo.start(spec([{ name: 'n', runtime: 'debug', retry: { error: 2 } }]));
     const claim = await repo.claim({ runId: run.id, node: 'n', leaseId: lease.id, agentId: 'dead-agent' });
     assert.ok(claim);
-    await fallSilent();
+    heartbeat.stop();
     await pool.start();
     const done = await completed(repo, run.id);
     const n = node(done, 'n');

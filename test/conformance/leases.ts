@@ -31,7 +31,10 @@ const ready = (runId: string, name: string) => (e: NodeEvent) =>
 async function claimAndGoSilent(h: Harness, runId: string, name: string) {
   const holder = await h.agent('holder', { ttlMs: SHORT_LEASE_MS });
   assert.ok(holder.lease.ttlMs >= SHORT_LEASE_MS, 'a lease is never shorter than asked');
+  // Alive until its claim is made, however loaded the machine; silent from then on.
+  const heartbeat = h.heartbeat(holder.lease);
   const claimed = await holder.mustClaim(runId, name);
+  heartbeat.stop();
   return { holder, claimed };
 }
 

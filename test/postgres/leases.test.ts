@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import type { PostgresRepository } from '../../src/backends/postgres/index.js';
 import { ManualClock } from '../../src/model/index.js';
 import { ClaimConflictError, LeaseExpiredError, type NodeEvent } from '../../src/protocol/index.js';
-import { heartbeat } from '../support/lease.js';
+import { Heartbeat } from '../conformance/harness.js';
 import { dropSchema, postgresRepository, uniqueSchema } from '../support/postgres.js';
 
 const node = (name: string, retry = {}) => ({ name, runtime: 'work', metadata: {}, retry });
@@ -70,7 +70,7 @@ describe('PostgreSQL leases and the reaper', () => {
 
     // Alive while it registers and claims, then silent: a 1 s lease the test heartbeats until the claim.
     const lease = await agentSide.grantLease(1_000);
-    const fallSilent = heartbeat(agentSide, lease.id, 100);
+    const heartbeat = new Heartbeat(agentSide, lease);
     await agentSide.registerAgent(lease.id, { id: 'doomed', runtimes: [{ name: 'work' }] });
     assert.deepEqual(
       (await reapers[1]!.listAgents()).map((a) => a.id),
@@ -78,7 +78,7 @@ describe('PostgreSQL leases and the reaper', () => {
     );
     const first = await agentSide.claim({ runId: run.id, node: 'a', leaseId: lease.id, agentId: 'doomed' });
     assert.ok(first);
-    await fallSilent();
+    heartbeat.stop();
 
     // No keepAlive: the database's clock lapses the lease and some reaper orphans the claim.
     await waitFor('NODE_ORPHANED', async () =>
