@@ -1,7 +1,7 @@
 /** The Batcher shared by the PostgreSQL and etcd backends: what each call gets back, alone or batched. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Batcher } from '../../src/backends/batcher.js';
+import { Batcher, type BatcherOptions } from '../../src/backends/batcher.js';
 
 describe('Batcher', () => {
   it('one batch in flight; calls arriving meanwhile go together; each gets its own answer', async () => {
@@ -93,17 +93,8 @@ describe('Batcher', () => {
   });
 
   it('busyWindowMs: idle, a call goes at once; busy, the next batch waits for more calls until full', async () => {
-    const batches: number[][] = [];
-    let release!: () => void;
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
     // A window far longer than the test: only the calls filling a batch end the wait.
-    const b = new Batcher<number, number>({ maxCalls: 2, busyWindowMs: 60_000 }, async (calls) => {
-      batches.push(calls);
-      if (batches.length === 1) await gate;
-      return calls;
-    });
+    const { b, batches, release } = gated({ maxCalls: 2, busyWindowMs: 60_000 });
     const first = b.submit(0);
     assert.deepEqual(batches, [[0]], 'idle: sent at once, no window');
     const second = b.submit(1);
@@ -122,19 +113,12 @@ describe('Batcher', () => {
   });
 
   it('busyWindowMs: calls weighing maxWeight end the wait too', async () => {
-    const batches: number[][] = [];
-    let release!: () => void;
-    const gate = new Promise<void>((r) => {
-      release = r;
+    const { b, batches, release } = gated({
+      maxCalls: 100,
+      maxWeight: 5,
+      weight: (c) => c,
+      busyWindowMs: 60_000,
     });
-    const b = new Batcher<number, number>(
-      { maxCalls: 100, maxWeight: 5, weight: (c) => c, busyWindowMs: 60_000 },
-      async (calls) => {
-        batches.push(calls);
-        if (batches.length === 1) await gate;
-        return calls;
-      },
-    );
     const first = b.submit(1);
     const light = b.submit(2);
     release();
@@ -146,3 +130,18 @@ describe('Batcher', () => {
     assert.deepEqual(batches, [[1], [2, 3]], 'weight 5 of 5: full, the wait ends');
   });
 });
+
+/** A Batcher echoing its calls whose first batch stays in flight until `release()`; `batches` records each batch. */
+function gated(options: BatcherOptions<number>) {
+  const batches: number[][] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  const b = new Batcher<number, number>(options, async (calls) => {
+    batches.push(calls);
+    if (batches.length === 1) await gate;
+    return calls;
+  });
+  return { b, batches, release };
+}
