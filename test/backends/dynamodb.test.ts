@@ -10,8 +10,21 @@ import {
 import type { Item } from '../../src/backends/dynamodb/db.js';
 import type { DynamoDbRepository } from '../../src/backends/dynamodb/index.js';
 import { WrittenNodes } from '../../src/backends/dynamodb/written-nodes.js';
-import { ClaimConflictError, LeaseExpiredError, UnavailableError } from '../../src/protocol/index.js';
-import { graph, independentNodes, node, RUNTIME } from '../conformance/fixtures.js';
+import {
+  ClaimConflictError,
+  LeaseExpiredError,
+  NotFoundError,
+  UnavailableError,
+} from '../../src/protocol/index.js';
+import {
+  EXAMPLE_LAYERS,
+  EXAMPLE_NODES,
+  exampleDag,
+  graph,
+  independentNodes,
+  node,
+  RUNTIME,
+} from '../conformance/fixtures.js';
 import { SkewClock } from '../support/clock.js';
 import { dynamoDbRepository, sharedDynamoDb, uniqueTable } from '../support/dynamodb.js';
 
@@ -67,6 +80,20 @@ async function rawClient(): Promise<DynamoDBClient> {
   });
   closers.push(async () => client.destroy());
   return client;
+}
+
+/** The items of one partition, read consistently behind the repository's back. */
+async function partitionOf(table: string, pk: string): Promise<Item[]> {
+  const client = await rawClient();
+  const r = await client.send(
+    new QueryCommand({
+      TableName: table,
+      KeyConditionExpression: 'pk = :p',
+      ExpressionAttributeValues: { ':p': { S: pk } },
+      ConsistentRead: true,
+    }),
+  );
+  return (r.Items ?? []) as Item[];
 }
 
 /** Claims a node under `leaseId`, asserting the claim was made. */
@@ -359,16 +386,9 @@ describe('dynamodb: a claim of a node this process made READY reads nothing', ()
 describe('dynamodb: claim records (rule 3)', () => {
   /** The lease's claim records as stored: each record's entries as `<run>/<node>`. */
   async function records(table: string, leaseId: string): Promise<string[][]> {
-    const client = await rawClient();
-    const r = await client.send(
-      new QueryCommand({
-        TableName: table,
-        KeyConditionExpression: 'pk = :p',
-        ExpressionAttributeValues: { ':p': { S: `lc#${leaseId}` } },
-        ConsistentRead: true,
-      }),
+    return (await partitionOf(table, `lc#${leaseId}`)).map((i) =>
+      (i.c?.SS ?? []).map((e) => e.split('#').slice(2).join('#')).sort(),
     );
-    return (r.Items ?? []).map((i) => (i.c?.SS ?? []).map((e) => e.split('#').slice(2).join('#')).sort());
   }
 
   test('a claim batch writes one record; finishes write none; the record goes once all its claims ended here', async () => {
@@ -873,5 +893,116 @@ describe('dynamodb: a dependent this process wrote lately is judged from that wr
     assert.equal((await p1.inspect(other.id)).nodes.find((n) => n.spec.name === 'y')?.status, 'READY');
     const c = await claimOf(run.id, 'c');
     assert.deepEqual(texts(c.node.inputs), { a: 'from a', b: 'from b' });
+  });
+});
+
+describe("dynamodb: a small run's WAITING nodes are written only when first judged", () => {
+  /** The sort keys of a run's partition, read behind the repository's back. */
+  async function partitionKeys(table: string, runId: string): Promise<string[]> {
+    return (await partitionOf(table, `run#${runId}`))
+      .map((i) => i.sk!.S!)
+      .filter((sk) => sk.startsWith('n#') || sk === 'w#');
+  }
+
+  /** Two processes on one table, and the table's name. */
+  async function pair(): Promise<{ p1: DynamoDbRepository; p2: DynamoDbRepository; table: string }> {
+    const table = uniqueTable('ddb-lazy');
+    const a = await dynamoDbRepository({ table, sweepIntervalMs: 0 });
+    const b = await dynamoDbRepository({ table, sweepIntervalMs: 0 });
+    closers.push(a.teardown, async () => b.repository.close());
+    return { p1: a.repository, p2: b.repository, table };
+  }
+
+  test('the start writes its roots and one w# item; another process judges the dependents from it, each written once', async () => {
+    const { p1, p2, table } = await pair();
+    const run = await p1.start(exampleDag());
+    assert.deepEqual(await partitionKeys(table, run.id), ['n#a', 'n#b', 'w#'], 'no item for a WAITING node');
+    // Every reader, in either process, sees the nodes the start planned.
+    for (const p of [p1, p2]) {
+      const seen = await p.inspect(run.id);
+      assert.deepEqual(
+        seen.nodes.map((n) => [n.spec.name, n.status]),
+        EXAMPLE_NODES.map((n) => [n, n === 'a' || n === 'b' ? 'READY' : 'WAITING']),
+      );
+      assert.deepEqual(seen.edges, exampleDag().edges);
+    }
+    // p2 never saw the start: it reads w# once and writes each dependent when it first judges it.
+    const lease = await p2.grantLease(120_000);
+    const claimOf = claimer(p2, lease.id);
+    const a = await claimOf(run.id, 'a');
+    await succeed(p2, run.id, 'a', a.claimId, 'from a');
+    assert.deepEqual(await partitionKeys(table, run.id), ['n#a', 'n#b', 'n#c', 'n#d', 'w#']);
+    assert.equal((await p1.inspect(run.id)).nodes.find((n) => n.spec.name === 'd')!.status, 'WAITING');
+    for (const layer of EXAMPLE_LAYERS)
+      for (const name of layer) {
+        if (name === 'a') continue;
+        const c = await claimOf(run.id, name);
+        await succeed(p2, run.id, name, c.claimId, `from ${name}`);
+      }
+    const done = await p1.inspect(run.id);
+    assert.equal(done.conclusion, 'SUCCESS');
+    assert.deepEqual(texts(done.nodes.find((n) => n.spec.name === 'g')!.inputs), {
+      e: 'from e',
+      f: 'from f',
+    });
+    assert.deepEqual(await partitionKeys(table, run.id), [...EXAMPLE_NODES.map((n) => `n#${n}`), 'w#']);
+    assert.equal((await p1.stats()).nodeCounts.COMPLETED, 7);
+  });
+
+  test('a cancel completes the nodes never written; a retry of the run puts every node back', async () => {
+    const { p1, p2, table } = await pair();
+    const run = await p1.start(exampleDag());
+    // The other process cancels: it knows the WAITING nodes only from w#.
+    const cancelled = await p2.cancel(run.id);
+    assert.equal(cancelled.status, 'COMPLETED');
+    assert.ok(cancelled.nodes.every((n) => n.status === 'COMPLETED'));
+    assert.deepEqual(await partitionKeys(table, run.id), [...EXAMPLE_NODES.map((n) => `n#${n}`), 'w#']);
+    const stats = await p1.stats();
+    assert.equal(stats.nodeCounts.WAITING, 0);
+    assert.equal(stats.nodeCounts.COMPLETED, 7);
+    const retried = await p2.retry(run.id);
+    assert.deepEqual(
+      retried.nodes.map((n) => [n.spec.name, n.status]),
+      EXAMPLE_NODES.map((n) => [n, n === 'a' || n === 'b' ? 'READY' : 'WAITING']),
+    );
+  });
+
+  test('a node never written is WAITING to a claim and to an output append; a name not in the run is not found', async () => {
+    const { p1, p2 } = await pair();
+    const run = await p1.start(exampleDag());
+    const lease = await p2.grantLease(120_000);
+    assert.equal(await p2.claim({ runId: run.id, node: 'g', leaseId: lease.id, agentId: 't' }), undefined);
+    await assert.rejects(
+      p2.appendOutput({ runId: run.id, node: 'g', claimId: 'c', seq: 0, chunk: new Uint8Array([1]) }),
+      (e: unknown) => e instanceof ClaimConflictError && /WAITING/.test(e.message),
+    );
+    await assert.rejects(
+      p2.claim({ runId: run.id, node: 'nope', leaseId: lease.id, agentId: 't' }),
+      (e: unknown) => e instanceof NotFoundError && /nope/.test(e.message),
+    );
+  });
+
+  test('a run whose WAITING nodes exceed one w# item (32 KB) writes them as items, as before', async () => {
+    const { p1, p2, table } = await pair();
+    const big = { blob: ['x'.repeat(10_000)] };
+    const spec = graph(
+      ['r', ...['w1', 'w2', 'w3', 'w4'].map((n) => node(n, { metadata: big }))],
+      [
+        ['r', 'w1'],
+        ['r', 'w2'],
+        ['r', 'w3'],
+        ['r', 'w4'],
+      ],
+    );
+    const run = await p1.start(spec);
+    assert.deepEqual(await partitionKeys(table, run.id), ['n#r', 'n#w1', 'n#w2', 'n#w3', 'n#w4']);
+    const lease = await p2.grantLease(120_000);
+    const r = await claimer(p2, lease.id)(run.id, 'r');
+    await succeed(p2, run.id, 'r', r.claimId, 'from r');
+    const after = await p1.inspect(run.id);
+    assert.deepEqual(
+      after.nodes.map((n) => n.status),
+      ['COMPLETED', 'READY', 'READY', 'READY', 'READY'],
+    );
   });
 });

@@ -13,7 +13,6 @@ import {
   next,
   nodeKey,
   recordAttempt,
-  runPk,
   WORK_PK,
   writeHeader,
 } from './items.js';
@@ -62,9 +61,7 @@ export async function cancelRun(
 /** Completes every open node of a cancelled run, chunk by chunk; safe to run twice at once. */
 export async function completeCancel(ctx: DynamoContext, runId: string): Promise<void> {
   // One read of the run's nodes; a chunk that loses a race reads its own nodes again.
-  let open = (await ctx.db.partition(runPk(runId), 'n#'))
-    .map(decodeNode)
-    .filter((n) => n.d.status !== 'COMPLETED');
+  let open = (await ctx.waiting.runNodes(ctx, runId)).filter((n) => n.d.status !== 'COMPLETED');
   while (open.length > 0) {
     const headerItem = await ctx.db.get(headerKey(runId));
     if (!headerItem) break;
@@ -98,7 +95,7 @@ export async function completeCancel(ctx: DynamoContext, runId: string): Promise
       moved(d, n.d.status, 'COMPLETED');
       delta.move(n.d.status, 'COMPLETED');
       written.push(next(n, nd));
-      tx.put(encodeNode(next(n, nd)), n.v);
+      tx.putNode(encodeNode(next(n, nd)), n.v);
     }
     addToHeader(tx, runId, header.d, d, false);
     delta.addTo(tx);
@@ -108,7 +105,10 @@ export async function completeCancel(ctx: DynamoContext, runId: string): Promise
       ctx.bus.emit('run', runId);
       open = open.slice(CANCEL_CHUNK);
     } else {
-      const fresh = await ctx.db.getMany(chunk.map((n) => nodeKey(runId, n.d.spec.name)));
+      const fresh = await ctx.waiting.read(
+        ctx,
+        chunk.map((n) => nodeKey(runId, n.d.spec.name)),
+      );
       open = [
         ...[...fresh.values()].map(decodeNode).filter((n) => n.d.status !== 'COMPLETED'),
         ...open.slice(CANCEL_CHUNK),

@@ -104,7 +104,7 @@ async function readForClaims(
     else keys.push(...claimKeys(req));
     return item !== undefined;
   });
-  for (const [k, item] of await ctx.db.getMany(keys)) read.set(k, item);
+  for (const [k, item] of await ctx.waiting.read(ctx, keys)) read.set(k, item);
   return { read, blind };
 }
 
@@ -218,7 +218,7 @@ function planClaim(ctx: DynamoContext, req: ClaimRequest, c: Decided, ups: Map<s
   const tx = ctx.db.tx();
   // An orphan's old record entry is stale from here (its lease lapsed and goes with its records).
   const written = encodeNode(next(node, d));
-  tx.put(written, node.v);
+  tx.putNode(written, node.v);
   armTimeout(tx, d, req.runId, claimId);
   if (orphan) disarmTimeout(tx, node.d, req.runId, prev!.id);
   const tried: Tried = {

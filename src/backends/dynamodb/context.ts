@@ -6,6 +6,7 @@ import type { ClaimRecords } from './claim-records.js';
 import { type Db, N, type Tx } from './db.js';
 import { encodeNode, type NodeItem, STATS_PK } from './items.js';
 import { STATS_SHARDS } from './limits.js';
+import type { WaitingNodes } from './waiting.js';
 import type { WrittenNodes } from './written-nodes.js';
 
 /** What every DynamoDB operation needs. */
@@ -26,6 +27,8 @@ export interface DynamoContext {
   claimRecords: ClaimRecords;
   /** Node items this process committed lately, which its next transitions may start from. */
   nodes: WrittenNodes;
+  /** Small runs' WAITING nodes not yet written: every read of node items goes through it. */
+  waiting: WaitingNodes;
 }
 
 /** A bounded map of run/node → dependents' names; forgets its oldest eighth when full. */

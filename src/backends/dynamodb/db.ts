@@ -81,6 +81,15 @@ export class Tx {
     this.bytes += 200;
   }
 
+  /**
+   * A node item's put, conditioned on the version it was read at: version 0
+   * is a WAITING node not yet written (waiting.ts), so its first write is
+   * conditioned on its absence.
+   */
+  putNode(item: Item, readV: number): void {
+    this.put(item, readV === 0 ? undefined : readV);
+  }
+
   /** The item holds version `v` (it was read and the decision rests on it). */
   checkV(key: Key, v: number): void {
     this.check(key, 'v = :v', { ':v': N(v) });

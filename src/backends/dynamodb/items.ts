@@ -23,7 +23,8 @@ import { B, type Item, type Key, mk, N, S, type Tx } from './db.js';
 
 /**
  * The table's items and their keys. A run is one partition (`run#<id>`): its
- * header (`#`), its nodes (`n#<name>`), its attempts (`a#<node index>#<attempt>`)
+ * header (`#`), its nodes (`n#<name>`; a small run's WAITING nodes in one `w#`
+ * until each is first written), its attempts (`a#<node index>#<attempt>`)
  * and their output parts right after them (`a#<i>#<attempt>#o<seq>.<part>`),
  * so inspect is one Query. Leases, agents, work items and stats counters have
  * partitions of their own. Mutable items carry a version `v` that every
@@ -33,6 +34,8 @@ export const SCHEMA_KEY: Key = { pk: 'schema', sk: '#' };
 export const runPk = (runId: string) => `run#${runId}`;
 export const headerKey = (runId: string): Key => ({ pk: runPk(runId), sk: '#' });
 export const nodeKey = (runId: string, name: string): Key => ({ pk: runPk(runId), sk: `n#${name}` });
+/** A small run's WAITING nodes as its start planned them, until each is first written (waiting.ts). */
+export const waitingKey = (runId: string): Key => ({ pk: runPk(runId), sk: 'w#' });
 const pad = (n: number, w: number) => String(n).padStart(w, '0');
 /** Attempts and their output parts of node `i`, under one prefix. */
 export const attemptsPrefix = (i: number) => `a#${pad(i, 6)}#`;

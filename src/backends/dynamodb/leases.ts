@@ -177,7 +177,7 @@ export class Leases {
       if (!node || !claim || node.d.status !== 'RUNNING' || claim.id !== claimId || claim.orphaned) return;
       const orphaned = next(node, { ...node.d, claim: { ...claim, orphaned: true } });
       const tx = this.ctx.db.tx();
-      tx.put(encodeNode(orphaned), node.v);
+      tx.putNode(encodeNode(orphaned), node.v);
       if (await this.ctx.db.commit(tx)) {
         emitNode(this.ctx, orphaned, 'RUNNING');
         emitReady(this.ctx, orphaned);

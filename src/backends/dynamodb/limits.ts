@@ -57,6 +57,13 @@ export const START_BATCH = DYNAMODB_MAX_BATCH_WRITE;
  * ids, deadline timers, inline roots), less the shared stats shard.
  */
 export const BATCH_START_ITEMS = MAX_TXN_ITEMS - 1;
+/**
+ * A run's WAITING nodes go as one `w#` item in its header's transaction (each
+ * node item first written when judged, waiting.ts) while their data is at most
+ * this big; a larger run's are written as items before its header. A batch of
+ * 32 starts then holds at most 1 MB of them, beside its roots' 1.5 MB.
+ */
+export const WAITING_ITEM_BYTES = 32 * 1024;
 /** READY roots a start's header transaction puts into the ready index itself; more go in chunks after it. */
 export const INLINE_ROOTS = 80;
 /** Runs a filtered list page looks at, at most (its cost bounded however rare the matches). */

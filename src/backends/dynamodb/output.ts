@@ -15,7 +15,7 @@ export async function appendOutput(ctx: DynamoContext, req: AppendOutputRequest)
   checkRunId(req.runId);
   checkNodeName(req.node);
   for (;;) {
-    const read = await ctx.db.getMany([nodeKey(req.runId, req.node), headerKey(req.runId)]);
+    const read = await ctx.waiting.read(ctx, [nodeKey(req.runId, req.node), headerKey(req.runId)]);
     const { header, node } = runAndNode(read, req.runId, req.node);
     const cancelled = header.d.cancelled;
     const c = node.d.claim;
@@ -32,7 +32,7 @@ export async function appendOutput(ctx: DynamoContext, req: AppendOutputRequest)
     const written = encodeNode(
       next(node, { ...node.d, seq: node.d.seq + 1, live: node.d.live + delta.byteLength }),
     );
-    tx.put(written, node.v);
+    tx.putNode(written, node.v);
     for (const part of encodeOutput(
       req.runId,
       node.d.i,

@@ -42,7 +42,8 @@ export async function inspectWithItems(
   runId: string,
 ): Promise<{ run: Run; items: Item[] }> {
   checkRunId(runId);
-  const items = await ctx.db.partition(runPk(runId));
+  // With the WAITING nodes not yet written, as the start planned them (waiting.ts).
+  const items = ctx.waiting.complete(runId, await ctx.db.partition(runPk(runId)));
   const header = items.find((i) => i.sk!.S === '#');
   if (!header) throw new NotFoundError('run', runId);
   const h = decodeRun(header);

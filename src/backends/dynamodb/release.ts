@@ -49,7 +49,7 @@ async function releaseClaim(ctx: DynamoContext, ref: ClaimRef): Promise<boolean>
       return false;
     const d: NodeData = { ...node.d, status: 'READY', claim: undefined, readyAt: 0, seq: 0, live: 0 };
     const tx = ctx.db.tx();
-    tx.put(encodeNode(next(node, d)), node.v);
+    tx.putNode(encodeNode(next(node, d)), node.v);
     // A claim's header change undone: one node RUNNING → READY, under the same conditions.
     claimHeader(tx, ref.runId, -1);
     disarmTimeout(tx, node.d, ref.runId, claim.id);

@@ -52,6 +52,7 @@ import { Streams } from './streams.js';
 import { sweep } from './sweep.js';
 import { deleteTable, ensureTable } from './table.js';
 import { sweepTimers } from './timing.js';
+import { WaitingNodes } from './waiting.js';
 import * as workflows from './workflows.js';
 import { WrittenNodes } from './written-nodes.js';
 
@@ -127,6 +128,7 @@ export class DynamoDbRepository implements Repository {
       downstream: new DownstreamCache(),
       claimRecords: new ClaimRecords(this.db, clock),
       nodes: new WrittenNodes(),
+      waiting: new WaitingNodes(),
     };
     this.claims = new ClaimBatcher(this.ctx);
     this.finishes = new FinishBatcher(this.ctx);

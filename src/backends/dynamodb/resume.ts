@@ -56,7 +56,7 @@ export async function retryRun(
       status: header.d.resuming ? 'RUNNING' : runStatus(header.d.counts),
       conclusion: header.d.conclusion,
     });
-    const nodes = (await ctx.db.partition(runPk(runId), 'n#')).map(decodeNode).sort((a, b) => a.d.i - b.d.i);
+    const nodes = await ctx.waiting.runNodes(ctx, runId);
     const byName = new Map(nodes.map((n) => [n.d.spec.name, n]));
     const plan = planRetry(
       runId,
@@ -102,7 +102,7 @@ export async function retryRun(
       sealIfDone(d, now);
       const tx = ctx.db.tx();
       writeHeader(tx, header, d);
-      for (const w of writes) tx.put(encodeNode(w), w.v - 1);
+      for (const w of writes) tx.putNode(encodeNode(w), w.v - 1);
       delta.addTo(tx);
       if (!(await ctx.db.commit(tx))) continue;
       for (const w of writes) emitNode(ctx, w, runStatus(d.counts));
@@ -208,7 +208,10 @@ export async function finishRetry(ctx: DynamoContext, runId: string, stopAfter =
     const steps = JSON.parse(part.d!.S!) as Step[];
     ready.push(...steps.filter((p) => p.status === 'READY').map((p) => p.name));
     for (;;) {
-      const read = await ctx.db.getMany([headerKey(runId), ...steps.map((p) => nodeKey(runId, p.name))]);
+      const read = await ctx.waiting.read(ctx, [
+        headerKey(runId),
+        ...steps.map((p) => nodeKey(runId, p.name)),
+      ]);
       const headerItem = read.get(mk(headerKey(runId)));
       if (!headerItem) return;
       const current = decodeRun(headerItem);
@@ -223,7 +226,7 @@ export async function finishRetry(ctx: DynamoContext, runId: string, stopAfter =
         if (old.v !== p.v) continue; // put back by an earlier try
         moved(d, old.d.status, p.status);
         delta.move(old.d.status, p.status);
-        tx.put(encodeNode(next(old, putBack(old.d, p, work.now))), old.v);
+        tx.putNode(encodeNode(next(old, putBack(old.d, p, work.now))), old.v);
       }
       if (tx.size === 0) break;
       writeHeader(tx, current, d);
@@ -247,11 +250,14 @@ export async function finishRetry(ctx: DynamoContext, runId: string, stopAfter =
   await ctx.db.writeAll([], parts);
   // READY again for subscribers: a new version each, so the ready index delivers them after the mark cleared.
   for (let at = 0; at < ready.length; at += RETRY_CHUNK) {
-    const read = await ctx.db.getMany(ready.slice(at, at + RETRY_CHUNK).map((n) => nodeKey(runId, n)));
+    const read = await ctx.waiting.read(
+      ctx,
+      ready.slice(at, at + RETRY_CHUNK).map((n) => nodeKey(runId, n)),
+    );
     const touch = ctx.db.tx();
     for (const item of read.values()) {
       const n = decodeNode(item);
-      if (n.d.status === 'READY') touch.put(encodeNode(next(n, n.d)), n.v);
+      if (n.d.status === 'READY') touch.putNode(encodeNode(next(n, n.d)), n.v);
     }
     if (!(await ctx.db.commit(touch))) continue;
     for (const item of read.values()) {

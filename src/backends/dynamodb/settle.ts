@@ -104,7 +104,7 @@ export function judge(deps: NodeItem[], up: Upstream, run: RunData, delta: Delta
 
 /** Adds the judged writes to a transaction. */
 export function addJudged(tx: Tx, j: Judged): void {
-  for (const w of j.writes) tx.put(encodeNode(w), w.v - 1);
+  for (const w of j.writes) tx.putNode(encodeNode(w), w.v - 1);
   for (const s of j.spawned) tx.put(encodeSettle(s), 'any');
 }
 
@@ -137,7 +137,7 @@ export async function drainSettles(ctx: DynamoContext, works: SettleWork[]): Pro
 async function settleRound(ctx: DynamoContext, runId: string, frontier: Frontier[]): Promise<Frontier[]> {
   for (;;) {
     const persisted = frontier.filter((f) => f.persisted);
-    const read = await ctx.db.getMany([
+    const read = await ctx.waiting.read(ctx, [
       headerKey(runId),
       ...persisted.map((f) => settleKey(f.w)),
       ...frontier.filter((f) => !f.down).map((f) => nodeKey(runId, f.w.node)),
@@ -178,7 +178,8 @@ async function settleRound(ctx: DynamoContext, runId: string, frontier: Frontier
       const room = Math.floor((MAX_TXN_ITEMS - 4 - pending.size - workOps - todo.length) / 2);
       const down = f.down!;
       const names = down.slice(f.w.cursor, f.w.cursor + Math.min(room, SETTLE_CHUNK));
-      const fetched = await ctx.db.getMany(
+      const fetched = await ctx.waiting.read(
+        ctx,
         names.filter((n) => !pending.has(n)).map((n) => nodeKey(runId, n)),
       );
       let taken = 0;
@@ -217,7 +218,7 @@ async function settleRound(ctx: DynamoContext, runId: string, frontier: Frontier
         leftover.push({ w, down, persisted: true });
       }
     }
-    for (const [, p] of pending) tx.put(encodeNode({ runId, v: p.v + 1, d: p.d }), p.v);
+    for (const [, p] of pending) tx.putNode(encodeNode({ runId, v: p.v + 1, d: p.d }), p.v);
     addToHeader(tx, runId, header.d, d, true);
     delta.addTo(tx);
     if (!(await ctx.db.commit(tx))) continue;

@@ -17,7 +17,7 @@ import { TooLargeError } from '../../protocol/errors.js';
 import type { StartOptions } from '../../protocol/repository.js';
 import { Batcher, BatchNotCommitted } from '../batcher.js';
 import { Delta, type DynamoContext, emitReady } from './context.js';
-import { type Item, itemBytes, S, sleep, type Tx } from './db.js';
+import { type Item, itemBytes, N, S, sleep, type Tx } from './db.js';
 import {
   decodeNode,
   encodeNode,
@@ -36,9 +36,11 @@ import {
   INLINE_ROOTS,
   MAX_NODE_ITEM_BYTES,
   MAX_TXN_BYTES,
+  WAITING_ITEM_BYTES,
 } from './limits.js';
 import { inspectRun } from './reads.js';
 import { armDeadline } from './timers.js';
+import { WaitingNodes } from './waiting.js';
 import { getWorkflow } from './workflows.js';
 
 /** A start decided and encoded, not yet committed: what a batch of starts writes. */
@@ -51,6 +53,8 @@ interface Planned {
   /** Whether the roots go in the header's transaction when the start commits alone (else after it, in chunks). */
   inlineAlone: boolean;
   rootBytes: number;
+  /** The `w#` item holding the WAITING nodes, when they are not written as items (waiting.ts). */
+  waiting: Item | undefined;
   delta: Delta;
   deadline: number | undefined;
   identity: RunIdentity;
@@ -136,6 +140,16 @@ async function planRun(
         `node ${JSON.stringify(nodes[k]!.d.spec.name)} needs ${itemBytes(item)} bytes (spec and neighbours); a DynamoDB item holds ${MAX_NODE_ITEM_BYTES}`,
       );
   const roots = nodes.filter((n) => n.d.status === 'READY');
+  // A small run's WAITING nodes are one item until each is first judged: at version 0, absent (waiting.ts).
+  const waitingData = nodes.filter((n) => n.d.status === 'WAITING').map((n) => n.d);
+  const waiting = waitingData.length > 0 ? WaitingNodes.encode(id, waitingData) : undefined;
+  const lazy = waiting !== undefined && itemBytes(waiting) <= WAITING_ITEM_BYTES;
+  if (lazy)
+    for (const [k, n] of nodes.entries())
+      if (n.d.status === 'WAITING') {
+        n.v = 0;
+        hidden[k]!.v = N(0);
+      }
   const rootBytes = roots.reduce((n, r) => n + itemBytes(encodeNode(r)), 0);
   return {
     header,
@@ -144,6 +158,7 @@ async function planRun(
     roots,
     inlineAlone: roots.length <= INLINE_ROOTS && rootBytes <= MAX_TXN_BYTES / 2,
     rootBytes,
+    waiting: lazy ? waiting : undefined,
     delta,
     deadline,
     identity,
@@ -153,13 +168,14 @@ async function planRun(
   };
 }
 
-/** Items a start puts in its header's transaction besides its inline roots: header, request id, deadline timer. */
-const START_OWN_ITEMS = 3;
+/** Items a start puts in its header's transaction besides its inline roots: header, request id, deadline timer, `w#`. */
+const startOwnItems = (p: Planned) => 3 + (p.waiting ? 1 : 0);
 
 /**
  * Writes the node items of `starts` not yet written, in BatchWriteItems: all
  * but the roots that go in the header's transaction (`inline`), whose one
- * write there is their only one. Only ever before a header commit: a start
+ * write there is their only one, and the WAITING nodes of a start with a `w#`
+ * item (written when first judged). Only ever before a header commit: a start
  * goes inline alone whenever it went inline in a batch, so a root left out
  * here is never written hidden after its header made it visible.
  */
@@ -173,7 +189,7 @@ async function writeNodes(
     const withRoots = !inline(p) && !p.rootsWritten;
     for (const [k, n] of p.nodes.entries()) {
       const root = n.d.status === 'READY';
-      if (root ? withRoots : !p.written) items.push(p.hidden[k]!);
+      if (root ? withRoots : !p.written && !p.waiting) items.push(p.hidden[k]!);
     }
   }
   await ctx.db.writeAll(items);
@@ -183,9 +199,10 @@ async function writeNodes(
   }
 }
 
-/** Adds a start's header, inline roots, deadline timer and request id to its header's transaction. */
+/** Adds a start's header, inline roots, `w#`, deadline timer and request id to its header's transaction. */
 function addStart(tx: Tx, p: Planned, inline: boolean): void {
   tx.put(encodeRun(p.header));
+  if (p.waiting) tx.put(p.waiting, 'any');
   if (inline) for (const n of p.roots) tx.put(encodeNode(n), 'any');
   // Rule 13: the deadline's timer commits with the run.
   armDeadline(tx, p.header.id, p.deadline);
@@ -198,7 +215,8 @@ function addStart(tx: Tx, p: Planned, inline: boolean): void {
 async function started(ctx: DynamoContext, p: Planned, inline: boolean): Promise<Run> {
   if (!inline) await showRoots(ctx, p.header.id, p.roots);
   for (const n of p.roots) emitReady(ctx, n);
-  // Its WAITING nodes as written: the finishes that judge them first (usually this process's, as they
+  if (p.waiting) ctx.waiting.remember(p.header.id, p.waiting);
+  // Its WAITING nodes as written (or, not written, at version 0): the finishes that judge them first (usually this process's, as they
   // are the dependents of roots it announced) start from these instead of reading (written-nodes.ts).
   for (const [k, n] of p.nodes.entries()) if (n.d.status === 'WAITING') ctx.nodes.put(p.hidden[k]!);
   const { header, nodes, deadline, identity } = p;
@@ -252,15 +270,18 @@ interface StartCall {
 type StartOutcome = { run: Run } | { error: unknown };
 
 /**
- * Rule 1. The node items are written first, in batches (idempotent puts of
- * items nobody reads yet), then the run header in one transaction with the
- * stats counters: the run is visible (listed, inspectable, claimable) only
- * once its header exists, so a start cut short leaves no half a run, only
- * unreachable node items.
+ * Rule 1. The node items not in the header's transaction are written first,
+ * in batches (idempotent puts of items nobody reads yet), then the run header
+ * in one transaction with the stats counters: the run is visible (listed,
+ * inspectable, claimable) only once its header exists, so a start cut short
+ * leaves no half a run, only unreachable node items. A small run has none to
+ * write first: its roots and one `w#` item of its WAITING nodes go with the
+ * header (waiting.ts).
  *
  * This process's concurrent starts share those writes (see Batcher): one
- * round of BatchWriteItems for all their nodes, then one transaction with
- * every header, inline roots, timer and request id, and one counter shard.
+ * round of BatchWriteItems for all their nodes written first, then one
+ * transaction with every header, inline roots, `w#`, timer and request id,
+ * and one counter shard.
  * One failed condition (a request id another process took meanwhile)
  * cancels the whole transaction: then each start goes again alone, its nodes
  * already written, and recognises its own header should the batch have
@@ -274,7 +295,7 @@ export class StartBatcher {
       {
         maxCalls: 32,
         maxWeight: BATCH_START_ITEMS,
-        weight: (c) => START_OWN_ITEMS + (c.planned.inlineAlone ? c.planned.roots.length : 0),
+        weight: (c) => startOwnItems(c.planned) + (c.planned.inlineAlone ? c.planned.roots.length : 0),
         // Two starts with one request id would write one item twice in a transaction: never in one batch.
         key: (c) =>
           c.planned.identity.requestId === undefined ? [] : `req\u0000${c.planned.identity.requestId}`,
@@ -363,7 +384,7 @@ async function showRoots(ctx: DynamoContext, runId: string, roots: NodeItem[]): 
     const again = ctx.db.tx();
     for (const item of fresh.values()) {
       const n = decodeNode(item);
-      if (n.d.status === 'READY') again.put(encodeNode(n), n.v);
+      if (n.d.status === 'READY') again.putNode(encodeNode(n), n.v);
     }
     await ctx.db.commit(again);
   }

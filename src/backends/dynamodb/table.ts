@@ -24,8 +24,10 @@ import { SCHEMA_KEY } from './items.js';
  * 2: claims recorded one item per claim transaction (claim-records.ts), a
  * node's latest attempt kept in the node item (`la`); a process of version 1
  * would neither orphan such claims nor see such attempts.
+ * 3: a small run's WAITING nodes kept in one `w#` item until each is first
+ * written (waiting.ts); a process of version 2 would find them missing.
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 export const READY_INDEX = 'ready';
 export const RUNS_INDEX = 'runs';
 

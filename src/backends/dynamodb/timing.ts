@@ -40,7 +40,7 @@ async function releaseRetry(ctx: DynamoContext, runId: string, name: string, at:
     if (n.d.status !== 'READY' || n.d.readyAt !== at) return;
     const d: NodeData = { ...n.d, readyAt: undefined };
     const tx = ctx.db.tx();
-    tx.put(encodeNode(next(n, d)), n.v);
+    tx.putNode(encodeNode(next(n, d)), n.v);
     if (!(await ctx.db.commit(tx))) continue;
     const header = await ctx.db.get(headerKey(runId));
     emitNode(ctx, next(n, d), header ? runStatus(decodeRun(header).d.counts) : 'RUNNING');

@@ -1,0 +1,122 @@
+import type { DynamoContext } from './context.js';
+import { type Item, type Key, mk, N, S } from './db.js';
+import { decodeNode, keyItem, type NodeData, type NodeItem, nodeKey, runPk, waitingKey } from './items.js';
+
+/**
+ * A run's WAITING nodes, written only when first judged.
+ *
+ * A start writes each READY root as its own item, and the WAITING nodes of a
+ * small run (their items together under WAITING_ITEM_BYTES, limits.ts) as
+ * one `w#` item in the header's transaction: each node's data as the start
+ * planned it, never changed afterwards. A WAITING node has no item of its
+ * own until a transition first writes it (a finish judging it, a cascade, a
+ * cancel, a retry). Until then every reader sees it as the start planned it,
+ * at version 0, and a write at version 0 is conditioned on the node's item
+ * being absent (`Tx.put`, `Tx.checkV`): the compare of rule 4 holds for it as
+ * for any written item, since versions only grow from there. A larger run's
+ * WAITING nodes are written as items before its header, as before: readers
+ * find them and never look for `w#`.
+ *
+ * Why: a node written at the start and again when judged is two item writes
+ * where one does; DynamoDB (and DynamoDB Local's single writer thread) pays
+ * per item written, so this is about a sixth of a 7-node DAG's writes.
+ *
+ * The `w#` item never changes, so a process keeps the ones it wrote or read
+ * (bounded): a transition judging a dependent this process does not
+ * remember (written-nodes.ts) reads `w#` at most once per run.
+ */
+export class WaitingNodes {
+  /** Run id → node name → the node's data as JSON, for runs whose `w#` this process wrote or read. */
+  private readonly runs = new Map<string, Map<string, string>>();
+  private bytes = 0;
+
+  constructor(
+    private readonly maxRuns = 10_000,
+    private readonly maxBytes = 32 * 1024 * 1024,
+  ) {}
+
+  /** The `w#` item of a start's WAITING nodes (remembered once its start commits: `remember`). */
+  static encode(runId: string, nodes: NodeData[]): Item {
+    return { ...keyItem(waitingKey(runId)), d: S(JSON.stringify(nodes)) };
+  }
+
+  /**
+   * Adds to `read` the WAITING nodes among `keys` that have no item yet: the
+   * node items `read` lacks are looked up in their runs' `w#` items
+   * (remembered, or read in one round trip). Keys that name no node stay
+   * absent, so callers answer "not found" as before.
+   */
+  async fill(ctx: DynamoContext, read: Map<string, Item>, keys: Key[]): Promise<Map<string, Item>> {
+    const missing = keys.filter((k) => k.sk.startsWith('n#') && !read.has(mk(k)));
+    if (missing.length === 0) return read;
+    const unknown = [...new Set(missing.map((k) => k.pk))].filter((pk) => !this.runs.has(pk.slice(4)));
+    if (unknown.length > 0) {
+      const got = await ctx.db.getMany(unknown.map((pk) => waitingKey(pk.slice(4))));
+      for (const item of got.values()) this.remember(item.pk!.S!.slice(4), item);
+    }
+    for (const k of missing) {
+      const item = this.synthesize(k.pk.slice(4), k.sk.slice(2));
+      if (item) read.set(mk(k), item);
+    }
+    return read;
+  }
+
+  /** Node items (consistent reads), with the WAITING nodes not yet written as the start planned them. */
+  async read(ctx: DynamoContext, keys: Key[]): Promise<Map<string, Item>> {
+    return this.fill(ctx, await ctx.db.getMany(keys), keys);
+  }
+
+  /** Every node of a run, in index order: its node items and the WAITING nodes not yet written. */
+  async runNodes(ctx: DynamoContext, runId: string): Promise<NodeItem[]> {
+    const [items, waiting] = await Promise.all([
+      ctx.db.partition(runPk(runId), 'n#'),
+      this.runs.has(runId) ? undefined : ctx.db.get(waitingKey(runId)),
+    ]);
+    if (waiting) this.remember(runId, waiting);
+    return this.complete(runId, items)
+      .map(decodeNode)
+      .sort((a, b) => a.d.i - b.d.i);
+  }
+
+  /**
+   * A run's items as one Query read them (its whole partition, `w#` among
+   * them when it has one), with a node item added for each WAITING node not
+   * yet written.
+   */
+  complete(runId: string, items: Item[]): Item[] {
+    const waiting = items.find((i) => i.sk!.S === waitingKey(runId).sk);
+    if (waiting) this.remember(runId, waiting);
+    const names = this.runs.get(runId);
+    if (!names) return items;
+    const written = new Set(items.filter((i) => i.sk!.S!.startsWith('n#')).map((i) => i.sk!.S!.slice(2)));
+    const out = [...items];
+    for (const name of names.keys()) if (!written.has(name)) out.push(this.synthesize(runId, name)!);
+    return out;
+  }
+
+  /** The node item a WAITING node not yet written stands for: version 0, its data as planned. */
+  private synthesize(runId: string, name: string): Item | undefined {
+    const json = this.runs.get(runId)?.get(name);
+    if (json === undefined) return undefined;
+    return { ...keyItem(nodeKey(runId, name)), v: N(0), d: S(json) };
+  }
+
+  /** A run's `w#` item as written or read. */
+  remember(runId: string, item: Item): void {
+    if (this.runs.has(runId)) return;
+    const json = item.d!.S!;
+    if (json.length > this.maxBytes / 16) return;
+    const names = new Map<string, string>();
+    for (const d of JSON.parse(json) as NodeData[]) names.set(d.spec.name, JSON.stringify(d));
+    while (
+      this.runs.size >= this.maxRuns ||
+      (this.runs.size > 0 && this.bytes + json.length > this.maxBytes)
+    ) {
+      const [oldest, gone] = this.runs.entries().next().value!;
+      this.runs.delete(oldest);
+      for (const j of gone.values()) this.bytes -= j.length;
+    }
+    this.runs.set(runId, names);
+    for (const j of names.values()) this.bytes += j.length;
+  }
+}
