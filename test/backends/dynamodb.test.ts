@@ -1006,3 +1006,29 @@ describe("dynamodb: a small run's WAITING nodes are written only when first judg
     );
   });
 });
+
+describe("dynamodb: a subscriber's poll reads one page of the ready index", () => {
+  test('a backlog of 500 READY nodes from another process: each poll reads at most 200 entries, every node is delivered', async () => {
+    const table = uniqueTable('ddb-poll');
+    const a = await dynamoDbRepository({ table, sweepIntervalMs: 0 });
+    const b = await dynamoDbRepository({ table, sweepIntervalMs: 0, pollIntervalMs: 50 });
+    closers.push(a.teardown, async () => b.repository.close());
+    const run = await a.repository.start(independentNodes(500));
+    const ac = new AbortController();
+    const before = b.repository.counters.snapshot();
+    const seen = new Set<string>();
+    // b never saw the start: only its polls of the index deliver (no wake-up of its own).
+    for await (const ev of b.repository.subscribe({ runtimes: [RUNTIME], signal: ac.signal })) {
+      assert.equal(ev.runId, run.id);
+      seen.add(ev.node);
+      if (seen.size === 500) break;
+    }
+    ac.abort();
+    const cost = b.repository.counters.snapshot().minus(before);
+    assert.ok(cost.queries >= 3, `a walk of 500 takes 3 pages at least (${cost.queries} queries)`);
+    assert.ok(
+      cost.queryItems <= cost.queries * 200,
+      `${cost.queryItems} entries in ${cost.queries} queries: no poll read more than a page`,
+    );
+  });
+});

@@ -66,6 +66,11 @@ export const BATCH_START_ITEMS = MAX_TXN_ITEMS - 1;
 export const WAITING_ITEM_BYTES = 32 * 1024;
 /** READY roots a start's header transaction puts into the ready index itself; more go in chunks after it. */
 export const INLINE_ROOTS = 80;
+/**
+ * Ready-index entries a subscriber's poll reads per runtime: a backlog is
+ * walked a page per poll (streams.ts), so a poll's cost does not grow with it.
+ */
+export const READY_POLL_PAGE = 200;
 /** Runs a filtered list page looks at, at most (its cost bounded however rare the matches). */
 export const LIST_SCAN_BUDGET = 1000;
 /** Counter shards of the stats item: transitions add to a random one, so they rarely contend. */

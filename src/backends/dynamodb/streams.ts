@@ -13,6 +13,7 @@ import {
   outputPrefix,
   runPk,
 } from './items.js';
+import { READY_POLL_PAGE } from './limits.js';
 import { inspectWithItems } from './reads.js';
 import { READY_INDEX } from './table.js';
 
@@ -20,11 +21,16 @@ import { READY_INDEX } from './table.js';
  * Subscribe (rule 8) and watch. Catch-up and wake-ups both come from the
  * sparse `ready` index (READY nodes and orphaned claims by runtime): a
  * subscriber queries it at once and again every poll interval, and
- * immediately when this process made a node of its runtimes READY. An entry
- * is delivered again when its node's version changed (a node READY again
- * later, a retry), and again every REDELIVER_MS while it stays unclaimed (a
- * claim that failed, a claimer that died: delivery is at least once), and one never seen is never
- * missed: the index holds it until it is claimed.
+ * immediately when this process made a node of its runtimes READY. A poll
+ * reads one page of READY_POLL_PAGE entries per runtime (limits.ts) and the
+ * next poll goes on after it, back to the start past the last: a backlog is
+ * walked oldest run first over successive polls, so a poll costs the same
+ * however many nodes wait. An entry is delivered again when its node's
+ * version changed (a node READY again later, a retry), and again every
+ * REDELIVER_MS while it stays unclaimed, at the latest when the walk comes
+ * round to it again (a claim that failed, a claimer that died: delivery is
+ * at least once), and one never seen is never missed: the index holds it
+ * until it is claimed, and every walk passes it.
  */
 /** A READY node still unclaimed this long after it was delivered is delivered again. */
 const REDELIVER_MS = 5_000;
@@ -41,6 +47,8 @@ export class Streams {
     const delivered = new Map<string, { stamp: string; at: number }>();
     let wake: (() => void) | undefined;
     let dirty = false;
+    /** Per runtime, where the next poll's page starts (after this index key; absent: at the start). */
+    const after = new Map<string, Item>();
     const offer = (rt: string, runId: string, node: string, stamp: string, orphan: boolean) => {
       const key = `${rt}\u0000${runId}#${node}`;
       const last = delivered.get(key);
@@ -69,11 +77,20 @@ export class Streams {
         try {
           for (const rt of runtimes) {
             const began = performance.now();
-            const items = await this.ctx.db.queryAll({
+            const from = after.get(rt);
+            const page = await this.ctx.db.query({
               IndexName: READY_INDEX,
               KeyConditionExpression: 'rt = :rt',
               ExpressionAttributeValues: { ':rt': S(rt) },
+              Limit: READY_POLL_PAGE,
+              ExclusiveStartKey: from,
             });
+            const items = (page.Items ?? []) as Item[];
+            const to = page.LastEvaluatedKey as Item | undefined;
+            if (to) after.set(rt, to);
+            else after.delete(rt);
+            // The index range this page covered: (from, to], or to the end.
+            const covered = (rk: string) => (!from || rk > from.rk!.S!) && (!to || rk <= to.rk!.S!);
             const present = new Set<string>();
             for (const item of items) {
               const rk = item.rk!.S!;
@@ -82,9 +99,16 @@ export class Streams {
               const ev = item.ev!.S!;
               offer(rt, rk.slice(0, at), rk.slice(at + 1), readyStamp(item.v!.N!, ev), ev === 'O');
             }
-            // Gone from the index: forgotten, unless delivered by a wake-up since this query began.
+            // Gone from the range read: forgotten, unless delivered by a wake-up since this query began.
+            const prefix = `${rt}\u0000`;
             for (const [k, last] of delivered)
-              if (k.startsWith(`${rt}\u0000`) && !present.has(k) && last.at < began) delivered.delete(k);
+              if (
+                k.startsWith(prefix) &&
+                covered(k.slice(prefix.length)) &&
+                !present.has(k) &&
+                last.at < began
+              )
+                delivered.delete(k);
           }
         } catch (e) {
           if (queue.isClosed) return;
