@@ -428,6 +428,28 @@ describe('dynamodb: claim records (rule 3)', () => {
     assert.deepEqual(await records(table, lease.id), []);
   });
 
+  test("a claim transaction after one whose claims all ended here writes over that one's record: no delete", async () => {
+    const { repository: repo, table, teardown } = await dynamoDbRepository({ sweepIntervalMs: 0 });
+    closers.push(teardown);
+    const run = await repo.start(independentNodes(2));
+    const lease = await repo.grantLease(120_000);
+    const c0 = await claimer(repo, lease.id)(run.id, 'n0');
+    await repo.finish({ runId: run.id, node: 'n0', claimId: c0.claimId, conclusion: 'SUCCESS' });
+    assert.deepEqual(await records(table, lease.id), [['n0']], 'stale until the next sweep or claim');
+    const c1 = await claimer(repo, lease.id)(run.id, 'n1');
+    assert.deepEqual(await records(table, lease.id), [['n1']], "n1's record over n0's");
+    const before = repo.counters.snapshot();
+    await repo.sweepNow();
+    assert.equal(repo.counters.snapshot().minus(before).batchWrites, 0, 'nothing left to delete');
+    // The record written over is an ordinary record: a lapse orphans its claim.
+    await repo.revokeLease(lease.id);
+    const other = await repo.grantLease(120_000);
+    const taken = await repo.claim({ runId: run.id, node: 'n1', leaseId: other.id, agentId: 'u' });
+    assert.ok(taken?.orphan, 'n1 taken over as an orphan');
+    assert.notEqual(taken.claimId, c1.claimId);
+    assert.deepEqual(await records(table, lease.id), []);
+  });
+
   test('a lapse orphans exactly the claims its records name that their nodes still hold, then deletes the records', async () => {
     const { repository: repo, table, teardown } = await dynamoDbRepository({ sweepIntervalMs: 0 });
     closers.push(teardown);

@@ -18,12 +18,18 @@ import { decodeNode, keyItem, leaseClaimsPk, nodeKey } from './items.js';
  *
  * Records are removed by whoever can tell they are all stale: the process
  * that wrote one, once each of its claims ended through this process
- * (finished, released, or refused as no longer live), deletes it in the
- * next sweep; a lapse or revoke deletes the lease's records after orphaning;
- * and every PRUNE_INTERVAL_MS a process prunes records older than
- * PRUNE_AGE_MS whose claims all ended elsewhere (an agent whose finishes
- * went through another API process), so a long-lived lease's records do not
- * grow without bound.
+ * (finished, released, or refused as no longer live), writes its next
+ * record of that lease over it (one put instead of a put and a delete), or
+ * deletes it in the next sweep; a lapse or revoke deletes the lease's
+ * records after orphaning; and every PRUNE_INTERVAL_MS a process prunes
+ * records older than PRUNE_AGE_MS whose claims all ended elsewhere (an
+ * agent whose finishes went through another API process), so a long-lived
+ * lease's records do not grow without bound.
+ *
+ * A record written over keeps its key, so its contents carry their own mark
+ * (`f`, the first claim id they list): a prune deletes only the contents it
+ * read. A lapse needs no such care: a claim transaction checks its lease
+ * live, so once a lapse has marked the lease no record of it changes.
  */
 export interface ClaimEntry {
   claimId: string;
@@ -78,10 +84,16 @@ export class ClaimRecords {
     this.lastPrune = clock.now();
   }
 
-  /** Adds to a claim transaction the record of its claims under one lease. */
+  /**
+   * Adds to a claim transaction the record of its claims under one lease:
+   * over a record of that lease whose claims all ended here, when there is
+   * one (if the transaction is refused, that record is left to the prune).
+   */
   add(tx: Tx, leaseId: string, entries: ClaimEntry[]): Key {
-    const key: Key = { pk: leaseClaimsPk(leaseId), sk: entries[0]!.claimId };
-    tx.put({ ...keyItem(key), c: { SS: entries.map(encodeEntry) } }, 'any');
+    const pk = leaseClaimsPk(leaseId);
+    const at = this.stale.findIndex((k) => k.pk === pk);
+    const key: Key = at >= 0 ? this.stale.splice(at, 1)[0]! : { pk, sk: entries[0]!.claimId };
+    tx.put({ ...keyItem(key), c: { SS: entries.map(encodeEntry) }, f: S(entries[0]!.claimId) }, 'any');
     return key;
   }
 
@@ -125,10 +137,14 @@ export class ClaimRecords {
       const stale = records.filter((r) =>
         entriesOf(r).every((e) => !holds(nodes.get(mk(nodeKey(e.runId, e.node))), e.claimId)),
       );
-      await this.db.writeAll(
-        [],
-        stale.map((r) => ({ pk: r.pk!.S!, sk: r.sk!.S! })),
-      );
+      // Each delete conditioned on the contents read: a record written over since (add) stays.
+      for (const r of stale) {
+        const tx = this.db.tx();
+        const key = { pk: r.pk!.S!, sk: r.sk!.S! };
+        if (r.f) tx.delIf(key, 'f = :f', { ':f': r.f });
+        else tx.delIf(key, 'attribute_not_exists(f)');
+        await this.db.commit(tx);
+      }
     }
   }
 }

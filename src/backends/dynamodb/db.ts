@@ -134,6 +134,18 @@ export class Tx {
     return true;
   }
 
+  /** A delete conditioned on `cond` over the item as it is. */
+  delIf(key: Key, cond: string, values?: Item): void {
+    this.items.push({
+      Delete: {
+        TableName: this.table,
+        Key: keyOf(key),
+        ConditionExpression: cond,
+        ...(values ? { ExpressionAttributeValues: values } : {}),
+      },
+    });
+  }
+
   del(key: Key, expectV?: number): void {
     this.items.push({
       Delete: {
