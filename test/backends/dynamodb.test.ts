@@ -9,6 +9,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import type { Item } from '../../src/backends/dynamodb/db.js';
 import type { DynamoDbRepository } from '../../src/backends/dynamodb/index.js';
+import { WaitingNodes } from '../../src/backends/dynamodb/waiting.js';
 import { WrittenNodes } from '../../src/backends/dynamodb/written-nodes.js';
 import {
   ClaimConflictError,
@@ -1052,5 +1053,46 @@ describe("dynamodb: a subscriber's poll reads one page of the ready index", () =
       cost.queryItems <= cost.queries * 200,
       `${cost.queryItems} entries in ${cost.queries} queries: no poll read more than a page`,
     );
+  });
+});
+
+describe("dynamodb: runs' WAITING nodes remembered (w#) are bounded", () => {
+  const waitingItem = (runId: string, names: string[], pad = 0) =>
+    WaitingNodes.encode(
+      runId,
+      names.map((name, i) => ({ i, spec: { name }, status: 'WAITING', pad: 'x'.repeat(pad) }) as never),
+    );
+  const synthesized = (w: WaitingNodes, runId: string) =>
+    w.complete(runId, []).map((i) => [i.sk!.S, i.v!.N, JSON.parse(i.d!.S!).status]);
+
+  test('a node not written is its w# entry at version 0; one written is left as read', () => {
+    const w = new WaitingNodes();
+    w.remember('r', waitingItem('r', ['b', 'c']));
+    assert.deepEqual(synthesized(w, 'r'), [
+      ['n#b', '0', 'WAITING'],
+      ['n#c', '0', 'WAITING'],
+    ]);
+    const written: Item = { pk: { S: 'run#r' }, sk: { S: 'n#b' }, v: { N: '3' }, d: { S: '{}' } };
+    assert.deepEqual(
+      w.complete('r', [written]).map((i) => [i.sk!.S, i.v!.N]),
+      [
+        ['n#b', '3'],
+        ['n#c', '0'],
+      ],
+    );
+  });
+
+  test('by count and by size: the oldest runs go first', () => {
+    const byCount = new WaitingNodes(2);
+    for (const r of ['r1', 'r2', 'r3']) byCount.remember(r, waitingItem(r, ['x']));
+    assert.deepEqual(synthesized(byCount, 'r1'), [], 'r1 forgotten');
+    assert.equal(synthesized(byCount, 'r3').length, 1);
+    const bySize = new WaitingNodes(100, 64 * 1024);
+    bySize.remember('huge', waitingItem('huge', ['x'], 5 * 1024));
+    assert.deepEqual(synthesized(bySize, 'huge'), [], 'over a sixteenth of the bound: not kept');
+    // 25 runs of 3 KB: 75 KB, past the bound.
+    for (let k = 1; k <= 25; k++) bySize.remember(`s${k}`, waitingItem(`s${k}`, ['y'], 3_000));
+    assert.equal(synthesized(bySize, 's25').length, 1);
+    assert.deepEqual(synthesized(bySize, 's1'), [], 's1 forgotten once 64 KB were passed');
   });
 });
