@@ -61,7 +61,7 @@ export async function cancelRun(
 /** Completes every open node of a cancelled run, chunk by chunk; safe to run twice at once. */
 export async function completeCancel(ctx: DynamoContext, runId: string): Promise<void> {
   // One read of the run's nodes; a chunk that loses a race reads its own nodes again.
-  let open = (await ctx.waiting.runNodes(ctx, runId)).filter((n) => n.d.status !== 'COMPLETED');
+  let open = (await ctx.waiting.runNodes(ctx.db, runId)).filter((n) => n.d.status !== 'COMPLETED');
   while (open.length > 0) {
     const headerItem = await ctx.db.get(headerKey(runId));
     if (!headerItem) break;
@@ -106,7 +106,7 @@ export async function completeCancel(ctx: DynamoContext, runId: string): Promise
       open = open.slice(CANCEL_CHUNK);
     } else {
       const fresh = await ctx.waiting.read(
-        ctx,
+        ctx.db,
         chunk.map((n) => nodeKey(runId, n.d.spec.name)),
       );
       open = [

@@ -104,7 +104,7 @@ async function readForClaims(
     else keys.push(...claimKeys(req));
     return item !== undefined;
   });
-  for (const [k, item] of await ctx.waiting.read(ctx, keys)) read.set(k, item);
+  for (const [k, item] of await ctx.waiting.read(ctx.db, keys)) read.set(k, item);
   return { read, blind };
 }
 

@@ -176,7 +176,7 @@ async function readForFinish(
       } else keys.push(dk);
     }
   }
-  const read = await ctx.waiting.read(ctx, keys);
+  const read = await ctx.waiting.read(ctx.db, keys);
   // A node read (a dependent of another finish in the batch) is fresher than one held (or it is the same).
   for (const [k, item] of held) if (!read.has(k)) read.set(k, item);
   return read;
@@ -327,7 +327,7 @@ async function planFinish(
       const keys = d.down.map((n) => nodeKey(req.runId, n));
       // What was read (or, in a batch, written by an earlier finish of the run) stands; the rest is read now.
       const missing = keys.filter((k) => !read.has(mk(k)));
-      const fetched = missing.length > 0 ? await ctx.waiting.read(ctx, missing) : read;
+      const fetched = missing.length > 0 ? await ctx.waiting.read(ctx.db, missing) : read;
       const deps = keys
         .map((k) => read.get(mk(k)) ?? fetched.get(mk(k)))
         .filter((x) => x !== undefined)

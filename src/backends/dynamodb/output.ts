@@ -15,7 +15,7 @@ export async function appendOutput(ctx: DynamoContext, req: AppendOutputRequest)
   checkRunId(req.runId);
   checkNodeName(req.node);
   for (;;) {
-    const read = await ctx.waiting.read(ctx, [nodeKey(req.runId, req.node), headerKey(req.runId)]);
+    const read = await ctx.waiting.read(ctx.db, [nodeKey(req.runId, req.node), headerKey(req.runId)]);
     const { header, node } = runAndNode(read, req.runId, req.node);
     const cancelled = header.d.cancelled;
     const c = node.d.claim;

@@ -56,7 +56,7 @@ export async function retryRun(
       status: header.d.resuming ? 'RUNNING' : runStatus(header.d.counts),
       conclusion: header.d.conclusion,
     });
-    const nodes = await ctx.waiting.runNodes(ctx, runId);
+    const nodes = await ctx.waiting.runNodes(ctx.db, runId);
     const byName = new Map(nodes.map((n) => [n.d.spec.name, n]));
     const plan = planRetry(
       runId,
@@ -208,7 +208,7 @@ export async function finishRetry(ctx: DynamoContext, runId: string, stopAfter =
     const steps = JSON.parse(part.d!.S!) as Step[];
     ready.push(...steps.filter((p) => p.status === 'READY').map((p) => p.name));
     for (;;) {
-      const read = await ctx.waiting.read(ctx, [
+      const read = await ctx.waiting.read(ctx.db, [
         headerKey(runId),
         ...steps.map((p) => nodeKey(runId, p.name)),
       ]);
@@ -251,7 +251,7 @@ export async function finishRetry(ctx: DynamoContext, runId: string, stopAfter =
   // READY again for subscribers: a new version each, so the ready index delivers them after the mark cleared.
   for (let at = 0; at < ready.length; at += RETRY_CHUNK) {
     const read = await ctx.waiting.read(
-      ctx,
+      ctx.db,
       ready.slice(at, at + RETRY_CHUNK).map((n) => nodeKey(runId, n)),
     );
     const touch = ctx.db.tx();

@@ -137,7 +137,7 @@ export async function drainSettles(ctx: DynamoContext, works: SettleWork[]): Pro
 async function settleRound(ctx: DynamoContext, runId: string, frontier: Frontier[]): Promise<Frontier[]> {
   for (;;) {
     const persisted = frontier.filter((f) => f.persisted);
-    const read = await ctx.waiting.read(ctx, [
+    const read = await ctx.waiting.read(ctx.db, [
       headerKey(runId),
       ...persisted.map((f) => settleKey(f.w)),
       ...frontier.filter((f) => !f.down).map((f) => nodeKey(runId, f.w.node)),
@@ -179,7 +179,7 @@ async function settleRound(ctx: DynamoContext, runId: string, frontier: Frontier
       const down = f.down!;
       const names = down.slice(f.w.cursor, f.w.cursor + Math.min(room, SETTLE_CHUNK));
       const fetched = await ctx.waiting.read(
-        ctx,
+        ctx.db,
         names.filter((n) => !pending.has(n)).map((n) => nodeKey(runId, n)),
       );
       let taken = 0;

@@ -1,5 +1,4 @@
-import type { DynamoContext } from './context.js';
-import { type Item, type Key, mk, N, S } from './db.js';
+import { type Db, type Item, type Key, mk, N, S } from './db.js';
 import { decodeNode, keyItem, type NodeData, type NodeItem, nodeKey, runPk, waitingKey } from './items.js';
 
 /**
@@ -46,12 +45,12 @@ export class WaitingNodes {
    * (remembered, or read in one round trip). Keys that name no node stay
    * absent, so callers answer "not found" as before.
    */
-  async fill(ctx: DynamoContext, read: Map<string, Item>, keys: Key[]): Promise<Map<string, Item>> {
+  async fill(db: Db, read: Map<string, Item>, keys: Key[]): Promise<Map<string, Item>> {
     const missing = keys.filter((k) => k.sk.startsWith('n#') && !read.has(mk(k)));
     if (missing.length === 0) return read;
     const unknown = [...new Set(missing.map((k) => k.pk))].filter((pk) => !this.runs.has(pk.slice(4)));
     if (unknown.length > 0) {
-      const got = await ctx.db.getMany(unknown.map((pk) => waitingKey(pk.slice(4))));
+      const got = await db.getMany(unknown.map((pk) => waitingKey(pk.slice(4))));
       for (const item of got.values()) this.remember(item.pk!.S!.slice(4), item);
     }
     for (const k of missing) {
@@ -62,15 +61,15 @@ export class WaitingNodes {
   }
 
   /** Node items (consistent reads), with the WAITING nodes not yet written as the start planned them. */
-  async read(ctx: DynamoContext, keys: Key[]): Promise<Map<string, Item>> {
-    return this.fill(ctx, await ctx.db.getMany(keys), keys);
+  async read(db: Db, keys: Key[]): Promise<Map<string, Item>> {
+    return this.fill(db, await db.getMany(keys), keys);
   }
 
   /** Every node of a run, in index order: its node items and the WAITING nodes not yet written. */
-  async runNodes(ctx: DynamoContext, runId: string): Promise<NodeItem[]> {
+  async runNodes(db: Db, runId: string): Promise<NodeItem[]> {
     const [items, waiting] = await Promise.all([
-      ctx.db.partition(runPk(runId), 'n#'),
-      this.runs.has(runId) ? undefined : ctx.db.get(waitingKey(runId)),
+      db.partition(runPk(runId), 'n#'),
+      this.runs.has(runId) ? undefined : db.get(waitingKey(runId)),
     ]);
     if (waiting) this.remember(runId, waiting);
     return this.complete(runId, items)
