@@ -990,6 +990,25 @@ describe("dynamodb: a small run's WAITING nodes are written only when first judg
     );
   });
 
+  test('100 nodes never written: a cancel completes them in chunks of 30, a retry puts them back', async () => {
+    const { p1, p2, table } = await pair();
+    const children = Array.from({ length: 100 }, (_, i) => `c${i}`);
+    const run = await p1.start(
+      graph(
+        ['root', ...children],
+        children.map((c) => ['root', c]),
+      ),
+    );
+    assert.deepEqual(await partitionKeys(table, run.id), ['n#root', 'w#'], 'all 100 in w#');
+    const cancelled = await p2.cancel(run.id);
+    assert.equal(cancelled.nodes.filter((n) => n.status === 'COMPLETED').length, 101);
+    assert.equal((await partitionKeys(table, run.id)).length, 102);
+    assert.equal((await p1.stats()).nodeCounts.COMPLETED, 101);
+    const retried = await p1.retry(run.id);
+    assert.equal(retried.nodes.filter((n) => n.status === 'WAITING').length, 100);
+    assert.equal(retried.nodes.find((n) => n.spec.name === 'root')!.status, 'READY');
+  });
+
   test('a node never written is WAITING to a claim and to an output append; a name not in the run is not found', async () => {
     const { p1, p2 } = await pair();
     const run = await p1.start(exampleDag());
