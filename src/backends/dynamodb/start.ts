@@ -216,8 +216,9 @@ async function started(ctx: DynamoContext, p: Planned, inline: boolean): Promise
   if (!inline) await showRoots(ctx, p.header.id, p.roots);
   for (const n of p.roots) emitReady(ctx, n);
   if (p.waiting) ctx.waiting.remember(p.header.id, p.waiting);
-  // Its WAITING nodes as written (or, not written, at version 0): the finishes that judge them first (usually this process's, as they
-  // are the dependents of roots it announced) start from these instead of reading (written-nodes.ts).
+  // Its WAITING nodes as written (or, in `w#`, at version 0): the finishes that judge them first (usually
+  // this process's, as they are the dependents of roots it announced) start from these instead of reading
+  // (written-nodes.ts).
   for (const [k, n] of p.nodes.entries()) if (n.d.status === 'WAITING') ctx.nodes.put(p.hidden[k]!);
   const { header, nodes, deadline, identity } = p;
   return {
