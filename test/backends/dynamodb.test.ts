@@ -1079,7 +1079,12 @@ describe("dynamodb: runs' WAITING nodes remembered (w#) are bounded", () => {
   const waitingItem = (runId: string, names: string[], pad = 0) =>
     WaitingNodes.encode(
       runId,
-      names.map((name, i) => ({ i, spec: { name }, status: 'WAITING', pad: 'x'.repeat(pad) }) as never),
+      new Map(
+        names.map((name, i) => [
+          name,
+          JSON.stringify({ i, spec: { name }, status: 'WAITING', pad: 'x'.repeat(pad) }),
+        ]),
+      ),
     );
   const synthesized = (w: WaitingNodes, runId: string) =>
     w.complete(runId, []).map((i) => [i.sk!.S, i.v!.N, JSON.parse(i.d!.S!).status]);

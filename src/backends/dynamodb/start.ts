@@ -53,8 +53,8 @@ interface Planned {
   /** Whether the roots go in the header's transaction when the start commits alone (else after it, in chunks). */
   inlineAlone: boolean;
   rootBytes: number;
-  /** The `w#` item holding the WAITING nodes, when they are not written as items (waiting.ts). */
-  waiting: Item | undefined;
+  /** The `w#` item holding the WAITING nodes, when they are not written as items (waiting.ts), and its entries. */
+  waiting: { item: Item; nodes: Map<string, string> } | undefined;
   delta: Delta;
   deadline: number | undefined;
   identity: RunIdentity;
@@ -141,8 +141,10 @@ async function planRun(
       );
   const roots = nodes.filter((n) => n.d.status === 'READY');
   // A small run's WAITING nodes are one item until each is first judged: at version 0, absent (waiting.ts).
-  const waitingData = nodes.filter((n) => n.d.status === 'WAITING').map((n) => n.d);
-  const waiting = waitingData.length > 0 ? WaitingNodes.encode(id, waitingData) : undefined;
+  const waitingData = new Map<string, string>();
+  for (const [k, n] of nodes.entries())
+    if (n.d.status === 'WAITING') waitingData.set(n.d.spec.name, hidden[k]!.d!.S!);
+  const waiting = waitingData.size > 0 ? WaitingNodes.encode(id, waitingData) : undefined;
   const lazy = waiting !== undefined && itemBytes(waiting) <= WAITING_ITEM_BYTES;
   if (lazy)
     for (const [k, n] of nodes.entries())
@@ -158,7 +160,7 @@ async function planRun(
     roots,
     inlineAlone: roots.length <= INLINE_ROOTS && rootBytes <= MAX_TXN_BYTES / 2,
     rootBytes,
-    waiting: lazy ? waiting : undefined,
+    waiting: lazy ? { item: waiting, nodes: waitingData } : undefined,
     delta,
     deadline,
     identity,
@@ -202,7 +204,7 @@ async function writeNodes(
 /** Adds a start's header, inline roots, `w#`, deadline timer and request id to its header's transaction. */
 function addStart(tx: Tx, p: Planned, inline: boolean): void {
   tx.put(encodeRun(p.header));
-  if (p.waiting) tx.put(p.waiting, 'any');
+  if (p.waiting) tx.put(p.waiting.item, 'any');
   if (inline) for (const n of p.roots) tx.put(encodeNode(n), 'any');
   // Rule 13: the deadline's timer commits with the run.
   armDeadline(tx, p.header.id, p.deadline);
@@ -215,7 +217,7 @@ function addStart(tx: Tx, p: Planned, inline: boolean): void {
 async function started(ctx: DynamoContext, p: Planned, inline: boolean): Promise<Run> {
   if (!inline) await showRoots(ctx, p.header.id, p.roots);
   for (const n of p.roots) emitReady(ctx, n);
-  if (p.waiting) ctx.waiting.remember(p.header.id, p.waiting);
+  if (p.waiting) ctx.waiting.written(p.header.id, p.waiting.nodes);
   // Its WAITING nodes as written (or, in `w#`, at version 0): the finishes that judge them first (usually
   // this process's, as they are the dependents of roots it announced) start from these instead of reading
   // (written-nodes.ts).

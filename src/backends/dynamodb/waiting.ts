@@ -34,9 +34,13 @@ export class WaitingNodes {
     private readonly maxBytes = 32 * 1024 * 1024,
   ) {}
 
-  /** The `w#` item of a start's WAITING nodes (remembered once its start commits: `remember`). */
-  static encode(runId: string, nodes: NodeData[]): Item {
-    return { ...keyItem(waitingKey(runId)), d: S(JSON.stringify(nodes)) };
+  /**
+   * The `w#` item of a start's WAITING nodes, from each node's data as
+   * already encoded for its own item (name → JSON, not encoded again); kept
+   * once its start commits (`written`).
+   */
+  static encode(runId: string, nodes: Map<string, string>): Item {
+    return { ...keyItem(waitingKey(runId)), d: S(`[${[...nodes.values()].join(',')}]`) };
   }
 
   /**
@@ -100,17 +104,25 @@ export class WaitingNodes {
     return { ...keyItem(nodeKey(runId, name)), v: N(0), d: S(json) };
   }
 
-  /** A run's `w#` item as written or read. */
+  /** A run's `w#` item as read. */
   remember(runId: string, item: Item): void {
     if (this.runs.has(runId)) return;
     const json = item.d!.S!;
     if (json.length > this.maxBytes / 16) return;
     const names = new Map<string, string>();
     for (const d of JSON.parse(json) as NodeData[]) names.set(d.spec.name, JSON.stringify(d));
-    while (
-      this.runs.size >= this.maxRuns ||
-      (this.runs.size > 0 && this.bytes + json.length > this.maxBytes)
-    ) {
+    this.keep(runId, names, json.length);
+  }
+
+  /** A run's WAITING nodes as its start wrote them into `w#` (name → JSON, as `encode` took them). */
+  written(runId: string, nodes: Map<string, string>): void {
+    let bytes = 0;
+    for (const j of nodes.values()) bytes += j.length;
+    if (!this.runs.has(runId) && bytes <= this.maxBytes / 16) this.keep(runId, nodes, bytes);
+  }
+
+  private keep(runId: string, names: Map<string, string>, bytes: number): void {
+    while (this.runs.size >= this.maxRuns || (this.runs.size > 0 && this.bytes + bytes > this.maxBytes)) {
       const [oldest, gone] = this.runs.entries().next().value!;
       this.runs.delete(oldest);
       for (const j of gone.values()) this.bytes -= j.length;
