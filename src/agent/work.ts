@@ -54,8 +54,6 @@ export interface Slot {
   agentId: string;
   /** The node this slot is claiming or running. */
   task?: Task;
-  /** The slot's previous node while its result is being recorded (at most one: see WorkEnv.vacate). */
-  recording?: Task;
 }
 
 export interface Task {

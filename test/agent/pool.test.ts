@@ -188,7 +188,7 @@ describe('agent pool', () => {
     assert.deepEqual(await repo.listAgents(), []);
   });
 
-  it('a slot takes its next node while its last result is recorded; one recording per slot; stop waits for it', async () => {
+  it('a slot takes its next node while its results are recorded, up to four per slot; stop waits for them', async () => {
     // A real store behind a slow link for finish only: results wait at the gate until it opens.
     const memory = new MemoryRepository({ leaseCheckIntervalMs: 20 });
     let open!: () => void;
@@ -214,19 +214,20 @@ describe('agent pool', () => {
     });
     const { pool } = setup({ runtimes: [note], concurrency: 1 }, slowFinish);
     await pool.start();
+    const names = ['n1', 'n2', 'n3', 'n4', 'n5', 'n6'];
     const runs = [];
-    for (const name of ['first', 'second', 'third']) {
+    for (const name of names) {
       runs.push(await memory.start(spec([{ name, runtime: 'note' }])));
-      await until(() => ran.length === runs.length || held === 2, `${name} to run or the slot to fill`);
+      await until(() => ran.length === runs.length || held === 5, `${name} to run or the slot to fill`);
     }
-    await new Promise((r) => setTimeout(r, 100)); // time enough to (wrongly) take the third
+    await new Promise((r) => setTimeout(r, 100)); // time enough to (wrongly) run the sixth
     assert.deepEqual(
       ran,
-      ['first', 'second'],
-      "the slot ran the second node while the first's result waited",
+      names.slice(0, 5),
+      "the slot ran on while four results waited, then waited on the fifth's",
     );
-    assert.equal(held, 2, 'both results are waiting to be recorded');
-    assert.equal(pool.running, 2);
+    assert.equal(held, 5, 'five results are waiting to be recorded: four the slot left, and its own');
+    assert.equal(pool.running, 5);
     const stopping = pool.stop({ graceMs: 5_000 });
     let stopped = false;
     void stopping.then(() => {
@@ -236,9 +237,13 @@ describe('agent pool', () => {
     assert.equal(stopped, false, 'stop waits for results being recorded');
     open();
     await stopping;
-    for (const [i, run] of runs.slice(0, 2).entries())
-      assert.deepEqual(conclusions(node(await memory.inspect(run.id), ['first', 'second'][i]!)), ['SUCCESS']);
-    assert.equal(node(await memory.inspect(runs[2]!.id), 'third').status, 'READY', 'never claimed');
+    for (const [i, run] of runs.slice(0, 5).entries())
+      assert.deepEqual(conclusions(node(await memory.inspect(run.id), names[i]!)), ['SUCCESS']);
+    assert.equal(
+      node(await memory.inspect(runs[5]!.id), 'n6').status,
+      'READY',
+      'never run (a claim ahead is given back)',
+    );
   });
 
   it('stop past the grace period aborts running work: it reports ERROR, or is left to lapse', async () => {
