@@ -89,6 +89,8 @@ export async function runChaos(backend: ChaosBackend, o: ChaosOptions): Promise<
   const api = await startDaemon(['api', ...backend.args]);
   const agents: RunningDaemon[] = [];
   for (let i = 0; i < AGENTS; i++) agents.push(await startDaemon(['agent', ...agentArgs]));
+  /** Every agent process started, killed ones included: their logs explain a lost node. */
+  const everAgents = [...agents];
   const client = new AdagioClient({ address: api.address, timeoutMs: 60_000 });
   let kills = 0;
   let pauses = 0;
@@ -125,6 +127,7 @@ export async function runChaos(backend: ChaosBackend, o: ChaosOptions): Promise<
         kills++;
         log(`agent ${i}: kill -9`);
         agents[i] = await startDaemon(['agent', ...agentArgs]);
+        everAgents.push(agents[i]!);
       } else {
         // A paused agent outlives its lease; on waking its results must be refused.
         victim.child.kill('SIGSTOP');
@@ -148,7 +151,8 @@ export async function runChaos(backend: ChaosBackend, o: ChaosOptions): Promise<
     }
     const runs = await Promise.all(ids.map((id) => retrying(() => client.inspect(id))));
     const stats = await retrying(() => client.stats());
-    return check(backend.name, runs, stats, readFileSync(ledger, 'utf8'), {
+    const logs = everAgents.map((a) => a.logs()).join('');
+    return check(backend.name, runs, stats, readFileSync(ledger, 'utf8'), logs, {
       kills,
       pauses,
       disruptions,
@@ -166,6 +170,8 @@ function check(
   runs: Run[],
   stats: { runCount: number; nodeCounts: Record<string, number> },
   ledgerText: string,
+  /** The agents' logs (JSON lines). */
+  logs: string,
   extra: { kills: number; pauses: number; disruptions: string[]; seconds: number },
 ): ChaosReport {
   const executed = new Map<string, number>();
@@ -197,6 +203,11 @@ function check(
         console.log(
           `# lost: ${run.id}/${n.spec.name} ${n.status} after ${n.attempts.length} attempts${n.claim ? `, claim ${n.claim.id} by ${n.claim.agentId}${n.claim.orphaned ? ' (orphaned)' : ''}` : ''}`,
         );
+        // And what the agents logged of its run (warnings and errors are logged at info and above).
+        const holder = n.claim?.agentId.replace(/-\d+$/, '');
+        for (const line of logs.split('\n'))
+          if (line.includes(run.id) || (holder && line.includes(holder) && !line.includes('"level":"info"')))
+            console.log(`#   ${line}`);
       }
       if (n.attempts.filter((a) => a.conclusion === 'SUCCESS').length > 1) doubleFinishes++;
       if (n.spec.name === CLEANUP && n.attempts.length === 0) cleanupsNotRun++;
