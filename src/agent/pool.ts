@@ -398,7 +398,7 @@ export class AgentPool {
  * another waits on none). Finishes of no-op work arrive faster than one round
  * trip records them; with one per slot, slots sat out every other finish's
  * round trip. Four let a finish batch fill while every slot keeps working
- * (npm run bench -- peers: +25–50% on PostgreSQL's independent jobs, 2026-11-29).
+ * (bench/pg-width-ab.ts against one per slot, 2026-11-29: 1.2–1.4× the nodes/s on PostgreSQL).
  */
 const RECORDINGS_PER_SLOT = 4;
 

@@ -66,7 +66,7 @@ export async function chaosEtcd(): Promise<ChaosBackend> {
  * loses writes it acknowledged (DynamoDbLocal.restart), which DynamoDB does not do, and no engine keeps its
  * promises over a store that forgets (a finish forgotten leaves its node RUNNING under a live agent's claim:
  * seen once in 8 full chaos runs). A SIGTERM still drops every connection and request in flight and makes it
- * forget its request tokens, and loses acknowledged writes some 20 times less often.
+ * forget its request tokens, and loses acknowledged writes about 15 times less often.
  */
 export async function chaosDynamoDb(): Promise<ChaosBackend> {
   const server = await DynamoDbLocal.start({ persistent: true });
