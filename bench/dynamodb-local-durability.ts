@@ -21,10 +21,30 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { DynamoDbLocal } from '../test/support/dynamodb.js';
 
-const { values } = parseArgs({
-  options: { signal: { type: 'string', default: 'SIGKILL' }, restarts: { type: 'string', default: '15' } },
-});
-const signal = values.signal as NodeJS.Signals;
+function options() {
+  try {
+    return parseArgs({
+      options: {
+        signal: { type: 'string', default: 'SIGKILL' },
+        restarts: { type: 'string', default: '15' },
+      },
+    }).values;
+  } catch (e) {
+    console.error((e as Error).message);
+    process.exit(2);
+  }
+}
+const values = options();
+if (values.signal !== 'SIGKILL' && values.signal !== 'SIGTERM') {
+  console.error(`--signal must be SIGKILL or SIGTERM, got ${values.signal}`);
+  process.exit(2);
+}
+const signal: NodeJS.Signals = values.signal;
+const restarts = Number(values.restarts);
+if (!Number.isInteger(restarts) || restarts < 1) {
+  console.error(`--restarts must be a whole number >= 1, got ${values.restarts}`);
+  process.exit(2);
+}
 const ITEMS = 25;
 const TABLE = 'durability';
 
@@ -79,7 +99,7 @@ const writer = async () => {
   }
 };
 const writers = Array.from({ length: 8 }, writer);
-for (let k = 0; k < Number(values.restarts); k++) {
+for (let k = 0; k < restarts; k++) {
   await new Promise((r) => setTimeout(r, 1_500 + Math.random() * 1_000));
   stops.push(Date.now());
   await server.restart(signal);

@@ -179,6 +179,7 @@ function check(
     const claim = line.split(' ', 1)[0];
     if (claim) executed.set(claim, (executed.get(claim) ?? 0) + 1);
   }
+  const logLines = logs.split('\n');
   const lapsed = new Set<string>();
   const recorded = new Set<string>();
   let nodes = 0;
@@ -205,7 +206,7 @@ function check(
         );
         // And what the agents logged of its run (warnings and errors are logged at info and above).
         const holder = n.claim?.agentId.replace(/-\d+$/, '');
-        for (const line of logs.split('\n'))
+        for (const line of logLines)
           if (line.includes(run.id) || (holder && line.includes(holder) && !line.includes('"level":"info"')))
             console.log(`#   ${line}`);
       }
