@@ -11,7 +11,10 @@
  * drain, which an AgentPool (16 slots, no-op runtime) does. Worker CPU: this process's cpuUsage over the drain. Server
  * CPU: the run time of the variant's PostgreSQL backends (found by
  * application_name in pg_stat_activity, read from /proc/<pid>/schedstat, so
- * the server must run on this machine). STATS=1 also prints the functions'
+ * the server must run on this machine). WAL: bytes the server wrote to its
+ * write-ahead log over the drain, per node (the server's whole log, so
+ * anything else writing meanwhile counts too: a steadier measure of the rows
+ * a node costs than CPU time on a shared machine). STATS=1 also prints the functions'
  * times (with track_functions=pl in the URL's options) and the tables' row
  * counts. ROUNDS=n repeats and prints medians.
  */
@@ -83,7 +86,18 @@ class ServerCpu {
   }
 }
 
-const results: Record<string, Record<string, { worker: number[]; server: number[]; rate: number[] }>> = {};
+const results: Record<
+  string,
+  Record<string, { worker: number[]; server: number[]; rate: number[]; wal: number[] }>
+> = {};
+
+/** The server's WAL insert position, bytes. */
+async function walPosition(): Promise<bigint> {
+  const { rows } = await admin.query<{ lsn: string }>(
+    `SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::text AS lsn`,
+  );
+  return BigInt(rows[0]!.lsn.split('.')[0]!);
+}
 
 for (let round = 0; round < rounds; round++)
   for (const shape of shapes)
@@ -110,12 +124,14 @@ for (let round = 0; round < rounds; round++)
           logger: silentLogger,
         });
         if (measure) await server.start();
+        const wal0 = await walPosition();
         const cpu0 = process.cpuUsage();
         const t0 = performance.now();
         await pool.start();
         while (pool.counters.finished.SUCCESS < expected) await new Promise((r) => setTimeout(r, 2));
         const ms = performance.now() - t0;
         const cpu = process.cpuUsage(cpu0);
+        const wal = Number((await walPosition()) - wal0) / expected;
         const s = measure ? await server.stop() : { total: 0, listener: 0 };
         await pool.stop({ graceMs: 1000 });
         return {
@@ -123,6 +139,7 @@ for (let round = 0; round < rounds; round++)
           worker: (cpu.user + cpu.system) / expected,
           server: s.total / expected,
           listener: s.listener / expected,
+          wal,
         };
       };
       const startNarrow = async (n: number) => {
@@ -186,13 +203,14 @@ for (let round = 0; round < rounds; round++)
         const key = `${shape.kind}:${shape.n}`;
         results[key] ??= {};
         const slot = results[key];
-        slot[v.name] ??= { worker: [], server: [], rate: [] };
+        slot[v.name] ??= { worker: [], server: [], rate: [], wal: [] };
         const rec = slot[v.name]!;
+        rec.wal.push(r.wal);
         rec.worker.push(r.worker);
         rec.server.push(r.server);
         rec.rate.push((nodes / r.ms) * 1000);
         console.log(
-          `${key} ${v.name}: ${((nodes / r.ms) * 1000).toFixed(0)} nodes/s, worker ${r.worker.toFixed(0)} µs, server ${r.server.toFixed(0)} µs per node (listener ${r.listener.toFixed(0)} µs)`,
+          `${key} ${v.name}: ${((nodes / r.ms) * 1000).toFixed(0)} nodes/s, worker ${r.worker.toFixed(0)} µs, server ${r.server.toFixed(0)} µs per node (listener ${r.listener.toFixed(0)} µs), WAL ${r.wal.toFixed(0)} bytes per node`,
         );
       } finally {
         await repo.close();
@@ -201,10 +219,10 @@ for (let round = 0; round < rounds; round++)
     }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-console.log('\nmedians (nodes/s, worker µs, server µs per node)');
+console.log('\nmedians (nodes/s, worker µs, server µs, WAL bytes per node)');
 for (const [key, byVariant] of Object.entries(results))
   for (const [name, r] of Object.entries(byVariant))
     console.log(
-      `${key.padEnd(14)} ${name.padEnd(8)} ${median(r.rate).toFixed(0).padStart(6)} ${median(r.worker).toFixed(0).padStart(6)} ${median(r.server).toFixed(0).padStart(6)}`,
+      `${key.padEnd(14)} ${name.padEnd(8)} ${median(r.rate).toFixed(0).padStart(6)} ${median(r.worker).toFixed(0).padStart(6)} ${median(r.server).toFixed(0).padStart(6)} ${median(r.wal).toFixed(0).padStart(6)}`,
     );
 await admin.end();

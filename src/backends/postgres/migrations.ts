@@ -9,6 +9,7 @@ import {
   FINISH_NODES_MIGRATION,
   FINISH_STREAMED_UNLOCKED_MIGRATION,
   LIVE_OUTPUT_MIGRATION,
+  RUNS_HOT_MIGRATION,
   SCHEDULES_MIGRATION,
   SCHEMA_TABLES,
   TIMING_MIGRATION,
@@ -94,6 +95,11 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 13,
     name: 'claim-ahead: release_claim (rule 20)',
     sql: CLAIM_AHEAD_MIGRATION,
+  },
+  {
+    version: 14,
+    name: 'row writes: runs and nodes filled to 70%; the deadline look-up names no column a conclusion writes',
+    sql: RUNS_HOT_MIGRATION,
   },
 ];
 

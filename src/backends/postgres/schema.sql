@@ -443,7 +443,8 @@ CREATE TABLE adagio.nodes (
     failed_upstream integer DEFAULT 0 NOT NULL,
     other_upstream integer DEFAULT 0 NOT NULL,
     attempts_before_retry integer DEFAULT 0 NOT NULL
-);
+)
+WITH (fillfactor='70');
 
 CREATE TABLE adagio.runs (
     id text NOT NULL COLLATE pg_catalog."C",
@@ -461,8 +462,10 @@ CREATE TABLE adagio.runs (
     workflow text COLLATE pg_catalog."C",
     workflow_version integer,
     params jsonb,
-    request_id text COLLATE pg_catalog."C"
-);
+    request_id text COLLATE pg_catalog."C",
+    deadline_open bigint
+)
+WITH (fillfactor='70');
 
 CREATE TABLE adagio.schedules (
     name text NOT NULL COLLATE pg_catalog."C",
@@ -539,6 +542,6 @@ CREATE INDEX runs_by_time ON adagio.runs USING btree (created_at, id);
 
 CREATE INDEX runs_by_workflow ON adagio.runs USING btree (workflow, created_at, id) WHERE (workflow IS NOT NULL);
 
-CREATE INDEX runs_deadlines ON adagio.runs USING btree (deadline_at) WHERE ((conclusion IS NULL) AND (deadline_at IS NOT NULL));
+CREATE INDEX runs_open_deadlines ON adagio.runs USING btree (deadline_open) WHERE (deadline_open IS NOT NULL);
 
 CREATE INDEX schedules_workflow ON adagio.schedules USING btree (workflow);
