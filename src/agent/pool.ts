@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import { type Logger, silentLogger } from '../log.js';
 import { InvalidArgumentError } from '../protocol/errors.js';
+import { PendingEvents } from '../protocol/pending-events.js';
 import {
   type ClaimedNode,
   DEFAULT_LEASE_TTL_MS,
@@ -80,7 +81,7 @@ export class AgentPool {
   private readonly backoffOptions: BackoffOptions;
   private readonly slots: Slot[];
   /** Events waiting for a free slot, one per node: claims decide ownership, so duplicates add nothing. */
-  private readonly pending = new Map<string, NodeEvent>();
+  private readonly pending = new PendingEvents();
   private readonly idleWaiters = new Set<() => void>();
   private readonly counts: AgentPoolCounters = {
     claimed: 0,
@@ -150,7 +151,7 @@ export class AgentPool {
       session: () => this.session,
       nextEvent: () => this.nextEvent(),
       putBack: (event) => {
-        if (this.claiming) this.pending.set(eventKey(event), event);
+        if (this.claiming) this.pending.set(event);
       },
       leaseLost: (session, error) => this.sessions.leaseLost(session, error),
       changed: () => this.pump(),
@@ -284,17 +285,12 @@ export class AgentPool {
 
   private enqueue(event: NodeEvent, session: Session): void {
     if (!this.claiming || this.session !== session) return;
-    const key = eventKey(event);
-    if (!this.pending.has(key)) this.pending.set(key, event);
+    this.pending.add(event);
     this.pump();
   }
 
   private nextEvent(): NodeEvent | undefined {
-    const first = this.pending.entries().next();
-    if (first.done) return undefined;
-    const [key, event] = first.value;
-    this.pending.delete(key);
-    return event;
+    return this.pending.take();
   }
 
   /**
@@ -401,5 +397,3 @@ export class AgentPool {
  * (bench/pg-width-ab.ts against one per slot, 2026-11-29: 1.2–1.4× the nodes/s on PostgreSQL).
  */
 const RECORDINGS_PER_SLOT = 4;
-
-const eventKey = (event: NodeEvent): string => `${event.runId}\u0000${event.node}`;

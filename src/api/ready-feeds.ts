@@ -1,11 +1,10 @@
 import type { Logger } from '../log.js';
+import { PendingEvents } from '../protocol/pending-events.js';
 import type { NodeEvent, Repository } from '../protocol/repository.js';
 import { sleep } from '../runtimes/sleep.js';
 
 /** A feed nobody has waited on for this long ends its subscription. */
 const IDLE_MS = 30_000;
-
-const nodeKey = (e: NodeEvent) => `${e.runId}\u0000${e.node}`;
 
 /**
  * The API process's claim-next callers share one subscription per set of
@@ -54,7 +53,7 @@ export class ReadyFeeds {
 }
 
 class Feed {
-  private readonly pending = new Map<string, NodeEvent>();
+  private readonly pending = new PendingEvents();
   private readonly waiters = new Set<(e: NodeEvent | undefined) => void>();
   private readonly stop = new AbortController();
   private idleTimer?: NodeJS.Timeout;
@@ -71,12 +70,10 @@ class Feed {
 
   next(signal: AbortSignal): Promise<NodeEvent | undefined> {
     clearTimeout(this.idleTimer);
-    const first = this.pending.entries().next();
-    if (!first.done || signal.aborted || this.ended) {
+    const first = this.pending.take();
+    if (first || signal.aborted || this.ended) {
       if (this.waiters.size === 0) this.armIdle();
-      if (first.done) return Promise.resolve(undefined);
-      this.pending.delete(first.value[0]);
-      return Promise.resolve(first.value[1]);
+      return Promise.resolve(first);
     }
     return new Promise((resolve) => {
       const waiter = (e: NodeEvent | undefined) => {
@@ -94,7 +91,7 @@ class Feed {
   offer(event: NodeEvent): void {
     const waiter = this.waiters.values().next();
     if (!waiter.done) waiter.value(event);
-    else this.pending.set(nodeKey(event), event);
+    else this.pending.set(event);
   }
 
   end(): void {
