@@ -117,6 +117,67 @@ describe('PostgreSQL LISTEN reconnect', () => {
     }
   });
 
+  it('the periodic catch-up reads the oldest READY nodes only; the rest follow as those are claimed', {
+    timeout: 60_000,
+  }, async () => {
+    const {
+      repository: repo,
+      schema,
+      teardown,
+    } = await postgresRepository({
+      reaperIntervalMs: 0,
+      catchUpIntervalMs: 100,
+      catchUpLimit: 5,
+    });
+    // Another process whose notices go to a channel nobody listens on: its starts are READY nodes without a notice.
+    const silent = await PostgresRepository.connect({
+      connectionString: POSTGRES_URL,
+      schema,
+      reaperIntervalMs: 0,
+      notifyChannel: 'nobody_listens',
+    });
+    const ac = new AbortController();
+    try {
+      const events: NodeEvent[] = [];
+      const sub = (async () => {
+        for await (const e of repo.subscribe({ runtimes: ['work'], signal: ac.signal })) events.push(e);
+      })();
+      // Subscribed (its first catch-up found nothing) before the runs exist.
+      const probe = await repo.start({ nodes: [node('p')], edges: [] });
+      await until('the subscription', () => events.some((e) => e.runId === probe.id));
+      const lease = await repo.grantLease(60_000);
+      await repo.claim({ runId: probe.id, node: 'p', leaseId: lease.id, agentId: 'w' });
+      const runs: string[] = [];
+      for (let i = 0; i < 12; i++) runs.push((await silent.start({ nodes: [node('a')], edges: [] })).id);
+      const seen = () => new Set(events.filter((e) => e.runId !== probe.id).map((e) => e.runId));
+      for (const [from, to] of [
+        [0, 5],
+        [5, 10],
+        [10, 12],
+      ] as const) {
+        await until(`runs ${from}-${to - 1} delivered`, () =>
+          runs.slice(from, to).every((r) => seen().has(r)),
+        );
+        // Several more catch-ups: still none of the newer runs while the older ones stay READY.
+        const after = events.length;
+        await until('more catch-ups', () => events.length >= after + 10);
+        assert.deepEqual(
+          runs.filter((r) => seen().has(r)),
+          runs.slice(0, to),
+          'the oldest READY nodes, at most the limit, are read',
+        );
+        for (const runId of runs.slice(from, to))
+          assert.ok(await repo.claim({ runId, node: 'a', leaseId: lease.id, agentId: 'w' }), 'claimable');
+      }
+      ac.abort();
+      await sub;
+    } finally {
+      ac.abort();
+      await silent.close();
+      await teardown();
+    }
+  });
+
   it('a watch survives a cut connection and reports what changed meanwhile', {
     timeout: 60_000,
   }, async () => {

@@ -82,6 +82,8 @@ export interface PostgresRepositoryOptions {
    * 10 s; 0 disables.
    */
   catchUpIntervalMs?: number;
+  /** How many READY nodes (oldest first) that periodic re-query reads at most; default 1,000. */
+  catchUpLimit?: number;
   /** NOTIFY channel; defaults to "adagio_<schema>" so schemas sharing a database stay apart. */
   notifyChannel?: string;
   /** How long an operation retries through connection failures before UnavailableError. */
@@ -156,6 +158,11 @@ export class PostgresRepository implements Repository {
     this.channel = options.notifyChannel ?? `adagio_${this.schema}`.slice(0, 63);
     if (!CHANNEL.test(this.channel))
       throw new InvalidArgumentError(`NOTIFY channel ${JSON.stringify(this.channel)} must be an identifier`);
+    if (
+      options.catchUpLimit !== undefined &&
+      !(Number.isInteger(options.catchUpLimit) && options.catchUpLimit > 0)
+    )
+      throw new InvalidArgumentError(`catchUpLimit must be a whole number > 0, got ${options.catchUpLimit}`);
     this.logger = options.logger ?? silentLogger;
     this.db = new Db({
       connectionString: options.connectionString,
@@ -189,6 +196,7 @@ export class PostgresRepository implements Repository {
       this.logger,
       () => this.ensureReady(),
       options.catchUpIntervalMs,
+      options.catchUpLimit,
     );
     const interval = options.reaperIntervalMs ?? 1_000;
     if (interval > 0) {

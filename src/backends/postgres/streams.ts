@@ -17,6 +17,9 @@ import { ATTEMPT_COLUMNS, type AttemptRow, groupAttempts, time } from './rows.js
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** READY nodes a periodic catch-up reads at most: a few batches of claims for every slot of a large agent process. */
+export const PERIODIC_CATCH_UP_LIMIT = 1_000;
+
 /**
  * subscribe() and watch(): notices for wake-ups, queries for truth. Every
  * stream catches up with a query whenever LISTEN (re)starts, so nothing that
@@ -38,6 +41,8 @@ export class Streams {
      * node can wait unseen. 0 disables it.
      */
     private readonly catchUpIntervalMs = 10_000,
+    /** How many READY nodes, oldest run first, a periodic catch-up reads (see subscribe). */
+    private readonly catchUpLimit = PERIODIC_CATCH_UP_LIMIT,
   ) {}
 
   subscribe(options: SubscribeOptions): AsyncIterable<NodeEvent> {
@@ -46,15 +51,31 @@ export class Streams {
     const wanted = new Set(runtimes);
     let chain = Promise.resolve();
     let fullQueued = false;
-    const catchUp = (runId?: string) => {
+    let oldestQueued = false;
+    /**
+     * All READY and orphaned nodes of these runtimes (of one run, with runId),
+     * or with `limit` only the oldest runs' first `limit` READY nodes. A
+     * (re)LISTEN and a notice that something may have changed everywhere read
+     * them all. The periodic safety net (a notice lost with a process that
+     * died between commit and NOTIFY) reads the oldest ones only, so that its
+     * cost does not grow with the backlog: re-reading every READY node every
+     * interval made a backlog of B nodes cost B / rate / interval reads per
+     * node drained. A node whose notice was lost is among the oldest once
+     * what is older has been claimed, and then found.
+     */
+    const catchUp = (runId?: string, limit?: number) => {
+      const full = runId === undefined && limit === undefined;
       if (runId === undefined) {
-        if (fullQueued) return; // one full catch-up waiting already covers this
-        fullQueued = true;
+        // One full catch-up waiting already covers any; one of the oldest covers another of the oldest.
+        if (fullQueued || (!full && oldestQueued)) return;
+        if (full) fullQueued = true;
+        else oldestQueued = true;
       }
       chain = chain.then(() =>
         this.untilDone(queue, async () => {
-          if (runId === undefined) fullQueued = false;
-          for (const e of await this.readyNodes(runtimes, runId)) queue.push(e);
+          if (full) fullQueued = false;
+          else if (runId === undefined) oldestQueued = false;
+          for (const e of await this.readyNodes(runtimes, runId, limit)) queue.push(e);
         }),
       );
     };
@@ -71,32 +92,49 @@ export class Streams {
     };
     const timer =
       this.catchUpIntervalMs > 0
-        ? setInterval(() => this.listener.listening && catchUp(), this.catchUpIntervalMs)
+        ? setInterval(
+            () => this.listener.listening && catchUp(undefined, this.catchUpLimit),
+            this.catchUpIntervalMs,
+          )
         : undefined;
     timer?.unref();
     return this.attach(queue, consumer, () => clearInterval(timer));
   }
 
-  /** READY and orphaned nodes of these runtimes now, oldest run first. */
-  private async readyNodes(runtimes: string[], runId?: string): Promise<NodeEvent[]> {
+  /**
+   * READY and orphaned nodes of these runtimes now (of one run, with runId),
+   * oldest run first; with `limit`, of every run, at most that many READY
+   * ones, each runtime's read in run order from nodes_ready, so the read
+   * costs the limit, not the backlog.
+   */
+  private async readyNodes(runtimes: string[], runId?: string, limit?: number): Promise<NodeEvent[]> {
     if (runtimes.length === 0) return [];
-    const byRun = runId === undefined ? '' : 'AND run_id = $2';
-    const { rows } = await this.db.query<{
-      run_id: string;
-      name: string;
-      runtime: string;
-      type: NodeEvent['type'];
-    }>(
-      'subscribe catch-up',
-      `SELECT run_id, name, runtime, 'NODE_READY' AS type FROM nodes
-         WHERE status = 'READY' AND (ready_at IS NULL OR ready_at <= adagio_now_ms())
-           AND runtime = ANY($1) ${byRun}
-       UNION ALL
-       SELECT run_id, name, runtime, 'NODE_ORPHANED' FROM nodes
-         WHERE status = 'RUNNING' AND orphaned AND runtime = ANY($1) ${byRun}
-       ORDER BY run_id`,
-      runId === undefined ? [runtimes] : [runtimes, runId],
-    );
+    type Row = { run_id: string; name: string; runtime: string; type: NodeEvent['type'] };
+    const byRun = runId === undefined || limit !== undefined ? '' : 'AND run_id = $2';
+    const orphaned = `SELECT run_id, name, runtime, 'NODE_ORPHANED' FROM nodes
+         WHERE status = 'RUNNING' AND orphaned AND runtime = ANY($1) ${byRun}`;
+    const { rows } =
+      limit === undefined
+        ? await this.db.query<Row>(
+            'subscribe catch-up',
+            `SELECT run_id, name, runtime, 'NODE_READY' AS type FROM nodes
+               WHERE status = 'READY' AND (ready_at IS NULL OR ready_at <= adagio_now_ms())
+                 AND runtime = ANY($1) ${byRun}
+             UNION ALL ${orphaned}
+             ORDER BY run_id`,
+            runId === undefined ? [runtimes] : [runtimes, runId],
+          )
+        : await this.db.query<Row>(
+            'subscribe catch-up (oldest)',
+            `(SELECT r.* FROM unnest($1::text[]) AS rt(runtime) CROSS JOIN LATERAL (
+                SELECT run_id, name, runtime, 'NODE_READY' AS type FROM nodes
+                WHERE status = 'READY' AND runtime = rt.runtime AND (ready_at IS NULL OR ready_at <= adagio_now_ms())
+                ORDER BY run_id LIMIT $2) r
+              ORDER BY r.run_id LIMIT $2)
+             UNION ALL ${orphaned}
+             ORDER BY run_id`,
+            [runtimes, limit],
+          );
     return rows.map((r) => ({ type: r.type, runId: r.run_id, node: r.name, runtime: r.runtime }));
   }
 
