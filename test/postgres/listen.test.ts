@@ -32,6 +32,18 @@ function otherProcess(schema: string): Promise<PostgresRepository> {
   return PostgresRepository.connect({ connectionString: POSTGRES_URL, schema, reaperIntervalMs: 0 });
 }
 
+/** Collects the events of a subscription to runtime "work" until the signal aborts. */
+function subscribed(
+  repo: PostgresRepository,
+  signal: AbortSignal,
+): { events: NodeEvent[]; sub: Promise<void> } {
+  const events: NodeEvent[] = [];
+  const sub = (async () => {
+    for await (const e of repo.subscribe({ runtimes: ['work'], signal })) events.push(e);
+  })();
+  return { events, sub };
+}
+
 async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
@@ -47,10 +59,7 @@ describe('PostgreSQL LISTEN reconnect', () => {
     const other = await otherProcess(schema);
     const ac = new AbortController();
     try {
-      const events: NodeEvent[] = [];
-      const sub = (async () => {
-        for await (const e of repo.subscribe({ runtimes: ['work'], signal: ac.signal })) events.push(e);
-      })();
+      const { events, sub } = subscribed(repo, ac.signal);
       const first = await other.start({ nodes: [node('a')], edges: [] });
       await until('the first NODE_READY', () => events.some((e) => e.runId === first.id));
 
@@ -87,10 +96,7 @@ describe('PostgreSQL LISTEN reconnect', () => {
     });
     const ac = new AbortController();
     try {
-      const events: NodeEvent[] = [];
-      const sub = (async () => {
-        for await (const e of repo.subscribe({ runtimes: ['work'], signal: ac.signal })) events.push(e);
-      })();
+      const { events, sub } = subscribed(repo, ac.signal);
       const run = await repo.start({
         nodes: [node('a'), node('b')],
         edges: [{ source: 'a', destination: 'b' }],
@@ -138,10 +144,7 @@ describe('PostgreSQL LISTEN reconnect', () => {
     });
     const ac = new AbortController();
     try {
-      const events: NodeEvent[] = [];
-      const sub = (async () => {
-        for await (const e of repo.subscribe({ runtimes: ['work'], signal: ac.signal })) events.push(e);
-      })();
+      const { events, sub } = subscribed(repo, ac.signal);
       // Subscribed (its first catch-up found nothing) before the runs exist.
       const probe = await repo.start({ nodes: [node('p')], edges: [] });
       await until('the subscription', () => events.some((e) => e.runId === probe.id));
