@@ -14,8 +14,12 @@ export interface SessionHost {
   readonly claiming: boolean;
   /** Aborted at the very end of stop: ends every backoff wait. */
   readonly halt: AbortSignal;
-  /** A NODE_READY or NODE_ORPHANED event from this session's subscription. */
-  event(event: NodeEvent, session: Session): void;
+  /**
+   * A NODE_READY or NODE_ORPHANED event from this session's subscription;
+   * a promise answered means "enough waiting": the subscription delivers
+   * nothing more until it resolves.
+   */
+  event(event: NodeEvent, session: Session): Promise<void> | undefined;
   /** The session's lease is gone: its work cannot be recorded any more. */
   lost(session: Session): void;
   /** Stops waiting for a task; its slot is free at once. */
@@ -153,7 +157,8 @@ export class AgentSession {
         this.logger.debug('subscribed', { runtimes: this.registry.names });
         for await (const event of this.repository.subscribe({ runtimes: this.registry.names, signal })) {
           backoff.reset();
-          this.host.event(event, session);
+          const room = this.host.event(event, session);
+          if (room) await untilAborted(room, signal);
         }
         if (signal.aborted) return;
         this.logger.debug('subscription ended; resubscribing');
@@ -224,4 +229,17 @@ export class AgentSession {
         this.logger.error('could not register agents again', { error: errorMessage(e) }),
       );
   }
+}
+
+/** Resolves when `promise` does or the signal aborts, whichever is first. */
+function untilAborted(promise: Promise<void>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const onAbort = () => resolve();
+    signal.addEventListener('abort', onAbort, { once: true });
+    void promise.then(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
 }

@@ -6,6 +6,9 @@ import { sleep } from '../runtimes/sleep.js';
 /** A feed nobody has waited on for this long ends its subscription. */
 const IDLE_MS = 30_000;
 
+/** Nodes a feed holds for its long-polls at most; past that its subscription waits. */
+const MAX_PENDING = 1_024;
+
 /**
  * The API process's claim-next callers share one subscription per set of
  * runtimes, and each READY or orphaned node is handed to one waiting caller
@@ -54,6 +57,8 @@ export class ReadyFeeds {
 
 class Feed {
   private readonly pending = new PendingEvents();
+  /** The subscription's loop, waiting for long-polls to take some of MAX_PENDING waiting nodes. */
+  private roomWaiters: (() => void)[] = [];
   private readonly waiters = new Set<(e: NodeEvent | undefined) => void>();
   private readonly stop = new AbortController();
   private idleTimer?: NodeJS.Timeout;
@@ -71,6 +76,7 @@ class Feed {
   next(signal: AbortSignal): Promise<NodeEvent | undefined> {
     clearTimeout(this.idleTimer);
     const first = this.pending.take();
+    if (this.pending.size < MAX_PENDING / 2) this.makeRoom();
     if (first || signal.aborted || this.ended) {
       if (this.waiters.size === 0) this.armIdle();
       return Promise.resolve(first);
@@ -101,7 +107,15 @@ class Feed {
     this.stop.abort();
     for (const w of [...this.waiters]) w(undefined);
     this.pending.clear();
+    this.makeRoom();
     this.onEnd();
+  }
+
+  private makeRoom(): void {
+    if (this.roomWaiters.length === 0) return;
+    const waiters = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const w of waiters) w();
   }
 
   private armIdle(): void {
@@ -121,6 +135,9 @@ class Feed {
         })) {
           delay = 50;
           this.offer(event);
+          // Enough waiting for the long-polls: the store keeps the rest (a paged catch-up reads on later).
+          while (this.pending.size >= MAX_PENDING && !this.stop.signal.aborted)
+            await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
         }
       } catch (e) {
         if (this.stop.signal.aborted) return;

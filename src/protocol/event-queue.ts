@@ -8,6 +8,8 @@ export class EventQueue<T> implements AsyncIterable<T> {
   private items: T[] = [];
   private head = 0;
   private waiter?: () => void;
+  /** A producer waiting for the consumer to bring what is queued down to `n` (see below). */
+  private lowWater?: { n: number; resolve: () => void };
   private closed = false;
   private failure?: unknown;
   private readonly onAbort = () => this.close();
@@ -36,6 +38,33 @@ export class EventQueue<T> implements AsyncIterable<T> {
     this.wake();
   }
 
+  /** Items pushed and not yet taken by the consumer. */
+  get queued(): number {
+    return this.items.length - this.head;
+  }
+
+  /**
+   * Resolves once the consumer has taken all but `n` of the queued items, or
+   * the queue is closed: a producer that reads a large source page by page
+   * reads its next page when the last one is nearly consumed, so a consumer
+   * that stops taking (it has enough work) holds the producer back. One
+   * producer waits at a time.
+   */
+  drained(n: number): Promise<void> {
+    if (this.closed || this.queued <= n) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.lowWater = { n, resolve };
+    });
+  }
+
+  private checkLowWater(): void {
+    const w = this.lowWater;
+    if (w && (this.closed || this.queued <= w.n)) {
+      this.lowWater = undefined;
+      w.resolve();
+    }
+  }
+
   /** Called once when the consumer stops (abort, break, or close); producers hook cleanup here. */
   onClose?: () => void;
 
@@ -43,6 +72,7 @@ export class EventQueue<T> implements AsyncIterable<T> {
     const w = this.waiter;
     this.waiter = undefined;
     w?.();
+    if (this.closed) this.checkLowWater();
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<T> {
@@ -55,6 +85,7 @@ export class EventQueue<T> implements AsyncIterable<T> {
             this.items = this.items.slice(this.head);
             this.head = 0;
           }
+          this.checkLowWater();
           yield item;
           continue;
         }
@@ -69,6 +100,7 @@ export class EventQueue<T> implements AsyncIterable<T> {
       }
     } finally {
       this.closed = true;
+      this.checkLowWater();
       this.signal?.removeEventListener('abort', this.onAbort);
       this.onClose?.();
     }

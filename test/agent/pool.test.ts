@@ -8,6 +8,7 @@ import { debugRuntime } from '../../src/runtimes/debug.js';
 import { defineRuntime } from '../../src/runtimes/define.js';
 import { RuntimeRegistry } from '../../src/runtimes/runtime.js';
 import { Heartbeat } from '../conformance/harness.js';
+import { countingSubscriptions } from '../support/counting.js';
 import { withFaults } from './faults.js';
 import { aborted, completed, conclusions, node, runtime, spec, testPool, text, until } from './helpers.js';
 
@@ -244,6 +245,39 @@ describe('agent pool', () => {
       'READY',
       'never run (a claim ahead is given back)',
     );
+  });
+
+  it('holds its subscription back once a thousand nodes wait for a slot; the rest come as slots take them', async () => {
+    // A real store; the subscription counts what the pool has taken from it.
+    const memory = new MemoryRepository({ leaseCheckIntervalMs: 20 });
+    const { repo: counting, delivered } = countingSubscriptions(memory);
+    let open!: () => void;
+    const gate = new Promise<void>((r) => {
+      open = r;
+    });
+    let ran = 0;
+    const held = runtime('held', async () => {
+      ran++;
+      await gate;
+      return { conclusion: 'SUCCESS' };
+    });
+    const backlog = 3_000;
+    const runs = [];
+    for (let i = 0; i < backlog; i++) runs.push(await memory.start(spec([{ name: 'a', runtime: 'held' }])));
+    const { pool } = setup({ runtimes: [held], concurrency: 1 }, counting);
+    await pool.start();
+    await until(() => ran === 1 && delivered() >= 1_024, 'the slot busy and a thousand nodes waiting');
+    await new Promise((r) => setTimeout(r, 200)); // time enough to (wrongly) take the whole backlog
+    // 1,024 waiting, and the ones the slot and its claim-ahead queue took.
+    assert.ok(
+      delivered() <= 1_024 + 4,
+      `the pool took ${delivered()} of ${backlog} events while 1,024 waited`,
+    );
+    open();
+    await until(() => pool.counters.finished.SUCCESS === backlog, 'the whole backlog', 60_000);
+    assert.ok(delivered() >= backlog);
+    for (const run of runs.slice(-3))
+      assert.deepEqual(conclusions(node(await memory.inspect(run.id), 'a')), ['SUCCESS']);
   });
 
   it('stop past the grace period aborts running work: it reports ERROR, or is left to lapse', async () => {

@@ -181,6 +181,73 @@ describe('PostgreSQL LISTEN reconnect', () => {
     }
   });
 
+  it('a full catch-up reads a backlog a page at a time, whole runs per page, as the subscriber takes it', {
+    timeout: 60_000,
+  }, async () => {
+    const {
+      repository: repo,
+      schema,
+      teardown,
+    } = await postgresRepository({ reaperIntervalMs: 0, catchUpIntervalMs: 0 });
+    // Counts the page reads (white box: the statement's name in the repository's Db).
+    const db = (repo as unknown as { db: { query: (name: string, ...rest: unknown[]) => Promise<unknown> } })
+      .db;
+    const query = db.query.bind(db);
+    let pages = 0;
+    db.query = (name, ...rest) => {
+      if (name === 'subscribe catch-up (oldest)') pages++;
+      return query(name, ...rest);
+    };
+    const ac = new AbortController();
+    const client = new pg.Client({ connectionString: POSTGRES_URL });
+    await client.connect();
+    try {
+      await repo.ping(); // migrated
+      // The backlog as starts would leave it, written in bulk: 10 one-node runs, a run of 2,500 nodes (wider than
+      // a page), 3,000 one-node runs; 5,510 READY nodes.
+      const id = (i: number) => `R${String(i).padStart(25, '0')}`;
+      const runs: [string, number][] = [];
+      for (let i = 1; i <= 10; i++) runs.push([id(i), 1]);
+      runs.push([id(11), 2_500]);
+      for (let i = 12; i < 3_012; i++) runs.push([id(i), 1]);
+      await client.query(
+        `INSERT INTO ${schema}.runs (id, created_at, edges, node_count, remaining)
+         SELECT r, 0, '[]', n, n FROM unnest($1::text[], $2::int[]) AS x(r, n)`,
+        [runs.map((r) => r[0]), runs.map((r) => r[1])],
+      );
+      await client.query(
+        `INSERT INTO ${schema}.nodes (run_id, name, idx, runtime, spec, upstream, downstream, status, pending_upstream)
+         SELECT x.r, 'n' || g, g, 'work', jsonb_build_object('name', 'n' || g, 'runtime', 'work', 'metadata', '{}'::jsonb,
+           'retry', '{}'::jsonb), '{}', '{}', 'READY', 0
+         FROM unnest($1::text[], $2::int[]) AS x(r, n), generate_series(0, x.n - 1) g`,
+        [runs.map((r) => r[0]), runs.map((r) => r[1])],
+      );
+      const events: NodeEvent[] = [];
+      const iterator = repo.subscribe({ runtimes: ['work'], signal: ac.signal })[Symbol.asyncIterator]();
+      events.push((await iterator.next()).value as NodeEvent);
+      await new Promise((r) => setTimeout(r, 300)); // time enough to (wrongly) read on
+      assert.equal(pages, 1, 'one page read while the subscriber has taken one event');
+      while (events.length < 5_510) events.push((await iterator.next()).value as NodeEvent);
+      const keys = events.map((e) => `${e.runId}/${e.node}`);
+      assert.equal(new Set(keys).size, 5_510, 'every READY node once');
+      assert.ok(
+        events.every((e, i) => i === 0 || events[i - 1]!.runId <= e.runId),
+        'oldest run first',
+      );
+      assert.equal(
+        pages,
+        3,
+        'three pages: the wide run whole in the first, then 2,000 and 1,000 one-node runs',
+      );
+      ac.abort();
+      await iterator.return?.();
+    } finally {
+      ac.abort();
+      await client.end();
+      await teardown();
+    }
+  });
+
   it('a watch survives a cut connection and reports what changed meanwhile', {
     timeout: 60_000,
   }, async () => {

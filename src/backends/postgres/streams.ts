@@ -20,6 +20,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** READY nodes a periodic catch-up reads at most: a few batches of claims for every slot of a large agent process. */
 export const PERIODIC_CATCH_UP_LIMIT = 1_000;
 
+/** READY nodes a full catch-up reads per statement (whole runs: a page may end with one run's every node). */
+export const CATCH_UP_PAGE = 2_000;
+
 /**
  * subscribe() and watch(): notices for wake-ups, queries for truth. Every
  * stream catches up with a query whenever LISTEN (re)starts, so nothing that
@@ -54,14 +57,18 @@ export class Streams {
     let oldestQueued = false;
     /**
      * All READY and orphaned nodes of these runtimes (of one run, with runId),
-     * or with `limit` only the oldest runs' first `limit` READY nodes. A
-     * (re)LISTEN and a notice that something may have changed everywhere read
-     * them all. The periodic safety net (a notice lost with a process that
-     * died between commit and NOTIFY) reads the oldest ones only, so that its
-     * cost does not grow with the backlog: re-reading every READY node every
-     * interval made a backlog of B nodes cost B / rate / interval reads per
-     * node drained. A node whose notice was lost is among the oldest once
-     * what is older has been claimed, and then found.
+     * or with `limit` only the oldest runs' first `limit` READY nodes (and
+     * the orphaned ones). A (re)LISTEN and a notice that something may have
+     * changed everywhere read them all, oldest run first, a page at a time:
+     * the next page once the subscriber has taken most of the last, so a
+     * subscriber that stops taking (an agent pool with work enough queued)
+     * holds a backlog in the table, not in its memory. The periodic safety
+     * net (a notice lost with a process that died between commit and NOTIFY)
+     * reads the oldest ones only, so that its cost does not grow with the
+     * backlog: re-reading every READY node every interval made a backlog of B
+     * nodes cost B / rate / interval reads per node drained. A node whose
+     * notice was lost is among the oldest once what is older has been
+     * claimed, and then found.
      */
     const catchUp = (runId?: string, limit?: number) => {
       const full = runId === undefined && limit === undefined;
@@ -75,7 +82,11 @@ export class Streams {
         this.untilDone(queue, async () => {
           if (full) fullQueued = false;
           else if (runId === undefined) oldestQueued = false;
-          for (const e of await this.readyNodes(runtimes, runId, limit)) queue.push(e);
+          if (runId !== undefined) for (const e of await this.runNodes(runtimes, runId)) queue.push(e);
+          else if (limit !== undefined) {
+            for (const e of await this.orphanedNodes(runtimes)) queue.push(e);
+            for (const e of await this.oldestReady(runtimes, '', limit)) queue.push(e);
+          } else await this.allNodes(queue, runtimes);
         }),
       );
     };
@@ -101,41 +112,71 @@ export class Streams {
     return this.attach(queue, consumer, () => clearInterval(timer));
   }
 
+  /** Every READY and orphaned node of these runtimes, oldest run first, a page at a time (see subscribe). */
+  private async allNodes(queue: EventQueue<NodeEvent>, runtimes: string[]): Promise<void> {
+    for (const e of await this.orphanedNodes(runtimes)) queue.push(e);
+    let after = '';
+    while (!queue.isClosed) {
+      const page = await this.oldestReady(runtimes, after, CATCH_UP_PAGE);
+      if (page.length < CATCH_UP_PAGE) {
+        for (const e of page) queue.push(e);
+        return;
+      }
+      // The page may end inside a run: the next one starts after it, so this one takes the run whole.
+      after = page.at(-1)!.runId;
+      const rest = await this.runNodes(runtimes, after);
+      for (const e of page) if (e.runId !== after) queue.push(e);
+      for (const e of rest) queue.push(e);
+      await queue.drained(CATCH_UP_PAGE / 2);
+    }
+  }
+
   /**
-   * READY and orphaned nodes of these runtimes now (of one run, with runId),
-   * oldest run first; with `limit`, of every run, at most that many READY
-   * ones, each runtime's read in run order from nodes_ready, so the read
-   * costs the limit, not the backlog.
+   * The oldest runs' first `limit` READY nodes of these runtimes, of runs
+   * after `after` (ids compare bytewise): each runtime's read in run order
+   * from nodes_ready, so the read costs the limit, not the backlog.
    */
-  private async readyNodes(runtimes: string[], runId?: string, limit?: number): Promise<NodeEvent[]> {
+  private async oldestReady(runtimes: string[], after: string, limit: number): Promise<NodeEvent[]> {
     if (runtimes.length === 0) return [];
-    type Row = { run_id: string; name: string; runtime: string; type: NodeEvent['type'] };
-    const byRun = runId === undefined || limit !== undefined ? '' : 'AND run_id = $2';
-    const orphaned = `SELECT run_id, name, runtime, 'NODE_ORPHANED' FROM nodes
-         WHERE status = 'RUNNING' AND orphaned AND runtime = ANY($1) ${byRun}`;
-    const { rows } =
-      limit === undefined
-        ? await this.db.query<Row>(
-            'subscribe catch-up',
-            `SELECT run_id, name, runtime, 'NODE_READY' AS type FROM nodes
-               WHERE status = 'READY' AND (ready_at IS NULL OR ready_at <= adagio_now_ms())
-                 AND runtime = ANY($1) ${byRun}
-             UNION ALL ${orphaned}
-             ORDER BY run_id`,
-            runId === undefined ? [runtimes] : [runtimes, runId],
-          )
-        : await this.db.query<Row>(
-            'subscribe catch-up (oldest)',
-            `(SELECT r.* FROM unnest($1::text[]) AS rt(runtime) CROSS JOIN LATERAL (
-                SELECT run_id, name, runtime, 'NODE_READY' AS type FROM nodes
-                WHERE status = 'READY' AND runtime = rt.runtime AND (ready_at IS NULL OR ready_at <= adagio_now_ms())
-                ORDER BY run_id LIMIT $2) r
-              ORDER BY r.run_id LIMIT $2)
-             UNION ALL ${orphaned}
-             ORDER BY run_id`,
-            [runtimes, limit],
-          );
-    return rows.map((r) => ({ type: r.type, runId: r.run_id, node: r.name, runtime: r.runtime }));
+    const { rows } = await this.db.query<CatchUpRow>(
+      'subscribe catch-up (oldest)',
+      `SELECT r.* FROM unnest($1::text[]) AS rt(runtime) CROSS JOIN LATERAL (
+         SELECT run_id, name, runtime, 'NODE_READY' AS type FROM nodes
+         WHERE status = 'READY' AND runtime = rt.runtime AND run_id > $2
+           AND (ready_at IS NULL OR ready_at <= adagio_now_ms())
+         ORDER BY run_id LIMIT $3) r
+       ORDER BY r.run_id LIMIT $3`,
+      [runtimes, after, limit],
+    );
+    return rows.map(catchUpEvent);
+  }
+
+  /** Orphaned nodes of these runtimes (few: claims of lapsed leases not yet recovered). */
+  private async orphanedNodes(runtimes: string[]): Promise<NodeEvent[]> {
+    if (runtimes.length === 0) return [];
+    const { rows } = await this.db.query<CatchUpRow>(
+      'subscribe catch-up (orphaned)',
+      `SELECT run_id, name, runtime, 'NODE_ORPHANED' AS type FROM nodes
+       WHERE status = 'RUNNING' AND orphaned AND runtime = ANY($1) ORDER BY run_id`,
+      [runtimes],
+    );
+    return rows.map(catchUpEvent);
+  }
+
+  /** READY and orphaned nodes of these runtimes in one run (at most the graph's size). */
+  private async runNodes(runtimes: string[], runId: string): Promise<NodeEvent[]> {
+    if (runtimes.length === 0) return [];
+    const { rows } = await this.db.query<CatchUpRow>(
+      'subscribe catch-up (run)',
+      `SELECT run_id, name, runtime, 'NODE_READY' AS type FROM nodes
+         WHERE status = 'READY' AND (ready_at IS NULL OR ready_at <= adagio_now_ms())
+           AND runtime = ANY($1) AND run_id = $2
+       UNION ALL
+       SELECT run_id, name, runtime, 'NODE_ORPHANED' FROM nodes
+         WHERE status = 'RUNNING' AND orphaned AND runtime = ANY($1) AND run_id = $2`,
+      [runtimes, runId],
+    );
+    return rows.map(catchUpEvent);
   }
 
   /**
@@ -324,3 +365,12 @@ function stateAt(
     ...(d.na ? { nextAttemptAt: time(d.na) } : {}),
   };
 }
+
+type CatchUpRow = { run_id: string; name: string; runtime: string; type: NodeEvent['type'] };
+
+const catchUpEvent = (r: CatchUpRow): NodeEvent => ({
+  type: r.type,
+  runId: r.run_id,
+  node: r.name,
+  runtime: r.runtime,
+});

@@ -1,0 +1,46 @@
+/**
+ * EventQueue.drained: a producer reading a large source page by page waits
+ * for its consumer to take most of the last page, and is never left waiting
+ * by a queue that ends.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { EventQueue } from '../src/protocol/index.js';
+
+const tick = () => new Promise((r) => setTimeout(r, 10));
+
+describe('EventQueue.drained', () => {
+  it('resolves once the consumer has taken all but n of the queued items', async () => {
+    const q = new EventQueue<number>();
+    for (let i = 0; i < 10; i++) q.push(i);
+    assert.equal(q.queued, 10);
+    let done = false;
+    void q.drained(4).then(() => {
+      done = true;
+    });
+    const it = q[Symbol.asyncIterator]();
+    for (let i = 0; i < 5; i++) assert.equal((await it.next()).value, i);
+    await tick();
+    assert.equal(done, false, 'five still queued');
+    await it.next();
+    await tick();
+    assert.equal(done, true, 'four left');
+    assert.equal(q.queued, 4);
+    await q.drained(4); // already there: at once
+  });
+
+  it('resolves when the queue is closed or its signal aborts', async () => {
+    const closed = new EventQueue<number>();
+    closed.push(1);
+    const waiting = closed.drained(0);
+    closed.close();
+    await waiting;
+    const ac = new AbortController();
+    const aborted = new EventQueue<number>(ac.signal);
+    aborted.push(1);
+    const waiting2 = aborted.drained(0);
+    ac.abort();
+    await waiting2;
+    await aborted.drained(0); // a closed queue never makes a producer wait
+  });
+});
