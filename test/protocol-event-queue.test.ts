@@ -29,6 +29,23 @@ describe('EventQueue.drained', () => {
     await q.drained(4); // already there: at once
   });
 
+  it('several producers each wait for their own mark', async () => {
+    const q = new EventQueue<number>();
+    for (let i = 0; i < 4; i++) q.push(i);
+    const done: number[] = [];
+    void q.drained(2).then(() => done.push(2));
+    void q.drained(0).then(() => done.push(0));
+    const it = q[Symbol.asyncIterator]();
+    await it.next();
+    await it.next();
+    await tick();
+    assert.deepEqual(done, [2]);
+    await it.next();
+    await it.next();
+    await tick();
+    assert.deepEqual(done, [2, 0]);
+  });
+
   it('resolves when the queue is closed or its signal aborts', async () => {
     const closed = new EventQueue<number>();
     closed.push(1);

@@ -8,8 +8,8 @@ export class EventQueue<T> implements AsyncIterable<T> {
   private items: T[] = [];
   private head = 0;
   private waiter?: () => void;
-  /** A producer waiting for the consumer to bring what is queued down to `n` (see below). */
-  private lowWater?: { n: number; resolve: () => void };
+  /** Producers waiting for the consumer to bring what is queued down to their `n` (see drained). */
+  private lowWater: { n: number; resolve: () => void }[] = [];
   private closed = false;
   private failure?: unknown;
   private readonly onAbort = () => this.close();
@@ -47,22 +47,21 @@ export class EventQueue<T> implements AsyncIterable<T> {
    * Resolves once the consumer has taken all but `n` of the queued items, or
    * the queue is closed: a producer that reads a large source page by page
    * reads its next page when the last one is nearly consumed, so a consumer
-   * that stops taking (it has enough work) holds the producer back. One
-   * producer waits at a time.
+   * that stops taking (it has enough work) holds the producer back.
    */
   drained(n: number): Promise<void> {
     if (this.closed || this.queued <= n) return Promise.resolve();
     return new Promise((resolve) => {
-      this.lowWater = { n, resolve };
+      this.lowWater.push({ n, resolve });
     });
   }
 
   private checkLowWater(): void {
-    const w = this.lowWater;
-    if (w && (this.closed || this.queued <= w.n)) {
-      this.lowWater = undefined;
-      w.resolve();
-    }
+    if (this.lowWater.length === 0) return;
+    const queued = this.queued;
+    const waiting = this.lowWater;
+    this.lowWater = waiting.filter((w) => !(this.closed || queued <= w.n));
+    for (const w of waiting) if (this.closed || queued <= w.n) w.resolve();
   }
 
   /** Called once when the consumer stops (abort, break, or close); producers hook cleanup here. */
