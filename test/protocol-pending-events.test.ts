@@ -65,6 +65,31 @@ describe('PendingEvents', () => {
     assert.equal(q.take()?.node, 'b');
   });
 
+  it('with a bound: full at it, room once takes bring it down to half, or on clear', async () => {
+    const q = new PendingEvents(4);
+    for (const k of ['a', 'b', 'c']) q.add(ready(k));
+    assert.equal(q.full(), false);
+    await q.room(); // not full: at once
+    q.add(ready('d'));
+    assert.equal(q.full(), true);
+    let roomy = false;
+    void q.room().then(() => {
+      roomy = true;
+    });
+    q.take();
+    await Promise.resolve();
+    assert.equal(roomy, false, 'three still wait');
+    q.take();
+    await Promise.resolve();
+    assert.equal(roomy, true, 'two: half the bound');
+    q.add(ready('e'));
+    q.add(ready('f'));
+    assert.equal(q.full(), true);
+    const cleared = q.room();
+    q.clear();
+    await cleared;
+  });
+
   it('keeps order through a backlog of 100,000 taken while more arrive', () => {
     const q = new PendingEvents();
     const n = 100_000;

@@ -81,10 +81,7 @@ export class AgentPool {
   private readonly backoffOptions: BackoffOptions;
   private readonly slots: Slot[];
   /** Events waiting for a free slot, one per node: claims decide ownership, so duplicates add nothing. */
-  private readonly pending = new PendingEvents();
-  /** Events waiting past which the subscription is held back (see enqueue). */
-  private readonly pendingBound: number;
-  private roomWaiters: (() => void)[] = [];
+  private readonly pending: PendingEvents;
   private readonly idleWaiters = new Set<() => void>();
   private readonly counts: AgentPoolCounters = {
     claimed: 0,
@@ -123,7 +120,7 @@ export class AgentPool {
     if (!Number.isInteger(claimAhead) || claimAhead < 0)
       throw new InvalidArgumentError(`claimAhead must be a whole number >= 0, got ${claimAhead}`);
     this.recordingBound = RECORDINGS_PER_SLOT * concurrency;
-    this.pendingBound = Math.max(MIN_PENDING, PENDING_PER_SLOT * concurrency);
+    this.pending = new PendingEvents(Math.max(MIN_PENDING, PENDING_PER_SLOT * concurrency));
     this.leaseTtlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? Math.max(1, Math.floor(this.leaseTtlMs / 3));
     this.runtimeTimeoutMs = options.runtimeTimeoutMs || undefined;
@@ -188,7 +185,6 @@ export class AgentPool {
         lost: (session) => {
           for (const task of [...session.tasks]) this.abandon(task, new Error('agent lost its lease'));
           this.pending.clear();
-          this.makeRoom();
           this.ahead.lost(session);
         },
         abandon: (task, reason) => this.abandon(task, reason),
@@ -255,7 +251,6 @@ export class AgentPool {
     this.state = 'stopping';
     this.claiming = false;
     this.pending.clear();
-    this.makeRoom();
     this.logger.debug('agent pool stopping', { running: this.running, graceMs });
     this.session?.subscription.abort();
     // What was claimed ahead never started: others may run it now (rule 20).
@@ -290,32 +285,22 @@ export class AgentPool {
   // ---- dispatch
 
   /**
-   * Takes an event from the subscription; with `pendingBound` events waiting
-   * for a slot already, answers a promise the subscription waits on before
-   * it delivers more, resolved once half of them are taken (or the pool
-   * stops taking work). Slots take events far faster than the work runs, so
-   * that many keep every slot and the claim-ahead queue fed; a store that
-   * reads a backlog page by page then leaves the rest in the store.
+   * Takes an event from the subscription; with the pending bound reached,
+   * answers a promise the subscription waits on before it delivers more,
+   * resolved once half of them are taken (or the pool stops taking work and
+   * drops them). Slots take events far faster than the work runs, so that
+   * many keep every slot and the claim-ahead queue fed; a store that reads a
+   * backlog page by page then leaves the rest in the store.
    */
   private enqueue(event: NodeEvent, session: Session): Promise<void> | undefined {
     if (!this.claiming || this.session !== session) return undefined;
     this.pending.add(event);
     this.pump();
-    if (this.pending.size < this.pendingBound || !this.claiming) return undefined;
-    return new Promise((resolve) => this.roomWaiters.push(resolve));
+    return this.claiming && this.pending.full() ? this.pending.room() : undefined;
   }
 
   private nextEvent(): NodeEvent | undefined {
-    const event = this.pending.take();
-    if (this.roomWaiters.length > 0 && this.pending.size <= this.pendingBound / 2) this.makeRoom();
-    return event;
-  }
-
-  /** Lets the subscription deliver again (see enqueue). */
-  private makeRoom(): void {
-    const waiters = this.roomWaiters;
-    this.roomWaiters = [];
-    for (const w of waiters) w();
+    return this.pending.take();
   }
 
   /**

@@ -56,9 +56,7 @@ export class ReadyFeeds {
 }
 
 class Feed {
-  private readonly pending = new PendingEvents();
-  /** The subscription's loop, waiting for long-polls to take some of MAX_PENDING waiting nodes. */
-  private roomWaiters: (() => void)[] = [];
+  private readonly pending = new PendingEvents(MAX_PENDING);
   private readonly waiters = new Set<(e: NodeEvent | undefined) => void>();
   private readonly stop = new AbortController();
   private idleTimer?: NodeJS.Timeout;
@@ -76,7 +74,6 @@ class Feed {
   next(signal: AbortSignal): Promise<NodeEvent | undefined> {
     clearTimeout(this.idleTimer);
     const first = this.pending.take();
-    if (this.pending.size < MAX_PENDING / 2) this.makeRoom();
     if (first || signal.aborted || this.ended) {
       if (this.waiters.size === 0) this.armIdle();
       return Promise.resolve(first);
@@ -107,15 +104,7 @@ class Feed {
     this.stop.abort();
     for (const w of [...this.waiters]) w(undefined);
     this.pending.clear();
-    this.makeRoom();
     this.onEnd();
-  }
-
-  private makeRoom(): void {
-    if (this.roomWaiters.length === 0) return;
-    const waiters = this.roomWaiters;
-    this.roomWaiters = [];
-    for (const w of waiters) w();
   }
 
   private armIdle(): void {
@@ -136,8 +125,7 @@ class Feed {
           delay = 50;
           this.offer(event);
           // Enough waiting for the long-polls: the store keeps the rest (a paged catch-up reads on later).
-          while (this.pending.size >= MAX_PENDING && !this.stop.signal.aborted)
-            await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+          while (this.pending.full() && !this.stop.signal.aborted) await this.pending.room();
         }
       } catch (e) {
         if (this.stop.signal.aborted) return;

@@ -17,6 +17,15 @@ export class PendingEvents {
   /** Keys in arrival order from `head`; each key in byNode appears once at or after head. */
   private order: string[] = [];
   private head = 0;
+  /** Whoever waits for room (see room()). */
+  private roomWaiters: (() => void)[] = [];
+
+  /**
+   * @param bound how many events are enough: past it full() is true, and a
+   * producer waits on room() (a subscription held back while its consumer
+   * has work enough, so a backlog stays in the store).
+   */
+  constructor(private readonly bound = Number.POSITIVE_INFINITY) {}
 
   get size(): number {
     return this.byNode.size;
@@ -47,12 +56,32 @@ export class PendingEvents {
     }
     const event = this.byNode.get(key)!;
     this.byNode.delete(key);
+    if (this.roomWaiters.length > 0 && this.byNode.size <= this.bound / 2) this.makeRoom();
     return event;
   }
 
+  /** At least `bound` events wait. */
+  full(): boolean {
+    return this.byNode.size >= this.bound;
+  }
+
+  /** Resolves once takes have brought the events waiting down to half the bound, or on clear(). */
+  room(): Promise<void> {
+    if (!this.full()) return Promise.resolve();
+    return new Promise((resolve) => this.roomWaiters.push(resolve));
+  }
+
+  /** Drops every event; whoever waits for room goes on. */
   clear(): void {
     this.byNode.clear();
     this.order = [];
     this.head = 0;
+    this.makeRoom();
+  }
+
+  private makeRoom(): void {
+    const waiters = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const w of waiters) w();
   }
 }

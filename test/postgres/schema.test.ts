@@ -287,4 +287,16 @@ describe('PostgreSQL schema and connections', () => {
       InvalidArgumentError,
     );
   });
+
+  it('rejects a catch-up limit that is not a whole number above 0, naming it', () => {
+    for (const catchUpLimit of [0, -5, 2.5, Number.NaN])
+      assert.throws(
+        () => new PostgresRepository({ connectionString: POSTGRES_URL, schema: 'ok', catchUpLimit }),
+        (e: Error) =>
+          e instanceof InvalidArgumentError && /catchUpLimit must be a whole number > 0/.test(e.message),
+        String(catchUpLimit),
+      );
+    // A good one is taken.
+    void new PostgresRepository({ connectionString: POSTGRES_URL, schema: 'ok', catchUpLimit: 10 }).close();
+  });
 });

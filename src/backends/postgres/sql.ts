@@ -873,24 +873,27 @@ export const TIMED_OUT_ATTEMPTS = `SELECT run_id, name, claim_id, spec FROM node
          AND started_at + timeout_ms <= adagio_now_ms()
        LIMIT 500`;
 
-/** Rule 13: open runs past their deadline, for the sweeper to cancel TIMED_OUT (after FORGET_PASSED_DEADLINES). */
-export const RUNS_PAST_DEADLINE = `SELECT id FROM runs
+/**
+ * Rule 13: open runs past their deadline, for the sweeper to cancel
+ * TIMED_OUT. runs_open_deadlines (migration 14) lists a run from its start
+ * until the sweep after its deadline: concluding a run leaves it there, so
+ * that a conclusion writes no indexed column (its update can be HOT). So the
+ * same statement drops the runs that concluded before their deadline passed,
+ * which keeps what the look-up scans to the runs still open (the SELECT reads
+ * the snapshot before that UPDATE, and skips concluded runs anyway). The
+ * UPDATE's repeated conclusion test is what a concurrent retry (RETRY_RUN)
+ * is re-checked by.
+ */
+export const RUNS_PAST_DEADLINE = `WITH forgotten AS (
+         UPDATE runs SET deadline_open = NULL
+         WHERE id IN (SELECT id FROM runs
+                      WHERE deadline_open IS NOT NULL AND deadline_open <= adagio_now_ms() AND conclusion IS NOT NULL
+                      LIMIT 1000)
+           AND conclusion IS NOT NULL
+       )
+       SELECT id FROM runs
        WHERE deadline_open IS NOT NULL AND deadline_open <= adagio_now_ms() AND conclusion IS NULL
        LIMIT 100`;
-
-/**
- * Rule 13's look-up (runs_open_deadlines, migration 14) lists a run from its
- * start until the sweep after its deadline: concluding a run leaves it there,
- * so that a conclusion writes no indexed column (its update can be HOT). Each
- * sweep drops the runs that concluded before their deadline passed, which
- * keeps what RUNS_PAST_DEADLINE scans to the runs still open. The repeated
- * conclusion test is what a concurrent retry (RETRY_RUN) is re-checked by.
- */
-export const FORGET_PASSED_DEADLINES = `UPDATE runs SET deadline_open = NULL
-       WHERE id IN (SELECT id FROM runs
-                    WHERE deadline_open IS NOT NULL AND deadline_open <= adagio_now_ms() AND conclusion IS NOT NULL
-                    LIMIT 1000)
-         AND conclusion IS NOT NULL`;
 
 // ---- reads (reads.ts)
 
@@ -1382,7 +1385,7 @@ $fn$;
  * next versions (a node's status is in every partial index, so its claim and
  * finish are never HOT, but they stay on the page). runs_deadlines gives way
  * to runs_open_deadlines over deadline_open, which concluding leaves as it is
- * (FORGET_PASSED_DEADLINES clears it once the deadline passes), so a run's
+ * (the sweep's RUNS_PAST_DEADLINE clears it once the deadline passes), so a run's
  * updates, its conclusion included, are HOT.
  */
 export const RUNS_HOT_MIGRATION = `

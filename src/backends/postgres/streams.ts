@@ -18,10 +18,10 @@ import { ATTEMPT_COLUMNS, type AttemptRow, groupAttempts, time } from './rows.js
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** READY nodes a periodic catch-up reads at most: a few batches of claims for every slot of a large agent process. */
-export const PERIODIC_CATCH_UP_LIMIT = 1_000;
+const PERIODIC_CATCH_UP_LIMIT = 1_000;
 
 /** READY nodes a full catch-up reads per statement (whole runs: a page may end with one run's every node). */
-export const CATCH_UP_PAGE = 2_000;
+const CATCH_UP_PAGE = 2_000;
 
 /**
  * subscribe() and watch(): notices for wake-ups, queries for truth. Every

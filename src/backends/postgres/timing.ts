@@ -1,12 +1,7 @@
 import { type NodeSpec, timeoutFinish } from '../../model/index.js';
 import { ClaimConflictError, NotFoundError } from '../../protocol/errors.js';
 import type { Notice } from './notices.js';
-import {
-  FORGET_PASSED_DEADLINES,
-  RELEASE_DUE_RETRIES,
-  RUNS_PAST_DEADLINE,
-  TIMED_OUT_ATTEMPTS,
-} from './sql.js';
+import { RELEASE_DUE_RETRIES, RUNS_PAST_DEADLINE, TIMED_OUT_ATTEMPTS } from './sql.js';
 import { cancelRun, finishNode, type TransitionContext } from './transitions.js';
 
 /**
@@ -31,7 +26,6 @@ export async function sweepTimers(
 
 /** Rule 13: open runs past their deadline are cancelled as by Cancel, concluding TIMED_OUT. */
 async function cancelPastDeadline(ctx: TransitionContext): Promise<number> {
-  await ctx.db.query('passed deadlines', FORGET_PASSED_DEADLINES);
   const { rows } = await ctx.db.query<{ id: string }>('runs past deadline', RUNS_PAST_DEADLINE);
   let cancelled = 0;
   for (const r of rows) if (await cancelRun(ctx, r.id, true)) cancelled++;
