@@ -60,4 +60,28 @@ describe('EventQueue.drained', () => {
     await waiting2;
     await aborted.drained(0); // a closed queue never makes a producer wait
   });
+
+  it("resolves when the producer's own signal aborts, and forgets that producer", async () => {
+    const q = new EventQueue<number>();
+    q.push(1);
+    q.push(2);
+    const producer = new AbortController();
+    let stopped = false;
+    void q.drained(0, producer.signal).then(() => {
+      stopped = true;
+    });
+    let other = false;
+    void q.drained(1).then(() => {
+      other = true;
+    });
+    producer.abort();
+    await tick();
+    assert.equal(stopped, true, 'the stopped producer waits no more');
+    assert.equal(other, false, 'another producer still waits for its mark');
+    assert.equal(q.isClosed, false, 'the queue goes on');
+    await q[Symbol.asyncIterator]().next();
+    await tick();
+    assert.equal(other, true);
+    await q.drained(0, producer.signal); // an aborted signal never waits
+  });
 });

@@ -47,12 +47,26 @@ export class EventQueue<T> implements AsyncIterable<T> {
    * Resolves once the consumer has taken all but `n` of the queued items, or
    * the queue is closed: a producer that reads a large source page by page
    * reads its next page when the last one is nearly consumed, so a consumer
-   * that stops taking (it has enough work) holds the producer back.
+   * that stops taking (it has enough work) holds the producer back. Also
+   * resolves when `signal` aborts.
    */
-  drained(n: number): Promise<void> {
-    if (this.closed || this.queued <= n) return Promise.resolve();
+  drained(n: number, signal?: AbortSignal): Promise<void> {
+    if (this.closed || this.queued <= n || signal?.aborted) return Promise.resolve();
     return new Promise((resolve) => {
-      this.lowWater.push({ n, resolve });
+      // A producer that stops (its own signal) stops waiting, and its waiter goes.
+      const onAbort = () => {
+        this.lowWater = this.lowWater.filter((w) => w !== waiter);
+        resolve();
+      };
+      const waiter = {
+        n,
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      };
+      this.lowWater.push(waiter);
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 

@@ -40,6 +40,24 @@ export const OPS_PER_LISTED_RUN = 6;
 export const RUNS_PER_LIST_TXN = Math.floor(MAX_TXN_OPS / OPS_PER_LISTED_RUN);
 
 /**
+ * READY queue keys a subscription lists per read (streams.ts), at least: the
+ * next page is read once the subscriber has taken half of the last, so a
+ * backlog stays in etcd. etcd counts every key of a range it reads, past its
+ * limit too (the response's `count`), so a read costs the backlog behind it:
+ * a page is a share (1/SUBSCRIBE_PAGE_SHARE) of what is left, which keeps that
+ * count to a few dozen keys per key delivered, up to SUBSCRIBE_PAGE_MAX keys
+ * held (a few MB; a read stays far below gRPC's 64 MiB message limit).
+ */
+export const SUBSCRIBE_PAGE = 1000;
+export const SUBSCRIBE_PAGE_SHARE = 32;
+export const SUBSCRIBE_PAGE_MAX = 16_000;
+
+/** The next page's size, `left` READY keys behind the last page read. */
+export function subscribePage(left: number): number {
+  return Math.min(SUBSCRIBE_PAGE_MAX, Math.max(SUBSCRIBE_PAGE, Math.ceil(left / SUBSCRIBE_PAGE_SHARE)));
+}
+
+/**
  * Runs one filtered list page looks at, at most (rule 17): past it the page
  * ends short with a cursor, so a rare filter costs pages, not one unbounded
  * read. Read READS_PER_TXN index entries and identities at a time.

@@ -1,8 +1,10 @@
-import type { IKeyValue, IRequestOp, IWatchResponse, Watcher } from 'etcd3';
+import type { IRangeResponse, IRequestOp, IWatchResponse, Watcher } from 'etcd3';
 import { conclusionOf, emptyNodeCounts, type RunConclusion, runStatus } from '../../model/index.js';
 import { NotFoundError } from '../../protocol/errors.js';
 import { EventQueue, type NodeEvent, type SubscribeOptions, type WatchEvent } from '../../protocol/index.js';
 import type { EtcdContext } from './context.js';
+import { prefixEnd } from './keys.js';
+import { SUBSCRIBE_PAGE, subscribePage } from './limits.js';
 import { merge } from './nodes.js';
 import { loadRun } from './reads.js';
 import {
@@ -49,40 +51,100 @@ export class Streams {
     return queue;
   }
 
-  /** One runtime's READY and orphaned nodes: list, watch, and on a lost watch, list again. */
+  /**
+   * One runtime's READY and orphaned nodes: list, watch, and on a lost watch,
+   * list again. The READY queue is listed a page at a time (`subscribePage`,
+   * oldest run first), the next page once the subscriber has taken most of
+   * the last, so a backlog stays in etcd rather than in this process (and no
+   * response outgrows gRPC's message limit). The watch runs from the first
+   * page's revision R meanwhile; later pages are read at the then current
+   * revision. Nothing is missed: a node READY at R and still READY when its
+   * page is read is in that page, one READY later than R is in the watch.
+   */
   private async feed(runtime: string, queue: EventQueue<NodeEvent>, signal: AbortSignal): Promise<void> {
     const { keys, store } = this.ctx;
     let delay = 50;
     while (!signal.aborted) {
+      // One listing and its watch; a failure of either ends both, and we list again.
+      const round = new AbortController();
+      const stop = () => round.abort();
+      signal.addEventListener('abort', stop, { once: true });
       try {
         const res = await store.txn({
           success: [
-            getPrefix(keys.queue(runtime), { keys_only: true }),
+            getPrefix(keys.queue(runtime), { keys_only: true, limit: SUBSCRIBE_PAGE }),
             getPrefix(keys.runningOf(runtime), { keys_only: true }),
             getPrefix(keys.claimsOf(runtime), { keys_only: true }),
           ],
         });
-        const [ready, running, claims] = res.responses.map((r) => r.response_range.kvs);
-        const emit = (type: NodeEvent['type'], kv: IKeyValue) => {
-          const k = keys.parseRuntimeKey(kv.key, runtime);
-          if (k) queue.push({ type, runId: k.run, node: k.node, runtime });
-        };
-        for (const kv of ready!) emit('NODE_READY', kv);
+        const [ready, running, claims] = res.responses.map((r) => r.response_range);
+        const after = this.pushReady(runtime, ready!, queue);
         const live = new Set(
-          claims!.map((kv) => keys.parseRuntimeKey(kv.key, runtime)).map((k) => `${k?.run}/${k?.node}`),
+          claims!.kvs.map((kv) => keys.parseRuntimeKey(kv.key, runtime)).map((k) => `${k?.run}/${k?.node}`),
         );
-        for (const kv of running!) {
+        for (const kv of running!.kvs) {
           const k = keys.parseRuntimeKey(kv.key, runtime);
-          if (k && !live.has(`${k.run}/${k.node}`)) emit('NODE_ORPHANED', kv);
+          if (k && !live.has(`${k.run}/${k.node}`))
+            queue.push({ type: 'NODE_ORPHANED', runId: k.run, node: k.node, runtime });
         }
-        await this.watchRuntime(runtime, BigInt(res.header.revision) + 1n, queue, signal);
+        if (after)
+          void this.readyAfter(runtime, after, queue, round.signal).catch((e: unknown) => round.abort(e));
+        await this.watchRuntime(runtime, BigInt(res.header.revision) + 1n, queue, round.signal);
+        if (!signal.aborted) throw round.signal.reason; // the watch ended because a page read failed
         delay = 50;
       } catch (e) {
         if (signal.aborted) return;
         this.ctx.logger.debug('subscription lost; listing again', { runtime, error: (e as Error).message });
         await sleep(delay, signal);
         delay = Math.min(delay * 2, 2_000);
+      } finally {
+        round.abort();
+        signal.removeEventListener('abort', stop);
       }
+    }
+  }
+
+  /**
+   * Pushes a page of READY queue keys; answers where to read on from and how
+   * much, when the range had more.
+   */
+  private pushReady(
+    runtime: string,
+    range: IRangeResponse,
+    queue: EventQueue<NodeEvent>,
+  ): { from: Buffer; limit: number } | undefined {
+    for (const kv of range.kvs) {
+      const k = this.ctx.keys.parseRuntimeKey(kv.key, runtime);
+      if (k) queue.push({ type: 'NODE_READY', runId: k.run, node: k.node, runtime });
+    }
+    const last = range.kvs.at(-1);
+    if (!range.more || !last) return undefined;
+    return {
+      from: Buffer.concat([last.key, Buffer.from([0])]),
+      limit: subscribePage(Number(range.count) - range.kvs.length),
+    };
+  }
+
+  /** The READY queue's further pages, each read once the subscriber has taken half of the last. */
+  private async readyAfter(
+    runtime: string,
+    next: { from: Buffer; limit: number },
+    queue: EventQueue<NodeEvent>,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const { keys, store } = this.ctx;
+    const end = prefixEnd(keys.queue(runtime));
+    let page: { from: Buffer; limit: number } | undefined = next;
+    let held = SUBSCRIBE_PAGE;
+    while (page) {
+      await queue.drained(held / 2, signal);
+      if (signal.aborted || queue.isClosed) return;
+      const res = await store.txn({
+        success: [getRange({ key: page.from, range_end: end }, { keys_only: true, limit: page.limit })],
+      });
+      if (signal.aborted) return;
+      held = page.limit;
+      page = this.pushReady(runtime, res.responses[0]!.response_range, queue);
     }
   }
 
