@@ -21,7 +21,7 @@ import {
   nodeState,
 } from './records.js';
 import { absent, del, getPrefix, isLeaseNotFound, isTransient, lastUnder, modIs, put } from './store.js';
-import { type TimeoutItem, timeoutItem, workItemKey } from './work-items.js';
+import { type TimeoutItem, timedItemKey, timeoutItem } from './work-items.js';
 
 /**
  * Claim and finish: each one etcd transaction whose compares cover every key
@@ -127,7 +127,7 @@ export function planClaim(
     if (timeoutMs !== undefined)
       ops.push(
         put(
-          workItemKey(keys, req.runId, timeoutItem(req.node)),
+          timedItemKey(keys, req.runId, timeoutItem(req.node), now + timeoutMs),
           encodeJson({ at: now, due: now + timeoutMs, claim: claim.id } satisfies TimeoutItem),
         ),
       );

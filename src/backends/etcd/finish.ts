@@ -27,11 +27,12 @@ import { settle } from './triggers.js';
 import {
   type CascadeItem,
   cascadeItem,
+  dropTimeout,
   type FanOutItem,
   fanOutItem,
   type RetryDueItem,
   retryDueItem,
-  timeoutItem,
+  timedItemKey,
   workItemKey,
 } from './work-items.js';
 
@@ -138,14 +139,14 @@ export function planFinish(
     del(keys.openNode('U', req.runId, req.node)),
     ...dropStreamed(ctx, req.runId, rec),
     // The attempt ended: its timeout item (rule 11) has nothing left to do.
-    ...(rec.spec.timeout ? [del(workItemKey(keys, req.runId, timeoutItem(req.node)))] : []),
+    ...dropTimeout(keys, req.runId, req.node, rec),
   ];
   if (retry)
     ops.push(
       put(keys.openNode('R', req.runId, req.node), Buffer.from(rt)),
       retryAt
         ? put(
-            workItemKey(keys, req.runId, retryDueItem(req.node)),
+            timedItemKey(keys, req.runId, retryDueItem(req.node), retryAt),
             encodeJson({ at: now, due: retryAt } satisfies RetryDueItem),
           )
         : put(keys.ready(rt, req.runId, req.node), Buffer.alloc(0)),

@@ -21,6 +21,10 @@
  *                                 list reads the first few names (rule 19). Older
  *                                 stores wrote one x/<run>, which failedRange covers
  *   k/<run>/<item>                follow-up work not yet done (work-items.ts)
+ *   d/<due ms>/<run>/<item>       a timed work item (a delayed retry, a node's timeout, a
+ *                                 run's deadline), in the order it falls due, so a sweep
+ *                                 reads what is due and nothing else (timing.ts). Older
+ *                                 stores kept these under k/, which sweep.ts still reads
  *   s/<run>                       a chunked start in progress (garbage if it never commits)
  *   g/<agent>                     a registered agent, bound to its lease
  *   ctr/<shard>                   total nodes stored (runs are counted by range)
@@ -148,6 +152,23 @@ export class Keys {
   workItem(run: string, item: string): Buffer {
     return this.k(`k/${run}/${enc(item)}`);
   }
+  /** A timed work item's key: its due time (ms, 13 digits, so keys sort by it), run and name. */
+  timer(due: number, run: string, item: string): Buffer {
+    return this.k(`d/${dueDigits(due)}/${run}/${enc(item)}`);
+  }
+  /** Every timed work item due at or before `now`. */
+  timersDue(now: number): { key: Buffer; range_end: Buffer } {
+    return { key: this.k('d/'), range_end: this.k(`d/${dueDigits(Math.max(0, now) + 1)}`) };
+  }
+  /** The run and item name of a timed work item's key. */
+  parseTimer(key: Buffer): { run: string; item: string } | undefined {
+    const [due, run, item] = key
+      .toString()
+      .slice(this.prefix.length + 2)
+      .split('/');
+    if (!due || !run || item === undefined) return undefined;
+    return { run, item: decodeURIComponent(item) };
+  }
   /** The run of a work item key. */
   workRun(key: Buffer): string {
     return key
@@ -208,6 +229,11 @@ export class Keys {
 }
 
 /** The exclusive end of a prefix range: the prefix with its last byte incremented. */
+/** A due time as the fixed-width digits of a timer key (ms since 1970, good until the year 2286). */
+function dueDigits(ms: number): string {
+  return String(Math.floor(ms)).padStart(13, '0');
+}
+
 export function prefixEnd(prefix: Buffer): Buffer {
   const end = Buffer.from(prefix);
   for (let i = end.length - 1; i >= 0; i--) {

@@ -57,6 +57,9 @@ export function subscribePage(left: number): number {
   return Math.min(SUBSCRIBE_PAGE_MAX, Math.max(SUBSCRIBE_PAGE, Math.ceil(left / SUBSCRIBE_PAGE_SHARE)));
 }
 
+/** Due timed work items (d/, timing.ts) a timers sweep reads per range: it reads on while a page comes back full. */
+export const TIMERS_PAGE = 200;
+
 /**
  * Runs one filtered list page looks at, at most (rule 17): past it the page
  * ends short with a cursor, so a rare filter costs pages, not one unbounded

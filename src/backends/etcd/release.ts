@@ -6,7 +6,7 @@ import { type Decision, optimistic } from './optimistic.js';
 import { dropStreamed } from './output.js';
 import type { NodeRecord } from './records.js';
 import { del, leaseIs, modIs, put, valueIs } from './store.js';
-import { timeoutItem, workItemKey } from './work-items.js';
+import { dropTimeout } from './work-items.js';
 
 /**
  * Rule 20 on etcd: a claim given back is the claim's READY branch undone, in
@@ -52,7 +52,7 @@ export async function releaseClaim(ctx: EtcdContext, ref: ClaimRef): Promise<boo
           put(keys.openNode('R', ref.runId, ref.node), Buffer.from(rt)),
           put(keys.ready(rt, ref.runId, ref.node), Buffer.alloc(0)),
           ...dropStreamed(ctx, ref.runId, rec),
-          ...(rec.spec.timeout ? [del(workItemKey(keys, ref.runId, timeoutItem(ref.node)))] : []),
+          ...dropTimeout(keys, ref.runId, ref.node, rec),
         ],
         resultOf: (committed) => ({ next, rev: committed.header.revision }),
       };

@@ -337,9 +337,15 @@ export class EtcdRepository implements Repository {
     return this.streams.watch(runId, options);
   }
 
-  /** One pass of the sweeper (work left by dead processes); the timer calls it, tests may too. */
-  sweep(): Promise<void> {
-    return sweep(this.ctx);
+  /**
+   * One pass of the sweeper (work left by dead processes); the timer calls
+   * it, tests may too. Timed items an older store kept among that work are
+   * done here once due (timing.ts).
+   */
+  async sweep(): Promise<void> {
+    const legacy = await sweep(this.ctx);
+    const swept = { released: 0, timedOut: 0, runsTimedOut: 0 };
+    for (const t of legacy) await timing.fireTimed(this.ctx, t.runId, t.item, t.kv, swept);
   }
 
   /**

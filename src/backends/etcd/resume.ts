@@ -9,7 +9,14 @@ import { loadRun } from './reads.js';
 import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
 import { maybeSeal } from './seal.js';
 import { del, modIs, put } from './store.js';
-import { deadlineItem, type RetryItem, retryDueItem, retryItem, workItemKey } from './work-items.js';
+import {
+  deadlineItem,
+  type RetryItem,
+  retryDueItem,
+  retryItem,
+  timedItemKey,
+  workItemKey,
+} from './work-items.js';
 
 /**
  * Rule 15 on etcd. A retry can touch every node of a run, more than one
@@ -55,7 +62,7 @@ export async function retryRun(ctx: EtcdContext, runId: string, named?: string[]
       success: [
         put(keys.run(runId), encodeJson(next)),
         put(workItemKey(keys, runId, retryItem), encodeJson(item)),
-        ...(record.dl ? [del(workItemKey(keys, runId, deadlineItem))] : []),
+        ...(record.dl ? [del(timedItemKey(keys, runId, deadlineItem, record.dl))] : []),
         // Each node put back loses its own failed mark in step 2; an older store's single mark goes here.
         ...(plan.failed ? [] : [del(keys.legacyFailed(runId))]),
       ],
@@ -162,6 +169,6 @@ function putBack(
     put(keys.node(runId, p.name), encodeState(next)),
     put(keys.openNode(open, runId, p.name), Buffer.from(rec.spec.runtime)),
     del(keys.failedNode(runId, p.name)),
-    ...(rec.ra ? [del(workItemKey(keys, runId, retryDueItem(p.name)))] : []),
+    ...(rec.ra ? [del(timedItemKey(keys, runId, retryDueItem(p.name), rec.ra))] : []),
   ];
 }

@@ -4,7 +4,7 @@ import { readNode } from './node-read.js';
 import { encodeState } from './nodes.js';
 import { optimistic } from './optimistic.js';
 import { del, modIs, put } from './store.js';
-import { retryDueItem, workItemKey } from './work-items.js';
+import { retryDueItem, timedItemKey } from './work-items.js';
 
 /**
  * Releasing a delayed retry (rule 5's backoff): the finish that set the delay
@@ -14,10 +14,14 @@ import { retryDueItem, workItemKey } from './work-items.js';
  * each other.
  */
 
-/** Makes the node claimable and announces it, if its delay is over; drops a stale item. */
-export async function releaseRetry(ctx: EtcdContext, runId: string, node: string): Promise<boolean> {
+/** Makes the node claimable and announces it, if its delay is over; drops the item (`itemKey`) when stale. */
+export async function releaseRetry(
+  ctx: EtcdContext,
+  runId: string,
+  node: string,
+  itemKey: Buffer,
+): Promise<boolean> {
   const { keys, store } = ctx;
-  const itemKey = workItemKey(keys, runId, retryDueItem(node));
   return optimistic<boolean>(store, `release of ${runId}/${node}'s retry`, async () => {
     const r = await readNode(ctx, runId, node, false);
     const rec = r.node?.rec;
@@ -42,12 +46,13 @@ export async function releaseRetry(ctx: EtcdContext, runId: string, node: string
 export function releaseWhenDue(ctx: EtcdContext, runId: string, node: string, due: number): void {
   const timer = setTimeout(
     () => {
-      releaseRetry(ctx, runId, node).catch((e: unknown) =>
-        ctx.logger.debug('retry release left to the sweeper', {
-          run: runId,
-          node,
-          error: (e as Error).message,
-        }),
+      releaseRetry(ctx, runId, node, timedItemKey(ctx.keys, runId, retryDueItem(node), due)).catch(
+        (e: unknown) =>
+          ctx.logger.debug('retry release left to the sweeper', {
+            run: runId,
+            node,
+            error: (e as Error).message,
+          }),
       );
     },
     Math.max(0, due - ctx.clock.now()),

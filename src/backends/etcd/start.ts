@@ -20,7 +20,7 @@ import { type Decision, optimistic } from './optimistic.js';
 import { loadRun } from './reads.js';
 import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
 import { absent, del, get, modIs, put } from './store.js';
-import { type DeadlineItem, deadlineItem, workItemKey } from './work-items.js';
+import { type DeadlineItem, deadlineItem, timedItemKey } from './work-items.js';
 import { getWorkflow } from './workflows.js';
 
 export const COUNTER_SHARDS = 16;
@@ -104,7 +104,7 @@ export async function startRun(
   const deadlineOps = deadline
     ? [
         put(
-          workItemKey(keys, id, deadlineItem),
+          timedItemKey(keys, id, deadlineItem, deadline),
           encodeJson({ at: now, due: deadline } satisfies DeadlineItem),
         ),
       ]

@@ -10,8 +10,10 @@ import {
   type CascadeItem,
   cascadeItem,
   fanOutItem,
+  isTimed,
   parseWorkItem,
   type RetryItem,
+  type TimedItem,
   workItemKey,
 } from './work-items.js';
 
@@ -42,14 +44,22 @@ export async function resumeNodeWork(ctx: EtcdContext, runId: string, node: stri
   await maybeSeal(ctx, runId);
 }
 
+/** A timed item (a delayed retry, a timeout, a deadline) an older store wrote under k/<run>/ (timing.ts's d/ now). */
+export interface LegacyTimedItem {
+  runId: string;
+  item: TimedItem;
+  kv: { key: Buffer; value: Buffer; mod_revision: string };
+}
+
 /**
  * Finishes work a dead process left behind: cascades and cancels recorded
  * under k/ for longer than a few seconds, and chunked starts that never
  * committed. Cheap when there is nothing to do (two small ranges).
  */
-export async function sweep(ctx: EtcdContext): Promise<void> {
+export async function sweep(ctx: EtcdContext): Promise<LegacyTimedItem[]> {
   const { keys, store } = ctx;
   const now = ctx.clock.now();
+  const timed: LegacyTimedItem[] = [];
   const res = await store.txn({ success: [getPrefix(keys.work()), getPrefix(keys.staging())] });
   for (const kv of res.responses[0]!.response_range.kvs) {
     const value = decodeJson<{ at: number }>(kv.value);
@@ -61,8 +71,11 @@ export async function sweep(ctx: EtcdContext): Promise<void> {
       ctx.logger.warn('unknown work item left alone', { run: runId, item: name });
       continue;
     }
-    // Due at their own time: timing.ts.
-    if (item.kind === 'retry-due' || item.kind === 'timeout' || item.kind === 'deadline') continue;
+    // An older store's timed item, kept here rather than under d/: the caller hands it to timing.ts.
+    if (isTimed(item)) {
+      timed.push({ runId, item, kv });
+      continue;
+    }
     if (item.kind === 'cancel') await cancelRun(ctx, runId).catch(() => undefined);
     else if (item.kind === 'retry') await finishRetry(ctx, runId, value as RetryItem);
     else if (item.kind === 'fan-out') await fanOut(ctx, runId, item.node);
@@ -93,4 +106,5 @@ export async function sweep(ctx: EtcdContext): Promise<void> {
     await store.writeAll([...ops, del(keys.staging(runId))]);
     if (!committed) ctx.logger.info('removed an abandoned chunked start', { run: runId });
   }
+  return timed;
 }

@@ -3,30 +3,31 @@ import { ClaimConflictError, NotFoundError } from '../../protocol/errors.js';
 import { cancelRun } from './cancel.js';
 import type { EtcdContext } from './context.js';
 import { finishNode } from './finish.js';
+import { TIMERS_PAGE } from './limits.js';
 import { readNode } from './node-read.js';
 import { decodeJson } from './records.js';
 import { releaseRetry } from './retry-due.js';
-import { del, getPrefix, modIs } from './store.js';
+import { del, getRange, modIs } from './store.js';
 import {
   type DeadlineItem,
-  deadlineItem,
+  isTimed,
   parseWorkItem,
   type RetryDueItem,
+  type TimedItem,
   type TimeoutItem,
-  workItemKey,
 } from './work-items.js';
 
 /**
  * The time rules on etcd, judged by the process clock (etcd has none a
  * transaction can read; ctx.clock is injectable). A retry with a delay is
- * READY with its due time on the node (`ra`) and a k/<run>/r:<node> work
+ * READY with its due time on the node (`ra`) and a d/<due>/<run>/r:<node> work
  * item, but without its queue key, so no subscriber hears of it and claims
  * refuse it until then. Releasing writes the queue key (subscribers get
  * NODE_READY), clears `ra` and drops the item, in one transaction. The
  * finishing process releases it at the due time; any process's sweeper
  * does when that one died.
  *
- * A claim of a node with a timeout (rule 11) writes a k/<run>/t:<node> item
+ * A claim of a node with a timeout (rule 11) writes a d/<due>/<run>/t:<node> item
  * with its due time and claim id; the finish deletes it. When one is due,
  * the sweeper finishes the attempt with ERROR under that claim, through the
  * ordinary finish (rule 4's fence: a finish that got there first wins, and
@@ -59,7 +60,7 @@ async function endTimedOut(
  * Rule 13: the run's deadline passed; it is cancelled as by Cancel (marked
  * TIMED_OUT), unless it concluded first. The item goes either way.
  */
-async function cancelPastDeadline(ctx: EtcdContext, runId: string): Promise<boolean> {
+async function cancelPastDeadline(ctx: EtcdContext, runId: string, itemKey: Buffer): Promise<boolean> {
   let cancelled = true;
   try {
     await cancelRun(ctx, runId, true);
@@ -67,28 +68,65 @@ async function cancelPastDeadline(ctx: EtcdContext, runId: string): Promise<bool
     if (!(e instanceof NotFoundError)) throw e;
     cancelled = false;
   }
-  await ctx.store.writeAll([del(workItemKey(ctx.keys, runId, deadlineItem))]);
+  await ctx.store.writeAll([del(itemKey)]);
   return cancelled;
 }
 
-/** One pass: retries whose delay is over are released, attempts past their timeout ended, runs past their deadline cancelled. Cheap when nothing waits (one range of k/). */
-export async function sweepTimers(
+export interface TimersSwept {
+  released: number;
+  timedOut: number;
+  runsTimedOut: number;
+}
+
+/**
+ * Does a timed item's work if it is due (its value says when): releases a
+ * retry, ends an attempt past its timeout, cancels a run past its deadline.
+ * Each judges the item against the node or run as it is now, so an item
+ * whose work went otherwise (the attempt finished, the run concluded or was
+ * deleted) is only deleted. The item is at `kv.key`: under d/<due>/, or k/<run>/
+ * where older stores kept it (sweep.ts).
+ */
+export async function fireTimed(
   ctx: EtcdContext,
-): Promise<{ released: number; timedOut: number; runsTimedOut: number }> {
+  runId: string,
+  item: TimedItem,
+  kv: { key: Buffer; value: Buffer; mod_revision: string },
+  swept: TimersSwept,
+): Promise<void> {
+  if (decodeJson<RetryDueItem | TimeoutItem | DeadlineItem>(kv.value).due > ctx.clock.now()) return;
+  if (item.kind === 'retry-due' && (await releaseRetry(ctx, runId, item.node, kv.key))) swept.released++;
+  if (item.kind === 'timeout' && (await endTimedOut(ctx, runId, item.node, kv))) swept.timedOut++;
+  if (item.kind === 'deadline' && (await cancelPastDeadline(ctx, runId, kv.key))) swept.runsTimedOut++;
+}
+
+/**
+ * One pass: retries whose delay is over are released, attempts past their
+ * timeout ended, runs past their deadline cancelled. Reads only the items
+ * due by now (d/ is ordered by due time), `TIMERS_PAGE` at a time, so its
+ * cost is what is due, not what waits: a million runs with deadlines an hour
+ * away cost nothing until then.
+ */
+export async function sweepTimers(ctx: EtcdContext): Promise<TimersSwept> {
   const { keys, store } = ctx;
-  const now = ctx.clock.now();
-  const res = await store.txn({ success: [getPrefix(keys.work())] });
-  let released = 0;
-  let timedOut = 0;
-  let runsTimedOut = 0;
-  for (const kv of res.responses[0]!.response_range.kvs) {
-    const runId = keys.workRun(kv.key);
-    const item = parseWorkItem(decodeURIComponent(kv.key.toString().slice(keys.work(runId).length)));
-    if (item?.kind !== 'retry-due' && item?.kind !== 'timeout' && item?.kind !== 'deadline') continue;
-    if (decodeJson<RetryDueItem | TimeoutItem | DeadlineItem>(kv.value).due > now) continue;
-    if (item.kind === 'retry-due' && (await releaseRetry(ctx, runId, item.node))) released++;
-    if (item.kind === 'timeout' && (await endTimedOut(ctx, runId, item.node, kv))) timedOut++;
-    if (item.kind === 'deadline' && (await cancelPastDeadline(ctx, runId))) runsTimedOut++;
+  const swept: TimersSwept = { released: 0, timedOut: 0, runsTimedOut: 0 };
+  const due = keys.timersDue(ctx.clock.now());
+  let from = due.key;
+  while (true) {
+    const res = await store.txn({
+      success: [getRange({ key: from, range_end: due.range_end }, { limit: TIMERS_PAGE })],
+    });
+    const { kvs, more } = res.responses[0]!.response_range;
+    for (const kv of kvs) {
+      const timer = keys.parseTimer(kv.key);
+      const item = timer && parseWorkItem(timer.item);
+      if (!timer || !item || !isTimed(item)) {
+        ctx.logger.warn('unknown timed item left alone', { key: kv.key.toString() });
+        continue;
+      }
+      await fireTimed(ctx, timer.run, item, kv, swept);
+    }
+    const last = kvs.at(-1);
+    if (!more || !last) return swept;
+    from = Buffer.concat([last.key, Buffer.from([0])]);
   }
-  return { released, timedOut, runsTimedOut };
 }

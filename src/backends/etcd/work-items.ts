@@ -1,5 +1,8 @@
-import type { RetriedNode } from '../../model/index.js';
+import type { IRequestOp } from 'etcd3';
+import { nodeTimeoutMs, type RetriedNode } from '../../model/index.js';
 import type { Keys } from './keys.js';
+import type { NodeRecord } from './records.js';
+import { del } from './store.js';
 
 /**
  * Durable follow-up work, one key k/<run>/<name> per item, written in the
@@ -68,11 +71,11 @@ export interface DeadlineItem {
 
 export const cancelItem: WorkItem = { kind: 'cancel' };
 export const retryItem: WorkItem = { kind: 'retry' };
-export const deadlineItem: WorkItem = { kind: 'deadline' };
+export const deadlineItem: TimedItem = { kind: 'deadline' };
 export const cascadeItem = (node: string): WorkItem => ({ kind: 'cascade', node });
 export const fanOutItem = (node: string): WorkItem => ({ kind: 'fan-out', node });
-export const retryDueItem = (node: string): WorkItem => ({ kind: 'retry-due', node });
-export const timeoutItem = (node: string): WorkItem => ({ kind: 'timeout', node });
+export const retryDueItem = (node: string): TimedItem => ({ kind: 'retry-due', node });
+export const timeoutItem = (node: string): TimedItem => ({ kind: 'timeout', node });
 
 /** The item's name under k/<run>/. */
 export function workItemName(item: WorkItem): string {
@@ -96,4 +99,48 @@ export function parseWorkItem(name: string): WorkItem | undefined {
 
 export function workItemKey(keys: Keys, runId: string, item: WorkItem): Buffer {
   return keys.workItem(runId, workItemName(item));
+}
+
+/** The items that fall due at a time of their own: kept under d/<due>/ (keys.ts), not k/<run>/. */
+export type TimedItem = Extract<WorkItem, { kind: 'retry-due' | 'timeout' | 'deadline' }>;
+
+export function isTimed(item: WorkItem): item is TimedItem {
+  return item.kind === 'retry-due' || item.kind === 'timeout' || item.kind === 'deadline';
+}
+
+/**
+ * A timed item's key: the due time is part of it, so whoever writes or
+ * deletes the item knows it (the deadline is on the run record, a retry's
+ * due time on the node's, a timeout is due its timeout after the claim that
+ * wrote `st`). An item left behind (its run deleted, say) is dropped by the
+ * sweep once due, as a stale one.
+ */
+export function timedItemKey(keys: Keys, runId: string, item: TimedItem, due: number): Buffer {
+  return keys.timer(due, runId, workItemName(item));
+}
+
+/**
+ * The key of the timeout item (rule 11) the claim that started `rec`'s
+ * attempt wrote: due its timeout after that claim (`st`); none without one.
+ */
+export function timeoutItemKey(
+  keys: Keys,
+  runId: string,
+  node: string,
+  rec: Pick<NodeRecord, 'st' | 'spec'>,
+): Buffer | undefined {
+  const timeoutMs = nodeTimeoutMs(rec.spec);
+  if (timeoutMs === undefined || rec.st === undefined) return undefined;
+  return timedItemKey(keys, runId, timeoutItem(node), rec.st + timeoutMs);
+}
+
+/** Deletes the timeout item of the attempt that ends (a finish, a release), if its node has a timeout. */
+export function dropTimeout(
+  keys: Keys,
+  runId: string,
+  node: string,
+  rec: Pick<NodeRecord, 'st' | 'spec'>,
+): IRequestOp[] {
+  const key = timeoutItemKey(keys, runId, node, rec);
+  return key ? [del(key)] : [];
 }
