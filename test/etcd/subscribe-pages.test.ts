@@ -27,6 +27,8 @@ describe('etcd: a subscription reads a backlog a page at a time', { timeout: 300
   let backend: Awaited<ReturnType<typeof etcdRepository>>;
   /** Reads of a page of runtime `paged`'s READY keys (white box: limited ranges, counted at the repository's store). */
   let pages = 0;
+  /** Page reads of runtime `failing` still to fail (each rejects as a lost connection would). */
+  let failPages = 0;
   before(async () => {
     backend = await etcdRepository();
     const store = (backend.repository as unknown as { ctx: { store: { txn(r: ITxnRequest): unknown } } }).ctx
@@ -36,6 +38,14 @@ describe('etcd: a subscription reads a backlog a page at a time', { timeout: 300
       const paged = (op: (typeof req.success & {})[number]) =>
         Number(op.request_range?.limit) > 0 && String(op.request_range?.key).includes('t/paged/q/');
       if (req.success?.some(paged)) pages++;
+      const failing = req.success?.some(
+        (op) =>
+          /t\/failing\/q\/.+/.test(String(op.request_range?.key)) && Number(op.request_range?.limit) > 0,
+      );
+      if (failing && failPages > 0) {
+        failPages--;
+        return Promise.reject(new Error('connection lost (test)'));
+      }
       return txn(req);
     };
   });
@@ -114,5 +124,29 @@ describe('etcd: a subscription reads a backlog a page at a time', { timeout: 300
     assert.equal(subscribePage(10_000), SUBSCRIBE_PAGE, 'a small backlog: the least page');
     assert.equal(subscribePage(320_000), 320_000 / SUBSCRIBE_PAGE_SHARE);
     assert.equal(subscribePage(10_000_000), SUBSCRIBE_PAGE_MAX, 'held in memory: at most the largest page');
+  });
+
+  it('a page read that fails lists again from the start, and every READY node is still delivered', async () => {
+    const repo = backend.repository;
+    const run = await repo.start(independent(2 * SUBSCRIBE_PAGE + 10, 'failing'));
+    failPages = 1;
+    const ac = new AbortController();
+    const iterator = repo.subscribe({ runtimes: ['failing'], signal: ac.signal })[Symbol.asyncIterator]();
+    try {
+      const seen = new Map<string, number>();
+      while (seen.size < 2 * SUBSCRIBE_PAGE + 10) {
+        const e = (await iterator.next()).value as NodeEvent;
+        assert.equal(e.runId, run.id);
+        seen.set(e.node, (seen.get(e.node) ?? 0) + 1);
+      }
+      assert.equal(failPages, 0, "the second page's read failed");
+      assert.ok(
+        [...seen.values()].some((n) => n > 1),
+        'the first page again, from the new listing (at least once)',
+      );
+    } finally {
+      ac.abort();
+      await iterator.return?.();
+    }
   });
 });
