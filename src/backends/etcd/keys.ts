@@ -228,12 +228,12 @@ export class Keys {
   }
 }
 
-/** The exclusive end of a prefix range: the prefix with its last byte incremented. */
 /** A due time as the fixed-width digits of a timer key (ms since 1970, good until the year 2286). */
 function dueDigits(ms: number): string {
   return String(Math.floor(ms)).padStart(13, '0');
 }
 
+/** The exclusive end of a prefix range: the prefix with its last byte incremented. */
 export function prefixEnd(prefix: Buffer): Buffer {
   const end = Buffer.from(prefix);
   for (let i = end.length - 1; i >= 0; i--) {

@@ -9,7 +9,8 @@ import { del } from './store.js';
  * transaction that makes the work necessary and deleted when it is done, so
  * the sweeper of any process finishes what a dead one left (sweep.ts). The
  * names on disk are 'cancel', 'retry', 'deadline', 'f:<node>', 'd:<node>', 'r:<node>' and 't:<node>'; nothing outside
- * this module spells them.
+ * this module spells them. The timed ones ('deadline', 'r:', 't:', see
+ * TimedItem) are keyed d/<due>/<run>/<name> instead, in due order (timing.ts).
  */
 export type WorkItem =
   /** Rule 6: the run is marked cancelled; its open nodes still to complete. */
