@@ -35,4 +35,25 @@ describe('etcd: filtered run lists are bounded', { timeout: 300_000 }, () => {
     );
     assert.equal(second.nextCursor, undefined, 'nothing older');
   });
+
+  it('a filtered page reads the index once, whatever its budget: etcd counts every older run per read', async () => {
+    const repo = backend.repository;
+    const store = (repo as unknown as { ctx: { store: { range(r: { key: Buffer }): Promise<unknown> } } }).ctx
+      .store;
+    const index = (repo as unknown as { ctx: { keys: { runIndex(): Buffer } } }).ctx.keys.runIndex();
+    const range = store.range.bind(store);
+    let reads = 0;
+    store.range = (r) => {
+      if (r.key.subarray(0, index.length).equals(index)) reads++;
+      return range(r);
+    };
+    try {
+      const page = await repo.listRuns({ labels: { rare: 'nowhere' }, limit: 10 });
+      assert.deepEqual(page.runs, []);
+      assert.ok(page.nextCursor, 'the budget ran out first');
+      assert.equal(reads, 1, `the index read once for ${LIST_SCAN_BUDGET} runs looked at`);
+    } finally {
+      store.range = range;
+    }
+  });
 });

@@ -178,7 +178,7 @@ export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<
   if (query.cursor) start = maxBuf(start, after(decodeCursor(query.cursor).runId));
   if (query.since !== undefined) end = minBuf(end, after(ulidFloor(query.since)));
   if (Buffer.compare(start, end) >= 0) return { runs: [] };
-  if (filtering(query)) return listFiltered(ctx, query, limit, start, end, after);
+  if (filtering(query)) return listFiltered(ctx, query, limit, start, end);
   const res = await store.retrying('list runs', () =>
     store.range({ key: start, range_end: end, limit: limit + 1 }),
   );
@@ -200,22 +200,20 @@ async function listFiltered(
   limit: number,
   start: Buffer,
   end: Buffer,
-  after: (id: string) => Buffer,
 ): Promise<RunPage> {
   const { keys, store } = ctx;
   const runs: RunSummary[] = [];
-  let from = start;
-  let scanned = 0;
   let last: { id: string; ms: number } | undefined;
+  // The page's whole budget of index entries in one read: etcd counts every key of a range past its
+  // limit, so each read of the index costs all the runs older than the cursor (one read, not ten).
+  const index = await store.retrying('list runs', () =>
+    store.range({ key: start, range_end: end, limit: LIST_SCAN_BUDGET }),
+  );
+  const listed = index.kvs.map((kv) => kv.value.toString());
   let exhausted = false;
-  while (runs.length < limit && scanned < LIST_SCAN_BUDGET && !exhausted) {
-    const chunk = Math.min(READS_PER_TXN, LIST_SCAN_BUDGET - scanned);
-    const res = await store.retrying('list runs', () =>
-      store.range({ key: from, range_end: end, limit: chunk }),
-    );
-    const ids = res.kvs.map((kv) => kv.value.toString());
-    exhausted = !res.more;
-    if (ids.length === 0) break;
+  for (let at = 0; runs.length < limit && at < listed.length; at += READS_PER_TXN) {
+    const ids = listed.slice(at, at + READS_PER_TXN);
+    exhausted = !index.more && at + ids.length === listed.length;
     // Identity first (one get each), then summaries of the runs it lets through.
     const metas = await store.retrying('list runs', () => store.readAll(ids.map((id) => get(keys.meta(id)))));
     const candidates = ids.filter((id, i) => {
@@ -224,10 +222,8 @@ async function listFiltered(
     });
     const summaries = new Map((await summarize(ctx, candidates)).map((s) => [s.id, s]));
     for (const id of ids) {
-      scanned++;
       const s = summaries.get(id);
       last = { id, ms: s ? Date.parse(s.createdAt) : (ulidTime(id) ?? 0) };
-      from = after(id);
       if (s && runMatches(s, query)) runs.push(s);
       if (runs.length === limit) {
         exhausted &&= id === ids[ids.length - 1];
