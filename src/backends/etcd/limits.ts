@@ -61,6 +61,15 @@ export function subscribePage(left: number): number {
 export const TIMERS_PAGE = 200;
 
 /**
+ * How far back from a list page's newest run (ms) the newest-first index is
+ * read first, then further, before the rest (reads.ts readIndex): etcd counts
+ * every key of a range it reads, so a page of recent runs reads only a
+ * window's worth of the index, not the whole history. At most one more read a
+ * page than windows.
+ */
+export const LIST_WINDOWS_MS = [60_000, 3_600_000, 86_400_000];
+
+/**
  * Runs one filtered list page looks at, at most (rule 17): past it the page
  * ends short with a cursor, so a rare filter costs pages, not one unbounded
  * read. Read READS_PER_TXN index entries and identities at a time.

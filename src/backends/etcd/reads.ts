@@ -29,7 +29,13 @@ import { NotFoundError } from '../../protocol/errors.js';
 import type { ClaimRef, ListRunsQuery, RunPage } from '../../protocol/repository.js';
 import type { EtcdContext, NodeTopology } from './context.js';
 import { invert, prefixEnd } from './keys.js';
-import { LIST_SCAN_BUDGET, OPS_PER_LISTED_RUN, READS_PER_TXN, RUNS_PER_LIST_TXN } from './limits.js';
+import {
+  LIST_SCAN_BUDGET,
+  LIST_WINDOWS_MS,
+  OPS_PER_LISTED_RUN,
+  READS_PER_TXN,
+  RUNS_PER_LIST_TXN,
+} from './limits.js';
 import { merge, statics, topologyOf } from './nodes.js';
 import { groupStreamed } from './output.js';
 import {
@@ -158,15 +164,16 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
 }
 
 /**
- * Newest first through the inverted index: an ascending range with a limit,
- * so a page costs its size. With filters (rule 17) the index is read in
+ * Newest first through the inverted index: ascending ranges with a limit, in
+ * windows back from the page's newest run (readIndex), so a page of recent
+ * runs costs its size, not the stored history. With filters (rule 17) the index is read in
  * chunks and each run's identity checked, stopping at `limit` matches or
  * after LIST_SCAN_BUDGET runs looked at: a page then may be short (even
  * empty) with a cursor past the last run looked at, so a page's cost stays
  * bounded however rare the matches.
  */
 export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<RunPage> {
-  const { keys, store } = ctx;
+  const { keys } = ctx;
   const limit = checkListLimit(query.limit);
   checkRunFilter(query);
   const base = keys.runIndex();
@@ -178,11 +185,11 @@ export async function listRuns(ctx: EtcdContext, query: ListRunsQuery): Promise<
   if (query.cursor) start = maxBuf(start, after(decodeCursor(query.cursor).runId));
   if (query.since !== undefined) end = minBuf(end, after(ulidFloor(query.since)));
   if (Buffer.compare(start, end) >= 0) return { runs: [] };
-  if (filtering(query)) return listFiltered(ctx, query, limit, start, end);
-  const res = await store.retrying('list runs', () =>
-    store.range({ key: start, range_end: end, limit: limit + 1 }),
-  );
-  const ids = res.kvs.map((kv) => kv.value.toString());
+  // The newest run the page may hold is about this old: the index is read in windows back from it.
+  const cursorMs = query.cursor ? ulidTime(decodeCursor(query.cursor).runId) : undefined;
+  const newest = { from: start, end, ms: cursorMs ?? query.until ?? ctx.clock.now(), after };
+  if (filtering(query)) return listFiltered(ctx, query, limit, newest);
+  const ids = await readIndex(ctx, newest, limit + 1);
   const page = ids.slice(0, limit);
   const summaries = await summarize(ctx, page);
   // Keyed by the page's last id even when that run was deleted in between; etcd pages by id alone.
@@ -198,22 +205,19 @@ async function listFiltered(
   ctx: EtcdContext,
   query: ListRunsQuery,
   limit: number,
-  start: Buffer,
-  end: Buffer,
+  newest: IndexRange,
 ): Promise<RunPage> {
   const { keys, store } = ctx;
   const runs: RunSummary[] = [];
   let last: { id: string; ms: number } | undefined;
-  // The page's whole budget of index entries in one read: etcd counts every key of a range past its
-  // limit, so each read of the index costs all the runs older than the cursor (one read, not ten).
-  const index = await store.retrying('list runs', () =>
-    store.range({ key: start, range_end: end, limit: LIST_SCAN_BUDGET }),
-  );
-  const listed = index.kvs.map((kv) => kv.value.toString());
+  // The page's whole budget of index entries in as few reads as readIndex needs (one more tells if there is more).
+  const read = await readIndex(ctx, newest, LIST_SCAN_BUDGET + 1);
+  const listed = read.slice(0, LIST_SCAN_BUDGET);
+  const more = read.length > LIST_SCAN_BUDGET;
   let exhausted = false;
   for (let at = 0; runs.length < limit && at < listed.length; at += READS_PER_TXN) {
     const ids = listed.slice(at, at + READS_PER_TXN);
-    exhausted = !index.more && at + ids.length === listed.length;
+    exhausted = !more && at + ids.length === listed.length;
     // Identity first (one get each), then summaries of the runs it lets through.
     const metas = await store.retrying('list runs', () => store.readAll(ids.map((id) => get(keys.meta(id)))));
     const candidates = ids.filter((id, i) => {
@@ -232,6 +236,43 @@ async function listFiltered(
     }
   }
   return { runs, nextCursor: !exhausted && last ? encodeCursor(last.ms, last.id) : undefined };
+}
+
+/** The newest-first index from `from` (inclusive) to `end` (exclusive); `ms`: about when its newest run started. */
+interface IndexRange {
+  from: Buffer;
+  end: Buffer;
+  ms: number;
+  /** The index key just past a run id: a window's bound is `after(ulidFloor(ms))`. */
+  after: (id: string) => Buffer;
+}
+
+/**
+ * Up to `want` run ids from the newest-first index. etcd counts every key of
+ * a range it reads, past the range's limit too, so one read to the end of the
+ * index costs the whole stored history, every page. The range is read in
+ * windows back from the page's newest run (LIST_WINDOWS_MS, then the rest), the
+ * next only when the last did not fill the page: a page of recent runs counts
+ * the recent ones. Together the windows are the one range, in order.
+ */
+async function readIndex(ctx: EtcdContext, range: IndexRange, want: number): Promise<string[]> {
+  const { store } = ctx;
+  const ids: string[] = [];
+  let from = range.from;
+  const bounds = [
+    ...LIST_WINDOWS_MS.map((w) => minBuf(range.end, maxBuf(from, range.after(ulidFloor(range.ms - w))))),
+    range.end,
+  ];
+  for (const bound of bounds) {
+    if (Buffer.compare(from, bound) >= 0) continue;
+    const res = await store.retrying('list runs', () =>
+      store.range({ key: from, range_end: bound, limit: want - ids.length }),
+    );
+    for (const kv of res.kvs) ids.push(kv.value.toString());
+    if (ids.length >= want) break;
+    from = bound;
+  }
+  return ids;
 }
 
 /** Summaries of these runs, in order (runs deleted in between left out): RUNS_PER_LIST_TXN per transaction. */
