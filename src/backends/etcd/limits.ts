@@ -54,8 +54,22 @@ export const SUBSCRIBE_PAGE_MAX = 16_000;
 
 /** The next page's size, `left` READY keys behind the last page read. */
 export function subscribePage(left: number): number {
-  return Math.min(SUBSCRIBE_PAGE_MAX, Math.max(SUBSCRIBE_PAGE, Math.ceil(left / SUBSCRIBE_PAGE_SHARE)));
+  return countedPage(left, SUBSCRIBE_PAGE, SUBSCRIBE_PAGE_MAX);
 }
+
+/**
+ * A page of a long range read in pages, `left` keys behind the last one (the
+ * last response's count less its keys): a share of what is left, between
+ * `least` and `most`, so the keys etcd counts per key read stay a few dozen
+ * (SUBSCRIBE_PAGE_SHARE) where a fixed page would make the reads quadratic.
+ */
+export function countedPage(left: number, least: number, most: number): number {
+  return Math.min(most, Math.max(least, Math.ceil(left / SUBSCRIBE_PAGE_SHARE)));
+}
+
+/** Run records a retention pass reads per page (retention.ts), at least and at most (countedPage). */
+export const RETENTION_PAGE = 200;
+export const RETENTION_PAGE_MAX = 2_000;
 
 /** Due timed work items (d/, timing.ts) a timers sweep reads per range: it reads on while a page comes back full. */
 export const TIMERS_PAGE = 200;

@@ -1,13 +1,12 @@
 import type { IKeyValue } from 'etcd3';
 import type { EtcdContext } from './context.js';
-import { ETCD_MAX_TXN_OPS } from './limits.js';
+import { countedPage, ETCD_MAX_TXN_OPS, RETENTION_PAGE, RETENTION_PAGE_MAX } from './limits.js';
 import { type Decision, optimistic } from './optimistic.js';
 import { decodeJson, type RunRecord } from './records.js';
 import { maybeSeal } from './seal.js';
 import { COUNTER_SHARDS } from './start.js';
 import { del, delPrefix, delRange, get, modIs, put } from './store.js';
 
-const PAGE = 200;
 /** Commit markers the deleting transaction carries itself: etcd's op budget less its own (at most eleven) ops. */
 const MARKERS_IN_DELETE = ETCD_MAX_TXN_OPS - 11;
 
@@ -29,11 +28,14 @@ export async function deleteCompletedRunsBefore(
   let from = keys.runs();
   const end = keys.run(floorId);
   let deleted = 0;
+  let limit = RETENTION_PAGE;
   // A scan of run keys in pages, not a read-compare-retry loop: each run's delete is its own transaction.
+  // A page is a share of what is left (countedPage): etcd counts the rest of the range at every read.
   for (;;) {
     const page = await store.retrying('delete completed runs', () =>
-      store.range({ key: from, range_end: end, limit: PAGE }),
+      store.range({ key: from, range_end: end, limit }),
     );
+    limit = countedPage(Number(page.count) - page.kvs.length, RETENTION_PAGE, RETENTION_PAGE_MAX);
     for (const kv of page.kvs)
       if (decodeJson<RunRecord>(kv.value).createdAt < ms && (await deleteRun(ctx, kv))) deleted++;
     if (!page.more || page.kvs.length === 0) return deleted;
