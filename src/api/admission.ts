@@ -9,8 +9,8 @@ const REFRESH_MS = 500;
 /**
  * Admission control for Start: a run is refused with OverloadedError
  * (RESOURCE_EXHAUSTED / HTTP 429) when it would take the backend's queued
- * nodes (WAITING + READY, from stats) past the cap. Stats are read at most
- * every REFRESH_MS; nodes this process admitted since the last reading are
+ * nodes (WAITING + READY: the repository's queuedNodes, else stats) past the
+ * cap. They are read at most every REFRESH_MS; nodes this process admitted since the last reading are
  * added to it, so a back-to-back flood through one API process stays under
  * the cap, and several API processes overshoot by at most what the others
  * admit within one refresh.
@@ -38,15 +38,20 @@ export class Admission {
   }
 
   private refresh(): Promise<void> {
-    this.reading ??= this.repo
-      .stats()
-      .then((s) => {
-        this.queued = s.nodeCounts.WAITING + s.nodeCounts.READY;
+    this.reading ??= this.queuedNow()
+      .then((n) => {
+        this.queued = n;
         this.readAt = this.now();
       })
       .finally(() => {
         this.reading = undefined;
       });
     return this.reading;
+  }
+
+  /** WAITING plus READY nodes in the backend now: its own cheaper read where it has one. */
+  private queuedNow(): Promise<number> {
+    if (this.repo.queuedNodes) return this.repo.queuedNodes();
+    return this.repo.stats().then((s) => s.nodeCounts.WAITING + s.nodeCounts.READY);
   }
 }

@@ -42,6 +42,13 @@ export interface Repository {
   /** Newest first, within the creation-time window, paged by an opaque cursor. */
   listRuns(query?: ListRunsQuery): Promise<RunPage>;
   stats(): Promise<Stats>;
+  /**
+   * WAITING plus READY nodes, as stats() counts them, for a backend that reads
+   * them for less than all of stats() (etcd's stats() also counts every stored
+   * run). The API's admission control reads it on the start path; without it,
+   * stats().
+   */
+  queuedNodes?(): Promise<number>;
   /** Rule 6. Idempotent: cancelling a completed run returns it unchanged. */
   cancel(runId: string): Promise<Run>;
   /**

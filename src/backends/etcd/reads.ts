@@ -369,6 +369,15 @@ export async function stats(ctx: EtcdContext): Promise<Stats> {
   return { runCount: Number(r[0]!.count), nodeCounts: counts };
 }
 
+/** WAITING plus READY nodes: stats' two open-node counts without its count of every stored run. */
+export async function queuedNodes(ctx: EtcdContext): Promise<number> {
+  const { keys, store } = ctx;
+  const res = await store.retrying('queued nodes', () =>
+    store.txn({ success: [countPrefix(keys.open('W')), countPrefix(keys.open('R'))] }),
+  );
+  return res.responses.reduce((n, r) => n + Number(r.response_range.count), 0);
+}
+
 /** Which claims still hold their node: RUNNING under that claim id, its claim key alive (one read for all). */
 export async function claimsHeld(ctx: EtcdContext, claims: ClaimRef[]): Promise<boolean[]> {
   const { keys, store } = ctx;

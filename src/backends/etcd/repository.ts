@@ -227,6 +227,11 @@ export class EtcdRepository implements Repository {
     return reads.listRuns(this.ctx, query);
   }
 
+  queuedNodes(): Promise<number> {
+    this.assertOpen();
+    return reads.queuedNodes(this.ctx);
+  }
+
   stats(): Promise<Stats> {
     this.assertOpen();
     return reads.stats(this.ctx);
