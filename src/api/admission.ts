@@ -10,10 +10,10 @@ const REFRESH_MS = 500;
  * Admission control for Start: a run is refused with OverloadedError
  * (RESOURCE_EXHAUSTED / HTTP 429) when it would take the backend's queued
  * nodes (WAITING + READY: the repository's queuedNodes, else stats) past the
- * cap. They are read at most every REFRESH_MS; nodes this process admitted since the last reading are
- * added to it, so a back-to-back flood through one API process stays under
- * the cap, and several API processes overshoot by at most what the others
- * admit within one refresh.
+ * cap. They are read at most every REFRESH_MS; nodes this process admitted
+ * since the last reading are added to it, so a back-to-back flood through one
+ * API process stays under the cap, and several API processes overshoot by at
+ * most what the others admit within one refresh.
  */
 export class Admission {
   private queued = 0;

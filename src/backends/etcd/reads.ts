@@ -166,8 +166,8 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
 /**
  * Newest first through the inverted index: ascending ranges with a limit, in
  * windows back from the page's newest run (readIndex), so a page of recent
- * runs costs its size, not the stored history. With filters (rule 17) the index is read in
- * chunks and each run's identity checked, stopping at `limit` matches or
+ * runs costs its size, not the stored history. With filters (rule 17) each
+ * run's identity is checked, chunk by chunk, stopping at `limit` matches or
  * after LIST_SCAN_BUDGET runs looked at: a page then may be short (even
  * empty) with a cursor past the last run looked at, so a page's cost stays
  * bounded however rare the matches.
