@@ -6,6 +6,7 @@ import {
   CLAIM_NODES_SET_MIGRATION,
   FAILED_ATTEMPTS_MIGRATION,
   FINISH_ATTEMPT_FUNCTION,
+  FINISH_NODES_LINEAR_MIGRATION,
   FINISH_NODES_MIGRATION,
   FINISH_STREAMED_UNLOCKED_MIGRATION,
   LIVE_OUTPUT_MIGRATION,
@@ -100,6 +101,11 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 14,
     name: 'row writes: runs and nodes filled to 70%; the deadline look-up names no column a conclusion writes',
     sql: RUNS_HOT_MIGRATION,
+  },
+  {
+    version: 15,
+    name: 'finish_nodes: no CTE joined to another, so a batch costs in proportion to its size',
+    sql: FINISH_NODES_LINEAR_MIGRATION,
   },
 ];
 

@@ -116,6 +116,8 @@ CREATE FUNCTION adagio.finish_nodes(p_runs text[], p_nodes text[], p_claims text
 DECLARE
   v_calls finish_call[];
   v_settled settled_node[] := '{}';
+  -- The transaction's time (adagio_now_ms reads now()): a delayed retry's ready_at counts from it.
+  v_now_ms bigint := adagio_now_ms();
 BEGIN
   PERFORM 1 FROM runs WHERE id = ANY(p_runs) ORDER BY id FOR NO KEY UPDATE;
   PERFORM 1 FROM nodes n JOIN unnest(p_runs, p_nodes) AS x(run, node) ON n.run_id = x.run AND n.name = x.node
@@ -126,27 +128,29 @@ BEGIN
     FROM unnest(p_runs, p_nodes, p_claims, p_conclusions, p_metadata, p_outputs, p_now, p_started)
       WITH ORDINALITY AS x(run, node, claim, conclusion, md, output, at, reported, k)
   ), j AS MATERIALIZED (
-    SELECT x.*, ru.id IS NOT NULL AS has_run, coalesce(ru.cancelled, false) AS cancelled,
-      n.name IS NOT NULL AS has_node, n.status, n.orphaned, n.runtime, n.downstream, n.attempt_count,
-      n.claim_agent, n.started_at, n.version, n.backoff,
-      n.fail_count + (x.conclusion = 'FAIL')::int AS fails, n.error_count + (x.conclusion = 'ERROR')::int AS errors,
-      -- Rule 4: only the node's live claim may finish it.
-      coalesce(n.status = 'RUNNING' AND n.claim_id = x.claim AND NOT n.orphaned, false) AS live,
-      -- Rule 5: retry[conclusion].maxAttempts counts attempts of that conclusion, this one included.
-      coalesce(x.conclusion IN ('FAIL', 'ERROR') AND
-        (CASE x.conclusion WHEN 'FAIL' THEN n.fail_count ELSE n.error_count END) + 1
-          < (n.spec -> 'retry' -> lower(x.conclusion) ->> 'maxAttempts')::integer, false) AS retry,
-      lo.output AS streamed
-    FROM x
-    LEFT JOIN runs ru ON ru.id = x.run
-    LEFT JOIN nodes n ON n.run_id = x.run AND n.name = x.node
-    LEFT JOIN live_outputs lo ON lo.run_id = x.run AND lo.node = x.node AND lo.attempt = n.attempt_count + 1
-      AND n.claim_id = x.claim
-  ), f AS MATERIALIZED (
-    -- Rule 5's delay, drawn once per retry: only the node's own retry waits.
-    SELECT j.*, CASE WHEN j.retry THEN retry_delay_ms(j.backoff -> lower(j.conclusion),
-        CASE j.conclusion WHEN 'FAIL' THEN j.fails ELSE j.errors END) ELSE 0 END AS delay
-    FROM j WHERE j.live
+    -- Rule 5's delay, drawn once per retry (materialised): only the node's own retry waits.
+    SELECT c.*, CASE WHEN c.live AND c.retry THEN retry_delay_ms(c.backoff -> lower(c.conclusion),
+        CASE c.conclusion WHEN 'FAIL' THEN c.fails ELSE c.errors END) ELSE 0 END AS delay
+    FROM (
+      SELECT x.*, ru.id IS NOT NULL AS has_run, coalesce(ru.cancelled, false) AS cancelled,
+        n.name IS NOT NULL AS has_node, n.status, n.orphaned, n.runtime, n.downstream, n.attempt_count,
+        n.claim_agent, n.started_at, n.version, n.backoff,
+        n.fail_count + (x.conclusion = 'FAIL')::int AS fails, n.error_count + (x.conclusion = 'ERROR')::int AS errors,
+        -- Rule 4: only the node's live claim may finish it.
+        coalesce(n.status = 'RUNNING' AND n.claim_id = x.claim AND NOT n.orphaned, false) AS live,
+        -- Rule 5: retry[conclusion].maxAttempts counts attempts of that conclusion, this one included.
+        coalesce(x.conclusion IN ('FAIL', 'ERROR') AND
+          (CASE x.conclusion WHEN 'FAIL' THEN n.fail_count ELSE n.error_count END) + 1
+            < (n.spec -> 'retry' -> lower(x.conclusion) ->> 'maxAttempts')::integer, false) AS retry,
+        lo.output AS streamed
+      FROM x
+      LEFT JOIN runs ru ON ru.id = x.run
+      LEFT JOIN nodes n ON n.run_id = x.run AND n.name = x.node
+      LEFT JOIN live_outputs lo ON lo.run_id = x.run AND lo.node = x.node AND lo.attempt = n.attempt_count + 1
+        AND n.claim_id = x.claim
+    ) c
+  ), f AS (
+    SELECT * FROM j WHERE j.live
   ), a AS (
     INSERT INTO attempts (run_id, node, n, conclusion, metadata, output, claim_id, agent_id, started_at, finished_at)
     SELECT f.run, f.node, f.attempt_count + 1, f.conclusion, f.md, attempt_output(f.streamed, f.output), f.claim,
@@ -161,10 +165,9 @@ BEGIN
       attempt_count = n.attempt_count + 1, fail_count = f.fails, error_count = f.errors,
       claim_id = NULL, claim_agent = NULL, claim_metadata = NULL, lease_id = NULL, orphaned = false,
       previous_claim_id = NULL, finished_at = CASE WHEN f.retry THEN NULL ELSE f.at END,
-      ready_at = CASE WHEN f.delay > 0 THEN adagio_now_ms() + f.delay END,
+      ready_at = CASE WHEN f.delay > 0 THEN v_now_ms + f.delay END,
       version = n.version + 1
     FROM f WHERE n.run_id = f.run AND n.name = f.node
-    RETURNING f.k, n.ready_at
   ), lo AS (
     DELETE FROM live_outputs l USING f WHERE l.run_id = f.run AND l.node = f.node
   )
@@ -172,10 +175,10 @@ BEGIN
       j.orphaned, j.live,
       NOT j.live AND p_repeat AND EXISTS (SELECT 1 FROM attempts a WHERE a.run_id = j.run AND a.node = j.node
                                             AND a.claim_id = j.claim AND a.conclusion = j.conclusion),
-      j.retry, coalesce(f.delay, 0), u.ready_at, j.runtime, cardinality(j.downstream) > 0, j.version,
-      j.attempt_count, j.started_at)::finish_call ORDER BY j.k)
+      j.retry, j.delay, CASE WHEN j.delay > 0 THEN v_now_ms + j.delay END, j.runtime, cardinality(j.downstream) > 0,
+      j.version, j.attempt_count, j.started_at)::finish_call ORDER BY j.k)
     INTO v_calls
-    FROM j LEFT JOIN f ON f.k = j.k LEFT JOIN u ON u.k = j.k;
+    FROM j;
 
   -- Completed (succeeded, or failed for good): the dependents' triggers judge them (rule 14).
   IF EXISTS (SELECT 1 FROM unnest(v_calls) c WHERE c.live AND NOT c.retry AND c.fanout) THEN
@@ -199,50 +202,53 @@ BEGIN
 
   -- Rule 7 per run: the nodes completed here count down remaining; the run concludes at 0.
   RETURN QUERY
-  WITH fin AS (
-    SELECT * FROM unnest(v_calls) c WHERE c.live
-  ), st AS (
-    SELECT * FROM unnest(v_settled)
+  WITH ch AS (
+    -- Every change of the batch (the finishes in call order, then the dependents settled, in their order), with
+    -- what it counts toward its run's countdown.
+    SELECT f.run, f.k AS o, 0::bigint AS so, (NOT f.retry)::int AS done,
+      NOT f.retry AND f.conclusion <> 'SUCCESS' AS failed, f.at,
+      jsonb_build_object('n', f.node, 'v', f.version + 1,
+        's', CASE WHEN f.retry THEN 'READY' ELSE 'COMPLETED' END, 'a', f.attempt_count + 1, 'st', f.started_at,
+        'ft', CASE WHEN f.retry THEN NULL ELSE f.at END)
+        || CASE WHEN f.ready_at IS NOT NULL THEN jsonb_build_object('na', f.ready_at) ELSE '{}' END AS d,
+      CASE WHEN f.retry AND f.ready_at IS NULL THEN jsonb_build_array(f.node, f.runtime) END AS rd
+    FROM unnest(v_calls) f WHERE f.live
+    UNION ALL
+    SELECT s.run_id, 2147483647, s.so, (s.status = 'COMPLETED')::int, false, NULL,
+      CASE WHEN s.status = 'READY'
+        THEN jsonb_build_object('n', s.name, 'v', s.version, 's', 'READY', 'a', s.attempt_count)
+        ELSE jsonb_build_object('n', s.name, 'v', s.version, 's', 'COMPLETED', 'a', s.attempt_count,
+                                'ft', s.finished_at) END,
+      CASE WHEN s.status = 'READY' THEN jsonb_build_array(s.name, s.runtime) END
+    FROM unnest(v_settled) WITH ORDINALITY AS s(run_id, name, runtime, status, version, attempt_count, finished_at, so)
   ), t AS (
-    SELECT f.run, count(*) FILTER (WHERE NOT f.retry)
-        + (SELECT count(*) FROM st WHERE st.run_id = f.run AND st.status = 'COMPLETED') AS c,
-      bool_or(NOT f.retry AND f.conclusion <> 'SUCCESS') AS failed, max(f.at) AS at
-    FROM fin f GROUP BY f.run
+    -- Per run: the nodes completed here, whether one failed for good, the latest finish, its changes in order.
+    SELECT ch.run, sum(ch.done)::int AS c, bool_or(ch.failed) AS failed, max(ch.at) AS at,
+      jsonb_agg(ch.d ORDER BY ch.o, ch.so) AS ch,
+      jsonb_agg(ch.rd ORDER BY ch.o, ch.so) FILTER (WHERE ch.rd IS NOT NULL) AS rd
+    FROM ch GROUP BY ch.run
   ), ru AS (
     UPDATE runs rr SET remaining = rr.remaining - t.c, failed = rr.failed OR t.failed,
       conclusion = CASE WHEN rr.remaining - t.c = 0 THEN CASE WHEN rr.cancelled THEN 'CANCELLED'
         WHEN rr.failed OR t.failed THEN 'FAIL' ELSE 'SUCCESS' END END,
       finished_at = CASE WHEN rr.remaining - t.c = 0 THEN coalesce(rr.finished_at, t.at) ELSE rr.finished_at END
     FROM t WHERE rr.id = t.run AND t.c > 0
-    RETURNING rr.id, rr.remaining, rr.conclusion
-  ), ch AS (
-    SELECT f.run, f.k AS o, jsonb_build_object('n', f.node, 'v', f.version + 1,
-        's', CASE WHEN f.retry THEN 'READY' ELSE 'COMPLETED' END, 'a', f.attempt_count + 1, 'st', f.started_at,
-        'ft', CASE WHEN f.retry THEN NULL ELSE f.at END)
-        || CASE WHEN f.ready_at IS NOT NULL THEN jsonb_build_object('na', f.ready_at) ELSE '{}' END AS d,
-      CASE WHEN f.retry AND f.ready_at IS NULL THEN jsonb_build_array(f.node, f.runtime) END AS rd
-    FROM fin f
+    RETURNING t.run, t.ch, t.rd, rr.remaining, rr.node_count, rr.conclusion
+  ), rs AS (
+    SELECT * FROM ru
     UNION ALL
-    SELECT s.run_id, 2147483647, CASE WHEN s.status = 'READY'
-        THEN jsonb_build_object('n', s.name, 'v', s.version, 's', 'READY', 'a', s.attempt_count)
-        ELSE jsonb_build_object('n', s.name, 'v', s.version, 's', 'COMPLETED', 'a', s.attempt_count,
-                                'ft', s.finished_at) END,
-      CASE WHEN s.status = 'READY' THEN jsonb_build_array(s.name, s.runtime) END
-    FROM st s
-  ), e AS (
-    -- Per run, its changes in call order (the input's order is the aggregates' order).
-    SELECT o.run, jsonb_agg(o.d) AS ch, jsonb_agg(o.rd) FILTER (WHERE o.rd IS NOT NULL) AS rd
-    FROM (SELECT * FROM ch ORDER BY ch.run, ch.o) o GROUP BY o.run
+    -- Runs whose nodes here all go back to READY: their row stays as it was.
+    SELECT t.run, t.ch, t.rd, r0.remaining, r0.node_count, NULL FROM t JOIN runs r0 ON r0.id = t.run WHERE t.c = 0
   )
-  SELECT 0, jsonb_build_object('r', t.run, 'ch', e.ch,
-      'rs', CASE WHEN coalesce(ru.remaining, r0.remaining) = 0 THEN 'COMPLETED'
-        WHEN coalesce(ru.remaining, r0.remaining) < r0.node_count THEN 'RUNNING'
+  SELECT 0, jsonb_build_object('r', rs.run, 'ch', rs.ch,
+      'rs', CASE WHEN rs.remaining = 0 THEN 'COMPLETED'
+        WHEN rs.remaining < rs.node_count THEN 'RUNNING'
         -- Back to READY with nothing completed yet: the run is RUNNING only if another node is.
-        WHEN EXISTS (SELECT 1 FROM nodes WHERE run_id = t.run AND status = 'RUNNING') THEN 'RUNNING'
+        WHEN EXISTS (SELECT 1 FROM nodes WHERE run_id = rs.run AND status = 'RUNNING') THEN 'RUNNING'
         ELSE 'WAITING' END)
-    || CASE WHEN ru.conclusion IS NOT NULL THEN jsonb_build_object('rc', ru.conclusion) ELSE '{}' END
-    || CASE WHEN e.rd IS NOT NULL THEN jsonb_build_object('rd', e.rd) ELSE '{}' END
-  FROM t JOIN runs r0 ON r0.id = t.run LEFT JOIN ru ON ru.id = t.run JOIN e ON e.run = t.run;
+    || CASE WHEN rs.conclusion IS NOT NULL THEN jsonb_build_object('rc', rs.conclusion) ELSE '{}' END
+    || CASE WHEN rs.rd IS NOT NULL THEN jsonb_build_object('rd', rs.rd) ELSE '{}' END
+  FROM rs;
 END
 $$;
 
