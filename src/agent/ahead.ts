@@ -24,6 +24,8 @@ export interface AheadHost {
   session(): Session | undefined;
   /** The next event waiting for a slot (taken from the pool's pending events), if any. */
   nextEvent(): NodeEvent | undefined;
+  /** How many events wait for a slot. */
+  pendingEvents(): number;
   /** An event whose claim could not be tried: it waits for a slot like any other. */
   putBack(event: NodeEvent): void;
   leaseLost(session: Session, error: unknown): void;
@@ -77,9 +79,20 @@ export class ClaimAhead {
     return undefined;
   }
 
-  /** Claims ahead until the queue, with the claims on their way, is at its bound. Called when no slot is free. */
+  /**
+   * Claims ahead until the queue, with the claims on their way, is at its
+   * bound. Called when no slot is free. With a backlog (more events waiting
+   * than the queue has room for), it waits until half the queue has been
+   * taken and then claims that half at once: the store's batcher makes that
+   * one statement or transaction for many nodes, where topping up after every
+   * node a slot takes claimed a few at a time (the nodes taken during one
+   * claim's round trip), each claim's fixed cost spread over those few. Events
+   * that come one by one, fewer than the room, are claimed as they come.
+   */
   fill(session: Session): void {
     if (this.bound === 0 || Date.now() < this.pausedUntil) return;
+    const room = this.bound - this.queue.length - this.inFlight;
+    if (room < this.bound / 2 && this.host.pendingEvents() > room) return;
     while (this.queue.length + this.inFlight < this.bound) {
       const event = this.host.nextEvent();
       if (!event) return;

@@ -29,6 +29,21 @@ function gate() {
   };
 }
 
+/** A runtime whose attempts each wait for their own turn: step() lets the oldest waiting one finish. */
+function turnstile() {
+  const ran: string[] = [];
+  const waiting: (() => void)[] = [];
+  return {
+    ran,
+    step: () => waiting.shift()?.(),
+    runtime: runtime('gate', async (ctx) => {
+      ran.push(`${ctx.runId}/${ctx.node.spec.name}`);
+      await new Promise<void>((r) => waiting.push(r));
+      return { conclusion: 'SUCCESS' };
+    }),
+  };
+}
+
 function setup(options: Partial<AgentPoolOptions>, g: ReturnType<typeof gate>) {
   return testPool(cleanup, { runtimes: [g.runtime], concurrency: 1, ...options });
 }
@@ -64,6 +79,36 @@ describe('agent pool: claim-ahead (rule 20)', () => {
       }
     }
     assert.equal(checked, 2, 'both queued nodes report their start');
+  });
+
+  it('refills its queue once half of it is taken, in one round of claims, not a claim per node taken', async () => {
+    const t = turnstile();
+    const { repo, pool } = testPool(cleanup, { runtimes: [t.runtime], concurrency: 1, claimAhead: 4 });
+    await pool.start();
+    const run = await repo.start(independent(12));
+    await until(async () => pool.counters.claimedAhead === 4, 'a full queue claimed ahead');
+    const ready = async () => (await repo.inspect(run.id)).nodes.filter((n) => n.status === 'READY').length;
+    assert.equal(await ready(), 7);
+    // The slot takes one queued node: three left, more than half, so nothing more is claimed.
+    t.step();
+    await until(() => t.ran.length === 2, 'the first queued node running');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(pool.counters.claimedAhead, 4, 'no claim for one node taken');
+    assert.equal(await ready(), 7);
+    // A second: two left, half the queue, so it is filled again in one go.
+    t.step();
+    await until(async () => pool.counters.claimedAhead === 6, 'the queue refilled');
+    assert.equal(await ready(), 5);
+    while (t.ran.length < 12 || (await ready()) > 0) {
+      t.step();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    while ((await repo.inspect(run.id)).conclusion === undefined) {
+      t.step();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.equal((await repo.inspect(run.id)).conclusion, 'SUCCESS');
+    assert.equal(new Set(t.ran).size, 12, 'each node ran once');
   });
 
   it('claimAhead 0 claims nothing ahead', async () => {

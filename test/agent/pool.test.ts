@@ -189,7 +189,7 @@ describe('agent pool', () => {
     assert.deepEqual(await repo.listAgents(), []);
   });
 
-  it('a slot takes its next node while its results are recorded, up to four per slot; stop waits for them', async () => {
+  it('a slot takes its next node while its results are recorded, up to four per slot and the claim-ahead bound; stop waits for them', async () => {
     // A real store behind a slow link for finish only: results wait at the gate until it opens.
     const memory = new MemoryRepository({ leaseCheckIntervalMs: 20 });
     let open!: () => void;
@@ -213,22 +213,23 @@ describe('agent pool', () => {
       ran.push(ctx.node.spec.name);
       return { conclusion: 'SUCCESS' };
     });
-    const { pool } = setup({ runtimes: [note], concurrency: 1 }, slowFinish);
+    // One slot, one node claimed ahead: four results per slot and one for the queue may wait.
+    const { pool } = setup({ runtimes: [note], concurrency: 1, claimAhead: 1 }, slowFinish);
     await pool.start();
-    const names = ['n1', 'n2', 'n3', 'n4', 'n5', 'n6'];
+    const names = ['n1', 'n2', 'n3', 'n4', 'n5', 'n6', 'n7'];
     const runs = [];
     for (const name of names) {
       runs.push(await memory.start(spec([{ name, runtime: 'note' }])));
-      await until(() => ran.length === runs.length || held === 5, `${name} to run or the slot to fill`);
+      await until(() => ran.length === runs.length || held === 6, `${name} to run or the slot to fill`);
     }
-    await new Promise((r) => setTimeout(r, 100)); // time enough to (wrongly) run the sixth
+    await new Promise((r) => setTimeout(r, 100)); // time enough to (wrongly) run the seventh
     assert.deepEqual(
       ran,
-      names.slice(0, 5),
-      "the slot ran on while four results waited, then waited on the fifth's",
+      names.slice(0, 6),
+      "the slot ran on while five results waited, then waited on the sixth's",
     );
-    assert.equal(held, 5, 'five results are waiting to be recorded: four the slot left, and its own');
-    assert.equal(pool.running, 5);
+    assert.equal(held, 6, 'six results are waiting to be recorded: five the slot left, and its own');
+    assert.equal(pool.running, 6);
     const stopping = pool.stop({ graceMs: 5_000 });
     let stopped = false;
     void stopping.then(() => {
@@ -238,10 +239,10 @@ describe('agent pool', () => {
     assert.equal(stopped, false, 'stop waits for results being recorded');
     open();
     await stopping;
-    for (const [i, run] of runs.slice(0, 5).entries())
+    for (const [i, run] of runs.slice(0, 6).entries())
       assert.deepEqual(conclusions(node(await memory.inspect(run.id), names[i]!)), ['SUCCESS']);
     assert.equal(
-      node(await memory.inspect(runs[5]!.id), 'n6').status,
+      node(await memory.inspect(runs[6]!.id), 'n7').status,
       'READY',
       'never run (a claim ahead is given back)',
     );

@@ -1,5 +1,5 @@
 import { Batcher } from '../batcher.js';
-import { type Db, isConnectionError } from './db.js';
+import { type Db, isConnectionError, MAX_BATCH_CALLS } from './db.js';
 import type { Notice, Publisher } from './notices.js';
 import { FINISH_NODES } from './sql.js';
 
@@ -47,7 +47,11 @@ export class FinishBatcher {
     private readonly publisher: Publisher,
   ) {
     this.batcher = new Batcher(
-      { maxCalls: 64, key: (c) => `${c.runId}\u0000${c.node}`, isolate: (e) => !isConnectionError(e) },
+      {
+        maxCalls: MAX_BATCH_CALLS,
+        key: (c) => `${c.runId}\u0000${c.node}`,
+        isolate: (e) => !isConnectionError(e),
+      },
       (calls) => this.send(calls),
     );
   }
