@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { adagio } from './peers/adagio.js';
 import { bullmq } from './peers/bullmq.js';
+import { rowsFloor } from './peers/floor.js';
 import { graphileWorker } from './peers/graphile.js';
 import { type Contender, type Measured, type Peer, SLOTS } from './peers/peer.js';
 import { fmt, median, percentile, table } from './report.js';
@@ -11,9 +12,15 @@ import { openStore } from './stores.js';
  * Adagio (memory and PostgreSQL) beside graphile-worker and BullMQ on the
  * workloads of issue 18, 16 worker slots in this one process, no-op jobs,
  * rounds interleaved (every contender runs each workload once per round),
- * medians printed. Environment: ADAGIO_BENCH_ROUNDS, ADAGIO_BENCH_JOBS.
+ * medians printed. Adagio on PostgreSQL runs as configured by default (a
+ * claim-ahead of 16, the slot count) and with a claim-ahead of FAST_AHEAD,
+ * graphile-worker's fast mode's local queue. The rows floor (peers/floor.ts)
+ * is a measure, not a peer: a one-node run's rows written by hand in
+ * graphile-worker's batches. Environment: ADAGIO_BENCH_ROUNDS, ADAGIO_BENCH_JOBS.
  */
 const RATE = 300; // add → start is measured at this many adds per second
+/** graphile-worker fast's local queue (peers/graphile.ts BATCH): Adagio's claim-ahead in its own fast setting. */
+const FAST_AHEAD = 500;
 
 function options(args: string[]) {
   const { values } = parseArgs({
@@ -52,15 +59,20 @@ export async function run(args: string[] = []): Promise<void> {
   const postgres = await openStore('postgres');
   const peers: Peer[] = [];
   try {
-    peers.push(await graphileWorker(), await bullmq());
+    peers.push(await graphileWorker(), await bullmq(), await rowsFloor());
     const [gwDefault, gwFast] = peers[0]!.contenders as [Contender, Contender];
     const bull = peers[1]!.contenders[0]!;
+    const floor = peers[2]!.contenders[0]!;
     const pgRuns = adagio('Adagio PostgreSQL', postgres);
     const pgWide = [...new Set([Math.min(2_000, o.jobs), o.jobs])].map((width) =>
       adagio('Adagio PostgreSQL', postgres, { width }),
     );
+    const fastLabel = `Adagio PostgreSQL claim-ahead ${FAST_AHEAD}`;
+    // add → start is the default's: a deeper queue changes nothing for a job that finds a slot free.
+    const pgFast = { ...adagio(fastLabel, postgres, { runs: true }, FAST_AHEAD), latency: undefined };
+    const pgFastWide = adagio(fastLabel, postgres, { width: o.jobs }, FAST_AHEAD);
     const mem = adagio('Adagio memory', memory);
-    const contenders = [gwDefault, gwFast, bull, mem, pgRuns, ...pgWide];
+    const contenders = [gwDefault, gwFast, bull, floor, mem, pgRuns, ...pgWide, pgFast, pgFastWide];
     const results = new Map<Contender, Results>(
       contenders.map((c) => [c, { backlog: [], dag: [], latency: [] }]),
     );
@@ -133,18 +145,45 @@ export async function run(args: string[] = []): Promise<void> {
     const dagRate = (c: Contender) => summary(results.get(c)!.dag).rate;
     const p99 = (c: Contender) => median(results.get(c)!.latency.map((x) => x.p99));
     const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
-    const pgShapes = [pgRuns, ...pgWide];
+    const pgShapes = [pgRuns, ...pgWide, pgFast, pgFastWide];
+    /** A shape's name without the store's: "20,000 one-node runs", "1 run × 2,000 nodes", with its claim-ahead. */
+    const shape = (c: Contender) => {
+      const fast = c === pgFast || c === pgFastWide ? `, claim-ahead ${FAST_AHEAD}` : '';
+      const wide = c.name.split(', ')[1];
+      return `${wide ?? `${fmt(o.jobs)} one-node runs`}${fast}`;
+    };
     table(
       `Adagio PostgreSQL against the peers (jobs/s ratio, > 1 is faster; graphile-worker fast: ${gwFast.name})`,
       ['Adagio PostgreSQL shape', 'vs graphile-worker fast', 'vs BullMQ', 'CPU/job vs graphile-worker fast'],
       [
         ...pgShapes.map((c) => [
-          c.name.replace('Adagio PostgreSQL', '').replace(/^, /, '') || `${fmt(o.jobs)} one-node runs`,
+          shape(c),
           ratio(backlog(c).rate, backlog(gwFast).rate),
           ratio(backlog(c).rate, backlog(bull).rate),
           ratio(cpuPerJob(c), cpuPerJob(gwFast)),
         ]),
-        ['7-node DAG vs BullMQ flow', '–', ratio(dagRate(pgRuns), dagRate(bull)), '–'],
+        ...[pgRuns, pgFast].map((c) => [
+          `7-node DAG vs BullMQ flow${c === pgFast ? `, claim-ahead ${FAST_AHEAD}` : ''}`,
+          '–',
+          ratio(dagRate(c), dagRate(bull)),
+          '–',
+        ]),
+      ],
+    );
+    table(
+      'What bounds it: the rows floor (a one-node run’s rows by hand, in graphile-worker fast’s batches) against the others',
+      ['', 'jobs/s', 'server + worker CPU/job'],
+      [
+        [
+          'rows floor / graphile-worker fast',
+          ratio(backlog(floor).rate, backlog(gwFast).rate),
+          ratio(cpuPerJob(floor), cpuPerJob(gwFast)),
+        ],
+        ...[pgRuns, pgFast].map((c) => [
+          `Adagio PostgreSQL, ${shape(c)} / rows floor`,
+          ratio(backlog(c).rate, backlog(floor).rate),
+          ratio(cpuPerJob(c), cpuPerJob(floor)),
+        ]),
       ],
     );
     const verdict = (ok: boolean) => (ok ? 'met' : 'missed');
@@ -153,29 +192,29 @@ export async function run(args: string[] = []): Promise<void> {
       ['target', 'Adagio PostgreSQL', 'peer', 'result'],
       [
         ...pgShapes.map((c) => [
-          `jobs/s ≥ graphile-worker fast, ${c === pgRuns ? 'one-node runs' : c.name.split(', ')[1]}`,
+          `jobs/s ≥ graphile-worker fast, ${shape(c)}`,
           fmt(backlog(c).rate),
           fmt(backlog(gwFast).rate),
           verdict(backlog(c).rate >= backlog(gwFast).rate),
         ]),
-        [
-          '7-node DAG jobs/s ≥ BullMQ flow',
-          fmt(dagRate(pgRuns)),
+        ...[pgRuns, pgFast].map((c) => [
+          `7-node DAG jobs/s ≥ BullMQ flow${c === pgFast ? `, claim-ahead ${FAST_AHEAD}` : ''}`,
+          fmt(dagRate(c)),
           fmt(dagRate(bull)),
-          verdict(dagRate(pgRuns) >= dagRate(bull)),
-        ],
+          verdict(dagRate(c) >= dagRate(bull)),
+        ]),
         [
           `add → start p99 at ${RATE}/s ≤ BullMQ`,
           `${p99(pgRuns).toFixed(1)} ms`,
           `${p99(bull).toFixed(1)} ms`,
           verdict(p99(pgRuns) <= p99(bull)),
         ],
-        [
-          'server + worker CPU/job ≤ 2× graphile-worker fast (one-node runs)',
-          us(cpuPerJob(pgRuns)),
+        ...[pgRuns, pgFast].map((c) => [
+          `server + worker CPU/job ≤ 2× graphile-worker fast (${shape(c)})`,
+          us(cpuPerJob(c)),
           us(cpuPerJob(gwFast)),
-          verdict(cpuPerJob(pgRuns) <= 2 * cpuPerJob(gwFast)),
-        ],
+          verdict(cpuPerJob(c) <= 2 * cpuPerJob(gwFast)),
+        ]),
       ],
     );
   } finally {

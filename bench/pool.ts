@@ -22,7 +22,7 @@ export interface RunningPools {
 /** Starts real AgentPools (the same code adagiod runs) on the repositories, `runtime` the no-op one by default. */
 export async function startPools(
   repository: Repository | Repository[],
-  options: { concurrency: number; pools?: number; runtime?: Runtime },
+  options: { concurrency: number; pools?: number; runtime?: Runtime; claimAhead?: number },
 ): Promise<RunningPools> {
   const repos = Array.isArray(repository) ? repository : [repository];
   const pools = Array.from(
@@ -32,6 +32,7 @@ export async function startPools(
         repository: repos[i % repos.length]!,
         runtimes: [options.runtime ?? noopRuntime],
         concurrency: options.concurrency,
+        ...(options.claimAhead === undefined ? {} : { claimAhead: options.claimAhead }),
         logger: silentLogger,
       }),
   );

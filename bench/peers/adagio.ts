@@ -9,14 +9,17 @@ import { type Contender, latencies, measure, PRODUCERS, SLOTS } from './peer.js'
 /**
  * Adagio through the real AgentPool (16 slots), on any store. Independent jobs
  * come in two shapes: `runs` (N one-node runs) or `width` (one run of N nodes
- * without edges, capped at the job count).
+ * without edges, capped at the job count). `claimAhead`: the pool's
+ * claim-ahead bound (default: the pool's own, the slot count).
  */
 export function adagio(
   label: string,
   store: Store,
   shape: { runs: true } | { width: number } = { runs: true },
+  claimAhead?: number,
 ): Contender {
   const wide = 'width' in shape;
+  const poolOptions = { concurrency: SLOTS, ...(claimAhead === undefined ? {} : { claimAhead }) };
   const fresh = async <T>(fn: (repo: Repository) => Promise<T>): Promise<T> => {
     const { repository, teardown } = await store.fresh();
     try {
@@ -30,7 +33,7 @@ export function adagio(
     let pools: RunningPools | undefined;
     try {
       return await measure(jobs, store.cpu, async () => {
-        pools = await startPools(repo, { concurrency: SLOTS });
+        pools = await startPools(repo, poolOptions);
         await work(pools);
       });
     } finally {
@@ -61,7 +64,7 @@ export function adagio(
             return { conclusion: 'SUCCESS' };
           },
         };
-        const pools = await startPools(repo, { concurrency: SLOTS, runtime });
+        const pools = await startPools(repo, { ...poolOptions, runtime });
         try {
           return await seen.run(rate, (t0) => repo.start(independent(1, { t0: [String(t0)] })));
         } finally {
