@@ -53,6 +53,7 @@ describe('bench commands', () => {
       'add → start at 300/s',
       'runs of the 7-node DAG',
       'Adagio PostgreSQL against the peers',
+      'What bounds it: the rows floor',
       'Done when',
     ])
       assert.match(r.out, new RegExp(`## .*${title}`), `missing table "${title}"`);
@@ -62,6 +63,9 @@ describe('bench commands', () => {
       /\| BullMQ 6\.7\.0 /,
       /\| Adagio memory /,
       /\| Adagio PostgreSQL, 1 run × 100 nodes /,
+      /\| Adagio PostgreSQL claim-ahead 500 /,
+      /\| Adagio PostgreSQL claim-ahead 500, 1 run × 100 nodes /,
+      /\| rows floor: /,
     ])
       assert.match(r.out, contender);
     assert.match(r.out, /\| (met|missed) +\|/);
