@@ -1,4 +1,5 @@
 import { Batcher } from '../batcher.js';
+import { pgArray } from './arrays.js';
 import { type Db, isConnectionError, MAX_BATCH_CALLS } from './db.js';
 import type { AttemptRow, NodeRow } from './rows.js';
 import { CLAIM_NODES } from './sql.js';
@@ -65,13 +66,13 @@ export class ClaimBatcher {
         'claim',
         CLAIM_NODES,
         [
-          calls.map((c) => c.runId),
-          calls.map((c) => c.node),
-          calls.map((c) => c.claimId),
-          calls.map((c) => c.agentId),
-          calls.map((c) => c.metadata),
-          calls.map((c) => c.leaseId),
-          calls.map((c) => c.now),
+          pgArray(calls.map((c) => c.runId)),
+          pgArray(calls.map((c) => c.node)),
+          pgArray(calls.map((c) => c.claimId)),
+          pgArray(calls.map((c) => c.agentId)),
+          pgArray(calls.map((c) => c.metadata)),
+          pgArray(calls.map((c) => c.leaseId)),
+          pgArray(calls.map((c) => c.now)),
           attempt > 1,
         ],
         // See Db.fast: a lost claim only means the node runs again.

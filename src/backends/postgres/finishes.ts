@@ -1,4 +1,5 @@
 import { Batcher } from '../batcher.js';
+import { pgArray } from './arrays.js';
 import { type Db, isConnectionError, MAX_BATCH_CALLS } from './db.js';
 import type { Notice, Publisher } from './notices.js';
 import { FINISH_NODES } from './sql.js';
@@ -66,14 +67,14 @@ export class FinishBatcher {
         'finish',
         FINISH_NODES,
         [
-          calls.map((c) => c.runId),
-          calls.map((c) => c.node),
-          calls.map((c) => c.claimId),
-          calls.map((c) => c.conclusion),
-          calls.map((c) => c.metadata),
-          calls.map((c) => c.output),
-          calls.map((c) => c.now),
-          calls.map((c) => c.startedAt),
+          pgArray(calls.map((c) => c.runId)),
+          pgArray(calls.map((c) => c.node)),
+          pgArray(calls.map((c) => c.claimId)),
+          pgArray(calls.map((c) => c.conclusion)),
+          pgArray(calls.map((c) => c.metadata)),
+          pgArray(calls.map((c) => c.output)),
+          pgArray(calls.map((c) => c.now)),
+          pgArray(calls.map((c) => c.startedAt)),
           // A repeated try may find attempts already stored: the earlier try committed but its reply was lost.
           attempt > 1,
         ],

@@ -1,5 +1,6 @@
 import type { Logger } from '../../log.js';
 import type { Metadata, NodeStatus, RunConclusion, RunStatus } from '../../model/index.js';
+import { pgArray } from './arrays.js';
 import type { Db } from './db.js';
 import { NOTIFY_MANY } from './sql.js';
 
@@ -227,10 +228,15 @@ export class Publisher {
         this.waiters = [];
         if (encoded.length > 0)
           try {
-            await this.db.query('notify', NOTIFY_MANY, [this.channel, packNotices(encoded, this.origin)], {
-              asyncCommit: true,
-              prepare: 'adagio_notify',
-            });
+            await this.db.query(
+              'notify',
+              NOTIFY_MANY,
+              [this.channel, pgArray(packNotices(encoded, this.origin))],
+              {
+                asyncCommit: true,
+                prepare: 'adagio_notify',
+              },
+            );
           } catch (e) {
             this.logger.debug('notices not sent; listeners will catch up', {
               count: encoded.length,

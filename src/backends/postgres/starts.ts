@@ -1,4 +1,5 @@
 import { Batcher } from '../batcher.js';
+import { pgArray } from './arrays.js';
 import { type Db, isConnectionError } from './db.js';
 import { COUNTER_SHARDS } from './migrations.js';
 import { START_RUNS } from './sql.js';
@@ -56,14 +57,14 @@ export class StartBatcher {
         'start',
         START_RUNS,
         [
-          calls.map((c) => c.id),
-          calls.map((c) => c.createdAt),
-          calls.map((c) => c.edges),
-          calls.map((c) => c.nodeCount),
+          pgArray(calls.map((c) => c.id)),
+          pgArray(calls.map((c) => c.createdAt)),
+          pgArray(calls.map((c) => c.edges)),
+          pgArray(calls.map((c) => c.nodeCount)),
           `[${nodes.join(',')}]`,
           Math.floor(Math.random() * COUNTER_SHARDS),
-          calls.map((c) => c.identity),
-          calls.map((c) => c.deadlineAt),
+          pgArray(calls.map((c) => c.identity)),
+          pgArray(calls.map((c) => c.deadlineAt)),
         ],
         { prepare: 'adagio_start' },
       ),
