@@ -31,6 +31,8 @@ export interface ChaosOptions {
   storeDisruptions: number;
   seed?: number;
   leaseTtl?: string;
+  /** Each agent process's claim-ahead bound (default 4, as many as its agents). */
+  claimAhead?: number;
   log?: (line: string) => void;
 }
 
@@ -79,7 +81,7 @@ export async function runChaos(backend: ChaosBackend, o: ChaosOptions): Promise<
     '--agents',
     '4',
     '--claim-ahead',
-    '4',
+    String(o.claimAhead ?? 4),
     '--lease-ttl',
     leaseTtl,
     '--grace-period',

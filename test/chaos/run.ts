@@ -1,8 +1,8 @@
 /**
- * `npm run chaos [-- postgres|etcd|dynamodb ...] [--runs N] [--kills N] [--seed N]`:
+ * `npm run chaos [-- postgres|etcd|dynamodb ...] [--runs N] [--kills N] [--seed N] [--claim-ahead N]`:
  * the full chaos suite (default 300 runs and 30 agent disruptions per
- * backend, the store disrupted twice), printing its figures. Exits 1 when any
- * promise broke.
+ * backend, the store disrupted twice, each agent process claiming 4 ahead),
+ * printing its figures. Exits 1 when any promise broke.
  */
 import { parseArgs } from 'node:util';
 import { chaosDynamoDb, chaosEtcd, chaosPostgres } from './backends.js';
@@ -15,6 +15,7 @@ const { values, positionals } = parseArgs({
     kills: { type: 'string', default: '30' },
     'store-disruptions': { type: 'string', default: '2' },
     seed: { type: 'string', default: '1' },
+    'claim-ahead': { type: 'string', default: '4' },
   },
 });
 const backends: Record<string, () => Promise<ChaosBackend>> = {
@@ -37,6 +38,7 @@ for (const name of wanted) {
       kills: Number(values.kills),
       storeDisruptions: Number(values['store-disruptions']),
       seed: Number(values.seed),
+      claimAhead: Number(values['claim-ahead']),
       log: (line) => console.error(`  ${new Date().toISOString().slice(11, 19)} ${line}`),
     });
     console.log(formatReport(r));
