@@ -93,6 +93,10 @@ export async function rowsFloor(): Promise<Peer> {
     let fetching = false;
     let idle: (() => void)[] = [];
     let stopped = false;
+    let fail!: (e: unknown) => void;
+    const failed = new Promise<never>((_, reject) => {
+      fail = reject;
+    });
 
     const flush = async (): Promise<void> => {
       while (done.length > 0) {
@@ -112,7 +116,7 @@ export async function rowsFloor(): Promise<Peer> {
     const complete = (run: string, node: string, claim: string) => {
       done.push({ run, node, claim });
       // Completions gathered over one tick (graphile-worker's completeJobBatchDelay 0), one statement in flight.
-      flushing ??= new Promise<void>((r) => setImmediate(r)).then(flush);
+      flushing ??= new Promise<void>((r) => setImmediate(r)).then(flush).catch(fail);
     };
     const fetch = async () => {
       if (fetching || stopped) return;
@@ -120,6 +124,8 @@ export async function rowsFloor(): Promise<Peer> {
       try {
         const res = await sql.query(CLAIM, ['floor', Date.now(), BATCH - queue.length]);
         queue.push(...res.rows);
+      } catch (e) {
+        fail(e);
       } finally {
         fetching = false;
       }
@@ -147,7 +153,7 @@ export async function rowsFloor(): Promise<Peer> {
     await sql.query(`INSERT INTO leases VALUES ('floor', now() + interval '1 hour')`);
     const slots = Array.from({ length: SLOTS }, slot);
     try {
-      await finished.all();
+      await Promise.race([finished.all(), failed]);
     } finally {
       stopped = true;
       for (const w of idle) w();
