@@ -146,12 +146,10 @@ export async function run(args: string[] = []): Promise<void> {
     const p99 = (c: Contender) => median(results.get(c)!.latency.map((x) => x.p99));
     const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
     const pgShapes = [pgRuns, ...pgWide, pgFast, pgFastWide];
+    /** ", claim-ahead 500" for the contenders in that setting, nothing for the default. */
+    const ahead = (c: Contender) => (c === pgFast || c === pgFastWide ? `, claim-ahead ${FAST_AHEAD}` : '');
     /** A shape's name without the store's: "20,000 one-node runs", "1 run × 2,000 nodes", with its claim-ahead. */
-    const shape = (c: Contender) => {
-      const fast = c === pgFast || c === pgFastWide ? `, claim-ahead ${FAST_AHEAD}` : '';
-      const wide = c.name.split(', ')[1];
-      return `${wide ?? `${fmt(o.jobs)} one-node runs`}${fast}`;
-    };
+    const shape = (c: Contender) => `${c.name.split(', ')[1] ?? `${fmt(o.jobs)} one-node runs`}${ahead(c)}`;
     table(
       `Adagio PostgreSQL against the peers (jobs/s ratio, > 1 is faster; graphile-worker fast: ${gwFast.name})`,
       ['Adagio PostgreSQL shape', 'vs graphile-worker fast', 'vs BullMQ', 'CPU/job vs graphile-worker fast'],
@@ -163,7 +161,7 @@ export async function run(args: string[] = []): Promise<void> {
           ratio(cpuPerJob(c), cpuPerJob(gwFast)),
         ]),
         ...[pgRuns, pgFast].map((c) => [
-          `7-node DAG vs BullMQ flow${c === pgFast ? `, claim-ahead ${FAST_AHEAD}` : ''}`,
+          `7-node DAG vs BullMQ flow${ahead(c)}`,
           '–',
           ratio(dagRate(c), dagRate(bull)),
           '–',
@@ -198,7 +196,7 @@ export async function run(args: string[] = []): Promise<void> {
           verdict(backlog(c).rate >= backlog(gwFast).rate),
         ]),
         ...[pgRuns, pgFast].map((c) => [
-          `7-node DAG jobs/s ≥ BullMQ flow${c === pgFast ? `, claim-ahead ${FAST_AHEAD}` : ''}`,
+          `7-node DAG jobs/s ≥ BullMQ flow${ahead(c)}`,
           fmt(dagRate(c)),
           fmt(dagRate(bull)),
           verdict(dagRate(c) >= dagRate(bull)),

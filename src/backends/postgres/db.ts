@@ -8,6 +8,17 @@ import { UnavailableError } from '../../protocol/index.js';
  * operations that are safe to repeat are retried until a deadline, so a
  * PostgreSQL restart is invisible to callers beyond a pause.
  */
+export interface DbOptions {
+  connectionString: string;
+  schema: string;
+  poolSize: number;
+  /** How long an operation keeps retrying through connection failures. */
+  retryForMs: number;
+  logger: Logger;
+}
+
+export type Queryable = Pick<pg.ClientBase, 'query'>;
+
 /**
  * Most claims, or finishes, of a process sent as one call of claim_nodes or
  * finish_nodes. Each call's cost is a fixed part (a round trip, a commit, the
@@ -20,17 +31,6 @@ import { UnavailableError } from '../../protocol/index.js';
  * about 30 ms on a 2-core machine.
  */
 export const MAX_BATCH_CALLS = 512;
-
-export interface DbOptions {
-  connectionString: string;
-  schema: string;
-  poolSize: number;
-  /** How long an operation keeps retrying through connection failures. */
-  retryForMs: number;
-  logger: Logger;
-}
-
-export type Queryable = Pick<pg.ClientBase, 'query'>;
 
 /** A failed attempt that may be repeated: the connection broke or the server refused service. */
 export function isConnectionError(e: unknown): boolean {
