@@ -16,7 +16,7 @@
  * anything else writing meanwhile counts too: a steadier measure of the rows
  * a node costs than CPU time on a shared machine). STATS=1 also prints the functions'
  * times (with track_functions=pl in the URL's options) and the tables' row
- * counts. ROUNDS=n repeats and prints medians.
+ * counts. ROUNDS=n repeats and prints medians. AHEAD=n sets the pool's claimAhead.
  */
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
@@ -121,6 +121,7 @@ for (let round = 0; round < rounds; round++)
           repository: repo,
           runtimes: [noop],
           concurrency: CONCURRENCY,
+          ...(process.env.AHEAD ? { claimAhead: Number(process.env.AHEAD) } : {}),
           logger: silentLogger,
         });
         if (measure) await server.start();

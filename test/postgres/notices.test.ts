@@ -6,13 +6,18 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import pg from 'pg';
+import { Db } from '../../src/backends/postgres/db.js';
 import {
   decodeNotices,
   encodeNotices,
   MAX_PAYLOAD,
   type Notice,
+  Publisher,
   packNotices,
 } from '../../src/backends/postgres/notices.js';
+import { silentLogger } from '../../src/log.js';
+import { POSTGRES_URL, requirePostgres } from '../support/postgres.js';
 
 describe('PostgreSQL notices', () => {
   it('a notice too big for one payload is split, the run completing only in the last part', () => {
@@ -63,5 +68,56 @@ describe('PostgreSQL notices', () => {
       payloads.flatMap((p) => decodeNotices(p, 'me')),
       [],
     );
+  });
+
+  it('notices reach a listener intact through the server, whatever their strings hold, many per statement', async () => {
+    await requirePostgres();
+    const channel = `adagio_notices_test_${process.pid}`;
+    const listener = new pg.Client({ connectionString: POSTGRES_URL });
+    await listener.connect();
+    const db = new Db({
+      connectionString: POSTGRES_URL,
+      schema: 'public',
+      poolSize: 2,
+      retryForMs: 5_000,
+      logger: silentLogger,
+    });
+    try {
+      const heard: string[] = [];
+      listener.on('notification', (m) => heard.push(m.payload ?? ''));
+      await listener.query(`LISTEN ${channel}`);
+      // Line breaks, quotes, backslashes, braces and commas (an array literal's own syntax), a NUL, emoji.
+      const tricky = ['a\nb', 'say "hi"', 'C:\\temp\\', '{x,y}', 'NULL', '\u0000', '🎻 adagio', '\r\n'];
+      const notices: Notice[] = Array.from({ length: 300 }, (_, i) => ({
+        r: `run-${i}`,
+        rs: 'RUNNING',
+        ch: [
+          {
+            n: `node ${tricky[i % tricky.length]}`,
+            v: 2,
+            s: 'RUNNING',
+            a: 1,
+            c: { id: 'c', ag: 'g', md: { k: tricky } },
+          },
+        ],
+      }));
+      const publisher = new Publisher(db, channel, silentLogger, 'sender');
+      await publisher.publish(notices);
+      const expected = notices.map((n) => JSON.parse(JSON.stringify(n)) as Notice);
+      for (let i = 0; i < 500 && heard.flatMap((p) => decodeNotices(p)).length < notices.length; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      assert.ok(heard.length > 1 && heard.length < 100, `${heard.length} payloads`);
+      assert.deepEqual(
+        heard.flatMap((p) => decodeNotices(p, 'someone else')),
+        expected,
+      );
+      assert.deepEqual(
+        heard.flatMap((p) => decodeNotices(p, 'sender')),
+        [],
+      );
+    } finally {
+      await listener.end();
+      await db.end();
+    }
   });
 });

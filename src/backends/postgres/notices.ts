@@ -1,6 +1,5 @@
 import type { Logger } from '../../log.js';
 import type { Metadata, NodeStatus, RunConclusion, RunStatus } from '../../model/index.js';
-import { pgArray } from './arrays.js';
 import type { Db } from './db.js';
 import { NOTIFY_MANY } from './sql.js';
 
@@ -121,7 +120,10 @@ export function envelopeHead(origin: string | undefined): string {
   return origin === undefined ? '{"b":[' : `{"o":${JSON.stringify(origin)},"b":[`;
 }
 
-/** Packs encoded notices into as few payloads under MAX_PAYLOAD as their order allows. */
+/**
+ * Packs encoded notices into as few payloads under MAX_PAYLOAD as their order allows. Each is JSON
+ * (JSON.stringify escapes every line break), so the payloads can travel one per line (NOTIFY_MANY).
+ */
 export function packNotices(encoded: string[], origin: string | undefined): string[] {
   const head = envelopeHead(origin);
   const payloads: string[] = [];
@@ -231,10 +233,10 @@ export class Publisher {
             await this.db.query(
               'notify',
               NOTIFY_MANY,
-              [this.channel, pgArray(packNotices(encoded, this.origin))],
+              [this.channel, packNotices(encoded, this.origin).join('\n')],
               {
                 asyncCommit: true,
-                prepare: 'adagio_notify',
+                prepare: 'adagio_notify_lines',
               },
             );
           } catch (e) {
