@@ -40,15 +40,21 @@ export async function measure(jobs: number, server: CpuMeter | undefined, fn: ()
 /**
  * add → start latency at a fixed rate. The consumer calls `record(t0)` when a
  * job starts; `run(rate, add)` first sends one probe job and waits for it
- * (a peer's first job pays one-time costs: connections, prepared statements,
- * its first lookup of the task), then calls `add(t0)` `count` times on a fixed
- * schedule (an add does not wait for the one before, as independent producers
- * would not), t0 being performance.now() at the add, and resolves with the
- * `count` latencies in ms.
+ * (a peer's first job pays one-time costs: its first lookup of the task),
+ * then adds for WARM_UP_MS at the rate, untimed (a pool opens its
+ * connections and prepares its statements as concurrent adds first need
+ * them: the first tens of ms of a fresh Adagio repository ran at 5–20 ms
+ * per job), then calls `add(t0)` `count` times on a fixed schedule (an add
+ * does not wait for the one before, as independent producers would not), t0
+ * being performance.now() at the add, and resolves with those `count`
+ * latencies in ms. Every contender gets the same warm-up.
  */
 export function latencies(count: number) {
   const samples: number[] = [];
   let probed = false;
+  let started = 0;
+  /** Adds before this moment are the warm-up's: their starts are counted, not timed. */
+  let timedFrom = Number.POSITIVE_INFINITY;
   let wake = () => {};
   const until = (done: () => boolean, what: string) =>
     within(
@@ -61,28 +67,40 @@ export function latencies(count: number) {
       120_000,
       what,
     );
+  /** `n` adds at `rate`, each given the moment it was made. */
+  const paced = async (n: number, rate: number, add: (t0: number) => Promise<unknown>) => {
+    const from = performance.now();
+    const pending: Promise<unknown>[] = [];
+    for (let i = 0; i < n; i++) {
+      const wait = from + (i * 1000) / rate - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      pending.push(add(performance.now()));
+    }
+    await Promise.all(pending);
+  };
   return {
     record(t0: number) {
-      if (probed) samples.push(performance.now() - t0);
+      if (t0 >= timedFrom) samples.push(performance.now() - t0);
+      else if (probed) started++;
       probed = true;
       wake();
     },
     async run(rate: number, add: (t0: number) => Promise<unknown>): Promise<number[]> {
       await add(performance.now());
       await until(() => probed, 'the add → start probe');
-      const start = performance.now();
-      const pending: Promise<unknown>[] = [];
-      for (let i = 0; i < count; i++) {
-        const wait = start + (i * 1000) / rate - performance.now();
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-        pending.push(add(performance.now()));
-      }
-      await Promise.all(pending);
+      const warm = Math.ceil((rate * WARM_UP_MS) / 1000);
+      await paced(warm, rate, add);
+      await until(() => started >= warm, 'the add → start warm-up');
+      timedFrom = performance.now();
+      await paced(count, rate, add);
       await until(() => samples.length >= count, 'the add → start workload');
       return samples;
     },
   };
 }
+
+/** How long each contender is fed at the measured rate before add → start is timed. */
+export const WARM_UP_MS = 1_000;
 
 /** `promise`, or a rejection naming `what` after `ms`: a lost job must fail the benchmark, not hang it. */
 export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
