@@ -10,11 +10,9 @@
  * a retry, a stale claim), and the answers are checked too.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
-import type { PostgresRepository } from '../../src/backends/postgres/index.js';
+import { describe, it } from 'node:test';
 import type { GraphSpec } from '../../src/model/index.js';
-import { POSTGRES_URL, postgresRepository } from '../support/postgres.js';
+import { postgresSuite } from '../support/postgres.js';
 
 const oneNode: GraphSpec = { nodes: [{ name: 'a', runtime: 'x', metadata: {}, retry: {} }], edges: [] };
 const fanOut: GraphSpec = {
@@ -42,31 +40,18 @@ function* planNodes(p: PlanNode): Generator<PlanNode> {
 }
 
 describe('PostgreSQL finish_nodes: a batch costs in proportion to its size', () => {
-  let repo: PostgresRepository;
-  let schema: string;
-  let teardown: () => Promise<void>;
-  const client = new pg.Client({ connectionString: POSTGRES_URL });
-
-  before(async () => {
-    ({ repository: repo, schema, teardown } = await postgresRepository({ reaperIntervalMs: 0 }));
-    await repo.ping(); // migrates
-    await client.connect();
-  });
-  after(async () => {
-    await client.end();
-    await teardown();
-  });
+  const db = postgresSuite({ reaperIntervalMs: 0 });
 
   it('reads no intermediate result once per row of another, and answers every call', async () => {
     const RUNS = 120;
     const runs = [];
-    for (let i = 0; i < RUNS; i++) runs.push(await repo.start(oneNode));
-    const fan = await repo.start(fanOut);
-    const retry = await repo.start(retried);
-    const stale = await repo.start(oneNode);
-    const lease = await repo.grantLease(60_000);
+    for (let i = 0; i < RUNS; i++) runs.push(await db.repo.start(oneNode));
+    const fan = await db.repo.start(fanOut);
+    const retry = await db.repo.start(retried);
+    const stale = await db.repo.start(oneNode);
+    const lease = await db.repo.grantLease(60_000);
     const claim = async (runId: string) => {
-      const c = await repo.claim({ runId, node: 'a', agentId: 'agent', leaseId: lease.id });
+      const c = await db.repo.claim({ runId, node: 'a', agentId: 'agent', leaseId: lease.id });
       assert.ok(c, `claimed ${runId}`);
       return c.claimId;
     };
@@ -85,12 +70,12 @@ describe('PostgreSQL finish_nodes: a batch costs in proportion to its size', () 
       const json = n.message?.slice(n.message.indexOf('\n') + 1);
       if (n.message?.includes('plan:') && json) plans.push((JSON.parse(json) as { Plan: PlanNode }).Plan);
     };
-    client.on('notice', onNotice);
+    db.client.on('notice', onNotice);
     let rows: { i: number; r: Record<string, unknown> }[];
-    await client.query('BEGIN');
+    await db.client.query('BEGIN');
     try {
-      await client.query(`SET LOCAL search_path TO ${schema}`);
-      await client.query("LOAD 'auto_explain'");
+      await db.client.query(`SET LOCAL search_path TO ${db.schema}`);
+      await db.client.query("LOAD 'auto_explain'");
       for (const [k, v] of Object.entries({
         log_min_duration: '0',
         log_analyze: 'on',
@@ -99,8 +84,8 @@ describe('PostgreSQL finish_nodes: a batch costs in proportion to its size', () 
         log_format: 'json',
         log_level: 'notice',
       }))
-        await client.query(`SET LOCAL auto_explain.${k} = '${v}'`);
-      ({ rows } = await client.query<{ i: number; r: Record<string, unknown> }>(
+        await db.client.query(`SET LOCAL auto_explain.${k} = '${v}'`);
+      ({ rows } = await db.client.query<{ i: number; r: Record<string, unknown> }>(
         'SELECT i, r FROM finish_nodes($1, $2, $3, $4, $5, $6, $7, $8, false)',
         [
           calls.map((c) => c.run),
@@ -113,12 +98,12 @@ describe('PostgreSQL finish_nodes: a batch costs in proportion to its size', () 
           calls.map(() => null),
         ],
       ));
-      await client.query('COMMIT');
+      await db.client.query('COMMIT');
     } catch (e) {
-      await client.query('ROLLBACK');
+      await db.client.query('ROLLBACK');
       throw e;
     } finally {
-      client.off('notice', onNotice);
+      db.client.off('notice', onNotice);
     }
 
     // The plans: every statement of the function was explained, and no CTE was read more than once.
@@ -153,13 +138,13 @@ describe('PostgreSQL finish_nodes: a batch costs in proportion to its size', () 
     assert.equal(t.rc, undefined);
     assert.deepEqual(t.rd, [['a', 'x']]);
 
-    const done = await repo.inspect(runs[0]!.id);
+    const done = await db.repo.inspect(runs[0]!.id);
     assert.equal(done.conclusion, 'SUCCESS');
-    const again = await repo.inspect(retry.id);
+    const again = await db.repo.inspect(retry.id);
     assert.equal(again.nodes.find((n) => n.spec.name === 'a')?.status, 'READY');
-    await repo.cancel(fan.id);
-    await repo.cancel(retry.id);
-    await repo.cancel(stale.id);
-    await repo.revokeLease(lease.id);
+    await db.repo.cancel(fan.id);
+    await db.repo.cancel(retry.id);
+    await db.repo.cancel(stale.id);
+    await db.repo.revokeLease(lease.id);
   });
 });

@@ -7,9 +7,7 @@
  * one batch.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
-import type { PostgresRepository } from '../../src/backends/postgres/index.js';
+import { describe, it } from 'node:test';
 import {
   attemptStartMs,
   conclusionOf,
@@ -25,26 +23,14 @@ import {
   upstreamOutcome,
 } from '../../src/model/index.js';
 import { FINISH_CASES, type FinishCase } from '../support/finish-cases.js';
-import { POSTGRES_URL, postgresRepository } from '../support/postgres.js';
+import { postgresSuite } from '../support/postgres.js';
 
 describe('PostgreSQL finish_nodes follows the model', () => {
-  let repo: PostgresRepository;
-  let schema: string;
-  let teardown: () => Promise<void>;
-  const client = new pg.Client({ connectionString: POSTGRES_URL });
-
-  before(async () => {
-    ({ repository: repo, schema, teardown } = await postgresRepository());
-    await client.connect();
-  });
-  after(async () => {
-    await client.end();
-    await teardown();
-  });
+  const db = postgresSuite();
 
   /** A run x → y with x RUNNING after the case's prior attempts; the finish is the caller's. */
   async function prepare(c: FinishCase) {
-    const run = await repo.start({
+    const run = await db.repo.start({
       nodes: [
         { name: 'x', runtime: 'work', metadata: {}, retry: c.retry },
         { name: 'y', runtime: 'work', metadata: {}, retry: {} },
@@ -52,21 +38,21 @@ describe('PostgreSQL finish_nodes follows the model', () => {
       edges: [{ source: 'x', destination: 'y' }],
     });
     // The attempts before this one, as the counters finish_nodes reads.
-    await client.query(
-      `UPDATE ${schema}.nodes SET fail_count = $3, error_count = $4 WHERE run_id = $1 AND name = $2`,
+    await db.client.query(
+      `UPDATE ${db.schema}.nodes SET fail_count = $3, error_count = $4 WHERE run_id = $1 AND name = $2`,
       [run.id, 'x', c.prior.fail, c.prior.error],
     );
-    const lease = await repo.grantLease(60_000);
-    const claimed = await repo.claim({ runId: run.id, node: 'x', agentId: 'a', leaseId: lease.id });
+    const lease = await db.repo.grantLease(60_000);
+    const claimed = await db.repo.claim({ runId: run.id, node: 'x', agentId: 'a', leaseId: lease.id });
     assert.ok(claimed);
     const finish = () =>
-      repo.finish({ runId: run.id, node: 'x', claimId: claimed.claimId, conclusion: c.conclusion });
+      db.repo.finish({ runId: run.id, node: 'x', claimId: claimed.claimId, conclusion: c.conclusion });
     return { runId: run.id, lease, finish };
   }
 
   /** The node, its dependent and the run end as the model says. */
   async function check(c: FinishCase, runId: string) {
-    const after = await repo.inspect(runId);
+    const after = await db.repo.inspect(runId);
     const outcome = finishOutcome({ retry: c.retry }, c.conclusion, c.prior);
     assert.equal(outcome, c.outcome, 'the table agrees with the model');
     const x = statusAfterFinish(outcome);
@@ -96,7 +82,7 @@ describe('PostgreSQL finish_nodes follows the model', () => {
       const p = await prepare(c);
       await p.finish();
       await check(c, p.runId);
-      await repo.revokeLease(p.lease.id);
+      await db.repo.revokeLease(p.lease.id);
     });
   }
 
@@ -104,21 +90,21 @@ describe('PostgreSQL finish_nodes follows the model', () => {
     const prepared = [];
     for (const c of FINISH_CASES) prepared.push(await prepare(c));
     // A fan-in in the same batch: both upstream nodes of z succeed together, and z is READY once.
-    const fanIn = await repo.start({
+    const fanIn = await db.repo.start({
       nodes: ['a', 'b', 'z'].map((name) => ({ name, runtime: 'work', metadata: {}, retry: {} })),
       edges: [
         { source: 'a', destination: 'z' },
         { source: 'b', destination: 'z' },
       ],
     });
-    const lease = await repo.grantLease(60_000);
+    const lease = await db.repo.grantLease(60_000);
     const claims = await Promise.all(
-      ['a', 'b'].map((node) => repo.claim({ runId: fanIn.id, node, agentId: 'a', leaseId: lease.id })),
+      ['a', 'b'].map((node) => db.repo.claim({ runId: fanIn.id, node, agentId: 'a', leaseId: lease.id })),
     );
     await Promise.all([
       ...prepared.map((p) => p.finish()),
       ...claims.map((cl) =>
-        repo.finish({
+        db.repo.finish({
           runId: fanIn.id,
           node: cl!.node.spec.name,
           claimId: cl!.claimId,
@@ -127,7 +113,7 @@ describe('PostgreSQL finish_nodes follows the model', () => {
       ),
     ]);
     for (const [i, c] of FINISH_CASES.entries()) await check(c, prepared[i]!.runId);
-    const z = await repo.inspect(fanIn.id);
+    const z = await db.repo.inspect(fanIn.id);
     assert.deepEqual(
       z.nodes.map((n) => [n.spec.name, n.status]),
       [
@@ -137,8 +123,8 @@ describe('PostgreSQL finish_nodes follows the model', () => {
       ],
     );
     assert.equal(z.status, 'RUNNING');
-    for (const p of prepared) await repo.revokeLease(p.lease.id);
-    await repo.revokeLease(lease.id);
+    for (const p of prepared) await db.repo.revokeLease(p.lease.id);
+    await db.repo.revokeLease(lease.id);
   });
 
   // Rule 20: a reported start is kept within [claimed at, finished at] as model attemptStartMs decides; one batch
@@ -149,21 +135,21 @@ describe('PostgreSQL finish_nodes follows the model', () => {
       for (const reported of [undefined, 0, 500, 1_000, 1_500, 2_000, 2_500])
         cases.push({ claimed, finished: 2_000, reported });
     const names = cases.map((_, i) => `n${i}`);
-    const run = await repo.start({
+    const run = await db.repo.start({
       nodes: names.map((name) => ({ name, runtime: 'work', metadata: {}, retry: {} })),
       edges: [],
     });
-    const lease = await repo.grantLease(60_000);
+    const lease = await db.repo.grantLease(60_000);
     const claims = [];
     for (const node of names)
-      claims.push(await repo.claim({ runId: run.id, node, agentId: 'a', leaseId: lease.id }));
-    await client.query(
-      `UPDATE ${schema}.nodes n SET started_at = x.at FROM unnest($2::text[], $3::bigint[]) AS x(name, at)
+      claims.push(await db.repo.claim({ runId: run.id, node, agentId: 'a', leaseId: lease.id }));
+    await db.client.query(
+      `UPDATE ${db.schema}.nodes n SET started_at = x.at FROM unnest($2::text[], $3::bigint[]) AS x(name, at)
        WHERE n.run_id = $1 AND n.name = x.name`,
       [run.id, names, cases.map((c) => c.claimed)],
     );
-    await client.query(`SET search_path TO ${schema}`);
-    const res = await client.query<{ i: number; r: unknown }>(
+    await db.client.query(`SET search_path TO ${db.schema}`);
+    const res = await db.client.query<{ i: number; r: unknown }>(
       'SELECT i, r FROM finish_nodes($1, $2, $3, $4, $5, $6, $7, $8, false)',
       [
         names.map(() => run.id),
@@ -177,7 +163,7 @@ describe('PostgreSQL finish_nodes follows the model', () => {
       ],
     );
     for (const row of res.rows) if (row.i > 0) assert.deepEqual(row.r, { ok: true });
-    const { rows } = await client.query<{ node: string; started_at: string }>(
+    const { rows } = await db.client.query<{ node: string; started_at: string }>(
       'SELECT node, started_at FROM attempts WHERE run_id = $1',
       [run.id],
     );
@@ -189,7 +175,7 @@ describe('PostgreSQL finish_nodes follows the model', () => {
         `claimed ${c.claimed}, finished ${c.finished}, reported ${c.reported}`,
       );
     });
-    await repo.revokeLease(lease.id);
+    await db.repo.revokeLease(lease.id);
   });
 });
 
@@ -199,18 +185,7 @@ describe('PostgreSQL finish_nodes follows the model', () => {
  * tally of up to four upstream nodes.
  */
 describe('PostgreSQL trigger_decision follows the model', () => {
-  let schema: string;
-  let teardown: () => Promise<void>;
-  const client = new pg.Client({ connectionString: POSTGRES_URL });
-
-  before(async () => {
-    ({ schema, teardown } = await postgresRepository());
-    await client.connect();
-  });
-  after(async () => {
-    await client.end();
-    await teardown();
-  });
+  const db = postgresSuite();
 
   it('agrees on every rule and tally', async () => {
     const cases: { rule: TriggerRule; t: UpstreamTally }[] = [];
@@ -221,8 +196,8 @@ describe('PostgreSQL trigger_decision follows the model', () => {
             for (let failed = 0; succeeded + failed <= completed; failed++)
               cases.push({ rule, t: { total, completed, succeeded, failed } });
     // trigger_decision calls trigger_holds unqualified, as the backend's sessions (search_path) do.
-    await client.query(`SET search_path TO ${schema}`);
-    const res = await client.query<{ d: string }>(
+    await db.client.query(`SET search_path TO ${db.schema}`);
+    const res = await db.client.query<{ d: string }>(
       `SELECT trigger_decision(x.rule, x.total, x.completed, x.succeeded, x.failed) AS d
        FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::int[]) WITH ORDINALITY
          AS x(rule, total, completed, succeeded, failed, i) ORDER BY x.i`,

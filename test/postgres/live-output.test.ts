@@ -6,45 +6,37 @@
  * live_outputs row written), so the race is forced, not timed.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import pg from 'pg';
-import type { PostgresRepository } from '../../src/backends/postgres/index.js';
-import { POSTGRES_URL, postgresRepository } from '../support/postgres.js';
+import { POSTGRES_URL, postgresSuite } from '../support/postgres.js';
 
 const text = (b: Uint8Array) => Buffer.from(b).toString('utf8');
 
 describe('PostgreSQL finish racing an append', () => {
-  let repo: PostgresRepository;
-  let schema: string;
-  let teardown: () => Promise<void>;
-
-  before(async () => {
-    ({ repository: repo, schema, teardown } = await postgresRepository());
-  });
-  after(() => teardown());
+  const db = postgresSuite();
 
   it('an append committed while the finish waits for the node is kept in front of the finish output', {
     timeout: 60_000,
   }, async () => {
-    const run = await repo.start({
+    const run = await db.repo.start({
       nodes: [{ name: 'only', runtime: 'work', metadata: {}, retry: {} }],
       edges: [],
     });
-    const lease = await repo.grantLease(60_000);
-    const claimed = await repo.claim({ runId: run.id, node: 'only', leaseId: lease.id, agentId: 'a' });
+    const lease = await db.repo.grantLease(60_000);
+    const claimed = await db.repo.claim({ runId: run.id, node: 'only', leaseId: lease.id, agentId: 'a' });
     assert.ok(claimed);
 
     const appender = new pg.Client({ connectionString: POSTGRES_URL });
     await appender.connect();
     try {
-      await appender.query(`SET search_path TO ${schema}`);
+      await appender.query(`SET search_path TO ${db.schema}`);
       await appender.query('BEGIN');
       await appender.query(`SELECT 1 FROM nodes WHERE run_id = $1 AND name = 'only' FOR UPDATE`, [run.id]);
       await appender.query(
         `INSERT INTO live_outputs (run_id, node, attempt, next_seq, output) VALUES ($1, 'only', 1, 1, $2)`,
         [run.id, Buffer.from('streamed ')],
       );
-      const finishing = repo.finish({
+      const finishing = db.repo.finish({
         runId: run.id,
         node: 'only',
         claimId: claimed.claimId,
@@ -71,7 +63,7 @@ describe('PostgreSQL finish racing an append', () => {
     } finally {
       await appender.end();
     }
-    const stored = await repo.inspect(run.id);
+    const stored = await db.repo.inspect(run.id);
     assert.equal(stored.conclusion, 'SUCCESS');
     assert.equal(text(stored.nodes[0]!.attempts[0]!.output), 'streamed finished');
   });

@@ -7,7 +7,7 @@
  * deadlines of a schema upgraded from version 13.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import pg from 'pg';
 import { ulid } from 'ulid';
 import { MIGRATIONS, PostgresRepository } from '../../src/backends/postgres/index.js';
@@ -17,7 +17,7 @@ import {
   dropSchema,
   movePostgresClock,
   POSTGRES_URL,
-  postgresRepository,
+  postgresSuite,
   requirePostgres,
   uniqueSchema,
 } from '../support/postgres.js';
@@ -29,25 +29,12 @@ const oneNode = (deadline?: string): GraphSpec => ({
 });
 
 describe('PostgreSQL runs: row writes and the deadline look-up', () => {
-  let repo: PostgresRepository;
-  let schema: string;
-  let teardown: () => Promise<void>;
-  const client = new pg.Client({ connectionString: POSTGRES_URL });
-
-  before(async () => {
-    // No background sweeper: the tests sweep when they mean to.
-    ({ repository: repo, schema, teardown } = await postgresRepository({ reaperIntervalMs: 0 }));
-    await repo.ping(); // migrates
-    await client.connect();
-  });
-  after(async () => {
-    await client.end();
-    await teardown();
-  });
+  // No background sweeper: the tests sweep when they mean to.
+  const db = postgresSuite({ reaperIntervalMs: 0 });
 
   const deadlineOpen = async (runId: string): Promise<number | null> => {
-    const { rows } = await client.query<{ d: string | null }>(
-      `SELECT deadline_open AS d FROM ${schema}.runs WHERE id = $1`,
+    const { rows } = await db.client.query<{ d: string | null }>(
+      `SELECT deadline_open AS d FROM ${db.schema}.runs WHERE id = $1`,
       [runId],
     );
     return rows[0]!.d === null ? null : Number(rows[0]!.d);
@@ -55,93 +42,93 @@ describe('PostgreSQL runs: row writes and the deadline look-up', () => {
 
   it('concluding a run is a heap-only update: no index of runs is written', async () => {
     // A deadline and labels: runs_open_deadlines and the labels' GIN index hold this run too.
-    const run = await repo.start(oneNode('1h'), { labels: { team: 'data' }, name: 'hot' });
-    const lease = await repo.grantLease(60_000);
-    const claim = await repo.claim({ runId: run.id, node: 'a', agentId: 'a', leaseId: lease.id });
+    const run = await db.repo.start(oneNode('1h'), { labels: { team: 'data' }, name: 'hot' });
+    const lease = await db.repo.grantLease(60_000);
+    const claim = await db.repo.claim({ runId: run.id, node: 'a', agentId: 'a', leaseId: lease.id });
     assert.ok(claim);
     // The finish's own statement, called in a transaction of this test's, so the transaction's table counters
     // are its own.
-    await client.query('BEGIN');
+    await db.client.query('BEGIN');
     try {
-      await client.query(`SET LOCAL search_path TO ${schema}`);
-      const res = await client.query<{ i: number; r: unknown }>(
+      await db.client.query(`SET LOCAL search_path TO ${db.schema}`);
+      const res = await db.client.query<{ i: number; r: unknown }>(
         'SELECT i, r FROM finish_nodes($1, $2, $3, $4, $5, $6, $7, $8, false)',
         [[run.id], ['a'], [claim.claimId], ['SUCCESS'], ['{}'], [Buffer.alloc(0)], [Date.now()], [null]],
       );
       assert.deepEqual(res.rows.find((r) => r.i === 1)?.r, { ok: true });
-      const { rows } = await client.query<{ updated: string; hot: string }>(
+      const { rows } = await db.client.query<{ updated: string; hot: string }>(
         `SELECT pg_stat_get_xact_tuples_updated('runs'::regclass) AS updated,
                 pg_stat_get_xact_tuples_hot_updated('runs'::regclass) AS hot`,
       );
       assert.equal(Number(rows[0]!.updated), 1, 'the finish updates the run row once');
       assert.equal(Number(rows[0]!.hot), 1, 'and that update is heap-only');
-      await client.query('COMMIT');
+      await db.client.query('COMMIT');
     } catch (e) {
-      await client.query('ROLLBACK');
+      await db.client.query('ROLLBACK');
       throw e;
     }
-    const done = await repo.inspect(run.id);
+    const done = await db.repo.inspect(run.id);
     assert.equal(done.conclusion, 'SUCCESS');
     assert.equal(done.deadlineAt, run.deadlineAt, 'the run keeps its deadline');
-    await repo.revokeLease(lease.id);
+    await db.repo.revokeLease(lease.id);
   });
 
   it("a node's claim and finish leave its row on its page, a full one included", async () => {
     // 300 nodes fill more than one page: the first page is as full as inserts make it.
     const names = Array.from({ length: 300 }, (_, i) => `n${String(i).padStart(3, '0')}`);
-    const run = await repo.start({
+    const run = await db.repo.start({
       nodes: names.map((name) => ({ name, runtime: 'x', metadata: {}, retry: {} })),
       edges: [],
     });
     const page = async (node: string): Promise<string> => {
-      const { rows } = await client.query<{ p: string }>(
-        `SELECT (ctid::text::point)[0]::text AS p FROM ${schema}.nodes WHERE run_id = $1 AND name = $2`,
+      const { rows } = await db.client.query<{ p: string }>(
+        `SELECT (ctid::text::point)[0]::text AS p FROM ${db.schema}.nodes WHERE run_id = $1 AND name = $2`,
         [run.id, node],
       );
       return rows[0]!.p;
     };
-    const { rows: pages } = await client.query<{ n: string }>(
-      `SELECT count(DISTINCT (ctid::text::point)[0])::text AS n FROM ${schema}.nodes WHERE run_id = $1`,
+    const { rows: pages } = await db.client.query<{ n: string }>(
+      `SELECT count(DISTINCT (ctid::text::point)[0])::text AS n FROM ${db.schema}.nodes WHERE run_id = $1`,
       [run.id],
     );
     assert.ok(Number(pages[0]!.n) > 1, 'the run spans several pages');
     const first = names[0]!;
     const before = await page(first);
-    const lease = await repo.grantLease(60_000);
-    const claim = await repo.claim({ runId: run.id, node: first, agentId: 'a', leaseId: lease.id });
+    const lease = await db.repo.grantLease(60_000);
+    const claim = await db.repo.claim({ runId: run.id, node: first, agentId: 'a', leaseId: lease.id });
     assert.equal(await page(first), before, 'claimed on its page');
-    await repo.finish({ runId: run.id, node: first, claimId: claim!.claimId, conclusion: 'SUCCESS' });
+    await db.repo.finish({ runId: run.id, node: first, claimId: claim!.claimId, conclusion: 'SUCCESS' });
     assert.equal(await page(first), before, 'finished on its page');
-    await repo.cancel(run.id);
-    await repo.revokeLease(lease.id);
+    await db.repo.cancel(run.id);
+    await db.repo.revokeLease(lease.id);
   });
 
   it('a sweep past a deadline times out the open run and forgets the concluded one', async () => {
-    const open = await repo.start(oneNode('1m'));
-    const concluded = await repo.start(oneNode('1m'));
-    const lease = await repo.grantLease(60_000);
-    const claim = await repo.claim({ runId: concluded.id, node: 'a', agentId: 'a', leaseId: lease.id });
-    await repo.finish({ runId: concluded.id, node: 'a', claimId: claim!.claimId, conclusion: 'SUCCESS' });
+    const open = await db.repo.start(oneNode('1m'));
+    const concluded = await db.repo.start(oneNode('1m'));
+    const lease = await db.repo.grantLease(60_000);
+    const claim = await db.repo.claim({ runId: concluded.id, node: 'a', agentId: 'a', leaseId: lease.id });
+    await db.repo.finish({ runId: concluded.id, node: 'a', claimId: claim!.claimId, conclusion: 'SUCCESS' });
     assert.ok((await deadlineOpen(concluded.id)) !== null, 'concluding leaves the look-up as it was');
 
-    await repo.sweepTimers();
-    assert.equal((await repo.inspect(open.id)).status, 'WAITING', 'not before the deadline');
+    await db.repo.sweepTimers();
+    assert.equal((await db.repo.inspect(open.id)).status, 'WAITING', 'not before the deadline');
     assert.ok((await deadlineOpen(concluded.id)) !== null, 'kept until its deadline passes');
 
-    await movePostgresClock(repo, schema, 2 * 60_000);
+    await movePostgresClock(db.repo, db.schema, 2 * 60_000);
     try {
-      const swept = await repo.sweepTimers();
+      const swept = await db.repo.sweepTimers();
       assert.equal(swept.runsTimedOut, 1, 'only the open run is cancelled');
-      assert.equal((await repo.inspect(open.id)).conclusion, 'TIMED_OUT');
-      const kept = await repo.inspect(concluded.id);
+      assert.equal((await db.repo.inspect(open.id)).conclusion, 'TIMED_OUT');
+      const kept = await db.repo.inspect(concluded.id);
       assert.equal(kept.conclusion, 'SUCCESS', 'a run concluded before its deadline keeps its conclusion');
       assert.equal(kept.deadlineAt, concluded.deadlineAt);
       assert.equal(await deadlineOpen(concluded.id), null, 'the concluded run left the look-up');
-      await repo.sweepTimers();
+      await db.repo.sweepTimers();
       assert.equal(await deadlineOpen(open.id), null, 'the timed-out run leaves it at the next sweep');
     } finally {
-      await movePostgresClock(repo, schema, 0);
-      await repo.revokeLease(lease.id);
+      await movePostgresClock(db.repo, db.schema, 0);
+      await db.repo.revokeLease(lease.id);
     }
   });
 });

@@ -4,31 +4,17 @@
  * retryDelayMs over the shared table, and its jitter to the same bounds.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
+import { describe, it } from 'node:test';
 import { backoffMs, retryDelayMs } from '../../src/model/index.js';
 import { DELAY_CASES } from '../support/delay-cases.js';
-import { POSTGRES_URL, postgresRepository } from '../support/postgres.js';
+import { postgresSuite } from '../support/postgres.js';
 
 describe('PostgreSQL retry_delay_ms follows the model', () => {
-  let schema: string;
-  let teardown: () => Promise<void>;
-  const client = new pg.Client({ connectionString: POSTGRES_URL });
-
-  before(async () => {
-    let repo: Awaited<ReturnType<typeof postgresRepository>>['repository'];
-    ({ repository: repo, schema, teardown } = await postgresRepository());
-    await repo.ping(); // migrates
-    await client.connect();
-  });
-  after(async () => {
-    await client.end();
-    await teardown();
-  });
+  const db = postgresSuite();
 
   const delay = async (b: unknown, retry: number): Promise<number> => {
-    const { rows } = await client.query<{ d: string }>(
-      `SELECT ${schema}.retry_delay_ms($1::jsonb, $2) AS d`,
+    const { rows } = await db.client.query<{ d: string }>(
+      `SELECT ${db.schema}.retry_delay_ms($1::jsonb, $2) AS d`,
       [JSON.stringify(b), retry],
     );
     return Number(rows[0]!.d);

@@ -2,6 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chownSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import pg from 'pg';
 import { PostgresRepository, type PostgresRepositoryOptions } from '../../src/backends/postgres/index.js';
 import { freePort } from './ports.js';
@@ -84,6 +85,39 @@ export async function postgresRepository(
       await dropSchema(schema, url);
     },
   };
+}
+
+/** What postgresSuite gives a describe block's tests. */
+export interface PostgresSuite {
+  repo: PostgresRepository;
+  schema: string;
+  /** A plain connection beside the repository, for rows and functions the protocol does not show. */
+  client: pg.Client;
+}
+
+/**
+ * For a describe block whose tests share one store: a repository on a fresh
+ * schema, migrated, and a plain client beside it, made before the block's
+ * tests and closed (the schema dropped) after them. Its fields are set once
+ * the block's `before` has run: read them inside tests.
+ */
+export function postgresSuite(options: Partial<PostgresRepositoryOptions> = {}): PostgresSuite {
+  const suite = {} as PostgresSuite;
+  let teardown: (() => Promise<void>) | undefined;
+  before(async () => {
+    const made = await postgresRepository(options);
+    teardown = made.teardown;
+    suite.repo = made.repository;
+    suite.schema = made.schema;
+    await made.repository.ping(); // migrates
+    suite.client = new pg.Client({ connectionString: options.connectionString ?? POSTGRES_URL });
+    await suite.client.connect();
+  });
+  after(async () => {
+    await suite.client?.end();
+    await teardown?.();
+  });
+  return suite;
 }
 
 /**
