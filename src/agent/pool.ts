@@ -140,7 +140,8 @@ export class AgentPool {
       claiming: () => this.claiming,
       leaseLost: (session, error) => this.sessions.leaseLost(session, error),
       vacate: (task) => this.vacate(task),
-      offer: (session) => this.ahead.offer(session),
+      // A store that never hands off is offered nothing: building an offer per finish would be work for nothing.
+      offer: this.repository.handsOff ? (session) => this.ahead.offer(session) : () => undefined,
       handedOff: (session, nodes) => this.ahead.handedOff(session, nodes),
     };
     const pool = this;

@@ -49,6 +49,12 @@ export interface Repository {
    * stats().
    */
   queuedNodes?(): Promise<number>;
+  /**
+   * Rule 21: whether finish may hand off (claim dependents for a finish's
+   * `handOff` offer). False: offers are checked and nothing is ever handed
+   * off, so a caller need not build them.
+   */
+  readonly handsOff: boolean;
   /** Rule 6. Idempotent: cancelling a completed run returns it unchanged. */
   cancel(runId: string): Promise<Run>;
   /**

@@ -55,6 +55,25 @@ describe('agent pool: hand-off (rule 21)', () => {
     for (const n of done.nodes.slice(1)) assert.equal(n.attempts.length, 1);
   });
 
+  it('offers nothing to a store that says it hands off none, and runs the chain on claims', async () => {
+    class Declining extends Watched {
+      override readonly handsOff = false;
+    }
+    const repo = new Declining({ leaseCheckIntervalMs: 20 });
+    const { pool } = testPool(
+      cleanup,
+      { runtimes: [runtime('plain', async () => ({ conclusion: 'SUCCESS' }))] },
+      repo,
+    );
+    await pool.start();
+    const run = await repo.start(chain(3, 'plain'));
+    assert.equal((await completed(repo, run.id)).conclusion, 'SUCCESS');
+    assert.equal(repo.offers.length, 3, 'three finishes');
+    assert.deepEqual(repo.offers, [undefined, undefined, undefined], 'none carried an offer');
+    assert.equal(repo.claims, 3, 'each node claimed');
+    assert.equal(pool.counters.handedOff, 0);
+  });
+
   it('offers nothing while it has no room: slots busy and claim-ahead off', async () => {
     const repo = new Watched({ leaseCheckIntervalMs: 20 });
     let release!: () => void;

@@ -20,6 +20,7 @@ export function handOffSpec(test: ConformanceTest): void {
     test(
       'dependents made READY are claimed for the caller, up to its places, with their inputs; the rest stay READY',
       async (h) => {
+        assert.equal(h.repo.handsOff, true, 'a store that hands off says so');
         const alice = await h.agent('alice');
         const bob = await h.agent('bob');
         const run = await h.start(

@@ -100,6 +100,7 @@ const REFUSALS: Record<Capability, (repo: Repository) => Promise<void>> = {
       handOff: offer,
     });
     assert.deepEqual(result.handedOff, [], 'nothing handed off');
+    assert.equal(repo.handsOff, false, 'and it says so: callers need not build offers');
     const b = await repo.claim({ runId: run.id, node: 'b', leaseId: lease.id, agentId: 'bob' });
     assert.ok(b, 'the dependent is READY and claimable as usual');
   },

@@ -87,6 +87,9 @@ export interface DynamoDbRepositoryOptions {
  * streams.ts (subscribe, watch), reads.ts, sweep.ts.
  */
 export class DynamoDbRepository implements Repository {
+  /** Rule 21: the dependent's judged write carries the claim (hand-off.ts). */
+  readonly handsOff: boolean = true;
+
   private readonly db: Db;
   private readonly ctx: DynamoContext;
   private readonly leases: Leases;

@@ -79,6 +79,9 @@ export interface EtcdRepositoryOptions extends EtcdConnectionOptions {
  * streams.ts, leases and agents in leases.ts, live output in output.ts.
  */
 export class EtcdRepository implements Repository {
+  /** Rule 21: the offer is checked; dependents stay READY for any claimer. */
+  readonly handsOff: boolean = false;
+
   private readonly store: Store;
   private readonly ctx: EtcdContext;
   private readonly schedules: Schedules;

@@ -107,6 +107,9 @@ export interface MemoryRepositoryOptions {
  * order) keep every operation proportional to what it touches.
  */
 export class MemoryRepository implements Repository {
+  /** Rule 21: one synchronous step judges and claims. */
+  readonly handsOff: boolean = true;
+
   private readonly clock: Clock;
   private readonly ids: IdSource;
   private readonly runs = new Map<string, RunRecord>();

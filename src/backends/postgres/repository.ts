@@ -101,6 +101,9 @@ const CHANNEL = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
  * first operation.
  */
 export class PostgresRepository implements Repository {
+  /** Rule 21: measured no faster than its batched asynchronous claims (docs/design.md). */
+  readonly handsOff: boolean = false;
+
   private readonly db: Db;
   private readonly schedules: Schedules;
   private readonly ctx: TransitionContext;

@@ -76,6 +76,9 @@ export interface RemoteRepositoryOptions {
  * but the API token. Errors come back as the protocol's typed errors.
  */
 export class RemoteRepository implements Repository {
+  /** Rule 21: agents of the agent API claim what they run. */
+  readonly handsOff: boolean = false;
+
   readonly address: string;
   private readonly rpc: Client<typeof ag.AgentService>;
   private readonly control: AdagioClient;
