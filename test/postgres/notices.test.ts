@@ -70,6 +70,94 @@ describe('PostgreSQL notices', () => {
     );
   });
 
+  it('payloads are measured in bytes: notices of multibyte names fit, split and packed under the limit', () => {
+    const cjk = (i: number) => `処理${i}${'段'.repeat(240)}`; // 243 characters, 729 bytes
+    const notice: Notice = {
+      r: 'run',
+      rs: 'COMPLETED',
+      rc: 'FAIL',
+      ch: Array.from({ length: 12 }, (_, i) => ({ n: cjk(i), v: 2, s: 'COMPLETED' as const, a: 0, ft: 2 })),
+    };
+    assert.ok(JSON.stringify(notice).length <= MAX_PAYLOAD, 'under the limit in characters');
+    const parts = encodeNotices(notice);
+    assert.ok(parts.length > 1, 'but split: over it in bytes');
+    for (const p of parts) assert.ok(Buffer.byteLength(p) <= MAX_PAYLOAD, `${Buffer.byteLength(p)} bytes`);
+    assert.deepEqual(
+      parts.flatMap((p) => (JSON.parse(p) as Notice).ch ?? []),
+      notice.ch,
+    );
+    const payloads = packNotices([...parts, ...parts, ...parts], 'me');
+    for (const p of payloads) assert.ok(Buffer.byteLength(p) <= MAX_PAYLOAD, `${Buffer.byteLength(p)} bytes`);
+    // One change too big for any payload (claim metadata is up to 64 KiB): the notice says "re-read the run".
+    const huge: Notice = {
+      r: 'run',
+      rs: 'RUNNING',
+      ch: [{ n: 'a', v: 2, s: 'RUNNING', a: 0, c: { id: 'c', ag: 'g', md: { k: ['é'.repeat(4_000)] } } }],
+    };
+    const [only, ...none] = encodeNotices(huge);
+    assert.equal(none.length, 0);
+    assert.ok(Buffer.byteLength(only!) <= MAX_PAYLOAD);
+    assert.equal((JSON.parse(only!) as Notice).all, 1);
+  });
+
+  it('multibyte notices over the limit in bytes reach a listener, and the notices sent with them too', async () => {
+    await requirePostgres();
+    const channel = `adagio_notices_bytes_${process.pid}`;
+    const listener = new pg.Client({ connectionString: POSTGRES_URL });
+    await listener.connect();
+    const db = new Db({
+      connectionString: POSTGRES_URL,
+      schema: 'public',
+      poolSize: 2,
+      retryForMs: 5_000,
+      logger: silentLogger,
+    });
+    const failures: string[] = [];
+    const logger = { ...silentLogger, debug: (msg: string) => failures.push(msg) };
+    try {
+      const heard: string[] = [];
+      listener.on('notification', (m) => heard.push(m.payload ?? ''));
+      await listener.query(`LISTEN ${channel}`);
+      const big: Notice = {
+        r: 'big',
+        rs: 'COMPLETED',
+        rc: 'FAIL',
+        ch: Array.from({ length: 12 }, (_, i) => ({
+          n: `処理${i}${'段'.repeat(240)}`,
+          v: 2,
+          s: 'COMPLETED' as const,
+          a: 0,
+          ft: 2,
+        })),
+      };
+      const small: Notice = { r: 'small', rs: 'RUNNING', rd: [['next', 'work']] };
+      await new Publisher(db, channel, logger, 'sender').publish([big, small]);
+      const got = () => heard.flatMap((p) => decodeNotices(p));
+      for (let i = 0; i < 500 && !got().some((n) => n.r === 'small'); i++)
+        await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(failures, [], 'no NOTIFY failed');
+      assert.deepEqual(
+        got()
+          .filter((n) => n.r === 'big')
+          .flatMap((n) => n.ch ?? []),
+        big.ch,
+      );
+      assert.equal(
+        got()
+          .filter((n) => n.r === 'big')
+          .at(-1)?.rs,
+        'COMPLETED',
+      );
+      assert.deepEqual(
+        got().find((n) => n.r === 'small'),
+        small,
+      );
+    } finally {
+      await listener.end();
+      await db.end();
+    }
+  });
+
   it('notices reach a listener intact through the server, whatever their strings hold, many per statement', async () => {
     await requirePostgres();
     const channel = `adagio_notices_test_${process.pid}`;

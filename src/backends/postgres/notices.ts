@@ -54,13 +54,24 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** NOTIFY payloads must stay under 8000 bytes; leave room for the channel name. */
 export const MAX_PAYLOAD = 7_000;
 
+/**
+ * Whether `text` fits in `bytes` as the server counts it: UTF-8 bytes, not
+ * characters (a node name of 256 CJK characters is 768 bytes). A payload
+ * over the limit fails its whole NOTIFY statement, and with it every notice
+ * of the flush. A string of n UTF-16 units is at most 3n bytes, so most
+ * notices are never measured.
+ */
+export function fitsIn(text: string, bytes: number): boolean {
+  return text.length * 3 <= bytes || Buffer.byteLength(text, 'utf8') <= bytes;
+}
+
 /** Drops detail, in stages, until the notice fits. */
 export function encodeNotice(notice: Notice): string {
   let text = JSON.stringify(notice);
-  if (text.length <= MAX_PAYLOAD) return text;
+  if (fitsIn(text, MAX_PAYLOAD)) return text;
   const { ch: _, ...rest } = notice;
   text = JSON.stringify({ ...rest, all: 1 } satisfies Notice);
-  if (text.length <= MAX_PAYLOAD) return text;
+  if (fitsIn(text, MAX_PAYLOAD)) return text;
   return JSON.stringify({
     r: notice.r,
     rs: notice.rs,
@@ -79,7 +90,7 @@ export function encodeNotice(notice: Notice): string {
  */
 export function encodeNotices(notice: Notice): string[] {
   const text = JSON.stringify(notice);
-  if (text.length <= MAX_PAYLOAD) return [text];
+  if (fitsIn(text, MAX_PAYLOAD)) return [text];
   const items: ['ch' | 'rd' | 'or', unknown][] = [
     ...(notice.ch ?? []).map((x) => ['ch', x] as ['ch', unknown]),
     ...(notice.rd ?? []).map((x) => ['rd', x] as ['rd', unknown]),
@@ -128,15 +139,17 @@ export function packNotices(encoded: string[], origin: string | undefined): stri
   const head = envelopeHead(origin);
   const payloads: string[] = [];
   let body: string[] = [];
-  let size = head.length + 2;
+  const headBytes = Buffer.byteLength(head, 'utf8') + 2;
+  let size = headBytes;
   for (const e of encoded) {
-    if (body.length > 0 && size + 1 + e.length > MAX_PAYLOAD) {
+    const bytes = Buffer.byteLength(e, 'utf8'); // as the server counts them (see fitsIn)
+    if (body.length > 0 && size + 1 + bytes > MAX_PAYLOAD) {
       payloads.push(`${head}${body.join(',')}]}`);
       body = [];
-      size = head.length + 2;
+      size = headBytes;
     }
     body.push(e);
-    size += e.length + 1;
+    size += bytes + 1;
   }
   if (body.length > 0) payloads.push(`${head}${body.join(',')}]}`);
   return payloads;
