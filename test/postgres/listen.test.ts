@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import pg from 'pg';
 import { PostgresRepository } from '../../src/backends/postgres/index.js';
-import type { NodeEvent, WatchEvent } from '../../src/protocol/index.js';
+import type { EventQueue, NodeEvent, WatchEvent } from '../../src/protocol/index.js';
 import { POSTGRES_URL, postgresRepository } from '../support/postgres.js';
 
 const node = (name: string) => ({ name, runtime: 'work', metadata: {}, retry: {} });
@@ -286,6 +286,155 @@ describe('PostgreSQL LISTEN reconnect', () => {
     } finally {
       ac.abort();
       await other.close();
+      await teardown();
+    }
+  });
+
+  /** Collects a watch's events until it ends. */
+  const watching = (repo: PostgresRepository, runId: string, signal: AbortSignal) => {
+    const events: WatchEvent[] = [];
+    let ended = false;
+    const done = (async () => {
+      for await (const e of repo.watch(runId, { signal })) events.push(e);
+      ended = true;
+    })();
+    return { events, done, ended: () => ended };
+  };
+  /** The last status each node was reported in, and the run's last reported status. */
+  const lastSeen = (events: WatchEvent[]) => {
+    const nodes = new Map<string, string>();
+    let run = '';
+    for (const e of events) {
+      if (e.type === 'snapshot') {
+        for (const n of e.run.nodes) nodes.set(n.spec.name, n.status);
+        run = e.run.status;
+      } else if (e.type === 'node') {
+        nodes.set(e.node.spec.name, e.node.status);
+        run = e.runStatus;
+      }
+    }
+    return { nodes: Object.fromEntries(nodes), run };
+  };
+  /** Another process whose notices reach nobody: what one that died between its commits and its NOTIFYs leaves. */
+  const silentProcess = (schema: string) =>
+    PostgresRepository.connect({
+      connectionString: POSTGRES_URL,
+      schema,
+      reaperIntervalMs: 0,
+      notifyChannel: 'nobody_listens',
+    });
+
+  it('a watch told the run completed reports the changes whose notices have not reached it before it ends', {
+    timeout: 60_000,
+  }, async () => {
+    // No periodic check: what is reported comes from the COMPLETED notice alone.
+    const {
+      repository: repo,
+      schema,
+      teardown,
+    } = await postgresRepository({ reaperIntervalMs: 0, catchUpIntervalMs: 0 });
+    const silent = await silentProcess(schema);
+    const watcher = await otherProcess(schema);
+    const ac = new AbortController();
+    try {
+      const run = await repo.start({ nodes: [node('x'), node('y')], edges: [] });
+      const w = watching(watcher, run.id, ac.signal);
+      await until('the snapshot', () => w.events.length > 0);
+      const lease = await repo.grantLease(60_000);
+      const x = await silent.claim({ runId: run.id, node: 'x', leaseId: lease.id, agentId: 'b' });
+      const y = await repo.claim({ runId: run.id, node: 'y', leaseId: lease.id, agentId: 'a' });
+      assert.ok(x && y);
+      // x finishes in the silent process (its notice is still on its way, as far as the watch knows), then y
+      // completes the run here, and that notice arrives.
+      await silent.finish({ runId: run.id, node: 'x', claimId: x.claimId, conclusion: 'SUCCESS' });
+      await repo.finish({ runId: run.id, node: 'y', claimId: y.claimId, conclusion: 'SUCCESS' });
+      await until('the watch ends', w.ended);
+      assert.deepEqual(lastSeen(w.events), { nodes: { x: 'COMPLETED', y: 'COMPLETED' }, run: 'COMPLETED' });
+      const last = w.events.at(-1)!;
+      assert.ok(last.type === 'node' && last.runStatus === 'COMPLETED' && last.runConclusion === 'SUCCESS');
+      await repo.revokeLease(lease.id);
+    } finally {
+      ac.abort();
+      await Promise.all([silent.close(), watcher.close()]);
+      await teardown();
+    }
+  });
+
+  it('a watch finds the changes whose notices never came, and where the run ended, by its periodic check', {
+    timeout: 60_000,
+  }, async () => {
+    const {
+      repository: repo,
+      schema,
+      teardown,
+    } = await postgresRepository({
+      reaperIntervalMs: 0,
+      catchUpIntervalMs: 200,
+    });
+    const silent = await silentProcess(schema);
+    const ac = new AbortController();
+    try {
+      const run = await repo.start({
+        nodes: [node('a'), node('b')],
+        edges: [{ source: 'a', destination: 'b' }],
+      });
+      const w = watching(repo, run.id, ac.signal);
+      await until('the snapshot', () => w.events.length > 0);
+      const lease = await silent.grantLease(60_000);
+      const a = await silent.claim({ runId: run.id, node: 'a', leaseId: lease.id, agentId: 'b' });
+      assert.ok(a);
+      await until('a RUNNING', () => lastSeen(w.events).nodes.a === 'RUNNING');
+      await silent.finish({ runId: run.id, node: 'a', claimId: a.claimId, conclusion: 'SUCCESS' });
+      await until('a COMPLETED, b READY', () => {
+        const seen = lastSeen(w.events).nodes;
+        return seen.a === 'COMPLETED' && seen.b === 'READY';
+      });
+      const b = await silent.claim({ runId: run.id, node: 'b', leaseId: lease.id, agentId: 'b' });
+      assert.ok(b);
+      await silent.finish({ runId: run.id, node: 'b', claimId: b.claimId, conclusion: 'FAIL' });
+      await until('the watch ends', w.ended);
+      assert.deepEqual(lastSeen(w.events), { nodes: { a: 'COMPLETED', b: 'COMPLETED' }, run: 'COMPLETED' });
+      const last = w.events.at(-1)!;
+      assert.ok(last.type === 'node' && last.runConclusion === 'FAIL');
+      await silent.revokeLease(lease.id);
+    } finally {
+      ac.abort();
+      await silent.close();
+      await teardown();
+    }
+  });
+
+  it('a subscriber that stops taking does not have the same READY nodes queued again every interval', {
+    timeout: 60_000,
+  }, async () => {
+    const {
+      repository: repo,
+      schema,
+      teardown,
+    } = await postgresRepository({
+      reaperIntervalMs: 0,
+      catchUpIntervalMs: 50,
+      catchUpLimit: 5,
+    });
+    const silent = await silentProcess(schema);
+    const ac = new AbortController();
+    try {
+      for (let i = 0; i < 20; i++) await silent.start({ nodes: [node('a')], edges: [] });
+      // Subscribed, never taken from: what a busy agent pool's subscription is.
+      const sub = repo.subscribe({ runtimes: ['work'], signal: ac.signal }) as EventQueue<NodeEvent>;
+      await until('the first catch-up', () => sub.queued >= 20);
+      await new Promise((r) => setTimeout(r, 1_000)); // twenty intervals
+      assert.equal(sub.queued, 20, 'the periodic catch-up queued nothing more');
+      // Taken, the queue empties, and the safety net reads the oldest again.
+      const taken: NodeEvent[] = [];
+      for await (const e of sub) {
+        taken.push(e);
+        if (taken.length === 25) break;
+      }
+      assert.equal(new Set(taken.slice(0, 20).map((e) => e.runId)).size, 20);
+    } finally {
+      ac.abort();
+      await silent.close();
       await teardown();
     }
   });

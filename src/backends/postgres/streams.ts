@@ -38,10 +38,11 @@ export class Streams {
     /** Resolves once the schema is migrated. */
     private readonly ready: () => Promise<void>,
     /**
-     * How often a subscription re-queries READY and orphaned nodes while
-     * listening. Notices are sent after their transaction commits, so a
-     * process that dies in between loses one; this bounds how long such a
-     * node can wait unseen. 0 disables it.
+     * How often a subscription re-queries READY and orphaned nodes, and a
+     * watch checks its run for changes it was not told of, while listening.
+     * Notices are sent after their transaction commits, so a process that
+     * dies in between loses one; this bounds how long such a change can go
+     * unseen. 0 disables it.
      */
     private readonly catchUpIntervalMs = 10_000,
     /** How many READY nodes, oldest run first, a periodic catch-up reads (see subscribe). */
@@ -101,12 +102,14 @@ export class Streams {
           if (wanted.has(runtime)) queue.push({ type: 'NODE_ORPHANED', runId: n.r, node, runtime });
       },
     };
+    // Not while the subscriber has a periodic catch-up's worth queued untaken (an agent pool with work enough
+    // stops taking): it would find the same oldest nodes again and queue them again, every interval.
     const timer =
       this.catchUpIntervalMs > 0
-        ? setInterval(
-            () => this.listener.listening && catchUp(undefined, this.catchUpLimit),
-            this.catchUpIntervalMs,
-          )
+        ? setInterval(() => {
+            if (this.listener.listening && queue.queued < this.catchUpLimit)
+              catchUp(undefined, this.catchUpLimit);
+          }, this.catchUpIntervalMs)
         : undefined;
     timer?.unref();
     return this.attach(queue, consumer, () => clearInterval(timer));
@@ -264,13 +267,13 @@ export class Streams {
     };
 
     const apply = async (notice: Notice) => {
-      if (notice.all || !snapshotSent) return reread();
+      // COMPLETED: the run's last changes may be in other processes' notices still on their way (each process
+      // notifies after its own commit, so notices of different processes can arrive out of commit order). The
+      // run is read once more and every change this watch has not seen goes out before it closes.
+      if (notice.all || !snapshotSent || notice.rs === 'COMPLETED') return reread();
       if (notice.out) return sendOutput(notice.out.filter((n) => specs.has(n)));
       const fresh = (notice.ch ?? []).filter((d) => specs.has(d.n) && d.v > (seen.get(d.n) ?? -1));
-      if (fresh.length === 0) {
-        if (notice.rs === 'COMPLETED') queue.close();
-        return;
-      }
+      if (fresh.length === 0) return;
       const names = new Set<string>();
       for (const d of fresh) {
         if (d.a > 0) names.add(d.n);
@@ -294,13 +297,41 @@ export class Streams {
       emit(nodes, notice.rs ?? 'RUNNING', notice.rc);
     };
 
+    /**
+     * The safety net for a notice that never came (its process died between commit and NOTIFY, its NOTIFY
+     * failed, a finish repeated after a lost reply found its result recorded and sent none): the sum of the
+     * run's node versions, against what this watch has seen. Versions only grow, so a larger sum means a
+     * change unseen, and the run is read again; otherwise this costs one aggregate over the run's nodes.
+     */
+    const check = async () => {
+      if (!snapshotSent) return;
+      const { rows } = await this.db.query<{ v: string }>(
+        'watch',
+        'SELECT coalesce(sum(version), 0) AS v FROM nodes WHERE run_id = $1',
+        [runId],
+      );
+      let known = 0;
+      for (const v of seen.values()) known += v;
+      if (Number(rows[0]!.v) > known) await reread();
+    };
+    let checking = false;
+    const timer =
+      this.catchUpIntervalMs > 0
+        ? setInterval(() => {
+            if (checking || !this.listener.listening) return;
+            checking = true;
+            enqueue(() => check().finally(() => (checking = false)));
+          }, this.catchUpIntervalMs)
+        : undefined;
+    timer?.unref();
+
     const consumer: NoticeConsumer = {
       onListening: () => enqueue(reread),
       onNotice: (n) => {
         if (n.r === '*' || n.r === runId) enqueue(() => apply(n));
       },
     };
-    return this.attach(queue, consumer);
+    return this.attach(queue, consumer, () => clearInterval(timer));
   }
 
   private attach<T>(queue: EventQueue<T>, consumer: NoticeConsumer, cleanup?: () => void): EventQueue<T> {
