@@ -12,6 +12,8 @@ export interface Queued {
   event: NodeEvent;
   claimed: ClaimedNode;
   claim: ClaimRef;
+  /** When the claim came back (performance.now()): rule 11 counts the node's timeout from its claim. */
+  at: number;
 }
 
 /** What claiming ahead needs of the pool. */
@@ -61,7 +63,11 @@ const PAUSE_MS = 1_000;
 export class ClaimAhead {
   private queue: Queued[] = [];
   private inFlight = 0;
+  /** Places of hand-off offers whose finishes are on their way (offer, offerDone). */
+  private offered = 0;
   private readonly claiming = new Set<Promise<void>>();
+  /** Give-backs of what finishes handed off while the pool was stopping (releaseAll waits for them). */
+  private readonly returning = new Set<Promise<void>>();
   private pausedUntil = 0;
   private turn = 0;
 
@@ -104,18 +110,28 @@ export class ClaimAhead {
    * Rule 21: what a finish may hand this process: a place for each free slot
    * and, beyond those, up to twice the claim-ahead bound of queued nodes (so
    * a run's next nodes come with its finishes rather than by claims of
-   * other runs' READY nodes), at most PER_FINISH. Concurrent finishes are
-   * each offered that much, so the queue holds at most 2 × bound plus
-   * PER_FINISH per slot. Undefined when there is no room.
+   * other runs' READY nodes), at most PER_FINISH. The places of offers still
+   * out (finishes on their way) count as queued until their finish is back
+   * (offerDone), so concurrent finishes share that room: offers out and the
+   * queue stay within 2 × bound plus the slot count, and with what fill()
+   * claims (up to the bound, offers not counted, so independent nodes are
+   * still claimed ahead while finishes are out) the queue holds at most
+   * 3 × bound plus the slot count. Undefined when there is no room.
    */
   offer(session: Session): HandOff | undefined {
     if (!this.host.claiming()) return undefined;
-    const queued = this.queue.length + this.inFlight;
-    const room = Math.min(PER_FINISH, this.host.freeSlots() + Math.max(0, 2 * this.bound - queued));
+    const held = this.queue.length + this.inFlight + this.offered;
+    const room = Math.min(PER_FINISH, this.host.freeSlots() + 2 * this.bound - held);
     if (room <= 0) return undefined;
     const slots = this.host.slots;
     const agentIds = Array.from({ length: room }, () => slots[this.turn++ % slots.length]!.agentId);
+    this.offered += room;
     return { leaseId: session.lease.id, agentIds, runtimes: this.host.runtimes };
+  }
+
+  /** The finish that carried `offer` is back (what it handed off, if anything, is queued): its places are free. */
+  offerDone(offer: HandOff): void {
+    this.offered -= offer.agentIds.length;
   }
 
   /**
@@ -125,6 +141,7 @@ export class ClaimAhead {
    */
   handedOff(session: Session, nodes: ClaimedNode[]): void {
     if (nodes.length === 0 || this.host.session() !== session) return;
+    const at = performance.now();
     const queued = nodes.map((claimed) => ({
       session,
       event: {
@@ -135,10 +152,14 @@ export class ClaimAhead {
       },
       claimed,
       claim: { runId: claimed.runId, node: claimed.node.spec.name, claimId: claimed.claimId },
+      at,
     }));
     this.host.counts.handedOff += nodes.length;
     if (!this.host.claiming()) {
-      void this.giveBack(queued);
+      // Stopping: given back, and stop() waits for that before it revokes the lease (releaseAll).
+      const returning = this.giveBack(queued);
+      this.returning.add(returning);
+      void returning.finally(() => this.returning.delete(returning));
       return;
     }
     this.queue.push(...queued);
@@ -160,12 +181,18 @@ export class ClaimAhead {
     this.queue = this.queue.filter((q) => q.session !== session);
   }
 
-  /** On stop: waits for the claims on their way, then gives the whole queue back (rule 20). */
+  /**
+   * On stop: waits for the claims on their way, then gives the whole queue
+   * back (rule 20), and waits for what finishes still on their way hand off
+   * meanwhile to be given back too (stop() calls this again once its work
+   * is done, before the lease goes).
+   */
   async releaseAll(): Promise<void> {
     await Promise.allSettled([...this.claiming]);
     const queue = this.queue;
     this.queue = [];
     await this.giveBack(queue);
+    while (this.returning.size > 0) await Promise.allSettled([...this.returning]);
   }
 
   private async giveBack(queue: Queued[]): Promise<void> {
@@ -207,6 +234,7 @@ export class ClaimAhead {
           event,
           claimed,
           claim: { runId: claimed.runId, node: claimed.node.spec.name, claimId: claimed.claimId },
+          at: performance.now(),
         });
       } catch (e) {
         if (e instanceof LeaseExpiredError) this.host.leaseLost(session, e);

@@ -118,7 +118,11 @@ class AttemptWait {
 }
 
 /** The ERROR of an attempt stopped at its timeout, naming which timeout (rule 11: the node's, in its metadata too). */
-function timeoutOutcome(runtime: string, ms: number, source: { node: string } | 'agent'): AttemptOutcome {
+export function timeoutOutcome(
+  runtime: string,
+  ms: number,
+  source: { node: string } | 'agent',
+): AttemptOutcome {
   if (source === 'agent')
     return errorOutcome(
       `runtime "${runtime}" timed out after ${formatDuration(ms)} (the agent's default timeout)`,

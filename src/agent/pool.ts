@@ -142,6 +142,7 @@ export class AgentPool {
       vacate: (task) => this.vacate(task),
       // A store that never hands off is offered nothing: building an offer per finish would be work for nothing.
       offer: this.repository.handsOff ? (session) => this.ahead.offer(session) : () => undefined,
+      offerDone: (offer) => this.ahead.offerDone(offer),
       handedOff: (session, nodes) => this.ahead.handedOff(session, nodes),
     };
     const pool = this;
@@ -265,6 +266,8 @@ export class AgentPool {
           if (t) this.abandon(t, new Error('agent shut down'));
     }
     await releasing;
+    // Finishes that came back meanwhile may have handed off nodes: given back before the lease goes.
+    await this.ahead.releaseAll();
     this.halt.abort();
     await this.sessions.opening?.catch(() => undefined);
     const session = this.session;
@@ -316,7 +319,7 @@ export class AgentPool {
       if (slot.task) continue;
       const queued = this.ahead.take(session);
       if (queued) {
-        this.launch(slot, queued.event, session, queued.claimed);
+        this.launch(slot, queued.event, session, queued.claimed, queued.at);
         continue;
       }
       const event = this.nextEvent();
@@ -327,7 +330,13 @@ export class AgentPool {
     if (this.claiming && session && this.pending.size > 0) this.ahead.fill(session);
   }
 
-  private launch(slot: Slot, event: NodeEvent, session: Session, preclaimed?: ClaimedNode): void {
+  private launch(
+    slot: Slot,
+    event: NodeEvent,
+    session: Session,
+    preclaimed?: ClaimedNode,
+    claimedAt?: number,
+  ): void {
     const task: Task = {
       slot,
       session,
@@ -335,6 +344,7 @@ export class AgentPool {
       controller: new LazyAbortController(),
       abandoned: false,
       preclaimed,
+      claimedAt,
     };
     slot.task = task;
     this.busy++;

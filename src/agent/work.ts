@@ -19,7 +19,7 @@ import type {
 } from '../protocol/repository.js';
 import type { RuntimeRegistry } from '../runtimes/runtime.js';
 import { sleep } from '../runtimes/sleep.js';
-import { type AttemptOutcome, errorMessage, errorOutcome, runAttempt } from './attempt.js';
+import { type AttemptOutcome, errorMessage, errorOutcome, runAttempt, timeoutOutcome } from './attempt.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import type { LazyAbortController } from './lazy-abort.js';
 import { OutputStream } from './output-stream.js';
@@ -70,6 +70,8 @@ export interface Task {
   claim?: ClaimRef;
   /** Claimed ahead of a free slot (rule 20): the task starts from this claim instead of claiming. */
   preclaimed?: ClaimedNode;
+  /** When the preclaimed node's claim came back (performance.now()): its timeout counts from there (rule 11). */
+  claimedAt?: number;
   /** When a claimed-ahead node's work really started (ms), reported with its finish (rule 20). */
   startedAt?: number;
   /** Set once its result is being recorded: the claim's fate is the finish's to learn then. */
@@ -112,6 +114,8 @@ export interface WorkEnv {
   vacate(task: Task): void;
   /** Rule 21: what this finish may take over of the nodes it makes READY. */
   offer(session: Session): HandOff | undefined;
+  /** The finish that carried this offer is back, handed off or not. */
+  offerDone(offer: HandOff): void;
   /** Claims a finish handed off: queued for the slots. */
   handedOff(session: Session, nodes: ClaimedNode[]): void;
 }
@@ -152,6 +156,17 @@ export async function work(task: Task, env: WorkEnv): Promise<void> {
   const ref = task.claim;
   // Only a claimed-ahead node waited between its claim and now; others started at their claim.
   if (task.preclaimed) task.startedAt = Date.now();
+  // Rule 11: the node's own timeout counts from its claim, so what a claimed-ahead node spent queued is spent.
+  const spec = claimed.node.spec;
+  const nodeTimeout = nodeTimeoutMs(spec);
+  const timeLeft =
+    nodeTimeout === undefined
+      ? undefined
+      : nodeTimeout - (task.claimedAt === undefined ? 0 : performance.now() - task.claimedAt);
+  if (spec.timeout && nodeTimeout !== undefined && timeLeft !== undefined && timeLeft <= 0) {
+    // Timed out in the queue: the store times the attempt out too; running it now would only overlap a retry.
+    return finish(env, task, claimed, timeoutOutcome(runtime.name, nodeTimeout, { node: spec.timeout }), log);
+  }
   const ran = await runAttempt(
     runtime,
     {
@@ -171,10 +186,10 @@ export async function work(task: Task, env: WorkEnv): Promise<void> {
       },
     },
     // Rule 11: the node's own timeout; the agent's only for nodes without one.
-    claimed.node.spec.timeout
+    spec.timeout
       ? {
-          timeoutMs: nodeTimeoutMs(claimed.node.spec),
-          timeoutSource: { node: claimed.node.spec.timeout },
+          timeoutMs: timeLeft,
+          timeoutSource: { node: spec.timeout },
           controller: task.controller,
           holder: task,
         }
@@ -300,8 +315,13 @@ async function finish(
       if (task.startedAt !== undefined) request.startedAt = task.startedAt;
       const offer = env.offer(task.session);
       if (offer) request.handOff = offer;
-      const { handedOff } = await env.repository.finish(request);
-      if (handedOff.length > 0) env.handedOff(task.session, handedOff);
+      let handedOff: ClaimedNode[];
+      try {
+        ({ handedOff } = await env.repository.finish(request));
+        if (handedOff.length > 0) env.handedOff(task.session, handedOff);
+      } finally {
+        if (offer) env.offerDone(offer);
+      }
       env.counts.finished[outcome.conclusion]++;
       if (log.debugging) log.debug('node finished', { conclusion: outcome.conclusion });
       return;

@@ -177,4 +177,38 @@ describe('agent pool: claim-ahead (rule 20)', () => {
     await new Promise((r) => setTimeout(r, 100));
     assert.deepEqual(g.ran, [`${first.id}/n0`], 'the cancelled run never ran');
   });
+
+  it('does not start a queued node whose timeout ran out in the queue: the timeout counts from the claim', async () => {
+    const g = gate();
+    const ran: string[] = [];
+    const work = runtime('work', async (ctx) => {
+      ran.push(ctx.node.spec.name);
+      return { conclusion: 'SUCCESS' };
+    });
+    // A long lease: the heartbeat's claimsHeld check (which would drop the timed-out claim) does not come first.
+    const { repo, pool } = testPool(cleanup, {
+      runtimes: [g.runtime, work],
+      concurrency: 1,
+      claimAhead: 1,
+      leaseTtlMs: 60_000,
+    });
+    await pool.start();
+    const run = await repo.start(
+      spec([
+        { name: 'hold', runtime: 'gate' },
+        { name: 't', runtime: 'work', timeout: '100ms' },
+      ]),
+    );
+    await until(async () => pool.counters.claimedAhead === 1, 't claimed ahead');
+    // The store times t out under its queued claim (rule 11: from the claim).
+    await until(async () => node(await repo.inspect(run.id), 't').status === 'COMPLETED', 't timed out');
+    g.open();
+    await until(async () => pool.counters.conflicts === 1, "the slot's finish of t, refused");
+    assert.deepEqual(ran, [], 't was never started');
+    const done = await completed(repo, run.id);
+    const t = node(done, 't');
+    assert.equal(t.attempts.length, 1);
+    assert.equal(t.attempts[0]!.conclusion, 'ERROR');
+    assert.deepEqual(t.attempts[0]!.metadata['adagio.timeout'], ['100ms']);
+  });
 });

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { MemoryRepository } from '../../src/backends/memory/index.js';
-import type { FinishRequest, FinishResult, Repository } from '../../src/protocol/repository.js';
+import type { ClaimRef, FinishRequest, FinishResult, Repository } from '../../src/protocol/repository.js';
 import { completed, runtime, spec, testPool, until } from './helpers.js';
 
 const cleanup: (() => Promise<void>)[] = [];
@@ -134,5 +134,113 @@ describe('agent pool: hand-off (rule 21)', () => {
     const ready = state.nodes.filter((n) => n.status === 'READY');
     assert.equal(ready.length, 2);
     for (const n of ready) assert.deepEqual(n.attempts, [], 'no attempt recorded');
+  });
+
+  it('keeps its claim-ahead queue within three times its bound plus its slots, however many finishes are on their way', async () => {
+    /** A store whose finishes take a round trip, so many are on their way at once. */
+    class Distant extends Watched {
+      override async finish(request: FinishRequest): Promise<FinishResult> {
+        await new Promise((r) => setTimeout(r, 5));
+        return super.finish(request);
+      }
+    }
+    const repo = new Distant({ leaseCheckIntervalMs: 20 });
+    const concurrency = 4;
+    const claimAhead = 4;
+    const { pool } = testPool(
+      cleanup,
+      { runtimes: [runtime('fan', async () => ({ conclusion: 'SUCCESS' }))], concurrency, claimAhead },
+      repo,
+    );
+    // The queue, read where nodes join it.
+    const ahead = (pool as unknown as { ahead: { queue: unknown[]; handedOff: (...a: unknown[]) => void } })
+      .ahead;
+    let most = 0;
+    const join = ahead.handedOff.bind(ahead);
+    ahead.handedOff = (...args: unknown[]) => {
+      join(...args);
+      most = Math.max(most, ahead.queue.length);
+    };
+    await pool.start();
+    // Runs of a root over 8 nodes over 8 leaves each: every finish makes up to 8 nodes READY.
+    const names = ['root'];
+    const edges: [string, string][] = [];
+    for (let m = 0; m < 8; m++) {
+      names.push(`m${m}`);
+      edges.push(['root', `m${m}`]);
+      for (let l = 0; l < 8; l++) {
+        names.push(`m${m}l${l}`);
+        edges.push([`m${m}`, `m${m}l${l}`]);
+      }
+    }
+    const runs = [];
+    for (let i = 0; i < 10; i++)
+      runs.push(
+        await repo.start(
+          spec(
+            names.map((name) => ({ name, runtime: 'fan' })),
+            edges,
+          ),
+        ),
+      );
+    for (const run of runs) assert.equal((await completed(repo, run.id, 60_000)).conclusion, 'SUCCESS');
+    assert.ok(pool.counters.handedOff >= 20, `${pool.counters.handedOff} handed off`);
+    // Offers out and the queue stay within 2 × bound + slots; claims ahead (up to the bound) come on top.
+    assert.ok(most <= 3 * claimAhead + concurrency, `the queue held ${most} at most`);
+  });
+
+  it('gives back what a finish on its way hands off while the pool stops, before its lease goes', async () => {
+    let releasing = 0;
+    let finishing!: () => void;
+    const finishStarted = new Promise<void>((r) => {
+      finishing = r;
+    });
+    let letFinish!: () => void;
+    const finishMayGo = new Promise<void>((r) => {
+      letFinish = r;
+    });
+    /** A store whose first finish waits to be let go, and whose releases are slower than a lease's revocation. */
+    class Held extends Watched {
+      override async finish(request: FinishRequest): Promise<FinishResult> {
+        finishing();
+        await finishMayGo;
+        return super.finish(request);
+      }
+      override async release(claims: ClaimRef[]): Promise<boolean[]> {
+        releasing++;
+        await new Promise((r) => setTimeout(r, 50));
+        return super.release(claims);
+      }
+    }
+    const repo = new Held({ leaseCheckIntervalMs: 20 });
+    const { pool } = testPool(
+      cleanup,
+      { runtimes: [runtime('fan', async () => ({ conclusion: 'SUCCESS' }))], concurrency: 1, claimAhead: 4 },
+      repo,
+    );
+    await pool.start();
+    const run = await repo.start(
+      spec(
+        ['root', 'x', 'y', 'z'].map((name) => ({ name, runtime: 'fan' })),
+        ['x', 'y', 'z'].map((d) => ['root', d] as [string, string]),
+      ),
+    );
+    await finishStarted;
+    const stopped = pool.stop({ graceMs: 5_000 });
+    letFinish();
+    await stopped;
+    assert.equal(pool.counters.handedOff, 3, "root's finish handed off its dependents");
+    assert.ok(releasing >= 1);
+    assert.equal(pool.counters.released, 3, 'and they were given back before stop() returned');
+    const left = await repo.inspect(run.id);
+    assert.deepEqual(
+      left.nodes.filter((n) => n.spec.name !== 'root').map((n) => [n.status, n.attempts.length]),
+      [
+        ['READY', 0],
+        ['READY', 0],
+        ['READY', 0],
+      ],
+      'READY again, no attempt: not orphaned by the revoked lease',
+    );
   });
 });
