@@ -13,9 +13,12 @@ import { WaitingNodes } from '../../src/backends/dynamodb/waiting.js';
 import { WrittenNodes } from '../../src/backends/dynamodb/written-nodes.js';
 import {
   ClaimConflictError,
+  type EventQueue,
   LeaseExpiredError,
+  type NodeEvent,
   NotFoundError,
   UnavailableError,
+  type WatchEvent,
 } from '../../src/protocol/index.js';
 import {
   EXAMPLE_LAYERS,
@@ -1072,6 +1075,63 @@ describe("dynamodb: a subscriber's poll reads one page of the ready index", () =
       cost.queryItems <= cost.queries * 200,
       `${cost.queryItems} entries in ${cost.queries} queries: no poll read more than a page`,
     );
+  });
+});
+
+describe('dynamodb: a subscriber that stops taking leaves the backlog in the index', () => {
+  test('1,000 READY nodes, nothing taken: a page is queued, no more, until the subscriber takes; then every node', async () => {
+    const table = uniqueTable('ddb-paused');
+    const a = await dynamoDbRepository({ table, sweepIntervalMs: 0 });
+    const b = await dynamoDbRepository({ table, sweepIntervalMs: 0, pollIntervalMs: 20 });
+    closers.push(a.teardown, async () => b.repository.close());
+    const run = await a.repository.start(independentNodes(1_000));
+    const ac = new AbortController();
+    const sub = b.repository.subscribe({ runtimes: [RUNTIME], signal: ac.signal }) as EventQueue<NodeEvent>;
+    const deadline = Date.now() + 10_000;
+    while (sub.queued === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 1_000)); // fifty poll intervals
+    assert.ok(sub.queued > 0 && sub.queued <= 400, `${sub.queued} queued untaken`);
+    const seen = new Set<string>();
+    for await (const ev of sub) {
+      assert.equal(ev.runId, run.id);
+      seen.add(ev.node);
+      if (seen.size === 1_000) break;
+    }
+    ac.abort();
+  });
+});
+
+describe('dynamodb: a watch ends after every change of its run', () => {
+  test("a run sealed by this process is reported ended after another process's last change, not before", async () => {
+    const table = uniqueTable('ddb-watch-end');
+    // The watching process polls rarely: another process's change reaches its watch only by the read after the seal.
+    const a = await dynamoDbRepository({ table, sweepIntervalMs: 0, pollIntervalMs: 60_000 });
+    const b = await dynamoDbRepository({ table, sweepIntervalMs: 0 });
+    closers.push(a.teardown, async () => b.repository.close());
+    const run = await a.repository.start(graph([node('x'), node('y')]));
+    const lease = await a.repository.grantLease(60_000);
+    const x = await b.repository.claim({ runId: run.id, node: 'x', leaseId: lease.id, agentId: 'b' });
+    const y = await a.repository.claim({ runId: run.id, node: 'y', leaseId: lease.id, agentId: 'a' });
+    assert.ok(x && y);
+    const events: WatchEvent[] = [];
+    const ac = new AbortController();
+    const watching = (async () => {
+      for await (const e of a.repository.watch(run.id, { signal: ac.signal })) events.push(e);
+    })();
+    while (events.length === 0) await new Promise((r) => setTimeout(r, 5));
+    await b.repository.finish({ runId: run.id, node: 'x', claimId: x.claimId, conclusion: 'SUCCESS' });
+    await a.repository.finish({ runId: run.id, node: 'y', claimId: y.claimId, conclusion: 'SUCCESS' });
+    const timeout = setTimeout(() => ac.abort(), 20_000);
+    await watching;
+    clearTimeout(timeout);
+    const last = new Map<string, string>();
+    for (const e of events)
+      if (e.type === 'snapshot') for (const n of e.run.nodes) last.set(n.spec.name, n.status);
+      else if (e.type === 'node') last.set(e.node.spec.name, e.node.status);
+    assert.deepEqual(Object.fromEntries(last), { x: 'COMPLETED', y: 'COMPLETED' });
+    const end = events.at(-1)!;
+    assert.ok(end.type === 'node' && end.runStatus === 'COMPLETED' && end.runConclusion === 'SUCCESS');
+    await a.repository.revokeLease(lease.id);
   });
 });
 

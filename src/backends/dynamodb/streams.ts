@@ -30,7 +30,9 @@ import { READY_INDEX } from './table.js';
  * REDELIVER_MS while it stays unclaimed, at the latest when the walk comes
  * round to it again (a claim that failed, a claimer that died: delivery is
  * at least once), and one never seen is never missed: the index holds it
- * until it is claimed, and every walk passes it.
+ * until it is claimed, and every walk passes it. While a page's worth of
+ * events waits untaken the subscriber does not poll: a consumer that stops
+ * taking leaves the backlog in the index, not in its queue.
  */
 /** A READY node still unclaimed this long after it was delivered is delivered again. */
 const REDELIVER_MS = 5_000;
@@ -73,6 +75,12 @@ export class Streams {
     };
     void (async () => {
       while (!queue.isClosed) {
+        // A page's worth untaken (an agent pool with work enough stops taking): the backlog stays in the
+        // index, and nothing delivered is queued again, until the subscriber takes.
+        if (queue.queued >= READY_POLL_PAGE) {
+          await this.pause((w) => (wake = w));
+          continue;
+        }
         dirty = false;
         try {
           for (const rt of runtimes) {
@@ -125,7 +133,9 @@ export class Streams {
    * arrive as they commit (in order, each one); those of other processes are
    * found by polling the run's nodes, so a node changed twice within one poll
    * interval elsewhere shows its latest state. A state older than one sent
-   * (by version) is never sent.
+   * (by version) is never sent. The run's end is sent after a read of its
+   * nodes that follows its seal, so no other process's change before it is
+   * missed, even when this process sealed it.
    */
   watch(runId: string, options: { signal: AbortSignal }): AsyncIterable<WatchEvent> {
     checkRunId(runId);
@@ -206,8 +216,11 @@ export class Streams {
           while (local.length > 0 && !queue.isClosed) {
             const e = local.shift()!;
             if (e.kind === 'node') await sendNode(e.node, e.runStatus);
-            else if (e.kind === 'sealed') await sendSealed(e.conclusion);
-            else {
+            else if (e.kind === 'sealed') {
+              // This process sealed the run, but other processes' last changes may not have been polled yet:
+              // the read below sends them, then the run's end (the header says it is concluded).
+              dirty = true;
+            } else {
               const have = streamed.get(e.node) ?? 0;
               const end = e.offset + e.chunk.byteLength;
               if (end <= have) continue;
