@@ -150,3 +150,55 @@ describe('etcd: a subscription reads a backlog a page at a time', { timeout: 300
     }
   });
 });
+
+describe('etcd: a chunked run is listed for subscribers once it commits', { timeout: 120_000 }, () => {
+  it("another process's subscriber gets the run's READY nodes, though its first listing of the committed run failed", async () => {
+    const one = await etcdRepository();
+    // Another process on the same namespace starts the run: too large for one transaction, it is written in
+    // chunks, its READY nodes announced before the run is visible (claims of them find no run yet).
+    const other = await etcdRepository({ namespace: one.namespace });
+    const store = (one.repository as unknown as { ctx: { store: { txn(r: ITxnRequest): unknown } } }).ctx
+      .store;
+    const txn = store.txn.bind(store);
+    let failed = 0;
+    store.txn = (req) => {
+      const listing = req.success?.some((op) =>
+        /\/t\/committed\/q\/[^/]+\/$/.test(String(op.request_range?.key)),
+      );
+      if (listing && failed === 0) {
+        failed++;
+        return Promise.reject(new Error('etcdserver: request timed out (injected)'));
+      }
+      return txn(req);
+    };
+    const ac = new AbortController();
+    try {
+      const lease = await one.repository.grantLease(60_000);
+      const claimed = new Set<string>();
+      const subscribed = (async () => {
+        for await (const e of one.repository.subscribe({ runtimes: ['committed'], signal: ac.signal })) {
+          const c = await one.repository.claim({
+            runId: e.runId,
+            node: e.node,
+            leaseId: lease.id,
+            agentId: 'p1',
+          });
+          if (c) claimed.add(e.node);
+          if (claimed.size === 200) return;
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 300)); // the subscription's watch is on
+      await other.repository.start(independent(200, 'committed'));
+      const deadline = Date.now() + 30_000;
+      while (claimed.size < 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(failed, 1, 'the first listing failed');
+      assert.equal(claimed.size, 200, 'every READY node reached the subscriber and was claimed');
+      ac.abort();
+      await subscribed;
+    } finally {
+      ac.abort();
+      await other.repository.close();
+      await one.teardown();
+    }
+  });
+});

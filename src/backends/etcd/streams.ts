@@ -156,6 +156,27 @@ export class Streams {
     signal: AbortSignal,
   ) {
     const { keys, store } = this.ctx;
+    /**
+     * A chunked run committed: its READY nodes, announced before it was visible (their claims found no run),
+     * are listed once more. Nothing else announces them again, so a failed read is repeated until it is done.
+     */
+    const listCommitted = async (run: string) => {
+      let delay = 50;
+      while (!signal.aborted && !queue.isClosed) {
+        try {
+          const r = await store.txn({ success: [getPrefix(keys.queue(runtime, run), { keys_only: true })] });
+          for (const kv of r.responses[0]!.response_range.kvs) {
+            const q = keys.parseRuntimeKey(kv.key, runtime);
+            if (q) queue.push({ type: 'NODE_READY', runId: q.run, node: q.node, runtime });
+          }
+          return;
+        } catch (e) {
+          this.ctx.logger.warn('could not list a committed run; retrying', { run, error: String(e) });
+          await sleep(delay, signal);
+          delay = Math.min(delay * 2, 2_000);
+        }
+      }
+    };
     const onData = (res: IWatchResponse) => {
       // A revision's events arrive together: a claim key deleted without its running key went with its lease.
       const runningGone = new Set<string>();
@@ -169,20 +190,7 @@ export class Streams {
         if (!k) {
           // t/<rt>/k/<run>: a chunked run committed; its READY nodes were written before it was visible.
           const committed = ev.kv.key.toString().slice(keys.runtime(runtime).length);
-          if (committed.startsWith('k/') && ev.type === 'Put') {
-            const run = committed.slice(2);
-            void store
-              .txn({ success: [getPrefix(keys.queue(runtime, run), { keys_only: true })] })
-              .then((r) => {
-                for (const kv of r.responses[0]!.response_range.kvs) {
-                  const q = keys.parseRuntimeKey(kv.key, runtime);
-                  if (q) queue.push({ type: 'NODE_READY', runId: q.run, node: q.node, runtime });
-                }
-              })
-              .catch((e: unknown) =>
-                this.ctx.logger.warn('could not list a committed run', { error: String(e) }),
-              );
-          }
+          if (committed.startsWith('k/') && ev.type === 'Put') void listCommitted(committed.slice(2));
           continue;
         }
         if (k.kind === 'q' && ev.type === 'Put')
