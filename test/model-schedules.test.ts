@@ -15,6 +15,7 @@ import {
   slotsAfter,
   validateSchedule,
 } from '../src/model/schedules.js';
+import { InvalidArgumentError } from '../src/protocol/errors.js';
 
 const T0 = Date.parse('2026-03-01T00:00:00Z');
 
@@ -123,17 +124,35 @@ describe('schedule rules (rule 18)', () => {
     assert.equal(h.history[0]!.slot, 'x58');
   });
 
-  it('backfill: inclusive range, refuses reversed, malformed and too long ranges', () => {
+  it('backfill: inclusive range, refuses reversed, malformed, future and too long ranges', () => {
     const s = { cron: '0 0 * * *', timezone: 'UTC' };
-    assert.deepEqual(backfillSlots(s, '2026-01-01T00:00:00Z', '2026-01-03T00:00:00Z'), [
+    const now = Date.parse('2026-06-01T00:00:00Z');
+    assert.deepEqual(backfillSlots(s, '2026-01-01T00:00:00Z', '2026-01-03T00:00:00Z', now), [
       '2026-01-01T00:00:00Z',
       '2026-01-02T00:00:00Z',
       '2026-01-03T00:00:00Z',
     ]);
-    assert.throws(() => backfillSlots(s, '2026-01-03T00:00:00Z', '2026-01-01T00:00:00Z'), /is after to/);
-    assert.throws(() => backfillSlots(s, 'soon', '2026-01-01T00:00:00Z'), /"soon" is not an RFC 3339 time/);
+    assert.deepEqual(
+      backfillSlots(s, '2026-01-01T01:00:00+02:00', '2026-01-01T23:00:00.5-01:00', now),
+      ['2026-01-01T00:00:00Z', '2026-01-02T00:00:00Z'],
+      'offsets and fractions',
+    );
+    assert.throws(() => backfillSlots(s, '2026-01-03T00:00:00Z', '2026-01-01T00:00:00Z', now), /is after to/);
+    // Date.parse takes each of these; none is RFC 3339 (a bare number, a date in words, a time without offset).
+    for (const bad of ['soon', '1', 'Jan 2 2026', '2026-01-01T00:00:00', '2026-01-01'])
+      assert.throws(
+        () => backfillSlots(s, bad, '2026-01-02T00:00:00Z', now),
+        (e: Error) =>
+          e instanceof InvalidArgumentError &&
+          e.message.includes(`${JSON.stringify(bad)} is not an RFC 3339 time`),
+        bad,
+      );
     assert.throws(
-      () => backfillSlots(s, '2020-01-01T00:00:00Z', '2026-01-01T00:00:00Z'),
+      () => backfillSlots(s, '2026-05-30T00:00:00Z', '2026-06-02T00:00:00Z', now),
+      /backfill to 2026-06-02T00:00:00Z is in the future/,
+    );
+    assert.throws(
+      () => backfillSlots(s, '2020-01-01T00:00:00Z', '2026-01-01T00:00:00Z', now),
       /more than 500 slots/,
     );
   });

@@ -75,7 +75,7 @@ export function scheduleMethods(
     backfillSchedule: (req) =>
       guard(async () =>
         create(cp.BackfillScheduleResponseSchema, {
-          runs: (await backfillSchedule(repo, req.name, req.from, req.to)).map(readRunToProto),
+          runs: (await backfillSchedule(repo, req.name, req.from, req.to, clock.now())).map(readRunToProto),
         }),
       ),
   };

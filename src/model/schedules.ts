@@ -342,15 +342,38 @@ export function planSchedule(s: Schedule, now: number, busy: boolean): ScheduleP
   return { kind: 'skip', step: step('skipped') };
 }
 
-/** Slots of a backfill: those in [from, to], at most maxBackfillSlots (refused beyond, naming the limit). */
-export function backfillSlots(s: Pick<Schedule, 'cron' | 'timezone'>, from: string, to: string): string[] {
-  const f = Date.parse(from);
-  const t = Date.parse(to);
-  if (Number.isNaN(f))
-    throw new InvalidArgumentError(`backfill from ${JSON.stringify(from)} is not an RFC 3339 time`);
-  if (Number.isNaN(t))
-    throw new InvalidArgumentError(`backfill to ${JSON.stringify(to)} is not an RFC 3339 time`);
+/** An RFC 3339 date-time: a full date and time with an offset (`Z` or ±hh:mm), fractions allowed. */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** `text` as ms since the epoch if it is an RFC 3339 time (Date.parse alone takes "1", or a time without offset in the process's zone). */
+function rfc3339Ms(text: string, what: string): number {
+  const ms = RFC3339.test(text) ? Date.parse(text) : Number.NaN;
+  if (Number.isNaN(ms))
+    throw new InvalidArgumentError(
+      `${what} ${JSON.stringify(text)} is not an RFC 3339 time (e.g. 2026-05-01T10:00:00Z or 2026-05-01T12:00:00+02:00)`,
+    );
+  return ms;
+}
+
+/**
+ * Slots of a backfill: those in [from, to], at most maxBackfillSlots
+ * (refused beyond, naming the limit). A backfill starts past slots: `to`
+ * after `now` is refused (a future slot started now would be its slot's run
+ * when it comes due, and nothing would run then).
+ */
+export function backfillSlots(
+  s: Pick<Schedule, 'cron' | 'timezone'>,
+  from: string,
+  to: string,
+  now: number,
+): string[] {
+  const f = rfc3339Ms(from, 'backfill from');
+  const t = rfc3339Ms(to, 'backfill to');
   if (f > t) throw new InvalidArgumentError(`backfill from ${from} is after to ${to}`);
+  if (t > now)
+    throw new InvalidArgumentError(
+      `backfill to ${to} is in the future (now is ${slotText(now)}): a backfill starts past slots; the scheduler starts the others when they come due`,
+    );
   const slots: string[] = [];
   let slot = slotAfter(s, f - 1);
   while (slot !== undefined && Date.parse(slot) <= t) {

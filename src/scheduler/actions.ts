@@ -46,7 +46,7 @@ export async function triggerSchedule(repo: Repository, name: string, now: numbe
 
 /**
  * Starts every slot of the schedule in [from, to] (at most
- * SCHEDULE_LIMITS.maxBackfillSlots; overlap is not consulted). A slot that
+ * SCHEDULE_LIMITS.maxBackfillSlots; overlap is not consulted; `to` no later than `now`). A slot that
  * already has a run keeps it: the runs returned are those of the slots.
  */
 export async function backfillSchedule(
@@ -54,9 +54,10 @@ export async function backfillSchedule(
   name: string,
   from: string,
   to: string,
+  now: number,
 ): Promise<Run[]> {
   const s = await repo.getSchedule(name);
-  const slots = backfillSlots(s, from, to);
+  const slots = backfillSlots(s, from, to, now);
   const runs: Run[] = [];
   for (const slot of slots) runs.push(await startSlot(repo, s, slot));
   return runs;

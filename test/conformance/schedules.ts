@@ -241,28 +241,39 @@ export function schedulesSpec(test: ConformanceTest): void {
       const s = await h.repo.putSchedule('hourly', every('0 * * * *'));
       const from = plus(s.nextSlot, -5 * HOUR);
       const to = plus(s.nextSlot, -3 * HOUR);
-      const runs = await backfillSchedule(h.repo, 'hourly', from, to);
+      // Now: the schedule's next slot is the first after it.
+      const now = Date.parse(s.nextSlot) - 1;
+      const runs = await backfillSchedule(h.repo, 'hourly', from, to, now);
       assert.deepEqual(
         runs.map((r) => r.labels?.['adagio.slot']),
         [from, plus(from, HOUR), to],
       );
-      const again = await backfillSchedule(h.repo, 'hourly', plus(from, -30 * MIN), to);
+      const again = await backfillSchedule(h.repo, 'hourly', plus(from, -30 * MIN), to, now);
       assert.deepEqual(
         again.map((r) => r.id),
         runs.map((r) => r.id),
         'a slot keeps its run',
       );
       assert.equal((await runsOf(h, 'hourly')).length, 3);
-      await refused(backfillSchedule(h.repo, 'hourly', to, from), 'invalid_argument', /from .* is after to/);
       await refused(
-        backfillSchedule(h.repo, 'hourly', 'yesterday', to),
+        backfillSchedule(h.repo, 'hourly', to, from, now),
+        'invalid_argument',
+        /from .* is after to/,
+      );
+      await refused(
+        backfillSchedule(h.repo, 'hourly', 'yesterday', to, now),
         'invalid_argument',
         /"yesterday" is not an RFC 3339/,
       );
       await refused(
-        backfillSchedule(h.repo, 'hourly', plus(from, -1000 * HOUR), to),
+        backfillSchedule(h.repo, 'hourly', plus(from, -1000 * HOUR), to, now),
         'invalid_argument',
         /more than 500 slots/,
+      );
+      await refused(
+        backfillSchedule(h.repo, 'hourly', from, s.nextSlot, now),
+        'invalid_argument',
+        /is in the future/,
       );
       assert.equal((await runsOf(h, 'hourly')).length, 3, 'a refused backfill starts nothing');
     });
