@@ -101,6 +101,22 @@ describe('schedule rules (rule 18)', () => {
       'skip',
       'a later slot is due: it waits instead',
     );
+    // Held for an earlier run (buffer_one), a slot is late from that run's end: the default 30 s grace.
+    const held = schedule({ overlap: 'buffer_one', catchup: '0' });
+    const late = T0 + 2 * 60_000;
+    assert.equal(planSchedule(held, late, false).kind, 'missed', 'late, held by nothing: missed');
+    assert.equal(planSchedule(held, late, true, late).kind, 'wait', 'still held');
+    assert.equal(planSchedule(held, late, false, late - 1_000).kind, 'start', 'the run ended a second ago');
+    assert.equal(
+      planSchedule(held, late, false, late - 60_000).kind,
+      'missed',
+      'ended longer ago than the grace',
+    );
+    assert.equal(
+      planSchedule(schedule({ overlap: 'skip', catchup: '0' }), late, false, late).kind,
+      'missed',
+      'only buffer_one holds slots',
+    );
   });
 
   it('a step applies only from the slot it read; history is newest first and bounded', () => {

@@ -305,14 +305,19 @@ export type SchedulePlan =
  * (`busy`). Due slots older than `catchup` (at least graceMs) are missed (in bulk); a due slot
  * within it starts unless an earlier run is busy: skip drops it, allow starts
  * it anyway, cancel_previous cancels the busy runs first, buffer_one lets only
- * the latest due slot wait (earlier waiting ones are skipped).
+ * the latest due slot wait (earlier waiting ones are skipped). A slot that
+ * buffer_one held for an earlier run is late from when that run ended
+ * (`heldUntil`, ms; now while it still runs), not from its own time: waiting
+ * is not downtime.
  */
-export function planSchedule(s: Schedule, now: number, busy: boolean): SchedulePlan {
+export function planSchedule(s: Schedule, now: number, busy: boolean, heldUntil?: number): SchedulePlan {
   if (s.paused) return { kind: 'idle' };
   const slotMs = Date.parse(s.nextSlot);
   if (!(slotMs <= now)) return { kind: 'idle' };
   const horizon = now - Math.max(catchupMs(s.catchup), SCHEDULE_LIMITS.graceMs);
-  if (slotMs < horizon) {
+  const startable =
+    s.overlap === 'buffer_one' && heldUntil !== undefined ? Math.max(slotMs, heldUntil) : slotMs;
+  if (startable < horizon) {
     const missed: SlotRecord[] = [];
     let slot: string | undefined = s.nextSlot;
     while (

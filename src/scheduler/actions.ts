@@ -80,6 +80,31 @@ export async function busyRuns(repo: Repository, s: Schedule, slot: string): Pro
   return ids;
 }
 
+/**
+ * buffer_one (rule 18): until when an earlier slot's run held back `slot`:
+ * `now` while one still runs, else the latest end of one that ended after
+ * `slot` came due; undefined when none held it (the slot is simply late).
+ */
+export async function heldUntil(
+  repo: Repository,
+  s: Schedule,
+  slot: string,
+  now: number,
+): Promise<number | undefined> {
+  if ((await busyRuns(repo, s, slot)).length > 0) return now;
+  const slotMs = Date.parse(slot);
+  // The run that held it is of the slot before: among the schedule's newest runs.
+  const page = await repo.listRuns({ labels: { [SCHEDULE_LABEL]: s.name }, status: 'COMPLETED', limit: 20 });
+  let held: number | undefined;
+  for (const r of page.runs) {
+    const runSlot = r.labels?.[SLOT_LABEL];
+    const ended = r.finishedAt ? Date.parse(r.finishedAt) : Number.NaN;
+    if (runSlot !== undefined && Date.parse(runSlot) < slotMs && ended > slotMs)
+      held = Math.max(held ?? 0, ended);
+  }
+  return held;
+}
+
 /** How many next fire times and recent runs a schedule's view shows. */
 export const VIEW_SIZE = 10;
 

@@ -2,7 +2,7 @@ import { type Logger, silentLogger } from '../log.js';
 import { type Clock, planSchedule, type Schedule, type ScheduleStep, systemClock } from '../model/index.js';
 import { InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
 import type { Repository } from '../protocol/repository.js';
-import { busyRuns, startSlot } from './actions.js';
+import { busyRuns, heldUntil, startSlot } from './actions.js';
 
 export interface SchedulerOptions {
   clock?: Clock;
@@ -75,10 +75,15 @@ export class Scheduler {
     let s = first;
     for (let i = 0; i < MAX_STEPS_PER_TICK; i++) {
       let plan = planSchedule(s, now, false);
+      if (plan.kind === 'missed' && s.overlap === 'buffer_one') {
+        // Late, or held for an earlier run (buffer_one): then it is late only from that run's end.
+        const held = await heldUntil(this.repo, s, s.nextSlot, now);
+        if (held !== undefined) plan = planSchedule(s, now, false, held);
+      }
       let busy: string[] = [];
       if (plan.kind === 'start' && s.overlap !== 'allow') {
         busy = await busyRuns(this.repo, s, plan.slot);
-        if (busy.length > 0) plan = planSchedule(s, now, true);
+        if (busy.length > 0) plan = planSchedule(s, now, true, now);
       }
       let step: ScheduleStep;
       switch (plan.kind) {
