@@ -6,7 +6,7 @@ import type { Logger } from '../log.js';
 import { InvalidArgumentError } from '../protocol/errors.js';
 import { ERROR_TYPE_HEADER, signalContext } from './agent-service.js';
 import { mapError } from './errors.js';
-import { type Req, type Res, readJson, sendJson } from './http.js';
+import { drained, type Req, type Res, readJson, sendJson } from './http.js';
 
 /**
  * The agent API as plain JSON, for agents in any language with only an HTTP
@@ -102,7 +102,11 @@ export function createAgentJsonRoutes(o: {
     });
     out.flushHeaders();
     try {
-      for await (const ev of events) out.write(`${JSON.stringify(toJson(ag.SubscribeResponseSchema, ev))}\n`);
+      // Waiting for drain keeps the backlog in the store: a client that stops reading stops the subscription
+      // taking (its queue then holds the store's paging back), rather than the response buffering every event.
+      for await (const ev of events)
+        if (!out.write(`${JSON.stringify(toJson(ag.SubscribeResponseSchema, ev))}\n`))
+          await drained(out, signal);
     } catch (e) {
       if (!signal.aborted) out.write(`${JSON.stringify({ error: mapError(e, o.logger) })}\n`);
     } finally {

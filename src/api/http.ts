@@ -62,3 +62,23 @@ export function sendText(res: Res, status: number, text: string, type = 'text/pl
   });
   res.end(text);
 }
+
+/**
+ * Resolves once `out` has room again ('drain'), or at once when the client
+ * is gone (`signal` aborted, possibly already; or the response destroyed),
+ * so a streaming handler that waits here never outlives its client.
+ */
+export function drained(out: ServerResponse, signal: AbortSignal): Promise<void> {
+  if (signal.aborted || out.destroyed || out.writableEnded) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      out.off('drain', done);
+      out.off('close', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    out.on('drain', done);
+    out.on('close', done);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

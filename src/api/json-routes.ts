@@ -13,7 +13,7 @@ import type { Logger } from '../log.js';
 import { InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
 import type { Repository } from '../protocol/repository.js';
 import { mapError } from './errors.js';
-import { type Req, type Res, readJson, readText, sendJson } from './http.js';
+import { drained, type Req, type Res, readJson, readText, sendJson } from './http.js';
 import { scheduleRoutes } from './schedule-routes.js';
 import { requireId } from './service.js';
 import { watchMessages } from './watch-stream.js';
@@ -248,18 +248,6 @@ export function createJsonRoutes(o: JsonRoutesOptions): (req: Req, res: Res) => 
     }
     return name;
   };
-}
-
-function drained(out: ServerResponse, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      out.off('drain', done);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    out.on('drain', done);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 function decode(segment: string): string {
