@@ -157,15 +157,16 @@ export function createJsonRoutes(o: JsonRoutesOptions): (req: Req, res: Res) => 
     } catch (e) {
       throw new InvalidArgumentError(`request body is not valid JSON: ${(e as Error).message}`);
     }
-    if (json !== null && typeof json === 'object' && !Array.isArray(json)) {
-      // Unknown fields are refused as on every route: a misspelt "nodes" must not retry the whole run.
-      const unknown = Object.keys(json).filter((k) => k !== 'nodes');
-      if (unknown.length > 0)
-        throw new InvalidArgumentError(
-          `retry body has unknown field ${JSON.stringify(unknown[0])}: it takes {"nodes": ["name", ...]} (or nothing)`,
-        );
-    }
-    const nodes = json !== null && typeof json === 'object' ? (json as { nodes?: unknown }).nodes : json;
+    // Only an object: a bare list (or anything else) must not be read as "no nodes named", which retries them all.
+    if (json === null || typeof json !== 'object' || Array.isArray(json))
+      throw new InvalidArgumentError('retry body must be {"nodes": ["name", ...]} (or empty)');
+    // Unknown fields are refused as on every route: a misspelt "nodes" must not retry the whole run.
+    const unknown = Object.keys(json).filter((k) => k !== 'nodes');
+    if (unknown.length > 0)
+      throw new InvalidArgumentError(
+        `retry body has unknown field ${JSON.stringify(unknown[0])}: it takes {"nodes": ["name", ...]} (or nothing)`,
+      );
+    const nodes = (json as { nodes?: unknown }).nodes;
     if (nodes === undefined) return [];
     if (!Array.isArray(nodes) || nodes.some((n) => typeof n !== 'string'))
       throw new InvalidArgumentError('retry body must be {"nodes": ["name", ...]} (or empty)');

@@ -45,6 +45,28 @@ describe('JSON bodies: no silently ignored fields', () => {
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
   });
 
+  it('POST /v0/runs/{id}/retry refuses a body that is not an object (a bare list would have retried every node)', async () => {
+    const run = await store.start({
+      nodes: ['a', 'b'].map((name) => ({ name, runtime: 'debug', metadata: {}, retry: {} })),
+      edges: [],
+    });
+    await store.cancel(run.id);
+    for (const body of [['a'], 'a', 3, null]) {
+      const res = await send('POST', `/v0/runs/${run.id}/retry`, body);
+      assert.equal(res.status, 400, `${JSON.stringify(body)}: ${JSON.stringify(res.body)}`);
+      assert.match(res.body.message ?? '', /retry body must be \{"nodes"/);
+    }
+    assert.equal((await store.inspect(run.id)).status, 'COMPLETED', 'nothing was retried');
+    const ok = await send('POST', `/v0/runs/${run.id}/retry`, { nodes: ['a'] });
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    const after = await store.inspect(run.id);
+    assert.deepEqual(
+      after.nodes.map((n) => n.status),
+      ['READY', 'COMPLETED'],
+      'only the named node',
+    );
+  });
+
   it('PUT /v0/workflows/{name} refuses a body whose name is another workflow, and stores nothing', async () => {
     const res = await send('PUT', '/v0/workflows/alpha', { name: 'beta', spec });
     assert.equal(res.status, 400, JSON.stringify(res.body));
