@@ -2,7 +2,12 @@ import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { type Client, createClient, type Interceptor } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
-import { claimedFromProto, conclusionToProto, metadataToProto } from '../../api/agent-service.js';
+import {
+  claimedFromProto,
+  conclusionToProto,
+  MAX_CLAIMS_HELD,
+  metadataToProto,
+} from '../../api/agent-service.js';
 import { AdagioClient } from '../../client/index.js';
 import * as ag from '../../gen/adagio/rpc/agent/agent_pb.js';
 import * as pb from '../../gen/adagio/v1/adagio_pb.js';
@@ -196,20 +201,36 @@ export class RemoteRepository implements Repository {
   }
 
   async claimsHeld(claims: ClaimRef[]): Promise<boolean[]> {
-    if (claims.length === 0) return [];
-    const res = await this.call({}, () =>
-      this.rpc.claimsHeld({ claims: claimRefsToProto(claims) }, this.opts()),
-    );
-    return this.oneEach(res.held, claims);
+    return this.inCalls(claims, async (part) => {
+      const res = await this.call({}, () =>
+        this.rpc.claimsHeld({ claims: claimRefsToProto(part) }, this.opts()),
+      );
+      return this.oneEach(res.held, part);
+    });
   }
 
   async release(claims: ClaimRef[]): Promise<boolean[]> {
     checkClaimRefs(claims);
-    if (claims.length === 0) return [];
-    const res = await this.call({}, () =>
-      this.rpc.release({ claims: claimRefsToProto(claims) }, this.opts()),
-    );
-    return this.oneEach(res.released, claims);
+    return this.inCalls(claims, async (part) => {
+      const res = await this.call({}, () =>
+        this.rpc.release({ claims: claimRefsToProto(part) }, this.opts()),
+      );
+      return this.oneEach(res.released, part);
+    });
+  }
+
+  /**
+   * The server takes MAX_CLAIMS_HELD claims a call; a pool with a deep
+   * claim-ahead queue and many slots holds more: asked in parts, in order.
+   */
+  private async inCalls(
+    claims: ClaimRef[],
+    ask: (part: ClaimRef[]) => Promise<boolean[]>,
+  ): Promise<boolean[]> {
+    const answers: boolean[] = [];
+    for (let i = 0; i < claims.length; i += MAX_CLAIMS_HELD)
+      answers.push(...(await ask(claims.slice(i, i + MAX_CLAIMS_HELD))));
+    return answers;
   }
 
   /** An answer per claim, or the server is not one we understand. */
