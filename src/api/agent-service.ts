@@ -12,6 +12,7 @@ import {
   isAdagioError,
   LeaseExpiredError,
   NotFoundError,
+  UnavailableError,
 } from '../protocol/errors.js';
 import type { ClaimedNode, ClaimRef, FinishConclusion, Repository } from '../protocol/repository.js';
 import { toConnectError } from './errors.js';
@@ -214,6 +215,11 @@ async function claimNext(
     for (;;) {
       const ev = await feeds.next(runtimes, stop.signal);
       if (!ev) return undefined;
+      if (stop.signal.aborted) {
+        // The caller is gone or its wait is over: claim nothing more for it, and leave the event to others.
+        feeds.giveBack(runtimes, ev);
+        return undefined;
+      }
       let claimed: ClaimedNode | undefined;
       try {
         claimed = await repo.claim({ runId: ev.runId, node: ev.node, leaseId, agentId, metadata });
@@ -231,13 +237,9 @@ async function claimNext(
         continue;
       }
       if (callerSignal.aborted) {
-        // Nobody will receive this claim; record it rather than leave the node RUNNING under a live lease.
-        await finishQuietly(
-          repo,
-          claimed,
-          `agent ${agentId} disconnected before it received the claim`,
-          logger,
-        );
+        // Nobody will receive this claim and no work started: given back (rule 20), READY again with no attempt,
+        // rather than left RUNNING under the caller's live lease, or recorded as an ERROR that spends a retry.
+        await releaseQuietly(repo, claimed, logger);
         return undefined;
       }
       return claimed;
@@ -253,6 +255,33 @@ function orphanMessage(c: ClaimedNode, agentId: string): string {
   const previous = c.previousAgentId ? ` of agent ${c.previousAgentId}` : '';
   return `claim ${c.previousClaimId ?? '(unknown)'}${previous} lapsed: its agent stopped heartbeating (recovered by agent ${agentId})`;
 }
+
+/** Gives back a claim whose work never started, repeating through store outages a while (rule 20). */
+async function releaseQuietly(repo: Repository, c: ClaimedNode, logger: Logger): Promise<void> {
+  const ref = { runId: c.runId, node: c.node.spec.name, claimId: c.claimId };
+  let delay = 100;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await repo.release([ref]);
+      return;
+    } catch (e) {
+      if (!(e instanceof UnavailableError) || attempt === RELEASE_ATTEMPTS) {
+        // Held until the caller's lease lapses, then recovered as an orphan (rule 3).
+        logger.warn('could not give back a claim its caller never received', {
+          run: c.runId,
+          node: c.node.spec.name,
+          error: String(e),
+        });
+        return;
+      }
+      await new Promise((r) => setTimeout(r, delay));
+      delay *= 2;
+    }
+  }
+}
+
+/** Tries of releaseQuietly through an unavailable store: 100 ms doubling, about 3 s in all. */
+const RELEASE_ATTEMPTS = 6;
 
 async function finishQuietly(
   repo: Repository,

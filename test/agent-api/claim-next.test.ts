@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ApiServer } from '../../src/api/server.js';
 import { MemoryRepository } from '../../src/backends/memory/index.js';
+import { UnavailableError } from '../../src/protocol/errors.js';
 import type { Repository } from '../../src/protocol/repository.js';
 
 describe('claim-next with many callers', () => {
@@ -86,5 +87,126 @@ describe('claim-next with many callers', () => {
     assert.equal(new Set(claimed).size, 200, 'no node claimed twice');
     for (const run of [first, second]) assert.equal((await memory.inspect(run.id)).conclusion, 'SUCCESS');
     assert.equal(subscriptions, 1, 'the callers shared one subscription');
+  });
+});
+
+describe('claim-next whose caller hangs up while a claim is in flight', () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  /** A memory store whose claims of the named nodes are slow (a loaded store), and whose next release may fail once. */
+  function slowStore(slow: string[]) {
+    const store = new MemoryRepository();
+    let claimStarted!: () => void;
+    const control = {
+      failRelease: false,
+      releases: 0,
+      /** Resolves once a slow claim is on its way. */
+      claiming: new Promise<void>((r) => {
+        claimStarted = r;
+      }),
+    };
+    const repo = new Proxy(store, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver);
+        if (prop === 'claim')
+          return async (req: Parameters<Repository['claim']>[0]) => {
+            if (slow.includes(req.node)) {
+              claimStarted();
+              await sleep(500);
+            }
+            return target.claim(req);
+          };
+        if (prop === 'release')
+          return async (claims: Parameters<Repository['release']>[0]) => {
+            control.releases++;
+            if (control.failRelease) {
+              control.failRelease = false;
+              throw new UnavailableError('store briefly unreachable');
+            }
+            return target.release(claims);
+          };
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    return { store, repo, control };
+  }
+
+  async function serve(repo: Repository) {
+    const server = new ApiServer({ repository: repo, ui: false });
+    const url = await server.listen('127.0.0.1', 0);
+    const post = async (method: string, body: unknown, signal?: AbortSignal) => {
+      const res = await fetch(`${url}/v0/agent/${method}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        signal,
+      });
+      // biome-ignore lint/suspicious/noExplicitAny: JSON answers are checked field by field below.
+      return (await res.json()) as any;
+    };
+    return { server, post };
+  }
+  const spec = (names: string[]) => ({
+    nodes: names.map((name) => ({ name, runtime: 'x', metadata: {}, retry: {} })),
+    edges: [],
+  });
+
+  it('claims nothing more for it: a node it was never offered gets no attempt', async () => {
+    const { store, repo, control } = slowStore(['a']);
+    const { server, post } = await serve(repo);
+    try {
+      const reg = await post('register', { runtimes: [{ name: 'x' }], ttl_ms: 60_000 });
+      const other = await store.grantLease(60_000);
+      const run = await store.start(spec(['a', 'b']));
+      const ac = new AbortController();
+      const asking = post(
+        'claim-next',
+        { lease_id: reg.lease.id, agent_id: reg.agent.id, runtimes: ['x'], wait_ms: 5_000 },
+        ac.signal,
+      ).catch(() => undefined);
+      await control.claiming;
+      ac.abort(); // the caller gives up while its claim of a is in flight
+      await store.claim({ runId: run.id, node: 'a', leaseId: other.id, agentId: 'other' }); // and a goes elsewhere
+      await asking;
+      await sleep(1_000);
+      const b = (await store.inspect(run.id)).nodes.find((n) => n.spec.name === 'b')!;
+      assert.equal(b.status, 'READY', 'b was not claimed for a caller that had gone');
+      assert.equal(b.attempts.length, 0);
+    } finally {
+      await server.close(100);
+      await store.close();
+    }
+  });
+
+  it('gives back a claim it made for it, READY again with no attempt, through a store outage', async () => {
+    const { store, repo, control } = slowStore(['c']);
+    const { server, post } = await serve(repo);
+    try {
+      const reg = await post('register', { runtimes: [{ name: 'x' }], ttl_ms: 60_000 });
+      const run = await store.start(spec(['c']));
+      control.failRelease = true;
+      const ac = new AbortController();
+      const asking = post(
+        'claim-next',
+        { lease_id: reg.lease.id, agent_id: reg.agent.id, runtimes: ['x'], wait_ms: 5_000 },
+        ac.signal,
+      ).catch(() => undefined);
+      await control.claiming;
+      ac.abort(); // gone before the claim of c comes back
+      await asking;
+      // The claim comes back after the caller left, and its release fails once before it goes through.
+      const deadline = Date.now() + 10_000;
+      while (control.releases < 2 && Date.now() < deadline) await sleep(50);
+      await sleep(100);
+      const c = (await store.inspect(run.id)).nodes[0]!;
+      assert.equal(c.status, 'READY', 'given back, not left RUNNING under the live lease');
+      assert.equal(c.attempts.length, 0, 'no ERROR attempt: no work ran');
+      assert.ok(
+        control.releases >= 2,
+        `the release was repeated after the outage (${control.releases} releases)`,
+      );
+    } finally {
+      await server.close(100);
+      await store.close();
+    }
   });
 });
