@@ -39,15 +39,36 @@ export function mapError(e: unknown, logger?: Logger): MappedError {
   return { code: 'internal', ...CODES.internal, message: 'internal error (see the daemon log)' };
 }
 
+/**
+ * The error's own code, sent beside the gRPC/Connect code: two codes share
+ * RESOURCE_EXHAUSTED (too_large, overloaded), and a client must tell a
+ * request to shrink from a server to retry later.
+ */
+export const ERROR_CODE_HEADER = 'adagio-error-code';
+
 export function toConnectError(e: unknown, logger?: Logger): ConnectError {
   if (e instanceof ConnectError) return e;
   const m = mapError(e, logger);
-  return new ConnectError(m.message, m.connect, undefined, undefined, isAdagioError(e) ? e : undefined);
+  return new ConnectError(
+    m.message,
+    m.connect,
+    { [ERROR_CODE_HEADER]: m.code },
+    undefined,
+    isAdagioError(e) ? e : undefined,
+  );
 }
 
 export function connectCodeToErrorCode(code: Code): ErrorCode {
   const entry = Object.entries(CODES).find(([, v]) => v.connect === code);
   return (entry?.[0] as ErrorCode | undefined) ?? 'internal';
+}
+
+/** A received error's code: the one the server named (ERROR_CODE_HEADER), else the one its Connect code maps to. */
+export function errorCodeOf(e: ConnectError): ErrorCode {
+  const named = e.metadata.get(ERROR_CODE_HEADER);
+  if (named !== null && Object.hasOwn(CODES, named) && CODES[named as ErrorCode].connect === e.code)
+    return named as ErrorCode;
+  return connectCodeToErrorCode(e.code);
 }
 
 export function httpStatusToErrorCode(status: number): ErrorCode {

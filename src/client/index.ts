@@ -1,7 +1,7 @@
 import { create } from '@bufbuild/protobuf';
 import { type Client, Code, ConnectError, createClient, type Interceptor } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
-import { connectCodeToErrorCode } from '../api/errors.js';
+import { errorCodeOf } from '../api/errors.js';
 import * as cp from '../gen/adagio/rpc/controlplane/controlplane_pb.js';
 import * as pb from '../gen/adagio/v1/adagio_pb.js';
 import { scheduleFromProto, scheduleInputToProto } from '../model/schedule-wire.js';
@@ -317,7 +317,7 @@ export class AdagioClient {
     }
     if (e.code === Code.DeadlineExceeded)
       return new ApiError('unavailable', `adagiod at ${this.address} did not answer in time`, { cause: e });
-    return new ApiError(connectCodeToErrorCode(e.code), e.rawMessage || Code[e.code], { cause: e });
+    return new ApiError(errorCodeOf(e), e.rawMessage || Code[e.code], { cause: e });
   }
 }
 

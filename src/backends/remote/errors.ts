@@ -1,6 +1,6 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import { ERROR_TYPE_HEADER, type RemoteErrorType } from '../../api/agent-service.js';
-import { connectCodeToErrorCode } from '../../api/errors.js';
+import { errorCodeOf } from '../../api/errors.js';
 import { ApiError } from '../../client/index.js';
 import {
   AdagioError,
@@ -11,6 +11,7 @@ import {
   LeaseExpiredError,
   NotFoundError,
   nodeNotFound,
+  OverloadedError,
   RunNotRetryableError,
   TooLargeError,
   UnauthenticatedError,
@@ -81,9 +82,9 @@ export function fromConnectError(e: unknown, ctx: CallContext): AdagioError {
     case Code.InvalidArgument:
       return new InvalidArgumentError(message);
     case Code.ResourceExhausted:
-      return new TooLargeError(message);
+      return errorCodeOf(e) === 'overloaded' ? new OverloadedError(message) : new TooLargeError(message);
     default:
-      return new RemoteApiError(connectCodeToErrorCode(e.code), message, { cause: e });
+      return new RemoteApiError(errorCodeOf(e), message, { cause: e });
   }
 }
 
@@ -101,6 +102,8 @@ export function fromControlError(e: unknown, ctx: { runId?: string }): unknown {
   if (e.code === 'invalid_argument' && e.message.startsWith(GRAPH_PREFIX))
     return new InvalidGraphError(e.message.slice(GRAPH_PREFIX.length).split('; '));
   if (e.code === 'invalid_argument') return new InvalidArgumentError(e.message);
+  if (e.code === 'overloaded') return new OverloadedError(e.message);
+  if (e.code === 'too_large') return new TooLargeError(e.message);
   // The control plane's only conflict on a run is a refused retry (rule 15).
   if (e.code === 'conflict' && ctx.runId !== undefined) return new RunNotRetryableError(ctx.runId, e.message);
   return e;
