@@ -9,9 +9,10 @@ import { encodeState, readNodes } from './nodes.js';
 import { type Decision, optimistic } from './optimistic.js';
 import { dropStreamed, readStreamed } from './output.js';
 import { decodeJson, encodeAttempt, encodeJson, type RunRecord } from './records.js';
+import { clearResuming, finishRetry } from './resume.js';
 import { maybeSeal } from './seal.js';
 import { del, getPrefix, modIs, put } from './store.js';
-import { type CancelItem, cancelItem, workItemKey } from './work-items.js';
+import { type CancelItem, cancelItem, type RetryItem, retryItem, workItemKey } from './work-items.js';
 
 /**
  * Rule 6 on etcd: the run is marked cancelled first (claims and finishes
@@ -26,14 +27,46 @@ import { type CancelItem, cancelItem, workItemKey } from './work-items.js';
  */
 export async function cancelRun(ctx: EtcdContext, runId: string, timedOut = false): Promise<void> {
   const { keys, store } = ctx;
-  const state = await optimistic(
+  let state: 'concluded' | 'marked' | 'resuming';
+  for (;;) {
+    state = await markCancelled(ctx, runId, timedOut);
+    if (state !== 'resuming') break;
+    // A retry is putting nodes back: finished first (as its own process or the sweeper would), so the cancel
+    // completes every node it put back and the run concludes, rather than cancelling only those back so far.
+    const item = await store.retrying('cancel', () =>
+      store.range({ key: workItemKey(keys, runId, retryItem) }),
+    );
+    const kv = item.kvs[0];
+    if (kv) await finishRetry(ctx, runId, decodeJson<RetryItem>(kv.value));
+    else await clearResuming(ctx, runId);
+  }
+  // Concluded already: a cancel item left by a process that died after the seal is done with (left, a later
+  // sweep would cancel the run again once a retry reopens it).
+  if (state === 'concluded') {
+    await store.retrying('cancel', () => store.txn({ success: [del(workItemKey(keys, runId, cancelItem))] }));
+    return;
+  }
+  await cancelNodes(ctx, runId);
+  await maybeSeal(ctx, runId);
+  await store.retrying('cancel', () => store.txn({ success: [del(workItemKey(keys, runId, cancelItem))] }));
+}
+
+/** Marks the run cancelled, with its work item; or says it is concluded, marked already, or being retried. */
+function markCancelled(
+  ctx: EtcdContext,
+  runId: string,
+  timedOut: boolean,
+): Promise<'concluded' | 'marked' | 'resuming'> {
+  const { keys, store } = ctx;
+  return optimistic(
     store,
     `cancel of run ${runId}`,
-    async (): Promise<Decision<'concluded' | 'marked'>> => {
+    async (): Promise<Decision<'concluded' | 'marked' | 'resuming'>> => {
       const res = await store.retrying('cancel', () => store.range({ key: keys.run(runId) }));
       const kv = res.kvs[0];
       if (!kv) throw new NotFoundError('run', runId);
       const run = decodeJson<RunRecord>(kv.value);
+      if (run.resuming) return { done: 'resuming' };
       if (run.conclusion) return { done: 'concluded' };
       if (run.cancelled) return { done: 'marked' };
       return {
@@ -46,10 +79,6 @@ export async function cancelRun(ctx: EtcdContext, runId: string, timedOut = fals
       };
     },
   );
-  if (state === 'concluded') return;
-  await cancelNodes(ctx, runId);
-  await maybeSeal(ctx, runId);
-  await store.retrying('cancel', () => store.txn({ success: [del(workItemKey(keys, runId, cancelItem))] }));
 }
 
 async function cancelNodes(ctx: EtcdContext, runId: string): Promise<void> {

@@ -9,6 +9,7 @@ import { loadRun } from './reads.js';
 import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
 import { maybeSeal } from './seal.js';
 import { del, modIs, put } from './store.js';
+import { settleRunWork } from './sweep.js';
 import {
   deadlineItem,
   type RetryItem,
@@ -30,6 +31,8 @@ import {
  */
 export async function retryRun(ctx: EtcdContext, runId: string, named?: string[]): Promise<void> {
   const { keys, store } = ctx;
+  // Work the run's earlier transitions left recorded goes first: replayed after the plan, it would undo it.
+  await settleRunWork(ctx, runId);
   const item = await optimistic(store, `retry of run ${runId}`, async (): Promise<Decision<RetryItem>> => {
     const loaded = await store.retrying('retry', () => loadRun(ctx, runId));
     const { run, record } = loaded;
@@ -72,7 +75,14 @@ export async function retryRun(ctx: EtcdContext, runId: string, named?: string[]
   await finishRetry(ctx, runId, item);
 }
 
-/** Steps 2 to 4 of a marked retry; the sweeper calls this for a retry whose process died. */
+/**
+ * Steps 2 to 4 of a marked retry; the sweeper calls this for a retry whose
+ * process died, and a cancel for a retry under way. Each put-back compares
+ * the run key (unchanged while the run is resuming: no claims, no seal, no
+ * cancel mark), so a plan replayed once the run has moved on (its mark
+ * cleared, its nodes run again) puts nothing back; the queue keys and the
+ * item's removal are safe to repeat.
+ */
 export async function finishRetry(ctx: EtcdContext, runId: string, item: RetryItem): Promise<void> {
   const { keys, store } = ctx;
   const now = ctx.clock.now();
@@ -80,6 +90,8 @@ export async function finishRetry(ctx: EtcdContext, runId: string, item: RetryIt
   for (let i = 0; i < item.nodes.length; i += SETTLE_BATCH) {
     const batch = item.nodes.slice(i, i + SETTLE_BATCH);
     await optimistic(store, `retry of run ${runId}`, async (): Promise<Decision<void>> => {
+      const runKv = (await store.retrying('retry', () => store.range({ key: keys.run(runId) }))).kvs[0];
+      if (!runKv || !decodeJson<RunRecord>(runKv.value).resuming) return { done: undefined };
       const nodes = await store.retrying('retry', () =>
         readNodes(
           ctx,
@@ -87,7 +99,7 @@ export async function finishRetry(ctx: EtcdContext, runId: string, item: RetryIt
           batch.map((n) => n.name),
         ),
       );
-      const compare: ICompare[] = [];
+      const compare: ICompare[] = [modIs(keys.run(runId), runKv.mod_revision)];
       const ops: IRequestOp[] = [];
       batch.forEach((p, j) => {
         const n = nodes[j];
@@ -102,18 +114,7 @@ export async function finishRetry(ctx: EtcdContext, runId: string, item: RetryIt
       return { compare, success: ops, result: undefined };
     });
   }
-  await optimistic(store, `retry of run ${runId}`, async (): Promise<Decision<void>> => {
-    const res = await store.retrying('retry', () => store.range({ key: keys.run(runId) }));
-    const kv = res.kvs[0];
-    if (!kv) return { done: undefined };
-    const run = decodeJson<RunRecord>(kv.value);
-    if (!run.resuming) return { done: undefined };
-    return {
-      compare: [modIs(keys.run(runId), kv.mod_revision)],
-      success: [put(keys.run(runId), encodeJson({ ...run, resuming: undefined }))],
-      result: undefined,
-    };
-  });
+  await clearResuming(ctx, runId);
   // Queue keys for the nodes still READY and unclaimed (a claim may have come first).
   for (let i = 0; i < names.length; i += SETTLE_BATCH) {
     const batch = names.slice(i, i + SETTLE_BATCH);
@@ -132,6 +133,23 @@ export async function finishRetry(ctx: EtcdContext, runId: string, item: RetryIt
   }
   await maybeSeal(ctx, runId);
   await store.retrying('retry', () => store.txn({ success: [del(workItemKey(keys, runId, retryItem))] }));
+}
+
+/** Step 3: clears the run's resuming mark, so claims may start (nothing when it is clear already). */
+export async function clearResuming(ctx: EtcdContext, runId: string): Promise<void> {
+  const { keys, store } = ctx;
+  await optimistic(store, `retry of run ${runId}`, async (): Promise<Decision<void>> => {
+    const res = await store.retrying('retry', () => store.range({ key: keys.run(runId) }));
+    const kv = res.kvs[0];
+    if (!kv) return { done: undefined };
+    const run = decodeJson<RunRecord>(kv.value);
+    if (!run.resuming) return { done: undefined };
+    return {
+      compare: [modIs(keys.run(runId), kv.mod_revision)],
+      success: [put(keys.run(runId), encodeJson({ ...run, resuming: undefined }))],
+      result: undefined,
+    };
+  });
 }
 
 /**

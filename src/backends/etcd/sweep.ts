@@ -14,6 +14,7 @@ import {
   parseWorkItem,
   type RetryItem,
   type TimedItem,
+  type WorkItem,
   workItemKey,
 } from './work-items.js';
 
@@ -41,6 +42,41 @@ export async function resumeNodeWork(ctx: EtcdContext, runId: string, node: stri
   const failed = res.responses[0]!.response_range.kvs[0];
   if (failed) await cascade(ctx, runId, node, decodeJson<CascadeItem>(failed.value));
   if (res.responses[1]!.response_range.kvs[0]) await fanOut(ctx, runId, node);
+  await maybeSeal(ctx, runId);
+}
+
+/** Completes one recorded piece of work (each is safe to repeat). */
+async function doWorkItem(
+  ctx: EtcdContext,
+  runId: string,
+  item: Exclude<WorkItem, TimedItem>,
+  value: unknown,
+): Promise<void> {
+  if (item.kind === 'cancel') await cancelRun(ctx, runId).catch(() => undefined);
+  else if (item.kind === 'retry') await finishRetry(ctx, runId, value as RetryItem);
+  else if (item.kind === 'fan-out') await fanOut(ctx, runId, item.node);
+  else if (item.kind === 'cascade')
+    await cascade(ctx, runId, item.node, {
+      ...(value as CascadeItem),
+      from: (value as CascadeItem).from ?? [],
+    });
+}
+
+/**
+ * Completes the work a run's earlier transitions left recorded (a cancel, a
+ * fan-out or a cascade whose process died, or that has not finished yet),
+ * whatever its age. A retry does this before it plans: replayed after it,
+ * that work would count the retried nodes down again, mark them unreached, or
+ * cancel the retried run.
+ */
+export async function settleRunWork(ctx: EtcdContext, runId: string): Promise<void> {
+  const { keys, store } = ctx;
+  const res = await store.retrying('retry', () => store.txn({ success: [getPrefix(keys.work(runId))] }));
+  for (const kv of res.responses[0]!.response_range.kvs) {
+    const item = parseWorkItem(decodeURIComponent(kv.key.toString().slice(keys.work(runId).length)));
+    if (!item || isTimed(item) || item.kind === 'retry') continue;
+    await doWorkItem(ctx, runId, item, decodeJson<unknown>(kv.value));
+  }
   await maybeSeal(ctx, runId);
 }
 
@@ -76,14 +112,7 @@ export async function sweep(ctx: EtcdContext): Promise<LegacyTimedItem[]> {
       timed.push({ runId, item, kv });
       continue;
     }
-    if (item.kind === 'cancel') await cancelRun(ctx, runId).catch(() => undefined);
-    else if (item.kind === 'retry') await finishRetry(ctx, runId, value as RetryItem);
-    else if (item.kind === 'fan-out') await fanOut(ctx, runId, item.node);
-    else
-      await cascade(ctx, runId, item.node, {
-        ...(value as CascadeItem),
-        from: (value as CascadeItem).from ?? [],
-      });
+    await doWorkItem(ctx, runId, item, value);
     await maybeSeal(ctx, runId);
   }
   for (const kv of res.responses[1]!.response_range.kvs) {
