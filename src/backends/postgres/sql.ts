@@ -954,6 +954,9 @@ export const DELETE_WORKFLOW = 'DELETE FROM workflows WHERE name = $1';
 export const DELETE_COMPLETED_RUNS = `WITH d AS (
              DELETE FROM runs WHERE id IN (
                SELECT id FROM runs WHERE created_at < $1 AND conclusion IS NOT NULL LIMIT 500)
+               -- Checked again on the row itself: a run a retry reopened while this waited for its lock stays
+               -- (the subquery's answer is from before the wait).
+               AND conclusion IS NOT NULL
              RETURNING id, node_count
            ), n AS (DELETE FROM nodes WHERE run_id IN (SELECT id FROM d)),
            a AS (DELETE FROM attempts WHERE run_id IN (SELECT id FROM d)),

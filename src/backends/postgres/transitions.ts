@@ -312,13 +312,16 @@ export async function cancelRun(ctx: TransitionContext, runId: string, timedOut 
   const notice = await ctx.db.retrying('cancel', () =>
     ctx.db.tx('cancel', async (c): Promise<Notice | undefined> => {
       const run = (
-        await c.query<{ conclusion: string | null }>(
-          'SELECT conclusion FROM runs WHERE id = $1 FOR NO KEY UPDATE',
+        await c.query<{ conclusion: string | null; past_deadline: boolean }>(
+          `SELECT conclusion, coalesce(deadline_open <= adagio_now_ms(), false) AS past_deadline
+           FROM runs WHERE id = $1 FOR NO KEY UPDATE`,
           [runId],
         )
       ).rows[0];
       if (!run) throw new NotFoundError('run', runId);
       if (run.conclusion) return undefined;
+      // Rule 13, judged again under the lock: a run retried since the sweep read it runs on without a deadline.
+      if (timedOut && !run.past_deadline) return undefined;
       const open = await c.query<{
         name: string;
         status: string;
