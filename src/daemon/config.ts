@@ -299,8 +299,8 @@ export function resolveConfig(
     maxQueuedNodes: v.int('max-queued-nodes', 0),
     ui: v.bool('ui'),
     schedules: v.bool('schedules'),
-    agents: v.int('agents', 1),
-    claimAhead: v.string('claim-ahead') === undefined ? undefined : v.int('claim-ahead', 0),
+    agents: v.int('agents', 1, MAX_AGENTS),
+    claimAhead: v.string('claim-ahead') === undefined ? undefined : v.int('claim-ahead', 0, MAX_CLAIM_AHEAD),
     runtimes: v.list('runtimes'),
     execAllow: v.list('exec-allow'),
     execPassEnv: v.list('exec-pass-env'),
@@ -308,7 +308,8 @@ export function resolveConfig(
     leaseTtlMs: v.duration('lease-ttl', 1000),
     runtimeTimeoutMs: v.duration('runtime-timeout', 0),
     gracePeriodMs: v.duration('grace-period', 0),
-    retentionMs: v.duration('retention', 0),
+    // Compared with run ages, not a timer's delay: years are fine.
+    retentionMs: v.duration('retention', 0, Number.MAX_SAFE_INTEGER),
     example: v.bool('example'),
     logLevel: v.choice('log-level') as LogLevel,
   };
@@ -363,8 +364,11 @@ function readConfigFile(path: string): RawValues {
   const out: RawValues = {};
   for (const [key, value] of Object.entries(table)) {
     if (!known.has(key)) throw new ConfigError(`config file ${path}: unknown key "${key}"`);
-    if (Array.isArray(value)) out[key] = value.map(String).join(',');
-    else if (['string', 'number', 'boolean'].includes(typeof value)) out[key] = String(value);
+    if (Array.isArray(value)) {
+      if (!value.every((x) => ['string', 'number', 'boolean'].includes(typeof x)))
+        throw new ConfigError(`config file ${path}: "${key}" must be a list of strings`);
+      out[key] = value.map(String).join(',');
+    } else if (['string', 'number', 'boolean'].includes(typeof value)) out[key] = String(value);
     else throw new ConfigError(`config file ${path}: "${key}" must be a string, number, boolean or list`);
   }
   return out;
@@ -375,6 +379,18 @@ function parseListen(text: string): { host: string; port: number } {
   const port = m ? Number(m[3]) : Number.NaN;
   if (!m || port > 65535) throw new ConfigError(`-listen must be host:port, got "${text}"`);
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
+}
+
+/** Slots of one agent process, at most: one registered agent each. */
+const MAX_AGENTS = 10_000;
+/** Claimed-ahead nodes one agent process may hold, at most. */
+const MAX_CLAIM_AHEAD = 1_000_000;
+
+/** Node's timers take at most 2^31 - 1 ms (about 24.8 days); a longer delay fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function formatDays(ms: number): string {
+  return `${Math.floor(ms / 86_400_000)} days (${ms} ms)`;
 }
 
 /** Typed reads of the merged raw values, each naming the option on error. */
@@ -401,14 +417,17 @@ class Values {
     return v;
   }
 
-  int(name: string, min: number): number {
+  int(name: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
     const v = this.raw[name] ?? '';
-    if (!/^\d+$/.test(v) || Number(v) < min)
-      throw new ConfigError(`-${name} must be a whole number >= ${min}; got "${v}"`);
+    if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max)
+      throw new ConfigError(
+        `-${name} must be a whole number ${max < Number.MAX_SAFE_INTEGER ? `from ${min} to ${max}` : `>= ${min}`}; got "${v}"`,
+      );
     return Number(v);
   }
 
-  duration(name: string, minMs: number): number {
+  /** A duration of `minMs` to `maxMs` (by default a timer's limit, about 24 days: longer ones fire at once). */
+  duration(name: string, minMs: number, maxMs = MAX_TIMER_MS): number {
     const v = this.raw[name] ?? '';
     let ms: number;
     try {
@@ -418,6 +437,7 @@ class Values {
       throw e;
     }
     if (ms < minMs) throw new ConfigError(`-${name} must be at least ${minMs} ms; got "${v}"`);
+    if (ms > maxMs) throw new ConfigError(`-${name} must be at most ${formatDays(maxMs)}; got "${v}"`);
     return ms;
   }
 

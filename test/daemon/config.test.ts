@@ -88,8 +88,11 @@ describe('adagiod configuration', () => {
     const bad: [Record<string, string>, RegExp][] = [
       [{ 'backend-type': 'mysql' }, /backend-type must be one of memory, etcd, postgres/],
       [{ agents: 'lots' }, /agents must be a whole number/],
-      [{ 'claim-ahead': '-1' }, /claim-ahead must be a whole number >= 0; got "-1"/],
-      [{ 'claim-ahead': 'abc' }, /claim-ahead must be a whole number >= 0/],
+      [{ 'claim-ahead': '-1' }, /claim-ahead must be a whole number from 0 to 1000000; got "-1"/],
+      [{ agents: '99999999999999999999999' }, /agents must be a whole number from 1 to 10000/],
+      [{ 'grace-period': '600h' }, /grace-period must be at most 24 days/],
+      [{ 'lease-ttl': '2000h' }, /lease-ttl must be at most 24 days/],
+      [{ 'claim-ahead': 'abc' }, /claim-ahead must be a whole number from 0/],
       [{ 'lease-ttl': '10' }, /lease-ttl.*not a duration/],
       [{ listen: 'localhost' }, /listen must be host:port/],
       [{ 'backend-type': 'postgres' }, /needs -postgres-url/],
@@ -104,6 +107,14 @@ describe('adagiod configuration', () => {
       /unknown key "nonsense"/,
     );
     assert.throws(() => resolveConfig([], {}, {}, file('broken.toml', 'agents = \n')), /not valid TOML/);
+    // A list holding a table (or a list) is refused, not turned into text or a crash.
+    for (const toml of ['runtimes = [{a=1}]\n', 'runtimes = [["exec", "debug"], 3]\n'])
+      assert.throws(
+        () => resolveConfig([], {}, {}, file('list.toml', toml)),
+        (e: Error) => e instanceof ConfigError && /"runtimes" must be a list of strings/.test(e.message),
+      );
+    // Retention compares run ages, no timer: a year is fine.
+    assert.equal(resolveConfig([], { retention: '8760h' }, {}, undefined).retentionMs, 8760 * 3_600_000);
     assert.throws(() => resolveConfig([], {}, {}, join(dir, 'missing.toml')), /cannot read config file/);
   });
 
