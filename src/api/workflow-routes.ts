@@ -152,7 +152,12 @@ export function runFilterParams(
   for (const l of p.getAll('label')) {
     const eq = l.indexOf('=');
     if (eq <= 0) throw new InvalidArgumentError(`label filter must be key=value, got ${JSON.stringify(l)}`);
-    labels[l.slice(0, eq)] = l.slice(eq + 1);
+    const key = l.slice(0, eq);
+    // Every label must match, so two values of one key match no run: refused as the CLI refuses it, not narrowed
+    // to the last one given.
+    if (Object.hasOwn(labels, key) && labels[key] !== l.slice(eq + 1))
+      throw new InvalidArgumentError(`label filter names ${JSON.stringify(key)} twice with different values`);
+    labels[key] = l.slice(eq + 1);
   }
   const status = p.get('status') ?? '';
   if (status && !(status.toUpperCase() in STATUS))

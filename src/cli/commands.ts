@@ -104,6 +104,8 @@ export async function runsStart(
     throw new CliError('give a graph FILE or --workflow NAME, not both');
   if (start.workflow === undefined && (start.params || start.version !== undefined))
     throw new CliError('-p/--param and --workflow-version need --workflow NAME');
+  // The API cannot tell an empty request id from none: every repeat would start a new run.
+  if (start.requestId === '') throw new CliError('--request-id must not be empty');
   const spec = start.workflow !== undefined ? undefined : await readGraph(file, ctx.io);
   const client = ctx.client();
   const run = await client.start(spec, start);

@@ -148,7 +148,10 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
       collectPairs('--label'),
     )
     .option('--status <status>', 'only runs in this status: WAITING, RUNNING or COMPLETED')
-    .option('--conclusion <conclusion>', 'only completed runs that ended so: SUCCESS, FAIL or CANCELLED')
+    .option(
+      '--conclusion <conclusion>',
+      'only completed runs that ended so: SUCCESS, FAIL, CANCELLED or TIMED_OUT',
+    )
     .option('--search <text>', 'only runs whose id starts with, or whose name contains, this text (any case)')
     .option('--all', 'follow every page to the end')
     .option('--json', 'print the JSON of GET /v0/runs')
@@ -393,7 +396,7 @@ Exit codes: 0 ok; 1 the watched run did not succeed; 2 usage error or bad graph;
   workflows
     .command('show')
     .alias('inspect')
-    .description('show a workflow: description, params, nodes (the latest version unless --version)')
+    .description('show a workflow: description, params, nodes (the latest version unless --workflow-version)')
     .argument('<name>', 'workflow name')
     .option('-v, --workflow-version <n>', "this version instead of the latest (--version is the CLI's own)")
     .option('--versions', 'list every version instead, newest first')

@@ -179,6 +179,7 @@ describe('workflows over the API', () => {
       ['/v0/workflows/bad', { method: 'PUT', body: '{"description": "no spec"}' }, 400, /"spec"/],
       ['/v0/runs?status=DONE', undefined, 400, /status must be one of/],
       ['/v0/runs?label=novalue', undefined, 400, /label filter must be key=value/],
+      ['/v0/runs?label=team=a&label=team=b', undefined, 400, /names "team" twice/],
       ['/v0/workflows/nope', { method: 'DELETE' }, 404, /workflow "nope" not found/],
     ];
     for (const [path, init, status, message] of cases) {

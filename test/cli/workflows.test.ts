@@ -87,6 +87,12 @@ describe('adagio workflows and run identity flags', () => {
       { env },
     );
     assert.equal(repeat.stdout.trim(), id);
+    const empty = await cliInProcess(
+      ['runs', 'start', '--workflow', 'nightly', '-p', 'date=2026-01-31', '--request-id', '', '-q'],
+      { env },
+    );
+    assert.equal(empty.code, 2, empty.stderr);
+    assert.match(empty.stderr, /^adagio: --request-id must not be empty\n$/);
 
     const other = await cliInProcess(
       [
