@@ -72,6 +72,16 @@ describe('workflow rules (16, 17)', () => {
     });
     assert.equal(workflowContentHash(a), workflowContentHash(b));
     assert.notEqual(workflowContentHash(a), workflowContentHash({ ...b, description: 'other' }));
+    // A param's empty default is no default: both give it "" at start.
+    const spec = { nodes: [], edges: [] };
+    assert.equal(
+      workflowContentHash(normalizeWorkflow({ spec, params: [{ name: 'x' }] })),
+      workflowContentHash(normalizeWorkflow({ spec, params: [{ name: 'x', default: '' }] })),
+    );
+    assert.notEqual(
+      workflowContentHash(normalizeWorkflow({ spec, params: [{ name: 'x' }] })),
+      workflowContentHash(normalizeWorkflow({ spec, params: [{ name: 'x', default: 'y' }] })),
+    );
   });
 
   it('plans a start: graph or workflow, never both; the name defaults to the workflow', () => {

@@ -192,7 +192,8 @@ export function normalizeWorkflow(
     params: (input.params ?? []).map((p) => ({
       name: p.name,
       ...(p.required ? { required: true } : {}),
-      ...(p.default !== undefined ? { default: p.default } : {}),
+      // An empty default is no default (either gives the param "" at start, and the wire cannot tell them apart).
+      ...(p.default ? { default: p.default } : {}),
       ...(p.description ? { description: p.description } : {}),
     })),
   };
