@@ -196,6 +196,15 @@ export function listingSpec(test: ConformanceTest): void {
       await alice.run(run.id, 'b', 'FAIL');
       assert.deepEqual(await listed(), ['COMPLETED', ['b'], 1]);
       assert.equal((await h.repo.inspect(run.id)).conclusion, 'FAIL');
+
+      // A node put back that then completes unreached has not failed again: its last attempt is the old FAIL.
+      const chain = await h.start(graph(['u', 'v'], [['u', 'v']]));
+      await alice.run(chain.id, 'u', 'SUCCESS');
+      await alice.run(chain.id, 'v', 'FAIL');
+      await h.repo.retry(chain.id, ['u']); // u and v (downstream) go back
+      await alice.run(chain.id, 'u', 'FAIL'); // v: unreached
+      const r = (await h.repo.listRuns()).runs.find((x) => x.id === chain.id)!;
+      assert.deepEqual([r.status, r.failedNodes, r.failedNodeCount], ['COMPLETED', ['u'], 1]);
     });
 
     test('rule 19: a run with many failed nodes lists a bounded few names and counts them all', async (h) => {

@@ -770,7 +770,8 @@ CREATE INDEX attempts_failed ON attempts (run_id) WHERE conclusion IN ('FAIL', '
 
 /**
  * Rule 19 for the runs list: per run in $1, the first $2 names (byte order)
- * of nodes that failed for good (completed, last attempt FAIL or ERROR) and
+ * of nodes that failed for good (completed, last attempt FAIL or ERROR, made
+ * since the node was last put back by a retry) and
  * how many there are. Drives from the attempts_failed index.
  */
 export const FAILED_NODES = `SELECT run_id, node, total FROM (
@@ -778,6 +779,8 @@ export const FAILED_NODES = `SELECT run_id, node, total FROM (
          row_number() OVER (PARTITION BY a.run_id ORDER BY a.node) AS rn
   FROM attempts a
   JOIN nodes n ON n.run_id = a.run_id AND n.name = a.node AND n.attempt_count = a.n AND n.status = 'COMPLETED'
+  -- After the run's latest retry of the node: one put back that then completed unreached has not failed again.
+    AND a.n > n.attempts_before_retry
   WHERE a.run_id = ANY($1) AND a.conclusion IN ('FAIL', 'ERROR')
 ) f WHERE rn <= $2 ORDER BY run_id, node`;
 
