@@ -172,4 +172,18 @@ describe('etcd: work a dead process left, met by a later cancel or retry', { tim
     const lease = await b.grantLease(60_000);
     assert.equal(await b.claim({ runId: run.id, node: 'a', leaseId: lease.id, agentId: 'agent' }), undefined);
   });
+
+  it('a deadline cancel that read the run before a retry lifted its deadline leaves the retried run running', async () => {
+    const { a } = await twoProcesses();
+    const run = await a.start({ nodes: [n('a')], edges: [], deadline: '1h' });
+    await run1(a, run.id, 'a', 'FAIL');
+    await a.retry(run.id); // runs on without a deadline (rule 13)
+    // What a sweep that read the deadline item before the retry goes on to do.
+    const ctx = (a as unknown as { ctx: unknown }).ctx;
+    const { cancelRun } = await import('../../src/backends/etcd/cancel.js');
+    await cancelRun(ctx as Parameters<typeof cancelRun>[0], run.id, true);
+    const after = await a.inspect(run.id);
+    assert.equal(after.conclusion, undefined, 'not cancelled');
+    assert.deepEqual(states(after), { a: 'READY/1' });
+  });
 });

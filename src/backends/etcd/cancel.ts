@@ -27,9 +27,11 @@ import { type CancelItem, cancelItem, type RetryItem, retryItem, workItemKey } f
  */
 export async function cancelRun(ctx: EtcdContext, runId: string, timedOut = false): Promise<void> {
   const { keys, store } = ctx;
-  let state: 'concluded' | 'marked' | 'resuming';
+  let state: 'concluded' | 'marked' | 'resuming' | 'no deadline';
   for (;;) {
     state = await markCancelled(ctx, runId, timedOut);
+    // Rule 13, judged on the run as it is now: a run retried since its deadline item was read runs on without one.
+    if (state === 'no deadline') return;
     if (state !== 'resuming') break;
     // A retry is putting nodes back: finished first (as its own process or the sweeper would), so the cancel
     // completes every node it put back and the run concludes, rather than cancelling only those back so far.
@@ -56,18 +58,19 @@ function markCancelled(
   ctx: EtcdContext,
   runId: string,
   timedOut: boolean,
-): Promise<'concluded' | 'marked' | 'resuming'> {
+): Promise<'concluded' | 'marked' | 'resuming' | 'no deadline'> {
   const { keys, store } = ctx;
   return optimistic(
     store,
     `cancel of run ${runId}`,
-    async (): Promise<Decision<'concluded' | 'marked' | 'resuming'>> => {
+    async (): Promise<Decision<'concluded' | 'marked' | 'resuming' | 'no deadline'>> => {
       const res = await store.retrying('cancel', () => store.range({ key: keys.run(runId) }));
       const kv = res.kvs[0];
       if (!kv) throw new NotFoundError('run', runId);
       const run = decodeJson<RunRecord>(kv.value);
       if (run.resuming) return { done: 'resuming' };
       if (run.conclusion) return { done: 'concluded' };
+      if (timedOut && run.dl === 0) return { done: 'no deadline' };
       if (run.cancelled) return { done: 'marked' };
       return {
         compare: [modIs(keys.run(runId), kv.mod_revision)],

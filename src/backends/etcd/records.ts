@@ -22,7 +22,11 @@ export interface RunRecord {
   cancelled?: boolean;
   /** Cancelled by its deadline (rule 13): concludes TIMED_OUT. Written with `cancelled`. */
   to?: boolean;
-  /** When its deadline passes (rule 13), ms; a k/<run>/deadline work item waits for it (timing.ts). */
+  /**
+   * When its deadline passes (rule 13), ms; a k/<run>/deadline work item waits for it (timing.ts). 0: lifted by a
+   * retry (a deadline item read before the retry must not cancel the run; absent, as older stores wrote runs, it
+   * may).
+   */
   dl?: number;
   /** Written once every node completed (a cache: readers derive it when absent). */
   conclusion?: RunConclusion;

@@ -55,7 +55,7 @@ export async function retryRun(ctx: EtcdContext, runId: string, named?: string[]
     const item: RetryItem = { at: ctx.clock.now(), nodes: plan.nodes };
     // Rule 13: a retried run may conclude again (its timed-out mark goes) and runs on without a deadline.
     const { conclusion: _c, finishedAt: _f, to: _t, dl: _d, ...rest } = record;
-    const next: RunRecord = { ...rest, cancelled: false, resuming: true };
+    const next: RunRecord = { ...rest, cancelled: false, resuming: true, dl: 0 };
     // Decided on the whole run's read: commit only if the run key is still what was read
     // (a completed run's nodes change only after its run key does: a retry marks it first).
     const runKv = (await store.retrying('retry', () => store.range({ key: keys.run(runId) }))).kvs[0];
