@@ -7,10 +7,12 @@ import {
   QueryCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
+import { cancelRun } from '../../src/backends/dynamodb/cancel.js';
 import type { Item } from '../../src/backends/dynamodb/db.js';
 import type { DynamoDbRepository } from '../../src/backends/dynamodb/index.js';
 import { WaitingNodes } from '../../src/backends/dynamodb/waiting.js';
 import { WrittenNodes } from '../../src/backends/dynamodb/written-nodes.js';
+import type { Run } from '../../src/model/index.js';
 import {
   ClaimConflictError,
   type EventQueue,
@@ -1098,6 +1100,65 @@ describe('dynamodb: a subscriber that stops taking leaves the backlog in the ind
       if (seen.size === 1_000) break;
     }
     ac.abort();
+  });
+});
+
+describe('dynamodb: a workflow put during its delete', () => {
+  test('a put landing while a delete removes the versions starts the name anew, and nothing of it is removed', async () => {
+    const { repository: repo, teardown } = await dynamoDbRepository({ sweepIntervalMs: 0 });
+    closers.push(teardown);
+    const spec = (runtime: string) => graph([{ ...node('a'), runtime }]);
+    await repo.putWorkflow('w', { spec: spec('one') });
+    await repo.putWorkflow('w', { spec: spec('two') });
+    // Another client's put lands as the delete is about to remove the versions.
+    const db = (repo as unknown as { ctx: { db: { partition: (...a: unknown[]) => Promise<unknown> } } }).ctx
+      .db;
+    const partition = db.partition.bind(db);
+    let landed: number | undefined;
+    db.partition = async (pk: unknown, ...rest: unknown[]) => {
+      const listingVersions =
+        pk === 'wf#w' && (rest[1] as { ProjectionExpression?: string })?.ProjectionExpression;
+      if (listingVersions && landed === undefined) {
+        landed = 0;
+        landed = (await repo.putWorkflow('w', { spec: spec('three'), description: 'new' })).version;
+      }
+      return partition(pk, ...rest);
+    };
+    await repo.deleteWorkflow('w');
+    assert.equal(landed, 1, 'the put after the delete starts at version 1');
+    const w = await repo.getWorkflow('w');
+    assert.equal(w.version, 1);
+    assert.equal(w.description, 'new');
+    assert.deepEqual(
+      (await repo.listWorkflowVersions('w')).map((x) => x.version),
+      [1],
+    );
+    assert.deepEqual(
+      (await repo.listWorkflows()).map((x) => [x.name, x.latestVersion]),
+      [['w', 1]],
+    );
+    const run = await repo.start(undefined, { workflow: 'w' });
+    assert.equal(run.nodes[0]!.spec.runtime, 'three');
+  });
+});
+
+describe('dynamodb: a deadline cancel against a retry', () => {
+  test('a deadline cancel that read the run before a retry lifted its deadline leaves the retried run running', async () => {
+    const { repository: repo, teardown } = await dynamoDbRepository({ sweepIntervalMs: 0 });
+    closers.push(teardown);
+    const run = await repo.start({ ...graph([node('a')]), deadline: '1h' });
+    const lease = await repo.grantLease(60_000);
+    const c = await repo.claim({ runId: run.id, node: 'a', leaseId: lease.id, agentId: 'w' });
+    await repo.finish({ runId: run.id, node: 'a', claimId: c!.claimId, conclusion: 'FAIL' });
+    const deadline = Date.parse((await repo.inspect(run.id)).deadlineAt!);
+    await repo.retry(run.id); // runs on without a deadline (rule 13)
+    // What a sweep that read the run before the retry goes on to do.
+    const ctx = (repo as unknown as { ctx: Parameters<typeof cancelRun>[0] }).ctx;
+    await cancelRun(ctx, run.id, async () => ({}) as Run, deadline);
+    const after = await repo.inspect(run.id);
+    assert.equal(after.conclusion, undefined, 'not cancelled');
+    assert.equal(after.nodes[0]!.status, 'READY');
+    await repo.revokeLease(lease.id);
   });
 });
 

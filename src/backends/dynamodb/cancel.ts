@@ -33,14 +33,18 @@ export async function cancelRun(
   ctx: DynamoContext,
   runId: string,
   inspect: (id: string) => Promise<Run>,
-  timedOut = false,
+  /** Rule 13: cancelled by this deadline (ms), concluding TIMED_OUT; nothing when the run no longer has it. */
+  deadline?: number,
 ): Promise<Run> {
   checkRunId(runId);
+  const timedOut = deadline !== undefined;
   for (;;) {
     const item = await ctx.db.get(headerKey(runId));
     if (!item) throw new NotFoundError('run', runId);
     const header = decodeRun(item);
     if (header.d.conclusion && !header.d.resuming) return inspect(runId);
+    // Judged on the header this write is conditioned on: a run retried since runs on without its deadline.
+    if (timedOut && !header.d.cancelled && header.d.deadlineAt !== deadline) return inspect(runId);
     if (!header.d.cancelled) {
       const tx = ctx.db.tx();
       writeHeader(tx, header, { ...header.d, cancelled: true, ...(timedOut ? { timedOut: true } : {}) });

@@ -5,7 +5,7 @@ import type { ScheduleCell, ScheduleStore, WorkflowToken } from '../schedules.js
 import type { DynamoContext } from './context.js';
 import { keyOf, N, S } from './db.js';
 import { keyItem } from './items.js';
-import { getWorkflow, workflowHeadKey } from './workflows.js';
+import { getWorkflow, isDeleting, workflowHeadKey } from './workflows.js';
 
 /** Schedules on DynamoDB (rule 18): one item per schedule (`sched`, name), written only conditioned on its version. */
 const SCHEDULES_PK = 'sched';
@@ -45,7 +45,7 @@ export class DynamoScheduleStore implements ScheduleStore {
     if (head)
       tx.update(workflowHeadKey(schedule.workflow), {
         UpdateExpression: 'SET t = :nt',
-        ConditionExpression: 'v = :v AND t = :t',
+        ConditionExpression: 'v = :v AND t = :t AND attribute_not_exists(x)',
         ExpressionAttributeValues: { ':v': N(head.v), ':t': N(head.t), ':nt': N(head.t + 1) },
       });
     return this.ctx.db.commit(tx);
@@ -66,7 +66,7 @@ export class DynamoScheduleStore implements ScheduleStore {
 
   async workflowParams(workflow: string): Promise<{ params: readonly ParamSpec[]; token: WorkflowToken }> {
     const head = await this.ctx.db.get(workflowHeadKey(workflow));
-    if (!head) throw workflowNotFound(workflow);
+    if (!head || isDeleting(head)) throw workflowNotFound(workflow);
     const token: HeadToken = { v: Number(head.v!.N), t: Number(head.t?.N ?? 0) };
     return { params: (await getWorkflow(this.ctx, workflow, token.v)).params, token };
   }

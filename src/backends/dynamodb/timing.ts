@@ -70,5 +70,5 @@ async function cancelLate(ctx: DynamoContext, runId: string, at: number): Promis
   if (!item) return;
   const h = decodeRun(item);
   if (h.d.conclusion || h.d.deadlineAt !== at) return;
-  await cancelRun(ctx, runId, async () => ({}) as Run, true);
+  await cancelRun(ctx, runId, async () => ({}) as Run, at);
 }
