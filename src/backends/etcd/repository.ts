@@ -50,7 +50,7 @@ import { EtcdScheduleStore } from './schedules.js';
 import { startRun } from './start.js';
 import { type EtcdConnectionOptions, getPrefix, Store } from './store.js';
 import { Streams } from './streams.js';
-import { sweep } from './sweep.js';
+import { settleRunWork, sweep } from './sweep.js';
 import * as timing from './timing.js';
 import * as workflows from './workflows.js';
 
@@ -251,6 +251,8 @@ export class EtcdRepository implements Repository {
     this.assertOpen();
     checks.checkRunId(runId);
     checks.checkRetryNodes(nodes);
+    // Work the run's earlier transitions left recorded goes first: replayed after the plan, it would undo it.
+    await settleRunWork(this.ctx, runId);
     await retryRun(this.ctx, runId, nodes);
     return this.inspect(runId);
   }

@@ -9,7 +9,6 @@ import { loadRun } from './reads.js';
 import { decodeJson, encodeJson, type NodeRecord, type RunRecord } from './records.js';
 import { maybeSeal } from './seal.js';
 import { del, modIs, put } from './store.js';
-import { settleRunWork } from './sweep.js';
 import {
   deadlineItem,
   type RetryItem,
@@ -27,12 +26,12 @@ import {
  * back in batches, each losing its failed mark (rule 19); (3) the run's mark
  * is cleared, so claims may start; (4) the READY nodes' queue keys are written
  * (waking subscribers), each compared with its node; the work item goes last. The sweeper finishes a retry whose
- * process died from the recorded plan.
+ * process died from the recorded plan. The caller first completes the work the
+ * run's earlier transitions left recorded (sweep.ts settleRunWork): replayed
+ * after the plan, it would undo it.
  */
 export async function retryRun(ctx: EtcdContext, runId: string, named?: string[]): Promise<void> {
   const { keys, store } = ctx;
-  // Work the run's earlier transitions left recorded goes first: replayed after the plan, it would undo it.
-  await settleRunWork(ctx, runId);
   const item = await optimistic(store, `retry of run ${runId}`, async (): Promise<Decision<RetryItem>> => {
     const loaded = await store.retrying('retry', () => loadRun(ctx, runId));
     const { run, record } = loaded;
