@@ -353,9 +353,23 @@ export function failedNodesSummary(
   };
 }
 
-/** A node succeeded when it completed and its last attempt is a SUCCESS. */
-export function succeeded(node: Pick<NodeState, 'status' | 'attempts'>): boolean {
-  return node.status === 'COMPLETED' && node.attempts[node.attempts.length - 1]?.conclusion === 'SUCCESS';
+/**
+ * A node succeeded when it completed and its last attempt is a SUCCESS made
+ * since a retry last put it back (rule 15): one put back that then completed
+ * unreached made no attempt since, and its old SUCCESS does not count.
+ */
+export function succeeded(node: Pick<NodeState, 'status' | 'attempts' | 'attemptsBeforeRetry'>): boolean {
+  return node.status === 'COMPLETED' && completedOutcome(node) === 'succeeded';
+}
+
+/**
+ * How a completed node counts for its dependents (rule 14): by its last
+ * attempt, if it made one since a retry last put it back; otherwise (completed
+ * unreached, then or before) neither.
+ */
+export function completedOutcome(node: Pick<NodeState, 'attempts' | 'attemptsBeforeRetry'>): UpstreamOutcome {
+  if (node.attempts.length <= (node.attemptsBeforeRetry ?? 0)) return 'neither';
+  return upstreamOutcome(node.attempts[node.attempts.length - 1]?.conclusion);
 }
 
 /** How a completed upstream node counts for its dependents' triggers (rule 14). */

@@ -124,6 +124,36 @@ export function resumeSpec(test: ConformanceTest): void {
       await assert.rejects(h.repo.retry(run.id, ['nope']), conflict, 'a running run is refused first');
     });
 
+    test('a node put back that completes unreached counts as neither: its old attempt does not count (rule 14)', async (h) => {
+      const run = await h.start(
+        graph(
+          ['a', 'b', 'c', 'z', node('onfail', { trigger: 'one_failed' })],
+          [
+            ['a', 'b'],
+            ['b', 'c'],
+            ['b', 'onfail'],
+          ],
+        ),
+      );
+      const alice = await h.agent('alice');
+      await alice.run(run.id, 'a', 'SUCCESS');
+      await alice.run(run.id, 'b', 'SUCCESS', 'b-out');
+      await alice.run(run.id, 'c', 'SUCCESS');
+      await alice.run(run.id, 'z', 'FAIL');
+      assert.equal((await h.repo.inspect(run.id)).conclusion, 'FAIL');
+      await h.repo.retry(run.id, ['a']); // a and everything downstream of it go back
+      await alice.run(run.id, 'a', 'FAIL'); // b: unreached, and so c (not READY on b's old SUCCESS)
+      const state = await h.repo.inspect(run.id);
+      const byName = Object.fromEntries(state.nodes.map((n) => [n.spec.name, n]));
+      assert.equal(byName.b!.status, 'COMPLETED');
+      assert.equal(byName.c!.status, 'COMPLETED', "c is not READY on b's SUCCESS from before the retry");
+      assert.equal(byName.c!.attempts.length, 1, 'no new attempt of c');
+      assert.equal(byName.onfail!.status, 'COMPLETED', 'b did not fail either');
+      assert.equal(byName.onfail!.attempts.length, 0);
+      assert.equal(state.status, 'COMPLETED');
+      assert.equal(state.conclusion, 'FAIL');
+    });
+
     test('retry budgets count attempts since the retry', async (h) => {
       const run = await h.start(graph([node('a', { retry: { fail: 2 } })]));
       const alice = await h.agent('alice');

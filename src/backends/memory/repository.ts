@@ -397,7 +397,8 @@ export class MemoryRepository implements Repository {
       }
     }
     for (const run of this.deadlines) {
-      if (run.conclusion) this.deadlines.delete(run);
+      // Concluded, or retried since (a retry lifts the deadline: 0).
+      if (run.conclusion || !run.deadlineAt) this.deadlines.delete(run);
       else if (run.deadlineAt <= now) {
         cancelRun(run, now, this.hooks, true);
         this.deadlines.delete(run);

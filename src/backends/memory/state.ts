@@ -7,6 +7,7 @@ import {
   type Claim,
   cancelledAttempt,
   claimable,
+  completedOutcome,
   concatBytes,
   conclusionOf,
   countAttempt,
@@ -34,7 +35,6 @@ import {
   topology,
   triggerDecision,
   type UpstreamTally,
-  upstreamOutcome,
 } from '../../model/index.js';
 import type { Metadata } from '../../model/types.js';
 import type { RunIdentity } from '../../model/workflows.js';
@@ -332,7 +332,9 @@ function settleDependents(from: NodeRecord, now: number, hooks: Hooks, handOff?:
   const queue = [from];
   for (let i = 0; i < queue.length; i++) {
     const up = queue[i]!;
-    const outcome = upstreamOutcome(up.attempts[up.attempts.length - 1]?.conclusion);
+    // Its own attempt for the node that finished; neither for one completed unreached here (its last attempt,
+    // if any, is from before a retry put it back).
+    const outcome = completedOutcome(up);
     for (const d of up.downstream) {
       // Judged already: completed unreached at once, or (a retry) left as it was.
       if (d.status !== 'WAITING') continue;

@@ -35,7 +35,12 @@ export class MemoryStreams {
     if (run.conclusion) queue.close();
     else {
       setOf(this.watchers, run.id).add(queue);
-      queue.onClose = () => this.watchers.get(run.id)?.delete(queue);
+      queue.onClose = () => {
+        const set = this.watchers.get(run.id);
+        set?.delete(queue);
+        // The last watcher gone: no entry left per run ever watched.
+        if (set?.size === 0) this.watchers.delete(run.id);
+      };
     }
     return queue;
   }
