@@ -3,7 +3,7 @@ import { MAX_HAND_OFF } from '../model/requests.js';
 import { LeaseExpiredError, NotFoundError } from '../protocol/errors.js';
 import type { ClaimedNode, ClaimRef, HandOff, NodeEvent, Repository } from '../protocol/repository.js';
 import { errorMessage } from './attempt.js';
-import type { AgentPoolCounters, Session, Slot } from './work.js';
+import { type AgentPoolCounters, orphanRecovered, type Session, type Slot } from './work.js';
 
 /** A node claimed before a slot was free for it. */
 export interface Queued {
@@ -195,7 +195,34 @@ export class ClaimAhead {
     while (this.returning.size > 0) await Promise.allSettled([...this.returning]);
   }
 
-  private async giveBack(queue: Queued[]): Promise<void> {
+  private async giveBack(all: Queued[]): Promise<void> {
+    // An orphan's recovery claim is not work that never started: the lapsed attempt is recorded (rule 3), as the
+    // slot would have, rather than released, which would drop it with its streamed output and its ERROR.
+    const queue: Queued[] = [];
+    for (const q of all) {
+      if (!q.claimed.orphan) {
+        queue.push(q);
+        continue;
+      }
+      await this.host.repository
+        .finish({
+          ...q.claim,
+          conclusion: 'ERROR',
+          output: new TextEncoder().encode(orphanRecovered(q.claimed, q.claimed.node.claim?.agentId ?? '')),
+        })
+        .then(
+          () => this.host.counts.orphansRecovered++,
+          (e: unknown) =>
+            this.host.logger.warn(
+              'could not record a queued orphan; it is recovered again when the lease ends',
+              {
+                run: q.claim.runId,
+                node: q.claim.node,
+                error: errorMessage(e),
+              },
+            ),
+        );
+    }
     if (queue.length === 0) return;
     try {
       const released = await this.host.repository.release(queue.map((q) => q.claim));

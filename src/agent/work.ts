@@ -136,10 +136,7 @@ export async function work(task: Task, env: WorkEnv): Promise<void> {
   if (claimed.orphan) {
     // Rule 3: the previous holder's lease lapsed; record that as an ERROR attempt, then rule 5 applies.
     env.counts.orphansRecovered++;
-    const previousAgent = claimed.previousAgentId;
-    const message =
-      `claim ${claimed.previousClaimId ?? '(unknown)'}${previousAgent ? ` of agent ${previousAgent}` : ''} lapsed: ` +
-      `its agent stopped heartbeating (recovered by agent ${slot.agentId})`;
+    const message = orphanRecovered(claimed, slot.agentId);
     log.debug('orphan claimed', { previousClaim: claimed.previousClaimId });
     return finish(env, task, claimed, errorOutcome(message), log);
   }
@@ -206,6 +203,15 @@ export async function work(task: Task, env: WorkEnv): Promise<void> {
     return;
   }
   await finish(env, task, claimed, outcome, log);
+}
+
+/** The ERROR attempt's output that records an orphaned claim's recovery (rule 3). */
+export function orphanRecovered(claimed: ClaimedNode, agentId: string): string {
+  const previousAgent = claimed.previousAgentId;
+  return (
+    `claim ${claimed.previousClaimId ?? '(unknown)'}${previousAgent ? ` of agent ${previousAgent}` : ''} lapsed: ` +
+    `its agent stopped heartbeating (recovered by agent ${agentId})`
+  );
 }
 
 /**

@@ -211,4 +211,28 @@ describe('agent pool: claim-ahead (rule 20)', () => {
     assert.equal(t.attempts[0]!.conclusion, 'ERROR');
     assert.deepEqual(t.attempts[0]!.metadata['adagio.timeout'], ['100ms']);
   });
+
+  it('records a queued orphan as its lapsed ERROR attempt on stop, rather than releasing it', async () => {
+    const g = gate();
+    const { repo, pool } = setup({ concurrency: 1, claimAhead: 1 }, g);
+    // A node another agent held when its lease ended: orphaned (rule 3).
+    const run = await repo.start(independent(2));
+    const dead = await repo.grantLease(60_000);
+    assert.ok(await repo.claim({ runId: run.id, node: 'n1', leaseId: dead.id, agentId: 'dead' }));
+    await pool.start();
+    await until(async () => g.ran.length === 1, 'n0 running');
+    await repo.revokeLease(dead.id);
+    await until(async () => pool.counters.claimedAhead === 1, 'the orphan claimed ahead');
+    const stopping = pool.stop({ graceMs: 0 });
+    g.open();
+    await stopping;
+    const n1 = node(await repo.inspect(run.id), 'n1');
+    assert.deepEqual(
+      n1.attempts.map((a) => a.conclusion),
+      ['ERROR'],
+      'the lapsed attempt is recorded',
+    );
+    assert.match(new TextDecoder().decode(n1.attempts[0]!.output), /lapsed/);
+    assert.equal(n1.status, 'COMPLETED', 'no retry budget: done, as a slot recovering it would leave it');
+  });
 });
