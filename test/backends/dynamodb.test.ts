@@ -1103,6 +1103,133 @@ describe('dynamodb: a subscriber that stops taking leaves the backlog in the ind
   });
 });
 
+describe('dynamodb: work a dead process left, met by a later retry or cancel', () => {
+  const byStatus = (run: Run) => {
+    const by: Record<string, number> = {};
+    for (const n of run.nodes) by[n.status] = (by[n.status] ?? 0) + 1;
+    return by;
+  };
+  /** The repository's commits fail from the first one after `when` says a commit landed: its process died. */
+  function dieAfter(repo: DynamoDbRepository, when: (tx: { items: Record<string, unknown>[] }) => boolean) {
+    const db = (
+      repo as unknown as { ctx: { db: { commit: (tx: unknown, r?: unknown) => Promise<boolean> } } }
+    ).ctx.db;
+    const commit = db.commit.bind(db);
+    let dead = false;
+    db.commit = async (tx, r) => {
+      if (dead) throw new Error('the process died here (test)');
+      const ok = await commit(tx, r);
+      if (ok && when(tx as { items: Record<string, unknown>[] })) dead = true;
+      return ok;
+    };
+    return () => {
+      db.commit = commit;
+    };
+  }
+  const writesSettle = (tx: { items: Record<string, unknown>[] }) =>
+    tx.items.some((t) =>
+      (t as { Put?: { Item?: { sk?: { S?: string } } } }).Put?.Item?.sk?.S?.startsWith('settle#'),
+    );
+
+  test('a cancel during a retry finishes the retry first, then concludes the run', async () => {
+    const [a, b] = await twoProcesses();
+    const spec = independentNodes(200, 'n');
+    const run = await a.start(spec);
+    await finishAll(
+      a,
+      run.id,
+      spec.nodes.map((n) => n.name),
+      'FAIL',
+    );
+    await a.retryStoppingAfter(run.id, 1); // marked, one part put back, then its process died
+    const cancelled = await b.cancel(run.id);
+    assert.equal(cancelled.conclusion, 'CANCELLED');
+    await b.sweepNow();
+    await b.sweepNow();
+    const after = await b.inspect(run.id);
+    assert.equal(after.conclusion, 'CANCELLED');
+    assert.deepEqual(byStatus(after), { COMPLETED: 200 });
+  });
+
+  test('a fan-out left unfinished is done before a retry plans, not replayed over the retried dependents', async () => {
+    const [a, b] = await twoProcesses();
+    const kids = Array.from({ length: 41 }, (_, i) => `d${i}`);
+    const edges = kids.flatMap(
+      (k) =>
+        [
+          ['x', k],
+          ['y', k],
+        ] as [string, string][],
+    );
+    const run = await a.start(graph([node('x'), node('y'), ...kids.map((k) => node(k))], edges));
+    const lease = await a.grantLease(60_000);
+    const cy = await a.claim({ runId: run.id, node: 'y', leaseId: lease.id, agentId: 'a' });
+    const cx = await a.claim({ runId: run.id, node: 'x', leaseId: lease.id, agentId: 'a' });
+    await a.finish({ runId: run.id, node: 'y', claimId: cy!.claimId, conclusion: 'FAIL' });
+    dieAfter(a, writesSettle);
+    await a
+      .finish({ runId: run.id, node: 'x', claimId: cx!.claimId, conclusion: 'FAIL' })
+      .catch(() => undefined);
+    await b.retry(run.id);
+    await b.sweepNow();
+    await b.sweepNow();
+    const l2 = await b.grantLease(60_000);
+    for (const n of ['x', 'y']) {
+      const c = await b.claim({ runId: run.id, node: n, leaseId: l2.id, agentId: 'b' });
+      assert.ok(c, `claimed ${n}`);
+      await b.finish({ runId: run.id, node: n, claimId: c.claimId, conclusion: 'SUCCESS' });
+    }
+    const after = await b.inspect(run.id);
+    for (const k of kids) {
+      const d = after.nodes.find((x) => x.spec.name === k)!;
+      assert.equal(
+        d.status,
+        'READY',
+        `${k} READY once x and y succeeded, not completed unreached by the old outcome`,
+      );
+    }
+  });
+
+  test("a cancel's item swept after a retry leaves the retried run's work alone", async () => {
+    const [a, b] = await twoProcesses();
+    const kids = Array.from({ length: 41 }, (_, i) => `c${i}`);
+    const run = await a.start(
+      graph(
+        [node('r'), ...kids.map((k) => node(k))],
+        kids.map((k) => ['r', k] as [string, string]),
+      ),
+    );
+    // a cancels and dies after sealing, before removing its cancel item.
+    const adb = (a as unknown as { ctx: { db: { commit: (tx: unknown, r?: unknown) => Promise<boolean> } } })
+      .ctx.db;
+    const aCommit = adb.commit.bind(adb);
+    adb.commit = async (tx, r) => {
+      const items = (tx as { items: { Delete?: { Key?: { sk?: { S?: string } } } }[] }).items;
+      if (items.length === 1 && items[0]!.Delete?.Key?.sk?.S?.startsWith('cancel#'))
+        throw new Error('a died');
+      return aCommit(tx, r);
+    };
+    await a.cancel(run.id).catch(() => undefined);
+    adb.commit = aCommit;
+    // Retried; r succeeds and b dies right after (before draining r's fan-out).
+    await b.retry(run.id);
+    const lease = await b.grantLease(60_000);
+    const c = await b.claim({ runId: run.id, node: 'r', leaseId: lease.id, agentId: 'b' });
+    const reviveB = dieAfter(b, writesSettle);
+    await b
+      .finish({ runId: run.id, node: 'r', claimId: c!.claimId, conclusion: 'SUCCESS' })
+      .catch(() => undefined);
+    reviveB();
+    // a's sweeper resumes what was left: the stale cancel item, and r's fan-out.
+    await a.sweepNow();
+    await a.sweepNow();
+    await a.sweepNow();
+    const after = await a.inspect(run.id);
+    assert.equal(after.conclusion, undefined);
+    assert.deepEqual(byStatus(after), { COMPLETED: 1, READY: 41 }, "r's dependents are READY");
+  });
+});
+
 describe('dynamodb: a workflow put during its delete', () => {
   test('a put landing while a delete removes the versions starts the name anew, and nothing of it is removed', async () => {
     const { repository: repo, teardown } = await dynamoDbRepository({ sweepIntervalMs: 0 });

@@ -17,6 +17,7 @@ import {
   writeHeader,
 } from './items.js';
 import { CANCEL_CHUNK } from './limits.js';
+import { finishRetry } from './resume.js';
 import { sealRun } from './seal.js';
 
 /**
@@ -38,10 +39,18 @@ export async function cancelRun(
 ): Promise<Run> {
   checkRunId(runId);
   const timedOut = deadline !== undefined;
+  let retryFinished = false;
   for (;;) {
     const item = await ctx.db.get(headerKey(runId));
     if (!item) throw new NotFoundError('run', runId);
     const header = decodeRun(item);
+    if (header.d.resuming && !retryFinished) {
+      // A retry is putting nodes back: finished first (as its process or a sweeper would), so the cancel
+      // completes every node it put back and the run concludes, rather than only those back so far.
+      await finishRetry(ctx, runId);
+      retryFinished = true;
+      continue;
+    }
     if (header.d.conclusion && !header.d.resuming) return inspect(runId);
     // Judged on the header this write is conditioned on: a run retried since runs on without its deadline.
     if (timedOut && !header.d.cancelled && header.d.deadlineAt !== deadline) return inspect(runId);
@@ -70,8 +79,9 @@ export async function completeCancel(ctx: DynamoContext, runId: string): Promise
     const headerItem = await ctx.db.get(headerKey(runId));
     if (!headerItem) break;
     const header = decodeRun(headerItem);
-    // Retried since (this is a late sweep of a finished cancel): nothing left to cancel.
-    if (!header.d.cancelled) break;
+    // Retried since (this is a late sweep of a finished cancel): nothing left to cancel, and what the retried
+    // run has pending (its settles) is its own.
+    if (!header.d.cancelled) return dropStaleCancelItem(ctx, runId);
     const now = ctx.clock.now();
     const d = structuredClone(header.d);
     const delta = new Delta();
@@ -127,6 +137,14 @@ export async function completeCancel(ctx: DynamoContext, runId: string): Promise
     settles.map((i) => ({ pk: i.pk!.S!, sk: i.sk!.S! })),
   );
   const tx = ctx.db.tx();
+  tx.del(cancelKey(runId));
+  await ctx.db.commit(tx);
+}
+
+/** The item of a cancel whose run was retried since; kept if a new cancel has marked the run meanwhile. */
+async function dropStaleCancelItem(ctx: DynamoContext, runId: string): Promise<void> {
+  const tx = ctx.db.tx();
+  tx.check(headerKey(runId), 'attribute_not_exists(cx)');
   tx.del(cancelKey(runId));
   await ctx.db.commit(tx);
 }

@@ -46,6 +46,7 @@ import * as reads from './reads.js';
 import { releaseClaims } from './release.js';
 import { retryRun } from './resume.js';
 import { deleteCompletedRunsBefore } from './retention.js';
+import { settleRunWork } from './run-work.js';
 import { DynamoScheduleStore } from './schedules.js';
 import { StartBatcher } from './start.js';
 import { Streams } from './streams.js';
@@ -227,7 +228,11 @@ export class DynamoDbRepository implements Repository {
     return this.open(() => cancelRun(this.ctx, runId, (id) => reads.inspectRun(this.ctx, id)));
   }
   retry(runId: string, nodes?: string[]): Promise<Run> {
-    return this.open(() => retryRun(this.ctx, runId, nodes, (id) => reads.inspectRun(this.ctx, id)));
+    return this.open(async () => {
+      // Work the run's earlier transitions left recorded goes first: replayed after the plan, it would undo it.
+      await settleRunWork(this.ctx, runId);
+      return retryRun(this.ctx, runId, nodes, (id) => reads.inspectRun(this.ctx, id));
+    });
   }
   grantLease(ttlMs?: number): Promise<Lease> {
     return this.open(() => this.leases.grant(ttlMs));
