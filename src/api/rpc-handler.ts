@@ -31,15 +31,16 @@ export function createRpcHandler(
   });
   options.routes(router);
   const byPath = new Map<string, UniversalHandler>(router.handlers.map((h) => [h.requestPath, h]));
+  const maxBytes = options.readMaxBytes ?? DEFAULT_MAX_BYTES;
 
   return (req, res) => {
     const handler = byPath.get((req.url ?? '').split('?', 1)[0]!);
     if (!handler) return false;
     const uReq = universalRequestFromNodeRequest(req, res as never, undefined, undefined);
     const checked = isConnectUnaryProto(uReq, handler)
-      ? checkUnaryProto(uReq, handler)
+      ? checkUnaryProto(uReq, handler, maxBytes)
       : isGrpcSingleRequest(uReq, handler)
-        ? checkGrpcRequest(uReq, handler)
+        ? checkGrpcRequest(uReq, handler, maxBytes)
         : handler(uReq);
     checked
       .then((uRes) => universalResponseToNodeResponse(uRes, res as never))
@@ -62,22 +63,14 @@ function isConnectUnaryProto(req: UniversalServerRequest, handler: UniversalHand
 async function checkUnaryProto(
   req: UniversalServerRequest,
   handler: UniversalHandler,
+  maxBytes: number,
 ): Promise<UniversalServerResponse> {
-  const body = await readBody(req);
+  const body = await readBody(req, maxBytes);
+  if (!body) return jsonAnswer(413, 'too_large', `request body exceeds ${maxBytes} bytes`);
   try {
     fromBinary(handler.method.input, body);
   } catch (e) {
-    const text = JSON.stringify({
-      code: 'invalid_argument',
-      message: `malformed protobuf request: ${(e as Error).message}`,
-    });
-    return {
-      status: 400,
-      header: new Headers({ 'Content-Type': 'application/json' }),
-      body: (async function* () {
-        yield new TextEncoder().encode(text);
-      })(),
-    };
+    return jsonAnswer(400, 'invalid_argument', `malformed protobuf request: ${(e as Error).message}`);
   }
   return handler({
     ...req,
@@ -105,31 +98,35 @@ function isGrpcSingleRequest(req: UniversalServerRequest, handler: UniversalHand
 async function checkGrpcRequest(
   req: UniversalServerRequest,
   handler: UniversalHandler,
+  maxBytes: number,
 ): Promise<UniversalServerResponse> {
-  const body = await readBody(req);
+  const type = req.header.get('content-type') ?? 'application/grpc';
+  const trailersOnly = (status: number, message: string): UniversalServerResponse => ({
+    status: 200,
+    header: new Headers({
+      'Content-Type': type,
+      'grpc-status': String(status),
+      'grpc-message': encodeURIComponent(message),
+    }),
+  });
+  const body = await readBody(req, maxBytes);
+  if (!body) return trailersOnly(8, `request body exceeds ${maxBytes} bytes`); // RESOURCE_EXHAUSTED
   let problem: string | undefined;
   if (body.byteLength < 5) problem = 'request has no complete gRPC message envelope';
-  else if ((body[0]! & 1) === 0) {
+  else {
     const length = body.readUInt32BE(1);
     if (body.byteLength < 5 + length) problem = 'gRPC message is shorter than its envelope says';
-    else
+    // One request message: connect-es would refuse more too, but only after splitting the whole body into
+    // messages (an empty envelope is 5 bytes: a 16 MiB body made 3 million of them).
+    else if (body.byteLength > 5 + length) problem = 'more than one request message';
+    else if ((body[0]! & 1) === 0)
       try {
         fromBinary(handler.method.input, body.subarray(5, 5 + length));
       } catch (e) {
         problem = (e as Error).message;
       }
   }
-  if (problem) {
-    const type = req.header.get('content-type') ?? 'application/grpc';
-    return {
-      status: 200,
-      header: new Headers({
-        'Content-Type': type,
-        'grpc-status': '3',
-        'grpc-message': encodeURIComponent(`malformed protobuf request: ${problem}`),
-      }),
-    };
-  }
+  if (problem) return trailersOnly(3, `malformed protobuf request: ${problem}`); // INVALID_ARGUMENT
   return handler({
     ...req,
     body: (async function* () {
@@ -138,9 +135,32 @@ async function checkGrpcRequest(
   });
 }
 
-/** The whole request body, for the checks that must parse it before connect-es does. */
-async function readBody(req: UniversalServerRequest): Promise<Buffer> {
+/**
+ * The whole request body, for the checks that must parse it before connect-es
+ * does; undefined past `maxBytes` (a chunked or HTTP/2 body states no length
+ * up front: it is counted as it comes, not buffered whole first).
+ */
+async function readBody(req: UniversalServerRequest, maxBytes: number): Promise<Buffer | undefined> {
   const chunks: Uint8Array[] = [];
-  for await (const c of req.body as AsyncIterable<Uint8Array>) chunks.push(c);
+  let size = 0;
+  for await (const c of req.body as AsyncIterable<Uint8Array>) {
+    size += c.byteLength;
+    if (size > maxBytes) return undefined;
+    chunks.push(c);
+  }
   return Buffer.concat(chunks);
 }
+
+function jsonAnswer(status: number, code: string, message: string): UniversalServerResponse {
+  const text = JSON.stringify({ code, message });
+  return {
+    status,
+    header: new Headers({ 'Content-Type': 'application/json' }),
+    body: (async function* () {
+      yield new TextEncoder().encode(text);
+    })(),
+  };
+}
+
+/** connect-es's own default read limit, when none is given. */
+const DEFAULT_MAX_BYTES = 0xffffffff;

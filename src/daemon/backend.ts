@@ -86,6 +86,19 @@ export function describeBackend(config: DaemonConfig): Record<string, unknown> {
   }
 }
 
+/**
+ * A connection URL fit for a log line: its password (in the authority, also
+ * with an empty user name or an '@' inside it, and as a `password` query
+ * parameter) replaced by ***.
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@').replace(/([?&]password=)[^&]*/i, '$1***');
+  // The authority's password runs to its last '@' (a password may hold '@'; a host may not).
+  const authority = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)@/i.exec(url);
+  let out = url;
+  if (authority) {
+    const userinfo = authority[2]!;
+    const colon = userinfo.indexOf(':');
+    if (colon >= 0) out = `${authority[1]}${userinfo.slice(0, colon)}:***@${url.slice(authority[0].length)}`;
+  }
+  return out.replace(/([?&]password=)[^&#]*/gi, '$1***');
 }

@@ -313,6 +313,9 @@ export function resolveConfig(
     example: v.bool('example'),
     logLevel: v.choice('log-level') as LogLevel,
   };
+  // Any web page could then pass the request guard and start runs (exec ones included) on this daemon.
+  if (config.corsOrigins.includes('*') && config.tokens.length === 0)
+    throw new ConfigError('-cors-origins * lets any web page call this API: it needs -api-token');
   if (backendType === 'postgres' && !config.postgres.url)
     throw new ConfigError('-backend-type postgres needs -postgres-url (or ADAGIOD_POSTGRES_URL)');
   if (backendType === 'etcd' && config.etcd.addresses.length === 0)

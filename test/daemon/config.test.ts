@@ -96,6 +96,7 @@ describe('adagiod configuration', () => {
       [{ 'lease-ttl': '10' }, /lease-ttl.*not a duration/],
       [{ listen: 'localhost' }, /listen must be host:port/],
       [{ 'backend-type': 'postgres' }, /needs -postgres-url/],
+      [{ 'cors-origins': '*' }, /-cors-origins \* lets any web page call this API: it needs -api-token/],
     ];
     for (const [flags, message] of bad)
       assert.throws(
@@ -116,6 +117,21 @@ describe('adagiod configuration', () => {
     // Retention compares run ages, no timer: a year is fine.
     assert.equal(resolveConfig([], { retention: '8760h' }, {}, undefined).retentionMs, 8760 * 3_600_000);
     assert.throws(() => resolveConfig([], {}, {}, join(dir, 'missing.toml')), /cannot read config file/);
+  });
+
+  it('a connection URL is logged without its password, however it is written', async () => {
+    const { redactUrl } = await import('../../src/daemon/backend.js');
+    const cases: [string, string][] = [
+      ['postgres://adagio:s3cret@db/adagio', 'postgres://adagio:***@db/adagio'],
+      ['postgres://:s3cret@db/adagio', 'postgres://:***@db/adagio'],
+      ['postgres://adagio:s3c@ret@db/adagio', 'postgres://adagio:***@db/adagio'],
+      ['postgres://db/x?sslmode=require&password=zz', 'postgres://db/x?sslmode=require&password=***'],
+      ['postgres://user@db/x', 'postgres://user@db/x'],
+    ];
+    for (const [url, logged] of cases) assert.equal(redactUrl(url), logged, url);
+    assert.ok(
+      resolveConfig([], { 'cors-origins': '*', 'api-token': 't' }, {}, undefined).corsOrigins.includes('*'),
+    );
   });
 
   it('Go-style single-dash long flags are read like double-dash ones', () => {
