@@ -1,9 +1,10 @@
 import type { Logger } from '../log.js';
 import { MAX_HAND_OFF } from '../model/requests.js';
+import { orphanRecoveredMessage } from '../model/rules.js';
 import { LeaseExpiredError, NotFoundError } from '../protocol/errors.js';
 import type { ClaimedNode, ClaimRef, HandOff, NodeEvent, Repository } from '../protocol/repository.js';
 import { errorMessage } from './attempt.js';
-import { type AgentPoolCounters, orphanRecovered, type Session, type Slot } from './work.js';
+import type { AgentPoolCounters, Session, Slot } from './work.js';
 
 /** A node claimed before a slot was free for it. */
 export interface Queued {
@@ -208,7 +209,9 @@ export class ClaimAhead {
         .finish({
           ...q.claim,
           conclusion: 'ERROR',
-          output: new TextEncoder().encode(orphanRecovered(q.claimed, q.claimed.node.claim?.agentId ?? '')),
+          output: new TextEncoder().encode(
+            orphanRecoveredMessage(q.claimed, q.claimed.node.claim?.agentId ?? ''),
+          ),
         })
         .then(
           () => this.host.counts.orphansRecovered++,

@@ -1,6 +1,6 @@
 import type { Logger, LogLevel } from '../log.js';
 import { concatBytes } from '../model/limits.js';
-import { nodeTimeoutMs } from '../model/rules.js';
+import { nodeTimeoutMs, orphanRecoveredMessage } from '../model/rules.js';
 import {
   ClaimConflictError,
   LeaseExpiredError,
@@ -136,7 +136,7 @@ export async function work(task: Task, env: WorkEnv): Promise<void> {
   if (claimed.orphan) {
     // Rule 3: the previous holder's lease lapsed; record that as an ERROR attempt, then rule 5 applies.
     env.counts.orphansRecovered++;
-    const message = orphanRecovered(claimed, slot.agentId);
+    const message = orphanRecoveredMessage(claimed, slot.agentId);
     log.debug('orphan claimed', { previousClaim: claimed.previousClaimId });
     return finish(env, task, claimed, errorOutcome(message), log);
   }
@@ -160,9 +160,15 @@ export async function work(task: Task, env: WorkEnv): Promise<void> {
     nodeTimeout === undefined
       ? undefined
       : nodeTimeout - (task.claimedAt === undefined ? 0 : performance.now() - task.claimedAt);
-  if (spec.timeout && nodeTimeout !== undefined && timeLeft !== undefined && timeLeft <= 0) {
+  if (spec.timeout && timeLeft !== undefined && timeLeft <= 0) {
     // Timed out in the queue: the store times the attempt out too; running it now would only overlap a retry.
-    return finish(env, task, claimed, timeoutOutcome(runtime.name, nodeTimeout, { node: spec.timeout }), log);
+    return finish(
+      env,
+      task,
+      claimed,
+      timeoutOutcome(runtime.name, nodeTimeout!, { node: spec.timeout }),
+      log,
+    );
   }
   const ran = await runAttempt(
     runtime,
@@ -203,15 +209,6 @@ export async function work(task: Task, env: WorkEnv): Promise<void> {
     return;
   }
   await finish(env, task, claimed, outcome, log);
-}
-
-/** The ERROR attempt's output that records an orphaned claim's recovery (rule 3). */
-export function orphanRecovered(claimed: ClaimedNode, agentId: string): string {
-  const previousAgent = claimed.previousAgentId;
-  return (
-    `claim ${claimed.previousClaimId ?? '(unknown)'}${previousAgent ? ` of agent ${previousAgent}` : ''} lapsed: ` +
-    `its agent stopped heartbeating (recovered by agent ${agentId})`
-  );
 }
 
 /**
@@ -321,9 +318,8 @@ async function finish(
       if (task.startedAt !== undefined) request.startedAt = task.startedAt;
       const offer = env.offer(task.session);
       if (offer) request.handOff = offer;
-      let handedOff: ClaimedNode[];
       try {
-        ({ handedOff } = await env.repository.finish(request));
+        const { handedOff } = await env.repository.finish(request);
         if (handedOff.length > 0) env.handedOff(task.session, handedOff);
       } finally {
         if (offer) env.offerDone(offer);

@@ -4,6 +4,7 @@ import { ConnectError, type HandlerContext, type ServiceImpl } from '@connectrpc
 import * as ag from '../gen/adagio/rpc/agent/agent_pb.js';
 import * as pb from '../gen/adagio/v1/adagio_pb.js';
 import type { Logger } from '../log.js';
+import { orphanRecoveredMessage } from '../model/rules.js';
 import type { Metadata } from '../model/types.js';
 import { agentToProto, metadataFromProto, nodeFromProto, nodeToProto } from '../model/wire.js';
 import {
@@ -233,7 +234,7 @@ async function claimNext(
       }
       if (!claimed) continue;
       if (claimed.orphan) {
-        await finishQuietly(repo, claimed, orphanMessage(claimed, agentId), logger);
+        await finishQuietly(repo, claimed, orphanRecoveredMessage(claimed, agentId), logger);
         continue;
       }
       if (callerSignal.aborted) {
@@ -249,11 +250,6 @@ async function claimNext(
     callerSignal.removeEventListener('abort', onAbort);
     stop.abort();
   }
-}
-
-function orphanMessage(c: ClaimedNode, agentId: string): string {
-  const previous = c.previousAgentId ? ` of agent ${c.previousAgentId}` : '';
-  return `claim ${c.previousClaimId ?? '(unknown)'}${previous} lapsed: its agent stopped heartbeating (recovered by agent ${agentId})`;
 }
 
 /** Gives back a claim whose work never started, repeating through store outages a while (rule 20). */

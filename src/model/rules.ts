@@ -208,6 +208,15 @@ export function countAttempt(prior: RetryCounts, conclusion: AttemptConclusion):
   };
 }
 
+/** Rule 3: the output of the ERROR attempt that records the recovery of a claim whose lease lapsed. */
+export function orphanRecoveredMessage(
+  lapsed: { previousClaimId?: string; previousAgentId?: string },
+  agentId: string,
+): string {
+  const previous = lapsed.previousAgentId ? ` of agent ${lapsed.previousAgentId}` : '';
+  return `claim ${lapsed.previousClaimId ?? '(unknown)'}${previous} lapsed: its agent stopped heartbeating (recovered by agent ${agentId})`;
+}
+
 /**
  * What rule 6 records of a node cancelled while RUNNING under a claim, less
  * the times and output, which each store keeps in its own encoding (PostgreSQL

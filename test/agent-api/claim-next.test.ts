@@ -150,23 +150,35 @@ describe('claim-next whose caller hangs up while a claim is in flight', () => {
     edges: [],
   });
 
+  /** An agent registers and asks claim-next, then hangs up once a slow claim for it is on its way; `meanwhile` runs then. */
+  async function hangUp(
+    post: Awaited<ReturnType<typeof serve>>['post'],
+    control: { claiming: Promise<void> },
+    meanwhile: () => Promise<void> = async () => {},
+  ): Promise<void> {
+    const reg = await post('register', { runtimes: [{ name: 'x' }], ttl_ms: 60_000 });
+    const ac = new AbortController();
+    const asking = post(
+      'claim-next',
+      { lease_id: reg.lease.id, agent_id: reg.agent.id, runtimes: ['x'], wait_ms: 5_000 },
+      ac.signal,
+    ).catch(() => undefined);
+    await control.claiming;
+    ac.abort();
+    await meanwhile();
+    await asking;
+  }
+
   it('claims nothing more for it: a node it was never offered gets no attempt', async () => {
     const { store, repo, control } = slowStore(['a']);
     const { server, post } = await serve(repo);
     try {
-      const reg = await post('register', { runtimes: [{ name: 'x' }], ttl_ms: 60_000 });
       const other = await store.grantLease(60_000);
       const run = await store.start(spec(['a', 'b']));
-      const ac = new AbortController();
-      const asking = post(
-        'claim-next',
-        { lease_id: reg.lease.id, agent_id: reg.agent.id, runtimes: ['x'], wait_ms: 5_000 },
-        ac.signal,
-      ).catch(() => undefined);
-      await control.claiming;
-      ac.abort(); // the caller gives up while its claim of a is in flight
-      await store.claim({ runId: run.id, node: 'a', leaseId: other.id, agentId: 'other' }); // and a goes elsewhere
-      await asking;
+      // The caller gives up while its claim of a is in flight, and a goes elsewhere.
+      await hangUp(post, control, async () => {
+        await store.claim({ runId: run.id, node: 'a', leaseId: other.id, agentId: 'other' });
+      });
       await sleep(1_000);
       const b = (await store.inspect(run.id)).nodes.find((n) => n.spec.name === 'b')!;
       assert.equal(b.status, 'READY', 'b was not claimed for a caller that had gone');
@@ -181,18 +193,9 @@ describe('claim-next whose caller hangs up while a claim is in flight', () => {
     const { store, repo, control } = slowStore(['c']);
     const { server, post } = await serve(repo);
     try {
-      const reg = await post('register', { runtimes: [{ name: 'x' }], ttl_ms: 60_000 });
       const run = await store.start(spec(['c']));
       control.failRelease = true;
-      const ac = new AbortController();
-      const asking = post(
-        'claim-next',
-        { lease_id: reg.lease.id, agent_id: reg.agent.id, runtimes: ['x'], wait_ms: 5_000 },
-        ac.signal,
-      ).catch(() => undefined);
-      await control.claiming;
-      ac.abort(); // gone before the claim of c comes back
-      await asking;
+      await hangUp(post, control); // gone before the claim of c comes back
       // The claim comes back after the caller left, and its release fails once before it goes through.
       const deadline = Date.now() + 10_000;
       while (control.releases < 2 && Date.now() < deadline) await sleep(50);

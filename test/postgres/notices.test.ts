@@ -19,6 +19,36 @@ import {
 import { silentLogger } from '../../src/log.js';
 import { POSTGRES_URL, requirePostgres } from '../support/postgres.js';
 
+/**
+ * A publisher's database and a LISTEN connection on a channel of this process
+ * on the real server, for `fn`; `heard` collects the payloads the listener gets.
+ */
+async function throughServer(
+  name: string,
+  fn: (s: { channel: string; db: Db; heard: string[] }) => Promise<void>,
+): Promise<void> {
+  await requirePostgres();
+  const channel = `adagio_notices_${name}_${process.pid}`;
+  const listener = new pg.Client({ connectionString: POSTGRES_URL });
+  await listener.connect();
+  const db = new Db({
+    connectionString: POSTGRES_URL,
+    schema: 'public',
+    poolSize: 2,
+    retryForMs: 5_000,
+    logger: silentLogger,
+  });
+  try {
+    const heard: string[] = [];
+    listener.on('notification', (m) => heard.push(m.payload ?? ''));
+    await listener.query(`LISTEN ${channel}`);
+    await fn({ channel, db, heard });
+  } finally {
+    await listener.end();
+    await db.end();
+  }
+}
+
 describe('PostgreSQL notices', () => {
   it('a notice too big for one payload is split, the run completing only in the last part', () => {
     const notice: Notice = {
@@ -101,23 +131,9 @@ describe('PostgreSQL notices', () => {
   });
 
   it('multibyte notices over the limit in bytes reach a listener, and the notices sent with them too', async () => {
-    await requirePostgres();
-    const channel = `adagio_notices_bytes_${process.pid}`;
-    const listener = new pg.Client({ connectionString: POSTGRES_URL });
-    await listener.connect();
-    const db = new Db({
-      connectionString: POSTGRES_URL,
-      schema: 'public',
-      poolSize: 2,
-      retryForMs: 5_000,
-      logger: silentLogger,
-    });
     const failures: string[] = [];
     const logger = { ...silentLogger, debug: (msg: string) => failures.push(msg) };
-    try {
-      const heard: string[] = [];
-      listener.on('notification', (m) => heard.push(m.payload ?? ''));
-      await listener.query(`LISTEN ${channel}`);
+    await throughServer('bytes', async ({ channel, db, heard }) => {
       const big: Notice = {
         r: 'big',
         rs: 'COMPLETED',
@@ -152,28 +168,11 @@ describe('PostgreSQL notices', () => {
         got().find((n) => n.r === 'small'),
         small,
       );
-    } finally {
-      await listener.end();
-      await db.end();
-    }
+    });
   });
 
   it('notices reach a listener intact through the server, whatever their strings hold, many per statement', async () => {
-    await requirePostgres();
-    const channel = `adagio_notices_test_${process.pid}`;
-    const listener = new pg.Client({ connectionString: POSTGRES_URL });
-    await listener.connect();
-    const db = new Db({
-      connectionString: POSTGRES_URL,
-      schema: 'public',
-      poolSize: 2,
-      retryForMs: 5_000,
-      logger: silentLogger,
-    });
-    try {
-      const heard: string[] = [];
-      listener.on('notification', (m) => heard.push(m.payload ?? ''));
-      await listener.query(`LISTEN ${channel}`);
+    await throughServer('test', async ({ channel, db, heard }) => {
       // Line breaks, quotes, backslashes, braces and commas (an array literal's own syntax), a NUL, emoji.
       const tricky = ['a\nb', 'say "hi"', 'C:\\temp\\', '{x,y}', 'NULL', '\u0000', '🎻 adagio', '\r\n'];
       const notices: Notice[] = Array.from({ length: 300 }, (_, i) => ({
@@ -203,9 +202,6 @@ describe('PostgreSQL notices', () => {
         heard.flatMap((p) => decodeNotices(p, 'sender')),
         [],
       );
-    } finally {
-      await listener.end();
-      await db.end();
-    }
+    });
   });
 });
