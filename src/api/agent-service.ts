@@ -128,15 +128,22 @@ export function agentService(
         throw agentError(e, logger);
       }
     },
-    claim: (req) =>
+    claim: (req, ctx) =>
       guard(async () => {
+        const agentId = required(req.agentId, 'agent_id');
         const claimed = await repo.claim({
           runId: required(req.runId, 'run_id'),
           node: required(req.nodeName, 'node_name'),
           leaseId: required(req.leaseId, 'lease_id'),
-          agentId: required(req.agentId, 'agent_id'),
+          agentId,
           metadata: metadataFromProto(req.metadata),
         });
+        if (claimed && ctx.signal.aborted) {
+          // The caller hung up or timed out while the store claimed: it will never hear of this claim, which its
+          // live lease would otherwise hold RUNNING for as long as the agent lives. Settled as claim-next does.
+          await settleUnreceived(repo, claimed, agentId, logger);
+          return create(ag.ClaimResponseSchema);
+        }
         return create(ag.ClaimResponseSchema, claimed ? { claimed: claimedToProto(claimed) } : {});
       }),
     finish: (req) =>
@@ -238,9 +245,7 @@ async function claimNext(
         continue;
       }
       if (callerSignal.aborted) {
-        // Nobody will receive this claim and no work started: given back (rule 20), READY again with no attempt,
-        // rather than left RUNNING under the caller's live lease, or recorded as an ERROR that spends a retry.
-        await releaseQuietly(repo, claimed, logger);
+        await settleUnreceived(repo, claimed, agentId, logger);
         return undefined;
       }
       return claimed;
@@ -250,6 +255,23 @@ async function claimNext(
     callerSignal.removeEventListener('abort', onAbort);
     stop.abort();
   }
+}
+
+/**
+ * A claim made for a caller that is gone: nobody will run it. A plain claim is
+ * given back (rule 20): READY again with no attempt, rather than left RUNNING
+ * under the caller's live lease, or recorded as an ERROR that spends a retry.
+ * An orphan's recovery claim records the lapsed attempt as its ERROR (rule 3):
+ * given back, it would drop that attempt.
+ */
+async function settleUnreceived(
+  repo: Repository,
+  c: ClaimedNode,
+  agentId: string,
+  logger: Logger,
+): Promise<void> {
+  if (c.orphan) await finishQuietly(repo, c, orphanRecoveredMessage(c, agentId), logger);
+  else await releaseQuietly(repo, c, logger);
 }
 
 /** Gives back a claim whose work never started, repeating through store outages a while (rule 20). */

@@ -99,6 +99,8 @@ describe('claim-next whose caller hangs up while a claim is in flight', () => {
     const control = {
       failRelease: false,
       releases: 0,
+      /** Slow claims on their way so far. */
+      slowClaims: 0,
       /** Resolves once a slow claim is on its way. */
       claiming: new Promise<void>((r) => {
         claimStarted = r;
@@ -110,6 +112,7 @@ describe('claim-next whose caller hangs up while a claim is in flight', () => {
         if (prop === 'claim')
           return async (req: Parameters<Repository['claim']>[0]) => {
             if (slow.includes(req.node)) {
+              control.slowClaims++;
               claimStarted();
               await sleep(500);
             }
@@ -207,6 +210,52 @@ describe('claim-next whose caller hangs up while a claim is in flight', () => {
         control.releases >= 2,
         `the release was repeated after the outage (${control.releases} releases)`,
       );
+    } finally {
+      await server.close(100);
+      await store.close();
+    }
+  });
+
+  it('claim (one named node) settles a claim its caller hung up on the same way', async () => {
+    const { store, repo, control } = slowStore(['d', 'e']);
+    const { server, post } = await serve(repo);
+    try {
+      const run = await store.start(spec(['d', 'e']));
+      const reg = await post('register', { runtimes: [{ name: 'x' }], ttl_ms: 60_000 });
+      const ask = async (node: string) => {
+        const before = control.slowClaims;
+        const ac = new AbortController();
+        const asking = post(
+          'claim',
+          { run_id: run.id, node_name: node, lease_id: reg.lease.id, agent_id: reg.agent.id },
+          ac.signal,
+        ).catch(() => undefined);
+        while (control.slowClaims === before) await sleep(10);
+        ac.abort();
+        await asking;
+      };
+      // A plain claim: given back, READY with no attempt (it was RUNNING under the live lease for good).
+      await ask('d');
+      const deadline = Date.now() + 10_000;
+      const node = async (name: string) =>
+        (await store.inspect(run.id)).nodes.find((n) => n.spec.name === name)!;
+      while ((await node('d')).status !== 'READY' && Date.now() < deadline) await sleep(50);
+      assert.equal((await node('d')).status, 'READY', 'given back, not held under the live lease');
+      assert.equal((await node('d')).attempts.length, 0);
+
+      // An orphan's recovery claim: the lapsed attempt is recorded as its ERROR (rule 3), not dropped.
+      const dying = await store.grantLease(60_000);
+      await store.claim({ runId: run.id, node: 'e', leaseId: dying.id, agentId: 'dying' });
+      await store.revokeLease(dying.id);
+      await ask('e');
+      while ((await node('e')).attempts.length === 0 && Date.now() < deadline) await sleep(50);
+      const e = await node('e');
+      assert.deepEqual(
+        e.attempts.map((a) => a.conclusion),
+        ['ERROR'],
+        'the lapsed attempt recorded, not given back',
+      );
+      assert.equal(e.status, 'COMPLETED', 'no retries: the ERROR concludes it');
     } finally {
       await server.close(100);
       await store.close();
