@@ -1131,6 +1131,26 @@ describe('dynamodb: work a dead process left, met by a later retry or cancel', (
       (t as { Put?: { Item?: { sk?: { S?: string } } } }).Put?.Item?.sk?.S?.startsWith('settle#'),
     );
 
+  test('a start whose process dies before its roots are all in the ready index: a sweeper shows them', async () => {
+    const [a, b] = await twoProcesses();
+    // More roots than go with the header: they are written hidden, then shown in chunks after it.
+    const writesHeader = (tx: { items: Record<string, unknown>[] }) =>
+      tx.items.some((t) => (t as { Put?: { Item?: { sk?: { S?: string } } } }).Put?.Item?.sk?.S === '#');
+    dieAfter(a, writesHeader);
+    await assert.rejects(a.start(independentNodes(200, 'r')), /died/);
+    const [listed] = (await b.listRuns({})).runs;
+    assert.ok(listed, 'the header committed: the run exists');
+    await b.sweepNow();
+    await b.sweepNow();
+    const ac = new AbortController();
+    const seen = new Set<string>();
+    const timer = setTimeout(() => ac.abort(), 20_000);
+    for await (const ev of b.subscribe({ runtimes: [RUNTIME], signal: ac.signal }))
+      if (ev.type === 'NODE_READY' && ev.runId === listed.id && seen.add(ev.node).size === 200) ac.abort();
+    clearTimeout(timer);
+    assert.equal(seen.size, 200, 'every root offered to a subscriber');
+  });
+
   test('a cancel during a retry finishes the retry first, then concludes the run', async () => {
     const [a, b] = await twoProcesses();
     const spec = independentNodes(200, 'n');

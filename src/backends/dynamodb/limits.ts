@@ -54,7 +54,8 @@ export const RETRY_CHUNK = 90;
 export const START_BATCH = DYNAMODB_MAX_BATCH_WRITE;
 /**
  * Items of one batch of starts' header transaction at most (headers, request
- * ids, deadline timers, inline roots), less the shared stats shard.
+ * ids, deadline timers, inline roots or the work item of roots shown after),
+ * less the shared stats shard.
  */
 export const BATCH_START_ITEMS = MAX_TXN_ITEMS - 1;
 /**

@@ -17,7 +17,7 @@ import { TooLargeError } from '../../protocol/errors.js';
 import type { StartOptions } from '../../protocol/repository.js';
 import { Batcher, BatchNotCommitted } from '../batcher.js';
 import { Delta, type DynamoContext, emitReady } from './context.js';
-import { type Item, itemBytes, N, S, sleep, type Tx } from './db.js';
+import { type Item, itemBytes, type Key, N, S, sleep, type Tx } from './db.js';
 import {
   decodeNode,
   encodeNode,
@@ -28,6 +28,8 @@ import {
   nodeKey,
   type RunItem,
   requestKey,
+  runPk,
+  WORK_PK,
 } from './items.js';
 import {
   BATCH_START_ITEMS,
@@ -170,8 +172,21 @@ async function planRun(
   };
 }
 
-/** Items a start puts in its header's transaction besides its inline roots: header, request id, deadline timer, `w#`. */
-const startOwnItems = (p: Planned) => 3 + (p.waiting ? 1 : 0);
+/**
+ * Items a start puts in its header's transaction besides its inline roots:
+ * header, request id, deadline timer, `w#`, and the roots' work item when its
+ * roots are shown after the header.
+ */
+const startOwnItems = (p: Planned) => 4 + (p.waiting ? 1 : 0);
+
+/**
+ * The work item of a start whose READY roots enter the ready index after its
+ * header (too many to go with it): it commits with the header, so should the
+ * starting process die before every root is shown, any process's sweeper
+ * shows the rest (finishRoots); without it those roots stayed out of the
+ * index, never offered to a subscriber, and the run never ended.
+ */
+const rootsWorkKey = (runId: string): Key => ({ pk: WORK_PK, sk: `roots#${runId}` });
 
 /**
  * Writes the node items of `starts` not yet written, in BatchWriteItems: all
@@ -206,6 +221,12 @@ function addStart(tx: Tx, p: Planned, inline: boolean): void {
   tx.put(encodeRun(p.header));
   if (p.waiting) tx.put(p.waiting.item, 'any');
   if (inline) for (const n of p.roots) tx.put(encodeNode(n), 'any');
+  else
+    tx.put({
+      ...keyItem(rootsWorkKey(p.header.id)),
+      v: N(0),
+      d: S(JSON.stringify({ kind: 'roots', run: p.header.id })),
+    });
   // Rule 13: the deadline's timer commits with the run.
   armDeadline(tx, p.header.id, p.deadline);
   // Rule 17: the request id is taken in the commit itself; a start that finds it taken returns that run.
@@ -215,7 +236,10 @@ function addStart(tx: Tx, p: Planned, inline: boolean): void {
 
 /** After the header's commit: the roots not put with it enter the ready index, and this process's subscribers hear. */
 async function started(ctx: DynamoContext, p: Planned, inline: boolean): Promise<Run> {
-  if (!inline) await showRoots(ctx, p.header.id, p.roots);
+  if (!inline) {
+    await showRoots(ctx, p.header.id, p.roots);
+    await dropRootsWork(ctx, p.header.id);
+  }
   for (const n of p.roots) emitReady(ctx, n);
   if (p.waiting) ctx.waiting.written(p.header.id, p.waiting.nodes);
   // Its WAITING nodes as written (or, in `w#`, at version 0): the finishes that judge them first (usually
@@ -391,4 +415,28 @@ async function showRoots(ctx: DynamoContext, runId: string, roots: NodeItem[]): 
     }
     await ctx.db.commit(again);
   }
+}
+
+async function dropRootsWork(ctx: DynamoContext, runId: string): Promise<void> {
+  const tx = ctx.db.tx();
+  tx.del(rootsWorkKey(runId));
+  await ctx.db.commit(tx);
+}
+
+/**
+ * A sweeper's part of a start that died before its roots were all shown (the
+ * `roots#` work item): every node item of the run that belongs in the ready
+ * index but was written without its attributes goes in, as it is now; then
+ * the item goes. Repeatable: a node shown or moved on since is left alone.
+ */
+export async function finishRoots(ctx: DynamoContext, runId: string): Promise<void> {
+  const items = await ctx.db.partition(runPk(runId), 'n#');
+  const hidden: NodeItem[] = [];
+  for (const item of items) {
+    const n = decodeNode(item);
+    if (item.ev === undefined && encodeNode(n).ev !== undefined) hidden.push(n);
+  }
+  await showRoots(ctx, runId, hidden);
+  for (const n of hidden) emitReady(ctx, n);
+  await dropRootsWork(ctx, runId);
 }

@@ -4,13 +4,14 @@ import { WORK_PK } from './items.js';
 import type { Leases } from './leases.js';
 import { finishRetry } from './resume.js';
 import { drainSettles, type SettleWork } from './settle.js';
+import { finishRoots } from './start.js';
 import { sweepTimers } from './timing.js';
 
 /**
  * What a process does on its timer: observe leases (rule 3), delete or prune
  * stale claim records (claim-records.ts), and finish work
  * items left by processes that died mid-way (settle cursors, cancels,
- * marked retries). Every
+ * marked retries, big starts' roots). Every
  * step is conditioned, so two processes sweeping the same item do it once.
  * Items younger than `graceMs` are left to their own process. Then the
  * timers due (retry delays, node timeouts, run deadlines: timing.ts).
@@ -43,6 +44,7 @@ export async function sweep(
       ]);
     else if (w.kind === 'cancel') await completeCancel(ctx, w.run);
     else if (w.kind === 'retry') await finishRetry(ctx, w.run);
+    else if (w.kind === 'roots') await finishRoots(ctx, w.run);
   }
   for (const k of seen.keys()) if (!present.has(k)) seen.delete(k);
   await sweepTimers(ctx);
