@@ -31,7 +31,7 @@ import {
   ulidTime,
   validateGraph,
 } from '../src/model/index.js';
-import { RunNotRetryableError } from '../src/protocol/errors.js';
+import { InvalidArgumentError, RunNotRetryableError } from '../src/protocol/errors.js';
 import { DELAY_CASES } from './support/delay-cases.js';
 import { FINISH_CASES } from './support/finish-cases.js';
 
@@ -239,11 +239,18 @@ describe('retry delays (rule 5, backoff)', () => {
 });
 
 describe('rule 15: planRetry', () => {
-  const view = (name: string, last?: 'SUCCESS' | 'FAIL' | 'CANCELLED', trigger?: TriggerRule) => ({
+  /** A completed node: its last attempt (none: unreached), made since a retry put it back unless `before` says so. */
+  const view = (
+    name: string,
+    last?: 'SUCCESS' | 'FAIL' | 'CANCELLED',
+    trigger?: TriggerRule,
+    before = 0,
+  ) => ({
     name,
     status: 'COMPLETED' as const,
     last,
     attempts: last ? 1 : 0,
+    attemptsBeforeRetry: before,
     trigger,
   });
   const spec = (names: string[], edges: [string, string][]) =>
@@ -303,6 +310,65 @@ describe('rule 15: planRetry', () => {
     assert.equal(byName.z!.status, 'COMPLETED', 'x failed: all_success cannot hold');
     assert.equal(plan.failed, true);
     assert.throws(() => planRetry('r2', [view('x', 'FAIL')], spec(['x'], []), ['nope']), /"nope"/);
+  });
+
+  it('a node put back that then completed unreached counts by no attempt of before: it goes back, and fails nothing', () => {
+    // a -> b -> c: a retry put a, b, c back; a failed again, so b and c completed unreached. b's last attempt is
+    // still the old SUCCESS, c's the old FAIL: neither counts.
+    const topo = spec(
+      ['a', 'b', 'c'],
+      [
+        ['a', 'b'],
+        ['b', 'c'],
+      ],
+    );
+    const plan = planRetry(
+      'r4',
+      [view('a', 'FAIL'), view('b', 'SUCCESS', undefined, 1), view('c', 'FAIL', undefined, 1)],
+      topo,
+    );
+    const byName = Object.fromEntries(plan.nodes.map((n) => [n.name, n]));
+    assert.deepEqual(Object.keys(byName).sort(), ['a', 'b', 'c'], 'b did not succeed since it was put back');
+    assert.equal(byName.c!.status, 'WAITING', 'c waits for b to run again, not READY on its old SUCCESS');
+
+    // A named retry leaves such a node alone: a handler whose FAIL is from before its put-back fails nothing.
+    const handlers = spec(['x', 'h', 'y'], [['x', 'h']]);
+    const named = planRetry(
+      'r5',
+      [view('x', 'SUCCESS'), view('h', 'FAIL', 'one_failed', 1), view('y', 'FAIL')],
+      handlers,
+      ['y'],
+    );
+    assert.equal(named.failed, false, "h's old FAIL does not fail the run");
+  });
+
+  it('refuses a named retry that would leave a cancelled node, or one a cancel skipped, as it is', () => {
+    // p and q ran side by side and were cancelled; retrying q alone would leave p cancelled for good.
+    const pq = spec(['p', 'q'], []);
+    assert.throws(
+      () => planRetry('r6', [view('p', 'CANCELLED'), view('q', 'CANCELLED')], pq, ['q']),
+      (e: Error) => e instanceof InvalidArgumentError && /"p" did not run to the end/.test(e.message),
+    );
+    // s was cancelled running, t (below it) skipped; u ran. Naming s covers t; naming t leaves s.
+    const chain = spec(['s', 't', 'u'], [['s', 't']]);
+    const views = [view('s', 'CANCELLED'), view('t'), view('u', 'SUCCESS')];
+    assert.doesNotThrow(() => planRetry('r7', views, chain, ['s']));
+    assert.throws(() => planRetry('r7', views, chain, ['t']), /"s"/);
+    // A root a cancel completed before it ran (no attempt) is as undone; an unneeded handler is not.
+    const skipped = spec(['r', 'k', 'h'], [['k', 'h']]);
+    assert.throws(
+      () =>
+        planRetry('r8', [view('r'), view('k', 'FAIL'), view('h', undefined, 'one_success')], skipped, ['k']),
+      /"r"/,
+    );
+    assert.doesNotThrow(() =>
+      planRetry(
+        'r8',
+        [view('r', 'SUCCESS'), view('k', 'FAIL'), view('h', undefined, 'one_success')],
+        skipped,
+        ['r'],
+      ),
+    );
   });
 
   it('refuses a run not completed, or succeeded', () => {

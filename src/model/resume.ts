@@ -2,13 +2,13 @@ import { InvalidArgumentError, RunNotRetryableError } from '../protocol/errors.j
 import {
   descendants,
   openTally,
+  outcomeSinceRetry,
   type Topology,
   type TriggerDecision,
   tallied,
   triggerDecision,
   type UpstreamOutcome,
   type UpstreamTally,
-  upstreamOutcome,
 } from './rules.js';
 import type {
   AttemptConclusion,
@@ -54,6 +54,8 @@ export interface RetryNodeView {
   /** The node's last attempt's conclusion; undefined when it has none. */
   last?: AttemptConclusion;
   attempts: number;
+  /** Its attempts when a retry last put it back (0: never): only a later attempt counts (completedOutcome). */
+  attemptsBeforeRetry: number;
 }
 
 /** A node a retry puts back, with the status it gets and its upstream tally (what its trigger decides from later). */
@@ -90,6 +92,8 @@ export function planRetry(
   named?: readonly string[],
 ): RetryPlan {
   const byName = new Map(views.map((v) => [v.name, v]));
+  // How each node counts as it stands: a SUCCESS (or failure) from before a retry put it back counts as neither.
+  const standing = (v: RetryNodeView) => outcomeSinceRetry(v.last, v.attempts, v.attemptsBeforeRetry);
   const back = new Set<string>();
   if (named && named.length > 0) {
     for (const n of named) {
@@ -98,13 +102,14 @@ export function planRetry(
       back.add(n);
       for (const d of descendants(n, topo.downstream)) back.add(d);
     }
-  } else for (const v of views) if (v.last !== 'SUCCESS') back.add(v.name);
+    refuseLeftUndone(runId, views, back, topo, standing);
+  } else for (const v of views) if (standing(v) !== 'succeeded') back.add(v.name);
 
   // Kahn's order over the nodes going back (edges between them only).
   const indegree = new Map<string, number>();
   for (const n of back) indegree.set(n, (topo.upstream.get(n) ?? []).filter((u) => back.has(u)).length);
   const queue = [...back].filter((n) => indegree.get(n) === 0);
-  const outcome = new Map<string, ReturnType<typeof upstreamOutcome>>();
+  const outcome = new Map<string, UpstreamOutcome>();
   const nodes: RetriedNode[] = [];
   for (let i = 0; i < queue.length; i++) {
     const name = queue[i]!;
@@ -113,7 +118,7 @@ export function planRetry(
     const counted: Record<string, UpstreamOutcome> = {};
     for (const u of ups) {
       // Going back: counts only when it went back COMPLETED (unreached) just before.
-      const o = back.has(u) ? outcome.get(u) : upstreamOutcome(byName.get(u)!.last);
+      const o = back.has(u) ? outcome.get(u) : standing(byName.get(u)!);
       if (!o) continue;
       tally = tallied(tally, o);
       counted[u] = o;
@@ -130,8 +135,47 @@ export function planRetry(
       if (left === 0) queue.push(d);
     }
   }
-  const failed = views.some((v) => !back.has(v.name) && upstreamOutcome(v.last) === 'failed');
+  const failed = views.some((v) => !back.has(v.name) && standing(v) === 'failed');
   return { nodes, failed, completed: nodes.every((n) => n.status === 'COMPLETED') };
+}
+
+/**
+ * A named retry leaves the other nodes as they are, so the run's conclusion
+ * counts them: one that failed makes it FAIL. One whose work a cancel (or the
+ * deadline) cut short, or that a cancel completed before it could run (its
+ * trigger held, or it has no upstream), neither failed nor succeeded: the run
+ * could only conclude SUCCESS without it, and a plain retry could never run
+ * it again. Such a retry is refused, naming the nodes to add.
+ */
+function refuseLeftUndone(
+  runId: string,
+  views: readonly RetryNodeView[],
+  back: ReadonlySet<string>,
+  topo: Topology,
+  standing: (v: RetryNodeView) => UpstreamOutcome,
+): void {
+  const byName = new Map(views.map((v) => [v.name, v]));
+  const undone: string[] = [];
+  for (const v of views) {
+    if (back.has(v.name) || standing(v) !== 'neither') continue;
+    if (v.attempts > v.attemptsBeforeRetry) {
+      // It ran since it was last put back: neither means its last attempt was CANCELLED.
+      undone.push(v.name);
+      continue;
+    }
+    // Completed with no attempt: unreached by its trigger (it fails nothing), or skipped by a cancel. Its
+    // upstream nodes are all left alone too (a node put back takes its descendants with it).
+    const ups = topo.upstream.get(v.name) ?? [];
+    let tally = openTally(ups.length);
+    for (const u of ups) tally = tallied(tally, standing(byName.get(u)!));
+    if (ups.length === 0 || triggerDecision(v.trigger, tally) === 'READY') undone.push(v.name);
+  }
+  if (undone.length === 0) return;
+  const shown = undone.slice(0, 5).map((n) => JSON.stringify(n));
+  throw new InvalidArgumentError(
+    `retry of run ${runId}: ${undone.length === 1 ? 'node' : 'nodes'} ${shown.join(', ')}${undone.length > 5 ? ` and ${undone.length - 5} more` : ''} ` +
+      `did not run to the end (cancelled) and would stay so, and the run could not succeed: name ${undone.length === 1 ? 'it' : 'them'} too, or retry the whole run`,
+  );
 }
 
 /** The graph a run was started from (what a rerun starts again): its nodes' specs and its edges. */

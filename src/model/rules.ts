@@ -303,16 +303,18 @@ export function conclusionOf(run: {
   return run.failed ? 'FAIL' : 'SUCCESS';
 }
 
-/** The run's conclusion once completed, from its nodes: FAIL when any node's last attempt failed. */
+/**
+ * The run's conclusion once completed, from its nodes: FAIL when any node
+ * failed since a retry last put it back (its last attempt then a FAIL or ERROR).
+ */
 export function runConclusion(
-  nodes: readonly Pick<NodeState, 'attempts'>[],
+  nodes: readonly Pick<NodeState, 'attempts' | 'attemptsBeforeRetry'>[],
   cancelled: boolean,
   timedOut = false,
 ): RunConclusion {
-  // A node unreached because its trigger did not hold (an unneeded failure handler) fails nothing (rule 14).
-  const failed = nodes.some(
-    (n) => upstreamOutcome(n.attempts[n.attempts.length - 1]?.conclusion) === 'failed',
-  );
+  // A node unreached because its trigger did not hold (an unneeded failure handler) fails nothing (rule 14),
+  // nor does one that failed before a retry put it back and then completed unreached.
+  const failed = nodes.some((n) => completedOutcome(n) === 'failed');
   return conclusionOf({ cancelled, failed, timedOut });
 }
 
@@ -377,8 +379,20 @@ export function succeeded(node: Pick<NodeState, 'status' | 'attempts' | 'attempt
  * unreached, then or before) neither.
  */
 export function completedOutcome(node: Pick<NodeState, 'attempts' | 'attemptsBeforeRetry'>): UpstreamOutcome {
-  if (node.attempts.length <= (node.attemptsBeforeRetry ?? 0)) return 'neither';
-  return upstreamOutcome(node.attempts[node.attempts.length - 1]?.conclusion);
+  return outcomeSinceRetry(
+    node.attempts[node.attempts.length - 1]?.conclusion,
+    node.attempts.length,
+    node.attemptsBeforeRetry ?? 0,
+  );
+}
+
+/** completedOutcome from counts: the last attempt's conclusion, the attempts made, and those made before the last put-back. */
+export function outcomeSinceRetry(
+  last: AttemptConclusion | undefined,
+  attempts: number,
+  attemptsBeforeRetry: number,
+): UpstreamOutcome {
+  return attempts <= attemptsBeforeRetry ? 'neither' : upstreamOutcome(last);
 }
 
 /** How a completed upstream node counts for its dependents' triggers (rule 14). */

@@ -154,6 +154,67 @@ export function resumeSpec(test: ConformanceTest): void {
       assert.equal(state.conclusion, 'FAIL');
     });
 
+    test("a node put back that completed unreached is put back again, and its old output is nobody's input", async (h) => {
+      const run = await h.start(
+        graph(
+          ['a', 'b', 'x', 'z', node('w', { trigger: 'all_done' })],
+          [
+            ['a', 'b'],
+            ['b', 'w'],
+            ['x', 'w'],
+          ],
+        ),
+      );
+      const alice = await h.agent('alice');
+      await alice.run(run.id, 'a', 'SUCCESS');
+      await alice.run(run.id, 'b', 'SUCCESS', 'b-out');
+      await alice.run(run.id, 'x', 'SUCCESS', 'x-out');
+      await alice.run(run.id, 'w', 'SUCCESS');
+      await alice.run(run.id, 'z', 'FAIL');
+      await h.repo.retry(run.id, ['a']); // a, b and w go back
+      await alice.run(run.id, 'a', 'FAIL'); // b: unreached; w (all_done) runs
+      const w = await alice.mustClaim(run.id, 'w');
+      assert.deepEqual(
+        inputsAsText(w.node.inputs),
+        { x: 'x-out' },
+        "b's SUCCESS from before the retry is no input",
+      );
+      await alice.finish(w, 'SUCCESS');
+      assert.equal((await h.repo.inspect(run.id)).conclusion, 'FAIL');
+
+      // A plain retry puts back what did not succeed since it was last put back: b too, though its last attempt
+      // is that old SUCCESS.
+      const resumed = await h.repo.retry(run.id);
+      assert.deepEqual(namesIn(resumed, 'READY'), ['a', 'z']);
+      assert.deepEqual(namesIn(resumed, 'WAITING'), ['b']);
+      await alice.run(run.id, 'a', 'SUCCESS');
+      await alice.run(run.id, 'b', 'SUCCESS');
+      await alice.run(run.id, 'z', 'SUCCESS');
+      const state = await h.repo.inspect(run.id);
+      assert.equal(state.conclusion, 'SUCCESS');
+      assert.deepEqual(
+        state.nodes.find((n) => n.spec.name === 'b')!.attempts.map((x) => x.conclusion),
+        ['SUCCESS', 'SUCCESS'],
+        'b ran again',
+      );
+    });
+
+    test('a named retry that would leave a cancelled node as it is is refused: the run could never succeed', async (h) => {
+      const run = await h.start(graph(['p', 'q']));
+      const alice = await h.agent('alice');
+      await alice.mustClaim(run.id, 'p');
+      await alice.mustClaim(run.id, 'q');
+      await h.repo.cancel(run.id);
+      await assert.rejects(h.repo.retry(run.id, ['q']), (e: Error & { code?: string }) => {
+        assert.equal(e.code, 'invalid_argument');
+        assert.match(e.message, /"p"/);
+        return true;
+      });
+      assert.equal((await h.repo.inspect(run.id)).conclusion, 'CANCELLED', 'a refused retry changes nothing');
+      const both = await h.repo.retry(run.id, ['p', 'q']);
+      assert.deepEqual(namesIn(both, 'READY'), ['p', 'q']);
+    });
+
     test('retry budgets count attempts since the retry', async (h) => {
       const run = await h.start(graph([node('a', { retry: { fail: 2 } })]));
       const alice = await h.agent('alice');

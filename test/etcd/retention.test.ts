@@ -1,12 +1,14 @@
 /**
- * Retention on etcd reads run records in pages past the first (a share of
+ * Sealing a completed run's record, and retention on etcd: it reads run records in pages past the first (a share of
  * what is left, RETENTION_PAGE at least, since etcd counts the rest of the
  * range at every read) and deletes every completed run before the floor,
  * keeping open ones.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { EtcdContext } from '../../src/backends/etcd/context.js';
 import { countedPage, RETENTION_PAGE, RETENTION_PAGE_MAX } from '../../src/backends/etcd/limits.js';
+import { decodeJson, type RunRecord } from '../../src/backends/etcd/records.js';
 import type { GraphSpec } from '../../src/model/index.js';
 import { etcdRepository } from '../support/etcd.js';
 
@@ -37,6 +39,27 @@ describe('etcd: retention past a page', { timeout: 300_000 }, () => {
     assert.equal(await repo.deleteCompletedRunsBefore(floor), done.length);
     const left = (await repo.listRuns({ limit: 1000 })).runs.map((r) => r.id);
     assert.deepEqual(left.sort(), [open.id, kept.id].sort());
+  });
+
+  it('a run whose last finish completes its dependents unreached is sealed by that finish', async () => {
+    const repo = backend.repository;
+    // a succeeds; its only dependent h (one_failed) completes unreached in that finish, with no dependent of its own.
+    const run = await repo.start({
+      nodes: [
+        { name: 'a', runtime: 'r', metadata: {}, retry: {} },
+        { name: 'h', runtime: 'r', metadata: {}, retry: {}, trigger: 'one_failed' },
+      ],
+      edges: [{ source: 'a', destination: 'h' }],
+    });
+    const lease = await repo.grantLease(60_000);
+    const c = await repo.claim({ runId: run.id, node: 'a', leaseId: lease.id, agentId: 't' });
+    await repo.finish({ runId: run.id, node: 'a', claimId: c!.claimId, conclusion: 'SUCCESS' });
+    // Readers derive a conclusion the run key lacks; lists and retention read the sealed one.
+    const { ctx } = repo as unknown as { ctx: EtcdContext };
+    const kv = (await ctx.store.range({ key: ctx.keys.run(run.id) })).kvs[0]!;
+    const record = decodeJson<RunRecord>(kv.value);
+    assert.equal(record.conclusion, 'SUCCESS', 'the conclusion is on record');
+    assert.ok(record.finishedAt);
   });
 
   it('a page is a share of what is left, between its bounds', () => {

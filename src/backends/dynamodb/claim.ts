@@ -210,7 +210,8 @@ function planClaim(ctx: DynamoContext, req: ClaimRequest, c: Decided, ups: Map<s
       if (!item) continue;
       const u = decodeNode(item).d;
       upIndex.set(u.spec.name, u.i);
-      if (u.status !== 'COMPLETED' || u.last !== 'SUCCESS') continue;
+      // A SUCCESS from before a retry put it back (it then completed unreached) is no input (rule 14).
+      if (u.status !== 'COMPLETED' || u.last !== 'SUCCESS' || u.attempts <= u.abr) continue;
       d.inputs[u.spec.name] = u.attempts;
       if (u.out === 0) empty.add(u.spec.name);
     }

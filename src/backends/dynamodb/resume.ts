@@ -66,6 +66,7 @@ export async function retryRun(
         status: n.d.status,
         last: n.d.last,
         attempts: n.d.attempts,
+        attemptsBeforeRetry: n.d.abr,
       })),
       topology({
         nodes: nodes.map((n) => n.d.spec),

@@ -49,8 +49,11 @@ function claimedFrom(
   const inputs: Record<string, Uint8Array> = {};
   rec.up.forEach((u, i) => {
     const kv = responses[i]?.response_range.kvs[0];
-    // From upstream nodes that succeeded only (a trigger may run a node below a failure).
-    if (kv && decodeAttempt(kv.value).conclusion === 'SUCCESS') inputs[u] = attemptOutput(kv.value);
+    // From upstream nodes that succeeded only (a trigger may run a node below a failure). One counted in as
+    // failed or neither (`dn`) did not, whatever its last attempt: a SUCCESS from before a retry put it back
+    // (it then completed unreached) is no input (rule 14).
+    if (kv && !rec.dn?.[u] && decodeAttempt(kv.value).conclusion === 'SUCCESS')
+      inputs[u] = attemptOutput(kv.value);
   });
   const attempts =
     rec.a > 0 ? responses[rec.up.length]!.response_range.kvs.map((kv) => decodeAttempt(kv.value)) : [];

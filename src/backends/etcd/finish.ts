@@ -169,7 +169,8 @@ export function planFinish(
       if (!dep) throw nodeNotFound(req.runId, d);
       const settled = settle(ctx, req.runId, dep.rec, req.node, 'succeeded', now);
       if (!settled) continue; // unreached via another branch: nothing to count down
-      allDepsDone = false;
+      // One that completed (unreached) leaves the run as done as it was; its downstream, if any, cascade.
+      if (settled.next.s !== 'COMPLETED') allDepsDone = false;
       compare.push(modIs(keys.node(req.runId, d), dep.rev));
       ops.push(...settled.ops);
       counted.push(settled.next);

@@ -123,7 +123,8 @@ export async function loadRun(ctx: EtcdContext, runId: string, revision?: string
     const inputs: Record<string, Uint8Array> = {};
     if (r.st)
       for (const u of r.up) {
-        const out = lastOutput.get(u);
+        // Not from one this node counted in as failed or neither (a SUCCESS from before a retry put it back).
+        const out = r.dn?.[u] ? undefined : lastOutput.get(u);
         if (out) inputs[u] = out;
       }
     const out = streamed.get(r.spec.name);

@@ -47,6 +47,7 @@ export async function retryRun(ctx: EtcdContext, runId: string, named?: string[]
         status: n.status,
         last: n.attempts[n.attempts.length - 1]?.conclusion,
         attempts: n.attempts.length,
+        attemptsBeforeRetry: n.attemptsBeforeRetry ?? 0,
       })),
       topology({ nodes: run.nodes.map((n) => n.spec), edges: run.edges }),
       named,

@@ -395,6 +395,7 @@ export function retryView(node: NodeRecord): RetryNodeView {
     status: node.status,
     last: node.attempts[node.attempts.length - 1]?.conclusion,
     attempts: node.attempts.length,
+    attemptsBeforeRetry: node.attemptsBeforeRetry,
   };
 }
 

@@ -29,14 +29,23 @@ import {
   type IdentityRow,
   identityOf,
   inputsOf,
+  mayHaveStaleUpstream,
   NODE_COLUMNS,
   type NodeRow,
   RUN_COLUMNS,
   type RunRow,
+  staleUpstream,
   statusOf,
   toNodeState,
 } from './rows.js';
-import { CLAIMS_HELD, FAILED_NODES, RUN_BY_REQUEST, RUN_HAS_RUNNING_NODE, STATS } from './sql.js';
+import {
+  CLAIMS_HELD,
+  FAILED_NODES,
+  RUN_BY_REQUEST,
+  RUN_HAS_RUNNING_NODE,
+  STATS,
+  UPSTREAM_RETRY_COUNTS,
+} from './sql.js';
 
 /** Everything that only reads: inspect, the watcher's re-reads, listing and stats. */
 
@@ -76,8 +85,16 @@ export async function loadRun(db: Db, runId: string, names?: string[]): Promise<
         return list?.[list.length - 1];
       };
       const live = await readLiveOutputs(c, runId, names);
+      // A subset's upstream rows may be missing: what tells their stale SUCCESS is read for those that matter.
+      const known = new Set(nodeRows.rows.map((r) => r.name));
+      const missing = new Set<string>();
+      for (const r of nodeRows.rows)
+        if (mayHaveStaleUpstream(r)) for (const u of r.upstream) if (!known.has(u)) missing.add(u);
+      const upstreamRows =
+        missing.size > 0 ? (await c.query<NodeRow>(UPSTREAM_RETRY_COUNTS, [runId, [...missing]])).rows : [];
+      const stale = staleUpstream([...nodeRows.rows, ...upstreamRows]);
       const nodes = nodeRows.rows.map((row) =>
-        toNodeState(row, byNode.get(row.name) ?? [], inputsOf(row, lastOutput), live.get(row.name)),
+        toNodeState(row, byNode.get(row.name) ?? [], inputsOf(row, lastOutput, stale), live.get(row.name)),
       );
       let anyRunning: boolean;
       if (!names) anyRunning = nodes.some((n) => n.status === 'RUNNING');

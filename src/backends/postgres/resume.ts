@@ -37,6 +37,7 @@ export async function retryRun(ctx: TransitionContext, runId: string, named?: st
           upstream: string[];
           downstream: string[];
           attempt_count: number;
+          attempts_before_retry: number;
           last: AttemptConclusion | null;
         }>(RETRY_READ_NODES, [runId])
       ).rows;
@@ -49,6 +50,7 @@ export async function retryRun(ctx: TransitionContext, runId: string, named?: st
           status: r.status,
           last: r.last ?? undefined,
           attempts: r.attempt_count,
+          attemptsBeforeRetry: r.attempts_before_retry,
         })),
         topology({ nodes: rows.map((r) => r.spec), edges }),
         named,

@@ -144,15 +144,41 @@ export function groupAttempts(rows: AttemptRow[]): Map<string, Attempt[]> {
 export function inputsOf(
   row: NodeRow,
   lastAttempt: (node: string) => Pick<Attempt, 'conclusion' | 'output'> | undefined,
+  /** Upstream nodes whose last attempt is from before a retry last put them back (staleUpstream). */
+  stale: ReadonlySet<string> = NONE,
 ): Record<string, Uint8Array> {
   const inputs: Record<string, Uint8Array> = {};
   if (row.started_at === null) return inputs;
-  // From upstream nodes that succeeded only (a trigger may run a node below a failure).
+  // From upstream nodes that succeeded only (a trigger may run a node below a failure), since a retry last
+  // put them back: one put back that then completed unreached keeps its old SUCCESS, which is no input.
   for (const up of row.upstream) {
     const last = lastAttempt(up);
-    if (last?.conclusion === 'SUCCESS') inputs[up] = last.output;
+    if (last?.conclusion === 'SUCCESS' && !stale.has(up)) inputs[up] = last.output;
   }
   return inputs;
+}
+
+const NONE: ReadonlySet<string> = new Set();
+
+/**
+ * Whether a node's inputs may miss a stale upstream SUCCESS unless told
+ * (staleUpstream): only a trigger other than all_success runs a node with an
+ * upstream that counted as neither, which is how a stale SUCCESS counts.
+ */
+export function mayHaveStaleUpstream(row: Pick<NodeRow, 'spec' | 'upstream'>): boolean {
+  const rule = row.spec.trigger ?? 'all_success';
+  return rule !== 'all_success' && row.upstream.length > 0;
+}
+
+/** Of these node rows, those completed with no attempt since a retry last put them back. */
+export function staleUpstream(
+  rows: Iterable<Pick<NodeRow, 'name' | 'attempt_count' | 'attempts_before_retry'>>,
+): Set<string> {
+  const stale = new Set<string>();
+  for (const r of rows)
+    if ((r.attempts_before_retry ?? 0) > 0 && r.attempt_count <= (r.attempts_before_retry ?? 0))
+      stale.add(r.name);
+  return stale;
 }
 
 export function toNodeState(

@@ -977,7 +977,12 @@ export const PING = 'SELECT 1';
 export const RETRY_LOCK_RUN = `SELECT remaining, conclusion FROM runs WHERE id = $1 FOR NO KEY UPDATE`;
 
 /** Every node of the run with what planRetry needs: its spec, status and last attempt's conclusion. */
+/** What tells a stale upstream SUCCESS (rows.ts staleUpstream) of the named nodes. */
+export const UPSTREAM_RETRY_COUNTS = `SELECT name, attempt_count, attempts_before_retry FROM nodes
+       WHERE run_id = $1 AND name = ANY($2)`;
+
 export const RETRY_READ_NODES = `SELECT n.name, n.spec, n.status, n.upstream, n.downstream, n.attempt_count,
+         n.attempts_before_retry,
          (SELECT a.conclusion FROM attempts a WHERE a.run_id = n.run_id AND a.node = n.name AND a.n = n.attempt_count)
            AS last
        FROM nodes n WHERE n.run_id = $1 ORDER BY n.idx FOR UPDATE`;

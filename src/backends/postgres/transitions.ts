@@ -39,8 +39,17 @@ import type { AttemptJson, ClaimBatcher } from './claims.js';
 import type { Db } from './db.js';
 import type { FinishBatcher } from './finishes.js';
 import { ms, type Notice, type Publisher } from './notices.js';
-import { type AttemptRow, groupAttempts, inputsOf, type NodeRow, toBuffer, toNodeState } from './rows.js';
-import { RELEASE_CLAIMS } from './sql.js';
+import {
+  type AttemptRow,
+  groupAttempts,
+  inputsOf,
+  mayHaveStaleUpstream,
+  type NodeRow,
+  staleUpstream,
+  toBuffer,
+  toNodeState,
+} from './rows.js';
+import { RELEASE_CLAIMS, UPSTREAM_RETRY_COUNTS } from './sql.js';
 import type { StartBatcher } from './starts.js';
 import { getWorkflow } from './workflows.js';
 
@@ -188,7 +197,17 @@ export async function claimNode(ctx: TransitionContext, req: ClaimRequest): Prom
   });
   if (row) {
     announceClaim(ctx, req.runId, row);
-    return claimedWith(req.runId, claimId, row, attemptsFromJson(row.attempts_json));
+    // Rare (a trigger other than all_success): which upstream SUCCESS is from before a retry put it back.
+    const stale = mayHaveStaleUpstream(row)
+      ? staleUpstream(
+          (
+            await ctx.db.retrying('claim', () =>
+              ctx.db.query<NodeRow>('claim', UPSTREAM_RETRY_COUNTS, [req.runId, row.upstream]),
+            )
+          ).rows,
+        )
+      : undefined;
+    return claimedWith(req.runId, claimId, row, attemptsFromJson(row.attempts_json), stale);
   }
   const why = await ctx.db.retrying('claim', () =>
     ctx.db.query<{ lease: boolean; run: boolean; node: boolean }>(
@@ -232,7 +251,13 @@ function announceClaim(ctx: TransitionContext, runId: string, row: NodeRow): voi
   ]);
 }
 
-function claimedWith(runId: string, claimId: string, row: NodeRow, attempts: AttemptRow[]): ClaimedNode {
+function claimedWith(
+  runId: string,
+  claimId: string,
+  row: NodeRow,
+  attempts: AttemptRow[],
+  stale?: ReadonlySet<string>,
+): ClaimedNode {
   const byNode = groupAttempts(attempts);
   const last = (n: string) => byNode.get(n)?.at(-1);
   return {
@@ -241,7 +266,7 @@ function claimedWith(runId: string, claimId: string, row: NodeRow, attempts: Att
     attempt: row.attempt_count + 1,
     orphan: row.previous_claim_id !== null,
     previousClaimId: row.previous_claim_id ?? undefined,
-    node: toNodeState(row, byNode.get(row.name) ?? [], inputsOf(row, last)),
+    node: toNodeState(row, byNode.get(row.name) ?? [], inputsOf(row, last, stale)),
   };
 }
 
