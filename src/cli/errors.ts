@@ -45,7 +45,7 @@ export function describeError(e: unknown): { message: string; exitCode: number }
 }
 
 /** Error messages end up on one terminal line; a multi-line message from a lower layer is folded. */
-function oneLine(message: string): string {
+export function oneLine(message: string): string {
   return message
     .split(/\r?\n/)
     .map((s) => s.trim())

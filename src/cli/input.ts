@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { MAX_TIME_MS, MAX_TIMEOUT_MS } from '../client/index.js';
 import type { GraphSpec } from '../model/types.js';
 import { validateGraph } from '../model/validate.js';
 import { GraphParseError, graphFromJsonText } from '../model/wire.js';
@@ -62,7 +63,21 @@ const RFC3339 = /^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\
  * taken as midnight UTC). Milliseconds since the epoch.
  */
 export function parseTimeFlag(flag: string, text: string, now: number): number {
-  const s = text.trim();
+  const ms = timeOf(text.trim(), now);
+  if (ms === undefined)
+    throw new CliError(
+      `${flag}: "${text}" is neither a duration (e.g. 30m, 1h, 2h30m) nor an RFC 3339 time (e.g. 2025-06-01T10:00:00Z)`,
+    );
+  // The epoch itself is 0, which the API reads as no bound at all: `--until 1970-01-01` would list every run.
+  if (ms <= 0) throw new CliError(`${flag}: "${text}" is not after 1970-01-01T00:00:00Z; give a later time`);
+  if (ms > MAX_TIME_MS)
+    throw new CliError(
+      `${flag}: "${text}" is after ${new Date(MAX_TIME_MS).toISOString()}, the latest time runs can be listed by`,
+    );
+  return ms;
+}
+
+function timeOf(s: string, now: number): number | undefined {
   if (RFC3339.test(s)) {
     const ms = Date.parse(s.replace(' ', 'T'));
     if (!Number.isNaN(ms)) return ms;
@@ -71,10 +86,8 @@ export function parseTimeFlag(flag: string, text: string, now: number): number {
     return now - parseDuration(s);
   } catch (e) {
     if (!(e instanceof DurationError)) throw e;
+    return undefined;
   }
-  throw new CliError(
-    `${flag}: "${text}" is neither a duration (e.g. 30m, 1h, 2h30m) nor an RFC 3339 time (e.g. 2025-06-01T10:00:00Z)`,
-  );
 }
 
 export function parseLimit(text: string): number {
@@ -92,13 +105,19 @@ export function parseAttempt(text: string): number {
 }
 
 export function parseTimeout(text: string): number {
+  let ms = 0;
   try {
-    const ms = parseDuration(text);
-    if (ms > 0) return ms;
+    ms = parseDuration(text);
   } catch {
     // reported below with the flag's name
   }
-  throw new CliError(`--timeout: "${text}" is not a positive duration (e.g. 5s, 500ms)`);
+  if (!(ms > 0)) throw new CliError(`--timeout: "${text}" is not a positive duration (e.g. 5s, 500ms)`);
+  // A longer timer fires at once: every request would time out immediately.
+  if (ms > MAX_TIMEOUT_MS)
+    throw new CliError(
+      `--timeout: "${text}" is longer than ${MAX_TIMEOUT_MS} ms (about 24.8 days), the most it takes`,
+    );
+  return ms;
 }
 
 export const DEFAULT_ADDRESS = 'http://127.0.0.1:7890';
@@ -142,4 +161,22 @@ export async function readJsonObjectFile(file: string, shape: string): Promise<R
   if (json === null || typeof json !== 'object' || Array.isArray(json))
     throw new CliError(`${file}: ${shape}`);
   return json as Record<string, unknown>;
+}
+
+/**
+ * Refuses a key `o` (read from `file`) may not have, as the API does: a
+ * misspelt optional key (`timezon`) would otherwise be dropped in silence.
+ * `where` places a nested object (`params[0]: `).
+ */
+export function refuseUnknownKeys(
+  file: string,
+  o: Record<string, unknown>,
+  known: readonly string[],
+  where = '',
+): void {
+  const unknown = Object.keys(o).find((k) => !known.includes(k));
+  if (unknown !== undefined)
+    throw new CliError(
+      `${file}: ${where}unknown key ${JSON.stringify(unknown)} (the keys are ${known.join(', ')})`,
+    );
 }

@@ -26,6 +26,7 @@ export async function runsLogs(
     const node = nodeOf(await ctx.client().inspect(runId), name);
     const n = opts.attempt ?? currentAttempt(node);
     checkAttempt(node, n, opts.attempt !== undefined);
+    await fetchOmittedOutput(ctx, runId, node, n);
     printer.show(n, bytesOf(node, n));
     return printer.end();
   }
@@ -46,13 +47,18 @@ export async function runsLogs(
     if (ev.type === 'snapshot') {
       const node = nodeOf(ev.run, name);
       if (opts.attempt !== undefined) checkAttempt(node, opts.attempt, true, true);
+      await fetchOmittedOutput(ctx, runId, node, target ?? currentAttempt(node));
       done = settle(node);
     } else if (ev.type === 'output') {
       if (ev.node === name && ev.attempt === target) printer.at(ev.attempt, ev.offset, ev.chunk);
     } else if (ev.node.spec.name === name) done = settle(ev.node);
     if (done) break;
   }
-  if (!done && !ctx.signal?.aborted) settle(nodeOf(await ctx.client().inspect(runId), name));
+  if (!done && !ctx.signal?.aborted) {
+    const node = nodeOf(await ctx.client().inspect(runId), name);
+    await fetchOmittedOutput(ctx, runId, node, target ?? currentAttempt(node));
+    settle(node);
+  }
   return ctx.signal?.aborted ? EXIT.interrupted : printer.end();
 }
 
@@ -74,6 +80,18 @@ function checkAttempt(node: NodeState, n: number, asked: boolean, future = false
       `node "${node.spec.name}" has ${known} attempt${known === 1 ? '' : 's'}${future ? ' and will have no more' : ''}`,
       EXIT.usage,
     );
+}
+
+/**
+ * A read (inspect, a watch's snapshot) leaves attempt outputs out past its
+ * budget (`omittedOutputBytes`): attempt `n`'s is fetched on its own then,
+ * into the attempt itself, which the watch's later node events share.
+ */
+async function fetchOmittedOutput(ctx: Context, runId: string, node: NodeState, n: number): Promise<void> {
+  const attempt = node.attempts[n - 1];
+  if (attempt?.omittedOutputBytes === undefined) return;
+  attempt.output = await ctx.client().attemptOutput(runId, node.spec.name, n);
+  delete attempt.omittedOutputBytes;
 }
 
 /** The output of attempt `n` as the node state knows it: recorded, or streamed so far. */

@@ -15,7 +15,7 @@ import {
   runsWatch,
   stats,
 } from './commands.js';
-import { EXIT } from './errors.js';
+import { EXIT, oneLine } from './errors.js';
 import {
   DEFAULT_ADDRESS,
   parseAttempt,
@@ -553,10 +553,12 @@ function commandPath(cmd: Command): string {
 /** Whether a CommanderError is help or version output rather than a failure, and the code to exit with. */
 export function commanderExit(e: CommanderError): { code: number; message?: string } {
   if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return { code: EXIT.ok };
-  // `adagio` or `adagio runs` alone: commander has printed the help on stderr.
-  if (e.code === 'commander.help' || e.code === 'commander.executeSubCommandAsync')
-    return { code: EXIT.usage };
-  return { code: EXIT.usage, message: e.message.replace(/^error:\s*/, '') };
+  // `adagio help [COMMAND]` asked for the help (commander's exit code 0); `adagio` or `adagio runs`
+  // alone left out the command, and commander has printed the help on stderr.
+  if (e.code === 'commander.help') return { code: e.exitCode === 0 ? EXIT.ok : EXIT.usage };
+  if (e.code === 'commander.executeSubCommandAsync') return { code: EXIT.usage };
+  // Commander puts a suggestion on a line of its own ("(Did you mean logs?)").
+  return { code: EXIT.usage, message: oneLine(e.message.replace(/^error:\s*/, '')) };
 }
 
 export { CommanderError };

@@ -3,9 +3,20 @@ import type { Run } from '../model/types.js';
 import type { Context } from './commands.js';
 import { CliError, EXIT } from './errors.js';
 import { formatTimestamp, table } from './format.js';
-import { readJsonObjectFile } from './input.js';
+import { readJsonObjectFile, refuseUnknownKeys } from './input.js';
 
 /** `adagio schedules …` (rule 18). */
+
+const SCHEDULE_FILE_KEYS = [
+  'name',
+  'workflow',
+  'cron',
+  'timezone',
+  'params',
+  'overlap',
+  'catchup',
+  'paused',
+] as const satisfies readonly ('name' | keyof ScheduleInput)[];
 
 /**
  * A schedule file: the body of PUT /v0/schedules/{name} with its `name`.
@@ -17,6 +28,7 @@ export async function readScheduleFile(file: string): Promise<{ name: string; in
     file,
     'a schedule file is a JSON object {"name", "workflow", "cron", ...}',
   );
+  refuseUnknownKeys(file, json, SCHEDULE_FILE_KEYS);
   const { name, ...input } = json as unknown as { name?: unknown } & ScheduleInput;
   if (typeof name !== 'string' || name === '') throw new CliError(`${file}: "name" is required`);
   const problems = validateSchedule(name, input);

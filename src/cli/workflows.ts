@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import type { RunConclusion, RunStatus } from '../model/types.js';
 import { GraphParseError, graphFromJson } from '../model/wire.js';
 import {
@@ -11,11 +10,15 @@ import { InvalidGraphError } from '../protocol/errors.js';
 import type { Context } from './commands.js';
 import { CliError, EXIT } from './errors.js';
 import { fitTable, formatTimestamp, table } from './format.js';
+import { readJsonObjectFile, refuseUnknownKeys } from './input.js';
 
 /**
  * `adagio workflows …` (rule 16), and the flags of `runs start` and `runs ls`
  * about workflows, params, names and labels (rule 17).
  */
+
+const WORKFLOW_FILE_KEYS = ['name', 'spec', 'description', 'params'] as const;
+const PARAM_KEYS = ['name', 'required', 'default', 'description'] as const;
 
 /**
  * A workflow file: the body of PUT /v0/workflows/{name} with its `name`.
@@ -23,22 +26,15 @@ import { fitTable, formatTimestamp, table } from './format.js';
  * file named and before any network call.
  */
 export async function readWorkflowFile(file: string): Promise<{ name: string; input: WorkflowInput }> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new CliError(`cannot read ${file}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new CliError(`${file}: not valid JSON: ${(e as Error).message}`);
-  }
-  if (json === null || typeof json !== 'object' || Array.isArray(json))
-    throw new CliError(`${file}: a workflow file is a JSON object {"name", "spec", "description", "params"}`);
-  const o = json as Record<string, unknown>;
+  const o = await readJsonObjectFile(
+    file,
+    'a workflow file is a JSON object {"name", "spec", "description", "params"}',
+  );
+  refuseUnknownKeys(file, o, WORKFLOW_FILE_KEYS);
+  if (Array.isArray(o.params))
+    for (const [i, p] of o.params.entries())
+      if (p !== null && typeof p === 'object' && !Array.isArray(p))
+        refuseUnknownKeys(file, p as Record<string, unknown>, PARAM_KEYS, `params[${i}]: `);
   if (typeof o.name !== 'string' || o.name === '') throw new CliError(`${file}: "name" is required`);
   if (!('spec' in o)) throw new CliError(`${file}: "spec" (the graph) is required`);
   let spec: WorkflowInput['spec'];

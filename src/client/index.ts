@@ -26,13 +26,36 @@ import type { ListRunsQuery, RunPage, StartOptions, WatchEvent } from '../protoc
 
 export const DEFAULT_ADDRESS = 'http://127.0.0.1:7890';
 
+/** The longest `timeoutMs`: Node's timers fire at once for a delay past 2^31 - 1 ms (about 24.8 days). */
+export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
 export interface ClientOptions {
   /** Base URL of an adagiod API; default $ADAGIO_ADDRESS, else http://127.0.0.1:7890. */
   address?: string;
   /** Bearer token; default $ADAGIO_TOKEN. */
   token?: string;
-  /** Per unary call; default 30 s. Watch streams have none. */
+  /** Per unary call, more than 0 and at most MAX_TIMEOUT_MS; default 30 s. Watch streams have none. */
   timeoutMs?: number;
+}
+
+/** The latest time a run list can be bounded by (2262-04-11): the wire carries int64 nanoseconds. */
+export const MAX_TIME_MS = Number((2n ** 63n - 1n) / 1_000_000n);
+
+/**
+ * A list bound (ms since the epoch, rounded to whole ms) as the wire's
+ * nanoseconds; 0 when unset, which the wire reads as no bound, so an `until`
+ * at or before the epoch is refused rather than listing every run.
+ */
+function timeBoundNs(bound: 'since' | 'until', ms: number | undefined): bigint {
+  if (ms === undefined) return 0n;
+  const whole = Math.round(ms);
+  const min = bound === 'until' ? 1 : 0;
+  if (!Number.isFinite(whole) || whole < min || whole > MAX_TIME_MS)
+    throw new ApiError(
+      'invalid_argument',
+      `${bound} must be ms since the epoch from ${min} to ${MAX_TIME_MS} (${new Date(MAX_TIME_MS).toISOString()}); got ${ms}`,
+    );
+  return BigInt(whole) * 1_000_000n;
 }
 
 /** A failed API call: the server's code and its one-line message. */
@@ -66,6 +89,12 @@ export class AdagioClient {
       });
     }
     this.timeoutMs = options.timeoutMs ?? 30_000;
+    // Out of range, every call would fail at once with "did not answer in time": say so here instead.
+    if (!(this.timeoutMs > 0 && this.timeoutMs <= MAX_TIMEOUT_MS))
+      throw new ApiError(
+        'invalid_argument',
+        `timeoutMs must be more than 0 and at most ${MAX_TIMEOUT_MS} ms (about 24.8 days); got ${this.timeoutMs}`,
+      );
     this.rpc = createClient(
       cp.ControlPlane,
       createConnectTransport({ baseUrl: this.address, httpVersion: '1.1', interceptors }),
@@ -190,11 +219,14 @@ export class AdagioClient {
   }
 
   async listRuns(query: ListRunsQuery = {}): Promise<RunPage> {
+    // Checked outside the call, which would report a bad bound as an internal error.
+    const startNs = timeBoundNs('since', query.since);
+    const finishNs = timeBoundNs('until', query.until);
     const res = await this.call(() =>
       this.rpc.listRuns(
         {
-          startNs: query.since !== undefined ? BigInt(query.since) * 1_000_000n : 0n,
-          finishNs: query.until !== undefined ? BigInt(query.until) * 1_000_000n : 0n,
+          startNs,
+          finishNs,
           limit: query.limit ?? 0,
           cursor: query.cursor ?? '',
           workflow: query.workflow ?? '',

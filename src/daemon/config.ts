@@ -266,7 +266,9 @@ export function resolveConfig(
   const file = configFile ? readConfigFile(configFile) : {};
   const raw: RawValues = {};
   for (const o of OPTIONS) {
-    raw[o.name] = flags[o.name] ?? env[envName(o.name)] ?? file[o.name] ?? o.default;
+    // `ADAGIOD_API_TOKEN= adagiod` sets nothing: an empty variable overriding the file would drop its token.
+    const fromEnv = env[envName(o.name)] || undefined;
+    raw[o.name] = flags[o.name] ?? fromEnv ?? file[o.name] ?? o.default;
   }
   const v = new Values(raw);
   const backendType = v.choice('backend-type') as BackendType;

@@ -16,6 +16,18 @@ export function normalizeArgv(argv: string[]): string[] {
   );
 }
 
+/**
+ * A bool flag takes an optional value (`-ui false`), so commander would read a
+ * role right after it (`-example api`) as that value: such a flag is given its
+ * `true` inline, and the role stays the role.
+ */
+export function keepRoleAfterBoolFlag(argv: string[]): string[] {
+  const bools = new Set(OPTIONS.filter((o) => o.kind === 'bool').map((o) => `--${o.name}`));
+  return argv.map((a, i) =>
+    bools.has(a) && (ROLES as readonly string[]).includes(argv[i + 1] ?? '') ? `${a}=true` : a,
+  );
+}
+
 function buildCommand(): Command {
   const program = new Command('adagiod')
     .description(
@@ -46,7 +58,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `adagiod: ${s}` : s),
   });
   try {
-    program.parse(normalizeArgv(argv), { from: 'user' });
+    program.parse(keepRoleAfterBoolFlag(normalizeArgv(argv)), { from: 'user' });
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
     throw e;

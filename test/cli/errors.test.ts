@@ -162,6 +162,29 @@ describe('adagio CLI errors, help and auth', () => {
     assert.match(bare.stderr, /^Usage: adagio/);
   });
 
+  it('the help command: help asked for exits 0 (on stdout); an unknown command is one line with the suggestion', async () => {
+    const [top, runs, ls, bogus] = await Promise.all([
+      cli(['help']),
+      cliInProcess(['help', 'runs']),
+      cliInProcess(['runs', 'help', 'ls']),
+      cli(['runs', 'bogus']),
+    ]);
+    for (const [r, usage] of [
+      [top, 'Usage: adagio [options] [command]'],
+      [runs, 'Usage: adagio runs [options] [command]'],
+      [ls, 'Usage: adagio runs ls|list [options]'],
+    ] as const) {
+      assert.equal(r.code, 0, usage);
+      assert.equal(r.stderr, '');
+      assert.ok(r.stdout.startsWith(usage), r.stdout.slice(0, 80));
+    }
+    assert.equal(bogus.code, 2);
+    assert.equal(
+      oneErrorLine(bogus.stderr),
+      "adagio: unknown command 'bogus' (Did you mean logs?) (see 'adagio runs --help')",
+    );
+  });
+
   it('--help on every command (in process: the same program the binary runs)', async () => {
     const commands = [
       [],

@@ -2,9 +2,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CliError, describeError, EXIT } from '../../src/cli/errors.js';
-import { parseLimit, parseTimeFlag, readGraph, resolveAddress } from '../../src/cli/input.js';
+import { parseLimit, parseTimeFlag, parseTimeout, readGraph, resolveAddress } from '../../src/cli/input.js';
 import type { CliIO } from '../../src/cli/io.js';
+import { AdagioClient, ApiError, MAX_TIME_MS, MAX_TIMEOUT_MS } from '../../src/client/index.js';
 import { InvalidGraphError, NotFoundError, UnavailableError } from '../../src/protocol/errors.js';
+import { cliInProcess, closedPort, oneErrorLine } from './helpers.js';
 
 const NOW = Date.parse('2025-06-01T12:00:00Z');
 
@@ -39,6 +41,66 @@ describe('cli input', () => {
         () => parseTimeFlag('--since', bad, NOW),
         (e) => e instanceof CliError && /--since/.test(e.message),
       );
+  });
+
+  it('--since/--until: a time at or before the epoch (0: no bound on the wire) or past 2262 is a usage error', async () => {
+    for (const [flag, text, message] of [
+      ['--since', '9999-01-01', /^--since: "9999-01-01" is after 2262-04-11T23:47:16\.854Z/],
+      ['--since', '99999999999h', /^--since: "99999999999h" is not after 1970-01-01T00:00:00Z/],
+      ['--until', '1000-01-01', /^--until: "1000-01-01" is not after 1970-01-01T00:00:00Z/],
+      ['--until', '1970-01-01T00:00:00Z', /^--until: "1970-01-01T00:00:00Z" is not after/],
+    ] as const)
+      assert.throws(
+        () => parseTimeFlag(flag, text, NOW),
+        (e) => e instanceof CliError && e.exitCode === EXIT.usage && message.test(e.message),
+        text,
+      );
+    assert.equal(parseTimeFlag('--until', '1970-01-01T00:00:00.001Z', NOW), 1);
+    // Refused before any request (the address is closed): exit 2, not the client's serialization error.
+    const env = { ADAGIO_ADDRESS: `127.0.0.1:${await closedPort()}` };
+    const r = await cliInProcess(['runs', 'ls', '--until', '9999-01-01'], { env });
+    assert.equal(r.code, EXIT.usage, r.stderr);
+    assert.match(oneErrorLine(r.stderr), /^adagio: --until: "9999-01-01" is after 2262-/);
+  });
+
+  it('the client: list bounds are rounded to whole ms and range-checked (invalid_argument)', async () => {
+    const client = new AdagioClient({ address: `http://127.0.0.1:${await closedPort()}` });
+    for (const query of [{ since: -1 }, { until: 0 }, { since: MAX_TIME_MS + 1 }, { until: Number.NaN }])
+      await assert.rejects(
+        client.listRuns(query),
+        (e) =>
+          e instanceof ApiError &&
+          e.code === 'invalid_argument' &&
+          /must be ms since the epoch/.test(e.message),
+        JSON.stringify(query),
+      );
+    // A fractional bound (a duration of 1.5ms back from now) reaches the network: here, a closed port.
+    await assert.rejects(client.listRuns({ since: NOW - 1.5, until: NOW + 0.5 }), (e) => {
+      assert.ok(e instanceof ApiError && e.code === 'unavailable', String(e));
+      return true;
+    });
+  });
+
+  it("--timeout and the client's timeoutMs: at most 2^31-1 ms, a timer's limit", async () => {
+    assert.equal(parseTimeout('24h'), 86_400_000);
+    assert.equal(parseTimeout('596h'), 596 * 3_600_000);
+    for (const bad of ['600h', '2147483648ms'])
+      assert.throws(
+        () => parseTimeout(bad),
+        (e) => e instanceof CliError && /^--timeout: ".*" is longer than 2147483647 ms/.test(e.message),
+      );
+    const r = await cliInProcess(['--timeout', '600h', 'stats'], {
+      env: { ADAGIO_ADDRESS: `127.0.0.1:${await closedPort()}` },
+    });
+    assert.equal(r.code, EXIT.usage, r.stderr);
+    assert.match(oneErrorLine(r.stderr), /^adagio: --timeout: "600h" is longer than/);
+    for (const timeoutMs of [2 ** 31, Number.POSITIVE_INFINITY, 0, -1, Number.NaN])
+      assert.throws(
+        () => new AdagioClient({ address: 'http://127.0.0.1:1', timeoutMs }),
+        (e) => e instanceof ApiError && e.code === 'invalid_argument' && /^timeoutMs must be/.test(e.message),
+        String(timeoutMs),
+      );
+    assert.ok(new AdagioClient({ address: 'http://127.0.0.1:1', timeoutMs: MAX_TIMEOUT_MS }));
   });
 
   it('--limit is a whole number from 1 to 1000', () => {

@@ -321,6 +321,40 @@ describe('adagio CLI against a real adagiod', () => {
     assert.match(unknown.stderr, new RegExp(`run ${id} has no node "nope"`));
   });
 
+  it('runs logs (and -f) fetch an attempt output the read budget left out of the run', async () => {
+    // Six outputs of 1 MB pass the 4 MiB a read of the run carries: some are left out of inspect and watch.
+    const bytes = 1_000_000;
+    const names = ['n0', 'n1', 'n2', 'n3', 'n4', 'n5'];
+    const graph = JSON.stringify({
+      nodes: names.map((name) => ({
+        name,
+        runtime: 'exec',
+        metadata: {
+          'adagio.arguments.exec.command': { values: ['sh'] },
+          'adagio.arguments.exec.args': { values: ['-c', `yes ${name} | head -c ${bytes}`] },
+        },
+      })),
+      edges: [],
+    });
+    const id = (await cliInProcess(['runs', 'start', '-q'], { env, input: graph })).stdout.trim();
+    started.push(id);
+    const run = await eventually(async () => {
+      const r = await client.inspect(id);
+      return r.status === 'COMPLETED' ? r : undefined;
+    });
+    assert.equal(run.conclusion, 'SUCCESS');
+    const omitted = run.nodes.find((n) => n.attempts[0]?.omittedOutputBytes !== undefined);
+    assert.ok(omitted, 'a node whose output the read left out');
+    const name = omitted.spec.name;
+    const expected = `${name}\n`.repeat(bytes).slice(0, bytes);
+    for (const args of [[], ['--attempt', '1'], ['-f']]) {
+      const r = await cliInProcess(['runs', 'logs', id, name, ...args], { env });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.length, bytes, `logs ${args.join(' ')}`);
+      assert.ok(r.stdout === expected, `logs ${args.join(' ')}: the attempt's output`);
+    }
+  });
+
   it('start warns about runtimes no live agent serves (CLI on stderr, API in the response)', async () => {
     const graph = {
       nodes: [
@@ -371,7 +405,7 @@ describe('adagio CLI against a real adagiod', () => {
     assert.match(header!, /^RUNS +NODES +WAITING +READY +RUNNING +COMPLETED$/);
     const [runs, nodes, waiting, ready, running, completed] = values!.trim().split(/\s+/).map(Number);
     assert.equal(runs, started.length);
-    assert.equal(nodes, 3 * 7 + 3 + 2 + 1 + 2 * 2);
+    assert.equal(nodes, 3 * 7 + 3 + 2 + 1 + 2 * 2 + 6);
     assert.deepEqual([waiting, ready, running, completed], [0, 0, 0, nodes]);
     const json = await cliInProcess(['stats', '--json'], { env });
     assert.deepEqual(JSON.parse(json.stdout), await getJson('/v0/stats'));

@@ -124,6 +124,27 @@ describe('adagio schedules', () => {
     await client.deleteSchedule('every-second');
   });
 
+  it('schedules put refuses a key a schedule file does not have, as the API does, naming the file and key', async () => {
+    const file = join(dir, 'typo.json');
+    await writeFile(
+      file,
+      JSON.stringify({
+        name: 'typo',
+        workflow: 'nightly',
+        cron: '0 2 * * *',
+        timezon: 'Europe/Berlin',
+        params: { date: 'x' },
+      }),
+    );
+    const r = await cli(['schedules', 'put', file], { env });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(
+      oneErrorLine(r.stderr),
+      /^adagio: \S*typo\.json: unknown key "timezon" \(the keys are .*timezone/,
+    );
+    assert.ok(!(await client.listSchedules()).some((s) => s.name === 'typo'), 'nothing stored');
+  });
+
   it('bad input: 400 over JSON naming it, nothing stored; the CLI checks a file before sending it', async () => {
     const put = (name: string, body: unknown) =>
       fetch(`${daemon.address}/v0/schedules/${name}`, {

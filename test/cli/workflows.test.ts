@@ -168,6 +168,28 @@ describe('adagio workflows and run identity flags', () => {
     }
   });
 
+  it('workflows put refuses a key a workflow file does not have, as the API does, naming the file and key', async () => {
+    const typo = join(dir, 'typo.json');
+    const paramTypo = join(dir, 'param-typo.json');
+    const spec = { nodes: [{ name: 'a', runtime: 'debug' }] };
+    await writeFile(typo, JSON.stringify({ name: 'typo', spec, parms: [{ name: 'date', required: true }] }));
+    await writeFile(
+      paramTypo,
+      JSON.stringify({ name: 'typo', spec, params: [{ name: 'date', requird: true, default: 'x' }] }),
+    );
+    const [top, param] = await Promise.all([
+      cli(['workflows', 'put', typo], { env }),
+      cliInProcess(['workflows', 'put', paramTypo], { env }),
+    ]);
+    for (const r of [top, param]) assert.equal(r.code, 2, r.stderr);
+    assert.match(oneErrorLine(top.stderr), /^adagio: \S*typo\.json: unknown key "parms" \(the keys are /);
+    assert.match(
+      oneErrorLine(param.stderr),
+      /^adagio: \S*param-typo\.json: params\[0\]: unknown key "requird"/,
+    );
+    assert.ok(!(await client.listWorkflows()).some((w) => w.name === 'typo'), 'nothing stored');
+  });
+
   it('workflows rm deletes it; --help documents every command', async () => {
     await client.putWorkflow('gone', {
       spec: { nodes: [{ name: 'a', runtime: 'debug', metadata: {}, retry: {} }], edges: [] },

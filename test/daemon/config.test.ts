@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, resolveConfig } from '../../src/daemon/config.js';
-import { normalizeArgv } from '../../src/daemon/main.js';
+import { keepRoleAfterBoolFlag, normalizeArgv } from '../../src/daemon/main.js';
 import { ADAGIOD, REPO_ROOT } from '../support/daemon.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'adagiod-config-'));
@@ -58,6 +58,16 @@ describe('adagiod configuration', () => {
     assert.equal(fromFlag.agents, 2);
     assert.equal(fromFlag.backendType, 'postgres');
     assert.deepEqual(fromFlag.roles, ['agent']);
+  });
+
+  it('an empty ADAGIOD_* variable is unset: the file (or default) still applies', () => {
+    const toml = file('token.toml', 'api-token = "s3cret"\nagents = 7\n');
+    // Taken as set, the empty variable dropped the file's token: the API served without one.
+    const token = resolveConfig([], {}, { ADAGIOD_API_TOKEN: '' }, toml);
+    assert.deepEqual(token.tokens, ['s3cret']);
+    const others = resolveConfig([], {}, { ADAGIOD_AGENTS: '', ADAGIOD_LOG_LEVEL: '' }, toml);
+    assert.equal(others.agents, 7);
+    assert.equal(others.logLevel, 'info', 'the default');
   });
 
   it('DynamoDB: table, region and endpoint from flags, env (ADAGIOD_DYNAMODB_*) and TOML', () => {
@@ -139,6 +149,16 @@ describe('adagiod configuration', () => {
       normalizeArgv(['-backend-type', 'etcd', '-etcd-addresses=http://x', '-h', '--listen', 'a:1', 'api']),
       ['--backend-type', 'etcd', '--etcd-addresses=http://x', '-h', '--listen', 'a:1', 'api'],
     );
+  });
+
+  it('a role right after a bool flag stays the role', () => {
+    assert.deepEqual(keepRoleAfterBoolFlag(['--example', 'api']), ['--example=true', 'api']);
+    assert.deepEqual(keepRoleAfterBoolFlag(['--ui', 'false', 'agent']), ['--ui', 'false', 'agent']);
+    assert.deepEqual(keepRoleAfterBoolFlag(['--listen', 'api']), ['--listen', 'api'], 'not a bool flag');
+    // The role decides: the memory backend refuses the agent role alone (before, "-example must be true or false").
+    const r = adagiod(['-example', 'agent']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^adagiod: the memory backend lives inside one process/m);
   });
 
   it('the binary: unknown backend, unknown role, bad config → one line and exit 2; --help exits 0', () => {
