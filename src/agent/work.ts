@@ -295,11 +295,17 @@ async function claim(env: WorkEnv, task: Task, log: Logger): Promise<ClaimedNode
   return undefined;
 }
 
+/** The ERROR recorded in place of a result the store refused for good; its output says why. */
+function unrecordableOutcome(refused: AttemptOutcome, e: unknown): AttemptOutcome & { unrecordable: true } {
+  const why = `the store refused this attempt's ${refused.conclusion} result: ${errorMessage(e)}`;
+  return { conclusion: 'ERROR', output: new TextEncoder().encode(why), metadata: {}, unrecordable: true };
+}
+
 async function finish(
   env: WorkEnv,
   task: Task,
   claimed: ClaimedNode,
-  outcome: AttemptOutcome,
+  outcome: AttemptOutcome & { unrecordable?: true },
   log: TaskLog,
 ): Promise<void> {
   task.finishing = true;
@@ -340,6 +346,14 @@ async function finish(
         return;
       }
       if (!(e instanceof UnavailableError)) {
+        if (!outcome.unrecordable) {
+          // The store refused this result for good (too large, not storable): record the attempt as an ERROR
+          // that says why, rather than leave the node RUNNING under this process's live lease for as long as
+          // it lives (rule 3 would never recover it).
+          log.error('finish refused; recording the attempt as an ERROR', { error: errorMessage(e) });
+          outcome = unrecordableOutcome(outcome, e);
+          continue;
+        }
         log.error('finish failed', { error: errorMessage(e) });
         return;
       }

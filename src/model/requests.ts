@@ -1,7 +1,7 @@
 import { InvalidArgumentError, InvalidGraphError } from '../protocol/errors.js';
 import { LIMITS } from './limits.js';
 import type { GraphSpec, Metadata } from './types.js';
-import { metadataProblem, textProblem, validateGraph } from './validate.js';
+import { metadataProblem, metadataSizeProblem, textProblem, validateGraph } from './validate.js';
 
 /**
  * Requests checked once, at the protocol boundary: every backend calls these
@@ -39,9 +39,9 @@ export function checkLeaseTtl(ttlMs: number): void {
     throw new InvalidArgumentError(`lease TTL is ${ttlMs} ms; the limit is ${LIMITS.maxLeaseTtlMs} ms`);
 }
 
-/** Claim and finish metadata must be storable text in every backend (see textProblem). */
+/** Claim and finish metadata must be storable text in every backend (see textProblem), and within the size limit. */
 export function checkMetadata(metadata: Metadata | undefined): void {
-  const problem = metadata && metadataProblem(metadata);
+  const problem = metadata && (metadataProblem(metadata) ?? metadataSizeProblem(metadata));
   if (problem) throw new InvalidArgumentError(problem);
 }
 

@@ -104,6 +104,22 @@ describe('agent pool', () => {
     assert.equal((await completed(repo, next.id)).conclusion, 'SUCCESS', 'the pool still works');
   });
 
+  it('a result the store refuses for good is recorded as an ERROR saying why, not left RUNNING', async () => {
+    const registry = new RuntimeRegistry([
+      runtime('chatty', () => ({ conclusion: 'SUCCESS', metadata: { k: ['x'.repeat(100 * 1024)] } })),
+      debugRuntime(),
+    ]);
+    const { repo, pool } = setup({ runtimes: registry });
+    await pool.start();
+    const run = await repo.start(spec([{ name: 'c', runtime: 'chatty' }]));
+    const done = await completed(repo, run.id);
+    assert.deepEqual(conclusions(node(done, 'c')), ['ERROR']);
+    assert.match(
+      text(node(done, 'c').attempts[0]!.output),
+      /refused this attempt's SUCCESS result: .*limit is 65536/,
+    );
+  });
+
   it('a runtime hanging past the timeout is an ERROR attempt; its signal aborts and the slot frees', async () => {
     let sawAbort = false;
     const hang = runtime('hang', async (ctx) => {

@@ -1,6 +1,7 @@
 /** Rules 2 and 4: exclusive claims, and finishes fenced by the claim. */
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
+import { LIMITS } from '../../src/model/limits.js';
 import {
   ClaimConflictError,
   InvalidArgumentError,
@@ -179,6 +180,38 @@ export function claimsSpec(test: ConformanceTest): void {
       );
       assert.deepEqual((await h.node(run.id, 'a')).attempts, []);
       await alice.finish(a, 'SUCCESS');
+    });
+
+    test('claim and finish metadata past the size limit (64 KiB) is InvalidArgumentError, nothing recorded', async (h) => {
+      const alice = await h.agent('alice');
+      const run = await h.start(graph(['a']));
+      // Past the limit (an etcd store refused such a finish for good, and its node stayed RUNNING).
+      const big = { k: ['x'.repeat(LIMITS.maxNodeMetadataBytes)] };
+      await assert.rejects(alice.claim(run.id, 'a', big), (e: Error) => {
+        assert.ok(e instanceof InvalidArgumentError);
+        assert.match(e.message, /the limit is 65536/);
+        return true;
+      });
+      assert.equal((await h.node(run.id, 'a')).status, 'READY');
+      const a = await alice.mustClaim(run.id, 'a');
+      await assert.rejects(
+        h.repo.finish({ runId: run.id, node: 'a', claimId: a.claimId, conclusion: 'SUCCESS', metadata: big }),
+        InvalidArgumentError,
+      );
+      assert.deepEqual((await h.node(run.id, 'a')).attempts, []);
+      // At the limit it is kept.
+      const fits = { k: ['x'.repeat(LIMITS.maxNodeMetadataBytes - 1)] };
+      await h.repo.finish({
+        runId: run.id,
+        node: 'a',
+        claimId: a.claimId,
+        conclusion: 'SUCCESS',
+        metadata: fits,
+      });
+      assert.equal(
+        (await h.node(run.id, 'a')).attempts[0]!.metadata.k![0]!.length,
+        LIMITS.maxNodeMetadataBytes - 1,
+      );
     });
 
     test('claim and finish on an unknown run are NotFoundError', async (h) => {

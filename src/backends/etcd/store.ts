@@ -175,6 +175,8 @@ export class Store {
 /** Transient: the cluster (or this member) is unreachable or between leaders; the call may succeed later. */
 export function isTransient(e: unknown): boolean {
   if (!(e instanceof Error)) return false;
+  // Refused for its size (gRPC RESOURCE_EXHAUSTED: "received message larger than max"): no retry will pass.
+  if (/larger than max|request is too large|too many operations/i.test(e.message)) return false;
   if (e instanceof UnavailableError) return !/closed/.test(e.message);
   if (e instanceof ClientClosedError) return false;
   if (e instanceof GRPCInvalidArgumentError || e instanceof GRPCUnauthenticatedError) return false;
@@ -208,7 +210,7 @@ export function isTransient(e: unknown): boolean {
 
 function mapError(e: unknown): unknown {
   if (!(e instanceof Error)) return e;
-  if (/request is too large|too many operations/i.test(e.message))
+  if (/request is too large|too many operations|larger than max/i.test(e.message))
     return new TooLargeError(`etcd refused the request: ${e.message}`, { cause: e });
   if (/authentication failed|invalid auth token|user name not found|permission denied/i.test(e.message))
     return new UnauthenticatedError(`etcd refused the credentials: ${e.message}`, { cause: e });
