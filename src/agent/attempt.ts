@@ -5,6 +5,7 @@ import { metadataProblem } from '../model/validate.js';
 import type { FinishConclusion } from '../protocol/repository.js';
 import { formatDuration } from '../runtimes/duration.js';
 import type { Runtime, RuntimeContext, RuntimeResult } from '../runtimes/runtime.js';
+import { timerDelay } from '../runtimes/sleep.js';
 
 /**
  * Runs one attempt of a runtime and turns whatever happens into the result to
@@ -38,9 +39,6 @@ export interface AttemptOptions {
   holder?: { stopWaiting?: { stop(): void } };
 }
 
-/** setTimeout fires at once for delays past 2^31-1 ms; longer timeouts are capped there (about 24.8 days). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 /**
  * The outcome to record, or undefined when the attempt was abandoned first.
  * One promise, and a timer only under a timeout, per attempt, settled by
@@ -62,7 +60,7 @@ export function runAttempt(
           options.controller.abort(new Error(new TextDecoder().decode(outcome.output)));
           wait.settle(outcome);
         },
-        Math.min(limit, MAX_TIMER_MS),
+        timerDelay(limit), // longer timeouts are capped at about 24.8 days
       );
     if (options.holder) options.holder.stopWaiting = wait;
     let pending: Promise<RuntimeResult> | RuntimeResult;

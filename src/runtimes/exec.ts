@@ -1,27 +1,30 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { EXIT_CODE_KEY } from '../model/labels.js';
-import { LIMITS, truncateOutput } from '../model/limits.js';
+import { boundedAppend, LIMITS, truncateOutput } from '../model/limits.js';
 import { arg } from './args.js';
 import { type DefinedRuntime, defineRuntime } from './define.js';
 import { formatDuration } from './duration.js';
 import { allowListMatcher, resolveCommand } from './exec-command.js';
 import { execEnvBuilder } from './exec-env.js';
 import type { RuntimeResult } from './runtime.js';
-import { abortReason } from './sleep.js';
+import { abortReason, timerDelay } from './sleep.js';
 
 /**
  * `exec`: runs a program without a shell (arguments are passed as they are,
  * never re-parsed). The attempt's output is stdout and stderr interleaved as
  * they arrive. Exit 0 → SUCCESS; another exit code or a signal → FAIL; the
- * program cannot start, times out or is interrupted → ERROR.
+ * program cannot start, times out or is interrupted → ERROR. The program runs
+ * in its own process group, and the attempt ends with the group: what the
+ * program leaves running when it exits or is stopped gets SIGTERM, then SIGKILL
+ * after the grace, before the attempt's result is given.
  */
 export const EXEC_ARGS = {
   command: arg.string({
     description: "program to run, found on the agent's PATH unless it contains a slash",
   }),
   args: arg.strings({ optional: true }),
-  /** Kill the program after this long; the agent's own runtime timeout applies as well. */
+  /** Kill the program after this long (0: no limit; capped at about 24.8 days); the agent's own runtime timeout applies as well. */
   timeout: arg.duration({ optional: true }),
   /** `NAME=value` entries added to the command's environment; loader variables (PATH, LD_*…) refused. */
   env: arg.strings({ optional: true }),
@@ -39,7 +42,7 @@ export interface ExecRuntimeOptions {
   unsafeEnv?: readonly string[];
   /** Between SIGTERM and SIGKILL when stopping a program. Default 2 s. */
   killGraceMs?: number;
-  /** Cap on the captured output; default LIMITS.maxOutputBytes. */
+  /** Cap on the program's output, streamed or not (adagio's closing note may follow it); default LIMITS.maxOutputBytes. */
   maxOutputBytes?: number;
 }
 
@@ -135,41 +138,31 @@ function runProcess(req: ProcessRequest): Promise<RuntimeResult> {
       stdio: [req.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
       detached: process.platform !== 'win32',
     });
+    const group = new ProcessGroup(child, req.killGraceMs);
     let stopReason: string | undefined;
-    let killTimer: NodeJS.Timeout | undefined;
     let drainTimer: NodeJS.Timeout | undefined;
     let settled = false;
 
-    const kill = (sig: NodeJS.Signals) => {
-      try {
-        if (child.pid !== undefined && process.platform !== 'win32') process.kill(-child.pid, sig);
-        else child.kill(sig);
-      } catch {
-        // already gone
-      }
-    };
     const stop = (reason: string) => {
       if (stopReason !== undefined || settled) return;
       stopReason = reason;
-      kill('SIGTERM');
-      killTimer = setTimeout(() => kill('SIGKILL'), req.killGraceMs);
-      killTimer.unref();
+      group.stop();
     };
     const onAbort = () => stop(`interrupted: ${abortReason(req.signal)}`);
     req.signal.addEventListener('abort', onAbort, { once: true });
-    const timeoutTimer =
-      req.timeoutMs !== undefined
-        ? setTimeout(() => stop(`timed out after ${formatDuration(req.timeoutMs!)}`), req.timeoutMs)
-        : undefined;
+    // 0 is no limit, as for the agent's own timeout.
+    const timeoutTimer = req.timeoutMs
+      ? setTimeout(() => stop(`timed out after ${formatDuration(req.timeoutMs!)}`), timerDelay(req.timeoutMs))
+      : undefined;
 
     const settle = (result: RuntimeResult) => {
       if (settled) return;
       settled = true;
       clearTimeout(timeoutTimer);
-      clearTimeout(killTimer);
       clearTimeout(drainTimer);
       req.signal.removeEventListener('abort', onAbort);
-      resolve(result);
+      // Nothing of the attempt may outlive it: a slot freed, or a daemon exiting, must not leave its processes behind.
+      group.emptied().then(() => resolve(result));
     };
 
     child.stdout?.on('data', (c: Buffer) => output.add(c));
@@ -208,6 +201,104 @@ function runProcess(req: ProcessRequest): Promise<RuntimeResult> {
   });
 }
 
+/** How often a group left running after its program exited is checked for having emptied. */
+const GROUP_POLL_MS = 50;
+
+/** Groups sent SIGTERM whose SIGKILL is still due: killed at once should this process exit first. */
+const groupsToKill = new Set<ProcessGroup>();
+let killOnExitHooked = false;
+
+/**
+ * The process group a program runs in (spawned detached: the group's id is
+ * its pid), stopped as a whole: SIGTERM, then SIGKILL after the grace to
+ * whatever is still in it, even when the program itself died at the SIGTERM
+ * (a grandchild ignoring it would otherwise run on, its group outliving even
+ * the agent's process).
+ */
+class ProcessGroup {
+  private killTimer?: NodeJS.Timeout;
+  private killed = false;
+  private onKilled?: () => void;
+
+  constructor(
+    private readonly child: ChildProcess,
+    private readonly graceMs: number,
+  ) {}
+
+  private signal(sig: NodeJS.Signals | 0): void {
+    try {
+      if (this.child.pid !== undefined && process.platform !== 'win32') process.kill(-this.child.pid, sig);
+      else if (sig !== 0) this.child.kill(sig);
+    } catch {
+      // already gone
+    }
+  }
+
+  /** SIGTERM now, SIGKILL after the grace; once. */
+  stop(): void {
+    if (this.killTimer) return;
+    // Not unref'd: a process with nothing else to do still waits to deliver the SIGKILL.
+    this.killTimer = setTimeout(() => {
+      this.signal('SIGKILL');
+      this.killed = true;
+      groupsToKill.delete(this);
+      this.onKilled?.();
+    }, this.graceMs);
+    groupsToKill.add(this);
+    if (!killOnExitHooked) {
+      killOnExitHooked = true;
+      // process.exit() (adagiod after its shutdown) drops timers; a due SIGKILL is sent now instead.
+      process.on('exit', () => {
+        for (const group of groupsToKill) group.signal('SIGKILL');
+      });
+    }
+    this.signal('SIGTERM');
+  }
+
+  /** Whether any process is left in the group (windows: no groups, nothing tracked past the program). */
+  private occupied(): boolean {
+    if (this.child.pid === undefined || process.platform === 'win32') return false;
+    try {
+      process.kill(-this.child.pid, 0);
+      return true;
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === 'EPERM';
+    }
+  }
+
+  /** The group's SIGKILL is no longer needed: nothing is left in it. */
+  private forget(): void {
+    clearTimeout(this.killTimer);
+    groupsToKill.delete(this);
+  }
+
+  /**
+   * Once the program has exited: resolves when nothing is left in its group,
+   * stopping (SIGTERM, SIGKILL after the grace) what the program left running.
+   */
+  emptied(): Promise<void> {
+    // SIGKILL cannot be ignored: once it is sent there is nothing left to wait for (unreaped zombies may linger).
+    if (this.killed) return Promise.resolve();
+    if (!this.occupied()) {
+      this.forget();
+      return Promise.resolve();
+    }
+    this.stop();
+    return new Promise((resolve) => {
+      const poll = setInterval(() => {
+        if (this.occupied()) return;
+        this.forget();
+        done();
+      }, GROUP_POLL_MS);
+      const done = () => {
+        clearInterval(poll);
+        resolve();
+      };
+      this.onKilled = done;
+    });
+  }
+}
+
 function describeSpawnError(err: NodeJS.ErrnoException): string {
   switch (err.code) {
     case 'ENOENT':
@@ -221,7 +312,8 @@ function describeSpawnError(err: NodeJS.ErrnoException): string {
 
 /**
  * Keeps the first `max` bytes (plus one, so a cut is detectable) of a stream;
- * or, given `write`, passes the stream on as it comes and keeps its last byte.
+ * or, given `write`, passes on as it comes the stream's first `max` bytes, the
+ * cut marked as truncateOutput marks it, and keeps the last byte passed on.
  */
 class OutputBuffer {
   private readonly chunks: Buffer[] = [];
@@ -235,9 +327,11 @@ class OutputBuffer {
 
   add(chunk: Buffer): void {
     if (this.write) {
-      if (chunk.byteLength === 0) return;
-      this.lastByte = chunk[chunk.byteLength - 1];
-      this.write(chunk);
+      const part = boundedAppend(this.size, chunk, this.max);
+      if (part.byteLength === 0) return;
+      this.size += part.byteLength;
+      this.lastByte = part[part.byteLength - 1];
+      this.write(part);
       return;
     }
     const room = this.max + 1 - this.size; // one byte over the cap makes truncateOutput mark the cut

@@ -52,6 +52,20 @@ describe('debug runtime', () => {
     assert.match(text(aborted.output), /interrupted while sleeping 1h: timed out/);
   });
 
+  it('a sleep past 2^31-1 ms (about 24.8 days) does not end at once', async () => {
+    const ac = new AbortController();
+    let ended = false;
+    const pending = debugRuntime()
+      .run(context('debug', args('debug', { sleep: '600h' }), { signal: ac.signal }))
+      .finally(() => {
+        ended = true;
+      });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(ended, false, 'still sleeping');
+    ac.abort(new Error('enough'));
+    assert.match(text((await pending).output), /interrupted while sleeping 600h: enough/);
+  });
+
   it('chances follow the seeded generator draw by draw', async () => {
     const debug = debugRuntime({ random: seededRandom(42) });
     const replay = seededRandom(42);

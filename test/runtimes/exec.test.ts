@@ -56,6 +56,16 @@ describe('exec runtime', () => {
     assert.ok(Date.now() - started < 10_000, 'killed well before the sleep ends');
   });
 
+  it('timeout 0 is no limit, and one past 2^31-1 ms (about 24.8 days) does not fire at once', async () => {
+    for (const timeout of ['0', '600h']) {
+      const r = await exec.run(
+        context('exec', args('exec', { command: 'sh', args: ['-c', 'sleep 0.3; echo finished'], timeout })),
+      );
+      assert.equal(r.conclusion, 'SUCCESS', `timeout ${timeout}: ${text(r.output)}`);
+      assert.equal(text(r.output), 'finished\n');
+    }
+  });
+
   it('a program ignoring SIGTERM is killed with SIGKILL after the grace period', async () => {
     const r = await exec.run(
       context(
@@ -107,6 +117,22 @@ describe('exec runtime', () => {
     const out = r.output as Uint8Array;
     assert.equal(out.byteLength, 1000);
     assert.match(text(out), /output truncated by adagio\]$/);
+  });
+
+  it('streamed output (ctx.write) is capped too, the cut marked as in a returned output', async () => {
+    const small = execRuntime({ maxOutputBytes: 1000 });
+    const chunks: Uint8Array[] = [];
+    const r = await small.run({
+      ...context('exec', args('exec', { command: 'sh', args: ['-c', 'yes | head -c 100000'] })),
+      write: (chunk) => {
+        chunks.push(typeof chunk === 'string' ? new TextEncoder().encode(chunk) : chunk);
+      },
+    });
+    assert.equal(r.conclusion, 'SUCCESS');
+    assert.equal(text(r.output), '', 'the output itself was streamed');
+    const streamed = Buffer.concat(chunks);
+    assert.equal(streamed.byteLength, 1000);
+    assert.match(text(streamed), /^(y\n)+y?\n…\[output truncated by adagio\]$/);
   });
 
   it('an allow-list refuses other commands with ERROR', async () => {
