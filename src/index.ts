@@ -5,11 +5,24 @@
 
 export { AgentPool, type AgentPoolCounters, type AgentPoolOptions } from './agent/index.js';
 export {
+  DEFAULT_DYNAMODB_TABLE,
+  DynamoDbRepository,
+  type DynamoDbRepositoryOptions,
+} from './backends/dynamodb/index.js';
+export {
   DEFAULT_ETCD_NAMESPACE,
   EtcdRepository,
   type EtcdRepositoryOptions,
 } from './backends/etcd/index.js';
 export { MemoryRepository, type MemoryRepositoryOptions } from './backends/memory/index.js';
+export { PostgresRepository, type PostgresRepositoryOptions } from './backends/postgres/index.js';
+export {
+  NotSupportedError,
+  RemoteApiError,
+  RemoteRepository,
+  type RemoteRepositoryOptions,
+} from './backends/remote/index.js';
+export { AdagioClient, ApiError, type ClientOptions, DEFAULT_ADDRESS } from './client/index.js';
 export { createLogger, type Logger, type LogLevel, silentLogger } from './log.js';
 export * from './model/index.js';
 export * from './protocol/index.js';
