@@ -296,13 +296,17 @@ function lookup(
       );
     const upstream = mapped[0]!;
     const bytes = node.inputs[upstream];
-    if (bytes === undefined)
+    if (bytes !== undefined)
+      return { values: spec.fromOutput(decoder.decode(bytes)), source: `the output of node "${upstream}"` };
+    // A start checks that `upstream` is a direct upstream node (rule 1): it gave no input because it did not
+    // succeed, and a trigger (all_done, one_failed...) ran this node anyway (rule 14). An optional or defaulted
+    // argument is then unset (its default, or a value of its own below); a required one cannot be.
+    if (spec.presence === 'required')
       throw new ArgumentError(
         runtime,
         name,
-        `argument "${name}" of runtime "${runtime}" is mapped to the output of node "${upstream}", which is not an upstream node of this node`,
+        `argument "${name}" of runtime "${runtime}" is mapped to the output of node "${upstream}", which did not succeed: it has no output for this node`,
       );
-    return { values: spec.fromOutput(decoder.decode(bytes)), source: `the output of node "${upstream}"` };
   }
   for (const key of [argumentKey(runtime, name), legacyArgumentKey(runtime, name)]) {
     const values = metadata[key];

@@ -96,11 +96,19 @@ describe('typed arguments', () => {
     );
   });
 
-  it('an input mapped to a node that is not upstream is an error', () => {
+  it('an input from an upstream node that did not succeed: a required argument is an error naming it, an optional one unset', () => {
+    // A start refuses an input key naming a node that is not upstream (rule 1), so no input means the upstream node
+    // did not succeed and a trigger (all_done...) ran this node below it (rule 14).
     assert.throws(
-      () => resolveArgs('greet', SPECS, nodeState('greet', { 'adagio.inputs.greet.name': ['ghost'] })),
-      /mapped to the output of node "ghost", which is not an upstream node/,
+      () => resolveArgs('greet', SPECS, nodeState('greet', { 'adagio.inputs.greet.name': ['build'] })),
+      /mapped to the output of node "build", which did not succeed/,
     );
+    const values = resolveArgs(
+      'greet',
+      SPECS,
+      nodeState('greet', { ...args('greet', { name: 'a' }), 'adagio.inputs.greet.tags': ['build'] }),
+    );
+    assert.deepEqual(values.tags, undefined, 'optional: unset');
   });
 
   it('a defineRuntime runtime turns argument problems into an ERROR attempt', async () => {
