@@ -123,6 +123,15 @@ export class AgentPool {
     this.pending = new PendingEvents(Math.max(MIN_PENDING, PENDING_PER_SLOT * concurrency));
     this.leaseTtlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? Math.max(1, Math.floor(this.leaseTtlMs / 3));
+    // A heartbeat no sooner than the TTL lets the lease lapse between beats: every claim would be recovered.
+    if (!(this.heartbeatIntervalMs > 0 && this.heartbeatIntervalMs < this.leaseTtlMs))
+      throw new InvalidArgumentError(
+        `heartbeatIntervalMs must be above 0 and below leaseTtlMs (${this.leaseTtlMs}), got ${this.heartbeatIntervalMs}`,
+      );
+    if (options.runtimeTimeoutMs !== undefined && !(options.runtimeTimeoutMs >= 0))
+      throw new InvalidArgumentError(
+        `runtimeTimeoutMs must be 0 (none) or more, got ${options.runtimeTimeoutMs}`,
+      );
     this.runtimeTimeoutMs = options.runtimeTimeoutMs || undefined;
     this.hostname = options.hostname ?? osHostname();
     this.logger = options.logger ?? silentLogger;

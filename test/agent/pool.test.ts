@@ -515,4 +515,25 @@ describe('agent pool', () => {
     );
     assert.throws(() => new AgentPool({ repository: repo, runtimes: [] }), /at least one runtime/);
   });
+
+  it('refuses a heartbeat interval that lets its lease lapse, and a negative runtime timeout', () => {
+    const repo = new MemoryRepository();
+    cleanup.push(() => repo.close());
+    const runtimes = [debugRuntime()];
+    assert.throws(
+      () => new AgentPool({ repository: repo, runtimes, leaseTtlMs: 1000, heartbeatIntervalMs: 5000 }),
+      /heartbeatIntervalMs must be above 0 and below leaseTtlMs \(1000\), got 5000/,
+    );
+    assert.throws(
+      () => new AgentPool({ repository: repo, runtimes, leaseTtlMs: 1000, heartbeatIntervalMs: 1000 }),
+      /below leaseTtlMs/,
+    );
+    assert.throws(
+      () => new AgentPool({ repository: repo, runtimes, runtimeTimeoutMs: -5 }),
+      /runtimeTimeoutMs/,
+    );
+    assert.doesNotThrow(
+      () => new AgentPool({ repository: repo, runtimes, leaseTtlMs: 1000, heartbeatIntervalMs: 300 }),
+    );
+  });
 });
