@@ -18,6 +18,7 @@ import {
   type NodeState,
   nextAttemptAt,
   openTally,
+  planRerun,
   planRetry,
   retryDelayMs,
   runStatusOf,
@@ -369,6 +370,32 @@ describe('rule 15: planRetry', () => {
         ['r'],
       ),
     );
+  });
+
+  it('a rerun starts the graph with its deadline, as the time from creation to the deadline', () => {
+    const run = (deadlineAt?: string) =>
+      ({
+        id: 'r9',
+        createdAt: '2026-11-29T10:00:00.000Z',
+        ...(deadlineAt ? { deadlineAt } : {}),
+        nodes: [
+          {
+            spec: { name: 'a', runtime: 'r', metadata: {}, retry: {} },
+            status: 'COMPLETED',
+            attempts: [],
+            inputs: {},
+          },
+        ],
+        edges: [],
+        status: 'COMPLETED',
+      }) as unknown as Parameters<typeof planRerun>[0];
+    assert.equal(planRerun(run('2026-11-29T12:00:00.000Z')).graph.deadline, '2h');
+    assert.equal(
+      planRerun(run('2026-11-29T10:01:00.250Z')).graph.deadline,
+      '60250ms',
+      'exact where the short form is not',
+    );
+    assert.equal(planRerun(run()).graph.deadline, undefined, 'none, or lifted by a retry');
   });
 
   it('refuses a run not completed, or succeeded', () => {

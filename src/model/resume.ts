@@ -1,4 +1,5 @@
 import { InvalidArgumentError, RunNotRetryableError } from '../protocol/errors.js';
+import { formatDuration, parseDuration } from './duration.js';
 import {
   descendants,
   openTally,
@@ -178,9 +179,21 @@ function refuseLeftUndone(
   );
 }
 
-/** The graph a run was started from (what a rerun starts again): its nodes' specs and its edges. */
-export function graphOfRun(run: Pick<Run, 'nodes' | 'edges'>): GraphSpec {
-  return { nodes: run.nodes.map((n) => n.spec), edges: run.edges.map((e) => ({ ...e })) };
+/**
+ * The graph a run was started from (what a rerun starts again): its nodes'
+ * specs, its edges, and its deadline (rule 13) as the time from its creation
+ * to its deadline. A retry lifts a run's deadline, so a run retried since
+ * gives a graph without one.
+ */
+export function graphOfRun(run: Pick<Run, 'nodes' | 'edges' | 'createdAt' | 'deadlineAt'>): GraphSpec {
+  const graph: GraphSpec = { nodes: run.nodes.map((n) => n.spec), edges: run.edges.map((e) => ({ ...e })) };
+  const deadlineMs = run.deadlineAt ? Date.parse(run.deadlineAt) - Date.parse(run.createdAt) : Number.NaN;
+  if (deadlineMs > 0) {
+    // The short form where it is exact (a "2h" deadline reads back "2h"), else milliseconds.
+    const short = formatDuration(deadlineMs);
+    graph.deadline = parseDuration(short) === deadlineMs ? short : `${deadlineMs}ms`;
+  }
+  return graph;
 }
 
 /**
