@@ -33,6 +33,8 @@ export const FAN_OUT_CHUNK = 25;
 
 /** Nodes per cascade, cancel or retry transaction: up to 6 ops each (open keys, claim, attempt, streamed output, state; a retry's state, open key and failed mark) and 1 compare. */
 export const SETTLE_BATCH = 20;
+/** A retry's work item (the names it was given) at most, beside the run key in one transaction. */
+export const MAX_RETRY_ITEM_BYTES = 256 * 1024;
 export const OPS_PER_SETTLED_NODE = 6;
 
 /** Runs of a page summarised per transaction by the runs list: two gets (run, identity), three count ranges and the failed names (a limited range) each. */

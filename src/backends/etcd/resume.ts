@@ -1,8 +1,15 @@
 import type { ICompare, IRequestOp } from 'etcd3';
-import { checkRetryable, planRetry, type RetriedNode, topology } from '../../model/index.js';
-import { RunNotRetryableError } from '../../protocol/errors.js';
+import {
+  checkRetryable,
+  planRetry,
+  type RetriedNode,
+  type RetryPlan,
+  type Run,
+  topology,
+} from '../../model/index.js';
+import { NotFoundError, RunNotRetryableError, TooLargeError } from '../../protocol/errors.js';
 import type { EtcdContext } from './context.js';
-import { SETTLE_BATCH } from './limits.js';
+import { MAX_RETRY_ITEM_BYTES, SETTLE_BATCH } from './limits.js';
 import { encodeState, readNodes } from './nodes.js';
 import { type Decision, optimistic } from './optimistic.js';
 import { loadRun } from './reads.js';
@@ -39,20 +46,14 @@ export async function retryRun(ctx: EtcdContext, runId: string, named?: string[]
       throw new RunNotRetryableError(runId, `run ${runId} is being retried already: wait until it completes`);
     // The run key's conclusion may lag its nodes (sealing follows the last finish): judge what readers see.
     checkRetryable(runId, run);
-    const plan = planRetry(
-      runId,
-      run.nodes.map((n) => ({
-        name: n.spec.name,
-        trigger: n.spec.trigger,
-        status: n.status,
-        last: n.attempts[n.attempts.length - 1]?.conclusion,
-        attempts: n.attempts.length,
-        attemptsBeforeRetry: n.attemptsBeforeRetry ?? 0,
-      })),
-      topology({ nodes: run.nodes.map((n) => n.spec), edges: run.edges }),
-      named,
-    );
-    const item: RetryItem = { at: ctx.clock.now(), nodes: plan.nodes };
+    const plan = planOf(runId, run, named);
+    // The plan itself is not recorded (a 20,000-node plan passes etcd's request limit): whoever finishes the
+    // retry plans it again from the run, which nothing but the put-backs changes while it is resuming.
+    const item: RetryItem = { at: ctx.clock.now(), ...(named && named.length > 0 ? { named } : {}) };
+    if (Buffer.byteLength(JSON.stringify(item)) > MAX_RETRY_ITEM_BYTES)
+      throw new TooLargeError(
+        `retry of run ${runId}: ${named!.length} node names are too many to record; name fewer (their downstream nodes go back with them) or retry the whole run`,
+      );
     // Rule 13: a retried run may conclude again (its timed-out mark goes) and runs on without a deadline.
     const { conclusion: _c, finishedAt: _f, to: _t, dl: _d, ...rest } = record;
     const next: RunRecord = { ...rest, cancelled: false, resuming: true, dl: 0 };
@@ -86,9 +87,11 @@ export async function retryRun(ctx: EtcdContext, runId: string, named?: string[]
 export async function finishRetry(ctx: EtcdContext, runId: string, item: RetryItem): Promise<void> {
   const { keys, store } = ctx;
   const now = ctx.clock.now();
-  const names = item.nodes.map((n) => n.name);
-  for (let i = 0; i < item.nodes.length; i += SETTLE_BATCH) {
-    const batch = item.nodes.slice(i, i + SETTLE_BATCH);
+  // An older store's item holds its plan; else it is planned again from the run as it stands (see planOf).
+  const planned = item.nodes ?? (await replan(ctx, runId, item.named));
+  const names = planned.map((n) => n.name);
+  for (let i = 0; i < planned.length; i += SETTLE_BATCH) {
+    const batch = planned.slice(i, i + SETTLE_BATCH);
     await optimistic(store, `retry of run ${runId}`, async (): Promise<Decision<void>> => {
       const runKv = (await store.retrying('retry', () => store.range({ key: keys.run(runId) }))).kvs[0];
       if (!runKv || !decodeJson<RunRecord>(runKv.value).resuming) return { done: undefined };
@@ -103,10 +106,18 @@ export async function finishRetry(ctx: EtcdContext, runId: string, item: RetryIt
       const ops: IRequestOp[] = [];
       batch.forEach((p, j) => {
         const n = nodes[j];
-        // Completed again (unreached): its state stays, but it is not failed any more (as plan.failed counts).
-        if (p.status === 'COMPLETED') ops.push(del(keys.failedNode(runId, p.name)));
-        // Put back already (a repeat), or staying completed: nothing more to write.
-        if (n?.rec.s !== 'COMPLETED' || p.status === 'COMPLETED') return;
+        if (p.status === 'COMPLETED') {
+          // Completed again (unreached): not failed any more (as plan.failed counts), and counted from now on
+          // by no attempt of before (its retry budget mark), as every backend counts it (completedOutcome).
+          ops.push(del(keys.failedNode(runId, p.name)));
+          if (n?.rec.s === 'COMPLETED' && (n.rec.rb ?? 0) !== p.attemptsBeforeRetry) {
+            compare.push(modIs(keys.node(runId, p.name), n.rev));
+            ops.push(put(keys.node(runId, p.name), encodeState(completedAgain(n.rec, p))));
+          }
+          return;
+        }
+        // Put back already (a repeat): nothing more to write.
+        if (n?.rec.s !== 'COMPLETED') return;
         compare.push(modIs(keys.node(runId, p.name), n.rev));
         ops.push(...putBack(ctx, runId, n.rec, p, now));
       });
@@ -133,6 +144,49 @@ export async function finishRetry(ctx: EtcdContext, runId: string, item: RetryIt
   }
   await maybeSeal(ctx, runId);
   await store.retrying('retry', () => store.txn({ success: [del(workItemKey(keys, runId, retryItem))] }));
+}
+
+/** Rule 15's plan for this run as it stands: what a retry records, and what finishing it plans again. */
+function planOf(runId: string, run: Run, named?: string[]): RetryPlan {
+  return planRetry(
+    runId,
+    run.nodes.map((n) => ({
+      name: n.spec.name,
+      trigger: n.spec.trigger,
+      status: n.status,
+      last: n.attempts[n.attempts.length - 1]?.conclusion,
+      attempts: n.attempts.length,
+      attemptsBeforeRetry: n.attemptsBeforeRetry ?? 0,
+    })),
+    topology({ nodes: run.nodes.map((n) => n.spec), edges: run.edges }),
+    named,
+  );
+}
+
+/**
+ * The plan of a marked retry, planned again from the run: the same plan, as
+ * nothing but its own put-backs changes a resuming run (no claims, finishes
+ * or seals) and a node put back already is planned as before (it counts as
+ * not succeeded, like the node it was; the nodes left alone are as they
+ * were). None once the run is gone or no longer resuming: only the item is left to remove.
+ */
+async function replan(ctx: EtcdContext, runId: string, named?: string[]): Promise<RetriedNode[]> {
+  let loaded: Awaited<ReturnType<typeof loadRun>>;
+  try {
+    loaded = await ctx.store.retrying('retry', () => loadRun(ctx, runId));
+  } catch (e) {
+    if (e instanceof NotFoundError) return [];
+    throw e;
+  }
+  if (!loaded.record.resuming) return [];
+  return planOf(runId, loaded.run, named).nodes;
+}
+
+/** A completed node the plan leaves completed (unreached): counted as the plan says, its budget from now. */
+function completedAgain(rec: NodeRecord, p: RetriedNode): NodeRecord {
+  const dn: Record<string, 'f' | 'n'> = {};
+  for (const [u, o] of Object.entries(p.counted)) if (o !== 'succeeded') dn[u] = o === 'failed' ? 'f' : 'n';
+  return { ...rec, p: rec.up.length - p.tally.succeeded, dn, f: 0, e: 0, rb: p.attemptsBeforeRetry };
 }
 
 /** Step 3: clears the run's resuming mark, so claims may start (nothing when it is clear already). */

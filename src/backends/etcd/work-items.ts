@@ -41,8 +41,10 @@ export interface CascadeItem {
 }
 export interface RetryItem {
   at: number;
-  /** The retry's plan (model/resume.ts), as applied to each node. */
-  nodes: RetriedNode[];
+  /** The nodes the retry named (none: every node that did not succeed); the plan is made again from these. */
+  named?: string[];
+  /** An older store's item: the retry's plan (model/resume.ts), as applied to each node. */
+  nodes?: RetriedNode[];
 }
 export interface FanOutItem {
   at: number;
