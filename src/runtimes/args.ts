@@ -154,6 +154,13 @@ const boolCodec: Codec<boolean, boolean> = {
   fromOutput: (text) => [text.trim()],
 };
 
+/**
+ * A param reference as a workflow's metadata carries it (`{{params.NAME}}`,
+ * spaces inside the braces allowed): the same shape substituteParams in
+ * model/workflows.ts replaces when a run starts.
+ */
+const PARAM_REFERENCE = /\{\{\s*params\.[^\s}]*\s*\}\}/;
+
 const durationCodec: Codec<number, string | number> = {
   parse: (values) => {
     try {
@@ -164,9 +171,18 @@ const durationCodec: Codec<number, string | number> = {
   },
   encode: (d) => {
     if (typeof d === 'number') {
-      if (!Number.isFinite(d) || d < 0) throw new InvalidArgumentError(`${d} is not a duration in ms`);
+      // Only a whole number prints without an exponent: 1e-7 would be written "1e-7ms", which parseDuration
+      // refuses at run time. A fraction of a ms can still be written as a string ("1.5ms").
+      if (!Number.isSafeInteger(d) || d < 0)
+        throw new InvalidArgumentError(
+          `${d} is not a whole number of ms from 0 (write a fraction as a string, e.g. "1.5ms")`,
+        );
       return [`${d}ms`];
     }
+    if (typeof d !== 'string')
+      throw new InvalidArgumentError(`expected a duration string or a number of ms, got ${typeof d}`);
+    // A run substitutes the param before the runtime parses the value, so only then can it be checked.
+    if (PARAM_REFERENCE.test(d)) return [d];
     try {
       parseDuration(d);
     } catch (e) {
@@ -205,7 +221,10 @@ export const arg = {
     makeArg('strings', stringsCodec, o),
   int: <const O extends ArgOptions<number> = Record<never, never>>(o?: O) => makeArg('int', intCodec, o),
   bool: <const O extends ArgOptions<boolean> = Record<never, never>>(o?: O) => makeArg('bool', boolCodec, o),
-  /** Milliseconds at run time; `"1.5s"`, `"2m"` or a number of ms in the builder. */
+  /**
+   * Milliseconds at run time; `"1.5s"`, `"2m"`, a whole number of ms, or a
+   * string with a param reference (`${timeout}`) in the builder.
+   */
   duration: <const O extends ArgOptions<string | number> = Record<never, never>>(o?: O) =>
     makeArg('duration', durationCodec, o),
   /** Parsed with JSON.parse; `T` is trusted, not checked. */
@@ -277,6 +296,15 @@ export function resolveArgs<A extends ArgSpecs>(
   return out as ArgValues<A>;
 }
 
+/**
+ * Whether metadata values set an argument: a present key with no values counts
+ * as unset, except for a `strings` argument, whose value is then the empty
+ * list. The builder checks required arguments with the same rule.
+ */
+export function givesValue(spec: AnyArg, values: readonly string[] | undefined): values is readonly string[] {
+  return values !== undefined && (values.length > 0 || spec.kind === 'strings');
+}
+
 function lookup(
   runtime: string,
   name: string,
@@ -284,8 +312,6 @@ function lookup(
   node: Pick<NodeState, 'spec' | 'inputs'>,
 ): { values: readonly string[]; source: string } | undefined {
   const metadata = node.spec.metadata;
-  const usable = (v: readonly string[] | undefined): v is readonly string[] =>
-    v !== undefined && (v.length > 0 || spec.kind === 'strings');
   const mapped = metadata[inputKey(runtime, name)];
   if (mapped && mapped.length > 0) {
     if (mapped.length !== 1)
@@ -310,7 +336,7 @@ function lookup(
   }
   for (const key of [argumentKey(runtime, name), legacyArgumentKey(runtime, name)]) {
     const values = metadata[key];
-    if (usable(values)) return { values, source: `metadata "${key}"` };
+    if (givesValue(spec, values)) return { values, source: `metadata "${key}"` };
   }
   return undefined;
 }

@@ -3,11 +3,12 @@ import type { Backoff, Edge, GraphSpec, Metadata, NodeSpec, RetrySpec, TriggerRu
 import { validateGraph } from '../model/validate.js';
 import { graphToJson } from '../model/wire.js';
 import { checkWorkflow, type ParamSpec, type WorkflowInput } from '../model/workflows.js';
-import { InvalidGraphError } from '../protocol/errors.js';
+import { InvalidArgumentError, InvalidGraphError } from '../protocol/errors.js';
 import {
   ARGUMENTS_PREFIX,
   type ArgSpecs,
   argumentKey,
+  givesValue,
   INPUTS_PREFIX,
   inputKey,
   LEGACY_ARGUMENTS_PREFIX,
@@ -191,10 +192,18 @@ export class NodeBuilder<A extends ArgSpecs> {
 
   /**
    * Attempts allowed per conclusion, e.g. `{ fail: 3 }`: up to 3 FAIL attempts
-   * in total. `backoff` (rule 5) delays each retry of both conclusions:
-   * `{ initial: '1s', factor: 2, max: '1m', jitter: 0.2 }`.
+   * in total. `backoff` (rule 5) delays each retry of the conclusions counted
+   * in the same call: `{ fail: 3, error: 2, backoff: { initial: '1s', factor: 2, max: '1m', jitter: 0.2 } }`.
+   * As in a graph file, where a backoff sits inside `retry.fail` or
+   * `retry.error` beside its `max_attempts`, a backoff belongs to a count:
+   * given without `fail` or `error` it throws InvalidArgumentError. A later
+   * call replaces the policy (count and backoff) of each conclusion it counts.
    */
   retry(policy: { fail?: number; error?: number; backoff?: Backoff }): this {
+    if (policy.backoff && policy.fail === undefined && policy.error === undefined)
+      throw new InvalidArgumentError(
+        `node "${this.name}": a retry backoff needs a retry count: give it with fail or error, e.g. retry({ fail: 3, backoff })`,
+      );
     const set = (key: 'fail' | 'error', n: number | undefined) => {
       if (n !== undefined)
         this.retries[key] = {
@@ -234,7 +243,14 @@ export class NodeBuilder<A extends ArgSpecs> {
 
   /** Sets raw metadata, for annotations or runtimes the builder does not know. */
   meta(key: string, ...values: string[]): this {
-    this.metadata[key] = values;
+    // Defined, not assigned: assigning "__proto__" would set the object's prototype and lose the entry, so
+    // build() could not refuse the reserved key as the store does.
+    Object.defineProperty(this.metadata, key, {
+      value: values,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
     return this;
   }
 
@@ -268,11 +284,12 @@ export class NodeBuilder<A extends ArgSpecs> {
     }
     for (const [arg, spec] of Object.entries(specs)) {
       if (spec.presence !== 'required') continue;
-      const set = [
-        argumentKey(this.runtime, arg),
-        legacyArgumentKey(this.runtime, arg),
-        inputKey(this.runtime, arg),
-      ].some((k) => (this.metadata[k]?.length ?? 0) > 0);
+      // The runtime's rule (resolveArgs): an input mapping names a node; an argument key gives a value as givesValue says.
+      const set =
+        (this.metadata[inputKey(this.runtime, arg)]?.length ?? 0) > 0 ||
+        [argumentKey(this.runtime, arg), legacyArgumentKey(this.runtime, arg)].some((k) =>
+          givesValue(spec, this.metadata[k]),
+        );
       if (!set)
         out.push(
           `${where}: runtime "${this.runtime}" needs argument "${arg}" (give it a value or use argFrom)`,

@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MemoryRepository } from '../../src/backends/memory/index.js';
 import { graphFromJson } from '../../src/model/wire.js';
-import { InvalidGraphError } from '../../src/protocol/errors.js';
-import { arg } from '../../src/runtimes/args.js';
+import { InvalidArgumentError, InvalidGraphError } from '../../src/protocol/errors.js';
+import { arg, resolveArgs } from '../../src/runtimes/args.js';
 import { defineRuntime } from '../../src/runtimes/define.js';
+import { parseDuration } from '../../src/runtimes/duration.js';
+import { EXEC_ARGS } from '../../src/runtimes/exec.js';
 import { debug, exec, task, workflow } from '../../src/workflow/index.js';
 
 describe('workflow builder', () => {
@@ -232,5 +234,85 @@ describe('workflow builder: params and definitions (rule 16)', () => {
     wf.node('a', exec({ command: 'echo', args: [`${p}`, '{{params.q}}'] }));
     assert.throws(() => wf.build(), /declares params \(p\): store it with definition/);
     assert.throws(() => wf.definition('w'), /declares no param "q"/);
+  });
+});
+
+describe('workflow builder: what the store and the runtimes accept', () => {
+  it('a retry backoff needs a count in the same call, as in a graph file', () => {
+    const backoff = { initial: '1s', factor: 2 };
+    assert.throws(
+      () => workflow().node('a', debug()).retry({ backoff }),
+      (e: unknown) => e instanceof InvalidArgumentError && /backoff needs a retry count/.test(e.message),
+    );
+    assert.throws(
+      () => workflow().node('a', debug()).retry({ fail: 3 }).retry({ backoff }),
+      /node "a": a retry backoff needs a retry count/,
+    );
+    const wf = workflow();
+    wf.node('a', debug()).retry({ fail: 3, backoff }).retry({ error: 2 });
+    assert.deepEqual(wf.build().nodes[0]!.retry, {
+      fail: { maxAttempts: 3, backoff },
+      error: { maxAttempts: 2 },
+    });
+  });
+
+  it('meta("__proto__") is refused as a reserved metadata key, not lost', () => {
+    const wf = workflow();
+    wf.node('a', debug()).meta('__proto__', 'x').meta('team', 'core');
+    assert.throws(
+      () => wf.build(),
+      (e: unknown) =>
+        e instanceof InvalidGraphError &&
+        e.problems.some((p) => p.includes('node "a": metadata key "__proto__" is a reserved name')),
+    );
+  });
+
+  it('an empty list is a value for a required strings argument, as resolveArgs reads it', () => {
+    const files = defineRuntime({
+      name: 'files',
+      args: { paths: arg.strings() },
+      run: ({ paths }) => ({ conclusion: 'SUCCESS', output: `${paths.length}` }),
+    });
+    const wf = workflow();
+    wf.node('a', files.task({ paths: [] }));
+    const node = wf.build().nodes[0]!;
+    assert.deepEqual(node.metadata, { 'adagio.arguments.files.paths': [] });
+    assert.deepEqual(resolveArgs('files', files.args, { spec: node, inputs: {} }), { paths: [] });
+    const unset = workflow();
+    unset.node('b', files.task.partial());
+    assert.throws(() => unset.build(), /node "b": runtime "files" needs argument "paths"/);
+  });
+
+  it('a duration argument may be a param reference, checked once a run substitutes it', async () => {
+    const wf = workflow();
+    const t = wf.param('t', { default: '5s' });
+    wf.node('a', exec({ command: 'true', timeout: `${t}` }));
+    wf.node('b', debug({ sleep: `{{ params.t }}` }));
+    const def = wf.definition('w');
+    assert.deepEqual(def.spec.nodes[0]!.metadata['adagio.arguments.exec.timeout'], ['{{params.t}}']);
+    assert.throws(() => exec({ command: 'true', timeout: 'soon' }), /"soon" is not a duration/);
+    const repo = new MemoryRepository();
+    try {
+      await repo.putWorkflow(def.name, def);
+      const run = await repo.start(undefined, { workflow: 'w', params: { t: '2s' } });
+      const node = run.nodes.find((n) => n.spec.name === 'a')!;
+      assert.equal(resolveArgs('exec', EXEC_ARGS, { spec: node.spec, inputs: {} }).timeout, 2000);
+    } finally {
+      await repo.close();
+    }
+  });
+
+  it('a number of ms is written as a whole number that parses back, or refused', () => {
+    for (const bad of [1e-7, 1.5, 1e21, -1, Number.NaN, Number.POSITIVE_INFINITY])
+      assert.throws(
+        () => exec({ command: 'true', timeout: bad }),
+        /argument "timeout" of runtime "exec": .* is not a whole number of ms/,
+        String(bad),
+      );
+    for (const ms of [0, 250, Number.MAX_SAFE_INTEGER]) {
+      const [text] = exec({ command: 'true', timeout: ms }).metadata['adagio.arguments.exec.timeout']!;
+      assert.equal(parseDuration(text!), ms);
+    }
+    assert.deepEqual(debug({ sleep: '1.5ms' }).metadata['adagio.arguments.debug.sleep'], ['1.5ms']);
   });
 });
