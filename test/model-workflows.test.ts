@@ -31,6 +31,11 @@ describe('workflow rules (16, 17)', () => {
       '{{schedule.time}}',
       'plain',
     ]);
+    assert.equal(
+      substituteParams({ ...g, deadline: '2h' }, {}).deadline,
+      '2h',
+      "the graph's deadline goes with it",
+    );
     // Values are inserted as they are: a value that looks like a reference is not expanded again.
     assert.deepEqual(substituteParams(spec(['{{params.a}}']), { a: '{{params.b}}' }).nodes[0]!.metadata.k, [
       '{{params.b}}',

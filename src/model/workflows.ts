@@ -187,6 +187,9 @@ export function normalizeWorkflow(
     spec: {
       nodes: input.spec.nodes.map(normalizeNodeSpec),
       edges: input.spec.edges.map((e) => ({ source: e.source, destination: e.destination })),
+      // Rule 13: the graph's deadline is part of what a start of it runs (it was dropped here, so no run of a
+      // stored workflow had one).
+      ...(input.spec.deadline ? { deadline: input.spec.deadline } : {}),
     },
     description: input.description ?? '',
     params: (input.params ?? []).map((p) => ({
@@ -291,14 +294,15 @@ export function resolveParams(declared: readonly ParamSpec[], given: Params = {}
 export function substituteParams(spec: GraphSpec, params: Params): GraphSpec {
   const sub = (v: string) =>
     v.replace(PARAM_REF, (whole, name: string) => (Object.hasOwn(params, name) ? params[name]! : whole));
+  // The graph's own fields (its deadline, rule 13) go with it: only node metadata takes params.
   return {
+    ...spec,
     nodes: spec.nodes.map(
       (n): NodeSpec => ({
         ...n,
         metadata: Object.fromEntries(Object.entries(n.metadata).map(([k, vs]) => [k, vs.map(sub)])),
       }),
     ),
-    edges: spec.edges,
   };
 }
 

@@ -195,6 +195,15 @@ export function workflowsSpec(test: ConformanceTest): void {
       assert.deepEqual(plain.labels, { k: 'v' });
     });
 
+    test("a start from a workflow keeps its graph's deadline (rule 13)", async (h) => {
+      const spec = { ...nightly().spec, deadline: '2h' };
+      await h.repo.putWorkflow('timed', { ...nightly(), spec });
+      const run = await h.repo.start(undefined, { workflow: 'timed', params: { date: 'd' } });
+      assert.ok(run.deadlineAt, 'the run has a deadline');
+      assert.equal(Date.parse(run.deadlineAt) - Date.parse(run.createdAt), 2 * 3600_000);
+      assert.equal((await h.repo.inspect(run.id)).deadlineAt, run.deadlineAt);
+    });
+
     test('a start is refused naming the problem: unknown workflow, unknown or missing param, both or neither of spec and workflow', async (h) => {
       await h.repo.putWorkflow('nightly', nightly());
       await refused(h.repo.start(undefined, { workflow: 'nope' }), 'not_found', /workflow "nope"/);
