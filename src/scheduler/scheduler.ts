@@ -106,6 +106,13 @@ export class Scheduler {
           step = plan.step;
           break;
         case 'start': {
+          // What this step read may be stale by now (the tick's list, a slow look at earlier runs): another
+          // scheduler may have decided the slot since (missed, skipped). Started only while it is still next.
+          const current = await this.repo.getSchedule(s.name);
+          if (current.nextSlot !== plan.slot || current.paused) {
+            s = current;
+            continue;
+          }
           if (plan.cancelPrevious) for (const id of busy) await this.repo.cancel(id);
           step = await this.started(s, plan.slot, plan.step);
           break;
@@ -113,9 +120,34 @@ export class Scheduler {
       }
       if (!(await this.repo.advanceSchedule(s.name, step))) {
         this.logger.debug('schedule stepped by another scheduler', { schedule: s.name, slot: step.from });
+        const started = step.records[0];
+        if (started?.outcome === 'started' && started.runId)
+          await this.undoStart(s.name, started.slot, started.runId);
       }
       s = await this.repo.getSchedule(s.name);
     }
+  }
+
+  /**
+   * A start whose step another scheduler took first: if that one decided the
+   * slot otherwise (missed, skipped: it read the schedule after this one did),
+   * this start was one the schedule does not have, and its run is cancelled.
+   * The same start by both gets the same run (the slot's request id): kept.
+   */
+  private async undoStart(name: string, slot: string, runId: string): Promise<void> {
+    const now = await this.repo.getSchedule(name);
+    const decided = now.history.find((r) => r.slot === slot);
+    if (!decided || (decided.outcome === 'started' && decided.runId === runId)) return;
+    this.logger.warn(
+      'schedule slot started here was decided otherwise by another scheduler: its run is cancelled',
+      {
+        schedule: name,
+        slot,
+        run: runId,
+        outcome: decided.outcome,
+      },
+    );
+    await this.repo.cancel(runId);
   }
 
   /** The step after starting the slot: its record names the run, or why the start was refused. */
