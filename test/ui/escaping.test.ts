@@ -62,4 +62,16 @@ describe('markup from runs is shown as text', { timeout: 120_000 }, () => {
     assert.deepEqual(w.dialogs, []);
     assert.deepEqual(w.errors, []);
   });
+
+  test('a malformed %-escape in the address shows "not found" under the navigation', async () => {
+    const w = await ui.page();
+    const { page } = w;
+    for (const path of ['/runs/%', '/workflows/%E0%A4%A', '/schedules/%zz']) {
+      await page.goto(`${ui.base}${path}`);
+      await page.getByRole('heading', { name: 'Not found' }).waitFor();
+      await page.getByRole('navigation').getByRole('link', { name: 'Runs' }).waitFor();
+    }
+    assert.deepEqual(w.dialogs, []);
+    assert.deepEqual(w.errors, []);
+  });
 });

@@ -75,4 +75,37 @@ describe('a 10,000-node run', { timeout: 300_000 }, () => {
     await ui.client.cancel(run.id);
     assert.deepEqual(w.errors, []);
   });
+
+  test('a 2,000-node tree opens on its root, not on empty canvas', async () => {
+    // Each node fans out to three: the quick layout centres every column on the tallest (the
+    // leaves), so the root sits some thousands of pixels below the graph's top-left corner.
+    const node = (i: number) => `t${String(i).padStart(4, '0')}`;
+    const spec: GraphSpec = { nodes: [], edges: [] };
+    for (let i = 0; i < 2000; i++) {
+      spec.nodes.push({ name: node(i), runtime: 'nobody-serves-this', metadata: {}, retry: {} });
+      if (i > 0) spec.edges.push({ source: node(Math.floor((i - 1) / 3)), destination: node(i) });
+    }
+    const run = await ui.client.start(spec);
+    const w = await ui.page();
+    const { page } = w;
+    await page.goto(`${ui.base}/runs/${run.id}`);
+    await page.locator('.run-graph[data-layout="quick"]').waitFor({ timeout: 120_000 });
+    // The root is rendered and inside the visible canvas, without searching for it.
+    const root = page.locator(nodeSelector(node(0)));
+    await root.waitFor({ timeout: 60_000 });
+    const canvas = await page.locator('.graph-canvas').boundingBox();
+    const box = await root.boundingBox();
+    assert.ok(canvas && box, 'the canvas and the root have boxes');
+    assert.ok(
+      box.x >= canvas.x &&
+        box.y >= canvas.y &&
+        box.x + box.width <= canvas.x + canvas.width &&
+        box.y + box.height <= canvas.y + canvas.height,
+      `root at ${JSON.stringify(box)} inside the canvas ${JSON.stringify(canvas)}`,
+    );
+    // And its children around it.
+    await page.locator(nodeSelector(node(1))).waitFor();
+    await ui.client.cancel(run.id);
+    assert.deepEqual(w.errors, []);
+  });
 });

@@ -43,6 +43,15 @@ describe('schedules pages', { timeout: 150_000 }, () => {
     await row.waitFor();
     assert.equal(await row.locator('[data-col="state"]').textContent(), 'active');
     assert.match((await row.locator('td').nth(2).textContent()) ?? '', /0 2 \* \* \* \(Europe\/Berlin\)/);
+    // The next slot is still to come: worded as such, never "0s ago".
+    assert.match((await row.locator('[data-col="next"]').textContent()) ?? '', /^in \d+[smhd]$/);
+    // Every column has a name, the catch-up policy's and the actions' (visually hidden) too.
+    await page.getByRole('columnheader', { name: 'Catch-up' }).waitFor();
+    await page.getByRole('columnheader', { name: 'Actions' }).waitFor();
+    assert.equal(
+      await row.locator('[data-col="catchup"]').textContent(),
+      (await ui.client.getSchedule('nightly-berlin')).schedule.catchup || '–',
+    );
     await row.getByRole('button', { name: 'Pause' }).click();
     await row.locator('[data-col="state"]', { hasText: 'paused' }).waitFor();
     assert.equal((await ui.client.getSchedule('nightly-berlin')).schedule.paused, true);

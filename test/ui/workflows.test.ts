@@ -91,7 +91,7 @@ describe('workflows page and run identity in the runs list', { timeout: 150_000 
     await page.getByText('Loads one day of data.', { exact: true }).waitFor();
     await page.locator('.start-workflow h2', { hasText: 'Start version 1' }).waitFor();
     await page.locator('select[name="version"]').selectOption('2');
-    await page.locator('.start-workflow h2', { hasText: 'Start the latest version' }).waitFor();
+    await page.locator('.start-workflow h2', { hasText: 'Start version 2 (the latest)' }).waitFor();
     await screenshot(page, 'workflow-page');
 
     // The start button waits for the required param.
@@ -115,6 +115,56 @@ describe('workflows page and run identity in the runs list', { timeout: 150_000 
     assert.equal(run.workflowVersion, 2);
     assert.deepEqual(run.params, { date: '2026-01-31', conclusion: 'success' });
     assert.deepEqual(run.labels, { team: 'web', env: 'prod' });
+    assert.deepEqual(w.errors, []);
+    assert.deepEqual(w.dialogs, []);
+  });
+
+  test('the form starts the version it shows, checks own params only, and keeps start warnings', async () => {
+    const w = await ui.page();
+    const { page } = w;
+    const load = (note: string) => ({
+      name: 'load',
+      runtime: 'debug',
+      metadata: { note: [`${note} {{params.constructor}}`] },
+      retry: {},
+    });
+    // A required param named like an Object.prototype member.
+    await ui.client.putWorkflow('racy', {
+      params: [{ name: 'constructor', required: true }],
+      spec: { nodes: [load('v1')], edges: [] },
+    });
+    await page.goto(`${ui.base}/workflows/racy`);
+    await page.locator('.start-workflow h2', { hasText: 'Start version 1 (the latest)' }).waitFor();
+    const startButton = page.locator('.start-workflow button[type="submit"]');
+    await page.locator('.start-workflow', { hasText: 'Fill in constructor to start.' }).waitFor();
+    assert.equal(await startButton.isDisabled(), true);
+    assert.equal(await page.locator('input[name="param-constructor"]').inputValue(), '');
+
+    // A newer version stored while the page shows version 1: the start is still version 1.
+    await ui.client.putWorkflow('racy', {
+      params: [{ name: 'constructor', required: true }],
+      spec: { nodes: [load('v2')], edges: [] },
+    });
+    await page.locator('input[name="param-constructor"]').fill('c');
+    await startButton.click();
+    await page.waitForURL(/\/runs\/[0-9A-Z]{26}$/);
+    const run = await ui.client.inspect(page.url().split('/').pop()!);
+    assert.equal(run.workflowVersion, 1);
+    assert.deepEqual(run.nodes[0]!.spec.metadata.note, ['v1 c']);
+
+    // A workflow whose node needs a runtime no agent serves: the run page shows the API's warning.
+    await ui.client.putWorkflow('unserved', {
+      spec: {
+        nodes: [{ name: 'lonely', runtime: 'nobody-serves-this', metadata: {}, retry: {} }],
+        edges: [],
+      },
+    });
+    await page.goto(`${ui.base}/workflows/unserved`);
+    await page.locator('.start-workflow button[type="submit"]').click();
+    await page.waitForURL(/\/runs\/[0-9A-Z]{26}$/);
+    const alert = page.getByRole('alert', { name: 'start warnings' });
+    await alert.getByText('no live agent serves runtime "nobody-serves-this" (needed by lonely)').waitFor();
+    await ui.client.cancel(page.url().split('/').pop()!);
     assert.deepEqual(w.errors, []);
     assert.deepEqual(w.dialogs, []);
   });

@@ -1,3 +1,4 @@
+import { Component, type ErrorInfo, type ReactNode } from 'react';
 import { TokenField } from './components/TokenField.js';
 import { Overview } from './pages/Overview.js';
 import { RunPage } from './pages/RunPage.js';
@@ -38,7 +39,10 @@ export function App() {
         <TokenField />
       </header>
       <main className="main">
-        <Page path={path} />
+        {/* Keyed by path: going to another page clears a page's error. */}
+        <PageErrorBoundary key={path}>
+          <Page path={path} />
+        </PageErrorBoundary>
       </main>
     </div>
   );
@@ -51,20 +55,20 @@ function Page({ path }: { path: string }) {
   if (path === '/workflows' || path === '/workflows/') return <Workflows />;
   const workflow = /^\/workflows\/([^/]+)\/?$/.exec(path);
   if (workflow?.[1]) {
-    const name = decodeURIComponent(workflow[1]);
-    return <WorkflowPage key={name} name={name} />;
+    const name = decodePathPart(workflow[1]);
+    if (name !== undefined) return <WorkflowPage key={name} name={name} />;
   }
   if (path === '/schedules' || path === '/schedules/') return <Schedules />;
   const schedule = /^\/schedules\/([^/]+)\/?$/.exec(path);
   if (schedule?.[1]) {
-    const name = decodeURIComponent(schedule[1]);
-    return <SchedulePage key={name} name={name} />;
+    const name = decodePathPart(schedule[1]);
+    if (name !== undefined) return <SchedulePage key={name} name={name} />;
   }
   const run = /^\/runs\/([^/]+)\/?$/.exec(path);
   if (run?.[1]) {
-    const id = decodeURIComponent(run[1]);
+    const id = decodePathPart(run[1]);
     // key: a different run is a fresh page (fresh stream, fresh layout).
-    return <RunPage key={id} id={id} />;
+    if (id !== undefined) return <RunPage key={id} id={id} />;
   }
   return (
     <div className="page">
@@ -74,4 +78,42 @@ function Page({ path }: { path: string }) {
       </p>
     </div>
   );
+}
+
+/** A percent-decoded path segment; undefined for a malformed escape ("%", "%E0%A4%A"), which no page has. */
+function decodePathPart(part: string): string | undefined {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Catches what a page throws while rendering, so one page's failure shows an
+ * error under the navigation instead of blanking the whole app.
+ */
+class PageErrorBoundary extends Component<{ children: ReactNode }, { error: Error | undefined }> {
+  override state: { error: Error | undefined } = { error: undefined };
+
+  static getDerivedStateFromError(error: unknown): { error: Error } {
+    return { error: error instanceof Error ? error : new Error(String(error)) };
+  }
+
+  override componentDidCatch(error: unknown, info: ErrorInfo): void {
+    console.error('page failed', error, info.componentStack);
+  }
+
+  override render(): ReactNode {
+    if (!this.state.error) return this.props.children;
+    return (
+      <div className="page" role="alert">
+        <h1>Something went wrong</h1>
+        <p className="error-box">{this.state.error.message}</p>
+        <p>
+          <Link to="/">Go to the overview.</Link>
+        </p>
+      </div>
+    );
+  }
 }

@@ -126,6 +126,7 @@ export function formatMs(ms: number): string {
   return formatDuration(new Date(0).toISOString(), new Date(Math.max(0, ms)).toISOString()) || '0 ms';
 }
 
+/** A past time, as "5s ago", "3d ago"; a future time counts as now (see formatIn). */
 export function formatAgo(rfc3339: string, now = Date.now()): string {
   const t = new Date(rfc3339).getTime();
   if (!rfc3339 || Number.isNaN(t)) return '';
@@ -134,6 +135,18 @@ export function formatAgo(rfc3339: string, now = Date.now()): string {
   if (s < 3600) return `${Math.floor(s / 60)}m ago`;
   if (s < 86_400) return `${Math.floor(s / 3600)}h ago`;
   return `${Math.floor(s / 86_400)}d ago`;
+}
+
+/** A time still to come, as "in 25s", "in 4m", "in 3h", "in 33d"; "now" once it is due. Empty for no or a bad time. */
+export function formatIn(rfc3339: string, now = Date.now()): string {
+  const t = new Date(rfc3339).getTime();
+  if (!rfc3339 || Number.isNaN(t)) return '';
+  const s = Math.round((t - now) / 1000);
+  if (s <= 0) return 'now';
+  if (s < 60) return `in ${s}s`;
+  if (s < 3600) return `in ${Math.floor(s / 60)}m`;
+  if (s < 86_400) return `in ${Math.floor(s / 3600)}h`;
+  return `in ${Math.floor(s / 86_400)}d`;
 }
 
 export interface SplitMetadata {

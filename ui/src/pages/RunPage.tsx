@@ -1,4 +1,5 @@
-import { type ExplainNode, explainNode, explainRun } from '../../../src/model/explain.js';
+import { Code, ConnectError } from '@connectrpc/connect';
+import { type ExplainNode, explainNode, explainRun, unservedRuntimeWarnings } from '../../../src/model/explain.js';
 import { useCallback, useMemo, useState } from 'react';
 import { type Node, type Run, Run_Conclusion, Run_Status } from '../../../src/gen/adagio/v1/adagio_pb.js';
 import { api, errorMessage } from '../api/client.js';
@@ -16,6 +17,7 @@ import { NodePanel } from '../components/NodePanel.js';
 import { RunToolbar, RunViews, useHighlight, useRunView, withQuery } from '../components/RunViews.js';
 import { StartWarnings } from '../components/StartWarnings.js';
 import { Link, navigate, runPath, useLocation, useTitle, workflowPath } from '../router.js';
+import { rememberStartWarnings } from '../state/startWarnings.js';
 import { type LiveRun, type RunShape, useLiveRun } from '../state/useLiveRun.js';
 
 const LOOKS: NodeLook[] = ['waiting', 'ready', 'running', 'orphaned', 'success', 'fail', 'error', 'cancelled', 'skipped'];
@@ -95,7 +97,9 @@ function RunHeader({ id, live }: { id: string; live: LiveRun }) {
         ))}
       </div>
       {live.shape && <RunIdentity identity={live.shape.identity} />}
-      {live.shape && live.status !== Run_Status.COMPLETED && <CancelButton id={id} onCancelled={live.apply} />}
+      {live.shape && live.status !== Run_Status.COMPLETED && (
+        <CancelButton id={id} onCancelled={live.apply} onStale={live.follow} />
+      )}
       {live.shape && live.status === Run_Status.COMPLETED && (
         <FinishedActions
           id={id}
@@ -104,6 +108,7 @@ function RunHeader({ id, live }: { id: string; live: LiveRun }) {
             live.apply(run);
             live.follow();
           }}
+          onStale={live.follow}
         />
       )}
     </header>
@@ -162,8 +167,21 @@ function countLooks(nodes: ReadonlyMap<string, Node>): Record<NodeLook, number> 
   return counts;
 }
 
+/**
+ * True when the API refused an action because the run is not in the state the
+ * page shows (it was retried, cancelled or finished elsewhere): the page is
+ * stale and should follow the run again.
+ */
+function isWrongState(e: unknown): boolean {
+  return e instanceof ConnectError && e.code === Code.FailedPrecondition;
+}
+
 /** Cancel asks once more inline (no native dialog), then calls Cancel and shows the result at once. */
-function CancelButton({ id, onCancelled }: { id: string; onCancelled: (run: Run) => void }) {
+function CancelButton({
+  id,
+  onCancelled,
+  onStale,
+}: { id: string; onCancelled: (run: Run) => void; onStale: () => void }) {
   const [confirming, setConfirming] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
@@ -176,6 +194,7 @@ function CancelButton({ id, onCancelled }: { id: string; onCancelled: (run: Run)
       setConfirming(false);
     } catch (e) {
       setError(errorMessage(e));
+      if (isWrongState(e)) onStale();
     } finally {
       setBusy(false);
     }
@@ -211,7 +230,8 @@ function FinishedActions({
   id,
   retryable,
   onRetried,
-}: { id: string; retryable: boolean; onRetried: (run: Run) => void }) {
+  onStale,
+}: { id: string; retryable: boolean; onRetried: (run: Run) => void; onStale: () => void }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
   const act = async (what: () => Promise<void>) => {
@@ -221,6 +241,7 @@ function FinishedActions({
       await what();
     } catch (e) {
       setError(errorMessage(e));
+      if (isWrongState(e)) onStale();
     } finally {
       setBusy(false);
     }
@@ -233,7 +254,10 @@ function FinishedActions({
   const rerun = () =>
     act(async () => {
       const res = await api.rerun({ id });
-      if (res.run) navigate(runPath(res.run.id));
+      if (res.run) {
+        rememberStartWarnings(res.run.id, await rerunWarnings(res.run));
+        navigate(runPath(res.run.id));
+      }
     });
   return (
     <div className="cancel">
@@ -253,6 +277,24 @@ function FinishedActions({
       {error && <span className="error-inline">{error}</span>}
     </div>
   );
+}
+
+/**
+ * The warnings a Start would have answered for this run (runtimes no live
+ * agent serves): Rerun's answer carries none, so they are worked out here with
+ * the server's own wording. None when the agents cannot be listed: the rerun
+ * itself succeeded.
+ */
+async function rerunWarnings(run: Run): Promise<string[]> {
+  try {
+    const { agents } = await api.listAgents({});
+    return unservedRuntimeWarnings(
+      run.nodes.map((n) => ({ name: n.spec?.name ?? '', runtime: n.spec?.runtime ?? '' })),
+      agents,
+    );
+  } catch {
+    return [];
+  }
 }
 
 /** Why the selected node waits or was not run (explainNode, as `adagio runs inspect` says it). */

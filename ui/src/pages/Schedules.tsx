@@ -1,7 +1,7 @@
 import { useState } from 'react';
 import type { Schedule } from '../../../src/gen/adagio/rpc/controlplane/controlplane_pb.js';
 import { api, errorMessage } from '../api/client.js';
-import { formatAgo, formatTime } from '../api/format.js';
+import { formatIn, formatTime } from '../api/format.js';
 import { RunsTable } from '../components/RunsTable.js';
 import { Link, runPath, schedulePath, useTitle, workflowPath } from '../router.js';
 import { usePolled } from '../state/usePolled.js';
@@ -28,9 +28,12 @@ export function Schedules() {
               <th>Workflow</th>
               <th>Cron</th>
               <th>Overlap</th>
+              <th>Catch-up</th>
               <th>State</th>
               <th>Next slot</th>
-              <th />
+              <th>
+                <span className="visually-hidden">Actions</span>
+              </th>
             </tr>
           </thead>
           <tbody>
@@ -48,9 +51,10 @@ export function Schedules() {
                   {s.cron} <span className="muted">({s.timezone})</span>
                 </td>
                 <td>{s.overlap}</td>
+                <td data-col="catchup">{s.catchup || "–"}</td>
                 <td data-col="state">{s.paused ? 'paused' : 'active'}</td>
                 <td data-col="next" title={formatTime(s.nextSlot)}>
-                  {s.paused ? '–' : formatAgo(s.nextSlot, now)}
+                  {s.paused ? '–' : formatIn(s.nextSlot, now)}
                 </td>
                 <td>
                   <PauseButton schedule={s} onDone={list.reload} />

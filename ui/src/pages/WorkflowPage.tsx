@@ -3,6 +3,7 @@ import type { Workflow } from '../../../src/gen/adagio/v1/adagio_pb.js';
 import { api, errorMessage } from '../api/client.js';
 import { formatTime } from '../api/format.js';
 import { Link, navigate, runPath, useLocation, useTitle, workflowPath } from '../router.js';
+import { rememberStartWarnings } from '../state/startWarnings.js';
 import { usePolled } from '../state/usePolled.js';
 
 /**
@@ -112,7 +113,9 @@ function StartForm({ w, latest }: { w: Workflow; latest: boolean }) {
   const [labels, setLabels] = useState('');
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
-  const missing = w.params.filter((p) => p.required && !values[p.name]).map((p) => p.name);
+  // Own keys only: a param may be named like an Object.prototype member ("constructor").
+  const valueOf = (param: string) => (Object.hasOwn(values, param) ? (values[param] ?? '') : '');
+  const missing = w.params.filter((p) => p.required && !valueOf(p.name)).map((p) => p.name);
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
@@ -123,12 +126,16 @@ function StartForm({ w, latest }: { w: Workflow; latest: boolean }) {
       const params = Object.fromEntries(Object.entries(values).filter(([, v]) => v !== ''));
       const res = await api.start({
         workflow: w.name,
-        version: latest ? 0 : w.version,
+        // The version shown, even when it is the latest: a newer one stored since must not start unseen.
+        version: w.version,
         params,
         name: runName,
         labels: parseLabels(labels),
       });
-      if (res.run) navigate(runPath(res.run.id));
+      if (res.run) {
+        rememberStartWarnings(res.run.id, res.warnings);
+        navigate(runPath(res.run.id));
+      }
     } catch (err) {
       setError(errorMessage(err));
     } finally {
@@ -137,7 +144,10 @@ function StartForm({ w, latest }: { w: Workflow; latest: boolean }) {
   };
   return (
     <form className="start-workflow" aria-label="start this workflow" onSubmit={submit}>
-      <h2>Start {latest ? 'the latest version' : `version ${w.version}`}</h2>
+      <h2>
+        Start version {w.version}
+        {latest ? ' (the latest)' : ''}
+      </h2>
       {w.params.map((p) => (
         <label key={p.name} className="param-field">
           <span>
@@ -147,7 +157,7 @@ function StartForm({ w, latest }: { w: Workflow; latest: boolean }) {
           </span>
           <input
             name={`param-${p.name}`}
-            value={values[p.name] ?? ''}
+            value={valueOf(p.name)}
             placeholder={p.default ?? ''}
             required={p.required}
             onChange={(e) => setValues({ ...values, [p.name]: e.target.value })}

@@ -63,6 +63,11 @@ const initial: State = {
   notFound: false,
 };
 
+// How often a finished run is inspected for a retry made elsewhere, while the tab is visible.
+// A big run's Inspect answer is big too: it is asked less often.
+const RECHECK_MS = 5_000;
+const BIG_RECHECK_MS = 20_000;
+
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     const t = setTimeout(resolve, ms);
@@ -177,7 +182,11 @@ export function useLiveRun(runId: string): LiveRun {
           }
           patch({ live: false }, true);
           // The stream ends once the run has completed; an early end (daemon restart) reconnects.
-          if (completed) return;
+          // A completed run can be retried elsewhere (CLI, API, another tab): watch it again once it is.
+          if (completed) {
+            await untilChanged(runId, () => rendered.current, size.current > BIG_RUN ? BIG_RECHECK_MS : RECHECK_MS, signal);
+            continue;
+          }
         } catch (e) {
           if (signal.aborted || isAbort(e)) return;
           if (e instanceof ConnectError && e.code === Code.NotFound) {
@@ -259,4 +268,55 @@ function keepLiveOutput(known: Node | undefined, next: Node): Node {
   )
     return next;
   return { ...next, liveOutput: known.liveOutput };
+}
+
+/**
+ * Resolves once a completed run differs from what is shown (open again, or
+ * with attempts the page has not seen: a retry that already finished), or the
+ * signal aborts. Checks every `periodMs` while the tab is visible, and at once
+ * when it becomes visible again; a failed check waits for the next one.
+ */
+async function untilChanged(
+  runId: string,
+  shown: () => ReadonlyMap<string, Node>,
+  periodMs: number,
+  signal: AbortSignal,
+): Promise<void> {
+  while (!signal.aborted) {
+    await nextVisibleTick(periodMs, signal);
+    if (signal.aborted) return;
+    try {
+      const { run } = await api.inspect({ id: runId }, { signal });
+      if (run && (run.status !== Run_Status.COMPLETED || attemptCount(run.nodes) !== attemptCount(shown().values())))
+        return;
+    } catch (e) {
+      if (signal.aborted || isAbort(e)) return;
+    }
+  }
+}
+
+/** Waits `ms` and then until the tab is visible; returns at once when a hidden tab becomes visible. */
+function nextVisibleTick(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      window.clearInterval(timer);
+      document.removeEventListener('visibilitychange', onVisibility);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const onVisibility = () => {
+      if (document.visibilityState === 'visible') done();
+    };
+    const timer = window.setInterval(() => {
+      if (document.visibilityState === 'visible') done();
+    }, ms);
+    document.addEventListener('visibilitychange', onVisibility);
+    signal.addEventListener('abort', done);
+  });
+}
+
+function attemptCount(nodes: Iterable<Node>): number {
+  let n = 0;
+  for (const node of nodes) n += node.attempts.length;
+  return n;
 }

@@ -11,9 +11,9 @@ import {
   useReactFlow,
   useStore,
 } from '@xyflow/react';
-import { type CSSProperties, useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { type CSSProperties, type KeyboardEvent, useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import type { Node } from '../../../../src/gen/adagio/v1/adagio_pb.js';
-import { type NodeLook, nodeLook } from '../../api/format.js';
+import { LOOK_LABEL, type NodeLook, nodeLook } from '../../api/format.js';
 import type { RunShape } from '../../state/useLiveRun.js';
 import { GraphNode, type GraphFlowNode } from './GraphNode.js';
 import { NODE_HEIGHT, NODE_WIDTH, type Positions, useLayout } from './layout.js';
@@ -149,6 +149,20 @@ function LaidOutGraph({
   const big = shape.names.length > BIG;
   const onNodeClick = useCallback((_: unknown, n: GraphFlowNode) => onSelect(n.id), [onSelect]);
   const onPaneClick = useCallback(() => onSelect(undefined), [onSelect]);
+  // Nodes take keyboard focus (React Flow's wrapper, which holds the node id): Enter or Space opens
+  // the focused node's panel as a click does. Listened for here, where the wrapper's keydown bubbles to.
+  const onKeyDown = useCallback(
+    (e: KeyboardEvent<HTMLDivElement>) => {
+      if (e.key !== 'Enter' && e.key !== ' ') return;
+      const target = e.target as HTMLElement;
+      const id = target.classList.contains('react-flow__node') ? target.dataset.id : undefined;
+      if (id === undefined) return;
+      e.preventDefault();
+      onSelect(id);
+    },
+    [onSelect],
+  );
+  const startViewport = useMemo(() => (big ? openingViewport(shape, positions) : undefined), [big, shape, positions]);
   // Set once the user pans or zooms (event is null for the view's own moves): stop re-framing then.
   // onMove, not onMoveStart: a plain click on a node starts a pan gesture that never moves.
   const userMoved = useRef(false);
@@ -157,7 +171,7 @@ function LaidOutGraph({
   }, []);
   return (
     <div className="run-graph" data-layout={exact ? 'elk' : 'quick'}>
-      <div className="graph-canvas">
+      <div className="graph-canvas" onKeyDown={onKeyDown}>
         <ReactFlow<GraphFlowNode>
           nodes={flowNodes}
           edges={edges}
@@ -172,7 +186,7 @@ function LaidOutGraph({
           maxZoom={2}
           fitView={!big}
           fitViewOptions={big ? BIG_FIT : FIT}
-          defaultViewport={big ? cornerViewport(positions) : undefined}
+          defaultViewport={startViewport}
           onNodeClick={onNodeClick}
           onPaneClick={onPaneClick}
           onMove={onMove}
@@ -227,6 +241,7 @@ function toFlowNode(
   return {
     id: name,
     type: 'adagio',
+    ariaLabel: `${name}, ${LOOK_LABEL[state ? nodeLook(state) : 'waiting']}`,
     position: pos ?? { x: 0, y: 0 },
     width: NODE_WIDTH,
     height: NODE_HEIGHT,
@@ -275,16 +290,29 @@ function overviewStyle(positions: Positions): CSSProperties | undefined {
   return { '--mm-stroke': String(MINIMAP_MIN_NODE_PX / scale - NODE_HEIGHT) } as CSSProperties;
 }
 
-/** Top-left corner of the graph at BIG_ZOOM. */
-function cornerViewport(positions: Positions): { x: number; y: number; zoom: number } {
-  let minX = Number.POSITIVE_INFINITY;
+/**
+ * Where a big graph opens, at BIG_ZOOM: on its first source node (where the
+ * run starts), at the left edge. Its column is centred on the tallest one, so
+ * in a tree the root sits far below the bounding box's top-left corner, which
+ * is empty canvas: the root is then brought to the upper part of the screen,
+ * with its fan-out around it. A graph whose first source is at the top (a
+ * grid) opens on its top-left corner as before.
+ */
+function openingViewport(shape: RunShape, positions: Positions): { x: number; y: number; zoom: number } {
+  const hasUpstream = new Set(shape.edges.map((e) => e.destination));
+  const first = shape.names.find((n) => !hasUpstream.has(n)) ?? shape.names[0];
+  const pos = first === undefined ? undefined : positions.get(first);
+  if (!pos) return { x: 0, y: 0, zoom: BIG_ZOOM };
   let minY = Number.POSITIVE_INFINITY;
-  for (const p of positions.values()) {
-    minX = Math.min(minX, p.x);
-    minY = Math.min(minY, p.y);
-  }
-  if (!Number.isFinite(minX)) return { x: 0, y: 0, zoom: BIG_ZOOM };
-  return { x: 40 - minX * BIG_ZOOM, y: 40 - minY * BIG_ZOOM, zoom: BIG_ZOOM };
+  for (const p of positions.values()) minY = Math.min(minY, p.y);
+  const margin = 40;
+  // The canvas is not mounted yet: a third of the window's height is in it on any usual screen.
+  const rootAt = Math.max(margin, window.innerHeight / 3);
+  return {
+    x: margin - pos.x * BIG_ZOOM,
+    y: Math.min(margin - minY * BIG_ZOOM, rootAt - (pos.y + NODE_HEIGHT / 2) * BIG_ZOOM),
+    zoom: BIG_ZOOM,
+  };
 }
 
 /**
