@@ -2,6 +2,7 @@ import { create } from '@bufbuild/protobuf';
 import * as cp from '../gen/adagio/rpc/controlplane/controlplane_pb.js';
 import { LIMITS } from '../model/limits.js';
 import {
+  inputsWithin,
   nodeToProto,
   runConclusionToProto,
   runStatusToProto,
@@ -71,9 +72,11 @@ export function watchMessages(
     sent.set(name, ev.node.attempts.length);
     let bytes = 1024;
     for (const a of fresh) bytes += a.output.byteLength + 256;
-    for (const v of Object.values(ev.node.inputs)) bytes += v.byteLength;
+    // A node's inputs within the read budget, as a snapshot keeps them (a wide fan-in of big outputs).
+    const inputs = inputsWithin(ev.node, LIMITS.maxReadOutputBytes);
+    for (const v of Object.values(inputs.node.inputs)) bytes += v.byteLength;
     const msg = create(cp.WatchResponseSchema, {
-      node: nodeToProto({ ...ev.node, attempts: fresh }),
+      node: nodeToProto({ ...ev.node, attempts: fresh, ...inputs.node }),
       runStatus: runStatusToProto(ev.runStatus),
       runConclusion: runConclusionToProto(ev.runConclusion),
       attemptsFrom: from,

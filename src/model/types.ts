@@ -110,6 +110,11 @@ export interface NodeState {
   finishedAt: string;
   /** Upstream node name → its last successful output; filled at claim. */
   inputs: Record<string, Uint8Array>;
+  /**
+   * Inputs a read left out of `inputs` by its output budget (withOutputBudget),
+   * name → size in bytes: each is its upstream node's output, read there.
+   */
+  omittedInputBytes?: Record<string, number>;
   claim?: Claim;
   /**
    * What the running attempt streamed so far (Repository.appendOutput), as

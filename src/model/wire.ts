@@ -205,9 +205,11 @@ export function attemptToProto(a: Attempt): pb.Attempt {
 }
 
 /**
- * The run with attempt outputs kept within `budget` bytes: each node's last
- * attempt first (what a reader wants most), then earlier attempts newest
- * first; the rest are left out and marked with their size. A shallow copy.
+ * The run with attempt outputs and node inputs kept within `budget` bytes:
+ * each node's last attempt first (what a reader wants most), then earlier
+ * attempts newest first, then inputs; the rest are left out and marked with
+ * their size. Inputs come last: each is a copy of an upstream node's output
+ * (a 1 MiB output fanned out to 20,000 nodes made a 20 GB read). A shallow copy.
  */
 export function withOutputBudget(run: Run, budget: number): Run {
   let left = budget;
@@ -223,7 +225,41 @@ export function withOutputBudget(run: Run, budget: number): Run {
     keep.has(a) || a.output.byteLength === 0
       ? a
       : { ...a, output: new Uint8Array(), omittedOutputBytes: a.output.byteLength };
-  return { ...run, nodes: run.nodes.map((n) => ({ ...n, attempts: n.attempts.map(trim) })) };
+  return {
+    ...run,
+    nodes: run.nodes.map((n) => {
+      const inputs = inputsWithin(n, left);
+      left = inputs.left;
+      return { ...n, attempts: n.attempts.map(trim), ...inputs.node };
+    }),
+  };
+}
+
+/**
+ * A node's inputs kept within `budget` bytes, the rest marked with their size
+ * (omittedInputBytes); what the budget has left after them. A watch's node
+ * messages hold one node each, and each its own budget.
+ */
+export function inputsWithin(
+  n: NodeState,
+  budget: number,
+): { node: Pick<NodeState, 'inputs' | 'omittedInputBytes'>; left: number } {
+  let left = budget;
+  let inputs = n.inputs;
+  let omitted: Record<string, number> | undefined;
+  for (const [name, bytes] of Object.entries(n.inputs)) {
+    if (bytes.byteLength <= left) {
+      left -= bytes.byteLength;
+      continue;
+    }
+    if (!omitted) {
+      omitted = {};
+      inputs = { ...n.inputs };
+    }
+    omitted[name] = bytes.byteLength;
+    delete inputs[name];
+  }
+  return { node: omitted ? { inputs, omittedInputBytes: omitted } : { inputs }, left };
 }
 
 export function nodeToProto(n: NodeState): pb.Node {
@@ -245,6 +281,9 @@ export function nodeToProto(n: NodeState): pb.Node {
     liveOutput: n.liveOutput,
     nextAttemptAt: n.nextAttemptAt ?? '',
     attemptsBeforeRetry: n.attemptsBeforeRetry ?? 0,
+    omittedInputs: Object.fromEntries(
+      Object.entries(n.omittedInputBytes ?? {}).map(([k, v]) => [k, BigInt(v)]),
+    ),
   });
 }
 
@@ -276,6 +315,13 @@ export function nodeFromProto(n: pb.Node): NodeState {
     liveOutput: n.liveOutput.byteLength > 0 ? n.liveOutput : undefined,
     ...(n.nextAttemptAt ? { nextAttemptAt: n.nextAttemptAt } : {}),
     ...(n.attemptsBeforeRetry > 0 ? { attemptsBeforeRetry: n.attemptsBeforeRetry } : {}),
+    ...(Object.keys(n.omittedInputs).length > 0
+      ? {
+          omittedInputBytes: Object.fromEntries(
+            Object.entries(n.omittedInputs).map(([k, v]) => [k, Number(v)]),
+          ),
+        }
+      : {}),
   };
 }
 

@@ -128,6 +128,52 @@ describe('reads that cannot hurt writes', () => {
     d = undefined;
   });
 
+  it("inputs count against a read's output budget: a 1 MiB output fanned out to 12 nodes is not read 12 times", {
+    timeout: 120_000,
+  }, async () => {
+    d = await startDaemon(['--agents', '4', '--exec-allow', '/bin/*,/usr/bin/*']);
+    const kids = Array.from({ length: 12 }, (_, i) => ({ name: `k${i}`, runtime: 'debug' }));
+    const started = await put(d.address, {
+      nodes: [
+        {
+          name: 'big',
+          runtime: 'exec',
+          metadata: {
+            'adagio.arguments.exec.command': { values: ['/bin/sh'] },
+            'adagio.arguments.exec.args': { values: ['-c', "head -c 1048576 /dev/zero | tr '\\000' x"] },
+          },
+        },
+        ...kids,
+      ],
+      edges: kids.map((k) => ({ source: 'big', destination: k.name })),
+    });
+    assert.equal(started.status, 200, await started.clone().text());
+    const id = ((await started.json()) as { run: { id: string } }).run.id;
+    // Watched to its end: node messages hold each node's inputs within the budget too.
+    let watchBytes = 0;
+    const res = await fetch(`${d.address}/v0/runs/${id}/watch`);
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>)
+      watchBytes += chunk.byteLength;
+    const text = await (await fetch(`${d.address}/v0/runs/${id}`)).text();
+    const run = (
+      JSON.parse(text) as {
+        run: {
+          conclusion: string;
+          nodes: { inputs?: Record<string, string>; omittedInputs?: Record<string, string> }[];
+        };
+      }
+    ).run;
+    assert.equal(run.conclusion, 'SUCCESS');
+    assert.ok(text.length < 8 * 2 ** 20, `the read stays within the budget: ${text.length} bytes`);
+    const kept = run.nodes.filter((n) => n.inputs?.big !== undefined).length;
+    const omitted = run.nodes.filter((n) => n.omittedInputs?.big === '1048576').length;
+    assert.ok(kept >= 1 && kept < 12, `some inputs kept (${kept})`);
+    assert.equal(kept + omitted, 12, 'the others are marked left out, with their size');
+    assert.ok(watchBytes < 12 * 2 ** 20 * 1.2, `the watch sent ${watchBytes} bytes`);
+    await d.stop();
+    d = undefined;
+  });
+
   it('a flood of starts gets 429 past -max-queued-nodes and memory stays bounded', {
     timeout: 120_000,
   }, async () => {

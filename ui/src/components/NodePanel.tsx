@@ -24,7 +24,7 @@ export function NodePanel({
       const b = r?.backoff;
       return [k, [`max ${r?.maxAttempts ?? 0} attempts`, ...(b ? [`backoff ${backoffText(b)}`] : [])]];
     });
-  const inputs = Object.keys(node.inputs).sort();
+  const inputs = [...new Set([...Object.keys(node.inputs), ...Object.keys(node.omittedInputs)])].sort();
   return (
     <aside className="node-panel" aria-label="node details">
       <header className="panel-head">
@@ -120,7 +120,15 @@ export function NodePanel({
           inputs.map((name) => (
             <div key={name} className="input">
               <div className="input-name">from {name}</div>
-              <Output bytes={node.inputs[name] ?? new Uint8Array()} label="input" />
+              {node.omittedInputs[name] !== undefined ? (
+                // Left out of this read by its output budget: it is node `name`'s output, read on that node.
+                <p className="muted">
+                  {Number(node.omittedInputs[name]).toLocaleString('en-US')} bytes, left out of this page's read:
+                  it is the output of node {name}; open that node to load it.
+                </p>
+              ) : (
+                <Output bytes={node.inputs[name] ?? new Uint8Array()} label="input" />
+              )}
             </div>
           ))
         )}
