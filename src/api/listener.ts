@@ -46,8 +46,11 @@ export function dualProtocolListener(
       if (!req.complete) req.socket.destroy();
     }, bodyMs);
     timer.unref();
-    req.socket.once('close', () => clearTimeout(timer));
-    req.once('end', () => clearTimeout(timer));
+    // On the request, not its socket: a keep-alive socket carries many requests, and a listener added to it per
+    // request piled up for the connection's life.
+    const clear = () => clearTimeout(timer);
+    req.once('end', clear);
+    req.once('close', clear);
   });
   // A session with no stream open for idleSessionMs is closed (GOAWAY; a stream in progress finishes). Without
   // this, sessions nobody used were held for good, each a socket and its buffers.

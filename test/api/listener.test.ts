@@ -6,7 +6,12 @@
  * alone however long its response idles (watches and subscriptions do).
  */
 import assert from 'node:assert/strict';
-import { createServer as createHttp1Server } from 'node:http';
+import {
+  createServer as createHttp1Server,
+  Agent as HttpAgent,
+  request as httpRequest,
+  type IncomingMessage,
+} from 'node:http';
 import http2, { createServer as createHttp2Server } from 'node:http2';
 import { connect, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -29,6 +34,16 @@ describe('dual-protocol listener timeouts', () => {
     const longIdle = (req: { url?: string }, res: Answer) => {
       // An upload: answered once its body is in (it never is, in the test).
       if (req.url === '/upload') return;
+      // Answers, once its body is in, how many close listeners its connection's socket holds.
+      if (req.url === '/listeners') {
+        const r = req as unknown as IncomingMessage;
+        r.resume();
+        r.on('end', () => {
+          res.writeHead(200, { 'Content-Type': 'text/plain' });
+          res.end(String(r.socket.listenerCount('close')));
+        });
+        return;
+      }
       // A long-idle stream: headers now, a line after three opening timeouts, then the end.
       res.writeHead(200, { 'Content-Type': 'text/plain' });
       res.write('open\n');
@@ -76,6 +91,38 @@ describe('dual-protocol listener timeouts', () => {
     socket.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     await closedWithin(socket, 10_000 + 3 * OPENING_MS);
     assert.match(body, /open\n[\s\S]*still here/, body);
+  });
+
+  it('keeps no listener per request on a keep-alive connection', async () => {
+    const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+    const counts: number[] = [];
+    for (let i = 0; i < 30; i++)
+      counts.push(
+        await new Promise<number>((resolve, reject) => {
+          const req = httpRequest(
+            {
+              host: '127.0.0.1',
+              port,
+              path: '/listeners',
+              method: 'POST',
+              agent,
+              headers: { 'Content-Length': 4 },
+            },
+            (res) => {
+              let body = '';
+              res.setEncoding('utf8');
+              res.on('data', (c) => (body += c));
+              res.on('end', () => resolve(Number(body)));
+            },
+          );
+          req.on('error', reject);
+          // The body after the headers: the request is not complete when it is handed over.
+          req.write('ab');
+          setTimeout(() => req.end('cd'), 5);
+        }),
+      );
+    agent.destroy();
+    assert.ok(counts[29]! <= counts[0]! + 1, `close listeners on the socket: ${counts.join(', ')}`);
   });
 
   it('closes an HTTP/1 connection whose request body does not arrive in time', async () => {
