@@ -15,13 +15,13 @@ import { Scheduler } from '../src/scheduler/scheduler.js';
 
 const MIN = 60_000;
 
-async function setup() {
+async function setup(cron = '*/5 * * * *') {
   const clock = new ManualClock(Date.parse('2026-03-01T12:00:30Z'));
   const repo = new MemoryRepository({ clock });
   await repo.putWorkflow('w', {
     spec: { nodes: [{ name: 'a', runtime: 'work', metadata: {}, retry: {} }], edges: [] },
   });
-  const s = await repo.putSchedule('five', { workflow: 'w', cron: '*/5 * * * *' });
+  const s = await repo.putSchedule('five', { workflow: 'w', cron });
   return { clock, repo, slot: s.nextSlot };
 }
 
@@ -72,5 +72,20 @@ describe('scheduler: a stale read of a schedule starts nothing decided otherwise
       s.history.every((r) => r.outcome === 'missed'),
       'the schedule keeps its decision',
     );
+  });
+
+  it('a start it made is cancelled though the decision fell out of the history (a catch-up of 120 missed slots)', async () => {
+    const { clock, repo, slot } = await setup('* * * * *');
+    clock.set(Date.parse(slot) + 1_000);
+    const stale = await repo.getSchedule('five');
+    // Two hours later another scheduler records 120 slots missed; the history keeps the latest 50.
+    const later = new ManualClock(Date.parse(slot) + 120 * MIN + 45_000);
+    await new Scheduler(repo, { clock: later }).tick();
+    const s = await repo.getSchedule('five');
+    assert.ok(!s.history.some((r) => r.slot === slot), 'the slot is no longer in the history');
+    await new Scheduler(staleView(repo, stale, true), { clock }).tick();
+    const runs = await runsOf(repo);
+    assert.equal(runs.length, 1);
+    assert.equal(runs[0]!.conclusion, 'CANCELLED', 'the run it made for a missed slot is cancelled');
   });
 });

@@ -86,6 +86,7 @@ export class Scheduler {
         if (busy.length > 0) plan = planSchedule(s, now, true, now);
       }
       let step: ScheduleStep;
+      let created = false;
       switch (plan.kind) {
         case 'idle':
         case 'wait':
@@ -114,7 +115,7 @@ export class Scheduler {
             continue;
           }
           if (plan.cancelPrevious) for (const id of busy) await this.repo.cancel(id);
-          step = await this.started(s, plan.slot, plan.step);
+          ({ step, created } = await this.started(s, plan.slot, plan.step));
           break;
         }
       }
@@ -122,7 +123,7 @@ export class Scheduler {
         this.logger.debug('schedule stepped by another scheduler', { schedule: s.name, slot: step.from });
         const started = step.records[0];
         if (started?.outcome === 'started' && started.runId)
-          await this.undoStart(s.name, started.slot, started.runId);
+          await this.undoStart(s.name, started.slot, started.runId, created);
       }
       s = await this.repo.getSchedule(s.name);
     }
@@ -133,35 +134,51 @@ export class Scheduler {
    * slot otherwise (missed, skipped: it read the schedule after this one did),
    * this start was one the schedule does not have, and its run is cancelled.
    * The same start by both gets the same run (the slot's request id): kept.
+   * A decision the history no longer holds (it keeps the latest 50; a catch-up
+   * records up to 1,000 missed slots in one step) is read from the start
+   * itself: a run this start made (`created`) is one nobody else started.
    */
-  private async undoStart(name: string, slot: string, runId: string): Promise<void> {
+  private async undoStart(name: string, slot: string, runId: string, created: boolean): Promise<void> {
     const now = await this.repo.getSchedule(name);
     const decided = now.history.find((r) => r.slot === slot);
-    if (!decided || (decided.outcome === 'started' && decided.runId === runId)) return;
+    if (decided ? decided.outcome === 'started' && decided.runId === runId : !created) return;
     this.logger.warn(
       'schedule slot started here was decided otherwise by another scheduler: its run is cancelled',
       {
         schedule: name,
         slot,
         run: runId,
-        outcome: decided.outcome,
+        outcome: decided?.outcome ?? 'no longer in its history',
       },
     );
     await this.repo.cancel(runId);
   }
 
-  /** The step after starting the slot: its record names the run, or why the start was refused. */
-  private async started(s: Schedule, slot: string, step: ScheduleStep): Promise<ScheduleStep> {
+  /**
+   * The step after starting the slot: its record names the run, or why the
+   * start was refused; and whether this start made the run (its creation is
+   * not before the start began, by this process's clock, which stamps it),
+   * rather than found the one an earlier start of the slot's request id made.
+   */
+  private async started(
+    s: Schedule,
+    slot: string,
+    step: ScheduleStep,
+  ): Promise<{ step: ScheduleStep; created: boolean }> {
+    const startedAt = this.clock.now();
     try {
       const run = await startSlot(this.repo, s, slot);
       this.logger.info('schedule slot started', { schedule: s.name, slot, run: run.id });
-      return { ...step, records: [{ slot, outcome: 'started', runId: run.id }] };
+      return {
+        step: { ...step, records: [{ slot, outcome: 'started', runId: run.id }] },
+        created: Date.parse(run.createdAt) >= startedAt,
+      };
     } catch (e) {
       // A refusal will not change by retrying (the workflow's params changed under the
       // schedule, say): record it and go on rather than retry the slot forever.
       if (!(e instanceof InvalidArgumentError || e instanceof NotFoundError)) throw e;
       this.logger.warn('schedule slot refused', { schedule: s.name, slot, error: e.message });
-      return { ...step, records: [{ slot, outcome: 'failed', error: e.message }] };
+      return { step: { ...step, records: [{ slot, outcome: 'failed', error: e.message }] }, created: false };
     }
   }
 }
