@@ -50,7 +50,12 @@ describe('JSON bodies: no silently ignored fields', () => {
       nodes: ['a', 'b'].map((name) => ({ name, runtime: 'debug', metadata: {}, retry: {} })),
       edges: [],
     });
-    await store.cancel(run.id);
+    // Both failed: a plain retry would put both back, a retry naming a only a.
+    const lease = await store.grantLease(60_000);
+    for (const node of ['a', 'b']) {
+      const c = await store.claim({ runId: run.id, node, leaseId: lease.id, agentId: 't' });
+      await store.finish({ runId: run.id, node, claimId: c!.claimId, conclusion: 'FAIL' });
+    }
     for (const body of [['a'], 'a', 3, null]) {
       const res = await send('POST', `/v0/runs/${run.id}/retry`, body);
       assert.equal(res.status, 400, `${JSON.stringify(body)}: ${JSON.stringify(res.body)}`);
