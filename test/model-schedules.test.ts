@@ -40,6 +40,25 @@ describe('schedule rules (rule 18)', () => {
     ]);
   });
 
+  it('a list, range or step in the hour the spring change skips fires once at the change, as a single value does', () => {
+    const from = Date.parse('2026-03-28T23:30:00Z'); // 00:30 CET on the day of the change
+    const berlin = (cron: string, n = 2) => slotsAfter({ cron, timezone: 'Europe/Berlin' }, from, n);
+    // 02:00 and 02:30 (local) do not exist that day: one slot at 03:00 CEST (01:00 UTC), then the next day's.
+    assert.deepEqual(berlin('0,30 2 * * *', 3), [
+      '2026-03-29T01:00:00Z',
+      '2026-03-30T00:00:00Z',
+      '2026-03-30T00:30:00Z',
+    ]);
+    assert.deepEqual(berlin('*/15 2 * * *'), ['2026-03-29T01:00:00Z', '2026-03-30T00:00:00Z']);
+    assert.deepEqual(berlin('15-45/15 2 * * *'), ['2026-03-29T01:00:00Z', '2026-03-30T00:15:00Z']);
+    assert.deepEqual(berlin('0 2,14 * * *'), ['2026-03-29T01:00:00Z', '2026-03-29T12:00:00Z']);
+    // Every two hours: 00:00 CET, then 02:00 (skipped: 03:00 CEST), 04:00 CEST.
+    assert.deepEqual(berlin('0 */2 * * *'), ['2026-03-29T01:00:00Z', '2026-03-29T02:00:00Z']);
+    // A single value, as before; and a cron that matches nothing in the gap is untouched.
+    assert.deepEqual(berlin('0 2 * * *'), ['2026-03-29T01:00:00Z', '2026-03-30T00:00:00Z']);
+    assert.deepEqual(berlin('0 5 * * *'), ['2026-03-29T03:00:00Z', '2026-03-30T03:00:00Z']);
+  });
+
   it('a put starts at the first slot after now; the same timing keeps the place, a new cron starts over', () => {
     const s = schedule();
     assert.equal(s.nextSlot, '2026-03-01T00:00:00Z');

@@ -221,15 +221,66 @@ export function slotRequestId(name: string, slot: string): string {
 
 /** The first slot strictly after `afterMs`; undefined when the cron never fires again. */
 export function slotAfter(s: Pick<Schedule, 'cron' | 'timezone'>, afterMs: number): string | undefined {
-  const next = cronOf(s.cron, s.timezone).nextRun(new Date(afterMs));
-  return next ? slotText(next.getTime()) : undefined;
+  const next = slotAfterMs(s, afterMs);
+  return next === undefined ? undefined : slotText(next);
 }
 
 /** The next `n` slots strictly after `afterMs`. */
 export function slotsAfter(s: Pick<Schedule, 'cron' | 'timezone'>, afterMs: number, n: number): string[] {
-  return cronOf(s.cron, s.timezone)
-    .nextRuns(n, new Date(afterMs))
-    .map((d) => slotText(d.getTime()));
+  const slots: string[] = [];
+  for (let at = slotAfterMs(s, afterMs); at !== undefined && slots.length < n; at = slotAfterMs(s, at))
+    slots.push(slotText(at));
+  return slots;
+}
+
+/**
+ * The next slot strictly after `afterMs`, ms. A local time the spring DST
+ * change skips fires at the change (02:00 Berlin is 03:00 CEST): croner does
+ * so for a single value (`0 2 * * *`) but drops a day's list, range or step
+ * in the gap (`0,30 2 * * *`, `*\/15 2 * * *`, `0 *\/2 * * *` lost a run). So
+ * when the zone's offset grows before croner's next slot, the cron is read in
+ * the offset before the change too: a match in the skipped hour is a slot at
+ * the change.
+ */
+function slotAfterMs(s: Pick<Schedule, 'cron' | 'timezone'>, afterMs: number): number | undefined {
+  const next = cronOf(s.cron, s.timezone).nextRun(new Date(afterMs))?.getTime();
+  if (next === undefined) return undefined;
+  const before = offsetMinutes(s.timezone, afterMs);
+  const after = offsetMinutes(s.timezone, next);
+  if (after <= before) return next;
+  // The change: within a second before `hi`, and changes fall on whole minutes.
+  let lo = afterMs;
+  let hi = next;
+  while (hi - lo > 1000) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (offsetMinutes(s.timezone, mid) === before) lo = mid;
+    else hi = mid;
+  }
+  const change = Math.floor(hi / 60_000) * 60_000;
+  const gapMs = (after - before) * 60_000;
+  const inOldOffset = new Cron(s.cron, { utcOffset: before, paused: true, mode: '5-or-6-parts' })
+    .nextRun(new Date(afterMs))
+    ?.getTime();
+  return inOldOffset !== undefined && inOldOffset >= change && inOldOffset < change + gapMs && change < next
+    ? change
+    : next;
+}
+
+/** One formatter per zone: making one costs far more than using it. */
+const offsetFormats = new Map<string, Intl.DateTimeFormat>();
+
+/** The zone's offset from UTC at `ms`, in minutes (east positive). */
+function offsetMinutes(timezone: string, ms: number): number {
+  let format = offsetFormats.get(timezone);
+  if (!format) {
+    format = new Intl.DateTimeFormat('en-US', { timeZone: timezone, timeZoneName: 'longOffset' });
+    offsetFormats.set(timezone, format);
+  }
+  const name = format
+    .formatToParts(new Date(ms))
+    .find((p) => p.type === 'timeZoneName')?.value;
+  const m = /GMT([+-])(\d{2}):(\d{2})/.exec(name ?? '');
+  return m ? (m[1] === '-' ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3])) : 0;
 }
 
 /** A slot's time as RFC 3339 in UTC, whole seconds (cron slots have no fraction). */
