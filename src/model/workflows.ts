@@ -58,6 +58,19 @@ export const WORKFLOW_LIMITS = {
   maxParams: 64,
   /** One param's value (default or given), UTF-8 bytes. */
   maxParamValueBytes: 8 * 1024,
+  /**
+   * A run's params together, as stored (JSON, UTF-8 bytes): a run's identity
+   * is one item or value (DynamoDB's header item holds 400 KB; etcd reads a
+   * hundred runs' identities in one answer), and JSON escapes a control
+   * character as six bytes.
+   */
+  maxParamsBytes: 64 * 1024,
+  /**
+   * A stored workflow version (spec, description, params) as stored (JSON,
+   * UTF-8 bytes): one DynamoDB item (400 KB) and one etcd request. A graph
+   * larger than this is started as a graph.
+   */
+  maxDefinitionBytes: 256 * 1024,
   maxLabels: 32,
   maxLabelValueLength: 256,
   /** A run search's text. */
@@ -161,6 +174,13 @@ export function validateWorkflow(name: string, input: WorkflowInput): string[] {
   if (!input.spec || !Array.isArray(input.spec.nodes) || !Array.isArray(input.spec.edges))
     problems.push('workflow spec must be a graph with nodes and edges');
   else problems.push(...validateGraph(input.spec));
+  if (problems.length === 0) {
+    const bytes = utf8Bytes(JSON.stringify(normalizeWorkflow(input)));
+    if (bytes > WORKFLOW_LIMITS.maxDefinitionBytes)
+      problems.push(
+        `workflow is ${bytes} bytes as stored (JSON); the limit is ${WORKFLOW_LIMITS.maxDefinitionBytes}: start a graph this big as a graph`,
+      );
+  }
   return problems;
 }
 
@@ -286,6 +306,11 @@ export function resolveParams(declared: readonly ParamSpec[], given: Params = {}
   if (missing.length > 0)
     throw new InvalidArgumentError(
       `missing required param${missing.length > 1 ? 's' : ''} ${missing.map((k) => JSON.stringify(k)).join(', ')}`,
+    );
+  const bytes = utf8Bytes(JSON.stringify(out));
+  if (bytes > WORKFLOW_LIMITS.maxParamsBytes)
+    throw new InvalidArgumentError(
+      `params are ${bytes} bytes as stored (JSON); the limit is ${WORKFLOW_LIMITS.maxParamsBytes} together`,
     );
   return out;
 }

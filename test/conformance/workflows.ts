@@ -195,6 +195,34 @@ export function workflowsSpec(test: ConformanceTest): void {
       assert.deepEqual(plain.labels, { k: 'v' });
     });
 
+    test('a workflow past 256 KiB as stored, and params past 64 KiB together, are refused alike on every backend', async (h) => {
+      // 300 nodes of 1 KiB of metadata each: fine as a graph, too big to store as one version.
+      const big = graph(
+        Array.from({ length: 300 }, (_, i) => node(`n${i}`, { metadata: { k: ['x'.repeat(1024)] } })),
+        [],
+      );
+      await assert.rejects(h.repo.putWorkflow('big', { spec: big }), (e: Error & { code?: string }) => {
+        assert.equal(e.code, 'invalid_argument');
+        assert.match(e.message, /the limit is 262144/);
+        return true;
+      });
+      // Twelve params of 8 KiB: each within its limit, together past 64 KiB.
+      const params = Array.from({ length: 12 }, (_, i) => ({ name: `p${i}` }));
+      await h.repo.putWorkflow('many', { spec: graph(['a']), params });
+      const values = Object.fromEntries(params.map((p) => [p.name, 'v'.repeat(8 * 1024)]));
+      await assert.rejects(
+        h.repo.start(undefined, { workflow: 'many', params: values }),
+        (e: Error & { code?: string }) => {
+          assert.equal(e.code, 'invalid_argument');
+          assert.match(e.message, /params are \d+ bytes .*the limit is 65536 together/);
+          return true;
+        },
+      );
+      const fits = Object.fromEntries(params.slice(0, 6).map((p) => [p.name, 'v'.repeat(8 * 1024)]));
+      const run = await h.repo.start(undefined, { workflow: 'many', params: fits });
+      assert.equal(run.params?.p0?.length, 8 * 1024);
+    });
+
     test("a start from a workflow keeps its graph's deadline (rule 13)", async (h) => {
       const spec = { ...nightly().spec, deadline: '2h' };
       await h.repo.putWorkflow('timed', { ...nightly(), spec });
