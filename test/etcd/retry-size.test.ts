@@ -1,9 +1,11 @@
 /**
- * A retry on etcd goes in steps behind a work item (rule 15): the item names
- * what the retry was given, not its plan, so a retry of a run of any size
- * fits etcd's request limit (a recorded plan of 14,000 nodes passed 1.5 MiB
- * and the retry was refused), and whoever finishes a retry whose process
- * died plans it again from the run, putting back exactly what is left.
+ * Runs past what one etcd request or answer holds. A retry goes in steps
+ * behind a work item (rule 15): the item names what the retry was given, not
+ * its plan, so a retry of a run of any size fits etcd's request limit (a
+ * recorded plan of 14,000 nodes passed 1.5 MiB and the retry was refused),
+ * and whoever finishes a retry whose process died plans it again from the
+ * run, putting back exactly what is left. A run's read past gRPC's 64 MiB
+ * answer (its attempts' outputs) goes in pages at one revision.
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
@@ -33,7 +35,7 @@ const countBy = (statuses: string[]) => {
   return by;
 };
 
-describe('etcd: retry of a run past what one request holds', { timeout: 600_000 }, () => {
+describe('etcd: runs past what one request or answer holds', { timeout: 600_000 }, () => {
   it('a cancelled run of 14,000 nodes is retried: every node READY again', async () => {
     const { repository: repo, teardown } = await etcdRepository({ sweepIntervalMs: 0, timersIntervalMs: 0 });
     closers.push(teardown);
@@ -42,6 +44,31 @@ describe('etcd: retry of a run past what one request holds', { timeout: 600_000 
     const retried = await repo.retry(run.id);
     assert.equal(retried.status, 'WAITING', 'every node went back, none claimed yet (rule 7)');
     assert.deepEqual(countBy(retried.nodes.map((n) => n.status)), { READY: 14_000 });
+  });
+
+  it('a run holding more output than one gRPC answer (70 attempts of 1 MiB) is inspected, retried and cancelled', async () => {
+    const { repository: repo, teardown } = await etcdRepository({ sweepIntervalMs: 0, timersIntervalMs: 0 });
+    closers.push(teardown);
+    const run = await repo.start(independent(70));
+    const lease = await repo.grantLease(120_000);
+    const output = new Uint8Array(1024 * 1024).fill(120);
+    for (const n of run.nodes) {
+      const c = await repo.claim({ runId: run.id, node: n.spec.name, leaseId: lease.id, agentId: 't' });
+      await repo.finish({
+        runId: run.id,
+        node: n.spec.name,
+        claimId: c!.claimId,
+        conclusion: 'FAIL',
+        output,
+      });
+    }
+    const failed = await repo.inspect(run.id);
+    assert.equal(failed.conclusion, 'FAIL');
+    assert.equal(failed.nodes.flatMap((n) => n.attempts).length, 70, 'every attempt read');
+    const retried = await repo.retry(run.id);
+    assert.deepEqual(countBy(retried.nodes.map((n) => n.status)), { READY: 70 });
+    const cancelled = await repo.cancel(run.id);
+    assert.equal(cancelled.conclusion, 'CANCELLED');
   });
 
   it('a retry whose process died after its first put-back is finished by another from the run as it stands', async () => {

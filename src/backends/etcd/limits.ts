@@ -35,6 +35,10 @@ export const FAN_OUT_CHUNK = 25;
 export const SETTLE_BATCH = 20;
 /** A retry's work item (the names it was given) at most, beside the run key in one transaction. */
 export const MAX_RETRY_ITEM_BYTES = 256 * 1024;
+/** gRPC's answer limit this client sets (store.ts): a run's reads past it go in pages. */
+export const ETCD_MAX_ANSWER_BYTES = 64 * 1024 * 1024;
+/** Attempts or streamed chunks a paged read asks for at once: each up to 1 MiB of output and 64 KiB of metadata. */
+export const PAGED_READ = 32;
 export const OPS_PER_SETTLED_NODE = 6;
 
 /** Runs of a page summarised per transaction by the runs list: two gets (run, identity), three count ranges and the failed names (a limited range) each. */

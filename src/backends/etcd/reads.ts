@@ -1,4 +1,4 @@
-import type { IRequestOp } from 'etcd3';
+import type { IKeyValue, IRequestOp } from 'etcd3';
 import {
   type Attempt,
   checkListLimit,
@@ -25,7 +25,7 @@ import {
   ulidTime,
 } from '../../model/index.js';
 import { decodeCursor, encodeCursor } from '../../model/requests.js';
-import { NotFoundError } from '../../protocol/errors.js';
+import { NotFoundError, TooLargeError } from '../../protocol/errors.js';
 import type { ClaimRef, ListRunsQuery, RunPage } from '../../protocol/repository.js';
 import type { EtcdContext, NodeTopology } from './context.js';
 import { invert, prefixEnd } from './keys.js';
@@ -33,6 +33,7 @@ import {
   LIST_SCAN_BUDGET,
   LIST_WINDOWS_MS,
   OPS_PER_LISTED_RUN,
+  PAGED_READ,
   READS_PER_TXN,
   RUNS_PER_LIST_TXN,
 } from './limits.js';
@@ -58,39 +59,94 @@ export interface LoadedRun {
   records: Map<string, NodeRecord>;
 }
 
+/** What loadRun reads of a run, at one revision. */
+interface RunKvs {
+  rev: string;
+  run?: IKeyValue;
+  nodes: IKeyValue[];
+  statics: IKeyValue[];
+  meta?: IKeyValue;
+  attempts: IKeyValue[];
+  outputs: IKeyValue[];
+}
+
+/**
+ * A prefix's keys at `revision`, PAGED_READ keys a request: an attempt or a
+ * streamed chunk holds up to 1 MiB of output (and 64 KiB of metadata), so a
+ * page stays far below gRPC's 64 MiB answer.
+ */
+async function readPaged(ctx: EtcdContext, prefix: Buffer, revision: string): Promise<IKeyValue[]> {
+  const out: IKeyValue[] = [];
+  const end = prefixEnd(prefix);
+  for (let from = prefix; ; ) {
+    const res = await ctx.store.range({ key: from, range_end: end, revision, limit: PAGED_READ });
+    out.push(...res.kvs);
+    if (!res.more || res.kvs.length === 0) return out;
+    from = Buffer.concat([res.kvs[res.kvs.length - 1]!.key, Buffer.from([0])]);
+  }
+}
+
 /** The whole run at one revision (the given one, or the newest). */
 export async function loadRun(ctx: EtcdContext, runId: string, revision?: string): Promise<LoadedRun> {
   const { keys, store } = ctx;
   const at = revision ? { revision } : {};
-  const res = await store.txn({
-    success: [
-      { request_range: { key: keys.run(runId), ...at } },
-      getPrefix(keys.nodes(runId), at),
-      getPrefix(keys.attempts(runId), at),
-      getPrefix(keys.statics(runId), at),
-      getPrefix(keys.outputs(runId), at),
-      { request_range: { key: keys.meta(runId), ...at } },
-    ],
-  });
-  const metaKv = res.responses[5]!.response_range.kvs[0];
+  const small = [
+    { request_range: { key: keys.run(runId), ...at } },
+    getPrefix(keys.nodes(runId), at),
+    getPrefix(keys.statics(runId), at),
+    { request_range: { key: keys.meta(runId), ...at } },
+  ];
+  let read: RunKvs;
+  try {
+    const res = await store.txn({
+      success: [...small, getPrefix(keys.attempts(runId), at), getPrefix(keys.outputs(runId), at)],
+    });
+    const kvs = res.responses.map((r) => r.response_range.kvs);
+    read = {
+      rev: revision ?? res.header.revision,
+      run: kvs[0]![0],
+      nodes: kvs[1]!,
+      statics: kvs[2]!,
+      meta: kvs[3]![0],
+      attempts: kvs[4]!,
+      outputs: kvs[5]!,
+    };
+  } catch (e) {
+    if (!(e instanceof TooLargeError)) throw e;
+    // Past gRPC's 64 MiB answer (64 attempts of 1 MiB outputs did it): the small ranges in one transaction, then
+    // the attempts and streamed chunks in pages at its revision, the same snapshot.
+    const res = await store.txn({ success: small });
+    const kvs = res.responses.map((r) => r.response_range.kvs);
+    const rev = revision ?? res.header.revision;
+    read = {
+      rev,
+      run: kvs[0]![0],
+      nodes: kvs[1]!,
+      statics: kvs[2]!,
+      meta: kvs[3]![0],
+      attempts: await readPaged(ctx, keys.attempts(runId), rev),
+      outputs: await readPaged(ctx, keys.outputs(runId), rev),
+    };
+  }
+  const metaKv = read.meta;
   const identity = metaKv ? decodeJson<RunIdentity>(metaKv.value) : {};
-  const streamed = groupStreamed(ctx, runId, res.responses[4]!.response_range.kvs);
-  const rev = revision ?? res.header.revision;
-  const runKv = res.responses[0]!.response_range.kvs[0];
+  const streamed = groupStreamed(ctx, runId, read.outputs);
+  const rev = read.rev;
+  const runKv = read.run;
   if (!runKv) throw new NotFoundError('run', runId);
   const record = decodeJson<RunRecord>(runKv.value);
   const facts = new Map<string, NodeTopology>();
   const staticPrefix = keys.statics(runId).length;
-  for (const kv of res.responses[3]!.response_range.kvs)
+  for (const kv of read.statics)
     facts.set(decodeURIComponent(kv.key.subarray(staticPrefix).toString()), topologyOf(kv.value));
   const statePrefix = keys.nodes(runId).length;
-  const recs = res.responses[1]!.response_range.kvs.map((kv) =>
-    merge(facts.get(decodeURIComponent(kv.key.subarray(statePrefix).toString()))!, kv.value),
-  ).sort((a, b) => a.i - b.i);
+  const recs = read.nodes
+    .map((kv) => merge(facts.get(decodeURIComponent(kv.key.subarray(statePrefix).toString()))!, kv.value))
+    .sort((a, b) => a.i - b.i);
   const attempts = new Map<string, Attempt[]>();
   const lastOutput = new Map<string, Uint8Array>();
   const attemptPrefix = keys.attempts(runId).length;
-  for (const kv of res.responses[2]!.response_range.kvs) {
+  for (const kv of read.attempts) {
     const name = decodeURIComponent(kv.key.subarray(attemptPrefix).toString().split('/')[0]!);
     const list = attempts.get(name) ?? [];
     attempts.set(name, list);

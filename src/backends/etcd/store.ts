@@ -25,7 +25,7 @@ import {
 import type { Logger } from '../../log.js';
 import { TooLargeError, UnauthenticatedError, UnavailableError } from '../../protocol/errors.js';
 import { prefixEnd } from './keys.js';
-import { ETCD_MAX_TXN_OPS, MAX_ROUNDS, READS_PER_TXN } from './limits.js';
+import { ETCD_MAX_ANSWER_BYTES, ETCD_MAX_TXN_OPS, MAX_ROUNDS, READS_PER_TXN } from './limits.js';
 
 export interface EtcdConnectionOptions {
   /** host:port or URLs; http:// is assumed unless TLS options are given. */
@@ -88,7 +88,7 @@ export class Store {
         : undefined,
       // Streams (watch, keepalive) live long; unary calls get a deadline so a dead member cannot hang them.
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
-      grpcOptions: { 'grpc.max_receive_message_length': 64 * 1024 * 1024 },
+      grpcOptions: { 'grpc.max_receive_message_length': ETCD_MAX_ANSWER_BYTES },
       // etcd3's default breaker opens on 3 consecutive failures for 5 s: on a busy machine a burst of
       // deadline-exceeded calls then fails everything for seconds. retrying() already backs off, so
       // the breaker only needs to steer calls away from a member that keeps failing, briefly.
