@@ -310,6 +310,54 @@ describe('dynamodb: a dependent carries its inputs', () => {
   });
 });
 
+describe('dynamodb: a node item has room for what it gains after its start', () => {
+  /** A join of `k` upstream nodes with `len`-character names. */
+  const wideJoin = (k: number, len: number) => {
+    const ups = Array.from({ length: k }, (_, i) => `${String(i).padStart(4, '0')}${'u'.repeat(len - 4)}`);
+    return graph(
+      [...ups.map((u) => node(u)), node('sink')],
+      ups.map((u) => [u, 'sink'] as [string, string]),
+    );
+  };
+
+  test('a join whose inputs and metadata could outgrow the item is refused at start, not stalled at its claim', async () => {
+    const { repository: repo, teardown } = await dynamoDbRepository({ sweepIntervalMs: 0 });
+    closers.push(teardown);
+    // 450 upstream names of 250 characters: the start took it, then the sink's claim could never be written.
+    await assert.rejects(repo.start(wideJoin(450, 250)), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'too_large');
+      assert.match(e.message, /node "sink" could need \d+ bytes once running .*450 inputs/);
+      return true;
+    });
+    assert.equal((await repo.listRuns({})).runs.length, 0, 'nothing started');
+    // A join the item holds whatever it gains runs as on any backend.
+    const run = await repo.start(wideJoin(100, 250));
+    const lease = await repo.grantLease(120_000);
+    for (const n of run.nodes.filter((x) => x.spec.name !== 'sink')) {
+      const c = await repo.claim({ runId: run.id, node: n.spec.name, leaseId: lease.id, agentId: 't' });
+      await repo.finish({ runId: run.id, node: n.spec.name, claimId: c!.claimId, conclusion: 'SUCCESS' });
+    }
+    const big = { k: ['x'.repeat(64 * 1024 - 10)] };
+    const sink = await repo.claim({
+      runId: run.id,
+      node: 'sink',
+      leaseId: lease.id,
+      agentId: 't',
+      metadata: big,
+    });
+    assert.ok(sink, 'the sink is claimed with all its inputs and 64 KiB of claim metadata');
+    assert.equal(Object.keys(sink.node.inputs).length, 100);
+    await repo.finish({
+      runId: run.id,
+      node: 'sink',
+      claimId: sink.claimId,
+      conclusion: 'SUCCESS',
+      metadata: big,
+    });
+    assert.equal((await repo.inspect(run.id)).conclusion, 'SUCCESS');
+  });
+});
+
 describe('dynamodb: a claim of a node this process made READY reads nothing', () => {
   test('its commit still checks the lease, the run and the node: a lapsed lease, a cancelled run, a node taken elsewhere', async () => {
     const table = uniqueTable('ddb-blind');

@@ -6,6 +6,8 @@
  * work costs in items, so a change to a transaction's shape shows here.
  */
 
+import { LIMITS } from '../../model/limits.js';
+
 /** Items one TransactWriteItems may carry. */
 export const DYNAMODB_MAX_TXN_ITEMS = 100;
 /** Bytes one TransactWriteItems may carry. */
@@ -30,6 +32,16 @@ export const MAX_TXN_BYTES = (DYNAMODB_MAX_TXN_BYTES * 3) / 4;
 export const OUTPUT_PART_BYTES = 300 * 1024;
 /** A node item larger than this (its spec and adjacency) is refused at start: it would not fit an item with room for state. */
 export const MAX_NODE_ITEM_BYTES = DYNAMODB_MAX_ITEM_BYTES - 40 * 1024;
+/**
+ * What a node item may gain after its start, beside its spec and adjacency:
+ * the claim's and the last attempt's metadata (each up to the model's 64 KiB,
+ * with their ids), and its counters. Its inputs add INPUT_ENTRY_BYTES and
+ * its name per upstream node (recorded as they succeed, `ins`, and copied at
+ * its claim, `inputs`): a start counts these too, so a node that could
+ * outgrow the item is refused then, not stalled when its join fills up.
+ */
+export const NODE_STATE_BYTES = 2 * (LIMITS.maxNodeMetadataBytes + 1024) + 8 * 1024;
+export const INPUT_ENTRY_BYTES = 2 * 24;
 
 /** Dependents judged inside the finishing transaction: each is one item, plus at most one cascade work item. */
 export const INLINE_DEPENDENTS = 40;

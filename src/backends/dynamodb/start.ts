@@ -33,11 +33,14 @@ import {
 } from './items.js';
 import {
   BATCH_START_ITEMS,
+  DYNAMODB_MAX_ITEM_BYTES,
   DYNAMODB_MAX_TXN_BYTES,
   DYNAMODB_MAX_TXN_ITEMS,
   INLINE_ROOTS,
+  INPUT_ENTRY_BYTES,
   MAX_NODE_ITEM_BYTES,
   MAX_TXN_BYTES,
+  NODE_STATE_BYTES,
   WAITING_ITEM_BYTES,
 } from './limits.js';
 import { inspectRun } from './reads.js';
@@ -136,11 +139,15 @@ async function planRun(
   });
   // READY nodes join the ready index only once the header exists: no subscriber sees a run not yet started.
   const hidden = nodes.map((n) => encodeNode(n, true));
-  for (const [k, item] of hidden.entries())
-    if (itemBytes(item) > MAX_NODE_ITEM_BYTES)
+  for (const [k, item] of hidden.entries()) {
+    const n = nodes[k]!.d;
+    const inputs = n.up.reduce((sum, u) => sum + 2 * Buffer.byteLength(u) + INPUT_ENTRY_BYTES, 0);
+    const most = itemBytes(item) + inputs + NODE_STATE_BYTES;
+    if (itemBytes(item) > MAX_NODE_ITEM_BYTES || most > DYNAMODB_MAX_ITEM_BYTES)
       throw new TooLargeError(
-        `node ${JSON.stringify(nodes[k]!.d.spec.name)} needs ${itemBytes(item)} bytes (spec and neighbours); a DynamoDB item holds ${MAX_NODE_ITEM_BYTES}`,
+        `node ${JSON.stringify(n.spec.name)} could need ${most} bytes once running (its spec and ${n.up.length + n.down.length} neighbours' names, ${n.up.length} inputs, claim and attempt metadata); a DynamoDB item holds ${DYNAMODB_MAX_ITEM_BYTES}`,
       );
+  }
   const roots = nodes.filter((n) => n.d.status === 'READY');
   // A small run's WAITING nodes are one item until each is first judged: at version 0, absent (waiting.ts).
   const waitingData = new Map<string, string>();
