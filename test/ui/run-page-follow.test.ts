@@ -36,6 +36,40 @@ describe('run page: following a finished run', { timeout: 240_000 }, () => {
   const flagged = (name: string, flag: string, then: string) =>
     execNode(name, 'sh', ['-c', `if test -f '${flag}'; then ${then}; else exit 1; fi`]);
 
+  // First: other tests leave their pages open, and each checks its own finished run.
+  test("after one Inspect, a finished run's page reads only the run's summary, and still sees a retry", async () => {
+    const flag = join(dir, 'summary');
+    const run = await ui.client.start({ nodes: [flagged('once', flag, 'echo ok')], edges: [] });
+    assert.equal((await completed(run.id)).conclusion, 'FAIL');
+    /** Requests of an RPC method the daemon answered so far. */
+    const served = async (method: string) => {
+      const text = await (await fetch(`${ui.base}/metrics`)).text();
+      let n = 0;
+      for (const m of text.matchAll(
+        new RegExp(
+          `adagio_api_request_duration_seconds_count\\{route="${method}",code="[a-z_]+"\\} (\\d+)`,
+          'g',
+        ),
+      ))
+        n += Number(m[1]);
+      return n;
+    };
+    const inspects = await served('Inspect');
+    const lists = await served('ListRuns');
+    const w = await ui.page();
+    const { page } = w;
+    await page.goto(`${ui.base}/runs/${run.id}`);
+    await page.locator(nodeSelector('once', 'fail')).waitFor();
+    // Three checks (5 s apart): the first inspects, the others list.
+    await until('two summaries read', async () => (await served('ListRuns')) - lists >= 2, 30_000);
+    assert.equal((await served('Inspect')) - inspects, 1, 'one Inspect, then summaries');
+    writeFileSync(flag, '');
+    await ui.client.retry(run.id);
+    assert.equal((await completed(run.id)).conclusion, 'SUCCESS');
+    await page.locator(nodeSelector('once', 'success')).waitFor();
+    await w.context.close();
+  });
+
   test('a retry made elsewhere shows on the open page of the failed run', async () => {
     const flag = join(dir, 'external');
     const run = await ui.client.start({

@@ -63,8 +63,8 @@ const initial: State = {
   notFound: false,
 };
 
-// How often a finished run is inspected for a retry made elsewhere, while the tab is visible.
-// A big run's Inspect answer is big too: it is asked less often.
+// How often a finished run is looked at for a retry made elsewhere, while the tab is visible.
+// A big run's Inspect answer is big too: it is asked less often (and only once, then its summary).
 const RECHECK_MS = 5_000;
 const BIG_RECHECK_MS = 20_000;
 
@@ -274,7 +274,11 @@ function keepLiveOutput(known: Node | undefined, next: Node): Node {
  * Resolves once a completed run differs from what is shown (open again, or
  * with attempts the page has not seen: a retry that already finished), or the
  * signal aborts. Checks every `periodMs` while the tab is visible, and at once
- * when it becomes visible again; a failed check waits for the next one.
+ * when it becomes visible again; a failed check waits for the next one. The
+ * first check inspects the run against what is shown; the later ones read
+ * only its summary (a list of the one run, by its id and creation time): its
+ * status, and its finish time against the inspected one. An Inspect carries
+ * up to 4 MiB of outputs, and the store reads all of them to choose.
  */
 async function untilChanged(
   runId: string,
@@ -282,13 +286,26 @@ async function untilChanged(
   periodMs: number,
   signal: AbortSignal,
 ): Promise<void> {
+  let seen: { createdMs: number; finishedAt: string } | undefined;
   while (!signal.aborted) {
     await nextVisibleTick(periodMs, signal);
     if (signal.aborted) return;
     try {
-      const { run } = await api.inspect({ id: runId }, { signal });
-      if (run && (run.status !== Run_Status.COMPLETED || attemptCount(run.nodes) !== attemptCount(shown().values())))
-        return;
+      if (!seen) {
+        const { run } = await api.inspect({ id: runId }, { signal });
+        if (!run) continue;
+        if (run.status !== Run_Status.COMPLETED || attemptCount(run.nodes) !== attemptCount(shown().values())) return;
+        seen = { createdMs: Date.parse(run.createdAt), finishedAt: run.finishedAt };
+        continue;
+      }
+      const ns = BigInt(seen.createdMs) * 1_000_000n;
+      const { runs } = await api.listRuns(
+        { startNs: ns, finishNs: ns + 1_000_000n, search: runId, limit: 10 },
+        { signal },
+      );
+      const run = runs.find((r) => r.id === runId);
+      // Gone (retention), open again, or finished again: follow it (the stream says which).
+      if (!run || run.status !== Run_Status.COMPLETED || run.finishedAt !== seen.finishedAt) return;
     } catch (e) {
       if (signal.aborted || isAbort(e)) return;
     }
