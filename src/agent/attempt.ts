@@ -1,3 +1,4 @@
+import { timerDelay } from '../model/duration.js';
 import { truncateOutput } from '../model/limits.js';
 import { TIMEOUT_METADATA_KEY } from '../model/rules.js';
 import type { Metadata } from '../model/types.js';
@@ -5,7 +6,6 @@ import { metadataProblem } from '../model/validate.js';
 import type { FinishConclusion } from '../protocol/repository.js';
 import { formatDuration } from '../runtimes/duration.js';
 import type { Runtime, RuntimeContext, RuntimeResult } from '../runtimes/runtime.js';
-import { timerDelay } from '../runtimes/sleep.js';
 
 /**
  * Runs one attempt of a runtime and turns whatever happens into the result to

@@ -4,6 +4,7 @@ import { createConnectTransport } from '@connectrpc/connect-node';
 import { errorCodeOf } from '../api/errors.js';
 import * as cp from '../gen/adagio/rpc/controlplane/controlplane_pb.js';
 import * as pb from '../gen/adagio/v1/adagio_pb.js';
+import { MAX_TIMER_MS } from '../model/duration.js';
 import { scheduleFromProto, scheduleInputToProto } from '../model/schedule-wire.js';
 import type { Schedule, ScheduleInput, ScheduleView } from '../model/schedules.js';
 import type { AgentInfo, Attempt, GraphSpec, Run, Stats } from '../model/types.js';
@@ -26,8 +27,8 @@ import type { ListRunsQuery, RunPage, StartOptions, WatchEvent } from '../protoc
 
 export const DEFAULT_ADDRESS = 'http://127.0.0.1:7890';
 
-/** The longest `timeoutMs`: Node's timers fire at once for a delay past 2^31 - 1 ms (about 24.8 days). */
-export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+/** The longest `timeoutMs`: Node's timers fire at once for a longer delay. */
+export const MAX_TIMEOUT_MS = MAX_TIMER_MS;
 
 export interface ClientOptions {
   /** Base URL of an adagiod API; default $ADAGIO_ADDRESS, else http://127.0.0.1:7890. */

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
 import { isLoopbackHost } from '../api/guard.js';
 import type { LogLevel } from '../log.js';
+import { MAX_TIMER_MS } from '../model/duration.js';
 import { DurationError, parseDuration } from '../runtimes/duration.js';
 import { DEFAULT_PASS_ENV } from '../runtimes/exec-env.js';
 
@@ -390,9 +391,6 @@ function parseListen(text: string): { host: string; port: number } {
 const MAX_AGENTS = 10_000;
 /** Claimed-ahead nodes one agent process may hold, at most. */
 const MAX_CLAIM_AHEAD = 1_000_000;
-
-/** Node's timers take at most 2^31 - 1 ms (about 24.8 days); a longer delay fires after 1 ms. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function formatDays(ms: number): string {
   return `${Math.floor(ms / 86_400_000)} days (${ms} ms)`;

@@ -41,3 +41,11 @@ export function formatDuration(ms: number): string {
   const sec = rest - m * 60;
   return `${h ? `${h}h` : ''}${m ? `${m}m` : ''}${sec ? `${sec}s` : ''}`;
 }
+
+/** Node's timers take at most 2^31 - 1 ms (about 24.8 days): a longer delay fires after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A delay setTimeout keeps: `ms` capped at MAX_TIMER_MS. */
+export function timerDelay(ms: number): number {
+  return Math.min(ms, MAX_TIMER_MS);
+}

@@ -103,7 +103,7 @@ export function planRetry(
       back.add(n);
       for (const d of descendants(n, topo.downstream)) back.add(d);
     }
-    refuseLeftUndone(runId, views, back, topo, standing);
+    refuseLeftUndone(runId, byName, back, topo, standing);
   } else for (const v of views) if (standing(v) !== 'succeeded') back.add(v.name);
 
   // Kahn's order over the nodes going back (edges between them only).
@@ -150,14 +150,13 @@ export function planRetry(
  */
 function refuseLeftUndone(
   runId: string,
-  views: readonly RetryNodeView[],
+  byName: ReadonlyMap<string, RetryNodeView>,
   back: ReadonlySet<string>,
   topo: Topology,
   standing: (v: RetryNodeView) => UpstreamOutcome,
 ): void {
-  const byName = new Map(views.map((v) => [v.name, v]));
   const undone: string[] = [];
-  for (const v of views) {
+  for (const v of byName.values()) {
     if (back.has(v.name) || standing(v) !== 'neither') continue;
     if (v.attempts > v.attemptsBeforeRetry) {
       // It ran since it was last put back: neither means its last attempt was CANCELLED.

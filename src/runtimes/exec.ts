@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
+import { timerDelay } from '../model/duration.js';
 import { EXIT_CODE_KEY } from '../model/labels.js';
 import { boundedAppend, LIMITS, truncateOutput } from '../model/limits.js';
 import { arg } from './args.js';
@@ -8,7 +9,7 @@ import { formatDuration } from './duration.js';
 import { allowListMatcher, resolveCommand } from './exec-command.js';
 import { execEnvBuilder } from './exec-env.js';
 import type { RuntimeResult } from './runtime.js';
-import { abortReason, timerDelay } from './sleep.js';
+import { abortReason } from './sleep.js';
 
 /**
  * `exec`: runs a program without a shell (arguments are passed as they are,

@@ -184,9 +184,21 @@ async function replan(ctx: EtcdContext, runId: string, named?: string[]): Promis
 
 /** A completed node the plan leaves completed (unreached): counted as the plan says, its budget from now. */
 function completedAgain(rec: NodeRecord, p: RetriedNode): NodeRecord {
+  return {
+    ...rec,
+    p: rec.up.length - p.tally.succeeded,
+    dn: notSucceeded(p),
+    f: 0,
+    e: 0,
+    rb: p.attemptsBeforeRetry,
+  };
+}
+
+/** The upstream nodes the plan counted in as failed or neither, as a node record keeps them (`dn`). */
+function notSucceeded(p: RetriedNode): Record<string, 'f' | 'n'> {
   const dn: Record<string, 'f' | 'n'> = {};
   for (const [u, o] of Object.entries(p.counted)) if (o !== 'succeeded') dn[u] = o === 'failed' ? 'f' : 'n';
-  return { ...rec, p: rec.up.length - p.tally.succeeded, dn, f: 0, e: 0, rb: p.attemptsBeforeRetry };
+  return dn;
 }
 
 /** Step 3: clears the run's resuming mark, so claims may start (nothing when it is clear already). */
@@ -219,13 +231,11 @@ function putBack(
   now: number,
 ): IRequestOp[] {
   const { keys } = ctx;
-  const dn: Record<string, 'f' | 'n'> = {};
-  for (const [u, o] of Object.entries(p.counted)) if (o !== 'succeeded') dn[u] = o === 'failed' ? 'f' : 'n';
   const next: NodeRecord = {
     ...rec,
     s: p.status,
     p: rec.up.length - p.tally.succeeded,
-    dn,
+    dn: notSucceeded(p),
     f: 0,
     e: 0,
     rb: p.attemptsBeforeRetry,
